@@ -1,0 +1,33 @@
+# Doorline — the two commands a user needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+BOARD  ?= pc-sim
+STATE  ?= state
+CONFIG ?= $(STATE)/config.toml
+
+.PHONY: run test lint peers venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m firmware --board $(BOARD) --config $(CONFIG) --state-dir $(STATE)
+
+peers:
+	tools/install-peers
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: peers $(STAMP) lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
