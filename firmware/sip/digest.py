@@ -1,0 +1,259 @@
+"""HTTP Digest authentication for SIP: challenges in, credentials out.
+
+Implements the client side of RFC 3261 section 22 with the algorithms of RFC 7616 as RFC 8760
+brings them to SIP (MD5, SHA-256, SHA-512-256 and their "-sess" forms), plus the RFC 2617 /
+RFC 2069 form without qop that RFC 3261 section 22.4 keeps for old registrars.
+
+Public API
+- `Challenge.parse(value) -> Challenge`: one `Digest` challenge from a WWW-Authenticate or
+  Proxy-Authenticate value; raises `ParseError`. Attributes: `realm`, `nonce`, `algorithm`
+  (upper case, "MD5" when absent), `qop` (list of lower-case options, empty when absent),
+  `opaque`, `stale` (bool), `userhash` (bool), `params` (every parameter, lower-case names).
+  `challenge.supported` says whether `authorization_header` can answer it.
+- `parse_challenges(values) -> list`: every Digest challenge in a list of header values (a value
+  may hold several challenges, RFC 7235 section 4.1); other schemes are skipped.
+- `choose_challenge(challenges) -> Challenge | None`: the strongest supported one (see below).
+- `compute_response(algorithm, username, realm, password, method, uri, nonce, nc=None,
+  cnonce=None, qop=None, body=b"") -> str`: the hex `response` value (nc as 8 hex digits).
+- `authorization_header(challenge, method, uri, username, password, cnonce, nc, body=b"")`:
+  the Authorization / Proxy-Authorization value; `nc` is an int, `cnonce` a string the caller
+  draws from `os.urandom` (passed in so tests are deterministic).
+- `SUPPORTED_ALGORITHMS`: what this interpreter's hashlib can do, strongest first.
+
+Choosing among challenges: RFC 8760 section 2.4 lets a server send one challenge per algorithm in
+order of its preference and lets local policy override the topmost-first rule; our policy is the
+strongest algorithm we support (SHA-512-256, then SHA-256, then MD5), so a registrar that still
+offers MD5 for old phones never downgrades us.
+"""
+
+import hashlib
+
+from firmware.sip.errors import ParseError
+
+# hashlib attribute or `hashlib.new` name for each RFC 7616 algorithm, strongest first.
+_HASH_NAMES = (("SHA-512-256", "sha512_256"), ("SHA-256", "sha256"), ("MD5", "md5"))
+
+
+def _find_hash(name):
+    """A constructor for `name`, or None where this interpreter lacks it (MicroPython, FIPS)."""
+    constructor = getattr(hashlib, name, None)
+    if constructor is not None:
+        return constructor
+    if not hasattr(hashlib, "new"):
+        return None
+    try:
+        hashlib.new(name)
+    except ValueError:
+        return None
+    return lambda data: hashlib.new(name, data)
+
+
+def _available_hashes():
+    available = {}
+    for algorithm, name in _HASH_NAMES:
+        constructor = _find_hash(name)
+        if constructor is not None:
+            available[algorithm] = constructor
+    return available
+
+
+_HASHES = _available_hashes()
+
+SUPPORTED_ALGORITHMS = tuple(a for a, _ in _HASH_NAMES if a in _HASHES)
+
+_QOP_PREFERENCE = ("auth", "auth-int")  # auth-int costs a body hash and protects nothing more here
+
+
+def _is_session(algorithm):
+    return algorithm.upper().endswith("-SESS")
+
+
+def _base_algorithm(algorithm):
+    """"SHA-256" for "sha-256-sess": the hash behind an algorithm token (case-insensitive)."""
+    algorithm = algorithm.upper()
+    return algorithm[: -len("-SESS")] if _is_session(algorithm) else algorithm
+
+
+def _hex_hash(algorithm, data):
+    return _HASHES[_base_algorithm(algorithm)](data).digest().hex()
+
+
+def _hash_joined(algorithm, *parts):
+    """H(part1 ":" part2 ...), the shape of every digest input; text is UTF-8 (RFC 7616 4)."""
+    return _hex_hash(algorithm, ":".join(parts).encode("utf-8"))
+
+
+class Challenge:
+    """One Digest challenge (RFC 7616 section 3.3, RFC 3261 section 22.1)."""
+
+    __slots__ = ("scheme", "params", "realm", "nonce", "algorithm", "qop", "opaque", "stale",
+                 "userhash")
+
+    def __init__(self, params, scheme="Digest"):
+        if "realm" not in params or "nonce" not in params:
+            raise ParseError("digest challenge without realm or nonce")
+        self.scheme = scheme
+        self.params = params
+        self.realm = params["realm"]
+        self.nonce = params["nonce"]
+        self.algorithm = params.get("algorithm") or "MD5"  # echoed as the server spelled it
+        qop = params.get("qop") or ""
+        self.qop = [option.strip().lower() for option in qop.split(",") if option.strip()]
+        self.opaque = params.get("opaque")
+        self.stale = (params.get("stale") or "").lower() == "true"
+        self.userhash = (params.get("userhash") or "").lower() == "true"
+
+    @classmethod
+    def parse(cls, value):
+        challenges = parse_challenges([value])
+        if len(challenges) != 1:
+            raise ParseError("expected exactly one Digest challenge")
+        return challenges[0]
+
+    @property
+    def chosen_qop(self):
+        """The qop we answer with: None for the RFC 2069 form, or the first we support."""
+        if not self.qop:
+            return None
+        for option in _QOP_PREFERENCE:
+            if option in self.qop:
+                return option
+        return False
+
+    @property
+    def supported(self):
+        return _base_algorithm(self.algorithm) in _HASHES and self.chosen_qop is not False
+
+    def __repr__(self):
+        qop = ",".join(self.qop) or "-"
+        return f"<Challenge {self.scheme} realm={self.realm!r} algorithm={self.algorithm} " \
+               f"qop={qop} stale={self.stale}>"
+
+
+def _skip(text, position, characters=" \t\r\n"):
+    while position < len(text) and text[position] in characters:
+        position += 1
+    return position
+
+
+def _read_token(text, position):
+    start = position
+    while position < len(text) and text[position] not in " \t\r\n,=\"":
+        position += 1
+    return text[start:position], position
+
+
+def _read_quoted(text, position):
+    """A quoted-string starting at the opening quote; backslash escapes one character."""
+    characters = []
+    position += 1
+    while position < len(text):
+        character = text[position]
+        if character == "\\" and position + 1 < len(text):
+            characters.append(text[position + 1])
+            position += 2
+        elif character == '"':
+            return "".join(characters), position + 1
+        else:
+            characters.append(character)
+            position += 1
+    raise ParseError("unterminated quoted string in challenge")
+
+
+def _parse_auth_items(text):
+    """Split `scheme param=value, param="value", scheme ...` into (scheme, params) pairs."""
+    items = []
+    position = 0
+    while True:
+        position = _skip(text, position, " \t\r\n,")
+        if position >= len(text):
+            return items
+        word, position = _read_token(text, position)
+        if not word:
+            raise ParseError("unexpected character in challenge")
+        after = _skip(text, position)
+        if after < len(text) and text[after] == "=":
+            if not items:
+                raise ParseError("challenge parameter before any scheme")
+            position = _skip(text, after + 1)
+            if position < len(text) and text[position] == '"':
+                value, position = _read_quoted(text, position)
+            else:
+                value, position = _read_token(text, position)
+            items[-1][1][word.lower()] = value
+        else:
+            items.append((word, {}))
+            position = after
+
+
+def parse_challenges(values):
+    """Every Digest challenge in the given header values, in order."""
+    challenges = []
+    for value in values:
+        for scheme, params in _parse_auth_items(value):
+            if scheme.lower() == "digest":
+                challenges.append(Challenge(params, scheme))
+    return challenges
+
+
+def choose_challenge(challenges):
+    """The strongest supported challenge (module docstring), the first of equals; or None."""
+    best = None
+    best_rank = len(SUPPORTED_ALGORITHMS)
+    for challenge in challenges:
+        if not challenge.supported:
+            continue
+        rank = SUPPORTED_ALGORITHMS.index(_base_algorithm(challenge.algorithm))
+        if rank < best_rank:
+            best, best_rank = challenge, rank
+    return best
+
+
+def compute_response(algorithm, username, realm, password, method, uri, nonce, nc=None,
+                     cnonce=None, qop=None, body=b""):
+    """The request-digest of RFC 7616 section 3.4.1 (RFC 2617 section 3.2.2.1 without qop)."""
+    ha1 = _hash_joined(algorithm, username, realm, password)
+    if _is_session(algorithm):
+        ha1 = _hash_joined(algorithm, ha1, nonce, cnonce)  # RFC 7616 section 3.4.2
+    if qop == "auth-int":
+        ha2 = _hash_joined(algorithm, method, uri, _hex_hash(algorithm, body))
+    else:
+        ha2 = _hash_joined(algorithm, method, uri)
+    if qop:
+        return _hash_joined(algorithm, ha1, nonce, nc, cnonce, qop, ha2)
+    return _hash_joined(algorithm, ha1, nonce, ha2)
+
+
+def _quote(value):
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def authorization_header(challenge, method, uri, username, password, cnonce, nc, body=b""):
+    """The credentials answering `challenge` (RFC 3261 section 22.2, RFC 7616 section 3.4)."""
+    if not challenge.supported:
+        raise ValueError(f"unsupported digest challenge: {challenge!r}")
+    qop = challenge.chosen_qop
+    nc_text = f"{nc:08x}"
+    response = compute_response(challenge.algorithm, username, challenge.realm, password,
+                                method, uri, challenge.nonce, nc_text, cnonce, qop, body)
+    shown_username = username
+    if challenge.userhash:  # RFC 7616 section 3.4.4: hide the user name from onlookers
+        shown_username = _hash_joined(challenge.algorithm, username, challenge.realm)
+    fields = [
+        "username=" + _quote(shown_username),
+        "realm=" + _quote(challenge.realm),
+        "nonce=" + _quote(challenge.nonce),
+        "uri=" + _quote(uri),
+        "response=" + _quote(response),
+        "algorithm=" + challenge.algorithm,
+    ]
+    if qop or _is_session(challenge.algorithm):
+        fields.append("cnonce=" + _quote(cnonce))
+    if challenge.opaque is not None:
+        fields.append("opaque=" + _quote(challenge.opaque))
+    if qop:
+        fields.append("qop=" + qop)
+        fields.append("nc=" + nc_text)
+    if challenge.userhash:
+        fields.append("userhash=true")
+    return "Digest " + ", ".join(fields)
