@@ -1,0 +1,402 @@
+"""RFC 3264 offer/answer for Doorline's one audio stream, with SDES-SRTP and hold.
+
+Implemented
+- RFC 3264 §5 (generating an offer), §6 and §6.1 (the answer: same number and order of m-lines,
+  port 0 rejects a stream, direction mirrored), §7 (processing the answer), §8 (re-offers:
+  the origin's session version grows, hold by direction attribute), §8.4 and RFC 6337 §5.3
+  (``c=0.0.0.0`` from an old peer is understood as hold: do not send to it).
+- RFC 3551 static payload types PCMU 0 and PCMA 8; dynamic types matched by rtpmap name and an
+  8000 Hz clock. RFC 4733 telephone-event with the offerer's payload type.
+- RFC 3605 / RFC 5761: the remote RTCP port is ``a=rtcp`` or RTP port + 1; rtcp-mux when both
+  sides ask for it.
+- RFC 4568 SDES: the answer carries one ``a=crypto`` with the offer's tag and suite and our key.
+  Crypto lines with an MKI, several keys or session parameters are skipped (our SRTP layer uses
+  none of them), as §5.1.1 allows.
+
+SRTP modes (``LocalMedia.srtp``)
+- ``off``: offer RTP/AVP without crypto; an RTP/SAVP offer is rejected (488).
+- ``optional``: offer RTP/AVP *with* a=crypto ("best-effort SDES", as baresip's ``srtp`` and many
+  phones do; a peer that ignores the crypto lines answers plain RTP). Answering, RTP/SAVP or
+  RTP/AVP with a usable crypto gives SRTP, RTP/AVP without crypto gives plain RTP.
+- ``mandatory``: offer RTP/SAVP; answering requires RTP/SAVP with a crypto we support, else 488.
+
+Public API
+- ``LocalMedia(address, rtp_port, codecs=("PCMU", "PCMA"), telephone_event=True,
+  telephone_event_payload_type=101, ptime=20, srtp="off", crypto=(), rtcp_mux=False,
+  username="doorline", session_id=0)``: ``crypto`` is an ordered list of ``(suite, key_salt)``
+  with a 30-byte master key||salt each, supplied by the caller (this module draws no randomness).
+- ``create_offer(local, session_version, direction="sendrecv") -> SessionDescription``.
+- ``create_answer(offer, local, session_version, direction="sendrecv")
+  -> (SessionDescription, NegotiatedMedia)``; raises ``OfferAnswerError`` (status 488).
+- ``process_answer(offer, answer, local) -> NegotiatedMedia``; raises ``OfferAnswerError``.
+- ``NegotiatedMedia``: ``remote_address``, ``remote_port``, ``remote_rtcp_address``,
+  ``remote_rtcp_port``, ``rtcp_mux``, ``codec``, ``payload_type``, ``clock_rate``,
+  ``telephone_event_payload_type``, ``ptime``, ``sending``, ``receiving``, ``direction`` (ours),
+  ``srtp`` (``SrtpParameters`` or None), ``media_index``.
+- ``SrtpParameters``: ``suite``, ``remote_key``, ``remote_salt``, ``local_key``, ``local_salt``.
+"""
+
+from firmware.sdp.session import (
+    INACTIVE,
+    RECVONLY,
+    SENDONLY,
+    SENDRECV,
+    Connection,
+    Crypto,
+    MediaDescription,
+    Origin,
+    SessionDescription,
+)
+
+SRTP_OFF = "off"
+SRTP_OPTIONAL = "optional"
+SRTP_MANDATORY = "mandatory"
+SRTP_MODES = (SRTP_OFF, SRTP_OPTIONAL, SRTP_MANDATORY)
+
+PROTO_RTP = "RTP/AVP"
+PROTO_SRTP = "RTP/SAVP"
+
+STATIC_PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8}  # RFC 3551 §6
+CLOCK_RATE = 8000
+TELEPHONE_EVENT = "telephone-event"
+SUPPORTED_CRYPTO_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+KEY_SALT_LENGTH = 30  # 16-byte master key + 14-byte master salt for both suites
+
+# (we send, we receive) for each direction attribute, from the writer's point of view.
+_DIRECTION_FLAGS = {
+    SENDRECV: (True, True),
+    SENDONLY: (True, False),
+    RECVONLY: (False, True),
+    INACTIVE: (False, False),
+}
+_HOLD_ADDRESSES = ("0.0.0.0",)  # RFC 3264 §8.4: the RFC 2543 way to say "do not send to me"
+
+
+class OfferAnswerError(Exception):
+    """Negotiation failed; ``status`` is the SIP response to send (488 Not Acceptable Here)."""
+
+    def __init__(self, reason, status=488):
+        Exception.__init__(self, reason)
+        self.reason = reason
+        self.status = status
+
+
+class LocalMedia:
+    """What we can do and where we receive; validated on construction (``ValueError``)."""
+
+    def __init__(self, address, rtp_port, codecs=("PCMU", "PCMA"), telephone_event=True,
+                 telephone_event_payload_type=101, ptime=20, srtp=SRTP_OFF, crypto=(),
+                 rtcp_mux=False, username="doorline", session_id=0):
+        self.address = address
+        self.rtp_port = rtp_port
+        self.codecs = [name.upper() for name in codecs]
+        self.telephone_event = telephone_event
+        self.telephone_event_payload_type = telephone_event_payload_type
+        self.ptime = ptime
+        self.srtp = srtp
+        self.crypto = [(suite, bytes(key_salt)) for suite, key_salt in crypto]
+        self.rtcp_mux = rtcp_mux
+        self.username = username
+        self.session_id = session_id
+        self._validate()
+
+    def _validate(self):
+        if not self.codecs or any(name not in STATIC_PAYLOAD_TYPES for name in self.codecs):
+            raise ValueError(f"codecs must be some of {sorted(STATIC_PAYLOAD_TYPES)}")
+        if not 96 <= self.telephone_event_payload_type <= 127:
+            raise ValueError("telephone-event payload type must be dynamic (96-127)")
+        if not 0 < self.rtp_port < 65536:
+            raise ValueError("rtp_port out of range")
+        if self.srtp not in SRTP_MODES:
+            raise ValueError(f"srtp must be one of {SRTP_MODES}")
+        if self.srtp != SRTP_OFF and not self.crypto:
+            raise ValueError("srtp needs crypto key material")
+        for suite, key_salt in self.crypto:
+            if suite not in SUPPORTED_CRYPTO_SUITES:
+                raise ValueError(f"unsupported crypto suite {suite}")
+            if len(key_salt) != KEY_SALT_LENGTH:
+                raise ValueError(f"{suite} needs {KEY_SALT_LENGTH} bytes of key and salt")
+
+    def key_salt_for(self, suite):
+        for our_suite, key_salt in self.crypto:
+            if our_suite == suite:
+                return key_salt
+        return None
+
+
+class SrtpParameters:
+    """Keys for one SRTP session: we protect with the local key, unprotect with the remote."""
+
+    def __init__(self, suite, remote_key, remote_salt, local_key, local_salt):
+        self.suite = suite
+        self.remote_key = remote_key
+        self.remote_salt = remote_salt
+        self.local_key = local_key
+        self.local_salt = local_salt
+
+    def __repr__(self):
+        return f"SrtpParameters({self.suite})"  # never print keys
+
+
+class NegotiatedMedia:
+    """The outcome of one offer/answer exchange for the audio stream."""
+
+    def __init__(self, media_index, remote_address, remote_port, remote_rtcp_address,
+                 remote_rtcp_port, rtcp_mux, codec, payload_type, telephone_event_payload_type,
+                 ptime, sending, receiving, srtp):
+        self.media_index = media_index
+        self.remote_address = remote_address
+        self.remote_port = remote_port
+        self.remote_rtcp_address = remote_rtcp_address
+        self.remote_rtcp_port = remote_rtcp_port
+        self.rtcp_mux = rtcp_mux
+        self.codec = codec
+        self.payload_type = payload_type
+        self.clock_rate = CLOCK_RATE
+        self.telephone_event_payload_type = telephone_event_payload_type
+        self.ptime = ptime
+        self.sending = sending
+        self.receiving = receiving
+        self.srtp = srtp
+
+    @property
+    def direction(self):
+        """Our direction as an SDP direction name."""
+        return _direction_name((self.sending, self.receiving))
+
+    def __repr__(self):
+        return (f"NegotiatedMedia({self.codec}/{self.payload_type} -> "
+                f"{self.remote_address}:{self.remote_port} {self.direction} "
+                f"srtp={self.srtp!r})")
+
+
+def _direction_name(flags):
+    for name, name_flags in _DIRECTION_FLAGS.items():
+        if name_flags == flags:
+            return name
+    raise ValueError(f"no direction for {flags!r}")
+
+
+def _payload_type_number(fmt):
+    if 0 < len(fmt) <= 3 and all(char in "0123456789" for char in fmt) and int(fmt) <= 127:
+        return int(fmt)
+    return None
+
+
+def _carries(media, fmt, codec):
+    """Whether format ``fmt`` of ``media`` is ``codec`` at 8000 Hz: by rtpmap when there is one
+    (a dynamic type, or a static one spelt out), else by the RFC 3551 static number."""
+    payload_type = _payload_type_number(fmt)
+    if payload_type is None:
+        return False
+    mapping = media.rtpmap(payload_type)
+    if mapping is None:
+        return STATIC_PAYLOAD_TYPES.get(codec) == payload_type
+    return (mapping.encoding.upper() == codec and mapping.clock_rate == CLOCK_RATE
+            and mapping.channels in (None, 1))
+
+
+def _payload_type_for(media, codec):
+    """The first payload type in ``media`` that carries ``codec``, or None."""
+    for fmt in media.formats:
+        if _carries(media, fmt, codec):
+            return int(fmt)
+    return None
+
+
+def _usable_crypto(media, local):
+    """The offerer's first crypto line (its preference) that our SRTP layer can use."""
+    for crypto in media.cryptos():
+        if (local.key_salt_for(crypto.suite) is not None and len(crypto.keys) == 1
+                and crypto.keys[0].mki_value is None and not crypto.session_params):
+            return crypto
+    return None
+
+
+def _remote_flags(remote, media):
+    """(remote sends, remote receives), counting c=0.0.0.0 as 'do not send to me'."""
+    sends, receives = _DIRECTION_FLAGS[remote.direction_of(media)]
+    connection = remote.connection_for(media)
+    if connection is None or connection.address in _HOLD_ADDRESSES:
+        receives = False
+    return sends, receives
+
+
+def _negotiated(index, remote, media, codec, payload_type, telephone_event, srtp, local,
+                our_flags):
+    connection = remote.connection_for(media)
+    if connection is None:
+        raise OfferAnswerError("no connection address for the audio stream")
+    remote_sends, remote_receives = _remote_flags(remote, media)
+    rtcp_mux = local.rtcp_mux and media.rtcp_mux
+    rtcp = media.rtcp
+    if rtcp_mux:
+        rtcp_address, rtcp_port = connection.address, media.port
+    elif rtcp is not None:
+        rtcp_address, rtcp_port = rtcp.address or connection.address, rtcp.port
+    else:
+        rtcp_address, rtcp_port = connection.address, media.port + 1
+    ptime = media.ptime if media.ptime and 10 <= media.ptime <= 120 else local.ptime
+    if media.maxptime and 10 <= media.maxptime < ptime:
+        ptime = media.maxptime
+    return NegotiatedMedia(index, connection.address, media.port, rtcp_address, rtcp_port,
+                           rtcp_mux, codec, payload_type, telephone_event, ptime,
+                           our_flags[0] and remote_receives, our_flags[1] and remote_sends, srtp)
+
+
+def _srtp_parameters(remote_crypto, local_crypto):
+    return SrtpParameters(remote_crypto.suite, remote_crypto.master_key,
+                          remote_crypto.master_salt, local_crypto.master_key,
+                          local_crypto.master_salt)
+
+
+def _telephone_event_payload_type(media):
+    for mapping in media.rtpmaps():
+        if mapping.encoding.lower() == TELEPHONE_EVENT and mapping.clock_rate == CLOCK_RATE:
+            if str(mapping.payload_type) in media.formats:
+                return mapping.payload_type
+    return None
+
+
+def _new_description(local, session_version):
+    origin = Origin(local.username, local.session_id, session_version, local.address)
+    return SessionDescription(origin, "-", Connection(local.address))
+
+
+def _audio_media(proto, port, codecs, telephone_event, local, direction, rtcp_mux):
+    """An m=audio section; ``codecs`` is [(name, payload type)], ``telephone_event`` a pt/None."""
+    formats = [str(payload_type) for _, payload_type in codecs]
+    media = MediaDescription("audio", port, proto, formats)
+    for name, payload_type in codecs:
+        media.add_attribute("rtpmap", f"{payload_type} {name}/{CLOCK_RATE}")
+    if telephone_event is not None:
+        media.formats.append(str(telephone_event))
+        media.add_attribute("rtpmap", f"{telephone_event} {TELEPHONE_EVENT}/{CLOCK_RATE}")
+        media.add_attribute("fmtp", f"{telephone_event} 0-15")
+    media.add_attribute("ptime", str(local.ptime))
+    if rtcp_mux:
+        media.add_attribute("rtcp-mux")
+    media.set_direction(direction)
+    return media
+
+
+def create_offer(local, session_version, direction=SENDRECV):
+    """RFC 3264 §5: one audio stream with our codecs in preference order."""
+    if direction not in _DIRECTION_FLAGS:
+        raise ValueError(f"unknown direction {direction!r}")
+    offer = _new_description(local, session_version)
+    codecs = [(name, STATIC_PAYLOAD_TYPES[name]) for name in local.codecs]
+    telephone_event = local.telephone_event_payload_type if local.telephone_event else None
+    proto = PROTO_SRTP if local.srtp == SRTP_MANDATORY else PROTO_RTP
+    media = _audio_media(proto, local.rtp_port, codecs, telephone_event, local, direction,
+                         local.rtcp_mux)
+    if local.srtp != SRTP_OFF:
+        for tag, (suite, key_salt) in enumerate(local.crypto, 1):
+            crypto = Crypto.inline(tag, suite, key_salt[:16], key_salt[16:])
+            media.add_attribute("crypto", str(crypto))
+    offer.media.append(media)
+    return offer
+
+
+def _choose_audio(media, local):
+    """(codec, payload type, crypto or None) for an offered audio stream, or OfferAnswerError."""
+    if media.proto not in (PROTO_RTP, PROTO_SRTP):
+        raise OfferAnswerError(f"unsupported transport {media.proto}")
+    if media.proto == PROTO_SRTP and local.srtp == SRTP_OFF:
+        raise OfferAnswerError("SRTP offered but disabled here")
+    if local.srtp == SRTP_MANDATORY and media.proto != PROTO_SRTP:
+        raise OfferAnswerError("SRTP (RTP/SAVP) required")
+    crypto = _usable_crypto(media, local) if local.srtp != SRTP_OFF else None
+    if media.proto == PROTO_SRTP and crypto is None:
+        raise OfferAnswerError("no supported crypto suite offered")
+    for codec in local.codecs:
+        payload_type = _payload_type_for(media, codec)
+        if payload_type is not None:
+            return codec, payload_type, crypto
+    raise OfferAnswerError("no common codec")
+
+
+def create_answer(offer, local, session_version, direction=SENDRECV):
+    """RFC 3264 §6: accept the first usable audio stream, reject every other one (port 0)."""
+    if direction not in _DIRECTION_FLAGS:
+        raise ValueError(f"unknown direction {direction!r}")
+    answer = _new_description(local, session_version)
+    negotiated = None
+    failure = "no audio stream offered"
+    for index, media in enumerate(offer.media):
+        accepted = None
+        if negotiated is None and media.media == "audio" and media.port != 0:
+            try:
+                accepted = _choose_audio(media, local)
+            except OfferAnswerError as error:
+                failure = error.reason
+        if accepted is None:
+            answer.media.append(MediaDescription(media.media, 0, media.proto, media.formats))
+            continue
+        codec, payload_type, remote_crypto = accepted
+        remote_sends, remote_receives = _remote_flags(offer, media)
+        wanted_send, wanted_receive = _DIRECTION_FLAGS[direction]
+        our_flags = (wanted_send and remote_receives, wanted_receive and remote_sends)
+        telephone_event = _telephone_event_payload_type(media) if local.telephone_event else None
+        answered = _audio_media(media.proto, local.rtp_port, [(codec, payload_type)],
+                                telephone_event, local, _direction_name(our_flags),
+                                local.rtcp_mux and media.rtcp_mux)
+        srtp = None
+        if remote_crypto is not None:
+            key_salt = local.key_salt_for(remote_crypto.suite)
+            local_crypto = Crypto.inline(remote_crypto.tag, remote_crypto.suite, key_salt[:16],
+                                         key_salt[16:])
+            answered.add_attribute("crypto", str(local_crypto))
+            srtp = _srtp_parameters(remote_crypto, local_crypto)
+        answer.media.append(answered)
+        negotiated = _negotiated(index, offer, media, codec, payload_type, telephone_event,
+                                 srtp, local, our_flags)
+    if negotiated is None:
+        raise OfferAnswerError(failure)
+    return answer, negotiated
+
+
+def _answered_srtp(offered, answered):
+    """SRTP keys from the answer's crypto line that matches one of our offered tags."""
+    offered_by_tag = {crypto.tag: crypto for crypto in offered.cryptos()}
+    if not offered_by_tag:
+        return None  # we offered no SRTP, so any crypto in the answer is meaningless
+    if not answered.has_attribute("crypto"):
+        if offered.proto == PROTO_SRTP:
+            raise OfferAnswerError("RTP/SAVP answered without a crypto attribute")
+        return None  # best-effort SDES declined: plain RTP
+    for crypto in answered.cryptos():
+        ours = offered_by_tag.get(crypto.tag)
+        if ours is not None and ours.suite == crypto.suite and crypto.master_key is not None:
+            return _srtp_parameters(crypto, ours)
+    raise OfferAnswerError("answer's crypto attribute does not match our offer")
+
+
+def process_answer(offer, answer, local):
+    """RFC 3264 §7: what the answerer accepted of our ``offer``."""
+    if len(answer.media) != len(offer.media):
+        raise OfferAnswerError("answer has a different number of m-lines than the offer")
+    for index, offered in enumerate(offer.media):
+        answered = answer.media[index]
+        if offered.media != "audio" or offered.port == 0 or answered.port == 0:
+            continue
+        if answered.media != offered.media or answered.proto != offered.proto:
+            raise OfferAnswerError("answer changed the media type or transport")
+        codec, payload_type = _answered_codec(offered, answered, local)
+        srtp = _answered_srtp(offered, answered)
+        telephone_event = None
+        if local.telephone_event and _telephone_event_payload_type(offered) is not None:
+            telephone_event = _telephone_event_payload_type(answered)
+        our_flags = _DIRECTION_FLAGS[offer.direction_of(offered)]
+        return _negotiated(index, answer, answered, codec, payload_type, telephone_event, srtp,
+                           local, our_flags)
+    raise OfferAnswerError("answer rejected the audio stream")
+
+
+def _answered_codec(offered, answered, local):
+    """RFC 3264 §7: the answerer's first format that is one of the codecs we offered."""
+    for fmt in answered.formats:
+        for codec in local.codecs:
+            if _carries(answered, fmt, codec) and _payload_type_for(offered, codec) is not None:
+                return codec, int(fmt)
+    raise OfferAnswerError("answer has no codec we offered")
