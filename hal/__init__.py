@@ -1,0 +1,29 @@
+"""Hardware abstraction: roles (the `call` button, the `door` relay) instead of pins.
+
+    open_board(board, *, pin_factory=None, mic=None, speaker_dir=None) -> hal.base.Board
+        board: a name from boards/ ("rpi4", "pc-sim"), a path to a .toml file, or a BoardSpec.
+        pin_factory: a gpiozero pin factory for Pi boards (default: LGPIOFactory); tests pass
+        gpiozero's MockFactory.  mic / speaker_dir: WAV in and per-call WAV out (sim boards).
+
+Board files and their validation: hal.board.  The device interface: hal.base.  Drivers: hal.pi
+(gpiozero + pyalsaaudio) and hal.sim (memory + WAV).
+"""
+
+from hal.board import BoardError, BoardSpec, load_board
+
+
+def open_board(board, *, pin_factory=None, mic=None, speaker_dir=None):
+    spec = board if isinstance(board, BoardSpec) else load_board(board)
+    if spec.kind == "sim":
+        from hal.sim import SimBoard
+
+        return SimBoard(spec, mic=mic, speaker_dir=speaker_dir)
+    if mic is not None or speaker_dir is not None:
+        raise BoardError(spec.source, ["--mic and --speaker-dir apply to simulated boards only"])
+    # Imported only for Pi boards so that the simulator runs without the Pi libraries.
+    from hal.pi import PiBoard
+
+    return PiBoard(spec, pin_factory=pin_factory)
+
+
+__all__ = ["BoardError", "BoardSpec", "load_board", "open_board"]
