@@ -1,0 +1,223 @@
+"""Adaptive jitter buffer for 20 ms frames of 16-bit PCM (RFC 3550 §6.4.1 A.8 in spirit).
+
+The buffer works on decoded PCM (signed 16-bit little-endian, mono) so that concealment does not
+depend on the codec. The owner calls `get(now)` once per 20 ms tick of its own audio clock; the
+playout point then advances one frame (160 samples at 8 kHz) per call.
+
+Delay model. For every packet `transit = arrival * rate - timestamp` (in samples). The smallest
+transit seen over the last ~2 s (`base`) belongs to the packets that crossed the network
+fastest; `transit - base` is each packet's extra delay. The target delay is the 95th percentile
+of that extra delay plus one frame of margin, clamped to [min_delay_ms, max_delay_ms]. The
+current delay is how long a fastest packet waits before it is played:
+`now * rate - playout_timestamp - base`.
+
+Adaptation and drift. The current delay is kept between the target and the target plus one
+frame. Above (the sender's clock runs fast, or jitter went down) the buffer drops a frame, or
+skips a concealment slot, which shortens silence; below (the sender's clock is slow, or jitter
+went up) it plays the previous frame again without advancing. At most one such correction per
+`ADJUST_INTERVAL` frames.
+
+Loss. A missing frame is concealed by repeating the last frame with fading gain, then silence.
+Packets whose frame was already played are dropped as late; packets seen before are counted as
+duplicates. A stream that jumps by more than `RESYNC_SECONDS`, or keeps arriving late, makes
+the buffer start over.
+
+Public API
+- `JitterBuffer(clock_rate=8000, min_delay_ms=40, max_delay_ms=200)`
+- `put(sequence, timestamp, pcm, now) -> PUT_ACCEPTED | PUT_LATE | PUT_DUPLICATE`; `pcm` may
+  hold several 20 ms frames (they get consecutive timestamps).
+- `get(now) -> bytes` (always one frame of `FRAME_BYTES`); `reset()`; `state`
+  (`BUFFERING` or `PLAYING`); `stats()` -> dict with `late`, `duplicates`, `concealed`,
+  `dropped`, `inserted`, `target_ms`, `delay_ms`, `buffered_ms`.
+"""
+
+import struct
+
+FRAME_SAMPLES = 160
+FRAME_BYTES = 2 * FRAME_SAMPLES
+SILENCE = bytes(FRAME_BYTES)
+_PCM_FORMAT = "<160h"
+
+BUFFERING = "buffering"  # waiting until the target delay has built up
+PLAYING = "playing"
+
+PUT_ACCEPTED = "accepted"
+PUT_LATE = "late"
+PUT_DUPLICATE = "duplicate"
+
+WINDOW_PACKETS = 100  # ~2 s of 20 ms packets for the transit statistics
+MIN_WINDOW_FOR_TARGET = 10
+JITTER_QUANTILE = 0.95
+ADJUST_INTERVAL = 10  # frames between two drift/target corrections
+FADE_GAINS = (0.75, 0.5, 0.25)  # concealment gains, then silence
+EMPTY_FRAMES_BEFORE_REBUFFER = 25  # 500 ms with nothing buffered: the talkspurt has ended
+LATE_STREAK_RESYNC = 5
+RESYNC_SECONDS = 2
+RECENT_SEQUENCES = 64
+
+
+def _scaled(pcm, gain):
+    samples = struct.unpack(_PCM_FORMAT, pcm)
+    return struct.pack(_PCM_FORMAT, *[int(sample * gain) for sample in samples])
+
+
+def _signed32(value):
+    value &= 0xFFFFFFFF
+    return value - 0x100000000 if value & 0x80000000 else value
+
+
+class JitterBuffer:
+    def __init__(self, clock_rate=8000, min_delay_ms=40, max_delay_ms=200):
+        self.clock_rate = clock_rate
+        self._min_target = min_delay_ms * clock_rate // 1000
+        self._max_target = max_delay_ms * clock_rate // 1000
+        self._target = max(self._min_target, min(self._max_target, 3 * FRAME_SAMPLES))
+        self.late = 0
+        self.duplicates = 0
+        self.concealed = 0
+        self.dropped = 0
+        self.inserted = 0
+        self.reset()
+
+    def reset(self):
+        """Forget the stream (e.g. on an SSRC change); counters and the target are kept."""
+        self.state = BUFFERING
+        self._frames = {}  # extended timestamp -> PCM frame
+        self._next_ts = None  # extended timestamp of the next frame to play
+        self._last_raw_ts = None
+        self._last_ext_ts = 0
+        self._transits = []
+        self._base = 0.0
+        self._recent_sequences = []
+        self._last_frame = SILENCE
+        self._conceal_run = 0
+        self._empty_run = 0
+        self._late_streak = 0
+        self._since_adjust = 0
+        self._delay = 0.0
+
+    def _extend(self, timestamp):
+        if self._last_raw_ts is None:
+            extended = timestamp
+        else:
+            extended = self._last_ext_ts + _signed32(timestamp - self._last_raw_ts)
+        self._last_raw_ts = timestamp
+        self._last_ext_ts = extended
+        return extended
+
+    def _restart(self):
+        self.state = BUFFERING
+        self._frames = {}
+        self._next_ts = None
+        self._transits = []
+        self._late_streak = 0
+
+    def put(self, sequence, timestamp, pcm, now):
+        if sequence in self._recent_sequences:
+            self.duplicates += 1
+            return PUT_DUPLICATE
+        self._recent_sequences.append(sequence)
+        if len(self._recent_sequences) > RECENT_SEQUENCES:
+            self._recent_sequences.pop(0)
+
+        ts = self._extend(timestamp)
+        if self._next_ts is not None:
+            ahead = ts - self._next_ts
+            if abs(ahead) > RESYNC_SECONDS * self.clock_rate:
+                self._restart()
+            elif ahead < 0 and self.state == PLAYING:
+                self.late += 1
+                self._late_streak += 1
+                if self._late_streak < LATE_STREAK_RESYNC:
+                    return PUT_LATE
+                self._restart()
+        self._late_streak = 0
+        self._observe_transit(now * self.clock_rate - ts)
+
+        for offset in range(0, len(pcm), FRAME_BYTES):
+            frame = bytes(pcm[offset : offset + FRAME_BYTES])
+            if len(frame) < FRAME_BYTES:
+                frame += bytes(FRAME_BYTES - len(frame))
+            self._frames[ts + offset // 2] = frame
+        if self.state == BUFFERING and (self._next_ts is None or ts < self._next_ts):
+            self._next_ts = ts
+        return PUT_ACCEPTED
+
+    def _observe_transit(self, transit):
+        self._transits.append(transit)
+        if len(self._transits) > WINDOW_PACKETS:
+            self._transits.pop(0)
+        ordered = sorted(self._transits)
+        self._base = ordered[0]
+        if len(ordered) >= MIN_WINDOW_FOR_TARGET:
+            spread = ordered[int(JITTER_QUANTILE * (len(ordered) - 1))] - self._base
+            self._target = int(
+                max(self._min_target, min(self._max_target, spread + FRAME_SAMPLES))
+            )
+
+    def get(self, now):
+        if self._next_ts is None:
+            return SILENCE
+        self._delay = now * self.clock_rate - self._next_ts - self._base
+        if self.state == BUFFERING:
+            if self._delay < self._target:
+                return SILENCE
+            self.state = PLAYING
+            self._since_adjust = 0
+
+        self._since_adjust += 1
+        if self._since_adjust >= ADJUST_INTERVAL:
+            if self._delay > self._target + FRAME_SAMPLES:
+                # Too much audio waiting: discard one frame (or one slot of silence).
+                self._frames.pop(self._next_ts, None)
+                self._next_ts += FRAME_SAMPLES
+                self.dropped += 1
+                self._since_adjust = 0
+            elif self._delay < self._target:
+                # Too little: stretch by playing the previous frame once more.
+                self.inserted += 1
+                self._since_adjust = 0
+                return self._last_frame
+
+        frame = self._frames.pop(self._next_ts, None)
+        self._next_ts += FRAME_SAMPLES
+        if frame is not None:
+            self._conceal_run = 0
+            self._empty_run = 0
+            self._last_frame = frame
+            return frame
+        return self._conceal()
+
+    def _conceal(self):
+        self.concealed += 1
+        self._conceal_run += 1
+        if self._frames:
+            self._empty_run = 0
+        else:
+            self._empty_run += 1
+            if self._empty_run >= EMPTY_FRAMES_BEFORE_REBUFFER:
+                self._restart()
+                self._empty_run = 0
+        if self._conceal_run <= len(FADE_GAINS):
+            return _scaled(self._last_frame, FADE_GAINS[self._conceal_run - 1])
+        self._last_frame = SILENCE
+        return SILENCE
+
+    @property
+    def buffered_ms(self):
+        if not self._frames or self._next_ts is None:
+            return 0.0
+        newest = max(self._frames)
+        return max(0, newest + FRAME_SAMPLES - self._next_ts) * 1000.0 / self.clock_rate
+
+    def stats(self):
+        return {
+            "late": self.late,
+            "duplicates": self.duplicates,
+            "concealed": self.concealed,
+            "dropped": self.dropped,
+            "inserted": self.inserted,
+            "target_ms": self._target * 1000.0 / self.clock_rate,
+            "delay_ms": self._delay * 1000.0 / self.clock_rate,
+            "buffered_ms": self.buffered_ms,
+        }
