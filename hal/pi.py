@@ -1,0 +1,351 @@
+"""Raspberry Pi boards (kind = "pi"): gpiozero devices and ALSA audio through pyalsaaudio.
+
+    PiBoard(spec, pin_factory=None)   a hal.base.Board; pin_factory defaults to gpiozero's
+                                      LGPIOFactory (works on Zero 2 W, 3, 4 and 5); tests pass
+                                      gpiozero.pins.mock.MockFactory.
+    AlsaAudio(spec.audio, clock=time.monotonic, sleep=time.sleep)
+        .open(rate=8000, frame_ms=20) -> AlsaAudioStream
+            read_frame() -> bytes | None   waits at most about two frames, never forever
+            write_frame(pcm)               never blocks: a full device buffer drops the frame
+            stats -> {"xruns", "reopens", "dropped"}
+
+Mapping of board settings onto gpiozero:
+    buttons  Button(pin, pull_up, bounce_time, hold_time); pull_up = false means an external
+             resistor, so gpiozero gets pull_up=None and active_state = not active_low.
+    leds     LED(pin, active_high = not active_low); patterns through LED.blink (hal.base).
+    relays   OutputDevice(pin, active_high = not active_low, initial_value=False); pulses are
+             timed by hal.base.Relay's threading.Timer.
+    inputs   DigitalInputDevice with the same pull rules as buttons, 50 ms debounce.
+
+Audio: each direction opens the board's ALSA device by name, S16_LE, non-blocking, mono (stereo
+with a downmix if the device offers no mono), period = frame_ms at the native rate, and converts
+to/from the call rate with firmware.codecs.resample.Resampler.  An overrun makes pyalsaaudio's
+read() return -EPIPE after it has already re-prepared the PCM (snd_pcm_prepare), so one is just
+counted; several in a row mean the PCM is stuck and it is reopened.  Any ALSA error (a USB device
+unplugged) closes that direction and reopens it with back-off from 0.1 s doubling to 5 s, so a
+replugged device comes back within seconds without the caller noticing more than silence.
+`alsaaudio` is imported only when audio is opened, so this module loads without it.
+"""
+
+import errno
+import logging
+import select
+import time
+
+from gpiozero import LED, Button, DigitalInputDevice, OutputDevice
+
+from hal.base import BLINK_TIMINGS, AudioDevice, AudioStream, Board, frame_bytes
+from hal.base import Button as BaseButton
+from hal.base import Input as BaseInput
+from hal.base import Led as BaseLed
+from hal.base import Relay as BaseRelay
+from hal.pcm import FrameQueue, RateConverter, downmix, upmix
+
+log = logging.getLogger(__name__)
+
+CONTACT_BOUNCE_S = 0.05
+BACKOFF_MIN_S = 0.1
+BACKOFF_MAX_S = 5.0
+XRUN_LIMIT = 4  # consecutive overruns before the PCM is treated as stuck and reopened
+PERIODS = 4
+
+
+def _pull_settings(spec):
+    """gpiozero's (pull_up, active_state) for a button or input spec."""
+    if spec.pull_up:
+        return True, None
+    return None, not spec.active_low
+
+
+class PiButton(BaseButton):
+    def __init__(self, spec, factory):
+        super().__init__(spec.role)
+        pull_up, active_state = _pull_settings(spec)
+        self._device = Button(spec.pin, pull_up=pull_up, active_state=active_state,
+                              bounce_time=spec.bounce_ms / 1000 or None,
+                              hold_time=spec.hold_ms / 1000, pin_factory=factory)
+        self._device.when_pressed = lambda: self._notify("pressed")
+        self._device.when_released = lambda: self._notify("released")
+        self._device.when_held = lambda: self._notify("held")
+
+    @property
+    def is_pressed(self):
+        return self._device.is_pressed
+
+    def close(self):
+        super().close()
+        self._device.close()
+
+
+class PiInput(BaseInput):
+    def __init__(self, spec, factory):
+        super().__init__(spec.role)
+        pull_up, active_state = _pull_settings(spec)
+        self._device = DigitalInputDevice(spec.pin, pull_up=pull_up, active_state=active_state,
+                                          bounce_time=CONTACT_BOUNCE_S, pin_factory=factory)
+        self._device.when_activated = lambda: self._notify("activated")
+        self._device.when_deactivated = lambda: self._notify("deactivated")
+
+    @property
+    def is_active(self):
+        return self._device.is_active
+
+    def close(self):
+        super().close()
+        self._device.close()
+
+
+class PiLed(BaseLed):
+    def __init__(self, spec, factory):
+        super().__init__(spec.role)
+        self._device = LED(spec.pin, active_high=not spec.active_low, initial_value=False,
+                           pin_factory=factory)
+
+    def _show(self, pattern):
+        if pattern == "on":
+            self._device.on()
+        elif pattern == "off":
+            self._device.off()
+        else:
+            on_time, off_time, repeat = BLINK_TIMINGS[pattern]
+            self._device.blink(on_time=on_time, off_time=off_time, n=repeat, background=True)
+
+    def close(self):
+        super().close()
+        self._device.close()
+
+
+class PiRelay(BaseRelay):
+    def __init__(self, spec, factory):
+        super().__init__(spec.role)
+        self._device = OutputDevice(spec.pin, active_high=not spec.active_low,
+                                    initial_value=False, pin_factory=factory)
+
+    def _drive(self, active):
+        if active:
+            self._device.on()
+        else:
+            self._device.off()
+
+    def close(self):
+        super().close()
+        self._device.close()
+
+
+class PiBoard(Board):
+    def __init__(self, spec, pin_factory=None):
+        factory = pin_factory if pin_factory is not None else _default_factory()
+        super().__init__(
+            spec,
+            buttons={role: PiButton(s, factory) for role, s in spec.buttons.items()},
+            leds={role: PiLed(s, factory) for role, s in spec.leds.items()},
+            relays={role: PiRelay(s, factory) for role, s in spec.relays.items()},
+            inputs={role: PiInput(s, factory) for role, s in spec.inputs.items()},
+            audio=AlsaAudio(spec.audio),
+        )
+
+
+def _default_factory():
+    try:
+        from gpiozero.pins.lgpio import LGPIOFactory
+
+        return LGPIOFactory()
+    except ImportError as error:
+        raise RuntimeError(f"the lgpio library is missing ({error}); on Raspberry Pi OS "
+                           "install python3-lgpio") from None
+
+
+class AlsaAudio(AudioDevice):
+    paced = True
+
+    def __init__(self, spec, clock=time.monotonic, sleep=time.sleep):
+        self.spec = spec
+        self._clock = clock
+        self._sleep = sleep
+        self._streams = []
+
+    def open(self, rate=8000, frame_ms=20):
+        stream = AlsaAudioStream(self.spec, rate, frame_ms, self._clock, self._sleep)
+        self._streams.append(stream)
+        return stream
+
+    def close(self):
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            stream.close()
+
+
+class AlsaPcm:
+    """One direction of one ALSA device, reopened with bounded back-off when it goes away."""
+
+    def __init__(self, alsa, direction, device, rate, period_frames, clock):
+        self.alsa = alsa
+        self.direction = direction
+        self.device = device
+        self.rate = rate
+        self.period_frames = period_frames
+        self.channels = 1
+        self.reopens = 0
+        self._clock = clock
+        self._pcm = None
+        self._retry_at = 0.0
+        self._backoff = BACKOFF_MIN_S
+        self._ever_opened = False
+
+    @property
+    def name(self):
+        kind = "capture" if self.direction == self.alsa.PCM_CAPTURE else "playback"
+        return f"{kind} {self.device!r}"
+
+    def get(self):
+        """The open PCM, or None while the device is away and the back-off has not expired."""
+        if self._pcm is None and self._clock() >= self._retry_at:
+            try:
+                self._pcm, self.channels = self._open()
+            except self.alsa.ALSAAudioError as error:
+                self.lost(error)
+            else:
+                if self._ever_opened:
+                    self.reopens += 1
+                    log.warning("%s reopened", self.name)
+                self._ever_opened = True
+                self._backoff = BACKOFF_MIN_S
+        return self._pcm
+
+    def _open(self):
+        pcm = self._make(channels=1)
+        if 1 in pcm.getchannels():
+            return pcm, 1
+        # Some USB codecs offer stereo only; take stereo and mix down / copy up ourselves.
+        pcm.close()
+        return self._make(channels=2), 2
+
+    def _make(self, channels):
+        alsa = self.alsa
+        return alsa.PCM(type=self.direction, mode=alsa.PCM_NONBLOCK, device=self.device,
+                        rate=self.rate, channels=channels, format=alsa.PCM_FORMAT_S16_LE,
+                        periodsize=self.period_frames, periods=PERIODS)
+
+    def lost(self, error):
+        log.warning("%s failed (%s); retrying in %.1f s", self.name, error, self._backoff)
+        self.close()
+        self._retry_at = self._clock() + self._backoff
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
+
+    def wait(self, pcm, timeout, sleep):
+        """Wait until the PCM is readable/writable or `timeout` seconds have passed."""
+        descriptors = pcm.polldescriptors()
+        if not descriptors:
+            sleep(timeout)
+            return
+        poller = select.poll()
+        for descriptor, events in descriptors:
+            poller.register(descriptor, events)
+        poller.poll(max(1, int(timeout * 1000)))
+
+    def close(self):
+        if self._pcm is not None:
+            pcm, self._pcm = self._pcm, None
+            try:
+                pcm.close()
+            except self.alsa.ALSAAudioError:
+                pass  # an unplugged device may refuse even this; the handle is dropped anyway
+
+
+class AlsaAudioStream(AudioStream):
+    def __init__(self, spec, rate, frame_ms, clock, sleep):
+        import alsaaudio  # only here: the HAL must import on machines without ALSA
+
+        self.rate = rate
+        self.frame_bytes = frame_bytes(rate, frame_ms)
+        self._alsa = alsaaudio
+        self._clock = clock
+        self._sleep = sleep
+        self._frame_s = frame_ms / 1000
+        period = spec.rate * frame_ms // 1000
+        self._capture = AlsaPcm(alsaaudio, alsaaudio.PCM_CAPTURE, spec.capture, spec.rate,
+                                period, clock)
+        self._playback = AlsaPcm(alsaaudio, alsaaudio.PCM_PLAYBACK, spec.playback, spec.rate,
+                                 period, clock)
+        self._from_device = RateConverter(spec.rate, rate)
+        self._to_device = RateConverter(rate, spec.rate)
+        self._captured = FrameQueue(self.frame_bytes)
+        self._to_play = FrameQueue(frame_bytes(spec.rate, frame_ms))
+        self._consecutive_xruns = 0
+        self.xruns = 0
+        self.dropped = 0
+        self._capture.get()
+        self._playback.get()
+
+    @property
+    def stats(self):
+        return {"xruns": self.xruns, "reopens": self._capture.reopens + self._playback.reopens,
+                "dropped": self.dropped}
+
+    def read_frame(self):
+        deadline = self._clock() + 2 * self._frame_s
+        while True:
+            frame = self._captured.pop()
+            if frame is not None:
+                return frame
+            remaining = deadline - self._clock()
+            pcm = self._capture.get()
+            if pcm is None:
+                # Device away: pace the caller like a live device would, then report no audio.
+                self._sleep(max(0.0, min(self._frame_s, remaining)))
+                return None
+            if remaining <= 0:
+                return None
+            try:
+                length, data = pcm.read()
+            except self._alsa.ALSAAudioError as error:
+                self._capture.lost(error)
+                continue
+            if length < 0:
+                self._overrun(length)
+            elif length == 0:
+                self._capture.wait(pcm, min(remaining, self._frame_s), self._sleep)
+            else:
+                self._consecutive_xruns = 0
+                mono = downmix(data, self._capture.channels)
+                self._captured.push(self._from_device.convert(mono))
+
+    def _overrun(self, code):
+        # pyalsaaudio has already called snd_pcm_prepare(); audio was lost, the PCM runs again.
+        self.xruns += 1
+        self._consecutive_xruns += 1
+        if self._consecutive_xruns >= XRUN_LIMIT:
+            self._consecutive_xruns = 0
+            self._capture.lost(f"{XRUN_LIMIT} overruns in a row ({errno.errorcode.get(-code)})")
+
+    def write_frame(self, pcm):
+        self._to_play.push(self._to_device.convert(pcm))
+        while True:
+            period = self._to_play.pop()
+            if period is None:
+                return
+            device = self._playback.get()
+            if device is None:
+                self.dropped += 1
+                continue
+            self._write_period(device, upmix(period, self._playback.channels))
+
+    def _write_period(self, device, data):
+        for _attempt in range(2):
+            try:
+                written = device.write(data)
+            except self._alsa.ALSAAudioError as error:
+                self._playback.lost(error)
+                self.dropped += 1
+                return
+            if written > 0:
+                return
+            if written == 0:  # buffer full: drop rather than block or build up delay
+                self.dropped += 1
+                return
+            self.xruns += 1  # underrun (-EPIPE): the binding re-prepared the PCM; try once more
+        self.dropped += 1
+
+    def close(self):
+        self._capture.close()
+        self._playback.close()

@@ -1,0 +1,251 @@
+"""The simulated board (kind = "sim"): every device in memory, observable, driven from tests or
+the web page's /api/sim endpoints; audio from and to WAV files.
+
+    SimBoard(spec, mic=None, speaker_dir=None)     a hal.base.Board
+      .press(role, ms=100)      press a button now; release after `ms` on a timer thread; if the
+                                press lasts hold_ms or longer, when_held fires at hold_ms
+      .set_input(role, active)  drive an input (door_contact: True = contact closed)
+      .relays[role].history     [(monotonic time, "open"|"closed"), ...]
+      .leds[role].history       [pattern, ...] every pattern set, in order
+      .snapshot()               see hal.base
+
+    SimAudio(mic=None, speaker_dir=None)
+      microphone: `mic` is a 16-bit WAV (any rate, mono or stereo, downmixed), looped forever and
+                  converted to the stream's rate; silence without a file.
+      speaker:    between begin_call(call_id) and end_call(), every written frame goes to
+                  speaker_dir/<call-id>.wav (mono, 16-bit, the stream's rate); characters outside
+                  [A-Za-z0-9._@-] in the call id become "_".  Without speaker_dir it is discarded.
+      paced = False: read_frame() returns at once; the runtime's clock sets the pace.
+"""
+
+import pathlib
+import threading
+import time
+import wave
+
+from hal.base import AudioDevice, AudioStream, Board, Button, Input, Led, Relay, frame_bytes
+from hal.pcm import FrameQueue, RateConverter, downmix
+
+SAFE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
+MIC_CHUNK_FRAMES = 1024
+
+
+class SimButton(Button):
+    def __init__(self, spec):
+        super().__init__(spec.role)
+        self.hold_ms = spec.hold_ms
+        self._pressed = False
+
+    @property
+    def is_pressed(self):
+        return self._pressed
+
+    def _change(self, pressed):
+        self._pressed = pressed
+        self._notify("pressed" if pressed else "released")
+
+
+class SimInput(Input):
+    def __init__(self, spec):
+        super().__init__(spec.role)
+        self._active = False
+
+    @property
+    def is_active(self):
+        return self._active
+
+    def set(self, active):
+        if active != self._active:
+            self._active = active
+            self._notify("activated" if active else "deactivated")
+
+
+class SimLed(Led):
+    def __init__(self, spec):
+        super().__init__(spec.role)
+        self.history = []
+
+    def _show(self, pattern):
+        self.history.append(pattern)
+
+
+class SimRelay(Relay):
+    def __init__(self, spec):
+        super().__init__(spec.role)
+        self.history = []
+
+    def _drive(self, active):
+        self.history.append((time.monotonic(), "open" if active else "closed"))
+
+
+class SimBoard(Board):
+    def __init__(self, spec, mic=None, speaker_dir=None):
+        super().__init__(
+            spec,
+            buttons={role: SimButton(s) for role, s in spec.buttons.items()},
+            leds={role: SimLed(s) for role, s in spec.leds.items()},
+            relays={role: SimRelay(s) for role, s in spec.relays.items()},
+            inputs={role: SimInput(s) for role, s in spec.inputs.items()},
+            audio=SimAudio(mic=mic, speaker_dir=speaker_dir),
+        )
+        self._timers = []
+        self._lock = threading.Lock()
+
+    def press(self, role, ms=100):
+        """Press `role` for `ms` milliseconds; returns at once (release comes on a timer)."""
+        if role not in self.buttons:
+            raise KeyError(f"no button {role!r} on board {self.name} "
+                           f"(buttons: {', '.join(self.buttons)})")
+        if type(ms) is not int or ms <= 0:
+            raise ValueError(f"press length must be a positive number of ms, got {ms!r}")
+        button = self.buttons[role]
+        button._change(True)
+        if ms >= button.hold_ms:
+            self._later(button.hold_ms, button._notify, "held")
+        self._later(ms, button._change, False)
+
+    def set_input(self, role, active):
+        if role not in self.inputs:
+            raise KeyError(f"no input {role!r} on board {self.name}")
+        self.inputs[role].set(bool(active))
+
+    def _later(self, ms, function, argument):
+        timer = threading.Timer(ms / 1000, function, (argument,))
+        timer.daemon = True
+        with self._lock:
+            self._timers = [t for t in self._timers if t.is_alive()]
+            self._timers.append(timer)
+        timer.start()
+
+    def close(self):
+        with self._lock:
+            for timer in self._timers:
+                timer.cancel()
+            self._timers = []
+        super().close()
+
+
+class SimAudio(AudioDevice):
+    paced = False
+
+    def __init__(self, mic=None, speaker_dir=None):
+        self.mic = pathlib.Path(mic) if mic else None
+        self.speaker_dir = pathlib.Path(speaker_dir) if speaker_dir else None
+        self._streams = []
+        self._call_id = None
+        self._lock = threading.Lock()
+
+    def open(self, rate=8000, frame_ms=20):
+        stream = SimAudioStream(self, rate, frame_ms)
+        with self._lock:
+            self._streams.append(stream)
+        return stream
+
+    def begin_call(self, call_id):
+        with self._lock:
+            self._call_id = str(call_id)
+            for stream in self._streams:
+                stream._start_recording(self._call_id)
+
+    def end_call(self):
+        with self._lock:
+            self._call_id = None
+            for stream in self._streams:
+                stream._stop_recording()
+
+    def speaker_path(self, call_id):
+        name = "".join(c if c in SAFE_NAME_CHARS else "_" for c in str(call_id))
+        return self.speaker_dir / f"{name}.wav"
+
+    def _forget(self, stream):
+        with self._lock:
+            if stream in self._streams:
+                self._streams.remove(stream)
+
+    def close(self):
+        with self._lock:
+            streams, self._streams = self._streams, []
+        for stream in streams:
+            stream._release()
+
+
+class SimAudioStream(AudioStream):
+    def __init__(self, device, rate, frame_ms):
+        self.rate = rate
+        self.frame_bytes = frame_bytes(rate, frame_ms)
+        self._device = device
+        self._mic = None
+        self._mic_channels = 1
+        self._converter = None
+        self._queue = FrameQueue(self.frame_bytes)
+        self._speaker = None
+        self._lock = threading.Lock()
+        if device.mic is not None:
+            self._open_mic(device.mic)
+        if device._call_id is not None:
+            self._start_recording(device._call_id)
+
+    def _open_mic(self, path):
+        try:
+            mic = wave.open(str(path), "rb")
+        except (OSError, wave.Error, EOFError) as error:
+            raise ValueError(f"microphone WAV {path}: {error}") from None
+        if mic.getsampwidth() != 2 or mic.getnchannels() not in (1, 2) or mic.getnframes() == 0:
+            mic.close()
+            raise ValueError(f"microphone WAV {path}: need 16-bit mono or stereo samples, got "
+                             f"{mic.getsampwidth() * 8}-bit, {mic.getnchannels()} channel(s), "
+                             f"{mic.getnframes()} frames")
+        self._mic = mic
+        self._mic_channels = mic.getnchannels()
+        self._converter = RateConverter(mic.getframerate(), self.rate)
+
+    def read_frame(self):
+        with self._lock:
+            if self._mic is None:
+                return bytes(self.frame_bytes)
+            while len(self._queue) < self.frame_bytes:
+                chunk = self._mic.readframes(MIC_CHUNK_FRAMES)
+                if not chunk:
+                    self._mic.rewind()  # loop the recording
+                    continue
+                mono = downmix(chunk, self._mic_channels)
+                self._queue.push(self._converter.convert(mono))
+            return self._queue.pop()
+
+    def write_frame(self, pcm):
+        with self._lock:
+            if self._speaker is not None:
+                self._speaker.writeframes(pcm)
+
+    def _start_recording(self, call_id):
+        with self._lock:
+            self._close_speaker()
+            if self._device.speaker_dir is None:
+                return
+            path = self._device.speaker_path(call_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            speaker = wave.open(str(path), "wb")
+            speaker.setnchannels(1)
+            speaker.setsampwidth(2)
+            speaker.setframerate(self.rate)
+            self._speaker = speaker
+
+    def _stop_recording(self):
+        with self._lock:
+            self._close_speaker()
+
+    def _close_speaker(self):
+        if self._speaker is not None:
+            self._speaker.close()  # wave fixes up the header sizes on close
+            self._speaker = None
+
+    def _release(self):
+        with self._lock:
+            self._close_speaker()
+            if self._mic is not None:
+                self._mic.close()
+                self._mic = None
+
+    def close(self):
+        self._device._forget(self)
+        self._release()
