@@ -6,8 +6,8 @@ Public API:
   ports in the Request-URI, and staying below the Linux ephemeral range (32768+) avoids
   clashing with ports the kernel hands out to other tests' clients.
 - `ManagedProcess(argv, log_path, cwd=None, env=None)`: `start()`, `alive`, `pid`,
-  `returncode`, `stop(timeout=5.0)` (SIGTERM by PID, bounded wait, then SIGKILL to
-  the process group it was started in), `log_text()`.
+  `returncode`, `stop(timeout=5.0, sig=SIGTERM, repeat=False)` (signal by PID, bounded wait,
+  then SIGKILL to the process group it was started in), `log_text()`.
   Output (stdout and stderr) goes to `log_path`, never to a pipe nobody reads.
 - `wait_until(predicate, timeout, interval=0.02) -> bool`: bounded polling.
 - `require_binary(name) -> str`: absolute path, or `MissingBinary` (fixtures turn it into a skip).
@@ -103,16 +103,24 @@ class ManagedProcess:
     def returncode(self):
         return self._popen.poll() if self._popen else None
 
-    def stop(self, timeout=5.0, sig=signal.SIGTERM):
+    def stop(self, timeout=5.0, sig=signal.SIGTERM, repeat=False):
+        """Signal, wait up to `timeout`, then SIGKILL the process group. With `repeat`, the
+        signal is sent a second time halfway through (baresip treats a second SIGTERM as
+        "stop now" instead of waiting for its de-REGISTER to be answered)."""
         if self._popen is None:
             return None
-        if self._popen.poll() is None:
+        waits = (timeout / 2, timeout / 2) if repeat else (timeout,)
+        for wait in waits:
+            if self._popen.poll() is not None:
+                break
             os.kill(self._popen.pid, sig)
             try:
-                self._popen.wait(timeout)
+                self._popen.wait(wait)
             except subprocess.TimeoutExpired:
-                os.killpg(self._popen.pid, signal.SIGKILL)
-                self._popen.wait(timeout)
+                pass
+        if self._popen.poll() is None:
+            os.killpg(self._popen.pid, signal.SIGKILL)
+            self._popen.wait(timeout)
         return self._popen.returncode
 
     def log_text(self):
