@@ -1,0 +1,148 @@
+"""SRTP and SRTCP protection (RFC 3711) with SDES keys (RFC 4568), through libsrtp.
+
+This is the only module that imports `pylibsrtp`; it is not part of the MicroPython-portable
+core. `RtpSession` does not import it either: it takes any object with `protect`, `unprotect`,
+`protect_rtcp` and `unprotect_rtcp` (an `SrtpSession`).
+
+Suites: AES_CM_128_HMAC_SHA1_80 and AES_CM_128_HMAC_SHA1_32 (RFC 4568 §6.2; 16-byte master key,
+14-byte master salt). With _32 only SRTP uses the 4-byte tag; SRTCP keeps the 10-byte tag
+(RFC 4568 §6.2.2, RFC 3711 §5.2), which libsrtp does.
+
+Rollover counter (RFC 3711 §3.3.1): libsrtp keeps the ROC per SSRC and estimates the packet
+index from the sequence number (Appendix A), so a context must see a stream from its start;
+pylibsrtp exposes no call to set a ROC. A receiver that joins a stream whose ROC is already
+non-zero cannot authenticate it, which is the intended behaviour for SDES-keyed calls (both
+sides start at ROC 0).
+
+Replay protection (§3.3.2) is libsrtp's: a 128-packet window per SSRC on the receiving side.
+The sending side allows repeating a sequence number, because RFC 4733 repeats the final
+telephone-event packet.
+
+The inline key text of `a=crypto` (base64 of key||salt) is parsed and produced by
+`firmware.sdp.session.InlineKey`; this module takes raw bytes.
+
+Public API
+- `SrtpError(Exception)`: every failure (authentication, replay, bad key, bad packet); `.reason`.
+- `AES_CM_128_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_32`, `SUITES`, `KEY_LENGTH` (16),
+  `SALT_LENGTH` (14).
+- `new_key_material() -> bytes` (30 random bytes: key||salt); `split_key_material(material)
+  -> (key, salt)`.
+- `SrtpContext(suite, master_key, master_salt, direction)` with `direction` `OUTBOUND`
+  (`protect`, `protect_rtcp`) or `INBOUND` (`unprotect`, `unprotect_rtcp`).
+- `SrtpSession(suite, local_key, local_salt, remote_key, remote_salt)`: one context each way;
+  `protect(rtp)`, `unprotect(srtp)`, `protect_rtcp(rtcp)`, `unprotect_rtcp(srtcp)`.
+"""
+
+import os
+
+import pylibsrtp
+
+AES_CM_128_HMAC_SHA1_80 = "AES_CM_128_HMAC_SHA1_80"
+AES_CM_128_HMAC_SHA1_32 = "AES_CM_128_HMAC_SHA1_32"
+SUITES = (AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32)
+
+KEY_LENGTH = 16
+SALT_LENGTH = 14
+
+OUTBOUND = "outbound"
+INBOUND = "inbound"
+
+_PROFILES = {
+    AES_CM_128_HMAC_SHA1_80: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    AES_CM_128_HMAC_SHA1_32: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+}
+_SSRC_TYPES = {
+    OUTBOUND: pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+    INBOUND: pylibsrtp.Policy.SSRC_ANY_INBOUND,
+}
+
+
+class SrtpError(Exception):
+    """Protecting or unprotecting failed; `reason` says why (libsrtp's wording)."""
+
+    def __init__(self, reason):
+        Exception.__init__(self, reason)
+        self.reason = reason
+
+
+def new_key_material():
+    """Fresh master key and salt for one direction of one call (RFC 4568 §6.1)."""
+    return os.urandom(KEY_LENGTH + SALT_LENGTH)
+
+
+def split_key_material(material):
+    if len(material) != KEY_LENGTH + SALT_LENGTH:
+        raise SrtpError("key material must be 30 bytes")
+    return material[:KEY_LENGTH], material[KEY_LENGTH:]
+
+
+class SrtpContext:
+    """One direction of SRTP+SRTCP for every SSRC sent (or received) under one master key."""
+
+    def __init__(self, suite, master_key, master_salt, direction):
+        if suite not in _PROFILES:
+            raise SrtpError(f"unsupported crypto suite {suite!r}")
+        if direction not in _SSRC_TYPES:
+            raise SrtpError(f"direction must be {OUTBOUND!r} or {INBOUND!r}")
+        if len(master_key) != KEY_LENGTH or len(master_salt) != SALT_LENGTH:
+            raise SrtpError("master key must be 16 bytes and master salt 14 bytes")
+        self.suite = suite
+        self.direction = direction
+        policy = pylibsrtp.Policy(
+            key=bytes(master_key) + bytes(master_salt),
+            ssrc_type=_SSRC_TYPES[direction],
+            srtp_profile=_PROFILES[suite],
+        )
+        if direction == OUTBOUND:
+            policy.allow_repeat_tx = True
+        try:
+            self._session = pylibsrtp.Session(policy=policy)
+        except pylibsrtp.Error as error:
+            raise SrtpError(str(error)) from error
+
+    def _run(self, operation, direction, packet):
+        if self.direction != direction:
+            raise SrtpError(f"this context is {self.direction}")
+        try:
+            return operation(bytes(packet))
+        except (pylibsrtp.Error, ValueError) as error:
+            raise SrtpError(str(error)) from error
+
+    def protect(self, rtp):
+        return self._run(self._session.protect, OUTBOUND, rtp)
+
+    def protect_rtcp(self, rtcp):
+        return self._run(self._session.protect_rtcp, OUTBOUND, rtcp)
+
+    def unprotect(self, srtp):
+        return self._run(self._session.unprotect, INBOUND, srtp)
+
+    def unprotect_rtcp(self, srtcp):
+        return self._run(self._session.unprotect_rtcp, INBOUND, srtcp)
+
+    def __repr__(self):
+        return f"<SrtpContext {self.suite} {self.direction}>"  # never show keys
+
+
+class SrtpSession:
+    """Both directions of one call: protect with our key, unprotect with the peer's."""
+
+    def __init__(self, suite, local_key, local_salt, remote_key, remote_salt):
+        self.suite = suite
+        self._outbound = SrtpContext(suite, local_key, local_salt, OUTBOUND)
+        self._inbound = SrtpContext(suite, remote_key, remote_salt, INBOUND)
+
+    def protect(self, rtp):
+        return self._outbound.protect(rtp)
+
+    def protect_rtcp(self, rtcp):
+        return self._outbound.protect_rtcp(rtcp)
+
+    def unprotect(self, srtp):
+        return self._inbound.unprotect(srtp)
+
+    def unprotect_rtcp(self, srtcp):
+        return self._inbound.unprotect_rtcp(srtcp)
+
+    def __repr__(self):
+        return f"<SrtpSession {self.suite}>"

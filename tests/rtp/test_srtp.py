@@ -1,0 +1,160 @@
+import json
+
+import pytest
+
+from firmware.rtp.packet import RtpPacket
+from firmware.rtp.srtp import (
+    AES_CM_128_HMAC_SHA1_32,
+    AES_CM_128_HMAC_SHA1_80,
+    INBOUND,
+    OUTBOUND,
+    SUITES,
+    SrtpContext,
+    SrtpError,
+    SrtpSession,
+    new_key_material,
+    split_key_material,
+)
+
+
+@pytest.fixture(scope="module")
+def srtp_vectors(vectors):
+    with open(vectors / "srtp" / "srtp_vectors.json") as handle:
+        return json.load(handle)
+
+
+def _contexts(section, suite=AES_CM_128_HMAC_SHA1_80):
+    key = bytes.fromhex(section["master_key_hex"])
+    salt = bytes.fromhex(section["master_salt_hex"])
+    return SrtpContext(suite, key, salt, OUTBOUND), SrtpContext(suite, key, salt, INBOUND)
+
+
+def _flip(data, index):
+    changed = bytearray(data)
+    changed[index] ^= 0x01
+    return bytes(changed)
+
+
+def test_libsrtp_validate_rtp_known_answer(srtp_vectors):
+    section = srtp_vectors["libsrtp_srtp_validate"]
+    plain = bytes.fromhex(section["rtp"]["plain_hex"])
+    protected = bytes.fromhex(section["rtp"]["protected_hex"])
+    sender, receiver = _contexts(section)
+    assert sender.protect(plain) == protected
+    assert protected.endswith(bytes.fromhex(section["rtp"]["auth_tag_hex"]))
+    assert receiver.unprotect(protected) == plain
+
+
+def test_libsrtp_validate_rtcp_known_answer(srtp_vectors):
+    section = srtp_vectors["libsrtp_srtp_validate"]
+    plain = bytes.fromhex(section["rtcp"]["plain_hex"])
+    protected = bytes.fromhex(section["rtcp"]["protected_hex"])
+    sender, receiver = _contexts(section)
+    # A fresh context sends SRTCP index 1 first, as the vector does.
+    assert sender.protect_rtcp(plain) == protected
+    assert receiver.unprotect_rtcp(protected) == plain
+    _, fresh = _contexts(section)
+    with pytest.raises(SrtpError):
+        fresh.unprotect_rtcp(_flip(protected, 10))
+
+
+@pytest.mark.parametrize("index", [0, 5, 12, 20, -1])
+def test_any_changed_byte_fails_authentication(srtp_vectors, index):
+    section = srtp_vectors["libsrtp_srtp_validate"]
+    protected = bytes.fromhex(section["rtp"]["protected_hex"])
+    _, receiver = _contexts(section)
+    with pytest.raises(SrtpError) as error:
+        receiver.unprotect(_flip(protected, index))
+    assert "authentication" in error.value.reason
+    assert receiver.unprotect(protected) == bytes.fromhex(section["rtp"]["plain_hex"])
+
+
+def test_replayed_packet_is_rejected(srtp_vectors):
+    section = srtp_vectors["libsrtp_srtp_validate"]
+    protected = bytes.fromhex(section["rtp"]["protected_hex"])
+    _, receiver = _contexts(section)
+    receiver.unprotect(protected)
+    with pytest.raises(SrtpError) as error:
+        receiver.unprotect(protected)
+    assert "replay" in error.value.reason
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_generated_sequences_across_roc_rollover(srtp_vectors, suite):
+    section = srtp_vectors["libsrtp_generated_sequences"]
+    sender, receiver = _contexts(section, suite)
+    entries = section["profiles"][suite]
+    assert [entry["roc"] for entry in entries] == [0, 0, 0, 1, 1, 1]
+    for entry in entries:
+        plain = bytes.fromhex(entry["plain_hex"])
+        protected = bytes.fromhex(entry["protected_hex"])
+        assert RtpPacket.parse(plain).sequence == entry["seq"]
+        tag_length = 4 if suite == AES_CM_128_HMAC_SHA1_32 else 10
+        assert len(protected) == len(plain) + tag_length
+        assert sender.protect(plain) == protected
+        assert receiver.unprotect(protected) == plain
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_wrong_roc_fails_authentication(srtp_vectors, suite):
+    """A receiver that never saw the wrap assumes ROC 0 for a packet sent with ROC 1."""
+    section = srtp_vectors["libsrtp_generated_sequences"]
+    after_wrap = [entry for entry in section["profiles"][suite] if entry["roc"] == 1]
+    for entry in after_wrap:
+        _, receiver = _contexts(section, suite)
+        with pytest.raises(SrtpError) as error:
+            receiver.unprotect(bytes.fromhex(entry["protected_hex"]))
+        assert "authentication" in error.value.reason
+    # And a sender that starts at the same sequence number with ROC 0 produces other bytes.
+    sender, _ = _contexts(section, suite)
+    entry = after_wrap[0]
+    assert sender.protect(bytes.fromhex(entry["plain_hex"])) != bytes.fromhex(
+        entry["protected_hex"]
+    )
+
+
+def test_sdes_inline_key_from_sdp_drives_the_libsrtp_vector(srtp_vectors):
+    """Chain the SDP module's a=crypto parsing to our contexts (the inline parse lives in SDP)."""
+    session_module = pytest.importorskip("firmware.sdp.session")
+    line = srtp_vectors["sdes_inline_for_libsrtp_key"]["attribute"]
+    crypto = session_module.Crypto.parse(line.split(":", 1)[1])
+    packet = srtp_vectors["libsrtp_srtp_validate"]["rtp"]
+    sender = SrtpContext(crypto.suite, crypto.master_key, crypto.master_salt, OUTBOUND)
+    assert sender.protect(bytes.fromhex(packet["plain_hex"])).hex() == packet["protected_hex"]
+
+
+def test_session_round_trip_both_directions_and_rtcp():
+    a_material, b_material = new_key_material(), new_key_material()
+    assert len(a_material) == 30 and a_material != b_material
+    a = SrtpSession(AES_CM_128_HMAC_SHA1_32, *split_key_material(a_material),
+                    *split_key_material(b_material))
+    b = SrtpSession(AES_CM_128_HMAC_SHA1_32, *split_key_material(b_material),
+                    *split_key_material(a_material))
+    for sequence in range(5):
+        rtp = bytes(RtpPacket(0, sequence, 160 * sequence, 0x1234, b"\x55" * 160))
+        assert b.unprotect(a.protect(rtp)) == rtp
+        assert a.unprotect(b.protect(rtp)) == rtp
+    rtcp = bytes.fromhex("81c90001" + "00001234")
+    assert b.unprotect_rtcp(a.protect_rtcp(rtcp)) == rtcp
+    with pytest.raises(SrtpError):
+        a.unprotect(a.protect(bytes(RtpPacket(0, 9, 0, 0x99, b"x"))))  # our own key is not theirs
+
+
+def test_bad_parameters_raise_srtp_error():
+    key, salt = split_key_material(new_key_material())
+    with pytest.raises(SrtpError):
+        SrtpContext("AES_256_CM_HMAC_SHA1_80", key, salt, OUTBOUND)
+    with pytest.raises(SrtpError):
+        SrtpContext(AES_CM_128_HMAC_SHA1_80, key[:10], salt, OUTBOUND)
+    with pytest.raises(SrtpError):
+        SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, "sideways")
+    with pytest.raises(SrtpError):
+        split_key_material(b"short")
+    outbound = SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, OUTBOUND)
+    with pytest.raises(SrtpError):
+        outbound.unprotect(b"\x80" * 40)
+    inbound = SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, INBOUND)
+    for junk in (b"", b"\x80\x00", b"\x80" * 20, bytes(2000)):
+        with pytest.raises(SrtpError):
+            inbound.unprotect(junk)
+    assert "key" not in repr(inbound).lower()
