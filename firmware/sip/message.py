@@ -1,0 +1,757 @@
+"""SIP messages: parse and serialise requests and responses, frame streams, header value types.
+
+Implements RFC 3261 §7 (message format: start lines, header fields and folding §7.3.1, compact
+forms §7.3.3, framing §7.5 and §18.3), §20 (header fields, list headers), the §25 grammar for the
+start lines, Via, name-addr/addr-spec, CSeq and generic-param, §8.2.6 (making responses) and the
+mandatory-header checks of §8.1.1 / §8.2 that decide a 400. RFC 5626 §4.4.1 CRLF keep-alives on
+streams. Validated against the RFC 4475 and RFC 5118 torture messages.
+
+Public API
+    parse(data: bytes) -> Request | Response      one datagram; raises ParseError only
+    check_message(message) -> str | None          why a parsed message must be refused (a
+        reason phrase for 400; "Version Not Supported" means 505), or None when it is usable
+    Request(method, uri, headers=None, body=b"", version=SIP_VERSION)   uri: URI or text
+        .method .uri .version .headers .body; .make_response(status, reason=None, to_tag=None)
+    Response(status, reason=None, headers=None, body=b"", version=SIP_VERSION)
+        .status .reason .version .headers .body
+    bytes(message)      serialises; writes one Content-Length equal to len(body)
+    Headers(fields=None)  ordered, case-insensitive; compact names expanded (`i` -> `Call-ID`)
+        get(name, default=None), get_all(name), set(name, value), add(name, value),
+        insert(name, value), remove(name), name in headers, iter -> (name, value), len, copy()
+    Via.parse(value)          .protocol .transport (upper-case) .host .port .params .branch
+    NameAddress.parse(value)  .display_name .uri .params .tag; `*` gives .wildcard (uri None)
+    CSeq.parse(value)         .seq .method
+    StreamReader().feed(data) -> list of Request / Response / ParseError / KEEPALIVE_PING /
+        KEEPALIVE_PONG; .pending (bytes held); .broken (framing lost: close the connection)
+
+Choices
+    * The header section must be UTF-8 (§7.3.1 TEXT-UTF8); other bytes are a ParseError. The body
+      stays bytes and may hold anything (RFC 4475 mpart01).
+    * Lines end in CRLF (§7). A bare CR or LF, or a control character outside a quoted-pair,
+      in the header section is a ParseError.
+    * Values of list headers (LIST_HEADERS) are split at commas outside quotes and <>, one entry
+      per element; other headers (WWW-Authenticate, Date...) are never split.
+    * Content-Length is framing, not data: parse() drops it from the headers (len(body) is the
+      truth) and bytes() writes a fresh one. On a datagram, a larger Content-Length than the
+      body is an error, a smaller one truncates, none means the rest of the datagram (§18.3).
+    * Header values are kept as text; the typed parsers (Via, NameAddress, CSeq) run on demand,
+      and check_message() runs them on the headers every transaction and dialog relies on.
+      parse() accepts liberal request-line spacing (RFC 4475 §3.1.2.9-10) and writes it clean.
+    * Header parameter values are kept as written (a quoted value keeps its quotes); names are
+      lower-case.
+"""
+
+from firmware.sip.errors import ParseError
+from firmware.sip.uri import DIGITS, URI, is_token, only, split_host_port
+
+SIP_VERSION = "SIP/2.0"
+MAX_MESSAGE_SIZE = 65535  # bytes of one message (a UDP datagram cannot be larger)
+MAX_HEADERS = 256  # header field lines, after unfolding
+MAX_HEADER_LINE = 8192  # characters of one unfolded header field
+
+# §7.3.3 and the registry of compact forms (RFC 3262, 3265, 3515, 3841, 3892, 4028, 4474).
+COMPACT_FORMS = {
+    "i": "call-id", "m": "contact", "f": "from", "t": "to", "v": "via", "l": "content-length",
+    "c": "content-type", "e": "content-encoding", "k": "supported", "s": "subject",
+    "o": "event", "u": "allow-events", "r": "refer-to", "b": "referred-by",
+    "x": "session-expires", "a": "accept-contact", "j": "reject-contact",
+    "d": "request-disposition", "y": "identity", "n": "identity-info",
+}
+_CANONICAL_NAMES = {
+    name.lower(): name
+    for name in (
+        "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
+        "Allow-Events", "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
+        "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
+        "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "Identity",
+        "Identity-Info", "In-Reply-To", "Max-Forwards", "MIME-Version", "Min-Expires", "Min-SE",
+        "Organization", "P-Asserted-Identity", "Path", "Priority", "Privacy",
+        "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "RAck", "Reason",
+        "Record-Route", "Refer-To", "Referred-By", "Reject-Contact", "Reply-To",
+        "Request-Disposition", "Require", "Retry-After", "Route", "RSeq", "Server",
+        "Service-Route", "Session-Expires", "Subject", "Subscription-State", "Supported",
+        "Timestamp", "To", "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate",
+    )
+}
+# Headers whose grammar is `x *(COMMA x)` (§7.3.1): several values may share one line.
+LIST_HEADERS = {
+    "accept", "accept-contact", "accept-encoding", "accept-language", "alert-info", "allow",
+    "allow-events", "call-info", "contact", "content-encoding", "content-language", "error-info",
+    "in-reply-to", "p-asserted-identity", "path", "proxy-require", "reason", "record-route",
+    "reject-contact", "require", "route", "service-route", "supported", "unsupported", "via",
+    "warning",
+}
+_SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
+_ADDRESS_HEADERS = ("From", "To", "Contact", "Route", "Record-Route")
+
+REASON_PHRASES = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 305: "Use Proxy",
+    380: "Alternative Service",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
+    413: "Request Entity Too Large", 414: "Request-URI Too Long", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 420: "Bad Extension", 421: "Extension Required",
+    423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 493: "Undecipherable",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+    513: "Message Too Large", 600: "Busy Everywhere", 603: "Decline",
+    604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+}
+
+_WHITESPACE = " \t"
+_GEN_VALUE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" + DIGITS + "-.!%*_+`'~:[]"
+
+
+def canonical_name(name):
+    """(printable name, lookup key) for a header name; compact forms are expanded (§7.3.3)."""
+    key = name.lower()
+    if len(key) == 1:
+        key = COMPACT_FORMS.get(key, key)
+    return _CANONICAL_NAMES.get(key, name), key
+
+
+def _quoted_end(text, start):
+    """Index just past the quoted-string opening at text[start] (§25.1 quoted-pair aware)."""
+    index = start + 1
+    length = len(text)
+    while index < length:
+        char = text[index]
+        if char == "\\":
+            index += 2
+        elif char == '"':
+            return index + 1
+        else:
+            index += 1
+    raise ParseError("unterminated quoted string")
+
+
+def _unquote(text):
+    """Content of a quoted-string without its quotes, quoted-pairs resolved."""
+    if "\\" not in text:
+        return text
+    out = []
+    index = 0
+    while index < len(text):
+        if text[index] == "\\":
+            index += 1
+        out.append(text[index])
+        index += 1
+    return "".join(out)
+
+
+def split_outside(text, separator):
+    """Split at separator, except inside quoted strings and <...> (§7.3.1)."""
+    if '"' not in text and "<" not in text:
+        return text.split(separator)
+    parts = []
+    start = index = 0
+    in_angle = False
+    length = len(text)
+    while index < length:
+        char = text[index]
+        if char == '"':
+            index = _quoted_end(text, index)
+            continue
+        if char == "<":
+            in_angle = True
+        elif char == ">":
+            in_angle = False
+        elif char == separator and not in_angle:
+            parts.append(text[start:index])
+            start = index + 1
+        index += 1
+    parts.append(text[start:])
+    return parts
+
+
+def _split_list(value):
+    items = [item.strip(_WHITESPACE) for item in split_outside(value, ",")]
+    items = [item for item in items if item]
+    return items or [""]
+
+
+class Headers:
+    """Ordered header fields with case-insensitive names; see the module docstring."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields=None):
+        self._fields = []  # [key, name, value]
+        if fields is not None:
+            for name, value in fields.items() if isinstance(fields, dict) else fields:
+                self.add(name, value)
+
+    def _entries(self, name, value):
+        printable, key = canonical_name(name)
+        value = str(value)
+        if "\r" in value or "\n" in value:
+            raise ParseError("line break in header value")
+        values = _split_list(value) if key in LIST_HEADERS else [value.strip(_WHITESPACE)]
+        return key, [[key, printable, item] for item in values]
+
+    def get(self, name, default=None):
+        key = canonical_name(name)[1]
+        for field in self._fields:
+            if field[0] == key:
+                return field[2]
+        return default
+
+    def get_all(self, name):
+        key = canonical_name(name)[1]
+        return [field[2] for field in self._fields if field[0] == key]
+
+    def add(self, name, value):
+        self._fields.extend(self._entries(name, value)[1])
+
+    def insert(self, name, value):
+        key, entries = self._entries(name, value)
+        keys = [field[0] for field in self._fields]
+        position = keys.index(key) if key in keys else 0
+        self._fields[position:position] = entries
+
+    def set(self, name, value):
+        key, entries = self._entries(name, value)
+        for position, field in enumerate(self._fields):
+            if field[0] == key:
+                self.remove(name)
+                self._fields[position:position] = entries
+                return
+        self._fields.extend(entries)
+
+    def remove(self, name):
+        key = canonical_name(name)[1]
+        self._fields = [field for field in self._fields if field[0] != key]
+
+    def copy(self):
+        return Headers(self)
+
+    def __contains__(self, name):
+        key = canonical_name(name)[1]
+        return any(field[0] == key for field in self._fields)
+
+    def __iter__(self):
+        return iter([(field[1], field[2]) for field in self._fields])
+
+    def __len__(self):
+        return len(self._fields)
+
+    def __repr__(self):
+        return "Headers(" + repr(list(self)) + ")"
+
+
+class _Message:
+    def __init__(self, headers, body, version):
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.body = bytes(body)
+        self.version = version
+
+    def __bytes__(self):
+        lines = [self.start_line()]
+        for name, value in self.headers:
+            if name.lower() != "content-length":
+                lines.append(name + ": " + value)
+        lines.append("Content-Length: " + str(len(self.body)))
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
+
+
+class Request(_Message):
+    def __init__(self, method, uri, headers=None, body=b"", version=SIP_VERSION):
+        _Message.__init__(self, headers, body, version)
+        self.method = method
+        self.uri = uri if isinstance(uri, URI) else URI.parse(uri)
+
+    def start_line(self):
+        return self.method + " " + str(self.uri) + " " + self.version
+
+    def make_response(self, status, reason=None, to_tag=None):
+        """A response per §8.2.6: Via, From, To, Call-ID and CSeq copied; the To tag added
+        when the request had none (not on 100, §8.2.6.2); Timestamp echoed on 100 (§8.2.6.1)."""
+        headers = Headers()
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            for value in self.headers.get_all(name):
+                headers.add(name, value)
+        if status == 100 and "Timestamp" in self.headers:
+            headers.add("Timestamp", self.headers.get("Timestamp"))
+        to = headers.get("To")
+        if to_tag and status != 100 and to is not None and NameAddress.parse(to).tag is None:
+            headers.set("To", to + ";tag=" + to_tag)
+        return Response(status, reason, headers)
+
+    def __repr__(self):
+        return "Request(" + repr(self.method) + ", " + repr(str(self.uri)) + ")"
+
+
+class Response(_Message):
+    def __init__(self, status, reason=None, headers=None, body=b"", version=SIP_VERSION):
+        _Message.__init__(self, headers, body, version)
+        self.status = status
+        self.reason = REASON_PHRASES.get(status, "") if reason is None else reason
+
+    def start_line(self):
+        return self.version + " " + str(self.status) + " " + self.reason
+
+    def __repr__(self):
+        return "Response(" + repr(self.status) + ", " + repr(self.reason) + ")"
+
+
+def _parse_version(text):
+    """§25.1 SIP-Version: "SIP" "/" 1*DIGIT "." 1*DIGIT ("SIP" is case-insensitive)."""
+    major, dot, minor = text[4:].partition(".")
+    if text[:4].upper() != "SIP/" or not dot or not only(major, DIGITS) or not only(minor, DIGITS):
+        raise ParseError("bad SIP version")
+    return "SIP/" + major + "." + minor
+
+
+def _check_line(line):
+    """Reject control characters except HTAB and those escaped by a quoted-pair."""
+    if line.isprintable():
+        return
+    for index, char in enumerate(line):
+        if (char < " " and char != "\t" or char == "\x7f") and line[index - 1 : index] != "\\":
+            raise ParseError("control character in header section")
+
+
+def _parse_start_line(line):
+    if line[:4].upper() == "SIP/":
+        version, _, rest = line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if len(code) != 3 or not only(code, DIGITS) or code[0] not in "123456":
+            raise ParseError("bad status code")
+        return Response(int(code), reason.strip(_WHITESPACE), version=_parse_version(version))
+    # RFC 4475 §3.1.2.9-10: extra SP between or after the elements is accepted liberally.
+    parts = [part for part in line.split(" ") if part]
+    if len(parts) != 3:
+        raise ParseError("bad request line")
+    method, uri, version = parts
+    if not is_token(method):
+        raise ParseError("bad method")
+    return Request(method, URI.parse(uri), version=_parse_version(version))
+
+
+def _parse_head(raw):
+    """Start line and header fields (bytes before the empty line) -> message without body."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeError:
+        raise ParseError("header section is not UTF-8") from None
+    lines = text.split("\r\n")
+    _check_line(lines[0])
+    message = _parse_start_line(lines[0])
+    fields = []
+    for line in lines[1:]:
+        _check_line(line)
+        if line[:1] in (" ", "\t"):  # folded continuation (§7.3.1)
+            if not fields:
+                raise ParseError("continuation line before the first header")
+            fields[-1][1].append(line.strip(_WHITESPACE))
+            continue
+        name, colon, value = line.partition(":")
+        name = name.rstrip(_WHITESPACE)
+        if not colon or not is_token(name):
+            raise ParseError("bad header line")
+        if len(fields) >= MAX_HEADERS:
+            raise ParseError("too many header fields")
+        fields.append((name, [value.strip(_WHITESPACE)]))
+    headers = message.headers
+    for name, parts in fields:
+        value = " ".join(parts).strip(_WHITESPACE)
+        if len(value) > MAX_HEADER_LINE:
+            raise ParseError("header field too long")
+        headers.add(name, value)
+    return message
+
+
+def _take_content_length(headers):
+    """Remove Content-Length from headers and return it (None when absent)."""
+    values = headers.get_all("Content-Length")
+    if not values:
+        return None
+    headers.remove("Content-Length")
+    if len(values) > 1:
+        raise ParseError("several Content-Length values")
+    if not only(values[0], DIGITS):
+        raise ParseError("bad Content-Length")
+    length = int(values[0])
+    if length > MAX_MESSAGE_SIZE:
+        raise ParseError("Content-Length too large")
+    return length
+
+
+def _parse(data):
+    data = bytes(data)
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise ParseError("message too large")
+    start = 0
+    while data.startswith(b"\r\n", start):  # §7.5: CRLFs before the start line are ignored
+        start += 2
+    end = data.find(b"\r\n\r\n", start)
+    if end < 0:
+        raise ParseError("header section not terminated by an empty line")
+    message = _parse_head(data[start:end])
+    rest = data[end + 4 :]
+    length = _take_content_length(message.headers)
+    if length is not None:
+        if length > len(rest):
+            raise ParseError("Content-Length larger than the body")
+        rest = rest[:length]
+    message.body = rest
+    return message
+
+
+def parse(data):
+    """Parse one datagram into a Request or Response; raises ParseError and nothing else."""
+    try:
+        return _parse(data)
+    except ParseError:
+        raise
+    except (ValueError, IndexError, TypeError) as error:  # a grammar gap must not crash a UA
+        raise ParseError("malformed message") from error
+
+
+def _parse_header_params(text):
+    """`;`-separated generic-params (§25.1) after the first `;` -> dict with lower-case names."""
+    params = {}
+    for chunk in split_outside(text, ";"):
+        name, equals, value = chunk.partition("=")
+        name = name.strip(_WHITESPACE).lower()
+        if not is_token(name):
+            raise ParseError("bad header parameter")
+        if equals:
+            value = value.strip(_WHITESPACE)
+            if value.startswith('"'):
+                if _quoted_end(value, 0) != len(value):
+                    raise ParseError("bad quoted parameter value")
+            elif not only(value, _GEN_VALUE_CHARS):
+                raise ParseError("bad header parameter value")
+        else:
+            value = None
+        if name in params:
+            raise ParseError("repeated header parameter")
+        params[name] = value
+    return params
+
+
+def _format_params(params):
+    return "".join(";" + name if value is None else ";" + name + "=" + value
+                   for name, value in params.items())
+
+
+def _format_display_name(name):
+    if all(is_token(word) for word in name.split(" ")):
+        return name
+    out = []
+    for char in name:
+        if char in "\r\n":
+            char = " "
+        elif char in '"\\' or char < " " or char == "\x7f":
+            char = "\\" + char
+        out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+class Via:
+    """One Via value (§20.42, §25.1 via-parm). transport is upper-case; host as written."""
+
+    __slots__ = ("protocol", "transport", "host", "port", "params")
+
+    def __init__(self, transport, host, port=None, params=None, protocol=SIP_VERSION):
+        self.protocol = protocol
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = dict(params) if params else {}
+
+    @classmethod
+    def parse(cls, value):
+        head, semicolon, param_text = value.partition(";")
+        params = _parse_header_params(param_text) if semicolon else {}
+        parts = head.split("/")  # SLASH = SWS "/" SWS
+        if len(parts) != 3:
+            raise ParseError("bad Via sent-protocol")
+        name, version = parts[0].strip(_WHITESPACE), parts[1].strip(_WHITESPACE)
+        words = parts[2].split()
+        if not is_token(name) or not is_token(version) or len(words) < 2:
+            raise ParseError("bad Via sent-protocol")
+        transport = words[0]
+        # sent-by = host [COLON port] where COLON = SWS ":" SWS.
+        sent_by = " ".join(words[1:]).replace(" :", ":").replace(": ", ":")
+        if not is_token(transport) or " " in sent_by:
+            raise ParseError("bad Via sent-by")
+        host, port = split_host_port(sent_by)
+        return cls(transport.upper(), host, port, params, name.upper() + "/" + version)
+
+    @property
+    def branch(self):
+        return self.params.get("branch")
+
+    def __str__(self):
+        port = "" if self.port is None else ":" + str(self.port)
+        return (self.protocol + "/" + self.transport + " " + self.host + port
+                + _format_params(self.params))
+
+    def __repr__(self):
+        return "Via(" + repr(str(self)) + ")"
+
+
+class NameAddress:
+    """From/To/Contact/Route/Record-Route value (§20.10, §25.1 name-addr / addr-spec)."""
+
+    __slots__ = ("display_name", "uri", "params")
+
+    def __init__(self, uri, display_name=None, params=None):
+        self.uri = uri
+        self.display_name = display_name
+        self.params = dict(params) if params else {}
+
+    @classmethod
+    def parse(cls, value):
+        value = value.strip(_WHITESPACE)
+        if value == "*":  # Contact: * (§10.2.2)
+            return cls(None)
+        display_name = None
+        if value.startswith('"'):
+            end = _quoted_end(value, 0)
+            display_name = _unquote(value[1 : end - 1])
+            rest = value[end:].lstrip(_WHITESPACE)
+            if not rest.startswith("<"):
+                raise ParseError("quoted display name without <URI>")
+        else:
+            less = value.find("<")
+            before = value[:less]
+            if less >= 0 and ";" not in before and '"' not in before:
+                words = before.split()
+                if not all(is_token(word) for word in words):
+                    raise ParseError("bad display name")
+                display_name = " ".join(words) or None
+                rest = value[less:]
+            else:
+                rest = None
+        if rest is None:  # addr-spec: header parameters start at the first ';' (§20)
+            uri_text, semicolon, param_text = value.partition(";")
+            uri_text = uri_text.rstrip(_WHITESPACE)
+            if "?" in uri_text or "," in uri_text:
+                raise ParseError("URI with headers or comma must be in <>")
+        else:
+            greater = rest.find(">")
+            if greater < 0:
+                raise ParseError("missing >")
+            uri_text = rest[1:greater]
+            after = rest[greater + 1 :].lstrip(_WHITESPACE)
+            if after and after[0] != ";":
+                raise ParseError("text after >")
+            semicolon, param_text = after[:1], after[1:]
+        uri = URI.parse(uri_text)
+        params = _parse_header_params(param_text) if semicolon else {}
+        return cls(uri, display_name, params)
+
+    @property
+    def wildcard(self):
+        return self.uri is None
+
+    @property
+    def tag(self):
+        return self.params.get("tag")
+
+    def __str__(self):
+        if self.uri is None:
+            return "*"
+        display = "" if self.display_name is None else _format_display_name(self.display_name) + " "
+        return display + "<" + str(self.uri) + ">" + _format_params(self.params)
+
+    def __repr__(self):
+        return "NameAddress(" + repr(str(self)) + ")"
+
+
+class CSeq:
+    """CSeq value (§20.16): sequence number (32-bit unsigned) and method."""
+
+    __slots__ = ("seq", "method")
+
+    def __init__(self, seq, method):
+        self.seq = seq
+        self.method = method
+
+    @classmethod
+    def parse(cls, value):
+        words = value.split()
+        if len(words) != 2 or not only(words[0], DIGITS) or not is_token(words[1]):
+            raise ParseError("bad CSeq")
+        if len(words[0]) > 10 or int(words[0]) > 0xFFFFFFFF:
+            raise ParseError("CSeq number too large")
+        return cls(int(words[0]), words[1])
+
+    def __str__(self):
+        return str(self.seq) + " " + self.method
+
+    def __repr__(self):
+        return "CSeq(" + repr(str(self)) + ")"
+
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _is_sip_date(text):
+    """§25.1 SIP-date: rfc1123-date, always GMT, e.g. `Sat, 13 Nov 2010 23:29:00 GMT`."""
+    parts = text.split(" ")
+    if len(parts) != 6 or parts[0][:-1] not in _WEEKDAYS or parts[0][-1:] != ",":
+        return False
+    clock = parts[4].split(":")
+    return (
+        len(parts[1]) == 2 and only(parts[1], DIGITS) and parts[2] in _MONTHS
+        and len(parts[3]) == 4 and only(parts[3], DIGITS) and parts[5] == "GMT"
+        and len(clock) == 3 and all(len(item) == 2 and only(item, DIGITS) for item in clock)
+    )
+
+
+def _header_problem(headers):
+    for name in ("To", "From", "CSeq", "Call-ID", "Via"):
+        if name not in headers:
+            return "Missing " + name + " header"
+    for name in _SINGLE_HEADERS:
+        if len(headers.get_all(name)) > 1:
+            return "Multiple " + name + " headers"
+    call_id = headers.get("Call-ID")
+    if not call_id or len(call_id.split()) != 1:
+        return "Bad Call-ID"
+    date = headers.get("Date")
+    if date is not None and not _is_sip_date(date):
+        return "Bad Date"
+    max_forwards = headers.get("Max-Forwards")  # optional: RFC 2543 peers omit it (§3.4.1 4475)
+    if max_forwards is not None and (
+        not only(max_forwards, DIGITS) or len(max_forwards.lstrip("0")) > 3
+        or int(max_forwards) > 255
+    ):
+        return "Bad Max-Forwards"
+    try:
+        CSeq.parse(headers.get("CSeq"))
+        for value in headers.get_all("Via"):
+            Via.parse(value)
+        for name in _ADDRESS_HEADERS:
+            for value in headers.get_all(name):
+                NameAddress.parse(value)
+    except ParseError as error:
+        return "Bad header: " + error.reason
+    return None
+
+
+def check_message(message):
+    """Why a parsed message must not be processed (§8.1.1 mandatory headers, §8.2.2-8.2.3,
+    RFC 4475 §3.1.2 / §3.3): a short reason for the 400 (or "Version Not Supported": answer
+    505), or None. Call it before handing a message to transactions; drop bad responses."""
+    if message.version != SIP_VERSION:
+        return "Version Not Supported"
+    problem = _header_problem(message.headers)
+    if problem is not None or not isinstance(message, Request):
+        return problem
+    if message.method != CSeq.parse(message.headers.get("CSeq")).method:
+        return "CSeq method does not match the request"
+    if message.uri.headers:
+        return "Headers not allowed in the Request-URI"
+    return None
+
+
+class _Marker:
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+
+KEEPALIVE_PING = _Marker("KEEPALIVE_PING")  # CRLF CRLF from a client (RFC 5626 §4.4.1)
+KEEPALIVE_PONG = _Marker("KEEPALIVE_PONG")  # CRLF answer from a server
+
+
+def _scan_content_length(head):
+    """Content-Length from raw header bytes, only to find where the message ends."""
+    found = []
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() in (b"content-length", b"l"):
+            found.append(value.strip())
+    if len(found) != 1 or not only(found[0].decode("ascii", "replace"), DIGITS):
+        return None
+    return int(found[0])
+
+
+class StreamReader:
+    """Frames messages out of a TCP/TLS byte stream (§18.3: Content-Length is mandatory).
+
+    feed() returns what the new bytes completed. A message that frames correctly but does not
+    parse comes back as a ParseError and the stream goes on. When framing is lost (no usable
+    Content-Length, or a header section or message beyond MAX_MESSAGE_SIZE) it returns a
+    ParseError, drops its buffer and sets `broken`: the caller closes the connection. A peer
+    that never finishes a message is held to MAX_MESSAGE_SIZE bytes; the caller's idle timer
+    (it owns the clock) ends such a connection.
+    """
+
+    def __init__(self):
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes already searched for the empty line
+        self.broken = False
+
+    @property
+    def pending(self):
+        return len(self._buffer)
+
+    def feed(self, data):
+        if self.broken:
+            return []
+        self._buffer += data
+        out = []
+        while not self.broken:
+            item = self._next()
+            if item is None:
+                break
+            out.append(item)
+        return out
+
+    def _fail(self, reason):
+        self._buffer = bytearray()
+        self.broken = True
+        return ParseError(reason)
+
+    def _consume(self, count):
+        del self._buffer[:count]
+        self._scanned = 0
+
+    def _next(self):
+        buffer = self._buffer
+        if buffer[:2] == b"\r\n":
+            if buffer[:4] == b"\r\n\r\n":
+                self._consume(4)
+                return KEEPALIVE_PING
+            if buffer == b"\r\n\r":
+                return None
+            self._consume(2)
+            return KEEPALIVE_PONG
+        end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        if end < 0:
+            self._scanned = len(buffer)
+            if len(buffer) > MAX_MESSAGE_SIZE:
+                return self._fail("header section too large")
+            return None
+        length = _scan_content_length(bytes(buffer[:end]))
+        if length is None:
+            return self._fail("missing or bad Content-Length on a stream")
+        total = end + 4 + length
+        if total > MAX_MESSAGE_SIZE:
+            return self._fail("message too large")
+        if len(buffer) < total:
+            self._scanned = end
+            return None
+        data = bytes(buffer[:total])
+        self._consume(total)
+        try:
+            return parse(data)
+        except ParseError as error:
+            return error
