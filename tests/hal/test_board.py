@@ -206,3 +206,23 @@ def test_sim_boards_have_no_pins_header_or_audio():
             "audio": {"capture": "default", "playback": "default", "rate": 8000}}
     problems = problems_of(data)
     assert sorted(p.split(":")[0] for p in problems) == ["audio", "buttons.call.pin", "header"]
+
+
+def test_wiring_doc_matches_the_shipped_layout():
+    wiring = (BOARDS_DIR.parent / "docs" / "WIRING.md").read_text()
+    documented = {}
+    for line in wiring.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 5 and cells[0].count("`") == 2 and cells[1].isdigit():
+            group, role = cells[0].split()
+            documented[(group, role.strip("`"))] = (int(cells[1]), int(cells[2]))
+    spec = load_board("rpi4")
+    groups = {"button": spec.buttons, "LED": spec.leds, "relay": spec.relays,
+              "input": spec.inputs}
+    shipped = {(group, role): device.pin
+               for group, devices in groups.items() for role, device in devices.items()}
+    for key, pin in shipped.items():
+        assert documented[key] == (pin, HEADER_40PIN[pin]), key
+    for (_group, _role), (gpio, physical) in documented.items():
+        assert HEADER_40PIN[gpio] == physical
+    assert len({gpio for gpio, _ in documented.values()}) == len(documented) == 10

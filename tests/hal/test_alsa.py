@@ -1,0 +1,244 @@
+"""hal.pi ALSA audio against a fake `alsaaudio` module: framing, resampling, stereo fallback,
+xrun recovery, unplug/replug with back-off, and bounded waits (a fake clock, no real sleeping)."""
+
+import errno
+import sys
+import types
+from array import array
+from collections import deque
+
+import pytest
+
+from hal.board import AudioSpec
+from hal.pi import BACKOFF_MAX_S, XRUN_LIMIT, AlsaAudio
+
+EPIPE = -errno.EPIPE
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+        self.slept = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        assert 0 <= seconds <= 1.0, "the HAL must never ask for a long sleep"
+        self.now += seconds
+        self.slept += seconds
+
+
+class FakeSoundCard:
+    """Builds a module object that looks like pyalsaaudio and records what the HAL did."""
+
+    def __init__(self, level=1000, channels_supported=(1, 2)):
+        self.level = level
+        self.present = True
+        self.channels_supported = list(channels_supported)
+        self.reads = deque()  # scripted read() results; a live period when empty
+        self.write_results = deque()  # scripted write() results; all accepted when empty
+        self.opened = []
+        self.open_attempts = 0
+        self.written = []
+        module = types.ModuleType("alsaaudio")
+        module.PCM_PLAYBACK, module.PCM_CAPTURE = 0, 1
+        module.PCM_NORMAL, module.PCM_NONBLOCK = 0, 1
+        module.PCM_FORMAT_S16_LE = 2
+        module.ALSAAudioError = type("ALSAAudioError", (Exception,), {})
+        module.PCM = self._open
+        self.module = module
+
+    def _open(self, type, mode, device, rate, channels, format, periodsize, periods):
+        self.open_attempts += 1
+        assert mode == self.module.PCM_NONBLOCK and format == self.module.PCM_FORMAT_S16_LE
+        if not self.present:
+            raise self.module.ALSAAudioError(f"No such device [{device}]")
+        pcm = FakePcm(self, type, device, rate, channels, periodsize)
+        self.opened.append(pcm)
+        return pcm
+
+    def capture_pcms(self):
+        return [p for p in self.opened if p.type == self.module.PCM_CAPTURE]
+
+
+class FakePcm:
+    def __init__(self, card, type, device, rate, channels, periodsize):
+        self.card = card
+        self.type = type
+        self.device = device
+        self.rate = rate
+        self.channels = channels
+        self.periodsize = periodsize
+        self.closed = False
+
+    def getchannels(self):
+        return self.card.channels_supported
+
+    def polldescriptors(self):
+        return []
+
+    def _check(self):
+        if self.closed or not self.card.present:
+            raise self.card.module.ALSAAudioError("No such device")
+
+    def read(self):
+        self._check()
+        if self.card.reads:
+            return self.card.reads.popleft()
+        frame = array("h", [self.card.level] + [0] * (self.channels - 1)) * self.periodsize
+        return self.periodsize, frame.tobytes()
+
+    def write(self, data):
+        self._check()
+        assert len(data) % (2 * self.channels) == 0
+        if self.card.write_results:
+            return self.card.write_results.popleft()
+        self.card.written.append((self.channels, data))
+        return len(data) // (2 * self.channels)
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def card(monkeypatch):
+    fake = FakeSoundCard()
+    monkeypatch.setitem(sys.modules, "alsaaudio", fake.module)
+    return fake
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def open_stream(clock, rate=48000):
+    spec = AudioSpec(capture="plughw:CARD=Device,DEV=0", playback="default", rate=rate)
+    return AlsaAudio(spec, clock=clock, sleep=clock.sleep).open(rate=8000, frame_ms=20)
+
+
+def level(frame):
+    samples = array("h")
+    samples.frombytes(frame)
+    return sum(samples) / len(samples)
+
+
+def test_capture_opens_device_by_name_with_20ms_periods_and_resamples(card, clock):
+    stream = open_stream(clock)
+    capture = card.capture_pcms()[0]
+    assert (capture.device, capture.rate, capture.channels, capture.periodsize) == (
+        "plughw:CARD=Device,DEV=0", 48000, 1, 960)
+    frames = [stream.read_frame() for _ in range(10)]
+    assert all(len(frame) == 320 for frame in frames)
+    assert level(frames[-1]) == pytest.approx(1000, rel=0.05)  # DC survives 48k -> 8k
+    assert clock.slept == 0  # data was ready every time
+
+
+def test_44k1_device(card, clock):
+    stream = open_stream(clock, rate=44100)
+    assert card.capture_pcms()[0].periodsize == 882
+    frames = [stream.read_frame() for _ in range(10)]
+    assert all(len(frame) == 320 for frame in frames)
+
+
+def test_stereo_only_device_is_downmixed(monkeypatch, clock):
+    card = FakeSoundCard(level=2000, channels_supported=(2,))
+    monkeypatch.setitem(sys.modules, "alsaaudio", card.module)
+    stream = open_stream(clock, rate=8000)
+    first_mono, capture = card.capture_pcms()
+    assert first_mono.channels == 1 and first_mono.closed
+    assert capture.channels == 2
+    assert level(stream.read_frame()) == 1000  # (2000 + 0) / 2
+    stream.write_frame(array("h", [500] * 160).tobytes())
+    channels, data = card.written[-1]
+    assert channels == 2 and data[:4] == array("h", [500, 500]).tobytes()
+
+
+def test_single_overrun_is_counted_and_capture_continues(card, clock):
+    stream = open_stream(clock, rate=8000)
+    card.reads.append((EPIPE, b""))
+    frame = stream.read_frame()
+    assert frame is not None and level(frame) == 1000
+    assert stream.stats == {"xruns": 1, "reopens": 0, "dropped": 0}
+    assert len(card.capture_pcms()) == 1
+
+
+def test_repeated_overruns_reopen_the_pcm(card, clock):
+    stream = open_stream(clock, rate=8000)
+    card.reads.extend([(EPIPE, b"")] * XRUN_LIMIT)
+    results = [stream.read_frame() for _ in range(20)]
+    assert results[0] is None  # stuck PCM dropped, nothing to give this time
+    assert results[-1] is not None and level(results[-1]) == 1000
+    old, new = card.capture_pcms()
+    assert old.closed and not new.closed
+    assert stream.stats["reopens"] == 1 and stream.stats["xruns"] == XRUN_LIMIT
+
+
+def test_unplug_and_replug_with_bounded_backoff(card, clock):
+    stream = open_stream(clock, rate=8000)
+    assert stream.read_frame() is not None
+    card.present = False
+    attempts_before = card.open_attempts
+    started = clock.now
+    while clock.now - started < 10.0:  # ten simulated seconds unplugged
+        assert stream.read_frame() is None
+        stream.write_frame(bytes(320))  # playback must not raise either
+    attempts = card.open_attempts - attempts_before
+    # Back-off (0.1 s doubling to 5 s) keeps retries few instead of one per frame (500).
+    assert 8 <= attempts <= 16  # capture and playback each: 0.1, 0.2, ... 3.2 s
+    card.present = True
+    replugged = clock.now
+    frame = None
+    while frame is None and clock.now - replugged < BACKOFF_MAX_S + 1:
+        frame = stream.read_frame()
+    assert frame is not None and level(frame) == 1000
+    assert stream.stats["reopens"] >= 1
+    assert stream.stats["dropped"] > 0
+
+
+def test_read_never_waits_long_when_device_gives_nothing(card, clock):
+    stream = open_stream(clock, rate=8000)
+    card.reads.extend([(0, b"")] * 1000)
+    started = clock.now
+    assert stream.read_frame() is None
+    assert 0.02 <= clock.now - started <= 0.05
+
+
+def test_open_with_device_missing_then_appearing(card, clock):
+    card.present = False
+    stream = open_stream(clock, rate=8000)
+    assert stream.read_frame() is None
+    card.present = True
+    frames = [stream.read_frame() for _ in range(10)]
+    assert frames[-1] is not None
+    # It had never been open, so this is a first open, not a reopen.
+    assert stream.stats["reopens"] == 0
+
+
+def test_playback_resamples_into_whole_periods_and_drops_when_full(card, clock):
+    stream = open_stream(clock, rate=48000)
+    for _ in range(10):
+        stream.write_frame(array("h", [700] * 160).tobytes())
+    assert card.written, "nothing reached the device"
+    assert all(len(data) == 1920 for _, data in card.written)  # 20 ms at 48 kHz, mono
+    assert level(card.written[-1][1]) == pytest.approx(700, rel=0.05)
+    card.write_results.extend([0] * 50)  # device buffer full
+    before = stream.stats["dropped"]
+    stream.write_frame(bytes(320))
+    stream.write_frame(bytes(320))
+    assert stream.stats["dropped"] > before
+
+
+def test_playback_underrun_is_retried_once(card, clock):
+    stream = open_stream(clock, rate=8000)
+    card.write_results.append(EPIPE)
+    stream.write_frame(bytes(320))
+    assert stream.stats["xruns"] == 1 and stream.stats["dropped"] == 0
+    assert len(card.written) == 1
+
+
+def test_close_closes_both_directions(card, clock):
+    stream = open_stream(clock, rate=8000)
+    stream.close()
+    assert all(pcm.closed for pcm in card.opened)
