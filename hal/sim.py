@@ -5,8 +5,9 @@ the web page's /api/sim endpoints; audio from and to WAV files.
       .press(role, ms=100)      press a button now; release after `ms` on a timer thread; if the
                                 press lasts hold_ms or longer, when_held fires at hold_ms
       .set_input(role, active)  drive an input (door_contact: True = contact closed)
-      .relays[role].history     [(monotonic time, "open"|"closed"), ...]
-      .leds[role].history       [pattern, ...] every pattern set, in order
+      .relays[role].history     deque of (monotonic time, "open"|"closed"), newest last
+      .leds[role].history       deque of every pattern set, newest last
+                                (both keep the last HISTORY_LIMIT entries)
       .snapshot()               see hal.base
 
     SimAudio(mic=None, speaker_dir=None)
@@ -18,6 +19,7 @@ the web page's /api/sim endpoints; audio from and to WAV files.
       paced = False: read_frame() returns at once; the runtime's clock sets the pace.
 """
 
+import collections
 import pathlib
 import threading
 import time
@@ -28,6 +30,7 @@ from hal.pcm import FrameQueue, RateConverter, downmix
 
 SAFE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
 MIC_CHUNK_FRAMES = 1024
+HISTORY_LIMIT = 1000  # a long simulator run must not grow without bound
 
 
 class SimButton(Button):
@@ -63,7 +66,7 @@ class SimInput(Input):
 class SimLed(Led):
     def __init__(self, spec):
         super().__init__(spec.role)
-        self.history = []
+        self.history = collections.deque(maxlen=HISTORY_LIMIT)
 
     def _show(self, pattern):
         self.history.append(pattern)
@@ -72,7 +75,7 @@ class SimLed(Led):
 class SimRelay(Relay):
     def __init__(self, spec):
         super().__init__(spec.role)
-        self.history = []
+        self.history = collections.deque(maxlen=HISTORY_LIMIT)
 
     def _drive(self, active):
         self.history.append((time.monotonic(), "open" if active else "closed"))

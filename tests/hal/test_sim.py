@@ -108,7 +108,7 @@ def test_led_patterns_and_inputs(board):
     board.leds["status"].set_pattern("blink_slow")
     board.leds["door"].set_pattern("on")
     assert board.snapshot()["leds"] == {"status": "blink_slow", "call": "off", "door": "on"}
-    assert board.leds["door"].history == ["on"]
+    assert list(board.leds["door"].history) == ["on"]
     changes = []
     board.inputs["door_contact"].when_activated = lambda: changes.append("closed")
     board.inputs["door_contact"].when_deactivated = lambda: changes.append("opened")
