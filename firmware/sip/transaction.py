@@ -1,0 +1,627 @@
+"""SIP transactions, sans-I/O: the four state machines of RFC 3261 §17 and their table.
+
+Implements RFC 3261 §17.1.1 (INVITE client), §17.1.2 (non-INVITE client), §17.2.1 (INVITE
+server), §17.2.2 (non-INVITE server), §17.1.3 / §17.2.3 (matching, with the RFC 2543 fallback),
+§9.2 (finding the INVITE a CANCEL refers to), §17.1.4 / §17.2.4 (transport errors), as updated by
+RFC 6026 (the Accepted state and Timers L and M: 2xx responses and their retransmissions belong to
+the transaction user, never to the transaction) and RFC 4320 (a non-INVITE client that gets no
+answer reports a timeout; it never makes up a 408).
+
+Public API
+- `T1`, `T2`, `T4` and `TIMER_A` ... `TIMER_M` (seconds, RFC 3261 Table 4, RFC 6026 §8).
+  Timers D, I, J and K hold their unreliable-transport value; on reliable transports they are 0.
+- `new_branch() -> str`: "z9hG4bK" + 24 random hex digits (§8.1.1.7).
+- `ClientTransaction(request, reliable, now)`: sends `request` (its top Via carries the branch);
+  the INVITE or non-INVITE machine is chosen from the method. Input `receive(response, now)`.
+- `ServerTransaction(request, reliable, now)`: created for a new request. An INVITE server
+  transaction queues a 100 (Trying) at once (§17.2.1). Inputs `receive(request_or_ack, now)` for
+  retransmissions and ACKs, `send_response(response, now)` from the transaction user.
+- Common to both: `handle_timer(now)`, `transport_error(now)` (the owner could not send),
+  `get_timer() -> float | None` (earliest deadline), `messages_to_send() -> list` of Request /
+  Response objects to (re)transmit to the transaction's peer (drains), `next_event()` (None when
+  empty), `state`, `terminated`, `request`, `branch`, `method`, `reliable`; servers also keep
+  `last_response`.
+- Events: `ResponseReceived(response)` (every response for the TU, including each 2xx while an
+  INVITE client is Accepted), `AckReceived(ack)` (an ACK reaching an Accepted INVITE server,
+  RFC 6026 §8.7), `TransactionTimeout()` (Timer B, F or H), `TransportError()`,
+  `TransactionTerminated()` (always the last event).
+- `TransactionTable(max_transactions=256)`: `add(transaction) -> bool` (False when full or the
+  key is taken), `remove(transaction)`, `lookup(message)` (a response finds its client transaction,
+  a request its server transaction; None for strays: the owner handles stray responses and ACKs
+  for 2xx), `match_response`, `match_request`, `find_invite_for_cancel(cancel)`, `get_timer()`,
+  `handle_timer(now) -> [(transaction, event)]` (drives due timers, collects every pending event,
+  removes terminated transactions) and `messages_to_send() -> [(transaction, message)]`.
+
+Zero-length timers (D, I, J, K on reliable transports) fire within the call that starts them, so
+such a transaction reaches Terminated at once. Inputs a state has no row for are absorbed, as the
+RFC asks for late or duplicate messages.
+"""
+
+import binascii
+import os
+
+from firmware.sip.errors import ParseError
+from firmware.sip.message import CSeq, NameAddress, Request, Response, Via
+
+MAGIC_COOKIE = "z9hG4bK"
+
+# RFC 3261 Table 4 and RFC 6026 §8 (seconds).
+T1 = 0.5  # round-trip time estimate
+T2 = 4.0  # longest retransmission interval for non-INVITE requests and INVITE responses
+T4 = 5.0  # longest time a message stays in the network
+TIMER_A = T1  # INVITE request retransmission, first interval (unreliable only), doubles
+TIMER_B = 64 * T1  # INVITE transaction timeout
+TIMER_C = 180.0  # proxy INVITE timeout (§16.6); a user agent never starts it
+TIMER_D = 32.0  # wait for response retransmissions (0 on reliable)
+TIMER_E = T1  # non-INVITE request retransmission, first interval (unreliable only), up to T2
+TIMER_F = 64 * T1  # non-INVITE transaction timeout
+TIMER_G = T1  # INVITE response retransmission, first interval (unreliable only), up to T2
+TIMER_H = 64 * T1  # wait for ACK receipt
+TIMER_I = T4  # wait for ACK retransmissions (0 on reliable)
+TIMER_J = 64 * T1  # wait for non-INVITE request retransmissions (0 on reliable)
+TIMER_K = T4  # wait for response retransmissions (0 on reliable)
+TIMER_L = 64 * T1  # RFC 6026: wait for retransmissions of an accepted INVITE
+TIMER_M = 64 * T1  # RFC 6026: wait for 2xx retransmissions and forked 2xx
+
+# States.
+CALLING = "Calling"
+TRYING = "Trying"
+PROCEEDING = "Proceeding"
+COMPLETED = "Completed"
+ACCEPTED = "Accepted"
+CONFIRMED = "Confirmed"
+TERMINATED = "Terminated"
+
+# Inputs: the arrow labels of RFC 3261 Figures 5-8 and RFC 6026 Figures 5 and 7.
+PROVISIONAL = "1xx"
+SUCCESS = "2xx"
+FAILURE = "300-699"
+PROVISIONAL_FROM_TU = "1xx from TU"
+SUCCESS_FROM_TU = "2xx from TU"
+FAILURE_FROM_TU = "300-699 from TU"
+REQUEST = "request retransmission"
+ACK = "ACK"
+TRANSPORT_ERROR = "transport error"
+FIRES_A = "Timer A"
+FIRES_B = "Timer B"
+FIRES_D = "Timer D"
+FIRES_E = "Timer E"
+FIRES_F = "Timer F"
+FIRES_G = "Timer G"
+FIRES_H = "Timer H"
+FIRES_I = "Timer I"
+FIRES_J = "Timer J"
+FIRES_K = "Timer K"
+FIRES_L = "Timer L"
+FIRES_M = "Timer M"
+
+# (state, input) -> (next state, action). The action names a method `_<action>`; None does
+# nothing beyond the state change.
+INVITE_CLIENT = {
+    # §17.1.1.2 (Figure 5) as updated by RFC 6026 §7.2 / §8.4
+    (CALLING, FIRES_A): (CALLING, "retransmit_invite"),
+    (CALLING, FIRES_B): (TERMINATED, "time_out"),
+    (CALLING, TRANSPORT_ERROR): (TERMINATED, "report_transport_error"),
+    (CALLING, PROVISIONAL): (PROCEEDING, "stop_retransmitting"),
+    (CALLING, SUCCESS): (ACCEPTED, "accept"),
+    (CALLING, FAILURE): (COMPLETED, "acknowledge_failure"),
+    (PROCEEDING, PROVISIONAL): (PROCEEDING, "pass_up"),
+    (PROCEEDING, SUCCESS): (ACCEPTED, "accept"),
+    (PROCEEDING, FAILURE): (COMPLETED, "acknowledge_failure"),
+    # §17.1.1.2: a retransmitted failure is acknowledged again, not passed up
+    (COMPLETED, FAILURE): (COMPLETED, "resend_ack"),
+    (COMPLETED, TRANSPORT_ERROR): (TERMINATED, "report_transport_error"),
+    (COMPLETED, FIRES_D): (TERMINATED, None),
+    # RFC 6026 §8.4: every 2xx (retransmitted or forked) goes to the TU, which ACKs it
+    (ACCEPTED, SUCCESS): (ACCEPTED, "pass_up"),
+    (ACCEPTED, FIRES_M): (TERMINATED, None),
+}
+
+NON_INVITE_CLIENT = {
+    # §17.1.2.2 (Figure 6); RFC 4320 §4.2: a timeout is reported, never a 408
+    (TRYING, FIRES_E): (TRYING, "retransmit_request"),
+    (TRYING, FIRES_F): (TERMINATED, "time_out"),
+    (TRYING, TRANSPORT_ERROR): (TERMINATED, "report_transport_error"),
+    (TRYING, PROVISIONAL): (PROCEEDING, "pass_up"),
+    (TRYING, SUCCESS): (COMPLETED, "complete"),
+    (TRYING, FAILURE): (COMPLETED, "complete"),
+    (PROCEEDING, FIRES_E): (PROCEEDING, "retransmit_request_at_t2"),
+    (PROCEEDING, FIRES_F): (TERMINATED, "time_out"),
+    (PROCEEDING, TRANSPORT_ERROR): (TERMINATED, "report_transport_error"),
+    (PROCEEDING, PROVISIONAL): (PROCEEDING, "pass_up"),
+    (PROCEEDING, SUCCESS): (COMPLETED, "complete"),
+    (PROCEEDING, FAILURE): (COMPLETED, "complete"),
+    (COMPLETED, FIRES_K): (TERMINATED, None),
+}
+
+INVITE_SERVER = {
+    # §17.2.1 (Figure 7) as updated by RFC 6026 §7.1 / §8.5-§8.7
+    (PROCEEDING, REQUEST): (PROCEEDING, "resend_last_response"),
+    (PROCEEDING, PROVISIONAL_FROM_TU): (PROCEEDING, "send_response"),
+    (PROCEEDING, SUCCESS_FROM_TU): (ACCEPTED, "send_success"),
+    (PROCEEDING, FAILURE_FROM_TU): (COMPLETED, "send_failure"),
+    (PROCEEDING, TRANSPORT_ERROR): (TERMINATED, "report_transport_error"),
+    (COMPLETED, REQUEST): (COMPLETED, "resend_last_response"),
+    (COMPLETED, FIRES_G): (COMPLETED, "retransmit_response"),
+    (COMPLETED, FIRES_H): (TERMINATED, "time_out"),
+    (COMPLETED, TRANSPORT_ERROR): (TERMINATED, "report_transport_error"),
+    (COMPLETED, ACK): (CONFIRMED, "confirm"),
+    (CONFIRMED, ACK): (CONFIRMED, None),
+    (CONFIRMED, REQUEST): (CONFIRMED, None),
+    (CONFIRMED, FIRES_I): (TERMINATED, None),
+    # RFC 6026 §8.7: the TU retransmits its 2xx through us; INVITE retransmissions are absorbed;
+    # a failed 2xx send does not end the transaction
+    (ACCEPTED, REQUEST): (ACCEPTED, None),
+    (ACCEPTED, ACK): (ACCEPTED, "pass_ack_up"),
+    (ACCEPTED, SUCCESS_FROM_TU): (ACCEPTED, "send_response"),
+    (ACCEPTED, TRANSPORT_ERROR): (ACCEPTED, "report_transport_error"),
+    (ACCEPTED, FIRES_L): (TERMINATED, None),
+}
+
+NON_INVITE_SERVER = {
+    # §17.2.2 (Figure 8)
+    (TRYING, REQUEST): (TRYING, None),
+    (TRYING, PROVISIONAL_FROM_TU): (PROCEEDING, "send_response"),
+    (TRYING, SUCCESS_FROM_TU): (COMPLETED, "send_final"),
+    (TRYING, FAILURE_FROM_TU): (COMPLETED, "send_final"),
+    (PROCEEDING, REQUEST): (PROCEEDING, "resend_last_response"),
+    (PROCEEDING, PROVISIONAL_FROM_TU): (PROCEEDING, "send_response"),
+    (PROCEEDING, SUCCESS_FROM_TU): (COMPLETED, "send_final"),
+    (PROCEEDING, FAILURE_FROM_TU): (COMPLETED, "send_final"),
+    (PROCEEDING, TRANSPORT_ERROR): (TERMINATED, "report_transport_error"),
+    (COMPLETED, REQUEST): (COMPLETED, "resend_last_response"),
+    (COMPLETED, TRANSPORT_ERROR): (TERMINATED, "report_transport_error"),
+    (COMPLETED, FIRES_J): (TERMINATED, None),
+}
+
+
+def new_branch():
+    """A fresh RFC 3261 branch: the magic cookie and 96 random bits (§8.1.1.7)."""
+    return MAGIC_COOKIE + binascii.hexlify(os.urandom(12)).decode()
+
+
+# -- events ------------------------------------------------------------------------------------
+
+class ResponseReceived:
+    """A response the transaction user must see."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, response):
+        self.response = response
+
+    def __repr__(self):
+        return f"ResponseReceived({self.response.status} {self.response.reason})"
+
+
+class AckReceived:
+    """An ACK that reached an Accepted INVITE server transaction: it is the TU's (RFC 6026)."""
+
+    __slots__ = ("ack",)
+
+    def __init__(self, ack):
+        self.ack = ack
+
+    def __repr__(self):
+        return "AckReceived()"
+
+
+class TransactionTimeout:
+    """Timer B or F (no final response) or Timer H (no ACK) fired."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "TransactionTimeout()"
+
+
+class TransportError:
+    """The owner reported that a message of this transaction could not be sent."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "TransportError()"
+
+
+class TransactionTerminated:
+    """The transaction reached Terminated; the owner may forget it."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "TransactionTerminated()"
+
+
+# -- transactions ------------------------------------------------------------------------------
+
+def _top_via(message):
+    value = message.headers.get("Via")
+    if value is None:
+        raise ParseError("no Via")
+    return Via.parse(value)
+
+
+def _cseq(message):
+    value = message.headers.get("CSeq")
+    if value is None:
+        raise ParseError("no CSeq")
+    return CSeq.parse(value)
+
+
+class _Transaction:
+    """What the four machines share: timers, the outgoing queue, the event queue."""
+
+    def __init__(self, request, reliable, transitions, state):
+        self.request = request
+        self.reliable = reliable
+        self.method = request.method
+        self.branch = _top_via(request).branch
+        self.state = state
+        self._transitions = transitions
+        self._timers = {}  # input (e.g. FIRES_A) -> deadline
+        self._interval = T1  # current retransmission interval of Timer A, E or G
+        self._outgoing = []
+        self._events = []
+
+    @property
+    def terminated(self):
+        return self.state == TERMINATED
+
+    def get_timer(self):
+        return min(self._timers.values()) if self._timers else None
+
+    def handle_timer(self, now):
+        while True:
+            due = [(deadline, name) for name, deadline in self._timers.items() if deadline <= now]
+            if not due:
+                return
+            name = min(due)[1]
+            del self._timers[name]
+            self._feed(name, None, now)
+
+    def transport_error(self, now):
+        self._feed(TRANSPORT_ERROR, None, now)
+
+    def messages_to_send(self):
+        messages, self._outgoing = self._outgoing, []
+        return messages
+
+    def next_event(self):
+        return self._events.pop(0) if self._events else None
+
+    def _feed(self, name, message, now):
+        row = self._transitions.get((self.state, name))
+        if row is None:
+            return
+        next_state, action = row
+        if action is not None:
+            getattr(self, "_" + action)(message, now)
+        self.state = next_state
+        if next_state == TERMINATED:
+            self._timers = {}
+            self._events.append(TransactionTerminated())
+        else:
+            self.handle_timer(now)  # zero-length timers just started fire now
+
+    def _wait(self, unreliable_value):
+        """Timers D, I, J and K: their value on unreliable transports, zero on reliable ones."""
+        return 0.0 if self.reliable else unreliable_value
+
+    def _time_out(self, message, now):
+        self._events.append(TransactionTimeout())
+
+    def _report_transport_error(self, message, now):
+        self._events.append(TransportError())
+
+
+class ClientTransaction(_Transaction):
+    """RFC 3261 §17.1.1 (INVITE) or §17.1.2 (any other method; never ACK)."""
+
+    def __init__(self, request, reliable, now):
+        if request.method == "INVITE":
+            _Transaction.__init__(self, request, reliable, INVITE_CLIENT, CALLING)
+            retransmit, timeout = FIRES_A, (FIRES_B, TIMER_B)
+        else:
+            _Transaction.__init__(self, request, reliable, NON_INVITE_CLIENT, TRYING)
+            retransmit, timeout = FIRES_E, (FIRES_F, TIMER_F)
+        self._ack = None
+        self._outgoing.append(request)
+        if not reliable:
+            self._timers[retransmit] = now + T1
+        self._timers[timeout[0]] = now + timeout[1]
+
+    def __repr__(self):
+        return f"<ClientTransaction {self.method} {self.branch} {self.state}>"
+
+    def receive(self, response, now):
+        if not isinstance(response, Response):
+            return
+        if response.status < 200:
+            self._feed(PROVISIONAL, response, now)
+        elif response.status < 300:
+            self._feed(SUCCESS, response, now)
+        else:
+            self._feed(FAILURE, response, now)
+
+    def _pass_up(self, response, now):
+        self._events.append(ResponseReceived(response))
+
+    def _retransmit_invite(self, message, now):
+        # §17.1.1.2: Timer A doubles without bound; Timer B ends the transaction first.
+        self._outgoing.append(self.request)
+        self._interval *= 2
+        self._timers[FIRES_A] = now + self._interval
+
+    def _retransmit_request(self, message, now):
+        # §17.1.2.2: Timer E doubles up to T2 while Trying.
+        self._outgoing.append(self.request)
+        self._interval = min(2 * self._interval, T2)
+        self._timers[FIRES_E] = now + self._interval
+
+    def _retransmit_request_at_t2(self, message, now):
+        # §17.1.2.2: once a provisional response arrived, every T2.
+        self._outgoing.append(self.request)
+        self._timers[FIRES_E] = now + T2
+
+    def _stop_retransmitting(self, response, now):
+        # §17.1.1.2: Proceeding neither retransmits nor times out; the TU may CANCEL.
+        self._timers = {}
+        self._pass_up(response, now)
+
+    def _accept(self, response, now):
+        self._timers = {FIRES_M: now + TIMER_M}
+        self._pass_up(response, now)
+
+    def _acknowledge_failure(self, response, now):
+        self._timers = {FIRES_D: now + self._wait(TIMER_D)}
+        self._ack = self._make_ack(response)
+        self._outgoing.append(self._ack)
+        self._pass_up(response, now)
+
+    def _resend_ack(self, response, now):
+        self._outgoing.append(self._ack)
+
+    def _complete(self, response, now):
+        self._timers = {FIRES_K: now + self._wait(TIMER_K)}
+        self._pass_up(response, now)
+
+    def _make_ack(self, response):
+        """§17.1.1.3: the ACK for a non-2xx final response, part of this transaction."""
+        invite = self.request.headers
+        ack = Request("ACK", self.request.uri)
+        ack.headers.add("Via", invite.get("Via"))
+        for value in invite.get_all("Route"):
+            ack.headers.add("Route", value)
+        ack.headers.add("Max-Forwards", invite.get("Max-Forwards", "70"))
+        ack.headers.add("From", invite.get("From"))
+        ack.headers.add("To", response.headers.get("To"))
+        ack.headers.add("Call-ID", invite.get("Call-ID"))
+        ack.headers.add("CSeq", f"{_cseq(self.request).seq} ACK")
+        return ack
+
+
+class ServerTransaction(_Transaction):
+    """RFC 3261 §17.2.1 (INVITE) or §17.2.2 (any other method but ACK)."""
+
+    def __init__(self, request, reliable, now):
+        self.last_response = None
+        if request.method == "INVITE":
+            _Transaction.__init__(self, request, reliable, INVITE_SERVER, PROCEEDING)
+            # §17.2.1: a 100 (Trying) at once, so the client stops retransmitting.
+            self._send_response(request.make_response(100), now)
+        else:
+            _Transaction.__init__(self, request, reliable, NON_INVITE_SERVER, TRYING)
+
+    def __repr__(self):
+        return f"<ServerTransaction {self.method} {self.branch} {self.state}>"
+
+    def receive(self, request, now):
+        if not isinstance(request, Request):
+            return
+        if request.method == "ACK":
+            self._feed(ACK, request, now)
+        elif request.method == self.method:
+            self._feed(REQUEST, request, now)
+
+    def send_response(self, response, now):
+        if response.status < 200:
+            self._feed(PROVISIONAL_FROM_TU, response, now)
+        elif response.status < 300:
+            self._feed(SUCCESS_FROM_TU, response, now)
+        else:
+            self._feed(FAILURE_FROM_TU, response, now)
+
+    def _send_response(self, response, now):
+        self.last_response = response
+        self._outgoing.append(response)
+
+    def _resend_last_response(self, request, now):
+        if self.last_response is not None:
+            self._outgoing.append(self.last_response)
+
+    def _send_success(self, response, now):
+        self._timers = {FIRES_L: now + TIMER_L}
+        self._send_response(response, now)
+
+    def _send_failure(self, response, now):
+        self._timers = {FIRES_H: now + TIMER_H}
+        if not self.reliable:
+            self._timers[FIRES_G] = now + T1
+        self._send_response(response, now)
+
+    def _retransmit_response(self, message, now):
+        # §17.2.1: Timer G doubles up to T2.
+        self._outgoing.append(self.last_response)
+        self._interval = min(2 * self._interval, T2)
+        self._timers[FIRES_G] = now + self._interval
+
+    def _confirm(self, ack, now):
+        self._timers = {FIRES_I: now + self._wait(TIMER_I)}
+
+    def _pass_ack_up(self, ack, now):
+        self._events.append(AckReceived(ack))
+
+    def _send_final(self, response, now):
+        self._timers = {FIRES_J: now + self._wait(TIMER_J)}
+        self._send_response(response, now)
+
+
+# -- matching ----------------------------------------------------------------------------------
+
+def _tag(header_value):
+    return NameAddress.parse(header_value).tag if header_value else None
+
+
+def _via_identity(via):
+    """What "the top Via matches" compares for RFC 2543 peers (§17.2.3)."""
+    params = sorted((name.lower(), value) for name, value in via.params.items())
+    return (via.transport.upper(), via.host.lower(), via.port, tuple(params))
+
+
+def _rfc2543_identity(request, via):
+    headers = request.headers
+    return (headers.get("Call-ID"), _tag(headers.get("From")), _cseq(request).seq,
+            _via_identity(via))
+
+
+def _rfc3261_key(via, method):
+    """§17.2.3: branch, sent-by and method; None for an RFC 2543 peer (no magic cookie)."""
+    branch = via.branch
+    if not branch or not branch.startswith(MAGIC_COOKIE):
+        return None
+    return (branch, via.host.lower(), via.port, method)
+
+
+class TransactionTable:
+    """The transactions of one endpoint, matched per §17.1.3 / §17.2.3, at most
+    `max_transactions` of them (a flood of requests must not exhaust memory)."""
+
+    def __init__(self, max_transactions=256):
+        self.max_transactions = max_transactions
+        self._clients = {}  # (branch, CSeq method) -> ClientTransaction
+        self._servers = {}  # (branch, sent-by host, port, method) -> ServerTransaction
+        self._rfc2543_servers = []  # server transactions for requests without a magic cookie
+        self._orphan_messages = []  # (transaction, message) left by removed transactions
+
+    def __len__(self):
+        return len(self._clients) + len(self._servers) + len(self._rfc2543_servers)
+
+    def __iter__(self):
+        return iter(list(self._clients.values()) + list(self._servers.values())
+                    + self._rfc2543_servers)
+
+    def add(self, transaction):
+        if len(self) >= self.max_transactions:
+            return False
+        if isinstance(transaction, ClientTransaction):
+            key = (transaction.branch, transaction.method)
+            store = self._clients
+        else:
+            key = _rfc3261_key(_top_via(transaction.request), transaction.method)
+            if key is None:
+                self._rfc2543_servers.append(transaction)
+                return True
+            store = self._servers
+        if key in store:
+            return False
+        store[key] = transaction
+        return True
+
+    def remove(self, transaction):
+        """Forget `transaction`; removing one that is not here is harmless."""
+        if isinstance(transaction, ClientTransaction):
+            store, key = self._clients, (transaction.branch, transaction.method)
+        else:
+            store, key = self._servers, _rfc3261_key(_top_via(transaction.request),
+                                                     transaction.method)
+        if store.get(key) is transaction:
+            del store[key]
+        elif transaction in self._rfc2543_servers:
+            self._rfc2543_servers.remove(transaction)
+
+    def lookup(self, message):
+        if isinstance(message, Response):
+            return self.match_response(message)
+        return self.match_request(message)
+
+    def match_response(self, response):
+        """§17.1.3: top Via branch and CSeq method (a CANCEL shares its INVITE's branch)."""
+        try:
+            key = (_top_via(response).branch, _cseq(response).method)
+        except ParseError:
+            return None
+        return self._clients.get(key)
+
+    def match_request(self, request):
+        """§17.2.3: the server transaction `request` (a retransmission or an ACK) belongs to."""
+        method = "INVITE" if request.method == "ACK" else request.method
+        return self._match_server(request, method)
+
+    def find_invite_for_cancel(self, cancel):
+        """§9.2: the INVITE server transaction a CANCEL refers to (same rules, method INVITE)."""
+        return self._match_server(cancel, "INVITE")
+
+    def get_timer(self):
+        deadlines = [t.get_timer() for t in self]
+        deadlines = [d for d in deadlines if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now):
+        """Drive every transaction whose timer is due; return each pending event paired with
+        its transaction and drop the terminated transactions (their last messages stay
+        available through `messages_to_send`)."""
+        events = []
+        for transaction in self:
+            deadline = transaction.get_timer()
+            if deadline is not None and deadline <= now:
+                transaction.handle_timer(now)
+            while True:
+                event = transaction.next_event()
+                if event is None:
+                    break
+                events.append((transaction, event))
+            if transaction.terminated:
+                for message in transaction.messages_to_send():
+                    self._orphan_messages.append((transaction, message))
+                self.remove(transaction)
+        return events
+
+    def messages_to_send(self):
+        """Every queued message as (transaction, message); the owner sends each to the
+        transaction's peer."""
+        messages, self._orphan_messages = self._orphan_messages, []
+        for transaction in self:
+            for message in transaction.messages_to_send():
+                messages.append((transaction, message))
+        return messages
+
+    def _match_server(self, request, method):
+        try:
+            via = _top_via(request)
+            key = _rfc3261_key(via, method)
+            if key is not None:
+                return self._servers.get(key)
+            return self._match_rfc2543(request, via, method)
+        except ParseError:
+            return None
+
+    def _match_rfc2543(self, request, via, method):
+        """§17.2.3 for peers without a magic cookie: Request-URI, tags, Call-ID, CSeq and the
+        whole top Via. An ACK's To tag is compared with the tag of the response we sent."""
+        identity = _rfc2543_identity(request, via)
+        to_tag = _tag(request.headers.get("To"))
+        for transaction in self._rfc2543_servers:
+            original = transaction.request
+            if transaction.method != method or not original.uri == request.uri:
+                continue
+            if _rfc2543_identity(original, _top_via(original)) != identity:
+                continue
+            if request.method == "ACK":
+                sent = transaction.last_response
+                expected_to_tag = _tag(sent.headers.get("To")) if sent is not None else None
+            else:
+                expected_to_tag = _tag(original.headers.get("To"))
+            if to_tag == expected_to_tag:
+                return transaction
+        return None
