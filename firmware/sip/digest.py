@@ -20,10 +20,10 @@ Public API
   draws from `os.urandom` (passed in so tests are deterministic).
 - `SUPPORTED_ALGORITHMS`: what this interpreter's hashlib can do, strongest first.
 
-Choosing among challenges: RFC 8760 section 2.4 lets a server send one challenge per algorithm in
-order of its preference and lets local policy override the topmost-first rule; our policy is the
-strongest algorithm we support (SHA-512-256, then SHA-256, then MD5), so a registrar that still
-offers MD5 for old phones never downgrades us.
+Choosing among challenges: RFC 8760 (section 2.3, UAC behavior) lets a server send one challenge
+per algorithm in order of its preference; the UAC should take the topmost it supports unless local
+policy says otherwise. Our policy is the strongest algorithm we support (SHA-512-256, then
+SHA-256, then MD5), so a registrar that still offers MD5 for old phones never downgrades us.
 """
 
 import hashlib

@@ -35,6 +35,8 @@ Policy, and why
   password unless it says stale=true, which is answered with the new nonce (section 3.3).
 - Losing the connection while registered re-registers at once: the registrar can no longer
   reach us over it. Further failures then back off as above.
+- One attempt answers at most MAX_CHALLENGE_ROUNDS 401/407/423 responses, so a registrar that
+  keeps saying stale=true cannot hold us in a tight loop.
 """
 
 import os
@@ -124,6 +126,7 @@ class Registration:
         self.aor = aor
         self.registrar_uri = registrar_uri
         self.contact = contact
+        self._contact_uri = URI.parse(contact)  # a bad contact fails here, not on the first 200
         self.username = username
         self.password = password
         self.requested_expires = expires
@@ -325,7 +328,6 @@ class Registration:
         """Our contact's expires param, else the Expires header (§10.2.4); when our contact
         cannot be told apart, the shortest binding listed, refreshing early rather than late."""
         header = _leading_int(response.headers.get("Expires"))
-        ours = URI.parse(self.contact)
         listed = []
         for value in response.headers.get_all("Contact"):
             try:
@@ -337,7 +339,7 @@ class Registration:
                 expires = header
             if expires is None:
                 continue
-            if binding.uri == ours:
+            if binding.uri == self._contact_uri:
                 return expires
             listed.append(expires)
         if listed:

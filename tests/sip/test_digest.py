@@ -4,6 +4,8 @@ import hashlib
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware.sip import digest
 from firmware.sip.errors import ParseError
@@ -204,3 +206,14 @@ def test_quotes_in_username_are_escaped():
     challenge = digest.Challenge.parse('Digest realm="r", nonce="n"')
     value = digest.authorization_header(challenge, "REGISTER", "sip:r", 'd"o\\r', "p", "c", 1)
     assert credentials_fields(value)["username"] == 'd"o\\r'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='Digest realm nonce="\\,= \tqopaMD5-', max_size=80))
+def test_parse_never_fails_other_than_parse_error(text):
+    try:
+        challenges = digest.parse_challenges([text])
+    except ParseError:
+        return
+    for challenge in challenges:
+        assert isinstance(challenge.realm, str) and isinstance(challenge.nonce, str)
