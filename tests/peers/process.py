@@ -6,8 +6,8 @@ Public API:
   ports in the Request-URI, and staying below the Linux ephemeral range (32768+) avoids
   clashing with ports the kernel hands out to other tests' clients.
 - `ManagedProcess(argv, log_path, cwd=None, env=None)`: `start()`, `alive`, `pid`,
-  `returncode`, `stop(timeout=5.0, sig=SIGTERM, repeat=False)` (signal by PID, bounded wait,
-  then SIGKILL to the process group it was started in), `log_text()`.
+  `returncode`, `wait(timeout)`, `stop(timeout=5.0, sig=SIGTERM, repeat=False)` (signal by
+  PID, bounded wait, then SIGKILL to the process group it was started in), `log_text()`.
   Output (stdout and stderr) goes to `log_path`, never to a pipe nobody reads.
 - `wait_until(predicate, timeout, interval=0.02) -> bool`: bounded polling.
 - `require_binary(name) -> str`: absolute path, or `MissingBinary` (fixtures turn it into a skip).
@@ -102,6 +102,10 @@ class ManagedProcess:
     @property
     def returncode(self):
         return self._popen.poll() if self._popen else None
+
+    def wait(self, timeout):
+        """Return code once the process exits; subprocess.TimeoutExpired after `timeout`."""
+        return self._popen.wait(timeout)
 
     def stop(self, timeout=5.0, sig=signal.SIGTERM, repeat=False):
         """Signal, wait up to `timeout`, then SIGKILL the process group. With `repeat`, the
