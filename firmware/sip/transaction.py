@@ -30,7 +30,8 @@ Public API
   a request its server transaction; None for strays: the owner handles stray responses and ACKs
   for 2xx), `match_response`, `match_request`, `find_invite_for_cancel(cancel)`, `get_timer()`,
   `handle_timer(now) -> [(transaction, event)]` (drives due timers, collects every pending event,
-  removes terminated transactions) and `messages_to_send() -> [(transaction, message)]`.
+  removes terminated transactions) and `messages_to_send() -> [(transaction, message)]`;
+  `len(table)` and iterating over it give the transactions held.
 
 Zero-length timers (D, I, J, K on reliable transports) fire within the call that starts them, so
 such a transaction reaches Terminated at once. Inputs a state has no row for are absorbed, as the
@@ -253,6 +254,9 @@ class _Transaction:
     """What the four machines share: timers, the outgoing queue, the event queue."""
 
     def __init__(self, request, reliable, transitions, state):
+        if request.method == "ACK":
+            # An ACK for a 2xx is its own transaction-less request (§17.1.1.3, §17.2.3).
+            raise ValueError("an ACK never starts a transaction")
         self.request = request
         self.reliable = reliable
         self.method = request.method

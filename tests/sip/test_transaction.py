@@ -1,6 +1,8 @@
 """RFC 3261 §17 transactions (with RFC 6026 and RFC 4320), driven by real bytes and a fake clock."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware.sip import message
 from firmware.sip import transaction as txn
@@ -568,3 +570,102 @@ def test_events_have_readable_reprs():
     assert repr(txn.TransportError()) == "TransportError()"
     assert repr(txn.TransactionTerminated()) == "TransactionTerminated()"
     assert "Calling" in repr(txn.ClientTransaction(request(), False, 0.0))
+
+
+def test_ack_never_starts_a_transaction():
+    with pytest.raises(ValueError):
+        txn.ClientTransaction(request("ACK"), False, 0.0)
+    with pytest.raises(ValueError):
+        txn.ServerTransaction(ack_for(), False, 0.0)
+
+
+# -- invariants under any order of inputs ----------------------------------------------------
+
+CLIENT_STEPS = st.lists(st.one_of(
+    st.tuples(st.just("response"), st.sampled_from([100, 180, 200, 408, 486])),
+    st.tuples(st.just("wait"), st.floats(min_value=0.0, max_value=20.0)),
+    st.tuples(st.just("transport_error"), st.none()),
+), max_size=25)
+
+
+def check_invariants(tx, all_events):
+    types = [type(e) for e in all_events]
+    assert types.count(txn.TransactionTerminated) <= 1
+    if txn.TransactionTerminated in types:
+        assert types[-1] is txn.TransactionTerminated
+        assert tx.terminated and tx.get_timer() is None
+    assert types.count(txn.TransactionTimeout) <= 1
+    if isinstance(tx, txn.ClientTransaction):
+        # A client fails once and for all; only an Accepted server outlives a transport error.
+        assert types.count(txn.TransactionTimeout) + types.count(txn.TransportError) <= 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(method=st.sampled_from(["INVITE", "OPTIONS"]), reliable=st.booleans(), steps=CLIENT_STEPS)
+def test_client_transaction_invariants(method, reliable, steps):
+    branch = "z9hG4bK-prop"
+    tx = txn.ClientTransaction(request(method, branch=branch), reliable, 0.0)
+    now, all_events, finals = 0.0, [], []
+    for kind, value in steps:
+        was_terminated = tx.terminated
+        tx.messages_to_send()
+        if kind == "response":
+            tx.receive(response(value, method=method, branch=branch), now)
+        elif kind == "wait":
+            now += value
+            tx.handle_timer(now)
+        else:
+            tx.transport_error(now)
+        new_events = events(tx)
+        if was_terminated:
+            assert new_events == [] and tx.messages_to_send() == []
+        all_events += new_events
+        finals += [e.response.status for e in new_events
+                   if isinstance(e, txn.ResponseReceived) and e.response.status >= 200]
+        check_invariants(tx, all_events)
+    # At most one final response reaches the TU, except 2xx to INVITE (RFC 6026).
+    if method == "INVITE":
+        assert len([s for s in finals if s >= 300]) <= 1
+        assert not (any(s < 300 for s in finals) and any(s >= 300 for s in finals))
+    else:
+        assert len(finals) <= 1
+
+
+SERVER_STEPS = st.lists(st.one_of(
+    st.tuples(st.just("send"), st.sampled_from([100, 180, 200, 486])),
+    st.tuples(st.just("request"), st.none()),
+    st.tuples(st.just("ack"), st.none()),
+    st.tuples(st.just("wait"), st.floats(min_value=0.0, max_value=20.0)),
+    st.tuples(st.just("transport_error"), st.none()),
+), max_size=25)
+
+
+@settings(max_examples=150, deadline=None)
+@given(method=st.sampled_from(["INVITE", "BYE"]), reliable=st.booleans(), steps=SERVER_STEPS)
+def test_server_transaction_invariants(method, reliable, steps):
+    via = "SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-prop"
+    original = request(method, via=via)
+    tx = txn.ServerTransaction(original, reliable, 0.0)
+    now, all_events, sent_finals = 0.0, [], []
+    for kind, value in steps:
+        was_terminated = tx.terminated
+        if kind == "send":
+            tx.send_response(original.make_response(value), now)
+        elif kind == "request":
+            tx.receive(request(method, via=via), now)
+        elif kind == "ack":
+            tx.receive(request("ACK", via=via, cseq_method="ACK"), now)
+        elif kind == "wait":
+            now += value
+            tx.handle_timer(now)
+        else:
+            tx.transport_error(now)
+        sent = tx.messages_to_send()
+        new_events = events(tx)
+        if was_terminated:
+            assert sent == [] and new_events == []
+        sent_finals += [m.status for m in sent if m.status >= 200]
+        all_events += new_events
+        check_invariants(tx, all_events)
+    # Only one final response ever goes out, retransmitted or (2xx to INVITE) resent by the TU.
+    assert len(set(sent_finals)) <= 1
