@@ -253,7 +253,8 @@ class DtmfSender:
 def parse_info_body(content_type, body):
     """The key in a SIP INFO DTMF body, or None if there is none we understand."""
     if isinstance(body, (bytes, bytearray)):
-        body = bytes(body).decode("latin-1")
+        # Latin-1 by hand: MicroPython decodes UTF-8 only, and a stray byte must not raise.
+        body = "".join(chr(octet) for octet in body)
     media_type = content_type.split(";")[0].strip().lower()
     if media_type == "application/dtmf-relay":
         for line in body.replace("\r", "\n").split("\n"):

@@ -197,3 +197,14 @@ def test_not_confused_by_ringback():
     frames = cue_frames(CUES["ringback"])
     detector = InbandDtmfDetector()
     assert [d for _ in range(100) for d in detector.feed(next(frames))] == []
+
+
+def test_two_rows_at_once_are_ambiguous():
+    chord = pcm_to_samples(ToneGenerator([697, 770, 1209], amplitude=15000).samples(1600))
+    assert _detect(chord) == ""
+
+
+def test_tones_under_louder_broadband_sound_are_not_accepted():
+    # Talk-off protection: the key's two tones must carry most of the frame's energy.
+    assert _detect(list(_dtmf("6", 200, amplitude=4000)), noise=3000) == ""
+    assert _detect(list(_dtmf("6", 200, amplitude=4000)), noise=300) == "6"

@@ -332,6 +332,7 @@ def test_sender_rejects_unknown_keys():
         ("application/dtmf", b"7", "7"),
         ("application/dtmf", b"10\r\n", "*"),
         ("application/dtmf", b"", None),
+        ("application/dtmf", b"\xff", None),
         ("text/plain", b"Signal=5", None),
     ],
 )
