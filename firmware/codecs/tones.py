@@ -16,9 +16,11 @@ Public API (PCM is signed 16-bit little-endian bytes; samples are sequences of i
         one pass (the last frame padded with silence) unless `cue.repeat`.
     goertzel_power(samples, freq, rate) -> float: power of the `freq` component as a mean square
         (a sine of amplitude A gives A*A/2, comparable with `mean_square(samples)`).
+    mean_square(samples) -> float: the average power of `samples`.
     Digit(digit, source): a detected key ("0"-"9", "*", "#", "A"-"D"); source "inband",
         "rfc4733" or "info".
-    InbandDtmfDetector(rate=8000): `feed(pcm) -> list of Digit`, one Digit per key press.
+    InbandDtmfDetector(rate=8000): `feed(pcm) -> list of Digit`, one Digit per key press;
+        `classify(samples) -> key or None` judges one block on its own (Q.24 limits below).
 """
 
 import math
