@@ -13,3 +13,4 @@ def vectors():
     if not VECTORS.is_dir():
         pytest.fail(f"conformance vectors not found at {VECTORS} (expected ../shared/vectors)")
     return VECTORS
+from tests.peers.fixtures import *  # noqa: E402,F401,F403
