@@ -318,7 +318,7 @@ def _decode_base64(text):
         raise SdpParseError(f"bad base64 length: {_shorten(text)}")
     try:
         return binascii.a2b_base64(body + "=" * (-len(body) % 4))
-    except (binascii.Error, ValueError) as error:
+    except ValueError as error:  # binascii.Error is a ValueError (and absent on MicroPython)
         raise SdpParseError(f"bad base64 key: {_shorten(text)}") from error
 
 
@@ -549,6 +549,10 @@ def _split_lines(data):
         raise SdpParseError("description must be str or bytes")
     if len(data) > MAX_SIZE:
         raise SdpParseError("description too large")
+    try:
+        data.encode("utf-8")  # so that bytes(sd) cannot fail later (lone surrogates)
+    except UnicodeError as error:
+        raise SdpParseError("description is not valid Unicode") from error
     if "\x00" in data:
         raise SdpParseError("NUL character in description")
     lines = data.split("\n")
