@@ -1,0 +1,66 @@
+"""The entry point:
+
+    python -m firmware --board NAME --config PATH [--state-dir DIR] [--mic WAV] [--speaker-dir DIR]
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from firmware import config as configuration
+from firmware.runtime.station import Station
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m firmware",
+                                     description="Doorline SIP door station")
+    parser.add_argument("--board", required=True, help="board name (boards/NAME.toml)")
+    parser.add_argument("--config", required=True,
+                        help="TOML configuration file (created with defaults when missing)")
+    parser.add_argument("--state-dir", default=None,
+                        help="where the event log and other state live (default: next to config)")
+    parser.add_argument("--mic", default=None, help="simulated boards: WAV file as microphone")
+    parser.add_argument("--speaker-dir", default=None,
+                        help="simulated boards: write each call's received audio here")
+    parser.add_argument("--log-level", default=os.environ.get("DOORLINE_LOG", "INFO"))
+    return parser.parse_args(argv)
+
+
+async def run(args, cfg):
+    loop = asyncio.get_running_loop()
+    station = Station(cfg, state_dir=args.state_dir, loop=loop)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await station.start()
+    await stop.wait()
+    logging.getLogger("doorline").info("stopping")
+    await station.stop()
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    state_dir = args.state_dir or os.path.dirname(os.path.abspath(args.config))
+    args.state_dir = state_dir
+    os.makedirs(state_dir, exist_ok=True)
+    try:
+        cfg = configuration.load(args.config)
+    except configuration.ConfigError as exc:
+        print(f"{args.config}: invalid configuration:", file=sys.stderr)
+        for field, message in exc.errors.items():
+            print(f"  {field or '(file)'}: {message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{args.config}: {exc.strerror}", file=sys.stderr)
+        return 2
+    asyncio.run(run(args, cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

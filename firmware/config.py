@@ -1,0 +1,356 @@
+"""The station's configuration: defaults, validation, atomic saving.
+
+The TOML keys are a public interface (see docs/CONFIG.md). `validate()` returns a normalised copy
+and one message per bad field, so the command line, the web API and the page all report the same
+errors. Nothing here touches the network or the hardware.
+"""
+
+import copy
+import ipaddress
+import os
+import tomllib
+
+import tomli_w
+
+from firmware.sip.errors import ParseError
+from firmware.sip.uri import URI
+
+SECRET = "(set)"  # what the API shows instead of a secret that exists
+
+DEFAULTS = {
+    "sip": {
+        "registrar": "",
+        "domain": "",
+        "username": "",
+        "password": "",
+        "transport": "udp",
+        "listen": "127.0.0.1:5070",
+        "tls_ca": "",
+        "expires": 3600,
+        "display_name": "Door",
+    },
+    "media": {
+        "srtp": "off",
+        "srtp_requires_tls": None,  # None: true when srtp is mandatory
+        "codecs": ["PCMU", "PCMA"],
+        "rtp_ports": "40000-40199",
+    },
+    "answer": {"mode": "auto", "allow": [], "max_duration_s": 120},
+    "buttons": [
+        {"role": "call", "targets": [], "mode": "parallel", "target_timeout_s": 20,
+         "second_press": "ignore"},
+    ],
+    "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1},
+    "door": {"pulse_ms": 3000, "codes": [], "max_failures": 3, "lockout_s": 60},
+    "web": {"listen": "127.0.0.1:8080", "https": False},
+}
+
+CHOICES = {
+    ("sip", "transport"): ("udp", "tcp", "tls"),
+    ("media", "srtp"): ("off", "optional", "mandatory"),
+    ("answer", "mode"): ("auto", "ring", "off"),
+}
+KNOWN_CODECS = ("PCMU", "PCMA")
+BUTTON_MODES = ("parallel", "sequential")
+SECOND_PRESS = ("ignore", "hangup")
+
+
+class ConfigError(ValueError):
+    """A configuration with one or more bad fields; `errors` maps field path → message."""
+
+    def __init__(self, errors):
+        self.errors = errors
+        ValueError.__init__(self, "; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+def defaults():
+    return copy.deepcopy(DEFAULTS)
+
+
+def merge(base, partial):
+    """A copy of `base` with `partial` laid over it, table by table (lists replace whole)."""
+    out = copy.deepcopy(base)
+    for key, value in partial.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_host_port(text, default_port=None):
+    """'host[:port]', '[v6]:port' → (host, port or default). Raises ValueError."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        ipaddress.IPv6Address(host)
+        port = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError("expected [address]:port")
+    else:
+        host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    if not host or any(c.isspace() or c in "/@;?" for c in host):
+        raise ValueError("expected host[:port]")
+    if port == "":
+        if default_port is None:
+            raise ValueError("a port is required (host:port)")
+        return host, default_port
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be 1-65535 (got {port!r})")
+    return host, int(port)
+
+
+class _Checker:
+    def __init__(self):
+        self.errors = {}
+
+    def fail(self, path, message):
+        self.errors.setdefault(path, message)
+
+    def type(self, path, value, kinds, label):
+        if isinstance(value, bool) and bool not in kinds:
+            self.fail(path, f"must be {label}")
+            return False
+        if not isinstance(value, kinds):
+            self.fail(path, f"must be {label}")
+            return False
+        return True
+
+    def integer(self, path, value, low, high):
+        if self.type(path, value, (int,), "a whole number") and not low <= value <= high:
+            self.fail(path, f"must be between {low} and {high} (got {value})")
+
+    def sip_uri(self, path, value):
+        if not self.type(path, value, (str,), "a SIP URI string"):
+            return
+        try:
+            uri = URI.parse(value)
+        except ParseError as exc:
+            self.fail(path, f"not a valid SIP URI ({exc.reason}): {value!r}")
+            return
+        if uri.scheme not in ("sip", "sips"):
+            self.fail(path, f"must be a sip: or sips: URI (got {value!r})")
+
+
+def validate(doc):
+    """Check a whole configuration document. Returns the normalised document (defaults filled
+    in) or raises ConfigError with one message per bad field."""
+    if not isinstance(doc, dict):
+        raise ConfigError({"": "the configuration must be a table"})
+    check = _Checker()
+    for key in doc:
+        if key not in DEFAULTS:
+            check.fail(key, "unknown section")
+    base = defaults()
+    if "buttons" in doc:
+        base["buttons"] = []
+    cfg = merge(base, {k: v for k, v in doc.items() if k in DEFAULTS})
+    for section, table in cfg.items():
+        if section == "buttons":
+            continue
+        if not isinstance(table, dict):
+            check.fail(section, "must be a table")
+            continue
+        for key in table:
+            if key not in DEFAULTS[section]:
+                check.fail(f"{section}.{key}", "unknown key")
+    if check.errors:
+        raise ConfigError(check.errors)
+
+    for (section, key), allowed in CHOICES.items():
+        value = cfg[section][key]
+        if value not in allowed:
+            check.fail(f"{section}.{key}", f"must be one of {', '.join(allowed)} (got {value!r})")
+    _check_sip(check, cfg["sip"])
+    _check_media(check, cfg["media"])
+    _check_answer(check, cfg["answer"])
+    _check_buttons(check, cfg["buttons"])
+    _check_door(check, cfg["door"])
+    calls = cfg["calls"]
+    check.integer("calls.ring_timeout_s", calls["ring_timeout_s"], 5, 600)
+    check.integer("calls.max_duration_s", calls["max_duration_s"], 10, 86400)
+    check.integer("calls.max_calls", calls["max_calls"], 1, 8)
+    web = cfg["web"]
+    _check_listen(check, "web.listen", web["listen"])
+    check.type("web.https", web["https"], (bool,), "true or false")
+    if check.errors:
+        raise ConfigError(check.errors)
+    if cfg["media"]["srtp_requires_tls"] is None:
+        cfg["media"]["srtp_requires_tls"] = cfg["media"]["srtp"] == "mandatory"
+    if not cfg["sip"]["domain"] and cfg["sip"]["registrar"]:
+        cfg["sip"]["domain"] = parse_host_port(cfg["sip"]["registrar"], 5060)[0]
+    return cfg
+
+
+def _check_listen(check, path, value):
+    if check.type(path, value, (str,), "a host:port string"):
+        try:
+            parse_host_port(value)
+        except ValueError as exc:
+            check.fail(path, f"{exc} (got {value!r})")
+
+
+def _check_sip(check, sip):
+    texts = ("registrar", "domain", "username", "password", "tls_ca", "display_name")
+    if not all([check.type(f"sip.{key}", sip[key], (str,), "a string") for key in texts]):
+        return
+    if sip["registrar"]:
+        try:
+            parse_host_port(sip["registrar"], 5060)
+        except ValueError as exc:
+            check.fail("sip.registrar", f"{exc} (got {sip['registrar']!r})")
+        if not sip["username"]:
+            check.fail("sip.username", "is required when a registrar is set")
+    for key in ("username", "domain"):
+        if any(c in sip[key] for c in " <>\"@;:\r\n") and key == "username":
+            check.fail(f"sip.{key}", "must not contain spaces or any of <>\"@;:")
+    if any(c in sip["display_name"] for c in "\"\r\n\\"):
+        check.fail("sip.display_name", "must not contain quotes, backslashes or line breaks")
+    _check_listen(check, "sip.listen", sip["listen"])
+    check.integer("sip.expires", sip["expires"], 60, 86400)
+    if sip["transport"] == "tls" and sip["tls_ca"] and not os.path.isfile(sip["tls_ca"]):
+        check.fail("sip.tls_ca", f"file not found: {sip['tls_ca']}")
+
+
+def _check_media(check, media):
+    codecs = media["codecs"]
+    if check.type("media.codecs", codecs, (list,), "a list of codec names"):
+        bad = [c for c in codecs if c not in KNOWN_CODECS]
+        if bad or not codecs or len(set(codecs)) != len(codecs):
+            check.fail("media.codecs", f"must list distinct codecs among {', '.join(KNOWN_CODECS)}")
+    if media["srtp_requires_tls"] is not None:
+        check.type("media.srtp_requires_tls", media["srtp_requires_tls"], (bool,), "true or false")
+    ports = media["rtp_ports"]
+    if check.type("media.rtp_ports", ports, (str,), 'a "low-high" string'):
+        low, _, high = ports.partition("-")
+        if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
+            check.fail("media.rtp_ports", f'must be "low-high" within 1024-65535 (got {ports!r})')
+        elif int(high) - int(low) < 3:
+            check.fail("media.rtp_ports", "the range must hold at least two RTP/RTCP pairs")
+
+
+def _check_answer(check, answer):
+    if check.type("answer.allow", answer["allow"], (list,), "a list of SIP URIs"):
+        for i, uri in enumerate(answer["allow"]):
+            check.sip_uri(f"answer.allow[{i}]", uri)
+    check.integer("answer.max_duration_s", answer["max_duration_s"], 10, 86400)
+
+
+def _check_buttons(check, buttons):
+    if not check.type("buttons", buttons, (list,), "a list of [[buttons]] tables"):
+        return
+    seen = set()
+    for i, button in enumerate(buttons):
+        path = f"buttons[{i}]"
+        if not check.type(path, button, (dict,), "a table"):
+            continue
+        for key in button:
+            if key not in DEFAULTS["buttons"][0]:
+                check.fail(f"{path}.{key}", "unknown key")
+        full = merge(DEFAULTS["buttons"][0], button)
+        buttons[i] = full
+        role = full["role"]
+        if not check.type(f"{path}.role", role, (str,), "a role name"):
+            continue
+        if not role or not role.replace("_", "").isalnum():
+            check.fail(f"{path}.role", f"must be a role name like 'call' (got {role!r})")
+        if role in seen:
+            check.fail(f"{path}.role", f"button role {role!r} is configured twice")
+        seen.add(role)
+        if check.type(f"{path}.targets", full["targets"], (list,), "a list of SIP URIs"):
+            for j, uri in enumerate(full["targets"]):
+                check.sip_uri(f"{path}.targets[{j}]", uri)
+        if full["mode"] not in BUTTON_MODES:
+            check.fail(f"{path}.mode", f"must be one of {', '.join(BUTTON_MODES)}")
+        if full["second_press"] not in SECOND_PRESS:
+            check.fail(f"{path}.second_press", f"must be one of {', '.join(SECOND_PRESS)}")
+        check.integer(f"{path}.target_timeout_s", full["target_timeout_s"], 3, 600)
+
+
+def _check_door(check, door):
+    check.integer("door.pulse_ms", door["pulse_ms"], 100, 30000)
+    check.integer("door.max_failures", door["max_failures"], 1, 20)
+    check.integer("door.lockout_s", door["lockout_s"], 5, 86400)
+    if not check.type("door.codes", door["codes"], (list,), "a list of {caller, code} tables"):
+        return
+    for i, entry in enumerate(door["codes"]):
+        path = f"door.codes[{i}]"
+        if not check.type(path, entry, (dict,), "a {caller, code} table"):
+            continue
+        unknown = set(entry) - {"caller", "code"}
+        if unknown:
+            check.fail(f"{path}.{sorted(unknown)[0]}", "unknown key")
+        check.sip_uri(f"{path}.caller", entry.get("caller"))
+        code = entry.get("code")
+        if not (isinstance(code, str) and code.isdigit() and 4 <= len(code) <= 12):
+            check.fail(f"{path}.code", "must be 4 to 12 digits")
+
+
+def load(path):
+    """Read and validate the config file; create it with defaults when missing."""
+    if not os.path.exists(path):
+        save_atomic(path, defaults())
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError({"": f"{path} is not valid TOML: {exc}"}) from None
+    return validate(doc)
+
+
+def _to_toml(cfg):
+    doc = copy.deepcopy(cfg)
+    if doc.get("media", {}).get("srtp_requires_tls") is None:
+        doc.get("media", {}).pop("srtp_requires_tls", None)
+    return tomli_w.dumps(doc)
+
+
+def save_atomic(path, cfg):
+    """Write `cfg` so that `path` always holds either the old or the new file: a temp file in
+    the same directory, fsync, keep the previous version as `path + '.prev'`, then rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(_to_toml(cfg))
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(path):
+            prev = path + ".prev"
+            if os.path.exists(prev):
+                os.unlink(prev)
+            os.link(path, prev)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def redacted(cfg):
+    """A copy safe to show: secrets replaced by SECRET when set, '' when not."""
+    out = copy.deepcopy(cfg)
+    out["sip"]["password"] = SECRET if cfg["sip"]["password"] else ""
+    out["door"]["codes"] = [{"caller": c["caller"], "code": SECRET} for c in cfg["door"]["codes"]]
+    return out
+
+
+def unredact(partial, current):
+    """Put back secrets that a client sent back unchanged as SECRET."""
+    out = copy.deepcopy(partial)
+    sip = out.get("sip")
+    if isinstance(sip, dict) and sip.get("password") == SECRET:
+        sip["password"] = current["sip"]["password"]
+    door = out.get("door")
+    if isinstance(door, dict) and isinstance(door.get("codes"), list):
+        old = {c["caller"]: c["code"] for c in current["door"]["codes"]}
+        for entry in door["codes"]:
+            if isinstance(entry, dict) and entry.get("code") == SECRET:
+                entry["code"] = old.get(entry.get("caller"), SECRET)
+    return out

@@ -1,0 +1,116 @@
+"""Locating SIP servers (RFC 3263) with dnspython: NAPTR → SRV → A/AAAA.
+
+`locate(host, port, transport, secure)` returns the Peers to try, in order:
+- a numeric address is used as is (§4.2), with the default port of the transport;
+- an explicit port skips NAPTR and SRV (§4.2): A/AAAA only;
+- with a transport chosen, the SRV records of that transport (`_sip._udp`, `_sip._tcp`,
+  `_sips._tcp`) ordered by priority and weight (RFC 2782), else A/AAAA;
+- with no transport chosen, NAPTR records pick it (§4.1), then SRV, then UDP (TLS for sips).
+"""
+
+import ipaddress
+import random
+
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+
+from firmware.sip.endpoint import Peer
+
+DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
+SRV_PREFIX = {"udp": "_sip._udp.", "tcp": "_sip._tcp.", "tls": "_sips._tcp."}
+NAPTR_SERVICE = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}
+LOOKUP_ERRORS = (dns.exception.DNSException, OSError)
+
+
+class LocateError(Exception):
+    pass
+
+
+def is_numeric(host):
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def order_srv(records, rng=random):
+    """RFC 2782: lowest priority first; within a priority, weighted random order."""
+    out = []
+    for priority in sorted({r.priority for r in records}):
+        group = [r for r in records if r.priority == priority]
+        while group:
+            total = sum(r.weight for r in group)
+            pick = rng.uniform(0, total) if total else 0
+            running = 0
+            for r in group:
+                running += r.weight
+                if running >= pick:
+                    break
+            group.remove(r)
+            out.append(r)
+    return out
+
+
+class Locator:
+    def __init__(self, resolver=None):
+        self.resolver = resolver or dns.asyncresolver.Resolver()
+
+    async def locate(self, host, port=None, transport=None, secure=False):
+        host = host.strip("[]")
+        if transport is None and secure:
+            transport = "tls"
+        if is_numeric(host):
+            transport = transport or "udp"
+            return [Peer(transport, host, port or DEFAULT_PORT[transport])]
+        if port is not None:
+            transport = transport or ("tls" if secure else "udp")
+            return await self._addresses(host, port, transport)
+        if transport is None:
+            transport, srv_name = await self._naptr(host, secure)
+        else:
+            srv_name = SRV_PREFIX[transport] + host
+        peers = await self._srv(srv_name, transport, host)
+        if not peers:
+            peers = await self._addresses(host, DEFAULT_PORT[transport], transport)
+        if not peers:
+            raise LocateError(f"cannot resolve {host}")
+        return peers
+
+    async def _naptr(self, host, secure):
+        try:
+            answer = await self.resolver.resolve(host, "NAPTR")
+        except LOOKUP_ERRORS:
+            answer = []
+        records = sorted(answer, key=lambda r: (r.order, r.preference))
+        for record in records:
+            service = record.service.decode().upper()
+            transport = NAPTR_SERVICE.get(service)
+            if transport and (transport == "tls" or not secure) and record.flags.lower() == b"s":
+                return transport, record.replacement.to_text(omit_final_dot=True)
+        transport = "tls" if secure else "udp"
+        return transport, SRV_PREFIX[transport] + host
+
+    async def _srv(self, name, transport, server_name):
+        try:
+            answer = await self.resolver.resolve(name, "SRV")
+        except LOOKUP_ERRORS:
+            return []
+        peers = []
+        for record in order_srv(list(answer)):
+            target = record.target.to_text(omit_final_dot=True)
+            peers.extend(await self._addresses(target, record.port, transport, server_name))
+        return peers
+
+    async def _addresses(self, host, port, transport, server_name=None):
+        peers = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = await self.resolver.resolve(host, rdtype)
+            except LOOKUP_ERRORS:
+                continue
+            for record in answer:
+                peers.append(Peer(transport, record.address, port,
+                                  server_name=server_name or host))
+        return peers

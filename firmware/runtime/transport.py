@@ -1,0 +1,245 @@
+"""SIP transports over asyncio: UDP, TCP and TLS (RFC 3261 §18).
+
+This is the shell around the sans-I/O core: it moves bytes, frames streams with
+`message.StreamReader`, and reports what it received as `(data_or_message, peer)` to one callback.
+
+- Connection reuse: a request for a destination that already has a connection (opened by us or
+  accepted from it) goes over that connection, so the registrar can reach us over the flow we
+  registered on.
+- RFC 5626 §4.4.1 CRLF keep-alive on stream flows: we send a double-CRLF ping every
+  KEEPALIVE_INTERVAL and expect a single-CRLF pong within KEEPALIVE_TIMEOUT; we answer pings.
+  A flow that dies is reported through `on_flow_failed` so registration recovers at once.
+- TLS: TLS 1.2 or newer, certificate and host name verified against the configured CA (RFC 5922);
+  there is never a fallback to a plain transport.
+- Bounded: at most MAX_CONNECTIONS flows; a connection that does not finish its TLS handshake or
+  stays idle too long is closed.
+"""
+
+import asyncio
+import logging
+import ssl
+
+from firmware.sip.endpoint import Peer
+from firmware.sip.errors import ParseError
+from firmware.sip.message import KEEPALIVE_PING, KEEPALIVE_PONG, StreamReader
+
+log = logging.getLogger("doorline.transport")
+
+KEEPALIVE_INTERVAL = 30.0  # RFC 5626 §4.4.1 suggests 95-120 s; shorter finds dead flows sooner
+KEEPALIVE_TIMEOUT = 10.0  # RFC 5626 §4.4.1: a pong must come within 10 s
+CONNECT_TIMEOUT = 5.0
+IDLE_TIMEOUT = 300.0  # an accepted flow with no traffic at all is dropped
+MAX_CONNECTIONS = 64
+MAX_QUEUED = 64 * 1024  # bytes buffered towards one connection that is still opening
+
+
+def client_tls_context(ca_file):
+    """A TLS client context that verifies the server against `ca_file` (RFC 5922, RFC 9325)."""
+    ctx = ssl.create_default_context(cafile=ca_file or None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class _Flow(asyncio.Protocol):
+    """One TCP or TLS connection."""
+
+    def __init__(self, manager, transport_name, remote=None):
+        self.manager = manager
+        self.outbound = remote is not None
+        self.name = transport_name
+        self.remote = remote  # (host, port)
+        self.transport = None
+        self.reader = StreamReader()
+        self.pending = []  # data queued while connecting
+        self.connected = asyncio.get_running_loop().create_future()
+        self.flow_id = manager.next_flow_id()
+        self.pong_deadline = None
+        self.last_activity = asyncio.get_running_loop().time()
+        self.closed = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+        if self.remote is None:
+            self.remote = transport.get_extra_info("peername")[:2]
+        self.manager.flows[self.flow_id] = self
+        if not self.connected.done():
+            self.connected.set_result(True)
+        for data in self.pending:
+            transport.write(data)
+        self.pending = []
+
+    def data_received(self, data):
+        self.last_activity = asyncio.get_running_loop().time()
+        peer = self.peer()
+        for item in self.reader.feed(data):
+            if item is KEEPALIVE_PING:
+                self.transport.write(b"\r\n")
+            elif item is KEEPALIVE_PONG:
+                self.pong_deadline = None
+            elif isinstance(item, ParseError):
+                # Framing is lost: nothing after this point can be trusted (RFC 3261 §18.3).
+                self.close(f"unparseable stream: {item.reason}")
+                return
+            else:
+                self.manager.deliver(item, peer)
+
+    def connection_lost(self, exc):
+        if not self.connected.done():
+            self.connected.set_result(False)
+        self.closed = True
+        self.manager.flow_lost(self, exc)
+
+    def peer(self):
+        return Peer(self.name, self.remote[0], self.remote[1], self.flow_id)
+
+    def send(self, data):
+        if self.transport is None:
+            if sum(map(len, self.pending)) + len(data) > MAX_QUEUED:
+                return
+            self.pending.append(data)
+        else:
+            self.transport.write(data)
+
+    def close(self, why):
+        log.info("closing %s flow to %s:%s: %s", self.name, *self.remote, why)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, manager):
+        self.manager = manager
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.manager.deliver(data, Peer("udp", addr[0], addr[1]))
+
+    def error_received(self, exc):
+        log.debug("udp error: %s", exc)
+
+
+class Transports:
+    """All SIP sockets of the station.
+
+    `on_receive(data_or_message, peer)`: bytes for a datagram, a parsed message (or a ParseError)
+    for streams. `on_flow_failed(peer)`: a stream flow closed or could not be opened.
+    """
+
+    def __init__(self, on_receive, on_flow_failed, tls_context=None):
+        self.on_receive = on_receive
+        self.on_flow_failed = on_flow_failed
+        self.tls_context = tls_context
+        self.flows = {}
+        self.udp = None
+        self.servers = []
+        self._next_id = 0
+        self._keepalive_task = None
+
+    def next_flow_id(self):
+        self._next_id += 1
+        return self._next_id
+
+    async def listen(self, host, port, stream=True):
+        """UDP always; TCP on the same port for requests that come over streams."""
+        loop = asyncio.get_running_loop()
+        self.udp, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self), local_addr=(host, port))
+        if stream:
+            server = await loop.create_server(
+                lambda: _Flow(self, "tcp"), host, port, reuse_address=True)
+            self.servers.append(server)
+        self._keepalive_task = asyncio.create_task(self._keepalive())
+
+    def local_port(self):
+        return self.udp.get_extra_info("sockname")[1]
+
+    def deliver(self, item, peer):
+        try:
+            self.on_receive(item, peer)
+        except Exception:  # a bug in a handler must not take the transport down (issue #9)
+            log.exception("error while handling a message from %s:%s", peer.host, peer.port)
+
+    def send(self, data, peer):
+        if peer.transport == "udp":
+            if self.udp is not None:
+                self.udp.sendto(data, (peer.host, peer.port))
+            return
+        flow = self.flows.get(peer.flow) if peer.flow else None
+        if flow is None or flow.closed:
+            flow = self._find_flow(peer) or self._open_flow(peer)
+        if flow is not None:
+            flow.send(data)
+
+    def _find_flow(self, peer):
+        for flow in self.flows.values():
+            if not flow.closed and flow.name == peer.transport and \
+                    tuple(flow.remote) == (peer.host, peer.port):
+                return flow
+        return None
+
+    def _open_flow(self, peer):
+        if len(self.flows) >= MAX_CONNECTIONS:
+            log.warning("too many connections; not opening one to %s:%s", peer.host, peer.port)
+            self.on_flow_failed(peer)
+            return None
+        flow = _Flow(self, peer.transport, (peer.host, peer.port))
+        self.flows[flow.flow_id] = flow
+        asyncio.create_task(self._connect(flow, peer))
+        return flow
+
+    async def _connect(self, flow, peer):
+        loop = asyncio.get_running_loop()
+        ssl_ctx = None
+        if peer.transport == "tls":
+            ssl_ctx = self.tls_context or client_tls_context(None)
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: flow, peer.host, peer.port, ssl=ssl_ctx,
+                    server_hostname=(peer.server_name or peer.host) if ssl_ctx else None),
+                CONNECT_TIMEOUT)
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
+            log.warning("%s connection to %s:%s failed: %s", peer.transport, peer.host,
+                        peer.port, exc)
+            flow.closed = True
+            self.flows.pop(flow.flow_id, None)
+            self.on_flow_failed(Peer(peer.transport, peer.host, peer.port, flow.flow_id))
+
+    def flow_lost(self, flow, exc):
+        if self.flows.pop(flow.flow_id, None) is not None:
+            self.on_flow_failed(flow.peer())
+
+    async def _keepalive(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            for flow in list(self.flows.values()):
+                if flow.transport is None or flow.closed:
+                    continue
+                idle = now - flow.last_activity
+                if not flow.outbound:
+                    if idle > IDLE_TIMEOUT:
+                        flow.close("idle")
+                elif flow.pong_deadline is not None and now > flow.pong_deadline:
+                    flow.close("no keep-alive pong")
+                elif idle > KEEPALIVE_INTERVAL and flow.pong_deadline is None:
+                    flow.pong_deadline = now + KEEPALIVE_TIMEOUT
+                    flow.last_activity = now
+                    flow.transport.write(b"\r\n\r\n")
+
+    def close(self):
+        if self._keepalive_task:
+            self._keepalive_task.cancel()
+        for flow in list(self.flows.values()):
+            if flow.transport is not None:
+                flow.transport.close()
+        for server in self.servers:
+            server.close()
+        if self.udp is not None:
+            self.udp.close()

@@ -1,0 +1,137 @@
+"""Dialogs (RFC 3261 §12), sans-I/O.
+
+A dialog is the peer-to-peer relationship an INVITE creates: Call-ID, local and remote tags, the
+local and remote CSeq, the remote target (from Contact) and the route set (from Record-Route).
+- §12.1.1 UAS side: route set in Record-Route order, remote CSeq from the request;
+- §12.1.2 UAC side: route set in reverse Record-Route order, from a 18x or 2xx with a To tag;
+- §12.2.1.1 requests within the dialog (loose routing, RFC 3261 §16.12; strict routers get the
+  §12.2.1.1 rewrite);
+- §12.2.2 in-order checks of requests received within the dialog; target refresh on re-INVITE.
+"""
+
+from firmware.sip.message import CSeq, NameAddress, Request
+
+EARLY = "early"
+CONFIRMED = "confirmed"
+TERMINATED = "terminated"
+
+
+def _contact_uri(message):
+    values = message.headers.get_all("Contact")
+    if not values:
+        return None
+    return str(NameAddress.parse(values[0]).uri)
+
+
+class Dialog:
+    def __init__(self, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
+                 route_set, local_seq, remote_seq, secure, state):
+        self.call_id = call_id
+        self.local_tag = local_tag
+        self.remote_tag = remote_tag
+        self.local_uri = local_uri  # the From/To value of our side, without tag
+        self.remote_uri = remote_uri
+        self.remote_target = remote_target
+        self.route_set = route_set
+        self.local_seq = local_seq
+        self.remote_seq = remote_seq
+        self.secure = secure
+        self.state = state
+
+    @property
+    def id(self):
+        return (self.call_id, self.local_tag, self.remote_tag)
+
+    @classmethod
+    def as_uac(cls, request, response):
+        """§12.1.2: from our request and a 1xx/2xx response that carries a To tag."""
+        to = NameAddress.parse(response.headers.get("To"))
+        frm = NameAddress.parse(request.headers.get("From"))
+        routes = list(reversed(response.headers.get_all("Record-Route")))
+        state = CONFIRMED if 200 <= response.status < 300 else EARLY
+        return cls(
+            call_id=request.headers.get("Call-ID"), local_tag=frm.tag, remote_tag=to.tag,
+            local_uri=_without_tag(request.headers.get("From")),
+            remote_uri=_without_tag(request.headers.get("To")),
+            remote_target=_contact_uri(response) or request.uri, route_set=routes,
+            local_seq=CSeq.parse(request.headers.get("CSeq")).seq, remote_seq=None,
+            secure=str(request.uri).startswith("sips:"), state=state)
+
+    @classmethod
+    def as_uas(cls, request, local_tag, state=EARLY):
+        """§12.1.1: from a dialog-creating request we answer with `local_tag`."""
+        frm = NameAddress.parse(request.headers.get("From"))
+        return cls(
+            call_id=request.headers.get("Call-ID"), local_tag=local_tag, remote_tag=frm.tag,
+            local_uri=_without_tag(request.headers.get("To")),
+            remote_uri=_without_tag(request.headers.get("From")),
+            remote_target=_contact_uri(request), route_set=request.headers.get_all(
+                "Record-Route"),
+            local_seq=0, remote_seq=CSeq.parse(request.headers.get("CSeq")).seq,
+            secure=str(request.uri).startswith("sips:"), state=state)
+
+    def confirm(self, response=None):
+        """A 2xx confirms the dialog; the UAC takes the remote target and route set from it."""
+        self.state = CONFIRMED
+        if response is not None:
+            self.route_set = list(reversed(response.headers.get_all("Record-Route")))
+            target = _contact_uri(response)
+            if target:
+                self.remote_target = target
+
+    def create_request(self, method, cseq=None):
+        """§12.2.1.1. ACK and CANCEL pass the INVITE's `cseq`; others take the next number."""
+        if cseq is None:
+            self.local_seq += 1
+            cseq = self.local_seq
+        routes = list(self.route_set)
+        uri = self.remote_target
+        if routes and ";lr" not in routes[0]:
+            # Strict router (§12.2.1.1): its URI becomes the Request-URI, the target goes last.
+            uri = str(NameAddress.parse(routes[0]).uri)
+            routes = routes[1:] + ["<%s>" % self.remote_target]
+        request = Request(method, uri)
+        request.headers.set("From", "%s;tag=%s" % (self.local_uri, self.local_tag))
+        to = self.remote_uri
+        if self.remote_tag:
+            to += ";tag=%s" % self.remote_tag
+        request.headers.set("To", to)
+        request.headers.set("Call-ID", self.call_id)
+        request.headers.set("CSeq", "%d %s" % (cseq, method))
+        for route in routes:
+            request.headers.add("Route", route)
+        return request
+
+    def next_hop_uri(self):
+        """The URI whose host and port the request goes to first (§8.1.2)."""
+        if self.route_set:
+            return str(NameAddress.parse(self.route_set[0]).uri)
+        return self.remote_target
+
+    def accepts(self, request):
+        """§12.2.2: False when the CSeq is out of order (the caller answers 500)."""
+        seq = CSeq.parse(request.headers.get("CSeq")).seq
+        if request.method in ("ACK", "CANCEL"):
+            return True
+        if self.remote_seq is not None and seq <= self.remote_seq:
+            return False
+        self.remote_seq = seq
+        if request.method in ("INVITE", "UPDATE"):
+            target = _contact_uri(request)
+            if target:
+                self.remote_target = target  # target refresh (§12.2.2)
+        return True
+
+
+def _without_tag(value):
+    address = NameAddress.parse(value)
+    address.params.pop("tag", None)
+    return str(address)
+
+
+def dialog_key(message, local_is_from):
+    """(Call-ID, local tag, remote tag) of a message, seen from our side."""
+    frm = NameAddress.parse(message.headers.get("From")).tag
+    to = NameAddress.parse(message.headers.get("To")).tag
+    call_id = message.headers.get("Call-ID")
+    return (call_id, frm, to) if local_is_from else (call_id, to, frm)

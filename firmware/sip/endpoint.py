@@ -1,0 +1,390 @@
+"""The SIP endpoint: the transport-facing core of the user agent, sans-I/O.
+
+It owns the transaction table and sits between the transports (bytes in and out) and the
+transaction user (registration, dialogs, the door station). RFC 3261:
+- §18.1.1 / §18.2.1: a new top Via on each request we send (with `rport`, RFC 3581), and on each
+  request received, `received`/`rport` filled in from the source address;
+- §18.1.2: responses whose top Via is not ours are dropped;
+- §18.2.2 + RFC 3581 §4: responses go back over the same flow on streams, else to
+  `received`:`rport`;
+- §17.1.3 / §17.2.3: matching to transactions; stray responses and ACKs go to the transaction
+  user without a transaction (2xx retransmissions and ACKs for 2xx belong to dialogs, §13.2.2.4,
+  §13.3.1.4);
+- §21.4.1 / §8.2: a request that cannot be parsed but still names its Via, From, To, Call-ID and
+  CSeq gets a stateless 400 with the reason.
+
+Shape (aioquic style): `receive(data, source, now)`, `flow_failed(peer, now)`,
+`handle_timer(now)`; `datagrams_to_send()` → [(bytes, Peer)], `next_event()`, `get_timer()`.
+"""
+
+import os
+
+from firmware.sip import transaction as txn
+from firmware.sip.errors import ParseError
+from firmware.sip.message import CSeq, Request, Response, Via, check_message, parse
+
+SALVAGE_HEADERS = {
+    "via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
+    "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq",
+}
+
+
+class Peer:
+    """Where a message came from or goes to. `flow` names a stream connection (None for UDP);
+    `server_name` is the name a TLS certificate must carry when it differs from `host`."""
+
+    __slots__ = ("transport", "host", "port", "flow", "server_name")
+
+    def __init__(self, transport, host, port, flow=None, server_name=None):
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.flow = flow
+        self.server_name = server_name
+
+    @property
+    def reliable(self):
+        return self.transport != "udp"
+
+    def same_address(self, other):
+        return (self.transport, self.host, self.port) == (other.transport, other.host, other.port)
+
+    def __eq__(self, other):
+        return isinstance(other, Peer) and self.same_address(other) and self.flow == other.flow
+
+    def __hash__(self):
+        return hash((self.transport, self.host, self.port, self.flow))
+
+    def __repr__(self):
+        flow = "" if self.flow is None else " flow %s" % self.flow
+        return "<Peer %s %s:%s%s>" % (self.transport, self.host, self.port, flow)
+
+
+class RequestReceived:
+    """A new request for the transaction user. `transaction` is None for an ACK to a 2xx."""
+
+    __slots__ = ("request", "source", "transaction")
+
+    def __init__(self, request, source, transaction):
+        self.request = request
+        self.source = source
+        self.transaction = transaction
+
+    def __repr__(self):
+        return "<RequestReceived %s from %r>" % (self.request.method, self.source)
+
+
+class ResponseReceived:
+    """A response for a request we sent; `transaction` is None for a stray 2xx to INVITE."""
+
+    __slots__ = ("response", "transaction", "context")
+
+    def __init__(self, response, transaction, context):
+        self.response = response
+        self.transaction = transaction
+        self.context = context
+
+    def __repr__(self):
+        return "<ResponseReceived %s>" % self.response.status
+
+
+class RequestFailed:
+    """A request we sent got no final response: `reason` is "timeout" or "transport"."""
+
+    __slots__ = ("transaction", "context", "reason")
+
+    def __init__(self, transaction, context, reason):
+        self.transaction = transaction
+        self.context = context
+        self.reason = reason
+
+    def __repr__(self):
+        return "<RequestFailed %s>" % self.reason
+
+
+class MessageRejected:
+    """Something that was not a usable SIP message arrived (for the rate-limited log)."""
+
+    __slots__ = ("source", "reason")
+
+    def __init__(self, source, reason):
+        self.source = source
+        self.reason = reason
+
+    def __repr__(self):
+        return "<MessageRejected %r: %s>" % (self.source, self.reason)
+
+
+def response_destination(request, source):
+    """Where responses to `request` go (§18.2.2, RFC 3581 §4)."""
+    if source.reliable:
+        return source
+    via = Via.parse(request.headers.get("Via"))
+    host = via.params.get("received") or via.host
+    rport = via.params.get("rport")
+    if rport:
+        port = int(rport)
+    else:
+        port = via.port or 5060
+    return Peer("udp", host, port)
+
+
+class Endpoint:
+    def __init__(self, host, port, transport="udp", user_agent="Doorline",
+                 random=os.urandom, max_transactions=256):
+        self.host = host
+        self.port = port
+        self.transport = transport
+        self.user_agent = user_agent
+        self.random = random
+        self.table = txn.TransactionTable(max_transactions=max_transactions)
+        self._out = []
+        self._events = []
+        self._destinations = {}  # transaction → Peer it talks to
+        self._contexts = {}  # client transaction → caller's context
+
+    # -- outputs ---------------------------------------------------------------------------
+    def datagrams_to_send(self):
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self):
+        return self._events.pop(0) if self._events else None
+
+    def get_timer(self):
+        return self.table.get_timer()
+
+    # -- inputs ----------------------------------------------------------------------------
+    def receive(self, data, source, now):
+        """`data` is a datagram (bytes) or a message already framed by a stream reader."""
+        if isinstance(data, (bytes, bytearray)):
+            if not data.strip(b"\r\n"):
+                return  # a keep-alive on UDP (RFC 5626 §4.4.1 uses STUN there; CRLF is common)
+            try:
+                message = parse(bytes(data))
+            except ParseError as exc:
+                self._reject(data, source, exc.reason)
+                return
+        else:
+            message = data
+        problem = check_message(message)
+        if problem is not None:
+            self._events.append(MessageRejected(source, problem))
+            if isinstance(message, Request) and message.method != "ACK":
+                status = 505 if problem == "Version Not Supported" else 400
+                answer = message.make_response(status, _reason_phrase(problem) if status == 400
+                                               else problem)
+                self._out.append((bytes(answer), response_destination_safe(message, source)))
+            return
+        if isinstance(message, Request):
+            self._receive_request(message, source, now)
+        else:
+            self._receive_response(message, source, now)
+
+    def handle_timer(self, now):
+        events = self.table.handle_timer(now)
+        for tx, message in self.table.messages_to_send():
+            dest = self._destinations.get(tx)
+            if dest is not None:
+                self._out.append((bytes(message), dest))
+        for tx, event in events:
+            self._on_transaction_event(tx, event)
+        for tx in [t for t in self._destinations if t.terminated]:
+            self._forget(tx)
+
+    def flow_failed(self, peer, now):
+        """A stream connection closed or never opened: its transactions fail (§17.1.4)."""
+        for tx, dest in list(self._destinations.items()):
+            if dest.transport == peer.transport and (
+                    (peer.flow is not None and dest.flow == peer.flow)
+                    or (dest.host, dest.port) == (peer.host, peer.port)):
+                tx.transport_error(now)
+                self._pump(tx)
+
+    # -- actions ---------------------------------------------------------------------------
+    def new_tag(self):
+        return self.random(8).hex()
+
+    def new_call_id(self):
+        return "%s@%s" % (self.random(12).hex(), self.host)
+
+    def via_for(self, dest, branch):
+        transport = dest.transport.upper()
+        return "SIP/2.0/%s %s:%d;branch=%s;rport" % (transport, self.sent_by_host(), self.port,
+                                                     branch)
+
+    def sent_by_host(self):
+        return "[%s]" % self.host if ":" in self.host else self.host
+
+    def send_request(self, request, dest, now, context=None, branch=None):
+        """Send `request` in a new client transaction towards `dest`; returns the transaction.
+        CANCEL passes the INVITE's `branch` (§9.1)."""
+        self._stamp(request, dest, branch or txn.new_branch())
+        tx = txn.ClientTransaction(request, dest.reliable, now)
+        if not self.table.add(tx):
+            self._events.append(RequestFailed(None, context, "overload"))
+            return None
+        self._destinations[tx] = dest
+        self._contexts[tx] = context
+        self._pump(tx)
+        return tx
+
+    def send_stateless(self, message, dest):
+        """An ACK for a 2xx (§13.2.2.4) or a response outside any transaction."""
+        if isinstance(message, Request):
+            self._stamp(message, dest, txn.new_branch())
+        self._out.append((bytes(message), dest))
+
+    def send_response(self, transaction, response, now):
+        if self.user_agent and "Server" not in response.headers:
+            response.headers.set("Server", self.user_agent)
+        transaction.send_response(response, now)
+        self._pump(transaction)
+
+    def find_cancelled(self, cancel):
+        """The INVITE server transaction a CANCEL refers to (§9.2), or None."""
+        return self.table.find_invite_for_cancel(cancel)
+
+    # -- internals -------------------------------------------------------------------------
+    def _stamp(self, request, dest, branch):
+        request.headers.insert("Via", self.via_for(dest, branch))
+        if "Max-Forwards" not in request.headers:
+            request.headers.set("Max-Forwards", "70")
+        if self.user_agent and "User-Agent" not in request.headers:
+            request.headers.set("User-Agent", self.user_agent)
+
+    def _receive_request(self, request, source, now):
+        try:
+            via = Via.parse(request.headers.get("Via"))
+        except (ParseError, TypeError):
+            self._events.append(MessageRejected(source, "request without a usable Via"))
+            return
+        # RFC 3581 §4 / RFC 3261 §18.2.1: record where it really came from.
+        if via.host.strip("[]") != source.host:
+            via.params["received"] = source.host
+        if "rport" in via.params:
+            via.params["rport"] = str(source.port)
+            via.params["received"] = source.host
+        vias = request.headers.get_all("Via")
+        request.headers.remove("Via")
+        request.headers.add("Via", str(via))
+        for value in vias[1:]:
+            request.headers.add("Via", value)
+
+        tx = self.table.match_request(request)
+        if tx is not None:
+            tx.receive(request, now)
+            self._pump(tx)
+            return
+        if request.method == "ACK":
+            self._events.append(RequestReceived(request, source, None))
+            return
+        tx = txn.ServerTransaction(request, source.reliable, now)
+        if not self.table.add(tx):
+            # Too many transactions: a cheap stateless refusal, nothing kept (issue #9).
+            busy = request.make_response(503, "Service Unavailable")
+            busy.headers.set("Retry-After", "5")
+            self._out.append((bytes(busy), response_destination(request, source)))
+            return
+        self._destinations[tx] = response_destination(request, source)
+        self._events.append(RequestReceived(request, source, tx))
+
+    def _receive_response(self, response, source, now):
+        try:
+            via = Via.parse(response.headers.get("Via"))
+        except (ParseError, TypeError):
+            self._events.append(MessageRejected(source, "response without a usable Via"))
+            return
+        if via.host.strip("[]") != self.host.strip("[]") or (via.port or 5060) != self.port:
+            self._events.append(MessageRejected(source, "response for another sent-by"))
+            return
+        tx = self.table.match_response(response)
+        if tx is None:
+            if 200 <= response.status < 300 and \
+                    CSeq.parse(response.headers.get("CSeq")).method == "INVITE":
+                self._events.append(ResponseReceived(response, None, None))
+            return
+        tx.receive(response, now)
+        self._pump(tx)
+
+    def _pump(self, tx):
+        dest = self._destinations.get(tx)
+        for message in tx.messages_to_send():
+            if dest is not None:
+                self._out.append((bytes(message), dest))
+        while True:
+            event = tx.next_event()
+            if event is None:
+                break
+            self._on_transaction_event(tx, event)
+        if tx.terminated:
+            self._forget(tx)
+
+    def _on_transaction_event(self, tx, event):
+        context = self._contexts.get(tx)
+        client = isinstance(tx, txn.ClientTransaction)
+        if isinstance(event, txn.ResponseReceived):
+            self._events.append(ResponseReceived(event.response, tx, context))
+        elif isinstance(event, txn.TransactionTimeout) and client:
+            self._events.append(RequestFailed(tx, context, "timeout"))
+        elif isinstance(event, txn.TransportError) and client:
+            self._events.append(RequestFailed(tx, context, "transport"))
+        elif isinstance(event, txn.AckReceived):
+            # RFC 6026 §8.7: an ACK matching our 2xx's transaction belongs to the dialog.
+            self._events.append(RequestReceived(event.ack, self._destinations.get(tx), None))
+
+    def _forget(self, tx):
+        self._destinations.pop(tx, None)
+        self._contexts.pop(tx, None)
+        self.table.remove(tx)
+
+    def _reject(self, data, source, reason):
+        self._events.append(MessageRejected(source, reason))
+        response = salvage_bad_request(data, reason)
+        if response is not None:
+            self._out.append((bytes(response), Peer(source.transport, source.host, source.port,
+                                                    source.flow)))
+
+
+def response_destination_safe(request, source):
+    try:
+        return response_destination(request, source)
+    except (ParseError, TypeError, ValueError):
+        return source
+
+
+def salvage_bad_request(data, reason):
+    """A 400 for a request that failed to parse, if its first line is a request line and the
+    headers a response needs (§8.2.6) can be found; else None (responses are never answered)."""
+    try:
+        text = bytes(data[:8192]).decode("utf-8", "replace")
+        head = text.split("\r\n\r\n", 1)[0].replace("\r\n ", " ").replace("\r\n\t", " ")
+        lines = head.split("\r\n")
+        first = lines[0].split(" ")
+        if len(first) != 3 or first[2] != "SIP/2.0" or not first[0].isalpha():
+            return None
+        found = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            canonical = SALVAGE_HEADERS.get(name.strip().lower())
+            if sep and canonical:
+                found.setdefault(canonical, []).append(value.strip())
+        if any(h not in found for h in ("Via", "From", "To", "Call-ID", "CSeq")):
+            return None
+        if first[0] == "ACK":
+            return None
+        response = Response(400, _reason_phrase(reason))
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            for value in found[name]:
+                if any(c in value for c in "\r\n\x00"):
+                    return None
+                response.headers.add(name, value)
+        bytes(response)
+        return response
+    except Exception:  # salvage is best effort: any surprise means "no answer"
+        return None
+
+
+def _reason_phrase(reason):
+    cleaned = "".join(c if 32 <= ord(c) < 127 else " " for c in reason)[:60].strip()
+    return "Bad Request - " + cleaned if cleaned else "Bad Request"
