@@ -27,7 +27,11 @@ ctrl_tcp protocol: netstring-framed JSON both ways. Requests
 "direction", "peeruri", "id", "param"}`.
 Event types seen in 1.0.0: REGISTERING, REGISTER_OK, REGISTER_FAIL, UNREGISTERING,
 CALL_INCOMING, CALL_RINGING, CALL_PROGRESS, CALL_ESTABLISHED, CALL_CLOSED (param = reason),
-CALL_DTMF_START / CALL_DTMF_END (param = the digit), CALL_MENC (SRTP state).
+CALL_DTMF_START (param = the digit) / CALL_DTMF_END, CALL_MENC (SRTP state),
+CALL_LOCAL_SDP / CALL_REMOTE_SDP (param offer|answer), CALL_RTPESTAB, CALL_RTCP.
+Quirks: the END of the last digit is only reported once more RTP arrives, so count
+CALL_DTMF_START events; recordings are named by wall-clock second, so two calls of one
+instance within the same second share (overwrite) a file.
 
 Public API: `Baresip(workdir, user="flat1", password=None, registrar=None, sip_port=None,
 transport="udp", srtp=False, answer_mode="auto", tone_hz=440, ca_path=None)`;

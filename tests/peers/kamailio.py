@@ -21,7 +21,7 @@ Routing and authentication choices (written into the generated kamailio.cfg):
 - Request-URI user that is a known user and host equal to `domain` (any port): `lookup` in
   location, 480 if not registered. Other requests to the proxy itself: 404, except OPTIONS
   without a user, answered 200 (keepalive / liveness probe). Anything else is relayed
-  statelessly-addressed to its Request-URI (direct-IP targets through the proxy).
+  statefully (`t_relay`) to its Request-URI (direct-IP targets through the proxy).
 - `max_expires` (default 60) and `min_expires` (default 1) bound registration intervals.
 
 Public API: `Kamailio(workdir, users, domain="127.0.0.1", tls=True, max_expires=60,
