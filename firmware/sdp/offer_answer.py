@@ -25,7 +25,9 @@ Public API
   telephone_event_payload_type=101, ptime=20, srtp="off", crypto=(), rtcp_mux=False,
   username="doorline", session_id=0)``: ``crypto`` is an ordered list of ``(suite, key_salt)``
   with a 30-byte master key||salt each, supplied by the caller (this module draws no randomness).
-- ``create_offer(local, session_version, direction="sendrecv") -> SessionDescription``.
+- ``create_offer(local, session_version, direction="sendrecv", previous=None)
+  -> SessionDescription``; ``previous`` (our last description) makes it a re-offer (§8).
+  The caller bumps ``session_version`` whenever the description changes (§8).
 - ``create_answer(offer, local, session_version, direction="sendrecv")
   -> (SessionDescription, NegotiatedMedia)``; raises ``OfferAnswerError`` (status 488).
 - ``process_answer(offer, answer, local) -> NegotiatedMedia``; raises ``OfferAnswerError``.
@@ -280,21 +282,41 @@ def _audio_media(proto, port, codecs, telephone_event, local, direction, rtcp_mu
     return media
 
 
-def create_offer(local, session_version, direction=SENDRECV):
-    """RFC 3264 §5: one audio stream with our codecs in preference order."""
+def _audio_slot(previous):
+    """Index of the audio stream in our previous description: the live one, else any."""
+    audio = [index for index, media in enumerate(previous.media) if media.media == "audio"]
+    live = [index for index in audio if previous.media[index].port != 0]
+    return (live or audio or [len(previous.media)])[0]
+
+
+def create_offer(local, session_version, direction=SENDRECV, previous=None):
+    """RFC 3264 §5: one audio stream with our codecs in preference order.
+
+    For a re-offer (§8, e.g. hold) pass our ``previous`` description of the session (our last
+    offer or answer): m-lines cannot be removed, so the others stay in place with port 0 and the
+    audio keeps its position and, with optional SRTP, its transport.
+    """
     if direction not in _DIRECTION_FLAGS:
         raise ValueError(f"unknown direction {direction!r}")
     offer = _new_description(local, session_version)
     codecs = [(name, STATIC_PAYLOAD_TYPES[name]) for name in local.codecs]
     telephone_event = local.telephone_event_payload_type if local.telephone_event else None
     proto = PROTO_SRTP if local.srtp == SRTP_MANDATORY else PROTO_RTP
+    slot = 0
+    if previous is not None:
+        slot = _audio_slot(previous)
+        for media in previous.media:
+            offer.media.append(MediaDescription(media.media, 0, media.proto, media.formats))
+        if local.srtp == SRTP_OPTIONAL and slot < len(previous.media):
+            if previous.media[slot].proto in (PROTO_RTP, PROTO_SRTP):
+                proto = previous.media[slot].proto
     media = _audio_media(proto, local.rtp_port, codecs, telephone_event, local, direction,
                          local.rtcp_mux)
     if local.srtp != SRTP_OFF:
         for tag, (suite, key_salt) in enumerate(local.crypto, 1):
             crypto = Crypto.inline(tag, suite, key_salt[:16], key_salt[16:])
             media.add_attribute("crypto", str(crypto))
-    offer.media.append(media)
+    offer.media[slot:slot + 1] = [media]
     return offer
 
 

@@ -458,3 +458,32 @@ def test_unknown_direction_arguments():
         create_offer(door(), 1, direction="both")
     with pytest.raises(ValueError):
         answer_to(ASTERISK_OFFER, door(), direction="both")
+
+
+def test_re_offer_keeps_the_previous_m_lines_in_place():
+    us, phone = door(rtcp_mux=True), flat()
+    our_answer, _ = answer_to(VIDEO_AUDIO_OFFER, us)
+    hold = wire(create_offer(us, 2, direction="sendonly", previous=our_answer))
+    assert [(m.media, m.port) for m in hold.media] == [("video", 0), ("audio", 40000)]
+    assert hold.direction_of(hold.media[1]) == "sendonly"
+    their_answer, theirs = create_answer(hold, phone, 2)
+    assert [m.port for m in their_answer.media] == [0, 41000]
+    assert (theirs.media_index, theirs.sending, theirs.receiving) == (1, False, True)
+    media = process_answer(hold, wire(their_answer), us)
+    assert (media.media_index, media.sending, media.receiving) == (1, True, False)
+
+
+def test_re_offer_with_optional_srtp_keeps_the_negotiated_transport():
+    us = door("optional")
+    our_answer, _ = answer_to(SAVP_OFFER, us)
+    assert create_offer(us, 2, previous=our_answer).media[0].proto == "RTP/SAVP"
+    our_answer, _ = answer_to(ASTERISK_OFFER, us)
+    assert create_offer(us, 2, previous=our_answer).media[0].proto == "RTP/AVP"
+    our_answer, _ = answer_to(SAVP_OFFER, door("mandatory"))
+    assert create_offer(door("mandatory"), 2, previous=our_answer).media[0].proto == "RTP/SAVP"
+
+
+def test_re_offer_after_a_description_without_audio_appends_it():
+    previous = parse(G729_ONLY_OFFER.replace("m=audio", "m=image"))
+    offer = create_offer(door(), 2, previous=previous)
+    assert [(m.media, m.port) for m in offer.media] == [("image", 0), ("audio", 40000)]
