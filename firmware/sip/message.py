@@ -146,7 +146,8 @@ def _unquote(text):
 
 
 def split_outside(text, separator):
-    """Split at separator, except inside quoted strings and <...> (§7.3.1)."""
+    """Split at separator, except inside quoted strings and <...> (§7.3.1). An unterminated
+    quote runs to the end: the value's own parser reports it, not the splitter."""
     if '"' not in text and "<" not in text:
         return text.split(separator)
     parts = []
@@ -156,7 +157,10 @@ def split_outside(text, separator):
     while index < length:
         char = text[index]
         if char == '"':
-            index = _quoted_end(text, index)
+            try:
+                index = _quoted_end(text, index)
+            except ParseError:
+                break
             continue
         if char == "<":
             in_angle = True
