@@ -1,0 +1,535 @@
+"""One RTP media stream, sans-I/O (RFC 3550, RFC 3551, RFC 4961, RFC 4733, RFC 5761).
+
+The owner moves bytes and time; the session never reads a clock or touches a socket.
+
+Sending (RFC 3550 §5.1, RFC 3551 §4.1). After `start(now)`, packet n is due at
+`start + n * ptime` and carries timestamp `ts0 + n * samples_per_packet`; deadlines come from
+the packet index, never from "last send + 20 ms", so late wake-ups cannot make the timestamps
+drift from real time. `handle_timer(now)` sends every packet that is due, in order; a backlog
+longer than `MAX_BACKLOG` is skipped (the timestamps jump with it, the sequence numbers do not)
+and the next packet carries the marker. One frame per packet comes from the source callback;
+`None` means silence: nothing is sent and the next packet starts a talkspurt (marker bit).
+SSRC, first sequence number and first timestamp are random (§5.1, §8).
+
+DTMF (RFC 4733 §2.5.1). `send_dtmf(key, now)` starts the event at the next packet boundary; its
+packets (built by `dtmf.DtmfSender`) share our SSRC, sequence space and clock, and audio packets
+are withheld while the event lasts. Further keys queue behind it.
+
+Receiving. `receive(data, addr, now)` takes RTP or RTCP (demultiplexed per RFC 5761 §4).
+Symmetric RTP (RFC 4961): the first valid packet latches the remote address, later packets
+from elsewhere are dropped; with SRTP only authenticated packets can latch. Only the audio and
+telephone-event payload types are accepted. A new SSRC is a new source: statistics and the
+jitter buffer start over. Audio is decoded and put into the jitter buffer; `pull_audio(now)`
+returns one frame of PCM per 20 ms tick. Telephone events go to `on_dtmf_packet(packet, now)`.
+Statistics: sequence tracking, expected and lost (Appendix A.1, A.3), interarrival jitter
+(A.8).
+
+RTCP (§6). Every ~5 s (randomised 0.5–1.5, first one at half the interval, §6.2, §6.3.5) a
+compound SR (if we sent since the last report) or RR, plus SDES CNAME, goes to the RTCP address
+(RTP address with rtcp-mux, else port + 1 unless given). Incoming SRs give LSR; incoming report
+blocks about us give the peer's loss and the round-trip time (§6.4.1). `close(now)` sends BYE.
+
+Public API
+- `RtpSession(payload_type, encoder, decoder, remote_addr=None, remote_rtcp_addr=None,
+  rtcp_mux=False, telephone_event_pt=None, clock_rate=8000, ptime=0.02, srtp=None,
+  cname=None, wallclock_offset=0.0, on_dtmf_packet=None, jitter_buffer=None)`.
+  `encoder(pcm) -> payload`, `decoder(payload) -> pcm`; `srtp` is any object with
+  `protect`, `unprotect`, `protect_rtcp`, `unprotect_rtcp` (`srtp.SrtpSession`).
+  `wallclock_offset` is added to `now` for RTCP NTP timestamps.
+- `set_source(callable)`; `start(now)`; `set_sending(enabled, now)`; `send_dtmf(key, now,
+  duration_ms=100)`; `handle_timer(now)`; `get_timer() -> float | None`;
+  `datagrams_to_send() -> list of (bytes, addr)` (drains); `receive(data, addr, now)`;
+  `pull_audio(now) -> bytes`; `close(now)`; `stats() -> dict`.
+- Attributes: `ssrc`, `remote_addr`, `remote_rtcp_addr`, `remote_ssrc`, `remote_bye`, `state`.
+"""
+
+import math
+import os
+
+from firmware.rtp.dtmf import DtmfSender
+from firmware.rtp.jitter import JitterBuffer
+from firmware.rtp.packet import (
+    Bye,
+    ReceiverReport,
+    ReportBlock,
+    RtpPacket,
+    RtpParseError,
+    SenderReport,
+    SourceDescription,
+    is_rtcp,
+    ntp_middle32,
+    parse_rtcp,
+)
+
+IDLE = "idle"  # created, clock not started
+ACTIVE = "active"
+CLOSED = "closed"
+
+MAX_BACKLOG = 0.2  # seconds of overdue packets we still send after a late wake-up
+RTCP_INTERVAL = 5.0  # RFC 3550 §6.2 minimum, fixed: one sender and one receiver
+INTER_DIGIT_GAP = 0.06
+MAX_DROPOUT = 3000  # Appendix A.1
+MAX_MISORDER = 100
+SEQ_MOD = 0x10000
+_EPSILON = 1e-9  # a deadline met exactly counts as due despite float rounding
+
+
+def _random_uint(octets):
+    return int.from_bytes(os.urandom(octets), "big")
+
+
+def _random_factor():
+    """Uniform in [0.5, 1.5) for RTCP interval randomisation (§6.3.1)."""
+    return 0.5 + _random_uint(4) / 0x100000000
+
+
+class _SourceStats:
+    """Reception statistics for one remote SSRC (RFC 3550 Appendix A.1, A.3, A.8)."""
+
+    def __init__(self, sequence, clock_rate):
+        self.clock_rate = clock_rate
+        self.fraction_lost = 0  # of the last report interval, in 1/256
+        self.transit = None
+        self.jitter = 0.0  # timestamp units
+        self._init_seq(sequence)
+
+    def _init_seq(self, sequence):
+        self.base_seq = sequence
+        self.max_seq = sequence
+        self.cycles = 0
+        self.bad_seq = None
+        self.received = 0
+        self.expected_prior = 0
+        self.received_prior = 0
+
+    def update_seq(self, sequence):
+        """Appendix A.1 without probation; False when the packet should be ignored."""
+        delta = (sequence - self.max_seq) % SEQ_MOD
+        if delta < MAX_DROPOUT:
+            if sequence < self.max_seq:
+                self.cycles += SEQ_MOD
+            self.max_seq = sequence
+        elif delta <= SEQ_MOD - MAX_MISORDER:
+            # A big jump: accept it only when the next packet confirms the new numbering.
+            if sequence != self.bad_seq:
+                self.bad_seq = (sequence + 1) % SEQ_MOD
+                return False
+            self._init_seq(sequence)
+        self.received += 1
+        return True
+
+    def update_jitter(self, timestamp, now):
+        transit = now * self.clock_rate - timestamp
+        if self.transit is not None:
+            difference = transit - self.transit
+            # Timestamps wrap at 2^32; a difference near it is a wrap, not jitter.
+            difference = (difference + 0x80000000) % 0x100000000 - 0x80000000
+            self.jitter += (abs(difference) - self.jitter) / 16
+        self.transit = transit
+
+    @property
+    def extended_max(self):
+        return self.cycles + self.max_seq
+
+    @property
+    def expected(self):
+        return self.extended_max - self.base_seq + 1
+
+    @property
+    def lost(self):
+        return self.expected - self.received
+
+    def report_block(self, ssrc, last_sr, delay_since_last_sr):
+        expected_interval = self.expected - self.expected_prior
+        received_interval = self.received - self.received_prior
+        self.expected_prior = self.expected
+        self.received_prior = self.received
+        lost_interval = expected_interval - received_interval
+        if expected_interval > 0 and lost_interval > 0:
+            self.fraction_lost = (lost_interval << 8) // expected_interval
+        else:
+            self.fraction_lost = 0
+        return ReportBlock(
+            ssrc,
+            self.fraction_lost,
+            self.lost,
+            self.extended_max,
+            int(self.jitter),
+            last_sr,
+            delay_since_last_sr,
+        )
+
+
+class RtpSession:
+    def __init__(
+        self,
+        payload_type,
+        encoder,
+        decoder,
+        remote_addr=None,
+        remote_rtcp_addr=None,
+        rtcp_mux=False,
+        telephone_event_pt=None,
+        clock_rate=8000,
+        ptime=0.02,
+        srtp=None,
+        cname=None,
+        wallclock_offset=0.0,
+        on_dtmf_packet=None,
+        jitter_buffer=None,
+    ):
+        self.payload_type = payload_type
+        self.telephone_event_pt = telephone_event_pt
+        self._encoder = encoder
+        self._decoder = decoder
+        self.clock_rate = clock_rate
+        self.ptime = ptime
+        self.samples_per_packet = round(clock_rate * ptime)
+        self._srtp = srtp
+        self.rtcp_mux = rtcp_mux
+        self.remote_addr = remote_addr
+        if remote_rtcp_addr is None and remote_addr is not None and not rtcp_mux:
+            remote_rtcp_addr = (remote_addr[0], remote_addr[1] + 1)
+        self.remote_rtcp_addr = remote_rtcp_addr
+        self._rtp_latched = False
+        self._rtcp_latched = False
+        self.cname = cname or (os.urandom(8).hex() + "@doorline")
+        self._wallclock_offset = wallclock_offset
+        self.on_dtmf_packet = on_dtmf_packet
+        self._source = None
+        self._jitter = jitter_buffer or JitterBuffer(clock_rate)
+        self._dtmf_sender = DtmfSender(clock_rate) if telephone_event_pt is not None else None
+
+        self.ssrc = _random_uint(4)
+        self._sequence = _random_uint(2)
+        self._timestamp_origin = _random_uint(4)
+        self.state = IDLE
+        self.sending = True
+        self._start = None
+        self._next_index = 0
+        self._marker_pending = True
+        self._outgoing = []
+        self._dtmf_queue = []  # (key, duration_ms) waiting for the current event to end
+        self._dtmf_packets = []  # (deadline, DtmfPacket) of the current event
+        self._dtmf_busy_until = None
+        self._next_rtcp = None
+        self._sent_since_report = False
+
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.skipped_packets = 0
+        self.send_failures = 0
+        self.remote_ssrc = None
+        self._source_stats = None
+        self.invalid = 0
+        self.foreign = 0  # from an address other than the latched one
+        self.unknown_payload = 0
+        self.srtp_failures = 0
+        self._last_sr = 0
+        self._last_sr_at = None
+        self.rtt = None
+        self.remote_lost = None
+        self.remote_fraction_lost = None
+        self.remote_jitter = None
+        self.remote_bye = False
+
+    # -- clock -------------------------------------------------------------------------------
+
+    def set_source(self, source):
+        """`source()` returns one frame of 16-bit PCM (`samples_per_packet` samples) or None."""
+        self._source = source
+
+    def start(self, now):
+        if self.state != IDLE:
+            return
+        self.state = ACTIVE
+        self._start = now
+        self._next_rtcp = now + RTCP_INTERVAL / 2 * _random_factor()
+
+    def set_sending(self, enabled, now):
+        """Hold and resume (sendonly/recvonly): the packet clock keeps running meanwhile."""
+        if enabled and not self.sending and self.state == ACTIVE:
+            self._next_index = max(self._next_index, self._first_slot_from(now))
+            self._marker_pending = True
+        self.sending = enabled
+
+    def _due_index(self, now):
+        """Number of packet slots whose deadline is at or before `now`."""
+        return int((now - self._start) / self.ptime + _EPSILON) + 1
+
+    def _first_slot_from(self, now):
+        """Index of the first packet slot whose deadline is at or after `now`."""
+        return max(0, math.ceil((now - self._start) / self.ptime - _EPSILON))
+
+    def _slot_time(self, index):
+        return self._start + index * self.ptime
+
+    def _slot_timestamp(self, index):
+        return (self._timestamp_origin + index * self.samples_per_packet) & 0xFFFFFFFF
+
+    def get_timer(self):
+        if self.state != ACTIVE:
+            return None
+        deadlines = [self._next_rtcp]
+        if self.sending:
+            deadlines.append(self._slot_time(self._next_index))
+        if self._dtmf_packets:
+            deadlines.append(self._dtmf_packets[0][0])
+        return min(deadlines)
+
+    def handle_timer(self, now):
+        if self.state != ACTIVE:
+            return
+        if self.sending:
+            due = self._due_index(now)
+            backlog = int(MAX_BACKLOG / self.ptime + _EPSILON)
+            if due - self._next_index > backlog:
+                self.skipped_packets += due - backlog - self._next_index
+                self._next_index = due - backlog
+                self._marker_pending = True
+            while self._next_index < due:
+                slot_time = self._slot_time(self._next_index)
+                while self._dtmf_packets and self._dtmf_packets[0][0] <= slot_time + _EPSILON:
+                    self._send_dtmf_packet()
+                self._send_audio_slot(self._next_index)
+                self._next_index += 1
+        while self._dtmf_packets and self._dtmf_packets[0][0] <= now + _EPSILON:
+            self._send_dtmf_packet()
+        if not self._dtmf_packets and self._dtmf_queue:
+            key, duration_ms = self._dtmf_queue.pop(0)
+            self._begin_dtmf(key, duration_ms, now)
+        if now + _EPSILON >= self._next_rtcp:
+            self._send_rtcp(now)
+            self._next_rtcp = now + RTCP_INTERVAL * _random_factor()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _send_audio_slot(self, index):
+        frame = self._source() if self._source is not None else None
+        slot_time = self._slot_time(index)
+        if self._dtmf_busy_until is not None and slot_time <= self._dtmf_busy_until + _EPSILON:
+            self._marker_pending = True  # audio resumes as a new talkspurt after the event
+            return
+        if frame is None:
+            self._marker_pending = True
+            return
+        payload = self._encoder(frame)
+        timestamp = self._slot_timestamp(index)
+        self._send_rtp(self.payload_type, timestamp, self._marker_pending, payload)
+        self._marker_pending = False
+
+    def _send_rtp(self, payload_type, timestamp, marker, payload):
+        packet = RtpPacket(payload_type, self._sequence, timestamp, self.ssrc, payload, marker)
+        self._sequence = (self._sequence + 1) % SEQ_MOD
+        data = bytes(packet)
+        if self._srtp is not None:
+            try:
+                data = self._srtp.protect(data)
+            except Exception:  # the SRTP layer's own error type; keep the stream going
+                self.send_failures += 1
+                return
+        self.packets_sent += 1
+        self.octets_sent += len(payload)
+        self._sent_since_report = True
+        if self.remote_addr is not None:
+            self._outgoing.append((data, self.remote_addr))
+
+    def send_dtmf(self, key, now, duration_ms=100):
+        """Queue one RFC 4733 key press; raises ValueError without telephone-event."""
+        if self._dtmf_sender is None:
+            raise ValueError("telephone-event was not negotiated")
+        if self.state != ACTIVE:
+            raise ValueError("session not started")
+        if self._dtmf_packets or self._dtmf_queue:
+            self._dtmf_queue.append((key, duration_ms))
+        else:
+            self._begin_dtmf(key, duration_ms, now)
+
+    def _begin_dtmf(self, key, duration_ms, now):
+        earliest = now
+        if self._dtmf_busy_until is not None:
+            earliest = max(earliest, self._dtmf_busy_until + INTER_DIGIT_GAP)
+        index = max(self._next_index, self._first_slot_from(earliest))
+        start = self._slot_time(index)
+        packets = self._dtmf_sender.packets(key, duration_ms, self._slot_timestamp(index))
+        self._dtmf_packets = [(start + packet.offset, packet) for packet in packets]
+        self._dtmf_busy_until = self._dtmf_packets[-1][0]
+
+    def _send_dtmf_packet(self):
+        _, packet = self._dtmf_packets.pop(0)
+        self._send_rtp(self.telephone_event_pt, packet.timestamp, packet.marker, packet.payload)
+
+    def datagrams_to_send(self):
+        outgoing, self._outgoing = self._outgoing, []
+        return outgoing
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def receive(self, data, addr, now):
+        """One datagram from the RTP socket (or the RTCP socket: RTCP is recognised either way)."""
+        if self.state == CLOSED:
+            return
+        if is_rtcp(data):
+            self._receive_rtcp(data, addr, now)
+            return
+        if self._rtp_latched and addr != self.remote_addr:
+            self.foreign += 1
+            return
+        if self._srtp is not None:
+            try:
+                data = self._srtp.unprotect(bytes(data))
+            except Exception:  # authentication or replay failure
+                self.srtp_failures += 1
+                return
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpParseError:
+            self.invalid += 1
+            return
+        if packet.payload_type not in (self.payload_type, self.telephone_event_pt):
+            self.unknown_payload += 1
+            return
+        if not self._rtp_latched:
+            self._rtp_latched = True
+            self.remote_addr = addr
+            if not self.rtcp_mux and not self._rtcp_latched:
+                self.remote_rtcp_addr = (addr[0], addr[1] + 1)
+        if packet.ssrc != self.remote_ssrc:
+            self.remote_ssrc = packet.ssrc
+            self._source_stats = _SourceStats(packet.sequence, self.clock_rate)
+            self._jitter.reset()
+            self._last_sr, self._last_sr_at = 0, None
+        if not self._source_stats.update_seq(packet.sequence):
+            return
+        if packet.payload_type == self.telephone_event_pt:
+            if self.on_dtmf_packet is not None:
+                self.on_dtmf_packet(packet, now)
+            return
+        self._source_stats.update_jitter(packet.timestamp, now)
+        self._jitter.put(packet.sequence, packet.timestamp, self._decoder(packet.payload), now)
+
+    def pull_audio(self, now):
+        """One frame of decoded PCM for the speaker's 20 ms tick (concealment when missing)."""
+        return self._jitter.get(now)
+
+    # -- RTCP --------------------------------------------------------------------------------
+
+    def _ntp(self, now):
+        return int((now + self._wallclock_offset) * 0x100000000)
+
+    def _report_blocks(self, now):
+        if self._source_stats is None:
+            return []
+        delay = 0
+        if self._last_sr_at is not None:
+            delay = int((now - self._last_sr_at) * 65536)
+        return [self._source_stats.report_block(self.remote_ssrc, self._last_sr, delay)]
+
+    def _compound(self, now):
+        blocks = self._report_blocks(now)
+        if self._sent_since_report:
+            elapsed = now - self._start
+            rtp_timestamp = self._timestamp_origin + int(elapsed * self.clock_rate)
+            report = SenderReport(
+                self.ssrc,
+                self._ntp(now),
+                rtp_timestamp & 0xFFFFFFFF,
+                self.packets_sent,
+                self.octets_sent,
+                blocks,
+            )
+        else:
+            report = ReceiverReport(self.ssrc, blocks)
+        self._sent_since_report = False
+        return [report, SourceDescription.with_cname(self.ssrc, self.cname)]
+
+    def _send_rtcp(self, now, extra=()):
+        data = b"".join(bytes(packet) for packet in self._compound(now) + list(extra))
+        if self._srtp is not None:
+            try:
+                data = self._srtp.protect_rtcp(data)
+            except Exception:
+                self.send_failures += 1
+                return
+        destination = self.remote_addr if self.rtcp_mux else self.remote_rtcp_addr
+        if destination is not None:
+            self._outgoing.append((data, destination))
+
+    def _receive_rtcp(self, data, addr, now):
+        if self.rtcp_mux and self._rtp_latched:
+            latched = self.remote_addr
+        else:
+            latched = self.remote_rtcp_addr if self._rtcp_latched else None
+        if latched is not None and addr != latched:
+            self.foreign += 1
+            return
+        if self._srtp is not None:
+            try:
+                data = self._srtp.unprotect_rtcp(bytes(data))
+            except Exception:
+                self.srtp_failures += 1
+                return
+        try:
+            packets = parse_rtcp(data)
+        except RtpParseError:
+            self.invalid += 1
+            return
+        if not self._rtcp_latched:
+            self._rtcp_latched = True
+            self.remote_rtcp_addr = addr
+        for packet in packets:
+            if isinstance(packet, SenderReport) and packet.ssrc == self.remote_ssrc:
+                self._last_sr = ntp_middle32(packet.ntp_timestamp)
+                self._last_sr_at = now
+            if isinstance(packet, (SenderReport, ReceiverReport)):
+                for block in packet.reports:
+                    if block.ssrc == self.ssrc:
+                        self._take_report(block, now)
+            elif isinstance(packet, Bye) and self.remote_ssrc in packet.ssrcs:
+                self.remote_bye = True
+
+    def _take_report(self, block, now):
+        self.remote_lost = block.cumulative_lost
+        self.remote_fraction_lost = block.fraction_lost / 256
+        self.remote_jitter = block.jitter
+        if block.last_sr:
+            # §6.4.1: RTT = A - LSR - DLSR, all in 1/65536 s of our own NTP clock.
+            rtt = (ntp_middle32(self._ntp(now)) - block.last_sr - block.delay_since_last_sr)
+            rtt &= 0xFFFFFFFF
+            if rtt < 0x80000000:
+                self.rtt = rtt / 65536
+
+    def close(self, now):
+        """Send a final report with BYE (§6.6) and stop."""
+        if self.state == ACTIVE:
+            self._send_rtcp(now, [Bye([self.ssrc])])
+        self.state = CLOSED
+        self._dtmf_packets = []
+        self._dtmf_queue = []
+
+    # -- statistics --------------------------------------------------------------------------
+
+    def stats(self):
+        source = self._source_stats
+        expected = source.expected if source else 0
+        lost = source.lost if source else 0
+        jitter_stats = self._jitter.stats()
+        return {
+            "packets_sent": self.packets_sent,
+            "octets_sent": self.octets_sent,
+            "packets_received": source.received if source else 0,
+            "expected": expected,
+            "lost": lost,
+            "fraction_lost": max(0, lost) / expected if expected > 0 else 0.0,
+            "jitter_ms": source.jitter * 1000 / self.clock_rate if source else 0.0,
+            "late": jitter_stats["late"],
+            "concealed": jitter_stats["concealed"],
+            "duplicates": jitter_stats["duplicates"],
+            "buffer_ms": jitter_stats["target_ms"],
+            "rtt_ms": None if self.rtt is None else self.rtt * 1000,
+            "remote_lost": self.remote_lost,
+            "remote_fraction_lost": self.remote_fraction_lost,
+            "skipped_packets": self.skipped_packets,
+            "invalid": self.invalid + self.unknown_payload + self.foreign,
+            "srtp_failures": self.srtp_failures,
+        }
