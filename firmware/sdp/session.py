@@ -376,7 +376,7 @@ class InlineKey:
         return text
 
     def __repr__(self):
-        return f"InlineKey({str(self)!r})"
+        return f"InlineKey({len(self.key_salt)} bytes)"  # keys stay out of logs
 
 
 class Crypto:
@@ -425,7 +425,7 @@ class Crypto:
         return " ".join([text] + self.session_params)
 
     def __repr__(self):
-        return f"Crypto({str(self)!r})"
+        return f"Crypto({self.tag} {self.suite})"  # keys stay out of logs
 
 
 class MediaDescription(_AttributeList):

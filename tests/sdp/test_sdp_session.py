@@ -340,3 +340,9 @@ def test_portable_core_rules(path):
                 alias.name for alias in node.names]
             for name in names:
                 assert name.split(".")[0] in ("binascii", "firmware"), name
+
+
+def test_reprs_do_not_reveal_key_material():
+    crypto = SessionDescription.parse(BARESIP_OFFER).media[0].cryptos()[0]
+    assert repr(crypto) == "Crypto(1 AES_CM_128_HMAC_SHA1_32)"
+    assert repr(crypto.keys) == "[InlineKey(30 bytes)]"
