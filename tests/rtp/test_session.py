@@ -2,6 +2,8 @@ import random
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware.codecs.g711 import CODECS
 from firmware.codecs.tones import Digit, ToneGenerator, goertzel_power, mean_square, pcm_to_samples
@@ -415,3 +417,17 @@ def test_pcm_frames_are_16_bit_little_endian():
         session.receive(packet_bytes(index, 160 * index, payload=tone), A_ADDR, index * 0.02)
     out = [session.pull_audio(0.01 + index * 0.02) for index in range(10)]
     assert tone in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=8), st.booleans())
+def test_receive_never_raises_on_junk(datagrams, looks_like_rtcp):
+    session = make_session(rtcp_mux=True)
+    session.start(0.0)
+    for index, data in enumerate(datagrams):
+        if looks_like_rtcp and len(data) >= 2:
+            data = b"\x80\xc9" + data[2:]  # RR header, random rest
+        session.receive(data, A_ADDR, index * 0.02)
+        session.pull_audio(index * 0.02)
+    session.handle_timer(10.0)
+    assert session.stats()["packets_received"] <= len(datagrams)
