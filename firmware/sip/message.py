@@ -283,12 +283,21 @@ class Request(_Message):
         if status == 100 and "Timestamp" in self.headers:
             headers.add("Timestamp", self.headers.get("Timestamp"))
         to = headers.get("To")
-        if to_tag and status != 100 and to is not None and NameAddress.parse(to).tag is None:
+        if to_tag and status != 100 and to is not None and _has_no_tag(to):
             headers.set("To", to + ";tag=" + to_tag)
         return Response(status, reason, headers)
 
     def __repr__(self):
         return "Request(" + repr(self.method) + ", " + repr(str(self.uri)) + ")"
+
+
+def _has_no_tag(value):
+    """True for a To value without a tag; a To that does not parse is left as it is (the
+    answer to a malformed request echoes what it got)."""
+    try:
+        return NameAddress.parse(value).tag is None
+    except ParseError:
+        return False
 
 
 class Response(_Message):
@@ -314,7 +323,7 @@ def _parse_version(text):
 
 def _check_line(line):
     """Reject control characters except HTAB and those escaped by a quoted-pair."""
-    if line.isprintable():
+    if not line or (min(line) >= " " and "\x7f" not in line):  # the common case, in C
         return
     for index, char in enumerate(line):
         if (char < " " and char != "\t" or char == "\x7f") and line[index - 1 : index] != "\\":

@@ -325,6 +325,8 @@ def test_make_response():
     tagged = Request("BYE", "sip:a@b", [("To", "<sip:a@b>;tag=old")])
     assert tagged.make_response(200, "Fine", to_tag="new").headers.get("To") == "<sip:a@b>;tag=old"
     assert tagged.make_response(200, "Fine").reason == "Fine"
+    broken = Request("INVITE", "sip:a@b", [("To", '"unterminated <sip:a@b>')])
+    assert broken.make_response(400, to_tag="t").headers.get("To") == '"unterminated <sip:a@b>'
 
 
 def _options(**changes):

@@ -221,7 +221,13 @@ def test_stream_framing(row):
         assert isinstance(out[0], ParseError) and reader.broken
 
 
-VECTOR_BYTES = [_data(row) for row in ROWS]
+EXTRA = VECTORS / "rfc4475" / "extra" / "test.dat"  # in the RFC archive, no verdict
+VECTOR_BYTES = [_data(row) for row in ROWS] + ([EXTRA.read_bytes()] if EXTRA.is_file() else [])
+
+
+def test_extra_archive_message_does_not_crash():
+    _must_not_crash(EXTRA.read_bytes())
+    StreamReader().feed(EXTRA.read_bytes())
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
