@@ -10,8 +10,10 @@ import os
 import signal
 import sys
 
+import hal
 from firmware import config as configuration
 from firmware.runtime.station import Station
+from hal.board import BoardError
 
 
 def parse_args(argv):
@@ -29,9 +31,9 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-async def run(args, cfg):
+async def run(args, cfg, board):
     loop = asyncio.get_running_loop()
-    station = Station(cfg, state_dir=args.state_dir, loop=loop)
+    station = Station(cfg, board, config_path=args.config, state_dir=args.state_dir, loop=loop)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -58,7 +60,12 @@ def main(argv=None):
     except OSError as exc:
         print(f"{args.config}: {exc.strerror}", file=sys.stderr)
         return 2
-    asyncio.run(run(args, cfg))
+    try:
+        board = hal.open_board(args.board, mic=args.mic, speaker_dir=args.speaker_dir)
+    except BoardError as exc:
+        print(f"board {args.board}: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(run(args, cfg, board))
     return 0
 
 

@@ -1,0 +1,334 @@
+"""Media for one call: RTP/RTCP sockets, SDP offer/answer, SRTP, DTMF and audio, on a thread.
+
+Each call gets a `MediaStream`. Its thread is the only code touching the call's `RtpSession`:
+it waits in `select()` until a packet arrives or the session's next deadline (the session
+computes deadlines from the packet index, so sending is paced by the monotonic clock and
+never drifts), sends what is due, and every 20 ms pulls one frame from the jitter buffer for
+the speaker. Digits (RFC 4733, or in-band tones when the peer negotiated no telephone-event)
+go to the event loop with `loop.call_soon_threadsafe`.
+
+Cues (feedback tones) are mixed into the speaker, and into what we send when `to_caller`.
+"""
+
+import collections
+import logging
+import os
+import select
+import socket
+import threading
+import time
+
+from firmware.codecs.g711 import CODECS
+from firmware.codecs.tones import CUES, InbandDtmfDetector, cue_frames
+from firmware.rtp import srtp as srtp_layer
+from firmware.rtp.dtmf import DtmfReceiver
+from firmware.rtp.session import RtpSession
+from firmware.sdp import offer_answer
+from firmware.sdp.session import SessionDescription
+
+log = logging.getLogger("doorline.media")
+
+FRAME = 0.020
+FRAME_BYTES = 320
+SILENCE = bytes(FRAME_BYTES)
+MAX_DATAGRAMS_PER_WAKE = 64  # bounded work per wake-up, whatever arrives
+NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP, RFC 3550 §4) to 1970
+CAPTURE_QUEUE_FRAMES = 5  # paced capture (ALSA): at most 100 ms queued, oldest dropped
+
+
+class PortPool:
+    """Even/odd RTP/RTCP port pairs from `[media] rtp_ports` (RFC 3550 §11)."""
+
+    def __init__(self, host, low, high):
+        self.host = host
+        self.low = low + (low % 2)
+        self.high = high
+        self._next = self.low
+        self._lock = threading.Lock()
+
+    def open_pair(self):
+        with self._lock:
+            span = max(2, self.high - self.low + 1)
+            for _ in range(span // 2):
+                port = self._next
+                self._next = self._next + 2 if self._next + 3 <= self.high else self.low
+                pair = _bind_pair(self.host, port)
+                if pair is not None:
+                    return port, pair
+        raise OSError("no free RTP port pair in %d-%d" % (self.low, self.high))
+
+
+def _bind_pair(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    socks = []
+    try:
+        for p in (port, port + 1):
+            s = socket.socket(family, socket.SOCK_DGRAM)
+            s.setblocking(False)
+            s.bind((host, p))
+            socks.append(s)
+        return socks
+    except OSError:
+        for s in socks:
+            s.close()
+        return None
+
+
+class MediaStream:
+    def __init__(self, call_id, media_cfg, host, ports, audio, loop, on_digit,
+                 signalling_secure=False, on_beat=None):
+        self.call_id = call_id
+        self.loop = loop
+        self.on_digit = on_digit
+        self.on_beat = on_beat
+        self.audio = audio
+        self.host = host
+        self.port, (self.rtp_sock, self.rtcp_sock) = ports.open_pair()
+        self.srtp_mode = media_cfg["srtp"]
+        self.keys_allowed = signalling_secure or not media_cfg["srtp_requires_tls"]
+        crypto = []
+        if self.srtp_mode != "off" and self.keys_allowed:
+            crypto = [(suite, srtp_layer.new_key_material()) for suite in srtp_layer.SUITES]
+        self.local = offer_answer.LocalMedia(
+            host, self.port, codecs=media_cfg["codecs"],
+            srtp=self.srtp_mode if crypto else "off", crypto=crypto,
+            session_id=int.from_bytes(os.urandom(4), "big"))
+        self.version = 1
+        self.offer = None
+        self.negotiated = None
+        self.session = None
+        self._thread = None
+        self._stop = threading.Event()
+        self._commands = collections.deque()  # callables run on the media thread
+        self._speaker_cues = collections.deque()
+        self._caller_cues = collections.deque()
+        self._stats = {}
+        self.started_at = None
+
+    # -- SDP (event loop thread) ---------------------------------------------------------
+    def check_keys_policy(self):
+        """Mandatory SRTP whose keys may not travel over this signalling: refuse (RFC 4568 §8.3
+        — SDES keys are only as secret as the signalling)."""
+        if self.srtp_mode == "mandatory" and not self.keys_allowed:
+            return ("SRTP is mandatory but signalling is not TLS: refusing to send SDES keys "
+                    "in the clear ([media] srtp_requires_tls)")
+        return None
+
+    def create_offer(self, direction="sendrecv"):
+        self.offer = offer_answer.create_offer(self.local, self.version, direction)
+        self.version += 1
+        return bytes(self.offer)
+
+    def answer_offer(self, offer_bytes, direction="sendrecv"):
+        """Our answer to their offer (bytes); raises OfferAnswerError (488)."""
+        try:
+            offer = SessionDescription.parse(offer_bytes)
+        except Exception as exc:  # SdpParseError: a malformed offer is not acceptable
+            raise offer_answer.OfferAnswerError(488, "malformed SDP: %s" % exc) from None
+        answer, negotiated = offer_answer.create_answer(offer, self.local, self.version,
+                                                        direction)
+        self.version += 1
+        self._apply(negotiated)
+        return bytes(answer)
+
+    def accept_answer(self, answer_bytes):
+        answer = SessionDescription.parse(answer_bytes)
+        self._apply(offer_answer.process_answer(self.offer, answer, self.local))
+
+    def _apply(self, negotiated):
+        previous = self.negotiated
+        self.negotiated = negotiated
+        if self.session is not None and previous is not None:
+            self._commands.append(lambda: self._update_session(negotiated, previous))
+
+    # -- life cycle --------------------------------------------------------------------------
+    def start(self):
+        if self._thread is not None or self.negotiated is None:
+            return
+        self.session = self._new_session(self.negotiated)
+        self.started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="media-%s" % self.call_id,
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        for s in (self.rtp_sock, self.rtcp_sock):
+            s.close()
+
+    def send_dtmf(self, key):
+        self._commands.append(lambda: self.session.send_dtmf(key, time.monotonic()))
+
+    def play_cue(self, name, to_caller=False):
+        frames = list(cue_frames(CUES[name]))
+        self._speaker_cues.extend(frames)
+        if to_caller:
+            self._caller_cues.extend(frames)
+
+    def stats(self):
+        stats = dict(self._stats)
+        if self.negotiated is not None:
+            stats["codec"] = self.negotiated.codec
+        return stats
+
+    @property
+    def codec(self):
+        return self.negotiated.codec if self.negotiated else None
+
+    @property
+    def srtp(self):
+        return bool(self.negotiated and self.negotiated.srtp)
+
+    # -- the media thread ------------------------------------------------------------------
+    def _new_session(self, negotiated):
+        codec = CODECS[negotiated.codec]
+        protection = None
+        if negotiated.srtp is not None:
+            p = negotiated.srtp
+            protection = srtp_layer.SrtpSession(p.suite, p.local_key, p.local_salt,
+                                                p.remote_key, p.remote_salt)
+        self.dtmf = DtmfReceiver(negotiated.clock_rate)
+        self.inband = None if negotiated.telephone_event_payload_type else \
+            InbandDtmfDetector()
+        session = RtpSession(
+            negotiated.payload_type, codec.encode, codec.decode,
+            remote_addr=(negotiated.remote_address, negotiated.remote_port),
+            remote_rtcp_addr=(negotiated.remote_rtcp_address, negotiated.remote_rtcp_port),
+            rtcp_mux=negotiated.rtcp_mux,
+            telephone_event_pt=negotiated.telephone_event_payload_type,
+            srtp=protection, on_dtmf_packet=self._on_dtmf_packet,
+            wallclock_offset=time.time() - time.monotonic() + NTP_EPOCH_OFFSET)
+        return session
+
+    def _update_session(self, negotiated, previous):
+        """A re-INVITE: hold/resume changes direction; new keys or codec make a new session."""
+        if (negotiated.codec, negotiated.srtp and negotiated.srtp.remote_key) != \
+                (previous.codec, previous.srtp and previous.srtp.remote_key):
+            now = time.monotonic()
+            self.session.close(now)
+            self.session = self._new_session(negotiated)
+            self.session.set_source(self._source)
+            self.session.start(now)
+        self.session.set_sending(negotiated.sending, time.monotonic())
+
+    def _on_dtmf_packet(self, packet, now):
+        self.dtmf.receive(packet.timestamp, packet.sequence, packet.marker, packet.payload, now)
+
+    def _run(self):
+        stream = self.audio.open(rate=8000, frame_ms=20) if self.audio is not None else None
+        capture = None
+        if stream is not None and getattr(self.audio, "paced", False):
+            capture = collections.deque(maxlen=CAPTURE_QUEUE_FRAMES)
+            threading.Thread(target=self._capture, args=(stream, capture), daemon=True,
+                             name="capture-%s" % self.call_id).start()
+
+        def source():
+            if capture is not None:
+                frame = capture.popleft() if capture else SILENCE
+            elif stream is not None:
+                frame = stream.read_frame() or SILENCE
+            else:
+                frame = SILENCE
+            if self._caller_cues:
+                frame = _mix(frame, self._caller_cues.popleft())
+            return frame
+
+        self._source = source
+        session = self.session
+        session.set_source(source)
+        now = time.monotonic()
+        session.start(now)
+        session.set_sending(self.negotiated.sending, now)
+        next_tick = now + FRAME
+        socks = [self.rtp_sock, self.rtcp_sock]
+        try:
+            while not self._stop.is_set():
+                while self._commands:
+                    self._commands.popleft()()
+                session = self.session
+                timers = [t for t in (session.get_timer(), self.dtmf.get_timer(), next_tick)
+                          if t is not None]
+                timeout = max(0.0, min(timers) - time.monotonic())
+                readable, _, _ = select.select(socks, [], [], timeout)
+                now = time.monotonic()
+                for sock in readable:
+                    self._drain(sock, session, now)
+                session.handle_timer(now)
+                self.dtmf.handle_timer(now)
+                self._flush(session)
+                self._deliver_digits()
+                if now >= next_tick:
+                    frame = session.pull_audio(now)
+                    if self.inband is not None:
+                        for digit in self.inband.feed(frame):
+                            self._digit(digit.digit)
+                    if self._speaker_cues:
+                        frame = _mix(frame, self._speaker_cues.popleft())
+                    if stream is not None:
+                        stream.write_frame(frame)
+                    next_tick += FRAME
+                    if now - next_tick > 0.2:
+                        next_tick = now + FRAME  # the thread was starved: do not burst
+                    self._stats = session.stats()
+                    if self.on_beat is not None:
+                        self.on_beat()
+            session.close(time.monotonic())
+            self._flush(session)
+        except Exception:
+            log.exception("media thread of call %s failed", self.call_id)
+        finally:
+            if stream is not None:
+                stream.close()
+
+    def _capture(self, stream, queue):
+        while not self._stop.is_set():
+            frame = stream.read_frame()
+            if frame is not None:
+                queue.append(frame)
+
+    def _drain(self, sock, session, now):
+        for _ in range(MAX_DATAGRAMS_PER_WAKE):
+            try:
+                data, addr = sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. ICMP port unreachable reported on the socket
+            session.receive(data, addr[:2], now)
+
+    def _flush(self, session):
+        for data, addr in session.datagrams_to_send():
+            sock = self.rtp_sock
+            if self.negotiated is not None and not self.negotiated.rtcp_mux and \
+                    addr[1] == self.negotiated.remote_rtcp_port and _is_rtcp(data):
+                sock = self.rtcp_sock
+            try:
+                sock.sendto(data, addr)
+            except OSError as exc:
+                log.debug("rtp send to %s failed: %s", addr, exc)
+
+    def _deliver_digits(self):
+        while True:
+            event = self.dtmf.next_event()
+            if event is None:
+                return
+            digit = getattr(event, "digit", None)
+            if digit is not None and type(event).__name__ == "Digit":
+                self._digit(digit)
+
+    def _digit(self, digit):
+        self.loop.call_soon_threadsafe(self.on_digit, self.call_id, digit)
+
+
+def _is_rtcp(data):
+    return len(data) > 1 and 192 <= data[1] <= 223
+
+
+def _mix(a, b):
+    """Sum two frames of 16-bit PCM with clipping."""
+    import array
+    x = array.array("h", a)
+    y = array.array("h", b[:len(a)].ljust(len(a), b"\0"))
+    return array.array("h", [max(-32768, min(32767, p + q)) for p, q in zip(x, y, strict=True)]).tobytes()
