@@ -354,6 +354,7 @@ class Call:
         self._2xx = response
         self.state = ANSWERING
         self.answered_at = now
+        self.ring_deadline = None
         self._2xx_interval = T1
         self._2xx_next = now + T1
         self._2xx_give_up = now + TIMER_2XX_GIVE_UP
@@ -452,6 +453,7 @@ class Call:
         branch.done = True
         self.state = ACTIVE
         self.answered_at = now
+        self.ring_deadline = None
         self.pending_targets = []
         for other in self.branches:
             if other is not branch:
