@@ -23,6 +23,9 @@ Public API
     CSeq.parse(value)         .seq .method
     StreamReader().feed(data) -> list of Request / Response / ParseError / KEEPALIVE_PING /
         KEEPALIVE_PONG; .pending (bytes held); .broken (framing lost: close the connection)
+    Limits: MAX_MESSAGE_SIZE, MAX_HEADERS, MAX_HEADER_LINE. Tables: COMPACT_FORMS,
+    LIST_HEADERS, REASON_PHRASES. Helpers: canonical_name(name) -> (name, key),
+    split_outside(text, separator) (splits outside quotes and <>; for e.g. challenge params).
 
 Choices
     * The header section must be UTF-8 (§7.3.1 TEXT-UTF8); other bytes are a ParseError. The body
@@ -39,6 +42,9 @@ Choices
       parse() accepts liberal request-line spacing (RFC 4475 §3.1.2.9-10) and writes it clean.
     * Header parameter values are kept as written (a quoted value keeps its quotes); names are
       lower-case.
+    * check_message() treats Max-Forwards as optional (validated when present): RFC 2543 peers
+      omit it and RFC 4475 §3.4.1 requires accepting them. Several Content-Length values are a
+      ParseError (framing is ambiguous), other duplicated single-value headers are flagged.
 """
 
 from firmware.sip.errors import ParseError
@@ -49,7 +55,7 @@ MAX_MESSAGE_SIZE = 65535  # bytes of one message (a UDP datagram cannot be large
 MAX_HEADERS = 256  # header field lines, after unfolding
 MAX_HEADER_LINE = 8192  # characters of one unfolded header field
 
-# §7.3.3 and the registry of compact forms (RFC 3262, 3265, 3515, 3841, 3892, 4028, 4474).
+# §7.3.3 and the registered compact forms (RFC 3265, 3515, 3841, 3892, 4028, 4474).
 COMPACT_FORMS = {
     "i": "call-id", "m": "contact", "f": "from", "t": "to", "v": "via", "l": "content-length",
     "c": "content-type", "e": "content-encoding", "k": "supported", "s": "subject",
