@@ -38,9 +38,34 @@ async def run(args, cfg, board):
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await station.start()
+    web = await start_web(station, cfg, args)
     await stop.wait()
     logging.getLogger("doorline").info("stopping")
+    if web is not None:
+        web.close()
     await station.stop()
+
+
+async def start_web(station, cfg, args):
+    """The web page and API on [web] listen (a change of it applies at the next start)."""
+    from firmware.web.app import create_app, start
+
+    host, port = configuration.parse_host_port(cfg["web"]["listen"])
+    ssl_context = None
+    if cfg["web"]["https"]:
+        from firmware.web.certs import server_ssl_context
+
+        ssl_context = server_ssl_context(args.state_dir, hosts=(host,))
+    app = create_app(station, args.config, args.state_dir)
+    try:
+        server = await start(app, host, port, ssl_context)
+    except OSError as exc:
+        logging.getLogger("doorline").error("web page not available on %s:%d: %s", host, port,
+                                            exc.strerror)
+        return None
+    scheme = "https" if ssl_context else "http"
+    logging.getLogger("doorline").info("web page on %s://%s:%d/", scheme, host, port)
+    return server
 
 
 def main(argv=None):
