@@ -5,11 +5,23 @@
 - an explicit port skips NAPTR and SRV (§4.2): A/AAAA only;
 - with a transport chosen, the SRV records of that transport (`_sip._udp`, `_sip._tcp`,
   `_sips._tcp`) ordered by priority and weight (RFC 2782), else A/AAAA;
-- with no transport chosen, NAPTR records pick it (§4.1), then SRV, then UDP (TLS for sips).
+- with no transport chosen, NAPTR records pick it (§4.1); without usable NAPTR records, the
+  SRV records of each transport we support are asked for in turn (§4.1: a transport is
+  supported by the domain if its query succeeds); with none, A/AAAA with UDP (TLS for sips).
+- every Peer of a name carries `server_name`, the domain a TLS certificate must match: the
+  domain we were asked to locate, never the SRV target (RFC 5922 §4.1).
+- `system_fallback`: a name DNS does not know is looked up with the system resolver
+  (getaddrinfo: /etc/hosts, mDNS), as dnspython reads neither; `localhost` or `pbx.local`
+  registrars then still work.
+
+`Locator(resolver=None, system_fallback=True)`; `await locator.locate(host, port=None,
+transport=None, secure=False) -> [Peer]`, raising LocateError when nothing is found.
 """
 
+import asyncio
 import ipaddress
 import random
+import socket
 
 import dns.asyncresolver
 import dns.exception
@@ -20,6 +32,7 @@ from firmware.sip.endpoint import Peer
 DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
 SRV_PREFIX = {"udp": "_sip._udp.", "tcp": "_sip._tcp.", "tls": "_sips._tcp."}
 NAPTR_SERVICE = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}
+SUPPORTED = ("udp", "tcp", "tls")  # the order SRV is tried in when NAPTR gives no answer
 LOOKUP_ERRORS = (dns.exception.DNSException, OSError)
 
 
@@ -54,24 +67,33 @@ def order_srv(records, rng=random):
 
 
 class Locator:
-    def __init__(self, resolver=None):
+    def __init__(self, resolver=None, system_fallback=True):
         self.resolver = resolver or dns.asyncresolver.Resolver()
+        self.system_fallback = system_fallback
 
     async def locate(self, host, port=None, transport=None, secure=False):
         host = host.strip("[]")
-        if transport is None and secure:
-            transport = "tls"
         if is_numeric(host):
-            transport = transport or "udp"
+            transport = transport or ("tls" if secure else "udp")
             return [Peer(transport, host, port or DEFAULT_PORT[transport])]
         if port is not None:
             transport = transport or ("tls" if secure else "udp")
-            return await self._addresses(host, port, transport)
+            peers = await self._addresses(host, port, transport)
+            if not peers:
+                raise LocateError(f"cannot resolve {host}")
+            return peers
+        peers = []
         if transport is None:
             transport, srv_name = await self._naptr(host, secure)
+            if srv_name is not None:
+                peers = await self._srv(srv_name, transport, host)
+            else:
+                for candidate in ("tls",) if secure else SUPPORTED:
+                    peers = await self._srv(SRV_PREFIX[candidate] + host, candidate, host)
+                    if peers:
+                        break
         else:
-            srv_name = SRV_PREFIX[transport] + host
-        peers = await self._srv(srv_name, transport, host)
+            peers = await self._srv(SRV_PREFIX[transport] + host, transport, host)
         if not peers:
             peers = await self._addresses(host, DEFAULT_PORT[transport], transport)
         if not peers:
@@ -89,8 +111,7 @@ class Locator:
             transport = NAPTR_SERVICE.get(service)
             if transport and (transport == "tls" or not secure) and record.flags.lower() == b"s":
                 return transport, record.replacement.to_text(omit_final_dot=True)
-        transport = "tls" if secure else "udp"
-        return transport, SRV_PREFIX[transport] + host
+        return ("tls" if secure else "udp"), None
 
     async def _srv(self, name, transport, server_name):
         try:
@@ -113,4 +134,20 @@ class Locator:
             for record in answer:
                 peers.append(Peer(transport, record.address, port,
                                   server_name=server_name or host))
+        if not peers and self.system_fallback:
+            peers = [Peer(transport, address, port, server_name=server_name or host)
+                     for address in await _system_addresses(host, port)]
         return peers
+
+
+async def _system_addresses(host, port):
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP)
+    except OSError:  # socket.gaierror included
+        return []
+    addresses = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        if sockaddr[0] not in addresses:
+            addresses.append(sockaddr[0])
+    return addresses
