@@ -1,0 +1,518 @@
+"""The local web page and JSON API (microdot), a thin layer over the station facade.
+
+Public API:
+- `create_app(station, config_path, state_dir, clock=time.monotonic) -> microdot.Microdot`
+- `await start(app, host, port, ssl_context=None) -> asyncio.Server` (already accepting)
+- `await serve(app, host, port, ssl_context=None)`: start and serve until cancelled.
+
+The station facade used here: `status()`, `config`, `await apply_config(cfg)`,
+`place_call(target)`, `hangup()`, `open_door(by)`, `events(since)`, `simulated`,
+`press_button(role, press_ms)`, `metrics()`, `log_event(type, **fields)`.
+
+Who may do what (docs/API.md has the details):
+- Before the admin password exists every page leads to /setup and the API answers 403, except
+  `POST /api/setup`.
+- The API accepts HTTP Basic (`admin`) or the page's session cookie. State-changing requests
+  need, with the cookie, the session's `X-CSRF-Token`; with Basic, `Content-Type:
+  application/json` (a cross-site form cannot send it without a CORS preflight, which this
+  server never grants), because browsers resend cached Basic credentials on their own.
+  Any state-changing request whose Origin / Sec-Fetch-Site says cross-site is refused.
+- Failed passwords (form or Basic) count per client address; after five, attempts are refused
+  with 429 for an exponentially growing time, and each failure is logged as `auth_failed`.
+"""
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import time
+
+from microdot import Microdot, Request, Response
+
+from firmware import config as configuration
+from firmware.web import pages
+from firmware.web.metrics import CONTENT_TYPE as METRICS_TYPE
+from firmware.web.metrics import prometheus_text
+from firmware.web.passwords import AdminPassword, PasswordAlreadySet, weakness
+from firmware.web.sessions import LoginThrottle, SessionStore
+
+MAX_BODY = 64 * 1024
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+EVENTS_DEFAULT_LIMIT, EVENTS_MAX_LIMIT = 100, 1000
+MAX_PRESS_MS = 10000
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; "
+                                "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
+                                "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+ERROR_TEXT = {400: "bad request", 404: "not found", 405: "method not allowed",
+              413: f"request body too large (at most {MAX_BODY} bytes)",
+              500: "internal error"}
+
+
+class ApiError(Exception):
+    """Raised by request helpers; becomes a JSON error response."""
+
+    def __init__(self, status, message, headers=None):
+        Exception.__init__(self, message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def _error(status, message, headers=None):
+    return Response({"error": message}, status, headers)
+
+
+def _client(request):
+    addr = request.client_addr
+    return str(addr[0]) if isinstance(addr, (tuple, list)) and addr else "unknown"
+
+
+def _cross_site(request):
+    """True when the browser tells us the request comes from another site."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin.partition("://")[2] != request.headers.get("Host", "")
+    return request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site")
+
+
+def _is_json(request):
+    return (request.content_type or "").split(";")[0].strip().lower() == "application/json"
+
+
+def _json_body(request, required=True):
+    """The request body parsed as a JSON object ({} for an empty optional body)."""
+    if not request.body:
+        if required:
+            raise ApiError(400, "a JSON object body is required")
+        return {}
+    try:
+        doc = json.loads(request.body)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return doc
+
+
+def _int_arg(request, name, default, low, high):
+    text = request.args.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 19 and low <= int(text) <= high):
+        raise ApiError(400, f"{name} must be a whole number from {low} to {high}")
+    return int(text)
+
+
+def _api(handler):
+    """Turn ApiError raised inside a handler into its JSON response."""
+    async def wrapped(request, *args, **kwargs):
+        try:
+            return await handler(request, *args, **kwargs)
+        except ApiError as exc:
+            return _error(exc.status, exc.message, exc.headers)
+    return wrapped
+
+
+class _Web:
+    """The state behind the routes: password, sessions, throttle, static files."""
+
+    def __init__(self, station, config_path, state_dir, clock):
+        self.station = station
+        self.config_path = config_path
+        self.admin = AdminPassword(state_dir)
+        self.sessions = SessionStore(clock)
+        self.throttle = LoginThrottle(clock)
+        self.secure_cookies = bool(station.config["web"]["https"])
+        self.config_lock = asyncio.Lock()
+        self.static, self.index_template, self.version = pages.load_static()
+
+    # -- cookies and sessions ----------------------------------------------------------------
+    @property
+    def cookie_name(self):
+        return "__Host-doorline_session" if self.secure_cookies else "doorline_session"
+
+    def _cookie(self, value, extra=""):
+        secure = "; Secure" if self.secure_cookies else ""
+        return f"{self.cookie_name}={value}; Path=/; HttpOnly; SameSite=Strict{secure}{extra}"
+
+    def set_session_cookie(self, response, session):
+        if "Set-Cookie" not in response.headers:
+            response.headers["Set-Cookie"] = []
+        response.headers["Set-Cookie"].append(self._cookie(session.id))
+        return response
+
+    def clear_session_cookie(self, response):
+        if "Set-Cookie" not in response.headers:
+            response.headers["Set-Cookie"] = []
+        response.headers["Set-Cookie"].append(self._cookie("", "; Max-Age=0"))
+        return response
+
+    def session_of(self, request):
+        return self.sessions.get(request.cookies.get(self.cookie_name))
+
+    def form_session(self, request):
+        """The pre-login session for a setup/login form: reuse the cookie's or make one."""
+        session = self.session_of(request)
+        if session is None or session.authenticated:
+            session = self.sessions.create(authenticated=False)
+        return session
+
+    # -- authentication ------------------------------------------------------------------------
+    def check_password(self, request, password, via):
+        """Verify with throttling and logging; returns True, or raises ApiError(429)."""
+        client = _client(request)
+        wait = self.throttle.retry_after(client)
+        if wait > 0:
+            raise ApiError(429, f"too many failed attempts; try again in {int(wait) + 1} s",
+                           {"Retry-After": str(int(wait) + 1)})
+        if self.admin.verify(password):
+            self.throttle.succeeded(client)
+            return True
+        self.throttle.failed(client)
+        self.station.log_event("auth_failed", client=client, via=via, path=request.path)
+        return False
+
+    def authenticate_api(self, request):
+        """'basic' or 'session' for a valid caller; raises ApiError(401/429) otherwise."""
+        header = request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, encoded = header.partition(" ")
+            user, password = None, None
+            if scheme.lower() == "basic":
+                try:
+                    user, _, password = base64.b64decode(encoded.strip(), validate=True) \
+                        .decode("utf-8").partition(":")
+                except (binascii.Error, UnicodeDecodeError):
+                    pass
+            if self.check_password(request, password if user == "admin" else None, "basic"):
+                return "basic"
+            raise ApiError(401, "wrong user name or password", self._challenge(request))
+        session = self.session_of(request)
+        if session is not None and session.authenticated:
+            request.g.session = session
+            return "session"
+        raise ApiError(401, "authentication required: HTTP Basic as admin, or log in",
+                       self._challenge(request))
+
+    @staticmethod
+    def _challenge(request):
+        # The page's own fetches carry X-CSRF-Token: leave out the Basic challenge for them so
+        # an expired session sends the user to the login form, not to a browser dialog.
+        if "X-CSRF-Token" in request.headers:
+            return {}
+        return {"WWW-Authenticate": 'Basic realm="Doorline", charset="UTF-8"'}
+
+    def guard_api(self, request):
+        """None when the API request may proceed, else the refusal response."""
+        if not self.admin.is_set:
+            if request.path == "/api/setup":
+                return None
+            return _error(403, "no admin password is set yet: POST /api/setup "
+                               '{"password": ...} or open the web page first')
+        if request.path == "/api/setup":
+            return None
+        try:
+            how = self.authenticate_api(request)
+        except ApiError as exc:
+            return _error(exc.status, exc.message, exc.headers)
+        request.g.auth = how
+        if request.method not in STATE_CHANGING:
+            return None
+        if how == "basic" and not _is_json(request):
+            return _error(415, "requests authenticated with HTTP Basic that change state must "
+                               "have Content-Type: application/json")
+        if how == "session":
+            token = request.headers.get("X-CSRF-Token", "")
+            if not hmac.compare_digest(token.encode(), request.g.session.csrf.encode()):
+                return _error(403, "missing or wrong X-CSRF-Token")
+        return None
+
+    # -- config --------------------------------------------------------------------------------
+    async def put_config(self, partial):
+        station = self.station
+        async with self.config_lock:
+            current = station.config
+            try:
+                restored = configuration.unredact(partial, current)
+            except TypeError:  # a malformed door.codes entry; validate() names the field
+                restored = partial
+            try:
+                cfg = configuration.validate(configuration.merge(current, restored))
+            except configuration.ConfigError as exc:
+                return Response({"errors": exc.errors}, 400)
+            try:
+                configuration.save_atomic(self.config_path, cfg)
+            except OSError as exc:
+                return _error(500, f"could not save the configuration: {exc.strerror}")
+            await station.apply_config(cfg)
+            station.log_event("config_saved", sections=sorted(k for k in partial))
+            return Response(configuration.redacted(cfg))
+
+
+def create_app(station, config_path, state_dir, clock=time.monotonic):
+    """The microdot app for `station`; `config_path` is saved by PUT /api/config and
+    `state_dir` holds admin.json. `clock` (monotonic seconds) drives session expiry and the
+    login back-off."""
+    Request.max_content_length = MAX_BODY
+    Request.max_body_length = MAX_BODY
+    web = _Web(station, config_path, state_dir, clock)
+    app = Microdot()
+    app.doorline = web
+
+    def html(text, status=200, headers=None):
+        headers = dict(headers or {})
+        headers["Content-Type"] = "text/html; charset=utf-8"
+        return Response(text, status, headers)
+
+    def redirect(location):
+        return Response(status_code=303, headers={"Location": location})
+
+    # -- hooks -----------------------------------------------------------------------------------
+    @app.before_request
+    async def guard(request):
+        request.g.auth = None
+        request.g.session = None
+        if request.method in STATE_CHANGING and _cross_site(request):
+            return _error(403, "cross-site requests are refused")
+        if request.path.startswith("/api/") or request.path == "/metrics":
+            return web.guard_api(request)
+        return None
+
+    async def add_headers(request, response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers[name] = value
+        if "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    app.after_request(add_headers)
+    app.after_error_request(add_headers)
+
+    for status, text in ERROR_TEXT.items():
+        app.errorhandler(status)(_error_handler(status, text))
+
+    # -- pages -----------------------------------------------------------------------------------
+    @app.get("/")
+    async def index(request):
+        if not web.admin.is_set:
+            return redirect("/setup")
+        session = web.session_of(request)
+        if session is None or not session.authenticated:
+            return redirect("/login")
+        return html(pages.index_page(web.index_template, session.csrf, web.version))
+
+    @app.get("/static/<name>")
+    async def static(request, name):
+        if name not in web.static:
+            return _error(404, "not found")
+        return Response(web.static[name], 200, {"Content-Type": pages.STATIC_TYPES[name],
+                                                "Cache-Control": "public, max-age=86400"})
+
+    @app.get("/setup")
+    async def setup_form(request):
+        if web.admin.is_set:
+            return redirect("/login")
+        session = web.form_session(request)
+        return web.set_session_cookie(html(pages.setup_page(session.csrf, web.version)), session)
+
+    @app.post("/setup")
+    async def setup_submit(request):
+        if web.admin.is_set:
+            return redirect("/login")
+        session, form = _checked_form(web, request)
+        if session is None:
+            return html(pages.message_page("Form expired", "Reload the page and try again.",
+                                           web.version), 403)
+        password = form.get("password", "")
+        error = weakness(password)
+        if not error and password != form.get("confirm"):
+            error = "the two passwords differ"
+        if error:
+            return html(pages.setup_page(session.csrf, web.version, error), 400)
+        try:
+            web.admin.set(password)
+        except PasswordAlreadySet:
+            return redirect("/login")
+        station.log_event("admin_password_set", client=_client(request), via="form")
+        return _log_in(web, session, redirect("/"))
+
+    @app.get("/login")
+    async def login_form(request):
+        if not web.admin.is_set:
+            return redirect("/setup")
+        current = web.session_of(request)
+        if current is not None and current.authenticated:
+            return redirect("/")
+        session = web.form_session(request)
+        return web.set_session_cookie(html(pages.login_page(session.csrf, web.version)), session)
+
+    @app.post("/login")
+    async def login_submit(request):
+        if not web.admin.is_set:
+            return redirect("/setup")
+        session, form = _checked_form(web, request)
+        if session is None:
+            return html(pages.message_page("Form expired", "Reload the page and try again.",
+                                           web.version), 403)
+        try:
+            ok = web.check_password(request, form.get("password", ""), "form")
+        except ApiError as exc:
+            return html(pages.login_page(session.csrf, web.version, exc.message), exc.status,
+                        exc.headers)
+        if not ok:
+            return html(pages.login_page(session.csrf, web.version, "Wrong password."), 401)
+        station.log_event("login", client=_client(request))
+        return _log_in(web, session, redirect("/"))
+
+    @app.post("/logout")
+    async def logout(request):
+        session = web.session_of(request)
+        if session is not None:
+            form = request.form or {}
+            token = request.headers.get("X-CSRF-Token") or form.get("csrf") or ""
+            if not hmac.compare_digest(token.encode(), session.csrf.encode()):
+                return html(pages.message_page("Form expired", "Reload the page and try again.",
+                                               web.version), 403)
+            web.sessions.drop(session.id)
+        return web.clear_session_cookie(redirect("/login"))
+
+    # -- API -------------------------------------------------------------------------------------
+    @app.post("/api/setup")
+    @_api
+    async def api_setup(request):
+        if web.admin.is_set:
+            return _error(409, "the admin password is already set")
+        if not _is_json(request):
+            return _error(415, "Content-Type must be application/json")
+        try:
+            web.admin.set(_json_body(request).get("password"))
+        except PasswordAlreadySet:
+            return _error(409, "the admin password is already set")
+        except ValueError as exc:
+            return _error(400, str(exc))
+        station.log_event("admin_password_set", client=_client(request), via="api")
+        return {"ok": True}
+
+    @app.get("/api/status")
+    async def api_status(request):
+        status = dict(station.status())
+        status["simulated"] = bool(station.simulated)
+        return status
+
+    @app.post("/api/call")
+    @_api
+    async def api_call(request):
+        target = _json_body(request).get("target")
+        if not isinstance(target, str) or not target.strip() or len(target) > 1024:
+            return _error(400, "target must be a SIP URI string, e.g. sip:flat1@example.org")
+        try:
+            call_id = station.place_call(target.strip())
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return {"id": call_id}
+
+    @app.post("/api/hangup")
+    @_api
+    async def api_hangup(request):
+        _json_body(request, required=False)
+        station.hangup()
+        return {"ok": True}
+
+    @app.post("/api/door/open")
+    @_api
+    async def api_door_open(request):
+        _json_body(request, required=False)
+        station.open_door(by="web" if request.g.auth == "session" else "api")
+        return {"ok": True}
+
+    @app.get("/api/config")
+    async def api_config(request):
+        headers = {}
+        if request.args.get("download"):
+            headers["Content-Disposition"] = 'attachment; filename="doorline-config.json"'
+        return Response(configuration.redacted(station.config), 200, headers)
+
+    @app.put("/api/config")
+    @_api
+    async def api_config_put(request):
+        return await web.put_config(_json_body(request))
+
+    @app.get("/api/events")
+    @_api
+    async def api_events(request):
+        since = _int_arg(request, "since", None, 0, 2**63)
+        limit = _int_arg(request, "limit", EVENTS_DEFAULT_LIMIT, 1, EVENTS_MAX_LIMIT)
+        events = station.events(since)
+        if since is None:
+            return {"events": events[-limit:], "more": False}
+        return {"events": events[:limit], "more": len(events) > limit}
+
+    @app.post("/api/sim/button/<role>")
+    @_api
+    async def api_sim_button(request, role):
+        if not station.simulated:
+            return _error(404, "not found: button simulation exists on simulated boards only")
+        press_ms = _json_body(request, required=False).get("press_ms", 100)
+        if isinstance(press_ms, bool) or not isinstance(press_ms, int) \
+                or not 1 <= press_ms <= MAX_PRESS_MS:
+            return _error(400, f"press_ms must be a whole number from 1 to {MAX_PRESS_MS}")
+        try:
+            station.press_button(role, press_ms)
+        except KeyError:
+            return _error(404, f"no button with role {role!r} on this board")
+        return {"ok": True}
+
+    @app.get("/metrics")
+    async def metrics(request):
+        return Response(prometheus_text(station.metrics()), 200, {"Content-Type": METRICS_TYPE})
+
+    return app
+
+
+def _error_handler(status, text):
+    async def handler(request):
+        return _error(status, text)
+    return handler
+
+
+def _checked_form(web, request):
+    """(pre-login session, form) when the form's CSRF token matches its session, else
+    (None, None)."""
+    session = web.session_of(request)
+    form = request.form
+    if session is None or form is None:
+        return None, None
+    if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
+        return None, None
+    return session, form
+
+
+def _log_in(web, old_session, response):
+    web.sessions.drop(old_session.id)
+    session = web.sessions.create(authenticated=True)
+    return web.set_session_cookie(response, session)
+
+
+async def start(app, host, port, ssl_context=None):
+    """Bind and start accepting; returns the asyncio.Server (its sockets tell the port)."""
+    if ssl_context is not None:
+        app.doorline.secure_cookies = True
+    server = await app.start_server(host=host, port=port, ssl=ssl_context, start_serving=False)
+    await server.start_serving()
+    return server
+
+
+async def serve(app, host, port, ssl_context=None):
+    """Serve until cancelled (then the listening socket is closed)."""
+    server = await start(app, host, port, ssl_context)
+    try:
+        await server.serve_forever()
+    finally:
+        server.close()

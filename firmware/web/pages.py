@@ -1,0 +1,89 @@
+"""The server-rendered pages: first-boot setup, login, and the main page shell.
+
+The setup and login pages are plain HTML forms (they work without JavaScript) carrying the CSRF
+token of the pre-login session. The main page is `static/index.html` with the session's CSRF
+token and the asset version filled in; everything else on it is done by `static/app.js`.
+No inline script or style anywhere, so the Content-Security-Policy can forbid both.
+"""
+
+import hashlib
+import html
+import os
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+STATIC_TYPES = {
+    "app.js": "application/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+
+
+def load_static():
+    """The static files as {name: bytes}, the index template, and a version for cache busting."""
+    files = {}
+    for name in STATIC_TYPES:
+        with open(os.path.join(STATIC_DIR, name), "rb") as f:
+            files[name] = f.read()
+    with open(os.path.join(STATIC_DIR, "index.html"), encoding="utf-8") as f:
+        index = f.read()
+    version = hashlib.sha256(b"".join(files[n] for n in sorted(files))).hexdigest()[:12]
+    return files, index, version
+
+
+def index_page(template, csrf, version):
+    return template.replace("{{csrf}}", html.escape(csrf)).replace("{{v}}", version)
+
+
+def _shell(title, version, body):
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)} · Doorline</title>
+<link rel="stylesheet" href="/static/style.css?v={version}"></head>
+<body><main class="narrow"><h1>Doorline</h1>{body}</main></body></html>
+"""
+
+
+def _message(error):
+    if not error:
+        return ""
+    return f'<p class="alert" role="alert" id="form-error">{html.escape(error)}</p>'
+
+
+def setup_page(csrf, version, error=None):
+    described = ' aria-describedby="form-error"' if error else ""
+    body = f"""<h2>Set the admin password</h2>
+<p>This door station has no password yet. Choose one to protect its settings and the door:
+at least 10 characters, not a common or repetitive password.</p>
+{_message(error)}
+<form method="post" action="/setup">
+<input type="hidden" name="csrf" value="{html.escape(csrf)}">
+<input type="hidden" name="username" value="admin" autocomplete="username">
+<label for="password">New password</label>
+<input id="password" name="password" type="password" minlength="10" maxlength="256" required
+ autocomplete="new-password"{described} autofocus>
+<label for="confirm">Repeat the password</label>
+<input id="confirm" name="confirm" type="password" minlength="10" maxlength="256" required
+ autocomplete="new-password">
+<button type="submit">Set password</button>
+</form>"""
+    return _shell("First start", version, body)
+
+
+def login_page(csrf, version, error=None):
+    described = ' aria-describedby="form-error"' if error else ""
+    body = f"""<h2>Log in</h2>
+{_message(error)}
+<form method="post" action="/login">
+<input type="hidden" name="csrf" value="{html.escape(csrf)}">
+<input type="hidden" name="username" value="admin" autocomplete="username">
+<label for="password">Admin password</label>
+<input id="password" name="password" type="password" maxlength="256" required
+ autocomplete="current-password"{described} autofocus>
+<button type="submit">Log in</button>
+</form>"""
+    return _shell("Log in", version, body)
+
+
+def message_page(title, text, version):
+    body = f'<h2>{html.escape(title)}</h2><p>{html.escape(text)}</p><p><a href="/">Back</a></p>'
+    return _shell(title, version, body)

@@ -1,0 +1,84 @@
+"""A stand-in for firmware.runtime.station.Station with the facade the web layer uses.
+
+It keeps what the web layer asked it to do (calls placed, door openings, button presses, applied
+configs) so tests can check the effect, and moves a placed call from "calling" to "confirmed"
+after `answer_after` seconds so the page can show a state change.
+"""
+
+import threading
+import time
+
+from firmware import config as configuration
+
+
+class FakeStation:
+    def __init__(self, cfg=None, simulated=True, roles=("call",), answer_after=0.5):
+        self.config = configuration.validate(cfg or configuration.defaults())
+        self.simulated = simulated
+        self.roles = set(roles)
+        self.answer_after = answer_after
+        self.applied = []
+        self.door_openings = []
+        self.presses = []
+        self.calls = []
+        self.calls_total = 0
+        self._events = []
+        self._lock = threading.Lock()  # the browser test reads from another thread
+
+    def status(self):
+        now = time.time()
+        calls = []
+        for call in self.calls:
+            confirmed = now - call["started"] >= self.answer_after
+            calls.append({"id": call["id"], "direction": "outgoing",
+                          "state": "confirmed" if confirmed else "calling",
+                          "peer": call["peer"], "codec": "PCMU" if confirmed else None,
+                          "srtp": False,
+                          "stats": {"packets_rx": int((now - call["started"]) * 50) if confirmed
+                                    else 0, "lost": 0, "jitter_ms": 1.5}})
+        return {"registration": {"state": "registered", "error": None, "next_refresh": now + 60},
+                "calls": calls, "door": {"relay": "closed"}, "leds": {"status": "on"},
+                "uptime_s": 42.0}
+
+    async def apply_config(self, cfg):
+        self.applied.append(cfg)
+        self.config = cfg
+
+    def place_call(self, target_uri):
+        if not target_uri.startswith(("sip:", "sips:")):
+            raise ValueError(f"not a SIP URI: {target_uri}")
+        if self.calls:
+            raise ValueError("a call is already in progress")
+        self.calls_total += 1
+        call_id = f"call-{self.calls_total}"
+        self.calls.append({"id": call_id, "peer": target_uri, "started": time.time()})
+        self.log_event("call", direction="outgoing", peer=target_uri, state="calling")
+        return call_id
+
+    def hangup(self):
+        for call in self.calls:
+            self.log_event("call", peer=call["peer"], state="ended")
+        self.calls = []
+
+    def open_door(self, by="api"):
+        self.door_openings.append(by)
+        self.log_event("door_open", by=by)
+
+    def events(self, since=None):
+        with self._lock:
+            return [dict(e) for e in self._events if since is None or e["id"] > since]
+
+    def press_button(self, role, press_ms):
+        if role not in self.roles:
+            raise KeyError(role)
+        self.presses.append((role, press_ms))
+
+    def metrics(self):
+        return {"registration_registered": 1, "calls_active": len(self.calls),
+                "calls_total": self.calls_total, "rtp_packets_lost_total": 3,
+                "rtp_jitter_ms": 1.25, "door_openings_total": len(self.door_openings)}
+
+    def log_event(self, type, **fields):
+        with self._lock:
+            event_id = self._events[-1]["id"] + 1 if self._events else 1
+            self._events.append({"id": event_id, "time": time.time(), "type": type, **fields})
