@@ -22,9 +22,11 @@ import os
 
 from firmware.sip import digest
 from firmware.sip.dialog import CONFIRMED, Dialog, dialog_key
+from firmware.sip.endpoint import Peer, response_destination
 from firmware.sip.errors import ParseError
 from firmware.sip.message import CSeq, NameAddress, Request
 from firmware.sip.transaction import T1, T2
+from firmware.sip.uri import URI
 
 # Call states
 CALLING = "calling"  # outgoing, no answer yet
@@ -144,14 +146,17 @@ def _reason_for(status):
 
 # -- context objects the endpoint hands responses back to ---------------------------------
 class _Reply:
-    """Routes the responses of one request we sent back to its owner method."""
+    """Routes the responses of one request we sent back to its owner method; `dialog` and
+    `dest` say where a BYE went, so an authorized retry goes to the same dialog."""
 
-    __slots__ = ("owner", "kind", "request")
+    __slots__ = ("owner", "kind", "request", "dialog", "dest")
 
-    def __init__(self, owner, kind, request):
+    def __init__(self, owner, kind, request, dialog=None, dest=None):
         self.owner = owner
         self.kind = kind
         self.request = request
+        self.dialog = dialog
+        self.dest = dest
 
     def on_response(self, response, now):
         self.owner.on_response(self, response, now)
@@ -166,7 +171,7 @@ class Branch:
     def __init__(self, call, target, dest):
         self.call = call
         self.target = target
-        self.dest = dest
+        self.dest = call.manager.ua.route_for(dest)  # the registrar is the outbound proxy
         self.call_id = call.manager.ua.endpoint.new_call_id()
         self.local_tag = call.manager.ua.endpoint.new_tag()
         self.cseq = 1
@@ -174,7 +179,9 @@ class Branch:
         self.transaction = None
         self.provisional = False  # a 1xx came: CANCEL may be sent (§9.1)
         self.cancel_pending = False
-        self.done = False
+        self.done = False  # the call expects nothing more from this branch
+        self.final = False  # a final response came: nothing left to CANCEL
+        self.abandoned = False  # given up (sequential timeout): a late 2xx gets ACK + BYE
         self.dialogs = {}  # remote tag → early Dialog
         self.redirects = 0
         self.auth_tries = 0
@@ -209,7 +216,7 @@ class Branch:
 
     def cancel(self, now):
         """§9.1: only after a provisional response; otherwise as soon as one comes."""
-        if self.done:
+        if self.final:
             return
         if not self.provisional:
             self.cancel_pending = True
@@ -253,7 +260,9 @@ class Branch:
                 return
             self.redirects += 1
             self.cseq += 1
-            self.send_invite(now, uri=str(NameAddress.parse(contacts[0]).uri))
+            uri = str(NameAddress.parse(contacts[0]).uri)
+            self.dest = _redirect_destination(self.call.manager.ua, uri, self.dest)
+            self.send_invite(now, uri=uri)
         else:
             self.finish(status, now)
 
@@ -278,7 +287,14 @@ class Branch:
         if reply.kind == "invite":
             self.finish(408, now)
 
+    def abandon(self, now):
+        """Stop ringing this target: CANCEL it (now or after its first 1xx)."""
+        self.abandoned = True
+        self.done = True
+        self.cancel(now)
+
     def finish(self, status, now):
+        self.final = True
         if not self.done:
             self.done = True
             self.call.branch_failed(self, status, now)
@@ -312,12 +328,15 @@ class Call:
         self.source = None
         self.trusted = False
         self.requested_answer_mode = None
-        self._2xx = None
+        self._2xx = None  # a 2xx to an INVITE we retransmit until its ACK (§13.3.1.4)
+        self._2xx_cseq = None
+        self._2xx_dest = None
         self._2xx_next = None
         self._2xx_interval = T1
         self._2xx_give_up = None
         self._reoffer_tx = None
         self._reoffer_request = None
+        self._reoffer_source = None
         # both
         self.max_end = None
         self.session_expires = None
@@ -344,21 +363,14 @@ class Call:
         response.headers.set("Contact", "<%s>" % self.manager.ua.contact_uri())
         response.headers.set("Allow", self.manager.allow)
         response.headers.set("Supported", "timer")
-        if self.session_expires:
-            response.headers.set("Session-Expires", "%d;refresher=%s" % (
-                self.session_expires, "uas" if self.refresher_is_us else "uac"))
-            response.headers.set("Require", "timer")
+        self._add_session_expires(response)
         response.headers.set("Content-Type", SDP)
         response.body = sdp
         self.dialog.state = CONFIRMED
-        self._2xx = response
         self.state = ANSWERING
         self.answered_at = now
         self.ring_deadline = None
-        self._2xx_interval = T1
-        self._2xx_next = now + T1
-        self._2xx_give_up = now + TIMER_2XX_GIVE_UP
-        self.manager.ua.endpoint.send_response(self.transaction, response, now)
+        self._send_2xx(self.transaction, self.invite, self.source, response, now)
         self._arm_session_timer(now)
         self.max_end = now + self.manager.max_duration_for(self)
 
@@ -392,9 +404,11 @@ class Call:
         response = self._reoffer_request.make_response(200)
         self._add_local_tag(response)
         response.headers.set("Contact", "<%s>" % self.manager.ua.contact_uri())
+        self._add_session_expires(response)
         response.headers.set("Content-Type", SDP)
         response.body = sdp
-        self.manager.ua.endpoint.send_response(self._reoffer_tx, response, now)
+        self._send_2xx(self._reoffer_tx, self._reoffer_request, self._reoffer_source, response,
+                       now)
         self._reoffer_tx = None
         self._arm_session_timer(now)
 
@@ -437,15 +451,18 @@ class Call:
 
     def branch_answered(self, branch, request, response, now):
         to_tag = NameAddress.parse(response.headers.get("To")).tag
-        dialog = branch.dialogs.get(to_tag) or Dialog.as_uac(request, response)
+        dialog = branch.dialogs.get(to_tag)
+        if dialog is None:
+            dialog = branch.dialogs[to_tag] = Dialog.as_uac(request, response)
         dialog.confirm(response)
+        branch.final = True
         self._send_ack(dialog, branch, response, now)
-        if self.state in (ACTIVE, ENDED) and self.dialog is not dialog:
+        if self.dialog is dialog:
+            return  # a retransmitted 2xx: the ACK above answers it
+        if self.state in (ACTIVE, ENDED) or branch.abandoned:
             # §13.2.2.4: a second 2xx (another fork or a lost race): ACK it, then BYE.
             self._send_bye(now, dialog, branch.dest)
             return
-        if self.dialog is dialog:
-            return  # a retransmitted 2xx: the ACK above answers it
         self.dialog = dialog
         self.dest = branch.dest
         self.peer = branch.target
@@ -495,17 +512,18 @@ class Call:
         dialog = dialog or self.dialog
         if dialog is None:
             return
+        dest = dest or self.dest
         request = dialog.create_request("BYE")
         if authorization:
             request.headers.set(authorization[0], authorization[1])
-        self.manager.ua.send_request(request, dest or self.dest, now,
-                                     _Reply(self, "bye", request))
+        self.manager.ua.send_request(request, dest, now,
+                                     _Reply(self, "bye", request, dialog, dest))
 
     def on_response(self, reply, response, now):
         if reply.kind == "bye" and response.status in (401, 407) and \
                 "Authorization" not in reply.request.headers and \
                 "Proxy-Authorization" not in reply.request.headers:
-            self._authorize_bye(reply.request, response, now)
+            self._authorize_bye(reply, response, now)
         elif reply.kind == "reinvite":
             if 200 <= response.status < 300:
                 cseq = CSeq.parse(response.headers.get("CSeq")).seq
@@ -520,7 +538,7 @@ class Call:
             elif response.status in (408, 481):
                 self._end("failed", now, response.status)  # §12.2.1.2: the dialog is gone
 
-    def _authorize_bye(self, request, response, now):
+    def _authorize_bye(self, reply, response, now):
         header = "Authorization" if response.status == 401 else "Proxy-Authorization"
         values = response.headers.get_all(
             "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate")
@@ -529,9 +547,9 @@ class Call:
             return
         settings = self.manager.ua.settings
         value = digest.authorization_header(
-            challenge, "BYE", str(request.uri), settings.get("username") or "door",
+            challenge, "BYE", str(reply.request.uri), settings.get("username") or "door",
             settings.get("password") or "", os.urandom(8).hex(), 1)
-        self._send_bye(now, authorization=(header, value))
+        self._send_bye(now, reply.dialog, reply.dest, authorization=(header, value))
 
     def on_failure(self, reply, reason, now):
         if reply.kind == "reinvite":
@@ -544,13 +562,15 @@ class Call:
         method = request.method
         ua = self.manager.ua
         if method == "ACK":
+            if self._2xx is not None and \
+                    CSeq.parse(request.headers.get("CSeq")).seq == self._2xx_cseq:
+                self._2xx = None
             if self.state == ANSWERING:
                 self.state = ACTIVE
-                self._2xx = None
                 self.manager.emit(CallEstablished(self, self.remote_sdp))
             return
         if method == "CANCEL":
-            ua.endpoint.send_response(event.transaction, request.make_response(200), now)
+            self._reply(event, 200, now)  # §9.2: the To tag of our INVITE responses
             if self.state == RINGING and self.direction == "incoming":
                 self._respond(487, now, "Request Terminated")
                 self._end("cancelled", now, 487)
@@ -568,21 +588,20 @@ class Call:
                 self._reply(event, 491, now)  # RFC 3261 §14.2: one offer at a time
                 return
             self._read_session_expires(request, we_are_uac=False)
+            self._reoffer_tx = event.transaction
+            self._reoffer_request = request
+            self._reoffer_source = event.source
             sdp = _body_sdp(request)
             if sdp is None:
                 # An offerless re-INVITE (session refresh): answer with our current SDP.
-                self._reoffer_tx = event.transaction
-                self._reoffer_request = request
                 self.accept_offer(self.local_sdp, now)
                 return
-            self._reoffer_tx = event.transaction
-            self._reoffer_request = request
             self.remote_sdp = sdp
             self.manager.emit(OfferReceived(self, sdp))
         elif method == "UPDATE":
             self._read_session_expires(request, we_are_uac=False)
             self._arm_session_timer(now)
-            self._reply(event, 200, now)
+            self._reply(event, 200, now, session_expires=True)
         elif method == "INFO":
             self._reply(event, 200, now)
             ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -590,12 +609,24 @@ class Call:
         else:
             self._reply(event, 405, now)
 
-    def _reply(self, event, status, now):
+    def _reply(self, event, status, now, session_expires=False):
         response = event.request.make_response(status)
         self._add_local_tag(response)
         if status == 405:
             response.headers.set("Allow", self.manager.allow)
+        if session_expires:
+            self._add_session_expires(response)
         self.manager.ua.endpoint.send_response(event.transaction, response, now)
+
+    def _send_2xx(self, transaction, request, source, response, now):
+        """Send a 2xx to an INVITE; we retransmit it until the ACK (§13.3.1.4, RFC 6026)."""
+        self._2xx = response
+        self._2xx_cseq = CSeq.parse(request.headers.get("CSeq")).seq
+        self._2xx_dest = response_destination(request, source)
+        self._2xx_interval = T1
+        self._2xx_next = now + T1
+        self._2xx_give_up = now + TIMER_2XX_GIVE_UP
+        self.manager.ua.endpoint.send_response(transaction, response, now)
 
     def _add_local_tag(self, response):
         to = response.headers.get("To") or ""
@@ -616,8 +647,15 @@ class Call:
         self.manager.ua.endpoint.send_response(self.transaction, response, now)
 
     # -- session timers (RFC 4028) --------------------------------------------------------
+    def _add_session_expires(self, response):
+        """RFC 4028 §9: a 2xx says who refreshes; without it the peer drops its timer."""
+        if self.session_expires:
+            response.headers.set("Session-Expires", "%d;refresher=%s" % (
+                self.session_expires, "uas" if self.refresher_is_us else "uac"))
+            response.headers.set("Require", "timer")
+
     def _read_session_expires(self, message, we_are_uac):
-        value = message.headers.get("Session-Expires") or message.headers.get("x")
+        value = message.headers.get("Session-Expires")
         if not value:
             return
         number, _, params = value.partition(";")
@@ -632,7 +670,9 @@ class Call:
             if name.lower() == "refresher":
                 refresher = val.strip().lower()
         if not refresher:
-            refresher = "uac"  # RFC 4028 §9 when the UAS supports timers and none was chosen
+            # RFC 4028 §9: the UAS chooses; the UAC only when it said Supported: timer.
+            supported = ",".join(message.headers.get_all("Supported")).lower()
+            refresher = "uac" if we_are_uac or "timer" in supported else "uas"
         self.refresher_is_us = (refresher == "uac") == we_are_uac
 
     def _arm_session_timer(self, now):
@@ -649,7 +689,8 @@ class Call:
     # -- timers -----------------------------------------------------------------------------
     def get_timer(self):
         times = [self.ring_deadline, self.max_end, self.refresh_at, self.expire_at,
-                 self._2xx_next if self._2xx is not None else None]
+                 self._2xx_next if self._2xx is not None else None,
+                 self._2xx_give_up if self._2xx is not None else None]
         times += [b.deadline for b in self.branches if not b.done]
         times = [t for t in times if t is not None]
         return min(times) if times else None
@@ -657,13 +698,13 @@ class Call:
     def handle_timer(self, now):
         if self.ended:
             return
-        if self._2xx is not None and self._2xx_next is not None and now >= self._2xx_next:
-            if now >= self._2xx_give_up:
-                self._2xx = None
-                self._send_bye(now)
-                self._end("timeout", now, 408)
-                return
-            self.manager.ua.endpoint.send_stateless(self._2xx, self._2xx_dest())
+        if self._2xx is not None and now >= self._2xx_give_up:
+            self._2xx = None
+            self._send_bye(now)
+            self._end("timeout", now, 408)
+            return
+        if self._2xx is not None and now >= self._2xx_next:
+            self.manager.ua.endpoint.send_stateless(self._2xx, self._2xx_dest)
             self._2xx_interval = min(self._2xx_interval * 2, T2)
             self._2xx_next = now + self._2xx_interval
         if self.ring_deadline is not None and now >= self.ring_deadline and \
@@ -680,8 +721,7 @@ class Call:
         for branch in self.branches:
             if branch.deadline is not None and now >= branch.deadline and not branch.done:
                 branch.deadline = None
-                branch.cancel(now)
-                branch.done = True
+                branch.abandon(now)
                 if self.pending_targets:
                     self._start_next(now)
                 elif all(b.done for b in self.branches):
@@ -699,10 +739,6 @@ class Call:
         if self.refresh_at is not None and now >= self.refresh_at:
             self.refresh_at = None
             self.reinvite(self.local_sdp, now)
-
-    def _2xx_dest(self):
-        from firmware.sip.endpoint import response_destination
-        return response_destination(self.invite, self.source)
 
     def _end(self, reason, now, status=None):
         if self.ended:
@@ -853,6 +889,24 @@ class CallManager:
     def hangup_all(self, now):
         for call in list(self.calls):
             call.hangup(now)
+
+
+def _redirect_destination(ua, uri, previous):
+    """Where an INVITE redirected to `uri` goes: still the registrar when there is one; in
+    direct-IP mode the address an IP-literal URI names; otherwise the previous next hop (only the
+    runtime resolves names)."""
+    if ua.registrar is not None:
+        return ua.registrar
+    try:
+        target = URI.parse(uri)
+    except ParseError:
+        return previous
+    host = target.host.strip("[]")
+    if ":" not in host and not host.replace(".", "").isdigit():
+        return previous
+    transport = target.transport or previous.transport
+    port = target.port or (5061 if transport == "tls" else 5060)
+    return Peer(transport, host, port)
 
 
 def _answer_mode(request):

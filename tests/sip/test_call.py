@@ -1,0 +1,572 @@
+"""The INVITE session layer (firmware/sip/call.py) driven end to end without I/O.
+
+The door station is a real `UserAgent` + `CallManager`; the phones it talks to are scripted peers
+that parse what reaches them with `message.parse` and answer with literal SIP text. A `Network`
+moves datagrams between them by (host, port) and a fake clock jumps from one timer to the next.
+"""
+
+from firmware.sip import digest
+from firmware.sip.call import (
+    AnswerReceived,
+    CallEnded,
+    CallEstablished,
+    CallManager,
+    CallRinging,
+)
+from firmware.sip.endpoint import Peer
+from firmware.sip.message import CSeq, NameAddress, Via, parse
+from firmware.sip.useragent import UserAgent
+
+HOST = "127.0.0.1"
+DOOR = (HOST, 5060)
+FLAT1 = (HOST, 5062)
+FLAT2 = (HOST, 5064)
+PROXY = (HOST, 5070)
+OFFER = b"v=0\r\no=door 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" \
+        b"m=audio 4000 RTP/AVP 0\r\n"
+ANSWER = b"v=0\r\no=flat 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" \
+         b"m=audio 5000 RTP/AVP 0\r\n"
+MAX_STEPS = 10000
+
+
+# -- the in-memory network and its nodes -----------------------------------------------------
+class Network:
+    """Delivers datagrams by (host, port) and runs a fake clock from timer to timer. `wire`
+    records every datagram as (time, source address, destination address, parsed message)."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.nodes = {}
+        self.wire = []
+        self.drop = None  # predicate(message, source, destination): lose the datagram
+
+    def attach(self, node):
+        self.nodes[node.address] = node
+        return node
+
+    def deliver(self):
+        for _ in range(MAX_STEPS):
+            moved = False
+            for address, node in list(self.nodes.items()):
+                for data, peer in node.datagrams_to_send():
+                    moved = True
+                    destination = (peer.host, peer.port)
+                    message = parse(data)
+                    self.wire.append((self.now, address, destination, message))
+                    if self.drop is not None and self.drop(message, address, destination):
+                        continue
+                    target = self.nodes.get(destination)
+                    if target is not None:
+                        target.receive(data, Peer("udp", address[0], address[1]), self.now)
+            if not moved:
+                return
+        raise AssertionError("the network never went quiet")
+
+    def run(self, seconds=0.0):
+        """Deliver everything, then fire timers due within `seconds` in time order."""
+        deadline = self.now + seconds
+        self.deliver()
+        for _ in range(MAX_STEPS):
+            due = [t for t in (node.get_timer() for node in self.nodes.values())
+                   if t is not None]
+            if not due or min(due) > deadline:
+                self.now = deadline
+                return
+            self.now = max(self.now, min(due))
+            for node in list(self.nodes.values()):
+                timer = node.get_timer()
+                if timer is not None and timer <= self.now:
+                    node.handle_timer(self.now)
+            self.deliver()
+        raise AssertionError("timers kept firing")
+
+    def sent(self, source, destination, what):
+        """Messages seen on the wire from `source` to `destination` matching `what` (a method
+        name or a status code)."""
+        return [(t, m) for t, s, d, m in self.wire
+                if s == source and d == destination and _matches(m, what)]
+
+
+def _matches(message, what):
+    if isinstance(what, int):
+        return getattr(message, "status", None) == what
+    return getattr(message, "method", None) == what
+
+
+class Station:
+    """The door station under test: UserAgent + CallManager, with its events collected."""
+
+    def __init__(self, net, address=DOOR, registrar=None, **manager_options):
+        self.address = address
+        settings = {"host": address[0], "port": address[1], "transport": "udp",
+                    "username": "door", "domain": "example.org", "password": "secret",
+                    "display_name": "Door", "registrar": registrar}
+        self.ua = UserAgent(settings)
+        self.calls = CallManager(self.ua, **manager_options)
+        self.net = net
+        self.events = []
+        net.attach(self)
+
+    def receive(self, data, source, now):
+        self.ua.receive(data, source, now)
+        self._collect()
+
+    def handle_timer(self, now):
+        self.ua.handle_timer(now)
+        self._collect()
+
+    def get_timer(self):
+        return self.ua.get_timer()
+
+    def datagrams_to_send(self):
+        return self.ua.datagrams_to_send()
+
+    def _collect(self):
+        while True:
+            event = self.ua.next_event()
+            if event is None:
+                return
+            self.events.append(event)
+
+    def call(self, *addresses, **options):
+        targets = [("sip:flat@%s:%d" % a, Peer("udp", a[0], a[1])) for a in addresses]
+        call = self.calls.place_call(targets, OFFER, self.net.now, **options)
+        self._collect()
+        return call
+
+    def act(self, action, *args):
+        """Run an application action on a call at the current time and collect its events."""
+        action(*args, self.net.now)
+        self._collect()
+
+    def take(self, kind):
+        """Pop the first event of class `kind` (and check there is one)."""
+        for event in self.events:
+            if isinstance(event, kind):
+                self.events.remove(event)
+                return event
+        raise AssertionError("no %s among %r" % (kind.__name__, self.events))
+
+    def has(self, kind):
+        return any(isinstance(e, kind) for e in self.events)
+
+
+class Phone:
+    """A scripted SIP peer: records what it receives, sends what the test writes."""
+
+    def __init__(self, net, address):
+        self.address = address
+        self.inbox = []
+        self._outbox = []
+        self.net = net
+        net.attach(self)
+
+    def receive(self, data, source, now):
+        self.inbox.append(parse(data))
+
+    def datagrams_to_send(self):
+        out, self._outbox = self._outbox, []
+        return out
+
+    def get_timer(self):
+        return None
+
+    def handle_timer(self, now):
+        pass
+
+    def send(self, data, to=DOOR):
+        self._outbox.append((data, Peer("udp", to[0], to[1])))
+        self.net.run()
+
+    def take(self, what):
+        """Pop the first received message matching `what` (a method name or a status)."""
+        for message in self.inbox:
+            if _matches(message, what):
+                self.inbox.remove(message)
+                return message
+        raise AssertionError("%s not received; inbox %r" % (what, self.inbox))
+
+    def count(self, what):
+        return sum(1 for m in self.inbox if _matches(m, what))
+
+    def reply(self, request, status, reason="OK", to_tag="flat-tag", extra=(), body=b""):
+        self.send(response_text(request, status, reason, to_tag, extra, body))
+
+    def request(self, method, cseq, dialog, extra=(), body=b"", branch=None):
+        """A request from this phone inside `dialog` (see `Phone.dialog_of`)."""
+        self.send(request_text(method, dialog["target"], self.address, branch or
+                               "z9hG4bK%s%d" % (method.lower(), cseq),
+                               dialog["from"], dialog["to"], dialog["call_id"], cseq, extra,
+                               body))
+
+    @staticmethod
+    def dialog_of(message, phone_is_caller=False, to_tag="flat-tag"):
+        """From/To/Call-ID/target for requests this phone sends within the dialog of
+        `message` (the INVITE the phone answered, or the INVITE it sent)."""
+        frm, to = message.headers.get("From"), message.headers.get("To")
+        if phone_is_caller:
+            return {"from": frm, "to": to, "call_id": message.headers.get("Call-ID"),
+                    "target": str(NameAddress.parse(message.headers.get("Contact")).uri)}
+        if "tag=" not in to:
+            to += ";tag=" + to_tag
+        return {"from": to, "to": frm, "call_id": message.headers.get("Call-ID"),
+                "target": str(NameAddress.parse(message.headers.get("Contact")).uri)}
+
+
+# -- SIP text helpers --------------------------------------------------------------------------
+def response_text(request, status, reason="OK", to_tag="flat-tag", extra=(), body=b""):
+    """A response to `request` as a phone writes it: Via/From/To/Call-ID/CSeq copied (§8.2.6),
+    our To tag added, then the `extra` header lines."""
+    lines = ["SIP/2.0 %d %s" % (status, reason)]
+    lines += ["Via: " + via for via in request.headers.get_all("Via")]
+    to = request.headers.get("To")
+    if to_tag and status > 100 and "tag=" not in to:
+        to += ";tag=" + to_tag
+    lines += ["From: " + request.headers.get("From"), "To: " + to,
+              "Call-ID: " + request.headers.get("Call-ID"),
+              "CSeq: " + request.headers.get("CSeq")]
+    lines += list(extra)
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines.append("Content-Length: %d" % len(body))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def request_text(method, uri, source, branch, frm, to, call_id, cseq, extra=(), body=b""):
+    lines = ["%s %s SIP/2.0" % (method, uri),
+             "Via: SIP/2.0/UDP %s:%d;branch=%s;rport" % (source[0], source[1], branch),
+             "Max-Forwards: 70", "From: " + frm, "To: " + to, "Call-ID: " + call_id,
+             "CSeq: %d %s" % (cseq, method)]
+    lines += list(extra)
+    if body and not any(line.lower().startswith("content-type") for line in extra):
+        lines.append("Content-Type: application/sdp")
+    lines.append("Content-Length: %d" % len(body))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def contact(address, user="flat"):
+    return "Contact: <sip:%s@%s:%d>" % (user, address[0], address[1])
+
+
+def incoming_invite(phone, call_id="in-1@flat", cseq=1, extra=(), body=ANSWER,
+                    branch="z9hG4bKinv1"):
+    """The phone calls the door: an INVITE with an offer (ANSWER is the phone's SDP)."""
+    phone.send(request_text(
+        "INVITE", "sip:door@%s:%d" % DOOR, phone.address, branch,
+        "<sip:flat@%s:%d>;tag=caller-tag" % phone.address, "<sip:door@%s:%d>" % DOOR,
+        call_id, cseq, (contact(phone.address),) + tuple(extra), body))
+
+
+def to_tag(message):
+    return NameAddress.parse(message.headers.get("To")).tag
+
+
+def cseq(message):
+    return CSeq.parse(message.headers.get("CSeq"))
+
+
+# -- UAC: the door calls a flat ------------------------------------------------------------
+def ringing_call(net, door, phone, to_tag_="flat-tag", extra=()):
+    """Door → phone INVITE, answered 100 and 180; returns (call, INVITE as received)."""
+    call = door.call(phone.address)
+    net.run()
+    invite = phone.take("INVITE")
+    phone.reply(invite, 100, "Trying", to_tag=None)
+    phone.reply(invite, 180, "Ringing", to_tag=to_tag_, extra=(contact(phone.address),) +
+                tuple(extra))
+    return call, invite
+
+
+def answered_call(net, door, phone, extra=()):
+    call, invite = ringing_call(net, door, phone)
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),) + tuple(extra), body=ANSWER)
+    return call, invite
+
+
+def test_uac_invite_ringing_answer_and_ack():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = ringing_call(net, door, phone)
+    assert invite.body == OFFER
+    assert door.take(CallRinging).call is call
+    assert call.state == "ringing"
+    phone.reply(invite, 200, "OK", body=ANSWER, extra=(
+        "Contact: <sip:flat@127.0.0.1:5062;ob>",
+        "Record-Route: <sip:p2.example.org;lr>",
+        "Record-Route: <sip:p1.example.org;lr>"))
+    established = door.take(CallEstablished)
+    assert established.call is call and established.sdp == ANSWER
+    assert call.state == "active"
+    ack = phone.take("ACK")
+    assert cseq(ack).seq == cseq(invite).seq and cseq(ack).method == "ACK"
+    assert str(ack.uri) == "sip:flat@127.0.0.1:5062;ob"  # the 200's Contact (§13.2.2.4)
+    assert ack.headers.get_all("Route") == ["<sip:p1.example.org;lr>",
+                                            "<sip:p2.example.org;lr>"]  # reversed (§12.1.2)
+    assert to_tag(ack) == "flat-tag"
+    assert Via.parse(ack.headers.get("Via")).branch != Via.parse(invite.headers.get("Via")).branch
+
+
+def test_uac_retransmitted_200_is_acked_again_and_keeps_the_call():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = answered_call(net, door, phone)
+    phone.take("ACK")
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),), body=ANSWER)
+    assert phone.take("ACK")
+    assert phone.count("BYE") == 0
+    assert call.state == "active"
+
+
+def test_uac_local_hangup_sends_bye_in_the_dialog():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = answered_call(net, door, phone)
+    door.act(call.hangup)
+    net.run()
+    bye = phone.take("BYE")
+    assert cseq(bye).seq == cseq(invite).seq + 1  # the next local CSeq (§12.2.1.1)
+    assert to_tag(bye) == "flat-tag" and bye.headers.get("Call-ID") == invite.headers.get(
+        "Call-ID")
+    phone.reply(bye, 200)
+    ended = door.take(CallEnded)
+    assert ended.reason == "local hangup"
+    assert door.calls.calls == []
+
+
+def test_uac_remote_bye_is_answered_200():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = answered_call(net, door, phone)
+    phone.take("ACK")
+    phone.request("BYE", 1, Phone.dialog_of(invite))
+    ok = phone.take(200)
+    assert cseq(ok).method == "BYE"
+    assert door.take(CallEnded).reason == "remote hangup"
+    assert call.state == "ended"
+
+
+def test_uac_cancel_after_ringing_then_487():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = ringing_call(net, door, phone)
+    door.act(call.hangup)
+    net.run()
+    cancel = phone.take("CANCEL")
+    assert cseq(cancel).seq == cseq(invite).seq and cseq(cancel).method == "CANCEL"
+    assert Via.parse(cancel.headers.get("Via")).branch == \
+        Via.parse(invite.headers.get("Via")).branch  # §9.1
+    assert str(cancel.uri) == str(invite.uri)
+    phone.reply(cancel, 200)
+    phone.reply(invite, 487, "Request Terminated")
+    assert phone.take("ACK")  # the transaction ACKs the 487 (§17.1.1.3)
+    assert door.take(CallEnded).reason == "local hangup"
+    assert not door.has(CallEnded)
+
+
+def test_uac_cancel_before_any_provisional_waits_for_one():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call = door.call(phone.address)
+    net.run()
+    invite = phone.take("INVITE")
+    door.act(call.hangup)
+    net.run(0.1)
+    assert phone.count("CANCEL") == 0  # §9.1: not before a provisional response
+    phone.reply(invite, 100, "Trying", to_tag=None)
+    assert phone.count("CANCEL") == 0  # 100 is hop-by-hop; still no CANCEL
+    phone.reply(invite, 180, "Ringing")
+    assert phone.take("CANCEL")
+
+
+def test_uac_200_racing_our_cancel_is_acked_then_ended_with_bye():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = ringing_call(net, door, phone)
+    door.act(call.hangup)
+    net.run()
+    cancel = phone.take("CANCEL")
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),), body=ANSWER)
+    phone.reply(cancel, 200)  # too late to cancel: the INVITE was answered (§9.2)
+    ack = phone.take("ACK")
+    bye = phone.take("BYE")
+    assert to_tag(ack) == to_tag(bye) == "flat-tag"
+    assert cseq(bye).seq > cseq(invite).seq
+    assert door.take(CallEnded).reason == "local hangup"
+    assert not door.has(CallEstablished)
+
+
+def test_uac_busy_ends_the_call():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = ringing_call(net, door, phone)
+    phone.reply(invite, 486, "Busy Here")
+    assert phone.take("ACK")
+    ended = door.take(CallEnded)
+    assert (ended.reason, ended.status) == ("busy", 486)
+    assert door.calls.calls == []
+
+
+def test_uac_redirect_is_followed_to_the_contact():
+    net = Network()
+    door, phone, other = Station(net), Phone(net, FLAT1), Phone(net, FLAT2)
+    door.call(phone.address)
+    net.run()
+    invite = phone.take("INVITE")
+    phone.reply(invite, 302, "Moved Temporarily", extra=(
+        "Contact: <sip:flat2@127.0.0.1:5064>",))
+    assert phone.take("ACK")
+    second = other.take("INVITE")
+    assert str(second.uri) == "sip:flat2@127.0.0.1:5064"
+    assert cseq(second).seq == cseq(invite).seq + 1
+    other.reply(second, 200, extra=(contact(other.address),), body=ANSWER)
+    assert door.take(CallEstablished)
+    assert other.take("ACK")
+
+
+def _challenge_then_retry(status, challenge_header, credentials_header):
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call = door.call(phone.address)
+    net.run()
+    invite = phone.take("INVITE")
+    phone.reply(invite, status, "Unauthorized", extra=(
+        '%s: Digest realm="example.org", nonce="abc123", qop="auth"' % challenge_header,))
+    assert phone.take("ACK")
+    retry = phone.take("INVITE")
+    assert cseq(retry).seq == cseq(invite).seq + 1
+    assert retry.headers.get("Call-ID") == invite.headers.get("Call-ID")
+    value = retry.headers.get(credentials_header)
+    assert value is not None, retry.headers
+    fields = dict(part.strip().split("=", 1) for part in value[len("Digest "):].split(","))
+    fields = {name: text.strip('"') for name, text in fields.items()}
+    expected = digest.compute_response(
+        "MD5", "door", "example.org", "secret", "INVITE", fields["uri"], "abc123",
+        fields["nc"], fields["cnonce"], "auth")
+    assert fields["response"] == expected
+    assert fields["uri"] == str(invite.uri) and fields["username"] == "door"
+    return net, door, phone, call, retry
+
+
+def test_uac_401_on_invite_is_answered_with_authorization():
+    net, door, phone, call, retry = _challenge_then_retry(401, "WWW-Authenticate",
+                                                          "Authorization")
+    phone.reply(retry, 200, extra=(contact(phone.address),), body=ANSWER)
+    assert door.take(CallEstablished)
+    ack = phone.take("ACK")
+    assert cseq(ack).seq == cseq(retry).seq
+
+
+def test_uac_407_on_invite_is_answered_with_proxy_authorization():
+    _challenge_then_retry(407, "Proxy-Authenticate", "Proxy-Authorization")
+
+
+def test_uac_second_non_stale_challenge_fails_the_call():
+    net, door, phone, call, retry = _challenge_then_retry(401, "WWW-Authenticate",
+                                                          "Authorization")
+    phone.reply(retry, 401, "Unauthorized", extra=(
+        'WWW-Authenticate: Digest realm="example.org", nonce="other", qop="auth"',))
+    assert phone.count("INVITE") == 0
+    ended = door.take(CallEnded)
+    assert ended.status == 401 and ended.reason == "failed"
+
+
+def test_uac_401_on_bye_is_answered_once():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = answered_call(net, door, phone)
+    door.act(call.hangup)
+    net.run()
+    bye = phone.take("BYE")
+    phone.reply(bye, 401, "Unauthorized", extra=(
+        'WWW-Authenticate: Digest realm="example.org", nonce="byenonce", qop="auth"',))
+    again = phone.take("BYE")
+    assert cseq(again).seq == cseq(bye).seq + 1
+    assert 'nonce="byenonce"' in again.headers.get("Authorization")
+    assert to_tag(again) == "flat-tag"
+    phone.reply(again, 401, "Unauthorized", extra=(
+        'WWW-Authenticate: Digest realm="example.org", nonce="n2", qop="auth"',))
+    assert phone.count("BYE") == 0
+
+
+def test_uac_ring_timeout_cancels():
+    net = Network()
+    door, phone = Station(net, ring_timeout=20.0), Phone(net, FLAT1)
+    call, invite = ringing_call(net, door, phone)
+    net.run(19.0)
+    assert phone.count("CANCEL") == 0
+    net.run(2.0)
+    phone.take("CANCEL")
+    ended = door.take(CallEnded)
+    assert ended.reason == "no answer"
+
+
+def test_uac_max_duration_sends_bye():
+    net = Network()
+    door, phone = Station(net, max_duration=60.0), Phone(net, FLAT1)
+    call, invite = answered_call(net, door, phone)
+    net.run(59.0)
+    assert phone.count("BYE") == 0
+    net.run(2.0)
+    bye = phone.take("BYE")
+    phone.reply(bye, 200)
+    assert door.take(CallEnded).reason == "max duration"
+
+
+def test_uac_session_timer_refresher_uac_reinvites_at_half_time():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = answered_call(net, door, phone, extra=(
+        "Session-Expires: 90;refresher=uac", "Require: timer"))
+    assert "timer" in invite.headers.get("Supported")
+    phone.take("ACK")
+    answered_at = net.now
+    net.run(44.0)
+    assert phone.count("INVITE") == 0
+    net.run(1.2)  # answer the refresh before Timer A retransmits it
+    refresh = phone.take("INVITE")
+    sent_at = [t for t, m in net.sent(DOOR, FLAT1, "INVITE") if t > answered_at][0]
+    assert sent_at == answered_at + 45.0
+    assert cseq(refresh).seq == cseq(invite).seq + 1 and to_tag(refresh) == "flat-tag"
+    assert refresh.headers.get("Session-Expires").startswith("90;refresher=uac")
+    phone.reply(refresh, 200, extra=(contact(phone.address), "Session-Expires: 90;refresher=uac"),
+                body=ANSWER)
+    ack = phone.take("ACK")
+    assert cseq(ack).seq == cseq(refresh).seq
+    assert door.take(AnswerReceived).sdp == ANSWER
+    net.run(44.0)
+    assert phone.count("INVITE") == 0 and phone.count("BYE") == 0
+    net.run(2.0)
+    assert phone.take("INVITE")  # the next refresh, half-way again
+
+
+def test_uac_session_timer_refresher_uas_silence_ends_with_bye():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = answered_call(net, door, phone, extra=(
+        "Session-Expires: 90;refresher=uas", "Require: timer"))
+    phone.take("ACK")
+    net.run(59.0)
+    assert phone.count("BYE") == 0 and phone.count("INVITE") == 0
+    net.run(2.0)  # RFC 4028 §10: BYE at 90 - min(32, 90 / 3) = 60 s
+    assert phone.take("BYE")
+    assert door.take(CallEnded).reason == "session expired"
+
+
+def test_uac_session_timer_refreshed_by_the_peer_keeps_the_call():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = answered_call(net, door, phone, extra=(
+        "Session-Expires: 90;refresher=uas", "Require: timer"))
+    phone.take("ACK")
+    dialog = Phone.dialog_of(invite)
+    for number, delay in ((1, 40.0), (2, 40.0)):
+        net.run(delay)
+        phone.request("INVITE", number, dialog, extra=(
+            contact(phone.address), "Session-Expires: 90;refresher=uac", "Supported: timer"))
+        ok = phone.take(200)
+        assert ok.headers.get("Session-Expires").startswith("90")
+        assert "refresher=uac" in ok.headers.get("Session-Expires")
+        phone.request("ACK", number, dialog)
+    net.run(50.0)
+    assert phone.count("BYE") == 0
+    assert call.state == "active"
