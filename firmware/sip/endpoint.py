@@ -288,6 +288,7 @@ class Endpoint:
             return
         self._destinations[tx] = response_destination(request, source)
         self._events.append(RequestReceived(request, source, tx))
+        self._pump(tx)  # an INVITE's 100 (Trying) leaves now, not with the first TU response
 
     def _receive_response(self, response, source, now):
         try:
