@@ -12,9 +12,13 @@ from firmware.sip.call import (
     CallEstablished,
     CallManager,
     CallRinging,
+    IncomingCall,
+    InfoReceived,
+    OfferReceived,
 )
 from firmware.sip.endpoint import Peer
 from firmware.sip.message import CSeq, NameAddress, Via, parse
+from firmware.sip.transaction import T1, T2
 from firmware.sip.useragent import UserAgent
 
 HOST = "127.0.0.1"
@@ -570,3 +574,307 @@ def test_uac_session_timer_refreshed_by_the_peer_keeps_the_call():
     net.run(50.0)
     assert phone.count("BYE") == 0
     assert call.state == "active"
+
+
+def test_uac_200_without_provisional_then_retransmitted_is_not_ended():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    door.call(phone.address)
+    net.run()
+    invite = phone.take("INVITE")
+    for _ in range(2):
+        phone.reply(invite, 200, extra=(contact(phone.address),), body=ANSWER)
+        assert phone.take("ACK")
+    assert phone.count("BYE") == 0
+    assert len([e for e in door.events if isinstance(e, CallEstablished)]) == 1
+
+
+# -- ring groups -----------------------------------------------------------------------------
+def test_parallel_ring_group_second_answers_first_is_cancelled():
+    net = Network()
+    door, flat1, flat2 = Station(net), Phone(net, FLAT1), Phone(net, FLAT2)
+    call = door.call(FLAT1, FLAT2)
+    net.run()
+    invite1, invite2 = flat1.take("INVITE"), flat2.take("INVITE")
+    assert invite1.headers.get("Call-ID") != invite2.headers.get("Call-ID")
+    flat1.reply(invite1, 180, "Ringing", to_tag="t1", extra=(contact(FLAT1),))
+    flat2.reply(invite2, 200, to_tag="t2", extra=(contact(FLAT2),), body=ANSWER)
+    assert flat2.take("ACK")
+    cancel = flat1.take("CANCEL")
+    assert cseq(cancel).seq == cseq(invite1).seq
+    flat1.reply(cancel, 200, to_tag="t1")
+    flat1.reply(invite1, 487, "Request Terminated", to_tag="t1")
+    assert door.take(CallEstablished).call is call
+    assert call.peer == "sip:flat@127.0.0.1:5064"
+    assert not door.has(CallEnded)
+    door.act(call.hangup)
+    net.run()
+    assert flat2.take("BYE") and flat1.count("BYE") == 0
+
+
+def test_parallel_ring_group_late_200_is_acked_and_byed():
+    net = Network()
+    door, flat1, flat2 = Station(net), Phone(net, FLAT1), Phone(net, FLAT2)
+    call = door.call(FLAT1, FLAT2)
+    net.run()
+    invite1, invite2 = flat1.take("INVITE"), flat2.take("INVITE")
+    flat1.reply(invite1, 180, "Ringing", to_tag="t1", extra=(contact(FLAT1),))
+    flat2.reply(invite2, 200, to_tag="t2", extra=(contact(FLAT2),), body=ANSWER)
+    flat1.reply(invite1, 200, to_tag="t1", extra=(contact(FLAT1),), body=ANSWER)  # the race
+    ack, bye = flat1.take("ACK"), flat1.take("BYE")
+    assert to_tag(ack) == to_tag(bye) == "t1"
+    assert call.state == "active" and flat2.count("BYE") == 0
+    flat1.reply(bye, 200, to_tag=None)
+    assert len([e for e in door.events if isinstance(e, CallEstablished)]) == 1
+
+
+def test_one_invite_forked_by_a_proxy_into_two_early_dialogs():
+    net = Network()
+    door, proxy = Station(net, registrar=Peer("udp", *PROXY)), Phone(net, PROXY)
+    call = door.call(FLAT1)  # registered: the INVITE goes to the registrar
+    net.run()
+    invite = proxy.take("INVITE")
+    assert str(invite.uri) == "sip:flat@127.0.0.1:5062"
+    rr = "Record-Route: <sip:127.0.0.1:5070;lr>"
+    proxy.reply(invite, 180, "Ringing", to_tag="fork-a", extra=(contact(FLAT1), rr))
+    proxy.reply(invite, 180, "Ringing", to_tag="fork-b", extra=(contact(FLAT2), rr))
+    assert len([e for e in door.events if isinstance(e, CallRinging)]) == 2
+    proxy.reply(invite, 200, to_tag="fork-b", extra=(contact(FLAT2), rr), body=ANSWER)
+    ack = proxy.take("ACK")
+    assert to_tag(ack) == "fork-b" and str(ack.uri) == "sip:flat@127.0.0.1:5064"
+    assert ack.headers.get_all("Route") == ["<sip:127.0.0.1:5070;lr>"]
+    assert door.take(CallEstablished).call is call
+    door.act(call.hangup)
+    net.run()
+    assert to_tag(proxy.take("BYE")) == "fork-b"
+
+
+def test_sequential_ringing_moves_on_after_the_per_target_timeout():
+    net = Network()
+    door, flat1, flat2 = Station(net), Phone(net, FLAT1), Phone(net, FLAT2)
+    call = door.call(FLAT1, FLAT2, sequential=True, target_timeout=10.0)
+    net.run()
+    invite1 = flat1.take("INVITE")
+    assert flat2.count("INVITE") == 0
+    flat1.reply(invite1, 180, "Ringing", to_tag="t1", extra=(contact(FLAT1),))
+    net.run(9.0)
+    assert flat1.count("CANCEL") == 0 and flat2.count("INVITE") == 0
+    net.run(2.0)
+    cancel = flat1.take("CANCEL")
+    flat1.reply(cancel, 200, to_tag="t1")
+    flat1.reply(invite1, 487, "Request Terminated", to_tag="t1")
+    invite2 = flat2.take("INVITE")
+    assert not door.has(CallEnded)
+    flat2.reply(invite2, 200, to_tag="t2", extra=(contact(FLAT2),), body=ANSWER)
+    assert door.take(CallEstablished).call is call and call.peer == "sip:flat@127.0.0.1:5064"
+
+
+def test_sequential_target_silent_until_timeout_is_cancelled_when_it_rings_late():
+    net = Network()
+    door, flat1, flat2 = Station(net), Phone(net, FLAT1), Phone(net, FLAT2)
+    door.call(FLAT1, FLAT2, sequential=True, target_timeout=10.0)
+    net.run(10.1)
+    invite1 = flat1.take("INVITE")
+    assert flat2.take("INVITE")
+    flat1.reply(invite1, 180, "Ringing", to_tag="t1")
+    assert flat1.take("CANCEL")  # deferred until its first 1xx (§9.1)
+    flat1.reply(invite1, 200, to_tag="t1", extra=(contact(FLAT1),), body=ANSWER)
+    assert flat1.take("ACK") and flat1.take("BYE")  # it lost: the race ends with BYE
+    assert not door.has(CallEstablished)
+
+
+def test_sequential_last_target_timing_out_ends_no_answer():
+    net = Network()
+    door, flat1 = Station(net), Phone(net, FLAT1)
+    door.call(FLAT1, sequential=True, target_timeout=5.0)
+    net.run()
+    flat1.reply(flat1.take("INVITE"), 180, "Ringing")
+    net.run(6.0)
+    assert flat1.take("CANCEL")
+    assert door.take(CallEnded).reason == "no answer"
+
+
+def test_max_calls_refuses_a_second_outgoing_call():
+    net = Network()
+    door = Station(net)
+    Phone(net, FLAT1)
+    assert door.call(FLAT1) is not None
+    assert door.call(FLAT1) is None
+
+
+# -- UAS: a flat calls the door ----------------------------------------------------------------
+def incoming(net, **options):
+    door, phone = Station(net, **options), Phone(net, FLAT1)
+    incoming_invite(phone)
+    call = door.take(IncomingCall).call
+    return door, phone, call
+
+
+def answered_incoming(net):
+    door, phone, call = incoming(net)
+    door.act(call.answer, OFFER)
+    net.run()
+    ok = phone.take(200)
+    return door, phone, call, ok
+
+
+def test_uas_trying_at_once_then_ringing_with_tag_and_contact():
+    net = Network()
+    door, phone, call = incoming(net)
+    trying = phone.take(100)  # sent by the transaction without waiting for the application
+    assert to_tag(trying) is None
+    assert call.remote_sdp == ANSWER and call.peer == "sip:flat@127.0.0.1:5062"
+    door.act(call.ring)
+    net.run()
+    ringing = phone.take(180)
+    assert to_tag(ringing) == call.dialog.local_tag
+    assert NameAddress.parse(ringing.headers.get("Contact")).uri.port == 5060
+
+
+def test_uas_200_is_retransmitted_with_doubling_intervals_until_the_ack():
+    net = Network()
+    door, phone, call = incoming(net)
+    door.act(call.answer, OFFER)
+    net.run(12.0)
+    times = [t for t, _ in net.sent(DOOR, FLAT1, 200)]
+    assert times == [0.0, T1, 3 * T1, 7 * T1, 15 * T1, 15 * T1 + T2]  # the interval caps at T2
+    ok = phone.take(200)
+    assert ok.body == OFFER and to_tag(ok) == call.dialog.local_tag
+    assert call.state == "answering" and not door.has(CallEstablished)
+    phone.request("ACK", 1, Phone.dialog_of(ok, phone_is_caller=True))
+    assert door.take(CallEstablished).sdp == ANSWER
+    assert call.state == "active"
+    before = len(net.sent(DOOR, FLAT1, 200))
+    net.run(10.0)
+    assert len(net.sent(DOOR, FLAT1, 200)) == before
+
+
+def test_uas_no_ack_within_64_t1_ends_with_bye():
+    net = Network()
+    door, phone, call = incoming(net)
+    door.act(call.answer, OFFER)
+    net.run(64 * T1 - 0.1)
+    assert phone.count("BYE") == 0
+    net.run(0.2)
+    bye = phone.take("BYE")
+    assert to_tag(bye) == "caller-tag" and str(bye.uri) == "sip:flat@127.0.0.1:5062"
+    ended = door.take(CallEnded)
+    assert ended.reason == "timeout"
+
+
+def test_uas_cancel_before_answer():
+    net = Network()
+    door, phone, call = incoming(net)
+    door.act(call.ring)
+    net.run()
+    phone.send(request_text(
+        "CANCEL", "sip:door@127.0.0.1:5060", FLAT1, "z9hG4bKinv1",
+        "<sip:flat@127.0.0.1:5062>;tag=caller-tag", "<sip:door@127.0.0.1:5060>", "in-1@flat",
+        1))
+    ok = [m for m in phone.inbox if getattr(m, "status", 0) == 200][0]
+    assert cseq(ok).method == "CANCEL"
+    terminated = phone.take(487)
+    assert cseq(terminated).method == "INVITE"
+    assert to_tag(terminated) == call.dialog.local_tag
+    ended = door.take(CallEnded)
+    assert (ended.reason, ended.status) == ("cancelled", 487)
+
+
+def test_uas_remote_bye():
+    net = Network()
+    door, phone, call, ok = answered_incoming(net)
+    dialog = Phone.dialog_of(ok, phone_is_caller=True)
+    phone.request("ACK", 1, dialog)
+    phone.request("BYE", 2, dialog)
+    bye_ok = phone.take(200)
+    assert cseq(bye_ok).method == "BYE"
+    assert door.take(CallEnded).reason == "remote hangup"
+
+
+def test_uas_reinvite_with_an_offer_and_a_second_one_while_it_is_pending():
+    net = Network()
+    door, phone, call, ok = answered_incoming(net)
+    dialog = Phone.dialog_of(ok, phone_is_caller=True)
+    phone.request("ACK", 1, dialog)
+    hold = ANSWER + b"a=sendonly\r\n"
+    phone.request("INVITE", 2, dialog, extra=(contact(FLAT1),), body=hold)
+    offer = door.take(OfferReceived)
+    assert offer.sdp == hold and call.remote_sdp == hold
+    phone.request("INVITE", 3, dialog, extra=(contact(FLAT1),), body=ANSWER)
+    assert cseq(phone.take(491)).seq == 3
+    door.act(call.accept_offer, OFFER + b"a=recvonly\r\n")
+    net.run()
+    answer = phone.take(200)
+    assert cseq(answer).seq == 2 and answer.body.endswith(b"a=recvonly\r\n")
+    phone.request("ACK", 2, dialog)
+    net.run(40.0)
+    assert phone.count(200) == 0  # the ACK stopped the retransmissions
+    assert call.state == "active"
+
+
+def test_uas_info_dtmf_relay():
+    net = Network()
+    door, phone, call, ok = answered_incoming(net)
+    dialog = Phone.dialog_of(ok, phone_is_caller=True)
+    phone.request("ACK", 1, dialog)
+    phone.request("INFO", 2, dialog, extra=("Content-Type: application/dtmf-relay",),
+                  body=b"Signal=5\r\nDuration=160\r\n")
+    assert cseq(phone.take(200)).method == "INFO"
+    info = door.take(InfoReceived)
+    assert info.content_type == "application/dtmf-relay"
+    assert info.body == b"Signal=5\r\nDuration=160\r\n"
+
+
+def test_uas_out_of_order_cseq_gets_500():
+    net = Network()
+    door, phone, call, ok = answered_incoming(net)
+    dialog = Phone.dialog_of(ok, phone_is_caller=True)
+    phone.request("ACK", 1, dialog)
+    phone.request("INFO", 5, dialog, extra=("Content-Type: application/dtmf-relay",),
+                  body=b"Signal=1\r\n")
+    assert phone.take(200)
+    phone.request("INFO", 4, dialog, extra=("Content-Type: application/dtmf-relay",),
+                  body=b"Signal=2\r\n")
+    assert phone.take(500)
+    assert len([e for e in door.events if isinstance(e, InfoReceived)]) == 1
+
+
+def test_uas_request_for_an_unknown_dialog_gets_481():
+    net = Network()
+    door, phone, call, ok = answered_incoming(net)
+    dialog = Phone.dialog_of(ok, phone_is_caller=True)
+    dialog["to"] = "<sip:door@127.0.0.1:5060>;tag=not-ours"
+    phone.request("BYE", 2, dialog)
+    assert phone.take(481)
+    assert call.state != "ended"
+
+
+def test_uas_max_calls_answers_busy():
+    net = Network()
+    door, phone, call = incoming(net)
+    incoming_invite(phone, call_id="in-2@flat", branch="z9hG4bKinv2")
+    busy = phone.take(486)
+    assert busy.headers.get("Call-ID") == "in-2@flat" and to_tag(busy)
+    assert not door.has(IncomingCall)
+
+
+def test_uas_answer_mode_is_read():
+    net = Network()
+    door, phone = Station(net, max_calls=3), Phone(net, FLAT1)
+    incoming_invite(phone, extra=("Answer-Mode: Auto",))
+    assert door.take(IncomingCall).call.requested_answer_mode == "auto"
+    incoming_invite(phone, call_id="in-2@flat", branch="z9hG4bKinv2",
+                    extra=("Answer-Mode: Manual", "Priv-Answer-Mode: Auto;require"))
+    assert door.take(IncomingCall).call.requested_answer_mode == "auto"
+    incoming_invite(phone, call_id="in-3@flat", branch="z9hG4bKinv3")
+    assert door.take(IncomingCall).call.requested_answer_mode is None
+
+
+def test_uas_trust_comes_from_the_registrar_address_only():
+    net = Network()
+    door = Station(net, registrar=Peer("udp", *PROXY), max_calls=2)
+    proxy, stranger = Phone(net, PROXY), Phone(net, FLAT1)
+    incoming_invite(proxy)
+    assert door.take(IncomingCall).call.trusted is True
+    incoming_invite(stranger, call_id="in-2@flat", branch="z9hG4bKinv2")
+    assert door.take(IncomingCall).call.trusted is False
