@@ -1,0 +1,118 @@
+"""What the door-station controller asks the runtime to do.
+
+Each action is a small value object (`__slots__`, readable `__repr__`, equality by fields so tests
+can compare them). The runtime drains them with `Controller.next_action()` and carries them out in
+order:
+
+    PlaceCall(targets, sequential, target_timeout_s, role)
+        start one outgoing call ringing `targets` (a list of SIP URI strings) in parallel, or one
+        after the other with `target_timeout_s` each when `sequential`; then report
+        `call_started(call_id, role, now)` or `call_failed_to_start(role, reason, now)`.
+    Hangup(call_id)          CANCEL or BYE, whatever the call's state needs.
+    Answer(call_id)          200 OK to a ringing incoming call.
+    Ring(call_id)            180 Ringing to an incoming call.
+    Reject(call_id, status)  a final error response (403, 480, 486) to an incoming call.
+    PulseRelay(role, ms)     drive the relay `role` for `ms` milliseconds.
+    SetLed(role, pattern)    pattern from hal.base.LED_PATTERNS.
+    PlayCue(name, call_id)   a cue from firmware.codecs.tones.CUES on the local speaker; with a
+                             call_id the cue belongs to that call (the runtime may also send it to
+                             the caller). One cue plays at a time: a new cue replaces the last.
+    StopCue(name)            stop `name` if it is still the cue playing (repeating cues such as
+                             ringback and busy play until stopped).
+    LogEvent(type, fields)   an entry for the event log (GET /api/events); `fields` is a dict.
+"""
+
+
+class Action:
+    __slots__ = ()
+
+    def __eq__(self, other):
+        return type(self) is type(other) and all(
+            getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__, ", ".join(
+            "%s=%r" % (name, getattr(self, name)) for name in self.__slots__))
+
+
+class PlaceCall(Action):
+    __slots__ = ("targets", "sequential", "target_timeout_s", "role")
+
+    def __init__(self, targets, sequential, target_timeout_s, role):
+        self.targets = list(targets)
+        self.sequential = sequential
+        self.target_timeout_s = target_timeout_s
+        self.role = role
+
+
+class Hangup(Action):
+    __slots__ = ("call_id",)
+
+    def __init__(self, call_id):
+        self.call_id = call_id
+
+
+class Answer(Action):
+    __slots__ = ("call_id",)
+
+    def __init__(self, call_id):
+        self.call_id = call_id
+
+
+class Ring(Action):
+    __slots__ = ("call_id",)
+
+    def __init__(self, call_id):
+        self.call_id = call_id
+
+
+class Reject(Action):
+    __slots__ = ("call_id", "status")
+
+    def __init__(self, call_id, status):
+        self.call_id = call_id
+        self.status = status
+
+
+class PulseRelay(Action):
+    __slots__ = ("role", "ms")
+
+    def __init__(self, role, ms):
+        self.role = role
+        self.ms = ms
+
+
+class SetLed(Action):
+    __slots__ = ("role", "pattern")
+
+    def __init__(self, role, pattern):
+        self.role = role
+        self.pattern = pattern
+
+
+class PlayCue(Action):
+    __slots__ = ("name", "call_id")
+
+    def __init__(self, name, call_id=None):
+        self.name = name
+        self.call_id = call_id
+
+
+class StopCue(Action):
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+
+class LogEvent(Action):
+    __slots__ = ("type", "fields")
+
+    def __init__(self, type, fields):
+        self.type = type
+        self.fields = fields

@@ -1,0 +1,65 @@
+"""Who is calling: caller identities, source addresses and secret comparison.
+
+The allow list and the door codes name callers by SIP URI. Two URIs name the same caller when
+their user parts are equal and their hosts are equal ignoring case (RFC 3261 §19.1.4 makes the
+host case-insensitive and the user case-sensitive); scheme, port, URI parameters, display name
+and header parameters such as `tag` are ignored.
+
+Public API
+    caller_key(text) -> "user@host" or None
+        text: a URI or a From value ('"Name" <sip:...>;tag=x'); None when it is no SIP URI
+    source_ip(source) -> str
+        "udp:1.2.3.4:5060" -> "1.2.3.4", "tls:[::1]:5061" -> "::1"
+    literal_ip(host) -> str or None
+        the host as a comparable IP address, or None when it is a name
+    constant_time_equal(a, b) -> bool
+        compares two strings in time independent of where they differ (hmac.compare_digest
+        when present)
+"""
+
+from firmware.sip.errors import ParseError
+from firmware.sip.message import NameAddress
+
+try:
+    from hmac import compare_digest
+except ImportError:  # MicroPython has no hmac module
+    compare_digest = None
+
+
+def caller_key(text):
+    try:
+        uri = NameAddress.parse(text.strip()).uri
+    except ParseError:
+        return None
+    if uri.scheme not in ("sip", "sips") or not uri.host:
+        return None
+    return "%s@%s" % (uri.user or "", uri.host.lower())
+
+
+def source_ip(source):
+    _, _, address = source.partition(":")
+    if address.startswith("["):
+        return address[1:].partition("]")[0].lower()
+    return address.rpartition(":")[0] if ":" in address else address
+
+
+def literal_ip(host):
+    """IPv4 dotted quads as written; IPv6 references without brackets, lower-case. IPv6 spellings
+    are not canonicalised (write the allow entry as the SIP layer reports the source)."""
+    if host.startswith("[") and host.endswith("]"):
+        return host[1:-1].lower()
+    parts = host.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
+        return host
+    return None
+
+
+def constant_time_equal(a, b):
+    a = a.encode()
+    b = b.encode()
+    if compare_digest is not None:
+        return compare_digest(a, b)
+    difference = len(a) ^ len(b)
+    for i in range(len(b)):
+        difference |= (a[i] if i < len(a) else 0) ^ b[i]
+    return difference == 0

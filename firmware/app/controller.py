@@ -1,0 +1,587 @@
+"""The door-station controller: hardware and SIP events in, actions out (sans-I/O).
+
+It owns the station's policy — who may make it answer, who may open the door, what the LEDs and
+the speaker show — and nothing else: the runtime feeds it events with the current monotonic time
+`now` (float seconds) and carries out the actions it returns (see firmware/app/actions.py).
+Trust rules follow docs/INTERFACE.md; Answer-Mode requests follow RFC 5373 §5-6 (a request for
+manual answer is honoured, a request for auto-answer never overrides the configuration).
+
+    Controller(cfg, now, random=os.urandom)     cfg: the dict from firmware.config.validate();
+                                                random is accepted for the runtime's uniform API
+                                                (no decision here needs randomness)
+Inputs
+    button_pressed(role, now) / button_released(role, now)
+    registration_changed(state, error, now)    state: registered|unregistered|failed|disabled
+    incoming_call(call_id, caller, source, trusted, answer_mode, now, source_ip=None)
+        caller: the From (URI or name-addr); source: "udp:1.2.3.4:5060"; trusted: the SIP layer's
+        verdict (registrar flow or TLS); answer_mode: "auto"|"manual"|None (RFC 5373);
+        source_ip: the source address (default: taken from `source`). In direct-IP mode
+        (registration "disabled") the controller ignores `trusted` and decides itself: a call is
+        trusted when source_ip equals the host of an [answer] allow entry written as an IP address.
+    call_started(call_id, role, now) / call_failed_to_start(role, reason, now)   after PlaceCall
+    call_ringing(call_id, now)
+    call_established(call_id, now, peer=None)  peer: which ring-group target answered, when known
+    call_ended(call_id, reason, status, now)   reason as firmware.sip.call.CallEnded
+    dtmf(call_id, digit, now)                  from any transport, already de-duplicated
+    open_door(by, now)                         the web API; by: "api" or "admin"
+    place_call(target, now) -> bool            a test call from the web API (False: refused)
+    hangup(now) -> int                         hang up every call; how many
+    handle_timer(now), get_timer() -> float or None
+    update_config(cfg, now)                    applied live; calls in progress keep going
+Outputs
+    next_action() -> action or None            drain after every input
+    snapshot() -> {"leds": {role: pattern}, "door": {"relay": "open"|"closed"},
+                   "calls": [{"id", "direction", "state", "peer", "role"}],
+                   "lockouts": [{"kind": "caller"|"source", "id", "until"}], "registration"}
+
+Policy
+- Buttons (firmware/app/buttons.py guards bounce, floods and stuck contacts): a press places a call
+  to the [[buttons]] targets (parallel ring group, or sequential with target_timeout_s). No
+  targets: logged, failure cue. While a call placed by any button is up, a further press is
+  ignored (logged once per call) or, with second_press = "hangup", hangs that call up. A `hangup`
+  button without a [[buttons]] entry hangs up every call.
+- Incoming calls, in this order: [answer] mode off -> 480; [calls] max_calls reached -> 486;
+  mode ring -> 180 and ring until the SIP layer's ring timeout; mode auto -> 403 unless the
+  caller is in [answer] allow (user@host) and trusted, else answer with the auto_answer cue and
+  hang up after [answer] max_duration_s (the SIP layer's [calls] limits are the first line).
+- Door codes (firmware/app/doorcodes.py): only on answered, trusted calls; outgoing calls are
+  trusted (we chose whom to call) and use the code of the target that answered (of any target
+  while the runtime does not say which). Failures count per caller and per source address.
+- LEDs: status on when registered or in direct-IP mode, blink_slow when unregistered or failed,
+  blink_fast while a button is stuck; call blink_fast while a call rings, on while answered;
+  door on while the relay is pulsed.
+- Cues: ringback while an outgoing call rings; busy or failure for FEEDBACK_CUE_S when it fails;
+  door_open on opening; auto_answer when answering by itself.
+"""
+
+import os
+
+from firmware.app import doorcodes
+from firmware.app.actions import (
+    Answer,
+    Hangup,
+    LogEvent,
+    PlaceCall,
+    PlayCue,
+    PulseRelay,
+    Reject,
+    Ring,
+    SetLed,
+    StopCue,
+)
+from firmware.app.buttons import ALLOWED, CALLS_PER_MINUTE, LIMITED, STUCK_S, ButtonGuard
+from firmware.app.callers import caller_key, literal_ip
+from firmware.app.callers import source_ip as ip_of_source
+from firmware.sip.errors import ParseError
+from firmware.sip.uri import URI
+
+# Registration states, as firmware.sip.registration reports them
+REGISTERED = "registered"
+UNREGISTERED = "unregistered"
+FAILED = "failed"
+DISABLED = "disabled"  # direct-IP mode
+
+OUTGOING = "outgoing"
+INCOMING = "incoming"
+
+# Call states
+STARTING = "starting"  # PlaceCall sent, the runtime has not named the call yet
+CALLING = "calling"  # INVITE sent, no 18x yet
+RINGING = "ringing"  # outgoing with a 18x, or incoming that we let ring (RFC 3261 §13.3.1.1)
+ANSWERING = "answering"  # incoming, we answered (2xx sent, RFC 3261 §13.3.1.4)
+ACTIVE = "active"  # 2xx received or ACK received: the dialog is confirmed
+
+# (state, report) -> next state; `call_ended` removes a call from any state.
+TRANSITIONS = {
+    (STARTING, "started"): CALLING,
+    (CALLING, "ringing"): RINGING,
+    (CALLING, "established"): ACTIVE,
+    (RINGING, "established"): ACTIVE,
+    (ANSWERING, "established"): ACTIVE,
+}
+ANSWERED_STATES = (ANSWERING, ACTIVE)
+
+STATUS_LED = "status"
+CALL_LED = "call"
+DOOR_LED = "door"
+DOOR_RELAY = "door"
+HANGUP_BUTTON = "hangup"
+API_ROLE = "api"
+FEEDBACK_CUE_S = 4.0
+
+
+class _Call:
+    __slots__ = ("id", "direction", "state", "role", "from_button", "targets", "peer", "caller",
+                 "source", "source_ip", "trusted", "established_at", "hangup_at",
+                 "hangup_requested", "digits", "noted")
+
+    def __init__(self, call_id, direction, state, role):
+        self.id = call_id
+        self.direction = direction
+        self.state = state
+        self.role = role
+        self.from_button = False
+        self.targets = []
+        self.peer = None
+        self.caller = None
+        self.source = None
+        self.source_ip = None
+        self.trusted = False
+        self.established_at = None
+        self.hangup_at = None  # [answer] max_duration_s for auto-answered calls
+        self.hangup_requested = False
+        self.digits = ""
+        self.noted = set()  # things already logged once for this call
+
+    def __repr__(self):
+        return "<_Call %s %s %s %s>" % (self.id, self.direction, self.state, self.peer)
+
+
+class Controller:
+    def __init__(self, cfg, now, random=os.urandom):
+        self.random = random
+        self._actions = []
+        self._calls = []
+        self._leds = {}
+        self._buttons = ButtonGuard()
+        self._lockouts = doorcodes.Lockouts(cfg["door"]["max_failures"], cfg["door"]["lockout_s"])
+        self._registration = UNREGISTERED if cfg["sip"]["registrar"] else DISABLED
+        self._registration_error = None
+        self._relay_until = None
+        self._cue = None  # (name, call_id) of the cue playing, as far as we know
+        self._cue_stop_at = None
+        self._now = now
+        self._apply_config(cfg)
+        self._update_leds()
+
+    # -- outputs ----------------------------------------------------------------------------
+    def next_action(self):
+        return self._actions.pop(0) if self._actions else None
+
+    def get_timer(self):
+        deadlines = [self._relay_until, self._cue_stop_at, self._buttons.next_deadline(),
+                     self._lockouts.next_expiry()] + [c.hangup_at for c in self._calls]
+        deadlines = [t for t in deadlines if t is not None]
+        return min(deadlines) if deadlines else None
+
+    def snapshot(self):
+        return {
+            "leds": dict(self._leds),
+            "door": {"relay": "closed" if self._relay_until is None else "open"},
+            "calls": [{"id": c.id, "direction": c.direction, "state": c.state, "peer": c.peer,
+                       "role": c.role} for c in self._calls],
+            "lockouts": self._lockouts.active(),
+            "registration": self._registration,
+        }
+
+    # -- inputs -----------------------------------------------------------------------------
+    def handle_timer(self, now):
+        self._advance(now)
+        self._update_leds()
+
+    def update_config(self, cfg, now):
+        self._advance(now)
+        self._apply_config(cfg)
+        if not cfg["sip"]["registrar"]:
+            self._set_registration(DISABLED, None)
+        elif self._registration == DISABLED:
+            # direct-IP trust must end with direct-IP mode, before the runtime reports anything
+            self._set_registration(UNREGISTERED, None)
+        self._update_leds()
+
+    def registration_changed(self, state, error, now):
+        self._advance(now)
+        self._set_registration(state, error)
+        self._update_leds()
+
+    def button_pressed(self, role, now):
+        self._advance(now)
+        if self._buttons.press(role, now):
+            self._on_press(role, now)
+        self._update_leds()
+
+    def button_released(self, role, now):
+        self._advance(now)
+        if self._buttons.release(role):
+            self._log("button", role=role, outcome="released", reason="was stuck")
+        self._update_leds()
+
+    def incoming_call(self, call_id, caller, source, trusted, answer_mode, now, source_ip=None):
+        self._advance(now)
+        if self._find(call_id) is None:
+            if source_ip is None:
+                source_ip = ip_of_source(source)
+            self._on_incoming(call_id, caller, source, source_ip.lower(), trusted, answer_mode,
+                              now)
+        self._update_leds()
+
+    def call_started(self, call_id, role, now):
+        self._advance(now)
+        call = self._first(STARTING, role)
+        if call is None:
+            self._emit(Hangup(call_id))
+            self._log("call", call_id=call_id, role=role, outcome="hung up",
+                      reason="not placed by the controller")
+        else:
+            call.id = call_id
+            call.state = TRANSITIONS[(STARTING, "started")]
+            self._log("call", call_id=call_id, direction=OUTGOING, peer=call.peer, role=role,
+                      outcome="placed")
+            if call.hangup_requested:
+                self._emit(Hangup(call_id))
+        self._update_leds()
+
+    def call_failed_to_start(self, role, reason, now):
+        self._advance(now)
+        call = self._first(STARTING, role)
+        if call is not None:
+            self._calls.remove(call)
+            self._log("call", direction=OUTGOING, peer=call.peer, role=role, outcome="failed",
+                      reason=reason)
+            if not call.hangup_requested:
+                self._play("failure", None, FEEDBACK_CUE_S)
+        self._update_leds()
+
+    def call_ringing(self, call_id, now):
+        self._advance(now)
+        call = self._find(call_id)
+        if call is not None and self._transition(call, "ringing") and call.direction == OUTGOING:
+            self._play("ringback", call_id)
+        self._update_leds()
+
+    def call_established(self, call_id, now, peer=None):
+        self._advance(now)
+        call = self._find(call_id)
+        if call is not None and self._transition(call, "established"):
+            call.established_at = now
+            if peer is not None:
+                call.peer = peer
+            self._stop_cue("ringback", call_id)
+            self._log("call", call_id=call_id, direction=call.direction, peer=call.peer,
+                      role=call.role, outcome="established")
+        self._update_leds()
+
+    def call_ended(self, call_id, reason, status, now):
+        self._advance(now)
+        call = self._find(call_id)
+        if call is not None:
+            self._calls.remove(call)
+            self._on_ended(call, reason, status, now)
+        self._update_leds()
+
+    def dtmf(self, call_id, digit, now):
+        self._advance(now)
+        call = self._find(call_id)
+        if call is not None and call.state in ANSWERED_STATES:
+            self._on_digit(call, digit, now)
+        self._update_leds()
+
+    def open_door(self, by, now):
+        self._advance(now)
+        self._open_door(by, "api", None, now)
+        self._update_leds()
+
+    def place_call(self, target, now):
+        self._advance(now)
+        placed = self._on_place_call(target, now)
+        self._update_leds()
+        return placed
+
+    def hangup(self, now):
+        self._advance(now)
+        calls = [c for c in self._calls if not c.hangup_requested]
+        for call in calls:
+            self._hang_up(call, "hangup requested through the API")
+        self._update_leds()
+        return len(calls)
+
+    # -- policy -----------------------------------------------------------------------------
+    def _on_press(self, role, now):
+        button = self._button_cfg.get(role)
+        if button is None:
+            if role == HANGUP_BUTTON:
+                self._log("button", role=role, outcome="hangup")
+                for call in list(self._calls):
+                    self._hang_up(call, "hangup button")
+            else:
+                self._log("button", role=role, outcome="ignored", reason="no [[buttons]] entry")
+                self._play("failure", None, FEEDBACK_CUE_S)
+            return
+        button_calls = [c for c in self._calls if c.from_button]
+        if button_calls:
+            if button["second_press"] == "hangup":
+                self._log("button", role=role, outcome="hangup")
+                for call in button_calls:
+                    self._hang_up(call, "second press of a call button")
+            elif "second press" not in button_calls[0].noted:
+                button_calls[0].noted.add("second press")
+                self._log("button", role=role, outcome="ignored", reason="a call is already up")
+            return
+        if not button["targets"]:
+            self._log("button", role=role, outcome="no call", reason="no targets configured")
+            self._play("failure", None, FEEDBACK_CUE_S)
+            return
+        if len(self._calls) >= self._cfg["calls"]["max_calls"]:
+            # no cue: the call that is up may be an answered one, listening at the door
+            self._log("button", role=role, outcome="busy", reason="max_calls reached")
+            return
+        verdict = self._buttons.reserve_call(role, now)
+        if verdict == ALLOWED:
+            self._log("button", role=role, outcome="call", targets=list(button["targets"]))
+            call = self._start_call(button["targets"], button["mode"] == "sequential",
+                                    button["target_timeout_s"], role)
+            call.from_button = True
+        elif verdict == LIMITED:
+            self._log("button", role=role, outcome="ignored",
+                      reason="more than %d calls a minute" % CALLS_PER_MINUTE)
+
+    def _on_place_call(self, target, now):
+        try:
+            scheme = URI.parse(target).scheme
+        except (ParseError, AttributeError):
+            scheme = None
+        if scheme not in ("sip", "sips"):
+            self._log("call", peer=target, role=API_ROLE, outcome="refused",
+                      reason="not a sip: or sips: URI")
+            return False
+        if len(self._calls) >= self._cfg["calls"]["max_calls"]:
+            self._log("call", peer=target, role=API_ROLE, outcome="busy",
+                      reason="max_calls reached")
+            return False
+        self._start_call([target], False, self._cfg["calls"]["ring_timeout_s"], API_ROLE)
+        return True
+
+    def _start_call(self, targets, sequential, target_timeout_s, role):
+        call = _Call(None, OUTGOING, STARTING, role)
+        call.targets = list(targets)
+        call.peer = ", ".join(targets)
+        call.trusted = True  # we chose whom to call
+        self._calls.append(call)
+        self._emit(PlaceCall(targets, sequential, target_timeout_s, role))
+        return call
+
+    def _on_incoming(self, call_id, caller, source, source_ip, trusted, answer_mode, now):
+        if self._registration == DISABLED:
+            trusted = source_ip in self._trusted_ips
+        fields = {"call_id": call_id, "caller": caller, "source": source, "trusted": trusted}
+        mode = self._cfg["answer"]["mode"]
+        if mode == "off":
+            self._reject(call_id, 480, "call", fields, "answer mode is off")
+            return
+        if len(self._calls) >= self._cfg["calls"]["max_calls"]:
+            self._reject(call_id, 486, "call", fields, "max_calls reached")
+            return
+        if mode == "auto":
+            if caller_key(caller) not in self._allow_keys:
+                self._reject(call_id, 403, "caller_rejected", fields, "not in answer.allow")
+                return
+            if not trusted:
+                self._reject(call_id, 403, "caller_rejected", fields, "untrusted source")
+                return
+        call = _Call(call_id, INCOMING, RINGING, None)
+        call.caller = call.peer = caller
+        call.source = source
+        call.source_ip = source_ip
+        call.trusted = trusted
+        self._calls.append(call)
+        if mode == "auto" and answer_mode != "manual":
+            call.state = ANSWERING
+            call.hangup_at = now + self._cfg["answer"]["max_duration_s"]
+            self._emit(Answer(call_id))
+            self._play("auto_answer", call_id)
+            self._log("call", direction=INCOMING, outcome="auto-answered", **fields)
+        else:
+            self._emit(Ring(call_id))
+            reason = "caller asked for manual answer" if mode == "auto" else "answer mode is ring"
+            self._log("call", direction=INCOMING, outcome="ringing", reason=reason, **fields)
+
+    def _reject(self, call_id, status, event_type, fields, reason):
+        self._emit(Reject(call_id, status))
+        self._log(event_type, direction=INCOMING, outcome="rejected", status=status,
+                  reason=reason, **fields)
+
+    def _on_ended(self, call, reason, status, now):
+        self._stop_cue("ringback", call.id)
+        if call.established_at is not None:
+            outcome = "completed"
+        elif call.hangup_requested:
+            outcome = "cancelled"
+        elif reason == "busy":
+            outcome = "busy"
+        else:
+            outcome = "unanswered"
+        duration = 0.0 if call.established_at is None else now - call.established_at
+        self._log("call", call_id=call.id, direction=call.direction, peer=call.peer,
+                  role=call.role, caller=call.caller, source=call.source, reason=reason,
+                  status=status, outcome=outcome, duration_s=round(duration, 1))
+        if call.direction == OUTGOING and outcome in ("busy", "unanswered"):
+            self._play("busy" if outcome == "busy" else "failure", None, FEEDBACK_CUE_S)
+
+    def _on_digit(self, call, digit, now):
+        fields = {"call_id": call.id, "caller": call.peer, "source": call.source}
+        if not call.trusted:
+            self._log_once(call, "untrusted", "code_failed", reason="untrusted call", **fields)
+            return
+        codes = self._codes_for(call)
+        if not codes:
+            return
+        keys = []
+        for owner, _ in codes:
+            key = ("caller", caller_key(owner))
+            if key not in keys:
+                keys.append(key)
+        if call.source_ip:
+            keys.append(("source", call.source_ip))
+        if any(self._lockouts.locked(key, now) for key in keys):
+            self._log_once(call, "locked", "code_failed", reason="locked out: digits ignored",
+                           **fields)
+            return
+        call.digits, outcome, owner = doorcodes.enter_digit(call.digits, digit, codes)
+        if outcome == doorcodes.OPENED:
+            for key in keys:
+                self._lockouts.reset(key)
+            self._open_door(owner, "dtmf", call, now)
+        elif outcome == doorcodes.FAILED:
+            self._log("code_failed", reason="wrong code", **fields)
+            for key in keys:
+                duration = self._lockouts.failure(key, now)
+                if duration is not None:
+                    self._log("lockout", kind=key[0], id=key[1], duration_s=duration,
+                              until=now + duration, **fields)
+
+    def _codes_for(self, call):
+        if call.direction == INCOMING:
+            identities = [call.caller]
+        elif call.established_at is not None and call.peer not in (None, ", ".join(call.targets)):
+            identities = [call.peer]
+        else:
+            identities = call.targets
+        keys = [caller_key(text) for text in identities]
+        return [(owner, code) for key, owner, code in self._codes if key in keys]
+
+    def _open_door(self, by, how, call, now):
+        pulse_ms = self._cfg["door"]["pulse_ms"]
+        self._emit(PulseRelay(DOOR_RELAY, pulse_ms))
+        self._relay_until = now + pulse_ms / 1000.0
+        call_id = None if call is None else call.id
+        self._play("door_open", call_id)
+        fields = {"by": by, "how": how}
+        if call is not None:
+            fields["call_id"] = call_id
+            fields["source"] = call.source
+        self._log("door_open", **fields)
+
+    def _hang_up(self, call, reason):
+        if call.hangup_requested:
+            return
+        call.hangup_requested = True
+        call.hangup_at = None
+        self._log("call", call_id=call.id, direction=call.direction, peer=call.peer,
+                  role=call.role, outcome="hanging up", reason=reason)
+        if call.id is not None:
+            self._emit(Hangup(call.id))
+
+    # -- time -------------------------------------------------------------------------------
+    def _advance(self, now):
+        """Everything whose time has come, before the input that brought `now` is handled."""
+        self._now = now
+        if self._relay_until is not None and now >= self._relay_until:
+            self._relay_until = None
+        if self._cue_stop_at is not None and now >= self._cue_stop_at:
+            self._stop_cue(self._cue[0], self._cue[1])
+        for role in self._buttons.check_stuck(now):
+            self._log("button", role=role, outcome="stuck",
+                      reason="held for more than %d s" % STUCK_S)
+        self._lockouts.expire(now)
+        for call in self._calls:
+            if call.hangup_at is not None and now >= call.hangup_at:
+                self._hang_up(call, "answer.max_duration_s reached")
+
+    # -- state helpers ----------------------------------------------------------------------
+    def _apply_config(self, cfg):
+        self._cfg = cfg
+        self._button_cfg = {}
+        for button in cfg["buttons"]:
+            self._button_cfg[button["role"]] = button
+        self._allow_keys = set()
+        self._trusted_ips = set()
+        for entry in cfg["answer"]["allow"]:
+            key = caller_key(entry)
+            if key is not None:
+                self._allow_keys.add(key)
+                ip = literal_ip(key.rpartition("@")[2])
+                if ip is not None:
+                    self._trusted_ips.add(ip)
+        self._codes = [(caller_key(c["caller"]), c["caller"], c["code"])
+                       for c in cfg["door"]["codes"]]
+        self._lockouts.configure(cfg["door"]["max_failures"], cfg["door"]["lockout_s"])
+
+    def _set_registration(self, state, error):
+        if (state, error) == (self._registration, self._registration_error):
+            return
+        self._registration = state
+        self._registration_error = error
+        self._log("registration", state=state, error=error)
+        if state == FAILED and error and error[:3] in ("401", "403", "407"):
+            self._log("auth_failed", error=error)
+
+    def _update_leds(self):
+        if self._buttons.stuck_roles():
+            status = "blink_fast"
+        elif self._registration in (REGISTERED, DISABLED):
+            status = "on"
+        else:
+            status = "blink_slow"
+        states = [c.state for c in self._calls]
+        if any(s in ANSWERED_STATES for s in states):
+            call = "on"
+        elif states:
+            call = "blink_fast"
+        else:
+            call = "off"
+        door = "off" if self._relay_until is None else "on"
+        for role, pattern in ((STATUS_LED, status), (CALL_LED, call), (DOOR_LED, door)):
+            if self._leds.get(role) != pattern:
+                self._leds[role] = pattern
+                self._emit(SetLed(role, pattern))
+
+    def _transition(self, call, report):
+        state = TRANSITIONS.get((call.state, report))
+        if state is None:
+            return False
+        call.state = state
+        return True
+
+    def _find(self, call_id):
+        for call in self._calls:
+            if call.id == call_id and call_id is not None:
+                return call
+        return None
+
+    def _first(self, state, role):
+        for call in self._calls:
+            if call.state == state and call.role == role:
+                return call
+        return None
+
+    def _play(self, name, call_id, for_s=None):
+        self._emit(PlayCue(name, call_id))
+        self._cue = (name, call_id)
+        self._cue_stop_at = None if for_s is None else self._now + for_s
+
+    def _stop_cue(self, name, call_id):
+        if self._cue == (name, call_id):
+            self._emit(StopCue(name))
+            self._cue = None
+            self._cue_stop_at = None
+
+    def _emit(self, action):
+        self._actions.append(action)
+
+    def _log(self, event_type, **fields):
+        self._emit(LogEvent(event_type, fields))
+
+    def _log_once(self, call, note, event_type, **fields):
+        if note not in call.noted:
+            call.noted.add(note)
+            self._log(event_type, **fields)
