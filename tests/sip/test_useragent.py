@@ -1,0 +1,144 @@
+"""UA-wide policy of firmware/sip/useragent.py, fed literal datagrams with a fake clock."""
+
+from firmware.sip.call import CallManager
+from firmware.sip.endpoint import Peer
+from firmware.sip.message import NameAddress, parse
+from firmware.sip.useragent import Rejected, UserAgent
+
+PHONE = Peer("udp", "127.0.0.1", 5062)
+REGISTRAR = Peer("udp", "127.0.0.1", 5070)
+
+
+def make_ua(registrar=None, with_calls=True):
+    ua = UserAgent({"host": "127.0.0.1", "port": 5060, "transport": "udp", "username": "door",
+                    "domain": "example.org", "password": "secret", "registrar": registrar})
+    if with_calls:
+        CallManager(ua)
+    return ua
+
+
+def request_text(method, via_branch="z9hG4bKua1", to_tag=None, extra=()):
+    to = "<sip:door@127.0.0.1>" + (";tag=" + to_tag if to_tag else "")
+    lines = ["%s sip:door@127.0.0.1:5060 SIP/2.0" % method,
+             "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=%s;rport" % via_branch,
+             "Max-Forwards: 70", "From: <sip:flat@127.0.0.1>;tag=ft", "To: " + to,
+             "Call-ID: ua1@phone", "CSeq: 7 %s" % method] + list(extra)
+    return ("\r\n".join(lines + ["Content-Length: 0"]) + "\r\n\r\n").encode()
+
+
+def answers(ua):
+    return [(parse(data), peer) for data, peer in ua.datagrams_to_send()]
+
+
+def events(ua):
+    found = []
+    while True:
+        event = ua.next_event()
+        if event is None:
+            return found
+        found.append(event)
+
+
+def only_answer(ua):
+    sent = answers(ua)
+    assert len(sent) == 1, sent
+    response, peer = sent[0]
+    assert peer == PHONE
+    return response
+
+
+def test_options_is_answered_with_capabilities():
+    ua = make_ua()
+    ua.receive(request_text("OPTIONS"), PHONE, 0.0)
+    response = only_answer(ua)
+    assert response.status == 200
+    assert "INVITE" in response.headers.get_all("Allow")
+    assert "BYE" in response.headers.get_all("Allow")
+    assert "application/sdp" in response.headers.get_all("Accept")
+    assert "timer" in response.headers.get_all("Supported")
+    assert NameAddress.parse(response.headers.get("To")).tag
+
+
+def test_register_is_refused_405_and_logged():
+    ua = make_ua()
+    ua.receive(request_text("REGISTER"), PHONE, 0.0)
+    response = only_answer(ua)
+    assert response.status == 405 and "INVITE" in response.headers.get_all("Allow")
+    [event] = events(ua)
+    assert isinstance(event, Rejected) and event.source == PHONE
+
+
+def test_unknown_method_gets_501():
+    ua = make_ua()
+    ua.receive(request_text("PUBLISH"), PHONE, 0.0)
+    assert only_answer(ua).status == 501
+
+
+def test_bye_outside_any_dialog_gets_481():
+    ua = make_ua()
+    ua.receive(request_text("BYE", to_tag="nope"), PHONE, 0.0)
+    assert only_answer(ua).status == 481
+
+
+def test_stray_ack_is_absorbed():
+    ua = make_ua()
+    ua.receive(request_text("ACK", to_tag="nope"), PHONE, 0.0)
+    assert answers(ua) == []
+
+
+def test_unparseable_request_with_the_needed_headers_gets_a_stateless_400():
+    ua = make_ua()
+    data = request_text("OPTIONS", extra=("this line is no header",))
+    ua.receive(data, PHONE, 0.0)
+    response = only_answer(ua)
+    assert response.status == 400
+    assert response.headers.get("Call-ID") == "ua1@phone"
+    assert response.headers.get("CSeq") == "7 OPTIONS"
+    assert isinstance(events(ua)[0], Rejected)
+
+
+def test_unparseable_request_without_a_call_id_gets_nothing():
+    ua = make_ua()
+    data = request_text("OPTIONS", extra=("this line is no header",))
+    data = data.replace(b"Call-ID: ua1@phone\r\n", b"")
+    ua.receive(data, PHONE, 0.0)
+    assert answers(ua) == []
+
+
+def test_malformed_response_gets_no_answer():
+    ua = make_ua()
+    ua.receive(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\n"
+               b"CSeq: one\r\nContent-Length: 0\r\n\r\n", PHONE, 0.0)
+    ua.receive(b"SIP/2.0 2OO OK\r\n\r\n", PHONE, 0.0)
+    assert answers(ua) == []
+    assert all(isinstance(e, Rejected) for e in events(ua))
+
+
+def test_response_whose_via_is_not_ours_is_dropped():
+    ua = make_ua()
+    ua.receive(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKx\r\n"
+               b"From: <sip:door@127.0.0.1>;tag=a\r\nTo: <sip:flat@127.0.0.1>;tag=b\r\n"
+               b"Call-ID: x@door\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n", PHONE, 0.0)
+    assert answers(ua) == []
+    [event] = events(ua)
+    assert isinstance(event, Rejected) and "sent-by" in event.reason
+
+
+def test_from_registrar_compares_transport_host_and_port():
+    ua = make_ua(registrar=REGISTRAR)
+    assert ua.from_registrar(Peer("udp", "127.0.0.1", 5070))
+    assert not ua.from_registrar(Peer("udp", "127.0.0.1", 5071))
+    assert not ua.from_registrar(Peer("tcp", "127.0.0.1", 5070))
+    assert not make_ua().from_registrar(REGISTRAR)
+
+
+def test_requests_outside_a_dialog_route_to_the_registrar():
+    assert make_ua(registrar=REGISTRAR).route_for(PHONE) == REGISTRAR
+    assert make_ua().route_for(PHONE) == PHONE
+
+
+def test_without_a_call_layer_invite_gets_481_after_the_100():
+    ua = make_ua(with_calls=False)
+    ua.receive(request_text("INVITE"), PHONE, 0.0)
+    statuses = [response.status for response, _ in answers(ua)]
+    assert statuses == [100, 481]
