@@ -878,3 +878,85 @@ def test_uas_trust_comes_from_the_registrar_address_only():
     assert door.take(IncomingCall).call.trusted is True
     incoming_invite(stranger, call_id="in-2@flat", branch="z9hG4bKinv2")
     assert door.take(IncomingCall).call.trusted is False
+
+
+def test_uas_session_timer_choice_follows_supported_timer():
+    net = Network()
+    door, phone = Station(net, max_calls=2), Phone(net, FLAT1)
+    incoming_invite(phone, extra=("Supported: timer", "Session-Expires: 120"))
+    call = door.take(IncomingCall).call
+    door.act(call.answer, OFFER)
+    net.run()
+    ok = phone.take(200)
+    assert ok.headers.get("Session-Expires") == "120;refresher=uac"  # the caller refreshes
+    assert "timer" in ok.headers.get_all("Require")
+    phone.request("ACK", 1, Phone.dialog_of(ok, phone_is_caller=True))
+    incoming_invite(phone, call_id="in-2@flat", branch="z9hG4bKinv2",
+                    extra=("Session-Expires: 120",))  # no Supported: timer
+    second = door.take(IncomingCall).call
+    door.act(second.answer, OFFER)
+    net.run()
+    ok2 = [m for m in phone.inbox if getattr(m, "status", 0) == 200][-1]
+    assert ok2.headers.get("Session-Expires") == "120;refresher=uas"  # so we refresh
+    phone.request("ACK", 1, Phone.dialog_of(ok2, phone_is_caller=True))
+    phone.inbox.clear()
+    net.run(60.5)
+    refresh = phone.take("INVITE")
+    assert refresh.headers.get("Call-ID") == "in-2@flat"
+    assert refresh.headers.get("CSeq") == "1 INVITE"  # our first request in that dialog
+
+
+def test_uac_no_response_at_all_fails_after_timer_b():
+    net = Network()
+    door = Station(net, ring_timeout=60.0)
+    door.call(FLAT1)  # nobody listens there
+    net.run(64 * T1 - 1)
+    assert not door.has(CallEnded)
+    net.run(2)
+    ended = door.take(CallEnded)
+    assert (ended.reason, ended.status) == ("no answer", 408)
+    assert len(net.sent(DOOR, FLAT1, "INVITE")) == 7  # 0, .5, 1.5, 3.5, 7.5, 15.5, 31.5
+
+
+def test_uas_local_hangup_after_the_ack_sends_bye():
+    net = Network()
+    door, phone, call, ok = answered_incoming(net)
+    phone.request("ACK", 1, Phone.dialog_of(ok, phone_is_caller=True))
+    door.act(call.hangup)
+    net.run()
+    bye = phone.take("BYE")
+    assert NameAddress.parse(bye.headers.get("From")).tag == call.dialog.local_tag
+    assert to_tag(bye) == "caller-tag"
+    assert door.take(CallEnded).reason == "local hangup"
+
+
+def test_uas_hangup_before_answer_rejects():
+    net = Network()
+    door, phone, call = incoming(net)
+    door.act(call.hangup)
+    net.run()
+    assert phone.take(480)
+    assert door.take(CallEnded).reason == "no answer"
+
+
+def test_two_stations_call_each_other():
+    """Both ends are the real call layer: INVITE, ring, answer, ACK, BYE."""
+    net = Network()
+    door, flat = Station(net), Station(net, address=FLAT1)
+    call = door.call(FLAT1)
+    net.run()
+    incoming_call = flat.take(IncomingCall).call
+    flat.act(incoming_call.ring)
+    net.run()
+    assert door.take(CallRinging)
+    flat.act(incoming_call.answer, ANSWER)
+    net.run()
+    assert door.take(CallEstablished).sdp == ANSWER
+    assert flat.take(CallEstablished).sdp == OFFER
+    net.run(10.0)
+    assert len(net.sent(FLAT1, DOOR, 200)) == 1  # the ACK stopped the 2xx retransmissions
+    door.act(call.hangup)
+    net.run()
+    assert door.take(CallEnded).reason == "local hangup"
+    assert flat.take(CallEnded).reason == "remote hangup"
+    assert door.calls.calls == [] and flat.calls.calls == []
