@@ -10,6 +10,7 @@ go to the event loop with `loop.call_soon_threadsafe`.
 Cues (feedback tones) are mixed into the speaker, and into what we send when `to_caller`.
 """
 
+import array
 import collections
 import logging
 import os
@@ -319,6 +320,7 @@ class MediaStream:
                 self._digit(digit)
 
     def _digit(self, digit):
+        log.info("call %s: DTMF digit %s received", self.call_id, digit)
         self.loop.call_soon_threadsafe(self.on_digit, self.call_id, digit)
 
 
@@ -328,7 +330,7 @@ def _is_rtcp(data):
 
 def _mix(a, b):
     """Sum two frames of 16-bit PCM with clipping."""
-    import array
     x = array.array("h", a)
     y = array.array("h", b[:len(a)].ljust(len(a), b"\0"))
-    return array.array("h", [max(-32768, min(32767, p + q)) for p, q in zip(x, y, strict=True)]).tobytes()
+    mixed = [max(-32768, min(32767, p + q)) for p, q in zip(x, y, strict=True)]
+    return array.array("h", mixed).tobytes()
