@@ -334,6 +334,7 @@ class Call:
         self._2xx_next = None
         self._2xx_interval = T1
         self._2xx_give_up = None
+        self._bye_on_ack = False
         self._reoffer_tx = None
         self._reoffer_request = None
         self._reoffer_source = None
@@ -392,6 +393,9 @@ class Call:
             for branch in self.branches:
                 branch.cancel(now)
             self._end("local hangup", now)
+            return
+        if self.state == ANSWERING:
+            self._bye_on_ack = True  # §15: no BYE before the ACK to our 2xx (or its give-up)
             return
         self._send_bye(now)
         self._end("local hangup", now)
@@ -567,6 +571,10 @@ class Call:
                 self._2xx = None
             if self.state == ANSWERING:
                 self.state = ACTIVE
+                if self._bye_on_ack:
+                    self._send_bye(now)
+                    self._end("local hangup", now)
+                    return
                 self.manager.emit(CallEstablished(self, self.remote_sdp))
             return
         if method == "CANCEL":
