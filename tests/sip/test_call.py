@@ -773,6 +773,7 @@ def test_uas_cancel_before_answer():
         1))
     ok = [m for m in phone.inbox if getattr(m, "status", 0) == 200][0]
     assert cseq(ok).method == "CANCEL"
+    assert to_tag(ok) == call.dialog.local_tag  # §9.2: the same tag as the INVITE's responses
     terminated = phone.take(487)
     assert cseq(terminated).method == "INVITE"
     assert to_tag(terminated) == call.dialog.local_tag
@@ -960,3 +961,46 @@ def test_two_stations_call_each_other():
     assert door.take(CallEnded).reason == "local hangup"
     assert flat.take(CallEnded).reason == "remote hangup"
     assert door.calls.calls == [] and flat.calls.calls == []
+
+
+def test_uas_hangup_before_the_ack_waits_for_it_to_send_bye():
+    net = Network()
+    door, phone, call, ok = answered_incoming(net)
+    door.act(call.hangup)
+    net.run(0.2)
+    assert phone.count("BYE") == 0  # RFC 3261 §15: not before the ACK
+    phone.request("ACK", 1, Phone.dialog_of(ok, phone_is_caller=True))
+    assert phone.take("BYE")
+    assert door.take(CallEnded).reason == "local hangup"
+    assert not door.has(CallEstablished)
+
+
+def test_uas_200_to_a_reinvite_is_retransmitted_until_its_ack():
+    net = Network()
+    door, phone, call, ok = answered_incoming(net)
+    dialog = Phone.dialog_of(ok, phone_is_caller=True)
+    phone.request("ACK", 1, dialog)
+    phone.request("INVITE", 2, dialog, extra=(contact(FLAT1),))  # offerless: a refresh
+    assert phone.take(200).body == OFFER  # answered at once with our current SDP
+    net.run(2.0)
+    assert phone.count(200) == 2  # at T1 and 3*T1 (§13.3.1.4)
+    phone.request("ACK", 2, dialog)
+    phone.inbox.clear()
+    net.run(10.0)
+    assert phone.count(200) == 0 and call.state == "active"
+
+
+def test_losing_fork_bye_challenge_is_answered_in_that_dialog():
+    net = Network()
+    door, flat1, flat2 = Station(net), Phone(net, FLAT1), Phone(net, FLAT2)
+    door.call(FLAT1, FLAT2)
+    net.run()
+    invite1, invite2 = flat1.take("INVITE"), flat2.take("INVITE")
+    flat2.reply(invite2, 200, to_tag="t2", extra=(contact(FLAT2),), body=ANSWER)
+    flat1.reply(invite1, 200, to_tag="t1", extra=(contact(FLAT1),), body=ANSWER)
+    bye = flat1.take("BYE")
+    flat1.reply(bye, 401, "Unauthorized", to_tag=None, extra=(
+        'WWW-Authenticate: Digest realm="example.org", nonce="n1", qop="auth"',))
+    again = flat1.take("BYE")
+    assert to_tag(again) == "t1" and "Authorization" in again.headers
+    assert flat2.count("BYE") == 0
