@@ -3,6 +3,10 @@
 This is the shell around the sans-I/O core: it moves bytes, frames streams with
 `message.StreamReader`, and reports what it received as `(data_or_message, peer)` to one callback.
 
+- Streams (§18.3): a message that frames correctly but does not parse is dropped and the
+  connection goes on; once framing is lost (no usable Content-Length, an oversized header
+  section) nothing after it can be trusted and the connection is closed.
+
 - Connection reuse: a request for a destination that already has a connection (opened by us or
   accepted from it) goes over that connection, so the registrar can reach us over the flow we
   registered on.
@@ -11,8 +15,14 @@ This is the shell around the sans-I/O core: it moves bytes, frames streams with
   A flow that dies is reported through `on_flow_failed` so registration recovers at once.
 - TLS: TLS 1.2 or newer, certificate and host name verified against the configured CA (RFC 5922);
   there is never a fallback to a plain transport.
-- Bounded: at most MAX_CONNECTIONS flows; a connection that does not finish its TLS handshake or
-  stays idle too long is closed.
+- Bounded: at most MAX_CONNECTIONS flows, accepted ones included; a connection that does not
+  finish its TLS handshake or stays idle too long is closed.
+- After `close()` nothing is sent and no flow failure is reported: the flows closing then are
+  our own doing, and must not start a re-registration during shutdown.
+
+Public API: `Transports(on_receive, on_flow_failed, tls_context=None)`; `await listen(host,
+port, stream=True)`; `local_port()`; `send(data, peer)`; `close()`;
+`client_tls_context(ca_file)`.
 """
 
 import asyncio
@@ -27,6 +37,7 @@ log = logging.getLogger("doorline.transport")
 
 KEEPALIVE_INTERVAL = 30.0  # RFC 5626 §4.4.1 suggests 95-120 s; shorter finds dead flows sooner
 KEEPALIVE_TIMEOUT = 10.0  # RFC 5626 §4.4.1: a pong must come within 10 s
+KEEPALIVE_TICK = 1.0  # how often flows are checked for idleness and missing pongs
 CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 300.0  # an accepted flow with no traffic at all is dropped
 MAX_CONNECTIONS = 64
@@ -63,6 +74,12 @@ class _Flow(asyncio.Protocol):
         self.transport = transport
         if self.remote is None:
             self.remote = transport.get_extra_info("peername")[:2]
+            if len(self.manager.flows) >= MAX_CONNECTIONS or self.manager.closed:
+                log.warning("refusing a %s connection from %s:%s: too many connections",
+                            self.name, *self.remote)
+                self.closed = True
+                transport.abort()
+                return
         self.manager.flows[self.flow_id] = self
         if not self.connected.done():
             self.connected.set_result(True)
@@ -79,9 +96,12 @@ class _Flow(asyncio.Protocol):
             elif item is KEEPALIVE_PONG:
                 self.pong_deadline = None
             elif isinstance(item, ParseError):
-                # Framing is lost: nothing after this point can be trusted (RFC 3261 §18.3).
-                self.close(f"unparseable stream: {item.reason}")
-                return
+                if self.reader.broken:
+                    # Framing is lost: nothing after this point can be trusted (§18.3).
+                    self.close(f"unparseable stream: {item.reason}")
+                    return
+                log.info("dropped an unparseable message from %s:%s: %s", *self.remote,
+                         item.reason)
             else:
                 self.manager.deliver(item, peer)
 
@@ -139,6 +159,7 @@ class Transports:
         self.servers = []
         self._next_id = 0
         self._keepalive_task = None
+        self.closed = False
 
     def next_flow_id(self):
         self._next_id += 1
@@ -165,6 +186,8 @@ class Transports:
             log.exception("error while handling a message from %s:%s", peer.host, peer.port)
 
     def send(self, data, peer):
+        if self.closed:
+            return
         if peer.transport == "udp":
             if self.udp is not None:
                 self.udp.sendto(data, (peer.host, peer.port))
@@ -208,16 +231,17 @@ class Transports:
                         peer.port, exc)
             flow.closed = True
             self.flows.pop(flow.flow_id, None)
-            self.on_flow_failed(Peer(peer.transport, peer.host, peer.port, flow.flow_id))
+            if not self.closed:
+                self.on_flow_failed(Peer(peer.transport, peer.host, peer.port, flow.flow_id))
 
     def flow_lost(self, flow, exc):
-        if self.flows.pop(flow.flow_id, None) is not None:
+        if self.flows.pop(flow.flow_id, None) is not None and not self.closed:
             self.on_flow_failed(flow.peer())
 
     async def _keepalive(self):
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(KEEPALIVE_TICK)
             now = loop.time()
             for flow in list(self.flows.values()):
                 if flow.transport is None or flow.closed:
@@ -234,6 +258,7 @@ class Transports:
                     flow.transport.write(b"\r\n\r\n")
 
     def close(self):
+        self.closed = True
         if self._keepalive_task:
             self._keepalive_task.cancel()
         for flow in list(self.flows.values()):
