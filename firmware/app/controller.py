@@ -32,7 +32,7 @@ Outputs
     next_action() -> action or None            drain after every input
     snapshot() -> {"leds": {role: pattern}, "door": {"relay": "open"|"closed"},
                    "calls": [{"id", "direction", "state", "peer", "role"}],
-                   "lockouts": [{"kind": "caller"|"source", "id", "until"}], "registration"}
+                   "lockouts": [{"kind": "caller"|"source", "subject", "until"}], "registration"}
 
 Policy
 - Buttons (firmware/app/buttons.py guards bounce, floods and stuck contacts): a press places a call
@@ -446,7 +446,7 @@ class Controller:
             for key in keys:
                 duration = self._lockouts.failure(key, now)
                 if duration is not None:
-                    self._log("lockout", kind=key[0], id=key[1], duration_s=duration,
+                    self._log("lockout", kind=key[0], subject=key[1], duration_s=duration,
                               until=now + duration, **fields)
 
     def _codes_for(self, call):

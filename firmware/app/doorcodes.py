@@ -20,7 +20,7 @@ Public API
         matched) or FAILED.
     Lockouts(max_failures, lockout_s): configure(max_failures, lockout_s), locked(key, now),
         failure(key, now) -> lockout seconds when this failure starts a lockout else None,
-        reset(key), expire(now), next_expiry(), active() -> [{"kind", "id", "until"}].
+        reset(key), expire(now), next_expiry(), active() -> [{"kind", "subject", "until"}].
 """
 
 from firmware.app.callers import constant_time_equal
@@ -89,5 +89,5 @@ class Lockouts:
         return min(self._until.values()) if self._until else None
 
     def active(self):
-        return [{"kind": key[0], "id": key[1], "until": until}
+        return [{"kind": key[0], "subject": key[1], "until": until}
                 for key, until in sorted(self._until.items())]

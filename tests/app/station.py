@@ -12,6 +12,8 @@ GUARD = "sip:guard@127.0.0.1"
 FLAT1 = "sip:flat1@127.0.0.1"
 FLAT2 = "sip:flat2@127.0.0.1"
 REGISTRAR_SOURCE = "udp:127.0.0.1:15060"
+# firmware/runtime/eventlog.py writes {"id", "time", "type"} and lays the fields over them
+RESERVED_EVENT_KEYS = {"id", "time", "type"}
 
 BASE = {
     "sip": {"registrar": "127.0.0.1:15060", "username": "door", "password": "secret"},
@@ -43,6 +45,9 @@ class Station:
             action = self.ctl.next_action()
             if action is None:
                 break
+            if isinstance(action, a.LogEvent):
+                clash = RESERVED_EVENT_KEYS.intersection(action.fields)
+                assert not clash, "%r would overwrite the event log's own %s" % (action, clash)
             out.append(action)
         self.log.extend(out)
         return out

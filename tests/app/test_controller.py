@@ -416,7 +416,7 @@ def test_three_wrong_codes_lock_out_for_a_growing_period():
     assert len(events(out, "code_failed")) == 2 and not events(out, "lockout")
     out = station.type_digits("in1", "2222")
     lockouts = events(out, "lockout")
-    assert {(e["kind"], e["id"], e["duration_s"]) for e in lockouts} == {
+    assert {(e["kind"], e["subject"], e["duration_s"]) for e in lockouts} == {
         ("caller", "concierge@127.0.0.1", 60), ("source", "127.0.0.1", 60)}
     assert len(station.ctl.snapshot()["lockouts"]) == 2
     out = station.type_digits("in1", "1234" "1234")  # the right code is ignored while locked
