@@ -75,11 +75,14 @@ def _client(request):
 
 
 def _cross_site(request):
-    """True when the browser tells us the request comes from another site."""
-    origin = request.headers.get("Origin")
-    if origin is not None:
-        return origin.partition("://")[2] != request.headers.get("Host", "")
-    return request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site")
+    """True when the browser tells us the request comes from another site. Sec-Fetch-Site is
+    the clearest signal; without it, an Origin naming another host. `Origin: null` is not
+    evidence: with `Referrer-Policy: no-referrer` our own forms are posted with it."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site in ("cross-site", "same-site")
+    origin = request.headers.get("Origin", "null")
+    return origin != "null" and origin.partition("://")[2] != request.headers.get("Host", "")
 
 
 def _is_json(request):

@@ -321,8 +321,10 @@ def test_basic_auth_with_json_opens_the_door(ready):
     assert res.status_code == 200 and ready.station.door_openings == ["api"]
 
 
-@pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Origin": "null"},
-                                     {"Sec-Fetch-Site": "cross-site"}])
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example"}, {"Origin": "http://example.com:1234.evil.example"},
+    {"Origin": "null", "Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+    {"Origin": "http://example.com:1234", "Sec-Fetch-Site": "cross-site"}])
 def test_cross_site_requests_refused_even_with_credentials(ready, headers):
     res = ready.client().post("/api/door/open", {}, {**basic(), **JSON, **headers})
     assert res.status_code == 403
