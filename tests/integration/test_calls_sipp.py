@@ -52,6 +52,7 @@ def start_station(workdir, registrar=None, answer_mode="auto", allow=(SIPP_CALLE
     firmware.rtp_low = low
     try:
         firmware.wait_log(r"listening on", timeout=10)
+        firmware.wait_log(r"web page on", timeout=10)  # the simulated buttons are pressed there
         if registrar is not None:
             firmware.wait_log(r"registration registered", timeout=10)
     except AssertionError:
