@@ -1,0 +1,60 @@
+"""HTTPS: the first-boot self-signed certificate and serving the app over TLS."""
+
+import asyncio
+import os
+import ssl
+import stat
+import sys
+
+import pytest
+
+from firmware.web import certs
+from firmware.web.app import create_app, start
+from tests.web.fake_station import FakeStation
+
+
+def test_certificate_made_once_with_a_private_key(tmp_path):
+    cert_path, key_path = certs.ensure_certificate(str(tmp_path), hosts=("doorline.local",))
+    assert stat.S_IMODE(os.stat(key_path).st_mode) == 0o600
+    with open(cert_path, "rb") as f:
+        first = f.read()
+    assert certs.ensure_certificate(str(tmp_path)) == (cert_path, key_path)
+    with open(cert_path, "rb") as f:
+        assert f.read() == first, "an existing certificate must be kept"
+    from cryptography import x509
+    names = x509.load_pem_x509_certificate(first).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert "doorline.local" in names.get_values_for_type(x509.DNSName)
+
+
+def test_missing_cryptography_is_explained(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    with pytest.raises(certs.CertificateError, match="cryptography"):
+        certs.ensure_certificate(str(tmp_path))
+
+
+def test_app_served_over_tls_sets_secure_cookies(tmp_path):
+    station = FakeStation()
+    app = create_app(station, str(tmp_path / "doorline.toml"), str(tmp_path))
+    server_context = certs.server_ssl_context(str(tmp_path))
+    client_context = ssl.create_default_context(
+        cafile=os.path.join(str(tmp_path), certs.CERT_FILE))
+
+    async def fetch_login_page():
+        server = await start(app, "127.0.0.1", 0, server_context)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_context, server_hostname="127.0.0.1"), 5)
+            writer.write(f"GET /setup HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            response = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            return response.decode()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    response = asyncio.run(fetch_login_page())
+    assert response.startswith("HTTP/1.0 200")
+    cookie = next(line for line in response.split("\r\n") if line.startswith("Set-Cookie:"))
+    assert "__Host-doorline_session=" in cookie and "; Secure" in cookie
