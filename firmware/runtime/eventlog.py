@@ -14,6 +14,7 @@ log = logging.getLogger("doorline.events")
 
 MAX_EVENTS = 1000
 FILE_NAME = "events.jsonl"
+RESERVED = ("id", "time", "type")  # a field of these names is stored as field_<name>
 
 
 class EventLog:
@@ -42,7 +43,8 @@ class EventLog:
 
     def append(self, type_, **fields):
         event = {"id": self._next_id, "time": round(self.clock(), 3), "type": type_}
-        event.update(fields)
+        for key, value in fields.items():
+            event["field_" + key if key in RESERVED else key] = value
         self._next_id += 1
         self.events.append(event)
         if len(self.events) > MAX_EVENTS:
