@@ -1,0 +1,31 @@
+"""Command line of the bench: `python -m tools.bench [--quick | --smoke] [--out DIR]`."""
+
+import argparse
+import pathlib
+import sys
+
+from tools.bench.harness import CASES, Bench
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="tools/bench/run", description=__doc__)
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--quick", action="store_true", help="short runs (< 2 minutes)")
+    pace.add_argument("--smoke", action="store_true",
+                      help="tiny runs (seconds) that only prove every case still measures")
+    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench",
+                        help="where results.json, results.md and the plot go (default: bench/)")
+    parser.add_argument("--only", nargs="+", choices=CASES, help="run only these cases")
+    args = parser.parse_args(argv)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    results = Bench(args.out.resolve(), mode=mode, only=args.only).run()
+    print((args.out / "results.md").read_text())
+    print(f"bench: {len(results['errors'])} case side(s) could not be measured"
+          if results["errors"] else "bench: every case measured")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""The measurements. Each case takes the `Bench` (tools/bench/harness.py) and returns a dict per
+UA ("doorline", "baresip") of raw numbers, or `{"error": reason}` for a side that could not be
+measured. Nothing is estimated: a number comes from /proc, a kernel-timestamped loopback capture,
+a WAV the UA wrote, or the UA's own stats.
+"""
+
+import os
+import socket
+import time
+
+from tests.integration.helpers import LiveCapture
+from tests.peers.audio import read_wav
+from tests.peers.process import free_port, wait_until
+from tests.peers.sipp import run_sipp, start_sipp, uac_scenario
+from tools.bench import rtpsender, stats, wire
+from tools.bench.agents import BenchError, cpu_seconds, memory_kb
+
+SIPP_USER = "sipp"  # From user of tests/peers/sipp.py scenarios
+CALL_WARMUP_S = 1.0
+IDLE_SETTLE_S = 1.0
+CODEC_FRAME = 160
+
+
+def _mb(kb):
+    return round(kb / 1024.0, 2)
+
+
+def _sides(bench, measure, *args):
+    """Run `measure(bench, kind, *args)` for Doorline then baresip; errors become results."""
+    out = {}
+    for kind in ("doorline", "baresip"):
+        out[kind] = bench.guard(f"{measure.__name__}[{kind}]", measure, bench, kind, *args)
+    return out
+
+
+# -- a steady call: CPU, RTP send interval, memory ------------------------------------------
+
+def call_cases(bench):
+    """CPU share (SRTP off and mandatory), RTP pacing (from the SRTP-off call) and memory."""
+    results = {}
+    for kind in ("doorline", "baresip"):
+        results[kind] = {}
+        for srtp in ("off", "mandatory"):
+            results[kind][srtp] = bench.guard(f"call[{kind},{srtp}]", steady_call, bench,
+                                              kind, srtp)
+    return results
+
+
+def steady_call(bench, kind, srtp):
+    low = bench.rtp_port_base(kind)
+    peer = bench.peer(srtp)
+    ua = bench.registered_ua(kind, srtp=srtp, rtp_ports=(low, low + 19))
+    out = {"peer": peer.user}
+    try:
+        ua.wait_ready(10)
+        time.sleep(IDLE_SETTLE_S)
+        idle = memory_kb(ua.pid)
+        out["idle_rss_kb"], out["idle_hwm_kb"] = idle["VmRSS"], idle["VmHWM"]
+        capture_s = bench.params["rtp_s"] if srtp == "off" else 0
+        duration = max(CALL_WARMUP_S + bench.params["cpu_s"], capture_s)
+        pcap = bench.workdir / f"rtp-{kind}-{srtp}.pcap"
+        with LiveCapture(pcap, expression=f"udp and src portrange {low}-{low + 19}"):
+            ua.call(f"sip:{peer.user}@127.0.0.1:{bench.kamailio.udp_port}")
+            ua.wait_established(10)
+            began = time.monotonic()
+            time.sleep(CALL_WARMUP_S)
+            cpu_before, peer_before = cpu_seconds(ua.pid), cpu_seconds(peer.pid)
+            wall_before = time.monotonic()
+            time.sleep(bench.params["cpu_s"])
+            cpu_after, peer_after = cpu_seconds(ua.pid), cpu_seconds(peer.pid)
+            wall = time.monotonic() - wall_before
+            during = memory_kb(ua.pid)
+            time.sleep(max(0.0, duration - (time.monotonic() - began)))
+            ua.hangup()
+            ua.wait_idle(5)
+        out.update({
+            "cpu_window_s": round(wall, 3),
+            "cpu_seconds": round(cpu_after - cpu_before, 3),
+            "cpu_percent": 100.0 * (cpu_after - cpu_before) / wall,
+            "peer_cpu_percent": 100.0 * (peer_after - peer_before) / wall,
+            "call_rss_kb": during["VmRSS"], "call_hwm_kb": during["VmHWM"],
+        })
+        stream = stats.rtp_stream(wire.read_segments(pcap))
+        out["rtp_packets"] = len(stream)
+        if capture_s:
+            intervals = stats.send_intervals(stream)
+            out["rtp_intervals_ms"] = [round(value, 4) for value in intervals]
+            out["rtp"] = stats.interval_figures(intervals)
+            out["rtp"]["drift_ms_per_min"] = stats.timestamp_drift_ms_per_min(stream)
+            out["rtp"]["capture_s"] = stream[-1][0] - stream[0][0] if stream else 0.0
+        if not stream:
+            raise BenchError(f"no RTP from {kind} in the capture ({pcap.name})")
+    finally:
+        bench.stop(ua)
+    return out
+
+
+# -- INVITE → 200 OK (auto-answer, direct IP) ------------------------------------------------
+
+def invite_to_200(bench):
+    return _sides(bench, _invite_to_200)
+
+
+def _invite_to_200(bench, kind):
+    ua = bench.direct_ua(kind)
+    try:
+        ua.wait_ready(10)
+        calls = bench.params["invite_calls"]
+        pcap = bench.workdir / f"invite-{kind}.pcap"
+        with LiveCapture(pcap, udp_ports=[ua.sip_port]):
+            result = run_sipp(uac_scenario(hold_ms=0), ("127.0.0.1", ua.sip_port),
+                              calls=calls, service=ua.user, workdir=bench.workdir / "sipp",
+                              extra_args=["-l", "1", "-r", "20"], timeout=30 + calls)
+        latencies = wire.invite_to_200_ms(wire.read_segments(pcap), ua.sip_port)
+        if not latencies:
+            raise BenchError(f"no INVITE→200 pair captured; {result!r}")
+        out = {"calls": calls, "sipp_successful": result.successful,
+               "sipp_failed": result.failed, "answered": len(latencies),
+               "latency_ms": stats.summary(latencies),
+               "samples_ms": [round(value, 4) for value in latencies]}
+        if len(latencies) < calls:
+            out["note"] = f"only {len(latencies)} of {calls} INVITEs were answered with 200"
+        return out
+    finally:
+        bench.stop(ua)
+
+
+# -- button press → INVITE on the wire (Doorline only) --------------------------------------
+
+def button_to_invite(bench):
+    return {"doorline": bench.guard("button[doorline]", _button_to_invite, bench),
+            "baresip": {"na": "no button: baresip has no simulated board"}}
+
+
+def _button_to_invite(bench):
+    target = f"sip:{bench.absent_user}@127.0.0.1"
+    ua = bench.registered_ua("doorline", button_targets=[target])
+    presses = bench.params["button_presses"]
+    try:
+        ua.wait_ready(10)
+        pcap = bench.workdir / "button.pcap"
+        expression = f"(tcp dst port {ua.web_port}) or (udp port {bench.kamailio.udp_port})"
+        with LiveCapture(pcap, expression=expression):
+            for _ in range(presses):
+                ua.press(100)
+                # The target is not registered: the registrar answers 480 at once, so the
+                # call may be over before the first status poll sees it.
+                wait_until(lambda: ua.calls(), 0.3, 0.01)
+                ua.wait_idle(10)
+                time.sleep(0.3)  # the button is released after 100 ms; leave it settled
+        segments = wire.read_segments(pcap)
+    finally:
+        bench.stop(ua)
+    presses_at = [s.ts for s in segments if s.proto == "tcp" and s.dst[1] == ua.web_port
+                  and s.payload.startswith(b"POST /api/sim/button")]
+    invites = [s.ts for s in segments if s.proto == "udp" and s.src[1] == ua.sip_port
+               and s.payload.startswith(b"INVITE ")]
+    latencies = []
+    for index, pressed in enumerate(presses_at):
+        until = presses_at[index + 1] if index + 1 < len(presses_at) else float("inf")
+        following = [ts for ts in invites if pressed <= ts < until]
+        if following:
+            latencies.append((following[0] - pressed) * 1000.0)
+    if not latencies:
+        raise BenchError(f"{len(presses_at)} presses and {len(invites)} INVITEs captured, "
+                         "no press followed by an INVITE")
+    return {"presses": presses, "captured_presses": len(presses_at),
+            "with_invite": len(latencies), "latency_ms": stats.summary(latencies),
+            "samples_ms": [round(value, 4) for value in latencies]}
+
+
+# -- process start → 200 OK to REGISTER ------------------------------------------------------
+
+def start_to_registered(bench):
+    return _sides(bench, _start_to_registered)
+
+
+def _start_to_registered(bench, kind):
+    seconds = []
+    registrar_port = bench.kamailio.udp_port
+    for run in range(bench.params["register_runs"]):
+        pcap = bench.workdir / f"register-{kind}-{run}.pcap"
+        with LiveCapture(pcap, udp_ports=[registrar_port]):
+            ua = bench.registered_ua(kind, preload_account=True)  # started inside the capture
+            try:
+                def registered(ua=ua, pcap=pcap):
+                    return wire.first_register_ok(wire.read_segments(pcap), registrar_port,
+                                                  ua.sip_port, ua.started_at) is not None
+
+                ok = wait_until(registered, 10.0, 0.02)
+            finally:
+                bench.stop(ua)
+        answered = wire.first_register_ok(wire.read_segments(pcap), registrar_port,
+                                          ua.sip_port, ua.started_at)
+        if not ok or answered is None:
+            raise BenchError(f"run {run}: no 200 to REGISTER within 10 s")
+        seconds.append(answered - ua.started_at)
+    return {"runs": len(seconds), "seconds": [round(value, 5) for value in seconds],
+            "median_s": stats.median(seconds)}
+
+
+# -- receive path under loss and jitter -----------------------------------------------------
+
+def receive_under_loss(bench):
+    return _sides(bench, _receive_under_loss)
+
+
+def _receive_under_loss(bench, kind):
+    seconds = bench.params["loss_s"]
+    speaker_dir = bench.workdir / f"speaker-{kind}"
+    speaker_dir.mkdir(parents=True, exist_ok=True)
+    ua = bench.direct_ua(kind, speaker_dir=speaker_dir)
+    media_port = free_port(("udp",), 10000, 19998)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    out = {"seconds": seconds, "loss": bench.loss, "jitter_ms": bench.jitter_ms,
+           "seed": bench.seed}
+    try:
+        sock.bind(("127.0.0.1", media_port))
+        ua.wait_ready(10)
+        hold_ms = int((seconds + 3) * 1000)
+        scenario = uac_scenario(hold_ms=hold_ms).replace("m=audio [media_port]",
+                                                         f"m=audio {media_port}")
+        sipp = start_sipp(scenario, ("127.0.0.1", ua.sip_port), service=ua.user,
+                          workdir=bench.workdir / "sipp", timeout=seconds + 20)
+        source = rtpsender.wait_for_media(sock, 10.0)
+        if source is None:
+            sipp.stop()
+            raise BenchError(f"{kind} sent no RTP to the offered port; "
+                             f"{sipp.wait(5).describe()[:600]}")
+        plan = rtpsender.impaired_schedule(seconds, bench.loss, bench.jitter_ms, bench.seed)
+        out["packets_planned"] = int(seconds / rtpsender.FRAME_S)
+        out["packets_sent"] = len(plan)
+        concealed = []
+        if kind == "doorline":
+            poller = _StatsPoller(ua)
+            poller.start()
+        out["packets_sent"] = rtpsender.send_stream(sock, source, plan)
+        if kind == "doorline":
+            concealed = poller.stop()
+        result = sipp.wait(seconds + 25)
+        if result.successful != 1:
+            out["sipp"] = repr(result)
+        if kind == "doorline":
+            ua.wait_idle(5)
+    finally:
+        sock.close()
+        bench.stop(ua)
+    wav = _newest_wav(speaker_dir if kind == "doorline" else ua.phone.recordings_dir,
+                      "*.wav" if kind == "doorline" else "dump-*-dec.wav")
+    if wav is None:
+        raise BenchError(f"{kind} wrote no WAV of the received audio")
+    samples, rate = read_wav(wav)
+    out["wav"] = os.fspath(wav)
+    out.update(stats.silence_gaps(samples, rate))
+    if kind == "doorline":
+        last = concealed[-1] if concealed else {}
+        out["concealed"] = last.get("concealed")
+        out["lost"] = last.get("lost")
+        out["late"] = last.get("late")
+        out["stats"] = last
+    else:
+        out["concealed"] = None
+        out["concealed_note"] = "baresip exposes no concealment counter (plc.so loaded)"
+    return out
+
+
+class _StatsPoller:
+    """Reads the Doorline call's stats from GET /api/status while the stream is sent (the
+    status no longer lists the call once it is over)."""
+
+    def __init__(self, ua):
+        import threading
+        self.ua = ua
+        self.seen = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-stats")
+
+    def start(self):
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.5):
+            try:
+                stats_now = [s for s in self.ua.call_stats() if s]
+            except (OSError, BenchError):
+                continue
+            if stats_now:
+                self.seen.append(stats_now[0])
+
+    def stop(self):
+        time.sleep(0.6)  # one more reading after the last packet
+        self._stop.set()
+        self._thread.join(2.0)
+        return self.seen
+
+
+def _newest_wav(directory, pattern):
+    files = sorted(directory.glob(pattern), key=lambda path: path.stat().st_mtime)
+    return files[-1] if files else None
+
+
+# -- G.711 throughput ---------------------------------------------------------------------
+
+def codec_throughput(bench):
+    return {"doorline": bench.guard("codec[doorline]", _codec_throughput, bench),
+            "baresip": {"na": "baresip's G.711 lives inside libbaresip; not measured alone"}}
+
+
+def _codec_throughput(bench):
+    from firmware.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+
+    pcm = ulaw_decode(rtpsender.tone_frame())  # one 20 ms frame of 16-bit PCM
+    out = {"frame_samples": CODEC_FRAME}
+    for name, encode, decode in (("pcmu", ulaw_encode, ulaw_decode),
+                                 ("pcma", alaw_encode, alaw_decode)):
+        frames = 0
+        cpu_start = time.process_time()
+        wall_start = time.perf_counter()
+        while time.process_time() - cpu_start < bench.params["codec_s"]:
+            for _ in range(200):
+                decode(encode(pcm))
+            frames += 200
+        cpu = time.process_time() - cpu_start
+        out[name] = {"frames": frames, "cpu_s": round(cpu, 4),
+                     "wall_s": round(time.perf_counter() - wall_start, 4),
+                     "frames_per_cpu_s": frames / cpu}
+    return out

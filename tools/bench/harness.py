@@ -1,0 +1,214 @@
+"""The bench run: peers, UAs under test, the cases in order, results on disk.
+
+    bench = Bench(out_dir, mode="full" | "quick" | "smoke", only=None)
+    results = bench.run()       # writes out_dir/results.json, results.md, rtp_interval.svg
+
+One Kamailio (digest users for both UAs, two peers and one user that never registers) and two
+baresip peers (`flat1` plain RTP, `flat2` SDES-SRTP mandatory) serve both UAs, so each figure of
+Doorline has a baresip figure from the same run, the same peer and the same machine load.
+Everything runs on 127.0.0.1; each process is stopped by PID. Raw files (captures, logs, WAVs)
+stay under out_dir/work until the next run.
+"""
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+import traceback
+
+from tests.peers.audio import write_tone_wav
+from tests.peers.baresip import Baresip
+from tests.peers.fixtures import DOOR_PASSWORD
+from tests.peers.kamailio import Kamailio
+from tests.peers.process import free_port
+from tools.bench import cases, report
+from tools.bench.agents import BaresipUA, DoorlineUA
+from tools.bench.svg import interval_histogram_svg
+
+MODES = {
+    "full": {"cpu_s": 40, "rtp_s": 60, "invite_calls": 200, "button_presses": 20,
+             "register_runs": 5, "loss_s": 20, "codec_s": 2.0},
+    "quick": {"cpu_s": 8, "rtp_s": 10, "invite_calls": 30, "button_presses": 8,
+              "register_runs": 2, "loss_s": 6, "codec_s": 0.5},
+    "smoke": {"cpu_s": 1, "rtp_s": 2, "invite_calls": 3, "button_presses": 2,
+              "register_runs": 1, "loss_s": 2, "codec_s": 0.1},
+}
+CASES = ("codec", "start_registered", "calls", "invite_200", "button_invite", "receive_loss")
+USERS = {"door": DOOR_PASSWORD, "door2": "door2-secret", "flat1": "flat1-secret",
+         "flat2": "flat2-secret", "absent": "absent-secret"}
+MIC_TONE_HZ = 440
+
+
+class Bench:
+    absent_user = "absent"
+    loss = 0.05
+    jitter_ms = 60.0
+    seed = 7
+
+    def __init__(self, out_dir, mode="full", only=None):
+        self.out_dir = out_dir
+        self.mode = mode
+        self.params = dict(MODES[mode])
+        self.only = tuple(only) if only else CASES
+        self.workdir = out_dir / "work"
+        self.kamailio = None
+        self._peers = {}
+        self._running = []
+        self._counter = 0
+        self.errors = []
+        self.mic = None
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _prepare(self):
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir.mkdir(parents=True)
+        self.mic = self.workdir / "mic-440hz-8k.wav"
+        longest = max(self.params["rtp_s"], self.params["cpu_s"] + 1) + 30
+        # 8 kHz mono 16-bit: baresip's aufile needs the codec's rate and channel count, so
+        # neither UA resamples its microphone.
+        write_tone_wav(self.mic, MIC_TONE_HZ, seconds=longest, rate=8000)
+        self.kamailio = Kamailio(self.workdir / "kamailio", USERS, tls=False)
+        self.kamailio.start()
+
+    def peer(self, srtp):
+        """The far end for calls: a registered, auto-answering baresip (same for both UAs)."""
+        user = "flat2" if srtp == "mandatory" else "flat1"
+        if user not in self._peers:
+            phone = Baresip(self.workdir / f"peer-{user}", user=user, password=USERS[user],
+                            registrar=("127.0.0.1", self.kamailio.udp_port),
+                            srtp=srtp == "mandatory", answer_mode="auto", tone_hz=MIC_TONE_HZ)
+            self._peers[user] = phone.start()
+            phone.wait_registered(10)
+        return self._peers[user]
+
+    def _next_dir(self, label):
+        self._counter += 1
+        return self.workdir / f"{self._counter:02d}-{label}"
+
+    def registered_ua(self, kind, srtp="off", rtp_ports=None, button_targets=(),
+                      preload_account=False):
+        if kind == "doorline":
+            ua = DoorlineUA(self._next_dir("doorline"), registrar=self.kamailio, user="door",
+                            password=USERS["door"], srtp=srtp, rtp_ports=rtp_ports,
+                            button_targets=button_targets, mic=self.mic,
+                            allow=["sip:flat1@127.0.0.1", "sip:flat2@127.0.0.1"])
+        else:
+            ua = BaresipUA(self._next_dir("baresip"), registrar=self.kamailio, user="door2",
+                           password=USERS["door2"], srtp=srtp, rtp_ports=rtp_ports,
+                           mic=self.mic, preload_account=preload_account)
+        return self._track(ua)
+
+    def direct_ua(self, kind, speaker_dir=None):
+        """Direct-IP mode, auto-answer, SIPp (From sip:sipp@127.0.0.1) trusted by source IP."""
+        if kind == "doorline":
+            ua = DoorlineUA(self._next_dir("doorline-direct"), user="door", mic=self.mic,
+                            allow=[f"sip:{cases.SIPP_USER}@127.0.0.1"],
+                            speaker_dir=speaker_dir)
+        else:
+            # plc.so: baresip's packet-loss concealment, so its loss figure is its best.
+            modules = ("plc.so",) if speaker_dir is not None else ()
+            ua = BaresipUA(self._next_dir("baresip-direct"), user="door2", mic=self.mic,
+                           modules=modules)
+        return self._track(ua)
+
+    def _track(self, ua):
+        ua.start()
+        self._running.append(ua)
+        return ua
+
+    def stop(self, ua):
+        if ua in self._running:
+            self._running.remove(ua)
+        ua.stop()
+
+    def rtp_port_base(self, kind):
+        """A free, even block of 20 ports for one UA's RTP/RTCP (the capture filter uses it)."""
+        for _ in range(200):
+            low = free_port(("udp",), 20000, 29960) & ~1
+            if all(_udp_free(port) for port in range(low, low + 20)):
+                return low
+        raise RuntimeError("no free block of 20 UDP ports for RTP")
+
+    def guard(self, label, function, *args):
+        """Run one measurement; an exception becomes {"error": ...} (and a note in errors)."""
+        try:
+            return function(*args)
+        except Exception as error:  # a broken side must not stop the other measurements
+            reason = f"{type(error).__name__}: {str(error).strip()[:600]}"
+            self.errors.append({"case": label, "error": reason,
+                                "traceback": traceback.format_exc()[-2000:]})
+            return {"error": reason}
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self):
+        started = time.time()
+        results = {"meta": self._meta(), "cases": {}}
+        runners = {"codec": cases.codec_throughput, "start_registered": cases.start_to_registered,
+                   "calls": cases.call_cases, "invite_200": cases.invite_to_200,
+                   "button_invite": cases.button_to_invite,
+                   "receive_loss": cases.receive_under_loss}
+        try:
+            self._prepare()
+            for name in self.only:
+                began = time.monotonic()
+                print(f"bench: {name} ...", flush=True)
+                results["cases"][name] = runners[name](self)
+                results["cases"][name]["elapsed_s"] = round(time.monotonic() - began, 1)
+        finally:
+            for ua in list(self._running):
+                self.stop(ua)
+            for phone in self._peers.values():
+                phone.stop()
+            if self.kamailio is not None:
+                self.kamailio.close()
+        results["meta"]["elapsed_s"] = round(time.time() - started, 1)
+        results["errors"] = self.errors
+        results["figures"] = report.figures(results)
+        self._write(results)
+        return results
+
+    def _meta(self):
+        return {
+            "mode": self.mode, "params": self.params,
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "host": platform.node(), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release(), "baresip": _version(["baresip", "-h"], "baresip"),
+            "loadavg_start": os.getloadavg(),
+        }
+
+    def _write(self, results):
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        series = []
+        call = results["cases"].get("calls", {})
+        for kind in ("doorline", "baresip"):
+            intervals = call.get(kind, {}).get("off", {}).get("rtp_intervals_ms")
+            series.append((kind, intervals or []))
+        (self.out_dir / "rtp_interval.svg").write_text(interval_histogram_svg(series))
+        (self.out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        (self.out_dir / "results.md").write_text(report.markdown(results))
+
+
+def _udp_free(port):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _version(argv, name):
+    try:
+        text = subprocess.run(argv, capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in text.splitlines():
+        if name in line.lower() and any(ch.isdigit() for ch in line):
+            return " ".join(line.split()[:2])
+    return None

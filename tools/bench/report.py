@@ -1,0 +1,141 @@
+"""The headline table: one row per figure, Doorline next to baresip, ratio, goal, met?
+
+`figures(results) -> list[dict]` pulls each figure out of the raw results (keys `figure`, `unit`,
+`doorline`, `baresip`, `ratio`, `goal`, `met`; a side that could not be measured carries its
+error text instead of a number, and then the goal is not met). `markdown(results) -> str` renders
+them with the run's metadata. Goals are the issue's and are checked on Doorline's number; "—"
+means the figure is reported, not judged.
+"""
+
+
+def _get(tree, *path):
+    for key in path:
+        if not isinstance(tree, dict):
+            return None
+        tree = tree.get(key)
+    return tree
+
+
+def _failure(tree, *path):
+    """The reason a side has no number: the error (or n/a note) nearest to the figure."""
+    for depth in range(len(path), -1, -1):
+        node = _get(tree, *path[:depth])
+        if isinstance(node, dict):
+            for key in ("error", "na"):
+                if node.get(key):
+                    return ("error: " if key == "error" else "n/a: ") + node[key]
+    return "not measured"
+
+
+def _mb(kb):
+    return None if kb is None else kb / 1024.0
+
+
+# (figure, unit, case, path to the value inside one side, transform, goal kind, goal, text)
+ROWS = (
+    ("CPU share, G.711 call, SRTP off", "% of a core", "calls", ("off", "cpu_percent"), None,
+     "ratio_max", 1.0, "≤ 1.0 × baresip"),
+    ("CPU share, G.711 call, SRTP mandatory", "% of a core", "calls",
+     ("mandatory", "cpu_percent"), None, "ratio_max", 1.0, "≤ 1.0 × baresip"),
+    ("RTP send interval p50", "ms", "calls", ("off", "rtp", "p50_ms"), None, None, None, "—"),
+    ("RTP send interval p99", "ms", "calls", ("off", "rtp", "p99_ms"), None, "near", (20.0, 1.0),
+     "within 1 ms of 20 ms"),
+    ("RTP send interval max deviation from 20 ms", "ms", "calls",
+     ("off", "rtp", "max_deviation_ms"), None, None, None, "—"),
+    ("RTP timestamp drift vs capture clock", "ms/min", "calls",
+     ("off", "rtp", "drift_ms_per_min"), None, "abs_below", 1.0, "< 1 ms/min"),
+    ("INVITE → 200 OK (auto-answer) median", "ms", "invite_200", ("latency_ms", "p50"), None,
+     "below", 5.0, "< 5 ms"),
+    ("INVITE → 200 OK (auto-answer) p99", "ms", "invite_200", ("latency_ms", "p99"), None,
+     "below", 20.0, "< 20 ms"),
+    ("button press → INVITE on the wire, median", "ms", "button_invite", ("latency_ms", "p50"),
+     None, "below", 10.0, "< 10 ms"),
+    ("start → registered (200 to REGISTER), median", "s", "start_registered", ("median_s",),
+     None, "below", 1.0, "< 1.0 s"),
+    ("RSS idle, registered", "MB", "calls", ("off", "idle_rss_kb"), _mb, "below", 40.0,
+     "< 40 MB"),
+    ("RSS during an SRTP call", "MB", "calls", ("mandatory", "call_rss_kb"), _mb, None, None,
+     "—"),
+    ("5 % loss + 60 ms jitter: longest gap in output", "ms", "receive_loss", ("longest_gap_ms",),
+     None, "at_most", 60.0, "none > 60 ms"),
+    ("5 % loss + 60 ms jitter: concealed frames", "count", "receive_loss", ("concealed",), None,
+     None, None, "—"),
+    ("G.711 encode+decode, 160-sample frames (PCMU)", "frames/s per core", "codec",
+     ("pcmu", "frames_per_cpu_s"), None, "at_least", 2000.0, "≥ 2000"),
+)
+
+
+def _met(kind, goal, value, ratio):
+    if kind is None:
+        return None
+    if value is None:
+        return False
+    if kind == "ratio_max":
+        return ratio is not None and ratio <= goal
+    if kind == "near":
+        return abs(value - goal[0]) <= goal[1]
+    if kind == "abs_below":
+        return abs(value) < goal
+    if kind == "below":
+        return value < goal
+    if kind == "at_most":
+        return value <= goal
+    if kind == "at_least":
+        return value >= goal
+    raise ValueError(kind)
+
+
+def figures(results):
+    rows = []
+    for figure, unit, case, path, transform, kind, goal, text in ROWS:
+        row = {"figure": figure, "unit": unit, "goal": text}
+        values = {}
+        for side in ("doorline", "baresip"):
+            value = _get(results.get("cases", {}), case, side, *path)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values[side] = transform(value) if transform else float(value)
+                row[side] = values[side]
+            else:
+                values[side] = None
+                row[side] = _failure(results.get("cases", {}), case, side, *path)
+        ratio = None
+        if values["doorline"] is not None and values["baresip"] not in (None, 0):
+            ratio = values["doorline"] / values["baresip"]
+        row["ratio"] = ratio
+        row["met"] = _met(kind, goal, values["doorline"], ratio)
+        rows.append(row)
+    return rows
+
+
+def _cell(value):
+    if isinstance(value, float):
+        if value == 0 or abs(value) >= 100:
+            return f"{value:.0f}"
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value).replace("|", "/").replace("\n", " ")[:160]
+
+
+def markdown(results):
+    meta = results.get("meta", {})
+    lines = [
+        f"# Doorline bench ({meta.get('mode')}) — {meta.get('date')}",
+        "",
+        f"{meta.get('host')} · {meta.get('machine')} · {meta.get('cpus')} CPUs · "
+        f"Python {meta.get('python')} · kernel {meta.get('kernel')} · {meta.get('baresip')} · "
+        f"load at start {meta.get('loadavg_start')} · run took {meta.get('elapsed_s')} s",
+        "",
+        "| figure | unit | Doorline | baresip | ratio | goal | met? |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in results.get("figures", []):
+        met = {True: "yes", False: "**no**", None: "—"}[row["met"]]
+        ratio = "—" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        lines.append(f"| {row['figure']} | {row['unit']} | {_cell(row['doorline'])} | "
+                     f"{_cell(row['baresip'])} | {ratio} | {row['goal']} | {met} |")
+    errors = results.get("errors", [])
+    if errors:
+        lines += ["", "## Errors", ""]
+        lines += [f"- `{entry['case']}`: {_cell(entry['error'])}" for entry in errors]
+    lines += ["", "Raw numbers: results.json; plot: rtp_interval.svg; captures and logs: work/.",
+              ""]
+    return "\n".join(lines)
