@@ -491,7 +491,7 @@ class Controller:
             self._stop_cue(self._cue[0], self._cue[1])
         for role in self._buttons.check_stuck(now):
             self._log("button", role=role, outcome="stuck",
-                      reason="held for more than %d s" % STUCK_S)
+                      reason="held for more than %g s" % STUCK_S)
         self._lockouts.expire(now)
         for call in self._calls:
             if call.hangup_at is not None and now >= call.hangup_at:

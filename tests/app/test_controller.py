@@ -185,6 +185,17 @@ def test_ring_group_where_the_second_target_answers():
     assert events(out, "door_open")[0]["by"] == FLAT2
 
 
+def test_ring_group_answered_by_an_unnamed_target_accepts_any_targets_code():
+    cfg = config(buttons=[{"role": "call", "targets": [FLAT1, FLAT2]}],
+                 door={"codes": [{"caller": FLAT2, "code": "2222"}]})
+    station = Station(cfg)
+    station.press()
+    station.do("call_started", "c1", "call")
+    station.do("call_established", "c1")  # the runtime does not say who answered
+    out = station.type_digits("c1", "2222")
+    assert events(out, "door_open")[0]["by"] == FLAT2
+
+
 def test_led_patterns_over_the_life_of_an_outgoing_call():
     station = Station(registered=False)
     assert station.leds == {"status": "blink_slow", "call": "off", "door": "off"}
