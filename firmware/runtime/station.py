@@ -300,7 +300,7 @@ class Station:
             if not self._accept_answer(call, media, event.sdp, now):
                 return
             self._start_media(call.id, media)
-        self.controller.call_established(call.id, now)
+        self.controller.call_established(call.id, now, peer=call.peer)
 
     def _accept_answer(self, call, media, sdp, now):
         try:
