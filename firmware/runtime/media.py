@@ -261,7 +261,10 @@ class MediaStream:
                 self._flush(session)
                 self._deliver_digits()
                 if now >= next_tick:
-                    frame = session.pull_audio(now)
+                    # The playout clock is the tick schedule, not the wake-up time: wake-up
+                    # jitter would otherwise move the jitter buffer's measured delay across
+                    # its adjustment thresholds and make it drop and repeat frames in turn.
+                    frame = session.pull_audio(next_tick)
                     if self.inband is not None:
                         for digit in self.inband.feed(frame):
                             self._digit(digit.digit)
