@@ -13,6 +13,10 @@ transaction user (registration, dialogs, the door station). RFC 3261:
 - §21.4.1 / §8.2: a request that cannot be parsed but still names its Via, From, To, Call-ID and
   CSeq gets a stateless 400 with the reason.
 
+Admission (issue #9): `endpoint.screen`, when set (firmware/sip/admission.py `Gate`), sees every
+request that matches no transaction before one is allocated: it may drop it silently or have it
+refused statelessly (a 403/404 with a To tag; ACKs are never answered).
+
 Shape (aioquic style): `receive(data, source, now)`, `flow_failed(peer, now)`,
 `handle_timer(now)`; `datagrams_to_send()` → [(bytes, Peer)], `next_event()`, `get_timer()`.
 """
@@ -103,13 +107,15 @@ class RequestFailed:
 
 
 class MessageRejected:
-    """Something that was not a usable SIP message arrived (for the rate-limited log)."""
+    """Something that was not a usable SIP message arrived, or a request was refused by the
+    admission screen (then `request` is set), for the rate-limited log."""
 
-    __slots__ = ("source", "reason")
+    __slots__ = ("source", "reason", "request")
 
-    def __init__(self, source, reason):
+    def __init__(self, source, reason, request=None):
         self.source = source
         self.reason = reason
+        self.request = request
 
     def __repr__(self):
         return "<MessageRejected %r: %s>" % (self.source, self.reason)
@@ -142,6 +148,7 @@ class Endpoint:
         self._events = []
         self._destinations = {}  # transaction → Peer it talks to
         self._contexts = {}  # client transaction → caller's context
+        self.screen = None  # (request, source, now) -> None, "drop" or a status (admission)
 
     # -- outputs ---------------------------------------------------------------------------
     def datagrams_to_send(self):
@@ -275,6 +282,15 @@ class Endpoint:
         if tx is not None:
             tx.receive(request, now)
             self._pump(tx)
+            return
+        # Admission control (firmware/sip/admission.py) before any state is allocated.
+        verdict = self.screen(request, source, now) if self.screen is not None else None
+        if verdict is not None:
+            if verdict != "drop" and request.method != "ACK":
+                refusal = request.make_response(verdict, to_tag=self.new_tag())
+                self._out.append((bytes(refusal), response_destination(request, source)))
+                self._events.append(MessageRejected(source, "refused %s: %d" % (
+                    request.method, verdict), request))
             return
         if request.method == "ACK":
             self._events.append(RequestReceived(request, source, None))

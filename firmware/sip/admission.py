@@ -1,0 +1,175 @@
+"""Admission control: which requests the station lets in, sans-I/O (issue #9).
+
+A door station is a user agent (RFC 3261 §8.2), not a proxy or registrar, and it sits on a network
+for years. Before a request outside any transaction allocates state, it is screened here:
+
+1. Rate limits (token buckets): every new request costs one token from its source address's bucket
+   and one from a global bucket shared by all untrusted sources. Excess is dropped silently — an
+   answer would cost what the limit is there to save. The registrar (the one source trusted while
+   registered, docs/INTERFACE.md) has a bucket of its own, so a flood from elsewhere on the
+   network cannot starve real calls. The table of sources is bounded (least recently used
+   sources are forgotten first).
+2. Policy (`screen_request`), in order:
+   - a request with a To tag belongs to a dialog: the call layer answers it (481 if unknown);
+   - REGISTER is let through so the UA can answer 405 (§8.2.1: we are no registrar);
+   - while a registrar is configured, a request that did not come from it gets one uniform
+     stateless 403, whatever its method or user part, so extensions cannot be enumerated;
+     OPTIONS is still answered (§11);
+   - a Request-URI that is not ours (user part neither absent nor our username, or host none of
+     our addresses) gets 404 (§8.2.2.1): nothing is ever relayed.
+
+Public API
+    TokenBucket(rate, burst, now=0.0): take(now) -> bool
+    Admission(source_rate=20.0, source_burst=40.0, global_rate=100.0, global_burst=100.0,
+              registrar_rate=200.0, registrar_burst=400.0, max_sources=1024)
+        admit(host, trusted, now) -> bool; counters `admitted`, `dropped`; len() = sources kept
+    screen_request(request, trusted, registrar_configured, usernames, hosts) -> int | None
+        None: let the request in; else the status of a stateless rejection
+    is_ours(uri, usernames, hosts) -> bool
+        wildcard hosts ("0.0.0.0", "::") in `hosts` accept any IP literal host
+    Gate(is_trusted, registrar_configured, usernames, hosts, admission=None)
+        gate(request, source, now) -> ADMIT (None), DROP or a status: what the endpoint calls
+        for each request that matches no transaction; `source` is an endpoint Peer and
+        `is_trusted(source)` says whether it is the registrar
+"""
+
+from firmware.sip.errors import ParseError
+from firmware.sip.message import NameAddress
+
+ADMIT = None
+DROP = "drop"
+FORBIDDEN = 403
+NOT_FOUND = 404
+WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]")
+
+
+class TokenBucket:
+    """`rate` tokens per second up to `burst`; starts full."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate, burst, now=0.0):
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = now
+
+    def refill(self, now):
+        if now > self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def take(self, now):
+        self.refill(now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def __repr__(self):
+        return "<TokenBucket %.1f/%.0f at %.1f/s>" % (self.tokens, self.burst, self.rate)
+
+
+class Admission:
+    """Per-source and global token buckets for new transactions."""
+
+    def __init__(self, source_rate=20.0, source_burst=40.0, global_rate=100.0,
+                 global_burst=100.0, registrar_rate=200.0, registrar_burst=400.0,
+                 max_sources=1024):
+        self.source_rate = source_rate
+        self.source_burst = source_burst
+        self.max_sources = max_sources
+        self.global_bucket = TokenBucket(global_rate, global_burst)
+        self.registrar_bucket = TokenBucket(registrar_rate, registrar_burst)
+        self._sources = {}  # host → TokenBucket; insertion order = least recently used first
+        self.admitted = 0
+        self.dropped = 0
+
+    def __len__(self):
+        return len(self._sources)
+
+    def admit(self, host, trusted, now):
+        """May a new transaction from `host` start now? `trusted`: it came from the registrar."""
+        if trusted:
+            allowed = self.registrar_bucket.take(now)
+        else:
+            bucket = self._bucket(host, now)
+            # The source pays first: one noisy source must not drain the shared cap for others.
+            allowed = bucket.take(now) and self.global_bucket.take(now)
+        if allowed:
+            self.admitted += 1
+        else:
+            self.dropped += 1
+        return allowed
+
+    def _bucket(self, host, now):
+        bucket = self._sources.pop(host, None)
+        if bucket is None:
+            if len(self._sources) >= self.max_sources:
+                # Forget the least recently seen source: at worst it starts over with a full
+                # bucket, which the global cap still bounds.
+                del self._sources[next(iter(self._sources))]
+            bucket = TokenBucket(self.source_rate, self.source_burst, now)
+        self._sources[host] = bucket  # re-inserted: now the most recently used
+        return bucket
+
+
+def is_ours(uri, usernames, hosts):
+    """Is a Request-URI addressed to this station (RFC 3261 §8.2.2.1)?"""
+    if uri.scheme not in ("sip", "sips"):
+        return False
+    if uri.user is not None and uri.user not in usernames:
+        return False
+    host = uri.host.lower()
+    wanted = [h.lower() for h in hosts]
+    if host in wanted or host.strip("[]") in [h.strip("[]") for h in wanted]:
+        return True
+    wildcard = any(h in WILDCARD_HOSTS for h in wanted)
+    return wildcard and _is_ip_literal(host)
+
+
+def screen_request(request, trusted, registrar_configured, usernames, hosts):
+    """The policy for a new request (see the module docstring); ACKs are never answered, so the
+    caller drops an ACK that gets a status here."""
+    if _in_dialog(request):
+        return ADMIT
+    method = request.method
+    if method == "REGISTER":
+        return ADMIT
+    if registrar_configured and not trusted:
+        return ADMIT if method == "OPTIONS" else FORBIDDEN
+    if method == "OPTIONS" or is_ours(request.uri, usernames, hosts):
+        return ADMIT
+    return NOT_FOUND
+
+
+class Gate:
+    """The buckets and the policy together, as the endpoint's `screen` hook."""
+
+    def __init__(self, is_trusted, registrar_configured, usernames, hosts, admission=None):
+        self.is_trusted = is_trusted
+        self.registrar_configured = registrar_configured
+        self.usernames = usernames
+        self.hosts = hosts
+        self.admission = admission if admission is not None else Admission()
+
+    def __call__(self, request, source, now):
+        trusted = self.is_trusted(source)
+        if not self.admission.admit(source.host, trusted, now):
+            return DROP
+        return screen_request(request, trusted, self.registrar_configured, self.usernames,
+                              self.hosts)
+
+
+def _in_dialog(request):
+    try:
+        return NameAddress.parse(request.headers.get("To")).tag is not None
+    except (ParseError, TypeError, AttributeError):
+        return False
+
+
+def _is_ip_literal(host):
+    if host.startswith("[") and host.endswith("]"):
+        return True
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) <= 255 for p in parts)
