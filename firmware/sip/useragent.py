@@ -4,6 +4,8 @@ It ties the endpoint (transactions, transports) to the registration and to the c
 the UA-wide policy:
 - OPTIONS is answered 200 with Allow/Accept/Supported (§11.2);
 - REGISTER is refused with 405: the station is a UA, never a registrar (§8.2.1, issue #9);
+- admission (firmware/sip/admission.py): rate limits, a uniform 403 to anyone but the registrar
+  while one is configured, 404 for Request-URIs that are not ours, before any transaction;
 - routing (docs/INTERFACE.md): while a registrar is configured every request outside a dialog goes
   to it as outbound proxy;
 - trust: a request is trusted when it came from the registrar's address over the registration's
@@ -15,6 +17,7 @@ Requests we send carry a `context`: an object with `on_response(response, now)` 
 
 import os
 
+from firmware.sip import admission
 from firmware.sip import registration as reg
 from firmware.sip.endpoint import (
     Endpoint,
@@ -79,6 +82,10 @@ class UserAgent:
         self.registrar = settings.get("registrar")
         self.registration = None
         self.request_handler = None  # the call layer: handle_request(event, now) -> bool
+        self.endpoint.screen = admission.Gate(
+            self.from_registrar, self.registrar is not None,
+            usernames=(settings.get("username") or "door",),
+            hosts=(settings["host"], settings.get("domain") or settings["host"]))
         self._events = []
         if self.registrar is not None:
             self.registration = reg.Registration(
@@ -216,7 +223,7 @@ class UserAgent:
                 if event.context is not None:
                     event.context.on_failure(event.reason, now)
             elif isinstance(event, MessageRejected):
-                self._events.append(Rejected(event.source, event.reason))
+                self._events.append(Rejected(event.source, event.reason, event.request))
         if self.registration is not None:
             self._flush_registration(now)
 
