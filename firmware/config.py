@@ -175,11 +175,28 @@ def validate(doc):
     check.type("web.https", web["https"], (bool,), "true or false")
     if check.errors:
         raise ConfigError(check.errors)
-    if cfg["media"]["srtp_requires_tls"] is None:
-        cfg["media"]["srtp_requires_tls"] = cfg["media"]["srtp"] == "mandatory"
-    if not cfg["sip"]["domain"] and cfg["sip"]["registrar"]:
-        cfg["sip"]["domain"] = parse_host_port(cfg["sip"]["registrar"], 5060)[0]
     return cfg
+
+
+# Derived settings are computed where used, never stored: a later change of what they derive
+# from (the registrar, the SRTP mode) must not leave a stale copy behind.
+def effective_domain(cfg):
+    """The AOR domain: `[sip] domain`, else the registrar's host."""
+    sip = cfg["sip"]
+    if sip["domain"] or not sip["registrar"]:
+        return sip["domain"]
+    text = sip["registrar"]
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    return text.rpartition(":")[0] if text.count(":") == 1 else text
+
+
+def srtp_requires_tls(cfg):
+    """`[media] srtp_requires_tls`, defaulting to true exactly when SRTP is mandatory."""
+    media = cfg["media"]
+    if media["srtp_requires_tls"] is None:
+        return media["srtp"] == "mandatory"
+    return media["srtp_requires_tls"]
 
 
 def _check_listen(check, path, value):
@@ -288,6 +305,7 @@ def _check_door(check, door):
 
 def load(path):
     """Read and validate the config file; create it with defaults when missing."""
+    _remove_stale_temp_files(path)
     if not os.path.exists(path):
         save_atomic(path, defaults())
     try:
@@ -296,6 +314,21 @@ def load(path):
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError({"": f"{path} is not valid TOML: {exc}"}) from None
     return validate(doc)
+
+
+def _remove_stale_temp_files(path):
+    """A save killed mid-way leaves `path.tmp.<pid>`; the real file is intact, so drop them."""
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for entry in names:
+        if entry.startswith(name + ".tmp."):
+            try:
+                os.unlink(os.path.join(directory, entry))
+            except OSError:
+                pass
 
 
 def _to_toml(cfg):
@@ -351,6 +384,7 @@ def unredact(partial, current):
     if isinstance(door, dict) and isinstance(door.get("codes"), list):
         old = {c["caller"]: c["code"] for c in current["door"]["codes"]}
         for entry in door["codes"]:
-            if isinstance(entry, dict) and entry.get("code") == SECRET:
-                entry["code"] = old.get(entry.get("caller"), SECRET)
+            if isinstance(entry, dict) and entry.get("code") == SECRET and \
+                    isinstance(entry.get("caller"), str):
+                entry["code"] = old.get(entry["caller"], SECRET)
     return out

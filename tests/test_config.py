@@ -14,7 +14,8 @@ def test_defaults_validate_and_are_direct_ip_without_secrets():
     assert cfg["sip"]["password"] == ""
     assert cfg["answer"]["allow"] == []  # nobody is auto-answered until the owner says so
     assert cfg["door"]["codes"] == []
-    assert cfg["media"]["srtp_requires_tls"] is False
+    assert config.srtp_requires_tls(cfg) is False
+    assert config.srtp_requires_tls(config.validate({"media": {"srtp": "mandatory"}})) is True
 
 
 def test_each_bad_field_gets_its_own_message():
@@ -47,7 +48,10 @@ def test_partial_update_merges_over_current():
     current = config.validate({"sip": {"username": "door", "registrar": "127.0.0.1:5060"}})
     merged = config.validate(config.merge(current, {"sip": {"transport": "tcp"}}))
     assert merged["sip"]["username"] == "door" and merged["sip"]["transport"] == "tcp"
-    assert merged["sip"]["domain"] == "127.0.0.1"
+    assert config.effective_domain(merged) == "127.0.0.1"
+    # derived values are not frozen into the document: a new registrar moves the domain
+    moved = config.validate(config.merge(merged, {"sip": {"registrar": "[::1]:5060"}}))
+    assert config.effective_domain(moved) == "::1"
 
 
 def test_load_creates_defaults_with_private_mode(tmp_path):
@@ -89,3 +93,17 @@ def test_secrets_are_redacted_and_restored():
     back = config.unredact({"sip": shown["sip"], "door": shown["door"]}, cfg)
     assert back["sip"]["password"] == "hunter2"
     assert back["door"]["codes"][0]["code"] == "4711"
+
+
+def test_unredact_survives_odd_callers():
+    cfg = config.validate({})
+    out = config.unredact({"door": {"codes": [{"caller": ["x"], "code": config.SECRET}]}}, cfg)
+    assert out["door"]["codes"][0]["code"] == config.SECRET
+
+
+def test_stale_temp_files_are_removed_on_load(tmp_path):
+    path = tmp_path / "config.toml"
+    config.load(str(path))
+    (tmp_path / "config.toml.tmp.4242").write_text("half a conf")
+    config.load(str(path))
+    assert not (tmp_path / "config.toml.tmp.4242").exists()

@@ -78,7 +78,8 @@ class Station:
         settings = {
             "host": host, "port": port, "transport": sip["transport"],
             "username": sip["username"] or "door", "password": sip["password"],
-            "domain": sip["domain"] or host, "display_name": sip["display_name"],
+            "domain": configuration.effective_domain(self.cfg) or host,
+            "display_name": sip["display_name"],
             "expires": sip["expires"], "registrar": registrar,
             "registrar_hostport": sip["registrar"],
         }
@@ -288,7 +289,9 @@ class Station:
 
     def _new_media(self, call_id, secure):
         on_beat = (lambda: self.health.beat("audio")) if self.health is not None else None
-        return MediaStream(call_id, self.cfg["media"], self.ports.host, self.ports,
+        media_cfg = dict(self.cfg["media"],
+                         srtp_requires_tls=configuration.srtp_requires_tls(self.cfg))
+        return MediaStream(call_id, media_cfg, self.ports.host, self.ports,
                            self.board.audio if self.board is not None else None, self.loop,
                            self._on_digit, signalling_secure=secure, on_beat=on_beat)
 
