@@ -17,6 +17,9 @@ This is the shell around the sans-I/O core: it moves bytes, frames streams with
   there is never a fallback to a plain transport.
 - Bounded: at most MAX_CONNECTIONS flows, accepted ones included; a connection that does not
   finish its TLS handshake or stays idle too long is closed.
+- UDP to a host name (a Via sent-by, a Contact) is resolved with the loop's getaddrinfo
+  first: a plain `sendto` would resolve it synchronously and stall the whole event loop for
+  as long as an unreachable DNS server takes to time out.
 - After `close()` nothing is sent and no flow failure is reported: the flows closing then are
   our own doing, and must not start a re-registration during shutdown.
 
@@ -27,8 +30,10 @@ port, stream=True)`; `local_port()`; `send(data, peer)`; `close()`;
 
 import asyncio
 import logging
+import socket
 import ssl
 
+from firmware.runtime.resolver import is_numeric
 from firmware.sip.endpoint import Peer
 from firmware.sip.errors import ParseError
 from firmware.sip.message import KEEPALIVE_PING, KEEPALIVE_PONG, StreamReader
@@ -159,6 +164,7 @@ class Transports:
         self.servers = []
         self._next_id = 0
         self._keepalive_task = None
+        self._lookups = set()  # tasks resolving UDP destinations
         self.closed = False
 
     def next_flow_id(self):
@@ -189,14 +195,34 @@ class Transports:
         if self.closed:
             return
         if peer.transport == "udp":
-            if self.udp is not None:
-                self.udp.sendto(data, (peer.host, peer.port))
+            if self.udp is None:
+                return
+            host = peer.host.strip("[]")
+            if is_numeric(host):
+                self.udp.sendto(data, (host, peer.port))
+            else:
+                task = asyncio.create_task(self._send_resolved(data, host, peer.port))
+                self._lookups.add(task)
+                task.add_done_callback(self._lookups.discard)
             return
         flow = self.flows.get(peer.flow) if peer.flow else None
         if flow is None or flow.closed:
             flow = self._find_flow(peer) or self._open_flow(peer)
         if flow is not None:
             flow.send(data)
+
+    async def _send_resolved(self, data, host, port):
+        loop = asyncio.get_running_loop()
+        family = self.udp.get_extra_info("socket").family
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM),
+                CONNECT_TIMEOUT)
+        except (TimeoutError, OSError) as exc:
+            log.warning("udp: cannot resolve %s: %s", host, exc)
+            return
+        if infos and not self.closed:
+            self.udp.sendto(data, infos[0][4][:2])
 
     def _find_flow(self, peer):
         for flow in self.flows.values():
@@ -261,6 +287,8 @@ class Transports:
         self.closed = True
         if self._keepalive_task:
             self._keepalive_task.cancel()
+        for task in list(self._lookups):
+            task.cancel()
         for flow in list(self.flows.values()):
             if flow.transport is not None:
                 flow.transport.close()

@@ -129,6 +129,29 @@ def test_udp_send_and_receive():
     run(scenario())
 
 
+def test_udp_to_a_host_name_is_resolved_without_blocking():
+    async def scenario():
+        a, b = Recorder(), Recorder()
+        port_b = free_port()
+        ta, tb = a.transports(), b.transports()
+        await ta.listen(HOST, free_port())
+        await tb.listen(HOST, port_b)
+        try:
+            ta.send(b"first", Peer("udp", "localhost", port_b))  # via getaddrinfo, off-loop
+            ta.send(b"second", Peer("udp", "no-such-host.invalid", port_b))
+            ta.send(b"third", Peer("udp", HOST, port_b))
+            got = [(await asyncio.wait_for(b.received.get(), WAIT))[0] for _ in range(2)]
+            # The numeric destination did not wait behind the name lookups.
+            assert got[0] == b"third" and got[1] == b"first"
+            await asyncio.sleep(0.2)
+            assert b.received.empty()
+        finally:
+            ta.close()
+            tb.close()
+
+    run(scenario())
+
+
 def test_tcp_outbound_connection_is_reused_and_carries_requests_back():
     async def scenario():
         recorder = Recorder()
