@@ -131,7 +131,9 @@ class DoorlineUA:
     def _web_up(self):
         try:
             self.request("GET", "/api/status", auth=False, timeout=0.5)
-        except (OSError, BenchError):
+        except BenchError:
+            return True  # an HTTP answer, even a refusal before set-up, means it is serving
+        except OSError:
             return False
         return True
 
@@ -153,7 +155,7 @@ class DoorlineUA:
             raise BenchError(f"{method} {path}: HTTP {error.code} {text}") from None
 
     def status(self):
-        return self.request("GET", "/api/status", auth=False)
+        return self.request("GET", "/api/status")
 
     def press(self, press_ms=100):
         return self.request("POST", "/api/sim/button/call", {"press_ms": press_ms})

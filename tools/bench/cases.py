@@ -16,8 +16,6 @@ from tools.bench import rtpsender, stats, wire
 from tools.bench.agents import BenchError, cpu_seconds, memory_kb
 
 SIPP_USER = "sipp"  # From user of tests/peers/sipp.py scenarios
-CALL_WARMUP_S = 1.0
-IDLE_SETTLE_S = 1.0
 CODEC_FRAME = 160
 
 
@@ -53,17 +51,17 @@ def steady_call(bench, kind, srtp):
     out = {"peer": peer.user}
     try:
         ua.wait_ready(10)
-        time.sleep(IDLE_SETTLE_S)
+        time.sleep(bench.params["settle_s"])
         idle = memory_kb(ua.pid)
         out["idle_rss_kb"], out["idle_hwm_kb"] = idle["VmRSS"], idle["VmHWM"]
         capture_s = bench.params["rtp_s"] if srtp == "off" else 0
-        duration = max(CALL_WARMUP_S + bench.params["cpu_s"], capture_s)
+        duration = max(bench.params["warmup_s"] + bench.params["cpu_s"], capture_s)
         pcap = bench.workdir / f"rtp-{kind}-{srtp}.pcap"
         with LiveCapture(pcap, expression=f"udp and src portrange {low}-{low + 19}"):
             ua.call(f"sip:{peer.user}@127.0.0.1:{bench.kamailio.udp_port}")
             ua.wait_established(10)
             began = time.monotonic()
-            time.sleep(CALL_WARMUP_S)
+            time.sleep(bench.params["warmup_s"])
             cpu_before, peer_before = cpu_seconds(ua.pid), cpu_seconds(peer.pid)
             wall_before = time.monotonic()
             time.sleep(bench.params["cpu_s"])
@@ -260,7 +258,7 @@ def _receive_under_loss(bench, kind):
         out["stats"] = last
     else:
         out["concealed"] = None
-        out["concealed_note"] = "baresip exposes no concealment counter (plc.so loaded)"
+        out["na"] = "baresip exposes no concealment counter (its plc.so is loaded)"
     return out
 
 

@@ -30,11 +30,11 @@ from tools.bench.svg import interval_histogram_svg
 
 MODES = {
     "full": {"cpu_s": 40, "rtp_s": 60, "invite_calls": 200, "button_presses": 20,
-             "register_runs": 5, "loss_s": 20, "codec_s": 2.0},
+             "register_runs": 5, "loss_s": 20, "codec_s": 2.0, "settle_s": 1.0, "warmup_s": 1.0},
     "quick": {"cpu_s": 8, "rtp_s": 10, "invite_calls": 30, "button_presses": 8,
-              "register_runs": 2, "loss_s": 6, "codec_s": 0.5},
+              "register_runs": 2, "loss_s": 6, "codec_s": 0.5, "settle_s": 1.0, "warmup_s": 1.0},
     "smoke": {"cpu_s": 1, "rtp_s": 2, "invite_calls": 3, "button_presses": 2,
-              "register_runs": 1, "loss_s": 2, "codec_s": 0.1},
+              "register_runs": 1, "loss_s": 2, "codec_s": 0.1, "settle_s": 0.2, "warmup_s": 0.3},
 }
 CASES = ("codec", "start_registered", "calls", "invite_200", "button_invite", "receive_loss")
 USERS = {"door": DOOR_PASSWORD, "door2": "door2-secret", "flat1": "flat1-secret",

@@ -93,7 +93,7 @@ def figures(results):
         for side in ("doorline", "baresip"):
             value = _get(results.get("cases", {}), case, side, *path)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                values[side] = transform(value) if transform else float(value)
+                values[side] = transform(value) if transform else value
                 row[side] = values[side]
             else:
                 values[side] = None
@@ -111,7 +111,7 @@ def _cell(value):
     if isinstance(value, float):
         if value == 0 or abs(value) >= 100:
             return f"{value:.0f}"
-        return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+        return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
     return str(value).replace("|", "/").replace("\n", " ")[:160]
 
 

@@ -1,0 +1,122 @@
+"""`make bench` must not rot (issue 7): the harness's analysis on known inputs, and one run of
+every case in smoke mode (seconds) that must produce numbers for both UAs. The values of a
+smoke run mean nothing (1-2 s windows) and are not checked."""
+
+import json
+import math
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+
+from tests.peers.capture import Packet
+from tests.peers.process import MissingBinary, require_binary
+from tools.bench import report, stats
+from tools.bench.harness import CASES, Bench
+from tools.bench.rtpsender import impaired_schedule
+from tools.bench.svg import interval_histogram_svg
+
+
+def _rtp(ts, seq, timestamp, port=4000, ssrc=1, pt=0):
+    header = bytes([0x80, pt]) + seq.to_bytes(2, "big") + timestamp.to_bytes(4, "big") \
+        + ssrc.to_bytes(4, "big")
+    return Packet(ts, ("127.0.0.1", port), ("127.0.0.1", 5000), header + bytes(160))
+
+
+def test_percentiles_interpolate_between_ranks():
+    assert stats.percentile([1, 2, 3, 4], 50) == 2.5
+    assert stats.percentile([5], 99) == 5
+    assert stats.percentile([], 50) is None
+    assert stats.summary(range(101))["p99"] == 99
+
+
+def test_drift_of_a_fast_clock_and_a_wrapping_timestamp():
+    # 20 ms of capture time per packet but 161 samples of RTP time: 1/160 fast = 375 ms/min.
+    start = 0xFFFFFFFF - 5000  # wraps within the stream
+    stream = [(i * 0.02, (start + i * 161) & 0xFFFFFFFF, i) for i in range(500)]
+    assert stats.timestamp_drift_ms_per_min(stream) == pytest.approx(375.0, rel=1e-6)
+    exact = [(i * 0.02, (start + i * 160) & 0xFFFFFFFF, i) for i in range(500)]
+    assert abs(stats.timestamp_drift_ms_per_min(exact)) < 1e-6
+
+
+def test_rtp_stream_picks_the_busiest_audio_stream_and_intervals_skip_warm_up():
+    packets = [_rtp(1.0 + i * 0.02, i, i * 160) for i in range(200)]
+    packets += [_rtp(1.0 + i * 0.02, i, i * 160, port=4002, ssrc=9) for i in range(10)]
+    packets += [_rtp(1.0 + i * 0.02, i, i * 160, port=4000, pt=101) for i in range(300)]
+    stream = stats.rtp_stream(packets)
+    assert len(stream) == 200
+    intervals = stats.send_intervals(stream, skip_seconds=1.0)
+    assert len(intervals) == 149
+    figures = stats.interval_figures(intervals)
+    assert figures["p50_ms"] == pytest.approx(20.0)
+    assert figures["max_deviation_ms"] < 1e-6
+
+
+def test_silence_gaps_finds_the_longest_dropout_inside_the_signal():
+    rate = 8000
+    tone = [0.5 * math.sin(2 * math.pi * 1000 * n / rate) for n in range(rate)]
+    samples = [0.0] * 800 + tone[:4000] + [0.0] * 560 + tone[4000:] + [0.0] * 800
+    result = stats.silence_gaps(samples, rate)
+    assert result["longest_gap_ms"] == pytest.approx(70.0, abs=5.0)
+    assert result["gaps_over_60ms"] == 1
+    assert stats.silence_gaps(tone, rate)["longest_gap_ms"] == 0
+
+
+def test_impaired_schedule_is_seeded_lossy_and_reordered():
+    plan = impaired_schedule(20, loss=0.05, jitter_ms=60, seed=7)
+    assert plan == impaired_schedule(20, loss=0.05, jitter_ms=60, seed=7)
+    assert 900 <= len(plan) <= 990
+    sequence = [int.from_bytes(packet[2:4], "big") for _, packet in plan]
+    assert sequence != sorted(sequence, key=lambda s: (s - sequence[0]) & 0xFFFF)
+    assert all(0 <= offset < 20.06 for offset, _ in plan)
+
+
+def test_report_judges_goals_and_keeps_errors():
+    results = {"cases": {
+        "calls": {"doorline": {"off": {"cpu_percent": 3.0, "idle_rss_kb": 50 * 1024},
+                               "mandatory": {"error": "BenchError: no call"}},
+                  "baresip": {"off": {"cpu_percent": 2.0, "idle_rss_kb": 8 * 1024}}},
+        "codec": {"doorline": {"pcmu": {"frames_per_cpu_s": 2500.0}},
+                  "baresip": {"na": "not measurable"}},
+    }}
+    rows = {row["figure"]: row for row in report.figures(results)}
+    cpu = rows["CPU share, G.711 call, SRTP off"]
+    assert cpu["ratio"] == pytest.approx(1.5) and cpu["met"] is False
+    srtp = rows["CPU share, G.711 call, SRTP mandatory"]
+    assert srtp["doorline"] == "error: BenchError: no call" and srtp["met"] is False
+    assert rows["RSS idle, registered"]["met"] is False
+    codec = rows["G.711 encode+decode, 160-sample frames (PCMU)"]
+    assert codec["met"] is True and codec["baresip"].startswith("n/a")
+    assert "| **no** |" in report.markdown({"figures": list(rows.values())})
+
+
+def test_plot_is_well_formed_svg_with_both_series():
+    text = interval_histogram_svg([("doorline", [19.9, 20.0, 20.1, 35.0]), ("baresip", [])])
+    root = ElementTree.fromstring(text)
+    assert root.tag.endswith("svg")
+    assert "doorline: n=4" in text and "baresip: no data" in text
+
+
+@pytest.mark.peers
+@pytest.mark.slow
+def test_smoke_run_measures_every_case(tmp_path):
+    for binary in ("kamailio", "baresip", "sipp", "tcpdump"):
+        try:
+            require_binary(binary)
+        except MissingBinary as missing:
+            pytest.skip(str(missing))
+    out = tmp_path / "bench"
+    results = Bench(out, mode="smoke").run()
+    assert json.loads((out / "results.json").read_text())["meta"]["mode"] == "smoke"
+    assert (out / "results.md").read_text().count("\n| ") == len(report.ROWS) + 1
+    ElementTree.fromstring((out / "rtp_interval.svg").read_text())
+    assert set(results["cases"]) == set(CASES)
+    assert results["errors"] == [], json.dumps(results["errors"], indent=1)[:4000]
+    not_applicable = {("button press → INVITE on the wire, median", "baresip"),
+                      ("G.711 encode+decode, 160-sample frames (PCMU)", "baresip"),
+                      ("5 % loss + 60 ms jitter: concealed frames", "baresip")}
+    for row in results["figures"]:
+        for side in ("doorline", "baresip"):
+            if (row["figure"], side) in not_applicable:
+                assert str(row[side]).startswith("n/a"), row
+            else:
+                assert isinstance(row[side], (int, float)), row
