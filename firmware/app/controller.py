@@ -512,7 +512,7 @@ class Controller:
                 ip = literal_ip(key.rpartition("@")[2])
                 if ip is not None:
                     self._trusted_ips.add(ip)
-        self._codes = [(caller_key(c["caller"]), c["caller"], c["code"])
+        self._codes = [(caller_key(c["caller"]), c["caller"], doorcodes.StoredCode.from_entry(c))
                        for c in cfg["door"]["codes"]]
         self._lockouts.configure(cfg["door"]["max_failures"], cfg["door"]["lockout_s"])
 

@@ -14,16 +14,40 @@ lockout of that key up to MAX_LOCKOUT_S. Success resets the key's count and its 
 Keys come only from trusted calls (a configured code owner, the registrar or an allowed address),
 so the tables stay small.
 
+Stored codes (`StoredCode`, issue #9): the config keeps a code as a salted hash,
+"pbkdf2_sha256$<iterations>$<salt-hex>$<hash-hex>" (PBKDF2-HMAC-SHA256, RFC 8018 §5.2, one
+32-byte block), with its `length` (the number of digits) beside it. The length is no secret worth
+keeping: someone cracking the hash tries short codes first anyway, so knowing it saves them at most
+a tenth of the work; it lets each typed digit cost one hash per code of that length instead of one
+per possible length. Verification uses `hashlib.pbkdf2_hmac` where it exists (CPython) and a
+portable PBKDF2 built on `hashlib.sha256` otherwise (MicroPython has no pbkdf2_hmac); both give the
+same bytes. The final comparison is constant-time. Clear codes (`code`, as typed into the page and
+before the config is saved) are still accepted.
+
 Public API
     enter_digit(buffer, digit, codes) -> (buffer, outcome, caller)
-        codes: list of (caller_key, code); outcome TYPING, CLEARED, OPENED (caller = whose code
-        matched) or FAILED.
+        codes: list of (caller_key, code), code a StoredCode or a clear digit string; outcome
+        TYPING, CLEARED, OPENED (caller = whose code matched) or FAILED.
+    StoredCode.from_entry({"code"} or {"code_hash", "length"}) -> StoredCode; .length,
+        .matches(digits) -> bool
+    hash_code(code, salt, iterations) -> the "pbkdf2_sha256$..." string
+    pbkdf2_sha256(secret, salt, iterations) -> 32 bytes; portable_pbkdf2_sha256(...) the same
+        without hashlib.pbkdf2_hmac
     Lockouts(max_failures, lockout_s): configure(max_failures, lockout_s), locked(key, now),
         failure(key, now) -> lockout seconds when this failure starts a lockout else None,
         reset(key), expire(now), next_expiry(), active() -> [{"kind", "subject", "until"}].
 """
 
+import hashlib
+
 from firmware.app.callers import constant_time_equal
+
+try:
+    from hashlib import pbkdf2_hmac
+except ImportError:  # MicroPython
+    pbkdf2_hmac = None
+
+HASH_SCHEME = "pbkdf2_sha256"
 
 MAX_LOCKOUT_S = 86400
 MAX_LEVEL = 20  # 2 ** 20 * lockout_s exceeds MAX_LOCKOUT_S for any lockout_s >= 1
@@ -40,12 +64,75 @@ def enter_digit(buffer, digit, codes):
     if digit == "#":
         return "", FAILED if buffer else TYPING, None
     buffer += digit
+    codes = [(caller, _stored(code)) for caller, code in codes]
     for caller, code in codes:
-        if len(buffer) >= len(code) and constant_time_equal(buffer[-len(code):], code):
+        if len(buffer) >= code.length and code.matches(buffer[-code.length:]):
             return "", OPENED, caller
-    if len(buffer) >= max(len(code) for _, code in codes):
+    if len(buffer) >= max(code.length for _, code in codes):
         return "", FAILED, None
     return buffer, TYPING, None
+
+
+class StoredCode:
+    """One configured code: clear digits, or a PBKDF2 hash with the code's length."""
+
+    __slots__ = ("length", "clear", "hashed")
+
+    def __init__(self, length, clear=None, hashed=None):
+        self.length = length
+        self.clear = clear
+        self.hashed = hashed
+
+    @classmethod
+    def from_entry(cls, entry):
+        if entry.get("code_hash"):
+            return cls(int(entry["length"]), hashed=entry["code_hash"])
+        return cls(len(entry["code"]), clear=entry["code"])
+
+    def matches(self, digits):
+        if self.hashed is None:
+            return constant_time_equal(digits, self.clear)
+        if len(digits) != self.length:
+            return False
+        scheme, iterations, salt, _ = self.hashed.split("$")
+        candidate = hash_code(digits, bytes.fromhex(salt), int(iterations))
+        return scheme == HASH_SCHEME and constant_time_equal(candidate, self.hashed)
+
+    def __repr__(self):
+        return "<StoredCode %d digits %s>" % (self.length, "hashed" if self.hashed else "clear")
+
+
+def _stored(code):
+    return code if isinstance(code, StoredCode) else StoredCode(len(code), clear=code)
+
+
+def hash_code(code, salt, iterations):
+    digest = pbkdf2_sha256(code.encode(), salt, iterations)
+    return "%s$%d$%s$%s" % (HASH_SCHEME, iterations, salt.hex(), digest.hex())
+
+
+def pbkdf2_sha256(secret, salt, iterations):
+    if pbkdf2_hmac is not None:
+        return pbkdf2_hmac("sha256", secret, salt, iterations)
+    return portable_pbkdf2_sha256(secret, salt, iterations)
+
+
+def portable_pbkdf2_sha256(secret, salt, iterations):
+    """PBKDF2-HMAC-SHA256 (RFC 8018 §5.2, HMAC per RFC 2104) for one 32-byte block."""
+    key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
+    key = key + bytes(64 - len(key))
+    inner = bytes(b ^ 0x36 for b in key)
+    outer = bytes(b ^ 0x5C for b in key)
+
+    def mac(message):
+        return hashlib.sha256(outer + hashlib.sha256(inner + message).digest()).digest()
+
+    block = mac(salt + b"\x00\x00\x00\x01")
+    total = int.from_bytes(block, "big")
+    for _ in range(iterations - 1):
+        block = mac(block)
+        total ^= int.from_bytes(block, "big")
+    return total.to_bytes(32, "big")
 
 
 class Lockouts:
