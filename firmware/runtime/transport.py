@@ -15,8 +15,12 @@ This is the shell around the sans-I/O core: it moves bytes, frames streams with
   A flow that dies is reported through `on_flow_failed` so registration recovers at once.
 - TLS: TLS 1.2 or newer, certificate and host name verified against the configured CA (RFC 5922);
   there is never a fallback to a plain transport.
-- Bounded: at most MAX_CONNECTIONS flows, accepted ones included; a connection that does not
-  finish its TLS handshake or stays idle too long is closed.
+- Bounded (issue #9): at most MAX_CONNECTIONS flows, accepted ones included, and
+  MAX_CONNECTIONS_PER_SOURCE from one address; an accepted connection that has not delivered a
+  whole message within FIRST_MESSAGE_TIMEOUT (a half-open connection, a stalled handshake, bytes
+  that never frame) or stays idle for IDLE_TIMEOUT is closed.
+- An exception in the receive handler is caught here and logged at most once per
+  ERROR_LOG_INTERVAL per source address (so is a refused connection); the station keeps running.
 - UDP to a host name (a Via sent-by, a Contact) is resolved with the loop's getaddrinfo
   first: a plain `sendto` would resolve it synchronously and stall the whole event loop for
   as long as an unreachable DNS server takes to time out.
@@ -45,7 +49,11 @@ KEEPALIVE_TIMEOUT = 10.0  # RFC 5626 §4.4.1: a pong must come within 10 s
 KEEPALIVE_TICK = 1.0  # how often flows are checked for idleness and missing pongs
 CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 300.0  # an accepted flow with no traffic at all is dropped
+FIRST_MESSAGE_TIMEOUT = 10.0  # an accepted flow must carry a whole message (or ping) by then
 MAX_CONNECTIONS = 64
+MAX_CONNECTIONS_PER_SOURCE = 8  # one address cannot take every slot with half-open connections
+ERROR_LOG_INTERVAL = 10.0  # per source address: one log line about its trouble this often
+MAX_ERROR_SOURCES = 256
 MAX_QUEUED = 64 * 1024  # bytes buffered towards one connection that is still opening
 
 
@@ -73,15 +81,21 @@ class _Flow(asyncio.Protocol):
         self.flow_id = manager.next_flow_id()
         self.pong_deadline = None
         self.last_activity = asyncio.get_running_loop().time()
+        self.opened_at = self.last_activity
+        self.messages = 0  # whole messages and keep-alives received
         self.closed = False
 
     def connection_made(self, transport):
         self.transport = transport
         if self.remote is None:
             self.remote = transport.get_extra_info("peername")[:2]
-            if len(self.manager.flows) >= MAX_CONNECTIONS or self.manager.closed:
-                log.warning("refusing a %s connection from %s:%s: too many connections",
-                            self.name, *self.remote)
+            same_source = sum(1 for f in self.manager.flows.values()
+                              if f.remote and f.remote[0] == self.remote[0])
+            if len(self.manager.flows) >= MAX_CONNECTIONS or self.manager.closed or \
+                    same_source >= MAX_CONNECTIONS_PER_SOURCE:
+                if self.manager.may_log(self.remote[0]):
+                    log.warning("refusing a %s connection from %s:%s: too many connections",
+                                self.name, *self.remote)
                 self.closed = True
                 transport.abort()
                 return
@@ -96,6 +110,7 @@ class _Flow(asyncio.Protocol):
         self.last_activity = asyncio.get_running_loop().time()
         peer = self.peer()
         for item in self.reader.feed(data):
+            self.messages += 1
             if item is KEEPALIVE_PING:
                 self.transport.write(b"\r\n")
             elif item is KEEPALIVE_PONG:
@@ -163,6 +178,7 @@ class Transports:
         self.udp = None
         self.servers = []
         self._next_id = 0
+        self._logged_at = {}  # source host → when we last logged about it
         self._keepalive_task = None
         self._lookups = set()  # tasks resolving UDP destinations
         self.closed = False
@@ -189,7 +205,19 @@ class Transports:
         try:
             self.on_receive(item, peer)
         except Exception:  # a bug in a handler must not take the transport down (issue #9)
-            log.exception("error while handling a message from %s:%s", peer.host, peer.port)
+            if self.may_log(peer.host):
+                log.exception("error while handling a message from %s:%s", peer.host, peer.port)
+
+    def may_log(self, host):
+        """Rate limit for log lines about one source address (floods must not flood the log)."""
+        now = asyncio.get_running_loop().time()
+        last = self._logged_at.get(host)
+        if last is not None and now - last < ERROR_LOG_INTERVAL:
+            return False
+        if len(self._logged_at) >= MAX_ERROR_SOURCES:
+            self._logged_at.clear()
+        self._logged_at[host] = now
+        return True
 
     def send(self, data, peer):
         if self.closed:
@@ -276,6 +304,8 @@ class Transports:
                 if not flow.outbound:
                     if idle > IDLE_TIMEOUT:
                         flow.close("idle")
+                    elif flow.messages == 0 and now - flow.opened_at > FIRST_MESSAGE_TIMEOUT:
+                        flow.close("no message within %.0f s" % FIRST_MESSAGE_TIMEOUT)
                 elif flow.pong_deadline is not None and now > flow.pong_deadline:
                     flow.close("no keep-alive pong")
                 elif idle > KEEPALIVE_INTERVAL and flow.pong_deadline is None:
