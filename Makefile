@@ -7,7 +7,7 @@ BOARD  ?= pc-sim
 STATE  ?= state
 CONFIG ?= $(STATE)/config.toml
 
-.PHONY: run test lint peers venv clean
+.PHONY: run test lint peers venv clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 test: peers $(STAMP) lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Doorline side by side with baresip (docs/BENCH.md); QUICK=1 for the < 2 minute version.
+bench: peers $(STAMP)
+	tools/bench/run $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
