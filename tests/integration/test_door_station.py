@@ -363,6 +363,8 @@ def test_allowed_caller_is_auto_answered_and_code_opens_door(
         assert "open" in states, f"/api/status never showed the relay open: {states}" \
                                  f"{station.describe()}"
         assert states[-1] == "closed", f"the relay did not close after the pulse: {states}"
+        print(f"relay in /api/status after door_open: {states.count('open')} samples open, "
+              f"then closed (pulse_ms {PULSE_MS})")
     else:
         print("web API not served: relay observed through the door_open event only")
     assert not station.events("code_failed"), station.describe()

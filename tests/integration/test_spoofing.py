@@ -9,7 +9,9 @@ dialog the station's responses set up, and RFC 4733 telephone-events sprayed at 
 station's (small) RTP range as well as at any port an SDP of the station names.
 
 Expected: never a 200 for the INVITE (a 403, or only ringing), a `caller_rejected` event naming
-the packet's real source address, and no `door_open` event; the relay stays closed.
+the packet's real source address, and no `door_open` event; the relay stays closed. As a
+control, the real concierge calling through Kamailio right afterwards is answered and opens the
+door (so a station that rejects everyone, or that a stranger can lock out, fails this test).
 The `forged_via` variant also forges the top Via and a Record-Route naming the registrar: trust
 must come from where the packet came from, not from what its headers claim.
 """
@@ -24,9 +26,14 @@ import pytest
 from tests.integration.test_door_station import (  # noqa: F401  (door_station is a fixture)
     CONCIERGE,
     DOOR_CODE,
+    PHONE_HZ,
     door_station,
+    phone_calls_station,
+    send_code,
+    wait_established,
 )
 from tests.peers.capture import dtmf_packets
+from tests.peers.fixtures import CONCIERGE_USER
 from tests.peers.process import free_port
 
 pytestmark = pytest.mark.peers
@@ -192,7 +199,7 @@ def _rtp_ports(station):
 
 @pytest.mark.parametrize("variant", ["plain", "forged_via"])
 def test_spoofed_concierge_sent_straight_to_the_station_is_neither_answered_nor_opens_door(
-        kamailio, door_station, variant):  # noqa: F811 (the fixture imported above)
+        kamailio, baresip_factory, door_station, variant):  # noqa: F811 (imported fixture)
     station = door_station()  # registered at Kamailio (DoorStation.start waits for it)
     station.wait_api(3.0)
     forged_via = ("127.0.0.1", kamailio.udp_port) if variant == "forged_via" else None
@@ -245,4 +252,15 @@ def test_spoofed_concierge_sent_straight_to_the_station_is_neither_answered_nor_
     assert f"127.0.0.1:{stranger.port}" in json.dumps(rejected[0]), (
         f"caller_rejected does not name the source 127.0.0.1:{stranger.port}: {rejected[0]}")
     assert "concierge" in json.dumps(rejected[0]), rejected[0]
+
+    # Control: the real concierge, through the registrar, is answered and opens the door; the
+    # stranger's attempts neither broke the station nor locked the concierge out.
+    concierge = baresip_factory(CONCIERGE_USER, registrar=kamailio, tone_hz=PHONE_HZ)
+    concierge.wait_registered(5)
+    mark = station.event_count()
+    since = phone_calls_station(concierge, kamailio)
+    wait_established(concierge, station, since)
+    played = send_code(concierge, DOOR_CODE)
+    station.wait_event("door_open", played + 2.0, since=mark)
+    concierge.hangup()
     station.check_event_ids()
