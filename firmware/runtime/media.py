@@ -34,6 +34,8 @@ FRAME_BYTES = 320
 SILENCE = bytes(FRAME_BYTES)
 MAX_DATAGRAMS_PER_WAKE = 64  # bounded work per wake-up, whatever arrives
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP, RFC 3550 §4) to 1970
+MEDIA_THREAD_RT_PRIORITY = 10  # see _raise_priority
+MEDIA_THREAD_NICE = -10
 CAPTURE_QUEUE_FRAMES = 5  # paced capture (ALSA): at most 100 ms queued, oldest dropped
 
 
@@ -218,6 +220,7 @@ class MediaStream:
         self.dtmf.receive(packet.timestamp, packet.sequence, packet.marker, packet.payload, now)
 
     def _run(self):
+        _raise_priority()
         stream = self.audio.open(rate=8000, frame_ms=20) if self.audio is not None else None
         capture = None
         if stream is not None and getattr(self.audio, "paced", False):
@@ -325,6 +328,25 @@ class MediaStream:
     def _digit(self, digit):
         log.info("call %s: DTMF digit %s received", self.call_id, digit)
         self.loop.call_soon_threadsafe(self.on_digit, self.call_id, digit)
+
+
+def _raise_priority():
+    """Ask the scheduler to run this thread as soon as it wakes, so a busy neighbour does not
+    delay packets: SCHED_FIFO at a low real-time priority (measured on 2 cores next to a busy
+    loop: send-interval p99 20.2 ms instead of 23 ms; a nice value alone did not help), else a
+    lower nice value. Both need root or CAP_SYS_NICE (systemd: AmbientCapabilities=); without
+    them the thread keeps the default priority and works, with more send jitter under load.
+    The loop blocks in select() between deadlines and uses a few % of a core, and the kernel's
+    real-time throttling (sched_rt_runtime_us) bounds the damage of a bug that would spin."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(MEDIA_THREAD_RT_PRIORITY))
+        return
+    except (AttributeError, OSError) as exc:
+        log.debug("media thread: no real-time priority: %s", exc)
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MEDIA_THREAD_NICE)
+    except (AttributeError, OSError) as exc:
+        log.debug("media thread keeps the default priority: %s", exc)
 
 
 def _is_rtcp(data):
