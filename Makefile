@@ -35,3 +35,9 @@ bench: peers $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# Every hypothesis test (SIP, SDP, RTP/RTCP/RFC 4733 parsers, config validator) with many cases:
+# FUZZ_EXAMPLES per test (default 20000). See tests/hardening/fuzz.py.
+fuzz: $(STAMP)
+	$(PY) -m pytest -q -p tests.hardening.fuzz -m "not peers" --hypothesis-show-statistics \
+		tests/sip tests/sdp tests/rtp tests/hardening $(PYTEST_ARGS)
