@@ -7,7 +7,7 @@ BOARD  ?= pc-sim
 STATE  ?= state
 CONFIG ?= $(STATE)/config.toml
 
-.PHONY: run test lint peers venv clean bench
+.PHONY: run test lint peers venv clean bench fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
