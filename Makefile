@@ -41,3 +41,12 @@ clean:
 fuzz: $(STAMP)
 	$(PY) -m pytest -q -p tests.hardening.fuzz -m "not peers" --hypothesis-show-statistics \
 		tests/sip tests/sdp tests/rtp tests/hardening $(PYTEST_ARGS)
+
+# On a Raspberry Pi: `sudo make install [BOARD=rpi4]`; `make install DESTDIR=/tmp/tree` stages
+# the files only. BOARD/DESTDIR/PURGE given on the command line reach the script's environment.
+.PHONY: install uninstall test-micropython image
+install:
+	tools/install/install.sh
+
+uninstall:
+	tools/install/install.sh --uninstall

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Installs (or with --uninstall removes) Doorline as a systemd service on Raspberry Pi OS.
+#
+#   tools/install/install.sh [--uninstall]
+#
+# Environment:
+#   BOARD=rpi4        board file name in boards/ (default: from /proc/device-tree/model)
+#   DESTDIR=/tmp/x    install into this tree only: no apt, no useradd, no chown, no systemctl,
+#                     no venv; those steps are printed as "would run: ..." instead
+#   PURGE=1           with --uninstall: also delete /etc/doorline (the configuration)
+#   PYTHON=python3    interpreter for the venv
+#   MODEL_FILE=...    where the board model is read (tests point it at a fake file)
+set -euo pipefail
+
+readonly SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+readonly PREFIX=/opt/doorline
+readonly VENV="$PREFIX/venv"
+readonly BOARDS_DIR="$PREFIX/boards"
+readonly CONFIG_DIR=/etc/doorline
+readonly STATE_DIR=/var/lib/doorline
+readonly UNIT=/etc/systemd/system/doorline.service
+readonly SERVICE_USER=doorline
+readonly APT_PACKAGES=(python3-venv python3-dev python3-lgpio gcc libasound2-dev alsa-utils
+                       avahi-daemon)
+DESTDIR="${DESTDIR:-}"
+PYTHON="${PYTHON:-python3}"
+MODEL_FILE="${MODEL_FILE:-/proc/device-tree/model}"
+
+say() { printf 'doorline: %s\n' "$*"; }
+die() { printf 'doorline: error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command that has effects outside DESTDIR, or only prints it in DESTDIR mode.
+system() {
+  if [ -n "$DESTDIR" ]; then
+    printf 'would run:'
+    printf ' %q' "$@"
+    printf '\n'
+  else
+    "$@"
+  fi
+}
+
+board_from_model() {
+  local model
+  [ -r "$MODEL_FILE" ] || die "cannot read $MODEL_FILE to find the board; set BOARD= (one of: $(known_boards))"
+  model="$(tr -d '\0' < "$MODEL_FILE")"
+  case "$model" in
+    "Raspberry Pi Zero 2 W"*) echo rpi-zero2w ;;
+    "Raspberry Pi 3 "*)       echo rpi3 ;;
+    "Raspberry Pi 4 "*|"Raspberry Pi 400"*) echo rpi4 ;;
+    "Raspberry Pi 5"*)        echo rpi5 ;;
+    *) die "unsupported board model '$model'; set BOARD= (one of: $(known_boards))" ;;
+  esac
+}
+
+known_boards() {
+  local names=() f
+  for f in "$SRC"/boards/*.toml; do names+=("$(basename "$f" .toml)"); done
+  echo "${names[*]}"
+}
+
+render_unit() {
+  local board="$1"
+  sed -e "s|@VENV@|$VENV|g" -e "s|@BOARD_FILE@|$BOARDS_DIR/$board.toml|g" \
+      -e "s|@CONFIG_DIR@|$CONFIG_DIR|g" -e "s|@STATE_DIR@|$STATE_DIR|g" \
+      "$SRC/tools/install/doorline.service"
+}
+
+# The firmware creates config.toml with defaults on first start; those listen on 127.0.0.1 only.
+# On a Pi the station must be reachable from the LAN, so a missing config starts from this seed.
+seed_config() {
+  printf '%s\n' '# Doorline configuration (docs/CONFIG.md). Written once by the installer.' \
+    '[sip]' 'listen = "0.0.0.0:5060"' '' '[web]' 'listen = "0.0.0.0:8080"'
+}
+
+ensure_user() {
+  local group
+  for group in gpio audio; do
+    if [ -n "$DESTDIR" ] || ! getent group "$group" >/dev/null; then
+      system groupadd --system -f "$group"
+    fi
+  done
+  if [ -n "$DESTDIR" ] || ! getent passwd "$SERVICE_USER" >/dev/null; then
+    system useradd --system --user-group --home-dir "$STATE_DIR" --no-create-home \
+      --shell /usr/sbin/nologin "$SERVICE_USER"
+  fi
+  system usermod --append --groups gpio,audio "$SERVICE_USER"
+}
+
+install_all() {
+  local board="${BOARD:-}"
+  [ -n "$board" ] || board="$(board_from_model)"
+  [[ "$board" =~ ^[a-z0-9-]+$ ]] || die "BOARD must be a board name like rpi4 (got '$board')"
+  [ -f "$SRC/boards/$board.toml" ] || die "no board file boards/$board.toml (known: $(known_boards))"
+  say "installing for board $board${DESTDIR:+ into $DESTDIR}"
+
+  if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
+    die "run as root (sudo make install), or set DESTDIR= for a staged install"
+  fi
+  system apt-get update
+  system apt-get install -y --no-install-recommends "${APT_PACKAGES[@]}"
+  ensure_user
+
+  install -d -m 0755 "$DESTDIR$PREFIX" "$DESTDIR$BOARDS_DIR" "$DESTDIR$(dirname "$UNIT")"
+  install -m 0644 "$SRC"/boards/*.toml "$DESTDIR$BOARDS_DIR/"
+  install -d -m 0700 "$DESTDIR$CONFIG_DIR"
+  install -d -m 0750 "$DESTDIR$STATE_DIR"
+  if [ ! -e "$DESTDIR$CONFIG_DIR/config.toml" ]; then
+    (umask 077 && seed_config > "$DESTDIR$CONFIG_DIR/config.toml")
+  fi
+  system chown -R "$SERVICE_USER:$SERVICE_USER" "$CONFIG_DIR" "$STATE_DIR"
+
+  # --system-site-packages: python3-lgpio comes from apt and gpiozero needs it.
+  system "$PYTHON" -m venv --system-site-packages "$VENV"
+  system "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC[pi]"
+
+  render_unit "$board" > "$DESTDIR$UNIT.tmp"
+  chmod 0644 "$DESTDIR$UNIT.tmp"
+  mv "$DESTDIR$UNIT.tmp" "$DESTDIR$UNIT"
+  system systemctl daemon-reload
+  system systemctl enable avahi-daemon.service
+  system systemctl enable doorline.service
+  system systemctl restart doorline.service
+  say "installed; the web page is at http://$(hostname).local:8080"
+}
+
+uninstall_all() {
+  say "uninstalling${DESTDIR:+ from $DESTDIR}"
+  if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
+    die "run as root (sudo make uninstall), or set DESTDIR="
+  fi
+  if [ -n "$DESTDIR" ] || [ -e "$UNIT" ]; then
+    system systemctl disable --now doorline.service
+  fi
+  rm -f "$DESTDIR$UNIT"
+  system systemctl daemon-reload
+  rm -rf "$DESTDIR$VENV" "$DESTDIR$BOARDS_DIR" "$DESTDIR$STATE_DIR"
+  if [ "${PURGE:-0}" = 1 ]; then
+    rm -rf "$DESTDIR$CONFIG_DIR"
+    say "removed the configuration $CONFIG_DIR"
+  elif [ -d "$DESTDIR$CONFIG_DIR" ]; then
+    say "kept the configuration in $CONFIG_DIR (PURGE=1 removes it)"
+  fi
+  rmdir "$DESTDIR$PREFIX" 2>/dev/null || true
+  if [ -n "$DESTDIR" ] || getent passwd "$SERVICE_USER" >/dev/null; then
+    system userdel "$SERVICE_USER"
+  fi
+}
+
+case "${1:-}" in
+  "") install_all ;;
+  --uninstall) uninstall_all ;;
+  *) die "usage: $0 [--uninstall]" ;;
+esac
