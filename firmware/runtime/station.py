@@ -260,6 +260,14 @@ class Station:
         self._rejected_at[key] = now
         where = "%s:%s" % key if key else "?"
         log.info("rejected from %s: %s", where, event.reason)
+        request = event.request
+        if request is not None and request.method == "INVITE":
+            # INTERFACE.md: an untrusted call attempt is logged with caller and source.
+            self.eventlog.append(
+                "caller_rejected", caller=request.headers.get("From"),
+                source="%s:%s:%s" % (event.source.transport, event.source.host,
+                                     event.source.port),
+                direction="incoming", outcome="rejected", reason=event.reason)
 
     def _incoming(self, call, now):
         self.sip_calls[call.id] = call
