@@ -446,8 +446,9 @@ class Controller:
             for key in keys:
                 duration = self._lockouts.failure(key, now)
                 if duration is not None:
+                    # No "until": `now` is a monotonic clock, meaningless in a persisted log.
                     self._log("lockout", kind=key[0], subject=key[1], duration_s=duration,
-                              until=now + duration, **fields)
+                              **fields)
 
     def _codes_for(self, call):
         if call.direction == INCOMING:

@@ -541,7 +541,7 @@ APP = pathlib.Path(__file__).resolve().parents[2] / "firmware" / "app"
 FORBIDDEN = {"dataclasses", "enum", "typing", "time", "socket", "threading", "asyncio",
              "__future__", "select", "subprocess", "random", "re"}
 OPTIONAL_STDLIB = {"hmac"}  # absent on MicroPython: only behind `except ImportError`
-PORTABLE_STDLIB = {"os"} | OPTIONAL_STDLIB
+PORTABLE_STDLIB = {"os", "hashlib"} | OPTIONAL_STDLIB  # MicroPython has hashlib.sha256
 NOT_PORTABLE = ("firmware.runtime", "firmware.web", "firmware.config")
 
 
