@@ -407,3 +407,32 @@ def test_three_wrong_codes_lock_out_the_right_code(kamailio, baresip_factory, do
         f"reach the station?{station.describe()}")
     assert station.fw.alive, station.describe()
     station.check_event_ids()
+
+
+# -- the simulated board's control path ----------------------------------------------------
+def test_sim_button_api_and_led_state_and_hangup_button(kamailio, baresip_factory, door_station):
+    concierge = baresip_factory(CONCIERGE_USER, registrar=kamailio, tone_hz=PHONE_HZ)
+    concierge.wait_registered(5)
+    station = door_station()
+    station.require_api()
+    status, _ = station.request("POST", "/api/sim/button/call", {"press_ms": 100}, auth=False)
+    assert status == 401, f"an unauthenticated press → {status}"
+    status, _ = station.request("POST", "/api/sim/button/doorbell", {"press_ms": 100})
+    assert status == 404, f"a button the board lacks → {status}"
+    status, _ = station.request("POST", "/api/sim/button/call", {"press_ms": 0})
+    assert status == 400, f"press_ms 0 → {status}"
+    assert station.status()["leds"].get("status") == "on", station.status()
+
+    since = phone_calls_station(concierge, kamailio)
+    wait_established(concierge, station, since)
+    assert wait_until(lambda: station.status()["leds"].get("call") == "on", 2.0), (
+        f"call LED during an answered call: {station.status()['leds']}{station.describe()}")
+    station.press("hangup")
+    try:
+        concierge.wait_event("CALL_CLOSED", 3.0, since=since)
+    except TimeoutError as error:
+        raise AssertionError(f"the hangup button did not end the call: {error}"
+                             f"{station.describe()}") from None
+    station.wait_idle(3.0)
+    assert station.status()["leds"].get("call") == "off", station.status()["leds"]
+    assert not station.events("door_open"), station.describe()
