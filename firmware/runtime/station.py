@@ -27,11 +27,13 @@ from firmware.sdp.offer_answer import OfferAnswerError
 from firmware.sip import call as calls
 from firmware.sip.endpoint import Peer
 from firmware.sip.errors import ParseError
+from firmware.sip.transaction import CALLING, PROCEEDING, TRYING, ClientTransaction
 from firmware.sip.uri import URI
 from firmware.sip.useragent import RegistrationChanged, Rejected, UserAgent
 
 log = logging.getLogger("doorline")
 
+AWAITING_FINAL = (CALLING, TRYING, PROCEEDING)
 SHUTDOWN_GRACE = 2.0  # SIGTERM must end the process within 3 s: unregister gets this long
 RESOLVE_RETRY = 5.0
 REJECT_LOG_INTERVAL = 10.0  # log a misbehaving source at most this often
@@ -123,8 +125,7 @@ class Station:
         self.ua.stop(now)
         self._kick()
         deadline = self.loop.time() + SHUTDOWN_GRACE
-        while self.loop.time() < deadline and (
-                self.ua.status()["state"] == "registered" or self.ua.endpoint.table.__len__()):
+        while self.loop.time() < deadline and self._awaiting_answers():
             await asyncio.sleep(0.02)
         for media in list(self.media.values()):
             media.stop()
@@ -134,6 +135,11 @@ class Station:
             self._timer = None
         self.transports.close()
         self.ua = None
+
+    def _awaiting_answers(self):
+        """Is the unregister or a BYE/CANCEL still waiting for its final response?"""
+        return any(isinstance(tx, ClientTransaction) and tx.state in AWAITING_FINAL
+                   for tx in self.ua.endpoint.table)
 
     async def stop(self):
         if self._stopping:
