@@ -100,10 +100,10 @@ def _matches(message, what):
 class Station:
     """The door station under test: UserAgent + CallManager, with its events collected."""
 
-    def __init__(self, net, address=DOOR, registrar=None, **manager_options):
+    def __init__(self, net, address=DOOR, registrar=None, username="door", **manager_options):
         self.address = address
         settings = {"host": address[0], "port": address[1], "transport": "udp",
-                    "username": "door", "domain": "example.org", "password": "secret",
+                    "username": username, "domain": "example.org", "password": "secret",
                     "display_name": "Door", "registrar": registrar}
         self.ua = UserAgent(settings)
         self.calls = CallManager(self.ua, **manager_options)
@@ -878,6 +878,14 @@ def test_uas_trust_comes_from_the_registrar_address_only():
     incoming_invite(proxy)
     assert door.take(IncomingCall).call.trusted is True
     incoming_invite(stranger, call_id="in-2@flat", branch="z9hG4bKinv2")
+    assert stranger.take(403)  # admission: only the registrar may call while registered
+    assert not door.has(IncomingCall)
+
+
+def test_uas_direct_ip_calls_are_untrusted():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    incoming_invite(phone)
     assert door.take(IncomingCall).call.trusted is False
 
 
@@ -943,7 +951,7 @@ def test_uas_hangup_before_answer_rejects():
 def test_two_stations_call_each_other():
     """Both ends are the real call layer: INVITE, ring, answer, ACK, BYE."""
     net = Network()
-    door, flat = Station(net), Station(net, address=FLAT1)
+    door, flat = Station(net), Station(net, address=FLAT1, username="flat")
     call = door.call(FLAT1)
     net.run()
     incoming_call = flat.take(IncomingCall).call
