@@ -33,29 +33,10 @@ ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
 SUPPORTED = "timer, replaces"
 
 
-class RegistrationChanged:
-    __slots__ = ("state", "error")
-
-    def __init__(self, state, error):
-        self.state = state
-        self.error = error
-
-    def __repr__(self):
-        return "<RegistrationChanged %s %s>" % (self.state, self.error or "")
-
-
-class Rejected:
-    """A message or request the station refused, for the event log (source, reason)."""
-
-    __slots__ = ("source", "reason", "request")
-
-    def __init__(self, source, reason, request=None):
-        self.source = source
-        self.reason = reason
-        self.request = request
-
-    def __repr__(self):
-        return "<Rejected %r: %s>" % (self.source, self.reason)
+# The UA passes these on as they are: the registration's state changes and the endpoint's
+# refusals (under the name the station and tests use).
+RegistrationChanged = reg.RegistrationChanged
+Rejected = MessageRejected
 
 
 class _RegistrationContext:
@@ -205,7 +186,7 @@ class UserAgent:
             event = self.registration.next_event()
             if event is None:
                 break
-            self._events.append(RegistrationChanged(event.state, event.error))
+            self._events.append(event)
 
     def _dispatch(self, now):
         while True:
@@ -223,7 +204,7 @@ class UserAgent:
                 if event.context is not None:
                     event.context.on_failure(event.reason, now)
             elif isinstance(event, MessageRejected):
-                self._events.append(Rejected(event.source, event.reason, event.request))
+                self._events.append(event)
         if self.registration is not None:
             self._flush_registration(now)
 
