@@ -50,3 +50,9 @@ install:
 
 uninstall:
 	tools/install/install.sh --uninstall
+
+# make image IMAGE=2025-10-01-raspios-trixie-arm64-lite.img.xz [OUTPUT=doorline.img] [HOST=door1]
+# (Wi-Fi and SSH key: call tools/image/build directly, see docs/INSTALL.md)
+image:
+	@test -n "$$IMAGE" || { echo "usage: make image IMAGE=raspios.img.xz [OUTPUT=doorline.img] [HOST=doorline]" >&2; exit 2; }
+	tools/image/build "$$IMAGE" --output "$${OUTPUT:-doorline.img}" --hostname "$${HOST:-doorline}"
