@@ -21,8 +21,11 @@ bounded, and every failure message carries the station's log tail and its latest
 import base64
 import json
 import os
+import pathlib
+import shutil
 import socket
 import statistics
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +34,8 @@ import pytest
 
 from tests.integration.helpers import Firmware, LiveCapture, station_config, wait_contacts
 from tests.peers.audio import has_tone, write_tone_wav
-from tests.peers.fixtures import CONCIERGE_USER, FLAT1_USER
+from tests.peers.baresip import Baresip
+from tests.peers.fixtures import CONCIERGE_USER, FLAT1_USER, PEER_USERS
 from tests.peers.process import free_port, wait_until
 
 pytestmark = pytest.mark.peers
@@ -256,6 +260,29 @@ def door_station(tmp_path, kamailio):
         print(f"--- station {station.workdir} ---{station.describe(80)}")
 
 
+@pytest.fixture
+def recording_phone(kamailio):
+    """`recording_phone(user)`: a baresip registered at `kamailio` whose working directory has a
+    short path. baresip 1.0.0's sndfile cuts the recording's file name at 127 characters, and
+    under pytest's tmp_path (/tmp/pytest-of-root/pytest-NNN/<test>/peers/baresip-…/recordings/)
+    that cut falls on the ".wav" suffix once NNN has three digits: Baresip.recordings() then
+    finds nothing. Stopped by PID afterwards and its log tail printed."""
+    phones = []
+
+    def make(user):
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix="dl-e2e-"))
+        phone = Baresip(workdir, user=user, password=PEER_USERS[user],
+                        registrar=("127.0.0.1", kamailio.udp_port), tone_hz=PHONE_HZ)
+        phones.append(phone)
+        return phone.start()
+
+    yield make
+    for phone in phones:
+        phone.stop()
+        print(f"--- baresip {phone.user} log (tail) ---\n{phone.log[-3000:]}")
+        shutil.rmtree(phone.workdir, ignore_errors=True)
+
+
 def phone_calls_station(phone, kamailio):
     """`phone` dials the door through Kamailio (Request-URI user door, domain 127.0.0.1)."""
     since = len(phone.events)
@@ -287,8 +314,8 @@ def _invites_from_station(packets, kamailio):
 
 # -- 1. the call button --------------------------------------------------------------------
 def test_call_button_rings_flat_with_two_way_audio_and_press_to_invite_time(
-        kamailio, baresip_factory, door_station, tmp_path):
-    flat1 = baresip_factory(FLAT1_USER, registrar=kamailio, tone_hz=PHONE_HZ)
+        kamailio, recording_phone, door_station, tmp_path):
+    flat1 = recording_phone(FLAT1_USER)
     flat1.wait_registered(5)
     station = door_station()
     station.require_api()
@@ -317,7 +344,8 @@ def test_call_button_rings_flat_with_two_way_audio_and_press_to_invite_time(
 
     # Audio: the station's microphone reached flat1, flat1's tone reached the station's speaker.
     received = flat1.recordings("dec")
-    assert received, f"baresip wrote no recording{station.describe()}"
+    assert received, (f"no baresip recording in {flat1.recordings_dir}: "
+                      f"{sorted(p.name for p in flat1.recordings_dir.iterdir())}")
     assert has_tone(received[0], MIC_HZ, skip_seconds=0.5), (
         f"no {MIC_HZ} Hz tone in what flat1 received ({received[0]}){station.describe()}")
     assert len(call_ids) == 1, f"one call expected in /api/status, got {call_ids}"
