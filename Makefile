@@ -56,3 +56,8 @@ uninstall:
 image:
 	@test -n "$$IMAGE" || { echo "usage: make image IMAGE=raspios.img.xz [OUTPUT=doorline.img] [HOST=doorline]" >&2; exit 2; }
 	tools/image/build "$$IMAGE" --output "$${OUTPUT:-doorline.img}" --hostname "$${HOST:-doorline}"
+
+# The portable core's unit tests under the MicroPython Unix port, and its mpy-cross compile.
+test-micropython: $(STAMP)
+	$(PY) tools/mpy/compile.py
+	$(VENV)/bin/micropython -X heapsize=512M tools/mpy/runner.py
