@@ -11,6 +11,8 @@ In every case:
 - the station's microphone is a 1 kHz tone; it must dominate baresip's recording of what it
   received (`dump-*-dec.wav`);
 - baresip's microphone is a 440 Hz `ausine`; it must dominate the station's speaker WAV;
+- calling in, baresip types the door code (RFC 4733): exactly those digits are detected
+  and the door opens;
 - a loopback capture of the station's RTP: decoded as G.711, the payload carries the 1 kHz tone
   with SRTP off, and none of it with SRTP mandatory (ciphertext, RFC 3711 §3.1).
 """
@@ -24,7 +26,15 @@ import urllib.request
 import pytest
 
 from tests.integration.helpers import LiveCapture
-from tests.integration.test_calls_sipp import MIC_HZ, rtp_stream, start_station
+from tests.integration.test_calls_sipp import (
+    DOOR_CODE,
+    MIC_HZ,
+    RTP_RANGE,
+    logged_digits,
+    rtp_stream,
+    start_station,
+    station_media_ports,
+)
 from tests.peers.audio import has_tone, read_wav, rms, tone_power_ratio
 from tests.peers.fixtures import FLAT1_USER
 
@@ -129,11 +139,11 @@ def test_two_way_audio_with_baresip(direction, route, srtp, peers, baresip_facto
     target = FLAT1_CALLER if kamailio is not None else phone.contact_uri
     station = start_station(
         tmp_path / "station", registrar=kamailio, allow=(FLAT1_CALLER,), srtp=srtp,
-        buttons=[{"role": "call", "targets": [target]}])
+        codes=[(FLAT1_CALLER, DOOR_CODE)], buttons=[{"role": "call", "targets": [target]}])
     try:
-        rtp_ports = f"{station.rtp_low}-{station.rtp_low + 19}"
-        with LiveCapture(tmp_path / "media.pcap",
-                         expression=f"udp and portrange {rtp_ports}") as capture:
+        rtp_ports = f"{station.rtp_low}-{station.rtp_low + RTP_RANGE - 1}"
+        with LiveCapture(tmp_path / "media.pcap", expression=f"udp and (portrange {rtp_ports} "
+                         f"or port {station.port})") as capture:
             if direction == "incoming":
                 # Through Kamailio: its address, where `door` is looked up in the location
                 # table; direct: the station's own address.
@@ -143,6 +153,10 @@ def test_two_way_audio_with_baresip(direction, route, srtp, peers, baresip_facto
                 press_call_button(station)  # baresip auto-answers: no CALL_INCOMING event
             phone.wait_event("CALL_ESTABLISHED", 10)
             time.sleep(TALK_S)
+            if direction == "incoming":
+                # baresip's keypad: RFC 4733 events from a real phone, with SRTP too.
+                phone.send_dtmf(DOOR_CODE)
+                station.wait_log(r"door opened", timeout=5)
             phone.hangup()
             phone.wait_event("CALL_CLOSED", 5)
             station.wait_log(r"call \S+ ended", timeout=5)
@@ -151,6 +165,10 @@ def test_two_way_audio_with_baresip(direction, route, srtp, peers, baresip_facto
         speaker = sorted(station.speaker_dir.glob("*.wav"))
         recordings = phone.recordings("dec")
         assert len(speaker) == 1, f"station speaker files: {speaker}"
+        if direction == "incoming":
+            print(f"[{direction}, {route}, srtp {srtp}] DTMF from baresip (RFC 4733): sent "
+                  f"{DOOR_CODE}, station detected {logged_digits(station)}")
+            assert logged_digits(station) == DOOR_CODE, station.log[-3000:]
         assert recordings, f"baresip wrote no recording: {list(phone.recordings_dir.iterdir())}"
         print(f"[{direction}, {route}, srtp {srtp}] station heard: "
               f"{_tone_report(speaker[0], PHONE_HZ)}; baresip heard: "
@@ -162,8 +180,10 @@ def test_two_way_audio_with_baresip(direction, route, srtp, peers, baresip_facto
             f"baresip's {PHONE_HZ} Hz tone is missing from the station's speaker " \
             f"({_tone_report(speaker[0], PHONE_HZ)})"
 
-        ports = range(station.rtp_low, station.rtp_low + 20)
-        ratio, count = payload_tone_ratio(capture.packets(), ports)
+        packets = capture.packets()
+        ports = station_media_ports(packets, station)
+        assert len(ports) == 1, f"station SDP media ports in the capture: {ports}"
+        ratio, count = payload_tone_ratio(packets, ports)
         print(f"[{direction}, {route}, srtp {srtp}] {count} captured station RTP packets; "
               f"1 kHz share of the payload read as G.711: {ratio:.3f}")
         assert count >= 100, f"only {count} station RTP packets captured"

@@ -22,7 +22,12 @@ import time
 import pytest
 
 from tests.integration.helpers import LiveCapture
-from tests.integration.test_calls_sipp import rtp_stream, start_station
+from tests.integration.test_calls_sipp import (
+    RTP_RANGE,
+    rtp_stream,
+    start_station,
+    station_media_ports,
+)
 from tests.peers.fixtures import FLAT1_USER
 
 pytestmark = pytest.mark.peers
@@ -95,9 +100,9 @@ def test_outgoing_rtp_timing_under_load_and_cpu_share(baresip_factory, tmp_path,
     station = start_station(tmp_path / "station", allow=(f"sip:{FLAT1_USER}@127.0.0.1",),
                             srtp="mandatory")
     try:
-        ports = range(station.rtp_low, station.rtp_low + 20)
-        with LiveCapture(tmp_path / "timing.pcap",
-                         expression=f"udp and portrange {ports[0]}-{ports[-1]}") as capture:
+        low, high = station.rtp_low, station.rtp_low + RTP_RANGE - 1
+        with LiveCapture(tmp_path / "timing.pcap", expression=f"udp and (portrange {low}-{high} "
+                         f"or port {station.port})") as capture:
             phone.dial(f"sip:door@127.0.0.1:{station.port}")
             phone.wait_event("CALL_ESTABLISHED", 10)
             established = time.monotonic()
@@ -116,9 +121,12 @@ def test_outgoing_rtp_timing_under_load_and_cpu_share(baresip_factory, tmp_path,
         station_share = (cpu_after - cpu_before) / wall * 100
         phone_share = (phone_after - phone_before) / wall * 100
 
+        packets = capture.packets()
+        ports = station_media_ports(packets, station)
+        assert len(ports) == 1, f"station SDP media ports in the capture: {ports}"
         streams = {}
         for port in ports:
-            for ts, rtp in rtp_stream(capture.packets(), src_port=port):
+            for ts, rtp in rtp_stream(packets, src_port=port):
                 streams.setdefault(rtp[4], []).append((ts, rtp))  # by SSRC
         assert len(streams) == 1, f"expected one outgoing SSRC, saw {sorted(streams)}"
         stream = sorted(next(iter(streams.values())), key=lambda item: item[0])
