@@ -220,13 +220,15 @@ class MediaStream:
         self.dtmf.receive(packet.timestamp, packet.sequence, packet.marker, packet.payload, now)
 
     def _run(self):
-        _raise_priority()
         stream = self.audio.open(rate=8000, frame_ms=20) if self.audio is not None else None
         capture = None
         if stream is not None and getattr(self.audio, "paced", False):
             capture = collections.deque(maxlen=CAPTURE_QUEUE_FRAMES)
             threading.Thread(target=self._capture, args=(stream, capture), daemon=True,
                              name="capture-%s" % self.call_id).start()
+        # After starting the capture thread: threads inherit the scheduling policy, and only
+        # this loop, which always blocks until its next deadline, should run in real time.
+        _raise_priority()
 
         def source():
             if capture is not None:
