@@ -43,9 +43,12 @@ transport="udp", srtp=False, answer_mode="auto", tone_hz=440, ca_path=None)`;
 
 import json
 import pathlib
+import shutil
 import socket
+import tempfile
 import threading
 import time
+import weakref
 
 from tests.peers.process import ManagedProcess, free_port, require_binary, wait_until
 
@@ -92,9 +95,12 @@ class Baresip:
         self.binary = require_binary("baresip")
         self.workdir = pathlib.Path(workdir)
         self.config_dir = self.workdir / "config"
-        self.recordings_dir = self.workdir / "recordings"
+        # baresip 1.0.0 cuts recording paths at 127 characters (a deep pytest tmp dir loses
+        # ".wav"): record under a short temp dir, linked from the work dir, removed with us.
+        self.recordings_dir = pathlib.Path(tempfile.mkdtemp(prefix="bsrec-"))
+        weakref.finalize(self, shutil.rmtree, str(self.recordings_dir), True)
         self.config_dir.mkdir(parents=True, exist_ok=True)
-        self.recordings_dir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "recordings").symlink_to(self.recordings_dir)
         self.log_path = self.workdir / "baresip.log"
         self.user = user
         self.password = password
