@@ -1,0 +1,227 @@
+"""Network-fault scenarios, run by tests/hardening/test_netns.py inside a private network
+namespace (`unshare -n python -m tests.hardening.netns_driver SCENARIO WORKDIR`): it brings `lo`
+up, starts Kamailio and the station there, puts a seeded userspace UDP relay in the path (the
+kernel has no netem) and prints one JSON line with what it measured.
+
+- `media`: a scripted caller (allowed, trusted: its INVITE comes through Kamailio) sends a
+  440 Hz PCMU stream to the station through the relay with 5 % loss and 0-100 ms jitter for
+  6 s; reports how much of the station's speaker WAV carries the tone and the longest gap.
+- `outage`: the station registers through the relay; the relay drops everything for 60 s;
+  reports when the station noticed and how long after the end it was registered again.
+"""
+
+import heapq
+import json
+import math
+import os
+import pathlib
+import random
+import select
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+from firmware.codecs.g711 import ulaw_encode
+from tests.integration.helpers import Firmware, station_config, wait_contacts
+from tests.peers.audio import read_wav, rms, tone_power_ratio
+from tests.peers.fixtures import PEER_USERS
+from tests.peers.kamailio import Kamailio
+from tests.peers.process import free_port
+
+CALLER = "sip:tester@127.0.0.1"  # unknown to Kamailio, so its INVITE is not challenged
+TONE_HZ = 440
+OUTAGE_S = 60.0
+
+
+class Relay(threading.Thread):
+    """UDP relay: datagrams to `port` go to `target` from a second socket, answers come back
+    to the last client; `loss`, `jitter` (max extra delay, s) and `blocked` apply both ways."""
+
+    def __init__(self, target, seed, loss=0.0, jitter=0.0):
+        super().__init__(daemon=True)
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.port = self.front.getsockname()[1]
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.bind(("127.0.0.1", 0))
+        self.target = target
+        self.client = None
+        self.rng = random.Random(seed)
+        self.loss, self.jitter, self.blocked = loss, jitter, False
+        self.counts = {"forwarded": 0, "lost": 0, "blocked": 0}
+        self.stopping = False
+
+    def run(self):
+        queue, order = [], 0
+        while not self.stopping:
+            wait = max(0.0, queue[0][0] - time.monotonic()) if queue else 0.05
+            readable, _, _ = select.select([self.front, self.back], [], [], min(wait, 0.05))
+            for sock in readable:
+                data, source = sock.recvfrom(65535)
+                if sock is self.front:
+                    self.client, out, dest = source, self.back, self.target
+                elif self.client is None:
+                    continue
+                else:
+                    out, dest = self.front, self.client
+                if self.blocked:
+                    self.counts["blocked"] += 1
+                elif self.rng.random() < self.loss:
+                    self.counts["lost"] += 1
+                else:
+                    order += 1
+                    due = time.monotonic() + self.rng.uniform(0, self.jitter)
+                    heapq.heappush(queue, (due, order, data, out, dest))
+            while queue and queue[0][0] <= time.monotonic():
+                _, _, data, out, dest = heapq.heappop(queue)
+                out.sendto(data, dest)
+                self.counts["forwarded"] += 1
+
+
+def start_kamailio(workdir):
+    kamailio = Kamailio(workdir / "kamailio", PEER_USERS, tls=False)
+    kamailio.start()
+    return kamailio
+
+
+def header(message, name):
+    for line in message.split("\r\n\r\n", 1)[0].split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return None
+
+
+def media(workdir):
+    kamailio = start_kamailio(workdir)
+    config = station_config(kamailio, "udp")
+    low = free_port(("udp",), 20000, 29000) & ~1
+    config["media"] = {"srtp": "off", "rtp_ports": f"{low}-{low + 7}"}
+    config["answer"] = {"mode": "auto", "allow": [CALLER], "max_duration_s": 60}
+    speaker = workdir / "speaker"
+    fw = Firmware(workdir / "fw", config, extra_args=["--speaker-dir", speaker]).start()
+    try:
+        fw.wait_log(r"registration registered", timeout=10)
+        wait_contacts(kamailio, "door", timeout=5)
+        return _call_through_relay(kamailio, fw, speaker)
+    finally:
+        fw.kill()
+        kamailio.close()
+
+
+def _call_through_relay(kamailio, fw, speaker):
+    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sip.bind(("127.0.0.1", 0))
+    sip.settimeout(5)
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", 0))
+    proxy = ("127.0.0.1", kamailio.udp_port)
+    port, rtp_port = sip.getsockname()[1], rtp.getsockname()[1]
+    call_id, tag = os.urandom(8).hex(), os.urandom(4).hex()
+    sdp = ("v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n")
+    common = (f"From: <{CALLER}>;tag={tag}\r\nCall-ID: {call_id}\r\n"
+              f"Contact: <sip:tester@127.0.0.1:{port}>\r\nMax-Forwards: 70\r\n")
+    sip.sendto((f"INVITE sip:door@127.0.0.1:{kamailio.udp_port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call_id};rport\r\n{common}"
+                f"To: <sip:door@127.0.0.1>\r\nCSeq: 1 INVITE\r\n"
+                f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+                ).encode(), proxy)
+    deadline = time.monotonic() + 10
+    ok = None
+    while ok is None and time.monotonic() < deadline:
+        text = sip.recv(65535).decode(errors="replace")
+        if text.startswith("SIP/2.0 200"):
+            ok = text
+        elif text.startswith("SIP/2.0 ") and int(text[8:11]) >= 300:
+            raise RuntimeError("the call was refused: " + text.split("\r\n", 1)[0])
+    if ok is None:
+        raise RuntimeError("no 200 for the INVITE")
+    to = header(ok, "To")
+    target = header(ok, "Contact").strip("<>").split(">")[0]
+    body = ok.split("\r\n\r\n", 1)[1]
+    station_rtp = int(body.split("m=audio ", 1)[1].split()[0])
+    route = f"Route: <sip:127.0.0.1:{kamailio.udp_port};lr>\r\n"
+
+    def in_dialog(method, cseq):
+        return (f"{method} {target} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{os.urandom(6).hex()}\r\n"
+                f"{route}{common}To: {to}\r\nCSeq: {cseq} {method}\r\n"
+                f"Content-Length: 0\r\n\r\n").encode()
+
+    sip.sendto(in_dialog("ACK", 1), proxy)
+    relay = Relay(("127.0.0.1", station_rtp), seed=5, loss=0.05, jitter=0.1)
+    relay.start()
+    seconds, ssrc = 6.0, 0x1234ABCD
+    started = time.monotonic()
+    for n in range(int(seconds * 50)):
+        pcm = [int(12000 * math.sin(2 * math.pi * TONE_HZ * (n * 160 + i) / 8000))
+               for i in range(160)]
+        header_bytes = bytes([0x80, 0]) + (n & 0xFFFF).to_bytes(2, "big") + \
+            (n * 160).to_bytes(4, "big") + ssrc.to_bytes(4, "big")
+        payload = ulaw_encode(struct.pack("<160h", *pcm))
+        rtp.sendto(header_bytes + payload, ("127.0.0.1", relay.port))
+        time.sleep(max(0.0, started + (n + 1) * 0.02 - time.monotonic()))
+    time.sleep(0.3)
+    sip.sendto(in_dialog("BYE", 2), proxy)
+    time.sleep(1.0)
+    relay.stopping = True
+    wavs = sorted(speaker.glob("*.wav"))
+    if not wavs:
+        raise RuntimeError("the station wrote no speaker WAV")
+    samples, rate = read_wav(wavs[-1])
+    window = rate // 10
+    marks = []
+    for start in range(int(0.5 * rate), len(samples) - window, window):
+        chunk = samples[start:start + window]
+        marks.append(rms(chunk) > 0.01 and tone_power_ratio(chunk, rate, TONE_HZ) > 0.5)
+    longest = run = 0
+    for has in marks:
+        run = 0 if has else run + 1
+        longest = max(longest, run)
+    return {"windows": len(marks), "with_tone": sum(marks), "longest_gap_ms": longest * 100,
+            "relay": relay.counts, "wav_seconds": round(len(samples) / rate, 2)}
+
+
+def outage(workdir):
+    kamailio = start_kamailio(workdir)
+    relay = Relay(("127.0.0.1", kamailio.udp_port), seed=60)
+    relay.start()
+    config = station_config(kamailio, "udp", expires=60)
+    config["sip"]["registrar"] = f"127.0.0.1:{relay.port}"
+    fw = Firmware(workdir / "fw", config).start()
+    try:
+        fw.wait_log(r"registration registered", timeout=10)
+        wait_contacts(kamailio, "door", timeout=5)
+        began = time.monotonic()
+        relay.blocked = True
+        mark = fw.log_offset()
+        time.sleep(OUTAGE_S)
+        relay.blocked = False
+        ended = time.monotonic()
+        noticed = fw.count_log(r"registration failed", since=mark)
+        after = fw.log_offset()
+        fw.wait_log(r"registration registered", timeout=45, since=after)
+        recovered = time.monotonic() - ended
+        wait_contacts(kamailio, "door", timeout=5)
+        return {"outage_s": round(ended - began, 1), "failures_logged": noticed,
+                "registered_again_after_s": round(recovered, 1), "relay": relay.counts,
+                "alive": fw.alive}
+    finally:
+        relay.stopping = True
+        fw.kill()
+        kamailio.close()
+
+
+def main():
+    scenario, workdir = sys.argv[1], pathlib.Path(sys.argv[2])
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    result = {"media": media, "outage": outage}[scenario](workdir)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
