@@ -20,8 +20,10 @@ from firmware.app.controller import Controller
 from firmware.codecs.tones import CUES, cue_frames
 from firmware.rtp.dtmf import parse_info_body
 from firmware.runtime.eventlog import EventLog
+from firmware.runtime.health import Health, Watchdog, install_test_hooks
 from firmware.runtime.media import MediaStream, PortPool
 from firmware.runtime.resolver import LocateError, Locator
+from firmware.runtime.sdnotify import Notifier
 from firmware.runtime.transport import Transports, client_tls_context
 from firmware.sdp.offer_answer import OfferAnswerError
 from firmware.sip import call as calls
@@ -36,6 +38,7 @@ log = logging.getLogger("doorline")
 AWAITING_FINAL = (CALLING, TRYING, PROCEEDING)
 SHUTDOWN_GRACE = 2.0  # SIGTERM must end the process within 3 s: unregister gets this long
 RESOLVE_RETRY = 5.0
+IDLE_TICK = 5.0
 REJECT_LOG_INTERVAL = 10.0  # log a misbehaving source at most this often
 MAX_REJECT_SOURCES = 256
 
@@ -63,19 +66,36 @@ class Station:
         self._cue = None
         self.counters = {"calls_total": 0, "door_openings_total": 0}
         self.listeners = []  # callables(event) — tests and diagnostics
-        self.health = None  # set by the entry point when a watchdog is in use
+        # systemd: WATCHDOG=1 only while the loop turns, SIP is served and call audio moves.
+        self.health = Health()
+        self.watchdog = Watchdog(Notifier(), self.health)
+        self._idle = None
+        self._ready_sent = False
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self):
+        install_test_hooks(self.loop)
+        self.watchdog.start(self.loop)
         self.eventlog = EventLog(self.state_dir)
         self.controller = Controller(self.cfg, self.loop.time())
         self._wire_board()
         await self._start_sip()
+        self._idle_tick()
+
+    def _idle_tick(self):
+        """Every IDLE_TICK even without traffic: proves to the health monitor that the SIP
+        layer is served, and re-arms the timers."""
         self._kick()
+        self._idle = self.loop.call_later(IDLE_TICK, self._idle_tick)
 
     async def _start_sip(self):
         sip = self.cfg["sip"]
         host, port = configuration.parse_host_port(sip["listen"])
+        if not self._ready_sent:
+            # Before the registrar lookup, which retries forever: systemd's start timeout must
+            # not kill a station whose DNS is down (it keeps retrying, and says so).
+            self.watchdog.ready("listening on %s:%d" % (host, port))
+            self._ready_sent = True
         registrar = await self._locate_registrar() if sip["registrar"] else None
         settings = {
             "host": host, "port": port, "transport": sip["transport"],
@@ -145,6 +165,9 @@ class Station:
         if self._stopping:
             return
         self._stopping = True
+        self.watchdog.stopping()
+        if self._idle is not None:
+            self._idle.cancel()
         self._stop_cue()
         await self._stop_sip()
         if self.board is not None:
@@ -212,6 +235,7 @@ class Station:
             if not progressed:
                 break
         self._arm_timer()
+        self.health.beat("sip")
 
     def _arm_timer(self):
         timers = [self.controller.get_timer()]
@@ -235,6 +259,8 @@ class Station:
             else:
                 log.info("registration %s", event.state)
             self.controller.registration_changed(event.state, event.error, now)
+            self.watchdog.status("registration %s%s" % (
+                event.state, ": " + event.error if event.error else ""))
         elif isinstance(event, Rejected):
             self._log_rejected(event)
         elif isinstance(event, calls.IncomingCall):
@@ -302,12 +328,12 @@ class Station:
             call.trusted, call.requested_answer_mode, now, source_ip=source.host)
 
     def _new_media(self, call_id, secure):
-        on_beat = (lambda: self.health.beat("audio")) if self.health is not None else None
         media_cfg = dict(self.cfg["media"],
                          srtp_requires_tls=configuration.srtp_requires_tls(self.cfg))
         return MediaStream(call_id, media_cfg, self.ports.host, self.ports,
                            self.board.audio if self.board is not None else None, self.loop,
-                           self._on_digit, signalling_secure=secure, on_beat=on_beat)
+                           self._on_digit, signalling_secure=secure,
+                           on_beat=lambda: self.health.beat("audio"))
 
     def _established(self, event, now):
         call = event.call
@@ -332,8 +358,7 @@ class Station:
         if self.board is not None:
             self.board.audio.begin_call(call_id)
         media.start()
-        if self.health is not None:
-            self.health.require("audio", True)
+        self.health.require("audio", True)
 
     def _reoffer(self, event, now):
         media = self.media.get(event.call.id)
@@ -356,7 +381,7 @@ class Station:
             media.stop()
             if self.board is not None and media.started_at is not None:
                 self.board.audio.end_call()
-        if not self.media and self.health is not None:
+        if not self.media:
             self.health.require("audio", False)
         self._stop_cue()
         log.info("call %s ended: %s %s", call.id, event.reason, event.status or "")

@@ -239,12 +239,6 @@ def test_test_hook_needs_the_environment_switch():
 
 # -- the real firmware under a fake systemd -------------------------------------------------------
 
-def _runtime_wired():
-    sources = (ROOT / "firmware" / "runtime" / "station.py", ROOT / "firmware" / "__main__.py")
-    text = "".join(p.read_text() for p in sources if p.exists())
-    return "Watchdog(" in text and "install_test_hooks(" in text
-
-
 def _free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -252,9 +246,6 @@ def _free_port():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _runtime_wired(),
-                    reason="the runtime does not create a Watchdog / install_test_hooks yet "
-                           "(wiring requested from the lead in issue 8)")
 def test_firmware_stops_pinging_while_its_loop_is_blocked(systemd, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(f'[sip]\nlisten = "127.0.0.1:{_free_port()}"\n'
