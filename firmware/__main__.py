@@ -70,8 +70,10 @@ async def start_web(station, cfg, args):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # Under systemd the journal stamps each line itself.
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=stamp + "%(levelname)s %(name)s: %(message)s")
     state_dir = args.state_dir or os.path.dirname(os.path.abspath(args.config))
     args.state_dir = state_dir
     os.makedirs(state_dir, exist_ok=True)
