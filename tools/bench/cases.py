@@ -227,7 +227,6 @@ def _receive_under_loss(bench, kind):
                              f"{sipp.wait(5).describe()[:600]}")
         plan = rtpsender.impaired_schedule(seconds, bench.loss, bench.jitter_ms, bench.seed)
         out["packets_planned"] = int(seconds / rtpsender.FRAME_S)
-        out["packets_sent"] = len(plan)
         concealed = []
         if kind == "doorline":
             poller = _StatsPoller(ua)
@@ -243,8 +242,8 @@ def _receive_under_loss(bench, kind):
     finally:
         sock.close()
         bench.stop(ua)
-    wav = _newest_wav(speaker_dir if kind == "doorline" else ua.phone.recordings_dir,
-                      "*.wav" if kind == "doorline" else "dump-*-dec.wav")
+    wavs = speaker_dir.glob("*.wav") if kind == "doorline" else ua.phone.recordings("dec")
+    wav = max(wavs, key=lambda path: path.stat().st_mtime, default=None)
     if wav is None:
         raise BenchError(f"{kind} wrote no WAV of the received audio")
     samples, rate = read_wav(wav)
@@ -290,11 +289,6 @@ class _StatsPoller:
         self._stop.set()
         self._thread.join(2.0)
         return self.seen
-
-
-def _newest_wav(directory, pattern):
-    files = sorted(directory.glob(pattern), key=lambda path: path.stat().st_mtime)
-    return files[-1] if files else None
 
 
 # -- G.711 throughput ---------------------------------------------------------------------

@@ -93,8 +93,7 @@ class Bench:
         if kind == "doorline":
             ua = DoorlineUA(self._next_dir("doorline"), registrar=self.kamailio, user="door",
                             password=USERS["door"], srtp=srtp, rtp_ports=rtp_ports,
-                            button_targets=button_targets, mic=self.mic,
-                            allow=["sip:flat1@127.0.0.1", "sip:flat2@127.0.0.1"])
+                            button_targets=button_targets, mic=self.mic)
         else:
             ua = BaresipUA(self._next_dir("baresip"), registrar=self.kamailio, user="door2",
                            password=USERS["door2"], srtp=srtp, rtp_ports=rtp_ports,

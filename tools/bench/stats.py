@@ -15,7 +15,8 @@ Public API:
   RTP time against capture time, as milliseconds gained (+) or lost (-) per minute.
 - `silence_gaps(samples, rate, window_ms=5.0, threshold=0.1) -> dict`: the longest run of
   low-energy windows between the first and the last loud one (a window is "low" below
-  `threshold` × the median window RMS of the signal), and how many runs exceed 60 ms.
+  `threshold` × the median window RMS of the signal), how many runs exceed 60 ms, and
+  `signal_s`, the span from the first to the last loud window (proof the stream was heard).
 """
 
 import math
@@ -129,7 +130,7 @@ def silence_gaps(samples, rate, window_ms=5.0, threshold=0.1):
         chunk = samples[start:start + size]
         levels.append(math.sqrt(sum(value * value for value in chunk) / size))
     loud_reference = median([level for level in levels if level > 1e-4]) or 0.0
-    result = {"window_ms": window_ms, "audio_s": len(samples) / float(rate),
+    result = {"window_ms": window_ms, "audio_s": len(samples) / float(rate), "signal_s": 0.0,
               "longest_gap_ms": None, "gaps_over_60ms": None, "reference_rms": loud_reference}
     if loud_reference <= 0.0:
         return result
@@ -146,6 +147,7 @@ def silence_gaps(samples, rate, window_ms=5.0, threshold=0.1):
             longest = max(longest, run)
             over += run * window_ms > GAP_LIMIT_MS
         run = 0
+    result["signal_s"] = (loud[-1] - loud[0] + 1) * window_ms / 1000.0
     result["longest_gap_ms"] = longest * window_ms
     result["gaps_over_60ms"] = over
     return result
