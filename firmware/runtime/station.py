@@ -107,7 +107,11 @@ class Station:
         }
         tls = client_tls_context(sip["tls_ca"]) if sip["transport"] == "tls" else None
         self.transports = Transports(self._on_receive, self._on_flow_failed, tls_context=tls)
-        await self.transports.listen(host, port)
+        try:
+            await self.transports.listen(host, port)
+        except OSError:
+            self.transports.close()
+            raise
         self.ua = UserAgent(settings)
         limits = self.cfg["calls"]
         self.calls = calls.CallManager(
@@ -154,6 +158,10 @@ class Station:
             self._timer.cancel()
             self._timer = None
         self.transports.close()
+        try:
+            await self.transports.wait_closed()
+        except TimeoutError:
+            log.warning("SIP sockets were slow to close")
         self.ua = None
 
     def _awaiting_answers(self):
@@ -584,9 +592,25 @@ class Station:
                 or old["calls"] != cfg["calls"]:
             log.info("SIP settings changed: restarting the user agent")
             await self._stop_sip()
-            await self._start_sip()
+            try:
+                await self._start_sip()
+            except OSError as exc:
+                await self._roll_back(old, exc)
         self.eventlog.append("config", changed=sorted(k for k in cfg if cfg[k] != old.get(k)))
         self._kick()
+
+    async def _roll_back(self, old, exc):
+        """The new SIP settings cannot be used (e.g. the port is taken): run and keep the old
+        ones, and tell the caller which field failed."""
+        log.error("cannot apply the new SIP settings (%s); keeping the previous ones", exc)
+        self.cfg = old
+        self.controller.update_config(old, self.loop.time())
+        if self.config_path:
+            configuration.save_atomic(self.config_path, old)
+        await self._start_sip()
+        self._kick()
+        raise configuration.ConfigError(
+            {"sip.listen": "cannot be used: %s" % (exc.strerror or exc)})
 
     def place_call(self, target):
         try:

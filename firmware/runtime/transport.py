@@ -152,6 +152,13 @@ class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self, manager):
         self.manager = manager
         self.transport = None
+        # asyncio releases the socket one loop turn after close(): rebinding the same port
+        # (a live config change) must wait for this.
+        self.released = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc):
+        if not self.released.done():
+            self.released.set_result(None)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -326,3 +333,11 @@ class Transports:
             server.close()
         if self.udp is not None:
             self.udp.close()
+
+    async def wait_closed(self):
+        """After close(): until every listening socket is released (bounded)."""
+        waits = [server.wait_closed() for server in self.servers]
+        if self.udp is not None:
+            waits.append(self.udp.get_protocol().released)
+        if waits:
+            await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 2.0)

@@ -254,7 +254,11 @@ class _Web:
                 configuration.save_atomic(self.config_path, cfg)
             except OSError as exc:
                 return _error(500, f"could not save the configuration: {exc.strerror}")
-            await station.apply_config(cfg)
+            try:
+                await station.apply_config(cfg)
+            except configuration.ConfigError as exc:
+                # The station could not use it and went back to (and re-saved) the old one.
+                return Response({"errors": exc.errors}, status_code=400)
             station.log_event("config_saved", sections=sorted(k for k in partial))
             return Response(configuration.redacted(cfg))
 
