@@ -186,13 +186,16 @@ class DoorlineUA:
 
 
 class BenchBaresip(Baresip):
-    """Baresip with extra config lines (`settings` replace or add `key value` lines), and
-    optionally the account in the accounts file so it registers straight after start (the
-    start → registered case), instead of after `uanew` over the control connection."""
+    """Baresip with extra config lines (`settings` replace or add `key value` lines, `modules`
+    are loaded, `dropped_modules` are not), and optionally the account in the accounts file so
+    it registers straight after start (the start → registered case) instead of after `uanew`
+    over the control connection."""
 
-    def __init__(self, workdir, settings=None, modules=(), preload_account=False, **options):
+    def __init__(self, workdir, settings=None, modules=(), dropped_modules=(),
+                 preload_account=False, **options):
         self._settings = dict(settings or {})
         self._modules = list(modules)
+        self._dropped = {f"module {module}" for module in dropped_modules}
         self._preload_account = preload_account
         Baresip.__init__(self, workdir, **options)
 
@@ -200,7 +203,7 @@ class BenchBaresip(Baresip):
         Baresip._write_config(self)
         path = self.config_dir / "config"
         lines = [line for line in path.read_text().splitlines()
-                 if line.split(" ", 1)[0] not in self._settings]
+                 if line.split(" ", 1)[0] not in self._settings and line not in self._dropped]
         lines += [f"{key} {value}" for key, value in self._settings.items()]
         lines += [f"module {module}" for module in self._modules]
         if self._preload_account:
@@ -226,7 +229,7 @@ class BaresipUA:
     kind = "baresip"
 
     def __init__(self, workdir, registrar=None, user="door2", password=None, srtp="off",
-                 rtp_ports=None, mic=None, modules=(), preload_account=False):
+                 rtp_ports=None, mic=None, modules=(), preload_account=False, record=False):
         settings = {}
         if rtp_ports is not None:
             settings["rtp_ports"] = "%d-%d" % rtp_ports
@@ -238,7 +241,10 @@ class BaresipUA:
         address = None if registrar is None else ("127.0.0.1", registrar.udp_port)
         self.registered_mode = registrar is not None
         self.user = user
+        # Recording (sndfile) writes two WAVs per call: only where the received audio is
+        # analysed, or baresip would do file I/O that Doorline (no --speaker-dir) does not.
         self.phone = BenchBaresip(workdir, settings=settings, modules=modules,
+                                  dropped_modules=() if record else ("sndfile.so",),
                                   preload_account=preload_account, user=user,
                                   password=password, registrar=address,
                                   srtp=srtp == "mandatory", answer_mode="auto")

@@ -110,7 +110,7 @@ class Bench:
             # plc.so: baresip's packet-loss concealment, so its loss figure is its best.
             modules = ("plc.so",) if speaker_dir is not None else ()
             ua = BaresipUA(self._next_dir("baresip-direct"), user="door2", mic=self.mic,
-                           modules=modules)
+                           modules=modules, record=speaker_dir is not None)
         return self._track(ua)
 
     def _track(self, ua):
