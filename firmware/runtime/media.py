@@ -171,7 +171,7 @@ class MediaStream:
             self._caller_cues.extend(frames)
 
     def stats(self):
-        stats = dict(self._stats)
+        stats = {k: round(v, 2) if isinstance(v, float) else v for k, v in self._stats.items()}
         if self.negotiated is not None:
             stats["codec"] = self.negotiated.codec
         return stats

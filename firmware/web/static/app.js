@@ -37,7 +37,7 @@
              ["sip.expires", "Registration expires (s)", "int"],
              ["sip.display_name", "Display name"]]],
     ["Media", [["media.srtp", "SRTP", ["off", "optional", "mandatory"]],
-               ["media.srtp_requires_tls", "SRTP only over TLS", "bool"],
+               ["media.srtp_requires_tls", "SDES keys only over TLS", "tristate"],
                ["media.codecs", "Codecs (comma-separated, by preference)", "csv"],
                ["media.rtp_ports", "RTP ports (low-high)"]]],
     ["Buttons and ring groups", "buttons"],
@@ -83,6 +83,11 @@
     } else if (kind === "lines") {
       input = el("textarea", {id: id, rows: 2});
       input.value = (value || []).join("\n");
+    } else if (kind === "tristate") {  // null = derived by the station (see docs/CONFIG.md)
+      input = el("select", {id: id});
+      [["", "automatic (yes when mandatory)"], ["true", "yes"], ["false", "no"]]
+        .forEach(function (c) { input.appendChild(el("option", {value: c[0]}, c[1])); });
+      input.value = value === null || value === undefined ? "" : String(value);
     } else if (kind === "bool") {
       input = el("input", {id: id, type: "checkbox"});
       input.checked = !!value;
@@ -103,6 +108,7 @@
   function read(f) {
     var v = f.el.value;
     if (f.kind === "bool") return f.el.checked;
+    if (f.kind === "tristate") return v === "" ? null : v === "true";
     if (f.kind === "int") return /^\s*-?\d+\s*$/.test(v) ? parseInt(v, 10) : v;
     if (f.kind === "lines") return v.split("\n").map(trim).filter(Boolean);
     if (f.kind === "csv") return v.split(",").map(trim).filter(Boolean);
@@ -258,6 +264,9 @@
     $("st-uptime").textContent = duration(st.uptime_s);
     var box = $("st-calls");
     box.textContent = "";
+    if (!(st.calls || []).length && $("action-msg").textContent === "Calling…") {
+      $("action-msg").textContent = "";  // the call it announced is over
+    }
     (st.calls || []).forEach(function (c) {
       var div = el("div", {"class": "call"});
       div.appendChild(el("strong", {"class": "call-state"}, c.state));
