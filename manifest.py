@@ -3,11 +3,12 @@
 #     make -C ports/unix FROZEN_MANIFEST=/path/to/doorline/manifest.py
 # tools/mpy/compile.py reads the same list to cross-compile every module with mpy-cross.
 #
-# Standard modules the core imports: array, binascii, hashlib (md5, sha1, sha256), math, os
-# (urandom), struct, sys; all are built into the Unix port, so nothing is required from
-# micropython-lib today. A port without one of them adds e.g. require("hashlib") here rather than
-# a local copy. firmware/rtp/srtp.py (pylibsrtp), firmware/runtime and firmware/web are CPython
-# only and deliberately left out.
+# firmware/compat.py holds the few CPython/MicroPython differences the core cannot write around.
+# Standard modules the core imports: array, binascii, collections (OrderedDict), hashlib (md5,
+# sha1, sha256), math, os (urandom), struct, sys; all are built into the Unix port, so nothing is
+# required from micropython-lib today. A port without one of them adds e.g. require("hashlib")
+# here rather than a local copy. firmware/rtp/srtp.py (pylibsrtp), firmware/runtime and
+# firmware/web are CPython only and deliberately left out.
 
 PORTABLE_PACKAGES = ("sip", "sdp", "rtp", "codecs", "app")
 CPYTHON_ONLY = ("rtp/srtp.py",)
@@ -16,7 +17,7 @@ CPYTHON_ONLY = ("rtp/srtp.py",)
 def portable_files(root="firmware"):
     import os
 
-    files = ["__init__.py"]
+    files = ["__init__.py", "compat.py"]
     for package in PORTABLE_PACKAGES:
         for name in sorted(os.listdir(os.path.join(root, package))):
             path = package + "/" + name

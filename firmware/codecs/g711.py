@@ -26,6 +26,8 @@ as unsigned 16-bit, and a 256-entry decode table of 2-byte strings.
 import sys
 from array import array
 
+from firmware.compat import item_getter
+
 _BIG_ENDIAN_HOST = sys.byteorder == "big"
 
 
@@ -98,6 +100,10 @@ _ULAW_ENCODE = _encode_table(_ulaw_code)
 _ALAW_ENCODE = _encode_table(_alaw_code)
 _ULAW_DECODE = _decode_table(_ulaw_linear)
 _ALAW_DECODE = _decode_table(_alaw_linear)
+_ULAW_ENCODE_ITEM = item_getter(_ULAW_ENCODE)
+_ALAW_ENCODE_ITEM = item_getter(_ALAW_ENCODE)
+_ULAW_DECODE_ITEM = item_getter(_ULAW_DECODE)
+_ALAW_DECODE_ITEM = item_getter(_ALAW_DECODE)
 
 
 def _unsigned_samples(pcm):
@@ -109,22 +115,22 @@ def _unsigned_samples(pcm):
 
 def ulaw_encode(pcm):
     """16-bit LE PCM -> µ-law bytes, one byte per sample (an odd trailing byte is an error)."""
-    return bytes(map(_ULAW_ENCODE.__getitem__, _unsigned_samples(pcm)))
+    return bytes(map(_ULAW_ENCODE_ITEM, _unsigned_samples(pcm)))
 
 
 def alaw_encode(pcm):
     """16-bit LE PCM -> A-law bytes, one byte per sample."""
-    return bytes(map(_ALAW_ENCODE.__getitem__, _unsigned_samples(pcm)))
+    return bytes(map(_ALAW_ENCODE_ITEM, _unsigned_samples(pcm)))
 
 
 def ulaw_decode(data):
     """µ-law bytes -> 16-bit LE PCM."""
-    return b"".join(map(_ULAW_DECODE.__getitem__, data))
+    return b"".join(map(_ULAW_DECODE_ITEM, data))
 
 
 def alaw_decode(data):
     """A-law bytes -> 16-bit LE PCM."""
-    return b"".join(map(_ALAW_DECODE.__getitem__, data))
+    return b"".join(map(_ALAW_DECODE_ITEM, data))
 
 
 class Codec:

@@ -109,18 +109,20 @@ CUES = {
 
 def cue_frames(cue, amplitude=DEFAULT_AMPLITUDE, rate=RATE, frame_samples=FRAME_SAMPLES):
     """Yield the cue as PCM frames of `frame_samples` samples."""
-    pending = bytearray()
+    frame_bytes = 2 * frame_samples
+    pending = b""
     while True:
         for frequencies, milliseconds in cue.segments:
             count = rate * milliseconds // 1000
             pending += ToneGenerator(frequencies, amplitude, rate).samples(count)
-            while len(pending) >= 2 * frame_samples:
-                yield bytes(pending[: 2 * frame_samples])
-                del pending[: 2 * frame_samples]
+            whole = len(pending) - len(pending) % frame_bytes
+            for start in range(0, whole, frame_bytes):
+                yield pending[start : start + frame_bytes]
+            pending = pending[whole:]
         if not cue.repeat:
             break
     if pending:
-        yield bytes(pending) + bytes(2 * frame_samples - len(pending))
+        yield pending + bytes(frame_bytes - len(pending))
 
 
 def goertzel_power(samples, freq, rate):
@@ -232,7 +234,7 @@ class InbandDtmfDetector:
 
 def _strongest(powers):
     """Index of the clear maximum of `powers`, or None if another one comes too close."""
-    best = max(range(len(powers)), key=powers.__getitem__)
+    best = powers.index(max(powers))
     limit = powers[best] / _ratio(MIN_PEAK_RATIO_DB)
     if any(p > limit for i, p in enumerate(powers) if i != best):
         return None

@@ -16,7 +16,8 @@ RFC 4733 sections implemented:
 
 Public API:
     TelephoneEvent(event, end=False, volume=10, duration=0); TelephoneEvent.parse(payload)
-        (raises RtpParseError); bytes(event); `.key` is the DTMF key or None.
+        (raises RtpParseError); event.to_bytes() (bytes(event) on CPython);
+        `.key` is the DTMF key or None.
     DtmfReceiver(clock_rate=8000):
         receive(timestamp, sequence, marker, payload, now) for telephone-event packets
         (`sequence` is accepted but not needed: §2.5.2 identifies events by timestamp, which
@@ -67,7 +68,7 @@ class TelephoneEvent:
             payload[0], bool(payload[1] & 0x80), payload[1] & 0x3F, (payload[2] << 8) | payload[3]
         )
 
-    def __bytes__(self):
+    def to_bytes(self):
         if not (0 <= self.event <= 255 and 0 <= self.volume <= 63):
             raise ValueError("event must fit 8 bits and volume 6 bits")
         if not 0 <= self.duration <= MAX_DURATION:
@@ -75,12 +76,14 @@ class TelephoneEvent:
         flags = (0x80 if self.end else 0) | self.volume
         return bytes((self.event, flags, self.duration >> 8, self.duration & 0xFF))
 
+    __bytes__ = to_bytes
+
     @property
     def key(self):
         return EVENT_KEYS[self.event] if self.event < len(EVENT_KEYS) else None
 
     def __eq__(self, other):
-        return isinstance(other, TelephoneEvent) and bytes(self) == bytes(other)
+        return isinstance(other, TelephoneEvent) and self.to_bytes() == other.to_bytes()
 
     def __repr__(self):
         end = ", end" if self.end else ""
@@ -229,7 +232,7 @@ class DtmfSender:
                     at / self.clock_rate,
                     (timestamp + segment_start) & 0xFFFFFFFF,
                     not packets,
-                    bytes(block),
+                    block.to_bytes(),
                 )
             )
 

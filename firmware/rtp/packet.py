@@ -5,14 +5,15 @@ Public API
   any input; `.reason` is a short text.
 - `RtpPacket(payload_type, sequence, timestamp, ssrc, payload=b"", marker=False, csrcs=(),
   extension_profile=None, extension_data=b"", padding=0)`; `RtpPacket.parse(data)`;
-  `bytes(packet)`. `padding` is the number of padding octets (0 = P bit clear); `extension` is
-  True when a header extension (RFC 3550 §5.3.1) is present.
+  `packet.to_bytes()` (also `bytes(packet)` on CPython). `padding` is the number of padding
+  octets (0 = P bit clear); `extension` is True when a header extension (RFC 3550 §5.3.1) is
+  present.
 - RTCP packets (§6.4–§6.6): `SenderReport(ssrc, ntp_timestamp, rtp_timestamp, packet_count,
   octet_count, reports=())`, `ReceiverReport(ssrc, reports=())`, `ReportBlock(ssrc,
   fraction_lost, cumulative_lost, highest_sequence, jitter, last_sr, delay_since_last_sr)`,
   `SourceDescription(chunks)` with chunks `[(ssrc, [(item_type, bytes), ...]), ...]` and
   `SourceDescription.with_cname(ssrc, cname)`, `Bye(ssrcs, reason=None)`, and `OtherRtcp` for
-  types we carry but do not interpret (APP, feedback, XR). Each has `bytes(packet)`.
+  types we carry but do not interpret (APP, feedback, XR). Each has `to_bytes()`.
 - `parse_rtcp(data) -> list` of those packets (a compound packet, §6.1);
   `serialize_rtcp(packets) -> bytes`.
 - `is_rtcp(data)`: demultiplexes RTP and RTCP sharing one port (RFC 5761 §4: second octet
@@ -39,7 +40,7 @@ class RtpParseError(ValueError):
     """Bytes that are not a well-formed RTP or RTCP packet."""
 
     def __init__(self, reason):
-        ValueError.__init__(self, reason)
+        super().__init__(reason)
         self.reason = reason
 
 
@@ -148,7 +149,7 @@ class RtpPacket:
             padding=padding,
         )
 
-    def __bytes__(self):
+    def to_bytes(self):
         if len(self.csrcs) > 15:
             raise ValueError("at most 15 CSRCs")
         if len(self.extension_data) % 4:
@@ -178,6 +179,8 @@ class RtpPacket:
         if self.padding:
             parts.append(bytes(self.padding - 1) + bytes([self.padding]))
         return b"".join(parts)
+
+    __bytes__ = to_bytes
 
     def __repr__(self):
         return (
@@ -231,7 +234,7 @@ class ReportBlock:
             cumulative -= 0x1000000
         return cls(ssrc, lost_word >> 24, cumulative, highest, jitter, lsr, dlsr)
 
-    def __bytes__(self):
+    def to_bytes(self):
         # Clamp to the 24-bit signed range rather than wrap (§6.4.1 / RFC 3550 errata).
         cumulative = max(-0x800000, min(0x7FFFFF, self.cumulative_lost)) & 0xFFFFFF
         return struct.pack(
@@ -243,6 +246,8 @@ class ReportBlock:
             self.last_sr & 0xFFFFFFFF,
             self.delay_since_last_sr & 0xFFFFFFFF,
         )
+
+    __bytes__ = to_bytes
 
     def __eq__(self, other):
         return isinstance(other, ReportBlock) and all(
@@ -283,7 +288,7 @@ class SenderReport:
         reports = _parse_report_blocks(body, 24, count)
         return cls(ssrc, (ntp_high << 32) | ntp_low, rtp_ts, packets, octets, reports)
 
-    def __bytes__(self):
+    def to_bytes(self):
         body = struct.pack(
             "!IIIIII",
             self.ssrc,
@@ -292,8 +297,10 @@ class SenderReport:
             self.rtp_timestamp & 0xFFFFFFFF,
             self.packet_count & 0xFFFFFFFF,
             self.octet_count & 0xFFFFFFFF,
-        ) + b"".join(bytes(block) for block in self.reports[:_MAX_REPORT_BLOCKS])
+        ) + b"".join(block.to_bytes() for block in self.reports[:_MAX_REPORT_BLOCKS])
         return _rtcp_header(min(len(self.reports), _MAX_REPORT_BLOCKS), RTCP_SR, len(body)) + body
+
+    __bytes__ = to_bytes
 
     def __repr__(self):
         return (
@@ -317,11 +324,13 @@ class ReceiverReport:
             raise RtpParseError("RR truncated")
         return cls(struct.unpack_from("!I", body, 0)[0], _parse_report_blocks(body, 4, count))
 
-    def __bytes__(self):
+    def to_bytes(self):
         body = struct.pack("!I", self.ssrc) + b"".join(
-            bytes(block) for block in self.reports[:_MAX_REPORT_BLOCKS]
+            block.to_bytes() for block in self.reports[:_MAX_REPORT_BLOCKS]
         )
         return _rtcp_header(min(len(self.reports), _MAX_REPORT_BLOCKS), RTCP_RR, len(body)) + body
+
+    __bytes__ = to_bytes
 
     def __repr__(self):
         return f"<ReceiverReport ssrc={self.ssrc:08x} reports={len(self.reports)}>"
@@ -375,7 +384,7 @@ class SourceDescription:
             chunks.append((ssrc, items))
         return cls(chunks)
 
-    def __bytes__(self):
+    def to_bytes(self):
         body = []
         for ssrc, items in self.chunks:
             chunk = struct.pack("!I", ssrc)
@@ -386,6 +395,8 @@ class SourceDescription:
             body.append(chunk)
         body = b"".join(body)
         return _rtcp_header(len(self.chunks), RTCP_SDES, len(body)) + body
+
+    __bytes__ = to_bytes
 
     def __repr__(self):
         return f"<SourceDescription chunks={len(self.chunks)}>"
@@ -414,7 +425,7 @@ class Bye:
             reason = body[offset + 1 : offset + 1 + length]
         return cls(ssrcs, reason)
 
-    def __bytes__(self):
+    def to_bytes(self):
         body = b"".join(struct.pack("!I", ssrc) for ssrc in self.ssrcs)
         if self.reason:
             reason = self.reason.encode() if isinstance(self.reason, str) else self.reason
@@ -422,6 +433,8 @@ class Bye:
             body += bytes([len(reason)]) + reason
             body += bytes(-len(body) % 4)
         return _rtcp_header(len(self.ssrcs), RTCP_BYE, len(body)) + body
+
+    __bytes__ = to_bytes
 
     def __repr__(self):
         return "<Bye ssrcs=" + ",".join(f"{ssrc:08x}" for ssrc in self.ssrcs) + ">"
@@ -435,9 +448,11 @@ class OtherRtcp:
         self.count = count
         self.body = body
 
-    def __bytes__(self):
+    def to_bytes(self):
         body = bytes(self.body) + bytes(-len(self.body) % 4)
         return _rtcp_header(self.count & 0x1F, self.packet_type, len(body)) + body
+
+    __bytes__ = to_bytes
 
     def __repr__(self):
         return f"<OtherRtcp type={self.packet_type} len={len(self.body)}>"
@@ -494,4 +509,4 @@ def parse_rtcp(data):
 
 def serialize_rtcp(packets):
     """Concatenate RTCP packets into one compound packet (RFC 3550 §6.1)."""
-    return b"".join(bytes(packet) for packet in packets)
+    return b"".join(packet.to_bytes() for packet in packets)

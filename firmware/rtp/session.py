@@ -321,7 +321,7 @@ class RtpSession:
     def _send_rtp(self, payload_type, timestamp, marker, payload):
         packet = RtpPacket(payload_type, self._sequence, timestamp, self.ssrc, payload, marker)
         self._sequence = (self._sequence + 1) % SEQ_MOD
-        data = bytes(packet)
+        data = packet.to_bytes()
         if self._srtp is not None:
             try:
                 data = self._srtp.protect(data)
@@ -444,7 +444,7 @@ class RtpSession:
         return [report, SourceDescription.with_cname(self.ssrc, self.cname)]
 
     def _send_rtcp(self, now, extra=()):
-        data = b"".join(bytes(packet) for packet in self._compound(now) + list(extra))
+        data = b"".join(packet.to_bytes() for packet in self._compound(now) + list(extra))
         if self._srtp is not None:
             try:
                 data = self._srtp.protect_rtcp(data)

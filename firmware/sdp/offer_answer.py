@@ -78,7 +78,7 @@ class OfferAnswerError(Exception):
     """Negotiation failed; ``status`` is the SIP response to send (488 Not Acceptable Here)."""
 
     def __init__(self, reason, status=488):
-        Exception.__init__(self, reason)
+        super().__init__(reason)
         self.reason = reason
         self.status = status
 

@@ -13,7 +13,8 @@ Implemented
 
 Public API
 - ``SdpParseError(ValueError)``: the only exception that parsing raises, for any input; ``.reason``.
-- ``SessionDescription.parse(text_or_bytes)``; ``str(sd)`` / ``bytes(sd)`` serialise with CRLF.
+- ``SessionDescription.parse(text_or_bytes)``; ``str(sd)`` / ``sd.to_bytes()`` serialise with CRLF
+  (CPython also takes ``bytes(sd)``).
   Attributes: ``version``, ``origin`` (``Origin``), ``session_name``, ``information``, ``uri``,
   ``emails``, ``phones``, ``connection`` (``Connection`` or None), ``bandwidths``
   (``Bandwidth`` list), ``timings`` (``Timing`` list), ``zone_adjustments``, ``key``,
@@ -67,7 +68,7 @@ class SdpParseError(ValueError):
     """Malformed SDP; ``reason`` says what was wrong."""
 
     def __init__(self, reason):
-        ValueError.__init__(self, reason)
+        super().__init__(reason)
         self.reason = reason
 
 
@@ -550,7 +551,7 @@ def _split_lines(data):
     if len(data) > MAX_SIZE:
         raise SdpParseError("description too large")
     try:
-        data.encode("utf-8")  # so that bytes(sd) cannot fail later (lone surrogates)
+        data.encode("utf-8")  # so that sd.to_bytes() cannot fail later (lone surrogates)
     except UnicodeError as error:
         raise SdpParseError("description is not valid Unicode") from error
     if "\x00" in data:
@@ -703,8 +704,10 @@ class SessionDescription(_AttributeList):
                 raise ValueError(f"line break inside SDP line {line!r}")
         return "\r\n".join(lines) + "\r\n"
 
-    def __bytes__(self):
+    def to_bytes(self):
         return str(self).encode("utf-8")
+
+    __bytes__ = to_bytes
 
     def __repr__(self):
         return f"SessionDescription(origin={self.origin!r}, media={self.media!r})"

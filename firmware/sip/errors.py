@@ -8,5 +8,5 @@ class ParseError(ValueError):
     """
 
     def __init__(self, reason):
-        ValueError.__init__(self, reason)
+        super().__init__(reason)
         self.reason = reason

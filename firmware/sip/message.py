@@ -14,7 +14,8 @@ Public API
         .method .uri .version .headers .body; .make_response(status, reason=None, to_tag=None)
     Response(status, reason=None, headers=None, body=b"", version=SIP_VERSION)
         .status .reason .version .headers .body
-    bytes(message)      serialises; writes one Content-Length equal to len(body)
+    message.to_bytes()  serialises; writes one Content-Length equal to len(body)
+        (CPython also takes bytes(message); MicroPython ignores __bytes__)
     Headers(fields=None)  ordered, case-insensitive; compact names expanded (`i` -> `Call-ID`)
         get(name, default=None), get_all(name), set(name, value), add(name, value),
         insert(name, value), remove(name), name in headers, iter -> (name, value), len, copy()
@@ -35,7 +36,7 @@ Choices
     * Values of list headers (LIST_HEADERS) are split at commas outside quotes and <>, one entry
       per element; other headers (WWW-Authenticate, Date...) are never split.
     * Content-Length is framing, not data: parse() drops it from the headers (len(body) is the
-      truth) and bytes() writes a fresh one. On a datagram, a larger Content-Length than the
+      truth) and to_bytes() writes a fresh one. On a datagram, a larger Content-Length than the
       body is an error, a smaller one truncates, none means the rest of the datagram (§18.3).
     * Header values are kept as text; the typed parsers (Via, NameAddress, CSeq) run on demand,
       and check_message() runs them on the headers every transaction and dialog relies on.
@@ -47,6 +48,7 @@ Choices
       ParseError (framing is ambiguous), other duplicated single-value headers are flagged.
 """
 
+from firmware.compat import ordered_dict
 from firmware.sip.errors import ParseError
 from firmware.sip.uri import DIGITS, URI, is_token, only, split_host_port
 
@@ -261,13 +263,15 @@ class _Message:
         self.body = bytes(body)
         self.version = version
 
-    def __bytes__(self):
+    def to_bytes(self):
         lines = [self.start_line()]
         for name, value in self.headers:
             if name.lower() != "content-length":
                 lines.append(name + ": " + value)
         lines.append("Content-Length: " + str(len(self.body)))
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
+
+    __bytes__ = to_bytes
 
 
 class Request(_Message):
@@ -434,8 +438,9 @@ def parse(data):
 
 
 def _parse_header_params(text):
-    """`;`-separated generic-params (§25.1) after the first `;` -> dict with lower-case names."""
-    params = {}
+    """`;`-separated generic-params (§25.1) after the first `;` -> dict with lower-case names,
+    in the order written."""
+    params = ordered_dict()
     for chunk in split_outside(text, ";"):
         name, equals, value = chunk.partition("=")
         name = name.strip(_WHITESPACE).lower()
@@ -484,12 +489,12 @@ class Via:
         self.transport = transport
         self.host = host
         self.port = port
-        self.params = dict(params) if params else {}
+        self.params = ordered_dict(params) if params else ordered_dict()
 
     @classmethod
     def parse(cls, value):
         head, semicolon, param_text = value.partition(";")
-        params = _parse_header_params(param_text) if semicolon else {}
+        params = _parse_header_params(param_text) if semicolon else None
         parts = head.split("/")  # SLASH = SWS "/" SWS
         if len(parts) != 3:
             raise ParseError("bad Via sent-protocol")
@@ -526,7 +531,7 @@ class NameAddress:
     def __init__(self, uri, display_name=None, params=None):
         self.uri = uri
         self.display_name = display_name
-        self.params = dict(params) if params else {}
+        self.params = ordered_dict(params) if params else ordered_dict()
 
     @classmethod
     def parse(cls, value):
@@ -566,7 +571,7 @@ class NameAddress:
                 raise ParseError("text after >")
             semicolon, param_text = after[:1], after[1:]
         uri = URI.parse(uri_text)
-        params = _parse_header_params(param_text) if semicolon else {}
+        params = _parse_header_params(param_text) if semicolon else None
         return cls(uri, display_name, params)
 
     @property
@@ -697,7 +702,7 @@ def _scan_content_length(head):
         name, colon, value = line.partition(b":")
         if colon and name.strip().lower() in (b"content-length", b"l"):
             found.append(value.strip())
-    if len(found) != 1 or not only(found[0].decode("ascii", "replace"), DIGITS):
+    if len(found) != 1 or not found[0].isdigit():  # bytes.isdigit: ASCII digits only
         return None
     return int(found[0])
 
@@ -740,7 +745,7 @@ class StreamReader:
         return ParseError(reason)
 
     def _consume(self, count):
-        del self._buffer[:count]
+        self._buffer[:count] = b""  # MicroPython's bytearray has no slice deletion
         self._scanned = 0
 
     def _next(self):

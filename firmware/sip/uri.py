@@ -27,6 +27,7 @@ Helpers shared with the header parsers
     only(text, chars) -> bool                every character of non-empty text is in chars
 """
 
+from firmware.compat import ordered_dict
 from firmware.sip.errors import ParseError
 
 DIGITS = "0123456789"
@@ -167,8 +168,9 @@ def split_host_port(text):
 
 
 def _parse_params(chunks, keep_case=False):
-    """`;name[=value]` chunks of a URI -> dict (§25.1 uri-parameters, RFC 3966 par)."""
-    params = {}
+    """`;name[=value]` chunks of a URI -> dict in the order written (§25.1 uri-parameters,
+    RFC 3966 par)."""
+    params = ordered_dict()
     for chunk in chunks:
         name, equals, value = chunk.partition("=")
         if not only(name, _PARAM_CHARS) or (equals and not only(value, _PARAM_CHARS)):
@@ -182,7 +184,7 @@ def _parse_params(chunks, keep_case=False):
 
 
 def _parse_headers(text):
-    headers = {}
+    headers = ordered_dict()
     for chunk in text.split("&"):
         name, equals, value = chunk.partition("=")
         bad_value = value and not only(value, _HEADER_CHARS)
@@ -205,8 +207,8 @@ class URI:
         self.password = password
         self.host = host
         self.port = port
-        self.params = dict(params) if params else {}
-        self.headers = dict(headers) if headers else {}
+        self.params = ordered_dict(params) if params else ordered_dict()
+        self.headers = ordered_dict(headers) if headers else ordered_dict()
         self.opaque = opaque
 
     @classmethod
