@@ -9,6 +9,8 @@ and status codes are seen exactly as sent.
   once (409 after); afterwards no credentials → 401 with a Basic challenge;
 - configuration applied live: a direct-IP station gets a registrar by `PUT /api/config` and
   registers at Kamailio without a restart (same PID), then moves to TCP and re-registers;
+- a valid configuration the station cannot use (its new SIP port is taken) → 400 for that
+  field, the running settings kept and re-saved;
 - bad configurations (port 70000, unknown transport, malformed SIP URI, duplicate button role)
   → 400 with one message per field, the file's bytes, the status and the binding unchanged;
 - the call button through `POST /api/sim/button/call` rings flat1; status, hang-up, event log
@@ -24,15 +26,18 @@ import base64
 import http.client
 import json
 import os
+import socket
 import stat
 import time
+import tomllib
 
 import pytest
 
+from firmware import config as configuration
 from tests.integration.helpers import Firmware, station_config, wait_contacts
 from tests.peers.audio import write_tone_wav
 from tests.peers.fixtures import DOOR_PASSWORD, DOOR_USER, FLAT1_USER
-from tests.peers.process import wait_until
+from tests.peers.process import free_port, wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -239,22 +244,6 @@ def test_first_boot_api_refused_until_setup_then_basic_auth_required(live_statio
 
 
 # -- configuration applied live --------------------------------------------------------------
-def put_sip_settings(station, sip):
-    """PUT /api/config {"sip": sip}; the saved configuration, redacted.
-
-    Known firmware bug (reported to the lead): restarting the user agent rebinds the SIP port
-    before asyncio has closed the old UDP socket (Transports.close() defers it to the next
-    loop iteration), so the PUT answers 500 and the log shows EADDRINUSE. Exactly that symptom
-    is an expected failure; anything else fails normally."""
-    offset = station.fw.log_offset()
-    reply = station.http("PUT", "/api/config", {"sip": sip})
-    if reply.status == 500 and "Address already in use" in station.fw.log[offset:]:
-        pytest.xfail("firmware bug: apply_config rebinds the SIP port before the old UDP "
-                     "socket is closed (EADDRINUSE, 500); the station is left without SIP")
-    assert reply.status == 200, f"PUT /api/config {sip} → {reply}{station.describe()}"
-    return reply.json
-
-
 def test_registrar_set_by_put_config_registers_without_restart_then_moves_to_tcp(
         kamailio, live_station):
     config = station_config(None)
@@ -267,7 +256,7 @@ def test_registrar_set_by_put_config_registers_without_restart_then_moves_to_tcp
 
     sip = {"registrar": f"127.0.0.1:{kamailio.udp_port}", "domain": kamailio.domain,
            "username": DOOR_USER, "password": DOOR_PASSWORD, "transport": "udp"}
-    saved = put_sip_settings(station, sip)
+    saved = station.api("PUT", "/api/config", {"sip": sip})
     assert saved["sip"]["registrar"] == sip["registrar"] and saved["sip"]["password"] == "(set)"
     assert DOOR_PASSWORD not in json.dumps(saved)
     station.wait_status(lambda s: s["registration"]["state"] == "registered", 5.0,
@@ -282,8 +271,8 @@ def test_registrar_set_by_put_config_registers_without_restart_then_moves_to_tcp
     assert DOOR_PASSWORD not in station.api("GET", "/api/config")["sip"].values()
 
     # The registrar's TCP transport: the station re-registers over TCP and drops the UDP one.
-    put_sip_settings(station, {"registrar": f"127.0.0.1:{kamailio.tcp_port}",
-                               "transport": "tcp", "password": "(set)"})
+    station.api("PUT", "/api/config", {"sip": {"registrar": f"127.0.0.1:{kamailio.tcp_port}",
+                                               "transport": "tcp", "password": "(set)"}})
 
     bindings = wait_bindings(
         kamailio, lambda found: found and all(b["Socket"].startswith("tcp:") for b in found),
@@ -295,6 +284,35 @@ def test_registrar_set_by_put_config_registers_without_restart_then_moves_to_tcp
     assert station.fw.pid == pid and station.fw.alive, "the process was restarted"
     saved_sections = [e["sections"] for e in station.events("config_saved")]
     assert saved_sections == [["sip"], ["sip"]], saved_sections
+
+
+def test_sip_port_in_use_answers_400_and_keeps_the_running_settings(kamailio, live_station):
+    """A valid document the station cannot use (its new SIP port is taken) is rolled back: 400
+    naming the field, the old file back on disk, registered again on the old port."""
+    station = live_station(registered_config(kamailio))
+    station.set_password()
+    pid, old_port = station.fw.pid, station.fw.port
+    station.wait_status(lambda s: s["registration"]["state"] == "registered", 5.0, "registered")
+    wait_contacts(kamailio, DOOR_USER, lambda found: any(f":{old_port}" in c for c in found))
+    config_before = station.api("GET", "/api/config")
+    busy_port = free_port(("udp", "tcp"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.0.1", busy_port))
+        reply = station.http("PUT", "/api/config", {"sip": {"listen": f"127.0.0.1:{busy_port}"}})
+    assert reply.status == 400, f"{reply}{station.describe()}"
+    assert list(reply.json["errors"]) == ["sip.listen"], reply.json
+    assert "in use" in reply.json["errors"]["sip.listen"], reply.json
+    with open(station.fw.config_path, "rb") as config_file:
+        on_disk = configuration.validate(tomllib.load(config_file))
+    assert configuration.redacted(on_disk) == config_before
+    assert station.api("GET", "/api/config") == config_before
+    station.wait_status(lambda s: s["registration"]["state"] == "registered", 5.0,
+                        "registered again with the old settings")
+    contacts = wait_contacts(kamailio, DOOR_USER,
+                             lambda found: any(f":{old_port}" in c for c in found))
+    assert not any(f":{busy_port}" in c for c in contacts), contacts
+    assert station.fw.pid == pid and station.fw.alive
+    assert station.events("config_saved") == []
 
 
 # -- bad configuration rejected --------------------------------------------------------------
