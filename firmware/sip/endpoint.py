@@ -181,7 +181,7 @@ class Endpoint:
                 status = 505 if problem == "Version Not Supported" else 400
                 answer = message.make_response(status, _reason_phrase(problem) if status == 400
                                                else problem)
-                self._out.append((bytes(answer), response_destination_safe(message, source)))
+                self._out.append((answer.to_bytes(), response_destination_safe(message, source)))
             return
         if isinstance(message, Request):
             self._receive_request(message, source, now)
@@ -193,7 +193,7 @@ class Endpoint:
         for tx, message in self.table.messages_to_send():
             dest = self._destinations.get(tx)
             if dest is not None:
-                self._out.append((bytes(message), dest))
+                self._out.append((message.to_bytes(), dest))
         for tx, event in events:
             self._on_transaction_event(tx, event)
         for tx in [t for t in self._destinations if t.terminated]:
@@ -240,7 +240,7 @@ class Endpoint:
         """An ACK for a 2xx (§13.2.2.4) or a response outside any transaction."""
         if isinstance(message, Request):
             self._stamp(message, dest, txn.new_branch())
-        self._out.append((bytes(message), dest))
+        self._out.append((message.to_bytes(), dest))
 
     def send_response(self, transaction, response, now):
         if self.user_agent and "Server" not in response.headers:
@@ -288,7 +288,7 @@ class Endpoint:
         if verdict is not None:
             if verdict != "drop" and request.method != "ACK":
                 refusal = request.make_response(verdict, to_tag=self.new_tag())
-                self._out.append((bytes(refusal), response_destination(request, source)))
+                self._out.append((refusal.to_bytes(), response_destination(request, source)))
                 self._events.append(MessageRejected(source, "refused %s: %d" % (
                     request.method, verdict), request))
             return
@@ -300,7 +300,7 @@ class Endpoint:
             # Too many transactions: a cheap stateless refusal, nothing kept (issue #9).
             busy = request.make_response(503, "Service Unavailable")
             busy.headers.set("Retry-After", "5")
-            self._out.append((bytes(busy), response_destination(request, source)))
+            self._out.append((busy.to_bytes(), response_destination(request, source)))
             return
         self._destinations[tx] = response_destination(request, source)
         self._events.append(RequestReceived(request, source, tx))
@@ -328,7 +328,7 @@ class Endpoint:
         dest = self._destinations.get(tx)
         for message in tx.messages_to_send():
             if dest is not None:
-                self._out.append((bytes(message), dest))
+                self._out.append((message.to_bytes(), dest))
         while True:
             event = tx.next_event()
             if event is None:
@@ -359,7 +359,7 @@ class Endpoint:
         self._events.append(MessageRejected(source, reason))
         response = salvage_bad_request(data, reason)
         if response is not None:
-            self._out.append((bytes(response), Peer(source.transport, source.host, source.port,
+            self._out.append((response.to_bytes(), Peer(source.transport, source.host, source.port,
                                                     source.flow)))
 
 
@@ -396,7 +396,7 @@ def salvage_bad_request(data, reason):
                 if any(c in value for c in "\r\n\x00"):
                     return None
                 response.headers.add(name, value)
-        bytes(response)
+        response.to_bytes()
         return response
     except Exception:  # salvage is best effort: any surprise means "no answer"
         return None
