@@ -23,9 +23,7 @@ import ipaddress
 import random
 import socket
 
-import dns.asyncresolver
 import dns.exception
-import dns.resolver
 
 from firmware.sip.endpoint import Peer
 
@@ -68,8 +66,18 @@ def order_srv(records, rng=random):
 
 class Locator:
     def __init__(self, resolver=None, system_fallback=True):
-        self.resolver = resolver or dns.asyncresolver.Resolver()
+        self._resolver = resolver
         self.system_fallback = system_fallback
+
+    @property
+    def resolver(self):
+        if self._resolver is None:
+            # Imported on first use: dnspython's resolver costs ~130 ms of start-up (far more
+            # on a Pi Zero), and a numeric registrar never needs it.
+            import dns.asyncresolver
+
+            self._resolver = dns.asyncresolver.Resolver()
+        return self._resolver
 
     async def locate(self, host, port=None, transport=None, secure=False):
         host = host.strip("[]")

@@ -137,14 +137,12 @@ def test_udp_to_a_host_name_is_resolved_without_blocking():
         await ta.listen(HOST, free_port())
         await tb.listen(HOST, port_b)
         try:
+            # /etc/hosts names it: no DNS query leaves the machine.
             ta.send(b"first", Peer("udp", "localhost", port_b))  # via getaddrinfo, off-loop
-            ta.send(b"second", Peer("udp", "no-such-host.invalid", port_b))
-            ta.send(b"third", Peer("udp", HOST, port_b))
+            ta.send(b"second", Peer("udp", HOST, port_b))
             got = [(await asyncio.wait_for(b.received.get(), WAIT))[0] for _ in range(2)]
-            # The numeric destination did not wait behind the name lookups.
-            assert got[0] == b"third" and got[1] == b"first"
-            await asyncio.sleep(0.2)
-            assert b.received.empty()
+            # The numeric destination did not wait behind the name lookup.
+            assert got == [b"second", b"first"]
         finally:
             ta.close()
             tb.close()
