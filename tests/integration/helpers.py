@@ -21,11 +21,16 @@ Public API:
   listen_port=None, expires=3600) -> dict`: a config for a station registering with a
   `tests.peers.kamailio.Kamailio` (or `None`: direct-IP mode), on free 4-digit loopback ports.
 - `registrar_port(kamailio, transport)`.
-- `wait_contacts(kamailio, user, predicate=bool, timeout=5.0) -> list`: polls `contacts(user)`
-  until `predicate(contacts)` holds; AssertionError with the last contacts otherwise.
+- `wait_contacts(kamailio, user, predicate=bool, timeout=5.0, interval=0.05) -> list`: polls
+  `contacts(user)` until `predicate(contacts)` holds; AssertionError with the last contacts.
 - `time_to_registered(capture_packets, registrar, started_at) -> float | None`: from the pcap of
   a UDP capture of the registrar port, the kernel timestamp of the first `200` answering a
   REGISTER that comes from the registrar, minus `started_at`.
+- `measure_time_to_registered(kamailio, workdir, timeout=10.0) -> dict`: starts a UDP station
+  against `kamailio` under a LiveCapture of its port and returns `{"capture": s, "polling": s}`:
+  process start → the registrar's 200 for REGISTER by kernel timestamp (None if not seen),
+  and process start → the contact visible through `kamcmd` (an upper bound, polled every
+  50 ms). The station is stopped (SIGTERM, then SIGKILL of its group) before it returns.
 - `sip_messages(capture_packets, port, direction="to") -> list[bytes]`: payloads of the
   captured SIP datagrams sent to (or from) `port`, keep-alives skipped.
 - `LiveCapture(path, udp_ports=(), expression=None)`: `tests.peers.capture.Capture` with
@@ -190,14 +195,14 @@ def station_config(registrar, transport="udp", password=DOOR_PASSWORD, username=
     return {"sip": sip, "web": {"listen": f"127.0.0.1:{free_port(('tcp',))}"}}
 
 
-def wait_contacts(kamailio, user, predicate=bool, timeout=5.0):
+def wait_contacts(kamailio, user, predicate=bool, timeout=5.0, interval=0.05):
     last = []
 
     def check():
         last[:] = kamailio.contacts(user)
         return predicate(last)
 
-    if not wait_until(check, timeout, 0.05):
+    if not wait_until(check, timeout, interval):
         raise AssertionError(f"contacts of {user} never satisfied the condition within "
                              f"{timeout} s; last seen: {last}")
     return list(last)
@@ -246,3 +251,20 @@ class LiveCapture(Capture):
         if not self._process.alive:
             raise RuntimeError(f"tcpdump failed:\n{self._process.log_text()}")
         return self
+
+
+def measure_time_to_registered(kamailio, workdir, timeout=10.0):
+    workdir = os.fspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    registrar = ("127.0.0.1", kamailio.udp_port)
+    with LiveCapture(os.path.join(workdir, "register.pcap"), udp_ports=[registrar[1]]) as capture:
+        station = Firmware(os.path.join(workdir, "station"), station_config(kamailio, "udp"))
+        try:
+            station.start()
+            wait_contacts(kamailio, DOOR_USER, timeout=timeout, interval=0.05)
+            polled = time.monotonic() - station.started_mono
+        finally:
+            station.stop(timeout=5.0)
+            station.kill()
+    return {"capture": time_to_registered(capture.packets(), registrar, station.started_at),
+            "polling": polled}
