@@ -205,13 +205,14 @@ def test_lost_end_packets_then_next_press(vectors):
 
 def _updates(key_event, timestamp, durations, end_after=True, seq=0):
     packets = [
-        Packet(seq + i, timestamp, i == 0, bytes(TelephoneEvent(key_event, False, 10, d)), i * 0.05)
+        Packet(seq + i, timestamp, i == 0, TelephoneEvent(key_event, False, 10, d).to_bytes(),
+               i * 0.05)
         for i, d in enumerate(durations)
     ]
     if end_after:
         last = durations[-1]
         for r in range(3):
-            payload = bytes(TelephoneEvent(key_event, True, 10, last))
+            payload = TelephoneEvent(key_event, True, 10, last).to_bytes()
             packets.append(
                 Packet(seq + len(durations) + r, timestamp, False, payload, len(durations) * 0.05)
             )
@@ -252,9 +253,9 @@ def test_new_press_of_same_key_right_after_a_full_segment_is_a_new_digit():
 def test_ignores_malformed_and_non_dtmf_events():
     receiver = DtmfReceiver()
     receiver.receive(100, 1, True, b"\x05\x0a", 0.0)
-    receiver.receive(200, 2, True, bytes(TelephoneEvent(16, False, 10, 0)), 0.0)  # flash
+    receiver.receive(200, 2, True, TelephoneEvent(16, False, 10, 0).to_bytes(), 0.0)  # flash
     assert receiver.next_event() is None
-    receiver.receive(300, 3, True, bytes(TelephoneEvent(15, False, 10, 0)), 0.0)
+    receiver.receive(300, 3, True, TelephoneEvent(15, False, 10, 0).to_bytes(), 0.0)
     assert receiver.next_event() == Digit("D", "rfc4733")
 
 
@@ -269,14 +270,14 @@ def test_reset_accepts_a_restarted_stream(vectors):
 def test_telephone_event_round_trip_and_reserved_bit():
     block = TelephoneEvent.parse(bytes.fromhex("008a08c0"))
     assert (block.event, block.end, block.volume, block.duration) == (0, True, 10, 2240)
-    assert bytes(block) == bytes.fromhex("008a08c0")
+    assert block.to_bytes() == bytes.fromhex("008a08c0")
     with_r_bit = TelephoneEvent.parse(bytes.fromhex("0bca0140"))
     assert (with_r_bit.key, with_r_bit.end, with_r_bit.volume) == ("#", True, 10)
-    assert bytes(with_r_bit) == bytes.fromhex("0b8a0140")  # R is sent as zero
+    assert with_r_bit.to_bytes() == bytes.fromhex("0b8a0140")  # R is sent as zero
     with pytest.raises(RtpParseError):
         TelephoneEvent.parse(b"\x01\x02\x03")
     with pytest.raises(ValueError):
-        bytes(TelephoneEvent(1, duration=0x10000))
+        TelephoneEvent(1, duration=0x10000).to_bytes()
 
 
 def _from_sender(packets, seq=4000):

@@ -86,10 +86,11 @@ def test_missing_frame_is_concealed_with_fading_then_silence_and_late_packet_dro
     assert buffer.late == 1
 
 
-def _simulate(seconds, sender_speed=1.0, jitter=0.0, loss=0.0, seed=1):
+def _simulate(seconds, sender_speed=1.0, jitter=0.0, loss=0.0, seed=1, lost=None):
     """Sender emits frame k at k*20ms/sender_speed (its clock), receiver pulls every 20 ms.
 
-    Returns, for every pull, (index or None, concealed) and the max buffered/delay seen.
+    Returns, for every pull, (index or None, concealed) and the max buffered/delay seen; the
+    indices of the frames the network dropped are appended to `lost` when given.
     """
     rng = random.Random(seed)
     buffer = JitterBuffer()
@@ -97,6 +98,8 @@ def _simulate(seconds, sender_speed=1.0, jitter=0.0, loss=0.0, seed=1):
     packets = int(seconds / TICK * sender_speed) + 10
     for k in range(packets):
         if rng.random() < loss:
+            if lost is not None:
+                lost.append(k)
             continue
         heapq.heappush(arrivals, (k * TICK / sender_speed + rng.uniform(0, jitter), k))
     pulls = []
@@ -123,9 +126,22 @@ def _longest_gap(pulls):
     return longest
 
 
+def _longest_burst(lost):
+    longest = run = 0
+    previous = None
+    for index in lost:
+        run = run + 1 if previous == index - 1 else 1
+        longest = max(longest, run)
+        previous = index
+    return longest
+
+
 def test_loss_and_jitter_never_leave_more_than_60ms_of_gap():
-    buffer, pulls, _ = _simulate(120, jitter=0.060, loss=0.05, seed=4)
-    assert _longest_gap(pulls) * 20 <= 60
+    lost = []
+    buffer, pulls, _ = _simulate(120, jitter=0.060, loss=0.05, seed=4, lost=lost)
+    # Jitter adds no gap of its own: only a burst of more than 3 lost frames (which random
+    # loss does produce now and then) may leave a longer one, and then only as long as it.
+    assert _longest_gap(pulls) <= max(3, _longest_burst(lost))
     stats = buffer.stats()
     assert 60 <= stats["target_ms"] <= 100  # adapted to the 60 ms spread
     assert stats["late"] < 0.01 * len(pulls)

@@ -1,4 +1,5 @@
 import random
+import sys
 
 import pytest
 from hypothesis import given
@@ -20,9 +21,18 @@ from firmware.rtp.packet import (
 )
 
 
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="MicroPython ignores __bytes__")
+def test_bytes_of_a_packet_is_its_serialisation():
+    block = ReportBlock(2, 0x80, 10, 3, 4, 5, 6)
+    for packet in (RtpPacket(0, 1, 2, 3, b"x"), SenderReport(1, 2, 3, 4, 5, [block]),
+                   ReceiverReport(1, [block]), SourceDescription.with_cname(1, "a@b"),
+                   Bye([1], "bye"), OtherRtcp(204, 3, b"nameDATA"), block):
+        assert bytes(packet) == packet.to_bytes()
+
+
 def test_rtp_minimal_header_layout():
     packet = RtpPacket(0, 0x1234, 0xDECAFBAD, 0xCAFEBABE, payload=b"\xab" * 4, marker=True)
-    assert bytes(packet) == bytes.fromhex("80801234decafbadcafebabeabababab")
+    assert packet.to_bytes() == bytes.fromhex("80801234decafbadcafebabeabababab")
 
 
 def test_rtp_round_trip_with_csrcs_extension_and_padding():
@@ -37,7 +47,7 @@ def test_rtp_round_trip_with_csrcs_extension_and_padding():
         extension_data=b"\x10\xaa\x00\x00",
         padding=3,
     )
-    data = bytes(packet)
+    data = packet.to_bytes()
     assert data[0] == 0x80 | 0x20 | 0x10 | 2
     assert len(data) == 12 + 8 + 4 + 4 + 5 + 3
     parsed = RtpPacket.parse(data)
@@ -52,7 +62,7 @@ def test_rtp_round_trip_with_csrcs_extension_and_padding():
     assert parsed.extension_data == b"\x10\xaa\x00\x00"
     assert parsed.padding == 3 and parsed.payload == b"hello"
     assert not parsed.marker
-    assert bytes(parsed) == data
+    assert parsed.to_bytes() == data
 
 
 @pytest.mark.parametrize(
@@ -80,7 +90,7 @@ def test_rtp_parse_raises_only_its_own_error(data):
         packet = RtpPacket.parse(data)
     except RtpParseError:
         return
-    assert RtpPacket.parse(bytes(packet)).payload == packet.payload
+    assert RtpPacket.parse(packet.to_bytes()).payload == packet.payload
 
 
 @given(st.binary(max_size=120))
@@ -132,22 +142,22 @@ def test_rtcp_compound_round_trip():
 
 def test_report_block_cumulative_lost_is_signed_24_bit_and_clamped():
     block = ReportBlock(1, 0, -1, 0, 0, 0, 0)
-    assert bytes(block)[4:8] == bytes.fromhex("00ffffff")
-    rr = parse_rtcp(bytes(ReceiverReport(5, [block])))[0]
+    assert block.to_bytes()[4:8] == bytes.fromhex("00ffffff")
+    rr = parse_rtcp(ReceiverReport(5, [block]).to_bytes())[0]
     assert rr.reports[0].cumulative_lost == -1
     huge = ReportBlock(1, 0, 1 << 30, 0, 0, 0, 0)
-    assert ReportBlock.parse(bytes(huge), 0).cumulative_lost == 0x7FFFFF
+    assert ReportBlock.parse(huge.to_bytes(), 0).cumulative_lost == 0x7FFFFF
 
 
 def test_rr_layout_matches_rfc_3550():
-    data = bytes(ReceiverReport(0xCAFEBABE, [ReportBlock(2, 0x80, 10, 3, 4, 5, 6)]))
+    data = ReceiverReport(0xCAFEBABE, [ReportBlock(2, 0x80, 10, 3, 4, 5, 6)]).to_bytes()
     assert data[:8] == bytes.fromhex("81c90007cafebabe")
     assert len(data) == 8 + 24
 
 
 def test_sdes_with_several_items_and_chunks():
     sdes = SourceDescription([(1, [(1, b"a"), (6, b"tool")]), (2, [(1, b"bcd")])])
-    data = bytes(sdes)
+    data = sdes.to_bytes()
     assert len(data) % 4 == 0
     parsed = parse_rtcp(data)[0]
     assert parsed.chunks == [(1, [(1, b"a"), (6, b"tool")]), (2, [(1, b"bcd")])]
@@ -155,7 +165,7 @@ def test_sdes_with_several_items_and_chunks():
 
 def test_unknown_rtcp_types_are_carried_and_junk_rejected():
     app = OtherRtcp(204, 3, b"nameDATA")
-    packets = parse_rtcp(bytes(app) + bytes(ReceiverReport(9)))
+    packets = parse_rtcp(app.to_bytes() + ReceiverReport(9).to_bytes())
     assert packets[0].packet_type == 204 and packets[0].body == b"nameDATA"
     assert packets[1].ssrc == 9
     with pytest.raises(RtpParseError):
@@ -163,7 +173,7 @@ def test_unknown_rtcp_types_are_carried_and_junk_rejected():
 
 
 def test_rtcp_length_must_add_up():
-    data = bytes(ReceiverReport(9))
+    data = ReceiverReport(9).to_bytes()
     with pytest.raises(RtpParseError):
         parse_rtcp(data + b"\x00\x00")
     with pytest.raises(RtpParseError):
@@ -171,20 +181,20 @@ def test_rtcp_length_must_add_up():
 
 
 def test_rtcp_padding_only_on_last_packet():
-    padded = bytearray(bytes(ReceiverReport(9)) + bytes.fromhex("00000004"))
+    padded = bytearray(ReceiverReport(9).to_bytes() + bytes.fromhex("00000004"))
     padded[0] |= 0x20
     padded[3] += 1
     assert parse_rtcp(bytes(padded))[0].ssrc == 9
     with pytest.raises(RtpParseError):
-        parse_rtcp(bytes(padded) + bytes(ReceiverReport(10)))
+        parse_rtcp(bytes(padded) + ReceiverReport(10).to_bytes())
 
 
 def test_is_rtcp_demultiplexes_rfc_5761():
-    assert is_rtcp(bytes(ReceiverReport(1)))
+    assert is_rtcp(ReceiverReport(1).to_bytes())
     assert is_rtcp(_compound())
     for payload_type in (0, 8, 101, 127):
         for marker in (False, True):
-            rtp = bytes(RtpPacket(payload_type, 1, 2, 3, b"x", marker=marker))
+            rtp = RtpPacket(payload_type, 1, 2, 3, b"x", marker=marker).to_bytes()
             assert not is_rtcp(rtp)
     assert not is_rtcp(b"\x80")
     assert not is_rtcp(b"")

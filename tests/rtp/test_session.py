@@ -205,7 +205,7 @@ def test_dtmf_without_telephone_event_is_refused():
 
 
 def packet_bytes(sequence, timestamp, ssrc=0x1234, payload_type=0, payload=FRAME):
-    return bytes(RtpPacket(payload_type, sequence, timestamp, ssrc, payload))
+    return RtpPacket(payload_type, sequence, timestamp, ssrc, payload).to_bytes()
 
 
 def test_symmetric_rtp_latches_once_to_the_first_valid_source():

@@ -77,14 +77,14 @@ def test_mutated_sdp_only_ever_raises_sdp_parse_error(data):
     except SdpParseError:
         return
     text = str(sd)
-    assert str(SessionDescription.parse(bytes(sd))) == text
+    assert str(SessionDescription.parse(sd.to_bytes())) == text
     check_helpers(sd)
     for local in LOCALS:
         try:
             answer, _ = create_answer(sd, local, 1)
         except OfferAnswerError:
             continue
-        assert str(SessionDescription.parse(bytes(answer))) == str(answer)
+        assert str(SessionDescription.parse(answer.to_bytes())) == str(answer)
         try:
             process_answer(sd, sd, local)  # a nonsense answer must still fail cleanly
         except OfferAnswerError:

@@ -46,7 +46,7 @@ def parse(text):
 
 def wire(sd):
     """Through bytes, as it would travel in a SIP body."""
-    return SessionDescription.parse(bytes(sd))
+    return SessionDescription.parse(sd.to_bytes())
 
 
 def answer_to(text, local, direction="sendrecv"):

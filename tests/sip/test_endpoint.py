@@ -101,7 +101,7 @@ def test_request_retransmissions_reach_the_wire():
         now = endpoint.get_timer()
         endpoint.handle_timer(now)
         for message, peer in sent(endpoint):
-            assert bytes(message) == bytes(first) and peer == PHONE
+            assert message.to_bytes() == first.to_bytes() and peer == PHONE
             times.append(now)
         if any(isinstance(e, RequestFailed) for e in events(endpoint)):
             break
@@ -114,11 +114,11 @@ def test_invite_retransmissions_and_the_response_back_to_the_context():
     endpoint.send_request(outgoing("INVITE"), PHONE, 0.0, context="ctx")
     [(invite, _)] = sent(endpoint)
     endpoint.handle_timer(T1)
-    assert [bytes(m) for m, _ in sent(endpoint)] == [bytes(invite)]
+    assert [m.to_bytes() for m, _ in sent(endpoint)] == [invite.to_bytes()]
     endpoint.handle_timer(3 * T1)
-    assert [bytes(m) for m, _ in sent(endpoint)] == [bytes(invite)]
+    assert [m.to_bytes() for m, _ in sent(endpoint)] == [invite.to_bytes()]
     ringing = invite.make_response(180, to_tag="ft")
-    endpoint.receive(bytes(ringing), PHONE, 2.0)
+    endpoint.receive(ringing.to_bytes(), PHONE, 2.0)
     [event] = events(endpoint)
     assert isinstance(event, ResponseReceived) and event.context == "ctx"
     assert event.response.status == 180
@@ -133,7 +133,7 @@ def test_response_for_another_sent_by_is_dropped():
     response = request.make_response(200, to_tag="x")
     response.headers.set("Via", "SIP/2.0/UDP 127.0.0.9:5060;branch=%s" %
                          Via.parse(request.headers.get("Via")).branch)
-    endpoint.receive(bytes(response), PHONE, 0.1)
+    endpoint.receive(response.to_bytes(), PHONE, 0.1)
     [event] = events(endpoint)
     assert isinstance(event, MessageRejected)
 

@@ -65,7 +65,7 @@ def ok(request, expires=3600):
 
 
 def hex_of(name, text):
-    return hashlib.new(name, text.encode()).hexdigest()
+    return getattr(hashlib, name)(text.encode()).digest().hex()  # MicroPython: no new()/hexdigest()
 
 
 def credentials(request, header="Authorization"):

@@ -156,7 +156,7 @@ def test_invite_client_acks_non_2xx_final_with_same_branch_and_to_tag():
     assert tx.state == txn.COMPLETED
     assert [e.response.status for e in events(tx)] == [180, 486]
     [ack] = tx.messages_to_send()
-    ack = message.parse(bytes(ack))  # the bytes on the wire, read back
+    ack = message.parse(ack.to_bytes())  # the bytes on the wire, read back
     assert ack.method == "ACK"
     assert str(ack.uri) == "sip:flat1@127.0.0.1:5080"
     assert ack.headers.get_all("Via") == [invite.headers.get("Via")]
