@@ -11,8 +11,8 @@ of that extra delay plus one frame of margin, clamped to [min_delay_ms, max_dela
 current delay is how long a fastest packet waits before it is played:
 `now * rate - playout_timestamp - base`.
 
-Adaptation and drift. The current delay is kept between the target and the target plus one
-frame. Above (the sender's clock runs fast, or jitter went down) the buffer drops a frame, or
+Adaptation and drift. The current delay is kept between the target and the target plus two
+frames. Above (the sender's clock runs fast, or jitter went down) the buffer drops a frame, or
 skips a concealment slot, which shortens silence; below (the sender's clock is slow, or jitter
 went up) it plays the previous frame again without advancing. At most one such correction per
 `ADJUST_INTERVAL` frames.
@@ -167,8 +167,10 @@ class JitterBuffer:
 
         self._since_adjust += 1
         if self._since_adjust >= ADJUST_INTERVAL:
-            if self._delay > self._target + FRAME_SAMPLES:
-                # Too much audio waiting: discard one frame (or one slot of silence).
+            if self._delay > self._target + 2 * FRAME_SAMPLES:
+                # Too much audio waiting: discard one frame (or one slot of silence). The band
+                # kept is two frames wide, so one correction never lands outside it on the
+                # other side (a one-frame band flip-flops between drop and insert).
                 self._frames.pop(self._next_ts, None)
                 self._next_ts += FRAME_SAMPLES
                 self.dropped += 1

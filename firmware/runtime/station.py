@@ -286,6 +286,7 @@ class Station:
         elif isinstance(event, calls.InfoReceived):
             digit = parse_info_body(event.content_type, event.body)
             if digit is not None:
+                log.info("call %s: DTMF digit %s received (INFO)", event.call.id, digit)
                 self.controller.dtmf(event.call.id, digit, now)
         elif isinstance(event, calls.CallEnded):
             self._ended(event, now)
