@@ -336,8 +336,9 @@ def _raise_priority():
     """Ask the scheduler to run this thread as soon as it wakes, so a busy neighbour does not
     delay packets: SCHED_FIFO at a low real-time priority (measured on 2 cores next to a busy
     loop: send-interval p99 20.2 ms instead of 23 ms; a nice value alone did not help), else a
-    lower nice value. Both need root or CAP_SYS_NICE (systemd: AmbientCapabilities=); without
-    them the thread keeps the default priority and works, with more send jitter under load.
+    lower nice value. Both need root, CAP_SYS_NICE or an RLIMIT_RTPRIO of at least the priority
+    (the systemd unit sets LimitRTPRIO=10, no capability); without them the thread keeps the
+    default priority and works, with more send jitter under load.
     The loop blocks in select() between deadlines and uses a few % of a core, and the kernel's
     real-time throttling (sched_rt_runtime_us) bounds the damage of a bug that would spin."""
     try:
