@@ -181,7 +181,9 @@ class Endpoint:
                 status = 505 if problem == "Version Not Supported" else 400
                 answer = message.make_response(status, _reason_phrase(problem) if status == 400
                                                else problem)
-                self._out.append((answer.to_bytes(), response_destination_safe(message, source)))
+                # A broken request's Via is not to be trusted: answer where it came from, so
+                # the station cannot be used to reflect traffic at a third party.
+                self._out.append((answer.to_bytes(), source))
             return
         if isinstance(message, Request):
             self._receive_request(message, source, now)
@@ -363,13 +365,6 @@ class Endpoint:
                                                     source.flow)))
 
 
-def response_destination_safe(request, source):
-    try:
-        return response_destination(request, source)
-    except (ParseError, TypeError, ValueError):
-        return source
-
-
 def salvage_bad_request(data, reason):
     """A 400 for a request that failed to parse, if its first line is a request line and the
     headers a response needs (§8.2.6) can be found; else None (responses are never answered)."""
@@ -377,8 +372,8 @@ def salvage_bad_request(data, reason):
         text = bytes(data[:8192]).decode("utf-8", "replace")
         head = text.split("\r\n\r\n", 1)[0].replace("\r\n ", " ").replace("\r\n\t", " ")
         lines = head.split("\r\n")
-        first = lines[0].split(" ")
-        if len(first) != 3 or first[2] != "SIP/2.0" or not first[0].isalpha():
+        first = lines[0].split()  # liberal about spacing, as RFC 4475 §3.1.2.9 asks
+        if len(first) < 3 or first[-1] != "SIP/2.0" or not first[0].isalpha():
             return None
         found = {}
         for line in lines[1:]:

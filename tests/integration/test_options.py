@@ -217,15 +217,7 @@ MALFORMED = {
     "scalarlg.dat": None, "bigcode.dat": None,
     "lwsruri.dat": 400,
 }
-KNOWN_GAPS = {
-    "lwsruri.dat": "sip/endpoint.salvage_bad_request needs exactly three request-line tokens, "
-                   "so a Request-URI with embedded LWS gets no 400",
-}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=True))
-    if name in KNOWN_GAPS else name for name in MALFORMED])
+@pytest.mark.parametrize("name", MALFORMED)
 def test_malformed_request_over_udp(station, name):
     row = manifest()[name]
     assert row["expected"] == "invalid"
