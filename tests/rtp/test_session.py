@@ -18,7 +18,6 @@ from firmware.rtp.packet import (
     parse_rtcp,
 )
 from firmware.rtp.session import RtpSession
-from firmware.rtp.srtp import AES_CM_128_HMAC_SHA1_80, SrtpSession, new_key_material
 
 A_ADDR = ("127.0.0.1", 40000)
 B_ADDR = ("127.0.0.1", 40100)
@@ -234,13 +233,21 @@ def test_statistics_with_synthetic_loss_reordering_and_jitter():
     for index in range(2000):
         if index in lost:
             continue
-        arrivals.append((index * 0.02 + rng.uniform(0, 0.030), index))
+        # Packet 0 comes first, undelayed: the first packet received sets the base (A.1).
+        delay = rng.uniform(0, 0.030) if index else 0.0
+        arrivals.append((index * 0.02 + delay, index))
     arrivals.sort()  # delays above 20 ms reorder neighbours
     assert any(a[1] > b[1] for a, b in zip(arrivals, arrivals[1:], strict=False))
     base_seq = 65000  # crosses the 16-bit wrap
-    for when, index in arrivals:
+    estimates = []
+    for number, (when, index) in enumerate(arrivals):
         data = packet_bytes((base_seq + index) % 65536, (7 + 160 * index) % 2**32)
         session.receive(data, A_ADDR, when)
+        if number >= 200 and number % 10 == 0:
+            estimates.append(session.stats()["jitter_ms"])
+    # Uniform 0-30 ms delay: E|D1 - D2| = 10 ms is what the A.8 estimator converges to. Its
+    # 1/16 gain leaves the single latest value wandering by a few ms, so average it over the run.
+    assert 8.5 <= sum(estimates) / len(estimates) <= 11.5
     duplicate = packet_bytes((base_seq + 1999) % 65536, (7 + 160 * 1999) % 2**32)
     session.receive(duplicate, A_ADDR, 40.1)
     stats = session.stats()
@@ -248,8 +255,6 @@ def test_statistics_with_synthetic_loss_reordering_and_jitter():
     assert stats["packets_received"] == 1901
     assert stats["lost"] == 99  # 100 lost, one duplicate counted as received (RFC 3550 A.3)
     assert stats["fraction_lost"] == pytest.approx(99 / 2000)
-    # Uniform 0-30 ms delay: E|D1 - D2| = 10 ms is what the A.8 estimator converges to.
-    assert 7 <= stats["jitter_ms"] <= 13
     assert stats["duplicates"] == 1
 
 
@@ -374,6 +379,9 @@ def test_close_sends_bye_and_the_peer_notices():
 
 
 def test_tone_through_srtp_arrives_as_the_tone():
+    pytest.importorskip("pylibsrtp")  # SRTP is CPython only (not in the portable core)
+    from firmware.rtp.srtp import AES_CM_128_HMAC_SHA1_80, SrtpSession, new_key_material
+
     a_keys, b_keys = new_key_material(), new_key_material()
     a_srtp = SrtpSession(AES_CM_128_HMAC_SHA1_80, a_keys[:16], a_keys[16:], b_keys[:16],
                          b_keys[16:])

@@ -39,12 +39,23 @@ def challenge_text(entry):
     return "Digest " + ", ".join(fields)
 
 
+def skip_unless_supported(entry):
+    """MicroPython's hashlib has MD5 and SHA-256 only: its vectors for SHA-512-256 are skipped
+    (CPython runs them all)."""
+    algorithm = entry["algorithm"].upper()
+    if algorithm.endswith("-SESS"):
+        algorithm = algorithm[:-5]
+    if algorithm not in digest.SUPPORTED_ALGORITHMS:
+        pytest.skip(algorithm + " not in this interpreter's hashlib")
+
+
 def test_vectors_present():
     assert len(ENTRIES) >= 7, f"digest vectors missing at {VECTOR_FILE}"
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["id"] for e in ENTRIES])
 def test_compute_response_matches_known_answer(entry):
+    skip_unless_supported(entry)
     response = digest.compute_response(
         entry["algorithm"], entry["username"], entry["realm"], entry["password"],
         entry["method"], entry["uri"], entry["nonce"], entry["nc"], entry["cnonce"],
@@ -54,6 +65,7 @@ def test_compute_response_matches_known_answer(entry):
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["id"] for e in ENTRIES])
 def test_authorization_header_answers_challenge_built_from_vector(entry):
+    skip_unless_supported(entry)
     challenge = digest.Challenge.parse(challenge_text(entry))
     nc = int(entry["nc"], 16) if entry["nc"] else 1
     value = digest.authorization_header(challenge, entry["method"], entry["uri"],
@@ -77,6 +89,7 @@ def test_authorization_header_answers_challenge_built_from_vector(entry):
 
 def test_userhash_hides_the_username():
     entry = next(e for e in ENTRIES if e.get("userhash"))
+    skip_unless_supported(entry)
     challenge = digest.Challenge.parse(challenge_text(entry) + ", userhash=true")
     value = digest.authorization_header(challenge, entry["method"], entry["uri"],
                                         entry["username"], entry["password"],

@@ -3,16 +3,20 @@
     micropython -X heapsize=512M tools/mpy/runner.py [-v] tests/sip tests/sdp ...   (from the
     repository root; -v prints each failure's traceback)
 
-Imports each `tests/.../test_*.py` module with the `pytest`/`hypothesis` shims from
-tools/mpy/shim, then runs every `test_*` function (and `test_*` methods of `Test*` classes).
-Argument names are read from the source text, since MicroPython has no `inspect`. Arguments are
-filled from `pytest.mark.parametrize` values and from the module's own `@pytest.fixture`
-functions (generator fixtures are finalised); a test wanting any other fixture (tmp_path,
-monkeypatch, vectors...) is skipped, as is a module that cannot be imported here (it needs a
-CPython-only library such as pathlib, csv, ast or subprocess). Skips are counted per reason.
+Imports each `tests/.../test_*.py` module with the `pytest`, `hypothesis`, `random` (seeded
+`Random`) and `pathlib` shims from tools/mpy/shim and a `zip` that takes `strict=`, then runs
+every `test_*` function (and `test_*` methods of `Test*` classes). Argument names are read from
+the source text, since MicroPython has no `inspect`. Arguments are filled from
+`pytest.mark.parametrize` values, from the module's own `@pytest.fixture` functions (generator
+fixtures are finalised) and from `vectors`: the runner stands in for tests/conftest.py (which
+also loads the real-peer fixtures, needing subprocess), including `from tests.conftest import
+VECTORS`. A test wanting any other fixture (tmp_path, monkeypatch...) is skipped, as is a module
+that cannot be imported here (it needs a CPython-only library such as ast, hypothesis or
+pylibsrtp). Skips are counted per reason.
 The last line is "N passed, N failed" (plus skip counts); the exit status is 1 on any failure.
 """
 
+import builtins
 import os
 import sys
 
@@ -20,9 +24,9 @@ HERE = sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else "."
 sys.path.insert(0, HERE + "/shim")
 sys.path.insert(0, ".")
 
-import builtins  # noqa: E402
+import pathlib  # noqa: E402  (the shims, found through the path set up above)
 
-import pytest  # noqa: E402  (the shim, found through the path set up above)
+import pytest  # noqa: E402
 
 _builtin_zip = zip
 
@@ -36,6 +40,23 @@ def _zip(*iterables, strict=False):
 
 
 builtins.zip = _zip
+
+
+class Conftest:
+    """What tests/conftest.py gives the portable-core tests: the conformance vectors."""
+
+    ROOT = pathlib.Path(os.getcwd())
+    VECTORS = ROOT.parent / "shared" / "vectors"
+
+    @staticmethod
+    def vectors():
+        if not Conftest.VECTORS.is_dir():
+            pytest.fail("conformance vectors not found at %s" % Conftest.VECTORS)
+        return Conftest.VECTORS
+
+
+sys.modules["tests.conftest"] = Conftest
+SHARED_FIXTURES = {"vectors": Conftest.vectors}
 
 VERBOSE = "-v" in sys.argv
 
@@ -157,6 +178,8 @@ def _xfail(function):
 def _resolve(name, namespace, sigs, finalisers):
     fixture = namespace.get(name)
     if fixture is None or fixture not in pytest.FIXTURES:
+        if name in SHARED_FIXTURES:
+            return SHARED_FIXTURES[name]()
         raise pytest.Skipped("fixture " + name)
     kwargs = {arg: _resolve(arg, namespace, sigs, finalisers) for arg in sigs.get(name, [])}
     value = fixture(**kwargs)
