@@ -62,7 +62,8 @@ def interval_histogram_svg(series, low=10.0, high=30.0, bin_ms=0.25):
                      f'{tick:g}</text>')
         tick += 2.0
     parts.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 18}" text-anchor="middle">'
-                 'interval between consecutive RTP packets sent (ms)</text>')
+                 f'interval between consecutive RTP packets sent (ms); outside {low:g}-{high:g} ms '
+                 'counted in the edge bins</text>')
     parts.append(f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" '
                  'stroke="#333"/>')
     for index, (label, values) in enumerate(series):
