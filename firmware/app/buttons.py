@@ -18,6 +18,8 @@ Public API
     next_deadline() -> when check_stuck next has something to do, or None
 """
 
+from firmware.compat import ordered_dict
+
 DEBOUNCE_S = 0.3
 STUCK_S = 10.0
 CALLS_PER_MINUTE = 6
@@ -41,7 +43,7 @@ class _Button:
 
 class ButtonGuard:
     def __init__(self):
-        self._buttons = {}
+        self._buttons = ordered_dict()  # stuck roles reported in first-press order
 
     def _button(self, role):
         button = self._buttons.get(role)

@@ -41,6 +41,7 @@ Policy, and why
 
 import os
 
+from firmware.compat import ordered_dict
 from firmware.sip import digest
 from firmware.sip.errors import ParseError
 from firmware.sip.message import CSeq, NameAddress, Request
@@ -143,7 +144,8 @@ class Registration:
         self._due = None
         self._failures = 0
         self._challenge_rounds = 0
-        self._credentials = {}  # (header name, realm) -> [challenge, nc used so far]
+        # (header name, realm) -> [challenge, nc used so far], in the order challenged
+        self._credentials = ordered_dict()
         self._fresh_key = None
         self._resend_after_flow_loss = False
         self._flow_lost = False
@@ -349,7 +351,7 @@ class Registration:
     def _fail(self, now, error, unreachable, retry_after=None):
         self._failures += 1
         self._challenge_rounds = 0
-        self._credentials = {}
+        self._credentials = ordered_dict()
         self.expires = None
         first, cap = UNREACHABLE_BACKOFF if unreachable else REJECTED_BACKOFF
         wait = min(cap, first * 2 ** min(self._failures - 1, 16))
@@ -363,7 +365,7 @@ class Registration:
     def _finish_stop(self):
         self._running = False
         self._stopping = False
-        self._credentials = {}
+        self._credentials = ordered_dict()
         self.expires = None
         self._due = None
         self.next_refresh = None
