@@ -188,10 +188,12 @@ class Capture:
         self._process = None
 
     def start(self, timeout=5.0):
-        # -U: write each packet at once; -Z root: keep the right to write into our temp dir.
+        # -U: write each packet at once; --immediate-mode: without it libpcap (TPACKET_V3)
+        # hands packets over a block at a time and the last block is lost at SIGINT, so short
+        # captures came back empty; -Z root: keep the right to write into our temp dir.
         self._process = ManagedProcess(
-            [self.binary, "-i", self.interface, "-n", "-U", "-s", "0", "-Z", "root",
-             "-w", self.path, self.expression],
+            [self.binary, "-i", self.interface, "-n", "-U", "--immediate-mode", "-s", "0",
+             "-Z", "root", "-w", self.path, self.expression],
             self.log_path,
         )
         self._process.start()
