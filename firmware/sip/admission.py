@@ -33,6 +33,7 @@ Public API
         `is_trusted(source)` says whether it is the registrar
 """
 
+from firmware.compat import ordered_dict
 from firmware.sip.errors import ParseError
 from firmware.sip.message import NameAddress
 
@@ -81,7 +82,9 @@ class Admission:
         self.max_sources = max_sources
         self.global_bucket = TokenBucket(global_rate, global_burst)
         self.registrar_bucket = TokenBucket(registrar_rate, registrar_burst)
-        self._sources = {}  # host → TokenBucket; insertion order = least recently used first
+        # host → TokenBucket; insertion order = least recently used first (an ordered dict:
+        # MicroPython's plain dict has no order)
+        self._sources = ordered_dict()
         self.admitted = 0
         self.dropped = 0
 
