@@ -21,7 +21,6 @@ import time
 
 from firmware.codecs.g711 import CODECS
 from firmware.codecs.tones import CUES, InbandDtmfDetector, cue_frames
-from firmware.rtp import srtp as srtp_layer
 from firmware.rtp.dtmf import DtmfReceiver
 from firmware.rtp.session import RtpSession
 from firmware.sdp import offer_answer
@@ -36,6 +35,7 @@ MAX_DATAGRAMS_PER_WAKE = 64  # bounded work per wake-up, whatever arrives
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP, RFC 3550 §4) to 1970
 MEDIA_THREAD_RT_PRIORITY = 10  # see _raise_priority
 MEDIA_THREAD_NICE = -10
+STATS_EVERY_TICKS = 25  # statistics and the health beat twice a second, not on every frame
 CAPTURE_QUEUE_FRAMES = 5  # paced capture (ALSA): at most 100 ms queued, oldest dropped
 
 
@@ -91,6 +91,7 @@ class MediaStream:
         self.keys_allowed = signalling_secure or not media_cfg["srtp_requires_tls"]
         crypto = []
         if self.srtp_mode != "off" and self.keys_allowed:
+            srtp_layer = _srtp()
             crypto = [(suite, srtp_layer.new_key_material()) for suite in srtp_layer.SUITES]
         self.local = offer_answer.LocalMedia(
             host, self.port, codecs=media_cfg["codecs"],
@@ -190,7 +191,7 @@ class MediaStream:
         protection = None
         if negotiated.srtp is not None:
             p = negotiated.srtp
-            protection = srtp_layer.SrtpSession(p.suite, p.local_key, p.local_salt,
+            protection = _srtp().SrtpSession(p.suite, p.local_key, p.local_salt,
                                                 p.remote_key, p.remote_salt)
         self.dtmf = DtmfReceiver(negotiated.clock_rate)
         self.inband = None if negotiated.telephone_event_payload_type else \
@@ -248,6 +249,7 @@ class MediaStream:
         session.start(now)
         session.set_sending(self.negotiated.sending, now)
         next_tick = now + FRAME
+        ticks = 0
         socks = [self.rtp_sock, self.rtcp_sock]
         try:
             while not self._stop.is_set():
@@ -280,11 +282,14 @@ class MediaStream:
                     next_tick += FRAME
                     if now - next_tick > 0.2:
                         next_tick = now + FRAME  # the thread was starved: do not burst
-                    self._stats = session.stats()
-                    if self.on_beat is not None:
-                        self.on_beat()
+                    ticks += 1
+                    if ticks % STATS_EVERY_TICKS == 0:
+                        self._stats = session.stats()
+                        if self.on_beat is not None:
+                            self.on_beat()
             session.close(time.monotonic())
             self._flush(session)
+            self._stats = session.stats()
         except Exception:
             log.exception("media thread of call %s failed", self.call_id)
         finally:
@@ -350,6 +355,13 @@ def _raise_priority():
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MEDIA_THREAD_NICE)
     except (AttributeError, OSError) as exc:
         log.debug("media thread keeps the default priority: %s", exc)
+
+
+def _srtp():
+    """libsrtp (through cffi) costs ~5 MB of memory: loaded only by a station that uses SRTP."""
+    from firmware.rtp import srtp
+
+    return srtp
 
 
 def _is_rtcp(data):
