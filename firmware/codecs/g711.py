@@ -84,8 +84,35 @@ def _alaw_linear(code):
 
 
 def _encode_table(code_of):
-    # Index = the sample read as unsigned 16-bit: 0..32767 are themselves, 32768.. are negative.
-    return bytes(code_of(index - 65536 if index >= 32768 else index) for index in range(65536))
+    """The 65536-entry code table. Index = the sample read as unsigned 16-bit: 0..32767 are
+    themselves, 32768.. are negative.
+
+    G.711 is a quantiser: each code covers one contiguous range of samples. So the table is
+    built run by run, finding each run's end by galloping and bisection (~2000 evaluations)
+    instead of evaluating all 65536 samples, which took 130 ms at import on a PC and about a
+    second on a Pi Zero 2 W."""
+
+    def code(index):
+        return code_of(index - 65536 if index >= 32768 else index)
+
+    runs = []
+    start = 0
+    while start < 65536:
+        value = code(start)
+        last, step = start, 1  # last: known to have `value`
+        while last + step < 65536 and code(last + step) == value:
+            last += step
+            step *= 2
+        beyond = min(last + step, 65536)  # an index past the run (or the end of the table)
+        while beyond - last > 1:
+            middle = (last + beyond) // 2
+            if code(middle) == value:
+                last = middle
+            else:
+                beyond = middle
+        runs.append(bytes((value,)) * (last + 1 - start))
+        start = last + 1
+    return b"".join(runs)
 
 
 def _decode_table(linear_of):
