@@ -7,7 +7,7 @@ BOARD  ?= pc-sim
 STATE  ?= state
 CONFIG ?= $(STATE)/config.toml
 
-.PHONY: run test lint peers venv clean bench fuzz
+.PHONY: run test lint peers venv clean bench fuzz install uninstall test-micropython image
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ peers:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: peers $(STAMP) lint
+test: peers $(STAMP) lint test-micropython
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Doorline side by side with baresip (docs/BENCH.md); QUICK=1 for the < 2 minute version.
@@ -44,7 +44,6 @@ fuzz: $(STAMP)
 
 # On a Raspberry Pi: `sudo make install [BOARD=rpi4]`; `make install DESTDIR=/tmp/tree` stages
 # the files only. BOARD/DESTDIR/PURGE given on the command line reach the script's environment.
-.PHONY: install uninstall test-micropython image
 install:
 	tools/install/install.sh
 
