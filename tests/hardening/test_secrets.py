@@ -1,5 +1,6 @@
 """Door codes stored as salted hashes and compared in constant time; the config validator fuzzed
-(random and mutated documents raise nothing but ConfigError)."""
+(random and mutated documents raise nothing but ConfigError); RFC 4733 telephone-event and SIP
+INFO digit parsers fuzzed."""
 
 import os
 import tomllib
@@ -10,6 +11,8 @@ from hypothesis import strategies as st
 
 from firmware import config
 from firmware.app import doorcodes
+from firmware.rtp.dtmf import TelephoneEvent, parse_info_body
+from firmware.rtp.packet import RtpParseError
 
 CALLER = "sip:concierge@127.0.0.1"
 
@@ -143,3 +146,23 @@ def test_mutated_configs_raise_only_config_errors(doc):
                                          VALUES, max_size=5)))
 def test_random_configs_raise_only_config_errors(doc):
     _only_config_errors(doc)
+
+
+# -- RFC 4733 telephone-events and SIP INFO digits (tests/rtp has no fuzzer for these) ----------
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_telephone_event_parse_raises_only_rtp_parse_error(payload):
+    try:
+        event = TelephoneEvent.parse(payload)
+    except RtpParseError:
+        assert len(payload) < 4
+        return
+    assert TelephoneEvent.parse(event.to_bytes()).to_bytes() == event.to_bytes()  # round trip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["application/dtmf-relay", "application/dtmf", "text/plain", ""]),
+       st.binary(max_size=80))
+def test_info_body_parse_never_raises(content_type, body):
+    key = parse_info_body(content_type, body)
+    assert key is None or key in "0123456789*#ABCD"
