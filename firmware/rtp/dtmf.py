@@ -274,6 +274,7 @@ def _info_key(value):
     """A key written as itself ("5", "*", "a") or as its event code ("10" for "*")."""
     if len(value) == 1 and value.upper() in EVENT_KEYS:
         return value.upper()
-    if value.isdigit() and int(value) < len(EVENT_KEYS):
+    # Only ASCII digits: str.isdigit() also accepts "²", which int() refuses.
+    if value and all("0" <= c <= "9" for c in value) and int(value) < len(EVENT_KEYS):
         return EVENT_KEYS[int(value)]
     return None

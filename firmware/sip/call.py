@@ -646,6 +646,11 @@ class Call:
         response = self.invite.make_response(status, reason)
         if status > 100:
             self._add_local_tag(response)
+        if 100 < status < 300:
+            # §12.1.1: a dialog-creating response carries the request's Record-Route, so the
+            # caller's ACK and BYE take the same proxies.
+            for value in self.invite.headers.get_all("Record-Route"):
+                response.headers.add("Record-Route", value)
         return response
 
     def _respond(self, status, now, reason=None):

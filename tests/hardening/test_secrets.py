@@ -160,20 +160,13 @@ def test_telephone_event_parse_raises_only_rtp_parse_error(payload):
     assert TelephoneEvent.parse(event.to_bytes()).to_bytes() == event.to_bytes()  # round trip
 
 
-INFO_DIGIT_BUG = pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="firmware/rtp/dtmf.py _info_key: str.isdigit() accepts '²', int() does not (reported)")
-
-
-@INFO_DIGIT_BUG
 def test_info_body_with_a_unicode_digit_is_no_key():
     # Found by the fuzzer below: Latin-1 b"\xb2" is "²", which str.isdigit() accepts and int()
-    # rejects, so firmware/rtp/dtmf.py _info_key raised ValueError out of the parser.
+    # rejects, so _info_key used to raise ValueError out of the parser.
     assert parse_info_body("application/dtmf", b"\xb2") is None
     assert parse_info_body("application/dtmf-relay", b"Signal=\xb9\r\n") is None
 
 
-@INFO_DIGIT_BUG
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(["application/dtmf-relay", "application/dtmf", "text/plain", ""]),
        st.binary(max_size=80))
