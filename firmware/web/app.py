@@ -38,6 +38,7 @@ from firmware.web.passwords import AdminPassword, PasswordAlreadySet, weakness
 from firmware.web.sessions import LoginThrottle, SessionStore
 
 MAX_BODY = 64 * 1024
+REQUEST_TIMEOUT = 10.0  # seconds for a whole request and its response
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 EVENTS_DEFAULT_LIMIT, EVENTS_MAX_LIMIT = 100, 1000
 MAX_PRESS_MS = 10000
@@ -511,9 +512,25 @@ async def start(app, host, port, ssl_context=None):
     """Bind and start accepting; returns the asyncio.Server (its sockets tell the port)."""
     if ssl_context is not None:
         app.doorline.secure_cookies = True
+    _bound_request_time(app)
     server = await app.start_server(host=host, port=port, ssl=ssl_context, start_serving=False)
     await server.start_serving()
     return server
+
+
+def _bound_request_time(app):
+    """Microdot waits for a request as long as the client likes: a client that sends its
+    headers a byte at a time (slowloris) would hold a connection for ever. Each connection gets
+    REQUEST_TIMEOUT for the whole request and response, then it is closed."""
+    handle = app.handle_request
+
+    async def bounded(reader, writer):
+        try:
+            await asyncio.wait_for(handle(reader, writer), REQUEST_TIMEOUT)
+        except TimeoutError:
+            writer.close()
+
+    app.handle_request = bounded
 
 
 async def serve(app, host, port, ssl_context=None):
