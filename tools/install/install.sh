@@ -122,6 +122,7 @@ install_all() {
   system systemctl enable doorline.service
   system systemctl restart doorline.service
   say "installed; the web page is at http://$(hostname).local:8080"
+  say "set the admin password there now: until it is set, anyone on the network can set it"
 }
 
 uninstall_all() {
