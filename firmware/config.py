@@ -48,7 +48,7 @@ DEFAULTS = {
     "answer": {"mode": "auto", "allow": [], "max_duration_s": 120},
     "buttons": [
         {"role": "call", "targets": [], "mode": "parallel", "target_timeout_s": 20,
-         "second_press": "ignore"},
+         "second_press": "ignore", "answer_mode": ""},
     ],
     "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1},
     "door": {"pulse_ms": 3000, "codes": [], "max_failures": 3, "lockout_s": 60},
@@ -63,6 +63,7 @@ CHOICES = {
 KNOWN_CODECS = ("PCMU", "PCMA")
 BUTTON_MODES = ("parallel", "sequential")
 SECOND_PRESS = ("ignore", "hangup")
+ANSWER_MODES = ("", "auto", "manual")  # RFC 5373 Answer-Mode asked of the called phone
 
 
 class ConfigError(ValueError):
@@ -291,6 +292,8 @@ def _check_buttons(check, buttons):
             check.fail(f"{path}.mode", f"must be one of {', '.join(BUTTON_MODES)}")
         if full["second_press"] not in SECOND_PRESS:
             check.fail(f"{path}.second_press", f"must be one of {', '.join(SECOND_PRESS)}")
+        if full["answer_mode"] not in ANSWER_MODES:
+            check.fail(f"{path}.answer_mode", 'must be "", "auto" or "manual"')
         check.integer(f"{path}.target_timeout_s", full["target_timeout_s"], 3, 600)
 
 

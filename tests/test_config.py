@@ -23,7 +23,8 @@ def test_each_bad_field_gets_its_own_message():
         "sip": {"transport": "sctp", "listen": "127.0.0.1:70000", "registrar": "pbx:5060"},
         "media": {"codecs": ["G729"], "rtp_ports": "5-4"},
         "answer": {"allow": ["not a uri"]},
-        "buttons": [{"role": "call", "targets": ["sip:a@b"]}, {"role": "call"}],
+        "buttons": [{"role": "call", "targets": ["sip:a@b"], "answer_mode": "yes"},
+                    {"role": "call"}],
         "door": {"codes": [{"caller": "sip:x@y", "code": "12"}], "pulse_ms": 0},
     }
     with pytest.raises(config.ConfigError) as info:
@@ -35,6 +36,7 @@ def test_each_bad_field_gets_its_own_message():
     assert "media.codecs" in errors and "media.rtp_ports" in errors
     assert "answer.allow[0]" in errors
     assert "configured twice" in errors["buttons[1].role"]
+    assert "auto" in errors["buttons[0].answer_mode"]
     assert "door.codes[0].code" in errors and "door.pulse_ms" in errors
 
 

@@ -474,8 +474,10 @@ class Station:
             self.controller.call_failed_to_start(action.role, problem, now)
             return
         offer = media.create_offer()
+        button = next((b for b in self.cfg["buttons"] if b["role"] == action.role), {})
         call = self.calls.place_call(routed, offer, now, sequential=action.sequential,
-                                     target_timeout=action.target_timeout_s)
+                                     target_timeout=action.target_timeout_s,
+                                     answer_mode=button.get("answer_mode") or None)
         if call is None:
             media.stop()
             self.controller.call_failed_to_start(action.role, "busy", now)

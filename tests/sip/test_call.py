@@ -859,6 +859,19 @@ def test_uas_max_calls_answers_busy():
     assert not door.has(IncomingCall)
 
 
+def test_uac_sends_answer_mode_only_when_asked():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    door.call(phone.address, answer_mode="auto")
+    net.run()
+    assert phone.take("INVITE").headers.get("Answer-Mode") == "auto"  # RFC 5373 §4
+    net2 = Network()
+    door2, phone2 = Station(net2), Phone(net2, FLAT1)
+    door2.call(phone2.address)
+    net2.run()
+    assert "Answer-Mode" not in phone2.take("INVITE").headers
+
+
 def test_uas_answer_mode_is_read():
     net = Network()
     door, phone = Station(net, max_calls=3), Phone(net, FLAT1)

@@ -56,7 +56,8 @@
   var BUTTON_FIELDS = [["role", "Role"], ["targets", "Targets (one SIP URI per line)", "lines"],
     ["mode", "Ring mode", ["parallel", "sequential"]],
     ["target_timeout_s", "Ring each target for (s)", "int"],
-    ["second_press", "Second press", ["ignore", "hangup"]]];
+    ["second_press", "Second press", ["ignore", "hangup"]],
+    ["answer_mode", "Ask the phone to answer (RFC 5373)", ["", "auto", "manual"]]];
 
   function get(obj, path) {
     return path.replace(/\[(\d+)\]/g, ".$1").split(".").reduce(function (o, k) {
