@@ -107,7 +107,7 @@ def parse_host_port(text, default_port=None):
             raise ValueError("a port is required (host:port)")
         return host, default_port
     if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"port must be 1-65535 (got {port!r})")
+        raise ValueError("port must be 1-65535")
     return host, int(port)
 
 
