@@ -12,6 +12,7 @@ import sys
 
 import hal
 from firmware import config as configuration
+from firmware.runtime.memory import fix_malloc_threshold
 from firmware.runtime.station import Station
 from hal.board import BoardError
 
@@ -69,6 +70,7 @@ async def start_web(station, cfg, args):
 
 
 def main(argv=None):
+    fix_malloc_threshold()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # Under systemd the journal stamps each line itself.
     stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
