@@ -20,8 +20,10 @@ readonly CONFIG_DIR=/etc/doorline
 readonly STATE_DIR=/var/lib/doorline
 readonly UNIT=/etc/systemd/system/doorline.service
 readonly SERVICE_USER=doorline
-readonly APT_PACKAGES=(python3-venv python3-dev python3-lgpio gcc libasound2-dev alsa-utils
-                       avahi-daemon)
+# python3-cryptography: the self-signed certificate for `[web] https = true` (seen through the
+# venv's system site packages, like lgpio; building it from PyPI on a Pi Zero takes ages).
+readonly APT_PACKAGES=(python3-venv python3-dev python3-lgpio python3-cryptography gcc
+                       libasound2-dev alsa-utils avahi-daemon)
 DESTDIR="${DESTDIR:-}"
 PYTHON="${PYTHON:-python3}"
 MODEL_FILE="${MODEL_FILE:-/proc/device-tree/model}"
