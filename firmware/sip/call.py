@@ -37,6 +37,7 @@ ENDED = "ended"
 
 TIMER_2XX_GIVE_UP = 64 * T1  # §13.3.1.4: no ACK after this long ends the call
 MAX_REDIRECTS = 3
+RECENTLY_ENDED = 8  # outgoing calls remembered to re-ACK a retransmitted 2xx (§13.2.2.4)
 SESSION_EXPIRES = 1800  # RFC 4028 §4: recommended default
 MIN_SE = 90  # RFC 4028 §5: the minimum Session-Expires
 
@@ -779,6 +780,7 @@ class CallManager:
         self.calls = []
         self._by_dialog = {}  # (call-id, local tag, remote tag) → Call
         self._by_invite = {}  # call-id of an incoming INVITE → Call (CANCEL, ACK, BYE early)
+        self._recently_ended = []  # outgoing calls whose 2xx may still be retransmitted
         self._events = []
         ua.request_handler = self
 
@@ -833,11 +835,18 @@ class CallManager:
                 return False  # the UA answers 481
             call.handle_in_dialog(event, now)
             return True
-        if request.method in ("CANCEL", "ACK"):
+        if request.method == "CANCEL":
+            # §9.2: the CANCEL must match the INVITE's server transaction, not just its Call-ID.
             call = self._by_invite.get(call_id)
-            if call is None:
-                return request.method == "ACK"
+            invite = self.ua.endpoint.find_cancelled(request)
+            if call is None or invite is None or call.transaction is not invite:
+                return False  # the UA answers 481
             call.handle_in_dialog(event, now)
+            return True
+        if request.method == "ACK":
+            call = self._by_invite.get(call_id)
+            if call is not None:
+                call.handle_in_dialog(event, now)
             return True
         if request.method == "INVITE":
             self._incoming(event, now)
@@ -845,8 +854,9 @@ class CallManager:
         return False
 
     def handle_stray_response(self, response, now):
-        """A 2xx retransmission after the INVITE transaction ended: ACK it again (§13.2.2.4)."""
-        for call in self.calls:
+        """A 2xx retransmission after the INVITE transaction ended: ACK it again (§13.2.2.4),
+        also for a call that has just ended (its ACK was lost; a late fork gets ACK + BYE)."""
+        for call in self.calls + self._recently_ended:
             for branch in call.branches:
                 if branch.call_id == response.headers.get("Call-ID") and \
                         branch.invite is not None:
@@ -885,6 +895,8 @@ class CallManager:
     def call_ended(self, call):
         if call in self.calls:
             self.calls.remove(call)
+        if call.direction == "outgoing":
+            self._recently_ended = (self._recently_ended + [call])[-RECENTLY_ENDED:]
         for key in [k for k, c in self._by_dialog.items() if c is call]:
             del self._by_dialog[key]
         for key in [k for k, c in self._by_invite.items() if c is call]:

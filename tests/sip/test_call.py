@@ -321,6 +321,20 @@ def test_uac_retransmitted_200_is_acked_again_and_keeps_the_call():
     assert call.state == "active"
 
 
+def test_uac_200_retransmitted_after_the_call_ended_is_acked_again():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = answered_call(net, door, phone)
+    phone.take("ACK")
+    door.act(call.hangup)
+    net.run()
+    phone.reply(phone.take("BYE"), 200)
+    net.run(40)  # past Timer M: the INVITE transaction is gone (RFC 6026 §8.4)
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),), body=ANSWER)
+    assert to_tag(phone.take("ACK")) == "flat-tag"  # §13.2.2.4: the lost ACK is sent again
+    assert phone.count("BYE") == 0  # the same dialog: nothing new to end
+
+
 def test_uac_local_hangup_sends_bye_in_the_dialog():
     net = Network()
     door, phone = Station(net), Phone(net, FLAT1)
@@ -779,6 +793,19 @@ def test_uas_cancel_before_answer():
     assert to_tag(terminated) == call.dialog.local_tag
     ended = door.take(CallEnded)
     assert (ended.reason, ended.status) == ("cancelled", 487)
+
+
+def test_uas_cancel_that_matches_no_invite_transaction_gets_481():
+    net = Network()
+    door, phone, call = incoming(net)
+    door.act(call.ring)
+    net.run()
+    phone.send(request_text(  # the right Call-ID, another branch: not this INVITE's CANCEL
+        "CANCEL", "sip:door@127.0.0.1:5060", FLAT1, "z9hG4bKother",
+        "<sip:flat@127.0.0.1:5062>;tag=caller-tag", "<sip:door@127.0.0.1:5060>", "in-1@flat",
+        1))
+    assert cseq(phone.take(481)).method == "CANCEL"  # §9.2
+    assert call.state == "ringing" and phone.count(487) == 0
 
 
 def test_uas_remote_bye():
