@@ -21,7 +21,7 @@ from firmware.codecs.tones import CUES, cue_frames
 from firmware.rtp.dtmf import parse_info_body
 from firmware.runtime.eventlog import EventLog
 from firmware.runtime.health import Health, Watchdog, install_test_hooks
-from firmware.runtime.media import MediaStream, PortPool
+from firmware.runtime.media import LOG_DIGITS, MediaStream, PortPool
 from firmware.runtime.resolver import LocateError, Locator
 from firmware.runtime.sdnotify import Notifier
 from firmware.runtime.transport import Transports, client_tls_context
@@ -286,7 +286,8 @@ class Station:
         elif isinstance(event, calls.InfoReceived):
             digit = parse_info_body(event.content_type, event.body)
             if digit is not None:
-                log.info("call %s: DTMF digit %s received (INFO)", event.call.id, digit)
+                if LOG_DIGITS:
+                    log.info("call %s: DTMF digit %s received (INFO)", event.call.id, digit)
                 self.controller.dtmf(event.call.id, digit, now)
         elif isinstance(event, calls.CallEnded):
             self._ended(event, now)

@@ -54,7 +54,11 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
 class Firmware:
-    def __init__(self, workdir, config, board="pc-sim", extra_args=(), log_level="DEBUG"):
+    def __init__(self, workdir, config, board="pc-sim", extra_args=(), log_level="DEBUG",
+                 test_hooks=True):
+        # test_hooks: DOORLINE_TEST_HOOKS=1, which also logs each received DTMF digit (tests
+        # compare them); a production station never logs digits, they are door codes.
+        self.test_hooks = test_hooks
         self.workdir = os.fspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.config_path = os.path.join(self.workdir, "doorline.toml")
@@ -82,7 +86,8 @@ class Firmware:
             self._popen = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=os.fspath(ROOT), start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1",
+                     "DOORLINE_TEST_HOOKS": "1" if self.test_hooks else "0"},
             )
         return self
 
