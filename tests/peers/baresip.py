@@ -50,7 +50,13 @@ import threading
 import time
 import weakref
 
-from tests.peers.process import ManagedProcess, free_port, require_binary, wait_until
+from tests.peers.process import (
+    ManagedProcess,
+    PeerProcess,
+    free_port,
+    require_binary,
+    wait_until,
+)
 
 MODULE_PATH = "/usr/lib/baresip/modules"
 ANSWER_MODES = ("auto", "manual", "early")
@@ -83,7 +89,7 @@ def _tcp_free(port):
     return True
 
 
-class Baresip:
+class Baresip(PeerProcess):
     def __init__(self, workdir, user="flat1", password=None, registrar=None, sip_port=None,
                  transport="udp", srtp=False, answer_mode="auto", tone_hz=440, ca_path=None):
         if answer_mode not in ANSWER_MODES:
@@ -224,26 +230,8 @@ class Baresip:
         if self._reader is not None:
             self._reader.join(timeout)
 
-    def __enter__(self):
-        return self.start()
-
     def __exit__(self, *exc_info):
         self.stop()
-
-    @property
-    def alive(self):
-        return self._process is not None and self._process.alive
-
-    @property
-    def pid(self):
-        return self._process.pid if self._process else None
-
-    @property
-    def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     # -- control channel -----------------------------------------------------------------
 

@@ -41,7 +41,13 @@ import time
 import uuid
 
 from tests.peers.certs import make_certificates
-from tests.peers.process import ManagedProcess, free_port, require_binary, wait_until
+from tests.peers.process import (
+    ManagedProcess,
+    PeerProcess,
+    free_port,
+    require_binary,
+    wait_until,
+)
 
 MODULES = (
     "kex corex tm tmx sl rr pv maxfwd usrloc registrar textops siputils xlog sanity "
@@ -239,7 +245,7 @@ def _module_path():
     raise FileNotFoundError("kamailio module directory not found")
 
 
-class Kamailio:
+class Kamailio(PeerProcess):
     def __init__(self, workdir, users, domain="127.0.0.1", tls=True, max_expires=60,
                  min_expires=1, invite_auth=False):
         self.binary = require_binary("kamailio")
@@ -352,26 +358,8 @@ class Kamailio:
         self.stop()
         shutil.rmtree(self._socket_dir, ignore_errors=True)
 
-    def __enter__(self):
-        return self.start()
-
     def __exit__(self, *exc_info):
         self.close()
-
-    @property
-    def alive(self):
-        return self._process is not None and self._process.alive
-
-    @property
-    def pid(self):
-        return self._process.pid if self._process else None
-
-    @property
-    def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def uri(self, user=None, transport=None):
         port = self.tls_port if transport == "tls" else self.udp_port

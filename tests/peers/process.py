@@ -133,3 +133,29 @@ class ManagedProcess:
                 return log.read()
         except FileNotFoundError:
             return ""
+
+
+class PeerProcess:
+    """What every peer wrapper tells about its process (`_process`, a ManagedProcess, and
+    `log_path`); used as `with Peer(...) as peer:`."""
+
+    _process = None
+    log_path = None
+
+    def __enter__(self):
+        return self.start()
+
+    @property
+    def alive(self):
+        return self._process is not None and self._process.alive
+
+    @property
+    def pid(self):
+        return self._process.pid if self._process else None
+
+    @property
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
