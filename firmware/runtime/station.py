@@ -13,6 +13,7 @@ The methods under "facade" are what the web page and API use.
 import asyncio
 import ipaddress
 import logging
+import threading
 import time
 
 from firmware import config as configuration
@@ -65,7 +66,6 @@ class Station:
         self._rejected_at = {}
         self._cue = None
         self.counters = {"calls_total": 0, "door_openings_total": 0}
-        self.listeners = []  # callables(event) — tests and diagnostics
         # systemd: WATCHDOG=1 only while the loop turns, SIP is served and call audio moves.
         self.health = Health()
         self.watchdog = Watchdog(Notifier(), self.health)
@@ -259,8 +259,6 @@ class Station:
     # -- SIP events --------------------------------------------------------------------------
     def _on_sip_event(self, event):
         now = self.loop.time()
-        for listener in self.listeners:
-            listener(event)
         if isinstance(event, RegistrationChanged):
             if event.error:
                 log.warning("registration %s: %s", event.state, event.error)
@@ -668,7 +666,6 @@ class CuePlayer:
     """Plays one cue on the station's speaker outside a call, paced on its own thread."""
 
     def __init__(self, audio, name):
-        import threading
         self.audio = audio
         self.name = name
         self._stop = threading.Event()
