@@ -36,7 +36,9 @@ DEFAULTS = {
         "transport": "udp",
         "listen": "127.0.0.1:5070",
         "tls_ca": "",
-        "expires": 3600,
+        # 10 minutes: a registrar that restarts and forgets its bindings (memory-only
+        # location tables are common) finds us again within minutes, not within the hour.
+        "expires": 600,
         "display_name": "Door",
     },
     "media": {
