@@ -71,30 +71,34 @@ def _ip_offset(linktype, frame):
     raise ValueError(f"unsupported pcap link type {linktype}")
 
 
-def read_pcap(path):
+def pcap_frames(path):
+    """(linktype, frame, kernel timestamp) of every complete record of a classic pcap file; a
+    partial last record (tcpdump still writing) is left out, so a live file can be polled."""
     with open(path, "rb") as pcap:
         data = pcap.read()
     if len(data) < 24:
-        return []
-    magic = data[:4]
+        return
     formats = {
         b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
         b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
     }
-    if magic not in formats:
+    if data[:4] not in formats:
         raise ValueError(f"{path}: not a classic pcap file (pcapng is not supported)")
-    order, fraction = formats[magic]
+    order, fraction = formats[data[:4]]
     linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
-    packets = []
     offset = 24
     while offset + 16 <= len(data):
         seconds, fraction_part, captured, _ = struct.unpack_from(order + "IIII", data, offset)
         frame = data[offset + 16:offset + 16 + captured]
+        if len(frame) < captured:
+            return
         offset += 16 + captured
-        packet = _udp_packet(linktype, frame, seconds + fraction_part * fraction)
-        if packet is not None:
-            packets.append(packet)
-    return packets
+        yield linktype, frame, seconds + fraction_part * fraction
+
+
+def read_pcap(path):
+    packets = (_udp_packet(*record) for record in pcap_frames(path))
+    return [packet for packet in packets if packet is not None]
 
 
 def _udp_packet(linktype, frame, ts):

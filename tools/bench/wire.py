@@ -17,7 +17,7 @@ Public API:
 
 import struct
 
-from tests.peers.capture import _ip_offset
+from tests.peers.capture import _ip_offset, pcap_frames
 
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
@@ -39,26 +39,8 @@ class Segment:
 
 
 def read_segments(path):
-    with open(path, "rb") as pcap:
-        data = pcap.read()
-    if len(data) < 24:
-        return []
-    formats = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-               b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9)}
-    order, fraction = formats[data[:4]]
-    linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
-    segments = []
-    offset = 24
-    while offset + 16 <= len(data):
-        seconds, part, captured, _ = struct.unpack_from(order + "IIII", data, offset)
-        frame = data[offset + 16:offset + 16 + captured]
-        if len(frame) < captured:
-            break  # tcpdump is still writing this record
-        offset += 16 + captured
-        segment = _segment(linktype, frame, seconds + part * fraction)
-        if segment is not None:
-            segments.append(segment)
-    return segments
+    segments = (_segment(*record) for record in pcap_frames(path))
+    return [segment for segment in segments if segment is not None]
 
 
 def _segment(linktype, frame, ts):
