@@ -48,12 +48,12 @@ import tomli_w
 from tests.conftest import ROOT
 from tests.peers.capture import Capture
 from tests.peers.fixtures import DOOR_PASSWORD, DOOR_USER
-from tests.peers.process import free_port, wait_until
+from tests.peers.process import ManagedProcess, free_port, wait_until
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
-class Firmware:
+class Firmware(ManagedProcess):
     def __init__(self, workdir, config, board="pc-sim", extra_args=(), log_level="DEBUG",
                  test_hooks=True):
         # test_hooks: DOORLINE_TEST_HOOKS=1, which also logs each received DTMF digit (tests
@@ -68,27 +68,22 @@ class Firmware:
         with open(self.config_path, "w", encoding="utf-8") as config_file:
             config_file.write(tomli_w.dumps(config) if isinstance(config, dict) else config)
         python = PYTHON if PYTHON.exists() else sys.executable
-        self.argv = [os.fspath(python), "-m", "firmware", "--board", board,
-                     "--config", self.config_path, "--state-dir", self.state_dir,
-                     "--log-level", log_level, *map(str, extra_args)]
-        self._popen = None
+        ManagedProcess.__init__(
+            self, [os.fspath(python), "-m", "firmware", "--board", board,
+                   "--config", self.config_path, "--state-dir", self.state_dir,
+                   "--log-level", log_level, *extra_args],
+            self.log_path, cwd=os.fspath(ROOT))
         self.started_at = None
         self.started_mono = None
 
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self):
-        if self.alive:
-            raise RuntimeError(f"firmware already running as {self.pid}")
-        with open(self.log_path, "ab") as log:
-            self.started_at = time.time()
-            self.started_mono = time.monotonic()
-            self._popen = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=os.fspath(ROOT), start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1",
-                     "DOORLINE_TEST_HOOKS": "1" if self.test_hooks else "0"},
-            )
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
+                    "DOORLINE_TEST_HOOKS": "1" if self.test_hooks else "0"}
+        self.started_at = time.time()
+        self.started_mono = time.monotonic()
+        ManagedProcess.start(self)
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=5.0):
@@ -121,18 +116,6 @@ class Firmware:
         self.kill()
 
     @property
-    def pid(self):
-        return self._popen.pid if self._popen else None
-
-    @property
-    def alive(self):
-        return self._popen is not None and self._popen.poll() is None
-
-    @property
-    def returncode(self):
-        return self._popen.poll() if self._popen else None
-
-    @property
     def port(self):
         """The SIP listen port, when the config was given as a dict."""
         return int(self.config["sip"]["listen"].rsplit(":", 1)[1])
@@ -141,11 +124,7 @@ class Firmware:
 
     @property
     def log(self):
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as log:
-                return log.read()
-        except FileNotFoundError:
-            return ""
+        return self.log_text()
 
     def log_offset(self):
         return len(self.log)
