@@ -43,7 +43,16 @@ BLINK_TIMINGS = {
 MAX_PULSE_MS = 60000  # door strikes overheat when held for long; on() exists for deliberate use
 
 
-class Button:
+class _Reporting:
+    """Devices that report events to `when_<event>` callbacks."""
+
+    def _notify(self, event):
+        callback = getattr(self, "when_" + event)
+        if callback is not None:
+            callback()
+
+
+class Button(_Reporting):
     """A push button; subclasses report presses through `_notify`."""
 
     def __init__(self, role):
@@ -56,16 +65,11 @@ class Button:
     def is_pressed(self):
         raise NotImplementedError
 
-    def _notify(self, event):
-        callback = getattr(self, "when_" + event)
-        if callback is not None:
-            callback()
-
     def close(self):
         self.when_pressed = self.when_released = self.when_held = None
 
 
-class Input:
+class Input(_Reporting):
     """A digital input such as the door contact."""
 
     def __init__(self, role):
@@ -76,11 +80,6 @@ class Input:
     @property
     def is_active(self):
         raise NotImplementedError
-
-    def _notify(self, event):
-        callback = getattr(self, "when_" + event)
-        if callback is not None:
-            callback()
 
     def close(self):
         self.when_activated = self.when_deactivated = None
