@@ -52,7 +52,10 @@ DEFAULTS = {
         {"role": "call", "targets": [], "mode": "parallel", "target_timeout_s": 20,
          "second_press": "ignore", "answer_mode": ""},
     ],
-    "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1},
+    # follow_redirects: a 3xx to our INVITE is followed only when true, and then only to one
+    # of the call's configured targets (toll fraud through redirects, issue 12).
+    "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1,
+              "follow_redirects": False},
     "door": {"pulse_ms": 3000, "codes": [], "max_failures": 3, "lockout_s": 60},
     "web": {"listen": "127.0.0.1:8080", "https": False},
 }
@@ -183,6 +186,7 @@ def validate(doc):
     check.integer("calls.ring_timeout_s", calls["ring_timeout_s"], 5, 600)
     check.integer("calls.max_duration_s", calls["max_duration_s"], 10, 86400)
     check.integer("calls.max_calls", calls["max_calls"], 1, 8)
+    check.type("calls.follow_redirects", calls["follow_redirects"], (bool,), "true or false")
     web = cfg["web"]
     _check_listen(check, "web.listen", web["listen"])
     check.type("web.https", web["https"], (bool,), "true or false")

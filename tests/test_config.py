@@ -109,3 +109,12 @@ def test_stale_temp_files_are_removed_on_load(tmp_path):
     (tmp_path / "config.toml.tmp.4242").write_text("half a conf")
     config.load(str(path))
     assert not (tmp_path / "config.toml.tmp.4242").exists()
+
+
+def test_sip_trust_keys_default_to_the_safe_choice_and_are_checked():
+    cfg = config.validate({})
+    assert cfg["calls"]["follow_redirects"] is False
+    assert config.validate({"calls": {"follow_redirects": True}})["calls"]["follow_redirects"]
+    with pytest.raises(config.ConfigError) as info:
+        config.validate({"calls": {"follow_redirects": "yes"}})
+    assert "calls.follow_redirects" in info.value.errors

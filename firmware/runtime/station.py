@@ -117,7 +117,8 @@ class Station:
         self.calls = calls.CallManager(
             self.ua, max_calls=limits["max_calls"], ring_timeout=limits["ring_timeout_s"],
             max_duration=limits["max_duration_s"],
-            max_auto_duration=self.cfg["answer"]["max_duration_s"])
+            max_auto_duration=self.cfg["answer"]["max_duration_s"],
+            follow_redirects=limits["follow_redirects"])
         low, high = (int(p) for p in self.cfg["media"]["rtp_ports"].split("-"))
         self.ports = PortPool(host, low, high)
         log.info("listening on %s:%d (%s); registrar %s", host, port, sip["transport"],
@@ -289,6 +290,11 @@ class Station:
                 self.controller.dtmf(event.call.id, digit, now)
         elif isinstance(event, calls.CallEnded):
             self._ended(event, now)
+        elif isinstance(event, calls.RedirectRefused):
+            log.warning("call %s: %d redirect from %s to %s refused: %s", event.call.id,
+                        event.status, event.target, event.uri, event.reason)
+            self.eventlog.append("redirect_refused", call_id=event.call.id, target=event.target,
+                                 uri=event.uri, status=event.status, reason=event.reason)
 
     def _log_rejected(self, event):
         key = (event.source.host, event.source.port) if event.source else None

@@ -11,18 +11,21 @@ A 2xx we send is retransmitted with T1 doubling to T2 until the ACK comes (§13.
 is ended with BYE if it never does.
 
 Also: CANCEL both ways including the race with 200 (§9.1, §15); BYE both ways (§15); re-INVITE
-offers received (hold/resume, RFC 6337) and sent; 3xx redirect to the first Contact (§8.1.3.4);
-401/407 answered once per nonce for INVITE and BYE (§22.2); session timers (RFC 4028 §9-10) with
-refresh by re-INVITE and BYE when the peer stops refreshing; a ring timeout (CANCEL) and a maximum
-duration (BYE); Answer-Mode / Priv-Answer-Mode (RFC 5373) read on incoming INVITEs and sent on
-outgoing ones when asked.
+offers received (hold/resume, RFC 6337) and sent; 3xx redirects (§8.1.3.4) refused by default and,
+with `follow_redirects`, followed only to a Contact that is one of the call's own configured targets
+(no toll fraud: a 3xx cannot make the station call, and pay for, a number nobody configured; each
+refusal is a `RedirectRefused` event); 401/407 answered once per nonce for INVITE and BYE (§22.2),
+and only for a Request-URI that is one of the call's configured targets; session timers
+(RFC 4028 §9-10) with refresh by re-INVITE and BYE when the peer stops refreshing; a ring
+timeout (CANCEL) and a maximum duration (BYE); Answer-Mode / Priv-Answer-Mode (RFC 5373) read
+on incoming INVITEs and sent on outgoing ones when asked.
 """
 
 import os
 
 from firmware.sip import digest
 from firmware.sip.dialog import CONFIRMED, Dialog, dialog_key
-from firmware.sip.endpoint import Peer, response_destination
+from firmware.sip.endpoint import response_destination
 from firmware.sip.errors import ParseError
 from firmware.sip.message import CSeq, NameAddress, Request
 from firmware.sip.transaction import T1, T2
@@ -113,6 +116,29 @@ class InfoReceived(CallEvent):
         self.body = body
 
 
+MAX_LOGGED_URI = 120  # a refused Contact is attacker-controlled text: logged truncated
+
+
+class RedirectRefused(CallEvent):
+    """A 3xx to our INVITE was not followed. `target`: the configured target that answered
+    3xx; `uri`: the Contact it pointed to (printable, at most MAX_LOGGED_URI characters);
+    `reason`: why ("redirects are not followed", "not a configured target", "too many
+    redirects"); `status`: the 3xx code."""
+
+    __slots__ = ("target", "uri", "reason", "status")
+
+    def __init__(self, call, target, uri, reason, status):
+        CallEvent.__init__(self, call)
+        self.target = target
+        self.uri = _printable(uri, MAX_LOGGED_URI)
+        self.reason = reason
+        self.status = status
+
+    def __repr__(self):
+        return "<RedirectRefused %s %s -> %s: %s>" % (self.call.id, self.target, self.uri,
+                                                      self.reason)
+
+
 class CallEnded(CallEvent):
     """`reason`: answered elsewhere, cancelled, remote hangup, local hangup, no answer,
     rejected, busy, timeout, max duration, session expired, failed; `status` the SIP code."""
@@ -133,6 +159,11 @@ def _body_sdp(message):
     if message.body and ctype == SDP:
         return message.body
     return None
+
+
+def _printable(text, limit):
+    text = "".join(c if 32 <= ord(c) < 127 else "?" for c in str(text))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _reason_for(status):
@@ -254,18 +285,50 @@ class Branch:
             call.branch_answered(self, reply.request, response, now)
         elif status in (401, 407) and self.auth_tries < 2 and call.state != ENDED:
             self._retry_with_credentials(reply.request, response, now)
-        elif 300 <= status < 400 and self.redirects < MAX_REDIRECTS and call.state != ENDED:
-            contacts = response.headers.get_all("Contact")
-            if not contacts:
-                self.finish(status, now)
-                return
-            self.redirects += 1
-            self.cseq += 1
-            uri = str(NameAddress.parse(contacts[0]).uri)
-            self.dest = _redirect_destination(self.call.manager.ua, uri, self.dest)
-            self.send_invite(now, uri=uri)
+        elif 300 <= status < 400 and call.state != ENDED:
+            self._redirect(response, now)
         else:
             self.finish(status, now)
+
+    def _redirect(self, response, now):
+        """§8.1.3.4, restricted: only to a Contact that is one of this call's configured
+        targets, and only with `follow_redirects`; anything else ends the branch."""
+        call = self.call
+        manager = call.manager
+        contacts = []
+        for value in response.headers.get_all("Contact"):
+            try:
+                contacts.append((value, NameAddress.parse(value).uri))
+            except (ParseError, TypeError):
+                contacts.append((value, None))
+        if not contacts:
+            self.finish(response.status, now)
+            return
+        chosen = None
+        for _, uri in contacts:
+            chosen = call.configured_target(uri)
+            if chosen is not None:
+                break
+        if not manager.follow_redirects:
+            reason = "redirects are not followed"
+        elif chosen is None:
+            reason = "not a configured target"
+        elif self.redirects >= MAX_REDIRECTS:
+            reason = "too many redirects"
+        else:
+            reason = None
+        if reason is not None:
+            first = contacts[0][1] if contacts[0][1] is not None else contacts[0][0]
+            shown = chosen[0] if chosen is not None else str(first)
+            manager.emit(RedirectRefused(call, self.target, shown, reason, response.status))
+            self.finish(response.status, now)
+            return
+        self.redirects += 1
+        self.cseq += 1
+        self.target = chosen[0]
+        self.dest = manager.ua.route_for(chosen[1])
+        self.auth_tries = 0
+        self.send_invite(now)
 
     def _retry_with_credentials(self, request, response, now):
         header = "Authorization" if response.status == 401 else "Proxy-Authorization"
@@ -274,7 +337,10 @@ class Branch:
         challenge = digest.choose_challenge(
             digest.parse_challenges(response.headers.get_all(challenge_header)))
         settings = self.call.manager.ua.settings
-        if challenge is None or (self.auth_tries and not challenge.stale):
+        if challenge is None or (self.auth_tries and not challenge.stale) or \
+                self.call.configured_target(request.uri) is None:
+            # Our credentials answer only for a Request-URI we were configured to call: never
+            # for one a 3xx (or anything else) put there (toll fraud, issue 12).
             self.finish(response.status, now)
             return
         self.auth_tries += 1
@@ -320,6 +386,7 @@ class Call:
         # outgoing
         self.branches = []
         self.pending_targets = []
+        self.targets = []  # [(uri text, URI or None, Peer)]: what the call may ring
         self.sequential = False
         self.target_timeout = None
         self.ring_deadline = None
@@ -349,6 +416,20 @@ class Call:
 
     def __repr__(self):
         return "<Call %s %s %s>" % (self.id, self.direction, self.state)
+
+    def configured_target(self, uri):
+        """(text, Peer) of the configured target equal to `uri` (RFC 3261 §19.1.4), or None."""
+        if uri is None:
+            return None
+        if not hasattr(uri, "scheme"):
+            try:
+                uri = URI.parse(str(uri))
+            except ParseError:
+                return None
+        for text, parsed, peer in self.targets:
+            if parsed is not None and parsed == uri:
+                return text, peer
+        return None
 
     # -- application actions ----------------------------------------------------------------
     def ring(self, now):
@@ -771,8 +852,9 @@ class CallManager:
     allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 
     def __init__(self, ua, max_calls=1, ring_timeout=30.0, max_duration=300.0,
-                 max_auto_duration=None):
+                 max_auto_duration=None, follow_redirects=False):
         self.ua = ua
+        self.follow_redirects = follow_redirects  # 3xx only ever to a configured target
         self.max_calls = max_calls
         self.ring_timeout = ring_timeout
         self.max_duration = max_duration
@@ -812,6 +894,12 @@ class CallManager:
         call.ring_deadline = now + self.ring_timeout
         self.calls.append(call)
         call.pending_targets = list(targets)
+        for text, peer in targets:
+            try:
+                parsed = URI.parse(text)
+            except ParseError:
+                parsed = None
+            call.targets.append((text, parsed, peer))
         if sequential:
             call._start_next(now)
         else:
@@ -914,24 +1002,6 @@ class CallManager:
     def hangup_all(self, now):
         for call in list(self.calls):
             call.hangup(now)
-
-
-def _redirect_destination(ua, uri, previous):
-    """Where an INVITE redirected to `uri` goes: still the registrar when there is one; in
-    direct-IP mode the address an IP-literal URI names; otherwise the previous next hop (only the
-    runtime resolves names)."""
-    if ua.registrar is not None:
-        return ua.registrar
-    try:
-        target = URI.parse(uri)
-    except ParseError:
-        return previous
-    host = target.host.strip("[]")
-    if ":" not in host and not host.replace(".", "").isdigit():
-        return previous
-    transport = target.transport or previous.transport
-    port = target.port or (5061 if transport == "tls" else 5060)
-    return Peer(transport, host, port)
 
 
 def _answer_mode(request):

@@ -15,6 +15,7 @@ from firmware.sip.call import (
     IncomingCall,
     InfoReceived,
     OfferReceived,
+    RedirectRefused,
 )
 from firmware.sip.endpoint import Peer
 from firmware.sip.message import CSeq, NameAddress, Via, parse
@@ -424,21 +425,112 @@ def test_uac_busy_ends_the_call():
     assert door.calls.calls == []
 
 
-def test_uac_redirect_is_followed_to_the_contact():
-    net = Network()
-    door, phone, other = Station(net), Phone(net, FLAT1), Phone(net, FLAT2)
-    door.call(phone.address)
-    net.run()
+PREMIUM = "sip:0900123456@127.0.0.1:5064"  # what a rogue 3xx points at (toll fraud, issue 12)
+
+
+def _redirected(door, phone, contact_uri, also=(), **call_options):
+    """The door calls `phone` (and the `also` addresses), which answers 302 with `contact_uri`;
+    returns the INVITE."""
+    door.call(phone.address, *also, **call_options)
+    door.net.run()
     invite = phone.take("INVITE")
-    phone.reply(invite, 302, "Moved Temporarily", extra=(
-        "Contact: <sip:flat2@127.0.0.1:5064>",))
+    phone.reply(invite, 302, "Moved Temporarily", extra=("Contact: <%s>" % contact_uri,))
     assert phone.take("ACK")
+    return invite
+
+
+def test_uac_redirect_is_not_followed_by_default():
+    net = Network()
+    door, phone, premium = Station(net), Phone(net, FLAT1), Phone(net, FLAT2)
+    _redirected(door, phone, PREMIUM)
+    assert premium.inbox == [] and not net.sent(DOOR, FLAT2, "INVITE")
+    refused = door.take(RedirectRefused)
+    assert (refused.target, refused.uri, refused.reason, refused.status) == (
+        "sip:flat@127.0.0.1:5062", PREMIUM, "redirects are not followed", 302)
+    ended = door.take(CallEnded)
+    assert (ended.reason, ended.status) == ("failed", 302)
+    assert door.calls.calls == []
+
+
+def test_uac_redirect_to_an_unconfigured_uri_is_refused_even_when_following():
+    net = Network()
+    door, phone, premium = Station(net, follow_redirects=True), Phone(net, FLAT1), \
+        Phone(net, FLAT2)
+    _redirected(door, phone, PREMIUM + ";transport=udp?Subject=%0D%0Ax" + "9" * 300)
+    assert premium.inbox == []
+    refused = door.take(RedirectRefused)
+    assert refused.reason == "not a configured target"
+    assert len(refused.uri) <= 120 and refused.uri.startswith(PREMIUM)
+    assert "\r" not in refused.uri and "\n" not in refused.uri
+    assert door.take(CallEnded).status == 302
+
+
+def test_uac_redirect_is_followed_to_a_configured_target():
+    net = Network()
+    door, phone, other = Station(net, follow_redirects=True), Phone(net, FLAT1), \
+        Phone(net, FLAT2)
+    # Both flats are the button's targets (sequential: only the first rings at first).
+    invite = _redirected(door, phone, "sip:flat@127.0.0.1:5064", also=(FLAT2,),
+                         sequential=True, target_timeout=20)
     second = other.take("INVITE")
-    assert str(second.uri) == "sip:flat2@127.0.0.1:5064"
+    assert str(second.uri) == "sip:flat@127.0.0.1:5064"
     assert cseq(second).seq == cseq(invite).seq + 1
+    assert not door.has(RedirectRefused)
     other.reply(second, 200, extra=(contact(other.address),), body=ANSWER)
-    assert door.take(CallEstablished)
+    established = door.take(CallEstablished)
+    assert established.call.peer == "sip:flat@127.0.0.1:5064"
     assert other.take("ACK")
+
+
+def test_uac_redirect_through_the_registrar_never_answers_its_challenge():
+    """Registered: every INVITE goes to the registrar, which may challenge it (407). A 3xx to
+    an unconfigured URI makes no request that could carry our credentials; and a request to an
+    unconfigured URI (however it came about) gets no digest answer."""
+    net = Network()
+    door = Station(net, registrar=Peer("udp", *PROXY), follow_redirects=True)
+    proxy = Phone(net, PROXY)
+    call = door.call(FLAT1)
+    net.run()
+    invite = proxy.take("INVITE")
+    proxy.reply(invite, 302, "Moved Temporarily", extra=("Contact: <%s>" % PREMIUM,))
+    assert proxy.take("ACK")
+    assert proxy.count("INVITE") == 0
+    assert door.take(RedirectRefused).reason == "not a configured target"
+    assert door.take(CallEnded).status == 302
+
+    # The guard itself: an INVITE to an unconfigured URI that the registrar challenges.
+    call = door.call(FLAT1)
+    net.run()
+    proxy.take("INVITE")
+    branch = call.branches[0]
+    branch.cseq += 1
+    door.act(lambda now: branch.send_invite(now, uri=PREMIUM))
+    net.run()
+    rogue = proxy.take("INVITE")
+    assert str(rogue.uri) == PREMIUM
+    proxy.reply(rogue, 407, "Proxy Authentication Required", extra=(
+        'Proxy-Authenticate: Digest realm="example.org", nonce="n1", qop="auth"',))
+    assert proxy.take("ACK")
+    assert proxy.count("INVITE") == 0
+    assert not [m for _, m in net.sent(DOOR, PROXY, "INVITE")
+                if "Proxy-Authorization" in m.headers or "Authorization" in m.headers]
+
+
+def test_uac_challenge_for_a_configured_target_is_still_answered_after_a_redirect():
+    net = Network()
+    door = Station(net, registrar=Peer("udp", *PROXY), follow_redirects=True)
+    proxy = Phone(net, PROXY)
+    door.call(FLAT1, FLAT2, sequential=True, target_timeout=20)
+    net.run()
+    invite = proxy.take("INVITE")
+    proxy.reply(invite, 302, "Moved Temporarily", extra=("Contact: <sip:flat@127.0.0.1:5064>",))
+    redirected = proxy.take("INVITE")
+    assert str(redirected.uri) == "sip:flat@127.0.0.1:5064"
+    proxy.reply(redirected, 407, "Proxy Authentication Required", extra=(
+        'Proxy-Authenticate: Digest realm="example.org", nonce="n2", qop="auth"',))
+    retry = proxy.take("INVITE")
+    assert str(retry.uri) == "sip:flat@127.0.0.1:5064"
+    assert "Proxy-Authorization" in retry.headers
 
 
 def _challenge_then_retry(status, challenge_header, credentials_header):
