@@ -3,7 +3,8 @@
 It owns the transaction table and sits between the transports (bytes in and out) and the
 transaction user (registration, dialogs, the door station). RFC 3261:
 - §18.1.1 / §18.2.1: a new top Via on each request we send (with `rport`, RFC 3581), and on each
-  request received, `received`/`rport` filled in from the source address;
+  request received, `received`/`rport` filled in from the source address (a `received` already
+  in the request is overwritten: never an answer to an address the sender merely names);
 - §18.1.2: responses whose top Via is not ours are dropped;
 - §18.2.2 + RFC 3581 §4: responses go back over the same flow on streams, else to
   `received`:`rport`;
@@ -268,12 +269,14 @@ class Endpoint:
         except (ParseError, TypeError):
             self._events.append(MessageRejected(source, "request without a usable Via"))
             return
-        # RFC 3581 §4 / RFC 3261 §18.2.1: record where it really came from.
-        if via.host.strip("[]") != source.host:
+        # RFC 3581 §4 / RFC 3261 §18.2.1: record where it really came from. A `received` the
+        # sender wrote itself is always overwritten: responses go to `received`, and a forged
+        # one would make the station answer (reflect traffic) to a third address (issue 12).
+        if via.host.strip("[]") != source.host or "received" in via.params or \
+                "rport" in via.params:
             via.params["received"] = source.host
         if "rport" in via.params:
             via.params["rport"] = str(source.port)
-            via.params["received"] = source.host
         vias = request.headers.get_all("Via")
         request.headers.remove("Via")
         request.headers.add("Via", str(via))

@@ -163,3 +163,30 @@ def test_full_table_answers_503():
                                   call_id="other@phone"), PHONE, 0.0)
     [(response, _)] = sent(endpoint)
     assert response.status == 503 and response.headers.get("Retry-After") == "5"
+
+
+def test_a_received_written_by_the_sender_is_overwritten_with_the_real_source():
+    """No reflection (issue 12): a Via whose sent-by matches the source but that already
+    carries `received=` naming a third address must not send our response there."""
+    for via, port in (("SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKr1;received=127.0.0.99", 5062),
+                      ("SIP/2.0/UDP 127.0.0.1:5062;received=127.0.0.99;branch=z9hG4bKr2;rport",
+                       5062),
+                      ("SIP/2.0/UDP 127.0.0.99:5062;branch=z9hG4bKr3;received=127.0.0.99",
+                       5062)):
+        endpoint = Endpoint("127.0.0.1", 5060)
+        endpoint.receive(request_text(via=via), PHONE, 0.0)
+        [event] = events(endpoint)
+        assert Via.parse(event.request.headers.get("Via")).params["received"] == "127.0.0.1"
+        endpoint.send_response(event.transaction, event.request.make_response(200), 0.0)
+        [(response, peer)] = sent(endpoint)
+        assert (peer.host, peer.port) == ("127.0.0.1", port), via
+        assert Via.parse(response.headers.get("Via")).params["received"] == "127.0.0.1"
+
+
+def test_a_forged_received_cannot_aim_a_stateless_refusal_elsewhere():
+    endpoint = Endpoint("127.0.0.1", 5060)
+    endpoint.screen = lambda request, source, now: 403
+    endpoint.receive(request_text("INVITE", via="SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKr4;"
+                                  "received=127.0.0.99"), PHONE, 0.0)
+    [(response, peer)] = sent(endpoint)
+    assert response.status == 403 and (peer.host, peer.port) == ("127.0.0.1", 5062)
