@@ -47,7 +47,8 @@ DEFAULTS = {
         "codecs": ["PCMU", "PCMA"],
         "rtp_ports": "40000-40199",
     },
-    "answer": {"mode": "auto", "allow": [], "max_duration_s": 120},
+    # identity: "from" or "asserted" (the registrar's P-Asserted-Identity, RFC 3325), issue 12
+    "answer": {"mode": "auto", "allow": [], "max_duration_s": 120, "identity": "from"},
     "buttons": [
         {"role": "call", "targets": [], "mode": "parallel", "target_timeout_s": 20,
          "second_press": "ignore", "answer_mode": ""},
@@ -64,6 +65,7 @@ CHOICES = {
     ("sip", "transport"): ("udp", "tcp", "tls"),
     ("media", "srtp"): ("off", "optional", "mandatory"),
     ("answer", "mode"): ("auto", "ring", "off"),
+    ("answer", "identity"): ("from", "asserted"),
 }
 KNOWN_CODECS = ("PCMU", "PCMA")
 BUTTON_MODES = ("parallel", "sequential")

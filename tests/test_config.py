@@ -118,3 +118,12 @@ def test_sip_trust_keys_default_to_the_safe_choice_and_are_checked():
     with pytest.raises(config.ConfigError) as info:
         config.validate({"calls": {"follow_redirects": "yes"}})
     assert "calls.follow_redirects" in info.value.errors
+
+
+def test_answer_identity_is_from_or_asserted():
+    assert config.validate({})["answer"]["identity"] == "from"
+    assert config.validate({"answer": {"identity": "asserted"}})["answer"]["identity"] == \
+        "asserted"
+    with pytest.raises(config.ConfigError) as info:
+        config.validate({"answer": {"identity": "pai"}})
+    assert "answer.identity" in info.value.errors

@@ -12,6 +12,11 @@ Public API
         "udp:1.2.3.4:5060" -> "1.2.3.4", "tls:[::1]:5061" -> "::1"
     literal_ip(host) -> str or None
         the host as a comparable IP address, or None when it is a name
+    direct_ip_trusted(caller, source_ip, trusted_ips) -> bool
+        direct-IP mode: is a caller who claims the identity `caller` and sends from `source_ip`
+        trusted? Only when the identity's own host is that very IP address and it is the host
+        of an `[answer] allow` entry (`trusted_ips`): an allowed address cannot claim another
+        entry's identity (issue 12)
     constant_time_equal(a, b) -> bool
         compares two strings in time independent of where they differ (hmac.compare_digest
         when present)
@@ -52,6 +57,14 @@ def literal_ip(host):
     if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
         return host
     return None
+
+
+def direct_ip_trusted(caller, source_ip, trusted_ips):
+    key = caller_key(caller) if caller else None
+    if key is None or not source_ip:
+        return False
+    host = literal_ip(key.rpartition("@")[2])
+    return host is not None and host == source_ip.lower() and host in trusted_ips
 
 
 def constant_time_equal(a, b):

@@ -17,7 +17,8 @@ Inputs
         verdict (registrar flow or TLS); answer_mode: "auto"|"manual"|None (RFC 5373);
         source_ip: the source address (default: taken from `source`). In direct-IP mode
         (registration "disabled") the controller ignores `trusted` and decides itself: a call is
-        trusted when source_ip equals the host of an [answer] allow entry written as an IP address.
+        trusted when source_ip equals the host of an [answer] allow entry written as an IP address
+        and the caller's own host is that same address (callers.direct_ip_trusted).
     call_started(call_id, role, now) / call_failed_to_start(role, reason, now)   after PlaceCall
     call_ringing(call_id, now)
     call_established(call_id, now, peer=None)  peer: which ring-group target answered, when known
@@ -70,7 +71,7 @@ from firmware.app.actions import (
     StopCue,
 )
 from firmware.app.buttons import ALLOWED, CALLS_PER_MINUTE, LIMITED, STUCK_S, ButtonGuard
-from firmware.app.callers import caller_key, literal_ip
+from firmware.app.callers import caller_key, direct_ip_trusted, literal_ip
 from firmware.app.callers import source_ip as ip_of_source
 from firmware.sip.errors import ParseError
 from firmware.sip.uri import URI
@@ -362,7 +363,7 @@ class Controller:
 
     def _on_incoming(self, call_id, caller, source, source_ip, trusted, answer_mode, now):
         if self._registration == DISABLED:
-            trusted = source_ip in self._trusted_ips
+            trusted = direct_ip_trusted(caller, source_ip, self._trusted_ips)
         fields = {"call_id": call_id, "caller": caller, "source": source, "trusted": trusted}
         mode = self._cfg["answer"]["mode"]
         if mode == "off":

@@ -118,7 +118,7 @@ class Station:
             self.ua, max_calls=limits["max_calls"], ring_timeout=limits["ring_timeout_s"],
             max_duration=limits["max_duration_s"],
             max_auto_duration=self.cfg["answer"]["max_duration_s"],
-            follow_redirects=limits["follow_redirects"])
+            follow_redirects=limits["follow_redirects"], identity=self.cfg["answer"]["identity"])
         low, high = (int(p) for p in self.cfg["media"]["rtp_ports"].split("-"))
         self.ports = PortPool(host, low, high)
         log.info("listening on %s:%d (%s); registrar %s", host, port, sip["transport"],
@@ -596,6 +596,8 @@ class Station:
     async def apply_config(self, cfg):
         old, self.cfg = self.cfg, cfg
         self.controller.update_config(cfg, self.loop.time())
+        if self.calls is not None:
+            self.calls.identity = cfg["answer"]["identity"]  # applies to the next INVITE
         if old["sip"] != cfg["sip"] or old["media"]["rtp_ports"] != cfg["media"]["rtp_ports"] \
                 or old["calls"] != cfg["calls"]:
             log.info("SIP settings changed: restarting the user agent")

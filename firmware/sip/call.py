@@ -116,6 +116,10 @@ class InfoReceived(CallEvent):
         self.body = body
 
 
+# Whose identity an incoming call has while registered ([answer] identity): the From header,
+# or the P-Asserted-Identity the registrar adds (RFC 3325).
+IDENTITY_FROM = "from"
+IDENTITY_ASSERTED = "asserted"
 MAX_LOGGED_URI = 120  # a refused Contact is attacker-controlled text: logged truncated
 
 
@@ -395,6 +399,7 @@ class Call:
         self.transaction = None
         self.source = None
         self.trusted = False
+        self.asserted_identity = None  # the registrar's P-Asserted-Identity, when it counts
         self.requested_answer_mode = None
         self._2xx = None  # a 2xx to an INVITE we retransmit until its ACK (§13.3.1.4)
         self._2xx_cseq = None
@@ -852,9 +857,11 @@ class CallManager:
     allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 
     def __init__(self, ua, max_calls=1, ring_timeout=30.0, max_duration=300.0,
-                 max_auto_duration=None, follow_redirects=False):
+                 max_auto_duration=None, follow_redirects=False, identity=IDENTITY_FROM):
         self.ua = ua
         self.follow_redirects = follow_redirects  # 3xx only ever to a configured target
+        # [answer] identity: who an incoming caller is, while registered (see _incoming)
+        self.identity = identity
         self.max_calls = max_calls
         self.ring_timeout = ring_timeout
         self.max_duration = max_duration
@@ -967,6 +974,16 @@ class CallManager:
         call.dest = event.source
         call.trusted = ua.from_registrar(event.source) or event.source.transport == "tls"
         call.peer = str(NameAddress.parse(request.headers.get("From")).uri)
+        if self.identity == IDENTITY_ASSERTED and ua.registrar is not None:
+            # RFC 3325: the From is whatever the caller wrote (a PSTN caller ID can be spoofed);
+            # the P-Asserted-Identity is what the registrar (our trust domain) vouches for.
+            # Only the registrar's own PAI counts; without one the call is not trusted.
+            asserted = asserted_identity(request) if ua.from_registrar(event.source) else None
+            call.asserted_identity = asserted
+            if asserted is None:
+                call.trusted = False
+            else:
+                call.peer = asserted
         call.remote_sdp = _body_sdp(request)
         call.requested_answer_mode = _answer_mode(request)
         call.dialog = Dialog.as_uas(request, ua.endpoint.new_tag())
@@ -1002,6 +1019,19 @@ class CallManager:
     def hangup_all(self, now):
         for call in list(self.calls):
             call.hangup(now)
+
+
+def asserted_identity(request):
+    """RFC 3325 §9.1: the first sip:/sips: URI of the P-Asserted-Identity header(s), as text,
+    or None (a tel: URI alone names no SIP identity the allow list could hold)."""
+    for value in request.headers.get_all("P-Asserted-Identity"):
+        try:
+            uri = NameAddress.parse(value).uri
+        except (ParseError, TypeError):
+            continue
+        if uri.scheme in ("sip", "sips") and uri.host:
+            return str(uri)
+    return None
 
 
 def _answer_mode(request):

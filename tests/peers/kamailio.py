@@ -23,12 +23,17 @@ Routing and authentication choices (written into the generated kamailio.cfg):
   without a user, answered 200 (keepalive / liveness probe). Anything else is relayed
   statefully (`t_relay`) to its Request-URI (direct-IP targets through the proxy).
 - `max_expires` (default 60) and `min_expires` (default 1) bound registration intervals.
+- With `assert_identity=True` (RFC 3325, as a PBX's trust domain): every initial INVITE loses
+  any P-Asserted-Identity it came with, and one whose caller authenticated (`invite_auth`) gets
+  `P-Asserted-Identity: <sip:<auth user>@<domain>>`. A caller that is no local user (a "PSTN
+  trunk" caller) is relayed unauthenticated and without one, whatever its From says.
 
 Public API: `Kamailio(workdir, users, domain="127.0.0.1", tls=True, max_expires=60,
-min_expires=1, invite_auth=False)`; `start(timeout=10)`, `stop(timeout=5)`, `restart()`,
-`alive`, `pid`, `contacts(user) -> list[str]`, `bindings(user) -> list[dict]`,
-`kamcmd(*args) -> str`, `log` (text so far), `udp_port`, `tcp_port` (same number as UDP),
-`tls_port` (None without TLS), `ca_path`, `certificates`, `uri(user=None, transport=None)`.
+min_expires=1, invite_auth=False, assert_identity=False)`; `start(timeout=10)`,
+`stop(timeout=5)`, `restart()`, `alive`, `pid`, `contacts(user) -> list[str]`,
+`bindings(user) -> list[dict]`, `kamcmd(*args) -> str`, `log` (text so far), `udp_port`,
+`tcp_port` (same number as UDP), `tls_port` (None without TLS), `ca_path`, `certificates`,
+`uri(user=None, transport=None)`.
 """
 
 import os
@@ -148,8 +153,10 @@ request_route {
             sl_send_reply("403", "Auth user does not match From");
             exit;
         }
+        $avp(asserted) = $au;
         consume_credentials();
     }
+@ASSERT_IDENTITY@
 
     if (is_method("INVITE|SUBSCRIBE|REFER")) {
         record_route();
@@ -220,6 +227,17 @@ onreply_route[REPLY] {
 }
 """
 
+# RFC 3325 §5 as a PBX does it: a P-Asserted-Identity from outside is never passed on; an INVITE
+# whose caller authenticated (invite_auth) gets one naming the authenticated user.
+ASSERT_IDENTITY = r"""
+    if (is_method("INVITE")) {
+        remove_hf("P-Asserted-Identity");
+        if ($avp(asserted) != $null) {
+            append_hf("P-Asserted-Identity: <sip:$avp(asserted)@@DOMAIN@>\r\n");
+        }
+    }
+"""
+
 TLS_CONFIG_TEMPLATE = """[server:default]
 method = TLSv1.2+
 verify_certificate = no
@@ -247,7 +265,7 @@ def _module_path():
 
 class Kamailio(PeerProcess):
     def __init__(self, workdir, users, domain="127.0.0.1", tls=True, max_expires=60,
-                 min_expires=1, invite_auth=False):
+                 min_expires=1, invite_auth=False, assert_identity=False):
         self.binary = require_binary("kamailio")
         self.kamcmd_binary = require_binary("kamcmd")
         self.workdir = pathlib.Path(workdir)
@@ -262,6 +280,7 @@ class Kamailio(PeerProcess):
         self.max_expires = max_expires
         self.min_expires = min_expires
         self.invite_auth = invite_auth
+        self.assert_identity = assert_identity
         self.udp_port = free_port(("udp", "tcp"))
         self.tcp_port = self.udp_port
         self.tls_port = free_port(("tcp",)) if tls else None
@@ -302,6 +321,8 @@ class Kamailio(PeerProcess):
             "@USERS@": users,
             "@DOMAIN@": self.domain,
             "@INVITE_AUTH@": "true" if self.invite_auth else "false",
+            "@ASSERT_IDENTITY@": ASSERT_IDENTITY.replace("@DOMAIN@", self.domain)
+            if self.assert_identity else "",
         }
         text = CONFIG_TEMPLATE
         for marker, value in replacements.items():

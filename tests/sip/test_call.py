@@ -1014,6 +1014,45 @@ def test_uas_trust_comes_from_the_registrar_address_only():
     assert not door.has(IncomingCall)
 
 
+PAI = "P-Asserted-Identity: \"Concierge\" <sip:concierge@example.org>, <tel:+4930123>"
+
+
+def test_uas_asserted_identity_is_the_registrars_pai_not_the_from():
+    net = Network()
+    door = Station(net, registrar=Peer("udp", *PROXY), max_calls=3, identity="asserted")
+    proxy = Phone(net, PROXY)
+    incoming_invite(proxy, extra=(PAI,))
+    call = door.take(IncomingCall).call
+    assert (call.peer, call.trusted) == ("sip:concierge@example.org", True)
+    assert call.asserted_identity == "sip:concierge@example.org"
+    # No PAI from the registrar: the From alone (set by the caller) earns no trust.
+    incoming_invite(proxy, call_id="in-2@flat", branch="z9hG4bKinv2")
+    call = door.take(IncomingCall).call
+    assert (call.peer, call.trusted) == ("sip:flat@127.0.0.1:5070", False)
+    # Only a tel: URI asserted: no SIP identity to match the allow list either.
+    incoming_invite(proxy, call_id="in-3@flat", branch="z9hG4bKinv3",
+                    extra=("P-Asserted-Identity: <tel:+4930123>",))
+    assert door.take(IncomingCall).call.trusted is False
+
+
+def test_uas_from_identity_ignores_pai_by_default():
+    net = Network()
+    door = Station(net, registrar=Peer("udp", *PROXY))
+    proxy = Phone(net, PROXY)
+    incoming_invite(proxy, extra=(PAI,))
+    call = door.take(IncomingCall).call
+    assert (call.peer, call.trusted, call.asserted_identity) == (
+        "sip:flat@127.0.0.1:5070", True, None)
+
+
+def test_uas_asserted_identity_never_comes_from_a_direct_ip_caller():
+    net = Network()
+    door, phone = Station(net, identity="asserted"), Phone(net, FLAT1)
+    incoming_invite(phone, extra=(PAI,))
+    call = door.take(IncomingCall).call
+    assert (call.peer, call.trusted) == ("sip:flat@127.0.0.1:5062", False)
+
+
 def test_uas_direct_ip_calls_are_untrusted():
     net = Network()
     door, phone = Station(net), Phone(net, FLAT1)
