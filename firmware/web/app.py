@@ -147,11 +147,16 @@ class _Web:
         if self.admin.is_set:
             self.setup_code.remove()
         else:
-            logging.getLogger("doorline.web").warning(
-                "no admin password is set yet. To set it from another machine, open the web "
-                "page and give this one-time setup code: %s (also in %s; not needed on the "
-                "station itself, void once the password is set)",
-                self.setup_code.ensure(), self.setup_code.path)
+            log = logging.getLogger("doorline.web")
+            try:
+                log.warning("no admin password is set yet. To set it from another machine, "
+                            "open the web page and give this one-time setup code: %s (also in "
+                            "%s; not needed on the station itself, void once the password is "
+                            "set)", self.setup_code.ensure(), self.setup_code.path)
+            except OSError as exc:  # only the station itself can set the password then
+                log.error("cannot store the setup code in %s (%s): the first admin password "
+                          "can only be set from the station itself", self.setup_code.path,
+                          exc.strerror)
 
     # -- cookies and sessions ----------------------------------------------------------------
     @property

@@ -272,3 +272,16 @@ def test_the_setup_code_is_logged_at_warning_until_the_password_is_set(tmp_path,
     with caplog.at_level("WARNING", logger="doorline.web"):
         App(tmp_path)
     assert not any("setup code" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unwritable_state_dir_leaves_setup_to_loopback(tmp_path, monkeypatch, caplog):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(setupcode.os, "open", refuse)
+    with caplog.at_level("ERROR", logger="doorline.web"):
+        app = App(tmp_path)
+    assert any("only be set from the station itself" in r.getMessage() for r in caplog.records)
+    monkeypatch.undo()
+    assert app.setup({"password": PASSWORD, "setup_code": "ABCDE-FGHJK"}).status_code == 403
+    assert app.setup({"password": PASSWORD}, client="::1", host="[::1]:8080").status_code == 200
