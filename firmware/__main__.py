@@ -56,7 +56,8 @@ async def start_web(station, cfg, args):
     if cfg["web"]["https"]:
         from firmware.web.certs import server_ssl_context
 
-        ssl_context = server_ssl_context(args.state_dir, hosts=(host,))
+        ssl_context = server_ssl_context(args.state_dir,
+                                         hosts=(host, *cfg["web"]["hostnames"]))
     app = create_app(station, args.config, args.state_dir)
     try:
         server = await start(app, host, port, ssl_context)

@@ -58,7 +58,7 @@ DEFAULTS = {
     "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1,
               "follow_redirects": False},
     "door": {"pulse_ms": 3000, "codes": [], "max_failures": 3, "lockout_s": 60},
-    "web": {"listen": "127.0.0.1:8080", "https": False},
+    "web": {"listen": "127.0.0.1:8080", "https": False, "hostnames": []},
 }
 
 CHOICES = {
@@ -192,6 +192,7 @@ def validate(doc):
     web = cfg["web"]
     _check_listen(check, "web.listen", web["listen"])
     check.type("web.https", web["https"], (bool,), "true or false")
+    _check_hostnames(check, web["hostnames"])
     if check.errors:
         raise ConfigError(check.errors)
     return cfg
@@ -224,6 +225,37 @@ def _check_listen(check, path, value):
             parse_host_port(value)
         except ValueError as exc:
             check.fail(path, f"{exc} (got {value!r})")
+
+
+MAX_WEB_HOSTNAMES = 32
+
+
+def _check_hostnames(check, names):
+    """[web] hostnames: extra names the page answers to (DNS names or IP addresses)."""
+    if not check.type("web.hostnames", names, (list,), "a list of host names"):
+        return
+    if len(names) > MAX_WEB_HOSTNAMES:
+        check.fail("web.hostnames", f"at most {MAX_WEB_HOSTNAMES} names")
+    for i, name in enumerate(names):
+        path = f"web.hostnames[{i}]"
+        if not check.type(path, name, (str,), "a host name string"):
+            continue
+        if not _is_host_name(name):
+            check.fail(path, "must be a host name like door.example.org or an IP address, "
+                             f"without scheme, port or path (got {name[:100]!r})")
+
+
+def _is_host_name(name):
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    text = name[:-1] if name.endswith(".") else name
+    labels = text.split(".")
+    return 0 < len(text) <= 253 and all(
+        0 < len(label) <= 63 and label.isascii() and label[0] != "-" and label[-1] != "-"
+        and all(c.isalnum() or c == "-" for c in label) for label in labels)
 
 
 def _check_sip(check, sip):

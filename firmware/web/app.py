@@ -19,6 +19,10 @@ Who may do what (docs/API.md has the details):
   Any state-changing request whose Origin / Sec-Fetch-Site says cross-site is refused.
 - Failed passwords (form or Basic) count per client address; after five, attempts are refused
   with 429 for an exponentially growing time, and each failure is logged as `auth_failed`.
+- Every request whose Host is not one of the station's own names gets 421 before anything else
+  runs (DNS rebinding, firmware/web/hosts.py). Setting the first password from another machine
+  than the station itself needs the one-time setup code (firmware/web/setupcode.py); wrong codes
+  count like wrong passwords.
 """
 
 import asyncio
@@ -26,16 +30,19 @@ import base64
 import binascii
 import hmac
 import json
+import logging
 import time
 
 from microdot import Microdot, Request, Response
 
 from firmware import config as configuration
-from firmware.web import pages
+from firmware.runtime import netaddrs
+from firmware.web import hosts, pages
 from firmware.web.metrics import CONTENT_TYPE as METRICS_TYPE
 from firmware.web.metrics import prometheus_text
 from firmware.web.passwords import AdminPassword, PasswordAlreadySet, weakness
 from firmware.web.sessions import LoginThrottle, SessionStore
+from firmware.web.setupcode import SetupCode
 
 MAX_BODY = 64 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds for a whole request and its response
@@ -136,6 +143,20 @@ class _Web:
         self.secure_cookies = bool(station.config["web"]["https"])
         self.config_lock = asyncio.Lock()
         self.static, self.index_template, self.version = pages.load_static()
+        self.setup_code = SetupCode(state_dir)
+        if self.admin.is_set:
+            self.setup_code.remove()
+        else:
+            log = logging.getLogger("doorline.web")
+            try:
+                log.warning("no admin password is set yet. To set it from another machine, "
+                            "open the web page and give this one-time setup code: %s (also in "
+                            "%s; not needed on the station itself, void once the password is "
+                            "set)", self.setup_code.ensure(), self.setup_code.path)
+            except OSError as exc:  # only the station itself can set the password then
+                log.error("cannot store the setup code in %s (%s): the first admin password "
+                          "can only be set from the station itself", self.setup_code.path,
+                          exc.strerror)
 
     # -- cookies and sessions ----------------------------------------------------------------
     @property
@@ -219,7 +240,7 @@ class _Web:
             if request.path == "/api/setup":
                 return None
             return _error(403, "no admin password is set yet: POST /api/setup "
-                               '{"password": ...} or open the web page first')
+                               '{"password": ..., "setup_code": ...} or open the web page first')
         if request.path == "/api/setup":
             return None
         try:
@@ -237,6 +258,24 @@ class _Web:
             if not hmac.compare_digest(token.encode(), request.g.session.csrf.encode()):
                 return _error(403, "missing or wrong X-CSRF-Token")
         return None
+
+    def check_setup_code(self, request, code):
+        """Returns when `request` may set the first password (it comes from the station itself,
+        or gives the setup code); raises ApiError(403/429) otherwise."""
+        client = _client(request)
+        if hosts.is_loopback(client):
+            return
+        wait = self.throttle.retry_after(client)
+        if wait > 0:
+            raise ApiError(429, f"too many failed attempts; try again in {int(wait) + 1} s",
+                           {"Retry-After": str(int(wait) + 1)})
+        if self.setup_code.matches(code):
+            self.throttle.succeeded(client)
+            return
+        self.throttle.failed(client)
+        self.station.log_event("auth_failed", client=client, via="setup_code", path=request.path)
+        raise ApiError(403, ("wrong setup code. " if code else "a setup code is needed. ") +
+                       pages.SETUP_CODE_WHERE)
 
     # -- config --------------------------------------------------------------------------------
     async def put_config(self, partial):
@@ -264,10 +303,11 @@ class _Web:
             return Response(configuration.redacted(cfg))
 
 
-def create_app(station, config_path, state_dir, clock=time.monotonic):
+def create_app(station, config_path, state_dir, clock=time.monotonic,
+               addresses=netaddrs.interface_addresses):
     """The microdot app for `station`; `config_path` is saved by PUT /api/config and
     `state_dir` holds admin.json. `clock` (monotonic seconds) drives session expiry and the
-    login back-off."""
+    login back-off; `addresses()` gives the station's IP addresses (its own Host names)."""
     Request.max_content_length = MAX_BODY
     Request.max_body_length = MAX_BODY
     web = _Web(station, config_path, state_dir, clock)
@@ -302,6 +342,9 @@ def create_app(station, config_path, state_dir, clock=time.monotonic):
 
     app.after_request(add_headers)
     app.after_error_request(add_headers)
+    web.hosts = hosts.OwnHosts(addresses, netaddrs.host_name,
+                               lambda: hosts.config_names(station.config["web"]), clock)
+    hosts.refuse_foreign_hosts(app, web.hosts, add_headers)
 
     for status, text in ERROR_TEXT.items():
         app.errorhandler(status)(_error_handler(status, text))
@@ -328,7 +371,8 @@ def create_app(station, config_path, state_dir, clock=time.monotonic):
         if web.admin.is_set:
             return redirect("/login")
         session = web.form_session(request)
-        return web.set_session_cookie(html(pages.setup_page(session.csrf, web.version)), session)
+        page = pages.setup_page(session.csrf, web.version, need_code=_needs_code(request))
+        return web.set_session_cookie(html(page), session)
 
     @app.post("/setup")
     async def setup_submit(request):
@@ -338,16 +382,23 @@ def create_app(station, config_path, state_dir, clock=time.monotonic):
         if session is None:
             return html(pages.message_page("Form expired", "Reload the page and try again.",
                                            web.version), 403)
+        need_code = _needs_code(request)
+        try:
+            web.check_setup_code(request, form.get("setup_code", ""))
+        except ApiError as exc:
+            return html(pages.setup_page(session.csrf, web.version, exc.message, need_code),
+                        exc.status, exc.headers)
         password = form.get("password", "")
         error = weakness(password)
         if not error and password != form.get("confirm"):
             error = "the two passwords differ"
         if error:
-            return html(pages.setup_page(session.csrf, web.version, error), 400)
+            return html(pages.setup_page(session.csrf, web.version, error, need_code), 400)
         try:
             web.admin.set(password)
         except PasswordAlreadySet:
             return redirect("/login")
+        web.setup_code.remove()
         station.log_event("admin_password_set", client=_client(request), via="form")
         return _log_in(web, session, redirect("/"))
 
@@ -399,12 +450,15 @@ def create_app(station, config_path, state_dir, clock=time.monotonic):
             return _error(409, "the admin password is already set")
         if not _is_json(request):
             return _error(415, "Content-Type must be application/json")
+        body = _json_body(request)
+        web.check_setup_code(request, body.get("setup_code"))
         try:
-            web.admin.set(_json_body(request).get("password"))
+            web.admin.set(body.get("password"))
         except PasswordAlreadySet:
             return _error(409, "the admin password is already set")
         except ValueError as exc:
             return _error(400, str(exc))
+        web.setup_code.remove()
         station.log_event("admin_password_set", client=_client(request), via="api")
         return {"ok": True}
 
@@ -488,6 +542,10 @@ def _error_handler(status, text):
     async def handler(request):
         return _error(status, text)
     return handler
+
+
+def _needs_code(request):
+    return not hosts.is_loopback(_client(request))
 
 
 def _checked_form(web, request):

@@ -9,11 +9,19 @@ names given). An operator may also put their own certificate and key in those tw
 Public API:
 - `ensure_certificate(state_dir, hosts=()) -> (cert_path, key_path)`; raises `CertificateError`
   with an explanation when the files are missing and cannot be made.
-- `server_ssl_context(state_dir, hosts=()) -> ssl.SSLContext` (TLS 1.2 or later).
+- `server_ssl_context(state_dir, hosts=()) -> ssl.SSLContext` (TLS 1.2 or later); logs the
+  certificate's SHA-256 fingerprint, which the user compares with what the browser shows
+  before trusting the self-signed certificate (docs/INSTALL.md).
+- `fingerprint(cert_path) -> str`: SHA-256 of the (first) certificate, "AB:CD:...".
+
+The generated certificate names localhost, 127.0.0.1, the host name and `<hostname>.local`
+(what avahi announces) and the names given; `0.0.0.0` and `::` (listen on all) are left out.
 """
 
 import datetime
+import hashlib
 import ipaddress
+import logging
 import os
 import socket
 import ssl
@@ -43,13 +51,17 @@ def ensure_certificate(state_dir, hosts=()):
             f"(pip install cryptography) to make a self-signed one, or put your own PEM "
             f"certificate and key in {cert_path} and {key_path}") from None
 
-    names = {"localhost", "127.0.0.1", socket.gethostname(), *hosts}
+    host = socket.gethostname()
+    names = {"localhost", "127.0.0.1", host, f"{host}.local" if host else "", *hosts}
     alt_names = []
     for name in sorted(n for n in names if n):
         try:
-            alt_names.append(x509.IPAddress(ipaddress.ip_address(name)))
+            address = ipaddress.ip_address(name)
         except ValueError:
             alt_names.append(x509.DNSName(name))
+            continue
+        if not address.is_unspecified:
+            alt_names.append(x509.IPAddress(address))
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Doorline door station")])
     now = datetime.datetime.now(datetime.UTC)
@@ -80,8 +92,20 @@ def _write(path, data, mode):
     os.replace(tmp, path)
 
 
+def fingerprint(cert_path):
+    with open(cert_path, encoding="ascii", errors="replace") as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return hashlib.sha256(der).digest().hex(":").upper()
+
+
 def server_ssl_context(state_dir, hosts=()):
     cert_path, key_path = ensure_certificate(state_dir, hosts)
+    try:
+        logging.getLogger("doorline.web").info(
+            "web certificate SHA-256 fingerprint %s (%s): compare it with the one your "
+            "browser shows before you trust it", fingerprint(cert_path), cert_path)
+    except (OSError, ValueError) as exc:
+        logging.getLogger("doorline.web").warning("cannot read %s: %s", cert_path, exc)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_path, key_path)

@@ -49,8 +49,31 @@ def _message(error):
     return f'<p class="alert" role="alert" id="form-error">{html.escape(error)}</p>'
 
 
-def setup_page(csrf, version, error=None):
+SETUP_CODE_WHERE = (
+    "The setup code was made when the station first started. Find it in the station's log "
+    "(journalctl -u doorline, the line that says \"setup code\"), in the output of make "
+    "install, in the file next to the image made by tools/image/build "
+    "(IMAGE.setup-code.txt), or in the file setup-code in the state directory "
+    "(/var/lib/doorline on a Pi). On the station itself (localhost) no code is needed.")
+CERTIFICATE_HELP = (
+    "Over HTTPS your browser warns once that it does not know the certificate: the station "
+    "made it itself on first start. Before you accept it, check that the SHA-256 fingerprint "
+    "the browser shows matches the one in the station's log (journalctl -u doorline, the line "
+    "\"web certificate SHA-256\"). To avoid the warning for good, replace web-cert.pem and "
+    "web-key.pem in the state directory (/var/lib/doorline) with a certificate and key from "
+    "your own CA and restart (docs/INSTALL.md).")
+
+
+def setup_page(csrf, version, error=None, need_code=False):
     described = ' aria-describedby="form-error"' if error else ""
+    code_field = ""
+    if need_code:
+        code_field = f"""<label for="setup_code">Setup code</label>
+<input id="setup_code" name="setup_code" type="text" maxlength="64" required
+ autocomplete="one-time-code" autocapitalize="characters" spellcheck="false"
+ aria-describedby="setup-code-help{' form-error' if error else ''}">
+<p class="muted" id="setup-code-help">{html.escape(SETUP_CODE_WHERE)}</p>
+"""
     body = f"""<h2>Set the admin password</h2>
 <p>This door station has no password yet. Choose one to protect its settings and the door:
 at least 10 characters, not a common or repetitive password.</p>
@@ -58,14 +81,15 @@ at least 10 characters, not a common or repetitive password.</p>
 <form method="post" action="/setup">
 <input type="hidden" name="csrf" value="{html.escape(csrf)}">
 <input type="hidden" name="username" value="admin" autocomplete="username">
-<label for="password">New password</label>
+{code_field}<label for="password">New password</label>
 <input id="password" name="password" type="password" minlength="10" maxlength="256" required
  autocomplete="new-password"{described} autofocus>
 <label for="confirm">Repeat the password</label>
 <input id="confirm" name="confirm" type="password" minlength="10" maxlength="256" required
  autocomplete="new-password">
 <button type="submit">Set password</button>
-</form>"""
+</form>
+<p class="muted">{html.escape(CERTIFICATE_HELP)}</p>"""
     return _shell("First start", version, body)
 
 

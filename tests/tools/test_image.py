@@ -8,6 +8,7 @@ import json
 import lzma
 import os
 import pathlib
+import re
 import shlex
 import shutil
 import subprocess
@@ -94,7 +95,7 @@ def test_bookworm_gets_firstrun_and_the_imager_kernel_arguments(tmp_path, ssh_ke
                    "--wifi-ssid", ssid, "--wifi-password", "it's 'secret'", "--wifi-country",
                    "DE", "--ssh-key", ssh_key)
     assert result.returncode == 0, result.stderr
-    assert "Bookworm" in result.stdout and "http://door1.local:8080" in result.stdout
+    assert "Bookworm" in result.stdout and "https://door1.local:8080" in result.stdout
     assert sha256(source) == before
     files = boot_files(tmp_path / "door.img")
     assert files["cmdline.txt"].decode() == (
@@ -212,3 +213,60 @@ def test_bad_options_are_refused_before_anything_is_written(tmp_path, args):
     result = build(tmp_path / "missing.img", "--output", tmp_path / "door.img", *args)
     assert result.returncode == 2, shlex.join(args)
     assert not (tmp_path / "door.img").exists()
+
+
+# -- the one-time setup code -------------------------------------------------------------------
+def printed_code(stdout):
+    line = next(line for line in stdout.splitlines() if line.startswith("Setup code"))
+    return line.rsplit(": ", 1)[1]
+
+
+@pytest.mark.parametrize("release", ["bookworm", "trixie"])
+def test_the_image_carries_a_fresh_setup_code_shown_to_the_builder(tmp_path, release):
+    from firmware.web import setupcode
+    files = {"cmdline.txt": CMDLINE + "\n", "issue.txt": BOOKWORM_ISSUE}
+    if release == "trixie":
+        files.update({"issue.txt": TRIXIE_ISSUE, "user-data": "#cloud-config\n"})
+    source = make_disk(tmp_path / "raspios.img", files)
+    result = build(source, "--output", tmp_path / "door.img", "--hostname", "door1")
+    assert result.returncode == 0, result.stderr
+    code = printed_code(result.stdout)
+    assert setupcode.is_valid(code) and len(setupcode.normalise(code)) == 10
+    assert "https://door1.local:8080" in result.stdout
+    note = tmp_path / "door.img.setup-code.txt"
+    assert note.read_text().splitlines()[0] == code
+    assert os.stat(note).st_mode & 0o777 == 0o600
+    assert str(note) in result.stdout
+    boot = boot_files(tmp_path / "door.img")
+    assert boot["doorline-setup-code"].decode().strip() == code
+    first_boot = boot["firstrun.sh"].decode() if release == "bookworm" else \
+        json.loads(boot["user-data"].decode().splitlines()[-1].split(", ", 2)[2].rstrip("]"))
+    assert "/var/lib/doorline/setup-code" in first_boot
+    assert 'rm -f "$boot/doorline-setup-code"' in first_boot
+    # a second image gets another code
+    again = build(source, "--output", tmp_path / "door2.img")
+    assert again.returncode == 0 and printed_code(again.stdout) != code
+
+
+def test_first_boot_moves_the_code_into_the_state_dir_and_off_the_boot_partition(tmp_path):
+    """The first-boot commands, run with their absolute paths moved under tmp_path: the code
+    ends up where the installer and the firmware read it (0600), and leaves the boot partition."""
+    source = make_disk(tmp_path / "raspios.img", {
+        "cmdline.txt": CMDLINE + "\n", "issue.txt": TRIXIE_ISSUE, "user-data": "#cloud-config\n"})
+    result = build(source, "--output", tmp_path / "door.img")
+    assert result.returncode == 0, result.stderr
+    boot = boot_files(tmp_path / "door.img")
+    runcmd = json.loads(boot["user-data"].decode().splitlines()[-1].split(", ", 2)[2].rstrip("]"))
+    commands = "\n".join(line for line in runcmd.splitlines() if "install.sh" not in line)
+    root = tmp_path / "root"
+    (root / "boot/firmware").mkdir(parents=True)
+    for name in ("doorline-src.tar.gz", "doorline-setup-code"):
+        (root / "boot/firmware" / name).write_bytes(boot[name])
+    commands = re.sub(r'(?<=[\s=;"(])/(?=(boot|opt|var)\b)', f"{root}/", commands)
+    subprocess.run(["bash", "-euc", commands], check=True, timeout=30)
+    seeded = root / "var/lib/doorline/setup-code"
+    assert seeded.read_text().strip() == printed_code(result.stdout)
+    assert os.stat(seeded).st_mode & 0o777 == 0o600
+    assert not (root / "boot/firmware/doorline-setup-code").exists()
+    assert (root / "opt/doorline/src/tools/install/install.sh").exists()
+

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import shutil
 import stat
 import subprocess
@@ -67,6 +68,48 @@ def test_seed_config_listens_on_the_lan_and_loads(tmp_path):
     cfg = config.load(str(tmp_path / "etc/doorline/config.toml"))
     assert cfg["sip"]["listen"] == "0.0.0.0:5060"
     assert cfg["web"]["listen"] == "0.0.0.0:8080"
+    assert cfg["web"]["https"] is True  # the admin password crosses the LAN
+
+
+SETUP_LINE = re.compile(r"^doorline: set the admin password there now, with this one-time "
+                        r"setup code: (\S+)$", re.M)
+
+
+def test_install_makes_and_prints_the_setup_code(tmp_path):
+    from firmware.web import setupcode
+    result = run_installer(tmp_path)
+    printed = SETUP_LINE.search(result.stdout)
+    assert printed, result.stdout
+    code = printed.group(1)
+    assert setupcode.is_valid(code) and len(setupcode.normalise(code)) == 10
+    assert "https://" in result.stdout and "fingerprint" in result.stdout
+    file = tmp_path / "var/lib/doorline/setup-code"
+    assert file.read_text().strip() == code
+    assert mode(file) == 0o600
+    # The firmware takes this code as its own, so the journal shows the same one.
+    state = setupcode.SetupCode(str(file.parent))
+    assert state.ensure() == code and state.matches(code)
+    # Installing again prints the same code; codes differ between installations.
+    assert SETUP_LINE.search(run_installer(tmp_path).stdout).group(1) == code
+    other = {SETUP_LINE.search(run_installer(tmp_path / f"o{i}").stdout).group(1)
+             for i in range(5)}
+    assert len(other | {code}) == 6
+
+
+def test_install_keeps_a_seeded_setup_code_and_drops_it_once_the_password_is_set(tmp_path):
+    state = tmp_path / "var/lib/doorline"
+    state.mkdir(parents=True)
+    (state / "setup-code").write_text("PQRST-23456\n")  # seeded by tools/image/build
+    result = run_installer(tmp_path)
+    assert SETUP_LINE.search(result.stdout).group(1) == "PQRST-23456"
+    (state / "setup-code").write_text("not a code; rm -rf /\n")
+    replaced = SETUP_LINE.search(run_installer(tmp_path).stdout).group(1)
+    assert replaced != "PQRST-23456" and "rm" not in replaced
+    (state / "admin.json").write_text("{}")
+    result = run_installer(tmp_path)
+    assert not SETUP_LINE.search(result.stdout)
+    assert "the admin password is already set" in result.stdout
+    assert not (state / "setup-code").exists()
 
 
 def test_installing_twice_keeps_the_configuration(tmp_path):

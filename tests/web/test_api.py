@@ -45,6 +45,8 @@ class Env:
 
     def __init__(self, tmp_path, simulated=True, cfg=None):
         self.clock = FakeClock()
+        # microdot's TestClient sends `Host: example.com:1234`: one of this station's names.
+        cfg = configuration.merge(cfg or {}, {"web": {"hostnames": ["example.com"]}})
         self.station = FakeStation(cfg, simulated=simulated)
         self.state_dir = str(tmp_path)
         self.config_path = str(tmp_path / "doorline.toml")

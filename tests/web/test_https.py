@@ -58,3 +58,21 @@ def test_app_served_over_tls_sets_secure_cookies(tmp_path):
     assert response.startswith("HTTP/1.0 200")
     cookie = next(line for line in response.split("\r\n") if line.startswith("Set-Cookie:"))
     assert "__Host-doorline_session=" in cookie and "; Secure" in cookie
+
+
+def test_certificate_names_the_mdns_name_and_its_fingerprint_is_logged(tmp_path, caplog):
+    import socket
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    with caplog.at_level("INFO", logger="doorline.web"):
+        certs.server_ssl_context(str(tmp_path), hosts=("0.0.0.0",))
+    cert_path = os.path.join(str(tmp_path), certs.CERT_FILE)
+    with open(cert_path, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert f"{socket.gethostname()}.local" in names.get_values_for_type(x509.DNSName)
+    assert all(not a.is_unspecified for a in names.get_values_for_type(x509.IPAddress))
+    expected = cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    assert certs.fingerprint(cert_path) == expected
+    assert any(expected in r.getMessage() for r in caplog.records)

@@ -18,10 +18,10 @@ def test_a_slow_request_is_cut_off_and_others_are_served(tmp_path, monkeypatch):
         port = server.sockets[0].getsockname()[1]
         try:
             slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", port)
-            slow_writer.write(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")  # never finished
+            slow_writer.write(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\n")  # never finished
             await slow_writer.drain()
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+            writer.write(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\n\r\n")
             await writer.drain()
             answer = await asyncio.wait_for(reader.read(), 5)
             writer.close()

@@ -69,10 +69,46 @@ render_unit() {
 }
 
 # The firmware creates config.toml with defaults on first start; those listen on 127.0.0.1 only.
-# On a Pi the station must be reachable from the LAN, so a missing config starts from this seed.
+# On a Pi the station must be reachable from the LAN, so a missing config starts from this seed;
+# the page is served over HTTPS (a self-signed certificate made on first start, see
+# docs/INSTALL.md for trusting or replacing it) because the admin password crosses the LAN.
 seed_config() {
   printf '%s\n' '# Doorline configuration (docs/CONFIG.md). Written once by the installer.' \
-    '[sip]' 'listen = "0.0.0.0:5060"' '' '[web]' 'listen = "0.0.0.0:8080"'
+    '[sip]' 'listen = "0.0.0.0:5060"' '' '[web]' 'listen = "0.0.0.0:8080"' 'https = true'
+}
+
+# The one-time code that setting the first admin password from another machine needs
+# (firmware/web/setupcode.py: same alphabet, no 0/O/1/I/L). Bytes >= 248 are skipped so that
+# every letter is equally likely (248 = 8 * 31).
+readonly SETUP_CODE_ALPHABET=23456789ABCDEFGHJKMNPQRSTUVWXYZ
+make_setup_code() {
+  local code="" byte
+  while [ "${#code}" -lt 10 ]; do
+    for byte in $(od -An -tu1 -N32 /dev/urandom); do
+      if [ "$byte" -lt 248 ] && [ "${#code}" -lt 10 ]; then
+        code+="${SETUP_CODE_ALPHABET:$((byte % 31)):1}"
+      fi
+    done
+  done
+  printf '%s-%s\n' "${code:0:5}" "${code:5:5}"
+}
+
+# Until the admin password is set, STATE_DIR/setup-code (0600) holds the code: kept when the
+# firmware or an image build made it already, else made here. Prints it (or nothing when the
+# password is set: then the code is gone).
+ensure_setup_code() {
+  local file="$DESTDIR$STATE_DIR/setup-code" code=""
+  if [ -e "$DESTDIR$STATE_DIR/admin.json" ]; then
+    rm -f "$file"
+    return
+  fi
+  [ -f "$file" ] && code="$(tr -d ' \t\r\n' < "$file")"
+  if ! [[ "$code" =~ ^[${SETUP_CODE_ALPHABET}-]{8,40}$ ]]; then
+    code="$(make_setup_code)"
+    (umask 077 && printf '%s\n' "$code" > "$file.tmp" && mv "$file.tmp" "$file")
+  fi
+  chmod 0600 "$file"
+  printf '%s\n' "$code"
 }
 
 ensure_user() {
@@ -110,6 +146,8 @@ install_all() {
   if [ ! -e "$DESTDIR$CONFIG_DIR/config.toml" ]; then
     (umask 077 && seed_config > "$DESTDIR$CONFIG_DIR/config.toml")
   fi
+  local setup_code
+  setup_code="$(ensure_setup_code)"
   system chown -R "$SERVICE_USER:$SERVICE_USER" "$CONFIG_DIR" "$STATE_DIR"
 
   # --system-site-packages: python3-lgpio comes from apt and gpiozero needs it.
@@ -123,8 +161,22 @@ install_all() {
   system systemctl enable avahi-daemon.service
   system systemctl enable doorline.service
   system systemctl restart doorline.service
-  say "installed; the web page is at http://$(hostname).local:8080"
-  say "set the admin password there now: until it is set, anyone on the network can set it"
+  local scheme=http
+  grep -Eq '^[[:space:]]*https[[:space:]]*=[[:space:]]*true' "$DESTDIR$CONFIG_DIR/config.toml" \
+    && scheme=https
+  say "installed; the web page is at $scheme://$(hostname).local:8080"
+  if [ -n "$setup_code" ]; then
+    say "set the admin password there now, with this one-time setup code: $setup_code"
+    say "(the code is also in $STATE_DIR/setup-code and in 'journalctl -u doorline';"
+    say " it is not needed on the Pi itself and stops working once the password is set)"
+  else
+    say "the admin password is already set"
+  fi
+  if [ "$scheme" = https ]; then
+    say "the browser will warn about the self-signed certificate: compare its SHA-256"
+    say "fingerprint with 'journalctl -u doorline | grep fingerprint' before accepting it"
+    say "(docs/INSTALL.md says how to replace it with your own)"
+  fi
 }
 
 uninstall_all() {

@@ -55,7 +55,10 @@
                    ["calls.max_duration_s", "Longest call (s)", "int"],
                    ["calls.max_calls", "Simultaneous calls", "int"]]],
     ["Web", [["web.listen", "Listen on (host:port, after restart)"],
-             ["web.https", "HTTPS (after restart)", "bool"]]]
+             ["web.https", "HTTPS (after restart)", "bool"],
+             ["web.hostnames", "Other names of this station (one per line; requests under " +
+              "any name not listed here, its addresses, host name or .local are refused)",
+              "lines"]]]
   ];
   var BUTTON_FIELDS = [["role", "Role"], ["targets", "Targets (one SIP URI per line)", "lines"],
     ["mode", "Ring mode", ["parallel", "sequential"]],
