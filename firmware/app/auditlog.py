@@ -16,7 +16,8 @@ decision is made here, from the event and the monotonic time `now` the runtime p
 - Attacker-controlled text is cut: every string field (and string in a list field) longer than
   MAX_FIELD_CHARS keeps its first MAX_FIELD_CHARS - 1 characters and ends with "…".
 - Writes are batched. Events an outsider can cause in numbers (rejections, their summaries,
-  `auth_failed`) are written at most once per `interval_s`; any other event is rare, bounded by
+  `auth_failed`) are written at most once per `interval_s`: the first after a quiet interval at
+  once, later ones together when the interval has passed. Any other event is rare, bounded by
   what trusted people do, and written at once, together with whatever was waiting, so the file
   stays in id order. The runtime writes what is left at shutdown.
 
@@ -159,24 +160,31 @@ class RejectionLimiter:
 
 
 class WriteBatcher:
+    """Batched events go out at most once per `interval_s` (the first after a quiet interval at
+    once); any other event goes out at once, with whatever waits."""
+
     def __init__(self, interval_s=WRITE_INTERVAL_S):
         self.interval_s = interval_s
         self.pending = 0
-        self._last_write = None
+        self._batched = 0  # batched events among the pending ones
+        self._last = None  # when batched events were last written
 
     def add(self, batched, now):
         self.pending += 1
         if not batched:
             return True
-        return self._last_write is None or now - self._last_write >= self.interval_s
+        self._batched += 1
+        return self._last is None or now - self._last >= self.interval_s
 
     def written(self, now):
+        if self._batched:
+            self._last = now
         self.pending = 0
-        self._last_write = now
+        self._batched = 0
 
     def next_deadline(self):
         if not self.pending:
             return None
-        if self._last_write is None:
+        if self._last is None:
             return 0.0
-        return self._last_write + self.interval_s
+        return self._last + self.interval_s

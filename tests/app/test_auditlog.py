@@ -95,3 +95,12 @@ def test_batched_events_are_written_at_most_once_per_interval_others_at_once():
     batcher.written(5.0)
     assert batcher.next_deadline() is None
     assert not batcher.add(True, 6.0) and batcher.add(True, 35.0)
+
+
+def test_a_prompt_write_does_not_hold_back_the_next_batched_event():
+    batcher = WriteBatcher(interval_s=30.0)
+    assert batcher.add(False, 0.0)  # a door opening alone
+    batcher.written(0.0)
+    assert batcher.add(True, 1.0)  # the first rejection in a while: at once
+    batcher.written(1.0)
+    assert not batcher.add(True, 2.0)
