@@ -43,6 +43,7 @@ FLOOD_S = 11.0
 OFFERED_PER_S = 150
 DISPLAY_NAME = "A" * 1500
 MAX_FIELD_CHARS = 200  # firmware/app/auditlog.py
+ANSWER_WAIT_S = 2.0  # each source port is read for its 403 this long, then closed
 
 
 def metric(station, name):
@@ -114,12 +115,12 @@ def flood(station_port, seconds, per_second):
         sock.sendto(data, ("127.0.0.1", station_port))
         waiting.append((time.monotonic(), sock))
         offered += 1
-        while waiting and time.monotonic() - waiting[0][0] > 0.5:
+        while waiting and time.monotonic() - waiting[0][0] > ANSWER_WAIT_S:
             drain(waiting.pop(0)[1])
         ahead = started + offered / per_second - time.monotonic()
         if ahead > 0:
             time.sleep(ahead)
-    time.sleep(0.5)
+    time.sleep(ANSWER_WAIT_S)
     for _, sock in waiting:
         drain(sock)
     return offered, forbidden
