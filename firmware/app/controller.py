@@ -47,7 +47,9 @@ Policy
   hang up after [answer] max_duration_s (the SIP layer's [calls] limits are the first line).
 - Door codes (firmware/app/doorcodes.py): only on answered, trusted calls; outgoing calls are
   trusted (we chose whom to call) and use the code of the target that answered (of any target
-  while the runtime does not say which). Failures count per caller and per source address.
+  while the runtime does not say which). Failures count per caller identity, and in direct-IP
+  mode also per source address (behind a registrar all calls share its address, so one flat's
+  wrong codes would lock out every flat). Each complete entry is one attempt (doorcodes.py).
 - LEDs: status on when registered or in direct-IP mode, blink_slow when unregistered or failed,
   blink_fast while a button is stuck; call blink_fast while a call rings, on while answered;
   door on while the relay is pulsed.
@@ -431,7 +433,10 @@ class Controller:
             key = ("caller", caller_key(owner))
             if key not in keys:
                 keys.append(key)
-        if call.source_ip:
+        if call.source_ip and self._registration == DISABLED:
+            # Direct-IP only: while a registrar is configured, every call that reaches us came
+            # through it (the SIP layer refuses the rest with 403), so its source address is the
+            # registrar's, shared by every flat behind it.
             keys.append(("source", call.source_ip))
         if any(self._lockouts.locked(key, now) for key in keys):
             self._log_once(call, "locked", "code_failed", reason="locked out: digits ignored",

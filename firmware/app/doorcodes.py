@@ -1,18 +1,22 @@
 """Door codes typed as DTMF during a call, and lockouts against guessing them.
 
-Code entry (`enter_digit`): digits accumulate in a per-call buffer. After each digit the buffer is
-compared, in constant time, with the end of every code that may be used on this call; a match
-opens the door. An attempt ends without a match
-- at '#' (an empty buffer is no attempt), or
-- when the buffer reaches the length of the longest usable code;
-such an attempt is a failure. '*' clears the buffer and is not a failure.
+Code entry (`enter_digit`, issue 12): digits accumulate in a per-call entry. An entry is complete
+- at '#' (an empty entry is no attempt and is ignored), or
+- when it reaches the length of the longest code usable on this call.
+A complete entry is compared, as a whole, with each usable code of exactly its length (never with
+a part of it: no sliding windows, no prefixes). One complete entry is one attempt: it opens the
+door or it is one failure, however many digits it holds. So typing `01234567` tests one
+candidate and costs one failure; an attacker gets exactly one guess per failure counted. A code
+shorter than the longest code usable on the call is ended with '#'. '*' clears the entry; nothing
+is compared, so it is no attempt and costs nothing.
 
-Lockouts (`Lockouts`): failures are counted per key — ("caller", "user@host") and
-("source", ip) — so changing the From does not reset the count of the address the guesses come
-from. After `max_failures` failures a key is locked out for `lockout_s`, doubling with every further
-lockout of that key up to MAX_LOCKOUT_S. Success resets the key's count and its lockout level.
-Keys come only from trusted calls (a configured code owner, the registrar or an allowed address),
-so the tables stay small.
+Lockouts (`Lockouts`): failures are counted per key. The controller chooses the keys: the
+caller's identity ("caller", "user@host") always, and the source address ("source", ip) only for
+direct-IP calls; behind a registrar every call comes from the registrar's address, so a source
+key there would let one flat's wrong codes lock out every flat. After `max_failures` failures a
+key is locked out for `lockout_s`, doubling with every further lockout of that key up to
+MAX_LOCKOUT_S. Success resets the key's count and its lockout level. Keys come only from trusted
+calls (a configured code owner, the registrar or an allowed address), so the tables stay small.
 
 Stored codes (`StoredCode`, issue #9): the config keeps a code as a salted hash,
 "pbkdf2_sha256$<iterations>$<salt-hex>$<hash-hex>" (PBKDF2-HMAC-SHA256, RFC 8018 §5.2, one
@@ -61,16 +65,23 @@ FAILED = "failed"
 def enter_digit(buffer, digit, codes):
     if digit == "*":
         return "", CLEARED, None
-    if digit == "#":
-        return "", FAILED if buffer else TYPING, None
-    buffer += digit
     codes = [(caller, _stored(code)) for caller, code in codes]
-    for caller, code in codes:
-        if len(buffer) >= code.length and code.matches(buffer[-code.length:]):
-            return "", OPENED, caller
+    if digit == "#":
+        if not buffer:
+            return "", TYPING, None
+        return _complete(buffer, codes)
+    buffer += digit
     if len(buffer) >= max(code.length for _, code in codes):
-        return "", FAILED, None
+        return _complete(buffer, codes)
     return buffer, TYPING, None
+
+
+def _complete(entry, codes):
+    """One attempt: the whole entry against every usable code of its length."""
+    for caller, code in codes:
+        if code.length == len(entry) and code.matches(entry):
+            return "", OPENED, caller
+    return "", FAILED, None
 
 
 class StoredCode:

@@ -1,30 +1,76 @@
 """The persistent event log: calls, door openings, rejected callers, lockouts, registration.
 
 JSON lines in `<state_dir>/events.jsonl`, one event per line with an increasing `id` and a unix
-`time`. Bounded: when the file holds more than twice MAX_EVENTS lines it is rewritten (atomically)
-with the newest MAX_EVENTS. A torn last line (power cut while writing) is skipped on load.
+`time`. What is kept, summarised and written when is decided in firmware/app/auditlog.py (issue
+12); this module stores and writes:
+- two bounded rings in memory: security events (at most MAX_SECURITY_EVENTS) and the rest (at
+  most MAX_EVENTS), so rejected-call noise never pushes a door opening or a lockout out;
+  `since()` merges them into one stream ordered by id;
+- rejected calls pass the per-address limiter: the first from an address is stored, the rest of
+  its window only counted, then one `rejected_summary` event (armed with `schedule`);
+- string fields are cut to auditlog.MAX_FIELD_CHARS;
+- the file is appended to in batches (auditlog.WriteBatcher): rejections and `auth_failed` at
+  most once per WRITE_INTERVAL_S, anything else at once with what was waiting; `close()` writes
+  the rest (shutdown). When the file holds more than twice what the rings hold it is rewritten
+  (atomically) with the rings' events. A torn last line (power cut while writing) is skipped on
+  load. `writes` counts file writes (appends and rewrites), `suppressed` the rejections that were
+  only counted.
+
+    EventLog(state_dir, clock=time.time, monotonic=time.monotonic, schedule=None)
+        schedule(delay_s, callback) -> handle with cancel(), e.g. loop.call_later; without it,
+        due summaries and batched writes wait for the next append() or close()
+    append(type_, **fields) -> the event, or None when it was only counted
+    since(last_id=None) -> [events] oldest first; events (all of them, merged)
+    close()
 """
 
+import heapq
 import json
 import logging
 import os
 import time
 
+from firmware.app import auditlog
+from firmware.app.callers import source_ip
+
 log = logging.getLogger("doorline.events")
 
 MAX_EVENTS = 1000
+MAX_SECURITY_EVENTS = 1000
 FILE_NAME = "events.jsonl"
 RESERVED = ("id", "time", "type")  # a field of these names is stored as field_<name>
 
 
+def _line(event):
+    return json.dumps(event, separators=(",", ":"), default=str) + "\n"
+
+
 class EventLog:
-    def __init__(self, state_dir, clock=time.time):
+    def __init__(self, state_dir, clock=time.time, monotonic=time.monotonic, schedule=None):
         self.path = os.path.join(state_dir, FILE_NAME)
         self.clock = clock
-        self.events = []
+        self.monotonic = monotonic
+        self.schedule = schedule
+        self.limiter = auditlog.RejectionLimiter()
+        self.batcher = auditlog.WriteBatcher()
+        self.writes = 0
+        self._security = []
+        self._general = []
+        self._pending = []  # events not written yet, in id order
         self._lines = 0
+        self._timer = None
+        self._closed = False
         self._load()
-        self._next_id = self.events[-1]["id"] + 1 if self.events else 1
+        ids = [e["id"] for e in self._security[-1:] + self._general[-1:]]
+        self._next_id = max(ids) + 1 if ids else 1
+
+    @property
+    def suppressed(self):
+        return self.limiter.suppressed
+
+    @property
+    def events(self):
+        return list(heapq.merge(self._security, self._general, key=lambda e: e["id"]))
 
     def _load(self):
         try:
@@ -36,42 +82,111 @@ class EventLog:
                     except ValueError:
                         continue
                     if isinstance(event, dict) and isinstance(event.get("id"), int):
-                        self.events.append(event)
+                        self._ring(event.get("type")).append(event)
         except FileNotFoundError:
             pass
-        self.events = self.events[-MAX_EVENTS:]
+        for ring in (self._security, self._general):
+            ring.sort(key=lambda e: e["id"])
+        self._security = self._security[-MAX_SECURITY_EVENTS:]
+        self._general = self._general[-MAX_EVENTS:]
 
+    def _ring(self, type_):
+        return self._security if auditlog.is_security(type_) else self._general
+
+    # -- storing ---------------------------------------------------------------------------
     def append(self, type_, **fields):
+        now = self.monotonic()
+        fields = auditlog.clip(fields)
+        self._summaries(now)
+        if auditlog.is_rejection(type_, fields):
+            source = fields.get("source")
+            address = source_ip(source) if isinstance(source, str) and source else None
+            if not self.limiter.offer(address, type_, now):
+                self._arm(now)
+                return None
+        event = self._store(type_, fields, now)
+        self._arm(now)
+        return event
+
+    def _summaries(self, now, everything=False):
+        for fields in self.limiter.due(now, everything):
+            self._store(auditlog.SUMMARY_TYPE, fields, now)
+
+    def _store(self, type_, fields, now):
         event = {"id": self._next_id, "time": round(self.clock(), 3), "type": type_}
         for key, value in fields.items():
             event["field_" + key if key in RESERVED else key] = value
         self._next_id += 1
-        self.events.append(event)
-        if len(self.events) > MAX_EVENTS:
-            del self.events[:-MAX_EVENTS]
-        try:
-            self._write(event)
-        except OSError as exc:
-            log.warning("cannot write the event log: %s", exc)
+        ring = self._ring(type_)
+        ring.append(event)
+        limit = MAX_SECURITY_EVENTS if ring is self._security else MAX_EVENTS
+        if len(ring) > limit:
+            del ring[:-limit]
+        self._pending.append(event)
+        if self.batcher.add(auditlog.is_batched(type_, fields), now):
+            self._flush(now)
         return event
 
     def since(self, last_id=None):
+        events = self.events
         if last_id is None:
-            return list(self.events)
-        return [e for e in self.events if e["id"] > last_id]
+            return events
+        return [e for e in events if e["id"] > last_id]
 
-    def _write(self, event):
-        line = json.dumps(event, separators=(",", ":"), default=str) + "\n"
-        if self._lines >= 2 * MAX_EVENTS:
+    # -- time ------------------------------------------------------------------------------
+    def _arm(self, now):
+        if self.schedule is None or self._closed:
+            return
+        deadlines = [t for t in (self.batcher.next_deadline(), self.limiter.next_deadline())
+                     if t is not None]
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadlines:
+            self._timer = self.schedule(max(0.0, min(deadlines) - now), self._on_timer)
+
+    def _on_timer(self):
+        self._timer = None
+        now = self.monotonic()
+        self._summaries(now)
+        deadline = self.batcher.next_deadline()
+        if deadline is not None and now >= deadline:
+            self._flush(now)
+        self._arm(now)
+
+    def close(self):
+        """Summaries of the open windows and every event not written yet go to the file."""
+        now = self.monotonic()
+        self._summaries(now, everything=True)
+        self._flush(now)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._closed = True
+
+    # -- the file --------------------------------------------------------------------------
+    def _flush(self, now):
+        pending, self._pending = self._pending, []
+        self.batcher.written(now)
+        if not pending:
+            return
+        try:
+            self._write(pending)
+        except OSError as exc:
+            log.warning("cannot write the event log: %s", exc)
+
+    def _write(self, pending):
+        self.writes += 1
+        if self._lines + len(pending) > 2 * (MAX_EVENTS + MAX_SECURITY_EVENTS):
+            events = self.events
             tmp = self.path + ".tmp"
             with open(tmp, "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(e, separators=(",", ":"), default=str) + "\n"
-                             for e in self.events)
+                f.writelines(_line(e) for e in events)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
-            self._lines = len(self.events)
+            self._lines = len(events)
             return
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-        self._lines += 1
+            f.write("".join(_line(e) for e in pending))
+        self._lines += len(pending)

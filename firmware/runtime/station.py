@@ -76,7 +76,7 @@ class Station:
     async def start(self):
         install_test_hooks(self.loop)
         self.watchdog.start(self.loop)
-        self.eventlog = EventLog(self.state_dir)
+        self.eventlog = EventLog(self.state_dir, schedule=self.loop.call_later)
         self.controller = Controller(self.cfg, self.loop.time())
         self._wire_board()
         await self._start_sip()
@@ -179,6 +179,8 @@ class Station:
             self._idle.cancel()
         self._stop_cue()
         await self._stop_sip()
+        if self.eventlog is not None:
+            self.eventlog.close()  # batched events and open summaries reach the file
         if self.board is not None:
             self.board.close()
 
@@ -297,23 +299,25 @@ class Station:
                                  uri=event.uri, status=event.status, reason=event.reason)
 
     def _log_rejected(self, event):
-        key = (event.source.host, event.source.port) if event.source else None
+        request = event.request
+        if request is not None and request.method == "INVITE":
+            # INTERFACE.md: an untrusted call attempt is logged with caller and source; the
+            # event log summarises them per source address (firmware/app/auditlog.py).
+            self.eventlog.append(
+                "caller_rejected", caller=request.headers.get("From"),
+                source="%s:%s:%s" % (event.source.transport, event.source.host,
+                                     event.source.port),
+                direction="incoming", outcome="rejected", reason=event.reason)
+        # The journal: once per REJECT_LOG_INTERVAL per address (a new source port is free).
+        key = event.source.host if event.source else None
         now = self.loop.time()
         if now - self._rejected_at.get(key, -REJECT_LOG_INTERVAL) < REJECT_LOG_INTERVAL:
             return
         if len(self._rejected_at) >= MAX_REJECT_SOURCES:
             self._rejected_at.clear()
         self._rejected_at[key] = now
-        where = "%s:%s" % key if key else "?"
-        log.info("rejected from %s: %s", where, event.reason)
-        request = event.request
-        if request is not None and request.method == "INVITE":
-            # INTERFACE.md: an untrusted call attempt is logged with caller and source.
-            self.eventlog.append(
-                "caller_rejected", caller=request.headers.get("From"),
-                source="%s:%s:%s" % (event.source.transport, event.source.host,
-                                     event.source.port),
-                direction="incoming", outcome="rejected", reason=event.reason)
+        log.info("rejected from %s:%s: %s", key or "?",
+                 event.source.port if event.source else "?", event.reason)
 
     def _incoming(self, call, now):
         self.sip_calls[call.id] = call
@@ -666,6 +670,8 @@ class Station:
             "rtp_packets_lost": lost,
             "rtp_jitter_ms": jitter,
             "door_openings_total": self.counters["door_openings_total"],
+            "eventlog_writes_total": self.eventlog.writes,
+            "events_suppressed_total": self.eventlog.suppressed,
             "uptime_seconds": status["uptime_s"],
         }
 

@@ -417,6 +417,64 @@ def test_star_clears_and_hash_ends_an_attempt():
     assert not events(out, "code_failed")
 
 
+def test_every_complete_entry_is_one_attempt_and_no_part_of_it_is_tried():
+    station = Station()
+    station.answered_call("in1")
+    # the right code inside a longer entry is not found: "01234567" is two wrong entries
+    out = station.type_digits("in1", "01234567")
+    assert not of_type(out, a.PulseRelay)
+    assert len(events(out, "code_failed")) == 2
+    out = station.type_digits("in1", "1234")
+    assert of_type(out, a.PulseRelay)
+
+
+def test_entries_match_whole_codes_of_their_own_length_only():
+    codes = [("a", "1234"), ("b", "12345678")]
+    enter = doorcodes.enter_digit
+    buffer, outcome = "", None
+    for digit in "1234":  # a prefix of b's code and a's whole code: nothing is compared yet
+        buffer, outcome, _ = enter(buffer, digit, codes)
+    assert (buffer, outcome) == ("1234", doorcodes.TYPING)
+    assert enter(buffer, "#", codes) == ("", doorcodes.OPENED, "a")  # '#' ends a short code
+    buffer = ""
+    for digit in "12345678":
+        buffer, outcome, owner = enter(buffer, digit, codes)
+    assert (outcome, owner) == (doorcodes.OPENED, "b")
+    buffer = ""
+    for digit in "99991234":  # a's code at the end of a long entry: one failed attempt
+        buffer, outcome, owner = enter(buffer, digit, codes)
+    assert (buffer, outcome) == ("", doorcodes.FAILED)
+    assert enter("12", "#", codes) == ("", doorcodes.FAILED, None)  # no code that short
+    assert enter("", "#", codes) == ("", doorcodes.TYPING, None)
+    assert enter("123", "*", codes) == ("", doorcodes.CLEARED, None)
+
+
+def test_an_attacker_tests_one_candidate_per_failure():
+    """Brute force through a caller with codes of two lengths: with max_failures 3, exactly three
+    candidates are compared before the lockout ignores the digits."""
+    cfg = config(door={"max_failures": 3, "lockout_s": 60,
+                       "codes": [{"caller": CONCIERGE, "code": "5678"},
+                                 {"caller": CONCIERGE, "code": "99990123"}]})
+    station = Station(cfg)
+    station.answered_call("in1")
+    tried = []
+    real = doorcodes.StoredCode.matches
+
+    def spy(self, digits):
+        tried.append(digits)
+        return real(self, digits)
+
+    doorcodes.StoredCode.matches = spy
+    try:
+        out = station.type_digits("in1", "01234567" "12345678" "23456789" "5678#")
+    finally:
+        doorcodes.StoredCode.matches = real
+    assert not of_type(out, a.PulseRelay)
+    assert len(events(out, "code_failed")) == 4  # three wrong codes, then "locked out"
+    assert len(events(out, "lockout")) == 1
+    assert tried == ["01234567", "12345678", "23456789"]
+
+
 def test_three_wrong_codes_lock_out_for_a_growing_period():
     station = Station()
     station.answered_call("in1")
@@ -424,9 +482,10 @@ def test_three_wrong_codes_lock_out_for_a_growing_period():
     assert len(events(out, "code_failed")) == 2 and not events(out, "lockout")
     out = station.type_digits("in1", "2222")
     lockouts = events(out, "lockout")
-    assert {(e["kind"], e["subject"], e["duration_s"]) for e in lockouts} == {
-        ("caller", "concierge@127.0.0.1", 60), ("source", "127.0.0.1", 60)}
-    assert len(station.ctl.snapshot()["lockouts"]) == 2
+    # behind the registrar: the caller's identity only, never the registrar's address
+    assert [(e["kind"], e["subject"], e["duration_s"]) for e in lockouts] == [
+        ("caller", "concierge@127.0.0.1", 60)]
+    assert len(station.ctl.snapshot()["lockouts"]) == 1
     out = station.type_digits("in1", "1234" "1234")  # the right code is ignored while locked
     assert not of_type(out, a.PulseRelay)
     assert len(events(out, "code_failed")) == 1  # logged once
@@ -457,16 +516,39 @@ def test_success_resets_the_failure_count():
     assert events(out, "lockout")
 
 
-def test_lockout_per_source_holds_when_the_caller_changes():
+def test_one_flats_wrong_codes_never_lock_out_another_flat_behind_the_registrar():
     station = Station(config(calls={"max_calls": 2}))
-    station.answered_call("in1", CONCIERGE, source="udp:127.0.0.1:15060")
-    station.type_digits("in1", "0000" "0000" "0000")
-    station.answered_call("in2", GUARD, source="udp:127.0.0.1:15060")
+    station.answered_call("in1", CONCIERGE, source=REGISTRAR_SOURCE)
+    out = station.type_digits("in1", "0000" "0000" "0000")
+    assert [(e["kind"], e["subject"]) for e in events(out, "lockout")] == [
+        ("caller", "concierge@127.0.0.1")]
+    station.answered_call("in2", GUARD, source=REGISTRAR_SOURCE)  # same address: the PBX
+    out = station.type_digits("in2", "9876")
+    assert of_type(out, a.PulseRelay) and not events(out, "code_failed")
+    out = station.type_digits("in1", "1234")  # the concierge stays locked out
+    assert not of_type(out, a.PulseRelay)
+    assert events(out, "code_failed")[0]["reason"] == "locked out: digits ignored"
+    assert [x["kind"] for x in station.ctl.snapshot()["lockouts"]] == ["caller"]
+
+
+def test_lockout_per_source_holds_when_the_caller_changes_in_direct_ip_mode():
+    cfg = config(sip={"registrar": ""}, calls={"max_calls": 2},
+                 answer={"allow": ["sip:concierge@127.0.0.2", "sip:guard@127.0.0.2",
+                                   "sip:guard@127.0.0.5"]},
+                 door={"codes": [{"caller": "sip:concierge@127.0.0.2", "code": "1234"},
+                                 {"caller": "sip:guard@127.0.0.2", "code": "9876"},
+                                 {"caller": "sip:guard@127.0.0.5", "code": "9876"}]})
+    station = Station(cfg)
+    station.answered_call("in1", "sip:concierge@127.0.0.2", source="udp:127.0.0.2:5060")
+    out = station.type_digits("in1", "0000" "0000" "0000")
+    assert {(e["kind"], e["subject"]) for e in events(out, "lockout")} == {
+        ("caller", "concierge@127.0.0.2"), ("source", "127.0.0.2")}
+    station.answered_call("in2", "sip:guard@127.0.0.2", source="udp:127.0.0.2:5062")
     out = station.type_digits("in2", "9876")  # guard's right code, from the locked source
     assert not of_type(out, a.PulseRelay)
     assert events(out, "code_failed")[0]["reason"] == "locked out: digits ignored"
     station.do("call_ended", "in1", "remote hangup", None)
-    station.answered_call("in3", GUARD, source="tls:127.0.0.5:5061")
+    station.answered_call("in3", "sip:guard@127.0.0.5", source="udp:127.0.0.5:5060")
     assert of_type(station.type_digits("in3", "9876"), a.PulseRelay)
 
 
