@@ -181,11 +181,8 @@ class _Web:
         return session
 
     # -- authentication ------------------------------------------------------------------------
-    async def off_loop(self, function, *args, capped=True):
-        """`function(*args)` (scrypt) on the single worker thread; 503 when too many wait."""
-        if capped and len(self.checking) >= MAX_PENDING_CHECKS:
-            raise ApiError(503, "too many password checks at once; try again",
-                           {"Retry-After": "1"})
+    async def off_loop(self, function, *args):
+        """`function(*args)` (scrypt) on the single worker thread."""
         return await asyncio.get_running_loop().run_in_executor(self.scrypt, function, *args)
 
     async def check_password(self, request, password, via):
@@ -196,14 +193,20 @@ class _Web:
             raise ApiError(429, f"too many failed attempts; try again in {int(wait) + 1} s",
                            {"Retry-After": str(int(wait) + 1)})
         key = client_key(client)
-        if key in self.checking:  # one check at a time per client: the throttle keeps up
+        if self.admin.known(password):  # the last password that verified: no scrypt needed
+            ok = True
+        elif key in self.checking:  # one check at a time per client: the throttle keeps up
             raise ApiError(429, "a password check from this client is in progress",
                            {"Retry-After": "1"})
-        self.checking.add(key)
-        try:
-            ok = await self.off_loop(self.admin.verify, password)
-        finally:
-            self.checking.discard(key)
+        elif len(self.checking) >= MAX_PENDING_CHECKS:
+            raise ApiError(503, "too many password checks at once; try again",
+                           {"Retry-After": "1"})
+        else:
+            self.checking.add(key)
+            try:
+                ok = await self.off_loop(self.admin.verify, password)
+            finally:
+                self.checking.discard(key)
         if ok:
             self.throttle.succeeded(client)
             return True
@@ -374,7 +377,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic):
         if error:
             return html(pages.setup_page(session.csrf, web.version, error), 400)
         try:
-            await web.off_loop(web.admin.set, password, capped=False)
+            await web.off_loop(web.admin.set, password)
         except PasswordAlreadySet:
             return redirect("/login")
         station.log_event("admin_password_set", client=_client(request), via="form")
@@ -429,7 +432,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic):
         if not _is_json(request):
             return _error(415, "Content-Type must be application/json")
         try:
-            await web.off_loop(web.admin.set, _json_body(request).get("password"), capped=False)
+            await web.off_loop(web.admin.set, _json_body(request).get("password"))
         except PasswordAlreadySet:
             return _error(409, "the admin password is already set")
         except ValueError as exc:

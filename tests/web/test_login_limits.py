@@ -79,6 +79,25 @@ def test_global_cap_on_failures_across_clients(tmp_path):
     assert attempt(state, ("203.0.113.10", 80), PASSWORD) == "ok"
 
 
+def test_concurrent_checks_one_per_client_but_a_known_password_needs_no_worker(tmp_path):
+    state, clock = make_web(tmp_path)
+
+    async def concurrently(address, password, count):
+        async def one():
+            try:
+                ok = await state.check_password(Request(address), password, "basic")
+            except web.ApiError as exc:
+                return exc.status
+            return "ok" if ok else "wrong"
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+    results = asyncio.run(concurrently(("192.0.2.5", 80), "wrong guess", 3))
+    assert sorted(results, key=str) == [429, 429, "wrong"], results
+    assert attempt(state, ("192.0.2.5", 80), PASSWORD) == "ok"
+    # A script using Basic on every request, several at once: the verified password is known.
+    assert asyncio.run(concurrently(("192.0.2.5", 80), PASSWORD, 10)) == ["ok"] * 10
+
+
 def http_get(port, path, headers="", timeout=10.0):
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n{headers}\r\n".encode())
