@@ -17,8 +17,11 @@ Who may do what (docs/API.md has the details):
   application/json` (a cross-site form cannot send it without a CORS preflight, which this
   server never grants), because browsers resend cached Basic credentials on their own.
   Any state-changing request whose Origin / Sec-Fetch-Site says cross-site is refused.
-- Failed passwords (form or Basic) count per client address; after five, attempts are refused
-  with 429 for an exponentially growing time, and each failure is logged as `auth_failed`.
+- Failed passwords (form or Basic) count per client address (IPv6: per /64) and globally;
+  after five, attempts are refused with 429 for an exponentially growing time, and each failure
+  is logged as `auth_failed`. scrypt runs on one worker thread, never on the event loop.
+- Connections, request heads and idle clients are bounded before microdot sees a byte
+  (firmware/web/limits.py); JSON bodies nest at most MAX_JSON_DEPTH deep.
 - Every request whose Host is not one of the station's own names gets 421 before anything else
   runs (DNS rebinding, firmware/web/hosts.py). Setting the first password from another machine
   than the station itself needs the one-time setup code (firmware/web/setupcode.py); wrong codes
@@ -28,6 +31,7 @@ Who may do what (docs/API.md has the details):
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import hmac
 import json
 import logging
@@ -37,11 +41,11 @@ from microdot import Microdot, Request, Response
 
 from firmware import config as configuration
 from firmware.runtime import netaddrs
-from firmware.web import hosts, pages
+from firmware.web import hosts, limits, pages
 from firmware.web.metrics import CONTENT_TYPE as METRICS_TYPE
 from firmware.web.metrics import prometheus_text
 from firmware.web.passwords import AdminPassword, PasswordAlreadySet, weakness
-from firmware.web.sessions import LoginThrottle, SessionStore
+from firmware.web.sessions import LoginThrottle, SessionStore, client_key
 from firmware.web.setupcode import SetupCode
 
 MAX_BODY = 64 * 1024
@@ -49,6 +53,8 @@ REQUEST_TIMEOUT = 10.0  # seconds for a whole request and its response
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 EVENTS_DEFAULT_LIMIT, EVENTS_MAX_LIMIT = 100, 1000
 MAX_PRESS_MS = 10000
+MAX_JSON_DEPTH = 16
+MAX_PENDING_CHECKS = 4  # password checks queued for the scrypt worker; beyond: 503
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -105,8 +111,12 @@ def _json_body(request, required=True):
         return {}
     try:
         doc = json.loads(request.body)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        doc = None  # deeper than the parser goes: caught below
+    except ValueError as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    if doc is None or limits.json_depth(doc) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"the JSON body nests too deeply (at most {MAX_JSON_DEPTH} levels)")
     if not isinstance(doc, dict):
         raise ApiError(400, "the body must be a JSON object")
     return doc
@@ -140,6 +150,8 @@ class _Web:
         self.admin = AdminPassword(state_dir)
         self.sessions = SessionStore(clock)
         self.throttle = LoginThrottle(clock)
+        self.scrypt = concurrent.futures.ThreadPoolExecutor(1, "doorline-scrypt")
+        self.checking = set()  # client keys with a password check in progress
         self.secure_cookies = bool(station.config["web"]["https"])
         self.config_lock = asyncio.Lock()
         self.static, self.index_template, self.version = pages.load_static()
@@ -190,21 +202,40 @@ class _Web:
         return session
 
     # -- authentication ------------------------------------------------------------------------
-    def check_password(self, request, password, via):
-        """Verify with throttling and logging; returns True, or raises ApiError(429)."""
+    async def off_loop(self, function, *args):
+        """`function(*args)` (scrypt) on the single worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.scrypt, function, *args)
+
+    async def check_password(self, request, password, via):
+        """Verify with throttling and logging; returns True, or raises ApiError(429/503)."""
         client = _client(request)
         wait = self.throttle.retry_after(client)
         if wait > 0:
             raise ApiError(429, f"too many failed attempts; try again in {int(wait) + 1} s",
                            {"Retry-After": str(int(wait) + 1)})
-        if self.admin.verify(password):
+        key = client_key(client)
+        if self.admin.known(password):  # the last password that verified: no scrypt needed
+            ok = True
+        elif key in self.checking:  # one check at a time per client: the throttle keeps up
+            raise ApiError(429, "a password check from this client is in progress",
+                           {"Retry-After": "1"})
+        elif len(self.checking) >= MAX_PENDING_CHECKS:
+            raise ApiError(503, "too many password checks at once; try again",
+                           {"Retry-After": "1"})
+        else:
+            self.checking.add(key)
+            try:
+                ok = await self.off_loop(self.admin.verify, password)
+            finally:
+                self.checking.discard(key)
+        if ok:
             self.throttle.succeeded(client)
             return True
         self.throttle.failed(client)
         self.station.log_event("auth_failed", client=client, via=via, path=request.path)
         return False
 
-    def authenticate_api(self, request):
+    async def authenticate_api(self, request):
         """'basic' or 'session' for a valid caller; raises ApiError(401/429) otherwise."""
         header = request.headers.get("Authorization")
         if header is not None:
@@ -216,7 +247,8 @@ class _Web:
                         .decode("utf-8").partition(":")
                 except (binascii.Error, UnicodeDecodeError):
                     pass
-            if self.check_password(request, password if user == "admin" else None, "basic"):
+            if await self.check_password(request, password if user == "admin" else None,
+                                         "basic"):
                 return "basic"
             raise ApiError(401, "wrong user name or password", self._challenge(request))
         session = self.session_of(request)
@@ -234,7 +266,7 @@ class _Web:
             return {}
         return {"WWW-Authenticate": 'Basic realm="Doorline", charset="UTF-8"'}
 
-    def guard_api(self, request):
+    async def guard_api(self, request):
         """None when the API request may proceed, else the refusal response."""
         if not self.admin.is_set:
             if request.path == "/api/setup":
@@ -244,7 +276,7 @@ class _Web:
         if request.path == "/api/setup":
             return None
         try:
-            how = self.authenticate_api(request)
+            how = await self.authenticate_api(request)
         except ApiError as exc:
             return _error(exc.status, exc.message, exc.headers)
         request.g.auth = how
@@ -330,7 +362,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
         if request.method in STATE_CHANGING and _cross_site(request):
             return _error(403, "cross-site requests are refused")
         if request.path.startswith("/api/") or request.path == "/metrics":
-            return web.guard_api(request)
+            return await web.guard_api(request)
         return None
 
     async def add_headers(request, response):
@@ -395,7 +427,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
         if error:
             return html(pages.setup_page(session.csrf, web.version, error, need_code), 400)
         try:
-            web.admin.set(password)
+            await web.off_loop(web.admin.set, password)
         except PasswordAlreadySet:
             return redirect("/login")
         web.setup_code.remove()
@@ -421,7 +453,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
             return html(pages.message_page("Form expired", "Reload the page and try again.",
                                            web.version), 403)
         try:
-            ok = web.check_password(request, form.get("password", ""), "form")
+            ok = await web.check_password(request, form.get("password", ""), "form")
         except ApiError as exc:
             return html(pages.login_page(session.csrf, web.version, exc.message), exc.status,
                         exc.headers)
@@ -453,7 +485,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
         body = _json_body(request)
         web.check_setup_code(request, body.get("setup_code"))
         try:
-            web.admin.set(body.get("password"))
+            await web.off_loop(web.admin.set, body.get("password"))
         except PasswordAlreadySet:
             return _error(409, "the admin password is already set")
         except ValueError as exc:
@@ -570,25 +602,12 @@ async def start(app, host, port, ssl_context=None):
     """Bind and start accepting; returns the asyncio.Server (its sockets tell the port)."""
     if ssl_context is not None:
         app.doorline.secure_cookies = True
-    _bound_request_time(app)
-    server = await app.start_server(host=host, port=port, ssl=ssl_context, start_serving=False)
-    await server.start_serving()
-    return server
-
-
-def _bound_request_time(app):
-    """Microdot waits for a request as long as the client likes: a client that sends its
-    headers a byte at a time (slowloris) would hold a connection for ever. Each connection gets
-    REQUEST_TIMEOUT for the whole request and response, then it is closed."""
-    handle = app.handle_request
-
-    async def bounded(reader, writer):
-        try:
-            await asyncio.wait_for(handle(reader, writer), REQUEST_TIMEOUT)
-        except TimeoutError:
-            writer.close()
-
-    app.handle_request = bounded
+    # Microdot would wait for a request as long as the client likes and read any number of
+    # header lines: limits.py bounds connections, heads and idle time, and gives each
+    # connection REQUEST_TIMEOUT for its whole request and response (slowloris).
+    Request.max_readline = limits.MAX_REQUEST_LINE + limits.MAX_HEADER_BYTES
+    return await limits.start_server(app.handle_request, host, port, ssl_context,
+                                     request_timeout=REQUEST_TIMEOUT)
 
 
 async def serve(app, host, port, ssl_context=None):

@@ -8,7 +8,8 @@ later without breaking old files), written atomically with mode 0600:
 Public API:
 - `weakness(password) -> str | None`: why a password is refused, or None when it is acceptable.
 - `AdminPassword(state_dir)`: `.is_set`, `.set(password)` (raises `ValueError` when weak,
-  `PasswordAlreadySet` when one exists), `.verify(password) -> bool`.
+  `PasswordAlreadySet` when one exists), `.verify(password) -> bool` (scrypt: slow, for a
+  worker thread), `.known(password) -> bool` (the last password that verified; cheap).
 """
 
 import base64
@@ -106,12 +107,20 @@ class AdminPassword:
         self._record = record
         self._verified = None
 
-    def verify(self, password):
+    def known(self, password):
+        """True when `password` is the last one that verified (a keyed digest, no scrypt: cheap
+        enough for the event loop)."""
         if not self.is_set or not isinstance(password, str) or len(password) > MAX_LENGTH:
             return False
         tag = hmac.digest(self._cache_key, password.encode("utf-8"), "sha256")
-        if self._verified is not None and hmac.compare_digest(tag, self._verified):
+        return self._verified is not None and hmac.compare_digest(tag, self._verified)
+
+    def verify(self, password):
+        if not self.is_set or not isinstance(password, str) or len(password) > MAX_LENGTH:
+            return False
+        if self.known(password):
             return True
+        tag = hmac.digest(self._cache_key, password.encode("utf-8"), "sha256")
         record = self._record
         expected = base64.b64decode(record["hash"])
         actual = _scrypt(password, base64.b64decode(record["salt"]), record["n"], record["r"],

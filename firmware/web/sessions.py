@@ -10,11 +10,17 @@ Public API:
   `drop_all()` (after a password change).
   `Session`: `id`, `csrf` (both 256-bit random, URL-safe), `authenticated`.
 - `LoginThrottle(clock)`: `retry_after(client) -> float` (0 when an attempt is allowed now),
-  `failed(client)`, `succeeded(client)`.
+  `failed(client)`, `succeeded(client)`. Failures count per `client_key(client)` (an IPv6
+  client's whole /64, which one machine can fill with addresses) and, for all clients together,
+  at most GLOBAL_FAILURES per GLOBAL_WINDOW s: beyond that every password attempt waits until
+  the window has room again (sessions already logged in are not affected).
+- `client_key(address) -> str`: an IPv4 address as is, an IPv6 address as its /64 ("2001:db8::/64"),
+  an IPv4-mapped IPv6 address as the IPv4 address; anything else unchanged.
 
 `clock` is a monotonic seconds function (time.monotonic), injectable for tests.
 """
 
+import ipaddress
 import secrets
 
 IDLE_TIMEOUT = 30 * 60
@@ -27,6 +33,20 @@ BACKOFF_BASE = 1.0  # seconds after the first failure beyond FREE_FAILURES, doub
 BACKOFF_MAX = 15 * 60
 FORGET_AFTER = 3600  # a client's failures are forgotten after this long without new ones
 MAX_CLIENTS = 1024
+GLOBAL_FAILURES = 20  # failed passwords from all clients together ...
+GLOBAL_WINDOW = 60.0  # ... within this many seconds
+
+
+def client_key(address):
+    try:
+        ip = ipaddress.ip_address(str(address).split("%", 1)[0])
+    except ValueError:
+        return str(address)
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class Session:
@@ -89,17 +109,26 @@ class SessionStore:
 class LoginThrottle:
     def __init__(self, clock):
         self.clock = clock
-        self._failures = {}  # client -> (count, time of the last failure)
+        self._failures = {}  # client key -> (count, time of the last failure)
+        self._recent = []  # times of the failures within GLOBAL_WINDOW, all clients
 
     def retry_after(self, client):
-        count, last = self._failures.get(client, (0, 0.0))
-        if count < FREE_FAILURES:
-            return 0.0
-        delay = min(BACKOFF_BASE * 2 ** (count - FREE_FAILURES), BACKOFF_MAX)
-        return max(0.0, last + delay - self.clock())
+        now = self.clock()
+        self._recent = [t for t in self._recent if now - t < GLOBAL_WINDOW]
+        wait = 0.0
+        if len(self._recent) >= GLOBAL_FAILURES:
+            wait = self._recent[-GLOBAL_FAILURES] + GLOBAL_WINDOW - now
+        count, last = self._failures.get(client_key(client), (0, 0.0))
+        if count >= FREE_FAILURES:
+            delay = min(BACKOFF_BASE * 2 ** (count - FREE_FAILURES), BACKOFF_MAX)
+            wait = max(wait, last + delay - now)
+        return max(0.0, wait)
 
     def failed(self, client):
+        client = client_key(client)
         now = self.clock()
+        self._recent = [t for t in self._recent if now - t < GLOBAL_WINDOW][-GLOBAL_FAILURES:]
+        self._recent.append(now)
         for key, (_, last) in list(self._failures.items()):
             if now - last > FORGET_AFTER:
                 del self._failures[key]
@@ -110,4 +139,4 @@ class LoginThrottle:
         self._failures[client] = (count + 1, now)
 
     def succeeded(self, client):
-        self._failures.pop(client, None)
+        self._failures.pop(client_key(client), None)

@@ -76,3 +76,34 @@ def test_certificate_names_the_mdns_name_and_its_fingerprint_is_logged(tmp_path,
     expected = cert.fingerprint(hashes.SHA256()).hex(":").upper()
     assert certs.fingerprint(cert_path) == expected
     assert any(expected in r.getMessage() for r in caplog.records)
+
+
+def test_a_tls_client_that_never_says_hello_is_cut_off(tmp_path):
+    """With HTTPS the handshake comes after the connection limits and within IDLE_TIMEOUT; it
+    used to get asyncio's 60 s handshake timeout, uncounted."""
+    from firmware.web import limits
+
+    station = FakeStation()
+    app = create_app(station, str(tmp_path / "doorline.toml"), str(tmp_path))
+    server_context = certs.server_ssl_context(str(tmp_path))
+
+    async def silent_client():
+        server = await start(app, "127.0.0.1", 0, server_context)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            began = asyncio.get_running_loop().time()
+            try:
+                closed = await asyncio.wait_for(reader.read(), limits.IDLE_TIMEOUT + 2.0)
+            except TimeoutError:
+                closed = None
+            took = asyncio.get_running_loop().time() - began
+            writer.close()
+            return closed, took
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    closed, took = asyncio.run(silent_client())
+    assert closed == b"", f"a TLS connection without a handshake still open after {took:.1f} s"
+    assert took < limits.IDLE_TIMEOUT + 1.0
