@@ -82,7 +82,7 @@ def web_load(station, stop):
             try:
                 station.request("GET", "/api/status", auth=False)
                 with socket.create_connection((host, port), timeout=3) as sock:
-                    sock.sendall(b"GET /api/status HTTP/1.0\r\nHost: x\r\n"
+                    sock.sendall(b"GET /api/status HTTP/1.0\r\nHost: localhost\r\n"
                                  b"Authorization: Basic YWRtaW46d3Jvbmc=\r\n\r\n")
                     sock.recv(4096)
             except OSError:
@@ -98,7 +98,7 @@ def web_load(station, stop):
                 sock.connect((host, port))
                 idle.append(sock)
             with socket.create_connection((host, port), timeout=3) as sock:
-                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
                 try:
                     for n in range(2000):
                         sock.sendall(b"X-%06d: %s\r\n" % (n, b"a" * 1000))

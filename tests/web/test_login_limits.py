@@ -100,7 +100,7 @@ def test_concurrent_checks_one_per_client_but_a_known_password_needs_no_worker(t
 
 def http_get(port, path, headers="", timeout=10.0):
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n{headers}\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n".encode())
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
