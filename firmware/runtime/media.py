@@ -14,6 +14,7 @@ import array
 import collections
 import logging
 import os
+import random
 import select
 import socket
 import threading
@@ -32,6 +33,7 @@ FRAME = 0.020
 FRAME_BYTES = 320
 SILENCE = bytes(FRAME_BYTES)
 MAX_DATAGRAMS_PER_WAKE = 64  # bounded work per wake-up, whatever arrives
+MAX_STALE_DATAGRAMS = 4096  # dropped at media start at most (a socket buffer's worth)
 # Received digits are door codes: they reach the log only in test runs (issue #9).
 LOG_DIGITS = os.environ.get("DOORLINE_TEST_HOOKS") == "1"
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP, RFC 3550 §4) to 1970
@@ -42,24 +44,29 @@ CAPTURE_QUEUE_FRAMES = 5  # paced capture (ALSA): at most 100 ms queued, oldest 
 
 
 class PortPool:
-    """Even/odd RTP/RTCP port pairs from `[media] rtp_ports` (RFC 3550 §11)."""
+    """Even/odd RTP/RTCP port pairs from `[media] rtp_ports` (RFC 3550 §11), picked at random
+    (issue 12: ports handed out in order let a stranger guess the next call's port and spray
+    it while the call rings). At most `MAX_PAIR_ATTEMPTS` pairs are tried, each once."""
+
+    MAX_PAIR_ATTEMPTS = 128
 
     def __init__(self, host, low, high):
         self.host = host
         self.low = low + (low % 2)
         self.high = high
-        self._next = self.low
-        self._lock = threading.Lock()
+        self._random = random.SystemRandom()
+
+    @property
+    def pairs(self):
+        return max(0, (self.high - self.low + 1) // 2)
 
     def open_pair(self):
-        with self._lock:
-            span = max(2, self.high - self.low + 1)
-            for _ in range(span // 2):
-                port = self._next
-                self._next = self._next + 2 if self._next + 3 <= self.high else self.low
-                pair = _bind_pair(self.host, port)
-                if pair is not None:
-                    return port, pair
+        pairs = self.pairs
+        for index in self._random.sample(range(pairs), min(pairs, self.MAX_PAIR_ATTEMPTS)):
+            port = self.low + 2 * index
+            pair = _bind_pair(self.host, port)
+            if pair is not None:
+                return port, pair
         raise OSError("no free RTP port pair in %d-%d" % (self.low, self.high))
 
 
@@ -217,6 +224,10 @@ class MediaStream:
             self.session = self._new_session(negotiated)
             self.session.set_source(self._source)
             self.session.start(now)
+        elif _remote(negotiated) != _remote(previous):
+            self.session.set_remote((negotiated.remote_address, negotiated.remote_port),
+                                    (negotiated.remote_rtcp_address, negotiated.remote_rtcp_port),
+                                    negotiated.rtcp_mux)
         self.session.set_sending(negotiated.sending, time.monotonic())
 
     def _on_dtmf_packet(self, packet, now):
@@ -247,6 +258,11 @@ class MediaStream:
         self._source = source
         session = self.session
         session.set_source(source)
+        # Whatever queued on the sockets while the call rang is nobody's media yet (issue 12).
+        dropped = sum(_discard_queued(sock) for sock in (self.rtp_sock, self.rtcp_sock))
+        if dropped:
+            log.info("call %s: dropped %d datagrams that arrived before media started",
+                     self.call_id, dropped)
         now = time.monotonic()
         session.start(now)
         session.set_sending(self.negotiated.sending, now)
@@ -317,8 +333,7 @@ class MediaStream:
     def _flush(self, session):
         for data, addr in session.datagrams_to_send():
             sock = self.rtp_sock
-            if self.negotiated is not None and not self.negotiated.rtcp_mux and \
-                    addr[1] == self.negotiated.remote_rtcp_port and _is_rtcp(data):
+            if not session.rtcp_mux and _is_rtcp(data):
                 sock = self.rtcp_sock
             try:
                 sock.sendto(data, addr)
@@ -365,6 +380,22 @@ def _srtp():
     from firmware.rtp import srtp
 
     return srtp
+
+
+def _remote(negotiated):
+    return (negotiated.remote_address, negotiated.remote_port, negotiated.remote_rtcp_address,
+            negotiated.remote_rtcp_port, negotiated.rtcp_mux)
+
+
+def _discard_queued(sock):
+    for count in range(MAX_STALE_DATAGRAMS):
+        try:
+            sock.recvfrom(2048)
+        except (BlockingIOError, InterruptedError):
+            return count
+        except OSError:
+            continue  # e.g. an ICMP error reported on the socket
+    return MAX_STALE_DATAGRAMS
 
 
 def _is_rtcp(data):
