@@ -96,16 +96,12 @@ class MediaStream:
         self.audio = audio
         self.host = host
         self.port, (self.rtp_sock, self.rtcp_sock) = ports.open_pair()
-        self.srtp_mode = media_cfg["srtp"]
-        self.keys_allowed = signalling_secure or not media_cfg["srtp_requires_tls"]
-        crypto = []
-        if self.srtp_mode != "off" and self.keys_allowed:
-            srtp_layer = _srtp()
-            crypto = [(suite, srtp_layer.new_key_material()) for suite in srtp_layer.SUITES]
-        self.local = offer_answer.LocalMedia(
-            host, self.port, codecs=media_cfg["codecs"],
-            srtp=self.srtp_mode if crypto else "off", crypto=crypto,
-            session_id=int.from_bytes(os.urandom(4), "big"))
+        try:
+            self._set_up_local(media_cfg, host, signalling_secure)
+        except Exception:
+            for s in (self.rtp_sock, self.rtcp_sock):
+                s.close()
+            raise
         self.version = 1
         self.offer = None
         self.negotiated = None
@@ -118,14 +114,27 @@ class MediaStream:
         self._stats = {}
         self.started_at = None
 
+    def _set_up_local(self, media_cfg, host, signalling_secure):
+        self.srtp_mode = media_cfg["srtp"]
+        self._keys_problem = None
+        try:
+            mode = offer_answer.signalling_srtp(self.srtp_mode, signalling_secure,
+                                                media_cfg["srtp_requires_tls"])
+        except offer_answer.OfferAnswerError as exc:
+            mode, self._keys_problem = "off", exc.reason
+        crypto = []
+        if mode != "off":
+            srtp_layer = _srtp()
+            crypto = [(suite, srtp_layer.new_key_material()) for suite in srtp_layer.SUITES]
+        self.local = offer_answer.LocalMedia(
+            host, self.port, codecs=media_cfg["codecs"], srtp=mode, crypto=crypto,
+            session_id=int.from_bytes(os.urandom(4), "big"))
+
     # -- SDP (event loop thread) ---------------------------------------------------------
     def check_keys_policy(self):
         """Mandatory SRTP whose keys may not travel over this signalling: refuse (RFC 4568 §8.3
-        — SDES keys are only as secret as the signalling)."""
-        if self.srtp_mode == "mandatory" and not self.keys_allowed:
-            return ("SRTP is mandatory but signalling is not TLS: refusing to send SDES keys "
-                    "in the clear ([media] srtp_requires_tls)")
-        return None
+        — SDES keys are only as secret as the signalling; decided by the SDP core)."""
+        return self._keys_problem
 
     def create_offer(self, direction="sendrecv"):
         self.offer = offer_answer.create_offer(self.local, self.version, direction)

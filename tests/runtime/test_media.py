@@ -1,0 +1,74 @@
+"""The media runtime's own decisions (issue 12): random RTP port pairs, and no SDES keys over
+plain signalling with the default config."""
+
+import socket
+
+import pytest
+
+from firmware import config as configuration
+from firmware.runtime.media import MediaStream, PortPool
+from tests.integration.test_calls_sipp import free_rtp_range
+
+RANGE = 40
+
+
+def _pool():
+    low = free_rtp_range(RANGE)
+    return PortPool("127.0.0.1", low, low + RANGE - 1), low
+
+
+def test_port_pairs_are_even_odd_random_and_within_the_range():
+    pool, low = _pool()
+    picked = []
+    for _ in range(8):
+        port, socks = pool.open_pair()
+        for s in socks:
+            s.close()
+        assert port % 2 == 0 and low <= port and port + 1 <= low + RANGE - 1
+        picked.append(port)
+    # In order, eight calls would get low, low+2, ... (a stranger could guess the next one).
+    assert picked != [low + 2 * i for i in range(8)]
+
+
+def test_a_taken_pair_is_skipped_and_a_full_range_is_an_error():
+    low = free_rtp_range(4)
+    pool = PortPool("127.0.0.1", low, low + 3)
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind(("127.0.0.1", low + 1))  # the first pair's RTCP port
+    try:
+        for _ in range(5):
+            port, socks = pool.open_pair()
+            assert port == low + 2
+            for s in socks:
+                s.close()
+        port, held = pool.open_pair()
+        with pytest.raises(OSError, match="no free RTP port pair"):
+            pool.open_pair()
+        for s in held:
+            s.close()
+    finally:
+        blocker.close()
+
+
+@pytest.mark.parametrize("secure,explicit,keys", [
+    (False, None, False),  # the default: never SDES keys over UDP/TCP
+    (True, None, True),    # over TLS they may travel
+    (False, False, True),  # srtp_requires_tls = false, set on purpose
+])
+def test_optional_srtp_sends_keys_only_over_tls_unless_allowed(secure, explicit, keys):
+    pytest.importorskip("pylibsrtp")
+    media = {"srtp": "optional"}
+    if explicit is not None:
+        media["srtp_requires_tls"] = explicit
+    cfg = configuration.validate({"media": media})
+    media_cfg = dict(cfg["media"], srtp_requires_tls=configuration.srtp_requires_tls(cfg))
+    pool, _ = _pool()
+    stream = MediaStream("c1", media_cfg, "127.0.0.1", pool, None, None, None,
+                         signalling_secure=secure)
+    try:
+        assert stream.check_keys_policy() is None
+        offer = stream.create_offer()
+        assert (b"a=crypto:" in offer) is keys
+        assert b"RTP/AVP " in offer
+    finally:
+        stream.stop()
