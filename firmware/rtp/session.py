@@ -25,10 +25,11 @@ PORT, never the IP address:
 - a valid packet from the SDP's exact address latches at once (the usual case);
 - with SRTP, an authenticated packet from another port of the SDP's IP latches at once (only
   the peer has the key);
-- without SRTP, another port of the SDP's IP latches only after `LATCH_PACKETS` consecutive
-  packets of one SSRC, in sequence, spanning at least `LATCH_MIN_TIME`, with nothing from the
-  SDP's own address before; packets from it are dropped until then, and a packet from yet
-  another port starts the count again (a stranger can then delay the switch, not take it);
+- without SRTP, another port of the SDP's IP latches only after `LATCH_PACKETS` packets in a
+  row from it, of one SSRC, with sequence numbers within `LATCH_SEQ_WINDOW` of each other
+  (loss and reordering allowed), spanning at least `LATCH_MIN_TIME`, with nothing from the
+  SDP's own address before; its packets are dropped until then, and a packet from yet another
+  port of that IP starts the count again (a stranger there can delay the switch, not take it);
 - once latched, packets from any other address are dropped (counted as `foreign`).
 RTCP follows the same rules; without SRTP, RTCP from another port is taken only when it comes
 from the RTP source already latched (its SSRC). Only the audio and telephone-event payload
@@ -89,7 +90,7 @@ MAX_MISORDER = 100
 SEQ_MOD = 0x10000
 LATCH_PACKETS = 10  # symmetric RTP without SRTP: packets in a row from the new port ...
 LATCH_MIN_TIME = 0.2  # ... spanning at least this long (seconds), before the port switches
-LATCH_MAX_STEP = 3  # sequence numbers may skip this many (loss) and still count as "in a row"
+LATCH_SEQ_WINDOW = 50  # ... of one SSRC whose sequence numbers stay this close (loss, reordering)
 _EPSILON = 1e-9  # a deadline met exactly counts as due despite float rounding
 
 
@@ -464,11 +465,15 @@ class RtpSession:
         """Symmetric RTP without SRTP: has `addr` (the SDP's IP, another port) sent a steady
         stream long enough to be taken for the peer behind a port-changing NAT?"""
         candidate = self._candidate
+        step = None if candidate is None else (packet.sequence - candidate[2]) % SEQ_MOD
         if candidate is None or candidate[0] != addr or candidate[1] != packet.ssrc or \
-                not 0 < (packet.sequence - candidate[2]) % SEQ_MOD <= LATCH_MAX_STEP:
+                LATCH_SEQ_WINDOW < step < SEQ_MOD - LATCH_SEQ_WINDOW:
             self._candidate = [addr, packet.ssrc, packet.sequence, 1, now]
             return False
-        candidate[2] = packet.sequence
+        if step == 0:
+            return False  # a duplicate proves nothing
+        if step <= LATCH_SEQ_WINDOW:
+            candidate[2] = packet.sequence  # ahead; a late (reordered) one only counts
         candidate[3] += 1
         return candidate[3] >= LATCH_PACKETS and now - candidate[4] + _EPSILON >= LATCH_MIN_TIME
 

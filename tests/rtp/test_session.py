@@ -300,6 +300,19 @@ def test_another_port_of_the_sdp_ip_switches_only_after_a_steady_stream():
     assert sent_to(session, 6.0) == {nat, ("127.0.0.1", 5001)}  # RTP and RTCP, same host
 
 
+def test_a_nat_stream_with_loss_and_reordering_still_latches():
+    session = make_session(remote=SDP_ADDR)
+    session.start(0.0)
+    nat = ("127.0.0.1", 5000)
+    rng = random.Random(3)
+    arrivals = sorted((index * 0.02 + rng.uniform(0, 0.1), index) for index in range(50)
+                      if rng.random() > 0.05)  # 5 % loss, 0-100 ms jitter
+    for when, index in arrivals:
+        session.receive(packet_bytes(index, 160 * index), nat, when)
+    assert session.remote_addr == nat
+    assert session.stats()["packets_received"] >= 50 - 2 * LATCH_PACKETS - 5
+
+
 def test_a_burst_is_not_a_steady_stream():
     session = make_session(remote=SDP_ADDR)
     session.start(0.0)
