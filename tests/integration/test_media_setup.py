@@ -2,8 +2,8 @@
 
 The station gets a tiny `rtp_ports` range (two RTP/RTCP pairs) and the test holds every port of
 it. An INVITE from SIPp must then be answered 503 (not left ringing for ever with a 100
-Trying), `/api/status` must list no call, and once the test lets the ports go, the next call
-is answered and ends normally.
+Trying), `/api/status` must list no call, a press of the call button places no call, and once
+the test lets the ports go, the next call is answered and ends normally.
 """
 
 import json
@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from tests.integration.test_calls_baresip import _web_request
+from tests.integration.test_calls_baresip import _web_request, press_call_button
 from tests.integration.test_calls_sipp import free_rtp_range, start_station
 from tests.peers.sipp import run_sipp, uac_scenario
 
@@ -44,7 +44,8 @@ def test_no_free_rtp_port_answers_503_and_leaves_no_call(tmp_path):
     low = free_rtp_range(2 * PAIRS)
     high = low + 2 * PAIRS - 1
     station = start_station(tmp_path / "station",
-                            media={"srtp": "off", "rtp_ports": f"{low}-{high}"})
+                            media={"srtp": "off", "rtp_ports": f"{low}-{high}"},
+                            buttons=[{"role": "call", "targets": ["sip:flat1@127.0.0.1:9"]}])
     try:
         status, text = _web_request(station, "POST", "/api/setup",
                                     {"password": "Intercom-Test-Passphrase-7431"}, auth=False)
@@ -54,6 +55,9 @@ def test_no_free_rtp_port_answers_503_and_leaves_no_call(tmp_path):
             refused = run_sipp(uac_scenario(expect_status=503), ("127.0.0.1", station.port),
                                service="door", workdir=tmp_path / "sipp-503", timeout=10)
             calls_while_full = _calls(station)
+            press_call_button(station)  # calling out needs ports too: the call does not start
+            station.wait_log(r"not calling: no media", timeout=5)
+            calls_after_press = _calls(station)
         finally:
             for sock in held:
                 sock.close()
@@ -63,7 +67,7 @@ def test_no_free_rtp_port_answers_503_and_leaves_no_call(tmp_path):
         assert refused.returncode == 0, refused.describe()
         assert "SIP/2.0 503" in refused.messages
         station.wait_log(r"refused: no media", timeout=5)
-        assert calls_while_full == []
+        assert calls_while_full == [] and calls_after_press == []
 
         answered = run_sipp(uac_scenario(hold_ms=500), ("127.0.0.1", station.port),
                             service="door", workdir=tmp_path / "sipp-200", timeout=15)
