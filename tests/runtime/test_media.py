@@ -2,6 +2,7 @@
 plain signalling with the default config."""
 
 import socket
+import time
 
 import pytest
 
@@ -72,3 +73,38 @@ def test_optional_srtp_sends_keys_only_over_tls_unless_allowed(secure, explicit,
         assert b"RTP/AVP " in offer
     finally:
         stream.stop()
+
+
+def _offer(port):
+    return ("v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n").encode()
+
+
+def _rtp(sequence):
+    return bytes([0x80, 0]) + sequence.to_bytes(2, "big") + (160 * sequence).to_bytes(4, "big") \
+        + (0x1234).to_bytes(4, "big") + b"\xff" * 160
+
+
+def test_datagrams_queued_before_media_starts_are_dropped():
+    """Even from the SDP's own address: what arrived while the call rang is not its media."""
+    pool, _ = _pool()
+    cfg = configuration.validate({})
+    media_cfg = dict(cfg["media"], srtp_requires_tls=True)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2)
+    stream = MediaStream("c2", media_cfg, "127.0.0.1", pool, None, None, None)
+    try:
+        stream.answer_offer(_offer(peer.getsockname()[1]))
+        for sequence in range(20):
+            peer.sendto(_rtp(sequence), ("127.0.0.1", stream.port))
+        time.sleep(0.1)
+        stream.start()
+        data, addr = peer.recvfrom(2048)  # our media goes to the SDP's address
+        assert addr == ("127.0.0.1", stream.port) and data[1] & 0x7F == 0
+        peer.sendto(_rtp(20), ("127.0.0.1", stream.port))  # live media is heard
+        time.sleep(0.2)
+    finally:
+        stream.stop()
+        peer.close()
+    assert stream.stats()["packets_received"] == 1
