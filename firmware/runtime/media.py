@@ -40,6 +40,7 @@ NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP, RFC 3550 §4) to 1970
 MEDIA_THREAD_RT_PRIORITY = 10  # see _raise_priority
 MEDIA_THREAD_NICE = -10
 STATS_EVERY_TICKS = 25  # statistics and the health beat twice a second, not on every frame
+HOLD_ADDRESSES = ("0.0.0.0", "::")
 CAPTURE_QUEUE_FRAMES = 5  # paced capture (ALSA): at most 100 ms queued, oldest dropped
 
 
@@ -233,7 +234,10 @@ class MediaStream:
             self.session = self._new_session(negotiated)
             self.session.set_source(self._source)
             self.session.start(now)
-        elif _remote(negotiated) != _remote(previous):
+        elif _remote(negotiated) != _remote(previous) and \
+                negotiated.remote_address not in HOLD_ADDRESSES:
+            # The peer moved its media: latching starts over there. c=0.0.0.0 (RFC 2543 hold)
+            # only says "do not send to me" (sending is off): the peer stays where it was.
             self.session.set_remote((negotiated.remote_address, negotiated.remote_port),
                                     (negotiated.remote_rtcp_address, negotiated.remote_rtcp_port),
                                     negotiated.rtcp_mux)

@@ -108,3 +108,28 @@ def test_datagrams_queued_before_media_starts_are_dropped():
         stream.stop()
         peer.close()
     assert stream.stats()["packets_received"] == 1
+
+
+def test_a_re_offer_that_moves_the_peer_moves_our_media_but_hold_does_not():
+    pool, _ = _pool()
+    media_cfg = dict(configuration.validate({})["media"], srtp_requires_tls=True)
+    first, moved = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    stream = MediaStream("c3", media_cfg, "127.0.0.1", pool, None, None, None)
+    try:
+        for sock in (first, moved):
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(2)
+        stream.answer_offer(_offer(first.getsockname()[1]))
+        stream.start()
+        first.recvfrom(2048)
+        stream.answer_offer(_offer(moved.getsockname()[1]))  # a re-INVITE
+        data, addr = moved.recvfrom(2048)
+        assert addr == ("127.0.0.1", stream.port)
+        hold = _offer(moved.getsockname()[1]).replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 0.0.0.0")
+        stream.answer_offer(hold)
+        time.sleep(0.1)
+        assert stream.session.remote_addr == ("127.0.0.1", moved.getsockname()[1])
+    finally:
+        stream.stop()
+        first.close()
+        moved.close()
