@@ -43,7 +43,7 @@ DEFAULTS = {
     },
     "media": {
         "srtp": "off",
-        "srtp_requires_tls": None,  # None: true when srtp is mandatory
+        "srtp_requires_tls": None,  # None: true (SDES keys only over TLS) unless set false
         "codecs": ["PCMU", "PCMA"],
         "rtp_ports": "40000-40199",
     },
@@ -212,10 +212,11 @@ def effective_domain(cfg):
 
 
 def srtp_requires_tls(cfg):
-    """`[media] srtp_requires_tls`, defaulting to true exactly when SRTP is mandatory."""
+    """`[media] srtp_requires_tls`: true unless set to false explicitly, for `optional` as for
+    `mandatory` (issue 12: SDES keys never travel over plain signalling by default)."""
     media = cfg["media"]
     if media["srtp_requires_tls"] is None:
-        return media["srtp"] == "mandatory"
+        return True
     return media["srtp_requires_tls"]
 
 

@@ -14,8 +14,11 @@ def test_defaults_validate_and_are_direct_ip_without_secrets():
     assert cfg["sip"]["password"] == ""
     assert cfg["answer"]["allow"] == []  # nobody is auto-answered until the owner says so
     assert cfg["door"]["codes"] == []
-    assert config.srtp_requires_tls(cfg) is False
-    assert config.srtp_requires_tls(config.validate({"media": {"srtp": "mandatory"}})) is True
+    # SDES keys only over TLS unless switched off explicitly, optional SRTP included (issue 12).
+    for srtp in ("off", "optional", "mandatory"):
+        assert config.srtp_requires_tls(config.validate({"media": {"srtp": srtp}})) is True
+    explicit = {"media": {"srtp": "optional", "srtp_requires_tls": False}}
+    assert config.srtp_requires_tls(config.validate(explicit)) is False
 
 
 def test_each_bad_field_gets_its_own_message():

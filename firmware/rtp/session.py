@@ -16,9 +16,24 @@ packets (built by `dtmf.DtmfSender`) share our SSRC, sequence space and clock, a
 are withheld while the event lasts. Further keys queue behind it.
 
 Receiving. `receive(data, addr, now)` takes RTP or RTCP (demultiplexed per RFC 5761 §4).
-Symmetric RTP (RFC 4961): the first valid packet latches the remote address, later packets
-from elsewhere are dropped; with SRTP only authenticated packets can latch. Only the audio and
-telephone-event payload types are accepted. A new SSRC is a new source: statistics and the
+The call's audio belongs to the peer the SDP names (issue 12): we send RTP only to the SDP's
+address and port and RTCP only to the RTCP address it names (`a=rtcp`, RFC 3605; the RTP
+address with rtcp-mux; else RTP port + 1), and accept media only from the SDP's IP address.
+Nothing is accepted before `start()` (what queued up while the call rang is not the peer's
+media). Symmetric RTP (RFC 4961, for a NAT that moves the port) latches once and may switch the
+PORT, never the IP address:
+- a valid packet from the SDP's exact address latches at once (the usual case);
+- with SRTP, an authenticated packet from another port of the SDP's IP latches at once (only
+  the peer has the key);
+- without SRTP, another port of the SDP's IP latches only after `LATCH_PACKETS` packets in a
+  row from it, of one SSRC, with sequence numbers within `LATCH_SEQ_WINDOW` of each other
+  (loss and reordering allowed), spanning at least `LATCH_MIN_TIME`, with nothing from the
+  SDP's own address before; its packets are dropped until then, and a packet from yet another
+  port of that IP starts the count again (a stranger there can delay the switch, not take it);
+- once latched, packets from any other address are dropped (counted as `foreign`).
+RTCP follows the same rules; without SRTP, RTCP from another port is taken only when it comes
+from the RTP source already latched (its SSRC). Only the audio and telephone-event payload
+types are accepted. A new SSRC is a new source: statistics and the
 jitter buffer start over. Audio is decoded and put into the jitter buffer; `pull_audio(now)`
 returns one frame of PCM per 20 ms tick. Telephone events go to `on_dtmf_packet(packet, now)`.
 Statistics: sequence tracking, expected and lost (Appendix A.1, A.3), interarrival jitter
@@ -39,7 +54,9 @@ Public API
 - `set_source(callable)`; `start(now)`; `set_sending(enabled, now)`; `send_dtmf(key, now,
   duration_ms=100)`; `handle_timer(now)`; `get_timer() -> float | None`;
   `datagrams_to_send() -> list of (bytes, addr)` (drains); `receive(data, addr, now)`;
-  `pull_audio(now) -> bytes`; `close(now)`; `stats() -> dict`.
+  `pull_audio(now) -> bytes`; `close(now)`; `stats() -> dict`;
+  `set_remote(remote_addr, remote_rtcp_addr=None, rtcp_mux=None)` (a re-offer moved the peer's
+  media: latching starts over for the new address).
 - Attributes: `ssrc`, `remote_addr`, `remote_rtcp_addr`, `remote_ssrc`, `remote_bye`, `state`.
 """
 
@@ -71,11 +88,35 @@ INTER_DIGIT_GAP = 0.06
 MAX_DROPOUT = 3000  # Appendix A.1
 MAX_MISORDER = 100
 SEQ_MOD = 0x10000
+LATCH_PACKETS = 10  # symmetric RTP without SRTP: packets in a row from the new port ...
+LATCH_MIN_TIME = 0.2  # ... spanning at least this long (seconds), before the port switches
+LATCH_SEQ_WINDOW = 50  # ... of one SSRC whose sequence numbers stay this close (loss, reordering)
 _EPSILON = 1e-9  # a deadline met exactly counts as due despite float rounding
 
 
 def _random_uint(octets):
     return int.from_bytes(os.urandom(octets), "big")
+
+
+def same_ip(a, b):
+    """Whether two textual IP addresses are the same host: case and IPv6 brackets do not
+    matter, and an IPv4-mapped IPv6 address equals its IPv4 address."""
+    return _plain_ip(a) == _plain_ip(b)
+
+
+def _same_addr(a, b):
+    return a is not None and b is not None and a[1] == b[1] and same_ip(a[0], b[0])
+
+
+def _plain_ip(text):
+    text = str(text).strip("[]").lower()
+    if text.startswith("::ffff:") and "." in text:
+        text = text[7:]
+    return text
+
+
+def _rtcp_sender_ssrcs(packets):
+    return [p.ssrc for p in packets if isinstance(p, (SenderReport, ReceiverReport))]
 
 
 def _random_factor():
@@ -187,12 +228,9 @@ class RtpSession:
         self.samples_per_packet = round(clock_rate * ptime)
         self._srtp = srtp
         self.rtcp_mux = rtcp_mux
-        self.remote_addr = remote_addr
-        if remote_rtcp_addr is None and remote_addr is not None and not rtcp_mux:
-            remote_rtcp_addr = (remote_addr[0], remote_addr[1] + 1)
-        self.remote_rtcp_addr = remote_rtcp_addr
-        self._rtp_latched = False
-        self._rtcp_latched = False
+        self.remote_addr = None
+        self.remote_rtcp_addr = None
+        self.set_remote(remote_addr, remote_rtcp_addr)
         self.cname = cname or (os.urandom(8).hex() + "@doorline")
         self._wallclock_offset = wallclock_offset
         self.on_dtmf_packet = on_dtmf_packet
@@ -222,7 +260,7 @@ class RtpSession:
         self.remote_ssrc = None
         self._source_stats = None
         self.invalid = 0
-        self.foreign = 0  # from an address other than the latched one
+        self.foreign = 0  # from an address that is not (or not yet) the peer's
         self.unknown_payload = 0
         self.srtp_failures = 0
         self._last_sr = 0
@@ -232,6 +270,18 @@ class RtpSession:
         self.remote_fraction_lost = None
         self.remote_jitter = None
         self.remote_bye = False
+
+    def set_remote(self, remote_addr, remote_rtcp_addr=None, rtcp_mux=None):
+        """Where the SDP says the peer receives RTP (and RTCP); latching starts over."""
+        if rtcp_mux is not None:
+            self.rtcp_mux = rtcp_mux
+        if remote_rtcp_addr is None and remote_addr is not None and not self.rtcp_mux:
+            remote_rtcp_addr = (remote_addr[0], remote_addr[1] + 1)
+        self.remote_addr = self._sdp_addr = remote_addr
+        self.remote_rtcp_addr = self._sdp_rtcp_addr = remote_rtcp_addr
+        self._rtp_latched = False
+        self._rtcp_latched = False
+        self._candidate = None  # [addr, ssrc, last sequence, packets, first seen]
 
     # -- clock -------------------------------------------------------------------------------
 
@@ -367,12 +417,14 @@ class RtpSession:
 
     def receive(self, data, addr, now):
         """One datagram from the RTP socket (or the RTCP socket: RTCP is recognised either way)."""
-        if self.state == CLOSED:
-            return
+        if self.state != ACTIVE:
+            return  # before start: queued while ringing, not the answered peer's media
         if is_rtcp(data):
             self._receive_rtcp(data, addr, now)
             return
-        if self._rtp_latched and addr != self.remote_addr:
+        sdp = self._sdp_addr
+        if sdp is None or not same_ip(addr[0], sdp[0]) or \
+                (self._rtp_latched and not _same_addr(addr, self.remote_addr)):
             self.foreign += 1
             return
         if self._srtp is not None:
@@ -390,10 +442,11 @@ class RtpSession:
             self.unknown_payload += 1
             return
         if not self._rtp_latched:
-            self._rtp_latched = True
-            self.remote_addr = addr
-            if not self.rtcp_mux and not self._rtcp_latched:
-                self.remote_rtcp_addr = (addr[0], addr[1] + 1)
+            if not _same_addr(addr, sdp) and self._srtp is None and \
+                    not self._confirms(addr, packet, now):
+                self.foreign += 1
+                return
+            self._latch_rtp(addr)
         if packet.ssrc != self.remote_ssrc:
             self.remote_ssrc = packet.ssrc
             self._source_stats = _SourceStats(packet.sequence, self.clock_rate)
@@ -407,6 +460,31 @@ class RtpSession:
             return
         self._source_stats.update_jitter(packet.timestamp, now)
         self._jitter.put(packet.sequence, packet.timestamp, self._decoder(packet.payload), now)
+
+    def _confirms(self, addr, packet, now):
+        """Symmetric RTP without SRTP: has `addr` (the SDP's IP, another port) sent a steady
+        stream long enough to be taken for the peer behind a port-changing NAT?"""
+        candidate = self._candidate
+        step = None if candidate is None else (packet.sequence - candidate[2]) % SEQ_MOD
+        if candidate is None or candidate[0] != addr or candidate[1] != packet.ssrc or \
+                LATCH_SEQ_WINDOW < step < SEQ_MOD - LATCH_SEQ_WINDOW:
+            self._candidate = [addr, packet.ssrc, packet.sequence, 1, now]
+            return False
+        if step == 0:
+            return False  # a duplicate proves nothing
+        if step <= LATCH_SEQ_WINDOW:
+            candidate[2] = packet.sequence  # ahead; a late (reordered) one only counts
+        candidate[3] += 1
+        return candidate[3] >= LATCH_PACKETS and now - candidate[4] + _EPSILON >= LATCH_MIN_TIME
+
+    def _latch_rtp(self, addr):
+        self._rtp_latched = True
+        self._candidate = None
+        if not _same_addr(addr, self.remote_addr):
+            self.remote_addr = addr
+            if not self.rtcp_mux and not self._rtcp_latched and \
+                    self._sdp_rtcp_addr == (self._sdp_addr[0], self._sdp_addr[1] + 1):
+                self.remote_rtcp_addr = (addr[0], addr[1] + 1)
 
     def pull_audio(self, now):
         """One frame of decoded PCM for the speaker's 20 ms tick (concealment when missing)."""
@@ -456,11 +534,12 @@ class RtpSession:
             self._outgoing.append((data, destination))
 
     def _receive_rtcp(self, data, addr, now):
-        if self.rtcp_mux and self._rtp_latched:
-            latched = self.remote_addr
+        if self.rtcp_mux:
+            expected, latched = self.remote_addr, self._rtp_latched
         else:
-            latched = self.remote_rtcp_addr if self._rtcp_latched else None
-        if latched is not None and addr != latched:
+            expected, latched = self.remote_rtcp_addr, self._rtcp_latched
+        if expected is None or not same_ip(addr[0], expected[0]) or \
+                (latched and not _same_addr(addr, expected)):
             self.foreign += 1
             return
         if self._srtp is not None:
@@ -474,9 +553,14 @@ class RtpSession:
         except RtpParseError:
             self.invalid += 1
             return
-        if not self._rtcp_latched:
+        if not _same_addr(addr, expected) and self._srtp is None and not (
+                self._rtp_latched and self.remote_ssrc in _rtcp_sender_ssrcs(packets)):
+            self.foreign += 1  # another port, unauthenticated and not our peer's source
+            return
+        if not self.rtcp_mux and not self._rtcp_latched:
             self._rtcp_latched = True
-            self.remote_rtcp_addr = addr
+            if not _same_addr(addr, expected):
+                self.remote_rtcp_addr = addr
         for packet in packets:
             if isinstance(packet, SenderReport) and packet.ssrc == self.remote_ssrc:
                 self._last_sr = ntp_middle32(packet.ntp_timestamp)

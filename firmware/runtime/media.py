@@ -14,6 +14,7 @@ import array
 import collections
 import logging
 import os
+import random
 import select
 import socket
 import threading
@@ -32,34 +33,41 @@ FRAME = 0.020
 FRAME_BYTES = 320
 SILENCE = bytes(FRAME_BYTES)
 MAX_DATAGRAMS_PER_WAKE = 64  # bounded work per wake-up, whatever arrives
+MAX_STALE_DATAGRAMS = 4096  # dropped at media start at most (a socket buffer's worth)
 # Received digits are door codes: they reach the log only in test runs (issue #9).
 LOG_DIGITS = os.environ.get("DOORLINE_TEST_HOOKS") == "1"
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP, RFC 3550 §4) to 1970
 MEDIA_THREAD_RT_PRIORITY = 10  # see _raise_priority
 MEDIA_THREAD_NICE = -10
 STATS_EVERY_TICKS = 25  # statistics and the health beat twice a second, not on every frame
+HOLD_ADDRESSES = ("0.0.0.0", "::")
 CAPTURE_QUEUE_FRAMES = 5  # paced capture (ALSA): at most 100 ms queued, oldest dropped
 
 
 class PortPool:
-    """Even/odd RTP/RTCP port pairs from `[media] rtp_ports` (RFC 3550 §11)."""
+    """Even/odd RTP/RTCP port pairs from `[media] rtp_ports` (RFC 3550 §11), picked at random
+    (issue 12: ports handed out in order let a stranger guess the next call's port and spray
+    it while the call rings). At most `MAX_PAIR_ATTEMPTS` pairs are tried, each once."""
+
+    MAX_PAIR_ATTEMPTS = 128
 
     def __init__(self, host, low, high):
         self.host = host
         self.low = low + (low % 2)
         self.high = high
-        self._next = self.low
-        self._lock = threading.Lock()
+        self._random = random.SystemRandom()
+
+    @property
+    def pairs(self):
+        return max(0, (self.high - self.low + 1) // 2)
 
     def open_pair(self):
-        with self._lock:
-            span = max(2, self.high - self.low + 1)
-            for _ in range(span // 2):
-                port = self._next
-                self._next = self._next + 2 if self._next + 3 <= self.high else self.low
-                pair = _bind_pair(self.host, port)
-                if pair is not None:
-                    return port, pair
+        pairs = self.pairs
+        for index in self._random.sample(range(pairs), min(pairs, self.MAX_PAIR_ATTEMPTS)):
+            port = self.low + 2 * index
+            pair = _bind_pair(self.host, port)
+            if pair is not None:
+                return port, pair
         raise OSError("no free RTP port pair in %d-%d" % (self.low, self.high))
 
 
@@ -89,16 +97,12 @@ class MediaStream:
         self.audio = audio
         self.host = host
         self.port, (self.rtp_sock, self.rtcp_sock) = ports.open_pair()
-        self.srtp_mode = media_cfg["srtp"]
-        self.keys_allowed = signalling_secure or not media_cfg["srtp_requires_tls"]
-        crypto = []
-        if self.srtp_mode != "off" and self.keys_allowed:
-            srtp_layer = _srtp()
-            crypto = [(suite, srtp_layer.new_key_material()) for suite in srtp_layer.SUITES]
-        self.local = offer_answer.LocalMedia(
-            host, self.port, codecs=media_cfg["codecs"],
-            srtp=self.srtp_mode if crypto else "off", crypto=crypto,
-            session_id=int.from_bytes(os.urandom(4), "big"))
+        try:
+            self._set_up_local(media_cfg, host, signalling_secure)
+        except Exception:
+            for s in (self.rtp_sock, self.rtcp_sock):
+                s.close()
+            raise
         self.version = 1
         self.offer = None
         self.negotiated = None
@@ -111,14 +115,27 @@ class MediaStream:
         self._stats = {}
         self.started_at = None
 
+    def _set_up_local(self, media_cfg, host, signalling_secure):
+        self.srtp_mode = media_cfg["srtp"]
+        self._keys_problem = None
+        try:
+            mode = offer_answer.signalling_srtp(self.srtp_mode, signalling_secure,
+                                                media_cfg["srtp_requires_tls"])
+        except offer_answer.OfferAnswerError as exc:
+            mode, self._keys_problem = "off", exc.reason
+        crypto = []
+        if mode != "off":
+            srtp_layer = _srtp()
+            crypto = [(suite, srtp_layer.new_key_material()) for suite in srtp_layer.SUITES]
+        self.local = offer_answer.LocalMedia(
+            host, self.port, codecs=media_cfg["codecs"], srtp=mode, crypto=crypto,
+            session_id=int.from_bytes(os.urandom(4), "big"))
+
     # -- SDP (event loop thread) ---------------------------------------------------------
     def check_keys_policy(self):
         """Mandatory SRTP whose keys may not travel over this signalling: refuse (RFC 4568 §8.3
-        — SDES keys are only as secret as the signalling)."""
-        if self.srtp_mode == "mandatory" and not self.keys_allowed:
-            return ("SRTP is mandatory but signalling is not TLS: refusing to send SDES keys "
-                    "in the clear ([media] srtp_requires_tls)")
-        return None
+        — SDES keys are only as secret as the signalling; decided by the SDP core)."""
+        return self._keys_problem
 
     def create_offer(self, direction="sendrecv"):
         self.offer = offer_answer.create_offer(self.local, self.version, direction)
@@ -217,6 +234,13 @@ class MediaStream:
             self.session = self._new_session(negotiated)
             self.session.set_source(self._source)
             self.session.start(now)
+        elif _remote(negotiated) != _remote(previous) and \
+                negotiated.remote_address not in HOLD_ADDRESSES:
+            # The peer moved its media: latching starts over there. c=0.0.0.0 (RFC 2543 hold)
+            # only says "do not send to me" (sending is off): the peer stays where it was.
+            self.session.set_remote((negotiated.remote_address, negotiated.remote_port),
+                                    (negotiated.remote_rtcp_address, negotiated.remote_rtcp_port),
+                                    negotiated.rtcp_mux)
         self.session.set_sending(negotiated.sending, time.monotonic())
 
     def _on_dtmf_packet(self, packet, now):
@@ -247,6 +271,11 @@ class MediaStream:
         self._source = source
         session = self.session
         session.set_source(source)
+        # Whatever queued on the sockets while the call rang is nobody's media yet (issue 12).
+        dropped = sum(_discard_queued(sock) for sock in (self.rtp_sock, self.rtcp_sock))
+        if dropped:
+            log.info("call %s: dropped %d datagrams that arrived before media started",
+                     self.call_id, dropped)
         now = time.monotonic()
         session.start(now)
         session.set_sending(self.negotiated.sending, now)
@@ -317,8 +346,7 @@ class MediaStream:
     def _flush(self, session):
         for data, addr in session.datagrams_to_send():
             sock = self.rtp_sock
-            if self.negotiated is not None and not self.negotiated.rtcp_mux and \
-                    addr[1] == self.negotiated.remote_rtcp_port and _is_rtcp(data):
+            if not session.rtcp_mux and _is_rtcp(data):
                 sock = self.rtcp_sock
             try:
                 sock.sendto(data, addr)
@@ -365,6 +393,22 @@ def _srtp():
     from firmware.rtp import srtp
 
     return srtp
+
+
+def _remote(negotiated):
+    return (negotiated.remote_address, negotiated.remote_port, negotiated.remote_rtcp_address,
+            negotiated.remote_rtcp_port, negotiated.rtcp_mux)
+
+
+def _discard_queued(sock):
+    for count in range(MAX_STALE_DATAGRAMS):
+        try:
+            sock.recvfrom(2048)
+        except (BlockingIOError, InterruptedError):
+            return count
+        except OSError:
+            continue  # e.g. an ICMP error reported on the socket
+    return MAX_STALE_DATAGRAMS
 
 
 def _is_rtcp(data):

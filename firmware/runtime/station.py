@@ -322,7 +322,14 @@ class Station:
     def _incoming(self, call, now):
         self.sip_calls[call.id] = call
         source = call.source
-        media = self._new_media(call.id, source.transport == "tls")
+        try:
+            media = self._new_media(call.id, source.transport == "tls")
+        except OSError as exc:  # no free RTP port pair, no file descriptor (issue 12)
+            log.warning("call from %s refused: no media: %s", call.peer, exc)
+            call.reject(503, now, "Service Unavailable")
+            self.eventlog.append("call", direction="incoming", peer=call.peer,
+                                 outcome="rejected", reason="no media: %s" % exc)
+            return
         problem = media.check_keys_policy()
         if problem is None and call.remote_sdp is None:
             problem = "INVITE without an SDP offer is not supported"
@@ -475,7 +482,12 @@ class Station:
         now = self.loop.time()
         secure = all(peer.transport == "tls" for _, peer in routed)
         call_id = self.ua.endpoint.random(6).hex()
-        media = self._new_media(call_id, secure)
+        try:
+            media = self._new_media(call_id, secure)
+        except OSError as exc:  # no free RTP port pair, no file descriptor
+            log.warning("not calling: no media: %s", exc)
+            self.controller.call_failed_to_start(action.role, "no media: %s" % exc, now)
+            return
         problem = media.check_keys_policy()
         if problem is not None:
             log.warning("not calling: %s", problem)

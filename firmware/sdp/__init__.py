@@ -10,6 +10,7 @@ from firmware.sdp.offer_answer import (
     create_answer,
     create_offer,
     process_answer,
+    signalling_srtp,
 )
 from firmware.sdp.session import (
     Attribute,
@@ -36,4 +37,5 @@ __all__ = [
     "create_answer",
     "create_offer",
     "process_answer",
+    "signalling_srtp",
 ]

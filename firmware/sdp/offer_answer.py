@@ -19,6 +19,11 @@ SRTP modes (``LocalMedia.srtp``)
   phones do; a peer that ignores the crypto lines answers plain RTP). Answering, RTP/SAVP or
   RTP/AVP with a usable crypto gives SRTP, RTP/AVP without crypto gives plain RTP.
 - ``mandatory``: offer RTP/SAVP; answering requires RTP/SAVP with a crypto we support, else 488.
+- ``signalling_srtp(mode, signalling_secure, requires_tls=True)`` decides the mode for one call
+  from its signalling (RFC 4568 §8.3: SDES keys are only as secret as the signalling): unless
+  ``requires_tls`` is false, keys travel only over TLS, so over UDP/TCP ``optional`` becomes
+  ``off`` (plain RTP/AVP, no a=crypto, an RTP/SAVP offer gets 488) and ``mandatory`` cannot be
+  met (``OfferAnswerError``).
 
 Public API
 - ``LocalMedia(address, rtp_port, codecs=("PCMU", "PCMA"), telephone_event=True,
@@ -81,6 +86,18 @@ class OfferAnswerError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+def signalling_srtp(mode, signalling_secure, requires_tls=True):
+    """The SRTP mode to negotiate over this signalling; see the module docstring."""
+    if mode not in SRTP_MODES:
+        raise ValueError(f"srtp must be one of {SRTP_MODES}")
+    if mode == SRTP_OFF or signalling_secure or not requires_tls:
+        return mode
+    if mode == SRTP_OPTIONAL:
+        return SRTP_OFF  # never SDES keys in the clear: plain RTP instead
+    raise OfferAnswerError("SRTP is mandatory but signalling is not TLS: refusing to send SDES "
+                           "keys in the clear ([media] srtp_requires_tls)")
 
 
 class LocalMedia:

@@ -17,7 +17,7 @@ from firmware.rtp.packet import (
     is_rtcp,
     parse_rtcp,
 )
-from firmware.rtp.session import RtpSession
+from firmware.rtp.session import LATCH_PACKETS, RtpSession
 
 A_ADDR = ("127.0.0.1", 40000)
 B_ADDR = ("127.0.0.1", 40100)
@@ -29,7 +29,8 @@ def identity(data):
     return bytes(data)
 
 
-def make_session(remote=B_ADDR, **options):
+def make_session(remote=A_ADDR, **options):
+    """A session whose peer's SDP names `remote` (the tests' packets come from A_ADDR)."""
     options.setdefault("telephone_event_pt", 101)
     session = RtpSession(0, identity, identity, remote_addr=remote, **options)
     session.set_source(lambda: FRAME)
@@ -211,21 +212,159 @@ def packet_bytes(sequence, timestamp, ssrc=0x1234, payload_type=0, payload=FRAME
     return RtpPacket(payload_type, sequence, timestamp, ssrc, payload).to_bytes()
 
 
-def test_symmetric_rtp_latches_once_to_the_first_valid_source():
-    session = make_session(remote=("127.0.0.1", 4000))
+class FakeSrtp:
+    """Stands in for libsrtp in the latch rules: a packet is authentic when it ends with the
+    tag (the portable tests cannot load pylibsrtp; the real one is tested in test_srtp.py)."""
+
+    TAG = b"AUTH"
+
+    def protect(self, data):
+        return data + self.TAG
+
+    def unprotect(self, data):
+        if not data.endswith(self.TAG):
+            raise ValueError("authentication failed")
+        return data[:-len(self.TAG)]
+
+    protect_rtcp = protect
+    unprotect_rtcp = unprotect
+
+
+SDP_ADDR = ("127.0.0.1", 4000)  # where the peer's SDP says it receives RTP
+ROGUE = ("127.0.0.1", 6000)  # same host, another port
+STRANGER = ("192.0.2.7", 4000)  # another host, the SDP's port
+
+
+def sent_to(session, now=0.0):
+    session.handle_timer(now)
+    return {addr for _, addr in session.datagrams_to_send()}
+
+
+def stream(session, addr, count, first_at=0.0, step=0.02, seq=1, ssrc=0x1234, wrap=None):
+    for index in range(count):
+        data = packet_bytes(seq + index, 160 * index, ssrc=ssrc)
+        session.receive(wrap(data) if wrap else data, addr, first_at + index * step)
+
+
+def test_media_only_from_the_sdp_ip_and_only_to_the_sdp_address():
+    session = make_session(remote=SDP_ADDR)
     session.start(0.0)
-    actual = ("127.0.0.1", 5000)
-    session.receive(packet_bytes(1, 0, payload_type=99), ("127.0.0.1", 6000), 0.0)  # not ours
-    session.receive(b"\x80garbage", ("127.0.0.1", 6000), 0.0)
-    assert session.remote_addr == ("127.0.0.1", 4000)
-    session.receive(packet_bytes(1, 0), actual, 0.01)
-    assert session.remote_addr == actual and session.remote_rtcp_addr == ("127.0.0.1", 5001)
-    session.receive(packet_bytes(2, 160), ("127.0.0.1", 7000), 0.02)  # hijack attempt
-    assert session.remote_addr == actual
+    stream(session, STRANGER, 40)  # a steady stream from another host, even at the SDP's port
+    assert session.remote_addr == SDP_ADDR
+    assert session.stats()["packets_received"] == 0 and session.foreign == 40
+    assert sent_to(session, 1.0) == {SDP_ADDR}
+    session.receive(packet_bytes(50, 0), ("::ffff:127.0.0.1", 4000), 1.0)  # same host, mapped
     assert session.stats()["packets_received"] == 1
-    assert session.stats()["invalid"] == 3
-    session.handle_timer(0.0)
-    assert {addr for _, addr in session.datagrams_to_send()} == {actual}
+
+
+def test_a_packet_from_the_sdp_address_latches_and_nothing_else_is_heard_after():
+    session = make_session(remote=SDP_ADDR)
+    session.start(0.0)
+    session.receive(packet_bytes(1, 0, payload_type=99), ROGUE, 0.0)  # not our payload type
+    session.receive(b"\x80garbage", ROGUE, 0.0)
+    session.receive(packet_bytes(1, 0), SDP_ADDR, 0.01)
+    stream(session, ROGUE, 60, first_at=0.02, seq=100, ssrc=0x666)  # a steady hijack attempt
+    assert session.remote_addr == SDP_ADDR
+    assert session.remote_rtcp_addr == ("127.0.0.1", 4001)
+    assert session.stats()["packets_received"] == 1
+    assert session.stats()["invalid"] == 62
+    assert sent_to(session, 1.0) == {SDP_ADDR}
+
+
+def test_nothing_is_taken_before_start():
+    session = make_session(remote=SDP_ADDR)
+    stream(session, ROGUE, 20)  # queued while the call rang
+    session.receive(packet_bytes(99, 0), SDP_ADDR, 0.5)
+    session.start(1.0)
+    assert session.stats()["packets_received"] == 0
+    stream(session, ROGUE, 5, first_at=1.0, seq=21)  # continuing the same stream: no head start
+    assert session.remote_addr == SDP_ADDR and session.stats()["packets_received"] == 0
+
+
+def test_another_port_of_the_sdp_ip_switches_only_after_a_steady_stream():
+    """RFC 4961 behind a NAT that changes the port: a steady stream from one port of the SDP's
+    host, with nothing from the SDP's own address, moves our sending there, IP unchanged."""
+    session = make_session(remote=SDP_ADDR)
+    session.start(0.0)
+    nat = ("127.0.0.1", 5000)
+    stream(session, nat, LATCH_PACKETS - 1)
+    assert session.remote_addr == SDP_ADDR and session.stats()["packets_received"] == 0
+    session.receive(packet_bytes(1, 0, ssrc=0x666), ROGUE, 0.19)  # a stranger interleaves
+    stream(session, nat, LATCH_PACKETS - 1, first_at=0.2, seq=LATCH_PACKETS)
+    assert session.remote_addr == SDP_ADDR  # the count started over
+    stream(session, nat, 1, first_at=0.4, seq=2 * LATCH_PACKETS - 1)
+    assert session.remote_addr == nat and session.remote_rtcp_addr == ("127.0.0.1", 5001)
+    assert session.stats()["packets_received"] == 1  # the one that confirmed it
+    stream(session, SDP_ADDR, 5, first_at=0.5, seq=500)  # latched: once and for all
+    assert session.remote_addr == nat and session.stats()["packets_received"] == 1
+    assert sent_to(session, 6.0) == {nat, ("127.0.0.1", 5001)}  # RTP and RTCP, same host
+
+
+def test_a_nat_stream_with_loss_and_reordering_still_latches():
+    session = make_session(remote=SDP_ADDR)
+    session.start(0.0)
+    nat = ("127.0.0.1", 5000)
+    rng = random.Random(3)
+    arrivals = sorted((index * 0.02 + rng.uniform(0, 0.1), index) for index in range(50)
+                      if rng.random() > 0.05)  # 5 % loss, 0-100 ms jitter
+    for when, index in arrivals:
+        session.receive(packet_bytes(index, 160 * index), nat, when)
+    assert session.remote_addr == nat
+    assert session.stats()["packets_received"] >= 50 - 2 * LATCH_PACKETS - 5
+
+
+def test_a_burst_is_not_a_steady_stream():
+    session = make_session(remote=SDP_ADDR)
+    session.start(0.0)
+    stream(session, ROGUE, 5 * LATCH_PACKETS, step=0.001)  # 50 packets in 50 ms
+    assert session.remote_addr == SDP_ADDR and session.stats()["packets_received"] == 0
+    stream(session, ROGUE, LATCH_PACKETS, first_at=0.06, step=0.02, seq=1000)  # a gap of 950
+    assert session.remote_addr == SDP_ADDR  # not in sequence with the burst: counted anew...
+    stream(session, ROGUE, 2, first_at=0.3, seq=1000 + LATCH_PACKETS)
+    assert session.remote_addr == ROGUE  # ...and it is the same host: without SRTP, it may
+
+
+def test_with_srtp_only_authenticated_media_latches_and_never_another_ip():
+    session = make_session(remote=SDP_ADDR, srtp=FakeSrtp())
+    session.start(0.0)
+    stream(session, SDP_ADDR, 20)  # the right address but not authenticated
+    stream(session, STRANGER, 20, seq=30, wrap=FakeSrtp().protect)  # authentic, other host
+    assert session.remote_addr == SDP_ADDR and session.stats()["packets_received"] == 0
+    assert session.stats()["srtp_failures"] == 20 and session.foreign == 20
+    nat = ("127.0.0.1", 5000)
+    session.receive(FakeSrtp().protect(packet_bytes(60, 0)), nat, 0.5)  # authentic, same host
+    assert session.remote_addr == nat and session.stats()["packets_received"] == 1
+    stream(session, SDP_ADDR, 3, first_at=0.6, seq=61, wrap=FakeSrtp().protect)
+    assert session.remote_addr == nat and session.stats()["packets_received"] == 1
+
+
+def test_rtcp_goes_to_the_sdp_rtcp_address_and_comes_only_from_the_peer():
+    rtcp_addr = ("127.0.0.1", 4100)  # a=rtcp:4100 (RFC 3605), not RTP port + 1
+    session = make_session(remote=SDP_ADDR, remote_rtcp_addr=rtcp_addr)
+    session.start(0.0)
+    session.receive(packet_bytes(1, 0, ssrc=0x1234), SDP_ADDR, 0.0)
+    report = ReceiverReport(0x666).to_bytes()
+    session.receive(report, ("127.0.0.1", 6001), 0.1)  # other port, not the peer's SSRC
+    session.receive(ReceiverReport(0x1234).to_bytes(), STRANGER, 0.1)  # other host
+    assert session.foreign == 2 and session.remote_rtcp_addr == rtcp_addr
+    assert {addr for _, addr in session.datagrams_to_send()} == set()
+    assert sent_to(session, 6.0) == {SDP_ADDR, rtcp_addr}
+    # The peer's own source (its SSRC) reporting from another port of its host is taken.
+    session.receive(ReceiverReport(0x1234).to_bytes(), ("127.0.0.1", 5001), 6.1)
+    assert session.remote_rtcp_addr == ("127.0.0.1", 5001)
+
+
+def test_a_re_offer_moves_the_peer_and_latching_starts_over():
+    session = make_session(remote=SDP_ADDR)
+    session.start(0.0)
+    session.receive(packet_bytes(1, 0), SDP_ADDR, 0.0)
+    moved = ("127.0.0.1", 4200)
+    session.set_remote(moved)
+    session.receive(packet_bytes(2, 160), SDP_ADDR, 0.02)  # the old address: not latched again
+    assert session.remote_addr == moved and session.remote_rtcp_addr == ("127.0.0.1", 4201)
+    session.receive(packet_bytes(3, 320), moved, 0.04)
+    assert session.stats()["packets_received"] == 2
+    assert sent_to(session, 1.0) == {moved}
 
 
 def test_statistics_with_synthetic_loss_reordering_and_jitter():
@@ -352,7 +491,7 @@ def test_sr_when_sending_rr_when_not_and_round_trip_time():
 
 
 def test_round_trip_time_is_exact_with_wallclock_offset_and_rtcp_mux():
-    a = make_session(rtcp_mux=True, wallclock_offset=3_900_000_000.0)
+    a = make_session(remote=B_ADDR, rtcp_mux=True, wallclock_offset=3_900_000_000.0)
     b = make_session(remote=A_ADDR, rtcp_mux=True, wallclock_offset=17.0)
     a.start(100.0)
     b.start(100.0)

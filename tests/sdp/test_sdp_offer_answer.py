@@ -9,6 +9,7 @@ from firmware.sdp import (
     create_answer,
     create_offer,
     process_answer,
+    signalling_srtp,
 )
 from firmware.sdp.session import Crypto
 from tests.sdp.sdp_samples import (
@@ -255,6 +256,47 @@ def test_best_effort_sdes_offer_with_mandatory_srtp_is_refused():
     with pytest.raises(OfferAnswerError) as raised:
         answer_to(BARESIP_OFFER, door("mandatory"))
     assert raised.value.status == 488
+
+
+# SDES keys only over TLS unless `[media] srtp_requires_tls = false` (issue 12).
+
+def keys_over(mode, secure, requires_tls=True):
+    chosen = signalling_srtp(mode, secure, requires_tls)
+    return door(chosen)
+
+
+def test_optional_srtp_over_plain_signalling_offers_plain_rtp_without_keys():
+    offer = create_offer(keys_over("optional", secure=False), 1)
+    assert offer.media[0].proto == "RTP/AVP"
+    assert not offer.media[0].has_attribute("crypto") and b"a=crypto" not in offer.to_bytes()
+
+
+def test_optional_srtp_over_plain_signalling_answers_plain_rtp_without_keys():
+    answer, media = answer_to(BARESIP_OFFER, keys_over("optional", secure=False))
+    assert answer.media[0].proto == "RTP/AVP" and media.srtp is None
+    assert b"a=crypto" not in answer.to_bytes()
+    with pytest.raises(OfferAnswerError) as raised:  # RTP/SAVP needs keys: 488, not keys
+        answer_to(SAVP_OFFER, keys_over("optional", secure=False))
+    assert raised.value.status == 488
+
+
+def test_keys_travel_over_tls_or_when_explicitly_allowed():
+    for secure, requires_tls in ((True, True), (False, False)):
+        offer = create_offer(keys_over("optional", secure, requires_tls), 1)
+        assert offer.media[0].has_attribute("crypto")
+        answer, media = answer_to(BARESIP_OFFER, keys_over("optional", secure, requires_tls))
+        assert media.srtp is not None and answer.media[0].has_attribute("crypto")
+    assert signalling_srtp("mandatory", True) == "mandatory"
+    assert signalling_srtp("off", False) == "off"
+
+
+def test_mandatory_srtp_over_plain_signalling_is_refused():
+    with pytest.raises(OfferAnswerError) as raised:
+        signalling_srtp("mandatory", False)
+    assert raised.value.status == 488 and "srtp_requires_tls" in raised.value.reason
+    assert signalling_srtp("mandatory", False, requires_tls=False) == "mandatory"
+    with pytest.raises(ValueError):
+        signalling_srtp("sometimes", True)
 
 
 @pytest.mark.parametrize("mode", ["optional", "mandatory"])

@@ -1,0 +1,135 @@
+"""The media runtime's own decisions (issue 12): random RTP port pairs, and no SDES keys over
+plain signalling with the default config."""
+
+import socket
+import time
+
+import pytest
+
+from firmware import config as configuration
+from firmware.runtime.media import MediaStream, PortPool
+from tests.integration.test_calls_sipp import free_rtp_range
+
+RANGE = 40
+
+
+def _pool():
+    low = free_rtp_range(RANGE)
+    return PortPool("127.0.0.1", low, low + RANGE - 1), low
+
+
+def test_port_pairs_are_even_odd_random_and_within_the_range():
+    pool, low = _pool()
+    picked = []
+    for _ in range(8):
+        port, socks = pool.open_pair()
+        for s in socks:
+            s.close()
+        assert port % 2 == 0 and low <= port and port + 1 <= low + RANGE - 1
+        picked.append(port)
+    # In order, eight calls would get low, low+2, ... (a stranger could guess the next one).
+    assert picked != [low + 2 * i for i in range(8)]
+
+
+def test_a_taken_pair_is_skipped_and_a_full_range_is_an_error():
+    low = free_rtp_range(4)
+    pool = PortPool("127.0.0.1", low, low + 3)
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind(("127.0.0.1", low + 1))  # the first pair's RTCP port
+    try:
+        for _ in range(5):
+            port, socks = pool.open_pair()
+            assert port == low + 2
+            for s in socks:
+                s.close()
+        port, held = pool.open_pair()
+        with pytest.raises(OSError, match="no free RTP port pair"):
+            pool.open_pair()
+        for s in held:
+            s.close()
+    finally:
+        blocker.close()
+
+
+@pytest.mark.parametrize("secure,explicit,keys", [
+    (False, None, False),  # the default: never SDES keys over UDP/TCP
+    (True, None, True),    # over TLS they may travel
+    (False, False, True),  # srtp_requires_tls = false, set on purpose
+])
+def test_optional_srtp_sends_keys_only_over_tls_unless_allowed(secure, explicit, keys):
+    pytest.importorskip("pylibsrtp")
+    media = {"srtp": "optional"}
+    if explicit is not None:
+        media["srtp_requires_tls"] = explicit
+    cfg = configuration.validate({"media": media})
+    media_cfg = dict(cfg["media"], srtp_requires_tls=configuration.srtp_requires_tls(cfg))
+    pool, _ = _pool()
+    stream = MediaStream("c1", media_cfg, "127.0.0.1", pool, None, None, None,
+                         signalling_secure=secure)
+    try:
+        assert stream.check_keys_policy() is None
+        offer = stream.create_offer()
+        assert (b"a=crypto:" in offer) is keys
+        assert b"RTP/AVP " in offer
+    finally:
+        stream.stop()
+
+
+def _offer(port):
+    return ("v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n").encode()
+
+
+def _rtp(sequence):
+    return bytes([0x80, 0]) + sequence.to_bytes(2, "big") + (160 * sequence).to_bytes(4, "big") \
+        + (0x1234).to_bytes(4, "big") + b"\xff" * 160
+
+
+def test_datagrams_queued_before_media_starts_are_dropped():
+    """Even from the SDP's own address: what arrived while the call rang is not its media."""
+    pool, _ = _pool()
+    cfg = configuration.validate({})
+    media_cfg = dict(cfg["media"], srtp_requires_tls=True)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2)
+    stream = MediaStream("c2", media_cfg, "127.0.0.1", pool, None, None, None)
+    try:
+        stream.answer_offer(_offer(peer.getsockname()[1]))
+        for sequence in range(20):
+            peer.sendto(_rtp(sequence), ("127.0.0.1", stream.port))
+        time.sleep(0.1)
+        stream.start()
+        data, addr = peer.recvfrom(2048)  # our media goes to the SDP's address
+        assert addr == ("127.0.0.1", stream.port) and data[1] & 0x7F == 0
+        peer.sendto(_rtp(20), ("127.0.0.1", stream.port))  # live media is heard
+        time.sleep(0.2)
+    finally:
+        stream.stop()
+        peer.close()
+    assert stream.stats()["packets_received"] == 1
+
+
+def test_a_re_offer_that_moves_the_peer_moves_our_media_but_hold_does_not():
+    pool, _ = _pool()
+    media_cfg = dict(configuration.validate({})["media"], srtp_requires_tls=True)
+    first, moved = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    stream = MediaStream("c3", media_cfg, "127.0.0.1", pool, None, None, None)
+    try:
+        for sock in (first, moved):
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(2)
+        stream.answer_offer(_offer(first.getsockname()[1]))
+        stream.start()
+        first.recvfrom(2048)
+        stream.answer_offer(_offer(moved.getsockname()[1]))  # a re-INVITE
+        data, addr = moved.recvfrom(2048)
+        assert addr == ("127.0.0.1", stream.port)
+        hold = _offer(moved.getsockname()[1]).replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 0.0.0.0")
+        stream.answer_offer(hold)
+        time.sleep(0.1)
+        assert stream.session.remote_addr == ("127.0.0.1", moved.getsockname()[1])
+    finally:
+        stream.stop()
+        first.close()
+        moved.close()
