@@ -109,3 +109,153 @@ def test_stale_temp_files_are_removed_on_load(tmp_path):
     (tmp_path / "config.toml.tmp.4242").write_text("half a conf")
     config.load(str(path))
     assert not (tmp_path / "config.toml.tmp.4242").exists()
+
+
+# -- every field that reaches the wire is validated as what it is (issue 12) -------------------
+BAD_WIRE_VALUES = ["x\r\nVia: evil", "x\n", "a b", "x\x00", "x\x07y", "x\x7f"]
+SIP_URI_FIELDS = [  # (document with VALUE standing for the bad text, the field path)
+    ({"answer": {"allow": ["VALUE"]}}, "answer.allow[0]"),
+    ({"buttons": [{"role": "call", "targets": ["sip:flat1@127.0.0.1", "VALUE"]}]},
+     "buttons[0].targets[1]"),
+    ({"door": {"codes": [{"caller": "VALUE", "code": "4711"}]}}, "door.codes[0].caller"),
+]
+
+
+def _errors(doc):
+    with pytest.raises(config.ConfigError) as info:
+        config.validate(doc)
+    return info.value.errors
+
+
+def _with(doc, value):
+    """`doc` with the string "VALUE" replaced by `value`, wherever it is."""
+    if isinstance(doc, dict):
+        return {k: _with(v, value) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_with(v, value) for v in doc]
+    return value if doc == "VALUE" else doc
+
+
+@pytest.mark.parametrize("bad", BAD_WIRE_VALUES)
+@pytest.mark.parametrize("field", ["domain", "username", "registrar", "listen"])
+def test_hosts_and_user_parts_refuse_line_breaks_spaces_and_controls(field, bad):
+    sip = {"username": "door", "registrar": "127.0.0.1:5060"}
+    if field in ("domain", "username"):
+        sip[field] = "door" + bad
+    else:
+        sip[field] = "127.0.0.1" + bad + ":5060"
+    errors = _errors({"sip": sip})
+    assert list(errors) == [f"sip.{field}"], errors
+    assert "\n" not in errors[f"sip.{field}"] and "\r" not in errors[f"sip.{field}"]
+
+
+@pytest.mark.parametrize("bad", BAD_WIRE_VALUES[:2] + BAD_WIRE_VALUES[3:])
+@pytest.mark.parametrize("field", ["display_name", "password"])
+def test_display_name_and_password_refuse_line_breaks_and_controls(field, bad):
+    errors = _errors({"sip": {field: "Door" + bad}})
+    assert list(errors) == [f"sip.{field}"], errors
+    assert "control characters" in errors[f"sip.{field}"]
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("pbx.example.org:5060", "without a port"), ("::1", "IPv6 in brackets"),
+    ("pbx_.-bad-", "host name or IP address"), ("a@b", "host name"), ("<x>", "host name"),
+    ("1.2.3.4.5", "host name"), ("x" * 254, "longer than 253"),
+])
+def test_domain_is_a_host_name_or_ip_literal(value, fragment):
+    assert fragment in _errors({"sip": {"domain": value}})["sip.domain"]
+
+
+@pytest.mark.parametrize("value", ["example.org", "pbx-1.example.org.", "192.0.2.7", "[::1]",
+                                   "[2001:db8::5]", "localhost"])
+def test_good_domains_pass(value):
+    assert config.validate({"sip": {"domain": value}})["sip"]["domain"] == value
+
+
+@pytest.mark.parametrize("value", ['door"1', "door<1>", "door@x", "door:pw", "tür", "a%zz",
+                                   "x" * 65, "door\\1", "[door]"])
+def test_username_allows_only_rfc3261_user_characters(value):
+    assert "sip.username" in _errors({"sip": {"username": value}})
+
+
+@pytest.mark.parametrize("value", ["door", "door-1.a_b", "+4930123", "a;b", "x%41y", "a&b=c"])
+def test_good_usernames_pass(value):
+    assert config.validate({"sip": {"username": value}})["sip"]["username"] == value
+
+
+@pytest.mark.parametrize("value", ["pb x:5060", "pbx\r\n:5060", "pb<x>", "pbx;lr", "[::1", "p/x"])
+def test_registrar_is_a_host_and_port(value):
+    assert "sip.registrar" in _errors({"sip": {"registrar": value, "username": "door"}})
+
+
+@pytest.mark.parametrize("value", [*BAD_WIRE_VALUES, "not a uri", "tel:+4930123",
+                                   "http://example.org/", "sip:a@b?Subject=x", "sip:a:pw@b",
+                                   "sip:flat1@127.0.0.1\r\nX: y", "sip:@b", "sip:a@",
+                                   "sip:" + "a" * 300 + "@b"])
+@pytest.mark.parametrize("doc, path", SIP_URI_FIELDS)
+def test_every_configured_uri_is_a_plain_sip_uri(doc, path, value):
+    errors = _errors(_with(doc, value))
+    assert list(errors) == [path], errors
+    assert "\n" not in errors[path]
+
+
+def test_good_uris_pass():
+    doc = {"answer": {"allow": ["sip:flat1@127.0.0.1", "sips:flat2@example.org;transport=tls"]},
+           "buttons": [{"role": "call", "targets": ["sip:flat1@[::1]:5062"]}]}
+    assert config.validate(doc)["answer"]["allow"] == doc["answer"]["allow"]
+
+
+def test_display_name_with_quotes_is_sent_as_a_quoted_string():
+    """Quotes and backslashes are allowed: they are escaped where the name is sent."""
+    from firmware.sip.message import NameAddress
+    from firmware.sip.useragent import UserAgent
+
+    name = 'Door "B" \\ Hof'
+    cfg = config.validate({"sip": {"display_name": name}})
+    ua = UserAgent({"host": "127.0.0.1", "port": 5070, "transport": "udp", "username": "door",
+                    "password": "", "domain": "127.0.0.1",
+                    "display_name": cfg["sip"]["display_name"]})
+    header = ua.from_header("tag1")
+    assert NameAddress.parse(header).display_name == name
+    assert NameAddress.parse(header).tag == "tag1"
+
+
+def test_messages_name_the_field_and_stay_on_one_line():
+    bad = {"sip": {"domain": "a\r\nb", "username": "a\r\nb", "display_name": "a\r\nb",
+                   "password": "a\r\nb", "registrar": "a\r\nb", "listen": "a\r\nb:1"},
+           "answer": {"allow": ["sip:a@b\r\n"]}}
+    errors = _errors(bad)
+    assert set(errors) == {"sip.domain", "sip.username", "sip.display_name", "sip.password",
+                           "sip.registrar", "sip.listen", "answer.allow[0]"}, errors
+    for message in errors.values():
+        assert "\r" not in message and "\n" not in message, message
+
+
+# -- [sip] tls_ca ---------------------------------------------------------------------------------
+def _tls(path):
+    return {"sip": {"transport": "tls", "tls_ca": str(path)}}
+
+
+def test_tls_ca_must_be_a_readable_pem_certificate(tmp_path):
+    from tests.peers.certs import make_certificates
+
+    certs = make_certificates(tmp_path / "ca")
+    good = certs.ca_path
+    assert config.validate(_tls(good))["sip"]["tls_ca"] == str(good)
+
+    missing = tmp_path / "missing.pem"
+    assert "file not found" in _errors(_tls(missing))["sip.tls_ca"]
+    assert "is a directory" in _errors(_tls(tmp_path))["sip.tls_ca"]
+    text = tmp_path / "notes.txt"
+    text.write_text("just some text\n")
+    assert "CERTIFICATE block" in _errors(_tls(text))["sip.tls_ca"]
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
+    assert "no certificate that can be loaded" in _errors(_tls(broken))["sip.tls_ca"]
+    key_only = certs.key_path  # a PEM file, but a key, not a certificate
+    assert "CERTIFICATE block" in _errors(_tls(key_only))["sip.tls_ca"]
+    unreadable = tmp_path / "secret.pem"
+    unreadable.write_bytes(good.read_bytes())
+    unreadable.chmod(0)
+    if not os.access(unreadable, os.R_OK):  # root reads anything
+        assert "cannot be read" in _errors(_tls(unreadable))["sip.tls_ca"]
