@@ -509,6 +509,47 @@ def load(path):
     return cfg
 
 
+def salvage(path, errors, rounds=8):
+    """What to run with when the file at `path` is invalid (`errors` as load() raised them):
+    the file's settings without the bad fields (those fall back to their defaults). The station
+    runs its web page on it with SIP off, so the page shows the rest of the file and the admin
+    fixes the bad fields there. Never raises ConfigError and writes nothing."""
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except (OSError, ValueError):  # tomllib.TOMLDecodeError is a ValueError
+        return defaults()
+    for _ in range(rounds):
+        smaller = _without_fields(doc, errors)
+        if smaller == doc:  # a rule between fields (e.g. a registrar needs a user): whole tables
+            bad = {path.partition(".")[0].partition("[")[0] for path in errors}
+            smaller = {k: v for k, v in doc.items() if k not in bad}
+        doc = smaller
+        try:
+            return validate(doc)
+        except ConfigError as exc:
+            errors = exc.errors
+    return defaults()
+
+
+def _without_fields(doc, errors):
+    """`doc` without the settings that `errors` names: 'sip.domain' drops that key,
+    'buttons[0].targets[1]' or 'door.codes[2].code' the whole list, 'x' the section."""
+    if not isinstance(doc, dict):
+        return {}
+    out = {k: copy.deepcopy(v) for k, v in doc.items() if k in DEFAULTS}
+    for path in errors:
+        section, _, rest = path.partition(".")
+        section = section.partition("[")[0]
+        key = rest.partition("[")[0].partition(".")[0]
+        table = out.get(section)
+        if not key or not isinstance(table, dict) or section == "buttons":
+            out.pop(section, None)
+        else:
+            table.pop(key, None)
+    return out
+
+
 def _remove_stale_temp_files(path):
     """A save killed mid-way leaves `path.tmp.<pid>`; the real file is intact, so drop them."""
     directory, name = os.path.split(os.path.abspath(path))

@@ -259,3 +259,40 @@ def test_tls_ca_must_be_a_readable_pem_certificate(tmp_path):
     unreadable.chmod(0)
     if not os.access(unreadable, os.R_OK):  # root reads anything
         assert "cannot be read" in _errors(_tls(unreadable))["sip.tls_ca"]
+
+
+# -- a bad file on disk: what the station runs with instead (SIP off, the page up) ---------------
+def test_salvage_keeps_the_good_settings_and_drops_the_bad_ones(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[sip]\nregistrar = "127.0.0.1:5060"\nusername = "door"\n'
+                    'domain = "example.org\\r\\nX-Evil: 1"\n'
+                    '[web]\nlisten = "0.0.0.0:8081"\n'
+                    '[[buttons]]\nrole = "call"\ntargets = ["sip:flat 1@x"]\n')
+    with pytest.raises(config.ConfigError) as info:
+        config.load(str(path))
+    assert set(info.value.errors) == {"sip.domain", "buttons[0].targets[0]"}
+    before = path.read_bytes()
+    cfg = config.salvage(str(path), info.value.errors)
+    assert cfg["sip"]["registrar"] == "127.0.0.1:5060" and cfg["sip"]["username"] == "door"
+    assert cfg["sip"]["domain"] == ""  # the default
+    assert cfg["web"]["listen"] == "0.0.0.0:8081"  # the page stays where the admin expects it
+    assert cfg["buttons"] == config.defaults()["buttons"]
+    assert path.read_bytes() == before  # nothing written
+
+
+def test_salvage_of_unreadable_toml_is_the_defaults(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("[sip\n")
+    assert config.salvage(str(path), {"": "not valid TOML"}) == config.validate({})
+
+
+def test_salvage_follows_errors_that_dropping_a_field_reveals(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[sip]\nregistrar = "127.0.0.1:5060"\nusername = "do or"\n'
+                    'extra = 1\n[bogus]\nx = 1\n')
+    with pytest.raises(config.ConfigError) as info:
+        config.load(str(path))
+    cfg = config.salvage(str(path), info.value.errors)
+    assert config.validate(cfg) == cfg
+    # without its user name the registrar cannot stay: the [sip] table falls back as a whole
+    assert cfg["sip"] == config.defaults()["sip"]
