@@ -661,13 +661,16 @@ class Station:
 
     async def apply_config(self, cfg):
         """Run with `cfg` (already validated). Any failure puts the previous settings back,
-        running as before, and raises ConfigError naming the field (or "" / "sip"); the
-        caller saves the file only after this returned."""
+        running as before, and raises ConfigError naming the field ("" when none can be
+        named); the caller saves the file only after this returned."""
         old, self.cfg = self.cfg, cfg
         was_running = self.ua is not None
+        # what to go back to when SIP was not running: still starting, or failed (and why)
+        was = {"starting": self._sip_start is not None and not self._sip_start.done(),
+               "error": self.sip_error, "failed": self.sip_failed,
+               "config_errors": self.config_errors}
         restart = not was_running or old["sip"] != cfg["sip"] or \
             old["media"]["rtp_ports"] != cfg["media"]["rtp_ports"] or old["calls"] != cfg["calls"]
-        old_config_errors = self.config_errors
         try:
             self.controller.update_config(cfg, self.loop.time())
             if restart:
@@ -677,13 +680,12 @@ class Station:
                 self.config_errors = {}
                 await self._start_sip()
         except Exception as exc:  # not only OSError: nothing may leave the station half-applied
-            self.config_errors = old_config_errors
-            await self._roll_back(old, exc, was_running)
+            await self._roll_back(old, exc, was_running, was)
         self.sip_error, self.sip_failed = None, False
         self.eventlog.append("config", changed=sorted(k for k in cfg if cfg[k] != old.get(k)))
         self._kick()
 
-    async def _roll_back(self, old, exc, was_running):
+    async def _roll_back(self, old, exc, was_running, was):
         """The new settings cannot be used (e.g. the port is taken): run the old ones again as
         they ran before, and tell the caller which field failed."""
         log.error("cannot apply the new settings (%s); keeping the previous ones",
@@ -698,11 +700,18 @@ class Station:
         except Exception:
             log.exception("stopping the half-applied SIP settings failed")
             self.ua = None
+        self.config_errors = was["config_errors"]
         if was_running:
             try:
                 await self._start_sip()
             except Exception as again:
                 self._sip_failed(again)
+        elif was["starting"]:
+            self.begin_sip()
+        else:
+            self.sip_error, self.sip_failed = was["error"], was["failed"]
+            if self.sip_failed:
+                self.controller.registration_changed("failed", self.sip_error, self.loop.time())
         self._kick()
         if isinstance(exc, configuration.ConfigError):
             raise configuration.ConfigError(exc.errors) from exc

@@ -85,6 +85,16 @@ def test_sip_that_cannot_start_leaves_the_page_up_and_a_fixed_config_registers(
         assert status["config_errors"] == {}, status
         assert kamailio.contacts(DOOR_USER) == []
 
+        # Saving the same unusable settings again: 400 for the field, SIP still off, and the
+        # status still says why.
+        reply = station.http("PUT", "/api/config", {"sip": {"expires": 900}})
+        assert reply.status == 400, f"{reply}{station.describe()}"
+        assert "in use" in reply.json["errors"]["sip.listen"], reply.json
+        status = station.status()
+        assert status["registration"]["state"] == "failed", status
+        assert "in use" in status["registration"]["error"], status
+        assert "expires = 900" not in station.config_bytes().decode()
+
         new_port = free_port(("udp", "tcp"))
         saved = station.api("PUT", "/api/config",
                             {"sip": {"listen": f"127.0.0.1:{new_port}", "password": "(set)"}})
