@@ -264,13 +264,16 @@ def validate(doc):
 # Derived settings are computed where used, never stored: a later change of what they derive
 # from (the registrar, the SRTP mode) must not leave a stale copy behind.
 def effective_domain(cfg):
-    """The AOR domain: `[sip] domain`, else the registrar's host."""
+    """The AOR domain: `[sip] domain`, else the registrar's host (an IPv6 address in brackets,
+    as it goes into `sip:user@[2001:db8::1]`)."""
     sip = cfg["sip"]
     if sip["domain"] or not sip["registrar"]:
         return sip["domain"]
     text = sip["registrar"]
     if text.startswith("["):
-        return text[1:].partition("]")[0]
+        return "[" + text[1:].partition("]")[0] + "]"
+    if text.count(":") > 1:  # a bare IPv6 address, no port
+        return "[" + text + "]"
     return text.rpartition(":")[0] if text.count(":") == 1 else text
 
 

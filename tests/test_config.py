@@ -53,7 +53,9 @@ def test_partial_update_merges_over_current():
     assert config.effective_domain(merged) == "127.0.0.1"
     # derived values are not frozen into the document: a new registrar moves the domain
     moved = config.validate(config.merge(merged, {"sip": {"registrar": "[::1]:5060"}}))
-    assert config.effective_domain(moved) == "::1"
+    assert config.effective_domain(moved) == "[::1]"  # as it goes into sip:door@[::1]
+    bare = config.validate(config.merge(merged, {"sip": {"registrar": "::1"}}))
+    assert config.effective_domain(bare) == "[::1]"
 
 
 def test_load_creates_defaults_with_private_mode(tmp_path):
