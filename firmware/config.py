@@ -14,6 +14,7 @@ import copy
 import ipaddress
 import os
 import ssl
+import stat
 import tomllib
 
 import tomli_w
@@ -350,12 +351,14 @@ def ca_file_problem(path):
     if _has_control(path):
         return "must be a file path without control characters"
     try:
+        if os.path.isdir(path):
+            return f"is a directory, not a PEM file: {path}"
+        if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+            return f"is not a regular file: {path}"  # a FIFO or device would block or never end
         with open(path, "rb") as f:
             data = f.read(MAX_CA_FILE_BYTES + 1)
     except FileNotFoundError:
         return f"file not found: {path}"
-    except IsADirectoryError:
-        return f"is a directory, not a PEM file: {path}"
     except OSError as exc:
         return f"cannot be read: {path}: {exc.strerror or exc}"
     if len(data) > MAX_CA_FILE_BYTES:

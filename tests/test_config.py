@@ -254,6 +254,10 @@ def test_tls_ca_must_be_a_readable_pem_certificate(tmp_path):
     broken = tmp_path / "broken.pem"
     broken.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
     assert "no certificate that can be loaded" in _errors(_tls(broken))["sip.tls_ca"]
+    fifo = tmp_path / "ca.fifo"
+    os.mkfifo(fifo)  # opening it would block the station's event loop
+    assert "not a regular file" in _errors(_tls(fifo))["sip.tls_ca"]
+    assert "not a regular file" in _errors(_tls("/dev/zero"))["sip.tls_ca"]
     key_only = certs.key_path  # a PEM file, but a key, not a certificate
     assert "CERTIFICATE block" in _errors(_tls(key_only))["sip.tls_ca"]
     unreadable = tmp_path / "secret.pem"
