@@ -4,6 +4,8 @@ import os
 import tomllib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware import config
 
@@ -302,3 +304,37 @@ def test_salvage_follows_errors_that_dropping_a_field_reveals(tmp_path):
     assert config.validate(cfg) == cfg
     # without its user name the registrar cannot stay: the [sip] table falls back as a whole
     assert cfg["sip"] == config.defaults()["sip"]
+
+
+# -- property: whatever validates goes onto the wire as a message our own parser reads back -----
+_WIRE_TEXT = st.text(st.sampled_from(list("ab-1.:;@<>\"\\ %2F?&=[]_~") + ["\r", "\n", "\x00",
+                                                                          "\t", "é", "\x85"]),
+                     max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(domain=_WIRE_TEXT, username=_WIRE_TEXT, display_name=_WIRE_TEXT, password=_WIRE_TEXT)
+def test_a_valid_configuration_always_makes_parseable_sip(domain, username, display_name,
+                                                          password):
+    from firmware.sip.endpoint import Peer
+    from firmware.sip.message import NameAddress, parse
+    from firmware.sip.useragent import UserAgent
+
+    doc = {"sip": {"registrar": "127.0.0.1:5060", "domain": domain, "username": username,
+                   "display_name": display_name, "password": password}}
+    try:
+        cfg = config.validate(doc)
+    except config.ConfigError:
+        return
+    sip = cfg["sip"]
+    ua = UserAgent({"host": "127.0.0.1", "port": 5070, "transport": "udp",
+                    "username": sip["username"], "password": sip["password"],
+                    "domain": config.effective_domain(cfg), "display_name": sip["display_name"],
+                    "registrar": Peer("udp", "127.0.0.1", 5060),
+                    "registrar_hostport": sip["registrar"]})
+    ua.start(0.0)
+    (data, _), = ua.datagrams_to_send()
+    register = parse(data)
+    assert NameAddress.parse(register.headers.get("To")).uri.user == sip["username"]
+    sender = NameAddress.parse(ua.from_header("t"))
+    assert (sender.display_name or "") == sip["display_name"]
