@@ -16,6 +16,8 @@ from firmware.runtime.memory import fix_malloc_threshold
 from firmware.runtime.station import Station
 from hal.board import BoardError
 
+SIP_HEAD_START = 1.0  # seconds the web page waits for SIP at most (a slow DNS must not hide it)
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m firmware",
@@ -39,11 +41,13 @@ async def run(args, cfg, board, config_errors=None):
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # The web page first: whatever SIP does (a port taken, a registrar that does not resolve,
-    # a configuration file with errors), the page is there to say why and to fix it.
+    # The web page does not wait for SIP: whatever SIP does (a port taken, a registrar that
+    # does not resolve, a configuration file with errors), the page is there to say why and to
+    # fix it. SIP gets a short head start, so that usually it listens before the page does.
     station.prepare()
+    sip = station.begin_sip()
+    await asyncio.wait({sip}, timeout=SIP_HEAD_START)
     web = await start_web(station, cfg, args)
-    station.begin_sip()
     await stop.wait()
     logging.getLogger("doorline").info("stopping")
     if web is not None:

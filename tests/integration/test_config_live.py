@@ -168,3 +168,17 @@ def test_tls_ca_that_is_not_a_pem_certificate_is_refused_at_save(live_station, t
         assert list(reply.json["errors"]) == ["sip.tls_ca"], reply.json
         assert fragment in reply.json["errors"]["sip.tls_ca"], reply.json
     assert station.config_bytes() == file_before
+
+
+def test_a_registrar_that_does_not_resolve_does_not_hide_the_page(live_station):
+    """The registrar lookup retries for ever; the page used to wait for it and never came up."""
+    config = station_config(None)
+    config["sip"].update({"registrar": "doorline-test.invalid", "username": DOOR_USER})
+    station = live_station(config)
+    station.set_password()
+    status = station.wait_status(lambda s: s["registration"]["error"], 5.0,
+                                 "the lookup failure in the status")
+    assert status["registration"]["state"] == "unregistered", status
+    assert "registrar not found" in status["registration"]["error"], status
+    assert "doorline-test.invalid" in status["registration"]["error"], status
+    assert station.fw.alive
