@@ -182,3 +182,17 @@ def test_a_registrar_that_does_not_resolve_does_not_hide_the_page(live_station):
     assert "registrar not found" in status["registration"]["error"], status
     assert "doorline-test.invalid" in status["registration"]["error"], status
     assert station.fw.alive
+
+
+def test_tls_ca_that_is_not_a_pem_certificate_is_named_at_start(live_station, tmp_path):
+    not_pem = tmp_path / "ca.txt"
+    not_pem.write_text("this is not a certificate\n")
+    config = station_config(None)
+    config["sip"].update({"transport": "tls", "tls_ca": str(not_pem)})
+    station = live_station(config)
+    station.set_password()
+    status = station.status()
+    assert status["registration"]["state"] == "failed", status
+    assert list(status["config_errors"]) == ["sip.tls_ca"], status
+    assert "CERTIFICATE block" in status["config_errors"]["sip.tls_ca"], status
+    assert station.fw.alive
