@@ -16,6 +16,8 @@ from firmware.runtime.memory import fix_malloc_threshold
 from firmware.runtime.station import Station
 from hal.board import BoardError
 
+SIP_HEAD_START = 1.0  # seconds the web page waits for SIP at most (a slow DNS must not hide it)
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m firmware",
@@ -32,13 +34,19 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-async def run(args, cfg, board):
+async def run(args, cfg, board, config_errors=None):
     loop = asyncio.get_running_loop()
     station = Station(cfg, board, config_path=args.config, state_dir=args.state_dir, loop=loop)
+    station.config_errors = dict(config_errors or {})
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await station.start()
+    # The web page does not wait for SIP: whatever SIP does (a port taken, a registrar that
+    # does not resolve, a configuration file with errors), the page is there to say why and to
+    # fix it. SIP gets a short head start, so that usually it listens before the page does.
+    station.prepare()
+    sip = station.begin_sip()
+    await asyncio.wait({sip}, timeout=SIP_HEAD_START)
     web = await start_web(station, cfg, args)
     await stop.wait()
     logging.getLogger("doorline").info("stopping")
@@ -80,13 +88,18 @@ def main(argv=None):
     state_dir = args.state_dir or os.path.dirname(os.path.abspath(args.config))
     args.state_dir = state_dir
     os.makedirs(state_dir, exist_ok=True)
+    config_errors = {}
     try:
         cfg = configuration.load(args.config)
     except configuration.ConfigError as exc:
-        print(f"{args.config}: invalid configuration:", file=sys.stderr)
+        # Exiting would only make systemd restart us into the same error, with no page to fix
+        # it: run the web page on a safe configuration instead, SIP off, the errors shown.
+        print(f"{args.config}: invalid configuration; SIP stays off until a valid "
+              "configuration is saved on the web page:", file=sys.stderr)
         for field, message in exc.errors.items():
             print(f"  {field or '(file)'}: {message}", file=sys.stderr)
-        return 2
+        config_errors = exc.errors
+        cfg = configuration.salvage(args.config, exc.errors)
     except OSError as exc:
         print(f"{args.config}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -95,7 +108,7 @@ def main(argv=None):
     except BoardError as exc:
         print(f"board {args.board}: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(run(args, cfg, board))
+    asyncio.run(run(args, cfg, board, config_errors))
     return 0
 
 

@@ -13,13 +13,15 @@ file that still holds clear codes. `redacted()` shows every secret as "(set)";
 import copy
 import ipaddress
 import os
+import ssl
+import stat
 import tomllib
 
 import tomli_w
 
 from firmware.app import doorcodes
 from firmware.sip.errors import ParseError
-from firmware.sip.uri import URI
+from firmware.sip.uri import URI, split_host_port
 
 SECRET = "(set)"  # what the API shows instead of a secret that exists
 # Door codes are saved as PBKDF2-SHA256 hashes (firmware/app/doorcodes.py). Each typed digit costs
@@ -100,7 +102,9 @@ def parse_host_port(text, default_port=None):
     """'host[:port]', '[v6]:port' → (host, port or default). Raises ValueError."""
     text = text.strip()
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket:
+            raise ValueError("unterminated [IPv6 address]")
         ipaddress.IPv6Address(host)
         port = rest[1:] if rest.startswith(":") else ""
         if rest and not rest.startswith(":"):
@@ -109,6 +113,8 @@ def parse_host_port(text, default_port=None):
         host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
     if not host or any(c.isspace() or c in "/@;?" for c in host):
         raise ValueError("expected host[:port]")
+    if not text.startswith("["):
+        _check_host_name(host)
     if port == "":
         if default_port is None:
             raise ValueError("a port is required (host:port)")
@@ -116,6 +122,47 @@ def parse_host_port(text, default_port=None):
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError("port must be 1-65535")
     return host, int(port)
+
+
+# Limits for the texts that reach SIP headers (a header line stays short and readable).
+MAX_HOST_LENGTH = 253
+MAX_USER_LENGTH = 64
+MAX_DISPLAY_NAME_LENGTH = 64
+MAX_PASSWORD_LENGTH = 128
+MAX_URI_LENGTH = 256
+MAX_CA_FILE_BYTES = 1024 * 1024
+# RFC 3261 §25.1 user = 1*( unreserved / escaped / user-unreserved )
+USER_CHARS = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+              "-_.!~*'()" "&=+$,;?/" "%")
+
+
+def _has_control(text):
+    """C0 controls, DEL and C1 controls: never part of a header value we write."""
+    return any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f for c in text)
+
+
+def _shown(text, limit=40):
+    """A bad value for a one-line message: controls escaped, long values cut."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[:limit] + "…"
+
+
+def _check_host_name(host):
+    """A host name or IPv4 address as SIP's URI grammar accepts it (RFC 3261 §25.1 host), or a
+    bare IPv6 address. Raises ValueError with a short reason."""
+    if len(host) > MAX_HOST_LENGTH:
+        raise ValueError(f"host name longer than {MAX_HOST_LENGTH} characters")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+            return
+        except ValueError:
+            raise ValueError("expected host[:port] (an IPv6 address goes in brackets: "
+                             "[2001:db8::1]:5060)") from None
+    try:
+        split_host_port(host)
+    except ParseError:
+        raise ValueError("not a valid host name or IP address") from None
 
 
 class _Checker:
@@ -148,6 +195,30 @@ class _Checker:
             return
         if uri.scheme not in ("sip", "sips"):
             self.fail(path, f"must be a sip: or sips: URI (got {value!r})")
+        elif len(value) > MAX_URI_LENGTH:
+            self.fail(path, f"longer than {MAX_URI_LENGTH} characters")
+        elif uri.headers or "?" in value.partition("@")[2]:
+            self.fail(path, f"must not carry ?headers (got {value!r})")
+        elif uri.password is not None:
+            self.fail(path, "must not carry a password (user:password@)")
+
+    def host(self, path, value, what="a host name or IP address"):
+        """`value` is a bare host: a name, an IPv4 address or an [IPv6] reference, no port."""
+        if not value:
+            return
+        if _has_control(value) or any(c.isspace() for c in value):
+            self.fail(path, f"must be {what}, without spaces or line breaks "
+                            f"(got {_shown(value)})")
+            return
+        try:
+            host, port = split_host_port(value)
+        except ParseError:
+            self.fail(path, f"must be {what} (IPv6 in brackets) (got {_shown(value)})")
+            return
+        if port is not None:
+            self.fail(path, f"must be {what} without a port (got {_shown(value)})")
+        elif len(host) > MAX_HOST_LENGTH:
+            self.fail(path, f"longer than {MAX_HOST_LENGTH} characters")
 
 
 def validate(doc):
@@ -201,13 +272,16 @@ def validate(doc):
 # Derived settings are computed where used, never stored: a later change of what they derive
 # from (the registrar, the SRTP mode) must not leave a stale copy behind.
 def effective_domain(cfg):
-    """The AOR domain: `[sip] domain`, else the registrar's host."""
+    """The AOR domain: `[sip] domain`, else the registrar's host (an IPv6 address in brackets,
+    as it goes into `sip:user@[2001:db8::1]`)."""
     sip = cfg["sip"]
     if sip["domain"] or not sip["registrar"]:
         return sip["domain"]
     text = sip["registrar"]
     if text.startswith("["):
-        return text[1:].partition("]")[0]
+        return "[" + text[1:].partition("]")[0] + "]"
+    if text.count(":") > 1:  # a bare IPv6 address, no port
+        return "[" + text + "]"
     return text.rpartition(":")[0] if text.count(":") == 1 else text
 
 
@@ -270,15 +344,73 @@ def _check_sip(check, sip):
             check.fail("sip.registrar", f"{exc} (got {sip['registrar']!r})")
         if not sip["username"]:
             check.fail("sip.username", "is required when a registrar is set")
-    for key in ("username", "domain"):
-        if any(c in sip[key] for c in " <>\"@;:\r\n") and key == "username":
-            check.fail(f"sip.{key}", "must not contain spaces or any of <>\"@;:")
-    if any(c in sip["display_name"] for c in "\"\r\n\\"):
-        check.fail("sip.display_name", "must not contain quotes, backslashes or line breaks")
+    check.host("sip.domain", sip["domain"])
+    _check_user(check, "sip.username", sip["username"])
+    name = sip["display_name"]
+    if _has_control(name):
+        check.fail("sip.display_name", "must not contain line breaks or control characters")
+    elif len(name) > MAX_DISPLAY_NAME_LENGTH:
+        check.fail("sip.display_name", f"longer than {MAX_DISPLAY_NAME_LENGTH} characters")
+    if _has_control(sip["password"]):
+        check.fail("sip.password", "must not contain line breaks or control characters")
+    elif len(sip["password"]) > MAX_PASSWORD_LENGTH:
+        check.fail("sip.password", f"longer than {MAX_PASSWORD_LENGTH} characters")
     _check_listen(check, "sip.listen", sip["listen"])
     check.integer("sip.expires", sip["expires"], 60, 86400)
-    if sip["transport"] == "tls" and sip["tls_ca"] and not os.path.isfile(sip["tls_ca"]):
-        check.fail("sip.tls_ca", f"file not found: {sip['tls_ca']}")
+    if sip["transport"] == "tls" and sip["tls_ca"]:
+        problem = ca_file_problem(sip["tls_ca"])
+        if problem:
+            check.fail("sip.tls_ca", problem)
+
+
+def _check_user(check, path, user):
+    """A SIP URI user part as RFC 3261 §25.1 allows it (and as our own parser reads it back)."""
+    if not user:
+        return
+    bad = sorted(set(c for c in user if c not in USER_CHARS))
+    if bad:
+        check.fail(path, "may only hold letters, digits and -_.!~*'()&=+$,;?/% "
+                         f"(got {_shown(''.join(bad))})")
+        return
+    if len(user) > MAX_USER_LENGTH:
+        check.fail(path, f"longer than {MAX_USER_LENGTH} characters")
+        return
+    try:
+        parsed = URI.parse("sip:%s@invalid" % user)
+    except ParseError as exc:
+        check.fail(path, f"not a valid SIP user part ({exc.reason}): {_shown(user)}")
+        return
+    if parsed.user != user:
+        check.fail(path, f"not a valid SIP user part: {_shown(user)}")
+
+
+def ca_file_problem(path):
+    """None when `path` is a readable PEM file with at least one certificate that ssl loads,
+    else a one-line reason (for `[sip] tls_ca`)."""
+    if _has_control(path):
+        return "must be a file path without control characters"
+    try:
+        if os.path.isdir(path):
+            return f"is a directory, not a PEM file: {path}"
+        if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+            return f"is not a regular file: {path}"  # a FIFO or device would block or never end
+        with open(path, "rb") as f:
+            data = f.read(MAX_CA_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return f"file not found: {path}"
+    except OSError as exc:
+        return f"cannot be read: {path}: {exc.strerror or exc}"
+    if len(data) > MAX_CA_FILE_BYTES:
+        return f"larger than {MAX_CA_FILE_BYTES // 1024} KiB: {path}"
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        return f"not a PEM file with a CERTIFICATE block: {path}"
+    try:
+        ssl.create_default_context().load_verify_locations(
+            cadata=data.decode("ascii", "replace"))
+    except (ssl.SSLError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        return f"holds no certificate that can be loaded ({reason}): {path}"
+    return None
 
 
 def _check_media(check, media):
@@ -420,6 +552,47 @@ def load(path):
         if os.path.exists(path + ".prev"):
             os.unlink(path + ".prev")
     return cfg
+
+
+def salvage(path, errors, rounds=8):
+    """What to run with when the file at `path` is invalid (`errors` as load() raised them):
+    the file's settings without the bad fields (those fall back to their defaults). The station
+    runs its web page on it with SIP off, so the page shows the rest of the file and the admin
+    fixes the bad fields there. Never raises ConfigError and writes nothing."""
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except (OSError, ValueError):  # tomllib.TOMLDecodeError is a ValueError
+        return defaults()
+    for _ in range(rounds):
+        smaller = _without_fields(doc, errors)
+        if smaller == doc:  # a rule between fields (e.g. a registrar needs a user): whole tables
+            bad = {path.partition(".")[0].partition("[")[0] for path in errors}
+            smaller = {k: v for k, v in doc.items() if k not in bad}
+        doc = smaller
+        try:
+            return validate(doc)
+        except ConfigError as exc:
+            errors = exc.errors
+    return defaults()
+
+
+def _without_fields(doc, errors):
+    """`doc` without the settings that `errors` names: 'sip.domain' drops that key,
+    'buttons[0].targets[1]' or 'door.codes[2].code' the whole list, 'x' the section."""
+    if not isinstance(doc, dict):
+        return {}
+    out = {k: copy.deepcopy(v) for k, v in doc.items() if k in DEFAULTS}
+    for path in errors:
+        section, _, rest = path.partition(".")
+        section = section.partition("[")[0]
+        key = rest.partition("[")[0].partition(".")[0]
+        table = out.get(section)
+        if not key or not isinstance(table, dict) or section == "buttons":
+            out.pop(section, None)
+        else:
+            table.pop(key, None)
+    return out
 
 
 def _remove_stale_temp_files(path):

@@ -4,6 +4,8 @@ import os
 import tomllib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware import config
 
@@ -56,7 +58,9 @@ def test_partial_update_merges_over_current():
     assert config.effective_domain(merged) == "127.0.0.1"
     # derived values are not frozen into the document: a new registrar moves the domain
     moved = config.validate(config.merge(merged, {"sip": {"registrar": "[::1]:5060"}}))
-    assert config.effective_domain(moved) == "::1"
+    assert config.effective_domain(moved) == "[::1]"  # as it goes into sip:door@[::1]
+    bare = config.validate(config.merge(merged, {"sip": {"registrar": "::1"}}))
+    assert config.effective_domain(bare) == "[::1]"
 
 
 def test_load_creates_defaults_with_private_mode(tmp_path):
@@ -130,3 +134,228 @@ def test_answer_identity_is_from_or_asserted():
     with pytest.raises(config.ConfigError) as info:
         config.validate({"answer": {"identity": "pai"}})
     assert "answer.identity" in info.value.errors
+
+
+# -- every field that reaches the wire is validated as what it is (issue 12) -------------------
+BAD_WIRE_VALUES = ["x\r\nVia: evil", "x\n", "a b", "x\x00", "x\x07y", "x\x7f"]
+SIP_URI_FIELDS = [  # (document with VALUE standing for the bad text, the field path)
+    ({"answer": {"allow": ["VALUE"]}}, "answer.allow[0]"),
+    ({"buttons": [{"role": "call", "targets": ["sip:flat1@127.0.0.1", "VALUE"]}]},
+     "buttons[0].targets[1]"),
+    ({"door": {"codes": [{"caller": "VALUE", "code": "4711"}]}}, "door.codes[0].caller"),
+]
+
+
+def _errors(doc):
+    with pytest.raises(config.ConfigError) as info:
+        config.validate(doc)
+    return info.value.errors
+
+
+def _with(doc, value):
+    """`doc` with the string "VALUE" replaced by `value`, wherever it is."""
+    if isinstance(doc, dict):
+        return {k: _with(v, value) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_with(v, value) for v in doc]
+    return value if doc == "VALUE" else doc
+
+
+@pytest.mark.parametrize("bad", BAD_WIRE_VALUES)
+@pytest.mark.parametrize("field", ["domain", "username", "registrar", "listen"])
+def test_hosts_and_user_parts_refuse_line_breaks_spaces_and_controls(field, bad):
+    sip = {"username": "door", "registrar": "127.0.0.1:5060"}
+    if field in ("domain", "username"):
+        sip[field] = "door" + bad
+    else:
+        sip[field] = "127.0.0.1" + bad + ":5060"
+    errors = _errors({"sip": sip})
+    assert list(errors) == [f"sip.{field}"], errors
+    assert "\n" not in errors[f"sip.{field}"] and "\r" not in errors[f"sip.{field}"]
+
+
+@pytest.mark.parametrize("bad", BAD_WIRE_VALUES[:2] + BAD_WIRE_VALUES[3:])
+@pytest.mark.parametrize("field", ["display_name", "password"])
+def test_display_name_and_password_refuse_line_breaks_and_controls(field, bad):
+    errors = _errors({"sip": {field: "Door" + bad}})
+    assert list(errors) == [f"sip.{field}"], errors
+    assert "control characters" in errors[f"sip.{field}"]
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("pbx.example.org:5060", "without a port"), ("::1", "IPv6 in brackets"),
+    ("pbx_.-bad-", "host name or IP address"), ("a@b", "host name"), ("<x>", "host name"),
+    ("1.2.3.4.5", "host name"), ("x" * 254, "longer than 253"),
+])
+def test_domain_is_a_host_name_or_ip_literal(value, fragment):
+    assert fragment in _errors({"sip": {"domain": value}})["sip.domain"]
+
+
+@pytest.mark.parametrize("value", ["example.org", "pbx-1.example.org.", "192.0.2.7", "[::1]",
+                                   "[2001:db8::5]", "localhost"])
+def test_good_domains_pass(value):
+    assert config.validate({"sip": {"domain": value}})["sip"]["domain"] == value
+
+
+@pytest.mark.parametrize("value", ['door"1', "door<1>", "door@x", "door:pw", "tür", "a%zz",
+                                   "x" * 65, "door\\1", "[door]"])
+def test_username_allows_only_rfc3261_user_characters(value):
+    assert "sip.username" in _errors({"sip": {"username": value}})
+
+
+@pytest.mark.parametrize("value", ["door", "door-1.a_b", "+4930123", "a;b", "x%41y", "a&b=c"])
+def test_good_usernames_pass(value):
+    assert config.validate({"sip": {"username": value}})["sip"]["username"] == value
+
+
+@pytest.mark.parametrize("value", ["pb x:5060", "pbx\r\n:5060", "pb<x>", "pbx;lr", "[::1", "p/x"])
+def test_registrar_is_a_host_and_port(value):
+    assert "sip.registrar" in _errors({"sip": {"registrar": value, "username": "door"}})
+
+
+@pytest.mark.parametrize("value", [*BAD_WIRE_VALUES, "not a uri", "tel:+4930123",
+                                   "http://example.org/", "sip:a@b?Subject=x", "sip:a:pw@b",
+                                   "sip:flat1@127.0.0.1\r\nX: y", "sip:@b", "sip:a@",
+                                   "sip:" + "a" * 300 + "@b"])
+@pytest.mark.parametrize("doc, path", SIP_URI_FIELDS)
+def test_every_configured_uri_is_a_plain_sip_uri(doc, path, value):
+    errors = _errors(_with(doc, value))
+    assert list(errors) == [path], errors
+    assert "\n" not in errors[path]
+
+
+def test_good_uris_pass():
+    doc = {"answer": {"allow": ["sip:flat1@127.0.0.1", "sips:flat2@example.org;transport=tls"]},
+           "buttons": [{"role": "call", "targets": ["sip:flat1@[::1]:5062"]}]}
+    assert config.validate(doc)["answer"]["allow"] == doc["answer"]["allow"]
+
+
+def test_display_name_with_quotes_is_sent_as_a_quoted_string():
+    """Quotes and backslashes are allowed: they are escaped where the name is sent."""
+    from firmware.sip.message import NameAddress
+    from firmware.sip.useragent import UserAgent
+
+    name = 'Door "B" \\ Hof'
+    cfg = config.validate({"sip": {"display_name": name}})
+    ua = UserAgent({"host": "127.0.0.1", "port": 5070, "transport": "udp", "username": "door",
+                    "password": "", "domain": "127.0.0.1",
+                    "display_name": cfg["sip"]["display_name"]})
+    header = ua.from_header("tag1")
+    assert NameAddress.parse(header).display_name == name
+    assert NameAddress.parse(header).tag == "tag1"
+
+
+def test_messages_name_the_field_and_stay_on_one_line():
+    bad = {"sip": {"domain": "a\r\nb", "username": "a\r\nb", "display_name": "a\r\nb",
+                   "password": "a\r\nb", "registrar": "a\r\nb", "listen": "a\r\nb:1"},
+           "answer": {"allow": ["sip:a@b\r\n"]}}
+    errors = _errors(bad)
+    assert set(errors) == {"sip.domain", "sip.username", "sip.display_name", "sip.password",
+                           "sip.registrar", "sip.listen", "answer.allow[0]"}, errors
+    for message in errors.values():
+        assert "\r" not in message and "\n" not in message, message
+
+
+# -- [sip] tls_ca ---------------------------------------------------------------------------------
+def _tls(path):
+    return {"sip": {"transport": "tls", "tls_ca": str(path)}}
+
+
+def test_tls_ca_must_be_a_readable_pem_certificate(tmp_path):
+    from tests.peers.certs import make_certificates
+
+    certs = make_certificates(tmp_path / "ca")
+    good = certs.ca_path
+    assert config.validate(_tls(good))["sip"]["tls_ca"] == str(good)
+
+    missing = tmp_path / "missing.pem"
+    assert "file not found" in _errors(_tls(missing))["sip.tls_ca"]
+    assert "is a directory" in _errors(_tls(tmp_path))["sip.tls_ca"]
+    text = tmp_path / "notes.txt"
+    text.write_text("just some text\n")
+    assert "CERTIFICATE block" in _errors(_tls(text))["sip.tls_ca"]
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
+    assert "no certificate that can be loaded" in _errors(_tls(broken))["sip.tls_ca"]
+    fifo = tmp_path / "ca.fifo"
+    os.mkfifo(fifo)  # opening it would block the station's event loop
+    assert "not a regular file" in _errors(_tls(fifo))["sip.tls_ca"]
+    assert "not a regular file" in _errors(_tls("/dev/zero"))["sip.tls_ca"]
+    key_only = certs.key_path  # a PEM file, but a key, not a certificate
+    assert "CERTIFICATE block" in _errors(_tls(key_only))["sip.tls_ca"]
+    unreadable = tmp_path / "secret.pem"
+    unreadable.write_bytes(good.read_bytes())
+    unreadable.chmod(0)
+    if not os.access(unreadable, os.R_OK):  # root reads anything
+        assert "cannot be read" in _errors(_tls(unreadable))["sip.tls_ca"]
+
+
+# -- a bad file on disk: what the station runs with instead (SIP off, the page up) ---------------
+def test_salvage_keeps_the_good_settings_and_drops_the_bad_ones(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[sip]\nregistrar = "127.0.0.1:5060"\nusername = "door"\n'
+                    'domain = "example.org\\r\\nX-Evil: 1"\n'
+                    '[web]\nlisten = "0.0.0.0:8081"\n'
+                    '[[buttons]]\nrole = "call"\ntargets = ["sip:flat 1@x"]\n')
+    with pytest.raises(config.ConfigError) as info:
+        config.load(str(path))
+    assert set(info.value.errors) == {"sip.domain", "buttons[0].targets[0]"}
+    before = path.read_bytes()
+    cfg = config.salvage(str(path), info.value.errors)
+    assert cfg["sip"]["registrar"] == "127.0.0.1:5060" and cfg["sip"]["username"] == "door"
+    assert cfg["sip"]["domain"] == ""  # the default
+    assert cfg["web"]["listen"] == "0.0.0.0:8081"  # the page stays where the admin expects it
+    assert cfg["buttons"] == config.defaults()["buttons"]
+    assert path.read_bytes() == before  # nothing written
+
+
+def test_salvage_of_unreadable_toml_is_the_defaults(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("[sip\n")
+    assert config.salvage(str(path), {"": "not valid TOML"}) == config.validate({})
+
+
+def test_salvage_follows_errors_that_dropping_a_field_reveals(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[sip]\nregistrar = "127.0.0.1:5060"\nusername = "do or"\n'
+                    'extra = 1\n[bogus]\nx = 1\n')
+    with pytest.raises(config.ConfigError) as info:
+        config.load(str(path))
+    cfg = config.salvage(str(path), info.value.errors)
+    assert config.validate(cfg) == cfg
+    # without its user name the registrar cannot stay: the [sip] table falls back as a whole
+    assert cfg["sip"] == config.defaults()["sip"]
+
+
+# -- property: whatever validates goes onto the wire as a message our own parser reads back -----
+_WIRE_TEXT = st.text(st.sampled_from(list("ab-1.:;@<>\"\\ %2F?&=[]_~") + ["\r", "\n", "\x00",
+                                                                          "\t", "é", "\x85"]),
+                     max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(domain=_WIRE_TEXT, username=_WIRE_TEXT, display_name=_WIRE_TEXT, password=_WIRE_TEXT)
+def test_a_valid_configuration_always_makes_parseable_sip(domain, username, display_name,
+                                                          password):
+    from firmware.sip.endpoint import Peer
+    from firmware.sip.message import NameAddress, parse
+    from firmware.sip.useragent import UserAgent
+
+    doc = {"sip": {"registrar": "127.0.0.1:5060", "domain": domain, "username": username,
+                   "display_name": display_name, "password": password}}
+    try:
+        cfg = config.validate(doc)
+    except config.ConfigError:
+        return
+    sip = cfg["sip"]
+    ua = UserAgent({"host": "127.0.0.1", "port": 5070, "transport": "udp",
+                    "username": sip["username"], "password": sip["password"],
+                    "domain": config.effective_domain(cfg), "display_name": sip["display_name"],
+                    "registrar": Peer("udp", "127.0.0.1", 5060),
+                    "registrar_hostport": sip["registrar"]})
+    ua.start(0.0)
+    (data, _), = ua.datagrams_to_send()
+    register = parse(data)
+    assert NameAddress.parse(register.headers.get("To")).uri.user == sip["username"]
+    sender = NameAddress.parse(ua.from_header("t"))
+    assert (sender.display_name or "") == sip["display_name"]

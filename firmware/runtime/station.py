@@ -71,16 +71,69 @@ class Station:
         self.watchdog = Watchdog(Notifier(), self.health)
         self._idle = None
         self._ready_sent = False
+        # Why SIP is not running (None while it runs or is still starting): shown in status().
+        self.sip_error = None
+        self.sip_failed = False
+        # The errors of a configuration file that could not be used at start: SIP stays off
+        # until a valid configuration is saved through the API (docs/API.md).
+        self.config_errors = {}
+        self._sip_start = None  # the background task of begin_sip()
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self):
+        self.prepare()
+        await self.start_sip()
+
+    def prepare(self):
+        """Everything but SIP: the event log, the controller, the board. The web page can be
+        served from here on, whether or not SIP starts."""
         install_test_hooks(self.loop)
         self.watchdog.start(self.loop)
         self.eventlog = EventLog(self.state_dir, schedule=self.loop.call_later)
         self.controller = Controller(self.cfg, self.loop.time())
         self._wire_board()
-        await self._start_sip()
         self._idle_tick()
+
+    def begin_sip(self):
+        """start_sip() in the background (the registrar lookup may retry for a long time)."""
+        self._sip_start = asyncio.ensure_future(self.start_sip())
+        return self._sip_start
+
+    async def start_sip(self):
+        """Start SIP with the current settings. A failure never ends the process: the station
+        keeps its web page, and status() says why SIP is not running."""
+        if self.config_errors:
+            self._sip_failed(configuration.ConfigError(self.config_errors),
+                             "the configuration file has errors; fix and save it")
+            return
+        try:
+            await self._start_sip()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure: the page must stay up to fix it
+            self._sip_failed(exc)
+            return
+        self._kick()
+
+    def _sip_failed(self, exc, hint=None):
+        text = _failure_text(exc)
+        self.sip_error = "SIP not started: " + text + ("; " + hint if hint else "")
+        self.sip_failed = True
+        log.error("%s", self.sip_error)
+        if not self._ready_sent:
+            self.watchdog.ready("SIP not started; web page only")
+            self._ready_sent = True
+        self.controller.registration_changed("failed", self.sip_error, self.loop.time())
+        self._kick()
+
+    async def _cancel_sip_start(self):
+        task, self._sip_start = self._sip_start, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
 
     def _idle_tick(self):
         """Every IDLE_TICK even without traffic: proves to the health monitor that the SIP
@@ -97,6 +150,7 @@ class Station:
             self.watchdog.ready("listening on %s:%d" % (host, port))
             self._ready_sent = True
         registrar = await self._locate_registrar() if sip["registrar"] else None
+        self.sip_error, self.sip_failed = None, False
         settings = {
             "host": host, "port": port, "transport": sip["transport"],
             "username": sip["username"] or "door", "password": sip["password"],
@@ -105,13 +159,26 @@ class Station:
             "expires": sip["expires"], "registrar": registrar,
             "registrar_hostport": sip["registrar"],
         }
-        tls = client_tls_context(sip["tls_ca"]) if sip["transport"] == "tls" else None
+        try:
+            tls = client_tls_context(sip["tls_ca"]) if sip["transport"] == "tls" else None
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise configuration.ConfigError(
+                {"sip.tls_ca": "cannot be loaded: %s" % (getattr(exc, "reason", None) or exc)}) \
+                from exc
         self.transports = Transports(self._on_receive, self._on_flow_failed, tls_context=tls)
         try:
             await self.transports.listen(host, port)
-        except OSError:
+            self._start_ua(settings, host, port, registrar)
+        except BaseException as exc:  # nothing half-started stays behind
+            self.ua = None
             self.transports.close()
+            if isinstance(exc, OSError):
+                raise configuration.ConfigError(
+                    {"sip.listen": "cannot be used: %s" % (exc.strerror or exc)}) from exc
             raise
+
+    def _start_ua(self, settings, host, port, registrar):
+        sip = self.cfg["sip"]
         self.ua = UserAgent(settings)
         limits = self.cfg["calls"]
         self.calls = calls.CallManager(
@@ -139,6 +206,8 @@ class Station:
                 return (await locator.locate(host, port, sip["transport"]))[0]
             except LocateError as exc:
                 log.warning("registrar: %s; retrying in %.0f s", exc, RESOLVE_RETRY)
+                self.sip_error = "registrar not found: %s; retrying every %.0f s" % (
+                    exc, RESOLVE_RETRY)
                 await asyncio.sleep(RESOLVE_RETRY)
 
     async def _stop_sip(self):
@@ -175,6 +244,7 @@ class Station:
             return
         self._stopping = True
         self.watchdog.stopping()
+        await self._cancel_sip_start()
         if self._idle is not None:
             self._idle.cancel()
         self._stop_cue()
@@ -596,7 +666,8 @@ class Station:
             })
         snapshot = self.board.snapshot() if self.board is not None else {}
         registration = self.ua.status() if self.ua is not None else {
-            "state": "unregistered", "error": None, "next_refresh": None}
+            "state": "failed" if self.sip_failed else "unregistered",
+            "error": self.sip_error, "next_refresh": None}
         if registration.get("next_refresh") is not None:
             registration = dict(registration)
             registration["next_refresh"] = round(
@@ -607,36 +678,69 @@ class Station:
             "door": {"relay": snapshot.get("relays", {}).get("door", "closed")},
             "leds": snapshot.get("leds", {}),
             "uptime_s": int(time.time() - self.started_at),
+            "config_errors": dict(self.config_errors),
         }
 
     async def apply_config(self, cfg):
+        """Run with `cfg` (already validated). Any failure puts the previous settings back,
+        running as before, and raises ConfigError naming the field ("" when none can be
+        named); the caller saves the file only after this returned."""
         old, self.cfg = self.cfg, cfg
-        self.controller.update_config(cfg, self.loop.time())
-        if self.calls is not None:
-            self.calls.identity = cfg["answer"]["identity"]  # applies to the next INVITE
-        if old["sip"] != cfg["sip"] or old["media"]["rtp_ports"] != cfg["media"]["rtp_ports"] \
-                or old["calls"] != cfg["calls"]:
-            log.info("SIP settings changed: restarting the user agent")
-            await self._stop_sip()
-            try:
+        was_running = self.ua is not None
+        # what to go back to when SIP was not running: still starting, or failed (and why)
+        was = {"starting": self._sip_start is not None and not self._sip_start.done(),
+               "error": self.sip_error, "failed": self.sip_failed,
+               "config_errors": self.config_errors}
+        restart = not was_running or old["sip"] != cfg["sip"] or \
+            old["media"]["rtp_ports"] != cfg["media"]["rtp_ports"] or old["calls"] != cfg["calls"]
+        try:
+            self.controller.update_config(cfg, self.loop.time())
+            if self.calls is not None:
+                self.calls.identity = cfg["answer"]["identity"]  # applies to the next INVITE
+            if restart:
+                log.info("SIP settings changed: restarting the user agent")
+                await self._cancel_sip_start()
+                await self._stop_sip()
+                self.config_errors = {}
                 await self._start_sip()
-            except OSError as exc:
-                await self._roll_back(old, exc)
+        except Exception as exc:  # not only OSError: nothing may leave the station half-applied
+            await self._roll_back(old, exc, was_running, was)
+        self.sip_error, self.sip_failed = None, False
         self.eventlog.append("config", changed=sorted(k for k in cfg if cfg[k] != old.get(k)))
         self._kick()
 
-    async def _roll_back(self, old, exc):
-        """The new SIP settings cannot be used (e.g. the port is taken): run and keep the old
-        ones, and tell the caller which field failed."""
-        log.error("cannot apply the new SIP settings (%s); keeping the previous ones", exc)
+    async def _roll_back(self, old, exc, was_running, was):
+        """The new settings cannot be used (e.g. the port is taken): run the old ones again as
+        they ran before, and tell the caller which field failed."""
+        log.error("cannot apply the new settings (%s); keeping the previous ones",
+                  _failure_text(exc))
         self.cfg = old
-        self.controller.update_config(old, self.loop.time())
-        if self.config_path:
-            configuration.save_atomic(self.config_path, old)
-        await self._start_sip()
+        try:
+            self.controller.update_config(old, self.loop.time())
+        except Exception:
+            log.exception("restoring the previous settings in the controller failed")
+        try:
+            await self._stop_sip()
+        except Exception:
+            log.exception("stopping the half-applied SIP settings failed")
+            self.ua = None
+        self.config_errors = was["config_errors"]
+        if was_running:
+            try:
+                await self._start_sip()
+            except Exception as again:
+                self._sip_failed(again)
+        elif was["starting"]:
+            self.begin_sip()
+        else:
+            self.sip_error, self.sip_failed = was["error"], was["failed"]
+            if self.sip_failed:
+                self.controller.registration_changed("failed", self.sip_error, self.loop.time())
         self._kick()
+        if isinstance(exc, configuration.ConfigError):
+            raise configuration.ConfigError(exc.errors) from exc
         raise configuration.ConfigError(
-            {"sip.listen": "cannot be used: %s" % (exc.strerror or exc)})
+            {"": "could not be applied: %s" % _failure_text(exc)}) from exc
 
     def place_call(self, target):
         try:
@@ -716,6 +820,14 @@ class CuePlayer:
                     self._stop.wait(max(0.0, deadline - time.monotonic()))
         finally:
             stream.close()
+
+
+def _failure_text(exc):
+    """One line for a failure to start or apply: field messages, or the exception."""
+    if isinstance(exc, configuration.ConfigError):
+        return "; ".join("%s: %s" % (k or "configuration", v) for k, v in exc.errors.items())
+    text = str(exc).replace("\r", " ").replace("\n", " ")
+    return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__
 
 
 def _short_stats(stats):

@@ -99,7 +99,8 @@ class UserAgent:
 
     def from_header(self, tag):
         name = self.settings.get("display_name") or ""
-        display = '"%s" ' % name if name else ""
+        # A quoted-string (RFC 3261 §25.1): '"' and '\\' go as quoted-pairs.
+        display = '"%s" ' % name.replace("\\", "\\\\").replace('"', '\\"') if name else ""
         if self.registrar is not None:
             return "%s<%s>;tag=%s" % (display, self.aor(), tag)
         host = self.endpoint.sent_by_host()

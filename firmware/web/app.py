@@ -322,15 +322,23 @@ class _Web:
                 cfg = configuration.validate(configuration.merge(current, restored))
             except configuration.ConfigError as exc:
                 return Response({"errors": exc.errors}, 400)
-            try:
-                configuration.save_atomic(self.config_path, cfg)
-            except OSError as exc:
-                return _error(500, f"could not save the configuration: {exc.strerror}")
+            # Apply first, save after: a configuration the station cannot run never reaches
+            # the disk, so a restart cannot trip over it.
             try:
                 await station.apply_config(cfg)
             except configuration.ConfigError as exc:
-                # The station could not use it and went back to (and re-saved) the old one.
+                # The station could not use it and went back to the old one.
                 return Response({"errors": exc.errors}, status_code=400)
+            except Exception as exc:  # the station rolled back; say so, keep serving
+                return _error(500, f"could not apply the configuration: {exc}")
+            try:
+                configuration.save_atomic(self.config_path, cfg)
+            except OSError as exc:
+                try:
+                    await station.apply_config(current)
+                except Exception:  # the 500 below is the answer either way
+                    pass
+                return _error(500, f"could not save the configuration: {exc.strerror}")
             station.log_event("config_saved", sections=sorted(k for k in partial))
             return Response(configuration.redacted(cfg))
 

@@ -64,6 +64,37 @@ def boot_files(image):
             for name in names}
 
 
+def wpa_psk(ssid, passphrase):
+    """IEEE 802.11i PSK, computed here independently of the builder."""
+    return hashlib.pbkdf2_hmac("sha1", passphrase.encode(), ssid.encode(), 4096, 32).hex()
+
+
+def test_wpa_psk_matches_the_ieee_802_11i_test_vectors():
+    # IEEE 802.11i-2004 Annex H.4.1 (also wpa_passphrase's output for these)
+    assert wpa_psk("IEEE", "password") == \
+        "f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e"
+    assert wpa_psk("ThisIsASSID", "ThisIsAPassword") == \
+        "0dc0d6eb90555ed6419756b9a15ec3e3209b63df707dd508d14581f8982721af"
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.SourceFileLoader("image_build", str(BUILD))
+    spec = importlib.util.spec_from_loader("image_build", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    assert module.wpa_psk("IEEE", "password") == wpa_psk("IEEE", "password")
+
+
+def assert_passphrase_nowhere(image, files, passphrase):
+    """Neither in any file of the boot partition (as text, JSON- or shell-quoted) nor anywhere
+    in the image's bytes."""
+    forms = {passphrase, json.dumps(passphrase)[1:-1], shlex.quote(passphrase)}
+    for name, data in files.items():
+        for form in forms:
+            assert form.encode() not in data, f"the Wi-Fi passphrase is in clear in {name}"
+    raw = pathlib.Path(image).read_bytes()
+    assert passphrase.encode() not in raw, "the Wi-Fi passphrase is in clear in the image"
+
+
 def sha256(path):
     return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
@@ -112,7 +143,12 @@ def test_bookworm_gets_firstrun_and_the_imager_kernel_arguments(tmp_path, ssh_ke
     shown = subprocess.run(["bash", "-c", "\n".join(assignments) +
                             '\nprintf "%s\\n" "$HOSTNAME_NEW" "$SSID" "$PSK" "$KEY"'],
                            capture_output=True, text=True, check=True).stdout
-    assert shown.splitlines() == ["door1", ssid, "it's 'secret'", ssh_key.read_text().strip()]
+    # the Wi-Fi key as NetworkManager accepts it, derived from the passphrase, never the
+    # passphrase itself (issue 12)
+    assert shown.splitlines() == ["door1", ssid, wpa_psk(ssid, "it's 'secret'"),
+                                  ssh_key.read_text().strip()]
+    assert_passphrase_nowhere(tmp_path / "door.img", files, "it's 'secret'")
+    assert 'chmod 600 "$conn"' in script and "umask 077" in script
     assert "do_wifi_country DE" in script
     assert "tools/install/install.sh" in script and "doorline-firstboot.service" in script
     assert "sed -i 's| systemd.run.*||g'" in script
@@ -155,7 +191,10 @@ def test_trixie_gets_cloud_init_seed(tmp_path, ssh_key):
     assert files["meta-data"].decode().startswith("instance-id: doorline-gate-")
     network = files["network-config"].decode()
     assert '"Home: \\"5G\\"":' in network
-    assert 'password: "pa:ss word#1"' in network
+    key = wpa_psk('Home: "5G"', "pa:ss word#1")
+    assert f'password: "{key}"' in network
+    assert_passphrase_nowhere(tmp_path / "door.img", files, "pa:ss word#1")
+    assert "chmod 600 /etc/netplan/*.yaml" in files["user-data"].decode()
     assert 'regulatory-domain: "NL"' in network
 
 
@@ -208,6 +247,7 @@ def test_output_may_not_overwrite_the_input(tmp_path):
 @pytest.mark.parametrize("args", [
     ["--hostname", "Door_1"], ["--hostname", "a;b"], ["--wifi-password", "x" * 10],
     ["--wifi-ssid", "n", "--wifi-password", "short"], ["--wifi-ssid", "n", "--wifi-country", "de"],
+    ["--wifi-ssid", "n", "--wifi-password", "pässwörter1"], ["--wifi-ssid", "n" * 33],
 ])
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, args):
     result = build(tmp_path / "missing.img", "--output", tmp_path / "door.img", *args)

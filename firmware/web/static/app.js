@@ -7,6 +7,7 @@
   var fields = [];      // {path, kind, el}
   var config = null;    // last config from the server (redacted)
   var lastEvent = null; // id of the newest event shown
+  var fileErrorsShown = false; // the config file's errors at start, marked once on the form
 
   function api(method, path, body) {
     var opts = {method: method, credentials: "same-origin",
@@ -268,6 +269,11 @@
     var reg = st.registration || {};
     $("st-reg").textContent = (reg.state || "?") + (reg.error ? " (" + reg.error + ")" : "");
     $("st-reg").className = reg.state === "registered" || reg.state === "disabled" ? "ok" : "bad";
+    if (!fileErrorsShown && config && Object.keys(st.config_errors || {}).length) {
+      fileErrorsShown = true;  // SIP is off until a corrected configuration is saved
+      $("settings-msg").textContent = "The configuration file has errors, so SIP is off: " +
+        "correct the marked fields and save. " + showErrors(st.config_errors).join(" ");
+    }
     $("st-door").textContent = (st.door || {}).relay || "?";
     $("st-uptime").textContent = duration(st.uptime_s);
     var box = $("st-calls");
