@@ -32,7 +32,9 @@ def _bound(kind, port):
 def running(tmp_path):
     loop = asyncio.new_event_loop()
     old_port = free_port(("udp", "tcp"))
-    cfg = configuration.validate({"sip": {"listen": f"127.0.0.1:{old_port}"}})
+    # microdot's TestClient sends `Host: example.com:1234`: one of this station's names.
+    cfg = configuration.validate({"sip": {"listen": f"127.0.0.1:{old_port}"},
+                                  "web": {"hostnames": ["example.com"]}})
     config_path = str(tmp_path / "doorline.toml")
     configuration.save_atomic(config_path, cfg)
     station = Station(cfg, None, config_path=config_path, state_dir=str(tmp_path), loop=loop)
