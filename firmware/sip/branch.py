@@ -91,8 +91,7 @@ class Branch:
         self.invite = request
         self.transaction = ua.send_request(request, self.dest, now, Reply(self, "invite",
                                                                           request))
-        if self.transaction is None:
-            self._feed(cs.NOT_SENT, None, None, now)
+        # None (no room for a transaction): the endpoint reports it through on_failure
 
     def cancel(self, now):
         """Give this branch up: CANCEL now, or at its first provisional response (§9.1)."""
@@ -113,6 +112,8 @@ class Branch:
             self._feed(cs.PROVISIONAL, reply.request, response, now)
         elif status < 300:
             self._feed(cs.SUCCESS, reply.request, response, now)
+        elif self.done:
+            self._feed(cs.FAILURE, reply.request, response, now)  # given up: no retry
         elif status in (401, 407):
             self._feed(self._classify_challenge(reply.request, response), reply.request,
                        response, now)

@@ -102,7 +102,6 @@ UAS_CALL = {
     (ANSWERING, ACK_TIMEOUT): (ENDED, "send_bye"),
     (ANSWERING, BYE_RECEIVED): (ENDED, "end_remote_hangup"),
     (ANSWERING, MAX_DURATION): (ENDED, "send_bye"),
-    (ANSWERING, SESSION_EXPIRED): (ENDED, "send_bye"),
     # §15: the callee MUST NOT send a BYE before the ACK to its 2xx (or its give-up)
     (ANSWERING, HANGUP): (CLOSING, None),
     (CLOSING, HANGUP): (CLOSING, None),
@@ -110,11 +109,11 @@ UAS_CALL = {
     (CLOSING, ACK_TIMEOUT): (ENDED, "send_bye"),
     (CLOSING, BYE_RECEIVED): (ENDED, "end_remote_hangup"),
     (CLOSING, MAX_DURATION): (ENDED, "send_bye"),
-    (CLOSING, SESSION_EXPIRED): (ENDED, "send_bye"),
     # §15: BYE both ways on a confirmed dialog
     (ACTIVE, HANGUP): (ENDED, "send_bye"),
     (ACTIVE, BYE_RECEIVED): (ENDED, "end_remote_hangup"),
     (ACTIVE, MAX_DURATION): (ENDED, "send_bye"),
+    # (a session timer cannot expire while answering: 64*T1 < Min-SE * 2/3)
     # §14.2: the 2xx to a re-INVITE is retransmitted too; never ACKed, the dialog is BYEd
     (ACTIVE, ACK_TIMEOUT): (ENDED, "send_bye"),
     # RFC 4028 §10
@@ -164,8 +163,9 @@ CHALLENGE = "401/407 answerable"
 REDIRECT = "3xx followed"
 REDIRECT_REFUSED = "3xx refused"
 FAILURE = "300-699"
+# Timer B, a transport error or no room for the transaction: all only before a provisional
+# response (§17.1.1.2: a Proceeding INVITE client has neither Timer B nor transport errors)
 TIMEOUT = "no final response"
-NOT_SENT = "INVITE not sent"
 CANCEL = "cancel"
 
 BRANCH = {
@@ -193,23 +193,15 @@ BRANCH = {
     (INVITING, FAILURE): (FAILED, "report_failure"),
     (EARLY, FAILURE): (FAILED, "report_failure"),
     (INVITING, TIMEOUT): (FAILED, "report_timeout"),
-    (EARLY, TIMEOUT): (FAILED, "report_timeout"),
-    (INVITING, NOT_SENT): (FAILED, None),
     # §9.1: no CANCEL before a provisional response; then as soon as one comes
     (INVITING, CANCEL): (CANCEL_PENDING, None),
     (EARLY, CANCEL): (CANCELLING, "send_cancel"),
     (CANCEL_PENDING, PROVISIONAL): (CANCELLING, "send_cancel"),
-    # §9.1: the INVITE's final response after a CANCEL (487) ends a given-up branch quietly
+    # §9.1: the INVITE's final response after a CANCEL (487) ends a given-up branch quietly;
+    # a given-up branch answers no challenge and follows no redirect (its 401/3xx is a FAILURE)
     (CANCEL_PENDING, FAILURE): (FAILED, None),
-    (CANCEL_PENDING, CHALLENGE): (FAILED, None),
-    (CANCEL_PENDING, REDIRECT): (FAILED, None),
-    (CANCEL_PENDING, REDIRECT_REFUSED): (FAILED, None),
     (CANCEL_PENDING, TIMEOUT): (FAILED, None),
     (CANCELLING, FAILURE): (FAILED, None),
-    (CANCELLING, CHALLENGE): (FAILED, None),
-    (CANCELLING, REDIRECT): (FAILED, None),
-    (CANCELLING, REDIRECT_REFUSED): (FAILED, None),
-    (CANCELLING, TIMEOUT): (FAILED, None),
 }
 
 
