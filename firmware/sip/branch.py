@@ -97,8 +97,6 @@ class Branch:
         """Give this branch up: CANCEL now, or at its first provisional response (§9.1)."""
         self._feed(cs.CANCEL, None, None, now)
 
-    abandon = cancel  # sequential ringing: the target's own timeout
-
     def on_response(self, reply, response, now):
         if reply.kind == "cancel":
             return
