@@ -75,6 +75,7 @@ from firmware.app.actions import (
 from firmware.app.buttons import ALLOWED, CALLS_PER_MINUTE, LIMITED, STUCK_S, ButtonGuard
 from firmware.app.callers import caller_key, direct_ip_trusted, literal_ip
 from firmware.app.callers import source_ip as ip_of_source
+from firmware.sip.callstate import ACTIVE, ANSWERING, CALLING, RINGING
 from firmware.sip.errors import ParseError
 from firmware.sip.uri import URI
 
@@ -87,12 +88,8 @@ DISABLED = "disabled"  # direct-IP mode
 OUTGOING = "outgoing"
 INCOMING = "incoming"
 
-# Call states
+# Call states: the SIP call layer's (firmware/sip/callstate.py), plus STARTING
 STARTING = "starting"  # PlaceCall sent, the runtime has not named the call yet
-CALLING = "calling"  # INVITE sent, no 18x yet
-RINGING = "ringing"  # outgoing with a 18x, or incoming that we let ring (RFC 3261 §13.3.1.1)
-ANSWERING = "answering"  # incoming, we answered (2xx sent, RFC 3261 §13.3.1.4)
-ACTIVE = "active"  # 2xx received or ACK received: the dialog is confirmed
 
 # (state, report) -> next state; `call_ended` removes a call from any state.
 TRANSITIONS = {

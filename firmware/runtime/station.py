@@ -582,8 +582,8 @@ class Station:
     def _do_Answer(self, action):
         call = self.sip_calls.get(action.call_id)
         answer = self._answers.pop(action.call_id, None)
-        if call is None or answer is None:
-            return
+        if call is None or answer is None or call.state != calls.RINGING:
+            return  # ended meanwhile (CANCEL, ring timeout): answering would raise
         self.counters["calls_total"] += 1
         call.answer_mode = "auto"
         call.answer(answer, self.loop.time())
@@ -591,12 +591,12 @@ class Station:
 
     def _do_Ring(self, action):
         call = self.sip_calls.get(action.call_id)
-        if call is not None:
+        if call is not None and call.state == calls.RINGING:
             call.ring(self.loop.time())
 
     def _do_Reject(self, action):
         call = self.sip_calls.get(action.call_id)
-        if call is not None:
+        if call is not None and call.state == calls.RINGING:
             call.reject(action.status, self.loop.time())
 
     def _do_Hangup(self, action):
@@ -604,7 +604,7 @@ class Station:
         targets = [self.sip_calls.get(action.call_id)] if action.call_id else \
             list(self.sip_calls.values())
         for call in targets:
-            if call is not None:
+            if call is not None and call.state != calls.ENDED:
                 call.hangup(now)
 
     def _do_PulseRelay(self, action):

@@ -42,7 +42,7 @@ Policy, and why
 import os
 
 from firmware.compat import ordered_dict
-from firmware.sip import digest
+from firmware.sip import auth
 from firmware.sip.errors import ParseError
 from firmware.sip.message import CSeq, NameAddress, Request
 from firmware.sip.uri import URI
@@ -123,7 +123,7 @@ def _leading_int(value):
 
 class Registration:
     def __init__(self, aor, registrar_uri, contact, username, password, expires=3600,
-                 random=os.urandom):
+                 random=os.urandom, credentials=None):
         self.aor = aor
         self.registrar_uri = registrar_uri
         self.contact = contact
@@ -132,6 +132,8 @@ class Registration:
         self.password = password
         self.requested_expires = expires
         self._random = random
+        # the station's digest answerer (firmware/sip/auth.py): nonce counts shared with calls
+        self._auth = credentials or auth.Credentials(username, password, random)
         self._call_id = random(16).hex()  # constant across refreshes (§10.2)
         self._cseq = 0
         self.state = STATE_DISABLED
@@ -144,7 +146,7 @@ class Registration:
         self._due = None
         self._failures = 0
         self._challenge_rounds = 0
-        # (header name, realm) -> [challenge, nc used so far], in the order challenged
+        # (header name, realm) -> challenge, in the order challenged
         self._credentials = ordered_dict()
         self._fresh_key = None
         self._resend_after_flow_loss = False
@@ -265,11 +267,8 @@ class Registration:
         headers.set("CSeq", f"{self._cseq} REGISTER")
         headers.set("Contact", f"<{self.contact}>")
         headers.set("Expires", str(expires))
-        for key, entry in self._credentials.items():
-            entry[1] += 1
-            headers.add(key[0], digest.authorization_header(
-                entry[0], "REGISTER", str(request.uri), self.username, self.password,
-                self._random(8).hex(), entry[1]))
+        for key, challenge in self._credentials.items():
+            headers.add(key[0], self._auth.answer(challenge, "REGISTER", request.uri))
         self._attempt = _Attempt(self._cseq, now, self._fresh_key)
         self._fresh_key = None
         self._outbox.append(request)
@@ -278,13 +277,8 @@ class Registration:
     def _on_challenge(self, response, attempt, now):
         """§22.2: answer with credentials, once per fresh challenge."""
         status = response.status
-        name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
-        answer_name = "Authorization" if status == 401 else "Proxy-Authorization"
-        try:
-            challenge = digest.choose_challenge(
-                digest.parse_challenges(response.headers.get_all(name)))
-        except ParseError:
-            challenge = None
+        found = auth.challenge_in(response)
+        answer_name, challenge = found if found is not None else (None, None)
         self._challenge_rounds += 1
         if challenge is None:
             error = f"{status}: no supported authentication challenge"
@@ -294,7 +288,7 @@ class Registration:
             error = f"{status}: registrar keeps challenging our credentials"
         else:
             key = (answer_name, challenge.realm)
-            self._credentials[key] = [challenge, 0]
+            self._credentials[key] = challenge
             self._fresh_key = key
             self._send(now)
             return

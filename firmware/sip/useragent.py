@@ -17,7 +17,7 @@ Requests we send carry a `context`: an object with `on_response(response, now)` 
 
 import os
 
-from firmware.sip import admission
+from firmware.sip import admission, auth
 from firmware.sip import registration as reg
 from firmware.sip.endpoint import (
     Endpoint,
@@ -68,11 +68,15 @@ class UserAgent:
             usernames=(settings.get("username") or "door",),
             hosts=(settings["host"], settings.get("domain") or settings["host"]))
         self._events = []
+        # one digest answerer for REGISTER, INVITE and BYE: nonce counts are shared (RFC 7616)
+        self.credentials = auth.Credentials(settings.get("username") or "door",
+                                            settings.get("password") or "", random)
         if self.registrar is not None:
             self.registration = reg.Registration(
                 aor=self.aor(), registrar_uri=self.registrar_uri(), contact=self.contact_uri(),
                 username=settings["username"], password=settings["password"],
-                expires=settings.get("expires", 3600), random=random)
+                expires=settings.get("expires", 3600), random=random,
+                credentials=self.credentials)
             self._registration_context = _RegistrationContext(self.registration)
 
     # -- identities ------------------------------------------------------------------------

@@ -1,0 +1,68 @@
+"""The station's one digest answerer (RFC 3261 §22.2, RFC 7616 §3.4), shared by REGISTER,
+INVITE and BYE.
+
+`Credentials(username, password, random)`: `answer(challenge, method, uri)` returns the
+Authorization / Proxy-Authorization value. The nonce count goes up for every answer to the same
+nonce (RFC 7616 §3.4: a server may refuse a count it has seen), whichever request it is for; the
+cnonce comes from the injected `random(n)` (tests pass a deterministic one).
+`challenge_in(response)` picks the strongest supported challenge of a 401/407 as
+(answer header name, Challenge), or None.
+"""
+
+import os
+
+from firmware.sip import digest
+from firmware.sip.errors import ParseError
+
+MAX_NONCES = 16  # nonce counters remembered (oldest forgotten first)
+
+
+def challenge_in(response):
+    """(answer header name, Challenge) for a 401 or 407, or None when it has no challenge we
+    support."""
+    if response.status == 401:
+        name, answer_name = "WWW-Authenticate", "Authorization"
+    elif response.status == 407:
+        name, answer_name = "Proxy-Authenticate", "Proxy-Authorization"
+    else:
+        return None
+    try:
+        challenge = digest.choose_challenge(
+            digest.parse_challenges(response.headers.get_all(name)))
+    except ParseError:
+        return None
+    if challenge is None:
+        return None
+    return answer_name, challenge
+
+
+class Credentials:
+    """One username and password, answering challenges with counted nonces."""
+
+    def __init__(self, username, password, random=os.urandom):
+        self.username = username
+        self.password = password
+        self._random = random
+        self._counts = []  # [(realm, nonce), nc] pairs, oldest first
+
+    def answer(self, challenge, method, uri, body=b""):
+        key = (challenge.realm, challenge.nonce)
+        count = 0
+        for index, (seen, used) in enumerate(self._counts):
+            if seen == key:
+                count = used
+                self._counts.pop(index)
+                break
+        count += 1
+        self._counts = (self._counts + [(key, count)])[-MAX_NONCES:]
+        return digest.authorization_header(
+            challenge, method, str(uri), self.username, self.password,
+            self._random(8).hex(), count, body)
+
+    def count_for(self, challenge):
+        """How many answers went to this challenge's nonce so far."""
+        key = (challenge.realm, challenge.nonce)
+        for seen, used in self._counts:
+            if seen == key:
+                return used
+        return 0

@@ -1,0 +1,138 @@
+"""The events the call layer emits (CallManager.next_event), and what they carry.
+
+Each event names its `call`; the application acts on that call (`ring`, `answer`, `reject`,
+`hangup`, `accept_offer`, `reject_offer`, `reinvite`, `send_info`).
+"""
+
+SDP = "application/sdp"
+
+
+# -- events --------------------------------------------------------------------------------
+class CallEvent:
+    __slots__ = ("call",)
+
+    def __init__(self, call):
+        self.call = call
+
+    def __repr__(self):
+        return "<%s %s>" % (type(self).__name__, self.call.id)
+
+
+class IncomingCall(CallEvent):
+    """A new INVITE: the application calls `ring`, `answer` or `reject` on `call`."""
+
+    __slots__ = ()
+
+
+class CallRinging(CallEvent):
+    """Outgoing call: a target rings (`sdp` is early media, or None)."""
+
+    __slots__ = ("sdp",)
+
+    def __init__(self, call, sdp):
+        CallEvent.__init__(self, call)
+        self.sdp = sdp
+
+
+class CallEstablished(CallEvent):
+    """Media can flow: `sdp` is the remote description of the session."""
+
+    __slots__ = ("sdp",)
+
+    def __init__(self, call, sdp):
+        CallEvent.__init__(self, call)
+        self.sdp = sdp
+
+
+class OfferReceived(CallEvent):
+    """A re-INVITE with an offer: the application calls `accept_offer(answer)` or
+    `reject_offer(status)`."""
+
+    __slots__ = ("sdp",)
+
+    def __init__(self, call, sdp):
+        CallEvent.__init__(self, call)
+        self.sdp = sdp
+
+
+class AnswerReceived(CallEvent):
+    """The answer to a re-INVITE we sent."""
+
+    __slots__ = ("sdp",)
+
+    def __init__(self, call, sdp):
+        CallEvent.__init__(self, call)
+        self.sdp = sdp
+
+
+class InfoReceived(CallEvent):
+    """An INFO within the call (DTMF relay): content type and body."""
+
+    __slots__ = ("content_type", "body")
+
+    def __init__(self, call, content_type, body):
+        CallEvent.__init__(self, call)
+        self.content_type = content_type
+        self.body = body
+
+
+MAX_LOGGED_URI = 120  # a refused Contact is attacker-controlled text: logged truncated
+
+
+class RedirectRefused(CallEvent):
+    """A 3xx to our INVITE was not followed. `target`: the configured target that answered
+    3xx; `uri`: the Contact it pointed to (printable, at most MAX_LOGGED_URI characters);
+    `reason`: why ("redirects are not followed", "not a configured target", "too many
+    redirects"); `status`: the 3xx code."""
+
+    __slots__ = ("target", "uri", "reason", "status")
+
+    def __init__(self, call, target, uri, reason, status):
+        CallEvent.__init__(self, call)
+        self.target = target
+        self.uri = printable(uri, MAX_LOGGED_URI)
+        self.reason = reason
+        self.status = status
+
+    def __repr__(self):
+        return "<RedirectRefused %s %s -> %s: %s>" % (self.call.id, self.target, self.uri,
+                                                      self.reason)
+
+
+class CallEnded(CallEvent):
+    """`reason`: answered elsewhere, cancelled, remote hangup, local hangup, no answer,
+    rejected, busy, timeout, max duration, session expired, failed; `status` the SIP code."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(self, call, reason, status=None):
+        CallEvent.__init__(self, call)
+        self.reason = reason
+        self.status = status
+
+    def __repr__(self):
+        return "<CallEnded %s %s %s>" % (self.call.id, self.reason, self.status or "")
+
+
+def body_sdp(message):
+    """The SDP body of a request or response, or None."""
+    ctype = (message.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if message.body and ctype == SDP:
+        return message.body
+    return None
+
+
+def printable(text, limit):
+    text = "".join(c if 32 <= ord(c) < 127 else "?" for c in str(text))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def reason_for(status):
+    """CallEnded's reason for a final failure `status`."""
+    if status in (486, 600):
+        return "busy"
+    if status in (480, 408):
+        return "no answer"
+    if status in (603, 403):
+        return "rejected"
+    return "failed"

@@ -1,0 +1,224 @@
+"""The states of a door call and of each INVITE it sends, and their transition tables.
+
+One set of call-state constants for every layer (the SIP call, the controller, the web status).
+As in transaction.py, a table maps (state, input) to (next state, action): the action names a
+method `_<action>` of the owner (None: only the state changes). Each row cites the rule it
+follows (RFC 3261 unless said otherwise).
+
+An input a state has no row for is absorbed when it comes from the network or a timer (late and
+duplicate messages are normal), but an application command without a row is a programming error:
+`CallStateError` (as h11 raises on misuse), never a silent no-op.
+"""
+
+# -- call states (Call.state) ------------------------------------------------------------------
+CALLING = "calling"  # outgoing, INVITE sent, no 18x yet
+RINGING = "ringing"  # outgoing with a 18x, or incoming waiting for the application
+ANSWERING = "answering"  # incoming, 2xx sent, waiting for the ACK (§13.3.1.4)
+CLOSING = "closing"  # incoming, hung up while answering: the BYE waits for the ACK (§15)
+ACTIVE = "active"  # the dialog is confirmed: media flows
+ENDED = "ended"
+
+CALL_STATES = (CALLING, RINGING, ANSWERING, CLOSING, ACTIVE, ENDED)
+
+# -- call inputs -------------------------------------------------------------------------------
+# application commands: no row means CallStateError
+RING = "ring"
+ANSWER = "answer"
+REJECT = "reject"
+HANGUP = "hangup"
+REINVITE = "reinvite"
+SEND_INFO = "send info"
+# from the network
+PROVISIONAL = "1xx"  # a branch rings (a 18x)
+SUCCESS = "2xx"  # a branch was answered with a new dialog
+ACK = "ACK"
+CANCEL_RECEIVED = "CANCEL"
+BYE_RECEIVED = "BYE"
+DIALOG_GONE = "408/481 to re-INVITE"
+REINVITE_TIMEOUT = "re-INVITE timeout"
+# from the branches
+NEXT_TARGET = "next target"  # sequential ringing: a branch failed or timed out, more to ring
+ALL_FAILED = "every branch failed"
+# timers
+RING_TIMEOUT = "ring timeout"
+TARGET_TIMEOUT = "last target timeout"  # sequential: the last target did not answer in time
+ACK_TIMEOUT = "2xx not acknowledged"  # 64*T1 after our 2xx without its ACK
+MAX_DURATION = "max duration"
+SESSION_EXPIRED = "session expired"
+REFRESH_DUE = "session refresh due"
+
+CALL_COMMANDS = (RING, ANSWER, REJECT, HANGUP, REINVITE, SEND_INFO)
+
+# An outgoing call (we are the UAC of the INVITE): §13.2 with forking (§13.2.2.4), §9.1 CANCEL,
+# §15 BYE, RFC 4028 session timers.
+UAC_CALL = {
+    # §13.2.2.1: a 1xx with a To tag is an early dialog; the call rings
+    (CALLING, PROVISIONAL): (RINGING, "report_ringing"),
+    (RINGING, PROVISIONAL): (RINGING, "report_ringing"),
+    # §13.2.2.4: the first 2xx wins; the other branches get CANCEL (§9.1)
+    (CALLING, SUCCESS): (ACTIVE, "establish"),
+    (RINGING, SUCCESS): (ACTIVE, "establish"),
+    # §13.2.2.3: a final failure ends the call once no branch is left to ring
+    (CALLING, NEXT_TARGET): (CALLING, "ring_next"),
+    (RINGING, NEXT_TARGET): (RINGING, "ring_next"),
+    (CALLING, ALL_FAILED): (ENDED, "end_failed"),
+    (RINGING, ALL_FAILED): (ENDED, "end_failed"),
+    # §9.1: a local hang-up before the answer CANCELs every branch
+    (CALLING, HANGUP): (ENDED, "cancel_branches"),
+    (RINGING, HANGUP): (ENDED, "cancel_branches"),
+    (CALLING, RING_TIMEOUT): (ENDED, "give_up_ringing"),
+    (RINGING, RING_TIMEOUT): (ENDED, "give_up_ringing"),
+    (CALLING, TARGET_TIMEOUT): (ENDED, "end_no_answer"),
+    (RINGING, TARGET_TIMEOUT): (ENDED, "end_no_answer"),
+    # §15: BYE both ways on a confirmed dialog
+    (ACTIVE, HANGUP): (ENDED, "send_bye"),
+    (ACTIVE, BYE_RECEIVED): (ENDED, "end_remote_hangup"),
+    (ACTIVE, MAX_DURATION): (ENDED, "send_bye"),
+    # RFC 4028 §10: the refresher refreshes at half time; the other side BYEs at expiry
+    (ACTIVE, REFRESH_DUE): (ACTIVE, "refresh_session"),
+    (ACTIVE, SESSION_EXPIRED): (ENDED, "send_bye"),
+    # §14.1, §12.2.1.2: a re-INVITE answered 408/481 means the dialog is gone; a timeout BYEs
+    (ACTIVE, REINVITE): (ACTIVE, "send_reinvite"),
+    (ACTIVE, SEND_INFO): (ACTIVE, "send_info_request"),
+    (ACTIVE, DIALOG_GONE): (ENDED, "end_dialog_gone"),
+    (ACTIVE, REINVITE_TIMEOUT): (ENDED, "send_bye"),
+}
+
+# An incoming call (we are the UAS of the INVITE): §13.3, §9.2 CANCEL, §15 BYE, RFC 6026 (the 2xx
+# is ours to retransmit until its ACK), RFC 4028 session timers.
+UAS_CALL = {
+    # §13.3.1.1: the application may ring (180), answer (2xx, §13.3.1.4) or reject (§13.3.1.3)
+    (RINGING, RING): (RINGING, "send_ringing"),
+    (RINGING, ANSWER): (ANSWERING, "send_answer"),
+    (RINGING, REJECT): (ENDED, "send_rejection"),
+    (RINGING, HANGUP): (ENDED, "send_unavailable"),
+    (RINGING, RING_TIMEOUT): (ENDED, "send_no_answer"),
+    # §9.2: a CANCEL before the final response ends the INVITE with 487
+    (RINGING, CANCEL_RECEIVED): (ENDED, "send_terminated"),
+    # §15.1.2: a BYE on the early dialog ends it; the INVITE gets 487
+    (RINGING, BYE_RECEIVED): (ENDED, "end_bye_before_answer"),
+    # §13.3.1.4: the ACK confirms the dialog; RFC 6026 §8.7: without it, BYE after 64*T1
+    (ANSWERING, ACK): (ACTIVE, "report_established"),
+    (ANSWERING, ACK_TIMEOUT): (ENDED, "send_bye"),
+    (ANSWERING, BYE_RECEIVED): (ENDED, "end_remote_hangup"),
+    (ANSWERING, MAX_DURATION): (ENDED, "send_bye"),
+    # §15: the callee MUST NOT send a BYE before the ACK to its 2xx (or its give-up)
+    (ANSWERING, HANGUP): (CLOSING, None),
+    (CLOSING, HANGUP): (CLOSING, None),
+    (CLOSING, ACK): (ENDED, "send_bye"),
+    (CLOSING, ACK_TIMEOUT): (ENDED, "send_bye"),
+    (CLOSING, BYE_RECEIVED): (ENDED, "end_remote_hangup"),
+    (CLOSING, MAX_DURATION): (ENDED, "send_bye"),
+    # §15: BYE both ways on a confirmed dialog
+    (ACTIVE, HANGUP): (ENDED, "send_bye"),
+    (ACTIVE, BYE_RECEIVED): (ENDED, "end_remote_hangup"),
+    (ACTIVE, MAX_DURATION): (ENDED, "send_bye"),
+    # (a session timer cannot expire while answering: 64*T1 < Min-SE * 2/3)
+    # §14.2: the 2xx to a re-INVITE is retransmitted too; never ACKed, the dialog is BYEd
+    (ACTIVE, ACK_TIMEOUT): (ENDED, "send_bye"),
+    # RFC 4028 §10
+    (ACTIVE, REFRESH_DUE): (ACTIVE, "refresh_session"),
+    (ACTIVE, SESSION_EXPIRED): (ENDED, "send_bye"),
+    # §14.1, §12.2.1.2
+    (ACTIVE, REINVITE): (ACTIVE, "send_reinvite"),
+    (ACTIVE, SEND_INFO): (ACTIVE, "send_info_request"),
+    (ACTIVE, DIALOG_GONE): (ENDED, "end_dialog_gone"),
+    (ACTIVE, REINVITE_TIMEOUT): (ENDED, "send_bye"),
+}
+
+# -- offers received within the dialog (Call.offer_state) -------------------------------------
+NO_OFFER = "no offer"
+OFFER_RECEIVED = "offer received"  # a re-INVITE waits for the application's answer
+
+REOFFER = "re-INVITE"
+ACCEPT_OFFER = "accept offer"
+REJECT_OFFER = "reject offer"
+
+OFFER_COMMANDS = (ACCEPT_OFFER, REJECT_OFFER)
+
+OFFER = {
+    # §14.2: a re-INVITE carries a new offer (or none: a session refresh, RFC 4028 §7.1)
+    (NO_OFFER, REOFFER): (OFFER_RECEIVED, "take_offer"),
+    # §14.2: one offer at a time, a second re-INVITE meanwhile gets 491
+    (OFFER_RECEIVED, REOFFER): (OFFER_RECEIVED, "send_request_pending"),
+    # §14.2, RFC 3264 §5: the answer goes in the 2xx; a refused offer leaves the session as it was
+    (OFFER_RECEIVED, ACCEPT_OFFER): (NO_OFFER, "send_offer_answer"),
+    (OFFER_RECEIVED, REJECT_OFFER): (NO_OFFER, "send_offer_rejection"),
+}
+
+# -- branch states (Branch.state): one INVITE of an outgoing call -----------------------------
+INVITING = "inviting"  # INVITE sent, no provisional response yet: no CANCEL allowed (§9.1)
+EARLY = "early"  # a 1xx came: the branch may be CANCELled
+CANCEL_PENDING = "cancel pending"  # given up before any 1xx: CANCEL at the first one (§9.1)
+CANCELLING = "cancelling"  # given up and CANCEL sent: a 487 (or a racing 2xx) follows
+ANSWERED = "answered"  # a 2xx came while the call wanted it
+LATE = "answered late"  # a 2xx came after the branch was given up: ACK and BYE (§13.2.2.4)
+FAILED = "failed"  # a final failure, a timeout or a refused redirect
+
+BRANCH_STATES = (INVITING, EARLY, CANCEL_PENDING, CANCELLING, ANSWERED, LATE, FAILED)
+BRANCH_LIVE = (INVITING, EARLY)  # the call still waits for this branch
+
+# branch inputs (PROVISIONAL and SUCCESS as above)
+CHALLENGE = "401/407 answerable"
+REDIRECT = "3xx followed"
+REDIRECT_REFUSED = "3xx refused"
+FAILURE = "300-699"
+# Timer B, a transport error or no room for the transaction: all only before a provisional
+# response (§17.1.1.2: a Proceeding INVITE client has neither Timer B nor transport errors)
+TIMEOUT = "no final response"
+CANCEL = "cancel"
+
+BRANCH = {
+    # §13.2.2.1: provisional responses; the call rings
+    (INVITING, PROVISIONAL): (EARLY, "report_ringing"),
+    (EARLY, PROVISIONAL): (EARLY, "report_ringing"),
+    # §13.2.2.4: a 2xx is ACKed by the call; RFC 6026 §8.4: every 2xx (retransmitted, forked)
+    (INVITING, SUCCESS): (ANSWERED, "report_answer"),
+    (EARLY, SUCCESS): (ANSWERED, "report_answer"),
+    (ANSWERED, SUCCESS): (ANSWERED, "report_answer"),
+    # §9.1 and §15: the CANCEL lost the race with a 2xx: ACK it, then BYE
+    (CANCEL_PENDING, SUCCESS): (LATE, "report_answer"),
+    (CANCELLING, SUCCESS): (LATE, "report_answer"),
+    (LATE, SUCCESS): (LATE, "report_answer"),
+    (FAILED, SUCCESS): (FAILED, "report_answer"),
+    # §22.2: answer a challenge once per nonce (again only when stale), with a new CSeq
+    (INVITING, CHALLENGE): (INVITING, "answer_challenge"),
+    (EARLY, CHALLENGE): (INVITING, "answer_challenge"),
+    # §8.1.3.4: a redirect is followed only to a configured target; otherwise the branch fails
+    (INVITING, REDIRECT): (INVITING, "follow_redirect"),
+    (EARLY, REDIRECT): (INVITING, "follow_redirect"),
+    (INVITING, REDIRECT_REFUSED): (FAILED, "refuse_redirect"),
+    (EARLY, REDIRECT_REFUSED): (FAILED, "refuse_redirect"),
+    # §13.2.2.3: a final failure; §17.1.1.2 Timer B: no final response is a 408
+    (INVITING, FAILURE): (FAILED, "report_failure"),
+    (EARLY, FAILURE): (FAILED, "report_failure"),
+    (INVITING, TIMEOUT): (FAILED, "report_timeout"),
+    # §9.1: no CANCEL before a provisional response; then as soon as one comes
+    (INVITING, CANCEL): (CANCEL_PENDING, None),
+    (EARLY, CANCEL): (CANCELLING, "send_cancel"),
+    (CANCEL_PENDING, PROVISIONAL): (CANCELLING, "send_cancel"),
+    # §9.1: the INVITE's final response after a CANCEL (487) ends a given-up branch quietly;
+    # a given-up branch answers no challenge and follows no redirect (its 401/3xx is a FAILURE)
+    (CANCEL_PENDING, FAILURE): (FAILED, None),
+    (CANCEL_PENDING, TIMEOUT): (FAILED, None),
+    (CANCELLING, FAILURE): (FAILED, None),
+}
+
+
+class CallStateError(Exception):
+    """An application command the call's state has no transition for (e.g. `answer` twice,
+    `hangup` on an ended call)."""
+
+    def __init__(self, what, command, state):
+        super().__init__("%s: cannot %s in state %r" % (what, command, state))
+        self.command = command
+        self.state = state
+
+
+def step(table, state, name, what, commands):
+    """The (next state, action) row for `name` in `state`; None when the input is absorbed;
+    CallStateError when `name` is one of `commands` (the application's) and has no row."""
+    row = table.get((state, name))
+    if row is None and name in commands:
+        raise CallStateError(what, name, state)
+    return row

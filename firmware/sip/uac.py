@@ -1,0 +1,117 @@
+"""The outgoing side of a call: ringing its targets (RFC 3261 §13.2, §9.1, §13.2.2.4).
+
+`UacCall` is mixed into `Call`: the branches report here (`branch_ringing`, `branch_answered`,
+`branch_failed`), which feeds the call's table (`callstate.UAC_CALL`); the `_<action>` methods
+below are that table's actions for an outgoing call.
+"""
+
+from firmware.sip import callstate as cs
+from firmware.sip.branch import Branch
+from firmware.sip.callevents import CallEstablished, CallRinging, body_sdp, reason_for
+from firmware.sip.dialog import Dialog
+from firmware.sip.errors import ParseError
+from firmware.sip.message import CSeq, NameAddress
+from firmware.sip.uri import URI
+
+
+class UacCall:
+    """Outgoing-call methods of `Call` (see firmware/sip/call.py)."""
+
+    def configured_target(self, uri):
+        """(text, Peer) of the configured target equal to `uri` (RFC 3261 §19.1.4), or None."""
+        if uri is None:
+            return None
+        if not hasattr(uri, "scheme"):
+            try:
+                uri = URI.parse(str(uri))
+            except ParseError:
+                return None
+        for text, parsed, peer in self.targets:
+            if parsed is not None and parsed == uri:
+                return text, peer
+        return None
+
+    # -- what the branches report ------------------------------------------------------------
+    def branch_ringing(self, branch, sdp, now):
+        self._feed(cs.PROVISIONAL, now, sdp)
+
+    def branch_answered(self, branch, request, response, now, given_up=False):
+        """A 2xx to a branch's INVITE: always ACKed (§13.2.2.4); the first one wins; any other
+        (another fork, a lost CANCEL race, a given-up branch) is ended with BYE."""
+        to_tag = NameAddress.parse(response.headers.get("To")).tag
+        dialog = branch.dialogs.get(to_tag)
+        if dialog is None:
+            dialog = branch.dialogs[to_tag] = Dialog.as_uac(request, response)
+        dialog.confirm(response)
+        self._send_ack(dialog, branch, response, now)
+        if self.dialog is dialog:
+            return  # a retransmitted 2xx: the ACK above answers it
+        if self.state in (cs.ACTIVE, cs.ENDED) or given_up:
+            self._send_bye_request(now, dialog, branch.dest)
+            return
+        self._feed(cs.SUCCESS, now, branch, dialog, response)
+
+    def branch_failed(self, branch, status, now):
+        if self.sequential and self.pending_targets:
+            self._feed(cs.NEXT_TARGET, now)
+        elif all(b.done for b in self.branches) and not self.pending_targets:
+            self._feed(cs.ALL_FAILED, now, status)
+
+    def _start_next(self, now):
+        target, dest = self.pending_targets.pop(0)
+        branch = Branch(self, target, dest)
+        self.branches.append(branch)
+        if self.sequential and self.target_timeout:
+            branch.deadline = now + self.target_timeout
+        branch.send_invite(now)
+
+    def _send_ack(self, dialog, branch, response, now):
+        cseq = CSeq.parse(response.headers.get("CSeq")).seq
+        ack = dialog.create_request("ACK", cseq=cseq)
+        for name in ("Authorization", "Proxy-Authorization"):
+            if branch.invite is not None and name in branch.invite.headers:
+                ack.headers.set(name, branch.invite.headers.get(name))
+        self.manager.ua.endpoint.send_stateless(ack, branch.dest)
+
+    def _cancel_all(self, now):
+        self.pending_targets = []
+        for branch in self.branches:
+            branch.cancel(now)
+
+    # -- actions (callstate.UAC_CALL) --------------------------------------------------------
+    def _report_ringing(self, name, now, sdp):
+        self.manager.emit(CallRinging(self, sdp))
+
+    def _establish(self, name, now, branch, dialog, response):
+        self.dialog = dialog
+        self.dest = branch.dest
+        self.peer = branch.target
+        self.manager.register_dialog(self, dialog)
+        self.answered_at = now
+        self.ring_deadline = None
+        self.pending_targets = []
+        for other in self.branches:
+            if other is not branch:
+                other.cancel(now)
+        self.remote_sdp = body_sdp(response)
+        self._read_session_expires(response, we_are_uac=True)
+        self._arm_session_timer(now)
+        self.max_end = now + self.manager.max_duration_for(self)
+        self.manager.emit(CallEstablished(self, self.remote_sdp))
+
+    def _ring_next(self, name, now):
+        self._start_next(now)
+
+    def _end_failed(self, name, now, status):
+        self._ended(reason_for(status), now, status)
+
+    def _cancel_branches(self, name, now):
+        self._cancel_all(now)
+        self._ended("local hangup", now)
+
+    def _give_up_ringing(self, name, now):
+        self._cancel_all(now)
+        self._ended("no answer", now, 408)
+
+    def _end_no_answer(self, name, now):
+        self._ended("no answer", now, 408)

@@ -1,0 +1,182 @@
+"""The answering side of a call: an incoming INVITE and the re-INVITEs we receive (RFC 3261
+§13.3, §9.2, §14.2, RFC 6026, RFC 3325, RFC 5373).
+
+`UasCall` is mixed into `Call`; its `_<action>` methods are the actions of `callstate.UAS_CALL`
+(incoming calls) and of `callstate.OFFER` (re-INVITE offers, in either direction). A 2xx to an
+INVITE is ours to retransmit, T1 doubling to T2, until its ACK (§13.3.1.4, RFC 6026 §8.7):
+`Accepted2xx`.
+"""
+
+from firmware.sip.callevents import SDP, CallEstablished, OfferReceived, body_sdp, reason_for
+from firmware.sip.dialog import CONFIRMED
+from firmware.sip.endpoint import response_destination
+from firmware.sip.errors import ParseError
+from firmware.sip.message import CSeq, NameAddress
+from firmware.sip.transaction import T1, T2
+
+TIMER_2XX_GIVE_UP = 64 * T1  # §13.3.1.4: no ACK after this long ends the call
+
+# Whose identity an incoming call has while registered ([answer] identity): the From header,
+# or the P-Asserted-Identity the registrar adds (RFC 3325).
+IDENTITY_FROM = "from"
+IDENTITY_ASSERTED = "asserted"
+
+
+class Accepted2xx:
+    """A 2xx we sent to an INVITE (or re-INVITE), retransmitted until the ACK with its CSeq."""
+
+    __slots__ = ("response", "cseq", "dest", "interval", "next_at", "give_up_at")
+
+    def __init__(self, response, request, source, now):
+        self.response = response
+        self.cseq = CSeq.parse(request.headers.get("CSeq")).seq
+        self.dest = response_destination(request, source)
+        self.interval = T1
+        self.next_at = now + T1
+        self.give_up_at = now + TIMER_2XX_GIVE_UP
+
+    def acknowledged_by(self, ack):
+        return CSeq.parse(ack.headers.get("CSeq")).seq == self.cseq
+
+    def retransmit(self, endpoint, now):
+        endpoint.send_stateless(self.response, self.dest)
+        self.interval = min(self.interval * 2, T2)
+        self.next_at = now + self.interval
+
+
+class UasCall:
+    """Incoming-call and received-offer methods of `Call` (see firmware/sip/call.py)."""
+
+    def _send_2xx(self, transaction, request, source, response, now):
+        self._2xx = Accepted2xx(response, request, source, now)
+        self.manager.ua.endpoint.send_response(transaction, response, now)
+
+    def _add_local_tag(self, response):
+        to = response.headers.get("To") or ""
+        if self.dialog is not None and "tag=" not in to:
+            response.headers.set("To", "%s;tag=%s" % (to, self.dialog.local_tag))
+
+    def _make_response(self, status, reason=None):
+        response = self.invite.make_response(status, reason)
+        if status > 100:
+            self._add_local_tag(response)
+        if 100 < status < 300:
+            # §12.1.1: a dialog-creating response carries the request's Record-Route, so the
+            # caller's ACK and BYE take the same proxies.
+            for value in self.invite.headers.get_all("Record-Route"):
+                response.headers.add("Record-Route", value)
+        return response
+
+    def _respond(self, status, now, reason=None):
+        response = self._make_response(status, reason)
+        if status < 200 and status > 100:
+            response.headers.set("Contact", "<%s>" % self.manager.ua.contact_uri())
+        self.manager.ua.endpoint.send_response(self.transaction, response, now)
+
+    def _reply(self, event, status, now, session_expires=False):
+        response = event.request.make_response(status)
+        self._add_local_tag(response)
+        if status == 405:
+            response.headers.set("Allow", self.manager.allow)
+        if session_expires:
+            self._add_session_expires(response)
+        self.manager.ua.endpoint.send_response(event.transaction, response, now)
+
+    # -- actions (callstate.UAS_CALL) --------------------------------------------------------
+    def _send_ringing(self, name, now):
+        self._respond(180, now)
+
+    def _send_answer(self, name, now, sdp):
+        self.local_sdp = sdp
+        response = self._make_response(200)
+        response.headers.set("Contact", "<%s>" % self.manager.ua.contact_uri())
+        response.headers.set("Allow", self.manager.allow)
+        response.headers.set("Supported", "timer")
+        self._add_session_expires(response)
+        response.headers.set("Content-Type", SDP)
+        response.body = sdp
+        self.dialog.state = CONFIRMED
+        self.answered_at = now
+        self.ring_deadline = None
+        self._send_2xx(self.transaction, self.invite, self.source, response, now)
+        self._arm_session_timer(now)
+        self.max_end = now + self.manager.max_duration_for(self)
+
+    def _send_rejection(self, name, now, status, reason):
+        self._respond(status, now, reason)
+        self._ended(reason_for(status) if status != 487 else "cancelled", now, status)
+
+    def _send_unavailable(self, name, now):
+        self._send_rejection(name, now, 480, "Temporarily Unavailable")
+
+    def _send_no_answer(self, name, now):
+        self._send_rejection(name, now, 480, "No Answer")
+
+    def _send_terminated(self, name, now):
+        self._respond(487, now, "Request Terminated")
+        self._ended("cancelled", now, 487)
+
+    def _end_bye_before_answer(self, name, now):
+        self._respond(487, now)
+        self._ended("remote hangup", now)
+
+    def _report_established(self, name, now):
+        self.manager.emit(CallEstablished(self, self.remote_sdp))
+
+    # -- actions (callstate.OFFER) -----------------------------------------------------------
+    def _take_offer(self, name, now, event):
+        request = event.request
+        self._read_session_expires(request, we_are_uac=False)
+        self._reoffer = event
+        sdp = body_sdp(request)
+        if sdp is None:
+            # An offerless re-INVITE (session refresh): answer with our current SDP.
+            self.accept_offer(self.local_sdp, now)
+            return
+        self.remote_sdp = sdp
+        self.manager.emit(OfferReceived(self, sdp))
+
+    def _send_request_pending(self, name, now, event):
+        self._reply(event, 491, now)
+
+    def _send_offer_answer(self, name, now, sdp):
+        event, self._reoffer = self._reoffer, None
+        self.local_sdp = sdp
+        response = event.request.make_response(200)
+        self._add_local_tag(response)
+        response.headers.set("Contact", "<%s>" % self.manager.ua.contact_uri())
+        self._add_session_expires(response)
+        response.headers.set("Content-Type", SDP)
+        response.body = sdp
+        self._send_2xx(event.transaction, event.request, event.source, response, now)
+        self._arm_session_timer(now)
+
+    def _send_offer_rejection(self, name, now, status):
+        event, self._reoffer = self._reoffer, None
+        response = event.request.make_response(status)
+        self._add_local_tag(response)
+        self.manager.ua.endpoint.send_response(event.transaction, response, now)
+
+
+def asserted_identity(request):
+    """RFC 3325 §9.1: the first sip:/sips: URI of the P-Asserted-Identity header(s), as text,
+    or None (a tel: URI alone names no SIP identity the allow list could hold)."""
+    for value in request.headers.get_all("P-Asserted-Identity"):
+        try:
+            uri = NameAddress.parse(value).uri
+        except (ParseError, TypeError):
+            continue
+        if uri.scheme in ("sip", "sips") and uri.host:
+            return str(uri)
+    return None
+
+
+def answer_mode(request):
+    """RFC 5373: "auto" or "manual" as the caller asked (Priv-Answer-Mode wins), or None."""
+    for name in ("Priv-Answer-Mode", "Answer-Mode"):
+        value = request.headers.get(name)
+        if value:
+            mode = value.split(";")[0].strip().lower()
+            if mode in ("auto", "manual"):
+                return mode
+    return None
