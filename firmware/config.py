@@ -4,10 +4,11 @@ The TOML keys are a public interface (see docs/CONFIG.md). `validate()` returns 
 and one message per bad field, so the command line, the web API and the page all report the same
 errors. Nothing here touches the network or the hardware.
 
-Secrets (issue #9): the file is written 0600. Door codes are accepted in clear (`code`) but saved as
-`code_hash` = "pbkdf2_sha256$<iterations>$<salt-hex>$<hash-hex>" plus `length`; `load()` rewrites a
-file that still holds clear codes. `redacted()` shows every secret as "(set)";
-`check_door_code(entry, digits)` compares in constant time; `hash_door_code(code)`.
+Secrets: the file is written 0600 (it holds the SIP password). Door codes are accepted in clear
+(`code`) but saved as `code_hash` = "pbkdf2_sha256$<iterations>$<salt-hex>$<hash-hex>" plus
+`length`; `load()` rewrites a file that still holds clear codes. `redacted()` shows every
+secret as "(set)"; `check_door_code(entry, digits)` compares in constant time;
+`hash_door_code(code)`.
 """
 
 import copy

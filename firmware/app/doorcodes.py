@@ -18,15 +18,15 @@ key is locked out for `lockout_s`, doubling with every further lockout of that k
 MAX_LOCKOUT_S. Success resets the key's count and its lockout level. Keys come only from trusted
 calls (a configured code owner, the registrar or an allowed address), so the tables stay small.
 
-Stored codes (`StoredCode`, issue #9): the config keeps a code as a salted hash,
-"pbkdf2_sha256$<iterations>$<salt-hex>$<hash-hex>" (PBKDF2-HMAC-SHA256, RFC 8018 §5.2, one
-32-byte block), with its `length` (the number of digits) beside it. The length is no secret worth
-keeping: someone cracking the hash tries short codes first anyway, so knowing it saves them at most
-a tenth of the work; it lets each typed digit cost one hash per code of that length instead of one
-per possible length. Verification uses `hashlib.pbkdf2_hmac` where it exists (CPython) and a
-portable PBKDF2 built on `hashlib.sha256` otherwise (MicroPython has no pbkdf2_hmac); both give the
-same bytes. The final comparison is constant-time. Clear codes (`code`, as typed into the page and
-before the config is saved) are still accepted.
+Stored codes (`StoredCode`; a leaked config file must not give the codes away): the config keeps a
+code as a salted hash, "pbkdf2_sha256$<iterations>$<salt-hex>$<hash-hex>" (PBKDF2-HMAC-SHA256, RFC
+8018 §5.2, one 32-byte block), with its `length` (the number of digits) beside it. The length is no
+secret worth keeping: someone cracking the hash tries short codes first anyway, so knowing it saves
+them at most a tenth of the work; it lets each typed digit cost one hash per code of that length
+instead of one per possible length. Verification uses `hashlib.pbkdf2_hmac` where it exists
+(CPython) and a portable PBKDF2 built on `hashlib.sha256` otherwise (MicroPython has no
+pbkdf2_hmac); both give the same bytes. The final comparison is constant-time. Clear codes (`code`,
+as typed into the page and before the config is saved) are still accepted.
 
 Public API
     enter_digit(buffer, digit, codes) -> (buffer, outcome, caller)

@@ -1,4 +1,4 @@
-"""Keep the station's memory flat (issue #9: memory stays flat under any input).
+"""Keep the station's memory flat: a station that runs for years must not grow under any input.
 
 glibc serves large allocations with mmap and returns them on free, but after the first such free
 it raises its mmap threshold to that size (the "dynamic threshold"). The next allocation of that

@@ -15,10 +15,11 @@ This is the shell around the sans-I/O core: it moves bytes, frames streams with
   A flow that dies is reported through `on_flow_failed` so registration recovers at once.
 - TLS: TLS 1.2 or newer, certificate and host name verified against the configured CA (RFC 5922);
   there is never a fallback to a plain transport.
-- Bounded (issue #9): at most MAX_CONNECTIONS flows, accepted ones included, and
-  MAX_CONNECTIONS_PER_SOURCE from one address; an accepted connection that has not delivered a
-  whole message within FIRST_MESSAGE_TIMEOUT (a half-open connection, a stalled handshake, bytes
-  that never frame) or stays idle for IDLE_TIMEOUT is closed.
+- Bounded, so that no peer can exhaust the station's memory or descriptors: at most
+  MAX_CONNECTIONS flows, accepted ones included, and MAX_CONNECTIONS_PER_SOURCE from one address;
+  an accepted connection that has not delivered a whole message within FIRST_MESSAGE_TIMEOUT (a
+  half-open connection, a stalled handshake, bytes that never frame) or stays idle for
+  IDLE_TIMEOUT is closed.
 - An exception in the receive handler is caught here and logged at most once per
   ERROR_LOG_INTERVAL per source address (so is a refused connection); the station keeps running.
 - UDP to a host name (a Via sent-by, a Contact) is resolved with the loop's getaddrinfo
@@ -211,7 +212,7 @@ class Transports:
     def deliver(self, item, peer):
         try:
             self.on_receive(item, peer)
-        except Exception:  # a bug in a handler must not take the transport down (issue #9)
+        except Exception:  # a bug in a handler must not take the transport down
             if self.may_log(peer.host):
                 log.exception("error while handling a message from %s:%s", peer.host, peer.port)
 

@@ -1,4 +1,4 @@
-"""Admission control: which requests the station lets in, sans-I/O (issue #9).
+"""Admission control: which requests the station lets in, sans-I/O.
 
 A door station is a user agent (RFC 3261 §8.2), not a proxy or registrar, and it sits on a network
 for years. Before a request outside any transaction allocates state, it is screened here:
@@ -6,7 +6,7 @@ for years. Before a request outside any transaction allocates state, it is scree
 1. Rate limits (token buckets): every new request costs one token from its source address's bucket
    and one from a global bucket shared by all untrusted sources. Excess is dropped silently — an
    answer would cost what the limit is there to save. The registrar (the one source trusted while
-   registered, docs/INTERFACE.md) has a bucket of its own, so a flood from elsewhere on the
+   registered, docs/CONFIG.md "Trust") has a bucket of its own, so a flood from elsewhere on the
    network cannot starve real calls. The table of sources is bounded (least recently used
    sources are forgotten first).
 2. Policy (`screen_request`), in order:

@@ -14,9 +14,10 @@ transaction user (registration, dialogs, the door station). RFC 3261:
 - §21.4.1 / §8.2: a request that cannot be parsed but still names its Via, From, To, Call-ID and
   CSeq gets a stateless 400 with the reason.
 
-Admission (issue #9): `endpoint.screen`, when set (firmware/sip/admission.py `Gate`), sees every
-request that matches no transaction before one is allocated: it may drop it silently or have it
-refused statelessly (a 403/404 with a To tag; ACKs are never answered).
+Admission (a flood must not allocate state): `endpoint.screen`, when set
+(firmware/sip/admission.py `Gate`), sees every request that matches no transaction before one is
+allocated: it may drop it silently or have it refused statelessly (a 403/404 with a To tag; ACKs
+are never answered).
 
 Shape (aioquic style): `receive(data, source, now)`, `flow_failed(peer, now)`,
 `handle_timer(now)`; `datagrams_to_send()` → [(bytes, Peer)], `next_event()`, `get_timer()`.
@@ -302,7 +303,7 @@ class Endpoint:
             return
         tx = txn.ServerTransaction(request, source.reliable, now)
         if not self.table.add(tx):
-            # Too many transactions: a cheap stateless refusal, nothing kept (issue #9).
+            # Too many transactions: a cheap stateless refusal, nothing kept.
             busy = request.make_response(503, "Service Unavailable")
             busy.headers.set("Retry-After", "5")
             self._out.append((busy.to_bytes(), response_destination(request, source)))
