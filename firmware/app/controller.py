@@ -3,12 +3,10 @@
 It owns the station's policy — who may make it answer, who may open the door, what the LEDs and
 the speaker show — and nothing else: the runtime feeds it events with the current monotonic time
 `now` (float seconds) and carries out the actions it returns (see firmware/app/actions.py).
-Trust rules follow docs/INTERFACE.md; Answer-Mode requests follow RFC 5373 §5-6 (a request for
+Trust rules follow docs/CONFIG.md "Trust"; Answer-Mode requests follow RFC 5373 §5-6 (a request for
 manual answer is honoured, a request for auto-answer never overrides the configuration).
 
-    Controller(cfg, now, random=os.urandom)     cfg: the dict from firmware.config.validate();
-                                                random is accepted for the runtime's uniform API
-                                                (no decision here needs randomness)
+    Controller(cfg, now)     cfg: the dict from firmware.config.validate()
 Inputs
     button_pressed(role, now) / button_released(role, now)
     registration_changed(state, error, now)    state: registered|unregistered|failed|disabled
@@ -56,8 +54,6 @@ Policy
 - Cues: ringback while an outgoing call rings; busy or failure for FEEDBACK_CUE_S when it fails;
   door_open on opening; auto_answer when answering by itself.
 """
-
-import os
 
 from firmware.app import doorcodes
 from firmware.app.actions import (
@@ -138,8 +134,7 @@ class _Call:
 
 
 class Controller:
-    def __init__(self, cfg, now, random=os.urandom):
-        self.random = random
+    def __init__(self, cfg, now):
         self._actions = []
         self._calls = []
         self._leds = {}
