@@ -30,7 +30,7 @@ def config(**changes):
     return validate(merge(copy.deepcopy(BASE), changes))
 
 
-class Station:
+class ControllerHarness:
     def __init__(self, cfg=None, start=1000.0, registered=True):
         self.t = start
         self.ctl = Controller(cfg or config(), self.t)

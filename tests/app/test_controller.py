@@ -5,13 +5,13 @@ import pytest
 from firmware.app import actions as a
 from firmware.app import buttons, callers, doorcodes
 from firmware.app.controller import FEEDBACK_CUE_S
-from tests.app.station import (
+from tests.app.harness import (
     CONCIERGE,
     FLAT1,
     FLAT2,
     GUARD,
     REGISTRAR_SOURCE,
-    Station,
+    ControllerHarness,
     config,
     events,
     of_type,
@@ -22,22 +22,22 @@ DIRECT = {"sip": {"registrar": ""}, "answer": {"allow": ["sip:concierge@127.0.0.
 
 # -- buttons --------------------------------------------------------------------------------
 def test_press_places_a_call_to_the_button_targets():
-    station = Station()
+    station = ControllerHarness()
     out = station.press()
     assert of_type(out, a.PlaceCall) == [a.PlaceCall([FLAT1], False, 20, "call")]
     assert events(out, "button")[0]["outcome"] == "call"
 
 
 def test_several_targets_ring_in_parallel_or_one_after_the_other():
-    group = Station(config(buttons=[{"role": "call", "targets": [FLAT1, FLAT2]}]))
+    group = ControllerHarness(config(buttons=[{"role": "call", "targets": [FLAT1, FLAT2]}]))
     assert of_type(group.press(), a.PlaceCall) == [a.PlaceCall([FLAT1, FLAT2], False, 20, "call")]
-    chain = Station(config(buttons=[{"role": "call", "targets": [FLAT1, FLAT2],
+    chain = ControllerHarness(config(buttons=[{"role": "call", "targets": [FLAT1, FLAT2],
                                      "mode": "sequential", "target_timeout_s": 7}]))
     assert of_type(chain.press(), a.PlaceCall) == [a.PlaceCall([FLAT1, FLAT2], True, 7, "call")]
 
 
 def test_button_without_targets_logs_and_plays_the_failure_cue():
-    station = Station(config(buttons=[{"role": "call", "targets": []}]))
+    station = ControllerHarness(config(buttons=[{"role": "call", "targets": []}]))
     out = station.press()
     assert not of_type(out, a.PlaceCall)
     assert events(out, "button") == [
@@ -48,7 +48,7 @@ def test_button_without_targets_logs_and_plays_the_failure_cue():
 
 
 def test_unknown_button_plays_failure_and_hangup_button_ends_calls():
-    station = Station()
+    station = ControllerHarness()
     out = station.press("call2")
     assert not of_type(out, a.PlaceCall) and a.PlayCue("failure", None) in out
     station.advance(1)
@@ -57,7 +57,7 @@ def test_unknown_button_plays_failure_and_hangup_button_ends_calls():
 
 
 def test_bounce_two_presses_50_ms_apart_make_one_call():
-    station = Station()
+    station = ControllerHarness()
     out = station.do("button_pressed", "call")
     # the call fails at once, so only the debounce stands between the bounce and a second call
     out += station.do("call_failed_to_start", "call", "no route")
@@ -71,7 +71,7 @@ def test_bounce_two_presses_50_ms_apart_make_one_call():
 
 
 def test_press_after_the_debounce_window_counts_again():
-    station = Station(config(buttons=[{"role": "call", "targets": [FLAT1],
+    station = ControllerHarness(config(buttons=[{"role": "call", "targets": [FLAT1],
                                        "second_press": "hangup"}]))
     station.press(hold=0.05)
     station.do("call_started", "c1", "call")
@@ -80,7 +80,7 @@ def test_press_after_the_debounce_window_counts_again():
 
 
 def test_stuck_button_is_logged_blinks_the_status_led_and_places_no_more_calls():
-    station = Station()
+    station = ControllerHarness()
     out = station.do("button_pressed", "call")
     assert len(of_type(out, a.PlaceCall)) == 1
     station.do("call_failed_to_start", "call", "no route")
@@ -101,7 +101,7 @@ def test_stuck_button_is_logged_blinks_the_status_led_and_places_no_more_calls()
 
 
 def test_flood_of_presses_is_rate_limited_per_button_and_logged_once():
-    station = Station()
+    station = ControllerHarness()
     placed, limited = 0, 0
     for _ in range(20):  # one press every 2 s; each call fails at once
         out = station.press()
@@ -118,7 +118,7 @@ def test_flood_of_presses_is_rate_limited_per_button_and_logged_once():
 
 
 def test_second_press_is_ignored_while_a_button_call_is_up():
-    station = Station()
+    station = ControllerHarness()
     station.press()
     station.do("call_started", "c1", "call")
     station.advance(1)
@@ -130,7 +130,7 @@ def test_second_press_is_ignored_while_a_button_call_is_up():
 
 
 def test_second_press_hangup_ends_the_button_call():
-    station = Station(config(buttons=[{"role": "call", "targets": [FLAT1],
+    station = ControllerHarness(config(buttons=[{"role": "call", "targets": [FLAT1],
                                        "second_press": "hangup"}]))
     station.press()
     station.do("call_started", "c1", "call")
@@ -147,7 +147,7 @@ def test_second_press_hangup_ends_the_button_call():
 
 
 def test_hangup_before_the_runtime_names_the_call_hangs_it_up_once_started():
-    station = Station()
+    station = ControllerHarness()
     station.press()
     assert station.ctl.hangup(station.t) == 1
     assert not of_type(station.drain(), a.Hangup)  # the call has no id yet: nothing to send
@@ -156,7 +156,7 @@ def test_hangup_before_the_runtime_names_the_call_hangs_it_up_once_started():
 
 
 def test_call_started_that_the_controller_never_asked_for_is_hung_up():
-    station = Station()
+    station = ControllerHarness()
     out = station.do("call_started", "x9", "call")
     assert of_type(out, a.Hangup) == [a.Hangup("x9")]
 
@@ -166,7 +166,7 @@ def test_ring_group_where_the_second_target_answers():
     cfg = config(buttons=[{"role": "call", "targets": [FLAT1, FLAT2]}],
                  door={"codes": [{"caller": FLAT1, "code": "1111"},
                                  {"caller": FLAT2, "code": "2222"}]})
-    station = Station(cfg)
+    station = ControllerHarness(cfg)
     station.press()
     station.do("call_started", "c1", "call")
     out = station.do("call_ringing", "c1")
@@ -185,7 +185,7 @@ def test_ring_group_where_the_second_target_answers():
 def test_ring_group_answered_by_an_unnamed_target_accepts_any_targets_code():
     cfg = config(buttons=[{"role": "call", "targets": [FLAT1, FLAT2]}],
                  door={"codes": [{"caller": FLAT2, "code": "2222"}]})
-    station = Station(cfg)
+    station = ControllerHarness(cfg)
     station.press()
     station.do("call_started", "c1", "call")
     station.do("call_established", "c1")  # the runtime does not say who answered
@@ -194,7 +194,7 @@ def test_ring_group_answered_by_an_unnamed_target_accepts_any_targets_code():
 
 
 def test_led_patterns_over_the_life_of_an_outgoing_call():
-    station = Station(registered=False)
+    station = ControllerHarness(registered=False)
     assert station.leds == {"status": "blink_slow", "call": "off", "door": "off"}
     station.do("registration_changed", "registered", None)
     assert station.leds["status"] == "on"
@@ -213,7 +213,7 @@ def test_led_patterns_over_the_life_of_an_outgoing_call():
 
 
 def test_busy_and_failed_outgoing_calls_play_their_cue_for_a_while():
-    station = Station()
+    station = ControllerHarness()
     station.press()
     station.do("call_started", "c1", "call")
     station.do("call_ringing", "c1")
@@ -235,7 +235,7 @@ def test_busy_and_failed_outgoing_calls_play_their_cue_for_a_while():
 
 
 def test_call_end_is_logged_with_duration_and_outcome():
-    station = Station()
+    station = ControllerHarness()
     station.press()
     station.do("call_started", "c1", "call")
     station.do("call_established", "c1")
@@ -247,7 +247,7 @@ def test_call_end_is_logged_with_duration_and_outcome():
 
 
 def test_api_place_call_and_hangup():
-    station = Station()
+    station = ControllerHarness()
     assert station.ctl.place_call("sip:test@127.0.0.1", station.t)
     assert of_type(station.drain(), a.PlaceCall) == [
         a.PlaceCall(["sip:test@127.0.0.1"], False, 30, "api")]
@@ -261,7 +261,7 @@ def test_api_place_call_and_hangup():
 
 # -- incoming calls -----------------------------------------------------------------------
 def test_auto_answer_for_an_allowed_trusted_caller_announces_itself():
-    station = Station()
+    station = ControllerHarness()
     out = station.incoming("in1", '"Concierge" <sip:concierge@127.0.0.1;transport=udp>;tag=9')
     assert out[:2] == [a.Answer("in1"), a.PlayCue("auto_answer", "in1")]
     assert a.SetLed("call", "on") in out
@@ -270,7 +270,7 @@ def test_auto_answer_for_an_allowed_trusted_caller_announces_itself():
 
 
 def test_allowed_caller_from_an_untrusted_source_is_rejected_and_logged():
-    station = Station()
+    station = ControllerHarness()
     out = station.incoming("in1", CONCIERGE, source="udp:127.0.0.9:5060", trusted=False)
     assert of_type(out, a.Reject) == [a.Reject("in1", 403)]
     assert not of_type(out, a.Answer)
@@ -281,7 +281,7 @@ def test_allowed_caller_from_an_untrusted_source_is_rejected_and_logged():
 
 
 def test_unknown_caller_is_rejected_in_auto_mode():
-    station = Station()
+    station = ControllerHarness()
     out = station.incoming("in1", "sip:stranger@127.0.0.1")
     assert of_type(out, a.Reject) == [a.Reject("in1", 403)]
     assert events(out, "caller_rejected")[0]["reason"] == "not in answer.allow"
@@ -296,18 +296,18 @@ def test_unknown_caller_is_rejected_in_auto_mode():
     ("not a uri", False),
 ])
 def test_callers_compare_by_user_and_host(caller, allowed):
-    station = Station(config(answer={"allow": ["sip:concierge@127.0.0.1"]}))
+    station = ControllerHarness(config(answer={"allow": ["sip:concierge@127.0.0.1"]}))
     out = station.incoming("in1", caller)
     assert bool(of_type(out, a.Answer)) == allowed
 
 
 def test_host_comparison_ignores_case():
-    station = Station(config(answer={"allow": ["sip:concierge@Door.Example.ORG"]}))
+    station = ControllerHarness(config(answer={"allow": ["sip:concierge@Door.Example.ORG"]}))
     assert of_type(station.incoming("in1", "sip:concierge@door.example.org"), a.Answer)
 
 
 def test_direct_ip_mode_trusts_the_source_ip_of_an_allow_entry():
-    station = Station(config(**DIRECT))
+    station = ControllerHarness(config(**DIRECT))
     assert station.ctl.snapshot()["registration"] == "disabled"
     assert station.leds["status"] == "on"  # direct-IP counts as idle
     out = station.incoming("in1", "sip:concierge@127.0.0.2", source="udp:127.0.0.2:5060",
@@ -325,13 +325,14 @@ def test_direct_ip_mode_trusts_the_source_ip_of_an_allow_entry():
 
 
 def test_direct_ip_trust_with_ipv6_sources():
-    station = Station(config(sip={"registrar": ""}, answer={"allow": ["sip:concierge@[::1]"]}))
+    station = ControllerHarness(config(sip={"registrar": ""},
+                                       answer={"allow": ["sip:concierge@[::1]"]}))
     out = station.incoming("in1", "sip:concierge@[::1]", source="udp:[::1]:5060", trusted=False)
     assert of_type(out, a.Answer)
 
 
 def test_configuring_a_registrar_ends_direct_ip_trust_at_once():
-    station = Station(config(**DIRECT))
+    station = ControllerHarness(config(**DIRECT))
     station.do("update_config", config(answer=DIRECT["answer"]))
     assert station.ctl.snapshot()["registration"] == "unregistered"
     out = station.incoming("in1", "sip:concierge@127.0.0.2", source="udp:127.0.0.2:5060",
@@ -340,14 +341,14 @@ def test_configuring_a_registrar_ends_direct_ip_trust_at_once():
 
 
 def test_answer_mode_off_rejects_with_480():
-    station = Station(config(answer={"mode": "off"}))
+    station = ControllerHarness(config(answer={"mode": "off"}))
     out = station.incoming("in1")
     assert of_type(out, a.Reject) == [a.Reject("in1", 480)]
     assert events(out, "call")[0]["outcome"] == "rejected"
 
 
 def test_answer_mode_ring_only_rings_even_for_allowed_callers():
-    station = Station(config(answer={"mode": "ring"}))
+    station = ControllerHarness(config(answer={"mode": "ring"}))
     out = station.incoming("in1", answer_mode="auto")
     assert of_type(out, a.Ring) == [a.Ring("in1")] and not of_type(out, a.Answer)
     assert station.leds["call"] == "blink_fast"
@@ -357,13 +358,13 @@ def test_answer_mode_ring_only_rings_even_for_allowed_callers():
 
 
 def test_caller_asking_for_manual_answer_is_not_auto_answered():
-    station = Station()
+    station = ControllerHarness()
     out = station.incoming("in1", answer_mode="manual")
     assert of_type(out, a.Ring) == [a.Ring("in1")] and not of_type(out, a.Answer)
 
 
 def test_max_calls_answers_busy():
-    station = Station(config(calls={"max_calls": 1}))
+    station = ControllerHarness(config(calls={"max_calls": 1}))
     station.answered_call("in1")
     out = station.incoming("in2", GUARD)
     assert of_type(out, a.Reject) == [a.Reject("in2", 486)]
@@ -371,13 +372,13 @@ def test_max_calls_answers_busy():
     out = station.press()
     assert not of_type(out, a.PlaceCall)
     assert events(out, "button")[0]["outcome"] == "busy"
-    two = Station(config(calls={"max_calls": 2}))
+    two = ControllerHarness(config(calls={"max_calls": 2}))
     two.answered_call("in1")
     assert of_type(two.incoming("in2", GUARD), a.Answer) == [a.Answer("in2")]
 
 
 def test_auto_answered_call_is_hung_up_after_answer_max_duration():
-    station = Station(config(answer={"max_duration_s": 30}))
+    station = ControllerHarness(config(answer={"max_duration_s": 30}))
     station.answered_call("in1")
     assert not of_type(station.advance(29), a.Hangup)
     out = station.advance(2)
@@ -388,7 +389,7 @@ def test_auto_answered_call_is_hung_up_after_answer_max_duration():
 
 # -- door codes -----------------------------------------------------------------------------
 def test_right_code_pulses_the_relay_plays_the_cue_and_logs():
-    station = Station()
+    station = ControllerHarness()
     station.answered_call("in1")
     out = station.type_digits("in1", "1234")
     assert of_type(out, a.PulseRelay) == [a.PulseRelay("door", 3000)]
@@ -405,7 +406,7 @@ def test_right_code_pulses_the_relay_plays_the_cue_and_logs():
 
 
 def test_star_clears_and_hash_ends_an_attempt():
-    station = Station()
+    station = ControllerHarness()
     station.answered_call("in1")
     out = station.type_digits("in1", "12*1234")
     assert len(of_type(out, a.PulseRelay)) == 1 and not events(out, "code_failed")
@@ -418,7 +419,7 @@ def test_star_clears_and_hash_ends_an_attempt():
 
 
 def test_every_complete_entry_is_one_attempt_and_no_part_of_it_is_tried():
-    station = Station()
+    station = ControllerHarness()
     station.answered_call("in1")
     # the right code inside a longer entry is not found: "01234567" is two wrong entries
     out = station.type_digits("in1", "01234567")
@@ -455,7 +456,7 @@ def test_an_attacker_tests_one_candidate_per_failure():
     cfg = config(door={"max_failures": 3, "lockout_s": 60,
                        "codes": [{"caller": CONCIERGE, "code": "5678"},
                                  {"caller": CONCIERGE, "code": "99990123"}]})
-    station = Station(cfg)
+    station = ControllerHarness(cfg)
     station.answered_call("in1")
     tried = []
     real = doorcodes.StoredCode.matches
@@ -476,7 +477,7 @@ def test_an_attacker_tests_one_candidate_per_failure():
 
 
 def test_three_wrong_codes_lock_out_for_a_growing_period():
-    station = Station()
+    station = ControllerHarness()
     station.answered_call("in1")
     out = station.type_digits("in1", "0000" "1111")
     assert len(events(out, "code_failed")) == 2 and not events(out, "lockout")
@@ -506,7 +507,7 @@ def test_lockout_period_is_capped():
 
 
 def test_success_resets_the_failure_count():
-    station = Station()
+    station = ControllerHarness()
     station.answered_call("in1")
     station.type_digits("in1", "0000" "0000")
     station.type_digits("in1", "1234")
@@ -517,7 +518,7 @@ def test_success_resets_the_failure_count():
 
 
 def test_one_flats_wrong_codes_never_lock_out_another_flat_behind_the_registrar():
-    station = Station(config(calls={"max_calls": 2}))
+    station = ControllerHarness(config(calls={"max_calls": 2}))
     station.answered_call("in1", CONCIERGE, source=REGISTRAR_SOURCE)
     out = station.type_digits("in1", "0000" "0000" "0000")
     assert [(e["kind"], e["subject"]) for e in events(out, "lockout")] == [
@@ -538,7 +539,7 @@ def test_lockout_per_source_holds_when_the_caller_changes_in_direct_ip_mode():
                  door={"codes": [{"caller": "sip:concierge@127.0.0.2", "code": "1234"},
                                  {"caller": "sip:guard@127.0.0.2", "code": "9876"},
                                  {"caller": "sip:guard@127.0.0.5", "code": "9876"}]})
-    station = Station(cfg)
+    station = ControllerHarness(cfg)
     station.answered_call("in1", "sip:concierge@127.0.0.2", source="udp:127.0.0.2:5060")
     out = station.type_digits("in1", "0000" "0000" "0000")
     assert {(e["kind"], e["subject"]) for e in events(out, "lockout")} == {
@@ -553,7 +554,7 @@ def test_lockout_per_source_holds_when_the_caller_changes_in_direct_ip_mode():
 
 
 def test_lockout_per_caller_holds_when_the_source_changes():
-    station = Station(config(calls={"max_calls": 2}))
+    station = ControllerHarness(config(calls={"max_calls": 2}))
     station.answered_call("in1", CONCIERGE, source="udp:127.0.0.1:15060")
     station.type_digits("in1", "0000" "0000" "0000")
     station.answered_call("in2", CONCIERGE, source="tls:127.0.0.5:5061")
@@ -561,7 +562,7 @@ def test_lockout_per_caller_holds_when_the_source_changes():
 
 
 def test_untrusted_call_never_opens_the_door_even_with_the_right_code():
-    station = Station(config(answer={"mode": "ring"}))
+    station = ControllerHarness(config(answer={"mode": "ring"}))
     station.incoming("in1", CONCIERGE, source="udp:127.0.0.9:5060", trusted=False)
     out = station.type_digits("in1", "1234")  # still ringing: no digits yet
     station.do("call_established", "in1")  # whatever answered it, it stays untrusted
@@ -571,14 +572,14 @@ def test_untrusted_call_never_opens_the_door_even_with_the_right_code():
 
 
 def test_caller_without_a_code_cannot_open_and_is_not_counted():
-    station = Station(config(answer={"allow": [CONCIERGE, "sip:visitor@127.0.0.1"]}))
+    station = ControllerHarness(config(answer={"allow": [CONCIERGE, "sip:visitor@127.0.0.1"]}))
     station.answered_call("in1", "sip:visitor@127.0.0.1")
     out = station.type_digits("in1", "1234" "9876" "0000" "0000")
     assert not of_type(out, a.PulseRelay) and not events(out, "code_failed")
 
 
 def test_api_opens_the_door():
-    station = Station()
+    station = ControllerHarness()
     out = station.do("open_door", "admin")
     assert of_type(out, a.PulseRelay) == [a.PulseRelay("door", 3000)]
     assert events(out, "door_open") == [{"by": "admin", "how": "api"}]
@@ -587,14 +588,14 @@ def test_api_opens_the_door():
 
 # -- configuration, registration, helpers ---------------------------------------------------
 def test_update_config_applies_live():
-    station = Station()
+    station = ControllerHarness()
     station.do("update_config", config(answer={"mode": "off"}, door={"pulse_ms": 500}))
     assert of_type(station.incoming("in1"), a.Reject) == [a.Reject("in1", 480)]
     assert of_type(station.do("open_door", "api"), a.PulseRelay) == [a.PulseRelay("door", 500)]
 
 
 def test_authentication_failure_is_its_own_event():
-    station = Station()
+    station = ControllerHarness()
     out = station.do("registration_changed", "failed", "401: wrong username or password")
     assert events(out, "auth_failed") == [{"error": "401: wrong username or password"}]
     assert station.do("registration_changed", "failed", "401: wrong username or password") == []

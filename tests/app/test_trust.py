@@ -2,7 +2,7 @@
 
 from firmware.app import actions as a
 from firmware.app import callers
-from tests.app.station import Station, config, events, of_type
+from tests.app.harness import ControllerHarness, config, events, of_type
 
 ALICE = "sip:alice@127.0.0.1"
 BOB = "sip:bob@127.0.0.2"
@@ -23,7 +23,7 @@ def test_direct_ip_identity_is_trusted_only_from_its_own_host():
 
 
 def test_an_allowed_address_cannot_claim_another_entrys_identity():
-    station = Station(config(**TWO_HOSTS))
+    station = ControllerHarness(config(**TWO_HOSTS))
     out = station.incoming("in1", ALICE, source="udp:127.0.0.2:5060", trusted=False)
     assert of_type(out, a.Reject) == [a.Reject("in1", 403)]
     assert events(out, "caller_rejected")[0]["reason"] == "untrusted source"
@@ -35,7 +35,8 @@ def test_an_allowed_address_cannot_claim_another_entrys_identity():
 
 
 def test_a_borrowed_identity_cannot_type_its_door_code():
-    station = Station(config(**dict(TWO_HOSTS, answer={"mode": "ring", "allow": [ALICE, BOB]})))
+    station = ControllerHarness(config(**dict(TWO_HOSTS, answer={"mode": "ring",
+                                                                "allow": [ALICE, BOB]})))
     station.incoming("in1", ALICE, source="udp:127.0.0.2:5060", trusted=False)
     station.do("call_established", "in1")
     out = []
@@ -48,7 +49,7 @@ def test_a_borrowed_identity_cannot_type_its_door_code():
 def test_registered_calls_keep_the_sip_layers_verdict():
     """While registered the SIP layer decides (registrar source, [answer] identity); a call it
     did not trust (e.g. no P-Asserted-Identity) is refused whatever its From says."""
-    station = Station(config(answer={"allow": [ALICE], "identity": "asserted"}))
+    station = ControllerHarness(config(answer={"allow": [ALICE], "identity": "asserted"}))
     out = station.incoming("in1", ALICE, trusted=False)
     assert of_type(out, a.Reject) == [a.Reject("in1", 403)]
     out = station.incoming("in2", ALICE, trusted=True)
