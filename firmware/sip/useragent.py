@@ -3,11 +3,12 @@
 It ties the endpoint (transactions, transports) to the registration and to the calls, and owns
 the UA-wide policy:
 - OPTIONS is answered 200 with Allow/Accept/Supported (§11.2);
-- REGISTER is refused with 405: the station is a UA, never a registrar (§8.2.1, issue #9);
+- REGISTER is refused with 405: the station is a UA, never a registrar (§8.2.1), so nothing can
+  register through it;
 - admission (firmware/sip/admission.py): rate limits, a uniform 403 to anyone but the registrar
   while one is configured, 404 for Request-URIs that are not ours, before any transaction;
-- routing (docs/INTERFACE.md): while a registrar is configured every request outside a dialog goes
-  to it as outbound proxy;
+- routing (docs/CONFIG.md `registrar`): while a registrar is configured every request outside a
+  dialog goes to it as outbound proxy;
 - trust: a request is trusted when it came from the registrar's address over the registration's
   transport, or over TLS; in direct-IP mode trust is decided by the caller's source address.
 
@@ -34,8 +35,10 @@ SUPPORTED = "timer, replaces"
 
 
 # The UA passes these on as they are: the registration's state changes and the endpoint's
-# refusals (under the name the station and tests use).
+# refusals (MessageRejected).
 RegistrationChanged = reg.RegistrationChanged
+# Compatibility only: runtime/station.py (being rewritten in another branch) still imports the
+# old name; everything else says MessageRejected. Delete with that import.
 Rejected = MessageRejected
 
 
@@ -220,7 +223,8 @@ class UserAgent:
             self._answer(event, 200, now, capabilities=True)
         elif method == "REGISTER":
             self._answer(event, 405, now, capabilities=True)
-            self._events.append(Rejected(event.source, "REGISTER sent to the station", request))
+            self._events.append(MessageRejected(event.source, "REGISTER sent to the station",
+                                                request))
         elif self.request_handler is not None and self.request_handler.handle_request(event, now):
             pass
         elif method == "ACK":

@@ -1,10 +1,10 @@
 """Admission control (firmware/sip/admission.py) and its hooks in the endpoint and user agent."""
 
 from firmware.sip import admission
-from firmware.sip.endpoint import Peer
+from firmware.sip.endpoint import MessageRejected, Peer
 from firmware.sip.message import Request, parse
 from firmware.sip.uri import URI
-from firmware.sip.useragent import Rejected, UserAgent
+from firmware.sip.useragent import UserAgent
 
 REGISTRAR = Peer("udp", "192.0.2.1", 5060)
 STRANGER = Peer("udp", "192.0.2.66", 5099)
@@ -101,7 +101,7 @@ def test_stranger_gets_a_stateless_403_and_no_transaction():
     assert b";tag=" in out[0][0].split(b"\r\nTo:", 1)[1].split(b"\r\n", 1)[0]
     assert out[0][1] == Peer("udp", "192.0.2.66", 5099)
     assert len(ua.endpoint.table) == 0
-    rejected = [e for e in drain(ua) if isinstance(e, Rejected)]
+    rejected = [e for e in drain(ua) if isinstance(e, MessageRejected)]
     assert rejected and rejected[0].request.method == "INVITE"
 
 

@@ -1,9 +1,9 @@
 """UA-wide policy of firmware/sip/useragent.py, fed literal datagrams with a fake clock."""
 
 from firmware.sip.call import CallManager
-from firmware.sip.endpoint import Peer
+from firmware.sip.endpoint import MessageRejected, Peer
 from firmware.sip.message import NameAddress, parse
-from firmware.sip.useragent import Rejected, UserAgent
+from firmware.sip.useragent import UserAgent
 
 PHONE = Peer("udp", "127.0.0.1", 5062)
 REGISTRAR = Peer("udp", "127.0.0.1", 5070)
@@ -65,7 +65,7 @@ def test_register_is_refused_405_and_logged():
     response = only_answer(ua)
     assert response.status == 405 and "INVITE" in response.headers.get_all("Allow")
     [event] = events(ua)
-    assert isinstance(event, Rejected) and event.source == PHONE
+    assert isinstance(event, MessageRejected) and event.source == PHONE
 
 
 def test_unknown_method_gets_501():
@@ -94,7 +94,7 @@ def test_unparseable_request_with_the_needed_headers_gets_a_stateless_400():
     assert response.status == 400
     assert response.headers.get("Call-ID") == "ua1@phone"
     assert response.headers.get("CSeq") == "7 OPTIONS"
-    assert isinstance(events(ua)[0], Rejected)
+    assert isinstance(events(ua)[0], MessageRejected)
 
 
 def test_unparseable_request_without_a_call_id_gets_nothing():
@@ -111,7 +111,7 @@ def test_malformed_response_gets_no_answer():
                b"CSeq: one\r\nContent-Length: 0\r\n\r\n", PHONE, 0.0)
     ua.receive(b"SIP/2.0 2OO OK\r\n\r\n", PHONE, 0.0)
     assert answers(ua) == []
-    assert all(isinstance(e, Rejected) for e in events(ua))
+    assert all(isinstance(e, MessageRejected) for e in events(ua))
 
 
 def test_response_whose_via_is_not_ours_is_dropped():
@@ -121,7 +121,7 @@ def test_response_whose_via_is_not_ours_is_dropped():
                b"Call-ID: x@door\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n", PHONE, 0.0)
     assert answers(ua) == []
     [event] = events(ua)
-    assert isinstance(event, Rejected) and "sent-by" in event.reason
+    assert isinstance(event, MessageRejected) and "sent-by" in event.reason
 
 
 def test_from_registrar_compares_transport_host_and_port():
