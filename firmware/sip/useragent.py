@@ -42,6 +42,74 @@ RegistrationChanged = reg.RegistrationChanged
 Rejected = MessageRejected
 
 
+class UASettings:
+    """What the user agent needs to know, read once (instead of a string-keyed dict).
+
+    `host`, `port`, `transport`: where we listen (the Via sent-by and Contact); `username`
+    (default "door"), `password`, `domain` (of our address of record), `display_name`,
+    `expires` (the registration interval we ask for); `registrar`: a resolved Peer, or None for
+    direct-IP mode; `registrar_hostport`: the registrar as configured (the REGISTER's
+    Request-URI). Build it with `from_config` from the validated `[sip]` section, or with
+    `from_dict` from the older settings dict; a missing or wrongly typed value raises ValueError
+    naming it.
+    """
+
+    __slots__ = ("host", "port", "transport", "username", "password", "domain", "display_name",
+                 "expires", "registrar", "registrar_hostport")
+
+    def __init__(self, host, port, transport="udp", username="door", password="", domain=None,
+                 display_name="", expires=3600, registrar=None, registrar_hostport=None):
+        if not isinstance(host, str) or not host:
+            raise ValueError("settings: host must be a non-empty string, not %r" % (host,))
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError("settings: port must be 1-65535, not %r" % (port,))
+        if transport not in ("udp", "tcp", "tls"):
+            raise ValueError("settings: transport must be udp, tcp or tls, not %r" % (transport,))
+        if not isinstance(expires, int) or expires < 0:
+            raise ValueError("settings: expires must be a whole number of seconds, not %r"
+                             % (expires,))
+        self.host = host
+        self.port = port
+        self.transport = transport
+        self.username = username or "door"
+        self.password = password or ""
+        self.domain = domain
+        self.display_name = display_name or ""
+        self.expires = expires
+        self.registrar = registrar
+        self.registrar_hostport = registrar_hostport
+
+    @classmethod
+    def from_dict(cls, settings):
+        """From the dict the runtime used to pass (keys as the attribute names)."""
+        unknown = [k for k in settings if k not in cls.__slots__]
+        if unknown:
+            raise ValueError("settings: unknown key(s) %s" % ", ".join(sorted(unknown)))
+        for key in ("host", "port"):
+            if key not in settings:
+                raise ValueError("settings: %s is missing" % key)
+        values = {}
+        for key in cls.__slots__:
+            if key in settings and settings[key] is not None:
+                values[key] = settings[key]
+        return cls(**values)
+
+    @classmethod
+    def from_config(cls, sip, host, port, domain, registrar=None):
+        """From the validated `[sip]` section (firmware/config.py) and what the runtime found:
+        the listen `host` and `port`, the effective `domain` (config.effective_domain) and the
+        located `registrar` Peer (None: direct-IP mode)."""
+        return cls(host, port, transport=sip["transport"], username=sip["username"],
+                   password=sip["password"], domain=domain or host,
+                   display_name=sip["display_name"], expires=sip["expires"],
+                   registrar=registrar, registrar_hostport=sip["registrar"] or None)
+
+    def __repr__(self):
+        # never the password
+        return "<UASettings %s@%s:%s %s registrar %r>" % (self.username, self.host, self.port,
+                                                          self.transport, self.registrar)
+
+
 class _RegistrationContext:
     def __init__(self, registration):
         self.registration = registration
@@ -55,64 +123,62 @@ class _RegistrationContext:
 
 
 class UserAgent:
-    """`settings`: username, domain, password, display_name, transport, listen host and port,
-    expires, and `registrar` — a resolved Peer, or None for direct-IP mode."""
+    """`settings`: a `UASettings` (a dict with its attribute names as keys is still taken and
+    converted once, for the callers that build one)."""
 
     def __init__(self, settings, random=os.urandom, user_agent="Doorline"):
+        if isinstance(settings, dict):
+            settings = UASettings.from_dict(settings)
         self.settings = settings
         self.random = random
-        self.endpoint = Endpoint(settings["host"], settings["port"], settings["transport"],
+        self.endpoint = Endpoint(settings.host, settings.port, settings.transport,
                                  user_agent=user_agent, random=random)
-        self.registrar = settings.get("registrar")
+        self.registrar = settings.registrar
         self.registration = None
         self.request_handler = None  # the call layer: handle_request(event, now) -> bool
         self.endpoint.screen = admission.Gate(
-            self.from_registrar, self.registrar is not None,
-            usernames=(settings.get("username") or "door",),
-            hosts=(settings["host"], settings.get("domain") or settings["host"]))
+            self.from_registrar, self.registrar is not None, usernames=(settings.username,),
+            hosts=(settings.host, settings.domain or settings.host))
         self._events = []
         # one digest answerer for REGISTER, INVITE and BYE: nonce counts are shared (RFC 7616)
-        self.credentials = auth.Credentials(settings.get("username") or "door",
-                                            settings.get("password") or "", random)
+        self.credentials = auth.Credentials(settings.username, settings.password, random)
         if self.registrar is not None:
             self.registration = reg.Registration(
                 aor=self.aor(), registrar_uri=self.registrar_uri(), contact=self.contact_uri(),
-                username=settings["username"], password=settings["password"],
-                expires=settings.get("expires", 3600), random=random,
-                credentials=self.credentials)
+                username=settings.username, password=settings.password,
+                expires=settings.expires, random=random, credentials=self.credentials)
             self._registration_context = _RegistrationContext(self.registration)
 
     # -- identities ------------------------------------------------------------------------
     def aor(self):
-        return "sip:%s@%s" % (self.settings["username"], self.settings["domain"])
+        return "sip:%s@%s" % (self.settings.username, self.settings.domain)
 
     def registrar_uri(self):
         """`sips:` for TLS (RFC 5630), else `sip:` with the transport named when not UDP."""
         peer = self.registrar
         scheme = "sips" if peer.transport == "tls" else "sip"
-        uri = "%s:%s" % (scheme, self.settings.get("registrar_hostport") or peer.host)
+        uri = "%s:%s" % (scheme, self.settings.registrar_hostport or peer.host)
         if peer.transport == "tcp":
             uri += ";transport=tcp"
         return uri
 
     def contact_uri(self):
         host = self.endpoint.sent_by_host()
-        user = self.settings.get("username") or "door"
-        scheme = "sips" if self.settings["transport"] == "tls" else "sip"
-        uri = "%s:%s@%s:%d" % (scheme, user, host, self.endpoint.port)
-        if self.settings["transport"] == "tcp":
+        transport = self.settings.transport
+        scheme = "sips" if transport == "tls" else "sip"
+        uri = "%s:%s@%s:%d" % (scheme, self.settings.username, host, self.endpoint.port)
+        if transport == "tcp":
             uri += ";transport=tcp"
         return uri
 
     def from_header(self, tag):
-        name = self.settings.get("display_name") or ""
+        name = self.settings.display_name
         # A quoted-string (RFC 3261 §25.1): '"' and '\\' go as quoted-pairs.
         display = '"%s" ' % name.replace("\\", "\\\\").replace('"', '\\"') if name else ""
         if self.registrar is not None:
             return "%s<%s>;tag=%s" % (display, self.aor(), tag)
         host = self.endpoint.sent_by_host()
-        return "%s<sip:%s@%s>;tag=%s" % (display, self.settings.get("username") or "door",
-                                         host, tag)
+        return "%s<sip:%s@%s>;tag=%s" % (display, self.settings.username, host, tag)
 
     # -- routing and trust -----------------------------------------------------------------
     def route_for(self, target_peer):

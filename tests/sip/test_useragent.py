@@ -3,7 +3,7 @@
 from firmware.sip.call import CallManager
 from firmware.sip.endpoint import MessageRejected, Peer
 from firmware.sip.message import NameAddress, parse
-from firmware.sip.useragent import UserAgent
+from firmware.sip.useragent import UASettings, UserAgent
 
 PHONE = Peer("udp", "127.0.0.1", 5062)
 REGISTRAR = Peer("udp", "127.0.0.1", 5070)
@@ -142,3 +142,51 @@ def test_without_a_call_layer_invite_gets_481_after_the_100():
     ua.receive(request_text("INVITE"), PHONE, 0.0)
     statuses = [response.status for response, _ in answers(ua)]
     assert statuses == [100, 481]
+
+
+# -- UASettings: the UA's settings, read once ------------------------------------------------
+SIP_SECTION = {"transport": "tcp", "username": "door", "password": "secret",
+               "display_name": "Door", "expires": 600, "registrar": "pbx.example.org:5060"}
+
+
+def test_settings_from_the_config_section_drive_the_register():
+    settings = UASettings.from_config(SIP_SECTION, "127.0.0.1", 5070, "example.org",
+                                      Peer("tcp", "127.0.0.1", 5060))
+    ua = UserAgent(settings)
+    assert ua.settings is settings
+    assert ua.aor() == "sip:door@example.org"
+    assert ua.registrar_uri() == "sip:pbx.example.org:5060;transport=tcp"
+    assert ua.contact_uri() == "sip:door@127.0.0.1:5070;transport=tcp"
+    ua.start(0.0)
+    (data, peer), = ua.datagrams_to_send()
+    register = parse(data)
+    assert register.method == "REGISTER" and peer == Peer("tcp", "127.0.0.1", 5060)
+    assert register.headers.get("Expires") == "600"
+
+
+def test_settings_from_a_dict_equal_the_same_settings_built_directly():
+    built = UASettings("127.0.0.1", 5060, username="", password=None, domain="example.org")
+    converted = make_ua(with_calls=False).settings
+    for name in UASettings.__slots__:
+        if name != "password":
+            assert getattr(converted, name) == getattr(built, name), name
+    assert built.username == "door" and built.password == ""  # the defaults, applied once
+
+
+def test_bad_settings_raise_a_clear_error():
+    for settings, word in (({"port": 5060}, "host"), ({"host": "127.0.0.1"}, "port"),
+                           ({"host": "127.0.0.1", "port": 0}, "port"),
+                           ({"host": "127.0.0.1", "port": 5060, "transport": "sctp"},
+                            "transport"),
+                           ({"host": "127.0.0.1", "port": 5060, "usrname": "x"}, "usrname")):
+        try:
+            UserAgent(settings)
+        except ValueError as exc:
+            assert word in str(exc), (settings, exc)
+        else:
+            raise AssertionError("accepted %r" % (settings,))
+
+
+def test_settings_repr_never_shows_the_password():
+    settings = UASettings("127.0.0.1", 5060, password="hunter2")
+    assert "hunter2" not in repr(settings)
