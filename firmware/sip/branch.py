@@ -2,9 +2,10 @@
 
 A `Branch` has its own INVITE, Call-ID and early dialogs (§13.2.2.4: a forking proxy can give one
 INVITE several). Its state follows `callstate.BRANCH`; it reports to its call with
-`branch_ringing`, `branch_answered` and `branch_failed`. The call gives a branch up with
-`cancel(now)`: CANCEL is sent once a provisional response has come (§9.1); a 2xx that still comes
-is ACKed and ended with BYE by the call.
+`branch_ringing`, `branch_answered`, `branch_failed` and `branch_redirect_refused`, and sends
+through the user agent it was given (`ua`, the call layer's port: firmware/sip/useragent.py).
+The call gives a branch up with `cancel(now)`: CANCEL is sent once a provisional response has
+come (§9.1); a 2xx that still comes is ACKed and ended with BYE by the call.
 """
 
 from firmware.sip import auth
@@ -13,6 +14,8 @@ from firmware.sip.callevents import SDP, RedirectRefused, body_sdp
 from firmware.sip.dialog import Dialog
 from firmware.sip.errors import ParseError
 from firmware.sip.message import NameAddress, Request
+from firmware.sip.reply import Reply
+from firmware.sip.useragent import ALLOW
 
 MAX_REDIRECTS = 3
 MAX_AUTH_TRIES = 2  # per INVITE: one answer, and one more only for stale=true (§22.2)
@@ -20,35 +23,16 @@ SESSION_EXPIRES = 1800  # RFC 4028 §4: recommended default
 MIN_SE = 90  # RFC 4028 §5: the minimum Session-Expires
 
 
-class Reply:
-    """Routes the responses of one request we sent back to its owner (a Branch or a Call);
-    `dialog` and `dest` say where a BYE went, so an authorized retry goes to the same dialog."""
-
-    __slots__ = ("owner", "kind", "request", "dialog", "dest")
-
-    def __init__(self, owner, kind, request, dialog=None, dest=None):
-        self.owner = owner
-        self.kind = kind
-        self.request = request
-        self.dialog = dialog
-        self.dest = dest
-
-    def on_response(self, response, now):
-        self.owner.on_response(self, response, now)
-
-    def on_failure(self, reason, now):
-        self.owner.on_failure(self, reason, now)
-
-
 class Branch:
     """One outgoing INVITE of a call (one target)."""
 
-    def __init__(self, call, target, dest):
+    def __init__(self, call, ua, target, dest):
         self.call = call
+        self.ua = ua
         self.target = target
-        self.dest = call.manager.ua.route_for(dest)  # the registrar is the outbound proxy
-        self.call_id = call.manager.ua.endpoint.new_call_id()
-        self.local_tag = call.manager.ua.endpoint.new_tag()
+        self.dest = ua.route_for(dest)  # the registrar is the outbound proxy
+        self.call_id = ua.new_call_id()
+        self.local_tag = ua.new_tag()
         self.state = cs.INVITING
         self.cseq = 1
         self.invite = None
@@ -69,8 +53,7 @@ class Branch:
 
     # -- inputs ------------------------------------------------------------------------------
     def send_invite(self, now, uri=None, authorization=None):
-        manager = self.call.manager
-        ua = manager.ua
+        ua = self.ua
         target = uri or self.target
         request = Request("INVITE", target)
         request.headers.set("From", ua.from_header(self.local_tag))
@@ -78,7 +61,7 @@ class Branch:
         request.headers.set("Call-ID", self.call_id)
         request.headers.set("CSeq", "%d INVITE" % self.cseq)
         request.headers.set("Contact", "<%s>" % ua.contact_uri())
-        request.headers.set("Allow", manager.allow)
+        request.headers.set("Allow", ALLOW)
         request.headers.set("Supported", "timer")
         request.headers.set("Session-Expires", str(SESSION_EXPIRES))
         request.headers.set("Min-SE", str(MIN_SE))
@@ -89,17 +72,15 @@ class Branch:
         request.headers.set("Content-Type", SDP)
         request.body = self.call.local_sdp
         self.invite = request
-        self.transaction = ua.send_request(request, self.dest, now, Reply(self, "invite",
-                                                                          request))
+        self.transaction = ua.send_request(request, self.dest, now, Reply(
+            request, self._on_invite_response, self._on_invite_failure))
         # None (no room for a transaction): the endpoint reports it through on_failure
 
     def cancel(self, now):
         """Give this branch up: CANCEL now, or at its first provisional response (§9.1)."""
         self._feed(cs.CANCEL, None, None, now)
 
-    def on_response(self, reply, response, now):
-        if reply.kind == "cancel":
-            return
+    def _on_invite_response(self, reply, response, now):
         status = response.status
         if status == 100:
             return
@@ -125,9 +106,8 @@ class Branch:
         if self.invite is not None:
             self._feed(cs.SUCCESS, self.invite, response, now)
 
-    def on_failure(self, reply, reason, now):
-        if reply.kind == "invite":
-            self._feed(cs.TIMEOUT, reply.request, None, now)
+    def _on_invite_failure(self, reply, reason, now):
+        self._feed(cs.TIMEOUT, reply.request, None, now)
 
     def _feed(self, name, request, response, now):
         row = cs.step(cs.BRANCH, self.state, name, "branch", ())
@@ -165,7 +145,7 @@ class Branch:
             chosen = self.call.configured_target(uri)
             if chosen is not None:
                 break
-        if not self.call.manager.follow_redirects:
+        if not self.call.follow_redirects:
             reason = "redirects are not followed"
         elif chosen is None:
             reason = "not a configured target"
@@ -197,7 +177,7 @@ class Branch:
         header, challenge = auth.challenge_in(response)
         self.auth_tries += 1
         self.cseq += 1
-        value = self.call.manager.ua.credentials.answer(challenge, "INVITE", request.uri)
+        value = self.ua.answer_challenge(challenge, "INVITE", request.uri)
         self.send_invite(now, uri=str(request.uri), authorization=(header, value))
 
     def _follow_redirect(self, request, response, now):
@@ -205,15 +185,14 @@ class Branch:
         self.redirects += 1
         self.cseq += 1
         self.target = chosen[0]
-        self.dest = self.call.manager.ua.route_for(chosen[1])
+        self.dest = self.ua.route_for(chosen[1])
         self.auth_tries = 0
         self.send_invite(now)
 
     def _refuse_redirect(self, request, response, now):
         shown, reason = self._redirect_to
-        self.call.manager.emit(RedirectRefused(self.call, self.target, shown, reason,
-                                               response.status))
-        self.call.branch_failed(self, response.status, now)
+        self.call.branch_redirect_refused(self, RedirectRefused(
+            self.call, self.target, shown, reason, response.status), now)
 
     def _send_cancel(self, request, response, now):
         cancel = Request("CANCEL", self.invite.uri)
@@ -223,5 +202,5 @@ class Branch:
         cancel.headers.set("CSeq", "%d CANCEL" % self.cseq)
         via = self.invite.headers.get("Via")
         branch = via.split("branch=")[1].split(";")[0]
-        self.call.manager.ua.endpoint.send_request(
-            cancel, self.dest, now, context=Reply(self, "cancel", cancel), branch=branch)
+        # the CANCEL's own response tells nothing: the INVITE's 487 (or 2xx) does (§9.1)
+        self.ua.send_request(cancel, self.dest, now, Reply(cancel), branch=branch)

@@ -31,7 +31,7 @@ below are re-exported so that `from firmware.sip import call` reaches all of the
 
 from firmware.sip import auth
 from firmware.sip import callstate as cs
-from firmware.sip.branch import MIN_SE, SESSION_EXPIRES, Branch, Reply  # noqa: F401
+from firmware.sip.branch import MIN_SE, SESSION_EXPIRES, Branch  # noqa: F401
 from firmware.sip.callevents import (  # noqa: F401
     SDP,
     AnswerReceived,
@@ -57,6 +57,7 @@ from firmware.sip.callstate import (  # noqa: F401
 from firmware.sip.dialog import Dialog, dialog_key
 from firmware.sip.errors import ParseError
 from firmware.sip.message import CSeq, NameAddress
+from firmware.sip.reply import Reply  # noqa: F401 (re-exported)
 from firmware.sip.uac import UacCall
 from firmware.sip.uas import (  # noqa: F401
     IDENTITY_ASSERTED,
@@ -67,6 +68,7 @@ from firmware.sip.uas import (  # noqa: F401
     asserted_identity,
 )
 from firmware.sip.uri import URI
+from firmware.sip.useragent import ALLOW
 
 RECENTLY_ENDED = 8  # outgoing calls remembered to re-ACK a retransmitted 2xx (§13.2.2.4)
 
@@ -84,10 +86,12 @@ END_WITH_BYE = {
 class Call(UacCall, UasCall):
     """One conversation. Build with `CallManager.place_call` or receive as `IncomingCall`."""
 
-    def __init__(self, manager, direction, now):
-        self.manager = manager
+    def __init__(self, manager, ua, direction, now, follow_redirects=False):
+        self.manager = manager  # the call layer: dialogs registered, events emitted
+        self.ua = ua  # the user agent: what the call sends (firmware/sip/useragent.py)
         self.direction = direction
-        self.id = manager.ua.endpoint.random(6).hex()
+        self.id = ua.new_id()
+        self.follow_redirects = follow_redirects  # 3xx only ever to a configured target
         self.state = cs.CALLING if direction == "outgoing" else cs.RINGING
         self._table = cs.UAC_CALL if direction == "outgoing" else cs.UAS_CALL
         self.offer_state = cs.NO_OFFER
@@ -196,20 +200,21 @@ class Call(UacCall, UasCall):
     def _send_reinvite(self, name, now, sdp):
         self.local_sdp = sdp
         request = self.dialog.create_request("INVITE")
-        request.headers.set("Contact", "<%s>" % self.manager.ua.contact_uri())
+        request.headers.set("Contact", "<%s>" % self.ua.contact_uri())
         request.headers.set("Content-Type", SDP)
         if self.session_expires:
             request.headers.set("Session-Expires", "%d;refresher=%s" % (
                 self.session_expires, "uac"))
             request.headers.set("Supported", "timer")
         request.body = sdp
-        self.manager.ua.send_request(request, self.dest, now, Reply(self, "reinvite", request))
+        self.ua.send_request(request, self.dest, now, Reply(
+            request, self._on_reinvite_response, self._on_reinvite_failure))
 
     def _send_info_request(self, name, now, content_type, body):
         request = self.dialog.create_request("INFO")
         request.headers.set("Content-Type", content_type)
         request.body = body
-        self.manager.ua.send_request(request, self.dest, now, Reply(self, "info", request))
+        self.ua.send_request(request, self.dest, now, Reply(request))  # the answer is not needed
 
     def _ended(self, reason, now, status=None):
         """The state is ENDED: forget the timers, tell the manager and the application."""
@@ -226,39 +231,37 @@ class Call(UacCall, UasCall):
         request = dialog.create_request("BYE")
         if authorization:
             request.headers.set(authorization[0], authorization[1])
-        self.manager.ua.send_request(request, dest, now,
-                                     Reply(self, "bye", request, dialog, dest))
+        self.ua.send_request(request, dest, now,
+                             Reply(request, self._on_bye_response, None, dialog, dest))
 
-    def on_response(self, reply, response, now):
-        if reply.kind == "bye" and response.status in (401, 407) and \
-                "Authorization" not in reply.request.headers and \
-                "Proxy-Authorization" not in reply.request.headers:
-            self._authorize_bye(reply, response, now)
-        elif reply.kind == "reinvite":
-            if 200 <= response.status < 300:
-                cseq = CSeq.parse(response.headers.get("CSeq")).seq
-                ack = self.dialog.create_request("ACK", cseq=cseq)
-                self.manager.ua.endpoint.send_stateless(ack, self.dest)
-                self._read_session_expires(response, we_are_uac=True)
-                self._arm_session_timer(now)
-                sdp = body_sdp(response)
-                if sdp:
-                    self.remote_sdp = sdp
-                    self.manager.emit(AnswerReceived(self, sdp))
-            elif response.status in (408, 481):
-                self._feed(cs.DIALOG_GONE, now, response.status)
-
-    def _authorize_bye(self, reply, response, now):
+    def _on_bye_response(self, reply, response, now):
+        """§22.2: a challenged BYE is answered once, to the same dialog and hop."""
+        if response.status not in (401, 407) or "Authorization" in reply.request.headers or \
+                "Proxy-Authorization" in reply.request.headers:
+            return
         found = auth.challenge_in(response)
         if found is None:
             return
         header, challenge = found
-        value = self.manager.ua.credentials.answer(challenge, "BYE", reply.request.uri)
+        value = self.ua.answer_challenge(challenge, "BYE", reply.request.uri)
         self._send_bye_request(now, reply.dialog, reply.dest, authorization=(header, value))
 
-    def on_failure(self, reply, reason, now):
-        if reply.kind == "reinvite":
-            self._feed(cs.REINVITE_TIMEOUT, now)
+    def _on_reinvite_response(self, reply, response, now):
+        if 200 <= response.status < 300:
+            cseq = CSeq.parse(response.headers.get("CSeq")).seq
+            ack = self.dialog.create_request("ACK", cseq=cseq)
+            self.ua.send_stateless(ack, self.dest)
+            self._read_session_expires(response, we_are_uac=True)
+            self._arm_session_timer(now)
+            sdp = body_sdp(response)
+            if sdp:
+                self.remote_sdp = sdp
+                self.manager.emit(AnswerReceived(self, sdp))
+        elif response.status in (408, 481):
+            self._feed(cs.DIALOG_GONE, now, response.status)
+
+    def _on_reinvite_failure(self, reply, reason, now):
+        self._feed(cs.REINVITE_TIMEOUT, now)
 
     def handle_in_dialog(self, event, now):
         """A request within our dialog (or a CANCEL/ACK for our INVITE)."""
@@ -274,8 +277,7 @@ class Call(UacCall, UasCall):
             self._feed(cs.CANCEL_RECEIVED, now)
             return
         if self.dialog is not None and not self.dialog.accepts(request):
-            self.manager.ua.endpoint.send_response(event.transaction,
-                                                   request.make_response(500), now)
+            self.ua.send_response(event.transaction, request.make_response(500), now)
             return
         if method == "BYE":
             self._reply(event, 200, now)
@@ -352,7 +354,7 @@ class Call(UacCall, UasCall):
             self._feed(cs.ACK_TIMEOUT, now)
             return
         if self._2xx is not None and now >= self._2xx.next_at:
-            self._2xx.retransmit(self.manager.ua.endpoint, now)
+            self._2xx.retransmit(self.ua, now)
         if self.ring_deadline is not None and now >= self.ring_deadline:
             self.ring_deadline = None
             self._feed(cs.RING_TIMEOUT, now)
@@ -381,9 +383,10 @@ class Call(UacCall, UasCall):
 
 class CallManager:
     """The call layer: the UA's request handler. `max_calls` bounds simultaneous calls; extra
-    INVITEs get 486 Busy Here."""
+    INVITEs get 486 Busy Here. It owns every request the UA hands it: one that belongs to no
+    call goes back to `ua.answer_unmatched` (481 / 501)."""
 
-    allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+    allow = ALLOW
 
     def __init__(self, ua, max_calls=1, ring_timeout=30.0, max_duration=300.0,
                  max_auto_duration=None, follow_redirects=False, identity=IDENTITY_FROM):
@@ -421,7 +424,7 @@ class CallManager:
         None when `max_calls` are already up."""
         if len(self.calls) >= self.max_calls or not targets:
             return None
-        call = Call(self, "outgoing", now)
+        call = Call(self, self.ua, "outgoing", now, self.follow_redirects)
         call.local_sdp = sdp
         call.answer_mode = answer_mode
         call.sequential = sequential
@@ -445,37 +448,35 @@ class CallManager:
 
     # -- the UA's request handler ----------------------------------------------------------
     def handle_request(self, event, now):
+        """A request the UA does not answer itself: to its call, a new INVITE to `_incoming`,
+        anything else back to the UA's answer for the unmatched (481 / 501; ACK absorbed)."""
         request = event.request
         try:
             to_tag = NameAddress.parse(request.headers.get("To")).tag
-            call_id = request.headers.get("Call-ID")
         except (ParseError, TypeError):
-            return False
-        if to_tag:
-            call = self._by_dialog.get(dialog_key(request, local_is_from=False))
-            if call is None:
-                if request.method == "ACK":
-                    return True  # an ACK for a dialog we no longer know: nothing to do
-                return False  # the UA answers 481
+            self.ua.answer_unmatched(event, now)
+            return
+        call = self._owner(request, to_tag)
+        if call is not None:
             call.handle_in_dialog(event, now)
-            return True
-        if request.method == "CANCEL":
-            # §9.2: the CANCEL must match the INVITE's server transaction, not just its Call-ID.
-            call = self._by_invite.get(call_id)
-            invite = self.ua.endpoint.find_cancelled(request)
-            if call is None or invite is None or call.transaction is not invite:
-                return False  # the UA answers 481
-            call.handle_in_dialog(event, now)
-            return True
-        if request.method == "ACK":
-            call = self._by_invite.get(call_id)
-            if call is not None:
-                call.handle_in_dialog(event, now)
-            return True
-        if request.method == "INVITE":
+        elif request.method == "INVITE" and not to_tag:
             self._incoming(event, now)
-            return True
-        return False
+        else:
+            self.ua.answer_unmatched(event, now)
+
+    def _owner(self, request, to_tag):
+        """The call a request belongs to, or None: by its dialog (§12.2.2); a CANCEL by its
+        INVITE's server transaction, not just its Call-ID (§9.2); an ACK to our final response
+        to the INVITE."""
+        if to_tag:
+            return self._by_dialog.get(dialog_key(request, local_is_from=False))
+        call = self._by_invite.get(request.headers.get("Call-ID"))
+        if call is None:
+            return None
+        if request.method == "CANCEL":
+            invite = self.ua.find_cancelled(request)
+            return call if invite is not None and invite is call.transaction else None
+        return call if request.method == "ACK" else None
 
     def handle_stray_response(self, response, now):
         """A 2xx retransmission after the INVITE transaction ended: ACK it again (§13.2.2.4),
@@ -492,11 +493,10 @@ class CallManager:
         ua = self.ua
         if len(self.calls) >= self.max_calls:
             response = request.make_response(486, "Busy Here")
-            response.headers.set("To", "%s;tag=%s" % (response.headers.get("To"),
-                                                      ua.endpoint.new_tag()))
-            ua.endpoint.send_response(event.transaction, response, now)
+            response.headers.set("To", "%s;tag=%s" % (response.headers.get("To"), ua.new_tag()))
+            ua.send_response(event.transaction, response, now)
             return
-        call = Call(self, "incoming", now)
+        call = Call(self, ua, "incoming", now)
         call.invite = request
         call.transaction = event.transaction
         call.source = event.source
@@ -515,7 +515,7 @@ class CallManager:
                 call.peer = asserted
         call.remote_sdp = body_sdp(request)
         call.requested_answer_mode = answer_mode(request)
-        call.dialog = Dialog.as_uas(request, ua.endpoint.new_tag())
+        call.dialog = Dialog.as_uas(request, ua.new_tag())
         call._read_session_expires(request, we_are_uac=False)
         call.ring_deadline = now + self.ring_timeout
         self.calls.append(call)

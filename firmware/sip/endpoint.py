@@ -29,6 +29,9 @@ from firmware.sip import transaction as txn
 from firmware.sip.errors import ParseError
 from firmware.sip.message import CSeq, Request, Response, Via, check_message, parse
 
+# client transaction states before a final response (§17.1.1, §17.1.2)
+AWAITING_FINAL = (txn.CALLING, txn.TRYING, txn.PROCEEDING)
+
 SALVAGE_HEADERS = {
     "via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
     "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq",
@@ -255,6 +258,11 @@ class Endpoint:
     def find_cancelled(self, cancel):
         """The INVITE server transaction a CANCEL refers to (§9.2), or None."""
         return self.table.find_invite_for_cancel(cancel)
+
+    def awaiting_final_responses(self):
+        """Does a client transaction still wait for its final response?"""
+        return any(isinstance(tx, txn.ClientTransaction) and tx.state in AWAITING_FINAL
+                   for tx in self.table)
 
     # -- internals -------------------------------------------------------------------------
     def _stamp(self, request, dest, branch):

@@ -1,8 +1,9 @@
 """The outgoing side of a call: ringing its targets (RFC 3261 §13.2, §9.1, §13.2.2.4).
 
 `UacCall` is mixed into `Call`: the branches report here (`branch_ringing`, `branch_answered`,
-`branch_failed`), which feeds the call's table (`callstate.UAC_CALL`); the `_<action>` methods
-below are that table's actions for an outgoing call.
+`branch_failed`, `branch_redirect_refused`), which feeds the call's table (`callstate.UAC_CALL`);
+the `_<action>` methods below are that table's actions for an outgoing call. Branches are given
+the call's user agent (`self.ua`) to send with.
 """
 
 from firmware.sip import callstate as cs
@@ -57,9 +58,14 @@ class UacCall:
         elif all(b.done for b in self.branches) and not self.pending_targets:
             self._feed(cs.ALL_FAILED, now, status)
 
+    def branch_redirect_refused(self, branch, event, now):
+        """A 3xx the branch did not follow: the application hears why, the branch failed."""
+        self.manager.emit(event)
+        self.branch_failed(branch, event.status, now)
+
     def _start_next(self, now):
         target, dest = self.pending_targets.pop(0)
-        branch = Branch(self, target, dest)
+        branch = Branch(self, self.ua, target, dest)
         self.branches.append(branch)
         if self.sequential and self.target_timeout:
             branch.deadline = now + self.target_timeout
@@ -71,7 +77,7 @@ class UacCall:
         for name in ("Authorization", "Proxy-Authorization"):
             if branch.invite is not None and name in branch.invite.headers:
                 ack.headers.set(name, branch.invite.headers.get(name))
-        self.manager.ua.endpoint.send_stateless(ack, branch.dest)
+        self.ua.send_stateless(ack, branch.dest)
 
     def _cancel_all(self, now):
         self.pending_targets = []

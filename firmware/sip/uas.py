@@ -13,6 +13,7 @@ from firmware.sip.endpoint import response_destination
 from firmware.sip.errors import ParseError
 from firmware.sip.message import CSeq, NameAddress
 from firmware.sip.transaction import T1, T2
+from firmware.sip.useragent import ALLOW
 
 TIMER_2XX_GIVE_UP = 64 * T1  # §13.3.1.4: no ACK after this long ends the call
 
@@ -38,8 +39,8 @@ class Accepted2xx:
     def acknowledged_by(self, ack):
         return CSeq.parse(ack.headers.get("CSeq")).seq == self.cseq
 
-    def retransmit(self, endpoint, now):
-        endpoint.send_stateless(self.response, self.dest)
+    def retransmit(self, ua, now):
+        ua.send_stateless(self.response, self.dest)
         self.interval = min(self.interval * 2, T2)
         self.next_at = now + self.interval
 
@@ -49,7 +50,7 @@ class UasCall:
 
     def _send_2xx(self, transaction, request, source, response, now):
         self._2xx = Accepted2xx(response, request, source, now)
-        self.manager.ua.endpoint.send_response(transaction, response, now)
+        self.ua.send_response(transaction, response, now)
 
     def _add_local_tag(self, response):
         to = response.headers.get("To") or ""
@@ -70,17 +71,17 @@ class UasCall:
     def _respond(self, status, now, reason=None):
         response = self._make_response(status, reason)
         if status < 200 and status > 100:
-            response.headers.set("Contact", "<%s>" % self.manager.ua.contact_uri())
-        self.manager.ua.endpoint.send_response(self.transaction, response, now)
+            response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
+        self.ua.send_response(self.transaction, response, now)
 
     def _reply(self, event, status, now, session_expires=False):
         response = event.request.make_response(status)
         self._add_local_tag(response)
         if status == 405:
-            response.headers.set("Allow", self.manager.allow)
+            response.headers.set("Allow", ALLOW)
         if session_expires:
             self._add_session_expires(response)
-        self.manager.ua.endpoint.send_response(event.transaction, response, now)
+        self.ua.send_response(event.transaction, response, now)
 
     # -- actions (callstate.UAS_CALL) --------------------------------------------------------
     def _send_ringing(self, name, now):
@@ -89,8 +90,8 @@ class UasCall:
     def _send_answer(self, name, now, sdp):
         self.local_sdp = sdp
         response = self._make_response(200)
-        response.headers.set("Contact", "<%s>" % self.manager.ua.contact_uri())
-        response.headers.set("Allow", self.manager.allow)
+        response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
+        response.headers.set("Allow", ALLOW)
         response.headers.set("Supported", "timer")
         self._add_session_expires(response)
         response.headers.set("Content-Type", SDP)
@@ -144,7 +145,7 @@ class UasCall:
         self.local_sdp = sdp
         response = event.request.make_response(200)
         self._add_local_tag(response)
-        response.headers.set("Contact", "<%s>" % self.manager.ua.contact_uri())
+        response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
         self._add_session_expires(response)
         response.headers.set("Content-Type", SDP)
         response.body = sdp
@@ -155,7 +156,7 @@ class UasCall:
         event, self._reoffer = self._reoffer, None
         response = event.request.make_response(status)
         self._add_local_tag(response)
-        self.manager.ua.endpoint.send_response(event.transaction, response, now)
+        self.ua.send_response(event.transaction, response, now)
 
 
 def asserted_identity(request):

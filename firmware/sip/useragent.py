@@ -12,8 +12,17 @@ the UA-wide policy:
 - trust: a request is trusted when it came from the registrar's address over the registration's
   transport, or over TLS; in direct-IP mode trust is decided by the caller's source address.
 
-Requests we send carry a `context`: an object with `on_response(response, now)` and
-`on_failure(reason, now)`; responses and failures are handed back to it.
+Upward, the UA passes events on (`next_event()`: its own, the registration's, then the call
+layer's); the one callback is the `Reply` a request we send carries (firmware/sip/reply.py): its
+responses and failure are handed back to it. The call layer (`request_handler`, a CallManager)
+gets every request that is not the UA's own (OPTIONS, REGISTER) and owns it from there: what it
+does not know it hands back to `answer_unmatched` (481 / 501), so nothing is signalled upward by
+a return value.
+
+The call layer's port: calls and branches talk to the UA only, never to its endpoint or
+registration: `send_request`, `send_response`, `send_stateless`, `find_cancelled`, `new_tag`,
+`new_call_id`, `new_id`, `answer_challenge`, `route_for`, `contact_uri`, `from_header`,
+`from_registrar`, `answer_unmatched`.
 """
 
 import os
@@ -28,6 +37,7 @@ from firmware.sip.endpoint import (
     ResponseReceived,
 )
 from firmware.sip.message import Request
+from firmware.sip.reply import Reply
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
@@ -110,18 +120,6 @@ class UASettings:
                                                           self.transport, self.registrar)
 
 
-class _RegistrationContext:
-    def __init__(self, registration):
-        self.registration = registration
-
-    def on_response(self, response, now):
-        if response.status >= 200:
-            self.registration.on_response(response, now)
-
-    def on_failure(self, reason, now):
-        self.registration.on_timeout(now)
-
-
 class UserAgent:
     """`settings`: a `UASettings` (a dict with its attribute names as keys is still taken and
     converted once, for the callers that build one)."""
@@ -135,7 +133,9 @@ class UserAgent:
                                  user_agent=user_agent, random=random)
         self.registrar = settings.registrar
         self.registration = None
-        self.request_handler = None  # the call layer: handle_request(event, now) -> bool
+        # the call layer: handle_request(event, now), handle_stray_response(response, now),
+        # handle_timer(now), get_timer(), next_event()
+        self.request_handler = None
         self.endpoint.screen = admission.Gate(
             self.from_registrar, self.registrar is not None, usernames=(settings.username,),
             hosts=(settings.host, settings.domain or settings.host))
@@ -147,7 +147,6 @@ class UserAgent:
                 aor=self.aor(), registrar_uri=self.registrar_uri(), contact=self.contact_uri(),
                 username=settings.username, password=settings.password,
                 expires=settings.expires, random=random, credentials=self.credentials)
-            self._registration_context = _RegistrationContext(self.registration)
 
     # -- identities ------------------------------------------------------------------------
     def aor(self):
@@ -242,8 +241,53 @@ class UserAgent:
             return self.request_handler.next_event()
         return None
 
-    def send_request(self, request, dest, now, context):
-        return self.endpoint.send_request(request, dest, now, context=context)
+    def awaiting_final_responses(self):
+        """Is a request we sent (an unregister, a BYE, a CANCEL) still waiting for its final
+        response?"""
+        return self.endpoint.awaiting_final_responses()
+
+    # -- the call layer's port ---------------------------------------------------------------
+    def send_request(self, request, dest, now, context, branch=None):
+        """A new client transaction; `context` is the request's `Reply`. CANCEL passes the
+        INVITE's `branch` (§9.1). Returns the transaction (None: no room, reported as a
+        failure)."""
+        return self.endpoint.send_request(request, dest, now, context=context, branch=branch)
+
+    def send_response(self, transaction, response, now):
+        self.endpoint.send_response(transaction, response, now)
+
+    def send_stateless(self, message, dest):
+        """An ACK to a 2xx (§13.2.2.4) or a 2xx retransmitted by its dialog (§13.3.1.4)."""
+        self.endpoint.send_stateless(message, dest)
+
+    def find_cancelled(self, cancel):
+        """The INVITE server transaction a CANCEL refers to (§9.2), or None."""
+        return self.endpoint.find_cancelled(cancel)
+
+    def new_tag(self):
+        return self.endpoint.new_tag()
+
+    def new_call_id(self):
+        return self.endpoint.new_call_id()
+
+    def new_id(self):
+        """A short random id (a call's)."""
+        return self.random(6).hex()
+
+    def answer_challenge(self, challenge, method, uri):
+        """The Authorization value for `challenge`, from the UA's one digest answerer."""
+        return self.credentials.answer(challenge, method, uri)
+
+    def answer_unmatched(self, event, now):
+        """A request nobody above owns: an ACK is absorbed, a request for a dialog or an INVITE
+        transaction we do not know gets 481 (§12.2.2, §9.2), any other method 501."""
+        method = event.request.method
+        if method == "ACK":
+            return
+        if method in ("INVITE", "BYE", "CANCEL", "INFO", "UPDATE", "PRACK"):
+            self._answer(event, 481, now)
+        else:
+            self._answer(event, 501, now, capabilities=True)
 
     def status(self):
         if self.registration is None:
@@ -254,8 +298,8 @@ class UserAgent:
     # -- internals -------------------------------------------------------------------------
     def _flush_registration(self, now):
         for request in self.registration.requests_to_send():
-            self.endpoint.send_request(request, self.registrar, now,
-                                       context=self._registration_context)
+            self.endpoint.send_request(request, self.registrar, now, context=Reply(
+                request, self._on_register_response, self._on_register_failure))
         while True:
             event = self.registration.next_event()
             if event is None:
@@ -282,6 +326,13 @@ class UserAgent:
         if self.registration is not None:
             self._flush_registration(now)
 
+    def _on_register_response(self, reply, response, now):
+        if response.status >= 200:
+            self.registration.on_response(response, now)
+
+    def _on_register_failure(self, reply, reason, now):
+        self.registration.on_timeout(now)
+
     def _on_request(self, event, now):
         request = event.request
         method = request.method
@@ -291,14 +342,10 @@ class UserAgent:
             self._answer(event, 405, now, capabilities=True)
             self._events.append(MessageRejected(event.source, "REGISTER sent to the station",
                                                 request))
-        elif self.request_handler is not None and self.request_handler.handle_request(event, now):
-            pass
-        elif method == "ACK":
-            pass
-        elif method in ("INVITE", "BYE", "CANCEL", "INFO", "UPDATE", "PRACK"):
-            self._answer(event, 481, now)
+        elif self.request_handler is not None:
+            self.request_handler.handle_request(event, now)
         else:
-            self._answer(event, 501, now, capabilities=True)
+            self.answer_unmatched(event, now)
 
     def _answer(self, event, status, now, capabilities=False):
         response = event.request.make_response(status)

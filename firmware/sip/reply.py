@@ -1,0 +1,37 @@
+"""How the answer to a request we sent finds its owner: the one callback in firmware/sip.
+
+Everything else travels upward as events that carry their context, drained with `next_event()`:
+the endpoint's to the user agent, the registration's and the call layer's (each naming its call)
+through the user agent to the runtime. A response, though, belongs to whoever sent the request,
+so each request sent with `UserAgent.send_request(request, dest, now, reply)` carries a `Reply`:
+the endpoint keeps it with the client transaction, and the user agent hands it every response
+(`on_response(response, now)`) or the failure (`on_failure(reason, now)`, reason "timeout",
+"transport" or "overload"). The owner (the registration, a Branch, a Call) names one handler per
+kind of request when it sends it, so no handler branches on what the request was; a handler is
+called as `handler(reply, response_or_reason, now)`, and None means the answer is not needed.
+"""
+
+
+class Reply:
+    """The context of one request we sent. `dialog` and `dest` say where an in-dialog request
+    went (a BYE retried with credentials goes to the same dialog and hop)."""
+
+    __slots__ = ("request", "handle_response", "handle_failure", "dialog", "dest")
+
+    def __init__(self, request, on_response=None, on_failure=None, dialog=None, dest=None):
+        self.request = request
+        self.handle_response = on_response
+        self.handle_failure = on_failure
+        self.dialog = dialog
+        self.dest = dest
+
+    def on_response(self, response, now):
+        if self.handle_response is not None:
+            self.handle_response(self, response, now)
+
+    def on_failure(self, reason, now):
+        if self.handle_failure is not None:
+            self.handle_failure(self, reason, now)
+
+    def __repr__(self):
+        return "<Reply %s>" % self.request.method
