@@ -35,7 +35,6 @@ Public API
 
 from firmware.compat import ordered_dict
 from firmware.sip.errors import ParseError
-from firmware.sip.message import NameAddress
 
 ADMIT = None
 DROP = "drop"
@@ -166,7 +165,7 @@ class Gate:
 
 def _in_dialog(request):
     try:
-        return NameAddress.parse(request.headers.get("To")).tag is not None
+        return request.to_address().tag is not None
     except (ParseError, TypeError, AttributeError):
         return False
 

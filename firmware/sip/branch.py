@@ -85,7 +85,7 @@ class Branch:
         if status == 100:
             return
         if status < 200:
-            to_tag = NameAddress.parse(response.headers.get("To")).tag
+            to_tag = response.to_address().tag
             if to_tag and to_tag not in self.dialogs:
                 self.dialogs[to_tag] = Dialog.as_uac(reply.request, response)
             self._feed(cs.PROVISIONAL, reply.request, response, now)

@@ -56,7 +56,6 @@ from firmware.sip.callstate import (  # noqa: F401
 )
 from firmware.sip.dialog import Dialog, dialog_key
 from firmware.sip.errors import ParseError
-from firmware.sip.message import CSeq, NameAddress
 from firmware.sip.reply import Reply  # noqa: F401 (re-exported)
 from firmware.sip.uac import UacCall
 from firmware.sip.uas import (  # noqa: F401
@@ -248,7 +247,7 @@ class Call(UacCall, UasCall):
 
     def _on_reinvite_response(self, reply, response, now):
         if 200 <= response.status < 300:
-            cseq = CSeq.parse(response.headers.get("CSeq")).seq
+            cseq = response.cseq().seq
             ack = self.dialog.create_request("ACK", cseq=cseq)
             self.ua.send_stateless(ack, self.dest)
             self._read_session_expires(response, we_are_uac=True)
@@ -452,7 +451,7 @@ class CallManager:
         anything else back to the UA's answer for the unmatched (481 / 501; ACK absorbed)."""
         request = event.request
         try:
-            to_tag = NameAddress.parse(request.headers.get("To")).tag
+            to_tag = request.to_address().tag
         except (ParseError, TypeError):
             self.ua.answer_unmatched(event, now)
             return
@@ -502,7 +501,7 @@ class CallManager:
         call.source = event.source
         call.dest = event.source
         call.trusted = ua.from_registrar(event.source) or event.source.transport == "tls"
-        call.peer = str(NameAddress.parse(request.headers.get("From")).uri)
+        call.peer = str(request.from_address().uri)
         if self.identity == IDENTITY_ASSERTED and ua.registrar is not None:
             # RFC 3325: the From is whatever the caller wrote (a PSTN caller ID can be spoofed);
             # the P-Asserted-Identity is what the registrar (our trust domain) vouches for.

@@ -9,7 +9,7 @@ local and remote CSeq, the remote target (from Contact) and the route set (from 
 - §12.2.2 in-order checks of requests received within the dialog; target refresh on re-INVITE.
 """
 
-from firmware.sip.message import CSeq, NameAddress, Request
+from firmware.sip.message import NameAddress, Request
 
 EARLY = "early"
 CONFIRMED = "confirmed"
@@ -17,10 +17,8 @@ TERMINATED = "terminated"
 
 
 def _contact_uri(message):
-    values = message.headers.get_all("Contact")
-    if not values:
-        return None
-    return str(NameAddress.parse(values[0]).uri)
+    contact = message.contact_address()
+    return None if contact is None else str(contact.uri)
 
 
 class Dialog:
@@ -45,29 +43,27 @@ class Dialog:
     @classmethod
     def as_uac(cls, request, response):
         """§12.1.2: from our request and a 1xx/2xx response that carries a To tag."""
-        to = NameAddress.parse(response.headers.get("To"))
-        frm = NameAddress.parse(request.headers.get("From"))
+        to = response.to_address()
+        frm = request.from_address()
         routes = list(reversed(response.headers.get_all("Record-Route")))
         state = CONFIRMED if 200 <= response.status < 300 else EARLY
         return cls(
             call_id=request.headers.get("Call-ID"), local_tag=frm.tag, remote_tag=to.tag,
-            local_uri=_without_tag(request.headers.get("From")),
-            remote_uri=_without_tag(request.headers.get("To")),
+            local_uri=_without_tag(frm), remote_uri=_without_tag(request.to_address()),
             remote_target=_contact_uri(response) or request.uri, route_set=routes,
-            local_seq=CSeq.parse(request.headers.get("CSeq")).seq, remote_seq=None,
+            local_seq=request.cseq().seq, remote_seq=None,
             secure=str(request.uri).startswith("sips:"), state=state)
 
     @classmethod
     def as_uas(cls, request, local_tag, state=EARLY):
         """§12.1.1: from a dialog-creating request we answer with `local_tag`."""
-        frm = NameAddress.parse(request.headers.get("From"))
+        frm = request.from_address()
         return cls(
             call_id=request.headers.get("Call-ID"), local_tag=local_tag, remote_tag=frm.tag,
-            local_uri=_without_tag(request.headers.get("To")),
-            remote_uri=_without_tag(request.headers.get("From")),
+            local_uri=_without_tag(request.to_address()), remote_uri=_without_tag(frm),
             remote_target=_contact_uri(request), route_set=request.headers.get_all(
                 "Record-Route"),
-            local_seq=0, remote_seq=CSeq.parse(request.headers.get("CSeq")).seq,
+            local_seq=0, remote_seq=request.cseq().seq,
             secure=str(request.uri).startswith("sips:"), state=state)
 
     def confirm(self, response=None):
@@ -110,7 +106,7 @@ class Dialog:
 
     def accepts(self, request):
         """§12.2.2: False when the CSeq is out of order (the caller answers 500)."""
-        seq = CSeq.parse(request.headers.get("CSeq")).seq
+        seq = request.cseq().seq
         if request.method in ("ACK", "CANCEL"):
             return True
         if self.remote_seq is not None and seq <= self.remote_seq:
@@ -123,15 +119,17 @@ class Dialog:
         return True
 
 
-def _without_tag(value):
-    address = NameAddress.parse(value)
-    address.params.pop("tag", None)
-    return str(address)
+def _without_tag(address):
+    """The From/To value of a dialog's side: `address` (a parsed NameAddress, left unchanged)
+    without its tag."""
+    copy = NameAddress(address.uri, address.display_name, address.params)
+    copy.params.pop("tag", None)
+    return str(copy)
 
 
 def dialog_key(message, local_is_from):
     """(Call-ID, local tag, remote tag) of a message, seen from our side."""
-    frm = NameAddress.parse(message.headers.get("From")).tag
-    to = NameAddress.parse(message.headers.get("To")).tag
+    frm = message.from_address().tag
+    to = message.to_address().tag
     call_id = message.headers.get("Call-ID")
     return (call_id, frm, to) if local_is_from else (call_id, to, frm)

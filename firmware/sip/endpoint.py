@@ -27,7 +27,7 @@ import os
 
 from firmware.sip import transaction as txn
 from firmware.sip.errors import ParseError
-from firmware.sip.message import CSeq, Request, Response, Via, check_message, parse
+from firmware.sip.message import Request, Response, check_message, parse
 
 # client transaction states before a final response (§17.1.1, §17.1.2)
 AWAITING_FINAL = (txn.CALLING, txn.TRYING, txn.PROCEEDING)
@@ -130,7 +130,7 @@ def response_destination(request, source):
     """Where responses to `request` go (§18.2.2, RFC 3581 §4)."""
     if source.reliable:
         return source
-    via = Via.parse(request.headers.get("Via"))
+    via = request.top_via()
     host = via.params.get("received") or via.host
     rport = via.params.get("rport")
     if rport:
@@ -274,7 +274,7 @@ class Endpoint:
 
     def _receive_request(self, request, source, now):
         try:
-            via = Via.parse(request.headers.get("Via"))
+            via = request.top_via()
         except (ParseError, TypeError):
             self._events.append(MessageRejected(source, "request without a usable Via"))
             return
@@ -286,11 +286,7 @@ class Endpoint:
             via.params["received"] = source.host
         if "rport" in via.params:
             via.params["rport"] = str(source.port)
-        vias = request.headers.get_all("Via")
-        request.headers.remove("Via")
-        request.headers.add("Via", str(via))
-        for value in vias[1:]:
-            request.headers.add("Via", value)
+        request.set_top_via(via)
 
         tx = self.table.match_request(request)
         if tx is not None:
@@ -322,7 +318,7 @@ class Endpoint:
 
     def _receive_response(self, response, source, now):
         try:
-            via = Via.parse(response.headers.get("Via"))
+            via = response.top_via()
         except (ParseError, TypeError):
             self._events.append(MessageRejected(source, "response without a usable Via"))
             return
@@ -331,8 +327,7 @@ class Endpoint:
             return
         tx = self.table.match_response(response)
         if tx is None:
-            if 200 <= response.status < 300 and \
-                    CSeq.parse(response.headers.get("CSeq")).method == "INVITE":
+            if 200 <= response.status < 300 and response.cseq().method == "INVITE":
                 self._events.append(ResponseReceived(response, None, None))
             return
         tx.receive(response, now)

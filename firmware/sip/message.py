@@ -91,6 +91,7 @@ LIST_HEADERS = {
 }
 _SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
 _ADDRESS_HEADERS = ("From", "To", "Contact", "Route", "Record-Route")
+_READ_ADDRESS_HEADERS = ("From", "To", "Contact")  # the first value is kept parsed
 
 REASON_PHRASES = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -262,6 +263,51 @@ class _Message:
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body = bytes(body)
         self.version = version
+        self._parsed = {}  # header name -> (the text parsed, its value object)
+
+    # -- header values, parsed once per text ---------------------------------------------------
+    # The value objects are shared: read them, do not change them (a changed top Via goes back
+    # with `set_top_via`). A header set to a new text is parsed again on the next read.
+    def _value(self, name, parse):
+        text = self.headers.get(name)
+        if text is None:
+            raise ParseError("no " + name + " header")
+        known = self._parsed.get(name)
+        if known is not None and known[0] == text:
+            return known[1]
+        value = parse(text)
+        self._parsed[name] = (text, value)
+        return value
+
+    def top_via(self):
+        """The first Via (`Via`); raises ParseError when missing or malformed."""
+        return self._value("Via", Via.parse)
+
+    def cseq(self):
+        return self._value("CSeq", CSeq.parse)
+
+    def from_address(self):
+        """The From as a `NameAddress` (`.tag`, `.uri`, ...)."""
+        return self._value("From", NameAddress.parse)
+
+    def to_address(self):
+        return self._value("To", NameAddress.parse)
+
+    def contact_address(self):
+        """The first Contact as a `NameAddress`, or None without one."""
+        if self.headers.get("Contact") is None:
+            return None
+        return self._value("Contact", NameAddress.parse)
+
+    def set_top_via(self, via):
+        """Replace the first Via with `via` (the endpoint's received/rport, §18.2.1)."""
+        vias = self.headers.get_all("Via")
+        text = str(via)
+        self.headers.remove("Via")
+        self.headers.add("Via", text)
+        for value in vias[1:]:
+            self.headers.add("Via", value)
+        self._parsed["Via"] = (text, via)
 
     def to_bytes(self):
         lines = [self.start_line()]
@@ -293,21 +339,20 @@ class Request(_Message):
         if status == 100 and "Timestamp" in self.headers:
             headers.add("Timestamp", self.headers.get("Timestamp"))
         to = headers.get("To")
-        if to_tag and status != 100 and to is not None and _has_no_tag(to):
+        if to_tag and status != 100 and to is not None and self._has_no_to_tag():
             headers.set("To", to + ";tag=" + to_tag)
         return Response(status, reason, headers)
 
+    def _has_no_to_tag(self):
+        """True for a To without a tag; a To that does not parse is left as it is (the answer
+        to a malformed request echoes what it got)."""
+        try:
+            return self.to_address().tag is None
+        except ParseError:
+            return False
+
     def __repr__(self):
         return "Request(" + repr(self.method) + ", " + repr(str(self.uri)) + ")"
-
-
-def _has_no_tag(value):
-    """True for a To value without a tag; a To that does not parse is left as it is (the
-    answer to a malformed request echoes what it got)."""
-    try:
-        return NameAddress.parse(value).tag is None
-    except ParseError:
-        return False
 
 
 class Response(_Message):
@@ -634,7 +679,8 @@ def _is_sip_date(text):
     )
 
 
-def _header_problem(headers):
+def _header_problem(message):
+    headers = message.headers
     for name in ("To", "From", "CSeq", "Call-ID", "Via"):
         if name not in headers:
             return "Missing " + name + " header"
@@ -654,11 +700,16 @@ def _header_problem(headers):
     ):
         return "Bad Max-Forwards"
     try:
-        CSeq.parse(headers.get("CSeq"))
-        for value in headers.get_all("Via"):
+        # the values the layers above read are parsed here once, and kept (message.cseq() ...)
+        message.cseq()
+        message.top_via()
+        for value in headers.get_all("Via")[1:]:
             Via.parse(value)
+        message.from_address()
+        message.to_address()
+        message.contact_address()
         for name in _ADDRESS_HEADERS:
-            for value in headers.get_all(name):
+            for value in headers.get_all(name)[1 if name in _READ_ADDRESS_HEADERS else 0:]:
                 NameAddress.parse(value)
     except ParseError as error:
         return "Bad header: " + error.reason
@@ -671,10 +722,10 @@ def check_message(message):
     505), or None. Call it before handing a message to transactions; drop bad responses."""
     if message.version != SIP_VERSION:
         return "Version Not Supported"
-    problem = _header_problem(message.headers)
+    problem = _header_problem(message)
     if problem is not None or not isinstance(message, Request):
         return problem
-    if message.method != CSeq.parse(message.headers.get("CSeq")).method:
+    if message.method != message.cseq().method:
         return "CSeq method does not match the request"
     if message.uri.headers:
         return "Headers not allowed in the Request-URI"

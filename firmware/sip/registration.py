@@ -44,7 +44,7 @@ import os
 from firmware.compat import ordered_dict
 from firmware.sip import auth
 from firmware.sip.errors import ParseError
-from firmware.sip.message import CSeq, NameAddress, Request
+from firmware.sip.message import NameAddress, Request
 from firmware.sip.uri import URI
 
 STATE_DISABLED = "disabled"          # not started
@@ -246,7 +246,7 @@ class Registration:
 
     def _is_ours(self, response, attempt):
         try:
-            cseq = CSeq.parse(response.headers.get("CSeq", ""))
+            cseq = response.cseq()
         except ParseError:
             return False
         return response.headers.get("Call-ID") == self._call_id and \

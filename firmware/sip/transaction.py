@@ -42,7 +42,7 @@ import binascii
 import os
 
 from firmware.sip.errors import ParseError
-from firmware.sip.message import CSeq, NameAddress, Request, Response, Via
+from firmware.sip.message import Request, Response
 
 MAGIC_COOKIE = "z9hG4bK"
 
@@ -237,17 +237,11 @@ class TransactionTerminated:
 # -- transactions ------------------------------------------------------------------------------
 
 def _top_via(message):
-    value = message.headers.get("Via")
-    if value is None:
-        raise ParseError("no Via")
-    return Via.parse(value)
+    return message.top_via()  # parsed once per message (firmware/sip/message.py)
 
 
 def _cseq(message):
-    value = message.headers.get("CSeq")
-    if value is None:
-        raise ParseError("no CSeq")
-    return CSeq.parse(value)
+    return message.cseq()
 
 
 class _Transaction:
@@ -473,8 +467,12 @@ class ServerTransaction(_Transaction):
 
 # -- matching ----------------------------------------------------------------------------------
 
-def _tag(header_value):
-    return NameAddress.parse(header_value).tag if header_value else None
+def _from_tag(message):
+    return message.from_address().tag if message.headers.get("From") else None
+
+
+def _to_tag(message):
+    return message.to_address().tag if message.headers.get("To") else None
 
 
 def _via_identity(via):
@@ -485,7 +483,7 @@ def _via_identity(via):
 
 def _rfc2543_identity(request, via):
     headers = request.headers
-    return (headers.get("Call-ID"), _tag(headers.get("From")), _cseq(request).seq,
+    return (headers.get("Call-ID"), _from_tag(request), _cseq(request).seq,
             _via_identity(via))
 
 
@@ -614,7 +612,7 @@ class TransactionTable:
         """§17.2.3 for peers without a magic cookie: Request-URI, tags, Call-ID, CSeq and the
         whole top Via. An ACK's To tag is compared with the tag of the response we sent."""
         identity = _rfc2543_identity(request, via)
-        to_tag = _tag(request.headers.get("To"))
+        to_tag = _to_tag(request)
         for transaction in self._rfc2543_servers:
             original = transaction.request
             if transaction.method != method or not original.uri == request.uri:
@@ -623,9 +621,9 @@ class TransactionTable:
                 continue
             if request.method == "ACK":
                 sent = transaction.last_response
-                expected_to_tag = _tag(sent.headers.get("To")) if sent is not None else None
+                expected_to_tag = _to_tag(sent) if sent is not None else None
             else:
-                expected_to_tag = _tag(original.headers.get("To"))
+                expected_to_tag = _to_tag(original)
             if to_tag == expected_to_tag:
                 return transaction
         return None

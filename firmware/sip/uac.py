@@ -11,7 +11,6 @@ from firmware.sip.branch import Branch
 from firmware.sip.callevents import CallEstablished, CallRinging, body_sdp, reason_for
 from firmware.sip.dialog import Dialog
 from firmware.sip.errors import ParseError
-from firmware.sip.message import CSeq, NameAddress
 from firmware.sip.uri import URI
 
 
@@ -39,7 +38,7 @@ class UacCall:
     def branch_answered(self, branch, request, response, now, given_up=False):
         """A 2xx to a branch's INVITE: always ACKed (§13.2.2.4); the first one wins; any other
         (another fork, a lost CANCEL race, a given-up branch) is ended with BYE."""
-        to_tag = NameAddress.parse(response.headers.get("To")).tag
+        to_tag = response.to_address().tag
         dialog = branch.dialogs.get(to_tag)
         if dialog is None:
             dialog = branch.dialogs[to_tag] = Dialog.as_uac(request, response)
@@ -72,7 +71,7 @@ class UacCall:
         branch.send_invite(now)
 
     def _send_ack(self, dialog, branch, response, now):
-        cseq = CSeq.parse(response.headers.get("CSeq")).seq
+        cseq = response.cseq().seq
         ack = dialog.create_request("ACK", cseq=cseq)
         for name in ("Authorization", "Proxy-Authorization"):
             if branch.invite is not None and name in branch.invite.headers:

@@ -11,7 +11,7 @@ from firmware.sip.callevents import SDP, CallEstablished, OfferReceived, body_sd
 from firmware.sip.dialog import CONFIRMED
 from firmware.sip.endpoint import response_destination
 from firmware.sip.errors import ParseError
-from firmware.sip.message import CSeq, NameAddress
+from firmware.sip.message import NameAddress
 from firmware.sip.transaction import T1, T2
 from firmware.sip.useragent import ALLOW
 
@@ -30,14 +30,14 @@ class Accepted2xx:
 
     def __init__(self, response, request, source, now):
         self.response = response
-        self.cseq = CSeq.parse(request.headers.get("CSeq")).seq
+        self.cseq = request.cseq().seq
         self.dest = response_destination(request, source)
         self.interval = T1
         self.next_at = now + T1
         self.give_up_at = now + TIMER_2XX_GIVE_UP
 
     def acknowledged_by(self, ack):
-        return CSeq.parse(ack.headers.get("CSeq")).seq == self.cseq
+        return ack.cseq().seq == self.cseq
 
     def retransmit(self, ua, now):
         ua.send_stateless(self.response, self.dest)
