@@ -190,3 +190,22 @@ def test_bad_settings_raise_a_clear_error():
 def test_settings_repr_never_shows_the_password():
     settings = UASettings("127.0.0.1", 5060, password="hunter2")
     assert "hunter2" not in repr(settings)
+
+
+# -- what the runtime asks instead of reaching into the endpoint ------------------------------
+def test_awaiting_final_responses_follows_the_register_in_flight():
+    ua = make_ua(registrar=REGISTRAR)
+    assert not ua.awaiting_final_responses()
+    ua.start(0.0)
+    (data, _), = ua.datagrams_to_send()
+    assert ua.awaiting_final_responses()
+    ok = parse(data).make_response(200)
+    ok.headers.set("Contact", parse(data).headers.get("Contact") + ";expires=600")
+    ua.receive(ok.to_bytes(), REGISTRAR, 0.1)
+    assert ua.registration.state == "registered"
+    assert not ua.awaiting_final_responses()
+
+
+def test_new_id_comes_from_the_injected_random():
+    ua = UserAgent({"host": "127.0.0.1", "port": 5060}, random=lambda n: bytes(range(n)))
+    assert ua.new_id() == "000102030405"
