@@ -1,4 +1,4 @@
-"""The running station under hostile traffic on loopback (issue #9), registered at Kamailio.
+"""The running station under hostile traffic on loopback, registered at Kamailio.
 
 - malformed traffic: every RFC 4475 invalid message, truncated and bit-flipped variants of the
   valid ones, random datagrams, half-open TCP connections and a TLS ClientHello that stalls;

@@ -1,4 +1,4 @@
-"""Network faults inside a network namespace the test creates itself (issue #9).
+"""Network faults inside a network namespace the test creates itself.
 
 `unshare -n` gives the scenario its own loopback; tests/hardening/netns_driver.py runs Kamailio,
 the station and a seeded userspace UDP relay in it (this kernel has no `tc netem`, see

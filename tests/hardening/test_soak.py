@@ -1,4 +1,4 @@
-"""Soak (issue #9): 300 sequential calls through Kamailio — SIPp dials door@, the station
+"""Soak: 300 sequential calls through Kamailio — SIPp dials door@, the station
 auto-answers (the caller is allowed, and trusted because the INVITE comes from the registrar),
 SIPp plays RFC 4733 digits and hangs up with BYE. RSS, open file descriptors and threads of the
 firmware process are sampled after every batch; after warm-up they must show no upward trend

@@ -1,7 +1,7 @@
 """A stranger impersonates the concierge by sending INVITEs straight to the station (issue 5).
 
 The station is registered at Kamailio, so only requests that come from the registrar's address and
-port are trusted (docs: /work/shared/design/INTERFACE.md, "Trust for auto-answer and door codes").
+port are trusted (docs/CONFIG.md, "Trust").
 The stranger is a raw UDP socket on loopback that writes its own INVITE with
 `From: sip:concierge@127.0.0.1` — the allowed caller, whose door code is known to it — and then
 tries every way to type that code: SIP INFO (application/dtmf-relay, RFC 6086 style) in whatever

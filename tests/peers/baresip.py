@@ -9,7 +9,7 @@
     phone.hangup(); phone.wait_event("CALL_CLOSED", 5)
     phone.stop(); phone.recordings("dec")   # WAVs of what it received
 
-Set-up (see /work/shared/peers/NOTES.md for why): one config directory per instance; SIP on
+Set-up (see the peer notes for why): one config directory per instance; SIP on
 `sip_port` (UDP and TCP; baresip also listens TLS on `sip_port + 1`), `net_interface
 127.0.0.1`, `statmode_default off`; the microphone is `ausine,<tone_hz>` (ausine takes the
 frequency as its device name and needs 48 kHz stereo); the loudspeaker is an `aubridge`
