@@ -62,7 +62,9 @@ OPENED = "opened"
 FAILED = "failed"
 
 
-def enter_digit(buffer, digit, codes):
+def enter_digit(
+        buffer: str, digit: str, codes: "list[tuple[str, str] | tuple[str, StoredCode]]"
+) -> tuple[str, str, str] | tuple[str, str, None]:
     if digit == "*":
         return "", CLEARED, None
     codes = [(caller, _stored(code)) for caller, code in codes]
@@ -76,7 +78,9 @@ def enter_digit(buffer, digit, codes):
     return buffer, TYPING, None
 
 
-def _complete(entry, codes):
+def _complete(
+        entry: str, codes: "list[tuple[str, StoredCode]]"
+) -> tuple[str, str, str] | tuple[str, str, None]:
     """One attempt: the whole entry against every usable code of its length."""
     for caller, code in codes:
         if code.length == len(entry) and code.matches(entry):
@@ -89,18 +93,18 @@ class StoredCode:
 
     __slots__ = ("length", "clear", "hashed")
 
-    def __init__(self, length, clear=None, hashed=None):
+    def __init__(self, length: int, clear: str | None = None, hashed: str | None = None) -> None:
         self.length = length
         self.clear = clear
         self.hashed = hashed
 
     @classmethod
-    def from_entry(cls, entry):
+    def from_entry(cls, entry: dict[str, str | int]) -> "StoredCode":
         if entry.get("code_hash"):
             return cls(int(entry["length"]), hashed=entry["code_hash"])
         return cls(len(entry["code"]), clear=entry["code"])
 
-    def matches(self, digits):
+    def matches(self, digits: str) -> bool:
         if self.hashed is None:
             return constant_time_equal(digits, self.clear)
         if len(digits) != self.length:
@@ -109,20 +113,20 @@ class StoredCode:
         candidate = hash_code(digits, bytes.fromhex(salt), int(iterations))
         return scheme == HASH_SCHEME and constant_time_equal(candidate, self.hashed)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<StoredCode %d digits %s>" % (self.length, "hashed" if self.hashed else "clear")
 
 
-def _stored(code):
+def _stored(code: "StoredCode | str") -> "StoredCode":
     return code if isinstance(code, StoredCode) else StoredCode(len(code), clear=code)
 
 
-def hash_code(code, salt, iterations):
+def hash_code(code: str, salt: bytes, iterations: int) -> str:
     digest = pbkdf2_sha256(code.encode(), salt, iterations)
     return "%s$%d$%s$%s" % (HASH_SCHEME, iterations, salt.hex(), digest.hex())
 
 
-def pbkdf2_sha256(secret, salt, iterations):
+def pbkdf2_sha256(secret: bytes, salt: bytes, iterations: int) -> bytes:
     if pbkdf2_hmac is not None:
         return pbkdf2_hmac("sha256", secret, salt, iterations)
     return portable_pbkdf2_sha256(secret, salt, iterations)
@@ -147,22 +151,22 @@ def portable_pbkdf2_sha256(secret, salt, iterations):
 
 
 class Lockouts:
-    def __init__(self, max_failures, lockout_s):
+    def __init__(self, max_failures: int, lockout_s: int) -> None:
         self.max_failures = max_failures
         self.lockout_s = lockout_s
         self._failures = {}  # key -> failures since the last lockout or success
         self._levels = {}  # key -> lockouts so far; the next lasts lockout_s * 2 ** level
         self._until = {}  # key -> end of the current lockout
 
-    def configure(self, max_failures, lockout_s):
+    def configure(self, max_failures: int, lockout_s: int) -> None:
         self.max_failures = max_failures
         self.lockout_s = lockout_s
 
-    def locked(self, key, now):
+    def locked(self, key: tuple[str, str], now: float) -> bool:
         until = self._until.get(key)
         return until is not None and now < until
 
-    def failure(self, key, now):
+    def failure(self, key: tuple[str, str], now: float) -> int | None:
         count = self._failures.get(key, 0) + 1
         if count < self.max_failures:
             self._failures[key] = count
@@ -174,18 +178,18 @@ class Lockouts:
         self._until[key] = now + duration
         return duration
 
-    def reset(self, key):
+    def reset(self, key: tuple[str, str]) -> None:
         self._failures.pop(key, None)
         self._levels.pop(key, None)
         self._until.pop(key, None)
 
-    def expire(self, now):
+    def expire(self, now: float) -> None:
         for key in [k for k, until in self._until.items() if until <= now]:
             del self._until[key]
 
-    def next_expiry(self):
+    def next_expiry(self) -> float | None:
         return min(self._until.values()) if self._until else None
 
-    def active(self):
+    def active(self) -> list[dict[str, str | float]]:
         return [{"kind": key[0], "subject": key[1], "until": until}
                 for key, until in sorted(self._until.items())]

@@ -22,10 +22,14 @@ import asyncio
 import ipaddress
 import random
 import socket
+from typing import TYPE_CHECKING
 
 import dns.exception
 
 from firmware.sip.endpoint import Peer
+
+if TYPE_CHECKING:
+    from dns.asyncresolver import Resolver
 
 DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
 SRV_PREFIX = {"udp": "_sip._udp.", "tcp": "_sip._tcp.", "tls": "_sips._tcp."}
@@ -38,7 +42,7 @@ class LocateError(Exception):
     pass
 
 
-def is_numeric(host):
+def is_numeric(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
         return True
@@ -65,12 +69,12 @@ def order_srv(records, rng=random):
 
 
 class Locator:
-    def __init__(self, resolver=None, system_fallback=True):
+    def __init__(self, resolver: "Resolver | None" = None, system_fallback: bool = True) -> None:
         self._resolver = resolver
         self.system_fallback = system_fallback
 
     @property
-    def resolver(self):
+    def resolver(self) -> "Resolver":
         if self._resolver is None:
             # Imported on first use: dnspython's resolver costs ~130 ms of start-up (far more
             # on a Pi Zero), and a numeric registrar never needs it.
@@ -79,7 +83,7 @@ class Locator:
             self._resolver = dns.asyncresolver.Resolver()
         return self._resolver
 
-    async def locate(self, host, port=None, transport=None, secure=False):
+    async def locate(self, host, port=None, transport=None, secure: bool = False):
         host = host.strip("[]")
         if is_numeric(host):
             transport = transport or ("tls" if secure else "udp")

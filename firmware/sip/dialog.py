@@ -11,12 +11,16 @@ local and remote CSeq, the remote target (from Contact) and the route set (from 
 
 from firmware.sip.message import CSeq, NameAddress, Request
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from firmware.sip.message import Response
+
 EARLY = "early"
 CONFIRMED = "confirmed"
 TERMINATED = "terminated"
 
 
-def _contact_uri(message):
+def _contact_uri(message: "Response | Request") -> str:
     values = message.headers.get_all("Contact")
     if not values:
         return None
@@ -24,8 +28,9 @@ def _contact_uri(message):
 
 
 class Dialog:
-    def __init__(self, call_id, local_tag, remote_tag, local_uri, remote_uri, remote_target,
-                 route_set, local_seq, remote_seq, secure, state):
+    def __init__(self, call_id: str, local_tag: str, remote_tag: str, local_uri: str,
+                 remote_uri: str, remote_target: str, route_set: list[str], local_seq: int,
+                 remote_seq: int | None, secure: bool, state: str) -> None:
         self.call_id = call_id
         self.local_tag = local_tag
         self.remote_tag = remote_tag
@@ -39,11 +44,11 @@ class Dialog:
         self.state = state
 
     @property
-    def id(self):
+    def id(self) -> tuple[str, str, str]:
         return (self.call_id, self.local_tag, self.remote_tag)
 
     @classmethod
-    def as_uac(cls, request, response):
+    def as_uac(cls, request: "Request", response: "Response") -> "Dialog":
         """§12.1.2: from our request and a 1xx/2xx response that carries a To tag."""
         to = NameAddress.parse(response.headers.get("To"))
         frm = NameAddress.parse(request.headers.get("From"))
@@ -58,7 +63,7 @@ class Dialog:
             secure=str(request.uri).startswith("sips:"), state=state)
 
     @classmethod
-    def as_uas(cls, request, local_tag, state=EARLY):
+    def as_uas(cls, request: "Request", local_tag: str, state: str = EARLY) -> "Dialog":
         """§12.1.1: from a dialog-creating request we answer with `local_tag`."""
         frm = NameAddress.parse(request.headers.get("From"))
         return cls(
@@ -70,7 +75,7 @@ class Dialog:
             local_seq=0, remote_seq=CSeq.parse(request.headers.get("CSeq")).seq,
             secure=str(request.uri).startswith("sips:"), state=state)
 
-    def confirm(self, response=None):
+    def confirm(self, response: "Response | None" = None) -> None:
         """A 2xx confirms the dialog; the UAC takes the remote target and route set from it."""
         self.state = CONFIRMED
         if response is not None:
@@ -79,7 +84,7 @@ class Dialog:
             if target:
                 self.remote_target = target
 
-    def create_request(self, method, cseq=None):
+    def create_request(self, method: str, cseq: int | None = None) -> "Request":
         """§12.2.1.1. ACK and CANCEL pass the INVITE's `cseq`; others take the next number."""
         if cseq is None:
             self.local_seq += 1
@@ -102,13 +107,13 @@ class Dialog:
             request.headers.add("Route", route)
         return request
 
-    def next_hop_uri(self):
+    def next_hop_uri(self) -> str:
         """The URI whose host and port the request goes to first (§8.1.2)."""
         if self.route_set:
             return str(NameAddress.parse(self.route_set[0]).uri)
         return self.remote_target
 
-    def accepts(self, request):
+    def accepts(self, request: "Request") -> bool:
         """§12.2.2: False when the CSeq is out of order (the caller answers 500)."""
         seq = CSeq.parse(request.headers.get("CSeq")).seq
         if request.method in ("ACK", "CANCEL"):
@@ -123,13 +128,13 @@ class Dialog:
         return True
 
 
-def _without_tag(value):
+def _without_tag(value: str) -> str:
     address = NameAddress.parse(value)
     address.params.pop("tag", None)
     return str(address)
 
 
-def dialog_key(message, local_is_from):
+def dialog_key(message: "Request", local_is_from: bool) -> tuple[str, str, str]:
     """(Call-ID, local tag, remote tag) of a message, seen from our side."""
     frm = NameAddress.parse(message.headers.get("From")).tag
     to = NameAddress.parse(message.headers.get("To")).tag

@@ -44,6 +44,10 @@ import os
 from firmware.sip.errors import ParseError
 from firmware.sip.message import CSeq, NameAddress, Request, Response, Via
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from typing import Any
+
 MAGIC_COOKIE = "z9hG4bK"
 
 # RFC 3261 Table 4 and RFC 6026 §8 (seconds).
@@ -176,7 +180,7 @@ NON_INVITE_SERVER = {
 }
 
 
-def new_branch():
+def new_branch() -> str:
     """A fresh RFC 3261 branch: the magic cookie and 96 random bits (§8.1.1.7)."""
     return MAGIC_COOKIE + binascii.hexlify(os.urandom(12)).decode()
 
@@ -188,10 +192,10 @@ class ResponseReceived:
 
     __slots__ = ("response",)
 
-    def __init__(self, response):
+    def __init__(self, response: "Response") -> None:
         self.response = response
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ResponseReceived({self.response.status} {self.response.reason})"
 
 
@@ -200,10 +204,10 @@ class AckReceived:
 
     __slots__ = ("ack",)
 
-    def __init__(self, ack):
+    def __init__(self, ack: "Request") -> None:
         self.ack = ack
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "AckReceived()"
 
 
@@ -212,7 +216,7 @@ class TransactionTimeout:
 
     __slots__ = ()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "TransactionTimeout()"
 
 
@@ -221,7 +225,7 @@ class TransportError:
 
     __slots__ = ()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "TransportError()"
 
 
@@ -230,20 +234,20 @@ class TransactionTerminated:
 
     __slots__ = ()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "TransactionTerminated()"
 
 
 # -- transactions ------------------------------------------------------------------------------
 
-def _top_via(message):
+def _top_via(message: "Response | Request") -> "Via":
     value = message.headers.get("Via")
     if value is None:
         raise ParseError("no Via")
     return Via.parse(value)
 
 
-def _cseq(message):
+def _cseq(message: "Response | Request") -> "CSeq":
     value = message.headers.get("CSeq")
     if value is None:
         raise ParseError("no CSeq")
@@ -253,7 +257,9 @@ def _cseq(message):
 class _Transaction:
     """What the four machines share: timers, the outgoing queue, the event queue."""
 
-    def __init__(self, request, reliable, transitions, state):
+    def __init__(self, request: "Request", reliable: bool,
+                 transitions: dict[tuple[str, str], tuple[str, None] | tuple[str, str]],
+                 state: str) -> None:
         if request.method == "ACK":
             # An ACK for a 2xx is its own transaction-less request (§17.1.1.3, §17.2.3).
             raise ValueError("an ACK never starts a transaction")
@@ -269,13 +275,13 @@ class _Transaction:
         self._events = []
 
     @property
-    def terminated(self):
+    def terminated(self) -> bool:
         return self.state == TERMINATED
 
-    def get_timer(self):
+    def get_timer(self) -> float | None:
         return min(self._timers.values()) if self._timers else None
 
-    def handle_timer(self, now):
+    def handle_timer(self, now: float) -> None:
         while True:
             due = [(deadline, name) for name, deadline in self._timers.items() if deadline <= now]
             if not due:
@@ -284,17 +290,17 @@ class _Transaction:
             del self._timers[name]
             self._feed(name, None, now)
 
-    def transport_error(self, now):
+    def transport_error(self, now: float) -> None:
         self._feed(TRANSPORT_ERROR, None, now)
 
-    def messages_to_send(self):
+    def messages_to_send(self) -> "list[Request | Response]":
         messages, self._outgoing = self._outgoing, []
         return messages
 
-    def next_event(self):
+    def next_event(self) -> "Any":
         return self._events.pop(0) if self._events else None
 
-    def _feed(self, name, message, now):
+    def _feed(self, name: str, message: "Response | Request | None", now: float) -> None:
         row = self._transitions.get((self.state, name))
         if row is None:
             return
@@ -308,21 +314,21 @@ class _Transaction:
         else:
             self.handle_timer(now)  # zero-length timers just started fire now
 
-    def _wait(self, unreliable_value):
+    def _wait(self, unreliable_value: float) -> float:
         """Timers D, I, J and K: their value on unreliable transports, zero on reliable ones."""
         return 0.0 if self.reliable else unreliable_value
 
-    def _time_out(self, message, now):
+    def _time_out(self, message: None, now: float) -> None:
         self._events.append(TransactionTimeout())
 
-    def _report_transport_error(self, message, now):
+    def _report_transport_error(self, message: None, now: float) -> None:
         self._events.append(TransportError())
 
 
 class ClientTransaction(_Transaction):
     """RFC 3261 §17.1.1 (INVITE) or §17.1.2 (any other method; never ACK)."""
 
-    def __init__(self, request, reliable, now):
+    def __init__(self, request: "Request", reliable: bool, now: float) -> None:
         if request.method == "INVITE":
             _Transaction.__init__(self, request, reliable, INVITE_CLIENT, CALLING)
             retransmit, timeout = FIRES_A, (FIRES_B, TIMER_B)
@@ -335,10 +341,10 @@ class ClientTransaction(_Transaction):
             self._timers[retransmit] = now + T1
         self._timers[timeout[0]] = now + timeout[1]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<ClientTransaction {self.method} {self.branch} {self.state}>"
 
-    def receive(self, response, now):
+    def receive(self, response: "Response", now: float) -> None:
         if not isinstance(response, Response):
             return
         if response.status < 200:
@@ -348,49 +354,49 @@ class ClientTransaction(_Transaction):
         else:
             self._feed(FAILURE, response, now)
 
-    def _pass_up(self, response, now):
+    def _pass_up(self, response: "Response", now: float) -> None:
         self._events.append(ResponseReceived(response))
 
-    def _retransmit_invite(self, message, now):
+    def _retransmit_invite(self, message: None, now: float) -> None:
         # §17.1.1.2: Timer A doubles without bound; Timer B ends the transaction first.
         self._outgoing.append(self.request)
         self._interval *= 2
         self._timers[FIRES_A] = now + self._interval
 
-    def _retransmit_request(self, message, now):
+    def _retransmit_request(self, message: None, now: float) -> None:
         # §17.1.2.2: Timer E doubles up to T2 while Trying.
         self._outgoing.append(self.request)
         self._interval = min(2 * self._interval, T2)
         self._timers[FIRES_E] = now + self._interval
 
-    def _retransmit_request_at_t2(self, message, now):
+    def _retransmit_request_at_t2(self, message: None, now: float) -> None:
         # §17.1.2.2: once a provisional response arrived, every T2.
         self._outgoing.append(self.request)
         self._timers[FIRES_E] = now + T2
 
-    def _stop_retransmitting(self, response, now):
+    def _stop_retransmitting(self, response: "Response", now: float) -> None:
         # §17.1.1.2: Proceeding neither retransmits nor times out; the TU may CANCEL.
         self._timers = {}
         self._pass_up(response, now)
 
-    def _accept(self, response, now):
+    def _accept(self, response: "Response", now: float) -> None:
         self._timers = {FIRES_M: now + TIMER_M}
         self._pass_up(response, now)
 
-    def _acknowledge_failure(self, response, now):
+    def _acknowledge_failure(self, response: "Response", now: float) -> None:
         self._timers = {FIRES_D: now + self._wait(TIMER_D)}
         self._ack = self._make_ack(response)
         self._outgoing.append(self._ack)
         self._pass_up(response, now)
 
-    def _resend_ack(self, response, now):
+    def _resend_ack(self, response: "Response", now: float) -> None:
         self._outgoing.append(self._ack)
 
-    def _complete(self, response, now):
+    def _complete(self, response: "Response", now: float) -> None:
         self._timers = {FIRES_K: now + self._wait(TIMER_K)}
         self._pass_up(response, now)
 
-    def _make_ack(self, response):
+    def _make_ack(self, response: "Response") -> "Request":
         """§17.1.1.3: the ACK for a non-2xx final response, part of this transaction."""
         invite = self.request.headers
         ack = Request("ACK", self.request.uri)
@@ -408,7 +414,7 @@ class ClientTransaction(_Transaction):
 class ServerTransaction(_Transaction):
     """RFC 3261 §17.2.1 (INVITE) or §17.2.2 (any other method but ACK)."""
 
-    def __init__(self, request, reliable, now):
+    def __init__(self, request: "Request", reliable: bool, now: float) -> None:
         self.last_response = None
         if request.method == "INVITE":
             _Transaction.__init__(self, request, reliable, INVITE_SERVER, PROCEEDING)
@@ -417,10 +423,10 @@ class ServerTransaction(_Transaction):
         else:
             _Transaction.__init__(self, request, reliable, NON_INVITE_SERVER, TRYING)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<ServerTransaction {self.method} {self.branch} {self.state}>"
 
-    def receive(self, request, now):
+    def receive(self, request: "Request", now: float) -> None:
         if not isinstance(request, Request):
             return
         if request.method == "ACK":
@@ -428,7 +434,7 @@ class ServerTransaction(_Transaction):
         elif request.method == self.method:
             self._feed(REQUEST, request, now)
 
-    def send_response(self, response, now):
+    def send_response(self, response: "Response", now: float) -> None:
         if response.status < 200:
             self._feed(PROVISIONAL_FROM_TU, response, now)
         elif response.status < 300:
@@ -436,60 +442,60 @@ class ServerTransaction(_Transaction):
         else:
             self._feed(FAILURE_FROM_TU, response, now)
 
-    def _send_response(self, response, now):
+    def _send_response(self, response: "Response", now: float) -> None:
         self.last_response = response
         self._outgoing.append(response)
 
-    def _resend_last_response(self, request, now):
+    def _resend_last_response(self, request: "Request", now: float) -> None:
         if self.last_response is not None:
             self._outgoing.append(self.last_response)
 
-    def _send_success(self, response, now):
+    def _send_success(self, response: "Response", now: float) -> None:
         self._timers = {FIRES_L: now + TIMER_L}
         self._send_response(response, now)
 
-    def _send_failure(self, response, now):
+    def _send_failure(self, response: "Response", now: float) -> None:
         self._timers = {FIRES_H: now + TIMER_H}
         if not self.reliable:
             self._timers[FIRES_G] = now + T1
         self._send_response(response, now)
 
-    def _retransmit_response(self, message, now):
+    def _retransmit_response(self, message: None, now: float) -> None:
         # §17.2.1: Timer G doubles up to T2.
         self._outgoing.append(self.last_response)
         self._interval = min(2 * self._interval, T2)
         self._timers[FIRES_G] = now + self._interval
 
-    def _confirm(self, ack, now):
+    def _confirm(self, ack: "Request", now: float) -> None:
         self._timers = {FIRES_I: now + self._wait(TIMER_I)}
 
-    def _pass_ack_up(self, ack, now):
+    def _pass_ack_up(self, ack: "Request", now: float) -> None:
         self._events.append(AckReceived(ack))
 
-    def _send_final(self, response, now):
+    def _send_final(self, response: "Response", now: float) -> None:
         self._timers = {FIRES_J: now + self._wait(TIMER_J)}
         self._send_response(response, now)
 
 
 # -- matching ----------------------------------------------------------------------------------
 
-def _tag(header_value):
+def _tag(header_value: str) -> str | None:
     return NameAddress.parse(header_value).tag if header_value else None
 
 
-def _via_identity(via):
+def _via_identity(via: "Via") -> tuple:
     """What "the top Via matches" compares for RFC 2543 peers (§17.2.3)."""
     params = sorted((name.lower(), value) for name, value in via.params.items())
     return (via.transport.upper(), via.host.lower(), via.port, tuple(params))
 
 
-def _rfc2543_identity(request, via):
+def _rfc2543_identity(request: "Request", via: "Via") -> tuple:
     headers = request.headers
     return (headers.get("Call-ID"), _tag(headers.get("From")), _cseq(request).seq,
             _via_identity(via))
 
 
-def _rfc3261_key(via, method):
+def _rfc3261_key(via: "Via", method: str) -> tuple[str, str, int, str] | None:
     """§17.2.3: branch, sent-by and method; None for an RFC 2543 peer (no magic cookie)."""
     branch = via.branch
     if not branch or not branch.startswith(MAGIC_COOKIE):
@@ -501,21 +507,21 @@ class TransactionTable:
     """The transactions of one endpoint, matched per §17.1.3 / §17.2.3, at most
     `max_transactions` of them (a flood of requests must not exhaust memory)."""
 
-    def __init__(self, max_transactions=256):
+    def __init__(self, max_transactions: int = 256) -> None:
         self.max_transactions = max_transactions
         self._clients = {}  # (branch, CSeq method) -> ClientTransaction
         self._servers = {}  # (branch, sent-by host, port, method) -> ServerTransaction
         self._rfc2543_servers = []  # server transactions for requests without a magic cookie
         self._orphan_messages = []  # (transaction, message) left by removed transactions
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._clients) + len(self._servers) + len(self._rfc2543_servers)
 
     def __iter__(self):
         return iter(list(self._clients.values()) + list(self._servers.values())
                     + self._rfc2543_servers)
 
-    def add(self, transaction):
+    def add(self, transaction: "ServerTransaction | ClientTransaction") -> bool:
         if len(self) >= self.max_transactions:
             return False
         if isinstance(transaction, ClientTransaction):
@@ -532,7 +538,7 @@ class TransactionTable:
         store[key] = transaction
         return True
 
-    def remove(self, transaction):
+    def remove(self, transaction: "ServerTransaction | ClientTransaction") -> None:
         """Forget `transaction`; removing one that is not here is harmless."""
         if isinstance(transaction, ClientTransaction):
             store, key = self._clients, (transaction.branch, transaction.method)
@@ -544,12 +550,13 @@ class TransactionTable:
         elif transaction in self._rfc2543_servers:
             self._rfc2543_servers.remove(transaction)
 
-    def lookup(self, message):
+    def lookup(self,
+               message: "Response | Request") -> "ServerTransaction | ClientTransaction | None":
         if isinstance(message, Response):
             return self.match_response(message)
         return self.match_request(message)
 
-    def match_response(self, response):
+    def match_response(self, response: "Response") -> "ClientTransaction | None":
         """§17.1.3: top Via branch and CSeq method (a CANCEL shares its INVITE's branch)."""
         try:
             key = (_top_via(response).branch, _cseq(response).method)
@@ -557,21 +564,22 @@ class TransactionTable:
             return None
         return self._clients.get(key)
 
-    def match_request(self, request):
+    def match_request(self, request: "Request") -> "ServerTransaction | None":
         """§17.2.3: the server transaction `request` (a retransmission or an ACK) belongs to."""
         method = "INVITE" if request.method == "ACK" else request.method
         return self._match_server(request, method)
 
-    def find_invite_for_cancel(self, cancel):
+    def find_invite_for_cancel(self, cancel: "Request") -> "ServerTransaction":
         """§9.2: the INVITE server transaction a CANCEL refers to (same rules, method INVITE)."""
         return self._match_server(cancel, "INVITE")
 
-    def get_timer(self):
+    def get_timer(self) -> float | None:
         deadlines = [t.get_timer() for t in self]
         deadlines = [d for d in deadlines if d is not None]
         return min(deadlines) if deadlines else None
 
-    def handle_timer(self, now):
+    def handle_timer(self,
+                     now: float) -> "list[tuple[ClientTransaction | ServerTransaction, object]]":
         """Drive every transaction whose timer is due; return each pending event paired with
         its transaction and drop the terminated transactions (their last messages stay
         available through `messages_to_send`)."""
@@ -591,7 +599,9 @@ class TransactionTable:
                 self.remove(transaction)
         return events
 
-    def messages_to_send(self):
+    def messages_to_send(
+            self
+    ) -> "list[tuple[ClientTransaction, Request] | tuple[ServerTransaction, Response]]":
         """Every queued message as (transaction, message); the owner sends each to the
         transaction's peer."""
         messages, self._orphan_messages = self._orphan_messages, []
@@ -600,7 +610,7 @@ class TransactionTable:
                 messages.append((transaction, message))
         return messages
 
-    def _match_server(self, request, method):
+    def _match_server(self, request: "Request", method: str) -> "ServerTransaction | None":
         try:
             via = _top_via(request)
             key = _rfc3261_key(via, method)
@@ -610,7 +620,8 @@ class TransactionTable:
         except ParseError:
             return None
 
-    def _match_rfc2543(self, request, via, method):
+    def _match_rfc2543(self, request: "Request", via: "Via",
+                       method: str) -> "ServerTransaction | None":
         """§17.2.3 for peers without a magic cookie: Request-URI, tags, Call-ID, CSeq and the
         whole top Via. An ACK's To tag is compared with the tag of the response we sent."""
         identity = _rfc2543_identity(request, via)

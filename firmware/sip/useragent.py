@@ -28,6 +28,13 @@ from firmware.sip.endpoint import (
 )
 from firmware.sip.message import Request
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+
+    from firmware.sip.endpoint import Peer
+    from firmware.sip.registration import Registration
+
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
 SUPPORTED = "timer, replaces"
@@ -40,14 +47,14 @@ Rejected = MessageRejected
 
 
 class _RegistrationContext:
-    def __init__(self, registration):
+    def __init__(self, registration: "Registration") -> None:
         self.registration = registration
 
-    def on_response(self, response, now):
+    def on_response(self, response, now) -> None:
         if response.status >= 200:
             self.registration.on_response(response, now)
 
-    def on_failure(self, reason, now):
+    def on_failure(self, reason, now) -> None:
         self.registration.on_timeout(now)
 
 
@@ -55,7 +62,8 @@ class UserAgent:
     """`settings`: username, domain, password, display_name, transport, listen host and port,
     expires, and `registrar` — a resolved Peer, or None for direct-IP mode."""
 
-    def __init__(self, settings, random=os.urandom, user_agent="Doorline"):
+    def __init__(self, settings: "dict[str, str | int | Peer | None]",
+                 random: "Callable" = os.urandom, user_agent: str = "Doorline") -> None:
         self.settings = settings
         self.random = random
         self.endpoint = Endpoint(settings["host"], settings["port"], settings["transport"],
@@ -76,10 +84,10 @@ class UserAgent:
             self._registration_context = _RegistrationContext(self.registration)
 
     # -- identities ------------------------------------------------------------------------
-    def aor(self):
+    def aor(self) -> str:
         return "sip:%s@%s" % (self.settings["username"], self.settings["domain"])
 
-    def registrar_uri(self):
+    def registrar_uri(self) -> str:
         """`sips:` for TLS (RFC 5630), else `sip:` with the transport named when not UDP."""
         peer = self.registrar
         scheme = "sips" if peer.transport == "tls" else "sip"
@@ -88,7 +96,7 @@ class UserAgent:
             uri += ";transport=tcp"
         return uri
 
-    def contact_uri(self):
+    def contact_uri(self) -> str:
         host = self.endpoint.sent_by_host()
         user = self.settings.get("username") or "door"
         scheme = "sips" if self.settings["transport"] == "tls" else "sip"
@@ -97,7 +105,7 @@ class UserAgent:
             uri += ";transport=tcp"
         return uri
 
-    def from_header(self, tag):
+    def from_header(self, tag) -> str:
         name = self.settings.get("display_name") or ""
         # A quoted-string (RFC 3261 §25.1): '"' and '\\' go as quoted-pairs.
         display = '"%s" ' % name.replace("\\", "\\\\").replace('"', '\\"') if name else ""
@@ -108,32 +116,32 @@ class UserAgent:
                                          host, tag)
 
     # -- routing and trust -----------------------------------------------------------------
-    def route_for(self, target_peer):
+    def route_for(self, target_peer: "Peer") -> "Peer":
         """The next hop for a request outside a dialog: the registrar when one is configured."""
         return self.registrar if self.registrar is not None else target_peer
 
-    def from_registrar(self, source):
+    def from_registrar(self, source: "Peer") -> bool:
         """Did this come over the registration's flow / from the registrar's address?"""
         registrar = self.registrar
         return registrar is not None and source.transport == registrar.transport and \
             source.host == registrar.host and (source.reliable or source.port == registrar.port)
 
     # -- sans-I/O surface ------------------------------------------------------------------
-    def start(self, now):
+    def start(self, now: float) -> None:
         if self.registration is not None:
             self.registration.start(now)
             self._flush_registration(now)
 
-    def stop(self, now):
+    def stop(self, now) -> None:
         if self.registration is not None:
             self.registration.stop(now)
             self._flush_registration(now)
 
-    def receive(self, data, source, now):
+    def receive(self, data: bytes, source: "Peer", now: float) -> None:
         self.endpoint.receive(data, source, now)
         self._dispatch(now)
 
-    def flow_failed(self, peer, now):
+    def flow_failed(self, peer, now) -> None:
         self.endpoint.flow_failed(peer, now)
         if self.registration is not None and self.registrar is not None and \
                 peer.transport == self.registrar.transport and peer.host == self.registrar.host \
@@ -141,7 +149,7 @@ class UserAgent:
             self.registration.flow_failed(now)
         self._dispatch(now)
 
-    def handle_timer(self, now):
+    def handle_timer(self, now) -> None:
         self.endpoint.handle_timer(now)
         if self.registration is not None:
             self.registration.handle_timer(now)
@@ -149,7 +157,7 @@ class UserAgent:
             self.request_handler.handle_timer(now)
         self._dispatch(now)
 
-    def get_timer(self):
+    def get_timer(self) -> None:
         timers = [self.endpoint.get_timer()]
         if self.registration is not None:
             timers.append(self.registration.get_timer())
@@ -158,10 +166,10 @@ class UserAgent:
         timers = [t for t in timers if t is not None]
         return min(timers) if timers else None
 
-    def datagrams_to_send(self):
+    def datagrams_to_send(self) -> "list[tuple[bytes, Peer]]":
         return self.endpoint.datagrams_to_send()
 
-    def next_event(self):
+    def next_event(self) -> "MessageRejected | None":
         """UA events first, then the call layer's."""
         if self._events:
             return self._events.pop(0)
@@ -179,7 +187,7 @@ class UserAgent:
         return {"state": r.state, "error": r.error, "next_refresh": r.next_refresh}
 
     # -- internals -------------------------------------------------------------------------
-    def _flush_registration(self, now):
+    def _flush_registration(self, now) -> None:
         for request in self.registration.requests_to_send():
             self.endpoint.send_request(request, self.registrar, now,
                                        context=self._registration_context)
@@ -189,7 +197,7 @@ class UserAgent:
                 break
             self._events.append(event)
 
-    def _dispatch(self, now):
+    def _dispatch(self, now: float) -> None:
         while True:
             event = self.endpoint.next_event()
             if event is None:
@@ -209,7 +217,7 @@ class UserAgent:
         if self.registration is not None:
             self._flush_registration(now)
 
-    def _on_request(self, event, now):
+    def _on_request(self, event: "RequestReceived", now: float) -> None:
         request = event.request
         method = request.method
         if method == "OPTIONS":
@@ -226,7 +234,8 @@ class UserAgent:
         else:
             self._answer(event, 501, now, capabilities=True)
 
-    def _answer(self, event, status, now, capabilities=False):
+    def _answer(self, event: "RequestReceived", status: int, now: float,
+                capabilities: bool = False) -> None:
         response = event.request.make_response(status)
         if status >= 200 and status != 100 and "tag=" not in (response.headers.get("To") or ""):
             response.headers.set("To", response.headers.get("To") + ";tag=" +

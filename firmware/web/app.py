@@ -36,6 +36,7 @@ import hmac
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from microdot import Microdot, Request, Response
 
@@ -47,6 +48,17 @@ from firmware.web.metrics import prometheus_text
 from firmware.web.passwords import AdminPassword, PasswordAlreadySet, weakness
 from firmware.web.sessions import LoginThrottle, SessionStore, client_key
 from firmware.web.setupcode import SetupCode
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from microdot.microdot import MultiDict
+
+    from firmware.runtime.station import Station
+    from firmware.web.sessions import Session
+    from tests.web.fake_station import FakeStation
+    from tests.web.test_api import FakeClock
 
 MAX_BODY = 64 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds for a whole request and its response
@@ -72,23 +84,23 @@ ERROR_TEXT = {400: "bad request", 404: "not found", 405: "method not allowed",
 class ApiError(Exception):
     """Raised by request helpers; becomes a JSON error response."""
 
-    def __init__(self, status, message, headers=None):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         Exception.__init__(self, message)
         self.status = status
         self.message = message
         self.headers = headers or {}
 
 
-def _error(status, message, headers=None):
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> "Response":
     return Response({"error": message}, status, headers)
 
 
-def _client(request):
+def _client(request: "Request") -> str:
     addr = request.client_addr
     return str(addr[0]) if isinstance(addr, (tuple, list)) and addr else "unknown"
 
 
-def _cross_site(request):
+def _cross_site(request: "Request") -> bool:
     """True when the browser tells us the request comes from another site. Sec-Fetch-Site is
     the clearest signal; without it, an Origin naming another host. `Origin: null` is not
     evidence: with `Referrer-Policy: no-referrer` our own forms are posted with it."""
@@ -99,11 +111,11 @@ def _cross_site(request):
     return origin != "null" and origin.partition("://")[2] != request.headers.get("Host", "")
 
 
-def _is_json(request):
+def _is_json(request: "Request") -> bool:
     return (request.content_type or "").split(";")[0].strip().lower() == "application/json"
 
 
-def _json_body(request, required=True):
+def _json_body(request: "Request", required: bool = True) -> "dict[str, Any]":
     """The request body parsed as a JSON object ({} for an empty optional body)."""
     if not request.body:
         if required:
@@ -122,7 +134,7 @@ def _json_body(request, required=True):
     return doc
 
 
-def _int_arg(request, name, default, low, high):
+def _int_arg(request: "Request", name: str, default: int | None, low: int, high: int) -> int | None:
     text = request.args.get(name)
     if text is None:
         return default
@@ -131,7 +143,7 @@ def _int_arg(request, name, default, low, high):
     return int(text)
 
 
-def _api(handler):
+def _api(handler: "Callable") -> "Callable":
     """Turn ApiError raised inside a handler into its JSON response."""
     async def wrapped(request, *args, **kwargs):
         try:
@@ -144,7 +156,8 @@ def _api(handler):
 class _Web:
     """The state behind the routes: password, sessions, throttle, static files."""
 
-    def __init__(self, station, config_path, state_dir, clock):
+    def __init__(self, station: "Station | FakeStation", config_path: str, state_dir: str,
+                 clock: "Callable | FakeClock") -> None:
         self.station = station
         self.config_path = config_path
         self.admin = AdminPassword(state_dir)
@@ -172,29 +185,29 @@ class _Web:
 
     # -- cookies and sessions ----------------------------------------------------------------
     @property
-    def cookie_name(self):
+    def cookie_name(self) -> str:
         return "__Host-doorline_session" if self.secure_cookies else "doorline_session"
 
-    def _cookie(self, value, extra=""):
+    def _cookie(self, value: str, extra: str = "") -> str:
         secure = "; Secure" if self.secure_cookies else ""
         return f"{self.cookie_name}={value}; Path=/; HttpOnly; SameSite=Strict{secure}{extra}"
 
-    def set_session_cookie(self, response, session):
+    def set_session_cookie(self, response: "Response", session: "Session") -> "Response":
         if "Set-Cookie" not in response.headers:
             response.headers["Set-Cookie"] = []
         response.headers["Set-Cookie"].append(self._cookie(session.id))
         return response
 
-    def clear_session_cookie(self, response):
+    def clear_session_cookie(self, response: "Response") -> "Response":
         if "Set-Cookie" not in response.headers:
             response.headers["Set-Cookie"] = []
         response.headers["Set-Cookie"].append(self._cookie("", "; Max-Age=0"))
         return response
 
-    def session_of(self, request):
+    def session_of(self, request: "Request") -> "Session | None":
         return self.sessions.get(request.cookies.get(self.cookie_name))
 
-    def form_session(self, request):
+    def form_session(self, request: "Request") -> "Session":
         """The pre-login session for a setup/login form: reuse the cookie's or make one."""
         session = self.session_of(request)
         if session is None or session.authenticated:
@@ -206,7 +219,7 @@ class _Web:
         """`function(*args)` (scrypt) on the single worker thread."""
         return await asyncio.get_running_loop().run_in_executor(self.scrypt, function, *args)
 
-    async def check_password(self, request, password, via):
+    async def check_password(self, request, password, via) -> bool:
         """Verify with throttling and logging; returns True, or raises ApiError(429/503)."""
         client = _client(request)
         wait = self.throttle.retry_after(client)
@@ -235,7 +248,7 @@ class _Web:
         self.station.log_event("auth_failed", client=client, via=via, path=request.path)
         return False
 
-    async def authenticate_api(self, request):
+    async def authenticate_api(self, request) -> str:
         """'basic' or 'session' for a valid caller; raises ApiError(401/429) otherwise."""
         header = request.headers.get("Authorization")
         if header is not None:
@@ -259,7 +272,7 @@ class _Web:
                        self._challenge(request))
 
     @staticmethod
-    def _challenge(request):
+    def _challenge(request: "Request") -> dict[str, str]:
         # The page's own fetches carry X-CSRF-Token: leave out the Basic challenge for them so
         # an expired session sends the user to the login form, not to a browser dialog.
         if "X-CSRF-Token" in request.headers:
@@ -291,7 +304,7 @@ class _Web:
                 return _error(403, "missing or wrong X-CSRF-Token")
         return None
 
-    def check_setup_code(self, request, code):
+    def check_setup_code(self, request: "Request", code: str | None) -> None:
         """Returns when `request` may set the first password (it comes from the station itself,
         or gives the setup code); raises ApiError(403/429) otherwise."""
         client = _client(request)
@@ -343,8 +356,9 @@ class _Web:
             return Response(configuration.redacted(cfg))
 
 
-def create_app(station, config_path, state_dir, clock=time.monotonic,
-               addresses=netaddrs.interface_addresses):
+def create_app(station: "Station | FakeStation", config_path: str, state_dir: str,
+               clock: "Callable | FakeClock" = time.monotonic,
+               addresses: "Callable" = netaddrs.interface_addresses) -> "Microdot":
     """The microdot app for `station`; `config_path` is saved by PUT /api/config and
     `state_dir` holds admin.json. `clock` (monotonic seconds) drives session expiry and the
     login back-off; `addresses()` gives the station's IP addresses (its own Host names)."""
@@ -354,7 +368,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
     app = Microdot()
     app.doorline = web
 
-    def html(text, status=200, headers=None):
+    def html(text, status: int = 200, headers=None):
         headers = dict(headers or {})
         headers["Content-Type"] = "text/html; charset=utf-8"
         return Response(text, status, headers)
@@ -578,17 +592,18 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
     return app
 
 
-def _error_handler(status, text):
+def _error_handler(status: int, text: str) -> "Callable":
     async def handler(request):
         return _error(status, text)
     return handler
 
 
-def _needs_code(request):
+def _needs_code(request: "Request") -> bool:
     return not hosts.is_loopback(_client(request))
 
 
-def _checked_form(web, request):
+def _checked_form(web: "_Web",
+                  request: "Request") -> "tuple[Session, MultiDict] | tuple[None, None]":
     """(pre-login session, form) when the form's CSRF token matches its session, else
     (None, None)."""
     session = web.session_of(request)
@@ -600,7 +615,7 @@ def _checked_form(web, request):
     return session, form
 
 
-def _log_in(web, old_session, response):
+def _log_in(web: "_Web", old_session: "Session", response: "Response") -> "Response":
     web.sessions.drop(old_session.id)
     session = web.sessions.create(authenticated=True)
     return web.set_session_cookie(response, session)
@@ -618,7 +633,7 @@ async def start(app, host, port, ssl_context=None):
                                      request_timeout=REQUEST_TIMEOUT)
 
 
-async def serve(app, host, port, ssl_context=None):
+async def serve(app, host, port, ssl_context=None) -> None:
     """Serve until cancelled (then the listening socket is closed)."""
     server = await start(app, host, port, ssl_context)
     try:

@@ -82,7 +82,7 @@ def ensure_certificate(state_dir, hosts=()):
     return cert_path, key_path
 
 
-def _write(path, data, mode):
+def _write(path, data, mode) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as f:

@@ -33,8 +33,12 @@ import asyncio
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from firmware.web.sessions import client_key
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_CONNECTIONS = 32
 MAX_PER_CLIENT = 8
@@ -54,7 +58,7 @@ REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large",
 
 
 class HeadTooLarge(Exception):
-    def __init__(self, status, message):
+    def __init__(self, status, message) -> None:
         Exception.__init__(self, message)
         self.status = status
         self.message = message
@@ -63,7 +67,7 @@ class HeadTooLarge(Exception):
 class _Slot:
     __slots__ = ("key", "writer", "ready", "open")
 
-    def __init__(self, key, writer):
+    def __init__(self, key, writer) -> None:
         self.key = key
         self.writer = writer
         self.ready = False  # a complete request head arrived: no longer evictable
@@ -71,7 +75,7 @@ class _Slot:
 
 
 class ConnectionLimiter:
-    def __init__(self, max_total, max_per_client):
+    def __init__(self, max_total, max_per_client) -> None:
         self.max_total = max_total
         self.max_per_client = max_per_client
         self._slots = []  # in order of acceptance
@@ -97,7 +101,7 @@ class ConnectionLimiter:
         self._slots.append(slot)
         return slot, evicted
 
-    def _evict(self, which, evicted):
+    def _evict(self, which, evicted) -> bool:
         for slot in self._slots:
             if not slot.ready and which(slot):
                 self.release(slot)
@@ -107,10 +111,10 @@ class ConnectionLimiter:
         return False
 
     @staticmethod
-    def ready(slot):
+    def ready(slot) -> None:
         slot.ready = True
 
-    def release(self, slot):
+    def release(self, slot) -> None:
         if slot.open:
             slot.open = False
             self._slots.remove(slot)
@@ -161,7 +165,7 @@ async def read_head(reader, deadline_first):
 class _Replay:
     """A reader for microdot that first returns the already-read head, then the socket."""
 
-    def __init__(self, data, reader):
+    def __init__(self, data, reader) -> None:
         self._data = bytearray(data)
         self._reader = reader
 
@@ -194,17 +198,17 @@ class _Replay:
 class _Writer:
     """The asyncio StreamWriter with the awrite/aclose microdot expects."""
 
-    def __init__(self, writer):
+    def __init__(self, writer) -> None:
         self._writer = writer
 
     def __getattr__(self, name):
         return getattr(self._writer, name)
 
-    async def awrite(self, data):
+    async def awrite(self, data) -> None:
         self._writer.write(data)
         await self._writer.drain()
 
-    async def aclose(self):
+    async def aclose(self) -> None:
         self._writer.close()
         try:
             await self._writer.wait_closed()
@@ -212,7 +216,7 @@ class _Writer:
             pass
 
 
-def _plain_answer(status, message, extra=""):
+def _plain_answer(status, message, extra: str = ""):
     body = json.dumps({"error": message}).encode()
     return (f"HTTP/1.0 {status} {REASONS.get(status, 'Error')}\r\n"
             "Content-Type: application/json\r\nConnection: close\r\n"
@@ -220,7 +224,7 @@ def _plain_answer(status, message, extra=""):
             f"{extra}Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-async def _answer_and_close(reader, writer, status, message, extra=""):
+async def _answer_and_close(reader, writer, status, message, extra: str = "") -> None:
     """Send a short error, stop reading what the client still sends after LINGER s or
     LINGER_BYTES (so it sees the answer rather than a reset), then close."""
     try:
@@ -242,7 +246,7 @@ async def _answer_and_close(reader, writer, status, message, extra=""):
         _abort(writer)
 
 
-def _abort(writer):
+def _abort(writer) -> None:
     transport = writer.transport
     if transport is not None and not transport.is_closing():
         transport.abort()
@@ -253,19 +257,19 @@ def _peer(writer):
     return addr[0] if isinstance(addr, (tuple, list)) and addr else "unknown"
 
 
-async def start_server(handler, host, port, ssl_context=None, request_timeout=10.0):
+async def start_server(handler, host, port, ssl_context=None, request_timeout: float = 10.0):
     """Listen on host:port and serve each admitted connection with `handler`."""
     limiter = ConnectionLimiter(MAX_CONNECTIONS, MAX_PER_CLIENT)
     last_warning = [-WARN_EVERY]
 
-    def warn(what, key):
+    def warn(what, key) -> None:
         now = time.monotonic()
         if now - last_warning[0] >= WARN_EVERY:
             last_warning[0] = now
             log.warning("web: %s (client %s; %d open, %d refused and %d idle ones closed so "
                         "far)", what, key, limiter.count(), limiter.refused, limiter.evicted)
 
-    async def connection(reader, writer):
+    async def connection(reader, writer) -> None:
         key = client_key(_peer(writer))
         slot, evicted = limiter.admit(key, writer)
         for old in evicted:
@@ -299,7 +303,7 @@ async def start_server(handler, host, port, ssl_context=None, request_timeout=10
     return server
 
 
-async def _serve(handler, reader, writer, slot, limiter):
+async def _serve(handler, reader, writer, slot, limiter) -> None:
     try:
         head = await read_head(reader, IDLE_TIMEOUT)
     except HeadTooLarge as exc:
@@ -310,7 +314,7 @@ async def _serve(handler, reader, writer, slot, limiter):
     await handler(_Replay(head, reader), _Writer(writer))
 
 
-def json_depth(doc):
+def json_depth(doc: "Any") -> int:
     """How deeply lists and objects nest in `doc` (0 for a scalar), computed without recursion."""
     deepest = 0
     stack = [(doc, 1)]
