@@ -27,11 +27,11 @@ MICROPYTHON = sys.implementation.name == "micropython"
 if MICROPYTHON:
     from collections import OrderedDict as ordered_dict
 
-    def item_getter(table: list[bytes]) -> "Callable":
+    def item_getter(table: "bytes | list[bytes]") -> "Callable":
         return lambda index: table[index]
 
 else:
     ordered_dict = dict
 
-    def item_getter(table: list[bytes]) -> "Callable":
+    def item_getter(table: "bytes | list[bytes]") -> "Callable":
         return table.__getitem__

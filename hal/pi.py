@@ -45,10 +45,10 @@ from hal.pcm import FrameQueue, RateConverter, downmix, upmix
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from gpiozero.pins.mock import MockFactory
+    import alsaaudio
+    from gpiozero.pins import Factory
 
     from hal.board import AudioSpec, BoardSpec, ButtonSpec, InputSpec, LedSpec, RelaySpec
-    from tests.hal.test_alsa import FakeClock, FakePcm
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _pull_settings(spec: "ButtonSpec | InputSpec") -> tuple[bool, None] | tuple[
 
 
 class PiButton(BaseButton):
-    def __init__(self, spec: "ButtonSpec", factory: "MockFactory") -> None:
+    def __init__(self, spec: "ButtonSpec", factory: "Factory") -> None:
         super().__init__(spec.role)
         pull_up, active_state = _pull_settings(spec)
         self._device = Button(spec.pin, pull_up=pull_up, active_state=active_state,
@@ -87,7 +87,7 @@ class PiButton(BaseButton):
 
 
 class PiInput(BaseInput):
-    def __init__(self, spec: "InputSpec", factory: "MockFactory") -> None:
+    def __init__(self, spec: "InputSpec", factory: "Factory") -> None:
         super().__init__(spec.role)
         pull_up, active_state = _pull_settings(spec)
         self._device = DigitalInputDevice(spec.pin, pull_up=pull_up, active_state=active_state,
@@ -105,7 +105,7 @@ class PiInput(BaseInput):
 
 
 class PiLed(BaseLed):
-    def __init__(self, spec: "LedSpec", factory: "MockFactory") -> None:
+    def __init__(self, spec: "LedSpec", factory: "Factory") -> None:
         super().__init__(spec.role)
         self._device = LED(spec.pin, active_high=not spec.active_low, initial_value=False,
                            pin_factory=factory)
@@ -125,7 +125,7 @@ class PiLed(BaseLed):
 
 
 class PiRelay(BaseRelay):
-    def __init__(self, spec: "RelaySpec", factory: "MockFactory") -> None:
+    def __init__(self, spec: "RelaySpec", factory: "Factory") -> None:
         super().__init__(spec.role)
         self._device = OutputDevice(spec.pin, active_high=not spec.active_low,
                                     initial_value=False, pin_factory=factory)
@@ -142,7 +142,7 @@ class PiRelay(BaseRelay):
 
 
 class PiBoard(Board):
-    def __init__(self, spec: "BoardSpec", pin_factory: "MockFactory | None" = None) -> None:
+    def __init__(self, spec: "BoardSpec", pin_factory: "Factory | None" = None) -> None:
         factory = pin_factory if pin_factory is not None else _default_factory()
         super().__init__(
             spec,
@@ -167,7 +167,7 @@ def _default_factory():
 class AlsaAudio(AudioDevice):
     paced = True
 
-    def __init__(self, spec: "AudioSpec", clock: "Callable | FakeClock" = time.monotonic,
+    def __init__(self, spec: "AudioSpec", clock: "Callable[[], float]" = time.monotonic,
                  sleep: "Callable" = time.sleep) -> None:
         self.spec = spec
         self._clock = clock
@@ -207,7 +207,7 @@ class AlsaPcm:
         kind = "capture" if self.direction == self.alsa.PCM_CAPTURE else "playback"
         return f"{kind} {self.device!r}"
 
-    def get(self) -> "FakePcm | None":
+    def get(self) -> "alsaaudio.PCM | None":
         """The open PCM, or None while the device is away and the back-off has not expired."""
         if self._pcm is None and self._clock() >= self._retry_at:
             try:
@@ -222,7 +222,7 @@ class AlsaPcm:
                 self._backoff = BACKOFF_MIN_S
         return self._pcm
 
-    def _open(self) -> "tuple[FakePcm, int]":
+    def _open(self) -> "tuple[alsaaudio.PCM, int]":
         pcm = self._make(channels=1)
         if 1 in pcm.getchannels():
             return pcm, 1
@@ -230,7 +230,7 @@ class AlsaPcm:
         pcm.close()
         return self._make(channels=2), 2
 
-    def _make(self, channels: int) -> "FakePcm":
+    def _make(self, channels: int) -> "alsaaudio.PCM":
         alsa = self.alsa
         return alsa.PCM(type=self.direction, mode=alsa.PCM_NONBLOCK, device=self.device,
                         rate=self.rate, channels=channels, format=alsa.PCM_FORMAT_S16_LE,
@@ -242,7 +242,7 @@ class AlsaPcm:
         self._retry_at = self._clock() + self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
 
-    def wait(self, pcm: "FakePcm", timeout: float, sleep: "Callable") -> None:
+    def wait(self, pcm: "alsaaudio.PCM", timeout: float, sleep: "Callable") -> None:
         """Wait until the PCM is readable/writable or `timeout` seconds have passed."""
         descriptors = pcm.polldescriptors()
         if not descriptors:
@@ -263,7 +263,7 @@ class AlsaPcm:
 
 
 class AlsaAudioStream(AudioStream):
-    def __init__(self, spec: "AudioSpec", rate: int, frame_ms: int, clock: "FakeClock",
+    def __init__(self, spec: "AudioSpec", rate: int, frame_ms: int, clock: "Callable[[], float]",
                  sleep: "Callable") -> None:
         import alsaaudio  # only here: the HAL must import on machines without ALSA
 
@@ -341,7 +341,7 @@ class AlsaAudioStream(AudioStream):
                 continue
             self._write_period(device, upmix(period, self._playback.channels))
 
-    def _write_period(self, device: "FakePcm", data: bytes) -> None:
+    def _write_period(self, device: "alsaaudio.PCM", data: bytes) -> None:
         for _attempt in range(2):
             try:
                 written = device.write(data)

@@ -39,9 +39,6 @@ Public API
         written(now); next_deadline() -> float or None; pending (events waiting)
 """
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing only: never imported at run time
-    pass
 
 SECURITY_TYPES = (
     "door_open", "lockout", "code_failed", "login", "logout", "admin_password_set",

@@ -187,9 +187,9 @@ class InbandDtmfDetector:
         self.rate = rate
         self._min_duration = rate * MIN_DURATION_MS // 1000
         self._min_gap = rate * MIN_GAP_MS // 1000
-        self._candidate = None
+        self._candidate: str | None = None
         self._candidate_samples = 0
-        self._key_down = None
+        self._key_down: str | None = None
         self._gap_samples = 0
 
     def feed(self, pcm: bytes) -> "list[Digit]":

@@ -83,7 +83,6 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from collections.abc import Callable
 
     from firmware.rtp.srtp import SrtpSession
-    from tests.rtp.test_session import FakeSrtp
 
 IDLE = "idle"  # created, clock not started
 ACTIVE = "active"
@@ -220,11 +219,11 @@ class RtpSession:
         telephone_event_pt: int | None = None,
         clock_rate: int = 8000,
         ptime: float = 0.02,
-        srtp: "SrtpSession | FakeSrtp | None" = None,
+        srtp: "SrtpSession | None" = None,
         cname: str | None = None,
         wallclock_offset: float = 0.0,
         on_dtmf_packet: "Callable | None" = None,
-        jitter_buffer: None = None,
+        jitter_buffer: "JitterBuffer | None" = None,
     ) -> None:
         self.payload_type = payload_type
         self.telephone_event_pt = telephone_event_pt
@@ -279,7 +278,8 @@ class RtpSession:
         self.remote_bye = False
 
     def set_remote(self, remote_addr: tuple[str, int],
-                   remote_rtcp_addr: tuple[str, int] | None = None, rtcp_mux: None = None) -> None:
+                   remote_rtcp_addr: tuple[str, int] | None = None,
+                   rtcp_mux: bool | None = None) -> None:
         """Where the SDP says the peer receives RTP (and RTCP); latching starts over."""
         if rtcp_mux is not None:
             self.rtcp_mux = rtcp_mux

@@ -37,7 +37,6 @@ from firmware.app.callers import source_ip
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tests.runtime.test_eventlog import FakeTime
 
 log = logging.getLogger("doorline.events")
 
@@ -53,7 +52,7 @@ def _line(event: dict[str, str | float | dict[str, int]]) -> str:
 
 class EventLog:
     def __init__(self, state_dir: str, clock: "Callable" = time.time,
-                 monotonic: "FakeTime | Callable" = time.monotonic,
+                 monotonic: "Callable[[], float]" = time.monotonic,
                  schedule: "Callable | None" = None) -> None:
         self.path = os.path.join(state_dir, FILE_NAME)
         self.clock = clock

@@ -101,7 +101,7 @@ def interval_from_environment(environ: dict[str, str] | None = None) -> float | 
 
 class Watchdog:
     def __init__(self, notifier: "Notifier", health: "Health", interval: float | None = None,
-                 environ: None = None) -> None:
+                 environ: dict[str, str] | None = None) -> None:
         self.notifier = notifier
         self.health = health
         self.interval = interval_from_environment(environ) if interval is None else interval
@@ -121,7 +121,7 @@ class Watchdog:
             self._handle = None
         self.notifier.notify("STOPPING=1")
 
-    def tick(self, now: None = None) -> bool:
+    def tick(self, now: float | None = None) -> bool:
         """Beat "loop" and ping systemd if everything required is alive. Returns True if pinged."""
         self.health.beat("loop", now)
         problems = self.health.problems(now)

@@ -173,7 +173,8 @@ class Bandwidth:
 class Timing:
     """``t=<start> <stop>`` with its ``r=`` lines kept as written (RFC 8866 §5.9, §5.10)."""
 
-    def __init__(self, start: int = 0, stop: int = 0, repeats: None = None) -> None:
+    def __init__(self, start: int = 0, stop: int = 0,
+                 repeats: "list[str] | None" = None) -> None:
         self.start = start
         self.stop = stop
         self.repeats = list(repeats or ())
@@ -337,8 +338,8 @@ class InlineKey:
     ``lifetime`` is kept as written (``2^20`` or decimal); ``lifetime_packets`` is its value.
     """
 
-    def __init__(self, key_salt: bytes, lifetime: None = None, mki_value: None = None,
-                 mki_length: None = None) -> None:
+    def __init__(self, key_salt: bytes, lifetime: str | None = None, mki_value: int | None = None,
+                 mki_length: int | None = None) -> None:
         self.key_salt = key_salt
         self.lifetime = lifetime
         self.mki_value = mki_value
@@ -368,7 +369,7 @@ class InlineKey:
         return key
 
     @property
-    def lifetime_packets(self) -> int:
+    def lifetime_packets(self) -> int | None:
         return None if self.lifetime is None else _lifetime_packets(self.lifetime)
 
     def __str__(self) -> str:
@@ -437,9 +438,10 @@ class MediaDescription(_AttributeList):
     """``m=<media> <port>[/<number of ports>] <proto> <fmt> ...`` and its section (§5.14)."""
 
     def __init__(self, media: str, port: int, proto: str, formats: list[str],
-                 port_count: int | None = None, connections: None = None, bandwidths: None = None,
-                 attributes: "list[Attribute] | None" = None, information: None = None,
-                 key: None = None) -> None:
+                 port_count: int | None = None, connections: "list[Connection] | None" = None,
+                 bandwidths: "list[Bandwidth] | None" = None,
+                 attributes: "list[Attribute] | None" = None, information: str | None = None,
+                 key: str | None = None) -> None:
         self.media = media
         self.port = port
         self.port_count = port_count
@@ -584,8 +586,9 @@ class SessionDescription(_AttributeList):
 
     def __init__(self, origin: "Origin | None", session_name: str = "-",
                  connection: "Connection | None" = None,
-                 media: "list[MediaDescription] | None" = None, attributes: None = None,
-                 timings: None = None, bandwidths: None = None) -> None:
+                 media: "list[MediaDescription] | None" = None,
+                 attributes: "list[Attribute] | None" = None, timings: "list[Timing] | None" = None,
+                 bandwidths: "list[Bandwidth] | None" = None) -> None:
         self.version = 0
         self.origin = origin
         self.session_name = session_name

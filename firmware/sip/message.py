@@ -54,7 +54,7 @@ from firmware.sip.uri import DIGITS, URI, is_token, only, split_host_port
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
-    pass
+    from typing import Any
 
 SIP_VERSION = "SIP/2.0"
 MAX_MESSAGE_SIZE = 65535  # bytes of one message (a UDP datagram cannot be larger)
@@ -199,7 +199,7 @@ class Headers:
 
     def __init__(self,
                  fields: "dict[str, str] | Headers | list[tuple[str, str]] | None" = None) -> None:
-        self._fields = []  # [key, name, value]
+        self._fields: list[list[str]] = []  # [key, name, value]
         if fields is not None:
             for name, value in fields.items() if isinstance(fields, dict) else fields:
                 self.add(name, value)
@@ -212,7 +212,9 @@ class Headers:
         values = _split_list(value) if key in LIST_HEADERS else [value.strip(_WHITESPACE)]
         return key, [[key, printable, item] for item in values]
 
-    def get(self, name: str, default: str | None = None) -> str | None:
+    def get(self, name: str, default: str | None = None) -> "str | Any":
+        # "str | Any": None when absent, but check_message() has made sure of the mandatory
+        # headers (Via, From, To, Call-ID, CSeq), which the layers above read unchecked.
         key = canonical_name(name)[1]
         for field in self._fields:
             if field[0] == key:
@@ -268,6 +270,9 @@ class _Message:
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body = bytes(body)
         self.version = version
+
+    def start_line(self) -> str:
+        raise NotImplementedError  # Request and Response write their own
 
     def to_bytes(self) -> bytes:
         lines = [self.start_line()]
@@ -375,7 +380,7 @@ def _parse_head(raw: bytes) -> "Request | Response":
     lines = text.split("\r\n")
     _check_line(lines[0])
     message = _parse_start_line(lines[0])
-    fields = []
+    fields: list[tuple[str, list[str]]] = []
     for line in lines[1:]:
         _check_line(line)
         if line[:1] in (" ", "\t"):  # folded continuation (§7.3.1)
@@ -449,7 +454,8 @@ def parse(data: bytes) -> "Request | Response":
 def _parse_header_params(text: str) -> dict[str, str | None]:
     """`;`-separated generic-params (§25.1) after the first `;` -> dict with lower-case names,
     in the order written."""
-    params = ordered_dict()
+    params: dict[str, str | None] = ordered_dict()
+    value: str | None
     for chunk in split_outside(text, ";"):
         name, equals, value = chunk.partition("=")
         name = name.strip(_WHITESPACE).lower()

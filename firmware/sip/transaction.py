@@ -258,7 +258,7 @@ class _Transaction:
     """What the four machines share: timers, the outgoing queue, the event queue."""
 
     def __init__(self, request: "Request", reliable: bool,
-                 transitions: dict[tuple[str, str], tuple[str, None] | tuple[str, str]],
+                 transitions: dict[tuple[str, str], tuple[str, str | None]],
                  state: str) -> None:
         if request.method == "ACK":
             # An ACK for a 2xx is its own transaction-less request (§17.1.1.3, §17.2.3).
@@ -269,10 +269,10 @@ class _Transaction:
         self.branch = _top_via(request).branch
         self.state = state
         self._transitions = transitions
-        self._timers = {}  # input (e.g. FIRES_A) -> deadline
+        self._timers: dict[str, float] = {}  # input (e.g. FIRES_A) -> deadline
         self._interval = T1  # current retransmission interval of Timer A, E or G
-        self._outgoing = []
-        self._events = []
+        self._outgoing: list[Request | Response] = []
+        self._events: list[object] = []
 
     @property
     def terminated(self) -> bool:
@@ -318,10 +318,10 @@ class _Transaction:
         """Timers D, I, J and K: their value on unreliable transports, zero on reliable ones."""
         return 0.0 if self.reliable else unreliable_value
 
-    def _time_out(self, message: None, now: float) -> None:
+    def _time_out(self, message: "Request | Response | None", now: float) -> None:
         self._events.append(TransactionTimeout())
 
-    def _report_transport_error(self, message: None, now: float) -> None:
+    def _report_transport_error(self, message: "Request | Response | None", now: float) -> None:
         self._events.append(TransportError())
 
 
@@ -335,7 +335,7 @@ class ClientTransaction(_Transaction):
         else:
             _Transaction.__init__(self, request, reliable, NON_INVITE_CLIENT, TRYING)
             retransmit, timeout = FIRES_E, (FIRES_F, TIMER_F)
-        self._ack = None
+        self._ack: Request | None = None
         self._outgoing.append(request)
         if not reliable:
             self._timers[retransmit] = now + T1
@@ -357,19 +357,19 @@ class ClientTransaction(_Transaction):
     def _pass_up(self, response: "Response", now: float) -> None:
         self._events.append(ResponseReceived(response))
 
-    def _retransmit_invite(self, message: None, now: float) -> None:
+    def _retransmit_invite(self, message: "Request | Response | None", now: float) -> None:
         # §17.1.1.2: Timer A doubles without bound; Timer B ends the transaction first.
         self._outgoing.append(self.request)
         self._interval *= 2
         self._timers[FIRES_A] = now + self._interval
 
-    def _retransmit_request(self, message: None, now: float) -> None:
+    def _retransmit_request(self, message: "Request | Response | None", now: float) -> None:
         # §17.1.2.2: Timer E doubles up to T2 while Trying.
         self._outgoing.append(self.request)
         self._interval = min(2 * self._interval, T2)
         self._timers[FIRES_E] = now + self._interval
 
-    def _retransmit_request_at_t2(self, message: None, now: float) -> None:
+    def _retransmit_request_at_t2(self, message: "Request | Response | None", now: float) -> None:
         # §17.1.2.2: once a provisional response arrived, every T2.
         self._outgoing.append(self.request)
         self._timers[FIRES_E] = now + T2
@@ -390,6 +390,7 @@ class ClientTransaction(_Transaction):
         self._pass_up(response, now)
 
     def _resend_ack(self, response: "Response", now: float) -> None:
+        assert self._ack is not None  # sent on entering COMPLETED, the only state that resends
         self._outgoing.append(self._ack)
 
     def _complete(self, response: "Response", now: float) -> None:
@@ -415,7 +416,7 @@ class ServerTransaction(_Transaction):
     """RFC 3261 §17.2.1 (INVITE) or §17.2.2 (any other method but ACK)."""
 
     def __init__(self, request: "Request", reliable: bool, now: float) -> None:
-        self.last_response = None
+        self.last_response: Response | None = None
         if request.method == "INVITE":
             _Transaction.__init__(self, request, reliable, INVITE_SERVER, PROCEEDING)
             # §17.2.1: a 100 (Trying) at once, so the client stops retransmitting.
@@ -460,8 +461,9 @@ class ServerTransaction(_Transaction):
             self._timers[FIRES_G] = now + T1
         self._send_response(response, now)
 
-    def _retransmit_response(self, message: None, now: float) -> None:
+    def _retransmit_response(self, message: "Request | Response | None", now: float) -> None:
         # §17.2.1: Timer G doubles up to T2.
+        assert self.last_response is not None  # Timer G starts with the response it repeats
         self._outgoing.append(self.last_response)
         self._interval = min(2 * self._interval, T2)
         self._timers[FIRES_G] = now + self._interval
@@ -495,7 +497,7 @@ def _rfc2543_identity(request: "Request", via: "Via") -> tuple:
             _via_identity(via))
 
 
-def _rfc3261_key(via: "Via", method: str) -> tuple[str, str, int, str] | None:
+def _rfc3261_key(via: "Via", method: str) -> tuple[str, str, int | None, str] | None:
     """§17.2.3: branch, sent-by and method; None for an RFC 2543 peer (no magic cookie)."""
     branch = via.branch
     if not branch or not branch.startswith(MAGIC_COOKIE):
@@ -509,10 +511,13 @@ class TransactionTable:
 
     def __init__(self, max_transactions: int = 256) -> None:
         self.max_transactions = max_transactions
-        self._clients = {}  # (branch, CSeq method) -> ClientTransaction
-        self._servers = {}  # (branch, sent-by host, port, method) -> ServerTransaction
-        self._rfc2543_servers = []  # server transactions for requests without a magic cookie
-        self._orphan_messages = []  # (transaction, message) left by removed transactions
+        self._clients: dict[tuple, ClientTransaction] = {}  # (branch, CSeq method) ->
+        self._servers: dict[tuple | None, ServerTransaction] = {}  # (branch, sent-by, port,
+        # method) ->
+        # server transactions for requests without a magic cookie
+        self._rfc2543_servers: list[ServerTransaction] = []
+        # (transaction, message) left by removed transactions
+        self._orphan_messages: list[tuple[_Transaction, Request | Response]] = []
 
     def __len__(self) -> int:
         return len(self._clients) + len(self._servers) + len(self._rfc2543_servers)
@@ -524,6 +529,8 @@ class TransactionTable:
     def add(self, transaction: "ServerTransaction | ClientTransaction") -> bool:
         if len(self) >= self.max_transactions:
             return False
+        key: Any  # see the comments in __init__
+        store: Any
         if isinstance(transaction, ClientTransaction):
             key = (transaction.branch, transaction.method)
             store = self._clients
@@ -538,8 +545,10 @@ class TransactionTable:
         store[key] = transaction
         return True
 
-    def remove(self, transaction: "ServerTransaction | ClientTransaction") -> None:
+    def remove(self, transaction: "_Transaction") -> None:
         """Forget `transaction`; removing one that is not here is harmless."""
+        key: Any  # see the comments in __init__
+        store: Any
         if isinstance(transaction, ClientTransaction):
             store, key = self._clients, (transaction.branch, transaction.method)
         else:
@@ -569,7 +578,7 @@ class TransactionTable:
         method = "INVITE" if request.method == "ACK" else request.method
         return self._match_server(request, method)
 
-    def find_invite_for_cancel(self, cancel: "Request") -> "ServerTransaction":
+    def find_invite_for_cancel(self, cancel: "Request") -> "ServerTransaction | None":
         """§9.2: the INVITE server transaction a CANCEL refers to (same rules, method INVITE)."""
         return self._match_server(cancel, "INVITE")
 
@@ -578,8 +587,7 @@ class TransactionTable:
         deadlines = [d for d in deadlines if d is not None]
         return min(deadlines) if deadlines else None
 
-    def handle_timer(self,
-                     now: float) -> "list[tuple[ClientTransaction | ServerTransaction, object]]":
+    def handle_timer(self, now: float) -> "list[tuple[_Transaction, object]]":
         """Drive every transaction whose timer is due; return each pending event paired with
         its transaction and drop the terminated transactions (their last messages stay
         available through `messages_to_send`)."""
@@ -599,9 +607,7 @@ class TransactionTable:
                 self.remove(transaction)
         return events
 
-    def messages_to_send(
-            self
-    ) -> "list[tuple[ClientTransaction, Request] | tuple[ServerTransaction, Response]]":
+    def messages_to_send(self) -> "list[tuple[_Transaction, Request | Response]]":
         """Every queued message as (transaction, message); the owner sends each to the
         transaction's peer."""
         messages, self._orphan_messages = self._orphan_messages, []

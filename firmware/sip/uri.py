@@ -153,7 +153,7 @@ def _parse_port(text: str) -> int:
     return int(text)
 
 
-def split_host_port(text: str) -> tuple[str, None] | tuple[str, int]:
+def split_host_port(text: str) -> tuple[str, int | None]:
     """`host [":" port]` -> (host, port or None); IPv6 references keep their brackets."""
     if text.startswith("["):
         end = text.find("]")
@@ -278,7 +278,7 @@ class URI:
         return cls("tel", number, params=params)
 
     @property
-    def transport(self) -> str:
+    def transport(self) -> str | None:
         value = self.params.get("transport")
         return value.lower() if value else None
 
@@ -309,12 +309,12 @@ class URI:
     def __repr__(self) -> str:
         return "URI(" + repr(str(self)) + ")"
 
-    def _tel_key(self) -> "tuple[str, list[Any]] | tuple[str, list[tuple[str, bytes]]]":
+    def _tel_key(self) -> tuple[str, list[tuple[str, bytes | None]]]:
         number = self.user or ""
         for separator in _VISUAL_SEPARATORS:
             number = number.replace(separator, "")
-        params = sorted(
-            (name, None if value is None else _normalised(value).lower())
+        params = sorted(  # _normalised(str) is bytes, never None:
+            (name, None if value is None else _normalised(value).lower())  # type: ignore[union-attr]
             for name, value in self.params.items()
         )
         return number.upper(), params
@@ -331,6 +331,8 @@ class URI:
         return self._sip_equal(other)
 
     def _sip_equal(self, other: "URI") -> bool:
+        mine: Any  # str, then its normalised bytes, then the headers' dict
+        theirs: Any
         if (
             _normalised(self.user) != _normalised(other.user)
             or _normalised(self.password) != _normalised(other.password)

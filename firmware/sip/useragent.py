@@ -31,6 +31,7 @@ from firmware.sip.message import Request
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
     from collections.abc import Callable
+    from typing import Any
 
     from firmware.sip.endpoint import Peer
     from firmware.sip.registration import Registration
@@ -62,20 +63,20 @@ class UserAgent:
     """`settings`: username, domain, password, display_name, transport, listen host and port,
     expires, and `registrar` — a resolved Peer, or None for direct-IP mode."""
 
-    def __init__(self, settings: "dict[str, str | int | Peer | None]",
+    def __init__(self, settings: "dict[str, Any]",
                  random: "Callable" = os.urandom, user_agent: str = "Doorline") -> None:
         self.settings = settings
         self.random = random
         self.endpoint = Endpoint(settings["host"], settings["port"], settings["transport"],
                                  user_agent=user_agent, random=random)
-        self.registrar = settings.get("registrar")
-        self.registration = None
-        self.request_handler = None  # the call layer: handle_request(event, now) -> bool
+        self.registrar: Peer | None = settings.get("registrar")
+        self.registration: reg.Registration | None = None
+        self.request_handler: Any = None  # the call layer: handle_request(event, now) -> bool
         self.endpoint.screen = admission.Gate(
             self.from_registrar, self.registrar is not None,
             usernames=(settings.get("username") or "door",),
             hosts=(settings["host"], settings.get("domain") or settings["host"]))
-        self._events = []
+        self._events: list[object] = []
         if self.registrar is not None:
             self.registration = reg.Registration(
                 aor=self.aor(), registrar_uri=self.registrar_uri(), contact=self.contact_uri(),
@@ -90,6 +91,7 @@ class UserAgent:
     def registrar_uri(self) -> str:
         """`sips:` for TLS (RFC 5630), else `sip:` with the transport named when not UDP."""
         peer = self.registrar
+        assert peer is not None  # only asked for with a registrar configured
         scheme = "sips" if peer.transport == "tls" else "sip"
         uri = "%s:%s" % (scheme, self.settings.get("registrar_hostport") or peer.host)
         if peer.transport == "tcp":
@@ -157,8 +159,8 @@ class UserAgent:
             self.request_handler.handle_timer(now)
         self._dispatch(now)
 
-    def get_timer(self) -> None:
-        timers = [self.endpoint.get_timer()]
+    def get_timer(self) -> float | None:
+        timers: list[Any] = [self.endpoint.get_timer()]
         if self.registration is not None:
             timers.append(self.registration.get_timer())
         if self.request_handler is not None:
@@ -169,7 +171,7 @@ class UserAgent:
     def datagrams_to_send(self) -> "list[tuple[bytes, Peer]]":
         return self.endpoint.datagrams_to_send()
 
-    def next_event(self) -> "MessageRejected | None":
+    def next_event(self) -> object:
         """UA events first, then the call layer's."""
         if self._events:
             return self._events.pop(0)
@@ -187,7 +189,8 @@ class UserAgent:
         return {"state": r.state, "error": r.error, "next_refresh": r.next_refresh}
 
     # -- internals -------------------------------------------------------------------------
-    def _flush_registration(self, now) -> None:
+    def _flush_registration(self, now: float) -> None:
+        assert self.registration is not None and self.registrar is not None
         for request in self.registration.requests_to_send():
             self.endpoint.send_request(request, self.registrar, now,
                                        context=self._registration_context)
@@ -244,6 +247,7 @@ class UserAgent:
             response.headers.set("Allow", ALLOW)
             response.headers.set("Accept", ACCEPT)
             response.headers.set("Supported", SUPPORTED)
+        assert event.transaction is not None  # only an ACK comes without one, never answered
         self.endpoint.send_response(event.transaction, response, now)
 
 

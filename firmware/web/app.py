@@ -57,8 +57,6 @@ if TYPE_CHECKING:
 
     from firmware.runtime.station import Station
     from firmware.web.sessions import Session
-    from tests.web.fake_station import FakeStation
-    from tests.web.test_api import FakeClock
 
 MAX_BODY = 64 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds for a whole request and its response
@@ -156,8 +154,8 @@ def _api(handler: "Callable") -> "Callable":
 class _Web:
     """The state behind the routes: password, sessions, throttle, static files."""
 
-    def __init__(self, station: "Station | FakeStation", config_path: str, state_dir: str,
-                 clock: "Callable | FakeClock") -> None:
+    def __init__(self, station: "Station", config_path: str, state_dir: str,
+                 clock: "Callable[[], float]") -> None:
         self.station = station
         self.config_path = config_path
         self.admin = AdminPassword(state_dir)
@@ -356,8 +354,8 @@ class _Web:
             return Response(configuration.redacted(cfg))
 
 
-def create_app(station: "Station | FakeStation", config_path: str, state_dir: str,
-               clock: "Callable | FakeClock" = time.monotonic,
+def create_app(station: "Station", config_path: str, state_dir: str,
+               clock: "Callable[[], float]" = time.monotonic,
                addresses: "Callable" = netaddrs.interface_addresses) -> "Microdot":
     """The microdot app for `station`; `config_path` is saved by PUT /api/config and
     `state_dir` holds admin.json. `clock` (monotonic seconds) drives session expiry and the

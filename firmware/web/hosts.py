@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
     from microdot.microdot import Microdot, Request
 
-    from tests.web.test_api import FakeClock
-    from tests.web.test_hosts import Clock
 
 REFRESH_S = 5.0
 RETRY_UNKNOWN_S = 1.0
@@ -138,7 +136,7 @@ def _address(text: str) -> "IPv4Address | IPv6Address | None":
 
 class OwnHosts:
     def __init__(self, addresses: "Callable", host_name: "Callable", extra_names: "Callable",
-                 clock: "Callable | FakeClock | Clock") -> None:
+                 clock: "Callable[[], float]") -> None:
         self._read_addresses = addresses
         self._host_name = host_name
         self._extra_names = extra_names

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tests.web.test_api import FakeClock
 
 IDLE_TIMEOUT = 30 * 60
 ABSOLUTE_TIMEOUT = 12 * 3600
@@ -70,7 +69,7 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, clock: "FakeClock | Callable") -> None:
+    def __init__(self, clock: "Callable[[], float]") -> None:
         self.clock = clock
         self._sessions = {}
 
@@ -113,7 +112,7 @@ class SessionStore:
 
 
 class LoginThrottle:
-    def __init__(self, clock: "Callable | FakeClock") -> None:
+    def __init__(self, clock: "Callable[[], float]") -> None:
         self.clock = clock
         self._failures = {}  # client key -> (count, time of the last failure)
         self._recent = []  # times of the failures within GLOBAL_WINDOW, all clients
