@@ -120,17 +120,18 @@ class DtmfReceiver:
 
     def __init__(self, clock_rate: int = 8000) -> None:
         self.clock_rate = clock_rate
-        self._events = []
+        self._events: list[Digit | DigitEnd] = []
         self.reset()
 
     def reset(self) -> None:
         self.state = IDLE
-        self._newest_timestamp = None
-        self._key = None
-        self._segment_timestamp = None
+        self._newest_timestamp: int | None = None
+        # None while IDLE; ACTIVE (the only state that reads them) comes with a value
+        self._key: str = None  # type: ignore[assignment]
+        self._segment_timestamp: int = None  # type: ignore[assignment]
         self._segment_duration = 0
         self._earlier_duration = 0  # from finished segments and duration wraps
-        self._last_packet_at = None
+        self._last_packet_at: float = None  # type: ignore[assignment]
 
     def receive(self, timestamp: int, sequence: int, marker: bool, payload: bytes,
                 now: float) -> None:
@@ -225,10 +226,10 @@ class DtmfSender:
         event = EVENT_KEYS.index(key.upper())
         total = duration_ms * self.clock_rate // 1000
         step = max(1, round(self.update_interval * self.clock_rate))
-        packets = []
+        packets: list[DtmfPacket] = []
         segment_start = 0
 
-        def add(at, duration, end: bool = False) -> None:
+        def add(at: float, duration: int, end: bool = False) -> None:
             block = TelephoneEvent(event, end, self.volume, duration)
             packets.append(
                 DtmfPacket(

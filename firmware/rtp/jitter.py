@@ -83,13 +83,13 @@ class JitterBuffer:
     def reset(self) -> None:
         """Forget the stream (e.g. on an SSRC change); counters and the target are kept."""
         self.state = BUFFERING
-        self._frames = {}  # extended timestamp -> PCM frame
-        self._next_ts = None  # extended timestamp of the next frame to play
-        self._last_raw_ts = None
+        self._frames: dict[int, bytes] = {}  # extended timestamp -> PCM frame
+        self._next_ts: int | None = None  # extended timestamp of the next frame to play
+        self._last_raw_ts: int | None = None
         self._last_ext_ts = 0
-        self._transits = []
+        self._transits: list[float] = []
         self._base = 0.0
-        self._recent_sequences = []
+        self._recent_sequences: list[int] = []
         self._last_frame = SILENCE
         self._conceal_run = 0
         self._empty_run = 0

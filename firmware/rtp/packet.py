@@ -277,7 +277,8 @@ class SenderReport:
     packet_type = RTCP_SR
 
     def __init__(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int, packet_count: int,
-                 octet_count: int, reports: "list[ReportBlock]" = ()) -> None:
+                 octet_count: int,
+                 reports: "list[ReportBlock] | tuple[ReportBlock, ...]" = ()) -> None:
         self.ssrc = ssrc
         self.ntp_timestamp = ntp_timestamp
         self.rtp_timestamp = rtp_timestamp
@@ -347,13 +348,11 @@ class SourceDescription:
 
     packet_type = RTCP_SDES
 
-    def __init__(
-            self, chunks: "list[tuple[int, list[Any]] | tuple[int, list[tuple[int, bytes]]]]"
-    ) -> None:
+    def __init__(self, chunks: list[tuple[int, list[tuple[int, bytes]]]]) -> None:
         self.chunks = list(chunks)
 
     @classmethod
-    def with_cname(cls, ssrc: int, cname: str) -> "SourceDescription":
+    def with_cname(cls, ssrc: int, cname: str | bytes) -> "SourceDescription":
         if isinstance(cname, str):
             cname = cname.encode()
         return cls([(ssrc, [(SDES_CNAME, cname)])])
@@ -393,15 +392,15 @@ class SourceDescription:
         return cls(chunks)
 
     def to_bytes(self) -> bytes:
-        body = []
+        chunks = []
         for ssrc, items in self.chunks:
             chunk = struct.pack("!I", ssrc)
             for item_type, value in items:
                 value = bytes(value[:255])
                 chunk += bytes([item_type, len(value)]) + value
             chunk += bytes(4 - len(chunk) % 4)  # at least one null octet, then alignment
-            body.append(chunk)
-        body = b"".join(body)
+            chunks.append(chunk)
+        body = b"".join(chunks)
         return _rtcp_header(len(self.chunks), RTCP_SDES, len(body)) + body
 
     __bytes__ = to_bytes
@@ -466,7 +465,7 @@ class OtherRtcp:
         return f"<OtherRtcp type={self.packet_type} len={len(self.body)}>"
 
 
-_RTCP_TYPES = {
+_RTCP_TYPES: "dict[int, Any]" = {
     RTCP_SR: SenderReport,
     RTCP_RR: ReceiverReport,
     RTCP_SDES: SourceDescription,
@@ -476,7 +475,7 @@ _RTCP_TYPES = {
 
 def parse_rtcp(
         data: bytes
-) -> "list[ReceiverReport | SenderReport | OtherRtcp | SourceDescription | Bye]":
+) -> "list[SenderReport | ReceiverReport | SourceDescription | Bye | OtherRtcp]":
     """Parse a compound RTCP packet (RFC 3550 §6.1) into a list of packet objects.
 
     Checks follow Appendix A.2: version 2 on every packet, lengths that add up exactly, padding
@@ -485,7 +484,7 @@ def parse_rtcp(
     data = bytes(data)
     if len(data) < 4:
         raise RtpParseError("shorter than an RTCP header")
-    packets = []
+    packets: list[SenderReport | ReceiverReport | SourceDescription | Bye | OtherRtcp] = []
     offset = 0
     while offset < len(data):
         if len(data) - offset < 4:

@@ -63,7 +63,7 @@ Public API
 import math
 import os
 
-from firmware.rtp.dtmf import DtmfSender
+from firmware.rtp.dtmf import DtmfPacket, DtmfSender
 from firmware.rtp.jitter import JitterBuffer
 from firmware.rtp.packet import (
     Bye,
@@ -81,6 +81,7 @@ from firmware.rtp.packet import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
     from collections.abc import Callable
+    from typing import Any
 
     from firmware.rtp.srtp import SrtpSession
 
@@ -110,7 +111,7 @@ def same_ip(a: str, b: str) -> bool:
     return _plain_ip(a) == _plain_ip(b)
 
 
-def _same_addr(a: tuple[str, int], b: tuple[str, int]) -> bool:
+def _same_addr(a: tuple[str, int] | None, b: tuple[str, int] | None) -> bool:
     return a is not None and b is not None and a[1] == b[1] and same_ip(a[0], b[0])
 
 
@@ -121,7 +122,7 @@ def _plain_ip(text: str) -> str:
     return text
 
 
-def _rtcp_sender_ssrcs(packets: "list[ReceiverReport]") -> list[int]:
+def _rtcp_sender_ssrcs(packets: list) -> list[int]:
     return [p.ssrc for p in packets if isinstance(p, (SenderReport, ReceiverReport))]
 
 
@@ -136,7 +137,7 @@ class _SourceStats:
     def __init__(self, sequence: int, clock_rate: int) -> None:
         self.clock_rate = clock_rate
         self.fraction_lost = 0  # of the last report interval, in 1/256
-        self.transit = None
+        self.transit: float | None = None
         self.jitter = 0.0  # timestamp units
         self._init_seq(sequence)
 
@@ -144,7 +145,7 @@ class _SourceStats:
         self.base_seq = sequence
         self.max_seq = sequence
         self.cycles = 0
-        self.bad_seq = None
+        self.bad_seq: int | None = None
         self.received = 0
         self.expected_prior = 0
         self.received_prior = 0
@@ -234,13 +235,13 @@ class RtpSession:
         self.samples_per_packet = round(clock_rate * ptime)
         self._srtp = srtp
         self.rtcp_mux = rtcp_mux
-        self.remote_addr = None
-        self.remote_rtcp_addr = None
+        self.remote_addr: tuple[str, int] | None = None
+        self.remote_rtcp_addr: tuple[str, int] | None = None
         self.set_remote(remote_addr, remote_rtcp_addr)
         self.cname = cname or (os.urandom(8).hex() + "@doorline")
         self._wallclock_offset = wallclock_offset
         self.on_dtmf_packet = on_dtmf_packet
-        self._source = None
+        self._source: Callable | None = None
         self._jitter = jitter_buffer or JitterBuffer(clock_rate)
         self._dtmf_sender = DtmfSender(clock_rate) if telephone_event_pt is not None else None
 
@@ -249,35 +250,37 @@ class RtpSession:
         self._timestamp_origin = _random_uint(4)
         self.state = IDLE
         self.sending = True
-        self._start = None
+        self._start: float = None  # type: ignore[assignment]  # set by start(), read when ACTIVE
         self._next_index = 0
         self._marker_pending = True
-        self._outgoing = []
-        self._dtmf_queue = []  # (key, duration_ms) waiting for the current event to end
-        self._dtmf_packets = []  # (deadline, DtmfPacket) of the current event
-        self._dtmf_busy_until = None
-        self._next_rtcp = None
+        self._outgoing: list[tuple[bytes, tuple[str, int]]] = []
+        # (key, duration_ms) waiting for the current event to end
+        self._dtmf_queue: list[tuple[str, int]] = []
+        # (deadline, DtmfPacket) of the current event
+        self._dtmf_packets: list[tuple[float, DtmfPacket]] = []
+        self._dtmf_busy_until: float | None = None
+        self._next_rtcp: float = None  # type: ignore[assignment]  # as _start
         self._sent_since_report = False
 
         self.packets_sent = 0
         self.octets_sent = 0
         self.skipped_packets = 0
         self.send_failures = 0
-        self.remote_ssrc = None
-        self._source_stats = None
+        self.remote_ssrc: int | None = None
+        self._source_stats: _SourceStats | None = None
         self.invalid = 0
         self.foreign = 0  # from an address that is not (or not yet) the peer's
         self.unknown_payload = 0
         self.srtp_failures = 0
         self._last_sr = 0
-        self._last_sr_at = None
-        self.rtt = None
-        self.remote_lost = None
-        self.remote_fraction_lost = None
-        self.remote_jitter = None
+        self._last_sr_at: float | None = None
+        self.rtt: float | None = None
+        self.remote_lost: int | None = None
+        self.remote_fraction_lost: float | None = None
+        self.remote_jitter: int | None = None
         self.remote_bye = False
 
-    def set_remote(self, remote_addr: tuple[str, int],
+    def set_remote(self, remote_addr: tuple[str, int] | None,
                    remote_rtcp_addr: tuple[str, int] | None = None,
                    rtcp_mux: bool | None = None) -> None:
         """Where the SDP says the peer receives RTP (and RTCP); latching starts over."""
@@ -289,7 +292,7 @@ class RtpSession:
         self.remote_rtcp_addr = self._sdp_rtcp_addr = remote_rtcp_addr
         self._rtp_latched = False
         self._rtcp_latched = False
-        self._candidate = None  # [addr, ssrc, last sequence, packets, first seen]
+        self._candidate: list | None = None  # [addr, ssrc, last sequence, packets, first seen]
 
     # -- clock -------------------------------------------------------------------------------
 
@@ -409,12 +412,14 @@ class RtpSession:
             earliest = max(earliest, self._dtmf_busy_until + INTER_DIGIT_GAP)
         index = max(self._next_index, self._first_slot_from(earliest))
         start = self._slot_time(index)
+        assert self._dtmf_sender is not None  # send_dtmf needs a telephone-event type
         packets = self._dtmf_sender.packets(key, duration_ms, self._slot_timestamp(index))
         self._dtmf_packets = [(start + packet.offset, packet) for packet in packets]
         self._dtmf_busy_until = self._dtmf_packets[-1][0]
 
     def _send_dtmf_packet(self) -> None:
         _, packet = self._dtmf_packets.pop(0)
+        assert self.telephone_event_pt is not None  # as in _begin_dtmf
         self._send_rtp(self.telephone_event_pt, packet.timestamp, packet.marker, packet.payload)
 
     def datagrams_to_send(self) -> list[tuple[bytes, tuple[str, int]]]:
@@ -460,6 +465,7 @@ class RtpSession:
             self._source_stats = _SourceStats(packet.sequence, self.clock_rate)
             self._jitter.reset()
             self._last_sr, self._last_sr_at = 0, None
+        assert self._source_stats is not None  # made for the first packet's SSRC just above
         if not self._source_stats.update_seq(packet.sequence):
             return
         if packet.payload_type == self.telephone_event_pt:
@@ -473,7 +479,8 @@ class RtpSession:
         """Symmetric RTP without SRTP: has `addr` (the SDP's IP, another port) sent a steady
         stream long enough to be taken for the peer behind a port-changing NAT?"""
         candidate = self._candidate
-        step = None if candidate is None else (packet.sequence - candidate[2]) % SEQ_MOD
+        # None only with no candidate, when the test below stops before comparing it
+        step: Any = None if candidate is None else (packet.sequence - candidate[2]) % SEQ_MOD
         if candidate is None or candidate[0] != addr or candidate[1] != packet.ssrc or \
                 LATCH_SEQ_WINDOW < step < SEQ_MOD - LATCH_SEQ_WINDOW:
             self._candidate = [addr, packet.ssrc, packet.sequence, 1, now]
@@ -490,6 +497,7 @@ class RtpSession:
         self._candidate = None
         if not _same_addr(addr, self.remote_addr):
             self.remote_addr = addr
+            assert self._sdp_addr is not None  # media is accepted only from the SDP's address
             if not self.rtcp_mux and not self._rtcp_latched and \
                     self._sdp_rtcp_addr == (self._sdp_addr[0], self._sdp_addr[1] + 1):
                 self.remote_rtcp_addr = (addr[0], addr[1] + 1)
@@ -509,10 +517,12 @@ class RtpSession:
         delay = 0
         if self._last_sr_at is not None:
             delay = int((now - self._last_sr_at) * 65536)
-        return [self._source_stats.report_block(self.remote_ssrc, self._last_sr, delay)]
+        ssrc = self.remote_ssrc  # set together with _source_stats
+        return [self._source_stats.report_block(ssrc, self._last_sr, delay)]  # type: ignore[arg-type]
 
     def _compound(self, now: float) -> "list[ReceiverReport | SourceDescription | SenderReport]":
         blocks = self._report_blocks(now)
+        report: SenderReport | ReceiverReport
         if self._sent_since_report:
             elapsed = now - self._start
             rtp_timestamp = self._timestamp_origin + int(elapsed * self.clock_rate)

@@ -201,7 +201,7 @@ def _direction_name(flags: tuple[bool, bool]) -> str:
     raise ValueError(f"no direction for {flags!r}")
 
 
-def _payload_type_number(fmt: str) -> int:
+def _payload_type_number(fmt: str) -> int | None:
     if 0 < len(fmt) <= 3 and all(char in "0123456789" for char in fmt) and int(fmt) <= 127:
         return int(fmt)
     return None
@@ -270,9 +270,10 @@ def _negotiated(index: int, remote: "SessionDescription", media: "MediaDescripti
 
 
 def _srtp_parameters(remote_crypto: "Crypto", local_crypto: "Crypto") -> "SrtpParameters":
-    return SrtpParameters(remote_crypto.suite, remote_crypto.master_key,
-                          remote_crypto.master_salt, local_crypto.master_key,
-                          local_crypto.master_salt)
+    # Both suites are known ones (_usable_crypto), so their keys split and are never None.
+    return SrtpParameters(remote_crypto.suite,
+                          remote_crypto.master_key, remote_crypto.master_salt,  # type: ignore[arg-type]
+                          local_crypto.master_key, local_crypto.master_salt)  # type: ignore[arg-type]
 
 
 def _telephone_event_payload_type(media: "MediaDescription") -> int | None:
@@ -346,7 +347,7 @@ def create_offer(local: "LocalMedia", session_version: int, direction: str = SEN
 
 
 def _choose_audio(media: "MediaDescription",
-                  local: "LocalMedia") -> "tuple[str, int, Crypto] | tuple[str, int, None]":
+                  local: "LocalMedia") -> "tuple[str, int, Crypto | None]":
     """(codec, payload type, crypto or None) for an offered audio stream, or OfferAnswerError."""
     if media.proto not in (PROTO_RTP, PROTO_SRTP):
         raise OfferAnswerError(f"unsupported transport {media.proto}")
@@ -393,6 +394,7 @@ def create_answer(offer: "SessionDescription", local: "LocalMedia", session_vers
         srtp = None
         if remote_crypto is not None:
             key_salt = local.key_salt_for(remote_crypto.suite)
+            assert key_salt is not None  # _usable_crypto chose one of our suites
             local_crypto = Crypto.inline(remote_crypto.tag, remote_crypto.suite, key_salt[:16],
                                          key_salt[16:])
             answered.add_attribute("crypto", str(local_crypto))

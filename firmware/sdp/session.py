@@ -213,6 +213,8 @@ class Attribute:
 class _AttributeList:
     """Attribute access shared by the session and media levels."""
 
+    attributes: "list[Attribute]"
+
     def get_attribute(self, name: str) -> str | None:
         """Value of the first ``name`` attribute, or None (also for a property attribute)."""
         for attribute in self.attributes:
@@ -280,7 +282,7 @@ def parse_ptime(value: str | None) -> int:
     """``a=ptime`` / ``a=maxptime`` value in whole milliseconds (``20`` or ``20.0``)."""
     whole, dot, fraction = (value or "").strip().partition(".")
     if dot and fraction and any(char not in _DIGITS for char in fraction):
-        raise SdpParseError(f"bad packet time: {_shorten(value)}")
+        raise SdpParseError(f"bad packet time: {_shorten(value)}")  # type: ignore[arg-type]
     return _uint(whole, "packet time", 10000)
 
 
@@ -417,12 +419,12 @@ class Crypto:
         return crypto
 
     @property
-    def master_key(self) -> bytes:
+    def master_key(self) -> bytes | None:
         lengths = CRYPTO_SUITE_KEY_LENGTHS.get(self.suite)
         return self.keys[0].key_salt[:lengths[0]] if lengths else None
 
     @property
-    def master_salt(self) -> bytes:
+    def master_salt(self) -> bytes | None:
         lengths = CRYPTO_SUITE_KEY_LENGTHS.get(self.suite)
         return self.keys[0].key_salt[lengths[0]:] if lengths else None
 
@@ -546,7 +548,7 @@ class MediaDescription(_AttributeList):
         return f"MediaDescription({self.lines()[0]!r})"
 
 
-def _split_lines(data: bytes | str | int | list[str] | None) -> list[tuple[str, str]]:
+def _split_lines(data: bytes | str) -> list[tuple[str, str]]:
     if isinstance(data, (bytes, bytearray, memoryview)):
         if len(data) > MAX_SIZE:
             raise SdpParseError("description too large")
@@ -584,7 +586,7 @@ def _split_lines(data: bytes | str | int | list[str] | None) -> list[tuple[str, 
 class SessionDescription(_AttributeList):
     """A whole SDP description (RFC 8866 §5)."""
 
-    def __init__(self, origin: "Origin | None", session_name: str = "-",
+    def __init__(self, origin: "Origin | None", session_name: str | None = "-",
                  connection: "Connection | None" = None,
                  media: "list[MediaDescription] | None" = None,
                  attributes: "list[Attribute] | None" = None, timings: "list[Timing] | None" = None,
@@ -592,20 +594,20 @@ class SessionDescription(_AttributeList):
         self.version = 0
         self.origin = origin
         self.session_name = session_name
-        self.information = None
-        self.uri = None
-        self.emails = []
-        self.phones = []
+        self.information: str | None = None
+        self.uri: str | None = None
+        self.emails: list[str] = []
+        self.phones: list[str] = []
         self.connection = connection
         self.bandwidths = list(bandwidths or ())
         self.timings = list(timings) if timings else [Timing()]
-        self.zone_adjustments = None
-        self.key = None
+        self.zone_adjustments: str | None = None
+        self.key: str | None = None
         self.attributes = list(attributes or ())
         self.media = list(media or ())
 
     @classmethod
-    def parse(cls, data: bytes | str | int | list[str] | None) -> "SessionDescription":
+    def parse(cls, data: bytes | str) -> "SessionDescription":
         lines = _split_lines(data)
         if not lines or lines[0][0] != "v" or lines[0][1].strip() != "0":
             raise SdpParseError("description must start with v=0")
