@@ -28,16 +28,16 @@ if TYPE_CHECKING:  # typing only: never imported at run time
 
 
 class Action:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and all(
             getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
-    def __ne__(self, other) -> bool:
+    def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value: unhashable
 
     def __repr__(self) -> str:
         return "%s(%s)" % (type(self).__name__, ", ".join(

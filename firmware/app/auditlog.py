@@ -60,15 +60,15 @@ def is_security(type_: str) -> bool:
     return type_ in SECURITY_TYPES
 
 
-def is_rejection(type_: str, fields: dict[str, str | int]) -> bool:
+def is_rejection(type_: str, fields: dict) -> bool:
     return type_ == "caller_rejected" or fields.get("outcome") == "rejected"
 
 
-def is_batched(type_: str, fields: dict[str, str | float | dict[str, int]]) -> bool:
+def is_batched(type_: str, fields: dict) -> bool:
     return type_ in BATCHED_TYPES or is_rejection(type_, fields)
 
 
-def _clip_value(value: list[str | int] | int | str, limit: int) -> list[str | int] | int | str:
+def _clip_value(value: object, limit: int) -> object:
     if isinstance(value, str) and len(value) > limit:
         return value[:limit - 1] + ELLIPSIS
     if isinstance(value, (list, tuple)):
@@ -76,15 +76,14 @@ def _clip_value(value: list[str | int] | int | str, limit: int) -> list[str | in
     return value
 
 
-def clip(fields: dict[str, str | int | list[str | int]],
-         limit: int = MAX_FIELD_CHARS) -> dict[str, str | int | list[str | int]]:
+def clip(fields: dict, limit: int = MAX_FIELD_CHARS) -> dict:
     clipped = {}
     for key in fields:
         clipped[key] = _clip_value(fields[key], limit)
     return clipped
 
 
-def summary_text(fields: dict[str, str | float | dict[str, int]]) -> str:
+def summary_text(fields: dict) -> str:
     types = fields["types"]
     names = "+".join(sorted(types)) if types else "rejected"
     if fields["source_ip"] == OTHER_SOURCES:
@@ -102,7 +101,7 @@ class _Window:
         self.start = now
         self.end = now + window_s
         self.count = 0
-        self.types = {}
+        self.types: dict[str, int] = {}
 
 
 class RejectionLimiter:
@@ -110,8 +109,8 @@ class RejectionLimiter:
         self.window_s = window_s
         self.max_sources = max_sources
         self.suppressed = 0
-        self._windows = {}  # address -> _Window
-        self._ended = []  # summaries of windows closed before due() collected them
+        self._windows: dict[str, _Window] = {}  # address -> _Window
+        self._ended: list[dict] = []  # summaries of windows closed before due() collected them
 
     def offer(self, address: str | None, type_: str, now: float) -> bool:
         address = address or UNKNOWN_SOURCE
@@ -120,7 +119,7 @@ class RejectionLimiter:
             address = OTHER_SOURCES
         window = self._windows.get(address)
         first = window is None
-        if first:
+        if window is None:
             window = _Window(now, self.window_s)
             self._windows[address] = window
         else:
@@ -129,8 +128,7 @@ class RejectionLimiter:
         window.types[type_] = window.types.get(type_, 0) + 1
         return first
 
-    def due(self, now: float,
-            everything: bool = False) -> list[dict[str, str | float | dict[str, int]]]:
+    def due(self, now: float, everything: bool = False) -> list[dict]:
         self._close(now, everything)
         ended = self._ended
         self._ended = []
@@ -150,8 +148,7 @@ class RejectionLimiter:
                 if window.count > 1:
                     self._ended.append(self._summary(address, window, now))
 
-    def _summary(self, address: str, window: "_Window",
-                 now: float) -> dict[str, str | float | dict[str, int]]:
+    def _summary(self, address: str, window: "_Window", now: float) -> dict:
         period = min(now, window.end) - window.start
         fields = {"source_ip": address, "count": window.count,
                   "suppressed": window.count - 1, "period_s": round(period, 1),
@@ -171,7 +168,7 @@ class WriteBatcher:
         self.interval_s = interval_s
         self.pending = 0
         self._batched = 0  # batched events among the pending ones
-        self._last = None  # when batched events were last written
+        self._last: float | None = None  # when batched events were last written
 
     def add(self, batched: bool, now: float) -> bool:
         self.pending += 1

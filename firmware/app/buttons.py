@@ -34,16 +34,17 @@ class _Button:
     __slots__ = ("down_since", "last_press", "stuck", "calls", "limit_reported")
 
     def __init__(self) -> None:
-        self.down_since = None
-        self.last_press = None
+        self.down_since: float | None = None
+        self.last_press: float | None = None
         self.stuck = False
-        self.calls = []  # start times of calls placed in the last RATE_WINDOW_S
+        self.calls: list[float] = []  # start times of calls placed in the last RATE_WINDOW_S
         self.limit_reported = False
 
 
 class ButtonGuard:
     def __init__(self) -> None:
-        self._buttons = ordered_dict()  # stuck roles reported in first-press order
+        # stuck roles reported in first-press order
+        self._buttons: dict[str, _Button] = ordered_dict()
 
     def _button(self, role: str) -> "_Button":
         button = self._buttons.get(role)

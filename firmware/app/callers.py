@@ -28,7 +28,7 @@ from firmware.sip.message import NameAddress
 try:
     from hmac import compare_digest
 except ImportError:  # MicroPython has no hmac module
-    compare_digest = None
+    compare_digest = None  # type: ignore[assignment]
 
 
 def caller_key(text: str) -> str | None:
@@ -36,7 +36,7 @@ def caller_key(text: str) -> str | None:
         uri = NameAddress.parse(text.strip()).uri
     except ParseError:
         return None
-    if uri.scheme not in ("sip", "sips") or not uri.host:
+    if uri is None or uri.scheme not in ("sip", "sips") or not uri.host:  # None: "*"
         return None
     return "%s@%s" % (uri.user or "", uri.host.lower())
 
@@ -68,11 +68,11 @@ def direct_ip_trusted(caller: str, source_ip: str, trusted_ips: set[str]) -> boo
 
 
 def constant_time_equal(a: str, b: str) -> bool:
-    a = a.encode()
-    b = b.encode()
+    x = a.encode()
+    y = b.encode()
     if compare_digest is not None:
-        return compare_digest(a, b)
-    difference = len(a) ^ len(b)
-    for i in range(len(b)):
-        difference |= (a[i] if i < len(a) else 0) ^ b[i]
+        return compare_digest(x, y)
+    difference = len(x) ^ len(y)
+    for i in range(len(y)):
+        difference |= (x[i] if i < len(x) else 0) ^ y[i]
     return difference == 0

@@ -132,17 +132,17 @@ class _Call:
         self.state = state
         self.role = role
         self.from_button = False
-        self.targets = []
-        self.peer = None
-        self.caller = None
-        self.source = None
-        self.source_ip = None
+        self.targets: list[str] = []
+        self.peer: str | None = None
+        self.caller: str | None = None
+        self.source: str | None = None
+        self.source_ip: str | None = None
         self.trusted = False
-        self.established_at = None
-        self.hangup_at = None  # [answer] max_duration_s for auto-answered calls
+        self.established_at: float | None = None
+        self.hangup_at: float | None = None  # [answer] max_duration_s for auto-answered calls
         self.hangup_requested = False
         self.digits = ""
-        self.noted = set()  # things already logged once for this call
+        self.noted: set[str] = set()  # things already logged once for this call
 
     def __repr__(self) -> str:
         return "<_Call %s %s %s %s>" % (self.id, self.direction, self.state, self.peer)
@@ -151,26 +151,26 @@ class _Call:
 class Controller:
     def __init__(self, cfg: "dict[str, Any]", now: float, random: "Callable" = os.urandom) -> None:
         self.random = random
-        self._actions = []
-        self._calls = []
-        self._leds = {}
+        self._actions: list[Action] = []
+        self._calls: list[_Call] = []
+        self._leds: dict[str, str] = {}
         self._buttons = ButtonGuard()
         self._lockouts = doorcodes.Lockouts(cfg["door"]["max_failures"], cfg["door"]["lockout_s"])
         self._registration = UNREGISTERED if cfg["sip"]["registrar"] else DISABLED
-        self._registration_error = None
+        self._registration_error: str | None = None
         self._relay_until = None
-        self._cue = None  # (name, call_id) of the cue playing, as far as we know
-        self._cue_stop_at = None
+        self._cue: tuple[str, str | None] | None = None  # (name, call_id) of the cue playing, as
+        self._cue_stop_at: float | None = None  # far as we know
         self._now = now
         self._apply_config(cfg)
         self._update_leds()
 
     # -- outputs ----------------------------------------------------------------------------
-    def next_action(self) -> "Any":
+    def next_action(self) -> "Action | None":
         return self._actions.pop(0) if self._actions else None
 
     def get_timer(self) -> float | None:
-        deadlines = [self._relay_until, self._cue_stop_at, self._buttons.next_deadline(),
+        deadlines: list[Any] = [self._relay_until, self._cue_stop_at, self._buttons.next_deadline(),
                      self._lockouts.next_expiry()] + [c.hangup_at for c in self._calls]
         deadlines = [t for t in deadlines if t is not None]
         return min(deadlines) if deadlines else None
@@ -409,7 +409,7 @@ class Controller:
             reason = "caller asked for manual answer" if mode == "auto" else "answer mode is ring"
             self._log("call", direction=INCOMING, outcome="ringing", reason=reason, **fields)
 
-    def _reject(self, call_id: str, status: int, event_type: str, fields: dict[str, str | bool],
+    def _reject(self, call_id: str, status: int, event_type: str, fields: dict,
                 reason: str) -> None:
         self._emit(Reject(call_id, status))
         self._log(event_type, direction=INCOMING, outcome="rejected", status=status,
@@ -440,7 +440,8 @@ class Controller:
         codes = self._codes_for(call)
         if not codes:
             return
-        keys = []
+        keys: list[tuple[str, str | None]] = []
+        owner: str | None
         for owner, _ in codes:
             key = ("caller", caller_key(owner))
             if key not in keys:
@@ -469,6 +470,7 @@ class Controller:
                               **fields)
 
     def _codes_for(self, call: "_Call") -> "list[tuple[str, StoredCode]]":
+        identities: list[Any]  # the caller and peer are known by the time digits come
         if call.direction == INCOMING:
             identities = [call.caller]
         elif call.established_at is not None and call.peer not in (None, ", ".join(call.targets)):
@@ -478,13 +480,13 @@ class Controller:
         keys = [caller_key(text) for text in identities]
         return [(owner, code) for key, owner, code in self._codes if key in keys]
 
-    def _open_door(self, by: str, how: str, call: "_Call | None", now: float) -> None:
+    def _open_door(self, by: str | None, how: str, call: "_Call | None", now: float) -> None:
         pulse_ms = self._cfg["door"]["pulse_ms"]
         self._emit(PulseRelay(DOOR_RELAY, pulse_ms))
         self._relay_until = now + pulse_ms / 1000.0
         call_id = None if call is None else call.id
         self._play("door_open", call_id)
-        fields = {"by": by, "how": how}
+        fields: dict[str, str | None] = {"by": by, "how": how}
         if call is not None:
             fields["call_id"] = call_id
             fields["source"] = call.source
@@ -507,6 +509,7 @@ class Controller:
         if self._relay_until is not None and now >= self._relay_until:
             self._relay_until = None
         if self._cue_stop_at is not None and now >= self._cue_stop_at:
+            assert self._cue is not None  # a stop time comes with the cue it stops
             self._stop_cue(self._cue[0], self._cue[1])
         for role in self._buttons.check_stuck(now):
             self._log("button", role=role, outcome="stuck",
@@ -597,10 +600,10 @@ class Controller:
     def _emit(self, action: "Action") -> None:
         self._actions.append(action)
 
-    def _log(self, event_type: str, **fields) -> None:
+    def _log(self, event_type: str, **fields: object) -> None:
         self._emit(LogEvent(event_type, fields))
 
-    def _log_once(self, call: "_Call", note: str, event_type: str, **fields) -> None:
+    def _log_once(self, call: "_Call", note: str, event_type: str, **fields: object) -> None:
         if note not in call.noted:
             call.noted.add(note)
             self._log(event_type, **fields)

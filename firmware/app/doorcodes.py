@@ -49,7 +49,7 @@ from firmware.app.callers import constant_time_equal
 try:
     from hashlib import pbkdf2_hmac
 except ImportError:  # MicroPython
-    pbkdf2_hmac = None
+    pbkdf2_hmac = None  # type: ignore[assignment]
 
 HASH_SCHEME = "pbkdf2_sha256"
 
@@ -62,25 +62,23 @@ OPENED = "opened"
 FAILED = "failed"
 
 
-def enter_digit(
-        buffer: str, digit: str, codes: "list[tuple[str, str] | tuple[str, StoredCode]]"
-) -> tuple[str, str, str] | tuple[str, str, None]:
+def enter_digit(buffer: str, digit: str,
+                codes: "list[tuple[str, str | StoredCode]] | list[tuple[str, StoredCode]]"
+                ) -> tuple[str, str, str | None]:
     if digit == "*":
         return "", CLEARED, None
-    codes = [(caller, _stored(code)) for caller, code in codes]
+    stored = [(caller, _stored(code)) for caller, code in codes]
     if digit == "#":
         if not buffer:
             return "", TYPING, None
-        return _complete(buffer, codes)
+        return _complete(buffer, stored)
     buffer += digit
-    if len(buffer) >= max(code.length for _, code in codes):
-        return _complete(buffer, codes)
+    if len(buffer) >= max(code.length for _, code in stored):
+        return _complete(buffer, stored)
     return buffer, TYPING, None
 
 
-def _complete(
-        entry: str, codes: "list[tuple[str, StoredCode]]"
-) -> tuple[str, str, str] | tuple[str, str, None]:
+def _complete(entry: str, codes: "list[tuple[str, StoredCode]]") -> tuple[str, str, str | None]:
     """One attempt: the whole entry against every usable code of its length."""
     for caller, code in codes:
         if code.length == len(entry) and code.matches(entry):
@@ -99,14 +97,14 @@ class StoredCode:
         self.hashed = hashed
 
     @classmethod
-    def from_entry(cls, entry: dict[str, str | int]) -> "StoredCode":
+    def from_entry(cls, entry: dict) -> "StoredCode":
         if entry.get("code_hash"):
             return cls(int(entry["length"]), hashed=entry["code_hash"])
         return cls(len(entry["code"]), clear=entry["code"])
 
     def matches(self, digits: str) -> bool:
         if self.hashed is None:
-            return constant_time_equal(digits, self.clear)
+            return constant_time_equal(digits, self.clear)  # type: ignore[arg-type]  # clear code
         if len(digits) != self.length:
             return False
         scheme, iterations, salt, _ = self.hashed.split("$")
@@ -154,19 +152,21 @@ class Lockouts:
     def __init__(self, max_failures: int, lockout_s: int) -> None:
         self.max_failures = max_failures
         self.lockout_s = lockout_s
-        self._failures = {}  # key -> failures since the last lockout or success
-        self._levels = {}  # key -> lockouts so far; the next lasts lockout_s * 2 ** level
-        self._until = {}  # key -> end of the current lockout
+        # key -> failures since the last lockout or success
+        self._failures: dict[tuple[str, str | None], int] = {}
+        # key -> lockouts so far; the next lasts lockout_s * 2 ** level
+        self._levels: dict[tuple[str, str | None], int] = {}
+        self._until: dict[tuple[str, str | None], float] = {}  # key -> end of the current lockout
 
     def configure(self, max_failures: int, lockout_s: int) -> None:
         self.max_failures = max_failures
         self.lockout_s = lockout_s
 
-    def locked(self, key: tuple[str, str], now: float) -> bool:
+    def locked(self, key: tuple[str, str | None], now: float) -> bool:
         until = self._until.get(key)
         return until is not None and now < until
 
-    def failure(self, key: tuple[str, str], now: float) -> int | None:
+    def failure(self, key: tuple[str, str | None], now: float) -> int | None:
         count = self._failures.get(key, 0) + 1
         if count < self.max_failures:
             self._failures[key] = count
@@ -178,7 +178,7 @@ class Lockouts:
         self._until[key] = now + duration
         return duration
 
-    def reset(self, key: tuple[str, str]) -> None:
+    def reset(self, key: tuple[str, str | None]) -> None:
         self._failures.pop(key, None)
         self._levels.pop(key, None)
         self._until.pop(key, None)
@@ -190,6 +190,6 @@ class Lockouts:
     def next_expiry(self) -> float | None:
         return min(self._until.values()) if self._until else None
 
-    def active(self) -> list[dict[str, str | float]]:
+    def active(self) -> list[dict]:
         return [{"kind": key[0], "subject": key[1], "until": until}
                 for key, until in sorted(self._until.items())]
