@@ -35,11 +35,9 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from hal.board import BoardSpec
-    from hal.pi import AlsaAudio, PiButton, PiInput, PiLed, PiRelay
-    from hal.sim import SimAudio, SimButton, SimInput, SimLed, SimRelay
 
 LED_PATTERNS = ("off", "on", "blink_slow", "blink_fast", "flash")
 # pattern -> (on seconds, off seconds, repetitions or None for forever)
@@ -133,7 +131,7 @@ class Relay:
     def __init__(self, role: str) -> None:
         self.role = role
         self._lock = threading.Lock()
-        self._timer = None
+        self._timer: threading.Timer | None = None
         self._active = False
 
     @property
@@ -220,16 +218,16 @@ class AudioDevice:
 class Board:
     """A set of role-named devices described by a BoardSpec (hal.board)."""
 
-    def __init__(self, spec: "BoardSpec", buttons: "dict[str, PiButton | SimButton]",
-                 leds: "dict[str, PiLed | SimLed]", relays: "dict[str, SimRelay | PiRelay]",
-                 inputs: "dict[str, SimInput | PiInput]", audio: "AlsaAudio | SimAudio") -> None:
+    def __init__(self, spec: "BoardSpec", buttons: "dict[str, Button]", leds: "dict[str, Led]",
+                 relays: "dict[str, Relay]", inputs: "dict[str, Input]",
+                 audio: "AudioDevice") -> None:
         self.spec = spec
         self.name = spec.name
         self.kind = spec.kind
-        self.buttons = buttons
-        self.leds = leds
-        self.relays = relays
-        self.inputs = inputs
+        self.buttons: Mapping[str, Button] = buttons
+        self.leds: Mapping[str, Led] = leds
+        self.relays: Mapping[str, Relay] = relays
+        self.inputs: Mapping[str, Input] = inputs
         self.audio = audio
 
     def snapshot(self) -> dict[str, dict[str, bool | str]]:

@@ -74,7 +74,8 @@ INPUT_ROLES = ("door_contact",)
 REQUIRED = {"buttons": ("call",), "leds": ("status",), "relays": ("door",), "inputs": ()}
 
 # Per section: key -> (expected type, default); "pin" is handled separately (Pi only).
-DEVICE_KEYS = {
+# section -> key -> (type, default)
+DEVICE_KEYS: dict[str, dict[str, tuple[type, bool | int]]] = {
     "buttons": {"active_low": (bool, True), "pull_up": (bool, True), "bounce_ms": (int, 50),
                 "hold_ms": (int, 2000)},
     "leds": {"active_low": (bool, False)},
@@ -221,7 +222,7 @@ def parse_board(data: "dict[str, Any]", source: str = "<board>") -> "BoardSpec":
     elif header is not None and header not in HEADERS:
         problems.append(f"header: {header!r} is not supported (expected \"40pin\")")
 
-    pins_used = {}
+    pins_used: dict[int, str] = {}
     sections = {}
     for section, spec_class in SPEC_CLASSES.items():
         sections[section] = _parse_devices(data, section, spec_class, kind, pins_used, problems)
@@ -233,9 +234,8 @@ def parse_board(data: "dict[str, Any]", source: str = "<board>") -> "BoardSpec":
                      audio=audio, source=source, **sections)
 
 
-def _typed(table: "dict[str, Any]", key: str, expected: type[int] | type[str] | type[bool],
-           problems: list[str], required: bool = False,
-           prefix: str = "") -> bool | int | str | None:
+def _typed(table: "dict[str, Any]", key: str, expected: type, problems: list[str],
+           required: bool = False, prefix: str = "") -> "Any":
     """table[key] if it has the expected type; otherwise record why and return None."""
     if key not in table:
         if required:
@@ -249,15 +249,12 @@ def _typed(table: "dict[str, Any]", key: str, expected: type[int] | type[str] | 
     return value
 
 
-def _type_name(expected: type[int] | type[str] | type[bool]) -> str:
+def _type_name(expected: type) -> str:
     return {bool: "true or false", int: "an integer", str: "a string"}[expected]
 
 
-def _parse_devices(
-        data: "dict[str, Any]", section: str,
-        spec_class: "type[InputSpec] | type[RelaySpec] | type[ButtonSpec] | type[LedSpec]",
-        kind: str | None, pins_used: dict[int, str], problems: list[str]
-) -> "dict[str, InputSpec | LedSpec | RelaySpec | ButtonSpec]":
+def _parse_devices(data: "dict[str, Any]", section: str, spec_class: type, kind: str | None,
+                   pins_used: dict[int, str], problems: list[str]) -> "dict[str, Any]":
     table = data.get(section, {})
     if not isinstance(table, dict):
         problems.append(f"{section}: expected a table like [{section}.<role>], got {table!r}")
@@ -277,7 +274,7 @@ def _parse_devices(
             if key != "pin" and key not in keys:
                 allowed = ", ".join(("pin",) + tuple(keys))
                 problems.append(f"{prefix}{key}: unknown key (expected one of {allowed})")
-        values = {}
+        values: dict[str, Any] = {}
         for key, (expected, default) in keys.items():
             value = _typed(settings, key, expected, problems, prefix=prefix)
             values[key] = default if value is None else value
@@ -295,7 +292,7 @@ def _parse_devices(
     return devices
 
 
-def _parse_pin(settings: dict[str, int | bool | str], prefix: str, kind: str | None,
+def _parse_pin(settings: "dict[str, Any]", prefix: str, kind: str | None,
                pins_used: dict[int, str], problems: list[str]) -> int | None:
     if kind == "sim":
         if "pin" in settings:
@@ -321,7 +318,7 @@ def _parse_pin(settings: dict[str, int | bool | str], prefix: str, kind: str | N
     return pin
 
 
-def _check_range(values: dict[str, bool | int | None], key: str, low: int, high: int, prefix: str,
+def _check_range(values: "dict[str, Any]", key: str, low: int, high: int, prefix: str,
                  problems: list[str]) -> None:
     if not low <= values[key] <= high:
         problems.append(f"{prefix}{key}: {values[key]} is outside {low}-{high}")

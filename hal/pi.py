@@ -144,6 +144,7 @@ class PiRelay(BaseRelay):
 class PiBoard(Board):
     def __init__(self, spec: "BoardSpec", pin_factory: "Factory | None" = None) -> None:
         factory = pin_factory if pin_factory is not None else _default_factory()
+        assert spec.audio is not None  # hal/board.py requires [audio] on a pi board
         super().__init__(
             spec,
             buttons={role: PiButton(s, factory) for role, s in spec.buttons.items()},
@@ -172,7 +173,7 @@ class AlsaAudio(AudioDevice):
         self.spec = spec
         self._clock = clock
         self._sleep = sleep
-        self._streams = []
+        self._streams: list[AlsaAudioStream] = []
 
     def open(self, rate: int = 8000, frame_ms: int = 20) -> "AlsaAudioStream":
         stream = AlsaAudioStream(self.spec, rate, frame_ms, self._clock, self._sleep)

@@ -30,8 +30,7 @@ from hal.base import AudioDevice, AudioStream, Board, Button, Input, Led, Relay,
 from hal.pcm import FrameQueue, RateConverter, downmix
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from pathlib import PosixPath
+    from collections.abc import Callable, Mapping
 
     from hal.board import BoardSpec, ButtonSpec, InputSpec, LedSpec, RelaySpec
 
@@ -74,7 +73,7 @@ class SimInput(Input):
 class SimLed(Led):
     def __init__(self, spec: "LedSpec") -> None:
         super().__init__(spec.role)
-        self.history = collections.deque(maxlen=HISTORY_LIMIT)
+        self.history: collections.deque[str] = collections.deque(maxlen=HISTORY_LIMIT)
 
     def _show(self, pattern: str) -> None:
         self.history.append(pattern)
@@ -83,15 +82,17 @@ class SimLed(Led):
 class SimRelay(Relay):
     def __init__(self, spec: "RelaySpec") -> None:
         super().__init__(spec.role)
-        self.history = collections.deque(maxlen=HISTORY_LIMIT)
+        self.history: collections.deque[tuple[float, str]] = collections.deque(maxlen=HISTORY_LIMIT)
 
     def _drive(self, active: bool) -> None:
         self.history.append((time.monotonic(), "open" if active else "closed"))
 
 
 class SimBoard(Board):
-    def __init__(self, spec: "BoardSpec", mic: "PosixPath | None" = None,
-                 speaker_dir: "PosixPath | None" = None) -> None:
+    buttons: "Mapping[str, SimButton]"
+    inputs: "Mapping[str, SimInput]"
+    def __init__(self, spec: "BoardSpec", mic: "str | pathlib.Path | None" = None,
+                 speaker_dir: "str | pathlib.Path | None" = None) -> None:
         super().__init__(
             spec,
             buttons={role: SimButton(s) for role, s in spec.buttons.items()},
@@ -100,7 +101,7 @@ class SimBoard(Board):
             inputs={role: SimInput(s) for role, s in spec.inputs.items()},
             audio=SimAudio(mic=mic, speaker_dir=speaker_dir),
         )
-        self._timers = []
+        self._timers: list[threading.Timer] = []
         self._lock = threading.Lock()
 
     def press(self, role: str, ms: int = 100) -> None:
@@ -140,12 +141,12 @@ class SimBoard(Board):
 class SimAudio(AudioDevice):
     paced = False
 
-    def __init__(self, mic: "PosixPath | None" = None,
-                 speaker_dir: "PosixPath | None" = None) -> None:
+    def __init__(self, mic: "str | pathlib.Path | None" = None,
+                 speaker_dir: "str | pathlib.Path | None" = None) -> None:
         self.mic = pathlib.Path(mic) if mic else None
         self.speaker_dir = pathlib.Path(speaker_dir) if speaker_dir else None
-        self._streams = []
-        self._call_id = None
+        self._streams: list[SimAudioStream] = []
+        self._call_id: str | None = None
         self._lock = threading.Lock()
 
     def open(self, rate: int = 8000, frame_ms: int = 20) -> "SimAudioStream":
@@ -166,8 +167,9 @@ class SimAudio(AudioDevice):
             for stream in self._streams:
                 stream._stop_recording()
 
-    def speaker_path(self, call_id: str) -> "PosixPath":
+    def speaker_path(self, call_id: str) -> "pathlib.Path":
         name = "".join(c if c in SAFE_NAME_CHARS else "_" for c in str(call_id))
+        assert self.speaker_dir is not None  # asked only when recording
         return self.speaker_dir / f"{name}.wav"
 
     def _forget(self, stream) -> None:
@@ -187,19 +189,19 @@ class SimAudioStream(AudioStream):
         self.rate = rate
         self.frame_bytes = frame_bytes(rate, frame_ms)
         self._device = device
-        self._mic = None
+        self._mic: wave.Wave_read | None = None
         self._mic_channels = 1
-        self._converter = None
+        self._converter: RateConverter | None = None
         self._queue = FrameQueue(self.frame_bytes)
-        self._speaker = None
-        self._pending = []  # frames not yet written to the speaker WAV
+        self._speaker: wave.Wave_write | None = None
+        self._pending: list[bytes] = []  # frames not yet written to the speaker WAV
         self._lock = threading.Lock()
         if device.mic is not None:
             self._open_mic(device.mic)
         if device._call_id is not None:
             self._start_recording(device._call_id)
 
-    def _open_mic(self, path: "PosixPath") -> None:
+    def _open_mic(self, path: "pathlib.Path") -> None:
         try:
             mic = wave.open(str(path), "rb")
         except (OSError, wave.Error, EOFError) as error:
@@ -223,8 +225,9 @@ class SimAudioStream(AudioStream):
                     self._mic.rewind()  # loop the recording
                     continue
                 mono = downmix(chunk, self._mic_channels)
-                self._queue.push(self._converter.convert(mono))
-            return self._queue.pop()
+                # _converter is made with _mic
+                self._queue.push(self._converter.convert(mono))  # type: ignore[union-attr]
+            return self._queue.pop()  # type: ignore[return-value]  # a full frame is queued
 
     def write_frame(self, pcm: bytes) -> None:
         # Frames are written in batches: each writeframes() also rewrites the WAV header, and
@@ -237,6 +240,7 @@ class SimAudioStream(AudioStream):
 
     def _flush_speaker(self) -> None:
         if self._pending:
+            assert self._speaker is not None  # frames are kept only while recording
             self._speaker.writeframes(b"".join(self._pending))
             self._pending = []
 
