@@ -56,7 +56,7 @@ WRITE_INTERVAL_S = 30.0
 ELLIPSIS = "\u2026"
 
 
-def is_security(type_: str) -> bool:
+def is_security(type_: str | None) -> bool:
     return type_ in SECURITY_TYPES
 
 

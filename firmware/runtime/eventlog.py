@@ -46,7 +46,7 @@ FILE_NAME = "events.jsonl"
 RESERVED = ("id", "time", "type")  # a field of these names is stored as field_<name>
 
 
-def _line(event: dict[str, str | float | dict[str, int]]) -> str:
+def _line(event: dict) -> str:
     return json.dumps(event, separators=(",", ":"), default=str) + "\n"
 
 
@@ -61,9 +61,9 @@ class EventLog:
         self.limiter = auditlog.RejectionLimiter()
         self.batcher = auditlog.WriteBatcher()
         self.writes = 0
-        self._security = []
-        self._general = []
-        self._pending = []  # events not written yet, in id order
+        self._security: list[dict] = []
+        self._general: list[dict] = []
+        self._pending: list[dict] = []  # events not written yet, in id order
         self._lines = 0
         self._timer = None
         self._closed = False
@@ -76,7 +76,7 @@ class EventLog:
         return self.limiter.suppressed
 
     @property
-    def events(self) -> list[dict[str, str | float | dict[str, int]]]:
+    def events(self) -> list[dict]:
         return list(heapq.merge(self._security, self._general, key=lambda e: e["id"]))
 
     def _load(self) -> None:
@@ -97,12 +97,11 @@ class EventLog:
         self._security = self._security[-MAX_SECURITY_EVENTS:]
         self._general = self._general[-MAX_EVENTS:]
 
-    def _ring(self,
-              type_: str) -> list[dict[str, float | str] | dict[str, str | float | dict[str, int]]]:
+    def _ring(self, type_: str | None) -> list[dict]:
         return self._security if auditlog.is_security(type_) else self._general
 
     # -- storing ---------------------------------------------------------------------------
-    def append(self, type_: str, **fields) -> dict[str, float | str] | None:
+    def append(self, type_: str, **fields: object) -> dict | None:
         now = self.monotonic()
         fields = auditlog.clip(fields)
         self._summaries(now)
@@ -120,8 +119,8 @@ class EventLog:
         for fields in self.limiter.due(now, everything):
             self._store(auditlog.SUMMARY_TYPE, fields, now)
 
-    def _store(self, type_: str, fields: dict[str, str | float | dict[str, int]],
-               now: float) -> dict[str, str | float | dict[str, int]]:
+    def _store(self, type_: str, fields: dict,
+               now: float) -> dict:
         event = {"id": self._next_id, "time": round(self.clock(), 3), "type": type_}
         for key, value in fields.items():
             event["field_" + key if key in RESERVED else key] = value
@@ -136,7 +135,7 @@ class EventLog:
             self._flush(now)
         return event
 
-    def since(self, last_id: int | None = None) -> list[dict[str, str | float | dict[str, int]]]:
+    def since(self, last_id: int | None = None) -> list[dict]:
         events = self.events
         if last_id is None:
             return events
@@ -184,7 +183,7 @@ class EventLog:
         except OSError as exc:
             log.warning("cannot write the event log: %s", exc)
 
-    def _write(self, pending: list[dict[str, str | float | dict[str, int]]]) -> None:
+    def _write(self, pending: list[dict]) -> None:
         self.writes += 1
         if self._lines + len(pending) > 2 * (MAX_EVENTS + MAX_SECURITY_EVENTS):
             events = self.events

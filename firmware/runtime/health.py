@@ -37,8 +37,8 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from asyncio.unix_events import _UnixSelectorEventLoop
-    from collections.abc import Callable
+    import asyncio
+    from collections.abc import Callable, Mapping
 
     from firmware.runtime.sdnotify import Notifier
 
@@ -87,7 +87,7 @@ class Health:
         return not self.problems(now)
 
 
-def interval_from_environment(environ: dict[str, str] | None = None) -> float | None:
+def interval_from_environment(environ: "Mapping[str, str] | None" = None) -> float | None:
     """Seconds between watchdog pings (WATCHDOG_USEC / 3), or None when systemd wants none."""
     environ = os.environ if environ is None else environ
     usec = environ.get("WATCHDOG_USEC", "")
@@ -101,12 +101,12 @@ def interval_from_environment(environ: dict[str, str] | None = None) -> float | 
 
 class Watchdog:
     def __init__(self, notifier: "Notifier", health: "Health", interval: float | None = None,
-                 environ: dict[str, str] | None = None) -> None:
+                 environ: "Mapping[str, str] | None" = None) -> None:
         self.notifier = notifier
         self.health = health
         self.interval = interval_from_environment(environ) if interval is None else interval
-        self._handle = None
-        self._loop = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._was_healthy = True
 
     def ready(self, status: str | None = None) -> None:
@@ -137,7 +137,7 @@ class Watchdog:
         self._was_healthy = True
         return self.notifier.notify("WATCHDOG=1")
 
-    def start(self, loop: "_UnixSelectorEventLoop") -> None:
+    def start(self, loop: "asyncio.AbstractEventLoop") -> None:
         """Tick every `interval` seconds on `loop` (nothing when the watchdog is disabled)."""
         if self.interval is None:
             return
@@ -145,6 +145,7 @@ class Watchdog:
         self._schedule()
 
     def _schedule(self) -> None:
+        assert self._loop is not None and self.interval is not None  # start() set them
         self._handle = self._loop.call_later(self.interval, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -152,8 +153,8 @@ class Watchdog:
         self._schedule()
 
 
-def install_test_hooks(loop: "_UnixSelectorEventLoop",
-                       environ: dict[str, str] | None = None) -> bool:
+def install_test_hooks(loop: "asyncio.AbstractEventLoop",
+                       environ: "Mapping[str, str] | None" = None) -> bool:
     """With DOORLINE_TEST_HOOKS=1: SIGUSR2 blocks `loop` for DOORLINE_TEST_BLOCK_S seconds."""
     environ = os.environ if environ is None else environ
     if environ.get("DOORLINE_TEST_HOOKS") != "1":

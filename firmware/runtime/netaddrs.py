@@ -41,7 +41,7 @@ def _ipv6_local(text: str) -> set[str]:
     return found
 
 
-def _read(path: str) -> str:
+def _read(path: str) -> str | None:
     try:
         with open(path, encoding="ascii", errors="replace") as f:
             return f.read()
@@ -58,7 +58,8 @@ def interface_addresses() -> set[str]:
         found |= _ipv6_local(inet6)
     if fib is None:
         try:
-            found |= {info[4][0] for info in socket.getaddrinfo(host_name(), None)}
+            # an AF_INET/AF_INET6 sockaddr starts with the address text
+            found |= {info[4][0] for info in socket.getaddrinfo(host_name(), None)}  # type: ignore[misc]
         except OSError:
             pass
     return found

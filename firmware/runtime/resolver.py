@@ -116,7 +116,7 @@ class Locator:
         try:
             answer = await self.resolver.resolve(host, "NAPTR")
         except LOOKUP_ERRORS:
-            answer = []
+            answer = []  # type: ignore[assignment]  # no records
         records = sorted(answer, key=lambda r: (r.order, r.preference))
         for record in records:
             service = record.service.decode().upper()

@@ -32,7 +32,7 @@ class Notifier:
         if address is None:
             address = os.environ.get("NOTIFY_SOCKET", "")
         self.address = _socket_address(address) if address else None
-        self._socket = None
+        self._socket: socket.socket | None = None
         self._failing = False
 
     @property

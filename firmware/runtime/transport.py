@@ -44,12 +44,10 @@ from firmware.sip.errors import ParseError
 from firmware.sip.message import KEEPALIVE_PING, KEEPALIVE_PONG, StreamReader
 
 if TYPE_CHECKING:
-    from asyncio.selector_events import _SelectorDatagramTransport, _SelectorSocketTransport
-    from asyncio.sslproto import _SSLProtocolTransport
     from collections.abc import Callable
     from ssl import SSLContext
+    from typing import Any
 
-    from firmware.sip.message import Request
 
 log = logging.getLogger("doorline.transport")
 
@@ -66,7 +64,7 @@ MAX_ERROR_SOURCES = 256
 MAX_QUEUED = 64 * 1024  # bytes buffered towards one connection that is still opening
 
 
-def client_tls_context(ca_file: str) -> "SSLContext":
+def client_tls_context(ca_file: str | None) -> "SSLContext":
     """A TLS client context that verifies the server against `ca_file` (RFC 5922, RFC 9325)."""
     ctx = ssl.create_default_context(cafile=ca_file or None)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -83,20 +81,19 @@ class _Flow(asyncio.Protocol):
         self.manager = manager
         self.outbound = remote is not None
         self.name = transport_name
-        self.remote = remote  # (host, port)
-        self.transport = None
+        self.remote: Any = remote  # (host, port); set on connection_made for an inbound flow
+        self.transport: Any = None  # asyncio's stream transport
         self.reader = StreamReader()
-        self.pending = []  # data queued while connecting
+        self.pending: list[bytes] = []  # data queued while connecting
         self.connected = asyncio.get_running_loop().create_future()
         self.flow_id = manager.next_flow_id()
-        self.pong_deadline = None
+        self.pong_deadline: float | None = None
         self.last_activity = asyncio.get_running_loop().time()
         self.opened_at = self.last_activity
         self.messages = 0  # whole messages and keep-alives received
         self.closed = False
 
-    def connection_made(self,
-                        transport: "_SSLProtocolTransport | _SelectorSocketTransport") -> None:
+    def connection_made(self, transport: "Any") -> None:  # asyncio's stream transport
         self.transport = transport
         if self.remote is None:
             self.remote = transport.get_extra_info("peername")[:2]
@@ -136,7 +133,7 @@ class _Flow(asyncio.Protocol):
             else:
                 self.manager.deliver(item, peer)
 
-    def connection_lost(self, exc: None) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if not self.connected.done():
             self.connected.set_result(False)
         self.closed = True
@@ -162,22 +159,22 @@ class _Flow(asyncio.Protocol):
 class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self, manager: "Transports") -> None:
         self.manager = manager
-        self.transport = None
+        self.transport: asyncio.BaseTransport | None = None
         # asyncio releases the socket one loop turn after close(): rebinding the same port
         # (a live config change) must wait for this.
         self.released = asyncio.get_running_loop().create_future()
 
-    def connection_lost(self, exc: None) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if not self.released.done():
             self.released.set_result(None)
 
-    def connection_made(self, transport: "_SelectorDatagramTransport") -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.manager.deliver(data, Peer("udp", addr[0], addr[1]))
 
-    def error_received(self, exc) -> None:
+    def error_received(self, exc: Exception) -> None:
         log.debug("udp error: %s", exc)
 
 
@@ -193,20 +190,20 @@ class Transports:
         self.on_receive = on_receive
         self.on_flow_failed = on_flow_failed
         self.tls_context = tls_context
-        self.flows = {}
-        self.udp = None
-        self.servers = []
+        self.flows: dict[int, _Flow] = {}
+        self.udp: Any = None  # asyncio's DatagramTransport, once listening
+        self.servers: list[asyncio.Server] = []
         self._next_id = 0
-        self._logged_at = {}  # source host → when we last logged about it
-        self._keepalive_task = None
-        self._lookups = set()  # tasks resolving UDP destinations
+        self._logged_at: dict[str, float] = {}  # source host → when we last logged about it
+        self._keepalive_task: asyncio.Task | None = None
+        self._lookups: set[asyncio.Task] = set()  # tasks resolving UDP destinations
         self.closed = False
 
     def next_flow_id(self) -> int:
         self._next_id += 1
         return self._next_id
 
-    async def listen(self, host, port, stream: bool = True) -> None:
+    async def listen(self, host: str, port: int, stream: bool = True) -> None:
         """UDP always; TCP on the same port for requests that come over streams."""
         loop = asyncio.get_running_loop()
         self.udp, _ = await loop.create_datagram_endpoint(
@@ -220,7 +217,7 @@ class Transports:
     def local_port(self) -> int:
         return self.udp.get_extra_info("sockname")[1]
 
-    def deliver(self, item: "Request | bytes", peer: "Peer") -> None:
+    def deliver(self, item: object, peer: "Peer") -> None:
         try:
             self.on_receive(item, peer)
         except Exception:  # a bug in a handler must not take the transport down (issue #9)
@@ -258,7 +255,7 @@ class Transports:
         if flow is not None:
             flow.send(data)
 
-    async def _send_resolved(self, data, host, port) -> None:
+    async def _send_resolved(self, data: bytes, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         family = self.udp.get_extra_info("socket").family
         try:
@@ -278,7 +275,7 @@ class Transports:
                 return flow
         return None
 
-    def _open_flow(self, peer: "Peer") -> "_Flow":
+    def _open_flow(self, peer: "Peer") -> "_Flow | None":
         if len(self.flows) >= MAX_CONNECTIONS:
             log.warning("too many connections; not opening one to %s:%s", peer.host, peer.port)
             self.on_flow_failed(peer)
@@ -288,7 +285,7 @@ class Transports:
         asyncio.create_task(self._connect(flow, peer))
         return flow
 
-    async def _connect(self, flow, peer) -> None:
+    async def _connect(self, flow: "_Flow", peer: "Peer") -> None:
         loop = asyncio.get_running_loop()
         ssl_ctx = None
         if peer.transport == "tls":
@@ -296,7 +293,7 @@ class Transports:
         try:
             await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: flow, peer.host, peer.port, ssl = ssl_ctx,
+                    lambda: flow, peer.host, peer.port, ssl=ssl_ctx,
                     server_hostname=(peer.server_name or peer.host) if ssl_ctx else None),
                 CONNECT_TIMEOUT)
         except (TimeoutError, OSError, ssl.SSLError) as exc:
@@ -307,7 +304,7 @@ class Transports:
             if not self.closed:
                 self.on_flow_failed(Peer(peer.transport, peer.host, peer.port, flow.flow_id))
 
-    def flow_lost(self, flow: "_Flow", exc: None) -> None:
+    def flow_lost(self, flow: "_Flow", exc: Exception | None) -> None:
         if self.flows.pop(flow.flow_id, None) is not None and not self.closed:
             self.on_flow_failed(flow.peer())
 
