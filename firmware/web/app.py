@@ -53,8 +53,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from microdot.microdot import MultiDict
-
     from firmware.runtime.station import Station
     from firmware.web.sessions import Session
 
@@ -90,7 +88,7 @@ class ApiError(Exception):
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> "Response":
-    return Response({"error": message}, status, headers)
+    return Response({"error": message}, status, headers)  # type: ignore[arg-type]  # JSON
 
 
 def _client(request: "Request") -> str:
@@ -154,6 +152,8 @@ def _api(handler: "Callable") -> "Callable":
 class _Web:
     """The state behind the routes: password, sessions, throttle, static files."""
 
+    hosts: "hosts.OwnHosts"  # set by create_app
+
     def __init__(self, station: "Station", config_path: str, state_dir: str,
                  clock: "Callable[[], float]") -> None:
         self.station = station
@@ -162,7 +162,7 @@ class _Web:
         self.sessions = SessionStore(clock)
         self.throttle = LoginThrottle(clock)
         self.scrypt = concurrent.futures.ThreadPoolExecutor(1, "doorline-scrypt")
-        self.checking = set()  # client keys with a password check in progress
+        self.checking: set[str] = set()  # client keys with a password check in progress
         self.secure_cookies = bool(station.config["web"]["https"])
         self.config_lock = asyncio.Lock()
         self.static, self.index_template, self.version = pages.load_static()
@@ -332,14 +332,15 @@ class _Web:
             try:
                 cfg = configuration.validate(configuration.merge(current, restored))
             except configuration.ConfigError as exc:
-                return Response({"errors": exc.errors}, 400)
+                return Response({"errors": exc.errors}, 400)  # type: ignore[arg-type]
             # Apply first, save after: a configuration the station cannot run never reaches
             # the disk, so a restart cannot trip over it.
             try:
                 await station.apply_config(cfg)
             except configuration.ConfigError as exc:
                 # The station could not use it and went back to the old one.
-                return Response({"errors": exc.errors}, status_code=400)
+                return Response({"errors": exc.errors},  # type: ignore[arg-type]
+                                status_code=400)
             except Exception as exc:  # the station rolled back; say so, keep serving
                 return _error(500, f"could not apply the configuration: {exc}")
             try:
@@ -364,7 +365,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
     Request.max_body_length = MAX_BODY
     web = _Web(station, config_path, state_dir, clock)
     app = Microdot()
-    app.doorline = web
+    app.doorline = web  # type: ignore[attr-defined]  # the state, for the tests to reach
 
     def html(text, status: int = 200, headers=None):
         headers = dict(headers or {})
@@ -563,6 +564,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
     async def api_events(request):
         since = _int_arg(request, "since", None, 0, 2**63)
         limit = _int_arg(request, "limit", EVENTS_DEFAULT_LIMIT, 1, EVENTS_MAX_LIMIT)
+        assert limit is not None  # it has a default
         events = station.events(since)
         if since is None:
             return {"events": events[-limit:], "more": False}
@@ -600,8 +602,7 @@ def _needs_code(request: "Request") -> bool:
     return not hosts.is_loopback(_client(request))
 
 
-def _checked_form(web: "_Web",
-                  request: "Request") -> "tuple[Session, MultiDict] | tuple[None, None]":
+def _checked_form(web: "_Web", request: "Request") -> "tuple[Session | None, Any]":
     """(pre-login session, form) when the form's CSRF token matches its session, else
     (None, None)."""
     session = web.session_of(request)

@@ -61,7 +61,7 @@ def ensure_certificate(state_dir, hosts=()):
             alt_names.append(x509.DNSName(name))
             continue
         if not address.is_unspecified:
-            alt_names.append(x509.IPAddress(address))
+            alt_names.append(x509.IPAddress(address))  # type: ignore[arg-type]  # a GeneralName
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Doorline door station")])
     now = datetime.datetime.now(datetime.UTC)

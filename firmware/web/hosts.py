@@ -36,6 +36,7 @@ from microdot import Response
 if TYPE_CHECKING:
     from collections.abc import Callable
     from ipaddress import IPv4Address, IPv6Address
+    from typing import Any
 
     from microdot.microdot import Microdot, Request
 
@@ -66,7 +67,7 @@ def _port_ok(text: str) -> bool:
                           0 < int(text) <= 65535)
 
 
-def parse_host(value: str | None) -> "IPv6Address | str | IPv4Address | None":
+def parse_host(value: str | None) -> "str | IPv4Address | IPv6Address | None":
     if not isinstance(value, str):
         return None
     value = value.strip()
@@ -112,7 +113,7 @@ def is_loopback(client: str) -> bool:
     return address is not None and address.is_loopback
 
 
-def config_names(web: dict[str, str | bool | list[str]]) -> list[str]:
+def config_names(web: "dict[str, Any]") -> list[str]:
     """The extra own names from a [web] config table: `hostnames`, and the `listen` host when
     it is one address (not 0.0.0.0 or ::, which no browser should be let to use as a name)."""
     names = list(web.get("hostnames", []))
@@ -141,14 +142,15 @@ class OwnHosts:
         self._host_name = host_name
         self._extra_names = extra_names
         self.clock = clock
-        self._addresses = frozenset()
-        self._read_at = None
+        self._addresses: frozenset[IPv4Address | IPv6Address] = frozenset()
+        self._read_at: float | None = None
         self.refused = 0
-        self._logged_at = None
+        self._logged_at: float | None = None
 
-    def names(self) -> "tuple[set[str], set[IPv4Address]]":
+    def names(self) -> "tuple[set[str], set[IPv4Address | IPv6Address]]":
         """(names, addresses) named by the host name and `[web] hostnames`."""
-        names, addresses = {"localhost"}, set()
+        names: set[str] = {"localhost"}
+        addresses: set[IPv4Address | IPv6Address] = set()
         host = normalise_name(self._host_name() or "")
         if host:
             names.update((host, host + ".local"))
@@ -202,7 +204,7 @@ def _peer(request: "Request") -> str:
     return str(addr[0]) if isinstance(addr, (tuple, list)) and addr else "unknown"
 
 
-def _local_address(request: "Request") -> None:
+def _local_address(request: "Request") -> str | None:
     sock = getattr(request, "sock", None)
     writer = sock[1] if isinstance(sock, (tuple, list)) and len(sock) > 1 else None
     info = getattr(writer, "get_extra_info", None)
@@ -215,7 +217,7 @@ def _local_address(request: "Request") -> None:
 def refuse_foreign_hosts(app: "Microdot", own_hosts: "OwnHosts", finish: "Callable") -> None:
     dispatch = app.dispatch_request
 
-    async def checked(request):
+    async def checked(request: "Request") -> "Any":
         if request is not None:
             host = request.headers.get("Host")
             missing = host is None and request.http_version != "1.0"
@@ -229,4 +231,5 @@ def refuse_foreign_hosts(app: "Microdot", own_hosts: "OwnHosts", finish: "Callab
                 return response
         return await dispatch(request)
 
-    app.dispatch_request = checked
+    # microdot's one hook for this
+    app.dispatch_request = checked  # type: ignore[method-assign,assignment]

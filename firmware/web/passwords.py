@@ -77,9 +77,9 @@ class AdminPassword:
         # A keyed digest of the last password that verified, so that scripts using HTTP Basic
         # on every request do not pay for scrypt each time.
         self._cache_key = secrets.token_bytes(32)
-        self._verified = None
+        self._verified: bytes | None = None
 
-    def _load(self) -> dict[str, str | int] | None:
+    def _load(self) -> dict | None:
         try:
             with open(self.path, encoding="utf-8") as f:
                 record = json.load(f)
@@ -122,6 +122,7 @@ class AdminPassword:
             return True
         tag = hmac.digest(self._cache_key, password.encode("utf-8"), "sha256")
         record = self._record
+        assert record is not None  # is_set
         expected = base64.b64decode(record["hash"])
         actual = _scrypt(password, base64.b64decode(record["salt"]), record["n"], record["r"],
                          record["p"], len(expected))

@@ -71,7 +71,7 @@ class Session:
 class SessionStore:
     def __init__(self, clock: "Callable[[], float]") -> None:
         self.clock = clock
-        self._sessions = {}
+        self._sessions: dict[str, Session] = {}
 
     def create(self, authenticated: bool) -> "Session":
         now = self.clock()
@@ -114,8 +114,9 @@ class SessionStore:
 class LoginThrottle:
     def __init__(self, clock: "Callable[[], float]") -> None:
         self.clock = clock
-        self._failures = {}  # client key -> (count, time of the last failure)
-        self._recent = []  # times of the failures within GLOBAL_WINDOW, all clients
+        # client key -> (count, time of the last failure)
+        self._failures: dict[str, tuple[int, float]] = {}
+        self._recent: list[float] = []  # times of the failures within GLOBAL_WINDOW, all clients
 
     def retry_after(self, client: str) -> float:
         now = self.clock()

@@ -44,7 +44,7 @@ def is_valid(text: str) -> bool:
 class SetupCode:
     def __init__(self, state_dir: str) -> None:
         self.path = os.path.join(state_dir, FILE_NAME)
-        self._code = None
+        self._code: str | None = None
 
     def _load(self) -> str | None:
         try:
