@@ -130,14 +130,14 @@ def pbkdf2_sha256(secret: bytes, salt: bytes, iterations: int) -> bytes:
     return portable_pbkdf2_sha256(secret, salt, iterations)
 
 
-def portable_pbkdf2_sha256(secret, salt, iterations):
+def portable_pbkdf2_sha256(secret: bytes, salt: bytes, iterations: int) -> bytes:
     """PBKDF2-HMAC-SHA256 (RFC 8018 §5.2, HMAC per RFC 2104) for one 32-byte block."""
     key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
     key = key + bytes(64 - len(key))
     inner = bytes(b ^ 0x36 for b in key)
     outer = bytes(b ^ 0x5C for b in key)
 
-    def mac(message):
+    def mac(message: bytes) -> bytes:
         return hashlib.sha256(outer + hashlib.sha256(inner + message).digest()).digest()
 
     block = mac(salt + b"\x00\x00\x00\x01")

@@ -96,7 +96,7 @@ def _encode_table(code_of: "Callable") -> bytes:
     instead of evaluating all 65536 samples, which took 130 ms at import on a PC and about a
     second on a Pi Zero 2 W."""
 
-    def code(index):
+    def code(index: int) -> int:
         return code_of(index - 65536 if index >= 32768 else index)
 
     runs = []

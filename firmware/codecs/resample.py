@@ -25,7 +25,7 @@ try:
     from operator import mul
 except ImportError:  # MicroPython ships without `operator`.
 
-    def mul(a, b):
+    def mul(a: int, b: int) -> int:  # type: ignore[misc]  # operator.mul's stand-in
         return a * b
 
 

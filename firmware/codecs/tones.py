@@ -77,7 +77,7 @@ class ToneGenerator:
         scale = self._component_amplitude
         return samples_to_pcm([v * scale for v in values])
 
-    def __iter__(self):
+    def __iter__(self) -> "ToneGenerator":
         return self
 
     def __next__(self) -> bytes:

@@ -83,7 +83,7 @@ class TelephoneEvent:
     def key(self) -> str | None:
         return EVENT_KEYS[self.event] if self.event < len(EVENT_KEYS) else None
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, TelephoneEvent) and self.to_bytes() == other.to_bytes()
 
     def __repr__(self) -> str:

@@ -184,7 +184,7 @@ def _in_dialog(request: "Request") -> bool:
         return False
 
 
-def _is_ip_literal(host):
+def _is_ip_literal(host: str) -> bool:
     if host.startswith("[") and host.endswith("]"):
         return True
     parts = host.split(".")

@@ -33,7 +33,7 @@ from firmware.sip.errors import ParseError
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
     from collections.abc import Callable
-    from typing import Literal
+    from typing import Any, Literal
 
 # hashlib attribute or `hashlib.new` name for each RFC 7616 algorithm, strongest first.
 _HASH_NAMES = (("SHA-512-256", "sha512_256"), ("SHA-256", "sha256"), ("MD5", "md5"))
@@ -83,7 +83,7 @@ def _hex_hash(algorithm: str, data: bytes) -> str:
     return _HASHES[_base_algorithm(algorithm)](data).digest().hex()
 
 
-def _hash_joined(algorithm: str, *parts) -> str:
+def _hash_joined(algorithm: str, *parts: "Any") -> str:  # str, None where qop is absent
     """H(part1 ":" part2 ...), the shape of every digest input; text is UTF-8 (RFC 7616 4)."""
     return _hex_hash(algorithm, ":".join(parts).encode("utf-8"))
 

@@ -65,7 +65,7 @@ class Peer:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Peer) and self.same_address(other) and self.flow == other.flow
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((self.transport, self.host, self.port, self.flow))
 
     def __repr__(self) -> str:
@@ -217,7 +217,7 @@ class Endpoint:
         for tx in [t for t in self._destinations if t.terminated]:
             self._forget(tx)
 
-    def flow_failed(self, peer, now) -> None:
+    def flow_failed(self, peer: "Peer", now: float) -> None:
         """A stream connection closed or never opened: its transactions fail (§17.1.4)."""
         for tx, dest in list(self._destinations.items()):
             if dest.transport == peer.transport and (
@@ -256,7 +256,7 @@ class Endpoint:
         self._pump(tx)
         return tx
 
-    def send_stateless(self, message, dest) -> None:
+    def send_stateless(self, message: "Request | Response", dest: "Peer") -> None:
         """An ACK for a 2xx (§13.2.2.4) or a response outside any transaction."""
         if isinstance(message, Request):
             self._stamp(message, dest, txn.new_branch())
@@ -269,7 +269,7 @@ class Endpoint:
         transaction.send_response(response, now)
         self._pump(transaction)
 
-    def find_cancelled(self, cancel):
+    def find_cancelled(self, cancel: "Request") -> "ServerTransaction | None":
         """The INVITE server transaction a CANCEL refers to (§9.2), or None."""
         return self.table.find_invite_for_cancel(cancel)
 

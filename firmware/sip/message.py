@@ -54,6 +54,7 @@ from firmware.sip.uri import DIGITS, URI, is_token, only, split_host_port
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Iterator
     from typing import Any
 
 SIP_VERSION = "SIP/2.0"
@@ -254,7 +255,7 @@ class Headers:
         key = canonical_name(name)[1]
         return any(field[0] == key for field in self._fields)
 
-    def __iter__(self):
+    def __iter__(self) -> "Iterator[tuple[str, str]]":
         return iter([(field[1], field[2]) for field in self._fields])
 
     def __len__(self) -> int:

@@ -46,6 +46,7 @@ from firmware.sip.message import CSeq, NameAddress, Request, Response, Via
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Iterator
     from typing import Any
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -522,7 +523,7 @@ class TransactionTable:
     def __len__(self) -> int:
         return len(self._clients) + len(self._servers) + len(self._rfc2543_servers)
 
-    def __iter__(self):
+    def __iter__(self) -> "Iterator[Any]":  # ClientTransaction or ServerTransaction
         return iter(list(self._clients.values()) + list(self._servers.values())
                     + self._rfc2543_servers)
 
@@ -583,7 +584,7 @@ class TransactionTable:
         return self._match_server(cancel, "INVITE")
 
     def get_timer(self) -> float | None:
-        deadlines = [t.get_timer() for t in self]
+        deadlines: list[Any] = [t.get_timer() for t in self]
         deadlines = [d for d in deadlines if d is not None]
         return min(deadlines) if deadlines else None
 

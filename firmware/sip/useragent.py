@@ -34,7 +34,10 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from typing import Any
 
     from firmware.sip.endpoint import Peer
+    from firmware.sip.message import Response
     from firmware.sip.registration import Registration
+    from firmware.sip.transaction import ClientTransaction
+    from firmware.sip.uri import URI
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
@@ -51,11 +54,11 @@ class _RegistrationContext:
     def __init__(self, registration: "Registration") -> None:
         self.registration = registration
 
-    def on_response(self, response, now) -> None:
+    def on_response(self, response: "Response", now: float) -> None:
         if response.status >= 200:
             self.registration.on_response(response, now)
 
-    def on_failure(self, reason, now) -> None:
+    def on_failure(self, reason: str, now: float) -> None:
         self.registration.on_timeout(now)
 
 
@@ -107,7 +110,7 @@ class UserAgent:
             uri += ";transport=tcp"
         return uri
 
-    def from_header(self, tag) -> str:
+    def from_header(self, tag: str) -> str:
         name = self.settings.get("display_name") or ""
         # A quoted-string (RFC 3261 §25.1): '"' and '\\' go as quoted-pairs.
         display = '"%s" ' % name.replace("\\", "\\\\").replace('"', '\\"') if name else ""
@@ -134,7 +137,7 @@ class UserAgent:
             self.registration.start(now)
             self._flush_registration(now)
 
-    def stop(self, now) -> None:
+    def stop(self, now: float) -> None:
         if self.registration is not None:
             self.registration.stop(now)
             self._flush_registration(now)
@@ -143,7 +146,7 @@ class UserAgent:
         self.endpoint.receive(data, source, now)
         self._dispatch(now)
 
-    def flow_failed(self, peer, now) -> None:
+    def flow_failed(self, peer: "Peer", now: float) -> None:
         self.endpoint.flow_failed(peer, now)
         if self.registration is not None and self.registrar is not None and \
                 peer.transport == self.registrar.transport and peer.host == self.registrar.host \
@@ -151,7 +154,7 @@ class UserAgent:
             self.registration.flow_failed(now)
         self._dispatch(now)
 
-    def handle_timer(self, now) -> None:
+    def handle_timer(self, now: float) -> None:
         self.endpoint.handle_timer(now)
         if self.registration is not None:
             self.registration.handle_timer(now)
@@ -179,10 +182,11 @@ class UserAgent:
             return self.request_handler.next_event()
         return None
 
-    def send_request(self, request, dest, now, context):
+    def send_request(self, request: "Request", dest: "Peer", now: float,
+                     context: "Any") -> "ClientTransaction | None":
         return self.endpoint.send_request(request, dest, now, context=context)
 
-    def status(self):
+    def status(self) -> dict:
         if self.registration is None:
             return {"state": "disabled", "error": None, "next_refresh": None}
         r = self.registration
@@ -251,7 +255,8 @@ class UserAgent:
         self.endpoint.send_response(event.transaction, response, now)
 
 
-def new_request(method, uri, from_value, to_value, call_id, cseq, contact=None):
+def new_request(method: str, uri: "str | URI", from_value: str, to_value: str, call_id: str,
+                cseq: int, contact: str | None = None) -> "Request":
     """A request outside a dialog with the headers §8.1.1 requires (Via comes later)."""
     request = Request(method, uri)
     request.headers.set("From", from_value)
