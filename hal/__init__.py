@@ -14,12 +14,16 @@ from typing import TYPE_CHECKING
 from hal.board import BoardError, BoardSpec, load_board
 
 if TYPE_CHECKING:
+    import pathlib
+    from typing import Any
+
     from hal.pi import PiBoard
     from hal.sim import SimBoard
 
 
-def open_board(board: "BoardSpec | str", *, pin_factory=None, mic=None,
-               speaker_dir=None) -> "SimBoard | PiBoard":
+def open_board(board: "BoardSpec | str", *, pin_factory: "Any" = None,
+               mic: "str | pathlib.Path | None" = None,
+               speaker_dir: "str | pathlib.Path | None" = None) -> "SimBoard | PiBoard":
     spec = board if isinstance(board, BoardSpec) else load_board(board)
     if spec.kind == "sim":
         from hal.sim import SimBoard

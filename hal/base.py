@@ -68,7 +68,7 @@ class Button(_Reporting):
         self.when_held = None
 
     @property
-    def is_pressed(self):
+    def is_pressed(self) -> bool:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -84,7 +84,7 @@ class Input(_Reporting):
         self.when_deactivated = None
 
     @property
-    def is_active(self):
+    def is_active(self) -> bool:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -114,7 +114,7 @@ class Led:
             self._flash_ends = self._clock() + BLINK_TIMINGS["flash"][0]
         self._show(pattern)
 
-    def _show(self, pattern):
+    def _show(self, pattern: str) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -177,7 +177,7 @@ class Relay:
         self._active = active
         self._drive(active)
 
-    def _drive(self, active):
+    def _drive(self, active: bool) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -187,13 +187,13 @@ class Relay:
 class AudioStream:
     """One open audio path: capture frames in, playback frames out, at the call's rate."""
 
-    def read_frame(self):
+    def read_frame(self) -> bytes | None:  # None: the device is away, no audio this frame
         raise NotImplementedError
 
-    def write_frame(self, pcm):
+    def write_frame(self, pcm: bytes) -> None:
         raise NotImplementedError
 
-    def close(self):
+    def close(self) -> None:
         raise NotImplementedError
 
 
@@ -202,16 +202,16 @@ class AudioDevice:
 
     paced = True
 
-    def open(self, rate: int = 8000, frame_ms: int = 20):
+    def open(self, rate: int = 8000, frame_ms: int = 20) -> "AudioStream":
         raise NotImplementedError
 
-    def begin_call(self, call_id) -> None:
+    def begin_call(self, call_id: str) -> None:
         """Played audio from now on belongs to `call_id` (only the sim records it)."""
 
     def end_call(self) -> None:
         """The call whose audio was being played has ended."""
 
-    def close(self):
+    def close(self) -> None:
         raise NotImplementedError
 
 

@@ -155,7 +155,7 @@ class BoardSpec:
 SPEC_CLASSES = {"buttons": ButtonSpec, "leds": LedSpec, "relays": RelaySpec, "inputs": InputSpec}
 
 
-def physical_pin(gpio):
+def physical_pin(gpio: int) -> int | None:
     """The header pin number of BCM `gpio` (None when it is not a usable header GPIO)."""
     return HEADER_40PIN.get(gpio)
 

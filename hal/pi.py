@@ -44,6 +44,7 @@ from hal.pcm import FrameQueue, RateConverter, downmix, upmix
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     import alsaaudio
     from gpiozero.pins import Factory
@@ -155,7 +156,7 @@ class PiBoard(Board):
         )
 
 
-def _default_factory():
+def _default_factory() -> "Factory":
     try:
         from gpiozero.pins.lgpio import LGPIOFactory
 
@@ -189,7 +190,8 @@ class AlsaAudio(AudioDevice):
 class AlsaPcm:
     """One direction of one ALSA device, reopened with bounded back-off when it goes away."""
 
-    def __init__(self, alsa, direction, device, rate, period_frames, clock) -> None:
+    def __init__(self, alsa: "Any", direction: int, device: str, rate: int, period_frames: int,
+                 clock: "Callable[[], float]") -> None:
         self.alsa = alsa
         self.direction = direction
         self.device = device

@@ -172,7 +172,7 @@ class SimAudio(AudioDevice):
         assert self.speaker_dir is not None  # asked only when recording
         return self.speaker_dir / f"{name}.wav"
 
-    def _forget(self, stream) -> None:
+    def _forget(self, stream: "SimAudioStream") -> None:
         with self._lock:
             if stream in self._streams:
                 self._streams.remove(stream)

@@ -29,6 +29,8 @@ import dns.exception
 from firmware.sip.endpoint import Peer
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from dns.asyncresolver import Resolver
 
 DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
@@ -50,7 +52,7 @@ def is_numeric(host: str) -> bool:
         return False
 
 
-def order_srv(records, rng=random):
+def order_srv(records: "list[Any]", rng: "Any" = random) -> "list[Any]":
     """RFC 2782: lowest priority first; within a priority, weighted random order."""
     out = []
     for priority in sorted({r.priority for r in records}):
@@ -83,7 +85,8 @@ class Locator:
             self._resolver = dns.asyncresolver.Resolver()
         return self._resolver
 
-    async def locate(self, host, port=None, transport=None, secure: bool = False):
+    async def locate(self, host: str, port: int | None = None, transport: str | None = None,
+                     secure: bool = False) -> "list[Peer]":
         host = host.strip("[]")
         if is_numeric(host):
             transport = transport or ("tls" if secure else "udp")
@@ -112,7 +115,7 @@ class Locator:
             raise LocateError(f"cannot resolve {host}")
         return peers
 
-    async def _naptr(self, host, secure):
+    async def _naptr(self, host: str, secure: bool) -> tuple[str, str | None]:
         try:
             answer = await self.resolver.resolve(host, "NAPTR")
         except LOOKUP_ERRORS:
@@ -125,7 +128,7 @@ class Locator:
                 return transport, record.replacement.to_text(omit_final_dot=True)
         return ("tls" if secure else "udp"), None
 
-    async def _srv(self, name, transport, server_name):
+    async def _srv(self, name: str, transport: str, server_name: str) -> "list[Peer]":
         try:
             answer = await self.resolver.resolve(name, "SRV")
         except LOOKUP_ERRORS:
@@ -136,7 +139,8 @@ class Locator:
             peers.extend(await self._addresses(target, record.port, transport, server_name))
         return peers
 
-    async def _addresses(self, host, port, transport, server_name=None):
+    async def _addresses(self, host: str, port: int, transport: str,
+                         server_name: str | None = None) -> "list[Peer]":
         peers = []
         for rdtype in ("A", "AAAA"):
             try:
@@ -152,13 +156,13 @@ class Locator:
         return peers
 
 
-async def _system_addresses(host, port):
+async def _system_addresses(host: str, port: int) -> list[str]:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP)
     except OSError:  # socket.gaierror included
         return []
-    addresses = []
+    addresses: list[Any] = []  # an AF_INET/AF_INET6 sockaddr starts with the address text
     for _family, _type, _proto, _name, sockaddr in infos:
         if sockaddr[0] not in addresses:
             addresses.append(sockaddr[0])

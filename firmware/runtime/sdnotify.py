@@ -65,7 +65,7 @@ class Notifier:
 _default = None
 
 
-def notify(state):
+def notify(state: str) -> bool:
     """Send `state` through a notifier created from the environment on first use."""
     global _default
     if _default is None:
