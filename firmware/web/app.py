@@ -50,6 +50,7 @@ from firmware.web.sessions import LoginThrottle, SessionStore, client_key
 from firmware.web.setupcode import SetupCode
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable
     from typing import Any
 
@@ -141,7 +142,7 @@ def _int_arg(request: "Request", name: str, default: int | None, low: int, high:
 
 def _api(handler: "Callable") -> "Callable":
     """Turn ApiError raised inside a handler into its JSON response."""
-    async def wrapped(request, *args, **kwargs):
+    async def wrapped(request: "Request", *args: "Any", **kwargs: "Any") -> "Any":
         try:
             return await handler(request, *args, **kwargs)
         except ApiError as exc:
@@ -213,11 +214,11 @@ class _Web:
         return session
 
     # -- authentication ------------------------------------------------------------------------
-    async def off_loop(self, function, *args):
+    async def off_loop(self, function: "Callable", *args: "Any") -> "Any":
         """`function(*args)` (scrypt) on the single worker thread."""
         return await asyncio.get_running_loop().run_in_executor(self.scrypt, function, *args)
 
-    async def check_password(self, request, password, via) -> bool:
+    async def check_password(self, request: "Request", password: str | None, via: str) -> bool:
         """Verify with throttling and logging; returns True, or raises ApiError(429/503)."""
         client = _client(request)
         wait = self.throttle.retry_after(client)
@@ -246,7 +247,7 @@ class _Web:
         self.station.log_event("auth_failed", client=client, via=via, path=request.path)
         return False
 
-    async def authenticate_api(self, request) -> str:
+    async def authenticate_api(self, request: "Request") -> str:
         """'basic' or 'session' for a valid caller; raises ApiError(401/429) otherwise."""
         header = request.headers.get("Authorization")
         if header is not None:
@@ -277,7 +278,7 @@ class _Web:
             return {}
         return {"WWW-Authenticate": 'Basic realm="Doorline", charset="UTF-8"'}
 
-    async def guard_api(self, request):
+    async def guard_api(self, request: "Request") -> "Response | None":
         """None when the API request may proceed, else the refusal response."""
         if not self.admin.is_set:
             if request.path == "/api/setup":
@@ -321,7 +322,7 @@ class _Web:
                        pages.SETUP_CODE_WHERE)
 
     # -- config --------------------------------------------------------------------------------
-    async def put_config(self, partial):
+    async def put_config(self, partial: dict) -> "dict | Response":
         station = self.station
         async with self.config_lock:
             current = station.config
@@ -367,17 +368,17 @@ def create_app(station: "Station", config_path: str, state_dir: str,
     app = Microdot()
     app.doorline = web  # type: ignore[attr-defined]  # the state, for the tests to reach
 
-    def html(text, status: int = 200, headers=None):
+    def html(text: str, status: int = 200, headers: dict | None = None) -> "Response":
         headers = dict(headers or {})
         headers["Content-Type"] = "text/html; charset=utf-8"
         return Response(text, status, headers)
 
-    def redirect(location):
+    def redirect(location: str) -> "Response":
         return Response(status_code=303, headers={"Location": location})
 
     # -- hooks -----------------------------------------------------------------------------------
     @app.before_request
-    async def guard(request):
+    async def guard(request: "Request") -> "Any":
         request.g.auth = None
         request.g.session = None
         if request.method in STATE_CHANGING and _cross_site(request):
@@ -386,7 +387,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
             return await web.guard_api(request)
         return None
 
-    async def add_headers(request, response):
+    async def add_headers(request: "Request", response: "Response") -> "Response":
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
         if "Cache-Control" not in response.headers:
@@ -404,7 +405,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
 
     # -- pages -----------------------------------------------------------------------------------
     @app.get("/")
-    async def index(request):
+    async def index(request: "Request") -> "Any":
         if not web.admin.is_set:
             return redirect("/setup")
         session = web.session_of(request)
@@ -413,14 +414,14 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         return html(pages.index_page(web.index_template, session.csrf, web.version))
 
     @app.get("/static/<name>")
-    async def static(request, name):
+    async def static(request: "Request", name: str) -> "Any":
         if name not in web.static:
             return _error(404, "not found")
         return Response(web.static[name], 200, {"Content-Type": pages.STATIC_TYPES[name],
                                                 "Cache-Control": "public, max-age=86400"})
 
     @app.get("/setup")
-    async def setup_form(request):
+    async def setup_form(request: "Request") -> "Any":
         if web.admin.is_set:
             return redirect("/login")
         session = web.form_session(request)
@@ -428,7 +429,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         return web.set_session_cookie(html(page), session)
 
     @app.post("/setup")
-    async def setup_submit(request):
+    async def setup_submit(request: "Request") -> "Any":
         if web.admin.is_set:
             return redirect("/login")
         session, form = _checked_form(web, request)
@@ -456,7 +457,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         return _log_in(web, session, redirect("/"))
 
     @app.get("/login")
-    async def login_form(request):
+    async def login_form(request: "Request") -> "Any":
         if not web.admin.is_set:
             return redirect("/setup")
         current = web.session_of(request)
@@ -466,7 +467,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         return web.set_session_cookie(html(pages.login_page(session.csrf, web.version)), session)
 
     @app.post("/login")
-    async def login_submit(request):
+    async def login_submit(request: "Request") -> "Any":
         if not web.admin.is_set:
             return redirect("/setup")
         session, form = _checked_form(web, request)
@@ -484,7 +485,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         return _log_in(web, session, redirect("/"))
 
     @app.post("/logout")
-    async def logout(request):
+    async def logout(request: "Request") -> "Any":
         session = web.session_of(request)
         if session is not None:
             form = request.form or {}
@@ -498,7 +499,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
     # -- API -------------------------------------------------------------------------------------
     @app.post("/api/setup")
     @_api
-    async def api_setup(request):
+    async def api_setup(request: "Request") -> "Any":
         if web.admin.is_set:
             return _error(409, "the admin password is already set")
         if not _is_json(request):
@@ -516,14 +517,14 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         return {"ok": True}
 
     @app.get("/api/status")
-    async def api_status(request):
+    async def api_status(request: "Request") -> "Any":
         status = dict(station.status())
         status["simulated"] = bool(station.simulated)
         return status
 
     @app.post("/api/call")
     @_api
-    async def api_call(request):
+    async def api_call(request: "Request") -> "Any":
         target = _json_body(request).get("target")
         if not isinstance(target, str) or not target.strip() or len(target) > 1024:
             return _error(400, "target must be a SIP URI string, e.g. sip:flat1@example.org")
@@ -535,20 +536,20 @@ def create_app(station: "Station", config_path: str, state_dir: str,
 
     @app.post("/api/hangup")
     @_api
-    async def api_hangup(request):
+    async def api_hangup(request: "Request") -> "Any":
         _json_body(request, required=False)
         station.hangup()
         return {"ok": True}
 
     @app.post("/api/door/open")
     @_api
-    async def api_door_open(request):
+    async def api_door_open(request: "Request") -> "Any":
         _json_body(request, required=False)
         station.open_door(by="web" if request.g.auth == "session" else "api")
         return {"ok": True}
 
     @app.get("/api/config")
-    async def api_config(request):
+    async def api_config(request: "Request") -> "Any":
         headers = {}
         if request.args.get("download"):
             headers["Content-Disposition"] = 'attachment; filename="doorline-config.json"'
@@ -556,12 +557,12 @@ def create_app(station: "Station", config_path: str, state_dir: str,
 
     @app.put("/api/config")
     @_api
-    async def api_config_put(request):
+    async def api_config_put(request: "Request") -> "Any":
         return await web.put_config(_json_body(request))
 
     @app.get("/api/events")
     @_api
-    async def api_events(request):
+    async def api_events(request: "Request") -> "Any":
         since = _int_arg(request, "since", None, 0, 2**63)
         limit = _int_arg(request, "limit", EVENTS_DEFAULT_LIMIT, 1, EVENTS_MAX_LIMIT)
         assert limit is not None  # it has a default
@@ -572,7 +573,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
 
     @app.post("/api/sim/button/<role>")
     @_api
-    async def api_sim_button(request, role):
+    async def api_sim_button(request: "Request", role: str) -> "Any":
         if not station.simulated:
             return _error(404, "not found: button simulation exists on simulated boards only")
         press_ms = _json_body(request, required=False).get("press_ms", 100)
@@ -586,14 +587,14 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         return {"ok": True}
 
     @app.get("/metrics")
-    async def metrics(request):
+    async def metrics(request: "Request") -> "Any":
         return Response(prometheus_text(station.metrics()), 200, {"Content-Type": METRICS_TYPE})
 
     return app
 
 
 def _error_handler(status: int, text: str) -> "Callable":
-    async def handler(request):
+    async def handler(request: "Request") -> "Any":
         return _error(status, text)
     return handler
 
@@ -620,10 +621,11 @@ def _log_in(web: "_Web", old_session: "Session", response: "Response") -> "Respo
     return web.set_session_cookie(response, session)
 
 
-async def start(app, host, port, ssl_context=None):
+async def start(app: "Microdot", host: str, port: int,
+                ssl_context: "ssl.SSLContext | None" = None) -> "asyncio.Server":
     """Bind and start accepting; returns the asyncio.Server (its sockets tell the port)."""
     if ssl_context is not None:
-        app.doorline.secure_cookies = True
+        app.doorline.secure_cookies = True  # type: ignore[attr-defined]  # set by create_app
     # Microdot would wait for a request as long as the client likes and read any number of
     # header lines: limits.py bounds connections, heads and idle time, and gives each
     # connection REQUEST_TIMEOUT for its whole request and response (slowloris).
@@ -632,7 +634,8 @@ async def start(app, host, port, ssl_context=None):
                                      request_timeout=REQUEST_TIMEOUT)
 
 
-async def serve(app, host, port, ssl_context=None) -> None:
+async def serve(app: "Microdot", host: str, port: int,
+                ssl_context: "ssl.SSLContext | None" = None) -> None:
     """Serve until cancelled (then the listening socket is closed)."""
     server = await start(app, host, port, ssl_context)
     try:

@@ -66,7 +66,7 @@ def _is_sequence(text: str) -> bool:
     return False
 
 
-def _b64(data):
+def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
@@ -93,7 +93,7 @@ class AdminPassword:
     def is_set(self) -> bool:
         return self._record is not None
 
-    def set(self, password):
+    def set(self, password: str) -> None:
         if self.is_set:
             raise PasswordAlreadySet("the admin password is already set")
         reason = weakness(password)
@@ -115,7 +115,7 @@ class AdminPassword:
         tag = hmac.digest(self._cache_key, password.encode("utf-8"), "sha256")
         return self._verified is not None and hmac.compare_digest(tag, self._verified)
 
-    def verify(self, password) -> bool:
+    def verify(self, password: object) -> bool:
         if not self.is_set or not isinstance(password, str) or len(password) > MAX_LENGTH:
             return False
         if self.known(password):
@@ -132,12 +132,12 @@ class AdminPassword:
         return False
 
 
-def _scrypt(password, salt, n, r, p, length):
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
     return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=length,
                           maxmem=256 * 1024 * 1024)
 
 
-def _write_private(path, text) -> None:
+def _write_private(path: str, text: str) -> None:
     """Temp file in the same directory, mode 0600 from creation, fsync, rename."""
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
