@@ -22,10 +22,15 @@ TERMINATED = "terminated"
 
 
 def _contact_uri(message: "Response | Request") -> str | None:
+    """The first Contact's URI; None without one, and for `Contact: *` (which has none)."""
     values = message.headers.get_all("Contact")
-    if not values:
-        return None
-    return str(NameAddress.parse(values[0]).uri)
+    uri = NameAddress.parse(values[0]).uri if values else None
+    return None if uri is None else str(uri)
+
+
+def _from_uri(request: "Request") -> str | None:
+    uri = NameAddress.parse(request.headers.get("From")).uri
+    return None if uri is None else str(uri)
 
 
 class Dialog:
@@ -72,8 +77,10 @@ class Dialog:
             call_id=request.headers.get("Call-ID"), local_tag=local_tag, remote_tag=frm.tag,
             local_uri=_without_tag(request.headers.get("To")),
             remote_uri=_without_tag(request.headers.get("From")),
-            remote_target=_contact_uri(request), route_set=request.headers.get_all(
-                "Record-Route"),
+            # An INVITE MUST carry a Contact (§8.1.1.8); an RFC 2543 caller may not (RFC 4475
+            # §3.3.15), and was reached at its From address then.
+            remote_target=_contact_uri(request) or _from_uri(request),
+            route_set=request.headers.get_all("Record-Route"),
             local_seq=0, remote_seq=CSeq.parse(request.headers.get("CSeq")).seq,
             secure=str(request.uri).startswith("sips:"), state=state)
 
@@ -97,7 +104,7 @@ class Dialog:
             # Strict router (§12.2.1.1): its URI becomes the Request-URI, the target goes last.
             uri = str(NameAddress.parse(routes[0]).uri)
             routes = routes[1:] + ["<%s>" % self.remote_target]
-        request = Request(method, uri)  # type: ignore[arg-type]  # TODO: None without Contact
+        request = Request(method, uri)  # type: ignore[arg-type]  # None only for From: *
         request.headers.set("From", "%s;tag=%s" % (self.local_uri, self.local_tag))
         to = self.remote_uri
         if self.remote_tag:
