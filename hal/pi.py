@@ -60,7 +60,7 @@ XRUN_LIMIT = 4  # consecutive overruns before the PCM is treated as stuck and re
 PERIODS = 4
 
 
-def _pull_settings(spec: "ButtonSpec | InputSpec") -> tuple[bool, None] | tuple[None, bool]:
+def _pull_settings(spec: "ButtonSpec | InputSpec") -> tuple[bool | None, bool | None]:
     """gpiozero's (pull_up, active_state) for a button or input spec."""
     if spec.pull_up:
         return True, None

@@ -218,7 +218,7 @@ class URI:
         self.opaque = opaque
 
     @classmethod
-    def parse(cls, text: bytes | str) -> "URI":
+    def parse(cls, text: str) -> "URI":
         if not isinstance(text, str):
             raise ParseError("URI is not text")
         scheme, colon, rest = text.partition(":")

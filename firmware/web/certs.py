@@ -54,7 +54,7 @@ def ensure_certificate(state_dir: str,
 
     host = socket.gethostname()
     names = {"localhost", "127.0.0.1", host, f"{host}.local" if host else "", *hosts}
-    alt_names = []
+    alt_names: list[x509.GeneralName] = []
     for name in sorted(n for n in names if n):
         try:
             address = ipaddress.ip_address(name)
@@ -62,7 +62,7 @@ def ensure_certificate(state_dir: str,
             alt_names.append(x509.DNSName(name))
             continue
         if not address.is_unspecified:
-            alt_names.append(x509.IPAddress(address))  # type: ignore[arg-type]  # a GeneralName
+            alt_names.append(x509.IPAddress(address))
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Doorline door station")])
     now = datetime.datetime.now(datetime.UTC)
