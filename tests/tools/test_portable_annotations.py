@@ -1,5 +1,6 @@
-"""The annotation rule of docs/ARCHITECTURE.md for the portable core (firmware/sip sdp rtp codecs
-app and compat.py), checked on the source with ast (CPython only).
+"""The annotation rule of docs/ARCHITECTURE.md for the portable core (the modules manifest.py
+lists: firmware/sip sdp rtp codecs app and compat.py), checked on the source with ast (CPython
+only).
 
 MicroPython compiles annotations and throws them away, so they never fail there; what fails is an
 import MicroPython lacks (`typing`, `collections.abc`, `__future__`), and on CPython a signature
@@ -14,11 +15,17 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PORTABLE = sorted(
-    [ROOT / "firmware" / "compat.py"]
-    + [path for package in ("sip", "sdp", "rtp", "codecs", "app")
-       for path in (ROOT / "firmware" / package).glob("*.py")],
-)
+
+
+def _portable_files():
+    """The modules manifest.py freezes for MicroPython (the portable core, compat.py included)."""
+    namespace = {}
+    exec(compile((ROOT / "manifest.py").read_text(), "manifest.py", "exec"), namespace)
+    firmware = ROOT / "firmware"
+    return [firmware / name for name in namespace["portable_files"](str(firmware))]
+
+
+PORTABLE = _portable_files()
 TYPING_ONLY = {"typing", "collections.abc", "typing_extensions", "__future__"}
 BUILTIN_NAMES = set(dir(builtins))
 
