@@ -28,7 +28,7 @@ from firmware.sip.message import NameAddress
 try:
     from hmac import compare_digest
 except ImportError:  # MicroPython has no hmac module
-    compare_digest = None  # type: ignore[assignment]
+    compare_digest = None  # type: ignore[assignment]  # checked before use
 
 
 def caller_key(text: str) -> str | None:

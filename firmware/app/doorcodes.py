@@ -49,7 +49,7 @@ from firmware.app.callers import constant_time_equal
 try:
     from hashlib import pbkdf2_hmac
 except ImportError:  # MicroPython
-    pbkdf2_hmac = None  # type: ignore[assignment]
+    pbkdf2_hmac = None  # type: ignore[assignment]  # checked before use
 
 HASH_SCHEME = "pbkdf2_sha256"
 

@@ -282,6 +282,7 @@ def parse_ptime(value: str | None) -> int:
     """``a=ptime`` / ``a=maxptime`` value in whole milliseconds (``20`` or ``20.0``)."""
     whole, dot, fraction = (value or "").strip().partition(".")
     if dot and fraction and any(char not in _DIGITS for char in fraction):
+        # (a dot was found, so value is not None)
         raise SdpParseError(f"bad packet time: {_shorten(value)}")  # type: ignore[arg-type]
     return _uint(whole, "packet time", 10000)
 

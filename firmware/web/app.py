@@ -89,7 +89,8 @@ class ApiError(Exception):
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> "Response":
-    return Response({"error": message}, status, headers)  # type: ignore[arg-type]  # JSON
+    # microdot sends a dict body as JSON; its hint says str | bytes (also below)
+    return Response({"error": message}, status, headers)  # type: ignore[arg-type]
 
 
 def _client(request: "Request") -> str:
