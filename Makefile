@@ -23,8 +23,10 @@ run: $(STAMP)
 peers:
 	tools/install-peers
 
+# ruff, then mypy over firmware/, hal/ and tools/ (configured in pyproject.toml [tool.mypy]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: peers $(STAMP) lint test-micropython
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -18,16 +18,20 @@ Public API
 
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+
 MICROPYTHON = sys.implementation.name == "micropython"
 
 if MICROPYTHON:
     from collections import OrderedDict as ordered_dict
 
-    def item_getter(table):
+    def item_getter(table: "bytes | list[bytes]") -> "Callable":
         return lambda index: table[index]
 
 else:
     ordered_dict = dict
 
-    def item_getter(table):
+    def item_getter(table: "bytes | list[bytes]") -> "Callable":
         return table.__getitem__

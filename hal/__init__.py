@@ -9,10 +9,21 @@ Board files and their validation: hal.board.  The device interface: hal.base.  D
 (gpiozero + pyalsaaudio) and hal.sim (memory + WAV).
 """
 
+from typing import TYPE_CHECKING
+
 from hal.board import BoardError, BoardSpec, load_board
 
+if TYPE_CHECKING:
+    import pathlib
+    from typing import Any
 
-def open_board(board, *, pin_factory=None, mic=None, speaker_dir=None):
+    from hal.pi import PiBoard
+    from hal.sim import SimBoard
+
+
+def open_board(board: "BoardSpec | str", *, pin_factory: "Any" = None,
+               mic: "str | pathlib.Path | None" = None,
+               speaker_dir: "str | pathlib.Path | None" = None) -> "SimBoard | PiBoard":
     spec = board if isinstance(board, BoardSpec) else load_board(board)
     if spec.kind == "sim":
         from hal.sim import SimBoard

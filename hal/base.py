@@ -32,6 +32,12 @@ hardware clock (Pi: up to about one frame) or returns at once (sim: the runtime 
 
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from hal.board import BoardSpec
 
 LED_PATTERNS = ("off", "on", "blink_slow", "blink_fast", "flash")
 # pattern -> (on seconds, off seconds, repetitions or None for forever)
@@ -46,7 +52,7 @@ MAX_PULSE_MS = 60000  # door strikes overheat when held for long; on() exists fo
 class _Reporting:
     """Devices that report events to `when_<event>` callbacks."""
 
-    def _notify(self, event):
+    def _notify(self, event: str) -> None:
         callback = getattr(self, "when_" + event)
         if callback is not None:
             callback()
@@ -55,52 +61,52 @@ class _Reporting:
 class Button(_Reporting):
     """A push button; subclasses report presses through `_notify`."""
 
-    def __init__(self, role):
+    def __init__(self, role: str) -> None:
         self.role = role
         self.when_pressed = None
         self.when_released = None
         self.when_held = None
 
     @property
-    def is_pressed(self):
+    def is_pressed(self) -> bool:
         raise NotImplementedError
 
-    def close(self):
+    def close(self) -> None:
         self.when_pressed = self.when_released = self.when_held = None
 
 
 class Input(_Reporting):
     """A digital input such as the door contact."""
 
-    def __init__(self, role):
+    def __init__(self, role: str) -> None:
         self.role = role
         self.when_activated = None
         self.when_deactivated = None
 
     @property
-    def is_active(self):
+    def is_active(self) -> bool:
         raise NotImplementedError
 
-    def close(self):
+    def close(self) -> None:
         self.when_activated = self.when_deactivated = None
 
 
 class Led:
     """An indicator LED showing one of LED_PATTERNS; subclasses implement `_show(pattern)`."""
 
-    def __init__(self, role, clock=time.monotonic):
+    def __init__(self, role: str, clock: "Callable" = time.monotonic) -> None:
         self.role = role
         self._clock = clock
         self._pattern = "off"
         self._flash_ends = 0.0
 
     @property
-    def pattern(self):
+    def pattern(self) -> str:
         if self._pattern == "flash" and self._clock() >= self._flash_ends:
             return "off"
         return self._pattern
 
-    def set_pattern(self, pattern):
+    def set_pattern(self, pattern: str) -> None:
         if pattern not in LED_PATTERNS:
             raise ValueError(f"unknown LED pattern {pattern!r}; one of {', '.join(LED_PATTERNS)}")
         self._pattern = pattern
@@ -108,10 +114,10 @@ class Led:
             self._flash_ends = self._clock() + BLINK_TIMINGS["flash"][0]
         self._show(pattern)
 
-    def _show(self, pattern):
+    def _show(self, pattern: str) -> None:
         raise NotImplementedError
 
-    def close(self):
+    def close(self) -> None:
         self.set_pattern("off")
 
 
@@ -122,21 +128,21 @@ class Relay:
     pulse/on/off cancels a pending release, so the last command wins.
     """
 
-    def __init__(self, role):
+    def __init__(self, role: str) -> None:
         self.role = role
         self._lock = threading.Lock()
-        self._timer = None
+        self._timer: threading.Timer | None = None
         self._active = False
 
     @property
-    def is_active(self):
+    def is_active(self) -> bool:
         return self._active
 
     @property
-    def state(self):
+    def state(self) -> str:
         return "open" if self._active else "closed"
 
-    def pulse(self, ms):
+    def pulse(self, ms: int) -> None:
         if type(ms) is not int or not 0 < ms <= MAX_PULSE_MS:
             raise ValueError(f"pulse length must be 1-{MAX_PULSE_MS} ms, got {ms!r}")
         with self._lock:
@@ -146,48 +152,48 @@ class Relay:
             self._timer.daemon = True
             self._timer.start()
 
-    def on(self):
+    def on(self) -> None:
         with self._lock:
             self._cancel_timer()
             self._set(True)
 
-    def off(self):
+    def off(self) -> None:
         with self._lock:
             self._cancel_timer()
             self._set(False)
 
-    def _end_pulse(self):
+    def _end_pulse(self) -> None:
         with self._lock:
             if self._timer is not None and self._timer is threading.current_thread():
                 self._timer = None
                 self._set(False)
 
-    def _cancel_timer(self):
+    def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _set(self, active):
+    def _set(self, active: bool) -> None:
         self._active = active
         self._drive(active)
 
-    def _drive(self, active):
+    def _drive(self, active: bool) -> None:
         raise NotImplementedError
 
-    def close(self):
+    def close(self) -> None:
         self.off()
 
 
 class AudioStream:
     """One open audio path: capture frames in, playback frames out, at the call's rate."""
 
-    def read_frame(self):
+    def read_frame(self) -> bytes | None:  # None: the device is away, no audio this frame
         raise NotImplementedError
 
-    def write_frame(self, pcm):
+    def write_frame(self, pcm: bytes) -> None:
         raise NotImplementedError
 
-    def close(self):
+    def close(self) -> None:
         raise NotImplementedError
 
 
@@ -196,33 +202,35 @@ class AudioDevice:
 
     paced = True
 
-    def open(self, rate=8000, frame_ms=20):
+    def open(self, rate: int = 8000, frame_ms: int = 20) -> "AudioStream":
         raise NotImplementedError
 
-    def begin_call(self, call_id):
+    def begin_call(self, call_id: str) -> None:
         """Played audio from now on belongs to `call_id` (only the sim records it)."""
 
-    def end_call(self):
+    def end_call(self) -> None:
         """The call whose audio was being played has ended."""
 
-    def close(self):
+    def close(self) -> None:
         raise NotImplementedError
 
 
 class Board:
     """A set of role-named devices described by a BoardSpec (hal.board)."""
 
-    def __init__(self, spec, buttons, leds, relays, inputs, audio):
+    def __init__(self, spec: "BoardSpec", buttons: "dict[str, Button]", leds: "dict[str, Led]",
+                 relays: "dict[str, Relay]", inputs: "dict[str, Input]",
+                 audio: "AudioDevice") -> None:
         self.spec = spec
         self.name = spec.name
         self.kind = spec.kind
-        self.buttons = buttons
-        self.leds = leds
-        self.relays = relays
-        self.inputs = inputs
+        self.buttons: Mapping[str, Button] = buttons
+        self.leds: Mapping[str, Led] = leds
+        self.relays: Mapping[str, Relay] = relays
+        self.inputs: Mapping[str, Input] = inputs
         self.audio = audio
 
-    def snapshot(self):
+    def snapshot(self) -> dict[str, dict[str, bool | str]]:
         return {
             "buttons": {role: button.is_pressed for role, button in self.buttons.items()},
             "leds": {role: led.pattern for role, led in self.leds.items()},
@@ -230,7 +238,7 @@ class Board:
             "inputs": {role: device.is_active for role, device in self.inputs.items()},
         }
 
-    def close(self):
+    def close(self) -> None:
         for relay in self.relays.values():
             relay.close()
         for group in (self.buttons, self.leds, self.inputs):
@@ -239,7 +247,7 @@ class Board:
         self.audio.close()
 
 
-def frame_bytes(rate, frame_ms):
+def frame_bytes(rate: int, frame_ms: int) -> int:
     """Bytes in one frame of 16-bit mono PCM: 320 at 8 kHz and 20 ms."""
     if rate * frame_ms % 1000:
         raise ValueError(f"{frame_ms} ms at {rate} Hz is not a whole number of samples")

@@ -48,6 +48,10 @@ Public API:
 import pathlib
 import tomllib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA_VERSION = 1
 BOARDS_DIR = pathlib.Path(__file__).resolve().parent.parent / "boards"
@@ -70,7 +74,8 @@ INPUT_ROLES = ("door_contact",)
 REQUIRED = {"buttons": ("call",), "leds": ("status",), "relays": ("door",), "inputs": ()}
 
 # Per section: key -> (expected type, default); "pin" is handled separately (Pi only).
-DEVICE_KEYS = {
+# section -> key -> (type, default)
+DEVICE_KEYS: dict[str, dict[str, tuple[type, bool | int]]] = {
     "buttons": {"active_low": (bool, True), "pull_up": (bool, True), "bounce_ms": (int, 50),
                 "hold_ms": (int, 2000)},
     "leds": {"active_low": (bool, False)},
@@ -87,7 +92,7 @@ MAX_HOLD_MS = 60000
 class BoardError(ValueError):
     """A board file that cannot be used; `problems` holds one "field: message" per bad field."""
 
-    def __init__(self, source, problems):
+    def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = list(problems)
         lines = "\n".join("  - " + problem for problem in self.problems)
@@ -150,12 +155,12 @@ class BoardSpec:
 SPEC_CLASSES = {"buttons": ButtonSpec, "leds": LedSpec, "relays": RelaySpec, "inputs": InputSpec}
 
 
-def physical_pin(gpio):
+def physical_pin(gpio: int) -> int | None:
     """The header pin number of BCM `gpio` (None when it is not a usable header GPIO)."""
     return HEADER_40PIN.get(gpio)
 
 
-def is_button_role(role):
+def is_button_role(role: str) -> bool:
     """`call`, `call2`, `call3`, ... (one per flat) and `hangup`."""
     if role in ("call", "hangup"):
         return True
@@ -171,7 +176,7 @@ ROLE_CHECKS = {
 }
 
 
-def load_board(name_or_path):
+def load_board(name_or_path: str) -> "BoardSpec":
     """Read and validate a board file; a bare name means `boards/NAME.toml`."""
     text = str(name_or_path)
     if "/" in text or text.endswith(".toml"):
@@ -188,7 +193,7 @@ def load_board(name_or_path):
     return parse_board(data, str(path))
 
 
-def parse_board(data, source="<board>"):
+def parse_board(data: "dict[str, Any]", source: str = "<board>") -> "BoardSpec":
     """Validate a decoded board table; raise BoardError listing every problem."""
     problems = []
     for key in data:
@@ -217,7 +222,7 @@ def parse_board(data, source="<board>"):
     elif header is not None and header not in HEADERS:
         problems.append(f"header: {header!r} is not supported (expected \"40pin\")")
 
-    pins_used = {}
+    pins_used: dict[int, str] = {}
     sections = {}
     for section, spec_class in SPEC_CLASSES.items():
         sections[section] = _parse_devices(data, section, spec_class, kind, pins_used, problems)
@@ -229,7 +234,8 @@ def parse_board(data, source="<board>"):
                      audio=audio, source=source, **sections)
 
 
-def _typed(table, key, expected, problems, required=False, prefix=""):
+def _typed(table: "dict[str, Any]", key: str, expected: type, problems: list[str],
+           required: bool = False, prefix: str = "") -> "Any":
     """table[key] if it has the expected type; otherwise record why and return None."""
     if key not in table:
         if required:
@@ -243,11 +249,12 @@ def _typed(table, key, expected, problems, required=False, prefix=""):
     return value
 
 
-def _type_name(expected):
+def _type_name(expected: type) -> str:
     return {bool: "true or false", int: "an integer", str: "a string"}[expected]
 
 
-def _parse_devices(data, section, spec_class, kind, pins_used, problems):
+def _parse_devices(data: "dict[str, Any]", section: str, spec_class: type, kind: str | None,
+                   pins_used: dict[int, str], problems: list[str]) -> "dict[str, Any]":
     table = data.get(section, {})
     if not isinstance(table, dict):
         problems.append(f"{section}: expected a table like [{section}.<role>], got {table!r}")
@@ -267,7 +274,7 @@ def _parse_devices(data, section, spec_class, kind, pins_used, problems):
             if key != "pin" and key not in keys:
                 allowed = ", ".join(("pin",) + tuple(keys))
                 problems.append(f"{prefix}{key}: unknown key (expected one of {allowed})")
-        values = {}
+        values: dict[str, Any] = {}
         for key, (expected, default) in keys.items():
             value = _typed(settings, key, expected, problems, prefix=prefix)
             values[key] = default if value is None else value
@@ -285,7 +292,8 @@ def _parse_devices(data, section, spec_class, kind, pins_used, problems):
     return devices
 
 
-def _parse_pin(settings, prefix, kind, pins_used, problems):
+def _parse_pin(settings: "dict[str, Any]", prefix: str, kind: str | None,
+               pins_used: dict[int, str], problems: list[str]) -> int | None:
     if kind == "sim":
         if "pin" in settings:
             problems.append(f"{prefix}pin: simulated boards have no pins; remove it")
@@ -310,12 +318,14 @@ def _parse_pin(settings, prefix, kind, pins_used, problems):
     return pin
 
 
-def _check_range(values, key, low, high, prefix, problems):
+def _check_range(values: "dict[str, Any]", key: str, low: int, high: int, prefix: str,
+                 problems: list[str]) -> None:
     if not low <= values[key] <= high:
         problems.append(f"{prefix}{key}: {values[key]} is outside {low}-{high}")
 
 
-def _parse_audio(data, kind, problems):
+def _parse_audio(data: "dict[str, Any]", kind: str | None,
+                 problems: list[str]) -> "AudioSpec | None":
     if "audio" not in data:
         if kind == "pi":
             problems.append("audio: missing [audio] section (capture, playback, rate)")

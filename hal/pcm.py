@@ -13,7 +13,7 @@ import sys
 from array import array
 
 
-def _samples(pcm):
+def _samples(pcm: bytes) -> "array":
     samples = array("h")
     samples.frombytes(pcm[: len(pcm) - len(pcm) % 2])
     if sys.byteorder == "big":
@@ -21,13 +21,13 @@ def _samples(pcm):
     return samples
 
 
-def _to_bytes(samples):
+def _to_bytes(samples: "array") -> bytes:
     if sys.byteorder == "big":
         samples.byteswap()
     return samples.tobytes()
 
 
-def downmix(pcm, channels):
+def downmix(pcm: bytes, channels: int) -> bytes:
     if channels == 1:
         return bytes(pcm)
     samples = _samples(pcm)
@@ -37,7 +37,7 @@ def downmix(pcm, channels):
     return _to_bytes(mono)
 
 
-def upmix(pcm, channels):
+def upmix(pcm: bytes, channels: int) -> bytes:
     if channels == 1:
         return bytes(pcm)
     mono = _samples(pcm)
@@ -50,7 +50,7 @@ def upmix(pcm, channels):
 class RateConverter:
     """Streaming sample-rate conversion; a pass-through when both rates are equal."""
 
-    def __init__(self, in_rate, out_rate):
+    def __init__(self, in_rate: int, out_rate: int) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self._resampler = None
@@ -60,7 +60,7 @@ class RateConverter:
 
             self._resampler = Resampler(in_rate, out_rate)
 
-    def convert(self, pcm):
+    def convert(self, pcm: bytes) -> bytes:
         if self._resampler is None:
             return bytes(pcm)
         return self._resampler.process(bytes(pcm))
@@ -69,24 +69,24 @@ class RateConverter:
 class FrameQueue:
     """Cuts a byte stream into fixed-size frames (a resampler's output length varies)."""
 
-    def __init__(self, frame_bytes, max_frames=50):
+    def __init__(self, frame_bytes: int, max_frames: int = 50) -> None:
         self.frame_bytes = frame_bytes
         self._limit = frame_bytes * max_frames
         self._buffer = bytearray()
 
-    def push(self, pcm):
+    def push(self, pcm: bytes) -> None:
         self._buffer += pcm
         # Bounded: if the consumer stalls, keep the newest audio, not an ever-growing delay.
         excess = len(self._buffer) - self._limit
         if excess > 0:
             del self._buffer[: excess + (-excess) % self.frame_bytes]
 
-    def pop(self):
+    def pop(self) -> bytes | None:
         if len(self._buffer) < self.frame_bytes:
             return None
         frame = bytes(self._buffer[: self.frame_bytes])
         del self._buffer[: self.frame_bytes]
         return frame
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._buffer)

@@ -31,6 +31,7 @@ import errno
 import logging
 import select
 import time
+from typing import TYPE_CHECKING
 
 from gpiozero import LED, Button, DigitalInputDevice, OutputDevice
 
@@ -41,6 +42,15 @@ from hal.base import Led as BaseLed
 from hal.base import Relay as BaseRelay
 from hal.pcm import FrameQueue, RateConverter, downmix, upmix
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    import alsaaudio
+    from gpiozero.pins import Factory
+
+    from hal.board import AudioSpec, BoardSpec, ButtonSpec, InputSpec, LedSpec, RelaySpec
+
 log = logging.getLogger(__name__)
 
 CONTACT_BOUNCE_S = 0.05
@@ -50,7 +60,7 @@ XRUN_LIMIT = 4  # consecutive overruns before the PCM is treated as stuck and re
 PERIODS = 4
 
 
-def _pull_settings(spec):
+def _pull_settings(spec: "ButtonSpec | InputSpec") -> tuple[bool | None, bool | None]:
     """gpiozero's (pull_up, active_state) for a button or input spec."""
     if spec.pull_up:
         return True, None
@@ -58,7 +68,7 @@ def _pull_settings(spec):
 
 
 class PiButton(BaseButton):
-    def __init__(self, spec, factory):
+    def __init__(self, spec: "ButtonSpec", factory: "Factory") -> None:
         super().__init__(spec.role)
         pull_up, active_state = _pull_settings(spec)
         self._device = Button(spec.pin, pull_up=pull_up, active_state=active_state,
@@ -69,16 +79,16 @@ class PiButton(BaseButton):
         self._device.when_held = lambda: self._notify("held")
 
     @property
-    def is_pressed(self):
+    def is_pressed(self) -> bool:
         return self._device.is_pressed
 
-    def close(self):
+    def close(self) -> None:
         super().close()
         self._device.close()
 
 
 class PiInput(BaseInput):
-    def __init__(self, spec, factory):
+    def __init__(self, spec: "InputSpec", factory: "Factory") -> None:
         super().__init__(spec.role)
         pull_up, active_state = _pull_settings(spec)
         self._device = DigitalInputDevice(spec.pin, pull_up=pull_up, active_state=active_state,
@@ -87,21 +97,21 @@ class PiInput(BaseInput):
         self._device.when_deactivated = lambda: self._notify("deactivated")
 
     @property
-    def is_active(self):
+    def is_active(self) -> bool:
         return self._device.is_active
 
-    def close(self):
+    def close(self) -> None:
         super().close()
         self._device.close()
 
 
 class PiLed(BaseLed):
-    def __init__(self, spec, factory):
+    def __init__(self, spec: "LedSpec", factory: "Factory") -> None:
         super().__init__(spec.role)
         self._device = LED(spec.pin, active_high=not spec.active_low, initial_value=False,
                            pin_factory=factory)
 
-    def _show(self, pattern):
+    def _show(self, pattern: str) -> None:
         if pattern == "on":
             self._device.on()
         elif pattern == "off":
@@ -110,31 +120,32 @@ class PiLed(BaseLed):
             on_time, off_time, repeat = BLINK_TIMINGS[pattern]
             self._device.blink(on_time=on_time, off_time=off_time, n=repeat, background=True)
 
-    def close(self):
+    def close(self) -> None:
         super().close()
         self._device.close()
 
 
 class PiRelay(BaseRelay):
-    def __init__(self, spec, factory):
+    def __init__(self, spec: "RelaySpec", factory: "Factory") -> None:
         super().__init__(spec.role)
         self._device = OutputDevice(spec.pin, active_high=not spec.active_low,
                                     initial_value=False, pin_factory=factory)
 
-    def _drive(self, active):
+    def _drive(self, active: bool) -> None:
         if active:
             self._device.on()
         else:
             self._device.off()
 
-    def close(self):
+    def close(self) -> None:
         super().close()
         self._device.close()
 
 
 class PiBoard(Board):
-    def __init__(self, spec, pin_factory=None):
+    def __init__(self, spec: "BoardSpec", pin_factory: "Factory | None" = None) -> None:
         factory = pin_factory if pin_factory is not None else _default_factory()
+        assert spec.audio is not None  # hal/board.py requires [audio] on a pi board
         super().__init__(
             spec,
             buttons={role: PiButton(s, factory) for role, s in spec.buttons.items()},
@@ -145,7 +156,7 @@ class PiBoard(Board):
         )
 
 
-def _default_factory():
+def _default_factory() -> "Factory":
     try:
         from gpiozero.pins.lgpio import LGPIOFactory
 
@@ -158,18 +169,19 @@ def _default_factory():
 class AlsaAudio(AudioDevice):
     paced = True
 
-    def __init__(self, spec, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, spec: "AudioSpec", clock: "Callable[[], float]" = time.monotonic,
+                 sleep: "Callable" = time.sleep) -> None:
         self.spec = spec
         self._clock = clock
         self._sleep = sleep
-        self._streams = []
+        self._streams: list[AlsaAudioStream] = []
 
-    def open(self, rate=8000, frame_ms=20):
+    def open(self, rate: int = 8000, frame_ms: int = 20) -> "AlsaAudioStream":
         stream = AlsaAudioStream(self.spec, rate, frame_ms, self._clock, self._sleep)
         self._streams.append(stream)
         return stream
 
-    def close(self):
+    def close(self) -> None:
         streams, self._streams = self._streams, []
         for stream in streams:
             stream.close()
@@ -178,7 +190,8 @@ class AlsaAudio(AudioDevice):
 class AlsaPcm:
     """One direction of one ALSA device, reopened with bounded back-off when it goes away."""
 
-    def __init__(self, alsa, direction, device, rate, period_frames, clock):
+    def __init__(self, alsa: "Any", direction: int, device: str, rate: int, period_frames: int,
+                 clock: "Callable[[], float]") -> None:
         self.alsa = alsa
         self.direction = direction
         self.device = device
@@ -193,11 +206,11 @@ class AlsaPcm:
         self._ever_opened = False
 
     @property
-    def name(self):
+    def name(self) -> str:
         kind = "capture" if self.direction == self.alsa.PCM_CAPTURE else "playback"
         return f"{kind} {self.device!r}"
 
-    def get(self):
+    def get(self) -> "alsaaudio.PCM | None":
         """The open PCM, or None while the device is away and the back-off has not expired."""
         if self._pcm is None and self._clock() >= self._retry_at:
             try:
@@ -212,7 +225,7 @@ class AlsaPcm:
                 self._backoff = BACKOFF_MIN_S
         return self._pcm
 
-    def _open(self):
+    def _open(self) -> "tuple[alsaaudio.PCM, int]":
         pcm = self._make(channels=1)
         if 1 in pcm.getchannels():
             return pcm, 1
@@ -220,19 +233,19 @@ class AlsaPcm:
         pcm.close()
         return self._make(channels=2), 2
 
-    def _make(self, channels):
+    def _make(self, channels: int) -> "alsaaudio.PCM":
         alsa = self.alsa
         return alsa.PCM(type=self.direction, mode=alsa.PCM_NONBLOCK, device=self.device,
                         rate=self.rate, channels=channels, format=alsa.PCM_FORMAT_S16_LE,
                         periodsize=self.period_frames, periods=PERIODS)
 
-    def lost(self, error):
+    def lost(self, error: str) -> None:
         log.warning("%s failed (%s); retrying in %.1f s", self.name, error, self._backoff)
         self.close()
         self._retry_at = self._clock() + self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
 
-    def wait(self, pcm, timeout, sleep):
+    def wait(self, pcm: "alsaaudio.PCM", timeout: float, sleep: "Callable") -> None:
         """Wait until the PCM is readable/writable or `timeout` seconds have passed."""
         descriptors = pcm.polldescriptors()
         if not descriptors:
@@ -243,7 +256,7 @@ class AlsaPcm:
             poller.register(descriptor, events)
         poller.poll(max(1, int(timeout * 1000)))
 
-    def close(self):
+    def close(self) -> None:
         if self._pcm is not None:
             pcm, self._pcm = self._pcm, None
             try:
@@ -253,7 +266,8 @@ class AlsaPcm:
 
 
 class AlsaAudioStream(AudioStream):
-    def __init__(self, spec, rate, frame_ms, clock, sleep):
+    def __init__(self, spec: "AudioSpec", rate: int, frame_ms: int, clock: "Callable[[], float]",
+                 sleep: "Callable") -> None:
         import alsaaudio  # only here: the HAL must import on machines without ALSA
 
         self.rate = rate
@@ -278,11 +292,11 @@ class AlsaAudioStream(AudioStream):
         self._playback.get()
 
     @property
-    def stats(self):
+    def stats(self) -> dict[str, int]:
         return {"xruns": self.xruns, "reopens": self._capture.reopens + self._playback.reopens,
                 "dropped": self.dropped}
 
-    def read_frame(self):
+    def read_frame(self) -> bytes | None:
         deadline = self._clock() + 2 * self._frame_s
         while True:
             frame = self._captured.pop()
@@ -310,7 +324,7 @@ class AlsaAudioStream(AudioStream):
                 mono = downmix(data, self._capture.channels)
                 self._captured.push(self._from_device.convert(mono))
 
-    def _overrun(self, code):
+    def _overrun(self, code: int) -> None:
         # pyalsaaudio has already called snd_pcm_prepare(); audio was lost, the PCM runs again.
         self.xruns += 1
         self._consecutive_xruns += 1
@@ -318,7 +332,7 @@ class AlsaAudioStream(AudioStream):
             self._consecutive_xruns = 0
             self._capture.lost(f"{XRUN_LIMIT} overruns in a row ({errno.errorcode.get(-code)})")
 
-    def write_frame(self, pcm):
+    def write_frame(self, pcm: bytes) -> None:
         self._to_play.push(self._to_device.convert(pcm))
         while True:
             period = self._to_play.pop()
@@ -330,7 +344,7 @@ class AlsaAudioStream(AudioStream):
                 continue
             self._write_period(device, upmix(period, self._playback.channels))
 
-    def _write_period(self, device, data):
+    def _write_period(self, device: "alsaaudio.PCM", data: bytes) -> None:
         for _attempt in range(2):
             try:
                 written = device.write(data)
@@ -346,6 +360,6 @@ class AlsaAudioStream(AudioStream):
             self.xruns += 1  # underrun (-EPIPE): the binding re-prepared the PCM; try once more
         self.dropped += 1
 
-    def close(self):
+    def close(self) -> None:
         self._capture.close()
         self._playback.close()

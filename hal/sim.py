@@ -24,9 +24,15 @@ import pathlib
 import threading
 import time
 import wave
+from typing import TYPE_CHECKING
 
 from hal.base import AudioDevice, AudioStream, Board, Button, Input, Led, Relay, frame_bytes
 from hal.pcm import FrameQueue, RateConverter, downmix
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from hal.board import BoardSpec, ButtonSpec, InputSpec, LedSpec, RelaySpec
 
 SAFE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
 MIC_CHUNK_FRAMES = 1024
@@ -35,55 +41,58 @@ HISTORY_LIMIT = 1000  # a long simulator run must not grow without bound
 
 
 class SimButton(Button):
-    def __init__(self, spec):
+    def __init__(self, spec: "ButtonSpec") -> None:
         super().__init__(spec.role)
         self.hold_ms = spec.hold_ms
         self._pressed = False
 
     @property
-    def is_pressed(self):
+    def is_pressed(self) -> bool:
         return self._pressed
 
-    def _change(self, pressed):
+    def _change(self, pressed: bool) -> None:
         self._pressed = pressed
         self._notify("pressed" if pressed else "released")
 
 
 class SimInput(Input):
-    def __init__(self, spec):
+    def __init__(self, spec: "InputSpec") -> None:
         super().__init__(spec.role)
         self._active = False
 
     @property
-    def is_active(self):
+    def is_active(self) -> bool:
         return self._active
 
-    def set(self, active):
+    def set(self, active: bool) -> None:
         if active != self._active:
             self._active = active
             self._notify("activated" if active else "deactivated")
 
 
 class SimLed(Led):
-    def __init__(self, spec):
+    def __init__(self, spec: "LedSpec") -> None:
         super().__init__(spec.role)
-        self.history = collections.deque(maxlen=HISTORY_LIMIT)
+        self.history: collections.deque[str] = collections.deque(maxlen=HISTORY_LIMIT)
 
-    def _show(self, pattern):
+    def _show(self, pattern: str) -> None:
         self.history.append(pattern)
 
 
 class SimRelay(Relay):
-    def __init__(self, spec):
+    def __init__(self, spec: "RelaySpec") -> None:
         super().__init__(spec.role)
-        self.history = collections.deque(maxlen=HISTORY_LIMIT)
+        self.history: collections.deque[tuple[float, str]] = collections.deque(maxlen=HISTORY_LIMIT)
 
-    def _drive(self, active):
+    def _drive(self, active: bool) -> None:
         self.history.append((time.monotonic(), "open" if active else "closed"))
 
 
 class SimBoard(Board):
-    def __init__(self, spec, mic=None, speaker_dir=None):
+    buttons: "Mapping[str, SimButton]"
+    inputs: "Mapping[str, SimInput]"
+    def __init__(self, spec: "BoardSpec", mic: "str | pathlib.Path | None" = None,
+                 speaker_dir: "str | pathlib.Path | None" = None) -> None:
         super().__init__(
             spec,
             buttons={role: SimButton(s) for role, s in spec.buttons.items()},
@@ -92,10 +101,10 @@ class SimBoard(Board):
             inputs={role: SimInput(s) for role, s in spec.inputs.items()},
             audio=SimAudio(mic=mic, speaker_dir=speaker_dir),
         )
-        self._timers = []
+        self._timers: list[threading.Timer] = []
         self._lock = threading.Lock()
 
-    def press(self, role, ms=100):
+    def press(self, role: str, ms: int = 100) -> None:
         """Press `role` for `ms` milliseconds; returns at once (release comes on a timer)."""
         if role not in self.buttons:
             raise KeyError(f"no button {role!r} on board {self.name} "
@@ -108,12 +117,12 @@ class SimBoard(Board):
             self._later(button.hold_ms, button._notify, "held")
         self._later(ms, button._change, False)
 
-    def set_input(self, role, active):
+    def set_input(self, role: str, active: bool) -> None:
         if role not in self.inputs:
             raise KeyError(f"no input {role!r} on board {self.name}")
         self.inputs[role].set(bool(active))
 
-    def _later(self, ms, function, argument):
+    def _later(self, ms: int, function: "Callable", argument: bool | str) -> None:
         timer = threading.Timer(ms / 1000, function, (argument,))
         timer.daemon = True
         with self._lock:
@@ -121,7 +130,7 @@ class SimBoard(Board):
             self._timers.append(timer)
         timer.start()
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             for timer in self._timers:
                 timer.cancel()
@@ -132,41 +141,43 @@ class SimBoard(Board):
 class SimAudio(AudioDevice):
     paced = False
 
-    def __init__(self, mic=None, speaker_dir=None):
+    def __init__(self, mic: "str | pathlib.Path | None" = None,
+                 speaker_dir: "str | pathlib.Path | None" = None) -> None:
         self.mic = pathlib.Path(mic) if mic else None
         self.speaker_dir = pathlib.Path(speaker_dir) if speaker_dir else None
-        self._streams = []
-        self._call_id = None
+        self._streams: list[SimAudioStream] = []
+        self._call_id: str | None = None
         self._lock = threading.Lock()
 
-    def open(self, rate=8000, frame_ms=20):
+    def open(self, rate: int = 8000, frame_ms: int = 20) -> "SimAudioStream":
         stream = SimAudioStream(self, rate, frame_ms)
         with self._lock:
             self._streams.append(stream)
         return stream
 
-    def begin_call(self, call_id):
+    def begin_call(self, call_id: str) -> None:
         with self._lock:
             self._call_id = str(call_id)
             for stream in self._streams:
                 stream._start_recording(self._call_id)
 
-    def end_call(self):
+    def end_call(self) -> None:
         with self._lock:
             self._call_id = None
             for stream in self._streams:
                 stream._stop_recording()
 
-    def speaker_path(self, call_id):
+    def speaker_path(self, call_id: str) -> "pathlib.Path":
         name = "".join(c if c in SAFE_NAME_CHARS else "_" for c in str(call_id))
+        assert self.speaker_dir is not None  # asked only when recording
         return self.speaker_dir / f"{name}.wav"
 
-    def _forget(self, stream):
+    def _forget(self, stream: "SimAudioStream") -> None:
         with self._lock:
             if stream in self._streams:
                 self._streams.remove(stream)
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             streams, self._streams = self._streams, []
         for stream in streams:
@@ -174,23 +185,23 @@ class SimAudio(AudioDevice):
 
 
 class SimAudioStream(AudioStream):
-    def __init__(self, device, rate, frame_ms):
+    def __init__(self, device: "SimAudio", rate: int, frame_ms: int) -> None:
         self.rate = rate
         self.frame_bytes = frame_bytes(rate, frame_ms)
         self._device = device
-        self._mic = None
+        self._mic: wave.Wave_read | None = None
         self._mic_channels = 1
-        self._converter = None
+        self._converter: RateConverter | None = None
         self._queue = FrameQueue(self.frame_bytes)
-        self._speaker = None
-        self._pending = []  # frames not yet written to the speaker WAV
+        self._speaker: wave.Wave_write | None = None
+        self._pending: list[bytes] = []  # frames not yet written to the speaker WAV
         self._lock = threading.Lock()
         if device.mic is not None:
             self._open_mic(device.mic)
         if device._call_id is not None:
             self._start_recording(device._call_id)
 
-    def _open_mic(self, path):
+    def _open_mic(self, path: "pathlib.Path") -> None:
         try:
             mic = wave.open(str(path), "rb")
         except (OSError, wave.Error, EOFError) as error:
@@ -204,7 +215,7 @@ class SimAudioStream(AudioStream):
         self._mic_channels = mic.getnchannels()
         self._converter = RateConverter(mic.getframerate(), self.rate)
 
-    def read_frame(self):
+    def read_frame(self) -> bytes:
         with self._lock:
             if self._mic is None:
                 return bytes(self.frame_bytes)
@@ -214,10 +225,11 @@ class SimAudioStream(AudioStream):
                     self._mic.rewind()  # loop the recording
                     continue
                 mono = downmix(chunk, self._mic_channels)
-                self._queue.push(self._converter.convert(mono))
-            return self._queue.pop()
+                # _converter is made with _mic
+                self._queue.push(self._converter.convert(mono))  # type: ignore[union-attr]
+            return self._queue.pop()  # type: ignore[return-value]  # a full frame is queued
 
-    def write_frame(self, pcm):
+    def write_frame(self, pcm: bytes) -> None:
         # Frames are written in batches: each writeframes() also rewrites the WAV header, and
         # doing that 50 times a second was a visible share of a call's CPU on the sim.
         with self._lock:
@@ -226,12 +238,13 @@ class SimAudioStream(AudioStream):
                 if len(self._pending) >= SPEAKER_BATCH_FRAMES:
                     self._flush_speaker()
 
-    def _flush_speaker(self):
+    def _flush_speaker(self) -> None:
         if self._pending:
+            assert self._speaker is not None  # frames are kept only while recording
             self._speaker.writeframes(b"".join(self._pending))
             self._pending = []
 
-    def _start_recording(self, call_id):
+    def _start_recording(self, call_id: str) -> None:
         with self._lock:
             self._close_speaker()
             if self._device.speaker_dir is None:
@@ -244,23 +257,23 @@ class SimAudioStream(AudioStream):
             speaker.setframerate(self.rate)
             self._speaker = speaker
 
-    def _stop_recording(self):
+    def _stop_recording(self) -> None:
         with self._lock:
             self._close_speaker()
 
-    def _close_speaker(self):
+    def _close_speaker(self) -> None:
         if self._speaker is not None:
             self._flush_speaker()
             self._speaker.close()  # wave fixes up the header sizes on close
             self._speaker = None
 
-    def _release(self):
+    def _release(self) -> None:
         with self._lock:
             self._close_speaker()
             if self._mic is not None:
                 self._mic.close()
                 self._mic = None
 
-    def close(self):
+    def close(self) -> None:
         self._device._forget(self)
         self._release()

@@ -22,20 +22,24 @@ order:
     LogEvent(type, fields)   an entry for the event log (GET /api/events); `fields` is a dict.
 """
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from typing import Any
+
 
 class Action:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and all(
             getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
-    def __ne__(self, other):
+    def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value: unhashable
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "%s(%s)" % (type(self).__name__, ", ".join(
             "%s=%r" % (name, getattr(self, name)) for name in self.__slots__))
 
@@ -43,7 +47,8 @@ class Action:
 class PlaceCall(Action):
     __slots__ = ("targets", "sequential", "target_timeout_s", "role")
 
-    def __init__(self, targets, sequential, target_timeout_s, role):
+    def __init__(self, targets: list[str], sequential: bool, target_timeout_s: int,
+                 role: str) -> None:
         self.targets = list(targets)
         self.sequential = sequential
         self.target_timeout_s = target_timeout_s
@@ -53,28 +58,28 @@ class PlaceCall(Action):
 class Hangup(Action):
     __slots__ = ("call_id",)
 
-    def __init__(self, call_id):
+    def __init__(self, call_id: str) -> None:
         self.call_id = call_id
 
 
 class Answer(Action):
     __slots__ = ("call_id",)
 
-    def __init__(self, call_id):
+    def __init__(self, call_id: str) -> None:
         self.call_id = call_id
 
 
 class Ring(Action):
     __slots__ = ("call_id",)
 
-    def __init__(self, call_id):
+    def __init__(self, call_id: str) -> None:
         self.call_id = call_id
 
 
 class Reject(Action):
     __slots__ = ("call_id", "status")
 
-    def __init__(self, call_id, status):
+    def __init__(self, call_id: str, status: int) -> None:
         self.call_id = call_id
         self.status = status
 
@@ -82,7 +87,7 @@ class Reject(Action):
 class PulseRelay(Action):
     __slots__ = ("role", "ms")
 
-    def __init__(self, role, ms):
+    def __init__(self, role: str, ms: int) -> None:
         self.role = role
         self.ms = ms
 
@@ -90,7 +95,7 @@ class PulseRelay(Action):
 class SetLed(Action):
     __slots__ = ("role", "pattern")
 
-    def __init__(self, role, pattern):
+    def __init__(self, role: str, pattern: str) -> None:
         self.role = role
         self.pattern = pattern
 
@@ -98,7 +103,7 @@ class SetLed(Action):
 class PlayCue(Action):
     __slots__ = ("name", "call_id")
 
-    def __init__(self, name, call_id=None):
+    def __init__(self, name: str, call_id: str | None = None) -> None:
         self.name = name
         self.call_id = call_id
 
@@ -106,13 +111,13 @@ class PlayCue(Action):
 class StopCue(Action):
     __slots__ = ("name",)
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self.name = name
 
 
 class LogEvent(Action):
     __slots__ = ("type", "fields")
 
-    def __init__(self, type, fields):
+    def __init__(self, type: str, fields: "dict[str, Any]") -> None:
         self.type = type
         self.fields = fields

@@ -39,6 +39,7 @@ Public API
         written(now); next_deadline() -> float or None; pending (events waiting)
 """
 
+
 SECURITY_TYPES = (
     "door_open", "lockout", "code_failed", "login", "logout", "admin_password_set",
     "config_saved", "config", "setup_code", "redirect_refused",
@@ -55,19 +56,19 @@ WRITE_INTERVAL_S = 30.0
 ELLIPSIS = "\u2026"
 
 
-def is_security(type_):
+def is_security(type_: str | None) -> bool:
     return type_ in SECURITY_TYPES
 
 
-def is_rejection(type_, fields):
+def is_rejection(type_: str, fields: dict) -> bool:
     return type_ == "caller_rejected" or fields.get("outcome") == "rejected"
 
 
-def is_batched(type_, fields):
+def is_batched(type_: str, fields: dict) -> bool:
     return type_ in BATCHED_TYPES or is_rejection(type_, fields)
 
 
-def _clip_value(value, limit):
+def _clip_value(value: object, limit: int) -> object:
     if isinstance(value, str) and len(value) > limit:
         return value[:limit - 1] + ELLIPSIS
     if isinstance(value, (list, tuple)):
@@ -75,14 +76,14 @@ def _clip_value(value, limit):
     return value
 
 
-def clip(fields, limit=MAX_FIELD_CHARS):
+def clip(fields: dict, limit: int = MAX_FIELD_CHARS) -> dict:
     clipped = {}
     for key in fields:
         clipped[key] = _clip_value(fields[key], limit)
     return clipped
 
 
-def summary_text(fields):
+def summary_text(fields: dict) -> str:
     types = fields["types"]
     names = "+".join(sorted(types)) if types else "rejected"
     if fields["source_ip"] == OTHER_SOURCES:
@@ -96,29 +97,29 @@ def summary_text(fields):
 class _Window:
     __slots__ = ("start", "end", "count", "types")
 
-    def __init__(self, now, window_s):
+    def __init__(self, now: float, window_s: float) -> None:
         self.start = now
         self.end = now + window_s
         self.count = 0
-        self.types = {}
+        self.types: dict[str, int] = {}
 
 
 class RejectionLimiter:
-    def __init__(self, window_s=WINDOW_S, max_sources=MAX_SOURCES):
+    def __init__(self, window_s: float = WINDOW_S, max_sources: int = MAX_SOURCES) -> None:
         self.window_s = window_s
         self.max_sources = max_sources
         self.suppressed = 0
-        self._windows = {}  # address -> _Window
-        self._ended = []  # summaries of windows closed before due() collected them
+        self._windows: dict[str, _Window] = {}  # address -> _Window
+        self._ended: list[dict] = []  # summaries of windows closed before due() collected them
 
-    def offer(self, address, type_, now):
+    def offer(self, address: str | None, type_: str, now: float) -> bool:
         address = address or UNKNOWN_SOURCE
         self._close(now)
         if address not in self._windows and len(self._windows) >= self.max_sources:
             address = OTHER_SOURCES
         window = self._windows.get(address)
         first = window is None
-        if first:
+        if window is None:
             window = _Window(now, self.window_s)
             self._windows[address] = window
         else:
@@ -127,19 +128,19 @@ class RejectionLimiter:
         window.types[type_] = window.types.get(type_, 0) + 1
         return first
 
-    def due(self, now, everything=False):
+    def due(self, now: float, everything: bool = False) -> list[dict]:
         self._close(now, everything)
         ended = self._ended
         self._ended = []
         return ended
 
-    def next_deadline(self):
+    def next_deadline(self) -> float | None:
         if self._ended:
             return 0.0
         ends = [w.end for w in self._windows.values() if w.count > 1]
         return min(ends) if ends else None
 
-    def _close(self, now, everything=False):
+    def _close(self, now: float, everything: bool = False) -> None:
         for address in sorted(self._windows):
             window = self._windows[address]
             if everything or now >= window.end:
@@ -147,7 +148,7 @@ class RejectionLimiter:
                 if window.count > 1:
                     self._ended.append(self._summary(address, window, now))
 
-    def _summary(self, address, window, now):
+    def _summary(self, address: str, window: "_Window", now: float) -> dict:
         period = min(now, window.end) - window.start
         fields = {"source_ip": address, "count": window.count,
                   "suppressed": window.count - 1, "period_s": round(period, 1),
@@ -155,7 +156,7 @@ class RejectionLimiter:
         fields["text"] = summary_text(fields)
         return fields
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._windows)
 
 
@@ -163,26 +164,26 @@ class WriteBatcher:
     """Batched events go out at most once per `interval_s` (the first after a quiet interval at
     once); any other event goes out at once, with whatever waits."""
 
-    def __init__(self, interval_s=WRITE_INTERVAL_S):
+    def __init__(self, interval_s: float = WRITE_INTERVAL_S) -> None:
         self.interval_s = interval_s
         self.pending = 0
         self._batched = 0  # batched events among the pending ones
-        self._last = None  # when batched events were last written
+        self._last: float | None = None  # when batched events were last written
 
-    def add(self, batched, now):
+    def add(self, batched: bool, now: float) -> bool:
         self.pending += 1
         if not batched:
             return True
         self._batched += 1
         return self._last is None or now - self._last >= self.interval_s
 
-    def written(self, now):
+    def written(self, now: float) -> None:
         if self._batched:
             self._last = now
         self.pending = 0
         self._batched = 0
 
-    def next_deadline(self):
+    def next_deadline(self) -> float | None:
         if not self.pending:
             return None
         if self._last is None:

@@ -33,25 +33,26 @@ LIMITED_QUIET = "limited quietly"
 class _Button:
     __slots__ = ("down_since", "last_press", "stuck", "calls", "limit_reported")
 
-    def __init__(self):
-        self.down_since = None
-        self.last_press = None
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+        self.last_press: float | None = None
         self.stuck = False
-        self.calls = []  # start times of calls placed in the last RATE_WINDOW_S
+        self.calls: list[float] = []  # start times of calls placed in the last RATE_WINDOW_S
         self.limit_reported = False
 
 
 class ButtonGuard:
-    def __init__(self):
-        self._buttons = ordered_dict()  # stuck roles reported in first-press order
+    def __init__(self) -> None:
+        # stuck roles reported in first-press order
+        self._buttons: dict[str, _Button] = ordered_dict()
 
-    def _button(self, role):
+    def _button(self, role: str) -> "_Button":
         button = self._buttons.get(role)
         if button is None:
             button = self._buttons[role] = _Button()
         return button
 
-    def press(self, role, now):
+    def press(self, role: str, now: float) -> bool:
         button = self._button(role)
         if button.down_since is not None:
             return False
@@ -61,14 +62,14 @@ class ButtonGuard:
         button.last_press = now
         return True
 
-    def release(self, role):
+    def release(self, role: str) -> bool:
         button = self._button(role)
         button.down_since = None
         was_stuck = button.stuck
         button.stuck = False
         return was_stuck
 
-    def reserve_call(self, role, now):
+    def reserve_call(self, role: str, now: float) -> str:
         button = self._button(role)
         button.calls = [t for t in button.calls if now - t < RATE_WINDOW_S]
         if len(button.calls) >= CALLS_PER_MINUTE:
@@ -80,7 +81,7 @@ class ButtonGuard:
         button.limit_reported = False
         return ALLOWED
 
-    def check_stuck(self, now):
+    def check_stuck(self, now: float) -> list[str]:
         newly = []
         for role, button in self._buttons.items():
             if (button.down_since is not None and not button.stuck
@@ -89,10 +90,10 @@ class ButtonGuard:
                 newly.append(role)
         return newly
 
-    def stuck_roles(self):
+    def stuck_roles(self) -> list[str]:
         return [role for role, button in self._buttons.items() if button.stuck]
 
-    def next_deadline(self):
+    def next_deadline(self) -> float | None:
         deadlines = [b.down_since + STUCK_S for b in self._buttons.values()
                      if b.down_since is not None and not b.stuck]
         return min(deadlines) if deadlines else None

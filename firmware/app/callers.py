@@ -28,27 +28,27 @@ from firmware.sip.message import NameAddress
 try:
     from hmac import compare_digest
 except ImportError:  # MicroPython has no hmac module
-    compare_digest = None
+    compare_digest = None  # type: ignore[assignment]  # checked before use
 
 
-def caller_key(text):
+def caller_key(text: str) -> str | None:
     try:
         uri = NameAddress.parse(text.strip()).uri
     except ParseError:
         return None
-    if uri.scheme not in ("sip", "sips") or not uri.host:
+    if uri is None or uri.scheme not in ("sip", "sips") or not uri.host:  # None: "*"
         return None
     return "%s@%s" % (uri.user or "", uri.host.lower())
 
 
-def source_ip(source):
+def source_ip(source: str) -> str:
     _, _, address = source.partition(":")
     if address.startswith("["):
         return address[1:].partition("]")[0].lower()
     return address.rpartition(":")[0] if ":" in address else address
 
 
-def literal_ip(host):
+def literal_ip(host: str) -> str | None:
     """IPv4 dotted quads as written; IPv6 references without brackets, lower-case. IPv6 spellings
     are not canonicalised (write the allow entry as the SIP layer reports the source)."""
     if host.startswith("[") and host.endswith("]"):
@@ -59,7 +59,7 @@ def literal_ip(host):
     return None
 
 
-def direct_ip_trusted(caller, source_ip, trusted_ips):
+def direct_ip_trusted(caller: str, source_ip: str, trusted_ips: set[str]) -> bool:
     key = caller_key(caller) if caller else None
     if key is None or not source_ip:
         return False
@@ -67,12 +67,12 @@ def direct_ip_trusted(caller, source_ip, trusted_ips):
     return host is not None and host == source_ip.lower() and host in trusted_ips
 
 
-def constant_time_equal(a, b):
-    a = a.encode()
-    b = b.encode()
+def constant_time_equal(a: str, b: str) -> bool:
+    x = a.encode()
+    y = b.encode()
     if compare_digest is not None:
-        return compare_digest(a, b)
-    difference = len(a) ^ len(b)
-    for i in range(len(b)):
-        difference |= (a[i] if i < len(a) else 0) ^ b[i]
+        return compare_digest(x, y)
+    difference = len(x) ^ len(y)
+    for i in range(len(y)):
+        difference |= (x[i] if i < len(x) else 0) ^ y[i]
     return difference == 0

@@ -75,6 +75,13 @@ from firmware.sip.callstate import ACTIVE, ANSWERING, CALLING, RINGING
 from firmware.sip.errors import ParseError
 from firmware.sip.uri import URI
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from typing import Any
+
+    from firmware.app.actions import Action
+    from firmware.app.doorcodes import StoredCode
+
 # Registration states, as firmware.sip.registration reports them
 REGISTERED = "registered"
 UNREGISTERED = "unregistered"
@@ -111,55 +118,55 @@ class _Call:
                  "source", "source_ip", "trusted", "established_at", "hangup_at",
                  "hangup_requested", "digits", "noted")
 
-    def __init__(self, call_id, direction, state, role):
+    def __init__(self, call_id: str | None, direction: str, state: str, role: str | None) -> None:
         self.id = call_id
         self.direction = direction
         self.state = state
         self.role = role
         self.from_button = False
-        self.targets = []
-        self.peer = None
-        self.caller = None
-        self.source = None
-        self.source_ip = None
+        self.targets: list[str] = []
+        self.peer: str | None = None
+        self.caller: str | None = None
+        self.source: str | None = None
+        self.source_ip: str | None = None
         self.trusted = False
-        self.established_at = None
-        self.hangup_at = None  # [answer] max_duration_s for auto-answered calls
+        self.established_at: float | None = None
+        self.hangup_at: float | None = None  # [answer] max_duration_s for auto-answered calls
         self.hangup_requested = False
         self.digits = ""
-        self.noted = set()  # things already logged once for this call
+        self.noted: set[str] = set()  # things already logged once for this call
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<_Call %s %s %s %s>" % (self.id, self.direction, self.state, self.peer)
 
 
 class Controller:
-    def __init__(self, cfg, now):
-        self._actions = []
-        self._calls = []
-        self._leds = {}
+    def __init__(self, cfg: "dict[str, Any]", now: float) -> None:
+        self._actions: list[Action] = []
+        self._calls: list[_Call] = []
+        self._leds: dict[str, str] = {}
         self._buttons = ButtonGuard()
         self._lockouts = doorcodes.Lockouts(cfg["door"]["max_failures"], cfg["door"]["lockout_s"])
         self._registration = UNREGISTERED if cfg["sip"]["registrar"] else DISABLED
-        self._registration_error = None
+        self._registration_error: str | None = None
         self._relay_until = None
-        self._cue = None  # (name, call_id) of the cue playing, as far as we know
-        self._cue_stop_at = None
+        self._cue: tuple[str, str | None] | None = None  # (name, call_id) of the cue playing, as
+        self._cue_stop_at: float | None = None  # far as we know
         self._now = now
         self._apply_config(cfg)
         self._update_leds()
 
     # -- outputs ----------------------------------------------------------------------------
-    def next_action(self):
+    def next_action(self) -> "Action | None":
         return self._actions.pop(0) if self._actions else None
 
-    def get_timer(self):
-        deadlines = [self._relay_until, self._cue_stop_at, self._buttons.next_deadline(),
+    def get_timer(self) -> float | None:
+        deadlines: list[Any] = [self._relay_until, self._cue_stop_at, self._buttons.next_deadline(),
                      self._lockouts.next_expiry()] + [c.hangup_at for c in self._calls]
         deadlines = [t for t in deadlines if t is not None]
         return min(deadlines) if deadlines else None
 
-    def snapshot(self):
+    def snapshot(self) -> "dict[str, Any]":
         return {
             "leds": dict(self._leds),
             "door": {"relay": "closed" if self._relay_until is None else "open"},
@@ -170,11 +177,11 @@ class Controller:
         }
 
     # -- inputs -----------------------------------------------------------------------------
-    def handle_timer(self, now):
+    def handle_timer(self, now: float) -> None:
         self._advance(now)
         self._update_leds()
 
-    def update_config(self, cfg, now):
+    def update_config(self, cfg: "dict[str, Any]", now: float) -> None:
         self._advance(now)
         self._apply_config(cfg)
         if not cfg["sip"]["registrar"]:
@@ -184,24 +191,25 @@ class Controller:
             self._set_registration(UNREGISTERED, None)
         self._update_leds()
 
-    def registration_changed(self, state, error, now):
+    def registration_changed(self, state: str, error: str | None, now: float) -> None:
         self._advance(now)
         self._set_registration(state, error)
         self._update_leds()
 
-    def button_pressed(self, role, now):
+    def button_pressed(self, role: str, now: float) -> None:
         self._advance(now)
         if self._buttons.press(role, now):
             self._on_press(role, now)
         self._update_leds()
 
-    def button_released(self, role, now):
+    def button_released(self, role: str, now: float) -> None:
         self._advance(now)
         if self._buttons.release(role):
             self._log("button", role=role, outcome="released", reason="was stuck")
         self._update_leds()
 
-    def incoming_call(self, call_id, caller, source, trusted, answer_mode, now, source_ip=None):
+    def incoming_call(self, call_id: str, caller: str, source: str, trusted: bool,
+                      answer_mode: str | None, now: float, source_ip: str | None = None) -> None:
         self._advance(now)
         if self._find(call_id) is None:
             if source_ip is None:
@@ -210,7 +218,7 @@ class Controller:
                               now)
         self._update_leds()
 
-    def call_started(self, call_id, role, now):
+    def call_started(self, call_id: str, role: str, now: float) -> None:
         self._advance(now)
         call = self._first(STARTING, role)
         if call is None:
@@ -226,7 +234,7 @@ class Controller:
                 self._emit(Hangup(call_id))
         self._update_leds()
 
-    def call_failed_to_start(self, role, reason, now):
+    def call_failed_to_start(self, role: str, reason: str, now: float) -> None:
         self._advance(now)
         call = self._first(STARTING, role)
         if call is not None:
@@ -237,14 +245,14 @@ class Controller:
                 self._play("failure", None, FEEDBACK_CUE_S)
         self._update_leds()
 
-    def call_ringing(self, call_id, now):
+    def call_ringing(self, call_id: str, now: float) -> None:
         self._advance(now)
         call = self._find(call_id)
         if call is not None and self._transition(call, "ringing") and call.direction == OUTGOING:
             self._play("ringback", call_id)
         self._update_leds()
 
-    def call_established(self, call_id, now, peer=None):
+    def call_established(self, call_id: str, now: float, peer: str | None = None) -> None:
         self._advance(now)
         call = self._find(call_id)
         if call is not None and self._transition(call, "established"):
@@ -256,7 +264,7 @@ class Controller:
                       role=call.role, outcome="established")
         self._update_leds()
 
-    def call_ended(self, call_id, reason, status, now):
+    def call_ended(self, call_id: str, reason: str, status: int | None, now: float) -> None:
         self._advance(now)
         call = self._find(call_id)
         if call is not None:
@@ -264,25 +272,25 @@ class Controller:
             self._on_ended(call, reason, status, now)
         self._update_leds()
 
-    def dtmf(self, call_id, digit, now):
+    def dtmf(self, call_id: str, digit: str, now: float) -> None:
         self._advance(now)
         call = self._find(call_id)
         if call is not None and call.state in ANSWERED_STATES:
             self._on_digit(call, digit, now)
         self._update_leds()
 
-    def open_door(self, by, now):
+    def open_door(self, by: str, now: float) -> None:
         self._advance(now)
         self._open_door(by, "api", None, now)
         self._update_leds()
 
-    def place_call(self, target, now):
+    def place_call(self, target: str, now: float) -> bool:
         self._advance(now)
         placed = self._on_place_call(target, now)
         self._update_leds()
         return placed
 
-    def hangup(self, now):
+    def hangup(self, now: float) -> int:
         self._advance(now)
         calls = [c for c in self._calls if not c.hangup_requested]
         for call in calls:
@@ -291,7 +299,7 @@ class Controller:
         return len(calls)
 
     # -- policy -----------------------------------------------------------------------------
-    def _on_press(self, role, now):
+    def _on_press(self, role: str, now: float) -> None:
         button = self._button_cfg.get(role)
         if button is None:
             if role == HANGUP_BUTTON:
@@ -330,7 +338,7 @@ class Controller:
             self._log("button", role=role, outcome="ignored",
                       reason="more than %d calls a minute" % CALLS_PER_MINUTE)
 
-    def _on_place_call(self, target, now):
+    def _on_place_call(self, target: str, now: float) -> bool:
         try:
             scheme = URI.parse(target).scheme
         except (ParseError, AttributeError):
@@ -346,7 +354,8 @@ class Controller:
         self._start_call([target], False, self._cfg["calls"]["ring_timeout_s"], API_ROLE)
         return True
 
-    def _start_call(self, targets, sequential, target_timeout_s, role):
+    def _start_call(self, targets: list[str], sequential: bool, target_timeout_s: int,
+                    role: str) -> "_Call":
         call = _Call(None, OUTGOING, STARTING, role)
         call.targets = list(targets)
         call.peer = ", ".join(targets)
@@ -355,7 +364,8 @@ class Controller:
         self._emit(PlaceCall(targets, sequential, target_timeout_s, role))
         return call
 
-    def _on_incoming(self, call_id, caller, source, source_ip, trusted, answer_mode, now):
+    def _on_incoming(self, call_id: str, caller: str, source: str, source_ip: str, trusted: bool,
+                     answer_mode: str | None, now: float) -> None:
         if self._registration == DISABLED:
             trusted = direct_ip_trusted(caller, source_ip, self._trusted_ips)
         fields = {"call_id": call_id, "caller": caller, "source": source, "trusted": trusted}
@@ -390,12 +400,13 @@ class Controller:
             reason = "caller asked for manual answer" if mode == "auto" else "answer mode is ring"
             self._log("call", direction=INCOMING, outcome="ringing", reason=reason, **fields)
 
-    def _reject(self, call_id, status, event_type, fields, reason):
+    def _reject(self, call_id: str, status: int, event_type: str, fields: dict,
+                reason: str) -> None:
         self._emit(Reject(call_id, status))
         self._log(event_type, direction=INCOMING, outcome="rejected", status=status,
                   reason=reason, **fields)
 
-    def _on_ended(self, call, reason, status, now):
+    def _on_ended(self, call: "_Call", reason: str, status: int | None, now: float) -> None:
         self._stop_cue("ringback", call.id)
         if call.established_at is not None:
             outcome = "completed"
@@ -412,7 +423,7 @@ class Controller:
         if call.direction == OUTGOING and outcome in ("busy", "unanswered"):
             self._play("busy" if outcome == "busy" else "failure", None, FEEDBACK_CUE_S)
 
-    def _on_digit(self, call, digit, now):
+    def _on_digit(self, call: "_Call", digit: str, now: float) -> None:
         fields = {"call_id": call.id, "caller": call.peer, "source": call.source}
         if not call.trusted:
             self._log_once(call, "untrusted", "code_failed", reason="untrusted call", **fields)
@@ -420,7 +431,8 @@ class Controller:
         codes = self._codes_for(call)
         if not codes:
             return
-        keys = []
+        keys: list[tuple[str, str | None]] = []
+        owner: str | None
         for owner, _ in codes:
             key = ("caller", caller_key(owner))
             if key not in keys:
@@ -448,7 +460,8 @@ class Controller:
                     self._log("lockout", kind=key[0], subject=key[1], duration_s=duration,
                               **fields)
 
-    def _codes_for(self, call):
+    def _codes_for(self, call: "_Call") -> "list[tuple[str, StoredCode]]":
+        identities: list[Any]  # the caller and peer are known by the time digits come
         if call.direction == INCOMING:
             identities = [call.caller]
         elif call.established_at is not None and call.peer not in (None, ", ".join(call.targets)):
@@ -458,19 +471,19 @@ class Controller:
         keys = [caller_key(text) for text in identities]
         return [(owner, code) for key, owner, code in self._codes if key in keys]
 
-    def _open_door(self, by, how, call, now):
+    def _open_door(self, by: str | None, how: str, call: "_Call | None", now: float) -> None:
         pulse_ms = self._cfg["door"]["pulse_ms"]
         self._emit(PulseRelay(DOOR_RELAY, pulse_ms))
         self._relay_until = now + pulse_ms / 1000.0
         call_id = None if call is None else call.id
         self._play("door_open", call_id)
-        fields = {"by": by, "how": how}
+        fields: dict[str, str | None] = {"by": by, "how": how}
         if call is not None:
             fields["call_id"] = call_id
             fields["source"] = call.source
         self._log("door_open", **fields)
 
-    def _hang_up(self, call, reason):
+    def _hang_up(self, call: "_Call", reason: str) -> None:
         if call.hangup_requested:
             return
         call.hangup_requested = True
@@ -481,12 +494,13 @@ class Controller:
             self._emit(Hangup(call.id))
 
     # -- time -------------------------------------------------------------------------------
-    def _advance(self, now):
+    def _advance(self, now: float) -> None:
         """Everything whose time has come, before the input that brought `now` is handled."""
         self._now = now
         if self._relay_until is not None and now >= self._relay_until:
             self._relay_until = None
         if self._cue_stop_at is not None and now >= self._cue_stop_at:
+            assert self._cue is not None  # a stop time comes with the cue it stops
             self._stop_cue(self._cue[0], self._cue[1])
         for role in self._buttons.check_stuck(now):
             self._log("button", role=role, outcome="stuck",
@@ -497,7 +511,7 @@ class Controller:
                 self._hang_up(call, "answer.max_duration_s reached")
 
     # -- state helpers ----------------------------------------------------------------------
-    def _apply_config(self, cfg):
+    def _apply_config(self, cfg: "dict[str, Any]") -> None:
         self._cfg = cfg
         self._button_cfg = {}
         for button in cfg["buttons"]:
@@ -515,7 +529,7 @@ class Controller:
                        for c in cfg["door"]["codes"]]
         self._lockouts.configure(cfg["door"]["max_failures"], cfg["door"]["lockout_s"])
 
-    def _set_registration(self, state, error):
+    def _set_registration(self, state: str, error: str | None) -> None:
         if (state, error) == (self._registration, self._registration_error):
             return
         self._registration = state
@@ -524,7 +538,7 @@ class Controller:
         if state == FAILED and error and error[:3] in ("401", "403", "407"):
             self._log("auth_failed", error=error)
 
-    def _update_leds(self):
+    def _update_leds(self) -> None:
         if self._buttons.stuck_roles():
             status = "blink_fast"
         elif self._registration in (REGISTERED, DISABLED):
@@ -544,43 +558,43 @@ class Controller:
                 self._leds[role] = pattern
                 self._emit(SetLed(role, pattern))
 
-    def _transition(self, call, report):
+    def _transition(self, call: "_Call", report: str) -> bool:
         state = TRANSITIONS.get((call.state, report))
         if state is None:
             return False
         call.state = state
         return True
 
-    def _find(self, call_id):
+    def _find(self, call_id: str) -> "_Call | None":
         for call in self._calls:
             if call.id == call_id and call_id is not None:
                 return call
         return None
 
-    def _first(self, state, role):
+    def _first(self, state: str, role: str) -> "_Call | None":
         for call in self._calls:
             if call.state == state and call.role == role:
                 return call
         return None
 
-    def _play(self, name, call_id, for_s=None):
+    def _play(self, name: str, call_id: str | None, for_s: float | None = None) -> None:
         self._emit(PlayCue(name, call_id))
         self._cue = (name, call_id)
         self._cue_stop_at = None if for_s is None else self._now + for_s
 
-    def _stop_cue(self, name, call_id):
+    def _stop_cue(self, name: str, call_id: str | None) -> None:
         if self._cue == (name, call_id):
             self._emit(StopCue(name))
             self._cue = None
             self._cue_stop_at = None
 
-    def _emit(self, action):
+    def _emit(self, action: "Action") -> None:
         self._actions.append(action)
 
-    def _log(self, event_type, **fields):
+    def _log(self, event_type: str, **fields: object) -> None:
         self._emit(LogEvent(event_type, fields))
 
-    def _log_once(self, call, note, event_type, **fields):
+    def _log_once(self, call: "_Call", note: str, event_type: str, **fields: object) -> None:
         if note not in call.noted:
             call.noted.add(note)
             self._log(event_type, **fields)

@@ -49,7 +49,7 @@ from firmware.app.callers import constant_time_equal
 try:
     from hashlib import pbkdf2_hmac
 except ImportError:  # MicroPython
-    pbkdf2_hmac = None
+    pbkdf2_hmac = None  # type: ignore[assignment]  # checked before use
 
 HASH_SCHEME = "pbkdf2_sha256"
 
@@ -62,21 +62,23 @@ OPENED = "opened"
 FAILED = "failed"
 
 
-def enter_digit(buffer, digit, codes):
+def enter_digit(buffer: str, digit: str,
+                codes: "list[tuple[str, str | StoredCode]] | list[tuple[str, StoredCode]]"
+                ) -> tuple[str, str, str | None]:
     if digit == "*":
         return "", CLEARED, None
-    codes = [(caller, _stored(code)) for caller, code in codes]
+    stored = [(caller, _stored(code)) for caller, code in codes]
     if digit == "#":
         if not buffer:
             return "", TYPING, None
-        return _complete(buffer, codes)
+        return _complete(buffer, stored)
     buffer += digit
-    if len(buffer) >= max(code.length for _, code in codes):
-        return _complete(buffer, codes)
+    if len(buffer) >= max(code.length for _, code in stored):
+        return _complete(buffer, stored)
     return buffer, TYPING, None
 
 
-def _complete(entry, codes):
+def _complete(entry: str, codes: "list[tuple[str, StoredCode]]") -> tuple[str, str, str | None]:
     """One attempt: the whole entry against every usable code of its length."""
     for caller, code in codes:
         if code.length == len(entry) and code.matches(entry):
@@ -89,53 +91,53 @@ class StoredCode:
 
     __slots__ = ("length", "clear", "hashed")
 
-    def __init__(self, length, clear=None, hashed=None):
+    def __init__(self, length: int, clear: str | None = None, hashed: str | None = None) -> None:
         self.length = length
         self.clear = clear
         self.hashed = hashed
 
     @classmethod
-    def from_entry(cls, entry):
+    def from_entry(cls, entry: dict) -> "StoredCode":
         if entry.get("code_hash"):
             return cls(int(entry["length"]), hashed=entry["code_hash"])
         return cls(len(entry["code"]), clear=entry["code"])
 
-    def matches(self, digits):
+    def matches(self, digits: str) -> bool:
         if self.hashed is None:
-            return constant_time_equal(digits, self.clear)
+            return constant_time_equal(digits, self.clear)  # type: ignore[arg-type]  # clear code
         if len(digits) != self.length:
             return False
         scheme, iterations, salt, _ = self.hashed.split("$")
         candidate = hash_code(digits, bytes.fromhex(salt), int(iterations))
         return scheme == HASH_SCHEME and constant_time_equal(candidate, self.hashed)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<StoredCode %d digits %s>" % (self.length, "hashed" if self.hashed else "clear")
 
 
-def _stored(code):
+def _stored(code: "StoredCode | str") -> "StoredCode":
     return code if isinstance(code, StoredCode) else StoredCode(len(code), clear=code)
 
 
-def hash_code(code, salt, iterations):
+def hash_code(code: str, salt: bytes, iterations: int) -> str:
     digest = pbkdf2_sha256(code.encode(), salt, iterations)
     return "%s$%d$%s$%s" % (HASH_SCHEME, iterations, salt.hex(), digest.hex())
 
 
-def pbkdf2_sha256(secret, salt, iterations):
+def pbkdf2_sha256(secret: bytes, salt: bytes, iterations: int) -> bytes:
     if pbkdf2_hmac is not None:
         return pbkdf2_hmac("sha256", secret, salt, iterations)
     return portable_pbkdf2_sha256(secret, salt, iterations)
 
 
-def portable_pbkdf2_sha256(secret, salt, iterations):
+def portable_pbkdf2_sha256(secret: bytes, salt: bytes, iterations: int) -> bytes:
     """PBKDF2-HMAC-SHA256 (RFC 8018 §5.2, HMAC per RFC 2104) for one 32-byte block."""
     key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
     key = key + bytes(64 - len(key))
     inner = bytes(b ^ 0x36 for b in key)
     outer = bytes(b ^ 0x5C for b in key)
 
-    def mac(message):
+    def mac(message: bytes) -> bytes:
         return hashlib.sha256(outer + hashlib.sha256(inner + message).digest()).digest()
 
     block = mac(salt + b"\x00\x00\x00\x01")
@@ -147,22 +149,24 @@ def portable_pbkdf2_sha256(secret, salt, iterations):
 
 
 class Lockouts:
-    def __init__(self, max_failures, lockout_s):
+    def __init__(self, max_failures: int, lockout_s: int) -> None:
         self.max_failures = max_failures
         self.lockout_s = lockout_s
-        self._failures = {}  # key -> failures since the last lockout or success
-        self._levels = {}  # key -> lockouts so far; the next lasts lockout_s * 2 ** level
-        self._until = {}  # key -> end of the current lockout
+        # key -> failures since the last lockout or success
+        self._failures: dict[tuple[str, str | None], int] = {}
+        # key -> lockouts so far; the next lasts lockout_s * 2 ** level
+        self._levels: dict[tuple[str, str | None], int] = {}
+        self._until: dict[tuple[str, str | None], float] = {}  # key -> end of the current lockout
 
-    def configure(self, max_failures, lockout_s):
+    def configure(self, max_failures: int, lockout_s: int) -> None:
         self.max_failures = max_failures
         self.lockout_s = lockout_s
 
-    def locked(self, key, now):
+    def locked(self, key: tuple[str, str | None], now: float) -> bool:
         until = self._until.get(key)
         return until is not None and now < until
 
-    def failure(self, key, now):
+    def failure(self, key: tuple[str, str | None], now: float) -> int | None:
         count = self._failures.get(key, 0) + 1
         if count < self.max_failures:
             self._failures[key] = count
@@ -174,18 +178,18 @@ class Lockouts:
         self._until[key] = now + duration
         return duration
 
-    def reset(self, key):
+    def reset(self, key: tuple[str, str | None]) -> None:
         self._failures.pop(key, None)
         self._levels.pop(key, None)
         self._until.pop(key, None)
 
-    def expire(self, now):
+    def expire(self, now: float) -> None:
         for key in [k for k, until in self._until.items() if until <= now]:
             del self._until[key]
 
-    def next_expiry(self):
+    def next_expiry(self) -> float | None:
         return min(self._until.values()) if self._until else None
 
-    def active(self):
+    def active(self) -> list[dict]:
         return [{"kind": key[0], "subject": key[1], "until": until}
                 for key, until in sorted(self._until.items())]

@@ -28,10 +28,14 @@ from array import array
 
 from firmware.compat import item_getter
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+
 _BIG_ENDIAN_HOST = sys.byteorder == "big"
 
 
-def _bit_length(value):
+def _bit_length(value: int) -> int:
     """int.bit_length(), which MicroPython lacks."""
     length = 0
     while value:
@@ -40,7 +44,7 @@ def _bit_length(value):
     return length
 
 
-def _ulaw_code(sample):
+def _ulaw_code(sample: int) -> int:
     """G.711 µ-law code of one signed 16-bit sample (G.191 rules, see module docstring)."""
     if sample >= 0:
         magnitude, sign = sample >> 2, 0x80
@@ -52,7 +56,7 @@ def _ulaw_code(sample):
     return sign | (~((segment << 4) | mantissa) & 0x7F)
 
 
-def _alaw_code(sample):
+def _alaw_code(sample: int) -> int:
     """G.711 A-law code of one signed 16-bit sample (G.191 rules, see module docstring)."""
     if sample >= 0:
         magnitude, sign = sample >> 4, 0x80
@@ -66,14 +70,14 @@ def _alaw_code(sample):
     return (sign | code) ^ 0x55
 
 
-def _ulaw_linear(code):
+def _ulaw_linear(code: int) -> int:
     code = ~code & 0xFF
     segment, mantissa = (code >> 4) & 0x07, code & 0x0F
     magnitude = ((((mantissa << 1) + 33) << segment) - 33) << 2
     return -magnitude if code & 0x80 else magnitude
 
 
-def _alaw_linear(code):
+def _alaw_linear(code: int) -> int:
     code ^= 0x55
     segment, mantissa = (code >> 4) & 0x07, code & 0x0F
     if segment == 0:
@@ -83,7 +87,7 @@ def _alaw_linear(code):
     return magnitude if code & 0x80 else -magnitude
 
 
-def _encode_table(code_of):
+def _encode_table(code_of: "Callable") -> bytes:
     """The 65536-entry code table. Index = the sample read as unsigned 16-bit: 0..32767 are
     themselves, 32768.. are negative.
 
@@ -92,7 +96,7 @@ def _encode_table(code_of):
     instead of evaluating all 65536 samples, which took 130 ms at import on a PC and about a
     second on a Pi Zero 2 W."""
 
-    def code(index):
+    def code(index: int) -> int:
         return code_of(index - 65536 if index >= 32768 else index)
 
     runs = []
@@ -115,7 +119,7 @@ def _encode_table(code_of):
     return b"".join(runs)
 
 
-def _decode_table(linear_of):
+def _decode_table(linear_of: "Callable") -> list[bytes]:
     table = []
     for code in range(256):
         value = linear_of(code) & 0xFFFF
@@ -133,29 +137,29 @@ _ULAW_DECODE_ITEM = item_getter(_ULAW_DECODE)
 _ALAW_DECODE_ITEM = item_getter(_ALAW_DECODE)
 
 
-def _unsigned_samples(pcm):
+def _unsigned_samples(pcm: bytes) -> "array":
     samples = array("H", pcm)
     if _BIG_ENDIAN_HOST:
         samples.byteswap()
     return samples
 
 
-def ulaw_encode(pcm):
+def ulaw_encode(pcm: bytes) -> bytes:
     """16-bit LE PCM -> µ-law bytes, one byte per sample (an odd trailing byte is an error)."""
     return bytes(map(_ULAW_ENCODE_ITEM, _unsigned_samples(pcm)))
 
 
-def alaw_encode(pcm):
+def alaw_encode(pcm: bytes) -> bytes:
     """16-bit LE PCM -> A-law bytes, one byte per sample."""
     return bytes(map(_ALAW_ENCODE_ITEM, _unsigned_samples(pcm)))
 
 
-def ulaw_decode(data):
+def ulaw_decode(data: bytes) -> bytes:
     """µ-law bytes -> 16-bit LE PCM."""
     return b"".join(map(_ULAW_DECODE_ITEM, data))
 
 
-def alaw_decode(data):
+def alaw_decode(data: bytes) -> bytes:
     """A-law bytes -> 16-bit LE PCM."""
     return b"".join(map(_ALAW_DECODE_ITEM, data))
 
@@ -165,7 +169,8 @@ class Codec:
 
     __slots__ = ("name", "payload_type", "clock_rate", "encode", "decode", "silence")
 
-    def __init__(self, name, payload_type, clock_rate, encode, decode, silence):
+    def __init__(self, name: str, payload_type: int, clock_rate: int, encode: "Callable",
+                 decode: "Callable", silence: int) -> None:
         self.name = name
         self.payload_type = payload_type
         self.clock_rate = clock_rate
@@ -173,7 +178,7 @@ class Codec:
         self.decode = decode
         self.silence = silence
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Codec({self.name}/{self.clock_rate}, pt={self.payload_type})"
 
 

@@ -25,7 +25,7 @@ try:
     from operator import mul
 except ImportError:  # MicroPython ships without `operator`.
 
-    def mul(a, b):
+    def mul(a: int, b: int) -> int:  # type: ignore[misc]  # operator.mul's stand-in
         return a * b
 
 
@@ -35,13 +35,13 @@ CUTOFF_FRACTION = 1.0  # cut-off at the lower Nyquist frequency (4 kHz for 8 kHz
 TRANSITION_FRACTION = 0.15  # total transition band, as a fraction of the lower rate (1.2 kHz)
 
 
-def _gcd(a, b):
+def _gcd(a: int, b: int) -> int:
     while b:
         a, b = b, a % b
     return a
 
 
-def _bessel_i0(x):
+def _bessel_i0(x: float) -> float:
     """Modified Bessel function of the first kind, order 0 (power series)."""
     total = term = 1.0
     k = 1
@@ -52,7 +52,7 @@ def _bessel_i0(x):
     return total
 
 
-def _phase_filters(up, taps, cutoff):
+def _phase_filters(up: int, taps: int, cutoff: float) -> list[list[float]]:
     """Split a Kaiser-windowed sinc of `up * taps` coefficients into `up` phases.
 
     `cutoff` is relative to the up-sampled rate (0.5 = its Nyquist). Each phase is reversed so
@@ -74,7 +74,7 @@ def _phase_filters(up, taps, cutoff):
 class Resampler:
     """Streaming rational resampler for 16-bit mono PCM."""
 
-    def __init__(self, in_rate, out_rate):
+    def __init__(self, in_rate: int, out_rate: int) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
         common = _gcd(in_rate, out_rate)
@@ -97,7 +97,7 @@ class Resampler:
         self._history = [0] * (self._taps - 1)
         self._position = self._up * (self._taps - 1)
 
-    def process(self, pcm):
+    def process(self, pcm: bytes) -> bytes:
         if self._filters is None:
             return bytes(pcm)
         buffer = self._history + list(pcm_to_samples(pcm))

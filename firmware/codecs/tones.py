@@ -27,6 +27,10 @@ import math
 import sys
 from array import array
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Iterator
+
 RATE = 8000
 FRAME_SAMPLES = 160
 DEFAULT_AMPLITUDE = 8000
@@ -36,14 +40,14 @@ COLUMN_FREQUENCIES = (1209, 1336, 1477, 1633)
 KEYPAD = ("123A", "456B", "789C", "*0#D")
 
 
-def pcm_to_samples(pcm):
+def pcm_to_samples(pcm: bytes) -> "array":
     samples = array("h", pcm)
     if sys.byteorder == "big":
         samples.byteswap()
     return samples
 
 
-def samples_to_pcm(samples):
+def samples_to_pcm(samples: "list[int] | array | list[float]") -> bytes:
     clipped = array("h", (max(-32768, min(32767, round(x))) for x in samples))
     if sys.byteorder == "big":
         clipped.byteswap()
@@ -53,9 +57,9 @@ def samples_to_pcm(samples):
 class ToneGenerator:
     """A sum of equal-level sines whose phase carries over from one call to the next."""
 
-    def __init__(
-        self, frequencies, amplitude=DEFAULT_AMPLITUDE, rate=RATE, frame_samples=FRAME_SAMPLES
-    ):
+    def __init__(self, frequencies: "list[int] | tuple[int, ...]",
+                 amplitude: float = DEFAULT_AMPLITUDE, rate: int = RATE,
+                 frame_samples: int = FRAME_SAMPLES) -> None:
         self.frequencies = tuple(frequencies)
         self.frame_samples = frame_samples
         # Each component gets an equal share so the sum never exceeds `amplitude`.
@@ -63,7 +67,7 @@ class ToneGenerator:
         self._steps = [2 * math.pi * f / rate for f in self.frequencies]
         self._phases = [0.0] * len(self.frequencies)
 
-    def samples(self, count):
+    def samples(self, count: int) -> bytes:
         values = [0.0] * count
         for index, step in enumerate(self._steps):
             phase = self._phases[index]
@@ -73,10 +77,10 @@ class ToneGenerator:
         scale = self._component_amplitude
         return samples_to_pcm([v * scale for v in values])
 
-    def __iter__(self):
+    def __iter__(self) -> "ToneGenerator":
         return self
 
-    def __next__(self):
+    def __next__(self) -> bytes:
         return self.samples(self.frame_samples)
 
 
@@ -85,12 +89,13 @@ class Cue:
 
     __slots__ = ("name", "segments", "repeat")
 
-    def __init__(self, name, segments, repeat):
+    def __init__(self, name: str, segments: "tuple[tuple[tuple[int, ...], int], ...]",
+                 repeat: bool) -> None:
         self.name = name
         self.segments = segments
         self.repeat = repeat
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Cue({self.name!r}, {len(self.segments)} segments, repeat={self.repeat})"
 
 
@@ -107,7 +112,8 @@ CUES = {
 }
 
 
-def cue_frames(cue, amplitude=DEFAULT_AMPLITUDE, rate=RATE, frame_samples=FRAME_SAMPLES):
+def cue_frames(cue: "Cue", amplitude: int = DEFAULT_AMPLITUDE, rate: int = RATE,
+               frame_samples: int = FRAME_SAMPLES) -> "Iterator[bytes]":
     """Yield the cue as PCM frames of `frame_samples` samples."""
     frame_bytes = 2 * frame_samples
     pending = b""
@@ -125,7 +131,7 @@ def cue_frames(cue, amplitude=DEFAULT_AMPLITUDE, rate=RATE, frame_samples=FRAME_
         yield pending + bytes(frame_bytes - len(pending))
 
 
-def goertzel_power(samples, freq, rate):
+def goertzel_power(samples: "list[int] | array", freq: int, rate: int) -> float:
     """Mean-square power of the `freq` component of `samples` (generalised Goertzel)."""
     coefficient = 2 * math.cos(2 * math.pi * freq / rate)
     previous = before = 0.0
@@ -136,7 +142,7 @@ def goertzel_power(samples, freq, rate):
     return 2 * magnitude / (count * count) if count else 0.0
 
 
-def mean_square(samples):
+def mean_square(samples: "array") -> float:
     return sum(x * x for x in samples) / len(samples) if len(samples) else 0.0
 
 
@@ -145,14 +151,14 @@ class Digit:
 
     __slots__ = ("digit", "source")
 
-    def __init__(self, digit, source):
+    def __init__(self, digit: str, source: str) -> None:
         self.digit = digit
         self.source = source
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Digit) and (self.digit, self.source) == (other.digit, other.source)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Digit({self.digit!r}, {self.source!r})"
 
 
@@ -169,7 +175,7 @@ MIN_DURATION_MS = 40
 MIN_GAP_MS = 40
 
 
-def _ratio(decibels):
+def _ratio(decibels: float) -> float:
     return 10 ** (decibels / 10)
 
 
@@ -177,16 +183,16 @@ class InbandDtmfDetector:
     """Detects DTMF in PCM frames; a key must last MIN_DURATION_MS, and MIN_GAP_MS without it must
     pass before the same or another key counts again, so one press gives exactly one Digit."""
 
-    def __init__(self, rate=RATE):
+    def __init__(self, rate: int = RATE) -> None:
         self.rate = rate
         self._min_duration = rate * MIN_DURATION_MS // 1000
         self._min_gap = rate * MIN_GAP_MS // 1000
-        self._candidate = None
+        self._candidate: str | None = None
         self._candidate_samples = 0
-        self._key_down = None
+        self._key_down: str | None = None
         self._gap_samples = 0
 
-    def feed(self, pcm):
+    def feed(self, pcm: bytes) -> "list[Digit]":
         samples = pcm_to_samples(pcm)
         heard = self.classify(samples)
         count = len(samples)
@@ -210,7 +216,7 @@ class InbandDtmfDetector:
         self._candidate = None
         return [Digit(heard, "inband")]
 
-    def classify(self, samples):
+    def classify(self, samples: "array") -> str | None:
         """The key whose two tones dominate `samples`, or None."""
         energy = mean_square(samples)
         if energy < 2 * MIN_COMPONENT_POWER:
@@ -232,7 +238,7 @@ class InbandDtmfDetector:
         return KEYPAD[row][column]
 
 
-def _strongest(powers):
+def _strongest(powers: list[float]) -> int | None:
     """Index of the clear maximum of `powers`, or None if another one comes too close."""
     best = powers.index(max(powers))
     limit = powers[best] / _ratio(MIN_PEAK_RATIO_DB)

@@ -54,21 +54,22 @@ class TelephoneEvent:
 
     __slots__ = ("event", "end", "volume", "duration")
 
-    def __init__(self, event, end=False, volume=DEFAULT_VOLUME, duration=0):
+    def __init__(self, event: int, end: bool = False, volume: int = DEFAULT_VOLUME,
+                 duration: int = 0) -> None:
         self.event = event
         self.end = end
         self.volume = volume
         self.duration = duration
 
     @classmethod
-    def parse(cls, payload):
+    def parse(cls, payload: bytes) -> "TelephoneEvent":
         if len(payload) < 4:
             raise RtpParseError("telephone-event payload shorter than 4 octets")
         return cls(
             payload[0], bool(payload[1] & 0x80), payload[1] & 0x3F, (payload[2] << 8) | payload[3]
         )
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         if not (0 <= self.event <= 255 and 0 <= self.volume <= 63):
             raise ValueError("event must fit 8 bits and volume 6 bits")
         if not 0 <= self.duration <= MAX_DURATION:
@@ -79,13 +80,13 @@ class TelephoneEvent:
     __bytes__ = to_bytes
 
     @property
-    def key(self):
+    def key(self) -> str | None:
         return EVENT_KEYS[self.event] if self.event < len(EVENT_KEYS) else None
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, TelephoneEvent) and self.to_bytes() == other.to_bytes()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         end = ", end" if self.end else ""
         return f"TelephoneEvent({self.event}{end}, volume={self.volume}, duration={self.duration})"
 
@@ -95,21 +96,21 @@ class DigitEnd:
 
     __slots__ = ("digit", "duration_ms")
 
-    def __init__(self, digit, duration_ms):
+    def __init__(self, digit: str, duration_ms: int) -> None:
         self.digit = digit
         self.duration_ms = duration_ms
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, DigitEnd) and (self.digit, self.duration_ms) == (
             other.digit,
             other.duration_ms,
         )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"DigitEnd({self.digit!r}, {self.duration_ms} ms)"
 
 
-def _is_newer(timestamp, reference):
+def _is_newer(timestamp: int, reference: int) -> bool:
     """RTP timestamp order with 32-bit wrap-around (RFC 3550 §5.1)."""
     return 0 < (timestamp - reference) & 0xFFFFFFFF < 0x80000000
 
@@ -117,21 +118,23 @@ def _is_newer(timestamp, reference):
 class DtmfReceiver:
     """Turns telephone-event packets into exactly one Digit per key press (sans-I/O)."""
 
-    def __init__(self, clock_rate=8000):
+    def __init__(self, clock_rate: int = 8000) -> None:
         self.clock_rate = clock_rate
-        self._events = []
+        self._events: list[Digit | DigitEnd] = []
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self.state = IDLE
-        self._newest_timestamp = None
-        self._key = None
-        self._segment_timestamp = None
+        self._newest_timestamp: int | None = None
+        # None while IDLE; ACTIVE (the only state that reads them) comes with a value
+        self._key: str = None  # type: ignore[assignment]
+        self._segment_timestamp: int = None  # type: ignore[assignment]
         self._segment_duration = 0
         self._earlier_duration = 0  # from finished segments and duration wraps
-        self._last_packet_at = None
+        self._last_packet_at: float = None  # type: ignore[assignment]
 
-    def receive(self, timestamp, sequence, marker, payload, now):
+    def receive(self, timestamp: int, sequence: int, marker: bool, payload: bytes,
+                now: float) -> None:
         try:
             block = TelephoneEvent.parse(payload)
         except RtpParseError:
@@ -155,7 +158,7 @@ class DtmfReceiver:
         self._segment_timestamp, self._segment_duration = timestamp, 0
         self._update(block, now)
 
-    def _continues_press(self, block, timestamp, marker):
+    def _continues_press(self, block: "TelephoneEvent", timestamp: int, marker: bool) -> bool:
         """§2.5.1.3: the next segment of a long press starts where the previous one ended."""
         gap = (timestamp - self._segment_timestamp) & 0xFFFFFFFF
         return (
@@ -165,7 +168,7 @@ class DtmfReceiver:
             and self._segment_duration <= gap <= MAX_DURATION
         )
 
-    def _update(self, block, now):
+    def _update(self, block: "TelephoneEvent", now: float) -> None:
         self._last_packet_at = now
         if block.duration >= self._segment_duration:
             self._segment_duration = block.duration
@@ -176,19 +179,19 @@ class DtmfReceiver:
         if block.end:
             self._finish()
 
-    def _finish(self):
+    def _finish(self) -> None:
         total = self._earlier_duration + self._segment_duration
         self._events.append(DigitEnd(self._key, total * 1000 // self.clock_rate))
         self.state = IDLE
 
-    def get_timer(self):
+    def get_timer(self) -> float | None:
         return self._last_packet_at + END_TIMEOUT if self.state == ACTIVE else None
 
-    def handle_timer(self, now):
+    def handle_timer(self, now: float) -> None:
         if self.state == ACTIVE and now >= self._last_packet_at + END_TIMEOUT:
             self._finish()
 
-    def next_event(self):
+    def next_event(self) -> "Digit | DigitEnd | None":
         return self._events.pop(0) if self._events else None
 
 
@@ -197,13 +200,13 @@ class DtmfPacket:
 
     __slots__ = ("offset", "timestamp", "marker", "payload")
 
-    def __init__(self, offset, timestamp, marker, payload):
+    def __init__(self, offset: float, timestamp: int, marker: bool, payload: bytes) -> None:
         self.offset = offset
         self.timestamp = timestamp
         self.marker = marker
         self.payload = payload
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         marker = ", marker" if self.marker else ""
         return f"DtmfPacket(+{self.offset:.3f}s, ts={self.timestamp}{marker}, {self.payload.hex()})"
 
@@ -211,21 +214,22 @@ class DtmfPacket:
 class DtmfSender:
     """Builds the RFC 4733 §2.5.1 packet sequence for one key press."""
 
-    def __init__(self, clock_rate=8000, volume=DEFAULT_VOLUME, update_interval=0.05):
+    def __init__(self, clock_rate: int = 8000, volume: int = DEFAULT_VOLUME,
+                 update_interval: float = 0.05) -> None:
         self.clock_rate = clock_rate
         self.volume = volume
         self.update_interval = update_interval
 
-    def packets(self, key, duration_ms, timestamp):
+    def packets(self, key: str, duration_ms: int, timestamp: int) -> "list[DtmfPacket]":
         if len(key) != 1 or key.upper() not in EVENT_KEYS:
             raise ValueError(f"not a DTMF key: {key!r}")
         event = EVENT_KEYS.index(key.upper())
         total = duration_ms * self.clock_rate // 1000
         step = max(1, round(self.update_interval * self.clock_rate))
-        packets = []
+        packets: list[DtmfPacket] = []
         segment_start = 0
 
-        def add(at, duration, end=False):
+        def add(at: float, duration: int, end: bool = False) -> None:
             block = TelephoneEvent(event, end, self.volume, duration)
             packets.append(
                 DtmfPacket(
@@ -253,7 +257,7 @@ class DtmfSender:
         return packets
 
 
-def parse_info_body(content_type, body):
+def parse_info_body(content_type: str, body: bytes | str) -> str | None:
     """The key in a SIP INFO DTMF body, or None if there is none we understand."""
     if isinstance(body, (bytes, bytearray)):
         # Latin-1 by hand: MicroPython decodes UTF-8 only, and a stray byte must not raise.
@@ -270,7 +274,7 @@ def parse_info_body(content_type, body):
     return None
 
 
-def _info_key(value):
+def _info_key(value: str) -> str | None:
     """A key written as itself ("5", "*", "a") or as its event code ("10" for "*")."""
     if len(value) == 1 and value.upper() in EVENT_KEYS:
         return value.upper()

@@ -56,18 +56,19 @@ RESYNC_SECONDS = 2
 RECENT_SEQUENCES = 64
 
 
-def _scaled(pcm, gain):
+def _scaled(pcm: bytes, gain: float) -> bytes:
     samples = struct.unpack(_PCM_FORMAT, pcm)
     return struct.pack(_PCM_FORMAT, *[int(sample * gain) for sample in samples])
 
 
-def _signed32(value):
+def _signed32(value: int) -> int:
     value &= 0xFFFFFFFF
     return value - 0x100000000 if value & 0x80000000 else value
 
 
 class JitterBuffer:
-    def __init__(self, clock_rate=8000, min_delay_ms=40, max_delay_ms=200):
+    def __init__(self, clock_rate: int = 8000, min_delay_ms: int = 40,
+                 max_delay_ms: int = 200) -> None:
         self.clock_rate = clock_rate
         self._min_target = min_delay_ms * clock_rate // 1000
         self._max_target = max_delay_ms * clock_rate // 1000
@@ -79,16 +80,16 @@ class JitterBuffer:
         self.inserted = 0
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the stream (e.g. on an SSRC change); counters and the target are kept."""
         self.state = BUFFERING
-        self._frames = {}  # extended timestamp -> PCM frame
-        self._next_ts = None  # extended timestamp of the next frame to play
-        self._last_raw_ts = None
+        self._frames: dict[int, bytes] = {}  # extended timestamp -> PCM frame
+        self._next_ts: int | None = None  # extended timestamp of the next frame to play
+        self._last_raw_ts: int | None = None
         self._last_ext_ts = 0
-        self._transits = []
+        self._transits: list[float] = []
         self._base = 0.0
-        self._recent_sequences = []
+        self._recent_sequences: list[int] = []
         self._last_frame = SILENCE
         self._conceal_run = 0
         self._empty_run = 0
@@ -96,7 +97,7 @@ class JitterBuffer:
         self._since_adjust = 0
         self._delay = 0.0
 
-    def _extend(self, timestamp):
+    def _extend(self, timestamp: int) -> int:
         if self._last_raw_ts is None:
             extended = timestamp
         else:
@@ -105,14 +106,14 @@ class JitterBuffer:
         self._last_ext_ts = extended
         return extended
 
-    def _restart(self):
+    def _restart(self) -> None:
         self.state = BUFFERING
         self._frames = {}
         self._next_ts = None
         self._transits = []
         self._late_streak = 0
 
-    def put(self, sequence, timestamp, pcm, now):
+    def put(self, sequence: int, timestamp: int, pcm: bytes, now: float) -> str:
         if sequence in self._recent_sequences:
             self.duplicates += 1
             return PUT_DUPLICATE
@@ -143,7 +144,7 @@ class JitterBuffer:
             self._next_ts = ts
         return PUT_ACCEPTED
 
-    def _observe_transit(self, transit):
+    def _observe_transit(self, transit: float) -> None:
         self._transits.append(transit)
         if len(self._transits) > WINDOW_PACKETS:
             self._transits.pop(0)
@@ -155,7 +156,7 @@ class JitterBuffer:
                 max(self._min_target, min(self._max_target, spread + FRAME_SAMPLES))
             )
 
-    def get(self, now):
+    def get(self, now: float) -> bytes:
         if self._next_ts is None:
             return SILENCE
         self._delay = now * self.clock_rate - self._next_ts - self._base
@@ -190,7 +191,7 @@ class JitterBuffer:
             return frame
         return self._conceal()
 
-    def _conceal(self):
+    def _conceal(self) -> bytes:
         self.concealed += 1
         self._conceal_run += 1
         if self._frames:
@@ -206,13 +207,13 @@ class JitterBuffer:
         return SILENCE
 
     @property
-    def buffered_ms(self):
+    def buffered_ms(self) -> float:
         if not self._frames or self._next_ts is None:
             return 0.0
         newest = max(self._frames)
         return max(0, newest + FRAME_SAMPLES - self._next_ts) * 1000.0 / self.clock_rate
 
-    def stats(self):
+    def stats(self) -> dict[str, float]:
         return {
             "late": self.late,
             "duplicates": self.duplicates,

@@ -23,6 +23,10 @@ Public API
 
 import struct
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from typing import Any
+
 RTP_VERSION = 2
 RTP_HEADER_SIZE = 12
 
@@ -39,12 +43,12 @@ _MAX_REPORT_BLOCKS = 31  # the 5-bit RC field
 class RtpParseError(ValueError):
     """Bytes that are not a well-formed RTP or RTCP packet."""
 
-    def __init__(self, reason):
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
 
-def is_rtcp(data):
+def is_rtcp(data: bytes) -> bool:
     """True when `data` looks like RTCP rather than RTP on a multiplexed port (RFC 5761 §4).
 
     RTP payload types 64-95 are avoided precisely so that the second octet of RTCP (packet types
@@ -53,7 +57,7 @@ def is_rtcp(data):
     return len(data) >= 2 and (data[0] >> 6) == RTP_VERSION and 192 <= data[1] <= 223
 
 
-def ntp_middle32(ntp_timestamp):
+def ntp_middle32(ntp_timestamp: int) -> int:
     """The middle 32 bits of a 64-bit NTP timestamp, as echoed in LSR (RFC 3550 §6.4.1)."""
     return (ntp_timestamp >> 16) & 0xFFFFFFFF
 
@@ -77,17 +81,17 @@ class RtpPacket:
 
     def __init__(
         self,
-        payload_type,
-        sequence,
-        timestamp,
-        ssrc,
-        payload=b"",
-        marker=False,
-        csrcs=(),
-        extension_profile=None,
-        extension_data=b"",
-        padding=0,
-    ):
+        payload_type: int,
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        payload: bytes = b"",
+        marker: bool = False,
+        csrcs: list[int] | tuple[int, ...] = (),
+        extension_profile: int | None = None,
+        extension_data: bytes = b"",
+        padding: int = 0,
+    ) -> None:
         self.version = RTP_VERSION
         self.payload_type = payload_type
         self.sequence = sequence
@@ -101,11 +105,11 @@ class RtpPacket:
         self.padding = padding
 
     @property
-    def extension(self):
+    def extension(self) -> bool:
         return self.extension_profile is not None
 
     @classmethod
-    def parse(cls, data):
+    def parse(cls, data: bytes) -> "RtpPacket":
         data = bytes(data)
         if len(data) < RTP_HEADER_SIZE:
             raise RtpParseError("shorter than the RTP header")
@@ -149,7 +153,7 @@ class RtpPacket:
             padding=padding,
         )
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         if len(self.csrcs) > 15:
             raise ValueError("at most 15 CSRCs")
         if len(self.extension_data) % 4:
@@ -182,14 +186,14 @@ class RtpPacket:
 
     __bytes__ = to_bytes
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"<RtpPacket pt={self.payload_type} seq={self.sequence} ts={self.timestamp}"
             f" ssrc={self.ssrc:08x} m={int(self.marker)} len={len(self.payload)}>"
         )
 
 
-def _rtcp_header(count, packet_type, body_length):
+def _rtcp_header(count: int, packet_type: int, body_length: int) -> bytes:
     # §6.4.1: length is in 32-bit words minus one, header included.
     return struct.pack("!BBH", (RTP_VERSION << 6) | count, packet_type, (body_length + 4) // 4 - 1)
 
@@ -210,14 +214,14 @@ class ReportBlock:
 
     def __init__(
         self,
-        ssrc,
-        fraction_lost,
-        cumulative_lost,
-        highest_sequence,
-        jitter,
-        last_sr,
-        delay_since_last_sr,
-    ):
+        ssrc: int,
+        fraction_lost: int,
+        cumulative_lost: int,
+        highest_sequence: int,
+        jitter: int,
+        last_sr: int,
+        delay_since_last_sr: int,
+    ) -> None:
         self.ssrc = ssrc
         self.fraction_lost = fraction_lost
         self.cumulative_lost = cumulative_lost
@@ -227,14 +231,14 @@ class ReportBlock:
         self.delay_since_last_sr = delay_since_last_sr
 
     @classmethod
-    def parse(cls, data, offset):
+    def parse(cls, data: bytes, offset: int) -> "ReportBlock":
         ssrc, lost_word, highest, jitter, lsr, dlsr = struct.unpack_from("!IIIIII", data, offset)
         cumulative = lost_word & 0xFFFFFF
         if cumulative & 0x800000:  # signed 24-bit: duplicates can make it negative
             cumulative -= 0x1000000
         return cls(ssrc, lost_word >> 24, cumulative, highest, jitter, lsr, dlsr)
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         # Clamp to the 24-bit signed range rather than wrap (§6.4.1 / RFC 3550 errata).
         cumulative = max(-0x800000, min(0x7FFFFF, self.cumulative_lost)) & 0xFFFFFF
         return struct.pack(
@@ -249,19 +253,19 @@ class ReportBlock:
 
     __bytes__ = to_bytes
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, ReportBlock) and all(
             getattr(self, name) == getattr(other, name) for name in self.__slots__
         )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"<ReportBlock ssrc={self.ssrc:08x} lost={self.fraction_lost}/{self.cumulative_lost}"
             f" jitter={self.jitter}>"
         )
 
 
-def _parse_report_blocks(body, offset, count):
+def _parse_report_blocks(body: bytes, offset: int, count: int) -> "list[ReportBlock]":
     if len(body) < offset + count * ReportBlock.SIZE:
         raise RtpParseError("report blocks truncated")
     return [ReportBlock.parse(body, offset + i * ReportBlock.SIZE) for i in range(count)]
@@ -272,7 +276,9 @@ class SenderReport:
 
     packet_type = RTCP_SR
 
-    def __init__(self, ssrc, ntp_timestamp, rtp_timestamp, packet_count, octet_count, reports=()):
+    def __init__(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int, packet_count: int,
+                 octet_count: int,
+                 reports: "list[ReportBlock] | tuple[ReportBlock, ...]" = ()) -> None:
         self.ssrc = ssrc
         self.ntp_timestamp = ntp_timestamp
         self.rtp_timestamp = rtp_timestamp
@@ -281,14 +287,14 @@ class SenderReport:
         self.reports = list(reports)
 
     @classmethod
-    def parse_body(cls, count, body):
+    def parse_body(cls, count: int, body: bytes) -> "SenderReport":
         if len(body) < 24:
             raise RtpParseError("SR sender info truncated")
         ssrc, ntp_high, ntp_low, rtp_ts, packets, octets = struct.unpack_from("!IIIIII", body, 0)
         reports = _parse_report_blocks(body, 24, count)
         return cls(ssrc, (ntp_high << 32) | ntp_low, rtp_ts, packets, octets, reports)
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         body = struct.pack(
             "!IIIIII",
             self.ssrc,
@@ -302,7 +308,7 @@ class SenderReport:
 
     __bytes__ = to_bytes
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"<SenderReport ssrc={self.ssrc:08x} packets={self.packet_count}"
             f" reports={len(self.reports)}>"
@@ -314,17 +320,18 @@ class ReceiverReport:
 
     packet_type = RTCP_RR
 
-    def __init__(self, ssrc, reports=()):
+    def __init__(self, ssrc: int,
+                 reports: "list[ReportBlock] | tuple[ReportBlock, ...]" = ()) -> None:
         self.ssrc = ssrc
         self.reports = list(reports)
 
     @classmethod
-    def parse_body(cls, count, body):
+    def parse_body(cls, count: int, body: bytes) -> "ReceiverReport":
         if len(body) < 4:
             raise RtpParseError("RR truncated")
         return cls(struct.unpack_from("!I", body, 0)[0], _parse_report_blocks(body, 4, count))
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         body = struct.pack("!I", self.ssrc) + b"".join(
             block.to_bytes() for block in self.reports[:_MAX_REPORT_BLOCKS]
         )
@@ -332,7 +339,7 @@ class ReceiverReport:
 
     __bytes__ = to_bytes
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<ReceiverReport ssrc={self.ssrc:08x} reports={len(self.reports)}>"
 
 
@@ -341,16 +348,16 @@ class SourceDescription:
 
     packet_type = RTCP_SDES
 
-    def __init__(self, chunks):
+    def __init__(self, chunks: list[tuple[int, list[tuple[int, bytes]]]]) -> None:
         self.chunks = list(chunks)
 
     @classmethod
-    def with_cname(cls, ssrc, cname):
+    def with_cname(cls, ssrc: int, cname: str | bytes) -> "SourceDescription":
         if isinstance(cname, str):
             cname = cname.encode()
         return cls([(ssrc, [(SDES_CNAME, cname)])])
 
-    def cname(self, ssrc):
+    def cname(self, ssrc: int) -> bytes | None:
         for chunk_ssrc, items in self.chunks:
             if chunk_ssrc == ssrc:
                 for item_type, value in items:
@@ -359,7 +366,7 @@ class SourceDescription:
         return None
 
     @classmethod
-    def parse_body(cls, count, body):
+    def parse_body(cls, count: int, body: bytes) -> "SourceDescription":
         chunks = []
         offset = 0
         for _ in range(count):
@@ -384,21 +391,21 @@ class SourceDescription:
             chunks.append((ssrc, items))
         return cls(chunks)
 
-    def to_bytes(self):
-        body = []
+    def to_bytes(self) -> bytes:
+        chunks = []
         for ssrc, items in self.chunks:
             chunk = struct.pack("!I", ssrc)
             for item_type, value in items:
                 value = bytes(value[:255])
                 chunk += bytes([item_type, len(value)]) + value
             chunk += bytes(4 - len(chunk) % 4)  # at least one null octet, then alignment
-            body.append(chunk)
-        body = b"".join(body)
+            chunks.append(chunk)
+        body = b"".join(chunks)
         return _rtcp_header(len(self.chunks), RTCP_SDES, len(body)) + body
 
     __bytes__ = to_bytes
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<SourceDescription chunks={len(self.chunks)}>"
 
 
@@ -407,12 +414,12 @@ class Bye:
 
     packet_type = RTCP_BYE
 
-    def __init__(self, ssrcs, reason=None):
+    def __init__(self, ssrcs: list[int], reason: bytes | str | None = None) -> None:
         self.ssrcs = list(ssrcs)
         self.reason = reason
 
     @classmethod
-    def parse_body(cls, count, body):
+    def parse_body(cls, count: int, body: bytes) -> "Bye":
         if len(body) < 4 * count:
             raise RtpParseError("BYE SSRC list truncated")
         ssrcs = list(struct.unpack_from(f"!{count}I", body, 0))
@@ -425,7 +432,7 @@ class Bye:
             reason = body[offset + 1 : offset + 1 + length]
         return cls(ssrcs, reason)
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         body = b"".join(struct.pack("!I", ssrc) for ssrc in self.ssrcs)
         if self.reason:
             reason = self.reason.encode() if isinstance(self.reason, str) else self.reason
@@ -436,29 +443,29 @@ class Bye:
 
     __bytes__ = to_bytes
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Bye ssrcs=" + ",".join(f"{ssrc:08x}" for ssrc in self.ssrcs) + ">"
 
 
 class OtherRtcp:
     """An RTCP packet type we pass along without interpreting (APP, RTPFB, PSFB, XR...)."""
 
-    def __init__(self, packet_type, count, body):
+    def __init__(self, packet_type: int, count: int, body: bytes) -> None:
         self.packet_type = packet_type
         self.count = count
         self.body = body
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         body = bytes(self.body) + bytes(-len(self.body) % 4)
         return _rtcp_header(self.count & 0x1F, self.packet_type, len(body)) + body
 
     __bytes__ = to_bytes
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<OtherRtcp type={self.packet_type} len={len(self.body)}>"
 
 
-_RTCP_TYPES = {
+_RTCP_TYPES: "dict[int, Any]" = {
     RTCP_SR: SenderReport,
     RTCP_RR: ReceiverReport,
     RTCP_SDES: SourceDescription,
@@ -466,7 +473,9 @@ _RTCP_TYPES = {
 }
 
 
-def parse_rtcp(data):
+def parse_rtcp(
+        data: bytes
+) -> "list[SenderReport | ReceiverReport | SourceDescription | Bye | OtherRtcp]":
     """Parse a compound RTCP packet (RFC 3550 §6.1) into a list of packet objects.
 
     Checks follow Appendix A.2: version 2 on every packet, lengths that add up exactly, padding
@@ -475,7 +484,7 @@ def parse_rtcp(data):
     data = bytes(data)
     if len(data) < 4:
         raise RtpParseError("shorter than an RTCP header")
-    packets = []
+    packets: list[SenderReport | ReceiverReport | SourceDescription | Bye | OtherRtcp] = []
     offset = 0
     while offset < len(data):
         if len(data) - offset < 4:
@@ -507,6 +516,6 @@ def parse_rtcp(data):
     return packets
 
 
-def serialize_rtcp(packets):
+def serialize_rtcp(packets: "list[SenderReport | SourceDescription | Bye]") -> bytes:
     """Concatenate RTCP packets into one compound packet (RFC 3550 §6.1)."""
     return b"".join(packet.to_bytes() for packet in packets)

@@ -63,7 +63,7 @@ Public API
 import math
 import os
 
-from firmware.rtp.dtmf import DtmfSender
+from firmware.rtp.dtmf import DtmfPacket, DtmfSender
 from firmware.rtp.jitter import JitterBuffer
 from firmware.rtp.packet import (
     Bye,
@@ -77,6 +77,13 @@ from firmware.rtp.packet import (
     ntp_middle32,
     parse_rtcp,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+    from typing import Any
+
+    from firmware.rtp.srtp import SrtpSession
 
 IDLE = "idle"  # created, clock not started
 ACTIVE = "active"
@@ -94,32 +101,32 @@ LATCH_SEQ_WINDOW = 50  # ... of one SSRC whose sequence numbers stay this close 
 _EPSILON = 1e-9  # a deadline met exactly counts as due despite float rounding
 
 
-def _random_uint(octets):
+def _random_uint(octets: int) -> int:
     return int.from_bytes(os.urandom(octets), "big")
 
 
-def same_ip(a, b):
+def same_ip(a: str, b: str) -> bool:
     """Whether two textual IP addresses are the same host: case and IPv6 brackets do not
     matter, and an IPv4-mapped IPv6 address equals its IPv4 address."""
     return _plain_ip(a) == _plain_ip(b)
 
 
-def _same_addr(a, b):
+def _same_addr(a: tuple[str, int] | None, b: tuple[str, int] | None) -> bool:
     return a is not None and b is not None and a[1] == b[1] and same_ip(a[0], b[0])
 
 
-def _plain_ip(text):
+def _plain_ip(text: str) -> str:
     text = str(text).strip("[]").lower()
     if text.startswith("::ffff:") and "." in text:
         text = text[7:]
     return text
 
 
-def _rtcp_sender_ssrcs(packets):
+def _rtcp_sender_ssrcs(packets: list) -> list[int]:
     return [p.ssrc for p in packets if isinstance(p, (SenderReport, ReceiverReport))]
 
 
-def _random_factor():
+def _random_factor() -> float:
     """Uniform in [0.5, 1.5) for RTCP interval randomisation (§6.3.1)."""
     return 0.5 + _random_uint(4) / 0x100000000
 
@@ -127,23 +134,23 @@ def _random_factor():
 class _SourceStats:
     """Reception statistics for one remote SSRC (RFC 3550 Appendix A.1, A.3, A.8)."""
 
-    def __init__(self, sequence, clock_rate):
+    def __init__(self, sequence: int, clock_rate: int) -> None:
         self.clock_rate = clock_rate
         self.fraction_lost = 0  # of the last report interval, in 1/256
-        self.transit = None
+        self.transit: float | None = None
         self.jitter = 0.0  # timestamp units
         self._init_seq(sequence)
 
-    def _init_seq(self, sequence):
+    def _init_seq(self, sequence: int) -> None:
         self.base_seq = sequence
         self.max_seq = sequence
         self.cycles = 0
-        self.bad_seq = None
+        self.bad_seq: int | None = None
         self.received = 0
         self.expected_prior = 0
         self.received_prior = 0
 
-    def update_seq(self, sequence):
+    def update_seq(self, sequence: int) -> bool:
         """Appendix A.1 without probation; False when the packet should be ignored."""
         delta = (sequence - self.max_seq) % SEQ_MOD
         if delta < MAX_DROPOUT:
@@ -159,7 +166,7 @@ class _SourceStats:
         self.received += 1
         return True
 
-    def update_jitter(self, timestamp, now):
+    def update_jitter(self, timestamp: int, now: float) -> None:
         transit = now * self.clock_rate - timestamp
         if self.transit is not None:
             difference = transit - self.transit
@@ -169,18 +176,18 @@ class _SourceStats:
         self.transit = transit
 
     @property
-    def extended_max(self):
+    def extended_max(self) -> int:
         return self.cycles + self.max_seq
 
     @property
-    def expected(self):
+    def expected(self) -> int:
         return self.extended_max - self.base_seq + 1
 
     @property
-    def lost(self):
+    def lost(self) -> int:
         return self.expected - self.received
 
-    def report_block(self, ssrc, last_sr, delay_since_last_sr):
+    def report_block(self, ssrc: int, last_sr: int, delay_since_last_sr: int) -> "ReportBlock":
         expected_interval = self.expected - self.expected_prior
         received_interval = self.received - self.received_prior
         self.expected_prior = self.expected
@@ -204,21 +211,21 @@ class _SourceStats:
 class RtpSession:
     def __init__(
         self,
-        payload_type,
-        encoder,
-        decoder,
-        remote_addr=None,
-        remote_rtcp_addr=None,
-        rtcp_mux=False,
-        telephone_event_pt=None,
-        clock_rate=8000,
-        ptime=0.02,
-        srtp=None,
-        cname=None,
-        wallclock_offset=0.0,
-        on_dtmf_packet=None,
-        jitter_buffer=None,
-    ):
+        payload_type: int,
+        encoder: "Callable",
+        decoder: "Callable",
+        remote_addr: tuple[str, int] | None = None,
+        remote_rtcp_addr: tuple[str, int] | None = None,
+        rtcp_mux: bool = False,
+        telephone_event_pt: int | None = None,
+        clock_rate: int = 8000,
+        ptime: float = 0.02,
+        srtp: "SrtpSession | None" = None,
+        cname: str | None = None,
+        wallclock_offset: float = 0.0,
+        on_dtmf_packet: "Callable | None" = None,
+        jitter_buffer: "JitterBuffer | None" = None,
+    ) -> None:
         self.payload_type = payload_type
         self.telephone_event_pt = telephone_event_pt
         self._encoder = encoder
@@ -228,13 +235,13 @@ class RtpSession:
         self.samples_per_packet = round(clock_rate * ptime)
         self._srtp = srtp
         self.rtcp_mux = rtcp_mux
-        self.remote_addr = None
-        self.remote_rtcp_addr = None
+        self.remote_addr: tuple[str, int] | None = None
+        self.remote_rtcp_addr: tuple[str, int] | None = None
         self.set_remote(remote_addr, remote_rtcp_addr)
         self.cname = cname or (os.urandom(8).hex() + "@doorline")
         self._wallclock_offset = wallclock_offset
         self.on_dtmf_packet = on_dtmf_packet
-        self._source = None
+        self._source: Callable | None = None
         self._jitter = jitter_buffer or JitterBuffer(clock_rate)
         self._dtmf_sender = DtmfSender(clock_rate) if telephone_event_pt is not None else None
 
@@ -243,35 +250,39 @@ class RtpSession:
         self._timestamp_origin = _random_uint(4)
         self.state = IDLE
         self.sending = True
-        self._start = None
+        self._start: float = None  # type: ignore[assignment]  # set by start(), read when ACTIVE
         self._next_index = 0
         self._marker_pending = True
-        self._outgoing = []
-        self._dtmf_queue = []  # (key, duration_ms) waiting for the current event to end
-        self._dtmf_packets = []  # (deadline, DtmfPacket) of the current event
-        self._dtmf_busy_until = None
-        self._next_rtcp = None
+        self._outgoing: list[tuple[bytes, tuple[str, int]]] = []
+        # (key, duration_ms) waiting for the current event to end
+        self._dtmf_queue: list[tuple[str, int]] = []
+        # (deadline, DtmfPacket) of the current event
+        self._dtmf_packets: list[tuple[float, DtmfPacket]] = []
+        self._dtmf_busy_until: float | None = None
+        self._next_rtcp: float = None  # type: ignore[assignment]  # as _start
         self._sent_since_report = False
 
         self.packets_sent = 0
         self.octets_sent = 0
         self.skipped_packets = 0
         self.send_failures = 0
-        self.remote_ssrc = None
-        self._source_stats = None
+        self.remote_ssrc: int | None = None
+        self._source_stats: _SourceStats | None = None
         self.invalid = 0
         self.foreign = 0  # from an address that is not (or not yet) the peer's
         self.unknown_payload = 0
         self.srtp_failures = 0
         self._last_sr = 0
-        self._last_sr_at = None
-        self.rtt = None
-        self.remote_lost = None
-        self.remote_fraction_lost = None
-        self.remote_jitter = None
+        self._last_sr_at: float | None = None
+        self.rtt: float | None = None
+        self.remote_lost: int | None = None
+        self.remote_fraction_lost: float | None = None
+        self.remote_jitter: int | None = None
         self.remote_bye = False
 
-    def set_remote(self, remote_addr, remote_rtcp_addr=None, rtcp_mux=None):
+    def set_remote(self, remote_addr: tuple[str, int] | None,
+                   remote_rtcp_addr: tuple[str, int] | None = None,
+                   rtcp_mux: bool | None = None) -> None:
         """Where the SDP says the peer receives RTP (and RTCP); latching starts over."""
         if rtcp_mux is not None:
             self.rtcp_mux = rtcp_mux
@@ -281,43 +292,43 @@ class RtpSession:
         self.remote_rtcp_addr = self._sdp_rtcp_addr = remote_rtcp_addr
         self._rtp_latched = False
         self._rtcp_latched = False
-        self._candidate = None  # [addr, ssrc, last sequence, packets, first seen]
+        self._candidate: list | None = None  # [addr, ssrc, last sequence, packets, first seen]
 
     # -- clock -------------------------------------------------------------------------------
 
-    def set_source(self, source):
+    def set_source(self, source: "Callable") -> None:
         """`source()` returns one frame of 16-bit PCM (`samples_per_packet` samples) or None."""
         self._source = source
 
-    def start(self, now):
+    def start(self, now: float) -> None:
         if self.state != IDLE:
             return
         self.state = ACTIVE
         self._start = now
         self._next_rtcp = now + RTCP_INTERVAL / 2 * _random_factor()
 
-    def set_sending(self, enabled, now):
+    def set_sending(self, enabled: bool, now: float) -> None:
         """Hold and resume (sendonly/recvonly): the packet clock keeps running meanwhile."""
         if enabled and not self.sending and self.state == ACTIVE:
             self._next_index = max(self._next_index, self._first_slot_from(now))
             self._marker_pending = True
         self.sending = enabled
 
-    def _due_index(self, now):
+    def _due_index(self, now: float) -> int:
         """Number of packet slots whose deadline is at or before `now`."""
         return int((now - self._start) / self.ptime + _EPSILON) + 1
 
-    def _first_slot_from(self, now):
+    def _first_slot_from(self, now: float) -> int:
         """Index of the first packet slot whose deadline is at or after `now`."""
         return max(0, math.ceil((now - self._start) / self.ptime - _EPSILON))
 
-    def _slot_time(self, index):
+    def _slot_time(self, index: int) -> float:
         return self._start + index * self.ptime
 
-    def _slot_timestamp(self, index):
+    def _slot_timestamp(self, index: int) -> int:
         return (self._timestamp_origin + index * self.samples_per_packet) & 0xFFFFFFFF
 
-    def get_timer(self):
+    def get_timer(self) -> float | None:
         if self.state != ACTIVE:
             return None
         deadlines = [self._next_rtcp]
@@ -327,7 +338,7 @@ class RtpSession:
             deadlines.append(self._dtmf_packets[0][0])
         return min(deadlines)
 
-    def handle_timer(self, now):
+    def handle_timer(self, now: float) -> None:
         if self.state != ACTIVE:
             return
         if self.sending:
@@ -354,7 +365,7 @@ class RtpSession:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _send_audio_slot(self, index):
+    def _send_audio_slot(self, index: int) -> None:
         frame = self._source() if self._source is not None else None
         slot_time = self._slot_time(index)
         if self._dtmf_busy_until is not None and slot_time <= self._dtmf_busy_until + _EPSILON:
@@ -368,7 +379,7 @@ class RtpSession:
         self._send_rtp(self.payload_type, timestamp, self._marker_pending, payload)
         self._marker_pending = False
 
-    def _send_rtp(self, payload_type, timestamp, marker, payload):
+    def _send_rtp(self, payload_type: int, timestamp: int, marker: bool, payload: bytes) -> None:
         packet = RtpPacket(payload_type, self._sequence, timestamp, self.ssrc, payload, marker)
         self._sequence = (self._sequence + 1) % SEQ_MOD
         data = packet.to_bytes()
@@ -384,7 +395,7 @@ class RtpSession:
         if self.remote_addr is not None:
             self._outgoing.append((data, self.remote_addr))
 
-    def send_dtmf(self, key, now, duration_ms=100):
+    def send_dtmf(self, key: str, now: float, duration_ms: int = 100) -> None:
         """Queue one RFC 4733 key press; raises ValueError without telephone-event."""
         if self._dtmf_sender is None:
             raise ValueError("telephone-event was not negotiated")
@@ -395,27 +406,29 @@ class RtpSession:
         else:
             self._begin_dtmf(key, duration_ms, now)
 
-    def _begin_dtmf(self, key, duration_ms, now):
+    def _begin_dtmf(self, key: str, duration_ms: int, now: float) -> None:
         earliest = now
         if self._dtmf_busy_until is not None:
             earliest = max(earliest, self._dtmf_busy_until + INTER_DIGIT_GAP)
         index = max(self._next_index, self._first_slot_from(earliest))
         start = self._slot_time(index)
+        assert self._dtmf_sender is not None  # send_dtmf needs a telephone-event type
         packets = self._dtmf_sender.packets(key, duration_ms, self._slot_timestamp(index))
         self._dtmf_packets = [(start + packet.offset, packet) for packet in packets]
         self._dtmf_busy_until = self._dtmf_packets[-1][0]
 
-    def _send_dtmf_packet(self):
+    def _send_dtmf_packet(self) -> None:
         _, packet = self._dtmf_packets.pop(0)
+        assert self.telephone_event_pt is not None  # as in _begin_dtmf
         self._send_rtp(self.telephone_event_pt, packet.timestamp, packet.marker, packet.payload)
 
-    def datagrams_to_send(self):
+    def datagrams_to_send(self) -> list[tuple[bytes, tuple[str, int]]]:
         outgoing, self._outgoing = self._outgoing, []
         return outgoing
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def receive(self, data, addr, now):
+    def receive(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         """One datagram from the RTP socket (or the RTCP socket: RTCP is recognised either way)."""
         if self.state != ACTIVE:
             return  # before start: queued while ringing, not the answered peer's media
@@ -452,6 +465,7 @@ class RtpSession:
             self._source_stats = _SourceStats(packet.sequence, self.clock_rate)
             self._jitter.reset()
             self._last_sr, self._last_sr_at = 0, None
+        assert self._source_stats is not None  # made for the first packet's SSRC just above
         if not self._source_stats.update_seq(packet.sequence):
             return
         if packet.payload_type == self.telephone_event_pt:
@@ -461,11 +475,12 @@ class RtpSession:
         self._source_stats.update_jitter(packet.timestamp, now)
         self._jitter.put(packet.sequence, packet.timestamp, self._decoder(packet.payload), now)
 
-    def _confirms(self, addr, packet, now):
+    def _confirms(self, addr: tuple[str, int], packet: "RtpPacket", now: float) -> bool:
         """Symmetric RTP without SRTP: has `addr` (the SDP's IP, another port) sent a steady
         stream long enough to be taken for the peer behind a port-changing NAT?"""
         candidate = self._candidate
-        step = None if candidate is None else (packet.sequence - candidate[2]) % SEQ_MOD
+        # None only with no candidate, when the test below stops before comparing it
+        step: Any = None if candidate is None else (packet.sequence - candidate[2]) % SEQ_MOD
         if candidate is None or candidate[0] != addr or candidate[1] != packet.ssrc or \
                 LATCH_SEQ_WINDOW < step < SEQ_MOD - LATCH_SEQ_WINDOW:
             self._candidate = [addr, packet.ssrc, packet.sequence, 1, now]
@@ -477,34 +492,37 @@ class RtpSession:
         candidate[3] += 1
         return candidate[3] >= LATCH_PACKETS and now - candidate[4] + _EPSILON >= LATCH_MIN_TIME
 
-    def _latch_rtp(self, addr):
+    def _latch_rtp(self, addr: tuple[str, int]) -> None:
         self._rtp_latched = True
         self._candidate = None
         if not _same_addr(addr, self.remote_addr):
             self.remote_addr = addr
+            assert self._sdp_addr is not None  # media is accepted only from the SDP's address
             if not self.rtcp_mux and not self._rtcp_latched and \
                     self._sdp_rtcp_addr == (self._sdp_addr[0], self._sdp_addr[1] + 1):
                 self.remote_rtcp_addr = (addr[0], addr[1] + 1)
 
-    def pull_audio(self, now):
+    def pull_audio(self, now: float) -> bytes:
         """One frame of decoded PCM for the speaker's 20 ms tick (concealment when missing)."""
         return self._jitter.get(now)
 
     # -- RTCP --------------------------------------------------------------------------------
 
-    def _ntp(self, now):
+    def _ntp(self, now: float) -> int:
         return int((now + self._wallclock_offset) * 0x100000000)
 
-    def _report_blocks(self, now):
+    def _report_blocks(self, now: float) -> "list[ReportBlock]":
         if self._source_stats is None:
             return []
         delay = 0
         if self._last_sr_at is not None:
             delay = int((now - self._last_sr_at) * 65536)
-        return [self._source_stats.report_block(self.remote_ssrc, self._last_sr, delay)]
+        ssrc = self.remote_ssrc  # set together with _source_stats
+        return [self._source_stats.report_block(ssrc, self._last_sr, delay)]  # type: ignore[arg-type]
 
-    def _compound(self, now):
+    def _compound(self, now: float) -> "list[ReceiverReport | SourceDescription | SenderReport]":
         blocks = self._report_blocks(now)
+        report: SenderReport | ReceiverReport
         if self._sent_since_report:
             elapsed = now - self._start
             rtp_timestamp = self._timestamp_origin + int(elapsed * self.clock_rate)
@@ -521,7 +539,7 @@ class RtpSession:
         self._sent_since_report = False
         return [report, SourceDescription.with_cname(self.ssrc, self.cname)]
 
-    def _send_rtcp(self, now, extra=()):
+    def _send_rtcp(self, now: float, extra: "list[Bye] | tuple[Bye, ...]" = ()) -> None:
         data = b"".join(packet.to_bytes() for packet in self._compound(now) + list(extra))
         if self._srtp is not None:
             try:
@@ -533,7 +551,7 @@ class RtpSession:
         if destination is not None:
             self._outgoing.append((data, destination))
 
-    def _receive_rtcp(self, data, addr, now):
+    def _receive_rtcp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if self.rtcp_mux:
             expected, latched = self.remote_addr, self._rtp_latched
         else:
@@ -572,7 +590,7 @@ class RtpSession:
             elif isinstance(packet, Bye) and self.remote_ssrc in packet.ssrcs:
                 self.remote_bye = True
 
-    def _take_report(self, block, now):
+    def _take_report(self, block: "ReportBlock", now: float) -> None:
         self.remote_lost = block.cumulative_lost
         self.remote_fraction_lost = block.fraction_lost / 256
         self.remote_jitter = block.jitter
@@ -583,7 +601,7 @@ class RtpSession:
             if rtt < 0x80000000:
                 self.rtt = rtt / 65536
 
-    def close(self, now):
+    def close(self, now: float) -> None:
         """Send a final report with BYE (§6.6) and stop."""
         if self.state == ACTIVE:
             self._send_rtcp(now, [Bye([self.ssrc])])
@@ -593,7 +611,7 @@ class RtpSession:
 
     # -- statistics --------------------------------------------------------------------------
 
-    def stats(self):
+    def stats(self) -> dict[str, float | None]:
         source = self._source_stats
         expected = source.expected if source else 0
         lost = source.lost if source else 0

@@ -37,6 +37,10 @@ import os
 
 import pylibsrtp
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+
 AES_CM_128_HMAC_SHA1_80 = "AES_CM_128_HMAC_SHA1_80"
 AES_CM_128_HMAC_SHA1_32 = "AES_CM_128_HMAC_SHA1_32"
 SUITES = (AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32)
@@ -60,17 +64,17 @@ _SSRC_TYPES = {
 class SrtpError(Exception):
     """Protecting or unprotecting failed; `reason` says why (libsrtp's wording)."""
 
-    def __init__(self, reason):
+    def __init__(self, reason: str) -> None:
         Exception.__init__(self, reason)
         self.reason = reason
 
 
-def new_key_material():
+def new_key_material() -> bytes:
     """Fresh master key and salt for one direction of one call (RFC 4568 §6.1)."""
     return os.urandom(KEY_LENGTH + SALT_LENGTH)
 
 
-def split_key_material(material):
+def split_key_material(material: bytes) -> tuple[bytes, bytes]:
     if len(material) != KEY_LENGTH + SALT_LENGTH:
         raise SrtpError("key material must be 30 bytes")
     return material[:KEY_LENGTH], material[KEY_LENGTH:]
@@ -79,7 +83,7 @@ def split_key_material(material):
 class SrtpContext:
     """One direction of SRTP+SRTCP for every SSRC sent (or received) under one master key."""
 
-    def __init__(self, suite, master_key, master_salt, direction):
+    def __init__(self, suite: str, master_key: bytes, master_salt: bytes, direction: str) -> None:
         if suite not in _PROFILES:
             raise SrtpError(f"unsupported crypto suite {suite!r}")
         if direction not in _SSRC_TYPES:
@@ -100,7 +104,7 @@ class SrtpContext:
         except pylibsrtp.Error as error:
             raise SrtpError(str(error)) from error
 
-    def _run(self, operation, direction, packet):
+    def _run(self, operation: "Callable", direction: str, packet: bytes) -> bytes:
         if self.direction != direction:
             raise SrtpError(f"this context is {self.direction}")
         try:
@@ -108,41 +112,42 @@ class SrtpContext:
         except (pylibsrtp.Error, ValueError) as error:
             raise SrtpError(str(error)) from error
 
-    def protect(self, rtp):
+    def protect(self, rtp: bytes) -> bytes:
         return self._run(self._session.protect, OUTBOUND, rtp)
 
-    def protect_rtcp(self, rtcp):
+    def protect_rtcp(self, rtcp: bytes) -> bytes:
         return self._run(self._session.protect_rtcp, OUTBOUND, rtcp)
 
-    def unprotect(self, srtp):
+    def unprotect(self, srtp: bytes) -> bytes:
         return self._run(self._session.unprotect, INBOUND, srtp)
 
-    def unprotect_rtcp(self, srtcp):
+    def unprotect_rtcp(self, srtcp: bytes) -> bytes:
         return self._run(self._session.unprotect_rtcp, INBOUND, srtcp)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<SrtpContext {self.suite} {self.direction}>"  # never show keys
 
 
 class SrtpSession:
     """Both directions of one call: protect with our key, unprotect with the peer's."""
 
-    def __init__(self, suite, local_key, local_salt, remote_key, remote_salt):
+    def __init__(self, suite: str, local_key: bytes, local_salt: bytes, remote_key: bytes,
+                 remote_salt: bytes) -> None:
         self.suite = suite
         self._outbound = SrtpContext(suite, local_key, local_salt, OUTBOUND)
         self._inbound = SrtpContext(suite, remote_key, remote_salt, INBOUND)
 
-    def protect(self, rtp):
+    def protect(self, rtp: bytes) -> bytes:
         return self._outbound.protect(rtp)
 
-    def protect_rtcp(self, rtcp):
+    def protect_rtcp(self, rtcp: bytes) -> bytes:
         return self._outbound.protect_rtcp(rtcp)
 
-    def unprotect(self, srtp):
+    def unprotect(self, srtp: bytes) -> bytes:
         return self._inbound.unprotect(srtp)
 
-    def unprotect_rtcp(self, srtcp):
+    def unprotect_rtcp(self, srtcp: bytes) -> bytes:
         return self._inbound.unprotect_rtcp(srtcp)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<SrtpSession {self.suite}>"

@@ -29,9 +29,14 @@ import json
 import logging
 import os
 import time
+from typing import TYPE_CHECKING
 
 from firmware.app import auditlog
 from firmware.app.callers import source_ip
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 log = logging.getLogger("doorline.events")
 
@@ -41,12 +46,14 @@ FILE_NAME = "events.jsonl"
 RESERVED = ("id", "time", "type")  # a field of these names is stored as field_<name>
 
 
-def _line(event):
+def _line(event: dict) -> str:
     return json.dumps(event, separators=(",", ":"), default=str) + "\n"
 
 
 class EventLog:
-    def __init__(self, state_dir, clock=time.time, monotonic=time.monotonic, schedule=None):
+    def __init__(self, state_dir: str, clock: "Callable" = time.time,
+                 monotonic: "Callable[[], float]" = time.monotonic,
+                 schedule: "Callable | None" = None) -> None:
         self.path = os.path.join(state_dir, FILE_NAME)
         self.clock = clock
         self.monotonic = monotonic
@@ -54,9 +61,9 @@ class EventLog:
         self.limiter = auditlog.RejectionLimiter()
         self.batcher = auditlog.WriteBatcher()
         self.writes = 0
-        self._security = []
-        self._general = []
-        self._pending = []  # events not written yet, in id order
+        self._security: list[dict] = []
+        self._general: list[dict] = []
+        self._pending: list[dict] = []  # events not written yet, in id order
         self._lines = 0
         self._timer = None
         self._closed = False
@@ -65,14 +72,14 @@ class EventLog:
         self._next_id = max(ids) + 1 if ids else 1
 
     @property
-    def suppressed(self):
+    def suppressed(self) -> int:
         return self.limiter.suppressed
 
     @property
-    def events(self):
+    def events(self) -> list[dict]:
         return list(heapq.merge(self._security, self._general, key=lambda e: e["id"]))
 
-    def _load(self):
+    def _load(self) -> None:
         try:
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
@@ -90,11 +97,11 @@ class EventLog:
         self._security = self._security[-MAX_SECURITY_EVENTS:]
         self._general = self._general[-MAX_EVENTS:]
 
-    def _ring(self, type_):
+    def _ring(self, type_: str | None) -> list[dict]:
         return self._security if auditlog.is_security(type_) else self._general
 
     # -- storing ---------------------------------------------------------------------------
-    def append(self, type_, **fields):
+    def append(self, type_: str, **fields: object) -> dict | None:
         now = self.monotonic()
         fields = auditlog.clip(fields)
         self._summaries(now)
@@ -108,11 +115,12 @@ class EventLog:
         self._arm(now)
         return event
 
-    def _summaries(self, now, everything=False):
+    def _summaries(self, now: float, everything: bool = False) -> None:
         for fields in self.limiter.due(now, everything):
             self._store(auditlog.SUMMARY_TYPE, fields, now)
 
-    def _store(self, type_, fields, now):
+    def _store(self, type_: str, fields: dict,
+               now: float) -> dict:
         event = {"id": self._next_id, "time": round(self.clock(), 3), "type": type_}
         for key, value in fields.items():
             event["field_" + key if key in RESERVED else key] = value
@@ -127,14 +135,14 @@ class EventLog:
             self._flush(now)
         return event
 
-    def since(self, last_id=None):
+    def since(self, last_id: int | None = None) -> list[dict]:
         events = self.events
         if last_id is None:
             return events
         return [e for e in events if e["id"] > last_id]
 
     # -- time ------------------------------------------------------------------------------
-    def _arm(self, now):
+    def _arm(self, now: float) -> None:
         if self.schedule is None or self._closed:
             return
         deadlines = [t for t in (self.batcher.next_deadline(), self.limiter.next_deadline())
@@ -145,7 +153,7 @@ class EventLog:
         if deadlines:
             self._timer = self.schedule(max(0.0, min(deadlines) - now), self._on_timer)
 
-    def _on_timer(self):
+    def _on_timer(self) -> None:
         self._timer = None
         now = self.monotonic()
         self._summaries(now)
@@ -154,7 +162,7 @@ class EventLog:
             self._flush(now)
         self._arm(now)
 
-    def close(self):
+    def close(self) -> None:
         """Summaries of the open windows and every event not written yet go to the file."""
         now = self.monotonic()
         self._summaries(now, everything=True)
@@ -165,7 +173,7 @@ class EventLog:
         self._closed = True
 
     # -- the file --------------------------------------------------------------------------
-    def _flush(self, now):
+    def _flush(self, now: float) -> None:
         pending, self._pending = self._pending, []
         self.batcher.written(now)
         if not pending:
@@ -175,7 +183,7 @@ class EventLog:
         except OSError as exc:
             log.warning("cannot write the event log: %s", exc)
 
-    def _write(self, pending):
+    def _write(self, pending: list[dict]) -> None:
         self.writes += 1
         if self._lines + len(pending) > 2 * (MAX_EVENTS + MAX_SECURITY_EVENTS):
             events = self.events

@@ -34,6 +34,13 @@ import logging
 import os
 import signal
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable, Mapping
+
+    from firmware.runtime.sdnotify import Notifier
 
 log = logging.getLogger("doorline.health")
 
@@ -48,24 +55,25 @@ TEST_BLOCK_DEFAULT_S = 5.0
 
 
 class Health:
-    def __init__(self, limits=None, clock=time.monotonic):
+    def __init__(self, limits: dict[str, float] | None = None,
+                 clock: "Callable" = time.monotonic) -> None:
         self.limits = dict(LIMITS if limits is None else limits)
         self._clock = clock
         start = clock()
         self._last = {name: start for name in self.limits}
         self._required = {name: name in REQUIRED_AT_START for name in self.limits}
 
-    def beat(self, name, now=None):
+    def beat(self, name: str, now: float | None = None) -> None:
         if name not in self.limits:
             raise KeyError(f"unknown health component {name!r}")
         self._last[name] = self._clock() if now is None else now
 
-    def require(self, name, required=True, now=None):
+    def require(self, name: str, required: bool = True, now: float | None = None) -> None:
         if required and not self._required[name]:
             self.beat(name, now)
         self._required[name] = bool(required)
 
-    def problems(self, now=None):
+    def problems(self, now: float | None = None) -> list[str]:
         """One line per required component that is overdue; empty when healthy."""
         now = self._clock() if now is None else now
         lines = []
@@ -75,11 +83,11 @@ class Health:
                 lines.append(f"{name}: silent for {age:.1f} s (limit {limit:g} s)")
         return lines
 
-    def healthy(self, now=None):
+    def healthy(self, now: float | None = None) -> bool:
         return not self.problems(now)
 
 
-def interval_from_environment(environ=None):
+def interval_from_environment(environ: "Mapping[str, str] | None" = None) -> float | None:
     """Seconds between watchdog pings (WATCHDOG_USEC / 3), or None when systemd wants none."""
     environ = os.environ if environ is None else environ
     usec = environ.get("WATCHDOG_USEC", "")
@@ -92,27 +100,28 @@ def interval_from_environment(environ=None):
 
 
 class Watchdog:
-    def __init__(self, notifier, health, interval=None, environ=None):
+    def __init__(self, notifier: "Notifier", health: "Health", interval: float | None = None,
+                 environ: "Mapping[str, str] | None" = None) -> None:
         self.notifier = notifier
         self.health = health
         self.interval = interval_from_environment(environ) if interval is None else interval
-        self._handle = None
-        self._loop = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._was_healthy = True
 
-    def ready(self, status=None):
+    def ready(self, status: str | None = None) -> None:
         self.notifier.notify("READY=1" + (f"\nSTATUS={status}" if status else ""))
 
-    def status(self, text):
+    def status(self, text: str) -> None:
         self.notifier.notify(f"STATUS={text}")
 
-    def stopping(self):
+    def stopping(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
         self.notifier.notify("STOPPING=1")
 
-    def tick(self, now=None):
+    def tick(self, now: float | None = None) -> bool:
         """Beat "loop" and ping systemd if everything required is alive. Returns True if pinged."""
         self.health.beat("loop", now)
         problems = self.health.problems(now)
@@ -128,29 +137,31 @@ class Watchdog:
         self._was_healthy = True
         return self.notifier.notify("WATCHDOG=1")
 
-    def start(self, loop):
+    def start(self, loop: "asyncio.AbstractEventLoop") -> None:
         """Tick every `interval` seconds on `loop` (nothing when the watchdog is disabled)."""
         if self.interval is None:
             return
         self._loop = loop
         self._schedule()
 
-    def _schedule(self):
+    def _schedule(self) -> None:
+        assert self._loop is not None and self.interval is not None  # start() set them
         self._handle = self._loop.call_later(self.interval, self._on_timer)
 
-    def _on_timer(self):
+    def _on_timer(self) -> None:
         self.tick()
         self._schedule()
 
 
-def install_test_hooks(loop, environ=None):
+def install_test_hooks(loop: "asyncio.AbstractEventLoop",
+                       environ: "Mapping[str, str] | None" = None) -> bool:
     """With DOORLINE_TEST_HOOKS=1: SIGUSR2 blocks `loop` for DOORLINE_TEST_BLOCK_S seconds."""
     environ = os.environ if environ is None else environ
     if environ.get("DOORLINE_TEST_HOOKS") != "1":
         return False
     seconds = float(environ.get("DOORLINE_TEST_BLOCK_S", TEST_BLOCK_DEFAULT_S))
 
-    def block_loop():
+    def block_loop() -> None:
         log.warning("test hook: blocking the event loop for %.1f s", seconds)
         time.sleep(seconds)  # deliberately blocking: this simulates a hung loop
 

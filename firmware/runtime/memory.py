@@ -14,7 +14,7 @@ M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 MMAP_THRESHOLD = 128 * 1024  # glibc's own default, made fixed
 
 
-def fix_malloc_threshold():
+def fix_malloc_threshold() -> bool:
     """Best effort: elsewhere than glibc this does nothing."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

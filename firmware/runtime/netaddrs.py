@@ -14,11 +14,11 @@ FIB_TRIE = "/proc/net/fib_trie"
 IF_INET6 = "/proc/net/if_inet6"
 
 
-def host_name():
+def host_name() -> str:
     return socket.gethostname()
 
 
-def _ipv4_local(text):
+def _ipv4_local(text: str) -> set[str]:
     found, last = set(), None
     for line in text.splitlines():
         stripped = line.strip()
@@ -29,7 +29,7 @@ def _ipv4_local(text):
     return found
 
 
-def _ipv6_local(text):
+def _ipv6_local(text: str) -> set[str]:
     found = set()
     for line in text.splitlines():
         fields = line.split()
@@ -41,7 +41,7 @@ def _ipv6_local(text):
     return found
 
 
-def _read(path):
+def _read(path: str) -> str | None:
     try:
         with open(path, encoding="ascii", errors="replace") as f:
             return f.read()
@@ -49,7 +49,7 @@ def _read(path):
         return None
 
 
-def interface_addresses():
+def interface_addresses() -> set[str]:
     found = {"127.0.0.1", "::1"}
     fib, inet6 = _read(FIB_TRIE), _read(IF_INET6)
     if fib is not None:
@@ -58,7 +58,8 @@ def interface_addresses():
         found |= _ipv6_local(inet6)
     if fib is None:
         try:
-            found |= {info[4][0] for info in socket.getaddrinfo(host_name(), None)}
+            # an AF_INET/AF_INET6 sockaddr starts with the address text
+            found |= {info[4][0] for info in socket.getaddrinfo(host_name(), None)}  # type: ignore[misc]
         except OSError:
             pass
     return found

@@ -22,10 +22,16 @@ import asyncio
 import ipaddress
 import random
 import socket
+from typing import TYPE_CHECKING
 
 import dns.exception
 
 from firmware.sip.endpoint import Peer
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from dns.asyncresolver import Resolver
 
 DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
 SRV_PREFIX = {"udp": "_sip._udp.", "tcp": "_sip._tcp.", "tls": "_sips._tcp."}
@@ -38,7 +44,7 @@ class LocateError(Exception):
     pass
 
 
-def is_numeric(host):
+def is_numeric(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
         return True
@@ -46,7 +52,7 @@ def is_numeric(host):
         return False
 
 
-def order_srv(records, rng=random):
+def order_srv(records: "list[Any]", rng: "Any" = random) -> "list[Any]":
     """RFC 2782: lowest priority first; within a priority, weighted random order."""
     out = []
     for priority in sorted({r.priority for r in records}):
@@ -65,12 +71,12 @@ def order_srv(records, rng=random):
 
 
 class Locator:
-    def __init__(self, resolver=None, system_fallback=True):
+    def __init__(self, resolver: "Resolver | None" = None, system_fallback: bool = True) -> None:
         self._resolver = resolver
         self.system_fallback = system_fallback
 
     @property
-    def resolver(self):
+    def resolver(self) -> "Resolver":
         if self._resolver is None:
             # Imported on first use: dnspython's resolver costs ~130 ms of start-up (far more
             # on a Pi Zero), and a numeric registrar never needs it.
@@ -79,7 +85,8 @@ class Locator:
             self._resolver = dns.asyncresolver.Resolver()
         return self._resolver
 
-    async def locate(self, host, port=None, transport=None, secure=False):
+    async def locate(self, host: str, port: int | None = None, transport: str | None = None,
+                     secure: bool = False) -> "list[Peer]":
         host = host.strip("[]")
         if is_numeric(host):
             transport = transport or ("tls" if secure else "udp")
@@ -108,11 +115,11 @@ class Locator:
             raise LocateError(f"cannot resolve {host}")
         return peers
 
-    async def _naptr(self, host, secure):
+    async def _naptr(self, host: str, secure: bool) -> tuple[str, str | None]:
         try:
             answer = await self.resolver.resolve(host, "NAPTR")
         except LOOKUP_ERRORS:
-            answer = []
+            answer = []  # type: ignore[assignment]  # no records
         records = sorted(answer, key=lambda r: (r.order, r.preference))
         for record in records:
             service = record.service.decode().upper()
@@ -121,7 +128,7 @@ class Locator:
                 return transport, record.replacement.to_text(omit_final_dot=True)
         return ("tls" if secure else "udp"), None
 
-    async def _srv(self, name, transport, server_name):
+    async def _srv(self, name: str, transport: str, server_name: str) -> "list[Peer]":
         try:
             answer = await self.resolver.resolve(name, "SRV")
         except LOOKUP_ERRORS:
@@ -132,7 +139,8 @@ class Locator:
             peers.extend(await self._addresses(target, record.port, transport, server_name))
         return peers
 
-    async def _addresses(self, host, port, transport, server_name=None):
+    async def _addresses(self, host: str, port: int, transport: str,
+                         server_name: str | None = None) -> "list[Peer]":
         peers = []
         for rdtype in ("A", "AAAA"):
             try:
@@ -148,13 +156,13 @@ class Locator:
         return peers
 
 
-async def _system_addresses(host, port):
+async def _system_addresses(host: str, port: int) -> list[str]:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP)
     except OSError:  # socket.gaierror included
         return []
-    addresses = []
+    addresses: list[Any] = []  # an AF_INET/AF_INET6 sockaddr starts with the address text
     for _family, _type, _proto, _name, sockaddr in infos:
         if sockaddr[0] not in addresses:
             addresses.append(sockaddr[0])

@@ -21,25 +21,25 @@ import socket
 log = logging.getLogger("doorline.sdnotify")
 
 
-def _socket_address(text):
+def _socket_address(text: str) -> str:
     if text.startswith("@"):
         return "\0" + text[1:]
     return text
 
 
 class Notifier:
-    def __init__(self, address=None):
+    def __init__(self, address: str | None = None) -> None:
         if address is None:
             address = os.environ.get("NOTIFY_SOCKET", "")
         self.address = _socket_address(address) if address else None
-        self._socket = None
+        self._socket: socket.socket | None = None
         self._failing = False
 
     @property
-    def enabled(self):
+    def enabled(self) -> bool:
         return self.address is not None
 
-    def notify(self, state):
+    def notify(self, state: str) -> bool:
         """Send `state` (e.g. "READY=1\\nSTATUS=running") as one datagram."""
         if self.address is None:
             return False
@@ -56,7 +56,7 @@ class Notifier:
         self._failing = False
         return True
 
-    def close(self):
+    def close(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
@@ -65,7 +65,7 @@ class Notifier:
 _default = None
 
 
-def notify(state):
+def notify(state: str) -> bool:
     """Send `state` through a notifier created from the environment on first use."""
     global _default
     if _default is None:

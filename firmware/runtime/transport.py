@@ -37,11 +37,18 @@ import asyncio
 import logging
 import socket
 import ssl
+from typing import TYPE_CHECKING
 
 from firmware.runtime.resolver import is_numeric
 from firmware.sip.endpoint import Peer
 from firmware.sip.errors import ParseError
 from firmware.sip.message import KEEPALIVE_PING, KEEPALIVE_PONG, StreamReader
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from ssl import SSLContext
+    from typing import Any
+
 
 log = logging.getLogger("doorline.transport")
 
@@ -58,7 +65,7 @@ MAX_ERROR_SOURCES = 256
 MAX_QUEUED = 64 * 1024  # bytes buffered towards one connection that is still opening
 
 
-def client_tls_context(ca_file):
+def client_tls_context(ca_file: str | None) -> "SSLContext":
     """A TLS client context that verifies the server against `ca_file` (RFC 5922, RFC 9325)."""
     ctx = ssl.create_default_context(cafile=ca_file or None)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -70,23 +77,24 @@ def client_tls_context(ca_file):
 class _Flow(asyncio.Protocol):
     """One TCP or TLS connection."""
 
-    def __init__(self, manager, transport_name, remote=None):
+    def __init__(self, manager: "Transports", transport_name: str,
+                 remote: tuple[str, int] | None = None) -> None:
         self.manager = manager
         self.outbound = remote is not None
         self.name = transport_name
-        self.remote = remote  # (host, port)
-        self.transport = None
+        self.remote: Any = remote  # (host, port); set on connection_made for an inbound flow
+        self.transport: Any = None  # asyncio's stream transport
         self.reader = StreamReader()
-        self.pending = []  # data queued while connecting
+        self.pending: list[bytes] = []  # data queued while connecting
         self.connected = asyncio.get_running_loop().create_future()
         self.flow_id = manager.next_flow_id()
-        self.pong_deadline = None
+        self.pong_deadline: float | None = None
         self.last_activity = asyncio.get_running_loop().time()
         self.opened_at = self.last_activity
         self.messages = 0  # whole messages and keep-alives received
         self.closed = False
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: "Any") -> None:  # asyncio's stream transport
         self.transport = transport
         if self.remote is None:
             self.remote = transport.get_extra_info("peername")[:2]
@@ -107,7 +115,7 @@ class _Flow(asyncio.Protocol):
             transport.write(data)
         self.pending = []
 
-    def data_received(self, data):
+    def data_received(self, data: bytes) -> None:
         self.last_activity = asyncio.get_running_loop().time()
         peer = self.peer()
         for item in self.reader.feed(data):
@@ -126,16 +134,16 @@ class _Flow(asyncio.Protocol):
             else:
                 self.manager.deliver(item, peer)
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Exception | None) -> None:
         if not self.connected.done():
             self.connected.set_result(False)
         self.closed = True
         self.manager.flow_lost(self, exc)
 
-    def peer(self):
+    def peer(self) -> "Peer":
         return Peer(self.name, self.remote[0], self.remote[1], self.flow_id)
 
-    def send(self, data):
+    def send(self, data: bytes) -> None:
         if self.transport is None:
             if sum(map(len, self.pending)) + len(data) > MAX_QUEUED:
                 return
@@ -143,31 +151,31 @@ class _Flow(asyncio.Protocol):
         else:
             self.transport.write(data)
 
-    def close(self, why):
+    def close(self, why: str) -> None:
         log.info("closing %s flow to %s:%s: %s", self.name, *self.remote, why)
         if self.transport is not None:
             self.transport.abort()
 
 
 class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, manager):
+    def __init__(self, manager: "Transports") -> None:
         self.manager = manager
-        self.transport = None
+        self.transport: asyncio.BaseTransport | None = None
         # asyncio releases the socket one loop turn after close(): rebinding the same port
         # (a live config change) must wait for this.
         self.released = asyncio.get_running_loop().create_future()
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Exception | None) -> None:
         if not self.released.done():
             self.released.set_result(None)
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
-    def datagram_received(self, data, addr):
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.manager.deliver(data, Peer("udp", addr[0], addr[1]))
 
-    def error_received(self, exc):
+    def error_received(self, exc: Exception) -> None:
         log.debug("udp error: %s", exc)
 
 
@@ -178,24 +186,25 @@ class Transports:
     for streams. `on_flow_failed(peer)`: a stream flow closed or could not be opened.
     """
 
-    def __init__(self, on_receive, on_flow_failed, tls_context=None):
+    def __init__(self, on_receive: "Callable", on_flow_failed: "Callable",
+                 tls_context: "SSLContext | None" = None) -> None:
         self.on_receive = on_receive
         self.on_flow_failed = on_flow_failed
         self.tls_context = tls_context
-        self.flows = {}
-        self.udp = None
-        self.servers = []
+        self.flows: dict[int, _Flow] = {}
+        self.udp: Any = None  # asyncio's DatagramTransport, once listening
+        self.servers: list[asyncio.Server] = []
         self._next_id = 0
-        self._logged_at = {}  # source host → when we last logged about it
-        self._keepalive_task = None
-        self._lookups = set()  # tasks resolving UDP destinations
+        self._logged_at: dict[str, float] = {}  # source host → when we last logged about it
+        self._keepalive_task: asyncio.Task | None = None
+        self._lookups: set[asyncio.Task] = set()  # tasks resolving UDP destinations
         self.closed = False
 
-    def next_flow_id(self):
+    def next_flow_id(self) -> int:
         self._next_id += 1
         return self._next_id
 
-    async def listen(self, host, port, stream=True):
+    async def listen(self, host: str, port: int, stream: bool = True) -> None:
         """UDP always; TCP on the same port for requests that come over streams."""
         loop = asyncio.get_running_loop()
         self.udp, _ = await loop.create_datagram_endpoint(
@@ -206,17 +215,17 @@ class Transports:
             self.servers.append(server)
         self._keepalive_task = asyncio.create_task(self._keepalive())
 
-    def local_port(self):
+    def local_port(self) -> int:
         return self.udp.get_extra_info("sockname")[1]
 
-    def deliver(self, item, peer):
+    def deliver(self, item: object, peer: "Peer") -> None:
         try:
             self.on_receive(item, peer)
         except Exception:  # a bug in a handler must not take the transport down
             if self.may_log(peer.host):
                 log.exception("error while handling a message from %s:%s", peer.host, peer.port)
 
-    def may_log(self, host):
+    def may_log(self, host: str) -> bool:
         """Rate limit for log lines about one source address (floods must not flood the log)."""
         now = asyncio.get_running_loop().time()
         last = self._logged_at.get(host)
@@ -227,7 +236,7 @@ class Transports:
         self._logged_at[host] = now
         return True
 
-    def send(self, data, peer):
+    def send(self, data: bytes, peer: "Peer") -> None:
         if self.closed:
             return
         if peer.transport == "udp":
@@ -247,7 +256,7 @@ class Transports:
         if flow is not None:
             flow.send(data)
 
-    async def _send_resolved(self, data, host, port):
+    async def _send_resolved(self, data: bytes, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         family = self.udp.get_extra_info("socket").family
         try:
@@ -260,14 +269,14 @@ class Transports:
         if infos and not self.closed:
             self.udp.sendto(data, infos[0][4][:2])
 
-    def _find_flow(self, peer):
+    def _find_flow(self, peer: "Peer") -> "_Flow | None":
         for flow in self.flows.values():
             if not flow.closed and flow.name == peer.transport and \
                     tuple(flow.remote) == (peer.host, peer.port):
                 return flow
         return None
 
-    def _open_flow(self, peer):
+    def _open_flow(self, peer: "Peer") -> "_Flow | None":
         if len(self.flows) >= MAX_CONNECTIONS:
             log.warning("too many connections; not opening one to %s:%s", peer.host, peer.port)
             self.on_flow_failed(peer)
@@ -277,7 +286,7 @@ class Transports:
         asyncio.create_task(self._connect(flow, peer))
         return flow
 
-    async def _connect(self, flow, peer):
+    async def _connect(self, flow: "_Flow", peer: "Peer") -> None:
         loop = asyncio.get_running_loop()
         ssl_ctx = None
         if peer.transport == "tls":
@@ -296,11 +305,11 @@ class Transports:
             if not self.closed:
                 self.on_flow_failed(Peer(peer.transport, peer.host, peer.port, flow.flow_id))
 
-    def flow_lost(self, flow, exc):
+    def flow_lost(self, flow: "_Flow", exc: Exception | None) -> None:
         if self.flows.pop(flow.flow_id, None) is not None and not self.closed:
             self.on_flow_failed(flow.peer())
 
-    async def _keepalive(self):
+    async def _keepalive(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(KEEPALIVE_TICK)
@@ -321,7 +330,7 @@ class Transports:
                     flow.last_activity = now
                     flow.transport.write(b"\r\n\r\n")
 
-    def close(self):
+    def close(self) -> None:
         self.closed = True
         if self._keepalive_task:
             self._keepalive_task.cancel()
@@ -335,7 +344,7 @@ class Transports:
         if self.udp is not None:
             self.udp.close()
 
-    async def wait_closed(self):
+    async def wait_closed(self) -> None:
         """After close(): until every listening socket is released (bounded)."""
         waits = [server.wait_closed() for server in self.servers]
         if self.udp is not None:

@@ -82,13 +82,13 @@ _HOLD_ADDRESSES = ("0.0.0.0",)  # RFC 3264 §8.4: the RFC 2543 way to say "do no
 class OfferAnswerError(Exception):
     """Negotiation failed; ``status`` is the SIP response to send (488 Not Acceptable Here)."""
 
-    def __init__(self, reason, status=488):
+    def __init__(self, reason: str, status: int = 488) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
 
 
-def signalling_srtp(mode, signalling_secure, requires_tls=True):
+def signalling_srtp(mode: str, signalling_secure: bool, requires_tls: bool = True) -> str:
     """The SRTP mode to negotiate over this signalling; see the module docstring."""
     if mode not in SRTP_MODES:
         raise ValueError(f"srtp must be one of {SRTP_MODES}")
@@ -103,9 +103,12 @@ def signalling_srtp(mode, signalling_secure, requires_tls=True):
 class LocalMedia:
     """What we can do and where we receive; validated on construction (``ValueError``)."""
 
-    def __init__(self, address, rtp_port, codecs=("PCMU", "PCMA"), telephone_event=True,
-                 telephone_event_payload_type=101, ptime=20, srtp=SRTP_OFF, crypto=(),
-                 rtcp_mux=False, username="doorline", session_id=0):
+    def __init__(self, address: str, rtp_port: int,
+                 codecs: list[str] | tuple[str, str] = ("PCMU", "PCMA"),
+                 telephone_event: bool = True, telephone_event_payload_type: int = 101,
+                 ptime: int = 20, srtp: str = SRTP_OFF,
+                 crypto: "list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]" = (),
+                 rtcp_mux: bool = False, username: str = "doorline", session_id: int = 0) -> None:
         self.address = address
         self.rtp_port = rtp_port
         self.codecs = [name.upper() for name in codecs]
@@ -119,7 +122,7 @@ class LocalMedia:
         self.session_id = session_id
         self._validate()
 
-    def _validate(self):
+    def _validate(self) -> None:
         if not self.codecs or any(name not in STATIC_PAYLOAD_TYPES for name in self.codecs):
             raise ValueError(f"codecs must be some of {sorted(STATIC_PAYLOAD_TYPES)}")
         if not 96 <= self.telephone_event_payload_type <= 127:
@@ -136,7 +139,7 @@ class LocalMedia:
             if len(key_salt) != KEY_SALT_LENGTH:
                 raise ValueError(f"{suite} needs {KEY_SALT_LENGTH} bytes of key and salt")
 
-    def key_salt_for(self, suite):
+    def key_salt_for(self, suite: str) -> bytes | None:
         for our_suite, key_salt in self.crypto:
             if our_suite == suite:
                 return key_salt
@@ -146,23 +149,25 @@ class LocalMedia:
 class SrtpParameters:
     """Keys for one SRTP session: we protect with the local key, unprotect with the remote."""
 
-    def __init__(self, suite, remote_key, remote_salt, local_key, local_salt):
+    def __init__(self, suite: str, remote_key: bytes, remote_salt: bytes, local_key: bytes,
+                 local_salt: bytes) -> None:
         self.suite = suite
         self.remote_key = remote_key
         self.remote_salt = remote_salt
         self.local_key = local_key
         self.local_salt = local_salt
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"SrtpParameters({self.suite})"  # never print keys
 
 
 class NegotiatedMedia:
     """The outcome of one offer/answer exchange for the audio stream."""
 
-    def __init__(self, media_index, remote_address, remote_port, remote_rtcp_address,
-                 remote_rtcp_port, rtcp_mux, codec, payload_type, telephone_event_payload_type,
-                 ptime, sending, receiving, srtp):
+    def __init__(self, media_index: int, remote_address: str, remote_port: int,
+                 remote_rtcp_address: str, remote_rtcp_port: int, rtcp_mux: bool, codec: str,
+                 payload_type: int, telephone_event_payload_type: int | None, ptime: int,
+                 sending: bool, receiving: bool, srtp: "SrtpParameters | None") -> None:
         self.media_index = media_index
         self.remote_address = remote_address
         self.remote_port = remote_port
@@ -179,30 +184,30 @@ class NegotiatedMedia:
         self.srtp = srtp
 
     @property
-    def direction(self):
+    def direction(self) -> str:
         """Our direction as an SDP direction name."""
         return _direction_name((self.sending, self.receiving))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"NegotiatedMedia({self.codec}/{self.payload_type} -> "
                 f"{self.remote_address}:{self.remote_port} {self.direction} "
                 f"srtp={self.srtp!r})")
 
 
-def _direction_name(flags):
+def _direction_name(flags: tuple[bool, bool]) -> str:
     for name, name_flags in _DIRECTION_FLAGS.items():
         if name_flags == flags:
             return name
     raise ValueError(f"no direction for {flags!r}")
 
 
-def _payload_type_number(fmt):
+def _payload_type_number(fmt: str) -> int | None:
     if 0 < len(fmt) <= 3 and all(char in "0123456789" for char in fmt) and int(fmt) <= 127:
         return int(fmt)
     return None
 
 
-def _carries(media, fmt, codec):
+def _carries(media: "MediaDescription", fmt: str, codec: str) -> bool:
     """Whether format ``fmt`` of ``media`` is ``codec`` at 8000 Hz: by rtpmap when there is one
     (a dynamic type, or a static one spelt out), else by the RFC 3551 static number."""
     payload_type = _payload_type_number(fmt)
@@ -215,7 +220,7 @@ def _carries(media, fmt, codec):
             and mapping.channels in (None, 1))
 
 
-def _payload_type_for(media, codec):
+def _payload_type_for(media: "MediaDescription", codec: str) -> int | None:
     """The first payload type in ``media`` that carries ``codec``, or None."""
     for fmt in media.formats:
         if _carries(media, fmt, codec):
@@ -223,7 +228,7 @@ def _payload_type_for(media, codec):
     return None
 
 
-def _usable_crypto(media, local):
+def _usable_crypto(media: "MediaDescription", local: "LocalMedia") -> "Crypto | None":
     """The offerer's first crypto line (its preference) that our SRTP layer can use."""
     for crypto in media.cryptos():
         if (local.key_salt_for(crypto.suite) is not None and len(crypto.keys) == 1
@@ -232,7 +237,7 @@ def _usable_crypto(media, local):
     return None
 
 
-def _remote_flags(remote, media):
+def _remote_flags(remote: "SessionDescription", media: "MediaDescription") -> tuple[bool, bool]:
     """(remote sends, remote receives), counting c=0.0.0.0 as 'do not send to me'."""
     sends, receives = _DIRECTION_FLAGS[remote.direction_of(media)]
     connection = remote.connection_for(media)
@@ -241,8 +246,9 @@ def _remote_flags(remote, media):
     return sends, receives
 
 
-def _negotiated(index, remote, media, codec, payload_type, telephone_event, srtp, local,
-                our_flags):
+def _negotiated(index: int, remote: "SessionDescription", media: "MediaDescription", codec: str,
+                payload_type: int, telephone_event: int | None, srtp: "SrtpParameters | None",
+                local: "LocalMedia", our_flags: tuple[bool, bool]) -> "NegotiatedMedia":
     connection = remote.connection_for(media)
     if connection is None:
         raise OfferAnswerError("no connection address for the audio stream")
@@ -263,13 +269,14 @@ def _negotiated(index, remote, media, codec, payload_type, telephone_event, srtp
                            our_flags[0] and remote_receives, our_flags[1] and remote_sends, srtp)
 
 
-def _srtp_parameters(remote_crypto, local_crypto):
-    return SrtpParameters(remote_crypto.suite, remote_crypto.master_key,
-                          remote_crypto.master_salt, local_crypto.master_key,
-                          local_crypto.master_salt)
+def _srtp_parameters(remote_crypto: "Crypto", local_crypto: "Crypto") -> "SrtpParameters":
+    # Both suites are known ones (_usable_crypto), so their keys split and are never None.
+    return SrtpParameters(remote_crypto.suite,
+                          remote_crypto.master_key, remote_crypto.master_salt,  # type: ignore[arg-type]
+                          local_crypto.master_key, local_crypto.master_salt)  # type: ignore[arg-type]
 
 
-def _telephone_event_payload_type(media):
+def _telephone_event_payload_type(media: "MediaDescription") -> int | None:
     for mapping in media.rtpmaps():
         if mapping.encoding.lower() == TELEPHONE_EVENT and mapping.clock_rate == CLOCK_RATE:
             if str(mapping.payload_type) in media.formats:
@@ -277,12 +284,13 @@ def _telephone_event_payload_type(media):
     return None
 
 
-def _new_description(local, session_version):
+def _new_description(local: "LocalMedia", session_version: int) -> "SessionDescription":
     origin = Origin(local.username, local.session_id, session_version, local.address)
     return SessionDescription(origin, "-", Connection(local.address))
 
 
-def _audio_media(proto, port, codecs, telephone_event, local, direction, rtcp_mux):
+def _audio_media(proto: str, port: int, codecs: list[tuple[str, int]], telephone_event: int | None,
+                 local: "LocalMedia", direction: str, rtcp_mux: bool) -> "MediaDescription":
     """An m=audio section; ``codecs`` is [(name, payload type)], ``telephone_event`` a pt/None."""
     formats = [str(payload_type) for _, payload_type in codecs]
     media = MediaDescription("audio", port, proto, formats)
@@ -299,14 +307,15 @@ def _audio_media(proto, port, codecs, telephone_event, local, direction, rtcp_mu
     return media
 
 
-def _audio_slot(previous):
+def _audio_slot(previous: "SessionDescription") -> int:
     """Index of the audio stream in our previous description: the live one, else any."""
     audio = [index for index, media in enumerate(previous.media) if media.media == "audio"]
     live = [index for index in audio if previous.media[index].port != 0]
     return (live or audio or [len(previous.media)])[0]
 
 
-def create_offer(local, session_version, direction=SENDRECV, previous=None):
+def create_offer(local: "LocalMedia", session_version: int, direction: str = SENDRECV,
+                 previous: "SessionDescription | None" = None) -> "SessionDescription":
     """RFC 3264 §5: one audio stream with our codecs in preference order.
 
     For a re-offer (§8, e.g. hold) pass our ``previous`` description of the session (our last
@@ -337,7 +346,8 @@ def create_offer(local, session_version, direction=SENDRECV, previous=None):
     return offer
 
 
-def _choose_audio(media, local):
+def _choose_audio(media: "MediaDescription",
+                  local: "LocalMedia") -> "tuple[str, int, Crypto | None]":
     """(codec, payload type, crypto or None) for an offered audio stream, or OfferAnswerError."""
     if media.proto not in (PROTO_RTP, PROTO_SRTP):
         raise OfferAnswerError(f"unsupported transport {media.proto}")
@@ -355,7 +365,8 @@ def _choose_audio(media, local):
     raise OfferAnswerError("no common codec")
 
 
-def create_answer(offer, local, session_version, direction=SENDRECV):
+def create_answer(offer: "SessionDescription", local: "LocalMedia", session_version: int,
+                  direction: str = SENDRECV) -> "tuple[SessionDescription, NegotiatedMedia]":
     """RFC 3264 §6: accept the first usable audio stream, reject every other one (port 0)."""
     if direction not in _DIRECTION_FLAGS:
         raise ValueError(f"unknown direction {direction!r}")
@@ -383,6 +394,7 @@ def create_answer(offer, local, session_version, direction=SENDRECV):
         srtp = None
         if remote_crypto is not None:
             key_salt = local.key_salt_for(remote_crypto.suite)
+            assert key_salt is not None  # _usable_crypto chose one of our suites
             local_crypto = Crypto.inline(remote_crypto.tag, remote_crypto.suite, key_salt[:16],
                                          key_salt[16:])
             answered.add_attribute("crypto", str(local_crypto))
@@ -395,7 +407,8 @@ def create_answer(offer, local, session_version, direction=SENDRECV):
     return answer, negotiated
 
 
-def _answered_srtp(offered, answered):
+def _answered_srtp(offered: "MediaDescription",
+                   answered: "MediaDescription") -> "SrtpParameters | None":
     """SRTP keys from the answer's crypto line that matches one of our offered tags."""
     offered_by_tag = {crypto.tag: crypto for crypto in offered.cryptos()}
     if not offered_by_tag:
@@ -411,7 +424,8 @@ def _answered_srtp(offered, answered):
     raise OfferAnswerError("answer's crypto attribute does not match our offer")
 
 
-def process_answer(offer, answer, local):
+def process_answer(offer: "SessionDescription", answer: "SessionDescription",
+                   local: "LocalMedia") -> "NegotiatedMedia":
     """RFC 3264 §7: what the answerer accepted of our ``offer``."""
     if len(answer.media) != len(offer.media):
         raise OfferAnswerError("answer has a different number of m-lines than the offer")
@@ -432,7 +446,8 @@ def process_answer(offer, answer, local):
     raise OfferAnswerError("answer rejected the audio stream")
 
 
-def _answered_codec(offered, answered, local):
+def _answered_codec(offered: "MediaDescription", answered: "MediaDescription",
+                    local: "LocalMedia") -> tuple[str, int]:
     """RFC 3264 §7: the answerer's first format that is one of the codecs we offered."""
     for fmt in answered.formats:
         for codec in local.codecs:

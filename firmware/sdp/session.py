@@ -67,16 +67,16 @@ _MEDIA_LETTERS = "icbka"
 class SdpParseError(ValueError):
     """Malformed SDP; ``reason`` says what was wrong."""
 
-    def __init__(self, reason):
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
 
-def _shorten(text):
+def _shorten(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
-def _uint(text, what, maximum=None):
+def _uint(text: str, what: str, maximum: int | None = None) -> int:
     if not text or len(text) > 20 or any(char not in _DIGITS for char in text):
         raise SdpParseError(f"{what} is not a number: {_shorten(text)}")
     value = int(text)
@@ -85,20 +85,20 @@ def _uint(text, what, maximum=None):
     return value
 
 
-def _token(text, what):
+def _token(text: str, what: str) -> str:
     if not text or any(char not in _TOKEN_CHARS for char in text):
         raise SdpParseError(f"bad {what}: {_shorten(text)}")
     return text
 
 
-def _fields(value, count, what):
+def _fields(value: str, count: int, what: str) -> list[str]:
     fields = value.split()
     if len(fields) != count:
         raise SdpParseError(f"{what} needs {count} fields: {_shorten(value)}")
     return fields
 
 
-def addrtype_of(address):
+def addrtype_of(address: str) -> str:
     """``IP6`` for an IPv6 literal, else ``IP4`` (RFC 8866 §5.7)."""
     return "IP6" if ":" in address else "IP4"
 
@@ -106,8 +106,8 @@ def addrtype_of(address):
 class Origin:
     """``o=<username> <sess-id> <sess-version> <nettype> <addrtype> <address>`` (RFC 8866 §5.2)."""
 
-    def __init__(self, username, session_id, session_version, address, addrtype=None,
-                 nettype="IN"):
+    def __init__(self, username: str, session_id: int, session_version: int, address: str,
+                 addrtype: str | None = None, nettype: str = "IN") -> None:
         self.username = username
         self.session_id = session_id
         self.session_version = session_version
@@ -116,123 +116,126 @@ class Origin:
         self.nettype = nettype
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: str) -> "Origin":
         username, sess_id, sess_version, nettype, addrtype, address = _fields(value, 6, "o=")
         return cls(username, _uint(sess_id, "sess-id"), _uint(sess_version, "sess-version"),
                    address, _token(addrtype, "addrtype"), _token(nettype, "nettype"))
 
-    def __str__(self):
+    def __str__(self) -> str:
         return (f"{self.username} {self.session_id} {self.session_version} "
                 f"{self.nettype} {self.addrtype} {self.address}")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Origin({str(self)!r})"
 
 
 class Connection:
     """``c=<nettype> <addrtype> <connection-address>`` (RFC 8866 §5.7)."""
 
-    def __init__(self, address, addrtype=None, nettype="IN"):
+    def __init__(self, address: str, addrtype: str | None = None, nettype: str = "IN") -> None:
         self.address = address
         self.addrtype = addrtype or addrtype_of(address)
         self.nettype = nettype
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: str) -> "Connection":
         nettype, addrtype, address = _fields(value, 3, "c=")
         return cls(address, _token(addrtype, "addrtype"), _token(nettype, "nettype"))
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.nettype} {self.addrtype} {self.address}"
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Connection({str(self)!r})"
 
 
 class Bandwidth:
     """``b=<bwtype>:<bandwidth>`` (RFC 8866 §5.8)."""
 
-    def __init__(self, bwtype, value):
+    def __init__(self, bwtype: str, value: int) -> None:
         self.bwtype = bwtype
         self.value = value
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: str) -> "Bandwidth":
         bwtype, colon, amount = value.partition(":")
         if not colon:
             raise SdpParseError(f"b= needs a colon: {_shorten(value)}")
         return cls(_token(bwtype, "bwtype"), _uint(amount, "bandwidth"))
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.bwtype}:{self.value}"
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Bandwidth({str(self)!r})"
 
 
 class Timing:
     """``t=<start> <stop>`` with its ``r=`` lines kept as written (RFC 8866 §5.9, §5.10)."""
 
-    def __init__(self, start=0, stop=0, repeats=None):
+    def __init__(self, start: int = 0, stop: int = 0,
+                 repeats: "list[str] | None" = None) -> None:
         self.start = start
         self.stop = stop
         self.repeats = list(repeats or ())
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: str) -> "Timing":
         start, stop = _fields(value, 2, "t=")
         return cls(_uint(start, "start time"), _uint(stop, "stop time"))
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.start} {self.stop}"
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Timing({str(self)!r})"
 
 
 class Attribute:
     """``a=<name>`` (value None) or ``a=<name>:<value>`` (RFC 8866 §5.13)."""
 
-    def __init__(self, name, value=None):
+    def __init__(self, name: str, value: str | None = None) -> None:
         self.name = name
         self.value = value
 
     @classmethod
-    def parse(cls, text):
+    def parse(cls, text: str) -> "Attribute":
         name, colon, value = text.partition(":")
         return cls(_token(name, "attribute name"), value if colon else None)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name if self.value is None else f"{self.name}:{self.value}"
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Attribute({str(self)!r})"
 
 
 class _AttributeList:
     """Attribute access shared by the session and media levels."""
 
-    def get_attribute(self, name):
+    attributes: "list[Attribute]"
+
+    def get_attribute(self, name: str) -> str | None:
         """Value of the first ``name`` attribute, or None (also for a property attribute)."""
         for attribute in self.attributes:
             if attribute.name == name:
                 return attribute.value
         return None
 
-    def get_attributes(self, name):
+    def get_attributes(self, name: str) -> list[str | None]:
         return [attribute.value for attribute in self.attributes if attribute.name == name]
 
-    def has_attribute(self, name):
+    def has_attribute(self, name: str) -> bool:
         return any(attribute.name == name for attribute in self.attributes)
 
-    def add_attribute(self, name, value=None):
+    def add_attribute(self, name: str, value: str | None = None) -> None:
         self.attributes.append(Attribute(name, value))
 
-    def remove_attributes(self, name):
+    def remove_attributes(self, name: str) -> None:
         self.attributes = [attribute for attribute in self.attributes if attribute.name != name]
 
     @property
-    def direction(self):
+    def direction(self) -> str | None:
         """The direction attribute written at this level (the last one wins), or None."""
         found = None
         for attribute in self.attributes:
@@ -240,7 +243,7 @@ class _AttributeList:
                 found = attribute.name
         return found
 
-    def set_direction(self, direction):
+    def set_direction(self, direction: str) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}")
         self.attributes = [a for a in self.attributes if a.name not in DIRECTIONS]
@@ -250,14 +253,15 @@ class _AttributeList:
 class RtpMap:
     """``a=rtpmap:<pt> <encoding>/<clock rate>[/<channels>]`` (RFC 8866 §6.6)."""
 
-    def __init__(self, payload_type, encoding, clock_rate, channels=None):
+    def __init__(self, payload_type: int, encoding: str, clock_rate: int,
+                 channels: int | None = None) -> None:
         self.payload_type = payload_type
         self.encoding = encoding
         self.clock_rate = clock_rate
         self.channels = channels
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: str) -> "RtpMap":
         payload_type, encoding = _fields(value, 2, "rtpmap")
         parts = encoding.split("/")
         if len(parts) not in (2, 3) or not parts[0]:
@@ -266,33 +270,35 @@ class RtpMap:
         return cls(_uint(payload_type, "payload type", 127), parts[0],
                    _uint(parts[1], "clock rate", 10**9), channels)
 
-    def __str__(self):
+    def __str__(self) -> str:
         text = f"{self.payload_type} {self.encoding}/{self.clock_rate}"
         return text if self.channels is None else f"{text}/{self.channels}"
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"RtpMap({str(self)!r})"
 
 
-def parse_ptime(value):
+def parse_ptime(value: str | None) -> int:
     """``a=ptime`` / ``a=maxptime`` value in whole milliseconds (``20`` or ``20.0``)."""
     whole, dot, fraction = (value or "").strip().partition(".")
     if dot and fraction and any(char not in _DIGITS for char in fraction):
-        raise SdpParseError(f"bad packet time: {_shorten(value)}")
+        # (a dot was found, so value is not None)
+        raise SdpParseError(f"bad packet time: {_shorten(value)}")  # type: ignore[arg-type]
     return _uint(whole, "packet time", 10000)
 
 
 class Rtcp:
     """``a=rtcp:<port> [<nettype> <addrtype> <address>]`` (RFC 3605 §2.1)."""
 
-    def __init__(self, port, address=None, addrtype=None, nettype="IN"):
+    def __init__(self, port: int, address: str | None = None, addrtype: str | None = None,
+                 nettype: str = "IN") -> None:
         self.port = port
         self.address = address
         self.addrtype = addrtype or (addrtype_of(address) if address else None)
         self.nettype = nettype
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: str) -> "Rtcp":
         fields = value.split()
         if len(fields) not in (1, 4):
             raise SdpParseError(f"bad rtcp attribute: {_shorten(value)}")
@@ -301,16 +307,16 @@ class Rtcp:
             return cls(port)
         return cls(port, fields[3], _token(fields[2], "addrtype"), _token(fields[1], "nettype"))
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.address is None:
             return str(self.port)
         return f"{self.port} {self.nettype} {self.addrtype} {self.address}"
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Rtcp({str(self)!r})"
 
 
-def _decode_base64(text):
+def _decode_base64(text: str) -> bytes:
     # binascii silently skips foreign characters, so check the alphabet first.
     body = text.rstrip("=")
     if not body or len(text) - len(body) > 2 or any(c not in _BASE64_CHARS for c in body):
@@ -323,7 +329,7 @@ def _decode_base64(text):
         raise SdpParseError(f"bad base64 key: {_shorten(text)}") from error
 
 
-def _lifetime_packets(text):
+def _lifetime_packets(text: str) -> int:
     if text.startswith("2^"):
         return 2 ** _uint(text[2:], "lifetime exponent", 64)
     return _uint(text, "lifetime")
@@ -335,14 +341,15 @@ class InlineKey:
     ``lifetime`` is kept as written (``2^20`` or decimal); ``lifetime_packets`` is its value.
     """
 
-    def __init__(self, key_salt, lifetime=None, mki_value=None, mki_length=None):
+    def __init__(self, key_salt: bytes, lifetime: str | None = None, mki_value: int | None = None,
+                 mki_length: int | None = None) -> None:
         self.key_salt = key_salt
         self.lifetime = lifetime
         self.mki_value = mki_value
         self.mki_length = mki_length
 
     @classmethod
-    def parse(cls, text):
+    def parse(cls, text: str) -> "InlineKey":
         method, colon, info = text.partition(":")
         if not colon or method != "inline":
             raise SdpParseError(f"unsupported key method: {_shorten(text)}")
@@ -365,10 +372,10 @@ class InlineKey:
         return key
 
     @property
-    def lifetime_packets(self):
+    def lifetime_packets(self) -> int | None:
         return None if self.lifetime is None else _lifetime_packets(self.lifetime)
 
-    def __str__(self):
+    def __str__(self) -> str:
         text = "inline:" + binascii.b2a_base64(self.key_salt).decode().strip()
         if self.lifetime is not None:
             text += "|" + self.lifetime
@@ -376,7 +383,7 @@ class InlineKey:
             text += f"|{self.mki_value}:{self.mki_length}"
         return text
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"InlineKey({len(self.key_salt)} bytes)"  # keys stay out of logs
 
 
@@ -388,19 +395,20 @@ class Crypto:
     is unknown).
     """
 
-    def __init__(self, tag, suite, keys, session_params=None):
+    def __init__(self, tag: int, suite: str, keys: "list[InlineKey]",
+                 session_params: list[str] | None = None) -> None:
         self.tag = tag
         self.suite = suite
         self.keys = list(keys)
         self.session_params = list(session_params or ())
 
     @classmethod
-    def inline(cls, tag, suite, key, salt):
+    def inline(cls, tag: int, suite: str, key: bytes, salt: bytes) -> "Crypto":
         """A crypto attribute carrying one inline key without lifetime or MKI."""
         return cls(tag, suite, [InlineKey(key + salt)])
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: str) -> "Crypto":
         fields = value.split()
         if len(fields) < 3:
             raise SdpParseError(f"crypto needs tag, suite and key: {_shorten(value)}")
@@ -412,28 +420,31 @@ class Crypto:
         return crypto
 
     @property
-    def master_key(self):
+    def master_key(self) -> bytes | None:
         lengths = CRYPTO_SUITE_KEY_LENGTHS.get(self.suite)
         return self.keys[0].key_salt[:lengths[0]] if lengths else None
 
     @property
-    def master_salt(self):
+    def master_salt(self) -> bytes | None:
         lengths = CRYPTO_SUITE_KEY_LENGTHS.get(self.suite)
         return self.keys[0].key_salt[lengths[0]:] if lengths else None
 
-    def __str__(self):
+    def __str__(self) -> str:
         text = f"{self.tag} {self.suite} " + ";".join(str(key) for key in self.keys)
         return " ".join([text] + self.session_params)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Crypto({self.tag} {self.suite})"  # keys stay out of logs
 
 
 class MediaDescription(_AttributeList):
     """``m=<media> <port>[/<number of ports>] <proto> <fmt> ...`` and its section (§5.14)."""
 
-    def __init__(self, media, port, proto, formats, port_count=None, connections=None,
-                 bandwidths=None, attributes=None, information=None, key=None):
+    def __init__(self, media: str, port: int, proto: str, formats: list[str],
+                 port_count: int | None = None, connections: "list[Connection] | None" = None,
+                 bandwidths: "list[Bandwidth] | None" = None,
+                 attributes: "list[Attribute] | None" = None, information: str | None = None,
+                 key: str | None = None) -> None:
         self.media = media
         self.port = port
         self.port_count = port_count
@@ -446,7 +457,7 @@ class MediaDescription(_AttributeList):
         self.attributes = list(attributes or ())
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: str) -> "MediaDescription":
         fields = value.split()
         if len(fields) < 3:
             raise SdpParseError(f"m= needs media, port and proto: {_shorten(value)}")
@@ -459,14 +470,14 @@ class MediaDescription(_AttributeList):
         return cls(_token(fields[0], "media type"), _uint(port_text, "port", 65535), fields[2],
                    fields[3:], port_count)
 
-    def rtpmap(self, payload_type):
+    def rtpmap(self, payload_type: int) -> "RtpMap | None":
         """The ``RtpMap`` for ``payload_type`` (int), or None."""
         for mapping in self.rtpmaps():
             if mapping.payload_type == payload_type:
                 return mapping
         return None
 
-    def rtpmaps(self):
+    def rtpmaps(self) -> "list[RtpMap]":
         mappings = []
         for value in self.get_attributes("rtpmap"):
             try:
@@ -475,7 +486,7 @@ class MediaDescription(_AttributeList):
                 continue
         return mappings
 
-    def fmtp(self, payload_type):
+    def fmtp(self, payload_type: int) -> str | None:
         """The format parameters (text after the payload type) for ``payload_type``, or None."""
         for value in self.get_attributes("fmtp"):
             fmt, _, params = (value or "").partition(" ")
@@ -483,23 +494,23 @@ class MediaDescription(_AttributeList):
                 return params.strip()
         return None
 
-    def _packet_time(self, name):
+    def _packet_time(self, name: str) -> int | None:
         try:
             return parse_ptime(self.get_attribute(name))
         except SdpParseError:
             return None
 
     @property
-    def ptime(self):
+    def ptime(self) -> int | None:
         """``a=ptime`` in milliseconds, or None when absent or malformed."""
         return self._packet_time("ptime")
 
     @property
-    def maxptime(self):
+    def maxptime(self) -> int | None:
         return self._packet_time("maxptime")
 
     @property
-    def rtcp(self):
+    def rtcp(self) -> "Rtcp | None":
         """The ``Rtcp`` attribute (RFC 3605), or None when absent or malformed."""
         try:
             value = self.get_attribute("rtcp")
@@ -508,10 +519,10 @@ class MediaDescription(_AttributeList):
             return None
 
     @property
-    def rtcp_mux(self):
+    def rtcp_mux(self) -> bool:
         return self.has_attribute("rtcp-mux")
 
-    def cryptos(self):
+    def cryptos(self) -> "list[Crypto]":
         """The well-formed ``Crypto`` attributes in offer order (RFC 4568 §5.1.1: an answerer
         ignores crypto attributes it cannot use)."""
         found = []
@@ -522,7 +533,7 @@ class MediaDescription(_AttributeList):
                 continue
         return found
 
-    def lines(self):
+    def lines(self) -> list[str]:
         port = str(self.port) if self.port_count is None else f"{self.port}/{self.port_count}"
         lines = ["m=" + " ".join([self.media, port, self.proto] + self.formats)]
         if self.information is not None:
@@ -534,11 +545,11 @@ class MediaDescription(_AttributeList):
         lines += ["a=" + str(attribute) for attribute in self.attributes]
         return lines
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"MediaDescription({self.lines()[0]!r})"
 
 
-def _split_lines(data):
+def _split_lines(data: bytes | str) -> list[tuple[str, str]]:
     if isinstance(data, (bytes, bytearray, memoryview)):
         if len(data) > MAX_SIZE:
             raise SdpParseError("description too large")
@@ -576,25 +587,28 @@ def _split_lines(data):
 class SessionDescription(_AttributeList):
     """A whole SDP description (RFC 8866 §5)."""
 
-    def __init__(self, origin, session_name="-", connection=None, media=None, attributes=None,
-                 timings=None, bandwidths=None):
+    def __init__(self, origin: "Origin | None", session_name: str | None = "-",
+                 connection: "Connection | None" = None,
+                 media: "list[MediaDescription] | None" = None,
+                 attributes: "list[Attribute] | None" = None, timings: "list[Timing] | None" = None,
+                 bandwidths: "list[Bandwidth] | None" = None) -> None:
         self.version = 0
         self.origin = origin
         self.session_name = session_name
-        self.information = None
-        self.uri = None
-        self.emails = []
-        self.phones = []
+        self.information: str | None = None
+        self.uri: str | None = None
+        self.emails: list[str] = []
+        self.phones: list[str] = []
         self.connection = connection
         self.bandwidths = list(bandwidths or ())
         self.timings = list(timings) if timings else [Timing()]
-        self.zone_adjustments = None
-        self.key = None
+        self.zone_adjustments: str | None = None
+        self.key: str | None = None
         self.attributes = list(attributes or ())
         self.media = list(media or ())
 
     @classmethod
-    def parse(cls, data):
+    def parse(cls, data: bytes | str) -> "SessionDescription":
         lines = _split_lines(data)
         if not lines or lines[0][0] != "v" or lines[0][1].strip() != "0":
             raise SdpParseError("description must start with v=0")
@@ -617,7 +631,7 @@ class SessionDescription(_AttributeList):
             sd.timings.append(Timing())  # t= is mandatory, but some peers leave it out
         return sd
 
-    def _parse_session_line(self, letter, value, seen):
+    def _parse_session_line(self, letter: str, value: str, seen: set[str]) -> None:
         if letter not in _SESSION_LETTERS:
             raise SdpParseError(f"unknown or misplaced line type {letter!r}")
         if letter in "vosiuczk" and letter in seen:  # at most once per RFC 8866 §5
@@ -653,7 +667,7 @@ class SessionDescription(_AttributeList):
             self.attributes.append(Attribute.parse(value))
 
     @staticmethod
-    def _parse_media_line(media, letter, value):
+    def _parse_media_line(media: "MediaDescription", letter: str, value: str) -> None:
         if letter not in _MEDIA_LETTERS:
             raise SdpParseError(f"line type {letter!r} not allowed in a media section")
         if letter == "i":
@@ -667,15 +681,15 @@ class SessionDescription(_AttributeList):
         else:
             media.attributes.append(Attribute.parse(value))
 
-    def connection_for(self, media):
+    def connection_for(self, media: "MediaDescription") -> "Connection | None":
         """The connection data that applies to ``media`` (its own first c=, else the session's)."""
         return media.connections[0] if media.connections else self.connection
 
-    def direction_of(self, media):
+    def direction_of(self, media: "MediaDescription") -> str:
         """RFC 8866 §6.7: media-level direction, else session-level, else sendrecv."""
         return media.direction or self.direction or SENDRECV
 
-    def lines(self):
+    def lines(self) -> list[str]:
         lines = [f"v={self.version}", f"o={self.origin}", f"s={self.session_name}"]
         for letter, value in (("i", self.information), ("u", self.uri)):
             if value is not None:
@@ -696,7 +710,7 @@ class SessionDescription(_AttributeList):
             lines += media.lines()
         return lines
 
-    def __str__(self):
+    def __str__(self) -> str:
         lines = self.lines()
         for line in lines:
             # A value with a line break would smuggle extra lines into the description.
@@ -704,10 +718,10 @@ class SessionDescription(_AttributeList):
                 raise ValueError(f"line break inside SDP line {line!r}")
         return "\r\n".join(lines) + "\r\n"
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         return str(self).encode("utf-8")
 
     __bytes__ = to_bytes
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"SessionDescription(origin={self.origin!r}, media={self.media!r})"

@@ -36,6 +36,14 @@ Public API
 from firmware.compat import ordered_dict
 from firmware.sip.errors import ParseError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+
+    from firmware.sip.endpoint import Peer
+    from firmware.sip.message import Request
+    from firmware.sip.uri import URI
+
 ADMIT = None
 DROP = "drop"
 FORBIDDEN = 403
@@ -48,34 +56,35 @@ class TokenBucket:
 
     __slots__ = ("rate", "burst", "tokens", "stamp")
 
-    def __init__(self, rate, burst, now=0.0):
+    def __init__(self, rate: float, burst: float, now: float = 0.0) -> None:
         self.rate = rate
         self.burst = burst
         self.tokens = burst
         self.stamp = now
 
-    def refill(self, now):
+    def refill(self, now: float) -> None:
         if now > self.stamp:
             self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
 
-    def take(self, now):
+    def take(self, now: float) -> bool:
         self.refill(now)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return True
         return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<TokenBucket %.1f/%.0f at %.1f/s>" % (self.tokens, self.burst, self.rate)
 
 
 class Admission:
     """Per-source and global token buckets for new transactions."""
 
-    def __init__(self, source_rate=20.0, source_burst=40.0, global_rate=100.0,
-                 global_burst=100.0, registrar_rate=200.0, registrar_burst=400.0,
-                 max_sources=1024):
+    def __init__(self, source_rate: float = 20.0, source_burst: float = 40.0,
+                 global_rate: float = 100.0, global_burst: float = 100.0,
+                 registrar_rate: float = 200.0, registrar_burst: float = 400.0,
+                 max_sources: int = 1024) -> None:
         self.source_rate = source_rate
         self.source_burst = source_burst
         self.max_sources = max_sources
@@ -83,14 +92,14 @@ class Admission:
         self.registrar_bucket = TokenBucket(registrar_rate, registrar_burst)
         # host → TokenBucket; insertion order = least recently used first (an ordered dict:
         # MicroPython's plain dict has no order)
-        self._sources = ordered_dict()
+        self._sources: dict[str, TokenBucket] = ordered_dict()
         self.admitted = 0
         self.dropped = 0
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._sources)
 
-    def admit(self, host, trusted, now):
+    def admit(self, host: str, trusted: bool, now: float) -> bool:
         """May a new transaction from `host` start now? `trusted`: it came from the registrar."""
         if trusted:
             allowed = self.registrar_bucket.take(now)
@@ -104,7 +113,7 @@ class Admission:
             self.dropped += 1
         return allowed
 
-    def _bucket(self, host, now):
+    def _bucket(self, host: str, now: float) -> "TokenBucket":
         bucket = self._sources.pop(host, None)
         if bucket is None:
             if len(self._sources) >= self.max_sources:
@@ -116,12 +125,13 @@ class Admission:
         return bucket
 
 
-def is_ours(uri, usernames, hosts):
+def is_ours(uri: "URI", usernames: tuple[str, ...], hosts: tuple[str, str]) -> bool:
     """Is a Request-URI addressed to this station (RFC 3261 §8.2.2.1)?"""
     if uri.scheme not in ("sip", "sips"):
         return False
     if uri.user is not None and uri.user not in usernames:
         return False
+    assert uri.host is not None  # URI.parse gives every sip/sips URI a host
     host = uri.host.lower()
     wanted = [h.lower() for h in hosts]
     if host in wanted or host.strip("[]") in [h.strip("[]") for h in wanted]:
@@ -130,7 +140,8 @@ def is_ours(uri, usernames, hosts):
     return wildcard and _is_ip_literal(host)
 
 
-def screen_request(request, trusted, registrar_configured, usernames, hosts):
+def screen_request(request: "Request", trusted: bool, registrar_configured: bool,
+                   usernames: tuple[str, ...], hosts: tuple[str, str]) -> str | int | None:
     """The policy for a new request (see the module docstring); ACKs are never answered, so the
     caller drops an ACK that gets a status here."""
     if _in_dialog(request):
@@ -148,14 +159,16 @@ def screen_request(request, trusted, registrar_configured, usernames, hosts):
 class Gate:
     """The buckets and the policy together, as the endpoint's `screen` hook."""
 
-    def __init__(self, is_trusted, registrar_configured, usernames, hosts, admission=None):
+    def __init__(self, is_trusted: "Callable", registrar_configured: bool,
+                 usernames: tuple[str, ...],
+                 hosts: tuple[str, str], admission: "Admission | None" = None) -> None:
         self.is_trusted = is_trusted
         self.registrar_configured = registrar_configured
         self.usernames = usernames
         self.hosts = hosts
         self.admission = admission if admission is not None else Admission()
 
-    def __call__(self, request, source, now):
+    def __call__(self, request: "Request", source: "Peer", now: float) -> str | int | None:
         trusted = self.is_trusted(source)
         if not self.admission.admit(source.host, trusted, now):
             return DROP
@@ -163,14 +176,14 @@ class Gate:
                               self.hosts)
 
 
-def _in_dialog(request):
+def _in_dialog(request: "Request") -> bool:
     try:
         return request.to_address().tag is not None
     except (ParseError, TypeError, AttributeError):
         return False
 
 
-def _is_ip_literal(host):
+def _is_ip_literal(host: str) -> bool:
     if host.startswith("[") and host.endswith("]"):
         return True
     parts = host.split(".")

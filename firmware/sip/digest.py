@@ -30,11 +30,16 @@ import hashlib
 
 from firmware.sip.errors import ParseError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+    from typing import Any, Literal
+
 # hashlib attribute or `hashlib.new` name for each RFC 7616 algorithm, strongest first.
 _HASH_NAMES = (("SHA-512-256", "sha512_256"), ("SHA-256", "sha256"), ("MD5", "md5"))
 
 
-def _find_hash(name):
+def _find_hash(name: str) -> "Callable | None":
     """A constructor for `name`, or None where this interpreter lacks it (MicroPython, FIPS)."""
     constructor = getattr(hashlib, name, None)
     if constructor is not None:
@@ -48,7 +53,7 @@ def _find_hash(name):
     return lambda data: hashlib.new(name, data)
 
 
-def _available_hashes():
+def _available_hashes() -> "dict[str, Callable]":
     available = {}
     for algorithm, name in _HASH_NAMES:
         constructor = _find_hash(name)
@@ -64,21 +69,21 @@ SUPPORTED_ALGORITHMS = tuple(a for a, _ in _HASH_NAMES if a in _HASHES)
 _QOP_PREFERENCE = ("auth", "auth-int")  # auth-int costs a body hash and protects nothing more here
 
 
-def _is_session(algorithm):
+def _is_session(algorithm: str) -> bool:
     return algorithm.upper().endswith("-SESS")
 
 
-def _base_algorithm(algorithm):
+def _base_algorithm(algorithm: str) -> str:
     """"SHA-256" for "sha-256-sess": the hash behind an algorithm token (case-insensitive)."""
     algorithm = algorithm.upper()
     return algorithm[: -len("-SESS")] if _is_session(algorithm) else algorithm
 
 
-def _hex_hash(algorithm, data):
+def _hex_hash(algorithm: str, data: bytes) -> str:
     return _HASHES[_base_algorithm(algorithm)](data).digest().hex()
 
 
-def _hash_joined(algorithm, *parts):
+def _hash_joined(algorithm: str, *parts: "Any") -> str:  # str, None where qop is absent
     """H(part1 ":" part2 ...), the shape of every digest input; text is UTF-8 (RFC 7616 4)."""
     return _hex_hash(algorithm, ":".join(parts).encode("utf-8"))
 
@@ -89,7 +94,7 @@ class Challenge:
     __slots__ = ("scheme", "params", "realm", "nonce", "algorithm", "qop", "opaque", "stale",
                  "userhash")
 
-    def __init__(self, params, scheme="Digest"):
+    def __init__(self, params: dict[str, str], scheme: str = "Digest") -> None:
         if "realm" not in params or "nonce" not in params:
             raise ParseError("digest challenge without realm or nonce")
         self.scheme = scheme
@@ -104,15 +109,16 @@ class Challenge:
         self.userhash = (params.get("userhash") or "").lower() == "true"
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: str) -> "Challenge":
         challenges = parse_challenges([value])
         if len(challenges) != 1:
             raise ParseError("expected exactly one Digest challenge")
         return challenges[0]
 
     @property
-    def chosen_qop(self):
-        """The qop we answer with: None for the RFC 2069 form, or the first we support."""
+    def chosen_qop(self) -> "str | None | Literal[False]":
+        """The qop we answer with: None for the RFC 2069 form, or the first we support (False:
+        none of those offered, the challenge is not `supported`)."""
         if not self.qop:
             return None
         for option in _QOP_PREFERENCE:
@@ -121,29 +127,29 @@ class Challenge:
         return False
 
     @property
-    def supported(self):
+    def supported(self) -> bool:
         return _base_algorithm(self.algorithm) in _HASHES and self.chosen_qop is not False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         qop = ",".join(self.qop) or "-"
         return f"<Challenge {self.scheme} realm={self.realm!r} algorithm={self.algorithm} " \
                f"qop={qop} stale={self.stale}>"
 
 
-def _skip(text, position, characters=" \t\r\n"):
+def _skip(text: str, position: int, characters: str = " \t\r\n") -> int:
     while position < len(text) and text[position] in characters:
         position += 1
     return position
 
 
-def _read_token(text, position):
+def _read_token(text: str, position: int) -> tuple[str, int]:
     start = position
     while position < len(text) and text[position] not in " \t\r\n,=\"":
         position += 1
     return text[start:position], position
 
 
-def _read_quoted(text, position):
+def _read_quoted(text: str, position: int) -> tuple[str, int]:
     """A quoted-string starting at the opening quote; backslash escapes one character."""
     characters = []
     position += 1
@@ -160,9 +166,9 @@ def _read_quoted(text, position):
     raise ParseError("unterminated quoted string in challenge")
 
 
-def _parse_auth_items(text):
+def _parse_auth_items(text: str) -> list[tuple[str, dict[str, str]]]:
     """Split `scheme param=value, param="value", scheme ...` into (scheme, params) pairs."""
-    items = []
+    items: list[tuple[str, dict[str, str]]] = []
     position = 0
     while True:
         position = _skip(text, position, " \t\r\n,")
@@ -186,7 +192,7 @@ def _parse_auth_items(text):
             position = after
 
 
-def parse_challenges(values):
+def parse_challenges(values: list[str]) -> "list[Challenge]":
     """Every Digest challenge in the given header values, in order."""
     challenges = []
     for value in values:
@@ -196,7 +202,7 @@ def parse_challenges(values):
     return challenges
 
 
-def choose_challenge(challenges):
+def choose_challenge(challenges: "list[Challenge]") -> "Challenge | None":
     """The strongest supported challenge (module docstring), the first of equals; or None."""
     best = None
     best_rank = len(SUPPORTED_ALGORITHMS)
@@ -209,8 +215,9 @@ def choose_challenge(challenges):
     return best
 
 
-def compute_response(algorithm, username, realm, password, method, uri, nonce, nc=None,
-                     cnonce=None, qop=None, body=b""):
+def compute_response(algorithm: str, username: str, realm: str, password: str, method: str,
+                     uri: str, nonce: str, nc: str | None = None, cnonce: str | None = None,
+                     qop: str | None = None, body: bytes = b"") -> str:
     """The request-digest of RFC 7616 section 3.4.1 (RFC 2617 section 3.2.2.1 without qop)."""
     ha1 = _hash_joined(algorithm, username, realm, password)
     if _is_session(algorithm):
@@ -224,15 +231,17 @@ def compute_response(algorithm, username, realm, password, method, uri, nonce, n
     return _hash_joined(algorithm, ha1, nonce, ha2)
 
 
-def _quote(value):
+def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def authorization_header(challenge, method, uri, username, password, cnonce, nc, body=b""):
+def authorization_header(challenge: "Challenge", method: str, uri: str, username: str,
+                         password: str, cnonce: str, nc: int, body: bytes = b"") -> str:
     """The credentials answering `challenge` (RFC 3261 section 22.2, RFC 7616 section 3.4)."""
     if not challenge.supported:
         raise ValueError(f"unsupported digest challenge: {challenge!r}")
     qop = challenge.chosen_qop
+    assert qop is not False  # challenge.supported
     nc_text = f"{nc:08x}"
     response = compute_response(challenge.algorithm, username, challenge.realm, password,
                                 method, uri, challenge.nonce, nc_text, cnonce, qop, body)

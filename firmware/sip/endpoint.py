@@ -32,6 +32,13 @@ from firmware.sip.message import Request, Response, check_message, parse
 # client transaction states before a final response (§17.1.1, §17.1.2)
 AWAITING_FINAL = (txn.CALLING, txn.TRYING, txn.PROCEEDING)
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+    from typing import Any
+
+    from firmware.sip.transaction import ClientTransaction, ServerTransaction
+
 SALVAGE_HEADERS = {
     "via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
     "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq",
@@ -44,7 +51,8 @@ class Peer:
 
     __slots__ = ("transport", "host", "port", "flow", "server_name")
 
-    def __init__(self, transport, host, port, flow=None, server_name=None):
+    def __init__(self, transport: str, host: str, port: int, flow: int | None = None,
+                 server_name: str | None = None) -> None:
         self.transport = transport
         self.host = host
         self.port = port
@@ -52,19 +60,19 @@ class Peer:
         self.server_name = server_name
 
     @property
-    def reliable(self):
+    def reliable(self) -> bool:
         return self.transport != "udp"
 
-    def same_address(self, other):
+    def same_address(self, other: "Peer") -> bool:
         return (self.transport, self.host, self.port) == (other.transport, other.host, other.port)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Peer) and self.same_address(other) and self.flow == other.flow
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((self.transport, self.host, self.port, self.flow))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         flow = "" if self.flow is None else " flow %s" % self.flow
         return "<Peer %s %s:%s%s>" % (self.transport, self.host, self.port, flow)
 
@@ -74,12 +82,13 @@ class RequestReceived:
 
     __slots__ = ("request", "source", "transaction")
 
-    def __init__(self, request, source, transaction):
+    def __init__(self, request: "Request", source: "Peer",
+                 transaction: "ServerTransaction | None") -> None:
         self.request = request
         self.source = source
         self.transaction = transaction
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<RequestReceived %s from %r>" % (self.request.method, self.source)
 
 
@@ -88,12 +97,13 @@ class ResponseReceived:
 
     __slots__ = ("response", "transaction", "context")
 
-    def __init__(self, response, transaction, context):
+    def __init__(self, response: "Response", transaction: "ClientTransaction | None",
+                 context: "Any") -> None:
         self.response = response
         self.transaction = transaction
         self.context = context
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<ResponseReceived %s>" % self.response.status
 
 
@@ -102,12 +112,13 @@ class RequestFailed:
 
     __slots__ = ("transaction", "context", "reason")
 
-    def __init__(self, transaction, context, reason):
+    def __init__(self, transaction: "ClientTransaction | None", context: "Any",
+                 reason: str) -> None:
         self.transaction = transaction
         self.context = context
         self.reason = reason
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<RequestFailed %s>" % self.reason
 
 
@@ -117,16 +128,16 @@ class MessageRejected:
 
     __slots__ = ("source", "reason", "request")
 
-    def __init__(self, source, reason, request=None):
+    def __init__(self, source: "Peer", reason: str, request: "Request | None" = None) -> None:
         self.source = source
         self.reason = reason
         self.request = request
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<MessageRejected %r: %s>" % (self.source, self.reason)
 
 
-def response_destination(request, source):
+def response_destination(request: "Request", source: "Peer") -> "Peer":
     """Where responses to `request` go (§18.2.2, RFC 3581 §4)."""
     if source.reliable:
         return source
@@ -141,33 +152,37 @@ def response_destination(request, source):
 
 
 class Endpoint:
-    def __init__(self, host, port, transport="udp", user_agent="Doorline",
-                 random=os.urandom, max_transactions=256):
+    def __init__(self, host: str, port: int, transport: str = "udp", user_agent: str = "Doorline",
+                 random: "Callable" = os.urandom, max_transactions: int = 256) -> None:
         self.host = host
         self.port = port
         self.transport = transport
         self.user_agent = user_agent
         self.random = random
         self.table = txn.TransactionTable(max_transactions=max_transactions)
-        self._out = []
-        self._events = []
-        self._destinations = {}  # transaction → Peer it talks to
-        self._contexts = {}  # client transaction → caller's context
-        self.screen = None  # (request, source, now) -> None, "drop" or a status (admission)
+        self._out: list[tuple[bytes, Peer]] = []
+        self._events: list[RequestReceived | ResponseReceived | RequestFailed
+                           | MessageRejected] = []
+        self._destinations: dict[txn._Transaction, Peer] = {}  # transaction → Peer it talks to
+        self._contexts: dict[txn._Transaction, Any] = {}  # client transaction → caller's context
+        # (request, source, now) -> None, "drop" or a status (admission)
+        self.screen: Callable[[Request, Peer, float], str | int | None] | None = None
 
     # -- outputs ---------------------------------------------------------------------------
-    def datagrams_to_send(self):
+    def datagrams_to_send(self) -> "list[tuple[bytes, Peer]]":
         out, self._out = self._out, []
         return out
 
-    def next_event(self):
+    def next_event(
+            self
+    ) -> "RequestReceived | ResponseReceived | RequestFailed | MessageRejected | None":
         return self._events.pop(0) if self._events else None
 
-    def get_timer(self):
+    def get_timer(self) -> float | None:
         return self.table.get_timer()
 
     # -- inputs ----------------------------------------------------------------------------
-    def receive(self, data, source, now):
+    def receive(self, data: bytes, source: "Peer", now: float) -> None:
         """`data` is a datagram (bytes) or a message already framed by a stream reader."""
         if isinstance(data, (bytes, bytearray)):
             if not data.strip(b"\r\n"):
@@ -195,7 +210,7 @@ class Endpoint:
         else:
             self._receive_response(message, source, now)
 
-    def handle_timer(self, now):
+    def handle_timer(self, now: float) -> None:
         events = self.table.handle_timer(now)
         for tx, message in self.table.messages_to_send():
             dest = self._destinations.get(tx)
@@ -206,7 +221,7 @@ class Endpoint:
         for tx in [t for t in self._destinations if t.terminated]:
             self._forget(tx)
 
-    def flow_failed(self, peer, now):
+    def flow_failed(self, peer: "Peer", now: float) -> None:
         """A stream connection closed or never opened: its transactions fail (§17.1.4)."""
         for tx, dest in list(self._destinations.items()):
             if dest.transport == peer.transport and (
@@ -216,21 +231,23 @@ class Endpoint:
                 self._pump(tx)
 
     # -- actions ---------------------------------------------------------------------------
-    def new_tag(self):
+    def new_tag(self) -> str:
         return self.random(8).hex()
 
-    def new_call_id(self):
+    def new_call_id(self) -> str:
         return "%s@%s" % (self.random(12).hex(), self.host)
 
-    def via_for(self, dest, branch):
+    def via_for(self, dest: "Peer", branch: str) -> str:
         transport = dest.transport.upper()
         return "SIP/2.0/%s %s:%d;branch=%s;rport" % (transport, self.sent_by_host(), self.port,
                                                      branch)
 
-    def sent_by_host(self):
+    def sent_by_host(self) -> str:
         return "[%s]" % self.host if ":" in self.host else self.host
 
-    def send_request(self, request, dest, now, context=None, branch=None):
+    def send_request(self, request: "Request", dest: "Peer", now: float,
+                     context: "Any" = None,
+                     branch: str | None = None) -> "ClientTransaction | None":
         """Send `request` in a new client transaction towards `dest`; returns the transaction.
         CANCEL passes the INVITE's `branch` (§9.1)."""
         self._stamp(request, dest, branch or txn.new_branch())
@@ -243,19 +260,20 @@ class Endpoint:
         self._pump(tx)
         return tx
 
-    def send_stateless(self, message, dest):
+    def send_stateless(self, message: "Request | Response", dest: "Peer") -> None:
         """An ACK for a 2xx (§13.2.2.4) or a response outside any transaction."""
         if isinstance(message, Request):
             self._stamp(message, dest, txn.new_branch())
         self._out.append((message.to_bytes(), dest))
 
-    def send_response(self, transaction, response, now):
+    def send_response(self, transaction: "ServerTransaction", response: "Response",
+                      now: float) -> None:
         if self.user_agent and "Server" not in response.headers:
             response.headers.set("Server", self.user_agent)
         transaction.send_response(response, now)
         self._pump(transaction)
 
-    def find_cancelled(self, cancel):
+    def find_cancelled(self, cancel: "Request") -> "ServerTransaction | None":
         """The INVITE server transaction a CANCEL refers to (§9.2), or None."""
         return self.table.find_invite_for_cancel(cancel)
 
@@ -265,14 +283,14 @@ class Endpoint:
                    for tx in self.table)
 
     # -- internals -------------------------------------------------------------------------
-    def _stamp(self, request, dest, branch):
+    def _stamp(self, request: "Request", dest: "Peer", branch: str) -> None:
         request.headers.insert("Via", self.via_for(dest, branch))
         if "Max-Forwards" not in request.headers:
             request.headers.set("Max-Forwards", "70")
         if self.user_agent and "User-Agent" not in request.headers:
             request.headers.set("User-Agent", self.user_agent)
 
-    def _receive_request(self, request, source, now):
+    def _receive_request(self, request: "Request", source: "Peer", now: float) -> None:
         try:
             via = request.top_via()
         except (ParseError, TypeError):
@@ -294,7 +312,7 @@ class Endpoint:
             self._pump(tx)
             return
         # Admission control (firmware/sip/admission.py) before any state is allocated.
-        verdict = self.screen(request, source, now) if self.screen is not None else None
+        verdict: Any = self.screen(request, source, now) if self.screen is not None else None
         if verdict is not None:
             if verdict != "drop" and request.method != "ACK":
                 refusal = request.make_response(verdict, to_tag=self.new_tag())
@@ -316,7 +334,7 @@ class Endpoint:
         self._events.append(RequestReceived(request, source, tx))
         self._pump(tx)  # an INVITE's 100 (Trying) leaves now, not with the first TU response
 
-    def _receive_response(self, response, source, now):
+    def _receive_response(self, response: "Response", source: "Peer", now: float) -> None:
         try:
             via = response.top_via()
         except (ParseError, TypeError):
@@ -333,7 +351,7 @@ class Endpoint:
         tx.receive(response, now)
         self._pump(tx)
 
-    def _pump(self, tx):
+    def _pump(self, tx: "txn._Transaction") -> None:
         dest = self._destinations.get(tx)
         for message in tx.messages_to_send():
             if dest is not None:
@@ -346,7 +364,7 @@ class Endpoint:
         if tx.terminated:
             self._forget(tx)
 
-    def _on_transaction_event(self, tx, event):
+    def _on_transaction_event(self, tx: "Any", event: object) -> None:
         context = self._contexts.get(tx)
         client = isinstance(tx, txn.ClientTransaction)
         if isinstance(event, txn.ResponseReceived):
@@ -357,14 +375,15 @@ class Endpoint:
             self._events.append(RequestFailed(tx, context, "transport"))
         elif isinstance(event, txn.AckReceived):
             # RFC 6026 §8.7: an ACK matching our 2xx's transaction belongs to the dialog.
-            self._events.append(RequestReceived(event.ack, self._destinations.get(tx), None))
+            source = self._destinations.get(tx)  # always known for a server transaction
+            self._events.append(RequestReceived(event.ack, source, None))  # type: ignore[arg-type]
 
-    def _forget(self, tx):
+    def _forget(self, tx: "txn._Transaction") -> None:
         self._destinations.pop(tx, None)
         self._contexts.pop(tx, None)
         self.table.remove(tx)
 
-    def _reject(self, data, source, reason):
+    def _reject(self, data: bytes, source: "Peer", reason: str) -> None:
         self._events.append(MessageRejected(source, reason))
         response = salvage_bad_request(data, reason)
         if response is not None:
@@ -372,7 +391,7 @@ class Endpoint:
                                                     source.flow)))
 
 
-def salvage_bad_request(data, reason):
+def salvage_bad_request(data: bytes, reason: str) -> "Response | None":
     """A 400 for a request that failed to parse, if its first line is a request line and the
     headers a response needs (§8.2.6) can be found; else None (responses are never answered)."""
     try:
@@ -382,7 +401,7 @@ def salvage_bad_request(data, reason):
         first = lines[0].split()  # liberal about spacing, as RFC 4475 §3.1.2.9 asks
         if len(first) < 3 or first[-1] != "SIP/2.0" or not first[0].isalpha():
             return None
-        found = {}
+        found: dict[str, list[str]] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             canonical = SALVAGE_HEADERS.get(name.strip().lower())
@@ -404,6 +423,6 @@ def salvage_bad_request(data, reason):
         return None
 
 
-def _reason_phrase(reason):
+def _reason_phrase(reason: str) -> str:
     cleaned = "".join(c if 32 <= ord(c) < 127 else " " for c in reason)[:60].strip()
     return "Bad Request - " + cleaned if cleaned else "Bad Request"

@@ -7,6 +7,6 @@ class ParseError(ValueError):
     `reason` is a short text fit for a 400 reason phrase or a log line.
     """
 
-    def __init__(self, reason):
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason

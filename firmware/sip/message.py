@@ -52,6 +52,11 @@ from firmware.compat import ordered_dict
 from firmware.sip.errors import ParseError
 from firmware.sip.uri import DIGITS, URI, is_token, only, split_host_port
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Iterator
+    from typing import Any
+
 SIP_VERSION = "SIP/2.0"
 MAX_MESSAGE_SIZE = 65535  # bytes of one message (a UDP datagram cannot be larger)
 MAX_HEADERS = 256  # header field lines, after unfolding
@@ -117,7 +122,7 @@ _WHITESPACE = " \t"
 _GEN_VALUE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" + DIGITS + "-.!%*_+`'~:[]"
 
 
-def canonical_name(name):
+def canonical_name(name: str) -> tuple[str, str]:
     """(printable name, lookup key) for a header name; compact forms are expanded (§7.3.3)."""
     key = name.lower()
     if len(key) == 1:
@@ -125,7 +130,7 @@ def canonical_name(name):
     return _CANONICAL_NAMES.get(key, name), key
 
 
-def _quoted_end(text, start):
+def _quoted_end(text: str, start: int) -> int:
     """Index just past the quoted-string opening at text[start] (§25.1 quoted-pair aware)."""
     index = start + 1
     length = len(text)
@@ -140,7 +145,7 @@ def _quoted_end(text, start):
     raise ParseError("unterminated quoted string")
 
 
-def _unquote(text):
+def _unquote(text: str) -> str:
     """Content of a quoted-string without its quotes, quoted-pairs resolved."""
     if "\\" not in text:
         return text
@@ -154,7 +159,7 @@ def _unquote(text):
     return "".join(out)
 
 
-def split_outside(text, separator):
+def split_outside(text: str, separator: str) -> list[str]:
     """Split at separator, except inside quoted strings and <...> (§7.3.1). An unterminated
     quote runs to the end: the value's own parser reports it, not the splitter."""
     if '"' not in text and "<" not in text:
@@ -183,7 +188,7 @@ def split_outside(text, separator):
     return parts
 
 
-def _split_list(value):
+def _split_list(value: str) -> list[str]:
     items = [item.strip(_WHITESPACE) for item in split_outside(value, ",")]
     items = [item for item in items if item]
     return items or [""]
@@ -194,13 +199,14 @@ class Headers:
 
     __slots__ = ("_fields",)
 
-    def __init__(self, fields=None):
-        self._fields = []  # [key, name, value]
+    def __init__(self,
+                 fields: "dict[str, str] | Headers | list[tuple[str, str]] | None" = None) -> None:
+        self._fields: list[list[str]] = []  # [key, name, value]
         if fields is not None:
             for name, value in fields.items() if isinstance(fields, dict) else fields:
                 self.add(name, value)
 
-    def _entries(self, name, value):
+    def _entries(self, name: str, value: str) -> tuple[str, list[list[str]]]:
         printable, key = canonical_name(name)
         value = str(value)
         if "\r" in value or "\n" in value:
@@ -208,27 +214,29 @@ class Headers:
         values = _split_list(value) if key in LIST_HEADERS else [value.strip(_WHITESPACE)]
         return key, [[key, printable, item] for item in values]
 
-    def get(self, name, default=None):
+    def get(self, name: str, default: str | None = None) -> "str | Any":
+        # "str | Any": None when absent, but check_message() has made sure of the mandatory
+        # headers (Via, From, To, Call-ID, CSeq), which the layers above read unchecked.
         key = canonical_name(name)[1]
         for field in self._fields:
             if field[0] == key:
                 return field[2]
         return default
 
-    def get_all(self, name):
+    def get_all(self, name: str) -> list[str]:
         key = canonical_name(name)[1]
         return [field[2] for field in self._fields if field[0] == key]
 
-    def add(self, name, value):
+    def add(self, name: str, value: str) -> None:
         self._fields.extend(self._entries(name, value)[1])
 
-    def insert(self, name, value):
+    def insert(self, name: str, value: str) -> None:
         key, entries = self._entries(name, value)
         keys = [field[0] for field in self._fields]
         position = keys.index(key) if key in keys else 0
         self._fields[position:position] = entries
 
-    def set(self, name, value):
+    def set(self, name: str, value: str) -> None:
         key, entries = self._entries(name, value)
         for position, field in enumerate(self._fields):
             if field[0] == key:
@@ -237,33 +245,35 @@ class Headers:
                 return
         self._fields.extend(entries)
 
-    def remove(self, name):
+    def remove(self, name: str) -> None:
         key = canonical_name(name)[1]
         self._fields = [field for field in self._fields if field[0] != key]
 
-    def copy(self):
+    def copy(self) -> "Headers":
         return Headers(self)
 
-    def __contains__(self, name):
+    def __contains__(self, name: str) -> bool:
         key = canonical_name(name)[1]
         return any(field[0] == key for field in self._fields)
 
-    def __iter__(self):
+    def __iter__(self) -> "Iterator[tuple[str, str]]":
         return iter([(field[1], field[2]) for field in self._fields])
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._fields)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Headers(" + repr(list(self)) + ")"
 
 
 class _Message:
-    def __init__(self, headers, body, version):
+    def __init__(self, headers: "Headers | list[tuple[str, str]] | None", body: bytes,
+                 version: str) -> None:
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body = bytes(body)
         self.version = version
-        self._parsed = {}  # header name -> (the text parsed, its value object)
+        # header name -> (the text parsed, its value object)
+        self._parsed: dict[str, tuple[str, Any]] = {}
 
     # -- header values, parsed once per text ---------------------------------------------------
     # The value objects are shared: read them, do not change them (a changed top Via goes back
@@ -309,7 +319,10 @@ class _Message:
             self.headers.add("Via", value)
         self._parsed["Via"] = (text, via)
 
-    def to_bytes(self):
+    def start_line(self) -> str:
+        raise NotImplementedError  # Request and Response write their own
+
+    def to_bytes(self) -> bytes:
         lines = [self.start_line()]
         for name, value in self.headers:
             if name.lower() != "content-length":
@@ -321,15 +334,17 @@ class _Message:
 
 
 class Request(_Message):
-    def __init__(self, method, uri, headers=None, body=b"", version=SIP_VERSION):
+    def __init__(self, method: str, uri: "str | URI", headers: list[tuple[str, str]] | None = None,
+                 body: bytes = b"", version: str = SIP_VERSION) -> None:
         _Message.__init__(self, headers, body, version)
         self.method = method
         self.uri = uri if isinstance(uri, URI) else URI.parse(uri)
 
-    def start_line(self):
+    def start_line(self) -> str:
         return self.method + " " + str(self.uri) + " " + self.version
 
-    def make_response(self, status, reason=None, to_tag=None):
+    def make_response(self, status: int, reason: str | None = None,
+                      to_tag: str | None = None) -> "Response":
         """A response per §8.2.6: Via, From, To, Call-ID and CSeq copied; the To tag added
         when the request had none (not on 100, §8.2.6.2); Timestamp echoed on 100 (§8.2.6.1)."""
         headers = Headers()
@@ -356,19 +371,20 @@ class Request(_Message):
 
 
 class Response(_Message):
-    def __init__(self, status, reason=None, headers=None, body=b"", version=SIP_VERSION):
+    def __init__(self, status: int, reason: str | None = None, headers: "Headers | None" = None,
+                 body: bytes = b"", version: str = SIP_VERSION) -> None:
         _Message.__init__(self, headers, body, version)
         self.status = status
         self.reason = REASON_PHRASES.get(status, "") if reason is None else reason
 
-    def start_line(self):
+    def start_line(self) -> str:
         return self.version + " " + str(self.status) + " " + self.reason
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Response(" + repr(self.status) + ", " + repr(self.reason) + ")"
 
 
-def _parse_version(text):
+def _parse_version(text: str) -> str:
     """§25.1 SIP-Version: "SIP" "/" 1*DIGIT "." 1*DIGIT ("SIP" is case-insensitive)."""
     major, dot, minor = text[4:].partition(".")
     if text[:4].upper() != "SIP/" or not dot or not only(major, DIGITS) or not only(minor, DIGITS):
@@ -376,7 +392,7 @@ def _parse_version(text):
     return "SIP/" + major + "." + minor
 
 
-def _check_line(line):
+def _check_line(line: str) -> None:
     """Reject control characters except HTAB and those escaped by a quoted-pair."""
     if not line or (min(line) >= " " and "\x7f" not in line):  # the common case, in C
         return
@@ -385,7 +401,7 @@ def _check_line(line):
             raise ParseError("control character in header section")
 
 
-def _parse_start_line(line):
+def _parse_start_line(line: str) -> "Request | Response":
     if line[:4].upper() == "SIP/":
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
@@ -402,7 +418,7 @@ def _parse_start_line(line):
     return Request(method, URI.parse(uri), version=_parse_version(version))
 
 
-def _parse_head(raw):
+def _parse_head(raw: bytes) -> "Request | Response":
     """Start line and header fields (bytes before the empty line) -> message without body."""
     try:
         text = raw.decode("utf-8")
@@ -411,7 +427,7 @@ def _parse_head(raw):
     lines = text.split("\r\n")
     _check_line(lines[0])
     message = _parse_start_line(lines[0])
-    fields = []
+    fields: list[tuple[str, list[str]]] = []
     for line in lines[1:]:
         _check_line(line)
         if line[:1] in (" ", "\t"):  # folded continuation (§7.3.1)
@@ -435,7 +451,7 @@ def _parse_head(raw):
     return message
 
 
-def _take_content_length(headers):
+def _take_content_length(headers: "Headers") -> int | None:
     """Remove Content-Length from headers and return it (None when absent)."""
     values = headers.get_all("Content-Length")
     if not values:
@@ -451,7 +467,7 @@ def _take_content_length(headers):
     return length
 
 
-def _parse(data):
+def _parse(data: bytes) -> "Request | Response":
     data = bytes(data)
     if len(data) > MAX_MESSAGE_SIZE:
         raise ParseError("message too large")
@@ -472,7 +488,7 @@ def _parse(data):
     return message
 
 
-def parse(data):
+def parse(data: bytes) -> "Request | Response":
     """Parse one datagram into a Request or Response; raises ParseError and nothing else."""
     try:
         return _parse(data)
@@ -482,10 +498,11 @@ def parse(data):
         raise ParseError("malformed message") from error
 
 
-def _parse_header_params(text):
+def _parse_header_params(text: str) -> dict[str, str | None]:
     """`;`-separated generic-params (§25.1) after the first `;` -> dict with lower-case names,
     in the order written."""
-    params = ordered_dict()
+    params: dict[str, str | None] = ordered_dict()
+    value: str | None
     for chunk in split_outside(text, ";"):
         name, equals, value = chunk.partition("=")
         name = name.strip(_WHITESPACE).lower()
@@ -506,12 +523,12 @@ def _parse_header_params(text):
     return params
 
 
-def _format_params(params):
+def _format_params(params: dict[str, str | None]) -> str:
     return "".join(";" + name if value is None else ";" + name + "=" + value
                    for name, value in params.items())
 
 
-def _format_display_name(name):
+def _format_display_name(name: str) -> str:
     if all(is_token(word) for word in name.split(" ")):
         return name
     out = []
@@ -529,7 +546,8 @@ class Via:
 
     __slots__ = ("protocol", "transport", "host", "port", "params")
 
-    def __init__(self, transport, host, port=None, params=None, protocol=SIP_VERSION):
+    def __init__(self, transport: str, host: str, port: int | None = None,
+                 params: dict[str, str | None] | None = None, protocol: str = SIP_VERSION) -> None:
         self.protocol = protocol
         self.transport = transport
         self.host = host
@@ -537,7 +555,7 @@ class Via:
         self.params = ordered_dict(params) if params else ordered_dict()
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: str) -> "Via":
         head, semicolon, param_text = value.partition(";")
         params = _parse_header_params(param_text) if semicolon else None
         parts = head.split("/")  # SLASH = SWS "/" SWS
@@ -556,15 +574,15 @@ class Via:
         return cls(transport.upper(), host, port, params, name.upper() + "/" + version)
 
     @property
-    def branch(self):
+    def branch(self) -> str | None:
         return self.params.get("branch")
 
-    def __str__(self):
+    def __str__(self) -> str:
         port = "" if self.port is None else ":" + str(self.port)
         return (self.protocol + "/" + self.transport + " " + self.host + port
                 + _format_params(self.params))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Via(" + repr(str(self)) + ")"
 
 
@@ -573,13 +591,14 @@ class NameAddress:
 
     __slots__ = ("display_name", "uri", "params")
 
-    def __init__(self, uri, display_name=None, params=None):
+    def __init__(self, uri: "URI | None", display_name: str | None = None,
+                 params: dict[str, str | None] | None = None) -> None:
         self.uri = uri
         self.display_name = display_name
         self.params = ordered_dict(params) if params else ordered_dict()
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: str) -> "NameAddress":
         value = value.strip(_WHITESPACE)
         if value == "*":  # Contact: * (§10.2.2)
             return cls(None)
@@ -620,20 +639,20 @@ class NameAddress:
         return cls(uri, display_name, params)
 
     @property
-    def wildcard(self):
+    def wildcard(self) -> bool:
         return self.uri is None
 
     @property
-    def tag(self):
+    def tag(self) -> str | None:
         return self.params.get("tag")
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.uri is None:
             return "*"
         display = "" if self.display_name is None else _format_display_name(self.display_name) + " "
         return display + "<" + str(self.uri) + ">" + _format_params(self.params)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "NameAddress(" + repr(str(self)) + ")"
 
 
@@ -642,12 +661,12 @@ class CSeq:
 
     __slots__ = ("seq", "method")
 
-    def __init__(self, seq, method):
+    def __init__(self, seq: int, method: str) -> None:
         self.seq = seq
         self.method = method
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: str) -> "CSeq":
         words = value.split()
         if len(words) != 2 or not only(words[0], DIGITS) or not is_token(words[1]):
             raise ParseError("bad CSeq")
@@ -655,10 +674,10 @@ class CSeq:
             raise ParseError("CSeq number too large")
         return cls(int(words[0]), words[1])
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.seq) + " " + self.method
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "CSeq(" + repr(str(self)) + ")"
 
 
@@ -666,7 +685,7 @@ _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def _is_sip_date(text):
+def _is_sip_date(text: str) -> bool:
     """§25.1 SIP-date: rfc1123-date, always GMT, e.g. `Sat, 13 Nov 2010 23:29:00 GMT`."""
     parts = text.split(" ")
     if len(parts) != 6 or parts[0][:-1] not in _WEEKDAYS or parts[0][-1:] != ",":
@@ -716,7 +735,7 @@ def _header_problem(message):
     return None
 
 
-def check_message(message):
+def check_message(message: "Request | Response") -> str | None:
     """Why a parsed message must not be processed (§8.1.1 mandatory headers, §8.2.2-8.2.3,
     RFC 4475 §3.1.2 / §3.3): a short reason for the 400 (or "Version Not Supported": answer
     505), or None. Call it before handing a message to transactions; drop bad responses."""
@@ -735,10 +754,10 @@ def check_message(message):
 class _Marker:
     __slots__ = ("name",)
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self.name = name
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return self.name
 
 
@@ -746,7 +765,7 @@ KEEPALIVE_PING = _Marker("KEEPALIVE_PING")  # CRLF CRLF from a client (RFC 5626 
 KEEPALIVE_PONG = _Marker("KEEPALIVE_PONG")  # CRLF answer from a server
 
 
-def _scan_content_length(head):
+def _scan_content_length(head: bytes) -> int | None:
     """Content-Length from raw header bytes, only to find where the message ends."""
     found = []
     for line in head.split(b"\r\n")[1:]:
@@ -769,16 +788,16 @@ class StreamReader:
     (it owns the clock) ends such a connection.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._buffer = bytearray()
         self._scanned = 0  # bytes already searched for the empty line
         self.broken = False
 
     @property
-    def pending(self):
+    def pending(self) -> int:
         return len(self._buffer)
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> "list[Request | ParseError | _Marker | Response]":
         if self.broken:
             return []
         self._buffer += data
@@ -790,16 +809,16 @@ class StreamReader:
             out.append(item)
         return out
 
-    def _fail(self, reason):
+    def _fail(self, reason: str) -> "ParseError":
         self._buffer = bytearray()
         self.broken = True
         return ParseError(reason)
 
-    def _consume(self, count):
+    def _consume(self, count: int) -> None:
         self._buffer[:count] = b""  # MicroPython's bytearray has no slice deletion
         self._scanned = 0
 
-    def _next(self):
+    def _next(self) -> "Request | Response | ParseError | _Marker | None":
         buffer = self._buffer
         if buffer[:2] == b"\r\n":
             if buffer[:4] == b"\r\n\r\n":

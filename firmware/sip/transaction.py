@@ -44,6 +44,13 @@ import os
 from firmware.sip.errors import ParseError
 from firmware.sip.message import Request, Response
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Iterator
+    from typing import Any
+
+    from firmware.sip.message import Via
+
 MAGIC_COOKIE = "z9hG4bK"
 
 # RFC 3261 Table 4 and RFC 6026 §8 (seconds).
@@ -176,7 +183,7 @@ NON_INVITE_SERVER = {
 }
 
 
-def new_branch():
+def new_branch() -> str:
     """A fresh RFC 3261 branch: the magic cookie and 96 random bits (§8.1.1.7)."""
     return MAGIC_COOKIE + binascii.hexlify(os.urandom(12)).decode()
 
@@ -188,10 +195,10 @@ class ResponseReceived:
 
     __slots__ = ("response",)
 
-    def __init__(self, response):
+    def __init__(self, response: "Response") -> None:
         self.response = response
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ResponseReceived({self.response.status} {self.response.reason})"
 
 
@@ -200,10 +207,10 @@ class AckReceived:
 
     __slots__ = ("ack",)
 
-    def __init__(self, ack):
+    def __init__(self, ack: "Request") -> None:
         self.ack = ack
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "AckReceived()"
 
 
@@ -212,7 +219,7 @@ class TransactionTimeout:
 
     __slots__ = ()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "TransactionTimeout()"
 
 
@@ -221,7 +228,7 @@ class TransportError:
 
     __slots__ = ()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "TransportError()"
 
 
@@ -230,7 +237,7 @@ class TransactionTerminated:
 
     __slots__ = ()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "TransactionTerminated()"
 
 
@@ -247,7 +254,9 @@ def _cseq(message):
 class _Transaction:
     """What the four machines share: timers, the outgoing queue, the event queue."""
 
-    def __init__(self, request, reliable, transitions, state):
+    def __init__(self, request: "Request", reliable: bool,
+                 transitions: dict[tuple[str, str], tuple[str, str | None]],
+                 state: str) -> None:
         if request.method == "ACK":
             # An ACK for a 2xx is its own transaction-less request (§17.1.1.3, §17.2.3).
             raise ValueError("an ACK never starts a transaction")
@@ -257,19 +266,19 @@ class _Transaction:
         self.branch = _top_via(request).branch
         self.state = state
         self._transitions = transitions
-        self._timers = {}  # input (e.g. FIRES_A) -> deadline
+        self._timers: dict[str, float] = {}  # input (e.g. FIRES_A) -> deadline
         self._interval = T1  # current retransmission interval of Timer A, E or G
-        self._outgoing = []
-        self._events = []
+        self._outgoing: list[Request | Response] = []
+        self._events: list[object] = []
 
     @property
-    def terminated(self):
+    def terminated(self) -> bool:
         return self.state == TERMINATED
 
-    def get_timer(self):
+    def get_timer(self) -> float | None:
         return min(self._timers.values()) if self._timers else None
 
-    def handle_timer(self, now):
+    def handle_timer(self, now: float) -> None:
         while True:
             due = [(deadline, name) for name, deadline in self._timers.items() if deadline <= now]
             if not due:
@@ -278,17 +287,17 @@ class _Transaction:
             del self._timers[name]
             self._feed(name, None, now)
 
-    def transport_error(self, now):
+    def transport_error(self, now: float) -> None:
         self._feed(TRANSPORT_ERROR, None, now)
 
-    def messages_to_send(self):
+    def messages_to_send(self) -> "list[Request | Response]":
         messages, self._outgoing = self._outgoing, []
         return messages
 
-    def next_event(self):
+    def next_event(self) -> "Any":
         return self._events.pop(0) if self._events else None
 
-    def _feed(self, name, message, now):
+    def _feed(self, name: str, message: "Response | Request | None", now: float) -> None:
         row = self._transitions.get((self.state, name))
         if row is None:
             return
@@ -302,37 +311,37 @@ class _Transaction:
         else:
             self.handle_timer(now)  # zero-length timers just started fire now
 
-    def _wait(self, unreliable_value):
+    def _wait(self, unreliable_value: float) -> float:
         """Timers D, I, J and K: their value on unreliable transports, zero on reliable ones."""
         return 0.0 if self.reliable else unreliable_value
 
-    def _time_out(self, message, now):
+    def _time_out(self, message: "Request | Response | None", now: float) -> None:
         self._events.append(TransactionTimeout())
 
-    def _report_transport_error(self, message, now):
+    def _report_transport_error(self, message: "Request | Response | None", now: float) -> None:
         self._events.append(TransportError())
 
 
 class ClientTransaction(_Transaction):
     """RFC 3261 §17.1.1 (INVITE) or §17.1.2 (any other method; never ACK)."""
 
-    def __init__(self, request, reliable, now):
+    def __init__(self, request: "Request", reliable: bool, now: float) -> None:
         if request.method == "INVITE":
             _Transaction.__init__(self, request, reliable, INVITE_CLIENT, CALLING)
             retransmit, timeout = FIRES_A, (FIRES_B, TIMER_B)
         else:
             _Transaction.__init__(self, request, reliable, NON_INVITE_CLIENT, TRYING)
             retransmit, timeout = FIRES_E, (FIRES_F, TIMER_F)
-        self._ack = None
+        self._ack: Request | None = None
         self._outgoing.append(request)
         if not reliable:
             self._timers[retransmit] = now + T1
         self._timers[timeout[0]] = now + timeout[1]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<ClientTransaction {self.method} {self.branch} {self.state}>"
 
-    def receive(self, response, now):
+    def receive(self, response: "Response", now: float) -> None:
         if not isinstance(response, Response):
             return
         if response.status < 200:
@@ -342,49 +351,50 @@ class ClientTransaction(_Transaction):
         else:
             self._feed(FAILURE, response, now)
 
-    def _pass_up(self, response, now):
+    def _pass_up(self, response: "Response", now: float) -> None:
         self._events.append(ResponseReceived(response))
 
-    def _retransmit_invite(self, message, now):
+    def _retransmit_invite(self, message: "Request | Response | None", now: float) -> None:
         # §17.1.1.2: Timer A doubles without bound; Timer B ends the transaction first.
         self._outgoing.append(self.request)
         self._interval *= 2
         self._timers[FIRES_A] = now + self._interval
 
-    def _retransmit_request(self, message, now):
+    def _retransmit_request(self, message: "Request | Response | None", now: float) -> None:
         # §17.1.2.2: Timer E doubles up to T2 while Trying.
         self._outgoing.append(self.request)
         self._interval = min(2 * self._interval, T2)
         self._timers[FIRES_E] = now + self._interval
 
-    def _retransmit_request_at_t2(self, message, now):
+    def _retransmit_request_at_t2(self, message: "Request | Response | None", now: float) -> None:
         # §17.1.2.2: once a provisional response arrived, every T2.
         self._outgoing.append(self.request)
         self._timers[FIRES_E] = now + T2
 
-    def _stop_retransmitting(self, response, now):
+    def _stop_retransmitting(self, response: "Response", now: float) -> None:
         # §17.1.1.2: Proceeding neither retransmits nor times out; the TU may CANCEL.
         self._timers = {}
         self._pass_up(response, now)
 
-    def _accept(self, response, now):
+    def _accept(self, response: "Response", now: float) -> None:
         self._timers = {FIRES_M: now + TIMER_M}
         self._pass_up(response, now)
 
-    def _acknowledge_failure(self, response, now):
+    def _acknowledge_failure(self, response: "Response", now: float) -> None:
         self._timers = {FIRES_D: now + self._wait(TIMER_D)}
         self._ack = self._make_ack(response)
         self._outgoing.append(self._ack)
         self._pass_up(response, now)
 
-    def _resend_ack(self, response, now):
+    def _resend_ack(self, response: "Response", now: float) -> None:
+        assert self._ack is not None  # sent on entering COMPLETED, the only state that resends
         self._outgoing.append(self._ack)
 
-    def _complete(self, response, now):
+    def _complete(self, response: "Response", now: float) -> None:
         self._timers = {FIRES_K: now + self._wait(TIMER_K)}
         self._pass_up(response, now)
 
-    def _make_ack(self, response):
+    def _make_ack(self, response: "Response") -> "Request":
         """§17.1.1.3: the ACK for a non-2xx final response, part of this transaction."""
         invite = self.request.headers
         ack = Request("ACK", self.request.uri)
@@ -402,8 +412,8 @@ class ClientTransaction(_Transaction):
 class ServerTransaction(_Transaction):
     """RFC 3261 §17.2.1 (INVITE) or §17.2.2 (any other method but ACK)."""
 
-    def __init__(self, request, reliable, now):
-        self.last_response = None
+    def __init__(self, request: "Request", reliable: bool, now: float) -> None:
+        self.last_response: Response | None = None
         if request.method == "INVITE":
             _Transaction.__init__(self, request, reliable, INVITE_SERVER, PROCEEDING)
             # §17.2.1: a 100 (Trying) at once, so the client stops retransmitting.
@@ -411,10 +421,10 @@ class ServerTransaction(_Transaction):
         else:
             _Transaction.__init__(self, request, reliable, NON_INVITE_SERVER, TRYING)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<ServerTransaction {self.method} {self.branch} {self.state}>"
 
-    def receive(self, request, now):
+    def receive(self, request: "Request", now: float) -> None:
         if not isinstance(request, Request):
             return
         if request.method == "ACK":
@@ -422,7 +432,7 @@ class ServerTransaction(_Transaction):
         elif request.method == self.method:
             self._feed(REQUEST, request, now)
 
-    def send_response(self, response, now):
+    def send_response(self, response: "Response", now: float) -> None:
         if response.status < 200:
             self._feed(PROVISIONAL_FROM_TU, response, now)
         elif response.status < 300:
@@ -430,37 +440,38 @@ class ServerTransaction(_Transaction):
         else:
             self._feed(FAILURE_FROM_TU, response, now)
 
-    def _send_response(self, response, now):
+    def _send_response(self, response: "Response", now: float) -> None:
         self.last_response = response
         self._outgoing.append(response)
 
-    def _resend_last_response(self, request, now):
+    def _resend_last_response(self, request: "Request", now: float) -> None:
         if self.last_response is not None:
             self._outgoing.append(self.last_response)
 
-    def _send_success(self, response, now):
+    def _send_success(self, response: "Response", now: float) -> None:
         self._timers = {FIRES_L: now + TIMER_L}
         self._send_response(response, now)
 
-    def _send_failure(self, response, now):
+    def _send_failure(self, response: "Response", now: float) -> None:
         self._timers = {FIRES_H: now + TIMER_H}
         if not self.reliable:
             self._timers[FIRES_G] = now + T1
         self._send_response(response, now)
 
-    def _retransmit_response(self, message, now):
+    def _retransmit_response(self, message: "Request | Response | None", now: float) -> None:
         # §17.2.1: Timer G doubles up to T2.
+        assert self.last_response is not None  # Timer G starts with the response it repeats
         self._outgoing.append(self.last_response)
         self._interval = min(2 * self._interval, T2)
         self._timers[FIRES_G] = now + self._interval
 
-    def _confirm(self, ack, now):
+    def _confirm(self, ack: "Request", now: float) -> None:
         self._timers = {FIRES_I: now + self._wait(TIMER_I)}
 
-    def _pass_ack_up(self, ack, now):
+    def _pass_ack_up(self, ack: "Request", now: float) -> None:
         self._events.append(AckReceived(ack))
 
-    def _send_final(self, response, now):
+    def _send_final(self, response: "Response", now: float) -> None:
         self._timers = {FIRES_J: now + self._wait(TIMER_J)}
         self._send_response(response, now)
 
@@ -475,19 +486,19 @@ def _to_tag(message):
     return message.to_address().tag if message.headers.get("To") else None
 
 
-def _via_identity(via):
+def _via_identity(via: "Via") -> tuple:
     """What "the top Via matches" compares for RFC 2543 peers (§17.2.3)."""
     params = sorted((name.lower(), value) for name, value in via.params.items())
     return (via.transport.upper(), via.host.lower(), via.port, tuple(params))
 
 
-def _rfc2543_identity(request, via):
+def _rfc2543_identity(request: "Request", via: "Via") -> tuple:
     headers = request.headers
     return (headers.get("Call-ID"), _from_tag(request), _cseq(request).seq,
             _via_identity(via))
 
 
-def _rfc3261_key(via, method):
+def _rfc3261_key(via: "Via", method: str) -> tuple[str, str, int | None, str] | None:
     """§17.2.3: branch, sent-by and method; None for an RFC 2543 peer (no magic cookie)."""
     branch = via.branch
     if not branch or not branch.startswith(MAGIC_COOKIE):
@@ -499,23 +510,28 @@ class TransactionTable:
     """The transactions of one endpoint, matched per §17.1.3 / §17.2.3, at most
     `max_transactions` of them (a flood of requests must not exhaust memory)."""
 
-    def __init__(self, max_transactions=256):
+    def __init__(self, max_transactions: int = 256) -> None:
         self.max_transactions = max_transactions
-        self._clients = {}  # (branch, CSeq method) -> ClientTransaction
-        self._servers = {}  # (branch, sent-by host, port, method) -> ServerTransaction
-        self._rfc2543_servers = []  # server transactions for requests without a magic cookie
-        self._orphan_messages = []  # (transaction, message) left by removed transactions
+        self._clients: dict[tuple, ClientTransaction] = {}  # (branch, CSeq method) ->
+        self._servers: dict[tuple | None, ServerTransaction] = {}  # (branch, sent-by, port,
+        # method) ->
+        # server transactions for requests without a magic cookie
+        self._rfc2543_servers: list[ServerTransaction] = []
+        # (transaction, message) left by removed transactions
+        self._orphan_messages: list[tuple[_Transaction, Request | Response]] = []
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._clients) + len(self._servers) + len(self._rfc2543_servers)
 
-    def __iter__(self):
+    def __iter__(self) -> "Iterator[Any]":  # ClientTransaction or ServerTransaction
         return iter(list(self._clients.values()) + list(self._servers.values())
                     + self._rfc2543_servers)
 
-    def add(self, transaction):
+    def add(self, transaction: "ServerTransaction | ClientTransaction") -> bool:
         if len(self) >= self.max_transactions:
             return False
+        key: Any  # see the comments in __init__
+        store: Any
         if isinstance(transaction, ClientTransaction):
             key = (transaction.branch, transaction.method)
             store = self._clients
@@ -530,8 +546,10 @@ class TransactionTable:
         store[key] = transaction
         return True
 
-    def remove(self, transaction):
+    def remove(self, transaction: "_Transaction") -> None:
         """Forget `transaction`; removing one that is not here is harmless."""
+        key: Any  # see the comments in __init__
+        store: Any
         if isinstance(transaction, ClientTransaction):
             store, key = self._clients, (transaction.branch, transaction.method)
         else:
@@ -542,12 +560,13 @@ class TransactionTable:
         elif transaction in self._rfc2543_servers:
             self._rfc2543_servers.remove(transaction)
 
-    def lookup(self, message):
+    def lookup(self,
+               message: "Response | Request") -> "ServerTransaction | ClientTransaction | None":
         if isinstance(message, Response):
             return self.match_response(message)
         return self.match_request(message)
 
-    def match_response(self, response):
+    def match_response(self, response: "Response") -> "ClientTransaction | None":
         """§17.1.3: top Via branch and CSeq method (a CANCEL shares its INVITE's branch)."""
         try:
             key = (_top_via(response).branch, _cseq(response).method)
@@ -555,21 +574,21 @@ class TransactionTable:
             return None
         return self._clients.get(key)
 
-    def match_request(self, request):
+    def match_request(self, request: "Request") -> "ServerTransaction | None":
         """§17.2.3: the server transaction `request` (a retransmission or an ACK) belongs to."""
         method = "INVITE" if request.method == "ACK" else request.method
         return self._match_server(request, method)
 
-    def find_invite_for_cancel(self, cancel):
+    def find_invite_for_cancel(self, cancel: "Request") -> "ServerTransaction | None":
         """§9.2: the INVITE server transaction a CANCEL refers to (same rules, method INVITE)."""
         return self._match_server(cancel, "INVITE")
 
-    def get_timer(self):
-        deadlines = [t.get_timer() for t in self]
+    def get_timer(self) -> float | None:
+        deadlines: list[Any] = [t.get_timer() for t in self]
         deadlines = [d for d in deadlines if d is not None]
         return min(deadlines) if deadlines else None
 
-    def handle_timer(self, now):
+    def handle_timer(self, now: float) -> "list[tuple[_Transaction, object]]":
         """Drive every transaction whose timer is due; return each pending event paired with
         its transaction and drop the terminated transactions (their last messages stay
         available through `messages_to_send`)."""
@@ -589,7 +608,7 @@ class TransactionTable:
                 self.remove(transaction)
         return events
 
-    def messages_to_send(self):
+    def messages_to_send(self) -> "list[tuple[_Transaction, Request | Response]]":
         """Every queued message as (transaction, message); the owner sends each to the
         transaction's peer."""
         messages, self._orphan_messages = self._orphan_messages, []
@@ -598,7 +617,7 @@ class TransactionTable:
                 messages.append((transaction, message))
         return messages
 
-    def _match_server(self, request, method):
+    def _match_server(self, request: "Request", method: str) -> "ServerTransaction | None":
         try:
             via = _top_via(request)
             key = _rfc3261_key(via, method)
@@ -608,7 +627,8 @@ class TransactionTable:
         except ParseError:
             return None
 
-    def _match_rfc2543(self, request, via, method):
+    def _match_rfc2543(self, request: "Request", via: "Via",
+                       method: str) -> "ServerTransaction | None":
         """§17.2.3 for peers without a magic cookie: Request-URI, tags, Call-ID, CSeq and the
         whole top Via. An ACK's To tag is compared with the tag of the response we sent."""
         identity = _rfc2543_identity(request, via)

@@ -30,6 +30,10 @@ Helpers shared with the header parsers
 from firmware.compat import ordered_dict
 from firmware.sip.errors import ParseError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from typing import Any
+
 DIGITS = "0123456789"
 HEX_DIGITS = DIGITS + "abcdefABCDEF"
 ALPHANUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" + DIGITS
@@ -49,16 +53,16 @@ _MUST_MATCH_PARAMS = ("user", "ttl", "method", "maddr", "transport")
 _CASELESS_PARAMS = ("user", "maddr", "transport")
 
 
-def only(text, chars):
+def only(text: str, chars: str) -> bool:
     """True when text is non-empty and made only of chars (str.strip runs in C)."""
     return bool(text) and not text.strip(chars)
 
 
-def is_token(text):
+def is_token(text: str) -> bool:
     return only(text, TOKEN_CHARS)
 
 
-def _check_escapes(text):
+def _check_escapes(text: str) -> None:
     """Every `%` must start a two-hex-digit escape (§25.1 escaped)."""
     if "%" in text:
         for chunk in text.split("%")[1:]:
@@ -66,7 +70,7 @@ def _check_escapes(text):
                 raise ParseError("bad %-escape in URI")
 
 
-def _normalised(text):
+def _normalised(text: str | None) -> bytes | None:
     """Bytes for comparison: escapes decoded except those of reserved characters (§19.1.4)."""
     if text is None or "%" not in text:
         return None if text is None else text.encode()
@@ -82,7 +86,7 @@ def _normalised(text):
     return bytes(out)
 
 
-def _decode_unreserved(text):
+def _decode_unreserved(text: str) -> str:
     """Decode escapes of unreserved characters only, so `%6C%72` names the `lr` parameter."""
     if "%" not in text:
         return text
@@ -94,7 +98,7 @@ def _decode_unreserved(text):
     return "".join(out)
 
 
-def _is_ipv4(text):
+def _is_ipv4(text: str) -> bool:
     parts = text.split(".")
     if len(parts) != 4:
         return False
@@ -104,7 +108,7 @@ def _is_ipv4(text):
     return True
 
 
-def _is_ipv6(text):
+def _is_ipv6(text: str) -> bool:
     """RFC 3986 IPv6address (as adopted by RFC 5954), without the brackets."""
     if text.count("::") > 1:
         return False
@@ -126,7 +130,7 @@ def _is_ipv6(text):
     return count < 8 if compressed else count == 8
 
 
-def _check_host(host):
+def _check_host(host: str) -> None:
     if host.startswith("["):
         if not host.endswith("]") or not _is_ipv6(host[1:-1]):
             raise ParseError("bad IPv6 reference")
@@ -143,13 +147,13 @@ def _check_host(host):
             raise ParseError("bad host")
 
 
-def _parse_port(text):
+def _parse_port(text: str) -> int:
     if not only(text, DIGITS) or len(text) > 5 or int(text) > 65535:
         raise ParseError("bad port")
     return int(text)
 
 
-def split_host_port(text):
+def split_host_port(text: str) -> tuple[str, int | None]:
     """`host [":" port]` -> (host, port or None); IPv6 references keep their brackets."""
     if text.startswith("["):
         end = text.find("]")
@@ -167,7 +171,7 @@ def split_host_port(text):
     return host, (None if port_text is None else _parse_port(port_text))
 
 
-def _parse_params(chunks, keep_case=False):
+def _parse_params(chunks: list[str], keep_case: bool = False) -> dict[str, str | None]:
     """`;name[=value]` chunks of a URI -> dict in the order written (§25.1 uri-parameters,
     RFC 3966 par)."""
     params = ordered_dict()
@@ -183,7 +187,7 @@ def _parse_params(chunks, keep_case=False):
     return params
 
 
-def _parse_headers(text):
+def _parse_headers(text: str) -> dict[str, str]:
     headers = ordered_dict()
     for chunk in text.split("&"):
         name, equals, value = chunk.partition("=")
@@ -200,8 +204,10 @@ class URI:
 
     __slots__ = ("scheme", "user", "password", "host", "port", "params", "headers", "opaque")
 
-    def __init__(self, scheme="sip", user=None, host=None, port=None, params=None, headers=None,
-                 password=None, opaque=None):
+    def __init__(self, scheme: str = "sip", user: str | None = None, host: str | None = None,
+                 port: int | None = None, params: dict[str, str | None] | None = None,
+                 headers: dict[str, str] | None = None, password: str | None = None,
+                 opaque: str | None = None) -> None:
         self.scheme = scheme
         self.user = user
         self.password = password
@@ -212,7 +218,7 @@ class URI:
         self.opaque = opaque
 
     @classmethod
-    def parse(cls, text):
+    def parse(cls, text: str) -> "URI":
         if not isinstance(text, str):
             raise ParseError("URI is not text")
         scheme, colon, rest = text.partition(":")
@@ -233,7 +239,7 @@ class URI:
         return cls(scheme, opaque=rest)
 
     @classmethod
-    def _parse_sip(cls, scheme, rest):
+    def _parse_sip(cls, scheme: str, rest: str) -> "URI":
         user = password = None
         # '@' cannot occur unescaped after the userinfo (§25.1), so the first one ends it.
         userinfo, at, hostpart = rest.partition("@")
@@ -257,7 +263,7 @@ class URI:
         return cls(scheme, user, host, port, params, headers, password)
 
     @classmethod
-    def _parse_tel(cls, rest):
+    def _parse_tel(cls, rest: str) -> "URI":
         chunks = rest.split(";")
         number = chunks[0]
         params = _parse_params(chunks[1:])
@@ -272,15 +278,15 @@ class URI:
         return cls("tel", number, params=params)
 
     @property
-    def transport(self):
+    def transport(self) -> str | None:
         value = self.params.get("transport")
         return value.lower() if value else None
 
-    def copy(self):
+    def copy(self) -> "URI":
         return URI(self.scheme, self.user, self.host, self.port, self.params, self.headers,
                    self.password, self.opaque)
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.opaque is not None:
             return self.scheme + ":" + self.opaque
         out = [self.scheme, ":"]
@@ -300,20 +306,20 @@ class URI:
             out.append("?" + "&".join(name + "=" + value for name, value in self.headers.items()))
         return "".join(out)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "URI(" + repr(str(self)) + ")"
 
-    def _tel_key(self):
+    def _tel_key(self) -> tuple[str, list[tuple[str, bytes | None]]]:
         number = self.user or ""
         for separator in _VISUAL_SEPARATORS:
             number = number.replace(separator, "")
-        params = sorted(
-            (name, None if value is None else _normalised(value).lower())
+        params = sorted(  # _normalised(str) is bytes, never None:
+            (name, None if value is None else _normalised(value).lower())  # type: ignore[union-attr]
             for name, value in self.params.items()
         )
         return number.upper(), params
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, URI):
             return NotImplemented
         if self.scheme != other.scheme:
@@ -324,7 +330,9 @@ class URI:
             return self._tel_key() == other._tel_key()
         return self._sip_equal(other)
 
-    def _sip_equal(self, other):
+    def _sip_equal(self, other: "URI") -> bool:
+        mine: Any  # str, then its normalised bytes, then the headers' dict
+        theirs: Any
         if (
             _normalised(self.user) != _normalised(other.user)
             or _normalised(self.password) != _normalised(other.password)
@@ -352,11 +360,11 @@ class URI:
         theirs = {name.lower(): _normalised(value) for name, value in other.headers.items()}
         return mine == theirs
 
-    def __ne__(self, other):
+    def __ne__(self, other: object) -> bool:
         equal = self.__eq__(other)
         return equal if equal is NotImplemented else not equal
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         if self.opaque is not None:
             return hash((self.scheme, self.opaque))
         if self.scheme == "tel":

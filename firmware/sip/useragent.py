@@ -39,6 +39,13 @@ from firmware.sip.endpoint import (
 from firmware.sip.message import Request
 from firmware.sip.reply import Reply
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from typing import Any
+
+    from firmware.sip.endpoint import Peer
+    from firmware.sip.uri import URI
+
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
 SUPPORTED = "timer, replaces"
@@ -152,16 +159,17 @@ class UserAgent:
     def aor(self):
         return "sip:%s@%s" % (self.settings.username, self.settings.domain)
 
-    def registrar_uri(self):
+    def registrar_uri(self) -> str:
         """`sips:` for TLS (RFC 5630), else `sip:` with the transport named when not UDP."""
         peer = self.registrar
+        assert peer is not None  # only asked for with a registrar configured
         scheme = "sips" if peer.transport == "tls" else "sip"
         uri = "%s:%s" % (scheme, self.settings.registrar_hostport or peer.host)
         if peer.transport == "tcp":
             uri += ";transport=tcp"
         return uri
 
-    def contact_uri(self):
+    def contact_uri(self) -> str:
         host = self.endpoint.sent_by_host()
         transport = self.settings.transport
         scheme = "sips" if transport == "tls" else "sip"
@@ -180,32 +188,32 @@ class UserAgent:
         return "%s<sip:%s@%s>;tag=%s" % (display, self.settings.username, host, tag)
 
     # -- routing and trust -----------------------------------------------------------------
-    def route_for(self, target_peer):
+    def route_for(self, target_peer: "Peer") -> "Peer":
         """The next hop for a request outside a dialog: the registrar when one is configured."""
         return self.registrar if self.registrar is not None else target_peer
 
-    def from_registrar(self, source):
+    def from_registrar(self, source: "Peer") -> bool:
         """Did this come over the registration's flow / from the registrar's address?"""
         registrar = self.registrar
         return registrar is not None and source.transport == registrar.transport and \
             source.host == registrar.host and (source.reliable or source.port == registrar.port)
 
     # -- sans-I/O surface ------------------------------------------------------------------
-    def start(self, now):
+    def start(self, now: float) -> None:
         if self.registration is not None:
             self.registration.start(now)
             self._flush_registration(now)
 
-    def stop(self, now):
+    def stop(self, now: float) -> None:
         if self.registration is not None:
             self.registration.stop(now)
             self._flush_registration(now)
 
-    def receive(self, data, source, now):
+    def receive(self, data: bytes, source: "Peer", now: float) -> None:
         self.endpoint.receive(data, source, now)
         self._dispatch(now)
 
-    def flow_failed(self, peer, now):
+    def flow_failed(self, peer: "Peer", now: float) -> None:
         self.endpoint.flow_failed(peer, now)
         if self.registration is not None and self.registrar is not None and \
                 peer.transport == self.registrar.transport and peer.host == self.registrar.host \
@@ -213,7 +221,7 @@ class UserAgent:
             self.registration.flow_failed(now)
         self._dispatch(now)
 
-    def handle_timer(self, now):
+    def handle_timer(self, now: float) -> None:
         self.endpoint.handle_timer(now)
         if self.registration is not None:
             self.registration.handle_timer(now)
@@ -221,8 +229,8 @@ class UserAgent:
             self.request_handler.handle_timer(now)
         self._dispatch(now)
 
-    def get_timer(self):
-        timers = [self.endpoint.get_timer()]
+    def get_timer(self) -> float | None:
+        timers: list[Any] = [self.endpoint.get_timer()]
         if self.registration is not None:
             timers.append(self.registration.get_timer())
         if self.request_handler is not None:
@@ -230,10 +238,10 @@ class UserAgent:
         timers = [t for t in timers if t is not None]
         return min(timers) if timers else None
 
-    def datagrams_to_send(self):
+    def datagrams_to_send(self) -> "list[tuple[bytes, Peer]]":
         return self.endpoint.datagrams_to_send()
 
-    def next_event(self):
+    def next_event(self) -> object:
         """UA events first, then the call layer's."""
         if self._events:
             return self._events.pop(0)
@@ -289,14 +297,15 @@ class UserAgent:
         else:
             self._answer(event, 501, now, capabilities=True)
 
-    def status(self):
+    def status(self) -> dict:
         if self.registration is None:
             return {"state": "disabled", "error": None, "next_refresh": None}
         r = self.registration
         return {"state": r.state, "error": r.error, "next_refresh": r.next_refresh}
 
     # -- internals -------------------------------------------------------------------------
-    def _flush_registration(self, now):
+    def _flush_registration(self, now: float) -> None:
+        assert self.registration is not None and self.registrar is not None
         for request in self.registration.requests_to_send():
             self.endpoint.send_request(request, self.registrar, now, context=Reply(
                 request, self._on_register_response, self._on_register_failure))
@@ -306,7 +315,7 @@ class UserAgent:
                 break
             self._events.append(event)
 
-    def _dispatch(self, now):
+    def _dispatch(self, now: float) -> None:
         while True:
             event = self.endpoint.next_event()
             if event is None:
@@ -347,7 +356,8 @@ class UserAgent:
         else:
             self.answer_unmatched(event, now)
 
-    def _answer(self, event, status, now, capabilities=False):
+    def _answer(self, event: "RequestReceived", status: int, now: float,
+                capabilities: bool = False) -> None:
         response = event.request.make_response(status)
         if status >= 200 and status != 100 and "tag=" not in (response.headers.get("To") or ""):
             response.headers.set("To", response.headers.get("To") + ";tag=" +
@@ -356,10 +366,12 @@ class UserAgent:
             response.headers.set("Allow", ALLOW)
             response.headers.set("Accept", ACCEPT)
             response.headers.set("Supported", SUPPORTED)
+        assert event.transaction is not None  # only an ACK comes without one, never answered
         self.endpoint.send_response(event.transaction, response, now)
 
 
-def new_request(method, uri, from_value, to_value, call_id, cseq, contact=None):
+def new_request(method: str, uri: "str | URI", from_value: str, to_value: str, call_id: str,
+                cseq: int, contact: str | None = None) -> "Request":
     """A request outside a dialog with the headers §8.1.1 requires (Via comes later)."""
     request = Request(method, uri)
     request.headers.set("From", from_value)

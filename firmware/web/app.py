@@ -36,6 +36,7 @@ import hmac
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from microdot import Microdot, Request, Response
 
@@ -47,6 +48,14 @@ from firmware.web.metrics import prometheus_text
 from firmware.web.passwords import AdminPassword, PasswordAlreadySet, weakness
 from firmware.web.sessions import LoginThrottle, SessionStore, client_key
 from firmware.web.setupcode import SetupCode
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Callable
+    from typing import Any
+
+    from firmware.runtime.station import Station
+    from firmware.web.sessions import Session
 
 MAX_BODY = 64 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds for a whole request and its response
@@ -72,23 +81,24 @@ ERROR_TEXT = {400: "bad request", 404: "not found", 405: "method not allowed",
 class ApiError(Exception):
     """Raised by request helpers; becomes a JSON error response."""
 
-    def __init__(self, status, message, headers=None):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         Exception.__init__(self, message)
         self.status = status
         self.message = message
         self.headers = headers or {}
 
 
-def _error(status, message, headers=None):
-    return Response({"error": message}, status, headers)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> "Response":
+    # microdot sends a dict body as JSON; its hint says str | bytes (also below)
+    return Response({"error": message}, status, headers)  # type: ignore[arg-type]
 
 
-def _client(request):
+def _client(request: "Request") -> str:
     addr = request.client_addr
     return str(addr[0]) if isinstance(addr, (tuple, list)) and addr else "unknown"
 
 
-def _cross_site(request):
+def _cross_site(request: "Request") -> bool:
     """True when the browser tells us the request comes from another site. Sec-Fetch-Site is
     the clearest signal; without it, an Origin naming another host. `Origin: null` is not
     evidence: with `Referrer-Policy: no-referrer` our own forms are posted with it."""
@@ -99,11 +109,11 @@ def _cross_site(request):
     return origin != "null" and origin.partition("://")[2] != request.headers.get("Host", "")
 
 
-def _is_json(request):
+def _is_json(request: "Request") -> bool:
     return (request.content_type or "").split(";")[0].strip().lower() == "application/json"
 
 
-def _json_body(request, required=True):
+def _json_body(request: "Request", required: bool = True) -> "dict[str, Any]":
     """The request body parsed as a JSON object ({} for an empty optional body)."""
     if not request.body:
         if required:
@@ -122,7 +132,7 @@ def _json_body(request, required=True):
     return doc
 
 
-def _int_arg(request, name, default, low, high):
+def _int_arg(request: "Request", name: str, default: int | None, low: int, high: int) -> int | None:
     text = request.args.get(name)
     if text is None:
         return default
@@ -131,9 +141,9 @@ def _int_arg(request, name, default, low, high):
     return int(text)
 
 
-def _api(handler):
+def _api(handler: "Callable") -> "Callable":
     """Turn ApiError raised inside a handler into its JSON response."""
-    async def wrapped(request, *args, **kwargs):
+    async def wrapped(request: "Request", *args: "Any", **kwargs: "Any") -> "Any":
         try:
             return await handler(request, *args, **kwargs)
         except ApiError as exc:
@@ -144,14 +154,17 @@ def _api(handler):
 class _Web:
     """The state behind the routes: password, sessions, throttle, static files."""
 
-    def __init__(self, station, config_path, state_dir, clock):
+    hosts: "hosts.OwnHosts"  # set by create_app
+
+    def __init__(self, station: "Station", config_path: str, state_dir: str,
+                 clock: "Callable[[], float]") -> None:
         self.station = station
         self.config_path = config_path
         self.admin = AdminPassword(state_dir)
         self.sessions = SessionStore(clock)
         self.throttle = LoginThrottle(clock)
         self.scrypt = concurrent.futures.ThreadPoolExecutor(1, "doorline-scrypt")
-        self.checking = set()  # client keys with a password check in progress
+        self.checking: set[str] = set()  # client keys with a password check in progress
         self.secure_cookies = bool(station.config["web"]["https"])
         self.config_lock = asyncio.Lock()
         self.static, self.index_template, self.version = pages.load_static()
@@ -172,29 +185,29 @@ class _Web:
 
     # -- cookies and sessions ----------------------------------------------------------------
     @property
-    def cookie_name(self):
+    def cookie_name(self) -> str:
         return "__Host-doorline_session" if self.secure_cookies else "doorline_session"
 
-    def _cookie(self, value, extra=""):
+    def _cookie(self, value: str, extra: str = "") -> str:
         secure = "; Secure" if self.secure_cookies else ""
         return f"{self.cookie_name}={value}; Path=/; HttpOnly; SameSite=Strict{secure}{extra}"
 
-    def set_session_cookie(self, response, session):
+    def set_session_cookie(self, response: "Response", session: "Session") -> "Response":
         if "Set-Cookie" not in response.headers:
             response.headers["Set-Cookie"] = []
         response.headers["Set-Cookie"].append(self._cookie(session.id))
         return response
 
-    def clear_session_cookie(self, response):
+    def clear_session_cookie(self, response: "Response") -> "Response":
         if "Set-Cookie" not in response.headers:
             response.headers["Set-Cookie"] = []
         response.headers["Set-Cookie"].append(self._cookie("", "; Max-Age=0"))
         return response
 
-    def session_of(self, request):
+    def session_of(self, request: "Request") -> "Session | None":
         return self.sessions.get(request.cookies.get(self.cookie_name))
 
-    def form_session(self, request):
+    def form_session(self, request: "Request") -> "Session":
         """The pre-login session for a setup/login form: reuse the cookie's or make one."""
         session = self.session_of(request)
         if session is None or session.authenticated:
@@ -202,11 +215,11 @@ class _Web:
         return session
 
     # -- authentication ------------------------------------------------------------------------
-    async def off_loop(self, function, *args):
+    async def off_loop(self, function: "Callable", *args: "Any") -> "Any":
         """`function(*args)` (scrypt) on the single worker thread."""
         return await asyncio.get_running_loop().run_in_executor(self.scrypt, function, *args)
 
-    async def check_password(self, request, password, via):
+    async def check_password(self, request: "Request", password: str | None, via: str) -> bool:
         """Verify with throttling and logging; returns True, or raises ApiError(429/503)."""
         client = _client(request)
         wait = self.throttle.retry_after(client)
@@ -235,7 +248,7 @@ class _Web:
         self.station.log_event("auth_failed", client=client, via=via, path=request.path)
         return False
 
-    async def authenticate_api(self, request):
+    async def authenticate_api(self, request: "Request") -> str:
         """'basic' or 'session' for a valid caller; raises ApiError(401/429) otherwise."""
         header = request.headers.get("Authorization")
         if header is not None:
@@ -259,14 +272,14 @@ class _Web:
                        self._challenge(request))
 
     @staticmethod
-    def _challenge(request):
+    def _challenge(request: "Request") -> dict[str, str]:
         # The page's own fetches carry X-CSRF-Token: leave out the Basic challenge for them so
         # an expired session sends the user to the login form, not to a browser dialog.
         if "X-CSRF-Token" in request.headers:
             return {}
         return {"WWW-Authenticate": 'Basic realm="Doorline", charset="UTF-8"'}
 
-    async def guard_api(self, request):
+    async def guard_api(self, request: "Request") -> "Response | None":
         """None when the API request may proceed, else the refusal response."""
         if not self.admin.is_set:
             if request.path == "/api/setup":
@@ -291,7 +304,7 @@ class _Web:
                 return _error(403, "missing or wrong X-CSRF-Token")
         return None
 
-    def check_setup_code(self, request, code):
+    def check_setup_code(self, request: "Request", code: str | None) -> None:
         """Returns when `request` may set the first password (it comes from the station itself,
         or gives the setup code); raises ApiError(403/429) otherwise."""
         client = _client(request)
@@ -310,7 +323,7 @@ class _Web:
                        pages.SETUP_CODE_WHERE)
 
     # -- config --------------------------------------------------------------------------------
-    async def put_config(self, partial):
+    async def put_config(self, partial: dict) -> "dict | Response":
         station = self.station
         async with self.config_lock:
             current = station.config
@@ -321,14 +334,15 @@ class _Web:
             try:
                 cfg = configuration.validate(configuration.merge(current, restored))
             except configuration.ConfigError as exc:
-                return Response({"errors": exc.errors}, 400)
+                return Response({"errors": exc.errors}, 400)  # type: ignore[arg-type]
             # Apply first, save after: a configuration the station cannot run never reaches
             # the disk, so a restart cannot trip over it.
             try:
                 await station.apply_config(cfg)
             except configuration.ConfigError as exc:
                 # The station could not use it and went back to the old one.
-                return Response({"errors": exc.errors}, status_code=400)
+                return Response({"errors": exc.errors},  # type: ignore[arg-type]
+                                status_code=400)
             except Exception as exc:  # the station rolled back; say so, keep serving
                 return _error(500, f"could not apply the configuration: {exc}")
             try:
@@ -343,8 +357,9 @@ class _Web:
             return Response(configuration.redacted(cfg))
 
 
-def create_app(station, config_path, state_dir, clock=time.monotonic,
-               addresses=netaddrs.interface_addresses):
+def create_app(station: "Station", config_path: str, state_dir: str,
+               clock: "Callable[[], float]" = time.monotonic,
+               addresses: "Callable" = netaddrs.interface_addresses) -> "Microdot":
     """The microdot app for `station`; `config_path` is saved by PUT /api/config and
     `state_dir` holds admin.json. `clock` (monotonic seconds) drives session expiry and the
     login back-off; `addresses()` gives the station's IP addresses (its own Host names)."""
@@ -352,19 +367,19 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
     Request.max_body_length = MAX_BODY
     web = _Web(station, config_path, state_dir, clock)
     app = Microdot()
-    app.doorline = web
+    app.doorline = web  # type: ignore[attr-defined]  # the state, for the tests to reach
 
-    def html(text, status=200, headers=None):
+    def html(text: str, status: int = 200, headers: dict | None = None) -> "Response":
         headers = dict(headers or {})
         headers["Content-Type"] = "text/html; charset=utf-8"
         return Response(text, status, headers)
 
-    def redirect(location):
+    def redirect(location: str) -> "Response":
         return Response(status_code=303, headers={"Location": location})
 
     # -- hooks -----------------------------------------------------------------------------------
     @app.before_request
-    async def guard(request):
+    async def guard(request: "Request") -> "Any":
         request.g.auth = None
         request.g.session = None
         if request.method in STATE_CHANGING and _cross_site(request):
@@ -373,7 +388,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
             return await web.guard_api(request)
         return None
 
-    async def add_headers(request, response):
+    async def add_headers(request: "Request", response: "Response") -> "Response":
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
         if "Cache-Control" not in response.headers:
@@ -391,7 +406,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
 
     # -- pages -----------------------------------------------------------------------------------
     @app.get("/")
-    async def index(request):
+    async def index(request: "Request") -> "Any":
         if not web.admin.is_set:
             return redirect("/setup")
         session = web.session_of(request)
@@ -400,14 +415,14 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
         return html(pages.index_page(web.index_template, session.csrf, web.version))
 
     @app.get("/static/<name>")
-    async def static(request, name):
+    async def static(request: "Request", name: str) -> "Any":
         if name not in web.static:
             return _error(404, "not found")
         return Response(web.static[name], 200, {"Content-Type": pages.STATIC_TYPES[name],
                                                 "Cache-Control": "public, max-age=86400"})
 
     @app.get("/setup")
-    async def setup_form(request):
+    async def setup_form(request: "Request") -> "Any":
         if web.admin.is_set:
             return redirect("/login")
         session = web.form_session(request)
@@ -415,7 +430,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
         return web.set_session_cookie(html(page), session)
 
     @app.post("/setup")
-    async def setup_submit(request):
+    async def setup_submit(request: "Request") -> "Any":
         if web.admin.is_set:
             return redirect("/login")
         session, form = _checked_form(web, request)
@@ -443,7 +458,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
         return _log_in(web, session, redirect("/"))
 
     @app.get("/login")
-    async def login_form(request):
+    async def login_form(request: "Request") -> "Any":
         if not web.admin.is_set:
             return redirect("/setup")
         current = web.session_of(request)
@@ -453,7 +468,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
         return web.set_session_cookie(html(pages.login_page(session.csrf, web.version)), session)
 
     @app.post("/login")
-    async def login_submit(request):
+    async def login_submit(request: "Request") -> "Any":
         if not web.admin.is_set:
             return redirect("/setup")
         session, form = _checked_form(web, request)
@@ -471,7 +486,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
         return _log_in(web, session, redirect("/"))
 
     @app.post("/logout")
-    async def logout(request):
+    async def logout(request: "Request") -> "Any":
         session = web.session_of(request)
         if session is not None:
             form = request.form or {}
@@ -485,7 +500,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
     # -- API -------------------------------------------------------------------------------------
     @app.post("/api/setup")
     @_api
-    async def api_setup(request):
+    async def api_setup(request: "Request") -> "Any":
         if web.admin.is_set:
             return _error(409, "the admin password is already set")
         if not _is_json(request):
@@ -503,14 +518,14 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
         return {"ok": True}
 
     @app.get("/api/status")
-    async def api_status(request):
+    async def api_status(request: "Request") -> "Any":
         status = dict(station.status())
         status["simulated"] = bool(station.simulated)
         return status
 
     @app.post("/api/call")
     @_api
-    async def api_call(request):
+    async def api_call(request: "Request") -> "Any":
         target = _json_body(request).get("target")
         if not isinstance(target, str) or not target.strip() or len(target) > 1024:
             return _error(400, "target must be a SIP URI string, e.g. sip:flat1@example.org")
@@ -522,20 +537,20 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
 
     @app.post("/api/hangup")
     @_api
-    async def api_hangup(request):
+    async def api_hangup(request: "Request") -> "Any":
         _json_body(request, required=False)
         station.hangup()
         return {"ok": True}
 
     @app.post("/api/door/open")
     @_api
-    async def api_door_open(request):
+    async def api_door_open(request: "Request") -> "Any":
         _json_body(request, required=False)
         station.open_door(by="web" if request.g.auth == "session" else "api")
         return {"ok": True}
 
     @app.get("/api/config")
-    async def api_config(request):
+    async def api_config(request: "Request") -> "Any":
         headers = {}
         if request.args.get("download"):
             headers["Content-Disposition"] = 'attachment; filename="doorline-config.json"'
@@ -543,14 +558,15 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
 
     @app.put("/api/config")
     @_api
-    async def api_config_put(request):
+    async def api_config_put(request: "Request") -> "Any":
         return await web.put_config(_json_body(request))
 
     @app.get("/api/events")
     @_api
-    async def api_events(request):
+    async def api_events(request: "Request") -> "Any":
         since = _int_arg(request, "since", None, 0, 2**63)
         limit = _int_arg(request, "limit", EVENTS_DEFAULT_LIMIT, 1, EVENTS_MAX_LIMIT)
+        assert limit is not None  # it has a default
         events = station.events(since)
         if since is None:
             return {"events": events[-limit:], "more": False}
@@ -558,7 +574,7 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
 
     @app.post("/api/sim/button/<role>")
     @_api
-    async def api_sim_button(request, role):
+    async def api_sim_button(request: "Request", role: str) -> "Any":
         if not station.simulated:
             return _error(404, "not found: button simulation exists on simulated boards only")
         press_ms = _json_body(request, required=False).get("press_ms", 100)
@@ -572,23 +588,23 @@ def create_app(station, config_path, state_dir, clock=time.monotonic,
         return {"ok": True}
 
     @app.get("/metrics")
-    async def metrics(request):
+    async def metrics(request: "Request") -> "Any":
         return Response(prometheus_text(station.metrics()), 200, {"Content-Type": METRICS_TYPE})
 
     return app
 
 
-def _error_handler(status, text):
-    async def handler(request):
+def _error_handler(status: int, text: str) -> "Callable":
+    async def handler(request: "Request") -> "Any":
         return _error(status, text)
     return handler
 
 
-def _needs_code(request):
+def _needs_code(request: "Request") -> bool:
     return not hosts.is_loopback(_client(request))
 
 
-def _checked_form(web, request):
+def _checked_form(web: "_Web", request: "Request") -> "tuple[Session | None, Any]":
     """(pre-login session, form) when the form's CSRF token matches its session, else
     (None, None)."""
     session = web.session_of(request)
@@ -600,16 +616,17 @@ def _checked_form(web, request):
     return session, form
 
 
-def _log_in(web, old_session, response):
+def _log_in(web: "_Web", old_session: "Session", response: "Response") -> "Response":
     web.sessions.drop(old_session.id)
     session = web.sessions.create(authenticated=True)
     return web.set_session_cookie(response, session)
 
 
-async def start(app, host, port, ssl_context=None):
+async def start(app: "Microdot", host: str, port: int,
+                ssl_context: "ssl.SSLContext | None" = None) -> "asyncio.Server":
     """Bind and start accepting; returns the asyncio.Server (its sockets tell the port)."""
     if ssl_context is not None:
-        app.doorline.secure_cookies = True
+        app.doorline.secure_cookies = True  # type: ignore[attr-defined]  # set by create_app
     # Microdot would wait for a request as long as the client likes and read any number of
     # header lines: limits.py bounds connections, heads and idle time, and gives each
     # connection REQUEST_TIMEOUT for its whole request and response (slowloris).
@@ -618,7 +635,8 @@ async def start(app, host, port, ssl_context=None):
                                      request_timeout=REQUEST_TIMEOUT)
 
 
-async def serve(app, host, port, ssl_context=None):
+async def serve(app: "Microdot", host: str, port: int,
+                ssl_context: "ssl.SSLContext | None" = None) -> None:
     """Serve until cancelled (then the listening socket is closed)."""
     server = await start(app, host, port, ssl_context)
     try:

@@ -35,7 +35,8 @@ class CertificateError(RuntimeError):
     pass
 
 
-def ensure_certificate(state_dir, hosts=()):
+def ensure_certificate(state_dir: str,
+                       hosts: "list[str] | tuple[str, ...]" = ()) -> tuple[str, str]:
     cert_path = os.path.join(state_dir, CERT_FILE)
     key_path = os.path.join(state_dir, KEY_FILE)
     if os.path.exists(cert_path) and os.path.exists(key_path):
@@ -53,7 +54,7 @@ def ensure_certificate(state_dir, hosts=()):
 
     host = socket.gethostname()
     names = {"localhost", "127.0.0.1", host, f"{host}.local" if host else "", *hosts}
-    alt_names = []
+    alt_names: list[x509.GeneralName] = []
     for name in sorted(n for n in names if n):
         try:
             address = ipaddress.ip_address(name)
@@ -82,7 +83,7 @@ def ensure_certificate(state_dir, hosts=()):
     return cert_path, key_path
 
 
-def _write(path, data, mode):
+def _write(path: str, data: bytes, mode: int) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as f:
@@ -92,13 +93,14 @@ def _write(path, data, mode):
     os.replace(tmp, path)
 
 
-def fingerprint(cert_path):
+def fingerprint(cert_path: str) -> str:
     with open(cert_path, encoding="ascii", errors="replace") as f:
         der = ssl.PEM_cert_to_DER_cert(f.read())
     return hashlib.sha256(der).digest().hex(":").upper()
 
 
-def server_ssl_context(state_dir, hosts=()):
+def server_ssl_context(state_dir: str,
+                       hosts: "list[str] | tuple[str, ...]" = ()) -> ssl.SSLContext:
     cert_path, key_path = ensure_certificate(state_dir, hosts)
     try:
         logging.getLogger("doorline.web").info(

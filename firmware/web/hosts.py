@@ -29,8 +29,17 @@ Public API:
 
 import ipaddress
 import logging
+from typing import TYPE_CHECKING
 
 from microdot import Response
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from ipaddress import IPv4Address, IPv6Address
+    from typing import Any
+
+    from microdot.microdot import Microdot, Request
+
 
 REFRESH_S = 5.0
 RETRY_UNKNOWN_S = 1.0
@@ -48,17 +57,17 @@ REFUSAL = ("421 Misdirected Request\n\n"
 log = logging.getLogger("doorline.web")
 
 
-def normalise_name(name):
+def normalise_name(name: str) -> str:
     name = name.strip().lower()
     return name[:-1] if name.endswith(".") else name
 
 
-def _port_ok(text):
+def _port_ok(text: str) -> bool:
     return text == "" or (text.isascii() and text.isdigit() and len(text) <= 5 and
                           0 < int(text) <= 65535)
 
 
-def parse_host(value):
+def parse_host(value: str | None) -> "str | IPv4Address | IPv6Address | None":
     if not isinstance(value, str):
         return None
     value = value.strip()
@@ -86,7 +95,8 @@ def parse_host(value):
         return host
 
 
-def is_own_host(value, names, addresses):
+def is_own_host(value: str | None, names: set[str],
+                addresses: "set[IPv4Address | IPv6Address] | set[IPv4Address]") -> bool:
     host = parse_host(value)
     if host is None:
         return False
@@ -97,13 +107,13 @@ def is_own_host(value, names, addresses):
     return host in addresses
 
 
-def is_loopback(client):
+def is_loopback(client: str) -> bool:
     """Is `client` (a socket address string) on loopback (127.0.0.0/8, ::1, ::ffff:127.x)?"""
     address = _address(client)
     return address is not None and address.is_loopback
 
 
-def config_names(web):
+def config_names(web: "dict[str, Any]") -> list[str]:
     """The extra own names from a [web] config table: `hostnames`, and the `listen` host when
     it is one address (not 0.0.0.0 or ::, which no browser should be let to use as a name)."""
     names = list(web.get("hostnames", []))
@@ -114,7 +124,7 @@ def config_names(web):
     return names
 
 
-def _address(text):
+def _address(text: str) -> "IPv4Address | IPv6Address | None":
     """An ipaddress object for a socket address string ('::ffff:1.2.3.4' → IPv4), or None."""
     try:
         address = ipaddress.ip_address(str(text).partition("%")[0])
@@ -126,19 +136,21 @@ def _address(text):
 
 
 class OwnHosts:
-    def __init__(self, addresses, host_name, extra_names, clock):
+    def __init__(self, addresses: "Callable", host_name: "Callable", extra_names: "Callable",
+                 clock: "Callable[[], float]") -> None:
         self._read_addresses = addresses
         self._host_name = host_name
         self._extra_names = extra_names
         self.clock = clock
-        self._addresses = frozenset()
-        self._read_at = None
+        self._addresses: frozenset[IPv4Address | IPv6Address] = frozenset()
+        self._read_at: float | None = None
         self.refused = 0
-        self._logged_at = None
+        self._logged_at: float | None = None
 
-    def names(self):
+    def names(self) -> "tuple[set[str], set[IPv4Address | IPv6Address]]":
         """(names, addresses) named by the host name and `[web] hostnames`."""
-        names, addresses = {"localhost"}, set()
+        names: set[str] = {"localhost"}
+        addresses: set[IPv4Address | IPv6Address] = set()
         host = normalise_name(self._host_name() or "")
         if host:
             names.update((host, host + ".local"))
@@ -150,7 +162,7 @@ class OwnHosts:
                 names.add(normalise_name(name))
         return names, addresses
 
-    def addresses(self, force=False):
+    def addresses(self, force: bool = False) -> frozenset:
         now = self.clock()
         age = None if self._read_at is None else now - self._read_at
         if age is None or age >= REFRESH_S or (force and age >= RETRY_UNKNOWN_S):
@@ -163,7 +175,7 @@ class OwnHosts:
             self._read_at = now
         return self._addresses
 
-    def allows(self, host_header, local=None):
+    def allows(self, host_header: str, local: str | None = None) -> bool:
         names, addresses = self.names()
         addresses |= self.addresses()
         local_address = _address(local) if local else None
@@ -176,7 +188,7 @@ class OwnHosts:
             return is_own_host(host_header, names, addresses)
         return False
 
-    def note_refused(self, request):
+    def note_refused(self, request: "Request") -> None:
         self.refused += 1
         now = self.clock()
         if self._logged_at is None or now - self._logged_at >= LOG_EVERY_S:
@@ -187,12 +199,12 @@ class OwnHosts:
                         "yours", host, _peer(request), self.refused)
 
 
-def _peer(request):
+def _peer(request: "Request") -> str:
     addr = request.client_addr
     return str(addr[0]) if isinstance(addr, (tuple, list)) and addr else "unknown"
 
 
-def _local_address(request):
+def _local_address(request: "Request") -> str | None:
     sock = getattr(request, "sock", None)
     writer = sock[1] if isinstance(sock, (tuple, list)) and len(sock) > 1 else None
     info = getattr(writer, "get_extra_info", None)
@@ -202,10 +214,10 @@ def _local_address(request):
     return sockname[0] if isinstance(sockname, (tuple, list)) and sockname else None
 
 
-def refuse_foreign_hosts(app, own_hosts, finish):
+def refuse_foreign_hosts(app: "Microdot", own_hosts: "OwnHosts", finish: "Callable") -> None:
     dispatch = app.dispatch_request
 
-    async def checked(request):
+    async def checked(request: "Request") -> "Any":
         if request is not None:
             host = request.headers.get("Host")
             missing = host is None and request.http_version != "1.0"
@@ -219,4 +231,5 @@ def refuse_foreign_hosts(app, own_hosts, finish):
                 return response
         return await dispatch(request)
 
-    app.dispatch_request = checked
+    # microdot's one hook for this
+    app.dispatch_request = checked  # type: ignore[method-assign,assignment]

@@ -33,8 +33,14 @@ import asyncio
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from firmware.web.sessions import client_key
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Callable
+    from typing import Any
 
 MAX_CONNECTIONS = 32
 MAX_PER_CLIENT = 8
@@ -54,7 +60,7 @@ REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large",
 
 
 class HeadTooLarge(Exception):
-    def __init__(self, status, message):
+    def __init__(self, status: int, message: str) -> None:
         Exception.__init__(self, message)
         self.status = status
         self.message = message
@@ -63,7 +69,7 @@ class HeadTooLarge(Exception):
 class _Slot:
     __slots__ = ("key", "writer", "ready", "open")
 
-    def __init__(self, key, writer):
+    def __init__(self, key: str, writer: "asyncio.StreamWriter") -> None:
         self.key = key
         self.writer = writer
         self.ready = False  # a complete request head arrived: no longer evictable
@@ -71,20 +77,21 @@ class _Slot:
 
 
 class ConnectionLimiter:
-    def __init__(self, max_total, max_per_client):
+    def __init__(self, max_total: int, max_per_client: int) -> None:
         self.max_total = max_total
         self.max_per_client = max_per_client
-        self._slots = []  # in order of acceptance
+        self._slots: list[_Slot] = []  # in order of acceptance
         self.refused = 0
         self.evicted = 0
 
-    def count(self, key=None):
+    def count(self, key: str | None = None) -> int:
         return sum(1 for s in self._slots if key is None or s.key == key)
 
-    def admit(self, key, writer=None):
+    def admit(self, key: str,
+              writer: "Any" = None) -> "tuple[_Slot | None, list[_Slot]]":  # Any: tests pass none
         """(slot, evicted): `slot` is None when the connection must be refused; `evicted` are
         the slots closed to make room (their writers are for the caller to close)."""
-        evicted = []
+        evicted: list[_Slot] = []
         if self.count(key) >= self.max_per_client:
             if not self._evict(lambda s: s.key == key, evicted):
                 self.refused += 1
@@ -97,7 +104,7 @@ class ConnectionLimiter:
         self._slots.append(slot)
         return slot, evicted
 
-    def _evict(self, which, evicted):
+    def _evict(self, which: "Callable[[_Slot], bool]", evicted: "list[_Slot]") -> bool:
         for slot in self._slots:
             if not slot.ready and which(slot):
                 self.release(slot)
@@ -107,16 +114,16 @@ class ConnectionLimiter:
         return False
 
     @staticmethod
-    def ready(slot):
+    def ready(slot: "_Slot") -> None:
         slot.ready = True
 
-    def release(self, slot):
+    def release(self, slot: "_Slot") -> None:
         if slot.open:
             slot.open = False
             self._slots.remove(slot)
 
 
-async def read_head(reader, deadline_first):
+async def read_head(reader: "asyncio.StreamReader", deadline_first: float) -> bytes:
     """The request line and header lines up to and including the empty line, as bytes.
     Raises HeadTooLarge, TimeoutError (nothing within `deadline_first` s) or EOFError."""
     buf = bytearray()
@@ -161,11 +168,11 @@ async def read_head(reader, deadline_first):
 class _Replay:
     """A reader for microdot that first returns the already-read head, then the socket."""
 
-    def __init__(self, data, reader):
+    def __init__(self, data: bytes, reader: "asyncio.StreamReader") -> None:
         self._data = bytearray(data)
         self._reader = reader
 
-    async def readline(self):
+    async def readline(self) -> bytes:
         newline = self._data.find(b"\n")
         if newline >= 0:
             line = bytes(self._data[:newline + 1])
@@ -175,14 +182,14 @@ class _Replay:
         self._data.clear()
         return rest + await self._reader.readline()
 
-    async def readexactly(self, n):
+    async def readexactly(self, n: int) -> bytes:
         part = bytes(self._data[:n])
         del self._data[:n]
         if len(part) < n:
             part += await self._reader.readexactly(n - len(part))
         return part
 
-    async def read(self, n=-1):
+    async def read(self, n: int = -1) -> bytes:
         if self._data:
             size = len(self._data) if n < 0 else min(n, len(self._data))
             part = bytes(self._data[:size])
@@ -194,17 +201,17 @@ class _Replay:
 class _Writer:
     """The asyncio StreamWriter with the awrite/aclose microdot expects."""
 
-    def __init__(self, writer):
+    def __init__(self, writer: "asyncio.StreamWriter") -> None:
         self._writer = writer
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> "Any":
         return getattr(self._writer, name)
 
-    async def awrite(self, data):
+    async def awrite(self, data: bytes) -> None:
         self._writer.write(data)
         await self._writer.drain()
 
-    async def aclose(self):
+    async def aclose(self) -> None:
         self._writer.close()
         try:
             await self._writer.wait_closed()
@@ -212,7 +219,7 @@ class _Writer:
             pass
 
 
-def _plain_answer(status, message, extra=""):
+def _plain_answer(status: int, message: str, extra: str = "") -> bytes:
     body = json.dumps({"error": message}).encode()
     return (f"HTTP/1.0 {status} {REASONS.get(status, 'Error')}\r\n"
             "Content-Type: application/json\r\nConnection: close\r\n"
@@ -220,7 +227,8 @@ def _plain_answer(status, message, extra=""):
             f"{extra}Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-async def _answer_and_close(reader, writer, status, message, extra=""):
+async def _answer_and_close(reader: "asyncio.StreamReader", writer: "asyncio.StreamWriter",
+                            status: int, message: str, extra: str = "") -> None:
     """Send a short error, stop reading what the client still sends after LINGER s or
     LINGER_BYTES (so it sees the answer rather than a reset), then close."""
     try:
@@ -242,30 +250,32 @@ async def _answer_and_close(reader, writer, status, message, extra=""):
         _abort(writer)
 
 
-def _abort(writer):
+def _abort(writer: "asyncio.StreamWriter") -> None:
     transport = writer.transport
     if transport is not None and not transport.is_closing():
         transport.abort()
 
 
-def _peer(writer):
+def _peer(writer: "asyncio.StreamWriter") -> str:
     addr = writer.get_extra_info("peername")
     return addr[0] if isinstance(addr, (tuple, list)) and addr else "unknown"
 
 
-async def start_server(handler, host, port, ssl_context=None, request_timeout=10.0):
+async def start_server(handler: "Callable", host: str, port: int,
+                       ssl_context: "ssl.SSLContext | None" = None,
+                       request_timeout: float = 10.0) -> "asyncio.Server":
     """Listen on host:port and serve each admitted connection with `handler`."""
     limiter = ConnectionLimiter(MAX_CONNECTIONS, MAX_PER_CLIENT)
     last_warning = [-WARN_EVERY]
 
-    def warn(what, key):
+    def warn(what: str, key: str) -> None:
         now = time.monotonic()
         if now - last_warning[0] >= WARN_EVERY:
             last_warning[0] = now
             log.warning("web: %s (client %s; %d open, %d refused and %d idle ones closed so "
                         "far)", what, key, limiter.count(), limiter.refused, limiter.evicted)
 
-    async def connection(reader, writer):
+    async def connection(reader: "asyncio.StreamReader", writer: "asyncio.StreamWriter") -> None:
         key = client_key(_peer(writer))
         slot, evicted = limiter.admit(key, writer)
         for old in evicted:
@@ -294,12 +304,14 @@ async def start_server(handler, host, port, ssl_context=None, request_timeout=10
 
     server = await asyncio.start_server(connection, host, port, limit=READ_CHUNK * 4,
                                         start_serving=False)
-    server.limiter = limiter
+    server.limiter = limiter  # type: ignore[attr-defined]  # kept with the server it limits
     await server.start_serving()
     return server
 
 
-async def _serve(handler, reader, writer, slot, limiter):
+async def _serve(handler: "Callable", reader: "asyncio.StreamReader",
+                 writer: "asyncio.StreamWriter", slot: "_Slot",
+                 limiter: "ConnectionLimiter") -> None:
     try:
         head = await read_head(reader, IDLE_TIMEOUT)
     except HeadTooLarge as exc:
@@ -310,7 +322,7 @@ async def _serve(handler, reader, writer, slot, limiter):
     await handler(_Replay(head, reader), _Writer(writer))
 
 
-def json_depth(doc):
+def json_depth(doc: "Any") -> int:
     """How deeply lists and objects nest in `doc` (0 for a scalar), computed without recursion."""
     deepest = 0
     stack = [(doc, 1)]

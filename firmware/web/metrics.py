@@ -22,12 +22,12 @@ HELP = {
 }
 
 
-def _metric_name(name):
+def _metric_name(name: str) -> str:
     cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "_:") else "_" for c in str(name))
     return PREFIX + cleaned
 
 
-def _format_value(value):
+def _format_value(value: float) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int):
@@ -39,7 +39,7 @@ def _format_value(value):
     return repr(float(value))
 
 
-def prometheus_text(values):
+def prometheus_text(values: dict[str, float]) -> str:
     lines = []
     for name in sorted(values, key=str):
         value = values[name]

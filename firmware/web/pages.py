@@ -17,7 +17,7 @@ STATIC_TYPES = {
 }
 
 
-def load_static():
+def load_static() -> tuple[dict[str, bytes], str, str]:
     """The static files as {name: bytes}, the index template, and a version for cache busting."""
     files = {}
     for name in STATIC_TYPES:
@@ -29,11 +29,11 @@ def load_static():
     return files, index, version
 
 
-def index_page(template, csrf, version):
+def index_page(template: str, csrf: str, version: str) -> str:
     return template.replace("{{csrf}}", html.escape(csrf)).replace("{{v}}", version)
 
 
-def _shell(title, version, body):
+def _shell(title: str, version: str, body: str) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -43,7 +43,7 @@ def _shell(title, version, body):
 """
 
 
-def _message(error):
+def _message(error: str | None) -> str:
     if not error:
         return ""
     return f'<p class="alert" role="alert" id="form-error">{html.escape(error)}</p>'
@@ -64,7 +64,7 @@ CERTIFICATE_HELP = (
     "your own CA and restart (docs/INSTALL.md).")
 
 
-def setup_page(csrf, version, error=None, need_code=False):
+def setup_page(csrf: str, version: str, error: str | None = None, need_code: bool = False) -> str:
     described = ' aria-describedby="form-error"' if error else ""
     code_field = ""
     if need_code:
@@ -93,7 +93,7 @@ at least 10 characters, not a common or repetitive password.</p>
     return _shell("First start", version, body)
 
 
-def login_page(csrf, version, error=None):
+def login_page(csrf: str, version: str, error: str | None = None) -> str:
     described = ' aria-describedby="form-error"' if error else ""
     body = f"""<h2>Log in</h2>
 {_message(error)}
@@ -108,6 +108,6 @@ def login_page(csrf, version, error=None):
     return _shell("Log in", version, body)
 
 
-def message_page(title, text, version):
+def message_page(title: str, text: str, version: str) -> str:
     body = f'<h2>{html.escape(title)}</h2><p>{html.escape(text)}</p><p><a href="/">Back</a></p>'
     return _shell(title, version, body)

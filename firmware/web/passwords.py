@@ -39,7 +39,7 @@ class PasswordAlreadySet(Exception):
     """The first-boot password can only be set once; change it with the old one."""
 
 
-def weakness(password):
+def weakness(password: str) -> str | None:
     """A short reason why `password` is too weak, or None."""
     if not isinstance(password, str):
         return "the password must be a string"
@@ -58,7 +58,7 @@ def weakness(password):
     return None
 
 
-def _is_sequence(text):
+def _is_sequence(text: str) -> bool:
     for row in KEYBOARD_ROWS:
         for line in (row, row[::-1]):
             if text in line * (len(text) // len(line) + 2):
@@ -66,20 +66,20 @@ def _is_sequence(text):
     return False
 
 
-def _b64(data):
+def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
 class AdminPassword:
-    def __init__(self, state_dir):
+    def __init__(self, state_dir: str) -> None:
         self.path = os.path.join(state_dir, "admin.json")
         self._record = self._load()
         # A keyed digest of the last password that verified, so that scripts using HTTP Basic
         # on every request do not pay for scrypt each time.
         self._cache_key = secrets.token_bytes(32)
-        self._verified = None
+        self._verified: bytes | None = None
 
-    def _load(self):
+    def _load(self) -> dict | None:
         try:
             with open(self.path, encoding="utf-8") as f:
                 record = json.load(f)
@@ -90,10 +90,10 @@ class AdminPassword:
         return record
 
     @property
-    def is_set(self):
+    def is_set(self) -> bool:
         return self._record is not None
 
-    def set(self, password):
+    def set(self, password: str) -> None:
         if self.is_set:
             raise PasswordAlreadySet("the admin password is already set")
         reason = weakness(password)
@@ -107,7 +107,7 @@ class AdminPassword:
         self._record = record
         self._verified = None
 
-    def known(self, password):
+    def known(self, password: str | None) -> bool:
         """True when `password` is the last one that verified (a keyed digest, no scrypt: cheap
         enough for the event loop)."""
         if not self.is_set or not isinstance(password, str) or len(password) > MAX_LENGTH:
@@ -115,13 +115,14 @@ class AdminPassword:
         tag = hmac.digest(self._cache_key, password.encode("utf-8"), "sha256")
         return self._verified is not None and hmac.compare_digest(tag, self._verified)
 
-    def verify(self, password):
+    def verify(self, password: object) -> bool:
         if not self.is_set or not isinstance(password, str) or len(password) > MAX_LENGTH:
             return False
         if self.known(password):
             return True
         tag = hmac.digest(self._cache_key, password.encode("utf-8"), "sha256")
         record = self._record
+        assert record is not None  # is_set
         expected = base64.b64decode(record["hash"])
         actual = _scrypt(password, base64.b64decode(record["salt"]), record["n"], record["r"],
                          record["p"], len(expected))
@@ -131,12 +132,12 @@ class AdminPassword:
         return False
 
 
-def _scrypt(password, salt, n, r, p, length):
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
     return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=length,
                           maxmem=256 * 1024 * 1024)
 
 
-def _write_private(path, text):
+def _write_private(path: str, text: str) -> None:
     """Temp file in the same directory, mode 0600 from creation, fsync, rename."""
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -22,6 +22,11 @@ Public API:
 
 import ipaddress
 import secrets
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 IDLE_TIMEOUT = 30 * 60
 ABSOLUTE_TIMEOUT = 12 * 3600
@@ -37,7 +42,7 @@ GLOBAL_FAILURES = 20  # failed passwords from all clients together ...
 GLOBAL_WINDOW = 60.0  # ... within this many seconds
 
 
-def client_key(address):
+def client_key(address: str) -> str:
     try:
         ip = ipaddress.ip_address(str(address).split("%", 1)[0])
     except ValueError:
@@ -52,23 +57,23 @@ def client_key(address):
 class Session:
     __slots__ = ("id", "csrf", "authenticated", "created", "last_seen")
 
-    def __init__(self, authenticated, now):
+    def __init__(self, authenticated: bool, now: float) -> None:
         self.id = secrets.token_urlsafe(32)
         self.csrf = secrets.token_urlsafe(32)
         self.authenticated = authenticated
         self.created = now
         self.last_seen = now
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Session authenticated={self.authenticated} created={self.created:.0f}>"
 
 
 class SessionStore:
-    def __init__(self, clock):
+    def __init__(self, clock: "Callable[[], float]") -> None:
         self.clock = clock
-        self._sessions = {}
+        self._sessions: dict[str, Session] = {}
 
-    def create(self, authenticated):
+    def create(self, authenticated: bool) -> "Session":
         now = self.clock()
         self._expire(now)
         same_kind = [s for s in self._sessions.values() if s.authenticated == authenticated]
@@ -80,7 +85,7 @@ class SessionStore:
         self._sessions[session.id] = session
         return session
 
-    def get(self, session_id):
+    def get(self, session_id: str | None) -> "Session | None":
         session = self._sessions.get(session_id) if session_id else None
         if session is None:
             return None
@@ -91,28 +96,29 @@ class SessionStore:
         session.last_seen = now
         return session
 
-    def drop(self, session_id):
+    def drop(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
 
-    def drop_all(self):
+    def drop_all(self) -> None:
         self._sessions.clear()
 
     @staticmethod
-    def _expired(session, now):
+    def _expired(session: "Session", now: float) -> bool:
         return now - session.last_seen > IDLE_TIMEOUT or now - session.created > ABSOLUTE_TIMEOUT
 
-    def _expire(self, now):
+    def _expire(self, now: float) -> None:
         for session in [s for s in self._sessions.values() if self._expired(s, now)]:
             del self._sessions[session.id]
 
 
 class LoginThrottle:
-    def __init__(self, clock):
+    def __init__(self, clock: "Callable[[], float]") -> None:
         self.clock = clock
-        self._failures = {}  # client key -> (count, time of the last failure)
-        self._recent = []  # times of the failures within GLOBAL_WINDOW, all clients
+        # client key -> (count, time of the last failure)
+        self._failures: dict[str, tuple[int, float]] = {}
+        self._recent: list[float] = []  # times of the failures within GLOBAL_WINDOW, all clients
 
-    def retry_after(self, client):
+    def retry_after(self, client: str) -> float:
         now = self.clock()
         self._recent = [t for t in self._recent if now - t < GLOBAL_WINDOW]
         wait = 0.0
@@ -124,7 +130,7 @@ class LoginThrottle:
             wait = max(wait, last + delay - now)
         return max(0.0, wait)
 
-    def failed(self, client):
+    def failed(self, client: str) -> None:
         client = client_key(client)
         now = self.clock()
         self._recent = [t for t in self._recent if now - t < GLOBAL_WINDOW][-GLOBAL_FAILURES:]
@@ -138,5 +144,5 @@ class LoginThrottle:
         count = self._failures.get(client, (0, 0.0))[0]
         self._failures[client] = (count + 1, now)
 
-    def succeeded(self, client):
+    def succeeded(self, client: str) -> None:
         self._failures.pop(client_key(client), None)

@@ -27,26 +27,26 @@ MIN_LENGTH, MAX_LENGTH = 8, 32  # what a seeded file may hold
 FILE_NAME = "setup-code"
 
 
-def make_code():
+def make_code() -> str:
     code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
     return code[:CODE_LENGTH // 2] + "-" + code[CODE_LENGTH // 2:]
 
 
-def normalise(text):
+def normalise(text: str) -> str:
     return "".join(c for c in text.upper() if c not in " -\t")
 
 
-def is_valid(text):
+def is_valid(text: str) -> bool:
     core = normalise(text) if isinstance(text, str) else ""
     return MIN_LENGTH <= len(core) <= MAX_LENGTH and all(c in ALPHABET for c in core)
 
 
 class SetupCode:
-    def __init__(self, state_dir):
+    def __init__(self, state_dir: str) -> None:
         self.path = os.path.join(state_dir, FILE_NAME)
-        self._code = None
+        self._code: str | None = None
 
-    def _load(self):
+    def _load(self) -> str | None:
         try:
             with open(self.path, encoding="ascii", errors="replace") as f:
                 text = f.read(MAX_LENGTH * 2).strip()
@@ -54,7 +54,7 @@ class SetupCode:
             return None
         return text if is_valid(text) else None
 
-    def ensure(self):
+    def ensure(self) -> str:
         code = self._load()
         if code is None:
             code = make_code()
@@ -74,13 +74,13 @@ class SetupCode:
         self._code = code
         return code
 
-    def matches(self, text):
+    def matches(self, text: str | None) -> bool:
         if self._code is None or not isinstance(text, str) or len(text) > MAX_LENGTH * 2:
             return False
         return hmac.compare_digest(normalise(text).encode("ascii", "replace"),
                                    normalise(self._code).encode("ascii"))
 
-    def remove(self):
+    def remove(self) -> None:
         self._code = None
         try:
             os.unlink(self.path)

@@ -54,3 +54,9 @@ def test_registered_calls_keep_the_sip_layers_verdict():
     assert of_type(out, a.Reject) == [a.Reject("in1", 403)]
     out = station.incoming("in2", ALICE, trusted=True)
     assert of_type(out, a.Answer) == [a.Answer("in2")]
+
+
+def test_a_wildcard_name_address_is_no_caller():
+    """`*` parses as a NameAddress without a URI (Contact: *); found by the type checker."""
+    assert callers.caller_key("*") is None
+    assert not callers.direct_ip_trusted("*", "127.0.0.1", {"127.0.0.1"})

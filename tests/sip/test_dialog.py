@@ -106,3 +106,12 @@ def test_dialog_key_from_either_side():
     request = incoming_request("BYE", 3)
     assert dialog_key(request, local_is_from=False) == ("d1@door", "door-tag", "flat-tag")
     assert dialog_key(request, local_is_from=True) == ("d1@door", "flat-tag", "door-tag")
+
+
+def test_uas_dialog_without_a_contact_uri_targets_the_from_uri():
+    """RFC 2543 callers may omit Contact (RFC 4475 §3.3.15); `Contact: *` names no URI either.
+    The BYE used to raise ParseError (remote target None); found by the type checker."""
+    for contact in ((), ("Contact: *",)):
+        dialog = Dialog.as_uas(incoming_request("INVITE", 1, *contact), "door-tag")
+        assert dialog.remote_target == "sip:flat@example.org"
+        assert str(dialog.create_request("BYE").uri) == "sip:flat@example.org"

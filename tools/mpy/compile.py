@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def portable_files():
-    namespace = {}
+    namespace: dict = {}
     exec(compile((ROOT / "manifest.py").read_text(), "manifest.py", "exec"), namespace)
     return namespace["portable_files"](str(ROOT / "firmware"))
 
