@@ -122,8 +122,8 @@ class SessionManager:
 
     def status(self):
         return [{"id": s.id, "direction": s.direction, "state": s.state, "peer": s.call.peer,
-                 "codec": s.negotiated.codec if s.negotiated and s.started else None,
-                 "srtp": bool(s.started and s.negotiated and s.negotiated.srtp)}
+                 "codec": s.negotiated.codec if s.negotiated else None,
+                 "srtp": bool(s.negotiated and s.negotiated.srtp)}
                 for s in self._sessions]
 
     def _emit(self, event):

@@ -162,6 +162,11 @@ class Endpoint:
     def get_timer(self):
         return self.table.get_timer()
 
+    def awaiting_final_responses(self):
+        """Is a client transaction still waiting for its final response?"""
+        return any(isinstance(tx, txn.ClientTransaction) and
+                   tx.state in (txn.CALLING, txn.TRYING, txn.PROCEEDING) for tx in self.table)
+
     # -- inputs ----------------------------------------------------------------------------
     def receive(self, data, source, now):
         """`data` is a datagram (bytes) or a message already framed by a stream reader."""

@@ -176,6 +176,11 @@ class UserAgent:
     def send_request(self, request, dest, now, context):
         return self.endpoint.send_request(request, dest, now, context=context)
 
+    def awaiting_responses(self):
+        """Is a request we sent (an unregister, a BYE, a CANCEL) still waiting for its final
+        response? The station waits for these, bounded, before it closes its sockets."""
+        return self.endpoint.awaiting_final_responses()
+
     def status(self):
         if self.registration is None:
             return {"state": "disabled", "error": None, "next_refresh": None}
