@@ -19,20 +19,18 @@ import time
 from firmware import config as configuration
 from firmware.app import actions
 from firmware.app.controller import Controller
-from firmware.codecs.tones import CUES
-from firmware.runtime.cues import CuePlayer
+from firmware.runtime.board import BoardExecutors
+from firmware.runtime.callexec import CallExecutors, close_pair
 from firmware.runtime.eventlog import EventLog
 from firmware.runtime.facade import Facade, failure_text
 from firmware.runtime.health import Health, Watchdog, install_test_hooks
-from firmware.runtime.media import LOG_DIGITS, MediaStream, PortPool
+from firmware.runtime.media import PortPool
 from firmware.runtime.resolver import LocateError, Locator
 from firmware.runtime.sdnotify import Notifier
 from firmware.runtime.transport import Transports, client_tls_context
 from firmware.session import events as ev
-from firmware.session.routing import route_targets
 from firmware.session.session import SessionManager
 from firmware.sip import call as calls
-from firmware.sip.uri import URI
 from firmware.sip.useragent import RegistrationChanged, Rejected, UserAgent
 
 log = logging.getLogger("doorline")
@@ -45,7 +43,7 @@ MAX_REJECT_SOURCES = 256
 MAX_PASSES = 16  # bounded work per kick: each pass drains the cores' queues
 
 
-class Station(Facade):
+class Station(Facade, CallExecutors, BoardExecutors):
     def __init__(self, cfg, board, config_path=None, state_dir=".", loop=None):
         self.cfg = cfg
         self.board = board
@@ -250,7 +248,7 @@ class Station(Facade):
             stream.stop()
         self.streams.clear()
         for pair in self._pairs.values():
-            _close(pair)
+            close_pair(pair)
         self._pairs.clear()
         if self._timer is not None:
             self._timer.cancel()
@@ -276,27 +274,6 @@ class Station(Facade):
             self.eventlog.close()  # batched events and open summaries reach the file
         if self.board is not None:
             self.board.close()
-
-    # -- hardware ----------------------------------------------------------------------------
-    def _wire_board(self):
-        if self.board is None:
-            return
-        for role, button in self.board.buttons.items():
-            button.when_pressed = self._threadsafe(self._button, role, True)
-            button.when_released = self._threadsafe(self._button, role, False)
-
-    def _threadsafe(self, handler, *args):
-        def callback():
-            self.loop.call_soon_threadsafe(handler, *args)
-        return callback
-
-    def _button(self, role, pressed):
-        now = self.loop.time()
-        if pressed:
-            self.controller.button_pressed(role, now)
-        else:
-            self.controller.button_released(role, now)
-        self._kick()
 
     # -- the drive: bytes, timers and events between the cores --------------------------------
     def _on_receive(self, data, peer):
@@ -402,212 +379,3 @@ class Station(Facade):
         self._rejected_at[key] = now
         log.info("rejected from %s:%s: %s", key or "?",
                  event.source.port if event.source else "?", event.reason)
-
-    # -- media executors (session events) -----------------------------------------------------
-    def _open_media(self, event):
-        try:
-            port, pair = self.ports.open_pair()
-        except OSError as exc:  # no free RTP port pair, no file descriptor (issue 12)
-            self.sessions.media_unavailable(event.call_id, str(exc), self.loop.time())
-            return
-        self._pairs[event.call_id] = pair
-        self.sessions.media_opened(event.call_id, self.ports.host, port, self.loop.time())
-
-    def _start_media(self, event):
-        pair = self._pairs.pop(event.call_id)
-        stream = MediaStream(event.call_id, pair,
-                             self.board.audio if self.board is not None else None, self.loop,
-                             self._on_digit, on_beat=lambda: self.health.beat("audio"))
-        self.streams[event.call_id] = stream
-        if self.board is not None:
-            self.board.audio.begin_call(event.call_id)
-        stream.play(event.negotiated)
-        self.health.require("audio", True)
-
-    def _update_media(self, event):
-        stream = self.streams.get(event.call_id)
-        if stream is not None:
-            stream.update(event.negotiated)
-
-    def _stop_media(self, event):
-        pair = self._pairs.pop(event.call_id, None)
-        if pair is not None:
-            _close(pair)
-        stream = self.streams.pop(event.call_id, None)
-        if stream is not None:
-            self._stats[event.call_id] = stream.stats()
-            stream.stop()
-            if self.board is not None:
-                self.board.audio.end_call()
-        if not self.streams:
-            self.health.require("audio", False)
-        self._stop_cue()
-
-    def _on_digit(self, call_id, digit):
-        """From a media thread, through call_soon_threadsafe."""
-        if self.sessions is not None:
-            self.sessions.digit(call_id, digit, self.loop.time())
-            self._kick()
-
-    # -- controller executors (session events) ------------------------------------------------
-    def _call_offered(self, event):
-        self.controller.incoming_call(event.call_id, event.caller, event.source, event.trusted,
-                                      event.answer_mode, self.loop.time(),
-                                      source_ip=event.source_ip)
-
-    def _call_started(self, event):
-        self.counters["calls_total"] += 1
-        self.controller.call_started(event.call_id, event.role, self.loop.time())
-
-    def _call_not_started(self, event):
-        if event.reason != "busy":
-            log.warning("not calling: %s", event.reason)
-        self.controller.call_failed_to_start(event.role, event.reason, self.loop.time())
-
-    def _call_ringing(self, event):
-        self.controller.call_ringing(event.call_id, self.loop.time())
-
-    def _call_established(self, event):
-        if event.direction == "outgoing":
-            self._stop_cue()
-        self.controller.call_established(event.call_id, self.loop.time(), peer=event.peer)
-
-    def _digit(self, event):
-        if LOG_DIGITS and event.via == "info":
-            log.info("call %s: DTMF digit %s received (INFO)", event.call_id, event.digit)
-        self.controller.dtmf(event.call_id, event.digit, self.loop.time())
-
-    def _call_ended(self, event):
-        log.info("call %s ended: %s %s", event.call_id, event.reason, event.status or "")
-        self.controller.call_ended(event.call_id, event.reason, event.status, self.loop.time())
-        stats = self._stats.pop(event.call_id, None)
-        if stats:
-            log.info("call %s media: %s", event.call_id, _short_stats(stats))
-
-    def _call_refused(self, event):
-        if event.status is None:  # our call, hung up: the answer was unusable
-            log.warning("call %s: %s", event.call_id, event.reason)
-            return
-        log.warning("call from %s refused: %s", event.peer, event.reason)
-        self.eventlog.append("call", direction="incoming", peer=event.peer,
-                             outcome="rejected", reason=event.reason)
-
-    def _redirect_refused(self, event):
-        log.warning("call %s: %d redirect from %s to %s refused: %s", event.call_id,
-                    event.status, event.target, event.uri, event.reason)
-        self.eventlog.append("redirect_refused", call_id=event.call_id, target=event.target,
-                             uri=event.uri, status=event.status, reason=event.reason)
-
-    # -- controller actions -----------------------------------------------------------------
-    def _do_place_call(self, action):
-        if self.ua is None:
-            self.controller.call_failed_to_start(action.role, "SIP not running",
-                                                 self.loop.time())
-            return
-        routed = route_targets(action.targets, self.ua.registrar, self.cfg["sip"]["transport"])
-        if routed is None:  # a host name: RFC 3263 lookups first
-            asyncio.ensure_future(self._place_call_resolving(action))
-            return
-        self._place_call(action, routed)
-
-    async def _place_call_resolving(self, action):
-        routed = []
-        locator = Locator()
-        for target in action.targets:
-            uri = URI.parse(target)
-            try:
-                peers = await locator.locate(uri.host, uri.port, uri.transport,
-                                             uri.scheme == "sips")
-                routed.append((target, peers[0]))
-            except LocateError as exc:
-                log.warning("cannot call %s: %s", target, exc)
-        if self.ua is None:
-            self.controller.call_failed_to_start(action.role, "SIP not running",
-                                                 self.loop.time())
-        elif routed:
-            self._place_call(action, routed)
-        else:
-            self.controller.call_failed_to_start(action.role, "no target could be resolved",
-                                                 self.loop.time())
-        self._kick()
-
-    def _place_call(self, action, routed):
-        try:
-            port, pair, no_media = self.ports.open_pair() + (None,)
-        except OSError as exc:  # no free RTP port pair, no file descriptor
-            port, pair, no_media = None, None, exc
-        button = next((b for b in self.cfg["buttons"] if b["role"] == action.role), {})
-        session = self.sessions.place_call(
-            action.role, routed, self.ports.host, port, self.loop.time(),
-            sequential=action.sequential, target_timeout=action.target_timeout_s,
-            answer_mode=button.get("answer_mode") or None, no_media=no_media)
-        if session is not None:
-            self._pairs[session.id] = pair
-        elif pair is not None:
-            _close(pair)
-
-    def _do_answer(self, action):
-        if self.sessions.answer(action.call_id, self.loop.time()):
-            self.counters["calls_total"] += 1
-
-    def _do_ring(self, action):
-        self.sessions.ring(action.call_id, self.loop.time())
-
-    def _do_reject(self, action):
-        self.sessions.reject(action.call_id, action.status, self.loop.time())
-
-    def _do_hangup(self, action):
-        if self.sessions is not None:
-            self.sessions.hangup(action.call_id, self.loop.time())
-
-    def _do_pulse_relay(self, action):
-        relay = self.board.relays.get(action.role) if self.board is not None else None
-        if relay is None:
-            log.warning("no relay %r on this board", action.role)
-            return
-        relay.pulse(action.ms)
-        self.counters["door_openings_total"] += 1
-
-    def _do_set_led(self, action):
-        led = self.board.leds.get(action.role) if self.board is not None else None
-        if led is not None:
-            led.set_pattern(action.pattern)
-
-    def _do_play_cue(self, action):
-        stream = self.streams.get(action.call_id) if action.call_id else None
-        if stream is not None:
-            stream.play_cue(action.name, to_caller=action.name == "door_open")
-        else:
-            self._play_cue_locally(action.name)
-
-    def _do_stop_cue(self, action):
-        if self._cue is not None and self._cue.name == action.name:
-            self._stop_cue()
-
-    def _do_log_event(self, action):
-        self.eventlog.append(action.type, **action.fields)
-        if action.type == "door_open":
-            log.info("door opened by %s (%s)", action.fields.get("by"), action.fields.get("how"))
-
-    def _play_cue_locally(self, name):
-        """A cue outside a call (ringback, busy, failure) on the station's speaker."""
-        self._stop_cue()
-        if self.board is None or name not in CUES:
-            return
-        self._cue = CuePlayer(self.board.audio, name)
-        self._cue.start()
-
-    def _stop_cue(self):
-        if self._cue is not None:
-            self._cue.stop()
-            self._cue = None
-
-
-def _close(pair):
-    for sock in pair:
-        sock.close()
-
-
-def _short_stats(stats):
-    keys = ("packets_sent", "packets_received", "lost", "jitter_ms", "concealed", "late")
-    return ", ".join("%s=%s" % (k, stats[k]) for k in keys if k in stats)
