@@ -19,7 +19,8 @@ Inputs
         (registration "disabled") the controller ignores `trusted` and decides itself: a call is
         trusted when source_ip equals the host of an [answer] allow entry written as an IP address
         and the caller's own host is that same address (callers.direct_ip_trusted).
-    call_started(call_id, role, now) / call_failed_to_start(role, reason, now)   after PlaceCall
+    call_started(call_id, role, now) / call_failed_to_start(call_id, reason, now)   after
+                                               PlaceCall, with the call id it carries
     call_ringing(call_id, now)
     call_established(call_id, now, peer=None)  peer: which ring-group target answered, when known
     call_ended(call_id, reason, status, now)   reason as firmware.sip.call.CallEnded
@@ -108,6 +109,7 @@ DOOR_RELAY = "door"
 HANGUP_BUTTON = "hangup"
 API_ROLE = "api"
 FEEDBACK_CUE_S = 4.0
+CALL_ID_BYTES = 6  # outgoing call ids: 12 hex digits, as the SIP call layer's own
 
 
 class _Call:
@@ -217,27 +219,26 @@ class Controller:
 
     def call_started(self, call_id, role, now):
         self._advance(now)
-        call = self._first(STARTING, role)
-        if call is None:
+        call = self._find(call_id)
+        if call is None or call.state != STARTING:
             self._emit(Hangup(call_id))
             self._log("call", call_id=call_id, role=role, outcome="hung up",
                       reason="not placed by the controller")
         else:
-            call.id = call_id
             call.state = TRANSITIONS[(STARTING, "started")]
-            self._log("call", call_id=call_id, direction=OUTGOING, peer=call.peer, role=role,
-                      outcome="placed")
+            self._log("call", call_id=call_id, direction=OUTGOING, peer=call.peer,
+                      role=call.role, outcome="placed")
             if call.hangup_requested:
                 self._emit(Hangup(call_id))
         self._update_leds()
 
-    def call_failed_to_start(self, role, reason, now):
+    def call_failed_to_start(self, call_id, reason, now):
         self._advance(now)
-        call = self._first(STARTING, role)
-        if call is not None:
+        call = self._find(call_id)
+        if call is not None and call.state == STARTING:
             self._calls.remove(call)
-            self._log("call", direction=OUTGOING, peer=call.peer, role=role, outcome="failed",
-                      reason=reason)
+            self._log("call", direction=OUTGOING, peer=call.peer, role=call.role,
+                      outcome="failed", reason=reason)
             if not call.hangup_requested:
                 self._play("failure", None, FEEDBACK_CUE_S)
         self._update_leds()
@@ -352,12 +353,14 @@ class Controller:
         return True
 
     def _start_call(self, targets, sequential, target_timeout_s, role):
-        call = _Call(None, OUTGOING, STARTING, role)
+        # The call's one id in every layer, issued here so that the runtime's reports
+        # (call_started, call_failed_to_start) name the call, not a button role.
+        call = _Call(self.random(CALL_ID_BYTES).hex(), OUTGOING, STARTING, role)
         call.targets = list(targets)
         call.peer = ", ".join(targets)
         call.trusted = True  # we chose whom to call
         self._calls.append(call)
-        self._emit(PlaceCall(targets, sequential, target_timeout_s, role))
+        self._emit(PlaceCall(targets, sequential, target_timeout_s, role, call.id))
         return call
 
     def _on_incoming(self, call_id, caller, source, source_ip, trusted, answer_mode, now):
@@ -482,7 +485,7 @@ class Controller:
         call.hangup_at = None
         self._log("call", call_id=call.id, direction=call.direction, peer=call.peer,
                   role=call.role, outcome="hanging up", reason=reason)
-        if call.id is not None:
+        if call.state != STARTING:  # a starting call is hung up once started
             self._emit(Hangup(call.id))
 
     # -- time -------------------------------------------------------------------------------
@@ -559,12 +562,6 @@ class Controller:
     def _find(self, call_id):
         for call in self._calls:
             if call.id == call_id and call_id is not None:
-                return call
-        return None
-
-    def _first(self, state, role):
-        for call in self._calls:
-            if call.state == state and call.role == role:
                 return call
         return None
 

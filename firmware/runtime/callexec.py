@@ -74,7 +74,7 @@ class CallExecutors:
     def _call_not_started(self, event):
         if event.reason != "busy":
             log.warning("not calling: %s", event.reason)
-        self.controller.call_failed_to_start(event.role, event.reason, self.loop.time())
+        self.controller.call_failed_to_start(event.call_id, event.reason, self.loop.time())
 
     def _call_ringing(self, event):
         self.controller.call_ringing(event.call_id, self.loop.time())
@@ -113,7 +113,7 @@ class CallExecutors:
     # -- controller actions -----------------------------------------------------------------
     def _do_place_call(self, action):
         if self.ua is None:
-            self.controller.call_failed_to_start(action.role, "SIP not running",
+            self.controller.call_failed_to_start(action.call_id, "SIP not running",
                                                  self.loop.time())
             return
         routed = route_targets(action.targets, self.ua.registrar, self.cfg["sip"]["transport"])
@@ -134,12 +134,12 @@ class CallExecutors:
             except LocateError as exc:
                 log.warning("cannot call %s: %s", target, exc)
         if self.ua is None:
-            self.controller.call_failed_to_start(action.role, "SIP not running",
+            self.controller.call_failed_to_start(action.call_id, "SIP not running",
                                                  self.loop.time())
         elif routed:
             self._place_call(action, routed)
         else:
-            self.controller.call_failed_to_start(action.role, "no target could be resolved",
+            self.controller.call_failed_to_start(action.call_id, "no target could be resolved",
                                                  self.loop.time())
         self._kick()
 
@@ -152,7 +152,8 @@ class CallExecutors:
         session = self.sessions.place_call(
             action.role, routed, self.ports.host, port, self.loop.time(),
             sequential=action.sequential, target_timeout=action.target_timeout_s,
-            answer_mode=button.get("answer_mode") or None, no_media=no_media)
+            answer_mode=button.get("answer_mode") or None, no_media=no_media,
+            call_id=action.call_id)
         if session is not None:
             self._pairs[session.id] = pair
         elif pair is not None:

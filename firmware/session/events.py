@@ -92,7 +92,7 @@ class CallStarted(SessionEvent):
 
 
 class CallNotStarted(SessionEvent):
-    """An outgoing call could not be placed (`call_id` None): busy, no media, key policy."""
+    """An outgoing call could not be placed: busy, no media, key policy."""
 
     __slots__ = ("role", "reason")
 

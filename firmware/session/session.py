@@ -131,23 +131,25 @@ class SessionManager:
 
     # -- the controller's commands --------------------------------------------------------------
     def place_call(self, role, routed, address, port, now, sequential=False,
-                   target_timeout=None, answer_mode=None, no_media=None):
+                   target_timeout=None, answer_mode=None, no_media=None, call_id=None):
         """Ring `routed` ([(target, next-hop Peer)]) with our offer for RTP at address:port (the
-        runtime's port pair; port None when it has none, `no_media` saying why). Emits
-        CallStarted or CallNotStarted; returns the Session or None."""
+        runtime's port pair; port None when it has none, `no_media` saying why), under
+        `call_id` (the controller's; None: the SIP call layer mints one). Emits CallStarted or
+        CallNotStarted; returns the Session or None."""
         if port is None:
-            self._emit(ev.CallNotStarted(None, role, "no media: %s" % no_media))
+            self._emit(ev.CallNotStarted(call_id, role, "no media: %s" % no_media))
             return None
         secure = all(peer.transport == "tls" for _, peer in routed)
         local, problem = self._local_media(address, port, secure)
         if problem is not None:
-            self._emit(ev.CallNotStarted(None, role, problem))
+            self._emit(ev.CallNotStarted(call_id, role, problem))
             return None
         offer = oa.create_offer(local, 1, SENDRECV)
         call = self.calls.place_call(routed, offer.to_bytes(), now, sequential=sequential,
-                                     target_timeout=target_timeout, answer_mode=answer_mode)
+                                     target_timeout=target_timeout, answer_mode=answer_mode,
+                                     call_id=call_id)
         if call is None:
-            self._emit(ev.CallNotStarted(None, role, "busy"))
+            self._emit(ev.CallNotStarted(call_id, role, "busy"))
             return None
         session = self._add(call)
         session.local, session.offer, session.described, session.version = \

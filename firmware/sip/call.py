@@ -84,10 +84,10 @@ END_WITH_BYE = {
 class Call(UacCall, UasCall):
     """One conversation. Build with `CallManager.place_call` or receive as `IncomingCall`."""
 
-    def __init__(self, manager, direction, now):
+    def __init__(self, manager, direction, now, call_id=None):
         self.manager = manager
         self.direction = direction
-        self.id = manager.ua.endpoint.random(6).hex()
+        self.id = call_id or manager.ua.endpoint.random(6).hex()
         self.state = cs.CALLING if direction == "outgoing" else cs.RINGING
         self._table = cs.UAC_CALL if direction == "outgoing" else cs.UAS_CALL
         self.offer_state = cs.NO_OFFER
@@ -416,12 +416,13 @@ class CallManager:
 
     # -- outgoing ---------------------------------------------------------------------------
     def place_call(self, targets, sdp, now, sequential=False, target_timeout=None,
-                   answer_mode=None):
-        """Ring `targets` ([(uri, Peer)]) in parallel (or one by one). Returns the Call, or
-        None when `max_calls` are already up."""
+                   answer_mode=None, call_id=None):
+        """Ring `targets` ([(uri, Peer)]) in parallel (or one by one). Returns the Call (its
+        `id` is `call_id` when the application issued one), or None when `max_calls` are
+        already up."""
         if len(self.calls) >= self.max_calls or not targets:
             return None
-        call = Call(self, "outgoing", now)
+        call = Call(self, "outgoing", now, call_id)
         call.local_sdp = sdp
         call.answer_mode = answer_mode
         call.sequential = sequential

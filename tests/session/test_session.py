@@ -403,6 +403,22 @@ def test_srtp_keys_come_from_the_injected_random():
     assert invite.body.count(b"inline:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH") == 2
 
 
+def test_the_controllers_call_id_is_the_one_id_of_every_layer():
+    net = Network()
+    door = Door(net)
+    Phone(net, FLAT1)
+    routed = [("sip:flat@127.0.0.1:5062", Peer("udp", "127.0.0.1", 5062))]
+    session = door.sessions.place_call("call", routed, DOOR[0], RTP_PORT, net.now,
+                                       call_id="0a1b2c3d4e5f")
+    door.collect()
+    assert session.id == session.call.id == "0a1b2c3d4e5f"
+    assert door.events == [ev.CallStarted("0a1b2c3d4e5f", "call")]
+    assert door.sessions.place_call("call", routed, DOOR[0], RTP_PORT, net.now,
+                                    call_id="ffff") is None  # max_calls = 1
+    door.collect()
+    assert door.events[1:] == [ev.CallNotStarted("ffff", "call", "busy")]
+
+
 def test_the_session_id_is_the_sip_call_id_every_event_carries():
     net = Network()
     door = Door(net)
