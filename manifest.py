@@ -10,7 +10,7 @@
 # here rather than a local copy. firmware/rtp/srtp.py (pylibsrtp), firmware/runtime and
 # firmware/web are CPython only and deliberately left out.
 
-PORTABLE_PACKAGES = ("sip", "sdp", "rtp", "codecs", "app")
+PORTABLE_PACKAGES = ("sip", "sdp", "rtp", "codecs", "app", "session")
 CPYTHON_ONLY = ("rtp/srtp.py",)
 
 

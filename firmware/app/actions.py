@@ -4,10 +4,11 @@ Each action is a small value object (`__slots__`, readable `__repr__`, equality 
 can compare them). The runtime drains them with `Controller.next_action()` and carries them out in
 order:
 
-    PlaceCall(targets, sequential, target_timeout_s, role)
+    PlaceCall(targets, sequential, target_timeout_s, role, call_id)
         start one outgoing call ringing `targets` (a list of SIP URI strings) in parallel, or one
-        after the other with `target_timeout_s` each when `sequential`; then report
-        `call_started(call_id, role, now)` or `call_failed_to_start(role, reason, now)`.
+        after the other with `target_timeout_s` each when `sequential`, under `call_id` (issued
+        by the controller: the call's one id in every layer); then report
+        `call_started(call_id, role, now)` or `call_failed_to_start(call_id, reason, now)`.
     Hangup(call_id)          CANCEL or BYE, whatever the call's state needs.
     Answer(call_id)          200 OK to a ringing incoming call.
     Ring(call_id)            180 Ringing to an incoming call.
@@ -45,14 +46,15 @@ class Action:
 
 
 class PlaceCall(Action):
-    __slots__ = ("targets", "sequential", "target_timeout_s", "role")
+    __slots__ = ("targets", "sequential", "target_timeout_s", "role", "call_id")
 
     def __init__(self, targets: list[str], sequential: bool, target_timeout_s: int,
-                 role: str) -> None:
+                 role: str, call_id: str | None = None) -> None:
         self.targets = list(targets)
         self.sequential = sequential
         self.target_timeout_s = target_timeout_s
         self.role = role
+        self.call_id = call_id
 
 
 class Hangup(Action):

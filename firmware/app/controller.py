@@ -6,7 +6,7 @@ the speaker show — and nothing else: the runtime feeds it events with the curr
 Trust rules follow docs/CONFIG.md "Trust"; Answer-Mode requests follow RFC 5373 §5-6 (a request for
 manual answer is honoured, a request for auto-answer never overrides the configuration).
 
-    Controller(cfg, now)     cfg: the dict from firmware.config.validate()
+    Controller(cfg, now, random=os.urandom)     cfg: the dict from firmware.config.validate()
 Inputs
     button_pressed(role, now) / button_released(role, now)
     registration_changed(state, error, now)    state: registered|unregistered|failed|disabled
@@ -17,7 +17,8 @@ Inputs
         (registration "disabled") the controller ignores `trusted` and decides itself: a call is
         trusted when source_ip equals the host of an [answer] allow entry written as an IP address
         and the caller's own host is that same address (callers.direct_ip_trusted).
-    call_started(call_id, role, now) / call_failed_to_start(role, reason, now)   after PlaceCall
+    call_started(call_id, role, now) / call_failed_to_start(call_id, reason, now)   after
+                                               PlaceCall, with the call id it carries
     call_ringing(call_id, now)
     call_established(call_id, now, peer=None)  peer: which ring-group target answered, when known
     call_ended(call_id, reason, status, now)   reason as firmware.sip.call.CallEnded
@@ -55,6 +56,8 @@ Policy
   door_open on opening; auto_answer when answering by itself.
 """
 
+import os
+
 from firmware.app import doorcodes
 from firmware.app.actions import (
     Answer,
@@ -77,6 +80,7 @@ from firmware.sip.uri import URI
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
     from typing import Any
 
     from firmware.app.actions import Action
@@ -111,6 +115,7 @@ DOOR_RELAY = "door"
 HANGUP_BUTTON = "hangup"
 API_ROLE = "api"
 FEEDBACK_CUE_S = 4.0
+CALL_ID_BYTES = 6  # outgoing call ids: 12 hex digits, as the SIP call layer's own
 
 
 class _Call:
@@ -118,7 +123,7 @@ class _Call:
                  "source", "source_ip", "trusted", "established_at", "hangup_at",
                  "hangup_requested", "digits", "noted")
 
-    def __init__(self, call_id: str | None, direction: str, state: str, role: str | None) -> None:
+    def __init__(self, call_id: str, direction: str, state: str, role: str | None) -> None:
         self.id = call_id
         self.direction = direction
         self.state = state
@@ -141,7 +146,9 @@ class _Call:
 
 
 class Controller:
-    def __init__(self, cfg: "dict[str, Any]", now: float) -> None:
+    def __init__(self, cfg: "dict[str, Any]", now: float,
+                 random: "Callable[[int], bytes]" = os.urandom) -> None:
+        self.random = random  # the ids of the calls it places
         self._actions: list[Action] = []
         self._calls: list[_Call] = []
         self._leds: dict[str, str] = {}
@@ -220,27 +227,26 @@ class Controller:
 
     def call_started(self, call_id: str, role: str, now: float) -> None:
         self._advance(now)
-        call = self._first(STARTING, role)
-        if call is None:
+        call = self._find(call_id)
+        if call is None or call.state != STARTING:
             self._emit(Hangup(call_id))
             self._log("call", call_id=call_id, role=role, outcome="hung up",
                       reason="not placed by the controller")
         else:
-            call.id = call_id
             call.state = TRANSITIONS[(STARTING, "started")]
-            self._log("call", call_id=call_id, direction=OUTGOING, peer=call.peer, role=role,
-                      outcome="placed")
+            self._log("call", call_id=call_id, direction=OUTGOING, peer=call.peer,
+                      role=call.role, outcome="placed")
             if call.hangup_requested:
                 self._emit(Hangup(call_id))
         self._update_leds()
 
-    def call_failed_to_start(self, role: str, reason: str, now: float) -> None:
+    def call_failed_to_start(self, call_id: str, reason: str, now: float) -> None:
         self._advance(now)
-        call = self._first(STARTING, role)
-        if call is not None:
+        call = self._find(call_id)
+        if call is not None and call.state == STARTING:
             self._calls.remove(call)
-            self._log("call", direction=OUTGOING, peer=call.peer, role=role, outcome="failed",
-                      reason=reason)
+            self._log("call", direction=OUTGOING, peer=call.peer, role=call.role,
+                      outcome="failed", reason=reason)
             if not call.hangup_requested:
                 self._play("failure", None, FEEDBACK_CUE_S)
         self._update_leds()
@@ -356,12 +362,14 @@ class Controller:
 
     def _start_call(self, targets: list[str], sequential: bool, target_timeout_s: int,
                     role: str) -> "_Call":
-        call = _Call(None, OUTGOING, STARTING, role)
+        # The call's one id in every layer, issued here so that the runtime's reports
+        # (call_started, call_failed_to_start) name the call, not a button role.
+        call = _Call(self.random(CALL_ID_BYTES).hex(), OUTGOING, STARTING, role)
         call.targets = list(targets)
         call.peer = ", ".join(targets)
         call.trusted = True  # we chose whom to call
         self._calls.append(call)
-        self._emit(PlaceCall(targets, sequential, target_timeout_s, role))
+        self._emit(PlaceCall(targets, sequential, target_timeout_s, role, call.id))
         return call
 
     def _on_incoming(self, call_id: str, caller: str, source: str, source_ip: str, trusted: bool,
@@ -490,7 +498,7 @@ class Controller:
         call.hangup_at = None
         self._log("call", call_id=call.id, direction=call.direction, peer=call.peer,
                   role=call.role, outcome="hanging up", reason=reason)
-        if call.id is not None:
+        if call.state != STARTING:  # a starting call is hung up once started
             self._emit(Hangup(call.id))
 
     # -- time -------------------------------------------------------------------------------
@@ -568,12 +576,6 @@ class Controller:
     def _find(self, call_id: str) -> "_Call | None":
         for call in self._calls:
             if call.id == call_id and call_id is not None:
-                return call
-        return None
-
-    def _first(self, state: str, role: str) -> "_Call | None":
-        for call in self._calls:
-            if call.state == state and call.role == role:
                 return call
         return None
 

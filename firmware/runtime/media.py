@@ -1,11 +1,14 @@
-"""Media for one call: RTP/RTCP sockets, SDP offer/answer, SRTP, DTMF and audio, on a thread.
+"""Media for one call: an executor that PLAYS a negotiated stream on a thread.
 
-Each call gets a `MediaStream`. Its thread is the only code touching the call's `RtpSession`:
-it waits in `select()` until a packet arrives or the session's next deadline (the session
-computes deadlines from the packet index, so sending is paced by the monotonic clock and
-never drifts), sends what is due, and every 20 ms pulls one frame from the jitter buffer for
-the speaker. Digits (RFC 4733, or in-band tones when the peer negotiated no telephone-event)
-go to the event loop with `loop.call_soon_threadsafe`.
+The session layer (firmware/session/) negotiates; the runtime binds the call's RTP/RTCP port
+pair (`PortPool.open_pair`) and hands it to a `MediaStream` with `play(negotiated)`. Its thread
+is the only code touching the call's `RtpSession`: it waits in `select()` until a packet arrives
+or the session's next deadline (the session computes deadlines from the packet index, so
+sending is paced by the monotonic clock and never drifts), sends what is due, and every 20 ms
+pulls one frame from the jitter buffer for the speaker. Digits (RFC 4733, or in-band tones when
+the peer negotiated no telephone-event) go to the event loop with `loop.call_soon_threadsafe`.
+Work from the event loop reaches the thread through one small command queue: `update(negotiated)`
+(a re-INVITE) and `send_dtmf(key)`, each an explicit command the thread looks up in a table.
 
 Cues (feedback tones) are mixed into the speaker, and into what we send when `to_caller`.
 """
@@ -14,6 +17,7 @@ import array
 import collections
 import logging
 import os
+import queue
 import random
 import select
 import socket
@@ -24,8 +28,6 @@ from firmware.codecs.g711 import CODECS
 from firmware.codecs.tones import CUES, InbandDtmfDetector, cue_frames
 from firmware.rtp.dtmf import DtmfReceiver
 from firmware.rtp.session import RtpSession
-from firmware.sdp import offer_answer
-from firmware.sdp.session import SessionDescription
 
 log = logging.getLogger("doorline.media")
 
@@ -33,6 +35,7 @@ FRAME = 0.020
 FRAME_BYTES = 320
 SILENCE = bytes(FRAME_BYTES)
 MAX_DATAGRAMS_PER_WAKE = 64  # bounded work per wake-up, whatever arrives
+MAX_COMMANDS_PER_WAKE = 16  # commands from the event loop run per wake-up, at most
 MAX_STALE_DATAGRAMS = 4096  # dropped at media start at most (a socket buffer's worth)
 # Received digits are door codes: they reach the log only in test runs (issue #9).
 LOG_DIGITS = os.environ.get("DOORLINE_TEST_HOOKS") == "1"
@@ -88,91 +91,47 @@ def _bind_pair(host, port):
 
 
 class MediaStream:
-    def __init__(self, call_id, media_cfg, host, ports, audio, loop, on_digit,
-                 signalling_secure=False, on_beat=None):
+    """Plays one call's negotiated stream on the port pair `sockets` ((rtp, rtcp), bound by the
+    runtime; closed by `stop`)."""
+
+    UPDATE = "update"
+    DTMF = "dtmf"
+
+    def __init__(self, call_id, sockets, audio, loop, on_digit, on_beat=None):
         self.call_id = call_id
         self.loop = loop
         self.on_digit = on_digit
         self.on_beat = on_beat
         self.audio = audio
-        self.host = host
-        self.port, (self.rtp_sock, self.rtcp_sock) = ports.open_pair()
-        try:
-            self._set_up_local(media_cfg, host, signalling_secure)
-        except Exception:
-            for s in (self.rtp_sock, self.rtcp_sock):
-                s.close()
-            raise
-        self.version = 1
-        self.offer = None
+        self.rtp_sock, self.rtcp_sock = sockets
         self.negotiated = None
         self.session = None
         self._thread = None
         self._stop = threading.Event()
-        self._commands = collections.deque()  # callables run on the media thread
+        self._commands = queue.SimpleQueue()  # (command, argument) for the media thread
+        self._run_command = {self.UPDATE: self._update_session, self.DTMF: self._send_dtmf}
         self._speaker_cues = collections.deque()
         self._caller_cues = collections.deque()
         self._stats = {}
         self.started_at = None
 
-    def _set_up_local(self, media_cfg, host, signalling_secure):
-        self.srtp_mode = media_cfg["srtp"]
-        self._keys_problem = None
-        try:
-            mode = offer_answer.signalling_srtp(self.srtp_mode, signalling_secure,
-                                                media_cfg["srtp_requires_tls"])
-        except offer_answer.OfferAnswerError as exc:
-            mode, self._keys_problem = "off", exc.reason
-        crypto = []
-        if mode != "off":
-            srtp_layer = _srtp()
-            crypto = [(suite, srtp_layer.new_key_material()) for suite in srtp_layer.SUITES]
-        self.local = offer_answer.LocalMedia(
-            host, self.port, codecs=media_cfg["codecs"], srtp=mode, crypto=crypto,
-            session_id=int.from_bytes(os.urandom(4), "big"))
-
-    # -- SDP (event loop thread) ---------------------------------------------------------
-    def check_keys_policy(self):
-        """Mandatory SRTP whose keys may not travel over this signalling: refuse (RFC 4568 §8.3
-        — SDES keys are only as secret as the signalling; decided by the SDP core)."""
-        return self._keys_problem
-
-    def create_offer(self, direction="sendrecv"):
-        self.offer = offer_answer.create_offer(self.local, self.version, direction)
-        self.version += 1
-        return bytes(self.offer)
-
-    def answer_offer(self, offer_bytes, direction="sendrecv"):
-        """Our answer to their offer (bytes); raises OfferAnswerError (488)."""
-        try:
-            offer = SessionDescription.parse(offer_bytes)
-        except Exception as exc:  # SdpParseError: a malformed offer is not acceptable
-            raise offer_answer.OfferAnswerError(488, "malformed SDP: %s" % exc) from None
-        answer, negotiated = offer_answer.create_answer(offer, self.local, self.version,
-                                                        direction)
-        self.version += 1
-        self._apply(negotiated)
-        return bytes(answer)
-
-    def accept_answer(self, answer_bytes):
-        answer = SessionDescription.parse(answer_bytes)
-        self._apply(offer_answer.process_answer(self.offer, answer, self.local))
-
-    def _apply(self, negotiated):
-        previous = self.negotiated
-        self.negotiated = negotiated
-        if self.session is not None and previous is not None:
-            self._commands.append(lambda: self._update_session(negotiated, previous))
-
-    # -- life cycle --------------------------------------------------------------------------
-    def start(self):
-        if self._thread is not None or self.negotiated is None:
+    # -- life cycle (event loop thread) ------------------------------------------------------
+    def play(self, negotiated):
+        """Start the thread playing `negotiated` (sdp.NegotiatedMedia)."""
+        if self._thread is not None:
             return
-        self.session = self._new_session(self.negotiated)
+        self.negotiated = negotiated
+        self.session = self._new_session(negotiated)
         self.started_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="media-%s" % self.call_id,
                                         daemon=True)
         self._thread.start()
+
+    def update(self, negotiated):
+        """A new negotiation (re-INVITE) for the playing stream."""
+        previous, self.negotiated = self.negotiated, negotiated
+        if self._thread is not None and previous is not None:
+            self._commands.put((self.UPDATE, (negotiated, previous)))
 
     def stop(self):
         self._stop.set()
@@ -182,7 +141,7 @@ class MediaStream:
             s.close()
 
     def send_dtmf(self, key):
-        self._commands.append(lambda: self.session.send_dtmf(key, time.monotonic()))
+        self._commands.put((self.DTMF, key))
 
     def play_cue(self, name, to_caller=False):
         frames = list(cue_frames(CUES[name]))
@@ -225,8 +184,20 @@ class MediaStream:
             wallclock_offset=time.time() - time.monotonic() + NTP_EPOCH_OFFSET)
         return session
 
-    def _update_session(self, negotiated, previous):
+    def _run_commands(self):
+        for _ in range(MAX_COMMANDS_PER_WAKE):
+            try:
+                command, argument = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            self._run_command[command](argument)
+
+    def _send_dtmf(self, key):
+        self.session.send_dtmf(key, time.monotonic())
+
+    def _update_session(self, negotiated_and_previous):
         """A re-INVITE: hold/resume changes direction; new keys or codec make a new session."""
+        negotiated, previous = negotiated_and_previous
         if (negotiated.codec, negotiated.srtp and negotiated.srtp.remote_key) != \
                 (previous.codec, previous.srtp and previous.srtp.remote_key):
             now = time.monotonic()
@@ -284,8 +255,7 @@ class MediaStream:
         socks = [self.rtp_sock, self.rtcp_sock]
         try:
             while not self._stop.is_set():
-                while self._commands:
-                    self._commands.popleft()()
+                self._run_commands()
                 session = self.session
                 timers = [t for t in (session.get_timer(), self.dtmf.get_timer(), next_tick)
                           if t is not None]

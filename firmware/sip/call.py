@@ -85,11 +85,11 @@ END_WITH_BYE = {
 class Call(UacCall, UasCall):
     """One conversation. Build with `CallManager.place_call` or receive as `IncomingCall`."""
 
-    def __init__(self, manager, ua, direction, now, follow_redirects=False):
+    def __init__(self, manager, ua, direction, now, follow_redirects=False, call_id=None):
         self.manager = manager  # the call layer: dialogs registered, events emitted
         self.ua = ua  # the user agent: what the call sends (firmware/sip/useragent.py)
         self.direction = direction
-        self.id = ua.new_id()
+        self.id = call_id or ua.new_id()  # outgoing: issued by the controller
         self.follow_redirects = follow_redirects  # 3xx only ever to a configured target
         self.state = cs.CALLING if direction == "outgoing" else cs.RINGING
         self._table = cs.UAC_CALL if direction == "outgoing" else cs.UAS_CALL
@@ -418,12 +418,13 @@ class CallManager:
 
     # -- outgoing ---------------------------------------------------------------------------
     def place_call(self, targets, sdp, now, sequential=False, target_timeout=None,
-                   answer_mode=None):
-        """Ring `targets` ([(uri, Peer)]) in parallel (or one by one). Returns the Call, or
-        None when `max_calls` are already up."""
+                   answer_mode=None, call_id=None):
+        """Ring `targets` ([(uri, Peer)]) in parallel (or one by one). Returns the Call (its
+        `id` is `call_id` when the application issued one), or None when `max_calls` are
+        already up."""
         if len(self.calls) >= self.max_calls or not targets:
             return None
-        call = Call(self, self.ua, "outgoing", now, self.follow_redirects)
+        call = Call(self, self.ua, "outgoing", now, self.follow_redirects, call_id)
         call.local_sdp = sdp
         call.answer_mode = answer_mode
         call.sequential = sequential

@@ -30,7 +30,6 @@ from firmware.sip.errors import ParseError
 from firmware.sip.message import Request, Response, check_message, parse
 
 # client transaction states before a final response (§17.1.1, §17.1.2)
-AWAITING_FINAL = (txn.CALLING, txn.TRYING, txn.PROCEEDING)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
@@ -181,6 +180,11 @@ class Endpoint:
     def get_timer(self) -> float | None:
         return self.table.get_timer()
 
+    def awaiting_final_responses(self):
+        """Is a client transaction still waiting for its final response?"""
+        return any(isinstance(tx, txn.ClientTransaction) and
+                   tx.state in (txn.CALLING, txn.TRYING, txn.PROCEEDING) for tx in self.table)
+
     # -- inputs ----------------------------------------------------------------------------
     def receive(self, data: bytes, source: "Peer", now: float) -> None:
         """`data` is a datagram (bytes) or a message already framed by a stream reader."""
@@ -276,11 +280,6 @@ class Endpoint:
     def find_cancelled(self, cancel: "Request") -> "ServerTransaction | None":
         """The INVITE server transaction a CANCEL refers to (§9.2), or None."""
         return self.table.find_invite_for_cancel(cancel)
-
-    def awaiting_final_responses(self):
-        """Does a client transaction still wait for its final response?"""
-        return any(isinstance(tx, txn.ClientTransaction) and tx.state in AWAITING_FINAL
-                   for tx in self.table)
 
     # -- internals -------------------------------------------------------------------------
     def _stamp(self, request: "Request", dest: "Peer", branch: str) -> None:

@@ -39,6 +39,13 @@ class ControllerHarness:
             self.ctl.registration_changed("registered", None, self.t)
         self.drain()
 
+    def placed_id(self):
+        """The call id the controller issued in its last PlaceCall."""
+        placed = [action for action in self.log if isinstance(action, a.PlaceCall)]
+        assert placed, "no PlaceCall yet"
+        assert isinstance(placed[-1].call_id, str) and placed[-1].call_id
+        return placed[-1].call_id
+
     def drain(self):
         out = []
         while True:

@@ -24,16 +24,19 @@ DIRECT = {"sip": {"registrar": ""}, "answer": {"allow": ["sip:concierge@127.0.0.
 def test_press_places_a_call_to_the_button_targets():
     station = ControllerHarness()
     out = station.press()
-    assert of_type(out, a.PlaceCall) == [a.PlaceCall([FLAT1], False, 20, "call")]
+    assert of_type(out, a.PlaceCall) == [
+        a.PlaceCall([FLAT1], False, 20, "call", station.placed_id())]
     assert events(out, "button")[0]["outcome"] == "call"
 
 
 def test_several_targets_ring_in_parallel_or_one_after_the_other():
     group = ControllerHarness(config(buttons=[{"role": "call", "targets": [FLAT1, FLAT2]}]))
-    assert of_type(group.press(), a.PlaceCall) == [a.PlaceCall([FLAT1, FLAT2], False, 20, "call")]
+    assert of_type(group.press(), a.PlaceCall) == [
+        a.PlaceCall([FLAT1, FLAT2], False, 20, "call", group.placed_id())]
     chain = ControllerHarness(config(buttons=[{"role": "call", "targets": [FLAT1, FLAT2],
                                      "mode": "sequential", "target_timeout_s": 7}]))
-    assert of_type(chain.press(), a.PlaceCall) == [a.PlaceCall([FLAT1, FLAT2], True, 7, "call")]
+    assert of_type(chain.press(), a.PlaceCall) == [
+        a.PlaceCall([FLAT1, FLAT2], True, 7, "call", chain.placed_id())]
 
 
 def test_button_without_targets_logs_and_plays_the_failure_cue():
@@ -60,7 +63,7 @@ def test_bounce_two_presses_50_ms_apart_make_one_call():
     station = ControllerHarness()
     out = station.do("button_pressed", "call")
     # the call fails at once, so only the debounce stands between the bounce and a second call
-    out += station.do("call_failed_to_start", "call", "no route")
+    out += station.do("call_failed_to_start", station.placed_id(), "no route")
     out += station.advance(0.02)
     out += station.do("button_released", "call")
     out += station.advance(0.03)
@@ -74,16 +77,17 @@ def test_press_after_the_debounce_window_counts_again():
     station = ControllerHarness(config(buttons=[{"role": "call", "targets": [FLAT1],
                                        "second_press": "hangup"}]))
     station.press(hold=0.05)
-    station.do("call_started", "c1", "call")
+    c1 = station.placed_id()
+    station.do("call_started", c1, "call")
     station.advance(0.3)
-    assert of_type(station.press(), a.Hangup) == [a.Hangup("c1")]
+    assert of_type(station.press(), a.Hangup) == [a.Hangup(c1)]
 
 
 def test_stuck_button_is_logged_blinks_the_status_led_and_places_no_more_calls():
     station = ControllerHarness()
     out = station.do("button_pressed", "call")
     assert len(of_type(out, a.PlaceCall)) == 1
-    station.do("call_failed_to_start", "call", "no route")
+    station.do("call_failed_to_start", station.placed_id(), "no route")
     out = station.advance(9.5)
     assert not events(out, "button")
     out = station.advance(1.0)  # held for more than 10 s
@@ -109,7 +113,7 @@ def test_flood_of_presses_is_rate_limited_per_button_and_logged_once():
         limited += len([e for e in events(out, "button") if "calls a minute" in
                         e.get("reason", "")])
         if of_type(out, a.PlaceCall):
-            station.do("call_failed_to_start", "call", "no route")
+            station.do("call_failed_to_start", station.placed_id(), "no route")
         station.advance(1.9)
     assert placed == buttons.CALLS_PER_MINUTE
     assert limited == 1
@@ -120,7 +124,8 @@ def test_flood_of_presses_is_rate_limited_per_button_and_logged_once():
 def test_second_press_is_ignored_while_a_button_call_is_up():
     station = ControllerHarness()
     station.press()
-    station.do("call_started", "c1", "call")
+    c1 = station.placed_id()
+    station.do("call_started", c1, "call")
     station.advance(1)
     out = station.press()
     station.advance(1)
@@ -133,15 +138,16 @@ def test_second_press_hangup_ends_the_button_call():
     station = ControllerHarness(config(buttons=[{"role": "call", "targets": [FLAT1],
                                        "second_press": "hangup"}]))
     station.press()
-    station.do("call_started", "c1", "call")
-    station.do("call_established", "c1")
+    c1 = station.placed_id()
+    station.do("call_started", c1, "call")
+    station.do("call_established", c1)
     station.advance(5)
     out = station.press()
-    assert of_type(out, a.Hangup) == [a.Hangup("c1")] and not of_type(out, a.PlaceCall)
+    assert of_type(out, a.Hangup) == [a.Hangup(c1)] and not of_type(out, a.PlaceCall)
     station.advance(1)
     out = station.press()  # the BYE is on its way: no second one, and no new call yet
     assert not of_type(out, a.Hangup) and not of_type(out, a.PlaceCall)
-    out = station.do("call_ended", "c1", "local hangup", None)
+    out = station.do("call_ended", c1, "local hangup", None)
     assert events(out, "call")[0]["outcome"] == "completed"
     assert not of_type(out, a.PlayCue)  # we ended it: no failure tone
 
@@ -151,8 +157,24 @@ def test_hangup_before_the_runtime_names_the_call_hangs_it_up_once_started():
     station.press()
     assert station.ctl.hangup(station.t) == 1
     assert not of_type(station.drain(), a.Hangup)  # the call has no id yet: nothing to send
-    out = station.do("call_started", "c1", "call")
-    assert of_type(out, a.Hangup) == [a.Hangup("c1")]
+    c1 = station.placed_id()
+    out = station.do("call_started", c1, "call")
+    assert of_type(out, a.Hangup) == [a.Hangup(c1)]
+
+
+def test_the_controller_finds_its_call_by_the_id_it_issued_not_by_role():
+    station = ControllerHarness()
+    station.press()
+    issued = station.placed_id()
+    out = station.do("call_failed_to_start", "not-" + issued, "no route")  # another call's
+    assert not events(out, "call") and len(station.ctl.snapshot()["calls"]) == 1
+    out = station.do("call_started", issued, "api")  # the id counts, whatever the role says
+    assert not of_type(out, a.Hangup)
+    assert station.ctl.snapshot()["calls"][0]["id"] == issued
+    station.do("call_ended", issued, "no answer", 480)
+    station.advance(FEEDBACK_CUE_S + 1)
+    station.press()
+    assert station.placed_id() != issued  # a new id for every call
 
 
 def test_call_started_that_the_controller_never_asked_for_is_hung_up():
@@ -168,16 +190,17 @@ def test_ring_group_where_the_second_target_answers():
                                  {"caller": FLAT2, "code": "2222"}]})
     station = ControllerHarness(cfg)
     station.press()
-    station.do("call_started", "c1", "call")
-    out = station.do("call_ringing", "c1")
-    assert a.PlayCue("ringback", "c1") in out
+    c1 = station.placed_id()
+    station.do("call_started", c1, "call")
+    out = station.do("call_ringing", c1)
+    assert a.PlayCue("ringback", c1) in out
     station.advance(4)
-    out = station.do("call_established", "c1", peer=FLAT2)
+    out = station.do("call_established", c1, peer=FLAT2)
     assert a.StopCue("ringback") in out
     assert station.ctl.snapshot()["calls"] == [
-        {"id": "c1", "direction": "outgoing", "state": "active", "peer": FLAT2, "role": "call"}]
-    assert not of_type(station.type_digits("c1", "1111"), a.PulseRelay)  # flat1's code
-    out = station.type_digits("c1", "2222")
+        {"id": c1, "direction": "outgoing", "state": "active", "peer": FLAT2, "role": "call"}]
+    assert not of_type(station.type_digits(c1, "1111"), a.PulseRelay)  # flat1's code
+    out = station.type_digits(c1, "2222")
     assert of_type(out, a.PulseRelay) == [a.PulseRelay("door", 3000)]
     assert events(out, "door_open")[0]["by"] == FLAT2
 
@@ -187,9 +210,10 @@ def test_ring_group_answered_by_an_unnamed_target_accepts_any_targets_code():
                  door={"codes": [{"caller": FLAT2, "code": "2222"}]})
     station = ControllerHarness(cfg)
     station.press()
-    station.do("call_started", "c1", "call")
-    station.do("call_established", "c1")  # the runtime does not say who answered
-    out = station.type_digits("c1", "2222")
+    c1 = station.placed_id()
+    station.do("call_started", c1, "call")
+    station.do("call_established", c1)  # the runtime does not say who answered
+    out = station.type_digits(c1, "2222")
     assert events(out, "door_open")[0]["by"] == FLAT2
 
 
@@ -200,12 +224,13 @@ def test_led_patterns_over_the_life_of_an_outgoing_call():
     assert station.leds["status"] == "on"
     station.press()
     assert station.leds["call"] == "blink_fast"
-    station.do("call_started", "c1", "call")
-    station.do("call_ringing", "c1")
+    c1 = station.placed_id()
+    station.do("call_started", c1, "call")
+    station.do("call_ringing", c1)
     assert station.leds["call"] == "blink_fast"
-    station.do("call_established", "c1")
+    station.do("call_established", c1)
     assert station.leds["call"] == "on"
-    out = station.do("call_ended", "c1", "remote hangup", None)
+    out = station.do("call_ended", c1, "remote hangup", None)
     assert station.leds["call"] == "off" and a.SetLed("call", "off") in out
     out = station.do("registration_changed", "failed", "timeout")
     assert station.leds["status"] == "blink_slow"
@@ -215,20 +240,22 @@ def test_led_patterns_over_the_life_of_an_outgoing_call():
 def test_busy_and_failed_outgoing_calls_play_their_cue_for_a_while():
     station = ControllerHarness()
     station.press()
-    station.do("call_started", "c1", "call")
-    station.do("call_ringing", "c1")
-    out = station.do("call_ended", "c1", "busy", 486)
+    c1 = station.placed_id()
+    station.do("call_started", c1, "call")
+    station.do("call_ringing", c1)
+    out = station.do("call_ended", c1, "busy", 486)
     assert a.StopCue("ringback") in out and a.PlayCue("busy", None) in out
     assert events(out, "call")[0]["outcome"] == "busy"
     assert a.StopCue("busy") in station.advance(FEEDBACK_CUE_S)
     station.advance(1)
     station.press()
-    station.do("call_started", "c2", "call")
-    out = station.do("call_ended", "c2", "no answer", 480)
+    c2 = station.placed_id()
+    station.do("call_started", c2, "call")
+    out = station.do("call_ended", c2, "no answer", 480)
     assert a.PlayCue("failure", None) in out
     station.advance(FEEDBACK_CUE_S + 1)
     station.press()
-    out = station.do("call_failed_to_start", "call", "cannot resolve flat1")
+    out = station.do("call_failed_to_start", station.placed_id(), "cannot resolve flat1")
     assert a.PlayCue("failure", None) in out
     assert events(out, "call")[0]["reason"] == "cannot resolve flat1"
     assert station.ctl.snapshot()["calls"] == []
@@ -237,12 +264,13 @@ def test_busy_and_failed_outgoing_calls_play_their_cue_for_a_while():
 def test_call_end_is_logged_with_duration_and_outcome():
     station = ControllerHarness()
     station.press()
-    station.do("call_started", "c1", "call")
-    station.do("call_established", "c1")
+    c1 = station.placed_id()
+    station.do("call_started", c1, "call")
+    station.do("call_established", c1)
     station.advance(42)
-    out = station.do("call_ended", "c1", "remote hangup", None)
+    out = station.do("call_ended", c1, "remote hangup", None)
     fields = events(out, "call")[0]
-    assert fields["call_id"] == "c1" and fields["duration_s"] == 42.0
+    assert fields["call_id"] == c1 and fields["duration_s"] == 42.0
     assert fields["outcome"] == "completed" and fields["reason"] == "remote hangup"
 
 
@@ -250,11 +278,12 @@ def test_api_place_call_and_hangup():
     station = ControllerHarness()
     assert station.ctl.place_call("sip:test@127.0.0.1", station.t)
     assert of_type(station.drain(), a.PlaceCall) == [
-        a.PlaceCall(["sip:test@127.0.0.1"], False, 30, "api")]
-    station.do("call_started", "t1", "api")
+        a.PlaceCall(["sip:test@127.0.0.1"], False, 30, "api", station.placed_id())]
+    t1 = station.placed_id()
+    station.do("call_started", t1, "api")
     assert not station.ctl.place_call("sip:other@127.0.0.1", station.t)  # max_calls = 1
     assert station.ctl.hangup(station.t) == 1
-    assert of_type(station.drain(), a.Hangup) == [a.Hangup("t1")]
+    assert of_type(station.drain(), a.Hangup) == [a.Hangup(t1)]
     assert not station.ctl.place_call("http://example.com/", station.t)
     assert events(station.drain(), "call")[0]["outcome"] == "refused"
 

@@ -1,5 +1,6 @@
-"""The media runtime's own decisions (issue 12): random RTP port pairs, and no SDES keys over
-plain signalling with the default config."""
+"""The media runtime (issue 12): random RTP port pairs; no SDES keys over plain signalling with
+the default config (decided by the session layer, over the runtime's port); and the player: what
+queued before media started is dropped, a re-offer moves the media, hold does not."""
 
 import socket
 import time
@@ -8,6 +9,13 @@ import pytest
 
 from firmware import config as configuration
 from firmware.runtime.media import MediaStream, PortPool
+from firmware.sdp import offer_answer
+from firmware.sdp.session import SessionDescription
+from firmware.session import events as ev
+from firmware.session.session import SessionManager
+from firmware.sip.call import CallManager
+from firmware.sip.endpoint import Peer
+from firmware.sip.useragent import UserAgent
 from tests.integration.test_calls_sipp import free_rtp_range
 
 RANGE = 40
@@ -64,20 +72,32 @@ def test_optional_srtp_sends_keys_only_over_tls_unless_allowed(secure, explicit,
     cfg = configuration.validate({"media": media})
     media_cfg = dict(cfg["media"], srtp_requires_tls=configuration.srtp_requires_tls(cfg))
     pool, _ = _pool()
-    stream = MediaStream("c1", media_cfg, "127.0.0.1", pool, None, None, None,
-                         signalling_secure=secure)
+    port, pair = pool.open_pair()
+    settings = {"host": "127.0.0.1", "port": 5060, "transport": "udp", "username": "door",
+                "domain": "127.0.0.1", "password": "", "display_name": "", "registrar": None}
+    sessions = SessionManager(CallManager(UserAgent(settings)), media_cfg)
+    transport = "tls" if secure else "udp"
     try:
-        assert stream.check_keys_policy() is None
-        offer = stream.create_offer()
+        session = sessions.place_call("call", [("sip:flat@127.0.0.1", Peer(
+            transport, "127.0.0.1", 5061))], "127.0.0.1", port, 0.0)
+        assert sessions.next_event() == ev.CallStarted(session.id, "call")  # no key problem
+        offer = session.call.local_sdp
         assert (b"a=crypto:" in offer) is keys
         assert b"RTP/AVP " in offer
     finally:
-        stream.stop()
+        for sock in pair:
+            sock.close()
 
 
 def _offer(port):
     return ("v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
             f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n").encode()
+
+
+def _negotiated(port, offer, media_cfg):
+    """What the session layer hands the player: our answer's negotiation of `offer`."""
+    local = offer_answer.LocalMedia("127.0.0.1", port, codecs=media_cfg["codecs"])
+    return offer_answer.create_answer(SessionDescription.parse(offer), local, 1)[1]
 
 
 def _rtp(sequence):
@@ -93,16 +113,17 @@ def test_datagrams_queued_before_media_starts_are_dropped():
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
     peer.settimeout(2)
-    stream = MediaStream("c2", media_cfg, "127.0.0.1", pool, None, None, None)
+    port, pair = pool.open_pair()
+    stream = MediaStream("c2", pair, None, None, None)
     try:
-        stream.answer_offer(_offer(peer.getsockname()[1]))
+        negotiated = _negotiated(port, _offer(peer.getsockname()[1]), media_cfg)
         for sequence in range(20):
-            peer.sendto(_rtp(sequence), ("127.0.0.1", stream.port))
+            peer.sendto(_rtp(sequence), ("127.0.0.1", port))
         time.sleep(0.1)
-        stream.start()
+        stream.play(negotiated)
         data, addr = peer.recvfrom(2048)  # our media goes to the SDP's address
-        assert addr == ("127.0.0.1", stream.port) and data[1] & 0x7F == 0
-        peer.sendto(_rtp(20), ("127.0.0.1", stream.port))  # live media is heard
+        assert addr == ("127.0.0.1", port) and data[1] & 0x7F == 0
+        peer.sendto(_rtp(20), ("127.0.0.1", port))  # live media is heard
         time.sleep(0.2)
     finally:
         stream.stop()
@@ -114,19 +135,19 @@ def test_a_re_offer_that_moves_the_peer_moves_our_media_but_hold_does_not():
     pool, _ = _pool()
     media_cfg = dict(configuration.validate({})["media"], srtp_requires_tls=True)
     first, moved = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
-    stream = MediaStream("c3", media_cfg, "127.0.0.1", pool, None, None, None)
+    port, pair = pool.open_pair()
+    stream = MediaStream("c3", pair, None, None, None)
     try:
         for sock in (first, moved):
             sock.bind(("127.0.0.1", 0))
             sock.settimeout(2)
-        stream.answer_offer(_offer(first.getsockname()[1]))
-        stream.start()
+        stream.play(_negotiated(port, _offer(first.getsockname()[1]), media_cfg))
         first.recvfrom(2048)
-        stream.answer_offer(_offer(moved.getsockname()[1]))  # a re-INVITE
+        stream.update(_negotiated(port, _offer(moved.getsockname()[1]), media_cfg))  # re-INVITE
         data, addr = moved.recvfrom(2048)
-        assert addr == ("127.0.0.1", stream.port)
+        assert addr == ("127.0.0.1", port)
         hold = _offer(moved.getsockname()[1]).replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 0.0.0.0")
-        stream.answer_offer(hold)
+        stream.update(_negotiated(port, hold, media_cfg))
         time.sleep(0.1)
         assert stream.session.remote_addr == ("127.0.0.1", moved.getsockname()[1])
     finally:

@@ -268,5 +268,6 @@ def main(paths):
     return 1 if tally.failed else 0
 
 
-DEFAULT_PATHS = ["tests/sip", "tests/sdp", "tests/rtp", "tests/codecs", "tests/app"]
+DEFAULT_PATHS = ["tests/sip", "tests/sdp", "tests/rtp", "tests/codecs", "tests/app",
+                 "tests/session"]
 sys.exit(main([arg for arg in sys.argv[1:] if arg != "-v"] or DEFAULT_PATHS))

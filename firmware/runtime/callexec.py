@@ -1,0 +1,183 @@
+"""The executors of a call: what the runtime does for each session event (bind ports, start,
+update and stop a media player, tell the controller) and for the controller's call actions
+(place, answer, ring, reject, hang up). A mixin of `runtime.station.Station`; each method
+carries out one thing the session layer or the controller decided."""
+
+import asyncio
+import logging
+
+from firmware.runtime.media import LOG_DIGITS, MediaStream
+from firmware.runtime.resolver import LocateError, Locator
+from firmware.session.routing import route_targets
+from firmware.sip.uri import URI
+
+log = logging.getLogger("doorline")
+
+
+class CallExecutors:
+    # -- media executors (session events) -----------------------------------------------------
+    def _open_media(self, event):
+        try:
+            port, pair = self.ports.open_pair()
+        except OSError as exc:  # no free RTP port pair, no file descriptor (issue 12)
+            self.sessions.media_unavailable(event.call_id, str(exc), self.loop.time())
+            return
+        self._pairs[event.call_id] = pair
+        self.sessions.media_opened(event.call_id, self.ports.host, port, self.loop.time())
+
+    def _start_media(self, event):
+        pair = self._pairs.pop(event.call_id)
+        stream = MediaStream(event.call_id, pair,
+                             self.board.audio if self.board is not None else None, self.loop,
+                             self._on_digit, on_beat=lambda: self.health.beat("audio"))
+        self.streams[event.call_id] = stream
+        if self.board is not None:
+            self.board.audio.begin_call(event.call_id)
+        stream.play(event.negotiated)
+        self.health.require("audio", True)
+
+    def _update_media(self, event):
+        stream = self.streams.get(event.call_id)
+        if stream is not None:
+            stream.update(event.negotiated)
+
+    def _stop_media(self, event):
+        pair = self._pairs.pop(event.call_id, None)
+        if pair is not None:
+            close_pair(pair)
+        stream = self.streams.pop(event.call_id, None)
+        if stream is not None:
+            self._stats[event.call_id] = stream.stats()
+            stream.stop()
+            if self.board is not None:
+                self.board.audio.end_call()
+        if not self.streams:
+            self.health.require("audio", False)
+        self._stop_cue()
+
+    def _on_digit(self, call_id, digit):
+        """From a media thread, through call_soon_threadsafe."""
+        if self.sessions is not None:
+            self.sessions.digit(call_id, digit, self.loop.time())
+            self._kick()
+
+    # -- controller executors (session events) ------------------------------------------------
+    def _call_offered(self, event):
+        self.controller.incoming_call(event.call_id, event.caller, event.source, event.trusted,
+                                      event.answer_mode, self.loop.time(),
+                                      source_ip=event.source_ip)
+
+    def _call_started(self, event):
+        self.counters["calls_total"] += 1
+        self.controller.call_started(event.call_id, event.role, self.loop.time())
+
+    def _call_not_started(self, event):
+        if event.reason != "busy":
+            log.warning("not calling: %s", event.reason)
+        self.controller.call_failed_to_start(event.call_id, event.reason, self.loop.time())
+
+    def _call_ringing(self, event):
+        self.controller.call_ringing(event.call_id, self.loop.time())
+
+    def _call_established(self, event):
+        if event.direction == "outgoing":
+            self._stop_cue()
+        self.controller.call_established(event.call_id, self.loop.time(), peer=event.peer)
+
+    def _digit(self, event):
+        if LOG_DIGITS and event.via == "info":
+            log.info("call %s: DTMF digit %s received (INFO)", event.call_id, event.digit)
+        self.controller.dtmf(event.call_id, event.digit, self.loop.time())
+
+    def _call_ended(self, event):
+        log.info("call %s ended: %s %s", event.call_id, event.reason, event.status or "")
+        self.controller.call_ended(event.call_id, event.reason, event.status, self.loop.time())
+        stats = self._stats.pop(event.call_id, None)
+        if stats:
+            log.info("call %s media: %s", event.call_id, _short_stats(stats))
+
+    def _call_refused(self, event):
+        if event.status is None:  # our call, hung up: the answer was unusable
+            log.warning("call %s: %s", event.call_id, event.reason)
+            return
+        log.warning("call from %s refused: %s", event.peer, event.reason)
+        self.eventlog.append("call", direction="incoming", peer=event.peer,
+                             outcome="rejected", reason=event.reason)
+
+    def _redirect_refused(self, event):
+        log.warning("call %s: %d redirect from %s to %s refused: %s", event.call_id,
+                    event.status, event.target, event.uri, event.reason)
+        self.eventlog.append("redirect_refused", call_id=event.call_id, target=event.target,
+                             uri=event.uri, status=event.status, reason=event.reason)
+
+    # -- controller actions -----------------------------------------------------------------
+    def _do_place_call(self, action):
+        if self.ua is None:
+            self.controller.call_failed_to_start(action.call_id, "SIP not running",
+                                                 self.loop.time())
+            return
+        routed = route_targets(action.targets, self.ua.registrar, self.cfg["sip"]["transport"])
+        if routed is None:  # a host name: RFC 3263 lookups first
+            asyncio.ensure_future(self._place_call_resolving(action))
+            return
+        self._place_call(action, routed)
+
+    async def _place_call_resolving(self, action):
+        routed = []
+        locator = Locator()
+        for target in action.targets:
+            uri = URI.parse(target)
+            try:
+                peers = await locator.locate(uri.host, uri.port, uri.transport,
+                                             uri.scheme == "sips")
+                routed.append((target, peers[0]))
+            except LocateError as exc:
+                log.warning("cannot call %s: %s", target, exc)
+        if self.ua is None:
+            self.controller.call_failed_to_start(action.call_id, "SIP not running",
+                                                 self.loop.time())
+        elif routed:
+            self._place_call(action, routed)
+        else:
+            self.controller.call_failed_to_start(action.call_id, "no target could be resolved",
+                                                 self.loop.time())
+        self._kick()
+
+    def _place_call(self, action, routed):
+        try:
+            port, pair, no_media = self.ports.open_pair() + (None,)
+        except OSError as exc:  # no free RTP port pair, no file descriptor
+            port, pair, no_media = None, None, exc
+        button = next((b for b in self.cfg["buttons"] if b["role"] == action.role), {})
+        session = self.sessions.place_call(
+            action.role, routed, self.ports.host, port, self.loop.time(),
+            sequential=action.sequential, target_timeout=action.target_timeout_s,
+            answer_mode=button.get("answer_mode") or None, no_media=no_media,
+            call_id=action.call_id)
+        if session is not None:
+            self._pairs[session.id] = pair
+        elif pair is not None:
+            close_pair(pair)
+
+    def _do_answer(self, action):
+        if self.sessions.answer(action.call_id, self.loop.time()):
+            self.counters["calls_total"] += 1
+
+    def _do_ring(self, action):
+        self.sessions.ring(action.call_id, self.loop.time())
+
+    def _do_reject(self, action):
+        self.sessions.reject(action.call_id, action.status, self.loop.time())
+
+    def _do_hangup(self, action):
+        if self.sessions is not None:
+            self.sessions.hangup(action.call_id, self.loop.time())
+
+def close_pair(pair):
+    for sock in pair:
+        sock.close()
+
+
+def _short_stats(stats):
+    keys = ("packets_sent", "packets_received", "lost", "jitter_ms", "concealed", "late")
+    return ", ".join("%s=%s" % (k, stats[k]) for k in keys if k in stats)

@@ -1,0 +1,36 @@
+"""Cues (feedback tones) outside a call, on the station's own speaker."""
+
+import threading
+import time
+
+from firmware.codecs.tones import CUES, cue_frames
+
+
+class CuePlayer:
+    """Plays one cue on the station's speaker outside a call, paced on its own thread."""
+
+    def __init__(self, audio, name):
+        self.audio = audio
+        self.name = name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="cue-" + name)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+
+    def _run(self):
+        stream = self.audio.open(rate=8000, frame_ms=20)
+        try:
+            deadline = time.monotonic()
+            for frame in cue_frames(CUES[self.name]):
+                if self._stop.is_set():
+                    break
+                stream.write_frame(frame)
+                deadline += 0.02
+                if not self.audio.paced:
+                    self._stop.wait(max(0.0, deadline - time.monotonic()))
+        finally:
+            stream.close()

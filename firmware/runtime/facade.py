@@ -1,0 +1,163 @@
+"""What the web page and API use of the running station (firmware/web): status, events,
+metrics, calls and the door on request, and the configuration applied while running (with
+rollback). A mixin of `runtime.station.Station`: it reads the station's state and feeds the
+controller; it decides nothing about calls."""
+
+import logging
+import time
+
+from firmware import config as configuration
+from firmware.sip.errors import ParseError
+from firmware.sip.uri import URI
+
+log = logging.getLogger("doorline")
+
+
+class Facade:
+    @property
+    def config(self):
+        return self.cfg
+
+    def status(self):
+        calls_status = []
+        for call in self.sessions.status() if self.sessions is not None else []:
+            stream = self.streams.get(call["id"])
+            call["stats"] = stream.stats() if stream else \
+                ({"codec": call["codec"]} if call["codec"] else {})
+            calls_status.append(call)
+        snapshot = self.board.snapshot() if self.board is not None else {}
+        registration = self.ua.status() if self.ua is not None else {
+            "state": "failed" if self.sip_failed else "unregistered",
+            "error": self.sip_error, "next_refresh": None}
+        if registration.get("next_refresh") is not None:
+            registration = dict(registration)
+            registration["next_refresh"] = round(
+                time.time() + registration["next_refresh"] - self.loop.time(), 1)
+        return {
+            "registration": registration,
+            "calls": calls_status,
+            "door": {"relay": snapshot.get("relays", {}).get("door", "closed")},
+            "leds": snapshot.get("leds", {}),
+            "uptime_s": int(time.time() - self.started_at),
+            "config_errors": dict(self.config_errors),
+        }
+
+    async def apply_config(self, cfg):
+        """Run with `cfg` (already validated). Any failure puts the previous settings back,
+        running as before, and raises ConfigError naming the field ("" when none can be
+        named); the caller saves the file only after this returned."""
+        old, self.cfg = self.cfg, cfg
+        was_running = self.ua is not None
+        # what to go back to when SIP was not running: still starting, or failed (and why)
+        was = {"starting": self._sip_start is not None and not self._sip_start.done(),
+               "error": self.sip_error, "failed": self.sip_failed,
+               "config_errors": self.config_errors}
+        restart = not was_running or old["sip"] != cfg["sip"] or \
+            old["media"]["rtp_ports"] != cfg["media"]["rtp_ports"] or old["calls"] != cfg["calls"]
+        try:
+            self.controller.update_config(cfg, self.loop.time())
+            if self.calls is not None:
+                self.calls.identity = cfg["answer"]["identity"]  # applies to the next INVITE
+            if restart:
+                log.info("SIP settings changed: restarting the user agent")
+                await self._cancel_sip_start()
+                await self._stop_sip()
+                self.config_errors = {}
+                await self._start_sip()
+        except Exception as exc:  # not only OSError: nothing may leave the station half-applied
+            await self._roll_back(old, exc, was_running, was)
+        self.sip_error, self.sip_failed = None, False
+        self.eventlog.append("config", changed=sorted(k for k in cfg if cfg[k] != old.get(k)))
+        self._kick()
+
+    async def _roll_back(self, old, exc, was_running, was):
+        """The new settings cannot be used (e.g. the port is taken): run the old ones again as
+        they ran before, and tell the caller which field failed."""
+        log.error("cannot apply the new settings (%s); keeping the previous ones",
+                  failure_text(exc))
+        self.cfg = old
+        try:
+            self.controller.update_config(old, self.loop.time())
+        except Exception:
+            log.exception("restoring the previous settings in the controller failed")
+        try:
+            await self._stop_sip()
+        except Exception:
+            log.exception("stopping the half-applied SIP settings failed")
+            self.ua = None
+        self.config_errors = was["config_errors"]
+        if was_running:
+            try:
+                await self._start_sip()
+            except Exception as again:
+                self._sip_failed(again)
+        elif was["starting"]:
+            self.begin_sip()
+        else:
+            self.sip_error, self.sip_failed = was["error"], was["failed"]
+            if self.sip_failed:
+                self.controller.registration_changed("failed", self.sip_error, self.loop.time())
+        self._kick()
+        if isinstance(exc, configuration.ConfigError):
+            raise configuration.ConfigError(exc.errors) from exc
+        raise configuration.ConfigError(
+            {"": "could not be applied: %s" % failure_text(exc)}) from exc
+
+    def place_call(self, target):
+        try:
+            uri = URI.parse(target)
+        except ParseError as exc:
+            raise ValueError("not a SIP URI: %s" % exc.reason) from None
+        if uri.scheme not in ("sip", "sips"):
+            raise ValueError("only sip: and sips: targets can be called")
+        if self.sessions is not None and len(self.sessions):
+            raise ValueError("a call is already in progress")
+        self.controller.place_call(str(uri), self.loop.time())
+        self._kick()
+        ids = self.sessions.ids() if self.sessions is not None else []
+        return ids[0] if ids else None
+
+    def hangup(self):
+        self.controller.hangup(self.loop.time())
+        self._kick()
+
+    def open_door(self, by="api"):
+        self.controller.open_door(by, self.loop.time())
+        self._kick()
+
+    def events(self, since=None):
+        return self.eventlog.since(since)
+
+    def log_event(self, type_, **fields):
+        self.eventlog.append(type_, **fields)
+
+    def press_button(self, role, press_ms=100):
+        if not self.simulated:
+            raise KeyError(role)
+        self.board.press(role, press_ms)
+
+    def metrics(self):
+        status = self.status()
+        lost = sum(c["stats"].get("lost", 0) for c in status["calls"])
+        jitter = max([c["stats"].get("jitter_ms", 0) for c in status["calls"]] or [0])
+        return {
+            "registration_registered": 1 if status["registration"]["state"] == "registered"
+            else 0,
+            "calls_active": len(status["calls"]),
+            "calls_total": self.counters["calls_total"],
+            "rtp_packets_lost": lost,
+            "rtp_jitter_ms": jitter,
+            "door_openings_total": self.counters["door_openings_total"],
+            "eventlog_writes_total": self.eventlog.writes,
+            "events_suppressed_total": self.eventlog.suppressed,
+            "uptime_seconds": status["uptime_s"],
+        }
+
+
+
+def failure_text(exc):
+    """One line for a failure to start or apply: field messages, or the exception."""
+    if isinstance(exc, configuration.ConfigError):
+        return "; ".join("%s: %s" % (k or "configuration", v) for k, v in exc.errors.items())
+    text = str(exc).replace("\r", " ").replace("\n", " ")
+    return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__

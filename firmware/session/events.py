@@ -1,0 +1,170 @@
+"""What the session layer emits (`SessionManager.next_event`). Every event carries the one call
+id every layer uses (`call_id`: the session id, which is the SIP call layer's `Call.id`; the SIP
+Call-ID header is per branch and not used above sip/).
+
+Towards the runtime (executors): `OpenMedia`, `StartMedia`, `UpdateMedia`, `StopMedia`.
+Towards the controller (firmware/app): `CallOffered`, `CallStarted`, `CallNotStarted`,
+`CallRinging`, `CallEstablished`, `DigitReceived`, `CallEnded`.
+For the event log and the journal: `CallRefused`, `RedirectRefused`.
+"""
+
+
+class SessionEvent:
+    __slots__ = ("call_id",)
+
+    def __init__(self, call_id):
+        self.call_id = call_id
+
+    def _fields(self):
+        return [(name, getattr(self, name)) for name in self.__slots__]
+
+    def __repr__(self):
+        extra = " ".join("%s=%r" % pair for pair in self._fields())
+        return "<%s %s%s>" % (type(self).__name__, self.call_id, " " + extra if extra else "")
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.call_id == other.call_id and \
+            self._fields() == other._fields()
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # compared by value, so never hashed
+
+
+# -- to the runtime ---------------------------------------------------------------------------
+class OpenMedia(SessionEvent):
+    """An incoming call needs an RTP/RTCP port pair: the runtime answers with
+    `media_opened(call_id, address, port, now)` or `media_unavailable(call_id, reason, now)`."""
+
+    __slots__ = ()
+
+
+class StartMedia(SessionEvent):
+    """Play `negotiated` (sdp.NegotiatedMedia) on the call's port pair."""
+
+    __slots__ = ("negotiated",)
+
+    def __init__(self, call_id, negotiated):
+        SessionEvent.__init__(self, call_id)
+        self.negotiated = negotiated
+
+
+class UpdateMedia(SessionEvent):
+    """A new negotiation while media plays (re-INVITE: hold, resume, moved peer, new keys)."""
+
+    __slots__ = ("negotiated",)
+
+    def __init__(self, call_id, negotiated):
+        SessionEvent.__init__(self, call_id)
+        self.negotiated = negotiated
+
+
+class StopMedia(SessionEvent):
+    """The call is over: stop the stream (if it played) and close its port pair."""
+
+    __slots__ = ()
+
+
+# -- to the controller ------------------------------------------------------------------------
+class CallOffered(SessionEvent):
+    """An incoming call whose offer we can answer: the answer is parked until `answer()`."""
+
+    __slots__ = ("caller", "source", "trusted", "answer_mode", "source_ip")
+
+    def __init__(self, call_id, caller, source, trusted, answer_mode, source_ip):
+        SessionEvent.__init__(self, call_id)
+        self.caller = caller
+        self.source = source  # "transport:host:port"
+        self.trusted = trusted
+        self.answer_mode = answer_mode
+        self.source_ip = source_ip
+
+
+class CallStarted(SessionEvent):
+    """An outgoing call was placed (INVITEs sent) for the button `role`."""
+
+    __slots__ = ("role",)
+
+    def __init__(self, call_id, role):
+        SessionEvent.__init__(self, call_id)
+        self.role = role
+
+
+class CallNotStarted(SessionEvent):
+    """An outgoing call could not be placed: busy, no media, key policy."""
+
+    __slots__ = ("role", "reason")
+
+    def __init__(self, call_id, role, reason):
+        SessionEvent.__init__(self, call_id)
+        self.role = role
+        self.reason = reason
+
+
+class CallRinging(SessionEvent):
+    """An outgoing call rings; `early` when the 18x carried an SDP answer (early media)."""
+
+    __slots__ = ("early",)
+
+    def __init__(self, call_id, early=False):
+        SessionEvent.__init__(self, call_id)
+        self.early = early
+
+
+class CallEstablished(SessionEvent):
+    __slots__ = ("direction", "peer")
+
+    def __init__(self, call_id, direction, peer):
+        SessionEvent.__init__(self, call_id)
+        self.direction = direction
+        self.peer = peer
+
+
+class DigitReceived(SessionEvent):
+    """A DTMF key, from RTP (RFC 4733 or in-band, reported by the media executor) or INFO."""
+
+    __slots__ = ("digit", "via")
+
+    def __init__(self, call_id, digit, via):
+        SessionEvent.__init__(self, call_id)
+        self.digit = digit
+        self.via = via  # "rtp" or "info"
+
+
+class CallEnded(SessionEvent):
+    """`reason` and `status` as firmware.sip.call.CallEnded."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(self, call_id, reason, status):
+        SessionEvent.__init__(self, call_id)
+        self.reason = reason
+        self.status = status
+
+
+# -- for the logs -----------------------------------------------------------------------------
+class CallRefused(SessionEvent):
+    """An incoming call refused by the session layer itself (488 no acceptable media, 503 no
+    media port) before the controller heard of it; `status` is what was sent."""
+
+    __slots__ = ("peer", "status", "reason")
+
+    def __init__(self, call_id, peer, status, reason):
+        SessionEvent.__init__(self, call_id)
+        self.peer = peer
+        self.status = status
+        self.reason = reason
+
+
+class RedirectRefused(SessionEvent):
+    """firmware.sip.call.RedirectRefused, with the call id."""
+
+    __slots__ = ("target", "uri", "reason", "status")
+
+    def __init__(self, call_id, target, uri, reason, status):
+        SessionEvent.__init__(self, call_id)
+        self.target = target
+        self.uri = uri
+        self.reason = reason
+        self.status = status

@@ -1,0 +1,378 @@
+"""One door call's session: the SIP call, its offer/answer and its id; and the manager the
+runtime feeds (sans-I/O, portable).
+
+`SessionManager(calls, media_cfg, random)` wraps the SIP call layer (`sip.call.CallManager`).
+Inputs, each with `now`:
+- the SIP call layer's events: `on_sip_event(event, now)` (True when it was a call event);
+- the controller's commands by call id: `place_call`, `ring`, `answer`, `reject`, `hangup`,
+  `hangup_all`, `hold`, `resume`, `send_info`;
+- the runtime's reports: `media_opened(call_id, address, port)` / `media_unavailable(call_id,
+  reason)` after an `OpenMedia`, and `digit(call_id, key)` from a playing stream.
+Outputs: `next_event()` (firmware/session/events.py), and `status()`.
+
+What it decides (formerly in runtime/station.py): the SRTP mode for the signalling's security
+and the keys (from the injected `random`); 503 for an incoming call without a media port, 488
+for an offer it cannot answer (malformed, no common codec, keys that may not travel); our
+answer parked until the controller says `answer`; a re-INVITE offer answered (or 488) and the
+stream updated; the answer to our offer (200, or an 18x's early answer when the 200 has none)
+checked, and a call whose answer is unusable hung up; INFO bodies read as digits.
+The local RTP address and port are inputs: the runtime binds the sockets.
+"""
+
+import os
+
+from firmware.rtp.dtmf import parse_info_body
+from firmware.sdp import offer_answer as oa
+from firmware.sdp.session import SessionDescription
+from firmware.session import events as ev
+from firmware.sip import call as sipcall
+
+SENDRECV = "sendrecv"
+HOLD = "sendonly"
+
+
+class Session:
+    """One call. `id` is the SIP call layer's `Call.id`, the one id every layer uses."""
+
+    def __init__(self, call):
+        self.id = call.id
+        self.call = call
+        self.local = None  # sdp.LocalMedia once a port is known
+        self.version = 1  # our SDP session version (o= line), +1 per description we write
+        self.offer = None  # our last offer (SessionDescription) while it waits for an answer
+        self.described = None  # our last description (offer or answer) of the session
+        self.negotiated = None  # sdp.NegotiatedMedia in force
+        self.answer = None  # incoming: our SDP answer (bytes), parked until `answer`
+        self.early = None  # outgoing: NegotiatedMedia from an 18x's SDP answer
+        self.started = False  # StartMedia was emitted
+
+    def __repr__(self):
+        return "<Session %s %s %s>" % (self.id, self.call.direction, self.call.state)
+
+    @property
+    def direction(self):
+        return self.call.direction
+
+    @property
+    def state(self):
+        return self.call.state
+
+    def _write_offer(self, direction):
+        self.offer = self.described = oa.create_offer(self.local, self.version, direction,
+                                                      previous=self.described)
+        self.version += 1
+        return self.offer.to_bytes()
+
+    def _write_answer(self, sdp):
+        """Our answer (bytes) and the negotiation to `sdp` (their offer, bytes); raises
+        OfferAnswerError (488)."""
+        try:
+            offer = SessionDescription.parse(sdp)
+        except ValueError as exc:  # SdpParseError: a malformed offer is not acceptable
+            raise oa.OfferAnswerError("malformed SDP: %s" % exc) from None
+        answer, negotiated = oa.create_answer(offer, self.local, self.version, SENDRECV)
+        self.described = answer
+        self.version += 1
+        return answer.to_bytes(), negotiated
+
+    def _read_answer(self, sdp):
+        """The negotiation their answer (bytes) gives to our outstanding offer; raises
+        OfferAnswerError or ValueError."""
+        if sdp is None:
+            raise oa.OfferAnswerError("no SDP answer")
+        return oa.process_answer(self.offer, SessionDescription.parse(sdp), self.local)
+
+
+class SessionManager:
+    """The sessions by call id, fed by the runtime. `media_cfg`: `codecs`, `srtp` (off,
+    optional, mandatory) and `srtp_requires_tls` (bool)."""
+
+    def __init__(self, calls, media_cfg, random=os.urandom):
+        self.calls = calls
+        self.media_cfg = media_cfg
+        self.random = random
+        self._sessions = []  # in creation order (MicroPython's dict is unordered)
+        self._events = []
+        self._on_sip = {
+            sipcall.IncomingCall: self._incoming,
+            sipcall.CallRinging: self._ringing,
+            sipcall.CallEstablished: self._established,
+            sipcall.OfferReceived: self._offer_received,
+            sipcall.AnswerReceived: self._answer_received,
+            sipcall.InfoReceived: self._info_received,
+            sipcall.RedirectRefused: self._redirect_refused,
+            sipcall.CallEnded: self._ended,
+        }
+
+    # -- outputs ------------------------------------------------------------------------------
+    def next_event(self):
+        return self._events.pop(0) if self._events else None
+
+    def get(self, call_id):
+        for session in self._sessions:
+            if session.id == call_id:
+                return session
+        return None
+
+    def __len__(self):
+        return len(self._sessions)
+
+    def ids(self):
+        return [s.id for s in self._sessions]
+
+    def status(self):
+        return [{"id": s.id, "direction": s.direction, "state": s.state, "peer": s.call.peer,
+                 "codec": s.negotiated.codec if s.negotiated else None,
+                 "srtp": bool(s.negotiated and s.negotiated.srtp)}
+                for s in self._sessions]
+
+    def _emit(self, event):
+        self._events.append(event)
+
+    # -- the controller's commands --------------------------------------------------------------
+    def place_call(self, role, routed, address, port, now, sequential=False,
+                   target_timeout=None, answer_mode=None, no_media=None, call_id=None):
+        """Ring `routed` ([(target, next-hop Peer)]) with our offer for RTP at address:port (the
+        runtime's port pair; port None when it has none, `no_media` saying why), under
+        `call_id` (the controller's; None: the SIP call layer mints one). Emits CallStarted or
+        CallNotStarted; returns the Session or None."""
+        if port is None:
+            self._emit(ev.CallNotStarted(call_id, role, "no media: %s" % no_media))
+            return None
+        secure = all(peer.transport == "tls" for _, peer in routed)
+        local, problem = self._local_media(address, port, secure)
+        if problem is not None:
+            self._emit(ev.CallNotStarted(call_id, role, problem))
+            return None
+        offer = oa.create_offer(local, 1, SENDRECV)
+        call = self.calls.place_call(routed, offer.to_bytes(), now, sequential=sequential,
+                                     target_timeout=target_timeout, answer_mode=answer_mode,
+                                     call_id=call_id)
+        if call is None:
+            self._emit(ev.CallNotStarted(call_id, role, "busy"))
+            return None
+        session = self._add(call)
+        session.local, session.offer, session.described, session.version = \
+            local, offer, offer, 2
+        self._emit(ev.CallStarted(call.id, role))
+        return session
+
+    def answer(self, call_id, now):
+        """Answer a ringing incoming call with the parked answer; False when it cannot be
+        (ended meanwhile by CANCEL or ring timeout, or refused)."""
+        session = self.get(call_id)
+        if session is None or session.answer is None or session.state != sipcall.RINGING:
+            return False
+        answer, session.answer = session.answer, None
+        session.call.answer_mode = "auto"
+        session.call.answer(answer, now)
+        self._start(session)
+        return True
+
+    def ring(self, call_id, now):
+        session = self.get(call_id)
+        if session is not None and session.state == sipcall.RINGING:
+            session.call.ring(now)
+
+    def reject(self, call_id, status, now):
+        session = self.get(call_id)
+        if session is not None and session.state == sipcall.RINGING:
+            session.answer = None
+            session.call.reject(status, now)
+
+    def hangup(self, call_id, now):
+        """One call, or every call when `call_id` is None."""
+        sessions = list(self._sessions) if call_id is None else [self.get(call_id)]
+        for session in sessions:
+            if session is not None and session.state != sipcall.ENDED:
+                session.call.hangup(now)
+
+    def hangup_all(self, now):
+        """Shutdown: every call of the SIP layer, even one without a session yet."""
+        self.calls.hangup_all(now)
+
+    def hold(self, call_id, now):
+        """Re-INVITE with a sendonly offer (RFC 6337 §5.3); the answer updates the stream."""
+        self._reoffer(call_id, HOLD, now)
+
+    def resume(self, call_id, now):
+        self._reoffer(call_id, SENDRECV, now)
+
+    def _reoffer(self, call_id, direction, now):
+        session = self.get(call_id)
+        if session is None or session.state != sipcall.ACTIVE or session.local is None:
+            return False
+        session.call.reinvite(session._write_offer(direction), now)
+        return True
+
+    def send_info(self, call_id, content_type, body, now):
+        session = self.get(call_id)
+        if session is not None and session.state == sipcall.ACTIVE:
+            session.call.send_info(content_type, body, now)
+
+    # -- the runtime's reports ------------------------------------------------------------------
+    def media_opened(self, call_id, address, port, now):
+        """The port pair an OpenMedia asked for: answer the offer (parked) or refuse with 488."""
+        session = self.get(call_id)
+        if session is None or session.state == sipcall.ENDED:
+            return
+        call = session.call
+        local, problem = self._local_media(address, port, call.source.transport == "tls")
+        session.local = local
+        if problem is None and call.remote_sdp is None:
+            problem = "INVITE without an SDP offer is not supported"
+        if problem is None:
+            try:
+                session.answer, session.negotiated = session._write_answer(call.remote_sdp)
+            except oa.OfferAnswerError as exc:
+                problem = "no acceptable media: %s" % exc
+        if problem is not None:
+            self._refuse(session, 488, "Not Acceptable Here", problem, now)
+            return
+        source = call.source
+        self._emit(ev.CallOffered(
+            call.id, call.peer, "%s:%s:%s" % (source.transport, source.host, source.port),
+            call.trusted, call.requested_answer_mode, source.host))
+
+    def media_unavailable(self, call_id, reason, now):
+        """No port pair or file descriptor for an incoming call: 503 (issue 12)."""
+        session = self.get(call_id)
+        if session is not None and session.state != sipcall.ENDED:
+            self._refuse(session, 503, "Service Unavailable", "no media: %s" % reason, now)
+
+    def digit(self, call_id, key, now):
+        """A key the media executor detected (RFC 4733 or in-band)."""
+        if self.get(call_id) is not None:
+            self._emit(ev.DigitReceived(call_id, key, "rtp"))
+
+    # -- the SIP call layer's events ------------------------------------------------------------
+    def on_sip_event(self, event, now):
+        handler = self._on_sip.get(type(event))
+        if handler is None:
+            return False
+        handler(event, now)
+        return True
+
+    def _incoming(self, event, now):
+        session = self._add(event.call)
+        self._emit(ev.OpenMedia(session.id))
+
+    def _ringing(self, event, now):
+        session = self._session_of(event)
+        if session is None:
+            return
+        early = False
+        if event.sdp is not None and session.offer is not None:
+            try:  # RFC 3264 §4 / RFC 3261 §13.2.1: the 18x's SDP is the answer
+                session.early = session._read_answer(event.sdp)
+                early = True
+            except (oa.OfferAnswerError, ValueError):
+                session.early = None
+        self._emit(ev.CallRinging(session.id, early))
+
+    def _established(self, event, now):
+        session = self._session_of(event)
+        if session is None:
+            return
+        call = session.call
+        if call.direction == "outgoing":
+            try:
+                if event.sdp is None and session.early is not None:
+                    negotiated = session.early
+                else:
+                    negotiated = session._read_answer(event.sdp)
+            except (oa.OfferAnswerError, ValueError) as exc:
+                self._emit(ev.CallRefused(session.id, call.peer, None,
+                                          "unusable answer: %s" % exc))
+                call.hangup(now)
+                return
+            session.negotiated, session.offer = negotiated, None
+            self._start(session)
+        self._emit(ev.CallEstablished(session.id, call.direction, call.peer))
+
+    def _offer_received(self, event, now):
+        session = self._session_of(event)
+        if session is None or session.local is None:
+            event.call.reject_offer(488, now)
+            return
+        try:
+            answer, negotiated = session._write_answer(event.sdp)
+        except oa.OfferAnswerError:
+            event.call.reject_offer(488, now)
+            return
+        event.call.accept_offer(answer, now)
+        self._renegotiated(session, negotiated)
+
+    def _answer_received(self, event, now):
+        """The answer to a re-INVITE we sent; a session refresh that re-sent our last
+        description without a new offer of ours changes nothing."""
+        session = self._session_of(event)
+        if session is None or session.offer is None:
+            return
+        try:
+            negotiated = session._read_answer(event.sdp)
+        except (oa.OfferAnswerError, ValueError) as exc:
+            self._emit(ev.CallRefused(session.id, session.call.peer, None,
+                                      "unusable answer: %s" % exc))
+            if session.state != sipcall.ENDED:
+                session.call.hangup(now)
+            return
+        session.offer = None
+        self._renegotiated(session, negotiated)
+
+    def _renegotiated(self, session, negotiated):
+        session.negotiated = negotiated
+        if session.started:
+            self._emit(ev.UpdateMedia(session.id, negotiated))
+
+    def _info_received(self, event, now):
+        key = parse_info_body(event.content_type, event.body)
+        if key is not None and self._session_of(event) is not None:
+            self._emit(ev.DigitReceived(event.call.id, key, "info"))
+
+    def _redirect_refused(self, event, now):
+        self._emit(ev.RedirectRefused(event.call.id, event.target, event.uri, event.reason,
+                                      event.status))
+
+    def _ended(self, event, now):
+        session = self._session_of(event)
+        if session is not None:
+            self._sessions.remove(session)
+            session.answer = None
+        self._emit(ev.StopMedia(event.call.id))
+        self._emit(ev.CallEnded(event.call.id, event.reason, event.status))
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _add(self, call):
+        session = Session(call)
+        self._sessions.append(session)
+        return session
+
+    def _session_of(self, event):
+        return self.get(event.call.id)
+
+    def _start(self, session):
+        session.started = True
+        self._emit(ev.StartMedia(session.id, session.negotiated))
+
+    def _refuse(self, session, status, reason_phrase, problem, now):
+        session.answer = None
+        session.call.reject(status, now, reason_phrase)
+        self._emit(ev.CallRefused(session.id, session.call.peer, status, problem))
+
+    def _local_media(self, address, port, secure):
+        """(LocalMedia, problem): the SRTP mode this signalling allows and fresh keys (RFC 4568
+        §8.3: SDES keys are only as secret as the signalling)."""
+        cfg = self.media_cfg
+        problem = None
+        try:
+            mode = oa.signalling_srtp(cfg["srtp"], secure, cfg["srtp_requires_tls"])
+        except oa.OfferAnswerError as exc:
+            mode, problem = oa.SRTP_OFF, exc.reason
+        crypto = []
+        if mode != oa.SRTP_OFF:
+            crypto = [(suite, self.random(oa.KEY_SALT_LENGTH))
+                      for suite in oa.SUPPORTED_CRYPTO_SUITES]
+        local = oa.LocalMedia(address, port, codecs=cfg["codecs"], srtp=mode, crypto=crypto,
+                              session_id=int.from_bytes(self.random(4), "big"))
+        return local, problem
