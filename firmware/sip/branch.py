@@ -3,7 +3,9 @@
 A `Branch` has its own INVITE, Call-ID and early dialogs (§13.2.2.4: a forking proxy can give one
 INVITE several). Its state follows `callstate.BRANCH`; it reports to its call with
 `branch_ringing`, `branch_answered`, `branch_failed` and `branch_redirect_refused`, and sends
-through the user agent it was given (`ua`, the call layer's port: firmware/sip/useragent.py).
+through the user agent it was given (`ua`, the call layer's port: firmware/sip/useragent.py) to
+the next hop it was given: the session layer's `next_hop` (firmware/session/routing.py) is the
+one function that decides it (the registrar when one is configured), so a branch routes nothing.
 The call gives a branch up with `cancel(now)`: CANCEL is sent once a provisional response has
 come (§9.1); a 2xx that still comes is ACKed and ended with BYE by the call.
 """
@@ -30,7 +32,7 @@ class Branch:
         self.call = call
         self.ua = ua
         self.target = target
-        self.dest = ua.route_for(dest)  # the registrar is the outbound proxy
+        self.dest = dest  # the next hop, decided above (firmware/session/routing.py)
         self.call_id = ua.new_call_id()
         self.local_tag = ua.new_tag()
         self.state = cs.INVITING
@@ -185,7 +187,7 @@ class Branch:
         self.redirects += 1
         self.cseq += 1
         self.target = chosen[0]
-        self.dest = self.ua.route_for(chosen[1])
+        self.dest = chosen[1]  # that target's next hop, as the call was given it
         self.auth_tries = 0
         self.send_invite(now)
 

@@ -419,9 +419,10 @@ class CallManager:
     # -- outgoing ---------------------------------------------------------------------------
     def place_call(self, targets, sdp, now, sequential=False, target_timeout=None,
                    answer_mode=None, call_id=None):
-        """Ring `targets` ([(uri, Peer)]) in parallel (or one by one). Returns the Call (its
-        `id` is `call_id` when the application issued one), or None when `max_calls` are
-        already up."""
+        """Ring `targets` ([(uri, next-hop Peer)], routed by firmware/session/routing.py: the
+        call layer sends each INVITE to its Peer as given) in parallel (or one by one). Returns
+        the Call (its `id` is `call_id` when the application issued one), or None when
+        `max_calls` are already up."""
         if len(self.calls) >= self.max_calls or not targets:
             return None
         call = Call(self, self.ua, "outgoing", now, self.follow_redirects, call_id)

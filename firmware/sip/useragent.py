@@ -8,7 +8,8 @@ the UA-wide policy:
 - admission (firmware/sip/admission.py): rate limits, a uniform 403 to anyone but the registrar
   while one is configured, 404 for Request-URIs that are not ours, before any transaction;
 - routing (docs/CONFIG.md `registrar`): while a registrar is configured every request outside a
-  dialog goes to it as outbound proxy;
+  dialog goes to it as outbound proxy; the one function that decides a call's next hop is the
+  session layer's `next_hop` (firmware/session/routing.py): the call layer sends where it is told;
 - trust: a request is trusted when it came from the registrar's address over the registration's
   transport, or over TLS; in direct-IP mode trust is decided by the caller's source address.
 
@@ -21,7 +22,7 @@ a return value.
 
 The call layer's port: calls and branches talk to the UA only, never to its endpoint or
 registration: `send_request`, `send_response`, `send_stateless`, `find_cancelled`, `new_tag`,
-`new_call_id`, `new_id`, `answer_challenge`, `route_for`, `contact_uri`, `from_header`,
+`new_call_id`, `new_id`, `answer_challenge`, `contact_uri`, `from_header`,
 `from_registrar`, `answer_unmatched`.
 """
 
@@ -187,11 +188,7 @@ class UserAgent:
         host = self.endpoint.sent_by_host()
         return "%s<sip:%s@%s>;tag=%s" % (display, self.settings.username, host, tag)
 
-    # -- routing and trust -----------------------------------------------------------------
-    def route_for(self, target_peer: "Peer") -> "Peer":
-        """The next hop for a request outside a dialog: the registrar when one is configured."""
-        return self.registrar if self.registrar is not None else target_peer
-
+    # -- trust -----------------------------------------------------------------------------
     def from_registrar(self, source: "Peer") -> bool:
         """Did this come over the registration's flow / from the registrar's address?"""
         registrar = self.registrar

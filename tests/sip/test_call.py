@@ -5,6 +5,7 @@ that parse what reaches them with `message.parse` and answer with literal SIP te
 moves datagrams between them by (host, port) and a fake clock jumps from one timer to the next.
 """
 
+from firmware.session.routing import next_hop
 from firmware.sip import digest
 from firmware.sip.call import (
     AnswerReceived,
@@ -134,7 +135,10 @@ class Station:
             self.events.append(event)
 
     def call(self, *addresses, **options):
-        targets = [("sip:flat@%s:%d" % a, Peer("udp", a[0], a[1])) for a in addresses]
+        """Place a call to `addresses` routed as the runtime routes it (the session layer's one
+        next-hop function: the registrar, when one is configured, else the address itself)."""
+        targets = [("sip:flat@%s:%d" % a, next_hop("sip:flat@%s:%d" % a, self.ua.registrar,
+                                                    "udp")) for a in addresses]
         call = self.calls.place_call(targets, OFFER, self.net.now, **options)
         self._collect()
         return call
@@ -732,6 +736,22 @@ def test_parallel_ring_group_late_200_is_acked_and_byed():
     assert call.state == "active" and flat2.count("BYE") == 0
     flat1.reply(bye, 200, to_tag=None)
     assert len([e for e in door.events if isinstance(e, CallEstablished)]) == 1
+
+
+def test_the_call_layer_sends_an_invite_to_the_next_hop_it_is_given():
+    """One next-hop function: the session layer's `next_hop` decides (the registrar while one is
+    configured); the call layer does not decide again, so a hop it is given is where the INVITE
+    goes, registered or not (and a followed redirect goes to that target's given hop)."""
+    net = Network()
+    door = Station(net, registrar=Peer("udp", *PROXY), follow_redirects=True)
+    proxy, flat1, flat2 = Phone(net, PROXY), Phone(net, FLAT1), Phone(net, FLAT2)
+    targets = [("sip:flat@%s:%d" % a, Peer("udp", *a)) for a in (FLAT1, FLAT2)]
+    door.calls.place_call(targets, OFFER, net.now, sequential=True, target_timeout=20)
+    net.run()
+    invite = flat1.take("INVITE")
+    assert proxy.count("INVITE") == 0
+    flat1.reply(invite, 302, "Moved", extra=("Contact: <sip:flat@%s:%d>" % FLAT2,))
+    assert flat2.take("INVITE") and proxy.count("INVITE") == 0
 
 
 def test_one_invite_forked_by_a_proxy_into_two_early_dialogs():

@@ -70,3 +70,63 @@ def test_no_object_in_firmware_sip_reaches_through_a_layer():
         for line, chain in reaching_through(source):
             offenders.append("%s:%d %s" % (name, line, chain))
     assert offenders == []
+
+
+# -- one next-hop function (issue 13) ------------------------------------------------------------
+FIRMWARE_DIR = os.path.dirname(SIP_DIR)
+NEXT_HOP = ("firmware/session/routing.py", "next_hop")
+
+
+def _names_registrar(node):
+    return (isinstance(node, ast.Name) and node.id == "registrar") or (
+        isinstance(node, ast.Attribute) and node.attr == "registrar")
+
+
+def registrar_choosers(source):
+    """Names of the functions in `source` that pick the registrar as a destination: they return
+    it (`return registrar`, `return self.registrar if ... else peer`) or assign it as one
+    (`dest = ... registrar ...`)."""
+    found = []
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            values = []
+            if isinstance(node, ast.Return) and node.value is not None:
+                values = [node.value]
+            elif isinstance(node, ast.Assign) and any(
+                    isinstance(t, (ast.Name, ast.Attribute)) and
+                    (getattr(t, "id", None) or getattr(t, "attr", None)) in ("dest", "destination")
+                    for t in node.targets):
+                values = [node.value]
+            for value in values:
+                candidates = [value.body, value.orelse] if isinstance(value, ast.IfExp) \
+                    else [value]
+                if any(_names_registrar(c) for c in candidates):
+                    found.append(function.name)
+    return found
+
+
+def test_the_registrar_chooser_detector():
+    assert registrar_choosers(
+        "def route_for(self, peer):\n    return self.registrar if self.registrar else peer\n")
+    assert registrar_choosers("def f(r):\n    if r is not None:\n        return registrar\n")
+    assert registrar_choosers("def f(self):\n    self.dest = self.ua.registrar\n")
+    assert not registrar_choosers("def from_registrar(self, s):\n"
+                                  "    return self.registrar is not None and s == 1\n")
+
+
+def test_one_function_decides_the_next_hop():
+    """Only the session layer's `next_hop` picks the registrar as the next hop: the call layer
+    (a Branch, a redirect) sends where it is told, so a second routing rule cannot drift."""
+    choosers = []
+    for directory, _, names in os.walk(FIRMWARE_DIR):
+        for name in sorted(names):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(directory, name)
+            relative = os.path.relpath(path, os.path.dirname(FIRMWARE_DIR)).replace(os.sep, "/")
+            with open(path, encoding="utf-8") as handle:
+                for function in registrar_choosers(handle.read()):
+                    choosers.append((relative, function))
+    assert choosers == [NEXT_HOP]

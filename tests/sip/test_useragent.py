@@ -1,5 +1,6 @@
 """UA-wide policy of firmware/sip/useragent.py, fed literal datagrams with a fake clock."""
 
+from firmware.session.routing import next_hop
 from firmware.sip.call import CallManager
 from firmware.sip.endpoint import MessageRejected, Peer
 from firmware.sip.message import NameAddress, parse
@@ -133,8 +134,12 @@ def test_from_registrar_compares_transport_host_and_port():
 
 
 def test_requests_outside_a_dialog_route_to_the_registrar():
-    assert make_ua(registrar=REGISTRAR).route_for(PHONE) == REGISTRAR
-    assert make_ua().route_for(PHONE) == PHONE
+    """The one next-hop function (firmware/session/routing.py) with the UA's registrar; the UA
+    keeps no second one (the call layer sends where it is told)."""
+    target = "sip:flat@127.0.0.1:5062"
+    assert next_hop(target, make_ua(registrar=REGISTRAR).registrar, "udp") == REGISTRAR
+    assert next_hop(target, make_ua().registrar, "udp") == PHONE
+    assert not hasattr(UserAgent, "route_for")
 
 
 def test_without_a_call_layer_invite_gets_481_after_the_100():
