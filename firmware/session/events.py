@@ -8,25 +8,29 @@ Towards the controller (firmware/app): `CallOffered`, `CallStarted`, `CallNotSta
 For the event log and the journal: `CallRefused`, `RedirectRefused`.
 """
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from firmware.sdp.offer_answer import NegotiatedMedia
+
 
 class SessionEvent:
     __slots__ = ("call_id",)
 
-    def __init__(self, call_id):
+    def __init__(self, call_id: "str | None") -> None:
         self.call_id = call_id
 
-    def _fields(self):
+    def _fields(self) -> "list[tuple[str, object]]":
         return [(name, getattr(self, name)) for name in self.__slots__]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = " ".join("%s=%r" % pair for pair in self._fields())
         return "<%s %s%s>" % (type(self).__name__, self.call_id, " " + extra if extra else "")
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.call_id == other.call_id and \
             self._fields() == other._fields()
 
-    def __ne__(self, other):
+    def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
     __hash__ = None  # type: ignore[assignment]  # compared by value, so never hashed
@@ -45,7 +49,7 @@ class StartMedia(SessionEvent):
 
     __slots__ = ("negotiated",)
 
-    def __init__(self, call_id, negotiated):
+    def __init__(self, call_id: str, negotiated: "NegotiatedMedia") -> None:
         SessionEvent.__init__(self, call_id)
         self.negotiated = negotiated
 
@@ -55,7 +59,7 @@ class UpdateMedia(SessionEvent):
 
     __slots__ = ("negotiated",)
 
-    def __init__(self, call_id, negotiated):
+    def __init__(self, call_id: str, negotiated: "NegotiatedMedia") -> None:
         SessionEvent.__init__(self, call_id)
         self.negotiated = negotiated
 
@@ -72,7 +76,8 @@ class CallOffered(SessionEvent):
 
     __slots__ = ("caller", "source", "trusted", "answer_mode", "source_ip")
 
-    def __init__(self, call_id, caller, source, trusted, answer_mode, source_ip):
+    def __init__(self, call_id: str, caller: "str | None", source: str, trusted: bool,
+                 answer_mode: "str | None", source_ip: str) -> None:
         SessionEvent.__init__(self, call_id)
         self.caller = caller
         self.source = source  # "transport:host:port"
@@ -86,7 +91,7 @@ class CallStarted(SessionEvent):
 
     __slots__ = ("role",)
 
-    def __init__(self, call_id, role):
+    def __init__(self, call_id: str, role: str) -> None:
         SessionEvent.__init__(self, call_id)
         self.role = role
 
@@ -96,7 +101,7 @@ class CallNotStarted(SessionEvent):
 
     __slots__ = ("role", "reason")
 
-    def __init__(self, call_id, role, reason):
+    def __init__(self, call_id: "str | None", role: str, reason: str) -> None:
         SessionEvent.__init__(self, call_id)
         self.role = role
         self.reason = reason
@@ -107,7 +112,7 @@ class CallRinging(SessionEvent):
 
     __slots__ = ("early",)
 
-    def __init__(self, call_id, early=False):
+    def __init__(self, call_id: str, early: bool = False) -> None:
         SessionEvent.__init__(self, call_id)
         self.early = early
 
@@ -115,7 +120,7 @@ class CallRinging(SessionEvent):
 class CallEstablished(SessionEvent):
     __slots__ = ("direction", "peer")
 
-    def __init__(self, call_id, direction, peer):
+    def __init__(self, call_id: str, direction: str, peer: "str | None") -> None:
         SessionEvent.__init__(self, call_id)
         self.direction = direction
         self.peer = peer
@@ -126,7 +131,7 @@ class DigitReceived(SessionEvent):
 
     __slots__ = ("digit", "via")
 
-    def __init__(self, call_id, digit, via):
+    def __init__(self, call_id: str, digit: str, via: str) -> None:
         SessionEvent.__init__(self, call_id)
         self.digit = digit
         self.via = via  # "rtp" or "info"
@@ -137,7 +142,7 @@ class CallEnded(SessionEvent):
 
     __slots__ = ("reason", "status")
 
-    def __init__(self, call_id, reason, status):
+    def __init__(self, call_id: str, reason: str, status: "int | None") -> None:
         SessionEvent.__init__(self, call_id)
         self.reason = reason
         self.status = status
@@ -150,7 +155,8 @@ class CallRefused(SessionEvent):
 
     __slots__ = ("peer", "status", "reason")
 
-    def __init__(self, call_id, peer, status, reason):
+    def __init__(self, call_id: str, peer: "str | None", status: "int | None",
+                 reason: str) -> None:
         SessionEvent.__init__(self, call_id)
         self.peer = peer
         self.status = status
@@ -162,7 +168,8 @@ class RedirectRefused(SessionEvent):
 
     __slots__ = ("target", "uri", "reason", "status")
 
-    def __init__(self, call_id, target, uri, reason, status):
+    def __init__(self, call_id: str, target: str, uri: str, reason: str,
+                 status: int) -> None:
         SessionEvent.__init__(self, call_id)
         self.target = target
         self.uri = uri

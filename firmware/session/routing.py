@@ -9,19 +9,21 @@ from firmware.sip.endpoint import Peer
 from firmware.sip.uri import URI
 
 
-def next_hop(target, registrar, default_transport):
+def next_hop(target: "str | URI", registrar: "Peer | None",
+             default_transport: str) -> "Peer | None":
     """`target`: URI text or URI; `registrar`: its Peer or None. Returns a Peer or None."""
-    uri = target if hasattr(target, "scheme") else URI.parse(target)
+    uri = URI.parse(target) if isinstance(target, str) else target
     if registrar is not None:
         return registrar
-    host = uri.host.strip("[]")
+    host = (uri.host or "").strip("[]")
     if not is_ip_address(host):
         return None
     transport = uri.transport or ("tls" if uri.scheme == "sips" else default_transport)
     return Peer(transport, host, uri.port or (5061 if transport == "tls" else 5060))
 
 
-def route_targets(targets, registrar, default_transport):
+def route_targets(targets: "list[str]", registrar: "Peer | None",
+                  default_transport: str) -> "list[tuple[str, Peer]] | None":
     """[(target, Peer)] for every target, or None when one of them needs a DNS lookup."""
     routed = []
     for target in targets:
@@ -32,7 +34,7 @@ def route_targets(targets, registrar, default_transport):
     return routed
 
 
-def is_ip_address(host):
+def is_ip_address(host: str) -> bool:
     """A literal IPv4 (dotted quad) or IPv6 address (without brackets)."""
     if ":" in host:
         return all(c in "0123456789abcdefABCDEF:." for c in host) and host.count("::") <= 1

@@ -14,10 +14,17 @@ import os
 from firmware.sip import digest
 from firmware.sip.errors import ParseError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+
+    from firmware.sip.digest import Challenge
+    from firmware.sip.message import Response
+
 MAX_NONCES = 16  # nonce counters remembered (oldest forgotten first)
 
 
-def challenge_in(response):
+def challenge_in(response: "Response") -> "tuple[str, Challenge] | None":
     """(answer header name, Challenge) for a 401 or 407, or None when it has no challenge we
     support."""
     if response.status == 401:
@@ -39,13 +46,15 @@ def challenge_in(response):
 class Credentials:
     """One username and password, answering challenges with counted nonces."""
 
-    def __init__(self, username, password, random=os.urandom):
+    def __init__(self, username: str, password: str,
+                 random: "Callable[[int], bytes]" = os.urandom) -> None:
         self.username = username
         self.password = password
         self._random = random
-        self._counts = []  # [(realm, nonce), nc] pairs, oldest first
+        self._counts: list[tuple[tuple[str, str], int]] = []  # [(realm, nonce), nc], oldest first
 
-    def answer(self, challenge, method, uri, body=b""):
+    def answer(self, challenge: "Challenge", method: str, uri: object,
+               body: bytes = b"") -> str:
         key = (challenge.realm, challenge.nonce)
         count = 0
         for index, (seen, used) in enumerate(self._counts):
@@ -59,7 +68,7 @@ class Credentials:
             challenge, method, str(uri), self.username, self.password,
             self._random(8).hex(), count, body)
 
-    def count_for(self, challenge):
+    def count_for(self, challenge: "Challenge") -> int:
         """How many answers went to this challenge's nonce so far."""
         key = (challenge.realm, challenge.nonce)
         for seen, used in self._counts:

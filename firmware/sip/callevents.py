@@ -4,6 +4,11 @@ Each event names its `call`; the application acts on that call (`ring`, `answer`
 `hangup`, `accept_offer`, `reject_offer`, `reinvite`, `send_info`).
 """
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from firmware.sip.call import Call
+    from firmware.sip.message import Request, Response
+
 SDP = "application/sdp"
 
 
@@ -11,10 +16,10 @@ SDP = "application/sdp"
 class CallEvent:
     __slots__ = ("call",)
 
-    def __init__(self, call):
+    def __init__(self, call: "Call") -> None:
         self.call = call
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<%s %s>" % (type(self).__name__, self.call.id)
 
 
@@ -29,7 +34,7 @@ class CallRinging(CallEvent):
 
     __slots__ = ("sdp",)
 
-    def __init__(self, call, sdp):
+    def __init__(self, call: "Call", sdp: "bytes | None") -> None:
         CallEvent.__init__(self, call)
         self.sdp = sdp
 
@@ -39,7 +44,7 @@ class CallEstablished(CallEvent):
 
     __slots__ = ("sdp",)
 
-    def __init__(self, call, sdp):
+    def __init__(self, call: "Call", sdp: "bytes | None") -> None:
         CallEvent.__init__(self, call)
         self.sdp = sdp
 
@@ -50,7 +55,7 @@ class OfferReceived(CallEvent):
 
     __slots__ = ("sdp",)
 
-    def __init__(self, call, sdp):
+    def __init__(self, call: "Call", sdp: "bytes | None") -> None:
         CallEvent.__init__(self, call)
         self.sdp = sdp
 
@@ -60,7 +65,7 @@ class AnswerReceived(CallEvent):
 
     __slots__ = ("sdp",)
 
-    def __init__(self, call, sdp):
+    def __init__(self, call: "Call", sdp: "bytes | None") -> None:
         CallEvent.__init__(self, call)
         self.sdp = sdp
 
@@ -70,7 +75,7 @@ class InfoReceived(CallEvent):
 
     __slots__ = ("content_type", "body")
 
-    def __init__(self, call, content_type, body):
+    def __init__(self, call: "Call", content_type: str, body: bytes) -> None:
         CallEvent.__init__(self, call)
         self.content_type = content_type
         self.body = body
@@ -87,14 +92,15 @@ class RedirectRefused(CallEvent):
 
     __slots__ = ("target", "uri", "reason", "status")
 
-    def __init__(self, call, target, uri, reason, status):
+    def __init__(self, call: "Call", target: str, uri: object, reason: str,
+                 status: int) -> None:
         CallEvent.__init__(self, call)
         self.target = target
         self.uri = printable(uri, MAX_LOGGED_URI)
         self.reason = reason
         self.status = status
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<RedirectRefused %s %s -> %s: %s>" % (self.call.id, self.target, self.uri,
                                                       self.reason)
 
@@ -105,16 +111,16 @@ class CallEnded(CallEvent):
 
     __slots__ = ("reason", "status")
 
-    def __init__(self, call, reason, status=None):
+    def __init__(self, call: "Call", reason: str, status: "int | None" = None) -> None:
         CallEvent.__init__(self, call)
         self.reason = reason
         self.status = status
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<CallEnded %s %s %s>" % (self.call.id, self.reason, self.status or "")
 
 
-def body_sdp(message):
+def body_sdp(message: "Request | Response") -> "bytes | None":
     """The SDP body of a request or response, or None."""
     ctype = (message.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if message.body and ctype == SDP:
@@ -122,12 +128,12 @@ def body_sdp(message):
     return None
 
 
-def printable(text, limit):
+def printable(text: object, limit: int) -> str:
     text = "".join(c if 32 <= ord(c) < 127 else "?" for c in str(text))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def reason_for(status):
+def reason_for(status: int) -> str:
     """CallEnded's reason for a final failure `status`."""
     if status in (486, 600):
         return "busy"

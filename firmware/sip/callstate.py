@@ -10,7 +10,12 @@ duplicate messages are normal), but an application command without a row is a pr
 `CallStateError` (as h11 raises on misuse), never a silent no-op.
 """
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    Table = dict[tuple[str, str], tuple[str, "str | None"]]
+
 # -- call states (Call.state) ------------------------------------------------------------------
+
 CALLING = "calling"  # outgoing, INVITE sent, no 18x yet
 RINGING = "ringing"  # outgoing with a 18x, or incoming waiting for the application
 ANSWERING = "answering"  # incoming, 2xx sent, waiting for the ACK (§13.3.1.4)
@@ -209,13 +214,14 @@ class CallStateError(Exception):
     """An application command the call's state has no transition for (e.g. `answer` twice,
     `hangup` on an ended call)."""
 
-    def __init__(self, what, command, state):
+    def __init__(self, what: str, command: str, state: str) -> None:
         super().__init__("%s: cannot %s in state %r" % (what, command, state))
         self.command = command
         self.state = state
 
 
-def step(table, state, name, what, commands):
+def step(table: "Table", state: str, name: str, what: str,
+         commands: "tuple[str, ...]") -> "tuple[str, str | None] | None":
     """The (next state, action) row for `name` in `state`; None when the input is absorbed;
     CallStateError when `name` is one of `commands` (the application's) and has no row."""
     row = table.get((state, name))

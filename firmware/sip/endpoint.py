@@ -180,7 +180,7 @@ class Endpoint:
     def get_timer(self) -> float | None:
         return self.table.get_timer()
 
-    def awaiting_final_responses(self):
+    def awaiting_final_responses(self) -> bool:
         """Is a client transaction still waiting for its final response?"""
         return any(isinstance(tx, txn.ClientTransaction) and
                    tx.state in (txn.CALLING, txn.TRYING, txn.PROCEEDING) for tx in self.table)

@@ -54,7 +54,7 @@ from firmware.sip.uri import DIGITS, URI, is_token, only, split_host_port
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 SIP_VERSION = "SIP/2.0"
@@ -278,7 +278,7 @@ class _Message:
     # -- header values, parsed once per text ---------------------------------------------------
     # The value objects are shared: read them, do not change them (a changed top Via goes back
     # with `set_top_via`). A header set to a new text is parsed again on the next read.
-    def _value(self, name, parse):
+    def _value(self, name: str, parse: "Callable[[str], Any]") -> "Any":
         text = self.headers.get(name)
         if text is None:
             raise ParseError("no " + name + " header")
@@ -289,27 +289,27 @@ class _Message:
         self._parsed[name] = (text, value)
         return value
 
-    def top_via(self):
+    def top_via(self) -> "Via":
         """The first Via (`Via`); raises ParseError when missing or malformed."""
         return self._value("Via", Via.parse)
 
-    def cseq(self):
+    def cseq(self) -> "CSeq":
         return self._value("CSeq", CSeq.parse)
 
-    def from_address(self):
+    def from_address(self) -> "NameAddress":
         """The From as a `NameAddress` (`.tag`, `.uri`, ...)."""
         return self._value("From", NameAddress.parse)
 
-    def to_address(self):
+    def to_address(self) -> "NameAddress":
         return self._value("To", NameAddress.parse)
 
-    def contact_address(self):
+    def contact_address(self) -> "NameAddress | None":
         """The first Contact as a `NameAddress`, or None without one."""
         if self.headers.get("Contact") is None:
             return None
         return self._value("Contact", NameAddress.parse)
 
-    def set_top_via(self, via):
+    def set_top_via(self, via: "Via") -> None:
         """Replace the first Via with `via` (the endpoint's received/rport, §18.2.1)."""
         vias = self.headers.get_all("Via")
         text = str(via)
@@ -358,7 +358,7 @@ class Request(_Message):
             headers.set("To", to + ";tag=" + to_tag)
         return Response(status, reason, headers)
 
-    def _has_no_to_tag(self):
+    def _has_no_to_tag(self) -> bool:
         """True for a To without a tag; a To that does not parse is left as it is (the answer
         to a malformed request echoes what it got)."""
         try:
@@ -366,7 +366,7 @@ class Request(_Message):
         except ParseError:
             return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Request(" + repr(self.method) + ", " + repr(str(self.uri)) + ")"
 
 
@@ -698,7 +698,7 @@ def _is_sip_date(text: str) -> bool:
     )
 
 
-def _header_problem(message):
+def _header_problem(message: "Request | Response") -> "str | None":
     headers = message.headers
     for name in ("To", "From", "CSeq", "Call-ID", "Via"):
         if name not in headers:

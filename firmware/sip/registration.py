@@ -47,6 +47,13 @@ from firmware.sip.errors import ParseError
 from firmware.sip.message import NameAddress, Request
 from firmware.sip.uri import URI
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+
+    from firmware.sip.digest import Challenge
+    from firmware.sip.message import Response
+
 STATE_DISABLED = "disabled"          # not started
 STATE_UNREGISTERED = "unregistered"  # first attempt in flight, or unregistered by stop()
 STATE_REGISTERED = "registered"      # the registrar holds our binding
@@ -90,11 +97,11 @@ class RegistrationChanged:
 
     __slots__ = ("state", "error")
 
-    def __init__(self, state, error):
+    def __init__(self, state: str, error: "str | None") -> None:
         self.state = state
         self.error = error
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<RegistrationChanged {self.state} {self.error or ''}>"
 
 
@@ -103,13 +110,14 @@ class _Attempt:
 
     __slots__ = ("cseq", "sent_at", "answered")
 
-    def __init__(self, cseq, sent_at, answered):
+    def __init__(self, cseq: int, sent_at: float,
+                 answered: "tuple[str, str] | None") -> None:
         self.cseq = cseq
         self.sent_at = sent_at
         self.answered = answered  # credentials key built from the challenge just received
 
 
-def _leading_int(value):
+def _leading_int(value: "str | None") -> "int | None":
     """The number at the start of a header value (`120 (busy);duration=60`), or None."""
     if value is None:
         return None
@@ -122,8 +130,9 @@ def _leading_int(value):
 
 
 class Registration:
-    def __init__(self, aor, registrar_uri, contact, username, password, expires=3600,
-                 random=os.urandom, credentials=None):
+    def __init__(self, aor: str, registrar_uri: str, contact: str, username: str, password: str,
+                 expires: int = 3600, random: "Callable[[int], bytes]" = os.urandom,
+                 credentials: "auth.Credentials | None" = None) -> None:
         self.aor = aor
         self.registrar_uri = registrar_uri
         self.contact = contact
@@ -137,25 +146,25 @@ class Registration:
         self._call_id = random(16).hex()  # constant across refreshes (§10.2)
         self._cseq = 0
         self.state = STATE_DISABLED
-        self.error = None
-        self.next_refresh = None
-        self.expires = None
+        self.error: str | None = None
+        self.next_refresh: float | None = None
+        self.expires: int | None = None
         self._running = False
         self._stopping = False
-        self._attempt = None
-        self._due = None
+        self._attempt: _Attempt | None = None
+        self._due: float | None = None
         self._failures = 0
         self._challenge_rounds = 0
         # (header name, realm) -> challenge, in the order challenged
-        self._credentials = ordered_dict()
-        self._fresh_key = None
+        self._credentials: dict[tuple[str, str], Challenge] = ordered_dict()
+        self._fresh_key: tuple[str, str] | None = None
         self._resend_after_flow_loss = False
         self._flow_lost = False
-        self._outbox = []
-        self._events = []
+        self._outbox: list[Request] = []
+        self._events: list[RegistrationChanged] = []
 
     # -- inputs ----------------------------------------------------------------------------
-    def start(self, now):
+    def start(self, now: float) -> None:
         if self._running:
             return
         self._running = True
@@ -164,7 +173,7 @@ class Registration:
         self._move(_START, None)
         self._send(now)
 
-    def stop(self, now):
+    def stop(self, now: float) -> "Request | None":
         """Remove our binding (§10.2.2); returns the unregister, also queued for sending."""
         if not self._running or self._stopping:
             return None
@@ -173,7 +182,7 @@ class Registration:
         # the unregister last (§10.3 step 7), and shutdown cannot wait for Timer F.
         return self._send(now)
 
-    def on_response(self, response, now):
+    def on_response(self, response: "Response", now: float) -> None:
         attempt = self._attempt
         if attempt is None or response.status < 200 or not self._is_ours(response, attempt):
             return
@@ -192,7 +201,7 @@ class Registration:
             reason = f"{status} {response.reason}" if response.reason else str(status)
             self._fail(now, reason, unreachable, _leading_int(response.headers.get("Retry-After")))
 
-    def on_timeout(self, now):
+    def on_timeout(self, now: float) -> None:
         if self._attempt is None:
             return
         self._attempt = None
@@ -203,7 +212,7 @@ class Registration:
         else:
             self._fail(now, FLOW_ERROR if self._flow_lost else TIMEOUT_ERROR, True)
 
-    def flow_failed(self, now):
+    def flow_failed(self, now: float) -> None:
         if not self._running or self._stopping:
             return
         was_registered = self.state == STATE_REGISTERED
@@ -217,7 +226,7 @@ class Registration:
         elif was_registered:
             self._send(now)
 
-    def handle_timer(self, now):
+    def handle_timer(self, now: float) -> None:
         if self._attempt is not None:
             if now >= self._attempt.sent_at + TRANSACTION_GUARD:
                 self.on_timeout(now)
@@ -225,26 +234,26 @@ class Registration:
             self._send(now)
 
     # -- outputs ---------------------------------------------------------------------------
-    def get_timer(self):
+    def get_timer(self) -> "float | None":
         if self._attempt is not None:
             return self._attempt.sent_at + TRANSACTION_GUARD
         return self._due
 
-    def requests_to_send(self):
+    def requests_to_send(self) -> "list[Request]":
         requests, self._outbox = self._outbox, []
         return requests
 
-    def next_event(self):
+    def next_event(self) -> "RegistrationChanged | None":
         return self._events.pop(0) if self._events else None
 
     # -- internals -------------------------------------------------------------------------
-    def _move(self, event, error):
+    def _move(self, event: str, error: "str | None") -> None:
         state = _TRANSITIONS[(self.state, event)]
         if (state, error) != (self.state, self.error):
             self.state, self.error = state, error
             self._events.append(RegistrationChanged(state, error))
 
-    def _is_ours(self, response, attempt):
+    def _is_ours(self, response: "Response", attempt: "_Attempt") -> bool:
         try:
             cseq = response.cseq()
         except ParseError:
@@ -252,7 +261,7 @@ class Registration:
         return response.headers.get("Call-ID") == self._call_id and \
             cseq.seq == attempt.cseq and cseq.method == "REGISTER"
 
-    def _send(self, now):
+    def _send(self, now: float) -> "Request":
         self._cseq += 1
         self._due = None
         self.next_refresh = None
@@ -274,19 +283,19 @@ class Registration:
         self._outbox.append(request)
         return request
 
-    def _on_challenge(self, response, attempt, now):
+    def _on_challenge(self, response: "Response", attempt: "_Attempt", now: float) -> None:
         """§22.2: answer with credentials, once per fresh challenge."""
         status = response.status
         found = auth.challenge_in(response)
-        answer_name, challenge = found if found is not None else (None, None)
         self._challenge_rounds += 1
-        if challenge is None:
+        if found is None:
             error = f"{status}: no supported authentication challenge"
-        elif attempt.answered == (answer_name, challenge.realm) and not challenge.stale:
+        elif attempt.answered == (found[0], found[1].realm) and not found[1].stale:
             error = f"{status}: wrong username or password"
         elif self._challenge_rounds > MAX_CHALLENGE_ROUNDS:
             error = f"{status}: registrar keeps challenging our credentials"
         else:
+            answer_name, challenge = found
             key = (answer_name, challenge.realm)
             self._credentials[key] = challenge
             self._fresh_key = key
@@ -297,7 +306,7 @@ class Registration:
         else:
             self._fail(now, error, False)
 
-    def _on_interval_too_brief(self, response, now):
+    def _on_interval_too_brief(self, response: "Response", now: float) -> None:
         """§10.2.8: retry with at least Min-Expires."""
         minimum = _leading_int(response.headers.get("Min-Expires"))
         self._challenge_rounds += 1
@@ -308,7 +317,7 @@ class Registration:
         self.requested_expires = minimum
         self._send(now)
 
-    def _on_accepted(self, response, attempt, now):
+    def _on_accepted(self, response: "Response", attempt: "_Attempt", now: float) -> None:
         granted = self._granted_expires(response)
         self._challenge_rounds = 0
         if granted <= 0:
@@ -320,7 +329,7 @@ class Registration:
         self.next_refresh = self._due
         self._move(_ACCEPTED, None)
 
-    def _granted_expires(self, response):
+    def _granted_expires(self, response: "Response") -> int:
         """Our contact's expires param, else the Expires header (§10.2.4); when our contact
         cannot be told apart, the shortest binding listed, refreshing early rather than late."""
         header = _leading_int(response.headers.get("Expires"))
@@ -342,7 +351,8 @@ class Registration:
             return min(listed)
         return header if header is not None else self.requested_expires
 
-    def _fail(self, now, error, unreachable, retry_after=None):
+    def _fail(self, now: float, error: str, unreachable: bool,
+              retry_after: "float | None" = None) -> None:
         self._failures += 1
         self._challenge_rounds = 0
         self._credentials = ordered_dict()
@@ -356,7 +366,7 @@ class Registration:
         self.next_refresh = self._due
         self._move(_FAILED, error)
 
-    def _finish_stop(self):
+    def _finish_stop(self) -> None:
         self._running = False
         self._stopping = False
         self._credentials = ordered_dict()

@@ -12,26 +12,40 @@ called as `handler(reply, response_or_reason, now)`, and None means the answer i
 """
 
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+
+    from firmware.sip.dialog import Dialog
+    from firmware.sip.endpoint import Peer
+    from firmware.sip.message import Request, Response
+
+    ResponseHandler = Callable[["Reply", Response, float], None]
+    FailureHandler = Callable[["Reply", str, float], None]
+
+
 class Reply:
     """The context of one request we sent. `dialog` and `dest` say where an in-dialog request
     went (a BYE retried with credentials goes to the same dialog and hop)."""
 
     __slots__ = ("request", "handle_response", "handle_failure", "dialog", "dest")
 
-    def __init__(self, request, on_response=None, on_failure=None, dialog=None, dest=None):
+    def __init__(self, request: "Request", on_response: "ResponseHandler | None" = None,
+                 on_failure: "FailureHandler | None" = None, dialog: "Dialog | None" = None,
+                 dest: "Peer | None" = None) -> None:
         self.request = request
         self.handle_response = on_response
         self.handle_failure = on_failure
         self.dialog = dialog
         self.dest = dest
 
-    def on_response(self, response, now):
+    def on_response(self, response: "Response", now: float) -> None:
         if self.handle_response is not None:
             self.handle_response(self, response, now)
 
-    def on_failure(self, reason, now):
+    def on_failure(self, reason: str, now: float) -> None:
         if self.handle_failure is not None:
             self.handle_failure(self, reason, now)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Reply %s>" % self.request.method

@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from collections.abc import Iterator
     from typing import Any
 
-    from firmware.sip.message import Via
+    from firmware.sip.message import CSeq, Via
 
 MAGIC_COOKIE = "z9hG4bK"
 
@@ -243,11 +243,11 @@ class TransactionTerminated:
 
 # -- transactions ------------------------------------------------------------------------------
 
-def _top_via(message):
+def _top_via(message: "Request | Response") -> "Via":
     return message.top_via()  # parsed once per message (firmware/sip/message.py)
 
 
-def _cseq(message):
+def _cseq(message: "Request | Response") -> "CSeq":
     return message.cseq()
 
 
@@ -478,11 +478,11 @@ class ServerTransaction(_Transaction):
 
 # -- matching ----------------------------------------------------------------------------------
 
-def _from_tag(message):
+def _from_tag(message: "Request | Response") -> "str | None":
     return message.from_address().tag if message.headers.get("From") else None
 
 
-def _to_tag(message):
+def _to_tag(message: "Request | Response") -> "str | None":
     return message.to_address().tag if message.headers.get("To") else None
 
 

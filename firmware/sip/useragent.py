@@ -42,9 +42,14 @@ from firmware.sip.reply import Reply
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
     from typing import Any
 
+    from firmware.sip.call import CallManager
+    from firmware.sip.digest import Challenge
     from firmware.sip.endpoint import Peer
+    from firmware.sip.message import Response
+    from firmware.sip.transaction import ClientTransaction, ServerTransaction
     from firmware.sip.uri import URI
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
@@ -75,8 +80,10 @@ class UASettings:
     __slots__ = ("host", "port", "transport", "username", "password", "domain", "display_name",
                  "expires", "registrar", "registrar_hostport")
 
-    def __init__(self, host, port, transport="udp", username="door", password="", domain=None,
-                 display_name="", expires=3600, registrar=None, registrar_hostport=None):
+    def __init__(self, host: str, port: int, transport: str = "udp", username: str = "door",
+                 password: str = "", domain: "str | None" = None, display_name: str = "",
+                 expires: int = 3600, registrar: "Peer | None" = None,
+                 registrar_hostport: "str | None" = None) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError("settings: host must be a non-empty string, not %r" % (host,))
         if not isinstance(port, int) or not 0 < port < 65536:
@@ -98,7 +105,7 @@ class UASettings:
         self.registrar_hostport = registrar_hostport
 
     @classmethod
-    def from_dict(cls, settings):
+    def from_dict(cls, settings: "dict[str, Any]") -> "UASettings":
         """From the dict the runtime used to pass (keys as the attribute names)."""
         unknown = [k for k in settings if k not in cls.__slots__]
         if unknown:
@@ -113,7 +120,8 @@ class UASettings:
         return cls(**values)
 
     @classmethod
-    def from_config(cls, sip, host, port, domain, registrar=None):
+    def from_config(cls, sip: "dict[str, Any]", host: str, port: int, domain: "str | None",
+                    registrar: "Peer | None" = None) -> "UASettings":
         """From the validated `[sip]` section (firmware/config.py) and what the runtime found:
         the listen `host` and `port`, the effective `domain` (config.effective_domain) and the
         located `registrar` Peer (None: direct-IP mode)."""
@@ -122,7 +130,7 @@ class UASettings:
                    display_name=sip["display_name"], expires=sip["expires"],
                    registrar=registrar, registrar_hostport=sip["registrar"] or None)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         # never the password
         return "<UASettings %s@%s:%s %s registrar %r>" % (self.username, self.host, self.port,
                                                           self.transport, self.registrar)
@@ -132,7 +140,9 @@ class UserAgent:
     """`settings`: a `UASettings` (a dict with its attribute names as keys is still taken and
     converted once, for the callers that build one)."""
 
-    def __init__(self, settings, random=os.urandom, user_agent="Doorline"):
+    def __init__(self, settings: "UASettings | dict[str, Any]",
+                 random: "Callable[[int], bytes]" = os.urandom,
+                 user_agent: str = "Doorline") -> None:
         if isinstance(settings, dict):
             settings = UASettings.from_dict(settings)
         self.settings = settings
@@ -140,14 +150,14 @@ class UserAgent:
         self.endpoint = Endpoint(settings.host, settings.port, settings.transport,
                                  user_agent=user_agent, random=random)
         self.registrar = settings.registrar
-        self.registration = None
+        self.registration: reg.Registration | None = None
         # the call layer: handle_request(event, now), handle_stray_response(response, now),
         # handle_timer(now), get_timer(), next_event()
-        self.request_handler = None
+        self.request_handler: CallManager | None = None
         self.endpoint.screen = admission.Gate(
             self.from_registrar, self.registrar is not None, usernames=(settings.username,),
             hosts=(settings.host, settings.domain or settings.host))
-        self._events = []
+        self._events: list[object] = []
         # one digest answerer for REGISTER, INVITE and BYE: nonce counts are shared (RFC 7616)
         self.credentials = auth.Credentials(settings.username, settings.password, random)
         if self.registrar is not None:
@@ -157,7 +167,7 @@ class UserAgent:
                 expires=settings.expires, random=random, credentials=self.credentials)
 
     # -- identities ------------------------------------------------------------------------
-    def aor(self):
+    def aor(self) -> str:
         return "sip:%s@%s" % (self.settings.username, self.settings.domain)
 
     def registrar_uri(self) -> str:
@@ -179,7 +189,7 @@ class UserAgent:
             uri += ";transport=tcp"
         return uri
 
-    def from_header(self, tag):
+    def from_header(self, tag: str) -> str:
         name = self.settings.display_name
         # A quoted-string (RFC 3261 §25.1): '"' and '\\' go as quoted-pairs.
         display = '"%s" ' % name.replace("\\", "\\\\").replace('"', '\\"') if name else ""
@@ -246,44 +256,46 @@ class UserAgent:
             return self.request_handler.next_event()
         return None
 
-    def awaiting_final_responses(self):
+    def awaiting_final_responses(self) -> bool:
         """Is a request we sent (an unregister, a BYE, a CANCEL) still waiting for its final
         response?"""
         return self.endpoint.awaiting_final_responses()
 
     # -- the call layer's port ---------------------------------------------------------------
-    def send_request(self, request, dest, now, context, branch=None):
+    def send_request(self, request: "Request", dest: "Peer", now: float, context: "Reply",
+                     branch: "str | None" = None) -> "ClientTransaction | None":
         """A new client transaction; `context` is the request's `Reply`. CANCEL passes the
         INVITE's `branch` (§9.1). Returns the transaction (None: no room, reported as a
         failure)."""
         return self.endpoint.send_request(request, dest, now, context=context, branch=branch)
 
-    def send_response(self, transaction, response, now):
+    def send_response(self, transaction: "ServerTransaction", response: "Response",
+                      now: float) -> None:
         self.endpoint.send_response(transaction, response, now)
 
-    def send_stateless(self, message, dest):
+    def send_stateless(self, message: "Request | Response", dest: "Peer") -> None:
         """An ACK to a 2xx (§13.2.2.4) or a 2xx retransmitted by its dialog (§13.3.1.4)."""
         self.endpoint.send_stateless(message, dest)
 
-    def find_cancelled(self, cancel):
+    def find_cancelled(self, cancel: "Request") -> "ServerTransaction | None":
         """The INVITE server transaction a CANCEL refers to (§9.2), or None."""
         return self.endpoint.find_cancelled(cancel)
 
-    def new_tag(self):
+    def new_tag(self) -> str:
         return self.endpoint.new_tag()
 
-    def new_call_id(self):
+    def new_call_id(self) -> str:
         return self.endpoint.new_call_id()
 
-    def new_id(self):
+    def new_id(self) -> str:
         """A short random id (a call's)."""
         return self.random(6).hex()
 
-    def answer_challenge(self, challenge, method, uri):
+    def answer_challenge(self, challenge: "Challenge", method: str, uri: object) -> str:
         """The Authorization value for `challenge`, from the UA's one digest answerer."""
         return self.credentials.answer(challenge, method, uri)
 
-    def answer_unmatched(self, event, now):
+    def answer_unmatched(self, event: "RequestReceived", now: float) -> None:
         """A request nobody above owns: an ACK is absorbed, a request for a dialog or an INVITE
         transaction we do not know gets 481 (§12.2.2, §9.2), any other method 501."""
         method = event.request.method
@@ -332,14 +344,16 @@ class UserAgent:
         if self.registration is not None:
             self._flush_registration(now)
 
-    def _on_register_response(self, reply, response, now):
+    def _on_register_response(self, reply: "Reply", response: "Response", now: float) -> None:
+        assert self.registration is not None  # only sent with a registration
         if response.status >= 200:
             self.registration.on_response(response, now)
 
-    def _on_register_failure(self, reply, reason, now):
+    def _on_register_failure(self, reply: "Reply", reason: str, now: float) -> None:
+        assert self.registration is not None  # only sent with a registration
         self.registration.on_timeout(now)
 
-    def _on_request(self, event, now):
+    def _on_request(self, event: "RequestReceived", now: float) -> None:
         request = event.request
         method = request.method
         if method == "OPTIONS":
