@@ -8,13 +8,14 @@ the call's user agent (`self.ua`) to send with.
 
 from firmware.sip import callstate as cs
 from firmware.sip.branch import Branch
+from firmware.sip.callbase import CallBase
 from firmware.sip.callevents import CallEstablished, CallRinging, body_sdp, reason_for
 from firmware.sip.dialog import Dialog
 from firmware.sip.errors import ParseError
 from firmware.sip.uri import URI
 
 
-class UacCall:
+class UacCall(CallBase):
     """Outgoing-call methods of `Call` (see firmware/sip/call.py)."""
 
     def configured_target(self, uri):

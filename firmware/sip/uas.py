@@ -7,6 +7,7 @@ INVITE is ours to retransmit, T1 doubling to T2, until its ACK (§13.3.1.4, RFC 
 `Accepted2xx`.
 """
 
+from firmware.sip.callbase import CallBase
 from firmware.sip.callevents import SDP, CallEstablished, OfferReceived, body_sdp, reason_for
 from firmware.sip.dialog import CONFIRMED
 from firmware.sip.endpoint import response_destination
@@ -45,17 +46,12 @@ class Accepted2xx:
         self.next_at = now + self.interval
 
 
-class UasCall:
+class UasCall(CallBase):
     """Incoming-call and received-offer methods of `Call` (see firmware/sip/call.py)."""
 
     def _send_2xx(self, transaction, request, source, response, now):
         self._2xx = Accepted2xx(response, request, source, now)
         self.ua.send_response(transaction, response, now)
-
-    def _add_local_tag(self, response):
-        to = response.headers.get("To") or ""
-        if self.dialog is not None and "tag=" not in to:
-            response.headers.set("To", "%s;tag=%s" % (to, self.dialog.local_tag))
 
     def _make_response(self, status, reason=None):
         response = self.invite.make_response(status, reason)
@@ -73,15 +69,6 @@ class UasCall:
         if status < 200 and status > 100:
             response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
         self.ua.send_response(self.transaction, response, now)
-
-    def _reply(self, event, status, now, session_expires=False):
-        response = event.request.make_response(status)
-        self._add_local_tag(response)
-        if status == 405:
-            response.headers.set("Allow", ALLOW)
-        if session_expires:
-            self._add_session_expires(response)
-        self.ua.send_response(event.transaction, response, now)
 
     # -- actions (callstate.UAS_CALL) --------------------------------------------------------
     def _send_ringing(self, name, now):

@@ -1,0 +1,336 @@
+"""What both directions of a call share (RFC 3261 §12-15, RFC 4028): `CallBase`.
+
+`Call` (firmware/sip/call.py) is `UacCall` (uac.py, outgoing) + `UasCall` (uas.py, incoming and
+received offers) over this base: the call's state and tables (`_feed`, `_feed_offer`), the
+application's commands, the actions both tables share (BYE, re-INVITE, INFO, the end), requests
+within the dialog, session timers and the timer cascade.
+"""
+
+from firmware.sip import auth
+from firmware.sip import callstate as cs
+from firmware.sip.branch import MIN_SE
+from firmware.sip.callevents import SDP, AnswerReceived, CallEnded, InfoReceived, body_sdp
+from firmware.sip.reply import Reply
+from firmware.sip.useragent import ALLOW
+
+# How a call that ends with our BYE reports it (CallEnded reason, status), by the input
+END_WITH_BYE = {
+    cs.HANGUP: ("local hangup", None),
+    cs.ACK: ("local hangup", None),  # hung up while answering: the ACK came
+    cs.MAX_DURATION: ("max duration", None),
+    cs.SESSION_EXPIRED: ("session expired", 408),
+    cs.ACK_TIMEOUT: ("timeout", 408),
+    cs.REINVITE_TIMEOUT: ("failed", 408),
+}
+
+
+class CallBase:
+    """The state and the shared behaviour of one call (see the module docstring)."""
+
+    def __init__(self, manager, ua, direction, now, follow_redirects=False, call_id=None):
+        self.manager = manager  # the call layer: dialogs registered, events emitted
+        self.ua = ua  # the user agent: what the call sends (firmware/sip/useragent.py)
+        self.direction = direction
+        self.id = call_id or ua.new_id()  # outgoing: issued by the controller
+        self.follow_redirects = follow_redirects  # 3xx only ever to a configured target
+        self.state = cs.CALLING if direction == "outgoing" else cs.RINGING
+        self._table = cs.UAC_CALL if direction == "outgoing" else cs.UAS_CALL
+        self.offer_state = cs.NO_OFFER
+        self.created = now
+        self.answered_at = None
+        self.dialog = None
+        self.dest = None  # next hop of in-dialog requests
+        self.local_sdp = None
+        self.remote_sdp = None
+        self.answer_mode = None
+        self.peer = None  # display URI of the other side
+        # outgoing
+        self.branches = []
+        self.pending_targets = []
+        self.targets = []  # [(uri text, URI or None, Peer)]: what the call may ring
+        self.sequential = False
+        self.target_timeout = None
+        self.ring_deadline = None
+        # incoming
+        self.invite = None
+        self.transaction = None
+        self.source = None
+        self.trusted = False
+        self.asserted_identity = None  # the registrar's P-Asserted-Identity, when it counts
+        self.requested_answer_mode = None
+        self._2xx = None  # uas.Accepted2xx: a 2xx we retransmit until its ACK (§13.3.1.4)
+        self._reoffer = None  # the re-INVITE (a RequestReceived) waiting for our answer
+        # both
+        self.max_end = None
+        self.session_expires = None
+        self.refresher_is_us = False
+        self.refresh_at = None
+        self.expire_at = None
+
+    def __repr__(self):
+        return "<Call %s %s %s>" % (self.id, self.direction, self.state)
+
+    @property
+    def ended(self):
+        return self.state == cs.ENDED
+
+    def _feed(self, name, now, *args):
+        """One input through the call's table: the state changes, then the action runs."""
+        row = cs.step(self._table, self.state, name, "call %s" % self.id, cs.CALL_COMMANDS)
+        if row is None:
+            return
+        self.state, action = row
+        if action is not None:
+            getattr(self, "_" + action)(name, now, *args)
+
+    def _feed_offer(self, name, now, *args):
+        row = cs.step(cs.OFFER, self.offer_state, name, "call %s" % self.id,
+                      cs.OFFER_COMMANDS)
+        if row is None:
+            return
+        self.offer_state, action = row
+        getattr(self, "_" + action)(name, now, *args)
+
+    # -- application commands -----------------------------------------------------------------
+    def ring(self, now):
+        """Incoming: send 180 Ringing."""
+        self._feed(cs.RING, now)
+
+    def answer(self, sdp, now):
+        """Incoming: accept with our SDP answer (bytes)."""
+        self._feed(cs.ANSWER, now, sdp)
+
+    def reject(self, status, now, reason=None):
+        """Incoming: refuse before answering (e.g. 403, 486, 603)."""
+        self._feed(cs.REJECT, now, status, reason)
+
+    def hangup(self, now):
+        """Local hang-up: CANCEL before an answer, BYE after (once the ACK to our 2xx came),
+        480 to an incoming call still ringing."""
+        self._feed(cs.HANGUP, now)
+
+    def accept_offer(self, sdp, now):
+        """Answer a re-INVITE offer (OfferReceived) with our SDP."""
+        self._feed_offer(cs.ACCEPT_OFFER, now, sdp)
+
+    def reject_offer(self, status, now):
+        self._feed_offer(cs.REJECT_OFFER, now, status)
+
+    def reinvite(self, sdp, now):
+        """Send a new offer within the dialog (hold, resume, refresh, rekey)."""
+        self._feed(cs.REINVITE, now, sdp)
+
+    def send_info(self, content_type, body, now):
+        self._feed(cs.SEND_INFO, now, content_type, body)
+
+    # -- actions common to both directions (callstate.UAC_CALL and UAS_CALL) -----------------
+    def _send_bye(self, name, now):
+        self._send_bye_request(now)
+        reason, status = END_WITH_BYE[name]
+        self._ended(reason, now, status)
+
+    def _end_remote_hangup(self, name, now):
+        self._ended("remote hangup", now)
+
+    def _end_dialog_gone(self, name, now, status):
+        self._ended("failed", now, status)
+
+    def _refresh_session(self, name, now):
+        self._send_reinvite(name, now, self.local_sdp)
+
+    def _send_reinvite(self, name, now, sdp):
+        self.local_sdp = sdp
+        request = self.dialog.create_request("INVITE")
+        request.headers.set("Contact", "<%s>" % self.ua.contact_uri())
+        request.headers.set("Content-Type", SDP)
+        if self.session_expires:
+            request.headers.set("Session-Expires", "%d;refresher=%s" % (
+                self.session_expires, "uac"))
+            request.headers.set("Supported", "timer")
+        request.body = sdp
+        self.ua.send_request(request, self.dest, now, Reply(
+            request, self._on_reinvite_response, self._on_reinvite_failure))
+
+    def _send_info_request(self, name, now, content_type, body):
+        request = self.dialog.create_request("INFO")
+        request.headers.set("Content-Type", content_type)
+        request.body = body
+        self.ua.send_request(request, self.dest, now, Reply(request))  # the answer is not needed
+
+    def _ended(self, reason, now, status=None):
+        """The state is ENDED: forget the timers, tell the manager and the application."""
+        self.ring_deadline = self.max_end = self.refresh_at = self.expire_at = None
+        self.manager.call_ended(self)
+        self.manager.emit(CallEnded(self, reason, status))
+
+    def _add_local_tag(self, response):
+        to = response.headers.get("To") or ""
+        if self.dialog is not None and "tag=" not in to:
+            response.headers.set("To", "%s;tag=%s" % (to, self.dialog.local_tag))
+
+    def _reply(self, event, status, now, session_expires=False):
+        response = event.request.make_response(status)
+        self._add_local_tag(response)
+        if status == 405:
+            response.headers.set("Allow", ALLOW)
+        if session_expires:
+            self._add_session_expires(response)
+        self.ua.send_response(event.transaction, response, now)
+
+    # -- in-dialog requests and responses --------------------------------------------------
+    def _send_bye_request(self, now, dialog=None, dest=None, authorization=None):
+        dialog = dialog or self.dialog
+        if dialog is None:
+            return
+        dest = dest or self.dest
+        request = dialog.create_request("BYE")
+        if authorization:
+            request.headers.set(authorization[0], authorization[1])
+        self.ua.send_request(request, dest, now,
+                             Reply(request, self._on_bye_response, None, dialog, dest))
+
+    def _on_bye_response(self, reply, response, now):
+        """§22.2: a challenged BYE is answered once, to the same dialog and hop."""
+        if response.status not in (401, 407) or "Authorization" in reply.request.headers or \
+                "Proxy-Authorization" in reply.request.headers:
+            return
+        found = auth.challenge_in(response)
+        if found is None:
+            return
+        header, challenge = found
+        value = self.ua.answer_challenge(challenge, "BYE", reply.request.uri)
+        self._send_bye_request(now, reply.dialog, reply.dest, authorization=(header, value))
+
+    def _on_reinvite_response(self, reply, response, now):
+        if 200 <= response.status < 300:
+            cseq = response.cseq().seq
+            ack = self.dialog.create_request("ACK", cseq=cseq)
+            self.ua.send_stateless(ack, self.dest)
+            self._read_session_expires(response, we_are_uac=True)
+            self._arm_session_timer(now)
+            sdp = body_sdp(response)
+            if sdp:
+                self.remote_sdp = sdp
+                self.manager.emit(AnswerReceived(self, sdp))
+        elif response.status in (408, 481):
+            self._feed(cs.DIALOG_GONE, now, response.status)
+
+    def _on_reinvite_failure(self, reply, reason, now):
+        self._feed(cs.REINVITE_TIMEOUT, now)
+
+    def handle_in_dialog(self, event, now):
+        """A request within our dialog (or a CANCEL/ACK for our INVITE)."""
+        request = event.request
+        method = request.method
+        if method == "ACK":
+            if self._2xx is not None and self._2xx.acknowledged_by(request):
+                self._2xx = None
+            self._feed(cs.ACK, now)
+            return
+        if method == "CANCEL":
+            self._reply(event, 200, now)  # §9.2: the To tag of our INVITE responses
+            self._feed(cs.CANCEL_RECEIVED, now)
+            return
+        if self.dialog is not None and not self.dialog.accepts(request):
+            self.ua.send_response(event.transaction, request.make_response(500), now)
+            return
+        if method == "BYE":
+            self._reply(event, 200, now)
+            self._feed(cs.BYE_RECEIVED, now)
+        elif method == "INVITE":
+            self._feed_offer(cs.REOFFER, now, event)
+        elif method == "UPDATE":
+            self._read_session_expires(request, we_are_uac=False)
+            self._arm_session_timer(now)
+            self._reply(event, 200, now, session_expires=True)
+        elif method == "INFO":
+            self._reply(event, 200, now)
+            ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            self.manager.emit(InfoReceived(self, ctype, request.body))
+        else:
+            self._reply(event, 405, now)
+
+    # -- session timers (RFC 4028) --------------------------------------------------------
+    def _add_session_expires(self, response):
+        """RFC 4028 §9: a 2xx says who refreshes; without it the peer drops its timer."""
+        if self.session_expires:
+            response.headers.set("Session-Expires", "%d;refresher=%s" % (
+                self.session_expires, "uas" if self.refresher_is_us else "uac"))
+            response.headers.set("Require", "timer")
+
+    def _read_session_expires(self, message, we_are_uac):
+        value = message.headers.get("Session-Expires")
+        if not value:
+            return
+        number, _, params = value.partition(";")
+        try:
+            seconds = int(number.strip())
+        except ValueError:
+            return
+        self.session_expires = max(seconds, MIN_SE)
+        refresher = ""
+        for param in params.split(";"):
+            name, _, val = param.strip().partition("=")
+            if name.lower() == "refresher":
+                refresher = val.strip().lower()
+        if not refresher:
+            # RFC 4028 §9: the UAS chooses; the UAC only when it said Supported: timer.
+            supported = ",".join(message.headers.get_all("Supported")).lower()
+            refresher = "uac" if we_are_uac or "timer" in supported else "uas"
+        self.refresher_is_us = (refresher == "uac") == we_are_uac
+
+    def _arm_session_timer(self, now):
+        if not self.session_expires:
+            return
+        if self.refresher_is_us:
+            self.refresh_at = now + self.session_expires / 2.0
+            self.expire_at = None
+        else:
+            self.refresh_at = None
+            # RFC 4028 §10: BYE at expiry minus the lesser of 32 s and a third of it.
+            self.expire_at = now + self.session_expires - min(32, self.session_expires / 3.0)
+
+    # -- timers -----------------------------------------------------------------------------
+    def get_timer(self):
+        times = [self.ring_deadline, self.max_end, self.refresh_at, self.expire_at]
+        if self._2xx is not None:
+            times += [self._2xx.next_at, self._2xx.give_up_at]
+        times += [b.deadline for b in self.branches if not b.done]
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, now):
+        """Each due timer becomes one input of the table, in this order; a call that ends
+        stops here."""
+        if self.ended:
+            return
+        if self._2xx is not None and now >= self._2xx.give_up_at:
+            self._2xx = None
+            self._feed(cs.ACK_TIMEOUT, now)
+            return
+        if self._2xx is not None and now >= self._2xx.next_at:
+            self._2xx.retransmit(self.ua, now)
+        if self.ring_deadline is not None and now >= self.ring_deadline:
+            self.ring_deadline = None
+            self._feed(cs.RING_TIMEOUT, now)
+            return
+        for branch in self.branches:
+            if branch.deadline is not None and now >= branch.deadline and not branch.done:
+                branch.deadline = None
+                branch.cancel(now)
+                if self.pending_targets:
+                    self._feed(cs.NEXT_TARGET, now)
+                elif all(b.done for b in self.branches):
+                    self._feed(cs.TARGET_TIMEOUT, now)
+                    return
+        if self.max_end is not None and now >= self.max_end:
+            self.max_end = None
+            self._feed(cs.MAX_DURATION, now)
+            return
+        if self.expire_at is not None and now >= self.expire_at:
+            self.expire_at = None
+            self._feed(cs.SESSION_EXPIRED, now)
+            return
+        if self.refresh_at is not None and now >= self.refresh_at:
+            self.refresh_at = None
+            self._feed(cs.REFRESH_DUE, now)
