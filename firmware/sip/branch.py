@@ -19,6 +19,15 @@ from firmware.sip.message import NameAddress, Request
 from firmware.sip.reply import Reply
 from firmware.sip.useragent import ALLOW
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from firmware.sip.endpoint import Peer
+    from firmware.sip.message import Response
+    from firmware.sip.transaction import ClientTransaction
+    from firmware.sip.uac import UacCall
+    from firmware.sip.uri import URI
+    from firmware.sip.useragent import UserAgent
+
 MAX_REDIRECTS = 3
 MAX_AUTH_TRIES = 2  # per INVITE: one answer, and one more only for stale=true (§22.2)
 SESSION_EXPIRES = 1800  # RFC 4028 §4: recommended default
@@ -28,7 +37,7 @@ MIN_SE = 90  # RFC 4028 §5: the minimum Session-Expires
 class Branch:
     """One outgoing INVITE of a call (one target)."""
 
-    def __init__(self, call, ua, target, dest):
+    def __init__(self, call: "UacCall", ua: "UserAgent", target: str, dest: "Peer") -> None:
         self.call = call
         self.ua = ua
         self.target = target
@@ -37,24 +46,28 @@ class Branch:
         self.local_tag = ua.new_tag()
         self.state = cs.INVITING
         self.cseq = 1
-        self.invite = None
-        self.transaction = None
-        self.dialogs = {}  # remote tag → early Dialog
+        self.invite: Request | None = None
+        self.transaction: ClientTransaction | None = None  # None: no room (a failure follows)
+        self.dialogs: dict[str, Dialog] = {}  # remote tag → early Dialog
         self.redirects = 0
         self.auth_tries = 0
-        self.deadline = None  # sequential ringing: per-target timeout
-        self._redirect_to = None  # (chosen target, reason) decided for the 3xx being handled
+        self.deadline: float | None = None  # sequential ringing: per-target timeout
+        # decided for the 3xx being handled: (text, Peer) of the configured target to follow,
+        # or (the target or Contact as shown, why not) of a refusal
+        self._redirect_to: tuple[str, Peer] | None = None
+        self._redirect_refused: tuple[str, str] | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Branch %s %s>" % (self.target, self.state)
 
     @property
-    def done(self):
+    def done(self) -> bool:
         """The call expects nothing more from this branch."""
         return self.state not in cs.BRANCH_LIVE
 
     # -- inputs ------------------------------------------------------------------------------
-    def send_invite(self, now, uri=None, authorization=None):
+    def send_invite(self, now: float, uri: "str | None" = None,
+                    authorization: "tuple[str, str] | None" = None) -> None:
         ua = self.ua
         target = uri or self.target
         request = Request("INVITE", target)
@@ -72,17 +85,18 @@ class Branch:
         if authorization:
             request.headers.set(authorization[0], authorization[1])
         request.headers.set("Content-Type", SDP)
+        assert self.call.local_sdp is not None  # placed with our offer
         request.body = self.call.local_sdp
         self.invite = request
         self.transaction = ua.send_request(request, self.dest, now, Reply(
             request, self._on_invite_response, self._on_invite_failure))
         # None (no room for a transaction): the endpoint reports it through on_failure
 
-    def cancel(self, now):
+    def cancel(self, now: float) -> None:
         """Give this branch up: CANCEL now, or at its first provisional response (§9.1)."""
         self._feed(cs.CANCEL, None, None, now)
 
-    def _on_invite_response(self, reply, response, now):
+    def _on_invite_response(self, reply: "Reply", response: "Response", now: float) -> None:
         status = response.status
         if status == 100:
             return
@@ -103,15 +117,16 @@ class Branch:
         else:
             self._feed(cs.FAILURE, reply.request, response, now)
 
-    def on_stray_2xx(self, response, now):
+    def on_stray_2xx(self, response: "Response", now: float) -> None:
         """A 2xx retransmitted after the INVITE transaction ended (§13.2.2.4)."""
         if self.invite is not None:
             self._feed(cs.SUCCESS, self.invite, response, now)
 
-    def _on_invite_failure(self, reply, reason, now):
+    def _on_invite_failure(self, reply: "Reply", reason: str, now: float) -> None:
         self._feed(cs.TIMEOUT, reply.request, None, now)
 
-    def _feed(self, name, request, response, now):
+    def _feed(self, name: str, request: "Request | None", response: "Response | None",
+              now: float) -> None:
         row = cs.step(cs.BRANCH, self.state, name, "branch", ())
         if row is None:
             return
@@ -120,7 +135,7 @@ class Branch:
             getattr(self, "_" + action)(request, response, now)
 
     # -- deciding what a response is ---------------------------------------------------------
-    def _classify_challenge(self, request, response):
+    def _classify_challenge(self, request: "Request", response: "Response") -> str:
         """§22.2: answer once (again only when stale), and only for a Request-URI we were
         configured to call: never for one a 3xx put there (toll fraud, issue 12)."""
         if self.auth_tries >= MAX_AUTH_TRIES:
@@ -131,10 +146,10 @@ class Branch:
             return cs.FAILURE
         return cs.CHALLENGE
 
-    def _classify_redirect(self, response):
+    def _classify_redirect(self, response: "Response") -> str:
         """§8.1.3.4, restricted: only to a Contact that is one of this call's configured
         targets, and only with `follow_redirects`."""
-        contacts = []
+        contacts: list[tuple[str, URI | None]] = []
         for value in response.headers.get_all("Contact"):
             try:
                 contacts.append((value, NameAddress.parse(value).uri))
@@ -147,43 +162,46 @@ class Branch:
             chosen = self.call.configured_target(uri)
             if chosen is not None:
                 break
+        if self.call.follow_redirects and chosen is not None and \
+                self.redirects < MAX_REDIRECTS:
+            self._redirect_to = chosen
+            return cs.REDIRECT
         if not self.call.follow_redirects:
             reason = "redirects are not followed"
         elif chosen is None:
             reason = "not a configured target"
-        elif self.redirects >= MAX_REDIRECTS:
-            reason = "too many redirects"
         else:
-            reason = None
-        if reason is not None:
-            first = contacts[0][1] if contacts[0][1] is not None else contacts[0][0]
-            chosen = chosen[0] if chosen is not None else str(first)
-        self._redirect_to = (chosen, reason)
-        return cs.REDIRECT if reason is None else cs.REDIRECT_REFUSED
+            reason = "too many redirects"
+        first = contacts[0][1] if contacts[0][1] is not None else contacts[0][0]
+        self._redirect_refused = (chosen[0] if chosen is not None else str(first), reason)
+        return cs.REDIRECT_REFUSED
 
     # -- actions (callstate.BRANCH) ----------------------------------------------------------
-    def _report_ringing(self, request, response, now):
+    def _report_ringing(self, request: "Request", response: "Response", now: float) -> None:
         self.call.branch_ringing(self, body_sdp(response), now)
 
-    def _report_answer(self, request, response, now):
+    def _report_answer(self, request: "Request", response: "Response", now: float) -> None:
         self.call.branch_answered(self, request, response, now,
                                   given_up=self.state in (cs.LATE, cs.FAILED))
 
-    def _report_failure(self, request, response, now):
+    def _report_failure(self, request: "Request", response: "Response", now: float) -> None:
         self.call.branch_failed(self, response.status, now)
 
-    def _report_timeout(self, request, response, now):
+    def _report_timeout(self, request: "Request", response: None, now: float) -> None:
         self.call.branch_failed(self, 408, now)
 
-    def _answer_challenge(self, request, response, now):
-        header, challenge = auth.challenge_in(response)
+    def _answer_challenge(self, request: "Request", response: "Response", now: float) -> None:
+        found = auth.challenge_in(response)
+        assert found is not None  # CHALLENGE: _classify_challenge found one
+        header, challenge = found
         self.auth_tries += 1
         self.cseq += 1
         value = self.ua.answer_challenge(challenge, "INVITE", request.uri)
         self.send_invite(now, uri=str(request.uri), authorization=(header, value))
 
-    def _follow_redirect(self, request, response, now):
-        chosen = self._redirect_to[0]
+    def _follow_redirect(self, request: "Request", response: "Response", now: float) -> None:
+        chosen = self._redirect_to
+        assert chosen is not None  # REDIRECT: _classify_redirect chose it
         self.redirects += 1
         self.cseq += 1
         self.target = chosen[0]
@@ -191,12 +209,15 @@ class Branch:
         self.auth_tries = 0
         self.send_invite(now)
 
-    def _refuse_redirect(self, request, response, now):
-        shown, reason = self._redirect_to
+    def _refuse_redirect(self, request: "Request", response: "Response", now: float) -> None:
+        assert self._redirect_refused is not None  # REDIRECT_REFUSED: _classify_redirect
+        shown, reason = self._redirect_refused
         self.call.branch_redirect_refused(self, RedirectRefused(
             self.call, self.target, shown, reason, response.status), now)
 
-    def _send_cancel(self, request, response, now):
+    def _send_cancel(self, request: "Request | None", response: "Response | None",
+                     now: float) -> None:
+        assert self.invite is not None  # a branch is given up after its INVITE
         cancel = Request("CANCEL", self.invite.uri)
         for name in ("From", "To", "Call-ID", "Route"):
             for value in self.invite.headers.get_all(name):

@@ -67,6 +67,13 @@ from firmware.sip.uas import (  # noqa: F401
 from firmware.sip.uri import URI
 from firmware.sip.useragent import ALLOW
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from firmware.sip.callbase import CallBase
+    from firmware.sip.endpoint import Peer, RequestReceived
+    from firmware.sip.message import Request, Response
+    from firmware.sip.useragent import UserAgent
+
 RECENTLY_ENDED = 8  # outgoing calls remembered to re-ACK a retransmitted 2xx (§13.2.2.4)
 
 
@@ -83,8 +90,9 @@ class CallManager:
 
     allow = ALLOW
 
-    def __init__(self, ua, max_calls=1, ring_timeout=30.0, max_duration=300.0,
-                 max_auto_duration=None, follow_redirects=False, identity=IDENTITY_FROM):
+    def __init__(self, ua: "UserAgent", max_calls: int = 1, ring_timeout: float = 30.0,
+                 max_duration: float = 300.0, max_auto_duration: "float | None" = None,
+                 follow_redirects: bool = False, identity: str = IDENTITY_FROM) -> None:
         self.ua = ua
         self.follow_redirects = follow_redirects  # 3xx only ever to a configured target
         # [answer] identity: who an incoming caller is, while registered (see _incoming)
@@ -93,28 +101,32 @@ class CallManager:
         self.ring_timeout = ring_timeout
         self.max_duration = max_duration
         self.max_auto_duration = max_auto_duration
-        self.calls = []
-        self._by_dialog = {}  # (call-id, local tag, remote tag) → Call
-        self._by_invite = {}  # call-id of an incoming INVITE → Call (CANCEL, ACK, BYE early)
-        self._recently_ended = []  # outgoing calls whose 2xx may still be retransmitted
-        self._events = []
+        self.calls: list[CallBase] = []
+        # (call-id, local tag, remote tag) → Call
+        self._by_dialog: dict[tuple[str, str | None, str | None], CallBase] = {}
+        # call-id of an incoming INVITE → Call (CANCEL, ACK, BYE early)
+        self._by_invite: dict[str, CallBase] = {}
+        # outgoing calls whose 2xx may still be retransmitted
+        self._recently_ended: list[CallBase] = []
+        self._events: list[CallEvent] = []
         ua.request_handler = self
 
-    def emit(self, event):
+    def emit(self, event: "CallEvent") -> None:
         self._events.append(event)
 
-    def next_event(self):
+    def next_event(self) -> "CallEvent | None":
         return self._events.pop(0) if self._events else None
 
-    def max_duration_for(self, call):
+    def max_duration_for(self, call: "CallBase") -> float:
         if call.direction == "incoming" and call.answer_mode == "auto" and \
                 self.max_auto_duration:
             return min(self.max_duration, self.max_auto_duration)
         return self.max_duration
 
     # -- outgoing ---------------------------------------------------------------------------
-    def place_call(self, targets, sdp, now, sequential=False, target_timeout=None,
-                   answer_mode=None, call_id=None):
+    def place_call(self, targets: "list[tuple[str, Peer]]", sdp: bytes, now: float,
+                   sequential: bool = False, target_timeout: "float | None" = None,
+                   answer_mode: "str | None" = None, call_id: "str | None" = None) -> "Call | None":
         """Ring `targets` ([(uri, next-hop Peer)], routed by firmware/session/routing.py: the
         call layer sends each INVITE to its Peer as given) in parallel (or one by one). Returns
         the Call (its `id` is `call_id` when the application issued one), or None when
@@ -144,7 +156,7 @@ class CallManager:
         return call
 
     # -- the UA's request handler ----------------------------------------------------------
-    def handle_request(self, event, now):
+    def handle_request(self, event: "RequestReceived", now: float) -> None:
         """A request the UA does not answer itself: to its call, a new INVITE to `_incoming`,
         anything else back to the UA's answer for the unmatched (481 / 501; ACK absorbed)."""
         request = event.request
@@ -161,7 +173,7 @@ class CallManager:
         else:
             self.ua.answer_unmatched(event, now)
 
-    def _owner(self, request, to_tag):
+    def _owner(self, request: "Request", to_tag: "str | None") -> "CallBase | None":
         """The call a request belongs to, or None: by its dialog (§12.2.2); a CANCEL by its
         INVITE's server transaction, not just its Call-ID (§9.2); an ACK to our final response
         to the INVITE."""
@@ -175,7 +187,7 @@ class CallManager:
             return call if invite is not None and invite is call.transaction else None
         return call if request.method == "ACK" else None
 
-    def handle_stray_response(self, response, now):
+    def handle_stray_response(self, response: "Response", now: float) -> None:
         """A 2xx retransmission after the INVITE transaction ended: ACK it again (§13.2.2.4),
         also for a call that has just ended (its ACK was lost; a late fork gets ACK + BYE)."""
         for call in self.calls + self._recently_ended:
@@ -185,12 +197,13 @@ class CallManager:
                     branch.on_stray_2xx(response, now)
                     return
 
-    def _incoming(self, event, now):
+    def _incoming(self, event: "RequestReceived", now: float) -> None:
         request = event.request
         ua = self.ua
         if len(self.calls) >= self.max_calls:
             response = request.make_response(486, "Busy Here")
             response.headers.set("To", "%s;tag=%s" % (response.headers.get("To"), ua.new_tag()))
+            assert event.transaction is not None  # an INVITE has its server transaction
             ua.send_response(event.transaction, response, now)
             return
         call = Call(self, ua, "incoming", now)
@@ -220,29 +233,29 @@ class CallManager:
         self.register_dialog(call, call.dialog)  # the transaction has sent 100 (§17.2.1)
         self.emit(IncomingCall(call))
 
-    def register_dialog(self, call, dialog):
+    def register_dialog(self, call: "CallBase", dialog: "Dialog") -> None:
         self._by_dialog[dialog.id] = call
 
-    def call_ended(self, call):
+    def call_ended(self, call: "CallBase") -> None:
         if call in self.calls:
             self.calls.remove(call)
         if call.direction == "outgoing":
             self._recently_ended = (self._recently_ended + [call])[-RECENTLY_ENDED:]
         for key in [k for k, c in self._by_dialog.items() if c is call]:
             del self._by_dialog[key]
-        for key in [k for k, c in self._by_invite.items() if c is call]:
-            del self._by_invite[key]
+        for call_id in [k for k, c in self._by_invite.items() if c is call]:
+            del self._by_invite[call_id]
 
-    def get_timer(self):
+    def get_timer(self) -> "float | None":
         times = [c.get_timer() for c in self.calls]
-        times = [t for t in times if t is not None]
-        return min(times) if times else None
+        due = [t for t in times if t is not None]
+        return min(due) if due else None
 
-    def handle_timer(self, now):
+    def handle_timer(self, now: float) -> None:
         for call in list(self.calls):
             call.handle_timer(now)
 
-    def hangup_all(self, now):
+    def hangup_all(self, now: float) -> None:
         for call in list(self.calls):
             if call.state != ENDED:  # an earlier hang-up may have ended it already
                 call.hangup(now)

@@ -13,6 +13,20 @@ from firmware.sip.callevents import SDP, AnswerReceived, CallEnded, InfoReceived
 from firmware.sip.reply import Reply
 from firmware.sip.useragent import ALLOW
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from typing import Any
+
+    from firmware.sip.branch import Branch
+    from firmware.sip.call import CallManager
+    from firmware.sip.dialog import Dialog
+    from firmware.sip.endpoint import Peer, RequestReceived
+    from firmware.sip.message import Request, Response
+    from firmware.sip.transaction import ServerTransaction
+    from firmware.sip.uas import Accepted2xx
+    from firmware.sip.uri import URI
+    from firmware.sip.useragent import UserAgent
+
 # How a call that ends with our BYE reports it (CallEnded reason, status), by the input
 END_WITH_BYE = {
     cs.HANGUP: ("local hangup", None),
@@ -27,7 +41,8 @@ END_WITH_BYE = {
 class CallBase:
     """The state and the shared behaviour of one call (see the module docstring)."""
 
-    def __init__(self, manager, ua, direction, now, follow_redirects=False, call_id=None):
+    def __init__(self, manager: "CallManager", ua: "UserAgent", direction: str, now: float,
+                 follow_redirects: bool = False, call_id: "str | None" = None) -> None:
         self.manager = manager  # the call layer: dialogs registered, events emitted
         self.ua = ua  # the user agent: what the call sends (firmware/sip/useragent.py)
         self.direction = direction
@@ -37,44 +52,48 @@ class CallBase:
         self._table = cs.UAC_CALL if direction == "outgoing" else cs.UAS_CALL
         self.offer_state = cs.NO_OFFER
         self.created = now
-        self.answered_at = None
-        self.dialog = None
-        self.dest = None  # next hop of in-dialog requests
-        self.local_sdp = None
-        self.remote_sdp = None
-        self.answer_mode = None
-        self.peer = None  # display URI of the other side
+        self.answered_at: float | None = None
+        self.dialog: Dialog | None = None
+        self.dest: Peer | None = None  # next hop of in-dialog requests
+        self.local_sdp: bytes | None = None
+        self.remote_sdp: bytes | None = None
+        self.answer_mode: str | None = None
+        self.peer: str | None = None  # display URI of the other side
         # outgoing
-        self.branches = []
-        self.pending_targets = []
-        self.targets = []  # [(uri text, URI or None, Peer)]: what the call may ring
+        self.branches: list[Branch] = []
+        self.pending_targets: list[tuple[str, Peer]] = []
+        # [(uri text, URI or None, Peer)]: what the call may ring
+        self.targets: list[tuple[str, URI | None, Peer]] = []
         self.sequential = False
-        self.target_timeout = None
-        self.ring_deadline = None
+        self.target_timeout: float | None = None
+        self.ring_deadline: float | None = None
         # incoming
-        self.invite = None
-        self.transaction = None
-        self.source = None
+        self.invite: Request | None = None
+        self.transaction: ServerTransaction | None = None
+        self.source: Peer | None = None
         self.trusted = False
-        self.asserted_identity = None  # the registrar's P-Asserted-Identity, when it counts
-        self.requested_answer_mode = None
-        self._2xx = None  # uas.Accepted2xx: a 2xx we retransmit until its ACK (§13.3.1.4)
-        self._reoffer = None  # the re-INVITE (a RequestReceived) waiting for our answer
+        # the registrar's P-Asserted-Identity, when it counts
+        self.asserted_identity: str | None = None
+        self.requested_answer_mode: str | None = None
+        # a 2xx we retransmit until its ACK (§13.3.1.4)
+        self._2xx: Accepted2xx | None = None
+        # the re-INVITE waiting for our answer
+        self._reoffer: RequestReceived | None = None
         # both
-        self.max_end = None
-        self.session_expires = None
+        self.max_end: float | None = None
+        self.session_expires: int | None = None
         self.refresher_is_us = False
-        self.refresh_at = None
-        self.expire_at = None
+        self.refresh_at: float | None = None
+        self.expire_at: float | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Call %s %s %s>" % (self.id, self.direction, self.state)
 
     @property
-    def ended(self):
+    def ended(self) -> bool:
         return self.state == cs.ENDED
 
-    def _feed(self, name, now, *args):
+    def _feed(self, name: str, now: float, *args: "Any") -> None:
         """One input through the call's table: the state changes, then the action runs."""
         row = cs.step(self._table, self.state, name, "call %s" % self.id, cs.CALL_COMMANDS)
         if row is None:
@@ -83,64 +102,67 @@ class CallBase:
         if action is not None:
             getattr(self, "_" + action)(name, now, *args)
 
-    def _feed_offer(self, name, now, *args):
+    def _feed_offer(self, name: str, now: float, *args: "Any") -> None:
         row = cs.step(cs.OFFER, self.offer_state, name, "call %s" % self.id,
                       cs.OFFER_COMMANDS)
         if row is None:
             return
         self.offer_state, action = row
-        getattr(self, "_" + action)(name, now, *args)
+        if action is not None:  # every OFFER row has one
+            getattr(self, "_" + action)(name, now, *args)
 
     # -- application commands -----------------------------------------------------------------
-    def ring(self, now):
+    def ring(self, now: float) -> None:
         """Incoming: send 180 Ringing."""
         self._feed(cs.RING, now)
 
-    def answer(self, sdp, now):
+    def answer(self, sdp: bytes, now: float) -> None:
         """Incoming: accept with our SDP answer (bytes)."""
         self._feed(cs.ANSWER, now, sdp)
 
-    def reject(self, status, now, reason=None):
+    def reject(self, status: int, now: float, reason: "str | None" = None) -> None:
         """Incoming: refuse before answering (e.g. 403, 486, 603)."""
         self._feed(cs.REJECT, now, status, reason)
 
-    def hangup(self, now):
+    def hangup(self, now: float) -> None:
         """Local hang-up: CANCEL before an answer, BYE after (once the ACK to our 2xx came),
         480 to an incoming call still ringing."""
         self._feed(cs.HANGUP, now)
 
-    def accept_offer(self, sdp, now):
+    def accept_offer(self, sdp: bytes, now: float) -> None:
         """Answer a re-INVITE offer (OfferReceived) with our SDP."""
         self._feed_offer(cs.ACCEPT_OFFER, now, sdp)
 
-    def reject_offer(self, status, now):
+    def reject_offer(self, status: int, now: float) -> None:
         self._feed_offer(cs.REJECT_OFFER, now, status)
 
-    def reinvite(self, sdp, now):
+    def reinvite(self, sdp: bytes, now: float) -> None:
         """Send a new offer within the dialog (hold, resume, refresh, rekey)."""
         self._feed(cs.REINVITE, now, sdp)
 
-    def send_info(self, content_type, body, now):
+    def send_info(self, content_type: str, body: bytes, now: float) -> None:
         self._feed(cs.SEND_INFO, now, content_type, body)
 
     # -- actions common to both directions (callstate.UAC_CALL and UAS_CALL) -----------------
-    def _send_bye(self, name, now):
+    def _send_bye(self, name: str, now: float) -> None:
         self._send_bye_request(now)
         reason, status = END_WITH_BYE[name]
         self._ended(reason, now, status)
 
-    def _end_remote_hangup(self, name, now):
+    def _end_remote_hangup(self, name: str, now: float) -> None:
         self._ended("remote hangup", now)
 
-    def _end_dialog_gone(self, name, now, status):
+    def _end_dialog_gone(self, name: str, now: float, status: int) -> None:
         self._ended("failed", now, status)
 
-    def _refresh_session(self, name, now):
+    def _refresh_session(self, name: str, now: float) -> None:
+        assert self.local_sdp is not None  # ACTIVE: our description went with the INVITE or 2xx
         self._send_reinvite(name, now, self.local_sdp)
 
-    def _send_reinvite(self, name, now, sdp):
+    def _send_reinvite(self, name: str, now: float, sdp: bytes) -> None:
         self.local_sdp = sdp
-        request = self.dialog.create_request("INVITE")
+        dialog, dest = self._confirmed()
+        request = dialog.create_request("INVITE")
         request.headers.set("Contact", "<%s>" % self.ua.contact_uri())
         request.headers.set("Content-Type", SDP)
         if self.session_expires:
@@ -148,48 +170,62 @@ class CallBase:
                 self.session_expires, "uac"))
             request.headers.set("Supported", "timer")
         request.body = sdp
-        self.ua.send_request(request, self.dest, now, Reply(
+        self.ua.send_request(request, dest, now, Reply(
             request, self._on_reinvite_response, self._on_reinvite_failure))
 
-    def _send_info_request(self, name, now, content_type, body):
-        request = self.dialog.create_request("INFO")
+    def _send_info_request(self, name: str, now: float, content_type: str,
+                           body: bytes) -> None:
+        dialog, dest = self._confirmed()
+        request = dialog.create_request("INFO")
         request.headers.set("Content-Type", content_type)
         request.body = body
-        self.ua.send_request(request, self.dest, now, Reply(request))  # the answer is not needed
+        self.ua.send_request(request, dest, now, Reply(request))  # the answer is not needed
 
-    def _ended(self, reason, now, status=None):
+    def _confirmed(self) -> "tuple[Dialog, Peer]":
+        """The dialog and its first hop for a request within it: the tables only send one once
+        both are known (an incoming call has them from its INVITE, an outgoing one from its
+        2xx)."""
+        assert self.dialog is not None and self.dest is not None  # invariant of the tables
+        return self.dialog, self.dest
+
+    def _ended(self, reason: str, now: float, status: "int | None" = None) -> None:
         """The state is ENDED: forget the timers, tell the manager and the application."""
         self.ring_deadline = self.max_end = self.refresh_at = self.expire_at = None
         self.manager.call_ended(self)
         self.manager.emit(CallEnded(self, reason, status))
 
-    def _add_local_tag(self, response):
+    def _add_local_tag(self, response: "Response") -> None:
         to = response.headers.get("To") or ""
         if self.dialog is not None and "tag=" not in to:
             response.headers.set("To", "%s;tag=%s" % (to, self.dialog.local_tag))
 
-    def _reply(self, event, status, now, session_expires=False):
+    def _reply(self, event: "RequestReceived", status: int, now: float,
+               session_expires: bool = False) -> None:
         response = event.request.make_response(status)
         self._add_local_tag(response)
         if status == 405:
             response.headers.set("Allow", ALLOW)
         if session_expires:
             self._add_session_expires(response)
+        assert event.transaction is not None  # only an ACK has none, and it gets no response
         self.ua.send_response(event.transaction, response, now)
 
     # -- in-dialog requests and responses --------------------------------------------------
-    def _send_bye_request(self, now, dialog=None, dest=None, authorization=None):
+    def _send_bye_request(self, now: float, dialog: "Dialog | None" = None,
+                          dest: "Peer | None" = None,
+                          authorization: "tuple[str, str] | None" = None) -> None:
         dialog = dialog or self.dialog
         if dialog is None:
             return
         dest = dest or self.dest
+        assert dest is not None  # a dialog always comes with its first hop
         request = dialog.create_request("BYE")
         if authorization:
             request.headers.set(authorization[0], authorization[1])
         self.ua.send_request(request, dest, now,
                              Reply(request, self._on_bye_response, None, dialog, dest))
 
-    def _on_bye_response(self, reply, response, now):
+    def _on_bye_response(self, reply: "Reply", response: "Response", now: float) -> None:
         """§22.2: a challenged BYE is answered once, to the same dialog and hop."""
         if response.status not in (401, 407) or "Authorization" in reply.request.headers or \
                 "Proxy-Authorization" in reply.request.headers:
@@ -201,11 +237,12 @@ class CallBase:
         value = self.ua.answer_challenge(challenge, "BYE", reply.request.uri)
         self._send_bye_request(now, reply.dialog, reply.dest, authorization=(header, value))
 
-    def _on_reinvite_response(self, reply, response, now):
+    def _on_reinvite_response(self, reply: "Reply", response: "Response", now: float) -> None:
         if 200 <= response.status < 300:
             cseq = response.cseq().seq
-            ack = self.dialog.create_request("ACK", cseq=cseq)
-            self.ua.send_stateless(ack, self.dest)
+            dialog, dest = self._confirmed()
+            ack = dialog.create_request("ACK", cseq=cseq)
+            self.ua.send_stateless(ack, dest)
             self._read_session_expires(response, we_are_uac=True)
             self._arm_session_timer(now)
             sdp = body_sdp(response)
@@ -215,10 +252,10 @@ class CallBase:
         elif response.status in (408, 481):
             self._feed(cs.DIALOG_GONE, now, response.status)
 
-    def _on_reinvite_failure(self, reply, reason, now):
+    def _on_reinvite_failure(self, reply: "Reply", reason: str, now: float) -> None:
         self._feed(cs.REINVITE_TIMEOUT, now)
 
-    def handle_in_dialog(self, event, now):
+    def handle_in_dialog(self, event: "RequestReceived", now: float) -> None:
         """A request within our dialog (or a CANCEL/ACK for our INVITE)."""
         request = event.request
         method = request.method
@@ -232,6 +269,7 @@ class CallBase:
             self._feed(cs.CANCEL_RECEIVED, now)
             return
         if self.dialog is not None and not self.dialog.accepts(request):
+            assert event.transaction is not None  # not an ACK (handled above)
             self.ua.send_response(event.transaction, request.make_response(500), now)
             return
         if method == "BYE":
@@ -251,14 +289,14 @@ class CallBase:
             self._reply(event, 405, now)
 
     # -- session timers (RFC 4028) --------------------------------------------------------
-    def _add_session_expires(self, response):
+    def _add_session_expires(self, response: "Response") -> None:
         """RFC 4028 §9: a 2xx says who refreshes; without it the peer drops its timer."""
         if self.session_expires:
             response.headers.set("Session-Expires", "%d;refresher=%s" % (
                 self.session_expires, "uas" if self.refresher_is_us else "uac"))
             response.headers.set("Require", "timer")
 
-    def _read_session_expires(self, message, we_are_uac):
+    def _read_session_expires(self, message: "Request | Response", we_are_uac: bool) -> None:
         value = message.headers.get("Session-Expires")
         if not value:
             return
@@ -279,7 +317,7 @@ class CallBase:
             refresher = "uac" if we_are_uac or "timer" in supported else "uas"
         self.refresher_is_us = (refresher == "uac") == we_are_uac
 
-    def _arm_session_timer(self, now):
+    def _arm_session_timer(self, now: float) -> None:
         if not self.session_expires:
             return
         if self.refresher_is_us:
@@ -291,15 +329,15 @@ class CallBase:
             self.expire_at = now + self.session_expires - min(32, self.session_expires / 3.0)
 
     # -- timers -----------------------------------------------------------------------------
-    def get_timer(self):
+    def get_timer(self) -> "float | None":
         times = [self.ring_deadline, self.max_end, self.refresh_at, self.expire_at]
         if self._2xx is not None:
             times += [self._2xx.next_at, self._2xx.give_up_at]
         times += [b.deadline for b in self.branches if not b.done]
-        times = [t for t in times if t is not None]
-        return min(times) if times else None
+        due = [t for t in times if t is not None]
+        return min(due) if due else None
 
-    def handle_timer(self, now):
+    def handle_timer(self, now: float) -> None:
         """Each due timer becomes one input of the table, in this order; a call that ends
         stops here."""
         if self.ended:

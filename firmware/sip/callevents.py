@@ -6,7 +6,7 @@ Each event names its `call`; the application acts on that call (`ring`, `answer`
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
-    from firmware.sip.call import Call
+    from firmware.sip.callbase import CallBase
     from firmware.sip.message import Request, Response
 
 SDP = "application/sdp"
@@ -16,7 +16,7 @@ SDP = "application/sdp"
 class CallEvent:
     __slots__ = ("call",)
 
-    def __init__(self, call: "Call") -> None:
+    def __init__(self, call: "CallBase") -> None:
         self.call = call
 
     def __repr__(self) -> str:
@@ -34,7 +34,7 @@ class CallRinging(CallEvent):
 
     __slots__ = ("sdp",)
 
-    def __init__(self, call: "Call", sdp: "bytes | None") -> None:
+    def __init__(self, call: "CallBase", sdp: "bytes | None") -> None:
         CallEvent.__init__(self, call)
         self.sdp = sdp
 
@@ -44,7 +44,7 @@ class CallEstablished(CallEvent):
 
     __slots__ = ("sdp",)
 
-    def __init__(self, call: "Call", sdp: "bytes | None") -> None:
+    def __init__(self, call: "CallBase", sdp: "bytes | None") -> None:
         CallEvent.__init__(self, call)
         self.sdp = sdp
 
@@ -55,7 +55,7 @@ class OfferReceived(CallEvent):
 
     __slots__ = ("sdp",)
 
-    def __init__(self, call: "Call", sdp: "bytes | None") -> None:
+    def __init__(self, call: "CallBase", sdp: "bytes | None") -> None:
         CallEvent.__init__(self, call)
         self.sdp = sdp
 
@@ -65,7 +65,7 @@ class AnswerReceived(CallEvent):
 
     __slots__ = ("sdp",)
 
-    def __init__(self, call: "Call", sdp: "bytes | None") -> None:
+    def __init__(self, call: "CallBase", sdp: "bytes | None") -> None:
         CallEvent.__init__(self, call)
         self.sdp = sdp
 
@@ -75,7 +75,7 @@ class InfoReceived(CallEvent):
 
     __slots__ = ("content_type", "body")
 
-    def __init__(self, call: "Call", content_type: str, body: bytes) -> None:
+    def __init__(self, call: "CallBase", content_type: str, body: bytes) -> None:
         CallEvent.__init__(self, call)
         self.content_type = content_type
         self.body = body
@@ -92,7 +92,7 @@ class RedirectRefused(CallEvent):
 
     __slots__ = ("target", "uri", "reason", "status")
 
-    def __init__(self, call: "Call", target: str, uri: object, reason: str,
+    def __init__(self, call: "CallBase", target: str, uri: object, reason: str,
                  status: int) -> None:
         CallEvent.__init__(self, call)
         self.target = target
@@ -111,7 +111,7 @@ class CallEnded(CallEvent):
 
     __slots__ = ("reason", "status")
 
-    def __init__(self, call: "Call", reason: str, status: "int | None" = None) -> None:
+    def __init__(self, call: "CallBase", reason: str, status: "int | None" = None) -> None:
         CallEvent.__init__(self, call)
         self.reason = reason
         self.status = status

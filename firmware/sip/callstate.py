@@ -56,7 +56,7 @@ CALL_COMMANDS = (RING, ANSWER, REJECT, HANGUP, REINVITE, SEND_INFO)
 
 # An outgoing call (we are the UAC of the INVITE): §13.2 with forking (§13.2.2.4), §9.1 CANCEL,
 # §15 BYE, RFC 4028 session timers.
-UAC_CALL = {
+UAC_CALL: "Table" = {
     # §13.2.2.1: a 1xx with a To tag is an early dialog; the call rings
     (CALLING, PROVISIONAL): (RINGING, "report_ringing"),
     (RINGING, PROVISIONAL): (RINGING, "report_ringing"),
@@ -91,7 +91,7 @@ UAC_CALL = {
 
 # An incoming call (we are the UAS of the INVITE): §13.3, §9.2 CANCEL, §15 BYE, RFC 6026 (the 2xx
 # is ours to retransmit until its ACK), RFC 4028 session timers.
-UAS_CALL = {
+UAS_CALL: "Table" = {
     # §13.3.1.1: the application may ring (180), answer (2xx, §13.3.1.4) or reject (§13.3.1.3)
     (RINGING, RING): (RINGING, "send_ringing"),
     (RINGING, ANSWER): (ANSWERING, "send_answer"),
@@ -141,7 +141,7 @@ REJECT_OFFER = "reject offer"
 
 OFFER_COMMANDS = (ACCEPT_OFFER, REJECT_OFFER)
 
-OFFER = {
+OFFER: "Table" = {
     # §14.2: a re-INVITE carries a new offer (or none: a session refresh, RFC 4028 §7.1)
     (NO_OFFER, REOFFER): (OFFER_RECEIVED, "take_offer"),
     # §14.2: one offer at a time, a second re-INVITE meanwhile gets 491
@@ -173,7 +173,7 @@ FAILURE = "300-699"
 TIMEOUT = "no final response"
 CANCEL = "cancel"
 
-BRANCH = {
+BRANCH: "Table" = {
     # §13.2.2.1: provisional responses; the call rings
     (INVITING, PROVISIONAL): (EARLY, "report_ringing"),
     (EARLY, PROVISIONAL): (EARLY, "report_ringing"),

@@ -14,15 +14,21 @@ from firmware.sip.dialog import Dialog
 from firmware.sip.errors import ParseError
 from firmware.sip.uri import URI
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from firmware.sip.callevents import RedirectRefused
+    from firmware.sip.endpoint import Peer
+    from firmware.sip.message import Request, Response
+
 
 class UacCall(CallBase):
     """Outgoing-call methods of `Call` (see firmware/sip/call.py)."""
 
-    def configured_target(self, uri):
+    def configured_target(self, uri: "URI | str | None") -> "tuple[str, Peer] | None":
         """(text, Peer) of the configured target equal to `uri` (RFC 3261 §19.1.4), or None."""
         if uri is None:
             return None
-        if not hasattr(uri, "scheme"):
+        if not isinstance(uri, URI):
             try:
                 uri = URI.parse(str(uri))
             except ParseError:
@@ -33,13 +39,14 @@ class UacCall(CallBase):
         return None
 
     # -- what the branches report ------------------------------------------------------------
-    def branch_ringing(self, branch, sdp, now):
+    def branch_ringing(self, branch: "Branch", sdp: "bytes | None", now: float) -> None:
         self._feed(cs.PROVISIONAL, now, sdp)
 
-    def branch_answered(self, branch, request, response, now, given_up=False):
+    def branch_answered(self, branch: "Branch", request: "Request", response: "Response",
+                        now: float, given_up: bool = False) -> None:
         """A 2xx to a branch's INVITE: always ACKed (§13.2.2.4); the first one wins; any other
         (another fork, a lost CANCEL race, a given-up branch) is ended with BYE."""
-        to_tag = response.to_address().tag
+        to_tag = response.to_address().tag or ""  # a 2xx without one still gets its ACK
         dialog = branch.dialogs.get(to_tag)
         if dialog is None:
             dialog = branch.dialogs[to_tag] = Dialog.as_uac(request, response)
@@ -52,18 +59,19 @@ class UacCall(CallBase):
             return
         self._feed(cs.SUCCESS, now, branch, dialog, response)
 
-    def branch_failed(self, branch, status, now):
+    def branch_failed(self, branch: "Branch", status: int, now: float) -> None:
         if self.sequential and self.pending_targets:
             self._feed(cs.NEXT_TARGET, now)
         elif all(b.done for b in self.branches) and not self.pending_targets:
             self._feed(cs.ALL_FAILED, now, status)
 
-    def branch_redirect_refused(self, branch, event, now):
+    def branch_redirect_refused(self, branch: "Branch", event: "RedirectRefused",
+                                now: float) -> None:
         """A 3xx the branch did not follow: the application hears why, the branch failed."""
         self.manager.emit(event)
         self.branch_failed(branch, event.status, now)
 
-    def _start_next(self, now):
+    def _start_next(self, now: float) -> None:
         target, dest = self.pending_targets.pop(0)
         branch = Branch(self, self.ua, target, dest)
         self.branches.append(branch)
@@ -71,7 +79,8 @@ class UacCall(CallBase):
             branch.deadline = now + self.target_timeout
         branch.send_invite(now)
 
-    def _send_ack(self, dialog, branch, response, now):
+    def _send_ack(self, dialog: "Dialog", branch: "Branch", response: "Response",
+                  now: float) -> None:
         cseq = response.cseq().seq
         ack = dialog.create_request("ACK", cseq=cseq)
         for name in ("Authorization", "Proxy-Authorization"):
@@ -79,16 +88,17 @@ class UacCall(CallBase):
                 ack.headers.set(name, branch.invite.headers.get(name))
         self.ua.send_stateless(ack, branch.dest)
 
-    def _cancel_all(self, now):
+    def _cancel_all(self, now: float) -> None:
         self.pending_targets = []
         for branch in self.branches:
             branch.cancel(now)
 
     # -- actions (callstate.UAC_CALL) --------------------------------------------------------
-    def _report_ringing(self, name, now, sdp):
+    def _report_ringing(self, name: str, now: float, sdp: "bytes | None") -> None:
         self.manager.emit(CallRinging(self, sdp))
 
-    def _establish(self, name, now, branch, dialog, response):
+    def _establish(self, name: str, now: float, branch: "Branch", dialog: "Dialog",
+                   response: "Response") -> None:
         self.dialog = dialog
         self.dest = branch.dest
         self.peer = branch.target
@@ -105,19 +115,19 @@ class UacCall(CallBase):
         self.max_end = now + self.manager.max_duration_for(self)
         self.manager.emit(CallEstablished(self, self.remote_sdp))
 
-    def _ring_next(self, name, now):
+    def _ring_next(self, name: str, now: float) -> None:
         self._start_next(now)
 
-    def _end_failed(self, name, now, status):
+    def _end_failed(self, name: str, now: float, status: int) -> None:
         self._ended(reason_for(status), now, status)
 
-    def _cancel_branches(self, name, now):
+    def _cancel_branches(self, name: str, now: float) -> None:
         self._cancel_all(now)
         self._ended("local hangup", now)
 
-    def _give_up_ringing(self, name, now):
+    def _give_up_ringing(self, name: str, now: float) -> None:
         self._cancel_all(now)
         self._ended("no answer", now, 408)
 
-    def _end_no_answer(self, name, now):
+    def _end_no_answer(self, name: str, now: float) -> None:
         self._ended("no answer", now, 408)

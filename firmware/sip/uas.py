@@ -16,6 +16,13 @@ from firmware.sip.message import NameAddress
 from firmware.sip.transaction import T1, T2
 from firmware.sip.useragent import ALLOW
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from firmware.sip.endpoint import Peer, RequestReceived
+    from firmware.sip.message import Request, Response
+    from firmware.sip.transaction import ServerTransaction
+    from firmware.sip.useragent import UserAgent
+
 TIMER_2XX_GIVE_UP = 64 * T1  # §13.3.1.4: no ACK after this long ends the call
 
 # Whose identity an incoming call has while registered ([answer] identity): the From header,
@@ -29,7 +36,8 @@ class Accepted2xx:
 
     __slots__ = ("response", "cseq", "dest", "interval", "next_at", "give_up_at")
 
-    def __init__(self, response, request, source, now):
+    def __init__(self, response: "Response", request: "Request", source: "Peer",
+                 now: float) -> None:
         self.response = response
         self.cseq = request.cseq().seq
         self.dest = response_destination(request, source)
@@ -37,10 +45,10 @@ class Accepted2xx:
         self.next_at = now + T1
         self.give_up_at = now + TIMER_2XX_GIVE_UP
 
-    def acknowledged_by(self, ack):
+    def acknowledged_by(self, ack: "Request") -> bool:
         return ack.cseq().seq == self.cseq
 
-    def retransmit(self, ua, now):
+    def retransmit(self, ua: "UserAgent", now: float) -> None:
         ua.send_stateless(self.response, self.dest)
         self.interval = min(self.interval * 2, T2)
         self.next_at = now + self.interval
@@ -49,32 +57,42 @@ class Accepted2xx:
 class UasCall(CallBase):
     """Incoming-call and received-offer methods of `Call` (see firmware/sip/call.py)."""
 
-    def _send_2xx(self, transaction, request, source, response, now):
+    def _send_2xx(self, transaction: "ServerTransaction | None", request: "Request",
+                  source: "Peer", response: "Response", now: float) -> None:
         self._2xx = Accepted2xx(response, request, source, now)
+        assert transaction is not None  # an INVITE's server transaction
         self.ua.send_response(transaction, response, now)
 
-    def _make_response(self, status, reason=None):
-        response = self.invite.make_response(status, reason)
+    def _incoming(self) -> "tuple[Request, ServerTransaction, Peer]":
+        """The INVITE that made this incoming call, its transaction and where it came from."""
+        invite, transaction, source = self.invite, self.transaction, self.source
+        assert invite is not None and transaction is not None and source is not None, \
+            "an incoming call's INVITE"
+        return invite, transaction, source
+
+    def _make_response(self, status: int, reason: "str | None" = None) -> "Response":
+        invite = self._incoming()[0]
+        response = invite.make_response(status, reason)
         if status > 100:
             self._add_local_tag(response)
         if 100 < status < 300:
             # §12.1.1: a dialog-creating response carries the request's Record-Route, so the
             # caller's ACK and BYE take the same proxies.
-            for value in self.invite.headers.get_all("Record-Route"):
+            for value in invite.headers.get_all("Record-Route"):
                 response.headers.add("Record-Route", value)
         return response
 
-    def _respond(self, status, now, reason=None):
+    def _respond(self, status: int, now: float, reason: "str | None" = None) -> None:
         response = self._make_response(status, reason)
         if status < 200 and status > 100:
             response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
-        self.ua.send_response(self.transaction, response, now)
+        self.ua.send_response(self._incoming()[1], response, now)
 
     # -- actions (callstate.UAS_CALL) --------------------------------------------------------
-    def _send_ringing(self, name, now):
+    def _send_ringing(self, name: str, now: float) -> None:
         self._respond(180, now)
 
-    def _send_answer(self, name, now, sdp):
+    def _send_answer(self, name: str, now: float, sdp: bytes) -> None:
         self.local_sdp = sdp
         response = self._make_response(200)
         response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
@@ -83,52 +101,66 @@ class UasCall(CallBase):
         self._add_session_expires(response)
         response.headers.set("Content-Type", SDP)
         response.body = sdp
-        self.dialog.state = CONFIRMED
+        dialog, _ = self._confirmed()
+        dialog.state = CONFIRMED
         self.answered_at = now
         self.ring_deadline = None
-        self._send_2xx(self.transaction, self.invite, self.source, response, now)
+        invite, transaction, source = self._incoming()
+        self._send_2xx(transaction, invite, source, response, now)
         self._arm_session_timer(now)
         self.max_end = now + self.manager.max_duration_for(self)
 
-    def _send_rejection(self, name, now, status, reason):
+    def _send_rejection(self, name: str, now: float, status: int,
+                        reason: "str | None") -> None:
         self._respond(status, now, reason)
         self._ended(reason_for(status) if status != 487 else "cancelled", now, status)
 
-    def _send_unavailable(self, name, now):
+    def _send_unavailable(self, name: str, now: float) -> None:
         self._send_rejection(name, now, 480, "Temporarily Unavailable")
 
-    def _send_no_answer(self, name, now):
+    def _send_no_answer(self, name: str, now: float) -> None:
         self._send_rejection(name, now, 480, "No Answer")
 
-    def _send_terminated(self, name, now):
+    def _send_terminated(self, name: str, now: float) -> None:
         self._respond(487, now, "Request Terminated")
         self._ended("cancelled", now, 487)
 
-    def _end_bye_before_answer(self, name, now):
+    def _end_bye_before_answer(self, name: str, now: float) -> None:
         self._respond(487, now)
         self._ended("remote hangup", now)
 
-    def _report_established(self, name, now):
+    def _report_established(self, name: str, now: float) -> None:
         self.manager.emit(CallEstablished(self, self.remote_sdp))
 
     # -- actions (callstate.OFFER) -----------------------------------------------------------
-    def _take_offer(self, name, now, event):
+    def _take_offer(self, name: str, now: float, event: "RequestReceived") -> None:
         request = event.request
         self._read_session_expires(request, we_are_uac=False)
         self._reoffer = event
         sdp = body_sdp(request)
         if sdp is None:
+            if self.local_sdp is None:
+                # §14.2: the INVITE that made this call has no final response yet (we have not
+                # described our session): 500 with Retry-After, the call goes on ringing
+                self.reject_offer(500, now)
+                return
             # An offerless re-INVITE (session refresh): answer with our current SDP.
             self.accept_offer(self.local_sdp, now)
             return
         self.remote_sdp = sdp
         self.manager.emit(OfferReceived(self, sdp))
 
-    def _send_request_pending(self, name, now, event):
+    def _send_request_pending(self, name: str, now: float, event: "RequestReceived") -> None:
         self._reply(event, 491, now)
 
-    def _send_offer_answer(self, name, now, sdp):
+    def _taken_offer(self) -> "RequestReceived":
+        """The re-INVITE an OFFER_RECEIVED state waits to answer (the OFFER table's invariant)."""
         event, self._reoffer = self._reoffer, None
+        assert event is not None, "a re-INVITE offer"
+        return event
+
+    def _send_offer_answer(self, name: str, now: float, sdp: bytes) -> None:
+        event = self._taken_offer()
         self.local_sdp = sdp
         response = event.request.make_response(200)
         self._add_local_tag(response)
@@ -139,14 +171,17 @@ class UasCall(CallBase):
         self._send_2xx(event.transaction, event.request, event.source, response, now)
         self._arm_session_timer(now)
 
-    def _send_offer_rejection(self, name, now, status):
-        event, self._reoffer = self._reoffer, None
+    def _send_offer_rejection(self, name: str, now: float, status: int) -> None:
+        event = self._taken_offer()
         response = event.request.make_response(status)
         self._add_local_tag(response)
+        if status == 500:  # §14.2: a random 0-10 s
+            response.headers.set("Retry-After", str(self.ua.random(1)[0] % 11))
+        assert event.transaction is not None  # an INVITE's server transaction
         self.ua.send_response(event.transaction, response, now)
 
 
-def asserted_identity(request):
+def asserted_identity(request: "Request") -> "str | None":
     """RFC 3325 §9.1: the first sip:/sips: URI of the P-Asserted-Identity header(s), as text,
     or None (a tel: URI alone names no SIP identity the allow list could hold)."""
     for value in request.headers.get_all("P-Asserted-Identity"):
@@ -154,12 +189,12 @@ def asserted_identity(request):
             uri = NameAddress.parse(value).uri
         except (ParseError, TypeError):
             continue
-        if uri.scheme in ("sip", "sips") and uri.host:
+        if uri is not None and uri.scheme in ("sip", "sips") and uri.host:  # not `*`
             return str(uri)
     return None
 
 
-def answer_mode(request):
+def answer_mode(request: "Request") -> "str | None":
     """RFC 5373: "auto" or "manual" as the caller asked (Priv-Answer-Mode wins), or None."""
     for name in ("Priv-Answer-Mode", "Answer-Mode"):
         value = request.headers.get(name)

@@ -1055,6 +1055,21 @@ def test_uas_asserted_identity_is_the_registrars_pai_not_the_from():
     assert door.take(IncomingCall).call.trusted is False
 
 
+def test_uas_asserted_identity_star_is_no_identity_and_no_crash():
+    """`P-Asserted-Identity: *` parses as a name-address without a URI (found by mypy: the
+    identity reader used its URI unchecked, an AttributeError while taking the INVITE, so the
+    call never reached the application)."""
+    net = Network()
+    door = Station(net, registrar=Peer("udp", *PROXY), identity="asserted")
+    proxy = Phone(net, PROXY)
+    incoming_invite(proxy, extra=("P-Asserted-Identity: *",))
+    call = door.take(IncomingCall).call
+    assert (call.trusted, call.asserted_identity) == (False, None)
+    door.act(call.ring)
+    net.run()
+    assert proxy.take(180)
+
+
 def test_uas_from_identity_ignores_pai_by_default():
     net = Network()
     door = Station(net, registrar=Peer("udp", *PROXY))
@@ -1078,6 +1093,28 @@ def test_uas_direct_ip_calls_are_untrusted():
     door, phone = Station(net), Phone(net, FLAT1)
     incoming_invite(phone)
     assert door.take(IncomingCall).call.trusted is False
+
+
+def test_uas_offerless_reinvite_before_the_answer_gets_500_and_the_call_rings_on():
+    """RFC 3261 §14.2: a re-INVITE in the early dialog, before our final response to the
+    INVITE, gets 500 with Retry-After 0-10 s. Without an offer it used to be answered with our
+    SDP, which did not exist yet (found by mypy: a 200 with body None, a TypeError in the
+    endpoint and no response)."""
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    incoming_invite(phone)
+    call = door.take(IncomingCall).call
+    door.act(call.ring)
+    net.run()
+    dialog = Phone.dialog_of(phone.take(180), phone_is_caller=True)
+    dialog["target"] = "sip:door@%s:%d" % DOOR
+    phone.request("INVITE", 2, dialog)
+    refused = phone.take(500)
+    assert cseq(refused).seq == 2 and 0 <= int(refused.headers.get("Retry-After")) <= 10
+    assert phone.count(200) == 0 and call.state == "ringing"
+    door.act(call.answer, OFFER)
+    net.run()
+    assert cseq(phone.take(200)).seq == 1
 
 
 def test_uas_session_timer_choice_follows_supported_timer():
