@@ -27,6 +27,16 @@ from firmware.sdp.session import SessionDescription
 from firmware.session import events as ev
 from firmware.sip import call as sipcall
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+    from typing import Any
+
+    from firmware.sdp.offer_answer import LocalMedia, NegotiatedMedia
+    from firmware.sip.call import CallManager
+    from firmware.sip.callbase import CallBase
+    from firmware.sip.endpoint import Peer
+
 SENDRECV = "sendrecv"
 HOLD = "sendonly"
 
@@ -34,52 +44,59 @@ HOLD = "sendonly"
 class Session:
     """One call. `id` is the SIP call layer's `Call.id`, the one id every layer uses."""
 
-    def __init__(self, call):
+    def __init__(self, call: "CallBase") -> None:
         self.id = call.id
         self.call = call
-        self.local = None  # sdp.LocalMedia once a port is known
+        self.local: LocalMedia | None = None  # once a port is known
         self.version = 1  # our SDP session version (o= line), +1 per description we write
-        self.offer = None  # our last offer (SessionDescription) while it waits for an answer
-        self.described = None  # our last description (offer or answer) of the session
-        self.negotiated = None  # sdp.NegotiatedMedia in force
-        self.answer = None  # incoming: our SDP answer (bytes), parked until `answer`
-        self.early = None  # outgoing: NegotiatedMedia from an 18x's SDP answer
+        # our last offer while it waits for an answer
+        self.offer: SessionDescription | None = None
+        # our last description (offer or answer) of the session
+        self.described: SessionDescription | None = None
+        self.negotiated: NegotiatedMedia | None = None  # in force
+        self.answer: bytes | None = None  # incoming: our SDP answer, parked until `answer`
+        self.early: NegotiatedMedia | None = None  # outgoing: from an 18x's SDP answer
         self.started = False  # StartMedia was emitted
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Session %s %s %s>" % (self.id, self.call.direction, self.call.state)
 
     @property
-    def direction(self):
+    def direction(self) -> str:
         return self.call.direction
 
     @property
-    def state(self):
+    def state(self) -> str:
         return self.call.state
 
-    def _write_offer(self, direction):
+    def _write_offer(self, direction: str) -> bytes:
+        assert self.local is not None  # only re-offered with a port (SessionManager._reoffer)
         self.offer = self.described = oa.create_offer(self.local, self.version, direction,
                                                       previous=self.described)
         self.version += 1
         return self.offer.to_bytes()
 
-    def _write_answer(self, sdp):
+    def _write_answer(self, sdp: bytes) -> "tuple[bytes, NegotiatedMedia]":
         """Our answer (bytes) and the negotiation to `sdp` (their offer, bytes); raises
         OfferAnswerError (488)."""
         try:
             offer = SessionDescription.parse(sdp)
         except ValueError as exc:  # SdpParseError: a malformed offer is not acceptable
             raise oa.OfferAnswerError("malformed SDP: %s" % exc) from None
+        if self.local is None:  # no port yet: nothing to answer with
+            raise oa.OfferAnswerError("no local media")
         answer, negotiated = oa.create_answer(offer, self.local, self.version, SENDRECV)
         self.described = answer
         self.version += 1
         return answer.to_bytes(), negotiated
 
-    def _read_answer(self, sdp):
+    def _read_answer(self, sdp: "bytes | None") -> "NegotiatedMedia":
         """The negotiation their answer (bytes) gives to our outstanding offer; raises
         OfferAnswerError or ValueError."""
         if sdp is None:
             raise oa.OfferAnswerError("no SDP answer")
+        if self.offer is None or self.local is None:
+            raise oa.OfferAnswerError("no offer of ours outstanding")
         return oa.process_answer(self.offer, SessionDescription.parse(sdp), self.local)
 
 
@@ -87,13 +104,14 @@ class SessionManager:
     """The sessions by call id, fed by the runtime. `media_cfg`: `codecs`, `srtp` (off,
     optional, mandatory) and `srtp_requires_tls` (bool)."""
 
-    def __init__(self, calls, media_cfg, random=os.urandom):
+    def __init__(self, calls: "CallManager", media_cfg: "dict[str, Any]",
+                 random: "Callable[[int], bytes]" = os.urandom) -> None:
         self.calls = calls
         self.media_cfg = media_cfg
         self.random = random
-        self._sessions = []  # in creation order (MicroPython's dict is unordered)
-        self._events = []
-        self._on_sip = {
+        self._sessions: list[Session] = []  # in creation order (MicroPython's dict is unordered)
+        self._events: list[ev.SessionEvent] = []
+        self._on_sip: dict[type, Callable[[Any, float], None]] = {
             sipcall.IncomingCall: self._incoming,
             sipcall.CallRinging: self._ringing,
             sipcall.CallEstablished: self._established,
@@ -105,33 +123,35 @@ class SessionManager:
         }
 
     # -- outputs ------------------------------------------------------------------------------
-    def next_event(self):
+    def next_event(self) -> "ev.SessionEvent | None":
         return self._events.pop(0) if self._events else None
 
-    def get(self, call_id):
+    def get(self, call_id: "str | None") -> "Session | None":
         for session in self._sessions:
             if session.id == call_id:
                 return session
         return None
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._sessions)
 
-    def ids(self):
+    def ids(self) -> "list[str]":
         return [s.id for s in self._sessions]
 
-    def status(self):
+    def status(self) -> "list[dict[str, Any]]":
         return [{"id": s.id, "direction": s.direction, "state": s.state, "peer": s.call.peer,
                  "codec": s.negotiated.codec if s.negotiated else None,
                  "srtp": bool(s.negotiated and s.negotiated.srtp)}
                 for s in self._sessions]
 
-    def _emit(self, event):
+    def _emit(self, event: "ev.SessionEvent") -> None:
         self._events.append(event)
 
     # -- the controller's commands --------------------------------------------------------------
-    def place_call(self, role, routed, address, port, now, sequential=False,
-                   target_timeout=None, answer_mode=None, no_media=None, call_id=None):
+    def place_call(self, role: str, routed: "list[tuple[str, Peer]]", address: str,
+                   port: "int | None", now: float, sequential: bool = False,
+                   target_timeout: "float | None" = None, answer_mode: "str | None" = None,
+                   no_media: object = None, call_id: "str | None" = None) -> "Session | None":
         """Ring `routed` ([(target, next-hop Peer)]) with our offer for RTP at address:port (the
         runtime's port pair; port None when it has none, `no_media` saying why), under
         `call_id` (the controller's; None: the SIP call layer mints one). Emits CallStarted or
@@ -157,7 +177,7 @@ class SessionManager:
         self._emit(ev.CallStarted(call.id, role))
         return session
 
-    def answer(self, call_id, now):
+    def answer(self, call_id: str, now: float) -> bool:
         """Answer a ringing incoming call with the parked answer; False when it cannot be
         (ended meanwhile by CANCEL or ring timeout, or refused)."""
         session = self.get(call_id)
@@ -169,95 +189,96 @@ class SessionManager:
         self._start(session)
         return True
 
-    def ring(self, call_id, now):
+    def ring(self, call_id: str, now: float) -> None:
         session = self.get(call_id)
         if session is not None and session.state == sipcall.RINGING:
             session.call.ring(now)
 
-    def reject(self, call_id, status, now):
+    def reject(self, call_id: str, status: int, now: float) -> None:
         session = self.get(call_id)
         if session is not None and session.state == sipcall.RINGING:
             session.answer = None
             session.call.reject(status, now)
 
-    def hangup(self, call_id, now):
+    def hangup(self, call_id: "str | None", now: float) -> None:
         """One call, or every call when `call_id` is None."""
         sessions = list(self._sessions) if call_id is None else [self.get(call_id)]
         for session in sessions:
             if session is not None and session.state != sipcall.ENDED:
                 session.call.hangup(now)
 
-    def hangup_all(self, now):
+    def hangup_all(self, now: float) -> None:
         """Shutdown: every call of the SIP layer, even one without a session yet."""
         self.calls.hangup_all(now)
 
-    def hold(self, call_id, now):
+    def hold(self, call_id: str, now: float) -> None:
         """Re-INVITE with a sendonly offer (RFC 6337 §5.3); the answer updates the stream."""
         self._reoffer(call_id, HOLD, now)
 
-    def resume(self, call_id, now):
+    def resume(self, call_id: str, now: float) -> None:
         self._reoffer(call_id, SENDRECV, now)
 
-    def _reoffer(self, call_id, direction, now):
+    def _reoffer(self, call_id: str, direction: str, now: float) -> bool:
         session = self.get(call_id)
         if session is None or session.state != sipcall.ACTIVE or session.local is None:
             return False
         session.call.reinvite(session._write_offer(direction), now)
         return True
 
-    def send_info(self, call_id, content_type, body, now):
+    def send_info(self, call_id: str, content_type: str, body: bytes, now: float) -> None:
         session = self.get(call_id)
         if session is not None and session.state == sipcall.ACTIVE:
             session.call.send_info(content_type, body, now)
 
     # -- the runtime's reports ------------------------------------------------------------------
-    def media_opened(self, call_id, address, port, now):
+    def media_opened(self, call_id: str, address: str, port: int, now: float) -> None:
         """The port pair an OpenMedia asked for: answer the offer (parked) or refuse with 488."""
         session = self.get(call_id)
         if session is None or session.state == sipcall.ENDED:
             return
         call = session.call
-        local, problem = self._local_media(address, port, call.source.transport == "tls")
+        source, offer = call.source, call.remote_sdp
+        assert source is not None  # OpenMedia: an incoming call, which has its INVITE's source
+        local, problem = self._local_media(address, port, source.transport == "tls")
         session.local = local
-        if problem is None and call.remote_sdp is None:
+        if problem is None and offer is None:
             problem = "INVITE without an SDP offer is not supported"
-        if problem is None:
+        if problem is None and offer is not None:
             try:
-                session.answer, session.negotiated = session._write_answer(call.remote_sdp)
+                session.answer, session.negotiated = session._write_answer(offer)
             except oa.OfferAnswerError as exc:
                 problem = "no acceptable media: %s" % exc
         if problem is not None:
             self._refuse(session, 488, "Not Acceptable Here", problem, now)
             return
-        source = call.source
         self._emit(ev.CallOffered(
             call.id, call.peer, "%s:%s:%s" % (source.transport, source.host, source.port),
             call.trusted, call.requested_answer_mode, source.host))
 
-    def media_unavailable(self, call_id, reason, now):
+    def media_unavailable(self, call_id: str, reason: object, now: float) -> None:
         """No port pair or file descriptor for an incoming call: 503 (issue 12)."""
         session = self.get(call_id)
         if session is not None and session.state != sipcall.ENDED:
             self._refuse(session, 503, "Service Unavailable", "no media: %s" % reason, now)
 
-    def digit(self, call_id, key, now):
+    def digit(self, call_id: str, key: str, now: float) -> None:
         """A key the media executor detected (RFC 4733 or in-band)."""
         if self.get(call_id) is not None:
             self._emit(ev.DigitReceived(call_id, key, "rtp"))
 
     # -- the SIP call layer's events ------------------------------------------------------------
-    def on_sip_event(self, event, now):
+    def on_sip_event(self, event: object, now: float) -> bool:
         handler = self._on_sip.get(type(event))
         if handler is None:
             return False
         handler(event, now)
         return True
 
-    def _incoming(self, event, now):
+    def _incoming(self, event: "sipcall.IncomingCall", now: float) -> None:
         session = self._add(event.call)
         self._emit(ev.OpenMedia(session.id))
 
-    def _ringing(self, event, now):
+    def _ringing(self, event: "sipcall.CallRinging", now: float) -> None:
         session = self._session_of(event)
         if session is None:
             return
@@ -270,7 +291,7 @@ class SessionManager:
                 session.early = None
         self._emit(ev.CallRinging(session.id, early))
 
-    def _established(self, event, now):
+    def _established(self, event: "sipcall.CallEstablished", now: float) -> None:
         session = self._session_of(event)
         if session is None:
             return
@@ -290,7 +311,7 @@ class SessionManager:
             self._start(session)
         self._emit(ev.CallEstablished(session.id, call.direction, call.peer))
 
-    def _offer_received(self, event, now):
+    def _offer_received(self, event: "sipcall.OfferReceived", now: float) -> None:
         session = self._session_of(event)
         if session is None or session.local is None:
             event.call.reject_offer(488, now)
@@ -303,7 +324,7 @@ class SessionManager:
         event.call.accept_offer(answer, now)
         self._renegotiated(session, negotiated)
 
-    def _answer_received(self, event, now):
+    def _answer_received(self, event: "sipcall.AnswerReceived", now: float) -> None:
         """The answer to a re-INVITE we sent; a session refresh that re-sent our last
         description without a new offer of ours changes nothing."""
         session = self._session_of(event)
@@ -320,21 +341,21 @@ class SessionManager:
         session.offer = None
         self._renegotiated(session, negotiated)
 
-    def _renegotiated(self, session, negotiated):
+    def _renegotiated(self, session: "Session", negotiated: "NegotiatedMedia") -> None:
         session.negotiated = negotiated
         if session.started:
             self._emit(ev.UpdateMedia(session.id, negotiated))
 
-    def _info_received(self, event, now):
+    def _info_received(self, event: "sipcall.InfoReceived", now: float) -> None:
         key = parse_info_body(event.content_type, event.body)
         if key is not None and self._session_of(event) is not None:
             self._emit(ev.DigitReceived(event.call.id, key, "info"))
 
-    def _redirect_refused(self, event, now):
+    def _redirect_refused(self, event: "sipcall.RedirectRefused", now: float) -> None:
         self._emit(ev.RedirectRefused(event.call.id, event.target, event.uri, event.reason,
                                       event.status))
 
-    def _ended(self, event, now):
+    def _ended(self, event: "sipcall.CallEnded", now: float) -> None:
         session = self._session_of(event)
         if session is not None:
             self._sessions.remove(session)
@@ -343,24 +364,27 @@ class SessionManager:
         self._emit(ev.CallEnded(event.call.id, event.reason, event.status))
 
     # -- helpers --------------------------------------------------------------------------------
-    def _add(self, call):
+    def _add(self, call: "CallBase") -> "Session":
         session = Session(call)
         self._sessions.append(session)
         return session
 
-    def _session_of(self, event):
+    def _session_of(self, event: "sipcall.CallEvent") -> "Session | None":
         return self.get(event.call.id)
 
-    def _start(self, session):
+    def _start(self, session: "Session") -> None:
         session.started = True
+        assert session.negotiated is not None  # started once negotiated
         self._emit(ev.StartMedia(session.id, session.negotiated))
 
-    def _refuse(self, session, status, reason_phrase, problem, now):
+    def _refuse(self, session: "Session", status: int, reason_phrase: str, problem: str,
+                now: float) -> None:
         session.answer = None
         session.call.reject(status, now, reason_phrase)
         self._emit(ev.CallRefused(session.id, session.call.peer, status, problem))
 
-    def _local_media(self, address, port, secure):
+    def _local_media(self, address: str, port: int,
+                     secure: bool) -> "tuple[LocalMedia, str | None]":
         """(LocalMedia, problem): the SRTP mode this signalling allows and fresh keys (RFC 4568
         §8.3: SDES keys are only as secret as the signalling)."""
         cfg = self.media_cfg

@@ -55,7 +55,7 @@ class OfferReceived(CallEvent):
 
     __slots__ = ("sdp",)
 
-    def __init__(self, call: "CallBase", sdp: "bytes | None") -> None:
+    def __init__(self, call: "CallBase", sdp: bytes) -> None:
         CallEvent.__init__(self, call)
         self.sdp = sdp
 
@@ -65,7 +65,7 @@ class AnswerReceived(CallEvent):
 
     __slots__ = ("sdp",)
 
-    def __init__(self, call: "CallBase", sdp: "bytes | None") -> None:
+    def __init__(self, call: "CallBase", sdp: bytes) -> None:
         CallEvent.__init__(self, call)
         self.sdp = sdp
 
