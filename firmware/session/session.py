@@ -29,12 +29,11 @@ from firmware.sip import call as sipcall
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
-    from collections.abc import Callable
-    from typing import Any
-
     from firmware.sdp.offer_answer import LocalMedia, NegotiatedMedia
+    from firmware.sip.auth import Random
     from firmware.sip.call import CallManager
     from firmware.sip.callbase import CallBase
+    from firmware.sip.callevents import CallEventHandler
     from firmware.sip.endpoint import Peer
 
 SENDRECV = "sendrecv"
@@ -104,14 +103,14 @@ class SessionManager:
     """The sessions by call id, fed by the runtime. `media_cfg`: `codecs`, `srtp` (off,
     optional, mandatory) and `srtp_requires_tls` (bool)."""
 
-    def __init__(self, calls: "CallManager", media_cfg: "dict[str, Any]",
-                 random: "Callable[[int], bytes]" = os.urandom) -> None:
+    def __init__(self, calls: "CallManager", media_cfg: dict,
+                 random: "Random" = os.urandom) -> None:
         self.calls = calls
         self.media_cfg = media_cfg
         self.random = random
         self._sessions: list[Session] = []  # in creation order (MicroPython's dict is unordered)
         self._events: list[ev.SessionEvent] = []
-        self._on_sip: dict[type, Callable[[Any, float], None]] = {
+        self._on_sip: dict[type, CallEventHandler] = {
             sipcall.IncomingCall: self._incoming,
             sipcall.CallRinging: self._ringing,
             sipcall.CallEstablished: self._established,
@@ -138,7 +137,7 @@ class SessionManager:
     def ids(self) -> "list[str]":
         return [s.id for s in self._sessions]
 
-    def status(self) -> "list[dict[str, Any]]":
+    def status(self) -> "list[dict]":
         return [{"id": s.id, "direction": s.direction, "state": s.state, "peer": s.call.peer,
                  "codec": s.negotiated.codec if s.negotiated else None,
                  "srtp": bool(s.negotiated and s.negotiated.srtp)}

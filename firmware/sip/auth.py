@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from firmware.sip.digest import Challenge
     from firmware.sip.message import Response
 
+    Random = Callable[[int], bytes]  # os.urandom, or a test's deterministic stand-in
+
 MAX_NONCES = 16  # nonce counters remembered (oldest forgotten first)
 
 
@@ -47,7 +49,7 @@ class Credentials:
     """One username and password, answering challenges with counted nonces."""
 
     def __init__(self, username: str, password: str,
-                 random: "Callable[[int], bytes]" = os.urandom) -> None:
+                 random: "Random" = os.urandom) -> None:
         self.username = username
         self.password = password
         self._random = random

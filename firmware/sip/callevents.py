@@ -6,8 +6,14 @@ Each event names its `call`; the application acts on that call (`ring`, `answer`
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
+    from collections.abc import Callable
+    from typing import Any
+
     from firmware.sip.callbase import CallBase
     from firmware.sip.message import Request, Response
+
+    # handler(event, now) of one CallEvent subclass (Any: each takes its own subclass)
+    CallEventHandler = Callable[[Any, float], None]
 
 SDP = "application/sdp"
 
