@@ -23,11 +23,22 @@ import select
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from firmware.codecs.g711 import CODECS
 from firmware.codecs.tones import CUES, InbandDtmfDetector, cue_frames
 from firmware.rtp.dtmf import DtmfReceiver
 from firmware.rtp.session import RtpSession
+
+if TYPE_CHECKING:
+    import asyncio
+    import types
+    from collections.abc import Callable
+    from typing import Any
+
+    from firmware.rtp.packet import RtpPacket
+    from firmware.sdp.offer_answer import NegotiatedMedia
+    from hal.base import AudioDevice, AudioStream
 
 log = logging.getLogger("doorline.media")
 
@@ -54,17 +65,17 @@ class PortPool:
 
     MAX_PAIR_ATTEMPTS = 128
 
-    def __init__(self, host, low, high):
+    def __init__(self, host: str, low: int, high: int) -> None:
         self.host = host
         self.low = low + (low % 2)
         self.high = high
         self._random = random.SystemRandom()
 
     @property
-    def pairs(self):
+    def pairs(self) -> int:
         return max(0, (self.high - self.low + 1) // 2)
 
-    def open_pair(self):
+    def open_pair(self) -> "tuple[int, list[socket.socket]]":
         pairs = self.pairs
         for index in self._random.sample(range(pairs), min(pairs, self.MAX_PAIR_ATTEMPTS)):
             port = self.low + 2 * index
@@ -74,7 +85,7 @@ class PortPool:
         raise OSError("no free RTP port pair in %d-%d" % (self.low, self.high))
 
 
-def _bind_pair(host, port):
+def _bind_pair(host: str, port: int) -> "list[socket.socket] | None":
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     socks = []
     try:
@@ -97,26 +108,33 @@ class MediaStream:
     UPDATE = "update"
     DTMF = "dtmf"
 
-    def __init__(self, call_id, sockets, audio, loop, on_digit, on_beat=None):
+    def __init__(self, call_id: str, sockets: "list[socket.socket]", audio: "AudioDevice | None",
+                 loop: "asyncio.AbstractEventLoop", on_digit: "Callable[[str, str], object]",
+                 on_beat: "Callable[[], object] | None" = None) -> None:
         self.call_id = call_id
         self.loop = loop
         self.on_digit = on_digit
         self.on_beat = on_beat
         self.audio = audio
         self.rtp_sock, self.rtcp_sock = sockets
-        self.negotiated = None
-        self.session = None
-        self._thread = None
+        self.negotiated: NegotiatedMedia | None = None
+        self.session: RtpSession | None = None
+        self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._commands = queue.SimpleQueue()  # (command, argument) for the media thread
-        self._run_command = {self.UPDATE: self._update_session, self.DTMF: self._send_dtmf}
-        self._speaker_cues = collections.deque()
-        self._caller_cues = collections.deque()
-        self._stats = {}
-        self.started_at = None
+        # (command, argument) for the media thread
+        self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._run_command: dict[str, Callable[[Any], None]] = {
+            self.UPDATE: self._update_session, self.DTMF: self._send_dtmf}
+        self._speaker_cues: collections.deque[bytes] = collections.deque()
+        self._caller_cues: collections.deque[bytes] = collections.deque()
+        self._stats: dict[str, float | None] = {}
+        self.started_at: float | None = None
+        self.dtmf: DtmfReceiver | None = None  # the media thread's, from the first session
+        self.inband: InbandDtmfDetector | None = None
+        self._source: Callable[[], bytes] | None = None
 
     # -- life cycle (event loop thread) ------------------------------------------------------
-    def play(self, negotiated):
+    def play(self, negotiated: "NegotiatedMedia") -> None:
         """Start the thread playing `negotiated` (sdp.NegotiatedMedia)."""
         if self._thread is not None:
             return
@@ -127,44 +145,45 @@ class MediaStream:
                                         daemon=True)
         self._thread.start()
 
-    def update(self, negotiated):
+    def update(self, negotiated: "NegotiatedMedia") -> None:
         """A new negotiation (re-INVITE) for the playing stream."""
         previous, self.negotiated = self.negotiated, negotiated
         if self._thread is not None and previous is not None:
             self._commands.put((self.UPDATE, (negotiated, previous)))
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
         for s in (self.rtp_sock, self.rtcp_sock):
             s.close()
 
-    def send_dtmf(self, key):
+    def send_dtmf(self, key: str) -> None:
         self._commands.put((self.DTMF, key))
 
-    def play_cue(self, name, to_caller=False):
+    def play_cue(self, name: str, to_caller: bool = False) -> None:
         frames = list(cue_frames(CUES[name]))
         self._speaker_cues.extend(frames)
         if to_caller:
             self._caller_cues.extend(frames)
 
-    def stats(self):
-        stats = {k: round(v, 2) if isinstance(v, float) else v for k, v in self._stats.items()}
+    def stats(self) -> "dict[str, float | str | None]":
+        stats: dict[str, float | str | None] = {
+            k: round(v, 2) if isinstance(v, float) else v for k, v in self._stats.items()}
         if self.negotiated is not None:
             stats["codec"] = self.negotiated.codec
         return stats
 
     @property
-    def codec(self):
+    def codec(self) -> "str | None":
         return self.negotiated.codec if self.negotiated else None
 
     @property
-    def srtp(self):
+    def srtp(self) -> bool:
         return bool(self.negotiated and self.negotiated.srtp)
 
     # -- the media thread ------------------------------------------------------------------
-    def _new_session(self, negotiated):
+    def _new_session(self, negotiated: "NegotiatedMedia") -> RtpSession:
         codec = CODECS[negotiated.codec]
         protection = None
         if negotiated.srtp is not None:
@@ -184,7 +203,7 @@ class MediaStream:
             wallclock_offset=time.time() - time.monotonic() + NTP_EPOCH_OFFSET)
         return session
 
-    def _run_commands(self):
+    def _run_commands(self) -> None:
         for _ in range(MAX_COMMANDS_PER_WAKE):
             try:
                 command, argument = self._commands.get_nowait()
@@ -192,34 +211,45 @@ class MediaStream:
                 return
             self._run_command[command](argument)
 
-    def _send_dtmf(self, key):
-        self.session.send_dtmf(key, time.monotonic())
+    def _send_dtmf(self, key: str) -> None:
+        self._playing()[0].send_dtmf(key, time.monotonic())
 
-    def _update_session(self, negotiated_and_previous):
+    def _playing(self) -> "tuple[RtpSession, DtmfReceiver]":
+        """The media thread's RTP session and DTMF receiver: `play` made both before it
+        started the thread (and `_update_session` replaces them together)."""
+        session, dtmf = self.session, self.dtmf
+        assert session is not None and dtmf is not None
+        return session, dtmf
+
+    def _update_session(
+            self, negotiated_and_previous: "tuple[NegotiatedMedia, NegotiatedMedia]") -> None:
         """A re-INVITE: hold/resume changes direction; new keys or codec make a new session."""
         negotiated, previous = negotiated_and_previous
+        session = self._playing()[0]
         if (negotiated.codec, negotiated.srtp and negotiated.srtp.remote_key) != \
                 (previous.codec, previous.srtp and previous.srtp.remote_key):
             now = time.monotonic()
-            self.session.close(now)
-            self.session = self._new_session(negotiated)
-            self.session.set_source(self._source)
-            self.session.start(now)
+            session.close(now)
+            session = self.session = self._new_session(negotiated)
+            assert self._source is not None  # set by the thread before its first command
+            session.set_source(self._source)
+            session.start(now)
         elif _remote(negotiated) != _remote(previous) and \
                 negotiated.remote_address not in HOLD_ADDRESSES:
             # The peer moved its media: latching starts over there. c=0.0.0.0 (RFC 2543 hold)
             # only says "do not send to me" (sending is off): the peer stays where it was.
-            self.session.set_remote((negotiated.remote_address, negotiated.remote_port),
+            session.set_remote((negotiated.remote_address, negotiated.remote_port),
                                     (negotiated.remote_rtcp_address, negotiated.remote_rtcp_port),
                                     negotiated.rtcp_mux)
-        self.session.set_sending(negotiated.sending, time.monotonic())
+        session.set_sending(negotiated.sending, time.monotonic())
 
-    def _on_dtmf_packet(self, packet, now):
-        self.dtmf.receive(packet.timestamp, packet.sequence, packet.marker, packet.payload, now)
+    def _on_dtmf_packet(self, packet: "RtpPacket", now: float) -> None:
+        self._playing()[1].receive(packet.timestamp, packet.sequence, packet.marker,
+                                   packet.payload, now)
 
-    def _run(self):
+    def _run(self) -> None:
         stream = self.audio.open(rate=8000, frame_ms=20) if self.audio is not None else None
-        capture = None
+        capture: collections.deque[bytes] | None = None
         if stream is not None and getattr(self.audio, "paced", False):
             capture = collections.deque(maxlen=CAPTURE_QUEUE_FRAMES)
             threading.Thread(target=self._capture, args=(stream, capture), daemon=True,
@@ -228,7 +258,7 @@ class MediaStream:
         # this loop, which always blocks until its next deadline, should run in real time.
         _raise_priority()
 
-        def source():
+        def source() -> bytes:
             if capture is not None:
                 frame = capture.popleft() if capture else SILENCE
             elif stream is not None:
@@ -240,7 +270,9 @@ class MediaStream:
             return frame
 
         self._source = source
-        session = self.session
+        session, dtmf = self._playing()
+        negotiated = self.negotiated
+        assert negotiated is not None  # set by play
         session.set_source(source)
         # Whatever queued on the sockets while the call rang is nobody's media yet (issue 12).
         dropped = sum(_discard_queued(sock) for sock in (self.rtp_sock, self.rtcp_sock))
@@ -249,15 +281,15 @@ class MediaStream:
                      self.call_id, dropped)
         now = time.monotonic()
         session.start(now)
-        session.set_sending(self.negotiated.sending, now)
+        session.set_sending(negotiated.sending, now)
         next_tick = now + FRAME
         ticks = 0
         socks = [self.rtp_sock, self.rtcp_sock]
         try:
             while not self._stop.is_set():
                 self._run_commands()
-                session = self.session
-                timers = [t for t in (session.get_timer(), self.dtmf.get_timer(), next_tick)
+                session, dtmf = self._playing()
+                timers = [t for t in (session.get_timer(), dtmf.get_timer(), next_tick)
                           if t is not None]
                 timeout = max(0.0, min(timers) - time.monotonic())
                 readable, _, _ = select.select(socks, [], [], timeout)
@@ -265,7 +297,7 @@ class MediaStream:
                 for sock in readable:
                     self._drain(sock, session, now)
                 session.handle_timer(now)
-                self.dtmf.handle_timer(now)
+                dtmf.handle_timer(now)
                 self._flush(session)
                 self._deliver_digits()
                 if now >= next_tick:
@@ -297,13 +329,13 @@ class MediaStream:
             if stream is not None:
                 stream.close()
 
-    def _capture(self, stream, queue):
+    def _capture(self, stream: "AudioStream", queue: "collections.deque[bytes]") -> None:
         while not self._stop.is_set():
             frame = stream.read_frame()
             if frame is not None:
                 queue.append(frame)
 
-    def _drain(self, sock, session, now):
+    def _drain(self, sock: socket.socket, session: RtpSession, now: float) -> None:
         for _ in range(MAX_DATAGRAMS_PER_WAKE):
             try:
                 data, addr = sock.recvfrom(2048)
@@ -313,7 +345,7 @@ class MediaStream:
                 return  # e.g. ICMP port unreachable reported on the socket
             session.receive(data, addr[:2], now)
 
-    def _flush(self, session):
+    def _flush(self, session: RtpSession) -> None:
         for data, addr in session.datagrams_to_send():
             sock = self.rtp_sock
             if not session.rtcp_mux and _is_rtcp(data):
@@ -323,22 +355,22 @@ class MediaStream:
             except OSError as exc:
                 log.debug("rtp send to %s failed: %s", addr, exc)
 
-    def _deliver_digits(self):
+    def _deliver_digits(self) -> None:
         while True:
-            event = self.dtmf.next_event()
+            event = self._playing()[1].next_event()
             if event is None:
                 return
             digit = getattr(event, "digit", None)
             if digit is not None and type(event).__name__ == "Digit":
                 self._digit(digit)
 
-    def _digit(self, digit):
+    def _digit(self, digit: str) -> None:
         if LOG_DIGITS:
             log.info("call %s: DTMF digit %s received", self.call_id, digit)
         self.loop.call_soon_threadsafe(self.on_digit, self.call_id, digit)
 
 
-def _raise_priority():
+def _raise_priority() -> None:
     """Ask the scheduler to run this thread as soon as it wakes, so a busy neighbour does not
     delay packets: SCHED_FIFO at a low real-time priority (measured on 2 cores next to a busy
     loop: send-interval p99 20.2 ms instead of 23 ms; a nice value alone did not help), else a
@@ -358,19 +390,19 @@ def _raise_priority():
         log.debug("media thread keeps the default priority: %s", exc)
 
 
-def _srtp():
+def _srtp() -> "types.ModuleType":
     """libsrtp (through cffi) costs ~5 MB of memory: loaded only by a station that uses SRTP."""
     from firmware.rtp import srtp
 
     return srtp
 
 
-def _remote(negotiated):
+def _remote(negotiated: "NegotiatedMedia") -> "tuple[str, int, str, int, bool]":
     return (negotiated.remote_address, negotiated.remote_port, negotiated.remote_rtcp_address,
             negotiated.remote_rtcp_port, negotiated.rtcp_mux)
 
 
-def _discard_queued(sock):
+def _discard_queued(sock: socket.socket) -> int:
     for count in range(MAX_STALE_DATAGRAMS):
         try:
             sock.recvfrom(2048)
@@ -381,11 +413,11 @@ def _discard_queued(sock):
     return MAX_STALE_DATAGRAMS
 
 
-def _is_rtcp(data):
+def _is_rtcp(data: bytes) -> bool:
     return len(data) > 1 and 192 <= data[1] <= 223
 
 
-def _mix(a, b):
+def _mix(a: bytes, b: bytes) -> bytes:
     """Sum two frames of 16-bit PCM with clipping."""
     x = array.array("h", a)
     y = array.array("h", b[:len(a)].ljust(len(a), b"\0"))
