@@ -177,6 +177,11 @@ class Endpoint:
     ) -> "RequestReceived | ResponseReceived | RequestFailed | MessageRejected | None":
         return self._events.pop(0) if self._events else None
 
+    def has_events(self) -> bool:
+        """Is an event waiting for `next_event` (e.g. the failure of a request that found no
+        room in the transaction table, queued while sending it)?"""
+        return bool(self._events)
+
     def get_timer(self) -> float | None:
         return self.table.get_timer()
 

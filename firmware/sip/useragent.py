@@ -237,6 +237,11 @@ class UserAgent:
         self._dispatch(now)
 
     def get_timer(self) -> float | None:
+        if self.endpoint.has_events():
+            # Undelivered (a request sent outside `receive`/`handle_timer` that found the
+            # transaction table full reports its failure as an event): due at once, so the
+            # owner hears it now rather than at the next unrelated input.
+            return 0.0
         timers: list[Any] = [self.endpoint.get_timer()]
         if self.registration is not None:
             timers.append(self.registration.get_timer())

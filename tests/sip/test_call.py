@@ -754,6 +754,24 @@ def test_the_call_layer_sends_an_invite_to_the_next_hop_it_is_given():
     assert flat2.take("INVITE") and proxy.count("INVITE") == 0
 
 
+def test_an_invite_with_no_room_for_its_transaction_fails_the_call_at_once():
+    """Under a flood the transaction table is full: `send_request` returns None and the
+    endpoint reports an "overload" failure as an event. The call layer does not use the missing
+    transaction; the UA makes the undelivered failure due at once (get_timer), so the call ends
+    now instead of ringing nobody until the ring timeout (30 s)."""
+    net = Network()
+    door, flat1, flat2 = Station(net), Phone(net, FLAT1), Phone(net, FLAT2)
+    door.ua.endpoint.table.max_transactions = 0  # as full as a flood leaves it
+    call = door.call(FLAT1, FLAT2)
+    assert call is not None and call.branches[0].transaction is None
+    assert door.ua.get_timer() is not None and door.ua.get_timer() <= net.now
+    net.run(1.0)
+    ended = door.take(CallEnded)
+    assert ended.call is call and ended.status == 408 and call.state == "ended"
+    assert flat1.count("INVITE") == flat2.count("INVITE") == 0
+    assert door.ua.get_timer() is None  # nothing left to do
+
+
 def test_one_invite_forked_by_a_proxy_into_two_early_dialogs():
     net = Network()
     door, proxy = Station(net, registrar=Peer("udp", *PROXY)), Phone(net, PROXY)
