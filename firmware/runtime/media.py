@@ -48,7 +48,7 @@ SILENCE = bytes(FRAME_BYTES)
 MAX_DATAGRAMS_PER_WAKE = 64  # bounded work per wake-up, whatever arrives
 MAX_COMMANDS_PER_WAKE = 16  # commands from the event loop run per wake-up, at most
 MAX_STALE_DATAGRAMS = 4096  # dropped at media start at most (a socket buffer's worth)
-# Received digits are door codes: they reach the log only in test runs (issue #9).
+# Received digits are door codes: they reach the log only in test runs.
 LOG_DIGITS = os.environ.get("DOORLINE_TEST_HOOKS") == "1"
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP, RFC 3550 §4) to 1970
 MEDIA_THREAD_RT_PRIORITY = 10  # see _raise_priority
