@@ -59,13 +59,13 @@ async def start_web(station, cfg, args):
     """The web page and API on [web] listen (a change of it applies at the next start)."""
     from firmware.web.app import create_app, start
 
-    host, port = configuration.parse_host_port(cfg["web"]["listen"])
+    host, port = configuration.parse_host_port(cfg.web.listen)
     ssl_context = None
-    if cfg["web"]["https"]:
+    if cfg.web.https:
         from firmware.web.certs import server_ssl_context
 
         ssl_context = server_ssl_context(args.state_dir,
-                                         hosts=(host, *cfg["web"]["hostnames"]))
+                                         hosts=(host, *cfg.web.hostnames))
     app = create_app(station, args.config, args.state_dir)
     try:
         server = await start(app, host, port, ssl_context)

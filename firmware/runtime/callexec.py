@@ -116,7 +116,7 @@ class CallExecutors:
             self.controller.call_failed_to_start(action.call_id, "SIP not running",
                                                  self.loop.time())
             return
-        routed = route_targets(action.targets, self.ua.registrar, self.cfg["sip"]["transport"])
+        routed = route_targets(action.targets, self.ua.registrar, self.cfg.sip.transport)
         if routed is None:  # a host name: RFC 3263 lookups first
             asyncio.ensure_future(self._place_call_resolving(action))
             return
@@ -148,11 +148,12 @@ class CallExecutors:
             port, pair, no_media = self.ports.open_pair() + (None,)
         except OSError as exc:  # no free RTP port pair, no file descriptor
             port, pair, no_media = None, None, exc
-        button = next((b for b in self.cfg["buttons"] if b["role"] == action.role), {})
+        button = self.cfg.button(action.role)
+        answer_mode = button.answer_mode if button is not None else ""
         session = self.sessions.place_call(
             action.role, routed, self.ports.host, port, self.loop.time(),
             sequential=action.sequential, target_timeout=action.target_timeout_s,
-            answer_mode=button.get("answer_mode") or None, no_media=no_media,
+            answer_mode=answer_mode or None, no_media=no_media,
             call_id=action.call_id)
         if session is not None:
             self._pairs[session.id] = pair

@@ -52,12 +52,12 @@ class Facade:
         was = {"starting": self._sip_start is not None and not self._sip_start.done(),
                "error": self.sip_error, "failed": self.sip_failed,
                "config_errors": self.config_errors}
-        restart = not was_running or old["sip"] != cfg["sip"] or \
-            old["media"]["rtp_ports"] != cfg["media"]["rtp_ports"] or old["calls"] != cfg["calls"]
+        restart = not was_running or old.sip != cfg.sip or \
+            old.media.rtp_ports != cfg.media.rtp_ports or old.calls != cfg.calls
         try:
             self.controller.update_config(cfg, self.loop.time())
             if self.calls is not None:
-                self.calls.identity = cfg["answer"]["identity"]  # applies to the next INVITE
+                self.calls.identity = cfg.answer.identity  # applies to the next INVITE
             if restart:
                 log.info("SIP settings changed: restarting the user agent")
                 await self._cancel_sip_start()
@@ -67,7 +67,8 @@ class Facade:
         except Exception as exc:  # not only OSError: nothing may leave the station half-applied
             await self._roll_back(old, exc, was_running, was)
         self.sip_error, self.sip_failed = None, False
-        self.eventlog.append("config", changed=sorted(k for k in cfg if cfg[k] != old.get(k)))
+        self.eventlog.append("config", changed=[name for name in sorted(cfg.SECTIONS)
+                                                if cfg.section(name) != old.section(name)])
         self._kick()
 
     async def _roll_back(self, old, exc, was_running, was):

@@ -31,7 +31,7 @@ from firmware.runtime.transport import Transports, client_tls_context
 from firmware.session import events as ev
 from firmware.session.session import SessionManager
 from firmware.sip import call as calls
-from firmware.sip.useragent import RegistrationChanged, Rejected, UserAgent
+from firmware.sip.useragent import RegistrationChanged, Rejected, UASettings, UserAgent
 
 log = logging.getLogger("doorline")
 
@@ -160,25 +160,22 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self._idle = self.loop.call_later(IDLE_TICK, self._idle_tick)
 
     async def _start_sip(self):
-        sip = self.cfg["sip"]
-        host, port = configuration.parse_host_port(sip["listen"])
+        sip = self.cfg.sip
+        host, port = configuration.parse_host_port(sip.listen)
         if not self._ready_sent:
             # Before the registrar lookup, which retries forever: systemd's start timeout must
             # not kill a station whose DNS is down (it keeps retrying, and says so).
             self.watchdog.ready("listening on %s:%d" % (host, port))
             self._ready_sent = True
-        registrar = await self._locate_registrar() if sip["registrar"] else None
+        registrar = await self._locate_registrar() if sip.registrar else None
         self.sip_error, self.sip_failed = None, False
-        settings = {
-            "host": host, "port": port, "transport": sip["transport"],
-            "username": sip["username"] or "door", "password": sip["password"],
-            "domain": configuration.effective_domain(self.cfg) or host,
-            "display_name": sip["display_name"],
-            "expires": sip["expires"], "registrar": registrar,
-            "registrar_hostport": sip["registrar"],
-        }
+        settings = UASettings(
+            host, port, transport=sip.transport, username=sip.username or "door",
+            password=sip.password, domain=sip.effective_domain() or host,
+            display_name=sip.display_name, expires=sip.expires, registrar=registrar,
+            registrar_hostport=sip.registrar)
         try:
-            tls = client_tls_context(sip["tls_ca"]) if sip["transport"] == "tls" else None
+            tls = client_tls_context(sip.tls_ca) if sip.transport == "tls" else None
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             raise configuration.ConfigError(
                 {"sip.tls_ca": "cannot be loaded: %s" % (getattr(exc, "reason", None) or exc)}) \
@@ -196,21 +193,17 @@ class Station(Facade, CallExecutors, BoardExecutors):
             raise
 
     def _start_ua(self, settings, host, port, registrar):
-        sip = self.cfg["sip"]
         self.ua = UserAgent(settings)
-        limits = self.cfg["calls"]
+        limits = self.cfg.calls
         self.calls = calls.CallManager(
-            self.ua, max_calls=limits["max_calls"], ring_timeout=limits["ring_timeout_s"],
-            max_duration=limits["max_duration_s"],
-            max_auto_duration=self.cfg["answer"]["max_duration_s"],
-            follow_redirects=limits["follow_redirects"], identity=self.cfg["answer"]["identity"])
-        media = self.cfg["media"]
-        self.sessions = SessionManager(self.calls, {
-            "codecs": media["codecs"], "srtp": media["srtp"],
-            "srtp_requires_tls": configuration.srtp_requires_tls(self.cfg)})
-        low, high = (int(p) for p in media["rtp_ports"].split("-"))
+            self.ua, max_calls=limits.max_calls, ring_timeout=limits.ring_timeout_s,
+            max_duration=limits.max_duration_s,
+            max_auto_duration=self.cfg.answer.max_duration_s,
+            follow_redirects=limits.follow_redirects, identity=self.cfg.answer.identity)
+        self.sessions = SessionManager(self.calls, self.cfg.media)
+        low, high = self.cfg.media.port_range()
         self.ports = PortPool(host, low, high)
-        log.info("listening on %s:%d (%s); registrar %s", host, port, sip["transport"],
+        log.info("listening on %s:%d (%s); registrar %s", host, port, self.cfg.sip.transport,
                  "%s:%s" % (registrar.host, registrar.port) if registrar else
                  "none (direct-IP mode)")
         if registrar is None:
@@ -218,15 +211,15 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.ua.start(self.loop.time())
 
     async def _locate_registrar(self):
-        sip = self.cfg["sip"]
-        text = sip["registrar"].strip()
+        sip = self.cfg.sip
+        text = sip.registrar.strip()
         has_port = text.startswith("[") and "]:" in text or \
             (not text.startswith("[") and text.count(":") == 1)
         host, port = configuration.parse_host_port(text) if has_port else (text, None)
         locator = Locator()
         while True:
             try:
-                return (await locator.locate(host, port, sip["transport"]))[0]
+                return (await locator.locate(host, port, sip.transport))[0]
             except LocateError as exc:
                 log.warning("registrar: %s; retrying in %.0f s", exc, RESOLVE_RETRY)
                 self.sip_error = "registrar not found: %s; retrying every %.0f s" % (

@@ -84,8 +84,8 @@ class Session:
 
 
 class SessionManager:
-    """The sessions by call id, fed by the runtime. `media_cfg`: `codecs`, `srtp` (off,
-    optional, mandatory) and `srtp_requires_tls` (bool)."""
+    """The sessions by call id, fed by the runtime. `media_cfg`: the `[media]` section, a
+    `firmware.settings.MediaConfig` (`codecs`, `srtp`, `keys_need_tls()`)."""
 
     def __init__(self, calls, media_cfg, random=os.urandom):
         self.calls = calls
@@ -366,13 +366,13 @@ class SessionManager:
         cfg = self.media_cfg
         problem = None
         try:
-            mode = oa.signalling_srtp(cfg["srtp"], secure, cfg["srtp_requires_tls"])
+            mode = oa.signalling_srtp(cfg.srtp, secure, cfg.keys_need_tls())
         except oa.OfferAnswerError as exc:
             mode, problem = oa.SRTP_OFF, exc.reason
         crypto = []
         if mode != oa.SRTP_OFF:
             crypto = [(suite, self.random(oa.KEY_SALT_LENGTH))
                       for suite in oa.SUPPORTED_CRYPTO_SUITES]
-        local = oa.LocalMedia(address, port, codecs=cfg["codecs"], srtp=mode, crypto=crypto,
+        local = oa.LocalMedia(address, port, codecs=cfg.codecs, srtp=mode, crypto=crypto,
                               session_id=int.from_bytes(self.random(4), "big"))
         return local, problem
