@@ -169,11 +169,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
             self._ready_sent = True
         registrar = await self._locate_registrar() if sip.registrar else None
         self.sip_error, self.sip_failed = None, False
-        settings = UASettings(
-            host, port, transport=sip.transport, username=sip.username or "door",
-            password=sip.password, domain=sip.effective_domain() or host,
-            display_name=sip.display_name, expires=sip.expires, registrar=registrar,
-            registrar_hostport=sip.registrar)
+        settings = UASettings.from_config(sip, host, port, sip.effective_domain(), registrar)
         try:
             tls = client_tls_context(sip.tls_ca) if sip.transport == "tls" else None
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError

@@ -113,13 +113,13 @@ class UASettings:
 
     @classmethod
     def from_config(cls, sip, host, port, domain, registrar=None):
-        """From the validated `[sip]` section (firmware/config.py) and what the runtime found:
-        the listen `host` and `port`, the effective `domain` (config.effective_domain) and the
-        located `registrar` Peer (None: direct-IP mode)."""
-        return cls(host, port, transport=sip["transport"], username=sip["username"],
-                   password=sip["password"], domain=domain or host,
-                   display_name=sip["display_name"], expires=sip["expires"],
-                   registrar=registrar, registrar_hostport=sip["registrar"] or None)
+        """From the validated `[sip]` section (a firmware.settings.SipConfig) and what the
+        runtime found: the listen `host` and `port`, the effective `domain`
+        (SipConfig.effective_domain) and the located `registrar` Peer (None: direct-IP mode)."""
+        return cls(host, port, transport=sip.transport, username=sip.username,
+                   password=sip.password, domain=domain or host,
+                   display_name=sip.display_name, expires=sip.expires,
+                   registrar=registrar, registrar_hostport=sip.registrar or None)
 
     def __repr__(self):
         # never the password
