@@ -17,7 +17,7 @@ CPYTHON_ONLY = ("rtp/srtp.py",)
 def portable_files(root="firmware"):
     import os
 
-    files = ["__init__.py", "compat.py"]
+    files = ["__init__.py", "compat.py", "settings.py"]
     for package in PORTABLE_PACKAGES:
         for name in sorted(os.listdir(os.path.join(root, package))):
             path = package + "/" + name

@@ -16,10 +16,15 @@ from firmware.runtime.memory import fix_malloc_threshold
 from firmware.runtime.station import Station
 from hal.board import BoardError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from firmware.settings import Config
+    from hal.base import Board
+
 SIP_HEAD_START = 1.0  # seconds the web page waits for SIP at most (a slow DNS must not hide it)
 
 
-def parse_args(argv):
+def parse_args(argv: "list[str]") -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m firmware",
                                      description="Doorline SIP door station")
     parser.add_argument("--board", required=True, help="board name (boards/NAME.toml)")
@@ -34,7 +39,8 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-async def run(args, cfg, board, config_errors=None):
+async def run(args: argparse.Namespace, cfg: "Config", board: "Board",
+              config_errors: "dict[str, str] | None" = None) -> None:
     loop = asyncio.get_running_loop()
     station = Station(cfg, board, config_path=args.config, state_dir=args.state_dir, loop=loop)
     station.config_errors = dict(config_errors or {})
@@ -55,17 +61,18 @@ async def run(args, cfg, board, config_errors=None):
     await station.stop()
 
 
-async def start_web(station, cfg, args):
+async def start_web(station: Station, cfg: "Config",
+                    args: argparse.Namespace) -> "asyncio.Server | None":
     """The web page and API on [web] listen (a change of it applies at the next start)."""
     from firmware.web.app import create_app, start
 
-    host, port = configuration.parse_host_port(cfg["web"]["listen"])
+    host, port = configuration.parse_host_port(cfg.web.listen)
     ssl_context = None
-    if cfg["web"]["https"]:
+    if cfg.web.https:
         from firmware.web.certs import server_ssl_context
 
         ssl_context = server_ssl_context(args.state_dir,
-                                         hosts=(host, *cfg["web"]["hostnames"]))
+                                         hosts=(host, *cfg.web.hostnames))
     app = create_app(station, args.config, args.state_dir)
     try:
         server = await start(app, host, port, ssl_context)
@@ -78,7 +85,7 @@ async def start_web(station, cfg, args):
     return server
 
 
-def main(argv=None):
+def main(argv: "list[str] | None" = None) -> int:
     fix_malloc_threshold()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # Under systemd the journal stamps each line itself.
@@ -88,7 +95,7 @@ def main(argv=None):
     state_dir = args.state_dir or os.path.dirname(os.path.abspath(args.config))
     args.state_dir = state_dir
     os.makedirs(state_dir, exist_ok=True)
-    config_errors = {}
+    config_errors: dict[str, str] = {}
     try:
         cfg = configuration.load(args.config)
     except configuration.ConfigError as exc:

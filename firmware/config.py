@@ -1,8 +1,11 @@
-"""The station's configuration: defaults, validation, atomic saving.
+"""The station's configuration: defaults, validation, atomic saving (CPython only).
 
-The TOML keys are a public interface (see docs/CONFIG.md). `validate()` returns a normalised copy
-and one message per bad field, so the command line, the web API and the page all report the same
-errors. Nothing here touches the network or the hardware.
+The TOML keys are a public interface (see docs/CONFIG.md). `validate(doc)` checks a document
+once and returns a `settings.Config` (typed objects, one per section, firmware/settings.py: the
+portable core reads those and never imports this module), or raises ConfigError with one
+message per bad field, so the command line, the web API and the page all report the same errors.
+The dict form is the file and wire format: `Config.to_dict()` for TOML and the web API, and
+`validate` is the way back. Nothing here touches the network or the hardware.
 
 Secrets: the file is written 0600 (it holds the SIP password). Door codes are accepted in clear
 (`code`) but saved as `code_hash` = "pbkdf2_sha256$<iterations>$<salt-hex>$<hash-hex>" plus
@@ -17,10 +20,12 @@ import os
 import ssl
 import stat
 import tomllib
+from typing import Any
 
 import tomli_w
 
 from firmware.app import doorcodes
+from firmware.settings import Config, DoorCode
 from firmware.sip.errors import ParseError
 from firmware.sip.uri import URI, split_host_port
 
@@ -30,7 +35,7 @@ SECRET = "(set)"  # what the API shows instead of a secret that exists
 CODE_HASH_ITERATIONS = 10000
 MAX_CODE_HASH_ITERATIONS = 1000000
 
-DEFAULTS = {
+DEFAULTS: "dict[str, Any]" = {
     "sip": {
         "registrar": "",
         "domain": "",
@@ -79,16 +84,16 @@ ANSWER_MODES = ("", "auto", "manual")  # RFC 5373 Answer-Mode asked of the calle
 class ConfigError(ValueError):
     """A configuration with one or more bad fields; `errors` maps field path → message."""
 
-    def __init__(self, errors):
+    def __init__(self, errors: "dict[str, str]") -> None:
         self.errors = errors
         ValueError.__init__(self, "; ".join(f"{k}: {v}" for k, v in errors.items()))
 
 
-def defaults():
+def defaults() -> "dict[str, Any]":
     return copy.deepcopy(DEFAULTS)
 
 
-def merge(base, partial):
+def merge(base: "dict[str, Any]", partial: "dict[str, Any]") -> "dict[str, Any]":
     """A copy of `base` with `partial` laid over it, table by table (lists replace whole)."""
     out = copy.deepcopy(base)
     for key, value in partial.items():
@@ -99,7 +104,7 @@ def merge(base, partial):
     return out
 
 
-def parse_host_port(text, default_port=None):
+def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
     """'host[:port]', '[v6]:port' → (host, port or default). Raises ValueError."""
     text = text.strip()
     if text.startswith("["):
@@ -137,18 +142,18 @@ USER_CHARS = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
               "-_.!~*'()" "&=+$,;?/" "%")
 
 
-def _has_control(text):
+def _has_control(text: str) -> bool:
     """C0 controls, DEL and C1 controls: never part of a header value we write."""
     return any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f for c in text)
 
 
-def _shown(text, limit=40):
+def _shown(text: str, limit: int = 40) -> str:
     """A bad value for a one-line message: controls escaped, long values cut."""
     shown = repr(text)
     return shown if len(shown) <= limit else shown[:limit] + "…"
 
 
-def _check_host_name(host):
+def _check_host_name(host: str) -> None:
     """A host name or IPv4 address as SIP's URI grammar accepts it (RFC 3261 §25.1 host), or a
     bare IPv6 address. Raises ValueError with a short reason."""
     if len(host) > MAX_HOST_LENGTH:
@@ -167,13 +172,13 @@ def _check_host_name(host):
 
 
 class _Checker:
-    def __init__(self):
-        self.errors = {}
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
 
-    def fail(self, path, message):
+    def fail(self, path: str, message: str) -> None:
         self.errors.setdefault(path, message)
 
-    def type(self, path, value, kinds, label):
+    def type(self, path: str, value: Any, kinds: "tuple[type, ...]", label: str) -> bool:
         if isinstance(value, bool) and bool not in kinds:
             self.fail(path, f"must be {label}")
             return False
@@ -182,11 +187,11 @@ class _Checker:
             return False
         return True
 
-    def integer(self, path, value, low, high):
+    def integer(self, path: str, value: Any, low: int, high: int) -> None:
         if self.type(path, value, (int,), "a whole number") and not low <= value <= high:
             self.fail(path, f"must be between {low} and {high} (got {value})")
 
-    def sip_uri(self, path, value):
+    def sip_uri(self, path: str, value: Any) -> None:
         if not self.type(path, value, (str,), "a SIP URI string"):
             return
         try:
@@ -203,7 +208,7 @@ class _Checker:
         elif uri.password is not None:
             self.fail(path, "must not carry a password (user:password@)")
 
-    def host(self, path, value, what="a host name or IP address"):
+    def host(self, path: str, value: str, what: str = "a host name or IP address") -> None:
         """`value` is a bare host: a name, an IPv4 address or an [IPv6] reference, no port."""
         if not value:
             return
@@ -222,8 +227,8 @@ class _Checker:
             self.fail(path, f"longer than {MAX_HOST_LENGTH} characters")
 
 
-def validate(doc):
-    """Check a whole configuration document. Returns the normalised document (defaults filled
+def validate(doc: Any) -> Config:
+    """Check a whole configuration document once. Returns it as a `Config` (defaults filled
     in) or raises ConfigError with one message per bad field."""
     if not isinstance(doc, dict):
         raise ConfigError({"": "the configuration must be a table"})
@@ -267,35 +272,23 @@ def validate(doc):
     _check_hostnames(check, web["hostnames"])
     if check.errors:
         raise ConfigError(check.errors)
-    return cfg
+    return Config.from_dict(cfg)
 
 
 # Derived settings are computed where used, never stored: a later change of what they derive
 # from (the registrar, the SRTP mode) must not leave a stale copy behind.
-def effective_domain(cfg):
-    """The AOR domain: `[sip] domain`, else the registrar's host (an IPv6 address in brackets,
-    as it goes into `sip:user@[2001:db8::1]`)."""
-    sip = cfg["sip"]
-    if sip["domain"] or not sip["registrar"]:
-        return sip["domain"]
-    text = sip["registrar"]
-    if text.startswith("["):
-        return "[" + text[1:].partition("]")[0] + "]"
-    if text.count(":") > 1:  # a bare IPv6 address, no port
-        return "[" + text + "]"
-    return text.rpartition(":")[0] if text.count(":") == 1 else text
+def effective_domain(cfg: Config) -> str:
+    """The AOR domain: `[sip] domain`, else the registrar's host (SipConfig.effective_domain)."""
+    return cfg.sip.effective_domain()
 
 
-def srtp_requires_tls(cfg):
+def srtp_requires_tls(cfg: Config) -> bool:
     """`[media] srtp_requires_tls`: true unless set to false explicitly, for `optional` as for
     `mandatory` (issue 12: SDES keys never travel over plain signalling by default)."""
-    media = cfg["media"]
-    if media["srtp_requires_tls"] is None:
-        return True
-    return media["srtp_requires_tls"]
+    return cfg.media.keys_need_tls()
 
 
-def _check_listen(check, path, value):
+def _check_listen(check: _Checker, path: str, value: Any) -> None:
     if check.type(path, value, (str,), "a host:port string"):
         try:
             parse_host_port(value)
@@ -306,7 +299,7 @@ def _check_listen(check, path, value):
 MAX_WEB_HOSTNAMES = 32
 
 
-def _check_hostnames(check, names):
+def _check_hostnames(check: _Checker, names: Any) -> None:
     """[web] hostnames: extra names the page answers to (DNS names or IP addresses)."""
     if not check.type("web.hostnames", names, (list,), "a list of host names"):
         return
@@ -321,7 +314,7 @@ def _check_hostnames(check, names):
                              f"without scheme, port or path (got {name[:100]!r})")
 
 
-def _is_host_name(name):
+def _is_host_name(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
         return True
@@ -334,7 +327,7 @@ def _is_host_name(name):
         and all(c.isalnum() or c == "-" for c in label) for label in labels)
 
 
-def _check_sip(check, sip):
+def _check_sip(check: _Checker, sip: "dict[str, Any]") -> None:
     texts = ("registrar", "domain", "username", "password", "tls_ca", "display_name")
     if not all([check.type(f"sip.{key}", sip[key], (str,), "a string") for key in texts]):
         return
@@ -364,7 +357,7 @@ def _check_sip(check, sip):
             check.fail("sip.tls_ca", problem)
 
 
-def _check_user(check, path, user):
+def _check_user(check: _Checker, path: str, user: str) -> None:
     """A SIP URI user part as RFC 3261 §25.1 allows it (and as our own parser reads it back)."""
     if not user:
         return
@@ -385,7 +378,7 @@ def _check_user(check, path, user):
         check.fail(path, f"not a valid SIP user part: {_shown(user)}")
 
 
-def ca_file_problem(path):
+def ca_file_problem(path: str) -> str | None:
     """None when `path` is a readable PEM file with at least one certificate that ssl loads,
     else a one-line reason (for `[sip] tls_ca`)."""
     if _has_control(path):
@@ -414,7 +407,7 @@ def ca_file_problem(path):
     return None
 
 
-def _check_media(check, media):
+def _check_media(check: _Checker, media: "dict[str, Any]") -> None:
     codecs = media["codecs"]
     if check.type("media.codecs", codecs, (list,), "a list of codec names"):
         bad = [c for c in codecs if c not in KNOWN_CODECS]
@@ -431,14 +424,14 @@ def _check_media(check, media):
             check.fail("media.rtp_ports", "the range must hold at least two RTP/RTCP pairs")
 
 
-def _check_answer(check, answer):
+def _check_answer(check: _Checker, answer: "dict[str, Any]") -> None:
     if check.type("answer.allow", answer["allow"], (list,), "a list of SIP URIs"):
         for i, uri in enumerate(answer["allow"]):
             check.sip_uri(f"answer.allow[{i}]", uri)
     check.integer("answer.max_duration_s", answer["max_duration_s"], 10, 86400)
 
 
-def _check_buttons(check, buttons):
+def _check_buttons(check: _Checker, buttons: Any) -> None:
     if not check.type("buttons", buttons, (list,), "a list of [[buttons]] tables"):
         return
     seen = set()
@@ -471,7 +464,7 @@ def _check_buttons(check, buttons):
         check.integer(f"{path}.target_timeout_s", full["target_timeout_s"], 3, 600)
 
 
-def _check_door(check, door):
+def _check_door(check: _Checker, door: "dict[str, Any]") -> None:
     check.integer("door.pulse_ms", door["pulse_ms"], 100, 30000)
     check.integer("door.max_failures", door["max_failures"], 1, 20)
     check.integer("door.lockout_s", door["lockout_s"], 5, 86400)
@@ -493,12 +486,13 @@ def _check_door(check, door):
             check.fail(f"{path}.code", "must be 4 to 12 digits")
 
 
-def _check_code_hash(check, path, entry):
+def _check_code_hash(check: _Checker, path: str, entry: "dict[str, Any]") -> None:
     """A stored code: "pbkdf2_sha256$<iterations>$<salt-hex>$<hash-hex>" and its length."""
     if "code" in entry:
         check.fail(f"{path}.code", "give either code or code_hash, not both")
     check.integer(f"{path}.length", entry.get("length"), 4, 12)
-    parts = entry.get("code_hash").split("$") if isinstance(entry.get("code_hash"), str) else []
+    code_hash = entry.get("code_hash")
+    parts = code_hash.split("$") if isinstance(code_hash, str) else []
     if len(parts) != 4 or parts[0] != doorcodes.HASH_SCHEME or not parts[1].isdigit() or \
             not 1 <= int(parts[1]) <= MAX_CODE_HASH_ITERATIONS or not _is_hex(parts[2], 8, 64) \
             or not _is_hex(parts[3], 64, 64):
@@ -506,24 +500,30 @@ def _check_code_hash(check, path, entry):
                    "must be pbkdf2_sha256$<iterations>$<salt-hex>$<64 hex digits>")
 
 
-def _is_hex(text, shortest, longest):
+def _is_hex(text: str, shortest: int, longest: int) -> bool:
     return shortest <= len(text) <= longest and len(text) % 2 == 0 and \
         all(c in "0123456789abcdef" for c in text)
 
 
-def hash_door_code(code, iterations=None, salt=None):
+def hash_door_code(code: str, iterations: int | None = None, salt: bytes | None = None) -> str:
     """The `code_hash` stored for a clear code (a fresh 16-byte salt unless given)."""
     return doorcodes.hash_code(code, salt or os.urandom(16), iterations or CODE_HASH_ITERATIONS)
 
 
-def check_door_code(entry, digits):
-    """Does `digits` open with this door.codes entry? Constant-time (firmware/app/doorcodes)."""
-    return doorcodes.StoredCode.from_entry(entry).matches(digits)
+def check_door_code(entry: "DoorCode | dict[str, Any]", digits: str) -> bool:
+    """Does `digits` open with this door.codes entry (a DoorCode, or the table the file holds)?
+    Constant-time (firmware/app/doorcodes)."""
+    code = DoorCode.from_dict(entry) if isinstance(entry, dict) else entry
+    return doorcodes.StoredCode.from_config(code).matches(digits)
 
 
-def hashed_codes(cfg):
-    """A copy of `cfg` whose door codes are all stored as hashes (what goes to disk)."""
-    out = copy.deepcopy(cfg)
+def hashed_codes(cfg: Config) -> Config:
+    """`cfg` with its door codes all stored as hashes (what goes to disk)."""
+    return Config.from_dict(_hash_codes(cfg.to_dict()))
+
+
+def _hash_codes(out: "dict[str, Any]") -> "dict[str, Any]":
+    """In place: the clear codes of a document replaced by their hashes."""
     door = out.get("door")
     if isinstance(door, dict) and isinstance(door.get("codes"), list):
         for entry in door["codes"]:
@@ -535,18 +535,18 @@ def hashed_codes(cfg):
     return out
 
 
-def load(path):
+def load(path: str) -> Config:
     """Read and validate the config file; create it with defaults when missing."""
     _remove_stale_temp_files(path)
     if not os.path.exists(path):
-        save_atomic(path, defaults())
+        save_atomic(path, validate({}))
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError({"": f"{path} is not valid TOML: {exc}"}) from None
     cfg = validate(doc)
-    if any("code" in c for c in cfg["door"]["codes"]):
+    if any(c.code is not None for c in cfg.door.codes):
         # Codes written in clear by hand leave the disk now, backup included.
         cfg = hashed_codes(cfg)
         save_atomic(path, cfg)
@@ -555,7 +555,7 @@ def load(path):
     return cfg
 
 
-def salvage(path, errors, rounds=8):
+def salvage(path: str, errors: "dict[str, str]", rounds: int = 8) -> Config:
     """What to run with when the file at `path` is invalid (`errors` as load() raised them):
     the file's settings without the bad fields (those fall back to their defaults). The station
     runs its web page on it with SIP off, so the page shows the rest of the file and the admin
@@ -564,7 +564,7 @@ def salvage(path, errors, rounds=8):
         with open(path, "rb") as f:
             doc = tomllib.load(f)
     except (OSError, ValueError):  # tomllib.TOMLDecodeError is a ValueError
-        return defaults()
+        return validate({})
     for _ in range(rounds):
         smaller = _without_fields(doc, errors)
         if smaller == doc:  # a rule between fields (e.g. a registrar needs a user): whole tables
@@ -575,10 +575,10 @@ def salvage(path, errors, rounds=8):
             return validate(doc)
         except ConfigError as exc:
             errors = exc.errors
-    return defaults()
+    return validate({})
 
 
-def _without_fields(doc, errors):
+def _without_fields(doc: Any, errors: "dict[str, str]") -> "dict[str, Any]":
     """`doc` without the settings that `errors` names: 'sip.domain' drops that key,
     'buttons[0].targets[1]' or 'door.codes[2].code' the whole list, 'x' the section."""
     if not isinstance(doc, dict):
@@ -596,7 +596,7 @@ def _without_fields(doc, errors):
     return out
 
 
-def _remove_stale_temp_files(path):
+def _remove_stale_temp_files(path: str) -> None:
     """A save killed mid-way leaves `path.tmp.<pid>`; the real file is intact, so drop them."""
     directory, name = os.path.split(os.path.abspath(path))
     try:
@@ -611,14 +611,14 @@ def _remove_stale_temp_files(path):
                 pass
 
 
-def _to_toml(cfg):
-    doc = hashed_codes(cfg)
-    if doc.get("media", {}).get("srtp_requires_tls") is None:
-        doc.get("media", {}).pop("srtp_requires_tls", None)
+def _to_toml(cfg: Config) -> str:
+    doc = _hash_codes(cfg.to_dict())
+    if doc["media"]["srtp_requires_tls"] is None:  # TOML has no null: not set
+        del doc["media"]["srtp_requires_tls"]
     return tomli_w.dumps(doc)
 
 
-def save_atomic(path, cfg):
+def save_atomic(path: str, cfg: Config) -> None:
     """Write `cfg` so that `path` always holds either the old or the new file: a temp file in
     the same directory, fsync, keep the previous version as `path + '.prev'`, then rename."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -646,25 +646,26 @@ def save_atomic(path, cfg):
         os.close(dir_fd)
 
 
-def redacted(cfg):
-    """A copy safe to show: secrets replaced by SECRET when set, '' when not."""
-    out = copy.deepcopy(cfg)
-    out["sip"]["password"] = SECRET if cfg["sip"]["password"] else ""
-    out["door"]["codes"] = [{"caller": c["caller"], "code": SECRET} for c in cfg["door"]["codes"]]
+def redacted(cfg: Config) -> "dict[str, Any]":
+    """The document safe to show (GET /api/config): secrets replaced by SECRET when set, ''
+    when not."""
+    out = cfg.to_dict()
+    out["sip"]["password"] = SECRET if cfg.sip.password else ""
+    out["door"]["codes"] = [{"caller": c.caller, "code": SECRET} for c in cfg.door.codes]
     return out
 
 
-def unredact(partial, current):
+def unredact(partial: "dict[str, Any]", current: Config) -> "dict[str, Any]":
     """Put back secrets that a client sent back unchanged as SECRET."""
     out = copy.deepcopy(partial)
     sip = out.get("sip")
     if isinstance(sip, dict) and sip.get("password") == SECRET:
-        sip["password"] = current["sip"]["password"]
+        sip["password"] = current.sip.password
     door = out.get("door")
     if isinstance(door, dict) and isinstance(door.get("codes"), list):
         secrets = ("code", "code_hash", "length")
-        old = {c["caller"]: {k: c[k] for k in secrets if k in c}
-               for c in current["door"]["codes"]}
+        old = {c.caller: {k: v for k, v in c.to_dict().items() if k in secrets}
+               for c in current.door.codes}
         for entry in door["codes"]:
             if isinstance(entry, dict) and entry.get("code") == SECRET and \
                     isinstance(entry.get("caller"), str) and entry["caller"] in old:

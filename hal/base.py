@@ -63,9 +63,9 @@ class Button(_Reporting):
 
     def __init__(self, role: str) -> None:
         self.role = role
-        self.when_pressed = None
-        self.when_released = None
-        self.when_held = None
+        self.when_pressed: Callable[[], None] | None = None
+        self.when_released: Callable[[], None] | None = None
+        self.when_held: Callable[[], None] | None = None
 
     @property
     def is_pressed(self) -> bool:

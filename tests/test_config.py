@@ -8,14 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware import config
+from firmware.settings import ButtonConfig, Config, DoorCode, SipConfig
 
 
 def test_defaults_validate_and_are_direct_ip_without_secrets():
     cfg = config.validate({})
-    assert cfg["sip"]["registrar"] == ""
-    assert cfg["sip"]["password"] == ""
-    assert cfg["answer"]["allow"] == []  # nobody is auto-answered until the owner says so
-    assert cfg["door"]["codes"] == []
+    assert cfg.sip.registrar == ""
+    assert cfg.sip.password == ""
+    assert cfg.answer.allow == []  # nobody is auto-answered until the owner says so
+    assert cfg.door.codes == []
     # SDES keys only over TLS unless switched off explicitly, optional SRTP included (issue 12).
     for srtp in ("off", "optional", "mandatory"):
         assert config.srtp_requires_tls(config.validate({"media": {"srtp": srtp}})) is True
@@ -53,13 +54,13 @@ def test_unknown_keys_are_named():
 
 def test_partial_update_merges_over_current():
     current = config.validate({"sip": {"username": "door", "registrar": "127.0.0.1:5060"}})
-    merged = config.validate(config.merge(current, {"sip": {"transport": "tcp"}}))
-    assert merged["sip"]["username"] == "door" and merged["sip"]["transport"] == "tcp"
+    merged = config.validate(config.merge(current.to_dict(), {"sip": {"transport": "tcp"}}))
+    assert merged.sip.username == "door" and merged.sip.transport == "tcp"
     assert config.effective_domain(merged) == "127.0.0.1"
     # derived values are not frozen into the document: a new registrar moves the domain
-    moved = config.validate(config.merge(merged, {"sip": {"registrar": "[::1]:5060"}}))
+    moved = config.validate(config.merge(merged.to_dict(), {"sip": {"registrar": "[::1]:5060"}}))
     assert config.effective_domain(moved) == "[::1]"  # as it goes into sip:door@[::1]
-    bare = config.validate(config.merge(merged, {"sip": {"registrar": "::1"}}))
+    bare = config.validate(config.merge(merged.to_dict(), {"sip": {"registrar": "::1"}}))
     assert config.effective_domain(bare) == "[::1]"
 
 
@@ -120,16 +121,16 @@ def test_stale_temp_files_are_removed_on_load(tmp_path):
 
 def test_sip_trust_keys_default_to_the_safe_choice_and_are_checked():
     cfg = config.validate({})
-    assert cfg["calls"]["follow_redirects"] is False
-    assert config.validate({"calls": {"follow_redirects": True}})["calls"]["follow_redirects"]
+    assert cfg.calls.follow_redirects is False
+    assert config.validate({"calls": {"follow_redirects": True}}).calls.follow_redirects
     with pytest.raises(config.ConfigError) as info:
         config.validate({"calls": {"follow_redirects": "yes"}})
     assert "calls.follow_redirects" in info.value.errors
 
 
 def test_answer_identity_is_from_or_asserted():
-    assert config.validate({})["answer"]["identity"] == "from"
-    assert config.validate({"answer": {"identity": "asserted"}})["answer"]["identity"] == \
+    assert config.validate({}).answer.identity == "from"
+    assert config.validate({"answer": {"identity": "asserted"}}).answer.identity == \
         "asserted"
     with pytest.raises(config.ConfigError) as info:
         config.validate({"answer": {"identity": "pai"}})
@@ -194,7 +195,7 @@ def test_domain_is_a_host_name_or_ip_literal(value, fragment):
 @pytest.mark.parametrize("value", ["example.org", "pbx-1.example.org.", "192.0.2.7", "[::1]",
                                    "[2001:db8::5]", "localhost"])
 def test_good_domains_pass(value):
-    assert config.validate({"sip": {"domain": value}})["sip"]["domain"] == value
+    assert config.validate({"sip": {"domain": value}}).sip.domain == value
 
 
 @pytest.mark.parametrize("value", ['door"1', "door<1>", "door@x", "door:pw", "tür", "a%zz",
@@ -205,7 +206,7 @@ def test_username_allows_only_rfc3261_user_characters(value):
 
 @pytest.mark.parametrize("value", ["door", "door-1.a_b", "+4930123", "a;b", "x%41y", "a&b=c"])
 def test_good_usernames_pass(value):
-    assert config.validate({"sip": {"username": value}})["sip"]["username"] == value
+    assert config.validate({"sip": {"username": value}}).sip.username == value
 
 
 @pytest.mark.parametrize("value", ["pb x:5060", "pbx\r\n:5060", "pb<x>", "pbx;lr", "[::1", "p/x"])
@@ -227,7 +228,7 @@ def test_every_configured_uri_is_a_plain_sip_uri(doc, path, value):
 def test_good_uris_pass():
     doc = {"answer": {"allow": ["sip:flat1@127.0.0.1", "sips:flat2@example.org;transport=tls"]},
            "buttons": [{"role": "call", "targets": ["sip:flat1@[::1]:5062"]}]}
-    assert config.validate(doc)["answer"]["allow"] == doc["answer"]["allow"]
+    assert config.validate(doc).answer.allow == doc["answer"]["allow"]
 
 
 def test_display_name_with_quotes_is_sent_as_a_quoted_string():
@@ -239,7 +240,7 @@ def test_display_name_with_quotes_is_sent_as_a_quoted_string():
     cfg = config.validate({"sip": {"display_name": name}})
     ua = UserAgent({"host": "127.0.0.1", "port": 5070, "transport": "udp", "username": "door",
                     "password": "", "domain": "127.0.0.1",
-                    "display_name": cfg["sip"]["display_name"]})
+                    "display_name": cfg.sip.display_name})
     header = ua.from_header("tag1")
     assert NameAddress.parse(header).display_name == name
     assert NameAddress.parse(header).tag == "tag1"
@@ -266,7 +267,7 @@ def test_tls_ca_must_be_a_readable_pem_certificate(tmp_path):
 
     certs = make_certificates(tmp_path / "ca")
     good = certs.ca_path
-    assert config.validate(_tls(good))["sip"]["tls_ca"] == str(good)
+    assert config.validate(_tls(good)).sip.tls_ca == str(good)
 
     missing = tmp_path / "missing.pem"
     assert "file not found" in _errors(_tls(missing))["sip.tls_ca"]
@@ -302,10 +303,10 @@ def test_salvage_keeps_the_good_settings_and_drops_the_bad_ones(tmp_path):
     assert set(info.value.errors) == {"sip.domain", "buttons[0].targets[0]"}
     before = path.read_bytes()
     cfg = config.salvage(str(path), info.value.errors)
-    assert cfg["sip"]["registrar"] == "127.0.0.1:5060" and cfg["sip"]["username"] == "door"
-    assert cfg["sip"]["domain"] == ""  # the default
-    assert cfg["web"]["listen"] == "0.0.0.0:8081"  # the page stays where the admin expects it
-    assert cfg["buttons"] == config.defaults()["buttons"]
+    assert cfg.sip.registrar == "127.0.0.1:5060" and cfg.sip.username == "door"
+    assert cfg.sip.domain == ""  # the default
+    assert cfg.web.listen == "0.0.0.0:8081"  # the page stays where the admin expects it
+    assert cfg.to_dict()["buttons"] == config.defaults()["buttons"]
     assert path.read_bytes() == before  # nothing written
 
 
@@ -322,9 +323,9 @@ def test_salvage_follows_errors_that_dropping_a_field_reveals(tmp_path):
     with pytest.raises(config.ConfigError) as info:
         config.load(str(path))
     cfg = config.salvage(str(path), info.value.errors)
-    assert config.validate(cfg) == cfg
+    assert config.validate(cfg.to_dict()) == cfg
     # without its user name the registrar cannot stay: the [sip] table falls back as a whole
-    assert cfg["sip"] == config.defaults()["sip"]
+    assert cfg.to_dict()["sip"] == config.defaults()["sip"]
 
 
 # -- property: whatever validates goes onto the wire as a message our own parser reads back -----
@@ -347,15 +348,37 @@ def test_a_valid_configuration_always_makes_parseable_sip(domain, username, disp
         cfg = config.validate(doc)
     except config.ConfigError:
         return
-    sip = cfg["sip"]
+    sip = cfg.sip
     ua = UserAgent({"host": "127.0.0.1", "port": 5070, "transport": "udp",
-                    "username": sip["username"], "password": sip["password"],
-                    "domain": config.effective_domain(cfg), "display_name": sip["display_name"],
+                    "username": sip.username, "password": sip.password,
+                    "domain": config.effective_domain(cfg), "display_name": sip.display_name,
                     "registrar": Peer("udp", "127.0.0.1", 5060),
-                    "registrar_hostport": sip["registrar"]})
+                    "registrar_hostport": sip.registrar})
     ua.start(0.0)
     (data, _), = ua.datagrams_to_send()
     register = parse(data)
-    assert NameAddress.parse(register.headers.get("To")).uri.user == sip["username"]
+    assert NameAddress.parse(register.headers.get("To")).uri.user == sip.username
     sender = NameAddress.parse(ua.from_header("t"))
-    assert (sender.display_name or "") == sip["display_name"]
+    assert (sender.display_name or "") == sip.display_name
+
+
+# -- the typed form (firmware/settings.py): validated once, the dict form kept for file and API --
+def test_validate_returns_typed_sections_and_the_document_round_trips():
+    doc = {"sip": {"registrar": "127.0.0.1:5060", "username": "door", "password": "pw-secret"},
+           "media": {"srtp": "optional", "srtp_requires_tls": False},
+           "buttons": [{"role": "call", "targets": ["sip:flat1@127.0.0.1"]},
+                       {"role": "gate", "targets": ["sip:flat2@127.0.0.1"], "mode": "sequential"}],
+           "door": {"codes": [{"caller": "sip:flat1@127.0.0.1", "code": "4711"}]}}
+    cfg = config.validate(doc)
+    assert isinstance(cfg, Config) and isinstance(cfg.sip, SipConfig)
+    assert [type(b) for b in cfg.buttons] == [ButtonConfig, ButtonConfig]
+    assert cfg.button("gate").mode == "sequential" and cfg.button("gate").target_timeout_s == 20
+    assert isinstance(cfg.door.codes[0], DoorCode) and cfg.door.codes[0].length == 4
+    assert config.validate(cfg.to_dict()) == cfg
+    assert config.validate(cfg.to_dict()).to_dict() == cfg.to_dict()
+    assert config.validate(config.merge(cfg.to_dict(), {"web": {"https": True}})) != cfg
+    assert "pw-secret" not in repr(cfg) and "4711" not in repr(cfg)
+    hashed = config.hashed_codes(cfg)
+    assert hashed.door.codes[0].code is None and hashed.door.codes[0].length == 4
+    assert config.check_door_code(hashed.door.codes[0], "4711")
+    assert cfg.door.codes[0].code == "4711"  # the original is left as it was

@@ -49,7 +49,7 @@ class PlaceCall(Action):
     __slots__ = ("targets", "sequential", "target_timeout_s", "role", "call_id")
 
     def __init__(self, targets: list[str], sequential: bool, target_timeout_s: int,
-                 role: str, call_id: str | None = None) -> None:
+                 role: str, call_id: str) -> None:
         self.targets = list(targets)
         self.sequential = sequential
         self.target_timeout_s = target_timeout_s

@@ -31,7 +31,9 @@ except ImportError:  # MicroPython has no hmac module
     compare_digest = None  # type: ignore[assignment]  # checked before use
 
 
-def caller_key(text: str) -> str | None:
+def caller_key(text: str | None) -> str | None:
+    if text is None:  # a caller without an identity (e.g. `From: *`) matches no entry
+        return None
     try:
         uri = NameAddress.parse(text.strip()).uri
     except ParseError:
@@ -59,7 +61,7 @@ def literal_ip(host: str) -> str | None:
     return None
 
 
-def direct_ip_trusted(caller: str, source_ip: str, trusted_ips: set[str]) -> bool:
+def direct_ip_trusted(caller: str | None, source_ip: str, trusted_ips: set[str]) -> bool:
     key = caller_key(caller) if caller else None
     if key is None or not source_ip:
         return False

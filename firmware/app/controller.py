@@ -6,7 +6,7 @@ the speaker show — and nothing else: the runtime feeds it events with the curr
 Trust rules follow docs/CONFIG.md "Trust"; Answer-Mode requests follow RFC 5373 §5-6 (a request for
 manual answer is honoured, a request for auto-answer never overrides the configuration).
 
-    Controller(cfg, now, random=os.urandom)     cfg: the dict from firmware.config.validate()
+    Controller(cfg, now, random=os.urandom)     cfg: a firmware.settings.Config (validated)
 Inputs
     button_pressed(role, now) / button_released(role, now)
     registration_changed(state, error, now)    state: registered|unregistered|failed|disabled
@@ -85,6 +85,7 @@ if TYPE_CHECKING:  # typing only: never imported at run time
 
     from firmware.app.actions import Action
     from firmware.app.doorcodes import StoredCode
+    from firmware.settings import ButtonConfig, Config
 
 # Registration states, as firmware.sip.registration reports them
 REGISTERED = "registered"
@@ -146,17 +147,17 @@ class _Call:
 
 
 class Controller:
-    def __init__(self, cfg: "dict[str, Any]", now: float,
+    def __init__(self, cfg: "Config", now: float,
                  random: "Callable[[int], bytes]" = os.urandom) -> None:
         self.random = random  # the ids of the calls it places
         self._actions: list[Action] = []
         self._calls: list[_Call] = []
         self._leds: dict[str, str] = {}
         self._buttons = ButtonGuard()
-        self._lockouts = doorcodes.Lockouts(cfg["door"]["max_failures"], cfg["door"]["lockout_s"])
-        self._registration = UNREGISTERED if cfg["sip"]["registrar"] else DISABLED
+        self._lockouts = doorcodes.Lockouts(cfg.door.max_failures, cfg.door.lockout_s)
+        self._registration = UNREGISTERED if cfg.sip.registrar else DISABLED
         self._registration_error: str | None = None
-        self._relay_until = None
+        self._relay_until: float | None = None
         self._cue: tuple[str, str | None] | None = None  # (name, call_id) of the cue playing, as
         self._cue_stop_at: float | None = None  # far as we know
         self._now = now
@@ -188,10 +189,10 @@ class Controller:
         self._advance(now)
         self._update_leds()
 
-    def update_config(self, cfg: "dict[str, Any]", now: float) -> None:
+    def update_config(self, cfg: "Config", now: float) -> None:
         self._advance(now)
         self._apply_config(cfg)
-        if not cfg["sip"]["registrar"]:
+        if not cfg.sip.registrar:
             self._set_registration(DISABLED, None)
         elif self._registration == DISABLED:
             # direct-IP trust must end with direct-IP mode, before the runtime reports anything
@@ -215,7 +216,7 @@ class Controller:
             self._log("button", role=role, outcome="released", reason="was stuck")
         self._update_leds()
 
-    def incoming_call(self, call_id: str, caller: str, source: str, trusted: bool,
+    def incoming_call(self, call_id: str, caller: str | None, source: str, trusted: bool,
                       answer_mode: str | None, now: float, source_ip: str | None = None) -> None:
         self._advance(now)
         if self._find(call_id) is None:
@@ -318,7 +319,7 @@ class Controller:
             return
         button_calls = [c for c in self._calls if c.from_button]
         if button_calls:
-            if button["second_press"] == "hangup":
+            if button.second_press == "hangup":
                 self._log("button", role=role, outcome="hangup")
                 for call in button_calls:
                     self._hang_up(call, "second press of a call button")
@@ -326,19 +327,19 @@ class Controller:
                 button_calls[0].noted.add("second press")
                 self._log("button", role=role, outcome="ignored", reason="a call is already up")
             return
-        if not button["targets"]:
+        if not button.targets:
             self._log("button", role=role, outcome="no call", reason="no targets configured")
             self._play("failure", None, FEEDBACK_CUE_S)
             return
-        if len(self._calls) >= self._cfg["calls"]["max_calls"]:
+        if len(self._calls) >= self._cfg.calls.max_calls:
             # no cue: the call that is up may be an answered one, listening at the door
             self._log("button", role=role, outcome="busy", reason="max_calls reached")
             return
         verdict = self._buttons.reserve_call(role, now)
         if verdict == ALLOWED:
-            self._log("button", role=role, outcome="call", targets=list(button["targets"]))
-            call = self._start_call(button["targets"], button["mode"] == "sequential",
-                                    button["target_timeout_s"], role)
+            self._log("button", role=role, outcome="call", targets=list(button.targets))
+            call = self._start_call(button.targets, button.mode == "sequential",
+                                    button.target_timeout_s, role)
             call.from_button = True
         elif verdict == LIMITED:
             self._log("button", role=role, outcome="ignored",
@@ -353,11 +354,11 @@ class Controller:
             self._log("call", peer=target, role=API_ROLE, outcome="refused",
                       reason="not a sip: or sips: URI")
             return False
-        if len(self._calls) >= self._cfg["calls"]["max_calls"]:
+        if len(self._calls) >= self._cfg.calls.max_calls:
             self._log("call", peer=target, role=API_ROLE, outcome="busy",
                       reason="max_calls reached")
             return False
-        self._start_call([target], False, self._cfg["calls"]["ring_timeout_s"], API_ROLE)
+        self._start_call([target], False, self._cfg.calls.ring_timeout_s, API_ROLE)
         return True
 
     def _start_call(self, targets: list[str], sequential: bool, target_timeout_s: int,
@@ -372,16 +373,16 @@ class Controller:
         self._emit(PlaceCall(targets, sequential, target_timeout_s, role, call.id))
         return call
 
-    def _on_incoming(self, call_id: str, caller: str, source: str, source_ip: str, trusted: bool,
-                     answer_mode: str | None, now: float) -> None:
+    def _on_incoming(self, call_id: str, caller: str | None, source: str, source_ip: str,
+                     trusted: bool, answer_mode: str | None, now: float) -> None:
         if self._registration == DISABLED:
             trusted = direct_ip_trusted(caller, source_ip, self._trusted_ips)
         fields = {"call_id": call_id, "caller": caller, "source": source, "trusted": trusted}
-        mode = self._cfg["answer"]["mode"]
+        mode = self._cfg.answer.mode
         if mode == "off":
             self._reject(call_id, 480, "call", fields, "answer mode is off")
             return
-        if len(self._calls) >= self._cfg["calls"]["max_calls"]:
+        if len(self._calls) >= self._cfg.calls.max_calls:
             self._reject(call_id, 486, "call", fields, "max_calls reached")
             return
         if mode == "auto":
@@ -399,7 +400,7 @@ class Controller:
         self._calls.append(call)
         if mode == "auto" and answer_mode != "manual":
             call.state = ANSWERING
-            call.hangup_at = now + self._cfg["answer"]["max_duration_s"]
+            call.hangup_at = now + self._cfg.answer.max_duration_s
             self._emit(Answer(call_id))
             self._play("auto_answer", call_id)
             self._log("call", direction=INCOMING, outcome="auto-answered", **fields)
@@ -480,7 +481,7 @@ class Controller:
         return [(owner, code) for key, owner, code in self._codes if key in keys]
 
     def _open_door(self, by: str | None, how: str, call: "_Call | None", now: float) -> None:
-        pulse_ms = self._cfg["door"]["pulse_ms"]
+        pulse_ms = self._cfg.door.pulse_ms
         self._emit(PulseRelay(DOOR_RELAY, pulse_ms))
         self._relay_until = now + pulse_ms / 1000.0
         call_id = None if call is None else call.id
@@ -519,23 +520,23 @@ class Controller:
                 self._hang_up(call, "answer.max_duration_s reached")
 
     # -- state helpers ----------------------------------------------------------------------
-    def _apply_config(self, cfg: "dict[str, Any]") -> None:
+    def _apply_config(self, cfg: "Config") -> None:
         self._cfg = cfg
-        self._button_cfg = {}
-        for button in cfg["buttons"]:
-            self._button_cfg[button["role"]] = button
+        self._button_cfg: dict[str, ButtonConfig] = {}
+        for button in cfg.buttons:
+            self._button_cfg[button.role] = button
         self._allow_keys = set()
         self._trusted_ips = set()
-        for entry in cfg["answer"]["allow"]:
+        for entry in cfg.answer.allow:
             key = caller_key(entry)
             if key is not None:
                 self._allow_keys.add(key)
                 ip = literal_ip(key.rpartition("@")[2])
                 if ip is not None:
                     self._trusted_ips.add(ip)
-        self._codes = [(caller_key(c["caller"]), c["caller"], doorcodes.StoredCode.from_entry(c))
-                       for c in cfg["door"]["codes"]]
-        self._lockouts.configure(cfg["door"]["max_failures"], cfg["door"]["lockout_s"])
+        self._codes = [(caller_key(c.caller), c.caller, doorcodes.StoredCode.from_config(c))
+                       for c in cfg.door.codes]
+        self._lockouts.configure(cfg.door.max_failures, cfg.door.lockout_s)
 
     def _set_registration(self, state: str, error: str | None) -> None:
         if (state, error) == (self._registration, self._registration_error):

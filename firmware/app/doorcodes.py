@@ -62,6 +62,11 @@ OPENED = "opened"
 FAILED = "failed"
 
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: never imported at run time
+    from firmware.settings import DoorCode
+
+
 def enter_digit(buffer: str, digit: str,
                 codes: "list[tuple[str, str | StoredCode]] | list[tuple[str, StoredCode]]"
                 ) -> tuple[str, str, str | None]:
@@ -95,6 +100,13 @@ class StoredCode:
         self.length = length
         self.clear = clear
         self.hashed = hashed
+
+    @classmethod
+    def from_config(cls, code: "DoorCode") -> "StoredCode":
+        """From a validated door.codes entry (firmware/settings.py)."""
+        if code.code_hash is not None:
+            return cls(code.length, hashed=code.code_hash)
+        return cls(code.length, clear=code.code)
 
     @classmethod
     def from_entry(cls, entry: dict) -> "StoredCode":

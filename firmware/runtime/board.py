@@ -1,29 +1,34 @@
 """The board's executors: buttons in (moved onto the event loop), relays, LEDs, cues outside a
-call and the event log out. A mixin of `runtime.station.Station`."""
+call and the event log out. A part of `runtime.station.Station` (the state it reads is declared
+in runtime/parts.py)."""
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
+from firmware.app import actions
 from firmware.codecs.tones import CUES
 from firmware.runtime.cues import CuePlayer
+from firmware.runtime.parts import StationParts
 
 log = logging.getLogger("doorline")
 
 
-class BoardExecutors:
+class BoardExecutors(StationParts):
     # -- hardware ----------------------------------------------------------------------------
-    def _wire_board(self):
+    def _wire_board(self) -> None:
         if self.board is None:
             return
         for role, button in self.board.buttons.items():
             button.when_pressed = self._threadsafe(self._button, role, True)
             button.when_released = self._threadsafe(self._button, role, False)
 
-    def _threadsafe(self, handler, *args):
-        def callback():
+    def _threadsafe(self, handler: "Callable[..., None]", *args: Any) -> "Callable[[], None]":
+        def callback() -> None:
             self.loop.call_soon_threadsafe(handler, *args)
         return callback
 
-    def _button(self, role, pressed):
+    def _button(self, role: str, pressed: bool) -> None:
         now = self.loop.time()
         if pressed:
             self.controller.button_pressed(role, now)
@@ -31,7 +36,7 @@ class BoardExecutors:
             self.controller.button_released(role, now)
         self._kick()
 
-    def _do_pulse_relay(self, action):
+    def _do_pulse_relay(self, action: actions.PulseRelay) -> None:
         relay = self.board.relays.get(action.role) if self.board is not None else None
         if relay is None:
             log.warning("no relay %r on this board", action.role)
@@ -39,28 +44,28 @@ class BoardExecutors:
         relay.pulse(action.ms)
         self.counters["door_openings_total"] += 1
 
-    def _do_set_led(self, action):
+    def _do_set_led(self, action: actions.SetLed) -> None:
         led = self.board.leds.get(action.role) if self.board is not None else None
         if led is not None:
             led.set_pattern(action.pattern)
 
-    def _do_play_cue(self, action):
+    def _do_play_cue(self, action: actions.PlayCue) -> None:
         stream = self.streams.get(action.call_id) if action.call_id else None
         if stream is not None:
             stream.play_cue(action.name, to_caller=action.name == "door_open")
         else:
             self._play_cue_locally(action.name)
 
-    def _do_stop_cue(self, action):
+    def _do_stop_cue(self, action: actions.StopCue) -> None:
         if self._cue is not None and self._cue.name == action.name:
             self._stop_cue()
 
-    def _do_log_event(self, action):
+    def _do_log_event(self, action: actions.LogEvent) -> None:
         self.eventlog.append(action.type, **action.fields)
         if action.type == "door_open":
             log.info("door opened by %s (%s)", action.fields.get("by"), action.fields.get("how"))
 
-    def _play_cue_locally(self, name):
+    def _play_cue_locally(self, name: str) -> None:
         """A cue outside a call (ringback, busy, failure) on the station's speaker."""
         self._stop_cue()
         if self.board is None or name not in CUES:
@@ -68,7 +73,7 @@ class BoardExecutors:
         self._cue = CuePlayer(self.board.audio, name)
         self._cue.start()
 
-    def _stop_cue(self):
+    def _stop_cue(self) -> None:
         if self._cue is not None:
             self._cue.stop()
             self._cue = None

@@ -1,22 +1,28 @@
 """The executors of a call: what the runtime does for each session event (bind ports, start,
 update and stop a media player, tell the controller) and for the controller's call actions
-(place, answer, ring, reject, hang up). A mixin of `runtime.station.Station`; each method
-carries out one thing the session layer or the controller decided."""
+(place, answer, ring, reject, hang up). A part of `runtime.station.Station` (the state it
+reads is declared in runtime/parts.py); each method carries out one thing the session layer or
+the controller decided."""
 
 import asyncio
 import logging
+from typing import Any
 
+from firmware.app import actions
 from firmware.runtime.media import LOG_DIGITS, MediaStream
+from firmware.runtime.parts import Pair, StationParts
 from firmware.runtime.resolver import LocateError, Locator
+from firmware.session import events as ev
 from firmware.session.routing import route_targets
 from firmware.sip.uri import URI
 
 log = logging.getLogger("doorline")
 
 
-class CallExecutors:
+class CallExecutors(StationParts):
     # -- media executors (session events) -----------------------------------------------------
-    def _open_media(self, event):
+    def _open_media(self, event: ev.OpenMedia) -> None:
+        assert self.ports is not None and self.sessions is not None  # session events: SIP runs
         try:
             port, pair = self.ports.open_pair()
         except OSError as exc:  # no free RTP port pair, no file descriptor (issue 12)
@@ -25,8 +31,9 @@ class CallExecutors:
         self._pairs[event.call_id] = pair
         self.sessions.media_opened(event.call_id, self.ports.host, port, self.loop.time())
 
-    def _start_media(self, event):
+    def _start_media(self, event: ev.StartMedia) -> None:
         pair = self._pairs.pop(event.call_id)
+        assert pair is not None  # StartMedia comes only after media_opened / a placed call's pair
         stream = MediaStream(event.call_id, pair,
                              self.board.audio if self.board is not None else None, self.loop,
                              self._on_digit, on_beat=lambda: self.health.beat("audio"))
@@ -36,12 +43,12 @@ class CallExecutors:
         stream.play(event.negotiated)
         self.health.require("audio", True)
 
-    def _update_media(self, event):
+    def _update_media(self, event: ev.UpdateMedia) -> None:
         stream = self.streams.get(event.call_id)
         if stream is not None:
             stream.update(event.negotiated)
 
-    def _stop_media(self, event):
+    def _stop_media(self, event: ev.StopMedia) -> None:
         pair = self._pairs.pop(event.call_id, None)
         if pair is not None:
             close_pair(pair)
@@ -55,48 +62,48 @@ class CallExecutors:
             self.health.require("audio", False)
         self._stop_cue()
 
-    def _on_digit(self, call_id, digit):
+    def _on_digit(self, call_id: str, digit: str) -> None:
         """From a media thread, through call_soon_threadsafe."""
         if self.sessions is not None:
             self.sessions.digit(call_id, digit, self.loop.time())
             self._kick()
 
     # -- controller executors (session events) ------------------------------------------------
-    def _call_offered(self, event):
+    def _call_offered(self, event: ev.CallOffered) -> None:
         self.controller.incoming_call(event.call_id, event.caller, event.source, event.trusted,
                                       event.answer_mode, self.loop.time(),
                                       source_ip=event.source_ip)
 
-    def _call_started(self, event):
+    def _call_started(self, event: ev.CallStarted) -> None:
         self.counters["calls_total"] += 1
         self.controller.call_started(event.call_id, event.role, self.loop.time())
 
-    def _call_not_started(self, event):
+    def _call_not_started(self, event: ev.CallNotStarted) -> None:
         if event.reason != "busy":
             log.warning("not calling: %s", event.reason)
         self.controller.call_failed_to_start(event.call_id, event.reason, self.loop.time())
 
-    def _call_ringing(self, event):
+    def _call_ringing(self, event: ev.CallRinging) -> None:
         self.controller.call_ringing(event.call_id, self.loop.time())
 
-    def _call_established(self, event):
+    def _call_established(self, event: ev.CallEstablished) -> None:
         if event.direction == "outgoing":
             self._stop_cue()
         self.controller.call_established(event.call_id, self.loop.time(), peer=event.peer)
 
-    def _digit(self, event):
+    def _digit(self, event: ev.DigitReceived) -> None:
         if LOG_DIGITS and event.via == "info":
             log.info("call %s: DTMF digit %s received (INFO)", event.call_id, event.digit)
         self.controller.dtmf(event.call_id, event.digit, self.loop.time())
 
-    def _call_ended(self, event):
+    def _call_ended(self, event: ev.CallEnded) -> None:
         log.info("call %s ended: %s %s", event.call_id, event.reason, event.status or "")
         self.controller.call_ended(event.call_id, event.reason, event.status, self.loop.time())
         stats = self._stats.pop(event.call_id, None)
         if stats:
             log.info("call %s media: %s", event.call_id, _short_stats(stats))
 
-    def _call_refused(self, event):
+    def _call_refused(self, event: ev.CallRefused) -> None:
         if event.status is None:  # our call, hung up: the answer was unusable
             log.warning("call %s: %s", event.call_id, event.reason)
             return
@@ -104,29 +111,30 @@ class CallExecutors:
         self.eventlog.append("call", direction="incoming", peer=event.peer,
                              outcome="rejected", reason=event.reason)
 
-    def _redirect_refused(self, event):
+    def _redirect_refused(self, event: ev.RedirectRefused) -> None:
         log.warning("call %s: %d redirect from %s to %s refused: %s", event.call_id,
                     event.status, event.target, event.uri, event.reason)
         self.eventlog.append("redirect_refused", call_id=event.call_id, target=event.target,
                              uri=event.uri, status=event.status, reason=event.reason)
 
     # -- controller actions -----------------------------------------------------------------
-    def _do_place_call(self, action):
+    def _do_place_call(self, action: actions.PlaceCall) -> None:
         if self.ua is None:
             self.controller.call_failed_to_start(action.call_id, "SIP not running",
                                                  self.loop.time())
             return
-        routed = route_targets(action.targets, self.ua.registrar, self.cfg["sip"]["transport"])
+        routed = route_targets(action.targets, self.ua.registrar, self.cfg.sip.transport)
         if routed is None:  # a host name: RFC 3263 lookups first
             asyncio.ensure_future(self._place_call_resolving(action))
             return
         self._place_call(action, routed)
 
-    async def _place_call_resolving(self, action):
+    async def _place_call_resolving(self, action: actions.PlaceCall) -> None:
         routed = []
         locator = Locator()
         for target in action.targets:
             uri = URI.parse(target)
+            assert uri.host is not None  # a sip: or sips: URI (the controller checked)
             try:
                 peers = await locator.locate(uri.host, uri.port, uri.transport,
                                              uri.scheme == "sips")
@@ -143,41 +151,46 @@ class CallExecutors:
                                                  self.loop.time())
         self._kick()
 
-    def _place_call(self, action, routed):
+    def _place_call(self, action: actions.PlaceCall, routed: list[Any]) -> None:
+        assert self.ports is not None and self.sessions is not None  # the UA runs
         try:
             port, pair, no_media = self.ports.open_pair() + (None,)
         except OSError as exc:  # no free RTP port pair, no file descriptor
             port, pair, no_media = None, None, exc
-        button = next((b for b in self.cfg["buttons"] if b["role"] == action.role), {})
+        button = self.cfg.button(action.role)
+        answer_mode = button.answer_mode if button is not None else ""
         session = self.sessions.place_call(
             action.role, routed, self.ports.host, port, self.loop.time(),
             sequential=action.sequential, target_timeout=action.target_timeout_s,
-            answer_mode=button.get("answer_mode") or None, no_media=no_media,
+            answer_mode=answer_mode or None, no_media=no_media,
             call_id=action.call_id)
         if session is not None:
             self._pairs[session.id] = pair
         elif pair is not None:
             close_pair(pair)
 
-    def _do_answer(self, action):
+    def _do_answer(self, action: actions.Answer) -> None:
+        assert self.sessions is not None  # a call to answer: SIP has run
         if self.sessions.answer(action.call_id, self.loop.time()):
             self.counters["calls_total"] += 1
 
-    def _do_ring(self, action):
+    def _do_ring(self, action: actions.Ring) -> None:
+        assert self.sessions is not None  # a call to ring: SIP has run
         self.sessions.ring(action.call_id, self.loop.time())
 
-    def _do_reject(self, action):
+    def _do_reject(self, action: actions.Reject) -> None:
+        assert self.sessions is not None  # a call to reject: SIP has run
         self.sessions.reject(action.call_id, action.status, self.loop.time())
 
-    def _do_hangup(self, action):
+    def _do_hangup(self, action: actions.Hangup) -> None:
         if self.sessions is not None:
             self.sessions.hangup(action.call_id, self.loop.time())
 
-def close_pair(pair):
-    for sock in pair:
+def close_pair(pair: "Pair | None") -> None:
+    for sock in pair or ():
         sock.close()
 
 
-def _short_stats(stats):
+def _short_stats(stats: dict) -> str:
     keys = ("packets_sent", "packets_received", "lost", "jitter_ms", "concealed", "late")
     return ", ".join("%s=%s" % (k, stats[k]) for k in keys if k in stats)

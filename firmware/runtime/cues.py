@@ -5,23 +5,27 @@ import time
 
 from firmware.codecs.tones import CUES, cue_frames
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from hal.base import AudioDevice
+
 
 class CuePlayer:
     """Plays one cue on the station's speaker outside a call, paced on its own thread."""
 
-    def __init__(self, audio, name):
+    def __init__(self, audio: "AudioDevice", name: str) -> None:
         self.audio = audio
         self.name = name
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="cue-" + name)
 
-    def start(self):
+    def start(self) -> None:
         self._thread.start()
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
 
-    def _run(self):
+    def _run(self) -> None:
         stream = self.audio.open(rate=8000, frame_ms=20)
         try:
             deadline = time.monotonic()

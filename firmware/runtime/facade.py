@@ -1,24 +1,28 @@
 """What the web page and API use of the running station (firmware/web): status, events,
 metrics, calls and the door on request, and the configuration applied while running (with
-rollback). A mixin of `runtime.station.Station`: it reads the station's state and feeds the
-controller; it decides nothing about calls."""
+rollback). A part of `runtime.station.Station` (the state it reads is declared in
+runtime/parts.py): it reads the station's state and feeds the controller; it decides nothing
+about calls."""
 
 import logging
 import time
+from typing import Any
 
 from firmware import config as configuration
+from firmware.runtime.parts import StationParts
+from firmware.settings import Config
 from firmware.sip.errors import ParseError
 from firmware.sip.uri import URI
 
 log = logging.getLogger("doorline")
 
 
-class Facade:
+class Facade(StationParts):
     @property
-    def config(self):
+    def config(self) -> Config:
         return self.cfg
 
-    def status(self):
+    def status(self) -> dict[str, Any]:
         calls_status = []
         for call in self.sessions.status() if self.sessions is not None else []:
             stream = self.streams.get(call["id"])
@@ -42,7 +46,7 @@ class Facade:
             "config_errors": dict(self.config_errors),
         }
 
-    async def apply_config(self, cfg):
+    async def apply_config(self, cfg: Config) -> None:
         """Run with `cfg` (already validated). Any failure puts the previous settings back,
         running as before, and raises ConfigError naming the field ("" when none can be
         named); the caller saves the file only after this returned."""
@@ -52,12 +56,12 @@ class Facade:
         was = {"starting": self._sip_start is not None and not self._sip_start.done(),
                "error": self.sip_error, "failed": self.sip_failed,
                "config_errors": self.config_errors}
-        restart = not was_running or old["sip"] != cfg["sip"] or \
-            old["media"]["rtp_ports"] != cfg["media"]["rtp_ports"] or old["calls"] != cfg["calls"]
+        restart = not was_running or old.sip != cfg.sip or \
+            old.media.rtp_ports != cfg.media.rtp_ports or old.calls != cfg.calls
         try:
             self.controller.update_config(cfg, self.loop.time())
             if self.calls is not None:
-                self.calls.identity = cfg["answer"]["identity"]  # applies to the next INVITE
+                self.calls.identity = cfg.answer.identity  # applies to the next INVITE
             if restart:
                 log.info("SIP settings changed: restarting the user agent")
                 await self._cancel_sip_start()
@@ -67,10 +71,12 @@ class Facade:
         except Exception as exc:  # not only OSError: nothing may leave the station half-applied
             await self._roll_back(old, exc, was_running, was)
         self.sip_error, self.sip_failed = None, False
-        self.eventlog.append("config", changed=sorted(k for k in cfg if cfg[k] != old.get(k)))
+        self.eventlog.append("config", changed=[name for name in sorted(cfg.SECTIONS)
+                                                if cfg.section(name) != old.section(name)])
         self._kick()
 
-    async def _roll_back(self, old, exc, was_running, was):
+    async def _roll_back(self, old: Config, exc: Exception, was_running: bool,
+                         was: dict[str, Any]) -> None:
         """The new settings cannot be used (e.g. the port is taken): run the old ones again as
         they ran before, and tell the caller which field failed."""
         log.error("cannot apply the new settings (%s); keeping the previous ones",
@@ -103,7 +109,7 @@ class Facade:
         raise configuration.ConfigError(
             {"": "could not be applied: %s" % failure_text(exc)}) from exc
 
-    def place_call(self, target):
+    def place_call(self, target: str) -> str | None:
         try:
             uri = URI.parse(target)
         except ParseError as exc:
@@ -117,26 +123,27 @@ class Facade:
         ids = self.sessions.ids() if self.sessions is not None else []
         return ids[0] if ids else None
 
-    def hangup(self):
+    def hangup(self) -> None:
         self.controller.hangup(self.loop.time())
         self._kick()
 
-    def open_door(self, by="api"):
+    def open_door(self, by: str = "api") -> None:
         self.controller.open_door(by, self.loop.time())
         self._kick()
 
-    def events(self, since=None):
+    def events(self, since: int | None = None) -> list[dict]:
         return self.eventlog.since(since)
 
-    def log_event(self, type_, **fields):
+    def log_event(self, type_: str, **fields: Any) -> None:
         self.eventlog.append(type_, **fields)
 
-    def press_button(self, role, press_ms=100):
-        if not self.simulated:
+    def press_button(self, role: str, press_ms: int = 100) -> None:
+        press = getattr(self.board, "press", None) if self.simulated else None
+        if press is None:  # only simulated boards can be pressed remotely
             raise KeyError(role)
-        self.board.press(role, press_ms)
+        press(role, press_ms)
 
-    def metrics(self):
+    def metrics(self) -> dict[str, Any]:
         status = self.status()
         lost = sum(c["stats"].get("lost", 0) for c in status["calls"])
         jitter = max([c["stats"].get("jitter_ms", 0) for c in status["calls"]] or [0])
@@ -155,7 +162,7 @@ class Facade:
 
 
 
-def failure_text(exc):
+def failure_text(exc: BaseException) -> str:
     """One line for a failure to start or apply: field messages, or the exception."""
     if isinstance(exc, configuration.ConfigError):
         return "; ".join("%s: %s" % (k or "configuration", v) for k, v in exc.errors.items())

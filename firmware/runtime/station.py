@@ -15,6 +15,8 @@ What the web page and API use is in runtime/facade.py.
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from firmware import config as configuration
 from firmware.app import actions
@@ -30,8 +32,14 @@ from firmware.runtime.sdnotify import Notifier
 from firmware.runtime.transport import Transports, client_tls_context
 from firmware.session import events as ev
 from firmware.session.session import SessionManager
+from firmware.settings import Config
 from firmware.sip import call as calls
-from firmware.sip.useragent import RegistrationChanged, Rejected, UserAgent
+from firmware.sip.endpoint import Peer
+from firmware.sip.useragent import MessageRejected, RegistrationChanged, UASettings, UserAgent
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from hal.base import Board
 
 log = logging.getLogger("doorline")
 
@@ -44,7 +52,8 @@ MAX_PASSES = 16  # bounded work per kick: each pass drains the cores' queues
 
 
 class Station(Facade, CallExecutors, BoardExecutors):
-    def __init__(self, cfg, board, config_path=None, state_dir=".", loop=None):
+    def __init__(self, cfg: Config, board: "Board | None", config_path: str | None = None,
+                 state_dir: str = ".", loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.cfg = cfg
         self.board = board
         self.config_path = config_path
@@ -57,20 +66,19 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.sessions = None  # session.SessionManager: the calls by their one id
         self.transports = None
         self.ports = None
-        self.controller = None
-        self.eventlog = None
+        self._prepared = False  # prepare() made the controller and the event log
         self.streams = {}  # call id → MediaStream (playing)
         self._pairs = {}  # call id → RTP/RTCP socket pair, bound, not yet playing
         self._stats = {}  # call id → last media statistics, logged with its end
-        self._timer = None
+        self._timer: asyncio.TimerHandle | None = None
         self._stopping = False
-        self._rejected_at = {}
+        self._rejected_at: dict[str | None, float] = {}
         self._cue = None
         self.counters = {"calls_total": 0, "door_openings_total": 0}
         # systemd: WATCHDOG=1 only while the loop turns, SIP is served and call audio moves.
         self.health = Health()
         self.watchdog = Watchdog(Notifier(), self.health)
-        self._idle = None
+        self._idle: asyncio.TimerHandle | None = None
         self._ready_sent = False
         # Why SIP is not running (None while it runs or is still starting): shown in status().
         self.sip_error = None
@@ -80,9 +88,10 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.config_errors = {}
         self._sip_start = None  # the background task of begin_sip()
         # The executors: one per event or action type, no dispatch by name.
-        self._ua_executors = {RegistrationChanged: self._registration_changed,
-                              Rejected: self._log_rejected}
-        self._session_executors = {
+        Table = dict[type, Callable[[Any], None]]
+        self._ua_executors: Table = {RegistrationChanged: self._registration_changed,
+                              MessageRejected: self._log_rejected}
+        self._session_executors: Table = {
             ev.OpenMedia: self._open_media, ev.StartMedia: self._start_media,
             ev.UpdateMedia: self._update_media, ev.StopMedia: self._stop_media,
             ev.CallOffered: self._call_offered, ev.CallStarted: self._call_started,
@@ -90,7 +99,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
             ev.CallEstablished: self._call_established, ev.DigitReceived: self._digit,
             ev.CallEnded: self._call_ended, ev.CallRefused: self._call_refused,
             ev.RedirectRefused: self._redirect_refused}
-        self._action_executors = {
+        self._action_executors: Table = {
             actions.PlaceCall: self._do_place_call, actions.Answer: self._do_answer,
             actions.Ring: self._do_ring, actions.Reject: self._do_reject,
             actions.Hangup: self._do_hangup, actions.PulseRelay: self._do_pulse_relay,
@@ -98,26 +107,27 @@ class Station(Facade, CallExecutors, BoardExecutors):
             actions.StopCue: self._do_stop_cue, actions.LogEvent: self._do_log_event}
 
     # -- life cycle ------------------------------------------------------------------------
-    async def start(self):
+    async def start(self) -> None:
         self.prepare()
         await self.start_sip()
 
-    def prepare(self):
+    def prepare(self) -> None:
         """Everything but SIP: the event log, the controller, the board. The web page can be
         served from here on, whether or not SIP starts."""
         install_test_hooks(self.loop)
         self.watchdog.start(self.loop)
         self.eventlog = EventLog(self.state_dir, schedule=self.loop.call_later)
         self.controller = Controller(self.cfg, self.loop.time())
+        self._prepared = True
         self._wire_board()
         self._idle_tick()
 
-    def begin_sip(self):
+    def begin_sip(self) -> "asyncio.Future[None]":
         """start_sip() in the background (the registrar lookup may retry for a long time)."""
         self._sip_start = asyncio.ensure_future(self.start_sip())
         return self._sip_start
 
-    async def start_sip(self):
+    async def start_sip(self) -> None:
         """Start SIP with the current settings. A failure never ends the process: the station
         keeps its web page, and status() says why SIP is not running."""
         if self.config_errors:
@@ -133,7 +143,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
             return
         self._kick()
 
-    def _sip_failed(self, exc, hint=None):
+    def _sip_failed(self, exc: BaseException, hint: str | None = None) -> None:
         text = failure_text(exc)
         self.sip_error = "SIP not started: " + text + ("; " + hint if hint else "")
         self.sip_failed = True
@@ -144,7 +154,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.controller.registration_changed("failed", self.sip_error, self.loop.time())
         self._kick()
 
-    async def _cancel_sip_start(self):
+    async def _cancel_sip_start(self) -> None:
         task, self._sip_start = self._sip_start, None
         if task is not None and not task.done():
             task.cancel()
@@ -153,32 +163,25 @@ class Station(Facade, CallExecutors, BoardExecutors):
             except asyncio.CancelledError:
                 pass
 
-    def _idle_tick(self):
+    def _idle_tick(self) -> None:
         """Every IDLE_TICK even without traffic: proves to the health monitor that the SIP
         layer is served, and re-arms the timers."""
         self._kick()
         self._idle = self.loop.call_later(IDLE_TICK, self._idle_tick)
 
-    async def _start_sip(self):
-        sip = self.cfg["sip"]
-        host, port = configuration.parse_host_port(sip["listen"])
+    async def _start_sip(self) -> None:
+        sip = self.cfg.sip
+        host, port = configuration.parse_host_port(sip.listen)
         if not self._ready_sent:
             # Before the registrar lookup, which retries forever: systemd's start timeout must
             # not kill a station whose DNS is down (it keeps retrying, and says so).
             self.watchdog.ready("listening on %s:%d" % (host, port))
             self._ready_sent = True
-        registrar = await self._locate_registrar() if sip["registrar"] else None
+        registrar = await self._locate_registrar() if sip.registrar else None
         self.sip_error, self.sip_failed = None, False
-        settings = {
-            "host": host, "port": port, "transport": sip["transport"],
-            "username": sip["username"] or "door", "password": sip["password"],
-            "domain": configuration.effective_domain(self.cfg) or host,
-            "display_name": sip["display_name"],
-            "expires": sip["expires"], "registrar": registrar,
-            "registrar_hostport": sip["registrar"],
-        }
+        settings = UASettings.from_config(sip, host, port, sip.effective_domain(), registrar)
         try:
-            tls = client_tls_context(sip["tls_ca"]) if sip["transport"] == "tls" else None
+            tls = client_tls_context(sip.tls_ca) if sip.transport == "tls" else None
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             raise configuration.ConfigError(
                 {"sip.tls_ca": "cannot be loaded: %s" % (getattr(exc, "reason", None) or exc)}) \
@@ -195,48 +198,46 @@ class Station(Facade, CallExecutors, BoardExecutors):
                     {"sip.listen": "cannot be used: %s" % (exc.strerror or exc)}) from exc
             raise
 
-    def _start_ua(self, settings, host, port, registrar):
-        sip = self.cfg["sip"]
+    def _start_ua(self, settings: UASettings, host: str, port: int,
+                  registrar: Peer | None) -> None:
         self.ua = UserAgent(settings)
-        limits = self.cfg["calls"]
+        limits = self.cfg.calls
         self.calls = calls.CallManager(
-            self.ua, max_calls=limits["max_calls"], ring_timeout=limits["ring_timeout_s"],
-            max_duration=limits["max_duration_s"],
-            max_auto_duration=self.cfg["answer"]["max_duration_s"],
-            follow_redirects=limits["follow_redirects"], identity=self.cfg["answer"]["identity"])
-        media = self.cfg["media"]
-        self.sessions = SessionManager(self.calls, {
-            "codecs": media["codecs"], "srtp": media["srtp"],
-            "srtp_requires_tls": configuration.srtp_requires_tls(self.cfg)})
-        low, high = (int(p) for p in media["rtp_ports"].split("-"))
+            self.ua, max_calls=limits.max_calls, ring_timeout=limits.ring_timeout_s,
+            max_duration=limits.max_duration_s,
+            max_auto_duration=self.cfg.answer.max_duration_s,
+            follow_redirects=limits.follow_redirects, identity=self.cfg.answer.identity)
+        self.sessions = SessionManager(self.calls, self.cfg.media)
+        low, high = self.cfg.media.port_range()
         self.ports = PortPool(host, low, high)
-        log.info("listening on %s:%d (%s); registrar %s", host, port, sip["transport"],
+        log.info("listening on %s:%d (%s); registrar %s", host, port, self.cfg.sip.transport,
                  "%s:%s" % (registrar.host, registrar.port) if registrar else
                  "none (direct-IP mode)")
         if registrar is None:
             self.controller.registration_changed("disabled", None, self.loop.time())
         self.ua.start(self.loop.time())
 
-    async def _locate_registrar(self):
-        sip = self.cfg["sip"]
-        text = sip["registrar"].strip()
+    async def _locate_registrar(self) -> Peer:
+        sip = self.cfg.sip
+        text = sip.registrar.strip()
         has_port = text.startswith("[") and "]:" in text or \
             (not text.startswith("[") and text.count(":") == 1)
         host, port = configuration.parse_host_port(text) if has_port else (text, None)
         locator = Locator()
         while True:
             try:
-                return (await locator.locate(host, port, sip["transport"]))[0]
+                return (await locator.locate(host, port, sip.transport))[0]
             except LocateError as exc:
                 log.warning("registrar: %s; retrying in %.0f s", exc, RESOLVE_RETRY)
                 self.sip_error = "registrar not found: %s; retrying every %.0f s" % (
                     exc, RESOLVE_RETRY)
                 await asyncio.sleep(RESOLVE_RETRY)
 
-    async def _stop_sip(self):
+    async def _stop_sip(self) -> None:
         """End calls with BYE/CANCEL and unregister (Expires: 0), bounded by SHUTDOWN_GRACE."""
         if self.ua is None:
             return
+        assert self.sessions is not None and self.transports is not None  # made with the UA
         now = self.loop.time()
         self.sessions.hangup_all(now)
         self.ua.stop(now)
@@ -260,7 +261,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
             log.warning("SIP sockets were slow to close")
         self.ua = None
 
-    async def stop(self):
+    async def stop(self) -> None:
         if self._stopping:
             return
         self._stopping = True
@@ -270,23 +271,23 @@ class Station(Facade, CallExecutors, BoardExecutors):
             self._idle.cancel()
         self._stop_cue()
         await self._stop_sip()
-        if self.eventlog is not None:
+        if self._prepared:
             self.eventlog.close()  # batched events and open summaries reach the file
         if self.board is not None:
             self.board.close()
 
     # -- the drive: bytes, timers and events between the cores --------------------------------
-    def _on_receive(self, data, peer):
+    def _on_receive(self, data: bytes, peer: Peer) -> None:
         if self.ua is not None:
             self.ua.receive(data, peer, self.loop.time())
             self._kick()
 
-    def _on_flow_failed(self, peer):
+    def _on_flow_failed(self, peer: Peer) -> None:
         if self.ua is not None:
             self.ua.flow_failed(peer, self.loop.time())
             self._kick()
 
-    def _on_timer(self):
+    def _on_timer(self) -> None:
         self._timer = None
         now = self.loop.time()
         if self.ua is not None:
@@ -294,13 +295,14 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.controller.handle_timer(now)
         self._kick()
 
-    def _kick(self):
+    def _kick(self) -> None:
         """Move everything the cores produced, in order: SIP datagrams to the sockets, the UA's
         events to the session layer (or their executor), the session layer's events to the media
         executors and the controller, the controller's actions to their executors."""
         for _ in range(MAX_PASSES):
             progressed = False
             if self.ua is not None:
+                assert self.sessions is not None and self.transports is not None  # with the UA
                 for data, peer in self.ua.datagrams_to_send():
                     self.transports.send(data, peer)
                 progressed |= self._drain(self.ua.next_event, self._on_ua_event)
@@ -314,7 +316,8 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.health.beat("sip")
 
     @staticmethod
-    def _drain(next_item, handle, *args):
+    def _drain(next_item: "Callable[[], Any]", handle: "Callable[..., None]",
+               *args: Any) -> bool:
         progressed = False
         while True:
             item = next_item()
@@ -323,12 +326,13 @@ class Station(Facade, CallExecutors, BoardExecutors):
             progressed = True
             handle(item, *args)
 
-    def _on_ua_event(self, event):
+    def _on_ua_event(self, event: Any) -> None:
+        assert self.sessions is not None  # made with the UA, whose events these are
         if self.sessions.on_sip_event(event, self.loop.time()):
             return
         self._run_executor(event, self._ua_executors)
 
-    def _run_executor(self, item, table):
+    def _run_executor(self, item: Any, table: "dict[type, Callable[[Any], None]]") -> None:
         executor = table.get(type(item))
         if executor is None:
             log.warning("no executor for %r", item)
@@ -338,11 +342,11 @@ class Station(Facade, CallExecutors, BoardExecutors):
         except Exception:  # one failed action must not stop the station
             log.exception("%r failed", item)
 
-    def _arm_timer(self):
-        timers = [self.controller.get_timer()]
+    def _arm_timer(self) -> None:
+        due = [self.controller.get_timer()]
         if self.ua is not None:
-            timers.append(self.ua.get_timer())
-        timers = [t for t in timers if t is not None]
+            due.append(self.ua.get_timer())
+        timers = [t for t in due if t is not None]
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -350,7 +354,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
             self._timer = self.loop.call_at(max(min(timers), self.loop.time()), self._on_timer)
 
     # -- the UA's own events -------------------------------------------------------------------
-    def _registration_changed(self, event):
+    def _registration_changed(self, event: RegistrationChanged) -> None:
         if event.error:
             log.warning("registration %s: %s", event.state, event.error)
         else:
@@ -359,10 +363,10 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.watchdog.status("registration %s%s" % (
             event.state, ": " + event.error if event.error else ""))
 
-    def _log_rejected(self, event):
+    def _log_rejected(self, event: MessageRejected) -> None:
         request = event.request
         if request is not None and request.method == "INVITE":
-            # INTERFACE.md: an untrusted call attempt is logged with caller and source; the
+            # docs/SECURITY.md: an untrusted call attempt is logged with caller and source; the
             # event log summarises them per source address (firmware/app/auditlog.py).
             self.eventlog.append(
                 "caller_rejected", caller=request.headers.get("From"),

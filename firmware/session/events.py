@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # typing only: never imported at run time
 class SessionEvent:
     __slots__ = ("call_id",)
 
-    def __init__(self, call_id: "str | None") -> None:
+    def __init__(self, call_id: str) -> None:
         self.call_id = call_id
 
     def _fields(self) -> "list[tuple[str, object]]":
@@ -101,7 +101,7 @@ class CallNotStarted(SessionEvent):
 
     __slots__ = ("role", "reason")
 
-    def __init__(self, call_id: "str | None", role: str, reason: str) -> None:
+    def __init__(self, call_id: str, role: str, reason: str) -> None:
         SessionEvent.__init__(self, call_id)
         self.role = role
         self.reason = reason

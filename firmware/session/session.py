@@ -30,12 +30,14 @@ from firmware.sip import call as sipcall
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
     from firmware.sdp.offer_answer import LocalMedia, NegotiatedMedia
+    from firmware.settings import MediaConfig
     from firmware.sip.auth import Random
     from firmware.sip.call import CallManager
     from firmware.sip.callbase import CallBase
     from firmware.sip.callevents import CallEventHandler
     from firmware.sip.endpoint import Peer
 
+CALL_ID_BYTES = 6  # call ids minted here: 12 hex digits, as the SIP call layer's own
 SENDRECV = "sendrecv"
 HOLD = "sendonly"
 
@@ -100,10 +102,10 @@ class Session:
 
 
 class SessionManager:
-    """The sessions by call id, fed by the runtime. `media_cfg`: `codecs`, `srtp` (off,
-    optional, mandatory) and `srtp_requires_tls` (bool)."""
+    """The sessions by call id, fed by the runtime. `media_cfg`: the `[media]` section, a
+    `firmware.settings.MediaConfig` (`codecs`, `srtp`, `keys_need_tls()`)."""
 
-    def __init__(self, calls: "CallManager", media_cfg: dict,
+    def __init__(self, calls: "CallManager", media_cfg: "MediaConfig",
                  random: "Random" = os.urandom) -> None:
         self.calls = calls
         self.media_cfg = media_cfg
@@ -153,8 +155,10 @@ class SessionManager:
                    no_media: object = None, call_id: "str | None" = None) -> "Session | None":
         """Ring `routed` ([(target, next-hop Peer)]) with our offer for RTP at address:port (the
         runtime's port pair; port None when it has none, `no_media` saying why), under
-        `call_id` (the controller's; None: the SIP call layer mints one). Emits CallStarted or
+        `call_id` (the controller's; None: minted here). Emits CallStarted or
         CallNotStarted; returns the Session or None."""
+        if call_id is None:  # the one id of this call in every layer
+            call_id = self.random(CALL_ID_BYTES).hex()
         if port is None:
             self._emit(ev.CallNotStarted(call_id, role, "no media: %s" % no_media))
             return None
@@ -389,13 +393,13 @@ class SessionManager:
         cfg = self.media_cfg
         problem = None
         try:
-            mode = oa.signalling_srtp(cfg["srtp"], secure, cfg["srtp_requires_tls"])
+            mode = oa.signalling_srtp(cfg.srtp, secure, cfg.keys_need_tls())
         except oa.OfferAnswerError as exc:
             mode, problem = oa.SRTP_OFF, exc.reason
         crypto = []
         if mode != oa.SRTP_OFF:
             crypto = [(suite, self.random(oa.KEY_SALT_LENGTH))
                       for suite in oa.SUPPORTED_CRYPTO_SUITES]
-        local = oa.LocalMedia(address, port, codecs=cfg["codecs"], srtp=mode, crypto=crypto,
+        local = oa.LocalMedia(address, port, codecs=cfg.codecs, srtp=mode, crypto=crypto,
                               session_id=int.from_bytes(self.random(4), "big"))
         return local, problem

@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from collections.abc import Callable
     from typing import Any
 
+    from firmware.settings import SipConfig
     from firmware.sip.call import CallManager
     from firmware.sip.digest import Challenge
     from firmware.sip.endpoint import Peer
@@ -60,9 +61,6 @@ SUPPORTED = "timer, replaces"
 # The UA passes these on as they are: the registration's state changes and the endpoint's
 # refusals (MessageRejected).
 RegistrationChanged = reg.RegistrationChanged
-# Compatibility only: runtime/station.py (being rewritten in another branch) still imports the
-# old name; everything else says MessageRejected. Delete with that import.
-Rejected = MessageRejected
 
 
 class UASettings:
@@ -120,15 +118,15 @@ class UASettings:
         return cls(**values)
 
     @classmethod
-    def from_config(cls, sip: "dict[str, Any]", host: str, port: int, domain: "str | None",
+    def from_config(cls, sip: "SipConfig", host: str, port: int, domain: "str | None",
                     registrar: "Peer | None" = None) -> "UASettings":
-        """From the validated `[sip]` section (firmware/config.py) and what the runtime found:
-        the listen `host` and `port`, the effective `domain` (config.effective_domain) and the
-        located `registrar` Peer (None: direct-IP mode)."""
-        return cls(host, port, transport=sip["transport"], username=sip["username"],
-                   password=sip["password"], domain=domain or host,
-                   display_name=sip["display_name"], expires=sip["expires"],
-                   registrar=registrar, registrar_hostport=sip["registrar"] or None)
+        """From the validated `[sip]` section (a firmware.settings.SipConfig) and what the
+        runtime found: the listen `host` and `port`, the effective `domain`
+        (SipConfig.effective_domain) and the located `registrar` Peer (None: direct-IP mode)."""
+        return cls(host, port, transport=sip.transport, username=sip.username,
+                   password=sip.password, domain=domain or host,
+                   display_name=sip.display_name, expires=sip.expires,
+                   registrar=registrar, registrar_hostport=sip.registrar or None)
 
     def __repr__(self) -> str:
         # never the password

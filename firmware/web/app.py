@@ -165,7 +165,7 @@ class _Web:
         self.throttle = LoginThrottle(clock)
         self.scrypt = concurrent.futures.ThreadPoolExecutor(1, "doorline-scrypt")
         self.checking: set[str] = set()  # client keys with a password check in progress
-        self.secure_cookies = bool(station.config["web"]["https"])
+        self.secure_cookies = bool(station.config.web.https)
         self.config_lock = asyncio.Lock()
         self.static, self.index_template, self.version = pages.load_static()
         self.setup_code = SetupCode(state_dir)
@@ -332,7 +332,7 @@ class _Web:
             except TypeError:  # a malformed door.codes entry; validate() names the field
                 restored = partial
             try:
-                cfg = configuration.validate(configuration.merge(current, restored))
+                cfg = configuration.validate(configuration.merge(current.to_dict(), restored))
             except configuration.ConfigError as exc:
                 return Response({"errors": exc.errors}, 400)  # type: ignore[arg-type]
             # Apply first, save after: a configuration the station cannot run never reaches
@@ -354,7 +354,7 @@ class _Web:
                     pass
                 return _error(500, f"could not save the configuration: {exc.strerror}")
             station.log_event("config_saved", sections=sorted(k for k in partial))
-            return Response(configuration.redacted(cfg))
+            return Response(configuration.redacted(cfg))  # type: ignore[arg-type]  # JSON
 
 
 def create_app(station: "Station", config_path: str, state_dir: str,
@@ -398,7 +398,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
     app.after_request(add_headers)
     app.after_error_request(add_headers)
     web.hosts = hosts.OwnHosts(addresses, netaddrs.host_name,
-                               lambda: hosts.config_names(station.config["web"]), clock)
+                               lambda: hosts.config_names(station.config.web), clock)
     hosts.refuse_foreign_hosts(app, web.hosts, add_headers)
 
     for status, text in ERROR_TEXT.items():
@@ -554,7 +554,8 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         headers = {}
         if request.args.get("download"):
             headers["Content-Disposition"] = 'attachment; filename="doorline-config.json"'
-        return Response(configuration.redacted(station.config), 200, headers)
+        return Response(configuration.redacted(station.config),  # type: ignore[arg-type]  # JSON
+                        200, headers)
 
     @app.put("/api/config")
     @_api

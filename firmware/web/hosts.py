@@ -18,7 +18,8 @@ Public API:
 - `is_own_host(value, names, addresses) -> bool`: the pure decision; `names` a set of
   normalised names (`normalise_name`), `addresses` a set of `ipaddress` objects.
 - `normalise_name(name) -> str`.
-- `is_loopback(client) -> bool`; `config_names(web_table) -> list` (`hostnames` + listen host).
+- `is_loopback(client) -> bool`; `config_names(web) -> list` (`web`: the [web] section, a
+  WebConfig; its `hostnames` + the listen host).
 - `OwnHosts(addresses, host_name, extra_names, clock)`: the station's current names; the
   address list is re-read at most every `REFRESH_S` (sooner, at most once a second, when an
   unknown address literal shows up: a new DHCP lease). `.allows(host_header, local=None)`;
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from microdot.microdot import Microdot, Request
+
+    from firmware.settings import WebConfig
 
 
 REFRESH_S = 5.0
@@ -113,11 +116,11 @@ def is_loopback(client: str) -> bool:
     return address is not None and address.is_loopback
 
 
-def config_names(web: "dict[str, Any]") -> list[str]:
+def config_names(web: "WebConfig") -> list[str]:
     """The extra own names from a [web] config table: `hostnames`, and the `listen` host when
     it is one address (not 0.0.0.0 or ::, which no browser should be let to use as a name)."""
-    names = list(web.get("hostnames", []))
-    host = str(web.get("listen", "")).rpartition(":")[0].strip("[]")
+    names = list(web.hostnames)
+    host = web.listen.rpartition(":")[0].strip("[]")
     address = _address(host)
     if host and (address is None or not address.is_unspecified):
         names.append(host)

@@ -39,14 +39,14 @@ def test_saved_file_holds_only_a_salted_hash(tmp_path):
     assert entries[0]["code_hash"].startswith("pbkdf2_sha256$%d$" % config.CODE_HASH_ITERATIONS)
     assert entries[0]["code_hash"] != entries[1]["code_hash"]  # salted
     loaded = config.load(path)
-    assert config.check_door_code(loaded["door"]["codes"][0], "4711")
-    assert not config.check_door_code(loaded["door"]["codes"][0], "4712")
-    assert not config.check_door_code(loaded["door"]["codes"][0], "47110")
+    assert config.check_door_code(loaded.door.codes[0], "4711")
+    assert not config.check_door_code(loaded.door.codes[0], "4712")
+    assert not config.check_door_code(loaded.door.codes[0], "47110")
     shown = config.redacted(loaded)
     assert shown["door"]["codes"][0] == {"caller": CALLER, "code": config.SECRET}
     # The redacted document sent back keeps the stored hash.
     back = config.validate(config.unredact({"door": shown["door"]}, loaded))
-    assert back["door"]["codes"] == loaded["door"]["codes"]
+    assert back.door.codes == loaded.door.codes
 
 
 def test_clear_codes_written_by_hand_are_hashed_on_load(tmp_path):
@@ -55,7 +55,7 @@ def test_clear_codes_written_by_hand_are_hashed_on_load(tmp_path):
     cfg = config.load(os.fspath(path))
     assert "90210" not in path.read_text()
     assert not (tmp_path / "c.toml.prev").exists()
-    assert config.check_door_code(cfg["door"]["codes"][0], "90210")
+    assert config.check_door_code(cfg.door.codes[0], "90210")
 
 
 def test_hashed_codes_open_the_door_through_the_controller_path():

@@ -70,7 +70,7 @@ def test_optional_srtp_sends_keys_only_over_tls_unless_allowed(secure, explicit,
     if explicit is not None:
         media["srtp_requires_tls"] = explicit
     cfg = configuration.validate({"media": media})
-    media_cfg = dict(cfg["media"], srtp_requires_tls=configuration.srtp_requires_tls(cfg))
+    media_cfg = cfg.media  # SessionManager derives srtp_requires_tls (MediaConfig)
     pool, _ = _pool()
     port, pair = pool.open_pair()
     settings = {"host": "127.0.0.1", "port": 5060, "transport": "udp", "username": "door",
@@ -96,7 +96,7 @@ def _offer(port):
 
 def _negotiated(port, offer, media_cfg):
     """What the session layer hands the player: our answer's negotiation of `offer`."""
-    local = offer_answer.LocalMedia("127.0.0.1", port, codecs=media_cfg["codecs"])
+    local = offer_answer.LocalMedia("127.0.0.1", port, codecs=media_cfg.codecs)
     return offer_answer.create_answer(SessionDescription.parse(offer), local, 1)[1]
 
 
@@ -108,8 +108,7 @@ def _rtp(sequence):
 def test_datagrams_queued_before_media_starts_are_dropped():
     """Even from the SDP's own address: what arrived while the call rang is not its media."""
     pool, _ = _pool()
-    cfg = configuration.validate({})
-    media_cfg = dict(cfg["media"], srtp_requires_tls=True)
+    media_cfg = configuration.validate({}).media
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
     peer.settimeout(2)
@@ -133,7 +132,7 @@ def test_datagrams_queued_before_media_starts_are_dropped():
 
 def test_a_re_offer_that_moves_the_peer_moves_our_media_but_hold_does_not():
     pool, _ = _pool()
-    media_cfg = dict(configuration.validate({})["media"], srtp_requires_tls=True)
+    media_cfg = configuration.validate({}).media
     first, moved = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
     port, pair = pool.open_pair()
     stream = MediaStream("c3", pair, None, None, None)

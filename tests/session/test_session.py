@@ -6,6 +6,7 @@ OpenMedia with a port (or with "no port") and records every session event in ord
 from firmware.session import events as ev
 from firmware.session.routing import is_ip_address, next_hop, route_targets
 from firmware.session.session import SessionManager
+from firmware.settings import MediaConfig
 from firmware.sip.call import CallManager
 from firmware.sip.endpoint import Peer
 from firmware.sip.message import parse
@@ -22,7 +23,8 @@ from tests.sip.test_call import (
 )
 
 RTP_PORT = 40000
-MEDIA = {"codecs": ["PCMU", "PCMA"], "srtp": "off", "srtp_requires_tls": True}
+MEDIA = {"codecs": ["PCMU", "PCMA"], "srtp": "off", "srtp_requires_tls": True,
+         "rtp_ports": "40000-40199"}
 G729_ONLY = ANSWER.replace(b"RTP/AVP 0", b"RTP/AVP 18")
 HOLD_OFFER = ANSWER.replace(b"o=flat 1 1", b"o=flat 1 2") + b"a=sendonly\r\n"
 RESUME_OFFER = ANSWER.replace(b"o=flat 1 1", b"o=flat 1 3")
@@ -39,7 +41,7 @@ class Door:
                     "registrar": None}
         self.ua = UserAgent(settings)
         self.calls = CallManager(self.ua, **manager_options)
-        self.sessions = SessionManager(self.calls, dict(media or MEDIA),
+        self.sessions = SessionManager(self.calls, MediaConfig(**(media or MEDIA)),
                                        **({"random": random} if random else {}))
         self.net = net
         self.no_port = None

@@ -11,12 +11,13 @@ PORTABLE = ("sip", "sdp", "rtp", "codecs", "app", "session")
 # What each package may import (besides itself): the layers below it, never the runtime.
 ALLOWED = {
     "compat": set(),
+    "settings": set(),  # the typed config sections (firmware/settings.py): a leaf
     "codecs": {"compat"},
     "sdp": {"compat"},
     "sip": {"compat"},
     "rtp": {"compat", "codecs"},
-    "app": {"compat", "sip", "codecs"},
-    "session": {"compat", "sip", "sdp", "rtp", "codecs"},
+    "app": {"compat", "settings", "sip", "codecs"},
+    "session": {"compat", "settings", "sip", "sdp", "rtp", "codecs"},
 }
 
 
@@ -58,6 +59,9 @@ def test_the_portable_core_is_layered_and_never_imports_the_runtime():
                     if target is None or target == package:
                         continue
                     assert target in ALLOWED[package], (package, path.name, name)
+    for module in ("compat", "settings"):  # the leaves import nothing of the firmware
+        for _node, names in _imports(FIRMWARE / (module + ".py")):
+            assert not any(_package_of(name) for name in names), (module, names)
 
 
 def test_the_allowed_graph_is_acyclic():

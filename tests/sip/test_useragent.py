@@ -1,6 +1,7 @@
 """UA-wide policy of firmware/sip/useragent.py, fed literal datagrams with a fake clock."""
 
 from firmware.session.routing import next_hop
+from firmware.settings import SipConfig
 from firmware.sip.call import CallManager
 from firmware.sip.endpoint import MessageRejected, Peer
 from firmware.sip.message import NameAddress, parse
@@ -150,8 +151,9 @@ def test_without_a_call_layer_invite_gets_481_after_the_100():
 
 
 # -- UASettings: the UA's settings, read once ------------------------------------------------
-SIP_SECTION = {"transport": "tcp", "username": "door", "password": "secret",
-               "display_name": "Door", "expires": 600, "registrar": "pbx.example.org:5060"}
+SIP_SECTION = SipConfig(transport="tcp", username="door", password="secret",
+                        display_name="Door", expires=600, registrar="pbx.example.org:5060",
+                        domain="", listen="127.0.0.1:5070", tls_ca="")
 
 
 def test_settings_from_the_config_section_drive_the_register():

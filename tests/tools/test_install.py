@@ -66,9 +66,9 @@ def test_seed_config_listens_on_the_lan_and_loads(tmp_path):
     run_installer(tmp_path)
     from firmware import config
     cfg = config.load(str(tmp_path / "etc/doorline/config.toml"))
-    assert cfg["sip"]["listen"] == "0.0.0.0:5060"
-    assert cfg["web"]["listen"] == "0.0.0.0:8080"
-    assert cfg["web"]["https"] is True  # the admin password crosses the LAN
+    assert cfg.sip.listen == "0.0.0.0:5060"
+    assert cfg.web.listen == "0.0.0.0:8080"
+    assert cfg.web.https is True  # the admin password crosses the LAN
 
 
 SETUP_LINE = re.compile(r"^doorline: set the admin password there now, with this one-time "

@@ -9,11 +9,14 @@ import threading
 import time
 
 from firmware import config as configuration
+from firmware.settings import Config
 
 
 class FakeStation:
     def __init__(self, cfg=None, simulated=True, roles=("call",), answer_after=0.5):
-        self.config = configuration.validate(cfg or configuration.defaults())
+        # a Config as validate() returned it, or a document to validate
+        self.config = cfg if isinstance(cfg, Config) else \
+            configuration.validate(cfg or configuration.defaults())
         self.simulated = simulated
         self.roles = set(roles)
         self.answer_after = answer_after

@@ -370,7 +370,7 @@ def test_good_config_saved_and_applied_secrets_redacted(ready):
     assert "code" not in code and configuration.check_door_code(code, "4711")
     assert b"4711" not in ready.file_bytes()  # door codes are stored only as salted hashes
     assert len(ready.station.applied) == 1
-    assert ready.station.applied[0]["sip"]["registrar"] == "127.0.0.1:15060"
+    assert ready.station.applied[0].sip.registrar == "127.0.0.1:15060"
 
     shown = client.get("/api/config", basic())
     download = client.get("/api/config?download=1", basic())

@@ -142,7 +142,7 @@ def test_change_a_setting_and_see_it_saved(browser, served):
     playwright_sync.expect(page.locator("#settings-msg")).to_have_text("Saved.")
     saved = served.saved_config()
     assert saved["sip"]["expires"] == 600 and saved["sip"]["display_name"] == "Front door"
-    assert served.station.applied[-1]["sip"]["expires"] == 600
+    assert served.station.applied[-1].sip.expires == 600
     page.reload()
     playwright_sync.expect(page.get_by_label("Registration expires (s)")).to_have_value("600")
     assert page.csp_errors == []

@@ -61,7 +61,7 @@ def test_a_non_oserror_during_apply_rolls_back_and_saves_nothing(running, monkey
     real_user_agent = station_module.UserAgent
 
     def user_agent(settings, *args, **kwargs):
-        if settings["port"] == new_port:
+        if settings.port == new_port:
             raise RuntimeError("injected failure")
         return real_user_agent(settings, *args, **kwargs)
 

@@ -14,6 +14,7 @@ import pytest
 from microdot import Request, test_client
 
 from firmware import config as configuration
+from firmware.settings import WebConfig
 from firmware.web import hosts, setupcode
 from firmware.web.app import create_app
 from tests.web.fake_station import FakeStation
@@ -46,12 +47,13 @@ def test_other_names_are_refused(value):
 
 
 def test_config_names_take_hostnames_and_a_specific_listen_address():
-    assert hosts.config_names({"listen": "0.0.0.0:8080", "hostnames": ["door.example.org"]}) \
-        == ["door.example.org"]
-    assert hosts.config_names({"listen": "[::]:8080", "hostnames": []}) == []
-    assert hosts.config_names({"listen": "192.0.2.7:8080", "hostnames": []}) == ["192.0.2.7"]
-    assert hosts.config_names({"listen": "[2001:db8::7]:8080", "hostnames": []}) == \
-        ["2001:db8::7"]
+    def web(listen, hostnames):
+        return WebConfig(listen=listen, https=False, hostnames=hostnames)
+
+    assert hosts.config_names(web("0.0.0.0:8080", ["door.example.org"])) == ["door.example.org"]
+    assert hosts.config_names(web("[::]:8080", [])) == []
+    assert hosts.config_names(web("192.0.2.7:8080", [])) == ["192.0.2.7"]
+    assert hosts.config_names(web("[2001:db8::7]:8080", [])) == ["2001:db8::7"]
 
 
 class Clock:
@@ -105,7 +107,7 @@ def test_loopback_clients():
 def test_config_validates_hostnames(names, error):
     doc = {"web": {"hostnames": names}}
     if error is None:
-        assert configuration.validate(doc)["web"]["hostnames"] == names
+        assert configuration.validate(doc).web.hostnames == names
         return
     with pytest.raises(configuration.ConfigError) as exc:
         configuration.validate(doc)

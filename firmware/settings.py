@@ -1,0 +1,259 @@
+"""The station's settings as small typed objects, one class per section of the config file.
+
+Portable (MicroPython subset, frozen with the core by manifest.py): the sans-I/O core
+(firmware/app, firmware/session) reads these objects and imports nothing from firmware/config.py,
+which holds what CPython alone runs (TOML, defaults, validation, hashing, atomic saving).
+
+`firmware.config.validate(doc)` checks a document once and builds a `Config` with
+`Config.from_dict`; nothing downstream checks a type again. `from_dict` takes a document in the
+normal form `validate` produced (every key present) and checks nothing itself: anything from
+outside (a file, the web API) goes through `validate`. `to_dict()` gives that document back
+(the file and wire format: TOML, GET/PUT /api/config), so `validate(c.to_dict()) == c`.
+Objects compare by value; a repr never shows a secret (the SIP password, door codes).
+"""
+
+SECRET_SHOWN = "(set)"  # what a repr shows for a secret that is set
+
+
+class _Section:
+    """Value equality and a dict form over the class's `__slots__` (no secrets in a repr:
+    the subclasses that hold one write their own)."""
+
+    __slots__: tuple = ()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return False
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def to_dict(self) -> dict:
+        out = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            out[name] = list(value) if isinstance(value, list) else value
+        return out
+
+    def __repr__(self) -> str:
+        return "<%s %s>" % (type(self).__name__, " ".join(
+            "%s=%r" % (name, getattr(self, name)) for name in self.__slots__))
+
+
+class SipConfig(_Section):
+    """[sip]: registrar ("" for direct-IP mode), domain, username, password, transport
+    (udp, tcp, tls), listen ("host:port"), tls_ca (a PEM file path or ""), expires (s),
+    display_name."""
+
+    __slots__ = ("registrar", "domain", "username", "password", "transport", "listen", "tls_ca",
+                 "expires", "display_name")
+
+    def __init__(self, registrar: str, domain: str, username: str, password: str,
+                 transport: str, listen: str, tls_ca: str, expires: int,
+                 display_name: str) -> None:
+        self.registrar = registrar
+        self.domain = domain
+        self.username = username
+        self.password = password
+        self.transport = transport
+        self.listen = listen
+        self.tls_ca = tls_ca
+        self.expires = expires
+        self.display_name = display_name
+
+    def effective_domain(self) -> str:
+        """The AOR domain: `domain`, else the registrar's host (an IPv6 address in brackets,
+        as it goes into `sip:user@[2001:db8::1]`); "" when neither is set."""
+        if self.domain or not self.registrar:
+            return self.domain
+        text = self.registrar
+        if text.startswith("["):
+            return "[" + text[1:].partition("]")[0] + "]"
+        if text.count(":") > 1:  # a bare IPv6 address, no port
+            return "[" + text + "]"
+        return text.rpartition(":")[0] if text.count(":") == 1 else text
+
+    def __repr__(self) -> str:
+        return "<SipConfig %s@%s registrar=%r listen=%s password=%s>" % (
+            self.username, self.transport, self.registrar, self.listen,
+            SECRET_SHOWN if self.password else "''")
+
+
+class MediaConfig(_Section):
+    """[media]: srtp (off, optional, mandatory), srtp_requires_tls (None: not set, which means
+    true), codecs (names in order of preference), rtp_ports ("low-high")."""
+
+    __slots__ = ("srtp", "srtp_requires_tls", "codecs", "rtp_ports")
+
+    def __init__(self, srtp: str, srtp_requires_tls: "bool | None", codecs: "list[str]",
+                 rtp_ports: str) -> None:
+        self.srtp = srtp
+        self.srtp_requires_tls = srtp_requires_tls
+        self.codecs = codecs
+        self.rtp_ports = rtp_ports
+
+    def keys_need_tls(self) -> bool:
+        """SDES keys only over TLS: true unless `srtp_requires_tls` was set false on purpose
+        (issue 12), for `optional` as for `mandatory`. Derived here, never stored: a later
+        change of the setting must not leave a stale copy behind."""
+        return self.srtp_requires_tls is not False
+
+    def port_range(self) -> "tuple[int, int]":
+        low, _, high = self.rtp_ports.partition("-")
+        return int(low), int(high)
+
+
+class AnswerConfig(_Section):
+    """[answer]: mode (auto, ring, off), allow (SIP URIs), max_duration_s, identity (from,
+    asserted)."""
+
+    __slots__ = ("mode", "allow", "max_duration_s", "identity")
+
+    def __init__(self, mode: str, allow: "list[str]", max_duration_s: int,
+                 identity: str) -> None:
+        self.mode = mode
+        self.allow = allow
+        self.max_duration_s = max_duration_s
+        self.identity = identity
+
+
+class ButtonConfig(_Section):
+    """One [[buttons]] entry: role, targets (SIP URIs), mode (parallel, sequential),
+    target_timeout_s, second_press (ignore, hangup), answer_mode ("", auto, manual)."""
+
+    __slots__ = ("role", "targets", "mode", "target_timeout_s", "second_press", "answer_mode")
+
+    def __init__(self, role: str, targets: "list[str]", mode: str, target_timeout_s: int,
+                 second_press: str, answer_mode: str) -> None:
+        self.role = role
+        self.targets = targets
+        self.mode = mode
+        self.target_timeout_s = target_timeout_s
+        self.second_press = second_press
+        self.answer_mode = answer_mode
+
+
+class CallsConfig(_Section):
+    """[calls]: ring_timeout_s, max_duration_s, max_calls, follow_redirects."""
+
+    __slots__ = ("ring_timeout_s", "max_duration_s", "max_calls", "follow_redirects")
+
+    def __init__(self, ring_timeout_s: int, max_duration_s: int, max_calls: int,
+                 follow_redirects: bool) -> None:
+        self.ring_timeout_s = ring_timeout_s
+        self.max_duration_s = max_duration_s
+        self.max_calls = max_calls
+        self.follow_redirects = follow_redirects
+
+
+class DoorCode(_Section):
+    """One door.codes entry: the caller it belongs to and either the code in clear (`code`, as
+    typed, before it is saved) or its stored hash (`code_hash`) and `length`."""
+
+    __slots__ = ("caller", "code", "code_hash", "length")
+
+    def __init__(self, caller: str, code: "str | None" = None, code_hash: "str | None" = None,
+                 length: "int | None" = None) -> None:
+        self.caller = caller
+        self.code = code
+        self.code_hash = code_hash
+        # the code's length (validated with a hash; a clear code's own length)
+        self.length = length if length is not None else len(code or "")
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> "DoorCode":
+        return cls(entry["caller"], entry.get("code"), entry.get("code_hash"),
+                   entry.get("length"))
+
+    def to_dict(self) -> dict:
+        if self.code_hash is not None:
+            return {"caller": self.caller, "code_hash": self.code_hash, "length": self.length}
+        return {"caller": self.caller, "code": self.code}
+
+    def __repr__(self) -> str:
+        return "<DoorCode %s %s, %s digits>" % (
+            self.caller, "hashed" if self.code_hash is not None else "clear", self.length)
+
+
+class DoorConfig(_Section):
+    """[door]: pulse_ms, codes (DoorCode), max_failures, lockout_s."""
+
+    __slots__ = ("pulse_ms", "codes", "max_failures", "lockout_s")
+
+    def __init__(self, pulse_ms: int, codes: "list[DoorCode]", max_failures: int,
+                 lockout_s: int) -> None:
+        self.pulse_ms = pulse_ms
+        self.codes = codes
+        self.max_failures = max_failures
+        self.lockout_s = lockout_s
+
+    def to_dict(self) -> dict:
+        return {"pulse_ms": self.pulse_ms, "codes": [c.to_dict() for c in self.codes],
+                "max_failures": self.max_failures, "lockout_s": self.lockout_s}
+
+
+class WebConfig(_Section):
+    """[web]: listen ("host:port"), https, hostnames (extra names the page answers to)."""
+
+    __slots__ = ("listen", "https", "hostnames")
+
+    def __init__(self, listen: str, https: bool, hostnames: "list[str]") -> None:
+        self.listen = listen
+        self.https = https
+        self.hostnames = hostnames
+
+
+class Config(_Section):
+    """The whole configuration: `sip`, `media`, `answer`, `buttons` (a list of ButtonConfig),
+    `calls`, `door`, `web`."""
+
+    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web")
+    SECTIONS = __slots__
+
+    def __init__(self, sip: "SipConfig", media: "MediaConfig", answer: "AnswerConfig",
+                 buttons: "list[ButtonConfig]", calls: "CallsConfig", door: "DoorConfig",
+                 web: "WebConfig") -> None:
+        self.sip = sip
+        self.media = media
+        self.answer = answer
+        self.buttons = buttons
+        self.calls = calls
+        self.door = door
+        self.web = web
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "Config":
+        """The typed form of a document in `firmware.config.validate`'s normal form (every
+        section and key present, values checked): use `validate` for anything else."""
+        door = doc["door"]
+        return cls(
+            SipConfig(**doc["sip"]),
+            MediaConfig(**doc["media"]),
+            AnswerConfig(**doc["answer"]),
+            [ButtonConfig(**b) for b in doc["buttons"]],
+            CallsConfig(**doc["calls"]),
+            DoorConfig(door["pulse_ms"], [DoorCode.from_dict(c) for c in door["codes"]],
+                       door["max_failures"], door["lockout_s"]),
+            WebConfig(**doc["web"]))
+
+    def to_dict(self) -> dict:
+        """The document (a fresh dict: the caller may change it): what the file holds."""
+        return {"sip": self.sip.to_dict(), "media": self.media.to_dict(),
+                "answer": self.answer.to_dict(), "buttons": [b.to_dict() for b in self.buttons],
+                "calls": self.calls.to_dict(), "door": self.door.to_dict(),
+                "web": self.web.to_dict()}
+
+    def section(self, name: str) -> object:
+        """A section by its name in the file (for what compares sections by name)."""
+        return getattr(self, name)
+
+    def button(self, role: str) -> "ButtonConfig | None":
+        for button in self.buttons:
+            if button.role == role:
+                return button
+        return None
+
+    def __repr__(self) -> str:
+        return "<Config %r %r %r buttons=%r %r %r %r>" % (
+            self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web)
