@@ -383,15 +383,19 @@ def test_busy_and_no_port_and_key_policy_do_not_start_a_call():
     Phone(net, FLAT1)
     door.place(FLAT1)
     routed = [("sip:flat@127.0.0.1:5064", Peer("udp", "127.0.0.1", 5064))]
-    assert door.sessions.place_call("call", routed, DOOR[0], RTP_PORT, net.now) is None
+    assert door.sessions.place_call("call", routed, DOOR[0], RTP_PORT, net.now,
+                                    call_id="c-busy") is None
     assert door.sessions.place_call("api", routed, DOOR[0], None, net.now,
-                                    no_media="no free RTP port pair") is None
+                                    no_media="no free RTP port pair", call_id="c-port") is None
     strict = Door(Network(), media=dict(MEDIA, srtp="mandatory"))
     assert strict.sessions.place_call("call", routed, DOOR[0], RTP_PORT, net.now) is None
     door.collect()
     strict.collect()
-    assert door.events[1:] == [ev.CallNotStarted(None, "call", "busy"),
-                               ev.CallNotStarted(None, "api", "no media: no free RTP port pair")]
+    assert door.events[1:] == [ev.CallNotStarted("c-busy", "call", "busy"),
+                               ev.CallNotStarted("c-port", "api",
+                                                 "no media: no free RTP port pair")]
+    # without an id from the controller, the session layer mints the call's one id
+    assert strict.events[0].call_id and len(strict.events[0].call_id) == 12
     assert strict.events[0].reason.startswith("SRTP is mandatory")
 
 

@@ -14,7 +14,7 @@ ALLOWED = {
     "settings": set(),  # the typed config sections (firmware/settings.py): a leaf
     "codecs": {"compat"},
     "sdp": {"compat"},
-    "sip": {"compat"},
+    "sip": {"compat", "settings"},  # settings: UASettings.from_config(SipConfig)
     "rtp": {"compat", "codecs"},
     "app": {"compat", "settings", "sip", "codecs"},
     "session": {"compat", "settings", "sip", "sdp", "rtp", "codecs"},
