@@ -253,7 +253,10 @@ async def _answer_and_close(reader: "asyncio.StreamReader", writer: "asyncio.Str
 def _abort(writer: "asyncio.StreamWriter") -> None:
     transport = writer.transport
     if transport is not None and not transport.is_closing():
-        transport.abort()
+        try:
+            transport.abort()
+        except RuntimeError:  # the loop is already closed (the server shut down meanwhile)
+            pass
 
 
 def _peer(writer: "asyncio.StreamWriter") -> str:
