@@ -17,18 +17,33 @@ Mapping of board settings onto gpiozero:
              timed by hal.base.Relay's threading.Timer.
     inputs   DigitalInputDevice with the same pull rules as buttons, 50 ms debounce.
 
-Audio: each direction opens the board's ALSA device by name, S16_LE, non-blocking, mono (stereo
-with a downmix if the device offers no mono), period = frame_ms at the native rate, and converts
-to/from the call rate with firmware.codecs.resample.Resampler.  An overrun makes pyalsaaudio's
+Audio: each direction opens the board's ALSA device by name, S16_LE, non-blocking, period =
+frame_ms.  Rate conversion, downmix and upmix run in C inside libasound whenever it can: the
+device is wrapped as `speexrate:SLAVE="plug:'<device>'",RATE=<native>,CONVERTER=speexrate_medium`
+(the `speexrate` PCM of Debian's libasound2-plugins; `plug` converts channels and format), opened
+mono at the call rate, so Python only moves 320-byte frames.  Only where that PCM is missing (no
+libasound2-plugins, or a device name with quotes) does it fall back to the old path: the device
+at its native rate, mono (stereo with a Python downmix if the device offers no mono), converted
+with the pure-Python firmware.codecs.resample.Resampler.  Which path is used is logged once
+(INFO; a WARNING for the Python fallback); `AlsaAudioStream.conversion` names it.
+DOORLINE_ALSA_RESAMPLER=python forces the fallback (for comparisons).
+
+An overrun makes pyalsaaudio's
 read() return -EPIPE after it has already re-prepared the PCM (snd_pcm_prepare), so one is just
 counted; several in a row mean the PCM is stuck and it is reopened.  Any ALSA error (a USB device
 unplugged) closes that direction and reopens it with back-off from 0.1 s doubling to 5 s, so a
 replugged device comes back within seconds without the caller noticing more than silence.
 `alsaaudio` is imported only when audio is opened, so this module loads without it.
+
+Bench only (docs/BENCH.md): DOORLINE_ALSA_UNTIMED=1 marks the ALSA devices as having no clock
+(the bench's `file` plugin over `null` returns data at once), so the runtime paces them like the
+simulator's WAV; GPIOZERO_PIN_FACTORY (gpiozero's own variable, e.g. `mock`) replaces lgpio, so
+a Pi board file runs on a PC.
 """
 
 import errno
 import logging
+import os
 import select
 import time
 
@@ -48,6 +63,25 @@ BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 XRUN_LIMIT = 4  # consecutive overruns before the PCM is treated as stuck and reopened
 PERIODS = 4
+C_CONVERTER = "speexrate_medium"  # speex quality 5: flat to 3.4 kHz, alias/images below -90 dB
+
+
+def converting_device(device, native_rate, converter=C_CONVERTER):
+    """The ALSA PCM name that converts `device` (at `native_rate`) to any rate and to mono in
+    libasound, or None if the name cannot be embedded (quotes)."""
+    if "'" in device or '"' in device or "\\" in device:
+        return None
+    return f"speexrate:SLAVE=\"plug:'{device}'\",RATE={native_rate},CONVERTER={converter}"
+
+
+def c_conversion_available(alsa):
+    """True when libasound knows the `speexrate` PCM (libasound2-plugins is installed)."""
+    if os.environ.get("DOORLINE_ALSA_RESAMPLER") == "python":
+        return False
+    try:
+        return "speexrate" in alsa.pcms()
+    except (AttributeError, alsa.ALSAAudioError):
+        return False
 
 
 def _pull_settings(spec):
@@ -146,6 +180,8 @@ class PiBoard(Board):
 
 
 def _default_factory():
+    if os.environ.get("GPIOZERO_PIN_FACTORY"):
+        return None  # gpiozero picks the factory the variable names (the bench: "mock")
     try:
         from gpiozero.pins.lgpio import LGPIOFactory
 
@@ -163,9 +199,19 @@ class AlsaAudio(AudioDevice):
         self._clock = clock
         self._sleep = sleep
         self._streams = []
+        self._logged = False
+        if os.environ.get("DOORLINE_ALSA_UNTIMED") == "1":
+            self.paced = False  # bench devices without a clock: the runtime paces them
 
     def open(self, rate=8000, frame_ms=20):
         stream = AlsaAudioStream(self.spec, rate, frame_ms, self._clock, self._sleep)
+        if not self._logged:
+            self._logged = True
+            level = logging.WARNING if stream.conversion.startswith("python") else logging.INFO
+            log.log(level, "audio: %s/%s at %d Hz, calls at %d Hz, conversion: %s",
+                    self.spec.capture, self.spec.playback, self.spec.rate, rate,
+                    stream.conversion)
+        self._streams = [s for s in self._streams if not s.closed]
         self._streams.append(stream)
         return stream
 
@@ -258,19 +304,33 @@ class AlsaAudioStream(AudioStream):
 
         self.rate = rate
         self.frame_bytes = frame_bytes(rate, frame_ms)
+        self.closed = False
         self._alsa = alsaaudio
         self._clock = clock
         self._sleep = sleep
         self._frame_s = frame_ms / 1000
-        period = spec.rate * frame_ms // 1000
-        self._capture = AlsaPcm(alsaaudio, alsaaudio.PCM_CAPTURE, spec.capture, spec.rate,
-                                period, clock)
-        self._playback = AlsaPcm(alsaaudio, alsaaudio.PCM_PLAYBACK, spec.playback, spec.rate,
-                                 period, clock)
-        self._from_device = RateConverter(spec.rate, rate)
-        self._to_device = RateConverter(rate, spec.rate)
+        capture, playback = spec.capture, spec.playback
+        open_rate = spec.rate
+        if spec.rate == rate:
+            self.conversion = "none (device runs at the call rate)"
+        else:
+            wrapped = (converting_device(spec.capture, spec.rate),
+                       converting_device(spec.playback, spec.rate))
+            if None not in wrapped and c_conversion_available(alsaaudio):
+                capture, playback = wrapped
+                open_rate = rate
+                self.conversion = f"libasound {C_CONVERTER} (C)"
+            else:
+                self.conversion = "python Resampler (install libasound2-plugins for the C path)"
+        period = open_rate * frame_ms // 1000
+        self._capture = AlsaPcm(alsaaudio, alsaaudio.PCM_CAPTURE, capture, open_rate, period,
+                                clock)
+        self._playback = AlsaPcm(alsaaudio, alsaaudio.PCM_PLAYBACK, playback, open_rate, period,
+                                 clock)
+        self._from_device = RateConverter(open_rate, rate)
+        self._to_device = RateConverter(rate, open_rate)
         self._captured = FrameQueue(self.frame_bytes)
-        self._to_play = FrameQueue(frame_bytes(spec.rate, frame_ms))
+        self._to_play = FrameQueue(frame_bytes(open_rate, frame_ms))
         self._consecutive_xruns = 0
         self.xruns = 0
         self.dropped = 0
@@ -347,5 +407,6 @@ class AlsaAudioStream(AudioStream):
         self.dropped += 1
 
     def close(self):
+        self.closed = True
         self._capture.close()
         self._playback.close()
