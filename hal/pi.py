@@ -260,7 +260,7 @@ class AlsaPcm:
 
     def _open(self):
         pcm = self._make(channels=1)
-        if 1 in pcm.getchannels():
+        if _channels(pcm) == 1:
             return pcm, 1
         # Some USB codecs offer stereo only; take stereo and mix down / copy up ourselves.
         pcm.close()
@@ -298,6 +298,16 @@ class AlsaPcm:
                 pass  # an unplugged device may refuse even this; the handle is dropped anyway
 
 
+def _channels(pcm):
+    """The channel count the PCM was really opened with.  pyalsaaudio >= 0.10 reports it in
+    info() (it keeps what the device granted); getchannels() tries every count from the
+    device's minimum to its maximum, which never ends on devices without a limit (`null`)."""
+    info = getattr(pcm, "info", None)
+    if info is not None:
+        return info()["channels"]
+    return 1 if 1 in pcm.getchannels() else 2
+
+
 class AlsaAudioStream(AudioStream):
     def __init__(self, spec, rate, frame_ms, clock, sleep):
         import alsaaudio  # only here: the HAL must import on machines without ALSA
@@ -327,6 +337,7 @@ class AlsaAudioStream(AudioStream):
                                 clock)
         self._playback = AlsaPcm(alsaaudio, alsaaudio.PCM_PLAYBACK, playback, open_rate, period,
                                  clock)
+        self._direct = open_rate == rate  # no conversion left to Python
         self._from_device = RateConverter(open_rate, rate)
         self._to_device = RateConverter(rate, open_rate)
         self._captured = FrameQueue(self.frame_bytes)
@@ -367,6 +378,9 @@ class AlsaAudioStream(AudioStream):
                 self._capture.wait(pcm, min(remaining, self._frame_s), self._sleep)
             else:
                 self._consecutive_xruns = 0
+                if (self._direct and len(data) == self.frame_bytes and not len(self._captured)
+                        and self._capture.channels == 1):
+                    return data  # the C path: libasound already gave one frame at our rate
                 mono = downmix(data, self._capture.channels)
                 self._captured.push(self._from_device.convert(mono))
 
@@ -379,6 +393,14 @@ class AlsaAudioStream(AudioStream):
             self._capture.lost(f"{XRUN_LIMIT} overruns in a row ({errno.errorcode.get(-code)})")
 
     def write_frame(self, pcm):
+        if self._direct and not len(self._to_play) and len(pcm) == self.frame_bytes \
+                and self._playback.channels == 1:
+            device = self._playback.get()  # the C path: one frame is one period, as it is
+            if device is None:
+                self.dropped += 1
+            else:
+                self._write_period(device, pcm)
+            return
         self._to_play.push(self._to_device.convert(pcm))
         while True:
             period = self._to_play.pop()

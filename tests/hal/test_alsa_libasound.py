@@ -131,3 +131,20 @@ def test_c_converter_costs_a_fraction_of_the_python_resampler(monkeypatch, tmp_p
         resampler.process(tone[start:start + 1920])
     python_cpu = (time.process_time() - started) / (len(tone) // 1920)
     assert c_cpu < python_cpu / 5, (c_cpu, python_cpu)
+
+
+def test_python_fallback_is_named_and_still_plays_at_48k(card, monkeypatch):
+    monkeypatch.setenv("DOORLINE_ALSA_RESAMPLER", "python")
+    spec = AudioSpec(capture="testcard_cap", playback="testcard_play", rate=48000)
+    audio = AlsaAudio(spec)
+    stream = audio.open(rate=8000, frame_ms=20)
+    try:
+        assert stream.conversion.startswith("python")
+        tone = _tone(1000, 8000, seconds=0.5)
+        for start in range(0, len(tone), 320):
+            stream.write_frame(tone[start:start + 320])
+        assert stream.read_frame() is not None
+    finally:
+        audio.close()
+    settled = pcm_to_samples(card.read_bytes())[4800:]
+    assert _db(goertzel_power(settled, 1000, 48000)) == pytest.approx(0, abs=0.5)
