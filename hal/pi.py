@@ -17,18 +17,33 @@ Mapping of board settings onto gpiozero:
              timed by hal.base.Relay's threading.Timer.
     inputs   DigitalInputDevice with the same pull rules as buttons, 50 ms debounce.
 
-Audio: each direction opens the board's ALSA device by name, S16_LE, non-blocking, mono (stereo
-with a downmix if the device offers no mono), period = frame_ms at the native rate, and converts
-to/from the call rate with firmware.codecs.resample.Resampler.  An overrun makes pyalsaaudio's
+Audio: each direction opens the board's ALSA device by name, S16_LE, non-blocking, period =
+frame_ms.  Rate conversion, downmix and upmix run in C inside libasound whenever it can: the
+device is wrapped as `speexrate:SLAVE="plug:'<device>'",RATE=<native>,CONVERTER=speexrate_medium`
+(the `speexrate` PCM of Debian's libasound2-plugins; `plug` converts channels and format), opened
+mono at the call rate, so Python only moves 320-byte frames.  Only where that PCM is missing (no
+libasound2-plugins, or a device name with quotes) does it fall back to the old path: the device
+at its native rate, mono (stereo with a Python downmix if the device offers no mono), converted
+with the pure-Python firmware.codecs.resample.Resampler.  Which path is used is logged once
+(INFO; a WARNING for the Python fallback); `AlsaAudioStream.conversion` names it.
+DOORLINE_ALSA_RESAMPLER=python forces the fallback (for comparisons).
+
+An overrun makes pyalsaaudio's
 read() return -EPIPE after it has already re-prepared the PCM (snd_pcm_prepare), so one is just
 counted; several in a row mean the PCM is stuck and it is reopened.  Any ALSA error (a USB device
 unplugged) closes that direction and reopens it with back-off from 0.1 s doubling to 5 s, so a
 replugged device comes back within seconds without the caller noticing more than silence.
 `alsaaudio` is imported only when audio is opened, so this module loads without it.
+
+Bench only (docs/BENCH.md): DOORLINE_ALSA_UNTIMED=1 marks the ALSA devices as having no clock
+(the bench's `file` plugin over `null` returns data at once), so the runtime paces them like the
+simulator's WAV; GPIOZERO_PIN_FACTORY (gpiozero's own variable, e.g. `mock`) replaces lgpio, so
+a Pi board file runs on a PC.
 """
 
 import errno
 import logging
+import os
 import select
 import time
 from typing import TYPE_CHECKING
@@ -58,6 +73,26 @@ BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 XRUN_LIMIT = 4  # consecutive overruns before the PCM is treated as stuck and reopened
 PERIODS = 4
+C_CONVERTER = "speexrate_medium"  # speex quality 5: flat to 3.4 kHz, alias/images below -90 dB
+
+
+def converting_device(device: str, native_rate: int,
+                      converter: str = C_CONVERTER) -> str | None:
+    """The ALSA PCM name that converts `device` (at `native_rate`) to any rate and to mono in
+    libasound, or None if the name cannot be embedded (quotes)."""
+    if "'" in device or '"' in device or "\\" in device:
+        return None
+    return f"speexrate:SLAVE=\"plug:'{device}'\",RATE={native_rate},CONVERTER={converter}"
+
+
+def c_conversion_available(alsa: "Any") -> bool:
+    """True when libasound knows the `speexrate` PCM (libasound2-plugins is installed)."""
+    if os.environ.get("DOORLINE_ALSA_RESAMPLER") == "python":
+        return False
+    try:
+        return "speexrate" in alsa.pcms()
+    except (AttributeError, alsa.ALSAAudioError):
+        return False
 
 
 def _pull_settings(spec: "ButtonSpec | InputSpec") -> tuple[bool | None, bool | None]:
@@ -156,7 +191,9 @@ class PiBoard(Board):
         )
 
 
-def _default_factory() -> "Factory":
+def _default_factory() -> "Factory | None":
+    if os.environ.get("GPIOZERO_PIN_FACTORY"):
+        return None  # gpiozero picks the factory the variable names (the bench: "mock")
     try:
         from gpiozero.pins.lgpio import LGPIOFactory
 
@@ -175,9 +212,19 @@ class AlsaAudio(AudioDevice):
         self._clock = clock
         self._sleep = sleep
         self._streams: list[AlsaAudioStream] = []
+        self._logged = False
+        if os.environ.get("DOORLINE_ALSA_UNTIMED") == "1":
+            self.paced = False  # bench devices without a clock: the runtime paces them
 
     def open(self, rate: int = 8000, frame_ms: int = 20) -> "AlsaAudioStream":
         stream = AlsaAudioStream(self.spec, rate, frame_ms, self._clock, self._sleep)
+        if not self._logged:
+            self._logged = True
+            level = logging.WARNING if stream.conversion.startswith("python") else logging.INFO
+            log.log(level, "audio: %s/%s at %d Hz, calls at %d Hz, conversion: %s",
+                    self.spec.capture, self.spec.playback, self.spec.rate, rate,
+                    stream.conversion)
+        self._streams = [s for s in self._streams if not s.closed]
         self._streams.append(stream)
         return stream
 
@@ -227,7 +274,7 @@ class AlsaPcm:
 
     def _open(self) -> "tuple[alsaaudio.PCM, int]":
         pcm = self._make(channels=1)
-        if 1 in pcm.getchannels():
+        if _channels(pcm) == 1:
             return pcm, 1
         # Some USB codecs offer stereo only; take stereo and mix down / copy up ourselves.
         pcm.close()
@@ -265,6 +312,16 @@ class AlsaPcm:
                 pass  # an unplugged device may refuse even this; the handle is dropped anyway
 
 
+def _channels(pcm: "Any") -> int:
+    """The channel count the PCM was really opened with.  pyalsaaudio >= 0.10 reports it in
+    info() (it keeps what the device granted); getchannels() tries every count from the
+    device's minimum to its maximum, which never ends on devices without a limit (`null`)."""
+    info = getattr(pcm, "info", None)
+    if info is not None:
+        return info()["channels"]
+    return 1 if 1 in pcm.getchannels() else 2
+
+
 class AlsaAudioStream(AudioStream):
     def __init__(self, spec: "AudioSpec", rate: int, frame_ms: int, clock: "Callable[[], float]",
                  sleep: "Callable") -> None:
@@ -272,19 +329,35 @@ class AlsaAudioStream(AudioStream):
 
         self.rate = rate
         self.frame_bytes = frame_bytes(rate, frame_ms)
+        self.closed = False
         self._alsa = alsaaudio
         self._clock = clock
         self._sleep = sleep
         self._frame_s = frame_ms / 1000
-        period = spec.rate * frame_ms // 1000
-        self._capture = AlsaPcm(alsaaudio, alsaaudio.PCM_CAPTURE, spec.capture, spec.rate,
-                                period, clock)
-        self._playback = AlsaPcm(alsaaudio, alsaaudio.PCM_PLAYBACK, spec.playback, spec.rate,
-                                 period, clock)
-        self._from_device = RateConverter(spec.rate, rate)
-        self._to_device = RateConverter(rate, spec.rate)
+        capture, playback = spec.capture, spec.playback
+        open_rate = spec.rate
+        if spec.rate == rate:
+            self.conversion = "none (device runs at the call rate)"
+        else:
+            wrapped_capture = converting_device(spec.capture, spec.rate)
+            wrapped_playback = converting_device(spec.playback, spec.rate)
+            if wrapped_capture is not None and wrapped_playback is not None \
+                    and c_conversion_available(alsaaudio):
+                capture, playback = wrapped_capture, wrapped_playback
+                open_rate = rate
+                self.conversion = f"libasound {C_CONVERTER} (C)"
+            else:
+                self.conversion = "python Resampler (install libasound2-plugins for the C path)"
+        period = open_rate * frame_ms // 1000
+        self._capture = AlsaPcm(alsaaudio, alsaaudio.PCM_CAPTURE, capture, open_rate, period,
+                                clock)
+        self._playback = AlsaPcm(alsaaudio, alsaaudio.PCM_PLAYBACK, playback, open_rate, period,
+                                 clock)
+        self._direct = open_rate == rate  # no conversion left to Python
+        self._from_device = RateConverter(open_rate, rate)
+        self._to_device = RateConverter(rate, open_rate)
         self._captured = FrameQueue(self.frame_bytes)
-        self._to_play = FrameQueue(frame_bytes(spec.rate, frame_ms))
+        self._to_play = FrameQueue(frame_bytes(open_rate, frame_ms))
         self._consecutive_xruns = 0
         self.xruns = 0
         self.dropped = 0
@@ -321,6 +394,9 @@ class AlsaAudioStream(AudioStream):
                 self._capture.wait(pcm, min(remaining, self._frame_s), self._sleep)
             else:
                 self._consecutive_xruns = 0
+                if (self._direct and len(data) == self.frame_bytes and not len(self._captured)
+                        and self._capture.channels == 1):
+                    return data  # the C path: libasound already gave one frame at our rate
                 mono = downmix(data, self._capture.channels)
                 self._captured.push(self._from_device.convert(mono))
 
@@ -333,6 +409,14 @@ class AlsaAudioStream(AudioStream):
             self._capture.lost(f"{XRUN_LIMIT} overruns in a row ({errno.errorcode.get(-code)})")
 
     def write_frame(self, pcm: bytes) -> None:
+        if self._direct and not len(self._to_play) and len(pcm) == self.frame_bytes \
+                and self._playback.channels == 1:
+            device = self._playback.get()  # the C path: one frame is one period, as it is
+            if device is None:
+                self.dropped += 1
+            else:
+                self._write_period(device, pcm)
+            return
         self._to_play.push(self._to_device.convert(pcm))
         while True:
             period = self._to_play.pop()
@@ -361,5 +445,6 @@ class AlsaAudioStream(AudioStream):
         self.dropped += 1
 
     def close(self) -> None:
+        self.closed = True
         self._capture.close()
         self._playback.close()

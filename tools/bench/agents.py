@@ -47,6 +47,21 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def context_switches(pid):
+    """Voluntary + involuntary context switches of all threads (/proc/PID/task/*/status): over
+    a window, about the process's wake-ups."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.endswith("ctxt_switches:", 0, line.find(":") + 1):
+                        total += int(line.split()[1])
+        except OSError:
+            continue  # the thread ended meanwhile
+    return total
+
+
 def memory_kb(pid):
     values = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
@@ -57,11 +72,29 @@ def memory_kb(pid):
     return values
 
 
+class _EnvFirmware(Firmware):
+    """tests.integration.helpers.Firmware with extra environment variables (the ALSA row)."""
+
+    def __init__(self, *args, extra_env=None, **options):
+        self._extra_env = dict(extra_env or {})
+        Firmware.__init__(self, *args, **options)
+
+    def start(self):
+        # As Firmware.start, plus the extra variables.
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
+                    "DOORLINE_TEST_HOOKS": "1" if self.test_hooks else "0", **self._extra_env}
+        self.started_at = time.time()
+        self.started_mono = time.monotonic()
+        ManagedProcess.start(self)
+        return self
+
+
 class DoorlineUA:
     kind = "doorline"
 
     def __init__(self, workdir, registrar=None, user="door", password="", srtp="off",
-                 allow=(), button_targets=(), rtp_ports=None, mic=None, speaker_dir=None):
+                 allow=(), button_targets=(), rtp_ports=None, mic=None, speaker_dir=None,
+                 board=None, env=None):
         self.sip_port = free_port(("udp", "tcp"))
         self.web_port = free_port(("tcp",))
         self.user = user
@@ -83,7 +116,14 @@ class DoorlineUA:
         if speaker_dir is not None:
             extra += ["--speaker-dir", os.fspath(speaker_dir)]
         self.registered_mode = registrar is not None
-        self.firmware = Firmware(workdir, config, extra_args=extra, log_level="INFO")
+        # test_hooks off: production behaviour (DOORLINE_TEST_HOOKS=0), as baresip runs as shipped.
+        options = {"extra_args": extra, "log_level": "INFO", "test_hooks": False}
+        if board is not None:
+            options["board"] = os.fspath(board)
+        if env:
+            self.firmware = _EnvFirmware(workdir, config, extra_env=env, **options)
+        else:
+            self.firmware = Firmware(workdir, config, **options)
         self._authorization = "Basic " + base64.b64encode(
             f"admin:{ADMIN_PASSWORD}".encode()).decode()
 

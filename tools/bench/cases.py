@@ -13,7 +13,7 @@ from tests.peers.audio import read_wav
 from tests.peers.process import free_port, wait_until
 from tests.peers.sipp import run_sipp, start_sipp, uac_scenario
 from tools.bench import rtpsender, stats, wire
-from tools.bench.agents import BenchError, cpu_seconds, memory_kb
+from tools.bench.agents import BenchError, context_switches, cpu_seconds, memory_kb
 
 SIPP_USER = "sipp"  # From user of tests/peers/sipp.py scenarios
 CODEC_FRAME = 160
@@ -63,9 +63,11 @@ def steady_call(bench, kind, srtp):
             began = time.monotonic()
             time.sleep(bench.params["warmup_s"])
             cpu_before, peer_before = cpu_seconds(ua.pid), cpu_seconds(peer.pid)
+            switches_before = context_switches(ua.pid)
             wall_before = time.monotonic()
             time.sleep(bench.params["cpu_s"])
             cpu_after, peer_after = cpu_seconds(ua.pid), cpu_seconds(peer.pid)
+            switches_after = context_switches(ua.pid)
             wall = time.monotonic() - wall_before
             during = memory_kb(ua.pid)
             time.sleep(max(0.0, duration - (time.monotonic() - began)))
@@ -76,6 +78,9 @@ def steady_call(bench, kind, srtp):
             "cpu_seconds": round(cpu_after - cpu_before, 3),
             "cpu_percent": 100.0 * (cpu_after - cpu_before) / wall,
             "peer_cpu_percent": 100.0 * (peer_after - peer_before) / wall,
+            "wakeups_per_s": (switches_after - switches_before) / wall,
+            "cpu_us_per_wakeup": 1e6 * (cpu_after - cpu_before)
+            / max(1, switches_after - switches_before),
             "call_rss_kb": during["VmRSS"], "call_hwm_kb": during["VmHWM"],
         })
         stream = stats.rtp_stream(wire.read_segments(pcap))
@@ -91,6 +96,66 @@ def steady_call(bench, kind, srtp):
     finally:
         bench.stop(ua)
     return out
+
+
+# -- the Pi's audio path: ALSA at 48 kHz beside the 8 kHz WAV (Doorline only) ---------------
+
+def alsa_path(bench):
+    return {"doorline": bench.guard("alsa_path[doorline]", _alsa_path, bench),
+            "baresip": {"na": "compares two audio paths of Doorline (baresip has no Pi HAL)"}}
+
+
+def _alsa_path(bench):
+    import importlib.util
+
+    if importlib.util.find_spec("alsaaudio") is None:
+        raise BenchError("pyalsaaudio is not installed in the venv (pip install -e '.[pi]', "
+                         "needs libasound2-dev)")
+    out = {}
+    # wav: pc-sim, 8 kHz WAV; alsa: the Pi HAL through libasound at 48 kHz, converting in C;
+    # alsa_python: the same with the pure-Python Resampler (the fallback, and the old path).
+    for path in ("wav", "alsa", "alsa_python"):
+        alsa = {"wav": None, "alsa": "c", "alsa_python": "python"}[path]
+        ua = bench.registered_ua("doorline", alsa=alsa)
+        try:
+            ua.wait_ready(10)
+            time.sleep(bench.params["settle_s"])
+            figures = _call_cpu(bench, ua, bench.peer("off"))
+            if alsa:
+                lines = [line for line in ua.log.splitlines() if "conversion:" in line]
+                out[f"{path}_conversion"] = lines[-1].split("conversion:", 1)[1].strip() \
+                    if lines else "not logged"
+        except (BenchError, OSError) as error:
+            if path != "alsa_python":
+                raise
+            # The old path is only the comparison: its failure must not hide the others.
+            out["alsa_python_error"] = f"{type(error).__name__}: {error}"[:300]
+            continue
+        finally:
+            bench.stop(ua)
+        out[f"{path}_cpu_percent"] = figures["cpu_percent"]
+        out[f"{path}_wakeups_per_s"] = figures["wakeups_per_s"]
+    out["ratio_to_wav"] = out["alsa_cpu_percent"] / max(out["wav_cpu_percent"], 1e-9)
+    if "alsa_python_cpu_percent" in out:
+        out["python_ratio_to_wav"] = out["alsa_python_cpu_percent"] / max(
+            out["wav_cpu_percent"], 1e-9)
+    return out
+
+
+def _call_cpu(bench, ua, peer):
+    """One call to `peer`: CPU share and wake-ups of the UA over the case's window."""
+    ua.call(f"sip:{peer.user}@127.0.0.1:{bench.kamailio.udp_port}")
+    ua.wait_established(10)
+    time.sleep(bench.params["warmup_s"])
+    cpu_before, switches_before = cpu_seconds(ua.pid), context_switches(ua.pid)
+    wall_before = time.monotonic()
+    time.sleep(bench.params["cpu_s"])
+    cpu_after, switches_after = cpu_seconds(ua.pid), context_switches(ua.pid)
+    wall = time.monotonic() - wall_before
+    ua.hangup()
+    ua.wait_idle(5)
+    return {"cpu_percent": 100.0 * (cpu_after - cpu_before) / wall,
+            "wakeups_per_s": (switches_after - switches_before) / wall}
 
 
 # -- INVITE → 200 OK (auto-answer, direct IP) ------------------------------------------------

@@ -13,6 +13,7 @@ stay under out_dir/work until the next run.
 import datetime
 import json
 import os
+import pathlib
 import platform
 import shutil
 import subprocess
@@ -36,10 +37,37 @@ MODES = {
     "smoke": {"cpu_s": 1, "rtp_s": 2, "invite_calls": 3, "button_presses": 2,
               "register_runs": 1, "loss_s": 2, "codec_s": 0.1, "settle_s": 0.2, "warmup_s": 0.3},
 }
-CASES = ("codec", "start_registered", "calls", "invite_200", "button_invite", "receive_loss")
+CASES = ("codec", "start_registered", "calls", "alsa_path", "invite_200", "button_invite",
+         "receive_loss")
 USERS = {"door": DOOR_PASSWORD, "door2": "door2-secret", "flat1": "flat1-secret",
          "flat2": "flat2-secret", "absent": "absent-secret"}
 MIC_TONE_HZ = 440
+ALSA_RATE = 48000
+# The bench's ALSA "sound card" (the alsa_path case): file plugins over null, no hardware.
+# bench_mic reads a 48 kHz mono raw file; bench_speaker writes to /dev/null, as the WAV path
+# discards what it receives (no --speaker-dir). See docs/BENCH.md.
+ALSA_CONF = """\
+pcm.bench_mic {{ type file slave.pcm "null" file "/dev/null" infile "{mic}" format "raw" }}
+pcm.bench_speaker {{ type file slave.pcm "null" file "/dev/null" format "raw" }}
+"""
+# A Pi board with only what the firmware requires; gpiozero's mock pins (GPIOZERO_PIN_FACTORY).
+ALSA_BOARD = """\
+schema_version = 1
+name = "bench-alsa"
+kind = "pi"
+header = "40pin"
+description = "bench only: pc with mock pins and ALSA file plugins at 48 kHz"
+[buttons.call]
+pin = 17
+[leds.status]
+pin = 24
+[relays.door]
+pin = 23
+[audio]
+capture = "bench_mic"
+playback = "bench_speaker"
+rate = {rate}
+"""
 
 
 class Bench:
@@ -88,9 +116,37 @@ class Bench:
         self._counter += 1
         return self.workdir / f"{self._counter:02d}-{label}"
 
+    def alsa_setup(self):
+        """(board file, environment) for Doorline on the Pi HAL with the bench's ALSA files."""
+        directory = self.workdir / "alsa"
+        if not directory.exists():
+            directory.mkdir()
+            import array
+            import math
+
+            second = array.array("h", (int(8000 * math.sin(2 * math.pi * MIC_TONE_HZ * n /
+                                                               ALSA_RATE))
+                                       for n in range(ALSA_RATE)))
+            seconds = int(self.params["warmup_s"] + self.params["cpu_s"]) + 10
+            (directory / "mic-48k.raw").write_bytes(second.tobytes() * seconds)
+            (directory / "asound.conf").write_text(
+                ALSA_CONF.format(mic=directory / "mic-48k.raw"))
+            (directory / "board.toml").write_text(ALSA_BOARD.format(rate=ALSA_RATE))
+        alsa_dir = pathlib.Path(os.environ.get("ALSA_CONFIG_DIR", "/usr/share/alsa"))
+        env = {"ALSA_CONFIG_PATH": f"{alsa_dir / 'alsa.conf'}:{directory / 'asound.conf'}",
+               "GPIOZERO_PIN_FACTORY": "mock", "DOORLINE_ALSA_UNTIMED": "1"}
+        return directory / "board.toml", env
+
     def registered_ua(self, kind, srtp="off", rtp_ports=None, button_targets=(),
-                      preload_account=False):
-        if kind == "doorline":
+                      preload_account=False, alsa=None):
+        if kind == "doorline" and alsa:
+            board, env = self.alsa_setup()
+            if alsa == "python":
+                env["DOORLINE_ALSA_RESAMPLER"] = "python"  # the pure-Python fallback
+            ua = DoorlineUA(self._next_dir("doorline-alsa"), registrar=self.kamailio,
+                            user="door", password=USERS["door"], srtp=srtp,
+                            rtp_ports=rtp_ports, board=board, env=env)
+        elif kind == "doorline":
             ua = DoorlineUA(self._next_dir("doorline"), registrar=self.kamailio, user="door",
                             password=USERS["door"], srtp=srtp, rtp_ports=rtp_ports,
                             button_targets=button_targets, mic=self.mic)
@@ -146,7 +202,8 @@ class Bench:
         started = time.time()
         results = {"meta": self._meta(), "cases": {}}
         runners = {"codec": cases.codec_throughput, "start_registered": cases.start_to_registered,
-                   "calls": cases.call_cases, "invite_200": cases.invite_to_200,
+                   "calls": cases.call_cases, "alsa_path": cases.alsa_path,
+                   "invite_200": cases.invite_to_200,
                    "button_invite": cases.button_to_invite,
                    "receive_loss": cases.receive_under_loss}
         try:
