@@ -235,3 +235,17 @@ def measure_time_to_registered(kamailio, workdir, timeout=10.0):
             station.kill()
     return {"capture": time_to_registered(capture.packets(), registrar, station.started_at),
             "polling": polled}
+
+
+def receive(sock, timeout, wanted):
+    """The first datagram within `timeout` s whose first line starts with `wanted`, or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            text = sock.recv(65535).decode(errors="replace")
+        except TimeoutError:
+            return None
+        if text.startswith(wanted):
+            return text
+    return None

@@ -7,28 +7,14 @@ SDP, which did not exist yet; building that 200 raised inside the station's loop
 got no response at all. Now it gets the 500 and the call rings on."""
 
 import socket
-import time
 import uuid
 
 import pytest
 
+from tests.integration.helpers import receive
 from tests.integration.test_calls_sipp import SIPP_CALLER, stations  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.peers
-
-
-def receive(sock, timeout, wanted):
-    """The first datagram within `timeout` s whose first line starts with `wanted`, or None."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            text = sock.recv(65535).decode(errors="replace")
-        except TimeoutError:
-            return None
-        if text.startswith(wanted):
-            return text
-    return None
 
 
 def header(message, name):

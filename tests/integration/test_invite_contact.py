@@ -10,12 +10,12 @@ up. Now the BYE goes to the caller's From URI, as RFC 2543 did."""
 import base64
 import json
 import socket
-import time
 import urllib.request
 import uuid
 
 import pytest
 
+from tests.integration.helpers import receive
 from tests.integration.test_calls_sipp import SIPP_CALLER, stations  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.peers
@@ -35,20 +35,6 @@ def web(station, path, body, auth=True):
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
-
-
-def receive(sock, timeout, wanted):
-    """The first datagram within `timeout` s whose first line starts with `wanted`, or None."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            text = sock.recv(65535).decode(errors="replace")
-        except TimeoutError:
-            return None
-        if text.startswith(wanted):
-            return text
-    return None
 
 
 def call_and_hang_up(station, contact):
