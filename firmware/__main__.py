@@ -47,12 +47,21 @@ async def run(args: argparse.Namespace, cfg: "Config", board: "Board",
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # The web page does not wait for SIP: whatever SIP does (a port taken, a registrar that
-    # does not resolve, a configuration file with errors), the page is there to say why and to
-    # fix it. SIP gets a short head start, so that usually it listens before the page does.
+    # The web page does not wait long for SIP: whatever SIP does (a port taken, a registrar
+    # that does not resolve, a configuration file with errors), the page is there to say why
+    # and to fix it. SIP gets a short head start: register first, everything else after. Until
+    # the registrar has answered (or SIP failed, or direct-IP mode listens) the loop does
+    # nothing else, so the challenge's answer leaves at once; then the media code and the web
+    # server are loaded (issue 14: they cost more than the two round trips on loopback).
     station.prepare()
     sip = station.begin_sip()
+    deadline = loop.time() + SIP_HEAD_START
     await asyncio.wait({sip}, timeout=SIP_HEAD_START)
+    try:
+        await asyncio.wait_for(station.sip_settled.wait(), max(0.0, deadline - loop.time()))
+    except TimeoutError:
+        pass
+    station.warm_up()
     web = await start_web(station, cfg, args)
     await stop.wait()
     logging.getLogger("doorline").info("stopping")
