@@ -373,7 +373,8 @@ class Station(Facade, CallExecutors, BoardExecutors):
         else:
             log.info("registration %s", event.state)
         self.controller.registration_changed(event.state, event.error, self.loop.time())
-        self.sip_settled.set()
+        if event.state != "unregistered":  # the start reports "unregistered": no outcome yet
+            self.sip_settled.set()
         self.watchdog.status("registration %s%s" % (
             event.state, ": " + event.error if event.error else ""))
 
