@@ -3,7 +3,6 @@
     python -m firmware --board NAME --config PATH [--state-dir DIR] [--mic WAV] [--speaker-dir DIR]
 """
 
-import argparse
 import asyncio
 import logging
 import os
@@ -18,13 +17,47 @@ from hal.board import BoardError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+
     from firmware.settings import Config
     from hal.base import Board
 
 SIP_HEAD_START = 1.0  # seconds the web page waits for SIP at most (a slow DNS must not hide it)
 
 
-def parse_args(argv: "list[str]") -> argparse.Namespace:
+OPTIONS = ("--board", "--config", "--state-dir", "--mic", "--speaker-dir", "--log-level")
+
+
+def parse_args(argv: "list[str]") -> "argparse.Namespace":
+    """The command line. The usual case (each option given once as `--name value` or
+    `--name=value`) is read here; anything else (--help, a missing or unknown option) goes to
+    argparse, which prints the usage or the error and exits: argparse's help formatter
+    imports shutil, bz2 and lzma, a few ms of every start (docs/BENCH.md "Profiles")."""
+    import types
+
+    values: dict[str, str] = {}
+    rest = list(argv)
+    while rest:
+        name, equals, value = rest.pop(0).partition("=")
+        if name not in OPTIONS or name in values:
+            return _argparse(argv)
+        if not equals:
+            if not rest or rest[0].startswith("-"):
+                return _argparse(argv)
+            value = rest.pop(0)
+        values[name] = value
+    if "--board" not in values or "--config" not in values:
+        return _argparse(argv)
+    return types.SimpleNamespace(  # type: ignore[return-value]  # argparse's Namespace, duck-typed
+        board=values["--board"], config=values["--config"],
+        state_dir=values.get("--state-dir"), mic=values.get("--mic"),
+        speaker_dir=values.get("--speaker-dir"),
+        log_level=values.get("--log-level", os.environ.get("DOORLINE_LOG", "INFO")))
+
+
+def _argparse(argv: "list[str]") -> "argparse.Namespace":
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python -m firmware",
                                      description="Doorline SIP door station")
     parser.add_argument("--board", required=True, help="board name (boards/NAME.toml)")
@@ -39,7 +72,7 @@ def parse_args(argv: "list[str]") -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def run(args: argparse.Namespace, cfg: "Config", board: "Board",
+async def run(args: "argparse.Namespace", cfg: "Config", board: "Board",
               config_errors: "dict[str, str] | None" = None) -> None:
     loop = asyncio.get_running_loop()
     station = Station(cfg, board, config_path=args.config, state_dir=args.state_dir, loop=loop)
@@ -47,12 +80,21 @@ async def run(args: argparse.Namespace, cfg: "Config", board: "Board",
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # The web page does not wait for SIP: whatever SIP does (a port taken, a registrar that
-    # does not resolve, a configuration file with errors), the page is there to say why and to
-    # fix it. SIP gets a short head start, so that usually it listens before the page does.
+    # The web page does not wait long for SIP: whatever SIP does (a port taken, a registrar
+    # that does not resolve, a configuration file with errors), the page is there to say why
+    # and to fix it. SIP gets a short head start: register first, everything else after. Until
+    # the registrar has answered (or SIP failed, or direct-IP mode listens) the loop does
+    # nothing else, so the challenge's answer leaves at once; then the media code and the web
+    # server are loaded (issue 14: they cost more than the two round trips on loopback).
     station.prepare()
     sip = station.begin_sip()
+    deadline = loop.time() + SIP_HEAD_START
     await asyncio.wait({sip}, timeout=SIP_HEAD_START)
+    try:
+        await asyncio.wait_for(station.sip_settled.wait(), max(0.0, deadline - loop.time()))
+    except TimeoutError:
+        pass
+    station.warm_up()
     web = await start_web(station, cfg, args)
     await stop.wait()
     logging.getLogger("doorline").info("stopping")
@@ -62,7 +104,7 @@ async def run(args: argparse.Namespace, cfg: "Config", board: "Board",
 
 
 async def start_web(station: Station, cfg: "Config",
-                    args: argparse.Namespace) -> "asyncio.Server | None":
+                    args: "argparse.Namespace") -> "asyncio.Server | None":
     """The web page and API on [web] listen (a change of it applies at the next start)."""
     from firmware.web.app import create_app, start
 

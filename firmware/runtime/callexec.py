@@ -6,34 +6,56 @@ the controller decided."""
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from firmware.app import actions
-from firmware.runtime.media import LOG_DIGITS, MediaStream
 from firmware.runtime.parts import Pair, StationParts
 from firmware.runtime.resolver import LocateError, Locator
 from firmware.session import events as ev
 from firmware.session.routing import route_targets
 from firmware.sip.uri import URI
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from firmware.runtime.media import PortPool
+
 log = logging.getLogger("doorline")
+
+# runtime/media.py (and with it the codecs' tables and the RTP stack) is imported at the first
+# need, not at start: Station.warm_up() imports it right after the first registration, so that
+# neither the REGISTER nor the first INVITE waits for it (issue 14, docs/BENCH.md "Profiles").
+LOG_DIGITS = os.environ.get("DOORLINE_TEST_HOOKS") == "1"  # as runtime/media.py
 
 
 class CallExecutors(StationParts):
     # -- media executors (session events) -----------------------------------------------------
+    def _port_pool(self) -> "PortPool":
+        """The RTP port pool of the running UA, made at the first need (runtime/media.py is
+        imported then, unless Station.warm_up() did it already)."""
+        if self.ports is None:
+            from firmware.runtime.media import PortPool
+
+            low, high = self.cfg.media.port_range()
+            self.ports = PortPool(self.rtp_host, low, high)
+        return self.ports
+
     def _open_media(self, event: ev.OpenMedia) -> None:
-        assert self.ports is not None and self.sessions is not None  # session events: SIP runs
+        assert self.sessions is not None  # session events: SIP runs
+        ports = self._port_pool()
         try:
-            port, pair = self.ports.open_pair()
+            port, pair = ports.open_pair()
         except OSError as exc:  # no free RTP port pair, no file descriptor (issue 12)
             self.sessions.media_unavailable(event.call_id, str(exc), self.loop.time())
             return
         self._pairs[event.call_id] = pair
-        self.sessions.media_opened(event.call_id, self.ports.host, port, self.loop.time())
+        self.sessions.media_opened(event.call_id, ports.host, port, self.loop.time())
 
     def _start_media(self, event: ev.StartMedia) -> None:
         pair = self._pairs.pop(event.call_id)
         assert pair is not None  # StartMedia comes only after media_opened / a placed call's pair
+        from firmware.runtime.media import MediaStream
+
         stream = MediaStream(event.call_id, pair,
                              self.board.audio if self.board is not None else None, self.loop,
                              self._on_digit, on_beat=lambda: self.health.beat("audio"))
@@ -152,15 +174,16 @@ class CallExecutors(StationParts):
         self._kick()
 
     def _place_call(self, action: actions.PlaceCall, routed: list[Any]) -> None:
-        assert self.ports is not None and self.sessions is not None  # the UA runs
+        assert self.sessions is not None  # the UA runs
+        ports = self._port_pool()
         try:
-            port, pair, no_media = self.ports.open_pair() + (None,)
+            port, pair, no_media = ports.open_pair() + (None,)
         except OSError as exc:  # no free RTP port pair, no file descriptor
             port, pair, no_media = None, None, exc
         button = self.cfg.button(action.role)
         answer_mode = button.answer_mode if button is not None else ""
         session = self.sessions.place_call(
-            action.role, routed, self.ports.host, port, self.loop.time(),
+            action.role, routed, ports.host, port, self.loop.time(),
             sequential=action.sequential, target_timeout=action.target_timeout_s,
             answer_mode=answer_mode or None, no_media=no_media,
             call_id=action.call_id)

@@ -27,12 +27,14 @@ another process) the watchdog is disabled and `start()` does nothing.
 
 `install_test_hooks(loop)`: with DOORLINE_TEST_HOOKS=1 in the environment, SIGUSR2 makes the loop
 run a blocking `time.sleep(DOORLINE_TEST_BLOCK_S)` (default 5 s), so tests can show that a
-blocked loop stops the pings. Does nothing otherwise.
+blocked loop stops the pings; SIGUSR1 logs the loaded modules' names (a guard that the idle
+station loads nothing its configuration does not use). Does nothing otherwise.
 """
 
 import logging
 import os
 import signal
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -155,7 +157,8 @@ class Watchdog:
 
 def install_test_hooks(loop: "asyncio.AbstractEventLoop",
                        environ: "Mapping[str, str] | None" = None) -> bool:
-    """With DOORLINE_TEST_HOOKS=1: SIGUSR2 blocks `loop` for DOORLINE_TEST_BLOCK_S seconds."""
+    """With DOORLINE_TEST_HOOKS=1: SIGUSR2 blocks `loop` for DOORLINE_TEST_BLOCK_S seconds;
+    SIGUSR1 logs the names of the loaded modules (one WARNING line)."""
     environ = os.environ if environ is None else environ
     if environ.get("DOORLINE_TEST_HOOKS") != "1":
         return False
@@ -165,5 +168,11 @@ def install_test_hooks(loop: "asyncio.AbstractEventLoop",
         log.warning("test hook: blocking the event loop for %.1f s", seconds)
         time.sleep(seconds)  # deliberately blocking: this simulates a hung loop
 
+    def log_modules() -> None:
+        # What the idle station has loaded (tests/integration/test_lean_start.py: nothing the
+        # configuration does not use).
+        log.warning("test hook: modules loaded: %s", " ".join(sorted(sys.modules)))
+
     loop.add_signal_handler(signal.SIGUSR2, block_loop)
+    loop.add_signal_handler(signal.SIGUSR1, log_modules)
     return True

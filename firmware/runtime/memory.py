@@ -8,16 +8,19 @@ threshold keeps every large buffer on mmap, so it is given back when freed.
 """
 
 import ctypes
-import ctypes.util
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 MMAP_THRESHOLD = 128 * 1024  # glibc's own default, made fixed
 
 
 def fix_malloc_threshold() -> bool:
-    """Best effort: elsewhere than glibc this does nothing."""
+    """Best effort: elsewhere than glibc this does nothing.
+
+    The process's own symbols (`CDLL(None)`) include the C library's: no `ctypes.util`,
+    whose `find_library` imports shutil, tempfile, bz2, lzma (1 MB of RSS) and runs
+    `ldconfig -p` in a subprocess, about 10 ms of the start on the bench machine."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)
         return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
     except (OSError, AttributeError):
         return False

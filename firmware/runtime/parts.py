@@ -54,7 +54,8 @@ class StationParts:
     calls: "CallManager | None"
     sessions: "SessionManager | None"
     transports: "Transports | None"
-    ports: "PortPool | None"
+    ports: "PortPool | None"  # made at the first need (CallExecutors._port_pool)
+    rtp_host: str  # where the port pool binds (the SIP listen address)
     streams: "dict[str, MediaStream]"  # call id → MediaStream (playing)
     _pairs: dict[str, Pair | None]  # call id → RTP/RTCP pair, bound, not yet playing
     _stats: dict[str, dict]  # call id → last media statistics, logged with its end

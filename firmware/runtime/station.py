@@ -26,7 +26,6 @@ from firmware.runtime.callexec import CallExecutors, close_pair
 from firmware.runtime.eventlog import EventLog
 from firmware.runtime.facade import Facade, failure_text
 from firmware.runtime.health import Health, Watchdog, install_test_hooks
-from firmware.runtime.media import PortPool
 from firmware.runtime.resolver import LocateError, Locator
 from firmware.runtime.sdnotify import Notifier
 from firmware.runtime.transport import Transports, client_tls_context
@@ -66,6 +65,10 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.sessions = None  # session.SessionManager: the calls by their one id
         self.transports = None
         self.ports = None
+        self.rtp_host = ""
+        # Set once SIP has an outcome (registered, failed, or direct-IP mode started): the web
+        # page and the media code are loaded after it (firmware/__main__.py, warm_up()).
+        self.sip_settled = asyncio.Event()
         self._prepared = False  # prepare() made the controller and the event log
         self.streams = {}  # call id → MediaStream (playing)
         self._pairs = {}  # call id → RTP/RTCP socket pair, bound, not yet playing
@@ -148,6 +151,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.sip_error = "SIP not started: " + text + ("; " + hint if hint else "")
         self.sip_failed = True
         log.error("%s", self.sip_error)
+        self.sip_settled.set()
         if not self._ready_sent:
             self.watchdog.ready("SIP not started; web page only")
             self._ready_sent = True
@@ -208,14 +212,23 @@ class Station(Facade, CallExecutors, BoardExecutors):
             max_auto_duration=self.cfg.answer.max_duration_s,
             follow_redirects=limits.follow_redirects, identity=self.cfg.answer.identity)
         self.sessions = SessionManager(self.calls, self.cfg.media)
-        low, high = self.cfg.media.port_range()
-        self.ports = PortPool(host, low, high)
+        self.ports, self.rtp_host = None, host  # the pool comes with warm_up() or the first call
         log.info("listening on %s:%d (%s); registrar %s", host, port, self.cfg.sip.transport,
                  "%s:%s" % (registrar.host, registrar.port) if registrar else
                  "none (direct-IP mode)")
         if registrar is None:
             self.controller.registration_changed("disabled", None, self.loop.time())
+            self.sip_settled.set()
         self.ua.start(self.loop.time())
+
+    def warm_up(self) -> None:
+        """After the start (firmware/__main__.py): load what a call needs (runtime/media.py,
+        the codecs' tables, the RTP stack) and make the RTP port pool, so that neither the
+        REGISTER nor the first INVITE pays for it."""
+        import firmware.runtime.media  # noqa: F401  (the import is the work)
+
+        if self.ua is not None:
+            self._port_pool()
 
     async def _locate_registrar(self) -> Peer:
         sip = self.cfg.sip
@@ -360,6 +373,8 @@ class Station(Facade, CallExecutors, BoardExecutors):
         else:
             log.info("registration %s", event.state)
         self.controller.registration_changed(event.state, event.error, self.loop.time())
+        if event.state != "unregistered":  # the start reports "unregistered": no outcome yet
+            self.sip_settled.set()
         self.watchdog.status("registration %s%s" % (
             event.state, ": " + event.error if event.error else ""))
 
