@@ -10,7 +10,6 @@
   reason, where a namespace cannot be created.
 """
 
-import http.client
 import json
 import os
 import shutil
@@ -22,24 +21,15 @@ import pytest
 from tests.conftest import ROOT
 from tests.integration.helpers import Firmware
 from tests.peers.process import free_port
+from tests.web.netns_first_boot import request
 
 PASSWORD = "Klingel-Draht-4182"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
 def fetch(port, method, path, host, body=None):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        headers = {"Host": host}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        connection.request(method, path, body=data, headers=headers)
-        response = connection.getresponse()
-        return response.status, response.read().decode("utf-8", "replace")
-    finally:
-        connection.close()
+    """(status, body text) of one request to the station on 127.0.0.1 with this Host."""
+    return request("127.0.0.1", port, method, path, host, body)
 
 
 def start_station(workdir, **web):
