@@ -249,3 +249,9 @@ def receive(sock, timeout, wanted):
         if text.startswith(wanted):
             return text
     return None
+
+
+def raw_offer(host, port):
+    """A minimal PCMU offer for a raw-socket caller bound to host:port (RTP on port + 1)."""
+    return (f"v=0\r\no=raw 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\n"
+            f"t=0 0\r\nm=audio {port + 1} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from tests.integration.helpers import receive
+from tests.integration.helpers import raw_offer, receive
 from tests.integration.test_calls_sipp import SIPP_CALLER, stations  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.peers
@@ -45,8 +45,7 @@ def call_and_hang_up(station, contact):
     try:
         host, port = sock.getsockname()
         target = f"sip:door@127.0.0.1:{station.port}"
-        sdp = (f"v=0\r\no=raw 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\n"
-               f"t=0 0\r\nm=audio {port + 1} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+        sdp = raw_offer(host, port)
         tag, call_id = uuid.uuid4().hex[:8], uuid.uuid4().hex
         lines = [f"INVITE {target} SIP/2.0",
                  f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{uuid.uuid4().hex[:12]};rport",

@@ -35,7 +35,8 @@ def require_binary(name):
     return path
 
 
-def _can_bind(kind, port):
+def can_bind(kind, port):
+    """Is 127.0.0.1:port free for `kind` ("udp"/"tcp")?"""
     sock_type = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
     with socket.socket(socket.AF_INET, sock_type) as sock:
         try:
@@ -51,7 +52,7 @@ def free_port(kinds=("udp", "tcp"), low=2000, high=9999):
         port = random.randint(low, high)
         if port in _handed_out:
             continue
-        if all(_can_bind(kind, port) for kind in kinds):
+        if all(can_bind(kind, port) for kind in kinds):
             _handed_out.add(port)
             return port
     raise RuntimeError(f"no free port in {low}-{high}")

@@ -4,7 +4,6 @@ configuration back, running, and nothing is saved (issue 12)."""
 
 import asyncio
 import json
-import socket
 
 import pytest
 from microdot.test_client import TestClient
@@ -13,19 +12,13 @@ from firmware import config as configuration
 from firmware.runtime import station as station_module
 from firmware.runtime.station import Station
 from firmware.web.app import create_app
-from tests.peers.process import free_port
+from tests.peers.process import can_bind, free_port
 from tests.web.test_api import JSON, PASSWORD, basic
 
 
 def _bound(kind, port):
     """Is 127.0.0.1:port taken (for `kind` "udp"/"tcp")?"""
-    sock_type = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, sock_type) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
+    return not can_bind(kind, port)
 
 
 @pytest.fixture
