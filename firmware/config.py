@@ -67,7 +67,16 @@ DEFAULTS: "dict[str, Any]" = {
               "follow_redirects": False},
     "door": {"pulse_ms": 3000, "codes": [], "max_failures": 3, "lockout_s": 60},
     "web": {"listen": "127.0.0.1:8080", "https": False, "hostnames": []},
+    # Telling the house (issue 17; docs/HOME.md): MQTT with Home Assistant discovery, webhooks.
+    "mqtt": {"broker": "", "username": "", "password": "", "tls": False, "tls_ca": "",
+             "topic_prefix": "", "discovery_prefix": "homeassistant", "allow_door_open": False},
+    "webhooks": [],
 }
+WEBHOOK_DEFAULTS: "dict[str, Any]" = {"url": "", "events": [], "secret": "", "tls_ca": ""}
+MAX_WEBHOOKS = 8
+MAX_WEBHOOK_EVENTS = 64
+MAX_SECRET_LENGTH = 256
+MAX_TOPIC_LENGTH = 200
 
 CHOICES = {
     ("sip", "transport"): ("udp", "tcp", "tls"),
@@ -241,7 +250,7 @@ def validate(doc: Any) -> Config:
         base["buttons"] = []
     cfg = merge(base, {k: v for k, v in doc.items() if k in DEFAULTS})
     for section, table in cfg.items():
-        if section == "buttons":
+        if section in LIST_SECTIONS:
             continue
         if not isinstance(table, dict):
             check.fail(section, "must be a table")
@@ -270,9 +279,115 @@ def validate(doc: Any) -> Config:
     _check_listen(check, "web.listen", web["listen"])
     check.type("web.https", web["https"], (bool,), "true or false")
     _check_hostnames(check, web["hostnames"])
+    _check_mqtt(check, cfg["mqtt"])
+    _check_webhooks(check, cfg["webhooks"])
     if check.errors:
         raise ConfigError(check.errors)
     return Config.from_dict(cfg)
+
+
+LIST_SECTIONS = ("buttons", "webhooks")  # arrays of tables ([[buttons]], [[webhooks]])
+
+
+# -- telling the house (issue 17) ---------------------------------------------------------------
+def _check_mqtt(check: _Checker, mqtt: "dict[str, Any]") -> None:
+    texts = ("broker", "username", "password", "tls_ca", "topic_prefix", "discovery_prefix")
+    if not all([check.type(f"mqtt.{key}", mqtt[key], (str,), "a string") for key in texts]):
+        return
+    check.type("mqtt.tls", mqtt["tls"], (bool,), "true or false")
+    check.type("mqtt.allow_door_open", mqtt["allow_door_open"], (bool,), "true or false")
+    if mqtt["broker"]:
+        try:
+            parse_host_port(mqtt["broker"], 1883)
+        except ValueError as exc:
+            check.fail("mqtt.broker", f"{exc} (got {_shown(mqtt['broker'])})")
+    for key in ("username", "password"):
+        if _has_control(mqtt[key]) or len(mqtt[key]) > MAX_PASSWORD_LENGTH:
+            check.fail(f"mqtt.{key}", "must be at most %d characters without control "
+                                      "characters" % MAX_PASSWORD_LENGTH)
+    for key in ("topic_prefix", "discovery_prefix"):
+        topic = mqtt[key]
+        if len(topic) > MAX_TOPIC_LENGTH or _has_control(topic) or \
+                any(c in topic for c in "#+\0") or topic.startswith("/") or \
+                topic.endswith("/") or "//" in topic:
+            check.fail(f"mqtt.{key}", "must be an MQTT topic like doorline/front without "
+                                      f"wildcards, empty levels or a leading/trailing / "
+                                      f"(got {_shown(topic)})")
+    if not mqtt["discovery_prefix"]:
+        check.fail("mqtt.discovery_prefix", "must not be empty (Home Assistant's is "
+                                            "homeassistant)")
+    if mqtt["tls"] and mqtt["tls_ca"]:
+        problem = ca_file_problem(mqtt["tls_ca"])
+        if problem:
+            check.fail("mqtt.tls_ca", problem)
+
+
+def _check_webhooks(check: _Checker, hooks: Any) -> None:
+    if not check.type("webhooks", hooks, (list,), "a list of [[webhooks]] tables"):
+        return
+    if len(hooks) > MAX_WEBHOOKS:
+        check.fail("webhooks", f"at most {MAX_WEBHOOKS} webhooks")
+        return
+    for i, hook in enumerate(hooks):
+        path = f"webhooks[{i}]"
+        if not check.type(path, hook, (dict,), "a table"):
+            continue
+        for key in hook:
+            if key not in WEBHOOK_DEFAULTS:
+                check.fail(f"{path}.{key}", "unknown key")
+        full = merge(WEBHOOK_DEFAULTS, hook)
+        hooks[i] = full
+        url = full["url"]
+        if check.type(f"{path}.url", url, (str,), "an http:// or https:// URL"):
+            problem = webhook_url_problem(url)
+            if problem:
+                check.fail(f"{path}.url", problem)
+        events = full["events"]
+        if check.type(f"{path}.events", events, (list,), "a list of event types"):
+            if len(events) > MAX_WEBHOOK_EVENTS:
+                check.fail(f"{path}.events", f"at most {MAX_WEBHOOK_EVENTS} event types")
+            for j, name in enumerate(events):
+                if not isinstance(name, str) or not name or len(name) > 64 or \
+                        not name.replace("_", "").isalnum() or not name.isascii():
+                    check.fail(f"{path}.events[{j}]",
+                               f"must be an event type like 'button' (got {_shown(str(name))})")
+        secret = full["secret"]
+        if check.type(f"{path}.secret", secret, (str,), "a string"):
+            if not secret:
+                check.fail(f"{path}.secret", "is required: every POST is signed with it "
+                                             "(HMAC-SHA256)")
+            elif len(secret) > MAX_SECRET_LENGTH or _has_control(secret):
+                check.fail(f"{path}.secret", f"must be at most {MAX_SECRET_LENGTH} characters "
+                                             "without control characters")
+        ca = full["tls_ca"]
+        if check.type(f"{path}.tls_ca", ca, (str,), "a string") and ca:
+            problem = ca_file_problem(ca)
+            if problem:
+                check.fail(f"{path}.tls_ca", problem)
+
+
+def split_webhook_url(url: str) -> "tuple[str, str, int, str]":
+    """(scheme, host, port, path-and-query) of an http(s) URL; raises ValueError."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        raise ValueError("must start with http:// or https://")
+    hostport, slash, path = rest.partition("/")
+    if "@" in hostport:
+        raise ValueError("must not carry user:password@ (use the secret)")
+    if "#" in url:
+        raise ValueError("must not carry a #fragment")
+    host, port = parse_host_port(hostport, 443 if scheme == "https" else 80)
+    return scheme, host, port, slash + path if slash else "/"
+
+
+def webhook_url_problem(url: str) -> str | None:
+    if len(url) > MAX_URI_LENGTH * 4 or _has_control(url) or any(c.isspace() for c in url):
+        return "must be a URL without spaces or control characters, at most 1024 characters"
+    try:
+        split_webhook_url(url)
+    except ValueError as exc:
+        return f"{exc} (got {_shown(url)})"
+    return None
 
 
 # Derived settings are computed where used, never stored: a later change of what they derive
@@ -589,7 +704,7 @@ def _without_fields(doc: Any, errors: "dict[str, str]") -> "dict[str, Any]":
         section = section.partition("[")[0]
         key = rest.partition("[")[0].partition(".")[0]
         table = out.get(section)
-        if not key or not isinstance(table, dict) or section == "buttons":
+        if not key or not isinstance(table, dict) or section in LIST_SECTIONS:
             out.pop(section, None)
         else:
             table.pop(key, None)
@@ -652,6 +767,9 @@ def redacted(cfg: Config) -> "dict[str, Any]":
     out = cfg.to_dict()
     out["sip"]["password"] = SECRET if cfg.sip.password else ""
     out["door"]["codes"] = [{"caller": c.caller, "code": SECRET} for c in cfg.door.codes]
+    out["mqtt"]["password"] = SECRET if cfg.mqtt.password else ""
+    for hook in out["webhooks"]:
+        hook["secret"] = SECRET if hook["secret"] else ""
     return out
 
 
@@ -671,4 +789,14 @@ def unredact(partial: "dict[str, Any]", current: Config) -> "dict[str, Any]":
                     isinstance(entry.get("caller"), str) and entry["caller"] in old:
                 del entry["code"]
                 entry.update(old[entry["caller"]])
+    mqtt = out.get("mqtt")
+    if isinstance(mqtt, dict) and mqtt.get("password") == SECRET:
+        mqtt["password"] = current.mqtt.password
+    hooks = out.get("webhooks")
+    if isinstance(hooks, list):
+        hook_secrets = {h.url: h.secret for h in current.webhooks}
+        for hook in hooks:
+            if isinstance(hook, dict) and hook.get("secret") == SECRET and \
+                    hook.get("url") in hook_secrets:
+                hook["secret"] = hook_secrets[hook["url"]]
     return out

@@ -204,16 +204,63 @@ class WebConfig(_Section):
         self.hostnames = hostnames
 
 
+class MqttConfig(_Section):
+    """[mqtt] (issue 17, "Telling the house"): broker ("" = off; host[:port]), username,
+    password, tls, tls_ca (a PEM file or "" for the system's CAs), topic_prefix ("" =
+    `doorline/<device id>`), discovery_prefix, allow_door_open."""
+
+    __slots__ = ("broker", "username", "password", "tls", "tls_ca", "topic_prefix",
+                 "discovery_prefix", "allow_door_open")
+
+    def __init__(self, broker: str = "", username: str = "", password: str = "",
+                 tls: bool = False, tls_ca: str = "", topic_prefix: str = "",
+                 discovery_prefix: str = "homeassistant", allow_door_open: bool = False) -> None:
+        self.broker = broker
+        self.username = username
+        self.password = password
+        self.tls = tls
+        self.tls_ca = tls_ca
+        self.topic_prefix = topic_prefix
+        self.discovery_prefix = discovery_prefix
+        self.allow_door_open = allow_door_open
+
+    def __repr__(self) -> str:
+        return "<MqttConfig broker=%r user=%r password=%s tls=%r prefix=%r door=%r>" % (
+            self.broker, self.username, SECRET_SHOWN if self.password else "''", self.tls,
+            self.topic_prefix, self.allow_door_open)
+
+
+class WebhookConfig(_Section):
+    """One [[webhooks]] entry: url (http:// or https://), events (types; empty = all), secret
+    (the HMAC-SHA256 key), tls_ca (a PEM file or "" for the system's CAs)."""
+
+    __slots__ = ("url", "events", "secret", "tls_ca")
+
+    def __init__(self, url: str, events: "list[str]", secret: str, tls_ca: str = "") -> None:
+        self.url = url
+        self.events = events
+        self.secret = secret
+        self.tls_ca = tls_ca
+
+    def wants(self, type_: str) -> bool:
+        return not self.events or type_ in self.events
+
+    def __repr__(self) -> str:
+        return "<WebhookConfig %s events=%r secret=%s>" % (
+            self.url, self.events, SECRET_SHOWN if self.secret else "''")
+
+
 class Config(_Section):
     """The whole configuration: `sip`, `media`, `answer`, `buttons` (a list of ButtonConfig),
-    `calls`, `door`, `web`."""
+    `calls`, `door`, `web`; `mqtt` and `webhooks` (a list of WebhookConfig) tell the house."""
 
-    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web")
+    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web", "mqtt", "webhooks")
     SECTIONS = __slots__
 
     def __init__(self, sip: "SipConfig", media: "MediaConfig", answer: "AnswerConfig",
                  buttons: "list[ButtonConfig]", calls: "CallsConfig", door: "DoorConfig",
-                 web: "WebConfig") -> None:
+                 web: "WebConfig", mqtt: "MqttConfig | None" = None,
+                 webhooks: "list[WebhookConfig] | None" = None) -> None:
         self.sip = sip
         self.media = media
         self.answer = answer
@@ -221,6 +268,8 @@ class Config(_Section):
         self.calls = calls
         self.door = door
         self.web = web
+        self.mqtt = mqtt if mqtt is not None else MqttConfig()
+        self.webhooks = webhooks if webhooks is not None else []
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Config":
@@ -235,14 +284,17 @@ class Config(_Section):
             CallsConfig(**doc["calls"]),
             DoorConfig(door["pulse_ms"], [DoorCode.from_dict(c) for c in door["codes"]],
                        door["max_failures"], door["lockout_s"]),
-            WebConfig(**doc["web"]))
+            WebConfig(**doc["web"]),
+            MqttConfig(**doc["mqtt"]) if "mqtt" in doc else None,
+            [WebhookConfig(**w) for w in doc.get("webhooks", [])])
 
     def to_dict(self) -> dict:
         """The document (a fresh dict: the caller may change it): what the file holds."""
         return {"sip": self.sip.to_dict(), "media": self.media.to_dict(),
                 "answer": self.answer.to_dict(), "buttons": [b.to_dict() for b in self.buttons],
                 "calls": self.calls.to_dict(), "door": self.door.to_dict(),
-                "web": self.web.to_dict()}
+                "web": self.web.to_dict(), "mqtt": self.mqtt.to_dict(),
+                "webhooks": [w.to_dict() for w in self.webhooks]}
 
     def section(self, name: str) -> object:
         """A section by its name in the file (for what compares sections by name)."""
@@ -255,5 +307,6 @@ class Config(_Section):
         return None
 
     def __repr__(self) -> str:
-        return "<Config %r %r %r buttons=%r %r %r %r>" % (
-            self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web)
+        return "<Config %r %r %r buttons=%r %r %r %r %r webhooks=%r>" % (
+            self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web,
+            self.mqtt, self.webhooks)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from firmware.runtime.cues import CuePlayer
     from firmware.runtime.eventlog import EventLog
     from firmware.runtime.health import Health, Watchdog
+    from firmware.runtime.house import House
     from firmware.runtime.media import MediaStream, PortPool
     from firmware.runtime.transport import Transports
     from firmware.session.session import SessionManager
@@ -61,6 +62,7 @@ class StationParts:
     _stats: dict[str, dict]  # call id → last media statistics, logged with its end
     _cue: "CuePlayer | None"
     _sip_start: "asyncio.Future[None] | None"
+    house: "House | None"  # MQTT and webhooks, while configured (runtime/house.py)
 
     # -- the station's drive and life cycle (defined by Station) ---------------------------
     def _kick(self) -> None:
@@ -79,6 +81,9 @@ class StationParts:
         raise NotImplementedError
 
     def _sip_failed(self, exc: BaseException, hint: str | None = None) -> None:
+        raise NotImplementedError
+
+    async def _reconfigure_house(self, old: Config) -> None:
         raise NotImplementedError
 
     # -- defined by BoardExecutors ---------------------------------------------------------

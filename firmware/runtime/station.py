@@ -90,6 +90,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
         # until a valid configuration is saved through the API (docs/API.md).
         self.config_errors = {}
         self._sip_start = None  # the background task of begin_sip()
+        self.house = None  # runtime/house.House while MQTT or webhooks are configured
         # The executors: one per event or action type, no dispatch by name.
         Table = dict[type, Callable[[Any], None]]
         self._ua_executors: Table = {RegistrationChanged: self._registration_changed,
@@ -123,7 +124,22 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.controller = Controller(self.cfg, self.loop.time())
         self._prepared = True
         self._wire_board()
+        self._start_house()
         self._idle_tick()
+
+    def _start_house(self) -> None:
+        """MQTT and webhooks (runtime/house.py), loaded only when configured (issue 14)."""
+        if self.house is None and (self.cfg.mqtt.broker or self.cfg.webhooks):
+            from firmware.runtime.house import House
+
+            self.house = House(self)
+            self.house.start()
+
+    async def _reconfigure_house(self, old: Config) -> None:
+        if self.house is not None:
+            await self.house.reconfigure(old)
+        else:
+            self._start_house()
 
     def begin_sip(self) -> "asyncio.Future[None]":
         """start_sip() in the background (the registrar lookup may retry for a long time)."""
@@ -284,6 +300,8 @@ class Station(Facade, CallExecutors, BoardExecutors):
             self._idle.cancel()
         self._stop_cue()
         await self._stop_sip()
+        if self.house is not None:
+            await self.house.stop()
         if self._prepared:
             self.eventlog.close()  # batched events and open summaries reach the file
         if self.board is not None:
