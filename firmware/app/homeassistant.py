@@ -5,7 +5,7 @@ values (portable, sans-I/O): firmware/runtime/mqtt.py publishes what these retur
 Home Assistant's MQTT discovery (its "MQTT" integration documentation, "Discovery messages"):
 a retained config at `<discovery_prefix>/<component>/<node_id>/<object_id>/config`; here the
 node id is the device id, so every entity shares one `device` block (`identifiers`, `name`,
-`manufacturer`, `model`, `sw_version`) and one `origin` (`name`, `sw_version`, `support_url`),
+`manufacturer`, `model`, `sw_version`) and one `origin` (`name`, `sw_version`),
 and reports through the station's `availability` topic (`online`/`offline`, the last will).
 An empty retained payload on a config topic removes that entity.
 
@@ -34,7 +34,6 @@ PRESS = "PRESS"
 CALL_STATES = ["idle", "calling", "ringing", "active"]
 # button events that are no visitor's press (firmware/app/controller.py outcomes)
 NOT_A_RING = ("hangup", "released", "stuck")
-SUPPORT_URL = "https://github.com/doorline/doorline"
 
 
 def topics(prefix: str) -> dict:
@@ -129,8 +128,7 @@ def _common(info: "Device", object_id: str, name: str) -> dict:
             "availability_topic": t["availability"],
             "payload_available": AVAILABLE, "payload_not_available": NOT_AVAILABLE,
             "device": _device_block(info),
-            "origin": {"name": "Doorline", "sw_version": info.version,
-                       "support_url": SUPPORT_URL}}
+            "origin": {"name": "Doorline", "sw_version": info.version}}
 
 
 def config_topic(info: "Device", component: str, object_id: str) -> str:

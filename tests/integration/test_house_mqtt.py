@@ -1,0 +1,209 @@
+"""MQTT and Home Assistant discovery (issue 17) against a real mosquitto on loopback.
+
+The station runs as its own process (pc-sim, direct-IP mode: no registrar is needed for what
+is tested here); a paho-mqtt observer of the test's own watches the broker.
+
+- discovery: one device, the configs retained under homeassistant/<component>/<id>/<object>/
+  config and valid per Home Assistant's documented schema (tests/integration/house.py);
+  availability `online` retained; the state retained;
+- a button press → the event entity's message `{"event_type": "ring"}` on its topic and the
+  event on `<prefix>/event` (not retained); the delay from the API press is measured;
+- `door/open` PRESS is ignored while `allow_door_open` is off, and opens the door (a
+  `door_open` event with by = "mqtt", the relay open in the state) once it is turned on
+  through PUT /api/config, which also adds the "Open door" button entity; removing a button
+  from the config empties its entity's retained config;
+- a broker restart: back online within 30 s with the state published again;
+- SIGKILL of the station: `offline` through the last will;
+- TLS with a CA made by the test: verified with `tls_ca`, refused without it.
+"""
+
+import json
+import signal
+import time
+
+import pytest
+
+from tests.integration.house import HouseStation, check_discovery
+
+pytestmark = pytest.mark.peers
+
+USERS = {"door": "mqtt-door-secret", "observer": "mqtt-observer-secret"}
+PREFIX = "doorline/test"
+
+
+def mqtt_config(broker, **extra):
+    section = {"broker": broker.address, "username": "door", "password": USERS["door"],
+               "topic_prefix": PREFIX}
+    section.update(extra)
+    return section
+
+
+@pytest.fixture
+def station_factory(tmp_path):
+    started = []
+
+    def make(config):
+        station = HouseStation(tmp_path / f"station-{len(started)}", config)
+        started.append(station)
+        return station.start()
+
+    yield make
+    for station in started:
+        station.fw.kill()
+        print(f"--- station log ---\n{station.fw.log[-5000:]}")
+
+
+def observer(broker, topics):
+    from tests.peers.mosquitto import Observer
+
+    return Observer(broker, topics, "observer", USERS["observer"], ca_path=broker.ca_path)
+
+
+def payload(record):
+    return json.loads(record[2]) if record[2] else None
+
+
+def test_discovery_ring_and_door_command(mosquitto_factory, station_factory):
+    broker = mosquitto_factory(users=USERS)
+    watch = observer(broker, [PREFIX + "/#", "homeassistant/#"])
+    try:
+        station = station_factory({
+            "mqtt": mqtt_config(broker),
+            "buttons": [{"role": "call", "targets": []}, {"role": "call2", "targets": []}]})
+        watch.wait_for(lambda r: r[1] == PREFIX + "/availability" and r[2] == b"online",
+                       10, "online")
+        device = station.device_id()
+        state = watch.wait_for(lambda r: r[1] == PREFIX + "/state", 5, "the state")
+        assert payload(state)["registration"] == "disabled"
+        assert payload(state)["door"]["relay"] == "closed"
+        # every entity, once the discovery round is through (its last one: the relay sensor)
+        watch.wait_for(lambda r: r[1].endswith("/relay_door/config"), 5, "discovery")
+        configs = {r[1]: payload(r) for r in watch.messages() if r[1].endswith("/config")}
+        expected = {
+            f"homeassistant/event/{device}/call_ring/config",
+            f"homeassistant/event/{device}/call2_ring/config",
+            f"homeassistant/binary_sensor/{device}/registration/config",
+            f"homeassistant/sensor/{device}/call_state/config",
+            f"homeassistant/binary_sensor/{device}/relay_door/config",
+            f"homeassistant/binary_sensor/{device}/door_contact/config",
+        }
+        assert set(configs) == expected, sorted(configs)
+        devices = set()
+        for topic, config in configs.items():
+            check_discovery(topic.split("/")[1], config)
+            devices.add(json.dumps(config["device"], sort_keys=True))
+            assert config["availability_topic"] == PREFIX + "/availability"
+        assert len(devices) == 1, "one device for every entity"
+        ring_config = configs[f"homeassistant/event/{device}/call_ring/config"]
+        assert ring_config["device_class"] == "doorbell"
+        assert ring_config["event_types"] == ["ring"]
+        print("discovery payloads:\n" + "\n".join(
+            f"{t} {json.dumps(c, sort_keys=True)}" for t, c in sorted(configs.items())))
+        # the retained ones come back to a new subscriber
+        late = observer(broker, ["homeassistant/#", PREFIX + "/availability",
+                                 PREFIX + "/state"])
+        try:
+            late.wait_for(lambda r: r[1] == PREFIX + "/state" and r[3], 5, "retained state")
+            late.wait_for(lambda r: r[1] == PREFIX + "/availability" and r[3], 5)
+            assert {r[1] for r in late.messages() if r[3] and r[1] in expected} == expected
+        finally:
+            late.close()
+
+        # a press: the event entity's message, and the event
+        delays = []
+        for _ in range(5):
+            began = time.monotonic()
+            station.press("call")
+            ring = watch.wait_for(lambda r, t=began: r[0] >= t and
+                                  r[1] == PREFIX + "/ring/call", 3, "the ring")
+            delays.append(ring[0] - began)
+            time.sleep(0.4)  # the controller ignores presses within 0.3 s (debounce)
+        assert payload(ring)["event_type"] == "ring" and not ring[3]
+        event = watch.wait_for(lambda r: r[1] == PREFIX + "/event" and
+                               payload(r)["type"] == "button", 3, "the button event")
+        assert payload(event)["role"] == "call" and not event[3]
+        delays.sort()
+        print(f"button press (API) → MQTT ring: median {delays[2] * 1000:.1f} ms, "
+              f"max {delays[-1] * 1000:.1f} ms")
+
+        # the door command: ignored while off
+        mark = time.monotonic()
+        watch.publish(PREFIX + "/door/open", "PRESS")
+        station.fw.wait_log(r"MQTT door/open ignored", 5)
+        time.sleep(0.5)
+        assert not station.events("door_open")
+        assert not [r for r in watch.messages(PREFIX + "/event") if r[0] >= mark
+                    and payload(r)["type"] == "door_open"]
+
+        # on through the API: the button entity appears; call2 removed: its entity goes
+        config = station.api("GET", "/api/config")
+        config["mqtt"]["allow_door_open"] = True
+        config["buttons"] = [b for b in config["buttons"] if b["role"] != "call2"]
+        mark = time.monotonic()
+        station.api("PUT", "/api/config", config)
+        button = watch.wait_for(lambda r: r[0] >= mark and
+                                r[1] == f"homeassistant/button/{device}/open_door/config",
+                                5, "the Open door button")
+        check_discovery("button", payload(button))
+        assert payload(button)["command_topic"] == PREFIX + "/door/open"
+        removed = watch.wait_for(lambda r: r[0] >= mark and
+                                 r[1] == f"homeassistant/event/{device}/call2_ring/config", 5)
+        assert removed[2] == b"" and removed[3] is False  # delivered live: retain flag off
+        mark = time.monotonic()
+        watch.publish(PREFIX + "/door/open", "PRESS")
+        opened = watch.wait_for(lambda r: r[0] >= mark and r[1] == PREFIX + "/event" and
+                                payload(r)["type"] == "door_open", 5, "the door opening")
+        assert payload(opened)["by"] == "mqtt"
+        watch.wait_for(lambda r: r[0] >= mark and r[1] == PREFIX + "/state" and
+                       payload(r)["door"]["relay"] == "open", 3, "the relay open")
+        assert [e["by"] for e in station.events("door_open")] == ["mqtt"]
+        station.fw.wait_log(r"door opened by mqtt", 3)
+    finally:
+        watch.close()
+
+
+def test_broker_restart_and_last_will(mosquitto_factory, station_factory):
+    broker = mosquitto_factory(users=USERS)
+    watch = observer(broker, [PREFIX + "/#"])
+    station = station_factory({"mqtt": mqtt_config(broker)})
+    watch.wait_for(lambda r: r[1] == PREFIX + "/availability" and r[2] == b"online", 10)
+    watch.close()
+
+    down = time.monotonic()
+    broker.restart(down_s=1.0)
+    watch = observer(broker, [PREFIX + "/#"])
+    try:
+        back = watch.wait_for(lambda r: r[1] == PREFIX + "/availability" and
+                              r[2] == b"online" and not r[3], 30, "online again")
+        state = watch.wait_for(lambda r: r[1] == PREFIX + "/state" and not r[3], 5,
+                               "the state republished")
+        print(f"broker restart: online again {back[0] - down:.1f} s after it went down")
+        assert payload(state)["door"]["relay"] == "closed"
+        # an event that happens now still arrives
+        station.press("call")
+        watch.wait_for(lambda r: r[1] == PREFIX + "/ring/call", 3)
+
+        killed = time.monotonic()
+        station.fw.stop(sig=signal.SIGKILL)
+        will = watch.wait_for(lambda r: r[0] >= killed and r[1] == PREFIX + "/availability"
+                              and r[2] == b"offline", 50, "the last will")
+        print(f"SIGKILL → offline via the last will after {will[0] - killed:.3f} s")
+    finally:
+        watch.close()
+
+
+def test_tls_with_a_ca_made_now(mosquitto_factory, station_factory, tmp_path):
+    broker = mosquitto_factory(users=USERS, tls=True)
+    watch = observer(broker, [PREFIX + "/availability"])
+    try:
+        untrusted = station_factory({"mqtt": mqtt_config(broker, tls=True,
+                                                         topic_prefix=PREFIX + "x")})
+        untrusted.fw.wait_log(r"MQTT 127\.0\.0\.1:\d+: .*(certificate verify failed|"
+                              r"CERTIFICATE_VERIFY_FAILED)", 10)
+        untrusted.fw.kill()
+        station_factory({"mqtt": mqtt_config(broker, tls=True, tls_ca=broker.ca_path)})
+        watch.wait_for(lambda r: r[2] == b"online", 10, "online over TLS")
+        assert not [r for r in watch.messages() if r[1] == PREFIX + "x/availability"
+                    and r[2] == b"online"]
+    finally:
+        watch.close()
