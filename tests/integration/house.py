@@ -77,7 +77,7 @@ ORIGIN_KEYS = {"name": str, "sw_version": str, "support_url": str}
 def check_discovery(component, config):
     spec = COMPONENTS[component]
     allowed = {**COMMON, **spec["required"], **spec["optional"]}
-    for key, kind in spec["required"].items():
+    for key in spec["required"]:
         assert key in config, f"{component}: required {key} missing"
     for key, value in config.items():
         assert key in allowed, f"{component}: {key} is no documented option"

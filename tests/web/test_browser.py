@@ -47,6 +47,12 @@ class Served:
     def stop(self):
         async def close():
             self.server.close()
+            # open event streams (the page's EventSource) end with their connections
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            if others:
+                await asyncio.wait(others, timeout=2)
             await self.server.wait_closed()
         self._run(close())
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -189,7 +195,7 @@ def test_test_call_by_keyboard_shows_the_call_and_logs_it(browser, served):
     playwright_sync.expect(state).to_have_text("confirmed")
     playwright_sync.expect(page.locator("#st-calls")).to_contain_text("PCMU")
     playwright_sync.expect(page.locator("#events")).to_contain_text("call")
-    playwright_sync.expect(page.locator("#events")).to_contain_text("peer=sip:flat1@127.0.0.1")
+    playwright_sync.expect(page.locator("#events")).to_contain_text("Call to sip:flat1@127.0.0.1")
     page.screenshot(path=str(ARTIFACTS / "call-in-progress.png"), full_page=True)
     page.get_by_role("button", name="Open door").click()
     playwright_sync.expect(page.locator("#action-msg")).to_have_text("Door opened.")

@@ -1,4 +1,5 @@
-// Doorline page: status polling, settings form with per-field errors, actions, event log.
+// Doorline page: status polling, settings form with per-field errors, actions, the event log
+// (live through GET /api/events/stream, as sentences with the raw JSON one click away).
 // All data goes into the page with textContent, never as HTML.
 "use strict";
 (function () {
@@ -304,35 +305,126 @@
     }
   }
 
+  // ---- the event log: sentences, the raw JSON one click away ----------------------------
+  function userOf(uri) {  // sip:flat1@example.org -> flat1
+    var m = /^sips?:([^@;>]+)@/.exec(uri || "");
+    return m ? m[1] : (uri || "someone");
+  }
+  var REASONS = {"not in answer.allow": "not in Allowed callers",
+                 "untrusted source": "not from a trusted address"};
+  function because(reason) { return reason ? " (" + (REASONS[reason] || reason) + ")" : ""; }
+  var DOOR_BY = {web: "Opened the door from the web page",
+                 api: "Opened the door through the API",
+                 mqtt: "Home Assistant opened the door (MQTT)",
+                 exit: "The exit button opened the door"};
+
+  function sentence(e) {
+    switch (e.type) {
+      case "button":
+        if (e.outcome === "call") return "The " + e.role + " button was pressed: calling " +
+          (e.targets || []).join(", ");
+        if (e.outcome === "hangup") return "The " + e.role + " button hung up";
+        return "The " + e.role + " button was pressed: " + (e.outcome || "") + because(e.reason);
+      case "door_open":
+        if (DOOR_BY[e.by]) return DOOR_BY[e.by];
+        return userOf(e.by) + " opened the door" + (e.how === "dtmf" ? " by code" : "");
+      case "caller_rejected":
+        return "Rejected a call from " + (e.caller || "an unknown caller") + because(e.reason);
+      case "call":
+        if (e.outcome === "rejected") return "Rejected a call from " + (e.caller || e.peer) +
+          because(e.reason);
+        if (e.outcome === "auto-answered") return "Answered a call from " + e.caller;
+        if (e.outcome === "ringing") return "A call from " + e.caller + " is ringing" +
+          because(e.reason);
+        return "Call " + (e.direction === "incoming" ? "from " : "to ") +
+          (e.peer || e.caller || "?") + ": " + (e.outcome || e.state || "") + because(e.reason);
+      case "code_failed":
+        return "Wrong door code from " + (e.caller || "a caller") +
+          (e.reason && e.reason !== "wrong code" ? because(e.reason) : "");
+      case "lockout":
+        return "Door codes locked for " + e.subject + " for " + e.duration_s + " s";
+      case "registration":
+        if (e.state === "registered") return "Registered with the SIP server";
+        if (e.state === "disabled") return "Direct-IP mode: no registration";
+        return "Registration " + e.state + (e.error ? ": " + e.error : "");
+      case "auth_failed":
+        return e.client ? "Wrong admin password from " + e.client
+          : "The SIP server refused the credentials" + (e.error ? ": " + e.error : "");
+      case "login": return "The admin logged in from " + e.client;
+      case "admin_password_set": return "The admin password was set";
+      case "config_saved": case "config":
+        var parts = e.sections || e.changed || [];
+        return "Settings saved" + (parts.length ? " (" + parts.join(", ") + ")" : "");
+      case "door_opened": return "The door was opened";
+      case "door_closed": return "The door was closed";
+      case "rejected_summary":
+        return "Rejected " + e.count + " more attempts from " + e.source_ip;
+    }
+    var rest = Object.keys(e).filter(function (k) { return ["id", "time", "type"].indexOf(k) < 0; })
+      .map(function (k) { return k + "=" + (typeof e[k] === "object" ? JSON.stringify(e[k]) : e[k]); });
+    return e.type.replace(/_/g, " ") + (rest.length ? ": " + rest.join(" ") : "");
+  }
+
   function showEvents(events) {
     var list = $("events");
     events.forEach(function (e) {
+      if (lastEvent !== null && e.id <= lastEvent) return;  // seen (stream after a fetch)
       lastEvent = e.id;
-      var rest = Object.keys(e).filter(function (k) { return ["id", "time", "type"].indexOf(k) < 0; })
-        .map(function (k) { return k + "=" + (typeof e[k] === "object" ? JSON.stringify(e[k]) : e[k]); });
-      var li = el("li");
+      var li = el("li", {"data-id": String(e.id), "data-type": e.type});
       li.appendChild(el("time", {}, new Date(e.time * 1000).toLocaleTimeString()));
       li.appendChild(document.createTextNode(" "));
-      li.appendChild(el("strong", {}, e.type));
-      li.appendChild(document.createTextNode(" " + rest.join(" ")));
+      li.appendChild(el("strong", {"class": "tag"}, e.type));
+      li.appendChild(document.createTextNode(" "));
+      li.appendChild(el("span", {"class": "sentence"}, sentence(e)));
+      var raw = el("details", {"class": "raw"});
+      raw.appendChild(el("summary", {}, "JSON"));
+      raw.appendChild(el("pre", {}, JSON.stringify(e, null, 1)));
+      li.appendChild(raw);
       list.insertBefore(li, list.firstChild);
     });
     while (list.children.length > 200) list.removeChild(list.lastChild);
   }
 
+  // ---- status (polled: call statistics change without events) and the event stream -----
   var polling = false;
   function poll() {
     if (polling) return;
     polling = true;
-    var since = lastEvent === null ? "" : "?since=" + lastEvent;
-    Promise.all([api("GET", "/api/status"), api("GET", "/api/events" + since)])
+    api("GET", "/api/status")
       .then(function (r) {
-        showStatus(r[0].data);
-        showEvents(r[1].data.events || []);
-        $("st-conn").textContent = "Updated " + new Date().toLocaleTimeString();
+        showStatus(r.data);
+        if (!streaming) $("st-conn").textContent = "Updated " + new Date().toLocaleTimeString();
       })
       .catch(function () { $("st-conn").textContent = "Connection lost; retrying…"; })
       .then(function () { polling = false; });
+  }
+
+  var streaming = false, stream = null;
+  function pollEvents() {  // without EventSource only
+    var since = lastEvent === null ? "" : "?since=" + lastEvent;
+    return api("GET", "/api/events" + since).then(function (r) { showEvents(r.data.events || []); });
+  }
+  function openStream() {
+    if (!window.EventSource) { setInterval(pollEvents, 1500); return; }
+    stream = new EventSource("/api/events/stream" + (lastEvent === null ? "" : "?since=" + lastEvent));
+    stream.onopen = function () {
+      streaming = true;
+      $("st-conn").textContent = "Live";
+    };
+    stream.onmessage = function (m) {
+      var e;
+      try { e = JSON.parse(m.data); } catch (err) { return; }
+      showEvents([e]);
+      poll();  // what the event changed (a call, the relay)
+    };
+    stream.onerror = function () {
+      streaming = false;
+      $("st-conn").textContent = "Event stream lost; reconnecting…";
+      if (stream.readyState === EventSource.CLOSED) {  // refused (e.g. 401, 503): try later
+        stream = null;
+        setTimeout(function () { pollEvents().then(openStream, openStream); }, 3000);
+      }
+    };
   }
 
   api("GET", "/api/config").then(function (res) {
@@ -340,5 +432,6 @@
     render(config);
     poll();
     setInterval(poll, 1500);
+    pollEvents().then(openStream, openStream);
   });
 })();
