@@ -152,7 +152,7 @@ install_all() {
 
   # --system-site-packages: python3-lgpio comes from apt and gpiozero needs it.
   system "$PYTHON" -m venv --system-site-packages "$VENV"
-  system "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC[pi]"
+  system "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC[pi,mqtt]"
 
   render_unit "$board" > "$DESTDIR$UNIT.tmp"
   chmod 0644 "$DESTDIR$UNIT.tmp"
