@@ -48,6 +48,10 @@ def device_id(state_dir: str) -> str:
     return text
 
 
+def _fields(device: ha.Device) -> list[object]:
+    return [getattr(device, name) for name in device.__slots__]
+
+
 class House:
     def __init__(self, station: "Station") -> None:
         self.station = station
@@ -64,25 +68,37 @@ class House:
         self._tick()
 
     def _start_parts(self, cfg: "Config") -> None:
+        self._start_mqtt(cfg)
+        self._start_webhooks(cfg)
+
+    def _start_mqtt(self, cfg: "Config") -> None:
         if cfg.mqtt.broker:
             from firmware.runtime.mqtt import MqttLink
 
             self.mqtt = MqttLink(cfg.mqtt, self.device(cfg), self._door_command)
             self.mqtt.set_state(self.state())
             self.mqtt.start()
+
+    def _start_webhooks(self, cfg: "Config") -> None:
         if cfg.webhooks:
             from firmware.runtime.webhooks import Webhooks
 
             self.webhooks = Webhooks(cfg.webhooks)
             self.webhooks.start()
 
-    async def _stop_parts(self) -> None:
+    async def _stop_mqtt(self) -> None:
         mqtt, self.mqtt = self.mqtt, None
-        hooks, self.webhooks = self.webhooks, None
         if mqtt is not None:
             await mqtt.stop()
+
+    async def _stop_webhooks(self) -> None:
+        hooks, self.webhooks = self.webhooks, None
         if hooks is not None:
             await hooks.stop()
+
+    async def _stop_parts(self) -> None:
+        await self._stop_mqtt()
+        await self._stop_webhooks()
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -92,14 +108,18 @@ class House:
         await self._stop_parts()
 
     async def reconfigure(self, old: "Config") -> None:
+        """After a configuration was applied: restart what changed (a changed [mqtt] section
+        connects again), or publish the discovery configs again (buttons, display name)."""
         cfg = self.station.cfg
-        if old.mqtt != cfg.mqtt or old.webhooks != cfg.webhooks:
-            await self._stop_parts()
-            self._start_parts(cfg)
+        if old.webhooks != cfg.webhooks:
+            await self._stop_webhooks()
+            self._start_webhooks(cfg)
+        if old.mqtt != cfg.mqtt:
+            await self._stop_mqtt()
+            self._start_mqtt(cfg)
         elif self.mqtt is not None:
             device = self.device(cfg)
-            if repr(device) != repr(self.mqtt.device) or \
-                    device.door_command != self.mqtt.device.door_command:
+            if _fields(device) != _fields(self.mqtt.device):
                 self.mqtt.rediscover(device)
 
     # -- what is published -----------------------------------------------------------------
