@@ -168,6 +168,7 @@ class Facade(StationParts):
             "eventlog_writes_total": self.eventlog.writes,
             "events_suppressed_total": self.eventlog.suppressed,
             "uptime_seconds": status["uptime_s"],
+            **(self.house.metrics() if self.house is not None else {}),
         }
 
 

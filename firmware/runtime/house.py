@@ -5,7 +5,8 @@ only when its own part is configured. It decides nothing: which events are rings
 state and the discovery configs hold is firmware/app/homeassistant.py.
 
 Public API:
-    House(station)   start(); await stop(); await reconfigure(old_cfg) after a config change
+    House(station)   start(); await stop(); await reconfigure(old_cfg) after a config change;
+                     metrics() (for /metrics: MQTT connected, webhook deliveries and failures)
     device_id(state_dir) -> the station's stable id (12 hex digits in <state_dir>/device_id)
     mqtt (MqttLink | None), webhooks (Webhooks | None)
 """
@@ -121,6 +122,14 @@ class House:
             device = self.device(cfg)
             if _fields(device) != _fields(self.mqtt.device):
                 self.mqtt.rediscover(device)
+
+    def metrics(self) -> dict[str, int]:
+        hooks = self.webhooks.stats() if self.webhooks is not None else []
+        return {"mqtt_connected": int(self.mqtt is not None and self.mqtt.connected),
+                "mqtt_events_dropped_total": self.mqtt.dropped if self.mqtt is not None else 0,
+                "webhook_deliveries_total": sum(h["delivered"] for h in hooks),
+                "webhook_failures_total": sum(h["failed"] for h in hooks),
+                "webhook_dropped_total": sum(h["dropped"] for h in hooks)}
 
     # -- what is published -----------------------------------------------------------------
     def device(self, cfg: "Config") -> ha.Device:

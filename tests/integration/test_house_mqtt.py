@@ -75,6 +75,8 @@ def test_discovery_ring_and_door_command(mosquitto_factory, station_factory):
         watch.wait_for(lambda r: r[1] == PREFIX + "/availability" and r[2] == b"online",
                        10, "online")
         device = station.device_id()
+        status, metrics = station.request("GET", "/metrics")
+        assert b"doorline_mqtt_connected 1\n" in metrics
         state = watch.wait_for(lambda r: r[1] == PREFIX + "/state", 5, "the state")
         assert payload(state)["registration"] == "disabled"
         assert payload(state)["door"]["relay"] == "closed"

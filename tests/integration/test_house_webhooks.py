@@ -159,6 +159,9 @@ def test_500_is_retried_with_back_off(receivers, station_factory):
     time.sleep(1.5)
     assert len(receiver.posts()) == 3, "delivered: no more attempts"
     station.fw.wait_log(r"webhook .*: event \d+: HTTP 500; retrying in 1 s", 2)
+    status, metrics = station.request("GET", "/metrics")
+    assert status == 200 and b"doorline_webhook_deliveries_total 1\n" in metrics
+    assert b"doorline_webhook_failures_total 0\n" in metrics
     print(f"500, 500, 200: attempts {[round(g, 2) for g in gaps]} s apart")
 
 
