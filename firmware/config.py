@@ -356,6 +356,8 @@ def _check_webhooks(check: _Checker, hooks: Any) -> None:
             if not secret:
                 check.fail(f"{path}.secret", "is required: every POST is signed with it "
                                              "(HMAC-SHA256)")
+            elif secret == SECRET:
+                check.fail(f"{path}.secret", "type the secret again (this webhook is new)")
             elif len(secret) > MAX_SECRET_LENGTH or _has_control(secret):
                 check.fail(f"{path}.secret", f"must be at most {MAX_SECRET_LENGTH} characters "
                                              "without control characters")
@@ -794,9 +796,13 @@ def unredact(partial: "dict[str, Any]", current: Config) -> "dict[str, Any]":
         mqtt["password"] = current.mqtt.password
     hooks = out.get("webhooks")
     if isinstance(hooks, list):
+        # by URL; a changed URL keeps the secret of the webhook at the same place in the list
         hook_secrets = {h.url: h.secret for h in current.webhooks}
-        for hook in hooks:
-            if isinstance(hook, dict) and hook.get("secret") == SECRET and \
-                    hook.get("url") in hook_secrets:
+        for i, hook in enumerate(hooks):
+            if not isinstance(hook, dict) or hook.get("secret") != SECRET:
+                continue
+            if hook.get("url") in hook_secrets:
                 hook["secret"] = hook_secrets[hook["url"]]
+            elif i < len(current.webhooks):
+                hook["secret"] = current.webhooks[i].secret
     return out

@@ -33,6 +33,12 @@ def test_round_trip_and_redaction(tmp_path):
     assert "pw" not in repr(cfg) and "s3cret" not in repr(cfg)
     back = configuration.unredact(shown, cfg)
     assert configuration.validate(back) == cfg
+    moved = configuration.redacted(cfg)
+    moved["webhooks"][0]["url"] = "https://hooks.example.org/other"
+    assert configuration.unredact(moved, cfg)["webhooks"][0]["secret"] == "s3cret"
+    added = configuration.redacted(cfg)
+    added["webhooks"].append({"url": "http://x/", "secret": "(set)"})
+    assert "again" in errors(configuration.unredact(added, cfg))["webhooks[1].secret"]
 
 
 def test_bad_fields_named():

@@ -143,6 +143,10 @@ def test_page_shows_new_events_within_a_second_without_reload(station):
             door.locator("summary").click()
             expect(raw).to_be_visible()
             expect(raw).to_contain_text('"by": "api"')
+            # the settings form has the house's section: a bad broker is refused at its field
+            page.get_by_label("MQTT broker (host[:port], empty = off)").fill("x:99999")
+            page.get_by_role("button", name="Save settings").click()
+            expect(page.locator('[id="e:mqtt.broker"]')).to_contain_text("port must be 1-65535")
             polled = [u for u in requests[loaded:] if "/api/events" in u and "stream" not in u]
             assert polled == [], polled
             assert csp_errors == []

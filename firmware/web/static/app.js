@@ -56,6 +56,14 @@
                    ["calls.ring_timeout_s", "Ring timeout (s)", "int"],
                    ["calls.max_duration_s", "Longest call (s)", "int"],
                    ["calls.max_calls", "Simultaneous calls", "int"]]],
+    ["Telling the house (MQTT, Home Assistant, webhooks)",
+     [["mqtt.broker", "MQTT broker (host[:port], empty = off)"],
+      ["mqtt.username", "MQTT user name"], ["mqtt.password", "MQTT password", "password"],
+      ["mqtt.tls", "MQTT over TLS (certificate verified)", "bool"],
+      ["mqtt.tls_ca", "MQTT TLS CA file (empty = the system's CAs)"],
+      ["mqtt.topic_prefix", "Topic prefix (empty = doorline/<device id>)"],
+      ["mqtt.discovery_prefix", "Home Assistant discovery prefix"],
+      ["mqtt.allow_door_open", "Allow opening the door over MQTT", "bool"], "webhooks"]],
     ["Web", [["web.listen", "Listen on (host:port, after restart)"],
              ["web.https", "HTTPS (after restart)", "bool"],
              ["web.hostnames", "Other names of this station (one per line; requests under " +
@@ -127,7 +135,7 @@
   function trim(s) { return s.trim(); }
 
   function collect() {
-    var doc = {buttons: [], door: {codes: []}};
+    var doc = {buttons: [], door: {codes: []}, webhooks: []};
     fields.forEach(function (f) { set(doc, f.path, read(f)); });
     return doc;
   }
@@ -156,6 +164,9 @@
                    second_press: "ignore"};
     });
     doc.door.codes = doc.door.codes.map(function (c) { return c || {caller: "", code: ""}; });
+    doc.webhooks = doc.webhooks.map(function (w) {
+      return w || {url: "", events: [], secret: "", tls_ca: ""};
+    });
     render(doc);
   }
 
@@ -179,6 +190,14 @@
               field(box, "door.codes[" + i + "].caller", "Caller (SIP URI)", "text", c.caller);
               field(box, "door.codes[" + i + "].code", "Code (4-12 digits)", "password", c.code);
             }, function (doc) { return doc.door.codes; });
+          } else if (d === "webhooks") {
+            listBlock(fs, "Webhook", cfg.webhooks || [], function (box, w, i) {
+              var p = "webhooks[" + i + "].";
+              field(box, p + "url", "URL (http:// or https://)", "text", w.url);
+              field(box, p + "events", "Event types (one per line; none = all)", "lines", w.events);
+              field(box, p + "secret", "Secret (signs each POST)", "password", w.secret);
+              field(box, p + "tls_ca", "HTTPS CA file (empty = the system's CAs)", "text", w.tls_ca);
+            }, function (doc) { return doc.webhooks; });
           } else {
             field(fs, d[0], d[1], d[2] || "text", get(cfg, d[0]));
           }
