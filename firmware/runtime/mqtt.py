@@ -99,7 +99,7 @@ class MqttLink:
         if client is not None and self.connected:
             try:  # a clean disconnect sends no will: say offline ourselves
                 await client.publish(self.topics["availability"], ha.NOT_AVAILABLE, qos=1,
-                                     retain=True, timeout=1.0)
+                                     retain=True, timeout=0.4)
             except Exception as exc:  # gone already: the will says it
                 log.debug("offline not published: %s", exc)
         if task is not None:

@@ -47,6 +47,7 @@ RESOLVE_RETRY = 5.0
 IDLE_TICK = 5.0
 REJECT_LOG_INTERVAL = 10.0  # log a misbehaving source at most this often
 MAX_REJECT_SOURCES = 256
+HOUSE_STOP_S = 0.6  # MQTT's `offline` and the webhooks' tasks at shutdown
 MAX_PASSES = 16  # bounded work per kick: each pass drains the cores' queues
 
 
@@ -300,8 +301,11 @@ class Station(Facade, CallExecutors, BoardExecutors):
             self._idle.cancel()
         self._stop_cue()
         await self._stop_sip()
-        if self.house is not None:
-            await self.house.stop()
+        if self.house is not None:  # `offline` published, the rest dropped: within the 3 s
+            try:
+                await asyncio.wait_for(self.house.stop(), HOUSE_STOP_S)
+            except (TimeoutError, Exception):
+                log.warning("MQTT/webhooks did not stop cleanly within %.1f s", HOUSE_STOP_S)
         if self._prepared:
             self.eventlog.close()  # batched events and open summaries reach the file
         if self.board is not None:

@@ -15,7 +15,8 @@ is tested here); a paho-mqtt observer of the test's own watches the broker.
 - a broker restart: back online within 30 s with the state published again, and the rings
   made while the broker was down delivered after it;
 - SIGKILL of the station: `offline` through the last will;
-- TLS with a CA made by the test: verified with `tls_ca`, refused without it.
+- TLS with a CA made by the test: verified with `tls_ca`, refused without it; SIGTERM
+  publishes `offline` and still exits within 3 s.
 """
 
 import json
@@ -214,9 +215,14 @@ def test_tls_with_a_ca_made_now(mosquitto_factory, station_factory, tmp_path):
         untrusted.fw.wait_log(r"MQTT 127\.0\.0\.1:\d+: .*(certificate verify failed|"
                               r"CERTIFICATE_VERIFY_FAILED)", 10)
         untrusted.fw.kill()
-        station_factory({"mqtt": mqtt_config(broker, tls=True, tls_ca=broker.ca_path)})
+        station = station_factory({"mqtt": mqtt_config(broker, tls=True,
+                                                       tls_ca=broker.ca_path)})
         watch.wait_for(lambda r: r[2] == b"online", 10, "online over TLS")
         assert not [r for r in watch.messages() if r[1] == PREFIX + "x/availability"
                     and r[2] == b"online"]
+        # SIGTERM: `offline` said by the station itself, and the exit within 3 s
+        code, elapsed = station.fw.stop()
+        assert code == 0 and elapsed < 3.0, (code, elapsed)
+        watch.wait_for(lambda r: r[2] == b"offline", 3, "offline at a clean stop")
     finally:
         watch.close()
