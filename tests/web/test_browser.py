@@ -225,3 +225,30 @@ def test_page_weight(browser, served):
           + ")")
     assert len(sizes) == 3, sizes
     assert total < PAGE_BUDGET
+
+
+def test_events_read_as_sentences_with_the_raw_json_one_click_away(browser, served):
+    served.set_password()
+    page = new_page(browser)
+    log_in(page, served)
+    playwright_sync.expect(page.locator("#st-conn")).to_have_text("Live")
+    served.station.log_event("door_open", by="sip:flat1@127.0.0.1", how="dtmf",
+                             call_id="c1", source="udp:127.0.0.1:5062")
+    served.station.log_event("caller_rejected", caller="sip:x@y", source="udp:192.0.2.7:5060",
+                             direction="incoming", outcome="rejected", status=403,
+                             reason="not in answer.allow")
+    served.station.log_event("door_open", by="mqtt", how="api")
+    events = page.locator("#events li .sentence")
+    playwright_sync.expect(events).to_have_text([
+        "Home Assistant opened the door (MQTT)",
+        "Rejected a call from sip:x@y (not in Allowed callers)",
+        "flat1 opened the door by code", "The admin logged in from 127.0.0.1",
+        "The admin password was set"])
+    first = page.locator("#events li").nth(2)
+    raw = first.locator("details pre")
+    playwright_sync.expect(raw).to_be_hidden()
+    first.get_by_text("JSON").click()
+    playwright_sync.expect(raw).to_contain_text('"how": "dtmf"')
+    page.locator('section[aria-labelledby="h-events"]').screenshot(
+        path=str(ARTIFACTS / "event-sentences.png"))
+    assert page.csp_errors == []
