@@ -3,6 +3,8 @@ and Home Assistant's MQTT discovery schema as its documentation states it.
 
 - `HouseStation(workdir, config)`: `tests.integration.helpers.Firmware` plus `api(method, path,
   body)` over HTTP Basic (the admin password is set at start), `press(role)`.
+- fixture `house_stations`: `house_stations(config)` starts a HouseStation; each is killed
+  by PID after the test, its log tail printed (tests/integration/conftest.py).
 - `check_discovery(component, config)`: the config must hold what Home Assistant's MQTT docs
   require for that component (`event`, `binary_sensor`, `sensor`, `button`, `image`), with
   every key one the docs list, of the documented type, enum values among the documented ones,
@@ -14,6 +16,8 @@ import base64
 import http.client
 import json
 import os
+
+import pytest
 
 from tests.integration.helpers import Firmware
 from tests.peers.process import free_port
@@ -163,3 +167,18 @@ class HouseStation:
     def device_id(self):
         with open(os.path.join(self.fw.state_dir, "device_id"), encoding="ascii") as f:
             return f.read().strip()
+
+
+@pytest.fixture
+def house_stations(tmp_path):
+    started = []
+
+    def make(config):
+        station = HouseStation(tmp_path / f"station-{len(started)}", config)
+        started.append(station)
+        return station.start()
+
+    yield make
+    for station in started:
+        station.fw.kill()
+        print(f"--- station log ---\n{station.fw.log[-5000:]}")

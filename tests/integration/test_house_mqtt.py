@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from tests.integration.house import HouseStation, check_discovery
+from tests.integration.house import check_discovery
 from tests.peers.process import wait_until
 
 pytestmark = pytest.mark.peers
@@ -41,21 +41,6 @@ def mqtt_config(broker, **extra):
     return section
 
 
-@pytest.fixture
-def station_factory(tmp_path):
-    started = []
-
-    def make(config):
-        station = HouseStation(tmp_path / f"station-{len(started)}", config)
-        started.append(station)
-        return station.start()
-
-    yield make
-    for station in started:
-        station.fw.kill()
-        print(f"--- station log ---\n{station.fw.log[-5000:]}")
-
-
 def observer(broker, topics):
     from tests.peers.mosquitto import Observer
 
@@ -66,11 +51,11 @@ def payload(record):
     return json.loads(record[2]) if record[2] else None
 
 
-def test_discovery_ring_and_door_command(mosquitto_factory, station_factory):
+def test_discovery_ring_and_door_command(mosquitto_factory, house_stations):
     broker = mosquitto_factory(users=USERS)
     watch = observer(broker, [PREFIX + "/#", "homeassistant/#"])
     try:
-        station = station_factory({
+        station = house_stations({
             "mqtt": mqtt_config(broker),
             "buttons": [{"role": "call", "targets": []}, {"role": "call2", "targets": []}]})
         watch.wait_for(lambda r: r[1] == PREFIX + "/availability" and r[2] == b"online",
@@ -167,10 +152,10 @@ def test_discovery_ring_and_door_command(mosquitto_factory, station_factory):
         watch.close()
 
 
-def test_broker_restart_and_last_will(mosquitto_factory, station_factory):
+def test_broker_restart_and_last_will(mosquitto_factory, house_stations):
     broker = mosquitto_factory(users=USERS)
     watch = observer(broker, [PREFIX + "/#"])
-    station = station_factory({"mqtt": mqtt_config(broker)})
+    station = house_stations({"mqtt": mqtt_config(broker)})
     watch.wait_for(lambda r: r[1] == PREFIX + "/availability" and r[2] == b"online", 10)
     watch.close()
 
@@ -206,16 +191,16 @@ def test_broker_restart_and_last_will(mosquitto_factory, station_factory):
         watch.close()
 
 
-def test_tls_with_a_ca_made_now(mosquitto_factory, station_factory, tmp_path):
+def test_tls_with_a_ca_made_now(mosquitto_factory, house_stations, tmp_path):
     broker = mosquitto_factory(users=USERS, tls=True)
     watch = observer(broker, [PREFIX + "/availability"])
     try:
-        untrusted = station_factory({"mqtt": mqtt_config(broker, tls=True,
+        untrusted = house_stations({"mqtt": mqtt_config(broker, tls=True,
                                                          topic_prefix=PREFIX + "x")})
         untrusted.fw.wait_log(r"MQTT 127\.0\.0\.1:\d+: .*(certificate verify failed|"
                               r"CERTIFICATE_VERIFY_FAILED)", 10)
         untrusted.fw.kill()
-        station = station_factory({"mqtt": mqtt_config(broker, tls=True,
+        station = house_stations({"mqtt": mqtt_config(broker, tls=True,
                                                        tls_ca=broker.ca_path)})
         watch.wait_for(lambda r: r[2] == b"online", 10, "online over TLS")
         assert not [r for r in watch.messages() if r[1] == PREFIX + "x/availability"

@@ -25,7 +25,6 @@ import time
 
 import pytest
 
-from tests.integration.house import HouseStation
 from tests.peers.certs import make_certificates
 from tests.peers.process import free_port, wait_until
 
@@ -93,29 +92,14 @@ def receivers():
         receiver.close()
 
 
-@pytest.fixture
-def station_factory(tmp_path):
-    started = []
-
-    def make(config):
-        station = HouseStation(tmp_path / f"station-{len(started)}", config)
-        started.append(station)
-        return station.start()
-
-    yield make
-    for station in started:
-        station.fw.kill()
-        print(f"--- station log ---\n{station.fw.log[-4000:]}")
-
-
 def verify(record, secret):
     expected = "sha256=" + hmac.new(secret.encode(), record[3], hashlib.sha256).hexdigest()
     return hmac.compare_digest(record[2].get("X-Doorline-Signature", ""), expected)
 
 
-def test_signed_posts_filtered_per_webhook(receivers, station_factory):
+def test_signed_posts_filtered_per_webhook(receivers, house_stations):
     receiver = receivers()
-    station = station_factory({"webhooks": [
+    station = house_stations({"webhooks": [
         {"url": receiver.url("/buttons"), "events": ["button"], "secret": SECRET},
         {"url": receiver.url("/all"), "secret": OTHER_SECRET}]})
     # the admin password set at start: an event for /all only
@@ -146,9 +130,9 @@ def test_signed_posts_filtered_per_webhook(receivers, station_factory):
           f" max {max(delays) * 1000:.1f} ms")
 
 
-def test_500_is_retried_with_back_off(receivers, station_factory):
+def test_500_is_retried_with_back_off(receivers, house_stations):
     receiver = receivers(statuses=(500, 500, 200))
-    station = station_factory({"webhooks": [
+    station = house_stations({"webhooks": [
         {"url": receiver.url("/hook"), "events": ["button"], "secret": SECRET}]})
     station.press("call")
     assert wait_until(lambda: len(receiver.posts()) >= 3, 10, 0.01), station.fw.log[-3000:]
@@ -166,10 +150,10 @@ def test_500_is_retried_with_back_off(receivers, station_factory):
     print(f"500, 500, 200: attempts {[round(g, 2) for g in gaps]} s apart")
 
 
-def test_https_certificate_verified(receivers, station_factory, tmp_path):
+def test_https_certificate_verified(receivers, house_stations, tmp_path):
     certs = make_certificates(tmp_path / "certs")
     receiver = receivers(certs=certs)
-    station = station_factory({"webhooks": [
+    station = house_stations({"webhooks": [
         {"url": receiver.url("/trusted"), "events": ["button"], "secret": SECRET,
          "tls_ca": os.fspath(certs.ca_path)},
         {"url": receiver.url("/untrusted"), "events": ["button"], "secret": SECRET}]})
@@ -231,7 +215,7 @@ def press_to_invite(station, phone, presses=5):
     return delays
 
 
-def test_dead_receivers_do_not_delay_calls(station_factory):
+def test_dead_receivers_do_not_delay_calls(house_stations):
     phone = BusyPhone()
     dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     dead.bind(("127.0.0.1", 0))
@@ -239,12 +223,12 @@ def test_dead_receivers_do_not_delay_calls(station_factory):
     try:
         target = f"sip:flat1@127.0.0.1:{phone.port}"
         config = {"buttons": [{"role": "call", "targets": [target]}]}
-        plain = station_factory(dict(config))
+        plain = house_stations(dict(config))
         without = press_to_invite(plain, phone)
         plain.fw.stop()
         # a webhook receiver and an MQTT "broker" that accept connections and never answer
         dead_address = f"127.0.0.1:{dead.getsockname()[1]}"
-        hooked = station_factory({**config, "webhooks": [
+        hooked = house_stations({**config, "webhooks": [
             {"url": f"http://{dead_address}/never", "secret": SECRET}],
             "mqtt": {"broker": dead_address}})
         with_hook = press_to_invite(hooked, phone)
