@@ -41,10 +41,11 @@ def mqtt_config(broker, **extra):
     return section
 
 
-def observer(broker, topics):
+def observer(broker, topics, session=None):
     from tests.peers.mosquitto import Observer
 
-    return Observer(broker, topics, "observer", USERS["observer"], ca_path=broker.ca_path)
+    return Observer(broker, topics, "observer", USERS["observer"], ca_path=broker.ca_path,
+                    session=session)
 
 
 def payload(record):
@@ -154,29 +155,30 @@ def test_discovery_ring_and_door_command(mosquitto_factory, house_stations):
 
 def test_broker_restart_and_last_will(mosquitto_factory, house_stations):
     broker = mosquitto_factory(users=USERS)
-    watch = observer(broker, [PREFIX + "/#"])
-    station = house_stations({"mqtt": mqtt_config(broker)})
-    watch.wait_for(lambda r: r[1] == PREFIX + "/availability" and r[2] == b"online", 10)
-    watch.close()
-
-    down = time.monotonic()
-    broker.stop()
-    # events while the broker is away are kept (a bounded queue) and sent after reconnecting
-    station.press("call")
-    time.sleep(0.4)  # debounce
-    station.press("call")
-    time.sleep(0.5)
-    broker.start()
-    watch = observer(broker, [PREFIX + "/#"])
+    # one observer across the restart: a persistent session, so what the station publishes
+    # while the observer is still reconnecting is kept for it by the broker
+    watch = observer(broker, [PREFIX + "/#"], session="observer-restart")
     try:
-        back = watch.wait_for(lambda r: r[1] == PREFIX + "/availability" and
+        station = house_stations({"mqtt": mqtt_config(broker)})
+        watch.wait_for(lambda r: r[1] == PREFIX + "/availability" and r[2] == b"online", 10)
+
+        down = time.monotonic()
+        broker.stop()
+        # events while the broker is away are kept (a bounded queue) and sent after reconnecting
+        station.press("call")
+        time.sleep(0.4)  # debounce
+        station.press("call")
+        time.sleep(0.5)
+        broker.start()
+        back = watch.wait_for(lambda r: r[0] > down and r[1] == PREFIX + "/availability" and
                               r[2] == b"online" and not r[3], 30, "online again")
-        assert wait_until(lambda: len(watch.messages(PREFIX + "/ring/call")) == 2, 5), \
-            "the two rings made while the broker was down"
-        state = watch.wait_for(lambda r: r[1] == PREFIX + "/state" and not r[3], 5,
+        state = watch.wait_for(lambda r: r[0] > down and r[1] == PREFIX + "/state", 5,
                                "the state republished")
         print(f"broker restart: online again {back[0] - down:.1f} s after it went down")
         assert payload(state)["door"]["relay"] == "closed"
+        assert wait_until(lambda: len([r for r in watch.messages(PREFIX + "/ring/call")
+                                       if r[0] > down]) == 2, 5), \
+            "the two rings made while the broker was down"
         # an event that happens now still arrives
         mark = time.monotonic()
         station.press("call")

@@ -7,9 +7,11 @@ Public API:
   server certificate for 127.0.0.1 signed by a CA made now (`ca_path`, tests/peers/certs.py).
   `start(timeout)`, `stop()`, `restart(down_s=0)` (same port, retained messages kept only as
   far as mosquitto keeps them: persistence is on, in `workdir`), `close()`, `log`.
-- `Observer(broker, topics, username=None, password=None)`: a paho-mqtt client (the test's
-  own, not the station's) that subscribes to `topics` and records every message as
-  `(monotonic time, topic, payload bytes, retain)`. `messages(topic=None)`,
+- `Observer(broker, topics, username=None, password=None, ca_path=None, session=None)`: a
+  paho-mqtt client (the test's own, not the station's) that subscribes to `topics` (QoS 1) and
+  records every message as `(monotonic time, topic, payload bytes, retain)`. With `session`
+  (a client id) its session is persistent and it reconnects by itself: across a broker restart
+  (persistence is on) it gets what was published while it was away. `messages(topic=None)`,
   `wait_for(predicate, timeout) -> message`, `publish(topic, payload, retain=False)`, `close()`.
 """
 
@@ -92,13 +94,16 @@ class Mosquitto:
 
 
 class Observer:
-    def __init__(self, broker, topics, username=None, password=None, ca_path=None):
+    def __init__(self, broker, topics, username=None, password=None, ca_path=None,
+                 session=None):
         import paho.mqtt.client as mqtt
 
         self.records = []
         self._lock = threading.Lock()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                   client_id=f"observer-{os.getpid()}-{id(self)}")
+                                   client_id=session or f"observer-{os.getpid()}-{id(self)}",
+                                   clean_session=session is None)
+        self._client.reconnect_delay_set(0.1, 1.0)
         if username:
             self._client.username_pw_set(username, password)
         if ca_path:
