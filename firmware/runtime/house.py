@@ -66,7 +66,6 @@ class House:
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
         self._start_parts(self.station.cfg)
-        self._tick()
 
     def _start_parts(self, cfg: "Config") -> None:
         self._start_mqtt(cfg)
@@ -79,6 +78,8 @@ class House:
             self.mqtt = MqttLink(cfg.mqtt, self.device(cfg), self._door_command)
             self.mqtt.set_state(self.state())
             self.mqtt.start()
+            if self._ticker is None:
+                self._tick()
 
     def _start_webhooks(self, cfg: "Config") -> None:
         if cfg.webhooks:
@@ -163,11 +164,15 @@ class House:
                         {k: str(v) for k, v in relays.items()}, contact)
 
     def _tick(self) -> None:
-        if self.mqtt is not None:
-            try:
-                self.mqtt.set_state(self.state())
-            except Exception:  # the state is read again at the next tick
-                log.exception("reading the state for MQTT failed")
+        """While MQTT is on: the published state follows what changes without an event (the
+        relay closing after its pulse)."""
+        self._ticker = None
+        if self.mqtt is None:
+            return
+        try:
+            self.mqtt.set_state(self.state())
+        except Exception:  # the state is read again at the next tick
+            log.exception("reading the state for MQTT failed")
         self._ticker = self.station.loop.call_later(STATE_CHECK_S, self._tick)
 
     def _on_event(self, event: dict) -> None:

@@ -57,7 +57,7 @@ def test_discovery_ring_and_door_command(mosquitto_factory, house_stations):
     watch = observer(broker, [PREFIX + "/#", "homeassistant/#"])
     try:
         station = house_stations({
-            "mqtt": mqtt_config(broker),
+            "mqtt": mqtt_config(broker), "door": {"pulse_ms": 500},
             "buttons": [{"role": "call", "targets": []}, {"role": "call2", "targets": []}]})
         watch.wait_for(lambda r: r[1] == PREFIX + "/availability" and r[2] == b"online",
                        10, "online")
@@ -145,8 +145,11 @@ def test_discovery_ring_and_door_command(mosquitto_factory, house_stations):
         opened = watch.wait_for(lambda r: r[0] >= mark and r[1] == PREFIX + "/event" and
                                 payload(r)["type"] == "door_open", 5, "the door opening")
         assert payload(opened)["by"] == "mqtt"
-        watch.wait_for(lambda r: r[0] >= mark and r[1] == PREFIX + "/state" and
-                       payload(r)["door"]["relay"] == "open", 3, "the relay open")
+        opened_at = watch.wait_for(lambda r: r[0] >= mark and r[1] == PREFIX + "/state" and
+                                   payload(r)["door"]["relay"] == "open", 3, "the relay open")[0]
+        # the relay closes by itself after its pulse: the retained state follows
+        watch.wait_for(lambda r: r[0] > opened_at and r[1] == PREFIX + "/state" and
+                       payload(r)["door"]["relay"] == "closed", 3, "the relay closed again")
         assert [e["by"] for e in station.events("door_open")] == ["mqtt"]
         station.fw.wait_log(r"door opened by mqtt", 3)
     finally:
