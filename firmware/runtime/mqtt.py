@@ -7,7 +7,9 @@ connected it publishes `online` (retained), Home Assistant's discovery configs (
 entity the station no longer has gets an empty retained config), the `state` (retained JSON)
 and then every queued event on `<prefix>/event` (not retained) and each ring on its button's
 event-entity topic. It listens on `<prefix>/door/open` and hands a `PRESS` to `on_door_open`
-(the caller decides whether to obey). A lost or refused connection is retried forever with
+(the caller decides whether to obey); a retained message there is never a press (it would
+open the door at every reconnection), and the session is clean (no command queued while away
+is delivered later). A lost or refused connection is retried forever with
 back-off (BACKOFF_S, then BACKOFF_MAX_S, with jitter).
 
 Never in the way of calls: the station only appends to a bounded deque (MAX_QUEUED events;
@@ -204,7 +206,10 @@ class MqttLink:
             topic = str(message.topic)
             if topic == self.topics["door_open"]:
                 payload = message.payload
-                if isinstance(payload, (bytes, bytearray)) and bytes(payload) == b"PRESS":
+                if message.retain:  # stored by the broker: not a press made now
+                    log.warning("MQTT door/open: ignored a retained message (commands must "
+                                "not be retained)")
+                elif isinstance(payload, (bytes, bytearray)) and bytes(payload) == b"PRESS":
                     self.on_door_open()
                 else:
                     log.info("MQTT door/open: ignored payload %r (expected PRESS)",

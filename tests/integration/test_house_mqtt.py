@@ -152,6 +152,16 @@ def test_discovery_ring_and_door_command(mosquitto_factory, house_stations):
                        payload(r)["door"]["relay"] == "closed", 3, "the relay closed again")
         assert [e["by"] for e in station.events("door_open")] == ["mqtt"]
         station.fw.wait_log(r"door opened by mqtt", 3)
+
+        # a retained PRESS opens once (it is delivered live), never again at a reconnection
+        time.sleep(0.6)  # the relay closed
+        watch.publish(PREFIX + "/door/open", "PRESS", retain=True)
+        assert wait_until(lambda: len(station.events("door_open")) == 2, 3)
+        station.fw.kill()
+        again = house_stations({"mqtt": mqtt_config(broker, allow_door_open=True)})
+        again.fw.wait_log(r"MQTT door/open: ignored a retained message", 10)
+        watch.publish(PREFIX + "/door/open", b"", retain=True)  # cleared
+        assert not again.events("door_open")
     finally:
         watch.close()
 
