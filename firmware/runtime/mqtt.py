@@ -30,13 +30,24 @@ import json
 import logging
 import os
 import ssl
+import sys
 from collections.abc import Callable
-
-import aiomqtt
 
 from firmware.app import homeassistant as ha
 from firmware.config import parse_host_port
 from firmware.settings import MqttConfig
+
+# aiomqtt without paho-mqtt's optional DNS SRV support: paho imports dnspython's resolver when
+# it can (about 50 ms and 3 MB here) for `connect_srv()`, which is never used. The station's own
+# RFC 3263 resolver imports it when it needs it, later.
+_NO_DNS = "dns.resolver" not in sys.modules
+if _NO_DNS:
+    sys.modules["dns.resolver"] = None  # type: ignore[assignment]  # reads as "not installed"
+try:
+    import aiomqtt
+finally:
+    if _NO_DNS:
+        del sys.modules["dns.resolver"]
 
 log = logging.getLogger("doorline.mqtt")
 
