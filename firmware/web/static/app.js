@@ -295,6 +295,8 @@
         "correct the marked fields and save. " + showErrors(st.config_errors).join(" ");
     }
     $("st-door").textContent = (st.door || {}).relay || "?";
+    var busy = (st.calls || []).length > 0 || (st.door || {}).relay === "open";
+    if (busy) busyUntil = Math.max(busyUntil, Date.now() + 3000);
     $("st-uptime").textContent = duration(st.uptime_s);
     var box = $("st-calls");
     box.textContent = "";
@@ -404,11 +406,19 @@
     while (list.children.length > 200) list.removeChild(list.lastChild);
   }
 
-  // ---- status (polled: call statistics change without events) and the event stream -----
-  var polling = false;
+  // ---- status and the event stream ------------------------------------------------------
+  // Events come live through the stream. The status is read at each event and, since call
+  // statistics and the relay's return change without events, every 1.5 s while a call is up,
+  // the relay is open or an event came in the last 3 s (or without a stream); else every 15 s.
+  var polling = false, busyUntil = 0, lastPoll = 0;
+  function tick() {
+    var now = Date.now();
+    if (!streaming || now < busyUntil || now - lastPoll >= 15000) poll();
+  }
   function poll() {
     if (polling) return;
     polling = true;
+    lastPoll = Date.now();
     api("GET", "/api/status")
       .then(function (r) {
         showStatus(r.data);
@@ -434,6 +444,7 @@
       var e;
       try { e = JSON.parse(m.data); } catch (err) { return; }
       showEvents([e]);
+      busyUntil = Date.now() + 3000;
       poll();  // what the event changed (a call, the relay)
     };
     stream.onerror = function () {
@@ -450,7 +461,7 @@
     config = res.data;
     render(config);
     poll();
-    setInterval(poll, 1500);
+    setInterval(tick, 1500);
     pollEvents().then(openStream, openStream);
   });
 })();
