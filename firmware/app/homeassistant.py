@@ -12,7 +12,8 @@ An empty retained payload on a config topic removes that entity.
 Entities (docs/HOME.md):
 - `event` per configured button role: `<role>_ring`, device class `doorbell`, event types
   ["ring"], state topic `<prefix>/ring/<role>`, payload `{"event_type": "ring", ...}`;
-- `binary_sensor` `registration` (device class `connectivity`) and one per relay
+- `binary_sensor` `registration` (device class `connectivity`; only with a registrar: in
+  direct-IP mode there is nothing to be connected to) and one per relay
   `relay_<role>` (device class `lock`: on = unlocked, the relay is open), read from `state`;
 - `binary_sensor` `door_contact` (device class `door`) where the board has that input;
 - `sensor` `call_state` (device class `enum`: idle, calling, ringing, active);
@@ -91,11 +92,12 @@ class Device:
     """What the discovery configs describe: ids, names, the board's roles and the options."""
 
     __slots__ = ("device_id", "prefix", "discovery_prefix", "name", "model", "version",
-                 "buttons", "relays", "contact", "door_command", "camera", "url")
+                 "buttons", "relays", "contact", "door_command", "camera", "url", "registrar")
 
     def __init__(self, device_id: str, prefix: str, discovery_prefix: str, name: str,
                  model: str, version: str, buttons: "list[str]", relays: "list[str]",
-                 contact: bool, door_command: bool, camera: bool, url: str = "") -> None:
+                 contact: bool, door_command: bool, camera: bool, url: str = "",
+                 registrar: bool = True) -> None:
         self.device_id = device_id
         self.prefix = prefix
         self.discovery_prefix = discovery_prefix
@@ -108,6 +110,7 @@ class Device:
         self.door_command = door_command
         self.camera = camera
         self.url = url
+        self.registrar = registrar
 
     def __repr__(self) -> str:
         return "<Device %s buttons=%r relays=%r>" % (self.device_id, self.buttons, self.relays)
@@ -145,13 +148,14 @@ def discovery(info: "Device") -> "list[tuple[str, dict]]":
         config.update({"state_topic": ring_topic(info.prefix, role),
                        "event_types": ["ring"], "device_class": "doorbell"})
         out.append((config_topic(info, "event", object_id), config))
-    config = _common(info, "registration", "SIP registration")
-    config.update({"state_topic": t["state"], "device_class": "connectivity",
-                   "entity_category": "diagnostic",
-                   "value_template": "{{ 'ON' if value_json.registration == 'registered' "
-                                     "else 'OFF' }}",
-                   "payload_on": "ON", "payload_off": "OFF"})
-    out.append((config_topic(info, "binary_sensor", "registration"), config))
+    if info.registrar:
+        config = _common(info, "registration", "SIP registration")
+        config.update({"state_topic": t["state"], "device_class": "connectivity",
+                       "entity_category": "diagnostic",
+                       "value_template": "{{ 'ON' if value_json.registration == 'registered' "
+                                         "else 'OFF' }}",
+                       "payload_on": "ON", "payload_off": "OFF"})
+        out.append((config_topic(info, "binary_sensor", "registration"), config))
     config = _common(info, "call_state", "Call")
     config.update({"state_topic": t["state"], "device_class": "enum",
                    "options": list(CALL_STATES), "value_template": "{{ value_json.call }}"})

@@ -144,7 +144,7 @@ class House:
                          "Doorline " + (board.spec.name if board is not None else "station"),
                          VERSION, [b.role for b in cfg.buttons], relays, contact,
                          cfg.mqtt.allow_door_open, camera,
-                         self._page_url(cfg))
+                         self._page_url(cfg), bool(cfg.sip.registrar))
 
     @staticmethod
     def _page_url(cfg: "Config") -> str:

@@ -53,6 +53,10 @@ def test_door_button_only_when_allowed_and_image_only_with_a_camera():
     assert not [t for t in found if "door_contact" in t]
 
 
+def test_no_registration_entity_in_direct_ip_mode():
+    assert not [t for t in configs(device(registrar=False)) if "registration" in t]
+
+
 def test_rings_are_presses_of_configured_buttons():
     roles = ["call"]
     assert ha.is_ring({"type": "button", "role": "call", "outcome": "call"}, roles)

@@ -3,8 +3,9 @@
 The station runs as its own process (pc-sim, direct-IP mode: no registrar is needed for what
 is tested here); a paho-mqtt observer of the test's own watches the broker.
 
-- discovery: one device, the configs retained under homeassistant/<component>/<id>/<object>/
-  config and valid per Home Assistant's documented schema (tests/integration/house.py);
+- discovery (direct-IP mode: no registration entity): one device, the configs retained
+  under homeassistant/<component>/<id>/<object>/config and valid per Home Assistant's
+  documented schema (tests/integration/house.py);
   availability `online` retained; the state retained;
 - a button press → the event entity's message `{"event_type": "ring"}` on its topic and the
   event on `<prefix>/event` (not retained); the delay from the API press is measured;
@@ -15,6 +16,8 @@ is tested here); a paho-mqtt observer of the test's own watches the broker.
 - a broker restart: back online within 30 s with the state published again, and the rings
   made while the broker was down delivered after it;
 - SIGKILL of the station: `offline` through the last will;
+- registered at Kamailio, a call to a baresip flat1: the registration entity, the call sensor
+  calling → ringing → active → idle;
 - TLS with a CA made by the test: verified with `tls_ca`, refused without it; SIGTERM
   publishes `offline` and still exits within 3 s.
 """
@@ -73,7 +76,6 @@ def test_discovery_ring_and_door_command(mosquitto_factory, house_stations):
         expected = {
             f"homeassistant/event/{device}/call_ring/config",
             f"homeassistant/event/{device}/call2_ring/config",
-            f"homeassistant/binary_sensor/{device}/registration/config",
             f"homeassistant/sensor/{device}/call_state/config",
             f"homeassistant/binary_sensor/{device}/relay_door/config",
             f"homeassistant/binary_sensor/{device}/door_contact/config",
@@ -224,5 +226,41 @@ def test_tls_with_a_ca_made_now(mosquitto_factory, house_stations, tmp_path):
         code, elapsed = station.fw.stop()
         assert code == 0 and elapsed < 3.0, (code, elapsed)
         watch.wait_for(lambda r: r[2] == b"offline", 3, "offline at a clean stop")
+    finally:
+        watch.close()
+
+
+def test_registered_station_and_a_call_as_home_assistant_sees_them(
+        mosquitto_factory, house_stations, kamailio, baresip_factory):
+    """With Kamailio and a baresip flat1 (manual answer): the registration entity exists and
+    reads registered; the call sensor goes calling/ringing → active → idle."""
+    from tests.integration.helpers import station_config
+
+    broker = mosquitto_factory(users=USERS)
+    phone = baresip_factory("flat1", registrar=kamailio, answer_mode="manual")
+    phone.wait_registered(10)
+    watch = observer(broker, [PREFIX + "/state", "homeassistant/binary_sensor/#"])
+    try:
+        config = station_config(kamailio, "udp")
+        config.update({"mqtt": mqtt_config(broker),
+                       "buttons": [{"role": "call", "targets": ["sip:flat1@127.0.0.1"]}]})
+        station = house_stations(config)
+        registration = watch.wait_for(lambda r: r[1].endswith("/registration/config"), 10)
+        check_discovery("binary_sensor", payload(registration))
+        watch.wait_for(lambda r: r[1] == PREFIX + "/state" and
+                       payload(r)["registration"] == "registered", 10, "registered")
+        mark = time.monotonic()
+        station.press("call")
+        watch.wait_for(lambda r: r[0] >= mark and r[1] == PREFIX + "/state" and
+                       payload(r)["call"] == "ringing", 10, "ringing")
+        phone.accept()
+        watch.wait_for(lambda r: r[0] >= mark and r[1] == PREFIX + "/state" and
+                       payload(r)["call"] == "active", 10, "active")
+        phone.hangup()
+        watch.wait_for(lambda r: r[0] >= mark and r[1] == PREFIX + "/state" and
+                       payload(r)["call"] == "idle" and not payload(r)["calls"], 10, "idle")
+        calls = [payload(r)["call"] for r in watch.messages(PREFIX + "/state") if r[0] >= mark]
+        seen = [c for i, c in enumerate(calls) if i == 0 or c != calls[i - 1]]
+        print(f"call sensor over the call: {seen}")
     finally:
         watch.close()
