@@ -58,7 +58,8 @@ class CallExecutors(StationParts):
 
         stream = MediaStream(event.call_id, pair,
                              self.board.audio if self.board is not None else None, self.loop,
-                             self._on_digit, on_beat=lambda: self.health.beat("audio"))
+                             self._on_digit, on_beat=lambda: self.health.beat("audio"),
+                             audio_cfg=self.cfg.audio)
         self.streams[event.call_id] = stream
         if self.board is not None:
             self.board.audio.begin_call(event.call_id)
