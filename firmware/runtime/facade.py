@@ -62,6 +62,9 @@ class Facade(StationParts):
             self.controller.update_config(cfg, self.loop.time())
             if self.calls is not None:
                 self.calls.identity = cfg.answer.identity  # applies to the next INVITE
+            if old.audio.speaker_volume != cfg.audio.speaker_volume and self.board is not None:
+                # the board's mixer at once; the digital gain and the DSP from the next call
+                self.board.audio.set_volume(cfg.audio.speaker_volume)
             if restart:
                 log.info("SIP settings changed: restarting the user agent")
                 await self._cancel_sip_start()
@@ -126,6 +129,14 @@ class Facade(StationParts):
     def hangup(self) -> None:
         self.controller.hangup(self.loop.time())
         self._kick()
+
+    def test_speaker(self) -> bool:
+        """Play the speaker test tone at the configured volume; False (nothing played) while
+        a call has the speaker."""
+        if self.streams or self._pairs:
+            return False
+        self._play_cue_locally("speaker_test")
+        return True
 
     def open_door(self, by: str = "api") -> None:
         self.controller.open_door(by, self.loop.time())
