@@ -1,8 +1,7 @@
 """G.722 in offer/answer (issue 15): payload type 9, `G722/8000` (RFC 3551 §4.5.2: the RTP
 clock is 8000 Hz although the audio is sampled at 16 kHz), wideband preferred."""
 
-from firmware.sdp import LocalMedia, SessionDescription, create_answer, create_offer, \
-    process_answer
+from firmware.sdp import LocalMedia, SessionDescription, create_answer, create_offer, process_answer
 from tests.sdp.sdp_samples import crlf
 
 
