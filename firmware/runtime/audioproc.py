@@ -165,8 +165,10 @@ class AudioProcessor:
         self._in_power = 0.0
         self._out_power = 0.0
         self._frames = 0
-        self._far_hangover = 0
-        self._agc_running = bool(audio_cfg.agc)
+        # held from the start until the far end has been quiet for a while (a call usually
+        # opens with the far end's audio and the canceller not yet converged)
+        self._far_hangover = FAR_END_HANGOVER_FRAMES
+        self._agc_running = False
         self.erle_db: float | None = None
         if audio_cfg.processing():
             self._open(tail_ms)
@@ -181,7 +183,8 @@ class AudioProcessor:
         self._pre = lib.speex_preprocess_state_init(n, self.rate)
         self._ctl(SPEEX_PREPROCESS_SET_DENOISE, int(self.cfg.noise_suppress))
         self._ctl(SPEEX_PREPROCESS_SET_NOISE_SUPPRESS, NOISE_SUPPRESS_DB)
-        self._ctl(SPEEX_PREPROCESS_SET_AGC, int(self.cfg.agc))
+        self._ctl(SPEEX_PREPROCESS_SET_AGC, int(self.cfg.agc and self._echo is None))
+        self._agc_running = bool(self.cfg.agc and self._echo is None)
         if self.cfg.agc:
             level = ctypes.c_float(AGC_LEVEL)
             lib.speex_preprocess_ctl(self._pre, SPEEX_PREPROCESS_SET_AGC_LEVEL,

@@ -216,5 +216,6 @@ def close_pair(pair: "Pair | None") -> None:
 
 
 def _short_stats(stats: dict) -> str:
-    keys = ("packets_sent", "packets_received", "lost", "jitter_ms", "concealed", "late")
+    keys = ("packets_sent", "packets_received", "lost", "jitter_ms", "concealed", "late",
+            "inserted", "dropped", "audio_rate", "erle_db")
     return ", ".join("%s=%s" % (k, stats[k]) for k in keys if k in stats)

@@ -23,6 +23,7 @@ played, after the volume).
 
 import math
 import pathlib
+import re
 import sys
 import time
 import wave
@@ -207,6 +208,11 @@ def call(workdir, phone, audio, mic=None, echo_path=None, codecs=("PCMU", "PCMA"
     return Call(read(speaker[0]), read(new[0]), station.log)
 
 
+def media_line(log):
+    found = re.findall(r"call \S+ media: (.*)", log)
+    return found[-1] if found else "(no media line)"
+
+
 def erle(result, response_path):
     """(ERLE in dB from CONVERGE_S after the far end reached the speaker, echo dB, residual
     dB): echo = what the speaker played convolved with the room (computed here)."""
@@ -237,10 +243,17 @@ ROOM_CASES = [pytest.param(room, rate, id=f"{room}-{rate // 1000}k")
 def test_echo_cancelled_in_each_room(room, rate, phones, room_files, tmp_path):
     phone = phones["g722" if rate == 16000 else "g711"]
     codecs = ("G722", "PCMU") if rate == 16000 else ("PCMU",)
+    # the shipped defaults: echo_cancel, noise_suppress and agc on
     result = call(tmp_path, phone, {}, echo_path=room_files[(room, rate)], codecs=codecs)
     value, echo_db, residual_db = erle(result, room_files[(room, rate)])
     print(f"[{room}, {rate} Hz] echo {echo_db:.1f} dB, residual at baresip {residual_db:.1f} dB:"
-          f" ERLE {value:.1f} dB")
+          f" ERLE {value:.1f} dB; station: {media_line(result.log)}")
+    received, _ = result.received
+    print("  residual per 200 ms:", " ".join(
+        "%.0f" % db(power(received[i:i + rate // 5])) for i in range(0, len(received), rate // 5)))
+    played, _ = result.speaker
+    print("  played per 200 ms:  ", " ".join(
+        "%.0f" % db(power(played[i:i + rate // 5])) for i in range(0, len(played), rate // 5)))
     assert echo_db > -40, f"no echo to cancel ({echo_db:.1f} dB): the room did nothing"
     assert value >= 25, f"ERLE {value:.1f} dB < 25 dB in the {room} at {rate} Hz"
 
