@@ -1,17 +1,13 @@
 """hal/room.py and tools/rooms.py: the simulated echo path is sample-exact and the rooms are
 generated reproducibly."""
 
-import sys
 import wave
 
 import numpy as np
 
 from hal.room import Room
 from hal.sim import SimAudio
-from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-import rooms  # noqa: E402
+from tools import rooms
 
 
 def write_response(path, taps, rate=8000, length=400):

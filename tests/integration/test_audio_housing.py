@@ -24,22 +24,18 @@ played, after the volume).
 import math
 import pathlib
 import re
-import sys
 import time
 import wave
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
 from tests.integration.helpers import Firmware, station_config
 from tests.integration.test_calls_sipp import free_rtp_range
 from tests.peers.baresip import Baresip
 from tests.peers.fixtures import FLAT1_USER
 from tests.peers.process import require_binary
-
-sys.path.insert(0, str(ROOT / "tools"))
-import rooms  # noqa: E402  (tools/rooms.py: the simulated rooms' impulse responses)
+from tools import rooms  # tools/rooms.py: the simulated rooms' impulse responses
 
 pytestmark = pytest.mark.peers
 

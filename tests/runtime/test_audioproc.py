@@ -3,7 +3,6 @@ process, with the simulated room of hal/room.py: fast checks of what the call te
 through baresip (tests/integration/test_audio_housing.py)."""
 
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -11,10 +10,7 @@ import pytest
 from firmware.runtime import audioproc, g722
 from firmware.settings import AudioConfig
 from hal.room import Room
-from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-import rooms  # noqa: E402
+from tools import rooms
 
 pytestmark = pytest.mark.skipif(not audioproc.available() or not g722.available(),
                                 reason="libspeexdsp1 and libspandsp2 are not installed")

@@ -9,10 +9,8 @@ is computed from the station's speaker WAV, the residual is the peer's recording
 received (the same measure as tests/integration/test_audio_housing.py, whose helpers it uses).
 """
 
-import sys
 import time
 
-from tests.conftest import ROOT
 from tests.peers.baresip import Baresip
 from tools.bench.agents import BaresipUA, DoorlineUA, cpu_seconds
 
@@ -85,9 +83,7 @@ def _pair(bench, kind, codec):
 
 def _erle(bench, room, rate):
     from tests.integration.test_audio_housing import erle, read
-
-    sys.path.insert(0, str(ROOT / "tools"))
-    import rooms
+    from tools import rooms
 
     responses = rooms.generate(bench.workdir / "rooms" / str(rate), rate)
     peer = _peer(bench)
