@@ -153,3 +153,15 @@ def test_a_re_offer_that_moves_the_peer_moves_our_media_but_hold_does_not():
         stream.stop()
         first.close()
         moved.close()
+
+
+def test_codec_at_another_rate_than_the_device_is_resampled():
+    """A re-INVITE from G.722 to PCMU keeps the 16 kHz device and resamples at the codec."""
+    from firmware.codecs.g711 import CODECS
+    from firmware.runtime.media import _Rated
+
+    rated = _Rated(CODECS["PCMU"].encode, CODECS["PCMU"].decode, 16000, 8000)
+    payloads = [rated.encode(bytes(640)) for _ in range(5)]
+    assert all(150 <= len(p) <= 170 for p in payloads)  # ~160 G.711 bytes per 20 ms
+    frames = [rated.decode(bytes([0xFF]) * 160) for _ in range(5)]
+    assert all(len(f) == 640 for f in frames)  # whole 16 kHz frames for the device
