@@ -534,10 +534,12 @@ class _Rated:
         return self._encode(self._down.process(pcm))
 
     def decode(self, payload: bytes) -> bytes:
+        """One device frame per packet (the jitter buffer keys frames by RTP timestamp): the
+        resampler's uneven output is carried over, at most one frame of it."""
         pcm = self._pending + self._up.process(self._decode(payload))
-        size = len(pcm) - len(pcm) % self._device_bytes
-        self._pending = pcm[size:]
-        return pcm[:size] or bytes(self._device_bytes)
+        size = self._device_bytes
+        self._pending = pcm[size:size * 2]
+        return pcm[:size].ljust(size, b"\0")
 
 
 def _mix(a: bytes, b: bytes) -> bytes:
