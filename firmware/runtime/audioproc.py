@@ -21,8 +21,8 @@ Public API
   - `close()`; `stats() -> dict` (`erle_db`: the canceller's own estimate of the echo removed
     over the last second, input power over output power).
 - `available() -> bool`: whether libspeexdsp loads here.
-- `gain_factor(db)`, `volume_factor(percent)`, `apply_gain(frame, factor)`: the digital gain
-  rules, also used when no DSP runs.
+- The digital gain rules (`gain_factor`, `volume_factor`, `apply_gain`) live in
+  runtime/gain.py, which loads no library (cues outside a call use them too).
 
 Choices
 - libspeexdsp's MDF canceller and preprocessor: maintained, in Debian and Raspberry Pi OS, a C
@@ -36,9 +36,10 @@ Choices
 import array
 import collections
 import ctypes
-import ctypes.util
 import math
 import sys
+
+from firmware.runtime.gain import apply_gain, gain_factor, volume_factor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,9 +83,13 @@ def _load() -> "ctypes.CDLL":
     global _lib
     if _lib is not None:
         return _lib
-    for name in (ctypes.util.find_library("speexdsp"), *SONAMES):
-        if not name:
-            continue
+    for name in (*SONAMES, None):
+        if name is None:  # not under its usual name: ask the linker's cache (a subprocess)
+            import ctypes.util
+
+            name = ctypes.util.find_library("speexdsp")
+            if not name:
+                break
         try:
             lib = ctypes.CDLL(name)
         except OSError:
@@ -112,27 +117,6 @@ def available() -> bool:
     except SpeexUnavailable:
         return False
     return True
-
-
-def gain_factor(db: float) -> float:
-    return float(10.0 ** (db / 20.0))
-
-
-def volume_factor(percent: int) -> float:
-    return max(0, min(100, percent)) / 100.0
-
-
-def apply_gain(frame: bytes, factor: float) -> bytes:
-    """`frame` (16-bit PCM, native order) times `factor`, clipped."""
-    if factor == 1.0:
-        return frame
-    samples = array.array("h", frame)
-    if factor == 0.0:
-        return bytes(len(frame))
-    for i, value in enumerate(samples):
-        scaled = int(value * factor)
-        samples[i] = 32767 if scaled > 32767 else -32768 if scaled < -32768 else scaled
-    return samples.tobytes()
 
 
 def _power(frame: bytes) -> float:
@@ -278,3 +262,7 @@ class AudioProcessor:
             self.close()
         except Exception:  # interpreter shutdown
             pass
+
+
+__all__ = ["AudioProcessor", "SpeexUnavailable", "apply_gain", "available", "gain_factor",
+           "volume_factor"]

@@ -35,7 +35,7 @@ class CuePlayer:
                 if self._stop.is_set():
                     break
                 if gain != 1.0:
-                    from firmware.runtime.audioproc import apply_gain
+                    from firmware.runtime.gain import apply_gain
 
                     frame = apply_gain(frame, gain)
                 stream.write_frame(frame)

@@ -16,7 +16,6 @@ carries G.722 with an 8000 Hz clock (RFC 3551 §4.5.2): the RTP layer never sees
 """
 
 import ctypes
-import ctypes.util
 
 LIBRARY_NAMES = ("spandsp", )
 SONAMES = ("libspandsp.so.2", "libspandsp.so.3")
@@ -34,10 +33,13 @@ def _load() -> "ctypes.CDLL":
     global _lib
     if _lib is not None:
         return _lib
-    names = [ctypes.util.find_library(n) for n in LIBRARY_NAMES] + list(SONAMES)
-    for name in names:
-        if not name:
-            continue
+    for name in (*SONAMES, None):
+        if name is None:  # not under its usual names: ask the linker's cache (a subprocess)
+            import ctypes.util
+
+            name = ctypes.util.find_library(LIBRARY_NAMES[0])
+            if not name:
+                break
         try:
             lib = ctypes.CDLL(name)
         except OSError:
