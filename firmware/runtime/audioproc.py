@@ -85,9 +85,9 @@ def _load() -> "ctypes.CDLL":
         return _lib
     for name in (*SONAMES, None):
         if name is None:  # not under its usual name: ask the linker's cache (a subprocess)
-            import ctypes.util
+            from ctypes import util
 
-            name = ctypes.util.find_library("speexdsp")
+            name = util.find_library("speexdsp")
             if not name:
                 break
         try:

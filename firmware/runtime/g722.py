@@ -35,9 +35,9 @@ def _load() -> "ctypes.CDLL":
         return _lib
     for name in (*SONAMES, None):
         if name is None:  # not under its usual names: ask the linker's cache (a subprocess)
-            import ctypes.util
+            from ctypes import util
 
-            name = ctypes.util.find_library(LIBRARY_NAMES[0])
+            name = util.find_library(LIBRARY_NAMES[0])
             if not name:
                 break
         try:
