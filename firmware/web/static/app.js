@@ -105,7 +105,7 @@
     } else if (kind === "bool") {
       input = el("input", {id: id, type: "checkbox"});
       input.checked = !!value;
-    } else if (kind.indexOf("range:") === 0) {  // a slider "range:min:max:step"
+    } else if (isRange(kind)) {  // a slider "range:min:max:step"
       var r = kind.split(":");
       input = el("input", {id: id, type: "range", min: r[1], max: r[2], step: r[3]});
       input.value = value === undefined ? "" : value;
@@ -131,12 +131,13 @@
     if (f.kind === "bool") return f.el.checked;
     if (f.kind === "tristate") return v === "" ? null : v === "true";
     if (f.kind === "int") return /^\s*-?\d+\s*$/.test(v) ? parseInt(v, 10) : v;
-    if (f.kind.indexOf("range:") === 0) return parseInt(v, 10);
+    if (isRange(f.kind)) return parseInt(v, 10);
     if (f.kind === "lines") return v.split("\n").map(trim).filter(Boolean);
     if (f.kind === "csv") return v.split(",").map(trim).filter(Boolean);
     return v;
   }
   function trim(s) { return s.trim(); }
+  function isRange(kind) { return typeof kind === "string" && kind.indexOf("range:") === 0; }
 
   function collect() {
     var doc = {buttons: [], door: {codes: []}};
