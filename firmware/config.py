@@ -418,6 +418,9 @@ def _check_media(check: _Checker, media: "dict[str, Any]") -> None:
         bad = [c for c in codecs if c not in KNOWN_CODECS]
         if bad or not codecs or len(set(codecs)) != len(codecs):
             check.fail("media.codecs", f"must list distinct codecs among {', '.join(KNOWN_CODECS)}")
+        elif "G722" in codecs and not _g722_available():
+            check.fail("media.codecs", "G722 needs libspandsp, which is not installed here "
+                                       "(Debian package libspandsp2)")
     if media["srtp_requires_tls"] is not None:
         check.type("media.srtp_requires_tls", media["srtp_requires_tls"], (bool,), "true or false")
     ports = media["rtp_ports"]
@@ -427,6 +430,13 @@ def _check_media(check: _Checker, media: "dict[str, Any]") -> None:
             check.fail("media.rtp_ports", f'must be "low-high" within 1024-65535 (got {ports!r})')
         elif int(high) - int(low) < 3:
             check.fail("media.rtp_ports", "the range must hold at least two RTP/RTCP pairs")
+
+
+def _g722_available() -> bool:
+    """Whether libspandsp loads (only asked when G722 is configured: it loads the library)."""
+    from firmware.runtime import g722
+
+    return g722.available()
 
 
 def _check_audio(check: _Checker, audio: "dict[str, Any]") -> None:

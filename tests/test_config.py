@@ -401,3 +401,11 @@ def test_audio_section_defaults_and_checks():
                                    "echo_cancel": 1}, "media": {"codecs": ["G729"]}})
     assert set(bad.value.errors) == {"audio.mic_gain_db", "audio.speaker_volume", "audio.agc",
                                      "audio.echo_cancel", "media.codecs"}
+
+
+def test_g722_is_refused_without_libspandsp(monkeypatch):
+    monkeypatch.setattr(config, "_g722_available", lambda: False)
+    with pytest.raises(config.ConfigError) as bad:
+        config.validate({"media": {"codecs": ["G722", "PCMU"]}})
+    assert "libspandsp" in bad.value.errors["media.codecs"]
+    assert config.validate({"media": {"codecs": ["PCMU"]}}).media.codecs == ["PCMU"]
