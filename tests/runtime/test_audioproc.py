@@ -2,6 +2,7 @@
 process, with the simulated room of hal/room.py: fast checks of what the call tests measure
 through baresip (tests/integration/test_audio_housing.py)."""
 
+import array
 import math
 
 import numpy as np
@@ -91,3 +92,19 @@ def test_g722_round_trip_keeps_wideband_tones():
         assert 0.5 < np.sqrt(np.mean(out ** 2)) / (8000 / math.sqrt(2)) < 1.5
     assert len(codec.encode(bytes(640))) == 160  # 64 kbit/s: 160 bytes per 20 ms
     codec.close()
+
+
+def test_g722_bit_exact_with_a_second_implementation():
+    """Our libspandsp binding against libg722 (PyPI `G722`, packaged separately by Sippy
+    Software): the same bitstream from the same 16 kHz PCM, and the same PCM from it."""
+    other_module = pytest.importorskip("G722")
+    rng = np.random.default_rng(1)
+    t = np.arange(2 * 16000) / 16000
+    sweep = 6000 * np.sin(2 * np.pi * np.cumsum(np.linspace(100, 7500, len(t))) / 16000)
+    pcm = np.clip(sweep + 2000 * rng.standard_normal(len(t)), -32768, 32767).astype("<i2")
+    ours, other = g722.G722Codec(), other_module.G722(16000, 64000, use_numpy=False)
+    encoded = b"".join(ours.encode(pcm[i:i + 320].tobytes()) for i in range(0, len(pcm), 320))
+    assert encoded == bytes(other.encode(array.array("h", pcm.tolist())))
+    decoded = b"".join(ours.decode(encoded[i:i + 160]) for i in range(0, len(encoded), 160))
+    assert decoded == other.decode(encoded).tobytes()
+    ours.close()
