@@ -18,6 +18,7 @@ Public API
   - `reference_delay` (frames): how many frames later than `playback` the speaker really
     plays, less how much later the microphone's frame is read (ALSA's buffers on a Pi; 0 on
     pc-sim, where the simulated room adds the echo exactly when a frame is played).
+  - `set_levels(mic_gain_db, speaker_volume, digital_volume=True)`: new levels mid-call.
   - `close()`; `stats() -> dict` (`erle_db`: the canceller's own estimate of the echo removed
     over the last second, input power over output power).
 - `available() -> bool`: whether libspeexdsp loads here.
@@ -190,6 +191,12 @@ class AudioProcessor:
         assert self._lib is not None and self._echo is not None
         number = ctypes.c_int(value)
         self._lib.speex_echo_ctl(self._echo, request, ctypes.byref(number))
+
+    def set_levels(self, mic_gain_db: "int | float", speaker_volume: int,
+                   digital_volume: bool = True) -> None:
+        """New mic gain and speaker volume during the call (the page's sliders)."""
+        self._mic_gain = gain_factor(mic_gain_db)
+        self._speaker_gain = volume_factor(speaker_volume) if digital_volume else 1.0
 
     @property
     def processing(self) -> bool:

@@ -62,9 +62,13 @@ class Facade(StationParts):
             self.controller.update_config(cfg, self.loop.time())
             if self.calls is not None:
                 self.calls.identity = cfg.answer.identity  # applies to the next INVITE
-            if old.audio.speaker_volume != cfg.audio.speaker_volume and self.board is not None:
-                # the board's mixer at once; the digital gain and the DSP from the next call
-                self.board.audio.set_volume(cfg.audio.speaker_volume)
+            if old.audio != cfg.audio:
+                # gain and volume at once (the board's mixer, or each call's digital gain);
+                # the processing stages from the next call
+                if self.board is not None:
+                    self.board.audio.set_volume(cfg.audio.speaker_volume)
+                for stream in self.streams.values():
+                    stream.set_audio(cfg.audio)
             if restart:
                 log.info("SIP settings changed: restarting the user agent")
                 await self._cancel_sip_start()

@@ -124,6 +124,7 @@ class MediaStream:
 
     UPDATE = "update"
     DTMF = "dtmf"
+    AUDIO = "audio"
 
     def __init__(self, call_id: str, sockets: "list[socket.socket]", audio: "AudioDevice | None",
                  loop: "asyncio.AbstractEventLoop", on_digit: "Callable[[str, str], object]",
@@ -143,7 +144,8 @@ class MediaStream:
         # (command, argument) for the media thread
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._run_command: dict[str, Callable[[Any], None]] = {
-            self.UPDATE: self._update_session, self.DTMF: self._send_dtmf}
+            self.UPDATE: self._update_session, self.DTMF: self._send_dtmf,
+            self.AUDIO: self._set_audio}
         self._speaker_cues: collections.deque[bytes] = collections.deque()
         self._caller_cues: collections.deque[bytes] = collections.deque()
         self._stats: dict[str, float | None] = {}
@@ -185,6 +187,13 @@ class MediaStream:
 
     def send_dtmf(self, key: str) -> None:
         self._commands.put((self.DTMF, key))
+
+    def set_audio(self, audio_cfg: "AudioConfig") -> None:
+        """New `[audio]` settings during the call: the gain and the volume apply at once; the
+        processing stages (echo_cancel, noise_suppress, agc) keep their state until the next
+        call."""
+        if self._thread is not None:
+            self._commands.put((self.AUDIO, audio_cfg))
 
     def play_cue(self, name: str, to_caller: bool = False) -> None:
         frames = list(cue_frames(CUES[name], rate=self.rate,
@@ -249,6 +258,21 @@ class MediaStream:
             rated = _Rated(encode, decode, self.rate, negotiated.audio_rate)
             return rated.encode, rated.decode
         return encode, decode
+
+    def _set_audio(self, audio_cfg: "AudioConfig") -> None:
+        """The media thread's side of `set_audio`."""
+        processor = self._processor
+        try:
+            if processor is None:
+                self.audio_cfg = audio_cfg
+                self._processor = self._open_processor()
+                return
+            assert self.audio is not None  # a processor exists only with a sound device
+            hardware_volume = self.audio.set_volume(audio_cfg.speaker_volume)
+            processor.set_levels(audio_cfg.mic_gain_db, audio_cfg.speaker_volume,
+                                 digital_volume=not hardware_volume)
+        except Exception:  # the call goes on at the levels it had
+            log.exception("call %s: new audio levels not applied", self.call_id)
 
     def _run_commands(self) -> None:
         for _ in range(MAX_COMMANDS_PER_WAKE):
@@ -331,9 +355,8 @@ class MediaStream:
         # this loop, which always blocks until its next deadline, should run in real time.
         _raise_priority()
         silence = self._silence
-        processor = None
         try:
-            processor = self._processor = self._open_processor()
+            self._processor = self._open_processor()
         except Exception:
             log.exception("call %s: audio processing failed to start", self.call_id)
         # microphone frames, processed at the tick, waiting for their send deadline
@@ -372,6 +395,7 @@ class MediaStream:
             while not self._stop.is_set():
                 self._run_commands()
                 session, dtmf = self._playing()
+                processor = self._processor  # `set_audio` may have made one
                 timers = [t for t in (session.get_timer(), dtmf.get_timer(), next_tick)
                           if t is not None]
                 timeout = max(0.0, min(timers) - time.monotonic())
@@ -416,15 +440,15 @@ class MediaStream:
             session.close(time.monotonic())
             self._flush(session)
             self._stats = session.stats()
-            if processor is not None:
-                self._stats.update(processor.stats())
+            if self._processor is not None:
+                self._stats.update(self._processor.stats())
         except Exception:
             log.exception("media thread of call %s failed", self.call_id)
         finally:
             if stream is not None:
                 stream.close()
-            if processor is not None:
-                processor.close()
+            if self._processor is not None:
+                self._processor.close()
             if self._codec_state is not None:
                 self._codec_state.close()
 
