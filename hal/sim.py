@@ -153,8 +153,11 @@ class SimAudio(AudioDevice):
         self.speaker_dir = pathlib.Path(speaker_dir) if speaker_dir else None
         self.echo_path = pathlib.Path(echo_path) if echo_path else None
         if self.echo_path is not None:
-            from hal.room import load_impulse_response
-
+            try:
+                from hal.room import load_impulse_response
+            except ImportError as error:
+                raise ValueError(f"--echo-path needs numpy ({error}): pip install -e '.[sim]'"
+                                 ) from None
             load_impulse_response(self.echo_path, 8000)  # a bad file fails at start, not in a call
         self._streams: list[SimAudioStream] = []
         self._call_id: str | None = None
