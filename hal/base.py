@@ -82,8 +82,8 @@ class Input(_Reporting):
 
     def __init__(self, role: str) -> None:
         self.role = role
-        self.when_activated = None
-        self.when_deactivated = None
+        self.when_activated: Callable[[], None] | None = None
+        self.when_deactivated: Callable[[], None] | None = None
 
     @property
     def is_active(self) -> bool:

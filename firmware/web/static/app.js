@@ -274,7 +274,22 @@
       $("settings-msg").textContent = "The configuration file has errors, so SIP is off: " +
         "correct the marked fields and save. " + showErrors(st.config_errors).join(" ");
     }
-    $("st-door").textContent = (st.door || {}).relay || "?";
+    var door = st.door || {}, relays = door.relays || {};
+    $("st-door").textContent = Object.keys(relays).length ? Object.keys(relays).map(function (r) {
+      return r + " " + relays[r];
+    }).join(" · ") : door.relay || "?";
+    $("st-contact").textContent = door.contact ? door.contact +
+      (door.held_open ? " (held open: alarm)" : "") : "not reported";
+    $("st-contact").className = door.held_open ? "bad" : "";
+    if (!$("relay-buttons").firstChild) {
+      Object.keys(relays).filter(function (r) { return r !== "door"; }).forEach(function (r) {
+        var btn = el("button", {type: "button"}, "Open " + r);
+        btn.addEventListener("click", function () {
+          action("/api/door/open", {relay: r}, "Opened " + r + ".");
+        });
+        $("relay-buttons").appendChild(btn);
+      });
+    }
     $("st-uptime").textContent = duration(st.uptime_s);
     var box = $("st-calls");
     box.textContent = "";
@@ -300,6 +315,20 @@
           action("/api/sim/button/" + encodeURIComponent(b.role), {press_ms: 100}, "Pressed " + b.role + ".");
         });
         $("sim-buttons").appendChild(btn);
+      });
+      ["exit", "hangup"].forEach(function (role) {
+        var btn = el("button", {type: "button"}, "Press " + role);
+        btn.addEventListener("click", function () {
+          action("/api/sim/button/" + role, {press_ms: 100}, "Pressed " + role + ".");
+        });
+        $("sim-buttons").appendChild(btn);
+      });
+      ["open", "closed"].forEach(function (state) {
+        var btn = el("button", {type: "button"}, "Door contact " + state);
+        btn.addEventListener("click", function () {
+          action("/api/sim/input/door_contact", {state: state}, "Door contact " + state + ".");
+        });
+        $("sim-inputs").appendChild(btn);
       });
     }
   }
