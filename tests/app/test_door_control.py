@@ -367,3 +367,14 @@ def test_door_control_settings_come_back_unchanged_from_their_dict_form():
     assert validate(cfg.to_dict()) == cfg
     assert cfg.door.codes[1].relay == "gate" and cfg.door.codes[0].to_dict() == {
         "caller": CONCIERGE, "code": "1234"}
+
+
+def test_codes_sent_back_redacted_keep_their_own_secret_per_relay():
+    from firmware.config import redacted, unredact
+
+    cfg = two_relays()
+    shown = redacted(cfg)
+    assert shown["door"]["codes"][1] == {"caller": CONCIERGE, "code": "(set)", "relay": "gate"}
+    back = validate(unredact(shown, cfg))
+    assert [(c.caller, c.relay, c.code) for c in back.door.codes] == [
+        (CONCIERGE, "door", "1234"), (CONCIERGE, "gate", "5555"), (GUARD, "gate", "9876")]
