@@ -470,6 +470,9 @@ def _check_buttons(check: _Checker, buttons: Any) -> None:
             check.fail(f"{path}.role", f"must be a role name like 'call' (got {role!r})")
         if role in seen:
             check.fail(f"{path}.role", f"button role {role!r} is configured twice")
+        if role == "exit":
+            check.fail(f"{path}.role", "the exit button opens the door and rings no one: it "
+                                       "needs no [[buttons]] entry")
         seen.add(role)
         if check.type(f"{path}.targets", full["targets"], (list,), "a list of SIP URIs"):
             for j, uri in enumerate(full["targets"]):

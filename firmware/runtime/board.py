@@ -27,6 +27,10 @@ class BoardExecutors(StationParts):
         for role, button in self.board.buttons.items():
             button.when_pressed = self._threadsafe(self._button, role, True)
             button.when_released = self._threadsafe(self._button, role, False)
+        missing = [r for r in self.cfg.relay_roles() if r not in self.board.relays]
+        if missing:
+            log.warning("relays configured but not on board %s: %s (openings of them do "
+                        "nothing)", self.board.name, ", ".join(missing))
         now = self.loop.time()
         for role, device in self.board.inputs.items():
             device.when_activated = self._threadsafe(self._input, role, True)

@@ -351,6 +351,7 @@ def test_local_time_conversion_and_zone_checks():
     ({"door": {"codes": [{"caller": CONCIERGE, "code": "1234", "schedule": "x"}]}},
      "door.codes[0].schedule"),
     ({"door": {"held_open_alarm_s": -1}}, "door.held_open_alarm_s"),
+    ({"buttons": [{"role": "exit", "targets": [FLAT1]}]}, "buttons[0].role"),
     ({"relays": [{"role": "gate", "pulse_ms": 1000}, {"role": "gate", "pulse_ms": 1000}]},
      "relays[1].role"),
 ])

@@ -37,7 +37,7 @@ def _incoming_established(event):
 
 
 def test_gate_code_door_contact_hangup_on_close_and_exit_button(
-        kamailio, baresip_factory, door_station):
+        kamailio, baresip_factory, door_station):  # noqa: F811 (imported fixture)
     flat1 = baresip_factory(FLAT1_USER, registrar=kamailio, tone_hz=PHONE_HZ)
     flat1.wait_registered(5)
     station = door_station(
