@@ -3,7 +3,9 @@ flat's phone, the firmware as its own process (tests/integration/test_door_stati
 `DoorStation`).
 
 One run through what the door hardware does:
-- the call button rings flat1 (baresip answers by itself); flat1 types its code for the gate
+- the call button rings flat1 (baresip answers by itself) through a schedule that is always
+  active in Europe/Berlin: the button has no plain targets, so the call shows that the runtime
+  hands the controller the wall-clock time (runtime/localtime.py, zoneinfo); flat1 types its code for the gate
   (`relay = "gate"`) → `door_open` with `relay = "gate"`, the gate relay pulses (seen open, then
   closed, in /api/status) and the door relay stays closed;
 - the door contact (POST /api/sim/input/door_contact) opens → `door_opened`; held open past
@@ -41,6 +43,11 @@ def test_gate_code_door_contact_hangup_on_close_and_exit_button(
     flat1 = baresip_factory(FLAT1_USER, registrar=kamailio, tone_hz=PHONE_HZ)
     flat1.wait_registered(5)
     station = door_station(
+        time={"zone": "Europe/Berlin", "holidays": []},
+        schedules=[{"name": "always", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun",
+                                               "holiday"], "times": ["00:00-24:00"]}],
+        buttons=[{"role": "call", "targets": [],
+                  "schedule_targets": [{"schedule": "always", "targets": [FLAT1]}]}],
         relays=[{"role": "gate", "pulse_ms": GATE_PULSE_MS}],
         door={"codes": [{"caller": FLAT1, "code": GATE_CODE, "relay": "gate"}],
               "hangup_on_close": True, "held_open_alarm_s": HELD_OPEN_ALARM_S})
@@ -56,6 +63,8 @@ def test_gate_code_door_contact_hangup_on_close_and_exit_button(
         flat1.wait_event(_incoming_established, 5, since=since)
     except TimeoutError as error:
         raise AssertionError(f"{error}{station.describe()}") from None
+    press = station.wait_event("button", 2.0, match=lambda e: e.get("outcome") == "call")[0]
+    assert press["schedule"] == "always" and press["targets"] == [FLAT1], press
     mark = station.event_count()
     played = send_code(flat1, GATE_CODE)
     opened = station.wait_event("door_open", played + 2.0, since=mark)[0]

@@ -23,7 +23,8 @@ readonly SERVICE_USER=doorline
 # python3-cryptography: the self-signed certificate for `[web] https = true` (seen through the
 # venv's system site packages, like lgpio; building it from PyPI on a Pi Zero takes ages).
 readonly APT_PACKAGES=(python3-venv python3-dev python3-lgpio python3-cryptography gcc
-                       libasound2-dev libasound2-plugins alsa-utils avahi-daemon)
+                       libasound2-dev libasound2-plugins alsa-utils avahi-daemon
+                       tzdata)  # [time] zone: the schedules' time zones (zoneinfo)
 DESTDIR="${DESTDIR:-}"
 PYTHON="${PYTHON:-python3}"
 MODEL_FILE="${MODEL_FILE:-/proc/device-tree/model}"
