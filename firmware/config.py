@@ -604,7 +604,7 @@ def _time_range(text: Any) -> "tuple[int, int] | None":
         if int(minute) > 59 or value > 24 * 60:
             return None
         minutes.append(value)
-    if minutes[0] == minutes[1]:
+    if minutes[0] == minutes[1] or minutes[0] == 24 * 60:
         return None
     return minutes[0], minutes[1]
 

@@ -683,7 +683,10 @@ class Controller:
         else:
             call = "off"
         leds = [(STATUS_LED, status), (CALL_LED, call)]
-        for role in self._cfg.relay_roles():  # the LED of each relay's role (door, gate...)
+        roles = self._cfg.relay_roles()
+        # a relay dropped from the config: its LED goes off with its pulse
+        roles += [r for r in self._leds if r not in roles and r not in (STATUS_LED, CALL_LED)]
+        for role in roles:  # the LED of each relay's role (door, gate...)
             pattern = "on" if role in self._relay_until else "off"
             if role == DOOR_LED and self._held_open:
                 pattern = "blink_fast"  # the held-open alarm

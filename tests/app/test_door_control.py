@@ -91,6 +91,15 @@ def test_a_code_for_the_gate_does_not_open_the_door_and_the_guard_has_only_the_g
     assert not of_type(out, a.PulseRelay) and events(out, "code_failed")
 
 
+def test_a_relay_dropped_from_the_config_while_pulsed_turns_its_led_off():
+    station = ControllerHarness(two_relays())
+    station.ctl.open_door("web", station.t, relay="gate")
+    assert station.drain() and station.leds["gate"] == "on"
+    station.do("update_config", config())
+    out = station.advance(2.0)
+    assert a.SetLed("gate", "off") in out
+
+
 def test_door_pulse_comes_from_relays_when_listed_else_from_door_pulse_ms():
     cfg = config(relays=[{"role": "door", "pulse_ms": 700}], door={"pulse_ms": 5000})
     station = ControllerHarness(cfg)
@@ -343,6 +352,8 @@ def test_local_time_conversion_and_zone_checks():
      "schedules[0].days"),
     ({"schedules": [{"name": "x", "days": ["mon"], "times": ["8-9"]}]}, "schedules[0].times[0]"),
     ({"schedules": [{"name": "x", "days": ["mon"], "times": ["09:00-09:00"]}]},
+     "schedules[0].times[0]"),
+    ({"schedules": [{"name": "x", "days": ["mon"], "times": ["24:00-06:00"]}]},
      "schedules[0].times[0]"),
     ({"answer": {"schedule": "office"}}, "answer.schedule"),
     ({"buttons": [{"role": "call", "quiet": "night"}]}, "buttons[0].quiet"),
