@@ -6,8 +6,8 @@ One run through what the door hardware does:
 - the call button rings flat1 (baresip answers by itself) through a schedule that is always
   active in Europe/Berlin: the button has no plain targets, so the call shows that the runtime
   hands the controller the wall-clock time (runtime/localtime.py, zoneinfo); flat1 types its
-  code for the gate (`relay = "gate"`) → `door_open` with `relay = "gate"`, the gate relay pulses (seen open, then
-  closed, in /api/status) and the door relay stays closed;
+  code for the gate (`relay = "gate"`) → `door_open` with `relay = "gate"`, the gate relay
+  pulses (seen open, then closed, in /api/status) and the door relay stays closed;
 - the door contact (POST /api/sim/input/door_contact) opens → `door_opened`; held open past
   `held_open_alarm_s` → `door_held_open`; it closes → `door_closed` and, with
   `hangup_on_close`, the station ends the call (flat1 sees it closed);
