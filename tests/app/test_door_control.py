@@ -12,7 +12,7 @@ import calendar
 import pytest
 
 from firmware.app import actions as a
-from firmware.app.schedules import LocalTime, Schedules, previous_date
+from firmware.app.schedules import LocalTime
 from firmware.config import ConfigError, validate
 from firmware.runtime.localtime import local_time, zone_problem
 from tests.app.harness import (
@@ -316,22 +316,6 @@ def test_without_a_wall_clock_yet_no_named_schedule_is_active():
     station = ControllerHarness(scheduled())
     out = station.press()  # no local time given: only the unscheduled targets
     assert placed_targets(out) == [[CONCIERGE]]
-
-
-def test_schedule_rules_directly():
-    cfg = scheduled()
-    schedules = Schedules(cfg.time, cfg.schedules)
-    assert schedules.active("", None) and not schedules.active("office", None)
-    assert not schedules.active("nope", LocalTime("2026-12-22", 1, 600))
-    assert schedules.active("office", LocalTime("2026-12-22", 1, 8 * 60))
-    assert not schedules.active("office", LocalTime("2026-12-22", 1, 18 * 60))  # end excluded
-    # past midnight: Saturday 05:59 yes, Saturday 06:00 no, Friday 05:00 no (Thursday night)
-    assert schedules.active("night", LocalTime("2026-12-19", 5, 359))
-    assert not schedules.active("night", LocalTime("2026-12-19", 5, 360))
-    assert not schedules.active("night", LocalTime("2026-12-18", 4, 300))
-    assert previous_date("2026-03-01") == "2026-02-28"
-    assert previous_date("2024-03-01") == "2024-02-29"
-    assert previous_date("2027-01-01") == "2026-12-31"
 
 
 def test_local_time_conversion_and_zone_checks():
