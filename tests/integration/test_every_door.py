@@ -93,6 +93,7 @@ def test_gate_code_door_contact_hangup_on_close_and_exit_button(
     assert status["door"]["held_open"] is True and status["leds"]["door"] == "blink_fast", status
     assert status["calls"], f"the call ended before the door closed{station.describe()}"
     closing = len(flat1.events)
+    closed_at = time.monotonic()
     code, body = station.request("POST", "/api/sim/input/door_contact", {"state": "closed"})
     assert code == 200, (code, body)
     closed = station.wait_event("door_closed", 2.0, since=mark)[0]
@@ -102,6 +103,7 @@ def test_gate_code_door_contact_hangup_on_close_and_exit_button(
     except TimeoutError as error:
         raise AssertionError(f"door closed, call not hung up: {error}{station.describe()}") \
             from None
+    hangup_s = time.monotonic() - closed_at
     hung_up = station.wait_event(
         "call", 2.0, since=mark, match=lambda e: e.get("outcome") == "hanging up")[0]
     assert "hangup_on_close" in hung_up["reason"], hung_up
@@ -109,8 +111,12 @@ def test_gate_code_door_contact_hangup_on_close_and_exit_button(
 
     # 3. the exit button opens the door relay locally, without a call
     mark = station.event_count()
+    pressed_at = time.time()
     station.press("exit")
     exit_open = station.wait_event("door_open", 2.0, since=mark)[0]
+    print(f"door contact closed → flat1 saw the call closed: {hangup_s * 1000:.0f} ms; "
+          f"exit press request → door_open logged: {(exit_open['time'] - pressed_at) * 1000:.0f}"
+          " ms")
     assert (exit_open["by"], exit_open["how"], exit_open["relay"]) == ("exit", "button", "door")
     assert station.status()["door"]["relay"] == "open"
     time.sleep(0.5)
