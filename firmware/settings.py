@@ -104,6 +104,25 @@ class MediaConfig(_Section):
         return int(low), int(high)
 
 
+class AudioConfig(_Section):
+    """[audio]: echo_cancel, noise_suppress, agc (booleans), mic_gain_db (-20..30 dB added to
+    the microphone before the echo canceller), speaker_volume (0-100 %)."""
+
+    __slots__ = ("echo_cancel", "noise_suppress", "agc", "mic_gain_db", "speaker_volume")
+
+    def __init__(self, echo_cancel: bool = True, noise_suppress: bool = True, agc: bool = True,
+                 mic_gain_db: "int | float" = 0, speaker_volume: int = 80) -> None:
+        self.echo_cancel = echo_cancel
+        self.noise_suppress = noise_suppress
+        self.agc = agc
+        self.mic_gain_db = mic_gain_db
+        self.speaker_volume = speaker_volume
+
+    def processing(self) -> bool:
+        """Whether any of the DSP stages (echo canceller, noise suppressor, AGC) is on."""
+        return bool(self.echo_cancel or self.noise_suppress or self.agc)
+
+
 class AnswerConfig(_Section):
     """[answer]: mode (auto, ring, off), allow (SIP URIs), max_duration_s, identity (from,
     asserted), schedule (a [[schedules]] name: auto-answer only while it is active; "" always)."""
@@ -288,16 +307,17 @@ class WebConfig(_Section):
 
 class Config(_Section):
     """The whole configuration: `sip`, `media`, `answer`, `buttons` (a list of ButtonConfig),
-    `calls`, `door`, `web`, `relays` (RelayConfig), `time`, `schedules` (ScheduleConfig)."""
+    `calls`, `door`, `web`, `audio` (defaults when not given), `relays` (RelayConfig), `time`,
+    `schedules` (ScheduleConfig)."""
 
-    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web", "relays", "time",
-                 "schedules")
+    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web", "audio", "relays",
+                 "time", "schedules")
     SECTIONS = __slots__
 
     def __init__(self, sip: "SipConfig", media: "MediaConfig", answer: "AnswerConfig",
                  buttons: "list[ButtonConfig]", calls: "CallsConfig", door: "DoorConfig",
-                 web: "WebConfig", relays: "list[RelayConfig] | None" = None,
-                 time: "TimeConfig | None" = None,
+                 web: "WebConfig", audio: "AudioConfig | None" = None,
+                 relays: "list[RelayConfig] | None" = None, time: "TimeConfig | None" = None,
                  schedules: "list[ScheduleConfig] | None" = None) -> None:
         self.sip = sip
         self.media = media
@@ -306,6 +326,7 @@ class Config(_Section):
         self.calls = calls
         self.door = door
         self.web = web
+        self.audio = audio if audio is not None else AudioConfig()
         self.relays = relays or []
         self.time = time or TimeConfig("UTC", [])
         self.schedules = schedules or []
@@ -325,6 +346,7 @@ class Config(_Section):
                        door["max_failures"], door["lockout_s"], door["hangup_on_close"],
                        door["held_open_alarm_s"]),
             WebConfig(**doc["web"]),
+            AudioConfig(**doc["audio"]) if "audio" in doc else None,
             [RelayConfig(**r) for r in doc["relays"]],
             TimeConfig(**doc["time"]),
             [ScheduleConfig(**e) for e in doc["schedules"]])
@@ -334,8 +356,8 @@ class Config(_Section):
         return {"sip": self.sip.to_dict(), "media": self.media.to_dict(),
                 "answer": self.answer.to_dict(), "buttons": [b.to_dict() for b in self.buttons],
                 "calls": self.calls.to_dict(), "door": self.door.to_dict(),
-                "web": self.web.to_dict(), "relays": [r.to_dict() for r in self.relays],
-                "time": self.time.to_dict(),
+                "web": self.web.to_dict(), "audio": self.audio.to_dict(),
+                "relays": [r.to_dict() for r in self.relays], "time": self.time.to_dict(),
                 "schedules": [e.to_dict() for e in self.schedules]}
 
     def section(self, name: str) -> object:
@@ -361,6 +383,6 @@ class Config(_Section):
         return ["door"] + [r.role for r in self.relays if r.role != "door"]
 
     def __repr__(self) -> str:
-        return "<Config %r %r %r buttons=%r %r %r %r relays=%r %r schedules=%r>" % (
+        return "<Config %r %r %r buttons=%r %r %r %r %r relays=%r %r schedules=%r>" % (
             self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web,
-            self.relays, self.time, self.schedules)
+            self.audio, self.relays, self.time, self.schedules)

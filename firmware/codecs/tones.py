@@ -112,6 +112,8 @@ CUES = {
     # Quiet hours (issue 17): a falling three-note "nobody is available" instead of ringing.
     "unavailable": Cue("unavailable", (((1320,), 250), ((), 50), ((990,), 250), ((), 50),
                                        ((660,), 400)), False),
+    # the page's "test the speaker" button (issue 15): a scale of three tones, 1.2 s
+    "speaker_test": Cue("speaker_test", (((523,), 400), ((659,), 400), ((784,), 400)), False),
 }
 
 

@@ -88,3 +88,6 @@ class StationParts:
 
     def local_now(self) -> "LocalTime | None":
         raise NotImplementedError
+
+    def _play_cue_locally(self, name: str) -> None:
+        raise NotImplementedError
