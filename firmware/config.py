@@ -259,7 +259,7 @@ def validate(doc: Any) -> Config:
     _check_sip(check, cfg["sip"])
     _check_media(check, cfg["media"])
     _check_answer(check, cfg["answer"])
-    _check_buttons(check, cfg["buttons"])
+    _check_buttons(check, cfg["buttons"], cfg["sip"])
     _check_door(check, cfg["door"])
     calls = cfg["calls"]
     check.integer("calls.ring_timeout_s", calls["ring_timeout_s"], 5, 600)
@@ -431,7 +431,32 @@ def _check_answer(check: _Checker, answer: "dict[str, Any]") -> None:
     check.integer("answer.max_duration_s", answer["max_duration_s"], 10, 86400)
 
 
-def _check_buttons(check: _Checker, buttons: Any) -> None:
+def is_short_target(target: str) -> bool:
+    """A button target without `sip:`/`sips:` and `@` (`**610`, `flat1`): it means
+    `sip:<target>@<domain>` (SipConfig.target_uri)."""
+    return not target.startswith(("sip:", "sips:")) and "@" not in target
+
+
+def _check_target(check: _Checker, path: str, target: Any, sip: "dict[str, Any]") -> None:
+    """A full SIP URI, or a short target: a SIP user part that becomes `sip:<it>@<domain>`,
+    which needs a domain (`[sip] domain` or a registrar)."""
+    if not isinstance(target, str) or not is_short_target(target):
+        check.sip_uri(path, target)
+        return
+    if not target:
+        check.fail(path, "must not be empty")
+        return
+    before = len(check.errors)
+    _check_user(check, path, target)
+    if len(check.errors) > before:
+        return
+    if not (isinstance(sip.get("domain"), str) and sip["domain"]) and \
+            not (isinstance(sip.get("registrar"), str) and sip["registrar"]):
+        check.fail(path, f"a short target ({target!r}, meaning sip:{target}@<domain>) needs "
+                         "[sip] domain or registrar")
+
+
+def _check_buttons(check: _Checker, buttons: Any, sip: "dict[str, Any]") -> None:
     if not check.type("buttons", buttons, (list,), "a list of [[buttons]] tables"):
         return
     seen = set()
@@ -454,7 +479,7 @@ def _check_buttons(check: _Checker, buttons: Any) -> None:
         seen.add(role)
         if check.type(f"{path}.targets", full["targets"], (list,), "a list of SIP URIs"):
             for j, uri in enumerate(full["targets"]):
-                check.sip_uri(f"{path}.targets[{j}]", uri)
+                _check_target(check, f"{path}.targets[{j}]", uri, sip)
         if full["mode"] not in BUTTON_MODES:
             check.fail(f"{path}.mode", f"must be one of {', '.join(BUTTON_MODES)}")
         if full["second_press"] not in SECOND_PRESS:

@@ -74,6 +74,14 @@ class SipConfig(_Section):
             return "[" + text + "]"
         return text.rpartition(":")[0] if text.count(":") == 1 else text
 
+    def target_uri(self, target: str) -> str:
+        """A button target as a SIP URI: a short target (no `sip:`/`sips:` and no `@`, e.g.
+        `**610` on a FRITZ!Box, or `flat1`) means `sip:<target>@<effective domain>`; anything
+        else is returned as written."""
+        if target.startswith(("sip:", "sips:")) or "@" in target:
+            return target
+        return "sip:%s@%s" % (target, self.effective_domain())
+
     def __repr__(self) -> str:
         return "<SipConfig %s@%s registrar=%r listen=%s password=%s>" % (
             self.username, self.transport, self.registrar, self.listen,

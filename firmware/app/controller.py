@@ -338,7 +338,9 @@ class Controller:
         verdict = self._buttons.reserve_call(role, now)
         if verdict == ALLOWED:
             self._log("button", role=role, outcome="call", targets=list(button.targets))
-            call = self._start_call(button.targets, button.mode == "sequential",
+            # short targets (`**610`, `flat1`) become sip:<it>@<domain> (docs/CONFIG.md)
+            targets = [self._cfg.sip.target_uri(t) for t in button.targets]
+            call = self._start_call(targets, button.mode == "sequential",
                                     button.target_timeout_s, role)
             call.from_button = True
         elif verdict == LIMITED:

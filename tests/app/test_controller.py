@@ -643,3 +643,9 @@ def test_source_ip_parsing():
     assert callers.source_ip("tls:[2001:DB8::1]:5061") == "2001:db8::1"
     assert callers.literal_ip("door.example.org") is None
     assert callers.literal_ip("192.0.2.300") is None
+
+
+def test_a_short_target_is_called_at_the_registrars_domain():
+    station = ControllerHarness(config(buttons=[{"role": "call", "targets": ["**610", FLAT2]}]))
+    assert of_type(station.press(), a.PlaceCall) == [
+        a.PlaceCall(["sip:**610@127.0.0.1", FLAT2], False, 20, "call", station.placed_id())]
