@@ -6,7 +6,7 @@ application's commands, the actions both tables share (BYE, re-INVITE, INFO, the
 within the dialog, session timers and the timer cascade.
 """
 
-from firmware.sip import auth
+from firmware.sip import auth, prack
 from firmware.sip import callstate as cs
 from firmware.sip.branch import MIN_SE
 from firmware.sip.callevents import SDP, AnswerReceived, CallEnded, InfoReceived, body_sdp
@@ -75,6 +75,8 @@ class CallBase:
         # the registrar's P-Asserted-Identity, when it counts
         self.asserted_identity: str | None = None
         self.requested_answer_mode: str | None = None
+        # our 18x go reliably (RFC 3262) when the INVITE requires 100rel
+        self.reliable: prack.ReliableSender | None = None
         # a 2xx we retransmit until its ACK (§13.3.1.4)
         self._2xx: Accepted2xx | None = None
         # the re-INVITE waiting for our answer
@@ -275,6 +277,11 @@ class CallBase:
         if method == "BYE":
             self._reply(event, 200, now)
             self._feed(cs.BYE_RECEIVED, now)
+        elif method == "PRACK":
+            # RFC 3262 §3: 200 for our outstanding reliable 18x, 481 for anything else
+            reliable = self.reliable
+            self._reply(event, reliable.on_prack(request, now) if reliable else 481, now)
+            self._flush_reliable(now)
         elif method == "INVITE":
             self._feed_offer(cs.REOFFER, now, event)
         elif method == "UPDATE":
@@ -328,9 +335,17 @@ class CallBase:
             # RFC 4028 §10: BYE at expiry minus the lesser of 32 s and a third of it.
             self.expire_at = now + self.session_expires - min(32, self.session_expires / 3.0)
 
+    def _flush_reliable(self, now: float) -> None:
+        """Our reliable 18x (new or retransmitted) go through the INVITE's transaction."""
+        if self.reliable is not None and self.transaction is not None:
+            for response in self.reliable.to_send():
+                self.ua.send_response(self.transaction, response, now)
+
     # -- timers -----------------------------------------------------------------------------
     def get_timer(self) -> "float | None":
         times = [self.ring_deadline, self.max_end, self.refresh_at, self.expire_at]
+        if self.reliable is not None:
+            times.append(self.reliable.get_timer())
         if self._2xx is not None:
             times += [self._2xx.next_at, self._2xx.give_up_at]
         times += [b.deadline for b in self.branches if not b.done]
@@ -348,6 +363,12 @@ class CallBase:
             return
         if self._2xx is not None and now >= self._2xx.next_at:
             self._2xx.retransmit(self.ua, now)
+        if self.reliable is not None and self.reliable.get_timer() is not None:
+            self.reliable.handle_timer(now)
+            self._flush_reliable(now)
+            if self.reliable.gave_up:
+                self._feed(cs.PRACK_TIMEOUT, now)
+                return
         if self.ring_deadline is not None and now >= self.ring_deadline:
             self.ring_deadline = None
             self._feed(cs.RING_TIMEOUT, now)

@@ -48,6 +48,7 @@ ALL_FAILED = "every branch failed"
 RING_TIMEOUT = "ring timeout"
 TARGET_TIMEOUT = "last target timeout"  # sequential: the last target did not answer in time
 ACK_TIMEOUT = "2xx not acknowledged"  # 64*T1 after our 2xx without its ACK
+PRACK_TIMEOUT = "18x not PRACKed"  # RFC 3262 §3: 64*T1 after our reliable 18x
 MAX_DURATION = "max duration"
 SESSION_EXPIRED = "session expired"
 REFRESH_DUE = "session refresh due"
@@ -98,6 +99,8 @@ UAS_CALL: "Table" = {
     (RINGING, REJECT): (ENDED, "send_rejection"),
     (RINGING, HANGUP): (ENDED, "send_unavailable"),
     (RINGING, RING_TIMEOUT): (ENDED, "send_no_answer"),
+    # RFC 3262 §3: a reliable 18x not PRACKed within 64*T1: the INVITE gets a 5xx
+    (RINGING, PRACK_TIMEOUT): (ENDED, "send_not_acknowledged"),
     # §9.2: a CANCEL before the final response ends the INVITE with 487
     (RINGING, CANCEL_RECEIVED): (ENDED, "send_terminated"),
     # §15.1.2: a BYE on the early dialog ends it; the INVITE gets 487

@@ -86,6 +86,12 @@ class UasCall(CallBase):
         response = self._make_response(status, reason)
         if status < 200 and status > 100:
             response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
+            if self.reliable is not None:
+                self.reliable.send(response, now)  # RFC 3262 §3: RSeq, resent until PRACKed
+                self._flush_reliable(now)
+                return
+        elif status >= 200 and self.reliable is not None:
+            self.reliable.final_sent(now)
         self.ua.send_response(self._incoming()[1], response, now)
 
     # -- actions (callstate.UAS_CALL) --------------------------------------------------------
@@ -97,7 +103,7 @@ class UasCall(CallBase):
         response = self._make_response(200)
         response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
         response.headers.set("Allow", ALLOW)
-        response.headers.set("Supported", "timer")
+        response.headers.set("Supported", "timer, 100rel")
         self._add_session_expires(response)
         response.headers.set("Content-Type", SDP)
         response.body = sdp
@@ -106,6 +112,8 @@ class UasCall(CallBase):
         self.answered_at = now
         self.ring_deadline = None
         invite, transaction, source = self._incoming()
+        if self.reliable is not None:
+            self.reliable.final_sent(now)
         self._send_2xx(transaction, invite, source, response, now)
         self._arm_session_timer(now)
         self.max_end = now + self.manager.max_duration_for(self)
@@ -120,6 +128,9 @@ class UasCall(CallBase):
 
     def _send_no_answer(self, name: str, now: float) -> None:
         self._send_rejection(name, now, 480, "No Answer")
+
+    def _send_not_acknowledged(self, name: str, now: float) -> None:
+        self._send_rejection(name, now, 504, "Provisional Response Not Acknowledged")
 
     def _send_terminated(self, name: str, now: float) -> None:
         self._respond(487, now, "Request Terminated")

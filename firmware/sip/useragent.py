@@ -53,9 +53,25 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from firmware.sip.transaction import ClientTransaction, ServerTransaction
     from firmware.sip.uri import URI
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK"
 ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
-SUPPORTED = "timer, replaces"
+SUPPORTED = "timer, replaces, 100rel"
+# The option tags a request may Require of us (RFC 3261 §8.2.2.3); `path` only ever goes to a
+# registrar (RFC 3327), so a request to us requiring it is as unsupported as any other.
+UNDERSTOOD = tuple(tag.strip() for tag in SUPPORTED.split(","))
+
+
+def unsupported(request: "Request") -> "list[str]":
+    """The option tags in `request`'s Require that we do not understand (RFC 3261 §8.2.2.3);
+    ACK and CANCEL are never refused for them (§8.2.2.3: a CANCEL is processed as is)."""
+    if request.method in ("ACK", "CANCEL"):
+        return []
+    tags = []
+    for value in request.headers.get_all("Require"):
+        tag = value.strip()
+        if tag and tag.lower() not in UNDERSTOOD and tag not in tags:
+            tags.append(tag)
+    return tags[:8]  # bounded: the 420 lists the first few
 
 
 # The UA passes these on as they are: the registration's state changes and the endpoint's
@@ -294,9 +310,11 @@ class UserAgent:
         """A short random id (a call's)."""
         return self.random(6).hex()
 
-    def answer_challenge(self, challenge: "Challenge", method: str, uri: object) -> str:
-        """The Authorization value for `challenge`, from the UA's one digest answerer."""
-        return self.credentials.answer(challenge, method, uri)
+    def answer_challenge(self, challenge: "Challenge", method: str, uri: object,
+                         body: bytes = b"") -> str:
+        """The Authorization value for `challenge`, from the UA's one digest answerer (`body`:
+        the request's, hashed for qop=auth-int)."""
+        return self.credentials.answer(challenge, method, uri, body)
 
     def answer_unmatched(self, event: "RequestReceived", now: float) -> None:
         """A request nobody above owns: an ACK is absorbed, a request for a dialog or an INVITE
@@ -359,7 +377,11 @@ class UserAgent:
     def _on_request(self, event: "RequestReceived", now: float) -> None:
         request = event.request
         method = request.method
-        if method == "OPTIONS":
+        missing = unsupported(request)
+        if missing:
+            # §8.2.2.3: 420 Bad Extension listing what we lack; the call never starts
+            self._answer(event, 420, now, unsupported=", ".join(missing))
+        elif method == "OPTIONS":
             self._answer(event, 200, now, capabilities=True)
         elif method == "REGISTER":
             self._answer(event, 405, now, capabilities=True)
@@ -371,7 +393,7 @@ class UserAgent:
             self.answer_unmatched(event, now)
 
     def _answer(self, event: "RequestReceived", status: int, now: float,
-                capabilities: bool = False) -> None:
+                capabilities: bool = False, unsupported: str = "") -> None:
         response = event.request.make_response(status)
         if status >= 200 and status != 100 and "tag=" not in (response.headers.get("To") or ""):
             response.headers.set("To", response.headers.get("To") + ";tag=" +
@@ -379,6 +401,9 @@ class UserAgent:
         if capabilities:
             response.headers.set("Allow", ALLOW)
             response.headers.set("Accept", ACCEPT)
+            response.headers.set("Supported", SUPPORTED)
+        if unsupported:
+            response.headers.set("Unsupported", unsupported)
             response.headers.set("Supported", SUPPORTED)
         assert event.transaction is not None  # only an ACK comes without one, never answered
         self.endpoint.send_response(event.transaction, response, now)

@@ -460,6 +460,15 @@ def test_uas_ring_timeout():
     assert phone.take(480) and door.take(CallEnded).reason == "no answer"
 
 
+@covers(uas(cs.RINGING, cs.PRACK_TIMEOUT))
+def test_uas_reliable_ringing_never_pracked():
+    net = Network()
+    door, phone, call = incoming(net, extra=("Require: 100rel",), ring_timeout=60.0)
+    door.act(call.ring)
+    net.run(64 * T1 + 1)
+    assert phone.take(504) and door.take(CallEnded).status == 504
+
+
 @covers(uas(cs.RINGING, cs.CANCEL_RECEIVED))
 def test_uas_cancelled():
     net = Network()
