@@ -79,6 +79,9 @@ class CallBase:
         self.reliable: prack.ReliableSender | None = None
         # a 2xx we retransmit until its ACK (§13.3.1.4)
         self._2xx: Accepted2xx | None = None
+        # that 2xx carries our offer (an INVITE or re-INVITE without one): the answer comes in
+        # its ACK (RFC 3261 §13.2.1, RFC 3264 §4)
+        self._offer_in_2xx = False
         # the re-INVITE waiting for our answer
         self._reoffer: RequestReceived | None = None
         # both
@@ -183,6 +186,20 @@ class CallBase:
         request.body = body
         self.ua.send_request(request, dest, now, Reply(request))  # the answer is not needed
 
+    def _answer_in_ack(self, ack: "Request") -> None:
+        """Delayed offer (RFC 3261 §13.2.1, RFC 3264 §4): our 2xx carried the offer, the ACK
+        carries the answer. Initially, it becomes the call's remote description (reported with
+        CallEstablished); to a re-INVITE without SDP, it is an AnswerReceived."""
+        if not self._offer_in_2xx:
+            return
+        self._offer_in_2xx = False
+        sdp = body_sdp(ack)
+        if sdp is None:
+            return
+        self.remote_sdp = sdp
+        if self.state == cs.ACTIVE:
+            self.manager.emit(AnswerReceived(self, sdp))
+
     def _confirmed(self) -> "tuple[Dialog, Peer]":
         """The dialog and its first hop for a request within it: the tables only send one once
         both are known (an incoming call has them from its INVITE, an outgoing one from its
@@ -264,6 +281,7 @@ class CallBase:
         if method == "ACK":
             if self._2xx is not None and self._2xx.acknowledged_by(request):
                 self._2xx = None
+                self._answer_in_ack(request)
             self._feed(cs.ACK, now)
             return
         if method == "CANCEL":
@@ -284,6 +302,8 @@ class CallBase:
             self._flush_reliable(now)
         elif method == "INVITE":
             self._feed_offer(cs.REOFFER, now, event)
+        elif method == "UPDATE" and body_sdp(request) is not None:
+            self._feed_offer(cs.UPDATE_OFFER, now, event)
         elif method == "UPDATE":
             self._read_session_expires(request, we_are_uac=False)
             self._arm_session_timer(now)

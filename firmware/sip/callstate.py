@@ -139,6 +139,7 @@ NO_OFFER = "no offer"
 OFFER_RECEIVED = "offer received"  # a re-INVITE waits for the application's answer
 
 REOFFER = "re-INVITE"
+UPDATE_OFFER = "UPDATE with SDP"  # RFC 3311
 ACCEPT_OFFER = "accept offer"
 REJECT_OFFER = "reject offer"
 
@@ -149,6 +150,11 @@ OFFER: "Table" = {
     (NO_OFFER, REOFFER): (OFFER_RECEIVED, "take_offer"),
     # §14.2: one offer at a time, a second re-INVITE meanwhile gets 491
     (OFFER_RECEIVED, REOFFER): (OFFER_RECEIVED, "send_request_pending"),
+    # RFC 3311 §5.2: an UPDATE may carry an offer within the dialog (early or confirmed); its
+    # answer goes in the UPDATE's 2xx; 491 while an offer is pending, 500 before our first
+    # answer (both as for a re-INVITE)
+    (NO_OFFER, UPDATE_OFFER): (OFFER_RECEIVED, "take_offer"),
+    (OFFER_RECEIVED, UPDATE_OFFER): (OFFER_RECEIVED, "send_request_pending"),
     # §14.2, RFC 3264 §5: the answer goes in the 2xx; a refused offer leaves the session as it was
     (OFFER_RECEIVED, ACCEPT_OFFER): (NO_OFFER, "send_offer_answer"),
     (OFFER_RECEIVED, REJECT_OFFER): (NO_OFFER, "send_offer_rejection"),

@@ -112,6 +112,7 @@ class UasCall(CallBase):
         self.answered_at = now
         self.ring_deadline = None
         invite, transaction, source = self._incoming()
+        self._offer_in_2xx = self.remote_sdp is None  # delayed offer: ours goes in the 200
         if self.reliable is not None:
             self.reliable.final_sent(now)
         self._send_2xx(transaction, invite, source, response, now)
@@ -155,7 +156,9 @@ class UasCall(CallBase):
                 # described our session): 500 with Retry-After, the call goes on ringing
                 self.reject_offer(500, now)
                 return
-            # An offerless re-INVITE (session refresh): answer with our current SDP.
+            # An offerless re-INVITE (a session refresh, or a PBX moving the media): our
+            # current description goes in the 2xx as an offer; the answer comes in the ACK.
+            self._offer_in_2xx = True
             self.accept_offer(self.local_sdp, now)
             return
         self.remote_sdp = sdp
@@ -179,7 +182,12 @@ class UasCall(CallBase):
         self._add_session_expires(response)
         response.headers.set("Content-Type", SDP)
         response.body = sdp
-        self._send_2xx(event.transaction, event.request, event.source, response, now)
+        if event.request.method == "UPDATE":
+            # RFC 3311 §5.2: a non-INVITE 2xx: its transaction retransmits it, no ACK comes
+            assert event.transaction is not None
+            self.ua.send_response(event.transaction, response, now)
+        else:
+            self._send_2xx(event.transaction, event.request, event.source, response, now)
         self._arm_session_timer(now)
 
     def _send_offer_rejection(self, name: str, now: float, status: int) -> None:

@@ -579,6 +579,24 @@ def test_uas_offers_received_one_at_a_time():
     assert door.take(CallEnded).reason == "remote hangup"
 
 
+@covers(offer(cs.NO_OFFER, cs.UPDATE_OFFER), offer(cs.OFFER_RECEIVED, cs.UPDATE_OFFER))
+def test_uas_update_offers_rfc3311():
+    net = Network()
+    door, phone, call, dialog = answered(net)
+    phone.request("UPDATE", 2, dialog, extra=(contact(FLAT1),), body=ANSWER)
+    assert door.take(OfferReceived) and call.offer_state == cs.OFFER_RECEIVED
+    phone.request("UPDATE", 3, dialog, extra=(contact(FLAT1),), body=ANSWER)
+    assert phone.take(491)
+    door.act(call.accept_offer, OFFER)
+    net.run(64 * T1 + 1)
+    ok = phone.take(200)
+    assert ok.body == OFFER and ok.headers.get("CSeq") == "2 UPDATE"
+    # a non-INVITE 2xx: never retransmitted by the call, no ACK awaited, the call goes on
+    assert phone.count(200) == 0 and call.state == cs.ACTIVE and not door.has(CallEnded)
+    phone.request("UPDATE", 4, dialog)  # without SDP: a session refresh, 200 at once
+    assert phone.take(200).body == b""
+
+
 @covers(uas(cs.ACTIVE, cs.ACK_TIMEOUT))
 def test_uas_reinvite_2xx_never_acked():
     net = Network()
