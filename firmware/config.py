@@ -48,6 +48,8 @@ DEFAULTS: "dict[str, Any]" = {
         # location tables are common) finds us again within minutes, not within the hour.
         "expires": 600,
         "display_name": "Door",
+        # UDP keep-alive towards the registrar (firmware/sip/keepalive.py); 0 = none
+        "keepalive_s": 25,
     },
     "media": {
         "srtp": "off",
@@ -351,6 +353,8 @@ def _check_sip(check: _Checker, sip: "dict[str, Any]") -> None:
         check.fail("sip.password", f"longer than {MAX_PASSWORD_LENGTH} characters")
     _check_listen(check, "sip.listen", sip["listen"])
     check.integer("sip.expires", sip["expires"], 60, 86400)
+    if sip["keepalive_s"] != 0 or isinstance(sip["keepalive_s"], bool):
+        check.integer("sip.keepalive_s", sip["keepalive_s"], 5, 3600)
     if sip["transport"] == "tls" and sip["tls_ca"]:
         problem = ca_file_problem(sip["tls_ca"])
         if problem:

@@ -34,7 +34,13 @@ from firmware.session.session import SessionManager
 from firmware.settings import Config
 from firmware.sip import call as calls
 from firmware.sip.endpoint import Peer
-from firmware.sip.useragent import MessageRejected, RegistrationChanged, UASettings, UserAgent
+from firmware.sip.useragent import (
+    MappingChanged,
+    MessageRejected,
+    RegistrationChanged,
+    UASettings,
+    UserAgent,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,7 +99,8 @@ class Station(Facade, CallExecutors, BoardExecutors):
         # The executors: one per event or action type, no dispatch by name.
         Table = dict[type, Callable[[Any], None]]
         self._ua_executors: Table = {RegistrationChanged: self._registration_changed,
-                              MessageRejected: self._log_rejected}
+                              MessageRejected: self._log_rejected,
+                              MappingChanged: self._mapping_changed}
         self._session_executors: Table = {
             ev.OpenMedia: self._open_media, ev.StartMedia: self._start_media,
             ev.UpdateMedia: self._update_media, ev.StopMedia: self._stop_media,
@@ -377,6 +384,12 @@ class Station(Facade, CallExecutors, BoardExecutors):
             self.sip_settled.set()
         self.watchdog.status("registration %s%s" % (
             event.state, ": " + event.error if event.error else ""))
+
+    def _mapping_changed(self, event: MappingChanged) -> None:
+        log.warning("the registrar now sees us at %s:%d (was %s:%d): NAT mapping changed, "
+                    "re-registering", *(event.new + event.old))
+        self.eventlog.append("nat_mapping_changed", old="%s:%d" % event.old,
+                             new="%s:%d" % event.new)
 
     def _log_rejected(self, event: MessageRejected) -> None:
         request = event.request

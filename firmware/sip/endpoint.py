@@ -269,6 +269,10 @@ class Endpoint:
         self._pump(tx)
         return tx
 
+    def send_keepalive(self, dest: "Peer") -> None:
+        """An RFC 5626 §4.4.1 double-CRLF keep-alive (over UDP it keeps a NAT mapping open)."""
+        self._out.append((b"\r\n\r\n", dest))
+
     def send_stateless(self, message: "Request | Response", dest: "Peer") -> None:
         """An ACK for a 2xx (§13.2.2.4) or a response outside any transaction."""
         if isinstance(message, Request):

@@ -226,6 +226,20 @@ class Registration:
         elif was_registered:
             self._send(now)
 
+    def refresh_now(self, now: float) -> None:
+        """Re-register at once (the NAT mapping changed; or a keep-alive check): only while
+        registered and with no REGISTER in flight."""
+        if self._running and not self._stopping and self._attempt is None and \
+                self.state == STATE_REGISTERED:
+            self._send(now)
+
+    def lost(self, now: float, error: str) -> None:
+        """The registrar stopped answering (keep-alives, firmware/sip/keepalive.py): the
+        binding is as good as gone; re-register with the unreachable back-off."""
+        if self._running and not self._stopping and self._attempt is None and \
+                self.state == STATE_REGISTERED:
+            self._fail(now, error, True)
+
     def handle_timer(self, now: float) -> None:
         if self._attempt is not None:
             if now >= self._attempt.sent_at + TRANSACTION_GUARD:

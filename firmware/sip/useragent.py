@@ -29,6 +29,7 @@ registration: `send_request`, `send_response`, `send_stateless`, `find_cancelled
 import os
 
 from firmware.sip import admission, auth
+from firmware.sip import keepalive as ka
 from firmware.sip import registration as reg
 from firmware.sip.endpoint import (
     Endpoint,
@@ -78,6 +79,22 @@ def unsupported(request: "Request") -> "list[str]":
 # refusals (MessageRejected).
 RegistrationChanged = reg.RegistrationChanged
 
+KEEPALIVE_DEAD_ERROR = "registrar not answering keep-alives"
+
+
+class MappingChanged:
+    """The registrar saw our requests come from another public address or port (a NAT mapping
+    changed, RFC 3581 received/rport): the station re-registered through the new one."""
+
+    __slots__ = ("old", "new")
+
+    def __init__(self, old: "tuple[str, int]", new: "tuple[str, int]") -> None:
+        self.old = old
+        self.new = new
+
+    def __repr__(self) -> str:
+        return "<MappingChanged %s:%d -> %s:%d>" % (self.old + self.new)
+
 
 class UASettings:
     """What the user agent needs to know, read once (instead of a string-keyed dict).
@@ -92,12 +109,12 @@ class UASettings:
     """
 
     __slots__ = ("host", "port", "transport", "username", "password", "domain", "display_name",
-                 "expires", "registrar", "registrar_hostport")
+                 "expires", "registrar", "registrar_hostport", "keepalive")
 
     def __init__(self, host: str, port: int, transport: str = "udp", username: str = "door",
                  password: str = "", domain: "str | None" = None, display_name: str = "",
                  expires: int = 3600, registrar: "Peer | None" = None,
-                 registrar_hostport: "str | None" = None) -> None:
+                 registrar_hostport: "str | None" = None, keepalive: int = 0) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError("settings: host must be a non-empty string, not %r" % (host,))
         if not isinstance(port, int) or not 0 < port < 65536:
@@ -117,6 +134,10 @@ class UASettings:
         self.expires = expires
         self.registrar = registrar
         self.registrar_hostport = registrar_hostport
+        if not isinstance(keepalive, int) or keepalive < 0:
+            raise ValueError("settings: keepalive must be a whole number of seconds, not %r"
+                             % (keepalive,))
+        self.keepalive = keepalive  # [sip] keepalive_s: 0 = none (firmware/sip/keepalive.py)
 
     @classmethod
     def from_dict(cls, settings: "dict[str, Any]") -> "UASettings":
@@ -142,7 +163,8 @@ class UASettings:
         return cls(host, port, transport=sip.transport, username=sip.username,
                    password=sip.password, domain=domain or host,
                    display_name=sip.display_name, expires=sip.expires,
-                   registrar=registrar, registrar_hostport=sip.registrar or None)
+                   registrar=registrar, registrar_hostport=sip.registrar or None,
+                   keepalive=sip.keepalive_s)
 
     def __repr__(self) -> str:
         # never the password
@@ -179,6 +201,13 @@ class UserAgent:
                 aor=self.aor(), registrar_uri=self.registrar_uri(), contact=self.contact_uri(),
                 username=settings.username, password=settings.password,
                 expires=settings.expires, random=random, credentials=self.credentials)
+        # UDP keep-alives towards the registrar (TCP/TLS flows have the transport's CRLF pings)
+        self.keepalive: ka.KeepAlive | None = None
+        if self.registration is not None and self.registrar is not None and \
+                self.registrar.transport == "udp" and settings.keepalive:
+            self.keepalive = ka.KeepAlive(settings.keepalive)
+        self.mapping: tuple[str, int] | None = None  # our address as the registrar sees it
+        self._probe_call_id: str | None = None
 
     # -- identities ------------------------------------------------------------------------
     def aor(self) -> str:
@@ -246,6 +275,9 @@ class UserAgent:
         self.endpoint.handle_timer(now)
         if self.registration is not None:
             self.registration.handle_timer(now)
+        if self.keepalive is not None:
+            self.keepalive.handle_timer(now)
+            self._run_keepalive(now)
         if self.request_handler is not None:
             self.request_handler.handle_timer(now)
         self._dispatch(now)
@@ -259,6 +291,8 @@ class UserAgent:
         timers: list[Any] = [self.endpoint.get_timer()]
         if self.registration is not None:
             timers.append(self.registration.get_timer())
+        if self.keepalive is not None:
+            timers.append(self.keepalive.get_timer())
         if self.request_handler is not None:
             timers.append(self.request_handler.get_timer())
         timers = [t for t in timers if t is not None]
@@ -344,7 +378,60 @@ class UserAgent:
             if event is None:
                 break
             self._events.append(event)
+            if self.keepalive is not None:
+                if event.state == reg.STATE_REGISTERED:
+                    self.keepalive.registered(now)
+                else:
+                    self.keepalive.unregistered(now)
+                self._run_keepalive(now)
 
+    # -- keep-alives and the NAT mapping (firmware/sip/keepalive.py) ----------------------------
+    def _run_keepalive(self, now: float) -> None:
+        """Carry out what the keep-alive policy decided."""
+        keepalive, registration = self.keepalive, self.registration
+        assert keepalive is not None and registration is not None and self.registrar is not None
+        for action in keepalive.actions():
+            if action == ka.PROBE:
+                request = new_request(
+                    "OPTIONS", self.registrar_uri(), "<%s>;tag=%s" % (self.aor(), self.new_tag()),
+                    "<%s>" % self.registrar_uri(), self.new_call_id(), 1)
+                request.headers.set("Accept", "application/sdp")
+                self._probe_call_id = request.headers.get("Call-ID")
+                self.endpoint.send_request(request, self.registrar, now, context=Reply(
+                    request, self._on_probe_response, self._on_probe_failure))
+            elif action == ka.CRLF:
+                self.endpoint.send_keepalive(self.registrar)
+            elif action == ka.REFRESH:
+                registration.refresh_now(now)
+            elif action == ka.DEAD:
+                registration.lost(now, KEEPALIVE_DEAD_ERROR)
+
+    def _on_probe_response(self, reply: "Reply", response: "Response", now: float) -> None:
+        assert self.keepalive is not None  # only sent with one
+        if response.status < 200 or \
+                reply.request.headers.get("Call-ID") != self._probe_call_id:
+            return
+        self.keepalive.answered(self.keepalive.probe, now)
+        self._check_mapping(response, now)
+        self._run_keepalive(now)
+
+    def _on_probe_failure(self, reply: "Reply", reason: str, now: float) -> None:
+        assert self.keepalive is not None  # only sent with one
+        if reply.request.headers.get("Call-ID") == self._probe_call_id:
+            self.keepalive.failed(self.keepalive.probe, now)
+            self._run_keepalive(now)
+
+    def _check_mapping(self, response: "Response", now: float) -> None:
+        """RFC 3581: a response's Via received/rport is our address as the registrar sees it;
+        when it changes while registered, the binding points at a dead mapping: re-register."""
+        mapping = ka.via_mapping(response)
+        if mapping is None:
+            return
+        old, self.mapping = self.mapping, mapping
+        if old is not None and old != mapping and self.registration is not None and \
+                self.registration.state == reg.STATE_REGISTERED:
+            self._events.append(MappingChanged(old, mapping))
+            self.registration.refresh_now(now)
     def _dispatch(self, now: float) -> None:
         while True:
             event = self.endpoint.next_event()
@@ -368,7 +455,12 @@ class UserAgent:
     def _on_register_response(self, reply: "Reply", response: "Response", now: float) -> None:
         assert self.registration is not None  # only sent with a registration
         if response.status >= 200:
+            if 200 <= response.status < 300:
+                self._check_mapping(response, now)
             self.registration.on_response(response, now)
+            if self.keepalive is not None and 200 <= response.status < 300:
+                self.keepalive.refreshed(now)
+                self._run_keepalive(now)
 
     def _on_register_failure(self, reply: "Reply", reason: str, now: float) -> None:
         assert self.registration is not None  # only sent with a registration
