@@ -295,6 +295,14 @@ class SessionManager:
                 early = True
             except (oa.OfferAnswerError, ValueError):
                 session.early = None
+        if early and session.early is not None:
+            # early media (a PBX's ringback or announcement in a 183): to the door's speaker
+            # now, not only once answered (RFC 3960 §3: the early answer sets up the session)
+            if session.started:
+                self._renegotiated(session, session.early)
+            else:
+                session.negotiated = session.early
+                self._start(session)
         self._emit(ev.CallRinging(session.id, early))
 
     def _established(self, event: "sipcall.CallEstablished", now: float) -> None:
@@ -313,8 +321,13 @@ class SessionManager:
                                           "unusable answer: %s" % exc))
                 call.hangup(now)
                 return
-            session.negotiated, session.offer = negotiated, None
-            self._start(session)
+            session.offer = None
+            if session.started:  # early media runs: the 200's answer may move it
+                if negotiated is not session.negotiated:
+                    self._renegotiated(session, negotiated)
+            else:
+                session.negotiated = negotiated
+                self._start(session)
         elif not session.started and session.offer is not None:
             # delayed offer: the ACK carried the answer to the offer in our 200
             try:

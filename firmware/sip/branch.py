@@ -76,6 +76,8 @@ class Branch:
         request.headers.set("To", "<%s>" % target)
         request.headers.set("Call-ID", self.call_id)
         request.headers.set("CSeq", "%d INVITE" % self.cseq)
+        for route in ua.preloaded_routes():  # RFC 3608 §6.1: the registrar's Service-Route
+            request.headers.add("Route", route)
         request.headers.set("Contact", "<%s>" % ua.contact_uri())
         request.headers.set("Allow", ALLOW)
         request.headers.set("Supported", "timer, " + prack.OPTION_TAG)

@@ -334,6 +334,14 @@ class UserAgent:
         """The INVITE server transaction a CANCEL refers to (§9.2), or None."""
         return self.endpoint.find_cancelled(cancel)
 
+    def preloaded_routes(self) -> "list[str]":
+        """The Route set of a request outside a dialog: the registrar's Service-Route (RFC
+        3608 §6.1) while registered, else none."""
+        registration = self.registration
+        if registration is None or registration.state != reg.STATE_REGISTERED:
+            return []
+        return list(registration.service_route)
+
     def new_tag(self) -> str:
         return self.endpoint.new_tag()
 

@@ -380,10 +380,26 @@ def test_early_media_answer_in_183_is_used_when_the_200_has_none():
     phone.reply(invite, 183, "Session Progress", extra=(contact(phone.address),), body=early)
     assert door.take(ev.CallStarted) and door.take(ev.CallRinging) == \
         ev.CallRinging(session.id, True)
-    phone.reply(invite, 200, "OK", extra=(contact(phone.address),))
+    # early media: the stream starts with the 183 (the PBX's ringback to the door's speaker)
     start = door.take(ev.StartMedia)
     assert start.negotiated.remote_port == 5008
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),))
     assert door.take(ev.CallEstablished)
+    assert not [e for e in door.events if isinstance(e, (ev.StartMedia, ev.UpdateMedia))]
+
+
+def test_early_media_moves_when_the_200_answers_elsewhere():
+    net = Network()
+    door, phone = Door(net), Phone(net, FLAT1)
+    door.place(FLAT1)
+    invite = phone.take("INVITE")
+    phone.reply(invite, 183, "Session Progress", extra=(contact(phone.address),),
+                body=ANSWER.replace(b"5000", b"5008"))
+    assert door.take(ev.StartMedia).negotiated.remote_port == 5008
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),), body=ANSWER)
+    assert door.take(ev.UpdateMedia).negotiated.remote_port == 5000
+    assert door.take(ev.CallEstablished)
+    assert not [e for e in door.events if isinstance(e, ev.StartMedia)]
 
 
 def test_an_unusable_answer_hangs_the_call_up_and_is_never_established():
