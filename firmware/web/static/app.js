@@ -36,6 +36,7 @@
              ["sip.transport", "Transport", ["udp", "tcp", "tls"]],
              ["sip.listen", "Listen on (host:port)"], ["sip.tls_ca", "TLS CA file"],
              ["sip.expires", "Registration expires (s)", "int"],
+             ["sip.keepalive_s", "Keep-alive towards the registrar (s, 0 = off)", "int"],
              ["sip.display_name", "Display name"]]],
     ["Media", [["media.srtp", "SRTP", ["off", "optional", "mandatory"]],
                ["media.srtp_requires_tls", "SDES keys only over TLS", "tristate"],
