@@ -15,15 +15,18 @@ arrived and every `ereg check_it` matched.
   Path and Service-Route; 503 with Retry-After; 403.
 """
 
+import math
 import re
 import socket
+import struct
 import time
 
 import pytest
 
-from tests.integration.helpers import Firmware, station_config
+from firmware.codecs.g711 import ulaw_encode
 from tests.integration.test_calls_sipp import SCENARIOS, sipp_call, stations  # noqa: F401 (fixture)
 from tests.integration.test_door_station import DoorStation, door_config
+from tests.peers.audio import read_wav, rms, tone_power_ratio
 from tests.peers.process import free_port
 from tests.peers.sipp import start_sipp
 
@@ -53,3 +56,92 @@ def test_a_caller_requiring_100rel_gets_a_reliable_180_until_it_pracks(stations,
     ringing = re.findall(r"SIP/2.0 180 .*?RSeq: (\d+)", result.messages, re.S)
     assert len(ringing) >= 2 and len(set(ringing)) == 1, ringing  # resent, same RSeq
     assert "SIP/2.0 487" in result.messages
+
+
+# -- the door calls the PBX --------------------------------------------------------------------
+def _call_the_pbx(tmp_path, kamailio, scenario, media=None, during=None):
+    """The call button rings a SIPp UAS (`scenario`, MEDIA_PORT replaced by `media`'s port)
+    through Kamailio; `during(station)` runs once the button is pressed; the call is hung up
+    through the API once established. Returns (SIPp result, station, established event)."""
+    sipp_port = free_port(("udp", "tcp"))
+    target = f"sip:pbx@127.0.0.1:{sipp_port}"  # no Kamailio user: relayed to the UAS
+    config = door_config(kamailio, buttons=[{"role": "call", "targets": [target]}])
+    station = DoorStation(tmp_path / "station", config)
+    text = (SCENARIOS / scenario).read_text()
+    if media is not None:
+        text = text.replace("MEDIA_PORT", str(media.getsockname()[1]))
+    uas = start_sipp(text, None, local_port=sipp_port, workdir=tmp_path / "sipp", timeout=20)
+    try:
+        station.start(kamailio)
+        station.require_api()
+        mark = station.event_count()
+        station.press("call")
+        extra = during(station) if during is not None else None
+        established = station.wait_event("call", 10.0, since=mark,
+                                         match=lambda e: e.get("outcome") == "established")
+        station.request("POST", "/api/hangup", {})
+        result = uas.wait(timeout=10)
+        station.wait_event("call", 5.0, since=mark,
+                           match=lambda e: e.get("outcome") not in ("established", "call"))
+    finally:
+        uas.stop()
+        station.fw.kill()
+    return result, station, established[0], extra
+
+
+def _early_media(media, seconds=3.0):
+    """Until the station's first RTP packet reaches the 183's address: then answer it with
+    0.8 s of a 440 Hz tone (the PBX's ringback) from there. Returns (time.time() of the first
+    packet, packets received) or (None, 0)."""
+    first, count = None, 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            data, source = media.recvfrom(2048)
+        except TimeoutError:
+            continue
+        if len(data) < 12 or data[0] >> 6 != 2:
+            continue
+        count += 1
+        if first is None:
+            first = time.time()
+            for n in range(40):
+                pcm = [int(12000 * math.sin(2 * math.pi * 440 * (n * 160 + i) / 8000))
+                       for i in range(160)]
+                media.sendto(bytes([0x80, 0]) + n.to_bytes(2, "big") +
+                             (n * 160).to_bytes(4, "big") + (0xEA21).to_bytes(4, "big") +
+                             ulaw_encode(struct.pack("<160h", *pcm)), source)
+                time.sleep(0.02)
+    return first, count
+
+
+def test_reliable_18x_are_pracked_and_the_183s_early_media_reaches_the_speaker(tmp_path,
+                                                                                kamailio):
+    media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    media.bind(("127.0.0.1", 0))
+    media.settimeout(0.05)
+    try:
+        result, station, established, (first_rtp, packets) = _call_the_pbx(
+            tmp_path, kamailio, "pbx_100rel_callee.xml", media,
+            during=lambda station: _early_media(media))
+    finally:
+        media.close()
+    assert result.returncode == 0, result.describe() + station.describe()
+    print(f"early media: first RTP {established['time'] - first_rtp:.2f} s before the 200, "
+          f"{packets} packets")
+    assert first_rtp is not None, station.describe()
+    assert first_rtp < established["time"] - 0.5  # media from the 183 on, not from the 200
+    wavs = sorted(station.speaker_dir.glob("*.wav"))
+    assert wavs, "no speaker recording"
+    samples, rate = read_wav(wavs[-1])
+    window = rate // 10
+    toned = [start for start in range(0, len(samples) - window, window)
+             if rms(samples[start:start + window]) > 0.01 and
+             tone_power_ratio(samples[start:start + window], rate, 440) > 0.5]
+    assert len(toned) >= 4, f"{len(toned)} windows of the PBX's 440 Hz on the speaker"
+
+
+def test_digest_auth_int_sha256_on_the_invite_and_a_401_on_the_bye(tmp_path, kamailio):
+    result, station, established, _ = _call_the_pbx(tmp_path, kamailio, "pbx_auth_callee.xml")
+    assert result.returncode == 0, result.describe() + station.describe()
+    assert result.messages.count("BYE sip:") >= 2  # challenged, then answered
