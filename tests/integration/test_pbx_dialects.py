@@ -24,7 +24,11 @@ import time
 import pytest
 
 from firmware.codecs.g711 import ulaw_encode
-from tests.integration.test_calls_sipp import SCENARIOS, sipp_call, stations  # noqa: F401 (fixture)
+from tests.integration.test_calls_sipp import (  # noqa: F401 (stations: a fixture)
+    SCENARIOS,
+    sipp_call,
+    stations,
+)
 from tests.integration.test_door_station import DoorStation, door_config
 from tests.peers.audio import read_wav, rms, tone_power_ratio
 from tests.peers.process import free_port
@@ -34,7 +38,7 @@ pytestmark = pytest.mark.peers
 
 
 # -- the PBX calls the door ------------------------------------------------------------------
-def test_delayed_offer_reinvite_without_sdp_and_update(stations, tmp_path):
+def test_delayed_offer_reinvite_without_sdp_and_update(stations, tmp_path):  # noqa: F811
     station = stations()
     result = sipp_call("pbx_delayed_offer.xml", station, tmp_path / "sipp").wait()
     assert result.returncode == 0, result.describe()
@@ -42,14 +46,14 @@ def test_delayed_offer_reinvite_without_sdp_and_update(stations, tmp_path):
     assert not re.search(r"unusable answer|Traceback", station.log), station.log[-3000:]
 
 
-def test_an_unsupported_required_extension_gets_420(stations, tmp_path):
+def test_an_unsupported_required_extension_gets_420(stations, tmp_path):  # noqa: F811
     station = stations()
     result = sipp_call("pbx_require_unsupported.xml", station, tmp_path / "sipp").wait()
     assert result.returncode == 0, result.describe()
     assert "SIP/2.0 420" in result.messages and "call from" not in station.log
 
 
-def test_a_caller_requiring_100rel_gets_a_reliable_180_until_it_pracks(stations, tmp_path):
+def test_a_caller_requiring_100rel_gets_a_reliable_180(stations, tmp_path):  # noqa: F811
     station = stations(answer_mode="ring")
     result = sipp_call("pbx_100rel_caller.xml", station, tmp_path / "sipp").wait()
     assert result.returncode == 0, result.describe()
