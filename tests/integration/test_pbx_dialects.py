@@ -24,6 +24,7 @@ import time
 import pytest
 
 from firmware.codecs.g711 import ulaw_encode
+from tests.integration.helpers import Firmware, station_config
 from tests.integration.test_calls_sipp import (  # noqa: F401 (stations: a fixture)
     SCENARIOS,
     sipp_call,
@@ -149,3 +150,52 @@ def test_digest_auth_int_sha256_on_the_invite_and_a_401_on_the_bye(tmp_path, kam
     result, station, established, _ = _call_the_pbx(tmp_path, kamailio, "pbx_auth_callee.xml")
     assert result.returncode == 0, result.describe() + station.describe()
     assert result.messages.count("BYE sip:") >= 2  # challenged, then answered
+
+
+# -- the station registers with the PBX --------------------------------------------------------
+def _register_with(tmp_path, scenario):
+    """A station registering with a SIPp registrar running `scenario` (keep-alives off: an
+    OPTIONS would be a new call to SIPp). Returns (SIPp result, Firmware)."""
+    port = free_port(("udp",))
+    sipp = start_sipp(SCENARIOS / scenario, None, local_port=port, workdir=tmp_path / "sipp",
+                      timeout=20)
+    config = station_config(None, "udp", expires=600)
+    config["sip"].update(registrar=f"127.0.0.1:{port}", domain="pbx.example",
+                         username="door", password="door-secret", keepalive_s=0)
+    firmware = Firmware(tmp_path / "fw", config).start()
+    return sipp, firmware
+
+
+def _log_time(line):
+    """Seconds of the firmware log line's timestamp (`2026-12-05 10:18:04,376 ...`)."""
+    clock = line.split()[1]
+    hours, minutes, seconds = clock.replace(",", ".").split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def test_registrar_423_sha256_and_md5_challenges_a_stale_nonce_and_several_bindings(tmp_path):
+    sipp, firmware = _register_with(tmp_path, "registrar_dialects.xml")
+    try:
+        firmware.wait_log(r"registration registered", timeout=10)
+        result = sipp.wait(timeout=10)
+        assert firmware.count_log(r"registration failed") == 0, firmware.log[-3000:]
+    finally:
+        sipp.stop()
+        firmware.kill()
+    assert result.returncode == 0, result.describe()
+
+
+def test_registrar_503_retry_after_is_waited_for_and_403_fails_the_registration(tmp_path):
+    sipp, firmware = _register_with(tmp_path, "registrar_503_403.xml")
+    try:
+        unavailable = firmware.wait_log(r".*registration failed: 503 Service Unavailable.*",
+                                        timeout=10)
+        forbidden = firmware.wait_log(r".*registration failed: 403 Forbidden.*", timeout=15)
+        result = sipp.wait(timeout=10)
+    finally:
+        sipp.stop()
+        firmware.kill()
+    assert result.returncode == 0, result.describe()
+    waited = _log_time(forbidden.group(0)) - _log_time(unavailable.group(0))
+    print(f"503 with Retry-After: 4 -> next REGISTER answered after {waited:.2f} s")
+    assert waited >= 3.9, waited
