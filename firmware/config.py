@@ -50,6 +50,9 @@ DEFAULTS: "dict[str, Any]" = {
         "display_name": "Door",
         # UDP keep-alive towards the registrar (firmware/sip/keepalive.py); 0 = none
         "keepalive_s": 25,
+        # the digest user name where it differs from `username` ("" = the same); 3CX calls it
+        # the Authentication ID
+        "auth_username": "",
     },
     "media": {
         "srtp": "off",
@@ -330,7 +333,8 @@ def _is_host_name(name: str) -> bool:
 
 
 def _check_sip(check: _Checker, sip: "dict[str, Any]") -> None:
-    texts = ("registrar", "domain", "username", "password", "tls_ca", "display_name")
+    texts = ("registrar", "domain", "username", "password", "tls_ca", "display_name",
+             "auth_username")
     if not all([check.type(f"sip.{key}", sip[key], (str,), "a string") for key in texts]):
         return
     if sip["registrar"]:
@@ -342,6 +346,7 @@ def _check_sip(check: _Checker, sip: "dict[str, Any]") -> None:
             check.fail("sip.username", "is required when a registrar is set")
     check.host("sip.domain", sip["domain"])
     _check_user(check, "sip.username", sip["username"])
+    _check_user(check, "sip.auth_username", sip["auth_username"])
     name = sip["display_name"]
     if _has_control(name):
         check.fail("sip.display_name", "must not contain line breaks or control characters")

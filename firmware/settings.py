@@ -47,11 +47,11 @@ class SipConfig(_Section):
     display_name."""
 
     __slots__ = ("registrar", "domain", "username", "password", "transport", "listen", "tls_ca",
-                 "expires", "display_name", "keepalive_s")
+                 "expires", "display_name", "keepalive_s", "auth_username")
 
     def __init__(self, registrar: str, domain: str, username: str, password: str,
                  transport: str, listen: str, tls_ca: str, expires: int,
-                 display_name: str, keepalive_s: int = 25) -> None:
+                 display_name: str, keepalive_s: int = 25, auth_username: str = "") -> None:
         self.registrar = registrar
         self.domain = domain
         self.username = username
@@ -62,6 +62,7 @@ class SipConfig(_Section):
         self.expires = expires
         self.display_name = display_name
         self.keepalive_s = keepalive_s
+        self.auth_username = auth_username
 
     def effective_domain(self) -> str:
         """The AOR domain: `domain`, else the registrar's host (an IPv6 address in brackets,

@@ -109,12 +109,13 @@ class UASettings:
     """
 
     __slots__ = ("host", "port", "transport", "username", "password", "domain", "display_name",
-                 "expires", "registrar", "registrar_hostport", "keepalive")
+                 "expires", "registrar", "registrar_hostport", "keepalive", "auth_username")
 
     def __init__(self, host: str, port: int, transport: str = "udp", username: str = "door",
                  password: str = "", domain: "str | None" = None, display_name: str = "",
                  expires: int = 3600, registrar: "Peer | None" = None,
-                 registrar_hostport: "str | None" = None, keepalive: int = 0) -> None:
+                 registrar_hostport: "str | None" = None, keepalive: int = 0,
+                 auth_username: str = "") -> None:
         if not isinstance(host, str) or not host:
             raise ValueError("settings: host must be a non-empty string, not %r" % (host,))
         if not isinstance(port, int) or not 0 < port < 65536:
@@ -138,6 +139,8 @@ class UASettings:
             raise ValueError("settings: keepalive must be a whole number of seconds, not %r"
                              % (keepalive,))
         self.keepalive = keepalive  # [sip] keepalive_s: 0 = none (firmware/sip/keepalive.py)
+        # the digest user name when it is not the SIP user (3CX's "Authentication ID")
+        self.auth_username = auth_username or ""
 
     @classmethod
     def from_dict(cls, settings: "dict[str, Any]") -> "UASettings":
@@ -164,7 +167,7 @@ class UASettings:
                    password=sip.password, domain=domain or host,
                    display_name=sip.display_name, expires=sip.expires,
                    registrar=registrar, registrar_hostport=sip.registrar or None,
-                   keepalive=sip.keepalive_s)
+                   keepalive=sip.keepalive_s, auth_username=sip.auth_username)
 
     def __repr__(self) -> str:
         # never the password
@@ -195,7 +198,8 @@ class UserAgent:
             hosts=(settings.host, settings.domain or settings.host))
         self._events: list[object] = []
         # one digest answerer for REGISTER, INVITE and BYE: nonce counts are shared (RFC 7616)
-        self.credentials = auth.Credentials(settings.username, settings.password, random)
+        self.credentials = auth.Credentials(settings.auth_username or settings.username,
+                                            settings.password, random)
         if self.registrar is not None:
             self.registration = reg.Registration(
                 aor=self.aor(), registrar_uri=self.registrar_uri(), contact=self.contact_uri(),

@@ -85,3 +85,18 @@ def test_without_service_route_no_route_is_preloaded():
     net.run()
     invite = [r for r in pbx.requests if r.method == "INVITE"][0]
     assert "Route" not in invite.headers
+
+
+def test_an_authentication_id_other_than_the_extension_answers_the_challenge():
+    """3CX: the extension number is the SIP user (From, To, Contact), the Authentication ID
+    the digest user name."""
+    from firmware.sip.digest import Challenge
+    from firmware.sip.useragent import UserAgent
+
+    ua = UserAgent({"host": "127.0.0.1", "port": 5060, "username": "101", "password": "pw",
+                    "domain": "pbx.example", "registrar": Peer("udp", "127.0.0.1", 5070),
+                    "auth_username": "Xq7pA2"})
+    value = ua.answer_challenge(Challenge.parse('Digest realm="3CXPhoneSystem", nonce="n"'),
+                                "REGISTER", "sip:pbx.example")
+    assert 'username="Xq7pA2"' in value
+    assert ua.aor() == "sip:101@pbx.example" and "sip:101@" in ua.contact_uri()

@@ -33,6 +33,7 @@
     ["SIP", [["sip.registrar", "Registrar (host[:port], empty = direct IP)"],
              ["sip.domain", "Domain"], ["sip.username", "User name"],
              ["sip.password", "Password", "password"],
+             ["sip.auth_username", "Authentication user (if not the user name)"],
              ["sip.transport", "Transport", ["udp", "tcp", "tls"]],
              ["sip.listen", "Listen on (host:port)"], ["sip.tls_ca", "TLS CA file"],
              ["sip.expires", "Registration expires (s)", "int"],
