@@ -435,9 +435,10 @@ class UserAgent:
 
     def _check_mapping(self, response: "Response", now: float) -> None:
         """RFC 3581: a response's Via received/rport is our address as the registrar sees it;
-        when it changes while registered, the binding points at a dead mapping: re-register."""
+        when it changes while registered, the binding points at a dead mapping: re-register.
+        UDP only: over TCP/TLS each new connection has a new port, and registers anew anyway."""
         mapping = ka.via_mapping(response)
-        if mapping is None:
+        if mapping is None or self.registrar is None or self.registrar.transport != "udp":
             return
         old, self.mapping = self.mapping, mapping
         if old is not None and old != mapping and self.registration is not None and \
