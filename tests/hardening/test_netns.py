@@ -79,7 +79,8 @@ def test_nat_remap_keepalive_dead_registrar_and_symmetric_rtp(tmp_path):
     assert remapped["binding_followed_after_s"] is not None, result
     assert remapped["binding_followed_after_s"] <= period + 2, result
     assert remapped["logged"] == 1, result
-    assert result["dead_noticed_after_s"] <= 2 * period + 1, result
+    # two periods at worst (blocked just after an answered keep-alive), plus scheduling slack
+    assert result["dead_noticed_after_s"] <= 2 * period + 1.5, result
     rtp = result["rtp"]
     assert rtp["to_rogue"] == 0, result  # another IP never latches
     assert rtp["second_half_to_nat_port"] >= 50, result  # the port latched (~75 sent)
