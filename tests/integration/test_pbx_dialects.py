@@ -199,3 +199,27 @@ def test_registrar_503_retry_after_is_waited_for_and_403_fails_the_registration(
     waited = _log_time(forbidden.group(0)) - _log_time(unavailable.group(0))
     print(f"503 with Retry-After: 4 -> next REGISTER answered after {waited:.2f} s")
     assert waited >= 3.9, waited
+
+
+def test_a_short_target_calls_sip_star_star_610_at_the_domain_via_the_service_route(tmp_path):
+    port = free_port(("udp",))
+    sipp = start_sipp(SCENARIOS / "registrar_short_target.xml", None, local_port=port,
+                      workdir=tmp_path / "sipp", timeout=20, calls=3)  # REGISTER, OPTIONS, INVITE
+    config = door_config(None, buttons=[{"role": "call", "targets": ["**610"]}])
+    config["sip"].update(registrar=f"127.0.0.1:{port}", domain="pbx.example",
+                         username="door", password="door-secret")
+    station = DoorStation(tmp_path / "station", config)
+    try:
+        station.fw.start()
+        station.fw.wait_log(r"registration registered", timeout=10)
+        station.require_api()
+        mark = station.event_count()
+        station.press("call")
+        ended = station.wait_event("call", 10.0, since=mark,
+                                   match=lambda e: e.get("outcome") not in ("placed", "call"))
+        result = sipp.wait(timeout=10)
+    finally:
+        sipp.stop()
+        station.fw.kill()
+    assert result.returncode == 0, result.describe() + station.describe()
+    assert ended[0].get("status") == 486, ended
