@@ -156,6 +156,7 @@ class Registration:
         self.next_refresh: float | None = None
         self.expires: int | None = None
         self.service_route: list[str] = []  # RFC 3608: from the latest 2xx
+        self._removed: str | None = None  # a former Contact to remove (move)
         self._running = False
         self._stopping = False
         self._attempt: _Attempt | None = None
@@ -240,6 +241,19 @@ class Registration:
                 self.state == STATE_REGISTERED:
             self._send(now)
 
+    def move(self, contact: str, now: float) -> None:
+        """Our Contact moved (a new local port, after a NAT mapping changed): register it now
+        and remove the one it replaces in the same REGISTER (RFC 3261 §10.2.2: its own
+        `expires=0`), superseding a REGISTER still in flight (a higher CSeq, §10.3)."""
+        if not self._running or self._stopping or contact == self.contact:
+            return
+        if self._removed is None:
+            self._removed = self.contact
+        self.contact = contact
+        self._contact_uri = URI.parse(contact)
+        self._attempt = None
+        self._send(now)
+
     def lost(self, now: float, error: str) -> None:
         """The registrar stopped answering (keep-alives, firmware/sip/keepalive.py): the
         binding is as good as gone; re-register with the unreachable back-off."""
@@ -296,6 +310,8 @@ class Registration:
         headers.set("Call-ID", self._call_id)
         headers.set("CSeq", f"{self._cseq} REGISTER")
         headers.set("Contact", f"<{self.contact}>")
+        if self._removed is not None:
+            headers.add("Contact", f"<{self._removed}>;expires=0")
         headers.set("Expires", str(expires))
         headers.set("Supported", "path")  # RFC 3327 §5
         for key, challenge in self._credentials.items():
@@ -346,6 +362,7 @@ class Registration:
             self._fail(now, f"{response.status}: registrar did not keep our contact", False)
             return
         self._failures = 0
+        self._removed = None
         self.expires = granted
         self.service_route = response.headers.get_all("Service-Route")[:MAX_SERVICE_ROUTES]
         self._due = attempt.sent_at + max(granted / 2, granted - REFRESH_MARGIN)

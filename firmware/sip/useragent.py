@@ -80,11 +80,17 @@ def unsupported(request: "Request") -> "list[str]":
 RegistrationChanged = reg.RegistrationChanged
 
 KEEPALIVE_DEAD_ERROR = "registrar not answering keep-alives"
+# After a NAT mapping changed, how long the runtime has to give us a new local port
+# (`move_to_port`) before we re-register through the old one.
+MOVE_WAIT = 1.0
 
 
 class MappingChanged:
     """The registrar saw our requests come from another public address or port (a NAT mapping
-    changed, RFC 3581 received/rport): the station re-registered through the new one."""
+    changed, RFC 3581 received/rport). The runtime opens a new local UDP port and calls
+    `UserAgent.move_to_port` with it: the station re-registers from there (a fresh NAT
+    mapping, the old binding removed); without one within MOVE_WAIT it re-registers through
+    the old port."""
 
     __slots__ = ("old", "new")
 
@@ -212,6 +218,7 @@ class UserAgent:
             self.keepalive = ka.KeepAlive(settings.keepalive)
         self.mapping: tuple[str, int] | None = None  # our address as the registrar sees it
         self._probe_call_id: str | None = None
+        self._move_deadline: float | None = None  # waiting for move_to_port
 
     # -- identities ------------------------------------------------------------------------
     def aor(self) -> str:
@@ -282,6 +289,8 @@ class UserAgent:
         if self.keepalive is not None:
             self.keepalive.handle_timer(now)
             self._run_keepalive(now)
+        if self._move_deadline is not None and now >= self._move_deadline:
+            self.move_to_port(None, now)
         if self.request_handler is not None:
             self.request_handler.handle_timer(now)
         self._dispatch(now)
@@ -297,6 +306,7 @@ class UserAgent:
             timers.append(self.registration.get_timer())
         if self.keepalive is not None:
             timers.append(self.keepalive.get_timer())
+        timers.append(self._move_deadline)
         if self.request_handler is not None:
             timers.append(self.request_handler.get_timer())
         timers = [t for t in timers if t is not None]
@@ -442,9 +452,25 @@ class UserAgent:
             return
         old, self.mapping = self.mapping, mapping
         if old is not None and old != mapping and self.registration is not None and \
-                self.registration.state == reg.STATE_REGISTERED:
+                self.registration.state == reg.STATE_REGISTERED and \
+                self._move_deadline is None:
             self._events.append(MappingChanged(old, mapping))
-            self.registration.refresh_now(now)
+            self._move_deadline = now + MOVE_WAIT
+
+    def move_to_port(self, port: "int | None", now: float) -> None:
+        """After MappingChanged: requests leave from local `port` from now on and the
+        registration moves there (the former Contact removed in the same REGISTER); None: no
+        new port could be had, re-register through the current one."""
+        self._move_deadline = None
+        registration = self.registration
+        if registration is None:
+            return
+        if port is None or port == self.endpoint.port:
+            registration.refresh_now(now)
+        else:
+            self.endpoint.move_to(port)
+            registration.move(self.contact_uri(), now)
+        self._flush_registration(now)
     def _dispatch(self, now: float) -> None:
         while True:
             event = self.endpoint.next_event()

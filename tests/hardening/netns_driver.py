@@ -12,10 +12,12 @@ kernel has no netem) and prints one JSON line with what it measured.
 - `nat`: the station registers through a NAT relay (Kamailio sees the relay's outside port, as
   it would a router's), with `keepalive_s = 5` and a 10-minute registration. The NAT remaps
   (a new outside port, the old one closed, as a router does after a restart or a mapping
-  timeout): how long until Kamailio's binding has the new port. Then the registrar goes
-  silent: how long until the station says so. Then a caller behind a NAT (its SDP names one
-  RTP port, its RTP comes from another of the same IP) while a rogue on another IP sprays RTP
-  at the station: where the station's RTP goes (RFC 4961: the port may latch, the IP may not).
+  timeout): how long until Kamailio holds one binding, with the Contact on a new local port of
+  the station, reached through the NAT's new outside port. Then a caller behind a NAT (its SDP
+  names one RTP port, its RTP comes from another of the same IP) calls the station through
+  Kamailio while a rogue on another IP sprays RTP at it: where the station's RTP goes (RFC
+  4961: the port may latch, the IP may not). Then the registrar goes silent: how long until
+  the station says so.
 """
 
 import heapq
@@ -293,6 +295,16 @@ def _received_port(kamailio):
     return None
 
 
+def _contact_ports(kamailio):
+    """The ports of the Contact URIs of the door's bindings."""
+    ports = []
+    for binding in kamailio.bindings("door"):
+        host_port = binding["Address"].split("@", 1)[-1].split(";")[0].rstrip(">")
+        if host_port.rpartition(":")[2].isdigit():
+            ports.append(int(host_port.rpartition(":")[2]))
+    return ports
+
+
 def _wait(predicate, timeout, interval=0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -319,18 +331,29 @@ def nat(workdir):
         fw.wait_log(r"registration registered", timeout=10)
         first = nat_.outside_port
         result["received_before"] = _wait(lambda: _received_port(kamailio) == first, 5) and first
-        # -- symmetric RTP behind a NAT while registered through it
-        result["rtp"] = _rtp_behind_nat(kamailio)
         # -- the NAT remaps: the binding must follow within the keep-alive period (+ slack)
         mark = fw.log_offset()
         remapped = time.monotonic()
         nat_.remap()
         second = nat_.outside_port
-        followed = _wait(lambda: _received_port(kamailio) == second, 4 * KEEPALIVE_S)
+        listen_port = int(config["sip"]["listen"].rsplit(":", 1)[1])
+        result["contact_ports_before"] = _contact_ports(kamailio)
+
+        def moved():  # one binding, its Contact on a new local port, reached through the NAT
+            ports = _contact_ports(kamailio)
+            return len(ports) == 1 and ports[0] != listen_port and \
+                _received_port(kamailio) == nat_.outside_port
+
+        followed = _wait(moved, 4 * KEEPALIVE_S)
         result["remapped"] = {"old": first, "new": second,
                               "binding_followed_after_s": followed and
                               round(time.monotonic() - remapped, 1),
+                              "contact_ports_after": _contact_ports(kamailio),
+                              "listen_port": listen_port,
                               "logged": fw.count_log(r"NAT mapping changed", since=mark)}
+        # -- a call through Kamailio reaches the moved port through the NAT; symmetric RTP
+        # from a NATed caller while a rogue sprays
+        result["rtp"] = _rtp_behind_nat(kamailio)
         # -- the registrar goes silent: noticed within two keep-alive periods
         mark = fw.log_offset()
         silent = time.monotonic()

@@ -75,8 +75,12 @@ def test_nat_remap_keepalive_dead_registrar_and_symmetric_rtp(tmp_path):
     period = result["keepalive_s"]
     assert result["received_before"], result  # Kamailio saw the NAT's outside port
     remapped = result["remapped"]
-    # the next keep-alive's answer shows the new rport; the re-REGISTER follows at once
+    # the next keep-alive's answer shows the new rport; the station re-registers at once from
+    # a new local port (its one binding's Contact moved there, the old one removed)
+    assert result["contact_ports_before"] == [remapped["listen_port"]], result
     assert remapped["binding_followed_after_s"] is not None, result
+    assert len(remapped["contact_ports_after"]) == 1, result
+    assert remapped["contact_ports_after"][0] != remapped["listen_port"], result
     assert remapped["binding_followed_after_s"] <= period + 2, result
     assert remapped["logged"] == 1, result
     # two periods at worst (blocked just after an answered keep-alive), plus scheduling slack

@@ -68,6 +68,7 @@ class Door:
                              "registrar": Peer("udp", *PROXY), "expires": 600,
                              "keepalive": keepalive})
         self.events = []
+        self.sent = []  # every request and response the door sent, parsed
         net.attach(self)
         self.ua.start(net.now)
 
@@ -83,7 +84,9 @@ class Door:
         return self.ua.get_timer()
 
     def datagrams_to_send(self):
-        return self.ua.datagrams_to_send()
+        out = self.ua.datagrams_to_send()
+        self.sent += [parse(data) for data, _ in out if data.strip(b"\r\n")]
+        return out
 
     def _collect(self):
         while True:
@@ -187,3 +190,44 @@ def test_late_answers_to_an_old_keepalive_are_ignored():
     alive.handle_timer(20.0)
     assert alive.actions() == [ka.DEAD] and alive.state == ka.OFF and alive.get_timer() is None
     assert 64 * T1 > 10  # the transaction would have waited longer than the period
+
+
+def test_after_a_mapping_change_the_registration_moves_to_the_new_local_port():
+    """The runtime answers MappingChanged with a new local port (`move_to_port`): one REGISTER
+    from it with the new Contact, the old Contact removed (expires=0) in the same request."""
+    net = Network()
+    registrar = Registrar(net)
+    door = Door(net)
+    net.run(1)
+    old_contact = door.ua.contact_uri()
+    registrar.public = ("192.0.2.10", 40777)
+    registers = registrar.count("REGISTER")
+    for _ in range(100):  # until the next keep-alive's answer shows the new mapping
+        net.run(0.5)
+        if any(isinstance(e, MappingChanged) for e in door.events):
+            break
+    door.ua.move_to_port(DOOR[1] + 100, net.now)  # what the runtime does
+    net.run(0.1)
+    assert registrar.count("REGISTER") == registers + 1
+    register = [m for m in door.sent if m.method == "REGISTER"][-1]
+    contacts = register.headers.get_all("Contact")
+    assert contacts == ["<%s>" % door.ua.contact_uri(), "<%s>;expires=0" % old_contact]
+    assert ":%d" % (DOOR[1] + 100) in contacts[0]
+    assert "%s:%d;" % (DOOR[0], DOOR[1] + 100) in register.headers.get("Via")
+    assert door.state == STATE_REGISTERED  # its 200 (to the new Via port) was taken
+    net.run(1.5)  # no second REGISTER through the old port after MOVE_WAIT
+    assert registrar.count("REGISTER") == registers + 1
+
+
+def test_without_a_new_port_it_re_registers_through_the_old_one_after_move_wait():
+    net = Network()
+    registrar = Registrar(net)
+    door = Door(net)
+    net.run(1)
+    registrar.public = ("192.0.2.10", 40777)
+    registers = registrar.count("REGISTER")
+    net.run(INTERVAL)
+    changed = [e for e in door.events if isinstance(e, MappingChanged)]
+    assert changed and registrar.count("REGISTER") == registers + 1
+    register = [m for m in door.sent if m.method == "REGISTER"][-1]
+    assert register.headers.get_all("Contact") == ["<%s>" % door.ua.contact_uri()]
