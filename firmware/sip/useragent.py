@@ -38,6 +38,7 @@ from firmware.sip.endpoint import (
     RequestReceived,
     ResponseReceived,
 )
+from firmware.sip.errors import ParseError
 from firmware.sip.message import Request
 from firmware.sip.reply import Reply
 
@@ -446,9 +447,17 @@ class UserAgent:
     def _check_mapping(self, response: "Response", now: float) -> None:
         """RFC 3581: a response's Via received/rport is our address as the registrar sees it;
         when it changes while registered, the binding points at a dead mapping: re-register.
-        UDP only: over TCP/TLS each new connection has a new port, and registers anew anyway."""
+        UDP only: over TCP/TLS each new connection has a new port, and registers anew anyway.
+        Only responses to requests sent from the current local port count: after a move the
+        first one sets the new baseline (the NAT maps the new port to yet another one)."""
         mapping = ka.via_mapping(response)
         if mapping is None or self.registrar is None or self.registrar.transport != "udp":
+            return
+        try:
+            sent_from = response.top_via().port or 5060
+        except ParseError:
+            return
+        if sent_from != self.endpoint.port:
             return
         old, self.mapping = self.mapping, mapping
         if old is not None and old != mapping and self.registration is not None and \
@@ -469,6 +478,7 @@ class UserAgent:
             registration.refresh_now(now)
         else:
             self.endpoint.move_to(port)
+            self.mapping = None  # the new port's mapping is the next baseline
             registration.move(self.contact_uri(), now)
         self._flush_registration(now)
     def _dispatch(self, now: float) -> None:

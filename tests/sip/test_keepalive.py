@@ -207,6 +207,7 @@ def test_after_a_mapping_change_the_registration_moves_to_the_new_local_port():
         if any(isinstance(e, MappingChanged) for e in door.events):
             break
     door.ua.move_to_port(DOOR[1] + 100, net.now)  # what the runtime does
+    registrar.public = ("192.0.2.10", 41999)  # the NAT maps the new local port anew
     net.run(0.1)
     assert registrar.count("REGISTER") == registers + 1
     register = [m for m in door.sent if m.method == "REGISTER"][-1]
@@ -217,6 +218,11 @@ def test_after_a_mapping_change_the_registration_moves_to_the_new_local_port():
     assert door.state == STATE_REGISTERED  # its 200 (to the new Via port) was taken
     net.run(1.5)  # no second REGISTER through the old port after MOVE_WAIT
     assert registrar.count("REGISTER") == registers + 1
+    # the new port's own mapping is the new baseline, not another change: no port hopping
+    net.run(3 * INTERVAL)
+    assert len([e for e in door.events if isinstance(e, MappingChanged)]) == 1
+    assert registrar.count("REGISTER") == registers + 1
+    assert door.ua.mapping == ("192.0.2.10", 41999)
 
 
 def test_without_a_new_port_it_re_registers_through_the_old_one_after_move_wait():
