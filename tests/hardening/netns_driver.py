@@ -92,9 +92,10 @@ class Relay(threading.Thread):
 
 
 class Nat(threading.Thread):
-    """A UDP NAT in front of the registrar: the station's datagrams to `port` leave from an
-    "outside" socket (the mapping Kamailio sees) and answers to it come back; `remap()` closes
-    that socket and opens another (a new outside port); `blocked` drops everything."""
+    """A UDP NAT in front of the registrar, as a home router is: each inside source address
+    (the station's ports) gets its own outside socket (the mapping Kamailio sees), answers to
+    it go back to that source; `remap()` closes every outside socket and opens new ones on
+    other ports (as after a router restart or a mapping timeout); `blocked` drops everything."""
 
     def __init__(self, target):
         super().__init__(daemon=True)
@@ -102,43 +103,49 @@ class Nat(threading.Thread):
         self.front.bind(("127.0.0.1", 0))
         self.port = self.front.getsockname()[1]
         self.target = target
-        self.client = None
-        self.outside = self._new_outside()
         self.lock = threading.Lock()
+        self.mappings = {}  # inside (host, port) -> outside socket
         self.blocked = False
         self.stopping = False
 
+    def outside_port(self, inside):
+        with self.lock:
+            sock = self.mappings.get(inside)
+        return sock.getsockname()[1] if sock is not None else None
+
+    def remap(self):
+        with self.lock:
+            old = list(self.mappings.values())
+            for inside in list(self.mappings):
+                self.mappings[inside] = self._outside()
+        for sock in old:
+            sock.close()
+
     @staticmethod
-    def _new_outside():
+    def _outside():
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
         return sock
 
-    @property
-    def outside_port(self):
-        return self.outside.getsockname()[1]
-
-    def remap(self):
-        with self.lock:
-            old, self.outside = self.outside, self._new_outside()
-        old.close()
-
     def run(self):
         while not self.stopping:
             with self.lock:
-                outside = self.outside
+                clients = {sock: inside for inside, sock in self.mappings.items()}
             try:
-                readable, _, _ = select.select([self.front, outside], [], [], 0.05)
+                readable, _, _ = select.select([self.front, *clients], [], [], 0.05)
                 for sock in readable:
                     data, source = sock.recvfrom(65535)
                     if self.blocked:
                         continue
                     if sock is self.front:
-                        self.client = source
+                        with self.lock:
+                            outside = self.mappings.get(source)
+                            if outside is None:
+                                outside = self.mappings[source] = self._outside()
                         outside.sendto(data, self.target)
-                    elif self.client is not None:
-                        self.front.sendto(data, self.client)
-            except OSError:  # the old outside socket closed under select: next round
+                    else:
+                        self.front.sendto(data, clients[sock])
+            except OSError:  # an outside socket closed under select: next round
                 continue
 
 
@@ -329,28 +336,33 @@ def nat(workdir):
     result = {"keepalive_s": KEEPALIVE_S}
     try:
         fw.wait_log(r"registration registered", timeout=10)
-        first = nat_.outside_port
+        listen_port = int(config["sip"]["listen"].rsplit(":", 1)[1])
+        first = nat_.outside_port(("127.0.0.1", listen_port))
         result["received_before"] = _wait(lambda: _received_port(kamailio) == first, 5) and first
+        result["contact_ports_before"] = _contact_ports(kamailio)
         # -- the NAT remaps: the binding must follow within the keep-alive period (+ slack)
         mark = fw.log_offset()
         remapped = time.monotonic()
         nat_.remap()
-        second = nat_.outside_port
-        listen_port = int(config["sip"]["listen"].rsplit(":", 1)[1])
-        result["contact_ports_before"] = _contact_ports(kamailio)
+        second = nat_.outside_port(("127.0.0.1", listen_port))
 
         def moved():  # one binding, its Contact on a new local port, reached through the NAT
             ports = _contact_ports(kamailio)
             return len(ports) == 1 and ports[0] != listen_port and \
-                _received_port(kamailio) == nat_.outside_port
+                _received_port(kamailio) == nat_.outside_port(("127.0.0.1", ports[0]))
 
         followed = _wait(moved, 4 * KEEPALIVE_S)
+        after = _contact_ports(kamailio)
         result["remapped"] = {"old": first, "new": second,
                               "binding_followed_after_s": followed and
                               round(time.monotonic() - remapped, 1),
-                              "contact_ports_after": _contact_ports(kamailio),
-                              "listen_port": listen_port,
+                              "contact_ports_after": after, "listen_port": listen_port,
+                              "received_after": _received_port(kamailio),
                               "logged": fw.count_log(r"NAT mapping changed", since=mark)}
+        # the NAT gave the new local port a mapping of its own: that is no further change
+        time.sleep(2 * KEEPALIVE_S)  # at least one keep-alive from the new port answered
+        result["remapped"]["logged_later"] = fw.count_log(r"NAT mapping changed", since=mark)
+        result["remapped"]["contact_ports_later"] = _contact_ports(kamailio)
         # -- a call through Kamailio reaches the moved port through the NAT; symmetric RTP
         # from a NATed caller while a rogue sprays
         result["rtp"] = _rtp_behind_nat(kamailio)
