@@ -8,7 +8,7 @@ within the dialog, session timers and the timer cascade.
 
 from firmware.sip import auth, prack
 from firmware.sip import callstate as cs
-from firmware.sip.branch import MIN_SE
+from firmware.sip.branch import MAX_AUTH_TRIES, MIN_SE
 from firmware.sip.callevents import SDP, AnswerReceived, CallEnded, InfoReceived, body_sdp
 from firmware.sip.reply import Reply
 from firmware.sip.useragent import ALLOW
@@ -232,7 +232,8 @@ class CallBase:
     # -- in-dialog requests and responses --------------------------------------------------
     def _send_bye_request(self, now: float, dialog: "Dialog | None" = None,
                           dest: "Peer | None" = None,
-                          authorization: "tuple[str, str] | None" = None) -> None:
+                          authorization: "tuple[str, str] | None" = None,
+                          tries: int = 0) -> None:
         dialog = dialog or self.dialog
         if dialog is None:
             return
@@ -242,19 +243,22 @@ class CallBase:
         if authorization:
             request.headers.set(authorization[0], authorization[1])
         self.ua.send_request(request, dest, now,
-                             Reply(request, self._on_bye_response, None, dialog, dest))
+                             Reply(request, self._on_bye_response, None, dialog, dest, tries))
 
     def _on_bye_response(self, reply: "Reply", response: "Response", now: float) -> None:
-        """§22.2: a challenged BYE is answered once, to the same dialog and hop."""
-        if response.status not in (401, 407) or "Authorization" in reply.request.headers or \
-                "Proxy-Authorization" in reply.request.headers:
+        """§22.2: a challenged BYE is answered once, to the same dialog and hop; once more
+        only when the second challenge says stale=true (RFC 7616 §3.3: a PBX that rotated its
+        nonce meanwhile), so at most twice (MAX_AUTH_TRIES)."""
+        if response.status not in (401, 407):
             return
         found = auth.challenge_in(response)
-        if found is None:
+        if found is None or reply.tries >= MAX_AUTH_TRIES or \
+                (reply.tries and not found[1].stale):
             return
         header, challenge = found
         value = self.ua.answer_challenge(challenge, "BYE", reply.request.uri)
-        self._send_bye_request(now, reply.dialog, reply.dest, authorization=(header, value))
+        self._send_bye_request(now, reply.dialog, reply.dest, authorization=(header, value),
+                               tries=reply.tries + 1)
 
     def _on_reinvite_response(self, reply: "Reply", response: "Response", now: float) -> None:
         if 200 <= response.status < 300:

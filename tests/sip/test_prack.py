@@ -184,3 +184,25 @@ def test_an_auth_int_challenge_to_our_invite_hashes_the_sdp_body():
         "SHA-256", "door", "example.org", "secret", "INVITE", fields["uri"], "n-int",
         fields["nc"], fields["cnonce"], "auth-int", retry.body)
     assert retry.body == OFFER and fields["response"] == expected
+
+
+# -- a 401 on the BYE, then a stale nonce (RFC 7616 §3.3) ----------------------------------------
+def test_a_bye_challenged_again_as_stale_is_answered_once_more_and_no_further():
+    from tests.sip.test_call import answered_call
+
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = answered_call(net, door, phone)
+    door.act(call.hangup)
+    net.run()
+    bye = phone.take("BYE")
+    for nonce, stale in (("n1", ""), ("n2", ", stale=true")):
+        phone.reply(bye, 401, "Unauthorized", extra=(
+            'WWW-Authenticate: Digest realm="pbx", nonce="%s", qop="auth"%s' % (nonce, stale),))
+        again = phone.take("BYE")
+        assert 'nonce="%s"' % nonce in again.headers.get("Authorization")
+        assert cseq(again).seq == cseq(bye).seq + 1
+        bye = again
+    phone.reply(bye, 401, "Unauthorized", extra=(
+        'WWW-Authenticate: Digest realm="pbx", nonce="n3", qop="auth", stale=true',))
+    assert phone.count("BYE") == 0  # a PBX that keeps saying stale is not answered for ever
