@@ -10,7 +10,7 @@ The call gives a branch up with `cancel(now)`: CANCEL is sent once a provisional
 come (§9.1); a 2xx that still comes is ACKed and ended with BYE by the call.
 """
 
-from firmware.sip import auth, prack
+from firmware.sip import auth
 from firmware.sip import callstate as cs
 from firmware.sip.callevents import SDP, RedirectRefused, body_sdp
 from firmware.sip.dialog import Dialog
@@ -56,7 +56,10 @@ class Branch:
         # or (the target or Contact as shown, why not) of a refusal
         self._redirect_to: tuple[str, Peer] | None = None
         self._redirect_refused: tuple[str, str] | None = None
-        self.reliable = prack.ReliableReceiver()  # RFC 3262: our PRACKs to reliable 18x
+        # RFC 3262: our PRACKs to reliable 18x (loaded with the first call, not at start-up)
+        from firmware.sip.prack import ReliableReceiver
+
+        self.reliable = ReliableReceiver()
 
     def __repr__(self) -> str:
         return "<Branch %s %s>" % (self.target, self.state)
@@ -80,7 +83,7 @@ class Branch:
             request.headers.add("Route", route)
         request.headers.set("Contact", "<%s>" % ua.contact_uri())
         request.headers.set("Allow", ALLOW)
-        request.headers.set("Supported", "timer, " + prack.OPTION_TAG)
+        request.headers.set("Supported", "timer, 100rel")  # RFC 4028, RFC 3262
         request.headers.set("Session-Expires", str(SESSION_EXPIRES))
         request.headers.set("Min-SE", str(MIN_SE))
         if self.call.answer_mode:
@@ -111,7 +114,7 @@ class Branch:
             if send_prack and to_tag:
                 # RFC 3262 §4: PRACK within the early dialog, whatever the branch's state (a
                 # given-up branch PRACKs too: the UAS would retransmit the 18x for 32 s)
-                request = prack.ReliableReceiver.prack(self.dialogs[to_tag], response)
+                request = self.reliable.prack(self.dialogs[to_tag], response)
                 self.ua.send_request(request, self.dest, now, Reply(request))
             if report:
                 self._feed(cs.PROVISIONAL, reply.request, response, now)

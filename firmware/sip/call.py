@@ -29,7 +29,6 @@ auth.py (digest answers), callstate.py (states and tables), callevents.py (event
 below are re-exported so that `from firmware.sip import call` reaches all of them.
 """
 
-from firmware.sip import prack
 from firmware.sip.branch import MIN_SE, SESSION_EXPIRES, Branch  # noqa: F401
 from firmware.sip.callevents import (  # noqa: F401
     SDP,
@@ -226,6 +225,9 @@ class CallManager:
                 call.peer = asserted
         call.remote_sdp = body_sdp(request)
         call.requested_answer_mode = answer_mode(request)
+        # loaded with the first incoming call, not at start-up
+        from firmware.sip import prack
+
         if prack.requires(request):  # RFC 3262 §3: our 18x go reliably (Supported alone: not)
             call.reliable = prack.ReliableSender(
                 1 + int.from_bytes(ua.random(3), "big"))

@@ -6,7 +6,7 @@ application's commands, the actions both tables share (BYE, re-INVITE, INFO, the
 within the dialog, session timers and the timer cascade.
 """
 
-from firmware.sip import auth, prack
+from firmware.sip import auth
 from firmware.sip import callstate as cs
 from firmware.sip.branch import MAX_AUTH_TRIES, MIN_SE
 from firmware.sip.callevents import SDP, AnswerReceived, CallEnded, InfoReceived, body_sdp
@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from firmware.sip.dialog import Dialog
     from firmware.sip.endpoint import Peer, RequestReceived
     from firmware.sip.message import Request, Response
+    from firmware.sip.prack import ReliableSender
     from firmware.sip.transaction import ServerTransaction
     from firmware.sip.uas import Accepted2xx
     from firmware.sip.uri import URI
@@ -76,7 +77,7 @@ class CallBase:
         self.asserted_identity: str | None = None
         self.requested_answer_mode: str | None = None
         # our 18x go reliably (RFC 3262) when the INVITE requires 100rel
-        self.reliable: prack.ReliableSender | None = None
+        self.reliable: ReliableSender | None = None
         # a 2xx we retransmit until its ACK (§13.3.1.4)
         self._2xx: Accepted2xx | None = None
         # that 2xx carries our offer (an INVITE or re-INVITE without one): the answer comes in
