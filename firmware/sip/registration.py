@@ -256,9 +256,11 @@ class Registration:
 
     def lost(self, now: float, error: str) -> None:
         """The registrar stopped answering (keep-alives, firmware/sip/keepalive.py): the
-        binding is as good as gone; re-register with the unreachable back-off."""
-        if self._running and not self._stopping and self._attempt is None and \
-                self.state == STATE_REGISTERED:
+        binding is as good as gone; re-register with the unreachable back-off. A refresh still
+        in flight is given up (its late answer no longer counts) rather than waited for until
+        Timer F, so the failure shows within the keep-alive's two periods."""
+        if self._running and not self._stopping and self.state == STATE_REGISTERED:
+            self._attempt = None
             self._fail(now, error, True)
 
     def handle_timer(self, now: float) -> None:
