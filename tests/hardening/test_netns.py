@@ -81,7 +81,7 @@ def test_nat_remap_keepalive_dead_registrar_and_symmetric_rtp(tmp_path):
     assert remapped["binding_followed_after_s"] is not None, result
     assert len(remapped["contact_ports_after"]) == 1, result
     assert remapped["contact_ports_after"][0] != remapped["listen_port"], result
-    assert remapped["binding_followed_after_s"] <= period + 2, result
+    assert remapped["binding_followed_after_s"] <= period + 3, result  # + scheduling slack
     assert remapped["logged"] == 1, result
     # the NAT's own mapping of the new local port is the new baseline: no port hopping
     assert remapped["logged_later"] == 1, result
