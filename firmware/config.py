@@ -48,6 +48,11 @@ DEFAULTS: "dict[str, Any]" = {
         # location tables are common) finds us again within minutes, not within the hour.
         "expires": 600,
         "display_name": "Door",
+        # UDP keep-alive towards the registrar (firmware/sip/keepalive.py); 0 = none
+        "keepalive_s": 25,
+        # the digest user name where it differs from `username` ("" = the same); 3CX calls it
+        # the Authentication ID
+        "auth_username": "",
     },
     "media": {
         "srtp": "off",
@@ -281,7 +286,7 @@ def validate(doc: Any) -> Config:
     _check_answer(check, cfg["answer"])
     _check_schedules(check, cfg)  # first: the others name schedules
     _check_relays(check, cfg)
-    _check_buttons(check, cfg["buttons"])
+    _check_buttons(check, cfg["buttons"], cfg["sip"])
     _check_door(check, cfg["door"])
     _check_door_control(check, cfg)
     calls = cfg["calls"]
@@ -352,7 +357,8 @@ def _is_host_name(name: str) -> bool:
 
 
 def _check_sip(check: _Checker, sip: "dict[str, Any]") -> None:
-    texts = ("registrar", "domain", "username", "password", "tls_ca", "display_name")
+    texts = ("registrar", "domain", "username", "password", "tls_ca", "display_name",
+             "auth_username")
     if not all([check.type(f"sip.{key}", sip[key], (str,), "a string") for key in texts]):
         return
     if sip["registrar"]:
@@ -364,6 +370,7 @@ def _check_sip(check: _Checker, sip: "dict[str, Any]") -> None:
             check.fail("sip.username", "is required when a registrar is set")
     check.host("sip.domain", sip["domain"])
     _check_user(check, "sip.username", sip["username"])
+    _check_user(check, "sip.auth_username", sip["auth_username"])
     name = sip["display_name"]
     if _has_control(name):
         check.fail("sip.display_name", "must not contain line breaks or control characters")
@@ -375,6 +382,8 @@ def _check_sip(check: _Checker, sip: "dict[str, Any]") -> None:
         check.fail("sip.password", f"longer than {MAX_PASSWORD_LENGTH} characters")
     _check_listen(check, "sip.listen", sip["listen"])
     check.integer("sip.expires", sip["expires"], 60, 86400)
+    if sip["keepalive_s"] != 0 or isinstance(sip["keepalive_s"], bool):
+        check.integer("sip.keepalive_s", sip["keepalive_s"], 5, 3600)
     if sip["transport"] == "tls" and sip["tls_ca"]:
         problem = ca_file_problem(sip["tls_ca"])
         if problem:
@@ -476,7 +485,32 @@ def _check_answer(check: _Checker, answer: "dict[str, Any]") -> None:
     check.integer("answer.max_duration_s", answer["max_duration_s"], 10, 86400)
 
 
-def _check_buttons(check: _Checker, buttons: Any) -> None:
+def is_short_target(target: str) -> bool:
+    """A button target without `sip:`/`sips:` and `@` (`**610`, `flat1`): it means
+    `sip:<target>@<domain>` (SipConfig.target_uri)."""
+    return not target.startswith(("sip:", "sips:")) and "@" not in target
+
+
+def _check_target(check: _Checker, path: str, target: Any, sip: "dict[str, Any]") -> None:
+    """A full SIP URI, or a short target: a SIP user part that becomes `sip:<it>@<domain>`,
+    which needs a domain (`[sip] domain` or a registrar)."""
+    if not isinstance(target, str) or not is_short_target(target):
+        check.sip_uri(path, target)
+        return
+    if not target:
+        check.fail(path, "must not be empty")
+        return
+    before = len(check.errors)
+    _check_user(check, path, target)
+    if len(check.errors) > before:
+        return
+    if not (isinstance(sip.get("domain"), str) and sip["domain"]) and \
+            not (isinstance(sip.get("registrar"), str) and sip["registrar"]):
+        check.fail(path, f"a short target ({target!r}, meaning sip:{target}@<domain>) needs "
+                         "[sip] domain or registrar")
+
+
+def _check_buttons(check: _Checker, buttons: Any, sip: "dict[str, Any]") -> None:
     if not check.type("buttons", buttons, (list,), "a list of [[buttons]] tables"):
         return
     seen = set()
@@ -502,7 +536,7 @@ def _check_buttons(check: _Checker, buttons: Any) -> None:
         seen.add(role)
         if check.type(f"{path}.targets", full["targets"], (list,), "a list of SIP URIs"):
             for j, uri in enumerate(full["targets"]):
-                check.sip_uri(f"{path}.targets[{j}]", uri)
+                _check_target(check, f"{path}.targets[{j}]", uri, sip)
         if full["mode"] not in BUTTON_MODES:
             check.fail(f"{path}.mode", f"must be one of {', '.join(BUTTON_MODES)}")
         if full["second_press"] not in SECOND_PRESS:
@@ -698,7 +732,7 @@ def _check_door_control(check: _Checker, cfg: "dict[str, Any]") -> None:
                 check.fail(f"{where}.schedule", "must name a schedule")
             if check.type(f"{where}.targets", entry["targets"], (list,), "a list of SIP URIs"):
                 for k, uri in enumerate(entry["targets"]):
-                    check.sip_uri(f"{where}.targets[{k}]", uri)
+                    _check_target(check, f"{where}.targets[{k}]", uri, cfg["sip"])
     codes = door["codes"] if isinstance(door["codes"], list) else []
     for i, entry in enumerate(codes):
         if not isinstance(entry, dict):

@@ -47,11 +47,11 @@ class SipConfig(_Section):
     display_name."""
 
     __slots__ = ("registrar", "domain", "username", "password", "transport", "listen", "tls_ca",
-                 "expires", "display_name")
+                 "expires", "display_name", "keepalive_s", "auth_username")
 
     def __init__(self, registrar: str, domain: str, username: str, password: str,
                  transport: str, listen: str, tls_ca: str, expires: int,
-                 display_name: str) -> None:
+                 display_name: str, keepalive_s: int = 25, auth_username: str = "") -> None:
         self.registrar = registrar
         self.domain = domain
         self.username = username
@@ -61,6 +61,8 @@ class SipConfig(_Section):
         self.tls_ca = tls_ca
         self.expires = expires
         self.display_name = display_name
+        self.keepalive_s = keepalive_s
+        self.auth_username = auth_username
 
     def effective_domain(self) -> str:
         """The AOR domain: `domain`, else the registrar's host (an IPv6 address in brackets,
@@ -73,6 +75,14 @@ class SipConfig(_Section):
         if text.count(":") > 1:  # a bare IPv6 address, no port
             return "[" + text + "]"
         return text.rpartition(":")[0] if text.count(":") == 1 else text
+
+    def target_uri(self, target: str) -> str:
+        """A button target as a SIP URI: a short target (no `sip:`/`sips:` and no `@`, e.g.
+        `**610` on a FRITZ!Box, or `flat1`) means `sip:<target>@<effective domain>`; anything
+        else is returned as written."""
+        if target.startswith(("sip:", "sips:")) or "@" in target:
+            return target
+        return "sip:%s@%s" % (target, self.effective_domain())
 
     def __repr__(self) -> str:
         return "<SipConfig %s@%s registrar=%r listen=%s password=%s>" % (

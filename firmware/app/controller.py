@@ -289,10 +289,16 @@ class Controller:
                 self._play("failure", None, FEEDBACK_CUE_S)
         self._update_leds()
 
-    def call_ringing(self, call_id: str, now: float) -> None:
+    def call_ringing(self, call_id: str, now: float, early: bool = False) -> None:
+        """`early`: the 18x brought early media (a PBX's ringback or announcement), which the
+        speaker plays instead of our own ringback cue."""
         self._advance(now)
         call = self._find(call_id)
-        if call is not None and self._transition(call, "ringing") and call.direction == OUTGOING:
+        if call is not None and call.direction == OUTGOING and early:
+            self._transition(call, "ringing")
+            self._stop_cue("ringback", call_id)
+        elif call is not None and self._transition(call, "ringing") and \
+                call.direction == OUTGOING:
             self._play("ringback", call_id)
         self._update_leds()
 
@@ -401,6 +407,8 @@ class Controller:
             if schedule is not None:
                 fields["schedule"] = schedule
             self._log("button", role=role, outcome="call", **fields)
+            # short targets (`**610`, `flat1`) become sip:<it>@<domain> (docs/CONFIG.md)
+            targets = [self._cfg.sip.target_uri(t) for t in targets]
             call = self._start_call(targets, button.mode == "sequential",
                                     button.target_timeout_s, role)
             call.from_button = True

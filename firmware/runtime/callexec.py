@@ -107,7 +107,7 @@ class CallExecutors(StationParts):
         self.controller.call_failed_to_start(event.call_id, event.reason, self.loop.time())
 
     def _call_ringing(self, event: ev.CallRinging) -> None:
-        self.controller.call_ringing(event.call_id, self.loop.time())
+        self.controller.call_ringing(event.call_id, self.loop.time(), early=event.early)
 
     def _call_established(self, event: ev.CallEstablished) -> None:
         if event.direction == "outgoing":

@@ -644,3 +644,25 @@ def test_source_ip_parsing():
     assert callers.source_ip("tls:[2001:DB8::1]:5061") == "2001:db8::1"
     assert callers.literal_ip("door.example.org") is None
     assert callers.literal_ip("192.0.2.300") is None
+
+
+def test_a_short_target_is_called_at_the_registrars_domain():
+    station = ControllerHarness(config(buttons=[{"role": "call", "targets": ["**610", FLAT2]}]))
+    assert of_type(station.press(), a.PlaceCall) == [
+        a.PlaceCall(["sip:**610@127.0.0.1", FLAT2], False, 20, "call", station.placed_id())]
+
+
+def test_early_media_plays_instead_of_our_ringback():
+    station = ControllerHarness()
+    station.press()
+    c1 = station.placed_id()
+    station.do("call_started", c1, "call")
+    assert a.PlayCue("ringback", c1) in station.do("call_ringing", c1)  # a plain 180 first
+    out = station.do("call_ringing", c1, early=True)  # then a 183 with the PBX's audio
+    assert a.StopCue("ringback") in out and not of_type(out, a.PlayCue)
+    assert station.ctl.snapshot()["calls"][0]["state"] == "ringing"
+    other = ControllerHarness()
+    other.press()
+    c2 = other.placed_id()
+    other.do("call_started", c2, "call")
+    assert not of_type(other.do("call_ringing", c2, early=True), a.PlayCue)

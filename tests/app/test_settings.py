@@ -7,7 +7,8 @@ from firmware.settings import Config, DoorCode, MediaConfig, SipConfig
 DOC = {
     "sip": {"registrar": "[2001:db8::1]:5060", "domain": "", "username": "door",
             "password": "hunter2-secret", "transport": "udp", "listen": "127.0.0.1:5070",
-            "tls_ca": "", "expires": 600, "display_name": "Door"},
+            "tls_ca": "", "expires": 600, "display_name": "Door", "keepalive_s": 25,
+            "auth_username": ""},
     "media": {"srtp": "optional", "srtp_requires_tls": None, "codecs": ["PCMA", "PCMU"],
               "rtp_ports": "40000-40199"},
     "answer": {"mode": "auto", "allow": ["sip:flat1@127.0.0.1"], "max_duration_s": 120,
