@@ -15,7 +15,8 @@ Entities (docs/HOME.md):
 - `binary_sensor` `registration` (device class `connectivity`; only with a registrar: in
   direct-IP mode there is nothing to be connected to) and one per relay
   `relay_<role>` (device class `lock`: on = unlocked, the relay is open), read from `state`;
-- `binary_sensor` `door_contact` (device class `door`) where the board has that input;
+- `binary_sensor` `door_contact` (device class `door`) and `door_held_open` (device class
+  `problem`: the held-open alarm) where the board has that input;
 - `sensor` `call_state` (device class `enum`: idle, calling, ringing, active);
 - `button` `open_door` (command topic `<prefix>/door/open`, payload `PRESS`) only with
   `[mqtt] allow_door_open`;
@@ -25,7 +26,7 @@ Public API:
     topics(prefix) -> dict of topic names (availability, state, event, door_open, snapshot)
     ring_topic(prefix, role)
     is_ring(event, roles) -> bool; ring_payload(event) -> dict
-    state(registration, calls, relays, contact) -> dict (the retained `state` JSON)
+    state(registration, calls, door_status) -> dict (the retained `state` JSON)
     discovery(info) -> [(topic, config dict)] for every entity the station has
     Device(...): what the discovery configs are built from
 """
@@ -34,7 +35,7 @@ AVAILABLE, NOT_AVAILABLE = "online", "offline"
 PRESS = "PRESS"
 CALL_STATES = ["idle", "calling", "ringing", "active"]
 # button events that are no visitor's press (firmware/app/controller.py outcomes)
-NOT_A_RING = ("hangup", "released", "stuck")
+NOT_A_RING = ("hangup", "released", "stuck", "door")  # "door": the exit button opened it
 
 
 def topics(prefix: str) -> dict:
@@ -74,13 +75,16 @@ def call_state(calls: "list[dict]") -> str:
     return "idle"
 
 
-def state(registration: str, calls: "list[dict]", relays: dict,
-          contact: "str | None") -> dict:
+def state(registration: str, calls: "list[dict]", door_status: dict) -> dict:
     """The retained `state` message: registration, calls (id, direction, state, peer), the
-    call state in one word, and the door (its relay, every relay, the contact if wired)."""
-    door = {"relay": relays.get("door", "closed"), "relays": dict(relays)}
-    if contact is not None:
-        door["contact"] = contact
+    call state in one word, and the door as GET /api/status has it: `relay` (the door's),
+    `relays` (every relay), `contact` (`open`/`closed`, where the board has the input and it
+    was read) and `held_open` (the held-open alarm)."""
+    relays = door_status.get("relays") or {}
+    door = {"relay": door_status.get("relay") or relays.get("door", "closed"),
+            "relays": dict(relays), "held_open": bool(door_status.get("held_open"))}
+    if door_status.get("contact") is not None:
+        door["contact"] = door_status["contact"]
     return {"registration": registration,
             "call": call_state(calls),
             "calls": [{"id": c.get("id"), "direction": c.get("direction"),
@@ -175,6 +179,12 @@ def discovery(info: "Device") -> "list[tuple[str, dict]]":
                                          "else 'OFF' }}",
                        "payload_on": "ON", "payload_off": "OFF"})
         out.append((config_topic(info, "binary_sensor", "door_contact"), config))
+    if info.contact:
+        config = _common(info, "door_held_open", "Door held open")
+        config.update({"state_topic": t["state"], "device_class": "problem",
+                       "value_template": "{{ 'ON' if value_json.door.held_open else 'OFF' }}",
+                       "payload_on": "ON", "payload_off": "OFF"})
+        out.append((config_topic(info, "binary_sensor", "door_held_open"), config))
     if info.door_command:
         config = _common(info, "open_door", "Open door")
         config.update({"command_topic": t["door_open"], "payload_press": PRESS})

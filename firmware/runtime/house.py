@@ -61,7 +61,6 @@ class House:
         self.webhooks: Webhooks | None = None
         self._unsubscribe = station.eventlog.subscribe(self._on_event)
         self._ticker: asyncio.TimerHandle | None = None
-        self._contact: str | None = None
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -135,7 +134,9 @@ class House:
     # -- what is published -----------------------------------------------------------------
     def device(self, cfg: "Config") -> ha.Device:
         board = self.station.board
-        relays = sorted(board.relays) if board is not None else ["door"]
+        relays = cfg.relay_roles() if board is None else \
+            [r for r in cfg.relay_roles() if r in board.relays] + \
+            sorted(r for r in board.relays if r not in cfg.relay_roles())
         contact = board is not None and "door_contact" in board.inputs
         camera = board is not None and getattr(board, "camera", None) is not None
         name = cfg.sip.display_name or "Doorline"
@@ -155,13 +156,8 @@ class House:
 
     def state(self) -> dict:
         status = self.station.status()
-        board = self.station.board
-        relays = dict(board.snapshot().get("relays", {})) if board is not None else {}
-        contact = self._contact
-        if contact is None and board is not None and "door_contact" in board.inputs:
-            contact = "open" if board.inputs["door_contact"].is_active else "closed"
         return ha.state(status["registration"].get("state", "unregistered"), status["calls"],
-                        {k: str(v) for k, v in relays.items()}, contact)
+                        status.get("door") or {})
 
     def _tick(self) -> None:
         """While MQTT is on: the published state follows what changes without an event (the
@@ -176,10 +172,6 @@ class House:
         self._ticker = self.station.loop.call_later(STATE_CHECK_S, self._tick)
 
     def _on_event(self, event: dict) -> None:
-        if event.get("type") == "door_opened":
-            self._contact = "open"
-        elif event.get("type") == "door_closed":
-            self._contact = "closed"
         if self.mqtt is not None:
             self.mqtt.event(event)
             # after the executors ran (a relay pulsed, a call placed): the state it left

@@ -21,6 +21,7 @@ def test_one_entity_per_role_on_the_documented_topics():
     found = configs(device())
     assert sorted(found) == [
         "homeassistant/binary_sensor/0123456789ab/door_contact/config",
+        "homeassistant/binary_sensor/0123456789ab/door_held_open/config",
         "homeassistant/binary_sensor/0123456789ab/registration/config",
         "homeassistant/binary_sensor/0123456789ab/relay_door/config",
         "homeassistant/binary_sensor/0123456789ab/relay_gate/config",
@@ -50,7 +51,7 @@ def test_door_button_only_when_allowed_and_image_only_with_a_camera():
     assert button["payload_press"] == "PRESS"
     image = found["homeassistant/image/0123456789ab/snapshot/config"]
     assert image["image_topic"] == "doorline/front/snapshot"
-    assert not [t for t in found if "door_contact" in t]
+    assert not [t for t in found if "door_contact" in t or "held_open" in t]
 
 
 def test_no_registration_entity_in_direct_ip_mode():
@@ -64,6 +65,7 @@ def test_rings_are_presses_of_configured_buttons():
     assert not ha.is_ring({"type": "button", "role": "call", "outcome": "released"}, roles)
     assert not ha.is_ring({"type": "button", "role": "hangup", "outcome": "hangup"}, roles)
     assert not ha.is_ring({"type": "door_open", "role": "call"}, roles)
+    assert not ha.is_ring({"type": "button", "role": "exit", "outcome": "door"}, ["exit"])
     payload = ha.ring_payload({"id": 7, "time": 1.5, "type": "button", "role": "call",
                                "outcome": "call"})
     assert payload["event_type"] == "ring" and payload["id"] == 7
@@ -72,13 +74,15 @@ def test_rings_are_presses_of_configured_buttons():
 def test_state_summarises_calls_and_the_door():
     state = ha.state("registered", [{"id": "a", "direction": "outgoing", "state": "ringing",
                                      "peer": "sip:flat1@x", "stats": {}}],
-                     {"door": "open", "gate": "closed"}, "closed")
+                     {"relay": "open", "relays": {"door": "open", "gate": "closed"},
+                      "contact": "closed", "held_open": False})
     assert state["registration"] == "registered"
     assert state["call"] == "ringing"
     assert state["calls"] == [{"id": "a", "direction": "outgoing", "state": "ringing",
                                "peer": "sip:flat1@x"}]
     assert state["door"] == {"relay": "open", "relays": {"door": "open", "gate": "closed"},
-                             "contact": "closed"}
-    assert ha.state("disabled", [], {}, None)["door"] == {"relay": "closed", "relays": {}}
+                             "contact": "closed", "held_open": False}
+    assert ha.state("disabled", [], {"contact": None})["door"] == {
+        "relay": "closed", "relays": {}, "held_open": False}
     assert ha.call_state([{"state": "active"}, {"state": "ringing"}]) == "active"
     assert ha.call_state([]) == "idle"

@@ -70,15 +70,17 @@ def test_discovery_ring_and_door_command(mosquitto_factory, house_stations):
         state = watch.wait_for(lambda r: r[1] == PREFIX + "/state", 5, "the state")
         assert payload(state)["registration"] == "disabled"
         assert payload(state)["door"]["relay"] == "closed"
-        # every entity, once the discovery round is through (its last one: the relay sensor)
-        watch.wait_for(lambda r: r[1].endswith("/relay_door/config"), 5, "discovery")
+        # every entity, once the discovery round is through (its last one: the held-open alarm)
+        watch.wait_for(lambda r: r[1].endswith("/door_held_open/config"), 5, "discovery")
         configs = {r[1]: payload(r) for r in watch.messages() if r[1].endswith("/config")}
         expected = {
             f"homeassistant/event/{device}/call_ring/config",
             f"homeassistant/event/{device}/call2_ring/config",
             f"homeassistant/sensor/{device}/call_state/config",
             f"homeassistant/binary_sensor/{device}/relay_door/config",
+            f"homeassistant/binary_sensor/{device}/relay_gate/config",
             f"homeassistant/binary_sensor/{device}/door_contact/config",
+            f"homeassistant/binary_sensor/{device}/door_held_open/config",
         }
         assert set(configs) == expected, sorted(configs)
         devices = set()

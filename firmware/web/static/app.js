@@ -34,9 +34,11 @@
     ["SIP", [["sip.registrar", "Registrar (host[:port], empty = direct IP)"],
              ["sip.domain", "Domain"], ["sip.username", "User name"],
              ["sip.password", "Password", "password"],
+             ["sip.auth_username", "Authentication user (if not the user name)"],
              ["sip.transport", "Transport", ["udp", "tcp", "tls"]],
              ["sip.listen", "Listen on (host:port)"], ["sip.tls_ca", "TLS CA file"],
              ["sip.expires", "Registration expires (s)", "int"],
+             ["sip.keepalive_s", "Keep-alive towards the registrar (s, 0 = off)", "int"],
              ["sip.display_name", "Display name"]]],
     ["Media", [["media.srtp", "SRTP", ["off", "optional", "mandatory"]],
                ["media.srtp_requires_tls", "SDES keys only over TLS", "tristate"],
@@ -45,7 +47,18 @@
     ["Buttons and ring groups", "buttons"],
     ["Door codes", [["door.pulse_ms", "Relay pulse (ms)", "int"],
                     ["door.max_failures", "Wrong codes before lockout", "int"],
-                    ["door.lockout_s", "Lockout (s)", "int"], "codes"]],
+                    ["door.lockout_s", "Lockout (s)", "int"],
+                    ["door.hangup_on_close", "Hang up when the door closes after an opening",
+                     "bool"],
+                    ["door.held_open_alarm_s", "Held-open alarm after (s, 0 = off)", "int"],
+                    "codes"]],
+    ["Relays and schedules", [
+      ["relays", 'More relays (JSON: [{"role": "gate", "pulse_ms": 1500}])', "json"],
+      ["time.zone", "Time zone (IANA name, e.g. Europe/Berlin)"],
+      ["time.holidays", "Holidays (YYYY-MM-DD, one per line)", "lines"],
+      ["schedules", 'Schedules (JSON: [{"name": "office", "days": ["mon", "fri"], ' +
+       '"times": ["08:00-18:00"]}])', "json"],
+      ["answer.schedule", "Auto-answer only during (a schedule name; empty = always)"]]],
     ["Answering", [["answer.mode", "Incoming calls", ["auto", "ring", "off"]],
                    ["answer.allow", "Allowed callers (one SIP URI per line)", "lines"],
                    ["answer.max_duration_s", "Longest answered call (s)", "int"],
@@ -79,7 +92,10 @@
     ["mode", "Ring mode", ["parallel", "sequential"]],
     ["target_timeout_s", "Ring each target for (s)", "int"],
     ["second_press", "Second press", ["ignore", "hangup"]],
-    ["answer_mode", "Ask the phone to answer (RFC 5373)", ["", "auto", "manual"]]];
+    ["answer_mode", "Ask the phone to answer (RFC 5373)", ["", "auto", "manual"]],
+    ["schedule_targets", 'Targets by schedule (JSON: [{"schedule": "night", "targets": [...]}])',
+     "json"],
+    ["quiet", "Quiet hours: ring no one during (a schedule name)"]];
 
   function get(obj, path) {
     return path.replace(/\[(\d+)\]/g, ".$1").split(".").reduce(function (o, k) {
@@ -106,6 +122,9 @@
     } else if (kind === "lines") {
       input = el("textarea", {id: id, rows: 2});
       input.value = (value || []).join("\n");
+    } else if (kind === "json") {  // lists of tables the form has no fields for
+      input = el("textarea", {id: id, rows: 2});
+      input.value = JSON.stringify(value === undefined ? [] : value);
     } else if (kind === "tristate") {  // null = derived by the station (see docs/CONFIG.md)
       input = el("select", {id: id});
       [["", "automatic (yes when mandatory)"], ["true", "yes"], ["false", "no"]]
@@ -142,6 +161,9 @@
     if (f.kind === "int") return /^\s*-?\d+\s*$/.test(v) ? parseInt(v, 10) : v;
     if (isRange(f.kind)) return parseInt(v, 10);
     if (f.kind === "lines") return v.split("\n").map(trim).filter(Boolean);
+    if (f.kind === "json") {
+      try { return JSON.parse(v); } catch (e) { return v; }  // the station names the field
+    }
     if (f.kind === "csv") return v.split(",").map(trim).filter(Boolean);
     return v;
   }
@@ -175,9 +197,11 @@
     change(doc);
     doc.buttons = doc.buttons.map(function (b) {
       return b || {role: "", targets: [], mode: "parallel", target_timeout_s: 20,
-                   second_press: "ignore"};
+                   second_press: "ignore", schedule_targets: [], quiet: ""};
     });
-    doc.door.codes = doc.door.codes.map(function (c) { return c || {caller: "", code: ""}; });
+    doc.door.codes = doc.door.codes.map(function (c) {
+      return c || {caller: "", code: "", relay: "door", schedule: ""};
+    });
     doc.webhooks = doc.webhooks.map(function (w) {
       return w || {url: "", events: [], secret: "", tls_ca: ""};
     });
@@ -203,6 +227,9 @@
             listBlock(fs, "Code", cfg.door.codes || [], function (box, c, i) {
               field(box, "door.codes[" + i + "].caller", "Caller (SIP URI)", "text", c.caller);
               field(box, "door.codes[" + i + "].code", "Code (4-12 digits)", "password", c.code);
+              field(box, "door.codes[" + i + "].relay", "Opens relay", "text", c.relay || "door");
+              field(box, "door.codes[" + i + "].schedule", "Only during (a schedule name)", "text",
+                    c.schedule || "");
             }, function (doc) { return doc.door.codes; });
           } else if (d === "webhooks") {
             listBlock(fs, "Webhook", cfg.webhooks || [], function (box, w, i) {
@@ -311,8 +338,25 @@
       $("settings-msg").textContent = "The configuration file has errors, so SIP is off: " +
         "correct the marked fields and save. " + showErrors(st.config_errors).join(" ");
     }
-    $("st-door").textContent = (st.door || {}).relay || "?";
-    var busy = (st.calls || []).length > 0 || (st.door || {}).relay === "open";
+    var door = st.door || {}, relays = door.relays || {};
+    $("st-door").textContent = Object.keys(relays).length ? Object.keys(relays).map(function (r) {
+      return r + " " + relays[r];
+    }).join(" · ") : door.relay || "?";
+    $("st-contact").textContent = door.contact ? door.contact +
+      (door.held_open ? " (held open: alarm)" : "") : "not reported";
+    $("st-contact").className = door.held_open ? "bad" : "";
+    if (!$("relay-buttons").firstChild) {
+      Object.keys(relays).filter(function (r) { return r !== "door"; }).forEach(function (r) {
+        var btn = el("button", {type: "button"}, "Open " + r);
+        btn.addEventListener("click", function () {
+          action("/api/door/open", {relay: r}, "Opened " + r + ".");
+        });
+        $("relay-buttons").appendChild(btn);
+      });
+    }
+    var busy = (st.calls || []).length > 0 || Object.keys(relays).some(function (r) {
+      return relays[r] === "open";
+    }) || door.relay === "open";
     if (busy) busyUntil = Math.max(busyUntil, Date.now() + 3000);
     $("st-uptime").textContent = duration(st.uptime_s);
     var box = $("st-calls");
@@ -340,6 +384,20 @@
         });
         $("sim-buttons").appendChild(btn);
       });
+      ["exit", "hangup"].forEach(function (role) {
+        var btn = el("button", {type: "button"}, "Press " + role);
+        btn.addEventListener("click", function () {
+          action("/api/sim/button/" + role, {press_ms: 100}, "Pressed " + role + ".");
+        });
+        $("sim-buttons").appendChild(btn);
+      });
+      ["open", "closed"].forEach(function (state) {
+        var btn = el("button", {type: "button"}, "Door contact " + state);
+        btn.addEventListener("click", function () {
+          action("/api/sim/input/door_contact", {state: state}, "Door contact " + state + ".");
+        });
+        $("sim-inputs").appendChild(btn);
+      });
     }
   }
 
@@ -362,10 +420,14 @@
         if (e.outcome === "call") return "The " + e.role + " button was pressed: calling " +
           (e.targets || []).join(", ");
         if (e.outcome === "hangup") return "The " + e.role + " button hung up";
+        if (e.outcome === "door") return "The " + e.role + " button was pressed";
+        if (e.outcome === "quiet") return "The " + e.role + " button was pressed in quiet hours (" +
+          e.schedule + "): nobody is called";
         return "The " + e.role + " button was pressed: " + (e.outcome || "") + because(e.reason);
       case "door_open":
-        if (DOOR_BY[e.by]) return DOOR_BY[e.by];
-        return userOf(e.by) + " opened the door" + (e.how === "dtmf" ? " by code" : "");
+        var what = e.relay && e.relay !== "door" ? "the " + e.relay : "the door";
+        if (DOOR_BY[e.by]) return DOOR_BY[e.by].replace("the door", what);
+        return userOf(e.by) + " opened " + what + (e.how === "dtmf" ? " by code" : "");
       case "caller_rejected":
         return "Rejected a call from " + (e.caller || "an unknown caller") + because(e.reason);
       case "call":
@@ -394,7 +456,10 @@
         var parts = e.sections || e.changed || [];
         return "Settings saved" + (parts.length ? " (" + parts.join(", ") + ")" : "");
       case "door_opened": return "The door was opened";
-      case "door_closed": return "The door was closed";
+      case "door_closed": return "The door was closed" +
+        (e.open_s !== undefined && e.open_s !== null ? " after " + e.open_s + " s" : "") +
+        (e.alarm === "ended" ? " (held-open alarm ended)" : "");
+      case "door_held_open": return "The door has been held open for " + e.held_s + " s (alarm)";
       case "rejected_summary":
         return "Rejected " + e.count + " more attempts from " + e.source_ip;
     }
