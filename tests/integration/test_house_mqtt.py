@@ -157,6 +157,17 @@ def test_discovery_ring_and_door_command(mosquitto_factory, house_stations):
         assert [e["by"] for e in station.events("door_open")] == ["mqtt"]
         station.fw.wait_log(r"door opened by mqtt", 3)
 
+        # the door contact (pc-sim's input) reaches the door binary_sensor's state
+        mark = time.monotonic()
+        station.api("POST", "/api/sim/input/door_contact", {"state": "open"})
+        watch.wait_for(lambda r: r[0] >= mark and r[1] == PREFIX + "/state" and
+                       payload(r)["door"].get("contact") == "open", 3, "the contact open")
+        watch.wait_for(lambda r: r[0] >= mark and r[1] == PREFIX + "/event" and
+                       payload(r)["type"] == "door_opened", 3, "the door_opened event")
+        station.api("POST", "/api/sim/input/door_contact", {"state": "closed"})
+        watch.wait_for(lambda r: r[0] >= mark and r[1] == PREFIX + "/state" and
+                       payload(r)["door"].get("contact") == "closed", 3, "the contact closed")
+
         # a retained PRESS opens once (it is delivered live), never again at a reconnection
         time.sleep(0.6)  # the relay closed
         watch.publish(PREFIX + "/door/open", "PRESS", retain=True)
