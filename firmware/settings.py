@@ -135,16 +135,41 @@ class ButtonConfig(_Section):
 
 
 class CallsConfig(_Section):
-    """[calls]: ring_timeout_s, max_duration_s, max_calls, follow_redirects."""
+    """[calls]: ring_timeout_s, max_duration_s, max_calls, follow_redirects, conference,
+    max_parties."""
 
-    __slots__ = ("ring_timeout_s", "max_duration_s", "max_calls", "follow_redirects")
+    __slots__ = ("ring_timeout_s", "max_duration_s", "max_calls", "follow_redirects",
+                 "conference", "max_parties")
 
     def __init__(self, ring_timeout_s: int, max_duration_s: int, max_calls: int,
-                 follow_redirects: bool) -> None:
+                 follow_redirects: bool, conference: bool = False,
+                 max_parties: int = 3) -> None:
         self.ring_timeout_s = ring_timeout_s
         self.max_duration_s = max_duration_s
         self.max_calls = max_calls
         self.follow_redirects = follow_redirects
+        self.conference = conference
+        self.max_parties = max_parties
+
+
+class TransferConfig(_Section):
+    """[transfer]: allow (SIP URIs a trusted peer may transfer the door to; empty: every
+    button target and every [answer] allow entry, see `Config.transfer_targets`)."""
+
+    __slots__ = ("allow",)
+
+    def __init__(self, allow: "list[str]") -> None:
+        self.allow = allow
+
+
+class MessagesConfig(_Section):
+    """[messages]: to (SIP URIs that get a SIP MESSAGE), events (event types that send one)."""
+
+    __slots__ = ("to", "events")
+
+    def __init__(self, to: "list[str]", events: "list[str]") -> None:
+        self.to = to
+        self.events = events
 
 
 class DoorCode(_Section):
@@ -206,14 +231,16 @@ class WebConfig(_Section):
 
 class Config(_Section):
     """The whole configuration: `sip`, `media`, `answer`, `buttons` (a list of ButtonConfig),
-    `calls`, `door`, `web`."""
+    `calls`, `door`, `web`, `transfer`, `messages`."""
 
-    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web")
+    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web", "transfer",
+                 "messages")
     SECTIONS = __slots__
 
     def __init__(self, sip: "SipConfig", media: "MediaConfig", answer: "AnswerConfig",
                  buttons: "list[ButtonConfig]", calls: "CallsConfig", door: "DoorConfig",
-                 web: "WebConfig") -> None:
+                 web: "WebConfig", transfer: "TransferConfig | None" = None,
+                 messages: "MessagesConfig | None" = None) -> None:
         self.sip = sip
         self.media = media
         self.answer = answer
@@ -221,6 +248,8 @@ class Config(_Section):
         self.calls = calls
         self.door = door
         self.web = web
+        self.transfer = transfer or TransferConfig([])
+        self.messages = messages or MessagesConfig([], ["button"])
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Config":
@@ -235,14 +264,17 @@ class Config(_Section):
             CallsConfig(**doc["calls"]),
             DoorConfig(door["pulse_ms"], [DoorCode.from_dict(c) for c in door["codes"]],
                        door["max_failures"], door["lockout_s"]),
-            WebConfig(**doc["web"]))
+            WebConfig(**doc["web"]),
+            TransferConfig(**doc["transfer"]) if "transfer" in doc else None,
+            MessagesConfig(**doc["messages"]) if "messages" in doc else None)
 
     def to_dict(self) -> dict:
         """The document (a fresh dict: the caller may change it): what the file holds."""
         return {"sip": self.sip.to_dict(), "media": self.media.to_dict(),
                 "answer": self.answer.to_dict(), "buttons": [b.to_dict() for b in self.buttons],
                 "calls": self.calls.to_dict(), "door": self.door.to_dict(),
-                "web": self.web.to_dict()}
+                "web": self.web.to_dict(), "transfer": self.transfer.to_dict(),
+                "messages": self.messages.to_dict()}
 
     def section(self, name: str) -> object:
         """A section by its name in the file (for what compares sections by name)."""
@@ -254,6 +286,18 @@ class Config(_Section):
                 return button
         return None
 
+    def transfer_targets(self) -> "list[str]":
+        """Where a trusted peer may transfer the door (REFER): `[transfer] allow`, or by
+        default every button target and every `[answer] allow` entry."""
+        if self.transfer.allow:
+            return list(self.transfer.allow)
+        out: list[str] = []
+        for button in self.buttons:
+            out.extend(button.targets)
+        out.extend(self.answer.allow)
+        return out
+
     def __repr__(self) -> str:
-        return "<Config %r %r %r buttons=%r %r %r %r>" % (
-            self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web)
+        return "<Config %r %r %r buttons=%r %r %r %r %r %r>" % (
+            self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web,
+            self.transfer, self.messages)

@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from firmware.sip.transaction import ClientTransaction, ServerTransaction
     from firmware.sip.uri import URI
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, MESSAGE"
 ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
 SUPPORTED = "timer, replaces"
 

@@ -15,12 +15,14 @@ DOC = {
     "buttons": [{"role": "call", "targets": ["sip:flat1@127.0.0.1"], "mode": "parallel",
                  "target_timeout_s": 20, "second_press": "ignore", "answer_mode": ""}],
     "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1,
-              "follow_redirects": False},
+              "follow_redirects": False, "conference": False, "max_parties": 3},
     "door": {"pulse_ms": 3000, "max_failures": 3, "lockout_s": 60, "codes": [
         {"caller": "sip:flat1@127.0.0.1", "code": "471108"},
         {"caller": "sip:flat2@127.0.0.1", "code_hash": "pbkdf2_sha256$1$00ff$" + "ab" * 32,
          "length": 5}]},
     "web": {"listen": "127.0.0.1:8080", "https": False, "hostnames": ["door.example.org"]},
+    "transfer": {"allow": ["sip:flat2@127.0.0.1"]},
+    "messages": {"to": ["sip:concierge@127.0.0.1"], "events": ["button", "door_open"]},
 }
 
 
