@@ -79,7 +79,7 @@ class CallExecutors(StationParts):
             self._stats[event.call_id] = stream.stats()
             stream.stop()
             if self.board is not None:
-                self.board.audio.end_call()
+                self.board.audio.end_call(event.call_id)
         if not self.streams:
             self.health.require("audio", False)
         self._stop_cue()
@@ -94,7 +94,7 @@ class CallExecutors(StationParts):
     def _call_offered(self, event: ev.CallOffered) -> None:
         self.controller.incoming_call(event.call_id, event.caller, event.source, event.trusted,
                                       event.answer_mode, self.loop.time(),
-                                      source_ip=event.source_ip)
+                                      source_ip=event.source_ip, replaces=event.replaces)
 
     def _call_started(self, event: ev.CallStarted) -> None:
         self.counters["calls_total"] += 1

@@ -78,6 +78,9 @@ class StationParts:
     def begin_sip(self) -> "asyncio.Future[None]":
         raise NotImplementedError
 
+    def _port_pool(self) -> "PortPool":  # CallExecutors
+        raise NotImplementedError
+
     def _sip_failed(self, exc: BaseException, hint: str | None = None) -> None:
         raise NotImplementedError
 

@@ -1,0 +1,83 @@
+"""The executors of transfers and SIP MESSAGE (issue 20): a part of `runtime.station.Station`.
+
+Each method carries out one thing the session layer or the controller decided: the session
+layer's `TransferRequested`, `TransferRefused`, `MessageArrived` and `MessageOutcome` go to the
+controller; the controller's `Transfer`, `RefuseTransfer`, `SendMessage` and `AnswerMessage`
+go to the session layer, with a port pair (a transfer's new call) or a next hop (a MESSAGE)
+found here, as for any call (runtime/callexec.py).
+"""
+
+import logging
+
+from firmware.app import actions
+from firmware.runtime.callexec import close_pair
+from firmware.runtime.parts import StationParts
+from firmware.session import events as ev
+from firmware.session.routing import route_targets
+
+log = logging.getLogger("doorline")
+
+
+class TransferExecutors(StationParts):
+    # -- session events -> controller ------------------------------------------------------
+    def _transfer_requested(self, event: ev.TransferRequested) -> None:
+        self.controller.transfer_requested(event.call_id, event.target, event.replaces,
+                                           event.source, self.loop.time())
+
+    def _transfer_refused(self, event: ev.TransferRefused) -> None:
+        log.warning("REFER refused (%d): %s: %s", event.status, event.reason, event.refer_to)
+        self.controller.transfer_refused(event.call_id, event.refer_to, event.status,
+                                         event.reason, event.source, self.loop.time())
+
+    def _message_arrived(self, event: ev.MessageArrived) -> None:
+        self.controller.message_received(event.call_id, event.sender, event.source,
+                                         event.source_ip, event.trusted, event.text,
+                                         self.loop.time())
+
+    def _message_outcome(self, event: ev.MessageOutcome) -> None:
+        if event.status is None or event.status >= 300:
+            log.warning("MESSAGE to %s failed: %s", event.to, event.reason)
+        self.controller.message_outcome(event.call_id, event.to, event.status, event.reason,
+                                        self.loop.time())
+
+    # -- controller actions -> session layer -----------------------------------------------
+    def _do_transfer(self, action: actions.Transfer) -> None:
+        assert self.sessions is not None and self.ua is not None  # a call to transfer: SIP runs
+        now = self.loop.time()
+        routed = route_targets([action.target], self.ua.registrar, self.cfg.sip.transport)
+        if routed is None:  # a host name: refused rather than resolved while the call waits
+            self.sessions.refuse_transfer(action.call_id, 403, now)
+            self.controller.call_failed_to_start(action.new_call_id,
+                                                 "transfer target needs a DNS lookup", now)
+            return
+        ports = self._port_pool()
+        try:
+            port, pair, no_media = ports.open_pair() + (None,)
+        except OSError as exc:
+            port, pair, no_media = None, None, exc
+        session = self.sessions.transfer(action.call_id, action.new_call_id, routed, ports.host,
+                                         port, now, no_media=no_media)
+        if session is not None:
+            self._pairs[session.id] = pair
+        elif pair is not None:
+            close_pair(pair)
+
+    def _do_refuse_transfer(self, action: actions.RefuseTransfer) -> None:
+        if self.sessions is not None:
+            self.sessions.refuse_transfer(action.call_id, action.status, self.loop.time())
+
+    def _do_send_message(self, action: actions.SendMessage) -> None:
+        if self.sessions is None or self.ua is None:
+            log.warning("MESSAGE not sent: SIP not running")
+            return
+        now = self.loop.time()
+        for to in action.to:
+            routed = route_targets([to], self.ua.registrar, self.cfg.sip.transport)
+            if routed is None:
+                log.warning("MESSAGE to %s not sent: a host name needs a DNS lookup", to)
+                continue
+            self.sessions.send_message(self.ua.new_id(), to, routed[0][1], action.text, now)
+
+    def _do_answer_message(self, action: actions.AnswerMessage) -> None:
+        if self.sessions is not None:
+            self.sessions.answer_message(action.message_id, action.status, self.loop.time())
