@@ -1,0 +1,171 @@
+"""Being transferred (issue 20): REFER (RFC 3515) from real phones, and hostile REFERs.
+
+- Blind transfer by baresip's own `transfer` command through Kamailio: the concierge answers
+  the door (the station auto-answers it), transfers it to flat1; flat1 rings and answers
+  (auto-answer), the station and flat1 hear each other (the station's 1 kHz microphone in
+  flat1's recording, flat1's 440 Hz in the station's speaker file of the new call), the
+  concierge's call is gone, and the event log says `transferred` (from, to).
+- Hostile REFERs against an answered direct-IP call from a raw socket: a premium-looking
+  target, a tel: URI, a Refer-To with an injected Route header, the right Call-ID and tags sent
+  from another port, and a REFER outside any dialog: each gets 403 (or 481), no INVITE leaves
+  the station, and each is logged as `transfer_refused`.
+"""
+
+import socket
+import time
+import uuid
+
+import pytest
+
+from tests.integration.helpers import raw_offer, receive
+from tests.integration.test_calls_baresip import PHONE_HZ, _tone_report, tone_found
+from tests.integration.test_calls_sipp import MIC_HZ, events, start_station
+from tests.peers.fixtures import CONCIERGE_USER, FLAT1_USER
+
+pytestmark = pytest.mark.peers
+
+CONCIERGE = f"sip:{CONCIERGE_USER}@127.0.0.1"
+FLAT1 = f"sip:{FLAT1_USER}@127.0.0.1"
+CONCIERGE_HZ = 600
+TALK_S = 2.5
+
+
+def test_blind_transfer_by_baresip_through_kamailio(kamailio, baresip_factory, tmp_path):
+    concierge = baresip_factory(CONCIERGE_USER, registrar=kamailio, tone_hz=CONCIERGE_HZ)
+    flat1 = baresip_factory(FLAT1_USER, registrar=kamailio, tone_hz=PHONE_HZ)
+    concierge.wait_registered(10)
+    flat1.wait_registered(10)
+    station = start_station(tmp_path / "station", registrar=kamailio, allow=(CONCIERGE,),
+                            buttons=[{"role": "call", "targets": [FLAT1]}])
+    try:
+        concierge.dial(f"sip:door@127.0.0.1:{kamailio.udp_port}")
+        concierge.wait_event("CALL_ESTABLISHED", 10)
+        time.sleep(0.5)
+        response = concierge.command("transfer", FLAT1)
+        assert response.get("ok"), response
+        flat1.wait_event("CALL_ESTABLISHED", 10)
+        concierge.wait_event("CALL_CLOSED", 10)
+        time.sleep(TALK_S)
+        assert not [e for e in flat1.events if e.get("type") == "CALL_CLOSED"], \
+            "flat1's call ended early"
+        flat1.hangup()
+        flat1.wait_event("CALL_CLOSED", 5)
+        station.wait_log(r"call \S+ ended", timeout=5)
+    finally:
+        station.stop()
+        print(f"--- firmware log (tail) ---\n{station.log[-6000:]}")
+    transferred = events(station, "transferred")
+    assert len(transferred) == 1, events(station)
+    assert transferred[0]["to"] == FLAT1 and CONCIERGE_USER in transferred[0]["from"]
+    assert not events(station, "transfer_refused")
+    # the station's speaker files: the concierge's call (600 Hz), then flat1's (440 Hz)
+    speaker = sorted(station.speaker_dir.glob("*.wav"))
+    flat1_calls = [p for p in speaker if tone_found(p, PHONE_HZ)]
+    assert len(flat1_calls) == 1, [_tone_report(p, PHONE_HZ) for p in speaker]
+    print(f"station heard flat1: {_tone_report(flat1_calls[0], PHONE_HZ)}")
+    recordings = flat1.recordings("dec")
+    assert recordings and tone_found(recordings[-1], MIC_HZ), \
+        [_tone_report(p, MIC_HZ) for p in recordings]
+    print(f"flat1 heard the door: {_tone_report(recordings[-1], MIC_HZ)}")
+
+
+# -- hostile REFERs ---------------------------------------------------------------------------
+
+class RawPhone:
+    """A caller on a raw UDP socket: enough SIP to hold one answered call and send REFERs."""
+
+    def __init__(self, station_port, user="concierge"):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.station_port = station_port
+        self.user = user
+        self.call_id = uuid.uuid4().hex
+        self.from_tag = uuid.uuid4().hex[:8]
+        self.to_tag = None
+        self.cseq = 1
+
+    def close(self):
+        self.sock.close()
+
+    def request(self, method, extra="", body="", call_id=None, to_tag=None, sock=None,
+                cseq=None):
+        sock = sock or self.sock
+        port = sock.getsockname()[1]
+        cseq = cseq or self.cseq
+        to = f"<sip:door@127.0.0.1:{self.station_port}>"
+        if to_tag:
+            to += f";tag={to_tag}"
+        text = (f"{method} sip:door@127.0.0.1:{self.station_port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{uuid.uuid4().hex[:12]}"
+                f";rport\r\n"
+                f"From: <sip:{self.user}@127.0.0.1>;tag={self.from_tag}\r\n"
+                f"To: {to}\r\nCall-ID: {call_id or self.call_id}\r\n"
+                f"CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
+                f"Contact: <sip:{self.user}@127.0.0.1:{port}>\r\n{extra}"
+                f"Content-Length: {len(body.encode())}\r\n\r\n{body}")
+        sock.sendto(text.encode(), ("127.0.0.1", self.station_port))
+
+    def call(self):
+        body = raw_offer("127.0.0.1", self.port)
+        self.request("INVITE", "Content-Type: application/sdp\r\n", body)
+        ok = receive(self.sock, 5, "SIP/2.0 200")
+        assert ok, "the station did not answer"
+        to = next(line for line in ok.split("\r\n") if line.lower().startswith("to:"))
+        self.to_tag = to.split("tag=")[1].split(";")[0].strip()
+        self.request("ACK", to_tag=self.to_tag)
+
+    def refer(self, refer_to, **options):
+        self.cseq += 1
+        self.request("REFER", f"Refer-To: {refer_to}\r\nReferred-By: <sip:{self.user}"
+                              f"@127.0.0.1>\r\n", **options)
+
+
+def _status(text):
+    return int(text.split(" ", 2)[1]) if text else None
+
+
+def test_hostile_refers_dial_nothing_and_are_logged(tmp_path):
+    # where a dialled "premium" target would ring: nothing may arrive here
+    trap = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    trap.bind(("127.0.0.1", 0))
+    trap_port = trap.getsockname()[1]
+    station = start_station(tmp_path / "station", allow=(CONCIERGE,), buttons=[
+        {"role": "call", "targets": [f"sip:flat1@127.0.0.1:{trap_port + 2}"]}])
+    phone = RawPhone(station.port)
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.1", 0))
+    answers = {}
+    try:
+        phone.call()
+        cases = [
+            ("premium-looking target", f"<sip:+19005550199@127.0.0.1:{trap_port}>", {}),
+            ("tel: URI", "<tel:+19005550199>", {}),
+            ("injected Route header",
+             f"<sip:flat1@127.0.0.1:{trap_port + 2}?Route=%3Csip:127.0.0.1:{trap_port}%3E>",
+             {}),
+            ("third party with the dialog's Call-ID and tags",
+             f"<sip:flat1@127.0.0.1:{trap_port + 2}>", {"sock": other}),
+        ]
+        for name, refer_to, options in cases:
+            phone.refer(refer_to, to_tag=phone.to_tag, **options)
+            answers[name] = _status(receive(options.get("sock", phone.sock), 3, "SIP/2.0"))
+        # outside a dialog: a fresh Call-ID, no To tag
+        phone.refer(f"<sip:flat1@127.0.0.1:{trap_port + 2}>", call_id=uuid.uuid4().hex)
+        answers["outside a dialog"] = _status(receive(phone.sock, 3, "SIP/2.0"))
+        print("hostile REFERs and the station's answers:", answers)
+        assert all(status in (403, 481) for status in answers.values()), answers
+        assert receive(trap, 1.0, "INVITE") is None, "the station dialled a REFER target"
+        phone.cseq += 1
+        phone.request("BYE", to_tag=phone.to_tag)
+        assert _status(receive(phone.sock, 3, "SIP/2.0")) == 200
+    finally:
+        station.stop()
+        phone.close()
+        other.close()
+        trap.close()
+        print(f"--- firmware log (tail) ---\n{station.log[-6000:]}")
+    refused = events(station, "transfer_refused")
+    assert len(refused) == 5, refused
+    assert not events(station, "transferred") and not events(station, "transfer")
+    assert station.count_log(r"INVITE sip:\+1900") == 0
