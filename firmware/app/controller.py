@@ -283,6 +283,8 @@ class Controller:
         self._advance(now)
         if self._registration == DISABLED:
             trusted = direct_ip_trusted(sender, source_ip.lower(), self._trusted_ips)
+        # as for a call: a sender in [answer] allow, from a trusted source
+        trusted = trusted and caller_key(sender) in self._allow_keys
         status = 200 if trusted else 403
         self._emit(AnswerMessage(message_id, status))
         self._log("message", direction=INCOMING, sender=sender, source=source,

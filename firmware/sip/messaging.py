@@ -131,7 +131,7 @@ class Messages:
 class _Outgoing:
     """One MESSAGE we send, until its final answer (a challenge answered once)."""
 
-    __slots__ = ("owner", "message_id", "to", "dest", "text", "call_id", "cseq")
+    __slots__ = ("owner", "message_id", "to", "dest", "text", "call_id", "tag", "cseq")
 
     def __init__(self, owner: "Messages", message_id: str, to: str, dest: "Peer",
                  text: str) -> None:
@@ -141,12 +141,13 @@ class _Outgoing:
         self.dest = dest
         self.text = text
         self.call_id = owner.ua.new_call_id()
+        self.tag = owner.ua.new_tag()  # the same From tag when retried with credentials
         self.cseq = 0
 
     def send(self, now: float, authorization: "tuple[str, str] | None" = None) -> None:
         ua = self.owner.ua
         self.cseq += 1
-        request = new_request("MESSAGE", self.to, ua.from_header(ua.new_tag()),
+        request = new_request("MESSAGE", self.to, ua.from_header(self.tag),
                               "<%s>" % self.to, self.call_id, self.cseq)
         request.headers.set("Content-Type", TEXT_PLAIN)
         if authorization:
