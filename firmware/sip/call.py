@@ -234,13 +234,6 @@ class CallManager:
     def _incoming(self, event: "RequestReceived", now: float) -> None:
         request = event.request
         ua = self.ua
-        extra = 1 if "Replaces" in request.headers else 0  # replaces a call: one more, briefly
-        if len(self.calls) >= self.max_calls + extra:
-            response = request.make_response(486, "Busy Here")
-            response.headers.set("To", "%s;tag=%s" % (response.headers.get("To"), ua.new_tag()))
-            assert event.transaction is not None  # an INVITE has its server transaction
-            ua.send_response(event.transaction, response, now)
-            return
         replaced = None
         if "Replaces" in request.headers:
             replaced = self._replaced(request)
@@ -251,6 +244,13 @@ class CallManager:
                 assert event.transaction is not None  # an INVITE has its server transaction
                 ua.send_response(event.transaction, response, now)
                 return
+        extra = 1 if "Replaces" in request.headers else 0  # replaces a call: one more, briefly
+        if len(self.calls) >= self.max_calls + extra:
+            response = request.make_response(486, "Busy Here")
+            response.headers.set("To", "%s;tag=%s" % (response.headers.get("To"), ua.new_tag()))
+            assert event.transaction is not None  # an INVITE has its server transaction
+            ua.send_response(event.transaction, response, now)
+            return
         call = Call(self, ua, "incoming", now)
         call.replaces = replaced.id if replaced is not None else None
         call.invite = request
