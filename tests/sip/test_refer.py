@@ -147,7 +147,8 @@ def test_refer_outside_a_dialog_is_refused_and_reported():
 def test_a_second_refer_while_one_is_pending_is_refused():
     net, door, phone, _, call = _call_with_refer("<sip:flat2@127.0.0.1>")
     door.take(ReferReceived)
-    phone.request("REFER", 3, Phone.dialog_of(_invite(phone)), extra=("Refer-To: <sip:flat2@127.0.0.1>", contact(FLAT1)))
+    phone.request("REFER", 3, Phone.dialog_of(_invite(phone)),
+                  extra=("Refer-To: <sip:flat2@127.0.0.1>", contact(FLAT1)))
     assert phone.take(403)
     assert "already in progress" in door.take(ReferRefused).reason
 
