@@ -151,6 +151,13 @@ class CallsConfig(_Section):
         self.conference = conference
         self.max_parties = max_parties
 
+    def call_limit(self) -> int:
+        """Simultaneous calls: `max_calls`, or with a conference enough for `max_parties`
+        (the door is one of them)."""
+        if self.conference:
+            return max(self.max_calls, self.max_parties - 1)
+        return self.max_calls
+
 
 class TransferConfig(_Section):
     """[transfer]: allow (SIP URIs a trusted peer may transfer the door to; empty: every

@@ -462,7 +462,9 @@ class Controller:
             return
         if replaces is not None:
             fields["replaces"] = replaces.id  # RFC 3891: it takes that call's place
-        if len(self._calls) >= self._cfg.calls.max_calls + (replaces is not None):
+        # [calls] conference: a trusted, allowed caller joins the call that is up (below)
+        limit = self._cfg.calls.call_limit() if mode == "auto" else self._cfg.calls.max_calls
+        if len(self._calls) >= limit + (replaces is not None):
             self._reject(call_id, 486, "call", fields, "max_calls reached")
             return
         if mode == "auto":

@@ -18,6 +18,7 @@ from firmware.sip.uri import URI
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from firmware.runtime.conference import Mixer
     from firmware.runtime.media import PortPool
 
 log = logging.getLogger("doorline")
@@ -40,6 +41,13 @@ class CallExecutors(StationParts):
             self.ports = PortPool(self.rtp_host, low, high)
         return self.ports
 
+    def _conference_mixer(self) -> "Mixer":
+        if self._mixer is None:
+            from firmware.runtime.conference import Mixer
+
+            self._mixer = Mixer()
+        return self._mixer
+
     def _open_media(self, event: ev.OpenMedia) -> None:
         assert self.sessions is not None  # session events: SIP runs
         ports = self._port_pool()
@@ -60,6 +68,9 @@ class CallExecutors(StationParts):
                              self.board.audio if self.board is not None else None, self.loop,
                              self._on_digit, on_beat=lambda: self.health.beat("audio"))
         self.streams[event.call_id] = stream
+        if self.cfg.calls.conference:  # each party hears the others (runtime/conference.py)
+            stream.mixer = self._conference_mixer()
+            stream.mixer.join(event.call_id)
         if self.board is not None:
             self.board.audio.begin_call(event.call_id)
         stream.play(event.negotiated)
@@ -78,6 +89,8 @@ class CallExecutors(StationParts):
         if stream is not None:
             self._stats[event.call_id] = stream.stats()
             stream.stop()
+            if stream.mixer is not None:
+                stream.mixer.leave(event.call_id)
             if self.board is not None:
                 self.board.audio.end_call(event.call_id)
         if not self.streams:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from firmware.rtp.packet import RtpPacket
+    from firmware.runtime.conference import Mixer
     from firmware.sdp.offer_answer import NegotiatedMedia
     from hal.base import AudioDevice, AudioStream
 
@@ -132,6 +133,8 @@ class MediaStream:
         self.dtmf: DtmfReceiver | None = None  # the media thread's, from the first session
         self.inband: InbandDtmfDetector | None = None
         self._source: Callable[[], bytes] | None = None
+        # a conference's mixer (runtime/conference.py), set before `play`; None: a lone call
+        self.mixer: Mixer | None = None
 
     # -- life cycle (event loop thread) ------------------------------------------------------
     def play(self, negotiated: "NegotiatedMedia") -> None:
@@ -267,6 +270,8 @@ class MediaStream:
                 frame = SILENCE
             if self._caller_cues:
                 frame = _mix(frame, self._caller_cues.popleft())
+            if self.mixer is not None:  # the other parties of a conference, too
+                frame = self.mixer.mix_for(self.call_id, frame)
             return frame
 
         self._source = source
@@ -305,6 +310,8 @@ class MediaStream:
                     # jitter would otherwise move the jitter buffer's measured delay across
                     # its adjustment thresholds and make it drop and repeat frames in turn.
                     frame = session.pull_audio(next_tick)
+                    if self.mixer is not None:  # what this party said, for the others
+                        self.mixer.heard(self.call_id, frame)
                     if self.inband is not None:
                         for digit in self.inband.feed(frame):
                             self._digit(digit.digit)

@@ -17,6 +17,7 @@ from firmware.settings import Config
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from firmware.app.controller import Controller
+    from firmware.runtime.conference import Mixer
     from firmware.runtime.cues import CuePlayer
     from firmware.runtime.eventlog import EventLog
     from firmware.runtime.health import Health, Watchdog
@@ -60,6 +61,7 @@ class StationParts:
     _pairs: dict[str, Pair | None]  # call id → RTP/RTCP pair, bound, not yet playing
     _stats: dict[str, dict]  # call id → last media statistics, logged with its end
     _cue: "CuePlayer | None"
+    _mixer: "Mixer | None"  # the conference's (runtime/conference.py), made at the first need
     _sip_start: "asyncio.Future[None] | None"
 
     # -- the station's drive and life cycle (defined by Station) ---------------------------

@@ -78,6 +78,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         self._stopping = False
         self._rejected_at: dict[str | None, float] = {}
         self._cue = None
+        self._mixer = None  # a conference's mixer (runtime/conference.py)
         self.counters = {"calls_total": 0, "door_openings_total": 0}
         # systemd: WATCHDOG=1 only while the loop turns, SIP is served and call audio moves.
         self.health = Health()
@@ -215,7 +216,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         self.ua = UserAgent(settings)
         limits = self.cfg.calls
         self.calls = calls.CallManager(
-            self.ua, max_calls=limits.max_calls, ring_timeout=limits.ring_timeout_s,
+            self.ua, max_calls=limits.call_limit(), ring_timeout=limits.ring_timeout_s,
             max_duration=limits.max_duration_s,
             max_auto_duration=self.cfg.answer.max_duration_s,
             follow_redirects=limits.follow_redirects, identity=self.cfg.answer.identity)
