@@ -70,6 +70,8 @@ ROWS = (
      None, None, "—"),
     ("G.711 encode+decode, 160-sample frames (PCMU)", "frames/s per core", "codec",
      ("pcmu", "frames_per_cpu_s"), None, "at_least", 2000.0, "≥ 2000"),
+    ("conference mixing, 3 parties (door + 2 calls)", "% of a core", "conference",
+     ("parties_3", "core_percent"), None, "below", 5.0, "< 5 %"),
 )
 
 
