@@ -1,4 +1,5 @@
-"""Being transferred (issue 20): REFER (RFC 3515) from real phones, and hostile REFERs.
+"""Being transferred (issue 20): REFER (RFC 3515) from real phones, attended transfer
+(RFC 3891 Replaces, by REFER and by INVITE), and hostile REFERs.
 
 - Blind transfer by baresip's own `transfer` command through Kamailio: the concierge answers
   the door (the station auto-answers it), transfers it to flat1; flat1 rings and answers
@@ -21,6 +22,8 @@ from tests.integration.helpers import raw_offer, receive
 from tests.integration.test_calls_baresip import PHONE_HZ, _tone_report, tone_found
 from tests.integration.test_calls_sipp import MIC_HZ, events, start_station
 from tests.peers.fixtures import CONCIERGE_USER, FLAT1_USER
+from tests.peers.process import free_port
+from tests.peers.sipp import start_sipp
 
 pytestmark = pytest.mark.peers
 
@@ -169,3 +172,184 @@ def test_hostile_refers_dial_nothing_and_are_logged(tmp_path):
     assert len(refused) == 5, refused
     assert not events(station, "transferred") and not events(station, "transfer")
     assert station.count_log(r"INVITE sip:\+1900") == 0
+
+
+# -- attended transfer ------------------------------------------------------------------------
+# SIPp plays the referrer (the concierge, who consulted flat1 on a call of its own) and flat1;
+# the REFER's Refer-To carries that consultation call's Replaces (RFC 3891 §3), which the
+# station must put on its INVITE to flat1 together with Referred-By (RFC 3892).
+CONSULT_REPLACES = "consult-1@127.0.0.1;to-tag=flat-tag;from-tag=concierge-tag"
+
+
+def _referrer_scenario(flat_port):
+    escaped = CONSULT_REPLACES.replace("@", "%40").replace(";", "%3B").replace("=", "%3D")
+    common = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:concierge@127.0.0.1>;tag=[pid]SIPpTag00[call_number]
+      Call-ID: [call_id]
+      Contact: <sip:concierge@[local_ip]:[local_port]>
+      Max-Forwards: 70"""
+    ok = """SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0"""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="attended-transfer-referrer">
+  <send retrans="500"><![CDATA[
+      INVITE sip:door@[remote_ip]:[remote_port] SIP/2.0
+      {common}
+      To: <sip:door@[remote_ip]:[remote_port]>
+      CSeq: 1 INVITE
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+v=0
+o=sipp 1 1 IN IP4 [local_ip]
+s=-
+c=IN IP4 [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+      ACK [next_url] SIP/2.0
+      {common}
+      [last_To:]
+      CSeq: 1 ACK
+      Content-Length: 0
+]]></send>
+  <pause milliseconds="300"/>
+  <send retrans="500"><![CDATA[
+      REFER [next_url] SIP/2.0
+      {common}
+      [last_To:]
+      CSeq: 2 REFER
+      Refer-To: <sip:flat1@127.0.0.1:{flat_port}?Replaces={escaped}>
+      Referred-By: <sip:concierge@127.0.0.1>
+      Content-Length: 0
+]]></send>
+  <recv response="202"/>
+  <recv request="NOTIFY">
+    <action><ereg regexp="SIP/2.0 100" search_in="body" check_it="true" assign_to="n1"/></action>
+  </recv>
+  <send><![CDATA[
+      {ok}
+      X-Seen: [$n1]
+]]></send>
+  <recv request="NOTIFY">
+    <action><ereg regexp="SIP/2.0 200" search_in="body" check_it="true" assign_to="n2"/></action>
+  </recv>
+  <send><![CDATA[
+      {ok}
+      X-Seen: [$n2]
+]]></send>
+  <recv request="BYE"/>
+  <send><![CDATA[
+      {ok}
+]]></send>
+</scenario>
+"""
+
+
+TRANSFER_TARGET_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="attended-transfer-target">
+  <recv request="INVITE">
+    <action>
+      <ereg regexp="consult-1@127.0.0.1;to-tag=flat-tag;from-tag=concierge-tag"
+            search_in="hdr" header="Replaces:" check_it="true" assign_to="replaces"/>
+      <ereg regexp="sip:concierge@127.0.0.1" search_in="hdr" header="Referred-By:"
+            check_it="true" assign_to="referred"/>
+    </action>
+  </recv>
+  <send retrans="500"><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:flat1@[local_ip]:[local_port]>
+      X-Seen: [$replaces] [$referred]
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+v=0
+o=sipp 1 1 IN IP4 [local_ip]
+s=-
+c=IN IP4 [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+]]></send>
+</scenario>
+"""
+
+
+def test_attended_transfer_by_refer_with_replaces(tmp_path):
+    flat_port = free_port(("udp",))
+    flat = f"sip:flat1@127.0.0.1:{flat_port}"
+    station = start_station(tmp_path / "station", allow=(CONCIERGE,),
+                            buttons=[{"role": "call", "targets": [flat]}])
+    target = start_sipp(TRANSFER_TARGET_UAS, None, local_port=flat_port,
+                        workdir=tmp_path / "flat1", timeout=20)
+    referrer = start_sipp(_referrer_scenario(flat_port), ("127.0.0.1", station.port),
+                          workdir=tmp_path / "concierge", timeout=20)
+    try:
+        referred = referrer.wait(timeout=15)
+        station.wait_log(r"call \S+ ended", timeout=5)
+    finally:
+        station.stop()  # BYE to flat1 (SIGTERM ends every call)
+        transferred_to = target.wait(timeout=10)
+        print(f"--- firmware log (tail) ---\n{station.log[-5000:]}")
+    assert referred.returncode == 0, referred.describe()
+    assert transferred_to.returncode == 0, transferred_to.describe()
+    moved = events(station, "transferred")
+    assert len(moved) == 1 and moved[0]["to"] == flat, events(station)
+    assert events(station, "transfer")[0]["attended"] is True
+
+
+def test_invite_with_replaces_takes_over_the_call(tmp_path):
+    """The PBX's attended transfer towards the door: flat1 (allowed) INVITEs with the
+    concierge's dialog in Replaces; it is answered and the concierge's call ends with BYE."""
+    station = start_station(tmp_path / "station", allow=(CONCIERGE, FLAT1))
+    concierge = RawPhone(station.port)
+    flat1 = RawPhone(station.port, user="flat1")
+    try:
+        concierge.call()
+        replaces = (f"Replaces: {concierge.call_id};to-tag={concierge.to_tag};"
+                    f"from-tag={concierge.from_tag}\r\n")
+        body = raw_offer("127.0.0.1", flat1.port)
+        flat1.request("INVITE", "Content-Type: application/sdp\r\n" + replaces, body)
+        ok = receive(flat1.sock, 5, "SIP/2.0 200")
+        assert ok, "the replacing INVITE was not answered"
+        flat1.to_tag = ok.split("\r\nTo:")[1].split("tag=")[1].split("\r\n")[0].split(";")[0]
+        flat1.request("ACK", to_tag=flat1.to_tag)
+        bye = receive(concierge.sock, 5, "BYE")
+        assert bye and concierge.call_id in bye, "the replaced call was not ended"
+        # a Replaces naming no call of ours: 481, nothing answered
+        stranger = RawPhone(station.port, user="flat1")
+        stranger.request("INVITE", "Content-Type: application/sdp\r\n"
+                         "Replaces: nope;to-tag=x;from-tag=y\r\n", raw_offer("127.0.0.1", 1))
+        assert _status(receive(stranger.sock, 3, "SIP/2.0 4")) == 481
+        stranger.close()
+    finally:
+        station.stop()
+        concierge.close()
+        flat1.close()
+        print(f"--- firmware log (tail) ---\n{station.log[-5000:]}")
