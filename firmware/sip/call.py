@@ -95,6 +95,10 @@ class Call(UacCall, UasCall, Transferee):
     What both directions share is `CallBase` (firmware/sip/callbase.py); the outgoing side
     is `UacCall`, the incoming side and received offers `UasCall`, REFER `Transferee`."""
 
+    # MicroPython looks methods up depth first (no C3 order): CallBase's 405 stub would be
+    # found through UacCall before Transferee's, so the override is named here.
+    on_refer = Transferee.on_refer
+
 
 class CallManager:
     """The call layer: the UA's request handler. `max_calls` bounds simultaneous calls; extra
