@@ -134,12 +134,13 @@ class Transfer(Action):
     """Accept the REFER parked on `call_id` and place `new_call_id` to `target` (a configured
     entry); then report `call_started(new_call_id, "transfer")` or `call_failed_to_start`."""
 
-    __slots__ = ("call_id", "new_call_id", "target")
+    __slots__ = ("call_id", "new_call_id", "target", "join")
 
-    def __init__(self, call_id: str, new_call_id: str, target: str) -> None:
+    def __init__(self, call_id: str, new_call_id: str, target: str, join: bool = False) -> None:
         self.call_id = call_id
         self.new_call_id = new_call_id
         self.target = target
+        self.join = join  # a conference: the first call stays up
 
 
 class RefuseTransfer(Action):

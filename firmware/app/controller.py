@@ -236,10 +236,20 @@ class Controller:
 
     # -- transfer and messages (issue 20; policy in firmware/app/transfers.py) ---------------
     def transfer_requested(self, call_id: str, target: str, replaces: str | None,
-                           source: str, now: float) -> None:
-        """A REFER on `call_id` from its peer (the SIP layer checked where it came from)."""
+                           source: str, now: float, join: bool = False) -> None:
+        """A REFER on `call_id` from its peer (the SIP layer checked where it came from).
+        `join` (Refer-To with method=INVITE) with `[calls] conference`: the target joins."""
         self._advance(now)
         call = self._find(call_id)
+        calls = self._cfg.calls
+        join = join and calls.conference and replaces is None
+        if join and len(self._calls) + 1 >= calls.max_parties:
+            self._emit(RefuseTransfer(call_id, 403))
+            self._log("transfer_refused", call_id=call_id, to=target, status=403,
+                      reason="max_parties reached", source=source,
+                      **{"from": call.peer if call else None})
+            self._update_leds()
+            return
         fields = {"call_id": call_id, "from": call.peer if call else None, "to": target,
                   "source": source, "attended": replaces is not None}
         entry = transfers.allowed_target(target, self._cfg.transfer_targets())
@@ -255,15 +265,18 @@ class Controller:
             self._emit(RefuseTransfer(call_id, 403))
             self._log("transfer_refused", status=403, reason=reason, **fields)
         else:
-            new = _Call(self.random(CALL_ID_BYTES).hex(), OUTGOING, STARTING, "transfer")
+            new = _Call(self.random(CALL_ID_BYTES).hex(), OUTGOING, STARTING,
+                        "conference" if join else "transfer")
             new.targets = [entry]
             new.peer = entry
             new.trusted = True  # a configured target
-            new.transferred_from = (call_id, call.peer)
+            if not join:
+                new.transferred_from = (call_id, call.peer)
+                call.hangup_at = None  # the transfer ends it, or it goes on
             self._calls.append(new)
-            call.hangup_at = None  # the transfer ends it, or it goes on
-            self._emit(Transfer(call_id, new.id, entry))
-            self._log("transfer", outcome="accepted", new_call_id=new.id, **fields)
+            self._emit(Transfer(call_id, new.id, entry, join))
+            self._log("transfer", outcome="joining" if join else "accepted",
+                      new_call_id=new.id, **fields)
         self._update_leds()
 
     def transfer_refused(self, call_id: str | None, refer_to: str, status: int, reason: str,

@@ -22,7 +22,7 @@ class TransferExecutors(StationParts):
     # -- session events -> controller ------------------------------------------------------
     def _transfer_requested(self, event: ev.TransferRequested) -> None:
         self.controller.transfer_requested(event.call_id, event.target, event.replaces,
-                                           event.source, self.loop.time())
+                                           event.source, self.loop.time(), join=event.join)
 
     def _transfer_refused(self, event: ev.TransferRefused) -> None:
         log.warning("REFER refused (%d): %s: %s", event.status, event.reason, event.refer_to)
@@ -56,7 +56,7 @@ class TransferExecutors(StationParts):
         except OSError as exc:
             port, pair, no_media = None, None, exc
         session = self.sessions.transfer(action.call_id, action.new_call_id, routed, ports.host,
-                                         port, now, no_media=no_media)
+                                         port, now, no_media=no_media, join=action.join)
         if session is not None:
             self._pairs[session.id] = pair
         elif pair is not None:

@@ -184,11 +184,12 @@ class TransferRequested(SessionEvent):
     """A REFER within the call from its peer, well-formed: the controller decides
     (`transfer` or `refuse_transfer`). `replaces`: the Replaces of an attended transfer."""
 
-    __slots__ = ("target", "replaces", "referred_by", "source")
+    __slots__ = ("target", "replaces", "referred_by", "source", "join")
 
     def __init__(self, call_id: str, target: str, replaces: "str | None", referred_by: str,
-                 source: str) -> None:
+                 source: str, join: bool = False) -> None:
         SessionEvent.__init__(self, call_id)
+        self.join = join  # Refer-To named method=INVITE: bring the target into a conference
         self.target = target
         self.replaces = replaces
         self.referred_by = referred_by

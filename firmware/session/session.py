@@ -63,6 +63,7 @@ class Session:
         self.pending_refer: tuple[str, str | None, str] | None = None
         # the call a transfer's new call came from (NOTIFYed, hung up once this one is up)
         self.transferred_from: str | None = None
+        self.joins = False  # that call stays up: the new party joins a conference
 
     def __repr__(self) -> str:
         return "<Session %s %s %s>" % (self.id, self.call.direction, self.call.state)
@@ -161,9 +162,9 @@ class SessionManager:
     # -- transfers and messages (firmware/session/transfer.py) ---------------------------------
     def transfer(self, call_id: str, new_call_id: str, routed: "list[tuple[str, Peer]]",
                  address: str, port: "int | None", now: float,
-                 no_media: object = None) -> "Session | None":
+                 no_media: object = None, join: bool = False) -> "Session | None":
         return self.transfers.transfer(call_id, new_call_id, routed, address, port, now,
-                                       no_media)
+                                       no_media, join)
 
     def refuse_transfer(self, call_id: str, status: int, now: float) -> None:
         self.transfers.refuse_transfer(call_id, status, now)

@@ -63,8 +63,9 @@ class Transfers:
     # -- the controller's commands ---------------------------------------------------------
     def transfer(self, call_id: str, new_call_id: str,
                  routed: "list[tuple[str, Peer]]", address: str, port: "int | None",
-                 now: float, no_media: object = None) -> "Session | None":
-        """Accept the REFER parked on `call_id` and place `new_call_id` to its target."""
+                 now: float, no_media: object = None, join: bool = False) -> "Session | None":
+        """Accept the REFER parked on `call_id` and place `new_call_id` to its target; `join`
+        (a conference): the first call stays up once the new one is answered."""
         session = self.get(call_id)
         call = transferee(session.call) if session is not None else None
         if session is None or call is None or call.refer_state != REFER_PENDING or \
@@ -83,6 +84,7 @@ class Transfers:
             call.notify_refer(503, now)
             return None
         new.transferred_from = call_id
+        new.joins = join
         return new
 
     def refuse_transfer(self, call_id: str, status: int, now: float) -> None:
@@ -112,7 +114,8 @@ class Transfers:
         transferee(first.call).notify_refer(status, now)
         if status == 200:
             session.transferred_from = None
-            first.call.hangup(now)
+            if not session.joins:  # a transfer hands the call over; a join keeps it
+                first.call.hangup(now)
         elif status >= 300:
             session.transferred_from = None
 
@@ -135,7 +138,7 @@ class Transfers:
             return
         session.pending_refer = (event.target, event.replaces, event.referred_by)
         self._emit(ev.TransferRequested(session.id, event.target, event.replaces,
-                                        event.referred_by, event.source))
+                                        event.referred_by, event.source, event.join))
 
     def _refer_refused(self, event: "sipcall.ReferRefused",
                        now: float) -> None:

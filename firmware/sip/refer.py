@@ -14,7 +14,9 @@ RFC map
 
 Public API
 - `ReferError(status, reason)`; `parse_refer_to(values) -> ReferTarget` (`uri`: the target as
-  text without headers; `replaces`: the decoded Replaces value or None; `method`).
+  text without headers; `replaces`: the decoded Replaces value or None; `method`; `join`:
+  the Refer-To named `method=INVITE` explicitly, which a station with `[calls] conference`
+  takes as "bring the target in" rather than "hand the call over").
 - `parse_replaces(value) -> (call_id, to_tag, from_tag, early_only)` (RFC 3891 §6.1).
 - `sipfrag(status, reason) -> bytes`.
 - `Transferee` (mixed into `Call`): `accept_refer(now)`, `reject_refer(status, now)`,
@@ -58,12 +60,14 @@ class ReferError(ParseError):
 
 
 class ReferTarget:
-    __slots__ = ("uri", "replaces", "method")
+    __slots__ = ("uri", "replaces", "method", "join")
 
-    def __init__(self, uri: str, replaces: "str | None", method: str) -> None:
+    def __init__(self, uri: str, replaces: "str | None", method: str,
+                 join: bool = False) -> None:
         self.uri = uri
         self.replaces = replaces
         self.method = method
+        self.join = join
 
     def __repr__(self) -> str:
         return "<ReferTarget %s replaces=%r>" % (self.uri, self.replaces)
@@ -120,9 +124,10 @@ def parse_refer_to(values: "list[str]") -> "ReferTarget":
         raise ReferError(403, "Refer-To asks for %s, not INVITE" % method)
     target = uri.copy()
     target.headers = {}
-    if "method" in target.params:
+    join = "method" in target.params
+    if join:
         del target.params["method"]
-    return ReferTarget(str(target), replaces, method)
+    return ReferTarget(str(target), replaces, method, join)
 
 
 def parse_replaces(value: str) -> "tuple[str, str, str, bool]":
@@ -178,11 +183,12 @@ class ReferReceived(CallEvent):
     """A REFER within the call the application may act on: `accept_refer` (202, then dial
     `target`) or `reject_refer(status)`. `referred_by`: the Referred-By to send (RFC 3892)."""
 
-    __slots__ = ("target", "replaces", "referred_by", "source")
+    __slots__ = ("target", "replaces", "referred_by", "source", "join")
 
     def __init__(self, call: "CallBase", target: str, replaces: "str | None",
-                 referred_by: str, source: str) -> None:
+                 referred_by: str, source: str, join: bool = False) -> None:
         CallEvent.__init__(self, call)
+        self.join = join  # Refer-To with an explicit method=INVITE (see ReferTarget)
         self.target = target
         self.replaces = replaces
         self.referred_by = referred_by
@@ -269,7 +275,7 @@ class Transferee(CallBase):
                       referred_by: str) -> None:
         self._refer = event
         self.manager.emit(ReferReceived(self, target.uri, target.replaces, referred_by,
-                                        source_text(event)))
+                                        source_text(event), target.join))
 
     def _refuse_busy(self, now: float, event: "RequestReceived", target: "ReferTarget",
                      referred_by: str) -> None:

@@ -86,3 +86,32 @@ def test_incoming_message_answered_by_trust_never_acted_upon():
 def test_message_texts():
     assert message_text("door_open", {"by": "api"}) == "Door: opened (by api)"
     assert "flat1" in message_text("transferred", {"to": FLAT1})
+
+
+def test_refer_with_method_invite_joins_only_with_a_conference():
+    station = ControllerHarness(config(calls={"conference": True, "max_parties": 3}))
+    station.answered_call("in1")
+    out = station.do("transfer_requested", "in1", FLAT1, None, "udp:127.0.0.1:15060", join=True)
+    [join] = of_type(out, a.Transfer)
+    assert join.join and events(out, "transfer")[0]["outcome"] == "joining"
+    station.do("call_started", join.new_call_id, "conference")
+    assert not events(station.do("call_established", join.new_call_id), "transferred")
+    out = station.do("transfer_requested", "in1", FLAT1, None, "udp:127.0.0.1:15060", join=True)
+    assert of_type(out, a.RefuseTransfer)  # door + 2 calls: max_parties reached
+    plain = ControllerHarness()  # no conference: an ordinary transfer
+    plain.answered_call("in1")
+    out = plain.do("transfer_requested", "in1", FLAT1, None, "udp:127.0.0.1:15060", join=True)
+    assert not of_type(out, a.Transfer)[0].join
+
+
+def test_a_trusted_caller_joins_a_call_that_is_up_only_with_a_conference():
+    lone = ControllerHarness()
+    lone.answered_call("in1")
+    assert of_type(lone.incoming("in2", caller=FLAT2), a.Reject) == [a.Reject("in2", 486)]
+    conf = ControllerHarness(config(calls={"conference": True, "max_parties": 3},
+                                    answer={"allow": [CONCIERGE, FLAT2]}))
+    conf.answered_call("in1")
+    assert a.Answer("in2") in conf.incoming("in2", caller=FLAT2)
+    assert of_type(conf.incoming("in3", caller=FLAT2), a.Reject) == [a.Reject("in3", 486)]
+    stranger = conf.incoming("in4", caller="sip:stranger@127.0.0.1")
+    assert of_type(stranger, a.Reject)

@@ -6,15 +6,19 @@ baresip recording must carry the two other parties' tones (the door's and the ot
 each a clear share of every window's energy), and the station's speaker files carry each
 phone's own. flat1, the joined party, types its door code and the door opens. When flat1
 leaves, the concierge's call goes on; when the concierge hangs up the conference is over.
+Also: a REFER with method=INVITE from the current peer brings an allowed target in.
 """
 
+import socket
 import statistics
 import time
 
 import pytest
 
+from tests.integration.helpers import raw_offer, receive
 from tests.integration.test_calls_baresip import tone_windows
 from tests.integration.test_calls_sipp import MIC_HZ, events, logged_digits, start_station
+from tests.integration.test_transfer import RawPhone
 from tests.peers.fixtures import CONCIERGE_USER, FLAT1_USER
 
 pytestmark = pytest.mark.peers
@@ -89,3 +93,49 @@ def test_three_party_conference_each_hears_the_other_two(kamailio, baresip_facto
     print(f"station speaker files (600 Hz share, 440 Hz share): {heard}")
     assert len(speaker) == 2 and any(c > 0.5 for c, _ in heard) and \
         any(f > 0.5 for _, f in heard), heard
+
+
+def _answer(sock, invite, port, station_port):
+    """A raw 200 with an SDP answer to `invite` (text), as flat1's phone."""
+    lines = invite.split("\r\n")
+    headers = [line for line in lines if line.split(":")[0].lower() in
+               ("via", "from", "to", "call-id", "cseq")]
+    headers = [h + ";tag=flat1tag" if h.lower().startswith("to:") else h for h in headers]
+    body = raw_offer("127.0.0.1", port)
+    text = ("SIP/2.0 200 OK\r\n" + "\r\n".join(headers) +
+            f"\r\nContact: <sip:flat1@127.0.0.1:{port}>\r\nContent-Type: application/sdp\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}")
+    sock.sendto(text.encode(), ("127.0.0.1", station_port))
+
+
+def test_refer_with_method_invite_joins_the_target(tmp_path):
+    """With a conference, a REFER whose Refer-To names method=INVITE brings the (allowed)
+    target in: the station calls it, reports 200 by NOTIFY and keeps the first call up."""
+    flat = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    flat.bind(("127.0.0.1", 0))
+    flat_port = flat.getsockname()[1]
+    target = f"sip:flat1@127.0.0.1:{flat_port}"
+    station = start_station(tmp_path / "station", allow=(CONCIERGE,),
+                            buttons=[{"role": "call", "targets": [target]}],
+                            calls={"conference": True, "max_parties": 3})
+    concierge = RawPhone(station.port)
+    try:
+        concierge.call()
+        concierge.refer(f"<{target};method=INVITE>", to_tag=concierge.to_tag)
+        assert receive(concierge.sock, 3, "SIP/2.0 202"), "REFER not accepted"
+        invite = receive(flat, 5, "INVITE")
+        assert invite and "Referred-By:" in invite
+        _answer(flat, invite, flat_port, station.port)
+        assert receive(flat, 3, "ACK")
+        notify = receive(concierge.sock, 3, "NOTIFY")
+        while notify is not None and "SIP/2.0 200" not in notify.split("\r\n\r\n", 1)[1]:
+            notify = receive(concierge.sock, 3, "NOTIFY")
+        assert notify, "no NOTIFY with 200"
+        assert receive(concierge.sock, 1.5, "BYE") is None, "the first call was ended"
+    finally:
+        station.stop()
+        concierge.close()
+        flat.close()
+        print(f"--- firmware log (tail) ---\n{station.log[-5000:]}")
+    assert events(station, "transfer")[0]["outcome"] == "joining"
+    assert not events(station, "transferred")

@@ -251,3 +251,9 @@ def test_call_ends_normally_after_a_transfer():
     door.act(call.hangup)
     net.run()
     assert phone.take("BYE") and door.take(CallEnded)
+
+
+def test_explicit_method_invite_marks_a_join():
+    target = refer.parse_refer_to(["<sip:flat2@example.org;method=INVITE>"])
+    assert target.join and target.uri == "sip:flat2@example.org"
+    assert not refer.parse_refer_to(["<sip:flat2@example.org>"]).join
