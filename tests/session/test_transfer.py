@@ -6,7 +6,7 @@ replaces once established."""
 
 from firmware.session import events as ev
 from firmware.sip.endpoint import Peer
-from tests.session.test_session import RTP_PORT, Door, active_incoming, ack_for, in_dialog
+from tests.session.test_session import RTP_PORT, Door, ack_for, active_incoming, in_dialog
 from tests.sip.test_call import ANSWER, DOOR, FLAT1, FLAT2, Network, Phone, contact, request_text
 
 
