@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from firmware.sip.uri import URI
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, MESSAGE"
-ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
+ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf, text/plain"
 SUPPORTED = "timer, replaces"
 
 
