@@ -37,6 +37,8 @@ class TransferExecutors(StationParts):
     def _message_outcome(self, event: ev.MessageOutcome) -> None:
         if event.status is None or event.status >= 300:
             log.warning("MESSAGE to %s failed: %s", event.to, event.reason)
+        else:
+            log.info("MESSAGE to %s delivered (%d)", event.to, event.status)
         self.controller.message_outcome(event.call_id, event.to, event.status, event.reason,
                                         self.loop.time())
 
