@@ -7,13 +7,17 @@ go to the session layer, with a port pair (a transfer's new call) or a next hop 
 found here, as for any call (runtime/callexec.py).
 """
 
+import asyncio
 import logging
 
 from firmware.app import actions
 from firmware.runtime.callexec import close_pair
 from firmware.runtime.parts import StationParts
+from firmware.runtime.resolver import LocateError, Locator
 from firmware.session import events as ev
 from firmware.session.routing import route_targets
+from firmware.sip.endpoint import Peer
+from firmware.sip.uri import URI
 
 log = logging.getLogger("doorline")
 
@@ -45,13 +49,35 @@ class TransferExecutors(StationParts):
     # -- controller actions -> session layer -----------------------------------------------
     def _do_transfer(self, action: actions.Transfer) -> None:
         assert self.sessions is not None and self.ua is not None  # a call to transfer: SIP runs
-        now = self.loop.time()
         routed = route_targets([action.target], self.ua.registrar, self.cfg.sip.transport)
-        if routed is None:  # a host name: refused rather than resolved while the call waits
-            self.sessions.refuse_transfer(action.call_id, 403, now)
-            self.controller.call_failed_to_start(action.new_call_id,
-                                                 "transfer target needs a DNS lookup", now)
+        if routed is None:  # a host name (direct-IP mode): RFC 3263 first, the REFER waits
+            asyncio.ensure_future(self._transfer_resolving(action))
             return
+        self._transfer(action, routed)
+
+    async def _transfer_resolving(self, action: actions.Transfer) -> None:
+        uri = URI.parse(action.target)
+        assert uri.host is not None  # a configured sip:/sips: URI (config.validate)
+        try:
+            peers = await Locator().locate(uri.host, uri.port, uri.transport,
+                                           uri.scheme == "sips")
+        except LocateError as exc:
+            log.warning("cannot transfer to %s: %s", action.target, exc)
+            peers = []
+        now = self.loop.time()
+        if self.sessions is None:
+            self.controller.call_failed_to_start(action.new_call_id, "SIP not running", now)
+        elif not peers:
+            self.sessions.refuse_transfer(action.call_id, 503, now)
+            self.controller.call_failed_to_start(action.new_call_id,
+                                                 "transfer target not found", now)
+        else:
+            self._transfer(action, [(action.target, peers[0])])
+        self._kick()
+
+    def _transfer(self, action: actions.Transfer, routed: "list[tuple[str, Peer]]") -> None:
+        assert self.sessions is not None  # the UA runs
+        now = self.loop.time()
         ports = self._port_pool()
         try:
             port, pair, no_media = ports.open_pair() + (None,)
@@ -75,10 +101,23 @@ class TransferExecutors(StationParts):
         now = self.loop.time()
         for to in action.to:
             routed = route_targets([to], self.ua.registrar, self.cfg.sip.transport)
-            if routed is None:
-                log.warning("MESSAGE to %s not sent: a host name needs a DNS lookup", to)
+            if routed is None:  # a host name (direct-IP mode): RFC 3263 first
+                asyncio.ensure_future(self._message_resolving(to, action.text))
                 continue
             self.sessions.send_message(self.ua.new_id(), to, routed[0][1], action.text, now)
+
+    async def _message_resolving(self, to: str, text: str) -> None:
+        uri = URI.parse(to)
+        assert uri.host is not None  # a configured sip:/sips: URI (config.validate)
+        try:
+            peers = await Locator().locate(uri.host, uri.port, uri.transport,
+                                           uri.scheme == "sips")
+        except LocateError as exc:
+            log.warning("MESSAGE to %s not sent: %s", to, exc)
+            return
+        if self.sessions is not None and self.ua is not None:
+            self.sessions.send_message(self.ua.new_id(), to, peers[0], text, self.loop.time())
+            self._kick()
 
     def _do_answer_message(self, action: actions.AnswerMessage) -> None:
         if self.sessions is not None:
