@@ -48,6 +48,9 @@ class TransferExecutors(StationParts):
 
     # -- controller actions -> session layer -----------------------------------------------
     def _do_transfer(self, action: actions.Transfer) -> None:
+        log.info("call %s: %s %s as call %s", action.call_id,
+                 "bringing in" if action.join else "transferring to", action.target,
+                 action.new_call_id)
         assert self.sessions is not None and self.ua is not None  # a call to transfer: SIP runs
         routed = route_targets([action.target], self.ua.registrar, self.cfg.sip.transport)
         if routed is None:  # a host name (direct-IP mode): RFC 3263 first, the REFER waits
@@ -91,6 +94,7 @@ class TransferExecutors(StationParts):
             close_pair(pair)
 
     def _do_refuse_transfer(self, action: actions.RefuseTransfer) -> None:
+        log.warning("REFER on call %s refused (%d)", action.call_id, action.status)
         if self.sessions is not None:
             self.sessions.refuse_transfer(action.call_id, action.status, self.loop.time())
 

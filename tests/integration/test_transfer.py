@@ -1,8 +1,10 @@
 """Being transferred (issue 20): REFER (RFC 3515) from real phones, attended transfer
 (RFC 3891 Replaces, by REFER and by INVITE), and hostile REFERs.
 
-- Blind transfer by baresip's own `transfer` command through Kamailio: the concierge answers
-  the door (the station auto-answers it), transfers it to flat1; flat1 rings and answers
+- Blind transfer by baresip's own `transfer` command through Kamailio: the concierge calls
+  the door (the station auto-answers it); a transfer to a premium-looking number nobody
+  allowed is refused (403, `transfer_refused`, nothing dialled; baresip then ends that call
+  itself); on a new call it transfers the door to flat1; flat1 rings and answers
   (auto-answer), the station and flat1 hear each other (the station's 1 kHz microphone in
   flat1's recording, flat1's 440 Hz in the station's speaker file of the new call), the
   concierge's call is gone, and the event log says `transferred` (from, to).
@@ -41,26 +43,42 @@ def test_blind_transfer_by_baresip_through_kamailio(kamailio, baresip_factory, t
     station = start_station(tmp_path / "station", registrar=kamailio, allow=(CONCIERGE,),
                             buttons=[{"role": "call", "targets": [FLAT1]}])
     try:
+        # first a target nobody allowed (a premium-looking number): 403, nothing dialled
         concierge.dial(f"sip:door@127.0.0.1:{kamailio.udp_port}")
         concierge.wait_event("CALL_ESTABLISHED", 10)
+        concierge.command("transfer", "sip:+19005550199@127.0.0.1")
+        station.wait_log(r"REFER on call \S+ refused \(403\)", timeout=5)
+        try:  # baresip 1.0.0 ends its call itself after a refused transfer
+            station.wait_log(r"call \S+ ended", timeout=3)
+        except AssertionError:
+            concierge.command("hangup")
+            station.wait_log(r"call \S+ ended", timeout=5)
+        assert station.count_log(r"call \S+ ended: remote hangup") == 1  # not ended by us
+        assert station.count_log(r"transferring to") == 0
+        # then flat1
+        concierge.dial(f"sip:door@127.0.0.1:{kamailio.udp_port}")
+        concierge.wait_event("CALL_ESTABLISHED", 10)
+        second_call = len(concierge.events)
         time.sleep(0.5)
         response = concierge.command("transfer", FLAT1)
         assert response.get("ok"), response
         flat1.wait_event("CALL_ESTABLISHED", 10)
-        concierge.wait_event("CALL_CLOSED", 10)
+        concierge.wait_event("CALL_CLOSED", 10, since=second_call)
         time.sleep(TALK_S)
         assert not [e for e in flat1.events if e.get("type") == "CALL_CLOSED"], \
             "flat1's call ended early"
+        mark = station.log_offset()
         flat1.hangup()
         flat1.wait_event("CALL_CLOSED", 5)
-        station.wait_log(r"call \S+ ended", timeout=5)
+        station.wait_log(r"call \S+ ended: remote hangup", timeout=5, since=mark)
     finally:
         station.stop()
         print(f"--- firmware log (tail) ---\n{station.log[-6000:]}")
     transferred = events(station, "transferred")
     assert len(transferred) == 1, events(station)
     assert transferred[0]["to"] == FLAT1 and CONCIERGE_USER in transferred[0]["from"]
-    assert not events(station, "transfer_refused")
+    refused = events(station, "transfer_refused")
+    assert [(e["to"], e["status"]) for e in refused] == [("sip:+19005550199@127.0.0.1", 403)]
     # the station's speaker files: the concierge's call (600 Hz), then flat1's (440 Hz)
     speaker = sorted(station.speaker_dir.glob("*.wav"))
     flat1_calls = [p for p in speaker if tone_found(p, PHONE_HZ)]
