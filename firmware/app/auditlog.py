@@ -42,8 +42,7 @@ Public API
 
 SECURITY_TYPES = (
     "door_open", "lockout", "code_failed", "login", "logout", "admin_password_set",
-    "config_saved", "config", "setup_code", "redirect_refused", "transfer_refused",
-    "transferred",
+    "config_saved", "config", "setup_code", "redirect_refused", "transferred",
 )
 BATCHED_TYPES = ("caller_rejected", "rejected_summary", "auth_failed")
 SUMMARY_TYPE = "rejected_summary"
