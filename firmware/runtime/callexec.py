@@ -18,8 +18,9 @@ from firmware.sip.uri import URI
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from firmware.runtime.conference import Mixer
+    from firmware.runtime.conference import Mixer, SharedAudio
     from firmware.runtime.media import PortPool
+    from hal.base import AudioDevice
 
 log = logging.getLogger("doorline")
 
@@ -48,6 +49,13 @@ class CallExecutors(StationParts):
             self._mixer = Mixer()
         return self._mixer
 
+    def _shared_audio(self, device: "AudioDevice") -> "SharedAudio":
+        if self._shared is None or self._shared.device is not device:
+            from firmware.runtime.conference import SharedAudio
+
+            self._shared = SharedAudio(device)
+        return self._shared
+
     def _open_media(self, event: ev.OpenMedia) -> None:
         assert self.sessions is not None  # session events: SIP runs
         ports = self._port_pool()
@@ -64,8 +72,10 @@ class CallExecutors(StationParts):
         assert pair is not None  # StartMedia comes only after media_opened / a placed call's pair
         from firmware.runtime.media import MediaStream
 
-        stream = MediaStream(event.call_id, pair,
-                             self.board.audio if self.board is not None else None, self.loop,
+        audio = self.board.audio if self.board is not None else None
+        if self.cfg.calls.conference and audio is not None and audio.paced:
+            audio = self._shared_audio(audio)  # one real device for every call at once
+        stream = MediaStream(event.call_id, pair, audio, self.loop,
                              self._on_digit, on_beat=lambda: self.health.beat("audio"))
         self.streams[event.call_id] = stream
         if self.cfg.calls.conference:  # each party hears the others (runtime/conference.py)

@@ -17,7 +17,7 @@ from firmware.settings import Config
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from firmware.app.controller import Controller
-    from firmware.runtime.conference import Mixer
+    from firmware.runtime.conference import Mixer, SharedAudio
     from firmware.runtime.cues import CuePlayer
     from firmware.runtime.eventlog import EventLog
     from firmware.runtime.health import Health, Watchdog
@@ -62,6 +62,7 @@ class StationParts:
     _stats: dict[str, dict]  # call id → last media statistics, logged with its end
     _cue: "CuePlayer | None"
     _mixer: "Mixer | None"  # the conference's (runtime/conference.py), made at the first need
+    _shared: "SharedAudio | None"  # the conference's one real audio device (paced boards)
     _sip_start: "asyncio.Future[None] | None"
 
     # -- the station's drive and life cycle (defined by Station) ---------------------------

@@ -79,6 +79,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         self._rejected_at: dict[str | None, float] = {}
         self._cue = None
         self._mixer = None  # a conference's mixer (runtime/conference.py)
+        self._shared = None  # and its shared audio device (paced boards)
         self.counters = {"calls_total": 0, "door_openings_total": 0}
         # systemd: WATCHDOG=1 only while the loop turns, SIP is served and call audio moves.
         self.health = Health()
