@@ -692,9 +692,8 @@ class Controller:
     def _log(self, event_type: str, **fields: object) -> None:
         self._emit(LogEvent(event_type, fields))
         messages = self._cfg.messages
-        if messages.to and event_type in messages.events and \
-                not (event_type == "button" and fields.get("outcome") == "released") and \
-                self._messages.allow(self._now):
+        if messages.to and transfers.worth_a_message(event_type, fields, messages.events) \
+                and self._messages.allow(self._now):
             self._emit(SendMessage(messages.to, transfers.message_text(event_type, fields)))
 
     def _log_once(self, call: "_Call", note: str, event_type: str, **fields: object) -> None:

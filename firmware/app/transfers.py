@@ -12,6 +12,7 @@ or `transport` in a Refer-To never steer where the call goes.
 
 Public API
     allowed_target(target, allowed) -> the matching entry of `allowed`, or None
+    worth_a_message(event_type, fields, events) -> bool   does this event send a MESSAGE
     message_text(event_type, fields) -> str   the text of a SIP MESSAGE for an event
     MessageLimiter(per_minute)                 `allow(now)`: bounds MESSAGEs sent per minute
 """
@@ -41,6 +42,15 @@ def allowed_target(target: str, allowed: "list[str]") -> "str | None":
         if _key(entry) == key:
             return entry
     return None
+
+
+def worth_a_message(event_type: str, fields: "dict[str, object]",
+                    events: "list[str]") -> bool:
+    """Is this event one of `[messages] events`? A button's release or a stuck contact is
+    nobody ringing."""
+    if event_type not in events:
+        return False
+    return not (event_type == "button" and fields.get("outcome") in ("released", "stuck"))
 
 
 def message_text(event_type: str, fields: "dict[str, object]") -> str:
