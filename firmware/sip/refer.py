@@ -266,7 +266,12 @@ class Transferee(CallBase):
             self._refuse_refer(event, exc.status, exc.reason, shown, now)
             return
         referred_by = request.headers.get("Referred-By") or ""
-        if not referred_by or any(c in referred_by for c in "\r\n"):
+        try:  # copied into our INVITE (RFC 3892 §3): only a well-formed, short name-addr
+            valid = len(referred_by) <= MAX_REFER_TO and \
+                NameAddress.parse(referred_by).uri is not None
+        except ParseError:
+            valid = False
+        if not valid:
             referred_by = "<%s>" % (self.peer or "")
         self._feed_refer(REFER_RECEIVED, now, event, target, referred_by)
 
