@@ -76,7 +76,8 @@ class CallExecutors(StationParts):
         if self.cfg.calls.conference and audio is not None and audio.paced:
             audio = self._shared_audio(audio)  # one real device for every call at once
         stream = MediaStream(event.call_id, pair, audio, self.loop,
-                             self._on_digit, on_beat=lambda: self.health.beat("audio"))
+                             self._on_digit, on_beat=lambda: self.health.beat("audio"),
+                             audio_cfg=self.cfg.audio)
         self.streams[event.call_id] = stream
         if self.cfg.calls.conference:  # each party hears the others (runtime/conference.py)
             stream.mixer = self._conference_mixer()
@@ -238,5 +239,6 @@ def close_pair(pair: "Pair | None") -> None:
 
 
 def _short_stats(stats: dict) -> str:
-    keys = ("packets_sent", "packets_received", "lost", "jitter_ms", "concealed", "late")
+    keys = ("packets_sent", "packets_received", "lost", "jitter_ms", "concealed", "late",
+            "inserted", "dropped", "audio_rate", "erle_db")
     return ", ".join("%s=%s" % (k, stats[k]) for k in keys if k in stats)
