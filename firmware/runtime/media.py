@@ -51,8 +51,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from firmware.rtp.packet import RtpPacket
-    from firmware.runtime.conference import Mixer
     from firmware.runtime.audioproc import AudioProcessor
+    from firmware.runtime.conference import Mixer
     from firmware.sdp.offer_answer import NegotiatedMedia
     from firmware.settings import AudioConfig
     from hal.base import AudioDevice, AudioStream

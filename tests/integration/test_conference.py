@@ -44,7 +44,12 @@ def test_three_party_conference_each_hears_the_other_two(kamailio, baresip_facto
     flat1.wait_registered(10)
     station = start_station(tmp_path / "station", registrar=kamailio,
                             allow=(CONCIERGE, FLAT1), codes=[(FLAT1, CODE)],
-                            calls={"conference": True, "max_parties": 3})
+                            calls={"conference": True, "max_parties": 3},
+                            # steady tones stand in for voices: the echo canceller and the
+                            # AGC (issue 15, tested on their own) act on them by design, so
+                            # the mixing is measured without them
+                            audio={"noise_suppress": False, "echo_cancel": False,
+                                   "agc": False})
     door = f"sip:door@127.0.0.1:{kamailio.udp_port}"
     try:
         concierge.dial(door)
