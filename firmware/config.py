@@ -71,7 +71,7 @@ DEFAULTS: "dict[str, Any]" = {
     # follow_redirects: a 3xx to our INVITE is followed only when true, and then only to one
     # of the call's configured targets (toll fraud through redirects, issue 12).
     "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1,
-              "follow_redirects": False},
+              "follow_redirects": False, "conference": False, "max_parties": 3},
     "door": {"pulse_ms": 3000, "codes": [], "max_failures": 3, "lockout_s": 60,
              "hangup_on_close": False, "held_open_alarm_s": 0},
     "web": {"listen": "127.0.0.1:8080", "https": False, "hostnames": []},
@@ -86,6 +86,9 @@ DEFAULTS: "dict[str, Any]" = {
     "mqtt": {"broker": "", "username": "", "password": "", "tls": False, "tls_ca": "",
              "topic_prefix": "", "discovery_prefix": "homeassistant", "allow_door_open": False},
     "webhooks": [],
+    # issue 20: REFER targets (empty: button targets + answer.allow) and SIP MESSAGE
+    "transfer": {"allow": []},
+    "messages": {"to": [], "events": ["button"]},
 }
 # Sections that are lists of tables ([[name]]), each entry with these defaults.
 LIST_SECTIONS = ("buttons", "relays", "schedules", "webhooks")
@@ -303,6 +306,9 @@ def validate(doc: Any) -> Config:
     check.integer("calls.max_duration_s", calls["max_duration_s"], 10, 86400)
     check.integer("calls.max_calls", calls["max_calls"], 1, 8)
     check.type("calls.follow_redirects", calls["follow_redirects"], (bool,), "true or false")
+    check.type("calls.conference", calls["conference"], (bool,), "true or false")
+    check.integer("calls.max_parties", calls["max_parties"], 2, 4)
+    _check_transfer_and_messages(check, cfg["transfer"], cfg["messages"])
     web = cfg["web"]
     _check_listen(check, "web.listen", web["listen"])
     check.type("web.https", web["https"], (bool,), "true or false")
@@ -597,6 +603,27 @@ def _check_answer(check: _Checker, answer: "dict[str, Any]") -> None:
         for i, uri in enumerate(answer["allow"]):
             check.sip_uri(f"answer.allow[{i}]", uri)
     check.integer("answer.max_duration_s", answer["max_duration_s"], 10, 86400)
+
+
+MAX_URI_LIST = 32
+MESSAGE_EVENTS = ("button", "call", "door_open", "caller_rejected", "code_failed", "lockout",
+                  "transferred", "transfer_refused")
+
+
+def _check_transfer_and_messages(check: _Checker, transfer: "dict[str, Any]",
+                                 messages: "dict[str, Any]") -> None:
+    for path, uris in (("transfer.allow", transfer["allow"]), ("messages.to", messages["to"])):
+        if check.type(path, uris, (list,), "a list of SIP URIs"):
+            if len(uris) > MAX_URI_LIST:
+                check.fail(path, f"at most {MAX_URI_LIST} entries")
+            for i, uri in enumerate(uris):
+                check.sip_uri(f"{path}[{i}]", uri)
+    events = messages["events"]
+    if check.type("messages.events", events, (list,), "a list of event types"):
+        for i, name in enumerate(events):
+            if name not in MESSAGE_EVENTS:
+                check.fail(f"messages.events[{i}]",
+                           f"must be one of {', '.join(MESSAGE_EVENTS)} (got {name!r})")
 
 
 def is_short_target(target: str) -> bool:

@@ -196,16 +196,48 @@ class ButtonConfig(_Section):
 
 
 class CallsConfig(_Section):
-    """[calls]: ring_timeout_s, max_duration_s, max_calls, follow_redirects."""
+    """[calls]: ring_timeout_s, max_duration_s, max_calls, follow_redirects, conference,
+    max_parties."""
 
-    __slots__ = ("ring_timeout_s", "max_duration_s", "max_calls", "follow_redirects")
+    __slots__ = ("ring_timeout_s", "max_duration_s", "max_calls", "follow_redirects",
+                 "conference", "max_parties")
 
     def __init__(self, ring_timeout_s: int, max_duration_s: int, max_calls: int,
-                 follow_redirects: bool) -> None:
+                 follow_redirects: bool, conference: bool = False,
+                 max_parties: int = 3) -> None:
         self.ring_timeout_s = ring_timeout_s
         self.max_duration_s = max_duration_s
         self.max_calls = max_calls
         self.follow_redirects = follow_redirects
+        self.conference = conference
+        self.max_parties = max_parties
+
+    def call_limit(self) -> int:
+        """Simultaneous calls: `max_calls`, or with a conference enough for `max_parties`
+        (the door is one of them)."""
+        if self.conference:
+            return max(self.max_calls, self.max_parties - 1)
+        return self.max_calls
+
+
+class TransferConfig(_Section):
+    """[transfer]: allow (SIP URIs a trusted peer may transfer the door to; empty: every
+    button target and every [answer] allow entry, see `Config.transfer_targets`)."""
+
+    __slots__ = ("allow",)
+
+    def __init__(self, allow: "list[str]") -> None:
+        self.allow = allow
+
+
+class MessagesConfig(_Section):
+    """[messages]: to (SIP URIs that get a SIP MESSAGE), events (event types that send one)."""
+
+    __slots__ = ("to", "events")
+
+    def __init__(self, to: "list[str]", events: "list[str]") -> None:
+        self.to = to
+        self.events = events
 
 
 class DoorCode(_Section):
@@ -365,10 +397,10 @@ class Config(_Section):
     """The whole configuration: `sip`, `media`, `answer`, `buttons` (a list of ButtonConfig),
     `calls`, `door`, `web`, `audio` (defaults when not given), `relays` (RelayConfig), `time`,
     `schedules` (ScheduleConfig); `mqtt` and `webhooks` (a list of WebhookConfig) tell the
-    house (defaults when not given)."""
+    house (defaults when not given); `transfer`, `messages`."""
 
     __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web", "audio", "relays",
-                 "time", "schedules", "mqtt", "webhooks")
+                 "time", "schedules", "mqtt", "webhooks", "transfer", "messages")
     SECTIONS = __slots__
 
     def __init__(self, sip: "SipConfig", media: "MediaConfig", answer: "AnswerConfig",
@@ -377,7 +409,9 @@ class Config(_Section):
                  relays: "list[RelayConfig] | None" = None, time: "TimeConfig | None" = None,
                  schedules: "list[ScheduleConfig] | None" = None,
                  mqtt: "MqttConfig | None" = None,
-                 webhooks: "list[WebhookConfig] | None" = None) -> None:
+                 webhooks: "list[WebhookConfig] | None" = None,
+                 transfer: "TransferConfig | None" = None,
+                 messages: "MessagesConfig | None" = None) -> None:
         self.sip = sip
         self.media = media
         self.answer = answer
@@ -391,6 +425,8 @@ class Config(_Section):
         self.schedules = schedules or []
         self.mqtt = mqtt if mqtt is not None else MqttConfig()
         self.webhooks = webhooks if webhooks is not None else []
+        self.transfer = transfer or TransferConfig([])
+        self.messages = messages or MessagesConfig([], ["button"])
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Config":
@@ -412,7 +448,9 @@ class Config(_Section):
             TimeConfig(**doc["time"]),
             [ScheduleConfig(**e) for e in doc["schedules"]],
             mqtt=MqttConfig(**doc["mqtt"]) if "mqtt" in doc else None,
-            webhooks=[WebhookConfig(**w) for w in doc.get("webhooks", [])])
+            webhooks=[WebhookConfig(**w) for w in doc.get("webhooks", [])],
+            transfer=TransferConfig(**doc["transfer"]) if "transfer" in doc else None,
+            messages=MessagesConfig(**doc["messages"]) if "messages" in doc else None)
 
     def to_dict(self) -> dict:
         """The document (a fresh dict: the caller may change it): what the file holds."""
@@ -422,7 +460,8 @@ class Config(_Section):
                 "web": self.web.to_dict(), "audio": self.audio.to_dict(),
                 "relays": [r.to_dict() for r in self.relays], "time": self.time.to_dict(),
                 "schedules": [e.to_dict() for e in self.schedules],
-                "mqtt": self.mqtt.to_dict(), "webhooks": [w.to_dict() for w in self.webhooks]}
+                "mqtt": self.mqtt.to_dict(), "webhooks": [w.to_dict() for w in self.webhooks],
+                "transfer": self.transfer.to_dict(), "messages": self.messages.to_dict()}
 
     def section(self, name: str) -> object:
         """A section by its name in the file (for what compares sections by name)."""
@@ -446,8 +485,21 @@ class Config(_Section):
         """`door` first, then the other [[relays]] roles in file order."""
         return ["door"] + [r.role for r in self.relays if r.role != "door"]
 
+    def transfer_targets(self) -> "list[str]":
+        """Where a trusted peer may transfer the door (REFER): `[transfer] allow`, or by
+        default every button target (a short one as the SIP URI it means) and every
+        `[answer] allow` entry."""
+        if self.transfer.allow:
+            return list(self.transfer.allow)
+        out: list[str] = []
+        for button in self.buttons:
+            out.extend(self.sip.target_uri(target) for target in button.targets)
+        out.extend(self.answer.allow)
+        return out
+
     def __repr__(self) -> str:
         return ("<Config %r %r %r buttons=%r %r %r %r %r relays=%r %r schedules=%r %r "
-                "webhooks=%r>") % (
+                "webhooks=%r %r %r>") % (
             self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web,
-            self.audio, self.relays, self.time, self.schedules, self.mqtt, self.webhooks)
+            self.audio, self.relays, self.time, self.schedules, self.mqtt, self.webhooks,
+            self.transfer, self.messages)

@@ -172,16 +172,23 @@ class SimAudio(AudioDevice):
         return stream
 
     def begin_call(self, call_id: str) -> None:
+        """Streams opened from now on record `call_id`; so do open ones recording nothing (a
+        stream already recording another call, while a transfer overlaps two calls, keeps
+        recording its own)."""
         with self._lock:
             self._call_id = str(call_id)
             for stream in self._streams:
-                stream._start_recording(self._call_id)
+                if stream._recording is None:
+                    stream._start_recording(self._call_id)
 
-    def end_call(self) -> None:
+    def end_call(self, call_id: "str | None" = None) -> None:
+        """Stop recording `call_id` (None: every call)."""
         with self._lock:
-            self._call_id = None
+            if call_id is None or self._call_id == str(call_id):
+                self._call_id = None
             for stream in self._streams:
-                stream._stop_recording()
+                if call_id is None or stream._recording == str(call_id):
+                    stream._stop_recording()
 
     def speaker_path(self, call_id: str) -> "pathlib.Path":
         name = "".join(c if c in SAFE_NAME_CHARS else "_" for c in str(call_id))
@@ -210,6 +217,7 @@ class SimAudioStream(AudioStream):
         self._converter: RateConverter | None = None
         self._queue = FrameQueue(self.frame_bytes)
         self._speaker: wave.Wave_write | None = None
+        self._recording: str | None = None  # the call id recorded
         self._pending: list[bytes] = []  # frames not yet written to the speaker WAV
         self._lock = threading.Lock()
         self._room: Room | None = None
@@ -277,6 +285,7 @@ class SimAudioStream(AudioStream):
     def _start_recording(self, call_id: str) -> None:
         with self._lock:
             self._close_speaker()
+            self._recording = call_id
             if self._device.speaker_dir is None:
                 return
             path = self._device.speaker_path(call_id)
@@ -289,6 +298,7 @@ class SimAudioStream(AudioStream):
 
     def _stop_recording(self) -> None:
         with self._lock:
+            self._recording = None
             self._close_speaker()
 
     def _close_speaker(self) -> None:

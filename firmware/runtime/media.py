@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from firmware.rtp.packet import RtpPacket
     from firmware.runtime.audioproc import AudioProcessor
+    from firmware.runtime.conference import Mixer
     from firmware.sdp.offer_answer import NegotiatedMedia
     from firmware.settings import AudioConfig
     from hal.base import AudioDevice, AudioStream
@@ -153,6 +154,8 @@ class MediaStream:
         self.dtmf: DtmfReceiver | None = None  # the media thread's, from the first session
         self.inband: InbandDtmfDetector | None = None
         self._source: Callable[[], bytes] | None = None
+        # a conference's mixer (runtime/conference.py), set before `play`; None: a lone call
+        self.mixer: Mixer | None = None
         self.rate = 8000  # the call's audio rate, from the first negotiation (play)
         self._silence = SILENCE
         self._processor: AudioProcessor | None = None
@@ -373,6 +376,8 @@ class MediaStream:
             frame = to_send.popleft() if to_send else silence
             if self._caller_cues:
                 frame = _mix(frame, self._caller_cues.popleft())
+            if self.mixer is not None:  # the other parties of a conference, too
+                frame = self.mixer.mix_for(self.call_id, frame)
             return frame
 
         self._source = source
@@ -408,6 +413,8 @@ class MediaStream:
                     # jitter would otherwise move the jitter buffer's measured delay across
                     # its adjustment thresholds and make it drop and repeat frames in turn.
                     frame = session.pull_audio(next_tick)
+                    if self.mixer is not None:  # what this party said, for the others
+                        self.mixer.heard(self.call_id, frame)
                     if self.inband is not None:
                         for digit in self.inband.feed(frame):
                             self._digit(digit.digit)

@@ -18,6 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from firmware.app.controller import Controller
     from firmware.app.schedules import LocalTime
+    from firmware.runtime.conference import Mixer, SharedAudio
     from firmware.runtime.cues import CuePlayer
     from firmware.runtime.eventlog import EventLog
     from firmware.runtime.health import Health, Watchdog
@@ -62,6 +63,8 @@ class StationParts:
     _pairs: dict[str, Pair | None]  # call id → RTP/RTCP pair, bound, not yet playing
     _stats: dict[str, dict]  # call id → last media statistics, logged with its end
     _cue: "CuePlayer | None"
+    _mixer: "Mixer | None"  # the conference's (runtime/conference.py), made at the first need
+    _shared: "SharedAudio | None"  # the conference's one real audio device (paced boards)
     _sip_start: "asyncio.Future[None] | None"
     house: "House | None"  # MQTT and webhooks, while configured (runtime/house.py)
 
@@ -79,6 +82,9 @@ class StationParts:
         raise NotImplementedError
 
     def begin_sip(self) -> "asyncio.Future[None]":
+        raise NotImplementedError
+
+    def _port_pool(self) -> "PortPool":  # CallExecutors
         raise NotImplementedError
 
     def _sip_failed(self, exc: BaseException, hint: str | None = None) -> None:

@@ -28,6 +28,7 @@ from firmware.runtime.facade import Facade, failure_text
 from firmware.runtime.health import Health, Watchdog, install_test_hooks
 from firmware.runtime.resolver import LocateError, Locator
 from firmware.runtime.sdnotify import Notifier
+from firmware.runtime.transferexec import TransferExecutors
 from firmware.runtime.transport import Transports, client_tls_context
 from firmware.session import events as ev
 from firmware.session.session import SessionManager
@@ -57,7 +58,7 @@ HOUSE_STOP_S = 0.6  # MQTT's `offline` and the webhooks' tasks at shutdown
 MAX_PASSES = 16  # bounded work per kick: each pass drains the cores' queues
 
 
-class Station(Facade, CallExecutors, BoardExecutors):
+class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
     def __init__(self, cfg: Config, board: "Board | None", config_path: str | None = None,
                  state_dir: str = ".", loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.cfg = cfg
@@ -85,6 +86,8 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self._stopping = False
         self._rejected_at: dict[str | None, float] = {}
         self._cue = None
+        self._mixer = None  # a conference's mixer (runtime/conference.py)
+        self._shared = None  # and its shared audio device (paced boards)
         self.counters = {"calls_total": 0, "door_openings_total": 0}
         # systemd: WATCHDOG=1 only while the loop turns, SIP is served and call audio moves.
         self.health = Health()
@@ -111,13 +114,20 @@ class Station(Facade, CallExecutors, BoardExecutors):
             ev.CallNotStarted: self._call_not_started, ev.CallRinging: self._call_ringing,
             ev.CallEstablished: self._call_established, ev.DigitReceived: self._digit,
             ev.CallEnded: self._call_ended, ev.CallRefused: self._call_refused,
-            ev.RedirectRefused: self._redirect_refused}
+            ev.RedirectRefused: self._redirect_refused,
+            ev.TransferRequested: self._transfer_requested,
+            ev.TransferRefused: self._transfer_refused,
+            ev.MessageArrived: self._message_arrived, ev.MessageOutcome: self._message_outcome}
         self._action_executors: Table = {
             actions.PlaceCall: self._do_place_call, actions.Answer: self._do_answer,
             actions.Ring: self._do_ring, actions.Reject: self._do_reject,
             actions.Hangup: self._do_hangup, actions.PulseRelay: self._do_pulse_relay,
             actions.SetLed: self._do_set_led, actions.PlayCue: self._do_play_cue,
-            actions.StopCue: self._do_stop_cue, actions.LogEvent: self._do_log_event}
+            actions.StopCue: self._do_stop_cue, actions.LogEvent: self._do_log_event,
+            actions.Transfer: self._do_transfer,
+            actions.RefuseTransfer: self._do_refuse_transfer,
+            actions.SendMessage: self._do_send_message,
+            actions.AnswerMessage: self._do_answer_message}
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -232,7 +242,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.ua = UserAgent(settings)
         limits = self.cfg.calls
         self.calls = calls.CallManager(
-            self.ua, max_calls=limits.max_calls, ring_timeout=limits.ring_timeout_s,
+            self.ua, max_calls=limits.call_limit(), ring_timeout=limits.ring_timeout_s,
             max_duration=limits.max_duration_s,
             max_auto_duration=self.cfg.answer.max_duration_s,
             follow_redirects=limits.follow_redirects, identity=self.cfg.answer.identity)

@@ -87,6 +87,8 @@ ROWS = (
      "at_least", 25.0, "≥ 25 dB"),
     ("ERLE, hallway (150 ms), 16 kHz (G.722)", "dB", "audio", ("erle", "hallway_16k", "erle_db"),
      None, "at_least", 25.0, "≥ 25 dB"),
+    ("conference mixing, 3 parties (door + 2 calls)", "% of a core", "conference",
+     ("parties_3", "core_percent"), None, "below", 5.0, "< 5 %"),
 )
 
 
