@@ -3,11 +3,13 @@
     python -m firmware --board NAME --config PATH [--state-dir DIR] [--mic WAV] [--speaker-dir DIR]
 """
 
-import asyncio
 import logging
 import os
 import signal
 import sys
+
+# First: asyncio without ssl until TLS is used (docs/BENCH.md "Start-up").
+from firmware.runtime.lazyssl import asyncio  # isort: skip
 
 import hal
 from firmware import config as configuration

@@ -17,7 +17,6 @@ secret as "(set)"; `check_door_code(entry, digits)` compares in constant time;
 import copy
 import ipaddress
 import os
-import ssl
 import stat
 import tomllib
 from typing import Any
@@ -398,6 +397,8 @@ def ca_file_problem(path: str) -> str | None:
         return f"larger than {MAX_CA_FILE_BYTES // 1024} KiB: {path}"
     if b"-----BEGIN CERTIFICATE-----" not in data:
         return f"not a PEM file with a CERTIFICATE block: {path}"
+    import ssl  # only for a TLS CA file: a plain station never loads ssl
+
     try:
         ssl.create_default_context().load_verify_locations(
             cadata=data.decode("ascii", "replace"))
