@@ -21,8 +21,6 @@ import stat
 import tomllib
 from typing import Any
 
-import tomli_w
-
 from firmware.app import doorcodes
 from firmware.settings import Config, DoorCode
 from firmware.sip.errors import ParseError
@@ -616,6 +614,8 @@ def _to_toml(cfg: Config) -> str:
     doc = _hash_codes(cfg.to_dict())
     if doc["media"]["srtp_requires_tls"] is None:  # TOML has no null: not set
         del doc["media"]["srtp_requires_tls"]
+    import tomli_w  # only when saving: not on the start path
+
     return tomli_w.dumps(doc)
 
 

@@ -2,7 +2,8 @@
 
 A plain configuration (UDP, a registrar given by IP address, http web page) must not load the
 modules that were made lazy or that only other configurations need: the DNS resolver library
-(an IP registrar needs no lookup), SRTP and cryptography (no call, no https), argparse's help
+(an IP registrar needs no lookup), SRTP, ssl (asyncio imports it unless firmware/runtime/lazyssl.py
+holds it back) and cryptography (no call, no https), argparse's help
 formatter and ctypes.util with what they drag in (shutil, bz2, lzma, tempfile). The module
 list comes from the running firmware's test hook (DOORLINE_TEST_HOOKS=1: SIGUSR1 logs
 sys.modules, firmware/runtime/health.py). Start order: the registrar's answer comes before
@@ -24,6 +25,9 @@ NOT_LOADED = (
     "pylibsrtp", "cryptography", "_cffi_backend",  # SRTP, the https certificate
     "argparse", "shutil", "bz2", "lzma", "tempfile", "ctypes.util",  # start-up helpers
     "hypothesis", "email", "http.client", "http.server", "sqlite3",
+    "ssl", "_ssl",  # asyncio's own import of ssl waits for TLS (firmware/runtime/lazyssl.py)
+    "dataclasses",  # hal/board.py's records are plain classes
+    "tomli_w",  # only when the configuration is saved
 )
 
 
