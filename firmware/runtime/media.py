@@ -2,10 +2,14 @@
 
 The session layer (firmware/session/) negotiates; the runtime binds the call's RTP/RTCP port
 pair (`PortPool.open_pair`) and hands it to a `MediaStream` with `play(negotiated)`. Its thread
-is the only code touching the call's `RtpSession`: it waits in `select()` until a packet arrives
-or the session's next deadline (the session computes deadlines from the packet index, so
-sending is paced by the monotonic clock and never drifts), sends what is due, and every 20 ms
-pulls one frame from the jitter buffer for the speaker. Digits (RFC 4733, or in-band tones when
+is the only code touching the call's `RtpSession`: it sleeps until the next deadline (the 20 ms
+frame tick, with which the session's send slots coincide, or an RTCP/DTMF timer: the session
+computes deadlines from the packet index, so sending is paced by the monotonic clock and never
+drifts), then reads every datagram that arrived meanwhile, sends what is due and pulls one frame
+from the jitter buffer for the speaker: one wake-up per frame (issue 14; waking for each
+received packet as well doubled the wake-ups, and on a loaded machine each wake-up of Python
+code costs far more than the work it does). The jitter buffer still sees each packet's real
+arrival time: the kernel stamps it (SO_TIMESTAMPNS). Digits (RFC 4733, or in-band tones when
 the peer negotiated no telephone-event) go to the event loop with `loop.call_soon_threadsafe`.
 Work from the event loop reaches the thread through one small command queue: `update(negotiated)`
 (a re-INVITE) and `send_dtmf(key)`, each an explicit command the thread looks up in a table.
@@ -21,6 +25,8 @@ import queue
 import random
 import select
 import socket
+import struct
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -56,6 +62,12 @@ MEDIA_THREAD_NICE = -10
 STATS_EVERY_TICKS = 25  # statistics and the health beat twice a second, not on every frame
 HOLD_ADDRESSES = ("0.0.0.0", "::")
 CAPTURE_QUEUE_FRAMES = 5  # paced capture (ALSA): at most 100 ms queued, oldest dropped
+# Kernel receive timestamps (CLOCK_REALTIME struct timespec): where the platform has them.
+# Python's socket module does not name the option; 35 is Linux's SO_TIMESTAMPNS(_OLD) on x86
+# and ARM (asm-generic/socket.h), also the type of the control message that carries it.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+TIMESTAMP_ANCILLARY = socket.CMSG_SPACE(16) if SO_TIMESTAMPNS is not None else 0
+TIMESPEC_FORMATS = {16: "@qq", 8: "@ii"}  # 64-bit, and 32-bit time_t (armhf)
 
 
 class PortPool:
@@ -132,6 +144,8 @@ class MediaStream:
         self.dtmf: DtmfReceiver | None = None  # the media thread's, from the first session
         self.inband: InbandDtmfDetector | None = None
         self._source: Callable[[], bytes] | None = None
+        self._poller = select.poll()
+        self._by_fd = {sock.fileno(): sock for sock in sockets}
 
     # -- life cycle (event loop thread) ------------------------------------------------------
     def play(self, negotiated: "NegotiatedMedia") -> None:
@@ -279,23 +293,25 @@ class MediaStream:
         if dropped:
             log.info("call %s: dropped %d datagrams that arrived before media started",
                      self.call_id, dropped)
+        for sock in (self.rtp_sock, self.rtcp_sock):
+            _stamp_arrivals(sock)
+            self._poller.register(sock, select.POLLIN)
         now = time.monotonic()
         session.start(now)
         session.set_sending(negotiated.sending, now)
         next_tick = now + FRAME
         ticks = 0
-        socks = [self.rtp_sock, self.rtcp_sock]
         try:
             while not self._stop.is_set():
                 self._run_commands()
                 session, dtmf = self._playing()
                 timers = [t for t in (session.get_timer(), dtmf.get_timer(), next_tick)
                           if t is not None]
-                timeout = max(0.0, min(timers) - time.monotonic())
-                readable, _, _ = select.select(socks, [], [], timeout)
+                timeout = min(timers) - time.monotonic()
+                if timeout > 0:
+                    time.sleep(timeout)
                 now = time.monotonic()
-                for sock in readable:
-                    self._drain(sock, session, now)
+                self._drain(session, now)
                 session.handle_timer(now)
                 dtmf.handle_timer(now)
                 self._flush(session)
@@ -335,15 +351,30 @@ class MediaStream:
             if frame is not None:
                 queue.append(frame)
 
-    def _drain(self, sock: socket.socket, session: RtpSession, now: float) -> None:
+    def _drain(self, session: RtpSession, now: float) -> None:
+        """Every datagram that arrived since the last wake-up, from both sockets (at most
+        MAX_DATAGRAMS_PER_WAKE rounds). `poll(0)` says which socket holds one, so an empty
+        socket costs no failed read and no exception. Each goes to the session with the time
+        the kernel received it (on the monotonic clock) where the kernel stamps datagrams, else
+        with `now`: the jitter buffer measures transit with it."""
+        to_monotonic = now - time.time()
         for _ in range(MAX_DATAGRAMS_PER_WAKE):
-            try:
-                data, addr = sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
+            ready = self._poller.poll(0)
+            if not ready:
                 return
-            except OSError:
-                return  # e.g. ICMP port unreachable reported on the socket
-            session.receive(data, addr[:2], now)
+            for fd, _events in ready:
+                try:
+                    data, ancillary, _flags, addr = self._by_fd[fd].recvmsg(
+                        2048, TIMESTAMP_ANCILLARY)
+                except OSError:
+                    continue  # e.g. ICMP port unreachable reported on the socket (now cleared)
+                arrival = now
+                for level, kind, value in ancillary:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and \
+                            len(value) in TIMESPEC_FORMATS:
+                        seconds, nanoseconds = struct.unpack(TIMESPEC_FORMATS[len(value)], value)
+                        arrival = min(now, seconds + nanoseconds * 1e-9 + to_monotonic)
+                session.receive(data, addr[:2], arrival)
 
     def _flush(self, session: RtpSession) -> None:
         for data, addr in session.datagrams_to_send():
@@ -377,7 +408,7 @@ def _raise_priority() -> None:
     lower nice value. Both need root, CAP_SYS_NICE or an RLIMIT_RTPRIO of at least the priority
     (the systemd unit sets LimitRTPRIO=10, no capability); without them the thread keeps the
     default priority and works, with more send jitter under load.
-    The loop blocks in select() between deadlines and uses a few % of a core, and the kernel's
+    The loop sleeps between deadlines and uses a few % of a core, and the kernel's
     real-time throttling (sched_rt_runtime_us) bounds the damage of a bug that would spin."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(MEDIA_THREAD_RT_PRIORITY))
@@ -388,6 +419,15 @@ def _raise_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MEDIA_THREAD_NICE)
     except (AttributeError, OSError) as exc:
         log.debug("media thread keeps the default priority: %s", exc)
+
+
+def _stamp_arrivals(sock: socket.socket) -> None:
+    """Ask the kernel to stamp each received datagram (SO_TIMESTAMPNS), where it can."""
+    if SO_TIMESTAMPNS is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass
 
 
 def _srtp() -> "types.ModuleType":

@@ -153,3 +153,48 @@ def test_a_re_offer_that_moves_the_peer_moves_our_media_but_hold_does_not():
         stream.stop()
         first.close()
         moved.close()
+
+
+def test_the_media_thread_wakes_once_per_frame_and_keeps_arrival_times():
+    """Issue 14: received packets do not wake the thread (they wait in the socket for the next
+    20 ms frame tick, with which the send slots coincide), so a peer sending at 50 packets/s
+    out of phase with our ticks leaves about 50 wake-ups/s, not 100. The jitter buffer still
+    gets each packet's arrival time (kernel stamp), not the later tick."""
+    pool, _ = _pool()
+    media_cfg = configuration.validate({}).media
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2)
+    port, pair = pool.open_pair()
+    stream = MediaStream("c4", pair, None, None, None)
+    wakes = []
+    received = []
+    run_commands = stream._run_commands
+    stream._run_commands = lambda: (wakes.append(time.monotonic()), run_commands())[1]
+    try:
+        stream.play(_negotiated(port, _offer(peer.getsockname()[1]), media_cfg))
+        peer.recvfrom(2048)  # our first packet: the thread runs
+        session = stream.session
+        receive = session.receive
+        session.receive = lambda data, addr, now: (
+            received.append((data[2:4], now)), receive(data, addr, now))[1]
+        time.sleep(0.01)  # half a frame: out of phase with the ticks
+        sent_at = {}
+        began = time.monotonic()
+        for sequence in range(50):  # one second of a peer's packets
+            sent_at[sequence.to_bytes(2, "big")] = time.monotonic()
+            peer.sendto(_rtp(sequence), ("127.0.0.1", port))
+            time.sleep(max(0.0, began + (sequence + 1) * 0.02 - time.monotonic()))
+        ended = time.monotonic()
+        time.sleep(0.1)
+    finally:
+        stream.stop()
+        peer.close()
+    during = [t for t in wakes if began <= t < ended]
+    assert len(received) == 50, len(received)
+    # 50 frame ticks in the second (a slow machine may run late, never more), plus an RTCP
+    # report at most; waking per packet as well would be about 100.
+    assert len(during) <= 55, f"{len(during)} wake-ups in {ended - began:.2f} s"
+    # Arrival times are the sending times (loopback), not the up to 20 ms later tick.
+    offsets = sorted(now - sent_at[sequence] for sequence, now in received)
+    assert -0.001 < offsets[0] and offsets[len(offsets) // 2] < 0.005, offsets
