@@ -146,6 +146,9 @@ class MediaStream:
         self._source: Callable[[], bytes] | None = None
         self._poller = select.poll()
         self._by_fd = {sock.fileno(): sock for sock in sockets}
+        # The thread sleeps in select() on this pipe: `stop` writes to it, so the thread ends
+        # at once and `stop` (on the event loop) does not wait for the next frame tick.
+        self._wake_r, self._wake_w = os.pipe()
 
     # -- life cycle (event loop thread) ------------------------------------------------------
     def play(self, negotiated: "NegotiatedMedia") -> None:
@@ -167,10 +170,16 @@ class MediaStream:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._wake_w >= 0:
+            os.write(self._wake_w, b"x")
         if self._thread is not None:
             self._thread.join(timeout=1.0)
         for s in (self.rtp_sock, self.rtcp_sock):
             s.close()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
 
     def send_dtmf(self, key: str) -> None:
         self._commands.put((self.DTMF, key))
@@ -301,6 +310,7 @@ class MediaStream:
         session.set_sending(negotiated.sending, now)
         next_tick = now + FRAME
         ticks = 0
+        wake = [self._wake_r]
         try:
             while not self._stop.is_set():
                 self._run_commands()
@@ -309,7 +319,7 @@ class MediaStream:
                           if t is not None]
                 timeout = min(timers) - time.monotonic()
                 if timeout > 0:
-                    time.sleep(timeout)
+                    select.select(wake, [], [], timeout)
                 now = time.monotonic()
                 self._drain(session, now)
                 session.handle_timer(now)

@@ -198,3 +198,31 @@ def test_the_media_thread_wakes_once_per_frame_and_keeps_arrival_times():
     # Arrival times are the sending times (loopback), not the up to 20 ms later tick.
     offsets = sorted(now - sent_at[sequence] for sequence, now in received)
     assert -0.001 < offsets[0] and offsets[len(offsets) // 2] < 0.005, offsets
+
+
+def test_stop_wakes_the_media_thread_instead_of_waiting_for_its_deadline(monkeypatch):
+    """stop() runs on the event loop: it must not wait for the thread's next deadline (a frame
+    tick, up to 20 ms, during which SIP would stall at every hang-up). With the tick made 1 s
+    long and nothing to send (the peer only sends), stop() still returns at once."""
+    from firmware.runtime import media
+
+    monkeypatch.setattr(media, "FRAME", 1.0)
+    pool, _ = _pool()
+    media_cfg = configuration.validate({}).media
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    port, pair = pool.open_pair()
+    stream = MediaStream("c5", pair, None, None, None)
+    offer = _offer(peer.getsockname()[1]) + b"a=sendonly\r\n"
+    negotiated = _negotiated(port, offer, media_cfg)
+    assert not negotiated.sending
+    try:
+        stream.play(negotiated)
+        time.sleep(0.2)  # the thread is asleep until its 1 s tick
+        began = time.monotonic()
+        stream.stop()
+        took = time.monotonic() - began
+    finally:
+        peer.close()
+    assert not stream._thread.is_alive()
+    assert took < 0.5, f"stop() took {took:.3f} s"
