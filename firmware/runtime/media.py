@@ -88,8 +88,15 @@ class PortPool:
         return max(0, (self.high - self.low + 1) // 2)
 
     def open_pair(self) -> "tuple[int, list[socket.socket]]":
+        """One random draw per attempt, not a sample of all 128 up front: this runs while an
+        INVITE waits for its 200, and each draw of SystemRandom is a getrandom() call."""
         pairs = self.pairs
-        for index in self._random.sample(range(pairs), min(pairs, self.MAX_PAIR_ATTEMPTS)):
+        tried: set[int] = set()
+        for _ in range(min(pairs, self.MAX_PAIR_ATTEMPTS)):
+            index = self._random.randrange(pairs)
+            while index in tried:  # each pair once: the next untried one after a repeat
+                index = (index + 1) % pairs
+            tried.add(index)
             port = self.low + 2 * index
             pair = _bind_pair(self.host, port)
             if pair is not None:
