@@ -9,6 +9,11 @@ threshold keeps every large buffer on mmap, so it is given back when freed.
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 MMAP_THRESHOLD = 128 * 1024  # glibc's own default, made fixed
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+# glibc gives each new thread its own malloc arena (up to 8 per core), each a fresh 64 MiB
+# region whose touched pages stay: the media, capture, cue and worker threads allocate little
+# and briefly, so they share two (issue 14, memory in a call).
+ARENA_MAX = 2
 
 
 def fix_malloc_threshold() -> bool:
@@ -21,6 +26,7 @@ def fix_malloc_threshold() -> bool:
 
     try:
         libc = ctypes.CDLL(None)
+        libc.mallopt(M_ARENA_MAX, ARENA_MAX)
         return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
     except (OSError, AttributeError):
         return False
