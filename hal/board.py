@@ -46,7 +46,7 @@ Public API:
     HEADER_40PIN: {bcm_gpio: physical_pin} for the usable GPIOs 2-27
 """
 
-import pathlib
+import os
 import tomllib
 from typing import TYPE_CHECKING
 
@@ -54,7 +54,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 SCHEMA_VERSION = 1
-BOARDS_DIR = pathlib.Path(__file__).resolve().parent.parent / "boards"
+# The shipped board files. A plain string: pathlib (and urllib.parse with it) is not imported
+# on the way to the REGISTER (issue 14); `BOARDS_DIR` is still a pathlib.Path for callers.
+_BOARDS = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "boards")
 KINDS = ("pi", "sim")
 HEADERS = ("40pin",)
 NATIVE_RATES = (8000, 16000, 44100, 48000)
@@ -227,17 +229,28 @@ def load_board(name_or_path: str) -> "BoardSpec":
     """Read and validate a board file; a bare name means `boards/NAME.toml`."""
     text = str(name_or_path)
     if "/" in text or text.endswith(".toml"):
-        path = pathlib.Path(text)
+        path = text
     else:
-        path = BOARDS_DIR / f"{text}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))) or "none"
+        path = os.path.join(_BOARDS, f"{text}.toml")
+    if not os.path.isfile(path):
+        names = os.listdir(_BOARDS) if os.path.isdir(_BOARDS) else []
+        known = ", ".join(sorted(n[:-5] for n in names if n.endswith(".toml"))) or "none"
         raise BoardError(text, [f"board file not found at {path} (shipped boards: {known})"])
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as board_file:
+            data = tomllib.loads(board_file.read())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise BoardError(str(path), [f"not valid TOML: {error}"]) from None
-    return parse_board(data, str(path))
+        raise BoardError(path, [f"not valid TOML: {error}"]) from None
+    return parse_board(data, path)
+
+
+def __getattr__(name: str) -> "Any":
+    """`BOARDS_DIR`: the shipped boards' directory as a pathlib.Path, made when asked for."""
+    if name == "BOARDS_DIR":
+        import pathlib
+
+        return pathlib.Path(_BOARDS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_board(data: "dict[str, Any]", source: str = "<board>") -> "BoardSpec":
