@@ -328,10 +328,11 @@ class MediaStream:
                 if timeout > 0:
                     select.select(wake, [], [], timeout)
                 now = time.monotonic()
-                self._drain(session, now)
+                # Send first, on time; then read what arrived since the last frame.
                 session.handle_timer(now)
-                dtmf.handle_timer(now)
                 self._flush(session)
+                self._drain(session, now)
+                dtmf.handle_timer(now)
                 self._deliver_digits()
                 if now >= next_tick:
                     # The playout clock is the tick schedule, not the wake-up time: wake-up
