@@ -234,6 +234,8 @@ class MediaStream:
         return session
 
     def _run_commands(self) -> None:
+        if self._commands.empty():  # the usual case: no exception raised and caught per frame
+            return
         for _ in range(MAX_COMMANDS_PER_WAKE):
             try:
                 command, argument = self._commands.get_nowait()
@@ -322,9 +324,11 @@ class MediaStream:
             while not self._stop.is_set():
                 self._run_commands()
                 session, dtmf = self._playing()
-                timers = [t for t in (session.get_timer(), dtmf.get_timer(), next_tick)
-                          if t is not None]
-                timeout = min(timers) - time.monotonic()
+                deadline = next_tick
+                for timer in (session.get_timer(), dtmf.get_timer()):
+                    if timer is not None and timer < deadline:
+                        deadline = timer
+                timeout = deadline - time.monotonic()
                 if timeout > 0:
                     select.select(wake, [], [], timeout)
                 now = time.monotonic()
