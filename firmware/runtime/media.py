@@ -68,6 +68,7 @@ CAPTURE_QUEUE_FRAMES = 5  # paced capture (ALSA): at most 100 ms queued, oldest 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
 TIMESTAMP_ANCILLARY = socket.CMSG_SPACE(16) if SO_TIMESTAMPNS is not None else 0
 TIMESPEC_FORMATS = {16: "@qq", 8: "@ii"}  # 64-bit, and 32-bit time_t (armhf)
+MAX_ARRIVAL_AGE = 0.2  # s: older than this, a kernel stamp is not believed (a clock step)
 
 
 class PortPool:
@@ -395,7 +396,11 @@ class MediaStream:
                     if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and \
                             len(value) in TIMESPEC_FORMATS:
                         seconds, nanoseconds = struct.unpack(TIMESPEC_FORMATS[len(value)], value)
-                        arrival = min(now, seconds + nanoseconds * 1e-9 + to_monotonic)
+                        stamp = seconds + nanoseconds * 1e-9 + to_monotonic
+                        # The stamp is on the wall clock: a step of it (NTP after boot) between
+                        # arrival and now would move it far; then `now` is the better guess.
+                        if now - MAX_ARRIVAL_AGE < stamp <= now:
+                            arrival = stamp
                 session.receive(data, addr[:2], arrival)
 
     def _flush(self, session: RtpSession) -> None:
