@@ -5,7 +5,7 @@ pair (`PortPool.open_pair`) and hands it to a `MediaStream` with `play(negotiate
 is the only code touching the call's `RtpSession`: it sleeps until the next deadline (the 20 ms
 frame tick, with which the session's send slots coincide, or an RTCP/DTMF timer: the session
 computes deadlines from the packet index, so sending is paced by the monotonic clock and never
-drifts), then reads every datagram that arrived meanwhile, sends what is due and pulls one frame
+drifts), then sends what is due, reads every datagram that arrived meanwhile and pulls one frame
 from the jitter buffer for the speaker: one wake-up per frame (issue 14; waking for each
 received packet as well doubled the wake-ups, and on a loaded machine each wake-up of Python
 code costs far more than the work it does). The jitter buffer still sees each packet's real
