@@ -361,7 +361,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
         # What the executor made the SIP core send (the 200 to an auto-answered INVITE) leaves
         # now, not after the rest of the pass (a cue's thread, the event log, the LEDs, the
         # media thread): issue 14, INVITE -> 200.
-        if self.ua is not None:
+        if self.ua is not None and self.transports is not None:
             self._send_datagrams()
 
     def _arm_timer(self) -> None:
