@@ -3,7 +3,6 @@
     python -m firmware --board NAME --config PATH [--state-dir DIR] [--mic WAV] [--speaker-dir DIR]
 """
 
-import gc
 import logging
 import os
 import signal
@@ -102,10 +101,6 @@ async def run(args: "argparse.Namespace", cfg: "Config", board: "Board",
     # not on the start path.
     fix_malloc_threshold()
     web = await start_web(station, cfg, args)
-    # Everything loaded so far lives as long as the process: out of the collector's sight, so
-    # that its full collections during calls do not walk every module's objects again (and
-    # their pages stay shared, untouched by its bookkeeping).
-    gc.freeze()
     await stop.wait()
     logging.getLogger("doorline").info("stopping")
     if web is not None:
