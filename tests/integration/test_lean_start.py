@@ -31,6 +31,7 @@ NOT_LOADED = (
     "dataclasses",  # hal/board.py's records are plain classes
     "tomli_w",  # only when the configuration is saved
     "pathlib", "urllib.parse",  # board files and the simulated audio use os.path
+    "zoneinfo",  # schedules in a time zone other than UTC (runtime/localtime.py)
 )
 
 
