@@ -17,12 +17,9 @@ secret as "(set)"; `check_door_code(entry, digits)` compares in constant time;
 import copy
 import ipaddress
 import os
-import ssl
 import stat
 import tomllib
 from typing import Any
-
-import tomli_w
 
 from firmware.app import doorcodes
 from firmware.settings import Config, DoorCode
@@ -551,6 +548,8 @@ def ca_file_problem(path: str) -> str | None:
         return f"larger than {MAX_CA_FILE_BYTES // 1024} KiB: {path}"
     if b"-----BEGIN CERTIFICATE-----" not in data:
         return f"not a PEM file with a CERTIFICATE block: {path}"
+    import ssl  # only for a TLS CA file: a plain station never loads ssl
+
     try:
         ssl.create_default_context().load_verify_locations(
             cadata=data.decode("ascii", "replace"))
@@ -1014,6 +1013,8 @@ def _to_toml(cfg: Config) -> str:
     doc = _hash_codes(cfg.to_dict())
     if doc["media"]["srtp_requires_tls"] is None:  # TOML has no null: not set
         del doc["media"]["srtp_requires_tls"]
+    import tomli_w  # only when saving: not on the start path
+
     return tomli_w.dumps(doc)
 
 

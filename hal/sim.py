@@ -24,7 +24,7 @@ the web page's /api/sim endpoints; audio from and to WAV files.
 """
 
 import collections
-import pathlib
+import os
 import threading
 import time
 import wave
@@ -97,9 +97,9 @@ class SimRelay(Relay):
 class SimBoard(Board):
     buttons: "Mapping[str, SimButton]"
     inputs: "Mapping[str, SimInput]"
-    def __init__(self, spec: "BoardSpec", mic: "str | pathlib.Path | None" = None,
-                 speaker_dir: "str | pathlib.Path | None" = None,
-                 echo_path: "str | pathlib.Path | None" = None) -> None:
+    def __init__(self, spec: "BoardSpec", mic: "str | os.PathLike[str] | None" = None,
+                 speaker_dir: "str | os.PathLike[str] | None" = None,
+                 echo_path: "str | os.PathLike[str] | None" = None) -> None:
         super().__init__(
             spec,
             buttons={role: SimButton(s) for role, s in spec.buttons.items()},
@@ -148,12 +148,13 @@ class SimBoard(Board):
 class SimAudio(AudioDevice):
     paced = False
 
-    def __init__(self, mic: "str | pathlib.Path | None" = None,
-                 speaker_dir: "str | pathlib.Path | None" = None,
-                 echo_path: "str | pathlib.Path | None" = None) -> None:
-        self.mic = pathlib.Path(mic) if mic else None
-        self.speaker_dir = pathlib.Path(speaker_dir) if speaker_dir else None
-        self.echo_path = pathlib.Path(echo_path) if echo_path else None
+    def __init__(self, mic: "str | os.PathLike[str] | None" = None,
+                 speaker_dir: "str | os.PathLike[str] | None" = None,
+                 echo_path: "str | os.PathLike[str] | None" = None) -> None:
+        # Strings, not pathlib (not imported at start: issue 14).
+        self.mic = os.fspath(mic) if mic else None
+        self.speaker_dir = os.fspath(speaker_dir) if speaker_dir else None
+        self.echo_path = os.fspath(echo_path) if echo_path else None
         if self.echo_path is not None:
             try:
                 from hal.room import load_impulse_response
@@ -190,10 +191,10 @@ class SimAudio(AudioDevice):
                 if call_id is None or stream._recording == str(call_id):
                     stream._stop_recording()
 
-    def speaker_path(self, call_id: str) -> "pathlib.Path":
+    def speaker_path(self, call_id: str) -> str:
         name = "".join(c if c in SAFE_NAME_CHARS else "_" for c in str(call_id))
         assert self.speaker_dir is not None  # asked only when recording
-        return self.speaker_dir / f"{name}.wav"
+        return os.path.join(self.speaker_dir, f"{name}.wav")
 
     def _forget(self, stream: "SimAudioStream") -> None:
         with self._lock:
@@ -230,7 +231,7 @@ class SimAudioStream(AudioStream):
         if device._call_id is not None:
             self._start_recording(device._call_id)
 
-    def _open_mic(self, path: "pathlib.Path") -> None:
+    def _open_mic(self, path: str) -> None:
         try:
             mic = wave.open(str(path), "rb")
         except (OSError, wave.Error, EOFError) as error:
@@ -289,8 +290,8 @@ class SimAudioStream(AudioStream):
             if self._device.speaker_dir is None:
                 return
             path = self._device.speaker_path(call_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            speaker = wave.open(str(path), "wb")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            speaker = wave.open(path, "wb")
             speaker.setnchannels(1)
             speaker.setsampwidth(2)
             speaker.setframerate(self.rate)

@@ -356,8 +356,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
             progressed = False
             if self.ua is not None:
                 assert self.sessions is not None and self.transports is not None  # with the UA
-                for data, peer in self.ua.datagrams_to_send():
-                    self.transports.send(data, peer)
+                self._send_datagrams()
                 progressed |= self._drain(self.ua.next_event, self._on_ua_event)
                 progressed |= self._drain(self.sessions.next_event, self._run_executor,
                                           self._session_executors)
@@ -385,6 +384,11 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
             return
         self._run_executor(event, self._ua_executors)
 
+    def _send_datagrams(self) -> None:
+        assert self.ua is not None and self.transports is not None  # SIP runs
+        for data, peer in self.ua.datagrams_to_send():
+            self.transports.send(data, peer)
+
     def _run_executor(self, item: Any, table: "dict[type, Callable[[Any], None]]") -> None:
         executor = table.get(type(item))
         if executor is None:
@@ -394,6 +398,11 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
             executor(item)
         except Exception:  # one failed action must not stop the station
             log.exception("%r failed", item)
+        # What the executor made the SIP core send (the 200 to an auto-answered INVITE) leaves
+        # now, not after the rest of the pass (a cue's thread, the event log, the LEDs, the
+        # media thread): issue 14, INVITE -> 200.
+        if self.ua is not None and self.transports is not None:
+            self._send_datagrams()
 
     def _arm_timer(self) -> None:
         due = [self.controller.get_timer()]
