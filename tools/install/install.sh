@@ -24,6 +24,11 @@ readonly SERVICE_USER=doorline
 # venv's system site packages, like lgpio; building it from PyPI on a Pi Zero takes ages).
 readonly APT_PACKAGES=(python3-venv python3-dev python3-lgpio python3-cryptography gcc
                        libasound2-dev libasound2-plugins alsa-utils avahi-daemon)
+# Where PyPI has no wheel for the architecture, pip builds from source: pyalsaaudio everywhere
+# (gcc, python3-dev, libasound2-dev above); on 32-bit ARM (armhf, as on many Pi Zero 2 W and Pi 3
+# installs) also cffi (libffi-dev) and pylibsrtp (libsrtp2-dev; pkg-config finds it). Piwheels is
+# not relied on.
+readonly APT_BUILD_PACKAGES_32BIT=(libffi-dev libsrtp2-dev pkg-config)
 DESTDIR="${DESTDIR:-}"
 PYTHON="${PYTHON:-python3}"
 MODEL_FILE="${MODEL_FILE:-/proc/device-tree/model}"
@@ -135,8 +140,15 @@ install_all() {
   if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
     die "run as root (sudo make install), or set DESTDIR= for a staged install"
   fi
+  local packages=("${APT_PACKAGES[@]}") arch=""
+  if [ -z "$DESTDIR" ]; then
+    arch="$(dpkg --print-architecture)"
+  fi
+  case "$arch" in
+    armhf|armel) packages+=("${APT_BUILD_PACKAGES_32BIT[@]}") ;;
+  esac
   system apt-get update
-  system apt-get install -y --no-install-recommends "${APT_PACKAGES[@]}"
+  system apt-get install -y --no-install-recommends "${packages[@]}"
   ensure_user
 
   install -d -m 0755 "$DESTDIR$PREFIX" "$DESTDIR$BOARDS_DIR" "$DESTDIR$(dirname "$UNIT")"
@@ -157,10 +169,21 @@ install_all() {
   render_unit "$board" > "$DESTDIR$UNIT.tmp"
   chmod 0644 "$DESTDIR$UNIT.tmp"
   mv "$DESTDIR$UNIT.tmp" "$DESTDIR$UNIT"
-  system systemctl daemon-reload
+  # In a chroot or an image build systemd is not running: enable (symlinks only), don't start;
+  # the service starts on the next boot. /run/systemd/system exists only under a running
+  # systemd (sd_booted(3)).
+  local running=1
+  [ -z "$DESTDIR" ] && [ ! -d /run/systemd/system ] && running=0
+  if [ "$running" = 1 ]; then
+    system systemctl daemon-reload
+  fi
   system systemctl enable avahi-daemon.service
   system systemctl enable doorline.service
-  system systemctl restart doorline.service
+  if [ "$running" = 1 ]; then
+    system systemctl restart doorline.service
+  else
+    say "systemd is not running here (a chroot?): the service is enabled, it starts at boot"
+  fi
   local scheme=http
   grep -Eq '^[[:space:]]*https[[:space:]]*=[[:space:]]*true' "$DESTDIR$CONFIG_DIR/config.toml" \
     && scheme=https
