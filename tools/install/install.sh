@@ -148,6 +148,18 @@ install_all() {
     armhf|armel) packages+=("${APT_BUILD_PACKAGES_32BIT[@]}") ;;
   esac
   system apt-get update
+  # python3-lgpio comes from the Raspberry Pi archive: Raspberry Pi OS has it, plain Debian (on
+  # a Pi, or the emulated root file systems of `make test-arm`) does not. Without it the station
+  # still installs and runs; the GPIO pins need it (gpiozero's lgpio backend).
+  if [ -z "$DESTDIR" ] && ! apt-cache show python3-lgpio >/dev/null 2>&1; then
+    local kept=() package
+    for package in "${packages[@]}"; do
+      [ "$package" = python3-lgpio ] || kept+=("$package")
+    done
+    packages=("${kept[@]}")
+    say "warning: python3-lgpio is not in this system's package archive (not Raspberry Pi OS?);"
+    say "warning: installing without it: buttons, LEDs and the relay need it to work"
+  fi
   system apt-get install -y --no-install-recommends "${packages[@]}"
   ensure_user
 
