@@ -134,6 +134,19 @@ class Chroot:
         raise AssertionError(f"no user {user} in the chroot")
 
 
+def _trust_host_cas(chroot, log_path):
+    """The host's local certificate authorities (e.g. an HTTPS proxy's, which pip then meets)
+    are trusted in the chroot too, the Debian way: /usr/local/share/ca-certificates."""
+    local = pathlib.Path("/usr/local/share/ca-certificates")
+    extra = sorted(local.glob("*.crt")) if local.is_dir() else []
+    if extra:
+        target = chroot.root / "usr/local/share/ca-certificates"
+        target.mkdir(parents=True, exist_ok=True)
+        for certificate in extra:
+            shutil.copyfile(certificate, target / certificate.name)
+        assert chroot.run(["update-ca-certificates"], 600, log_path) == 0
+
+
 def _fresh_root(suite, arch, log_path):
     with open(log_path, "ab") as log:
         result = subprocess.run([*LOW_PRIORITY, os.fspath(ROOTFS), arch, suite],
@@ -211,13 +224,16 @@ def _first_boot(chroot, suite, log_path):
 # -- what pip built ----------------------------------------------------------------------------
 
 def _built_from_source(root):
-    """Distributions in the installed venv whose wheel was built here: a plain `linux_<machine>`
-    tag, not a manylinux/musllinux one from PyPI and not a pure-Python `none-any` one."""
+    """Distributions in the installed venv that pip built here: a wheel with a plain
+    `linux_<machine>` tag (not a manylinux/musllinux one from PyPI, not a pure-Python `none-any`
+    one), or a legacy `setup.py install` (an .egg-info: pip without `wheel` builds that way)."""
     built = []
-    for wheel in root.glob("opt/doorline/venv/lib/python3*/site-packages/*.dist-info/WHEEL"):
+    site = next(root.glob("opt/doorline/venv/lib/python3*/site-packages"))
+    for wheel in site.glob("*.dist-info/WHEEL"):
         tags = re.findall(r"^Tag: (\S+)", wheel.read_text(), re.M)
         if any(re.search(r"-linux_[a-z0-9_]+$", tag) for tag in tags):
             built.append(wheel.parent.name.split("-")[0])
+    built += [egg.name.split("-")[0] for egg in site.glob("*.egg-info")]
     return sorted(built)
 
 
@@ -299,6 +315,7 @@ def test_install_and_srtp_call_under_emulation(suite, arch, kamailio, baresip_fa
     root = _fresh_root(suite, arch, log_path)
     try:
         with Chroot(root, apt_cache) as chroot:
+            _trust_host_cas(chroot, log_path)
             code = _first_boot(chroot, suite, log_path)
             started = time.monotonic()
             status = chroot.run(["make", "-C", "/opt/doorline/src", "install", "BOARD=rpi4"],
