@@ -98,6 +98,13 @@ def c_conversion_available(alsa: "Any") -> bool:
         return False
 
 
+def describe_buffering(buffering: "dict[str, dict[str, int]]") -> str:
+    """One line for the log: per direction, period and buffer as libasound granted them."""
+    parts = [f"{direction} {v['period_frames']}/{v['buffer_frames']} frames at {v['rate']} Hz "
+             f"({v['latency_ms']} ms)" for direction, v in sorted(buffering.items())]
+    return ", ".join(parts) or "no device open yet"
+
+
 def _pull_settings(spec: "ButtonSpec | InputSpec") -> tuple[bool | None, bool | None]:
     """gpiozero's (pull_up, active_state) for a button or input spec."""
     if spec.pull_up:
@@ -227,6 +234,7 @@ class AlsaAudio(AudioDevice):
             log.log(level, "audio: %s/%s at %d Hz, calls at %d Hz, conversion: %s",
                     self.spec.capture, self.spec.playback, self.spec.rate, rate,
                     stream.conversion)
+            log.info("audio buffers: %s", describe_buffering(stream.buffering))
         self._streams = [s for s in self._streams if not s.closed]
         self._streams.append(stream)
         return stream

@@ -205,7 +205,7 @@ def test_period_and_buffer_are_what_the_hal_asks_for(card, monkeypatch, frame_ms
     """libasound grants one frame per period and PERIODS periods per buffer in both directions,
     at the call rate on the C path and at the device's rate on the Python path, so the device
     buffer adds at most PERIODS * frame_ms of latency."""
-    from hal.pi import PERIODS
+    from hal.pi import PERIODS, describe_buffering
 
     if python_path:
         monkeypatch.setenv("DOORLINE_ALSA_RESAMPLER", "python")
@@ -217,6 +217,8 @@ def test_period_and_buffer_are_what_the_hal_asks_for(card, monkeypatch, frame_ms
         expected = {"rate": rate, "period_frames": period, "buffer_frames": PERIODS * period,
                     "latency_ms": PERIODS * frame_ms}
         assert stream.buffering == {"capture": expected, "playback": expected}
+        assert describe_buffering(stream.buffering).startswith(
+            f"capture {period}/{PERIODS * period} frames at {rate} Hz ({PERIODS * frame_ms} ms)")
     finally:
         audio.close()
 
