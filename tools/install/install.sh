@@ -26,9 +26,9 @@ readonly APT_PACKAGES=(python3-venv python3-dev python3-lgpio python3-cryptograp
                        libasound2-dev libasound2-plugins alsa-utils avahi-daemon)
 # Where PyPI has no wheel for the architecture, pip builds from source: pyalsaaudio everywhere
 # (gcc, python3-dev, libasound2-dev above); on 32-bit ARM (armhf, as on many Pi Zero 2 W and Pi 3
-# installs) also cffi (libffi-dev) and pylibsrtp (libsrtp2-dev; pkg-config finds it). Piwheels is
-# not relied on.
-readonly APT_BUILD_PACKAGES_32BIT=(libffi-dev libsrtp2-dev pkg-config)
+# installs) also cffi (libffi-dev) and pylibsrtp (libsrtp2-dev, libssl-dev: it links -lcrypto;
+# pkg-config finds them). Piwheels is not relied on.
+readonly APT_BUILD_PACKAGES_32BIT=(libffi-dev libsrtp2-dev libssl-dev pkg-config)
 DESTDIR="${DESTDIR:-}"
 PYTHON="${PYTHON:-python3}"
 MODEL_FILE="${MODEL_FILE:-/proc/device-tree/model}"
