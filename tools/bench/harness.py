@@ -25,7 +25,7 @@ from tests.peers.baresip import Baresip
 from tests.peers.fixtures import DOOR_PASSWORD
 from tests.peers.kamailio import Kamailio
 from tests.peers.process import free_port
-from tools.bench import cases, report
+from tools.bench import audio, cases, report
 from tools.bench.agents import BaresipUA, DoorlineUA
 from tools.bench.svg import interval_histogram_svg
 
@@ -38,7 +38,7 @@ MODES = {
               "register_runs": 1, "loss_s": 2, "codec_s": 0.1, "settle_s": 0.2, "warmup_s": 0.3},
 }
 CASES = ("codec", "start_registered", "calls", "alsa_path", "invite_200", "button_invite",
-         "receive_loss")
+         "receive_loss", "audio")
 USERS = {"door": DOOR_PASSWORD, "door2": "door2-secret", "flat1": "flat1-secret",
          "flat2": "flat2-secret", "absent": "absent-secret"}
 MIC_TONE_HZ = 440
@@ -205,7 +205,8 @@ class Bench:
                    "calls": cases.call_cases, "alsa_path": cases.alsa_path,
                    "invite_200": cases.invite_to_200,
                    "button_invite": cases.button_to_invite,
-                   "receive_loss": cases.receive_under_loss}
+                   "receive_loss": cases.receive_under_loss,
+                   "audio": audio.audio_cases}
         try:
             self._prepare()
             for name in self.only:

@@ -70,6 +70,23 @@ ROWS = (
      None, None, "—"),
     ("G.711 encode+decode, 160-sample frames (PCMU)", "frames/s per core", "codec",
      ("pcmu", "frames_per_cpu_s"), None, "at_least", 2000.0, "≥ 2000"),
+    # issue 15 (tools/bench/audio.py): baresip's "on" is its speex_pp preprocessor (no AEC)
+    ("CPU share, G.711 call, AEC+NS+AGC on (baresip: speex_pp)", "% of a core", "audio",
+     ("pcmu", "on_cpu_percent"), None, None, None, "—"),
+    ("G.711 call: processing on ÷ off, CPU", "×", "audio", ("pcmu", "ratio_on_to_off"), None,
+     "at_most", 2.0, "≤ 2.0 × the same call without"),
+    ("CPU share, G.722 call, AEC+NS+AGC on (baresip: speex_pp)", "% of a core", "audio",
+     ("g722", "on_cpu_percent"), None, None, None, "—"),
+    ("G.722 call: processing on ÷ off, CPU", "×", "audio", ("g722", "ratio_on_to_off"), None,
+     "at_most", 2.0, "≤ 2.0 × the same call without"),
+    ("ERLE, box (50 ms), 8 kHz", "dB", "audio", ("erle", "box_8k", "erle_db"), None,
+     "at_least", 25.0, "≥ 25 dB"),
+    ("ERLE, hallway (150 ms), 8 kHz", "dB", "audio", ("erle", "hallway_8k", "erle_db"), None,
+     "at_least", 25.0, "≥ 25 dB"),
+    ("ERLE, box (50 ms), 16 kHz (G.722)", "dB", "audio", ("erle", "box_16k", "erle_db"), None,
+     "at_least", 25.0, "≥ 25 dB"),
+    ("ERLE, hallway (150 ms), 16 kHz (G.722)", "dB", "audio", ("erle", "hallway_16k", "erle_db"),
+     None, "at_least", 25.0, "≥ 25 dB"),
 )
 
 

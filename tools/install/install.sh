@@ -22,8 +22,11 @@ readonly UNIT=/etc/systemd/system/doorline.service
 readonly SERVICE_USER=doorline
 # python3-cryptography: the self-signed certificate for `[web] https = true` (seen through the
 # venv's system site packages, like lgpio; building it from PyPI on a Pi Zero takes ages).
+# libspeexdsp1: echo cancellation, noise suppression, AGC; libspandsp2: G.722 (issue 15; both
+# loaded through ctypes by firmware/runtime/audioproc.py and g722.py, only in a call).
 readonly APT_PACKAGES=(python3-venv python3-dev python3-lgpio python3-cryptography gcc
-                       libasound2-dev libasound2-plugins alsa-utils avahi-daemon)
+                       libasound2-dev libasound2-plugins alsa-utils avahi-daemon
+                       libspeexdsp1 libspandsp2)
 # Where PyPI has no wheel for the architecture, pip builds from source: pyalsaaudio everywhere
 # (gcc, python3-dev, libasound2-dev above); on 32-bit ARM (armhf, as on many Pi Zero 2 W and Pi 3
 # installs) also cffi (libffi-dev) and pylibsrtp (libsrtp2-dev, libssl-dev: it links -lcrypto;
@@ -45,6 +48,11 @@ system() {
   else
     "$@"
   fi
+}
+
+# True when apt has an installable version of package $1 (after apt-get update).
+has_candidate() {
+  apt-cache policy "$1" 2>/dev/null | grep -Eq '^[[:space:]]*Candidate: [^(]'
 }
 
 board_from_model() {
@@ -148,17 +156,25 @@ install_all() {
     armhf|armel) packages+=("${APT_BUILD_PACKAGES_32BIT[@]}") ;;
   esac
   system apt-get update
-  # python3-lgpio comes from the Raspberry Pi archive: Raspberry Pi OS has it, plain Debian (on
-  # a Pi, or the emulated root file systems of `make test-arm`) does not. Without it the station
-  # still installs and runs; the GPIO pins need it (gpiozero's lgpio backend).
-  if [ -z "$DESTDIR" ] && ! apt-cache show python3-lgpio >/dev/null 2>&1; then
+  if [ -z "$DESTDIR" ]; then
     local kept=() package
     for package in "${packages[@]}"; do
-      [ "$package" = python3-lgpio ] || kept+=("$package")
+      if has_candidate "$package"; then
+        kept+=("$package")
+      elif has_candidate "${package}t64"; then
+        # Trixie renamed libraries for the 64-bit time_t transition (libspandsp2t64).
+        kept+=("${package}t64")
+      elif [ "$package" = python3-lgpio ]; then
+        # From the Raspberry Pi archive: Raspberry Pi OS has it, plain Debian (on a Pi, or the
+        # emulated root file systems of `make test-arm`) does not. The station installs and
+        # runs without it; the GPIO pins need it (gpiozero's lgpio backend).
+        say "warning: python3-lgpio is not in this system's package archive (not Raspberry Pi"
+        say "warning: OS?); installing without it: buttons, LEDs and the relay need it to work"
+      else
+        kept+=("$package")  # apt-get names what is missing
+      fi
     done
     packages=("${kept[@]}")
-    say "warning: python3-lgpio is not in this system's package archive (not Raspberry Pi OS?);"
-    say "warning: installing without it: buttons, LEDs and the relay need it to work"
   fi
   system apt-get install -y --no-install-recommends "${packages[@]}"
   ensure_user
