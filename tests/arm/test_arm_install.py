@@ -270,6 +270,8 @@ def _call(chroot, kamailio, baresip_factory, log_path):
     config = station_config(kamailio)
     config["media"] = {"srtp": "mandatory", "srtp_requires_tls": False}
     config["answer"] = {"mode": "auto", "allow": [f"sip:{FLAT1_USER}@127.0.0.1"]}
+    # steady test tones through a clock-less file "card": no echo canceller (see alsa_card.py)
+    config["audio"] = {**config.get("audio", {}), "echo_cancel": False}
     phone = baresip_factory(FLAT1_USER, registrar=kamailio, srtp=True, tone_hz=PHONE_HZ)
     phone.wait_registered(10)
     station = InstalledStation(chroot, work / "station", config, env)
