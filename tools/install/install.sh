@@ -26,7 +26,8 @@ readonly SERVICE_USER=doorline
 # loaded through ctypes by firmware/runtime/audioproc.py and g722.py, only in a call).
 readonly APT_PACKAGES=(python3-venv python3-dev python3-lgpio python3-cryptography gcc
                        libasound2-dev libasound2-plugins alsa-utils avahi-daemon
-                       libspeexdsp1 libspandsp2)
+                       libspeexdsp1 libspandsp2
+                       tzdata)  # [time] zone: the schedules' time zones (zoneinfo)
 # Where PyPI has no wheel for the architecture, pip builds from source: pyalsaaudio everywhere
 # (gcc, python3-dev, libasound2-dev above); on 32-bit ARM (armhf, as on many Pi Zero 2 W and Pi 3
 # installs) also cffi (libffi-dev) and pylibsrtp (libsrtp2-dev, libssl-dev: it links -lcrypto;
