@@ -7,7 +7,7 @@ BOARD  ?= pc-sim
 STATE  ?= state
 CONFIG ?= $(STATE)/config.toml
 
-.PHONY: run test lint peers venv clean bench fuzz install uninstall test-micropython image
+.PHONY: run test lint peers venv clean bench fuzz install uninstall test-micropython image test-arm
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,3 +62,12 @@ image:
 test-micropython: $(STAMP)
 	$(PY) tools/mpy/compile.py
 	$(VENV)/bin/micropython -X heapsize=512M tools/mpy/runner.py
+
+# ARM installs under emulation (docs/INSTALL.md "Tested on ARM"): arm64 and armhf root file systems
+# of Debian Bookworm and Trixie (debootstrap + qemu-user-static, cached in
+# $${XDG_CACHE_HOME:-~/.cache}/doorline-arm), `make install` in each and one SRTP call against
+# Kamailio and baresip. Hours on 2 cores, so not part of `make test`; needs root and network.
+# TARGETS="bookworm-arm64 trixie-armhf" runs only those.
+test-arm: peers $(STAMP)
+	DOORLINE_ARM=1 nice -n 19 ionice -c3 $(PY) -m pytest -q -s tests/arm \
+		$(if $(TARGETS),-k "$(subst $(eval) , or ,$(strip $(TARGETS)))") $(PYTEST_ARGS)

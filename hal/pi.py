@@ -8,6 +8,9 @@
             read_frame() -> bytes | None   waits at most about two frames, never forever
             write_frame(pcm)               never blocks: a full device buffer drops the frame
             stats -> {"xruns", "reopens", "dropped"}
+            buffering -> {"capture": {...}, "playback": {...}}   what libasound granted
+                         (rate, period_frames, buffer_frames, latency_ms); a direction whose
+                         device is away is absent
 
 Mapping of board settings onto gpiozero:
     buttons  Button(pin, pull_up, bounce_time, hold_time); pull_up = false means an external
@@ -102,6 +105,13 @@ def c_conversion_available(alsa: "Any") -> bool:
         return "speexrate" in alsa.pcms()
     except (AttributeError, alsa.ALSAAudioError):
         return False
+
+
+def describe_buffering(buffering: "dict[str, dict[str, int]]") -> str:
+    """One line for the log: per direction, period and buffer as libasound granted them."""
+    parts = [f"{direction} {v['period_frames']}/{v['buffer_frames']} frames at {v['rate']} Hz "
+             f"({v['latency_ms']} ms)" for direction, v in sorted(buffering.items())]
+    return ", ".join(parts) or "no device open yet"
 
 
 def _pull_settings(spec: "ButtonSpec | InputSpec") -> tuple[bool | None, bool | None]:
@@ -233,6 +243,7 @@ class AlsaAudio(AudioDevice):
             log.log(level, "audio: %s/%s at %d Hz, calls at %d Hz, conversion: %s",
                     self.spec.capture, self.spec.playback, self.spec.rate, rate,
                     stream.conversion)
+            log.info("audio buffers: %s", describe_buffering(stream.buffering))
         self._streams = [s for s in self._streams if not s.closed]
         self._streams.append(stream)
         return stream
@@ -354,6 +365,17 @@ class AlsaPcm:
             poller.register(descriptor, events)
         poller.poll(max(1, int(timeout * 1000)))
 
+    def granted(self) -> "dict[str, int] | None":
+        """Rate, period and buffer (frames) libasound granted, and the latency the buffer can
+        add; None while the device is away (or pyalsaaudio < 0.10 has no info())."""
+        info = getattr(self._pcm, "info", None)
+        if info is None:
+            return None
+        values = info()
+        rate, buffer = values["rate"], values["buffer_size"]
+        return {"rate": rate, "period_frames": values["period_size"], "buffer_frames": buffer,
+                "latency_ms": buffer * 1000 // rate}
+
     def close(self) -> None:
         if self._pcm is not None:
             pcm, self._pcm = self._pcm, None
@@ -419,6 +441,11 @@ class AlsaAudioStream(AudioStream):
     def stats(self) -> dict[str, int]:
         return {"xruns": self.xruns, "reopens": self._capture.reopens + self._playback.reopens,
                 "dropped": self.dropped}
+
+    @property
+    def buffering(self) -> dict[str, dict[str, int]]:
+        granted = {"capture": self._capture.granted(), "playback": self._playback.granted()}
+        return {direction: values for direction, values in granted.items() if values}
 
     def read_frame(self) -> bytes | None:
         deadline = self._clock() + 2 * self._frame_s

@@ -5,7 +5,8 @@
     code, elapsed = fw.stop()          # SIGTERM by PID; (exit code, seconds until it exited)
 
 Public API:
-- `Firmware(workdir, config, board="pc-sim", extra_args=(), log_level="DEBUG")`: `config` is a
+- `Firmware(workdir, config, board="pc-sim", extra_args=(), log_level="DEBUG", test_hooks=True,
+  env=None)` (`env`: extra environment variables): `config` is a
   dict (written as TOML) or TOML text; it goes to `workdir/doorline.toml`, the state directory
   is `workdir/state`, stdout and stderr go to `workdir/firmware.log`.
   `start()` (own process group; `started_at` is `time.time()` taken just before `Popen`, the
@@ -55,10 +56,11 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 
 class Firmware(ManagedProcess):
     def __init__(self, workdir, config, board="pc-sim", extra_args=(), log_level="DEBUG",
-                 test_hooks=True):
+                 test_hooks=True, env=None):
         # test_hooks: DOORLINE_TEST_HOOKS=1, which also logs each received DTMF digit (tests
         # compare them); a production station never logs digits, they are door codes.
         self.test_hooks = test_hooks
+        self.extra_env = dict(env or {})
         self.workdir = os.fspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.config_path = os.path.join(self.workdir, "doorline.toml")
@@ -80,7 +82,7 @@ class Firmware(ManagedProcess):
 
     def start(self):
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
-                    "DOORLINE_TEST_HOOKS": "1" if self.test_hooks else "0"}
+                    "DOORLINE_TEST_HOOKS": "1" if self.test_hooks else "0", **self.extra_env}
         self.started_at = time.time()
         self.started_mono = time.monotonic()
         ManagedProcess.start(self)

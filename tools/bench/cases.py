@@ -125,6 +125,9 @@ def _alsa_path(bench):
                 lines = [line for line in ua.log.splitlines() if "conversion:" in line]
                 out[f"{path}_conversion"] = lines[-1].split("conversion:", 1)[1].strip() \
                     if lines else "not logged"
+                buffers = [line for line in ua.log.splitlines() if "audio buffers:" in line]
+                out[f"{path}_buffers"] = buffers[-1].split("audio buffers:", 1)[1].strip() \
+                    if buffers else "not logged"
         except (BenchError, OSError) as error:
             if path != "alsa_python":
                 raise

@@ -28,6 +28,11 @@ readonly APT_PACKAGES=(python3-venv python3-dev python3-lgpio python3-cryptograp
                        libasound2-dev libasound2-plugins alsa-utils avahi-daemon
                        libspeexdsp1 libspandsp2
                        tzdata)  # [time] zone: the schedules' time zones (zoneinfo)
+# Where PyPI has no wheel for the architecture, pip builds from source: pyalsaaudio everywhere
+# (gcc, python3-dev, libasound2-dev above); on 32-bit ARM (armhf, as on many Pi Zero 2 W and Pi 3
+# installs) also cffi (libffi-dev) and pylibsrtp (libsrtp2-dev, libssl-dev: it links -lcrypto;
+# pkg-config finds them). Piwheels is not relied on.
+readonly APT_BUILD_PACKAGES_32BIT=(libffi-dev libsrtp2-dev libssl-dev pkg-config)
 DESTDIR="${DESTDIR:-}"
 PYTHON="${PYTHON:-python3}"
 MODEL_FILE="${MODEL_FILE:-/proc/device-tree/model}"
@@ -44,6 +49,11 @@ system() {
   else
     "$@"
   fi
+}
+
+# True when apt has an installable version of package $1 (after apt-get update).
+has_candidate() {
+  apt-cache policy "$1" 2>/dev/null | grep -Eq '^[[:space:]]*Candidate: [^(]'
 }
 
 board_from_model() {
@@ -150,8 +160,35 @@ install_all() {
   if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
     die "run as root (sudo make install), or set DESTDIR= for a staged install"
   fi
+  local packages=("${APT_PACKAGES[@]}") arch=""
+  if [ -z "$DESTDIR" ]; then
+    arch="$(dpkg --print-architecture)"
+  fi
+  case "$arch" in
+    armhf|armel) packages+=("${APT_BUILD_PACKAGES_32BIT[@]}") ;;
+  esac
   system apt-get update
-  system apt-get install -y --no-install-recommends "${APT_PACKAGES[@]}"
+  if [ -z "$DESTDIR" ]; then
+    local kept=() package
+    for package in "${packages[@]}"; do
+      if has_candidate "$package"; then
+        kept+=("$package")
+      elif has_candidate "${package}t64"; then
+        # Trixie renamed libraries for the 64-bit time_t transition (libspandsp2t64).
+        kept+=("${package}t64")
+      elif [ "$package" = python3-lgpio ]; then
+        # From the Raspberry Pi archive: Raspberry Pi OS has it, plain Debian (on a Pi, or the
+        # emulated root file systems of `make test-arm`) does not. The station installs and
+        # runs without it; the GPIO pins need it (gpiozero's lgpio backend).
+        say "warning: python3-lgpio is not in this system's package archive (not Raspberry Pi"
+        say "warning: OS?); installing without it: buttons, LEDs and the relay need it to work"
+      else
+        kept+=("$package")  # apt-get names what is missing
+      fi
+    done
+    packages=("${kept[@]}")
+  fi
+  system apt-get install -y --no-install-recommends "${packages[@]}"
   ensure_user
 
   install -d -m 0755 "$DESTDIR$PREFIX" "$DESTDIR$BOARDS_DIR" "$DESTDIR$(dirname "$UNIT")"
@@ -172,10 +209,21 @@ install_all() {
   render_unit "$board" > "$DESTDIR$UNIT.tmp"
   chmod 0644 "$DESTDIR$UNIT.tmp"
   mv "$DESTDIR$UNIT.tmp" "$DESTDIR$UNIT"
-  system systemctl daemon-reload
+  # In a chroot or an image build systemd is not running: enable (symlinks only), don't start;
+  # the service starts on the next boot. /run/systemd/system exists only under a running
+  # systemd (sd_booted(3)).
+  local running=1
+  [ -z "$DESTDIR" ] && [ ! -d /run/systemd/system ] && running=0
+  if [ "$running" = 1 ]; then
+    system systemctl daemon-reload
+  fi
   system systemctl enable avahi-daemon.service
   system systemctl enable doorline.service
-  system systemctl restart doorline.service
+  if [ "$running" = 1 ]; then
+    system systemctl restart doorline.service
+  else
+    say "systemd is not running here (a chroot?): the service is enabled, it starts at boot"
+  fi
   local scheme=http
   grep -Eq '^[[:space:]]*https[[:space:]]*=[[:space:]]*true' "$DESTDIR$CONFIG_DIR/config.toml" \
     && scheme=https
