@@ -67,6 +67,9 @@ DEFAULTS: "dict[str, Any]" = {
               "follow_redirects": False},
     "door": {"pulse_ms": 3000, "codes": [], "max_failures": 3, "lockout_s": 60},
     "web": {"listen": "127.0.0.1:8080", "https": False, "hostnames": []},
+    # issue 16: the board's camera (hal/camera.py); phone_token "" keeps /camera.jpg off
+    "camera": {"enabled": True, "width": 640, "height": 480, "fps": 15,
+               "snapshot_on_ring": True, "history": 50, "video": "offer", "phone_token": ""},
 }
 
 CHOICES = {
@@ -74,6 +77,7 @@ CHOICES = {
     ("media", "srtp"): ("off", "optional", "mandatory"),
     ("answer", "mode"): ("auto", "ring", "off"),
     ("answer", "identity"): ("from", "asserted"),
+    ("camera", "video"): ("offer", "off"),
 }
 KNOWN_CODECS = ("PCMU", "PCMA")
 BUTTON_MODES = ("parallel", "sequential")
@@ -270,6 +274,7 @@ def validate(doc: Any) -> Config:
     _check_listen(check, "web.listen", web["listen"])
     check.type("web.https", web["https"], (bool,), "true or false")
     _check_hostnames(check, web["hostnames"])
+    _check_camera(check, cfg["camera"])
     if check.errors:
         raise ConfigError(check.errors)
     return Config.from_dict(cfg)
@@ -464,6 +469,27 @@ def _check_buttons(check: _Checker, buttons: Any) -> None:
         check.integer(f"{path}.target_timeout_s", full["target_timeout_s"], 3, 600)
 
 
+MAX_CAMERA_WIDTH, MAX_CAMERA_HEIGHT, MAX_CAMERA_FPS, MAX_SNAPSHOT_HISTORY = 1920, 1080, 30, 1000
+
+
+def _check_camera(check: _Checker, camera: "dict[str, Any]") -> None:
+    for key in ("enabled", "snapshot_on_ring"):
+        check.type(f"camera.{key}", camera[key], (bool,), "true or false")
+    check.integer("camera.width", camera["width"], 160, MAX_CAMERA_WIDTH)
+    check.integer("camera.height", camera["height"], 120, MAX_CAMERA_HEIGHT)
+    for key, step in (("width", 16), ("height", 2)):
+        value = camera[key]
+        if "camera." + key not in check.errors and value % step:
+            check.fail("camera." + key, f"must be a multiple of {step} (got {value})")
+    check.integer("camera.fps", camera["fps"], 1, MAX_CAMERA_FPS)
+    check.integer("camera.history", camera["history"], 0, MAX_SNAPSHOT_HISTORY)
+    token = camera["phone_token"]
+    if check.type("camera.phone_token", token, (str,), "a string") and token and \
+            (len(token) < 16 or len(token) > 128 or not token.isascii() or
+             not all(c.isalnum() or c in "-_" for c in token)):
+        check.fail("camera.phone_token", "must be empty (off) or 16-128 letters, digits, - or _")
+
+
 def _check_door(check: _Checker, door: "dict[str, Any]") -> None:
     check.integer("door.pulse_ms", door["pulse_ms"], 100, 30000)
     check.integer("door.max_failures", door["max_failures"], 1, 20)
@@ -652,6 +678,7 @@ def redacted(cfg: Config) -> "dict[str, Any]":
     out = cfg.to_dict()
     out["sip"]["password"] = SECRET if cfg.sip.password else ""
     out["door"]["codes"] = [{"caller": c.caller, "code": SECRET} for c in cfg.door.codes]
+    out["camera"]["phone_token"] = SECRET if cfg.camera.phone_token else ""
     return out
 
 
@@ -661,6 +688,9 @@ def unredact(partial: "dict[str, Any]", current: Config) -> "dict[str, Any]":
     sip = out.get("sip")
     if isinstance(sip, dict) and sip.get("password") == SECRET:
         sip["password"] = current.sip.password
+    camera = out.get("camera")
+    if isinstance(camera, dict) and camera.get("phone_token") == SECRET:
+        camera["phone_token"] = current.camera.phone_token
     door = out.get("door")
     if isinstance(door, dict) and isinstance(door.get("codes"), list):
         secrets = ("code", "code_hash", "length")

@@ -204,16 +204,42 @@ class WebConfig(_Section):
         self.hostnames = hostnames
 
 
+class CameraConfig(_Section):
+    """[camera]: enabled (use the board's camera, if it has one), width, height, fps,
+    snapshot_on_ring, history (snapshots kept), video ("offer" or "off": H.264 in calls),
+    phone_token (the secret of /camera.jpg; "" = that URL is off)."""
+
+    __slots__ = ("enabled", "width", "height", "fps", "snapshot_on_ring", "history", "video",
+                 "phone_token")
+
+    def __init__(self, enabled: bool = True, width: int = 640, height: int = 480, fps: int = 15,
+                 snapshot_on_ring: bool = True, history: int = 50, video: str = "offer",
+                 phone_token: str = "") -> None:
+        self.enabled = enabled
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.snapshot_on_ring = snapshot_on_ring
+        self.history = history
+        self.video = video
+        self.phone_token = phone_token
+
+    def __repr__(self) -> str:
+        return "<CameraConfig enabled=%r %dx%d@%d video=%s history=%d phone_token=%s>" % (
+            self.enabled, self.width, self.height, self.fps, self.video, self.history,
+            SECRET_SHOWN if self.phone_token else "''")
+
+
 class Config(_Section):
     """The whole configuration: `sip`, `media`, `answer`, `buttons` (a list of ButtonConfig),
-    `calls`, `door`, `web`."""
+    `calls`, `door`, `web`, `camera`."""
 
-    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web")
+    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web", "camera")
     SECTIONS = __slots__
 
     def __init__(self, sip: "SipConfig", media: "MediaConfig", answer: "AnswerConfig",
                  buttons: "list[ButtonConfig]", calls: "CallsConfig", door: "DoorConfig",
-                 web: "WebConfig") -> None:
+                 web: "WebConfig", camera: "CameraConfig | None" = None) -> None:
         self.sip = sip
         self.media = media
         self.answer = answer
@@ -221,6 +247,7 @@ class Config(_Section):
         self.calls = calls
         self.door = door
         self.web = web
+        self.camera = camera if camera is not None else CameraConfig()
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Config":
@@ -235,14 +262,15 @@ class Config(_Section):
             CallsConfig(**doc["calls"]),
             DoorConfig(door["pulse_ms"], [DoorCode.from_dict(c) for c in door["codes"]],
                        door["max_failures"], door["lockout_s"]),
-            WebConfig(**doc["web"]))
+            WebConfig(**doc["web"]),
+            CameraConfig(**doc["camera"]) if "camera" in doc else None)
 
     def to_dict(self) -> dict:
         """The document (a fresh dict: the caller may change it): what the file holds."""
         return {"sip": self.sip.to_dict(), "media": self.media.to_dict(),
                 "answer": self.answer.to_dict(), "buttons": [b.to_dict() for b in self.buttons],
                 "calls": self.calls.to_dict(), "door": self.door.to_dict(),
-                "web": self.web.to_dict()}
+                "web": self.web.to_dict(), "camera": self.camera.to_dict()}
 
     def section(self, name: str) -> object:
         """A section by its name in the file (for what compares sections by name)."""
@@ -255,5 +283,6 @@ class Config(_Section):
         return None
 
     def __repr__(self) -> str:
-        return "<Config %r %r %r buttons=%r %r %r %r>" % (
-            self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web)
+        return "<Config %r %r %r buttons=%r %r %r %r %r>" % (
+            self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web,
+            self.camera)

@@ -2,6 +2,8 @@
 
     open_board(board, *, pin_factory=None, mic=None, speaker_dir=None) -> hal.base.Board
         board: a name from boards/ ("rpi4", "pc-sim"), a path to a .toml file, or a BoardSpec.
+        camera (sim boards): "pattern" or a file path (--camera); Pi boards: [camera] in the
+        board file. `board.camera` is a hal.camera.Camera or None.
         pin_factory: a gpiozero pin factory for Pi boards (default: LGPIOFactory); tests pass
         gpiozero's MockFactory.  mic / speaker_dir: WAV in and per-call WAV out (sim boards).
 
@@ -23,18 +25,30 @@ if TYPE_CHECKING:
 
 def open_board(board: "BoardSpec | str", *, pin_factory: "Any" = None,
                mic: "str | pathlib.Path | None" = None,
-               speaker_dir: "str | pathlib.Path | None" = None) -> "SimBoard | PiBoard":
+               speaker_dir: "str | pathlib.Path | None" = None,
+               camera: "str | None" = None) -> "SimBoard | PiBoard":
     spec = board if isinstance(board, BoardSpec) else load_board(board)
     if spec.kind == "sim":
         from hal.sim import SimBoard
 
-        return SimBoard(spec, mic=mic, speaker_dir=speaker_dir)
-    if mic is not None or speaker_dir is not None:
-        raise BoardError(spec.source, ["--mic and --speaker-dir apply to simulated boards only"])
+        sim = SimBoard(spec, mic=mic, speaker_dir=speaker_dir)
+        if camera:
+            from hal.camera import sim_camera
+
+            sim.camera = sim_camera(camera)
+        return sim
+    if mic is not None or speaker_dir is not None or camera is not None:
+        raise BoardError(spec.source, ["--mic, --speaker-dir and --camera apply to simulated "
+                                       "boards only (Pi boards declare [camera] in their file)"])
     # Imported only for Pi boards so that the simulator runs without the Pi libraries.
     from hal.pi import PiBoard
 
-    return PiBoard(spec, pin_factory=pin_factory)
+    board_ = PiBoard(spec, pin_factory=pin_factory)
+    if spec.camera is not None:
+        from hal.camera import open_camera
+
+        board_.camera = open_camera(spec.camera)
+    return board_
 
 
 __all__ = ["BoardError", "BoardSpec", "load_board", "open_board"]

@@ -13,6 +13,8 @@ from firmware.runtime.parts import StationParts
 
 log = logging.getLogger("doorline")
 
+RING_ROLES_EXCLUDED = ("hangup", "exit")  # buttons that do not ring: no snapshot
+
 
 class BoardExecutors(StationParts):
     # -- hardware ----------------------------------------------------------------------------
@@ -61,6 +63,12 @@ class BoardExecutors(StationParts):
             self._stop_cue()
 
     def _do_log_event(self, action: actions.LogEvent) -> None:
+        if action.type == "button" and action.fields.get("role") not in RING_ROLES_EXCLUDED:
+            # someone rang: keep a picture of who (issue 16)
+            camera = self.camera_service()
+            snapshot = camera.ring_snapshot(dict(action.fields)) if camera is not None else None
+            if snapshot is not None:
+                action.fields["snapshot"] = snapshot
         self.eventlog.append(action.type, **action.fields)
         if action.type == "door_open":
             log.info("door opened by %s (%s)", action.fields.get("by"), action.fields.get("how"))

@@ -17,6 +17,7 @@ from firmware.settings import Config
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from firmware.app.controller import Controller
+    from firmware.runtime.camera import CameraService
     from firmware.runtime.cues import CuePlayer
     from firmware.runtime.eventlog import EventLog
     from firmware.runtime.health import Health, Watchdog
@@ -61,6 +62,7 @@ class StationParts:
     _stats: dict[str, dict]  # call id → last media statistics, logged with its end
     _cue: "CuePlayer | None"
     _sip_start: "asyncio.Future[None] | None"
+    _camera: "CameraService | None"  # made at the first need (Station.camera_service)
 
     # -- the station's drive and life cycle (defined by Station) ---------------------------
     def _kick(self) -> None:
@@ -79,6 +81,9 @@ class StationParts:
         raise NotImplementedError
 
     def _sip_failed(self, exc: BaseException, hint: str | None = None) -> None:
+        raise NotImplementedError
+
+    def camera_service(self) -> "CameraService | None":
         raise NotImplementedError
 
     # -- defined by BoardExecutors ---------------------------------------------------------

@@ -38,6 +38,7 @@ from firmware.sip.useragent import MessageRejected, RegistrationChanged, UASetti
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from firmware.runtime.camera import CameraService
     from hal.base import Board
 
 log = logging.getLogger("doorline")
@@ -77,6 +78,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self._stopping = False
         self._rejected_at: dict[str | None, float] = {}
         self._cue = None
+        self._camera = None
         self.counters = {"calls_total": 0, "door_openings_total": 0}
         # systemd: WATCHDOG=1 only while the loop turns, SIP is served and call audio moves.
         self.health = Health()
@@ -229,6 +231,21 @@ class Station(Facade, CallExecutors, BoardExecutors):
 
         if self.ua is not None:
             self._port_pool()
+        self.camera_service()
+
+    def camera_service(self) -> "CameraService | None":
+        """The camera's service when the board has a camera and `[camera] enabled` (made at
+        the first need; the camera itself opens only while someone uses it)."""
+        camera = self.board.camera if self.board is not None else None
+        if camera is None or not self.cfg.camera.enabled:
+            return None
+        if self._camera is None:
+            from firmware.runtime.camera import CameraService
+
+            self._camera = CameraService(camera, self.cfg.camera, self.state_dir)
+        elif self._camera.cfg != self.cfg.camera:
+            self._camera.update_config(self.cfg.camera)
+        return self._camera
 
     async def _locate_registrar(self) -> Peer:
         sip = self.cfg.sip
@@ -284,6 +301,8 @@ class Station(Facade, CallExecutors, BoardExecutors):
             self._idle.cancel()
         self._stop_cue()
         await self._stop_sip()
+        if self._camera is not None:
+            self._camera.close()
         if self._prepared:
             self.eventlog.close()  # batched events and open summaries reach the file
         if self.board is not None:
