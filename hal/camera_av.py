@@ -90,10 +90,12 @@ class AvJpegEncoder(JpegEncoder):
         qscale = max(2, min(31, round(31 - (quality / 100) * 29)))
         self._codec.qmin = self._codec.qmax = qscale
         self._codec.open()
+        self._count = 0
 
     def encode(self, frame: Frame) -> bytes:
         picture = to_av_frame(frame).reformat(format="yuvj420p")
-        picture.pts = frame.index
+        picture.pts = self._count  # the codec wants rising timestamps, whatever the frame
+        self._count += 1
         return b"".join(bytes(packet) for packet in self._codec.encode(picture))
 
     def close(self) -> None:
@@ -118,7 +120,10 @@ def split_annexb(data: bytes) -> "list[bytes]":
         else:
             i += 1
     if start >= 0 and start < n:
-        units.append(data[start:])
+        end = n
+        while end > start and data[end - 1] == 0:  # trailing_zero_8bits (H.264 B.1)
+            end -= 1
+        units.append(data[start:end])
     return [u for u in units if u]
 
 
@@ -217,6 +222,7 @@ class _AvCapture(Camera):
         self._frames: Iterator[Any] | None = None
         self._index = 0
         self._next_due = 0.0
+        self._last: Any = None  # the last picture: a still image repeats it
 
     def _options(self) -> "dict[str, str]":
         return {}
@@ -236,16 +242,18 @@ class _AvCapture(Camera):
     def _next_picture(self) -> "Any":
         assert self._frames is not None
         try:
-            return next(self._frames)
+            self._last = next(self._frames)
+            return self._last
         except StopIteration:
             if not self.loop:
                 return None
+        try:
             self._container.seek(0)
             self._frames = self._container.decode(video=0)
-            try:
-                return next(self._frames)
-            except StopIteration:
-                return None
+            self._last = next(self._frames)
+        except Exception:  # a still image cannot seek (or ends at once): show it again
+            pass
+        return self._last
 
     def read(self) -> "Frame | None":
         if not self.is_open:

@@ -2,7 +2,7 @@
 ({"id", "time", "event"}), at most `limit` of them (the oldest deleted first), each file written
 atomically (a temp file, fsync, rename), read back at start so the history survives restarts.
 
-Ids sort by time: `YYYYMMDD-HHMMSS-mmm` in UTC (a suffix `-N` when two fall in one millisecond);
+Ids sort by time: `YYYYMMDD-HHMMSS-mmm` in UTC (a suffix `-NNNN` when two fall in one millisecond);
 `is_id(text)` tells whether a string can be one (the API serves nothing else).
 """
 
@@ -23,7 +23,7 @@ def is_id(text: str) -> bool:
     if len(parts) not in (3, 4) or not all(p.isascii() and p.isdigit() for p in parts):
         return False
     return len(parts[0]) == 8 and len(parts[1]) == 6 and len(parts[2]) == 3 and \
-        (len(parts) == 3 or 1 <= len(parts[3]) <= 4)
+        (len(parts) == 3 or len(parts[3]) == 4)
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -47,7 +47,7 @@ class SnapshotStore:
         self.limit = limit
         self._lock = threading.Lock()
         self._items: list[dict[str, Any]] = []  # oldest first
-        self._pending: set[str] = set()  # ids handed out, not yet written
+        self._last_id = ""  # the last id handed out: ids only grow
         self._load()
 
     def _load(self) -> None:
@@ -83,11 +83,12 @@ class SnapshotStore:
         base = time.strftime("%Y%m%d-%H%M%S", time.gmtime(wall)) + "-%03d" % (
             int(wall * 1000) % 1000)
         with self._lock:
-            taken = {item["id"] for item in self._items[-16:]} | self._pending
-            ident, n = base, 1
-            while ident in taken:
-                ident, n = f"{base}-{n}", n + 1
-            self._pending.add(ident)
+            last = self._last_id or (self._items[-1]["id"] if self._items else "")
+            ident = base
+            if ident <= last:  # the same millisecond (or the clock went back): count on
+                head, _, suffix = last.rpartition("-") if last.count("-") == 3 else (last, "", "0")
+                ident = "%s-%04d" % (head, int(suffix) + 1)
+            self._last_id = ident
             return ident
 
     def add(self, ident: str, jpeg: bytes, wall: float, event: "dict[str, Any]") -> None:
@@ -100,19 +101,14 @@ class SnapshotStore:
                           json.dumps(meta).encode())
         except OSError as exc:
             log.error("snapshot %s not saved: %s", ident, exc.strerror)
-            with self._lock:
-                self._pending.discard(ident)
             return
         with self._lock:
-            self._pending.discard(ident)
             self._items.append(meta)
             self._items.sort(key=lambda item: item["id"])
             self._prune()
 
     def add_failed(self, ident: str) -> None:
-        """The picture for `ident` could not be taken: forget the id."""
-        with self._lock:
-            self._pending.discard(ident)
+        """The picture for `ident` could not be taken (its id is not reused)."""
 
     def _prune(self) -> None:
         while len(self._items) > self.limit:

@@ -5,7 +5,8 @@
   turns the phone URL off) and saves it in the configuration.
 - `GET /api/camera/snapshot`: a fresh JPEG; `GET /api/camera/stream`: MJPEG
   (multipart/x-mixed-replace) at the camera's rate, for STREAM_MAX_S seconds per request (the
-  page reconnects; every request has a bounded life, firmware/web/limits.py).
+  page reconnects; every request has a bounded life, firmware/web/limits.py); `?frames=N`
+  ends it after N pictures.
 - `GET /api/snapshots`, `GET /api/snapshots/<id>`: the ring history.
 - `GET /camera.jpg?token=...`: the one image URL without login, for phones; off while the token is
   empty, read-only, rate-limited (PHONE_RATE per second, PHONE_BURST at once, for all clients
@@ -98,8 +99,8 @@ def add_routes(app: "Microdot", web: "_Web", station: "Station",
             return _error(400, "enabled must be true or false")
         token = secrets.token_urlsafe(TOKEN_BYTES) if enabled else ""
         result = await web.put_config({"camera": {"phone_token": token}})
-        if isinstance(result, Response):
-            return result
+        if isinstance(result, Response) and result.status_code != 200:
+            return result  # the error, as PUT /api/config gives it
         station.log_event("camera_token", enabled=enabled)
         return camera_info(service())
 
@@ -119,9 +120,14 @@ def add_routes(app: "Microdot", web: "_Web", station: "Station",
         if camera is None:
             return no_camera()
 
+        frames = request.args.get("frames")
+        if frames is not None and not (frames.isascii() and frames.isdigit() and
+                                       1 <= int(frames) <= 1000):
+            return _error(400, "frames must be a whole number from 1 to 1000")
+
         async def parts() -> "AsyncIterator[bytes]":
             end = clock() + STREAM_MAX_S
-            async for data in camera.mjpeg():
+            async for data in camera.mjpeg(int(frames) if frames else None):
                 yield (b"--" + BOUNDARY.encode() + b"\r\nContent-Type: image/jpeg\r\n"
                        b"Content-Length: %d\r\n\r\n" % len(data)) + data + b"\r\n"
                 if clock() >= end:
