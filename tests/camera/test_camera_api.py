@@ -122,12 +122,13 @@ def test_ring_snapshots_are_bounded_carried_by_events_and_survive_a_restart(runn
     for _ in range(5):
         before = len(running.station.events())
         running.board.press("call", 50)
-        assert running.wait(lambda: any(e["type"] == "button"
-                                        for e in running.station.events()[before:]))
+        assert running.wait(lambda n=before: any(e["type"] == "button"
+                                                 for e in running.station.events()[n:]))
         event = [e for e in running.station.events()[before:] if e["type"] == "button"][0]
         assert "snapshot" in event, event
         ids.append(event["snapshot"])
-        assert running.wait(lambda: running.get(f"/api/snapshots/{ids[-1]}").status_code == 200)
+        path = f"/api/snapshots/{ids[-1]}"
+        assert running.wait(lambda p=path: running.get(p).status_code == 200)
         running.run_for(0.3)
     listed = running.get("/api/snapshots").json["snapshots"]
     assert [s["id"] for s in listed] == ids[:-4:-1], (listed, ids)

@@ -7,11 +7,11 @@ import os
 import pytest
 
 import hal
+from firmware.runtime.snapshots import SnapshotStore, is_id
 from hal import camera_av
 from hal.board import BoardError, CameraSpec, parse_board
 from hal.camera import Frame, i420_size, open_camera
 from hal.camera_pattern import PatternCamera, counter_box
-from firmware.runtime.snapshots import SnapshotStore, is_id
 from tests.camera.helpers import jpeg_size, region_difference
 
 
