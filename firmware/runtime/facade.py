@@ -28,6 +28,9 @@ class Facade(StationParts):
             stream = self.streams.get(call["id"])
             call["stats"] = stream.stats() if stream else \
                 ({"codec": call["codec"]} if call["codec"] else {})
+            video = self.videos.get(call["id"])
+            if video is not None:
+                call["stats"]["video"] = video.stats()
             calls_status.append(call)
         snapshot = self.board.snapshot() if self.board is not None else {}
         registration = self.ua.status() if self.ua is not None else {

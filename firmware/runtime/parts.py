@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from firmware.runtime.health import Health, Watchdog
     from firmware.runtime.media import MediaStream, PortPool
     from firmware.runtime.transport import Transports
+    from firmware.runtime.video import VideoStream
     from firmware.session.session import SessionManager
     from firmware.sip.call import CallManager
     from firmware.sip.useragent import UserAgent
@@ -59,6 +60,8 @@ class StationParts:
     rtp_host: str  # where the port pool binds (the SIP listen address)
     streams: "dict[str, MediaStream]"  # call id → MediaStream (playing)
     _pairs: dict[str, Pair | None]  # call id → RTP/RTCP pair, bound, not yet playing
+    _video_pairs: dict[str, Pair]  # call id → the video's pair, bound, not yet playing
+    videos: "dict[str, VideoStream]"  # call id → VideoStream (playing)
     _stats: dict[str, dict]  # call id → last media statistics, logged with its end
     _cue: "CuePlayer | None"
     _sip_start: "asyncio.Future[None] | None"

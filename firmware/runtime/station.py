@@ -73,6 +73,8 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self._prepared = False  # prepare() made the controller and the event log
         self.streams = {}  # call id → MediaStream (playing)
         self._pairs = {}  # call id → RTP/RTCP socket pair, bound, not yet playing
+        self._video_pairs = {}  # call id → the video's pair (issue 16), not yet playing
+        self.videos = {}  # call id → VideoStream (playing)
         self._stats = {}  # call id → last media statistics, logged with its end
         self._timer: asyncio.TimerHandle | None = None
         self._stopping = False

@@ -24,6 +24,7 @@ import os
 from firmware.rtp.dtmf import parse_info_body
 from firmware.sdp import offer_answer as oa
 from firmware.sdp.session import SessionDescription
+from firmware.sdp.video import LocalVideo
 from firmware.session import events as ev
 from firmware.sip import call as sipcall
 
@@ -110,6 +111,9 @@ class SessionManager:
         self.calls = calls
         self.media_cfg = media_cfg
         self.random = random
+        # H.264 beside the audio (issue 16) whenever the runtime gives a video port (the
+        # station has a camera and [camera] video = "offer"); this payload type in our offers
+        self.video_payload_type = 96
         self._sessions: list[Session] = []  # in creation order (MicroPython's dict is unordered)
         self._events: list[ev.SessionEvent] = []
         self._on_sip: dict[type, CallEventHandler] = {
@@ -152,18 +156,19 @@ class SessionManager:
     def place_call(self, role: str, routed: "list[tuple[str, Peer]]", address: str,
                    port: "int | None", now: float, sequential: bool = False,
                    target_timeout: "float | None" = None, answer_mode: "str | None" = None,
-                   no_media: object = None, call_id: "str | None" = None) -> "Session | None":
+                   no_media: object = None, call_id: "str | None" = None,
+                   video_port: "int | None" = None) -> "Session | None":
         """Ring `routed` ([(target, next-hop Peer)]) with our offer for RTP at address:port (the
         runtime's port pair; port None when it has none, `no_media` saying why), under
-        `call_id` (the controller's; None: minted here). Emits CallStarted or
-        CallNotStarted; returns the Session or None."""
+        `call_id` (the controller's; None: minted here); `video_port`: also offer H.264 video
+        received there. Emits CallStarted or CallNotStarted; returns the Session or None."""
         if call_id is None:  # the one id of this call in every layer
             call_id = self.random(CALL_ID_BYTES).hex()
         if port is None:
             self._emit(ev.CallNotStarted(call_id, role, "no media: %s" % no_media))
             return None
         secure = all(peer.transport == "tls" for _, peer in routed)
-        local, problem = self._local_media(address, port, secure)
+        local, problem = self._local_media(address, port, secure, video_port)
         if problem is not None:
             self._emit(ev.CallNotStarted(call_id, role, problem))
             return None
@@ -234,15 +239,17 @@ class SessionManager:
             session.call.send_info(content_type, body, now)
 
     # -- the runtime's reports ------------------------------------------------------------------
-    def media_opened(self, call_id: str, address: str, port: int, now: float) -> None:
-        """The port pair an OpenMedia asked for: answer the offer (parked) or refuse with 488."""
+    def media_opened(self, call_id: str, address: str, port: int, now: float,
+                     video_port: "int | None" = None) -> None:
+        """The port pair an OpenMedia asked for (and one for video, when the station offers
+        it): answer the offer (parked) or refuse with 488."""
         session = self.get(call_id)
         if session is None or session.state == sipcall.ENDED:
             return
         call = session.call
         source, offer = call.source, call.remote_sdp
         assert source is not None  # OpenMedia: an incoming call, which has its INVITE's source
-        local, problem = self._local_media(address, port, source.transport == "tls")
+        local, problem = self._local_media(address, port, source.transport == "tls", video_port)
         session.local = local
         if problem is None and offer is None:
             problem = "INVITE without an SDP offer is not supported"
@@ -386,8 +393,8 @@ class SessionManager:
         session.call.reject(status, now, reason_phrase)
         self._emit(ev.CallRefused(session.id, session.call.peer, status, problem))
 
-    def _local_media(self, address: str, port: int,
-                     secure: bool) -> "tuple[LocalMedia, str | None]":
+    def _local_media(self, address: str, port: int, secure: bool,
+                     video_port: "int | None" = None) -> "tuple[LocalMedia, str | None]":
         """(LocalMedia, problem): the SRTP mode this signalling allows and fresh keys (RFC 4568
         §8.3: SDES keys are only as secret as the signalling)."""
         cfg = self.media_cfg
@@ -400,6 +407,10 @@ class SessionManager:
         if mode != oa.SRTP_OFF:
             crypto = [(suite, self.random(oa.KEY_SALT_LENGTH))
                       for suite in oa.SUPPORTED_CRYPTO_SUITES]
+        video = None
+        if video_port is not None:  # its own SDES keys (RFC 4568 §6.1: a key per m-line)
+            video = LocalVideo(video_port, self.video_payload_type, crypto=[
+                (suite, self.random(oa.KEY_SALT_LENGTH)) for suite, _ in crypto])
         local = oa.LocalMedia(address, port, codecs=cfg.codecs, srtp=mode, crypto=crypto,
-                              session_id=int.from_bytes(self.random(4), "big"))
+                              session_id=int.from_bytes(self.random(4), "big"), video=video)
         return local, problem

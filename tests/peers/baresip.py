@@ -34,7 +34,9 @@ CALL_DTMF_START events; recordings are named by wall-clock second, so two calls 
 instance within the same second share (overwrite) a file.
 
 Public API: `Baresip(workdir, user="flat1", password=None, registrar=None, sip_port=None,
-transport="udp", srtp=False, answer_mode="auto", tone_hz=440, ca_path=None)`;
+transport="udp", srtp=False, answer_mode="auto", tone_hz=440, ca_path=None,
+video=False)` (video: H.264 through avcodec, fakevideo as camera and display, and
+`snapshot_recv` writing received frames as PNG);
 `start(timeout=10)`, `stop(timeout=5)`, `alive`, `pid`, `aor`, `contact_uri`,
 `command(cmd, params="", timeout=5) -> dict`, `dial(uri)`, `hangup()`, `accept()`,
 `send_dtmf(digits)`, `events` (all so far), `wait_event(match, timeout, since=None) -> dict`,
@@ -91,7 +93,8 @@ def _tcp_free(port):
 
 class Baresip(PeerProcess):
     def __init__(self, workdir, user="flat1", password=None, registrar=None, sip_port=None,
-                 transport="udp", srtp=False, answer_mode="auto", tone_hz=440, ca_path=None):
+                 transport="udp", srtp=False, answer_mode="auto", tone_hz=440, ca_path=None,
+                 video=False):
         if answer_mode not in ANSWER_MODES:
             raise ValueError(f"answer_mode must be one of {ANSWER_MODES}")
         if transport not in TRANSPORTS:
@@ -116,6 +119,7 @@ class Baresip(PeerProcess):
         self.answer_mode = answer_mode
         self.tone_hz = tone_hz
         self.ca_path = ca_path
+        self.video = video
         self.sip_port = sip_port or _sip_and_tls_port()
         self.ctrl_port = free_port(("tcp",))
         self._process = None
@@ -179,6 +183,11 @@ class Baresip(PeerProcess):
         ]
         if self.ca_path:
             lines.append(f"sip_cafile {self.ca_path}")
+        if self.video:  # H.264 from baresip-ffmpeg; fakevideo: a source and a screenless display
+            lines += ["module avcodec.so", "module fakevideo.so", "module snapshot.so",
+                      "video_source fakevideo,nil", "video_display fakevideo,nil",
+                      "video_size 320x240", "video_fps 15", "video_bitrate 300000",
+                      "avcodec_h264enc libx264", "avcodec_h264dec h264"]
         (self.config_dir / "config").write_text("\n".join(lines) + "\n")
         # No account.so and no accounts file: the account is added by `uanew` in start().
         (self.config_dir / "accounts").write_text("")
