@@ -3,7 +3,7 @@ is opened or an encoder made (start-up budget, issue 14).
 
 - `AvJpegEncoder`: FFmpeg's MJPEG encoder (snapshots, the MJPEG live view).
 - `AvH264Encoder`: libx264, constrained baseline, no B-frames, `zerolatency` (no frame delay),
-  SPS/PPS repeated before every key frame, a key frame at least every 2 s and on demand (IDR).
+  SPS/PPS repeated before every key frame, key frames (IDR) when asked (`key=True`).
   Where the PyAV wheel has no libx264, FFmpeg's other H.264 encoders are tried in turn
   (`h264_v4l2m2m`: the Pi 4's hardware encoder; `libopenh264`).
 - `H264Decoder`: FFmpeg's H.264 decoder, for received video (counts decodable frames).
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("doorline.camera")
 
 H264_ENCODERS = ("libx264", "libopenh264", "h264_v4l2m2m")
-KEY_INTERVAL_S = 2  # at least one key frame this often (issue 16), even unasked
+# The encoder's own key frames: rare. Who uses the stream asks for key frames (`key=True`):
+# runtime/video.py every 2 s until the peer asks, then when the peer asks (issue 16).
+ENCODER_KEY_INTERVAL_S = 600
 RTP_CLOCK = 90000
 
 
@@ -155,14 +157,14 @@ class AvH264Encoder(H264Encoder):
         codec.framerate = fractions.Fraction(fps, 1)
         codec.time_base = fractions.Fraction(1, RTP_CLOCK)
         codec.bit_rate = bitrate
-        codec.gop_size = fps * KEY_INTERVAL_S
+        codec.gop_size = fps * ENCODER_KEY_INTERVAL_S
         codec.max_b_frames = 0
         if name == "libx264":
             codec.options = {
                 "preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
                 "forced-idr": "1",
                 "x264-params": "repeat-headers=1:keyint=%d:bframes=0:sliced-threads=0:threads=1"
-                               % (fps * KEY_INTERVAL_S)}
+                               % (fps * ENCODER_KEY_INTERVAL_S)}
         codec.open()
         return codec
 

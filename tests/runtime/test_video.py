@@ -1,0 +1,143 @@
+"""runtime/video.py on loopback sockets with the pattern camera: a key frame with SPS/PPS first,
+one every 2 s until the peer asks, then on request only (RTCP PLI and FIR answered within a few
+frames); 90 kHz timestamps from the capture clock; packets within the MTU; received H.264 from
+the peer decoded and counted; the peer's loss answered with a PLI."""
+
+import socket
+import time
+
+import pytest
+
+from firmware.rtp import h264
+from firmware.rtp.packet import OtherRtcp, ReceiverReport, RtpPacket, parse_rtcp
+from firmware.runtime.camera import CameraService
+from firmware.runtime.video import MAX_PAYLOAD, VideoStream
+from firmware.sdp.video import NegotiatedVideo
+from firmware.settings import CameraConfig
+from hal.camera_pattern import PatternCamera
+
+FPS = 15
+
+
+def udp_pair():
+    socks = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+        socks.append(s)
+    return socks
+
+
+@pytest.fixture
+def call(tmp_path):
+    station = udp_pair()
+    peer = udp_pair()
+    for s in peer:
+        s.setblocking(True)
+        s.settimeout(0.5)
+    service = CameraService(PatternCamera(), CameraConfig(width=160, height=128, fps=FPS),
+                            str(tmp_path))
+    stream = VideoStream("c1", station, service)
+    negotiated = NegotiatedVideo(1, "127.0.0.1", peer[0].getsockname()[1], "127.0.0.1",
+                                 peer[1].getsockname()[1], False, 97, "42e01f", True, True,
+                                 None, True, True)
+    stream.play(negotiated)
+    yield stream, station, peer
+    stream.stop()
+    service.close()
+    for s in peer:
+        s.close()
+
+
+def receive_frames(sock, seconds):
+    """[(arrival, timestamp, units)] of whole access units arriving within `seconds`."""
+    d = h264.Depacketizer()
+    frames = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            data = sock.recv(65536)
+        except (TimeoutError, socket.timeout):
+            continue
+        assert len(data) <= 12 + MAX_PAYLOAD
+        packet = RtpPacket.parse(data)
+        assert packet.payload_type == 97
+        for units in d.push(packet.payload, packet.sequence, packet.timestamp, packet.marker):
+            frames.append((time.monotonic(), packet.timestamp, units))
+    return frames
+
+
+def keys(frames):
+    return [i for i, (_, _, units) in enumerate(frames) if h264.is_key_frame(units)]
+
+
+def test_key_frames_periodic_until_asked_then_on_request(call):
+    stream, station, peer = call
+    frames = receive_frames(peer[0], 4.6)
+    assert len(frames) >= 4.6 * FPS * 0.7, len(frames)
+    first = frames[0][2]
+    assert [h264.nal_type(u) for u in first][:2] == [7, 8] and h264.is_key_frame(first)
+    periodic = keys(frames)
+    assert len(periodic) >= 3, periodic  # at 0, 2 and 4 s
+    # 90 kHz timestamps from the capture clock: 6000 per frame at 15 fps
+    steps = [b[1] - a[1] for a, b in zip(frames, frames[1:], strict=False)]
+    assert all(5000 <= s <= 7000 or s % 6000 < 1500 for s in steps), steps[:10]
+
+    # the peer asks (PLI): a key frame within a few frames, then none unasked for 2.5 s
+    rtcp_port = station[1].getsockname()[1]
+    peer[1].sendto(ReceiverReport(1234).to_bytes() + h264.pli(1234, stream.ssrc),
+                   ("127.0.0.1", rtcp_port))
+    frames = receive_frames(peer[0], 3.0)
+    asked = keys(frames)
+    assert asked and asked[0] <= 4, asked
+    assert asked == [asked[0]], f"periodic key frames after the peer asked: {asked}"
+    assert stream.peer_asked and stream.stats()["key_requests"] == 1
+
+    # FIR (RFC 5104) works the same way
+    peer[1].sendto(h264.fir(1234, stream.ssrc, 1), ("127.0.0.1", rtcp_port))
+    frames = receive_frames(peer[0], 1.0)
+    assert keys(frames) and keys(frames)[0] <= 4
+    # a PLI for another sender is not for us
+    peer[1].sendto(h264.pli(1234, stream.ssrc ^ 1), ("127.0.0.1", rtcp_port))
+    frames = receive_frames(peer[0], 1.0)
+    assert keys(frames) == []
+    stats = stream.stats()
+    assert stats["capture_to_rtp_ms"]["median"] < 100, stats
+
+
+def test_received_video_is_decoded_and_loss_asks_for_a_key_frame(call):
+    stream, station, peer = call
+    sender = PatternCamera()
+    sender.open(160, 128, FPS)
+    encoder = sender.h264_encoder()
+    rtp_port = station[0].getsockname()[1]
+    seq = 100
+    for i in range(20):
+        units = encoder.encode(sender.read(), key=False)
+        payloads = h264.packetize(units, 300)
+        for j, payload in enumerate(payloads):
+            seq += 1
+            if i == 12 and j == 0:
+                continue  # lost: the station must ask for a key frame
+            packet = RtpPacket(97, seq & 0xFFFF, i * 6000, 4321, payload,
+                               marker=j == len(payloads) - 1)
+            peer[0].sendto(packet.to_bytes(), ("127.0.0.1", rtp_port))
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and stream.stats()["frames_decoded"] < 12:
+        time.sleep(0.05)
+    stats = stream.stats()
+    assert stats["frames_decoded"] >= 12 and stats["received_size"] == [160, 128], stats
+    assert stats["lost_frames"] >= 1
+    pli = None
+    end = time.monotonic() + 2
+    while pli is None and time.monotonic() < end:
+        try:
+            data = peer[1].recv(2048)
+        except (TimeoutError, socket.timeout):
+            continue
+        for packet in parse_rtcp(data):
+            if isinstance(packet, OtherRtcp) and h264.key_frame_requested(
+                    packet.packet_type, packet.count, packet.body, 4321):
+                pli = packet
+    assert pli is not None, "no PLI after a loss"
