@@ -94,7 +94,7 @@ class DoorlineUA:
 
     def __init__(self, workdir, registrar=None, user="door", password="", srtp="off",
                  allow=(), button_targets=(), rtp_ports=None, mic=None, speaker_dir=None,
-                 board=None, env=None):
+                 board=None, env=None, camera=None, camera_cfg=None):
         self.sip_port = free_port(("udp", "tcp"))
         self.web_port = free_port(("tcp",))
         self.user = user
@@ -115,6 +115,10 @@ class DoorlineUA:
             extra += ["--mic", os.fspath(mic)]
         if speaker_dir is not None:
             extra += ["--speaker-dir", os.fspath(speaker_dir)]
+        if camera is not None:  # pc-sim: "pattern" or a file (issue 16)
+            extra += ["--camera", camera]
+        if camera_cfg:
+            config["camera"] = dict(camera_cfg)
         self.registered_mode = registrar is not None
         # test_hooks off: production behaviour (DOORLINE_TEST_HOOKS=0), as baresip runs as shipped.
         options = {"extra_args": extra, "log_level": "INFO", "test_hooks": False}
