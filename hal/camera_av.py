@@ -90,7 +90,8 @@ class AvJpegEncoder(JpegEncoder):
         self._codec.time_base = fractions.Fraction(1, 25)
         # FFmpeg's qscale 2 (best) .. 31 (worst) from a 1..100 quality
         qscale = max(2, min(31, round(31 - (quality / 100) * 29)))
-        self._codec.qmin = self._codec.qmax = qscale
+        # as codec options (not attributes): the same on Debian's older python3-av
+        self._codec.options = {"qmin": str(qscale), "qmax": str(qscale)}
         self._codec.open()
         self._count = 0
 
@@ -234,7 +235,7 @@ class _AvCapture(Camera):
         super().open(width, height, fps)
         try:
             self._container = av.open(self.source, format=self.format, options=self._options())
-        except (OSError, av.FFmpegError) as exc:
+        except (OSError, getattr(av, "FFmpegError", OSError)) as exc:
             self.is_open = False
             raise CameraError(f"cannot open camera {self.source}: {exc}") from None
         self._frames = self._container.decode(video=0)
