@@ -194,12 +194,13 @@ class CameraService:
     def ring_snapshot(self, event: "dict[str, Any]") -> "str | None":
         """Take a picture for `event` (a button press) into the history; returns its id at once
         (the JPEG reaches the disk shortly after) or None when none will be taken."""
-        if not self.cfg.snapshot_on_ring or self.cfg.history == 0 or \
-                self._pending_rings >= MAX_RING_SNAPSHOTS_PENDING:
-            return None
+        with self._cond:
+            if not self.cfg.snapshot_on_ring or self.cfg.history == 0 or \
+                    self._pending_rings >= MAX_RING_SNAPSHOTS_PENDING:
+                return None
+            self._pending_rings += 1
         wall, pressed = time.time(), time.monotonic()
         ident = self.store.new_id(wall)
-        self._pending_rings += 1
         self._workers.submit(self._ring_job, ident, wall, pressed, dict(event))
         return ident
 
@@ -221,7 +222,8 @@ class CameraService:
             log.exception("snapshot %s failed", ident)
             self.store.add_failed(ident)
         finally:
-            self._pending_rings -= 1
+            with self._cond:
+                self._pending_rings -= 1
 
     def latest_snapshot(self) -> "dict[str, Any] | None":
         return self.store.latest()

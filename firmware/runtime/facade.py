@@ -134,6 +134,12 @@ class Facade(StationParts):
         self.controller.open_door(by, self.loop.time())
         self._kick()
 
+    def latest_snapshot(self) -> dict[str, Any] | None:
+        """The newest ring picture: {"id", "time", "event", "path"} (the JPEG's file), or None
+        without a camera or before the first ring (for MQTT's image entity, issue 17)."""
+        camera = self.camera_service()
+        return camera.latest_snapshot() if camera is not None else None
+
     def events(self, since: int | None = None) -> list[dict]:
         return self.eventlog.since(since)
 

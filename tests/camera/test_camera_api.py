@@ -202,3 +202,24 @@ def test_a_station_without_camera_has_no_camera_urls(tmp_path):
     assert all("snapshot" not in e for e in station.events() if e["type"] == "button")
     loop.run_until_complete(station.stop())
     loop.close()
+
+
+def test_video_port_only_when_video_is_offered_and_latest_snapshot(running):
+    station = running.station
+    station._port_pool()
+    port = station._open_video_pair("call-a")
+    assert port is not None and "call-a" in station._video_pairs
+    for sock in station._video_pairs.pop("call-a"):
+        sock.close()
+    assert station.latest_snapshot() is None
+    running.board.press("call", 20)
+    assert running.wait(lambda: station.latest_snapshot() is not None)
+    latest = station.latest_snapshot()
+    with open(latest["path"], "rb") as f:
+        assert jpeg_size(f.read()) == (WIDTH, HEIGHT)
+    assert latest["event"]["role"] == "call"
+
+    res = running.request("PUT", "/api/config", {"camera": {"video": "off"}},
+                          {**JSON, **basic()})
+    assert res.status_code == 200, res.body
+    assert station._open_video_pair("call-b") is None and station._video_pairs == {}
