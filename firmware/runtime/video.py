@@ -102,9 +102,13 @@ class VideoStream:
         self._key_wanted = True
 
     def stop(self) -> None:
+        """Ends both threads without waiting for them on the event loop: the receiver closes
+        the sockets when it leaves (within RECEIVE_WAKE_S), the sender after its frame."""
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=2.0)
+        if not any(thread.is_alive() for thread in self._threads):
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
         for sock in (self.rtp_socket, self.rtcp_socket):
             sock.close()
 
@@ -250,6 +254,11 @@ class VideoStream:
                     self._counters["lost_frames"] = depacketizer.lost_units
         except Exception:
             log.exception("video %s: receiving stopped", self.call_id)
+        finally:
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join(timeout=2.0)  # the sender's last frame goes out first
+            self._close_sockets()
 
     def _on_rtp(self, data: bytes, depacketizer: "h264.Depacketizer",
                 negotiated: "NegotiatedVideo") -> "list[list[bytes]]":

@@ -1,12 +1,14 @@
 """H.264 video in calls with a real baresip 1.0 (Debian's avcodec module; fakevideo as its camera
 and screenless display; its snapshot module writes what it received), issue 16.
 
-One call per case, the station (pc-sim, `--camera pattern`, 320x240 at 15 fps) calling baresip
-directly by IP when its call button is pressed:
+One call per case between the station (pc-sim, `--camera pattern`, 320x240 at 15 fps) and
+baresip, directly by IP: the station calls when its call button is pressed (our offer with
+m=video), or baresip calls the station (baresip's offer, answered by the station). Two cases, a
+pairwise design: each direction once, SRTP off and mandatory once. In each:
 - baresip receives decodable H.264: two of its snapshots a second apart both show the pattern
   (the frame counter's box is dark with light digits) and the counter region changed;
 - baresip's own video reaches the station: the station decodes frames of baresip's size;
-- the same with SRTP (SDES, mandatory) on audio and video.
+- with SRTP (SDES, mandatory), audio and video each with their own key.
 """
 
 import json
@@ -17,7 +19,11 @@ import pytest
 
 from hal.camera_pattern import counter_box
 from tests.integration.helpers import Firmware, station_config
-from tests.integration.test_calls_baresip import _web_request, press_call_button
+from tests.integration.test_calls_baresip import (
+    ADMIN_PASSWORD,
+    _web_request,
+    press_call_button,
+)
 from tests.integration.test_calls_sipp import free_rtp_range
 from tests.peers.baresip import Baresip
 from tests.peers.process import wait_until
@@ -35,6 +41,8 @@ def start_station(workdir, phone, srtp="off"):
                        "rtp_ports": f"{low}-{low + 19}"}
     config["buttons"] = [{"role": "call", "targets": [phone.contact_uri]}]
     config["calls"] = {"max_duration_s": 60}
+    config["answer"] = {"mode": "auto", "allow": [f"sip:{phone.user}@127.0.0.1"],
+                        "max_duration_s": 60}
     config["camera"] = {"width": WIDTH, "height": HEIGHT, "fps": FPS}
     firmware = Firmware(workdir / "station", config,
                         extra_args=("--camera", "pattern")).start()
@@ -88,13 +96,19 @@ def station_video_stats(firmware):
     return calls[0]["stats"].get("video", {}) if calls else {}
 
 
-@pytest.mark.parametrize("srtp", ["off", "mandatory"])
-def test_video_call_both_ways(tmp_path, srtp):
+@pytest.mark.parametrize("direction,srtp", [("outgoing", "off"), ("incoming", "mandatory")])
+def test_video_call_both_ways(tmp_path, direction, srtp):
     phone = Baresip(tmp_path / "phone", video=True, srtp=srtp == "mandatory").start()
     firmware = start_station(tmp_path, phone, srtp)
     try:
         since = len(phone.events)
-        press_call_button(firmware)
+        if direction == "outgoing":
+            press_call_button(firmware)
+        else:
+            status, _ = _web_request(firmware, "POST", "/api/setup",
+                                     {"password": ADMIN_PASSWORD}, auth=False)
+            assert status == 200
+            phone.dial(f"sip:door@127.0.0.1:{firmware.port}")
         phone.wait_event("CALL_ESTABLISHED", 10, since=since)
         shots = tmp_path / "shots"
         shots.mkdir()
