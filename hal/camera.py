@@ -9,7 +9,7 @@ One small interface, whatever captures the frames:
                                           interval (None when the device gave nothing in time)
     camera.close()                        stop capturing; open() may be called again
     camera.jpeg_encoder(quality)          a JpegEncoder: encode(frame) -> JPEG bytes
-    camera.h264_encoder(bitrate)          an H264Encoder: encode(frame, key) -> NAL units
+    camera.h264_encoder(bitrate, level)   an H264Encoder: encode(frame, key) -> NAL units
                                           (constrained baseline, no B-frames, SPS/PPS before
                                           every key frame; `key=True` forces an IDR frame)
 
@@ -71,8 +71,6 @@ class JpegEncoder:
 class H264Encoder:
     """Turns frames into H.264 NAL units (without start codes)."""
 
-    profile_level_id = "42e01f"  # constrained baseline, level 3.1 unless the encoder says
-
     def encode(self, frame: Frame, key: bool = False) -> "list[bytes]":
         raise NotImplementedError
 
@@ -107,10 +105,12 @@ class Camera:
 
         return camera_av.AvJpegEncoder(self.width, self.height, quality)
 
-    def h264_encoder(self, bitrate: int = 600_000) -> H264Encoder:
+    def h264_encoder(self, bitrate: int = 600_000, level_idc: int = 0) -> H264Encoder:
+        """`level_idc` (H.264 Table A-1, e.g. 31 for 3.1): the level the SPS must carry, as
+        signalled in SDP; 0 lets the encoder choose."""
         from hal import camera_av
 
-        return camera_av.AvH264Encoder(self.width, self.height, self.fps, bitrate)
+        return camera_av.AvH264Encoder(self.width, self.height, self.fps, bitrate, level_idc)
 
     def describe(self) -> str:
         return self.kind + (" " + self.source if self.source else "")

@@ -131,14 +131,15 @@ def split_annexb(data: bytes) -> "list[bytes]":
 
 
 class AvH264Encoder(H264Encoder):
-    def __init__(self, width: int, height: int, fps: int, bitrate: int = 600_000) -> None:
+    def __init__(self, width: int, height: int, fps: int, bitrate: int = 600_000,
+                 level_idc: int = 0) -> None:
         av = _av()
         errors = []
         for name in H264_ENCODERS:
             if name not in av.codecs_available:
                 continue
             try:
-                self._codec = self._create(av, name, width, height, fps, bitrate)
+                self._codec = self._create(av, name, width, height, fps, bitrate, level_idc)
                 self.name = name
                 break
             except Exception as exc:  # av.FFmpegError and friends: try the next encoder
@@ -148,10 +149,10 @@ class AvH264Encoder(H264Encoder):
                                                                      or "none built in"))
         self._key_type = av.video.frame.PictureType.I
         self._start: float | None = None
-        self.profile_level_id = "42e01f"
 
     @staticmethod
-    def _create(av: "Any", name: str, width: int, height: int, fps: int, bitrate: int) -> "Any":
+    def _create(av: "Any", name: str, width: int, height: int, fps: int, bitrate: int,
+                level_idc: int) -> "Any":
         codec = av.CodecContext.create(name, "w")
         codec.width, codec.height = width, height
         codec.pix_fmt = "yuv420p"
@@ -161,11 +162,12 @@ class AvH264Encoder(H264Encoder):
         codec.gop_size = fps * ENCODER_KEY_INTERVAL_S
         codec.max_b_frames = 0
         if name == "libx264":
-            codec.options = {
-                "preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
-                "forced-idr": "1",
-                "x264-params": "repeat-headers=1:keyint=%d:bframes=0:sliced-threads=0:threads=1"
-                               % (fps * ENCODER_KEY_INTERVAL_S)}
+            params = "repeat-headers=1:keyint=%d:bframes=0:sliced-threads=0:threads=1" % (
+                fps * ENCODER_KEY_INTERVAL_S)
+            if level_idc:
+                params += ":level=%d.%d" % (level_idc // 10, level_idc % 10)
+            codec.options = {"preset": "ultrafast", "tune": "zerolatency",
+                             "profile": "baseline", "forced-idr": "1", "x264-params": params}
         codec.open()
         return codec
 

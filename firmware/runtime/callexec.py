@@ -67,6 +67,12 @@ class CallExecutors(StationParts):
             log.warning("no port pair for video (%s): audio only", exc)
             return None
         self._video_pairs[call_id] = pair
+        if self.sessions is not None:  # the level this camera's stream has (RFC 6184 §8.1)
+            from firmware.runtime.video import BITRATE
+            from firmware.sdp.video import profile_level_id
+
+            self.sessions.video_profile_level_id = profile_level_id(
+                camera.width, camera.height, camera.fps, BITRATE // 1000)
         return port
 
     def _start_video(self, call_id: str, negotiated: "Any") -> None:

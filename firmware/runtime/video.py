@@ -140,7 +140,11 @@ class VideoStream:
         camera.acquire()
         encoder: H264Encoder | None = None
         try:
-            encoder = camera.camera.h264_encoder(BITRATE)
+            negotiated = self.negotiated
+            assert negotiated is not None  # play() came first
+            # the level in our SDP (sdp/video.py): the SPS says the same
+            encoder = camera.camera.h264_encoder(BITRATE,
+                                                 int(negotiated.profile_level_id[4:], 16))
             last_key = -1e9
             after = time.monotonic() - 1.0
             start: float | None = None

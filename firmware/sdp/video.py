@@ -5,8 +5,9 @@ firmware/sdp/offer_answer.py calls in here for `m=video` lines only; the audio n
 is unchanged, and a peer that offers or answers no video gets an audio-only call as before.
 
 What we offer: `m=video <port> <audio's proto> 96`, `a=rtpmap:96 H264/90000`,
-`a=fmtp:96 profile-level-id=42e01f;packetization-mode=1` (constrained baseline, level 3.1: up
-to 1280x720 at 30 fps), `a=rtcp-fb:96 nack pli` and `a=rtcp-fb:96 ccm fir`, and the stream's own
+`a=fmtp:96 profile-level-id=42c0LL;packetization-mode=1` (constrained baseline at the level LL
+that the configured size, rate and bit rate need, `profile_level_id()`; the encoder is made to
+write that level), `a=rtcp-fb:96 nack pli` and `a=rtcp-fb:96 ccm fir`, and the stream's own
 SDES key when SRTP is in use (RFC 4568: a key per m-line).
 
 What we accept: the first H.264/90000 payload type with packetization-mode=1 (our packetizer
@@ -15,7 +16,8 @@ every profile, so any profile_idc is fine as long as we answer with the profile 
 named (RFC 6184 §8.2.2: the answer keeps the offer's profile; the level we send is ours).
 
 Public API
-- `LocalVideo(rtp_port, payload_type=96, profile_level_id="42e01f", crypto=())`.
+- `LocalVideo(rtp_port, payload_type=96, profile_level_id="42c01f", crypto=())`;
+  `profile_level_id(width, height, fps, kbps)`, `level_idc(...)` (H.264 Table A-1).
 - `offer_media(local_video, proto, srtp) -> MediaDescription` (srtp: an SRTP mode, "off" for
   none).
 - `answer_media(offer, media, index, local_video, proto_ok, srtp) -> (MediaDescription,
@@ -34,7 +36,30 @@ if TYPE_CHECKING:
 
 H264 = "H264"
 VIDEO_CLOCK = 90000
-DEFAULT_PROFILE_LEVEL_ID = "42e01f"
+CONSTRAINED_BASELINE = "42c0"  # profile_idc 66, constraint_set0 and set1 (what libx264 writes)
+DEFAULT_PROFILE_LEVEL_ID = CONSTRAINED_BASELINE + "1f"
+
+# H.264 Table A-1: (level_idc, MaxMBPS macroblocks/s, MaxFS macroblocks, MaxBR kbit/s baseline)
+LEVELS = ((10, 1485, 99, 64), (11, 3000, 396, 192), (12, 6000, 396, 384),
+          (13, 11880, 396, 768), (20, 11880, 396, 2000), (21, 19800, 792, 4000),
+          (22, 20250, 1620, 4000), (30, 40500, 1620, 10000), (31, 108000, 3600, 14000),
+          (32, 216000, 5120, 20000), (40, 245760, 8192, 20000))
+
+
+def level_idc(width: int, height: int, fps: int, kbps: int) -> int:
+    """The lowest H.264 level (Table A-1) whose frame size, macroblock rate and bit rate hold
+    `width` x `height` at `fps` and `kbps`; the encoder is told to write it into its SPS, so
+    the SDP says what the stream really is."""
+    frame = ((width + 15) // 16) * ((height + 15) // 16)
+    for level, max_mbps, max_fs, max_kbps in LEVELS:
+        if frame <= max_fs and frame * fps <= max_mbps and kbps <= max_kbps:
+            return level
+    return LEVELS[-1][0]
+
+
+def profile_level_id(width: int, height: int, fps: int, kbps: int) -> str:
+    """`profile-level-id` (RFC 6184 §8.1) of our constrained baseline stream."""
+    return CONSTRAINED_BASELINE + "%02x" % level_idc(width, height, fps, kbps)
 
 
 class LocalVideo:

@@ -112,8 +112,11 @@ class SessionManager:
         self.media_cfg = media_cfg
         self.random = random
         # H.264 beside the audio (issue 16) whenever the runtime gives a video port (the
-        # station has a camera and [camera] video = "offer"); this payload type in our offers
+        # station has a camera and [camera] video = "offer"): this payload type in our offers,
+        # and the profile-level-id of the stream (sdp.video.profile_level_id of the camera's
+        # settings; the runtime keeps it current)
         self.video_payload_type = 96
+        self.video_profile_level_id = "42c01f"
         self._sessions: list[Session] = []  # in creation order (MicroPython's dict is unordered)
         self._events: list[ev.SessionEvent] = []
         self._on_sip: dict[type, CallEventHandler] = {
@@ -409,7 +412,8 @@ class SessionManager:
                       for suite in oa.SUPPORTED_CRYPTO_SUITES]
         video = None
         if video_port is not None:  # its own SDES keys (RFC 4568 §6.1: a key per m-line)
-            video = LocalVideo(video_port, self.video_payload_type, crypto=[
+            video = LocalVideo(video_port, self.video_payload_type,
+                               self.video_profile_level_id, crypto=[
                 (suite, self.random(oa.KEY_SALT_LENGTH)) for suite, _ in crypto])
         local = oa.LocalMedia(address, port, codecs=cfg.codecs, srtp=mode, crypto=crypto,
                               session_id=int.from_bytes(self.random(4), "big"), video=video)

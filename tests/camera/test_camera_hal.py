@@ -70,6 +70,8 @@ def test_h264_first_frame_is_a_key_frame_with_sps_pps_and_decodes():
     assert 5 not in [u[0] & 0x1F for u in second]
     forced = encoder.encode(camera.read(), key=True)
     assert [u[0] & 0x1F for u in forced][:2] == [7, 8] and 5 in [u[0] & 0x1F for u in forced]
+    leveled = camera.h264_encoder(600_000, 13).encode(camera.read())
+    assert leveled[0][1:4] == bytes([0x42, 0xC0, 13]), "the SPS carries the level asked for"
     decoder = camera_av.H264Decoder()
     assert decoder.decode(first) + decoder.decode(second) + decoder.decode(forced) == 3
     assert decoder.size == (320, 240) and decoder.errors == 0

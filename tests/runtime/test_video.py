@@ -40,7 +40,7 @@ def call(tmp_path):
                             str(tmp_path))
     stream = VideoStream("c1", station, service)
     negotiated = NegotiatedVideo(1, "127.0.0.1", peer[0].getsockname()[1], "127.0.0.1",
-                                 peer[1].getsockname()[1], False, 97, "42e01f", True, True,
+                                 peer[1].getsockname()[1], False, 97, "42c01f", True, True,
                                  None, True, True)
     stream.play(negotiated)
     yield stream, station, peer

@@ -35,7 +35,7 @@ def test_offer_has_h264_mode_1_with_feedback():
     video = offer.media[1]
     assert video.port == 40002 and video.proto == "RTP/AVP" and video.formats == ["96"]
     assert str(video.rtpmap(96)) == "96 H264/90000"
-    assert fmtp_params(video.fmtp(96)) == {"profile-level-id": "42e01f",
+    assert fmtp_params(video.fmtp(96)) == {"profile-level-id": "42c01f",
                                            "packetization-mode": "1"}
     assert video.get_attributes("rtcp-fb") == ["96 nack pli", "96 ccm fir"]
     assert not video.has_attribute("crypto")
@@ -49,7 +49,7 @@ def test_answer_accepts_the_mode_1_format_with_the_offers_profile():
     video = answer.media[1]
     assert video.formats == ["102"]
     assert fmtp_params(video.fmtp(102))["packetization-mode"] == "1"
-    assert fmtp_params(video.fmtp(102))["profile-level-id"] == "42e01f"
+    assert fmtp_params(video.fmtp(102))["profile-level-id"] == "42c01f"
     assert video.get_attributes("rtcp-fb") == ["102 nack pli"]
     v = negotiated.video
     assert v is not None and v.payload_type == 102 and v.remote_port == 30002
@@ -83,7 +83,7 @@ def test_process_answer_accepted_and_rejected_video():
         "v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
         "m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
         "m=video 30010 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
-        "a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n"
+        "a=fmtp:96 packetization-mode=1;profile-level-id=42c01f\r\n"
         "a=rtcp-fb:96 ccm fir\r\na=recvonly\r\n")
     negotiated = oa.process_answer(offer, parse(accepted), ours)
     v = negotiated.video
@@ -118,3 +118,15 @@ def test_srtp_video_has_its_own_key():
     no_crypto = peer[:peer.rindex("a=crypto:3")]
     answer, negotiated = oa.create_answer(parse(no_crypto), local(srtp="optional"), 1)
     assert answer.media[1].port == 0 and negotiated.video is None
+
+
+def test_profile_level_id_from_size_rate_and_bit_rate():
+    from firmware.sdp.video import level_idc, profile_level_id
+
+    # H.264 Table A-1 by hand: 640x480 = 1200 macroblocks (> 792 of level 2.1), 18000 MB/s
+    assert profile_level_id(640, 480, 15, 600) == "42c016"
+    assert level_idc(320, 240, 15, 600) == 13  # 300 MBs, 4500 MB/s, 600 kbit/s
+    assert level_idc(320, 240, 15, 1000) == 20  # 768 kbit/s is level 1.3's limit
+    assert level_idc(1280, 720, 30, 600) == 31
+    assert level_idc(1920, 1080, 30, 600) == 40
+    assert LocalVideo(40002, profile_level_id="42c016").profile_level_id == "42c016"
