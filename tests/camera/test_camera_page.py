@@ -103,6 +103,10 @@ def test_live_view_ring_picture_and_phone_url(served):
                 " return !i.hidden && i.complete && i.naturalWidth === 320; }")
             playwright_sync.expect(page.locator("#cam-history li")).to_have_count(1)
             playwright_sync.expect(page.locator("#cam-ring-caption")).to_contain_text("call")
+            # the ring's event in the log links its picture
+            link = page.locator("#events a", has_text="picture").first
+            playwright_sync.expect(link).to_be_visible()
+            assert link.get_attribute("href").startswith("/api/snapshots/")
 
             page.get_by_role("button", name="New picture URL").click()
             playwright_sync.expect(page.locator("#cam-phone")).to_contain_text(

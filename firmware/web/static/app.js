@@ -59,7 +59,13 @@
              ["web.https", "HTTPS (after restart)", "bool"],
              ["web.hostnames", "Other names of this station (one per line; requests under " +
               "any name not listed here, its addresses, host name or .local are refused)",
-              "lines"]]]
+              "lines"]]],
+    ["Camera", [["camera.enabled", "Use the camera (if the board has one)", "bool"],
+                ["camera.width", "Width (px)", "int"], ["camera.height", "Height (px)", "int"],
+                ["camera.fps", "Frames per second", "int"],
+                ["camera.snapshot_on_ring", "Picture at every ring", "bool"],
+                ["camera.history", "Ring pictures kept", "int"],
+                ["camera.video", "Video in calls", ["offer", "off"]]]]
   ];
   var BUTTON_FIELDS = [["role", "Role"], ["targets", "Targets (one SIP URI per line)", "lines"],
     ["mode", "Ring mode", ["parallel", "sequential"]],
@@ -315,6 +321,11 @@
       li.appendChild(document.createTextNode(" "));
       li.appendChild(el("strong", {}, e.type));
       li.appendChild(document.createTextNode(" " + rest.join(" ")));
+      if (e.snapshot) {
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(el("a", {href: "/api/snapshots/" + encodeURIComponent(e.snapshot)},
+                          "picture"));
+      }
       list.insertBefore(li, list.firstChild);
     });
     while (list.children.length > 200) list.removeChild(list.lastChild);
