@@ -352,7 +352,7 @@ def create_offer(local: "LocalMedia", session_version: int, direction: str = SEN
             media.add_attribute("crypto", str(crypto))
     offer.media[slot:slot + 1] = [media]
     if local.video is not None:
-        video = videos.offer_media(local.video, media.proto, local.srtp)
+        video = videos.offer_media(local.video, media.proto, local.srtp, direction)
         slots = [i for i, m in enumerate(offer.media) if m.media == "video"]
         if slots:  # a re-offer: the video keeps its place
             offer.media[slots[0]] = video

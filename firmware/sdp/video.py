@@ -18,8 +18,8 @@ named (RFC 6184 §8.2.2: the answer keeps the offer's profile; the level we send
 Public API
 - `LocalVideo(rtp_port, payload_type=96, profile_level_id="42c01f", crypto=())`;
   `profile_level_id(width, height, fps, kbps)`, `level_idc(...)` (H.264 Table A-1).
-- `offer_media(local_video, proto, srtp) -> MediaDescription` (srtp: an SRTP mode, "off" for
-  none).
+- `offer_media(local_video, proto, srtp, direction="sendrecv") -> MediaDescription` (srtp: an
+  SRTP mode, "off" for none).
 - `answer_media(offer, media, index, local_video, proto_ok, srtp) -> (MediaDescription,
   NegotiatedVideo) | None` (None: reject this m-line, port 0).
 - `answered(offer_media, answer, answered_media, index, local_video) -> NegotiatedVideo | None`.
@@ -131,7 +131,8 @@ def _fmtp_value(profile_level_id: str) -> str:
     return "profile-level-id=%s;packetization-mode=1" % profile_level_id
 
 
-def offer_media(local: "LocalVideo", proto: str, srtp: str) -> "MediaDescription":
+def offer_media(local: "LocalVideo", proto: str, srtp: str,
+                direction: str = "sendrecv") -> "MediaDescription":
     from firmware.sdp.session import Crypto, MediaDescription
 
     pt = local.payload_type
@@ -144,7 +145,7 @@ def offer_media(local: "LocalVideo", proto: str, srtp: str) -> "MediaDescription
         for tag, (suite, key_salt) in enumerate(local.crypto, 1):
             media.add_attribute("crypto", str(Crypto.inline(tag, suite, key_salt[:16],
                                                             key_salt[16:])))
-    media.set_direction("sendrecv")
+    media.set_direction(direction)  # a hold holds the video too
     return media
 
 

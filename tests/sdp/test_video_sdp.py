@@ -130,3 +130,12 @@ def test_profile_level_id_from_size_rate_and_bit_rate():
     assert level_idc(1280, 720, 30, 600) == 31
     assert level_idc(1920, 1080, 30, 600) == 40
     assert LocalVideo(40002, profile_level_id="42c016").profile_level_id == "42c016"
+
+
+def test_a_hold_reoffer_holds_the_video_in_its_place():
+    ours = local()
+    first = oa.create_offer(ours, 1)
+    held = oa.create_offer(ours, 2, "sendonly", previous=first)
+    assert [(m.media, m.port) for m in held.media] == [("audio", 40000), ("video", 40002)]
+    assert held.direction_of(held.media[1]) == "sendonly"
+    assert held.direction_of(held.media[0]) == "sendonly"
