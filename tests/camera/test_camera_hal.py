@@ -184,3 +184,81 @@ def test_file_camera_loops_a_video(tmp_path):
     assert len({f.data for f in frames[:5]}) == 5
     assert [f.data for f in frames[5:10]] == [f.data for f in frames[:5]], "no loop"
     assert [f.index for f in frames] == list(range(12))
+
+
+class FakeArray:
+    """The little of a numpy array that hal/camera_pi.py uses: shape, 2-D slicing, reshape,
+    tobytes (there is no numpy here, and no Pi camera: this stands in for picamera2)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    @property
+    def shape(self):
+        return len(self.rows), len(self.rows[0])
+
+    def __getitem__(self, index):
+        rows, cols = index if isinstance(index, tuple) else (index, slice(None))
+        return FakeArray([row[cols] for row in self.rows[rows]])
+
+    def reshape(self, _, width):
+        data = self.tobytes()
+        return FakeArray([data[i:i + width] for i in range(0, len(data), width)])
+
+    def tobytes(self):
+        return b"".join(self.rows)
+
+
+def test_picamera2_backend_against_a_stand_in(monkeypatch):
+    import sys
+    import types
+
+    from hal.camera_pi import PiCamera
+
+    width, height, stride = 32, 4, 64  # rows padded to 64 bytes, as libcamera may
+    y = [bytes([r * 10 + 1]) * width + b"\xee" * (stride - width) for r in range(height)]
+    chroma_rows = []  # U then V: height/2 rows of width/2 bytes, each padded to stride/2
+    for value in (0x50, 0x60):
+        for r in range(height // 2):
+            padding = b"\xee" * ((stride - width) // 2)
+            chroma_rows.append(bytes([value + r]) * (width // 2) + padding)
+    packed = b"".join(chroma_rows)
+    chroma = [packed[i:i + stride] for i in range(0, len(packed), stride)]
+    calls = []
+
+    class Picamera2:
+        def __init__(self, number):
+            calls.append(("camera", number))
+
+        def create_video_configuration(self, main, controls, buffer_count):
+            calls.append(("config", main, controls))
+            return {"main": main}
+
+        def configure(self, config):
+            calls.append(("configure",))
+
+        def start(self):
+            calls.append(("start",))
+
+        def capture_array(self, name):
+            return FakeArray(y + chroma)
+
+        def stop(self):
+            calls.append(("stop",))
+
+        def close(self):
+            calls.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=Picamera2))
+    camera = PiCamera("1")
+    camera.open(width, height, 15)
+    frame = camera.read()
+    camera.close()
+    assert calls[0] == ("camera", 1)
+    assert calls[1] == ("config", {"size": (width, height), "format": "YUV420"},
+                        {"FrameRate": 15.0})
+    assert len(frame.data) == i420_size(width, height)
+    assert frame.data[:width * height] == b"".join(row[:width] for row in y)
+    assert frame.data[width * height:] == (b"\x50" * 16 + b"\x51" * 16 +
+                                           b"\x60" * 16 + b"\x61" * 16)
+    assert calls[-2:] == [("stop",), ("close",)]
