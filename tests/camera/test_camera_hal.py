@@ -262,3 +262,23 @@ def test_picamera2_backend_against_a_stand_in(monkeypatch):
     assert frame.data[width * height:] == (b"\x50" * 16 + b"\x51" * 16 +
                                            b"\x60" * 16 + b"\x61" * 16)
     assert calls[-2:] == [("stop",), ("close",)]
+
+
+def test_a_pi_board_file_with_a_camera_gets_its_backend_unopened(tmp_path):
+    from gpiozero.pins.mock import MockFactory
+
+    from hal.board import BOARDS_DIR
+
+    text = (BOARDS_DIR / "rpi4.toml").read_text().replace(
+        "# [camera]\n# kind = \"v4l2\"\n# device = \"/dev/video0\"",
+        "[camera]\nkind = \"v4l2\"\ndevice = \"/dev/video9\"")
+    path = tmp_path / "rpi4-camera.toml"
+    path.write_text(text)
+    board = hal.open_board(str(path), pin_factory=MockFactory())
+    try:
+        assert board.camera is not None and board.camera.kind == "v4l2"
+        assert board.camera.source == "/dev/video9" and not board.camera.is_open
+    finally:
+        board.close()
+    with pytest.raises(BoardError):  # --camera is for simulated boards
+        hal.open_board(str(path), camera="pattern", pin_factory=MockFactory())
