@@ -283,6 +283,12 @@ class Station(Facade, CallExecutors, BoardExecutors):
         for pair in self._pairs.values():
             close_pair(pair)
         self._pairs.clear()
+        for video in list(self.videos.values()):
+            video.stop()
+        self.videos.clear()
+        for pair in self._video_pairs.values():
+            close_pair(pair)
+        self._video_pairs.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
