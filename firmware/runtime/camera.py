@@ -96,6 +96,7 @@ class CameraService:
         with self._cond:
             self._generation += 1
             self._latest = None
+        last_frame = time.monotonic()
         try:
             while True:
                 with self._cond:
@@ -109,8 +110,16 @@ class CameraService:
                     with self._cond:
                         self._error = str(exc)
                     break
-                if frame is None:
+                if frame is None:  # nothing this time: wait a frame; give up after a while
+                    if time.monotonic() - last_frame > FIRST_FRAME_TIMEOUT_S:
+                        log.error("camera %s: no picture for %.0f s; stopping it",
+                                  self.camera.describe(), FIRST_FRAME_TIMEOUT_S)
+                        with self._cond:
+                            self._error = "the camera gives no pictures"
+                        break
+                    time.sleep(1.0 / max(cfg.fps, 1))
                     continue
+                last_frame = frame.time
                 with self._cond:
                     self._latest = frame
                     self.frames_captured += 1

@@ -3,6 +3,7 @@ board file's [camera], and the snapshot history on disk."""
 
 import json
 import os
+import time
 
 import pytest
 
@@ -282,3 +283,31 @@ def test_a_pi_board_file_with_a_camera_gets_its_backend_unopened(tmp_path):
         board.close()
     with pytest.raises(BoardError):  # --camera is for simulated boards
         hal.open_board(str(path), camera="pattern", pin_factory=MockFactory())
+
+
+def test_a_camera_that_gives_nothing_is_stopped_not_spun(tmp_path, monkeypatch):
+    from firmware.runtime import camera as camera_module
+    from firmware.runtime.camera import CameraService
+    from firmware.settings import CameraConfig
+    from hal.camera import Camera
+
+    class Silent(Camera):
+        kind = "silent"
+        reads = 0
+
+        def read(self):
+            Silent.reads += 1
+            return None
+
+    monkeypatch.setattr(camera_module, "FIRST_FRAME_TIMEOUT_S", 0.5)
+    service = CameraService(Silent(), CameraConfig(width=160, height=128, fps=10),
+                            str(tmp_path))
+    try:
+        assert service.snapshot_blocking() is None
+        deadline = time.monotonic() + 3
+        while service.capturing and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not service.capturing and service.error == "the camera gives no pictures"
+        assert Silent.reads <= 10, f"{Silent.reads} reads in 0.5 s: spinning"
+    finally:
+        service.close()
