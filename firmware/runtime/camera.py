@@ -131,11 +131,11 @@ class CameraService:
                 self._cond.notify_all()
             log.info("camera %s: stopped (nobody uses it)", self.camera.describe())
 
-    def wait_frame(self, after: float, timeout: float = FIRST_FRAME_TIMEOUT_S
-                   ) -> "Frame | None":
-        """The newest frame captured after monotonic time `after` (blocks up to `timeout`;
-        the caller holds the camera). None on timeout or when the camera failed."""
-        deadline = time.monotonic() + timeout
+    def wait_frame(self, after: float, timeout: "float | None" = None) -> "Frame | None":
+        """The newest frame captured after monotonic time `after` (blocks up to `timeout`,
+        default FIRST_FRAME_TIMEOUT_S; the caller holds the camera). None on timeout or when
+        the camera failed."""
+        deadline = time.monotonic() + (FIRST_FRAME_TIMEOUT_S if timeout is None else timeout)
         with self._cond:
             while True:
                 frame = self._latest
