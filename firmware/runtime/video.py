@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("doorline.video")
 
 PATH_MTU = 1500
+WIRE_OVERHEAD = 48  # IPv6 (40) + UDP (8) headers around each datagram
 # IPv6 (40) + UDP (8) + RTP (12) + SRTP tag (10) + a margin for tunnels
 MAX_PAYLOAD = 1200
 KEY_INTERVAL_S = 2.0
@@ -192,19 +193,23 @@ class VideoStream:
             if self._srtp is not None:
                 data = self._srtp.protect(data)
             datagrams.append(data)
-        offsets = h264.pacing([len(d) + 48 for d in datagrams], PATH_MTU)
-        begin = time.monotonic()
+        offsets = h264.pacing([len(d) + WIRE_OVERHEAD for d in datagrams], PATH_MTU)
         destination = (negotiated.remote_address, negotiated.remote_port)
+        slot, last_sent = 0, time.monotonic()
         for data, offset in zip(datagrams, offsets, strict=True):
-            due = begin + offset / 1000
-            wait = due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+            if offset != slot:  # the next slot: 1 ms after the last datagram of this one went
+                due = last_sent + (offset - slot) / 1000  # out (however late that was), so
+                wait = due - time.monotonic()  # no 1 ms holds more than one path MTU
+                if wait > 0:
+                    time.sleep(wait)
+                slot = offset
             try:
                 self.rtp_socket.sendto(data, destination)
             except OSError as exc:  # a full buffer or an unreachable peer: drop, go on
                 log.debug("video %s: send failed: %s", self.call_id, exc)
                 continue
+            finally:
+                last_sent = time.monotonic()
             if data is datagrams[0]:
                 with self._lock:
                     self._delays.append(time.monotonic() - captured)

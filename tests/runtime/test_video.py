@@ -4,6 +4,7 @@ frames); 90 kHz timestamps from the capture clock; packets within the MTU; recei
 the peer decoded and counted; the peer's loss answered with a PLI."""
 
 import socket
+import struct
 import time
 
 import pytest
@@ -141,3 +142,44 @@ def test_received_video_is_decoded_and_loss_asks_for_a_key_frame(call):
                     packet.packet_type, packet.count, packet.body, 4321):
                 pli = packet
     assert pli is not None, "no PLI after a loss"
+
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux: kernel receive time
+
+
+def test_the_packets_of_a_frame_are_paced_one_mtu_per_millisecond(tmp_path):
+    """Measured with the kernel's receive timestamps (the test thread may read late: the
+    pattern camera renders in Python and holds the GIL meanwhile)."""
+    station, peer = udp_pair(), udp_pair()
+    peer[0].setblocking(True)
+    peer[0].settimeout(0.5)
+    peer[0].setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    service = CameraService(PatternCamera(), CameraConfig(width=640, height=480, fps=FPS),
+                            str(tmp_path))
+    stream = VideoStream("c2", station, service)
+    stream.play(NegotiatedVideo(1, "127.0.0.1", peer[0].getsockname()[1], "127.0.0.1",
+                                peer[1].getsockname()[1], False, 97, "42c016", True, True,
+                                None, True, True))
+    try:
+        arrivals = []  # (time, marker) of the first key frame's packets
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            data, ancillary, _, _ = peer[0].recvmsg(65536, 64)
+            stamps = [d for level, kind, d in ancillary
+                      if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS]
+            assert stamps, "no kernel timestamp"
+            seconds, nanoseconds = struct.unpack("qq", stamps[0][:16])
+            packet = RtpPacket.parse(data)
+            arrivals.append((seconds + nanoseconds / 1e9, len(data)))
+            if packet.marker:
+                break
+    finally:
+        stream.stop()
+        service.close()
+        for s in peer:
+            s.close()
+    assert len(arrivals) >= 4, arrivals  # a 640x480 key frame takes several packets
+    # no 1 ms window holds more than one path MTU of datagrams (IPv6 + UDP headers counted)
+    for i, (start, _) in enumerate(arrivals):
+        window = sum(size + 48 for when, size in arrivals[i:] if when - start < 0.0009)
+        assert window <= 1500, (i, [(round((t - start) * 1e3, 2), n) for t, n in arrivals])
