@@ -7,6 +7,7 @@ import asyncio
 import json
 import shutil
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -73,7 +74,10 @@ def image_loaded(page, selector):
     return page.eval_on_selector(selector, "img => img.complete && img.naturalWidth > 0")
 
 
-def test_live_view_ring_picture_and_phone_url(served):
+def test_live_view_ring_picture_and_phone_url(served, monkeypatch):
+    from firmware.runtime import camera as camera_module
+
+    monkeypatch.setattr(camera_module, "IDLE_CLOSE_S", 0.5)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright_sync.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -114,5 +118,17 @@ def test_live_view_ring_picture_and_phone_url(served):
             page.locator("#camera").screenshot(path=str(ARTIFACTS / "camera-section.png"))
             page.screenshot(path=str(ARTIFACTS / "page-with-camera.png"), full_page=True)
             assert csp == [], csp
+
+            # the tab is hidden: the live view lets go, and the camera stops capturing
+            page.evaluate("""() => {
+                Object.defineProperty(document, 'visibilityState',
+                                      {value: 'hidden', configurable: true});
+                document.dispatchEvent(new Event('visibilitychange'));
+            }""")
+            assert page.eval_on_selector("#cam-live", "i => i.hasAttribute('src')") is False
+            deadline = time.monotonic() + 12  # an open MJPEG response ends within 8 s
+            while service.capturing and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not service.capturing, "still capturing with nobody looking"
         finally:
             browser.close()
