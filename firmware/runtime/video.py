@@ -30,8 +30,11 @@ from firmware.rtp.packet import (
     ReceiverReport,
     RtpPacket,
     RtpParseError,
+    SenderReport,
+    SourceDescription,
     is_rtcp,
     parse_rtcp,
+    serialize_rtcp,
 )
 
 if TYPE_CHECKING:
@@ -51,6 +54,8 @@ MAX_DATAGRAMS_PER_WAKE = 64
 RECEIVE_WAKE_S = 0.2
 BITRATE = 600_000
 DECODE_RECEIVED = True  # count decodable frames (FFmpeg's decoder; cheap at these sizes)
+SR_INTERVAL_S = 5.0  # RTCP sender reports (RFC 3550 §6.4.1), for the peer's lip sync
+NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970
 
 
 class VideoStream:
@@ -70,9 +75,9 @@ class VideoStream:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._counters = {"frames_sent": 0, "key_frames_sent": 0, "packets_sent": 0,
-                          "bytes_sent": 0, "key_requests": 0, "packets_received": 0,
-                          "frames_received": 0, "frames_decoded": 0, "decode_errors": 0,
-                          "plis_sent": 0, "lost_frames": 0}
+                          "bytes_sent": 0, "payload_bytes_sent": 0, "key_requests": 0,
+                          "packets_received": 0, "frames_received": 0, "frames_decoded": 0,
+                          "decode_errors": 0, "plis_sent": 0, "lost_frames": 0}
         self._delays: list[float] = []  # capture → first packet sent, seconds (last 256)
         self.decoded_size: tuple[int, int] | None = None
         self.remote_ssrc = 0
@@ -80,12 +85,7 @@ class VideoStream:
     # -- commands from the event loop --------------------------------------------------------
     def play(self, negotiated: "NegotiatedVideo") -> None:
         self.negotiated = negotiated
-        if negotiated.srtp is not None:
-            from firmware.rtp import srtp
-
-            p = negotiated.srtp
-            self._srtp = srtp.SrtpSession(p.suite, p.local_key, p.local_salt, p.remote_key,
-                                          p.remote_salt)
+        self._srtp = _srtp_session(negotiated)
         self._start_thread(self._receive, "doorline-video-rx")
         if negotiated.sending and self.camera is not None:
             self._start_thread(self._send, "doorline-video-tx")
@@ -96,6 +96,8 @@ class VideoStream:
         thread idle until the call ends)."""
         if negotiated is None:
             return
+        if _keys(negotiated.srtp) != _keys(self.negotiated.srtp if self.negotiated else None):
+            self._srtp = _srtp_session(negotiated)  # new keys (or none) from now on
         self.negotiated = negotiated
         self._key_wanted = True
 
@@ -146,7 +148,7 @@ class VideoStream:
             # the level in our SDP (sdp/video.py): the SPS says the same
             encoder = camera.camera.h264_encoder(BITRATE,
                                                  int(negotiated.profile_level_id[4:], 16))
-            last_key = -1e9
+            last_key = last_report = -1e9
             after = time.monotonic() - 1.0
             start: float | None = None
             while not self._stop.is_set():
@@ -174,6 +176,9 @@ class VideoStream:
                     self._count("key_frames_sent")
                 timestamp = (self._ts_base + int((frame.time - start) * 90000)) & 0xFFFFFFFF
                 self._send_access_unit(units, timestamp, frame.time, negotiated)
+                if frame.time - last_report >= SR_INTERVAL_S:
+                    last_report = frame.time
+                    self._send_report(timestamp, frame.time, negotiated)
         except Exception:  # the encoder or a socket: the call's audio goes on
             log.exception("video %s: sending stopped", self.call_id)
         finally:
@@ -196,7 +201,7 @@ class VideoStream:
         offsets = h264.pacing([len(d) + WIRE_OVERHEAD for d in datagrams], PATH_MTU)
         destination = (negotiated.remote_address, negotiated.remote_port)
         slot, last_sent = 0, time.monotonic()
-        for data, offset in zip(datagrams, offsets, strict=True):
+        for i, (data, offset) in enumerate(zip(datagrams, offsets, strict=True)):
             if offset != slot:  # the next slot: 1 ms after the last datagram of this one went
                 due = last_sent + (offset - slot) / 1000  # out (however late that was), so
                 wait = due - time.monotonic()  # no 1 ms holds more than one path MTU
@@ -210,14 +215,34 @@ class VideoStream:
                 continue
             finally:
                 last_sent = time.monotonic()
-            if data is datagrams[0]:
+            if i == 0:
                 with self._lock:
                     self._delays.append(time.monotonic() - captured)
                     if len(self._delays) > 256:
                         self._delays.pop(0)
             self._count("packets_sent")
             self._count("bytes_sent", len(data))
+            self._count("payload_bytes_sent", len(payloads[i]))
         self._count("frames_sent")
+
+    def _send_report(self, timestamp: int, captured: float,
+                     negotiated: "NegotiatedVideo") -> None:
+        """SR + SDES CNAME: `timestamp` is the RTP time of `captured` (monotonic)."""
+        wall = time.time() - (time.monotonic() - captured) + NTP_EPOCH_OFFSET
+        ntp = int(wall * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
+        with self._lock:
+            packets = self._counters["packets_sent"]
+            octets = self._counters["payload_bytes_sent"]
+        report = serialize_rtcp([
+            SenderReport(self.ssrc, ntp, timestamp, packets & 0xFFFFFFFF, octets & 0xFFFFFFFF),
+            SourceDescription.with_cname(self.ssrc, "doorline-video")])
+        if self._srtp is not None:
+            report = self._srtp.protect_rtcp(report)
+        try:
+            self.rtcp_socket.sendto(report, (negotiated.remote_rtcp_address,
+                                             negotiated.remote_rtcp_port))
+        except OSError:
+            pass
 
     # -- receiving -------------------------------------------------------------------------------
     def _receive(self) -> None:
@@ -318,6 +343,21 @@ class VideoStream:
             self._count("plis_sent")
         except OSError:
             pass
+
+
+def _keys(params: "Any") -> "tuple[bytes, bytes, bytes, bytes] | None":
+    if params is None:
+        return None
+    return params.local_key, params.local_salt, params.remote_key, params.remote_salt
+
+
+def _srtp_session(negotiated: "NegotiatedVideo") -> "Any":
+    if negotiated.srtp is None:
+        return None
+    from firmware.rtp import srtp
+
+    p = negotiated.srtp
+    return srtp.SrtpSession(p.suite, p.local_key, p.local_salt, p.remote_key, p.remote_salt)
 
 
 def _decoder() -> "Any":

@@ -10,7 +10,13 @@ import time
 import pytest
 
 from firmware.rtp import h264
-from firmware.rtp.packet import OtherRtcp, ReceiverReport, RtpPacket, parse_rtcp
+from firmware.rtp.packet import (
+    OtherRtcp,
+    ReceiverReport,
+    RtpPacket,
+    SenderReport,
+    parse_rtcp,
+)
 from firmware.runtime.camera import CameraService
 from firmware.runtime.video import MAX_PAYLOAD, VideoStream
 from firmware.sdp.video import NegotiatedVideo
@@ -84,6 +90,18 @@ def test_key_frames_periodic_until_asked_then_on_request(call):
     # 90 kHz timestamps from the capture clock: 6000 per frame at 15 fps
     steps = [b[1] - a[1] for a, b in zip(frames, frames[1:], strict=False)]
     assert all(5000 <= s <= 7000 or s % 6000 < 1500 for s in steps), steps[:10]
+
+    # a sender report (RFC 3550 §6.4.1) with our SSRC came to the RTCP port
+    reports = []
+    peer[1].settimeout(0.02)  # it came with the first frame, seconds ago
+    while True:
+        try:
+            reports += parse_rtcp(peer[1].recv(2048))
+        except TimeoutError:
+            break
+    peer[1].settimeout(0.5)
+    srs = [r for r in reports if isinstance(r, SenderReport)]
+    assert srs and srs[0].ssrc == stream.ssrc and srs[0].packet_count > 0, reports
 
     # the peer asks (PLI): a key frame within a few frames, then none unasked for 2.5 s
     rtcp_port = station[1].getsockname()[1]
