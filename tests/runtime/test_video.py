@@ -201,3 +201,25 @@ def test_the_packets_of_a_frame_are_paced_one_mtu_per_millisecond(tmp_path):
     for i, (start, _) in enumerate(arrivals):
         window = sum(size + 48 for when, size in arrivals[i:] if when - start < 0.0009)
         assert window <= 1500, (i, [(round((t - start) * 1e3, 2), n) for t, n in arrivals])
+
+
+def test_a_reinvite_with_new_srtp_keys_takes_them():
+    from firmware.sdp.offer_answer import SrtpParameters
+
+    def negotiated(srtp):
+        return NegotiatedVideo(1, "127.0.0.1", 9, "127.0.0.1", 10, False, 97, "42c016", True,
+                               True, srtp, True, True)
+
+    keys = SrtpParameters("AES_CM_128_HMAC_SHA1_80", bytes(16), bytes(14), bytes(range(16)),
+                          bytes(range(14)))
+    socks = udp_pair()
+    stream = VideoStream("c3", socks, None)  # not playing: no threads, only the state
+    stream.negotiated = negotiated(None)
+    stream.update(negotiated(keys))
+    first = stream._srtp
+    assert first is not None
+    stream.update(negotiated(keys))
+    assert stream._srtp is first, "the same keys: the same context (no replay reset)"
+    stream.update(negotiated(None))
+    assert stream._srtp is None
+    stream.stop()
