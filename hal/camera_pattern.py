@@ -61,6 +61,22 @@ class PatternCamera(Camera):
         cw, ch = width // 2, height // 2
         u_row = bytes(64 + (x * 128) // cw for x in range(cw))
         self._chroma = u_row * ch + bytes([160]) * (cw * ch)
+        self._glyphs = [self._glyph(value) for value in range(10)]
+
+    def _glyph(self, value: int) -> "list[bytes]":
+        """The rows of one digit cell (the digit light on dark, with the gap to the next)."""
+        w, h, s = digit_size(self.height)
+        pitch = w + 2 * s
+        cell = bytearray(b"\x10" * (pitch * h))
+        half = h // 2
+        rects = {"a": (0, 0, w, s), "b": (w - s, 0, s, half), "c": (w - s, half, s, h - half),
+                 "d": (0, h - s, w, s), "e": (0, half, s, h - half), "f": (0, 0, s, half),
+                 "g": (0, half - s // 2, w, s)}
+        for segment in SEGMENTS[value]:
+            x, top, rw, rh = rects[segment]
+            for row in range(top, top + rh):
+                cell[row * pitch + x: row * pitch + x + rw] = b"\xeb" * rw
+        return [bytes(cell[row * pitch: (row + 1) * pitch]) for row in range(h)]
 
     def read(self) -> "Frame | None":
         if not self.is_open:
@@ -99,18 +115,15 @@ class PatternCamera(Camera):
 
     def _number(self, y: bytearray, x: int, top: int, digits: str, cell_w: int, cell_h: int,
                 stroke: int) -> None:
-        for i, char in enumerate(digits):
-            self._digit(y, x + i * (cell_w + 2 * stroke), top, int(char), cell_w, cell_h, stroke)
-
-    def _digit(self, y: bytearray, x: int, top: int, value: int, w: int, h: int,
-               s: int) -> None:
-        half = h // 2
-        rects = {"a": (x, top, w, s), "b": (x + w - s, top, s, half),
-                 "c": (x + w - s, top + half, s, h - half), "d": (x, top + h - s, w, s),
-                 "e": (x, top + half, s, h - half), "f": (x, top, s, half),
-                 "g": (x, top + half - s // 2, w, s)}
-        for segment in SEGMENTS[value]:
-            self._box(y, *rects[segment], 0xeb)
+        """One line of digits: a row at a time (a slice per row, not per segment: the pattern
+        is made in Python and holds the GIL meanwhile)."""
+        width = self.width
+        glyphs = [self._glyphs[int(char)] for char in digits]
+        room = max(0, width - x)
+        for row in range(min(cell_h, self.height - top)):
+            line = b"".join(glyph[row] for glyph in glyphs)[:room]
+            start = (top + row) * width + x
+            y[start: start + len(line)] = line
 
     def _box(self, y: bytearray, x: int, top: int, w: int, h: int, luma: int) -> None:
         width, height = self.width, self.height
