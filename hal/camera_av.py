@@ -19,7 +19,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from hal.camera import Camera, CameraError, Frame, H264Encoder, JpegEncoder, i420_size
+from hal.camera import Camera, CameraError, Frame, H264Encoder, JpegEncoder
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -303,7 +303,3 @@ class V4l2Camera(_AvCapture):
     def _options(self) -> "dict[str, str]":
         return {"video_size": f"{self.width}x{self.height}", "framerate": str(self.fps)}
 
-
-def check_size(width: int, height: int, data: bytes) -> None:
-    if len(data) != i420_size(width, height):
-        raise ValueError("not an I420 picture of %dx%d" % (width, height))
