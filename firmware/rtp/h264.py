@@ -20,6 +20,10 @@ Public API
   for a key frame.
 - `pacing(sizes, path_mtu, spacing_ms=1)`: the send offsets (in ms from the first packet) that
   keep every 1 ms burst under one path MTU.
+- `KeyFrames(interval=2.0)`: the key-frame policy of a sender (issue 16): `due(now)` says
+  whether the next frame must be a key frame: the first one, then one every `interval` s until
+  the peer has asked for one (`requested()`, on PLI or FIR), then only when it asks;
+  `sent(now)` records a key frame that went out (whether asked for or not).
 
 Choices: FU-A fragments carry the NRI of the NAL unit; a STAP-A is never produced (the encoder
 gives SPS and PPS as small units that go singly; every peer tested accepts that).
@@ -205,3 +209,34 @@ def pacing(sizes: "list[int]", path_mtu: int, spacing_ms: int = 1) -> "list[int]
         offsets.append(slot)
         used += size
     return offsets
+
+
+class KeyFrames:
+    """When the next encoded frame must be a key frame (IDR with SPS/PPS before it)."""
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self.interval = interval
+        self.peer_asked = False  # after the peer's first PLI/FIR: no more periodic key frames
+        self._wanted = True  # the first frame
+        self._last: float | None = None
+        self.requests = 0
+
+    def requested(self) -> None:
+        """The peer asked (RTCP PLI or FIR)."""
+        self._wanted = True
+        self.peer_asked = True
+        self.requests += 1
+
+    def want(self) -> None:
+        """A key frame for another reason (a re-INVITE changed the stream)."""
+        self._wanted = True
+
+    def due(self, now: float) -> bool:
+        if self._wanted:
+            return True
+        return not self.peer_asked and self._last is not None and \
+            now - self._last >= self.interval
+
+    def sent(self, now: float) -> None:
+        self._wanted = False
+        self._last = now

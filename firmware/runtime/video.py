@@ -70,8 +70,7 @@ class VideoStream:
         self._ts_base = struct.unpack("!I", os.urandom(4))[0]
         self._srtp: Any = None
         self._stop = threading.Event()
-        self._key_wanted = True
-        self.peer_asked = False  # the peer sent PLI/FIR: periodic key frames stop
+        self.key_frames = h264.KeyFrames(KEY_INTERVAL_S)  # the policy (firmware/rtp/h264.py)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._counters = {"frames_sent": 0, "key_frames_sent": 0, "packets_sent": 0,
@@ -99,10 +98,7 @@ class VideoStream:
         if _keys(negotiated.srtp) != _keys(self.negotiated.srtp if self.negotiated else None):
             self._srtp = _srtp_session(negotiated)  # new keys (or none) from now on
         self.negotiated = negotiated
-        self._key_wanted = True
-
-    def request_key_frame(self) -> None:
-        self._key_wanted = True
+        self.key_frames.want()
 
     def stop(self) -> None:
         """Ends both threads without waiting for them on the event loop: the receiver closes
@@ -122,7 +118,7 @@ class VideoStream:
         if delays:
             out["capture_to_rtp_ms"] = {"median": round(delays[len(delays) // 2] * 1000, 1),
                                         "max": round(delays[-1] * 1000, 1)}
-        out["peer_asked_key_frame"] = self.peer_asked
+        out["peer_asked_key_frame"] = self.key_frames.peer_asked
         if self.decoded_size is not None:
             out["received_size"] = list(self.decoded_size)
         return out
@@ -148,7 +144,7 @@ class VideoStream:
             # the level in our SDP (sdp/video.py): the SPS says the same
             encoder = camera.camera.h264_encoder(BITRATE,
                                                  int(negotiated.profile_level_id[4:], 16))
-            last_key = last_report = -1e9
+            last_report = -1e9
             after = time.monotonic() - 1.0
             start: float | None = None
             while not self._stop.is_set():
@@ -165,14 +161,11 @@ class VideoStream:
                     continue
                 if start is None:
                     start = frame.time
-                key = self._key_wanted or (not self.peer_asked and
-                                           frame.time - last_key >= KEY_INTERVAL_S)
-                self._key_wanted = False
-                units = encoder.encode(frame, key)
+                units = encoder.encode(frame, self.key_frames.due(frame.time))
                 if not units:
                     continue
                 if h264.is_key_frame(units):
-                    last_key = frame.time
+                    self.key_frames.sent(frame.time)
                     self._count("key_frames_sent")
                 timestamp = (self._ts_base + int((frame.time - start) * 90000)) & 0xFFFFFFFF
                 self._send_access_unit(units, timestamp, frame.time, negotiated)
@@ -325,8 +318,7 @@ class VideoStream:
         for packet in packets:
             if isinstance(packet, OtherRtcp) and h264.key_frame_requested(
                     packet.packet_type, packet.count, packet.body, self.ssrc):
-                self._key_wanted = True
-                self.peer_asked = True
+                self.key_frames.requested()  # the sender thread reads it at its next frame
                 self._count("key_requests")
 
     def _send_pli(self) -> None:

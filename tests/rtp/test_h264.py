@@ -118,3 +118,23 @@ def test_pacing_keeps_each_millisecond_under_the_mtu():
 def test_packetize_refuses_a_payload_too_small():
     with pytest.raises(ValueError):
         h264.packetize([SPS], 3)
+
+
+def test_key_frames_at_start_every_interval_until_asked_then_on_request():
+    keys = h264.KeyFrames(2.0)
+    sent = []
+    for i in range(15 * 5):  # 5 s at 15 fps
+        now = i / 15
+        if keys.due(now):
+            keys.sent(now)
+            sent.append(round(now, 2))
+    assert sent == [0.0, 2.0, 4.0]  # the first frame, then every 2 s: nobody asked yet
+    keys.requested()  # PLI or FIR
+    assert keys.due(5.0)
+    keys.sent(5.0)
+    assert not any(keys.due(5.0 + i / 15) for i in range(1, 60)), "periodic after a request"
+    keys.requested()
+    assert keys.due(9.1) and keys.requests == 2
+    keys.sent(9.1)
+    keys.want()  # e.g. a re-INVITE
+    assert keys.due(9.2)

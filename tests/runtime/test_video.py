@@ -111,7 +111,7 @@ def test_key_frames_periodic_until_asked_then_on_request(call):
     asked = keys(frames)
     assert asked and asked[0] <= 4, asked
     assert asked == [asked[0]], f"periodic key frames after the peer asked: {asked}"
-    assert stream.peer_asked and stream.stats()["key_requests"] == 1
+    assert stream.key_frames.peer_asked and stream.stats()["key_requests"] == 1
 
     # FIR (RFC 5104) works the same way
     peer[1].sendto(h264.fir(1234, stream.ssrc, 1), ("127.0.0.1", rtcp_port))
