@@ -100,7 +100,7 @@ def test_mjpeg_stream_runs_at_about_the_configured_rate(running):
         assert b"Content-Type: image/jpeg" in head
         assert jpeg_size(jpeg) == (WIDTH, HEIGHT)
     # 15 frames at 10 fps: about 1.4 s after the first (camera start included); wide margins
-    assert 0.9 < elapsed < 4.0, elapsed
+    assert 0.9 < elapsed < 5.0, elapsed
     assert running.get("/api/camera/stream?frames=0").status_code == 400
 
 
