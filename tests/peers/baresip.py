@@ -29,6 +29,10 @@ Event types seen in 1.0.0: REGISTERING, REGISTER_OK, REGISTER_FAIL, UNREGISTERIN
 CALL_INCOMING, CALL_RINGING, CALL_PROGRESS, CALL_ESTABLISHED, CALL_CLOSED (param = reason),
 CALL_DTMF_START (param = the digit) / CALL_DTMF_END, CALL_MENC (SRTP state),
 CALL_LOCAL_SDP / CALL_REMOTE_SDP (param offer|answer), CALL_RTPESTAB, CALL_RTCP.
+Video quirks (1.0.0, `avcodec` from baresip-ffmpeg): an account limited with
+`video_codecs=H264` offers and accepts only packetization-mode 0 (so it is not limited here:
+both modes are offered, mode 1 as payload type 97); `snapshot_recv PATH` writes a PNG to PATH
+exactly as given (no suffix added) and logs `png: wrote PATH`.
 Quirks: the END of the last digit is only reported once more RTP arrives, so count
 CALL_DTMF_START events; recordings are named by wall-clock second, so two calls of one
 instance within the same second share (overwrite) a file.
