@@ -149,6 +149,7 @@ class AvH264Encoder(H264Encoder):
                                                                      or "none built in"))
         self._key_type = av.video.frame.PictureType.I
         self._start: float | None = None
+        self._parameter_sets: dict[int, bytes] = {}  # NAL type 7 (SPS), 8 (PPS) → the last
 
     @staticmethod
     def _create(av: "Any", name: str, width: int, height: int, fps: int, bitrate: int,
@@ -182,6 +183,19 @@ class AvH264Encoder(H264Encoder):
         units: list[bytes] = []
         for packet in self._codec.encode(picture):
             units.extend(split_annexb(bytes(packet)))
+        return self._with_parameter_sets(units)
+
+    def _with_parameter_sets(self, units: "list[bytes]") -> "list[bytes]":
+        """SPS and PPS before every IDR frame, whatever the encoder does (libx264 repeats
+        them; hardware encoders may send them once): the last ones seen are put back."""
+        types = [unit[0] & 0x1F for unit in units]
+        for unit, kind in zip(units, types, strict=True):
+            if kind in (7, 8):
+                self._parameter_sets[kind] = unit
+        if 5 in types and not (7 in types and 8 in types) and len(self._parameter_sets) == 2:
+            first = types.index(5)
+            units = units[:first] + [self._parameter_sets[7], self._parameter_sets[8]] + \
+                units[first:]
         return units
 
     def close(self) -> None:

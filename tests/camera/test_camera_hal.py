@@ -311,3 +311,14 @@ def test_a_camera_that_gives_nothing_is_stopped_not_spun(tmp_path, monkeypatch):
         assert Silent.reads <= 10, f"{Silent.reads} reads in 0.5 s: spinning"
     finally:
         service.close()
+
+
+def test_sps_and_pps_are_put_before_an_idr_that_lacks_them():
+    camera, _ = pattern()
+    encoder = camera.h264_encoder()
+    first = encoder.encode(camera.read())
+    sps, pps = first[0], first[1]
+    idr_alone = [bytes([0x65, 0x88, 0x80])]
+    assert encoder._with_parameter_sets(idr_alone) == [sps, pps, idr_alone[0]]
+    p_frame = [bytes([0x41, 0x9A])]
+    assert encoder._with_parameter_sets(p_frame) == p_frame
