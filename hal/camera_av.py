@@ -16,6 +16,7 @@ on 32-bit Pi OS (armv7l) there is no wheel: install Debian's `python3-av` (docs/
 
 import fractions
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("doorline.camera")
 
 H264_ENCODERS = ("libx264", "libopenh264", "h264_v4l2m2m")
+# DOORLINE_H264_ENCODER=h264_v4l2m2m tries that encoder first (the Pi 3/4 and Zero 2 W hardware
+# encoder through V4L2 M2M; untested here, docs/CAMERA.md), the others after it.
+ENCODER_OVERRIDE = "DOORLINE_H264_ENCODER"
 # The encoder's own key frames: rare. Who uses the stream asks for key frames (`key=True`):
 # runtime/video.py every 2 s until the peer asks, then when the peer asks (issue 16).
 ENCODER_KEY_INTERVAL_S = 600
@@ -135,7 +139,9 @@ class AvH264Encoder(H264Encoder):
                  level_idc: int = 0) -> None:
         av = _av()
         errors = []
-        for name in H264_ENCODERS:
+        first = os.environ.get(ENCODER_OVERRIDE, "")
+        order = ((first,) if first else ()) + tuple(n for n in H264_ENCODERS if n != first)
+        for name in order:
             if name not in av.codecs_available:
                 continue
             try:
@@ -147,6 +153,9 @@ class AvH264Encoder(H264Encoder):
         else:
             raise CameraError("no H.264 encoder in this FFmpeg (%s)" % ("; ".join(errors)
                                                                      or "none built in"))
+        if errors or first:
+            log.info("H.264 encoder: %s%s", self.name,
+                     " (%s)" % "; ".join(errors) if errors else "")
         self._key_type = av.video.frame.PictureType.I
         self._start: float | None = None
         self._parameter_sets: dict[int, bytes] = {}  # NAL type 7 (SPS), 8 (PPS) → the last

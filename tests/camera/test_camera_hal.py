@@ -322,3 +322,11 @@ def test_sps_and_pps_are_put_before_an_idr_that_lacks_them():
     assert encoder._with_parameter_sets(idr_alone) == [sps, pps, idr_alone[0]]
     p_frame = [bytes([0x41, 0x9A])]
     assert encoder._with_parameter_sets(p_frame) == p_frame
+
+
+def test_an_encoder_asked_for_first_and_a_fallback(monkeypatch):
+    camera, _ = pattern()
+    monkeypatch.setenv("DOORLINE_H264_ENCODER", "no_such_encoder")
+    assert camera.h264_encoder().name == "libx264"  # not in this FFmpeg: the usual one
+    monkeypatch.setenv("DOORLINE_H264_ENCODER", "libx264")
+    assert camera.h264_encoder().name == "libx264"
