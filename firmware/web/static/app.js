@@ -384,8 +384,9 @@
       var img = el("img", {src: "/api/snapshots/" + encodeURIComponent(s.id), loading: "lazy",
                            alt: "Ring at " + new Date(s.time * 1000).toLocaleString()});
       li.appendChild(img);
-      var role = s.event && s.event.role ? s.event.role + " " : "";
-      li.appendChild(el("span", {}, role + new Date(s.time * 1000).toLocaleString()));
+      var what = s.event ? [s.event.role, s.event.outcome].filter(Boolean).join(" → ") : "";
+      li.appendChild(el("span", {}, (what ? what + ", " : "") +
+                                    new Date(s.time * 1000).toLocaleString()));
       box.appendChild(li);
     });
     var ring = $("cam-ring");
