@@ -64,7 +64,7 @@ class CameraService:
         with self._cond:
             self._users += 1
             self._idle_since = None
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:  # (a capture thread about to end has set it to None)
                 self._error = None
                 self._thread = threading.Thread(target=self._capture, name="doorline-capture",
                                                 daemon=True)
@@ -82,6 +82,18 @@ class CameraService:
         return self._thread is not None and self._thread.is_alive()
 
     def _capture(self) -> None:
+        """The capture thread: runs the camera while it has users; someone who came while it
+        was closing gets it opened again (the decision to end is taken under the lock, and
+        `_thread` is cleared there, so acquire() starts a new thread after it)."""
+        while True:
+            self._run_camera()
+            with self._cond:
+                if self._error is not None or self._users == 0:
+                    self._thread = None
+                    self._cond.notify_all()
+                    return
+
+    def _run_camera(self) -> None:
         cfg = self.cfg
         try:
             self.camera.open(cfg.width, cfg.height, cfg.fps)
@@ -141,7 +153,7 @@ class CameraService:
                 frame = self._latest
                 if frame is not None and frame.time > after:
                     return frame
-                if self._error is not None and not self.capturing:
+                if self._error is not None:
                     return None
                 left = deadline - time.monotonic()
                 if left <= 0:

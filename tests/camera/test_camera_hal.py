@@ -330,3 +330,31 @@ def test_an_encoder_asked_for_first_and_a_fallback(monkeypatch):
     assert camera.h264_encoder().name == "libx264"  # not in this FFmpeg: the usual one
     monkeypatch.setenv("DOORLINE_H264_ENCODER", "libx264")
     assert camera.h264_encoder().name == "libx264"
+
+
+def test_a_user_who_comes_while_the_camera_closes_gets_it_again(tmp_path, monkeypatch):
+    from firmware.runtime import camera as camera_module
+    from firmware.runtime.camera import CameraService
+    from firmware.settings import CameraConfig
+
+    import threading
+
+    closing = threading.Event()
+
+    class SlowToClose(PatternCamera):
+        def close(self):
+            closing.set()
+            time.sleep(0.3)  # a user arrives meanwhile
+            super().close()
+
+    monkeypatch.setattr(camera_module, "IDLE_CLOSE_S", 0.1)
+    service = CameraService(SlowToClose(), CameraConfig(width=160, height=128, fps=10),
+                            str(tmp_path))
+    try:
+        assert service.snapshot_blocking() is not None
+        assert closing.wait(2), "the idle camera was not closed"
+        started = time.monotonic()
+        assert service.snapshot_blocking() is not None
+        assert time.monotonic() - started < 2.0, "waited for a camera nobody reopened"
+    finally:
+        service.close()
