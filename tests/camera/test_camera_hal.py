@@ -333,11 +333,11 @@ def test_an_encoder_asked_for_first_and_a_fallback(monkeypatch):
 
 
 def test_a_user_who_comes_while_the_camera_closes_gets_it_again(tmp_path, monkeypatch):
+    import threading
+
     from firmware.runtime import camera as camera_module
     from firmware.runtime.camera import CameraService
     from firmware.settings import CameraConfig
-
-    import threading
 
     closing = threading.Event()
 
