@@ -1,7 +1,7 @@
 """The entry point:
 
     python -m firmware --board NAME --config PATH [--state-dir DIR] [--mic WAV] [--speaker-dir DIR]
-                       [--camera pattern|FILE]
+                       [--echo-path WAV] [--camera pattern|FILE]
 """
 
 import asyncio
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 SIP_HEAD_START = 1.0  # seconds the web page waits for SIP at most (a slow DNS must not hide it)
 
 
-OPTIONS = ("--board", "--config", "--state-dir", "--mic", "--speaker-dir", "--camera",
-           "--log-level")
+OPTIONS = ("--board", "--config", "--state-dir", "--mic", "--speaker-dir", "--echo-path",
+           "--camera", "--log-level")
 
 
 def parse_args(argv: "list[str]") -> "argparse.Namespace":
@@ -53,7 +53,8 @@ def parse_args(argv: "list[str]") -> "argparse.Namespace":
     return types.SimpleNamespace(  # type: ignore[return-value]  # argparse's Namespace, duck-typed
         board=values["--board"], config=values["--config"],
         state_dir=values.get("--state-dir"), mic=values.get("--mic"),
-        speaker_dir=values.get("--speaker-dir"), camera=values.get("--camera"),
+        speaker_dir=values.get("--speaker-dir"), echo_path=values.get("--echo-path"),
+        camera=values.get("--camera"),
         log_level=values.get("--log-level", os.environ.get("DOORLINE_LOG", "INFO")))
 
 
@@ -70,6 +71,9 @@ def _argparse(argv: "list[str]") -> "argparse.Namespace":
     parser.add_argument("--mic", default=None, help="simulated boards: WAV file as microphone")
     parser.add_argument("--speaker-dir", default=None,
                         help="simulated boards: write each call's received audio here")
+    parser.add_argument("--echo-path", default=None,
+                        help="simulated boards: impulse response WAV of the room between the "
+                             "speaker and the microphone (the speaker's echo is added to the mic)")
     parser.add_argument("--camera", default=None,
                         help="simulated boards: 'pattern' (a moving test pattern) or an image "
                              "or video file (looped) as the camera")
@@ -159,8 +163,8 @@ def main(argv: "list[str] | None" = None) -> int:
         return 2
     try:
         board = hal.open_board(args.board, mic=args.mic, speaker_dir=args.speaker_dir,
-                               camera=args.camera)
-    except BoardError as exc:
+                               echo_path=args.echo_path, camera=args.camera)
+    except (BoardError, ValueError) as exc:
         print(f"board {args.board}: {exc}", file=sys.stderr)
         return 2
     asyncio.run(run(args, cfg, board, config_errors))

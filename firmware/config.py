@@ -67,6 +67,9 @@ DEFAULTS: "dict[str, Any]" = {
               "follow_redirects": False},
     "door": {"pulse_ms": 3000, "codes": [], "max_failures": 3, "lockout_s": 60},
     "web": {"listen": "127.0.0.1:8080", "https": False, "hostnames": []},
+    # issue 15: the microphone's DSP (firmware/runtime/audioproc.py) and the speaker's volume
+    "audio": {"echo_cancel": True, "noise_suppress": True, "agc": True, "mic_gain_db": 0,
+              "speaker_volume": 80},
     # issue 16: the board's camera (hal/camera.py); phone_token "" keeps /camera.jpg off
     "camera": {"enabled": True, "width": 640, "height": 480, "fps": 15,
                "snapshot_on_ring": True, "history": 50, "video": "offer", "phone_token": ""},
@@ -79,7 +82,8 @@ CHOICES = {
     ("answer", "identity"): ("from", "asserted"),
     ("camera", "video"): ("offer", "off"),
 }
-KNOWN_CODECS = ("PCMU", "PCMA")
+KNOWN_CODECS = ("PCMU", "PCMA", "G722")
+MIC_GAIN_DB_RANGE = (-20, 30)
 BUTTON_MODES = ("parallel", "sequential")
 SECOND_PRESS = ("ignore", "hangup")
 ANSWER_MODES = ("", "auto", "manual")  # RFC 5373 Answer-Mode asked of the called phone
@@ -274,6 +278,7 @@ def validate(doc: Any) -> Config:
     _check_listen(check, "web.listen", web["listen"])
     check.type("web.https", web["https"], (bool,), "true or false")
     _check_hostnames(check, web["hostnames"])
+    _check_audio(check, cfg["audio"])
     _check_camera(check, cfg["camera"])
     if check.errors:
         raise ConfigError(check.errors)
@@ -418,6 +423,9 @@ def _check_media(check: _Checker, media: "dict[str, Any]") -> None:
         bad = [c for c in codecs if c not in KNOWN_CODECS]
         if bad or not codecs or len(set(codecs)) != len(codecs):
             check.fail("media.codecs", f"must list distinct codecs among {', '.join(KNOWN_CODECS)}")
+        elif "G722" in codecs and not _g722_available():
+            check.fail("media.codecs", "G722 needs libspandsp, which is not installed here "
+                                       "(Debian package libspandsp2)")
     if media["srtp_requires_tls"] is not None:
         check.type("media.srtp_requires_tls", media["srtp_requires_tls"], (bool,), "true or false")
     ports = media["rtp_ports"]
@@ -427,6 +435,24 @@ def _check_media(check: _Checker, media: "dict[str, Any]") -> None:
             check.fail("media.rtp_ports", f'must be "low-high" within 1024-65535 (got {ports!r})')
         elif int(high) - int(low) < 3:
             check.fail("media.rtp_ports", "the range must hold at least two RTP/RTCP pairs")
+
+
+def _g722_available() -> bool:
+    """Whether libspandsp loads (only asked when G722 is configured: it loads the library)."""
+    from firmware.runtime import g722
+
+    return g722.available()
+
+
+def _check_audio(check: _Checker, audio: "dict[str, Any]") -> None:
+    for key in ("echo_cancel", "noise_suppress", "agc"):
+        check.type(f"audio.{key}", audio[key], (bool,), "true or false")
+    low, high = MIC_GAIN_DB_RANGE
+    gain = audio["mic_gain_db"]
+    if check.type("audio.mic_gain_db", gain, (int, float), "a number of dB"):
+        if not low <= gain <= high:
+            check.fail("audio.mic_gain_db", f"must be between {low} and {high} dB (got {gain})")
+    check.integer("audio.speaker_volume", audio["speaker_volume"], 0, 100)
 
 
 def _check_answer(check: _Checker, answer: "dict[str, Any]") -> None:

@@ -104,6 +104,25 @@ class MediaConfig(_Section):
         return int(low), int(high)
 
 
+class AudioConfig(_Section):
+    """[audio]: echo_cancel, noise_suppress, agc (booleans), mic_gain_db (-20..30 dB added to
+    the microphone before the echo canceller), speaker_volume (0-100 %)."""
+
+    __slots__ = ("echo_cancel", "noise_suppress", "agc", "mic_gain_db", "speaker_volume")
+
+    def __init__(self, echo_cancel: bool = True, noise_suppress: bool = True, agc: bool = True,
+                 mic_gain_db: "int | float" = 0, speaker_volume: int = 80) -> None:
+        self.echo_cancel = echo_cancel
+        self.noise_suppress = noise_suppress
+        self.agc = agc
+        self.mic_gain_db = mic_gain_db
+        self.speaker_volume = speaker_volume
+
+    def processing(self) -> bool:
+        """Whether any of the DSP stages (echo canceller, noise suppressor, AGC) is on."""
+        return bool(self.echo_cancel or self.noise_suppress or self.agc)
+
+
 class AnswerConfig(_Section):
     """[answer]: mode (auto, ring, off), allow (SIP URIs), max_duration_s, identity (from,
     asserted)."""
@@ -232,14 +251,15 @@ class CameraConfig(_Section):
 
 class Config(_Section):
     """The whole configuration: `sip`, `media`, `answer`, `buttons` (a list of ButtonConfig),
-    `calls`, `door`, `web`, `camera`."""
+    `calls`, `door`, `web`, `audio`, `camera` (the last two: defaults when not given)."""
 
-    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web", "camera")
+    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web", "audio", "camera")
     SECTIONS = __slots__
 
     def __init__(self, sip: "SipConfig", media: "MediaConfig", answer: "AnswerConfig",
                  buttons: "list[ButtonConfig]", calls: "CallsConfig", door: "DoorConfig",
-                 web: "WebConfig", camera: "CameraConfig | None" = None) -> None:
+                 web: "WebConfig", audio: "AudioConfig | None" = None,
+                 camera: "CameraConfig | None" = None) -> None:
         self.sip = sip
         self.media = media
         self.answer = answer
@@ -247,6 +267,7 @@ class Config(_Section):
         self.calls = calls
         self.door = door
         self.web = web
+        self.audio = audio if audio is not None else AudioConfig()
         self.camera = camera if camera is not None else CameraConfig()
 
     @classmethod
@@ -263,6 +284,7 @@ class Config(_Section):
             DoorConfig(door["pulse_ms"], [DoorCode.from_dict(c) for c in door["codes"]],
                        door["max_failures"], door["lockout_s"]),
             WebConfig(**doc["web"]),
+            AudioConfig(**doc["audio"]) if "audio" in doc else None,
             CameraConfig(**doc["camera"]) if "camera" in doc else None)
 
     def to_dict(self) -> dict:
@@ -270,7 +292,8 @@ class Config(_Section):
         return {"sip": self.sip.to_dict(), "media": self.media.to_dict(),
                 "answer": self.answer.to_dict(), "buttons": [b.to_dict() for b in self.buttons],
                 "calls": self.calls.to_dict(), "door": self.door.to_dict(),
-                "web": self.web.to_dict(), "camera": self.camera.to_dict()}
+                "web": self.web.to_dict(), "audio": self.audio.to_dict(),
+                "camera": self.camera.to_dict()}
 
     def section(self, name: str) -> object:
         """A section by its name in the file (for what compares sections by name)."""
@@ -283,6 +306,6 @@ class Config(_Section):
         return None
 
     def __repr__(self) -> str:
-        return "<Config %r %r %r buttons=%r %r %r %r %r>" % (
+        return "<Config %r %r %r buttons=%r %r %r %r %r %r>" % (
             self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web,
-            self.camera)
+            self.audio, self.camera)

@@ -213,6 +213,17 @@ class AudioDevice:
     def end_call(self) -> None:
         """The call whose audio was being played has ended."""
 
+    def set_volume(self, percent: int) -> bool:
+        """Set the speaker volume (0-100) on the hardware's mixer; False when the device has
+        none, and the caller scales the samples itself (issue 15)."""
+        return False
+
+    def reference_delay_frames(self) -> int:
+        """How many frames after `write_frame` the speaker plays a frame, less how long the
+        microphone's frames wait before `read_frame` returns them: the echo canceller's
+        reference is delayed by this much (0: a frame read right after a write hears it)."""
+        return 0
+
     def close(self) -> None:
         raise NotImplementedError
 

@@ -28,6 +28,13 @@ with the pure-Python firmware.codecs.resample.Resampler.  Which path is used is 
 (INFO; a WARNING for the Python fallback); `AlsaAudioStream.conversion` names it.
 DOORLINE_ALSA_RESAMPLER=python forces the fallback (for comparisons).
 
+Volume (issue 15): `set_volume(percent)` uses the ALSA mixer of the playback card where it has
+one of `MIXER_CONTROLS` (pyalsaaudio's Mixer, the first that exists), else returns False and the
+runtime scales the samples. The echo canceller's reference is delayed by
+`REFERENCE_DELAY_FRAMES`: with `PERIODS` periods of buffer a written frame is heard about one
+to three periods later, while a captured frame reaches read_frame up to a period after it was
+heard; an estimate that errs early only uses more of the canceller's tail (to tune per board).
+
 An overrun makes pyalsaaudio's
 read() return -EPIPE after it has already re-prepared the PCM (snd_pcm_prepare), so one is just
 counted; several in a row mean the PCM is stuck and it is reopened.  Any ALSA error (a USB device
@@ -73,6 +80,8 @@ BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 XRUN_LIMIT = 4  # consecutive overruns before the PCM is treated as stuck and reopened
 PERIODS = 4
+MIXER_CONTROLS = ("Speaker", "PCM", "Master", "Playback", "Headphone", "Digital")
+REFERENCE_DELAY_FRAMES = 1
 C_CONVERTER = "speexrate_medium"  # speex quality 5: flat to 3.4 kHz, alias/images below -90 dB
 
 
@@ -232,6 +241,48 @@ class AlsaAudio(AudioDevice):
         streams, self._streams = self._streams, []
         for stream in streams:
             stream.close()
+
+    def set_volume(self, percent: int) -> bool:
+        mixer = self._mixer()
+        if mixer is None:
+            return False
+        try:
+            mixer.setvolume(max(0, min(100, int(percent))))
+        except Exception as error:  # alsaaudio.ALSAAudioError: the card went away
+            log.warning("audio: cannot set the volume on the mixer: %s", error)
+            return False
+        return True
+
+    def reference_delay_frames(self) -> int:
+        return REFERENCE_DELAY_FRAMES
+
+    def _mixer(self) -> "Any":
+        if getattr(self, "_mixer_checked", False):
+            return getattr(self, "_mixer_control", None)
+        self._mixer_checked = True
+        self._mixer_control = None
+        try:
+            import alsaaudio
+        except ImportError:
+            return None
+        card = self.spec.playback
+        if "CARD=" in card:
+            card = "hw:CARD=" + card.split("CARD=", 1)[1].split(",", 1)[0]
+        for device in (card, "default"):
+            try:
+                controls = alsaaudio.mixers(device=device)
+            except Exception:  # alsaaudio.ALSAAudioError: no mixer device of that name
+                continue
+            for name in MIXER_CONTROLS:
+                if name in controls:
+                    try:
+                        self._mixer_control = alsaaudio.Mixer(name, device=device)
+                    except Exception:  # alsaaudio.ALSAAudioError
+                        continue
+                    log.info("audio: speaker volume on mixer %s of %s", name, device)
+                    return self._mixer_control
+        log.info("audio: no playback mixer; the speaker volume is applied digitally")
+        return None
 
 
 class AlsaPcm:

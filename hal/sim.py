@@ -10,9 +10,12 @@ the web page's /api/sim endpoints; audio from and to WAV files.
                                 (both keep the last HISTORY_LIMIT entries)
       .snapshot()               see hal.base
 
-    SimAudio(mic=None, speaker_dir=None)
+    SimAudio(mic=None, speaker_dir=None, echo_path=None)
       microphone: `mic` is a 16-bit WAV (any rate, mono or stereo, downmixed), looped forever and
                   converted to the stream's rate; silence without a file.
+      room:       `echo_path` is a 16-bit WAV impulse response (hal.room.Room): what the
+                  speaker plays, convolved with it, is added to the microphone, sample-timed
+                  (a frame read right after a frame was written hears that frame).
       speaker:    between begin_call(call_id) and end_call(), every written frame goes to
                   speaker_dir/<call-id>.wav (mono, 16-bit, the stream's rate); characters outside
                   [A-Za-z0-9._@-] in the call id become "_".  Without speaker_dir it is discarded.
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from hal.board import BoardSpec, ButtonSpec, InputSpec, LedSpec, RelaySpec
+    from hal.room import Room
 
 SAFE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
 MIC_CHUNK_FRAMES = 1024
@@ -92,14 +96,15 @@ class SimBoard(Board):
     buttons: "Mapping[str, SimButton]"
     inputs: "Mapping[str, SimInput]"
     def __init__(self, spec: "BoardSpec", mic: "str | pathlib.Path | None" = None,
-                 speaker_dir: "str | pathlib.Path | None" = None) -> None:
+                 speaker_dir: "str | pathlib.Path | None" = None,
+                 echo_path: "str | pathlib.Path | None" = None) -> None:
         super().__init__(
             spec,
             buttons={role: SimButton(s) for role, s in spec.buttons.items()},
             leds={role: SimLed(s) for role, s in spec.leds.items()},
             relays={role: SimRelay(s) for role, s in spec.relays.items()},
             inputs={role: SimInput(s) for role, s in spec.inputs.items()},
-            audio=SimAudio(mic=mic, speaker_dir=speaker_dir),
+            audio=SimAudio(mic=mic, speaker_dir=speaker_dir, echo_path=echo_path),
         )
         self._timers: list[threading.Timer] = []
         self._lock = threading.Lock()
@@ -142,9 +147,18 @@ class SimAudio(AudioDevice):
     paced = False
 
     def __init__(self, mic: "str | pathlib.Path | None" = None,
-                 speaker_dir: "str | pathlib.Path | None" = None) -> None:
+                 speaker_dir: "str | pathlib.Path | None" = None,
+                 echo_path: "str | pathlib.Path | None" = None) -> None:
         self.mic = pathlib.Path(mic) if mic else None
         self.speaker_dir = pathlib.Path(speaker_dir) if speaker_dir else None
+        self.echo_path = pathlib.Path(echo_path) if echo_path else None
+        if self.echo_path is not None:
+            try:
+                from hal.room import load_impulse_response
+            except ImportError as error:
+                raise ValueError(f"--echo-path needs numpy ({error}): pip install -e '.[sim]'"
+                                 ) from None
+            load_impulse_response(self.echo_path, 8000)  # a bad file fails at start, not in a call
         self._streams: list[SimAudioStream] = []
         self._call_id: str | None = None
         self._lock = threading.Lock()
@@ -196,6 +210,11 @@ class SimAudioStream(AudioStream):
         self._speaker: wave.Wave_write | None = None
         self._pending: list[bytes] = []  # frames not yet written to the speaker WAV
         self._lock = threading.Lock()
+        self._room: Room | None = None
+        if device.echo_path is not None:
+            from hal import room
+
+            self._room = room.Room(device.echo_path, rate)
         if device.mic is not None:
             self._open_mic(device.mic)
         if device._call_id is not None:
@@ -216,6 +235,13 @@ class SimAudioStream(AudioStream):
         self._converter = RateConverter(mic.getframerate(), self.rate)
 
     def read_frame(self) -> bytes:
+        frame = self._read_mic()
+        if self._room is not None:
+            with self._lock:
+                frame = self._room.add_echo(frame)
+        return frame
+
+    def _read_mic(self) -> bytes:
         with self._lock:
             if self._mic is None:
                 return bytes(self.frame_bytes)
@@ -233,6 +259,8 @@ class SimAudioStream(AudioStream):
         # Frames are written in batches: each writeframes() also rewrites the WAV header, and
         # doing that 50 times a second was a visible share of a call's CPU on the sim.
         with self._lock:
+            if self._room is not None:
+                self._room.play(pcm)
             if self._speaker is not None:
                 self._pending.append(pcm)
                 if len(self._pending) >= SPEAKER_BATCH_FRAMES:

@@ -382,3 +382,30 @@ def test_validate_returns_typed_sections_and_the_document_round_trips():
     assert hashed.door.codes[0].code is None and hashed.door.codes[0].length == 4
     assert config.check_door_code(hashed.door.codes[0], "4711")
     assert cfg.door.codes[0].code == "4711"  # the original is left as it was
+
+
+def test_audio_section_defaults_and_checks():
+    cfg = config.validate({})
+    assert (cfg.audio.echo_cancel, cfg.audio.noise_suppress, cfg.audio.agc) == (True,) * 3
+    assert (cfg.audio.mic_gain_db, cfg.audio.speaker_volume) == (0, 80)
+    good = config.validate({"audio": {"mic_gain_db": -6.5, "speaker_volume": 0, "agc": False},
+                            "media": {"codecs": ["G722", "PCMU"]}})
+    assert good.audio.mic_gain_db == -6.5 and good.media.codecs == ["G722", "PCMU"]
+    assert config.validate(good.to_dict()) == good
+    with pytest.raises(config.ConfigError) as bad:
+        config.validate({"audio": {"mic_gain_db": 31, "speaker_volume": 101, "agc": "yes",
+                                   "echo_cancel": 1, "loudness": 3}})
+    assert set(bad.value.errors) == {"audio.loudness"}
+    with pytest.raises(config.ConfigError) as bad:
+        config.validate({"audio": {"mic_gain_db": 31, "speaker_volume": 101, "agc": "yes",
+                                   "echo_cancel": 1}, "media": {"codecs": ["G729"]}})
+    assert set(bad.value.errors) == {"audio.mic_gain_db", "audio.speaker_volume", "audio.agc",
+                                     "audio.echo_cancel", "media.codecs"}
+
+
+def test_g722_is_refused_without_libspandsp(monkeypatch):
+    monkeypatch.setattr(config, "_g722_available", lambda: False)
+    with pytest.raises(config.ConfigError) as bad:
+        config.validate({"media": {"codecs": ["G722", "PCMU"]}})
+    assert "libspandsp" in bad.value.errors["media.codecs"]
+    assert config.validate({"media": {"codecs": ["PCMU"]}}).media.codecs == ["PCMU"]

@@ -109,6 +109,8 @@ CUES = {
     # Our own short cues: a rising two-note chirp when the door opens, one beep on auto-answer.
     "door_open": Cue("door_open", (((880,), 120), ((), 40), ((1320,), 180)), False),
     "auto_answer": Cue("auto_answer", (((1000,), 150),), False),
+    # the page's "test the speaker" button (issue 15): a scale of three tones, 1.2 s
+    "speaker_test": Cue("speaker_test", (((523,), 400), ((659,), 400), ((784,), 400)), False),
 }
 
 

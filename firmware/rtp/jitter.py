@@ -23,10 +23,13 @@ duplicates. A stream that jumps by more than `RESYNC_SECONDS`, or keeps arriving
 the buffer start over.
 
 Public API
-- `JitterBuffer(clock_rate=8000, min_delay_ms=40, max_delay_ms=200)`
+- `JitterBuffer(clock_rate=8000, min_delay_ms=40, max_delay_ms=200, frame_bytes=FRAME_BYTES)`:
+  `clock_rate` is the RTP clock (timestamps advance `FRAME_SAMPLES` per 20 ms frame at 8000 Hz);
+  `frame_bytes` the decoded PCM of one frame, which differs when the audio is sampled faster
+  than the RTP clock runs (G.722: 16 kHz audio, 8 kHz clock, 640 bytes per frame).
 - `put(sequence, timestamp, pcm, now) -> PUT_ACCEPTED | PUT_LATE | PUT_DUPLICATE`; `pcm` may
   hold several 20 ms frames (they get consecutive timestamps).
-- `get(now) -> bytes` (always one frame of `FRAME_BYTES`); `reset()`; `state`
+- `get(now) -> bytes` (always one frame of `frame_bytes`); `reset()`; `state`
   (`BUFFERING` or `PLAYING`); `stats()` -> dict with `late`, `duplicates`, `concealed`,
   `dropped`, `inserted`, `target_ms`, `delay_ms`, `buffered_ms`.
 """
@@ -57,8 +60,9 @@ RECENT_SEQUENCES = 64
 
 
 def _scaled(pcm: bytes, gain: float) -> bytes:
-    samples = struct.unpack(_PCM_FORMAT, pcm)
-    return struct.pack(_PCM_FORMAT, *[int(sample * gain) for sample in samples])
+    form = _PCM_FORMAT if len(pcm) == FRAME_BYTES else "<%dh" % (len(pcm) // 2)
+    samples = struct.unpack(form, pcm)
+    return struct.pack(form, *[int(sample * gain) for sample in samples])
 
 
 def _signed32(value: int) -> int:
@@ -68,8 +72,10 @@ def _signed32(value: int) -> int:
 
 class JitterBuffer:
     def __init__(self, clock_rate: int = 8000, min_delay_ms: int = 40,
-                 max_delay_ms: int = 200) -> None:
+                 max_delay_ms: int = 200, frame_bytes: int = FRAME_BYTES) -> None:
         self.clock_rate = clock_rate
+        self.frame_bytes = frame_bytes
+        self._silence = bytes(frame_bytes)
         self._min_target = min_delay_ms * clock_rate // 1000
         self._max_target = max_delay_ms * clock_rate // 1000
         self._target = max(self._min_target, min(self._max_target, 3 * FRAME_SAMPLES))
@@ -90,7 +96,7 @@ class JitterBuffer:
         self._transits: list[float] = []
         self._base = 0.0
         self._recent_sequences: list[int] = []
-        self._last_frame = SILENCE
+        self._last_frame = self._silence
         self._conceal_run = 0
         self._empty_run = 0
         self._late_streak = 0
@@ -135,11 +141,12 @@ class JitterBuffer:
         self._late_streak = 0
         self._observe_transit(now * self.clock_rate - ts)
 
-        for offset in range(0, len(pcm), FRAME_BYTES):
-            frame = bytes(pcm[offset : offset + FRAME_BYTES])
-            if len(frame) < FRAME_BYTES:
-                frame += bytes(FRAME_BYTES - len(frame))
-            self._frames[ts + offset // 2] = frame
+        size = self.frame_bytes
+        for offset in range(0, len(pcm), size):
+            frame = bytes(pcm[offset : offset + size])
+            if len(frame) < size:
+                frame += bytes(size - len(frame))
+            self._frames[ts + offset // size * FRAME_SAMPLES] = frame
         if self.state == BUFFERING and (self._next_ts is None or ts < self._next_ts):
             self._next_ts = ts
         return PUT_ACCEPTED
@@ -158,11 +165,11 @@ class JitterBuffer:
 
     def get(self, now: float) -> bytes:
         if self._next_ts is None:
-            return SILENCE
+            return self._silence
         self._delay = now * self.clock_rate - self._next_ts - self._base
         if self.state == BUFFERING:
             if self._delay < self._target:
-                return SILENCE
+                return self._silence
             self.state = PLAYING
             self._since_adjust = 0
 
@@ -203,8 +210,8 @@ class JitterBuffer:
                 self._empty_run = 0
         if self._conceal_run <= len(FADE_GAINS):
             return _scaled(self._last_frame, FADE_GAINS[self._conceal_run - 1])
-        self._last_frame = SILENCE
-        return SILENCE
+        self._last_frame = self._silence
+        return self._silence
 
     @property
     def buffered_ms(self) -> float:

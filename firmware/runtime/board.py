@@ -78,7 +78,7 @@ class BoardExecutors(StationParts):
         self._stop_cue()
         if self.board is None or name not in CUES:
             return
-        self._cue = CuePlayer(self.board.audio, name)
+        self._cue = CuePlayer(self.board.audio, name, volume=self.cfg.audio.speaker_volume)
         self._cue.start()
 
     def _stop_cue(self) -> None:

@@ -97,7 +97,8 @@ class CallExecutors(StationParts):
 
         stream = MediaStream(event.call_id, pair,
                              self.board.audio if self.board is not None else None, self.loop,
-                             self._on_digit, on_beat=lambda: self.health.beat("audio"))
+                             self._on_digit, on_beat=lambda: self.health.beat("audio"),
+                             audio_cfg=self.cfg.audio)
         self.streams[event.call_id] = stream
         if self.board is not None:
             self.board.audio.begin_call(event.call_id)
@@ -268,5 +269,6 @@ def close_pair(pair: "Pair | None") -> None:
 
 
 def _short_stats(stats: dict) -> str:
-    keys = ("packets_sent", "packets_received", "lost", "jitter_ms", "concealed", "late")
+    keys = ("packets_sent", "packets_received", "lost", "jitter_ms", "concealed", "late",
+            "inserted", "dropped", "audio_rate", "erle_db")
     return ", ".join("%s=%s" % (k, stats[k]) for k in keys if k in stats)

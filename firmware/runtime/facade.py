@@ -65,6 +65,13 @@ class Facade(StationParts):
             self.controller.update_config(cfg, self.loop.time())
             if self.calls is not None:
                 self.calls.identity = cfg.answer.identity  # applies to the next INVITE
+            if old.audio != cfg.audio:
+                # gain and volume at once (the board's mixer, or each call's digital gain);
+                # the processing stages from the next call
+                if self.board is not None:
+                    self.board.audio.set_volume(cfg.audio.speaker_volume)
+                for stream in self.streams.values():
+                    stream.set_audio(cfg.audio)
             if restart:
                 log.info("SIP settings changed: restarting the user agent")
                 await self._cancel_sip_start()
@@ -129,6 +136,14 @@ class Facade(StationParts):
     def hangup(self) -> None:
         self.controller.hangup(self.loop.time())
         self._kick()
+
+    def test_speaker(self) -> bool:
+        """Play the speaker test tone at the configured volume; False (nothing played) while
+        a call has the speaker."""
+        if self.streams or self._pairs:
+            return False
+        self._play_cue_locally("speaker_test")
+        return True
 
     def open_door(self, by: str = "api") -> None:
         self.controller.open_door(by, self.loop.time())

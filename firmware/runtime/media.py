@@ -11,6 +11,19 @@ Work from the event loop reaches the thread through one small command queue: `up
 (a re-INVITE) and `send_dtmf(key)`, each an explicit command the thread looks up in a table.
 
 Cues (feedback tones) are mixed into the speaker, and into what we send when `to_caller`.
+
+Audio rate (issue 15): the call's audio runs at the negotiated codec's PCM rate,
+`negotiated.audio_rate` (16 kHz for G.722, else 8 kHz), in frames of
+`negotiated.frame_samples`; the sound device, the jitter buffer, the in-band DTMF detector, the
+cues and the echo canceller all work at that rate. A re-INVITE to a codec of another rate keeps
+the device's rate and resamples at the codec (`_Rated`).
+
+Microphone and speaker processing (issue 15, runtime/audioproc.py): every 20 ms tick plays one
+frame (after `AudioProcessor.playback`: volume, kept as the echo reference) and right after
+captures one microphone frame (`AudioProcessor.capture`: gain, echo cancellation, noise
+suppression, AGC), so the canceller's reference is the frame the speaker plays while the
+microphone hears it; the captured frame waits in a short queue for the RTP session's send
+deadline, which falls on the same 20 ms schedule.
 """
 
 import array
@@ -28,6 +41,7 @@ from typing import TYPE_CHECKING
 from firmware.codecs.g711 import CODECS
 from firmware.codecs.tones import CUES, InbandDtmfDetector, cue_frames
 from firmware.rtp.dtmf import DtmfReceiver
+from firmware.rtp.jitter import JitterBuffer
 from firmware.rtp.session import RtpSession
 
 if TYPE_CHECKING:
@@ -37,7 +51,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     from firmware.rtp.packet import RtpPacket
+    from firmware.runtime.audioproc import AudioProcessor
     from firmware.sdp.offer_answer import NegotiatedMedia
+    from firmware.settings import AudioConfig
     from hal.base import AudioDevice, AudioStream
 
 log = logging.getLogger("doorline.media")
@@ -56,6 +72,7 @@ MEDIA_THREAD_NICE = -10
 STATS_EVERY_TICKS = 25  # statistics and the health beat twice a second, not on every frame
 HOLD_ADDRESSES = ("0.0.0.0", "::")
 CAPTURE_QUEUE_FRAMES = 5  # paced capture (ALSA): at most 100 ms queued, oldest dropped
+SEND_QUEUE_FRAMES = 3  # processed microphone frames waiting for their send deadline
 
 
 class PortPool:
@@ -107,11 +124,14 @@ class MediaStream:
 
     UPDATE = "update"
     DTMF = "dtmf"
+    AUDIO = "audio"
 
     def __init__(self, call_id: str, sockets: "list[socket.socket]", audio: "AudioDevice | None",
                  loop: "asyncio.AbstractEventLoop", on_digit: "Callable[[str, str], object]",
-                 on_beat: "Callable[[], object] | None" = None) -> None:
+                 on_beat: "Callable[[], object] | None" = None,
+                 audio_cfg: "AudioConfig | None" = None) -> None:
         self.call_id = call_id
+        self.audio_cfg = audio_cfg
         self.loop = loop
         self.on_digit = on_digit
         self.on_beat = on_beat
@@ -124,7 +144,8 @@ class MediaStream:
         # (command, argument) for the media thread
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._run_command: dict[str, Callable[[Any], None]] = {
-            self.UPDATE: self._update_session, self.DTMF: self._send_dtmf}
+            self.UPDATE: self._update_session, self.DTMF: self._send_dtmf,
+            self.AUDIO: self._set_audio}
         self._speaker_cues: collections.deque[bytes] = collections.deque()
         self._caller_cues: collections.deque[bytes] = collections.deque()
         self._stats: dict[str, float | None] = {}
@@ -132,6 +153,10 @@ class MediaStream:
         self.dtmf: DtmfReceiver | None = None  # the media thread's, from the first session
         self.inband: InbandDtmfDetector | None = None
         self._source: Callable[[], bytes] | None = None
+        self.rate = 8000  # the call's audio rate, from the first negotiation (play)
+        self._silence = SILENCE
+        self._processor: AudioProcessor | None = None
+        self._codec_state: Any = None  # a stateful codec's object (G.722), closed with the call
 
     # -- life cycle (event loop thread) ------------------------------------------------------
     def play(self, negotiated: "NegotiatedMedia") -> None:
@@ -139,6 +164,8 @@ class MediaStream:
         if self._thread is not None:
             return
         self.negotiated = negotiated
+        self.rate = negotiated.audio_rate
+        self._silence = bytes(2 * negotiated.frame_samples)
         self.session = self._new_session(negotiated)
         self.started_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="media-%s" % self.call_id,
@@ -161,8 +188,16 @@ class MediaStream:
     def send_dtmf(self, key: str) -> None:
         self._commands.put((self.DTMF, key))
 
+    def set_audio(self, audio_cfg: "AudioConfig") -> None:
+        """New `[audio]` settings during the call: the gain and the volume apply at once; the
+        processing stages (echo_cancel, noise_suppress, agc) keep their state until the next
+        call."""
+        if self._thread is not None:
+            self._commands.put((self.AUDIO, audio_cfg))
+
     def play_cue(self, name: str, to_caller: bool = False) -> None:
-        frames = list(cue_frames(CUES[name]))
+        frames = list(cue_frames(CUES[name], rate=self.rate,
+                                 frame_samples=len(self._silence) // 2))
         self._speaker_cues.extend(frames)
         if to_caller:
             self._caller_cues.extend(frames)
@@ -172,6 +207,7 @@ class MediaStream:
             k: round(v, 2) if isinstance(v, float) else v for k, v in self._stats.items()}
         if self.negotiated is not None:
             stats["codec"] = self.negotiated.codec
+            stats["audio_rate"] = self.rate
         return stats
 
     @property
@@ -184,7 +220,7 @@ class MediaStream:
 
     # -- the media thread ------------------------------------------------------------------
     def _new_session(self, negotiated: "NegotiatedMedia") -> RtpSession:
-        codec = CODECS[negotiated.codec]
+        encode, decode = self._codec(negotiated)
         protection = None
         if negotiated.srtp is not None:
             p = negotiated.srtp
@@ -192,9 +228,11 @@ class MediaStream:
                                                 p.remote_key, p.remote_salt)
         self.dtmf = DtmfReceiver(negotiated.clock_rate)
         self.inband = None if negotiated.telephone_event_payload_type else \
-            InbandDtmfDetector()
+            InbandDtmfDetector(self.rate)
+        frame_bytes = 2 * negotiated.frame_samples * self.rate // negotiated.audio_rate
         session = RtpSession(
-            negotiated.payload_type, codec.encode, codec.decode,
+            negotiated.payload_type, encode, decode,
+            jitter_buffer=JitterBuffer(negotiated.clock_rate, frame_bytes=frame_bytes),
             remote_addr=(negotiated.remote_address, negotiated.remote_port),
             remote_rtcp_addr=(negotiated.remote_rtcp_address, negotiated.remote_rtcp_port),
             rtcp_mux=negotiated.rtcp_mux,
@@ -202,6 +240,39 @@ class MediaStream:
             srtp=protection, on_dtmf_packet=self._on_dtmf_packet,
             wallclock_offset=time.time() - time.monotonic() + NTP_EPOCH_OFFSET)
         return session
+
+    def _codec(self, negotiated: "NegotiatedMedia") -> "tuple[Callable, Callable]":
+        """(encode, decode) for the negotiated codec, at the stream's audio rate."""
+        if self._codec_state is not None:
+            self._codec_state.close()
+            self._codec_state = None
+        if negotiated.codec == "G722":
+            from firmware.runtime.g722 import G722Codec  # libspandsp: only in a G.722 call
+
+            self._codec_state = G722Codec()
+            encode, decode = self._codec_state.encode, self._codec_state.decode
+        else:
+            codec = CODECS[negotiated.codec]
+            encode, decode = codec.encode, codec.decode
+        if negotiated.audio_rate != self.rate:
+            rated = _Rated(encode, decode, self.rate, negotiated.audio_rate)
+            return rated.encode, rated.decode
+        return encode, decode
+
+    def _set_audio(self, audio_cfg: "AudioConfig") -> None:
+        """The media thread's side of `set_audio`."""
+        processor = self._processor
+        try:
+            if processor is None:
+                self.audio_cfg = audio_cfg
+                self._processor = self._open_processor()
+                return
+            assert self.audio is not None  # a processor exists only with a sound device
+            hardware_volume = self.audio.set_volume(audio_cfg.speaker_volume)
+            processor.set_levels(audio_cfg.mic_gain_db, audio_cfg.speaker_volume,
+                                 digital_volume=not hardware_volume)
+        except Exception:  # the call goes on at the levels it had
+            log.exception("call %s: new audio levels not applied", self.call_id)
 
     def _run_commands(self) -> None:
         for _ in range(MAX_COMMANDS_PER_WAKE):
@@ -247,8 +318,34 @@ class MediaStream:
         self._playing()[1].receive(packet.timestamp, packet.sequence, packet.marker,
                                    packet.payload, now)
 
+    def _open_processor(self) -> "AudioProcessor | None":
+        """The call's microphone/speaker processing (runtime/audioproc.py), or None when no
+        stage, gain or volume applies. libspeexdsp is loaded only when a stage is on."""
+        cfg = self.audio_cfg
+        if cfg is None or self.audio is None:
+            return None
+        hardware_volume = self.audio.set_volume(cfg.speaker_volume)
+        if not cfg.processing() and cfg.mic_gain_db == 0 and \
+                (hardware_volume or cfg.speaker_volume == 100):
+            return None
+        from firmware.runtime import audioproc
+
+        samples = len(self._silence) // 2
+        try:
+            return audioproc.AudioProcessor(
+                self.rate, samples, cfg, digital_volume=not hardware_volume,
+                reference_delay=self.audio.reference_delay_frames())
+        except audioproc.SpeexUnavailable as exc:
+            log.warning("call %s: no echo cancellation or noise suppression: %s",
+                        self.call_id, exc)
+            from firmware.settings import AudioConfig
+
+            plain = AudioConfig(False, False, False, cfg.mic_gain_db, cfg.speaker_volume)
+            return audioproc.AudioProcessor(self.rate, samples, plain,
+                                            digital_volume=not hardware_volume)
+
     def _run(self) -> None:
-        stream = self.audio.open(rate=8000, frame_ms=20) if self.audio is not None else None
+        stream = self.audio.open(rate=self.rate, frame_ms=20) if self.audio is not None else None
         capture: collections.deque[bytes] | None = None
         if stream is not None and getattr(self.audio, "paced", False):
             capture = collections.deque(maxlen=CAPTURE_QUEUE_FRAMES)
@@ -257,14 +354,23 @@ class MediaStream:
         # After starting the capture thread: threads inherit the scheduling policy, and only
         # this loop, which always blocks until its next deadline, should run in real time.
         _raise_priority()
+        silence = self._silence
+        try:
+            self._processor = self._open_processor()
+        except Exception:
+            log.exception("call %s: audio processing failed to start", self.call_id)
+        # microphone frames, processed at the tick, waiting for their send deadline
+        to_send: collections.deque[bytes] = collections.deque(maxlen=SEND_QUEUE_FRAMES)
+
+        def microphone() -> bytes:
+            if capture is not None:
+                return capture.popleft() if capture else silence
+            if stream is not None:
+                return stream.read_frame() or silence
+            return silence
 
         def source() -> bytes:
-            if capture is not None:
-                frame = capture.popleft() if capture else SILENCE
-            elif stream is not None:
-                frame = stream.read_frame() or SILENCE
-            else:
-                frame = SILENCE
+            frame = to_send.popleft() if to_send else silence
             if self._caller_cues:
                 frame = _mix(frame, self._caller_cues.popleft())
             return frame
@@ -282,13 +388,14 @@ class MediaStream:
         now = time.monotonic()
         session.start(now)
         session.set_sending(negotiated.sending, now)
-        next_tick = now + FRAME
+        next_tick = now  # the first tick captures the frame the first packet sends
         ticks = 0
         socks = [self.rtp_sock, self.rtcp_sock]
         try:
             while not self._stop.is_set():
                 self._run_commands()
                 session, dtmf = self._playing()
+                processor = self._processor  # `set_audio` may have made one
                 timers = [t for t in (session.get_timer(), dtmf.get_timer(), next_tick)
                           if t is not None]
                 timeout = max(0.0, min(timers) - time.monotonic())
@@ -296,10 +403,6 @@ class MediaStream:
                 now = time.monotonic()
                 for sock in readable:
                     self._drain(sock, session, now)
-                session.handle_timer(now)
-                dtmf.handle_timer(now)
-                self._flush(session)
-                self._deliver_digits()
                 if now >= next_tick:
                     # The playout clock is the tick schedule, not the wake-up time: wake-up
                     # jitter would otherwise move the jitter buffer's measured delay across
@@ -310,24 +413,44 @@ class MediaStream:
                             self._digit(digit.digit)
                     if self._speaker_cues:
                         frame = _mix(frame, self._speaker_cues.popleft())
+                    if processor is not None:
+                        frame = processor.playback(frame)
                     if stream is not None:
                         stream.write_frame(frame)
+                    mic = microphone()
+                    if processor is not None:
+                        mic = processor.capture(mic)
+                    to_send.append(mic)
                     next_tick += FRAME
                     if now - next_tick > 0.2:
                         next_tick = now + FRAME  # the thread was starved: do not burst
                     ticks += 1
                     if ticks % STATS_EVERY_TICKS == 0:
                         self._stats = session.stats()
+                        if processor is not None:
+                            self._stats.update(processor.stats())
                         if self.on_beat is not None:
                             self.on_beat()
+                # After the tick: a send deadline on the same schedule takes the frame the
+                # tick just captured.
+                session.handle_timer(now)
+                dtmf.handle_timer(now)
+                self._flush(session)
+                self._deliver_digits()
             session.close(time.monotonic())
             self._flush(session)
             self._stats = session.stats()
+            if self._processor is not None:
+                self._stats.update(self._processor.stats())
         except Exception:
             log.exception("media thread of call %s failed", self.call_id)
         finally:
             if stream is not None:
                 stream.close()
+            if self._processor is not None:
+                self._processor.close()
+            if self._codec_state is not None:
+                self._codec_state.close()
 
     def _capture(self, stream: "AudioStream", queue: "collections.deque[bytes]") -> None:
         while not self._stop.is_set():
@@ -415,6 +538,32 @@ def _discard_queued(sock: socket.socket) -> int:
 
 def _is_rtcp(data: bytes) -> bool:
     return len(data) > 1 and 192 <= data[1] <= 223
+
+
+class _Rated:
+    """A codec at another PCM rate than the call's sound device (a re-INVITE from G.722 to
+    G.711 or back): resampled on the way in and out."""
+
+    def __init__(self, encode: "Callable[[bytes], bytes]", decode: "Callable[[bytes], bytes]",
+                 device_rate: int, codec_rate: int) -> None:
+        from firmware.codecs.resample import Resampler
+
+        self._encode, self._decode = encode, decode
+        self._down = Resampler(device_rate, codec_rate)
+        self._up = Resampler(codec_rate, device_rate)
+        self._device_bytes = 2 * device_rate // 50  # one 20 ms frame at the device rate
+        self._pending = b""
+
+    def encode(self, pcm: bytes) -> bytes:
+        return self._encode(self._down.process(pcm))
+
+    def decode(self, payload: bytes) -> bytes:
+        """One device frame per packet (the jitter buffer keys frames by RTP timestamp): the
+        resampler's uneven output is carried over, at most one frame of it."""
+        pcm = self._pending + self._up.process(self._decode(payload))
+        size = self._device_bytes
+        self._pending = pcm[size:size * 2]
+        return pcm[:size].ljust(size, b"\0")
 
 
 def _mix(a: bytes, b: bytes) -> bytes:

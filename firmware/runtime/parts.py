@@ -92,3 +92,6 @@ class StationParts:
     # -- defined by BoardExecutors ---------------------------------------------------------
     def _stop_cue(self) -> None:
         raise NotImplementedError
+
+    def _play_cue_locally(self, name: str) -> None:
+        raise NotImplementedError

@@ -5,8 +5,13 @@ Implemented
   port 0 rejects a stream, direction mirrored), §7 (processing the answer), §8 (re-offers:
   the origin's session version grows, hold by direction attribute), §8.4 and RFC 6337 §5.3
   (``c=0.0.0.0`` from an old peer is understood as hold: do not send to it).
-- RFC 3551 static payload types PCMU 0 and PCMA 8; dynamic types matched by rtpmap name and an
-  8000 Hz clock. RFC 4733 telephone-event with the offerer's payload type.
+- RFC 3551 static payload types PCMU 0, PCMA 8 and G722 9; dynamic types matched by rtpmap name
+  and an 8000 Hz clock. G.722 samples at 16 kHz but is written ``G722/8000`` with an 8000 Hz RTP
+  clock (RFC 3551 §4.5.2, an error kept for compatibility): ``NegotiatedMedia.audio_rate`` is
+  the PCM rate the call's audio runs at (16000 for G722, else 8000) and ``frame_samples`` the
+  PCM samples of one packet; ``clock_rate`` stays the RTP clock. Wideband is preferred: when
+  G722 is among our codecs it goes first in an offer and is chosen first in an answer, whatever
+  its place in the list. RFC 4733 telephone-event with the offerer's payload type.
 - RFC 3605 / RFC 5761: the remote RTCP port is ``a=rtcp`` or RTP port + 1; rtcp-mux when both
   sides ask for it.
 - RFC 4568 SDES: the answer carries one ``a=crypto`` with the offer's tag and suite and our key.
@@ -38,7 +43,8 @@ Public API
 - ``process_answer(offer, answer, local) -> NegotiatedMedia``; raises ``OfferAnswerError``.
 - ``NegotiatedMedia``: ``remote_address``, ``remote_port``, ``remote_rtcp_address``,
   ``remote_rtcp_port``, ``rtcp_mux``, ``codec``, ``payload_type``, ``clock_rate``,
-  ``telephone_event_payload_type``, ``ptime``, ``sending``, ``receiving``, ``direction`` (ours),
+  ``audio_rate``, ``frame_samples``, ``telephone_event_payload_type``, ``ptime``, ``sending``,
+  ``receiving``, ``direction`` (ours),
   ``srtp`` (``SrtpParameters`` or None), ``media_index``.
 - ``SrtpParameters``: ``suite``, ``remote_key``, ``remote_salt``, ``local_key``, ``local_salt``.
 """
@@ -68,8 +74,10 @@ SRTP_MODES = (SRTP_OFF, SRTP_OPTIONAL, SRTP_MANDATORY)
 PROTO_RTP = "RTP/AVP"
 PROTO_SRTP = "RTP/SAVP"
 
-STATIC_PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8}  # RFC 3551 §6
+STATIC_PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9}  # RFC 3551 §6
 CLOCK_RATE = 8000
+AUDIO_RATES = {"G722": 16000}  # PCM rate of a codec whose audio is not sampled at 8000 Hz
+WIDEBAND = ("G722",)  # preferred over narrowband codecs when both sides have them
 TELEPHONE_EVENT = "telephone-event"
 SUPPORTED_CRYPTO_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
 KEY_SALT_LENGTH = 30  # 16-byte master key + 14-byte master salt for both suites
@@ -184,12 +192,18 @@ class NegotiatedMedia:
         self.codec = codec
         self.payload_type = payload_type
         self.clock_rate = CLOCK_RATE
+        self.audio_rate = AUDIO_RATES.get(codec, CLOCK_RATE)
         self.telephone_event_payload_type = telephone_event_payload_type
         self.ptime = ptime
         self.sending = sending
         self.receiving = receiving
         self.srtp = srtp
         self.video: NegotiatedVideo | None = None  # the m=video beside, when negotiated
+
+    @property
+    def frame_samples(self) -> int:
+        """PCM samples of one packet at ``audio_rate`` (320 for 20 ms of G.722)."""
+        return self.audio_rate * self.ptime // 1000
 
     @property
     def direction(self) -> str:
@@ -200,6 +214,11 @@ class NegotiatedMedia:
         return (f"NegotiatedMedia({self.codec}/{self.payload_type} -> "
                 f"{self.remote_address}:{self.remote_port} {self.direction} "
                 f"srtp={self.srtp!r})")
+
+
+def preferred(codecs: "list[str]") -> "list[str]":
+    """``codecs`` with the wideband ones first (each group in its configured order)."""
+    return [c for c in codecs if c in WIDEBAND] + [c for c in codecs if c not in WIDEBAND]
 
 
 def _direction_name(flags: tuple[bool, bool]) -> str:
@@ -333,7 +352,7 @@ def create_offer(local: "LocalMedia", session_version: int, direction: str = SEN
     if direction not in _DIRECTION_FLAGS:
         raise ValueError(f"unknown direction {direction!r}")
     offer = _new_description(local, session_version)
-    codecs = [(name, STATIC_PAYLOAD_TYPES[name]) for name in local.codecs]
+    codecs = [(name, STATIC_PAYLOAD_TYPES[name]) for name in preferred(local.codecs)]
     telephone_event = local.telephone_event_payload_type if local.telephone_event else None
     proto = PROTO_SRTP if local.srtp == SRTP_MANDATORY else PROTO_RTP
     slot = 0
@@ -373,7 +392,7 @@ def _choose_audio(media: "MediaDescription",
     crypto = _usable_crypto(media, local) if local.srtp != SRTP_OFF else None
     if media.proto == PROTO_SRTP and crypto is None:
         raise OfferAnswerError("no supported crypto suite offered")
-    for codec in local.codecs:
+    for codec in preferred(local.codecs):
         payload_type = _payload_type_for(media, codec)
         if payload_type is not None:
             return codec, payload_type, crypto

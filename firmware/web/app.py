@@ -542,6 +542,14 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         station.hangup()
         return {"ok": True}
 
+    @app.post("/api/audio/test-speaker")
+    @_api
+    async def api_test_speaker(request: "Request") -> "Any":
+        _json_body(request, required=False)
+        if not station.test_speaker():
+            return _error(409, "the speaker is in use by a call")
+        return {"ok": True}
+
     @app.post("/api/door/open")
     @_api
     async def api_door_open(request: "Request") -> "Any":

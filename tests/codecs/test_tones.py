@@ -208,3 +208,18 @@ def test_tones_under_louder_broadband_sound_are_not_accepted():
     # Talk-off protection: the key's two tones must carry most of the frame's energy.
     assert _detect(list(_dtmf("6", 200, amplitude=4000)), noise=3000) == ""
     assert _detect(list(_dtmf("6", 200, amplitude=4000)), noise=300) == "6"
+
+
+def test_inband_dtmf_at_16khz():
+    """A G.722 call detects in-band DTMF at its 16 kHz audio rate (issue 15)."""
+    from firmware.codecs.tones import InbandDtmfDetector, ToneGenerator
+
+    detector = InbandDtmfDetector(16000)
+    tone = ToneGenerator([770, 1336], rate=16000, frame_samples=320)  # "5"
+    digits = []
+    for _ in range(5):
+        digits += detector.feed(next(tone))
+    silence = bytes(640)
+    for _ in range(5):
+        digits += detector.feed(silence)
+    assert [d.digit for d in digits] == ["5"]

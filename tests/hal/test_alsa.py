@@ -242,3 +242,29 @@ def test_close_closes_both_directions(card, clock):
     stream = open_stream(clock, rate=8000)
     stream.close()
     assert all(pcm.closed for pcm in card.opened)
+
+
+def test_volume_on_the_playback_cards_mixer_else_digital(card, clock):
+    """issue 15: `set_volume` uses the first known mixer control of the playback card (True),
+    and returns False (the runtime scales the samples) when the card has none."""
+    set_to = []
+
+    class Mixer:
+        def __init__(self, control, device):
+            self.control, self.device = control, device
+
+        def setvolume(self, percent):
+            set_to.append((self.control, self.device, percent))
+
+    card.module.mixers = lambda device: {"hw:CARD=seeed2mic": ["Capture", "Speaker"]}.get(
+        device, [])
+    card.module.Mixer = Mixer
+    spec = AudioSpec(capture="plughw:CARD=seeed2mic,DEV=0",
+                     playback="plughw:CARD=seeed2mic,DEV=0", rate=48000)
+    audio = AlsaAudio(spec, clock=clock, sleep=clock.sleep)
+    assert audio.set_volume(65) is True and audio.set_volume(130) is True
+    assert set_to == [("Speaker", "hw:CARD=seeed2mic", 65), ("Speaker", "hw:CARD=seeed2mic", 100)]
+    assert audio.reference_delay_frames() >= 0
+    bare = AlsaAudio(AudioSpec(capture="default", playback="default", rate=48000),
+                     clock=clock, sleep=clock.sleep)
+    assert bare.set_volume(50) is False

@@ -39,7 +39,9 @@ instance within the same second share (overwrite) a file.
 
 Public API: `Baresip(workdir, user="flat1", password=None, registrar=None, sip_port=None,
 transport="udp", srtp=False, answer_mode="auto", tone_hz=440, ca_path=None,
-video=False)` (video: H.264 through avcodec, fakevideo as camera and display, and
+codecs=("PCMU/8000/1", "PCMA/8000/1"), modules=(), source_wav=None, video=False)`
+(`modules`: extra modules such as "g722.so"; `source_wav`: a WAV played through `aufile`
+instead of ausine; `video`: H.264 through avcodec, fakevideo as camera and display, and
 `snapshot_recv` writing received frames as PNG);
 `start(timeout=10)`, `stop(timeout=5)`, `alive`, `pid`, `aor`, `contact_uri`,
 `command(cmd, params="", timeout=5) -> dict`, `dial(uri)`, `hangup()`, `accept()`,
@@ -98,6 +100,7 @@ def _tcp_free(port):
 class Baresip(PeerProcess):
     def __init__(self, workdir, user="flat1", password=None, registrar=None, sip_port=None,
                  transport="udp", srtp=False, answer_mode="auto", tone_hz=440, ca_path=None,
+                 codecs=("PCMU/8000/1", "PCMA/8000/1"), modules=(), source_wav=None,
                  video=False):
         if answer_mode not in ANSWER_MODES:
             raise ValueError(f"answer_mode must be one of {ANSWER_MODES}")
@@ -123,6 +126,9 @@ class Baresip(PeerProcess):
         self.answer_mode = answer_mode
         self.tone_hz = tone_hz
         self.ca_path = ca_path
+        self.codecs = tuple(codecs)  # account audio_codecs, e.g. "G722/16000/1" (issue 15)
+        self.modules = tuple(modules)  # extra modules, e.g. "g722.so", "speex_pp.so"
+        self.source_wav = source_wav  # a WAV played as the microphone (aufile) instead of ausine
         self.video = video
         self.sip_port = sip_port or _sip_and_tls_port()
         self.ctrl_port = free_port(("tcp",))
@@ -152,7 +158,7 @@ class Baresip(PeerProcess):
         return f"sip:{self.user}@127.0.0.1:{self.sip_port}"
 
     def _account_line(self):
-        params = [f"answermode={self.answer_mode}", "audio_codecs=PCMU/8000/1,PCMA/8000/1"]
+        params = [f"answermode={self.answer_mode}", "audio_codecs=" + ",".join(self.codecs)]
         if self.registrar is None:
             params.append("regint=0")
         else:
@@ -168,6 +174,7 @@ class Baresip(PeerProcess):
             "poll_method epoll",
             f"sip_listen 127.0.0.1:{self.sip_port}",
             "net_interface 127.0.0.1",
+            f"audio_source aufile,{self.source_wav}" if self.source_wav else
             f"audio_source ausine,{self.tone_hz}",
             "ausrc_srate 48000",
             "ausrc_channels 2",
@@ -180,6 +187,8 @@ class Baresip(PeerProcess):
             "module aubridge.so",
             "module sndfile.so",
             "module srtp.so",
+            *[f"module {name}" for name in self.modules],
+            *(["module aufile.so"] if self.source_wav else []),
             "module_app menu.so",
             "module_app ctrl_tcp.so",
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",

@@ -212,3 +212,16 @@ def test_put_reports_what_happened_to_the_packet():
         buffer.get(0.01 + tick * TICK)
     assert buffer.state == PLAYING
     assert buffer.put(2, 320, frame(2), 0.2) == PUT_LATE
+
+
+def test_wideband_frames_keep_the_rtp_clock_step():
+    """G.722: 640 bytes of 16 kHz PCM per 20 ms, timestamps still 160 apart (8 kHz clock)."""
+    jb = JitterBuffer(8000, min_delay_ms=20, frame_bytes=640)
+    frames = [bytes([n]) * 640 for n in range(1, 6)]
+    for n, frame in enumerate(frames):
+        jb.put(n, 1000 + 160 * n, frame, 10.0 + 0.02 * n)
+    played = [jb.get(10.1 + 0.02 * n) for n in range(5)]
+    assert all(len(frame) == 640 for frame in played)
+    assert [frame for frame in played if frame != bytes(640)] == frames[:len(
+        [frame for frame in played if frame != bytes(640)])]
+    assert jb.get(20.0) != b"" and len(jb.get(20.0)) == 640  # concealment keeps the size

@@ -153,3 +153,70 @@ def test_a_re_offer_that_moves_the_peer_moves_our_media_but_hold_does_not():
         stream.stop()
         first.close()
         moved.close()
+
+
+def test_codec_at_another_rate_than_the_device_is_resampled():
+    """A re-INVITE from G.722 to PCMU keeps the 16 kHz device and resamples at the codec."""
+    from firmware.codecs.g711 import CODECS
+    from firmware.runtime.media import _Rated
+
+    rated = _Rated(CODECS["PCMU"].encode, CODECS["PCMU"].decode, 16000, 8000)
+    payloads = [rated.encode(bytes(640)) for _ in range(5)]
+    assert all(150 <= len(p) <= 170 for p in payloads)  # ~160 G.711 bytes per 20 ms
+    frames = [rated.decode(bytes([0xFF]) * 160) for _ in range(5)]
+    assert all(len(f) == 640 for f in frames)  # whole 16 kHz frames for the device
+
+
+def test_new_mic_gain_applies_during_the_call(tmp_path):
+    """The page's slider during a call (issue 15): `set_audio` changes the level sent at once."""
+    import array
+    import math
+    import wave
+
+    from firmware.settings import AudioConfig
+    from hal.sim import SimAudio
+
+    mic = tmp_path / "mic.wav"
+    with wave.open(str(mic), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(array.array("h", (int(4000 * math.sin(2 * math.pi * 1000 * n / 8000))
+                                          for n in range(8000))).tobytes())
+    pool, _ = _pool()
+    media_cfg = configuration.validate({}).media
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2)
+    port, pair = pool.open_pair()
+    quieter = AudioConfig(False, False, False, 0, 90)  # digital volume: a processor from the start
+    stream = MediaStream("c4", pair, SimAudio(mic=mic), None, None, audio_cfg=quieter)
+
+    def level(packets=10):
+        total = 0.0
+        for _ in range(packets):
+            data, _ = peer.recvfrom(2048)
+            samples = [_ulaw(code) for code in data[12:]]
+            total += sum(v * v for v in samples) / len(samples)
+        return 10 * math.log10(total / packets)
+
+    try:
+        stream.play(_negotiated(port, _offer(peer.getsockname()[1]), media_cfg))
+        level(5)  # start-up
+        before = level()
+        stream.set_audio(AudioConfig(False, False, False, 6, 90))
+        level(5)  # the command and the queued frames
+        after = level()
+        stream.set_audio(AudioConfig(False, False, False, -6, 90))
+        level(5)
+        lower = level()
+    finally:
+        stream.stop()
+        peer.close()
+    assert abs(after - before - 6) < 1 and abs(lower - before + 6) < 1, (before, after, lower)
+
+
+def _ulaw(code):
+    code = ~code & 0xFF
+    magnitude = ((((code & 0x0F) << 3) + 0x84) << ((code & 0x70) >> 4)) - 0x84
+    return -magnitude if code & 0x80 else magnitude

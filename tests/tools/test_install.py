@@ -53,6 +53,7 @@ def test_destdir_install_lays_out_the_tree_without_root_effects(tmp_path):
     out = result.stdout
     for command in ("apt-get install -y --no-install-recommends python3-venv",
                     "python3-lgpio", "libasound2-dev", "alsa-utils", "avahi-daemon",
+                    "libspeexdsp1", "libspandsp2",
                     "useradd --system --user-group", "usermod --append --groups gpio\\,audio",
                     "chown -R doorline:doorline /etc/doorline /var/lib/doorline",
                     "-m venv --system-site-packages /opt/doorline/venv",

@@ -63,6 +63,10 @@ class FakeStation:
             self.log_event("call", peer=call["peer"], state="ended")
         self.calls = []
 
+    def test_speaker(self):
+        self.speaker_tests = getattr(self, "speaker_tests", 0) + 1
+        return not self.calls
+
     def open_door(self, by="api"):
         self.door_openings.append(by)
         self.log_event("door_open", by=by)

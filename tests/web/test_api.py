@@ -510,3 +510,14 @@ def test_unknown_routes_and_security_headers_everywhere(ready):
         assert res.headers["Cache-Control"] == "no-store"
     assert client.get("/static/../app.py").status_code == 404
     assert client.get("/static/passwords.py").status_code == 404
+
+
+def test_test_speaker_plays_outside_a_call_only(ready):
+    client = ready.client()
+    headers = {**basic(), **JSON}
+    assert client.post("/api/audio/test-speaker", None, headers).status_code == 200
+    assert ready.station.speaker_tests == 1
+    ready.station.place_call("sip:flat1@example.com")
+    res = client.post("/api/audio/test-speaker", {}, headers)
+    assert res.status_code == 409 and "call" in res.json["error"]
+    assert client.post("/api/audio/test-speaker", None, JSON).status_code == 401

@@ -197,6 +197,27 @@ def test_test_call_by_keyboard_shows_the_call_and_logs_it(browser, served):
     assert page.csp_errors == []
 
 
+def test_audio_sliders_and_speaker_test(browser, served):
+    """issue 15: the volume and gain sliders save as numbers; "Test the speaker" plays."""
+    served.set_password()
+    page = new_page(browser)
+    log_in(page, served)
+    volume = page.get_by_label("Speaker volume (%)")
+    assert volume.get_attribute("type") == "range" and volume.input_value() == "80"
+    volume.fill("55")
+    page.get_by_label("Microphone gain (dB)").fill("-6")
+    page.get_by_label("Automatic gain").uncheck()
+    page.get_by_role("button", name="Save settings").click()
+    playwright_sync.expect(page.locator("#settings-msg")).to_have_text("Saved.")
+    audio = served.saved_config()["audio"]
+    assert (audio["speaker_volume"], audio["mic_gain_db"], audio["agc"]) == (55, -6, False)
+    page.get_by_role("button", name="Test the speaker").click()
+    playwright_sync.expect(page.locator("#action-msg")).to_contain_text("test tone")
+    assert served.station.speaker_tests == 1
+    page.screenshot(path=str(ARTIFACTS / "audio-settings.png"), full_page=True)
+    assert page.csp_errors == []
+
+
 def test_page_weight(browser, served):
     served.set_password()
     page = new_page(browser)

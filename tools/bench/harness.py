@@ -25,7 +25,7 @@ from tests.peers.baresip import Baresip
 from tests.peers.fixtures import DOOR_PASSWORD
 from tests.peers.kamailio import Kamailio
 from tests.peers.process import free_port
-from tools.bench import cases, report
+from tools.bench import audio, cases, report
 from tools.bench.agents import BaresipUA, DoorlineUA
 from tools.bench.svg import interval_histogram_svg
 
@@ -41,9 +41,9 @@ MODES = {
               "snapshots": 1},
 }
 CASES = ("codec", "start_registered", "calls", "alsa_path", "invite_200", "button_invite",
-         "receive_loss", "camera")
+         "receive_loss", "audio", "camera")
 USERS = {"door": DOOR_PASSWORD, "door2": "door2-secret", "flat1": "flat1-secret",
-         "flat2": "flat2-secret", "flat3": "flat3-secret", "absent": "absent-secret"}
+         "flat2": "flat2-secret", "flat4": "flat4-secret", "absent": "absent-secret"}
 MIC_TONE_HZ = 440
 ALSA_RATE = 48000
 # The bench's ALSA "sound card" (the alsa_path case): file plugins over null, no hardware.
@@ -116,14 +116,14 @@ class Bench:
         return self._peers[user]
 
     def video_peer(self):
-        """A registered, auto-answering baresip taking H.264 video (flat3; issue 16)."""
-        if "flat3" not in self._peers:
-            phone = Baresip(self.workdir / "peer-flat3", user="flat3", password=USERS["flat3"],
+        """A registered, auto-answering baresip taking H.264 video (flat4; issue 16)."""
+        if "flat4" not in self._peers:
+            phone = Baresip(self.workdir / "peer-flat4", user="flat4", password=USERS["flat4"],
                             registrar=("127.0.0.1", self.kamailio.udp_port), answer_mode="auto",
                             tone_hz=MIC_TONE_HZ, video=True)
-            self._peers["flat3"] = phone.start()
+            self._peers["flat4"] = phone.start()
             phone.wait_registered(10)
-        return self._peers["flat3"]
+        return self._peers["flat4"]
 
     def _next_dir(self, label):
         self._counter += 1
@@ -219,7 +219,8 @@ class Bench:
                    "calls": cases.call_cases, "alsa_path": cases.alsa_path,
                    "invite_200": cases.invite_to_200,
                    "button_invite": cases.button_to_invite,
-                   "receive_loss": cases.receive_under_loss, "camera": cases.camera_cases}
+                   "receive_loss": cases.receive_under_loss,
+                   "audio": audio.audio_cases, "camera": cases.camera_cases}
         try:
             self._prepare()
             for name in self.only:

@@ -22,8 +22,11 @@ readonly UNIT=/etc/systemd/system/doorline.service
 readonly SERVICE_USER=doorline
 # python3-cryptography: the self-signed certificate for `[web] https = true` (seen through the
 # venv's system site packages, like lgpio; building it from PyPI on a Pi Zero takes ages).
+# libspeexdsp1: echo cancellation, noise suppression, AGC; libspandsp2: G.722 (issue 15; both
+# loaded through ctypes by firmware/runtime/audioproc.py and g722.py, only in a call).
 readonly APT_PACKAGES=(python3-venv python3-dev python3-lgpio python3-cryptography gcc
-                       libasound2-dev libasound2-plugins alsa-utils avahi-daemon)
+                       libasound2-dev libasound2-plugins alsa-utils avahi-daemon
+                       libspeexdsp1 libspandsp2)
 DESTDIR="${DESTDIR:-}"
 PYTHON="${PYTHON:-python3}"
 MODEL_FILE="${MODEL_FILE:-/proc/device-tree/model}"

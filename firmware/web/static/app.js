@@ -55,6 +55,11 @@
                    ["calls.ring_timeout_s", "Ring timeout (s)", "int"],
                    ["calls.max_duration_s", "Longest call (s)", "int"],
                    ["calls.max_calls", "Simultaneous calls", "int"]]],
+    ["Audio", [["audio.speaker_volume", "Speaker volume (%)", "range:0:100:1"],
+               ["audio.mic_gain_db", "Microphone gain (dB)", "range:-20:30:1"],
+               ["audio.echo_cancel", "Echo cancellation", "bool"],
+               ["audio.noise_suppress", "Noise suppression", "bool"],
+               ["audio.agc", "Automatic gain", "bool"]]],
     ["Web", [["web.listen", "Listen on (host:port, after restart)"],
              ["web.https", "HTTPS (after restart)", "bool"],
              ["web.hostnames", "Other names of this station (one per line; requests under " +
@@ -90,7 +95,7 @@
 
   function field(parent, path, label, kind, value) {
     var box = el("div", {"class": "field"});
-    var id = "f:" + path, input;
+    var id = "f:" + path, input, shown = null;
     if (Array.isArray(kind)) {
       input = el("select", {id: id});
       kind.forEach(function (c) { input.appendChild(el("option", {value: c}, c)); });
@@ -106,6 +111,12 @@
     } else if (kind === "bool") {
       input = el("input", {id: id, type: "checkbox"});
       input.checked = !!value;
+    } else if (isRange(kind)) {  // a slider "range:min:max:step"
+      var r = kind.split(":");
+      input = el("input", {id: id, type: "range", min: r[1], max: r[2], step: r[3]});
+      input.value = value === undefined ? "" : value;
+      var shown = el("output", {"for": id}, String(input.value));
+      input.addEventListener("input", function () { shown.textContent = input.value; });
     } else {
       input = el("input", {id: id, type: kind === "password" ? "password" : "text",
                            autocomplete: "off"});
@@ -115,6 +126,7 @@
     input.setAttribute("aria-describedby", "e:" + path);
     box.appendChild(el("label", {"for": id}, label));
     box.appendChild(input);
+    if (shown) box.appendChild(shown);
     box.appendChild(el("span", {id: "e:" + path, "class": "err", "aria-live": "polite"}));
     parent.appendChild(box);
     fields.push({path: path, kind: kind, el: input});
@@ -125,11 +137,13 @@
     if (f.kind === "bool") return f.el.checked;
     if (f.kind === "tristate") return v === "" ? null : v === "true";
     if (f.kind === "int") return /^\s*-?\d+\s*$/.test(v) ? parseInt(v, 10) : v;
+    if (isRange(f.kind)) return parseInt(v, 10);
     if (f.kind === "lines") return v.split("\n").map(trim).filter(Boolean);
     if (f.kind === "csv") return v.split(",").map(trim).filter(Boolean);
     return v;
   }
   function trim(s) { return s.trim(); }
+  function isRange(kind) { return typeof kind === "string" && kind.indexOf("range:") === 0; }
 
   function collect() {
     var doc = {buttons: [], door: {codes: []}};
@@ -263,6 +277,9 @@
   });
   $("btn-hangup").addEventListener("click", function () { action("/api/hangup", {}, "Hung up."); });
   $("btn-door").addEventListener("click", function () { action("/api/door/open", {}, "Door opened."); });
+  $("btn-speaker").addEventListener("click", function () {
+    action("/api/audio/test-speaker", {}, "Playing a test tone at the saved volume.");
+  });
 
   // ---- status and events ---------------------------------------------------------------
   function duration(s) {
