@@ -409,3 +409,26 @@ def test_g722_is_refused_without_libspandsp(monkeypatch):
         config.validate({"media": {"codecs": ["G722", "PCMU"]}})
     assert "libspandsp" in bad.value.errors["media.codecs"]
     assert config.validate({"media": {"codecs": ["PCMU"]}}).media.codecs == ["PCMU"]
+
+
+# -- short targets (issue 19): `**610`, `flat1` mean sip:<it>@<domain> ----------------------------
+def test_a_short_button_target_means_a_sip_uri_at_the_domain():
+    cfg = config.validate({"sip": {"registrar": "fritz.box", "username": "door"},
+                           "buttons": [{"role": "call", "targets": ["**610", "flat1",
+                                                                    "sip:x@10.0.0.1"]}]})
+    assert cfg.buttons[0].targets == ["**610", "flat1", "sip:x@10.0.0.1"]  # kept as written
+    assert [cfg.sip.target_uri(t) for t in cfg.buttons[0].targets] == \
+        ["sip:**610@fritz.box", "sip:flat1@fritz.box", "sip:x@10.0.0.1"]
+    direct = config.validate({"sip": {"registrar": "", "domain": "example.org"},
+                              "buttons": [{"role": "call", "targets": ["flat1"]}]})
+    assert direct.sip.target_uri("flat1") == "sip:flat1@example.org"
+
+
+def test_a_short_target_needs_a_domain_and_sip_user_characters():
+    errors = _errors({"sip": {"registrar": "", "domain": ""},
+                      "buttons": [{"role": "call", "targets": ["flat1"]}]})
+    assert "needs [sip] domain or registrar" in errors["buttons[0].targets[0]"]
+    for bad in ["flat 1", "#610", "a<b", ""]:
+        errors = _errors({"sip": {"registrar": "pbx.example"},
+                          "buttons": [{"role": "call", "targets": [bad]}]})
+        assert "buttons[0].targets[0]" in errors, bad

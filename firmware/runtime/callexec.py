@@ -143,7 +143,7 @@ class CallExecutors(StationParts):
     def _call_offered(self, event: ev.CallOffered) -> None:
         self.controller.incoming_call(event.call_id, event.caller, event.source, event.trusted,
                                       event.answer_mode, self.loop.time(),
-                                      source_ip=event.source_ip)
+                                      source_ip=event.source_ip, local=self.local_now())
 
     def _call_started(self, event: ev.CallStarted) -> None:
         self.counters["calls_total"] += 1
@@ -155,7 +155,7 @@ class CallExecutors(StationParts):
         self.controller.call_failed_to_start(event.call_id, event.reason, self.loop.time())
 
     def _call_ringing(self, event: ev.CallRinging) -> None:
-        self.controller.call_ringing(event.call_id, self.loop.time())
+        self.controller.call_ringing(event.call_id, self.loop.time(), early=event.early)
 
     def _call_established(self, event: ev.CallEstablished) -> None:
         if event.direction == "outgoing":
@@ -165,7 +165,8 @@ class CallExecutors(StationParts):
     def _digit(self, event: ev.DigitReceived) -> None:
         if LOG_DIGITS and event.via == "info":
             log.info("call %s: DTMF digit %s received (INFO)", event.call_id, event.digit)
-        self.controller.dtmf(event.call_id, event.digit, self.loop.time())
+        self.controller.dtmf(event.call_id, event.digit, self.loop.time(),
+                             local=self.local_now())
 
     def _call_ended(self, event: ev.CallEnded) -> None:
         log.info("call %s ended: %s %s", event.call_id, event.reason, event.status or "")

@@ -34,7 +34,13 @@ from firmware.session.session import SessionManager
 from firmware.settings import Config
 from firmware.sip import call as calls
 from firmware.sip.endpoint import Peer
-from firmware.sip.useragent import MessageRejected, RegistrationChanged, UASettings, UserAgent
+from firmware.sip.useragent import (
+    MappingChanged,
+    MessageRejected,
+    RegistrationChanged,
+    UASettings,
+    UserAgent,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,6 +83,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.videos = {}  # call id → VideoStream (playing)
         self._stats = {}  # call id → last media statistics, logged with its end
         self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Future[None]] = set()  # running _move_port (kept referenced)
         self._stopping = False
         self._rejected_at: dict[str | None, float] = {}
         self._cue = None
@@ -97,7 +104,8 @@ class Station(Facade, CallExecutors, BoardExecutors):
         # The executors: one per event or action type, no dispatch by name.
         Table = dict[type, Callable[[Any], None]]
         self._ua_executors: Table = {RegistrationChanged: self._registration_changed,
-                              MessageRejected: self._log_rejected}
+                              MessageRejected: self._log_rejected,
+                              MappingChanged: self._mapping_changed}
         self._session_executors: Table = {
             ev.OpenMedia: self._open_media, ev.StartMedia: self._start_media,
             ev.UpdateMedia: self._update_media, ev.StopMedia: self._stop_media,
@@ -404,6 +412,30 @@ class Station(Facade, CallExecutors, BoardExecutors):
             self.sip_settled.set()
         self.watchdog.status("registration %s%s" % (
             event.state, ": " + event.error if event.error else ""))
+
+    def _mapping_changed(self, event: MappingChanged) -> None:
+        log.warning("the registrar now sees us at %s:%d (was %s:%d): NAT mapping changed, "
+                    "re-registering from a new local port", *(event.new + event.old))
+        self.eventlog.append("nat_mapping_changed", old="%s:%d" % event.old,
+                             new="%s:%d" % event.new)
+        task = asyncio.ensure_future(self._move_port())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _move_port(self) -> None:
+        """A fresh local UDP port for the UA (firmware/sip/useragent.py move_to_port)."""
+        transports, ua = self.transports, self.ua
+        if transports is None or ua is None:
+            return
+        try:
+            port: int | None = await transports.add_udp_port()
+            log.info("SIP now leaves from local UDP port %d", port)
+        except OSError as exc:
+            log.warning("no new local UDP port (%s): re-registering through the old one", exc)
+            port = None
+        if self.ua is ua:
+            ua.move_to_port(port, self.loop.time())
+            self._kick()
 
     def _log_rejected(self, event: MessageRejected) -> None:
         request = event.request

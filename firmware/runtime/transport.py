@@ -28,9 +28,13 @@ This is the shell around the sans-I/O core: it moves bytes, frames streams with
 - After `close()` nothing is sent and no flow failure is reported: the flows closing then are
   our own doing, and must not start a re-registration during shutdown.
 
+- A second UDP port (`await add_udp_port()`, after a NAT mapping changed: the UA re-registers
+  from a fresh local port): UDP goes out from the newest one; the listen port and at most the
+  one before keep receiving (ongoing dialogs and direct-IP callers still reach them).
+
 Public API: `Transports(on_receive, on_flow_failed, tls_context=None)`; `await listen(host,
-port, stream=True)`; `local_port()`; `send(data, peer)`; `close()`;
-`client_tls_context(ca_file)`.
+port, stream=True)`; `await add_udp_port() -> int`; `local_port()`; `send(data, peer)`;
+`close()`; `client_tls_context(ca_file)`.
 """
 
 import asyncio
@@ -192,7 +196,9 @@ class Transports:
         self.on_flow_failed = on_flow_failed
         self.tls_context = tls_context
         self.flows: dict[int, _Flow] = {}
-        self.udp: Any = None  # asyncio's DatagramTransport, once listening
+        self.udp: Any = None  # asyncio's DatagramTransport UDP leaves from, once listening
+        self.listen_udp: Any = None  # the one on the listen port (always kept)
+        self.moved_udp: list[Any] = []  # added ones still receiving, newest last (at most 2)
         self.servers: list[asyncio.Server] = []
         self._next_id = 0
         self._logged_at: dict[str, float] = {}  # source host → when we last logged about it
@@ -209,6 +215,7 @@ class Transports:
         loop = asyncio.get_running_loop()
         self.udp, _ = await loop.create_datagram_endpoint(
             lambda: _Datagrams(self), local_addr=(host, port))
+        self.listen_udp = self.udp
         if stream:
             server = await loop.create_server(
                 lambda: _Flow(self, "tcp"), host, port, reuse_address=True)
@@ -217,6 +224,22 @@ class Transports:
 
     def local_port(self) -> int:
         return self.udp.get_extra_info("sockname")[1]
+
+    async def add_udp_port(self) -> int:
+        """A new UDP socket on a free port of the listen address; UDP leaves from it from now
+        on. The listen socket stays; of the added ones only the newest two (raises OSError)."""
+        loop = asyncio.get_running_loop()
+        host = self.listen_udp.get_extra_info("sockname")[0]
+        udp, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self),
+                                                     local_addr=(host, 0))
+        if self.closed:
+            udp.close()
+            raise OSError("transports closed")
+        self.moved_udp.append(udp)
+        while len(self.moved_udp) > 2:
+            self.moved_udp.pop(0).close()
+        self.udp = udp
+        return int(udp.get_extra_info("sockname")[1])
 
     def deliver(self, item: object, peer: "Peer") -> None:
         try:
@@ -341,13 +364,15 @@ class Transports:
                 flow.transport.close()
         for server in self.servers:
             server.close()
-        if self.udp is not None:
-            self.udp.close()
+        for udp in [self.listen_udp] + self.moved_udp:
+            if udp is not None:
+                udp.close()
 
     async def wait_closed(self) -> None:
         """After close(): until every listening socket is released (bounded)."""
         waits = [server.wait_closed() for server in self.servers]
-        if self.udp is not None:
-            waits.append(self.udp.get_protocol().released)
+        for udp in [self.listen_udp] + self.moved_udp:
+            if udp is not None:
+                waits.append(udp.get_protocol().released)
         if waits:
             await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 2.0)

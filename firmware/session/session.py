@@ -197,7 +197,8 @@ class SessionManager:
         answer, session.answer = session.answer, None
         session.call.answer_mode = "auto"
         session.call.answer(answer, now)
-        self._start(session)
+        if session.negotiated is not None:  # else a delayed offer: started by the ACK's answer
+            self._start(session)
         return True
 
     def ring(self, call_id: str, now: float) -> None:
@@ -255,8 +256,10 @@ class SessionManager:
         local, problem = self._local_media(address, port, source.transport == "tls", video_port)
         session.local = local
         if problem is None and offer is None:
-            problem = "INVITE without an SDP offer is not supported"
-        if problem is None and offer is not None:
+            # delayed offer (RFC 3261 §13.2.1): our offer goes in the 200, the answer comes
+            # in the ACK (CallEstablished); media starts then
+            session.answer = session._write_offer(SENDRECV)
+        elif problem is None and offer is not None:
             try:
                 session.answer, session.negotiated = session._write_answer(offer)
             except oa.OfferAnswerError as exc:
@@ -302,6 +305,14 @@ class SessionManager:
                 early = True
             except (oa.OfferAnswerError, ValueError):
                 session.early = None
+        if early and session.early is not None:
+            # early media (a PBX's ringback or announcement in a 183): to the door's speaker
+            # now, not only once answered (RFC 3960 §3: the early answer sets up the session)
+            if session.started:
+                self._renegotiated(session, session.early)
+            else:
+                session.negotiated = session.early
+                self._start(session)
         self._emit(ev.CallRinging(session.id, early))
 
     def _established(self, event: "sipcall.CallEstablished", now: float) -> None:
@@ -320,7 +331,23 @@ class SessionManager:
                                           "unusable answer: %s" % exc))
                 call.hangup(now)
                 return
-            session.negotiated, session.offer = negotiated, None
+            session.offer = None
+            if session.started:  # early media runs: the 200's answer may move it
+                if negotiated is not session.negotiated:
+                    self._renegotiated(session, negotiated)
+            else:
+                session.negotiated = negotiated
+                self._start(session)
+        elif not session.started and session.offer is not None:
+            # delayed offer: the ACK carried the answer to the offer in our 200
+            try:
+                session.negotiated = session._read_answer(event.sdp)
+            except (oa.OfferAnswerError, ValueError) as exc:
+                self._emit(ev.CallRefused(session.id, call.peer, None,
+                                          "unusable answer in the ACK: %s" % exc))
+                call.hangup(now)
+                return
+            session.offer = None
             self._start(session)
         self._emit(ev.CallEstablished(session.id, call.direction, call.peer))
 
@@ -341,8 +368,14 @@ class SessionManager:
         """The answer to a re-INVITE we sent; a session refresh that re-sent our last
         description without a new offer of ours changes nothing."""
         session = self._session_of(event)
-        if session is None or session.offer is None:
+        if session is None:
             return
+        if session.offer is None:
+            # the answer (in an ACK) to our description re-sent as the offer of a 2xx to a
+            # re-INVITE without SDP: a PBX moving the media (RFC 3311/6337 practice)
+            if session.described is None or session.local is None or not event.sdp:
+                return
+            session.offer = session.described
         try:
             negotiated = session._read_answer(event.sdp)
         except (oa.OfferAnswerError, ValueError) as exc:

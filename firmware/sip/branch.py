@@ -56,6 +56,10 @@ class Branch:
         # or (the target or Contact as shown, why not) of a refusal
         self._redirect_to: tuple[str, Peer] | None = None
         self._redirect_refused: tuple[str, str] | None = None
+        # RFC 3262: our PRACKs to reliable 18x (loaded with the first call, not at start-up)
+        from firmware.sip.prack import ReliableReceiver
+
+        self.reliable = ReliableReceiver()
 
     def __repr__(self) -> str:
         return "<Branch %s %s>" % (self.target, self.state)
@@ -75,9 +79,11 @@ class Branch:
         request.headers.set("To", "<%s>" % target)
         request.headers.set("Call-ID", self.call_id)
         request.headers.set("CSeq", "%d INVITE" % self.cseq)
+        for route in ua.preloaded_routes():  # RFC 3608 §6.1: the registrar's Service-Route
+            request.headers.add("Route", route)
         request.headers.set("Contact", "<%s>" % ua.contact_uri())
         request.headers.set("Allow", ALLOW)
-        request.headers.set("Supported", "timer")
+        request.headers.set("Supported", "timer, 100rel")  # RFC 4028, RFC 3262
         request.headers.set("Session-Expires", str(SESSION_EXPIRES))
         request.headers.set("Min-SE", str(MIN_SE))
         if self.call.answer_mode:
@@ -104,7 +110,14 @@ class Branch:
             to_tag = response.to_address().tag
             if to_tag and to_tag not in self.dialogs:
                 self.dialogs[to_tag] = Dialog.as_uac(reply.request, response)
-            self._feed(cs.PROVISIONAL, reply.request, response, now)
+            send_prack, report = self.reliable.receive(response)
+            if send_prack and to_tag:
+                # RFC 3262 §4: PRACK within the early dialog, whatever the branch's state (a
+                # given-up branch PRACKs too: the UAS would retransmit the 18x for 32 s)
+                request = self.reliable.prack(self.dialogs[to_tag], response)
+                self.ua.send_request(request, self.dest, now, Reply(request))
+            if report:
+                self._feed(cs.PROVISIONAL, reply.request, response, now)
         elif status < 300:
             self._feed(cs.SUCCESS, reply.request, response, now)
         elif self.done:
@@ -196,7 +209,8 @@ class Branch:
         header, challenge = found
         self.auth_tries += 1
         self.cseq += 1
-        value = self.ua.answer_challenge(challenge, "INVITE", request.uri)
+        # qop=auth-int hashes the body (RFC 7616 §3.4.3): the INVITE's SDP goes again
+        value = self.ua.answer_challenge(challenge, "INVITE", request.uri, request.body)
         self.send_invite(now, uri=str(request.uri), authorization=(header, value))
 
     def _follow_redirect(self, request: "Request", response: "Response", now: float) -> None:

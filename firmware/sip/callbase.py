@@ -8,7 +8,7 @@ within the dialog, session timers and the timer cascade.
 
 from firmware.sip import auth
 from firmware.sip import callstate as cs
-from firmware.sip.branch import MIN_SE
+from firmware.sip.branch import MAX_AUTH_TRIES, MIN_SE
 from firmware.sip.callevents import SDP, AnswerReceived, CallEnded, InfoReceived, body_sdp
 from firmware.sip.reply import Reply
 from firmware.sip.useragent import ALLOW
@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from firmware.sip.dialog import Dialog
     from firmware.sip.endpoint import Peer, RequestReceived
     from firmware.sip.message import Request, Response
+    from firmware.sip.prack import ReliableSender
     from firmware.sip.transaction import ServerTransaction
     from firmware.sip.uas import Accepted2xx
     from firmware.sip.uri import URI
@@ -75,8 +76,13 @@ class CallBase:
         # the registrar's P-Asserted-Identity, when it counts
         self.asserted_identity: str | None = None
         self.requested_answer_mode: str | None = None
+        # our 18x go reliably (RFC 3262) when the INVITE requires 100rel
+        self.reliable: ReliableSender | None = None
         # a 2xx we retransmit until its ACK (§13.3.1.4)
         self._2xx: Accepted2xx | None = None
+        # that 2xx carries our offer (an INVITE or re-INVITE without one): the answer comes in
+        # its ACK (RFC 3261 §13.2.1, RFC 3264 §4)
+        self._offer_in_2xx = False
         # the re-INVITE waiting for our answer
         self._reoffer: RequestReceived | None = None
         # both
@@ -181,6 +187,20 @@ class CallBase:
         request.body = body
         self.ua.send_request(request, dest, now, Reply(request))  # the answer is not needed
 
+    def _answer_in_ack(self, ack: "Request") -> None:
+        """Delayed offer (RFC 3261 §13.2.1, RFC 3264 §4): our 2xx carried the offer, the ACK
+        carries the answer. Initially, it becomes the call's remote description (reported with
+        CallEstablished); to a re-INVITE without SDP, it is an AnswerReceived."""
+        if not self._offer_in_2xx:
+            return
+        self._offer_in_2xx = False
+        sdp = body_sdp(ack)
+        if sdp is None:
+            return
+        self.remote_sdp = sdp
+        if self.state == cs.ACTIVE:
+            self.manager.emit(AnswerReceived(self, sdp))
+
     def _confirmed(self) -> "tuple[Dialog, Peer]":
         """The dialog and its first hop for a request within it: the tables only send one once
         both are known (an incoming call has them from its INVITE, an outgoing one from its
@@ -213,7 +233,8 @@ class CallBase:
     # -- in-dialog requests and responses --------------------------------------------------
     def _send_bye_request(self, now: float, dialog: "Dialog | None" = None,
                           dest: "Peer | None" = None,
-                          authorization: "tuple[str, str] | None" = None) -> None:
+                          authorization: "tuple[str, str] | None" = None,
+                          tries: int = 0) -> None:
         dialog = dialog or self.dialog
         if dialog is None:
             return
@@ -223,19 +244,22 @@ class CallBase:
         if authorization:
             request.headers.set(authorization[0], authorization[1])
         self.ua.send_request(request, dest, now,
-                             Reply(request, self._on_bye_response, None, dialog, dest))
+                             Reply(request, self._on_bye_response, None, dialog, dest, tries))
 
     def _on_bye_response(self, reply: "Reply", response: "Response", now: float) -> None:
-        """§22.2: a challenged BYE is answered once, to the same dialog and hop."""
-        if response.status not in (401, 407) or "Authorization" in reply.request.headers or \
-                "Proxy-Authorization" in reply.request.headers:
+        """§22.2: a challenged BYE is answered once, to the same dialog and hop; once more
+        only when the second challenge says stale=true (RFC 7616 §3.3: a PBX that rotated its
+        nonce meanwhile), so at most twice (MAX_AUTH_TRIES)."""
+        if response.status not in (401, 407):
             return
         found = auth.challenge_in(response)
-        if found is None:
+        if found is None or reply.tries >= MAX_AUTH_TRIES or \
+                (reply.tries and not found[1].stale):
             return
         header, challenge = found
         value = self.ua.answer_challenge(challenge, "BYE", reply.request.uri)
-        self._send_bye_request(now, reply.dialog, reply.dest, authorization=(header, value))
+        self._send_bye_request(now, reply.dialog, reply.dest, authorization=(header, value),
+                               tries=reply.tries + 1)
 
     def _on_reinvite_response(self, reply: "Reply", response: "Response", now: float) -> None:
         if 200 <= response.status < 300:
@@ -262,6 +286,7 @@ class CallBase:
         if method == "ACK":
             if self._2xx is not None and self._2xx.acknowledged_by(request):
                 self._2xx = None
+                self._answer_in_ack(request)
             self._feed(cs.ACK, now)
             return
         if method == "CANCEL":
@@ -275,8 +300,15 @@ class CallBase:
         if method == "BYE":
             self._reply(event, 200, now)
             self._feed(cs.BYE_RECEIVED, now)
+        elif method == "PRACK":
+            # RFC 3262 §3: 200 for our outstanding reliable 18x, 481 for anything else
+            reliable = self.reliable
+            self._reply(event, reliable.on_prack(request, now) if reliable else 481, now)
+            self._flush_reliable(now)
         elif method == "INVITE":
             self._feed_offer(cs.REOFFER, now, event)
+        elif method == "UPDATE" and body_sdp(request) is not None:
+            self._feed_offer(cs.UPDATE_OFFER, now, event)
         elif method == "UPDATE":
             self._read_session_expires(request, we_are_uac=False)
             self._arm_session_timer(now)
@@ -328,9 +360,17 @@ class CallBase:
             # RFC 4028 §10: BYE at expiry minus the lesser of 32 s and a third of it.
             self.expire_at = now + self.session_expires - min(32, self.session_expires / 3.0)
 
+    def _flush_reliable(self, now: float) -> None:
+        """Our reliable 18x (new or retransmitted) go through the INVITE's transaction."""
+        if self.reliable is not None and self.transaction is not None:
+            for response in self.reliable.to_send():
+                self.ua.send_response(self.transaction, response, now)
+
     # -- timers -----------------------------------------------------------------------------
     def get_timer(self) -> "float | None":
         times = [self.ring_deadline, self.max_end, self.refresh_at, self.expire_at]
+        if self.reliable is not None:
+            times.append(self.reliable.get_timer())
         if self._2xx is not None:
             times += [self._2xx.next_at, self._2xx.give_up_at]
         times += [b.deadline for b in self.branches if not b.done]
@@ -348,6 +388,12 @@ class CallBase:
             return
         if self._2xx is not None and now >= self._2xx.next_at:
             self._2xx.retransmit(self.ua, now)
+        if self.reliable is not None and self.reliable.get_timer() is not None:
+            self.reliable.handle_timer(now)
+            self._flush_reliable(now)
+            if self.reliable.gave_up:
+                self._feed(cs.PRACK_TIMEOUT, now)
+                return
         if self.ring_deadline is not None and now >= self.ring_deadline:
             self.ring_deadline = None
             self._feed(cs.RING_TIMEOUT, now)

@@ -48,6 +48,7 @@ ALL_FAILED = "every branch failed"
 RING_TIMEOUT = "ring timeout"
 TARGET_TIMEOUT = "last target timeout"  # sequential: the last target did not answer in time
 ACK_TIMEOUT = "2xx not acknowledged"  # 64*T1 after our 2xx without its ACK
+PRACK_TIMEOUT = "18x not PRACKed"  # RFC 3262 §3: 64*T1 after our reliable 18x
 MAX_DURATION = "max duration"
 SESSION_EXPIRED = "session expired"
 REFRESH_DUE = "session refresh due"
@@ -98,6 +99,8 @@ UAS_CALL: "Table" = {
     (RINGING, REJECT): (ENDED, "send_rejection"),
     (RINGING, HANGUP): (ENDED, "send_unavailable"),
     (RINGING, RING_TIMEOUT): (ENDED, "send_no_answer"),
+    # RFC 3262 §3: a reliable 18x not PRACKed within 64*T1: the INVITE gets a 5xx
+    (RINGING, PRACK_TIMEOUT): (ENDED, "send_not_acknowledged"),
     # §9.2: a CANCEL before the final response ends the INVITE with 487
     (RINGING, CANCEL_RECEIVED): (ENDED, "send_terminated"),
     # §15.1.2: a BYE on the early dialog ends it; the INVITE gets 487
@@ -136,6 +139,7 @@ NO_OFFER = "no offer"
 OFFER_RECEIVED = "offer received"  # a re-INVITE waits for the application's answer
 
 REOFFER = "re-INVITE"
+UPDATE_OFFER = "UPDATE with SDP"  # RFC 3311
 ACCEPT_OFFER = "accept offer"
 REJECT_OFFER = "reject offer"
 
@@ -146,6 +150,11 @@ OFFER: "Table" = {
     (NO_OFFER, REOFFER): (OFFER_RECEIVED, "take_offer"),
     # §14.2: one offer at a time, a second re-INVITE meanwhile gets 491
     (OFFER_RECEIVED, REOFFER): (OFFER_RECEIVED, "send_request_pending"),
+    # RFC 3311 §5.2: an UPDATE may carry an offer within the dialog (early or confirmed); its
+    # answer goes in the UPDATE's 2xx; 491 while an offer is pending, 500 before our first
+    # answer (both as for a re-INVITE)
+    (NO_OFFER, UPDATE_OFFER): (OFFER_RECEIVED, "take_offer"),
+    (OFFER_RECEIVED, UPDATE_OFFER): (OFFER_RECEIVED, "send_request_pending"),
     # §14.2, RFC 3264 §5: the answer goes in the 2xx; a refused offer leaves the session as it was
     (OFFER_RECEIVED, ACCEPT_OFFER): (NO_OFFER, "send_offer_answer"),
     (OFFER_RECEIVED, REJECT_OFFER): (NO_OFFER, "send_offer_rejection"),

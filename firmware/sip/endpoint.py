@@ -154,7 +154,9 @@ class Endpoint:
     def __init__(self, host: str, port: int, transport: str = "udp", user_agent: str = "Doorline",
                  random: "Callable" = os.urandom, max_transactions: int = 256) -> None:
         self.host = host
-        self.port = port
+        self.port = port  # our sent-by port (the Contact's): where requests leave from
+        self.first_port = port  # the configured listen port, always open
+        self.former_ports: tuple[int, ...] = ()  # see move_to
         self.transport = transport
         self.user_agent = user_agent
         self.random = random
@@ -269,6 +271,20 @@ class Endpoint:
         self._pump(tx)
         return tx
 
+    def move_to(self, port: int) -> None:
+        """Our requests leave from `port` from now on (the runtime opened it: a NAT mapping
+        changed, firmware/sip/keepalive.py); responses to requests sent from the port we
+        started on or the one before still count (bounded: those two)."""
+        if port == self.port:
+            return
+        kept = [p for p in (self.first_port, self.port) if p != port]
+        self.former_ports = tuple(dict.fromkeys(kept))
+        self.port = port
+
+    def send_keepalive(self, dest: "Peer") -> None:
+        """An RFC 5626 §4.4.1 double-CRLF keep-alive (over UDP it keeps a NAT mapping open)."""
+        self._out.append((b"\r\n\r\n", dest))
+
     def send_stateless(self, message: "Request | Response", dest: "Peer") -> None:
         """An ACK for a 2xx (§13.2.2.4) or a response outside any transaction."""
         if isinstance(message, Request):
@@ -344,7 +360,8 @@ class Endpoint:
         except (ParseError, TypeError):
             self._events.append(MessageRejected(source, "response without a usable Via"))
             return
-        if via.host.strip("[]") != self.host.strip("[]") or (via.port or 5060) != self.port:
+        if via.host.strip("[]") != self.host.strip("[]") or \
+                (via.port or 5060) not in (self.port,) + self.former_ports:
             self._events.append(MessageRejected(source, "response for another sent-by"))
             return
         tx = self.table.match_response(response)

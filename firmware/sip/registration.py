@@ -35,6 +35,11 @@ Policy, and why
   password unless it says stale=true, which is answered with the new nonce (section 3.3).
 - Losing the connection while registered re-registers at once: the registrar can no longer
   reach us over it. Further failures then back off as above.
+- Path (RFC 3327): REGISTER says `Supported: path`, so a proxy between us and the registrar
+  (an SBC in front of a PBX) may record itself; nothing else is asked of a UA.
+- Service-Route (RFC 3608 §6.1): the route set of the latest 2xx (at most MAX_SERVICE_ROUTES)
+  is `service_route`, the preloaded Route of every request we send outside a dialog; each 2xx
+  replaces it (none: empty), a failure clears it.
 - One attempt answers at most MAX_CHALLENGE_ROUNDS 401/407/423 responses, so a registrar that
   keeps saying stale=true cannot hold us in a tight loop.
 """
@@ -84,6 +89,7 @@ UNREACHABLE_BACKOFF = (2.0, 20.0)   # (first wait, cap): a returning registrar i
 REJECTED_BACKOFF = (30.0, 300.0)
 MAX_RETRY_AFTER = 3600.0
 MAX_CHALLENGE_ROUNDS = 4           # 401/407/423 answers in one attempt before giving it up
+MAX_SERVICE_ROUTES = 8
 TRANSACTION_GUARD = 40.0           # Timer F (32 s) plus slack: never wait for ever on a report
 
 TIMEOUT_ERROR = "timeout: no response from registrar"
@@ -149,6 +155,8 @@ class Registration:
         self.error: str | None = None
         self.next_refresh: float | None = None
         self.expires: int | None = None
+        self.service_route: list[str] = []  # RFC 3608: from the latest 2xx
+        self._removed: str | None = None  # a former Contact to remove (move)
         self._running = False
         self._stopping = False
         self._attempt: _Attempt | None = None
@@ -226,6 +234,35 @@ class Registration:
         elif was_registered:
             self._send(now)
 
+    def refresh_now(self, now: float) -> None:
+        """Re-register at once (the NAT mapping changed; or a keep-alive check): only while
+        registered and with no REGISTER in flight."""
+        if self._running and not self._stopping and self._attempt is None and \
+                self.state == STATE_REGISTERED:
+            self._send(now)
+
+    def move(self, contact: str, now: float) -> None:
+        """Our Contact moved (a new local port, after a NAT mapping changed): register it now
+        and remove the one it replaces in the same REGISTER (RFC 3261 §10.2.2: its own
+        `expires=0`), superseding a REGISTER still in flight (a higher CSeq, §10.3)."""
+        if not self._running or self._stopping or contact == self.contact:
+            return
+        if self._removed is None:
+            self._removed = self.contact
+        self.contact = contact
+        self._contact_uri = URI.parse(contact)
+        self._attempt = None
+        self._send(now)
+
+    def lost(self, now: float, error: str) -> None:
+        """The registrar stopped answering (keep-alives, firmware/sip/keepalive.py): the
+        binding is as good as gone; re-register with the unreachable back-off. A refresh still
+        in flight is given up (its late answer no longer counts) rather than waited for until
+        Timer F, so the failure shows within the keep-alive's two periods."""
+        if self._running and not self._stopping and self.state == STATE_REGISTERED:
+            self._attempt = None
+            self._fail(now, error, True)
+
     def handle_timer(self, now: float) -> None:
         if self._attempt is not None:
             if now >= self._attempt.sent_at + TRANSACTION_GUARD:
@@ -275,7 +312,10 @@ class Registration:
         headers.set("Call-ID", self._call_id)
         headers.set("CSeq", f"{self._cseq} REGISTER")
         headers.set("Contact", f"<{self.contact}>")
+        if self._removed is not None:
+            headers.add("Contact", f"<{self._removed}>;expires=0")
         headers.set("Expires", str(expires))
+        headers.set("Supported", "path")  # RFC 3327 §5
         for key, challenge in self._credentials.items():
             headers.add(key[0], self._auth.answer(challenge, "REGISTER", request.uri))
         self._attempt = _Attempt(self._cseq, now, self._fresh_key)
@@ -324,7 +364,9 @@ class Registration:
             self._fail(now, f"{response.status}: registrar did not keep our contact", False)
             return
         self._failures = 0
+        self._removed = None
         self.expires = granted
+        self.service_route = response.headers.get_all("Service-Route")[:MAX_SERVICE_ROUTES]
         self._due = attempt.sent_at + max(granted / 2, granted - REFRESH_MARGIN)
         self.next_refresh = self._due
         self._move(_ACCEPTED, None)
@@ -357,6 +399,7 @@ class Registration:
         self._challenge_rounds = 0
         self._credentials = ordered_dict()
         self.expires = None
+        self.service_route = []
         first, cap = UNREACHABLE_BACKOFF if unreachable else REJECTED_BACKOFF
         wait = min(cap, first * 2 ** min(self._failures - 1, 16))
         wait *= 0.5 + 0.5 * int.from_bytes(self._random(2), "big") / 0xFFFF

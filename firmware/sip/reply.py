@@ -26,18 +26,20 @@ if TYPE_CHECKING:  # typing only: never imported at run time
 
 class Reply:
     """The context of one request we sent. `dialog` and `dest` say where an in-dialog request
-    went (a BYE retried with credentials goes to the same dialog and hop)."""
+    went (a BYE retried with credentials goes to the same dialog and hop); `tries`: how many
+    challenges were answered on the way to this request (bounds the retries)."""
 
-    __slots__ = ("request", "handle_response", "handle_failure", "dialog", "dest")
+    __slots__ = ("request", "handle_response", "handle_failure", "dialog", "dest", "tries")
 
     def __init__(self, request: "Request", on_response: "ResponseHandler | None" = None,
                  on_failure: "FailureHandler | None" = None, dialog: "Dialog | None" = None,
-                 dest: "Peer | None" = None) -> None:
+                 dest: "Peer | None" = None, tries: int = 0) -> None:
         self.request = request
         self.handle_response = on_response
         self.handle_failure = on_failure
         self.dialog = dialog
         self.dest = dest
+        self.tries = tries
 
     def on_response(self, response: "Response", now: float) -> None:
         if self.handle_response is not None:

@@ -86,6 +86,12 @@ class UasCall(CallBase):
         response = self._make_response(status, reason)
         if status < 200 and status > 100:
             response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
+            if self.reliable is not None:
+                self.reliable.send(response, now)  # RFC 3262 §3: RSeq, resent until PRACKed
+                self._flush_reliable(now)
+                return
+        elif status >= 200 and self.reliable is not None:
+            self.reliable.final_sent(now)
         self.ua.send_response(self._incoming()[1], response, now)
 
     # -- actions (callstate.UAS_CALL) --------------------------------------------------------
@@ -97,7 +103,7 @@ class UasCall(CallBase):
         response = self._make_response(200)
         response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
         response.headers.set("Allow", ALLOW)
-        response.headers.set("Supported", "timer")
+        response.headers.set("Supported", "timer, 100rel")
         self._add_session_expires(response)
         response.headers.set("Content-Type", SDP)
         response.body = sdp
@@ -106,6 +112,9 @@ class UasCall(CallBase):
         self.answered_at = now
         self.ring_deadline = None
         invite, transaction, source = self._incoming()
+        self._offer_in_2xx = self.remote_sdp is None  # delayed offer: ours goes in the 200
+        if self.reliable is not None:
+            self.reliable.final_sent(now)
         self._send_2xx(transaction, invite, source, response, now)
         self._arm_session_timer(now)
         self.max_end = now + self.manager.max_duration_for(self)
@@ -120,6 +129,9 @@ class UasCall(CallBase):
 
     def _send_no_answer(self, name: str, now: float) -> None:
         self._send_rejection(name, now, 480, "No Answer")
+
+    def _send_not_acknowledged(self, name: str, now: float) -> None:
+        self._send_rejection(name, now, 504, "Provisional Response Not Acknowledged")
 
     def _send_terminated(self, name: str, now: float) -> None:
         self._respond(487, now, "Request Terminated")
@@ -144,7 +156,9 @@ class UasCall(CallBase):
                 # described our session): 500 with Retry-After, the call goes on ringing
                 self.reject_offer(500, now)
                 return
-            # An offerless re-INVITE (session refresh): answer with our current SDP.
+            # An offerless re-INVITE (a session refresh, or a PBX moving the media): our
+            # current description goes in the 2xx as an offer; the answer comes in the ACK.
+            self._offer_in_2xx = True
             self.accept_offer(self.local_sdp, now)
             return
         self.remote_sdp = sdp
@@ -168,7 +182,12 @@ class UasCall(CallBase):
         self._add_session_expires(response)
         response.headers.set("Content-Type", SDP)
         response.body = sdp
-        self._send_2xx(event.transaction, event.request, event.source, response, now)
+        if event.request.method == "UPDATE":
+            # RFC 3311 §5.2: a non-INVITE 2xx: its transaction retransmits it, no ACK comes
+            assert event.transaction is not None
+            self.ua.send_response(event.transaction, response, now)
+        else:
+            self._send_2xx(event.transaction, event.request, event.source, response, now)
         self._arm_session_timer(now)
 
     def _send_offer_rejection(self, name: str, now: float, status: int) -> None:

@@ -29,6 +29,7 @@ registration: `send_request`, `send_response`, `send_stateless`, `find_cancelled
 import os
 
 from firmware.sip import admission, auth
+from firmware.sip import keepalive as ka
 from firmware.sip import registration as reg
 from firmware.sip.endpoint import (
     Endpoint,
@@ -37,6 +38,7 @@ from firmware.sip.endpoint import (
     RequestReceived,
     ResponseReceived,
 )
+from firmware.sip.errors import ParseError
 from firmware.sip.message import Request
 from firmware.sip.reply import Reply
 
@@ -53,14 +55,52 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from firmware.sip.transaction import ClientTransaction, ServerTransaction
     from firmware.sip.uri import URI
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK"
 ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
-SUPPORTED = "timer, replaces"
+SUPPORTED = "timer, replaces, 100rel"
+# The option tags a request may Require of us (RFC 3261 §8.2.2.3); `path` only ever goes to a
+# registrar (RFC 3327), so a request to us requiring it is as unsupported as any other.
+UNDERSTOOD = tuple(tag.strip() for tag in SUPPORTED.split(","))
+
+
+def unsupported(request: "Request") -> "list[str]":
+    """The option tags in `request`'s Require that we do not understand (RFC 3261 §8.2.2.3);
+    ACK and CANCEL are never refused for them (§8.2.2.3: a CANCEL is processed as is)."""
+    if request.method in ("ACK", "CANCEL"):
+        return []
+    tags = []
+    for value in request.headers.get_all("Require"):
+        tag = value.strip()
+        if tag and tag.lower() not in UNDERSTOOD and tag not in tags:
+            tags.append(tag)
+    return tags[:8]  # bounded: the 420 lists the first few
 
 
 # The UA passes these on as they are: the registration's state changes and the endpoint's
 # refusals (MessageRejected).
 RegistrationChanged = reg.RegistrationChanged
+
+KEEPALIVE_DEAD_ERROR = "registrar not answering keep-alives"
+# After a NAT mapping changed, how long the runtime has to give us a new local port
+# (`move_to_port`) before we re-register through the old one.
+MOVE_WAIT = 1.0
+
+
+class MappingChanged:
+    """The registrar saw our requests come from another public address or port (a NAT mapping
+    changed, RFC 3581 received/rport). The runtime opens a new local UDP port and calls
+    `UserAgent.move_to_port` with it: the station re-registers from there (a fresh NAT
+    mapping, the old binding removed); without one within MOVE_WAIT it re-registers through
+    the old port."""
+
+    __slots__ = ("old", "new")
+
+    def __init__(self, old: "tuple[str, int]", new: "tuple[str, int]") -> None:
+        self.old = old
+        self.new = new
+
+    def __repr__(self) -> str:
+        return "<MappingChanged %s:%d -> %s:%d>" % (self.old + self.new)
 
 
 class UASettings:
@@ -76,12 +116,13 @@ class UASettings:
     """
 
     __slots__ = ("host", "port", "transport", "username", "password", "domain", "display_name",
-                 "expires", "registrar", "registrar_hostport")
+                 "expires", "registrar", "registrar_hostport", "keepalive", "auth_username")
 
     def __init__(self, host: str, port: int, transport: str = "udp", username: str = "door",
                  password: str = "", domain: "str | None" = None, display_name: str = "",
                  expires: int = 3600, registrar: "Peer | None" = None,
-                 registrar_hostport: "str | None" = None) -> None:
+                 registrar_hostport: "str | None" = None, keepalive: int = 0,
+                 auth_username: str = "") -> None:
         if not isinstance(host, str) or not host:
             raise ValueError("settings: host must be a non-empty string, not %r" % (host,))
         if not isinstance(port, int) or not 0 < port < 65536:
@@ -101,6 +142,12 @@ class UASettings:
         self.expires = expires
         self.registrar = registrar
         self.registrar_hostport = registrar_hostport
+        if not isinstance(keepalive, int) or keepalive < 0:
+            raise ValueError("settings: keepalive must be a whole number of seconds, not %r"
+                             % (keepalive,))
+        self.keepalive = keepalive  # [sip] keepalive_s: 0 = none (firmware/sip/keepalive.py)
+        # the digest user name when it is not the SIP user (3CX's "Authentication ID")
+        self.auth_username = auth_username or ""
 
     @classmethod
     def from_dict(cls, settings: "dict[str, Any]") -> "UASettings":
@@ -126,7 +173,8 @@ class UASettings:
         return cls(host, port, transport=sip.transport, username=sip.username,
                    password=sip.password, domain=domain or host,
                    display_name=sip.display_name, expires=sip.expires,
-                   registrar=registrar, registrar_hostport=sip.registrar or None)
+                   registrar=registrar, registrar_hostport=sip.registrar or None,
+                   keepalive=sip.keepalive_s, auth_username=sip.auth_username)
 
     def __repr__(self) -> str:
         # never the password
@@ -157,12 +205,21 @@ class UserAgent:
             hosts=(settings.host, settings.domain or settings.host))
         self._events: list[object] = []
         # one digest answerer for REGISTER, INVITE and BYE: nonce counts are shared (RFC 7616)
-        self.credentials = auth.Credentials(settings.username, settings.password, random)
+        self.credentials = auth.Credentials(settings.auth_username or settings.username,
+                                            settings.password, random)
         if self.registrar is not None:
             self.registration = reg.Registration(
                 aor=self.aor(), registrar_uri=self.registrar_uri(), contact=self.contact_uri(),
                 username=settings.username, password=settings.password,
                 expires=settings.expires, random=random, credentials=self.credentials)
+        # UDP keep-alives towards the registrar (TCP/TLS flows have the transport's CRLF pings)
+        self.keepalive: ka.KeepAlive | None = None
+        if self.registration is not None and self.registrar is not None and \
+                self.registrar.transport == "udp" and settings.keepalive:
+            self.keepalive = ka.KeepAlive(settings.keepalive)
+        self.mapping: tuple[str, int] | None = None  # our address as the registrar sees it
+        self._probe_call_id: str | None = None
+        self._move_deadline: float | None = None  # waiting for move_to_port
 
     # -- identities ------------------------------------------------------------------------
     def aor(self) -> str:
@@ -230,6 +287,11 @@ class UserAgent:
         self.endpoint.handle_timer(now)
         if self.registration is not None:
             self.registration.handle_timer(now)
+        if self.keepalive is not None:
+            self.keepalive.handle_timer(now)
+            self._run_keepalive(now)
+        if self._move_deadline is not None and now >= self._move_deadline:
+            self.move_to_port(None, now)
         if self.request_handler is not None:
             self.request_handler.handle_timer(now)
         self._dispatch(now)
@@ -243,6 +305,9 @@ class UserAgent:
         timers: list[Any] = [self.endpoint.get_timer()]
         if self.registration is not None:
             timers.append(self.registration.get_timer())
+        if self.keepalive is not None:
+            timers.append(self.keepalive.get_timer())
+        timers.append(self._move_deadline)
         if self.request_handler is not None:
             timers.append(self.request_handler.get_timer())
         timers = [t for t in timers if t is not None]
@@ -284,6 +349,14 @@ class UserAgent:
         """The INVITE server transaction a CANCEL refers to (§9.2), or None."""
         return self.endpoint.find_cancelled(cancel)
 
+    def preloaded_routes(self) -> "list[str]":
+        """The Route set of a request outside a dialog: the registrar's Service-Route (RFC
+        3608 §6.1) while registered, else none."""
+        registration = self.registration
+        if registration is None or registration.state != reg.STATE_REGISTERED:
+            return []
+        return list(registration.service_route)
+
     def new_tag(self) -> str:
         return self.endpoint.new_tag()
 
@@ -294,9 +367,11 @@ class UserAgent:
         """A short random id (a call's)."""
         return self.random(6).hex()
 
-    def answer_challenge(self, challenge: "Challenge", method: str, uri: object) -> str:
-        """The Authorization value for `challenge`, from the UA's one digest answerer."""
-        return self.credentials.answer(challenge, method, uri)
+    def answer_challenge(self, challenge: "Challenge", method: str, uri: object,
+                         body: bytes = b"") -> str:
+        """The Authorization value for `challenge`, from the UA's one digest answerer (`body`:
+        the request's, hashed for qop=auth-int)."""
+        return self.credentials.answer(challenge, method, uri, body)
 
     def answer_unmatched(self, event: "RequestReceived", now: float) -> None:
         """A request nobody above owns: an ACK is absorbed, a request for a dialog or an INVITE
@@ -326,7 +401,86 @@ class UserAgent:
             if event is None:
                 break
             self._events.append(event)
+            if self.keepalive is not None:
+                if event.state == reg.STATE_REGISTERED:
+                    self.keepalive.registered(now)
+                else:
+                    self.keepalive.unregistered(now)
+                self._run_keepalive(now)
 
+    # -- keep-alives and the NAT mapping (firmware/sip/keepalive.py) ----------------------------
+    def _run_keepalive(self, now: float) -> None:
+        """Carry out what the keep-alive policy decided."""
+        keepalive, registration = self.keepalive, self.registration
+        assert keepalive is not None and registration is not None and self.registrar is not None
+        for action in keepalive.actions():
+            if action == ka.PROBE:
+                request = new_request(
+                    "OPTIONS", self.registrar_uri(), "<%s>;tag=%s" % (self.aor(), self.new_tag()),
+                    "<%s>" % self.registrar_uri(), self.new_call_id(), 1)
+                request.headers.set("Accept", "application/sdp")
+                self._probe_call_id = request.headers.get("Call-ID")
+                self.endpoint.send_request(request, self.registrar, now, context=Reply(
+                    request, self._on_probe_response, self._on_probe_failure))
+            elif action == ka.CRLF:
+                self.endpoint.send_keepalive(self.registrar)
+            elif action == ka.REFRESH:
+                registration.refresh_now(now)
+            elif action == ka.DEAD:
+                registration.lost(now, KEEPALIVE_DEAD_ERROR)
+
+    def _on_probe_response(self, reply: "Reply", response: "Response", now: float) -> None:
+        assert self.keepalive is not None  # only sent with one
+        if response.status < 200 or \
+                reply.request.headers.get("Call-ID") != self._probe_call_id:
+            return
+        self.keepalive.answered(self.keepalive.probe, now)
+        self._check_mapping(response, now)
+        self._run_keepalive(now)
+
+    def _on_probe_failure(self, reply: "Reply", reason: str, now: float) -> None:
+        assert self.keepalive is not None  # only sent with one
+        if reply.request.headers.get("Call-ID") == self._probe_call_id:
+            self.keepalive.failed(self.keepalive.probe, now)
+            self._run_keepalive(now)
+
+    def _check_mapping(self, response: "Response", now: float) -> None:
+        """RFC 3581: a response's Via received/rport is our address as the registrar sees it;
+        when it changes while registered, the binding points at a dead mapping: re-register.
+        UDP only: over TCP/TLS each new connection has a new port, and registers anew anyway.
+        Only responses to requests sent from the current local port count: after a move the
+        first one sets the new baseline (the NAT maps the new port to yet another one)."""
+        mapping = ka.via_mapping(response)
+        if mapping is None or self.registrar is None or self.registrar.transport != "udp":
+            return
+        try:
+            sent_from = response.top_via().port or 5060
+        except ParseError:
+            return
+        if sent_from != self.endpoint.port:
+            return
+        old, self.mapping = self.mapping, mapping
+        if old is not None and old != mapping and self.registration is not None and \
+                self.registration.state == reg.STATE_REGISTERED and \
+                self._move_deadline is None:
+            self._events.append(MappingChanged(old, mapping))
+            self._move_deadline = now + MOVE_WAIT
+
+    def move_to_port(self, port: "int | None", now: float) -> None:
+        """After MappingChanged: requests leave from local `port` from now on and the
+        registration moves there (the former Contact removed in the same REGISTER); None: no
+        new port could be had, re-register through the current one."""
+        self._move_deadline = None
+        registration = self.registration
+        if registration is None:
+            return
+        if port is None or port == self.endpoint.port:
+            registration.refresh_now(now)
+        else:
+            self.endpoint.move_to(port)
+            self.mapping = None  # the new port's mapping is the next baseline
+            registration.move(self.contact_uri(), now)
+        self._flush_registration(now)
     def _dispatch(self, now: float) -> None:
         while True:
             event = self.endpoint.next_event()
@@ -350,7 +504,12 @@ class UserAgent:
     def _on_register_response(self, reply: "Reply", response: "Response", now: float) -> None:
         assert self.registration is not None  # only sent with a registration
         if response.status >= 200:
+            if 200 <= response.status < 300:
+                self._check_mapping(response, now)
             self.registration.on_response(response, now)
+            if self.keepalive is not None and 200 <= response.status < 300:
+                self.keepalive.refreshed(now)
+                self._run_keepalive(now)
 
     def _on_register_failure(self, reply: "Reply", reason: str, now: float) -> None:
         assert self.registration is not None  # only sent with a registration
@@ -359,7 +518,11 @@ class UserAgent:
     def _on_request(self, event: "RequestReceived", now: float) -> None:
         request = event.request
         method = request.method
-        if method == "OPTIONS":
+        missing = unsupported(request)
+        if missing:
+            # §8.2.2.3: 420 Bad Extension listing what we lack; the call never starts
+            self._answer(event, 420, now, unsupported=", ".join(missing))
+        elif method == "OPTIONS":
             self._answer(event, 200, now, capabilities=True)
         elif method == "REGISTER":
             self._answer(event, 405, now, capabilities=True)
@@ -371,7 +534,7 @@ class UserAgent:
             self.answer_unmatched(event, now)
 
     def _answer(self, event: "RequestReceived", status: int, now: float,
-                capabilities: bool = False) -> None:
+                capabilities: bool = False, unsupported: str = "") -> None:
         response = event.request.make_response(status)
         if status >= 200 and status != 100 and "tag=" not in (response.headers.get("To") or ""):
             response.headers.set("To", response.headers.get("To") + ";tag=" +
@@ -379,6 +542,9 @@ class UserAgent:
         if capabilities:
             response.headers.set("Allow", ALLOW)
             response.headers.set("Accept", ACCEPT)
+            response.headers.set("Supported", SUPPORTED)
+        if unsupported:
+            response.headers.set("Unsupported", unsupported)
             response.headers.set("Supported", SUPPORTED)
         assert event.transaction is not None  # only an ACK comes without one, never answered
         self.endpoint.send_response(event.transaction, response, now)

@@ -424,13 +424,14 @@ def test_right_code_pulses_the_relay_plays_the_cue_and_logs():
     assert of_type(out, a.PulseRelay) == [a.PulseRelay("door", 3000)]
     assert a.PlayCue("door_open", "in1") in out
     assert events(out, "door_open") == [
-        {"by": CONCIERGE, "how": "dtmf", "call_id": "in1", "source": REGISTRAR_SOURCE}]
-    assert station.ctl.snapshot()["door"] == {"relay": "open"}
+        {"by": CONCIERGE, "how": "dtmf", "relay": "door", "call_id": "in1",
+         "source": REGISTRAR_SOURCE}]
+    assert station.ctl.snapshot()["door"]["relay"] == "open"
     assert station.leds["door"] == "on"
     station.advance(2.0)  # 3 s pulse, 0.2 s passed after the last digit already
-    assert station.ctl.snapshot()["door"] == {"relay": "open"}
+    assert station.ctl.snapshot()["door"]["relay"] == "open"
     out = station.advance(1.0)
-    assert station.ctl.snapshot()["door"] == {"relay": "closed"}
+    assert station.ctl.snapshot()["door"]["relay"] == "closed"
     assert a.SetLed("door", "off") in out
 
 
@@ -611,7 +612,7 @@ def test_api_opens_the_door():
     station = ControllerHarness()
     out = station.do("open_door", "admin")
     assert of_type(out, a.PulseRelay) == [a.PulseRelay("door", 3000)]
-    assert events(out, "door_open") == [{"by": "admin", "how": "api"}]
+    assert events(out, "door_open") == [{"by": "admin", "how": "api", "relay": "door"}]
     assert a.PlayCue("door_open", None) in out
 
 
@@ -643,3 +644,25 @@ def test_source_ip_parsing():
     assert callers.source_ip("tls:[2001:DB8::1]:5061") == "2001:db8::1"
     assert callers.literal_ip("door.example.org") is None
     assert callers.literal_ip("192.0.2.300") is None
+
+
+def test_a_short_target_is_called_at_the_registrars_domain():
+    station = ControllerHarness(config(buttons=[{"role": "call", "targets": ["**610", FLAT2]}]))
+    assert of_type(station.press(), a.PlaceCall) == [
+        a.PlaceCall(["sip:**610@127.0.0.1", FLAT2], False, 20, "call", station.placed_id())]
+
+
+def test_early_media_plays_instead_of_our_ringback():
+    station = ControllerHarness()
+    station.press()
+    c1 = station.placed_id()
+    station.do("call_started", c1, "call")
+    assert a.PlayCue("ringback", c1) in station.do("call_ringing", c1)  # a plain 180 first
+    out = station.do("call_ringing", c1, early=True)  # then a 183 with the PBX's audio
+    assert a.StopCue("ringback") in out and not of_type(out, a.PlayCue)
+    assert station.ctl.snapshot()["calls"][0]["state"] == "ringing"
+    other = ControllerHarness()
+    other.press()
+    c2 = other.placed_id()
+    other.do("call_started", c2, "call")
+    assert not of_type(other.do("call_ringing", c2, early=True), a.PlayCue)

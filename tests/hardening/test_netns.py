@@ -65,3 +65,31 @@ def test_registrar_outage_of_60_s_re_registers_after_it_ends(tmp_path):
     # retried after at most 20 s (firmware/sip/registration.py back-off cap).
     assert result["registered_again_after_s"] <= 25, result
     assert result["alive"], result
+
+
+def test_nat_remap_keepalive_dead_registrar_and_symmetric_rtp(tmp_path):
+    """Issue 19: keep-alives through a NAT that remaps, a registrar that goes silent, and RTP
+    from a NATed caller (port may latch, IP may not)."""
+    result = run_scenario("nat", tmp_path, timeout=120)
+    print(f"NAT and keep-alive: {result}")
+    period = result["keepalive_s"]
+    assert result["received_before"], result  # Kamailio saw the NAT's outside port
+    remapped = result["remapped"]
+    # the next keep-alive's answer shows the new rport; the station re-registers at once from
+    # a new local port (its one binding's Contact moved there, the old one removed)
+    assert result["contact_ports_before"] == [remapped["listen_port"]], result
+    assert remapped["binding_followed_after_s"] is not None, result
+    assert len(remapped["contact_ports_after"]) == 1, result
+    assert remapped["contact_ports_after"][0] != remapped["listen_port"], result
+    assert remapped["binding_followed_after_s"] <= period + 3, result  # + scheduling slack
+    assert remapped["logged"] == 1, result
+    # the NAT's own mapping of the new local port is the new baseline: no port hopping
+    assert remapped["logged_later"] == 1, result
+    assert remapped["contact_ports_later"] == remapped["contact_ports_after"], result
+    # two periods at worst (blocked just after an answered keep-alive), plus scheduling slack
+    assert result["dead_noticed_after_s"] <= 2 * period + 1.5, result
+    rtp = result["rtp"]
+    assert rtp["to_rogue"] == 0, result  # another IP never latches
+    assert rtp["second_half_to_nat_port"] >= 50, result  # the port latched (~75 sent)
+    assert rtp["second_half_to_sdp_port"] == 0, result
+    assert result["alive"], result

@@ -20,7 +20,8 @@ Routing and authentication choices (written into the generated kamailio.cfg):
 - Initial INVITE/SUBSCRIBE are record-routed (double RR when transports differ).
 - Request-URI user that is a known user and host equal to `domain` (any port): `lookup` in
   location, 480 if not registered. Other requests to the proxy itself: 404, except OPTIONS
-  without a user, answered 200 (keepalive / liveness probe). Anything else is relayed
+  without a user, to the proxy or to `domain` at any port (a station behind a NAT relay names
+  the relay's port), answered 200 (keepalive / liveness probe). Anything else is relayed
   statefully (`t_relay`) to its Request-URI (direct-IP targets through the proxy).
 - `max_expires` (default 60) and `min_expires` (default 1) bound registration intervals.
 - With `assert_identity=True` (RFC 3325, as a PBX's trust domain): every initial INVITE loses
@@ -113,7 +114,7 @@ request_route {
     }
     force_rport();
 
-    if (is_method("OPTIONS") && uri==myself && $rU == $null) {
+    if (is_method("OPTIONS") && $rU == $null && (uri==myself || $rd == "@DOMAIN@")) {
         sl_send_reply("200", "Alive");
         exit;
     }

@@ -9,7 +9,7 @@ from firmware import config as configuration
 from firmware.app import actions
 from firmware.runtime.station import Station
 from firmware.session import events
-from firmware.sip.useragent import MessageRejected, RegistrationChanged
+from firmware.sip.useragent import MappingChanged, MessageRejected, RegistrationChanged
 
 RUNTIME = pathlib.Path(__file__).resolve().parents[2] / "firmware" / "runtime"
 
@@ -31,7 +31,7 @@ def test_every_session_event_and_controller_action_has_one_executor():
     station = _station()
     assert set(station._session_executors) == _subclasses(events, events.SessionEvent)
     assert set(station._action_executors) == _subclasses(actions, actions.Action)
-    assert set(station._ua_executors) == {RegistrationChanged, MessageRejected}
+    assert set(station._ua_executors) == {RegistrationChanged, MessageRejected, MappingChanged}
     for table in (station._session_executors, station._action_executors):
         assert all(callable(executor) for executor in table.values())
 

@@ -129,6 +129,32 @@ def test_udp_send_and_receive():
     run(scenario())
 
 
+def test_an_added_udp_port_sends_and_the_listen_port_keeps_receiving():
+    async def scenario():
+        a, b = Recorder(), Recorder()
+        port_a, port_b = free_port(), free_port()
+        ta, tb = a.transports(), b.transports()
+        await ta.listen(HOST, port_a)
+        await tb.listen(HOST, port_b)
+        try:
+            moved = [await ta.add_udp_port() for _ in range(3)]
+            assert len(set(moved + [port_a])) == 4 and ta.local_port() == moved[-1]
+            ta.send(options(), Peer("udp", HOST, port_b))
+            data, peer = await asyncio.wait_for(b.received.get(), WAIT)
+            assert peer.port == moved[-1]  # leaves from the newest port
+            for port in (port_a, moved[1], moved[2]):  # the listen port and the last two
+                tb.send(b"to %d" % port, Peer("udp", HOST, port))
+                data, _ = await asyncio.wait_for(a.received.get(), WAIT)
+                assert data == b"to %d" % port
+            assert len(ta.moved_udp) == 2  # the first added one is closed
+        finally:
+            ta.close()
+            tb.close()
+            await ta.wait_closed()
+
+    run(scenario())
+
+
 def test_udp_to_a_host_name_is_resolved_without_blocking():
     async def scenario():
         a, b = Recorder(), Recorder()

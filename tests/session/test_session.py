@@ -207,12 +207,50 @@ def test_a_g729_only_offer_is_refused_488():
                                             488, "no acceptable media: no common codec")
 
 
-def test_an_invite_without_offer_is_refused_488():
+def ack_with(ok, phone, body):
+    """The ACK to `ok` carrying `body` (the answer to the offer in our 200)."""
+    head, _, _ = ack_for(ok, phone).partition(b"Content-Length: 0")
+    return head + b"Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n" % \
+        len(body) + body
+
+
+def test_delayed_offer_our_offer_goes_in_the_200_and_the_acks_answer_starts_media():
     net = Network()
     door, phone = Door(net), Phone(net, FLAT1)
-    incoming_invite(phone, body=b"")
-    assert phone.take(488)
-    assert door.events[1].reason == "INVITE without an SDP offer is not supported"
+    call_id = _offered_call(net, door, phone, body=b"")
+    assert door.kinds() == ["OpenMedia", "CallOffered"]
+    assert door.do("answer", call_id) is True
+    ok = phone.take(200)
+    assert _sdp_port(ok.body) == RTP_PORT and b"RTP/AVP 0 8" in ok.body  # an offer: our codecs
+    assert door.kinds() == ["OpenMedia", "CallOffered"]  # no media before the answer
+    phone.send(ack_with(ok, phone, ANSWER.replace(b"RTP/AVP 0", b"RTP/AVP 8")))
+    assert door.kinds() == ["OpenMedia", "CallOffered", "StartMedia", "CallEstablished"]
+    start = door.events[2]
+    assert start.negotiated.codec == "PCMA" and start.negotiated.remote_port == 5000
+
+
+def test_delayed_offer_without_an_answer_in_the_ack_is_hung_up():
+    net = Network()
+    door, phone = Door(net), Phone(net, FLAT1)
+    call_id = _offered_call(net, door, phone, body=b"")
+    door.do("answer", call_id)
+    phone.send(ack_for(phone.take(200), phone))
+    assert "unusable answer in the ACK" in door.take(ev.CallRefused).reason
+    assert phone.take("BYE") and not any(isinstance(e, ev.StartMedia) for e in door.events)
+
+
+def test_a_reinvite_without_sdp_gets_our_offer_and_the_acks_answer_moves_the_media():
+    net = Network()
+    door, phone = Door(net), Phone(net, FLAT1)
+    call_id, ok = active_incoming(net, door, phone)
+    del door.events[:]
+    in_dialog(phone, ok, "INVITE", 2)
+    offer = phone.take(200)
+    assert _sdp_port(offer.body) == RTP_PORT
+    moved = ANSWER.replace(b"o=flat 1 1", b"o=flat 1 2").replace(b"5000", b"6000")
+    phone.send(ack_with(offer, phone, moved))
+    update = door.take(ev.UpdateMedia)
+    assert update.call_id == call_id and update.negotiated.remote_port == 6000
 
 
 def test_no_media_port_is_503():
@@ -342,10 +380,26 @@ def test_early_media_answer_in_183_is_used_when_the_200_has_none():
     phone.reply(invite, 183, "Session Progress", extra=(contact(phone.address),), body=early)
     assert door.take(ev.CallStarted) and door.take(ev.CallRinging) == \
         ev.CallRinging(session.id, True)
-    phone.reply(invite, 200, "OK", extra=(contact(phone.address),))
+    # early media: the stream starts with the 183 (the PBX's ringback to the door's speaker)
     start = door.take(ev.StartMedia)
     assert start.negotiated.remote_port == 5008
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),))
     assert door.take(ev.CallEstablished)
+    assert not [e for e in door.events if isinstance(e, (ev.StartMedia, ev.UpdateMedia))]
+
+
+def test_early_media_moves_when_the_200_answers_elsewhere():
+    net = Network()
+    door, phone = Door(net), Phone(net, FLAT1)
+    door.place(FLAT1)
+    invite = phone.take("INVITE")
+    phone.reply(invite, 183, "Session Progress", extra=(contact(phone.address),),
+                body=ANSWER.replace(b"5000", b"5008"))
+    assert door.take(ev.StartMedia).negotiated.remote_port == 5008
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),), body=ANSWER)
+    assert door.take(ev.UpdateMedia).negotiated.remote_port == 5000
+    assert door.take(ev.CallEstablished)
+    assert not [e for e in door.events if isinstance(e, ev.StartMedia)]
 
 
 def test_an_unusable_answer_hangs_the_call_up_and_is_never_established():

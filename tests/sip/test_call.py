@@ -57,7 +57,8 @@ class Network:
                 for data, peer in node.datagrams_to_send():
                     moved = True
                     destination = (peer.host, peer.port)
-                    message = parse(data)
+                    # a keep-alive (a bare CRLF pair) goes on the wire as its bytes
+                    message = parse(data) if data.strip(b"\r\n") else data
                     self.wire.append((self.now, address, destination, message))
                     if self.drop is not None and self.drop(message, address, destination):
                         continue

@@ -460,6 +460,15 @@ def test_uas_ring_timeout():
     assert phone.take(480) and door.take(CallEnded).reason == "no answer"
 
 
+@covers(uas(cs.RINGING, cs.PRACK_TIMEOUT))
+def test_uas_reliable_ringing_never_pracked():
+    net = Network()
+    door, phone, call = incoming(net, extra=("Require: 100rel",), ring_timeout=60.0)
+    door.act(call.ring)
+    net.run(64 * T1 + 1)
+    assert phone.take(504) and door.take(CallEnded).status == 504
+
+
 @covers(uas(cs.RINGING, cs.CANCEL_RECEIVED))
 def test_uas_cancelled():
     net = Network()
@@ -568,6 +577,24 @@ def test_uas_offers_received_one_at_a_time():
     assert phone.take(488) and call.offer_state == cs.NO_OFFER
     phone.request("BYE", 5, dialog)
     assert door.take(CallEnded).reason == "remote hangup"
+
+
+@covers(offer(cs.NO_OFFER, cs.UPDATE_OFFER), offer(cs.OFFER_RECEIVED, cs.UPDATE_OFFER))
+def test_uas_update_offers_rfc3311():
+    net = Network()
+    door, phone, call, dialog = answered(net)
+    phone.request("UPDATE", 2, dialog, extra=(contact(FLAT1),), body=ANSWER)
+    assert door.take(OfferReceived) and call.offer_state == cs.OFFER_RECEIVED
+    phone.request("UPDATE", 3, dialog, extra=(contact(FLAT1),), body=ANSWER)
+    assert phone.take(491)
+    door.act(call.accept_offer, OFFER)
+    net.run(64 * T1 + 1)
+    ok = phone.take(200)
+    assert ok.body == OFFER and ok.headers.get("CSeq") == "2 UPDATE"
+    # a non-INVITE 2xx: never retransmitted by the call, no ACK awaited, the call goes on
+    assert phone.count(200) == 0 and call.state == cs.ACTIVE and not door.has(CallEnded)
+    phone.request("UPDATE", 4, dialog)  # without SDP: a session refresh, 200 at once
+    assert phone.take(200).body == b""
 
 
 @covers(uas(cs.ACTIVE, cs.ACK_TIMEOUT))

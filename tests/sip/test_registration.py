@@ -557,3 +557,18 @@ def test_unrelated_and_provisional_responses_are_ignored():
     registration.on_response(ok(request), 0.3)  # a retransmitted 200 changes nothing
     registration.on_timeout(0.4)
     assert registration.state == reg.STATE_REGISTERED
+
+
+def test_lost_registrar_fails_at_once_even_with_a_refresh_in_flight():
+    """firmware/sip/keepalive.py says the registrar is dead: no waiting for Timer F (32 s)."""
+    registration = make()
+    registration.start(0.0)
+    registration.on_response(ok(only_request(registration)), 0.1)
+    events(registration)
+    registration.refresh_now(10.0)
+    refresh = only_request(registration)
+    registration.lost(12.0, "registrar not answering keep-alives")
+    assert events(registration) == [("failed", "registrar not answering keep-alives")]
+    assert 12.0 + 1.0 <= registration.next_refresh <= 12.0 + 2.0  # unreachable back-off
+    registration.on_response(ok(refresh), 13.0)  # the abandoned refresh's late answer
+    assert registration.state == "failed" and events(registration) == []
