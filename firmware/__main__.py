@@ -4,11 +4,13 @@
                        [--echo-path WAV] [--camera pattern|FILE]
 """
 
-import asyncio
 import logging
 import os
 import signal
 import sys
+
+# First: asyncio without ssl until TLS is used (docs/BENCH.md "Start-up").
+from firmware.runtime.lazyssl import asyncio  # isort: skip
 
 import hal
 from firmware import config as configuration
@@ -104,6 +106,9 @@ async def run(args: "argparse.Namespace", cfg: "Config", board: "Board",
     except TimeoutError:
         pass
     station.warm_up()
+    # Before the web page (its scrypt check allocates 16 MiB), after the REGISTER: ctypes is
+    # not on the start path.
+    fix_malloc_threshold()
     web = await start_web(station, cfg, args)
     await stop.wait()
     logging.getLogger("doorline").info("stopping")
@@ -137,7 +142,6 @@ async def start_web(station: Station, cfg: "Config",
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    fix_malloc_threshold()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # Under systemd the journal stamps each line itself.
     stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "

@@ -17,12 +17,9 @@ secret as "(set)"; `check_door_code(entry, digits)` compares in constant time;
 import copy
 import ipaddress
 import os
-import ssl
 import stat
 import tomllib
 from typing import Any
-
-import tomli_w
 
 from firmware.app import doorcodes
 from firmware.settings import Config, DoorCode
@@ -71,7 +68,7 @@ DEFAULTS: "dict[str, Any]" = {
     # follow_redirects: a 3xx to our INVITE is followed only when true, and then only to one
     # of the call's configured targets (toll fraud through redirects, issue 12).
     "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1,
-              "follow_redirects": False},
+              "follow_redirects": False, "conference": False, "max_parties": 3},
     "door": {"pulse_ms": 3000, "codes": [], "max_failures": 3, "lockout_s": 60,
              "hangup_on_close": False, "held_open_alarm_s": 0},
     "web": {"listen": "127.0.0.1:8080", "https": False, "hostnames": []},
@@ -82,12 +79,19 @@ DEFAULTS: "dict[str, Any]" = {
     "relays": [],
     "time": {"zone": "UTC", "holidays": []},
     "schedules": [],
+    # Telling the house (issue 17; docs/HOME.md): MQTT with Home Assistant discovery, webhooks.
+    "mqtt": {"broker": "", "username": "", "password": "", "tls": False, "tls_ca": "",
+             "topic_prefix": "", "discovery_prefix": "homeassistant", "allow_door_open": False},
+    "webhooks": [],
+    # issue 20: REFER targets (empty: button targets + answer.allow) and SIP MESSAGE
+    "transfer": {"allow": []},
+    "messages": {"to": [], "events": ["button"]},
     # issue 16: the board's camera (hal/camera.py); phone_token "" keeps /camera.jpg off
     "camera": {"enabled": True, "width": 640, "height": 480, "fps": 15,
                "snapshot_on_ring": True, "history": 50, "video": "offer", "phone_token": ""},
 }
 # Sections that are lists of tables ([[name]]), each entry with these defaults.
-LIST_SECTIONS = ("buttons", "relays", "schedules")
+LIST_SECTIONS = ("buttons", "relays", "schedules", "webhooks")
 RELAY_DEFAULTS: "dict[str, Any]" = {"role": "", "pulse_ms": 3000}
 SCHEDULE_DEFAULTS: "dict[str, Any]" = {"name": "", "days": [], "times": []}
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "holiday")
@@ -95,6 +99,11 @@ MAX_RELAYS = 8
 MAX_SCHEDULES = 32
 MAX_HOLIDAYS = 366
 MAX_TIME_RANGES = 8
+WEBHOOK_DEFAULTS: "dict[str, Any]" = {"url": "", "events": [], "secret": "", "tls_ca": ""}
+MAX_WEBHOOKS = 8
+MAX_WEBHOOK_EVENTS = 64
+MAX_SECRET_LENGTH = 256
+MAX_TOPIC_LENGTH = 200
 
 CHOICES = {
     ("sip", "transport"): ("udp", "tcp", "tls"),
@@ -298,15 +307,123 @@ def validate(doc: Any) -> Config:
     check.integer("calls.max_duration_s", calls["max_duration_s"], 10, 86400)
     check.integer("calls.max_calls", calls["max_calls"], 1, 8)
     check.type("calls.follow_redirects", calls["follow_redirects"], (bool,), "true or false")
+    check.type("calls.conference", calls["conference"], (bool,), "true or false")
+    check.integer("calls.max_parties", calls["max_parties"], 2, 4)
+    _check_transfer_and_messages(check, cfg["transfer"], cfg["messages"])
     web = cfg["web"]
     _check_listen(check, "web.listen", web["listen"])
     check.type("web.https", web["https"], (bool,), "true or false")
     _check_hostnames(check, web["hostnames"])
     _check_audio(check, cfg["audio"])
+    _check_mqtt(check, cfg["mqtt"])
+    _check_webhooks(check, cfg["webhooks"])
     _check_camera(check, cfg["camera"])
     if check.errors:
         raise ConfigError(check.errors)
     return Config.from_dict(cfg)
+
+
+# -- telling the house (issue 17) ---------------------------------------------------------------
+def _check_mqtt(check: _Checker, mqtt: "dict[str, Any]") -> None:
+    texts = ("broker", "username", "password", "tls_ca", "topic_prefix", "discovery_prefix")
+    if not all([check.type(f"mqtt.{key}", mqtt[key], (str,), "a string") for key in texts]):
+        return
+    check.type("mqtt.tls", mqtt["tls"], (bool,), "true or false")
+    check.type("mqtt.allow_door_open", mqtt["allow_door_open"], (bool,), "true or false")
+    if mqtt["broker"]:
+        try:
+            parse_host_port(mqtt["broker"], 1883)
+        except ValueError as exc:
+            check.fail("mqtt.broker", f"{exc} (got {_shown(mqtt['broker'])})")
+    for key in ("username", "password"):
+        if _has_control(mqtt[key]) or len(mqtt[key]) > MAX_PASSWORD_LENGTH:
+            check.fail(f"mqtt.{key}", "must be at most %d characters without control "
+                                      "characters" % MAX_PASSWORD_LENGTH)
+    for key in ("topic_prefix", "discovery_prefix"):
+        topic = mqtt[key]
+        if len(topic) > MAX_TOPIC_LENGTH or _has_control(topic) or \
+                any(c in topic for c in "#+\0") or topic.startswith("/") or \
+                topic.endswith("/") or "//" in topic:
+            check.fail(f"mqtt.{key}", "must be an MQTT topic like doorline/front without "
+                                      f"wildcards, empty levels or a leading/trailing / "
+                                      f"(got {_shown(topic)})")
+    if not mqtt["discovery_prefix"]:
+        check.fail("mqtt.discovery_prefix", "must not be empty (Home Assistant's is "
+                                            "homeassistant)")
+    if mqtt["tls"] and mqtt["tls_ca"]:
+        problem = ca_file_problem(mqtt["tls_ca"])
+        if problem:
+            check.fail("mqtt.tls_ca", problem)
+
+
+def _check_webhooks(check: _Checker, hooks: Any) -> None:
+    if not check.type("webhooks", hooks, (list,), "a list of [[webhooks]] tables"):
+        return
+    if len(hooks) > MAX_WEBHOOKS:
+        check.fail("webhooks", f"at most {MAX_WEBHOOKS} webhooks")
+        return
+    for i, hook in enumerate(hooks):
+        path = f"webhooks[{i}]"
+        if not check.type(path, hook, (dict,), "a table"):
+            continue
+        for key in hook:
+            if key not in WEBHOOK_DEFAULTS:
+                check.fail(f"{path}.{key}", "unknown key")
+        full = merge(WEBHOOK_DEFAULTS, hook)
+        hooks[i] = full
+        url = full["url"]
+        if check.type(f"{path}.url", url, (str,), "an http:// or https:// URL"):
+            problem = webhook_url_problem(url)
+            if problem:
+                check.fail(f"{path}.url", problem)
+        events = full["events"]
+        if check.type(f"{path}.events", events, (list,), "a list of event types"):
+            if len(events) > MAX_WEBHOOK_EVENTS:
+                check.fail(f"{path}.events", f"at most {MAX_WEBHOOK_EVENTS} event types")
+            for j, name in enumerate(events):
+                if not isinstance(name, str) or not name or len(name) > 64 or \
+                        not name.replace("_", "").isalnum() or not name.isascii():
+                    check.fail(f"{path}.events[{j}]",
+                               f"must be an event type like 'button' (got {_shown(str(name))})")
+        secret = full["secret"]
+        if check.type(f"{path}.secret", secret, (str,), "a string"):
+            if not secret:
+                check.fail(f"{path}.secret", "is required: every POST is signed with it "
+                                             "(HMAC-SHA256)")
+            elif secret == SECRET:
+                check.fail(f"{path}.secret", "type the secret again (this webhook is new)")
+            elif len(secret) > MAX_SECRET_LENGTH or _has_control(secret):
+                check.fail(f"{path}.secret", f"must be at most {MAX_SECRET_LENGTH} characters "
+                                             "without control characters")
+        ca = full["tls_ca"]
+        if check.type(f"{path}.tls_ca", ca, (str,), "a string") and ca:
+            problem = ca_file_problem(ca)
+            if problem:
+                check.fail(f"{path}.tls_ca", problem)
+
+
+def split_webhook_url(url: str) -> "tuple[str, str, int, str]":
+    """(scheme, host, port, path-and-query) of an http(s) URL; raises ValueError."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        raise ValueError("must start with http:// or https://")
+    hostport, slash, path = rest.partition("/")
+    if "@" in hostport:
+        raise ValueError("must not carry user:password@ (use the secret)")
+    if "#" in url:
+        raise ValueError("must not carry a #fragment")
+    host, port = parse_host_port(hostport, 443 if scheme == "https" else 80)
+    return scheme, host, port, slash + path if slash else "/"
+
+
+def webhook_url_problem(url: str) -> str | None:
+    if len(url) > MAX_URI_LENGTH * 4 or _has_control(url) or any(c.isspace() for c in url):
+        return "must be a URL without spaces or control characters, at most 1024 characters"
+    try:
+        split_webhook_url(url)
+    except ValueError as exc:
+        return f"{exc} (got {_shown(url)})"
+    return None
 
 
 # Derived settings are computed where used, never stored: a later change of what they derive
@@ -436,6 +553,8 @@ def ca_file_problem(path: str) -> str | None:
         return f"larger than {MAX_CA_FILE_BYTES // 1024} KiB: {path}"
     if b"-----BEGIN CERTIFICATE-----" not in data:
         return f"not a PEM file with a CERTIFICATE block: {path}"
+    import ssl  # only for a TLS CA file: a plain station never loads ssl
+
     try:
         ssl.create_default_context().load_verify_locations(
             cadata=data.decode("ascii", "replace"))
@@ -488,6 +607,27 @@ def _check_answer(check: _Checker, answer: "dict[str, Any]") -> None:
         for i, uri in enumerate(answer["allow"]):
             check.sip_uri(f"answer.allow[{i}]", uri)
     check.integer("answer.max_duration_s", answer["max_duration_s"], 10, 86400)
+
+
+MAX_URI_LIST = 32
+MESSAGE_EVENTS = ("button", "call", "door_open", "caller_rejected", "code_failed", "lockout",
+                  "transferred", "transfer_refused")
+
+
+def _check_transfer_and_messages(check: _Checker, transfer: "dict[str, Any]",
+                                 messages: "dict[str, Any]") -> None:
+    for path, uris in (("transfer.allow", transfer["allow"]), ("messages.to", messages["to"])):
+        if check.type(path, uris, (list,), "a list of SIP URIs"):
+            if len(uris) > MAX_URI_LIST:
+                check.fail(path, f"at most {MAX_URI_LIST} entries")
+            for i, uri in enumerate(uris):
+                check.sip_uri(f"{path}[{i}]", uri)
+    events = messages["events"]
+    if check.type("messages.events", events, (list,), "a list of event types"):
+        for i, name in enumerate(events):
+            if name not in MESSAGE_EVENTS:
+                check.fail(f"messages.events[{i}]",
+                           f"must be one of {', '.join(MESSAGE_EVENTS)} (got {name!r})")
 
 
 def is_short_target(target: str) -> bool:
@@ -873,7 +1013,7 @@ def _without_fields(doc: Any, errors: "dict[str, str]") -> "dict[str, Any]":
         section = section.partition("[")[0]
         key = rest.partition("[")[0].partition(".")[0]
         table = out.get(section)
-        if not key or not isinstance(table, dict) or section == "buttons":
+        if not key or not isinstance(table, dict) or section in LIST_SECTIONS:
             out.pop(section, None)
         else:
             table.pop(key, None)
@@ -899,6 +1039,8 @@ def _to_toml(cfg: Config) -> str:
     doc = _hash_codes(cfg.to_dict())
     if doc["media"]["srtp_requires_tls"] is None:  # TOML has no null: not set
         del doc["media"]["srtp_requires_tls"]
+    import tomli_w  # only when saving: not on the start path
+
     return tomli_w.dumps(doc)
 
 
@@ -939,6 +1081,9 @@ def redacted(cfg: Config) -> "dict[str, Any]":
     for entry in out["door"]["codes"]:
         entry.pop("code_hash", None)
         entry.pop("length", None)
+    out["mqtt"]["password"] = SECRET if cfg.mqtt.password else ""
+    for hook in out["webhooks"]:
+        hook["secret"] = SECRET if hook["secret"] else ""
     out["camera"]["phone_token"] = SECRET if cfg.camera.phone_token else ""
     return out
 
@@ -969,4 +1114,18 @@ def unredact(partial: "dict[str, Any]", current: Config) -> "dict[str, Any]":
                 if found is not None:
                     del entry["code"]
                     entry.update(found)
+    mqtt = out.get("mqtt")
+    if isinstance(mqtt, dict) and mqtt.get("password") == SECRET:
+        mqtt["password"] = current.mqtt.password
+    hooks = out.get("webhooks")
+    if isinstance(hooks, list):
+        # by URL; a changed URL keeps the secret of the webhook at the same place in the list
+        hook_secrets = {h.url: h.secret for h in current.webhooks}
+        for i, hook in enumerate(hooks):
+            if not isinstance(hook, dict) or hook.get("secret") != SECRET:
+                continue
+            if hook.get("url") in hook_secrets:
+                hook["secret"] = hook_secrets[hook["url"]]
+            elif i < len(current.webhooks):
+                hook["secret"] = current.webhooks[i].secret
     return out

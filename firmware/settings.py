@@ -196,16 +196,48 @@ class ButtonConfig(_Section):
 
 
 class CallsConfig(_Section):
-    """[calls]: ring_timeout_s, max_duration_s, max_calls, follow_redirects."""
+    """[calls]: ring_timeout_s, max_duration_s, max_calls, follow_redirects, conference,
+    max_parties."""
 
-    __slots__ = ("ring_timeout_s", "max_duration_s", "max_calls", "follow_redirects")
+    __slots__ = ("ring_timeout_s", "max_duration_s", "max_calls", "follow_redirects",
+                 "conference", "max_parties")
 
     def __init__(self, ring_timeout_s: int, max_duration_s: int, max_calls: int,
-                 follow_redirects: bool) -> None:
+                 follow_redirects: bool, conference: bool = False,
+                 max_parties: int = 3) -> None:
         self.ring_timeout_s = ring_timeout_s
         self.max_duration_s = max_duration_s
         self.max_calls = max_calls
         self.follow_redirects = follow_redirects
+        self.conference = conference
+        self.max_parties = max_parties
+
+    def call_limit(self) -> int:
+        """Simultaneous calls: `max_calls`, or with a conference enough for `max_parties`
+        (the door is one of them)."""
+        if self.conference:
+            return max(self.max_calls, self.max_parties - 1)
+        return self.max_calls
+
+
+class TransferConfig(_Section):
+    """[transfer]: allow (SIP URIs a trusted peer may transfer the door to; empty: every
+    button target and every [answer] allow entry, see `Config.transfer_targets`)."""
+
+    __slots__ = ("allow",)
+
+    def __init__(self, allow: "list[str]") -> None:
+        self.allow = allow
+
+
+class MessagesConfig(_Section):
+    """[messages]: to (SIP URIs that get a SIP MESSAGE), events (event types that send one)."""
+
+    __slots__ = ("to", "events")
+
+    def __init__(self, to: "list[str]", events: "list[str]") -> None:
+        self.to = to
+        self.events = events
 
 
 class DoorCode(_Section):
@@ -315,6 +347,52 @@ class WebConfig(_Section):
         self.hostnames = hostnames
 
 
+class MqttConfig(_Section):
+    """[mqtt] (issue 17, "Telling the house"): broker ("" = off; host[:port]), username,
+    password, tls, tls_ca (a PEM file or "" for the system's CAs), topic_prefix ("" =
+    `doorline/<device id>`), discovery_prefix, allow_door_open."""
+
+    __slots__ = ("broker", "username", "password", "tls", "tls_ca", "topic_prefix",
+                 "discovery_prefix", "allow_door_open")
+
+    def __init__(self, broker: str = "", username: str = "", password: str = "",
+                 tls: bool = False, tls_ca: str = "", topic_prefix: str = "",
+                 discovery_prefix: str = "homeassistant", allow_door_open: bool = False) -> None:
+        self.broker = broker
+        self.username = username
+        self.password = password
+        self.tls = tls
+        self.tls_ca = tls_ca
+        self.topic_prefix = topic_prefix
+        self.discovery_prefix = discovery_prefix
+        self.allow_door_open = allow_door_open
+
+    def __repr__(self) -> str:
+        return "<MqttConfig broker=%r user=%r password=%s tls=%r prefix=%r door=%r>" % (
+            self.broker, self.username, SECRET_SHOWN if self.password else "''", self.tls,
+            self.topic_prefix, self.allow_door_open)
+
+
+class WebhookConfig(_Section):
+    """One [[webhooks]] entry: url (http:// or https://), events (types; empty = all), secret
+    (the HMAC-SHA256 key), tls_ca (a PEM file or "" for the system's CAs)."""
+
+    __slots__ = ("url", "events", "secret", "tls_ca")
+
+    def __init__(self, url: str, events: "list[str]", secret: str, tls_ca: str = "") -> None:
+        self.url = url
+        self.events = events
+        self.secret = secret
+        self.tls_ca = tls_ca
+
+    def wants(self, type_: str) -> bool:
+        return not self.events or type_ in self.events
+
+    def __repr__(self) -> str:
+        return "<WebhookConfig %s events=%r secret=%s>" % (
+            self.url, self.events, SECRET_SHOWN if self.secret else "''")
+
+
 class CameraConfig(_Section):
     """[camera]: enabled (use the board's camera, if it has one), width, height, fps,
     snapshot_on_ring, history (snapshots kept), video ("offer" or "off": H.264 in calls),
@@ -344,10 +422,11 @@ class CameraConfig(_Section):
 class Config(_Section):
     """The whole configuration: `sip`, `media`, `answer`, `buttons` (a list of ButtonConfig),
     `calls`, `door`, `web`, `audio` (defaults when not given), `relays` (RelayConfig), `time`,
-    `schedules` (ScheduleConfig), `camera` (defaults when not given)."""
+    `schedules` (ScheduleConfig); `mqtt` and `webhooks` (a list of WebhookConfig) tell the
+    house (defaults when not given); `transfer`, `messages`; `camera`."""
 
     __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web", "audio", "relays",
-                 "time", "schedules", "camera")
+                 "time", "schedules", "mqtt", "webhooks", "transfer", "messages", "camera")
     SECTIONS = __slots__
 
     def __init__(self, sip: "SipConfig", media: "MediaConfig", answer: "AnswerConfig",
@@ -355,6 +434,10 @@ class Config(_Section):
                  web: "WebConfig", audio: "AudioConfig | None" = None,
                  relays: "list[RelayConfig] | None" = None, time: "TimeConfig | None" = None,
                  schedules: "list[ScheduleConfig] | None" = None,
+                 mqtt: "MqttConfig | None" = None,
+                 webhooks: "list[WebhookConfig] | None" = None,
+                 transfer: "TransferConfig | None" = None,
+                 messages: "MessagesConfig | None" = None,
                  camera: "CameraConfig | None" = None) -> None:
         self.sip = sip
         self.media = media
@@ -367,6 +450,10 @@ class Config(_Section):
         self.relays = relays or []
         self.time = time or TimeConfig("UTC", [])
         self.schedules = schedules or []
+        self.mqtt = mqtt if mqtt is not None else MqttConfig()
+        self.webhooks = webhooks if webhooks is not None else []
+        self.transfer = transfer or TransferConfig([])
+        self.messages = messages or MessagesConfig([], ["button"])
         self.camera = camera if camera is not None else CameraConfig()
 
     @classmethod
@@ -388,7 +475,11 @@ class Config(_Section):
             [RelayConfig(**r) for r in doc["relays"]],
             TimeConfig(**doc["time"]),
             [ScheduleConfig(**e) for e in doc["schedules"]],
-            CameraConfig(**doc["camera"]) if "camera" in doc else None)
+            mqtt=MqttConfig(**doc["mqtt"]) if "mqtt" in doc else None,
+            webhooks=[WebhookConfig(**w) for w in doc.get("webhooks", [])],
+            transfer=TransferConfig(**doc["transfer"]) if "transfer" in doc else None,
+            messages=MessagesConfig(**doc["messages"]) if "messages" in doc else None,
+            camera=CameraConfig(**doc["camera"]) if "camera" in doc else None)
 
     def to_dict(self) -> dict:
         """The document (a fresh dict: the caller may change it): what the file holds."""
@@ -398,6 +489,8 @@ class Config(_Section):
                 "web": self.web.to_dict(), "audio": self.audio.to_dict(),
                 "relays": [r.to_dict() for r in self.relays], "time": self.time.to_dict(),
                 "schedules": [e.to_dict() for e in self.schedules],
+                "mqtt": self.mqtt.to_dict(), "webhooks": [w.to_dict() for w in self.webhooks],
+                "transfer": self.transfer.to_dict(), "messages": self.messages.to_dict(),
                 "camera": self.camera.to_dict()}
 
     def section(self, name: str) -> object:
@@ -422,7 +515,21 @@ class Config(_Section):
         """`door` first, then the other [[relays]] roles in file order."""
         return ["door"] + [r.role for r in self.relays if r.role != "door"]
 
+    def transfer_targets(self) -> "list[str]":
+        """Where a trusted peer may transfer the door (REFER): `[transfer] allow`, or by
+        default every button target (a short one as the SIP URI it means) and every
+        `[answer] allow` entry."""
+        if self.transfer.allow:
+            return list(self.transfer.allow)
+        out: list[str] = []
+        for button in self.buttons:
+            out.extend(self.sip.target_uri(target) for target in button.targets)
+        out.extend(self.answer.allow)
+        return out
+
     def __repr__(self) -> str:
-        return "<Config %r %r %r buttons=%r %r %r %r %r relays=%r %r schedules=%r %r>" % (
+        return ("<Config %r %r %r buttons=%r %r %r %r %r relays=%r %r schedules=%r %r "
+                "webhooks=%r %r %r %r>") % (
             self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web,
-            self.audio, self.relays, self.time, self.schedules, self.camera)
+            self.audio, self.relays, self.time, self.schedules, self.mqtt, self.webhooks,
+            self.transfer, self.messages, self.camera)

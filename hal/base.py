@@ -212,8 +212,8 @@ class AudioDevice:
     def begin_call(self, call_id: str) -> None:
         """Played audio from now on belongs to `call_id` (only the sim records it)."""
 
-    def end_call(self) -> None:
-        """The call whose audio was being played has ended."""
+    def end_call(self, call_id: "str | None" = None) -> None:
+        """The call `call_id` (None: every call) whose audio was being played has ended."""
 
     def set_volume(self, percent: int) -> bool:
         """Set the speaker volume (0-100) on the hardware's mixer; False when the device has

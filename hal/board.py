@@ -46,21 +46,22 @@ Public API:
     load_board(name_or_path) -> BoardSpec   name looks in boards/, a path (with / or .toml) is used
     parse_board(data, source) -> BoardSpec  validate an already-decoded TOML table
     BoardError(ValueError)                  .problems: list of "field: message" strings
-    BoardSpec, ButtonSpec, LedSpec, RelaySpec, InputSpec, AudioSpec, CameraSpec (frozen
-    dataclasses)
+    BoardSpec, ButtonSpec, LedSpec, RelaySpec, InputSpec, AudioSpec, CameraSpec (frozen records:
+                                            keyword construction, equality, hash, repr)
     HEADER_40PIN: {bcm_gpio: physical_pin} for the usable GPIOs 2-27
 """
 
-import pathlib
+import os
 import tomllib
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from typing import Any
 
 SCHEMA_VERSION = 1
-BOARDS_DIR = pathlib.Path(__file__).resolve().parent.parent / "boards"
+# The shipped board files. A plain string: pathlib (and urllib.parse with it) is not imported
+# on the way to the REGISTER (issue 14); `BOARDS_DIR` is still a pathlib.Path for callers.
+_BOARDS = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "boards")
 KINDS = ("pi", "sim")
 HEADERS = ("40pin",)
 NATIVE_RATES = (8000, 16000, 44100, 48000)
@@ -106,8 +107,52 @@ class BoardError(ValueError):
         super().__init__(f"{source}: {len(self.problems)} problem(s):\n{lines}")
 
 
-@dataclass(frozen=True)
-class ButtonSpec:
+class _Spec:
+    """A frozen record with keyword construction, value equality and a readable repr: what
+    `@dataclass(frozen=True)` gave, written out because building dataclasses costs several ms
+    of every start (issue 14; docs/BENCH.md "Start-up"). Subclasses name their `__slots__`
+    (construction order) and may give `DEFAULTS`."""
+
+    __slots__: "tuple[str, ...]" = ()
+    DEFAULTS: "dict[str, Any]" = {}
+
+    def __init__(self, **values: "Any") -> None:
+        for name in self.__slots__:
+            if name in values:
+                value = values.pop(name)
+            elif name in self.DEFAULTS:
+                value = self.DEFAULTS[name]
+                value = dict(value) if isinstance(value, dict) else value  # never shared
+            else:
+                raise TypeError(f"{type(self).__name__}: missing {name}")
+            object.__setattr__(self, name, value)
+        if values:
+            raise TypeError(f"{type(self).__name__}: unknown {', '.join(sorted(values))}")
+
+    def __setattr__(self, name: str, value: "Any") -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot set {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot delete {name}")
+
+    def _values(self) -> "tuple[Any, ...]":
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class ButtonSpec(_Spec):
+    __slots__ = ("role", "pin", "active_low", "pull_up", "bounce_ms", "hold_ms")
     role: str
     pin: int | None
     active_low: bool
@@ -116,54 +161,58 @@ class ButtonSpec:
     hold_ms: int
 
 
-@dataclass(frozen=True)
-class LedSpec:
+class LedSpec(_Spec):
+    __slots__ = ("role", "pin", "active_low")
     role: str
     pin: int | None
     active_low: bool
 
 
-@dataclass(frozen=True)
-class RelaySpec:
+class RelaySpec(_Spec):
+    __slots__ = ("role", "pin", "active_low")
     role: str
     pin: int | None
     active_low: bool
 
 
-@dataclass(frozen=True)
-class InputSpec:
+class InputSpec(_Spec):
+    __slots__ = ("role", "pin", "active_low", "pull_up")
     role: str
     pin: int | None
     active_low: bool
     pull_up: bool
 
 
-@dataclass(frozen=True)
-class AudioSpec:
+class AudioSpec(_Spec):
+    __slots__ = ("capture", "playback", "rate")
     capture: str
     playback: str
     rate: int
 
 
-@dataclass(frozen=True)
-class CameraSpec:
+class CameraSpec(_Spec):
+    __slots__ = ("kind", "device")
+    DEFAULTS = {"device": ""}
     kind: str  # picamera2, v4l2 (board files); pattern, file (--camera on sim boards)
-    device: str = ""
+    device: str
 
 
-@dataclass(frozen=True)
-class BoardSpec:
+class BoardSpec(_Spec):
+    __slots__ = ("name", "kind", "header", "description", "buttons", "leds", "relays", "inputs",
+                 "audio", "source", "camera")
+    DEFAULTS = {"buttons": {}, "leds": {}, "relays": {}, "inputs": {}, "audio": None,
+                "source": "", "camera": None}
     name: str
     kind: str
     header: str | None
     description: str
-    buttons: dict = field(default_factory=dict)
-    leds: dict = field(default_factory=dict)
-    relays: dict = field(default_factory=dict)
-    inputs: dict = field(default_factory=dict)
-    audio: AudioSpec | None = None
-    source: str = ""
-    camera: CameraSpec | None = None
+    buttons: dict
+    leds: dict
+    relays: dict
+    inputs: dict
+    audio: AudioSpec | None
+    source: str
+    camera: CameraSpec | None
 
 
 SPEC_CLASSES = {"buttons": ButtonSpec, "leds": LedSpec, "relays": RelaySpec, "inputs": InputSpec}
@@ -194,17 +243,28 @@ def load_board(name_or_path: str) -> "BoardSpec":
     """Read and validate a board file; a bare name means `boards/NAME.toml`."""
     text = str(name_or_path)
     if "/" in text or text.endswith(".toml"):
-        path = pathlib.Path(text)
+        path = text
     else:
-        path = BOARDS_DIR / f"{text}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))) or "none"
+        path = os.path.join(_BOARDS, f"{text}.toml")
+    if not os.path.isfile(path):
+        names = os.listdir(_BOARDS) if os.path.isdir(_BOARDS) else []
+        known = ", ".join(sorted(n[:-5] for n in names if n.endswith(".toml"))) or "none"
         raise BoardError(text, [f"board file not found at {path} (shipped boards: {known})"])
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as board_file:
+            data = tomllib.loads(board_file.read())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise BoardError(str(path), [f"not valid TOML: {error}"]) from None
-    return parse_board(data, str(path))
+        raise BoardError(path, [f"not valid TOML: {error}"]) from None
+    return parse_board(data, path)
+
+
+def __getattr__(name: str) -> "Any":
+    """`BOARDS_DIR`: the shipped boards' directory as a pathlib.Path, made when asked for."""
+    if name == "BOARDS_DIR":
+        import pathlib
+
+        return pathlib.Path(_BOARDS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_board(data: "dict[str, Any]", source: str = "<board>") -> "BoardSpec":
@@ -394,4 +454,4 @@ def _parse_camera(data: "dict[str, Any]", kind: str | None,
     if camera_kind == "v4l2" and device and not device.startswith("/dev/"):
         problems.append(f"camera.device: {device!r} is not a device path like /dev/video0")
         return None
-    return CameraSpec(camera_kind, device) if camera_kind is not None else None
+    return CameraSpec(kind=camera_kind, device=device) if camera_kind is not None else None

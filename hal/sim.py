@@ -24,7 +24,7 @@ the web page's /api/sim endpoints; audio from and to WAV files.
 """
 
 import collections
-import pathlib
+import os
 import threading
 import time
 import wave
@@ -97,9 +97,9 @@ class SimRelay(Relay):
 class SimBoard(Board):
     buttons: "Mapping[str, SimButton]"
     inputs: "Mapping[str, SimInput]"
-    def __init__(self, spec: "BoardSpec", mic: "str | pathlib.Path | None" = None,
-                 speaker_dir: "str | pathlib.Path | None" = None,
-                 echo_path: "str | pathlib.Path | None" = None) -> None:
+    def __init__(self, spec: "BoardSpec", mic: "str | os.PathLike[str] | None" = None,
+                 speaker_dir: "str | os.PathLike[str] | None" = None,
+                 echo_path: "str | os.PathLike[str] | None" = None) -> None:
         super().__init__(
             spec,
             buttons={role: SimButton(s) for role, s in spec.buttons.items()},
@@ -148,12 +148,13 @@ class SimBoard(Board):
 class SimAudio(AudioDevice):
     paced = False
 
-    def __init__(self, mic: "str | pathlib.Path | None" = None,
-                 speaker_dir: "str | pathlib.Path | None" = None,
-                 echo_path: "str | pathlib.Path | None" = None) -> None:
-        self.mic = pathlib.Path(mic) if mic else None
-        self.speaker_dir = pathlib.Path(speaker_dir) if speaker_dir else None
-        self.echo_path = pathlib.Path(echo_path) if echo_path else None
+    def __init__(self, mic: "str | os.PathLike[str] | None" = None,
+                 speaker_dir: "str | os.PathLike[str] | None" = None,
+                 echo_path: "str | os.PathLike[str] | None" = None) -> None:
+        # Strings, not pathlib (not imported at start: issue 14).
+        self.mic = os.fspath(mic) if mic else None
+        self.speaker_dir = os.fspath(speaker_dir) if speaker_dir else None
+        self.echo_path = os.fspath(echo_path) if echo_path else None
         if self.echo_path is not None:
             try:
                 from hal.room import load_impulse_response
@@ -172,21 +173,28 @@ class SimAudio(AudioDevice):
         return stream
 
     def begin_call(self, call_id: str) -> None:
+        """Streams opened from now on record `call_id`; so do open ones recording nothing (a
+        stream already recording another call, while a transfer overlaps two calls, keeps
+        recording its own)."""
         with self._lock:
             self._call_id = str(call_id)
             for stream in self._streams:
-                stream._start_recording(self._call_id)
+                if stream._recording is None:
+                    stream._start_recording(self._call_id)
 
-    def end_call(self) -> None:
+    def end_call(self, call_id: "str | None" = None) -> None:
+        """Stop recording `call_id` (None: every call)."""
         with self._lock:
-            self._call_id = None
+            if call_id is None or self._call_id == str(call_id):
+                self._call_id = None
             for stream in self._streams:
-                stream._stop_recording()
+                if call_id is None or stream._recording == str(call_id):
+                    stream._stop_recording()
 
-    def speaker_path(self, call_id: str) -> "pathlib.Path":
+    def speaker_path(self, call_id: str) -> str:
         name = "".join(c if c in SAFE_NAME_CHARS else "_" for c in str(call_id))
         assert self.speaker_dir is not None  # asked only when recording
-        return self.speaker_dir / f"{name}.wav"
+        return os.path.join(self.speaker_dir, f"{name}.wav")
 
     def _forget(self, stream: "SimAudioStream") -> None:
         with self._lock:
@@ -210,6 +218,7 @@ class SimAudioStream(AudioStream):
         self._converter: RateConverter | None = None
         self._queue = FrameQueue(self.frame_bytes)
         self._speaker: wave.Wave_write | None = None
+        self._recording: str | None = None  # the call id recorded
         self._pending: list[bytes] = []  # frames not yet written to the speaker WAV
         self._lock = threading.Lock()
         self._room: Room | None = None
@@ -222,7 +231,7 @@ class SimAudioStream(AudioStream):
         if device._call_id is not None:
             self._start_recording(device._call_id)
 
-    def _open_mic(self, path: "pathlib.Path") -> None:
+    def _open_mic(self, path: str) -> None:
         try:
             mic = wave.open(str(path), "rb")
         except (OSError, wave.Error, EOFError) as error:
@@ -277,11 +286,12 @@ class SimAudioStream(AudioStream):
     def _start_recording(self, call_id: str) -> None:
         with self._lock:
             self._close_speaker()
+            self._recording = call_id
             if self._device.speaker_dir is None:
                 return
             path = self._device.speaker_path(call_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            speaker = wave.open(str(path), "wb")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            speaker = wave.open(path, "wb")
             speaker.setnchannels(1)
             speaker.setsampwidth(2)
             speaker.setframerate(self.rate)
@@ -289,6 +299,7 @@ class SimAudioStream(AudioStream):
 
     def _stop_recording(self) -> None:
         with self._lock:
+            self._recording = None
             self._close_speaker()
 
     def _close_speaker(self) -> None:

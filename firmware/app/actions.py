@@ -21,6 +21,10 @@ order:
     StopCue(name)            stop `name` if it is still the cue playing (repeating cues such as
                              ringback and busy play until stopped).
     LogEvent(type, fields)   an entry for the event log (GET /api/events); `fields` is a dict.
+    Transfer(call_id, new_call_id, target), RefuseTransfer(call_id, status)
+                             carry out / refuse the REFER parked on a call (issue 20).
+    SendMessage(to, text), AnswerMessage(message_id, status)
+                             SIP MESSAGE out (RFC 3428), and the answer to one that came in.
 """
 
 TYPE_CHECKING = False
@@ -123,3 +127,47 @@ class LogEvent(Action):
     def __init__(self, type: str, fields: "dict[str, Any]") -> None:
         self.type = type
         self.fields = fields
+
+
+# -- transfer and messages (issue 20) ---------------------------------------------------------
+class Transfer(Action):
+    """Accept the REFER parked on `call_id` and place `new_call_id` to `target` (a configured
+    entry); then report `call_started(new_call_id, "transfer")` or `call_failed_to_start`."""
+
+    __slots__ = ("call_id", "new_call_id", "target", "join")
+
+    def __init__(self, call_id: str, new_call_id: str, target: str, join: bool = False) -> None:
+        self.call_id = call_id
+        self.new_call_id = new_call_id
+        self.target = target
+        self.join = join  # a conference: the first call stays up
+
+
+class RefuseTransfer(Action):
+    """Answer the REFER parked on `call_id` with `status` (403): nothing is dialled."""
+
+    __slots__ = ("call_id", "status")
+
+    def __init__(self, call_id: str, status: int) -> None:
+        self.call_id = call_id
+        self.status = status
+
+
+class SendMessage(Action):
+    """A SIP MESSAGE (text/plain, RFC 3428) with `text` to each URI of `to`."""
+
+    __slots__ = ("to", "text")
+
+    def __init__(self, to: "list[str]", text: str) -> None:
+        self.to = list(to)
+        self.text = text
+
+
+class AnswerMessage(Action):
+    """Answer the incoming MESSAGE `message_id` with `status` (200 or 403)."""
+
+    __slots__ = ("message_id", "status")
+
+    def __init__(self, message_id: str, status: int) -> None:
+        self.message_id = message_id
+        self.status = status

@@ -43,7 +43,7 @@ Public API
 
 SECURITY_TYPES = (
     "door_open", "lockout", "code_failed", "login", "logout", "admin_password_set",
-    "config_saved", "config", "setup_code", "redirect_refused",
+    "config_saved", "config", "setup_code", "redirect_refused", "transferred",
     "door_opened", "door_closed", "door_held_open",  # the door contact (issue 17)
 )
 BATCHED_TYPES = ("caller_rejected", "rejected_summary", "auth_failed")

@@ -78,18 +78,22 @@ Policy
 
 import os
 
-from firmware.app import doorcodes
+from firmware.app import doorcodes, transfers
 from firmware.app.actions import (
     Answer,
+    AnswerMessage,
     Hangup,
     LogEvent,
     PlaceCall,
     PlayCue,
     PulseRelay,
+    RefuseTransfer,
     Reject,
     Ring,
+    SendMessage,
     SetLed,
     StopCue,
+    Transfer,
 )
 from firmware.app.buttons import ALLOWED, CALLS_PER_MINUTE, LIMITED, STUCK_S, ButtonGuard
 from firmware.app.callers import caller_key, direct_ip_trusted, literal_ip
@@ -146,7 +150,7 @@ CALL_ID_BYTES = 6  # outgoing call ids: 12 hex digits, as the SIP call layer's o
 class _Call:
     __slots__ = ("id", "direction", "state", "role", "from_button", "targets", "peer", "caller",
                  "source", "source_ip", "trusted", "established_at", "hangup_at",
-                 "hangup_requested", "digits", "noted", "door_opened")
+                 "hangup_requested", "digits", "noted", "door_opened", "transferred_from")
 
     def __init__(self, call_id: str, direction: str, state: str, role: str | None) -> None:
         self.id = call_id
@@ -166,6 +170,8 @@ class _Call:
         self.digits = ""
         self.noted: set[str] = set()  # things already logged once for this call
         self.door_opened = False  # a relay pulsed or the contact opened during the call
+        # a transfer's new call: (the first call's id, who transferred it)
+        self.transferred_from: tuple[str, str | None] | None = None
 
     def __repr__(self) -> str:
         return "<_Call %s %s %s %s>" % (self.id, self.direction, self.state, self.peer)
@@ -191,6 +197,7 @@ class Controller:
         self._cue: tuple[str, str | None] | None = None  # (name, call_id) of the cue playing, as
         self._cue_stop_at: float | None = None  # far as we know
         self._now = now
+        self._messages = transfers.MessageLimiter()
         self._apply_config(cfg)
         self._update_leds()
 
@@ -254,13 +261,92 @@ class Controller:
 
     def incoming_call(self, call_id: str, caller: str | None, source: str, trusted: bool,
                       answer_mode: str | None, now: float, source_ip: str | None = None,
+                      replaces: str | None = None,
                       local: "LocalTime | None" = None) -> None:
         self._advance(now, local)
         if self._find(call_id) is None:
             if source_ip is None:
                 source_ip = ip_of_source(source)
             self._on_incoming(call_id, caller, source, source_ip.lower(), trusted, answer_mode,
-                              now)
+                              now, self._find(replaces) if replaces else None)
+        self._update_leds()
+
+    # -- transfer and messages (issue 20; policy in firmware/app/transfers.py) ---------------
+    def transfer_requested(self, call_id: str, target: str, replaces: str | None,
+                           source: str, now: float, join: bool = False) -> None:
+        """A REFER on `call_id` from its peer (the SIP layer checked where it came from).
+        `join` (Refer-To with method=INVITE) with `[calls] conference`: the target joins."""
+        self._advance(now)
+        call = self._find(call_id)
+        calls = self._cfg.calls
+        join = join and calls.conference and replaces is None
+        if join and len(self._calls) + 1 >= calls.max_parties:
+            self._emit(RefuseTransfer(call_id, 403))
+            self._log("transfer_refused", call_id=call_id, to=target, status=403,
+                      reason="max_parties reached", source=source,
+                      **{"from": call.peer if call else None})
+            self._update_leds()
+            return
+        fields = {"call_id": call_id, "from": call.peer if call else None, "to": target,
+                  "source": source, "attended": replaces is not None}
+        entry = transfers.allowed_target(target, self._cfg.transfer_targets())
+        if call is None or call.state != ACTIVE or call.hangup_requested:
+            reason = "the call is not up"
+        elif not call.trusted:
+            reason = "untrusted call"
+        elif entry is None:
+            reason = "target not in transfer.allow"
+        else:
+            reason = None
+        if reason is not None or entry is None or call is None:
+            self._emit(RefuseTransfer(call_id, 403))
+            self._log("transfer_refused", status=403, reason=reason, **fields)
+        else:
+            new = _Call(self.random(CALL_ID_BYTES).hex(), OUTGOING, STARTING,
+                        "conference" if join else "transfer")
+            new.targets = [entry]
+            new.peer = entry
+            new.trusted = True  # a configured target
+            if not join:
+                new.transferred_from = (call_id, call.peer)
+                call.hangup_at = None  # the transfer ends it, or it goes on
+            self._calls.append(new)
+            self._emit(Transfer(call_id, new.id, entry, join))
+            self._log("transfer", outcome="joining" if join else "accepted",
+                      new_call_id=new.id, **fields)
+        self._update_leds()
+
+    def transfer_refused(self, call_id: str | None, refer_to: str, status: int, reason: str,
+                         source: str, now: float) -> None:
+        """A REFER the SIP layer refused by itself: logged."""
+        self._advance(now)
+        call = self._find(call_id) if call_id else None
+        self._log("transfer_refused", call_id=call_id, to=refer_to,
+                  **{"from": call.peer if call else None, "status": status, "reason": reason,
+                     "source": source})
+        self._update_leds()
+
+    def message_received(self, message_id: str, sender: str | None, source: str,
+                         source_ip: str, trusted: bool, text: str, now: float) -> None:
+        """An incoming SIP MESSAGE: 200 from a trusted source, 403 otherwise; shown, never
+        acted upon."""
+        self._advance(now)
+        if self._registration == DISABLED:
+            trusted = direct_ip_trusted(sender, source_ip.lower(), self._trusted_ips)
+        # as for a call: a sender in [answer] allow, from a trusted source
+        trusted = trusted and caller_key(sender) in self._allow_keys
+        status = 200 if trusted else 403
+        self._emit(AnswerMessage(message_id, status))
+        self._log("message", direction=INCOMING, sender=sender, source=source,
+                  trusted=trusted, status=status, text=text)
+        self._update_leds()
+
+    def message_outcome(self, message_id: str, to: str, status: int | None, reason: str,
+                        now: float) -> None:
+        self._advance(now)
+        if status is None or not 200 <= status < 300:
+            self._log("message", direction=OUTGOING, to=to, outcome="failed", status=status,
+                      reason=reason)
         self._update_leds()
 
     def call_started(self, call_id: str, role: str, now: float) -> None:
@@ -312,6 +398,10 @@ class Controller:
             self._stop_cue("ringback", call_id)
             self._log("call", call_id=call_id, direction=call.direction, peer=call.peer,
                       role=call.role, outcome="established")
+            if call.transferred_from is not None:
+                self._log("transferred", call_id=call_id, to=call.peer,
+                          first_call_id=call.transferred_from[0],
+                          **{"from": call.transferred_from[1]})
         self._update_leds()
 
     def call_ended(self, call_id: str, reason: str, status: int | None, now: float) -> None:
@@ -445,7 +535,8 @@ class Controller:
         return call
 
     def _on_incoming(self, call_id: str, caller: str | None, source: str, source_ip: str,
-                     trusted: bool, answer_mode: str | None, now: float) -> None:
+                     trusted: bool, answer_mode: str | None, now: float,
+                     replaces: "_Call | None" = None) -> None:
         if self._registration == DISABLED:
             trusted = direct_ip_trusted(caller, source_ip, self._trusted_ips)
         fields = {"call_id": call_id, "caller": caller, "source": source, "trusted": trusted}
@@ -453,7 +544,11 @@ class Controller:
         if mode == "off":
             self._reject(call_id, 480, "call", fields, "answer mode is off")
             return
-        if len(self._calls) >= self._cfg.calls.max_calls:
+        if replaces is not None:
+            fields["replaces"] = replaces.id  # RFC 3891: it takes that call's place
+        # [calls] conference: a trusted, allowed caller joins the call that is up (below)
+        limit = self._cfg.calls.call_limit() if mode == "auto" else self._cfg.calls.max_calls
+        if len(self._calls) >= limit + (replaces is not None):
             self._reject(call_id, 486, "call", fields, "max_calls reached")
             return
         if mode == "auto":
@@ -733,6 +828,10 @@ class Controller:
 
     def _log(self, event_type: str, **fields: object) -> None:
         self._emit(LogEvent(event_type, fields))
+        messages = self._cfg.messages
+        if messages.to and transfers.worth_a_message(event_type, fields, messages.events) \
+                and self._messages.allow(self._now):
+            self._emit(SendMessage(messages.to, transfers.message_text(event_type, fields)))
 
     def _log_once(self, call: "_Call", note: str, event_type: str, **fields: object) -> None:
         if note not in call.noted:

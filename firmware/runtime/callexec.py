@@ -18,7 +18,9 @@ from firmware.sip.uri import URI
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from firmware.runtime.conference import Mixer, SharedAudio
     from firmware.runtime.media import PortPool
+    from hal.base import AudioDevice
 
 log = logging.getLogger("doorline")
 
@@ -39,6 +41,20 @@ class CallExecutors(StationParts):
             low, high = self.cfg.media.port_range()
             self.ports = PortPool(self.rtp_host, low, high)
         return self.ports
+
+    def _conference_mixer(self) -> "Mixer":
+        if self._mixer is None:
+            from firmware.runtime.conference import Mixer
+
+            self._mixer = Mixer()
+        return self._mixer
+
+    def _shared_audio(self, device: "AudioDevice") -> "SharedAudio":
+        if self._shared is None or self._shared.device is not device:
+            from firmware.runtime.conference import SharedAudio
+
+            self._shared = SharedAudio(device)
+        return self._shared
 
     def _open_media(self, event: ev.OpenMedia) -> None:
         assert self.sessions is not None  # session events: SIP runs
@@ -95,11 +111,16 @@ class CallExecutors(StationParts):
         assert pair is not None  # StartMedia comes only after media_opened / a placed call's pair
         from firmware.runtime.media import MediaStream
 
-        stream = MediaStream(event.call_id, pair,
-                             self.board.audio if self.board is not None else None, self.loop,
+        audio = self.board.audio if self.board is not None else None
+        if self.cfg.calls.conference and audio is not None and audio.paced:
+            audio = self._shared_audio(audio)  # one real device for every call at once
+        stream = MediaStream(event.call_id, pair, audio, self.loop,
                              self._on_digit, on_beat=lambda: self.health.beat("audio"),
                              audio_cfg=self.cfg.audio)
         self.streams[event.call_id] = stream
+        if self.cfg.calls.conference:  # each party hears the others (runtime/conference.py)
+            stream.mixer = self._conference_mixer()
+            stream.mixer.join(event.call_id)
         if self.board is not None:
             self.board.audio.begin_call(event.call_id)
         stream.play(event.negotiated)
@@ -127,8 +148,10 @@ class CallExecutors(StationParts):
         if stream is not None:
             self._stats[event.call_id] = stream.stats()
             stream.stop()
+            if stream.mixer is not None:
+                stream.mixer.leave(event.call_id)
             if self.board is not None:
-                self.board.audio.end_call()
+                self.board.audio.end_call(event.call_id)
         if not self.streams:
             self.health.require("audio", False)
         self._stop_cue()
@@ -143,7 +166,8 @@ class CallExecutors(StationParts):
     def _call_offered(self, event: ev.CallOffered) -> None:
         self.controller.incoming_call(event.call_id, event.caller, event.source, event.trusted,
                                       event.answer_mode, self.loop.time(),
-                                      source_ip=event.source_ip, local=self.local_now())
+                                      source_ip=event.source_ip, replaces=event.replaces,
+                                      local=self.local_now())
 
     def _call_started(self, event: ev.CallStarted) -> None:
         self.counters["calls_total"] += 1

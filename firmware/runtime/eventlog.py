@@ -21,6 +21,10 @@ JSON lines in `<state_dir>/events.jsonl`, one event per line with an increasing 
         due summaries and batched writes wait for the next append() or close()
     append(type_, **fields) -> the event, or None when it was only counted
     since(last_id=None) -> [events] oldest first; events (all of them, merged)
+    subscribe(callback) -> unsubscribe(): callback(event) for every event stored from then on
+        (after it is in the ring): MQTT, webhooks and the event stream listen here. A callback
+        only queues (it runs inside append(), on the event loop); one that raises is logged
+        and kept.
     close()
 """
 
@@ -67,6 +71,7 @@ class EventLog:
         self._lines = 0
         self._timer = None
         self._closed = False
+        self._subscribers: list[Callable[[dict], None]] = []
         self._load()
         ids = [e["id"] for e in self._security[-1:] + self._general[-1:]]
         self._next_id = max(ids) + 1 if ids else 1
@@ -133,7 +138,21 @@ class EventLog:
         self._pending.append(event)
         if self.batcher.add(auditlog.is_batched(type_, fields), now):
             self._flush(now)
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:  # a listener's fault must not lose the event or stop the log
+                log.exception("event subscriber %r failed", callback)
         return event
+
+    def subscribe(self, callback: "Callable[[dict], None]") -> "Callable[[], None]":
+        """callback(event) for each event stored from now on; returns the unsubscribe."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+        return unsubscribe
 
     def since(self, last_id: int | None = None) -> list[dict]:
         events = self.events

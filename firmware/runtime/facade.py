@@ -6,6 +6,7 @@ about calls."""
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from firmware import config as configuration
@@ -88,6 +89,10 @@ class Facade(StationParts):
         except Exception as exc:  # not only OSError: nothing may leave the station half-applied
             await self._roll_back(old, exc, was_running, was)
         self.sip_error, self.sip_failed = None, False
+        try:
+            await self._reconfigure_house(old)
+        except Exception:  # MQTT/webhooks retry by themselves; the settings are applied
+            log.exception("applying the [mqtt]/[[webhooks]] settings failed")
         self.eventlog.append("config", changed=[name for name in sorted(cfg.SECTIONS)
                                                 if cfg.section(name) != old.section(name)])
         self._kick()
@@ -169,6 +174,11 @@ class Facade(StationParts):
     def events(self, since: int | None = None) -> list[dict]:
         return self.eventlog.since(since)
 
+    def subscribe_events(self, callback: "Callable[[dict], None]") -> "Callable[[], None]":
+        """callback(event) for each new event (GET /api/events/stream); returns the
+        unsubscribe."""
+        return self.eventlog.subscribe(callback)
+
     def log_event(self, type_: str, **fields: Any) -> None:
         self.eventlog.append(type_, **fields)
 
@@ -200,6 +210,7 @@ class Facade(StationParts):
             "eventlog_writes_total": self.eventlog.writes,
             "events_suppressed_total": self.eventlog.suppressed,
             "uptime_seconds": status["uptime_s"],
+            **(self.house.metrics() if self.house is not None else {}),
         }
 
 

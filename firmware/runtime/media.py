@@ -2,10 +2,15 @@
 
 The session layer (firmware/session/) negotiates; the runtime binds the call's RTP/RTCP port
 pair (`PortPool.open_pair`) and hands it to a `MediaStream` with `play(negotiated)`. Its thread
-is the only code touching the call's `RtpSession`: it waits in `select()` until a packet arrives
-or the session's next deadline (the session computes deadlines from the packet index, so
-sending is paced by the monotonic clock and never drifts), sends what is due, and every 20 ms
-pulls one frame from the jitter buffer for the speaker. Digits (RFC 4733, or in-band tones when
+is the only code touching the call's `RtpSession`: it sleeps until the next deadline (the 20 ms
+frame tick, with which the session's send slots coincide, or an RTCP/DTMF timer: the session
+computes deadlines from the packet index, so sending is paced by the monotonic clock and never
+drifts), then reads every datagram that arrived meanwhile, pulls one frame from the jitter
+buffer for the speaker, captures one from the microphone and sends what is due: one wake-up per
+frame (issue 14; waking for each
+received packet as well doubled the wake-ups, and on a loaded machine each wake-up of Python
+code costs far more than the work it does). The jitter buffer still sees each packet's real
+arrival time: the kernel stamps it (SO_TIMESTAMPNS). Digits (RFC 4733, or in-band tones when
 the peer negotiated no telephone-event) go to the event loop with `loop.call_soon_threadsafe`.
 Work from the event loop reaches the thread through one small command queue: `update(negotiated)`
 (a re-INVITE) and `send_dtmf(key)`, each an explicit command the thread looks up in a table.
@@ -34,6 +39,8 @@ import queue
 import random
 import select
 import socket
+import struct
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -52,6 +59,7 @@ if TYPE_CHECKING:
 
     from firmware.rtp.packet import RtpPacket
     from firmware.runtime.audioproc import AudioProcessor
+    from firmware.runtime.conference import Mixer
     from firmware.sdp.offer_answer import NegotiatedMedia
     from firmware.settings import AudioConfig
     from hal.base import AudioDevice, AudioStream
@@ -72,6 +80,13 @@ MEDIA_THREAD_NICE = -10
 STATS_EVERY_TICKS = 25  # statistics and the health beat twice a second, not on every frame
 HOLD_ADDRESSES = ("0.0.0.0", "::")
 CAPTURE_QUEUE_FRAMES = 5  # paced capture (ALSA): at most 100 ms queued, oldest dropped
+# Kernel receive timestamps (CLOCK_REALTIME struct timespec): where the platform has them.
+# Python's socket module does not name the option; 35 is Linux's SO_TIMESTAMPNS(_OLD) on x86
+# and ARM (asm-generic/socket.h), also the type of the control message that carries it.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+TIMESTAMP_ANCILLARY = socket.CMSG_SPACE(16) if SO_TIMESTAMPNS is not None else 0
+TIMESPEC_FORMATS = {16: "@qq", 8: "@ii"}  # 64-bit, and 32-bit time_t (armhf)
+MAX_ARRIVAL_AGE = 0.2  # s: older than this, a kernel stamp is not believed (a clock step)
 SEND_QUEUE_FRAMES = 3  # processed microphone frames waiting for their send deadline
 
 
@@ -93,8 +108,15 @@ class PortPool:
         return max(0, (self.high - self.low + 1) // 2)
 
     def open_pair(self) -> "tuple[int, list[socket.socket]]":
+        """One random draw per attempt, not a sample of all 128 up front: this runs while an
+        INVITE waits for its 200, and each draw of SystemRandom is a getrandom() call."""
         pairs = self.pairs
-        for index in self._random.sample(range(pairs), min(pairs, self.MAX_PAIR_ATTEMPTS)):
+        tried: set[int] = set()
+        for _ in range(min(pairs, self.MAX_PAIR_ATTEMPTS)):
+            index = self._random.randrange(pairs)
+            while index in tried:  # each pair once: the next untried one after a repeat
+                index = (index + 1) % pairs
+            tried.add(index)
             port = self.low + 2 * index
             pair = _bind_pair(self.host, port)
             if pair is not None:
@@ -153,6 +175,13 @@ class MediaStream:
         self.dtmf: DtmfReceiver | None = None  # the media thread's, from the first session
         self.inband: InbandDtmfDetector | None = None
         self._source: Callable[[], bytes] | None = None
+        # a conference's mixer (runtime/conference.py), set before `play`; None: a lone call
+        self.mixer: Mixer | None = None
+        self._poller = select.poll()
+        self._by_fd = {sock.fileno(): sock for sock in sockets}
+        # The thread sleeps in select() on this pipe: `stop` writes to it, so the thread ends
+        # at once and `stop` (on the event loop) does not wait for the next frame tick.
+        self._wake_r, self._wake_w = os.pipe()
         self.rate = 8000  # the call's audio rate, from the first negotiation (play)
         self._silence = SILENCE
         self._processor: AudioProcessor | None = None
@@ -180,10 +209,16 @@ class MediaStream:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._wake_w >= 0:
+            os.write(self._wake_w, b"x")
         if self._thread is not None:
             self._thread.join(timeout=1.0)
         for s in (self.rtp_sock, self.rtcp_sock):
             s.close()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
 
     def send_dtmf(self, key: str) -> None:
         self._commands.put((self.DTMF, key))
@@ -275,6 +310,8 @@ class MediaStream:
             log.exception("call %s: new audio levels not applied", self.call_id)
 
     def _run_commands(self) -> None:
+        if self._commands.empty():  # the usual case: no exception raised and caught per frame
+            return
         for _ in range(MAX_COMMANDS_PER_WAKE):
             try:
                 command, argument = self._commands.get_nowait()
@@ -373,6 +410,8 @@ class MediaStream:
             frame = to_send.popleft() if to_send else silence
             if self._caller_cues:
                 frame = _mix(frame, self._caller_cues.popleft())
+            if self.mixer is not None:  # the other parties of a conference, too
+                frame = self.mixer.mix_for(self.call_id, frame)
             return frame
 
         self._source = source
@@ -385,29 +424,37 @@ class MediaStream:
         if dropped:
             log.info("call %s: dropped %d datagrams that arrived before media started",
                      self.call_id, dropped)
+        for sock in (self.rtp_sock, self.rtcp_sock):
+            _stamp_arrivals(sock)
+            self._poller.register(sock, select.POLLIN)
         now = time.monotonic()
         session.start(now)
         session.set_sending(negotiated.sending, now)
         next_tick = now  # the first tick captures the frame the first packet sends
         ticks = 0
-        socks = [self.rtp_sock, self.rtcp_sock]
+        wake = [self._wake_r]
         try:
             while not self._stop.is_set():
                 self._run_commands()
                 session, dtmf = self._playing()
                 processor = self._processor  # `set_audio` may have made one
-                timers = [t for t in (session.get_timer(), dtmf.get_timer(), next_tick)
-                          if t is not None]
-                timeout = max(0.0, min(timers) - time.monotonic())
-                readable, _, _ = select.select(socks, [], [], timeout)
+                deadline = next_tick
+                for timer in (session.get_timer(), dtmf.get_timer()):
+                    if timer is not None and timer < deadline:
+                        deadline = timer
+                timeout = deadline - time.monotonic()
+                if timeout > 0:
+                    select.select(wake, [], [], timeout)
                 now = time.monotonic()
-                for sock in readable:
-                    self._drain(sock, session, now)
+                # What arrived since the last frame, before the tick pulls from the buffer.
+                self._drain(session, now)
                 if now >= next_tick:
                     # The playout clock is the tick schedule, not the wake-up time: wake-up
                     # jitter would otherwise move the jitter buffer's measured delay across
                     # its adjustment thresholds and make it drop and repeat frames in turn.
                     frame = session.pull_audio(next_tick)
+                    if self.mixer is not None:  # what this party said, for the others
+                        self.mixer.heard(self.call_id, frame)
                     if self.inband is not None:
                         for digit in self.inband.feed(frame):
                             self._digit(digit.digit)
@@ -458,15 +505,34 @@ class MediaStream:
             if frame is not None:
                 queue.append(frame)
 
-    def _drain(self, sock: socket.socket, session: RtpSession, now: float) -> None:
+    def _drain(self, session: RtpSession, now: float) -> None:
+        """Every datagram that arrived since the last wake-up, from both sockets (at most
+        MAX_DATAGRAMS_PER_WAKE rounds). `poll(0)` says which socket holds one, so an empty
+        socket costs no failed read and no exception. Each goes to the session with the time
+        the kernel received it (on the monotonic clock) where the kernel stamps datagrams, else
+        with `now`: the jitter buffer measures transit with it."""
+        to_monotonic = now - time.time()
         for _ in range(MAX_DATAGRAMS_PER_WAKE):
-            try:
-                data, addr = sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
+            ready = self._poller.poll(0)
+            if not ready:
                 return
-            except OSError:
-                return  # e.g. ICMP port unreachable reported on the socket
-            session.receive(data, addr[:2], now)
+            for fd, _events in ready:
+                try:
+                    data, ancillary, _flags, addr = self._by_fd[fd].recvmsg(
+                        2048, TIMESTAMP_ANCILLARY)
+                except OSError:
+                    continue  # e.g. ICMP port unreachable reported on the socket (now cleared)
+                arrival = now
+                for level, kind, value in ancillary:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and \
+                            len(value) in TIMESPEC_FORMATS:
+                        seconds, nanoseconds = struct.unpack(TIMESPEC_FORMATS[len(value)], value)
+                        stamp = seconds + nanoseconds * 1e-9 + to_monotonic
+                        # The stamp is on the wall clock: a step of it (NTP after boot) between
+                        # arrival and now would move it far; then `now` is the better guess.
+                        if now - MAX_ARRIVAL_AGE < stamp <= now:
+                            arrival = stamp
+                session.receive(data, addr[:2], arrival)
 
     def _flush(self, session: RtpSession) -> None:
         for data, addr in session.datagrams_to_send():
@@ -500,7 +566,7 @@ def _raise_priority() -> None:
     lower nice value. Both need root, CAP_SYS_NICE or an RLIMIT_RTPRIO of at least the priority
     (the systemd unit sets LimitRTPRIO=10, no capability); without them the thread keeps the
     default priority and works, with more send jitter under load.
-    The loop blocks in select() between deadlines and uses a few % of a core, and the kernel's
+    The loop sleeps between deadlines and uses a few % of a core, and the kernel's
     real-time throttling (sched_rt_runtime_us) bounds the damage of a bug that would spin."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(MEDIA_THREAD_RT_PRIORITY))
@@ -511,6 +577,15 @@ def _raise_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MEDIA_THREAD_NICE)
     except (AttributeError, OSError) as exc:
         log.debug("media thread keeps the default priority: %s", exc)
+
+
+def _stamp_arrivals(sock: socket.socket) -> None:
+    """Ask the kernel to stamp each received datagram (SO_TIMESTAMPNS), where it can."""
+    if SO_TIMESTAMPNS is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass
 
 
 def _srtp() -> "types.ModuleType":

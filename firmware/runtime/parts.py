@@ -19,9 +19,11 @@ if TYPE_CHECKING:
     from firmware.app.controller import Controller
     from firmware.app.schedules import LocalTime
     from firmware.runtime.camera import CameraService
+    from firmware.runtime.conference import Mixer, SharedAudio
     from firmware.runtime.cues import CuePlayer
     from firmware.runtime.eventlog import EventLog
     from firmware.runtime.health import Health, Watchdog
+    from firmware.runtime.house import House
     from firmware.runtime.media import MediaStream, PortPool
     from firmware.runtime.transport import Transports
     from firmware.runtime.video import VideoStream
@@ -65,7 +67,10 @@ class StationParts:
     videos: "dict[str, VideoStream]"  # call id → VideoStream (playing)
     _stats: dict[str, dict]  # call id → last media statistics, logged with its end
     _cue: "CuePlayer | None"
+    _mixer: "Mixer | None"  # the conference's (runtime/conference.py), made at the first need
+    _shared: "SharedAudio | None"  # the conference's one real audio device (paced boards)
     _sip_start: "asyncio.Future[None] | None"
+    house: "House | None"  # MQTT and webhooks, while configured (runtime/house.py)
     _camera: "CameraService | None"  # made at the first need (Station.camera_service)
 
     # -- the station's drive and life cycle (defined by Station) ---------------------------
@@ -84,10 +89,16 @@ class StationParts:
     def begin_sip(self) -> "asyncio.Future[None]":
         raise NotImplementedError
 
+    def _port_pool(self) -> "PortPool":  # CallExecutors
+        raise NotImplementedError
+
     def _sip_failed(self, exc: BaseException, hint: str | None = None) -> None:
         raise NotImplementedError
 
     def camera_service(self) -> "CameraService | None":
+        raise NotImplementedError
+
+    async def _reconfigure_house(self, old: Config) -> None:
         raise NotImplementedError
 
     # -- defined by BoardExecutors ---------------------------------------------------------

@@ -20,7 +20,6 @@ transport=None, secure=False) -> [Peer]`, raising LocateError when nothing is fo
 
 import asyncio
 import ipaddress
-import random
 import socket
 from typing import TYPE_CHECKING
 
@@ -52,8 +51,12 @@ def is_numeric(host: str) -> bool:
         return False
 
 
-def order_srv(records: "list[Any]", rng: "Any" = random) -> "list[Any]":
-    """RFC 2782: lowest priority first; within a priority, weighted random order."""
+def order_srv(records: "list[Any]", rng: "Any" = None) -> "list[Any]":
+    """RFC 2782: lowest priority first; within a priority, weighted random order (`rng`: the
+    `random` module unless given; imported here, not at the start of a station with an IP
+    registrar)."""
+    if rng is None:
+        import random as rng
     out = []
     for priority in sorted({r.priority for r in records}):
         group = [r for r in records if r.priority == priority]

@@ -28,6 +28,7 @@ from firmware.runtime.facade import Facade, failure_text
 from firmware.runtime.health import Health, Watchdog, install_test_hooks
 from firmware.runtime.resolver import LocateError, Locator
 from firmware.runtime.sdnotify import Notifier
+from firmware.runtime.transferexec import TransferExecutors
 from firmware.runtime.transport import Transports, client_tls_context
 from firmware.session import events as ev
 from firmware.session.session import SessionManager
@@ -54,10 +55,11 @@ RESOLVE_RETRY = 5.0
 IDLE_TICK = 5.0
 REJECT_LOG_INTERVAL = 10.0  # log a misbehaving source at most this often
 MAX_REJECT_SOURCES = 256
+HOUSE_STOP_S = 0.6  # MQTT's `offline` and the webhooks' tasks at shutdown
 MAX_PASSES = 16  # bounded work per kick: each pass drains the cores' queues
 
 
-class Station(Facade, CallExecutors, BoardExecutors):
+class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
     def __init__(self, cfg: Config, board: "Board | None", config_path: str | None = None,
                  state_dir: str = ".", loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.cfg = cfg
@@ -87,6 +89,8 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self._stopping = False
         self._rejected_at: dict[str | None, float] = {}
         self._cue = None
+        self._mixer = None  # a conference's mixer (runtime/conference.py)
+        self._shared = None  # and its shared audio device (paced boards)
         self._camera = None
         self.counters = {"calls_total": 0, "door_openings_total": 0}
         # systemd: WATCHDOG=1 only while the loop turns, SIP is served and call audio moves.
@@ -101,6 +105,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
         # until a valid configuration is saved through the API (docs/API.md).
         self.config_errors = {}
         self._sip_start = None  # the background task of begin_sip()
+        self.house = None  # runtime/house.House while MQTT or webhooks are configured
         # The executors: one per event or action type, no dispatch by name.
         Table = dict[type, Callable[[Any], None]]
         self._ua_executors: Table = {RegistrationChanged: self._registration_changed,
@@ -113,13 +118,20 @@ class Station(Facade, CallExecutors, BoardExecutors):
             ev.CallNotStarted: self._call_not_started, ev.CallRinging: self._call_ringing,
             ev.CallEstablished: self._call_established, ev.DigitReceived: self._digit,
             ev.CallEnded: self._call_ended, ev.CallRefused: self._call_refused,
-            ev.RedirectRefused: self._redirect_refused}
+            ev.RedirectRefused: self._redirect_refused,
+            ev.TransferRequested: self._transfer_requested,
+            ev.TransferRefused: self._transfer_refused,
+            ev.MessageArrived: self._message_arrived, ev.MessageOutcome: self._message_outcome}
         self._action_executors: Table = {
             actions.PlaceCall: self._do_place_call, actions.Answer: self._do_answer,
             actions.Ring: self._do_ring, actions.Reject: self._do_reject,
             actions.Hangup: self._do_hangup, actions.PulseRelay: self._do_pulse_relay,
             actions.SetLed: self._do_set_led, actions.PlayCue: self._do_play_cue,
-            actions.StopCue: self._do_stop_cue, actions.LogEvent: self._do_log_event}
+            actions.StopCue: self._do_stop_cue, actions.LogEvent: self._do_log_event,
+            actions.Transfer: self._do_transfer,
+            actions.RefuseTransfer: self._do_refuse_transfer,
+            actions.SendMessage: self._do_send_message,
+            actions.AnswerMessage: self._do_answer_message}
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -135,7 +147,22 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.controller = Controller(self.cfg, self.loop.time())
         self._prepared = True
         self._wire_board()
+        self._start_house()
         self._idle_tick()
+
+    def _start_house(self) -> None:
+        """MQTT and webhooks (runtime/house.py), loaded only when configured (issue 14)."""
+        if self.house is None and (self.cfg.mqtt.broker or self.cfg.webhooks):
+            from firmware.runtime.house import House
+
+            self.house = House(self)
+            self.house.start()
+
+    async def _reconfigure_house(self, old: Config) -> None:
+        if self.house is not None:
+            await self.house.reconfigure(old)
+        else:
+            self._start_house()
 
     def begin_sip(self) -> "asyncio.Future[None]":
         """start_sip() in the background (the registrar lookup may retry for a long time)."""
@@ -219,7 +246,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
         self.ua = UserAgent(settings)
         limits = self.cfg.calls
         self.calls = calls.CallManager(
-            self.ua, max_calls=limits.max_calls, ring_timeout=limits.ring_timeout_s,
+            self.ua, max_calls=limits.call_limit(), ring_timeout=limits.ring_timeout_s,
             max_duration=limits.max_duration_s,
             max_auto_duration=self.cfg.answer.max_duration_s,
             follow_redirects=limits.follow_redirects, identity=self.cfg.answer.identity)
@@ -319,6 +346,11 @@ class Station(Facade, CallExecutors, BoardExecutors):
         await self._stop_sip()
         if self._camera is not None:
             self._camera.close()
+        if self.house is not None:  # `offline` published, the rest dropped: within the 3 s
+            try:
+                await asyncio.wait_for(self.house.stop(), HOUSE_STOP_S)
+            except (TimeoutError, Exception):
+                log.warning("MQTT/webhooks did not stop cleanly within %.1f s", HOUSE_STOP_S)
         if self._prepared:
             self.eventlog.close()  # batched events and open summaries reach the file
         if self.board is not None:
@@ -351,8 +383,7 @@ class Station(Facade, CallExecutors, BoardExecutors):
             progressed = False
             if self.ua is not None:
                 assert self.sessions is not None and self.transports is not None  # with the UA
-                for data, peer in self.ua.datagrams_to_send():
-                    self.transports.send(data, peer)
+                self._send_datagrams()
                 progressed |= self._drain(self.ua.next_event, self._on_ua_event)
                 progressed |= self._drain(self.sessions.next_event, self._run_executor,
                                           self._session_executors)
@@ -380,6 +411,11 @@ class Station(Facade, CallExecutors, BoardExecutors):
             return
         self._run_executor(event, self._ua_executors)
 
+    def _send_datagrams(self) -> None:
+        assert self.ua is not None and self.transports is not None  # SIP runs
+        for data, peer in self.ua.datagrams_to_send():
+            self.transports.send(data, peer)
+
     def _run_executor(self, item: Any, table: "dict[type, Callable[[Any], None]]") -> None:
         executor = table.get(type(item))
         if executor is None:
@@ -389,6 +425,11 @@ class Station(Facade, CallExecutors, BoardExecutors):
             executor(item)
         except Exception:  # one failed action must not stop the station
             log.exception("%r failed", item)
+        # What the executor made the SIP core send (the 200 to an auto-answered INVITE) leaves
+        # now, not after the rest of the pass (a cue's thread, the event log, the LEDs, the
+        # media thread): issue 14, INVITE -> 200.
+        if self.ua is not None and self.transports is not None:
+            self._send_datagrams()
 
     def _arm_timer(self) -> None:
         due = [self.controller.get_timer()]

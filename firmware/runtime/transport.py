@@ -40,7 +40,6 @@ port, stream=True)`; `await add_udp_port() -> int`; `local_port()`; `send(data, 
 import asyncio
 import logging
 import socket
-import ssl
 from typing import TYPE_CHECKING
 
 from firmware.runtime.resolver import is_numeric
@@ -70,7 +69,10 @@ MAX_QUEUED = 64 * 1024  # bytes buffered towards one connection that is still op
 
 
 def client_tls_context(ca_file: str | None) -> "SSLContext":
-    """A TLS client context that verifies the server against `ca_file` (RFC 5922, RFC 9325)."""
+    """A TLS client context that verifies the server against `ca_file` (RFC 5922, RFC 9325).
+    ssl is imported here, for TLS only (firmware/runtime/lazyssl.py)."""
+    import ssl
+
     ctx = ssl.create_default_context(cafile=ca_file or None)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = True
@@ -320,7 +322,7 @@ class Transports:
                     lambda: flow, peer.host, peer.port, ssl=ssl_ctx,
                     server_hostname=(peer.server_name or peer.host) if ssl_ctx else None),
                 CONNECT_TIMEOUT)
-        except (TimeoutError, OSError, ssl.SSLError) as exc:
+        except (TimeoutError, OSError) as exc:  # ssl.SSLError is an OSError
             log.warning("%s connection to %s:%s failed: %s", peer.transport, peer.host,
                         peer.port, exc)
             flow.closed = True

@@ -74,11 +74,13 @@ class StopMedia(SessionEvent):
 class CallOffered(SessionEvent):
     """An incoming call whose offer we can answer: the answer is parked until `answer()`."""
 
-    __slots__ = ("caller", "source", "trusted", "answer_mode", "source_ip")
+    __slots__ = ("caller", "source", "trusted", "answer_mode", "source_ip", "replaces")
 
     def __init__(self, call_id: str, caller: "str | None", source: str, trusted: bool,
-                 answer_mode: "str | None", source_ip: str) -> None:
+                 answer_mode: "str | None", source_ip: str,
+                 replaces: "str | None" = None) -> None:
         SessionEvent.__init__(self, call_id)
+        self.replaces = replaces  # INVITE with Replaces (RFC 3891): the call it replaces
         self.caller = caller
         self.source = source  # "transport:host:port"
         self.trusted = trusted
@@ -175,3 +177,63 @@ class RedirectRefused(SessionEvent):
         self.uri = uri
         self.reason = reason
         self.status = status
+
+
+# -- transfer (RFC 3515) and messages (RFC 3428), issue 20 -------------------------------------
+class TransferRequested(SessionEvent):
+    """A REFER within the call from its peer, well-formed: the controller decides
+    (`transfer` or `refuse_transfer`). `replaces`: the Replaces of an attended transfer."""
+
+    __slots__ = ("target", "replaces", "referred_by", "source", "join")
+
+    def __init__(self, call_id: str, target: str, replaces: "str | None", referred_by: str,
+                 source: str, join: bool = False) -> None:
+        SessionEvent.__init__(self, call_id)
+        self.join = join  # Refer-To named method=INVITE: bring the target into a conference
+        self.target = target
+        self.replaces = replaces
+        self.referred_by = referred_by
+        self.source = source
+
+
+class TransferRefused(SessionEvent):
+    """A REFER refused below the controller (`status` sent): malformed, not a SIP URI,
+    injected headers, not from the call's peer, outside a dialog (`call_id` None)."""
+
+    __slots__ = ("refer_to", "status", "reason", "source")
+
+    def __init__(self, call_id: "str | None", refer_to: str, status: int, reason: str,
+                 source: str) -> None:
+        SessionEvent.__init__(self, call_id)  # type: ignore[arg-type]  # None: no dialog
+        self.refer_to = refer_to
+        self.status = status
+        self.reason = reason
+        self.source = source
+
+
+class MessageArrived(SessionEvent):
+    """An incoming SIP MESSAGE (`call_id`: the message's id, answered with
+    `answer_message(id, status)`): shown as an event, never acted upon."""
+
+    __slots__ = ("sender", "source", "source_ip", "trusted", "text")
+
+    def __init__(self, message_id: str, sender: "str | None", source: str, source_ip: str,
+                 trusted: bool, text: str) -> None:
+        SessionEvent.__init__(self, message_id)
+        self.sender = sender
+        self.source = source
+        self.source_ip = source_ip
+        self.trusted = trusted
+        self.text = text
+
+
+class MessageOutcome(SessionEvent):
+    """What became of a MESSAGE we sent (`call_id`: its id): `status` (None: no answer)."""
+
+    __slots__ = ("to", "status", "reason")
+
+    def __init__(self, message_id: str, to: str, status: "int | None", reason: str) -> None:
+        SessionEvent.__init__(self, message_id)
+        self.to = to
+        self.status = status
+        self.reason = reason

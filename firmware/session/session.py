@@ -26,6 +26,7 @@ from firmware.sdp import offer_answer as oa
 from firmware.sdp.session import SessionDescription
 from firmware.sdp.video import LocalVideo
 from firmware.session import events as ev
+from firmware.session.transfer import Transfers
 from firmware.sip import call as sipcall
 
 TYPE_CHECKING = False
@@ -59,6 +60,11 @@ class Session:
         self.answer: bytes | None = None  # incoming: our SDP answer, parked until `answer`
         self.early: NegotiatedMedia | None = None  # outgoing: from an 18x's SDP answer
         self.started = False  # StartMedia was emitted
+        # a REFER waiting for the controller: (target, Replaces or None, Referred-By)
+        self.pending_refer: tuple[str, str | None, str] | None = None
+        # the call a transfer's new call came from (NOTIFYed, hung up once this one is up)
+        self.transferred_from: str | None = None
+        self.joins = False  # that call stays up: the new party joins a conference
 
     def __repr__(self) -> str:
         return "<Session %s %s %s>" % (self.id, self.call.direction, self.call.state)
@@ -129,6 +135,9 @@ class SessionManager:
             sipcall.RedirectRefused: self._redirect_refused,
             sipcall.CallEnded: self._ended,
         }
+        # transfers, replaced calls and messages: firmware/session/transfer.py
+        self.transfers = Transfers(self)
+        self._on_sip.update(self.transfers.handlers())
 
     # -- outputs ------------------------------------------------------------------------------
     def next_event(self) -> "ev.SessionEvent | None":
@@ -155,11 +164,32 @@ class SessionManager:
     def _emit(self, event: "ev.SessionEvent") -> None:
         self._events.append(event)
 
+    emit = _emit
+
+    # -- transfers and messages (firmware/session/transfer.py) ---------------------------------
+    def transfer(self, call_id: str, new_call_id: str, routed: "list[tuple[str, Peer]]",
+                 address: str, port: "int | None", now: float,
+                 no_media: object = None, join: bool = False) -> "Session | None":
+        return self.transfers.transfer(call_id, new_call_id, routed, address, port, now,
+                                       no_media, join)
+
+    def refuse_transfer(self, call_id: str, status: int, now: float) -> None:
+        self.transfers.refuse_transfer(call_id, status, now)
+
+    def send_message(self, message_id: str, to: str, dest: "Peer", text: str,
+                     now: float) -> None:
+        self.transfers.send_message(message_id, to, dest, text, now)
+
+    def answer_message(self, message_id: str, status: int, now: float) -> None:
+        self.transfers.answer_message(message_id, status, now)
+
     # -- the controller's commands --------------------------------------------------------------
     def place_call(self, role: str, routed: "list[tuple[str, Peer]]", address: str,
                    port: "int | None", now: float, sequential: bool = False,
                    target_timeout: "float | None" = None, answer_mode: "str | None" = None,
                    no_media: object = None, call_id: "str | None" = None,
+                   headers: "list[tuple[str, str]] | None" = None,
+                   extra_calls: int = 0,
                    video_port: "int | None" = None) -> "Session | None":
         """Ring `routed` ([(target, next-hop Peer)]) with our offer for RTP at address:port (the
         runtime's port pair; port None when it has none, `no_media` saying why), under
@@ -178,7 +208,8 @@ class SessionManager:
         offer = oa.create_offer(local, 1, SENDRECV)
         call = self.calls.place_call(routed, offer.to_bytes(), now, sequential=sequential,
                                      target_timeout=target_timeout, answer_mode=answer_mode,
-                                     call_id=call_id)
+                                     call_id=call_id, headers=headers,
+                                     extra_calls=extra_calls)
         if call is None:
             self._emit(ev.CallNotStarted(call_id, role, "busy"))
             return None
@@ -269,7 +300,7 @@ class SessionManager:
             return
         self._emit(ev.CallOffered(
             call.id, call.peer, "%s:%s:%s" % (source.transport, source.host, source.port),
-            call.trusted, call.requested_answer_mode, source.host))
+            call.trusted, call.requested_answer_mode, source.host, call.replaces))
 
     def media_unavailable(self, call_id: str, reason: object, now: float) -> None:
         """No port pair or file descriptor for an incoming call: 503 (issue 12)."""
@@ -314,6 +345,7 @@ class SessionManager:
                 session.negotiated = session.early
                 self._start(session)
         self._emit(ev.CallRinging(session.id, early))
+        self.transfers.progress(session, 180, now)
 
     def _established(self, event: "sipcall.CallEstablished", now: float) -> None:
         session = self._session_of(event)
@@ -350,6 +382,10 @@ class SessionManager:
             session.offer = None
             self._start(session)
         self._emit(ev.CallEstablished(session.id, call.direction, call.peer))
+        if call.direction == "outgoing":
+            self.transfers.progress(session, 200, now)
+        else:
+            self.transfers.replacement_established(session, now)
 
     def _offer_received(self, event: "sipcall.OfferReceived", now: float) -> None:
         session = self._session_of(event)
@@ -404,6 +440,7 @@ class SessionManager:
     def _ended(self, event: "sipcall.CallEnded", now: float) -> None:
         session = self._session_of(event)
         if session is not None:
+            self.transfers.progress(session, event.status or 487, now)
             self._sessions.remove(session)
             session.answer = None
         self._emit(ev.StopMedia(event.call.id))

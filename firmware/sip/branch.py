@@ -88,6 +88,8 @@ class Branch:
         request.headers.set("Min-SE", str(MIN_SE))
         if self.call.answer_mode:
             request.headers.set("Answer-Mode", self.call.answer_mode)
+        for name, value in self.call.extra_headers:
+            request.headers.set(name, value)
         if authorization:
             request.headers.set(authorization[0], authorization[1])
         request.headers.set("Content-Type", SDP)

@@ -54,6 +54,19 @@ from firmware.sip.callstate import (  # noqa: F401
 )
 from firmware.sip.dialog import Dialog, dialog_key
 from firmware.sip.errors import ParseError
+from firmware.sip.messaging import (  # noqa: F401 (events re-exported)
+    MessageDelivered,
+    MessageFailed,
+    MessageReceived,
+    Messages,
+)
+from firmware.sip.refer import (  # noqa: F401 (events re-exported)
+    ReferReceived,
+    ReferRefused,
+    Transferee,
+    parse_replaces,
+    source_text,
+)
 from firmware.sip.reply import Reply  # noqa: F401 (re-exported)
 from firmware.sip.uac import UacCall
 from firmware.sip.uas import (  # noqa: F401
@@ -77,10 +90,14 @@ if TYPE_CHECKING:  # typing only: never imported at run time
 RECENTLY_ENDED = 8  # outgoing calls remembered to re-ACK a retransmitted 2xx (§13.2.2.4)
 
 
-class Call(UacCall, UasCall):
+class Call(UacCall, UasCall, Transferee):
     """One conversation. Build with `CallManager.place_call` or receive as `IncomingCall`.
     What both directions share is `CallBase` (firmware/sip/callbase.py); the outgoing side
-    is `UacCall`, the incoming side and received offers `UasCall`."""
+    is `UacCall`, the incoming side and received offers `UasCall`, REFER `Transferee`."""
+
+    # MicroPython looks methods up depth first (no C3 order): CallBase's 405 stub would be
+    # found through UacCall before Transferee's, so the override is named here.
+    on_refer = Transferee.on_refer
 
 
 class CallManager:
@@ -108,13 +125,15 @@ class CallManager:
         self._by_invite: dict[str, CallBase] = {}
         # outgoing calls whose 2xx may still be retransmitted
         self._recently_ended: list[CallBase] = []
-        self._events: list[CallEvent] = []
+        # call events, ReferRefused outside a dialog, and the MESSAGE events (messaging.py)
+        self._events: list[object] = []
+        self.messages = Messages(ua, self.emit)  # SIP MESSAGE both ways (RFC 3428)
         ua.request_handler = self
 
-    def emit(self, event: "CallEvent") -> None:
+    def emit(self, event: object) -> None:
         self._events.append(event)
 
-    def next_event(self) -> "CallEvent | None":
+    def next_event(self) -> object:
         return self._events.pop(0) if self._events else None
 
     def max_duration_for(self, call: "CallBase") -> float:
@@ -126,14 +145,18 @@ class CallManager:
     # -- outgoing ---------------------------------------------------------------------------
     def place_call(self, targets: "list[tuple[str, Peer]]", sdp: bytes, now: float,
                    sequential: bool = False, target_timeout: "float | None" = None,
-                   answer_mode: "str | None" = None, call_id: "str | None" = None) -> "Call | None":
+                   answer_mode: "str | None" = None, call_id: "str | None" = None,
+                   headers: "list[tuple[str, str]] | None" = None,
+                   extra_calls: int = 0) -> "Call | None":
         """Ring `targets` ([(uri, next-hop Peer)], routed by firmware/session/routing.py: the
         call layer sends each INVITE to its Peer as given) in parallel (or one by one). Returns
         the Call (its `id` is `call_id` when the application issued one), or None when
-        `max_calls` are already up."""
-        if len(self.calls) >= self.max_calls or not targets:
+        `max_calls` (+ `extra_calls`: a transfer's new call beside the one it replaces) are
+        already up. `headers`: added to each INVITE (Referred-By, Replaces: RFC 3892, 3891)."""
+        if len(self.calls) >= self.max_calls + extra_calls or not targets:
             return None
         call = Call(self, self.ua, "outgoing", now, self.follow_redirects, call_id)
+        call.extra_headers = list(headers or ())
         call.local_sdp = sdp
         call.answer_mode = answer_mode
         call.sequential = sequential
@@ -170,6 +193,21 @@ class CallManager:
             call.handle_in_dialog(event, now)
         elif request.method == "INVITE" and not to_tag:
             self._incoming(event, now)
+        elif request.method == "MESSAGE" and not to_tag:
+            self.messages.receive(event, self.ua.from_registrar(event.source) or
+                                  event.source.transport == "tls", now)
+        elif request.method == "REFER":
+            # RFC 3515 §2.4.7 allows REFER outside a dialog; a door station never dials for it
+            status, reason = (481, "REFER for no call of ours") if to_tag else \
+                (403, "REFER outside a dialog")
+            response = request.make_response(status)
+            if not to_tag:
+                response.headers.set("To", "%s;tag=%s" % (response.headers.get("To"),
+                                                         self.ua.new_tag()))
+            assert event.transaction is not None  # a REFER has its server transaction
+            self.ua.send_response(event.transaction, response, now)
+            shown = (request.headers.get("Refer-To") or "")[:512]
+            self.emit(ReferRefused(None, shown, status, reason, source_text(event)))
         else:
             self.ua.answer_unmatched(event, now)
 
@@ -200,13 +238,25 @@ class CallManager:
     def _incoming(self, event: "RequestReceived", now: float) -> None:
         request = event.request
         ua = self.ua
-        if len(self.calls) >= self.max_calls:
+        replaced = None
+        if "Replaces" in request.headers:
+            replaced = self._replaced(request)
+            if replaced is None:  # RFC 3891 §3: no matching dialog (or not ours to replace)
+                response = request.make_response(481)
+                response.headers.set("To", "%s;tag=%s" % (response.headers.get("To"),
+                                                         ua.new_tag()))
+                assert event.transaction is not None  # an INVITE has its server transaction
+                ua.send_response(event.transaction, response, now)
+                return
+        extra = 1 if "Replaces" in request.headers else 0  # replaces a call: one more, briefly
+        if len(self.calls) >= self.max_calls + extra:
             response = request.make_response(486, "Busy Here")
             response.headers.set("To", "%s;tag=%s" % (response.headers.get("To"), ua.new_tag()))
             assert event.transaction is not None  # an INVITE has its server transaction
             ua.send_response(event.transaction, response, now)
             return
         call = Call(self, ua, "incoming", now)
+        call.replaces = replaced.id if replaced is not None else None
         call.invite = request
         call.transaction = event.transaction
         call.source = event.source
@@ -238,6 +288,24 @@ class CallManager:
         self._by_invite[request.headers.get("Call-ID")] = call
         self.register_dialog(call, call.dialog)  # the transaction has sent 100 (§17.2.1)
         self.emit(IncomingCall(call))
+
+    def _replaced(self, request: "Request") -> "CallBase | None":
+        """RFC 3891 §3: the call whose dialog the Replaces header names (its to-tag is our
+        tag), when it is up; None otherwise (a malformed header too)."""
+        try:
+            call_id, to_tag, from_tag, early_only = parse_replaces(
+                request.headers.get("Replaces") or "")
+        except ParseError:
+            return None
+        call = self._by_dialog.get((call_id, to_tag, from_tag))
+        if call is None:
+            for candidate in self.calls:  # an outgoing call's dialog is keyed by its branch
+                dialog = candidate.dialog
+                if dialog is not None and dialog.id == (call_id, to_tag, from_tag):
+                    call = candidate
+        if call is None or call.state not in (ACTIVE, ANSWERING) or early_only:
+            return None
+        return call
 
     def register_dialog(self, call: "CallBase", dialog: "Dialog") -> None:
         self._by_dialog[dialog.id] = call

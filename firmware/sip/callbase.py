@@ -62,6 +62,8 @@ class CallBase:
         self.peer: str | None = None  # display URI of the other side
         # outgoing
         self.branches: list[Branch] = []
+        # headers every INVITE of the call carries (a transfer's Referred-By and Replaces)
+        self.extra_headers: list[tuple[str, str]] = []
         self.pending_targets: list[tuple[str, Peer]] = []
         # [(uri text, URI or None, Peer)]: what the call may ring
         self.targets: list[tuple[str, URI | None, Peer]] = []
@@ -70,6 +72,7 @@ class CallBase:
         self.ring_deadline: float | None = None
         # incoming
         self.invite: Request | None = None
+        self.replaces: str | None = None  # the id of the call an INVITE/Replaces replaces
         self.transaction: ServerTransaction | None = None
         self.source: Peer | None = None
         self.trusted = False
@@ -317,8 +320,14 @@ class CallBase:
             self._reply(event, 200, now)
             ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             self.manager.emit(InfoReceived(self, ctype, request.body))
+        elif method == "REFER":
+            self.on_refer(event, now)  # firmware/sip/refer.py (RFC 3515)
         else:
             self._reply(event, 405, now)
+
+    def on_refer(self, event: "RequestReceived", now: float) -> None:
+        """REFER within the call: `Transferee` (firmware/sip/refer.py) takes it."""
+        self._reply(event, 405, now)
 
     # -- session timers (RFC 4028) --------------------------------------------------------
     def _add_session_expires(self, response: "Response") -> None:

@@ -55,8 +55,8 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from firmware.sip.transaction import ClientTransaction, ServerTransaction
     from firmware.sip.uri import URI
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK"
-ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, REFER, NOTIFY, MESSAGE"
+ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf, text/plain"
 SUPPORTED = "timer, replaces, 100rel"
 # The option tags a request may Require of us (RFC 3261 §8.2.2.3); `path` only ever goes to a
 # registrar (RFC 3327), so a request to us requiring it is as unsupported as any other.

@@ -6,9 +6,9 @@ Public API:
 - `await serve(app, host, port, ssl_context=None)`: start and serve until cancelled.
 
 The station facade used here: `status()`, `config`, `await apply_config(cfg)`,
-`place_call(target)`, `hangup()`, `open_door(by, relay)`, `events(since)`, `simulated`,
-`press_button(role, press_ms)`, `set_input(role, active)`, `metrics()`,
-`log_event(type, **fields)`.
+`place_call(target)`, `hangup()`, `open_door(by, relay)`, `events(since)`,
+`subscribe_events(cb)`, `simulated`, `press_button(role, press_ms)`, `set_input(role, active)`,
+`metrics()`, `log_event(type, **fields)`.
 
 Who may do what (docs/API.md has the details):
 - Before the admin password exists every page leads to /setup and the API answers 403, except
@@ -49,6 +49,7 @@ from firmware.web.metrics import prometheus_text
 from firmware.web.passwords import AdminPassword, PasswordAlreadySet, weakness
 from firmware.web.sessions import LoginThrottle, SessionStore, client_key
 from firmware.web.setupcode import SetupCode
+from firmware.web.stream import EventStreams
 
 if TYPE_CHECKING:
     import ssl
@@ -156,6 +157,7 @@ class _Web:
     """The state behind the routes: password, sessions, throttle, static files."""
 
     hosts: "hosts.OwnHosts"  # set by create_app
+    streams: "EventStreams"  # set by create_app
 
     def __init__(self, station: "Station", config_path: str, state_dir: str,
                  clock: "Callable[[], float]") -> None:
@@ -367,6 +369,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
     Request.max_content_length = MAX_BODY
     Request.max_body_length = MAX_BODY
     web = _Web(station, config_path, state_dir, clock)
+    web.streams = EventStreams(station.subscribe_events, station.events, clock)
     app = Microdot()
     app.doorline = web  # type: ignore[attr-defined]  # the state, for the tests to reach
 
@@ -586,6 +589,24 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         if since is None:
             return {"events": events[-limit:], "more": False}
         return {"events": events[:limit], "more": len(events) > limit}
+
+    @app.get("/api/events/stream")
+    @_api
+    async def api_events_stream(request: "Request") -> "Any":
+        last = request.headers.get("Last-Event-ID") or request.args.get("since")
+        if last is not None and (not last.isdigit() or len(last) > 18):
+            return _error(400, "Last-Event-ID / since must be an event id")
+        body = web.streams.open(int(last) if last is not None else None)
+        if body is None:
+            return _error(503, "too many event streams open; try again",
+                          {"Retry-After": "5"})
+        lift = getattr(request.sock[1], "lift_deadline", None) if request.sock else None
+        if lift is not None:
+            lift()  # the stream bounds itself (firmware/web/stream.py)
+        # microdot writes an async generator body chunk by chunk; its hint names str/bytes only
+        return Response(body, 200,  # type: ignore[arg-type]
+                        {"Content-Type": "text/event-stream; charset=utf-8",
+                         "X-Accel-Buffering": "no"})
 
     @app.post("/api/sim/button/<role>")
     @_api

@@ -11,7 +11,10 @@ MAX_HEADER_BYTES + READ_CHUNK, and only a complete, bounded head is handed to mi
 - nothing received within IDLE_TIMEOUT s of the accept: closed;
 - request line longer than MAX_REQUEST_LINE bytes: 414; more than MAX_HEADERS header lines or
   more than MAX_HEADER_BYTES bytes of header lines: 431 (both before any further byte is kept);
-- the whole request and its response: `request_timeout` s (then closed);
+- the whole request and its response: `request_timeout` s (then closed), unless the response
+  is a stream (GET /api/events/stream) that called `lift_deadline()` on its writer
+  (`request.sock[1]`): then each write must drain within STREAM_WRITE_TIMEOUT s instead (a
+  client that stops reading is cut off), and the stream bounds its own life;
 - at the connection cap, a new connection replaces the oldest one that has not yet sent a
   complete head (an idle or slow one, of the same client when the client is at its own cap);
   when every connection is busy with a request, the new one gets 503 and is closed.
@@ -52,6 +55,7 @@ READ_CHUNK = 4096
 LINGER = 0.5  # after an error answer, input is read and dropped this long (at most LINGER_BYTES)
 LINGER_BYTES = 256 * 1024  # so the client sees the answer instead of a reset
 WARN_EVERY = 60.0
+STREAM_WRITE_TIMEOUT = 10.0  # a lifted deadline: each write of a stream drains within this
 
 log = logging.getLogger("doorline.web")
 
@@ -199,17 +203,30 @@ class _Replay:
 
 
 class _Writer:
-    """The asyncio StreamWriter with the awrite/aclose microdot expects."""
+    """The asyncio StreamWriter with the awrite/aclose microdot expects, and the request's
+    deadline, which a streaming response lifts (`lift_deadline()`)."""
 
-    def __init__(self, writer: "asyncio.StreamWriter") -> None:
+    def __init__(self, writer: "asyncio.StreamWriter",
+                 deadline: "asyncio.TimerHandle | None" = None) -> None:
         self._writer = writer
+        self._deadline = deadline
+        self.streaming = False
 
     def __getattr__(self, name: str) -> "Any":
         return getattr(self._writer, name)
 
+    def lift_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.streaming = True
+
     async def awrite(self, data: bytes) -> None:
         self._writer.write(data)
-        await self._writer.drain()
+        if self.streaming:
+            await asyncio.wait_for(self._writer.drain(), STREAM_WRITE_TIMEOUT)
+        else:
+            await self._writer.drain()
 
     async def aclose(self) -> None:
         self._writer.close()
@@ -297,8 +314,15 @@ async def start_server(handler: "Callable", host: str, port: int,
                 # At once, before the loop can read the ClientHello into the plain reader; the
                 # transport is aborted if the handshake takes longer than IDLE_TIMEOUT.
                 await writer.start_tls(ssl_context, ssl_handshake_timeout=IDLE_TIMEOUT)
-            await asyncio.wait_for(_serve(handler, reader, writer, slot, limiter),
-                                   request_timeout)
+            serving = asyncio.ensure_future(_serve(handler, reader, writer, slot, limiter,
+                                                   request_timeout))
+            try:
+                await serving
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the server is closing: not our deadline
+                # the deadline cancelled it: timed out
         except (TimeoutError, EOFError, OSError, asyncio.IncompleteReadError):
             pass  # timed out, cut off or closed by the client (ssl.SSLError is an OSError)
         finally:
@@ -314,7 +338,19 @@ async def start_server(handler: "Callable", host: str, port: int,
 
 async def _serve(handler: "Callable", reader: "asyncio.StreamReader",
                  writer: "asyncio.StreamWriter", slot: "_Slot",
-                 limiter: "ConnectionLimiter") -> None:
+                 limiter: "ConnectionLimiter", request_timeout: float) -> None:
+    task = asyncio.current_task()
+    assert task is not None  # ensure_future made it
+    deadline = asyncio.get_running_loop().call_later(request_timeout, task.cancel)
+    try:
+        await _serve_request(handler, reader, writer, slot, limiter, deadline)
+    finally:
+        deadline.cancel()
+
+
+async def _serve_request(handler: "Callable", reader: "asyncio.StreamReader",
+                         writer: "asyncio.StreamWriter", slot: "_Slot",
+                         limiter: "ConnectionLimiter", deadline: "asyncio.TimerHandle") -> None:
     try:
         head = await read_head(reader, IDLE_TIMEOUT)
     except HeadTooLarge as exc:
@@ -322,7 +358,7 @@ async def _serve(handler: "Callable", reader: "asyncio.StreamReader",
         await _answer_and_close(reader, writer, exc.status, exc.message)
         return
     limiter.ready(slot)
-    await handler(_Replay(head, reader), _Writer(writer))
+    await handler(_Replay(head, reader), _Writer(writer, deadline))
 
 
 def json_depth(doc: "Any") -> int:

@@ -19,6 +19,11 @@ HELP = {
     "rtp_jitter_ms": "Interarrival jitter of the current call in milliseconds.",
     "door_openings_total": "Door relay pulses since start.",
     "uptime_seconds": "Seconds since the station started.",
+    "mqtt_connected": "1 while connected to the [mqtt] broker (0 when off or away).",
+    "mqtt_events_dropped_total": "Events dropped from the MQTT queue while the broker was away.",
+    "webhook_deliveries_total": "Events delivered to webhooks (2xx answers).",
+    "webhook_failures_total": "Events given up on by webhooks after their retries.",
+    "webhook_dropped_total": "Events dropped from full webhook queues.",
 }
 
 

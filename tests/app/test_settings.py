@@ -19,7 +19,7 @@ DOC = {
                                        "targets": ["sip:concierge@127.0.0.1"]}],
                  "quiet": ""}],
     "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1,
-              "follow_redirects": False},
+              "follow_redirects": False, "conference": False, "max_parties": 3},
     "door": {"pulse_ms": 3000, "max_failures": 3, "lockout_s": 60, "codes": [
         {"caller": "sip:flat1@127.0.0.1", "code": "471108"},
         {"caller": "sip:flat2@127.0.0.1", "code_hash": "pbkdf2_sha256$1$00ff$" + "ab" * 32,
@@ -29,6 +29,8 @@ DOC = {
     "relays": [{"role": "gate", "pulse_ms": 1500}],
     "time": {"zone": "Europe/Berlin", "holidays": ["2026-12-25"]},
     "schedules": [{"name": "night", "days": ["mon", "holiday"], "times": ["22:00-06:00"]}],
+    "transfer": {"allow": ["sip:flat2@127.0.0.1"]},
+    "messages": {"to": ["sip:concierge@127.0.0.1"], "events": ["button", "door_open"]},
 }
 
 

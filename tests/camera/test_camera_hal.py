@@ -87,7 +87,7 @@ def test_file_camera_loops_a_still_image(tmp_path):
     camera, _ = pattern()
     path = tmp_path / "door.jpg"
     path.write_bytes(camera.jpeg_encoder().encode(camera.read()))
-    still = open_camera(CameraSpec("file", str(path)))
+    still = open_camera(CameraSpec(kind="file", device=str(path)))
     still.open(160, 120, 30)
     try:
         frames = [still.read() for _ in range(3)]
@@ -104,7 +104,7 @@ def test_board_camera_section():
             "audio": {"capture": "default", "playback": "default", "rate": 48000}}
     assert parse_board(base).camera is None
     spec = parse_board({**base, "camera": {"kind": "v4l2", "device": "/dev/video2"}})
-    assert spec.camera == CameraSpec("v4l2", "/dev/video2")
+    assert spec.camera == CameraSpec(kind="v4l2", device="/dev/video2")
     with pytest.raises(BoardError) as error:
         parse_board({**base, "camera": {"kind": "webcam", "pin": 3}})
     assert any("camera.kind" in p for p in error.value.problems)
@@ -174,7 +174,7 @@ def test_file_camera_loops_a_video(tmp_path):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
-    video = open_camera(CameraSpec("file", str(path)))
+    video = open_camera(CameraSpec(kind="file", device=str(path)))
     video.open(160, 128, 30)
     try:
         frames = [video.read() for _ in range(12)]

@@ -155,7 +155,7 @@ def run_browser_session(browser, station, phone):
     expect(page.locator("#st-calls")).to_have_text("No call.")
     events = page.locator("#events")
     call_entry = events.locator("li", has=page.locator("strong", has_text=re.compile("^call$")))
-    expect(call_entry.first).to_contain_text(f"peer={FLAT1}")
+    expect(call_entry.first).to_contain_text(f"Call to {FLAT1}")
     expect(events).to_contain_text("config_saved")
     page.locator('section[aria-labelledby="h-events"]').screenshot(
         path=str(ARTIFACTS / "05-event-log.png"))

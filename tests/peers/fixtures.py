@@ -10,6 +10,10 @@
   `transport="tls"`), `password` defaults to the user's
   entry in `PEER_USERS`) and stops every instance it made after the test.
 
+- `mosquitto_factory`: `mosquitto_factory(users=None, tls=False)` starts a
+  `tests.peers.mosquitto.Mosquitto` broker on a free loopback port and stops every broker it
+  made after the test (its log printed at teardown).
+
 A fixture skips (with the reason) only if the peer's binary is not installed.
 """
 
@@ -17,12 +21,13 @@ import pytest
 
 from tests.peers.baresip import Baresip
 from tests.peers.kamailio import Kamailio
+from tests.peers.mosquitto import Mosquitto
 from tests.peers.process import MissingBinary
 
 __all__ = [
     "DOOR_USER", "DOOR_PASSWORD", "FLAT1_USER", "FLAT1_PASSWORD", "FLAT2_USER",
     "FLAT2_PASSWORD", "CONCIERGE_USER", "CONCIERGE_PASSWORD", "PEER_USERS",
-    "tmp_workdir", "kamailio", "baresip_factory",
+    "tmp_workdir", "kamailio", "baresip_factory", "mosquitto_factory",
 ]
 
 DOOR_USER, DOOR_PASSWORD = "door", "door-secret"
@@ -87,3 +92,23 @@ def baresip_factory(tmp_workdir):
         for phone in phones:
             phone.stop()
             print(f"--- baresip {phone.user} log (tail) ---\n{phone.log[-4000:]}")
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_workdir):
+    brokers = []
+
+    def make(users=None, tls=False):
+        try:
+            broker = Mosquitto(tmp_workdir / f"mosquitto-{len(brokers)}", users=users, tls=tls)
+        except MissingBinary as missing:
+            pytest.skip(str(missing))
+        brokers.append(broker)
+        return broker.start()
+
+    try:
+        yield make
+    finally:
+        for broker in brokers:
+            broker.close()
+            print(f"--- mosquitto log (tail) ---\n{broker.log[-3000:]}")

@@ -281,8 +281,10 @@ class SippProcess:
         except subprocess.TimeoutExpired:
             timed_out = True
             self._process.stop(2.0)
+        # SIPp stopped by us has not finished its scenario, whatever its exit status says:
+        # report 124 (timeout(1)'s code) so that a `returncode == 0` check cannot pass.
         return SippResult(
-            returncode=self._process.returncode,
+            returncode=124 if timed_out else self._process.returncode,
             stdout=_read(self._files["screen"]) + self._process.log_text(),
             stderr=_read(self._files["errors"]),
             messages=_read(self._files["messages"]),

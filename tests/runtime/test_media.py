@@ -220,3 +220,76 @@ def _ulaw(code):
     code = ~code & 0xFF
     magnitude = ((((code & 0x0F) << 3) + 0x84) << ((code & 0x70) >> 4)) - 0x84
     return -magnitude if code & 0x80 else magnitude
+
+
+def test_the_media_thread_wakes_once_per_frame_and_keeps_arrival_times():
+    """Issue 14: received packets do not wake the thread (they wait in the socket for the next
+    20 ms frame tick, with which the send slots coincide), so a peer sending at 50 packets/s
+    out of phase with our ticks leaves about 50 wake-ups/s, not 100. The jitter buffer still
+    gets each packet's arrival time (kernel stamp), not the later tick."""
+    pool, _ = _pool()
+    media_cfg = configuration.validate({}).media
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2)
+    port, pair = pool.open_pair()
+    stream = MediaStream("c4", pair, None, None, None)
+    wakes = []
+    received = []
+    run_commands = stream._run_commands
+    stream._run_commands = lambda: (wakes.append(time.monotonic()), run_commands())[1]
+    try:
+        stream.play(_negotiated(port, _offer(peer.getsockname()[1]), media_cfg))
+        peer.recvfrom(2048)  # our first packet: the thread runs
+        session = stream.session
+        receive = session.receive
+        session.receive = lambda data, addr, now: (
+            received.append((data[2:4], now)), receive(data, addr, now))[1]
+        time.sleep(0.01)  # half a frame: out of phase with the ticks
+        sent_at = {}
+        began = time.monotonic()
+        for sequence in range(50):  # one second of a peer's packets
+            sent_at[sequence.to_bytes(2, "big")] = time.monotonic()
+            peer.sendto(_rtp(sequence), ("127.0.0.1", port))
+            time.sleep(max(0.0, began + (sequence + 1) * 0.02 - time.monotonic()))
+        ended = time.monotonic()
+        time.sleep(0.1)
+    finally:
+        stream.stop()
+        peer.close()
+    during = [t for t in wakes if began <= t < ended]
+    assert len(received) == 50, len(received)
+    # 50 frame ticks in the second (a slow machine may run late, never more), plus an RTCP
+    # report at most; waking per packet as well would be about 100.
+    assert len(during) <= 55, f"{len(during)} wake-ups in {ended - began:.2f} s"
+    # Arrival times are the sending times (loopback), not the up to 20 ms later tick.
+    offsets = sorted(now - sent_at[sequence] for sequence, now in received)
+    assert -0.001 < offsets[0] and offsets[len(offsets) // 2] < 0.005, offsets
+
+
+def test_stop_wakes_the_media_thread_instead_of_waiting_for_its_deadline(monkeypatch):
+    """stop() runs on the event loop: it must not wait for the thread's next deadline (a frame
+    tick, up to 20 ms, during which SIP would stall at every hang-up). With the tick made 1 s
+    long and nothing to send (the peer only sends), stop() still returns at once."""
+    from firmware.runtime import media
+
+    monkeypatch.setattr(media, "FRAME", 1.0)
+    pool, _ = _pool()
+    media_cfg = configuration.validate({}).media
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    port, pair = pool.open_pair()
+    stream = MediaStream("c5", pair, None, None, None)
+    offer = _offer(peer.getsockname()[1]) + b"a=sendonly\r\n"
+    negotiated = _negotiated(port, offer, media_cfg)
+    assert not negotiated.sending
+    try:
+        stream.play(negotiated)
+        time.sleep(0.2)  # the thread is asleep until its 1 s tick
+        began = time.monotonic()
+        stream.stop()
+        took = time.monotonic() - began
+    finally:
+        peer.close()
+    assert not stream._thread.is_alive()
+    assert took < 0.5, f"stop() took {took:.3f} s"

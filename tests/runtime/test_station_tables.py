@@ -42,3 +42,29 @@ def test_no_dispatch_by_name_and_no_reaching_through_layers_in_the_runtime():
         assert '"_do_" +' not in source, path.name
         assert "ua.endpoint." not in source, path.name
         assert "calls.ua." not in source and "manager.ua." not in source, path.name
+
+
+def test_what_an_executor_makes_sip_send_leaves_before_the_next_executor_runs():
+    """Issue 14 (INVITE -> 200): the Answer executor makes the SIP core queue the 200; it must
+    reach the socket before the executors that follow in the same pass (a cue's thread, the
+    event log, the LEDs, the media thread), not after all of them."""
+    station = _station()
+    order = []
+
+    class UA:
+        queued = []
+
+        def datagrams_to_send(self):
+            out, UA.queued = UA.queued, []
+            return out
+
+    class Transports:
+        def send(self, data, peer):
+            order.append(("sent", data))
+
+    station.ua, station.transports = UA(), Transports()
+    table = {int: lambda item: (order.append(("answer", item)), UA.queued.append((b"200", "p"))),
+             str: lambda item: order.append(("cue", item))}
+    station._run_executor(1, table)
+    station._run_executor("ring", table)
+    assert order == [("answer", 1), ("sent", b"200"), ("cue", "ring")]

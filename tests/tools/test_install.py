@@ -40,9 +40,14 @@ def test_destdir_install_lays_out_the_tree_without_root_effects(tmp_path):
     result = run_installer(tmp_path)
     assert unit_on_host.exists() == existed_before
     unit = (tmp_path / UNIT).read_text()
-    assert ("ExecStart=/opt/doorline/venv/bin/python -m firmware --board "
+    assert ("ExecStart=/opt/doorline/venv/bin/python -S -m firmware --board "
             "/opt/doorline/boards/rpi4.toml --config /etc/doorline/config.toml "
             "--state-dir /var/lib/doorline") in unit
+    # `python -S` reads no .pth files: the venv's and the system's site-packages come from
+    # PYTHONPATH, the venv's first (issue 14, start-up).
+    pythonpath = re.search(r"^Environment=PYTHONPATH=(\S+)$", unit, re.M).group(1).split(":")
+    assert re.fullmatch(r"/opt/doorline/venv/lib/python3\.\d+/site-packages", pythonpath[0])
+    assert len(pythonpath) > 1 and not any("/opt/doorline" in path for path in pythonpath[1:])
     assert "@" not in unit.replace("@system-service", "")  # every placeholder rendered
     assert (tmp_path / "opt/doorline/boards/rpi4.toml").read_bytes() == \
         (ROOT / "boards/rpi4.toml").read_bytes()

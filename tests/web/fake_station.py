@@ -27,6 +27,7 @@ class FakeStation:
         self.calls_total = 0
         self._events = []
         self._lock = threading.Lock()  # the browser test reads from another thread
+        self._subscribers = []  # (event loop, callback): GET /api/events/stream
 
     def status(self):
         now = time.time()
@@ -82,6 +83,15 @@ class FakeStation:
         with self._lock:
             return [dict(e) for e in self._events if since is None or e["id"] > since]
 
+    def subscribe_events(self, callback):
+        """As the station's: callback(event) for each new event, on the web server's loop
+        (log_event may run on a test's thread)."""
+        import asyncio
+
+        entry = (asyncio.get_running_loop(), callback)
+        self._subscribers.append(entry)
+        return lambda: entry in self._subscribers and self._subscribers.remove(entry)
+
     def press_button(self, role, press_ms):
         if role not in self.roles:
             raise KeyError(role)
@@ -95,4 +105,7 @@ class FakeStation:
     def log_event(self, type, **fields):
         with self._lock:
             event_id = self._events[-1]["id"] + 1 if self._events else 1
-            self._events.append({"id": event_id, "time": time.time(), "type": type, **fields})
+            event = {"id": event_id, "time": time.time(), "type": type, **fields}
+            self._events.append(event)
+        for loop, callback in list(self._subscribers):
+            loop.call_soon_threadsafe(callback, dict(event))

@@ -48,6 +48,12 @@ class Served:
     def stop(self):
         async def close():
             self.server.close()
+            # open event streams (the page's EventSource) end with their connections
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            if others:
+                await asyncio.wait(others, timeout=2)
             await self.server.wait_closed()
         self._run(close())
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -190,7 +196,7 @@ def test_test_call_by_keyboard_shows_the_call_and_logs_it(browser, served):
     playwright_sync.expect(state).to_have_text("confirmed")
     playwright_sync.expect(page.locator("#st-calls")).to_contain_text("PCMU")
     playwright_sync.expect(page.locator("#events")).to_contain_text("call")
-    playwright_sync.expect(page.locator("#events")).to_contain_text("peer=sip:flat1@127.0.0.1")
+    playwright_sync.expect(page.locator("#events")).to_contain_text("Call to sip:flat1@127.0.0.1")
     page.screenshot(path=str(ARTIFACTS / "call-in-progress.png"), full_page=True)
     page.get_by_role("button", name="Open door").click()
     playwright_sync.expect(page.locator("#action-msg")).to_have_text("Door opened.")
@@ -241,6 +247,33 @@ def test_page_weight(browser, served):
           + ")")
     assert len(sizes) == 3, sizes
     assert total < PAGE_BUDGET
+
+
+def test_events_read_as_sentences_with_the_raw_json_one_click_away(browser, served):
+    served.set_password()
+    page = new_page(browser)
+    log_in(page, served)
+    playwright_sync.expect(page.locator("#st-conn")).to_have_text("Live")
+    served.station.log_event("door_open", by="sip:flat1@127.0.0.1", how="dtmf",
+                             call_id="c1", source="udp:127.0.0.1:5062")
+    served.station.log_event("caller_rejected", caller="sip:x@y", source="udp:192.0.2.7:5060",
+                             direction="incoming", outcome="rejected", status=403,
+                             reason="not in answer.allow")
+    served.station.log_event("door_open", by="mqtt", how="api")
+    events = page.locator("#events li .sentence")
+    playwright_sync.expect(events).to_have_text([
+        "Home Assistant opened the door (MQTT)",
+        "Rejected a call from sip:x@y (not in Allowed callers)",
+        "flat1 opened the door by code", "The admin logged in from 127.0.0.1",
+        "The admin password was set"])
+    first = page.locator("#events li").nth(2)
+    raw = first.locator("details pre")
+    playwright_sync.expect(raw).to_be_hidden()
+    first.get_by_text("JSON").click()
+    playwright_sync.expect(raw).to_contain_text('"how": "dtmf"')
+    page.locator('section[aria-labelledby="h-events"]').screenshot(
+        path=str(ARTIFACTS / "event-sentences.png"))
+    assert page.csp_errors == []
 
 
 DOORS = {

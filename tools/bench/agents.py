@@ -13,8 +13,9 @@ filter can select exactly its outgoing media. `mic` is a WAV both play as their 
 (Doorline: --mic; baresip: the aufile source, which is why that WAV must be 8 kHz mono and last
 longer than the call).
 
-Doorline runs as `python -m firmware --board pc-sim` (tests.integration.helpers.Firmware) with
-log level INFO, as in production; its web API is driven with HTTP Basic as admin. baresip is
+Doorline runs as the installed service runs it, `python -S -m firmware --board pc-sim` with the
+venv's site-packages on PYTHONPATH (tests.integration.helpers.Firmware otherwise), with log level
+INFO, as in production; its web API is driven with HTTP Basic as admin. baresip is
 tests.peers.baresip.Baresip with a few extra config lines (`BenchBaresip`).
 
 /proc: `cpu_seconds(pid)` (utime+stime of /proc/PID/stat, all threads), `memory_kb(pid)`
@@ -24,6 +25,7 @@ tests.peers.baresip.Baresip with a few extra config lines (`BenchBaresip`).
 import base64
 import json
 import os
+import site
 import time
 import urllib.error
 import urllib.request
@@ -72,17 +74,29 @@ def memory_kb(pid):
     return values
 
 
-class _EnvFirmware(Firmware):
-    """tests.integration.helpers.Firmware with extra environment variables (the ALSA row)."""
+def installed_pythonpath():
+    """The venv's site-packages (and the system's, where the venv sees them): what the installed
+    service puts on PYTHONPATH for `python -S` (tools/install/doorline.service)."""
+    return os.pathsep.join(site.getsitepackages())
+
+
+class _InstalledFirmware(Firmware):
+    """tests.integration.helpers.Firmware started with the installed service's command line:
+    `python -S -m firmware ...` with PYTHONPATH = the venv's site-packages (no `site` module:
+    no .pth processing at start, in particular not the editable install's import hook, which
+    a station installed with pip does not have), plus extra environment variables (the ALSA
+    row). The firmware itself is found in the working directory (the repository), as before."""
 
     def __init__(self, *args, extra_env=None, **options):
         self._extra_env = dict(extra_env or {})
         Firmware.__init__(self, *args, **options)
+        self.argv[1:1] = ["-S"]
 
     def start(self):
-        # As Firmware.start, plus the extra variables.
+        # As Firmware.start, plus PYTHONPATH and the extra variables.
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
-                    "DOORLINE_TEST_HOOKS": "1" if self.test_hooks else "0", **self._extra_env}
+                    "DOORLINE_TEST_HOOKS": "1" if self.test_hooks else "0",
+                    "PYTHONPATH": installed_pythonpath(), **self._extra_env}
         self.started_at = time.time()
         self.started_mono = time.monotonic()
         ManagedProcess.start(self)
@@ -137,10 +151,7 @@ class DoorlineUA:
         options = {"extra_args": extra, "log_level": "INFO", "test_hooks": False}
         if board is not None:
             options["board"] = os.fspath(board)
-        if env:
-            self.firmware = _EnvFirmware(workdir, config, extra_env=env, **options)
-        else:
-            self.firmware = Firmware(workdir, config, **options)
+        self.firmware = _InstalledFirmware(workdir, config, extra_env=env, **options)
         self._authorization = "Basic " + base64.b64encode(
             f"admin:{ADMIN_PASSWORD}".encode()).decode()
 

@@ -356,6 +356,43 @@ class _StatsPoller:
         return self.seen
 
 
+# -- conference mixing (issue 20) ---------------------------------------------------------
+
+def conference_mixing(bench):
+    return {"doorline": bench.guard("conference[doorline]", _conference_mixing, bench),
+            "baresip": {"na": "baresip has no local conference mixer to compare"}}
+
+
+def _conference_mixing(bench):
+    """CPU of runtime/conference.py's Mixer for 3 parties (the door + 2 calls) and 4: per 20 ms
+    tick every call's thread hands in what it heard and mixes what it sends, as media.py does."""
+    from firmware.codecs.g711 import ulaw_decode
+    from firmware.runtime.conference import Mixer
+
+    pcm = ulaw_decode(rtpsender.tone_frame())
+    out = {"frame_samples": CODEC_FRAME}
+    for parties in (3, 4):
+        mixer = Mixer()
+        members = ["call%d" % i for i in range(parties - 1)]
+        for member in members:
+            mixer.join(member)
+        ticks = 0
+        cpu_start = time.process_time()
+        while time.process_time() - cpu_start < bench.params["codec_s"]:
+            for _ in range(50):
+                for member in members:
+                    mixer.heard(member, pcm)
+                for member in members:
+                    mixer.mix_for(member, pcm)
+            ticks += 50
+        cpu = time.process_time() - cpu_start
+        per_tick_ms = cpu / ticks * 1000.0
+        out["parties_%d" % parties] = {
+            "ticks": ticks, "cpu_s": round(cpu, 4), "ms_per_tick": round(per_tick_ms, 4),
+            "core_percent": round(per_tick_ms / 20.0 * 100.0, 3)}
+    return out
+
+
 # -- G.711 throughput ---------------------------------------------------------------------
 
 def codec_throughput(bench):

@@ -40,8 +40,8 @@ MODES = {
               "register_runs": 1, "loss_s": 2, "codec_s": 0.1, "settle_s": 0.2, "warmup_s": 0.3,
               "snapshots": 1},
 }
-CASES = ("codec", "start_registered", "calls", "alsa_path", "invite_200", "button_invite",
-         "receive_loss", "audio", "camera")
+CASES = ("codec", "conference", "start_registered", "calls", "alsa_path", "invite_200",
+         "button_invite", "receive_loss", "audio", "camera")
 USERS = {"door": DOOR_PASSWORD, "door2": "door2-secret", "flat1": "flat1-secret",
          "flat2": "flat2-secret", "flat4": "flat4-secret", "absent": "absent-secret"}
 MIC_TONE_HZ = 440
@@ -215,7 +215,8 @@ class Bench:
     def run(self):
         started = time.time()
         results = {"meta": self._meta(), "cases": {}}
-        runners = {"codec": cases.codec_throughput, "start_registered": cases.start_to_registered,
+        runners = {"codec": cases.codec_throughput, "conference": cases.conference_mixing,
+                   "start_registered": cases.start_to_registered,
                    "calls": cases.call_cases, "alsa_path": cases.alsa_path,
                    "invite_200": cases.invite_to_200,
                    "button_invite": cases.button_to_invite,

@@ -10,7 +10,7 @@ Public API:
   busiest RTP stream (by source port and SSRC) among captured datagrams, in capture order.
 - `send_intervals(stream, skip_seconds=1.0) -> list[float]`: ms between consecutive packets,
   after a warm-up.
-- `interval_figures(intervals) -> dict`: p50, p99, max |interval - 20 ms|, stdev.
+- `interval_figures(intervals) -> dict`: p50, p99, p99 and max of |interval - 20 ms|, stdev.
 - `timestamp_drift_ms_per_min(stream, clock_rate=8000) -> float | None`: least-squares slope of
   RTP time against capture time, as milliseconds gained (+) or lost (-) per minute.
 - `silence_gaps(samples, rate, window_ms=5.0, threshold=0.1) -> dict`: the longest run of
@@ -81,14 +81,17 @@ def send_intervals(stream, skip_seconds=1.0):
 
 def interval_figures(intervals):
     if not intervals:
-        return {"count": 0, "p50_ms": None, "p99_ms": None, "max_deviation_ms": None,
-                "stdev_ms": None}
+        return {"count": 0, "p50_ms": None, "p99_ms": None, "p99_deviation_ms": None,
+                "max_deviation_ms": None, "stdev_ms": None}
     mean = sum(intervals) / len(intervals)
     variance = sum((value - mean) ** 2 for value in intervals) / len(intervals)
     return {
         "count": len(intervals),
         "p50_ms": percentile(intervals, 50),
         "p99_ms": percentile(intervals, 99),
+        # Issue 14's "send interval p99 deviation": the 99th percentile of |interval - 20 ms|
+        # (early and late alike), which p99 of the interval alone does not see.
+        "p99_deviation_ms": percentile([abs(value - RTP_NOMINAL_MS) for value in intervals], 99),
         "max_deviation_ms": max(abs(value - RTP_NOMINAL_MS) for value in intervals),
         "stdev_ms": math.sqrt(variance),
     }

@@ -76,10 +76,21 @@ known_boards() {
   echo "${names[*]}"
 }
 
+# The service runs `python -S` (no `site` module: no .pth files read at every start, issue 14)
+# with what `site` would have put on sys.path given explicitly: the venv's site-packages, then
+# the system's (the venv is made with --system-site-packages, for python3-lgpio).
+service_pythonpath() {
+  "$PYTHON" -c 'import site, sys
+venv = sys.argv[1] + "/lib/python%d.%d/site-packages" % sys.version_info[:2]
+print(":".join([venv] + site.getsitepackages([sys.base_prefix])))' "$VENV"
+}
+
 render_unit() {
-  local board="$1"
+  local board="$1" pythonpath
+  pythonpath="$(service_pythonpath)"
   sed -e "s|@VENV@|$VENV|g" -e "s|@BOARD_FILE@|$BOARDS_DIR/$board.toml|g" \
       -e "s|@CONFIG_DIR@|$CONFIG_DIR|g" -e "s|@STATE_DIR@|$STATE_DIR|g" \
+      -e "s|@PYTHONPATH@|$pythonpath|g" \
       "$SRC/tools/install/doorline.service"
 }
 
@@ -169,7 +180,7 @@ install_all() {
 
   # --system-site-packages: python3-lgpio comes from apt and gpiozero needs it.
   system "$PYTHON" -m venv --system-site-packages "$VENV"
-  system "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC[pi]"
+  system "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC[pi,mqtt]"
 
   render_unit "$board" > "$DESTDIR$UNIT.tmp"
   chmod 0644 "$DESTDIR$UNIT.tmp"

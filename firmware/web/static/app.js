@@ -1,4 +1,5 @@
-// Doorline page: status polling, settings form with per-field errors, actions, event log.
+// Doorline page: status polling, settings form with per-field errors, actions, the event log
+// (live through GET /api/events/stream, as sentences with the raw JSON one click away).
 // All data goes into the page with textContent, never as HTML.
 "use strict";
 (function () {
@@ -73,6 +74,14 @@
                ["audio.echo_cancel", "Echo cancellation", "bool"],
                ["audio.noise_suppress", "Noise suppression", "bool"],
                ["audio.agc", "Automatic gain", "bool"]]],
+    ["Telling the house (MQTT, Home Assistant, webhooks)",
+     [["mqtt.broker", "MQTT broker (host[:port], empty = off)"],
+      ["mqtt.username", "MQTT user name"], ["mqtt.password", "MQTT password", "password"],
+      ["mqtt.tls", "MQTT over TLS (certificate verified)", "bool"],
+      ["mqtt.tls_ca", "MQTT TLS CA file (empty = the system's CAs)"],
+      ["mqtt.topic_prefix", "Topic prefix (empty = doorline/<device id>)"],
+      ["mqtt.discovery_prefix", "Home Assistant discovery prefix"],
+      ["mqtt.allow_door_open", "Allow opening the door over MQTT", "bool"], "webhooks"]],
     ["Web", [["web.listen", "Listen on (host:port, after restart)"],
              ["web.https", "HTTPS (after restart)", "bool"],
              ["web.hostnames", "Other names of this station (one per line; requests under " +
@@ -168,7 +177,7 @@
   function isRange(kind) { return typeof kind === "string" && kind.indexOf("range:") === 0; }
 
   function collect() {
-    var doc = {buttons: [], door: {codes: []}};
+    var doc = {buttons: [], door: {codes: []}, webhooks: []};
     fields.forEach(function (f) { set(doc, f.path, read(f)); });
     return doc;
   }
@@ -199,6 +208,9 @@
     doc.door.codes = doc.door.codes.map(function (c) {
       return c || {caller: "", code: "", relay: "door", schedule: ""};
     });
+    doc.webhooks = doc.webhooks.map(function (w) {
+      return w || {url: "", events: [], secret: "", tls_ca: ""};
+    });
     render(doc);
   }
 
@@ -225,6 +237,14 @@
               field(box, "door.codes[" + i + "].schedule", "Only during (a schedule name)", "text",
                     c.schedule || "");
             }, function (doc) { return doc.door.codes; });
+          } else if (d === "webhooks") {
+            listBlock(fs, "Webhook", cfg.webhooks || [], function (box, w, i) {
+              var p = "webhooks[" + i + "].";
+              field(box, p + "url", "URL (http:// or https://)", "text", w.url);
+              field(box, p + "events", "Event types (one per line; none = all)", "lines", w.events);
+              field(box, p + "secret", "Secret (signs each POST)", "password", w.secret);
+              field(box, p + "tls_ca", "HTTPS CA file (empty = the system's CAs)", "text", w.tls_ca);
+            }, function (doc) { return doc.webhooks; });
           } else {
             field(fs, d[0], d[1], d[2] || "text", get(cfg, d[0]));
           }
@@ -340,6 +360,10 @@
         $("relay-buttons").appendChild(btn);
       });
     }
+    var busy = (st.calls || []).length > 0 || Object.keys(relays).some(function (r) {
+      return relays[r] === "open";
+    }) || door.relay === "open";
+    if (busy) busyUntil = Math.max(busyUntil, Date.now() + 3000);
     $("st-uptime").textContent = duration(st.uptime_s);
     var box = $("st-calls");
     box.textContent = "";
@@ -383,17 +407,88 @@
     }
   }
 
+  // ---- the event log: sentences, the raw JSON one click away ----------------------------
+  function userOf(uri) {  // sip:flat1@example.org -> flat1
+    var m = /^sips?:([^@;>]+)@/.exec(uri || "");
+    return m ? m[1] : (uri || "someone");
+  }
+  var REASONS = {"not in answer.allow": "not in Allowed callers",
+                 "untrusted source": "not from a trusted address"};
+  function because(reason) { return reason ? " (" + (REASONS[reason] || reason) + ")" : ""; }
+  var DOOR_BY = {web: "Opened the door from the web page",
+                 api: "Opened the door through the API",
+                 mqtt: "Home Assistant opened the door (MQTT)",
+                 exit: "The exit button opened the door"};
+
+  function sentence(e) {
+    switch (e.type) {
+      case "button":
+        if (e.outcome === "call") return "The " + e.role + " button was pressed: calling " +
+          (e.targets || []).join(", ");
+        if (e.outcome === "hangup") return "The " + e.role + " button hung up";
+        if (e.outcome === "door") return "The " + e.role + " button was pressed";
+        if (e.outcome === "quiet") return "The " + e.role + " button was pressed in quiet hours (" +
+          e.schedule + "): nobody is called";
+        return "The " + e.role + " button was pressed: " + (e.outcome || "") + because(e.reason);
+      case "door_open":
+        var what = e.relay && e.relay !== "door" ? "the " + e.relay : "the door";
+        if (DOOR_BY[e.by]) return DOOR_BY[e.by].replace("the door", what);
+        return userOf(e.by) + " opened " + what + (e.how === "dtmf" ? " by code" : "");
+      case "caller_rejected":
+        return "Rejected a call from " + (e.caller || "an unknown caller") + because(e.reason);
+      case "call":
+        if (e.outcome === "rejected") return "Rejected a call from " + (e.caller || e.peer) +
+          because(e.reason);
+        if (e.outcome === "auto-answered") return "Answered a call from " + e.caller;
+        if (e.outcome === "ringing") return "A call from " + e.caller + " is ringing" +
+          because(e.reason);
+        return "Call " + (e.direction === "incoming" ? "from " : "to ") +
+          (e.peer || e.caller || "?") + ": " + (e.outcome || e.state || "") + because(e.reason);
+      case "code_failed":
+        return "Wrong door code from " + (e.caller || "a caller") +
+          (e.reason && e.reason !== "wrong code" ? because(e.reason) : "");
+      case "lockout":
+        return "Door codes locked for " + e.subject + " for " + e.duration_s + " s";
+      case "registration":
+        if (e.state === "registered") return "Registered with the SIP server";
+        if (e.state === "disabled") return "Direct-IP mode: no registration";
+        return "Registration " + e.state + (e.error ? ": " + e.error : "");
+      case "auth_failed":
+        return e.client ? "Wrong admin password from " + e.client
+          : "The SIP server refused the credentials" + (e.error ? ": " + e.error : "");
+      case "login": return "The admin logged in from " + e.client;
+      case "admin_password_set": return "The admin password was set";
+      case "config_saved": case "config":
+        var parts = e.sections || e.changed || [];
+        return "Settings saved" + (parts.length ? " (" + parts.join(", ") + ")" : "");
+      case "door_opened": return "The door was opened";
+      case "door_closed": return "The door was closed" +
+        (e.open_s !== undefined && e.open_s !== null ? " after " + e.open_s + " s" : "") +
+        (e.alarm === "ended" ? " (held-open alarm ended)" : "");
+      case "door_held_open": return "The door has been held open for " + e.held_s + " s (alarm)";
+      case "rejected_summary":
+        return "Rejected " + e.count + " more attempts from " + e.source_ip;
+    }
+    var rest = Object.keys(e).filter(function (k) { return ["id", "time", "type"].indexOf(k) < 0; })
+      .map(function (k) { return k + "=" + (typeof e[k] === "object" ? JSON.stringify(e[k]) : e[k]); });
+    return e.type.replace(/_/g, " ") + (rest.length ? ": " + rest.join(" ") : "");
+  }
+
   function showEvents(events) {
     var list = $("events");
     events.forEach(function (e) {
+      if (lastEvent !== null && e.id <= lastEvent) return;  // seen (stream after a fetch)
       lastEvent = e.id;
-      var rest = Object.keys(e).filter(function (k) { return ["id", "time", "type"].indexOf(k) < 0; })
-        .map(function (k) { return k + "=" + (typeof e[k] === "object" ? JSON.stringify(e[k]) : e[k]); });
-      var li = el("li");
+      var li = el("li", {"data-id": String(e.id), "data-type": e.type});
       li.appendChild(el("time", {}, new Date(e.time * 1000).toLocaleTimeString()));
       li.appendChild(document.createTextNode(" "));
-      li.appendChild(el("strong", {}, e.type));
-      li.appendChild(document.createTextNode(" " + rest.join(" ")));
+      li.appendChild(el("strong", {"class": "tag"}, e.type));
+      li.appendChild(document.createTextNode(" "));
+      li.appendChild(el("span", {"class": "sentence"}, sentence(e)));
+      var raw = el("details", {"class": "raw"});
+      raw.appendChild(el("summary", {}, "JSON"));
+      raw.appendChild(el("pre", {}, JSON.stringify(e, null, 1)));
+      li.appendChild(raw);
       if (e.snapshot) {
         li.appendChild(document.createTextNode(" "));
         li.appendChild(el("a", {href: "/api/snapshots/" + encodeURIComponent(e.snapshot)},
@@ -404,19 +499,55 @@
     while (list.children.length > 200) list.removeChild(list.lastChild);
   }
 
-  var polling = false;
+  // ---- status and the event stream ------------------------------------------------------
+  // Events come live through the stream. The status is read at each event and, since call
+  // statistics and the relay's return change without events, every 1.5 s while a call is up,
+  // the relay is open or an event came in the last 3 s (or without a stream); else every 15 s.
+  var polling = false, busyUntil = 0, lastPoll = 0;
+  function tick() {
+    var now = Date.now();
+    if (!streaming || now < busyUntil || now - lastPoll >= 15000) poll();
+  }
   function poll() {
     if (polling) return;
     polling = true;
-    var since = lastEvent === null ? "" : "?since=" + lastEvent;
-    Promise.all([api("GET", "/api/status"), api("GET", "/api/events" + since)])
+    lastPoll = Date.now();
+    api("GET", "/api/status")
       .then(function (r) {
-        showStatus(r[0].data);
-        showEvents(r[1].data.events || []);
-        $("st-conn").textContent = "Updated " + new Date().toLocaleTimeString();
+        showStatus(r.data);
+        if (!streaming) $("st-conn").textContent = "Updated " + new Date().toLocaleTimeString();
       })
       .catch(function () { $("st-conn").textContent = "Connection lost; retrying…"; })
       .then(function () { polling = false; });
+  }
+
+  var streaming = false, stream = null;
+  function pollEvents() {  // without EventSource only
+    var since = lastEvent === null ? "" : "?since=" + lastEvent;
+    return api("GET", "/api/events" + since).then(function (r) { showEvents(r.data.events || []); });
+  }
+  function openStream() {
+    if (!window.EventSource) { setInterval(pollEvents, 1500); return; }
+    stream = new EventSource("/api/events/stream" + (lastEvent === null ? "" : "?since=" + lastEvent));
+    stream.onopen = function () {
+      streaming = true;
+      $("st-conn").textContent = "Live";
+    };
+    stream.onmessage = function (m) {
+      var e;
+      try { e = JSON.parse(m.data); } catch (err) { return; }
+      showEvents([e]);
+      busyUntil = Date.now() + 3000;
+      poll();  // what the event changed (a call, the relay)
+    };
+    stream.onerror = function () {
+      streaming = false;
+      $("st-conn").textContent = "Event stream lost; reconnecting…";
+      if (stream.readyState === EventSource.CLOSED) {  // refused (e.g. 401, 503): try later
+        stream = null;
+        setTimeout(function () { pollEvents().then(openStream, openStream); }, 3000);
+      }
+    };
   }
 
   // ---- camera: live view only while the page is visible, the last ring, the history ---
@@ -497,7 +628,8 @@
     config = res.data;
     render(config);
     poll();
-    setInterval(poll, 1500);
+    setInterval(tick, 1500);
+    pollEvents().then(openStream, openStream);
   });
   api("GET", "/api/camera").then(function (res) {
     if (res.status !== 200 || !res.data.present) return;  // no camera: no camera section
