@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# `make run CAMERA=pattern` (or CAMERA=picture.jpg): the simulated board with a camera
 run: $(STAMP)
-	$(PY) -m firmware --board $(BOARD) --config $(CONFIG) --state-dir $(STATE)
+	$(PY) -m firmware --board $(BOARD) --config $(CONFIG) --state-dir $(STATE) $(if $(CAMERA),--camera $(CAMERA))
 
 peers:
 	tools/install-peers

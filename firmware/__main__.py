@@ -1,7 +1,7 @@
 """The entry point:
 
     python -m firmware --board NAME --config PATH [--state-dir DIR] [--mic WAV] [--speaker-dir DIR]
-                       [--echo-path WAV]
+                       [--echo-path WAV] [--camera pattern|FILE]
 """
 
 import logging
@@ -29,7 +29,7 @@ SIP_HEAD_START = 1.0  # seconds the web page waits for SIP at most (a slow DNS m
 
 
 OPTIONS = ("--board", "--config", "--state-dir", "--mic", "--speaker-dir", "--echo-path",
-           "--log-level")
+           "--camera", "--log-level")
 
 
 def parse_args(argv: "list[str]") -> "argparse.Namespace":
@@ -56,6 +56,7 @@ def parse_args(argv: "list[str]") -> "argparse.Namespace":
         board=values["--board"], config=values["--config"],
         state_dir=values.get("--state-dir"), mic=values.get("--mic"),
         speaker_dir=values.get("--speaker-dir"), echo_path=values.get("--echo-path"),
+        camera=values.get("--camera"),
         log_level=values.get("--log-level", os.environ.get("DOORLINE_LOG", "INFO")))
 
 
@@ -75,6 +76,9 @@ def _argparse(argv: "list[str]") -> "argparse.Namespace":
     parser.add_argument("--echo-path", default=None,
                         help="simulated boards: impulse response WAV of the room between the "
                              "speaker and the microphone (the speaker's echo is added to the mic)")
+    parser.add_argument("--camera", default=None,
+                        help="simulated boards: 'pattern' (a moving test pattern) or an image "
+                             "or video file (looped) as the camera")
     parser.add_argument("--log-level", default=os.environ.get("DOORLINE_LOG", "INFO"))
     return parser.parse_args(argv)
 
@@ -163,7 +167,7 @@ def main(argv: "list[str] | None" = None) -> int:
         return 2
     try:
         board = hal.open_board(args.board, mic=args.mic, speaker_dir=args.speaker_dir,
-                               echo_path=args.echo_path)
+                               echo_path=args.echo_path, camera=args.camera)
     except (BoardError, ValueError) as exc:
         print(f"board {args.board}: {exc}", file=sys.stderr)
         return 2

@@ -86,6 +86,9 @@ DEFAULTS: "dict[str, Any]" = {
     # issue 20: REFER targets (empty: button targets + answer.allow) and SIP MESSAGE
     "transfer": {"allow": []},
     "messages": {"to": [], "events": ["button"]},
+    # issue 16: the board's camera (hal/camera.py); phone_token "" keeps /camera.jpg off
+    "camera": {"enabled": True, "width": 640, "height": 480, "fps": 15,
+               "snapshot_on_ring": True, "history": 50, "video": "offer", "phone_token": ""},
 }
 # Sections that are lists of tables ([[name]]), each entry with these defaults.
 LIST_SECTIONS = ("buttons", "relays", "schedules", "webhooks")
@@ -107,6 +110,7 @@ CHOICES = {
     ("media", "srtp"): ("off", "optional", "mandatory"),
     ("answer", "mode"): ("auto", "ring", "off"),
     ("answer", "identity"): ("from", "asserted"),
+    ("camera", "video"): ("offer", "off"),
 }
 KNOWN_CODECS = ("PCMU", "PCMA", "G722")
 MIC_GAIN_DB_RANGE = (-20, 30)
@@ -313,6 +317,7 @@ def validate(doc: Any) -> Config:
     _check_audio(check, cfg["audio"])
     _check_mqtt(check, cfg["mqtt"])
     _check_webhooks(check, cfg["webhooks"])
+    _check_camera(check, cfg["camera"])
     if check.errors:
         raise ConfigError(check.errors)
     return Config.from_dict(cfg)
@@ -684,6 +689,27 @@ def _check_buttons(check: _Checker, buttons: Any, sip: "dict[str, Any]") -> None
         if full["answer_mode"] not in ANSWER_MODES:
             check.fail(f"{path}.answer_mode", 'must be "", "auto" or "manual"')
         check.integer(f"{path}.target_timeout_s", full["target_timeout_s"], 3, 600)
+
+
+MAX_CAMERA_WIDTH, MAX_CAMERA_HEIGHT, MAX_CAMERA_FPS, MAX_SNAPSHOT_HISTORY = 1920, 1080, 30, 1000
+
+
+def _check_camera(check: _Checker, camera: "dict[str, Any]") -> None:
+    for key in ("enabled", "snapshot_on_ring"):
+        check.type(f"camera.{key}", camera[key], (bool,), "true or false")
+    check.integer("camera.width", camera["width"], 160, MAX_CAMERA_WIDTH)
+    check.integer("camera.height", camera["height"], 120, MAX_CAMERA_HEIGHT)
+    for key, step in (("width", 16), ("height", 2)):
+        value = camera[key]
+        if "camera." + key not in check.errors and value % step:
+            check.fail("camera." + key, f"must be a multiple of {step} (got {value})")
+    check.integer("camera.fps", camera["fps"], 1, MAX_CAMERA_FPS)
+    check.integer("camera.history", camera["history"], 0, MAX_SNAPSHOT_HISTORY)
+    token = camera["phone_token"]
+    if check.type("camera.phone_token", token, (str,), "a string") and token and \
+            (len(token) < 16 or len(token) > 128 or not token.isascii() or
+             not all(c.isalnum() or c in "-_" for c in token)):
+        check.fail("camera.phone_token", "must be empty (off) or 16-128 letters, digits, - or _")
 
 
 def _check_door(check: _Checker, door: "dict[str, Any]") -> None:
@@ -1058,6 +1084,7 @@ def redacted(cfg: Config) -> "dict[str, Any]":
     out["mqtt"]["password"] = SECRET if cfg.mqtt.password else ""
     for hook in out["webhooks"]:
         hook["secret"] = SECRET if hook["secret"] else ""
+    out["camera"]["phone_token"] = SECRET if cfg.camera.phone_token else ""
     return out
 
 
@@ -1067,6 +1094,9 @@ def unredact(partial: "dict[str, Any]", current: Config) -> "dict[str, Any]":
     sip = out.get("sip")
     if isinstance(sip, dict) and sip.get("password") == SECRET:
         sip["password"] = current.sip.password
+    camera = out.get("camera")
+    if isinstance(camera, dict) and camera.get("phone_token") == SECRET:
+        camera["phone_token"] = current.camera.phone_token
     door = out.get("door")
     if isinstance(door, dict) and isinstance(door.get("codes"), list):
         secrets = ("code", "code_hash", "length")

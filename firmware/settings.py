@@ -393,14 +393,40 @@ class WebhookConfig(_Section):
             self.url, self.events, SECRET_SHOWN if self.secret else "''")
 
 
+class CameraConfig(_Section):
+    """[camera]: enabled (use the board's camera, if it has one), width, height, fps,
+    snapshot_on_ring, history (snapshots kept), video ("offer" or "off": H.264 in calls),
+    phone_token (the secret of /camera.jpg; "" = that URL is off)."""
+
+    __slots__ = ("enabled", "width", "height", "fps", "snapshot_on_ring", "history", "video",
+                 "phone_token")
+
+    def __init__(self, enabled: bool = True, width: int = 640, height: int = 480, fps: int = 15,
+                 snapshot_on_ring: bool = True, history: int = 50, video: str = "offer",
+                 phone_token: str = "") -> None:
+        self.enabled = enabled
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.snapshot_on_ring = snapshot_on_ring
+        self.history = history
+        self.video = video
+        self.phone_token = phone_token
+
+    def __repr__(self) -> str:
+        return "<CameraConfig enabled=%r %dx%d@%d video=%s history=%d phone_token=%s>" % (
+            self.enabled, self.width, self.height, self.fps, self.video, self.history,
+            SECRET_SHOWN if self.phone_token else "''")
+
+
 class Config(_Section):
     """The whole configuration: `sip`, `media`, `answer`, `buttons` (a list of ButtonConfig),
     `calls`, `door`, `web`, `audio` (defaults when not given), `relays` (RelayConfig), `time`,
     `schedules` (ScheduleConfig); `mqtt` and `webhooks` (a list of WebhookConfig) tell the
-    house (defaults when not given); `transfer`, `messages`."""
+    house (defaults when not given); `transfer`, `messages`; `camera`."""
 
     __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web", "audio", "relays",
-                 "time", "schedules", "mqtt", "webhooks", "transfer", "messages")
+                 "time", "schedules", "mqtt", "webhooks", "transfer", "messages", "camera")
     SECTIONS = __slots__
 
     def __init__(self, sip: "SipConfig", media: "MediaConfig", answer: "AnswerConfig",
@@ -411,7 +437,8 @@ class Config(_Section):
                  mqtt: "MqttConfig | None" = None,
                  webhooks: "list[WebhookConfig] | None" = None,
                  transfer: "TransferConfig | None" = None,
-                 messages: "MessagesConfig | None" = None) -> None:
+                 messages: "MessagesConfig | None" = None,
+                 camera: "CameraConfig | None" = None) -> None:
         self.sip = sip
         self.media = media
         self.answer = answer
@@ -427,6 +454,7 @@ class Config(_Section):
         self.webhooks = webhooks if webhooks is not None else []
         self.transfer = transfer or TransferConfig([])
         self.messages = messages or MessagesConfig([], ["button"])
+        self.camera = camera if camera is not None else CameraConfig()
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Config":
@@ -450,7 +478,8 @@ class Config(_Section):
             mqtt=MqttConfig(**doc["mqtt"]) if "mqtt" in doc else None,
             webhooks=[WebhookConfig(**w) for w in doc.get("webhooks", [])],
             transfer=TransferConfig(**doc["transfer"]) if "transfer" in doc else None,
-            messages=MessagesConfig(**doc["messages"]) if "messages" in doc else None)
+            messages=MessagesConfig(**doc["messages"]) if "messages" in doc else None,
+            camera=CameraConfig(**doc["camera"]) if "camera" in doc else None)
 
     def to_dict(self) -> dict:
         """The document (a fresh dict: the caller may change it): what the file holds."""
@@ -461,7 +490,8 @@ class Config(_Section):
                 "relays": [r.to_dict() for r in self.relays], "time": self.time.to_dict(),
                 "schedules": [e.to_dict() for e in self.schedules],
                 "mqtt": self.mqtt.to_dict(), "webhooks": [w.to_dict() for w in self.webhooks],
-                "transfer": self.transfer.to_dict(), "messages": self.messages.to_dict()}
+                "transfer": self.transfer.to_dict(), "messages": self.messages.to_dict(),
+                "camera": self.camera.to_dict()}
 
     def section(self, name: str) -> object:
         """A section by its name in the file (for what compares sections by name)."""
@@ -499,7 +529,7 @@ class Config(_Section):
 
     def __repr__(self) -> str:
         return ("<Config %r %r %r buttons=%r %r %r %r %r relays=%r %r schedules=%r %r "
-                "webhooks=%r %r %r>") % (
+                "webhooks=%r %r %r %r>") % (
             self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web,
             self.audio, self.relays, self.time, self.schedules, self.mqtt, self.webhooks,
-            self.transfer, self.messages)
+            self.transfer, self.messages, self.camera)

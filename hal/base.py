@@ -11,6 +11,7 @@ Devices are named for what they do (gpiozero style); the firmware asks for roles
     board.inputs[role]    Input: when_activated, when_deactivated, is_active.
                           door_contact is active while the contact is closed (door shut).
     board.audio           AudioDevice (see below).
+    board.camera          hal.camera.Camera, or None when the board has no camera.
     board.snapshot()      {"buttons": {role: bool}, "leds": {role: pattern},
                            "relays": {role: "open"|"closed"}, "inputs": {role: bool}}
     board.close()         relays off first (the door stays locked), then everything released.
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from hal.board import BoardSpec
+    from hal.camera import Camera
 
 LED_PATTERNS = ("off", "on", "blink_slow", "blink_fast", "flash")
 # pattern -> (on seconds, off seconds, repetitions or None for forever)
@@ -242,6 +244,7 @@ class Board:
         self.relays: Mapping[str, Relay] = relays
         self.inputs: Mapping[str, Input] = inputs
         self.audio = audio
+        self.camera: Camera | None = None
 
     def snapshot(self) -> dict[str, dict[str, bool | str]]:
         return {
@@ -258,6 +261,8 @@ class Board:
             for device in group.values():
                 device.close()
         self.audio.close()
+        if self.camera is not None:
+            self.camera.close()
 
 
 def frame_bytes(rate: int, frame_ms: int) -> int:

@@ -38,11 +38,15 @@ Schema (``schema_version = 1``)::
     playback = "plughw:CARD=Device,DEV=0"
     rate = 48000                 # the device's native rate: 8000, 16000, 44100 or 48000
 
+    [camera]                     # optional (hal/camera.py); sim boards take --camera instead
+    kind = "picamera2"           # "picamera2" (Pi camera modules) or "v4l2" (USB/UVC camera)
+    device = "/dev/video0"       # v4l2: the device; picamera2: the camera number ("0")
+
 Public API:
     load_board(name_or_path) -> BoardSpec   name looks in boards/, a path (with / or .toml) is used
     parse_board(data, source) -> BoardSpec  validate an already-decoded TOML table
     BoardError(ValueError)                  .problems: list of "field: message" strings
-    BoardSpec, ButtonSpec, LedSpec, RelaySpec, InputSpec, AudioSpec (frozen records:
+    BoardSpec, ButtonSpec, LedSpec, RelaySpec, InputSpec, AudioSpec, CameraSpec (frozen records:
                                             keyword construction, equality, hash, repr)
     HEADER_40PIN: {bcm_gpio: physical_pin} for the usable GPIOs 2-27
 """
@@ -86,8 +90,9 @@ DEVICE_KEYS: dict[str, dict[str, tuple[type, bool | int]]] = {
     "inputs": {"active_low": (bool, True), "pull_up": (bool, True)},
 }
 TOP_KEYS = ("schema_version", "name", "kind", "header", "description", "buttons", "leds",
-            "relays", "inputs", "audio")
+            "relays", "inputs", "audio", "camera")
 AUDIO_KEYS = {"capture": str, "playback": str, "rate": int}
+CAMERA_KINDS = ("picamera2", "v4l2")  # what a board file may declare (hal/camera.py)
 MAX_BOUNCE_MS = 1000
 MAX_HOLD_MS = 60000
 
@@ -185,11 +190,18 @@ class AudioSpec(_Spec):
     rate: int
 
 
+class CameraSpec(_Spec):
+    __slots__ = ("kind", "device")
+    DEFAULTS = {"device": ""}
+    kind: str  # picamera2, v4l2 (board files); pattern, file (--camera on sim boards)
+    device: str
+
+
 class BoardSpec(_Spec):
     __slots__ = ("name", "kind", "header", "description", "buttons", "leds", "relays", "inputs",
-                 "audio", "source")
+                 "audio", "source", "camera")
     DEFAULTS = {"buttons": {}, "leds": {}, "relays": {}, "inputs": {}, "audio": None,
-                "source": ""}
+                "source": "", "camera": None}
     name: str
     kind: str
     header: str | None
@@ -200,6 +212,7 @@ class BoardSpec(_Spec):
     inputs: dict
     audio: AudioSpec | None
     source: str
+    camera: CameraSpec | None
 
 
 SPEC_CLASSES = {"buttons": ButtonSpec, "leds": LedSpec, "relays": RelaySpec, "inputs": InputSpec}
@@ -289,10 +302,11 @@ def parse_board(data: "dict[str, Any]", source: str = "<board>") -> "BoardSpec":
         sections[section] = _parse_devices(data, section, spec_class, kind, pins_used, problems)
 
     audio = _parse_audio(data, kind, problems)
+    camera = _parse_camera(data, kind, problems)
     if problems:
         raise BoardError(source, problems)
     return BoardSpec(name=name, kind=kind, header=header, description=description,
-                     audio=audio, source=source, **sections)
+                     audio=audio, source=source, camera=camera, **sections)
 
 
 def _typed(table: "dict[str, Any]", key: str, expected: type, problems: list[str],
@@ -415,3 +429,29 @@ def _parse_audio(data: "dict[str, Any]", kind: str | None,
     if None in values.values():
         return None
     return AudioSpec(**values)
+
+
+def _parse_camera(data: "dict[str, Any]", kind: str | None,
+                  problems: list[str]) -> "CameraSpec | None":
+    if "camera" not in data:
+        return None
+    table = data["camera"]
+    if kind == "sim":
+        problems.append("camera: simulated boards take their camera from --camera; "
+                        "remove [camera]")
+        return None
+    if not isinstance(table, dict):
+        problems.append(f"camera: expected a table, got {table!r}")
+        return None
+    for key in table:
+        if key not in ("kind", "device"):
+            problems.append(f"camera.{key}: unknown key (expected one of kind, device)")
+    camera_kind = _typed(table, "kind", str, problems, required=True, prefix="camera.")
+    device = _typed(table, "device", str, problems, prefix="camera.") or ""
+    if camera_kind is not None and camera_kind not in CAMERA_KINDS:
+        problems.append(f"camera.kind: {camera_kind!r} is not one of {', '.join(CAMERA_KINDS)}")
+        return None
+    if camera_kind == "v4l2" and device and not device.startswith("/dev/"):
+        problems.append(f"camera.device: {device!r} is not a device path like /dev/video0")
+        return None
+    return CameraSpec(kind=camera_kind, device=device) if camera_kind is not None else None

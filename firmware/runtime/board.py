@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("doorline")
 
+RING_ROLES_EXCLUDED = ("hangup", "exit")  # buttons that do not ring: no snapshot
+
 
 class BoardExecutors(StationParts):
     # -- hardware ----------------------------------------------------------------------------
@@ -91,6 +93,12 @@ class BoardExecutors(StationParts):
             self._stop_cue()
 
     def _do_log_event(self, action: actions.LogEvent) -> None:
+        if action.type == "button" and action.fields.get("role") not in RING_ROLES_EXCLUDED:
+            # someone rang: keep a picture of who (issue 16)
+            camera = self.camera_service()
+            snapshot = camera.ring_snapshot(dict(action.fields)) if camera is not None else None
+            if snapshot is not None:
+                action.fields["snapshot"] = snapshot
         self.eventlog.append(action.type, **action.fields)
         if action.type == "door_open":
             log.info("%s opened by %s (%s)", action.fields.get("relay"), action.fields.get("by"),

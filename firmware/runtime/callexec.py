@@ -65,7 +65,46 @@ class CallExecutors(StationParts):
             self.sessions.media_unavailable(event.call_id, str(exc), self.loop.time())
             return
         self._pairs[event.call_id] = pair
-        self.sessions.media_opened(event.call_id, ports.host, port, self.loop.time())
+        video_port = self._open_video_pair(event.call_id)
+        self.sessions.media_opened(event.call_id, ports.host, port, self.loop.time(),
+                                   video_port=video_port)
+
+    def _open_video_pair(self, call_id: str) -> "int | None":
+        """A second port pair for H.264 when the station offers video (a camera, `[camera]
+        enabled` and `video = "offer"`); None otherwise or when no pair is free (the call is
+        then offered and answered audio-only)."""
+        camera = self.cfg.camera
+        if self.board is None or self.board.camera is None or not camera.enabled or \
+                camera.video != "offer":
+            return None
+        try:
+            port, pair = self._port_pool().open_pair()
+        except OSError as exc:
+            log.warning("no port pair for video (%s): audio only", exc)
+            return None
+        self._video_pairs[call_id] = pair
+        if self.sessions is not None:  # the level this camera's stream has (RFC 6184 §8.1)
+            from firmware.runtime.video import BITRATE
+            from firmware.sdp.video import profile_level_id
+
+            self.sessions.video_profile_level_id = profile_level_id(
+                camera.width, camera.height, camera.fps, BITRATE // 1000)
+        return port
+
+    def _start_video(self, call_id: str, negotiated: "Any") -> None:
+        pair = self._video_pairs.pop(call_id, None)
+        video = getattr(negotiated, "video", None)
+        if pair is None:
+            return
+        if video is None:  # the peer took no video: audio only, as before
+            log.info("call %s: the peer takes no video; audio only", call_id)
+            close_pair(pair)
+            return
+        from firmware.runtime.video import VideoStream
+
+        stream = VideoStream(call_id, pair, self.camera_service())
+        self.videos[call_id] = stream
+        stream.play(video)
 
     def _start_media(self, event: ev.StartMedia) -> None:
         pair = self._pairs.pop(event.call_id)
@@ -86,16 +125,25 @@ class CallExecutors(StationParts):
             self.board.audio.begin_call(event.call_id)
         stream.play(event.negotiated)
         self.health.require("audio", True)
+        self._start_video(event.call_id, event.negotiated)
 
     def _update_media(self, event: ev.UpdateMedia) -> None:
         stream = self.streams.get(event.call_id)
         if stream is not None:
             stream.update(event.negotiated)
+        video = self.videos.get(event.call_id)
+        if video is not None:
+            video.update(event.negotiated.video)
 
     def _stop_media(self, event: ev.StopMedia) -> None:
         pair = self._pairs.pop(event.call_id, None)
         if pair is not None:
             close_pair(pair)
+        close_pair(self._video_pairs.pop(event.call_id, None))
+        video = self.videos.pop(event.call_id, None)
+        if video is not None:
+            video.stop()
+            log.info("video %s: %s", event.call_id, video.stats())
         stream = self.streams.pop(event.call_id, None)
         if stream is not None:
             self._stats[event.call_id] = stream.stats()
@@ -208,15 +256,20 @@ class CallExecutors(StationParts):
             port, pair, no_media = None, None, exc
         button = self.cfg.button(action.role)
         answer_mode = button.answer_mode if button is not None else ""
+        video_port = self._open_video_pair(action.call_id) if pair is not None else None
         session = self.sessions.place_call(
             action.role, routed, ports.host, port, self.loop.time(),
             sequential=action.sequential, target_timeout=action.target_timeout_s,
             answer_mode=answer_mode or None, no_media=no_media,
-            call_id=action.call_id)
+            call_id=action.call_id, video_port=video_port)
         if session is not None:
             self._pairs[session.id] = pair
-        elif pair is not None:
-            close_pair(pair)
+            if session.id != action.call_id and action.call_id in self._video_pairs:
+                self._video_pairs[session.id] = self._video_pairs.pop(action.call_id)
+        else:
+            if pair is not None:
+                close_pair(pair)
+            close_pair(self._video_pairs.pop(action.call_id, None))
 
     def _do_answer(self, action: actions.Answer) -> None:
         assert self.sessions is not None  # a call to answer: SIP has run

@@ -29,6 +29,9 @@ class Facade(StationParts):
             stream = self.streams.get(call["id"])
             call["stats"] = stream.stats() if stream else \
                 ({"codec": call["codec"]} if call["codec"] else {})
+            video = self.videos.get(call["id"])
+            if video is not None:
+                call["stats"]["video"] = video.stats()
             calls_status.append(call)
         snapshot = self.board.snapshot() if self.board is not None else {}
         registration = self.ua.status() if self.ua is not None else {
@@ -161,6 +164,12 @@ class Facade(StationParts):
         if not opened:
             raise ValueError("no relay %r (configured: %s)" % (
                 relay, ", ".join(self.cfg.relay_roles())))
+
+    def latest_snapshot(self) -> dict[str, Any] | None:
+        """The newest ring picture: {"id", "time", "event", "path"} (the JPEG's file), or None
+        without a camera or before the first ring (for MQTT's image entity, issue 17)."""
+        camera = self.camera_service()
+        return camera.latest_snapshot() if camera is not None else None
 
     def events(self, since: int | None = None) -> list[dict]:
         return self.eventlog.since(since)

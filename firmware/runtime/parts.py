@@ -18,6 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from firmware.app.controller import Controller
     from firmware.app.schedules import LocalTime
+    from firmware.runtime.camera import CameraService
     from firmware.runtime.conference import Mixer, SharedAudio
     from firmware.runtime.cues import CuePlayer
     from firmware.runtime.eventlog import EventLog
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from firmware.runtime.house import House
     from firmware.runtime.media import MediaStream, PortPool
     from firmware.runtime.transport import Transports
+    from firmware.runtime.video import VideoStream
     from firmware.session.session import SessionManager
     from firmware.sip.call import CallManager
     from firmware.sip.useragent import UserAgent
@@ -61,12 +63,15 @@ class StationParts:
     rtp_host: str  # where the port pool binds (the SIP listen address)
     streams: "dict[str, MediaStream]"  # call id → MediaStream (playing)
     _pairs: dict[str, Pair | None]  # call id → RTP/RTCP pair, bound, not yet playing
+    _video_pairs: dict[str, Pair]  # call id → the video's pair, bound, not yet playing
+    videos: "dict[str, VideoStream]"  # call id → VideoStream (playing)
     _stats: dict[str, dict]  # call id → last media statistics, logged with its end
     _cue: "CuePlayer | None"
     _mixer: "Mixer | None"  # the conference's (runtime/conference.py), made at the first need
     _shared: "SharedAudio | None"  # the conference's one real audio device (paced boards)
     _sip_start: "asyncio.Future[None] | None"
     house: "House | None"  # MQTT and webhooks, while configured (runtime/house.py)
+    _camera: "CameraService | None"  # made at the first need (Station.camera_service)
 
     # -- the station's drive and life cycle (defined by Station) ---------------------------
     def _kick(self) -> None:
@@ -88,6 +93,9 @@ class StationParts:
         raise NotImplementedError
 
     def _sip_failed(self, exc: BaseException, hint: str | None = None) -> None:
+        raise NotImplementedError
+
+    def camera_service(self) -> "CameraService | None":
         raise NotImplementedError
 
     async def _reconfigure_house(self, old: Config) -> None:

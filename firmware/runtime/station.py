@@ -45,6 +45,7 @@ from firmware.sip.useragent import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from firmware.runtime.camera import CameraService
     from hal.base import Board
 
 log = logging.getLogger("doorline")
@@ -80,6 +81,8 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         self._prepared = False  # prepare() made the controller and the event log
         self.streams = {}  # call id → MediaStream (playing)
         self._pairs = {}  # call id → RTP/RTCP socket pair, bound, not yet playing
+        self._video_pairs = {}  # call id → the video's pair (issue 16), not yet playing
+        self.videos = {}  # call id → VideoStream (playing)
         self._stats = {}  # call id → last media statistics, logged with its end
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Future[None]] = set()  # running _move_port (kept referenced)
@@ -88,6 +91,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         self._cue = None
         self._mixer = None  # a conference's mixer (runtime/conference.py)
         self._shared = None  # and its shared audio device (paced boards)
+        self._camera = None
         self.counters = {"calls_total": 0, "door_openings_total": 0}
         # systemd: WATCHDOG=1 only while the loop turns, SIP is served and call audio moves.
         self.health = Health()
@@ -264,6 +268,21 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
 
         if self.ua is not None:
             self._port_pool()
+        self.camera_service()
+
+    def camera_service(self) -> "CameraService | None":
+        """The camera's service when the board has a camera and `[camera] enabled` (made at
+        the first need; the camera itself opens only while someone uses it)."""
+        camera = self.board.camera if self.board is not None else None
+        if camera is None or not self.cfg.camera.enabled:
+            return None
+        if self._camera is None:
+            from firmware.runtime.camera import CameraService
+
+            self._camera = CameraService(camera, self.cfg.camera, self.state_dir)
+        elif self._camera.cfg != self.cfg.camera:
+            self._camera.update_config(self.cfg.camera)
+        return self._camera
 
     async def _locate_registrar(self) -> Peer:
         sip = self.cfg.sip
@@ -299,6 +318,12 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         for pair in self._pairs.values():
             close_pair(pair)
         self._pairs.clear()
+        for video in list(self.videos.values()):
+            video.stop()
+        self.videos.clear()
+        for pair in self._video_pairs.values():
+            close_pair(pair)
+        self._video_pairs.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -319,6 +344,8 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
             self._idle.cancel()
         self._stop_cue()
         await self._stop_sip()
+        if self._camera is not None:
+            self._camera.close()
         if self.house is not None:  # `offline` published, the rest dropped: within the 3 s
             try:
                 await asyncio.wait_for(self.house.stop(), HOUSE_STOP_S)

@@ -49,6 +49,7 @@ Public API
 - ``SrtpParameters``: ``suite``, ``remote_key``, ``remote_salt``, ``local_key``, ``local_salt``.
 """
 
+from firmware.sdp import video as videos
 from firmware.sdp.session import (
     INACTIVE,
     RECVONLY,
@@ -60,6 +61,10 @@ from firmware.sdp.session import (
     Origin,
     SessionDescription,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from firmware.sdp.video import LocalVideo, NegotiatedVideo
 
 SRTP_OFF = "off"
 SRTP_OPTIONAL = "optional"
@@ -116,7 +121,8 @@ class LocalMedia:
                  telephone_event: bool = True, telephone_event_payload_type: int = 101,
                  ptime: int = 20, srtp: str = SRTP_OFF,
                  crypto: "list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]" = (),
-                 rtcp_mux: bool = False, username: str = "doorline", session_id: int = 0) -> None:
+                 rtcp_mux: bool = False, username: str = "doorline", session_id: int = 0,
+                 video: "LocalVideo | None" = None) -> None:
         self.address = address
         self.rtp_port = rtp_port
         self.codecs = [name.upper() for name in codecs]
@@ -128,6 +134,7 @@ class LocalMedia:
         self.rtcp_mux = rtcp_mux
         self.username = username
         self.session_id = session_id
+        self.video = video  # H.264 beside the audio (firmware/sdp/video.py), None: audio only
         self._validate()
 
     def _validate(self) -> None:
@@ -191,6 +198,7 @@ class NegotiatedMedia:
         self.sending = sending
         self.receiving = receiving
         self.srtp = srtp
+        self.video: NegotiatedVideo | None = None  # the m=video beside, when negotiated
 
     @property
     def frame_samples(self) -> int:
@@ -362,6 +370,13 @@ def create_offer(local: "LocalMedia", session_version: int, direction: str = SEN
             crypto = Crypto.inline(tag, suite, key_salt[:16], key_salt[16:])
             media.add_attribute("crypto", str(crypto))
     offer.media[slot:slot + 1] = [media]
+    if local.video is not None:
+        video = videos.offer_media(local.video, media.proto, local.srtp, direction)
+        slots = [i for i, m in enumerate(offer.media) if m.media == "video"]
+        if slots:  # a re-offer: the video keeps its place
+            offer.media[slots[0]] = video
+        else:
+            offer.media.append(video)
     return offer
 
 
@@ -392,8 +407,14 @@ def create_answer(offer: "SessionDescription", local: "LocalMedia", session_vers
     answer = _new_description(local, session_version)
     negotiated = None
     failure = "no audio stream offered"
+    video = None
     for index, media in enumerate(offer.media):
         accepted = None
+        if media.media == "video" and video is None and local.video is not None:
+            video = _answer_video(offer, media, index, local)
+            if video is not None:
+                answer.media.append(video[0])
+                continue
         if negotiated is None and media.media == "audio" and media.port != 0:
             try:
                 accepted = _choose_audio(media, local)
@@ -423,7 +444,28 @@ def create_answer(offer: "SessionDescription", local: "LocalMedia", session_vers
                                  srtp, local, our_flags)
     if negotiated is None:
         raise OfferAnswerError(failure)
+    negotiated.video = video[1] if video is not None else None
     return answer, negotiated
+
+
+def _answer_video(offer: "SessionDescription", media: "MediaDescription", index: int,
+                  local: "LocalMedia") -> "tuple[MediaDescription, NegotiatedVideo] | None":
+    """An offered m=video: accepted under the audio's SRTP rules, or None (port 0)."""
+    assert local.video is not None
+    proto_ok = media.proto in (PROTO_RTP, PROTO_SRTP) and \
+        not (media.proto == PROTO_SRTP and local.srtp == SRTP_OFF) and \
+        not (local.srtp == SRTP_MANDATORY and media.proto != PROTO_SRTP)
+    crypto = None
+    if proto_ok and local.srtp != SRTP_OFF:
+        for candidate in media.cryptos():
+            if (local.video.key_salt_for(candidate.suite) is not None and
+                    len(candidate.keys) == 1 and candidate.keys[0].mki_value is None and
+                    not candidate.session_params):
+                crypto = candidate
+                break
+        if media.proto == PROTO_SRTP and crypto is None:
+            proto_ok = False
+    return videos.answer_media(offer, media, index, local.video, proto_ok, local.srtp, crypto)
 
 
 def _answered_srtp(offered: "MediaDescription",
@@ -460,9 +502,24 @@ def process_answer(offer: "SessionDescription", answer: "SessionDescription",
         if local.telephone_event and _telephone_event_payload_type(offered) is not None:
             telephone_event = _telephone_event_payload_type(answered)
         our_flags = _DIRECTION_FLAGS[offer.direction_of(offered)]
-        return _negotiated(index, answer, answered, codec, payload_type, telephone_event, srtp,
-                           local, our_flags)
+        negotiated = _negotiated(index, answer, answered, codec, payload_type, telephone_event,
+                                 srtp, local, our_flags)
+        negotiated.video = _answered_video(offer, answer, local)
+        return negotiated
     raise OfferAnswerError("answer rejected the audio stream")
+
+
+def _answered_video(offer: "SessionDescription", answer: "SessionDescription",
+                    local: "LocalMedia") -> "NegotiatedVideo | None":
+    if local.video is None:
+        return None
+    for index, offered in enumerate(offer.media):
+        if offered.media == "video" and offered.port != 0:
+            try:
+                return videos.answered(offered, answer, answer.media[index], index, local.video)
+            except OfferAnswerError:
+                return None  # an unusable video answer: the call goes on without video
+    return None
 
 
 def _answered_codec(offered: "MediaDescription", answered: "MediaDescription",

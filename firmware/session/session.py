@@ -24,6 +24,7 @@ import os
 from firmware.rtp.dtmf import parse_info_body
 from firmware.sdp import offer_answer as oa
 from firmware.sdp.session import SessionDescription
+from firmware.sdp.video import LocalVideo
 from firmware.session import events as ev
 from firmware.session.transfer import Transfers
 from firmware.sip import call as sipcall
@@ -116,6 +117,12 @@ class SessionManager:
         self.calls = calls
         self.media_cfg = media_cfg
         self.random = random
+        # H.264 beside the audio (issue 16) whenever the runtime gives a video port (the
+        # station has a camera and [camera] video = "offer"): this payload type in our offers,
+        # and the profile-level-id of the stream (sdp.video.profile_level_id of the camera's
+        # settings; the runtime keeps it current)
+        self.video_payload_type = 96
+        self.video_profile_level_id = "42c01f"
         self._sessions: list[Session] = []  # in creation order (MicroPython's dict is unordered)
         self._events: list[ev.SessionEvent] = []
         self._on_sip: dict[type, CallEventHandler] = {
@@ -182,18 +189,19 @@ class SessionManager:
                    target_timeout: "float | None" = None, answer_mode: "str | None" = None,
                    no_media: object = None, call_id: "str | None" = None,
                    headers: "list[tuple[str, str]] | None" = None,
-                   extra_calls: int = 0) -> "Session | None":
+                   extra_calls: int = 0,
+                   video_port: "int | None" = None) -> "Session | None":
         """Ring `routed` ([(target, next-hop Peer)]) with our offer for RTP at address:port (the
         runtime's port pair; port None when it has none, `no_media` saying why), under
-        `call_id` (the controller's; None: minted here). Emits CallStarted or
-        CallNotStarted; returns the Session or None."""
+        `call_id` (the controller's; None: minted here); `video_port`: also offer H.264 video
+        received there. Emits CallStarted or CallNotStarted; returns the Session or None."""
         if call_id is None:  # the one id of this call in every layer
             call_id = self.random(CALL_ID_BYTES).hex()
         if port is None:
             self._emit(ev.CallNotStarted(call_id, role, "no media: %s" % no_media))
             return None
         secure = all(peer.transport == "tls" for _, peer in routed)
-        local, problem = self._local_media(address, port, secure)
+        local, problem = self._local_media(address, port, secure, video_port)
         if problem is not None:
             self._emit(ev.CallNotStarted(call_id, role, problem))
             return None
@@ -266,15 +274,17 @@ class SessionManager:
             session.call.send_info(content_type, body, now)
 
     # -- the runtime's reports ------------------------------------------------------------------
-    def media_opened(self, call_id: str, address: str, port: int, now: float) -> None:
-        """The port pair an OpenMedia asked for: answer the offer (parked) or refuse with 488."""
+    def media_opened(self, call_id: str, address: str, port: int, now: float,
+                     video_port: "int | None" = None) -> None:
+        """The port pair an OpenMedia asked for (and one for video, when the station offers
+        it): answer the offer (parked) or refuse with 488."""
         session = self.get(call_id)
         if session is None or session.state == sipcall.ENDED:
             return
         call = session.call
         source, offer = call.source, call.remote_sdp
         assert source is not None  # OpenMedia: an incoming call, which has its INVITE's source
-        local, problem = self._local_media(address, port, source.transport == "tls")
+        local, problem = self._local_media(address, port, source.transport == "tls", video_port)
         session.local = local
         if problem is None and offer is None:
             # delayed offer (RFC 3261 §13.2.1): our offer goes in the 200, the answer comes
@@ -456,8 +466,8 @@ class SessionManager:
         session.call.reject(status, now, reason_phrase)
         self._emit(ev.CallRefused(session.id, session.call.peer, status, problem))
 
-    def _local_media(self, address: str, port: int,
-                     secure: bool) -> "tuple[LocalMedia, str | None]":
+    def _local_media(self, address: str, port: int, secure: bool,
+                     video_port: "int | None" = None) -> "tuple[LocalMedia, str | None]":
         """(LocalMedia, problem): the SRTP mode this signalling allows and fresh keys (RFC 4568
         §8.3: SDES keys are only as secret as the signalling)."""
         cfg = self.media_cfg
@@ -470,6 +480,11 @@ class SessionManager:
         if mode != oa.SRTP_OFF:
             crypto = [(suite, self.random(oa.KEY_SALT_LENGTH))
                       for suite in oa.SUPPORTED_CRYPTO_SUITES]
+        video = None
+        if video_port is not None:  # its own SDES keys (RFC 4568 §6.1: a key per m-line)
+            video = LocalVideo(video_port, self.video_payload_type,
+                               self.video_profile_level_id, crypto=[
+                (suite, self.random(oa.KEY_SALT_LENGTH)) for suite, _ in crypto])
         local = oa.LocalMedia(address, port, codecs=cfg.codecs, srtp=mode, crypto=crypto,
-                              session_id=int.from_bytes(self.random(4), "big"))
+                              session_id=int.from_bytes(self.random(4), "big"), video=video)
         return local, problem

@@ -641,6 +641,11 @@ def create_app(station: "Station", config_path: str, state_dir: str,
     async def metrics(request: "Request") -> "Any":
         return Response(prometheus_text(station.metrics()), 200, {"Content-Type": METRICS_TYPE})
 
+    board = getattr(station, "board", None)
+    if board is not None and getattr(board, "camera", None) is not None:
+        from firmware.web import camera  # only stations with a camera load its routes
+
+        camera.add_routes(app, web, station, clock)
     return app
 
 

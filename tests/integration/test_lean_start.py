@@ -76,3 +76,23 @@ def test_idle_station_loads_nothing_it_does_not_use(tmp_path, kamailio):
     finally:
         station.kill()
         print(f"--- firmware log (tail) ---\n{station.log[-3000:]}")
+
+
+def test_a_camera_configured_but_unused_loads_no_camera_library(tmp_path, kamailio):
+    """Issue 16: with `--camera pattern` and `[camera] enabled`, nothing of PyAV (nor any
+    encoder) is loaded until the camera is used; a snapshot then loads it."""
+    config = station_config(kamailio, "udp")
+    station = Firmware(tmp_path / "fw", config, log_level="INFO",
+                       extra_args=("--camera", "pattern")).start()
+    try:
+        station.wait_log(r"registration registered", timeout=10.0)
+        station.wait_log(r"web page on http://", timeout=10.0)
+        modules = loaded_modules(station)
+        assert "firmware.runtime.camera" in modules  # the warm-up made the service
+        camera_libraries = sorted(name for name in modules
+                                  if name == "av" or name.startswith(("av.", "hal.camera_av",
+                                                                      "picamera2")))
+        assert camera_libraries == [], camera_libraries
+        assert station.alive
+    finally:
+        station.kill()

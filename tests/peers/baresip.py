@@ -29,14 +29,20 @@ Event types seen in 1.0.0: REGISTERING, REGISTER_OK, REGISTER_FAIL, UNREGISTERIN
 CALL_INCOMING, CALL_RINGING, CALL_PROGRESS, CALL_ESTABLISHED, CALL_CLOSED (param = reason),
 CALL_DTMF_START (param = the digit) / CALL_DTMF_END, CALL_MENC (SRTP state),
 CALL_LOCAL_SDP / CALL_REMOTE_SDP (param offer|answer), CALL_RTPESTAB, CALL_RTCP.
+Video quirks (1.0.0, `avcodec` from baresip-ffmpeg): an account limited with
+`video_codecs=H264` offers and accepts only packetization-mode 0 (so it is not limited here:
+both modes are offered, mode 1 as payload type 97); `snapshot_recv PATH` writes a PNG to PATH
+exactly as given (no suffix added) and logs `png: wrote PATH`.
 Quirks: the END of the last digit is only reported once more RTP arrives, so count
 CALL_DTMF_START events; recordings are named by wall-clock second, so two calls of one
 instance within the same second share (overwrite) a file.
 
 Public API: `Baresip(workdir, user="flat1", password=None, registrar=None, sip_port=None,
 transport="udp", srtp=False, answer_mode="auto", tone_hz=440, ca_path=None,
-codecs=("PCMU/8000/1", "PCMA/8000/1"), modules=(), source_wav=None)` (`modules`: extra
-modules such as "g722.so"; `source_wav`: a WAV played through `aufile` instead of ausine);
+codecs=("PCMU/8000/1", "PCMA/8000/1"), modules=(), source_wav=None, video=False)`
+(`modules`: extra modules such as "g722.so"; `source_wav`: a WAV played through `aufile`
+instead of ausine; `video`: H.264 through avcodec, fakevideo as camera and display, and
+`snapshot_recv` writing received frames as PNG);
 `start(timeout=10)`, `stop(timeout=5)`, `alive`, `pid`, `aor`, `contact_uri`,
 `command(cmd, params="", timeout=5) -> dict`, `dial(uri)`, `hangup()`, `accept()`,
 `send_dtmf(digits)`, `events` (all so far), `wait_event(match, timeout, since=None) -> dict`,
@@ -94,7 +100,8 @@ def _tcp_free(port):
 class Baresip(PeerProcess):
     def __init__(self, workdir, user="flat1", password=None, registrar=None, sip_port=None,
                  transport="udp", srtp=False, answer_mode="auto", tone_hz=440, ca_path=None,
-                 codecs=("PCMU/8000/1", "PCMA/8000/1"), modules=(), source_wav=None):
+                 codecs=("PCMU/8000/1", "PCMA/8000/1"), modules=(), source_wav=None,
+                 video=False):
         if answer_mode not in ANSWER_MODES:
             raise ValueError(f"answer_mode must be one of {ANSWER_MODES}")
         if transport not in TRANSPORTS:
@@ -122,6 +129,7 @@ class Baresip(PeerProcess):
         self.codecs = tuple(codecs)  # account audio_codecs, e.g. "G722/16000/1" (issue 15)
         self.modules = tuple(modules)  # extra modules, e.g. "g722.so", "speex_pp.so"
         self.source_wav = source_wav  # a WAV played as the microphone (aufile) instead of ausine
+        self.video = video
         self.sip_port = sip_port or _sip_and_tls_port()
         self.ctrl_port = free_port(("tcp",))
         self._process = None
@@ -188,6 +196,11 @@ class Baresip(PeerProcess):
         ]
         if self.ca_path:
             lines.append(f"sip_cafile {self.ca_path}")
+        if self.video:  # H.264 from baresip-ffmpeg; fakevideo: a source and a screenless display
+            lines += ["module avcodec.so", "module fakevideo.so", "module snapshot.so",
+                      "video_source fakevideo,nil", "video_display fakevideo,nil",
+                      "video_size 320x240", "video_fps 15", "video_bitrate 300000",
+                      "avcodec_h264enc libx264", "avcodec_h264dec h264"]
         (self.config_dir / "config").write_text("\n".join(lines) + "\n")
         # No account.so and no accounts file: the account is added by `uanew` in start().
         (self.config_dir / "accounts").write_text("")

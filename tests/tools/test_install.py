@@ -228,3 +228,20 @@ def test_verify_catches_a_broken_unit(tmp_path):
     unit.write_text(unit.read_text().replace("/opt/doorline/venv/bin/python",
                                              "/opt/doorline/venv/bin/pythonx"))
     assert "is not executable" in verify_unit(tmp_path)
+
+
+@pytest.mark.parametrize("section,packages", [
+    ("", ""), ("# [camera]\n# kind = \"picamera2\"\n", ""),
+    ("[camera]\nkind = \"v4l2\"\ndevice = \"/dev/video0\"\n", "python3-av"),
+    ("[camera]\nkind = \"picamera2\"\n", "python3-av python3-picamera2")])
+def test_camera_packages_follow_the_board_files_camera(tmp_path, section, packages):
+    """Issue 16: a board with a [camera] gets PyAV from apt, a Pi camera module picamera2."""
+    board = tmp_path / "board.toml"
+    board.write_text((ROOT / "boards/rpi4.toml").read_text().split("\n# A camera")[0] +
+                     "\n" + section)
+    function = re.search(r"^camera_packages\(\) \{.*?^\}$", INSTALL.read_text(),
+                         re.S | re.M).group(0)
+    result = subprocess.run(["bash", "-c", function + '\ncamera_packages "$1"', "-",
+                             str(board)], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == packages.split()

@@ -113,7 +113,8 @@ class DoorlineUA:
 
     def __init__(self, workdir, registrar=None, user="door", password="", srtp="off",
                  allow=(), button_targets=(), rtp_ports=None, mic=None, speaker_dir=None,
-                 board=None, env=None, audio=None, codecs=None, echo_path=None):
+                 board=None, env=None, audio=None, codecs=None, echo_path=None,
+                 camera=None, camera_cfg=None):
         self.sip_port = free_port(("udp", "tcp"))
         self.web_port = free_port(("tcp",))
         self.user = user
@@ -141,6 +142,10 @@ class DoorlineUA:
             extra += ["--speaker-dir", os.fspath(speaker_dir)]
         if echo_path is not None:
             extra += ["--echo-path", os.fspath(echo_path)]
+        if camera is not None:  # pc-sim: "pattern" or a file (issue 16)
+            extra += ["--camera", camera]
+        if camera_cfg:
+            config["camera"] = dict(camera_cfg)
         self.registered_mode = registrar is not None
         # test_hooks off: production behaviour (DOORLINE_TEST_HOOKS=0), as baresip runs as shipped.
         options = {"extra_args": extra, "log_level": "INFO", "test_hooks": False}

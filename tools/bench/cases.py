@@ -422,3 +422,84 @@ def _codec_throughput(bench):
                      "wall_s": round(time.perf_counter() - wall_start, 4),
                      "frames_per_cpu_s": frames / cpu}
     return out
+
+
+# -- the camera (issue 16, Doorline only) ---------------------------------------------------
+
+CAMERA_CFG = {"width": 640, "height": 480, "fps": 15}
+
+
+def camera_cases(bench):
+    return {"doorline": bench.guard("camera[doorline]", _camera, bench),
+            "baresip": {"na": "the station's camera; baresip has none to compare"}}
+
+
+def _idle(bench, ua):
+    """CPU share and RSS of an idle, registered UA over the case's window."""
+    time.sleep(bench.params["settle_s"])
+    cpu_before, wall_before = cpu_seconds(ua.pid), time.monotonic()
+    time.sleep(bench.params["cpu_s"])
+    wall = time.monotonic() - wall_before
+    return 100.0 * (cpu_seconds(ua.pid) - cpu_before) / wall, memory_kb(ua.pid)["VmRSS"]
+
+
+def _camera(bench):
+    out = {}
+    # idle: the same station without a camera, then with the pattern camera configured, unused
+    for label, camera in (("none", None), ("camera", "pattern")):
+        ua = bench.registered_ua("doorline", camera=camera, camera_cfg=CAMERA_CFG)
+        try:
+            ua.wait_ready(10)
+            out[f"idle_{label}_cpu_percent"], out[f"idle_{label}_rss_kb"] = _idle(bench, ua)
+            if camera is None:
+                continue
+            out["snapshot_latency_ms"] = _snapshot_latency(bench, ua)
+            out.update(_video_call(bench, ua))
+        finally:
+            bench.stop(ua)
+    out["idle_rss_ratio"] = out["idle_camera_rss_kb"] / out["idle_none_rss_kb"]
+    return out
+
+
+def _snapshot_latency(bench, ua):
+    """Button press (the request leaving) → the ring's JPEG on disk (its mtime), the camera
+    closed before each press (cold: nobody was looking), in ms."""
+    import pathlib
+
+    directory = pathlib.Path(ua.firmware.state_dir) / "snapshots"
+    latencies = []
+    for _ in range(bench.params["snapshots"]):
+        time.sleep(3.5)  # the camera closes 3 s after its last user (runtime/camera.py)
+        before = set(directory.glob("*.jpg")) if directory.exists() else set()
+        pressed = time.time()
+        ua.press(100)
+        if not wait_until(lambda old=before: directory.exists() and
+                          set(directory.glob("*.jpg")) - old, 5.0, 0.005):
+            raise BenchError(f"no snapshot on disk 5 s after a press; log: {ua._tail()}")
+        (new,) = set(directory.glob("*.jpg")) - before
+        latencies.append((new.stat().st_mtime_ns / 1e9 - pressed) * 1000)
+    return stats.summary(latencies)
+
+
+def _video_call(bench, ua):
+    """A 640x480 @ 15 fps video call to baresip: CPU, RSS, capture → RTP delay."""
+    peer = bench.video_peer()
+    ua.call(f"sip:{peer.user}@127.0.0.1:{bench.kamailio.udp_port}")
+    ua.wait_established(10)
+    if not wait_until(lambda: any("video" in s for s in ua.call_stats()), 5.0, 0.05):
+        raise BenchError(f"the call has no video: {ua.call_stats()}; log: {ua._tail()}")
+    time.sleep(bench.params["warmup_s"])
+    cpu_before, wall_before = cpu_seconds(ua.pid), time.monotonic()
+    time.sleep(bench.params["cpu_s"])
+    wall = time.monotonic() - wall_before
+    cpu = 100.0 * (cpu_seconds(ua.pid) - cpu_before) / wall
+    rss = memory_kb(ua.pid)["VmRSS"]
+    video = [s["video"] for s in ua.call_stats() if "video" in s][0]
+    ua.hangup()
+    ua.wait_idle(5)
+    delay = video.get("capture_to_rtp_ms", {})
+    return {"video_call_cpu_percent": cpu, "video_call_rss_kb": rss,
+            "video_frames_sent": video.get("frames_sent"),
+            "video_frames_decoded": video.get("frames_decoded"),
+            "capture_to_rtp_ms_median": delay.get("median"),
+            "capture_to_rtp_ms_max": delay.get("max")}

@@ -31,16 +31,19 @@ from tools.bench.svg import interval_histogram_svg
 
 MODES = {
     "full": {"cpu_s": 40, "rtp_s": 60, "invite_calls": 200, "button_presses": 20,
-             "register_runs": 5, "loss_s": 20, "codec_s": 2.0, "settle_s": 1.0, "warmup_s": 1.0},
+             "register_runs": 5, "loss_s": 20, "codec_s": 2.0, "settle_s": 1.0, "warmup_s": 1.0,
+             "snapshots": 8},
     "quick": {"cpu_s": 8, "rtp_s": 10, "invite_calls": 30, "button_presses": 8,
-              "register_runs": 2, "loss_s": 6, "codec_s": 0.5, "settle_s": 1.0, "warmup_s": 1.0},
+              "register_runs": 2, "loss_s": 6, "codec_s": 0.5, "settle_s": 1.0, "warmup_s": 1.0,
+              "snapshots": 3},
     "smoke": {"cpu_s": 1, "rtp_s": 2, "invite_calls": 3, "button_presses": 2,
-              "register_runs": 1, "loss_s": 2, "codec_s": 0.1, "settle_s": 0.2, "warmup_s": 0.3},
+              "register_runs": 1, "loss_s": 2, "codec_s": 0.1, "settle_s": 0.2, "warmup_s": 0.3,
+              "snapshots": 1},
 }
 CASES = ("codec", "conference", "start_registered", "calls", "alsa_path", "invite_200",
-         "button_invite", "receive_loss", "audio")
+         "button_invite", "receive_loss", "audio", "camera")
 USERS = {"door": DOOR_PASSWORD, "door2": "door2-secret", "flat1": "flat1-secret",
-         "flat2": "flat2-secret", "absent": "absent-secret"}
+         "flat2": "flat2-secret", "flat4": "flat4-secret", "absent": "absent-secret"}
 MIC_TONE_HZ = 440
 ALSA_RATE = 48000
 # The bench's ALSA "sound card" (the alsa_path case): file plugins over null, no hardware.
@@ -112,6 +115,16 @@ class Bench:
             phone.wait_registered(10)
         return self._peers[user]
 
+    def video_peer(self):
+        """A registered, auto-answering baresip taking H.264 video (flat4; issue 16)."""
+        if "flat4" not in self._peers:
+            phone = Baresip(self.workdir / "peer-flat4", user="flat4", password=USERS["flat4"],
+                            registrar=("127.0.0.1", self.kamailio.udp_port), answer_mode="auto",
+                            tone_hz=MIC_TONE_HZ, video=True)
+            self._peers["flat4"] = phone.start()
+            phone.wait_registered(10)
+        return self._peers["flat4"]
+
     def _next_dir(self, label):
         self._counter += 1
         return self.workdir / f"{self._counter:02d}-{label}"
@@ -138,7 +151,7 @@ class Bench:
         return directory / "board.toml", env
 
     def registered_ua(self, kind, srtp="off", rtp_ports=None, button_targets=(),
-                      preload_account=False, alsa=None):
+                      preload_account=False, alsa=None, camera=None, camera_cfg=None):
         if kind == "doorline" and alsa:
             board, env = self.alsa_setup()
             if alsa == "python":
@@ -149,7 +162,8 @@ class Bench:
         elif kind == "doorline":
             ua = DoorlineUA(self._next_dir("doorline"), registrar=self.kamailio, user="door",
                             password=USERS["door"], srtp=srtp, rtp_ports=rtp_ports,
-                            button_targets=button_targets, mic=self.mic)
+                            button_targets=button_targets, mic=self.mic, camera=camera,
+                            camera_cfg=camera_cfg)
         else:
             ua = BaresipUA(self._next_dir("baresip"), registrar=self.kamailio, user="door2",
                            password=USERS["door2"], srtp=srtp, rtp_ports=rtp_ports,
@@ -207,7 +221,7 @@ class Bench:
                    "invite_200": cases.invite_to_200,
                    "button_invite": cases.button_to_invite,
                    "receive_loss": cases.receive_under_loss,
-                   "audio": audio.audio_cases}
+                   "audio": audio.audio_cases, "camera": cases.camera_cases}
         try:
             self._prepare()
             for name in self.only:

@@ -97,6 +97,20 @@ ROWS = (
      None, "at_least", 25.0, "≥ 25 dB"),
     ("conference mixing, 3 parties (door + 2 calls)", "% of a core", "conference",
      ("parties_3", "core_percent"), None, "below", 5.0, "< 5 %"),
+    ("CPU share, call with 640x480 @ 15 fps H.264 video (pc-sim pattern, libx264)",
+     "% of a core", "camera", ("video_call_cpu_percent",), None, None, None, "—"),
+    ("RSS during that video call", "MB", "camera", ("video_call_rss_kb",), _mb, None, None,
+     "—"),
+    ("capture → first RTP packet of the frame, median", "ms", "camera",
+     ("capture_to_rtp_ms_median",), None, "at_most", 100.0, "≤ 100 ms"),
+    ("button press → ring JPEG on disk (camera cold), median", "ms", "camera",
+     ("snapshot_latency_ms", "p50"), None, "at_most", 300.0, "≤ 300 ms"),
+    ("CPU share idle, camera configured but unused", "% of a core", "camera",
+     ("idle_camera_cpu_percent",), None, None, None, "— (beside the next row)"),
+    ("CPU share idle, no camera", "% of a core", "camera", ("idle_none_cpu_percent",), None,
+     None, None, "—"),
+    ("RSS idle, camera configured but unused ÷ no camera", "×", "camera", ("idle_rss_ratio",),
+     None, "at_most", 1.05, "≈ 1 (≤ 1.05)"),
 )
 
 

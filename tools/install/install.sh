@@ -37,6 +37,17 @@ DESTDIR="${DESTDIR:-}"
 PYTHON="${PYTHON:-python3}"
 MODEL_FILE="${MODEL_FILE:-/proc/device-tree/model}"
 
+# A board file with a [camera] (hal/camera.py) needs PyAV (encoders, V4L2), and the Pi camera
+# modules picamera2: both from apt (PyPI has no PyAV wheel for 32-bit Pi OS; picamera2 and
+# libcamera come from Raspberry Pi OS's own repository).
+camera_packages() {
+  grep -Eq '^\[camera\]' "$1" || return 0
+  echo python3-av
+  if grep -Eq '^[[:space:]]*kind[[:space:]]*=[[:space:]]*"picamera2"' "$1"; then
+    echo python3-picamera2
+  fi
+}
+
 say() { printf 'doorline: %s\n' "$*"; }
 die() { printf 'doorline: error: %s\n' "$*" >&2; exit 1; }
 
@@ -160,7 +171,9 @@ install_all() {
   if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
     die "run as root (sudo make install), or set DESTDIR= for a staged install"
   fi
-  local packages=("${APT_PACKAGES[@]}") arch=""
+  local packages=("${APT_PACKAGES[@]}") arch="" camera=()
+  mapfile -t camera < <(camera_packages "$SRC/boards/$board.toml")
+  packages+=("${camera[@]}")
   if [ -z "$DESTDIR" ]; then
     arch="$(dpkg --print-architecture)"
   fi

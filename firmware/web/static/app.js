@@ -86,7 +86,13 @@
              ["web.https", "HTTPS (after restart)", "bool"],
              ["web.hostnames", "Other names of this station (one per line; requests under " +
               "any name not listed here, its addresses, host name or .local are refused)",
-              "lines"]]]
+              "lines"]]],
+    ["Camera", [["camera.enabled", "Use the camera (if the board has one)", "bool"],
+                ["camera.width", "Width (px)", "int"], ["camera.height", "Height (px)", "int"],
+                ["camera.fps", "Frames per second", "int"],
+                ["camera.snapshot_on_ring", "Picture at every ring", "bool"],
+                ["camera.history", "Ring pictures kept", "int"],
+                ["camera.video", "Video in calls", ["offer", "off"]]]]
   ];
   var BUTTON_FIELDS = [["role", "Role"], ["targets", "Targets (one SIP URI per line)", "lines"],
     ["mode", "Ring mode", ["parallel", "sequential"]],
@@ -483,6 +489,11 @@
       raw.appendChild(el("summary", {}, "JSON"));
       raw.appendChild(el("pre", {}, JSON.stringify(e, null, 1)));
       li.appendChild(raw);
+      if (e.snapshot) {
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(el("a", {href: "/api/snapshots/" + encodeURIComponent(e.snapshot)},
+                          "picture"));
+      }
       list.insertBefore(li, list.firstChild);
     });
     while (list.children.length > 200) list.removeChild(list.lastChild);
@@ -539,6 +550,80 @@
     };
   }
 
+  // ---- camera: live view only while the page is visible, the last ring, the history ---
+  var camera = null;       // GET /api/camera, or null without a camera
+  var liveTimer = null;
+  var STREAM_RENEW_MS = 7500;  // the server ends each MJPEG response after 8 s
+  var shownSnapshots = "";
+
+  function liveOn() {
+    var img = $("cam-live");
+    img.src = "/api/camera/stream?t=" + Date.now();
+    $("cam-live-state").textContent = "";
+    if (liveTimer === null) liveTimer = setInterval(liveOn, STREAM_RENEW_MS);
+  }
+
+  function liveOff() {
+    if (liveTimer !== null) { clearInterval(liveTimer); liveTimer = null; }
+    $("cam-live").removeAttribute("src");  // closes the stream: the camera may stop
+    $("cam-live-state").textContent = "(paused while the page is hidden)";
+  }
+
+  function showCamera(info) {
+    camera = info;
+    $("camera").hidden = false;
+    var url = info.phone_url ? location.origin + info.phone_url : "";
+    $("cam-phone").textContent = url || "Off.";
+    if (document.visibilityState === "visible") liveOn(); else liveOff();
+  }
+
+  function showSnapshots(list) {
+    var key = list.map(function (s) { return s.id; }).join(",");
+    if (key === shownSnapshots) return;
+    shownSnapshots = key;
+    var box = $("cam-history");
+    box.textContent = "";
+    list.forEach(function (s) {
+      var li = el("li");
+      var img = el("img", {src: "/api/snapshots/" + encodeURIComponent(s.id), loading: "lazy",
+                           alt: "Ring at " + new Date(s.time * 1000).toLocaleString()});
+      li.appendChild(img);
+      var what = s.event ? [s.event.role, s.event.outcome].filter(Boolean).join(" → ") : "";
+      li.appendChild(el("span", {}, (what ? what + ", " : "") +
+                                    new Date(s.time * 1000).toLocaleString()));
+      box.appendChild(li);
+    });
+    var ring = $("cam-ring");
+    if (list.length) {
+      ring.src = "/api/snapshots/" + encodeURIComponent(list[0].id);
+      ring.hidden = false;
+      $("cam-ring-caption").textContent = "Last ring: " +
+        (list[0].event && list[0].event.role ? list[0].event.role + ", " : "") +
+        new Date(list[0].time * 1000).toLocaleString();
+    }
+  }
+
+  function pollSnapshots() {
+    if (camera === null) return;
+    api("GET", "/api/snapshots").then(function (res) {
+      showSnapshots(res.data.snapshots || []);
+    }).catch(function () {});
+  }
+
+  function renewToken(enabled) {
+    api("POST", "/api/camera/token", {enabled: enabled}).then(function (res) {
+      if (res.status === 200) showCamera(res.data);
+      else $("cam-phone").textContent = res.data.error || "Could not change the picture URL.";
+    });
+  }
+
+  $("btn-token-new").addEventListener("click", function () { renewToken(true); });
+  $("btn-token-off").addEventListener("click", function () { renewToken(false); });
+  document.addEventListener("visibilitychange", function () {
+    if (camera === null) return;
+    if (document.visibilityState === "visible") liveOn(); else liveOff();
+  });
+
   api("GET", "/api/config").then(function (res) {
     config = res.data;
     render(config);
@@ -546,4 +631,10 @@
     setInterval(tick, 1500);
     pollEvents().then(openStream, openStream);
   });
+  api("GET", "/api/camera").then(function (res) {
+    if (res.status !== 200 || !res.data.present) return;  // no camera: no camera section
+    showCamera(res.data);
+    pollSnapshots();
+    setInterval(pollSnapshots, 3000);
+  }).catch(function () {});
 })();
