@@ -325,6 +325,12 @@ class _Transaction:
 class ClientTransaction(_Transaction):
     """RFC 3261 §17.1.1 (INVITE) or §17.1.2 (any other method; never ACK)."""
 
+    @property
+    def lingering(self) -> bool:
+        """Completed: only absorbing retransmitted final responses until Timer D or K (§17.1.1.2,
+        §17.1.2.2). Accepted INVITE clients still pass 2xx up to be ACKed (RFC 6026): not."""
+        return self.state == COMPLETED
+
     def __init__(self, request: "Request", reliable: bool, now: float) -> None:
         if request.method == "INVITE":
             _Transaction.__init__(self, request, reliable, INVITE_CLIENT, CALLING)
@@ -414,6 +420,7 @@ class ServerTransaction(_Transaction):
 
     def __init__(self, request: "Request", reliable: bool, now: float) -> None:
         self.last_response: Response | None = None
+        self.acked = False  # an ACK for our 2xx came through (RFC 6026 Accepted state)
         if request.method == "INVITE":
             _Transaction.__init__(self, request, reliable, INVITE_SERVER, PROCEEDING)
             # §17.2.1: a 100 (Trying) at once, so the client stops retransmitting.
@@ -423,6 +430,15 @@ class ServerTransaction(_Transaction):
 
     def __repr__(self) -> str:
         return f"<ServerTransaction {self.method} {self.branch} {self.state}>"
+
+    @property
+    def lingering(self) -> bool:
+        """Only absorbing retransmissions until a timer ends it: a non-INVITE Completed (Timer
+        J, §17.2.2), an INVITE Confirmed (Timer I, §17.2.1), an INVITE Accepted whose ACK has
+        arrived (Timer L, RFC 6026 §8.7). An INVITE Completed still resends its failure: not."""
+        if self.method != "INVITE":
+            return self.state == COMPLETED
+        return self.state == CONFIRMED or (self.state == ACCEPTED and self.acked)
 
     def receive(self, request: "Request", now: float) -> None:
         if not isinstance(request, Request):
@@ -469,6 +485,7 @@ class ServerTransaction(_Transaction):
         self._timers = {FIRES_I: now + self._wait(TIMER_I)}
 
     def _pass_ack_up(self, ack: "Request", now: float) -> None:
+        self.acked = True
         self._events.append(AckReceived(ack))
 
     def _send_final(self, response: "Response", now: float) -> None:
@@ -508,10 +525,14 @@ def _rfc3261_key(via: "Via", method: str) -> tuple[str, str, int | None, str] | 
 
 class TransactionTable:
     """The transactions of one endpoint, matched per §17.1.3 / §17.2.3, at most
-    `max_transactions` of them (a flood of requests must not exhaust memory)."""
+    `max_transactions` of them (a flood of requests must not exhaust memory). When full, a
+    `lingering` transaction (one only absorbing retransmissions until its timer ends it) makes
+    room for a new one: otherwise 20 calls a second fill the table with 32 s waits (Timers J
+    and L over UDP) and refuse calls after about a hundred. `evicted` counts them."""
 
     def __init__(self, max_transactions: int = 256) -> None:
         self.max_transactions = max_transactions
+        self.evicted = 0
         self._clients: dict[tuple, ClientTransaction] = {}  # (branch, CSeq method) ->
         self._servers: dict[tuple | None, ServerTransaction] = {}  # (branch, sent-by, port,
         # method) ->
@@ -528,7 +549,7 @@ class TransactionTable:
                     + self._rfc2543_servers)
 
     def add(self, transaction: "ServerTransaction | ClientTransaction") -> bool:
-        if len(self) >= self.max_transactions:
+        if len(self) >= self.max_transactions and not self._evict_lingering():
             return False
         key: Any  # see the comments in __init__
         store: Any
@@ -545,6 +566,14 @@ class TransactionTable:
             return False
         store[key] = transaction
         return True
+
+    def _evict_lingering(self) -> bool:
+        for old in self:
+            if old.lingering:
+                self.remove(old)
+                self.evicted += 1
+                return True
+        return False
 
     def remove(self, transaction: "_Transaction") -> None:
         """Forget `transaction`; removing one that is not here is harmless."""

@@ -669,3 +669,30 @@ def test_server_transaction_invariants(method, reliable, steps):
         check_invariants(tx, all_events)
     # Only one final response ever goes out, retransmitted or (2xx to INVITE) resent by the TU.
     assert len(set(sent_finals)) <= 1
+
+
+def test_full_table_makes_room_by_dropping_a_lingering_transaction_only():
+    # 20 calls a second leave BYE server transactions Completed for Timer J (32 s over UDP):
+    # they only absorb retransmissions, so a full table drops the oldest of them for new work.
+    table = txn.TransactionTable(max_transactions=2)
+    done = txn.ServerTransaction(inbound_bye("z9hG4bK-done"), False, 0.0)
+    done.send_response(done.request.make_response(200), 0.0)
+    busy = txn.ServerTransaction(inbound_bye("z9hG4bK-busy"), False, 0.0)  # Trying: working
+    assert done.lingering and not busy.lingering
+    assert table.add(done) and table.add(busy)
+    newcomer = txn.ServerTransaction(inbound_bye("z9hG4bK-new"), False, 0.0)
+    assert table.add(newcomer)
+    assert table.evicted == 1 and len(table) == 2
+    assert table.lookup(inbound_bye("z9hG4bK-done")) is None
+    assert table.lookup(inbound_bye("z9hG4bK-busy")) is busy
+    # nothing lingers now: the table refuses, as before
+    assert not table.add(txn.ServerTransaction(inbound_bye("z9hG4bK-4"), False, 0.0))
+    assert table.evicted == 1
+
+
+def test_accepted_invite_server_lingers_only_after_its_ack():
+    server = txn.ServerTransaction(inbound_invite(), False, 0.0)
+    server.send_response(response(200, branch="z9hG4bK-in-1"), 0.0)
+    assert server.state == txn.ACCEPTED and not server.lingering  # the 2xx still needs its ACK
+    server.receive(request("ACK", branch="z9hG4bK-in-1", to_tag="flat-tag"), 0.1)
+    assert server.lingering
