@@ -74,11 +74,18 @@ class House:
         if cfg.mqtt.broker:
             from firmware.runtime.mqtt import MqttLink
 
-            self.mqtt = MqttLink(cfg.mqtt, self.device(cfg), self._door_command)
+            self.mqtt = MqttLink(cfg.mqtt, self.device(cfg), self._door_command,
+                                 snapshot=self._snapshot_jpeg)
             self.mqtt.set_state(self.state())
             self.mqtt.start()
             if self._ticker is None:
                 self._tick()
+
+    def _snapshot_jpeg(self, ident: str) -> "bytes | None":
+        """A ring picture's JPEG by id (MQTT's `image` entity); None while not written yet.
+        Runs on an executor thread: reads the service made by then, never makes it."""
+        camera = self.station._camera
+        return camera.store.read(ident) if camera is not None else None
 
     def _start_webhooks(self, cfg: "Config") -> None:
         if cfg.webhooks:

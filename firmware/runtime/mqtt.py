@@ -21,6 +21,8 @@ Public API:
     MqttLink(cfg: MqttConfig, device: homeassistant.Device, on_door_open, random=os.urandom)
     start(); await stop() (publishes `offline`, then disconnects)
     event(event) (queued), set_state(state dict) (latest wins), rediscover(device)
+    snapshot: callable(id) -> JPEG bytes or None; a ring event's picture is then published,
+    retained, to `<prefix>/snapshot` (the `image` entity)
     connected (bool), dropped (events dropped while the queue was full), connects (count)
 """
 
@@ -57,6 +59,8 @@ BACKOFF_MAX_S = 15.0
 CONNECT_TIMEOUT_S = 10.0
 PUBLISH_TIMEOUT_S = 5.0
 KEEPALIVE_S = 30
+SNAPSHOT_WAIT_S = 3.0  # a ring's picture is on disk within ~0.3 s (docs/BENCH.md)
+SNAPSHOT_POLL_S = 0.05
 DISCOVERY_COLLECT_S = 0.5  # how long retained discovery configs are gathered after subscribing
 
 
@@ -67,8 +71,11 @@ def _json(doc: object) -> str:
 class MqttLink:
     def __init__(self, cfg: MqttConfig, device: ha.Device,
                  on_door_open: "Callable[[], None]",
-                 random: "Callable[[int], bytes]" = os.urandom) -> None:
+                 random: "Callable[[int], bytes]" = os.urandom,
+                 snapshot: "Callable[[str], bytes | None] | None" = None) -> None:
         self.cfg = cfg
+        # the JPEG of a ring snapshot by id (None until written), for the `image` entity
+        self.snapshot = snapshot
         self.device = device
         self.on_door_open = on_door_open
         self.random = random
@@ -210,6 +217,32 @@ class MqttLink:
                                  timeout=PUBLISH_TIMEOUT_S)
         await client.publish(self.topics["event"], _json(event), qos=1,
                              timeout=PUBLISH_TIMEOUT_S)
+        ident = event.get("snapshot")
+        if self.snapshot is not None and isinstance(ident, str) and ha.is_ring(
+                event, self.device.buttons):
+            asyncio.ensure_future(self._publish_snapshot(client, ident))
+
+    async def _publish_snapshot(self, client: aiomqtt.Client, ident: str) -> None:
+        """The ring's picture to the `image` entity's topic, retained (Home Assistant shows the
+        last one). The camera writes it on its own thread shortly after the ring: wait for it,
+        at most SNAPSHOT_WAIT_S; a picture that never comes is skipped."""
+        assert self.snapshot is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SNAPSHOT_WAIT_S
+        while True:
+            jpeg = await loop.run_in_executor(None, self.snapshot, ident)
+            if jpeg:
+                break
+            if loop.time() >= deadline:
+                log.info("MQTT: snapshot %s not ready after %.0f s; not published", ident,
+                         SNAPSHOT_WAIT_S)
+                return
+            await asyncio.sleep(SNAPSHOT_POLL_S)
+        try:
+            await client.publish(self.topics["snapshot"], jpeg, qos=1, retain=True,
+                                 timeout=PUBLISH_TIMEOUT_S)
+        except Exception as exc:  # the connection's loop notices and reconnects
+            log.info("MQTT: snapshot %s not published: %s", ident, exc)
 
     async def _listen(self, client: aiomqtt.Client) -> None:
         discovery_root = self.device.discovery_prefix + "/"

@@ -173,8 +173,8 @@ class HouseStation:
 def house_stations(tmp_path):
     started = []
 
-    def make(config):
-        station = HouseStation(tmp_path / f"station-{len(started)}", config)
+    def make(config, **kwargs):
+        station = HouseStation(tmp_path / f"station-{len(started)}", config, **kwargs)
         started.append(station)
         return station.start()
 

@@ -277,3 +277,37 @@ def test_registered_station_and_a_call_as_home_assistant_sees_them(
         print(f"call sensor over the call: {seen}")
     finally:
         watch.close()
+
+
+def test_ring_picture_reaches_the_image_entity(mosquitto_factory, house_stations):
+    """With a camera, the `image` entity's topic gets each ring's JPEG, retained: the same
+    picture the API keeps for that ring."""
+    broker = mosquitto_factory(users=USERS)
+    watch = observer(broker, [PREFIX + "/#", "homeassistant/#"])
+    try:
+        station = house_stations({"mqtt": mqtt_config(broker),
+                                  "camera": {"enabled": True, "width": 320, "height": 240},
+                                  "buttons": [{"role": "call", "targets": []}]},
+                                 extra_args=("--camera", "pattern"))
+        device = station.device_id()
+        config = watch.wait_for(
+            lambda r: r[1] == f"homeassistant/image/{device}/snapshot/config", 10,
+            "the image entity")
+        check_discovery("image", payload(config))
+        assert payload(config)["image_topic"] == PREFIX + "/snapshot"
+        station.press("call")
+        event = watch.wait_for(lambda r: r[1] == PREFIX + "/event" and
+                               payload(r)["type"] == "button", 5, "the button event")
+        ident = payload(event)["snapshot"]
+        picture = watch.wait_for(lambda r: r[1] == PREFIX + "/snapshot", 5, "the picture")
+        assert picture[2][:2] == b"\xff\xd8", picture[2][:8]
+        status, stored = station.request("GET", f"/api/snapshots/{ident}")
+        assert status == 200 and stored == picture[2]
+        late = observer(broker, [PREFIX + "/snapshot"])
+        try:
+            kept = late.wait_for(lambda r: r[1] == PREFIX + "/snapshot", 5, "retained picture")
+            assert kept[3] and kept[2] == picture[2]
+        finally:
+            late.close()
+    finally:
+        watch.close()

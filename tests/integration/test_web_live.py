@@ -434,7 +434,7 @@ def test_door_open_pulses_relay_and_cross_site_requests_cannot_open_it(
     assert station.status()["door"]["relay"] == "closed"
     assert station.events("door_open") == []
 
-    assert station.api("POST", "/api/door/open") == {"ok": True}
+    assert station.api("POST", "/api/door/open") == {"ok": True, "relay": "door"}
     opened_at = time.monotonic()
     station.wait_status(lambda s: s["door"]["relay"] == "open", 0.5, "the relay open")
     station.wait_status(lambda s: s["door"]["relay"] == "closed", PULSE_MS / 1000 + 2.0,
