@@ -40,6 +40,7 @@ import ctypes
 import math
 import sys
 
+from firmware.runtime.clib import open_library
 from firmware.runtime.gain import apply_gain, gain_factor, volume_factor
 
 TYPE_CHECKING = False
@@ -73,6 +74,7 @@ SPEEX_PREPROCESS_SET_AGC_MAX_GAIN = 30
 
 SONAMES = ("libspeexdsp.so.1",)
 
+UNAVAILABLE = "echo cancellation needs libspeexdsp (Debian package libspeexdsp1)"
 _lib: "ctypes.CDLL | None" = None
 
 
@@ -84,32 +86,23 @@ def _load() -> "ctypes.CDLL":
     global _lib
     if _lib is not None:
         return _lib
-    for name in (*SONAMES, None):
-        if name is None:  # not under its usual name: ask the linker's cache (a subprocess)
-            from ctypes import util
-
-            name = util.find_library("speexdsp")
-            if not name:
-                break
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        lib.speex_echo_state_init.restype = ctypes.c_void_p
-        lib.speex_echo_state_init.argtypes = [ctypes.c_int, ctypes.c_int]
-        lib.speex_echo_state_destroy.argtypes = [ctypes.c_void_p]
-        lib.speex_echo_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-        lib.speex_echo_cancellation.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
-                                                ctypes.c_char_p, ctypes.c_char_p]
-        lib.speex_preprocess_state_init.restype = ctypes.c_void_p
-        lib.speex_preprocess_state_init.argtypes = [ctypes.c_int, ctypes.c_int]
-        lib.speex_preprocess_state_destroy.argtypes = [ctypes.c_void_p]
-        lib.speex_preprocess_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-        lib.speex_preprocess_run.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        lib.speex_preprocess_run.restype = ctypes.c_int
-        _lib = lib
-        return lib
-    raise SpeexUnavailable("echo cancellation needs libspeexdsp (Debian package libspeexdsp1)")
+    lib = open_library(SONAMES, "speexdsp")
+    if lib is None:
+        raise SpeexUnavailable(UNAVAILABLE)
+    lib.speex_echo_state_init.restype = ctypes.c_void_p
+    lib.speex_echo_state_init.argtypes = [ctypes.c_int, ctypes.c_int]
+    lib.speex_echo_state_destroy.argtypes = [ctypes.c_void_p]
+    lib.speex_echo_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    lib.speex_echo_cancellation.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
+                                            ctypes.c_char_p, ctypes.c_char_p]
+    lib.speex_preprocess_state_init.restype = ctypes.c_void_p
+    lib.speex_preprocess_state_init.argtypes = [ctypes.c_int, ctypes.c_int]
+    lib.speex_preprocess_state_destroy.argtypes = [ctypes.c_void_p]
+    lib.speex_preprocess_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    lib.speex_preprocess_run.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.speex_preprocess_run.restype = ctypes.c_int
+    _lib = lib
+    return lib
 
 
 def available() -> bool:

@@ -17,11 +17,14 @@ carries G.722 with an 8000 Hz clock (RFC 3551 §4.5.2): the RTP layer never sees
 
 import ctypes
 
+from firmware.runtime.clib import open_library
+
 LIBRARY_NAMES = ("spandsp", )
 SONAMES = ("libspandsp.so.2", "libspandsp.so.3")
 RATE_64K = 64000  # bit/s: mode 1, the one RFC 3551 §4.5.2 defines for RTP
 SAMPLE_RATE = 16000
 
+UNAVAILABLE = "G.722 needs libspandsp (Debian package libspandsp2)"
 _lib: "ctypes.CDLL | None" = None
 
 
@@ -33,32 +36,23 @@ def _load() -> "ctypes.CDLL":
     global _lib
     if _lib is not None:
         return _lib
-    for name in (*SONAMES, None):
-        if name is None:  # not under its usual names: ask the linker's cache (a subprocess)
-            from ctypes import util
-
-            name = util.find_library(LIBRARY_NAMES[0])
-            if not name:
-                break
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        lib.g722_encode_init.restype = ctypes.c_void_p
-        lib.g722_encode_init.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-        lib.g722_decode_init.restype = ctypes.c_void_p
-        lib.g722_decode_init.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-        lib.g722_encode.restype = ctypes.c_int
-        lib.g722_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
-                                    ctypes.c_int]
-        lib.g722_decode.restype = ctypes.c_int
-        lib.g722_decode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
-                                    ctypes.c_int]
-        lib.g722_encode_free.argtypes = [ctypes.c_void_p]
-        lib.g722_decode_free.argtypes = [ctypes.c_void_p]
-        _lib = lib
-        return lib
-    raise G722Unavailable("G.722 needs libspandsp (Debian package libspandsp2)")
+    lib = open_library(SONAMES, LIBRARY_NAMES[0])
+    if lib is None:
+        raise G722Unavailable(UNAVAILABLE)
+    lib.g722_encode_init.restype = ctypes.c_void_p
+    lib.g722_encode_init.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    lib.g722_decode_init.restype = ctypes.c_void_p
+    lib.g722_decode_init.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    lib.g722_encode.restype = ctypes.c_int
+    lib.g722_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                ctypes.c_int]
+    lib.g722_decode.restype = ctypes.c_int
+    lib.g722_decode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                ctypes.c_int]
+    lib.g722_encode_free.argtypes = [ctypes.c_void_p]
+    lib.g722_decode_free.argtypes = [ctypes.c_void_p]
+    _lib = lib
+    return lib
 
 
 def available() -> bool:
