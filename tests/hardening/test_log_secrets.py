@@ -2,6 +2,8 @@
 digit of a code is as secret as the code). Checked on a production-like station (no test hooks)
 at DEBUG level, the most talkative it gets."""
 
+import re
+
 import pytest
 
 from tests.integration.test_door_station import (
@@ -37,5 +39,8 @@ def test_password_and_door_code_digits_are_not_logged(kamailio, baresip_factory,
     assert "registration registered" in log  # the log is really there, at DEBUG
     for text, where in ((log, "log"), (events, "event log")):
         assert DOOR_PASSWORD not in text, f"the SIP password is in the {where}"
-        assert DOOR_CODE not in text, f"the door code is in the {where}"
+        # as a word of its own: timestamps, ports and call ids hold these digits by chance
+        code = re.search(r"(?<![0-9A-Za-z])%s(?![0-9A-Za-z])" % DOOR_CODE, text)
+        context = text[max(0, code.start() - 80):code.end() + 80] if code else ""
+        assert code is None, f"the door code is in the {where}: ...{context}..."
     assert "DTMF digit" not in log, "received digits are logged"
