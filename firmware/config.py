@@ -19,7 +19,10 @@ import ipaddress
 import os
 import stat
 import tomllib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 from firmware.app import doorcodes
 from firmware.settings import Config, DoorCode
@@ -754,22 +757,8 @@ def _check_schedules(check: _Checker, cfg: "dict[str, Any]") -> None:
         for i, day in enumerate(holidays):
             if not _is_date(day):
                 check.fail(f"time.holidays[{i}]", f'must be a "YYYY-MM-DD" date (got {day!r})')
-    schedules = cfg["schedules"]
-    if not check.type("schedules", schedules, (list,), "a list of [[schedules]] tables"):
-        cfg["schedules"] = []
-        return
-    if len(schedules) > MAX_SCHEDULES:
-        check.fail("schedules", f"at most {MAX_SCHEDULES} schedules")
     seen = set()
-    for i, entry in enumerate(schedules):
-        path = f"schedules[{i}]"
-        if not check.type(path, entry, (dict,), "a table"):
-            continue
-        for key in entry:
-            if key not in SCHEDULE_DEFAULTS:
-                check.fail(f"{path}.{key}", "unknown key")
-        full = merge(SCHEDULE_DEFAULTS, entry)
-        schedules[i] = full
+    for path, full in _table_list(check, cfg, "schedules", SCHEDULE_DEFAULTS, MAX_SCHEDULES):
         if not _role_name(full["name"]):
             check.fail(f"{path}.name", "must be a name like 'office' (letters, digits, _; "
                                        f"at most 32) (got {full['name']!r})")
@@ -835,23 +824,33 @@ def _time_range(text: Any) -> "tuple[int, int] | None":
     return minutes[0], minutes[1]
 
 
-def _check_relays(check: _Checker, cfg: "dict[str, Any]") -> None:
-    relays = cfg["relays"]
-    if not check.type("relays", relays, (list,), "a list of [[relays]] tables"):
-        cfg["relays"] = []
+def _table_list(check: _Checker, cfg: "dict[str, Any]", name: str,
+                defaults: "dict[str, Any]",
+                limit: int) -> "Iterator[tuple[str, dict[str, Any]]]":
+    """The tables of the `[[name]]` list, each merged with `defaults` (and put back in its
+    place), with its path; unknown keys, a list too long or not a list are reported (the
+    last leaves an empty list)."""
+    entries = cfg[name]
+    if not check.type(name, entries, (list,), f"a list of [[{name}]] tables"):
+        cfg[name] = []
         return
-    if len(relays) > MAX_RELAYS:
-        check.fail("relays", f"at most {MAX_RELAYS} relays")
-    seen = set()
-    for i, entry in enumerate(relays):
-        path = f"relays[{i}]"
+    if len(entries) > limit:
+        check.fail(name, f"at most {limit} {name}")
+    for i, entry in enumerate(entries):
+        path = f"{name}[{i}]"
         if not check.type(path, entry, (dict,), "a table"):
             continue
         for key in entry:
-            if key not in RELAY_DEFAULTS:
+            if key not in defaults:
                 check.fail(f"{path}.{key}", "unknown key")
-        full = merge(RELAY_DEFAULTS, entry)
-        relays[i] = full
+        full = merge(defaults, entry)
+        entries[i] = full
+        yield path, full
+
+
+def _check_relays(check: _Checker, cfg: "dict[str, Any]") -> None:
+    seen = set()
+    for path, full in _table_list(check, cfg, "relays", RELAY_DEFAULTS, MAX_RELAYS):
         if not _role_name(full["role"]):
             check.fail(f"{path}.role", f"must be a role name like 'gate' (got {full['role']!r})")
         elif full["role"] in seen:
