@@ -61,21 +61,37 @@ DEFAULTS: "dict[str, Any]" = {
         "rtp_ports": "40000-40199",
     },
     # identity: "from" or "asserted" (the registrar's P-Asserted-Identity, RFC 3325), issue 12
-    "answer": {"mode": "auto", "allow": [], "max_duration_s": 120, "identity": "from"},
+    # schedule: a [[schedules]] name; auto-answer only while it is active ("" always), issue 17
+    "answer": {"mode": "auto", "allow": [], "max_duration_s": 120, "identity": "from",
+               "schedule": ""},
     "buttons": [
         {"role": "call", "targets": [], "mode": "parallel", "target_timeout_s": 20,
-         "second_press": "ignore", "answer_mode": ""},
+         "second_press": "ignore", "answer_mode": "", "schedule_targets": [], "quiet": ""},
     ],
     # follow_redirects: a 3xx to our INVITE is followed only when true, and then only to one
     # of the call's configured targets (toll fraud through redirects, issue 12).
     "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1,
               "follow_redirects": False},
-    "door": {"pulse_ms": 3000, "codes": [], "max_failures": 3, "lockout_s": 60},
+    "door": {"pulse_ms": 3000, "codes": [], "max_failures": 3, "lockout_s": 60,
+             "hangup_on_close": False, "held_open_alarm_s": 0},
     "web": {"listen": "127.0.0.1:8080", "https": False, "hostnames": []},
     # issue 15: the microphone's DSP (firmware/runtime/audioproc.py) and the speaker's volume
     "audio": {"echo_cancel": True, "noise_suppress": True, "agc": True, "mic_gain_db": 0,
               "speaker_volume": 80},
+    # Every door (issue 17): more relays, the station's wall clock and its time profiles.
+    "relays": [],
+    "time": {"zone": "UTC", "holidays": []},
+    "schedules": [],
 }
+# Sections that are lists of tables ([[name]]), each entry with these defaults.
+LIST_SECTIONS = ("buttons", "relays", "schedules")
+RELAY_DEFAULTS: "dict[str, Any]" = {"role": "", "pulse_ms": 3000}
+SCHEDULE_DEFAULTS: "dict[str, Any]" = {"name": "", "days": [], "times": []}
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "holiday")
+MAX_RELAYS = 8
+MAX_SCHEDULES = 32
+MAX_HOLIDAYS = 366
+MAX_TIME_RANGES = 8
 
 CHOICES = {
     ("sip", "transport"): ("udp", "tcp", "tls"),
@@ -250,7 +266,7 @@ def validate(doc: Any) -> Config:
         base["buttons"] = []
     cfg = merge(base, {k: v for k, v in doc.items() if k in DEFAULTS})
     for section, table in cfg.items():
-        if section == "buttons":
+        if section in LIST_SECTIONS:
             continue
         if not isinstance(table, dict):
             check.fail(section, "must be a table")
@@ -268,8 +284,11 @@ def validate(doc: Any) -> Config:
     _check_sip(check, cfg["sip"])
     _check_media(check, cfg["media"])
     _check_answer(check, cfg["answer"])
+    _check_schedules(check, cfg)  # first: the others name schedules
+    _check_relays(check, cfg)
     _check_buttons(check, cfg["buttons"], cfg["sip"])
     _check_door(check, cfg["door"])
+    _check_door_control(check, cfg)
     calls = cfg["calls"]
     check.integer("calls.ring_timeout_s", calls["ring_timeout_s"], 5, 600)
     check.integer("calls.max_duration_s", calls["max_duration_s"], 10, 86400)
@@ -511,6 +530,9 @@ def _check_buttons(check: _Checker, buttons: Any, sip: "dict[str, Any]") -> None
             check.fail(f"{path}.role", f"must be a role name like 'call' (got {role!r})")
         if role in seen:
             check.fail(f"{path}.role", f"button role {role!r} is configured twice")
+        if role == "exit":
+            check.fail(f"{path}.role", "the exit button opens the door and rings no one: it "
+                                       "needs no [[buttons]] entry")
         seen.add(role)
         if check.type(f"{path}.targets", full["targets"], (list,), "a list of SIP URIs"):
             for j, uri in enumerate(full["targets"]):
@@ -534,7 +556,7 @@ def _check_door(check: _Checker, door: "dict[str, Any]") -> None:
         path = f"door.codes[{i}]"
         if not check.type(path, entry, (dict,), "a {caller, code} table"):
             continue
-        unknown = set(entry) - {"caller", "code", "code_hash", "length"}
+        unknown = set(entry) - {"caller", "code", "code_hash", "length", "relay", "schedule"}
         if unknown:
             check.fail(f"{path}.{sorted(unknown, key=str)[0]}", "unknown key")
         check.sip_uri(f"{path}.caller", entry.get("caller"))
@@ -544,6 +566,182 @@ def _check_door(check: _Checker, door: "dict[str, Any]") -> None:
         code = entry.get("code")
         if not (isinstance(code, str) and code.isdigit() and 4 <= len(code) <= 12):
             check.fail(f"{path}.code", "must be 4 to 12 digits")
+
+
+def _role_name(text: Any) -> bool:
+    return isinstance(text, str) and 0 < len(text) <= 32 and text.replace("_", "").isalnum() \
+        and text.isascii()
+
+
+def _check_schedules(check: _Checker, cfg: "dict[str, Any]") -> None:
+    """[time] zone and holidays, [[schedules]] name, days, times (issue 17)."""
+    time_table = cfg["time"]
+    zone = time_table["zone"]
+    if check.type("time.zone", zone, (str,), 'an IANA time zone name like "Europe/Berlin"'):
+        problem = zone_problem(zone)
+        if problem:
+            check.fail("time.zone", problem)
+    holidays = time_table["holidays"]
+    if check.type("time.holidays", holidays, (list,), 'a list of "YYYY-MM-DD" dates'):
+        if len(holidays) > MAX_HOLIDAYS:
+            check.fail("time.holidays", f"at most {MAX_HOLIDAYS} dates")
+        for i, day in enumerate(holidays):
+            if not _is_date(day):
+                check.fail(f"time.holidays[{i}]", f'must be a "YYYY-MM-DD" date (got {day!r})')
+    schedules = cfg["schedules"]
+    if not check.type("schedules", schedules, (list,), "a list of [[schedules]] tables"):
+        cfg["schedules"] = []
+        return
+    if len(schedules) > MAX_SCHEDULES:
+        check.fail("schedules", f"at most {MAX_SCHEDULES} schedules")
+    seen = set()
+    for i, entry in enumerate(schedules):
+        path = f"schedules[{i}]"
+        if not check.type(path, entry, (dict,), "a table"):
+            continue
+        for key in entry:
+            if key not in SCHEDULE_DEFAULTS:
+                check.fail(f"{path}.{key}", "unknown key")
+        full = merge(SCHEDULE_DEFAULTS, entry)
+        schedules[i] = full
+        if not _role_name(full["name"]):
+            check.fail(f"{path}.name", "must be a name like 'office' (letters, digits, _; "
+                                       f"at most 32) (got {full['name']!r})")
+        elif full["name"] in seen:
+            check.fail(f"{path}.name", f"schedule {full['name']!r} is defined twice")
+        seen.add(full["name"])
+        days = full["days"]
+        if check.type(f"{path}.days", days, (list,), "a list of day names"):
+            bad = [d for d in days if d not in DAY_NAMES]
+            if bad or not days:
+                check.fail(f"{path}.days", f"must list days among {', '.join(DAY_NAMES)} "
+                                           f"(got {days!r})")
+        times = full["times"]
+        if check.type(f"{path}.times", times, (list,), 'a list of "HH:MM-HH:MM" ranges'):
+            if not times or len(times) > MAX_TIME_RANGES:
+                check.fail(f"{path}.times", f"must hold 1 to {MAX_TIME_RANGES} ranges "
+                                            '(all day: "00:00-24:00")')
+            for j, text in enumerate(times):
+                if _time_range(text) is None:
+                    check.fail(f"{path}.times[{j}]", 'must be "HH:MM-HH:MM" (00:00 to 24:00, '
+                                                     f"start and end differ) (got {text!r})")
+
+
+def zone_problem(zone: str) -> str | None:
+    """None when the station can use the time zone `zone` (firmware/runtime/localtime.py,
+    the only user of zoneinfo: loaded only for a zone other than UTC)."""
+    if zone == "UTC":
+        return None
+    from firmware.runtime.localtime import zone_problem as problem
+
+    return problem(zone)
+
+
+def _is_date(text: Any) -> bool:
+    if not isinstance(text, str) or len(text) != 10 or text[4] != "-" or text[7] != "-":
+        return False
+    year, month, day = text[:4], text[5:7], text[8:]
+    if not (year.isdigit() and month.isdigit() and day.isdigit()):
+        return False
+    days_in = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    return 1 <= int(month) <= 12 and 1 <= int(day) <= days_in[int(month) - 1]
+
+
+def _time_range(text: Any) -> "tuple[int, int] | None":
+    """'HH:MM-HH:MM' → (start, end) in minutes of the day, or None."""
+    if not isinstance(text, str):
+        return None
+    start, dash, end = text.partition("-")
+    if not dash:
+        return None
+    minutes = []
+    for part in (start, end):
+        hour, colon, minute = part.strip().partition(":")
+        if not (colon and hour.isdigit() and minute.isdigit() and len(minute) == 2
+                and len(hour) <= 2):
+            return None
+        value = int(hour) * 60 + int(minute)
+        if int(minute) > 59 or value > 24 * 60:
+            return None
+        minutes.append(value)
+    if minutes[0] == minutes[1] or minutes[0] == 24 * 60:
+        return None
+    return minutes[0], minutes[1]
+
+
+def _check_relays(check: _Checker, cfg: "dict[str, Any]") -> None:
+    relays = cfg["relays"]
+    if not check.type("relays", relays, (list,), "a list of [[relays]] tables"):
+        cfg["relays"] = []
+        return
+    if len(relays) > MAX_RELAYS:
+        check.fail("relays", f"at most {MAX_RELAYS} relays")
+    seen = set()
+    for i, entry in enumerate(relays):
+        path = f"relays[{i}]"
+        if not check.type(path, entry, (dict,), "a table"):
+            continue
+        for key in entry:
+            if key not in RELAY_DEFAULTS:
+                check.fail(f"{path}.{key}", "unknown key")
+        full = merge(RELAY_DEFAULTS, entry)
+        relays[i] = full
+        if not _role_name(full["role"]):
+            check.fail(f"{path}.role", f"must be a role name like 'gate' (got {full['role']!r})")
+        elif full["role"] in seen:
+            check.fail(f"{path}.role", f"relay role {full['role']!r} is configured twice")
+        seen.add(full["role"])
+        check.integer(f"{path}.pulse_ms", full["pulse_ms"], 100, 30000)
+
+
+def _check_door_control(check: _Checker, cfg: "dict[str, Any]") -> None:
+    """What names a schedule or a relay names one that exists; the door contact's keys."""
+    door = cfg["door"]
+    check.type("door.hangup_on_close", door["hangup_on_close"], (bool,), "true or false")
+    check.integer("door.held_open_alarm_s", door["held_open_alarm_s"], 0, 86400)
+    schedules = cfg["schedules"] if isinstance(cfg["schedules"], list) else []
+    names = {s.get("name") for s in schedules if isinstance(s, dict)}
+    relays = {"door"} | {r.get("role") for r in cfg["relays"] if isinstance(r, dict)}
+
+    def schedule(path: str, value: Any) -> None:
+        if not isinstance(value, str):
+            check.fail(path, "must be a schedule name (a string)")
+        elif value and value not in names:
+            known = ", ".join(sorted(str(n) for n in names)) or "none defined"
+            check.fail(path, f"no [[schedules]] entry named {value!r} ({known})")
+
+    schedule("answer.schedule", cfg["answer"]["schedule"])
+    for i, button in enumerate(cfg["buttons"] if isinstance(cfg["buttons"], list) else []):
+        if not isinstance(button, dict):
+            continue
+        path = f"buttons[{i}]"
+        schedule(f"{path}.quiet", button.get("quiet", ""))
+        entries = button.get("schedule_targets", [])
+        if not check.type(f"{path}.schedule_targets", entries, (list,),
+                          "a list of {schedule, targets} tables"):
+            continue
+        for j, entry in enumerate(entries):
+            where = f"{path}.schedule_targets[{j}]"
+            if not check.type(where, entry, (dict,), "a {schedule, targets} table"):
+                continue
+            if set(entry) != {"schedule", "targets"}:
+                check.fail(where, "must have exactly the keys schedule and targets")
+                continue
+            schedule(f"{where}.schedule", entry["schedule"])
+            if not entry["schedule"]:
+                check.fail(f"{where}.schedule", "must name a schedule")
+            if check.type(f"{where}.targets", entry["targets"], (list,), "a list of SIP URIs"):
+                for k, uri in enumerate(entry["targets"]):
+                    _check_target(check, f"{where}.targets[{k}]", uri, cfg["sip"])
+    codes = door["codes"] if isinstance(door["codes"], list) else []
+    for i, entry in enumerate(codes):
+        if not isinstance(entry, dict):
+            continue
+        relay = entry.get("relay", "door")
+        if relay not in relays:
+            check.fail(f"door.codes[{i}].relay", f"no relay {relay!r} (configured: "
+                                                 f"{', '.join(sorted(str(r) for r in relays))})")
+        schedule(f"door.codes[{i}].schedule", entry.get("schedule", ""))
 
 
 def _check_code_hash(check: _Checker, path: str, entry: "dict[str, Any]") -> None:
@@ -711,7 +909,10 @@ def redacted(cfg: Config) -> "dict[str, Any]":
     when not."""
     out = cfg.to_dict()
     out["sip"]["password"] = SECRET if cfg.sip.password else ""
-    out["door"]["codes"] = [{"caller": c.caller, "code": SECRET} for c in cfg.door.codes]
+    out["door"]["codes"] = [{**c.to_dict(), "code": SECRET} for c in cfg.door.codes]
+    for entry in out["door"]["codes"]:
+        entry.pop("code_hash", None)
+        entry.pop("length", None)
     return out
 
 
@@ -724,11 +925,18 @@ def unredact(partial: "dict[str, Any]", current: Config) -> "dict[str, Any]":
     door = out.get("door")
     if isinstance(door, dict) and isinstance(door.get("codes"), list):
         secrets = ("code", "code_hash", "length")
-        old = {c.caller: {k: v for k, v in c.to_dict().items() if k in secrets}
-               for c in current.door.codes}
+        # a caller may hold one code per relay: match on (caller, relay) first, then caller
+        old: dict[Any, dict[str, Any]] = {}
+        for c in reversed(current.door.codes):
+            kept = {k: v for k, v in c.to_dict().items() if k in secrets}
+            old[(c.caller, c.relay)] = kept
+            old[c.caller] = kept
         for entry in door["codes"]:
             if isinstance(entry, dict) and entry.get("code") == SECRET and \
-                    isinstance(entry.get("caller"), str) and entry["caller"] in old:
-                del entry["code"]
-                entry.update(old[entry["caller"]])
+                    isinstance(entry.get("caller"), str):
+                found = old.get((entry["caller"], entry.get("relay", "door")),
+                                old.get(entry["caller"]))
+                if found is not None:
+                    del entry["code"]
+                    entry.update(found)
     return out

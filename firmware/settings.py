@@ -135,32 +135,64 @@ class AudioConfig(_Section):
 
 class AnswerConfig(_Section):
     """[answer]: mode (auto, ring, off), allow (SIP URIs), max_duration_s, identity (from,
-    asserted)."""
+    asserted), schedule (a [[schedules]] name: auto-answer only while it is active; "" always)."""
 
-    __slots__ = ("mode", "allow", "max_duration_s", "identity")
+    __slots__ = ("mode", "allow", "max_duration_s", "identity", "schedule")
 
     def __init__(self, mode: str, allow: "list[str]", max_duration_s: int,
-                 identity: str) -> None:
+                 identity: str, schedule: str = "") -> None:
         self.mode = mode
         self.allow = allow
         self.max_duration_s = max_duration_s
         self.identity = identity
+        self.schedule = schedule
+
+
+class ScheduleTargets(_Section):
+    """One entry of a button's `schedule_targets`: the targets rung while `schedule` is
+    active."""
+
+    __slots__ = ("schedule", "targets")
+
+    def __init__(self, schedule: str, targets: "list[str]") -> None:
+        self.schedule = schedule
+        self.targets = targets
 
 
 class ButtonConfig(_Section):
     """One [[buttons]] entry: role, targets (SIP URIs), mode (parallel, sequential),
-    target_timeout_s, second_press (ignore, hangup), answer_mode ("", auto, manual)."""
+    target_timeout_s, second_press (ignore, hangup), answer_mode ("", auto, manual),
+    schedule_targets (ScheduleTargets, the first whose schedule is active wins over `targets`),
+    quiet (a schedule name: while it is active a press plays the "unavailable" cue instead of
+    ringing; "" never)."""
 
-    __slots__ = ("role", "targets", "mode", "target_timeout_s", "second_press", "answer_mode")
+    __slots__ = ("role", "targets", "mode", "target_timeout_s", "second_press", "answer_mode",
+                 "schedule_targets", "quiet")
 
     def __init__(self, role: str, targets: "list[str]", mode: str, target_timeout_s: int,
-                 second_press: str, answer_mode: str) -> None:
+                 second_press: str, answer_mode: str,
+                 schedule_targets: "list[ScheduleTargets] | None" = None,
+                 quiet: str = "") -> None:
         self.role = role
         self.targets = targets
         self.mode = mode
         self.target_timeout_s = target_timeout_s
         self.second_press = second_press
         self.answer_mode = answer_mode
+        self.schedule_targets = schedule_targets or []
+        self.quiet = quiet
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> "ButtonConfig":
+        fields = dict(entry)
+        fields["schedule_targets"] = [ScheduleTargets(**e)
+                                      for e in entry.get("schedule_targets", [])]
+        return cls(**fields)
+
+    def to_dict(self) -> dict:
+        out = _Section.to_dict(self)
+        out["schedule_targets"] = [e.to_dict() for e in self.schedule_targets]
+        return out
 
 
 class CallsConfig(_Section):
@@ -180,46 +212,96 @@ class DoorCode(_Section):
     """One door.codes entry: the caller it belongs to and either the code in clear (`code`, as
     typed, before it is saved) or its stored hash (`code_hash`) and `length`."""
 
-    __slots__ = ("caller", "code", "code_hash", "length")
+    __slots__ = ("caller", "code", "code_hash", "length", "relay", "schedule")
 
     def __init__(self, caller: str, code: "str | None" = None, code_hash: "str | None" = None,
-                 length: "int | None" = None) -> None:
+                 length: "int | None" = None, relay: str = "door", schedule: str = "") -> None:
         self.caller = caller
         self.code = code
         self.code_hash = code_hash
         # the code's length (validated with a hash; a clear code's own length)
         self.length = length if length is not None else len(code or "")
+        self.relay = relay  # the relay this code opens
+        self.schedule = schedule  # a [[schedules]] name: usable only while active; "" always
 
     @classmethod
     def from_dict(cls, entry: dict) -> "DoorCode":
         return cls(entry["caller"], entry.get("code"), entry.get("code_hash"),
-                   entry.get("length"))
+                   entry.get("length"), entry.get("relay", "door"), entry.get("schedule", ""))
 
     def to_dict(self) -> dict:
         if self.code_hash is not None:
-            return {"caller": self.caller, "code_hash": self.code_hash, "length": self.length}
-        return {"caller": self.caller, "code": self.code}
+            out = {"caller": self.caller, "code_hash": self.code_hash, "length": self.length}
+        else:
+            out = {"caller": self.caller, "code": self.code}
+        if self.relay != "door":  # written only when set: older files and pages stay as they were
+            out["relay"] = self.relay
+        if self.schedule:
+            out["schedule"] = self.schedule
+        return out
 
     def __repr__(self) -> str:
-        return "<DoorCode %s %s, %s digits>" % (
-            self.caller, "hashed" if self.code_hash is not None else "clear", self.length)
+        return "<DoorCode %s %s, %s digits, relay %s>" % (
+            self.caller, "hashed" if self.code_hash is not None else "clear", self.length,
+            self.relay)
 
 
 class DoorConfig(_Section):
-    """[door]: pulse_ms, codes (DoorCode), max_failures, lockout_s."""
+    """[door]: pulse_ms (the `door` relay's pulse unless [[relays]] names it), codes
+    (DoorCode), max_failures, lockout_s, hangup_on_close (end the call when the door contact
+    closes after an opening), held_open_alarm_s (0: off)."""
 
-    __slots__ = ("pulse_ms", "codes", "max_failures", "lockout_s")
+    __slots__ = ("pulse_ms", "codes", "max_failures", "lockout_s", "hangup_on_close",
+                 "held_open_alarm_s")
 
     def __init__(self, pulse_ms: int, codes: "list[DoorCode]", max_failures: int,
-                 lockout_s: int) -> None:
+                 lockout_s: int, hangup_on_close: bool = False,
+                 held_open_alarm_s: int = 0) -> None:
         self.pulse_ms = pulse_ms
         self.codes = codes
         self.max_failures = max_failures
         self.lockout_s = lockout_s
+        self.hangup_on_close = hangup_on_close
+        self.held_open_alarm_s = held_open_alarm_s
 
     def to_dict(self) -> dict:
         return {"pulse_ms": self.pulse_ms, "codes": [c.to_dict() for c in self.codes],
-                "max_failures": self.max_failures, "lockout_s": self.lockout_s}
+                "max_failures": self.max_failures, "lockout_s": self.lockout_s,
+                "hangup_on_close": self.hangup_on_close,
+                "held_open_alarm_s": self.held_open_alarm_s}
+
+
+class RelayConfig(_Section):
+    """One [[relays]] entry: role (door, gate, ...) and pulse_ms."""
+
+    __slots__ = ("role", "pulse_ms")
+
+    def __init__(self, role: str, pulse_ms: int) -> None:
+        self.role = role
+        self.pulse_ms = pulse_ms
+
+
+class TimeConfig(_Section):
+    """[time]: zone (an IANA time zone name, the station's wall clock for schedules) and
+    holidays ("YYYY-MM-DD" dates: on them only schedules listing "holiday" are active)."""
+
+    __slots__ = ("zone", "holidays")
+
+    def __init__(self, zone: str, holidays: "list[str]") -> None:
+        self.zone = zone
+        self.holidays = holidays
+
+
+class ScheduleConfig(_Section):
+    """One [[schedules]] entry: name, days ("mon".."sun", "holiday"), times ("HH:MM-HH:MM"
+    local ranges; an end before its start runs past midnight)."""
+
+    __slots__ = ("name", "days", "times")
+
+    def __init__(self, name: str, days: "list[str]", times: "list[str]") -> None:
+        self.name = name
+        self.days = days
+        self.times = times
 
 
 class WebConfig(_Section):
@@ -235,14 +317,18 @@ class WebConfig(_Section):
 
 class Config(_Section):
     """The whole configuration: `sip`, `media`, `answer`, `buttons` (a list of ButtonConfig),
-    `calls`, `door`, `web`, `audio` (defaults when not given)."""
+    `calls`, `door`, `web`, `audio` (defaults when not given), `relays` (RelayConfig), `time`,
+    `schedules` (ScheduleConfig)."""
 
-    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web", "audio")
+    __slots__ = ("sip", "media", "answer", "buttons", "calls", "door", "web", "audio", "relays",
+                 "time", "schedules")
     SECTIONS = __slots__
 
     def __init__(self, sip: "SipConfig", media: "MediaConfig", answer: "AnswerConfig",
                  buttons: "list[ButtonConfig]", calls: "CallsConfig", door: "DoorConfig",
-                 web: "WebConfig", audio: "AudioConfig | None" = None) -> None:
+                 web: "WebConfig", audio: "AudioConfig | None" = None,
+                 relays: "list[RelayConfig] | None" = None, time: "TimeConfig | None" = None,
+                 schedules: "list[ScheduleConfig] | None" = None) -> None:
         self.sip = sip
         self.media = media
         self.answer = answer
@@ -251,6 +337,9 @@ class Config(_Section):
         self.door = door
         self.web = web
         self.audio = audio if audio is not None else AudioConfig()
+        self.relays = relays or []
+        self.time = time or TimeConfig("UTC", [])
+        self.schedules = schedules or []
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Config":
@@ -261,19 +350,25 @@ class Config(_Section):
             SipConfig(**doc["sip"]),
             MediaConfig(**doc["media"]),
             AnswerConfig(**doc["answer"]),
-            [ButtonConfig(**b) for b in doc["buttons"]],
+            [ButtonConfig.from_dict(b) for b in doc["buttons"]],
             CallsConfig(**doc["calls"]),
             DoorConfig(door["pulse_ms"], [DoorCode.from_dict(c) for c in door["codes"]],
-                       door["max_failures"], door["lockout_s"]),
+                       door["max_failures"], door["lockout_s"], door["hangup_on_close"],
+                       door["held_open_alarm_s"]),
             WebConfig(**doc["web"]),
-            AudioConfig(**doc["audio"]) if "audio" in doc else None)
+            AudioConfig(**doc["audio"]) if "audio" in doc else None,
+            [RelayConfig(**r) for r in doc["relays"]],
+            TimeConfig(**doc["time"]),
+            [ScheduleConfig(**e) for e in doc["schedules"]])
 
     def to_dict(self) -> dict:
         """The document (a fresh dict: the caller may change it): what the file holds."""
         return {"sip": self.sip.to_dict(), "media": self.media.to_dict(),
                 "answer": self.answer.to_dict(), "buttons": [b.to_dict() for b in self.buttons],
                 "calls": self.calls.to_dict(), "door": self.door.to_dict(),
-                "web": self.web.to_dict(), "audio": self.audio.to_dict()}
+                "web": self.web.to_dict(), "audio": self.audio.to_dict(),
+                "relays": [r.to_dict() for r in self.relays], "time": self.time.to_dict(),
+                "schedules": [e.to_dict() for e in self.schedules]}
 
     def section(self, name: str) -> object:
         """A section by its name in the file (for what compares sections by name)."""
@@ -285,7 +380,19 @@ class Config(_Section):
                 return button
         return None
 
+    def relay_pulse_ms(self, role: str) -> "int | None":
+        """The pulse of relay `role`: its [[relays]] entry, else [door] pulse_ms for `door`;
+        None for a relay the configuration does not know."""
+        for relay in self.relays:
+            if relay.role == role:
+                return relay.pulse_ms
+        return self.door.pulse_ms if role == "door" else None
+
+    def relay_roles(self) -> "list[str]":
+        """`door` first, then the other [[relays]] roles in file order."""
+        return ["door"] + [r.role for r in self.relays if r.role != "door"]
+
     def __repr__(self) -> str:
-        return "<Config %r %r %r buttons=%r %r %r %r %r>" % (
+        return "<Config %r %r %r buttons=%r %r %r %r %r relays=%r %r schedules=%r>" % (
             self.sip, self.media, self.answer, self.buttons, self.calls, self.door, self.web,
-            self.audio)
+            self.audio, self.relays, self.time, self.schedules)

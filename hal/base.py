@@ -3,8 +3,10 @@
 Devices are named for what they do (gpiozero style); the firmware asks for roles, never pins:
 
     board.buttons[role]   Button: when_pressed, when_released, when_held (callables taking no
-                          arguments, or None), is_pressed.  Roles: call, call2, ..., hangup.
-    board.leds[role]      Led: set_pattern(pattern), pattern.  Roles: status, call, door.
+                          arguments, or None), is_pressed.  Roles: call, call2, ..., hangup,
+                          exit.
+    board.leds[role]      Led: set_pattern(pattern), pattern.  Roles: status, call, and one per
+                          relay role (door, gate, ...).
     board.relays[role]    Relay: pulse(ms), on(), off(), is_active, state ("open"/"closed").
     board.inputs[role]    Input: when_activated, when_deactivated, is_active.
                           door_contact is active while the contact is closed (door shut).
@@ -80,8 +82,8 @@ class Input(_Reporting):
 
     def __init__(self, role: str) -> None:
         self.role = role
-        self.when_activated = None
-        self.when_deactivated = None
+        self.when_activated: Callable[[], None] | None = None
+        self.when_deactivated: Callable[[], None] | None = None
 
     @property
     def is_active(self) -> bool:

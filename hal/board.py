@@ -12,18 +12,19 @@ Schema (``schema_version = 1``)::
     header = "40pin"             # Pi boards only
     description = "..."          # optional
 
-    [buttons.call]               # roles: call (required), call2, call3, ... (more flats), hangup
+    [buttons.call]               # roles: call (required), call2, call3, ... (more flats), hangup,
+                                 # exit (inside: opens the door without a call)
     pin = 17                     # BCM GPIO number, 2-27 (Pi only; sim boards have no pins)
     active_low = true            # default true: the button pulls the pin to ground
     pull_up = true               # default true: use the SoC's internal pull-up
     bounce_ms = 50               # default 50
     hold_ms = 2000               # default 2000: when_held fires after this long
 
-    [leds.status]                # roles: status (required), call, door
+    [leds.status]                # roles: status (required), call, and one per relay role
     pin = 24
     active_low = false           # default false: pin high lights the LED
 
-    [relays.door]                # role: door (required; the door strike)
+    [relays.door]                # roles: door (required; the door strike), gate, door2, aux
     pin = 23
     active_low = true            # default false; most opto-isolated relay modules are active-low
 
@@ -68,8 +69,8 @@ HEADER_40PIN = {
 }
 EEPROM_PINS = {0: 27, 1: 28}
 
-LED_ROLES = ("status", "call", "door")
-RELAY_ROLES = ("door",)
+RELAY_ROLES = ("door", "gate", "door2", "aux")
+LED_ROLES = ("status", "call") + RELAY_ROLES  # a relay's LED is lit while it is pulsed
 INPUT_ROLES = ("door_contact",)
 REQUIRED = {"buttons": ("call",), "leds": ("status",), "relays": ("door",), "inputs": ()}
 
@@ -161,15 +162,15 @@ def physical_pin(gpio: int) -> int | None:
 
 
 def is_button_role(role: str) -> bool:
-    """`call`, `call2`, `call3`, ... (one per flat) and `hangup`."""
-    if role in ("call", "hangup"):
+    """`call`, `call2`, `call3`, ... (one per flat), `hangup` and `exit`."""
+    if role in ("call", "hangup", "exit"):
         return True
     suffix = role[4:] if role.startswith("call") else ""
     return suffix.isdigit() and not suffix.startswith("0") and int(suffix) >= 2
 
 
 ROLE_CHECKS = {
-    "buttons": (is_button_role, "call, call2, call3, ..., hangup"),
+    "buttons": (is_button_role, "call, call2, call3, ..., hangup, exit"),
     "leds": (lambda role: role in LED_ROLES, ", ".join(LED_ROLES)),
     "relays": (lambda role: role in RELAY_ROLES, ", ".join(RELAY_ROLES)),
     "inputs": (lambda role: role in INPUT_ROLES, ", ".join(INPUT_ROLES)),

@@ -4,7 +4,8 @@ the web page's /api/sim endpoints; audio from and to WAV files.
     SimBoard(spec, mic=None, speaker_dir=None)     a hal.base.Board
       .press(role, ms=100)      press a button now; release after `ms` on a timer thread; if the
                                 press lasts hold_ms or longer, when_held fires at hold_ms
-      .set_input(role, active)  drive an input (door_contact: True = contact closed)
+      .set_input(role, active)  drive an input (door_contact: True = contact closed, which is
+                                also its state at start: the door is shut)
       .relays[role].history     deque of (monotonic time, "open"|"closed"), newest last
       .leds[role].history       deque of every pattern set, newest last
                                 (both keep the last HISTORY_LIMIT entries)
@@ -62,7 +63,8 @@ class SimButton(Button):
 class SimInput(Input):
     def __init__(self, spec: "InputSpec") -> None:
         super().__init__(spec.role)
-        self._active = False
+        # at rest: the door contact is closed (door shut), like a real door at start
+        self._active = spec.role == "door_contact"
 
     @property
     def is_active(self) -> bool:

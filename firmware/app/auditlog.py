@@ -3,7 +3,8 @@
 The runtime's event log (firmware/runtime/eventlog.py) does the storing and the file I/O; every
 decision is made here, from the event and the monotonic time `now` the runtime passes in.
 
-- Two rings. Security events (SECURITY_TYPES: door openings, lockouts, wrong codes, logins,
+- Two rings. Security events (SECURITY_TYPES: door openings, the door contact, lockouts, wrong
+  codes, logins,
   password and configuration changes, refused redirects) are kept in their own ring, so no amount
   of other events pushes them out; everything else shares the general ring.
 - Rejected calls are summarised per source IP address (not per address and port: changing the
@@ -43,6 +44,7 @@ Public API
 SECURITY_TYPES = (
     "door_open", "lockout", "code_failed", "login", "logout", "admin_password_set",
     "config_saved", "config", "setup_code", "redirect_refused",
+    "door_opened", "door_closed", "door_held_open",  # the door contact (issue 17)
 )
 BATCHED_TYPES = ("caller_rejected", "rejected_summary", "auth_failed")
 SUMMARY_TYPE = "rejected_summary"

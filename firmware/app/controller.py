@@ -8,9 +8,12 @@ manual answer is honoured, a request for auto-answer never overrides the configu
 
     Controller(cfg, now, random=os.urandom)     cfg: a firmware.settings.Config (validated)
 Inputs
-    button_pressed(role, now) / button_released(role, now)
+    button_pressed(role, now, local=None) / button_released(role, now)
+        local: the wall-clock time in the station's zone (schedules.LocalTime), given by the
+        runtime with every input that a schedule may decide (presses, incoming calls, digits);
+        the last one given is kept. Without one yet, no named schedule is active.
     registration_changed(state, error, now)    state: registered|unregistered|failed|disabled
-    incoming_call(call_id, caller, source, trusted, answer_mode, now, source_ip=None)
+    incoming_call(call_id, caller, source, trusted, answer_mode, now, source_ip=None, local=None)
         caller: the From (URI or name-addr); source: "udp:1.2.3.4:5060"; trusted: the SIP layer's
         verdict (registrar flow or TLS); answer_mode: "auto"|"manual"|None (RFC 5373);
         source_ip: the source address (default: taken from `source`). In direct-IP mode
@@ -22,15 +25,21 @@ Inputs
     call_ringing(call_id, now)
     call_established(call_id, now, peer=None)  peer: which ring-group target answered, when known
     call_ended(call_id, reason, status, now)   reason as firmware.sip.call.CallEnded
-    dtmf(call_id, digit, now)                  from any transport, already de-duplicated
-    open_door(by, now)                         the web API; by: "api" or "admin"
+    dtmf(call_id, digit, now, local=None)      from any transport, already de-duplicated
+    open_door(by, now, relay="door") -> bool   the web API; by: "api" or "web"; False (and
+                                               nothing done) for a relay the config lacks
+    input_changed(role, active, now)           a board input: door_contact active = contact
+                                               closed (door shut); the first report of an input
+                                               sets its state without an event
     place_call(target, now) -> bool            a test call from the web API (False: refused)
     hangup(now) -> int                         hang up every call; how many
     handle_timer(now), get_timer() -> float or None
     update_config(cfg, now)                    applied live; calls in progress keep going
 Outputs
     next_action() -> action or None            drain after every input
-    snapshot() -> {"leds": {role: pattern}, "door": {"relay": "open"|"closed"},
+    snapshot() -> {"leds": {role: pattern}, "door": {"relay": "open"|"closed",
+                   "relays": {role: "open"|"closed"}, "contact": "open"|"closed"|None,
+                   "held_open": bool},
                    "calls": [{"id", "direction", "state", "peer", "role"}],
                    "lockouts": [{"kind": "caller"|"source", "subject", "until"}], "registration"}
 
@@ -53,7 +62,18 @@ Policy
   blink_fast while a button is stuck; call blink_fast while a call rings, on while answered;
   door on while the relay is pulsed.
 - Cues: ringback while an outgoing call rings; busy or failure for FEEDBACK_CUE_S when it fails;
-  door_open on opening; auto_answer when answering by itself.
+  door_open on opening; auto_answer when answering by itself; unavailable in quiet hours.
+- Every door (issue 17): relays by role ([[relays]]; `door` also from [door] pulse_ms); a door
+  code opens its own relay, the API the relay it names; each opening logs `door_open` with `by`,
+  `how` and `relay`, and lights the LED of the relay's role while the pulse lasts. The `exit`
+  button opens the door relay locally (`by = "exit"`, no call). The door contact logs
+  `door_opened` / `door_closed`; held open for [door] held_open_alarm_s it logs
+  `door_held_open` once and blinks the door LED fast until it closes; with hangup_on_close, its
+  closing ends every call during which the door was opened (relay pulsed or contact opened).
+- Schedules (firmware/app/schedules.py, on the runtime's local time): a button rings the targets
+  of its first active schedule_targets entry, else its targets, and during its `quiet` schedule
+  plays "unavailable" and calls no one; [answer] schedule limits auto-answer (outside it an
+  auto-answer call is refused 480); a door code with a schedule is usable only while active.
 """
 
 import os
@@ -74,6 +94,7 @@ from firmware.app.actions import (
 from firmware.app.buttons import ALLOWED, CALLS_PER_MINUTE, LIMITED, STUCK_S, ButtonGuard
 from firmware.app.callers import caller_key, direct_ip_trusted, literal_ip
 from firmware.app.callers import source_ip as ip_of_source
+from firmware.app.schedules import Schedules
 from firmware.sip.callstate import ACTIVE, ANSWERING, CALLING, RINGING
 from firmware.sip.errors import ParseError
 from firmware.sip.uri import URI
@@ -85,6 +106,7 @@ if TYPE_CHECKING:  # typing only: never imported at run time
 
     from firmware.app.actions import Action
     from firmware.app.doorcodes import StoredCode
+    from firmware.app.schedules import LocalTime
     from firmware.settings import ButtonConfig, Config
 
 # Registration states, as firmware.sip.registration reports them
@@ -114,6 +136,8 @@ CALL_LED = "call"
 DOOR_LED = "door"
 DOOR_RELAY = "door"
 HANGUP_BUTTON = "hangup"
+EXIT_BUTTON = "exit"
+DOOR_CONTACT = "door_contact"
 API_ROLE = "api"
 FEEDBACK_CUE_S = 4.0
 CALL_ID_BYTES = 6  # outgoing call ids: 12 hex digits, as the SIP call layer's own
@@ -122,7 +146,7 @@ CALL_ID_BYTES = 6  # outgoing call ids: 12 hex digits, as the SIP call layer's o
 class _Call:
     __slots__ = ("id", "direction", "state", "role", "from_button", "targets", "peer", "caller",
                  "source", "source_ip", "trusted", "established_at", "hangup_at",
-                 "hangup_requested", "digits", "noted")
+                 "hangup_requested", "digits", "noted", "door_opened")
 
     def __init__(self, call_id: str, direction: str, state: str, role: str | None) -> None:
         self.id = call_id
@@ -141,6 +165,7 @@ class _Call:
         self.hangup_requested = False
         self.digits = ""
         self.noted: set[str] = set()  # things already logged once for this call
+        self.door_opened = False  # a relay pulsed or the contact opened during the call
 
     def __repr__(self) -> str:
         return "<_Call %s %s %s %s>" % (self.id, self.direction, self.state, self.peer)
@@ -157,7 +182,12 @@ class Controller:
         self._lockouts = doorcodes.Lockouts(cfg.door.max_failures, cfg.door.lockout_s)
         self._registration = UNREGISTERED if cfg.sip.registrar else DISABLED
         self._registration_error: str | None = None
-        self._relay_until: float | None = None
+        self._relay_until: dict[str, float] = {}  # relay role -> end of its pulse
+        self._local: LocalTime | None = None  # the last wall-clock time the runtime gave
+        self._contact: bool | None = None  # door_contact active (closed); None: not reported
+        self._opened_at: float | None = None  # when the door contact last opened
+        self._held_alarm_at: float | None = None  # when the held-open alarm is due
+        self._held_open = False  # the alarm has gone off and the door is still open
         self._cue: tuple[str, str | None] | None = None  # (name, call_id) of the cue playing, as
         self._cue_stop_at: float | None = None  # far as we know
         self._now = now
@@ -169,15 +199,21 @@ class Controller:
         return self._actions.pop(0) if self._actions else None
 
     def get_timer(self) -> float | None:
-        deadlines: list[Any] = [self._relay_until, self._cue_stop_at, self._buttons.next_deadline(),
-                     self._lockouts.next_expiry()] + [c.hangup_at for c in self._calls]
+        deadlines: list[Any] = [self._cue_stop_at, self._buttons.next_deadline(),
+                                self._lockouts.next_expiry(), self._held_alarm_at] + \
+            [c.hangup_at for c in self._calls] + list(self._relay_until.values())
         deadlines = [t for t in deadlines if t is not None]
         return min(deadlines) if deadlines else None
 
     def snapshot(self) -> "dict[str, Any]":
         return {
             "leds": dict(self._leds),
-            "door": {"relay": "closed" if self._relay_until is None else "open"},
+            "door": {"relay": "open" if DOOR_RELAY in self._relay_until else "closed",
+                     "relays": {role: "open" if role in self._relay_until else "closed"
+                                for role in self._cfg.relay_roles()},
+                     "contact": None if self._contact is None else
+                     ("closed" if self._contact else "open"),
+                     "held_open": self._held_open},
             "calls": [{"id": c.id, "direction": c.direction, "state": c.state, "peer": c.peer,
                        "role": c.role} for c in self._calls],
             "lockouts": self._lockouts.active(),
@@ -204,8 +240,8 @@ class Controller:
         self._set_registration(state, error)
         self._update_leds()
 
-    def button_pressed(self, role: str, now: float) -> None:
-        self._advance(now)
+    def button_pressed(self, role: str, now: float, local: "LocalTime | None" = None) -> None:
+        self._advance(now, local)
         if self._buttons.press(role, now):
             self._on_press(role, now)
         self._update_leds()
@@ -217,8 +253,9 @@ class Controller:
         self._update_leds()
 
     def incoming_call(self, call_id: str, caller: str | None, source: str, trusted: bool,
-                      answer_mode: str | None, now: float, source_ip: str | None = None) -> None:
-        self._advance(now)
+                      answer_mode: str | None, now: float, source_ip: str | None = None,
+                      local: "LocalTime | None" = None) -> None:
+        self._advance(now, local)
         if self._find(call_id) is None:
             if source_ip is None:
                 source_ip = ip_of_source(source)
@@ -285,16 +322,26 @@ class Controller:
             self._on_ended(call, reason, status, now)
         self._update_leds()
 
-    def dtmf(self, call_id: str, digit: str, now: float) -> None:
-        self._advance(now)
+    def dtmf(self, call_id: str, digit: str, now: float,
+             local: "LocalTime | None" = None) -> None:
+        self._advance(now, local)
         call = self._find(call_id)
         if call is not None and call.state in ANSWERED_STATES:
             self._on_digit(call, digit, now)
         self._update_leds()
 
-    def open_door(self, by: str, now: float) -> None:
+    def open_door(self, by: str, now: float, relay: str = DOOR_RELAY) -> bool:
         self._advance(now)
-        self._open_door(by, "api", None, now)
+        known = self._cfg.relay_pulse_ms(relay) is not None
+        if known:
+            self._open_door(by, "api", None, now, relay)
+        self._update_leds()
+        return known
+
+    def input_changed(self, role: str, active: bool, now: float) -> None:
+        self._advance(now)
+        if role == DOOR_CONTACT:
+            self._on_contact(active, now)
         self._update_leds()
 
     def place_call(self, target: str, now: float) -> bool:
@@ -313,6 +360,10 @@ class Controller:
 
     # -- policy -----------------------------------------------------------------------------
     def _on_press(self, role: str, now: float) -> None:
+        if role == EXIT_BUTTON:
+            self._log("button", role=role, outcome="door")
+            self._open_door(EXIT_BUTTON, "button", None, now, DOOR_RELAY)
+            return
         button = self._button_cfg.get(role)
         if button is None:
             if role == HANGUP_BUTTON:
@@ -333,7 +384,16 @@ class Controller:
                 button_calls[0].noted.add("second press")
                 self._log("button", role=role, outcome="ignored", reason="a call is already up")
             return
-        if not button.targets:
+        if button.quiet and self._schedules.active(button.quiet, self._local):
+            self._log("button", role=role, outcome="quiet", schedule=button.quiet)
+            self._play("unavailable", None)
+            return
+        targets, schedule = button.targets, None
+        for entry in button.schedule_targets:
+            if self._schedules.active(entry.schedule, self._local):
+                targets, schedule = entry.targets, entry.schedule
+                break
+        if not targets:
             self._log("button", role=role, outcome="no call", reason="no targets configured")
             self._play("failure", None, FEEDBACK_CUE_S)
             return
@@ -343,9 +403,12 @@ class Controller:
             return
         verdict = self._buttons.reserve_call(role, now)
         if verdict == ALLOWED:
-            self._log("button", role=role, outcome="call", targets=list(button.targets))
+            fields: dict[str, Any] = {"targets": list(targets)}
+            if schedule is not None:
+                fields["schedule"] = schedule
+            self._log("button", role=role, outcome="call", **fields)
             # short targets (`**610`, `flat1`) become sip:<it>@<domain> (docs/CONFIG.md)
-            targets = [self._cfg.sip.target_uri(t) for t in button.targets]
+            targets = [self._cfg.sip.target_uri(t) for t in targets]
             call = self._start_call(targets, button.mode == "sequential",
                                     button.target_timeout_s, role)
             call.from_button = True
@@ -400,6 +463,11 @@ class Controller:
             if not trusted:
                 self._reject(call_id, 403, "caller_rejected", fields, "untrusted source")
                 return
+            schedule = self._cfg.answer.schedule
+            if not self._schedules.active(schedule, self._local):
+                self._reject(call_id, 480, "call", fields,
+                             "outside answer.schedule %r" % schedule)
+                return
         call = _Call(call_id, INCOMING, RINGING, None)
         call.caller = call.peer = caller
         call.source = source
@@ -450,7 +518,7 @@ class Controller:
             return
         keys: list[tuple[str, str | None]] = []
         owner: str | None
-        for owner, _ in codes:
+        for owner, _, _ in codes:
             key = ("caller", caller_key(owner))
             if key not in keys:
                 keys.append(key)
@@ -463,11 +531,14 @@ class Controller:
             self._log_once(call, "locked", "code_failed", reason="locked out: digits ignored",
                            **fields)
             return
-        call.digits, outcome, owner = doorcodes.enter_digit(call.digits, digit, codes)
+        # each code by its index, so that the one that matched tells its owner and its relay
+        usable = [(str(i), code) for i, (_, code, _) in enumerate(codes)]
+        call.digits, outcome, which = doorcodes.enter_digit(call.digits, digit, usable)
         if outcome == doorcodes.OPENED:
             for key in keys:
                 self._lockouts.reset(key)
-            self._open_door(owner, "dtmf", call, now)
+            owner, _, relay = codes[int(which or 0)]
+            self._open_door(owner, "dtmf", call, now, relay)
         elif outcome == doorcodes.FAILED:
             self._log("code_failed", reason="wrong code", **fields)
             for key in keys:
@@ -477,7 +548,8 @@ class Controller:
                     self._log("lockout", kind=key[0], subject=key[1], duration_s=duration,
                               **fields)
 
-    def _codes_for(self, call: "_Call") -> "list[tuple[str, StoredCode]]":
+    def _codes_for(self, call: "_Call") -> "list[tuple[str, StoredCode, str]]":
+        """(owner, code, relay) of the codes usable on `call` now (their schedule active)."""
         identities: list[Any]  # the caller and peer are known by the time digits come
         if call.direction == INCOMING:
             identities = [call.caller]
@@ -486,19 +558,55 @@ class Controller:
         else:
             identities = call.targets
         keys = [caller_key(text) for text in identities]
-        return [(owner, code) for key, owner, code in self._codes if key in keys]
+        return [(owner, code, relay) for key, owner, code, relay, schedule in self._codes
+                if key in keys and self._schedules.active(schedule, self._local)]
 
-    def _open_door(self, by: str | None, how: str, call: "_Call | None", now: float) -> None:
-        pulse_ms = self._cfg.door.pulse_ms
-        self._emit(PulseRelay(DOOR_RELAY, pulse_ms))
-        self._relay_until = now + pulse_ms / 1000.0
+    def _open_door(self, by: str | None, how: str, call: "_Call | None", now: float,
+                   relay: str = DOOR_RELAY) -> None:
+        pulse_ms = self._cfg.relay_pulse_ms(relay)
+        if pulse_ms is None:  # a relay removed from the config since the code was checked
+            pulse_ms = self._cfg.door.pulse_ms
+        self._emit(PulseRelay(relay, pulse_ms))
+        self._relay_until[relay] = now + pulse_ms / 1000.0
+        for up in self._calls:
+            if up.state in ANSWERED_STATES:
+                up.door_opened = True
         call_id = None if call is None else call.id
         self._play("door_open", call_id)
-        fields: dict[str, str | None] = {"by": by, "how": how}
+        fields: dict[str, str | None] = {"by": by, "how": how, "relay": relay}
         if call is not None:
             fields["call_id"] = call_id
             fields["source"] = call.source
         self._log("door_open", **fields)
+
+    def _on_contact(self, closed: bool, now: float) -> None:
+        was, self._contact = self._contact, closed
+        if was is None or was == closed:  # the first report, or no change
+            if was is None and not closed:
+                self._door_left_open(now)
+            return
+        if not closed:
+            self._log("door_opened")
+            self._door_left_open(now)
+            return
+        open_s = None if self._opened_at is None else round(now - self._opened_at, 1)
+        fields: dict[str, Any] = {"open_s": open_s}
+        if self._held_open:
+            fields["alarm"] = "ended"
+        self._opened_at = self._held_alarm_at = None
+        self._held_open = False
+        self._log("door_closed", **fields)
+        if self._cfg.door.hangup_on_close:
+            for call in [c for c in self._calls if c.door_opened]:
+                self._hang_up(call, "the door closed after it was opened (door.hangup_on_close)")
+
+    def _door_left_open(self, now: float) -> None:
+        self._opened_at = now
+        for call in self._calls:
+            if call.state in ANSWERED_STATES:
+                call.door_opened = True
+        alarm_s = self._cfg.door.held_open_alarm_s
+        self._held_alarm_at = now + alarm_s if alarm_s > 0 else None
 
     def _hang_up(self, call: "_Call", reason: str) -> None:
         if call.hangup_requested:
@@ -511,11 +619,19 @@ class Controller:
             self._emit(Hangup(call.id))
 
     # -- time -------------------------------------------------------------------------------
-    def _advance(self, now: float) -> None:
+    def _advance(self, now: float, local: "LocalTime | None" = None) -> None:
         """Everything whose time has come, before the input that brought `now` is handled."""
         self._now = now
-        if self._relay_until is not None and now >= self._relay_until:
-            self._relay_until = None
+        if local is not None:
+            self._local = local
+        for role in [r for r, until in self._relay_until.items() if now >= until]:
+            del self._relay_until[role]
+        if self._held_alarm_at is not None and now >= self._held_alarm_at:
+            self._held_alarm_at = None
+            self._held_open = True
+            assert self._opened_at is not None  # the alarm is armed when the door opens
+            self._log("door_held_open", held_s=round(now - self._opened_at, 1),
+                      alarm_s=self._cfg.door.held_open_alarm_s)
         if self._cue_stop_at is not None and now >= self._cue_stop_at:
             assert self._cue is not None  # a stop time comes with the cue it stops
             self._stop_cue(self._cue[0], self._cue[1])
@@ -542,8 +658,13 @@ class Controller:
                 ip = literal_ip(key.rpartition("@")[2])
                 if ip is not None:
                     self._trusted_ips.add(ip)
-        self._codes = [(caller_key(c.caller), c.caller, doorcodes.StoredCode.from_config(c))
-                       for c in cfg.door.codes]
+        self._codes = [(caller_key(c.caller), c.caller, doorcodes.StoredCode.from_config(c),
+                        c.relay, c.schedule) for c in cfg.door.codes]
+        self._schedules = Schedules(cfg.time, cfg.schedules)
+        if cfg.door.held_open_alarm_s <= 0:
+            self._held_alarm_at = None
+        elif self._opened_at is not None and not self._held_open:
+            self._held_alarm_at = self._opened_at + cfg.door.held_open_alarm_s
         self._lockouts.configure(cfg.door.max_failures, cfg.door.lockout_s)
 
     def _set_registration(self, state: str, error: str | None) -> None:
@@ -569,8 +690,16 @@ class Controller:
             call = "blink_fast"
         else:
             call = "off"
-        door = "off" if self._relay_until is None else "on"
-        for role, pattern in ((STATUS_LED, status), (CALL_LED, call), (DOOR_LED, door)):
+        leds = [(STATUS_LED, status), (CALL_LED, call)]
+        roles = self._cfg.relay_roles()
+        # a relay dropped from the config: its LED goes off with its pulse
+        roles += [r for r in self._leds if r not in roles and r not in (STATUS_LED, CALL_LED)]
+        for role in roles:  # the LED of each relay's role (door, gate...)
+            pattern = "on" if role in self._relay_until else "off"
+            if role == DOOR_LED and self._held_open:
+                pattern = "blink_fast"  # the held-open alarm
+            leds.append((role, pattern))
+        for role, pattern in leds:
             if self._leds.get(role) != pattern:
                 self._leds[role] = pattern
                 self._emit(SetLed(role, pattern))

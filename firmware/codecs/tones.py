@@ -11,7 +11,7 @@ Public API (PCM is signed 16-bit little-endian bytes; samples are sequences of i
         phase-continuous sum of sines, peak `amplitude`; `samples(count) -> bytes`;
         iterating it yields endless frames.
     Cue(name, segments, repeat): segments are (frequencies, milliseconds); () is silence.
-    CUES: "ringback", "busy", "failure", "door_open", "auto_answer".
+    CUES: "ringback", "busy", "failure", "door_open", "auto_answer", "unavailable".
     cue_frames(cue, amplitude=8000, rate=8000, frame_samples=160): generator of frames; ends after
         one pass (the last frame padded with silence) unless `cue.repeat`.
     goertzel_power(samples, freq, rate) -> float: power of the `freq` component as a mean square
@@ -109,6 +109,9 @@ CUES = {
     # Our own short cues: a rising two-note chirp when the door opens, one beep on auto-answer.
     "door_open": Cue("door_open", (((880,), 120), ((), 40), ((1320,), 180)), False),
     "auto_answer": Cue("auto_answer", (((1000,), 150),), False),
+    # Quiet hours (issue 17): a falling three-note "nobody is available" instead of ringing.
+    "unavailable": Cue("unavailable", (((1320,), 250), ((), 50), ((990,), 250), ((), 50),
+                                       ((660,), 400)), False),
     # the page's "test the speaker" button (issue 15): a scale of three tones, 1.2 s
     "speaker_test": Cue("speaker_test", (((523,), 400), ((659,), 400), ((784,), 400)), False),
 }

@@ -1,15 +1,20 @@
-"""The board's executors: buttons in (moved onto the event loop), relays, LEDs, cues outside a
-call and the event log out. A part of `runtime.station.Station` (the state it reads is declared
-in runtime/parts.py)."""
+"""The board's executors: buttons and inputs in (moved onto the event loop), relays, LEDs, cues
+outside a call and the event log out. A part of `runtime.station.Station` (the state it reads is
+declared in runtime/parts.py). Inputs a schedule may decide carry the wall-clock local time
+(`local_now()`, runtime/localtime.py, loaded at the first use)."""
 
 import logging
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware.app import actions
 from firmware.codecs.tones import CUES
 from firmware.runtime.cues import CuePlayer
 from firmware.runtime.parts import StationParts
+
+if TYPE_CHECKING:
+    from firmware.app.schedules import LocalTime
 
 log = logging.getLogger("doorline")
 
@@ -22,6 +27,31 @@ class BoardExecutors(StationParts):
         for role, button in self.board.buttons.items():
             button.when_pressed = self._threadsafe(self._button, role, True)
             button.when_released = self._threadsafe(self._button, role, False)
+        missing = [r for r in self.cfg.relay_roles() if r not in self.board.relays]
+        if missing:
+            log.warning("relays configured but not on board %s: %s (openings of them do "
+                        "nothing)", self.board.name, ", ".join(missing))
+        now = self.loop.time()
+        for role, device in self.board.inputs.items():
+            device.when_activated = self._threadsafe(self._input, role, True)
+            device.when_deactivated = self._threadsafe(self._input, role, False)
+            # the state at start, without an event (the controller's first report)
+            self.controller.input_changed(role, device.is_active, now)
+
+    def local_now(self) -> "LocalTime | None":
+        """The wall clock in the station's zone ([time] zone), for the controller's schedules;
+        None (no schedule active) when the zone cannot be loaded."""
+        from firmware.runtime import localtime
+
+        try:
+            return localtime.local_time(time.time(), self.cfg.time.zone)
+        except (ImportError, ValueError, OSError, KeyError) as exc:
+            log.error("time zone %r: %s", self.cfg.time.zone, exc)
+            return None
+
+    def _input(self, role: str, active: bool) -> None:
+        self.controller.input_changed(role, active, self.loop.time())
+        self._kick()
 
     def _threadsafe(self, handler: "Callable[..., None]", *args: Any) -> "Callable[[], None]":
         def callback() -> None:
@@ -31,7 +61,7 @@ class BoardExecutors(StationParts):
     def _button(self, role: str, pressed: bool) -> None:
         now = self.loop.time()
         if pressed:
-            self.controller.button_pressed(role, now)
+            self.controller.button_pressed(role, now, local=self.local_now())
         else:
             self.controller.button_released(role, now)
         self._kick()
@@ -63,7 +93,10 @@ class BoardExecutors(StationParts):
     def _do_log_event(self, action: actions.LogEvent) -> None:
         self.eventlog.append(action.type, **action.fields)
         if action.type == "door_open":
-            log.info("door opened by %s (%s)", action.fields.get("by"), action.fields.get("how"))
+            log.info("%s opened by %s (%s)", action.fields.get("relay"), action.fields.get("by"),
+                     action.fields.get("how"))
+        elif action.type in ("door_opened", "door_closed", "door_held_open"):
+            log.info("%s %s", action.type, action.fields)
 
     def _play_cue_locally(self, name: str) -> None:
         """A cue outside a call (ringback, busy, failure) on the station's speaker."""

@@ -95,7 +95,7 @@ class CallExecutors(StationParts):
     def _call_offered(self, event: ev.CallOffered) -> None:
         self.controller.incoming_call(event.call_id, event.caller, event.source, event.trusted,
                                       event.answer_mode, self.loop.time(),
-                                      source_ip=event.source_ip)
+                                      source_ip=event.source_ip, local=self.local_now())
 
     def _call_started(self, event: ev.CallStarted) -> None:
         self.counters["calls_total"] += 1
@@ -117,7 +117,8 @@ class CallExecutors(StationParts):
     def _digit(self, event: ev.DigitReceived) -> None:
         if LOG_DIGITS and event.via == "info":
             log.info("call %s: DTMF digit %s received (INFO)", event.call_id, event.digit)
-        self.controller.dtmf(event.call_id, event.digit, self.loop.time())
+        self.controller.dtmf(event.call_id, event.digit, self.loop.time(),
+                             local=self.local_now())
 
     def _call_ended(self, event: ev.CallEnded) -> None:
         log.info("call %s ended: %s %s", event.call_id, event.reason, event.status or "")

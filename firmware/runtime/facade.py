@@ -40,11 +40,18 @@ class Facade(StationParts):
         return {
             "registration": registration,
             "calls": calls_status,
-            "door": {"relay": snapshot.get("relays", {}).get("door", "closed")},
+            "door": self._door_status(snapshot),
             "leds": snapshot.get("leds", {}),
             "uptime_s": int(time.time() - self.started_at),
             "config_errors": dict(self.config_errors),
         }
+
+    def _door_status(self, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """The relays as the board drives them, the door contact as the controller saw it."""
+        relays = dict(snapshot.get("relays", {}))
+        door = self.controller.snapshot()["door"]
+        return {"relay": relays.get("door", "closed"), "relays": relays,
+                "contact": door["contact"], "held_open": door["held_open"]}
 
     async def apply_config(self, cfg: Config) -> None:
         """Run with `cfg` (already validated). Any failure puts the previous settings back,
@@ -142,9 +149,13 @@ class Facade(StationParts):
         self._play_cue_locally("speaker_test")
         return True
 
-    def open_door(self, by: str = "api") -> None:
-        self.controller.open_door(by, self.loop.time())
+    def open_door(self, by: str = "api", relay: str = "door") -> None:
+        """Pulse `relay` (ValueError when the configuration has no such relay)."""
+        opened = self.controller.open_door(by, self.loop.time(), relay)
         self._kick()
+        if not opened:
+            raise ValueError("no relay %r (configured: %s)" % (
+                relay, ", ".join(self.cfg.relay_roles())))
 
     def events(self, since: int | None = None) -> list[dict]:
         return self.eventlog.since(since)
@@ -157,6 +168,13 @@ class Facade(StationParts):
         if press is None:  # only simulated boards can be pressed remotely
             raise KeyError(role)
         press(role, press_ms)
+
+    def set_input(self, role: str, active: bool) -> None:
+        """Drive a simulated board's input (KeyError: no such input, or not simulated)."""
+        set_input = getattr(self.board, "set_input", None) if self.simulated else None
+        if set_input is None:
+            raise KeyError(role)
+        set_input(role, active)
 
     def metrics(self) -> dict[str, Any]:
         status = self.status()

@@ -17,6 +17,7 @@ from firmware.settings import Config
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from firmware.app.controller import Controller
+    from firmware.app.schedules import LocalTime
     from firmware.runtime.cues import CuePlayer
     from firmware.runtime.eventlog import EventLog
     from firmware.runtime.health import Health, Watchdog
@@ -83,6 +84,9 @@ class StationParts:
 
     # -- defined by BoardExecutors ---------------------------------------------------------
     def _stop_cue(self) -> None:
+        raise NotImplementedError
+
+    def local_now(self) -> "LocalTime | None":
         raise NotImplementedError
 
     def _play_cue_locally(self, name: str) -> None:

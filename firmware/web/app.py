@@ -6,8 +6,9 @@ Public API:
 - `await serve(app, host, port, ssl_context=None)`: start and serve until cancelled.
 
 The station facade used here: `status()`, `config`, `await apply_config(cfg)`,
-`place_call(target)`, `hangup()`, `open_door(by)`, `events(since)`, `simulated`,
-`press_button(role, press_ms)`, `metrics()`, `log_event(type, **fields)`.
+`place_call(target)`, `hangup()`, `open_door(by, relay)`, `events(since)`, `simulated`,
+`press_button(role, press_ms)`, `set_input(role, active)`, `metrics()`,
+`log_event(type, **fields)`.
 
 Who may do what (docs/API.md has the details):
 - Before the admin password exists every page leads to /setup and the API answers 403, except
@@ -553,9 +554,14 @@ def create_app(station: "Station", config_path: str, state_dir: str,
     @app.post("/api/door/open")
     @_api
     async def api_door_open(request: "Request") -> "Any":
-        _json_body(request, required=False)
-        station.open_door(by="web" if request.g.auth == "session" else "api")
-        return {"ok": True}
+        relay = _json_body(request, required=False).get("relay", "door")
+        if not isinstance(relay, str) or not relay or len(relay) > 32:
+            return _error(400, 'relay must be a relay role such as "door" or "gate"')
+        try:
+            station.open_door(by="web" if request.g.auth == "session" else "api", relay=relay)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return {"ok": True, "relay": relay}
 
     @app.get("/api/config")
     async def api_config(request: "Request") -> "Any":
@@ -594,6 +600,20 @@ def create_app(station: "Station", config_path: str, state_dir: str,
             station.press_button(role, press_ms)
         except KeyError:
             return _error(404, f"no button with role {role!r} on this board")
+        return {"ok": True}
+
+    @app.post("/api/sim/input/<role>")
+    @_api
+    async def api_sim_input(request: "Request", role: str) -> "Any":
+        if not station.simulated:
+            return _error(404, "not found: input simulation exists on simulated boards only")
+        state = _json_body(request).get("state")
+        if state not in ("open", "closed"):
+            return _error(400, 'state must be "open" or "closed"')
+        try:
+            station.set_input(role, state == "closed")  # a closed contact is active
+        except KeyError:
+            return _error(404, f"no input with role {role!r} on this board")
         return {"ok": True}
 
     @app.get("/metrics")

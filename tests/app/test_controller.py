@@ -424,13 +424,14 @@ def test_right_code_pulses_the_relay_plays_the_cue_and_logs():
     assert of_type(out, a.PulseRelay) == [a.PulseRelay("door", 3000)]
     assert a.PlayCue("door_open", "in1") in out
     assert events(out, "door_open") == [
-        {"by": CONCIERGE, "how": "dtmf", "call_id": "in1", "source": REGISTRAR_SOURCE}]
-    assert station.ctl.snapshot()["door"] == {"relay": "open"}
+        {"by": CONCIERGE, "how": "dtmf", "relay": "door", "call_id": "in1",
+         "source": REGISTRAR_SOURCE}]
+    assert station.ctl.snapshot()["door"]["relay"] == "open"
     assert station.leds["door"] == "on"
     station.advance(2.0)  # 3 s pulse, 0.2 s passed after the last digit already
-    assert station.ctl.snapshot()["door"] == {"relay": "open"}
+    assert station.ctl.snapshot()["door"]["relay"] == "open"
     out = station.advance(1.0)
-    assert station.ctl.snapshot()["door"] == {"relay": "closed"}
+    assert station.ctl.snapshot()["door"]["relay"] == "closed"
     assert a.SetLed("door", "off") in out
 
 
@@ -611,7 +612,7 @@ def test_api_opens_the_door():
     station = ControllerHarness()
     out = station.do("open_door", "admin")
     assert of_type(out, a.PulseRelay) == [a.PulseRelay("door", 3000)]
-    assert events(out, "door_open") == [{"by": "admin", "how": "api"}]
+    assert events(out, "door_open") == [{"by": "admin", "how": "api", "relay": "door"}]
     assert a.PlayCue("door_open", None) in out
 
 

@@ -12,16 +12,23 @@ DOC = {
     "media": {"srtp": "optional", "srtp_requires_tls": None, "codecs": ["PCMA", "PCMU"],
               "rtp_ports": "40000-40199"},
     "answer": {"mode": "auto", "allow": ["sip:flat1@127.0.0.1"], "max_duration_s": 120,
-               "identity": "from"},
+               "identity": "from", "schedule": ""},
     "buttons": [{"role": "call", "targets": ["sip:flat1@127.0.0.1"], "mode": "parallel",
-                 "target_timeout_s": 20, "second_press": "ignore", "answer_mode": ""}],
+                 "target_timeout_s": 20, "second_press": "ignore", "answer_mode": "",
+                 "schedule_targets": [{"schedule": "night",
+                                       "targets": ["sip:concierge@127.0.0.1"]}],
+                 "quiet": ""}],
     "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1,
               "follow_redirects": False},
     "door": {"pulse_ms": 3000, "max_failures": 3, "lockout_s": 60, "codes": [
         {"caller": "sip:flat1@127.0.0.1", "code": "471108"},
         {"caller": "sip:flat2@127.0.0.1", "code_hash": "pbkdf2_sha256$1$00ff$" + "ab" * 32,
-         "length": 5}]},
+         "length": 5, "relay": "gate", "schedule": "night"}],
+             "hangup_on_close": True, "held_open_alarm_s": 60},
     "web": {"listen": "127.0.0.1:8080", "https": False, "hostnames": ["door.example.org"]},
+    "relays": [{"role": "gate", "pulse_ms": 1500}],
+    "time": {"zone": "Europe/Berlin", "holidays": ["2026-12-25"]},
+    "schedules": [{"name": "night", "days": ["mon", "holiday"], "times": ["22:00-06:00"]}],
 }
 
 
@@ -31,6 +38,11 @@ def test_sections_are_typed_attributes_and_the_dict_form_comes_back_unchanged():
     assert cfg.buttons[0].targets == ["sip:flat1@127.0.0.1"] and cfg.calls.max_calls == 1
     assert cfg.door.codes[0].length == 6 and cfg.door.codes[1].length == 5
     assert cfg.web.hostnames == ["door.example.org"] and cfg.answer.identity == "from"
+    assert cfg.relays[0].role == "gate" and cfg.time.zone == "Europe/Berlin"
+    assert cfg.buttons[0].schedule_targets[0].schedule == "night"
+    assert cfg.door.codes[1].relay == "gate" and cfg.door.codes[0].relay == "door"
+    assert cfg.relay_pulse_ms("gate") == 1500 and cfg.relay_pulse_ms("door") == 3000
+    assert cfg.relay_pulse_ms("garage") is None and cfg.relay_roles() == ["door", "gate"]
     out = cfg.to_dict()
     for section in DOC:
         assert out[section] == DOC[section], section

@@ -89,7 +89,8 @@ def test_invalid_toml_is_a_board_error(tmp_path):
 
 def test_unknown_role():
     problems = problems_of(changed(leds={"status": {"pin": 24}, "blinky": {"pin": 25}}))
-    assert problems == ["leds.blinky: unknown role (expected one of status, call, door)"]
+    assert problems == ["leds.blinky: unknown role "
+                        "(expected one of status, call, door, gate, door2, aux)"]
 
 
 def test_call_button_roles_for_several_flats():
@@ -225,4 +226,4 @@ def test_wiring_doc_matches_the_shipped_layout():
         assert documented[key] == (pin, HEADER_40PIN[pin]), key
     for (_group, _role), (gpio, physical) in documented.items():
         assert HEADER_40PIN[gpio] == physical
-    assert len({gpio for gpio, _ in documented.values()}) == len(documented) == 10
+    assert len({gpio for gpio, _ in documented.values()}) == len(documented) == 13

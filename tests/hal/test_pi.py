@@ -36,14 +36,14 @@ def wait_until(predicate, timeout=WAIT_S):
 
 
 def test_open_board_gives_role_named_devices(board):
-    assert set(board.buttons) == {"call", "hangup"}
+    assert set(board.buttons) == {"call", "hangup", "exit"}
     assert set(board.leds) == {"status", "call", "door"}
-    assert set(board.relays) == {"door"}
+    assert set(board.relays) == {"door", "gate"}
     assert set(board.inputs) == {"door_contact"}
     assert board.snapshot() == {
-        "buttons": {"call": False, "hangup": False},
+        "buttons": {"call": False, "hangup": False, "exit": False},
         "leds": {"status": "off", "call": "off", "door": "off"},
-        "relays": {"door": "closed"},
+        "relays": {"door": "closed", "gate": "closed"},
         "inputs": {"door_contact": False},
     }
 
@@ -161,6 +161,33 @@ def test_door_contact_input(board, factory):
     factory.pin(22).drive_low()  # reed contact closes to ground
     assert closed.wait(WAIT_S)
     assert contact.is_active
+
+
+def test_door_contact_opens_and_closes_by_role(board, factory):
+    contact = board.inputs["door_contact"]
+    changes = []
+    contact.when_activated = lambda: changes.append("closed")
+    contact.when_deactivated = lambda: changes.append("opened")
+    pin = factory.pin(22)
+    pin.drive_low()
+    assert wait_until(lambda: changes == ["closed"])
+    time.sleep(0.08)  # past the contact's 50 ms debounce
+    pin.drive_high()  # the reed contact opens: the door is open
+    assert wait_until(lambda: changes == ["closed", "opened"])
+    assert not contact.is_active
+
+
+def test_exit_button_and_gate_relay_by_role(board, factory):
+    pressed = threading.Event()
+    board.buttons["exit"].when_pressed = pressed.set
+    factory.pin(16).drive_low()  # the exit push inside, GPIO 16 (pin 36)
+    assert pressed.wait(WAIT_S)
+    gate = factory.pin(12)  # the gate relay module, active-low
+    assert gate.state == 1
+    board.relays["gate"].pulse(80)
+    assert gate.state == 0 and board.relays["gate"].state == "open"
+    assert wait_until(lambda: gate.state == 1)
+    assert board.relays["door"].state == "closed"
 
 
 def test_external_pull_resistor_button(factory):

@@ -94,11 +94,11 @@ def test_press_unknown_role_or_bad_length(board):
 def test_relay_history_and_snapshot(board):
     relay = board.relays["door"]
     relay.pulse(60)
-    assert board.snapshot()["relays"] == {"door": "open"}
+    assert board.snapshot()["relays"] == {"door": "open", "gate": "closed"}
     deadline = time.monotonic() + WAIT_S
     while relay.is_active and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert board.snapshot()["relays"] == {"door": "closed"}
+    assert board.snapshot()["relays"] == {"door": "closed", "gate": "closed"}
     (opened_at, first), (closed_at, second) = relay.history
     assert (first, second) == ("open", "closed")
     assert 0.05 <= closed_at - opened_at < 1.5
@@ -107,15 +107,17 @@ def test_relay_history_and_snapshot(board):
 def test_led_patterns_and_inputs(board):
     board.leds["status"].set_pattern("blink_slow")
     board.leds["door"].set_pattern("on")
-    assert board.snapshot()["leds"] == {"status": "blink_slow", "call": "off", "door": "on"}
+    assert board.snapshot()["leds"] == {"status": "blink_slow", "call": "off", "door": "on",
+                                        "gate": "off"}
     assert list(board.leds["door"].history) == ["on"]
     changes = []
     board.inputs["door_contact"].when_activated = lambda: changes.append("closed")
     board.inputs["door_contact"].when_deactivated = lambda: changes.append("opened")
-    board.set_input("door_contact", True)
+    assert board.inputs["door_contact"].is_active  # at rest the door is shut
     board.set_input("door_contact", True)  # no change, no event
     board.set_input("door_contact", False)
-    assert changes == ["closed", "opened"]
+    board.set_input("door_contact", True)
+    assert changes == ["opened", "closed"]
 
 
 def test_mic_without_file_is_silence(board):

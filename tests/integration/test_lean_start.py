@@ -24,6 +24,7 @@ NOT_LOADED = (
     "pylibsrtp", "cryptography", "_cffi_backend",  # SRTP, the https certificate
     "argparse", "shutil", "bz2", "lzma", "tempfile", "ctypes.util",  # start-up helpers
     "hypothesis", "email", "http.client", "http.server", "sqlite3",
+    "zoneinfo",  # schedules in a time zone other than UTC (runtime/localtime.py)
 )
 
 

@@ -67,9 +67,16 @@ class FakeStation:
         self.speaker_tests = getattr(self, "speaker_tests", 0) + 1
         return not self.calls
 
-    def open_door(self, by="api"):
-        self.door_openings.append(by)
-        self.log_event("door_open", by=by)
+    def open_door(self, by="api", relay="door"):
+        if relay not in self.config.relay_roles():
+            raise ValueError(f"no relay {relay!r}")
+        self.door_openings.append(by if relay == "door" else (by, relay))
+        self.log_event("door_open", by=by, relay=relay)
+
+    def set_input(self, role, active):
+        if role != "door_contact":
+            raise KeyError(role)
+        self.inputs = {**getattr(self, "inputs", {}), role: active}
 
     def events(self, since=None):
         with self._lock:

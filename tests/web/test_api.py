@@ -185,7 +185,8 @@ def test_reasonable_passwords_accepted(password):
 # -- authentication -----------------------------------------------------------------------------
 API_ROUTES = [("GET", "/api/status"), ("POST", "/api/call"), ("POST", "/api/hangup"),
               ("POST", "/api/door/open"), ("GET", "/api/config"), ("PUT", "/api/config"),
-              ("GET", "/api/events"), ("POST", "/api/sim/button/call"), ("GET", "/metrics")]
+              ("GET", "/api/events"), ("POST", "/api/sim/button/call"),
+              ("POST", "/api/sim/input/door_contact"), ("GET", "/metrics")]
 
 
 @pytest.mark.parametrize("method,path", API_ROUTES)
@@ -443,6 +444,44 @@ def test_sim_button_is_404_on_a_real_board(tmp_path):
     res = env.client().post("/api/sim/button/call", {"press_ms": 100}, {**basic(), **JSON})
     assert res.status_code == 404 and env.station.presses == []
     assert env.client().get("/api/status", basic()).json["simulated"] is False
+
+
+def test_door_open_names_a_relay(tmp_path):
+    env = Env(tmp_path, cfg={"relays": [{"role": "gate", "pulse_ms": 1500}]})
+    env.setup()
+    headers = {**basic(), **JSON}
+    res = env.client().post("/api/door/open", {"relay": "gate"}, headers)
+    assert res.status_code == 200 and res.json == {"ok": True, "relay": "gate"}
+    assert env.client().post("/api/door/open", None, headers).json["relay"] == "door"
+    assert env.station.door_openings == [("api", "gate"), "api"]
+    res = env.client().post("/api/door/open", {"relay": "garage"}, headers)
+    assert res.status_code == 400 and "garage" in res.json["error"]
+    for bad in (5, "", None, ["gate"], "x" * 40):
+        res = env.client().post("/api/door/open", {"relay": bad}, headers)
+        assert res.status_code == 400, bad
+    assert len(env.station.door_openings) == 2
+    env.loop.close()
+
+
+def test_sim_input(ready):
+    client = ready.client()
+    headers = {**basic(), **JSON}
+    res = client.post("/api/sim/input/door_contact", {"state": "open"}, headers)
+    assert res.status_code == 200 and ready.station.inputs == {"door_contact": False}
+    assert client.post("/api/sim/input/door_contact", {"state": "closed"},
+                       headers).status_code == 200
+    assert ready.station.inputs == {"door_contact": True}
+    for bad in ({"state": "ajar"}, {"state": True}, {}):
+        assert client.post("/api/sim/input/door_contact", bad, headers).status_code == 400
+    assert client.post("/api/sim/input/doorbell", {"state": "open"}, headers).status_code == 404
+
+
+def test_sim_input_is_404_on_a_real_board(tmp_path):
+    env = Env(tmp_path, simulated=False)
+    env.setup()
+    res = env.client().post("/api/sim/input/door_contact", {"state": "open"}, {**basic(), **JSON})
+    assert res.status_code == 404 and not hasattr(env.station, "inputs")
+    env.loop.close()
 
 
 def test_metrics_prometheus_format(ready):

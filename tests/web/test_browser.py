@@ -28,9 +28,10 @@ TIMEOUT_MS = 10000
 class Served:
     """The app on a free loopback port, served by an event loop in a background thread."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, changes=None):
         cfg = configuration.defaults()
         cfg["buttons"][0]["targets"] = ["sip:flat1@127.0.0.1"]
+        cfg.update(changes or {})
         self.station = FakeStation(cfg, answer_after=1.0)
         self.config_path = str(tmp_path / "doorline.toml")
         configuration.save_atomic(self.config_path, self.station.config)
@@ -240,3 +241,42 @@ def test_page_weight(browser, served):
           + ")")
     assert len(sizes) == 3, sizes
     assert total < PAGE_BUDGET
+
+
+DOORS = {
+    "relays": [{"role": "gate", "pulse_ms": 1500}],
+    "time": {"zone": "UTC", "holidays": ["2026-12-25"]},
+    "schedules": [{"name": "night", "days": ["fri"], "times": ["22:00-06:00"]}],
+    "buttons": [{"role": "call", "targets": ["sip:flat1@127.0.0.1"], "quiet": "night",
+                 "schedule_targets": [{"schedule": "night",
+                                       "targets": ["sip:concierge@127.0.0.1"]}]}],
+    "door": {"codes": [{"caller": "sip:flat1@127.0.0.1", "code": "2580", "relay": "gate",
+                        "schedule": "night"}]},
+}
+
+
+def test_saving_the_page_keeps_relays_schedules_and_each_codes_relay(browser, tmp_path):
+    served = Served(tmp_path, DOORS)
+    try:
+        served.set_password()
+        page = new_page(browser)
+        log_in(page, served)
+        page.get_by_label("Display name").fill("Gate")
+        page.get_by_label("Held-open alarm after (s, 0 = off)").fill("45")
+        page.get_by_role("button", name="Save settings").click()
+        playwright_sync.expect(page.locator("#settings-msg")).to_have_text("Saved.")
+        cfg = served.station.applied[-1]
+        assert cfg.sip.display_name == "Gate" and cfg.door.held_open_alarm_s == 45
+        assert [(c.relay, c.schedule, c.code) for c in cfg.door.codes] == [
+            ("gate", "night", "2580")]
+        assert cfg.buttons[0].quiet == "night"
+        assert cfg.buttons[0].schedule_targets[0].targets == ["sip:concierge@127.0.0.1"]
+        assert cfg.relays[0].pulse_ms == 1500 and cfg.schedules[0].times == ["22:00-06:00"]
+        assert cfg.time.holidays == ["2026-12-25"]
+        page.get_by_label("More relays").fill('[{"role": "gate"')  # broken JSON
+        page.get_by_role("button", name="Save settings").click()
+        playwright_sync.expect(page.locator("#settings-msg")).not_to_have_text("Saved.")
+        assert len(served.station.applied) == 1
+        assert page.csp_errors == []
+    finally:
+        served.stop()

@@ -26,7 +26,8 @@ readonly SERVICE_USER=doorline
 # loaded through ctypes by firmware/runtime/audioproc.py and g722.py, only in a call).
 readonly APT_PACKAGES=(python3-venv python3-dev python3-lgpio python3-cryptography gcc
                        libasound2-dev libasound2-plugins alsa-utils avahi-daemon
-                       libspeexdsp1 libspandsp2)
+                       libspeexdsp1 libspandsp2
+                       tzdata)  # [time] zone: the schedules' time zones (zoneinfo)
 DESTDIR="${DESTDIR:-}"
 PYTHON="${PYTHON:-python3}"
 MODEL_FILE="${MODEL_FILE:-/proc/device-tree/model}"

@@ -46,7 +46,18 @@
     ["Buttons and ring groups", "buttons"],
     ["Door codes", [["door.pulse_ms", "Relay pulse (ms)", "int"],
                     ["door.max_failures", "Wrong codes before lockout", "int"],
-                    ["door.lockout_s", "Lockout (s)", "int"], "codes"]],
+                    ["door.lockout_s", "Lockout (s)", "int"],
+                    ["door.hangup_on_close", "Hang up when the door closes after an opening",
+                     "bool"],
+                    ["door.held_open_alarm_s", "Held-open alarm after (s, 0 = off)", "int"],
+                    "codes"]],
+    ["Relays and schedules", [
+      ["relays", 'More relays (JSON: [{"role": "gate", "pulse_ms": 1500}])', "json"],
+      ["time.zone", "Time zone (IANA name, e.g. Europe/Berlin)"],
+      ["time.holidays", "Holidays (YYYY-MM-DD, one per line)", "lines"],
+      ["schedules", 'Schedules (JSON: [{"name": "office", "days": ["mon", "fri"], ' +
+       '"times": ["08:00-18:00"]}])', "json"],
+      ["answer.schedule", "Auto-answer only during (a schedule name; empty = always)"]]],
     ["Answering", [["answer.mode", "Incoming calls", ["auto", "ring", "off"]],
                    ["answer.allow", "Allowed callers (one SIP URI per line)", "lines"],
                    ["answer.max_duration_s", "Longest answered call (s)", "int"],
@@ -72,7 +83,10 @@
     ["mode", "Ring mode", ["parallel", "sequential"]],
     ["target_timeout_s", "Ring each target for (s)", "int"],
     ["second_press", "Second press", ["ignore", "hangup"]],
-    ["answer_mode", "Ask the phone to answer (RFC 5373)", ["", "auto", "manual"]]];
+    ["answer_mode", "Ask the phone to answer (RFC 5373)", ["", "auto", "manual"]],
+    ["schedule_targets", 'Targets by schedule (JSON: [{"schedule": "night", "targets": [...]}])',
+     "json"],
+    ["quiet", "Quiet hours: ring no one during (a schedule name)"]];
 
   function get(obj, path) {
     return path.replace(/\[(\d+)\]/g, ".$1").split(".").reduce(function (o, k) {
@@ -99,6 +113,9 @@
     } else if (kind === "lines") {
       input = el("textarea", {id: id, rows: 2});
       input.value = (value || []).join("\n");
+    } else if (kind === "json") {  // lists of tables the form has no fields for
+      input = el("textarea", {id: id, rows: 2});
+      input.value = JSON.stringify(value === undefined ? [] : value);
     } else if (kind === "tristate") {  // null = derived by the station (see docs/CONFIG.md)
       input = el("select", {id: id});
       [["", "automatic (yes when mandatory)"], ["true", "yes"], ["false", "no"]]
@@ -135,6 +152,9 @@
     if (f.kind === "int") return /^\s*-?\d+\s*$/.test(v) ? parseInt(v, 10) : v;
     if (isRange(f.kind)) return parseInt(v, 10);
     if (f.kind === "lines") return v.split("\n").map(trim).filter(Boolean);
+    if (f.kind === "json") {
+      try { return JSON.parse(v); } catch (e) { return v; }  // the station names the field
+    }
     if (f.kind === "csv") return v.split(",").map(trim).filter(Boolean);
     return v;
   }
@@ -168,9 +188,11 @@
     change(doc);
     doc.buttons = doc.buttons.map(function (b) {
       return b || {role: "", targets: [], mode: "parallel", target_timeout_s: 20,
-                   second_press: "ignore"};
+                   second_press: "ignore", schedule_targets: [], quiet: ""};
     });
-    doc.door.codes = doc.door.codes.map(function (c) { return c || {caller: "", code: ""}; });
+    doc.door.codes = doc.door.codes.map(function (c) {
+      return c || {caller: "", code: "", relay: "door", schedule: ""};
+    });
     render(doc);
   }
 
@@ -193,6 +215,9 @@
             listBlock(fs, "Code", cfg.door.codes || [], function (box, c, i) {
               field(box, "door.codes[" + i + "].caller", "Caller (SIP URI)", "text", c.caller);
               field(box, "door.codes[" + i + "].code", "Code (4-12 digits)", "password", c.code);
+              field(box, "door.codes[" + i + "].relay", "Opens relay", "text", c.relay || "door");
+              field(box, "door.codes[" + i + "].schedule", "Only during (a schedule name)", "text",
+                    c.schedule || "");
             }, function (doc) { return doc.door.codes; });
           } else {
             field(fs, d[0], d[1], d[2] || "text", get(cfg, d[0]));
@@ -293,7 +318,22 @@
       $("settings-msg").textContent = "The configuration file has errors, so SIP is off: " +
         "correct the marked fields and save. " + showErrors(st.config_errors).join(" ");
     }
-    $("st-door").textContent = (st.door || {}).relay || "?";
+    var door = st.door || {}, relays = door.relays || {};
+    $("st-door").textContent = Object.keys(relays).length ? Object.keys(relays).map(function (r) {
+      return r + " " + relays[r];
+    }).join(" · ") : door.relay || "?";
+    $("st-contact").textContent = door.contact ? door.contact +
+      (door.held_open ? " (held open: alarm)" : "") : "not reported";
+    $("st-contact").className = door.held_open ? "bad" : "";
+    if (!$("relay-buttons").firstChild) {
+      Object.keys(relays).filter(function (r) { return r !== "door"; }).forEach(function (r) {
+        var btn = el("button", {type: "button"}, "Open " + r);
+        btn.addEventListener("click", function () {
+          action("/api/door/open", {relay: r}, "Opened " + r + ".");
+        });
+        $("relay-buttons").appendChild(btn);
+      });
+    }
     $("st-uptime").textContent = duration(st.uptime_s);
     var box = $("st-calls");
     box.textContent = "";
@@ -319,6 +359,20 @@
           action("/api/sim/button/" + encodeURIComponent(b.role), {press_ms: 100}, "Pressed " + b.role + ".");
         });
         $("sim-buttons").appendChild(btn);
+      });
+      ["exit", "hangup"].forEach(function (role) {
+        var btn = el("button", {type: "button"}, "Press " + role);
+        btn.addEventListener("click", function () {
+          action("/api/sim/button/" + role, {press_ms: 100}, "Pressed " + role + ".");
+        });
+        $("sim-buttons").appendChild(btn);
+      });
+      ["open", "closed"].forEach(function (state) {
+        var btn = el("button", {type: "button"}, "Door contact " + state);
+        btn.addEventListener("click", function () {
+          action("/api/sim/input/door_contact", {state: state}, "Door contact " + state + ".");
+        });
+        $("sim-inputs").appendChild(btn);
       });
     }
   }
