@@ -432,3 +432,18 @@ def test_a_short_target_needs_a_domain_and_sip_user_characters():
         errors = _errors({"sip": {"registrar": "pbx.example"},
                           "buttons": [{"role": "call", "targets": [bad]}]})
         assert "buttons[0].targets[0]" in errors, bad
+
+
+def test_a_schedules_targets_may_be_short_too():
+    cfg = config.validate({
+        "sip": {"registrar": "fritz.box", "username": "door"},
+        "schedules": [{"name": "night", "days": ["mon"], "times": ["22:00-24:00"]}],
+        "buttons": [{"role": "call", "targets": ["**610"],
+                     "schedule_targets": [{"schedule": "night", "targets": ["**9"]}]}]})
+    assert cfg.buttons[0].schedule_targets[0].targets == ["**9"]
+    assert cfg.sip.target_uri("**9") == "sip:**9@fritz.box"
+    errors = _errors({"sip": {"registrar": "fritz.box", "username": "door"},
+                      "schedules": [{"name": "night", "days": ["mon"], "times": ["22:00-24:00"]}],
+                      "buttons": [{"role": "call", "targets": ["**610"], "schedule_targets": [
+                          {"schedule": "night", "targets": ["#9"]}]}]})
+    assert list(errors) == ["buttons[0].schedule_targets[0].targets[0]"]
