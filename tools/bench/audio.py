@@ -75,9 +75,13 @@ def _pair(bench, kind, codec):
     off = bench.guard(f"audio[{kind},{codec},off]", measure, bench, codec, False)
     on = bench.guard(f"audio[{kind},{codec},on]", measure, bench, codec, True)
     out = {"off": off, "on": on}
-    if "cpu_percent" in off and "cpu_percent" in on and off["cpu_percent"] > 0:
+    if "cpu_percent" in on:
         out["on_cpu_percent"] = on["cpu_percent"]
-        out["ratio_on_to_off"] = on["cpu_percent"] / off["cpu_percent"]
+    if "cpu_percent" in off and "cpu_percent" in on:
+        if off["cpu_percent"] > 0:
+            out["ratio_on_to_off"] = on["cpu_percent"] / off["cpu_percent"]
+        else:
+            out["error"] = "the call without processing measured no CPU at all"
     return out
 
 
