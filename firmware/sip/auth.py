@@ -6,7 +6,8 @@ Authorization / Proxy-Authorization value. The nonce count goes up for every ans
 nonce (RFC 7616 §3.4: a server may refuse a count it has seen), whichever request it is for; the
 cnonce comes from the injected `random(n)` (tests pass a deterministic one).
 `challenge_in(response)` picks the strongest supported challenge of a 401/407 as
-(answer header name, Challenge), or None.
+(answer header name, Challenge), or None. `retry_in_dialog(response, tries)` is the one rule
+for a challenged request within a dialog (BYE, PRACK): which challenge to answer, or None.
 """
 
 import os
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     Random = Callable[[int], bytes]  # os.urandom, or a test's deterministic stand-in
 
 MAX_NONCES = 16  # nonce counters remembered (oldest forgotten first)
+MAX_TRIES = 2  # per request: one answer, and one more only for stale=true (RFC 3261 §22.2)
 
 
 def challenge_in(response: "Response") -> "tuple[str, Challenge] | None":
@@ -43,6 +45,18 @@ def challenge_in(response: "Response") -> "tuple[str, Challenge] | None":
     if challenge is None:
         return None
     return answer_name, challenge
+
+
+def retry_in_dialog(response: "Response", tries: int) -> "tuple[str, Challenge] | None":
+    """RFC 3261 §22.2 (§22.1: a request within a dialog may be challenged like any other; RFC
+    3262 §7.2: a PRACK is one): answer a 401/407 once, and once more only when the second
+    challenge says stale=true (RFC 7616 §3.3: a PBX that rotated its nonce meanwhile), so at
+    most MAX_TRIES answers; `tries`: the answers already sent for this request. None: give up
+    (another challenge means the password is wrong; retrying would only loop)."""
+    found = challenge_in(response)
+    if found is None or tries >= MAX_TRIES or (tries and not found[1].stale):
+        return None
+    return found
 
 
 class Credentials:

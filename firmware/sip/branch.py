@@ -8,6 +8,12 @@ the next hop it was given: the session layer's `next_hop` (firmware/session/rout
 one function that decides it (the registrar when one is configured), so a branch routes nothing.
 The call gives a branch up with `cancel(now)`: CANCEL is sent once a provisional response has
 come (§9.1); a 2xx that still comes is ACKed and ended with BYE by the call.
+
+PRACKs (RFC 3262 §7.2: a request within the early dialog) are answered with credentials when
+challenged, as a BYE is (`auth.retry_in_dialog`). With a delayed offer (the call's INVITE
+without SDP, `[calls] delayed_offer`) each early dialog follows `callstate.DELAYED_OFFER`: the
+PRACK or ACK that must carry our answer waits for it (`give_answer`), the event that reports
+the offer carrying an `OfferToAnswer`.
 """
 
 from firmware.sip import auth
@@ -29,9 +35,24 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from firmware.sip.useragent import UserAgent
 
 MAX_REDIRECTS = 3
-MAX_AUTH_TRIES = 2  # per INVITE: one answer, and one more only for stale=true (§22.2)
+MAX_AUTH_TRIES = auth.MAX_TRIES  # per INVITE: one answer, and one more only for stale=true
 SESSION_EXPIRES = 1800  # RFC 4028 §4: recommended default
 MIN_SE = 90  # RFC 4028 §5: the minimum Session-Expires
+
+
+class OfferToAnswer:
+    """An offer waiting for the application's answer (delayed offer): which branch and early
+    dialog (To tag) it came on. Carried by CallRinging / CallEstablished, handed back with
+    `Call.send_answer`."""
+
+    __slots__ = ("branch", "tag")
+
+    def __init__(self, branch: "Branch", tag: str) -> None:
+        self.branch = branch
+        self.tag = tag
+
+    def __repr__(self) -> str:
+        return "<OfferToAnswer %s %s>" % (self.branch.target, self.tag)
 
 
 class Branch:
@@ -60,6 +81,14 @@ class Branch:
         from firmware.sip.prack import ReliableReceiver
 
         self.reliable = ReliableReceiver()
+        # delayed offer (callstate.DELAYED_OFFER), per early dialog (To tag): its state, the
+        # PRACK and the 2xx (dialog, response) waiting for our answer, the answer our ACK
+        # carried (again in the ACK to a retransmitted 2xx)
+        self.offers: dict[str, str] = {}
+        self._held_prack: dict[str, Request] = {}
+        self._held_ack: dict[str, tuple[Dialog, Response]] = {}
+        self._ack_answers: dict[str, bytes] = {}
+        self._offer: OfferToAnswer | None = None  # the offer the next report carries
 
     def __repr__(self) -> str:
         return "<Branch %s %s>" % (self.target, self.state)
@@ -92,9 +121,10 @@ class Branch:
             request.headers.set(name, value)
         if authorization:
             request.headers.set(authorization[0], authorization[1])
-        request.headers.set("Content-Type", SDP)
-        assert self.call.local_sdp is not None  # placed with our offer
-        request.body = self.call.local_sdp
+        if not self.call.delayed_offer:  # else the offer comes in a reliable 18x or the 2xx
+            request.headers.set("Content-Type", SDP)
+            assert self.call.local_sdp is not None  # placed with our offer
+            request.body = self.call.local_sdp
         self.invite = request
         self.transaction = ua.send_request(request, self.dest, now, Reply(
             request, self._on_invite_response, self._on_invite_failure))
@@ -113,11 +143,16 @@ class Branch:
             if to_tag and to_tag not in self.dialogs:
                 self.dialogs[to_tag] = Dialog.as_uac(reply.request, response)
             send_prack, report = self.reliable.receive(response)
+            self._offer = None
             if send_prack and to_tag:
                 # RFC 3262 §4: PRACK within the early dialog, whatever the branch's state (a
                 # given-up branch PRACKs too: the UAS would retransmit the 18x for 32 s)
                 request = self.reliable.prack(self.dialogs[to_tag], response)
-                self.ua.send_request(request, self.dest, now, Reply(request))
+                if self.call.delayed_offer:  # RFC 3262 §5: an offer's answer goes in it
+                    self._feed_offer(to_tag, cs.RELIABLE_OFFER if body_sdp(response)
+                                     else cs.RELIABLE_NO_OFFER, now, request)
+                else:
+                    self._send_prack(to_tag, now, request)
             if report:
                 self._feed(cs.PROVISIONAL, reply.request, response, now)
         elif status < 300:
@@ -131,6 +166,26 @@ class Branch:
             self._feed(self._classify_redirect(response), reply.request, response, now)
         else:
             self._feed(cs.FAILURE, reply.request, response, now)
+
+    def acknowledge(self, dialog: "Dialog", response: "Response",
+                    now: float) -> "OfferToAnswer | None":
+        """ACK a 2xx (§13.2.2.4), at once or, with a delayed offer, once our answer is written:
+        the offer to answer when the 2xx carries it (None otherwise)."""
+        if not self.call.delayed_offer:
+            self._send_ack(dialog.remote_tag or "", now, dialog, response)
+            return None
+        tag = dialog.remote_tag or ""
+        self._offer = None
+        self._feed_offer(tag, cs.SUCCESS_OFFER if body_sdp(response) else cs.SUCCESS_NO_OFFER,
+                         now, dialog, response)
+        if self.offers.get(tag) == cs.FINAL_OFFER and self._offer is not None:
+            return self._offer
+        return None
+
+    def give_answer(self, tag: str, sdp: "bytes | None", now: float) -> None:
+        """The application's answer to the offer of early dialog `tag` (None: it could write
+        none): the PRACK or ACK waiting for it goes now (callstate.DELAYED_OFFER)."""
+        self._feed_offer(tag, cs.GIVE_ANSWER, now, sdp)
 
     def on_stray_2xx(self, response: "Response", now: float) -> None:
         """A 2xx retransmitted after the INVITE transaction ended (§13.2.2.4)."""
@@ -148,6 +203,20 @@ class Branch:
         self.state, action = row
         if action is not None:
             getattr(self, "_" + action)(request, response, now)
+
+    def _feed_offer(self, tag: str, name: str, now: float, *args: object) -> None:
+        """One input of a delayed offer's early dialog through callstate.DELAYED_OFFER; the
+        application's answer without a row for it is a CallStateError."""
+        state = self.offers.get(tag, cs.AWAITING_OFFER)
+        row = cs.step(cs.DELAYED_OFFER, state, name, "branch %s offer" % self.target,
+                      (cs.GIVE_ANSWER,))
+        if row is None:
+            return
+        self.offers[tag], action = row
+        if len(self.offers) > 16:  # bounded: a forking proxy gives few early dialogs
+            self.offers.pop(next(iter(self.offers)))
+        if action is not None:
+            getattr(self, "_" + action)(tag, now, *args)
 
     # -- deciding what a response is ---------------------------------------------------------
     def _classify_challenge(self, request: "Request", response: "Response") -> str:
@@ -193,7 +262,8 @@ class Branch:
 
     # -- actions (callstate.BRANCH) ----------------------------------------------------------
     def _report_ringing(self, request: "Request", response: "Response", now: float) -> None:
-        self.call.branch_ringing(self, body_sdp(response), now)
+        offer, self._offer = self._offer, None
+        self.call.branch_ringing(self, body_sdp(response), now, offer)
 
     def _report_answer(self, request: "Request", response: "Response", now: float) -> None:
         self.call.branch_answered(self, request, response, now,
@@ -230,6 +300,73 @@ class Branch:
         shown, reason = self._redirect_refused
         self.call.branch_redirect_refused(self, RedirectRefused(
             self.call, self.target, shown, reason, response.status), now)
+
+    # -- PRACK and ACK (callstate.DELAYED_OFFER's actions; without it, at once) ---------------
+    def _send_prack(self, tag: str, now: float, request: "Request",
+                    sdp: "bytes | None" = None) -> None:
+        if sdp is not None:
+            request.headers.set("Content-Type", SDP)
+            request.body = sdp
+        dialog = self.dialogs.get(tag)
+        self.ua.send_request(request, self.dest, now, Reply(
+            request, self._on_prack_response, None, dialog, self.dest))
+
+    def _on_prack_response(self, reply: "Reply", response: "Response", now: float) -> None:
+        """RFC 3262 §7.2: the PRACK is a request within the early dialog; challenged (a PBX
+        or SBC that authenticates every request), it goes again with credentials, a new CSeq
+        and the same RAck and body (RFC 3261 §22.2, as `auth.retry_in_dialog` allows)."""
+        found = auth.retry_in_dialog(response, reply.tries)
+        if found is None or reply.dialog is None:
+            return
+        header, challenge = found
+        first = reply.request
+        request = reply.dialog.create_request("PRACK")
+        request.headers.set("RAck", first.headers.get("RAck"))
+        if first.body:
+            request.headers.set("Content-Type", first.headers.get("Content-Type"))
+            request.body = first.body
+        request.headers.set(header, self.ua.answer_challenge(challenge, "PRACK", request.uri,
+                                                             request.body))
+        self.ua.send_request(request, self.dest, now, Reply(
+            request, self._on_prack_response, None, reply.dialog, self.dest, reply.tries + 1))
+
+    def _hold_prack(self, tag: str, now: float, request: "Request") -> None:
+        self._held_prack[tag] = request
+        self._offer = OfferToAnswer(self, tag)
+
+    def _send_prack_answer(self, tag: str, now: float, sdp: "bytes | None") -> None:
+        self._send_prack(tag, now, self._held_prack.pop(tag), sdp)
+
+    def _hold_ack(self, tag: str, now: float, dialog: "Dialog", response: "Response") -> None:
+        self._held_ack[tag] = (dialog, response)
+        self._offer = OfferToAnswer(self, tag)
+
+    def _send_ack_answer(self, tag: str, now: float, sdp: "bytes | None") -> None:
+        dialog, response = self._held_ack.pop(tag)
+        self._send_ack(tag, now, dialog, response, sdp)
+
+    def _send_prack_answer_and_ack(self, tag: str, now: float, sdp: "bytes | None") -> None:
+        self._send_prack_answer(tag, now, sdp)
+        dialog, response = self._held_ack.pop(tag)
+        self._send_ack(tag, now, dialog, response)
+
+    def _send_ack(self, tag: str, now: float, dialog: "Dialog", response: "Response",
+                  sdp: "bytes | None" = None) -> None:
+        """§13.2.2.4: the ACK to a 2xx, within its dialog, with the INVITE's credentials (and
+        our answer, when the 2xx carried the offer: a retransmitted 2xx gets it again)."""
+        if sdp is not None:
+            self._ack_answers[tag] = sdp
+            if len(self._ack_answers) > 16:
+                self._ack_answers.pop(next(iter(self._ack_answers)))
+        sdp = self._ack_answers.get(tag)
+        ack = dialog.create_request("ACK", cseq=response.cseq().seq)
+        for name in ("Authorization", "Proxy-Authorization"):
+            if self.invite is not None and name in self.invite.headers:
+                ack.headers.set(name, self.invite.headers.get(name))
+        if sdp is not None:
+            ack.headers.set("Content-Type", SDP)
+            ack.body = sdp
+        self.ua.send_stateless(ack, self.dest)
 
     def _send_cancel(self, request: "Request | None", response: "Response | None",
                      now: float) -> None:

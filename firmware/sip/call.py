@@ -143,7 +143,7 @@ class CallManager:
         return self.max_duration
 
     # -- outgoing ---------------------------------------------------------------------------
-    def place_call(self, targets: "list[tuple[str, Peer]]", sdp: bytes, now: float,
+    def place_call(self, targets: "list[tuple[str, Peer]]", sdp: "bytes | None", now: float,
                    sequential: bool = False, target_timeout: "float | None" = None,
                    answer_mode: "str | None" = None, call_id: "str | None" = None,
                    headers: "list[tuple[str, str]] | None" = None,
@@ -152,12 +152,15 @@ class CallManager:
         call layer sends each INVITE to its Peer as given) in parallel (or one by one). Returns
         the Call (its `id` is `call_id` when the application issued one), or None when
         `max_calls` (+ `extra_calls`: a transfer's new call beside the one it replaces) are
-        already up. `headers`: added to each INVITE (Referred-By, Replaces: RFC 3892, 3891)."""
+        already up. `headers`: added to each INVITE (Referred-By, Replaces: RFC 3892, 3891).
+        `sdp` None: a delayed offer (INVITE without SDP; the offer comes in a reliable 18x or
+        the 2xx and is answered with `Call.send_answer`, callstate.DELAYED_OFFER)."""
         if len(self.calls) >= self.max_calls + extra_calls or not targets:
             return None
         call = Call(self, self.ua, "outgoing", now, self.follow_redirects, call_id)
         call.extra_headers = list(headers or ())
         call.local_sdp = sdp
+        call.delayed_offer = sdp is None
         call.answer_mode = answer_mode
         call.sequential = sequential
         call.target_timeout = target_timeout

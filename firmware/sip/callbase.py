@@ -8,7 +8,7 @@ within the dialog, session timers and the timer cascade.
 
 from firmware.sip import auth
 from firmware.sip import callstate as cs
-from firmware.sip.branch import MAX_AUTH_TRIES, MIN_SE
+from firmware.sip.branch import MIN_SE
 from firmware.sip.callevents import SDP, AnswerReceived, CallEnded, InfoReceived, body_sdp
 from firmware.sip.reply import Reply
 from firmware.sip.useragent import ALLOW
@@ -57,6 +57,8 @@ class CallBase:
         self.dialog: Dialog | None = None
         self.dest: Peer | None = None  # next hop of in-dialog requests
         self.local_sdp: bytes | None = None
+        # outgoing with a delayed offer: our INVITEs carry no SDP (callstate.DELAYED_OFFER)
+        self.delayed_offer = False
         self.remote_sdp: bytes | None = None
         self.answer_mode: str | None = None
         self.peer: str | None = None  # display URI of the other side
@@ -250,14 +252,10 @@ class CallBase:
                              Reply(request, self._on_bye_response, None, dialog, dest, tries))
 
     def _on_bye_response(self, reply: "Reply", response: "Response", now: float) -> None:
-        """§22.2: a challenged BYE is answered once, to the same dialog and hop; once more
-        only when the second challenge says stale=true (RFC 7616 §3.3: a PBX that rotated its
-        nonce meanwhile), so at most twice (MAX_AUTH_TRIES)."""
-        if response.status not in (401, 407):
-            return
-        found = auth.challenge_in(response)
-        if found is None or reply.tries >= MAX_AUTH_TRIES or \
-                (reply.tries and not found[1].stale):
+        """§22.2: a challenged BYE is answered to the same dialog and hop, as
+        `auth.retry_in_dialog` says (once; again only for stale=true)."""
+        found = auth.retry_in_dialog(response, reply.tries)
+        if found is None:
             return
         header, challenge = found
         value = self.ua.answer_challenge(challenge, "BYE", reply.request.uri)

@@ -36,23 +36,32 @@ class IncomingCall(CallEvent):
 
 
 class CallRinging(CallEvent):
-    """Outgoing call: a target rings (`sdp` is early media, or None)."""
+    """Outgoing call: a target rings (`sdp` is early media, or None). `offer` is not None
+    when our INVITE had no SDP and this reliable 18x carries the offer (RFC 3262 §5): the
+    application answers it with `call.send_answer(offer, sdp, now)` (the answer goes in the
+    PRACK, which waits for it)."""
 
-    __slots__ = ("sdp",)
+    __slots__ = ("sdp", "offer")
 
-    def __init__(self, call: "CallBase", sdp: "bytes | None") -> None:
+    def __init__(self, call: "CallBase", sdp: "bytes | None", offer: object = None) -> None:
         CallEvent.__init__(self, call)
         self.sdp = sdp
+        self.offer = offer
 
 
 class CallEstablished(CallEvent):
-    """Media can flow: `sdp` is the remote description of the session."""
+    """Media can flow: `sdp` is the remote description of the session. `offer` is not None
+    when our INVITE had no SDP and the 2xx carries the offer (RFC 3261 §13.2.1): the
+    application answers with `call.send_answer(offer, sdp, now)` (the ACK waits for it; with
+    None, when no answer can be written, the ACK goes without one and the application hangs
+    up)."""
 
-    __slots__ = ("sdp",)
+    __slots__ = ("sdp", "offer")
 
-    def __init__(self, call: "CallBase", sdp: "bytes | None") -> None:
+    def __init__(self, call: "CallBase", sdp: "bytes | None", offer: object = None) -> None:
         CallEvent.__init__(self, call)
         self.sdp = sdp
+        self.offer = offer
 
 
 class OfferReceived(CallEvent):

@@ -160,6 +160,52 @@ OFFER: "Table" = {
     (OFFER_RECEIVED, REJECT_OFFER): (NO_OFFER, "send_offer_rejection"),
 }
 
+# -- delayed offer in our direction ([calls] delayed_offer): one per early dialog ------------
+# Our INVITE carries no SDP (RFC 3261 §13.2.1, RFC 3264 §4): the offer comes in the first
+# reliable non-failure response, a reliable 18x (RFC 3262 §5: the answer goes in its PRACK) or
+# the 2xx (the answer goes in the ACK). The application writes the answer (`send_answer`); the
+# PRACK or ACK waits for it. State of a dialog of a Branch (`Branch.offers[to tag]`).
+AWAITING_OFFER = "awaiting offer"  # INVITE without SDP, no offer seen on this dialog yet
+EARLY_OFFER = "offer in reliable 18x"  # its PRACK waits for our answer
+EARLY_OFFER_2XX = "offer in 18x, 2xx came"  # the PRACK and the ACK wait for our answer
+FINAL_OFFER = "offer in 2xx"  # the ACK waits for our answer
+OFFER_ANSWERED = "answered"  # offer/answer complete: later SDP only repeats it
+
+RELIABLE_OFFER = "reliable 18x with SDP"
+RELIABLE_NO_OFFER = "reliable 18x without SDP"
+SUCCESS_OFFER = "2xx with SDP"
+SUCCESS_NO_OFFER = "2xx without SDP"
+GIVE_ANSWER = "answer written"  # the application's answer (None: none possible)
+
+DELAYED_OFFER: "Table" = {
+    # RFC 3262 §5: the first reliable 18x with SDP carries the offer; our answer goes in its
+    # PRACK (held until the application wrote it)
+    (AWAITING_OFFER, RELIABLE_OFFER): (EARLY_OFFER, "hold_prack"),
+    # RFC 3262 §4: a reliable 18x without SDP is PRACKed at once; the offer comes later
+    (AWAITING_OFFER, RELIABLE_NO_OFFER): (AWAITING_OFFER, "send_prack"),
+    # RFC 3264 §4 / RFC 3261 §13.2.1: after the answer, SDP in a later 18x or in the 2xx
+    # repeats the offer (no new offer may come before the 2xx): PRACK / ACK without a body
+    (OFFER_ANSWERED, RELIABLE_OFFER): (OFFER_ANSWERED, "send_prack"),
+    (OFFER_ANSWERED, RELIABLE_NO_OFFER): (OFFER_ANSWERED, "send_prack"),
+    (OFFER_ANSWERED, SUCCESS_OFFER): (OFFER_ANSWERED, "send_ack"),
+    (OFFER_ANSWERED, SUCCESS_NO_OFFER): (OFFER_ANSWERED, "send_ack"),
+    (EARLY_OFFER, RELIABLE_OFFER): (EARLY_OFFER, "send_prack"),
+    (EARLY_OFFER, RELIABLE_NO_OFFER): (EARLY_OFFER, "send_prack"),
+    (EARLY_OFFER, GIVE_ANSWER): (OFFER_ANSWERED, "send_prack_answer"),
+    # RFC 3262 §3 lets the 2xx overtake our PRACK: the ACK waits for the PRACK's answer too
+    (EARLY_OFFER, SUCCESS_OFFER): (EARLY_OFFER_2XX, "hold_ack"),
+    (EARLY_OFFER, SUCCESS_NO_OFFER): (EARLY_OFFER_2XX, "hold_ack"),
+    (EARLY_OFFER_2XX, GIVE_ANSWER): (OFFER_ANSWERED, "send_prack_answer_and_ack"),
+    # §13.2.1: no offer before the 2xx: the 2xx carries it; the answer goes in the ACK
+    # (§13.2.2.4: "the ACK MUST carry an answer in its body"; an unacceptable offer gets a
+    # valid answer that refuses every stream, and the call is then ended with BYE)
+    (AWAITING_OFFER, SUCCESS_OFFER): (FINAL_OFFER, "hold_ack"),
+    (FINAL_OFFER, GIVE_ANSWER): (OFFER_ANSWERED, "send_ack_answer"),
+    # §13.2.1 violated (a 2xx without the offer): ACKed as it must be (§13.2.2.4); the
+    # application finds no description and ends the call with BYE
+    (AWAITING_OFFER, SUCCESS_NO_OFFER): (OFFER_ANSWERED, "send_ack"),
+}
+
 # -- branch states (Branch.state): one INVITE of an outgoing call -----------------------------
 INVITING = "inviting"  # INVITE sent, no provisional response yet: no CANCEL allowed (§9.1)
 EARLY = "early"  # a 1xx came: the branch may be CANCELled

@@ -7,7 +7,7 @@ the call's user agent (`self.ua`) to send with.
 """
 
 from firmware.sip import callstate as cs
-from firmware.sip.branch import Branch
+from firmware.sip.branch import Branch, OfferToAnswer
 from firmware.sip.callbase import CallBase
 from firmware.sip.callevents import CallEstablished, CallRinging, body_sdp, reason_for
 from firmware.sip.dialog import Dialog
@@ -39,8 +39,20 @@ class UacCall(CallBase):
         return None
 
     # -- what the branches report ------------------------------------------------------------
-    def branch_ringing(self, branch: "Branch", sdp: "bytes | None", now: float) -> None:
-        self._feed(cs.PROVISIONAL, now, sdp)
+    def branch_ringing(self, branch: "Branch", sdp: "bytes | None", now: float,
+                       offer: "OfferToAnswer | None" = None) -> None:
+        self._feed(cs.PROVISIONAL, now, sdp, offer)
+        if offer is not None and self.state not in (cs.CALLING, cs.RINGING):
+            offer.branch.give_answer(offer.tag, None, now)  # no table row reported it
+
+    def send_answer(self, offer: "object", sdp: "bytes | None", now: float) -> None:
+        """Delayed offer: our answer (None: none could be written) to the `offer` a
+        CallRinging or CallEstablished carried; it goes in the PRACK or ACK that waited for
+        it (callstate.DELAYED_OFFER). Then it is our description of the session."""
+        assert isinstance(offer, OfferToAnswer), offer
+        if sdp is not None:
+            self.local_sdp = sdp
+        offer.branch.give_answer(offer.tag, sdp, now)
 
     def branch_answered(self, branch: "Branch", request: "Request", response: "Response",
                         now: float, given_up: bool = False) -> None:
@@ -51,13 +63,15 @@ class UacCall(CallBase):
         if dialog is None:
             dialog = branch.dialogs[to_tag] = Dialog.as_uac(request, response)
         dialog.confirm(response)
-        self._send_ack(dialog, branch, response, now)
+        offer = branch.acknowledge(dialog, response, now)  # with a delayed offer: may wait
         if self.dialog is dialog:
             return  # a retransmitted 2xx: the ACK above answers it
         if self.state in (cs.ACTIVE, cs.ENDED) or given_up:
+            if offer is not None:  # nobody will answer this fork's offer: ACK without one
+                branch.give_answer(offer.tag, None, now)
             self._send_bye_request(now, dialog, branch.dest)
             return
-        self._feed(cs.SUCCESS, now, branch, dialog, response)
+        self._feed(cs.SUCCESS, now, branch, dialog, response, offer)
 
     def branch_failed(self, branch: "Branch", status: int, now: float) -> None:
         if self.sequential and self.pending_targets:
@@ -79,26 +93,18 @@ class UacCall(CallBase):
             branch.deadline = now + self.target_timeout
         branch.send_invite(now)
 
-    def _send_ack(self, dialog: "Dialog", branch: "Branch", response: "Response",
-                  now: float) -> None:
-        cseq = response.cseq().seq
-        ack = dialog.create_request("ACK", cseq=cseq)
-        for name in ("Authorization", "Proxy-Authorization"):
-            if branch.invite is not None and name in branch.invite.headers:
-                ack.headers.set(name, branch.invite.headers.get(name))
-        self.ua.send_stateless(ack, branch.dest)
-
     def _cancel_all(self, now: float) -> None:
         self.pending_targets = []
         for branch in self.branches:
             branch.cancel(now)
 
     # -- actions (callstate.UAC_CALL) --------------------------------------------------------
-    def _report_ringing(self, name: str, now: float, sdp: "bytes | None") -> None:
-        self.manager.emit(CallRinging(self, sdp))
+    def _report_ringing(self, name: str, now: float, sdp: "bytes | None",
+                        offer: "OfferToAnswer | None") -> None:
+        self.manager.emit(CallRinging(self, sdp, offer))
 
     def _establish(self, name: str, now: float, branch: "Branch", dialog: "Dialog",
-                   response: "Response") -> None:
+                   response: "Response", offer: "OfferToAnswer | None") -> None:
         self.dialog = dialog
         self.dest = branch.dest
         self.peer = branch.target
@@ -113,7 +119,7 @@ class UacCall(CallBase):
         self._read_session_expires(response, we_are_uac=True)
         self._arm_session_timer(now)
         self.max_end = now + self.manager.max_duration_for(self)
-        self.manager.emit(CallEstablished(self, self.remote_sdp))
+        self.manager.emit(CallEstablished(self, self.remote_sdp, offer))
 
     def _ring_next(self, name: str, now: float) -> None:
         self._start_next(now)

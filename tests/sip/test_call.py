@@ -140,7 +140,8 @@ class Station:
         next-hop function: the registrar, when one is configured, else the address itself)."""
         targets = [("sip:flat@%s:%d" % a, next_hop("sip:flat@%s:%d" % a, self.ua.registrar,
                                                     "udp")) for a in addresses]
-        call = self.calls.place_call(targets, OFFER, self.net.now, **options)
+        sdp = options.pop("sdp", OFFER)  # None: a delayed offer (INVITE without SDP)
+        call = self.calls.place_call(targets, sdp, self.net.now, **options)
         self._collect()
         return call
 

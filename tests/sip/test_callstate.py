@@ -13,6 +13,7 @@ from firmware.sip import callstate as cs
 from firmware.sip.call import (
     CallEnded,
     CallEstablished,
+    CallRinging,
     CallStateError,
     IncomingCall,
     OfferReceived,
@@ -33,7 +34,9 @@ from tests.sip.test_call import (
 )
 
 TABLES = (("UAC_CALL", cs.UAC_CALL), ("UAS_CALL", cs.UAS_CALL), ("OFFER", cs.OFFER),
-          ("BRANCH", cs.BRANCH))
+          ("BRANCH", cs.BRANCH), ("DELAYED_OFFER", cs.DELAYED_OFFER))
+DELAYED_STATES = (cs.AWAITING_OFFER, cs.EARLY_OFFER, cs.EARLY_OFFER_2XX, cs.FINAL_OFFER,
+                  cs.OFFER_ANSWERED)
 CHALLENGE = 'Proxy-Authenticate: Digest realm="example.org", nonce="n1", qop="auth"'
 
 
@@ -58,6 +61,10 @@ def offer(state, name):
 
 def branch(state, name):
     return ("BRANCH", state, name)
+
+
+def delayed(state, name):
+    return ("DELAYED_OFFER", state, name)
 
 
 class Rows:
@@ -654,6 +661,120 @@ def test_uas_reinvite_never_answered():
 
 
 # -- every row, and misuse ---------------------------------------------------------------------
+# -- delayed offer in our direction: DELAYED_OFFER (RFC 3261 §13.2.1, RFC 3262 §5) ----------
+def _reliable(phone, invite, status, rseq, body=b"", tag="flat-tag"):
+    reason = "Ringing" if status == 180 else "Session Progress"
+    phone.reply(invite, status, reason, to_tag=tag, body=body, extra=(
+        contact(phone.address), "Require: 100rel", "RSeq: %d" % rseq))
+
+
+def _delayed_call(net):
+    phone = Phone(net, FLAT1)
+    door, call, (invite,) = outgoing(net, phone, sdp=None)
+    assert invite.body == b"" and "Content-Type" not in invite.headers
+    return door, phone, call, invite
+
+
+@covers(delayed(cs.AWAITING_OFFER, cs.RELIABLE_NO_OFFER),
+        delayed(cs.AWAITING_OFFER, cs.RELIABLE_OFFER),
+        delayed(cs.EARLY_OFFER, cs.RELIABLE_OFFER), delayed(cs.EARLY_OFFER, cs.RELIABLE_NO_OFFER),
+        delayed(cs.EARLY_OFFER, cs.GIVE_ANSWER), delayed(cs.OFFER_ANSWERED, cs.RELIABLE_OFFER),
+        delayed(cs.OFFER_ANSWERED, cs.RELIABLE_NO_OFFER),
+        delayed(cs.OFFER_ANSWERED, cs.SUCCESS_OFFER))
+def test_delayed_offer_in_a_reliable_183_is_answered_in_its_prack():
+    net = Network()
+    door, phone, call, invite = _delayed_call(net)
+    _reliable(phone, invite, 180, 1)  # no SDP: PRACKed at once, without a body
+    assert phone.take("PRACK").body == b""
+    door.take(CallRinging)
+    _reliable(phone, invite, 183, 2, body=ANSWER)  # the offer: the PRACK waits for our answer
+    assert phone.count("PRACK") == 0
+    offer = door.take(CallRinging).offer
+    assert offer is not None
+    _reliable(phone, invite, 183, 3, body=ANSWER)  # still waiting: this one has no answer
+    _reliable(phone, invite, 180, 4)
+    assert phone.take("PRACK").headers.get("RAck").startswith("3 ")
+    assert phone.take("PRACK").headers.get("RAck").startswith("4 ")
+    door.act(call.send_answer, offer, OFFER)
+    net.run()
+    prack = phone.take("PRACK")
+    assert prack.headers.get("RAck").startswith("2 ") and prack.body == OFFER
+    assert prack.headers.get("Content-Type") == "application/sdp"
+    assert call.local_sdp == OFFER
+    with pytest.raises(CallStateError):  # answered already
+        call.send_answer(offer, OFFER, net.now)
+    _reliable(phone, invite, 183, 5, body=ANSWER)  # repeats the offer: a plain PRACK
+    _reliable(phone, invite, 180, 6)
+    assert [phone.take("PRACK").body for _ in range(2)] == [b"", b""]
+    answer(phone, invite)  # the 200's SDP repeats the offer: the ACK carries nothing
+    assert phone.take("ACK").body == b""
+    assert door.take(CallEstablished).offer is None and call.state == cs.ACTIVE
+
+
+@covers(delayed(cs.AWAITING_OFFER, cs.SUCCESS_OFFER), delayed(cs.FINAL_OFFER, cs.GIVE_ANSWER))
+def test_delayed_offer_in_the_200_is_answered_in_the_ack():
+    net = Network()
+    door, phone, call, invite = _delayed_call(net)
+    ring(phone, invite)  # unreliable: its SDP would be no offer (none here)
+    assert door.take(CallRinging).offer is None and phone.count("PRACK") == 0
+    answer(phone, invite)
+    assert phone.count("ACK") == 0  # waits for our answer
+    established = door.take(CallEstablished)
+    assert established.offer is not None and established.sdp == ANSWER
+    answer(phone, invite)  # retransmitted meanwhile: absorbed, still no ACK
+    assert phone.count("ACK") == 0
+    door.act(call.send_answer, established.offer, OFFER)
+    net.run()
+    ack = phone.take("ACK")
+    assert ack.body == OFFER and ack.headers.get("Content-Type") == "application/sdp"
+    answer(phone, invite)  # the ACK was lost: the same answer again
+    assert phone.take("ACK").body == OFFER
+    door.act(call.hangup)
+    net.run()
+    assert phone.take("BYE").body == b""
+
+
+@covers(delayed(cs.AWAITING_OFFER, cs.SUCCESS_NO_OFFER),
+        delayed(cs.OFFER_ANSWERED, cs.SUCCESS_NO_OFFER))
+def test_delayed_offer_and_a_200_without_one_is_acked_at_once():
+    net = Network()
+    door, phone, call, invite = _delayed_call(net)
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),))
+    assert phone.take("ACK").body == b""
+    established = door.take(CallEstablished)
+    assert established.offer is None and established.sdp is None  # the session hangs up
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),))
+    assert phone.take("ACK").body == b""
+
+
+@covers(delayed(cs.EARLY_OFFER, cs.SUCCESS_NO_OFFER),
+        delayed(cs.EARLY_OFFER_2XX, cs.GIVE_ANSWER))
+def test_delayed_offer_a_200_overtaking_the_prack_waits_for_the_answer_too():
+    net = Network()
+    door, phone, call, invite = _delayed_call(net)
+    _reliable(phone, invite, 183, 1, body=ANSWER)
+    offer = door.take(CallRinging).offer
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),))
+    assert phone.count("ACK") == 0 and phone.count("PRACK") == 0
+    assert door.take(CallEstablished).offer is None  # the 183's offer is being answered
+    door.act(call.send_answer, offer, OFFER)
+    net.run()
+    assert phone.take("PRACK").body == OFFER and phone.take("ACK").body == b""
+
+
+@covers(delayed(cs.EARLY_OFFER, cs.SUCCESS_OFFER))
+def test_delayed_offer_a_200_with_sdp_overtaking_the_prack():
+    net = Network()
+    door, phone, call, invite = _delayed_call(net)
+    _reliable(phone, invite, 183, 1, body=ANSWER)
+    offer = door.take(CallRinging).offer
+    answer(phone, invite)
+    assert phone.count("ACK") == 0
+    door.act(call.send_answer, offer, None)  # no answer could be written: none in the PRACK
+    net.run()
+    assert phone.take("PRACK").body == b"" and phone.take("ACK").body == b""
+
+
 def test_every_row_is_exercised():
     missing = []
     for name, table in TABLES:
@@ -669,9 +790,10 @@ def test_rows_cite_only_known_states_and_actions():
     from firmware.sip.branch import Branch
     from firmware.sip.call import Call
     for name, table in TABLES:
-        states = cs.BRANCH_STATES if name == "BRANCH" else (
-            (cs.NO_OFFER, cs.OFFER_RECEIVED) if name == "OFFER" else cs.CALL_STATES)
-        owner = Branch if name == "BRANCH" else Call
+        states = cs.BRANCH_STATES if name == "BRANCH" else DELAYED_STATES \
+            if name == "DELAYED_OFFER" else (
+                (cs.NO_OFFER, cs.OFFER_RECEIVED) if name == "OFFER" else cs.CALL_STATES)
+        owner = Branch if name in ("BRANCH", "DELAYED_OFFER") else Call
         for (state, _), (next_state, action) in table.items():
             assert state in states and next_state in states
             assert action is None or hasattr(owner, "_" + action), (name, action)

@@ -206,3 +206,54 @@ def test_a_bye_challenged_again_as_stale_is_answered_once_more_and_no_further():
     phone.reply(bye, 401, "Unauthorized", extra=(
         'WWW-Authenticate: Digest realm="pbx", nonce="n3", qop="auth", stale=true',))
     assert phone.count("BYE") == 0  # a PBX that keeps saying stale is not answered for ever
+
+
+# -- a challenged PRACK (RFC 3262 §7.2: a request within the early dialog; RFC 3261 §22.2) -------
+def _auth_fields(value):
+    fields = dict(part.strip().split("=", 1) for part in value[len("Digest "):].split(","))
+    return {name: text.strip('"') for name, text in fields.items()}
+
+
+def test_a_challenged_prack_goes_again_with_credentials_the_same_rack_and_a_new_cseq():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    door.call(phone.address)
+    net.run()
+    invite = phone.take("INVITE")
+    _reliable_180(phone, invite, 5)
+    first = phone.take("PRACK")
+    phone.reply(first, 407, "Proxy Authentication Required", extra=(
+        'Proxy-Authenticate: Digest realm="pbx", nonce="p1", qop="auth", algorithm=MD5',))
+    again = phone.take("PRACK")
+    assert again.headers.get("RAck") == first.headers.get("RAck") == "5 1 INVITE"
+    assert cseq(again).seq == cseq(first).seq + 1 and cseq(again).method == "PRACK"
+    fields = _auth_fields(again.headers.get("Proxy-Authorization"))
+    assert fields["nonce"] == "p1" and fields["response"] == digest.compute_response(
+        "MD5", "door", "pbx", "secret", "PRACK", fields["uri"], "p1", fields["nc"],
+        fields["cnonce"], "auth", b"")
+    # challenged again without stale=true: the password is wrong, no loop
+    phone.reply(again, 407, "Proxy Authentication Required", extra=(
+        'Proxy-Authenticate: Digest realm="pbx", nonce="p2", qop="auth"',))
+    assert phone.count("PRACK") == 0
+
+
+def test_a_challenged_prack_carrying_our_answer_keeps_it_and_hashes_it_for_auth_int():
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call = door.call(phone.address, sdp=None)  # a delayed offer: the 183 brings the offer
+    net.run()
+    invite = phone.take("INVITE")
+    phone.reply(invite, 183, "Session Progress", extra=(
+        contact(phone.address), "Require: 100rel", "RSeq: 1"), body=ANSWER)
+    door.act(call.send_answer, door.take(CallRinging).offer, OFFER)
+    net.run()
+    first = phone.take("PRACK")
+    assert first.body == OFFER
+    phone.reply(first, 401, "Unauthorized", extra=(
+        'WWW-Authenticate: Digest realm="pbx", nonce="i1", qop="auth-int", algorithm=SHA-256',))
+    again = phone.take("PRACK")
+    assert again.body == OFFER and again.headers.get("Content-Type") == "application/sdp"
+    fields = _auth_fields(again.headers.get("Authorization"))
+    assert fields["qop"] == "auth-int" and fields["response"] == digest.compute_response(
+        "SHA-256", "door", "pbx", "secret", "PRACK", fields["uri"], "i1", fields["nc"],
+        fields["cnonce"], "auth-int", OFFER)
