@@ -70,8 +70,10 @@ DEFAULTS: "dict[str, Any]" = {
     ],
     # follow_redirects: a 3xx to our INVITE is followed only when true, and then only to one
     # of the call's configured targets (toll fraud through redirects, issue 12).
+    # delayed_offer: our INVITEs carry no SDP (the PBX offers; issue 19, docs/INSTALL.md)
     "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1,
-              "follow_redirects": False, "conference": False, "max_parties": 3},
+              "follow_redirects": False, "conference": False, "max_parties": 3,
+              "delayed_offer": False},
     "door": {"pulse_ms": 3000, "codes": [], "max_failures": 3, "lockout_s": 60,
              "hangup_on_close": False, "held_open_alarm_s": 0},
     "web": {"listen": "127.0.0.1:8080", "https": False, "hostnames": []},
@@ -312,6 +314,7 @@ def validate(doc: Any) -> Config:
     check.type("calls.follow_redirects", calls["follow_redirects"], (bool,), "true or false")
     check.type("calls.conference", calls["conference"], (bool,), "true or false")
     check.integer("calls.max_parties", calls["max_parties"], 2, 4)
+    check.type("calls.delayed_offer", calls["delayed_offer"], (bool,), "true or false")
     _check_transfer_and_messages(check, cfg["transfer"], cfg["messages"])
     web = cfg["web"]
     _check_listen(check, "web.listen", web["listen"])

@@ -197,20 +197,21 @@ class ButtonConfig(_Section):
 
 class CallsConfig(_Section):
     """[calls]: ring_timeout_s, max_duration_s, max_calls, follow_redirects, conference,
-    max_parties."""
+    max_parties, delayed_offer."""
 
     __slots__ = ("ring_timeout_s", "max_duration_s", "max_calls", "follow_redirects",
-                 "conference", "max_parties")
+                 "conference", "max_parties", "delayed_offer")
 
     def __init__(self, ring_timeout_s: int, max_duration_s: int, max_calls: int,
                  follow_redirects: bool, conference: bool = False,
-                 max_parties: int = 3) -> None:
+                 max_parties: int = 3, delayed_offer: bool = False) -> None:
         self.ring_timeout_s = ring_timeout_s
         self.max_duration_s = max_duration_s
         self.max_calls = max_calls
         self.follow_redirects = follow_redirects
         self.conference = conference
         self.max_parties = max_parties
+        self.delayed_offer = delayed_offer
 
     def call_limit(self) -> int:
         """Simultaneous calls: `max_calls`, or with a conference enough for `max_parties`

@@ -128,6 +128,14 @@ def test_sip_trust_keys_default_to_the_safe_choice_and_are_checked():
     assert "calls.follow_redirects" in info.value.errors
 
 
+def test_calls_delayed_offer_is_off_by_default_and_checked():
+    assert config.validate({}).calls.delayed_offer is False
+    assert config.validate({"calls": {"delayed_offer": True}}).calls.delayed_offer is True
+    with pytest.raises(config.ConfigError) as info:
+        config.validate({"calls": {"delayed_offer": "yes"}})
+    assert "calls.delayed_offer" in info.value.errors
+
+
 def test_answer_identity_is_from_or_asserted():
     assert config.validate({}).answer.identity == "from"
     assert config.validate({"answer": {"identity": "asserted"}}).answer.identity == \

@@ -250,7 +250,8 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
             max_duration=limits.max_duration_s,
             max_auto_duration=self.cfg.answer.max_duration_s,
             follow_redirects=limits.follow_redirects, identity=self.cfg.answer.identity)
-        self.sessions = SessionManager(self.calls, self.cfg.media)
+        self.sessions = SessionManager(self.calls, self.cfg.media,
+                                       delayed_offer=limits.delayed_offer)
         self.ports, self.rtp_host = None, host  # the pool comes with warm_up() or the first call
         log.info("listening on %s:%d (%s); registrar %s", host, port, self.cfg.sip.transport,
                  "%s:%s" % (registrar.host, registrar.port) if registrar else

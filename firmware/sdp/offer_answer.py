@@ -40,6 +40,9 @@ Public API
   The caller bumps ``session_version`` whenever the description changes (§8).
 - ``create_answer(offer, local, session_version, direction="sendrecv")
   -> (SessionDescription, NegotiatedMedia)``; raises ``OfferAnswerError`` (status 488).
+- ``refusing_answer(offer, local, session_version) -> SessionDescription``: a valid answer
+  that rejects every stream (port 0, §6), for an offer that must be answered but cannot be
+  accepted (RFC 3261 §13.2.2.4: an unacceptable offer in a 2xx gets one in the ACK, then BYE).
 - ``process_answer(offer, answer, local) -> NegotiatedMedia``; raises ``OfferAnswerError``.
 - ``NegotiatedMedia``: ``remote_address``, ``remote_port``, ``remote_rtcp_address``,
   ``remote_rtcp_port``, ``rtcp_mux``, ``codec``, ``payload_type``, ``clock_rate``,
@@ -446,6 +449,15 @@ def create_answer(offer: "SessionDescription", local: "LocalMedia", session_vers
         raise OfferAnswerError(failure)
     negotiated.video = video[1] if video is not None else None
     return answer, negotiated
+
+
+def refusing_answer(offer: "SessionDescription", local: "LocalMedia",
+                    session_version: int) -> "SessionDescription":
+    """RFC 3264 §6: the same m-lines in the same order, each rejected with port 0."""
+    answer = _new_description(local, session_version)
+    for media in offer.media:
+        answer.media.append(MediaDescription(media.media, 0, media.proto, media.formats))
+    return answer
 
 
 def _answer_video(offer: "SessionDescription", media: "MediaDescription", index: int,

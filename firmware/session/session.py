@@ -98,6 +98,27 @@ class Session:
         self.version += 1
         return answer.to_bytes(), negotiated
 
+    def _answer_delayed(
+            self, sdp: "bytes | None") -> "tuple[bytes | None, NegotiatedMedia | None, str]":
+        """Delayed offer: (our answer, its negotiation, problem) to the offer `sdp` of a
+        reliable 18x or a 2xx. It must be answered (in the PRACK or ACK, RFC 3262 §5, RFC 3261
+        §13.2.2.4): an offer we cannot accept gets an answer refusing every stream (negotiation
+        None), one we cannot even parse none at all (answer None)."""
+        try:
+            answer, negotiated = self._write_answer(sdp or b"")
+        except oa.OfferAnswerError as exc:
+            problem = exc.reason
+        else:
+            return answer, negotiated, ""
+        try:
+            offer = SessionDescription.parse(sdp or b"")
+        except ValueError:
+            return None, None, problem
+        assert self.local is not None  # placed with a port: the call has its local media
+        refusal = oa.refusing_answer(offer, self.local, self.version)
+        self.version += 1
+        return refusal.to_bytes(), None, problem
+
     def _read_answer(self, sdp: "bytes | None") -> "NegotiatedMedia":
         """The negotiation their answer (bytes) gives to our outstanding offer; raises
         OfferAnswerError or ValueError."""
@@ -113,9 +134,12 @@ class SessionManager:
     `firmware.settings.MediaConfig` (`codecs`, `srtp`, `keys_need_tls()`)."""
 
     def __init__(self, calls: "CallManager", media_cfg: "MediaConfig",
-                 random: "Random" = os.urandom) -> None:
+                 random: "Random" = os.urandom, delayed_offer: bool = False) -> None:
         self.calls = calls
         self.media_cfg = media_cfg
+        # [calls] delayed_offer: our INVITEs carry no SDP; the offer comes in a reliable 18x
+        # or the 2xx and our answer goes in the PRACK or ACK (RFC 3261 §13.2.1, RFC 3262 §5)
+        self.delayed_offer = delayed_offer
         self.random = random
         # H.264 beside the audio (issue 16) whenever the runtime gives a video port (the
         # station has a camera and [camera] video = "offer"): this payload type in our offers,
@@ -205,8 +229,9 @@ class SessionManager:
         if problem is not None:
             self._emit(ev.CallNotStarted(call_id, role, problem))
             return None
-        offer = oa.create_offer(local, 1, SENDRECV)
-        call = self.calls.place_call(routed, offer.to_bytes(), now, sequential=sequential,
+        offer = None if self.delayed_offer else oa.create_offer(local, 1, SENDRECV)
+        call = self.calls.place_call(routed, offer.to_bytes() if offer is not None else None,
+                                     now, sequential=sequential,
                                      target_timeout=target_timeout, answer_mode=answer_mode,
                                      call_id=call_id, headers=headers,
                                      extra_calls=extra_calls)
@@ -214,8 +239,8 @@ class SessionManager:
             self._emit(ev.CallNotStarted(call_id, role, "busy"))
             return None
         session = self._add(call)
-        session.local, session.offer, session.described, session.version = \
-            local, offer, offer, 2
+        session.local, session.offer, session.described = local, offer, offer
+        session.version = 1 if offer is None else 2
         self._emit(ev.CallStarted(call.id, role))
         return session
 
@@ -330,7 +355,17 @@ class SessionManager:
         if session is None:
             return
         early = False
-        if event.sdp is not None and session.offer is not None:
+        if event.offer is not None:  # delayed offer: the reliable 18x's offer, our PRACK
+            answer, negotiated, problem = session._answer_delayed(event.sdp)
+            event.call.send_answer(event.offer, answer, now)
+            if negotiated is None:
+                self._emit(ev.CallRefused(session.id, event.call.peer, None,
+                                          "unusable offer in the 18x: %s" % problem))
+                event.call.hangup(now)  # CANCEL
+                return
+            session.early = negotiated
+            early = True
+        elif event.sdp is not None and session.offer is not None:
             try:  # RFC 3264 §4 / RFC 3261 §13.2.1: the 18x's SDP is the answer
                 session.early = session._read_answer(event.sdp)
                 early = True
@@ -354,8 +389,14 @@ class SessionManager:
         call = session.call
         if call.direction == "outgoing":
             try:
-                if event.sdp is None and session.early is not None:
-                    negotiated = session.early
+                if event.offer is not None:  # delayed offer: the 2xx's offer, our ACK
+                    answer, answered, problem = session._answer_delayed(event.sdp)
+                    call.send_answer(event.offer, answer, now)
+                    if answered is None:
+                        raise oa.OfferAnswerError("the 200's offer: %s" % problem)
+                    negotiated = answered
+                elif session.early is not None and (event.sdp is None or session.offer is None):
+                    negotiated = session.early  # the 18x's answer (or offer/answer) stands
                 else:
                     negotiated = session._read_answer(event.sdp)
             except (oa.OfferAnswerError, ValueError) as exc:

@@ -8,7 +8,7 @@ within the dialog, session timers and the timer cascade.
 
 from firmware.sip import auth
 from firmware.sip import callstate as cs
-from firmware.sip.branch import MIN_SE
+from firmware.sip.branch import MIN_SE, OfferToAnswer
 from firmware.sip.callevents import SDP, AnswerReceived, CallEnded, InfoReceived, body_sdp
 from firmware.sip.reply import Reply
 from firmware.sip.useragent import ALLOW
@@ -153,6 +153,16 @@ class CallBase:
 
     def send_info(self, content_type: str, body: bytes, now: float) -> None:
         self._feed(cs.SEND_INFO, now, content_type, body)
+
+    def send_answer(self, offer: object, sdp: "bytes | None", now: float) -> None:
+        """Outgoing with a delayed offer: our answer (None: none could be written) to the
+        `offer` a CallRinging or CallEstablished carried; it goes in the PRACK or ACK that
+        waited for it (callstate.DELAYED_OFFER; CallStateError when it was answered already).
+        Then it is our description of the session."""
+        assert isinstance(offer, OfferToAnswer), offer
+        offer.branch.give_answer(offer.tag, sdp, now)
+        if sdp is not None:
+            self.local_sdp = sdp
 
     # -- actions common to both directions (callstate.UAC_CALL and UAS_CALL) -----------------
     def _send_bye(self, name: str, now: float) -> None:

@@ -45,15 +45,6 @@ class UacCall(CallBase):
         if offer is not None and self.state not in (cs.CALLING, cs.RINGING):
             offer.branch.give_answer(offer.tag, None, now)  # no table row reported it
 
-    def send_answer(self, offer: "object", sdp: "bytes | None", now: float) -> None:
-        """Delayed offer: our answer (None: none could be written) to the `offer` a
-        CallRinging or CallEstablished carried; it goes in the PRACK or ACK that waited for
-        it (callstate.DELAYED_OFFER). Then it is our description of the session."""
-        assert isinstance(offer, OfferToAnswer), offer
-        if sdp is not None:
-            self.local_sdp = sdp
-        offer.branch.give_answer(offer.tag, sdp, now)
-
     def branch_answered(self, branch: "Branch", request: "Request", response: "Response",
                         now: float, given_up: bool = False) -> None:
         """A 2xx to a branch's INVITE: always ACKed (§13.2.2.4); the first one wins; any other

@@ -19,7 +19,8 @@ DOC = {
                                        "targets": ["sip:concierge@127.0.0.1"]}],
                  "quiet": ""}],
     "calls": {"ring_timeout_s": 30, "max_duration_s": 300, "max_calls": 1,
-              "follow_redirects": False, "conference": False, "max_parties": 3},
+              "follow_redirects": False, "conference": False, "max_parties": 3,
+              "delayed_offer": False},
     "door": {"pulse_ms": 3000, "max_failures": 3, "lockout_s": 60, "codes": [
         {"caller": "sip:flat1@127.0.0.1", "code": "471108"},
         {"caller": "sip:flat2@127.0.0.1", "code_hash": "pbkdf2_sha256$1$00ff$" + "ab" * 32,

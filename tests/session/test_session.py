@@ -34,7 +34,7 @@ class Door:
     """The door station without I/O: the SIP cores, the session layer and a runtime stand-in
     (ports handed out from RTP_PORT unless `no_port` says why there is none)."""
 
-    def __init__(self, net, media=None, random=None, **manager_options):
+    def __init__(self, net, media=None, random=None, delayed_offer=False, **manager_options):
         self.address = DOOR
         settings = {"host": DOOR[0], "port": DOOR[1], "transport": "udp", "username": "door",
                     "domain": "example.org", "password": "secret", "display_name": "Door",
@@ -42,7 +42,8 @@ class Door:
         self.ua = UserAgent(settings)
         self.calls = CallManager(self.ua, **manager_options)
         self.sessions = SessionManager(self.calls, MediaConfig(**(media or MEDIA)),
-                                       **({"random": random} if random else {}))
+                                       **({"random": random} if random else {}),
+                                       delayed_offer=delayed_offer)
         self.net = net
         self.no_port = None
         self.events = []
@@ -412,6 +413,67 @@ def test_an_unusable_answer_hangs_the_call_up_and_is_never_established():
     assert door.kinds() == ["CallStarted", "CallRefused", "StopMedia", "CallEnded"]
     assert door.events[1].reason.startswith("unusable answer")
     assert door.sessions.get(session.id) is None
+
+
+# -- outgoing with a delayed offer ([calls] delayed_offer): the PBX offers -----------------
+def _reliable_183(phone, invite, body):
+    phone.reply(invite, 183, "Session Progress", body=body, extra=(
+        contact(phone.address), "Require: 100rel", "RSeq: 1"))
+
+
+def test_delayed_offer_the_200s_offer_is_answered_in_the_ack_and_starts_media():
+    net = Network()
+    door, phone = Door(net, delayed_offer=True), Phone(net, FLAT1)
+    session = door.place(FLAT1)
+    invite = phone.take("INVITE")
+    assert invite.body == b"" and session.offer is None
+    offer = ANSWER.replace(b"RTP/AVP 0", b"RTP/AVP 8")  # the PBX offers PCMA only
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),), body=offer)
+    ack = phone.take("ACK")
+    assert _sdp_port(ack.body) == RTP_PORT and b"RTP/AVP 8\r\n" in ack.body  # our answer
+    assert door.kinds() == ["CallStarted", "StartMedia", "CallEstablished"]
+    start = door.events[1]
+    assert start.negotiated.codec == "PCMA" and start.negotiated.remote_port == 5000
+
+
+def test_delayed_offer_in_a_reliable_183_is_answered_in_the_prack_with_early_media():
+    net = Network()
+    door, phone = Door(net, delayed_offer=True), Phone(net, FLAT1)
+    session = door.place(FLAT1)
+    invite = phone.take("INVITE")
+    _reliable_183(phone, invite, ANSWER.replace(b"5000", b"5008"))
+    prack = phone.take("PRACK")
+    assert _sdp_port(prack.body) == RTP_PORT and prack.headers.get("RAck") == "1 1 INVITE"
+    assert door.take(ev.CallRinging) == ev.CallRinging(session.id, True)
+    assert door.take(ev.StartMedia).negotiated.remote_port == 5008  # early media, at once
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),),
+                body=ANSWER.replace(b"5000", b"5008"))  # repeats the 183's offer
+    assert phone.take("ACK").body == b""
+    assert door.take(ev.CallEstablished)
+    assert not [e for e in door.events if isinstance(e, (ev.StartMedia, ev.UpdateMedia))]
+
+
+def test_delayed_offer_an_unacceptable_offer_gets_a_refusing_answer_in_the_ack_then_bye():
+    net = Network()
+    door, phone = Door(net, delayed_offer=True), Phone(net, FLAT1)
+    door.place(FLAT1)
+    invite = phone.take("INVITE")
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),), body=G729_ONLY)
+    ack = phone.take("ACK")
+    assert _sdp_port(ack.body) == 0  # RFC 3261 §13.2.2.4: a valid answer, every stream refused
+    assert phone.take("BYE")
+    assert door.kinds() == ["CallStarted", "CallRefused", "StopMedia", "CallEnded"]
+    assert "no common codec" in door.events[1].reason
+
+
+def test_delayed_offer_a_200_without_an_offer_is_acked_and_hung_up():
+    net = Network()
+    door, phone = Door(net, delayed_offer=True), Phone(net, FLAT1)
+    door.place(FLAT1)
+    invite = phone.take("INVITE")
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),))
+    assert phone.take("ACK").body == b"" and phone.take("BYE")
+    assert door.kinds() == ["CallStarted", "CallRefused", "StopMedia", "CallEnded"]
 
 
 def test_forking_first_2xx_wins_and_the_other_branch_is_cancelled():
