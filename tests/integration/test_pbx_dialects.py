@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from firmware.codecs.g711 import ulaw_encode
+from firmware.codecs.g711 import alaw_encode, ulaw_encode
 from tests.integration.helpers import Firmware, station_config
 from tests.integration.test_calls_sipp import (  # noqa: F401 (stations: a fixture)
     SCENARIOS,
@@ -64,13 +64,15 @@ def test_a_caller_requiring_100rel_gets_a_reliable_180(stations, tmp_path):  # n
 
 
 # -- the door calls the PBX --------------------------------------------------------------------
-def _call_the_pbx(tmp_path, kamailio, scenario, media=None, during=None):
+def _call_the_pbx(tmp_path, kamailio, scenario, media=None, during=None, calls=None):
     """The call button rings a SIPp UAS (`scenario`, MEDIA_PORT replaced by `media`'s port)
     through Kamailio; `during(station)` runs once the button is pressed; the call is hung up
-    through the API once established. Returns (SIPp result, station, established event)."""
+    through the API once established. `calls`: [calls] keys. Returns (SIPp result, station,
+    established event, what `during` returned)."""
     sipp_port = free_port(("udp", "tcp"))
     target = f"sip:pbx@127.0.0.1:{sipp_port}"  # no Kamailio user: relayed to the UAS
     config = door_config(kamailio, buttons=[{"role": "call", "targets": [target]}])
+    config.setdefault("calls", {}).update(calls or {})
     station = DoorStation(tmp_path / "station", config)
     text = (SCENARIOS / scenario).read_text()
     if media is not None:
@@ -94,10 +96,11 @@ def _call_the_pbx(tmp_path, kamailio, scenario, media=None, during=None):
     return result, station, established[0], extra
 
 
-def _early_media(media, seconds=3.0):
+def _early_media(media, seconds=3.0, payload_type=0, encode=ulaw_encode):
     """Until the station's first RTP packet reaches the 183's address: then answer it with
-    0.8 s of a 440 Hz tone (the PBX's ringback) from there. Returns (time.time() of the first
-    packet, packets received) or (None, 0)."""
+    0.8 s of a 440 Hz tone (the PBX's ringback) from there (G.711: `payload_type` 0 with
+    `encode` ulaw_encode, or 8 with alaw_encode). Returns (time.time() of the first packet,
+    packets received) or (None, 0)."""
     first, count = None, 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -113,9 +116,9 @@ def _early_media(media, seconds=3.0):
             for n in range(40):
                 pcm = [int(12000 * math.sin(2 * math.pi * 440 * (n * 160 + i) / 8000))
                        for i in range(160)]
-                media.sendto(bytes([0x80, 0]) + n.to_bytes(2, "big") +
+                media.sendto(bytes([0x80, payload_type]) + n.to_bytes(2, "big") +
                              (n * 160).to_bytes(4, "big") + (0xEA21).to_bytes(4, "big") +
-                             ulaw_encode(struct.pack("<160h", *pcm)), source)
+                             encode(struct.pack("<160h", *pcm)), source)
                 time.sleep(0.02)
     return first, count
 
@@ -136,6 +139,10 @@ def test_reliable_18x_are_pracked_and_the_183s_early_media_reaches_the_speaker(t
           f"{packets} packets")
     assert first_rtp is not None, station.describe()
     assert first_rtp < established["time"] - 0.5  # media from the 183 on, not from the 200
+    _assert_the_pbx_tone_on_the_speaker(station)
+
+
+def _assert_the_pbx_tone_on_the_speaker(station):
     wavs = sorted(station.speaker_dir.glob("*.wav"))
     assert wavs, "no speaker recording"
     samples, rate = read_wav(wavs[-1])
@@ -150,6 +157,61 @@ def test_digest_auth_int_sha256_on_the_invite_and_a_401_on_the_bye(tmp_path, kam
     result, station, established, _ = _call_the_pbx(tmp_path, kamailio, "pbx_auth_callee.xml")
     assert result.returncode == 0 and not result.timed_out, result.describe() + station.describe()
     assert result.messages.count("BYE sip:") >= 2  # challenged, then answered
+
+
+def test_a_challenged_prack_is_sent_again_with_credentials(tmp_path, kamailio):
+    result, station, established, _ = _call_the_pbx(tmp_path, kamailio,
+                                                    "pbx_prack_challenged.xml")
+    assert result.returncode == 0 and not result.timed_out, result.describe() + station.describe()
+    assert result.messages.count("PRACK sip:") == 2  # challenged, then answered
+
+
+def _media_socket():
+    media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    media.bind(("127.0.0.1", 0))
+    media.settimeout(0.05)
+    return media
+
+
+def test_delayed_offer_the_pbxs_offer_in_the_200_is_answered_in_the_ack(tmp_path, kamailio):
+    media = _media_socket()
+    try:
+        result, station, established, (first_rtp, packets) = _call_the_pbx(
+            tmp_path, kamailio, "pbx_delayed_offer_in_200.xml", media,
+            during=lambda station: _early_media(media, payload_type=8, encode=alaw_encode),
+            calls={"delayed_offer": True})
+    finally:
+        media.close()
+    assert result.returncode == 0 and not result.timed_out, result.describe() + station.describe()
+    print(f"delayed offer (200): {packets} RTP packets from the station after the ACK")
+    assert first_rtp is not None and packets >= 10, station.describe()
+    _assert_the_pbx_tone_on_the_speaker(station)  # two-way: PCMA from the PBX heard
+
+
+def test_delayed_offer_in_a_reliable_183_is_answered_in_its_prack_with_early_media(
+        tmp_path, kamailio):
+    media = _media_socket()
+    try:
+        result, station, established, (first_rtp, packets) = _call_the_pbx(
+            tmp_path, kamailio, "pbx_delayed_offer_in_183.xml", media,
+            during=lambda station: _early_media(media), calls={"delayed_offer": True})
+    finally:
+        media.close()
+    assert result.returncode == 0 and not result.timed_out, result.describe() + station.describe()
+    assert first_rtp is not None, station.describe()
+    print(f"delayed offer (183): first RTP {established['time'] - first_rtp:.2f} s before "
+          f"the 200, {packets} packets")
+    assert first_rtp < established["time"] - 0.5  # early media from the PRACK's answer on
+    _assert_the_pbx_tone_on_the_speaker(station)
+
+
+def test_a_delayed_offer_call_whose_ack_brings_no_answer_is_ended_with_bye(
+        stations, tmp_path):  # noqa: F811
+    station = stations()
+    result = sipp_call("pbx_delayed_offer_no_answer.xml", station, tmp_path / "sipp").wait()
+    assert result.returncode == 0 and not result.timed_out, result.describe()
+    station.wait_log(r"call \S+ ended", timeout=5)
+    assert "unusable answer in the ACK" in station.log, station.log[-3000:]
 
 
 # -- the station registers with the PBX --------------------------------------------------------
