@@ -159,6 +159,13 @@ def test_digest_auth_int_sha256_on_the_invite_and_a_401_on_the_bye(tmp_path, kam
     assert result.messages.count("BYE sip:") >= 2  # challenged, then answered
 
 
+def test_digest_md5_by_407_on_the_invite_and_sha256_auth_int_on_the_bye(tmp_path, kamailio):
+    result, station, established, _ = _call_the_pbx(tmp_path, kamailio,
+                                                    "pbx_auth_proxy_callee.xml")
+    assert result.returncode == 0 and not result.timed_out, result.describe() + station.describe()
+    assert result.messages.count("BYE sip:") >= 2  # challenged, then answered
+
+
 def test_a_challenged_prack_is_sent_again_with_credentials(tmp_path, kamailio):
     result, station, established, _ = _call_the_pbx(tmp_path, kamailio,
                                                     "pbx_prack_challenged.xml")
