@@ -240,6 +240,16 @@ def test_delayed_offer_without_an_answer_in_the_ack_is_hung_up():
     assert phone.take("BYE") and not any(isinstance(e, ev.StartMedia) for e in door.events)
 
 
+def test_delayed_offer_with_an_unusable_answer_in_the_ack_is_hung_up():
+    net = Network()
+    door, phone = Door(net), Phone(net, FLAT1)
+    call_id = _offered_call(net, door, phone, body=b"")
+    door.do("answer", call_id)
+    phone.send(ack_with(phone.take(200), phone, G729_ONLY))  # answers what we never offered
+    assert "unusable answer in the ACK" in door.take(ev.CallRefused).reason
+    assert phone.take("BYE") and not any(isinstance(e, ev.StartMedia) for e in door.events)
+
+
 def test_a_reinvite_without_sdp_gets_our_offer_and_the_acks_answer_moves_the_media():
     net = Network()
     door, phone = Door(net), Phone(net, FLAT1)
