@@ -353,6 +353,8 @@ class SessionManager:
     def _ringing(self, event: "sipcall.CallRinging", now: float) -> None:
         session = self._session_of(event)
         if session is None:
+            if event.offer is not None:  # nobody to answer it: the PRACK/ACK goes without
+                event.call.send_answer(event.offer, None, now)
             return
         early = False
         if event.offer is not None:  # delayed offer: the reliable 18x's offer, our PRACK
@@ -385,6 +387,8 @@ class SessionManager:
     def _established(self, event: "sipcall.CallEstablished", now: float) -> None:
         session = self._session_of(event)
         if session is None:
+            if event.offer is not None:  # nobody to answer it: the PRACK/ACK goes without
+                event.call.send_answer(event.offer, None, now)
             return
         call = session.call
         if call.direction == "outgoing":

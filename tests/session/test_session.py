@@ -486,6 +486,16 @@ def test_delayed_offer_a_200_without_an_offer_is_acked_and_hung_up():
     assert door.kinds() == ["CallStarted", "CallRefused", "StopMedia", "CallEnded"]
 
 
+def test_delayed_offer_of_a_call_without_a_session_is_still_acked():
+    net = Network()
+    door, phone = Door(net, delayed_offer=True), Phone(net, FLAT1)
+    door.calls.place_call([("sip:flat@%s:%d" % FLAT1, Peer("udp", *FLAT1))], None, net.now)
+    net.run()
+    invite = phone.take("INVITE")
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),), body=ANSWER)
+    assert phone.take("ACK").body == b""  # not left waiting for an answer nobody writes
+
+
 def test_forking_first_2xx_wins_and_the_other_branch_is_cancelled():
     net = Network()
     door = Door(net)
