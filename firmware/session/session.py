@@ -258,9 +258,13 @@ class SessionManager:
         return True
 
     def ring(self, call_id: str, now: float) -> None:
+        """180 Ringing; to an INVITE without an offer that requires 100rel, the 180 carries
+        our (parked) offer and the PRACK the answer (RFC 3262 §5), which negotiates the
+        session before `answer` (AnswerReceived)."""
         session = self.get(call_id)
         if session is not None and session.state == sipcall.RINGING:
-            session.call.ring(now)
+            offer = session.answer if session.offer is not None else None
+            session.call.ring(now, offer)
 
     def reject(self, call_id: str, status: int, now: float) -> None:
         session = self.get(call_id)

@@ -88,6 +88,10 @@ class CallBase:
         # that 2xx carries our offer (an INVITE or re-INVITE without one): the answer comes in
         # its ACK (RFC 3261 §13.2.1, RFC 3264 §4)
         self._offer_in_2xx = False
+        # our reliable 18x carries our offer (an INVITE without one, 100rel): the answer
+        # comes in its PRACK (RFC 3261 §13.2.1: "the first reliable non-failure message",
+        # RFC 3262 §5)
+        self._offer_in_18x = False
         # the re-INVITE waiting for our answer
         self._reoffer: RequestReceived | None = None
         # both
@@ -123,9 +127,10 @@ class CallBase:
             getattr(self, "_" + action)(name, now, *args)
 
     # -- application commands -----------------------------------------------------------------
-    def ring(self, now: float) -> None:
-        """Incoming: send 180 Ringing."""
-        self._feed(cs.RING, now)
+    def ring(self, now: float, offer: "bytes | None" = None) -> None:
+        """Incoming: send 180 Ringing. `offer`: our offer, for an INVITE without one; it goes
+        in the 180 when that is reliable (RFC 3262 §5), the answer then in its PRACK."""
+        self._feed(cs.RING, now, offer)
 
     def answer(self, sdp: bytes, now: float) -> None:
         """Incoming: accept with our SDP answer (bytes)."""
@@ -314,8 +319,15 @@ class CallBase:
         elif method == "PRACK":
             # RFC 3262 §3: 200 for our outstanding reliable 18x, 481 for anything else
             reliable = self.reliable
-            self._reply(event, reliable.on_prack(request, now) if reliable else 481, now)
+            status = reliable.on_prack(request, now) if reliable else 481
+            self._reply(event, status, now)
             self._flush_reliable(now)
+            sdp = body_sdp(request)
+            if status == 200 and self._offer_in_18x and sdp is not None:
+                # RFC 3262 §5: the PRACK answers the offer in our reliable 18x
+                self._offer_in_18x = False
+                self.remote_sdp = sdp
+                self.manager.emit(AnswerReceived(self, sdp))
         elif method == "INVITE":
             self._feed_offer(cs.REOFFER, now, event)
         elif method == "UPDATE" and body_sdp(request) is not None:

@@ -82,11 +82,19 @@ class UasCall(CallBase):
                 response.headers.add("Record-Route", value)
         return response
 
-    def _respond(self, status: int, now: float, reason: "str | None" = None) -> None:
+    def _respond(self, status: int, now: float, reason: "str | None" = None,
+                 offer: "bytes | None" = None) -> None:
         response = self._make_response(status, reason)
         if status < 200 and status > 100:
             response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
             if self.reliable is not None:
+                if offer is not None and self.remote_sdp is None and not self._offer_in_18x:
+                    # RFC 3261 §13.2.1, RFC 3262 §5: an INVITE without an offer gets ours in
+                    # the first reliable non-failure response; its PRACK brings the answer
+                    self._offer_in_18x = True
+                    self.local_sdp = offer
+                    response.headers.set("Content-Type", SDP)
+                    response.body = offer
                 self.reliable.send(response, now)  # RFC 3262 §3: RSeq, resent until PRACKed
                 self._flush_reliable(now)
                 return
@@ -95,8 +103,8 @@ class UasCall(CallBase):
         self.ua.send_response(self._incoming()[1], response, now)
 
     # -- actions (callstate.UAS_CALL) --------------------------------------------------------
-    def _send_ringing(self, name: str, now: float) -> None:
-        self._respond(180, now)
+    def _send_ringing(self, name: str, now: float, offer: "bytes | None" = None) -> None:
+        self._respond(180, now, offer=offer)
 
     def _send_answer(self, name: str, now: float, sdp: bytes) -> None:
         self.local_sdp = sdp

@@ -63,6 +63,15 @@ def test_a_caller_requiring_100rel_gets_a_reliable_180(stations, tmp_path):  # n
     assert "SIP/2.0 487" in result.messages
 
 
+def test_a_delayed_offer_requiring_100rel_gets_our_offer_in_the_reliable_180(
+        stations, tmp_path):  # noqa: F811
+    station = stations(answer_mode="ring")
+    result = sipp_call("pbx_delayed_offer_100rel_caller.xml", station, tmp_path / "sipp").wait()
+    assert result.returncode == 0 and not result.timed_out, result.describe()
+    assert "SIP/2.0 487" in result.messages
+    assert not re.search(r"unusable answer|Traceback", station.log), station.log[-3000:]
+
+
 # -- the door calls the PBX --------------------------------------------------------------------
 def _call_the_pbx(tmp_path, kamailio, scenario, media=None, during=None, calls=None):
     """The call button rings a SIPp UAS (`scenario`, MEDIA_PORT replaced by `media`'s port)

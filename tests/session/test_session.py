@@ -250,6 +250,47 @@ def test_delayed_offer_with_an_unusable_answer_in_the_ack_is_hung_up():
     assert phone.take("BYE") and not any(isinstance(e, ev.StartMedia) for e in door.events)
 
 
+def _delayed_offer_requiring_100rel(net, door, phone):
+    """A caller's INVITE without SDP requiring 100rel; the door rings: (call id, the 180)."""
+    incoming_invite(phone, body=b"", extra=("Require: 100rel",))
+    phone.take(100)
+    call_id = door.events[0].call_id
+    door.do("ring", call_id)
+    return call_id, phone.take(180)
+
+
+def test_delayed_offer_with_100rel_our_offer_goes_in_the_reliable_180_the_prack_answers():
+    net = Network()
+    door, phone = Door(net), Phone(net, FLAT1)
+    call_id, ringing = _delayed_offer_requiring_100rel(net, door, phone)
+    # RFC 3261 §13.2.1: the first reliable non-failure response carries the offer
+    assert ringing.headers.get("Require") == "100rel" and _sdp_port(ringing.body) == RTP_PORT
+    in_dialog(phone, ringing, "PRACK", 2, body=ANSWER.replace(b"RTP/AVP 0", b"RTP/AVP 8"),
+              extra=("RAck: %s 1 INVITE" % ringing.headers.get("RSeq"),
+                     "Content-Type: application/sdp"))
+    assert phone.take(200).headers.get("CSeq") == "2 PRACK"
+    assert "StartMedia" not in door.kinds()  # negotiated, not started before the answer
+    door.do("answer", call_id)
+    ok = phone.take(200)
+    assert ok.body == ringing.body  # the same description: the offer/answer is done
+    start = door.take(ev.StartMedia)
+    assert start.negotiated.codec == "PCMA" and start.negotiated.remote_port == 5000
+    phone.send(ack_for(ok, phone))
+    assert door.take(ev.CallEstablished)
+    assert not [e for e in door.events if isinstance(e, (ev.StartMedia, ev.UpdateMedia,
+                                                         ev.CallRefused))]
+
+
+def test_delayed_offer_with_100rel_an_unusable_answer_in_the_prack_ends_the_call():
+    net = Network()
+    door, phone = Door(net), Phone(net, FLAT1)
+    call_id, ringing = _delayed_offer_requiring_100rel(net, door, phone)
+    in_dialog(phone, ringing, "PRACK", 2, body=G729_ONLY, extra=(
+        "RAck: %s 1 INVITE" % ringing.headers.get("RSeq"), "Content-Type: application/sdp"))
+    assert phone.take(200) and phone.take(480)  # the PRACK's 200, then the INVITE's 480
+    assert "unusable answer" in door.take(ev.CallRefused).reason
+
+
 def test_a_reinvite_without_sdp_gets_our_offer_and_the_acks_answer_moves_the_media():
     net = Network()
     door, phone = Door(net), Phone(net, FLAT1)
