@@ -155,6 +155,9 @@ class Branch:
                     self._send_prack(to_tag, now, request)
             if report:
                 self._feed(cs.PROVISIONAL, reply.request, response, now)
+            if self._offer is not None:  # no report carried the offer (a given-up branch)
+                offer, self._offer = self._offer, None
+                self.give_answer(offer.tag, None, now)
         elif status < 300:
             self._feed(cs.SUCCESS, reply.request, response, now)
         elif self.done:

@@ -775,6 +775,16 @@ def test_delayed_offer_a_200_with_sdp_overtaking_the_prack():
     assert phone.take("PRACK").body == b"" and phone.take("ACK").body == b""
 
 
+def test_delayed_offer_of_a_branch_given_up_before_its_first_18x_still_gets_its_prack():
+    net = Network()
+    door, phone, call, invite = _delayed_call(net)
+    door.act(call.hangup)  # CANCEL waits for a provisional response (§9.1)
+    net.run()
+    _reliable(phone, invite, 183, 1, body=ANSWER)
+    assert phone.take("PRACK").body == b""  # nobody answers the offer: PRACKed without one
+    assert phone.take("CANCEL") and not door.has(CallRinging)
+
+
 def test_every_row_is_exercised():
     missing = []
     for name, table in TABLES:
