@@ -24,14 +24,23 @@ import time
 import pytest
 
 from firmware.codecs.g711 import alaw_encode, ulaw_encode
-from tests.integration.helpers import Firmware, station_config
+from tests.integration.helpers import Firmware, LiveCapture, station_config
 from tests.integration.test_calls_sipp import (  # noqa: F401 (stations: a fixture)
     SCENARIOS,
     sipp_call,
     stations,
 )
-from tests.integration.test_door_station import DoorStation, door_config
-from tests.peers.audio import read_wav, rms, tone_power_ratio
+from tests.integration.test_door_station import (  # noqa: F401 (fixtures)
+    MIC_HZ,
+    PHONE_HZ,
+    DoorStation,
+    _incoming_established,
+    door_config,
+    door_station,
+    recording_phone,
+)
+from tests.peers.audio import has_tone, read_wav, rms, tone_power_ratio
+from tests.peers.fixtures import FLAT1_USER
 from tests.peers.process import free_port
 from tests.peers.sipp import start_sipp
 
@@ -173,6 +182,41 @@ def test_digest_md5_by_407_on_the_invite_and_sha256_auth_int_on_the_bye(tmp_path
                                                     "pbx_auth_proxy_callee.xml")
     assert result.returncode == 0 and not result.timed_out, result.describe() + station.describe()
     assert result.messages.count("BYE sip:") >= 2  # challenged, then answered
+
+
+def test_delayed_offer_to_a_real_phone_gives_a_call_with_two_way_audio(
+        kamailio, recording_phone, door_station, tmp_path):  # noqa: F811
+    """baresip as the flat's phone, reached through Kamailio: it answers the offerless INVITE
+    with its offer in the 200 and takes the station's answer from the ACK (on the wire)."""
+    flat1 = recording_phone(FLAT1_USER)
+    flat1.wait_registered(5)
+    station = door_station(calls={"delayed_offer": True})
+    station.require_api()
+    with LiveCapture(tmp_path / "sip.pcap", udp_ports=[kamailio.udp_port]) as capture:
+        since = len(flat1.events)
+        station.press("call")
+        try:
+            flat1.wait_event(_incoming_established, 5, since=since)
+        except TimeoutError as error:
+            raise AssertionError(f"{error}{station.describe()}") from None
+        call_ids = [c["id"] for c in station.status()["calls"]]
+        time.sleep(3.0)  # three seconds of audio both ways
+        flat1.hangup()
+        flat1.wait_event("CALL_CLOSED", 5, since=since)
+        station.wait_idle(5.0)
+        time.sleep(0.2)  # let tcpdump write the last packets
+    sent = [p.payload for p in capture.packets() if p.dst[1] == kamailio.udp_port and
+            p.src[1] != kamailio.udp_port]
+    invites = [m for m in sent if m.startswith(b"INVITE ")]
+    acks = [m for m in sent if m.startswith(b"ACK ") and b"m=audio" in m]
+    assert invites and not any(b"m=audio" in m for m in invites), invites[:1]
+    assert acks, "no ACK with the station's answer on the wire"
+    received = flat1.recordings("dec")
+    assert received and has_tone(received[0], MIC_HZ, skip_seconds=0.5), (
+        f"no {MIC_HZ} Hz tone from the door at the phone{station.describe()}")
+    speaker = station.speaker_dir / f"{call_ids[0]}.wav"
+    assert speaker.exists() and has_tone(speaker, PHONE_HZ, skip_seconds=0.5), (
+        f"no {PHONE_HZ} Hz tone from the phone on the door's speaker{station.describe()}")
 
 
 def test_a_challenged_prack_is_sent_again_with_credentials(tmp_path, kamailio):
