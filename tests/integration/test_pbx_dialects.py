@@ -205,12 +205,20 @@ def test_delayed_offer_to_a_real_phone_gives_a_call_with_two_way_audio(
         flat1.wait_event("CALL_CLOSED", 5, since=since)
         station.wait_idle(5.0)
         time.sleep(0.2)  # let tcpdump write the last packets
-    sent = [p.payload for p in capture.packets() if p.dst[1] == kamailio.udp_port and
+    packets = capture.packets()
+    sent = [p.payload for p in packets if p.dst[1] == kamailio.udp_port and
             p.src[1] != kamailio.udp_port]
     invites = [m for m in sent if m.startswith(b"INVITE ")]
-    acks = [m for m in sent if m.startswith(b"ACK ") and b"m=audio" in m]
+    acks = [p for p in packets if p.payload.startswith(b"ACK ") and b"m=audio" in p.payload
+            and p.dst[1] == kamailio.udp_port]
     assert invites and not any(b"m=audio" in m for m in invites), invites[:1]
     assert acks, "no ACK with the station's answer on the wire"
+    offers = [p for p in packets if p.src[1] == kamailio.udp_port and
+              p.payload.startswith(b"SIP/2.0 200") and b" INVITE\r\n" in p.payload and
+              b"m=audio" in p.payload and p.ts <= acks[0].ts]
+    if offers:
+        print(f"delayed offer to baresip: 200 with the offer -> ACK with our answer on the "
+              f"wire {(acks[0].ts - offers[-1].ts) * 1000:.2f} ms")
     received = flat1.recordings("dec")
     assert received and has_tone(received[0], MIC_HZ, skip_seconds=0.5), (
         f"no {MIC_HZ} Hz tone from the door at the phone{station.describe()}")
