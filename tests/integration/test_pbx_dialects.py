@@ -5,11 +5,16 @@ registrar_*.xml, each documenting its flow; SIPp exits 0 only when every expecte
 arrived and every `ereg check_it` matched.
 
 - PBX → station (SIPp UAC, the station in direct-IP mode as in test_calls_sipp.py): delayed
-  offer + re-INVITE without SDP + UPDATE; Require with an unsupported extension (420); a caller
-  requiring 100rel (reliable 180, retransmitted until PRACKed).
+  offer + re-INVITE without SDP + UPDATE; a delayed offer whose ACK brings no answer (BYE); a
+  delayed offer requiring 100rel (our offer in the reliable 180, the answer in the PRACK);
+  Require with an unsupported extension (420); a caller requiring 100rel (reliable 180,
+  retransmitted until PRACKed).
 - station → PBX (the call button rings a SIPp UAS through Kamailio, as test_early_media.py):
-  reliable 18x that need PRACK, early media in a reliable 183; digest with qop=auth-int and
-  SHA-256 on the INVITE and a 401 on the BYE.
+  reliable 18x that need PRACK, early media in a reliable 183; a challenged PRACK; digest with
+  qop=auth-int and SHA-256 on the INVITE and an MD5 401 on the BYE, and the other way round
+  (MD5 by 407 on the INVITE, SHA-256 auth-int on the BYE); `[calls] delayed_offer`: the PBX's
+  offer in its 200 (answered in the ACK) or in a reliable 183 (answered in the PRACK, early
+  media), and to a real phone (baresip) with two-way audio.
 - station → registrar (SIPp as the registrar): 423 Min-Expires, MD5 and SHA-256 challenges
   with qop="auth,auth-int", a stale nonce, a 200 listing another phone's binding besides ours,
   Path and Service-Route; 503 with Retry-After; 403.
