@@ -59,6 +59,9 @@ class Session:
         self.negotiated: NegotiatedMedia | None = None  # in force
         self.answer: bytes | None = None  # incoming: our SDP answer, parked until `answer`
         self.early: NegotiatedMedia | None = None  # outgoing: from an 18x's SDP answer
+        # outgoing: [(an 18x's SDP, its negotiation)], newest last (bounded): the 200 of a
+        # forked call names its early dialog's SDP, which picks the negotiation to keep
+        self.early_answers: list[tuple[bytes, NegotiatedMedia]] = []
         self.started = False  # StartMedia was emitted
         # a REFER waiting for the controller: (target, Replaces or None, Referred-By)
         self.pending_refer: tuple[str, str | None, str] | None = None
@@ -118,6 +121,17 @@ class Session:
         refusal = oa.refusing_answer(offer, self.local, self.version)
         self.version += 1
         return refusal.to_bytes(), None, problem
+
+    def _remember_early(self, sdp: bytes, negotiated: "NegotiatedMedia") -> None:
+        self.early = negotiated
+        self.early_answers = (self.early_answers + [(sdp, negotiated)])[-8:]
+
+    def _early_for(self, sdp: "bytes | None") -> "NegotiatedMedia | None":
+        """The negotiation an 18x with this SDP gave (None: no such 18x)."""
+        for seen, negotiated in reversed(self.early_answers):
+            if sdp is not None and seen == sdp:
+                return negotiated
+        return None
 
     def _read_answer(self, sdp: "bytes | None") -> "NegotiatedMedia":
         """The negotiation their answer (bytes) gives to our outstanding offer; raises
@@ -369,11 +383,11 @@ class SessionManager:
                                           "unusable offer in the 18x: %s" % problem))
                 event.call.hangup(now)  # CANCEL
                 return
-            session.early = negotiated
+            session._remember_early(event.sdp or b"", negotiated)
             early = True
         elif event.sdp is not None and session.offer is not None:
             try:  # RFC 3264 §4 / RFC 3261 §13.2.1: the 18x's SDP is the answer
-                session.early = session._read_answer(event.sdp)
+                session._remember_early(event.sdp, session._read_answer(event.sdp))
                 early = True
             except (oa.OfferAnswerError, ValueError):
                 session.early = None
@@ -396,6 +410,7 @@ class SessionManager:
             return
         call = session.call
         if call.direction == "outgoing":
+            known = session._early_for(event.sdp)
             try:
                 if event.offer is not None:  # delayed offer: the 2xx's offer, our ACK
                     answer, answered, problem = session._answer_delayed(event.sdp)
@@ -403,6 +418,10 @@ class SessionManager:
                     if answered is None:
                         raise oa.OfferAnswerError("the 200's offer: %s" % problem)
                     negotiated = answered
+                elif known is not None:
+                    # the 200's SDP (or, without one, its early dialog's) is an 18x's: the
+                    # negotiation of that dialog stands (RFC 3261 §13.2.1)
+                    negotiated = known
                 elif session.early is not None and (event.sdp is None or session.offer is None):
                     negotiated = session.early  # the 18x's answer (or offer/answer) stands
                 else:

@@ -89,6 +89,9 @@ class Branch:
         self._held_ack: dict[str, tuple[Dialog, Response]] = {}
         self._ack_answers: dict[str, bytes] = {}
         self._offer: OfferToAnswer | None = None  # the offer the next report carries
+        # the last SDP of each early dialog's 18x: the session's description when its 2xx
+        # brings none (RFC 3261 §13.2.1: the early answer, or offer, stands)
+        self.early_sdp: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
         return "<Branch %s %s>" % (self.target, self.state)
@@ -142,6 +145,11 @@ class Branch:
             to_tag = response.to_address().tag
             if to_tag and to_tag not in self.dialogs:
                 self.dialogs[to_tag] = Dialog.as_uac(reply.request, response)
+            sdp = body_sdp(response)
+            if to_tag and sdp is not None:
+                self.early_sdp[to_tag] = sdp
+                if len(self.early_sdp) > 16:  # bounded, as the early dialogs' RSeqs
+                    self.early_sdp.pop(next(iter(self.early_sdp)))
             send_prack, report = self.reliable.receive(response)
             self._offer = None
             if send_prack and to_tag:

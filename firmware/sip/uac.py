@@ -106,7 +106,8 @@ class UacCall(CallBase):
         for other in self.branches:
             if other is not branch:
                 other.cancel(now)
-        self.remote_sdp = body_sdp(response)
+        # §13.2.1: a 2xx without SDP leaves the description of its early dialog's 18x
+        self.remote_sdp = body_sdp(response) or branch.early_sdp.get(dialog.remote_tag or "")
         self._read_session_expires(response, we_are_uac=True)
         self._arm_session_timer(now)
         self.max_end = now + self.manager.max_duration_for(self)

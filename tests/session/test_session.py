@@ -454,6 +454,53 @@ def test_early_media_moves_when_the_200_answers_elsewhere():
     assert not [e for e in door.events if isinstance(e, ev.StartMedia)]
 
 
+def test_forked_early_media_the_200s_early_dialog_keeps_its_own_answer():
+    """A forking proxy gives one INVITE two early dialogs, each with early media; the 200
+    without SDP comes on the first: the stream goes back to that dialog's answer."""
+    net = Network()
+    door, phone = Door(net), Phone(net, FLAT1)
+    door.place(FLAT1)
+    invite = phone.take("INVITE")
+    for tag, port in (("fork-a", b"5008"), ("fork-b", b"5016")):
+        phone.reply(invite, 183, "Session Progress", to_tag=tag,
+                    extra=(contact(phone.address),), body=ANSWER.replace(b"5000", port))
+    assert door.take(ev.StartMedia).negotiated.remote_port == 5008
+    assert door.take(ev.UpdateMedia).negotiated.remote_port == 5016
+    phone.reply(invite, 200, "OK", to_tag="fork-a", extra=(contact(phone.address),))
+    assert door.take(ev.UpdateMedia).negotiated.remote_port == 5008
+    assert door.take(ev.CallEstablished)
+
+
+def test_a_200_repeating_the_183s_answer_does_not_update_the_stream():
+    net = Network()
+    door, phone = Door(net), Phone(net, FLAT1)
+    door.place(FLAT1)
+    invite = phone.take("INVITE")
+    early = ANSWER.replace(b"5000", b"5008")
+    phone.reply(invite, 183, "Session Progress", extra=(contact(phone.address),), body=early)
+    assert door.take(ev.StartMedia).negotiated.remote_port == 5008
+    phone.reply(invite, 200, "OK", extra=(contact(phone.address),), body=early)
+    assert door.take(ev.CallEstablished)
+    assert not [e for e in door.events if isinstance(e, (ev.StartMedia, ev.UpdateMedia))]
+
+
+def test_delayed_offer_forked_the_200s_early_dialog_keeps_its_own_negotiation():
+    net = Network()
+    door, phone = Door(net, delayed_offer=True), Phone(net, FLAT1)
+    door.place(FLAT1)
+    invite = phone.take("INVITE")
+    for tag, port in (("fork-a", b"5008"), ("fork-b", b"5016")):
+        phone.reply(invite, 183, "Session Progress", to_tag=tag, body=ANSWER.replace(
+            b"5000", port), extra=(contact(phone.address), "Require: 100rel", "RSeq: 1"))
+        assert _sdp_port(phone.take("PRACK").body) == RTP_PORT  # each offer answered
+    assert door.take(ev.StartMedia).negotiated.remote_port == 5008
+    assert door.take(ev.UpdateMedia).negotiated.remote_port == 5016
+    phone.reply(invite, 200, "OK", to_tag="fork-a", extra=(contact(phone.address),))
+    assert phone.take("ACK").body == b""
+    assert door.take(ev.UpdateMedia).negotiated.remote_port == 5008
+    assert door.take(ev.CallEstablished)
+
+
 def test_an_unusable_answer_hangs_the_call_up_and_is_never_established():
     net = Network()
     door, phone = Door(net), Phone(net, FLAT1)
