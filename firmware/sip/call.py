@@ -18,7 +18,10 @@ refusal is a `RedirectRefused` event); 401/407 answered once per nonce for INVIT
 and only for a Request-URI that is one of the call's configured targets, by the UA's one digest
 answerer (firmware/sip/auth.py); session timers (RFC 4028 §9-10) with refresh by re-INVITE and BYE
 when the peer stops refreshing; a ring timeout (CANCEL) and a maximum duration (BYE);
-Answer-Mode / Priv-Answer-Mode (RFC 5373) read on incoming INVITEs and sent on outgoing ones.
+Answer-Mode / Priv-Answer-Mode (RFC 5373) read on incoming INVITEs and sent on outgoing ones;
+delayed offer both ways (RFC 3261 §13.2.1, RFC 3262 §5): an INVITE without SDP gets our offer in
+the 200 (or, requiring 100rel, in the reliable 180), and ours may go without one
+(`place_call(sdp=None)`, table `callstate.DELAYED_OFFER`, answered with `Call.send_answer`).
 
 The call's state machine is `callstate.UAC_CALL` (outgoing) or `callstate.UAS_CALL` (incoming),
 with `callstate.OFFER` for re-INVITEs received; every input goes through `Call._feed`. The
