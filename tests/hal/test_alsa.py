@@ -115,7 +115,9 @@ def clock():
 
 def open_stream(clock, rate=48000):
     spec = AudioSpec(capture="plughw:CARD=Device,DEV=0", playback="default", rate=rate)
-    return AlsaAudio(spec, clock=clock, sleep=clock.sleep).open(rate=8000, frame_ms=20)
+    # inline reads: the fake clock drives every wait (the capture thread's waits are real)
+    return AlsaAudio(spec, clock=clock, sleep=clock.sleep, reader_thread=False).open(
+        rate=8000, frame_ms=20)
 
 
 def level(frame):
