@@ -57,10 +57,12 @@ the whole stall.  So each stream's capture PCM is read by its own thread ("alsa-
 which is the only code touching that PCM after the open: it reads a period whenever fewer than
 `READ_AHEAD_FRAMES` frames wait (so a caller that stops reading still lets a clocked device
 overrun, as it would without the thread), converts, and queues; read_frame waits on that queue
-for at most two frames (one while the device is stalled: a stalled device costs the caller one
-frame of waiting per call, like a live device, not two) and returns None, so the call's media
-clock never waits for libasound.  pyalsaaudio releases the GIL inside snd_pcm_readi.  close()
-does not wait for a read stuck in a plugin: the thread closes its PCM once the read returns.
+for at most two frames and returns None, so the call's media clock never waits for libasound.
+While the device stays stalled, read_frame paces its caller like a live device instead: None
+one frame after the previous None (at once for a caller that asks once a frame).  pyalsaaudio
+releases the GIL inside snd_pcm_readi.  close() does not wait for a read stuck in a plugin: the
+thread closes its PCM once the read returns.  Not covered: opening a PCM (pyalsaaudio holds the
+GIL in snd_pcm_open, and a `file` plugin whose infile is a pipe without a writer waits there).
 `reader_thread=False` reads inline (the fake-clock unit tests, tests/hal/test_alsa.py).
 
 Bench only (docs/BENCH.md): DOORLINE_ALSA_UNTIMED=1 marks the ALSA devices as having no clock
@@ -477,7 +479,7 @@ class AlsaAudioStream(AudioStream):
                                     max_frames=READ_AHEAD_FRAMES + max(2, periods))
         self._to_play = FrameQueue(frame_bytes(open_rate, frame_ms))
         self._consecutive_xruns = 0
-        self._stalled = False  # the last read_frame found nothing: wait one frame, not two
+        self._stalled_until: float | None = None  # when the last read_frame gave up, if it did
         self.xruns = 0
         self.dropped = 0
         self._capture.get()
@@ -506,7 +508,12 @@ class AlsaAudioStream(AudioStream):
             frame = self._captured.pop()
             if frame is None and not self.closed:
                 # the real clock: a Condition's wait cannot use an injected one
-                deadline = time.monotonic() + (1 if self._stalled else 2) * self._frame_s
+                now = time.monotonic()
+                if self._stalled_until is None:
+                    deadline = now + 2 * self._frame_s
+                else:  # stalled: one frame after the last None, so a caller that asks once a
+                    # frame does not wait at all, and one that asks at once waits a frame
+                    deadline = min(now + self._frame_s, self._stalled_until + self._frame_s)
                 while frame is None and not self.closed:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -514,7 +521,7 @@ class AlsaAudioStream(AudioStream):
                     self._ready.wait(remaining)
                     frame = self._captured.pop()
             self._ready.notify_all()  # room in the queue: the reader may read ahead again
-            self._stalled = frame is None
+            self._stalled_until = time.monotonic() if frame is None else None
             return frame
 
     def _read_loop(self) -> None:

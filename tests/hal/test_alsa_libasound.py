@@ -468,6 +468,97 @@ pcm.pipespeaker {{ type file slave.pcm "null" file "/dev/null" format "raw" }}
     assert toned >= 0.9 * len(resumed), (toned, len(resumed))
 
 
+def _runs(flags):
+    """[(flag, length)] of consecutive equal flags."""
+    runs = []
+    for flag in flags:
+        if runs and runs[-1][0] == flag:
+            runs[-1][1] += 1
+        else:
+            runs.append([flag, 1])
+    return [tuple(run) for run in runs]
+
+
+@pytest.mark.peers
+def test_a_stalling_microphone_mid_call_keeps_the_rtp_pacing(tmp_path, baresip_factory):
+    """The firmware on the Pi HAL, its microphone a named pipe read by libasound's `file`
+    plugin: baresip calls it, the pipe delivers a 1 kHz tone for 2.5 s, stops for 3 s, and
+    delivers 2 s more. On the wire (a loopback capture) the station's RTP towards baresip keeps
+    its 20 ms pacing throughout (no interval over two frames plus the loaded machine's
+    margin, sequence numbers continuous): tone, about 3 s of silence, then the tone again.
+    The device is paced (the pipe's writer is its clock), as a real card is: the media thread
+    then reads through its own capture thread, so this call also held its pacing before the
+    HAL's capture thread; what the HAL's thread adds is tested on read_frame itself above."""
+    from firmware.codecs.g711 import CODECS
+    from tests.hal.alsa_card import write_card
+    from tests.integration.helpers import Firmware, LiveCapture, station_config
+    from tests.integration.test_calls_sipp import (
+        RTP_RANGE,
+        free_rtp_range,
+        rtp_stream,
+        station_media_ports,
+    )
+
+    if not ALSA_CONF.exists():
+        pytest.skip(f"no {ALSA_CONF}: libasound's own configuration is missing")
+    card = tmp_path / "card"
+    mic = StallingMic(tmp_path / "mic.fifo", before_s=2.5, stall_s=3.0, after_s=2.0)
+    env = write_card(card, rate=8000, mic_pipe=mic.path)
+    del env["DOORLINE_ALSA_UNTIMED"]  # the pipe's writer is the microphone's clock
+    config = station_config(None)
+    low = free_rtp_range()
+    config["media"] = {"srtp": "off", "codecs": ["PCMU"],
+                       "rtp_ports": f"{low}-{low + RTP_RANGE - 1}"}
+    config["answer"] = {"mode": "auto", "allow": ["sip:flat1@127.0.0.1"]}
+    config["audio"] = {**config["audio"], "echo_cancel": False, "agc": False}
+    phone = baresip_factory("flat1", tone_hz=440)
+    mic.start()  # holds the pipe open, so the plugin's open() never waits for a writer
+    station = Firmware(tmp_path / "station", config, board=card / "board.toml", env=env).start()
+    try:
+        station.wait_log(r"listening on", timeout=15)
+        with LiveCapture(tmp_path / "stall.pcap", expression=f"udp and (portrange {low}-"
+                         f"{low + RTP_RANGE - 1} or port {station.port})") as capture:
+            phone.dial(f"sip:door@127.0.0.1:{station.port}")
+            phone.wait_event("CALL_ESTABLISHED", 10)
+            mic._thread.join(12)  # the writer's whole plan: 2.5 s, 3 s stall, 2 s
+            time.sleep(0.3)
+            phone.hangup()
+            phone.wait_event("CALL_CLOSED", 5)
+            station.wait_log(r"call \S+ ended", timeout=5)
+    finally:
+        station.kill()
+        mic.stop()
+        print(f"--- firmware log (tail) ---\n{station.log[-3000:]}")
+    packets = capture.packets()
+    ports = station_media_ports(packets, station)
+    assert len(ports) == 1, ports
+    stream = rtp_stream(packets, src_port=ports.pop())
+    times = [ts for ts, _ in stream]
+    intervals = [b - a for a, b in zip(times, times[1:], strict=False)]
+    sequence_breaks = sum((b[1][2] - a[1][2]) & 0xFFFF != 1
+                          for a, b in zip(stream, stream[1:], strict=False))
+    toned = []
+    for _, rtp in stream:
+        samples = pcm_to_samples(CODECS["PCMU"].decode(rtp[5]))
+        power = mean_square(samples)
+        toned.append(power > 1e5 and goertzel_power(samples, 1000, 8000) > 0.8 * power)
+    runs = _runs(toned)
+    p99 = sorted(intervals)[len(intervals) * 99 // 100]
+    print(f"stalling microphone: {len(stream)} packets, largest interval "
+          f"{max(intervals) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, sequence breaks "
+          f"{sequence_breaks}, runs (tone, packets) {runs}")
+    assert max(intervals) <= 2 * 0.020 + 0.025, f"an RTP gap of {max(intervals):.3f} s"
+    assert sequence_breaks == 0
+    # tone, then the stall's silence (3 s = 150 packets), then the tone again
+    silent_at, silent = max(((i, length) for i, (flag, length) in enumerate(runs) if not flag
+                             and 0 < i < len(runs) - 1), key=lambda run: run[1])
+    assert 130 <= silent <= 170, runs
+    # (the first second or so of the pipe is read before the media thread's first tick)
+    assert sum(length for flag, length in runs[:silent_at] if flag) >= 40, runs
+    assert sum(length for flag, length in runs[silent_at:] if flag) >= 80, runs
+    assert len(stream) >= 0.9 * 50 * (times[-1] - times[0])  # in real time, not behind it
+
+
 # -- a kernel loopback card (snd-aloop): a device with a real clock ---------------------------
 
 def _loopback_card():
