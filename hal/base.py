@@ -220,6 +220,10 @@ class AudioDevice:
         none, and the caller scales the samples itself (issue 15)."""
         return False
 
+    def set_buffering(self, period_ms: int, buffer_ms: int) -> None:
+        """The device's period and buffer length for streams opened from now on (`[audio]
+        period_ms`, `buffer_ms`); only devices with such buffers (ALSA) take them."""
+
     def reference_delay_frames(self) -> int:
         """How many frames after `write_frame` the speaker plays a frame, less how long the
         microphone's frames wait before `read_frame` returns them: the echo canceller's

@@ -510,7 +510,9 @@ def test_a_stalling_microphone_mid_call_keeps_the_rtp_pacing(tmp_path, baresip_f
     config["media"] = {"srtp": "off", "codecs": ["PCMU"],
                        "rtp_ports": f"{low}-{low + RTP_RANGE - 1}"}
     config["answer"] = {"mode": "auto", "allow": ["sip:flat1@127.0.0.1"]}
-    config["audio"] = {**config["audio"], "echo_cancel": False, "agc": False}
+    # a 10 ms period and 50 ms of buffer ([audio] period_ms, buffer_ms) on this device
+    config["audio"] = {**config["audio"], "echo_cancel": False, "agc": False,
+                       "period_ms": 10, "buffer_ms": 50}
     phone = baresip_factory("flat1", tone_hz=440)
     mic.start()  # holds the pipe open, so the plugin's open() never waits for a writer
     station = Firmware(tmp_path / "station", config, board=card / "board.toml", env=env).start()
@@ -529,6 +531,8 @@ def test_a_stalling_microphone_mid_call_keeps_the_rtp_pacing(tmp_path, baresip_f
         station.kill()
         mic.stop()
         print(f"--- firmware log (tail) ---\n{station.log[-3000:]}")
+    assert ("audio buffers: capture 80/400 frames at 8000 Hz (50 ms), playback 80/400 frames "
+            "at 8000 Hz (50 ms)") in station.log
     packets = capture.packets()
     ports = station_media_ports(packets, station)
     assert len(ports) == 1, ports
