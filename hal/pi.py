@@ -345,6 +345,7 @@ class AlsaPcm:
         self.periods = periods
         self.channels = 1
         self._granted: dict[str, int] | None = None
+        self.fresh = False
         self.reopens = 0
         self._clock = clock
         self._pcm = None
@@ -366,6 +367,7 @@ class AlsaPcm:
                 self.lost(error)
             else:
                 self._granted = self._read_granted()
+                self.fresh = True  # prepared, not started: playback writes a cushion first
                 if self._ever_opened:
                     self.reopens += 1
                     log.warning("%s reopened", self.name)
@@ -620,7 +622,16 @@ class AlsaAudioStream(AudioStream):
     def _write_period(self, device: "alsaaudio.PCM", data: bytes) -> None:
         for _attempt in range(2):
             try:
-                written = device.write(data)
+                if self._playback.fresh:
+                    # A stream starts with its first write (start threshold 1): with only that
+                    # period queued, a clocked device underruns at the first tick that comes
+                    # late. A period of silence first is the cushion (measured with the test
+                    # clock PCM: every third write underran without it).
+                    written = device.write(bytes(len(data)))
+                    if written >= 0:
+                        self._playback.fresh = False
+                if not self._playback.fresh:
+                    written = device.write(data)
             except self._alsa.ALSAAudioError as error:
                 self._playback.lost(error)
                 self.dropped += 1
@@ -630,7 +641,9 @@ class AlsaAudioStream(AudioStream):
             if written == 0:  # buffer full: drop rather than block or build up delay
                 self.dropped += 1
                 return
-            self.xruns += 1  # underrun (-EPIPE): the binding re-prepared the PCM; try once more
+            # underrun (-EPIPE): the binding re-prepared the PCM; cushion again, try once more
+            self.xruns += 1
+            self._playback.fresh = True
             log.info("%s: underrun (%d xruns so far)", self._playback.name, self.xruns)
         self.dropped += 1
 

@@ -620,3 +620,142 @@ def test_overrun_and_underrun_on_a_clocked_loopback_card(monkeypatch):
     samples = pcm_to_samples(b"".join(after[-25:]))
     assert len(samples) >= 20 * 160
     assert goertzel_power(samples, 1000, 8000) > 0.8 * mean_square(samples)
+
+
+# -- a clocked card in user space (tests/hal/clocked_pcm.c): real overruns and underrun -------
+
+CLOCK_PLUGIN_SOURCE = pathlib.Path(__file__).with_name("clocked_pcm.c")
+
+
+@pytest.fixture(scope="session")
+def clock_plugin(tmp_path_factory):
+    """The directory holding libasound_module_pcm_doorline_clock.so, built from
+    tests/hal/clocked_pcm.c against this machine's libasound (the ioplug SDK headers come with
+    libasound2-dev, which pyalsaaudio's build needs as well)."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler (cc) to build the test clock PCM (tests/hal/clocked_pcm.c)")
+    if not pathlib.Path("/usr/include/alsa/pcm_external.h").exists():
+        pytest.skip("no alsa/pcm_external.h: install libasound2-dev to build the test clock PCM")
+    directory = tmp_path_factory.mktemp("alsa-clock")
+    library = directory / "libasound_module_pcm_doorline_clock.so"
+    built = subprocess.run([compiler, "-shared", "-fPIC", "-DPIC", "-O2", "-Wall", "-o",
+                            os.fspath(library), os.fspath(CLOCK_PLUGIN_SOURCE), "-lasound", "-lm"],
+                           capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    return directory
+
+
+def clock_card_config(plugin_dir, capture="clockmic", playback="clockspeaker", hz=1000):
+    """ALSA configuration text: `capture` (a `hz` tone) and `playback` on the test clock."""
+    return (f'pcm_type.doorline_clock {{ lib "{plugin_dir}/libasound_module_pcm_doorline_clock'
+            f'.so" }}\npcm.{capture} {{ type doorline_clock hz {hz} }}\n'
+            f"pcm.{playback} {{ type doorline_clock }}\n")
+
+
+def test_overrun_and_underrun_on_a_clocked_user_space_card(monkeypatch, tmp_path, clock_plugin,
+                                                            caplog):
+    """On the test clock PCM (libasound's ioplug, its pointer on CLOCK_MONOTONIC): 0.5 s
+    without reading overruns the capture, 0.5 s without writing underruns the playback; the
+    real libasound reports both (-EPIPE), the HAL counts them, pyalsaaudio's prepare restarts
+    the PCM, and the tone flows again without a reopen. Steady talking does not underrun:
+    the playback's first write is a period of silence (the cushion)."""
+    _use_config(monkeypatch, tmp_path, clock_card_config(clock_plugin))
+    audio = AlsaAudio(AudioSpec(capture="clockmic", playback="clockspeaker", rate=8000))
+    stream = audio.open(rate=8000, frame_ms=20)
+    tone = _tone(1000, 8000, seconds=0.02)
+
+    def talk(seconds, read=True, write=True):
+        got = []
+        began = time.monotonic()
+        for tick in range(int(seconds / 0.02)):
+            if write:
+                stream.write_frame(tone)
+            if read:
+                frame = stream.read_frame()
+                if frame is not None:
+                    got.append(frame)
+            pause = began + (tick + 1) * 0.02 - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        return got
+
+    caplog.set_level("INFO", logger="hal.pi")
+    try:
+        steady = talk(1.0)
+        steady_xruns = stream.stats["xruns"]
+        talk(0.5, read=False)  # capture overruns: 4 periods of buffer, 25 frames not read
+        talk(0.5, write=False)  # playback underruns
+        after = talk(1.0)
+    finally:
+        audio.close()
+    overruns = sum("overrun" in r.getMessage() for r in caplog.records)
+    underruns = sum("underrun" in r.getMessage() for r in caplog.records)
+    print(f"clock card: {len(steady)} frames in the first second, xruns then {steady_xruns}, "
+          f"after the pauses {stream.stats} ({overruns} overruns, {underruns} underruns)")
+    assert len(steady) >= 40
+    assert overruns >= 1 and underruns >= 1, stream.stats
+    assert stream.stats["xruns"] >= steady_xruns + 2
+    assert stream.stats["reopens"] == 0, stream.stats
+    samples = pcm_to_samples(b"".join(after[-25:]))
+    assert len(samples) >= 20 * 160
+    toned = sum(goertzel_power(pcm_to_samples(f), 1000, 8000) > 0.9 * mean_square(
+        pcm_to_samples(f)) > 0 for f in after[-25:])
+    assert toned >= 0.9 * len(after[-25:])
+
+
+@pytest.mark.peers
+def test_a_call_survives_xruns_when_the_station_stalls(tmp_path, baresip_factory, clock_plugin):
+    """The firmware on the Pi HAL with the test clock PCM as a 48 kHz card (converted in
+    libasound by speexrate, as a USB codec is): baresip calls it, and mid-call the station
+    process is stopped for 0.4 s (SIGSTOP/SIGCONT by its PID: a scheduling stall, as under a
+    load spike on a Pi Zero). Its sound card overruns and underruns for real; the station logs
+    both, reopens nothing, and the call goes on: baresip hears the station's 1 kHz tone after
+    the stall as before it."""
+    import signal
+
+    from tests.hal.alsa_card import write_card
+    from tests.integration.helpers import Firmware, station_config
+    from tests.peers.audio import read_wav
+
+    if not ALSA_CONF.exists():
+        pytest.skip(f"no {ALSA_CONF}: libasound's own configuration is missing")
+    card = tmp_path / "card"
+    env = write_card(card, rate=48000, seconds=0.1)
+    (card / "asound.conf").write_text(clock_card_config(clock_plugin, "door_mic", "door_speaker"))
+    del env["DOORLINE_ALSA_UNTIMED"]  # this card has a clock
+    config = station_config(None)
+    config["answer"] = {"mode": "auto", "allow": ["sip:flat1@127.0.0.1"]}
+    config["audio"] = {**config["audio"], "echo_cancel": False, "agc": False}
+    phone = baresip_factory("flat1", tone_hz=440)
+    station = Firmware(tmp_path / "station", config, board=card / "board.toml", env=env).start()
+    try:
+        station.wait_log(r"listening on", timeout=15)
+        phone.dial(f"sip:door@127.0.0.1:{station.port}")
+        phone.wait_event("CALL_ESTABLISHED", 10)
+        time.sleep(2.0)
+        os.kill(station.pid, signal.SIGSTOP)
+        time.sleep(0.4)
+        os.kill(station.pid, signal.SIGCONT)
+        stalled_at = 2.0
+        time.sleep(2.5)
+        phone.hangup()
+        phone.wait_event("CALL_CLOSED", 5)
+        station.wait_log(r"call \S+ ended", timeout=5)
+        phone.stop()
+    finally:
+        station.kill()
+        print(f"--- firmware log (tail) ---\n{station.log[-3000:]}")
+    overruns = station.log.count("overrun (")
+    underruns = station.log.count("underrun (")
+    heard, rate = read_wav(phone.recordings("dec")[-1])
+    windows = [heard[i:i + rate // 10] for i in range(0, len(heard) - rate // 10 + 1, rate // 10)]
+    toned = [goertzel_power(w, 1000, rate) > 0.5 * mean_square(w) > 1e-4 for w in windows]
+    stall = int(stalled_at * 10)
+    before, after = toned[5:stall], toned[stall + 10:stall + 25]
+    print(f"station stalled 0.4 s: {overruns} overruns, {underruns} underruns logged; 1 kHz in "
+          f"{sum(before)}/{len(before)} windows before, {sum(after)}/{len(after)} after")
+    assert overruns >= 1 and underruns >= 1
+    assert "reopened" not in station.log
+    assert len(after) >= 10 and sum(after) >= 0.8 * len(after)
+    assert sum(before) >= 0.8 * len(before)
