@@ -260,7 +260,10 @@ class AlsaAudio(AudioDevice):
         self._streams: list[AlsaAudioStream] = []
         self._logged = False
         if os.environ.get("DOORLINE_ALSA_UNTIMED") == "1":
-            self.paced = False  # bench devices without a clock: the runtime paces them
+            # bench devices without a clock: the runtime paces them, and reads them inline
+            # (the `file` plugin over `null` with a regular file has data at once)
+            self.paced = False
+            self._reader_thread = False
 
     def set_buffering(self, period_ms: int, buffer_ms: int) -> None:
         """ALSA period and buffer length for the streams opened from now on ([audio] period_ms,
@@ -492,6 +495,16 @@ class AlsaAudioStream(AudioStream):
             self._reader = threading.Thread(target=self._read_loop, daemon=True,
                                             name="alsa-capture")
             self._reader.start()
+        self.reads_ahead = self._reader is not None
+
+    def ready_frame(self) -> bytes | None:
+        """A frame the capture thread has ready, or None at once (the media tick's read)."""
+        if self._reader is None:
+            return self.read_frame()
+        with self._ready:
+            frame = self._captured.pop()
+            self._ready.notify_all()  # room in the queue: the reader may read ahead again
+            return frame
 
     @property
     def stats(self) -> dict[str, int]:
@@ -533,7 +546,7 @@ class AlsaAudioStream(AudioStream):
             while not self.closed:
                 with self._ready:
                     while not self.closed and len(self._captured) >= limit:
-                        self._ready.wait(self._frame_s)
+                        self._ready.wait(1.0)  # read_frame, ready_frame and close notify
                 if self.closed:
                     break
                 pcm = self._capture.get()

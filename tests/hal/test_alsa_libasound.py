@@ -556,7 +556,7 @@ def test_a_stalling_microphone_mid_call_keeps_the_rtp_pacing(tmp_path, baresip_f
     # tone, then the stall's silence (3 s = 150 packets), then the tone again
     silent_at, silent = max(((i, length) for i, (flag, length) in enumerate(runs) if not flag
                              and 0 < i < len(runs) - 1), key=lambda run: run[1])
-    assert 130 <= silent <= 170, runs
+    assert 120 <= silent <= 170, runs
     # (the first second or so of the pipe is read before the media thread's first tick)
     assert sum(length for flag, length in runs[:silent_at] if flag) >= 40, runs
     assert sum(length for flag, length in runs[silent_at:] if flag) >= 80, runs
