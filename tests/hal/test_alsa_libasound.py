@@ -468,6 +468,53 @@ pcm.pipespeaker {{ type file slave.pcm "null" file "/dev/null" format "raw" }}
     assert toned >= 0.9 * len(resumed), (toned, len(resumed))
 
 
+def test_a_conference_speaker_keeps_playing_while_the_microphone_stalls(monkeypatch, tmp_path):
+    """A conference's shared device (firmware.runtime.conference.SharedAudio, one pump thread
+    that reads the microphone and then writes the mixed calls to the speaker) over the Pi HAL:
+    while the microphone pipe stalls for 3 s, the two calls' audio still reaches the speaker
+    (it never stops growing for more than a few frames); a pump held by read_frame wrote
+    nothing for the whole stall."""
+    from firmware.runtime.conference import SharedAudio
+
+    speaker = tmp_path / "speaker.raw"
+    mic = StallingMic(tmp_path / "mic.fifo", before_s=1.0, stall_s=3.0, after_s=1.0).start()
+    _use_config(monkeypatch, tmp_path, f"""
+pcm.pipemic {{ type file slave.pcm "null" file "/dev/null" infile "{mic.path}" format "raw" }}
+pcm.filespeaker {{ type file slave.pcm "null" file "{speaker}" format "raw" }}
+""")
+    shared = SharedAudio(AlsaAudio(AudioSpec(capture="pipemic", playback="filespeaker",
+                                             rate=8000)))
+    calls = [shared.open(8000, 20), shared.open(8000, 20)]
+    tone = _tone(440, 8000, seconds=0.02)
+    sizes = []  # (time, bytes the speaker has received)
+    try:
+        began = time.monotonic()
+        for tick in range(int(5.0 * 50)):
+            for call in calls:
+                call.write_frame(tone)
+            sizes.append((time.monotonic(), speaker.stat().st_size if speaker.exists() else 0))
+            pause = began + (tick + 1) * 0.02 - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+    finally:
+        for call in calls:
+            call.close()
+        mic.stop()
+    assert mic.stall_began is not None and mic.stall_ended is not None
+    during = [(when, size) for when, size in sizes
+              if mic.stall_began < when < mic.stall_ended]
+    longest, last_growth, last_size = 0.0, during[0][0], during[0][1]
+    for when, size in during:
+        if size > last_size:
+            last_growth, last_size = when, size
+        longest = max(longest, when - last_growth)
+    grown = during[-1][1] - during[0][1]
+    print(f"conference during the stall: speaker grew {grown} bytes in "
+          f"{during[-1][0] - during[0][0]:.2f} s, longest pause {longest * 1000:.0f} ms")
+    assert longest < 0.5, f"the speaker stopped for {longest:.2f} s"
+    assert grown >= 0.5 * 16000 * (during[-1][0] - during[0][0])
+
+
 def _runs(flags):
     """[(flag, length)] of consecutive equal flags."""
     runs = []
