@@ -1,6 +1,7 @@
 """A "sound card" for the Pi HAL made of ALSA `file` plugins, for whole-firmware tests.
 
     env = write_card(directory, seen_as="/var/lib/x")   # board.toml, asound.conf, mic.raw
+    env = write_card(directory, mic_pipe=fifo)          # the microphone reads a named pipe
     samples = speaker_samples(directory)                  # what the firmware played, -1..1
     figures = call_both_ways(station, phone, kamailio, directory, talk_s=3.0)
 
