@@ -433,6 +433,11 @@ class AlsaPcm:
                 pass  # an unplugged device may refuse even this; the handle is dropped anyway
 
 
+def _worth_logging(xruns: int) -> bool:
+    """The first ten xruns of a stream are logged, then every hundredth (bounded log)."""
+    return xruns <= 10 or xruns % 100 == 0
+
+
 def _channels(pcm: "Any") -> int:
     """The channel count the PCM was really opened with.  pyalsaaudio >= 0.10 reports it in
     info() (it keeps what the device granted); getchannels() tries every count from the
@@ -607,7 +612,8 @@ class AlsaAudioStream(AudioStream):
         # pyalsaaudio has already called snd_pcm_prepare(); audio was lost, the PCM runs again.
         self.xruns += 1
         self._consecutive_xruns += 1
-        log.info("%s: overrun (%d so far)", self._capture.name, self.xruns)
+        if _worth_logging(self.xruns):
+            log.info("%s: overrun (%d xruns so far)", self._capture.name, self.xruns)
         if self._consecutive_xruns >= XRUN_LIMIT:
             self._consecutive_xruns = 0
             self._capture.lost(f"{XRUN_LIMIT} overruns in a row ({errno.errorcode.get(-code)})")
@@ -638,8 +644,8 @@ class AlsaAudioStream(AudioStream):
                 if self._playback.fresh:
                     # A stream starts with its first write (start threshold 1): with only that
                     # period queued, a clocked device underruns at the first tick that comes
-                    # late. A period of silence first is the cushion (measured with the test
-                    # clock PCM: every third write underran without it).
+                    # late. A period of silence first is the cushion (docs/AUDIO.md: fewer
+                    # underruns on the test clock PCM with it).
                     written = device.write(bytes(len(data)))
                     if written >= 0:
                         self._playback.fresh = False
@@ -657,7 +663,8 @@ class AlsaAudioStream(AudioStream):
             # underrun (-EPIPE): the binding re-prepared the PCM; cushion again, try once more
             self.xruns += 1
             self._playback.fresh = True
-            log.info("%s: underrun (%d xruns so far)", self._playback.name, self.xruns)
+            if _worth_logging(self.xruns):
+                log.info("%s: underrun (%d xruns so far)", self._playback.name, self.xruns)
         self.dropped += 1
 
     def close(self) -> None:
