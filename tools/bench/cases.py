@@ -285,6 +285,8 @@ def _start_to_registered(bench, kind):
            "median_s": stats.median(seconds)}
     if first is not None:
         out["first_start_s"] = round(first, 5)
+    else:  # shown for the rows of this side that have no number (the first-start row)
+        out["na"] = "baresip has no start plan: each of its starts is the same"
     return out
 
 
