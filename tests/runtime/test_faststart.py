@@ -121,3 +121,49 @@ def test_switched_off_or_port_taken_sends_nothing(tmp_path, monkeypatch):
     finally:
         silent.close()
         taken.close()
+
+
+def test_a_request_meanwhile_is_held_for_the_station_and_the_200_registers(tmp_path,
+                                                                             monkeypatch):
+    """A registrar (a thread on loopback) that sends an OPTIONS to the station before it
+    answers the REGISTER 200: the registration ends `registered`, the OPTIONS is kept, in
+    order, for the station (which answers it once it runs)."""
+    import threading
+
+    monkeypatch.delenv("DOORLINE_FAST_REGISTER", raising=False)
+    registrar = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    registrar.bind(("127.0.0.1", 0))
+    registrar.settimeout(2.0)
+    options = (b"OPTIONS sip:door@127.0.0.1 SIP/2.0\r\n"
+               b"Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bKopt1\r\n"
+               b"From: <sip:127.0.0.1>;tag=o1\r\nTo: <sip:door@127.0.0.1>\r\n"
+               b"Call-ID: opt-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+               b"Content-Length: 0\r\n\r\n" % registrar.getsockname()[1])
+    seen = []
+
+    def answer():
+        data, source = registrar.recvfrom(65535)
+        request = parse(data)
+        seen.append(request)
+        registrar.sendto(options, source)
+        ok = request.make_response(200)
+        ok.headers.add("Contact", request.headers.get("Contact") + ";expires=3600")
+        registrar.sendto(ok.to_bytes(), source)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    try:
+        sip, path, listen, peer = make(tmp_path, "127.0.0.1:%d" % registrar.getsockname()[1])
+        faststart.remember(os.fspath(tmp_path), path, sip, listen, peer)
+        thread.start()
+        early = faststart.register_first(os.fspath(tmp_path), path, wait=1.0)
+        thread.join(2.0)
+        assert early is not None
+        try:
+            assert seen and seen[0].method == "REGISTER"
+            assert early.ua.status()["state"] == "registered"
+            assert [data for data, _ in early.held] == [options]
+            assert early.held[0][1] == registrar.getsockname()
+        finally:
+            early.close()
+    finally:
+        registrar.close()
