@@ -175,6 +175,9 @@ def register_first(state_dir: str, config_path: str, wait: float = WAIT) -> "Ear
         _run(early, now + wait)
     except OSError:  # e.g. the registrar's port unreachable: the station takes over
         pass
+    except Exception:  # noqa: BLE001  a fault here must never stop the station from starting
+        sock.close()
+        return None
     return early
 
 

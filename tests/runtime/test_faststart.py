@@ -167,3 +167,18 @@ def test_a_request_meanwhile_is_held_for_the_station_and_the_200_registers(tmp_p
             early.close()
     finally:
         registrar.close()
+
+
+def test_a_fault_in_the_early_register_leaves_the_start_to_the_normal_path(tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.delenv("DOORLINE_FAST_REGISTER", raising=False)
+    sip, path, listen, registrar = make(tmp_path)
+    faststart.remember(os.fspath(tmp_path), path, sip, listen, registrar)
+
+    def broken(self, now):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(faststart.UserAgent, "start", broken)
+    assert faststart.register_first(os.fspath(tmp_path), path, wait=0.1) is None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(listen)  # the early socket is closed: the station can bind the port
