@@ -163,6 +163,8 @@ def _unquote(text: str) -> str:
 def split_outside(text: str, separator: str) -> list[str]:
     """Split at separator, except inside quoted strings and <...> (§7.3.1). An unterminated
     quote runs to the end: the value's own parser reports it, not the splitter."""
+    if separator not in text:  # one item (e.g. a single Contact): nothing to split
+        return [text]
     if '"' not in text and "<" not in text:
         return text.split(separator)
     parts = []
