@@ -33,7 +33,7 @@ from firmware.runtime.transferexec import TransferExecutors
 from firmware.runtime.transport import Transports, client_tls_context
 from firmware.session import events as ev
 from firmware.session.session import SessionManager
-from firmware.settings import Config
+from firmware.settings import Config, SipConfig
 from firmware.sip import call as calls
 from firmware.sip.endpoint import Peer
 from firmware.sip.useragent import (
@@ -235,6 +235,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
             early = None
         if early is not None:
             await self._take_over(early, host, port)
+            self._remember(sip, host, port, registrar)
             return
         settings = UASettings.from_config(sip, host, port, sip.effective_domain(), registrar)
         try:
@@ -254,6 +255,10 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
                 raise configuration.ConfigError(
                     {"sip.listen": "cannot be used: %s" % (exc.strerror or exc)}) from exc
             raise
+        self._remember(sip, host, port, registrar)
+
+    def _remember(self, sip: "SipConfig", host: str, port: int, registrar: Peer | None) -> None:
+        """The start plan for the next start (runtime/faststart.py), when it changed."""
         if self.config_path is not None:
             from firmware.runtime import faststart
 

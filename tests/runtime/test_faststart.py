@@ -182,3 +182,23 @@ def test_a_fault_in_the_early_register_leaves_the_start_to_the_normal_path(tmp_p
     assert faststart.register_first(os.fspath(tmp_path), path, wait=0.1) is None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
         again.bind(listen)  # the early socket is closed: the station can bind the port
+
+
+def test_without_a_plan_the_configuration_file_gives_it(tmp_path):
+    import tomli_w
+
+    path = tmp_path / "doorline.toml"
+    port = free_udp_port()
+    doc = {"sip": {"registrar": "127.0.0.1", "username": "door", "password": "s3cret",
+                   "listen": f"127.0.0.1:{port}"}}
+    path.write_text(tomli_w.dumps(doc))
+    sip, listen, registrar = faststart.plan_from_config(os.fspath(path))
+    assert listen == ("127.0.0.1", port)
+    assert registrar == Peer("udp", "127.0.0.1", 5060)  # RFC 3263 §4.2: a numeric host
+    assert sip.password == "s3cret"
+    for changed in ({"registrar": "pbx.example.com"}, {"transport": "tcp"},
+                    {"registrar": ""}, {"listen": "nonsense:port"}):
+        path.write_text(tomli_w.dumps({"sip": {**doc["sip"], **changed}}))
+        assert faststart.plan_from_config(os.fspath(path)) is None, changed
+    assert faststart.plan_from_config(os.fspath(tmp_path / "missing.toml")) is None
+    assert not (tmp_path / "missing.toml").exists()  # the normal path creates it

@@ -265,6 +265,11 @@ def _start_to_registered(bench, kind):
                                                       ua.sip_port, ua.started_at) is not None
 
                     ok = wait_until(registered, 10.0, 0.02)
+                    if ok and kind == "doorline" and run == 0:
+                        # as a station that keeps running: it writes its start plan once SIP
+                        # runs (stopped at once, it would die before that)
+                        plan = os.path.join(ua.firmware.state_dir, "sip-start.plan")
+                        wait_until(lambda plan=plan: os.path.exists(plan), 10.0, 0.02)
                 finally:
                     if kind == "doorline":
                         ua.stop()
