@@ -72,8 +72,9 @@ def main(argv: "list[str] | None" = None) -> int:
     # Register first, everything else after (issue 14): while the start plan of the last start
     # still applies, the REGISTER leaves (and its challenge is answered) before asyncio, the
     # configuration parser and the board are imported (firmware/runtime/faststart.py).
-    from firmware.runtime.faststart import register_first
+    from firmware.runtime.faststart import hold_signals, register_first
 
+    hold_signals()  # a SIGTERM from here on still unregisters (launch.run)
     state_dir = args.state_dir or os.path.dirname(os.path.abspath(args.config))
     early = register_first(state_dir, args.config)
 

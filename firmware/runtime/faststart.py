@@ -41,6 +41,28 @@ MAX_HELD = 16  # requests that arrive meanwhile, handed to the station (bounded)
 MAX_DATAGRAM = 65535
 
 
+_SIGNALLED: list[int] = []  # SIGTERM / SIGINT received before the event loop's handlers
+
+
+def hold_signals() -> None:
+    """From the first line of the start: SIGTERM and SIGINT are remembered, not fatal, until
+    the event loop installs its handlers (firmware/runtime/launch.py asks `signalled()` then
+    and stops the station the usual way: unregister, exit 0). Without this, a SIGTERM in the
+    ~60 ms between the early REGISTER's 200 and those handlers would leave the binding at the
+    registrar. `_signal` (already loaded by the interpreter), not `signal` (enum, ~2 ms)."""
+    import _signal  # type: ignore[import-not-found]  # the C module behind `signal`
+
+    def remember(signum: int, frame: object) -> None:
+        _SIGNALLED.append(signum)
+
+    for number in (_signal.SIGTERM, _signal.SIGINT):
+        _signal.signal(number, remember)
+
+
+def signalled() -> bool:
+    return bool(_SIGNALLED)
+
+
 class Early:
     """What the fast path hands to the station: the bound UDP socket, the UserAgent that
     registered through it (its events not yet drained), what it was built from, and the

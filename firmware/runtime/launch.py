@@ -13,6 +13,7 @@ from firmware.runtime.lazyssl import asyncio  # isort: skip
 
 import hal
 from firmware import config as configuration
+from firmware.runtime import faststart
 from firmware.runtime.memory import fix_malloc_threshold
 from firmware.runtime.station import Station
 from hal.board import BoardError
@@ -38,6 +39,8 @@ async def run(args: "argparse.Namespace", cfg: "Config", board: "Board",
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if faststart.signalled():  # during the start, before these handlers (faststart.hold_signals)
+        stop.set()
     # The web page does not wait long for SIP: whatever SIP does (a port taken, a registrar
     # that does not resolve, a configuration file with errors), the page is there to say why
     # and to fix it. SIP gets a short head start: register first, everything else after. Until
