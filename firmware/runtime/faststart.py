@@ -41,7 +41,7 @@ MAX_HELD = 16  # requests that arrive meanwhile, handed to the station (bounded)
 MAX_DATAGRAM = 65535
 
 
-_SIGNALLED: list[int] = []  # SIGTERM / SIGINT received before the event loop's handlers
+_SIGNALLED: list[int] = []  # the last SIGTERM / SIGINT before the event loop's handlers
 
 
 def hold_signals() -> None:
@@ -53,7 +53,7 @@ def hold_signals() -> None:
     import _signal  # type: ignore[import-not-found]  # the C module behind `signal`
 
     def remember(signum: int, frame: object) -> None:
-        _SIGNALLED.append(signum)
+        _SIGNALLED[:] = [signum]  # one is enough (bounded, whatever arrives)
 
     for number in (_signal.SIGTERM, _signal.SIGINT):
         _signal.signal(number, remember)
