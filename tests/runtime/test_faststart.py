@@ -202,3 +202,21 @@ def test_without_a_plan_the_configuration_file_gives_it(tmp_path):
         assert faststart.plan_from_config(os.fspath(path)) is None, changed
     assert faststart.plan_from_config(os.fspath(tmp_path / "missing.toml")) is None
     assert not (tmp_path / "missing.toml").exists()  # the normal path creates it
+
+
+def test_a_sigterm_during_the_start_is_held_for_the_station():
+    """Before the event loop's handlers exist, SIGTERM must not kill a station that may have
+    registered already (firmware/runtime/launch.py stops it the usual way: unregister)."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal\n"
+            "from firmware.runtime import faststart\n"
+            "faststart.hold_signals()\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"  # our own process
+            "print('held', faststart.signalled())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, cwd=os.path.dirname(os.path.dirname(
+                              os.path.dirname(os.path.abspath(__file__)))))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "held True"
