@@ -14,6 +14,13 @@ Public API
     item_getter(table)           a one-argument function returning table[index], for map():
                                  the C-level bound `table.__getitem__` on CPython; MicroPython
                                  does not expose `__getitem__` on built-in types.
+    hash_constructor(name)       the constructor of hash `name` ("md5", "sha256", "sha512_256"),
+                                 or None where this interpreter lacks it. On CPython, MD5 and
+                                 SHA-256 come from the built-in `_md5` / `_sha2` (`_sha256`
+                                 before 3.12) modules, so digest auth does not load hashlib,
+                                 whose OpenSSL (libcrypto, about 3.7 MB of RSS and 3-4 ms of
+                                 start) only an algorithm that needs it pays for, when first
+                                 asked (SHA-512-256: issue 14). MicroPython: its `hashlib`.
 """
 
 import sys
@@ -30,8 +37,36 @@ if MICROPYTHON:
     def item_getter(table: "bytes | list[bytes]") -> "Callable":
         return lambda index: table[index]
 
+    def hash_constructor(name: str) -> "Callable | None":
+        import hashlib
+
+        return getattr(hashlib, name, None)
+
 else:
     ordered_dict = dict
 
     def item_getter(table: "bytes | list[bytes]") -> "Callable":
         return table.__getitem__
+
+    # hash name -> CPython's built-in modules that may hold it (no OpenSSL), in order of trial
+    _BUILTIN_HASHES = {"md5": ("_md5",), "sha256": ("_sha2", "_sha256")}
+
+    def hash_constructor(name: str) -> "Callable | None":
+        for module_name in _BUILTIN_HASHES.get(name, ()):
+            try:
+                module = __import__(module_name)
+            except ImportError:  # a build without it: hashlib below
+                continue
+            constructor = getattr(module, name, None)
+            if constructor is not None:
+                return constructor
+        import hashlib  # loads libcrypto: only for what the built-in modules lack
+
+        constructor = getattr(hashlib, name, None)
+        if constructor is not None:
+            return constructor
+        try:
+            hashlib.new(name)
+        except ValueError:  # this OpenSSL lacks it (or FIPS mode forbids it)
+            return None
+        return lambda data=b"": hashlib.new(name, data)
