@@ -21,6 +21,11 @@ Public API
                                  whose OpenSSL (libcrypto, about 3.7 MB of RSS and 3-4 ms of
                                  start) only an algorithm that needs it pays for, when first
                                  asked (SHA-512-256: issue 14). MicroPython: its `hashlib`.
+    pbkdf2_hmac                  hashlib.pbkdf2_hmac, imported at its first call (it needs
+                                 OpenSSL); None on MicroPython (no such function)
+    compare_digest(a, b)         constant-time comparison: CPython's `_operator._compare_digest`
+                                 (what `hmac.compare_digest` falls back to, without importing
+                                 hmac and its OpenSSL); None on MicroPython (no hmac module)
 """
 
 import sys
@@ -41,6 +46,9 @@ if MICROPYTHON:
         import hashlib
 
         return getattr(hashlib, name, None)
+
+    pbkdf2_hmac = None
+    compare_digest = None
 
 else:
     ordered_dict = dict
@@ -70,3 +78,10 @@ else:
         except ValueError:  # this OpenSSL lacks it (or FIPS mode forbids it)
             return None
         return lambda data=b"": hashlib.new(name, data)
+
+    from _operator import _compare_digest as compare_digest  # noqa: F401  # public API
+
+    def pbkdf2_hmac(hash_name: str, password: bytes, salt: bytes, iterations: int) -> bytes:
+        from hashlib import pbkdf2_hmac as openssl_pbkdf2_hmac  # libcrypto: at the first use
+
+        return openssl_pbkdf2_hmac(hash_name, password, salt, iterations)
