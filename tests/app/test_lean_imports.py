@@ -37,3 +37,15 @@ def test_door_code_hash_loads_hashlib_when_used_and_matches_portable():
                "print(doorcodes.pbkdf2_sha256(long, b's', 3) == "
                "doorcodes.portable_pbkdf2_sha256(long, b's', 3))")
     assert out == ["True", "True", "True"]
+
+
+def test_the_portable_core_never_imports_hashlib_or_hmac():
+    import ast
+    found = []
+    for package in ("sip", "sdp", "rtp", "codecs", "app", "session"):
+        for path in sorted((ROOT / "firmware" / package).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                found += [(path.name, n) for n in names if n.split(".")[0] in ("hashlib", "hmac")]
+    assert found == []  # compat.hash_constructor / pbkdf2_hmac / compare_digest instead
