@@ -13,6 +13,8 @@ import os
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_TYPES = {
     "app.js": "application/javascript; charset=utf-8",
+    "forms.js": "application/javascript; charset=utf-8",  # loaded by app.js when needed
+    "settings.js": "application/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 
