@@ -16,6 +16,8 @@ STATIC_TYPES = {
     "forms.js": "application/javascript; charset=utf-8",  # loaded by app.js when needed
     "settings.js": "application/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",  # also served as /favicon.ico
+    "help.json": "application/json",  # each setting's meaning and default (tools/confighelp.py)
 }
 
 
@@ -40,6 +42,7 @@ def _shell(title: str, version: str, body: str) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} · Doorline</title>
+<link rel="icon" href="/static/icon.svg?v={version}" type="image/svg+xml">
 <link rel="stylesheet" href="/static/style.css?v={version}"></head>
 <body><main class="narrow"><h1>Doorline</h1>{body}</main></body></html>
 """
