@@ -58,7 +58,7 @@ def test_the_station_reports_the_roles_of_its_board_file():
         loop.close()
 
 
-# -- PUT /api/config: board roles, every error at once -----------------------------------------------
+# -- PUT /api/config: board roles, every error at once ---------------------------------------------
 def test_an_unknown_button_role_is_refused_naming_the_boards_roles(ready):
     before = ready.file_bytes()
     res = put(ready, {"buttons": [{"role": "call", "targets": ["sip:flat1@127.0.0.1"]},
@@ -129,7 +129,7 @@ def test_warnings_follow_the_saved_configuration(ready):
     assert list(warnings) == ["media.srtp"] and "srtp_requires_tls" in warnings["media.srtp"]
 
 
-# -- events ------------------------------------------------------------------------------------------
+# -- events ----------------------------------------------------------------------------------------
 def test_one_config_saved_event_per_save_naming_what_changed(ready):
     assert put(ready, {"door": {"pulse_ms": 1200}}).status_code == 200
     assert put(ready, {"door": {"pulse_ms": 1200}}).status_code == 200
@@ -219,7 +219,7 @@ def test_every_response_carries_its_real_reason_phrase(tmp_path):
     env.loop.close()
 
 
-# -- sessions that survive a restart -------------------------------------------------------------
+# -- sessions that survive a restart ---------------------------------------------------------------
 def restart(env):
     """A new app (a restarted process) on the same state dir and config."""
     env.app = webapp.create_app(env.station, env.config_path, env.state_dir, clock=env.clock)
