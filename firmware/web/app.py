@@ -37,6 +37,7 @@ import hmac
 import http
 import json
 import logging
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -165,7 +166,9 @@ class _Web:
         self.station = station
         self.config_path = config_path
         self.admin = AdminPassword(state_dir)
-        self.sessions = SessionStore(clock)
+        # logged-in sessions survive a restart, bound to the password (web/sessions.py)
+        self.sessions = SessionStore(clock, os.path.join(state_dir, "sessions.json"),
+                                     lambda: self.admin.fingerprint)
         self.throttle = LoginThrottle(clock)
         self.scrypt = concurrent.futures.ThreadPoolExecutor(1, "doorline-scrypt")
         self.checking: set[str] = set()  # client keys with a password check in progress

@@ -32,8 +32,12 @@ def load_static() -> tuple[dict[str, bytes], str, str]:
             files[name] = compact_js(files[name])
     with open(os.path.join(STATIC_DIR, "index.html"), encoding="utf-8") as f:
         index = f.read()
-    version = hashlib.sha256(b"".join(files[n] for n in sorted(files))).hexdigest()[:12]
-    return files, index, version
+    return files, index, version_of(files)
+
+
+def version_of(files: dict[str, bytes]) -> str:
+    """The cache-busting version of the static files (`?v=`): changes with any of them."""
+    return hashlib.sha256(b"".join(files[n] for n in sorted(files))).hexdigest()[:12]
 
 
 def compact_js(source: bytes) -> bytes:
