@@ -15,16 +15,22 @@ forbids inline scripts, and Playwright's `page.add_script_tag(path=...)` inserts
 Policy directive 'script-src 'self''"). `check` therefore evaluates the file's text with
 `page.evaluate`, which goes through the DevTools protocol and is not subject to the page's CSP.
 No `bypass_csp` context is used: the page and its policy stay exactly as served, so the check
-sees what a user gets. `page.evaluate` also works in a context made with
-`java_script_enabled=False` (the page's own scripts are off, DevTools evaluation is not), so the
-no-JavaScript setup and login forms are checked as they are.
+sees what a user gets.
+
+Pages without JavaScript (a context made with `java_script_enabled=False`: the setup and login
+forms must work without it) cannot run axe: DevTools evaluation still works there, but timers
+do not, and `axe.run` never finishes. For those, `check(page, name, javascript=False)` takes the
+page's document as it is now (`page.content()`, e.g. the error page a form post returned) and
+serves it, with the station's stylesheets and security headers, at the same URL in a second,
+JavaScript-enabled context of the same browser and checks that copy. This is the same document
+only because these pages have no script of their own: `check` refuses a copy with a <script>.
 
 axe-core is installed by tools/install-peers (`npm ci` in tests/web). Where it is missing the
 check skips with the reason; under CI (environment CI=true) a missing axe-core is a failure.
 
 Public API: `AXE_JS`, `ARTIFACTS`, `IMPACTS_THAT_FAIL`, `missing() -> str | None`,
-`check(page, screen_name, fail_on=IMPACTS_THAT_FAIL) -> list[dict]` (all violations found),
-`summary(violations) -> str`.
+`check(page, screen_name, javascript=True, fail_on=IMPACTS_THAT_FAIL) -> list[dict]` (all
+violations found), `summary(violations) -> str`.
 """
 
 import json
@@ -40,8 +46,12 @@ AXE_JS = pathlib.Path(__file__).resolve().parent / "node_modules" / "axe-core" /
 ARTIFACTS = ROOT / "test-artifacts" / "axe"
 IMPACTS_THAT_FAIL = ("serious", "critical")
 _SCREEN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-_RUN = """async () => {
-  const result = await axe.run(document, {resultTypes: ['violations']});
+RUN_TIMEOUT_MS = 30000
+_RUN = """async (timeoutMs) => {
+  const timeout = new Promise((_, reject) => setTimeout(
+    () => reject(new Error('axe.run did not finish within ' + timeoutMs + ' ms')), timeoutMs));
+  const result = await Promise.race([
+    axe.run(document, {resultTypes: ['violations']}), timeout]);
   return JSON.parse(JSON.stringify(result));
 }"""
 
@@ -70,6 +80,32 @@ def _inject(page):
     assert kind == "object", f"axe-core did not load into {page.url} (window.axe is {kind})"
 
 
+def _run(page):
+    _inject(page)
+    return page.evaluate(_RUN, RUN_TIMEOUT_MS)
+
+
+def _run_on_a_copy(page):
+    """axe's result for the document `page` shows, served again in a JavaScript context."""
+    document = page.content()
+    assert "<script" not in document.lower(), (
+        f"{page.url} has scripts: check it in a context with JavaScript")
+    headers = {"Content-Type": "text/html; charset=utf-8"}
+    served = page.context.request.get(page.url)  # the page's own security headers
+    headers.update({k: v for k, v in served.headers.items()
+                    if k.lower() in ("content-security-policy", "x-frame-options",
+                                     "x-content-type-options", "referrer-policy")})
+    context = page.context.browser.new_context(viewport=page.viewport_size)
+    try:
+        copy = context.new_page()
+        copy.route(page.url, lambda route: route.fulfill(status=200, body=document,
+                                                          headers=headers))
+        copy.goto(page.url)
+        return _run(copy)
+    finally:
+        context.close()
+
+
 def summary(violations):
     """The violations as readable lines: impact, rule, help, and up to 5 elements each."""
     lines = []
@@ -83,14 +119,15 @@ def summary(violations):
     return "\n".join(lines)
 
 
-def check(page, screen_name, fail_on=IMPACTS_THAT_FAIL):
-    """Run axe-core on what `page` shows now; fail on violations with an impact in `fail_on`."""
+def check(page, screen_name, javascript=True, fail_on=IMPACTS_THAT_FAIL):
+    """Run axe-core on what `page` shows now; fail on violations with an impact in `fail_on`.
+    `javascript=False` for a page in a context without JavaScript (checked on a copy)."""
     assert _SCREEN_NAME.match(screen_name), f"bad screen name {screen_name!r}"
     _require_axe()
-    _inject(page)
-    result = page.evaluate(_RUN)
+    result = _run(page) if javascript else _run_on_a_copy(page)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    record = {"screen": screen_name, "url": page.url, "viewport": page.viewport_size, **result}
+    record = {"screen": screen_name, "url": page.url, "viewport": page.viewport_size,
+              "javascript": javascript, **result}
     with open(ARTIFACTS / f"{screen_name}.json", "w", encoding="utf-8") as out:
         json.dump(record, out, indent=1)
     violations = result.get("violations", [])
