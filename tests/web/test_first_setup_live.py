@@ -25,7 +25,10 @@ client that is not on loopback: that page is rendered by firmware/web/pages.py a
 place of /setup through Playwright's routing, under the station's own security headers).
 """
 
+import json
+import re
 import shutil
+import time
 
 import pytest
 
@@ -33,7 +36,8 @@ from firmware.web import pages
 from firmware.web.app import SECURITY_HEADERS
 from tests.conftest import ROOT
 from tests.integration.helpers import Firmware
-from tests.integration.test_web_live import ADMIN_PASSWORD
+from tests.integration.test_web_live import ADMIN_PASSWORD, LiveStation
+from tests.peers.fixtures import DOOR_PASSWORD, DOOR_USER, FLAT1_USER
 from tests.peers.process import free_port
 from tests.web import axe
 
@@ -149,3 +153,211 @@ def test_setup_and_login_pages_are_accessible_and_work(browser, tmp_path, javasc
         assert fw.alive
     finally:
         fw.kill()
+
+
+# -- the whole first setup, live -----------------------------------------------------------
+
+class Run:
+    """The browser page of one first-setup run, its screenshots, axe checks and timings."""
+
+    def __init__(self, browser, station):
+        self.station = station
+        self.url = "http://%s:%d" % station.web
+        width, height = SIZES[0]  # a person on a phone drives it
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.csp_errors = []
+        self.page.on("console", lambda m: "Content Security Policy" in m.text
+                     and self.csp_errors.append(m.text))
+        self.step = 0
+        self.artifact_s = 0.0  # time spent on screenshots and axe, not by the user
+        self.artifact_s_to_first_call = None
+        self.steps = []
+        self.axe = {}
+        self.sentence_ms = {}  # per sentence: ms from the step taking effect to it shown
+
+    def capture(self, name, focus=None):
+        """Screenshot and axe check of what the page shows now, at both sizes."""
+        began = time.monotonic()
+        self.step += 1
+        page = self.page
+        for width, height in SIZES:
+            page.set_viewport_size({"width": width, "height": height})
+            if focus is not None:
+                focus.scroll_into_view_if_needed()
+            shot = ARTIFACTS / f"{self.step:02d}-{name}-{width}.png"
+            page.screenshot(path=str(shot))
+            screen = f"first-setup-{self.step:02d}-{name}-{width}"
+            violations = axe.check(page, screen)
+            self.axe[screen] = [f"{v['impact']}: {v['id']}" for v in violations]
+        width, height = SIZES[0]
+        page.set_viewport_size({"width": width, "height": height})
+        self.artifact_s += time.monotonic() - began
+        self.steps.append(name)
+
+    def count(self, pattern):
+        return self.page.evaluate(
+            """([sel, src]) => Array.from(document.querySelectorAll(sel))
+                 .filter((n) => new RegExp(src).test(n.textContent)).length""",
+            [SENTENCES, pattern])
+
+    def sentence_after(self, pattern, before):
+        """The timeline shows one more sentence matching `pattern` within SENTENCE_MS."""
+        began = time.monotonic()
+        try:
+            self.page.wait_for_function(
+                """([sel, src, n]) => Array.from(document.querySelectorAll(sel))
+                     .filter((node) => new RegExp(src).test(node.textContent)).length > n""",
+                arg=[SENTENCES, pattern, before], timeout=SENTENCE_MS)
+        except playwright_sync.TimeoutError:
+            shown = self.page.locator(SENTENCES).all_text_contents()[:8]
+            raise AssertionError(f"no new sentence /{pattern}/ in the timeline within "
+                                 f"{SENTENCE_MS} ms; it shows (newest first): {shown}"
+                                 f"{self.station.describe(40)}") from None
+        self.sentence_ms[pattern] = round((time.monotonic() - began) * 1000)
+
+
+def save_settings(run):
+    page = run.page
+    before = run.count(SAVED)
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#settings-msg")).to_have_text("Saved.")
+    run.sentence_after(SAVED, before)
+
+
+SAVED = "^Settings saved"
+REGISTERED = "^Registered with the SIP server$"
+PASSWORD_SET = "^The admin password was set$"
+FLAT1 = "sip:flat1@127.0.0.1"
+RINGING = "^The call button was pressed: calling sip:flat1@127\\.0\\.0\\.1$"
+ANSWERED = "^Call to sip:flat1@127\\.0\\.0\\.1: established$"
+OPENED_ON_PAGE = "^Opened the door from the web page$"
+OPENED_BY_CODE = "^flat1 opened the door by code$"
+HUNG_UP = "^Call to sip:flat1@127\\.0\\.0\\.1: completed"
+
+
+@pytest.mark.peers
+def test_first_setup_to_the_first_call_in_the_browser(browser, kamailio, baresip_factory,
+                                                       tmp_path):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    phone = baresip_factory(FLAT1_USER, registrar=kamailio, answer_mode="manual")
+    phone.wait_registered(5.0)
+    # As after `make run`: nothing configured but where to listen (free loopback ports here).
+    config = {"sip": {"listen": f"127.0.0.1:{free_port(('udp', 'tcp'))}"},
+              "web": {"listen": f"127.0.0.1:{free_port(('tcp',))}"}}
+    station = LiveStation(tmp_path / "station", config).start()
+    run = Run(browser, station)
+    try:
+        first_call_s = first_setup(run, kamailio, phone)
+    finally:
+        run.context.close()
+        station.fw.kill()
+        print(f"--- station ---{station.describe(60)}")
+    timing = {"process_start_to_first_answered_call_s": round(first_call_s, 2),
+              "of_which_screenshots_and_axe_s": round(run.artifact_s_to_first_call, 2),
+              "without_screenshots_and_axe_s": round(
+                  first_call_s - run.artifact_s_to_first_call, 2),
+              "screenshots_and_axe_whole_run_s": round(run.artifact_s, 2),
+              "timeline_sentence_ms": run.sentence_ms, "steps": run.steps,
+              "axe_violations_below_serious": run.axe}
+    with open(ARTIFACTS / "timing.json", "w", encoding="utf-8") as out:
+        json.dump(timing, out, indent=1)
+    print(f"first setup: firmware process start → first answered call "
+          f"{timing['process_start_to_first_answered_call_s']} s as driven by the browser "
+          f"({timing['without_screenshots_and_axe_s']} s without the "
+          f"{timing['of_which_screenshots_and_axe_s']} s of screenshots and axe checks)")
+    assert run.csp_errors == []
+
+
+def first_setup(run, kamailio, phone):
+    page, url, station = run.page, run.url, run.station
+
+    # 1. The admin password, on the setup form (the setup code too if it is asked for).
+    page.goto(url + "/")
+    assert page.url == url + "/setup"
+    run.capture("password")
+    code = page.get_by_label("Setup code")
+    if code.count():
+        code.fill(open(f"{station.fw.state_dir}/setup-code", encoding="utf-8").read().strip())
+    page.get_by_label("New password").fill(PASSWORD)
+    page.get_by_label("Repeat the password").fill(PASSWORD)
+    page.get_by_role("button", name="Set password").click()
+    page.wait_for_url(url + "/")
+    run.sentence_after(PASSWORD_SET, 0)
+
+    # 2. The SIP server (Kamailio) with the station's user and password → registered.
+    page.get_by_label("Registrar (host[:port], empty = direct IP)").fill(
+        f"127.0.0.1:{kamailio.udp_port}")
+    page.get_by_label("Domain", exact=True).fill(kamailio.domain)
+    page.get_by_label("User name", exact=True).fill(DOOR_USER)
+    page.get_by_label("Password", exact=True).fill(DOOR_PASSWORD)
+    run.capture("registrar", page.get_by_label("Domain", exact=True))
+    before = run.count(REGISTERED)
+    save_settings(run)
+    expect(page.locator("#st-reg")).to_have_text("registered")
+    run.sentence_after(REGISTERED, before)
+    run.capture("registered", page.locator("#st-reg"))
+
+    # 3. The call button rings flat1.
+    targets = page.get_by_label("Targets (one SIP URI per line)")
+    targets.fill(FLAT1)
+    save_settings(run)
+    run.capture("call-button", targets)
+
+    # 4. flat1 is an allowed caller.
+    allowed = page.get_by_label("Allowed callers (one SIP URI per line)")
+    allowed.fill(FLAT1)
+    save_settings(run)
+    run.capture("allowed-callers", allowed)
+
+    # 5. A door code for flat1.
+    page.get_by_role("button", name="Add code").click()
+    page.get_by_label("Caller (SIP URI)").fill(FLAT1)
+    page.get_by_label("Code (4-12 digits)").fill(DOOR_CODE)
+    save_settings(run)
+    run.capture("door-code", page.get_by_label("Caller (SIP URI)"))
+
+    # 6. Done: the dashboard.
+    page.evaluate("window.scrollTo(0, 0)")
+    run.capture("done")
+
+    # 7. The simulated call button rings flat1.
+    before = run.count(RINGING)
+    page.get_by_role("button", name="Press call").click()
+    phone.wait_event("CALL_INCOMING", 5.0)
+    run.sentence_after(RINGING, before)
+    expect(page.locator("#st-calls .call-state")).to_have_text(re.compile("^(calling|ringing)$"))
+    run.capture("ringing", page.locator("#st-calls"))
+
+    # 8. flat1 answers: the first call, as a new user gets it.
+    before = run.count(ANSWERED)
+    phone.accept()
+    phone.wait_event("CALL_ESTABLISHED", 5.0)
+    expect(page.locator("#st-calls .call-state")).to_have_text("active")
+    first_call_s = time.monotonic() - station.fw.started_mono
+    run.artifact_s_to_first_call = run.artifact_s
+    run.sentence_after(ANSWERED, before)
+    run.capture("answered", page.locator("#st-calls"))
+
+    # 9. The door, from the page's button during the call, then by flat1's code.
+    before = run.count(OPENED_ON_PAGE)
+    page.get_by_role("button", name="Open door").click()
+    run.sentence_after(OPENED_ON_PAGE, before)
+    run.capture("door-opened", page.locator("#st-door"))
+    before = run.count(OPENED_BY_CODE)
+    phone.send_dtmf(DOOR_CODE)
+    station.fw.wait_log(r"door opened by .*\(dtmf\)", 5.0)
+    run.sentence_after(OPENED_BY_CODE, before)
+    run.capture("door-code-used", page.locator(TIMELINE))
+
+    # 10. Hang up on the page.
+    before = run.count(HUNG_UP)
+    page.get_by_role("button", name="Hang up").click()
+    phone.wait_event("CALL_CLOSED", 5.0)
+    run.sentence_after(HUNG_UP, before)
+    expect(page.locator("#st-calls")).to_have_text("No call.")
+    run.capture("hung-up", page.locator(TIMELINE))
+    return first_call_s
