@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-from firmware.app import doorcodes
+from firmware.app import callers, doorcodes
 from firmware.settings import Config, DoorCode
 from firmware.sip.errors import ParseError
 from firmware.sip.uri import URI, split_host_port
@@ -268,15 +268,20 @@ class _Checker:
             self.fail(path, f"longer than {MAX_HOST_LENGTH} characters")
 
 
-def validate(doc: Any) -> Config:
+def validate(doc: Any, board: "dict[str, Any] | None" = None) -> Config:
     """Check a whole configuration document once. Returns it as a `Config` (defaults filled
-    in) or raises ConfigError with one message per bad field."""
+    in) or raises ConfigError with one message per bad field: every bad field at once, an
+    unknown section or key too (it is reported and left out, the rest is still checked).
+    With `board` (`{"name", "buttons", "relays", "inputs"}`: the running board's roles, as
+    GET /api/board gives them) the roles a button, a relay or a door code names must exist on
+    that board; without, any well-formed role name is accepted (a file loaded at start, which
+    must never stop the station)."""
     if not isinstance(doc, dict):
         raise ConfigError({"": "the configuration must be a table"})
     check = _Checker()
     for key in doc:
         if key not in DEFAULTS:
-            check.fail(key, "unknown section")
+            check.fail(str(key), "unknown section")
     base = defaults()
     if "buttons" in doc:
         base["buttons"] = []
@@ -286,12 +291,11 @@ def validate(doc: Any) -> Config:
             continue
         if not isinstance(table, dict):
             check.fail(section, "must be a table")
+            cfg[section] = copy.deepcopy(DEFAULTS[section])  # checked no further
             continue
-        for key in table:
-            if key not in DEFAULTS[section]:
-                check.fail(f"{section}.{key}", "unknown key")
-    if check.errors:
-        raise ConfigError(check.errors)
+        for key in [k for k in table if k not in DEFAULTS[section]]:
+            check.fail(f"{section}.{key}", "unknown key")
+            del table[key]
 
     for (section, key), allowed in CHOICES.items():
         value = cfg[section][key]
@@ -321,9 +325,37 @@ def validate(doc: Any) -> Config:
     _check_mqtt(check, cfg["mqtt"])
     _check_webhooks(check, cfg["webhooks"])
     _check_camera(check, cfg["camera"])
+    if board is not None:
+        _check_board_roles(check, cfg, board)
     if check.errors:
         raise ConfigError(check.errors)
     return Config.from_dict(cfg)
+
+
+def _check_board_roles(check: _Checker, cfg: "dict[str, Any]", board: "dict[str, Any]") -> None:
+    """Buttons, relays and door codes' relays name roles the running board has."""
+    name = board.get("name") or "this board"
+
+    def refuse(path: str, kind: str, role: Any, have: "list[str]") -> None:
+        check.fail(path, f"no {kind} role \"{role}\" on this board ({name} has: "
+                         f"{', '.join(have) or 'none'})")
+
+    buttons = [str(r) for r in board.get("buttons", [])]
+    for i, button in enumerate(cfg["buttons"] if isinstance(cfg["buttons"], list) else []):
+        role = button.get("role") if isinstance(button, dict) else None
+        if isinstance(role, str) and _role_name(role) and role != "exit" and \
+                role not in buttons:
+            refuse(f"buttons[{i}].role", "button", role, buttons)
+    relays = [str(r) for r in board.get("relays", [])]
+    for i, relay in enumerate(cfg["relays"] if isinstance(cfg["relays"], list) else []):
+        role = relay.get("role") if isinstance(relay, dict) else None
+        if isinstance(role, str) and _role_name(role) and role not in relays:
+            refuse(f"relays[{i}].role", "relay", role, relays)
+    codes = cfg["door"]["codes"] if isinstance(cfg["door"]["codes"], list) else []
+    for i, entry in enumerate(codes):
+        role = entry.get("relay", "door") if isinstance(entry, dict) else None
+        if isinstance(role, str) and role not in relays:
+            refuse(f"door.codes[{i}].relay", "relay", role, relays)
 
 
 # -- telling the house (issue 17) ---------------------------------------------------------------
@@ -1127,4 +1159,39 @@ def unredact(partial: "dict[str, Any]", current: Config) -> "dict[str, Any]":
                 hook["secret"] = hook_secrets[hook["url"]]
             elif i < len(current.webhooks):
                 hook["secret"] = current.webhooks[i].secret
+    return out
+
+
+# -- warnings: a configuration that saves but cannot work as meant (GET /api/config/warnings) --
+def warnings(cfg: Config, board: "dict[str, Any] | None" = None) -> "dict[str, str]":
+    """{field path: sentence} for settings that are valid one by one but cannot work together
+    (docs/CONFIG.md "Warnings"). Pure: reads `cfg` (and the board's roles), changes nothing."""
+    caller_key = callers.caller_key
+    out: dict[str, str] = {}
+    sip, media, answer = cfg.sip, cfg.media, cfg.answer
+    if media.srtp == "mandatory" and media.keys_need_tls() and sip.transport != "tls":
+        out["media.srtp"] = (
+            f"mandatory SRTP over {sip.transport.upper()} signalling refuses every call: the "
+            "SRTP keys may only travel over TLS. Use transport tls, or set "
+            "srtp_requires_tls = false (keys readable on the network), or srtp optional")
+    allowed = {caller_key(uri) for uri in answer.allow}
+    if answer.mode == "auto" and not answer.allow:
+        out["answer.allow"] = ("answer mode auto with an empty allow list: every incoming call "
+                               "is refused (403). Add the callers that may be answered, or "
+                               "set mode ring")
+    for i, code in enumerate(cfg.door.codes):
+        if caller_key(code.caller) not in allowed:
+            out[f"door.codes[{i}].caller"] = (
+                f"{code.caller} is not in the allowed callers (answer.allow): their calls are "
+                "refused, so this door code can never be typed. Add them to answer.allow")
+    for i, button in enumerate(cfg.buttons):
+        if button.role in ("hangup", "exit"):
+            continue
+        if not button.targets and not button.schedule_targets:
+            out[f"buttons[{i}].targets"] = (
+                f"the {button.role} button has no targets: pressing it calls no one")
+    if board is not None and cfg.camera.enabled and not board.get("camera") and \
+            cfg.camera.phone_token:
+        out["camera.phone_token"] = ("this board has no camera: the phone picture URL "
+                                     "answers 404")
     return out

@@ -34,8 +34,10 @@ import base64
 import binascii
 import concurrent.futures
 import hmac
+import http
 import json
 import logging
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -164,7 +166,9 @@ class _Web:
         self.station = station
         self.config_path = config_path
         self.admin = AdminPassword(state_dir)
-        self.sessions = SessionStore(clock)
+        # logged-in sessions survive a restart, bound to the password (web/sessions.py)
+        self.sessions = SessionStore(clock, os.path.join(state_dir, "sessions.json"),
+                                     lambda: self.admin.fingerprint)
         self.throttle = LoginThrottle(clock)
         self.scrypt = concurrent.futures.ThreadPoolExecutor(1, "doorline-scrypt")
         self.checking: set[str] = set()  # client keys with a password check in progress
@@ -335,13 +339,14 @@ class _Web:
             except TypeError:  # a malformed door.codes entry; validate() names the field
                 restored = partial
             try:
-                cfg = configuration.validate(configuration.merge(current.to_dict(), restored))
+                cfg = configuration.validate(configuration.merge(current.to_dict(), restored),
+                                             board=station.board_info())
             except configuration.ConfigError as exc:
                 return Response({"errors": exc.errors}, 400)  # type: ignore[arg-type]
             # Apply first, save after: a configuration the station cannot run never reaches
             # the disk, so a restart cannot trip over it.
             try:
-                await station.apply_config(cfg)
+                changed = await station.apply_config(cfg)
             except configuration.ConfigError as exc:
                 # The station could not use it and went back to the old one.
                 return Response({"errors": exc.errors},  # type: ignore[arg-type]
@@ -356,7 +361,8 @@ class _Web:
                 except Exception:  # the 500 below is the answer either way
                     pass
                 return _error(500, f"could not save the configuration: {exc.strerror}")
-            station.log_event("config_saved", sections=sorted(k for k in partial))
+            station.log_event("config_saved", sections=sorted(str(k) for k in partial),
+                              changed=changed)
             return Response(configuration.redacted(cfg))  # type: ignore[arg-type]  # JSON
 
 
@@ -393,6 +399,8 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         return None
 
     async def add_headers(request: "Request", response: "Response") -> "Response":
+        if response.reason is None:  # microdot says "N/A" for all but 200
+            response.reason = reason_phrase(response.status_code)
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
         if "Cache-Control" not in response.headers:
@@ -417,6 +425,12 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         if session is None or not session.authenticated:
             return redirect("/login")
         return html(pages.index_page(web.index_template, session.csrf, web.version))
+
+    @app.get("/favicon.ico")
+    async def favicon(request: "Request") -> "Any":
+        return Response(web.static["icon.svg"], 200,
+                        {"Content-Type": pages.STATIC_TYPES["icon.svg"],
+                         "Cache-Control": "public, max-age=86400"})
 
     @app.get("/static/<name>")
     async def static(request: "Request", name: str) -> "Any":
@@ -526,6 +540,17 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         status = dict(station.status())
         status["simulated"] = bool(station.simulated)
         return status
+
+    @app.get("/api/board")
+    async def api_board(request: "Request") -> "Any":
+        info = station.board_info()
+        if info is None:
+            return _error(404, "this station runs without a board")
+        return info
+
+    @app.get("/api/config/warnings")
+    async def api_config_warnings(request: "Request") -> "Any":
+        return {"warnings": configuration.warnings(station.config, station.board_info())}
 
     @app.post("/api/call")
     @_api
@@ -647,6 +672,14 @@ def create_app(station: "Station", config_path: str, state_dir: str,
 
         camera.add_routes(app, web, station, clock)
     return app
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase of `status` (RFC 9110), "Unknown" for codes it lacks."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
 
 
 def _error_handler(status: int, text: str) -> "Callable":

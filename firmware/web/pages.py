@@ -13,7 +13,11 @@ import os
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_TYPES = {
     "app.js": "application/javascript; charset=utf-8",
+    "forms.js": "application/javascript; charset=utf-8",  # loaded by app.js when needed
+    "settings.js": "application/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",  # also served as /favicon.ico
+    "help.json": "application/json",  # each setting's meaning and default (tools/confighelp.py)
 }
 
 
@@ -25,8 +29,12 @@ def load_static() -> tuple[dict[str, bytes], str, str]:
             files[name] = f.read()
     with open(os.path.join(STATIC_DIR, "index.html"), encoding="utf-8") as f:
         index = f.read()
-    version = hashlib.sha256(b"".join(files[n] for n in sorted(files))).hexdigest()[:12]
-    return files, index, version
+    return files, index, version_of(files)
+
+
+def version_of(files: dict[str, bytes]) -> str:
+    """The cache-busting version of the static files (`?v=`): changes with any of them."""
+    return hashlib.sha256(b"".join(files[n] for n in sorted(files))).hexdigest()[:12]
 
 
 def index_page(template: str, csrf: str, version: str) -> str:
@@ -38,6 +46,7 @@ def _shell(title: str, version: str, body: str) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} · Doorline</title>
+<link rel="icon" href="/static/icon.svg?v={version}" type="image/svg+xml">
 <link rel="stylesheet" href="/static/style.css?v={version}"></head>
 <body><main class="narrow"><h1>Doorline</h1>{body}</main></body></html>
 """

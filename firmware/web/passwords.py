@@ -107,6 +107,16 @@ class AdminPassword:
         self._record = record
         self._verified = None
 
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the stored password record ("" before it is set): changes whenever the
+        password does (web/sessions.py binds the saved sessions to it)."""
+        record = self._record
+        if record is None:
+            return ""
+        return hashlib.sha256(("%s$%s" % (record.get("salt"), record.get("hash")))
+                              .encode()).hexdigest()
+
     def known(self, password: str | None) -> bool:
         """True when `password` is the last one that verified (a keyed digest, no scrypt: cheap
         enough for the event loop)."""

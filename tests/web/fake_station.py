@@ -37,16 +37,28 @@ class FakeStation:
             calls.append({"id": call["id"], "direction": "outgoing",
                           "state": "confirmed" if confirmed else "calling",
                           "peer": call["peer"], "codec": "PCMU" if confirmed else None,
-                          "srtp": False,
+                          "srtp": False, "started": round(call["started"], 1),
+                          "wideband": False,
                           "stats": {"packets_rx": int((now - call["started"]) * 50) if confirmed
-                                    else 0, "lost": 0, "jitter_ms": 1.5}})
-        return {"registration": {"state": "registered", "error": None, "next_refresh": now + 60},
+                                    else 0, "lost": 0, "jitter_ms": 1.5 if confirmed else None,
+                                    "loss_percent": 0.0 if confirmed else None}})
+        return {"registration": {"state": "registered", "error": None, "next_refresh": now + 60,
+                                 "mode": "registrar", "reason": None, "attempt": 0,
+                                 "since": round(now - 60, 1)},
                 "calls": calls, "door": {"relay": "closed"}, "leds": {"status": "on"},
                 "uptime_s": 42.0}
 
     async def apply_config(self, cfg):
+        old, self.config = self.config, cfg
         self.applied.append(cfg)
-        self.config = cfg
+        return [name for name in sorted(cfg.SECTIONS) if cfg.section(name) != old.section(name)]
+
+    def board_info(self):
+        """The roles of pc-sim (boards/pc-sim.toml), as the station reports its board."""
+        return {"name": "pc-sim", "simulated": self.simulated,
+                "buttons": ["call", "call2", "hangup", "exit"], "relays": ["door", "gate"],
+                "inputs": ["door_contact"], "leds": ["status", "call", "door", "gate"],
+                "camera": False}
 
     def place_call(self, target_uri):
         if not target_uri.startswith(("sip:", "sips:")):
