@@ -156,6 +156,7 @@ def test_first_boot_password_then_the_checklist_then_login(browser, tmp_path):
         # a station nobody set up: the checklist comes first
         page.wait_for_url(served.url + "/#setup")
         expect(page.locator("#step-title")).to_have_text("Step 1 of 5: Registrar or direct IP")
+        expect(page.locator("#v-dashboard")).to_be_hidden()  # one view at a time
         expect(page.get_by_label("Through a registrar (PBX or SIP provider)")).not_to_be_checked()
 
         page.get_by_role("button", name="Log out").click()
@@ -313,6 +314,7 @@ def test_change_a_setting_and_see_it_saved(browser, served):
     expect(page.get_by_label("Registration expires (s)")).to_have_value("600")
     # help and default next to the field, from help.json
     expect(page.locator('[id="h:f:sip.expires"]')).to_contain_text("Default: 600")
+    page.screenshot(path=str(ARTIFACTS / "settings-1000px.png"))
     assert page.csp_errors == []
 
 

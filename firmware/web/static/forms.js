@@ -77,7 +77,8 @@
       if (text.length > 240) text = text.slice(0, 236).replace(/\s\S*$/, "") + " …";
       var p = el("p", {id: "h:" + id, "class": "help"}, text);
       if (h && h.default !== undefined && h.default !== "") {
-        p.insertBefore(el("span", {"class": "default"}, "Default: " + h.default + ". "), p.firstChild);
+        var d = h.default === '""' ? "empty" : h.default.replace(/^"(.*)"$/, "$1");
+        p.insertBefore(el("span", {"class": "default"}, "Default: " + d + ". "), p.firstChild);
       }
       box.appendChild(p);
       described.push("h:" + id);
