@@ -378,7 +378,7 @@
       case "login": return "The admin logged in from " + e.client;
       case "admin_password_set": return "The admin password was set";
       case "config_saved":
-        var parts = e.sections || e.changed || [];
+        var parts = e.changed && e.changed.length ? e.changed : e.sections || [];
         return "Settings saved" + (parts.length ? " (" + parts.join(", ") + ")" : "");
       case "door_opened": return "The door was opened";
       case "door_closed": return "The door was closed" +
@@ -489,7 +489,11 @@
   var VIEWS = ["dashboard", "setup", "settings"];
   function route(ev) {
     var v = location.hash.slice(1) || "dashboard";
-    if (VIEWS.indexOf(v) < 0 || !S.config) return;  // e.g. #main (the skip link)
+    if (!S.config) return;
+    if (VIEWS.indexOf(v) < 0) {  // e.g. #main (the skip link): the view stays
+      if (S.view) return;
+      v = "dashboard";
+    }
     S.view = v;
     VIEWS.forEach(function (name) {
       $("v-" + name).hidden = name !== v;
