@@ -361,31 +361,31 @@ def _check_board_roles(check: _Checker, cfg: "dict[str, Any]", board: "dict[str,
 # -- telling the house (issue 17) ---------------------------------------------------------------
 def _check_mqtt(check: _Checker, mqtt: "dict[str, Any]") -> None:
     texts = ("broker", "username", "password", "tls_ca", "topic_prefix", "discovery_prefix")
-    if not all([check.type(f"mqtt.{key}", mqtt[key], (str,), "a string") for key in texts]):
-        return
+    # each text on its own: a wrong type in one field must not hide the others' errors
+    ok = {key: check.type(f"mqtt.{key}", mqtt[key], (str,), "a string") for key in texts}
     check.type("mqtt.tls", mqtt["tls"], (bool,), "true or false")
     check.type("mqtt.allow_door_open", mqtt["allow_door_open"], (bool,), "true or false")
-    if mqtt["broker"]:
+    if ok["broker"] and mqtt["broker"]:
         try:
             parse_host_port(mqtt["broker"], 1883)
         except ValueError as exc:
             check.fail("mqtt.broker", f"{exc} (got {_shown(mqtt['broker'])})")
     for key in ("username", "password"):
-        if _has_control(mqtt[key]) or len(mqtt[key]) > MAX_PASSWORD_LENGTH:
+        if ok[key] and (_has_control(mqtt[key]) or len(mqtt[key]) > MAX_PASSWORD_LENGTH):
             check.fail(f"mqtt.{key}", "must be at most %d characters without control "
                                       "characters" % MAX_PASSWORD_LENGTH)
     for key in ("topic_prefix", "discovery_prefix"):
         topic = mqtt[key]
-        if len(topic) > MAX_TOPIC_LENGTH or _has_control(topic) or \
-                any(c in topic for c in "#+\0") or topic.startswith("/") or \
-                topic.endswith("/") or "//" in topic:
+        if ok[key] and (len(topic) > MAX_TOPIC_LENGTH or _has_control(topic) or
+                        any(c in topic for c in "#+\0") or topic.startswith("/") or
+                        topic.endswith("/") or "//" in topic):
             check.fail(f"mqtt.{key}", "must be an MQTT topic like doorline/front without "
                                       f"wildcards, empty levels or a leading/trailing / "
                                       f"(got {_shown(topic)})")
-    if not mqtt["discovery_prefix"]:
+    if ok["discovery_prefix"] and not mqtt["discovery_prefix"]:
         check.fail("mqtt.discovery_prefix", "must not be empty (Home Assistant's is "
                                             "homeassistant)")
-    if mqtt["tls"] and mqtt["tls_ca"]:
+    if ok["tls_ca"] and mqtt["tls"] is True and mqtt["tls_ca"]:
         problem = ca_file_problem(mqtt["tls_ca"])
         if problem:
             check.fail("mqtt.tls_ca", problem)

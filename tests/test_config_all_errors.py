@@ -36,3 +36,10 @@ def test_the_callers_document_is_left_as_it_was():
     doc = {"sip": {"colour": "red"}, "door": {"pulse_ms": 500}}
     errors_of(doc)
     assert doc == {"sip": {"colour": "red"}, "door": {"pulse_ms": 500}}
+
+
+def test_a_wrong_type_in_mqtt_does_not_hide_the_other_mqtt_errors():
+    errors = errors_of({"mqtt": {"broker": 1883, "topic_prefix": "a/#", "tls": "yes",
+                                 "discovery_prefix": ""}})
+    assert set(errors) == {"mqtt.broker", "mqtt.topic_prefix", "mqtt.tls",
+                           "mqtt.discovery_prefix"}, errors

@@ -90,7 +90,7 @@ class Facade(StationParts):
                    "error": status["error"], "attempt": status["attempt"],
                    "next_refresh": None if status["next_refresh"] is None else
                    round(wall + status["next_refresh"], 1),
-                   "reason": registration_reason(status["error"], sip.registrar)}
+                   "reason": registration_reason(status["error"], sip.registrar, sip.transport)}
         out["mode"] = mode
         out["since"] = None if since is None else round(wall + since, 1)
         return out

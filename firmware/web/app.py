@@ -175,6 +175,7 @@ class _Web:
         self.secure_cookies = bool(station.config.web.https)
         self.config_lock = asyncio.Lock()
         self.static, self.index_template, self.version = pages.load_static()
+        self.static_gz: dict[str, bytes] = {}  # gzip-compressed static files, made when asked
         self.setup_code = SetupCode(state_dir)
         if self.admin.is_set:
             self.setup_code.remove()
@@ -426,18 +427,29 @@ def create_app(station: "Station", config_path: str, state_dir: str,
             return redirect("/login")
         return html(pages.index_page(web.index_template, session.csrf, web.version))
 
+    def static_file(request: "Request", name: str) -> "Response":
+        """A static file, gzip-compressed for clients that take it (compressed once, when
+        first asked for; kept only when smaller)."""
+        headers = {"Content-Type": pages.STATIC_TYPES[name],
+                   "Cache-Control": "public, max-age=86400", "Vary": "Accept-Encoding"}
+        body = web.static[name]
+        if pages.accepts_gzip(request.headers.get("Accept-Encoding")):
+            if name not in web.static_gz:
+                web.static_gz[name] = pages.gzipped(body)
+            if len(web.static_gz[name]) < len(body):
+                body = web.static_gz[name]
+                headers["Content-Encoding"] = "gzip"
+        return Response(body, 200, headers)
+
     @app.get("/favicon.ico")
     async def favicon(request: "Request") -> "Any":
-        return Response(web.static["icon.svg"], 200,
-                        {"Content-Type": pages.STATIC_TYPES["icon.svg"],
-                         "Cache-Control": "public, max-age=86400"})
+        return static_file(request, "icon.svg")
 
     @app.get("/static/<name>")
     async def static(request: "Request", name: str) -> "Any":
         if name not in web.static:
             return _error(404, "not found")
-        return Response(web.static[name], 200, {"Content-Type": pages.STATIC_TYPES[name],
-                                                "Cache-Control": "public, max-age=86400"})
+        return static_file(request, name)
 
     @app.get("/setup")
     async def setup_form(request: "Request") -> "Any":

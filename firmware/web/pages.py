@@ -35,6 +35,23 @@ def load_static() -> tuple[dict[str, bytes], str, str]:
     return files, index, version_of(files)
 
 
+def gzipped(data: bytes) -> bytes:
+    """`data` gzip-compressed, the same bytes every time (no timestamp)."""
+    import gzip  # the first compressed answer loads it, not the start (issue 14)
+
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an Accept-Encoding header takes gzip (RFC 9110 §12.5.3; `gzip;q=0` refuses)."""
+    for item in (accept_encoding or "").split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip"):
+            quality = params.strip().lower()
+            return not (quality.startswith("q=") and quality[2:].strip().strip("0.") == "")
+    return False
+
+
 def version_of(files: dict[str, bytes]) -> str:
     """The cache-busting version of the static files (`?v=`): changes with any of them."""
     return hashlib.sha256(b"".join(files[n] for n in sorted(files))).hexdigest()[:12]

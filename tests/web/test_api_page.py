@@ -291,3 +291,28 @@ def test_a_damaged_session_file_starts_empty(ready, caplog):
     restart(ready)
     assert ready.client().login().status_code == 303
     assert "ignoring the session file" in caplog.text
+
+
+def test_static_files_are_gzipped_for_clients_that_take_it(tmp_path):
+    import gzip
+
+    env = Env(tmp_path)
+    client = env.client()
+    total_raw = total_sent = 0
+    for name in ("app.js", "style.css"):  # (TestClient cannot read gzipped JSON)
+        raw = client.get(f"/static/{name}")
+        assert raw.status_code == 200 and "Content-Encoding" not in raw.headers
+        assert raw.headers["Vary"] == "Accept-Encoding"
+        packed = client.get(f"/static/{name}", {"Accept-Encoding": "br, gzip;q=0.8"})
+        assert packed.headers["Content-Encoding"] == "gzip", name
+        assert gzip.decompress(packed.body) == raw.body
+        assert len(packed.body) < len(raw.body) / 2, name
+        total_raw += len(raw.body)
+        total_sent += len(packed.body)
+        refused = client.get(f"/static/{name}", {"Accept-Encoding": "gzip;q=0, identity"})
+        assert "Content-Encoding" not in refused.headers and refused.body == raw.body
+    help_json = env.app.doorline.static["help.json"]
+    total_raw += len(help_json)
+    total_sent += len(webapp.pages.gzipped(help_json))
+    print(f"app.js + style.css + help.json: {total_raw} bytes, {total_sent} gzipped")
+    env.loop.close()
