@@ -361,31 +361,31 @@ def _check_board_roles(check: _Checker, cfg: "dict[str, Any]", board: "dict[str,
 # -- telling the house (issue 17) ---------------------------------------------------------------
 def _check_mqtt(check: _Checker, mqtt: "dict[str, Any]") -> None:
     texts = ("broker", "username", "password", "tls_ca", "topic_prefix", "discovery_prefix")
-    if not all([check.type(f"mqtt.{key}", mqtt[key], (str,), "a string") for key in texts]):
-        return
+    # each text on its own: a wrong type in one field must not hide the others' errors
+    ok = {key: check.type(f"mqtt.{key}", mqtt[key], (str,), "a string") for key in texts}
     check.type("mqtt.tls", mqtt["tls"], (bool,), "true or false")
     check.type("mqtt.allow_door_open", mqtt["allow_door_open"], (bool,), "true or false")
-    if mqtt["broker"]:
+    if ok["broker"] and mqtt["broker"]:
         try:
             parse_host_port(mqtt["broker"], 1883)
         except ValueError as exc:
             check.fail("mqtt.broker", f"{exc} (got {_shown(mqtt['broker'])})")
     for key in ("username", "password"):
-        if _has_control(mqtt[key]) or len(mqtt[key]) > MAX_PASSWORD_LENGTH:
+        if ok[key] and (_has_control(mqtt[key]) or len(mqtt[key]) > MAX_PASSWORD_LENGTH):
             check.fail(f"mqtt.{key}", "must be at most %d characters without control "
                                       "characters" % MAX_PASSWORD_LENGTH)
     for key in ("topic_prefix", "discovery_prefix"):
         topic = mqtt[key]
-        if len(topic) > MAX_TOPIC_LENGTH or _has_control(topic) or \
-                any(c in topic for c in "#+\0") or topic.startswith("/") or \
-                topic.endswith("/") or "//" in topic:
+        if ok[key] and (len(topic) > MAX_TOPIC_LENGTH or _has_control(topic) or
+                        any(c in topic for c in "#+\0") or topic.startswith("/") or
+                        topic.endswith("/") or "//" in topic):
             check.fail(f"mqtt.{key}", "must be an MQTT topic like doorline/front without "
                                       f"wildcards, empty levels or a leading/trailing / "
                                       f"(got {_shown(topic)})")
-    if not mqtt["discovery_prefix"]:
+    if ok["discovery_prefix"] and not mqtt["discovery_prefix"]:
         check.fail("mqtt.discovery_prefix", "must not be empty (Home Assistant's is "
                                             "homeassistant)")
-    if mqtt["tls"] and mqtt["tls_ca"]:
+    if ok["tls_ca"] and mqtt["tls"] is True and mqtt["tls_ca"]:
         problem = ca_file_problem(mqtt["tls_ca"])
         if problem:
             check.fail("mqtt.tls_ca", problem)
@@ -516,24 +516,30 @@ def _is_host_name(name: str) -> bool:
 def _check_sip(check: _Checker, sip: "dict[str, Any]") -> None:
     texts = ("registrar", "domain", "username", "password", "tls_ca", "display_name",
              "auth_username")
-    if not all([check.type(f"sip.{key}", sip[key], (str,), "a string") for key in texts]):
-        return
-    if sip["registrar"]:
+    # each text on its own: a wrong type in one field must not hide the others' errors
+    ok = {key: check.type(f"sip.{key}", sip[key], (str,), "a string") for key in texts}
+    if ok["registrar"] and sip["registrar"]:
         try:
             parse_host_port(sip["registrar"], 5060)
         except ValueError as exc:
             check.fail("sip.registrar", f"{exc} (got {sip['registrar']!r})")
-        if not sip["username"]:
+        if ok["username"] and not sip["username"]:
             check.fail("sip.username", "is required when a registrar is set")
-    check.host("sip.domain", sip["domain"])
-    _check_user(check, "sip.username", sip["username"])
-    _check_user(check, "sip.auth_username", sip["auth_username"])
+    if ok["domain"]:
+        check.host("sip.domain", sip["domain"])
+    for key in ("username", "auth_username"):
+        if ok[key]:
+            _check_user(check, f"sip.{key}", sip[key])
     name = sip["display_name"]
-    if _has_control(name):
+    if not ok["display_name"]:
+        pass
+    elif _has_control(name):
         check.fail("sip.display_name", "must not contain line breaks or control characters")
     elif len(name) > MAX_DISPLAY_NAME_LENGTH:
         check.fail("sip.display_name", f"longer than {MAX_DISPLAY_NAME_LENGTH} characters")
-    if _has_control(sip["password"]):
+    if not ok["password"]:
+        pass
+    elif _has_control(sip["password"]):
         check.fail("sip.password", "must not contain line breaks or control characters")
     elif len(sip["password"]) > MAX_PASSWORD_LENGTH:
         check.fail("sip.password", f"longer than {MAX_PASSWORD_LENGTH} characters")
@@ -541,7 +547,7 @@ def _check_sip(check: _Checker, sip: "dict[str, Any]") -> None:
     check.integer("sip.expires", sip["expires"], 60, 86400)
     if sip["keepalive_s"] != 0 or isinstance(sip["keepalive_s"], bool):
         check.integer("sip.keepalive_s", sip["keepalive_s"], 5, 3600)
-    if sip["transport"] == "tls" and sip["tls_ca"]:
+    if ok["tls_ca"] and sip["transport"] == "tls" and sip["tls_ca"]:
         problem = ca_file_problem(sip["tls_ca"])
         if problem:
             check.fail("sip.tls_ca", problem)
@@ -704,16 +710,15 @@ def _check_buttons(check: _Checker, buttons: Any, sip: "dict[str, Any]") -> None
         full = merge(DEFAULTS["buttons"][0], button)
         buttons[i] = full
         role = full["role"]
-        if not check.type(f"{path}.role", role, (str,), "a role name"):
-            continue
-        if not role or not role.replace("_", "").isalnum():
-            check.fail(f"{path}.role", f"must be a role name like 'call' (got {role!r})")
-        if role in seen:
-            check.fail(f"{path}.role", f"button role {role!r} is configured twice")
-        if role == "exit":
-            check.fail(f"{path}.role", "the exit button opens the door and rings no one: it "
-                                       "needs no [[buttons]] entry")
-        seen.add(role)
+        if check.type(f"{path}.role", role, (str,), "a role name"):  # the rest is checked anyway
+            if not role or not role.replace("_", "").isalnum():
+                check.fail(f"{path}.role", f"must be a role name like 'call' (got {role!r})")
+            if role in seen:
+                check.fail(f"{path}.role", f"button role {role!r} is configured twice")
+            if role == "exit":
+                check.fail(f"{path}.role", "the exit button opens the door and rings no one: "
+                                           "it needs no [[buttons]] entry")
+            seen.add(role)
         if check.type(f"{path}.targets", full["targets"], (list,), "a list of SIP URIs"):
             for j, uri in enumerate(full["targets"]):
                 _check_target(check, f"{path}.targets[{j}]", uri, sip)

@@ -777,7 +777,8 @@ class Controller:
         # a registrar's 401/403 is told here, with its reason; `auth_failed` is only for the
         # station's own web/API login (docs/API.md)
         self._log("registration", state=state, error=error,
-                  reason=registration_reason(error, self._cfg.sip.registrar))
+                  reason=registration_reason(error, self._cfg.sip.registrar,
+                                              self._cfg.sip.transport))
 
     def _update_leds(self) -> None:
         if self._buttons.stuck_roles():

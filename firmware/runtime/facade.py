@@ -73,24 +73,24 @@ class Facade(StationParts):
         if self._sip_restart_at is not None or (self.ua is None and starting):
             # SIP is (re)starting: a stale "registered" must not show meanwhile
             since = self._sip_restart_at if self._sip_restart_at is not None else \
-                self._sip_down_at
+                self._sip_changed_at
             out: dict[str, Any] = {
                    "state": "registering" if mode == "registrar" else "disabled",
                    "error": self.sip_error, "next_refresh": None,
                    "attempt": 1 if mode == "registrar" else 0, "reason": self.sip_error}
         elif self.ua is None:
-            since = self._sip_down_at
+            since = self._sip_changed_at
             out = {"state": "failed" if self.sip_failed else "unregistered",
                    "error": self.sip_error, "next_refresh": None, "attempt": 0,
                    "reason": self.sip_error}
         else:
             status = self.ua.status()
-            since = status["since"]
+            since = status["since"] if status["since"] is not None else self._sip_changed_at
             out = {"state": "registering" if status["registering"] else status["state"],
                    "error": status["error"], "attempt": status["attempt"],
                    "next_refresh": None if status["next_refresh"] is None else
                    round(wall + status["next_refresh"], 1),
-                   "reason": registration_reason(status["error"], sip.registrar)}
+                   "reason": registration_reason(status["error"], sip.registrar, sip.transport)}
         out["mode"] = mode
         out["since"] = None if since is None else round(wall + since, 1)
         return out

@@ -52,7 +52,7 @@ class StationParts:
     sip_failed: bool
     config_errors: dict[str, str]
     _sip_restart_at: float | None  # loop time an applied config began restarting SIP
-    _sip_down_at: float  # loop time SIP last stopped running or failed (status()'s `since`)
+    _sip_changed_at: float  # loop time SIP last started or failed (status()'s `since`)
     # -- set by Station.prepare() ----------------------------------------------------------
     controller: "Controller"
     eventlog: "EventLog"

@@ -106,7 +106,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         # until a valid configuration is saved through the API (docs/API.md).
         self.config_errors = {}
         self._sip_restart_at = None
-        self._sip_down_at = self.loop.time()
+        self._sip_changed_at = self.loop.time()
         self._sip_start = None  # the background task of begin_sip()
         self.house = None  # runtime/house.House while MQTT or webhooks are configured
         # The executors: one per event or action type, no dispatch by name.
@@ -192,7 +192,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         text = failure_text(exc)
         self.sip_error = "SIP not started: " + text + ("; " + hint if hint else "")
         self.sip_failed = True
-        self._sip_down_at = self.loop.time()
+        self._sip_changed_at = self.loop.time()
         log.error("%s", self.sip_error)
         self.sip_settled.set()
         if not self._ready_sent:
@@ -248,6 +248,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
     def _start_ua(self, settings: UASettings, host: str, port: int,
                   registrar: Peer | None) -> None:
         self.ua = UserAgent(settings)
+        self._sip_changed_at = self.loop.time()
         limits = self.cfg.calls
         self.calls = calls.CallManager(
             self.ua, max_calls=limits.call_limit(), ring_timeout=limits.ring_timeout_s,

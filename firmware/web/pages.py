@@ -15,6 +15,7 @@ STATIC_TYPES = {
     "app.js": "application/javascript; charset=utf-8",
     "forms.js": "application/javascript; charset=utf-8",  # loaded by app.js when needed
     "settings.js": "application/javascript; charset=utf-8",
+    "camera.js": "application/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",  # also served as /favicon.ico
     "help.json": "application/json",  # each setting's meaning and default (tools/confighelp.py)
@@ -27,6 +28,8 @@ def load_static() -> tuple[dict[str, bytes], str, str]:
     for name in STATIC_TYPES:
         with open(os.path.join(STATIC_DIR, name), "rb") as f:
             files[name] = f.read()
+        if name.endswith(".js"):
+            files[name] = compact_js(files[name])
     with open(os.path.join(STATIC_DIR, "index.html"), encoding="utf-8") as f:
         index = f.read()
     return files, index, version_of(files)
@@ -35,6 +38,14 @@ def load_static() -> tuple[dict[str, bytes], str, str]:
 def version_of(files: dict[str, bytes]) -> str:
     """The cache-busting version of the static files (`?v=`): changes with any of them."""
     return hashlib.sha256(b"".join(files[n] for n in sorted(files))).hexdigest()[:12]
+
+
+def compact_js(source: bytes) -> bytes:
+    """The page's scripts without indentation and whole-line comments (docs/PAGE.md: the first
+    load stays under 60 KB). Line breaks stay, so automatic semicolons and line comments after
+    code are unaffected; the scripts have no multi-line strings or template literals."""
+    lines = (line.strip() for line in source.split(b"\n"))
+    return b"\n".join(line for line in lines if line and not line.startswith(b"//")) + b"\n"
 
 
 def index_page(template: str, csrf: str, version: str) -> str:

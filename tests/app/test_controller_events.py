@@ -58,3 +58,21 @@ def test_registrar_refusals_are_registration_events_with_reasons():
     out = station.do("registration_changed", "failed", "407: wrong username or password")
     assert events(out, "registration")[0]["reason"] == "wrong user name or password (407)"
     assert events(out, "auth_failed") == []
+
+
+def test_a_registrar_without_a_port_is_named_with_the_transports_default():
+    from firmware.app.reasons import registration_reason
+
+    timeout = "timeout: no response from registrar"
+    assert registration_reason(timeout, "pbx.example.org") == \
+        "no answer from pbx.example.org:5060 (timeout)"
+    assert registration_reason(timeout, "pbx.example.org", "tls") == \
+        "no answer from pbx.example.org:5061 (timeout)"
+    assert registration_reason(timeout, "[2001:db8::1]") == \
+        "no answer from [2001:db8::1]:5060 (timeout)"
+    assert registration_reason(timeout, "[2001:db8::1]:5070") == \
+        "no answer from [2001:db8::1]:5070 (timeout)"
+    assert registration_reason("connection to registrar lost", "10.0.0.1:5060", "tcp") == \
+        "the connection to 10.0.0.1:5060 was lost"
+    assert registration_reason("423 Interval Too Brief", "x") == "423 Interval Too Brief"
+    assert registration_reason(None, "x") is None

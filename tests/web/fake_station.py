@@ -2,7 +2,11 @@
 
 It keeps what the web layer asked it to do (calls placed, door openings, button presses, applied
 configs) so tests can check the effect, and moves a placed call from "calling" to "confirmed"
-after `answer_after` seconds so the page can show a state change.
+after `answer_after` seconds so the page can show a state change (a call to a target in
+`unanswered` ends then with 408 "no answer" instead). A saved change of [sip] goes through
+"registering" (attempt 1, `since` = now) to "registered" after `register_after` seconds, or to
+"failed" with a reason when the registrar's host is in `unreachable`; direct-IP mode is
+state "disabled", mode "direct".
 """
 
 import threading
@@ -28,11 +32,34 @@ class FakeStation:
         self._events = []
         self._lock = threading.Lock()  # the browser test reads from another thread
         self._subscribers = []  # (event loop, callback): GET /api/events/stream
+        self.unanswered = set()
+        self.unreachable = set()
+        self.register_after = 0.8
+        self.registration = {"state": "registered", "error": None, "mode": "registrar",
+                             "reason": None, "attempt": 1, "since": round(time.time() - 60, 1)}
+
+    def _registration(self, now):
+        reg = self.registration
+        if reg["state"] == "registering" and now - reg["since"] >= self.register_after:
+            host = self.config.sip.registrar.rsplit(":", 1)[0]
+            if host in self.unreachable:
+                reason = f"no answer from {host}:5060 (timeout)"
+                reg.update(state="failed", error="timeout", reason=reason, since=now)
+            else:
+                reg.update(state="registered", since=now)
+            self.log_event("registration", state=reg["state"], reason=reg["reason"])
+        return dict(reg, next_refresh=now + 60)
 
     def status(self):
         now = time.time()
         calls = []
-        for call in self.calls:
+        for call in list(self.calls):
+            if call["peer"] in self.unanswered and now - call["started"] >= self.answer_after:
+                self.calls.remove(call)
+                self.log_event("call", call_id=call["id"], direction="outgoing",
+                               peer=call["peer"], state="ended", status=408,
+                               reason="no answer")
+                continue
             confirmed = now - call["started"] >= self.answer_after
             calls.append({"id": call["id"], "direction": "outgoing",
                           "state": "confirmed" if confirmed else "calling",
@@ -42,15 +69,22 @@ class FakeStation:
                           "stats": {"packets_rx": int((now - call["started"]) * 50) if confirmed
                                     else 0, "lost": 0, "jitter_ms": 1.5 if confirmed else None,
                                     "loss_percent": 0.0 if confirmed else None}})
-        return {"registration": {"state": "registered", "error": None, "next_refresh": now + 60,
-                                 "mode": "registrar", "reason": None, "attempt": 0,
-                                 "since": round(now - 60, 1)},
-                "calls": calls, "door": {"relay": "closed"}, "leds": {"status": "on"},
-                "uptime_s": 42.0}
+        contact = getattr(self, "inputs", {}).get("door_contact")
+        return {"registration": self._registration(now),
+                "calls": calls, "door": {"relay": "closed",
+                                         "relays": {"door": "closed", "gate": "closed"},
+                                         "contact": None if contact is None else
+                                         "closed" if contact else "open", "held_open": False},
+                "leds": {"status": "on"}, "uptime_s": 42.0}
 
     async def apply_config(self, cfg):
         old, self.config = self.config, cfg
         self.applied.append(cfg)
+        if cfg.section("sip") != old.section("sip"):
+            direct = not cfg.sip.registrar
+            self.registration = {"state": "disabled" if direct else "registering",
+                                 "error": None, "mode": "direct" if direct else "registrar",
+                                 "reason": None, "attempt": 1, "since": time.time()}
         return [name for name in sorted(cfg.SECTIONS) if cfg.section(name) != old.section(name)]
 
     def board_info(self):

@@ -73,7 +73,7 @@
     return (cfg.buttons || []).map(function (b, i) { return [b, i]; })
       .filter(function (x) { return x[0].role !== "hangup" && x[0].role !== "exit"; });
   }
-  function hasCamera() { return S.board ? !!S.board.camera : !!camera; }
+  function hasCamera() { return !!(S.board && S.board.camera); }
   function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
 
   // ---- actions and the test call -------------------------------------------------------
@@ -167,10 +167,11 @@
   var STATES = {calling: "Calling…", trying: "Calling…", early: "Ringing…", ringing: "Ringing…",
                 proceeding: "Ringing…", confirmed: "Connected", incoming: "Ringing…"};
   var cards = {};  // call id -> {box, parts}: updated in place, so focus stays on its buttons
-  function relayRoles() {
-    if (S.board && S.board.relays && S.board.relays.length) return S.board.relays;
-    var r = (status && status.door && status.door.relays) || {};
-    return Object.keys(r).length ? Object.keys(r) : ["door"];
+  function relayRoles() {  // the relays the config drives (door and [[relays]]) on this board
+    var mine = ["door"].concat(((S.config && S.config.relays) || []).map(function (r) { return r.role; }));
+    return mine.filter(function (r, i) {
+      return mine.indexOf(r) === i && (!S.board || (S.board.relays || []).indexOf(r) >= 0);
+    });
   }
   function openButton(role) {
     return button("Open " + role, function () {
@@ -317,10 +318,11 @@
                  buttons: (S.config.buttons || []).map(function (b) { return b.role; })
                    .concat(["hangup", "exit"]).filter(function (r, i, a) { return a.indexOf(r) === i; }),
                  relays: ["door"].concat((S.config.relays || []).map(function (r) { return r.role; })),
-                 inputs: ["door_contact"], camera: !!camera};
+                 inputs: ["door_contact"], camera: false};
       }
       $("board-name").textContent = S.board.name ? "· " + S.board.name + (S.board.simulated ? " (simulated)" : "") : "";
       showSim();
+      if (S.board.camera) load(["camera.js"]);
       doorKey = "-";
       showDoorButtons(status && (status.calls || []).length > 0);
     }).catch(function () {});
@@ -366,7 +368,7 @@
       case "lockout": return "Door codes locked for " + userOf(e.subject) + " for " + e.duration_s + " s";
       case "registration":
         var r = regText(e);
-        return r.text + (e.state !== "registered" && r.detail && !r.direct ? " — " + r.detail : "");
+        return r.text + (e.state === "registering" && e.reason ? " — " + e.reason : "");
       case "auth_failed": return "Wrong admin password from " + (e.client || "somewhere");
       case "login": return "The admin logged in from " + e.client;
       case "admin_password_set": return "The admin password was set";
@@ -476,62 +478,7 @@
     };
   }
 
-  // ---- camera: live view only while the page is visible, the last ring --------------------
-  var camera = null, liveTimer = null, shownSnapshots = "";
-  var STREAM_RENEW_MS = 7500;  // the server ends each MJPEG response after 8 s
-  function liveWanted() { return camera && document.visibilityState === "visible" && S.view === "dashboard"; }
-  function liveOn() {
-    $("cam-live").src = "/api/camera/stream?t=" + Date.now();
-    $("cam-live-state").textContent = "";
-    if (liveTimer === null) liveTimer = setInterval(liveOn, STREAM_RENEW_MS);
-  }
-  function liveOff() {
-    if (liveTimer !== null) { clearInterval(liveTimer); liveTimer = null; }
-    $("cam-live").removeAttribute("src");  // closes the stream: the camera may stop
-    $("cam-live-state").textContent = "(paused while the page is hidden)";
-  }
-  function live() { if (camera) { if (liveWanted()) liveOn(); else liveOff(); } }
-  function showCamera(info) {
-    camera = info;
-    $("camera").hidden = false;
-    var url = info.phone_url ? location.origin + info.phone_url : "";
-    $("cam-phone").textContent = "Picture URL for phones: " + (url || "off.");
-    live();
-  }
-  function showSnapshots(list) {
-    var key = list.map(function (s) { return s.id; }).join(",");
-    if (key === shownSnapshots) return;
-    shownSnapshots = key;
-    var box = clear($("cam-history"));
-    list.slice(0, 12).forEach(function (s) {
-      var li = el("li"), when = new Date(s.time * 1000).toLocaleString();
-      li.appendChild(el("img", {src: "/api/snapshots/" + encodeURIComponent(s.id), loading: "lazy",
-                                alt: "Ring at " + when}));
-      var what = s.event ? [s.event.role, s.event.outcome].filter(Boolean).join(" → ") : "";
-      li.appendChild(el("span", {}, (what ? what + ", " : "") + when));
-      box.appendChild(li);
-    });
-    if (list.length) {
-      $("cam-ring").src = "/api/snapshots/" + encodeURIComponent(list[0].id);
-      $("cam-ring").hidden = false;
-      $("cam-ring-caption").textContent = "Last ring: " + (list[0].event && list[0].event.role ?
-        list[0].event.role + ", " : "") + new Date(list[0].time * 1000).toLocaleString();
-    }
-  }
-  function pollSnapshots() {
-    if (camera === null || S.view !== "dashboard") return;
-    api("GET", "/api/snapshots").then(function (res) { showSnapshots(res.data.snapshots || []); })
-      .catch(function () {});
-  }
-  function renewToken(enabled) {
-    api("POST", "/api/camera/token", {enabled: enabled}).then(function (res) {
-      if (res.status === 200) showCamera(res.data);
-      else $("cam-phone").textContent = res.data.error || "Could not change the picture URL.";
-    });
-  }
-  $("btn-token-new").addEventListener("click", function () { renewToken(true); });
-  $("btn-token-off").addEventListener("click", function () { renewToken(false); });
-  document.addEventListener("visibilitychange", live);
+  function live() { if (DL.camera) DL.camera.live(); }  // camera.js, where there is one
 
   // ---- views, keyboard ------------------------------------------------------------------
   var VIEWS = ["dashboard", "setup", "settings"];
@@ -598,13 +545,6 @@
     setInterval(tick, 1500);
     pollEvents().then(openStream, openStream);
   });
-  api("GET", "/api/camera").then(function (res) {
-    if (res.status !== 200 || !res.data.present) return;  // no camera: no camera section
-    showCamera(res.data);
-    if (S.board && !S.board.camera) { S.board.camera = true; showSim(); }
-    pollSnapshots();
-    setInterval(pollSnapshots, 3000);
-  }).catch(function () {});
   var DL = window.Doorline = {S: S, $: $, api: api, el: el, button: button, clear: clear,
     stored: stored, remember: remember, merge: merge, get: get, set: set, trim: trim,
     userOf: userOf, callButtons: callButtons, hasCamera: hasCamera, plural: plural,

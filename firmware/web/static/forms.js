@@ -219,11 +219,10 @@
       S.config = res.data;
       if (form.saved) form.saved();
       mark(form, {}, "err");
-      msg.textContent = "Saved.";
       summary(box, "", [], "");
       loadBoard();  // the simulated controls follow the saved roles
-      return fetchWarnings(form, box, paths).then(function (n) {
-        if (n) msg.textContent = "Saved, with " + plural(n, "warning") + ".";
+      return fetchWarnings(form, box, paths).then(function (n) {  // one message, at the end
+        msg.textContent = n ? "Saved, with " + plural(n, "warning") + "." : "Saved.";
         return true;
       });
     }
@@ -244,18 +243,14 @@
             "flats' phones call it directly by its IP address?",
      draw: function (form, cfg, box) {
        var direct = !cfg.sip.registrar;
-       var fs = el("fieldset");
-       fs.appendChild(el("legend", {}, "How calls reach the station"));
-       [["registrar", "Through a registrar (PBX or SIP provider)"],
-        ["direct", "Direct IP (no registrar)"]].forEach(function (o) {
-         var id = "c:mode-" + o[0], lab = el("label", {"for": id, "class": "inline"});
-         var r = el("input", {type: "radio", name: "c-mode", id: id, value: o[0]});
-         r.checked = (o[0] === "direct") === direct;
-         r.addEventListener("change", function () { enableReg(form, o[0] === "registrar"); });
-         lab.appendChild(r); lab.appendChild(document.createTextNode(" " + o[1]));
-         fs.appendChild(lab);
-       });
-       box.appendChild(fs);
+       var lab = el("label", {"for": "c:direct", "class": "inline"});
+       var c = el("input", {type: "checkbox", id: "c:direct"});
+       c.checked = direct;
+       c.addEventListener("change", function () { enableReg(form, !c.checked); });
+       lab.appendChild(c);
+       lab.appendChild(document.createTextNode(" Direct IP (no registrar): the phones call the " +
+                                               "station at its own address"));
+       box.appendChild(lab);
        [["sip.registrar", "Registrar (host[:port])"], ["sip.domain", "Domain"],
         ["sip.username", "User name"], ["sip.password", "Password", "password"],
         ["sip.transport", "Transport", ["udp", "tcp", "tls"]],
@@ -265,7 +260,7 @@
        enableReg(form, !direct);
      },
      collect: function (doc) {
-       if ($("c:mode-direct").checked) doc.sip.registrar = "";
+       if ($("c:direct").checked) doc.sip.registrar = "";
        return doc;
      },
      check: checkRegistration},
