@@ -18,10 +18,10 @@ After each step the timeline ("What happened", #events) shows it as a sentence w
 (asserted with a 1 s timeout, counted from the moment the step took effect; during the
 checklist the timeline is in the page but on the dashboard view, not on screen). Every step
 is screenshotted at 360×780 and 1280×900 (test-artifacts/first-setup/NN-step-WIDTH.png) and
-checked with axe-core at both sizes (test-artifacts/axe/first-setup-NN-step-WIDTH.json). The
-time from the firmware process start to the first call answered, as driven by the browser, is
-printed and written to test-artifacts/first-setup/timing.json, with the part of it spent on
-screenshots and axe.
+checked with axe-core at both sizes (test-artifacts/axe/first-setup-NN-step-WIDTH.json), and
+must not scroll sideways at either. The time from the firmware process start to the first call
+answered, as driven by the browser, is printed and written to
+test-artifacts/first-setup/timing.json, with the part of it spent on screenshots and axe.
 
 The server-rendered setup and login pages must work without JavaScript: they are checked with
 axe and submitted with `java_script_enabled=False` as well as with JavaScript, at both sizes,
@@ -193,6 +193,9 @@ class Run:
                 focus.scroll_into_view_if_needed()
             shot = ARTIFACTS / f"{self.step:02d}-{name}-{width}.png"
             page.screenshot(path=str(shot))
+            wide = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
+            assert wide[0] <= wide[1], (f"{name} at {width} px scrolls sideways: the page is "
+                                        f"{wide[0]} px wide in a {wide[1]} px window")
             screen = f"first-setup-{self.step:02d}-{name}-{width}"
             violations = axe.check(page, screen)
             self.axe[screen] = [f"{v['impact']}: {v['id']}" for v in violations]
