@@ -15,6 +15,7 @@ import pytest
 from firmware import config as configuration
 from firmware.web.app import create_app, start
 from tests.conftest import ROOT
+from tests.web import axe
 from tests.web.fake_station import FakeStation
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -155,7 +156,7 @@ def test_first_boot_password_then_the_checklist_then_login(browser, tmp_path):
         # a station nobody set up: the checklist comes first
         page.wait_for_url(served.url + "/#setup")
         expect(page.locator("#step-title")).to_have_text("Step 1 of 5: Registrar or direct IP")
-        expect(page.get_by_label("Direct IP (no registrar)")).to_be_checked()
+        expect(page.get_by_label("Through a registrar (PBX or SIP provider)")).not_to_be_checked()
 
         page.get_by_role("button", name="Log out").click()
         page.wait_for_url(served.url + "/login")
@@ -179,7 +180,7 @@ def test_checklist_happy_path_each_step_saved_and_checked(browser, tmp_path):
         page = new_page(browser)
         log_in_to(page, served, "/#setup")
         # 1: registrar, with its registration watched until it is registered
-        page.get_by_label("Direct IP (no registrar)").uncheck()
+        page.get_by_label("Through a registrar (PBX or SIP provider)").check()
         page.get_by_label("Registrar (host[:port])").fill("127.0.0.1:15060")
         page.get_by_label("User name").fill("door")
         page.get_by_label("Password", exact=True).fill("door-secret")
@@ -188,6 +189,7 @@ def test_checklist_happy_path_each_step_saved_and_checked(browser, tmp_path):
         expect(result).to_have_text("✓ Registered with 127.0.0.1:15060 — since 0 s")
         assert served.station.config.sip.registrar == "127.0.0.1:15060"
         page.screenshot(path=str(ARTIFACTS / "checklist-registered.png"), full_page=True)
+        axe.check(page, "page-ui-checklist-registered")
         # 2: the call button's targets, and a test call that is answered
         page.get_by_role("button", name="Next: Who the call buttons ring").click()
         page.get_by_label("Targets of the call button").fill("sip:flat1@127.0.0.1")
@@ -220,6 +222,7 @@ def test_checklist_happy_path_each_step_saved_and_checked(browser, tmp_path):
             "not in the allowed callers")
         expect(page.locator("#step-summary a")).to_have_count(1)
         page.screenshot(path=str(ARTIFACTS / "checklist-code-warning.png"), full_page=True)
+        axe.check(page, "page-ui-checklist-code-warning")
         # 5: MQTT skipped; the checklist ends on the dashboard
         page.get_by_role("button", name="Next: Home Assistant (MQTT)").click()
         page.get_by_role("button", name="Skip this step").click()
@@ -249,7 +252,7 @@ def test_checklist_failed_registration_and_unanswered_test_call_say_why(browser,
         served.set_password()
         page = new_page(browser, width=360, height=780)
         log_in_to(page, served, "/#setup")
-        page.get_by_label("Direct IP (no registrar)").uncheck()
+        page.get_by_label("Through a registrar (PBX or SIP provider)").check()
         page.get_by_label("Registrar (host[:port])").fill("192.0.2.1")
         page.get_by_label("User name").fill("door")
         page.get_by_role("button", name="Save and check").click()
@@ -376,6 +379,7 @@ def test_an_upload_with_several_errors_marks_each_field(browser, served, tmp_pat
     assert served.saved_config() == before and served.station.applied == []
     no_sideways_scroll(page, "the settings with errors at 360 px")
     page.screenshot(path=str(ARTIFACTS / "upload-errors-360px.png"), full_page=True)
+    axe.check(page, "page-ui-settings-errors-360")
     assert page.csp_errors == []
 
 
@@ -406,6 +410,7 @@ def call_card_hang_up_and_open_relay(browser, served):
     assert served.station.door_openings == [("web", "gate")]
     expect(page.get_by_role("button", name="Open door")).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "call-card.png"), full_page=True)
+    axe.check(page, "page-ui-dashboard-call")
     page.get_by_role("button", name="Hang up").click()
     expect(page.locator("#st-calls")).to_have_text("No call.")
     expect(page.locator("#events")).to_contain_text("Call to flat1: ended")
@@ -422,12 +427,18 @@ def test_already_in_progress_vanishes_when_the_call_ends(browser, served):
     # the call card keeps its buttons between updates: focus stays where it was
     time.sleep(2)
     expect(page.get_by_role("button", name="Hang up")).to_be_focused()
+    # a test call from the checklist while that call is up is refused, and says so ...
+    page.get_by_role("link", name="First setup").click()
+    page.get_by_role("button", name="Who the call buttons ring", exact=True).click()
+    page.get_by_role("button", name="Save and check").click()
+    page.get_by_role("button", name="Test call to sip:flat1@127.0.0.1").click()
+    line = page.locator("#step-result .progress")
+    expect(line).to_have_text("Test call to flat1: could not call: a call is already in progress")
+    # ... until that call ends
     served.station.hangup()
-    expect(page.locator("#st-calls")).to_have_text("No call.", timeout=20000)
-    page.get_by_role("button", name="Test call").click()
-    expect(page.locator("#st-calls .call")).to_have_count(1)
-    page.get_by_role("button", name="Hang up").click()
-    expect(page.locator("#st-calls")).to_have_text("No call.")
+    expect(line).to_have_count(0, timeout=20000)
+    page.get_by_role("button", name="Test call to sip:flat1@127.0.0.1").click()
+    expect(line).to_have_text("Test call to flat1: answered")
     assert page.csp_errors == []
 
 
@@ -457,7 +468,7 @@ def test_keyboard_alone_login_checklist_dashboard(browser, tmp_path):
         expect(page.locator("#h-setup")).to_be_focused()
 
         tab_to("Skip to content")  # wraps around: the skip link is the first stop
-        tab_to("Direct IP (no registrar)")
+        tab_to("Through a registrar")
         page.keyboard.press("Space")
         tab_to("Registrar (host[:port])")
         page.keyboard.type("127.0.0.1:15060")
@@ -514,6 +525,7 @@ def test_no_sideways_scroll_on_a_phone(browser, served):
                             ".gridTemplateColumns.split(' ').length")
     assert columns == 2, "one column on a desktop"
     page.screenshot(path=str(ARTIFACTS / "dashboard-1280px.png"), full_page=True)
+    axe.check(page, "page-ui-dashboard-1280")
     assert page.csp_errors == []
 
 
@@ -611,6 +623,7 @@ def test_events_read_as_sentences_with_the_raw_json_one_click_away(browser, serv
     expect(page.locator("#events")).to_contain_text("Added to Allowed callers.")
     assert served.saved_config()["answer"]["allow"] == ["sip:flat2@127.0.0.1"]
     page.locator("#timeline").screenshot(path=str(ARTIFACTS / "event-sentences.png"))
+    axe.check(page, "page-ui-dashboard-events")
     assert page.csp_errors == []
 
 

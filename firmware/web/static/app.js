@@ -89,7 +89,9 @@
   }
   var errorShownAt = 0;
   function testCall(target, box) {
-    var line = el("p", {"class": "progress", role: "status"}, "Calling " + target + "…");
+    var line = el("p", {"class": "progress test", role: "status"}, "Calling " + target + "…");
+    var old = box && box.querySelector(".test");
+    if (old) box.removeChild(old);
     if (box) box.appendChild(line);
     testing = {target: target, since: Date.now() / 1000 - 1, line: line, seen: false};
     api("POST", "/api/call", {target: target}).then(function (res) {
@@ -104,7 +106,7 @@
     if (!testing || testing.done) return;
     testing.done = true;
     var t = "Test call to " + userOf(testing.target) + ": " + text;
-    testing.line.textContent = t; testing.line.className = "progress " + cls;
+    testing.line.textContent = t; testing.line.className = "progress test " + cls;
     say(t);
   }
   function watchTestCall(calls, events) {
@@ -267,6 +269,9 @@
     if (!(st.calls || []).length && Date.now() - errorShownAt < 600000 &&
         /in progress/.test($("action-msg").textContent)) {
       say("");  // "a call is already in progress": not any more
+    }
+    if (testing && !(st.calls || []).length && /in progress/.test(testing.line.textContent)) {
+      testing.line.remove();
     }
     var busy = (st.calls || []).length || /open/.test(JSON.stringify((st.door || {}).relays || {}));
     if (busy) busyUntil = Math.max(busyUntil, Date.now() + 3000);

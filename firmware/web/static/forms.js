@@ -243,14 +243,16 @@
             "flats' phones call it directly by its IP address?",
      draw: function (form, cfg, box) {
        var direct = !cfg.sip.registrar;
-       var lab = el("label", {"for": "c:direct", "class": "inline"});
-       var c = el("input", {type: "checkbox", id: "c:direct"});
-       c.checked = direct;
-       c.addEventListener("change", function () { enableReg(form, !c.checked); });
+       // a checkbox, not two radios: Tab and Space alone reach and change it
+       var lab = el("label", {"for": "c:registrar-mode", "class": "inline"});
+       var c = el("input", {type: "checkbox", id: "c:registrar-mode", "aria-describedby": "c:mode-help"});
+       c.checked = !direct;
+       c.addEventListener("change", function () { enableReg(form, c.checked); });
        lab.appendChild(c);
-       lab.appendChild(document.createTextNode(" Direct IP (no registrar): the phones call the " +
-                                               "station at its own address"));
+       lab.appendChild(document.createTextNode(" Through a registrar (PBX or SIP provider)"));
        box.appendChild(lab);
+       box.appendChild(el("p", {id: "c:mode-help", "class": "help"}, "Not ticked: Direct IP (no " +
+                          "registrar), the flats' phones call the station at its own address."));
        [["sip.registrar", "Registrar (host[:port])"], ["sip.domain", "Domain"],
         ["sip.username", "User name"], ["sip.password", "Password", "password"],
         ["sip.transport", "Transport", ["udp", "tcp", "tls"]],
@@ -260,7 +262,7 @@
        enableReg(form, !direct);
      },
      collect: function (doc) {
-       if ($("c:direct").checked) doc.sip.registrar = "";
+       if (!$("c:registrar-mode").checked) doc.sip.registrar = "";
        return doc;
      },
      check: checkRegistration},
