@@ -309,7 +309,7 @@ def first_setup(run, kamailio, phone):
     expect(page.locator("#step-title")).to_have_text("Step 1 of 5: Registrar or direct IP")
 
     # 2. The SIP server (Kamailio) with the station's user and password → registered.
-    page.get_by_label("Direct IP (no registrar)").uncheck()
+    page.get_by_label("Through a registrar (PBX or SIP provider)").check()
     page.get_by_label("Registrar (host[:port])").fill(f"127.0.0.1:{kamailio.udp_port}")
     page.get_by_label("Domain", exact=True).fill(kamailio.domain)
     page.get_by_label("User name", exact=True).fill(DOOR_USER)
