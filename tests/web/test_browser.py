@@ -610,8 +610,12 @@ def test_events_read_as_sentences_with_the_raw_json_one_click_away(browser, serv
     served.station.log_event("door_open", by="mqtt", how="api", relay="gate")
     served.station.log_event("call", direction="outgoing", peer="sip:flat3@127.0.0.1",
                              state="ended", status=408, reason="no answer", error=None)
+    served.station.log_event("call", call_id="c2", direction="outgoing",
+                             peer="sip:flat1@127.0.0.1", role="call", outcome="completed",
+                             reason="bye", status=None, duration_s=75.2)
     events = page.locator("#events li .sentence")
     expect(events).to_have_text([
+        "The call with flat1 ended after 1:15",
         "Call to flat3 failed: no answer (408)",
         "Home Assistant opened the gate (MQTT)",
         "Not registered: wrong user name or password (401)",
@@ -619,7 +623,7 @@ def test_events_read_as_sentences_with_the_raw_json_one_click_away(browser, serv
         "flat1 opened the door by code", "The admin logged in from 127.0.0.1",
         "The admin password was set"])
     assert "null" not in " ".join(events.all_text_contents())
-    first = page.locator("#events li").nth(4)
+    first = page.locator("#events li").nth(5)
     raw = first.locator("details pre")
     expect(raw).to_be_hidden()
     first.get_by_text("JSON").click()

@@ -341,6 +341,11 @@
   function because(reason) { return reason ? " (" + (REASONS[reason] || reason) + ")" : ""; }
   var DOOR_BY = {web: "Opened the door from the web page", api: "Opened the door through the API",
                  mqtt: "Home Assistant opened the door (MQTT)", exit: "The exit button opened the door"};
+  var CALLS = {placed: "Calling %…", established: "Connected with %",
+               completed: "The call with % ended", cancelled: "Call # % cancelled",
+               unanswered: "Call # % not answered", busy: "% is busy",
+               failed: "Could not call %", refused: "Call # % refused",
+               "hanging up": "Hanging up the call with %", "hung up": "Hung up"};
   function sentence(e) {
     var who = userOf(e.caller || e.peer);
     switch (e.type) {
@@ -365,6 +370,10 @@
         var dir = e.direction === "incoming" ? "from " : "to ";
         if (e.status && e.status >= 300) return "Call " + dir + who + " failed: " +
           (e.reason || "error") + " (" + e.status + ")";
+        var said = CALLS[e.outcome];
+        if (said) return said.replace("%", who).replace("#", dir) +
+          (e.outcome === "completed" && e.duration_s ? " after " + clock(e.duration_s) : "") +
+          (e.outcome !== "completed" ? because(e.reason) : "");
         return "Call " + dir + who + ": " + (STATES[e.state] || e.outcome || e.state || "update") +
           because(e.reason);
       case "code_failed":
