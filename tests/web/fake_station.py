@@ -33,6 +33,7 @@ class FakeStation:
         self._lock = threading.Lock()  # the browser test reads from another thread
         self._subscribers = []  # (event loop, callback): GET /api/events/stream
         self.unanswered = set()
+        self.camera = False  # what board_info() says (no camera routes either way)
         self.unreachable = set()
         self.register_after = 0.8
         self.registration = {"state": "registered", "error": None, "mode": "registrar",
@@ -92,7 +93,7 @@ class FakeStation:
         return {"name": "pc-sim", "simulated": self.simulated,
                 "buttons": ["call", "call2", "hangup", "exit"], "relays": ["door", "gate"],
                 "inputs": ["door_contact"], "leds": ["status", "call", "door", "gate"],
-                "camera": False}
+                "camera": self.camera}
 
     def place_call(self, target_uri):
         if not target_uri.startswith(("sip:", "sips:")):

@@ -677,3 +677,30 @@ def test_saving_the_page_keeps_relays_schedules_and_each_codes_relay(browser, tm
         assert page.csp_errors == []
     finally:
         served.stop()
+
+
+def test_camera_steps_and_settings_only_where_the_board_has_a_camera(browser, tmp_path):
+    served = Served(tmp_path, fresh=True)
+    try:
+        served.set_password()
+        page = new_page(browser)
+        log_in_to(page, served, "/#setup")
+        expect(page.locator("#step-title")).to_have_text("Step 1 of 5: Registrar or direct IP")
+        open_settings(page)
+        expect(page.locator("#fields > fieldset > legend").first).to_have_text(
+            "Registration (SIP)")
+        expect(page.locator("#fields > fieldset > legend", has_text="Camera")).to_have_count(0)
+        page.get_by_role("link", name="Dashboard").click()
+        expect(page.get_by_role("button", name="Press call", exact=True)).to_be_visible()
+        assert page.get_by_role("button", name="Take a picture").count() == 0
+        served.station.camera = True
+        page.reload()
+        expect(page.get_by_role("button", name="Take a picture")).to_be_visible()
+        open_settings(page)
+        expect(page.locator("#fields > fieldset > legend", has_text="Camera")).to_have_count(1)
+        page.get_by_role("link", name="First setup").click()
+        expect(page.locator("#step-title")).to_have_text("Step 1 of 6: Registrar or direct IP")
+        expect(page.locator("#steps li").nth(4)).to_have_text("Camera")
+        assert page.csp_errors == []
+    finally:
+        served.stop()
