@@ -351,3 +351,11 @@ def test_changing_the_password_ends_every_other_session(ready):
     res = ready.client().post("/api/password", {"password": PASSWORD},
                               {**JSON, **basic(password=new_password)})
     assert res.status_code == 200 and res.json == {"ok": True}
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/api/board"), ("GET", "/api/config/warnings"),
+                                         ("POST", "/api/password")])
+def test_the_new_routes_need_the_login(ready, method, path):
+    res = ready.client().request(method, path, {"password": "x" * 20}, JSON)
+    assert res.status_code == 401
+    assert res.headers["WWW-Authenticate"].startswith('Basic realm="Doorline"')
