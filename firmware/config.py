@@ -1184,6 +1184,14 @@ def warnings(cfg: Config, board: "dict[str, Any] | None" = None) -> "dict[str, s
         out["answer.allow"] = ("answer mode auto with an empty allow list: every incoming call "
                                "is refused (403). Add the callers that may be answered, or "
                                "set mode ring")
+    if not sip.registrar and answer.mode == "auto":
+        for i, uri in enumerate(answer.allow):
+            host = (caller_key(uri) or "@").rpartition("@")[2]
+            if callers.literal_ip(host) is None:
+                out[f"answer.allow[{i}]"] = (
+                    f"{uri}: in direct-IP mode only callers at an IP address are trusted "
+                    "(a host name proves nothing), so this caller is never auto-answered. "
+                    "Write its IP address, or set a registrar")
     for i, code in enumerate(cfg.door.codes):
         if caller_key(code.caller) not in allowed:
             out[f"door.codes[{i}].caller"] = (

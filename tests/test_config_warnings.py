@@ -67,3 +67,16 @@ def test_a_phone_picture_url_on_a_board_without_camera():
     assert list(config.warnings(cfg, BOARD)) == ["camera.phone_token"]
     assert config.warnings(cfg, {**BOARD, "camera": True}) == {}
     assert config.warnings(cfg) == {}  # no board known: nothing to say
+
+
+def test_direct_ip_mode_with_an_allowed_caller_at_a_host_name():
+    cfg = working(answer={"allow": [ALLOWED, "sip:flat1@phone.example.org"]})
+    assert cfg.sip.registrar == ""
+    warnings = config.warnings(cfg)
+    assert list(warnings) == ["answer.allow[1]"]
+    assert "sip:flat1@phone.example.org" in warnings["answer.allow[1]"]
+    assert config.warnings(working(answer={"allow": ["sip:flat1@phone.example.org"]},
+                                   sip={"registrar": "pbx.example.org", "username": "door"})) \
+        == {}
+    assert config.warnings(working(answer={"mode": "ring",
+                                           "allow": ["sip:flat1@phone.example.org"]})) == {}

@@ -176,6 +176,7 @@ class CallExecutors(StationParts):
         self.controller.call_started(event.call_id, event.role, self.loop.time())
 
     def _call_not_started(self, event: ev.CallNotStarted) -> None:
+        self._started_at.pop(event.call_id, None)
         if event.reason != "busy":
             log.warning("not calling: %s", event.reason)
         self.controller.call_failed_to_start(event.call_id, event.reason, self.loop.time())

@@ -547,6 +547,29 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         station.log_event("admin_password_set", client=_client(request), via="api")
         return {"ok": True}
 
+    @app.post("/api/password")
+    @_api
+    async def api_password(request: "Request") -> "Any":
+        body = _json_body(request)
+        if request.g.auth == "session" and not await web.check_password(
+                request, body.get("current"), "password_change"):
+            return _error(403, "the current password is wrong")
+        new = body.get("password")
+        if not isinstance(new, str):
+            return _error(400, "password must be a string")
+        try:
+            await web.off_loop(lambda: web.admin.set(new, replace=True))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        web.sessions.drop_all()  # every session ends, here and after a restart
+        station.log_event("admin_password_set", client=_client(request), via="change")
+        if request.g.session is None:
+            return {"ok": True}
+        # the page that changed it stays logged in, in a new session (with a new CSRF token)
+        session = web.sessions.create(authenticated=True)
+        return web.set_session_cookie(
+            Response({"ok": True, "csrf": session.csrf}), session)  # type: ignore[arg-type]
+
     @app.get("/api/status")
     async def api_status(request: "Request") -> "Any":
         status = dict(station.status())

@@ -93,8 +93,10 @@ class AdminPassword:
     def is_set(self) -> bool:
         return self._record is not None
 
-    def set(self, password: str) -> None:
-        if self.is_set:
+    def set(self, password: str, replace: bool = False) -> None:
+        """Store the first password; with `replace`, a new one over the current (the caller
+        has verified the current one)."""
+        if self.is_set and not replace:
             raise PasswordAlreadySet("the admin password is already set")
         reason = weakness(password)
         if reason:

@@ -13,7 +13,8 @@ Public API:
   With `path` (`<state dir>/sessions.json`, mode 0600) the logged-in sessions survive a restart
   of the process: the file holds, per session, the SHA-256 of its id (not the id: the file
   alone logs no one in), its CSRF token and its times as Unix time; it is rewritten when a
-  session is created or dropped, and for idle-time updates at most every SAVE_EVERY s. It is
+  session is created or dropped, and for idle-time updates at most every SAVE_EVERY s (so
+  after a restart a session may reach its idle limit up to that much early). It is
   bound to `binding()` (a digest of the admin password record): a file made under another
   password (a reset or a change) is ignored, so a password change ends every session also
   across a restart. A missing, unreadable or malformed file starts empty (logged).
@@ -98,7 +99,6 @@ class SessionStore:
         # sessions loaded from the file, known by their id's digest until first used
         self._stored: dict[str, Session] = {}
         self._saved_at: float | None = None
-        self._dirty = False
         if path is not None:
             self._load()
 
@@ -130,10 +130,9 @@ class SessionStore:
             self._remove(session)
             return None
         session.last_seen = now
-        if session.authenticated:
-            self._dirty = True
-            if self._saved_at is None or now - self._saved_at >= SAVE_EVERY:
-                self._save()
+        if session.authenticated and (self._saved_at is None or
+                                      now - self._saved_at >= SAVE_EVERY):
+            self._save()
         return session
 
     def drop(self, session_id: str) -> None:
@@ -146,11 +145,6 @@ class SessionStore:
         self._sessions.clear()
         self._stored.clear()
         self._save()
-
-    def flush(self) -> None:
-        """Write idle-time updates not yet saved (at shutdown)."""
-        if self._dirty:
-            self._save()
 
     # -- the file ---------------------------------------------------------------------------
     def _all(self) -> "list[Session]":
@@ -166,12 +160,11 @@ class SessionStore:
 
     def _save(self) -> None:
         self._saved_at = self.clock()
-        self._dirty = False
         if self.path is None:
             return
         offset = self.wall() - self.clock()  # monotonic → Unix time
         pairs = list(self._stored.items()) + \
-            [(_digest(s.id), s) for s in self._sessions.values()]
+            [(_digest(s.id), s) for s in self._sessions.values() if s.authenticated]
         entries = [{"id_sha256": key, "csrf": s.csrf, "created": round(s.created + offset, 1),
                     "last_seen": round(s.last_seen + offset, 1)}
                    for key, s in pairs if s.authenticated]

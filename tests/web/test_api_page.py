@@ -316,3 +316,46 @@ def test_static_files_are_gzipped_for_clients_that_take_it(tmp_path):
     total_sent += len(webapp.pages.gzipped(help_json))
     print(f"app.js + style.css + help.json: {total_raw} bytes, {total_sent} gzipped")
     env.loop.close()
+
+
+def test_changing_the_password_ends_every_other_session(ready):
+    page, other = ready.client(), ready.client()
+    page.login()
+    other.login()
+    token = page.page_token()
+    old_cookie = page.test_client.cookies["doorline_session"]
+    new_password = "another long passphrase"
+    res = page.post("/api/password", {"current": "wrong password!", "password": new_password},
+                    {**JSON, "X-CSRF-Token": token})
+    assert res.status_code == 403 and other.get("/").status_code == 200
+    res = page.post("/api/password", {"current": PASSWORD, "password": "short"},
+                    {**JSON, "X-CSRF-Token": token})
+    assert res.status_code == 400
+    res = page.post("/api/password", {"current": PASSWORD, "password": new_password},
+                    {**JSON, "X-CSRF-Token": token})
+    assert res.status_code == 200 and res.json["csrf"] != token
+    assert other.get("/").status_code == 303  # the other browser is logged out
+    assert page.get("/").status_code == 200  # the page that changed it is not
+    assert page.test_client.cookies["doorline_session"] != old_cookie
+    assert ready.client().get("/api/status", basic()).status_code == 401
+    assert ready.client().get("/api/status", basic(password=new_password)).status_code == 200
+    # and after a restart the old session stays ended, the new one lives
+    new_cookie = page.test_client.cookies["doorline_session"]
+    restart(ready)
+    for cookie, status in ((old_cookie, 303), (new_cookie, 200)):
+        client = ready.client()
+        client.test_client.cookies["doorline_session"] = cookie
+        assert client.get("/").status_code == status
+    changes = [e for e in ready.station.events() if e["type"] == "admin_password_set"]
+    assert changes[-1]["via"] == "change"
+    res = ready.client().post("/api/password", {"password": PASSWORD},
+                              {**JSON, **basic(password=new_password)})
+    assert res.status_code == 200 and res.json == {"ok": True}
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/api/board"), ("GET", "/api/config/warnings"),
+                                         ("POST", "/api/password")])
+def test_the_new_routes_need_the_login(ready, method, path):
+    res = ready.client().request(method, path, {"password": "x" * 20}, JSON)
+    assert res.status_code == 401
+    assert res.headers["WWW-Authenticate"].startswith('Basic realm="Doorline"')

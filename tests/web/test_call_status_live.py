@@ -28,8 +28,10 @@ def test_call_card_fields_for_a_wideband_call(kamailio, baresip_factory,
     pressed = time.time()
     station.api("POST", "/api/sim/button/call", {"press_ms": 100})
     first = station.wait_status(lambda s: s["calls"], 5.0, "the call")["calls"][0]
-    assert pressed - 0.5 <= first["started"] <= time.time(), first
-    assert first["stats"]["loss_percent"] is None and first["stats"]["jitter_ms"] is None, first
+    assert pressed - 0.5 <= first["started"] <= time.time() + 0.1, first  # (0.1 s steps)
+    if first["state"] in ("calling", "ringing"):  # no media stream yet: no figures
+        assert first["stats"]["loss_percent"] is None and first["stats"]["jitter_ms"] is None, \
+            first
     status = station.wait_status(
         lambda s: s["calls"] and s["calls"][0]["state"] == "active"
         and s["calls"][0]["stats"].get("packets_received", 0) > 25, 6.0,
