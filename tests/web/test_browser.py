@@ -704,3 +704,32 @@ def test_camera_steps_and_settings_only_where_the_board_has_a_camera(browser, tm
         assert page.csp_errors == []
     finally:
         served.stop()
+
+
+def test_change_the_admin_password_and_keep_working(browser, served):
+    served.set_password()
+    page = new_page(browser)
+    log_in(page, served)
+    open_settings(page)
+    page.get_by_label("Current password").fill("wrong password here")
+    page.get_by_label("New password (at least 10 characters)").fill("a new long passphrase")
+    page.get_by_label("Repeat the new password").fill("a new long passphrase")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator("#pw-msg")).to_have_text("Not changed: the current password is wrong.")
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator("#pw-msg")).to_have_text(
+        "Password changed: every other session is logged out.")
+    # this page goes on in its new session: a save needs the new CSRF token
+    page.get_by_label("Display name").fill("Changed")
+    save_settings(page)
+    assert served.station.config.sip.display_name == "Changed"
+    page.get_by_role("link", name="Dashboard").click()
+    expect(page.locator("#events li .sentence").first).to_have_text(
+        re.compile("Settings saved|The admin password was changed"))
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(served.url + "/login")
+    page.get_by_label("Admin password").fill("a new long passphrase")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(served.url + "/")
+    assert page.csp_errors == []

@@ -5,6 +5,10 @@
 "use strict";
 (function () {
   var csrf = document.querySelector('meta[name="csrf-token"]').content;
+  function setCsrf(token) {  // a password change gives this page a new session
+    csrf = token;
+    document.querySelectorAll('input[name="csrf"]').forEach(function (i) { i.value = token; });
+  }
   var $ = function (id) { return document.getElementById(id); };
   // shared with forms.js and settings.js (loaded when a form is opened)
   var S = {config: null,  // the last config from the server (redacted)
@@ -385,7 +389,8 @@
         return r.text + (e.state === "registering" && e.reason ? " — " + e.reason : "");
       case "auth_failed": return "Wrong admin password from " + (e.client || "somewhere");
       case "login": return "The admin logged in from " + e.client;
-      case "admin_password_set": return "The admin password was set";
+      case "admin_password_set":
+        return "The admin password was " + (e.via === "change" ? "changed" : "set");
       case "config_saved":
         var parts = e.changed && e.changed.length ? e.changed : e.sections || [];
         return "Settings saved" + (parts.length ? " (" + parts.join(", ") + ")" : "");
@@ -566,6 +571,6 @@
   var DL = window.Doorline = {S: S, $: $, api: api, el: el, button: button, clear: clear,
     stored: stored, remember: remember, merge: merge, get: get, set: set, trim: trim,
     userOf: userOf, callButtons: callButtons, hasCamera: hasCamera, plural: plural,
-    regText: regText, loadBoard: loadBoard, testCall: testCall, say: say,
+    regText: regText, loadBoard: loadBoard, testCall: testCall, say: say, setCsrf: setCsrf,
     pendingFileErrors: null};
 })();

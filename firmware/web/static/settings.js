@@ -154,14 +154,44 @@
     });
   });
 
+  // The admin password: every other session ends; this page gets a new one (and CSRF token).
+  function passwordForm() {
+    var box = clear($("password-box")), form = el("form", {novalidate: ""});
+    box.appendChild(el("h3", {}, "Admin password"));
+    [["pw-current", "Current password", "current-password"],
+     ["pw-new", "New password (at least 10 characters)", "new-password"],
+     ["pw-repeat", "Repeat the new password", "new-password"]].forEach(function (d) {
+      form.appendChild(el("label", {"for": d[0]}, d[1]));
+      form.appendChild(el("input", {id: d[0], type: "password", autocomplete: d[2], maxlength: "256"}));
+    });
+    var msg = el("p", {role: "status", id: "pw-msg"});
+    form.appendChild(el("button", {type: "submit"}, "Change password"));
+    form.appendChild(msg);
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      if ($("pw-new").value !== $("pw-repeat").value) {
+        msg.textContent = "Not changed: the two new passwords differ."; return;
+      }
+      api("POST", "/api/password", {current: $("pw-current").value, password: $("pw-new").value})
+        .then(function (res) {
+          if (res.status === 200 && res.data.csrf) DL.setCsrf(res.data.csrf);
+          msg.textContent = res.status === 200 ? "Password changed: every other session is logged out."
+            : "Not changed: " + (res.data.error || "HTTP " + res.status) + ".";
+          if (res.status === 200) form.reset();
+        });
+    });
+    box.appendChild(form);
+  }
+
   DL.settings = {
     enter: function (fileErrors) {
       settingsForm.draw();
+      passwordForm();
       if (!fileErrors) return;
       var items = F.mark(settingsForm, fileErrors, "err");
       F.summary($("settings-summary"), "The configuration file has " + plural(items.length, "error") +
                 ", so SIP is off: correct them and save", items, "invalid");
     },
-    leave: function () { clear($("fields")); settingsForm.fields = []; }
+    leave: function () { clear($("fields")); clear($("password-box")); settingsForm.fields = []; }
   };
 })(window.Doorline);
