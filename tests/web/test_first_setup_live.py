@@ -248,10 +248,10 @@ REGISTERED = "^Registered with (127\\.0\\.0\\.1:[0-9]+|the registrar)$"
 PASSWORD_SET = "^The admin password was set$"
 FLAT1 = "sip:flat1@127.0.0.1"
 RINGING = "^The call button was pressed: calling flat1$"
-ANSWERED = "^Call to flat1: established$"
+ANSWERED = "^Connected with flat1$"
 OPENED_ON_PAGE = "^Opened the door from the web page$"
 OPENED_BY_CODE = "^flat1 opened the door by code$"
-HUNG_UP = "^Call to flat1: completed( \\(local hangup\\))?$"
+HUNG_UP = "^The call with flat1 ended after 0:[0-9]{2}$"
 
 
 @pytest.mark.peers
