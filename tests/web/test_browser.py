@@ -26,6 +26,7 @@ ARTIFACTS = ROOT / "test-artifacts" / "web"
 PASSWORD = "correct horse battery"
 PAGE_BUDGET = 60 * 1024  # bytes for the first load: HTML, JS, CSS (and help.json if fetched)
 TIMEOUT_MS = 10000
+playwright_sync.expect.set_options(timeout=TIMEOUT_MS)  # a loaded machine: sane margins
 
 
 BOARD_BUTTONS = ("call", "call2", "hangup", "exit")
