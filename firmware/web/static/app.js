@@ -384,6 +384,7 @@
         if (said) return said.replace("%", who).replace("#", dir) +
           (e.outcome === "completed" && e.duration_s ? " after " + clock(e.duration_s) : "") +
           (e.outcome !== "completed" ? because(e.reason) : "");
+        if (e.state === "ended") return "Call " + dir + who + " ended" + because(e.reason);
         return "Call " + dir + who + ": " + (STATES[e.state] || e.outcome || e.state || "update") +
           because(e.reason);
       case "code_failed":
