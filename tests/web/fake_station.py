@@ -1,12 +1,12 @@
 """A stand-in for firmware.runtime.station.Station with the facade the web layer uses.
 
 It keeps what the web layer asked it to do (calls placed, door openings, button presses, applied
-configs) so tests can check the effect, and moves a placed call from "calling" to "confirmed"
-after `answer_after` seconds so the page can show a state change (a call to a target in
-`unanswered` ends then with 408 "no answer" instead). A saved change of [sip] goes through
-"registering" (attempt 1, `since` = now) to "registered" after `register_after` seconds, or to
-"failed" with a reason when the registrar's host is in `unreachable`; direct-IP mode is
-state "disabled", mode "direct".
+configs) so tests can check the effect, and moves a placed call from "calling" to "active"
+(firmware/sip/callstate.py) after `answer_after` seconds so the page can show a state change
+(a call to a target in `unanswered` ends then with 408 "no answer" instead). A saved change
+of [sip] goes through "registering" (attempt 1, `since` = now) to "registered" after
+`register_after` seconds, or to "failed" with a reason when the registrar's host is in
+`unreachable`; direct-IP mode is state "disabled", mode "direct".
 """
 
 import threading
@@ -63,7 +63,7 @@ class FakeStation:
                 continue
             confirmed = now - call["started"] >= self.answer_after
             calls.append({"id": call["id"], "direction": "outgoing",
-                          "state": "confirmed" if confirmed else "calling",
+                          "state": "active" if confirmed else "calling",
                           "peer": call["peer"], "codec": "PCMU" if confirmed else None,
                           "srtp": False, "started": round(call["started"], 1),
                           "wideband": False,

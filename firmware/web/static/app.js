@@ -125,10 +125,10 @@
     (calls || []).forEach(function (c) {
       if (testing.id && c.id !== testing.id) return;
       testing.seen = true;
-      if (c.state === "confirmed") outcome("answered", "ok");
+      if (connected(c.state)) outcome("answered", "ok");
     });
     var t = testing;
-    if (t.seen && !(calls || []).some(function (c) { return c.id === t.id; })) {
+    if (calls && t.seen && !calls.some(function (c) { return c.id === t.id; })) {
       setTimeout(function () { if (testing === t) outcome("ended without an answer", "bad"); }, 3000);
     }
   }
@@ -151,6 +151,9 @@
     var where = S.config && S.config.sip.registrar ? S.config.sip.registrar : "the registrar";
     var attempt = reg.attempt > 1 ? " attempt " + reg.attempt : "";
     var why = reg.reason || reg.error || "";
+    if (reg.mode === "direct" && reg.state === "failed") {  // e.g. a configuration with errors
+      return {text: "SIP is off: " + (why || "failed"), cls: "bad", direct: true, detail: ""};
+    }
     if (reg.mode === "direct" || reg.state === "disabled") {
       return {text: "Direct IP (no registrar)", cls: "ok", direct: true,
               detail: S.config ? "calls reach the station at " + S.config.sip.listen : ""};
@@ -170,8 +173,11 @@
     $("reg-card").className = "card reg " + r.cls;
     $("st-reg-detail").textContent = r.detail || "";
   }
-  var STATES = {calling: "Calling…", trying: "Calling…", early: "Ringing…", ringing: "Ringing…",
-                proceeding: "Ringing…", confirmed: "Connected", incoming: "Ringing…"};
+  // firmware/sip/callstate.py ("confirmed": the dialog state, as older stations said)
+  var STATES = {calling: "Calling…", ringing: "Ringing…", answering: "Answering…",
+                active: "Connected", confirmed: "Connected", closing: "Hanging up…",
+                ended: "Ended"};
+  function connected(state) { return state === "active" || state === "confirmed"; }
   var cards = {};  // call id -> {box, parts}: updated in place, so focus stays on its buttons
   function relayRoles() {  // the relays the config drives (door and [[relays]]) on this board
     var mine = ["door"].concat(((S.config && S.config.relays) || []).map(function (r) { return r.role; }));
@@ -206,7 +212,7 @@
       card.title.textContent = (c.direction === "incoming" ? "From " : "To ") + userOf(c.peer) +
         (c.peer && userOf(c.peer) !== c.peer ? " (" + c.peer + ")" : "");
       card.stateText = STATES[c.state] || c.state;
-      card.confirmed = c.state === "confirmed";
+      card.confirmed = connected(c.state);
       var stats = c.stats || {}, codec = c.codec || stats.codec;
       clear(card.media);
       if (codec) card.media.appendChild(el("span", {"class": "badge"}, codec));
@@ -378,6 +384,7 @@
         if (said) return said.replace("%", who).replace("#", dir) +
           (e.outcome === "completed" && e.duration_s ? " after " + clock(e.duration_s) : "") +
           (e.outcome !== "completed" ? because(e.reason) : "");
+        if (e.state === "ended") return "Call " + dir + who + " ended" + because(e.reason);
         return "Call " + dir + who + ": " + (STATES[e.state] || e.outcome || e.state || "update") +
           because(e.reason);
       case "code_failed":
@@ -519,7 +526,6 @@
     var needs = {setup: ["forms.js"], settings: ["forms.js", "settings.js"]}[v] || [];
     load(needs, v).then(function () {
       if (DL[v] && S.view === v) DL[v].enter(DL.pendingFileErrors);
-      if (v === "settings") DL.pendingFileErrors = null;
       var target = focusAfter && $(focusAfter);
       focusAfter = null;
       if (ev || target) (target || $("h-" + v)).focus();
@@ -563,7 +569,9 @@
     return api("GET", "/api/status").then(function (r) { showStatus(r.data); }).then(loadBoard);
   }).then(function () {
     var s = stored();
-    if (!location.hash && !s.dismissed && looksNew(S.config)) location.replace("#setup");
+    if (!location.hash && Object.keys((status && status.config_errors) || {}).length) {
+      location.replace("#settings");  // the file's errors, each at its field
+    } else if (!location.hash && !s.dismissed && looksNew(S.config)) location.replace("#setup");
     route();
     setInterval(tick, 1500);
     pollEvents().then(openStream, openStream);

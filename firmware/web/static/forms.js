@@ -135,8 +135,11 @@
         }
         get(doc, listPath).push(blank);
       });
-      var added = form.fields.filter(function (f) { return f.path.indexOf(listPath + "[") === 0; });
-      if (added.length) added[added.length - 1 - 0].el.focus();
+      var n = (get(collect(form), listPath) || []).length;  // the new entry's first field
+      var first = form.fields.filter(function (f) {
+        return f.path.indexOf(listPath + "[" + (n - 1) + "].") === 0;
+      })[0];
+      if (first) first.el.focus();
     }));
     parent.appendChild(box);
   }
@@ -209,8 +212,8 @@
         if (!paths || paths.some(function (q) { return p.indexOf(q) === 0; })) own[p] = all[p];
       });
       var items = mark(form, own, "warn");
-      summary(box, "Saved, but " + plural(items.length, "setting") +
-              " cannot work as they are:", items, "warned");
+      summary(box, items.length === 1 ? "Saved, but 1 setting cannot work as it is:" :
+              "Saved, but " + items.length + " settings cannot work as they are:", items, "warned");
       return items.length;
     }).catch(function () { return 0; });
   }

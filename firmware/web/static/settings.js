@@ -8,7 +8,10 @@
     hasCamera = DL.hasCamera, listBlock = F.listBlock, codeFields = F.codeFields;
   var ALLOW_NOTE = F.ALLOW_NOTE, CODES_NOTE = F.CODES_NOTE;
   var settingsForm = {prefix: "f:", fields: [], lists: []};
-  settingsForm.saved = function () { if (S.view === "settings") settingsForm.draw(); };
+  settingsForm.saved = function () {
+    DL.pendingFileErrors = null;  // the file's errors are gone with the first save
+    if (S.view === "settings") settingsForm.draw();
+  };
 
   // ---- the settings view ---------------------------------------------------------------
   var SECTIONS = [
@@ -190,7 +193,8 @@
       if (!fileErrors) return;
       var items = F.mark(settingsForm, fileErrors, "err");
       F.summary($("settings-summary"), "The configuration file has " + plural(items.length, "error") +
-                ", so SIP is off: correct them and save", items, "invalid");
+                ", so SIP is off: correct " + (items.length === 1 ? "it" : "them") + " and save",
+                items, "invalid");
     },
     leave: function () { clear($("fields")); clear($("password-box")); settingsForm.fields = []; }
   };
