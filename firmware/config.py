@@ -77,7 +77,7 @@ DEFAULTS: "dict[str, Any]" = {
     "web": {"listen": "127.0.0.1:8080", "https": False, "hostnames": []},
     # issue 15: the microphone's DSP (firmware/runtime/audioproc.py) and the speaker's volume
     "audio": {"echo_cancel": True, "noise_suppress": True, "agc": True, "mic_gain_db": 0,
-              "speaker_volume": 80},
+              "speaker_volume": 80, "period_ms": 20, "buffer_ms": 80},
     # Every door (issue 17): more relays, the station's wall clock and its time profiles.
     "relays": [],
     "time": {"zone": "UTC", "holidays": []},
@@ -117,6 +117,8 @@ CHOICES = {
 }
 KNOWN_CODECS = ("PCMU", "PCMA", "G722")
 MIC_GAIN_DB_RANGE = (-20, 30)
+PERIOD_MS_RANGE = (5, 100)  # [audio] period_ms: the ALSA period of a Pi's sound card
+BUFFER_MS_MAX = 1000  # [audio] buffer_ms: from two periods to this
 BUTTON_MODES = ("parallel", "sequential")
 SECOND_PRESS = ("ignore", "hangup")
 ANSWER_MODES = ("", "auto", "manual")  # RFC 5373 Answer-Mode asked of the called phone
@@ -641,6 +643,12 @@ def _check_audio(check: _Checker, audio: "dict[str, Any]") -> None:
         if not low <= gain <= high:
             check.fail("audio.mic_gain_db", f"must be between {low} and {high} dB (got {gain})")
     check.integer("audio.speaker_volume", audio["speaker_volume"], 0, 100)
+    period, buffer = audio["period_ms"], audio["buffer_ms"]
+    check.integer("audio.period_ms", period, *PERIOD_MS_RANGE)
+    if type(period) is int and PERIOD_MS_RANGE[0] <= period <= PERIOD_MS_RANGE[1]:
+        check.integer("audio.buffer_ms", buffer, 2 * period, BUFFER_MS_MAX)
+    else:
+        check.integer("audio.buffer_ms", buffer, 2 * PERIOD_MS_RANGE[0], BUFFER_MS_MAX)
 
 
 def _check_answer(check: _Checker, answer: "dict[str, Any]") -> None:

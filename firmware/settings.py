@@ -116,17 +116,22 @@ class MediaConfig(_Section):
 
 class AudioConfig(_Section):
     """[audio]: echo_cancel, noise_suppress, agc (booleans), mic_gain_db (-20..30 dB added to
-    the microphone before the echo canceller), speaker_volume (0-100 %)."""
+    the microphone before the echo canceller), speaker_volume (0-100 %), period_ms and
+    buffer_ms (the ALSA period and buffer of a Pi's sound card, issue 19)."""
 
-    __slots__ = ("echo_cancel", "noise_suppress", "agc", "mic_gain_db", "speaker_volume")
+    __slots__ = ("echo_cancel", "noise_suppress", "agc", "mic_gain_db", "speaker_volume",
+                 "period_ms", "buffer_ms")
 
     def __init__(self, echo_cancel: bool = True, noise_suppress: bool = True, agc: bool = True,
-                 mic_gain_db: "int | float" = 0, speaker_volume: int = 80) -> None:
+                 mic_gain_db: "int | float" = 0, speaker_volume: int = 80, period_ms: int = 20,
+                 buffer_ms: int = 80) -> None:
         self.echo_cancel = echo_cancel
         self.noise_suppress = noise_suppress
         self.agc = agc
         self.mic_gain_db = mic_gain_db
         self.speaker_volume = speaker_volume
+        self.period_ms = period_ms
+        self.buffer_ms = buffer_ms
 
     def processing(self) -> bool:
         """Whether any of the DSP stages (echo canceller, noise suppressor, AGC) is on."""

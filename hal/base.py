@@ -191,8 +191,17 @@ class Relay:
 class AudioStream:
     """One open audio path: capture frames in, playback frames out, at the call's rate."""
 
+    # True: the stream captures on a thread of its own (hal/pi.py's ALSA streams) and
+    # ready_frame() hands over what it captured without waiting; the caller needs no thread.
+    reads_ahead = False
+
     def read_frame(self) -> bytes | None:  # None: the device is away, no audio this frame
         raise NotImplementedError
+
+    def ready_frame(self) -> bytes | None:
+        """A captured frame that is already waiting, else None at once (streams that read
+        ahead only)."""
+        return None
 
     def write_frame(self, pcm: bytes) -> None:
         raise NotImplementedError
@@ -219,6 +228,10 @@ class AudioDevice:
         """Set the speaker volume (0-100) on the hardware's mixer; False when the device has
         none, and the caller scales the samples itself (issue 15)."""
         return False
+
+    def set_buffering(self, period_ms: int, buffer_ms: int) -> None:
+        """The device's period and buffer length for streams opened from now on (`[audio]
+        period_ms`, `buffer_ms`); only devices with such buffers (ALSA) take them."""
 
     def reference_delay_frames(self) -> int:
         """How many frames after `write_frame` the speaker plays a frame, less how long the

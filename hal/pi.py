@@ -3,9 +3,12 @@
     PiBoard(spec, pin_factory=None)   a hal.base.Board; pin_factory defaults to gpiozero's
                                       LGPIOFactory (works on Zero 2 W, 3, 4 and 5); tests pass
                                       gpiozero.pins.mock.MockFactory.
-    AlsaAudio(spec.audio, clock=time.monotonic, sleep=time.sleep)
+    AlsaAudio(spec.audio, clock=time.monotonic, sleep=time.sleep, reader_thread=True)
+        .set_buffering(period_ms, buffer_ms)   ALSA period and buffer of streams opened after
+                                               ([audio] period_ms, buffer_ms; 20 and 80)
         .open(rate=8000, frame_ms=20) -> AlsaAudioStream
-            read_frame() -> bytes | None   waits at most about two frames, never forever
+            read_frame() -> bytes | None   waits at most two frames, never forever, whatever
+                                           libasound does (see "Capture thread" below)
             write_frame(pcm)               never blocks: a full device buffer drops the frame
             stats -> {"xruns", "reopens", "dropped"}
             buffering -> {"capture": {...}, "playback": {...}}   what libasound granted
@@ -20,8 +23,10 @@ Mapping of board settings onto gpiozero:
              timed by hal.base.Relay's threading.Timer.
     inputs   DigitalInputDevice with the same pull rules as buttons, 50 ms debounce.
 
-Audio: each direction opens the board's ALSA device by name, S16_LE, non-blocking, period =
-frame_ms.  Rate conversion, downmix and upmix run in C inside libasound whenever it can: the
+Audio: each direction opens the board's ALSA device by name, S16_LE, non-blocking, with the
+configured period (`[audio] period_ms`) and as many periods as fit in `[audio] buffer_ms` (at
+least 2); what libasound granted is in `buffering` and in the log.  Rate conversion, downmix
+and upmix run in C inside libasound whenever it can: the
 device is wrapped as `speexrate:SLAVE="plug:'<device>'",RATE=<native>,CONVERTER=speexrate_medium`
 (the `speexrate` PCM of Debian's libasound2-plugins; `plug` converts channels and format), opened
 mono at the call rate, so Python only moves 320-byte frames.  Only where that PCM is missing (no
@@ -45,6 +50,21 @@ unplugged) closes that direction and reopens it with back-off from 0.1 s doublin
 replugged device comes back within seconds without the caller noticing more than silence.
 `alsaaudio` is imported only when audio is opened, so this module loads without it.
 
+Capture thread: a non-blocking PCM does not make every libasound plugin non-blocking.  The
+`file` plugin reads its `infile` with a blocking read(), so a stalling source (a named pipe that
+stops delivering; likewise a network-backed plugin whose server hangs) holds snd_pcm_readi for
+the whole stall.  So each stream's capture PCM is read by its own thread ("alsa-capture"),
+which is the only code touching that PCM after the open: it reads a period whenever fewer than
+`READ_AHEAD_FRAMES` frames wait (so a caller that stops reading still lets a clocked device
+overrun, as it would without the thread), converts, and queues; read_frame waits on that queue
+for at most two frames and returns None, so the call's media clock never waits for libasound.
+While the device stays stalled, read_frame paces its caller like a live device instead: None
+one frame after the previous None (at once for a caller that asks once a frame).  pyalsaaudio
+releases the GIL inside snd_pcm_readi.  close() does not wait for a read stuck in a plugin: the
+thread closes its PCM once the read returns.  Not covered: opening a PCM (pyalsaaudio holds the
+GIL in snd_pcm_open, and a `file` plugin whose infile is a pipe without a writer waits there).
+`reader_thread=False` reads inline (the fake-clock unit tests, tests/hal/test_alsa.py).
+
 Bench only (docs/BENCH.md): DOORLINE_ALSA_UNTIMED=1 marks the ALSA devices as having no clock
 (the bench's `file` plugin over `null` returns data at once), so the runtime paces them like the
 simulator's WAV; GPIOZERO_PIN_FACTORY (gpiozero's own variable, e.g. `mock`) replaces lgpio, so
@@ -55,6 +75,7 @@ import errno
 import logging
 import os
 import select
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -82,7 +103,10 @@ CONTACT_BOUNCE_S = 0.05
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 XRUN_LIMIT = 4  # consecutive overruns before the PCM is treated as stuck and reopened
-PERIODS = 4
+PERIODS = 4  # periods per buffer with the default [audio] period_ms = 20, buffer_ms = 80
+PERIOD_MS = 20
+BUFFER_MS = 80
+READ_AHEAD_FRAMES = 2  # captured frames the capture thread keeps ready for read_frame
 MIXER_CONTROLS = ("Speaker", "PCM", "Master", "Playback", "Headphone", "Digital")
 REFERENCE_DELAY_FRAMES = 1
 C_CONVERTER = "speexrate_medium"  # speex quality 5: flat to 3.4 kHz, alias/images below -90 dB
@@ -226,17 +250,32 @@ class AlsaAudio(AudioDevice):
     paced = True
 
     def __init__(self, spec: "AudioSpec", clock: "Callable[[], float]" = time.monotonic,
-                 sleep: "Callable" = time.sleep) -> None:
+                 sleep: "Callable" = time.sleep, reader_thread: bool = True) -> None:
         self.spec = spec
         self._clock = clock
         self._sleep = sleep
+        self._reader_thread = reader_thread
+        self.period_ms = PERIOD_MS
+        self.buffer_ms = BUFFER_MS
         self._streams: list[AlsaAudioStream] = []
         self._logged = False
         if os.environ.get("DOORLINE_ALSA_UNTIMED") == "1":
-            self.paced = False  # bench devices without a clock: the runtime paces them
+            # bench devices without a clock: the runtime paces them, and reads them inline
+            # (the `file` plugin over `null` with a regular file has data at once)
+            self.paced = False
+            self._reader_thread = False
+
+    def set_buffering(self, period_ms: int, buffer_ms: int) -> None:
+        """ALSA period and buffer length for the streams opened from now on ([audio] period_ms,
+        buffer_ms, validated by firmware/config.py); a stream already open keeps its own."""
+        if (period_ms, buffer_ms) != (self.period_ms, self.buffer_ms):
+            self.period_ms, self.buffer_ms = period_ms, buffer_ms
+            self._logged = False  # log what libasound grants for the new settings
 
     def open(self, rate: int = 8000, frame_ms: int = 20) -> "AlsaAudioStream":
-        stream = AlsaAudioStream(self.spec, rate, frame_ms, self._clock, self._sleep)
+        stream = AlsaAudioStream(self.spec, rate, frame_ms, self._clock, self._sleep,
+                                 period_ms=self.period_ms, buffer_ms=self.buffer_ms,
+                                 reader_thread=self._reader_thread)
         if not self._logged:
             self._logged = True
             level = logging.WARNING if stream.conversion.startswith("python") else logging.INFO
@@ -300,13 +339,16 @@ class AlsaPcm:
     """One direction of one ALSA device, reopened with bounded back-off when it goes away."""
 
     def __init__(self, alsa: "Any", direction: int, device: str, rate: int, period_frames: int,
-                 clock: "Callable[[], float]") -> None:
+                 clock: "Callable[[], float]", periods: int = PERIODS) -> None:
         self.alsa = alsa
         self.direction = direction
         self.device = device
         self.rate = rate
         self.period_frames = period_frames
+        self.periods = periods
         self.channels = 1
+        self._granted: dict[str, int] | None = None
+        self.fresh = False
         self.reopens = 0
         self._clock = clock
         self._pcm = None
@@ -327,6 +369,8 @@ class AlsaPcm:
             except self.alsa.ALSAAudioError as error:
                 self.lost(error)
             else:
+                self._granted = self._read_granted()
+                self.fresh = True  # prepared, not started: playback writes a cushion first
                 if self._ever_opened:
                     self.reopens += 1
                     log.warning("%s reopened", self.name)
@@ -346,7 +390,7 @@ class AlsaPcm:
         alsa = self.alsa
         return alsa.PCM(type=self.direction, mode=alsa.PCM_NONBLOCK, device=self.device,
                         rate=self.rate, channels=channels, format=alsa.PCM_FORMAT_S16_LE,
-                        periodsize=self.period_frames, periods=PERIODS)
+                        periodsize=self.period_frames, periods=self.periods)
 
     def lost(self, error: str) -> None:
         log.warning("%s failed (%s); retrying in %.1f s", self.name, error, self._backoff)
@@ -367,7 +411,11 @@ class AlsaPcm:
 
     def granted(self) -> "dict[str, int] | None":
         """Rate, period and buffer (frames) libasound granted, and the latency the buffer can
-        add; None while the device is away (or pyalsaaudio < 0.10 has no info())."""
+        add; None while the device is away (or pyalsaaudio < 0.10 has no info()). Read once
+        at the open, so any thread may ask while another one reads the PCM."""
+        return self._granted if self._pcm is not None else None
+
+    def _read_granted(self) -> "dict[str, int] | None":
         info = getattr(self._pcm, "info", None)
         if info is None:
             return None
@@ -385,6 +433,11 @@ class AlsaPcm:
                 pass  # an unplugged device may refuse even this; the handle is dropped anyway
 
 
+def _worth_logging(xruns: int) -> bool:
+    """The first ten xruns of a stream are logged, then every hundredth (bounded log)."""
+    return xruns <= 10 or xruns % 100 == 0
+
+
 def _channels(pcm: "Any") -> int:
     """The channel count the PCM was really opened with.  pyalsaaudio >= 0.10 reports it in
     info() (it keeps what the device granted); getchannels() tries every count from the
@@ -397,7 +450,8 @@ def _channels(pcm: "Any") -> int:
 
 class AlsaAudioStream(AudioStream):
     def __init__(self, spec: "AudioSpec", rate: int, frame_ms: int, clock: "Callable[[], float]",
-                 sleep: "Callable") -> None:
+                 sleep: "Callable", period_ms: int = PERIOD_MS, buffer_ms: int = BUFFER_MS,
+                 reader_thread: bool = False) -> None:
         import alsaaudio  # only here: the HAL must import on machines without ALSA
 
         self.rate = rate
@@ -421,21 +475,41 @@ class AlsaAudioStream(AudioStream):
                 self.conversion = f"libasound {C_CONVERTER} (C)"
             else:
                 self.conversion = "python Resampler (install libasound2-plugins for the C path)"
-        period = open_rate * frame_ms // 1000
+        period = open_rate * period_ms // 1000
+        periods = max(2, buffer_ms // period_ms)
         self._capture = AlsaPcm(alsaaudio, alsaaudio.PCM_CAPTURE, capture, open_rate, period,
-                                clock)
+                                clock, periods)
         self._playback = AlsaPcm(alsaaudio, alsaaudio.PCM_PLAYBACK, playback, open_rate, period,
-                                 clock)
+                                 clock, periods)
         self._direct = open_rate == rate  # no conversion left to Python
         self._from_device = RateConverter(open_rate, rate)
         self._to_device = RateConverter(rate, open_rate)
-        self._captured = FrameQueue(self.frame_bytes)
+        # Captured frames at the call rate: filled by _read_period, emptied by read_frame.
+        self._captured = FrameQueue(self.frame_bytes,
+                                    max_frames=READ_AHEAD_FRAMES + max(2, periods))
         self._to_play = FrameQueue(frame_bytes(open_rate, frame_ms))
         self._consecutive_xruns = 0
+        self._stalled_until: float | None = None  # when the last read_frame gave up, if it did
         self.xruns = 0
         self.dropped = 0
         self._capture.get()
         self._playback.get()
+        self._ready = threading.Condition()
+        self._reader: threading.Thread | None = None
+        if reader_thread:
+            self._reader = threading.Thread(target=self._read_loop, daemon=True,
+                                            name="alsa-capture")
+            self._reader.start()
+        self.reads_ahead = self._reader is not None
+
+    def ready_frame(self) -> bytes | None:
+        """A frame the capture thread has ready, or None at once (the media tick's read)."""
+        if self._reader is None:
+            return self.read_frame()
+        with self._ready:
+            frame = self._captured.pop()
+            self._ready.notify_all()  # room in the queue: the reader may read ahead again
+            return frame
 
     @property
     def stats(self) -> dict[str, int]:
@@ -448,6 +522,75 @@ class AlsaAudioStream(AudioStream):
         return {direction: values for direction, values in granted.items() if values}
 
     def read_frame(self) -> bytes | None:
+        if self._reader is None:
+            return self._read_inline()
+        with self._ready:
+            frame = self._captured.pop()
+            if frame is None and not self.closed:
+                # the real clock: a Condition's wait cannot use an injected one
+                now = time.monotonic()
+                if self._stalled_until is None:
+                    deadline = now + 2 * self._frame_s
+                else:  # stalled: one frame after the last None, so a caller that asks once a
+                    # frame does not wait at all, and one that asks at once waits a frame
+                    deadline = min(now + self._frame_s, self._stalled_until + self._frame_s)
+                while frame is None and not self.closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._ready.wait(remaining)
+                    frame = self._captured.pop()
+            self._ready.notify_all()  # room in the queue: the reader may read ahead again
+            self._stalled_until = time.monotonic() if frame is None else None
+            return frame
+
+    def _read_loop(self) -> None:
+        """The capture thread: the only code reading the capture PCM (see the module's doc)."""
+        limit = READ_AHEAD_FRAMES * self.frame_bytes
+        try:
+            while not self.closed:
+                with self._ready:
+                    while not self.closed and len(self._captured) >= limit:
+                        self._ready.wait(1.0)  # read_frame, ready_frame and close notify
+                if self.closed:
+                    break
+                pcm = self._capture.get()
+                if pcm is None:
+                    with self._ready:  # the device is away; get() keeps to the back-off
+                        if not self.closed:
+                            self._ready.wait(self._frame_s)
+                    continue
+                data = self._read_period(pcm, self._frame_s)
+                if data:
+                    with self._ready:
+                        self._captured.push(data)
+                        self._ready.notify_all()
+        except Exception:
+            log.exception("%s: the capture thread failed", self._capture.name)
+        finally:
+            self._capture.close()
+
+    def _read_period(self, pcm: "alsaaudio.PCM", wait_s: float) -> bytes:
+        """One read of the capture PCM: captured audio at the call rate (b"" when there was
+        none: an overrun, an error, or nothing within `wait_s`)."""
+        try:
+            length, data = pcm.read()
+        except self._alsa.ALSAAudioError as error:
+            self._capture.lost(error)
+            return b""
+        if length < 0:
+            self._overrun(length)
+            return b""
+        if length == 0:
+            self._capture.wait(pcm, wait_s, self._sleep)
+            return b""
+        self._consecutive_xruns = 0
+        if self._direct and self._capture.channels == 1:
+            return data  # the C path: libasound already converted to our rate
+        return self._from_device.convert(downmix(data, self._capture.channels))
+
+    def _read_inline(self) -> bytes | None:
+        """read_frame without the capture thread (reader_thread=False)."""
         deadline = self._clock() + 2 * self._frame_s
         while True:
             frame = self._captured.pop()
@@ -461,27 +604,16 @@ class AlsaAudioStream(AudioStream):
                 return None
             if remaining <= 0:
                 return None
-            try:
-                length, data = pcm.read()
-            except self._alsa.ALSAAudioError as error:
-                self._capture.lost(error)
-                continue
-            if length < 0:
-                self._overrun(length)
-            elif length == 0:
-                self._capture.wait(pcm, min(remaining, self._frame_s), self._sleep)
-            else:
-                self._consecutive_xruns = 0
-                if (self._direct and len(data) == self.frame_bytes and not len(self._captured)
-                        and self._capture.channels == 1):
-                    return data  # the C path: libasound already gave one frame at our rate
-                mono = downmix(data, self._capture.channels)
-                self._captured.push(self._from_device.convert(mono))
+            data = self._read_period(pcm, min(remaining, self._frame_s))
+            if data:
+                self._captured.push(data)
 
     def _overrun(self, code: int) -> None:
         # pyalsaaudio has already called snd_pcm_prepare(); audio was lost, the PCM runs again.
         self.xruns += 1
         self._consecutive_xruns += 1
+        if _worth_logging(self.xruns):
+            log.info("%s: overrun (%d xruns so far)", self._capture.name, self.xruns)
         if self._consecutive_xruns >= XRUN_LIMIT:
             self._consecutive_xruns = 0
             self._capture.lost(f"{XRUN_LIMIT} overruns in a row ({errno.errorcode.get(-code)})")
@@ -489,7 +621,7 @@ class AlsaAudioStream(AudioStream):
     def write_frame(self, pcm: bytes) -> None:
         if self._direct and not len(self._to_play) and len(pcm) == self.frame_bytes \
                 and self._playback.channels == 1:
-            device = self._playback.get()  # the C path: one frame is one period, as it is
+            device = self._playback.get()  # the C path: one frame is one write, as it is
             if device is None:
                 self.dropped += 1
             else:
@@ -509,7 +641,16 @@ class AlsaAudioStream(AudioStream):
     def _write_period(self, device: "alsaaudio.PCM", data: bytes) -> None:
         for _attempt in range(2):
             try:
-                written = device.write(data)
+                if self._playback.fresh:
+                    # A stream starts with its first write (start threshold 1): with only that
+                    # period queued, a clocked device underruns at the first tick that comes
+                    # late. A period of silence first is the cushion (docs/AUDIO.md: fewer
+                    # underruns on the test clock PCM with it).
+                    written = device.write(bytes(len(data)))
+                    if written >= 0:
+                        self._playback.fresh = False
+                if not self._playback.fresh:
+                    written = device.write(data)
             except self._alsa.ALSAAudioError as error:
                 self._playback.lost(error)
                 self.dropped += 1
@@ -519,10 +660,21 @@ class AlsaAudioStream(AudioStream):
             if written == 0:  # buffer full: drop rather than block or build up delay
                 self.dropped += 1
                 return
-            self.xruns += 1  # underrun (-EPIPE): the binding re-prepared the PCM; try once more
+            # underrun (-EPIPE): the binding re-prepared the PCM; cushion again, try once more
+            self.xruns += 1
+            self._playback.fresh = True
+            if _worth_logging(self.xruns):
+                log.info("%s: underrun (%d xruns so far)", self._playback.name, self.xruns)
         self.dropped += 1
 
     def close(self) -> None:
         self.closed = True
-        self._capture.close()
         self._playback.close()
+        if self._reader is None:
+            self._capture.close()
+            return
+        with self._ready:
+            self._ready.notify_all()
+        # A read stuck inside a plugin is not waited for: the thread closes the PCM after it.
+        if self._reader is not threading.current_thread():
+            self._reader.join(2 * self._frame_s)

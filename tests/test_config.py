@@ -405,6 +405,29 @@ def test_audio_section_defaults_and_checks():
                                      "audio.echo_cancel", "media.codecs"}
 
 
+def test_audio_period_and_buffer_defaults_and_ranges():
+    """[audio] period_ms (5-100) and buffer_ms (two periods to 1000), issue 19."""
+    cfg = config.validate({})
+    assert (cfg.audio.period_ms, cfg.audio.buffer_ms) == (20, 80)
+    good = config.validate({"audio": {"period_ms": 10, "buffer_ms": 20}})
+    assert (good.audio.period_ms, good.audio.buffer_ms) == (10, 20)
+    assert config.validate(good.to_dict()) == good
+    assert config.validate({"audio": {"period_ms": 100, "buffer_ms": 1000}}).audio.buffer_ms == 1000
+    for audio, fields in [({"period_ms": 4}, {"audio.period_ms"}),
+                          ({"period_ms": 101, "buffer_ms": 300}, {"audio.period_ms"}),
+                          ({"period_ms": 20, "buffer_ms": 39}, {"audio.buffer_ms"}),
+                          ({"buffer_ms": 1001}, {"audio.buffer_ms"}),
+                          ({"period_ms": 2.5, "buffer_ms": "80"},
+                           {"audio.period_ms", "audio.buffer_ms"}),
+                          ({"period_ms": True}, {"audio.period_ms"})]:
+        with pytest.raises(config.ConfigError) as bad:
+            config.validate({"audio": audio})
+        assert set(bad.value.errors) == fields, audio
+    with pytest.raises(config.ConfigError) as bad:
+        config.validate({"audio": {"period_ms": 40, "buffer_ms": 60}})
+    assert "between 80 and 1000" in bad.value.errors["audio.buffer_ms"]
+
+
 def test_g722_is_refused_without_libspandsp(monkeypatch):
     monkeypatch.setattr(config, "_g722_available", lambda: False)
     with pytest.raises(config.ConfigError) as bad:

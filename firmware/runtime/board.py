@@ -26,6 +26,7 @@ class BoardExecutors(StationParts):
     def _wire_board(self) -> None:
         if self.board is None:
             return
+        self.board.audio.set_buffering(self.cfg.audio.period_ms, self.cfg.audio.buffer_ms)
         for role, button in self.board.buttons.items():
             button.when_pressed = self._threadsafe(self._button, role, True)
             button.when_released = self._threadsafe(self._button, role, False)

@@ -124,6 +124,8 @@ class Facade(StationParts):
                 # the processing stages from the next call
                 if self.board is not None:
                     self.board.audio.set_volume(cfg.audio.speaker_volume)
+                    # the ALSA period and buffer: from the next stream (call or cue) opened
+                    self.board.audio.set_buffering(cfg.audio.period_ms, cfg.audio.buffer_ms)
                 for stream in self.streams.values():
                     stream.set_audio(cfg.audio)
             if restart:

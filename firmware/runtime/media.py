@@ -384,7 +384,10 @@ class MediaStream:
     def _run(self) -> None:
         stream = self.audio.open(rate=self.rate, frame_ms=20) if self.audio is not None else None
         capture: collections.deque[bytes] | None = None
-        if stream is not None and getattr(self.audio, "paced", False):
+        # A stream that captures on its own thread (hal/pi.py, issue 19) hands over its frames
+        # at the tick without waiting; another paced one gets a capture thread here.
+        reads_ahead = stream is not None and getattr(stream, "reads_ahead", False)
+        if stream is not None and getattr(self.audio, "paced", False) and not reads_ahead:
             capture = collections.deque(maxlen=CAPTURE_QUEUE_FRAMES)
             threading.Thread(target=self._capture, args=(stream, capture), daemon=True,
                              name="capture-%s" % self.call_id).start()
@@ -402,6 +405,9 @@ class MediaStream:
         def microphone() -> bytes:
             if capture is not None:
                 return capture.popleft() if capture else silence
+            if reads_ahead:
+                assert stream is not None
+                return stream.ready_frame() or silence
             if stream is not None:
                 return stream.read_frame() or silence
             return silence

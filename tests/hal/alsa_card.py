@@ -1,6 +1,7 @@
 """A "sound card" for the Pi HAL made of ALSA `file` plugins, for whole-firmware tests.
 
     env = write_card(directory, seen_as="/var/lib/x")   # board.toml, asound.conf, mic.raw
+    env = write_card(directory, mic_pipe=fifo)          # the microphone reads a named pipe
     samples = speaker_samples(directory)                  # what the firmware played, -1..1
     figures = call_both_ways(station, phone, kamailio, directory, talk_s=3.0)
 
@@ -55,14 +56,20 @@ def tone_pcm(freq, rate, seconds, amplitude=12000):
 
 
 def write_card(directory, rate=48000, mic_hz=1000, seconds=40.0, seen_as=None,
-               alsa_dir=None):
+               alsa_dir=None, mic_pipe=None):
+    """`mic_pipe`: the capture reads that named pipe (the caller makes and feeds it) instead
+    of a `mic.raw` tone."""
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     where = seen_as or os.fspath(directory)
     alsa_dir = alsa_dir or os.environ.get("ALSA_CONFIG_DIR", "/usr/share/alsa")
     (directory / "board.toml").write_text(BOARD.format(rate=rate))
-    (directory / "asound.conf").write_text(ASOUND.format(where=where))
-    (directory / "mic.raw").write_bytes(tone_pcm(mic_hz, rate, seconds))
+    asound = ASOUND.format(where=where)
+    if mic_pipe is not None:
+        asound = asound.replace(f"{where}/mic.raw", os.fspath(mic_pipe))
+    else:
+        (directory / "mic.raw").write_bytes(tone_pcm(mic_hz, rate, seconds))
+    (directory / "asound.conf").write_text(asound)
     return {"ALSA_CONFIG_PATH": f"{alsa_dir}/alsa.conf:{where}/asound.conf",
             "GPIOZERO_PIN_FACTORY": "mock", "DOORLINE_ALSA_UNTIMED": "1"}
 

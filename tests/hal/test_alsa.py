@@ -115,7 +115,9 @@ def clock():
 
 def open_stream(clock, rate=48000):
     spec = AudioSpec(capture="plughw:CARD=Device,DEV=0", playback="default", rate=rate)
-    return AlsaAudio(spec, clock=clock, sleep=clock.sleep).open(rate=8000, frame_ms=20)
+    # inline reads: the fake clock drives every wait (the capture thread's waits are real)
+    return AlsaAudio(spec, clock=clock, sleep=clock.sleep, reader_thread=False).open(
+        rate=8000, frame_ms=20)
 
 
 def level(frame):
@@ -230,12 +232,22 @@ def test_playback_resamples_into_whole_periods_and_drops_when_full(card, clock):
     assert stream.stats["dropped"] > before
 
 
-def test_playback_underrun_is_retried_once(card, clock):
+def test_playback_starts_with_a_period_of_silence_as_cushion(card, clock):
     stream = open_stream(clock, rate=8000)
+    tone = array("h", [700] * 160).tobytes()
+    stream.write_frame(tone)
+    stream.write_frame(tone)
+    assert [data for _, data in card.written] == [bytes(320), tone, tone]
+
+
+def test_playback_underrun_is_retried_once_with_a_new_cushion(card, clock):
+    stream = open_stream(clock, rate=8000)
+    tone = array("h", [700] * 160).tobytes()
+    stream.write_frame(tone)
     card.write_results.append(EPIPE)
-    stream.write_frame(bytes(320))
+    stream.write_frame(tone)
     assert stream.stats["xruns"] == 1 and stream.stats["dropped"] == 0
-    assert len(card.written) == 1
+    assert [data for _, data in card.written] == [bytes(320), tone, bytes(320), tone]
 
 
 def test_close_closes_both_directions(card, clock):
