@@ -1187,6 +1187,11 @@ def warnings(cfg: Config, board: "dict[str, Any] | None" = None) -> "dict[str, s
             f"mandatory SRTP over {sip.transport.upper()} signalling refuses every call: the "
             "SRTP keys may only travel over TLS. Use transport tls, or set "
             "srtp_requires_tls = false (keys readable on the network), or srtp optional")
+    elif media.srtp == "optional" and media.keys_need_tls() and sip.transport != "tls":
+        out["media.srtp"] = (
+            f"optional SRTP over {sip.transport.upper()} signalling never encrypts a call: "
+            "the SRTP keys may only travel over TLS, so every call uses plain RTP. Use "
+            "transport tls, or set srtp_requires_tls = false (keys readable on the network)")
     allowed = {caller_key(uri) for uri in answer.allow}
     if answer.mode == "auto" and not answer.allow:
         out["answer.allow"] = ("answer mode auto with an empty allow list: every incoming call "

@@ -29,7 +29,16 @@ def test_mandatory_srtp_over_udp_refuses_every_call():
                                             sip={"transport": "tcp"}))["media.srtp"]
     assert config.warnings(working(media={"srtp": "mandatory", "srtp_requires_tls": False})) \
         == {}
-    assert config.warnings(working(media={"srtp": "optional"})) == {}
+    assert config.warnings(working(media={"srtp": "optional", "srtp_requires_tls": False})) \
+        == {}
+
+
+def test_optional_srtp_over_udp_never_encrypts():
+    warnings = config.warnings(working(media={"srtp": "optional"}))
+    assert list(warnings) == ["media.srtp"] and "plain RTP" in warnings["media.srtp"]
+    assert config.warnings(working(media={"srtp": "off"})) == {}
+    for srtp in ("optional", "mandatory"):  # keys over TLS: as meant
+        assert config.warnings(working(media={"srtp": srtp}, sip={"transport": "tls"})) == {}
 
 
 def test_a_door_code_for_a_caller_who_is_not_allowed():

@@ -17,7 +17,8 @@ Public API:
   after a restart a session may reach its idle limit up to that much early). It is
   bound to `binding()` (a digest of the admin password record): a file made under another
   password (a reset or a change) is ignored, so a password change ends every session also
-  across a restart. A missing, unreadable or malformed file starts empty (logged).
+  across a restart. A missing, unreadable or malformed file starts empty (logged); a session
+  whose times lie in the future (the clock went back) is dropped.
 - `LoginThrottle(clock)`: `retry_after(client) -> float` (0 when an attempt is allowed now),
   `failed(client)`, `succeeded(client)`. Failures count per `client_key(client)` (an IPv6
   client's whole /64, which one machine can fill with addresses) and, for all clients together,
@@ -205,6 +206,8 @@ class SessionStore:
                 last_seen = float(entry["last_seen"]) - offset
             except (KeyError, TypeError, ValueError):
                 continue
+            if last_seen > now + 1 or created > last_seen:
+                continue  # the clock went back (a Pi without RTC before NTP): age unknown
             session = Session(True, now)
             session.id, session.csrf = "", csrf  # the id: given back by the first request
             session.created, session.last_seen = created, last_seen

@@ -252,6 +252,19 @@ def test_a_logged_in_session_survives_a_restart(ready, monkeypatch):
     assert late.get("/").status_code == 303
 
 
+def test_sessions_from_the_future_are_dropped(ready, monkeypatch):
+    # a Pi without a clock battery may start with a clock behind the file's times
+    client = ready.client()
+    client.login()
+    cookie = client.test_client.cookies["doorline_session"]
+    wall = sessions.time.time() - 3600
+    monkeypatch.setattr(sessions.time, "time", lambda: wall)
+    restart(ready)
+    again = ready.client()
+    again.test_client.cookies["doorline_session"] = cookie
+    assert again.get("/").status_code == 303
+
+
 def test_logout_ends_the_session_also_after_a_restart(ready):
     client = ready.client()
     client.login()
