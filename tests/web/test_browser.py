@@ -250,6 +250,7 @@ def test_checklist_failed_registration_and_unanswered_test_call_say_why(browser,
     served = Served(tmp_path, fresh=True)
     served.station.unreachable.add("192.0.2.1")
     served.station.unanswered.add("sip:nobody@127.0.0.1")
+    served.station.skew = -600.0  # the station's clock is 10 minutes behind the browser's
     try:
         served.set_password()
         page = new_page(browser, width=360, height=780)

@@ -580,5 +580,6 @@
     stored: stored, remember: remember, merge: merge, get: get, set: set, trim: trim,
     userOf: userOf, callButtons: callButtons, hasCamera: hasCamera, plural: plural,
     regText: regText, loadBoard: loadBoard, testCall: testCall, say: say, setCsrf: setCsrf,
+    status: function () { return status; },
     pendingFileErrors: null};
 })();

@@ -373,14 +373,15 @@
       var doc = collect(stepForm);
       if (s.collect) doc = s.collect(doc);
       msg.textContent = "Saving…"; clear(result);
-      var saved = Date.now() / 1000;
+      var saved = Date.now() / 1000, reg = (DL.status() || {}).registration || {};
+      var since = reg.since;  // the registration's state before this save
       api("PUT", "/api/config", doc).then(function (res) {
         return afterSave(stepForm, res, msg, sum, s.paths);
       }).then(function (ok) {
         if (!ok) return;
         remember(function (st) { st.done[s.id] = true; });
         drawSteps();
-        if (s.check) s.check(result, saved);
+        if (s.check) s.check(result, saved, since);
         result.appendChild(nextButton());
       });
     });
@@ -403,14 +404,17 @@
   });
 
   // Registration: wait for registered or failed (with its reason), showing each attempt.
-  function checkRegistration(box, saved) {
+  function checkRegistration(box, saved, before) {
     var line = el("p", {"class": "progress"}, "Checking the registration…");
     box.appendChild(line);
-    var until = Date.now() + 45000;
+    var until = Date.now() + 45000, seen = false;
     function look() {
       api("GET", "/api/status").then(function (res) {
         var reg = res.data.registration || {}, r = regText(reg);
-        var fresh = reg.since ? reg.since >= saved - 1 : Date.now() / 1000 - saved > 2;
+        // the result of this save, not the one before: the state went through "registering",
+        // or began anew, or 3 s went by (clocks of the page and the station may differ)
+        seen = seen || reg.state === "registering";
+        var fresh = seen || (reg.since && reg.since !== before) || Date.now() / 1000 - saved > 3;
         line.className = "progress " + r.cls;
         line.textContent = r.text + (r.detail ? " — " + r.detail : "");
         if (r.direct) return;
