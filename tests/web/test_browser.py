@@ -317,6 +317,7 @@ def test_change_a_setting_and_see_it_saved(browser, served):
     # help and default next to the field, from help.json
     expect(page.locator('[id="h:f:sip.expires"]')).to_contain_text("Default: 600")
     page.screenshot(path=str(ARTIFACTS / "settings-1000px.png"))
+    axe.check(page, "page-ui-settings")
     assert page.csp_errors == []
 
 
