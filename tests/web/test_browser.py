@@ -261,6 +261,7 @@ def test_checklist_failed_registration_and_unanswered_test_call_say_why(browser,
         page.get_by_role("button", name="Save and check").click()
         expect(page.locator("#step-result .progress")).to_have_text(
             "✗ Not registered: no answer from 192.0.2.1:5060 (timeout) — retrying")
+        expect(page.locator("#steps li").first).not_to_contain_text("done")
         no_sideways_scroll(page, "the checklist at 360 px")
         page.screenshot(path=str(ARTIFACTS / "checklist-registration-failed-360px.png"),
                         full_page=True)

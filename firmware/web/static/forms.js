@@ -269,7 +269,7 @@
        if (!$("c:registrar-mode").checked) doc.sip.registrar = "";
        return doc;
      },
-     check: checkRegistration},
+     watch: checkRegistration},  // done only when it works
     {id: "targets", title: "Who the call buttons ring", paths: ["buttons"],
      intro: "Each call button rings its targets together (a ring group). A target is a SIP " +
             "URI such as sip:flat1@192.168.1.10 or, behind a registrar, a short number.",
@@ -379,9 +379,12 @@
         return afterSave(stepForm, res, msg, sum, s.paths);
       }).then(function (ok) {
         if (!ok) return;
-        remember(function (st) { st.done[s.id] = true; });
-        drawSteps();
-        if (s.check) s.check(result, saved, since);
+        var done = function () {  // a step is done when saved and (where checked) working
+          remember(function (st) { st.done[s.id] = true; });
+          drawSteps();
+        };
+        if (s.watch) s.watch(result, saved, since, done);
+        else { done(); if (s.check) s.check(result); }
         result.appendChild(nextButton());
       });
     });
@@ -404,7 +407,7 @@
   });
 
   // Registration: wait for registered or failed (with its reason), showing each attempt.
-  function checkRegistration(box, saved, before) {
+  function checkRegistration(box, saved, before, done) {
     var line = el("p", {"class": "progress"}, "Checking the registration…");
     box.appendChild(line);
     var until = Date.now() + 45000, seen = false;
@@ -417,9 +420,10 @@
         var fresh = seen || (reg.since && reg.since !== before) || Date.now() / 1000 - saved > 3;
         line.className = "progress " + r.cls;
         line.textContent = r.text + (r.detail ? " — " + r.detail : "");
-        if (r.direct) return;
+        if (r.direct) { if (r.cls === "ok") done(); return; }
         if (fresh && (reg.state === "registered" || reg.state === "failed")) {
           line.textContent = (reg.state === "registered" ? "✓ " : "✗ ") + line.textContent;
+          if (reg.state === "registered") done();
           return;
         }
         if (Date.now() > until) { line.textContent = "No answer yet after 45 s: " + line.textContent; return; }
