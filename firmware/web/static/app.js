@@ -406,6 +406,8 @@
         (typeof e.open_s === "number" ? " after " + e.open_s + " s" : "") +
         (e.alarm === "ended" ? " (held-open alarm ended)" : "");
       case "door_held_open": return "The door has been held open for " + e.held_s + " s (alarm)";
+      case "camera_token": return e.enabled ? "A new picture URL for phones was made"
+        : "The picture URL for phones was turned off";
       case "rejected_summary": return "Refused " + e.count + " more attempts from " + e.source_ip;
     }
     var rest = Object.keys(e).filter(function (k) {
