@@ -22,7 +22,8 @@ forms must work without it) cannot run axe: DevTools evaluation still works ther
 do not, and `axe.run` never finishes. For those, `check(page, name, javascript=False)` takes the
 page's document as it is now (`page.content()`, e.g. the error page a form post returned) and
 serves it, with the station's stylesheets and security headers, at the same URL in a second,
-JavaScript-enabled context of the same browser and checks that copy. This is the same document
+JavaScript-enabled context of the same browser (one per browser, kept open with it) and checks
+that copy. This is the same document
 only because these pages have no script of their own: `check` refuses a copy with a <script>.
 
 axe-core is installed by tools/install-peers (`npm ci` in tests/web). Where it is missing the
@@ -95,15 +96,19 @@ def _run_on_a_copy(page):
     headers.update({k: v for k, v in served.headers.items()
                     if k.lower() in ("content-security-policy", "x-frame-options",
                                      "x-content-type-options", "referrer-policy")})
-    context = page.context.browser.new_context(viewport=page.viewport_size)
+    browser = page.context.browser
+    context = getattr(browser, "_axe_copies", None)  # one per browser: a new one costs ~1 s
+    if context is None:
+        context = browser._axe_copies = browser.new_context()
+    copy = context.new_page()
     try:
-        copy = context.new_page()
+        copy.set_viewport_size(page.viewport_size)
         copy.route(page.url, lambda route: route.fulfill(status=200, body=document,
                                                           headers=headers))
         copy.goto(page.url)
         return _run(copy)
     finally:
-        context.close()
+        copy.close()
 
 
 def summary(violations):
