@@ -4,28 +4,12 @@
                        [--echo-path WAV] [--camera pattern|FILE]
 """
 
-import logging
 import os
-import signal
 import sys
-
-# First: asyncio without ssl until TLS is used (docs/BENCH.md "Start-up").
-from firmware.runtime.lazyssl import asyncio  # isort: skip
-
-import hal
-from firmware import config as configuration
-from firmware.runtime.memory import fix_malloc_threshold
-from firmware.runtime.station import Station
-from hal.board import BoardError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-
-    from firmware.settings import Config
-    from hal.base import Board
-
-SIP_HEAD_START = 1.0  # seconds the web page waits for SIP at most (a slow DNS must not hide it)
 
 
 OPTIONS = ("--board", "--config", "--state-dir", "--mic", "--speaker-dir", "--echo-path",
@@ -83,96 +67,20 @@ def _argparse(argv: "list[str]") -> "argparse.Namespace":
     return parser.parse_args(argv)
 
 
-async def run(args: "argparse.Namespace", cfg: "Config", board: "Board",
-              config_errors: "dict[str, str] | None" = None) -> None:
-    loop = asyncio.get_running_loop()
-    station = Station(cfg, board, config_path=args.config, state_dir=args.state_dir, loop=loop)
-    station.config_errors = dict(config_errors or {})
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    # The web page does not wait long for SIP: whatever SIP does (a port taken, a registrar
-    # that does not resolve, a configuration file with errors), the page is there to say why
-    # and to fix it. SIP gets a short head start: register first, everything else after. Until
-    # the registrar has answered (or SIP failed, or direct-IP mode listens) the loop does
-    # nothing else, so the challenge's answer leaves at once; then the media code and the web
-    # server are loaded (issue 14: they cost more than the two round trips on loopback).
-    station.prepare()
-    sip = station.begin_sip()
-    deadline = loop.time() + SIP_HEAD_START
-    await asyncio.wait({sip}, timeout=SIP_HEAD_START)
-    try:
-        await asyncio.wait_for(station.sip_settled.wait(), max(0.0, deadline - loop.time()))
-    except TimeoutError:
-        pass
-    station.warm_up()
-    # Before the web page (its scrypt check allocates 16 MiB), after the REGISTER: ctypes is
-    # not on the start path.
-    fix_malloc_threshold()
-    web = await start_web(station, cfg, args)
-    await stop.wait()
-    logging.getLogger("doorline").info("stopping")
-    if web is not None:
-        web.close()
-    await station.stop()
-
-
-async def start_web(station: Station, cfg: "Config",
-                    args: "argparse.Namespace") -> "asyncio.Server | None":
-    """The web page and API on [web] listen (a change of it applies at the next start)."""
-    from firmware.web.app import create_app, start
-
-    host, port = configuration.parse_host_port(cfg.web.listen)
-    ssl_context = None
-    if cfg.web.https:
-        from firmware.web.certs import server_ssl_context
-
-        ssl_context = server_ssl_context(args.state_dir,
-                                         hosts=(host, *cfg.web.hostnames))
-    app = create_app(station, args.config, args.state_dir)
-    try:
-        server = await start(app, host, port, ssl_context)
-    except OSError as exc:
-        logging.getLogger("doorline").error("web page not available on %s:%d: %s", host, port,
-                                            exc.strerror)
-        return None
-    scheme = "https" if ssl_context else "http"
-    logging.getLogger("doorline").info("web page on %s://%s:%d/", scheme, host, port)
-    return server
-
-
 def main(argv: "list[str] | None" = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    # Under systemd the journal stamps each line itself.
-    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format=stamp + "%(levelname)s %(name)s: %(message)s")
+    # Register first, everything else after (issue 14): while the start plan of the last start
+    # still applies, the REGISTER leaves (and its challenge is answered) before asyncio, the
+    # configuration parser and the board are imported (firmware/runtime/faststart.py).
+    from firmware.runtime.faststart import hold_signals, register_first
+
+    hold_signals()  # a SIGTERM from here on still unregisters (launch.run)
     state_dir = args.state_dir or os.path.dirname(os.path.abspath(args.config))
-    args.state_dir = state_dir
-    os.makedirs(state_dir, exist_ok=True)
-    config_errors: dict[str, str] = {}
-    try:
-        cfg = configuration.load(args.config)
-    except configuration.ConfigError as exc:
-        # Exiting would only make systemd restart us into the same error, with no page to fix
-        # it: run the web page on a safe configuration instead, SIP off, the errors shown.
-        print(f"{args.config}: invalid configuration; SIP stays off until a valid "
-              "configuration is saved on the web page:", file=sys.stderr)
-        for field, message in exc.errors.items():
-            print(f"  {field or '(file)'}: {message}", file=sys.stderr)
-        config_errors = exc.errors
-        cfg = configuration.salvage(args.config, exc.errors)
-    except OSError as exc:
-        print(f"{args.config}: {exc.strerror}", file=sys.stderr)
-        return 2
-    try:
-        board = hal.open_board(args.board, mic=args.mic, speaker_dir=args.speaker_dir,
-                               echo_path=args.echo_path, camera=args.camera)
-    except (BoardError, ValueError) as exc:
-        print(f"board {args.board}: {exc}", file=sys.stderr)
-        return 2
-    asyncio.run(run(args, cfg, board, config_errors))
-    return 0
+    early = register_first(state_dir, args.config)
+
+    from firmware.runtime.launch import start
+
+    return start(args, early)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,25 @@ except ImportError:  # MicroPython has no hmac module
     compare_digest = None  # type: ignore[assignment]  # checked before use
 
 
+_KEYS: "dict[str, str | None]" = {}  # caller_key's answers by text, bounded: MAX_KEYS
+MAX_KEYS = 64
+
+
 def caller_key(text: str | None) -> str | None:
+    """`user@host` (host in lower case) of a From / allow entry / door-code caller, or None.
+    The answers are kept (bounded): an incoming call asks for the same From several times,
+    on the answer path (issue 14)."""
     if text is None:  # a caller without an identity (e.g. `From: *`) matches no entry
         return None
+    if text in _KEYS:
+        return _KEYS[text]
+    if len(_KEYS) >= MAX_KEYS:
+        _KEYS.clear()
+    key = _KEYS[text] = _caller_key(text)
+    return key
+
+
+def _caller_key(text: str) -> str | None:
     try:
         uri = NameAddress.parse(text.strip()).uri
     except ParseError:

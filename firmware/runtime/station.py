@@ -14,6 +14,7 @@ What the web page and API use is in runtime/facade.py.
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +33,7 @@ from firmware.runtime.transferexec import TransferExecutors
 from firmware.runtime.transport import Transports, client_tls_context
 from firmware.session import events as ev
 from firmware.session.session import SessionManager
-from firmware.settings import Config
+from firmware.settings import Config, SipConfig
 from firmware.sip import call as calls
 from firmware.sip.endpoint import Peer
 from firmware.sip.useragent import (
@@ -46,6 +47,7 @@ from firmware.sip.useragent import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from firmware.runtime.camera import CameraService
+    from firmware.runtime.faststart import Early
     from hal.base import Board
 
 log = logging.getLogger("doorline")
@@ -108,6 +110,9 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         self._sip_restart_at = None
         self._sip_changed_at = self.loop.time()
         self._sip_start = None  # the background task of begin_sip()
+        # The REGISTER sent before asyncio was imported (runtime/faststart.py), taken over by
+        # the first start_sip() when the parsed configuration still leads to it.
+        self.early: Early | None = None
         self.house = None  # runtime/house.House while MQTT or webhooks are configured
         # The executors: one per event or action type, no dispatch by name.
         Table = dict[type, Callable[[Any], None]]
@@ -176,6 +181,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         """Start SIP with the current settings. A failure never ends the process: the station
         keeps its web page, and status() says why SIP is not running."""
         if self.config_errors:
+            self._drop_early()
             self._sip_failed(configuration.ConfigError(self.config_errors),
                              "the configuration file has errors; fix and save it")
             return
@@ -226,6 +232,15 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
             self._ready_sent = True
         registrar = await self._locate_registrar() if sip.registrar else None
         self.sip_error, self.sip_failed = None, False
+        early, self.early = self.early, None
+        if early is not None and not early.matches(sip, (host, port), registrar):
+            log.info("the early REGISTER does not match the configuration: starting SIP anew")
+            early.close()
+            early = None
+        if early is not None:
+            await self._take_over(early, host, port)
+            self._remember(sip, host, port, registrar)
+            return
         settings = UASettings.from_config(sip, host, port, sip.effective_domain(), registrar)
         try:
             tls = client_tls_context(sip.tls_ca) if sip.transport == "tls" else None
@@ -244,10 +259,43 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
                 raise configuration.ConfigError(
                     {"sip.listen": "cannot be used: %s" % (exc.strerror or exc)}) from exc
             raise
+        self._remember(sip, host, port, registrar)
+
+    def _remember(self, sip: "SipConfig", host: str, port: int, registrar: Peer | None) -> None:
+        """The start plan for the next start (runtime/faststart.py), when it changed."""
+        if self.config_path is not None:
+            from firmware.runtime import faststart
+
+            faststart.remember(self.state_dir, self.config_path, sip, (host, port), registrar)
+
+    async def _take_over(self, early: "Early", host: str, port: int) -> None:
+        """Carry on with the UA and the socket that registered before the start (its events
+        are still queued: the next _kick() reports the registration as usual)."""
+        self.transports = Transports(self._on_receive, self._on_flow_failed)
+        try:
+            await self.transports.listen(host, port, udp_sock=socket.socket(
+                early.sock.family, socket.SOCK_DGRAM, fileno=early.sock.detach()))
+        except BaseException as exc:
+            self.transports.close()
+            if isinstance(exc, OSError):
+                raise configuration.ConfigError(
+                    {"sip.listen": "cannot be used: %s" % (exc.strerror or exc)}) from exc
+            raise
+        self._start_ua(early.ua.settings, host, port, early.registrar, ua=early.ua)
+        log.info("SIP started before the rest of the station (runtime/faststart.py): "
+                 "registration %s", self.ua.status()["state"] if self.ua else "?")
+        for data, addr in early.held:
+            self._on_receive(data, Peer("udp", addr[0], addr[1]))
+
+    def _drop_early(self) -> None:
+        early, self.early = self.early, None
+        if early is not None:
+            early.close()
 
     def _start_ua(self, settings: UASettings, host: str, port: int,
-                  registrar: Peer | None) -> None:
-        self.ua = UserAgent(settings)
+                  registrar: Peer | None, ua: UserAgent | None = None) -> None:
+        """`ua`: one that was started already (runtime/faststart.py)."""
+        self.ua = ua or UserAgent(settings)
         self._sip_changed_at = self.loop.time()
         limits = self.cfg.calls
         self.calls = calls.CallManager(
@@ -263,7 +311,8 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         if registrar is None:
             self.controller.registration_changed("disabled", None, self.loop.time())
             self.sip_settled.set()
-        self.ua.start(self.loop.time())
+        if ua is None:
+            self.ua.start(self.loop.time())
 
     def warm_up(self) -> None:
         """After the start (firmware/__main__.py): load what a call needs (runtime/media.py,
@@ -345,6 +394,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         self._stopping = True
         self.watchdog.stopping()
         await self._cancel_sip_start()
+        self._drop_early()
         if self._idle is not None:
             self._idle.cancel()
         self._stop_cue()

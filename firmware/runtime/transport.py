@@ -33,8 +33,8 @@ This is the shell around the sans-I/O core: it moves bytes, frames streams with
   one before keep receiving (ongoing dialogs and direct-IP callers still reach them).
 
 Public API: `Transports(on_receive, on_flow_failed, tls_context=None)`; `await listen(host,
-port, stream=True)`; `await add_udp_port() -> int`; `local_port()`; `send(data, peer)`;
-`close()`; `client_tls_context(ca_file)`.
+port, stream=True, udp_sock=None)`; `await add_udp_port() -> int`; `local_port()`;
+`send(data, peer)`; `close()`; `client_tls_context(ca_file)`.
 """
 
 import asyncio
@@ -212,11 +212,18 @@ class Transports:
         self._next_id += 1
         return self._next_id
 
-    async def listen(self, host: str, port: int, stream: bool = True) -> None:
-        """UDP always; TCP on the same port for requests that come over streams."""
+    async def listen(self, host: str, port: int, stream: bool = True,
+                     udp_sock: "socket.socket | None" = None) -> None:
+        """UDP always; TCP on the same port for requests that come over streams. `udp_sock`:
+        a UDP socket already bound to (host, port) to take over (runtime/faststart.py)."""
         loop = asyncio.get_running_loop()
-        self.udp, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self), local_addr=(host, port))
+        if udp_sock is not None:
+            udp_sock.setblocking(False)
+            self.udp, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self),
+                                                              sock=udp_sock)
+        else:
+            self.udp, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self), local_addr=(host, port))
         self.listen_udp = self.udp
         if stream:
             server = await loop.create_server(

@@ -229,7 +229,7 @@ def _direction_name(flags: tuple[bool, bool]) -> str:
 
 
 def _payload_type_number(fmt: str) -> int | None:
-    if 0 < len(fmt) <= 3 and all(char in "0123456789" for char in fmt) and int(fmt) <= 127:
+    if 0 < len(fmt) <= 3 and not fmt.strip("0123456789") and int(fmt) <= 127:
         return int(fmt)
     return None
 

@@ -77,7 +77,8 @@ def _shorten(text: str) -> str:
 
 
 def _uint(text: str, what: str, maximum: int | None = None) -> int:
-    if not text or len(text) > 20 or any(char not in _DIGITS for char in text):
+    # str.strip(chars) runs in C (MicroPython too): empty when every char is one of them
+    if not text or len(text) > 20 or text.strip(_DIGITS):
         raise SdpParseError(f"{what} is not a number: {_shorten(text)}")
     value = int(text)
     if maximum is not None and value > maximum:
@@ -86,7 +87,7 @@ def _uint(text: str, what: str, maximum: int | None = None) -> int:
 
 
 def _token(text: str, what: str) -> str:
-    if not text or any(char not in _TOKEN_CHARS for char in text):
+    if not text or text.strip(_TOKEN_CHARS):
         raise SdpParseError(f"bad {what}: {_shorten(text)}")
     return text
 
@@ -281,7 +282,7 @@ class RtpMap:
 def parse_ptime(value: str | None) -> int:
     """``a=ptime`` / ``a=maxptime`` value in whole milliseconds (``20`` or ``20.0``)."""
     whole, dot, fraction = (value or "").strip().partition(".")
-    if dot and fraction and any(char not in _DIGITS for char in fraction):
+    if dot and fraction and fraction.strip(_DIGITS):
         # (a dot was found, so value is not None)
         raise SdpParseError(f"bad packet time: {_shorten(value)}")  # type: ignore[arg-type]
     return _uint(whole, "packet time", 10000)

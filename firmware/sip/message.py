@@ -97,6 +97,7 @@ LIST_HEADERS = {
 _SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
 _ADDRESS_HEADERS = ("From", "To", "Contact", "Route", "Record-Route")
 _READ_ADDRESS_HEADERS = ("From", "To", "Contact")  # the first value is kept parsed
+_RESPONSE_COPIED = ("via", "from", "to", "call-id", "cseq")  # §8.2.6.2, by lookup key
 
 REASON_PHRASES = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -162,6 +163,8 @@ def _unquote(text: str) -> str:
 def split_outside(text: str, separator: str) -> list[str]:
     """Split at separator, except inside quoted strings and <...> (§7.3.1). An unterminated
     quote runs to the end: the value's own parser reports it, not the splitter."""
+    if separator not in text:  # one item (e.g. a single Contact): nothing to split
+        return [text]
     if '"' not in text and "<" not in text:
         return text.split(separator)
     parts = []
@@ -348,9 +351,14 @@ class Request(_Message):
         """A response per §8.2.6: Via, From, To, Call-ID and CSeq copied; the To tag added
         when the request had none (not on 100, §8.2.6.2); Timestamp echoed on 100 (§8.2.6.1)."""
         headers = Headers()
-        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-            for value in self.headers.get_all(name):
-                headers.add(name, value)
+        # The request's fields are already split and named canonically: copied as they are,
+        # in this order (the answer path, issue 14: no second parse of each value).
+        copied = headers._fields
+        fields = self.headers._fields
+        for key in _RESPONSE_COPIED:
+            for field in fields:
+                if field[0] == key:
+                    copied.append([key, field[1], field[2]])
         if status == 100 and "Timestamp" in self.headers:
             headers.add("Timestamp", self.headers.get("Timestamp"))
         to = headers.get("To")
@@ -699,36 +707,45 @@ def _is_sip_date(text: str) -> bool:
 
 
 def _header_problem(message: "Request | Response") -> "str | None":
-    headers = message.headers
-    for name in ("To", "From", "CSeq", "Call-ID", "Via"):
-        if name not in headers:
+    # One pass over the fields (the answer path, issue 14): each value list by lookup key.
+    by_key: dict[str, list[str]] = {}
+    for key, _name, value in message.headers._fields:
+        values = by_key.get(key)
+        if values is None:
+            by_key[key] = [value]
+        else:
+            values.append(value)
+    for name, key in (("To", "to"), ("From", "from"), ("CSeq", "cseq"), ("Call-ID", "call-id"),
+                      ("Via", "via")):
+        if key not in by_key:
             return "Missing " + name + " header"
     for name in _SINGLE_HEADERS:
-        if len(headers.get_all(name)) > 1:
+        if len(by_key.get(name.lower(), ())) > 1:
             return "Multiple " + name + " headers"
-    call_id = headers.get("Call-ID")
+    call_id = by_key["call-id"][0]
     if not call_id or len(call_id.split()) != 1:
         return "Bad Call-ID"
-    date = headers.get("Date")
-    if date is not None and not _is_sip_date(date):
+    date = by_key.get("date")
+    if date is not None and not _is_sip_date(date[0]):
         return "Bad Date"
-    max_forwards = headers.get("Max-Forwards")  # optional: RFC 2543 peers omit it (§3.4.1 4475)
-    if max_forwards is not None and (
-        not only(max_forwards, DIGITS) or len(max_forwards.lstrip("0")) > 3
-        or int(max_forwards) > 255
-    ):
-        return "Bad Max-Forwards"
+    forwards = by_key.get("max-forwards")  # optional: RFC 2543 peers omit it (§3.4.1 4475)
+    if forwards is not None:
+        max_forwards = forwards[0]
+        if not only(max_forwards, DIGITS) or len(max_forwards.lstrip("0")) > 3 \
+                or int(max_forwards) > 255:
+            return "Bad Max-Forwards"
     try:
         # the values the layers above read are parsed here once, and kept (message.cseq() ...)
         message.cseq()
         message.top_via()
-        for value in headers.get_all("Via")[1:]:
+        for value in by_key["via"][1:]:
             Via.parse(value)
         message.from_address()
         message.to_address()
         message.contact_address()
         for name in _ADDRESS_HEADERS:
-            for value in headers.get_all(name)[1 if name in _READ_ADDRESS_HEADERS else 0:]:
+            for value in by_key.get(name.lower(), ())[
+                    1 if name in _READ_ADDRESS_HEADERS else 0:]:
                 NameAddress.parse(value)
     except ParseError as error:
         return "Bad header: " + error.reason
