@@ -131,6 +131,8 @@ def no_sideways_scroll(page, what):
 def open_settings(page):
     page.get_by_role("link", name="Settings", exact=True).click()
     expect(page.get_by_role("heading", name="Settings", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Save settings")).to_be_enabled()  # settings.js
+    expect(page.locator("#fields fieldset").first).to_be_visible()
 
 
 def save_settings(page):
@@ -527,6 +529,7 @@ def test_no_sideways_scroll_on_a_phone(browser, served):
     no_sideways_scroll(page, "the checklist at 360 px")
     page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_role("link", name="Dashboard").click()
+    expect(page.locator("#v-dashboard")).to_be_visible()
     columns = page.evaluate("getComputedStyle(document.getElementById('v-dashboard'))"
                             ".gridTemplateColumns.split(' ').length")
     assert columns == 2, "one column on a desktop"
