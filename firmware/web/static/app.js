@@ -548,6 +548,10 @@
     }, view === "settings" ? loadHelp() : Promise.resolve());
   }
   window.addEventListener("hashchange", route);
+  $("btn-setup-skip").addEventListener("click", function () {  // before forms.js is there too
+    remember(function (st) { st.dismissed = true; });
+    location.hash = "#dashboard";
+  });
   document.addEventListener("keydown", function (ev) {  // Escape closes the open details
     if (ev.key !== "Escape") return;
     var d = document.activeElement && document.activeElement.closest("details[open]");

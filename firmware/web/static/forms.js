@@ -401,10 +401,6 @@
       location.hash = "#dashboard";
     } else openStep(current + 1);
   }
-  $("btn-setup-skip").addEventListener("click", function () {
-    remember(function (st) { st.dismissed = true; });
-    location.hash = "#dashboard";
-  });
 
   // Registration: wait for registered or failed (with its reason), showing each attempt.
   function checkRegistration(box, saved, before, done) {
