@@ -273,6 +273,11 @@ def test_checklist_failed_registration_and_unanswered_test_call_say_why(browser,
         page.get_by_role("button", name="Test call to sip:nobody@127.0.0.1").click()
         expect(page.locator("#step-result .progress")).to_have_text(
             "Test call to nobody: no answer (408)")
+        page.get_by_role("link", name="Dashboard").click()
+        expect(page.locator("#st-reg")).to_have_text(
+            "Not registered: no answer from 192.0.2.1:5060 (timeout)")
+        expect(page.locator("#events li .sentence").first).to_have_text(
+            "Call to nobody failed: no answer (408)")
         assert page.csp_errors == []
     finally:
         served.stop()
