@@ -36,18 +36,19 @@ class FakeStation:
         self.camera = False  # what board_info() says (no camera routes either way)
         self.unreachable = set()
         self.register_after = 0.8
+        self.skew = 0.0  # seconds the station's clock is ahead of the browser's (`since`)
         self.registration = {"state": "registered", "error": None, "mode": "registrar",
                              "reason": None, "attempt": 1, "since": round(time.time() - 60, 1)}
 
     def _registration(self, now):
         reg = self.registration
-        if reg["state"] == "registering" and now - reg["since"] >= self.register_after:
+        if reg["state"] == "registering" and now + self.skew - reg["since"] >= self.register_after:
             host = self.config.sip.registrar.rsplit(":", 1)[0]
             if host in self.unreachable:
                 reason = f"no answer from {host}:5060 (timeout)"
-                reg.update(state="failed", error="timeout", reason=reason, since=now)
+                reg.update(state="failed", error="timeout", reason=reason, since=now + self.skew)
             else:
-                reg.update(state="registered", since=now)
+                reg.update(state="registered", since=now + self.skew)
             self.log_event("registration", state=reg["state"], reason=reg["reason"])
         return dict(reg, next_refresh=now + 60)
 
@@ -85,7 +86,7 @@ class FakeStation:
             direct = not cfg.sip.registrar
             self.registration = {"state": "disabled" if direct else "registering",
                                  "error": None, "mode": "direct" if direct else "registrar",
-                                 "reason": None, "attempt": 1, "since": time.time()}
+                                 "reason": None, "attempt": 1, "since": time.time() + self.skew}
         return [name for name in sorted(cfg.SECTIONS) if cfg.section(name) != old.section(name)]
 
     def board_info(self):

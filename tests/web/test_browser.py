@@ -131,6 +131,8 @@ def no_sideways_scroll(page, what):
 def open_settings(page):
     page.get_by_role("link", name="Settings", exact=True).click()
     expect(page.get_by_role("heading", name="Settings", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Save settings")).to_be_enabled()  # settings.js
+    expect(page.locator("#fields fieldset").first).to_be_visible()
 
 
 def save_settings(page):
@@ -250,6 +252,7 @@ def test_checklist_failed_registration_and_unanswered_test_call_say_why(browser,
     served = Served(tmp_path, fresh=True)
     served.station.unreachable.add("192.0.2.1")
     served.station.unanswered.add("sip:nobody@127.0.0.1")
+    served.station.skew = -600.0  # the station's clock is 10 minutes behind the browser's
     try:
         served.set_password()
         page = new_page(browser, width=360, height=780)
@@ -260,6 +263,7 @@ def test_checklist_failed_registration_and_unanswered_test_call_say_why(browser,
         page.get_by_role("button", name="Save and check").click()
         expect(page.locator("#step-result .progress")).to_have_text(
             "✗ Not registered: no answer from 192.0.2.1:5060 (timeout) — retrying")
+        expect(page.locator("#steps li").first).not_to_contain_text("done")
         no_sideways_scroll(page, "the checklist at 360 px")
         page.screenshot(path=str(ARTIFACTS / "checklist-registration-failed-360px.png"),
                         full_page=True)
@@ -269,6 +273,11 @@ def test_checklist_failed_registration_and_unanswered_test_call_say_why(browser,
         page.get_by_role("button", name="Test call to sip:nobody@127.0.0.1").click()
         expect(page.locator("#step-result .progress")).to_have_text(
             "Test call to nobody: no answer (408)")
+        page.get_by_role("link", name="Dashboard").click()
+        expect(page.locator("#st-reg")).to_have_text(
+            "Not registered: no answer from 192.0.2.1:5060 (timeout)")
+        expect(page.locator("#events li .sentence").first).to_have_text(
+            "Call to nobody failed: no answer (408)")
         assert page.csp_errors == []
     finally:
         served.stop()
@@ -316,6 +325,7 @@ def test_change_a_setting_and_see_it_saved(browser, served):
     # help and default next to the field, from help.json
     expect(page.locator('[id="h:f:sip.expires"]')).to_contain_text("Default: 600")
     page.screenshot(path=str(ARTIFACTS / "settings-1000px.png"))
+    axe.check(page, "page-ui-settings")
     assert page.csp_errors == []
 
 
@@ -524,6 +534,7 @@ def test_no_sideways_scroll_on_a_phone(browser, served):
     no_sideways_scroll(page, "the checklist at 360 px")
     page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_role("link", name="Dashboard").click()
+    expect(page.locator("#v-dashboard")).to_be_visible()
     columns = page.evaluate("getComputedStyle(document.getElementById('v-dashboard'))"
                             ".gridTemplateColumns.split(' ').length")
     assert columns == 2, "one column on a desktop"

@@ -406,6 +406,8 @@
         (typeof e.open_s === "number" ? " after " + e.open_s + " s" : "") +
         (e.alarm === "ended" ? " (held-open alarm ended)" : "");
       case "door_held_open": return "The door has been held open for " + e.held_s + " s (alarm)";
+      case "camera_token": return e.enabled ? "A new picture URL for phones was made"
+        : "The picture URL for phones was turned off";
       case "rejected_summary": return "Refused " + e.count + " more attempts from " + e.source_ip;
     }
     var rest = Object.keys(e).filter(function (k) {
@@ -546,6 +548,10 @@
     }, view === "settings" ? loadHelp() : Promise.resolve());
   }
   window.addEventListener("hashchange", route);
+  $("btn-setup-skip").addEventListener("click", function () {  // before forms.js is there too
+    remember(function (st) { st.dismissed = true; });
+    location.hash = "#dashboard";
+  });
   document.addEventListener("keydown", function (ev) {  // Escape closes the open details
     if (ev.key !== "Escape") return;
     var d = document.activeElement && document.activeElement.closest("details[open]");
@@ -580,5 +586,6 @@
     stored: stored, remember: remember, merge: merge, get: get, set: set, trim: trim,
     userOf: userOf, callButtons: callButtons, hasCamera: hasCamera, plural: plural,
     regText: regText, loadBoard: loadBoard, testCall: testCall, say: say, setCsrf: setCsrf,
+    status: function () { return status; },
     pendingFileErrors: null};
 })();

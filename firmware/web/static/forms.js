@@ -269,7 +269,7 @@
        if (!$("c:registrar-mode").checked) doc.sip.registrar = "";
        return doc;
      },
-     check: checkRegistration},
+     watch: checkRegistration},  // done only when it works
     {id: "targets", title: "Who the call buttons ring", paths: ["buttons"],
      intro: "Each call button rings its targets together (a ring group). A target is a SIP " +
             "URI such as sip:flat1@192.168.1.10 or, behind a registrar, a short number.",
@@ -373,14 +373,18 @@
       var doc = collect(stepForm);
       if (s.collect) doc = s.collect(doc);
       msg.textContent = "Saving…"; clear(result);
-      var saved = Date.now() / 1000;
+      var saved = Date.now() / 1000, reg = (DL.status() || {}).registration || {};
+      var since = reg.since;  // the registration's state before this save
       api("PUT", "/api/config", doc).then(function (res) {
         return afterSave(stepForm, res, msg, sum, s.paths);
       }).then(function (ok) {
         if (!ok) return;
-        remember(function (st) { st.done[s.id] = true; });
-        drawSteps();
-        if (s.check) s.check(result, saved);
+        var done = function () {  // a step is done when saved and (where checked) working
+          remember(function (st) { st.done[s.id] = true; });
+          drawSteps();
+        };
+        if (s.watch) s.watch(result, saved, since, done);
+        else { done(); if (s.check) s.check(result); }
         result.appendChild(nextButton());
       });
     });
@@ -397,25 +401,25 @@
       location.hash = "#dashboard";
     } else openStep(current + 1);
   }
-  $("btn-setup-skip").addEventListener("click", function () {
-    remember(function (st) { st.dismissed = true; });
-    location.hash = "#dashboard";
-  });
 
   // Registration: wait for registered or failed (with its reason), showing each attempt.
-  function checkRegistration(box, saved) {
+  function checkRegistration(box, saved, before, done) {
     var line = el("p", {"class": "progress"}, "Checking the registration…");
     box.appendChild(line);
-    var until = Date.now() + 45000;
+    var until = Date.now() + 45000, seen = false;
     function look() {
       api("GET", "/api/status").then(function (res) {
         var reg = res.data.registration || {}, r = regText(reg);
-        var fresh = reg.since ? reg.since >= saved - 1 : Date.now() / 1000 - saved > 2;
+        // the result of this save, not the one before: the state went through "registering",
+        // or began anew, or 3 s went by (clocks of the page and the station may differ)
+        seen = seen || reg.state === "registering";
+        var fresh = seen || (reg.since && reg.since !== before) || Date.now() / 1000 - saved > 3;
         line.className = "progress " + r.cls;
         line.textContent = r.text + (r.detail ? " — " + r.detail : "");
-        if (r.direct) return;
+        if (r.direct) { if (r.cls === "ok") done(); return; }
         if (fresh && (reg.state === "registered" || reg.state === "failed")) {
           line.textContent = (reg.state === "registered" ? "✓ " : "✗ ") + line.textContent;
+          if (reg.state === "registered") done();
           return;
         }
         if (Date.now() > until) { line.textContent = "No answer yet after 45 s: " + line.textContent; return; }

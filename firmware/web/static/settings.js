@@ -186,6 +186,7 @@
     box.appendChild(form);
   }
 
+  $("btn-save").disabled = $("upload").disabled = false;  // usable once they do something
   DL.settings = {
     enter: function (fileErrors) {
       settingsForm.draw();
