@@ -14,6 +14,18 @@ Public API
     item_getter(table)           a one-argument function returning table[index], for map():
                                  the C-level bound `table.__getitem__` on CPython; MicroPython
                                  does not expose `__getitem__` on built-in types.
+    hash_constructor(name)       the constructor of hash `name` ("md5", "sha256", "sha512_256"),
+                                 or None where this interpreter lacks it. On CPython, MD5 and
+                                 SHA-256 come from the built-in `_md5` / `_sha2` (`_sha256`
+                                 before 3.12) modules, so digest auth does not load hashlib,
+                                 whose OpenSSL (libcrypto, about 3.7 MB of RSS and 3-4 ms of
+                                 start) only an algorithm that needs it pays for, when first
+                                 asked (SHA-512-256: issue 14). MicroPython: its `hashlib`.
+    pbkdf2_hmac                  hashlib.pbkdf2_hmac, imported at its first call (it needs
+                                 OpenSSL); None on MicroPython (no such function)
+    compare_digest(a, b)         constant-time comparison: CPython's `_operator._compare_digest`
+                                 (what `hmac.compare_digest` falls back to, without importing
+                                 hmac and its OpenSSL); None on MicroPython (no hmac module)
 """
 
 import sys
@@ -30,8 +42,46 @@ if MICROPYTHON:
     def item_getter(table: "bytes | list[bytes]") -> "Callable":
         return lambda index: table[index]
 
+    def hash_constructor(name: str) -> "Callable | None":
+        import hashlib
+
+        return getattr(hashlib, name, None)
+
+    pbkdf2_hmac = None
+    compare_digest = None
+
 else:
     ordered_dict = dict
 
     def item_getter(table: "bytes | list[bytes]") -> "Callable":
         return table.__getitem__
+
+    # hash name -> CPython's built-in modules that may hold it (no OpenSSL), in order of trial
+    _BUILTIN_HASHES = {"md5": ("_md5",), "sha256": ("_sha2", "_sha256")}
+
+    def hash_constructor(name: str) -> "Callable | None":
+        for module_name in _BUILTIN_HASHES.get(name, ()):
+            try:
+                module = __import__(module_name)
+            except ImportError:  # a build without it: hashlib below
+                continue
+            constructor = getattr(module, name, None)
+            if constructor is not None:
+                return constructor
+        import hashlib  # loads libcrypto: only for what the built-in modules lack
+
+        constructor = getattr(hashlib, name, None)
+        if constructor is not None:
+            return constructor
+        try:
+            hashlib.new(name)
+        except ValueError:  # this OpenSSL lacks it (or FIPS mode forbids it)
+            return None
+        return lambda data=b"": hashlib.new(name, data)
+
+    from _operator import _compare_digest as compare_digest  # noqa: F401  # public API
+
+    def pbkdf2_hmac(hash_name: str, password: bytes, salt: bytes, iterations: int) -> bytes:
+        from hashlib import pbkdf2_hmac as openssl_pbkdf2_hmac  # libcrypto: at the first use
+
+        return openssl_pbkdf2_hmac(hash_name, password, salt, iterations)

@@ -18,18 +18,13 @@ Public API
         of an `[answer] allow` entry (`trusted_ips`): an allowed address cannot claim another
         entry's identity (issue 12)
     constant_time_equal(a, b) -> bool
-        compares two strings in time independent of where they differ (hmac.compare_digest
-        when present)
+        compares two strings in time independent of where they differ (hmac's compare_digest
+        where the interpreter has one: compat.compare_digest)
 """
 
+from firmware.compat import compare_digest  # None on MicroPython (no hmac module)
 from firmware.sip.errors import ParseError
 from firmware.sip.message import NameAddress
-
-try:
-    from hmac import compare_digest
-except ImportError:  # MicroPython has no hmac module
-    compare_digest = None  # type: ignore[assignment]  # checked before use
-
 
 _KEYS: "dict[str, str | None]" = {}  # caller_key's answers by text, bounded: MAX_KEYS
 MAX_KEYS = 64

@@ -24,9 +24,10 @@ code as a salted hash, "pbkdf2_sha256$<iterations>$<salt-hex>$<hash-hex>" (PBKDF
 secret worth keeping: someone cracking the hash tries short codes first anyway, so knowing it saves
 them at most a tenth of the work; it lets each typed digit cost one hash per code of that length
 instead of one per possible length. Verification uses `hashlib.pbkdf2_hmac` where it exists
-(CPython) and a portable PBKDF2 built on `hashlib.sha256` otherwise (MicroPython has no
-pbkdf2_hmac); both give the same bytes. The final comparison is constant-time. Clear codes (`code`,
-as typed into the page and before the config is saved) are still accepted.
+(CPython; imported at the first code typed, not at start: issue 14) and a portable PBKDF2
+built on SHA-256 otherwise (MicroPython has no pbkdf2_hmac); both give the same bytes. The final
+comparison is constant-time. Clear codes (`code`, as typed into the page and before the config
+is saved) are still accepted.
 
 Public API
     enter_digit(buffer, digit, codes) -> (buffer, outcome, caller)
@@ -42,14 +43,8 @@ Public API
         reset(key), expire(now), next_expiry(), active() -> [{"kind", "subject", "until"}].
 """
 
-import hashlib
-
 from firmware.app.callers import constant_time_equal
-
-try:
-    from hashlib import pbkdf2_hmac
-except ImportError:  # MicroPython
-    pbkdf2_hmac = None  # type: ignore[assignment]  # checked before use
+from firmware.compat import hash_constructor, pbkdf2_hmac  # pbkdf2_hmac: None on MicroPython
 
 HASH_SCHEME = "pbkdf2_sha256"
 
@@ -144,13 +139,15 @@ def pbkdf2_sha256(secret: bytes, salt: bytes, iterations: int) -> bytes:
 
 def portable_pbkdf2_sha256(secret: bytes, salt: bytes, iterations: int) -> bytes:
     """PBKDF2-HMAC-SHA256 (RFC 8018 §5.2, HMAC per RFC 2104) for one 32-byte block."""
-    key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
+    sha256 = hash_constructor("sha256")
+    assert sha256 is not None  # every interpreter we run on has SHA-256
+    key = sha256(secret).digest() if len(secret) > 64 else secret
     key = key + bytes(64 - len(key))
     inner = bytes(b ^ 0x36 for b in key)
     outer = bytes(b ^ 0x5C for b in key)
 
     def mac(message: bytes) -> bytes:
-        return hashlib.sha256(outer + hashlib.sha256(inner + message).digest()).digest()
+        return sha256(outer + sha256(inner + message).digest()).digest()
 
     block = mac(salt + b"\x00\x00\x00\x01")
     total = int.from_bytes(block, "big")

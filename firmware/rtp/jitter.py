@@ -142,6 +142,9 @@ class JitterBuffer:
         self._observe_transit(now * self.clock_rate - ts)
 
         size = self.frame_bytes
+        if len(pcm) == size:  # one frame per packet (the usual case): kept as it is, no copy
+            self._frames[ts] = bytes(pcm)
+            pcm = b""
         for offset in range(0, len(pcm), size):
             frame = bytes(pcm[offset : offset + size])
             if len(frame) < size:

@@ -116,6 +116,9 @@ class RtpPacket:
         first, second, sequence, timestamp, ssrc = struct.unpack_from("!BBHII", data, 0)
         if first >> 6 != RTP_VERSION:
             raise RtpParseError("not RTP version 2")
+        if first & 0x3F == 0:  # no padding, extension or CSRC: the media path's every packet
+            return cls(second & 0x7F, sequence, timestamp, ssrc, data[RTP_HEADER_SIZE:],
+                       second >= 0x80)
         csrc_count = first & 0x0F
         offset = RTP_HEADER_SIZE + 4 * csrc_count
         if len(data) < offset:

@@ -62,10 +62,12 @@ Public API
 
 import math
 import os
+import struct
 
 from firmware.rtp.dtmf import DtmfPacket, DtmfSender
 from firmware.rtp.jitter import JitterBuffer
 from firmware.rtp.packet import (
+    RTP_VERSION,
     Bye,
     ReceiverReport,
     ReportBlock,
@@ -99,6 +101,7 @@ LATCH_PACKETS = 10  # symmetric RTP without SRTP: packets in a row from the new 
 LATCH_MIN_TIME = 0.2  # ... spanning at least this long (seconds), before the port switches
 LATCH_SEQ_WINDOW = 50  # ... of one SSRC whose sequence numbers stay this close (loss, reordering)
 _EPSILON = 1e-9  # a deadline met exactly counts as due despite float rounding
+_RTP_FIRST = RTP_VERSION << 6  # first header octet of the packets we send: no P, X, CC
 
 
 def _random_uint(octets: int) -> int:
@@ -380,9 +383,10 @@ class RtpSession:
         self._marker_pending = False
 
     def _send_rtp(self, payload_type: int, timestamp: int, marker: bool, payload: bytes) -> None:
-        packet = RtpPacket(payload_type, self._sequence, timestamp, self.ssrc, payload, marker)
+        # RtpPacket(...).to_bytes() without the object: the fixed header, packed once per packet
+        data = struct.pack("!BBHII", _RTP_FIRST, (0x80 if marker else 0) | (payload_type & 0x7F),
+                           self._sequence, timestamp & 0xFFFFFFFF, self.ssrc) + payload
         self._sequence = (self._sequence + 1) % SEQ_MOD
-        data = packet.to_bytes()
         if self._srtp is not None:
             try:
                 data = self._srtp.protect(data)
@@ -436,8 +440,11 @@ class RtpSession:
             self._receive_rtcp(data, addr, now)
             return
         sdp = self._sdp_addr
-        if sdp is None or not same_ip(addr[0], sdp[0]) or \
-                (self._rtp_latched and not _same_addr(addr, self.remote_addr)):
+        # Latched and from exactly the latched address (every packet of a call): no text
+        # comparison of addresses.
+        if not (self._rtp_latched and addr == self.remote_addr) and (
+                sdp is None or not same_ip(addr[0], sdp[0]) or
+                (self._rtp_latched and not _same_addr(addr, self.remote_addr))):
             self.foreign += 1
             return
         if self._srtp is not None:

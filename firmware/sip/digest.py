@@ -18,7 +18,12 @@ Public API
 - `authorization_header(challenge, method, uri, username, password, cnonce, nc, body=b"")`:
   the Authorization / Proxy-Authorization value; `nc` is an int, `cnonce` a string the caller
   draws from `os.urandom` (passed in so tests are deterministic).
-- `SUPPORTED_ALGORITHMS`: what this interpreter's hashlib can do, strongest first.
+- `supported_algorithms() -> tuple`: what this interpreter can hash, strongest first (asks
+  for every algorithm, so it loads hashlib on CPython; the UA itself never calls it).
+
+Hash implementations come from `compat.hash_constructor`, looked up when an algorithm is first
+needed: MD5 and SHA-256 without hashlib's OpenSSL on CPython, SHA-512-256 through hashlib only
+when a registrar asks for it (issue 14: libcrypto costs ~3.7 MB of RSS).
 
 Choosing among challenges: RFC 8760 (section 2.3, UAC behavior) lets a server send one challenge
 per algorithm in order of its preference; the UAC should take the topmost it supports unless local
@@ -26,8 +31,7 @@ policy says otherwise. Our policy is the strongest algorithm we support (SHA-512
 SHA-256, then MD5), so a registrar that still offers MD5 for old phones never downgrades us.
 """
 
-import hashlib
-
+from firmware.compat import hash_constructor
 from firmware.sip.errors import ParseError
 
 TYPE_CHECKING = False
@@ -35,36 +39,26 @@ if TYPE_CHECKING:  # typing only: never imported at run time
     from collections.abc import Callable
     from typing import Any, Literal
 
-# hashlib attribute or `hashlib.new` name for each RFC 7616 algorithm, strongest first.
+# RFC 7616 algorithm -> compat.hash_constructor name, strongest first.
 _HASH_NAMES = (("SHA-512-256", "sha512_256"), ("SHA-256", "sha256"), ("MD5", "md5"))
+_RANK = {algorithm: rank for rank, (algorithm, _) in enumerate(_HASH_NAMES)}
+
+# algorithm -> constructor, or None once known to be missing; filled on first use (3 entries)
+_HASHES: "dict[str, Callable | None]" = {}
 
 
-def _find_hash(name: str) -> "Callable | None":
-    """A constructor for `name`, or None where this interpreter lacks it (MicroPython, FIPS)."""
-    constructor = getattr(hashlib, name, None)
-    if constructor is not None:
-        return constructor
-    if not hasattr(hashlib, "new"):
-        return None
-    try:
-        hashlib.new(name)
-    except ValueError:
-        return None
-    return lambda data: hashlib.new(name, data)
+def _hash_for(algorithm: str) -> "Callable | None":
+    """The constructor for an upper-case base algorithm, or None (unknown or missing here)."""
+    if algorithm not in _HASHES:
+        if algorithm not in _RANK:
+            return None
+        _HASHES[algorithm] = hash_constructor(_HASH_NAMES[_RANK[algorithm]][1])
+    return _HASHES[algorithm]
 
 
-def _available_hashes() -> "dict[str, Callable]":
-    available = {}
-    for algorithm, name in _HASH_NAMES:
-        constructor = _find_hash(name)
-        if constructor is not None:
-            available[algorithm] = constructor
-    return available
+def supported_algorithms() -> "tuple[str, ...]":
+    return tuple(a for a, _ in _HASH_NAMES if _hash_for(a) is not None)
 
-
-_HASHES = _available_hashes()
-
-SUPPORTED_ALGORITHMS = tuple(a for a, _ in _HASH_NAMES if a in _HASHES)
 
 _QOP_PREFERENCE = ("auth", "auth-int")  # auth-int costs a body hash and protects nothing more here
 
@@ -80,7 +74,10 @@ def _base_algorithm(algorithm: str) -> str:
 
 
 def _hex_hash(algorithm: str, data: bytes) -> str:
-    return _HASHES[_base_algorithm(algorithm)](data).digest().hex()
+    constructor = _hash_for(_base_algorithm(algorithm))
+    if constructor is None:
+        raise ValueError("unsupported digest algorithm: " + algorithm)
+    return constructor(data).digest().hex()
 
 
 def _hash_joined(algorithm: str, *parts: "Any") -> str:  # str, None where qop is absent
@@ -128,7 +125,9 @@ class Challenge:
 
     @property
     def supported(self) -> bool:
-        return _base_algorithm(self.algorithm) in _HASHES and self.chosen_qop is not False
+        if self.chosen_qop is False:
+            return False
+        return _hash_for(_base_algorithm(self.algorithm)) is not None
 
     def __repr__(self) -> str:
         qop = ",".join(self.qop) or "-"
@@ -205,11 +204,11 @@ def parse_challenges(values: list[str]) -> "list[Challenge]":
 def choose_challenge(challenges: "list[Challenge]") -> "Challenge | None":
     """The strongest supported challenge (module docstring), the first of equals; or None."""
     best = None
-    best_rank = len(SUPPORTED_ALGORITHMS)
+    best_rank = len(_HASH_NAMES)
     for challenge in challenges:
         if not challenge.supported:
             continue
-        rank = SUPPORTED_ALGORITHMS.index(_base_algorithm(challenge.algorithm))
+        rank = _RANK[_base_algorithm(challenge.algorithm)]
         if rank < best_rank:
             best, best_rank = challenge, rank
     return best

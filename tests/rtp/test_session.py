@@ -582,3 +582,20 @@ def test_receive_never_raises_on_junk(datagrams, looks_like_rtcp):
         session.pull_audio(index * 0.02)
     session.handle_timer(10.0)
     assert session.stats()["packets_received"] <= len(datagrams)
+
+
+def test_sent_packets_are_the_rtp_packets_bytes_and_parse_back():
+    # the send path packs the header itself (issue 14): the same bytes as RtpPacket.to_bytes
+    session = make_session()
+    session.start(0.0)
+    session.handle_timer(0.061)
+    sent = [data for data, _ in session.datagrams_to_send() if not is_rtcp(data)]
+    assert len(sent) == 4
+    for index, data in enumerate(sent):
+        packet = RtpPacket.parse(data)
+        assert packet.marker == (index == 0) and packet.payload_type == 0
+        assert packet.ssrc == session.ssrc and packet.payload == FRAME and packet.csrcs == []
+        assert data == RtpPacket(0, packet.sequence, packet.timestamp, session.ssrc, FRAME,
+                                 index == 0).to_bytes()
+    sequences = [RtpPacket.parse(d).sequence for d in sent]
+    assert [(s - sequences[0]) % 0x10000 for s in sequences] == [0, 1, 2, 3]

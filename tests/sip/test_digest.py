@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -45,7 +46,7 @@ def skip_unless_supported(entry):
     algorithm = entry["algorithm"].upper()
     if algorithm.endswith("-SESS"):
         algorithm = algorithm[:-5]
-    if algorithm not in digest.SUPPORTED_ALGORITHMS:
+    if algorithm not in digest.supported_algorithms():
         pytest.skip(algorithm + " not in this interpreter's hashlib")
 
 
@@ -158,7 +159,7 @@ def test_sha512_256_preferred_when_available():
         'Digest realm="a", nonce="1", algorithm=SHA-256',
         'Digest realm="a", nonce="2", algorithm=SHA-512-256'])
     chosen = digest.choose_challenge(challenges)
-    if "SHA-512-256" in digest.SUPPORTED_ALGORITHMS:
+    if "SHA-512-256" in digest.supported_algorithms():
         assert chosen.algorithm == "SHA-512-256"
     else:
         assert chosen.algorithm == "SHA-256"
@@ -230,3 +231,35 @@ def test_parse_never_fails_other_than_parse_error(text):
         return
     for challenge in challenges:
         assert isinstance(challenge.realm, str) and isinstance(challenge.nonce, str)
+
+
+def _modules_after(code):
+    """sys.modules of a fresh interpreter (`-S`, as the service runs) after `code`."""
+    import pathlib
+    import subprocess
+    script = ("import sys\nfrom firmware.sip import digest\n" + code +
+              "\nprint(' '.join(sorted(sys.modules)))")
+    result = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True, text=True,
+                            timeout=30, cwd=str(pathlib.Path(__file__).resolve().parents[2]))
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+CHALLENGE_OF = 'digest.Challenge.parse(\'Digest realm="r", nonce="n", qop="auth", algorithm=%s\')'
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="CPython's built-in hashes")
+def test_md5_and_sha256_answers_do_not_load_hashlib():
+    # issue 14: hashlib loads OpenSSL's libcrypto (~3.7 MB RSS); MD5 and SHA-256 do without it
+    code = "\n".join(
+        "digest.authorization_header(%s, 'REGISTER', 'sip:r', 'u', 'p', 'c', 1)"
+        % (CHALLENGE_OF % algorithm) for algorithm in ("MD5", "SHA-256", "MD5-sess"))
+    modules = _modules_after(code)
+    assert "firmware.sip.digest" in modules
+    assert "hashlib" not in modules and "_hashlib" not in modules
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="CPython's built-in hashes")
+def test_sha512_256_loads_hashlib_when_asked():
+    modules = _modules_after("print(%s.supported)" % (CHALLENGE_OF % "SHA-512-256"))
+    assert "_hashlib" in modules

@@ -3,11 +3,16 @@
 import argparse
 import compileall
 import pathlib
+import signal
 import sys
 
 from tools.bench.harness import CASES, Bench
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def main(argv=None):
@@ -20,6 +25,10 @@ def main(argv=None):
                         help="where results.json, results.md and the plot go (default: bench/)")
     parser.add_argument("--only", nargs="+", choices=CASES, help="run only these cases")
     args = parser.parse_args(argv)
+    # `timeout make bench` or a closed terminal: end through the harness's `finally`, which
+    # stops every peer and UA it started (SIGTERM's default would leave them all running).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     # As installed on a Pi: the firmware's bytecode exists before it starts. Without this, an
     # environment with PYTHONDONTWRITEBYTECODE=1 recompiles everything at every start (about
