@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-from firmware.app import doorcodes
+from firmware.app import callers, doorcodes
 from firmware.settings import Config, DoorCode
 from firmware.sip.errors import ParseError
 from firmware.sip.uri import URI, split_host_port
@@ -272,15 +272,20 @@ class _Checker:
             self.fail(path, f"longer than {MAX_HOST_LENGTH} characters")
 
 
-def validate(doc: Any) -> Config:
+def validate(doc: Any, board: "dict[str, Any] | None" = None) -> Config:
     """Check a whole configuration document once. Returns it as a `Config` (defaults filled
-    in) or raises ConfigError with one message per bad field."""
+    in) or raises ConfigError with one message per bad field: every bad field at once, an
+    unknown section or key too (it is reported and left out, the rest is still checked).
+    With `board` (`{"name", "buttons", "relays", "inputs"}`: the running board's roles, as
+    GET /api/board gives them) the roles a button, a relay or a door code names must exist on
+    that board; without, any well-formed role name is accepted (a file loaded at start, which
+    must never stop the station)."""
     if not isinstance(doc, dict):
         raise ConfigError({"": "the configuration must be a table"})
     check = _Checker()
     for key in doc:
         if key not in DEFAULTS:
-            check.fail(key, "unknown section")
+            check.fail(str(key), "unknown section")
     base = defaults()
     if "buttons" in doc:
         base["buttons"] = []
@@ -290,12 +295,11 @@ def validate(doc: Any) -> Config:
             continue
         if not isinstance(table, dict):
             check.fail(section, "must be a table")
+            cfg[section] = copy.deepcopy(DEFAULTS[section])  # checked no further
             continue
-        for key in table:
-            if key not in DEFAULTS[section]:
-                check.fail(f"{section}.{key}", "unknown key")
-    if check.errors:
-        raise ConfigError(check.errors)
+        for key in [k for k in table if k not in DEFAULTS[section]]:
+            check.fail(f"{section}.{key}", "unknown key")
+            del table[key]
 
     for (section, key), allowed in CHOICES.items():
         value = cfg[section][key]
@@ -326,39 +330,67 @@ def validate(doc: Any) -> Config:
     _check_mqtt(check, cfg["mqtt"])
     _check_webhooks(check, cfg["webhooks"])
     _check_camera(check, cfg["camera"])
+    if board is not None:
+        _check_board_roles(check, cfg, board)
     if check.errors:
         raise ConfigError(check.errors)
     return Config.from_dict(cfg)
 
 
+def _check_board_roles(check: _Checker, cfg: "dict[str, Any]", board: "dict[str, Any]") -> None:
+    """Buttons, relays and door codes' relays name roles the running board has."""
+    name = board.get("name") or "this board"
+
+    def refuse(path: str, kind: str, role: Any, have: "list[str]") -> None:
+        check.fail(path, f"no {kind} role \"{role}\" on this board ({name} has: "
+                         f"{', '.join(have) or 'none'})")
+
+    buttons = [str(r) for r in board.get("buttons", [])]
+    for i, button in enumerate(cfg["buttons"] if isinstance(cfg["buttons"], list) else []):
+        role = button.get("role") if isinstance(button, dict) else None
+        if isinstance(role, str) and _role_name(role) and role != "exit" and \
+                role not in buttons:
+            refuse(f"buttons[{i}].role", "button", role, buttons)
+    relays = [str(r) for r in board.get("relays", [])]
+    for i, relay in enumerate(cfg["relays"] if isinstance(cfg["relays"], list) else []):
+        role = relay.get("role") if isinstance(relay, dict) else None
+        if isinstance(role, str) and _role_name(role) and role not in relays:
+            refuse(f"relays[{i}].role", "relay", role, relays)
+    codes = cfg["door"]["codes"] if isinstance(cfg["door"]["codes"], list) else []
+    for i, entry in enumerate(codes):
+        role = entry.get("relay", "door") if isinstance(entry, dict) else None
+        if isinstance(role, str) and role not in relays:
+            refuse(f"door.codes[{i}].relay", "relay", role, relays)
+
+
 # -- telling the house (issue 17) ---------------------------------------------------------------
 def _check_mqtt(check: _Checker, mqtt: "dict[str, Any]") -> None:
     texts = ("broker", "username", "password", "tls_ca", "topic_prefix", "discovery_prefix")
-    if not all([check.type(f"mqtt.{key}", mqtt[key], (str,), "a string") for key in texts]):
-        return
+    # each text on its own: a wrong type in one field must not hide the others' errors
+    ok = {key: check.type(f"mqtt.{key}", mqtt[key], (str,), "a string") for key in texts}
     check.type("mqtt.tls", mqtt["tls"], (bool,), "true or false")
     check.type("mqtt.allow_door_open", mqtt["allow_door_open"], (bool,), "true or false")
-    if mqtt["broker"]:
+    if ok["broker"] and mqtt["broker"]:
         try:
             parse_host_port(mqtt["broker"], 1883)
         except ValueError as exc:
             check.fail("mqtt.broker", f"{exc} (got {_shown(mqtt['broker'])})")
     for key in ("username", "password"):
-        if _has_control(mqtt[key]) or len(mqtt[key]) > MAX_PASSWORD_LENGTH:
+        if ok[key] and (_has_control(mqtt[key]) or len(mqtt[key]) > MAX_PASSWORD_LENGTH):
             check.fail(f"mqtt.{key}", "must be at most %d characters without control "
                                       "characters" % MAX_PASSWORD_LENGTH)
     for key in ("topic_prefix", "discovery_prefix"):
         topic = mqtt[key]
-        if len(topic) > MAX_TOPIC_LENGTH or _has_control(topic) or \
-                any(c in topic for c in "#+\0") or topic.startswith("/") or \
-                topic.endswith("/") or "//" in topic:
+        if ok[key] and (len(topic) > MAX_TOPIC_LENGTH or _has_control(topic) or
+                        any(c in topic for c in "#+\0") or topic.startswith("/") or
+                        topic.endswith("/") or "//" in topic):
             check.fail(f"mqtt.{key}", "must be an MQTT topic like doorline/front without "
                                       f"wildcards, empty levels or a leading/trailing / "
                                       f"(got {_shown(topic)})")
-    if not mqtt["discovery_prefix"]:
+    if ok["discovery_prefix"] and not mqtt["discovery_prefix"]:
         check.fail("mqtt.discovery_prefix", "must not be empty (Home Assistant's is "
                                             "homeassistant)")
-    if mqtt["tls"] and mqtt["tls_ca"]:
+    if ok["tls_ca"] and mqtt["tls"] is True and mqtt["tls_ca"]:
         problem = ca_file_problem(mqtt["tls_ca"])
         if problem:
             check.fail("mqtt.tls_ca", problem)
@@ -489,24 +521,30 @@ def _is_host_name(name: str) -> bool:
 def _check_sip(check: _Checker, sip: "dict[str, Any]") -> None:
     texts = ("registrar", "domain", "username", "password", "tls_ca", "display_name",
              "auth_username")
-    if not all([check.type(f"sip.{key}", sip[key], (str,), "a string") for key in texts]):
-        return
-    if sip["registrar"]:
+    # each text on its own: a wrong type in one field must not hide the others' errors
+    ok = {key: check.type(f"sip.{key}", sip[key], (str,), "a string") for key in texts}
+    if ok["registrar"] and sip["registrar"]:
         try:
             parse_host_port(sip["registrar"], 5060)
         except ValueError as exc:
             check.fail("sip.registrar", f"{exc} (got {sip['registrar']!r})")
-        if not sip["username"]:
+        if ok["username"] and not sip["username"]:
             check.fail("sip.username", "is required when a registrar is set")
-    check.host("sip.domain", sip["domain"])
-    _check_user(check, "sip.username", sip["username"])
-    _check_user(check, "sip.auth_username", sip["auth_username"])
+    if ok["domain"]:
+        check.host("sip.domain", sip["domain"])
+    for key in ("username", "auth_username"):
+        if ok[key]:
+            _check_user(check, f"sip.{key}", sip[key])
     name = sip["display_name"]
-    if _has_control(name):
+    if not ok["display_name"]:
+        pass
+    elif _has_control(name):
         check.fail("sip.display_name", "must not contain line breaks or control characters")
     elif len(name) > MAX_DISPLAY_NAME_LENGTH:
         check.fail("sip.display_name", f"longer than {MAX_DISPLAY_NAME_LENGTH} characters")
-    if _has_control(sip["password"]):
+    if not ok["password"]:
+        pass
+    elif _has_control(sip["password"]):
         check.fail("sip.password", "must not contain line breaks or control characters")
     elif len(sip["password"]) > MAX_PASSWORD_LENGTH:
         check.fail("sip.password", f"longer than {MAX_PASSWORD_LENGTH} characters")
@@ -514,7 +552,7 @@ def _check_sip(check: _Checker, sip: "dict[str, Any]") -> None:
     check.integer("sip.expires", sip["expires"], 60, 86400)
     if sip["keepalive_s"] != 0 or isinstance(sip["keepalive_s"], bool):
         check.integer("sip.keepalive_s", sip["keepalive_s"], 5, 3600)
-    if sip["transport"] == "tls" and sip["tls_ca"]:
+    if ok["tls_ca"] and sip["transport"] == "tls" and sip["tls_ca"]:
         problem = ca_file_problem(sip["tls_ca"])
         if problem:
             check.fail("sip.tls_ca", problem)
@@ -683,16 +721,15 @@ def _check_buttons(check: _Checker, buttons: Any, sip: "dict[str, Any]") -> None
         full = merge(DEFAULTS["buttons"][0], button)
         buttons[i] = full
         role = full["role"]
-        if not check.type(f"{path}.role", role, (str,), "a role name"):
-            continue
-        if not role or not role.replace("_", "").isalnum():
-            check.fail(f"{path}.role", f"must be a role name like 'call' (got {role!r})")
-        if role in seen:
-            check.fail(f"{path}.role", f"button role {role!r} is configured twice")
-        if role == "exit":
-            check.fail(f"{path}.role", "the exit button opens the door and rings no one: it "
-                                       "needs no [[buttons]] entry")
-        seen.add(role)
+        if check.type(f"{path}.role", role, (str,), "a role name"):  # the rest is checked anyway
+            if not role or not role.replace("_", "").isalnum():
+                check.fail(f"{path}.role", f"must be a role name like 'call' (got {role!r})")
+            if role in seen:
+                check.fail(f"{path}.role", f"button role {role!r} is configured twice")
+            if role == "exit":
+                check.fail(f"{path}.role", "the exit button opens the door and rings no one: "
+                                           "it needs no [[buttons]] entry")
+            seen.add(role)
         if check.type(f"{path}.targets", full["targets"], (list,), "a list of SIP URIs"):
             for j, uri in enumerate(full["targets"]):
                 _check_target(check, f"{path}.targets[{j}]", uri, sip)
@@ -1138,4 +1175,52 @@ def unredact(partial: "dict[str, Any]", current: Config) -> "dict[str, Any]":
                 hook["secret"] = hook_secrets[hook["url"]]
             elif i < len(current.webhooks):
                 hook["secret"] = current.webhooks[i].secret
+    return out
+
+
+# -- warnings: a configuration that saves but cannot work as meant (GET /api/config/warnings) --
+def warnings(cfg: Config, board: "dict[str, Any] | None" = None) -> "dict[str, str]":
+    """{field path: sentence} for settings that are valid one by one but cannot work together
+    (docs/CONFIG.md "Warnings"). Pure: reads `cfg` (and the board's roles), changes nothing."""
+    caller_key = callers.caller_key
+    out: dict[str, str] = {}
+    sip, media, answer = cfg.sip, cfg.media, cfg.answer
+    if media.srtp == "mandatory" and media.keys_need_tls() and sip.transport != "tls":
+        out["media.srtp"] = (
+            f"mandatory SRTP over {sip.transport.upper()} signalling refuses every call: the "
+            "SRTP keys may only travel over TLS. Use transport tls, or set "
+            "srtp_requires_tls = false (keys readable on the network), or srtp optional")
+    elif media.srtp == "optional" and media.keys_need_tls() and sip.transport != "tls":
+        out["media.srtp"] = (
+            f"optional SRTP over {sip.transport.upper()} signalling never encrypts a call: "
+            "the SRTP keys may only travel over TLS, so every call uses plain RTP. Use "
+            "transport tls, or set srtp_requires_tls = false (keys readable on the network)")
+    allowed = {caller_key(uri) for uri in answer.allow}
+    if answer.mode == "auto" and not answer.allow:
+        out["answer.allow"] = ("answer mode auto with an empty allow list: every incoming call "
+                               "is refused (403). Add the callers that may be answered, or "
+                               "set mode ring")
+    if not sip.registrar and answer.mode == "auto":
+        for i, uri in enumerate(answer.allow):
+            host = (caller_key(uri) or "@").rpartition("@")[2]
+            if callers.literal_ip(host) is None:
+                out[f"answer.allow[{i}]"] = (
+                    f"{uri}: in direct-IP mode only callers at an IP address are trusted "
+                    "(a host name proves nothing), so this caller is never auto-answered. "
+                    "Write its IP address, or set a registrar")
+    for i, code in enumerate(cfg.door.codes):
+        if caller_key(code.caller) not in allowed:
+            out[f"door.codes[{i}].caller"] = (
+                f"{code.caller} is not in the allowed callers (answer.allow): their calls are "
+                "refused, so this door code can never be typed. Add them to answer.allow")
+    for i, button in enumerate(cfg.buttons):
+        if button.role in ("hangup", "exit"):
+            continue
+        if not button.targets and not button.schedule_targets:
+            out[f"buttons[{i}].targets"] = (
+                f"the {button.role} button has no targets: pressing it calls no one")
+    if board is not None and cfg.camera.enabled and not board.get("camera") and \
+            cfg.camera.phone_token:
+        out["camera.phone_token"] = ("this board has no camera: the phone picture URL "
+                                     "answers 404")
     return out

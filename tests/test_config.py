@@ -403,7 +403,9 @@ def test_audio_section_defaults_and_checks():
     with pytest.raises(config.ConfigError) as bad:
         config.validate({"audio": {"mic_gain_db": 31, "speaker_volume": 101, "agc": "yes",
                                    "echo_cancel": 1, "loudness": 3}})
-    assert set(bad.value.errors) == {"audio.loudness"}
+    # every bad field at once: the unknown key does not hide the bad values (issue 18)
+    assert set(bad.value.errors) == {"audio.loudness", "audio.mic_gain_db",
+                                     "audio.speaker_volume", "audio.agc", "audio.echo_cancel"}
     with pytest.raises(config.ConfigError) as bad:
         config.validate({"audio": {"mic_gain_db": 31, "speaker_volume": 101, "agc": "yes",
                                    "echo_cancel": 1}, "media": {"codecs": ["G729"]}})

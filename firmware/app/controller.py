@@ -98,6 +98,7 @@ from firmware.app.actions import (
 from firmware.app.buttons import ALLOWED, CALLS_PER_MINUTE, LIMITED, STUCK_S, ButtonGuard
 from firmware.app.callers import caller_key, direct_ip_trusted, literal_ip
 from firmware.app.callers import source_ip as ip_of_source
+from firmware.app.reasons import registration_reason
 from firmware.app.schedules import Schedules
 from firmware.sip.callstate import ACTIVE, ANSWERING, CALLING, RINGING
 from firmware.sip.errors import ParseError
@@ -369,8 +370,8 @@ class Controller:
         call = self._find(call_id)
         if call is not None and call.state == STARTING:
             self._calls.remove(call)
-            self._log("call", direction=OUTGOING, peer=call.peer, role=call.role,
-                      outcome="failed", reason=reason)
+            self._log("call", call_id=call.id, direction=OUTGOING, peer=call.peer,
+                      role=call.role, outcome="failed", status=None, reason=reason)
             if not call.hangup_requested:
                 self._play("failure", None, FEEDBACK_CUE_S)
         self._update_leds()
@@ -553,10 +554,14 @@ class Controller:
             return
         if mode == "auto":
             if caller_key(caller) not in self._allow_keys:
-                self._reject(call_id, 403, "caller_rejected", fields, "not in answer.allow")
+                self._reject(call_id, 403, "caller_rejected", fields, "not in answer.allow",
+                             setting="answer.allow")
                 return
             if not trusted:
-                self._reject(call_id, 403, "caller_rejected", fields, "untrusted source")
+                # direct-IP mode trusts by an allow entry's IP address; behind a registrar no
+                # setting lets a caller in who did not come through it
+                self._reject(call_id, 403, "caller_rejected", fields, "untrusted source",
+                             setting="answer.allow" if self._registration == DISABLED else None)
                 return
             schedule = self._cfg.answer.schedule
             if not self._schedules.active(schedule, self._local):
@@ -581,10 +586,12 @@ class Controller:
             self._log("call", direction=INCOMING, outcome="ringing", reason=reason, **fields)
 
     def _reject(self, call_id: str, status: int, event_type: str, fields: dict,
-                reason: str) -> None:
+                reason: str, setting: "str | None" = None) -> None:
+        """`setting`: for `caller_rejected`, the config path that would let the caller in."""
         self._emit(Reject(call_id, status))
+        extra = {"setting": setting} if event_type == "caller_rejected" else {}
         self._log(event_type, direction=INCOMING, outcome="rejected", status=status,
-                  reason=reason, **fields)
+                  reason=reason, **fields, **extra)
 
     def _on_ended(self, call: "_Call", reason: str, status: int | None, now: float) -> None:
         self._stop_cue("ringback", call.id)
@@ -767,9 +774,11 @@ class Controller:
             return
         self._registration = state
         self._registration_error = error
-        self._log("registration", state=state, error=error)
-        if state == FAILED and error and error[:3] in ("401", "403", "407"):
-            self._log("auth_failed", error=error)
+        # a registrar's 401/403 is told here, with its reason; `auth_failed` is only for the
+        # station's own web/API login (docs/API.md)
+        self._log("registration", state=state, error=error,
+                  reason=registration_reason(error, self._cfg.sip.registrar,
+                                              self._cfg.sip.transport))
 
     def _update_leds(self) -> None:
         if self._buttons.stuck_roles():

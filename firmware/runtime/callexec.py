@@ -7,6 +7,7 @@ the controller decided."""
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 from firmware.app import actions
@@ -65,6 +66,7 @@ class CallExecutors(StationParts):
             self.sessions.media_unavailable(event.call_id, str(exc), self.loop.time())
             return
         self._pairs[event.call_id] = pair
+        self._started_at.setdefault(event.call_id, time.time())
         video_port = self._open_video_pair(event.call_id)
         self.sessions.media_opened(event.call_id, ports.host, port, self.loop.time(),
                                    video_port=video_port)
@@ -174,6 +176,7 @@ class CallExecutors(StationParts):
         self.controller.call_started(event.call_id, event.role, self.loop.time())
 
     def _call_not_started(self, event: ev.CallNotStarted) -> None:
+        self._started_at.pop(event.call_id, None)
         if event.reason != "busy":
             log.warning("not calling: %s", event.reason)
         self.controller.call_failed_to_start(event.call_id, event.reason, self.loop.time())
@@ -195,6 +198,7 @@ class CallExecutors(StationParts):
     def _call_ended(self, event: ev.CallEnded) -> None:
         log.info("call %s ended: %s %s", event.call_id, event.reason, event.status or "")
         self.controller.call_ended(event.call_id, event.reason, event.status, self.loop.time())
+        self._started_at.pop(event.call_id, None)
         stats = self._stats.pop(event.call_id, None)
         if stats:
             log.info("call %s media: %s", event.call_id, _short_stats(stats))
@@ -254,6 +258,7 @@ class CallExecutors(StationParts):
             port, pair, no_media = ports.open_pair() + (None,)
         except OSError as exc:  # no free RTP port pair, no file descriptor
             port, pair, no_media = None, None, exc
+        self._started_at.setdefault(action.call_id, time.time())
         button = self.cfg.button(action.role)
         answer_mode = button.answer_mode if button is not None else ""
         video_port = self._open_video_pair(action.call_id) if pair is not None else None

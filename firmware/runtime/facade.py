@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from firmware import config as configuration
+from firmware.app.reasons import registration_reason
 from firmware.runtime.parts import StationParts
 from firmware.settings import Config
 from firmware.sip.errors import ParseError
@@ -23,32 +24,76 @@ class Facade(StationParts):
     def config(self) -> Config:
         return self.cfg
 
+    def board_info(self) -> dict[str, Any] | None:
+        """The running board's roles, in board-file order (GET /api/board, and the roles the
+        configuration is checked against at save); None for a station without a board (some
+        tests)."""
+        board = self.board
+        if board is None:
+            return None
+        return {"name": board.name, "simulated": bool(self.simulated),
+                "buttons": list(board.buttons), "relays": list(board.relays),
+                "inputs": list(board.inputs), "leds": list(board.leds),
+                "camera": getattr(board, "camera", None) is not None}
+
     def status(self) -> dict[str, Any]:
         calls_status = []
         for call in self.sessions.status() if self.sessions is not None else []:
             stream = self.streams.get(call["id"])
             call["stats"] = stream.stats() if stream else \
                 ({"codec": call["codec"]} if call["codec"] else {})
+            call["stats"].update(loss_and_jitter(call["stats"] if stream else None))
             video = self.videos.get(call["id"])
             if video is not None:
                 call["stats"]["video"] = video.stats()
+            call["started"] = round(self._started_at.setdefault(call["id"], time.time()), 1)
+            call["wideband"] = call["codec"] in WIDEBAND_CODECS
             calls_status.append(call)
+        current = {call["id"] for call in calls_status}
+        for call_id in [c for c in self._started_at if c not in current]:
+            del self._started_at[call_id]
         snapshot = self.board.snapshot() if self.board is not None else {}
-        registration = self.ua.status() if self.ua is not None else {
-            "state": "failed" if self.sip_failed else "unregistered",
-            "error": self.sip_error, "next_refresh": None}
-        if registration.get("next_refresh") is not None:
-            registration = dict(registration)
-            registration["next_refresh"] = round(
-                time.time() + registration["next_refresh"] - self.loop.time(), 1)
         return {
-            "registration": registration,
+            "registration": self.registration_status(),
             "calls": calls_status,
             "door": self._door_status(snapshot),
             "leds": snapshot.get("leds", {}),
             "uptime_s": int(time.time() - self.started_at),
             "config_errors": dict(self.config_errors),
         }
+
+    def registration_status(self) -> dict[str, Any]:
+        """`state` (registering while a REGISTER is outstanding and we are not registered,
+        also while SIP (re)starts), `mode`, `reason` (a sentence, or None), `attempt`,
+        `since` (Unix time the state began), `error` and `next_refresh` as before."""
+        sip = self.cfg.sip
+        mode = "registrar" if sip.registrar else "direct"
+        wall = time.time() - self.loop.time()  # our monotonic clock → Unix time
+        starting = self._sip_start is not None and not self._sip_start.done()
+        if self._sip_restart_at is not None or (self.ua is None and starting):
+            # SIP is (re)starting: a stale "registered" must not show meanwhile
+            since = self._sip_restart_at if self._sip_restart_at is not None else \
+                self._sip_changed_at
+            out: dict[str, Any] = {
+                   "state": "registering" if mode == "registrar" else "disabled",
+                   "error": self.sip_error, "next_refresh": None,
+                   "attempt": 1 if mode == "registrar" else 0, "reason": self.sip_error}
+        elif self.ua is None:
+            since = self._sip_changed_at
+            out = {"state": "failed" if self.sip_failed else "unregistered",
+                   "error": self.sip_error, "next_refresh": None, "attempt": 0,
+                   "reason": self.sip_error}
+        else:
+            status = self.ua.status()
+            since = status["since"] if status["since"] is not None else self._sip_changed_at
+            out = {"state": "registering" if status["registering"] else status["state"],
+                   "error": status["error"], "attempt": status["attempt"],
+                   "next_refresh": None if status["next_refresh"] is None else
+                   round(wall + status["next_refresh"], 1),
+                   "reason": registration_reason(status["error"], sip.registrar, sip.transport)}
+        out["mode"] = mode
+        out["since"] = None if since is None else round(wall + since, 1)
+        return out
 
     def _door_status(self, snapshot: dict[str, Any]) -> dict[str, Any]:
         """The relays as the board drives them, the door contact as the controller saw it."""
@@ -57,10 +102,11 @@ class Facade(StationParts):
         return {"relay": relays.get("door", "closed"), "relays": relays,
                 "contact": door["contact"], "held_open": door["held_open"]}
 
-    async def apply_config(self, cfg: Config) -> None:
-        """Run with `cfg` (already validated). Any failure puts the previous settings back,
-        running as before, and raises ConfigError naming the field ("" when none can be
-        named); the caller saves the file only after this returned."""
+    async def apply_config(self, cfg: Config) -> list[str]:
+        """Run with `cfg` (already validated); returns the names of the sections that changed
+        (the caller logs them with its one `config_saved` event). Any failure puts the
+        previous settings back, running as before, and raises ConfigError naming the field
+        ("" when none can be named); the caller saves the file only after this returned."""
         old, self.cfg = self.cfg, cfg
         was_running = self.ua is not None
         # what to go back to when SIP was not running: still starting, or failed (and why)
@@ -84,10 +130,15 @@ class Facade(StationParts):
                     stream.set_audio(cfg.audio)
             if restart:
                 log.info("SIP settings changed: restarting the user agent")
-                await self._cancel_sip_start()
-                await self._stop_sip()
-                self.config_errors = {}
-                await self._start_sip()
+                # shown at once as "registering" (not the old "registered") until it is done
+                self._sip_restart_at = self.loop.time()
+                try:
+                    await self._cancel_sip_start()
+                    await self._stop_sip()
+                    self.config_errors = {}
+                    await self._start_sip()
+                finally:
+                    self._sip_restart_at = None
         except Exception as exc:  # not only OSError: nothing may leave the station half-applied
             await self._roll_back(old, exc, was_running, was)
         self.sip_error, self.sip_failed = None, False
@@ -95,9 +146,8 @@ class Facade(StationParts):
             await self._reconfigure_house(old)
         except Exception:  # MQTT/webhooks retry by themselves; the settings are applied
             log.exception("applying the [mqtt]/[[webhooks]] settings failed")
-        self.eventlog.append("config", changed=[name for name in sorted(cfg.SECTIONS)
-                                                if cfg.section(name) != old.section(name)])
         self._kick()
+        return [name for name in sorted(cfg.SECTIONS) if cfg.section(name) != old.section(name)]
 
     async def _roll_back(self, old: Config, exc: Exception, was_running: bool,
                          was: dict[str, Any]) -> None:
@@ -200,7 +250,7 @@ class Facade(StationParts):
     def metrics(self) -> dict[str, Any]:
         status = self.status()
         lost = sum(c["stats"].get("lost", 0) for c in status["calls"])
-        jitter = max([c["stats"].get("jitter_ms", 0) for c in status["calls"]] or [0])
+        jitter = max([c["stats"].get("jitter_ms") or 0 for c in status["calls"]] or [0])
         return {
             "registration_registered": 1 if status["registration"]["state"] == "registered"
             else 0,
@@ -215,6 +265,20 @@ class Facade(StationParts):
             **(self.house.metrics() if self.house is not None else {}),
         }
 
+
+
+WIDEBAND_CODECS = ("G722",)  # 16 kHz audio (docs/CONFIG.md [media] codecs)
+
+
+def loss_and_jitter(stats: dict[str, Any] | None) -> dict[str, float | None]:
+    """`loss_percent` and `jitter_ms` of a call's media statistics (None before any packet
+    was expected, or without a media stream)."""
+    if not stats or not stats.get("expected"):
+        return {"loss_percent": None, "jitter_ms": None}
+    lost, expected = max(0, stats.get("lost") or 0), stats["expected"]
+    jitter = stats.get("jitter_ms")
+    return {"loss_percent": round(100.0 * lost / expected, 1),
+            "jitter_ms": round(jitter, 1) if isinstance(jitter, (int, float)) else None}
 
 
 def failure_text(exc: BaseException) -> str:

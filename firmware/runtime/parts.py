@@ -51,6 +51,8 @@ class StationParts:
     sip_error: str | None
     sip_failed: bool
     config_errors: dict[str, str]
+    _sip_restart_at: float | None  # loop time an applied config began restarting SIP
+    _sip_changed_at: float  # loop time SIP last started or failed (status()'s `since`)
     # -- set by Station.prepare() ----------------------------------------------------------
     controller: "Controller"
     eventlog: "EventLog"
@@ -65,6 +67,7 @@ class StationParts:
     _pairs: dict[str, Pair | None]  # call id → RTP/RTCP pair, bound, not yet playing
     _video_pairs: dict[str, Pair]  # call id → the video's pair, bound, not yet playing
     videos: "dict[str, VideoStream]"  # call id → VideoStream (playing)
+    _started_at: dict[str, float]  # call id → Unix time the call began (status() `started`)
     _stats: dict[str, dict]  # call id → last media statistics, logged with its end
     _cue: "CuePlayer | None"
     _mixer: "Mixer | None"  # the conference's (runtime/conference.py), made at the first need

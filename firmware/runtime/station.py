@@ -86,6 +86,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         self._video_pairs = {}  # call id → the video's pair (issue 16), not yet playing
         self.videos = {}  # call id → VideoStream (playing)
         self._stats = {}  # call id → last media statistics, logged with its end
+        self._started_at = {}  # call id → Unix time the call began (status())
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Future[None]] = set()  # running _move_port (kept referenced)
         self._stopping = False
@@ -106,6 +107,8 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         # The errors of a configuration file that could not be used at start: SIP stays off
         # until a valid configuration is saved through the API (docs/API.md).
         self.config_errors = {}
+        self._sip_restart_at = None
+        self._sip_changed_at = self.loop.time()
         self._sip_start = None  # the background task of begin_sip()
         # The REGISTER sent before asyncio was imported (runtime/faststart.py), taken over by
         # the first start_sip() when the parsed configuration still leads to it.
@@ -195,6 +198,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         text = failure_text(exc)
         self.sip_error = "SIP not started: " + text + ("; " + hint if hint else "")
         self.sip_failed = True
+        self._sip_changed_at = self.loop.time()
         log.error("%s", self.sip_error)
         self.sip_settled.set()
         if not self._ready_sent:
@@ -292,6 +296,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
                   registrar: Peer | None, ua: UserAgent | None = None) -> None:
         """`ua`: one that was started already (runtime/faststart.py)."""
         self.ua = ua or UserAgent(settings)
+        self._sip_changed_at = self.loop.time()
         limits = self.cfg.calls
         self.calls = calls.CallManager(
             self.ua, max_calls=limits.call_limit(), ring_timeout=limits.ring_timeout_s,
@@ -538,7 +543,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
                 "caller_rejected", caller=request.headers.get("From"),
                 source="%s:%s:%s" % (event.source.transport, event.source.host,
                                      event.source.port),
-                direction="incoming", outcome="rejected", reason=event.reason)
+                direction="incoming", outcome="rejected", reason=event.reason, setting=None)
         # The journal: once per REJECT_LOG_INTERVAL per address (a new source port is free).
         key = event.source.host if event.source else None
         now = self.loop.time()

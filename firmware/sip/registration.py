@@ -170,6 +170,8 @@ class Registration:
         self._flow_lost = False
         self._outbox: list[Request] = []
         self._events: list[RegistrationChanged] = []
+        self.changed_at: float | None = None  # `now` of the last change of `state`
+        self.attempt_started: float | None = None  # `now` of the current/last attempt's start
 
     # -- inputs ----------------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -178,7 +180,7 @@ class Registration:
         self._running = True
         self._stopping = False
         self._failures = 0
-        self._move(_START, None)
+        self._move(_START, None, now)
         self._send(now)
 
     def stop(self, now: float) -> "Request | None":
@@ -199,7 +201,7 @@ class Registration:
         if status in (401, 407):
             self._on_challenge(response, attempt, now)
         elif self._stopping:
-            self._finish_stop()
+            self._finish_stop(now)
         elif 200 <= status < 300:
             self._on_accepted(response, attempt, now)
         elif status == 423:
@@ -214,7 +216,7 @@ class Registration:
             return
         self._attempt = None
         if self._stopping:
-            self._finish_stop()
+            self._finish_stop(now)
         elif self._resend_after_flow_loss:
             self._send(now)
         else:
@@ -226,7 +228,7 @@ class Registration:
         was_registered = self.state == STATE_REGISTERED
         if was_registered:
             self.expires = None
-            self._move(_FAILED, FLOW_ERROR)
+            self._move(_FAILED, FLOW_ERROR, now)
         if self._attempt is not None:
             # The endpoint fails the transaction on that flow too; act on its on_timeout.
             self._flow_lost = True
@@ -283,10 +285,24 @@ class Registration:
     def next_event(self) -> "RegistrationChanged | None":
         return self._events.pop(0) if self._events else None
 
+    @property
+    def registering(self) -> bool:
+        """A REGISTER is outstanding and we are not (or no longer) registered: the first
+        attempt, or a retry after a failure (a refresh while registered is not)."""
+        return self._attempt is not None and not self._stopping and \
+            self.state != STATE_REGISTERED
+
+    @property
+    def attempt(self) -> int:
+        """The attempts since the last success (or the start), the one in flight included."""
+        return self._failures + (1 if self.registering else 0)
+
     # -- internals -------------------------------------------------------------------------
-    def _move(self, event: str, error: "str | None") -> None:
+    def _move(self, event: str, error: "str | None", now: float) -> None:
         state = _TRANSITIONS[(self.state, event)]
         if (state, error) != (self.state, self.error):
+            if state != self.state:
+                self.changed_at = now
             self.state, self.error = state, error
             self._events.append(RegistrationChanged(state, error))
 
@@ -318,6 +334,8 @@ class Registration:
         headers.set("Supported", "path")  # RFC 3327 §5
         for key, challenge in self._credentials.items():
             headers.add(key[0], self._auth.answer(challenge, "REGISTER", request.uri))
+        if self._challenge_rounds == 0:  # a new attempt (not the answer to a challenge)
+            self.attempt_started = now
         self._attempt = _Attempt(self._cseq, now, self._fresh_key)
         self._fresh_key = None
         self._outbox.append(request)
@@ -342,7 +360,7 @@ class Registration:
             self._send(now)
             return
         if self._stopping:
-            self._finish_stop()
+            self._finish_stop(now)
         else:
             self._fail(now, error, False)
 
@@ -369,7 +387,7 @@ class Registration:
         self.service_route = response.headers.get_all("Service-Route")[:MAX_SERVICE_ROUTES]
         self._due = attempt.sent_at + max(granted / 2, granted - REFRESH_MARGIN)
         self.next_refresh = self._due
-        self._move(_ACCEPTED, None)
+        self._move(_ACCEPTED, None, now)
 
     def _granted_expires(self, response: "Response") -> int:
         """Our contact's expires param, else the Expires header (§10.2.4); when our contact
@@ -407,13 +425,13 @@ class Registration:
             wait = max(wait, min(retry_after, MAX_RETRY_AFTER))
         self._due = now + wait
         self.next_refresh = self._due
-        self._move(_FAILED, error)
+        self._move(_FAILED, error, now)
 
-    def _finish_stop(self) -> None:
+    def _finish_stop(self, now: float) -> None:
         self._running = False
         self._stopping = False
         self._credentials = ordered_dict()
         self.expires = None
         self._due = None
         self.next_refresh = None
-        self._move(_REMOVED, None)
+        self._move(_REMOVED, None, now)

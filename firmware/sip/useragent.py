@@ -386,9 +386,14 @@ class UserAgent:
 
     def status(self) -> dict:
         if self.registration is None:
-            return {"state": "disabled", "error": None, "next_refresh": None}
+            return {"state": "disabled", "error": None, "next_refresh": None,
+                    "registering": False, "attempt": 0, "since": None}
         r = self.registration
-        return {"state": r.state, "error": r.error, "next_refresh": r.next_refresh}
+        # `since` (like next_refresh) on the caller's `now` clock: when the REGISTER now
+        # outstanding was first sent while registering, else when `state` last changed
+        return {"state": r.state, "error": r.error, "next_refresh": r.next_refresh,
+                "registering": r.registering, "attempt": r.attempt,
+                "since": r.attempt_started if r.registering else r.changed_at}
 
     # -- internals -------------------------------------------------------------------------
     def _flush_registration(self, now: float) -> None:

@@ -34,8 +34,10 @@ import base64
 import binascii
 import concurrent.futures
 import hmac
+import http
 import json
 import logging
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -164,13 +166,16 @@ class _Web:
         self.station = station
         self.config_path = config_path
         self.admin = AdminPassword(state_dir)
-        self.sessions = SessionStore(clock)
+        # logged-in sessions survive a restart, bound to the password (web/sessions.py)
+        self.sessions = SessionStore(clock, os.path.join(state_dir, "sessions.json"),
+                                     lambda: self.admin.fingerprint)
         self.throttle = LoginThrottle(clock)
         self.scrypt = concurrent.futures.ThreadPoolExecutor(1, "doorline-scrypt")
         self.checking: set[str] = set()  # client keys with a password check in progress
         self.secure_cookies = bool(station.config.web.https)
         self.config_lock = asyncio.Lock()
         self.static, self.index_template, self.version = pages.load_static()
+        self.static_gz: dict[str, bytes] = {}  # gzip-compressed static files, made when asked
         self.setup_code = SetupCode(state_dir)
         if self.admin.is_set:
             self.setup_code.remove()
@@ -335,13 +340,14 @@ class _Web:
             except TypeError:  # a malformed door.codes entry; validate() names the field
                 restored = partial
             try:
-                cfg = configuration.validate(configuration.merge(current.to_dict(), restored))
+                cfg = configuration.validate(configuration.merge(current.to_dict(), restored),
+                                             board=station.board_info())
             except configuration.ConfigError as exc:
                 return Response({"errors": exc.errors}, 400)  # type: ignore[arg-type]
             # Apply first, save after: a configuration the station cannot run never reaches
             # the disk, so a restart cannot trip over it.
             try:
-                await station.apply_config(cfg)
+                changed = await station.apply_config(cfg)
             except configuration.ConfigError as exc:
                 # The station could not use it and went back to the old one.
                 return Response({"errors": exc.errors},  # type: ignore[arg-type]
@@ -356,7 +362,8 @@ class _Web:
                 except Exception:  # the 500 below is the answer either way
                     pass
                 return _error(500, f"could not save the configuration: {exc.strerror}")
-            station.log_event("config_saved", sections=sorted(k for k in partial))
+            station.log_event("config_saved", sections=sorted(str(k) for k in partial),
+                              changed=changed)
             return Response(configuration.redacted(cfg))  # type: ignore[arg-type]  # JSON
 
 
@@ -393,6 +400,8 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         return None
 
     async def add_headers(request: "Request", response: "Response") -> "Response":
+        if response.reason is None:  # microdot says "N/A" for all but 200
+            response.reason = reason_phrase(response.status_code)
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
         if "Cache-Control" not in response.headers:
@@ -418,12 +427,29 @@ def create_app(station: "Station", config_path: str, state_dir: str,
             return redirect("/login")
         return html(pages.index_page(web.index_template, session.csrf, web.version))
 
+    def static_file(request: "Request", name: str) -> "Response":
+        """A static file, gzip-compressed for clients that take it (compressed once, when
+        first asked for; kept only when smaller)."""
+        headers = {"Content-Type": pages.STATIC_TYPES[name],
+                   "Cache-Control": "public, max-age=86400", "Vary": "Accept-Encoding"}
+        body = web.static[name]
+        if pages.accepts_gzip(request.headers.get("Accept-Encoding")):
+            if name not in web.static_gz:
+                web.static_gz[name] = pages.gzipped(body)
+            if len(web.static_gz[name]) < len(body):
+                body = web.static_gz[name]
+                headers["Content-Encoding"] = "gzip"
+        return Response(body, 200, headers)
+
+    @app.get("/favicon.ico")
+    async def favicon(request: "Request") -> "Any":
+        return static_file(request, "icon.svg")
+
     @app.get("/static/<name>")
     async def static(request: "Request", name: str) -> "Any":
         if name not in web.static:
             return _error(404, "not found")
-        return Response(web.static[name], 200, {"Content-Type": pages.STATIC_TYPES[name],
-                                                "Cache-Control": "public, max-age=86400"})
+        return static_file(request, name)
 
     @app.get("/setup")
     async def setup_form(request: "Request") -> "Any":
@@ -521,11 +547,45 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         station.log_event("admin_password_set", client=_client(request), via="api")
         return {"ok": True}
 
+    @app.post("/api/password")
+    @_api
+    async def api_password(request: "Request") -> "Any":
+        body = _json_body(request)
+        if request.g.auth == "session" and not await web.check_password(
+                request, body.get("current"), "password_change"):
+            return _error(403, "the current password is wrong")
+        new = body.get("password")
+        if not isinstance(new, str):
+            return _error(400, "password must be a string")
+        try:
+            await web.off_loop(lambda: web.admin.set(new, replace=True))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        web.sessions.drop_all()  # every session ends, here and after a restart
+        station.log_event("admin_password_set", client=_client(request), via="change")
+        if request.g.session is None:
+            return {"ok": True}
+        # the page that changed it stays logged in, in a new session (with a new CSRF token)
+        session = web.sessions.create(authenticated=True)
+        return web.set_session_cookie(
+            Response({"ok": True, "csrf": session.csrf}), session)  # type: ignore[arg-type]
+
     @app.get("/api/status")
     async def api_status(request: "Request") -> "Any":
         status = dict(station.status())
         status["simulated"] = bool(station.simulated)
         return status
+
+    @app.get("/api/board")
+    async def api_board(request: "Request") -> "Any":
+        info = station.board_info()
+        if info is None:
+            return _error(404, "this station runs without a board")
+        return info
+
+    @app.get("/api/config/warnings")
+    async def api_config_warnings(request: "Request") -> "Any":
+        return {"warnings": configuration.warnings(station.config, station.board_info())}
 
     @app.post("/api/call")
     @_api
@@ -647,6 +707,14 @@ def create_app(station: "Station", config_path: str, state_dir: str,
 
         camera.add_routes(app, web, station, clock)
     return app
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase of `status` (RFC 9110), "Unknown" for codes it lacks."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
 
 
 def _error_handler(status: int, text: str) -> "Callable":

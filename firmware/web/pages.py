@@ -13,7 +13,12 @@ import os
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_TYPES = {
     "app.js": "application/javascript; charset=utf-8",
+    "forms.js": "application/javascript; charset=utf-8",  # loaded by app.js when needed
+    "settings.js": "application/javascript; charset=utf-8",
+    "camera.js": "application/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",  # also served as /favicon.ico
+    "help.json": "application/json",  # each setting's meaning and default (tools/confighelp.py)
 }
 
 
@@ -23,10 +28,41 @@ def load_static() -> tuple[dict[str, bytes], str, str]:
     for name in STATIC_TYPES:
         with open(os.path.join(STATIC_DIR, name), "rb") as f:
             files[name] = f.read()
+        if name.endswith(".js"):
+            files[name] = compact_js(files[name])
     with open(os.path.join(STATIC_DIR, "index.html"), encoding="utf-8") as f:
         index = f.read()
-    version = hashlib.sha256(b"".join(files[n] for n in sorted(files))).hexdigest()[:12]
-    return files, index, version
+    return files, index, version_of(files)
+
+
+def gzipped(data: bytes) -> bytes:
+    """`data` gzip-compressed, the same bytes every time (no timestamp)."""
+    import gzip  # the first compressed answer loads it, not the start (issue 14)
+
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an Accept-Encoding header takes gzip (RFC 9110 §12.5.3; `gzip;q=0` refuses)."""
+    for item in (accept_encoding or "").split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip"):
+            quality = params.strip().lower()
+            return not (quality.startswith("q=") and quality[2:].strip().strip("0.") == "")
+    return False
+
+
+def version_of(files: dict[str, bytes]) -> str:
+    """The cache-busting version of the static files (`?v=`): changes with any of them."""
+    return hashlib.sha256(b"".join(files[n] for n in sorted(files))).hexdigest()[:12]
+
+
+def compact_js(source: bytes) -> bytes:
+    """The page's scripts without indentation and whole-line comments (docs/PAGE.md: the first
+    load stays under 60 KB). Line breaks stay, so automatic semicolons and line comments after
+    code are unaffected; the scripts have no multi-line strings or template literals."""
+    lines = (line.strip() for line in source.split(b"\n"))
+    return b"\n".join(line for line in lines if line and not line.startswith(b"//")) + b"\n"
 
 
 def index_page(template: str, csrf: str, version: str) -> str:
@@ -38,6 +74,7 @@ def _shell(title: str, version: str, body: str) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} · Doorline</title>
+<link rel="icon" href="/static/icon.svg?v={version}" type="image/svg+xml">
 <link rel="stylesheet" href="/static/style.css?v={version}"></head>
 <body><main class="narrow"><h1>Doorline</h1>{body}</main></body></html>
 """

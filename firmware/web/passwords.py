@@ -93,8 +93,10 @@ class AdminPassword:
     def is_set(self) -> bool:
         return self._record is not None
 
-    def set(self, password: str) -> None:
-        if self.is_set:
+    def set(self, password: str, replace: bool = False) -> None:
+        """Store the first password; with `replace`, a new one over the current (the caller
+        has verified the current one)."""
+        if self.is_set and not replace:
             raise PasswordAlreadySet("the admin password is already set")
         reason = weakness(password)
         if reason:
@@ -106,6 +108,16 @@ class AdminPassword:
         _write_private(self.path, json.dumps(record))
         self._record = record
         self._verified = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the stored password record ("" before it is set): changes whenever the
+        password does (web/sessions.py binds the saved sessions to it)."""
+        record = self._record
+        if record is None:
+            return ""
+        return hashlib.sha256(("%s$%s" % (record.get("salt"), record.get("hash")))
+                              .encode()).hexdigest()
 
     def known(self, password: str | None) -> bool:
         """True when `password` is the last one that verified (a keyed digest, no scrypt: cheap

@@ -234,7 +234,8 @@ def test_led_patterns_over_the_life_of_an_outgoing_call():
     assert station.leds["call"] == "off" and a.SetLed("call", "off") in out
     out = station.do("registration_changed", "failed", "timeout")
     assert station.leds["status"] == "blink_slow"
-    assert events(out, "registration") == [{"state": "failed", "error": "timeout"}]
+    assert events(out, "registration") == [
+        {"state": "failed", "error": "timeout", "reason": "timeout"}]
 
 
 def test_busy_and_failed_outgoing_calls_play_their_cue_for_a_while():
@@ -624,11 +625,17 @@ def test_update_config_applies_live():
     assert of_type(station.do("open_door", "api"), a.PulseRelay) == [a.PulseRelay("door", 500)]
 
 
-def test_authentication_failure_is_its_own_event():
+def test_a_registrar_refusing_our_password_is_a_registration_event_with_its_reason():
+    # issue 18: `auth_failed` is the station's own web/API login only (docs/API.md)
     station = ControllerHarness()
     out = station.do("registration_changed", "failed", "401: wrong username or password")
-    assert events(out, "auth_failed") == [{"error": "401: wrong username or password"}]
+    assert events(out, "auth_failed") == []
+    assert events(out, "registration") == [{
+        "state": "failed", "error": "401: wrong username or password",
+        "reason": "wrong user name or password (401)"}]
     assert station.do("registration_changed", "failed", "401: wrong username or password") == []
+    out = station.do("registration_changed", "failed", "403 Forbidden")
+    assert events(out, "registration")[0]["reason"] == "403 Forbidden"
 
 
 def test_constant_time_compare_without_hmac(monkeypatch):

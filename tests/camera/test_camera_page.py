@@ -93,7 +93,8 @@ def test_live_view_ring_picture_and_phone_url(served, monkeypatch):
             page.goto(served.url + "/login")
             page.get_by_label("Admin password").fill(PASSWORD)
             page.get_by_role("button", name="Log in").click()
-            page.wait_for_url(served.url + "/")
+            page.wait_for_url(served.url + "/**")
+            page.get_by_role("link", name="Dashboard").click()  # past the first-setup checklist
             playwright_sync.expect(page.locator("#camera")).to_be_visible()
             page.wait_for_function(
                 "() => { const i = document.getElementById('cam-live');"
@@ -101,7 +102,7 @@ def test_live_view_ring_picture_and_phone_url(served, monkeypatch):
             service = served.station.camera_service()
             assert service.capturing, "the live view does not hold the camera"
 
-            page.get_by_role("button", name="Press call").click()
+            page.get_by_role("button", name="Press call", exact=True).click()
             page.wait_for_function(
                 "() => { const i = document.getElementById('cam-ring');"
                 " return !i.hidden && i.complete && i.naturalWidth === 320; }")
@@ -112,6 +113,7 @@ def test_live_view_ring_picture_and_phone_url(served, monkeypatch):
             playwright_sync.expect(link).to_be_visible()
             assert link.get_attribute("href").startswith("/api/snapshots/")
 
+            page.get_by_text("Earlier rings and the picture URL for phones").click()
             page.get_by_role("button", name="New picture URL").click()
             playwright_sync.expect(page.locator("#cam-phone")).to_contain_text(
                 "/camera.jpg?token=")

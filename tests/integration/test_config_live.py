@@ -64,8 +64,10 @@ def test_crlf_in_domain_is_refused_and_nothing_saved(live_station):
     station.fw.wait_log(r"web page on http://", 8.0, since=offset)
     station.fw.wait_log(r"listening on 127\.0\.0\.1", 5.0, since=offset)
     assert station.fw.pid != pid and station.fw.alive
-    assert station.status()["registration"] == {"state": "disabled", "error": None,
-                                                "next_refresh": None}
+    registration = station.status()["registration"]
+    assert {k: registration[k] for k in ("state", "error", "next_refresh", "mode", "reason")} \
+        == {"state": "disabled", "error": None, "next_refresh": None, "mode": "direct",
+            "reason": None}, registration
 
 
 def test_sip_that_cannot_start_leaves_the_page_up_and_a_fixed_config_registers(
@@ -178,7 +180,9 @@ def test_a_registrar_that_does_not_resolve_does_not_hide_the_page(live_station):
     station.set_password()
     status = station.wait_status(lambda s: s["registration"]["error"], 5.0,
                                  "the lookup failure in the status")
-    assert status["registration"]["state"] == "unregistered", status
+    # issue 18: still trying, so "registering", with the lookup failure as the reason
+    assert status["registration"]["state"] == "registering", status
+    assert status["registration"]["reason"] == status["registration"]["error"], status
     assert "registrar not found" in status["registration"]["error"], status
     assert "doorline-test.invalid" in status["registration"]["error"], status
     assert station.fw.alive

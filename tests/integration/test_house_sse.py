@@ -120,7 +120,8 @@ def test_page_shows_new_events_within_a_second_without_reload(station):
             page.goto(base + "/")
             page.get_by_label("Admin password").fill(ADMIN_PASSWORD)
             page.get_by_role("button", name="Log in").click()
-            page.wait_for_url(base + "/")
+            page.wait_for_url(base + "/**")
+            page.get_by_role("link", name="Dashboard").click()  # past the first-setup checklist
             expect(page.locator("#st-conn")).to_have_text("Live", timeout=5000)
             loaded = len(requests)
             events = page.locator("#events")
@@ -144,9 +145,10 @@ def test_page_shows_new_events_within_a_second_without_reload(station):
             expect(raw).to_be_visible()
             expect(raw).to_contain_text('"by": "api"')
             # the settings form has the house's section: a bad broker is refused at its field
+            page.get_by_role("link", name="Settings", exact=True).click()
             page.get_by_label("MQTT broker (host[:port], empty = off)").fill("x:99999")
             page.get_by_role("button", name="Save settings").click()
-            expect(page.locator('[id="e:mqtt.broker"]')).to_contain_text("port must be 1-65535")
+            expect(page.locator('[id="e:f:mqtt.broker"]')).to_contain_text("port must be 1-65535")
             polled = [u for u in requests[loaded:] if "/api/events" in u and "stream" not in u]
             assert polled == [], polled
             assert csp_errors == []

@@ -1,8 +1,12 @@
 """A stand-in for firmware.runtime.station.Station with the facade the web layer uses.
 
 It keeps what the web layer asked it to do (calls placed, door openings, button presses, applied
-configs) so tests can check the effect, and moves a placed call from "calling" to "confirmed"
-after `answer_after` seconds so the page can show a state change.
+configs) so tests can check the effect, and moves a placed call from "calling" to "active"
+(firmware/sip/callstate.py) after `answer_after` seconds so the page can show a state change
+(a call to a target in `unanswered` ends then with 408 "no answer" instead). A saved change
+of [sip] goes through "registering" (attempt 1, `since` = now) to "registered" after
+`register_after` seconds, or to "failed" with a reason when the registrar's host is in
+`unreachable`; direct-IP mode is state "disabled", mode "direct".
 """
 
 import threading
@@ -28,25 +32,69 @@ class FakeStation:
         self._events = []
         self._lock = threading.Lock()  # the browser test reads from another thread
         self._subscribers = []  # (event loop, callback): GET /api/events/stream
+        self.unanswered = set()
+        self.camera = False  # what board_info() says (no camera routes either way)
+        self.unreachable = set()
+        self.register_after = 0.8
+        self.skew = 0.0  # seconds the station's clock is ahead of the browser's (`since`)
+        self.registration = {"state": "registered", "error": None, "mode": "registrar",
+                             "reason": None, "attempt": 1, "since": round(time.time() - 60, 1)}
+
+    def _registration(self, now):
+        reg = self.registration
+        if reg["state"] == "registering" and now + self.skew - reg["since"] >= self.register_after:
+            host = self.config.sip.registrar.rsplit(":", 1)[0]
+            if host in self.unreachable:
+                reason = f"no answer from {host}:5060 (timeout)"
+                reg.update(state="failed", error="timeout", reason=reason, since=now + self.skew)
+            else:
+                reg.update(state="registered", since=now + self.skew)
+            self.log_event("registration", state=reg["state"], reason=reg["reason"])
+        return dict(reg, next_refresh=now + 60)
 
     def status(self):
         now = time.time()
         calls = []
-        for call in self.calls:
+        for call in list(self.calls):
+            if call["peer"] in self.unanswered and now - call["started"] >= self.answer_after:
+                self.calls.remove(call)
+                self.log_event("call", call_id=call["id"], direction="outgoing",
+                               peer=call["peer"], state="ended", status=408,
+                               reason="no answer")
+                continue
             confirmed = now - call["started"] >= self.answer_after
             calls.append({"id": call["id"], "direction": "outgoing",
-                          "state": "confirmed" if confirmed else "calling",
+                          "state": "active" if confirmed else "calling",
                           "peer": call["peer"], "codec": "PCMU" if confirmed else None,
-                          "srtp": False,
+                          "srtp": False, "started": round(call["started"], 1),
+                          "wideband": False,
                           "stats": {"packets_rx": int((now - call["started"]) * 50) if confirmed
-                                    else 0, "lost": 0, "jitter_ms": 1.5}})
-        return {"registration": {"state": "registered", "error": None, "next_refresh": now + 60},
-                "calls": calls, "door": {"relay": "closed"}, "leds": {"status": "on"},
-                "uptime_s": 42.0}
+                                    else 0, "lost": 0, "jitter_ms": 1.5 if confirmed else None,
+                                    "loss_percent": 0.0 if confirmed else None}})
+        contact = getattr(self, "inputs", {}).get("door_contact")
+        return {"registration": self._registration(now),
+                "calls": calls, "door": {"relay": "closed",
+                                         "relays": {"door": "closed", "gate": "closed"},
+                                         "contact": None if contact is None else
+                                         "closed" if contact else "open", "held_open": False},
+                "leds": {"status": "on"}, "uptime_s": 42.0}
 
     async def apply_config(self, cfg):
+        old, self.config = self.config, cfg
         self.applied.append(cfg)
-        self.config = cfg
+        if cfg.section("sip") != old.section("sip"):
+            direct = not cfg.sip.registrar
+            self.registration = {"state": "disabled" if direct else "registering",
+                                 "error": None, "mode": "direct" if direct else "registrar",
+                                 "reason": None, "attempt": 1, "since": time.time() + self.skew}
+        return [name for name in sorted(cfg.SECTIONS) if cfg.section(name) != old.section(name)]
+
+    def board_info(self):
+        """The roles of pc-sim (boards/pc-sim.toml), as the station reports its board."""
+        return {"name": "pc-sim", "simulated": self.simulated,
+                "buttons": ["call", "call2", "hangup", "exit"], "relays": ["door", "gate"],
+                "inputs": ["door_contact"], "leds": ["status", "call", "door", "gate"],
+                "camera": self.camera}
 
     def place_call(self, target_uri):
         if not target_uri.startswith(("sip:", "sips:")):
