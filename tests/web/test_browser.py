@@ -231,6 +231,8 @@ def test_checklist_happy_path_each_step_saved_and_checked(browser, tmp_path):
         page.get_by_role("button", name="Next: Home Assistant (MQTT)").click()
         page.get_by_role("button", name="Skip this step").click()
         page.wait_for_url(served.url + "/#dashboard")
+        # the dashboard's test call follows the saved targets, without a reload
+        expect(page.get_by_label("Call target")).to_have_value("sip:flat1@127.0.0.1")
         saved = served.saved_config()
         assert saved["buttons"][0]["targets"] == ["sip:flat1@127.0.0.1"]
         assert saved["answer"]["allow"] == ["sip:concierge@127.0.0.1"]

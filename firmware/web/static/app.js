@@ -568,10 +568,13 @@
     }).catch(function () { return {}; }).then(function (h) { S.help = h || {}; });
     return help;
   }
-  api("GET", "/api/config").then(function (got) {
-    S.config = got.data;
-    var first = callButtons(S.config).map(function (x) { return x[0].targets[0]; }).filter(Boolean)[0];
+  function useConfig(cfg) {  // the saved settings; the test call's target follows them
+    S.config = cfg;
+    var first = callButtons(cfg).map(function (x) { return x[0].targets[0]; }).filter(Boolean)[0];
     if (first && !$("call-target").value) $("call-target").value = first;
+  }
+  api("GET", "/api/config").then(function (got) {
+    useConfig(got.data);
     return api("GET", "/api/status").then(function (r) { showStatus(r.data); }).then(loadBoard);
   }).then(function () {
     var s = stored();
@@ -585,7 +588,8 @@
   var DL = window.Doorline = {S: S, $: $, api: api, el: el, button: button, clear: clear,
     stored: stored, remember: remember, merge: merge, get: get, set: set, trim: trim,
     userOf: userOf, callButtons: callButtons, hasCamera: hasCamera, plural: plural,
-    regText: regText, loadBoard: loadBoard, testCall: testCall, say: say, setCsrf: setCsrf,
+    regText: regText, loadBoard: loadBoard, useConfig: useConfig, testCall: testCall, say: say,
+    setCsrf: setCsrf,
     status: function () { return status; },
     pendingFileErrors: null};
 })();

@@ -7,6 +7,7 @@
   var merge = DL.merge, get = DL.get, set = DL.set, trim = DL.trim, plural = DL.plural;
   var stored = DL.stored, remember = DL.remember, callButtons = DL.callButtons;
   var regText = DL.regText, loadBoard = DL.loadBoard, testCall = DL.testCall;
+  var useConfig = DL.useConfig;
   var stepForm = {prefix: "c:", fields: [], lists: []};
 
   var ALLOW_NOTE = "A door code works only for a caller listed here.";
@@ -220,7 +221,7 @@
 
   function afterSave(form, res, msg, box, paths) {
     if (res.status === 200) {
-      S.config = res.data;
+      useConfig(res.data);
       if (form.saved) form.saved();
       mark(form, {}, "err");
       summary(box, "", [], "");
