@@ -778,7 +778,8 @@ class Controller:
         # station's own web/API login (docs/API.md)
         self._log("registration", state=state, error=error,
                   reason=registration_reason(error, self._cfg.sip.registrar,
-                                              self._cfg.sip.transport))
+                                              self._cfg.sip.transport),
+                  registrar=self._cfg.sip.registrar or None)
 
     def _update_leds(self) -> None:
         if self._buttons.stuck_roles():

@@ -235,7 +235,8 @@ def test_led_patterns_over_the_life_of_an_outgoing_call():
     out = station.do("registration_changed", "failed", "timeout")
     assert station.leds["status"] == "blink_slow"
     assert events(out, "registration") == [
-        {"state": "failed", "error": "timeout", "reason": "timeout"}]
+        {"state": "failed", "error": "timeout", "reason": "timeout",
+         "registrar": "127.0.0.1:15060"}]
 
 
 def test_busy_and_failed_outgoing_calls_play_their_cue_for_a_while():
@@ -632,7 +633,7 @@ def test_a_registrar_refusing_our_password_is_a_registration_event_with_its_reas
     assert events(out, "auth_failed") == []
     assert events(out, "registration") == [{
         "state": "failed", "error": "401: wrong username or password",
-        "reason": "wrong user name or password (401)"}]
+        "reason": "wrong user name or password (401)", "registrar": "127.0.0.1:15060"}]
     assert station.do("registration_changed", "failed", "401: wrong username or password") == []
     out = station.do("registration_changed", "failed", "403 Forbidden")
     assert events(out, "registration")[0]["reason"] == "403 Forbidden"

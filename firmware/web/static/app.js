@@ -148,7 +148,8 @@
     return (m >= 60 ? Math.floor(m / 60) + ":" + ("0" + m % 60).slice(-2) : m) + ":" + ("0" + r).slice(-2);
   }
   function regText(reg) {
-    var where = S.config && S.config.sip.registrar ? S.config.sip.registrar : "the registrar";
+    // an event names the registrar it was about; the status is about the saved one
+    var where = reg.registrar || (S.config && S.config.sip.registrar) || "the registrar";
     var attempt = reg.attempt > 1 ? " attempt " + reg.attempt : "";
     var why = reg.reason || reg.error || "";
     if (reg.mode === "direct" && reg.state === "failed") {  // e.g. a configuration with errors
