@@ -328,7 +328,7 @@ def validate(doc: Any, board: "dict[str, Any] | None" = None) -> Config:
     _check_hostnames(check, web["hostnames"])
     _check_audio(check, cfg["audio"])
     _check_mqtt(check, cfg["mqtt"])
-    _check_webhooks(check, cfg["webhooks"])
+    _check_webhooks(check, cfg)
     _check_camera(check, cfg["camera"])
     if board is not None:
         _check_board_roles(check, cfg, board)
@@ -396,21 +396,8 @@ def _check_mqtt(check: _Checker, mqtt: "dict[str, Any]") -> None:
             check.fail("mqtt.tls_ca", problem)
 
 
-def _check_webhooks(check: _Checker, hooks: Any) -> None:
-    if not check.type("webhooks", hooks, (list,), "a list of [[webhooks]] tables"):
-        return
-    if len(hooks) > MAX_WEBHOOKS:
-        check.fail("webhooks", f"at most {MAX_WEBHOOKS} webhooks")
-        return
-    for i, hook in enumerate(hooks):
-        path = f"webhooks[{i}]"
-        if not check.type(path, hook, (dict,), "a table"):
-            continue
-        for key in hook:
-            if key not in WEBHOOK_DEFAULTS:
-                check.fail(f"{path}.{key}", "unknown key")
-        full = merge(WEBHOOK_DEFAULTS, hook)
-        hooks[i] = full
+def _check_webhooks(check: _Checker, cfg: "dict[str, Any]") -> None:
+    for path, full in _table_list(check, cfg, "webhooks", WEBHOOK_DEFAULTS, MAX_WEBHOOKS):
         url = full["url"]
         if check.type(f"{path}.url", url, (str,), "an http:// or https:// URL"):
             problem = webhook_url_problem(url)
