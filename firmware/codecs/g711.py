@@ -20,13 +20,15 @@ Public API:
     CODECS = {"PCMU": Codec, "PCMA": Codec}   (static payload types 0 and 8, RFC 3551 Table 4)
 
 Speed comes from tables built once at import: a 65536-byte encode table indexed by the sample read
-as unsigned 16-bit, and a 256-entry decode table of 2-byte strings.
+as unsigned 16-bit, and a 256-entry decode table of 2-byte strings, applied by C-level loops
+(`compat.byte_lookup`, `compat.byte_pairs`: one itemgetter call, two bytes.translate calls on
+CPython; issue 14: encode 10.7 -> 5.9 µs, decode 5.4 -> 1.1 µs per 160-sample frame).
 """
 
 import sys
 from array import array
 
-from firmware.compat import item_getter
+from firmware.compat import byte_lookup, byte_pairs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
@@ -131,10 +133,10 @@ _ULAW_ENCODE = _encode_table(_ulaw_code)
 _ALAW_ENCODE = _encode_table(_alaw_code)
 _ULAW_DECODE = _decode_table(_ulaw_linear)
 _ALAW_DECODE = _decode_table(_alaw_linear)
-_ULAW_ENCODE_ITEM = item_getter(_ULAW_ENCODE)
-_ALAW_ENCODE_ITEM = item_getter(_ALAW_ENCODE)
-_ULAW_DECODE_ITEM = item_getter(_ULAW_DECODE)
-_ALAW_DECODE_ITEM = item_getter(_ALAW_DECODE)
+_ulaw_lookup = byte_lookup(_ULAW_ENCODE)
+_alaw_lookup = byte_lookup(_ALAW_ENCODE)
+_ulaw_widen = byte_pairs(_ULAW_DECODE)
+_alaw_widen = byte_pairs(_ALAW_DECODE)
 
 
 def _unsigned_samples(pcm: bytes) -> "array":
@@ -146,22 +148,22 @@ def _unsigned_samples(pcm: bytes) -> "array":
 
 def ulaw_encode(pcm: bytes) -> bytes:
     """16-bit LE PCM -> µ-law bytes, one byte per sample (an odd trailing byte is an error)."""
-    return bytes(map(_ULAW_ENCODE_ITEM, _unsigned_samples(pcm)))
+    return _ulaw_lookup(_unsigned_samples(pcm))
 
 
 def alaw_encode(pcm: bytes) -> bytes:
     """16-bit LE PCM -> A-law bytes, one byte per sample."""
-    return bytes(map(_ALAW_ENCODE_ITEM, _unsigned_samples(pcm)))
+    return _alaw_lookup(_unsigned_samples(pcm))
 
 
 def ulaw_decode(data: bytes) -> bytes:
     """µ-law bytes -> 16-bit LE PCM."""
-    return b"".join(map(_ULAW_DECODE_ITEM, data))
+    return _ulaw_widen(bytes(data))
 
 
 def alaw_decode(data: bytes) -> bytes:
     """A-law bytes -> 16-bit LE PCM."""
-    return b"".join(map(_ALAW_DECODE_ITEM, data))
+    return _alaw_widen(bytes(data))
 
 
 class Codec:

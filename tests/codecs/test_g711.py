@@ -133,3 +133,20 @@ def _rtp_payloads(pcap):
         csrc_count = rtp[0] & 0x0F
         if rtp[1] & 0x7F == 8:
             yield rtp[12 + 4 * csrc_count :]
+
+
+@pytest.mark.parametrize("law", ["ulaw", "alaw"])
+def test_short_and_odd_sized_inputs_follow_the_sample_by_sample_rule(law):
+    """The C-level fast paths (compat.byte_lookup, byte_pairs) special-case short input: 0, 1
+    and 2 samples give what encoding each sample alone gives; decoding is per byte."""
+    encode, decode = (ulaw_encode, ulaw_decode) if law == "ulaw" else (alaw_encode, alaw_decode)
+    samples = [0, -1, 32767, -32768, 1000]
+    singles = [encode(struct.pack("<h", s)) for s in samples]
+    assert all(len(code) == 1 for code in singles)
+    assert encode(b"") == b"" and decode(b"") == b""
+    assert encode(struct.pack("<2h", *samples[:2])) == singles[0] + singles[1]
+    assert encode(struct.pack("<5h", *samples)) == b"".join(singles)
+    codes = b"".join(singles)
+    assert decode(codes) == b"".join(decode(codes[i:i + 1]) for i in range(len(codes)))
+    assert decode(bytearray(codes)) == decode(codes)  # any bytes-like payload
+    assert len(decode(codes[:1])) == 2
