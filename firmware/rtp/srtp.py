@@ -40,6 +40,7 @@ import pylibsrtp
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
     from collections.abc import Callable
+    from typing import Any
 
 AES_CM_128_HMAC_SHA1_80 = "AES_CM_128_HMAC_SHA1_80"
 AES_CM_128_HMAC_SHA1_32 = "AES_CM_128_HMAC_SHA1_32"
@@ -103,29 +104,104 @@ class SrtpContext:
             self._session = pylibsrtp.Session(policy=policy)
         except pylibsrtp.Error as error:
             raise SrtpError(str(error)) from error
+        # Per packet, straight into libsrtp (issue 14): pylibsrtp's `Session.protect` allocates
+        # a length cell with cffi on every call and runs through two more Python frames; on a
+        # wake-up after 20 ms of other work each of those costs cache misses. The fast path
+        # uses pylibsrtp's own cffi binding and its session handle, with one buffer and one
+        # length cell per context; where a pylibsrtp version lacks them, its public API serves.
+        fast = _FastPath.attach(self._session)
+        session = self._session
+        if fast is not None:
+            operations = (fast.protect, fast.protect_rtcp, fast.unprotect, fast.unprotect_rtcp)
+        else:
+            operations = (_wrapped(session.protect), _wrapped(session.protect_rtcp),
+                          _wrapped(session.unprotect), _wrapped(session.unprotect_rtcp))
+        wrong = self._wrong_direction
+        if direction == OUTBOUND:
+            self.protect, self.protect_rtcp = operations[:2]
+            self.unprotect = self.unprotect_rtcp = wrong
+        else:
+            self.protect = self.protect_rtcp = wrong
+            self.unprotect, self.unprotect_rtcp = operations[2:]
 
-    def _run(self, operation: "Callable", direction: str, packet: bytes) -> bytes:
-        if self.direction != direction:
-            raise SrtpError(f"this context is {self.direction}")
+    # protect(rtp), protect_rtcp(rtcp) on an OUTBOUND context; unprotect(srtp),
+    # unprotect_rtcp(srtcp) on an INBOUND one: each -> bytes, raising SrtpError
+    protect: "Callable[[bytes], bytes]"
+    protect_rtcp: "Callable[[bytes], bytes]"
+    unprotect: "Callable[[bytes], bytes]"
+    unprotect_rtcp: "Callable[[bytes], bytes]"
+
+    def _wrong_direction(self, packet: bytes) -> bytes:
+        raise SrtpError(f"this context is {self.direction}")
+
+    def __repr__(self) -> str:
+        return f"<SrtpContext {self.suite} {self.direction}>"  # never show keys
+
+
+def _wrapped(operation: "Callable") -> "Callable[[bytes], bytes]":
+    """pylibsrtp's public call, its errors as SrtpError."""
+    def run(packet: bytes) -> bytes:
         try:
             return operation(bytes(packet))
         except (pylibsrtp.Error, ValueError) as error:
             raise SrtpError(str(error)) from error
 
-    def protect(self, rtp: bytes) -> bytes:
-        return self._run(self._session.protect, OUTBOUND, rtp)
+    return run
 
-    def protect_rtcp(self, rtcp: bytes) -> bytes:
-        return self._run(self._session.protect_rtcp, OUTBOUND, rtcp)
 
-    def unprotect(self, srtp: bytes) -> bytes:
-        return self._run(self._session.unprotect, INBOUND, srtp)
+class _FastPath:
+    """libsrtp's protect/unprotect called through pylibsrtp's cffi binding with a buffer and a
+    length cell made once (what `pylibsrtp.Session` does per call, minus the allocation)."""
 
-    def unprotect_rtcp(self, srtcp: bytes) -> bytes:
-        return self._run(self._session.unprotect_rtcp, INBOUND, srtcp)
+    MAX_PACKET = 1500  # pylibsrtp's own buffer size
+    TRAILER = 4 + 16 + 128  # room libsrtp may append: SRTCP index, tag, MKI (as pylibsrtp)
 
-    def __repr__(self) -> str:
-        return f"<SrtpContext {self.suite} {self.direction}>"  # never show keys
+    def __init__(self, ffi: "Any", lib: "Any", session: "pylibsrtp.Session") -> None:
+        self._session = session  # owns the handle (libsrtp's context is freed with it)
+        self._handle = session._srtp[0]
+        self._cdata = ffi.new("char[]", self.MAX_PACKET)
+        self._buffer = ffi.buffer(self._cdata)
+        self._length = ffi.new("int *")
+        self._ok = lib.srtp_err_status_ok
+        self.protect = self._operation(lib.srtp_protect, self.TRAILER)
+        self.protect_rtcp = self._operation(lib.srtp_protect_rtcp, self.TRAILER)
+        self.unprotect = self._operation(lib.srtp_unprotect, 0)
+        self.unprotect_rtcp = self._operation(lib.srtp_unprotect_rtcp, 0)
+
+    @classmethod
+    def attach(cls, session: "pylibsrtp.Session") -> "_FastPath | None":
+        try:
+            from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]
+
+            session._srtp[0]  # noqa: B018  # the handle, where this version keeps it
+            lib.srtp_protect, lib.srtp_unprotect  # noqa: B018  # present in this binding?
+            lib.srtp_protect_rtcp, lib.srtp_unprotect_rtcp  # noqa: B018
+        except (ImportError, AttributeError, TypeError, IndexError):
+            return None
+        return cls(ffi, lib, session)
+
+    def _operation(self, function: "Any", trailer: int) -> "Callable[[bytes], bytes]":
+        cdata, buffer, length, handle, ok = (self._cdata, self._buffer, self._length,
+                                              self._handle, self._ok)
+        limit = self.MAX_PACKET - trailer
+
+        def run(packet: bytes) -> bytes:
+            size = len(packet)
+            if size > limit:
+                raise SrtpError("packet is too long")
+            buffer[0:size] = packet
+            length[0] = size
+            status = function(handle, cdata, length)
+            if status != ok:
+                raise SrtpError(_reason(status))
+            return buffer[0:length[0]]
+
+        return run
+
+
+def _reason(status: int) -> str:
+    reasons = getattr(pylibsrtp, "ERRORS", ())
+    return reasons[status] if 0 <= status < len(reasons) else f"libsrtp error {status}"
 
 
 class SrtpSession:
@@ -136,18 +212,11 @@ class SrtpSession:
         self.suite = suite
         self._outbound = SrtpContext(suite, local_key, local_salt, OUTBOUND)
         self._inbound = SrtpContext(suite, remote_key, remote_salt, INBOUND)
-
-    def protect(self, rtp: bytes) -> bytes:
-        return self._outbound.protect(rtp)
-
-    def protect_rtcp(self, rtcp: bytes) -> bytes:
-        return self._outbound.protect_rtcp(rtcp)
-
-    def unprotect(self, srtp: bytes) -> bytes:
-        return self._inbound.unprotect(srtp)
-
-    def unprotect_rtcp(self, srtcp: bytes) -> bytes:
-        return self._inbound.unprotect_rtcp(srtcp)
+        # the contexts' own functions: no frame of ours between the RTP session and libsrtp
+        self.protect: Callable[[bytes], bytes] = self._outbound.protect
+        self.protect_rtcp: Callable[[bytes], bytes] = self._outbound.protect_rtcp
+        self.unprotect: Callable[[bytes], bytes] = self._inbound.unprotect
+        self.unprotect_rtcp: Callable[[bytes], bytes] = self._inbound.unprotect_rtcp
 
     def __repr__(self) -> str:
         return f"<SrtpSession {self.suite}>"

@@ -158,3 +158,34 @@ def test_bad_parameters_raise_srtp_error():
         with pytest.raises(SrtpError):
             inbound.unprotect(junk)
     assert "key" not in repr(inbound).lower()
+
+
+def test_fast_path_and_pylibsrtps_public_api_agree(monkeypatch):
+    """The per-packet fast path (libsrtp through pylibsrtp's cffi binding, one buffer per
+    context; issue 14) is taken where the binding allows, and gives what pylibsrtp's own
+    Session.protect/unprotect give (the fallback where a version lacks the binding)."""
+    from firmware.rtp import srtp as srtp_module
+
+    a_material, b_material = new_key_material(), new_key_material()
+    keys = (*split_key_material(a_material), *split_key_material(b_material))
+    back = (*split_key_material(b_material), *split_key_material(a_material))
+    fast_a = SrtpSession(AES_CM_128_HMAC_SHA1_80, *keys)
+    assert srtp_module._FastPath.attach(fast_a._outbound._session) is not None
+    monkeypatch.setattr(srtp_module._FastPath, "attach", classmethod(lambda cls, s: None))
+    slow_a = SrtpSession(AES_CM_128_HMAC_SHA1_80, *keys)
+    slow_b = SrtpSession(AES_CM_128_HMAC_SHA1_80, *back)
+    monkeypatch.undo()
+    fast_b = SrtpSession(AES_CM_128_HMAC_SHA1_80, *back)
+    for sequence in range(4):
+        rtp = bytes(RtpPacket(0, sequence, 160 * sequence, 0x1234, b"\x55" * 160))
+        protected = fast_a.protect(rtp)
+        assert protected == slow_a.protect(rtp)  # same key, same index: the same bytes
+        assert slow_b.unprotect(protected) == rtp == fast_b.unprotect(protected)
+    rtcp = bytes.fromhex("81c90001" + "00001234")
+    assert slow_b.unprotect_rtcp(fast_a.protect_rtcp(rtcp)) == rtcp
+    assert fast_b.unprotect_rtcp(slow_a.protect_rtcp(rtcp)) == rtcp
+    for session in (fast_b, slow_b):
+        with pytest.raises(SrtpError, match="authentication|replay"):
+            session.unprotect(bytes(RtpPacket(0, 1, 160, 0x1234, b"\x55" * 160)) + bytes(10))
+        with pytest.raises(SrtpError, match="too long"):
+            session.unprotect(bytes(1600))
