@@ -94,6 +94,7 @@ class JitterBuffer:
         self._last_raw_ts: int | None = None
         self._last_ext_ts = 0
         self._transits: list[float] = []
+        self._ordered: list[float] = []  # the same values, sorted
         self._base = 0.0
         self._recent_sequences: list[int] = []
         self._last_frame = self._silence
@@ -117,6 +118,7 @@ class JitterBuffer:
         self._frames = {}
         self._next_ts = None
         self._transits = []
+        self._ordered = []
         self._late_streak = 0
 
     def put(self, sequence: int, timestamp: int, pcm: bytes, now: float) -> str:
@@ -155,10 +157,21 @@ class JitterBuffer:
         return PUT_ACCEPTED
 
     def _observe_transit(self, transit: float) -> None:
-        self._transits.append(transit)
-        if len(self._transits) > WINDOW_PACKETS:
-            self._transits.pop(0)
-        ordered = sorted(self._transits)
+        """The window kept twice: in arrival order (which value leaves next) and sorted (base
+        and quantile), the sorted one updated in place, not sorted again per packet
+        (issue 14: sorting 100 floats per packet touched every one of them)."""
+        transits, ordered = self._transits, self._ordered
+        transits.append(transit)
+        low, high = 0, len(ordered)
+        while low < high:  # bisect_right, which MicroPython lacks
+            middle = (low + high) // 2
+            if transit < ordered[middle]:
+                high = middle
+            else:
+                low = middle + 1
+        ordered.insert(low, transit)
+        if len(transits) > WINDOW_PACKETS:
+            ordered.remove(transits.pop(0))
         self._base = ordered[0]
         if len(ordered) >= MIN_WINDOW_FOR_TARGET:
             spread = ordered[int(JITTER_QUANTILE * (len(ordered) - 1))] - self._base

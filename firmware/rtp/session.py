@@ -334,12 +334,14 @@ class RtpSession:
     def get_timer(self) -> float | None:
         if self.state != ACTIVE:
             return None
-        deadlines = [self._next_rtcp]
+        deadline = self._next_rtcp  # asked on every wake-up (issue 14): no list, no min()
         if self.sending:
-            deadlines.append(self._slot_time(self._next_index))
-        if self._dtmf_packets:
-            deadlines.append(self._dtmf_packets[0][0])
-        return min(deadlines)
+            slot = self._start + self._next_index * self.ptime
+            if slot < deadline:
+                deadline = slot
+        if self._dtmf_packets and self._dtmf_packets[0][0] < deadline:
+            deadline = self._dtmf_packets[0][0]
+        return deadline
 
     def handle_timer(self, now: float) -> None:
         if self.state != ACTIVE:
@@ -436,7 +438,7 @@ class RtpSession:
         """One datagram from the RTP socket (or the RTCP socket: RTCP is recognised either way)."""
         if self.state != ACTIVE:
             return  # before start: queued while ringing, not the answered peer's media
-        if is_rtcp(data):
+        if len(data) >= 2 and 192 <= data[1] <= 223 and is_rtcp(data):  # RFC 5761 §4
             self._receive_rtcp(data, addr, now)
             return
         sdp = self._sdp_addr

@@ -86,6 +86,8 @@ CAPTURE_QUEUE_FRAMES = 5  # paced capture (ALSA): at most 100 ms queued, oldest 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
 TIMESTAMP_ANCILLARY = socket.CMSG_SPACE(16) if SO_TIMESTAMPNS is not None else 0
 TIMESPEC_FORMATS = {16: "@qq", 8: "@ii"}  # 64-bit, and 32-bit time_t (armhf)
+TIMESPEC_UNPACK = {size: struct.Struct(form).unpack for size, form in TIMESPEC_FORMATS.items()}
+SOL_SOCKET = socket.SOL_SOCKET
 MAX_ARRIVAL_AGE = 0.2  # s: older than this, a kernel stamp is not believed (a clock step)
 SEND_QUEUE_FRAMES = 3  # processed microphone frames waiting for their send deadline
 
@@ -173,6 +175,7 @@ class MediaStream:
         self._stats: dict[str, float | None] = {}
         self.started_at: float | None = None
         self.dtmf: DtmfReceiver | None = None  # the media thread's, from the first session
+        self._dtmf_live = False  # a telephone event arrived: its timer and events are due
         self.inband: InbandDtmfDetector | None = None
         self._source: Callable[[], bytes] | None = None
         # a conference's mixer (runtime/conference.py), set before `play`; None: a lone call
@@ -354,6 +357,7 @@ class MediaStream:
     def _on_dtmf_packet(self, packet: "RtpPacket", now: float) -> None:
         self._playing()[1].receive(packet.timestamp, packet.sequence, packet.marker,
                                    packet.payload, now)
+        self._dtmf_live = True  # the loop runs the receiver's timer and takes its events
 
     def _open_processor(self) -> "AudioProcessor | None":
         """The call's microphone/speaker processing (runtime/audioproc.py), or None when no
@@ -439,26 +443,45 @@ class MediaStream:
         next_tick = now  # the first tick captures the frame the first packet sends
         ticks = 0
         wake = [self._wake_r]
+        # Per wake-up only what can be due (issue 14: a wake-up after 20 ms of other jobs runs
+        # with cold caches, so every call and lookup it makes costs far more than hot):
+        # functions bound once, rebound only after a command (which may replace the session);
+        # the DTMF receiver's timer and events only while a telephone event is live;
+        # commands only when the queue holds one.
+        commands_pending = self._commands.qsize
+        stopping = self._stop.is_set
+        monotonic = time.monotonic
+        drain, flush, sleep = self._drain, self._flush, select.select
+        session_timer, session_due = session.get_timer, session.handle_timer
+        pull_audio = session.pull_audio
+        processor = self._processor
         try:
-            while not self._stop.is_set():
-                self._run_commands()
-                session, dtmf = self._playing()
-                processor = self._processor  # `set_audio` may have made one
+            while not stopping():
+                if commands_pending():
+                    self._run_commands()
+                    session, dtmf = self._playing()
+                    session_timer, session_due = session.get_timer, session.handle_timer
+                    pull_audio = session.pull_audio
+                    processor = self._processor  # `set_audio` may have made one
                 deadline = next_tick
-                for timer in (session.get_timer(), dtmf.get_timer()):
+                timer = session_timer()
+                if timer is not None and timer < deadline:
+                    deadline = timer
+                if self._dtmf_live:
+                    timer = dtmf.get_timer()
                     if timer is not None and timer < deadline:
                         deadline = timer
-                timeout = deadline - time.monotonic()
+                timeout = deadline - monotonic()
                 if timeout > 0:
-                    select.select(wake, [], [], timeout)
-                now = time.monotonic()
+                    sleep(wake, [], [], timeout)
+                now = monotonic()
                 # What arrived since the last frame, before the tick pulls from the buffer.
-                self._drain(session, now)
+                drain(session, now)
                 if now >= next_tick:
                     # The playout clock is the tick schedule, not the wake-up time: wake-up
                     # jitter would otherwise move the jitter buffer's measured delay across
                     # its adjustment thresholds and make it drop and repeat frames in turn.
-                    frame = session.pull_audio(next_tick)
+                    frame = pull_audio(next_tick)
                     if self.mixer is not None:  # what this party said, for the others
                         self.mixer.heard(self.call_id, frame)
                     if self.inband is not None:
@@ -486,10 +509,11 @@ class MediaStream:
                             self.on_beat()
                 # After the tick: a send deadline on the same schedule takes the frame the
                 # tick just captured.
-                session.handle_timer(now)
-                dtmf.handle_timer(now)
-                self._flush(session)
-                self._deliver_digits()
+                session_due(now)
+                if self._dtmf_live:
+                    dtmf.handle_timer(now)
+                    self._deliver_digits(dtmf)
+                flush(session)
             session.close(time.monotonic())
             self._flush(session)
             self._stats = session.stats()
@@ -517,47 +541,58 @@ class MediaStream:
         socket costs no failed read and no exception. Each goes to the session with the time
         the kernel received it (on the monotonic clock) where the kernel stamps datagrams, else
         with `now`: the jitter buffer measures transit with it."""
+        poll = self._poller.poll
+        ready = poll(0)
+        if not ready:
+            return
+        by_fd, receive = self._by_fd, session.receive
         to_monotonic = now - time.time()
         for _ in range(MAX_DATAGRAMS_PER_WAKE):
-            ready = self._poller.poll(0)
-            if not ready:
-                return
             for fd, _events in ready:
                 try:
-                    data, ancillary, _flags, addr = self._by_fd[fd].recvmsg(
-                        2048, TIMESTAMP_ANCILLARY)
+                    data, ancillary, _flags, addr = by_fd[fd].recvmsg(2048, TIMESTAMP_ANCILLARY)
                 except OSError:
                     continue  # e.g. ICMP port unreachable reported on the socket (now cleared)
                 arrival = now
                 for level, kind, value in ancillary:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and \
-                            len(value) in TIMESPEC_FORMATS:
-                        seconds, nanoseconds = struct.unpack(TIMESPEC_FORMATS[len(value)], value)
+                    unpack = TIMESPEC_UNPACK.get(len(value))
+                    if kind == SO_TIMESTAMPNS and level == SOL_SOCKET and unpack is not None:
+                        seconds, nanoseconds = unpack(value)
                         stamp = seconds + nanoseconds * 1e-9 + to_monotonic
                         # The stamp is on the wall clock: a step of it (NTP after boot) between
                         # arrival and now would move it far; then `now` is the better guess.
                         if now - MAX_ARRIVAL_AGE < stamp <= now:
                             arrival = stamp
-                session.receive(data, addr[:2], arrival)
+                receive(data, addr if len(addr) == 2 else addr[:2], arrival)
+            ready = poll(0)
+            if not ready:
+                return
 
     def _flush(self, session: RtpSession) -> None:
-        for data, addr in session.datagrams_to_send():
+        outgoing = session.datagrams_to_send()
+        if not outgoing:
+            return
+        mux = session.rtcp_mux
+        for data, addr in outgoing:
             sock = self.rtp_sock
-            if not session.rtcp_mux and _is_rtcp(data):
+            if not mux and _is_rtcp(data):
                 sock = self.rtcp_sock
             try:
                 sock.sendto(data, addr)
             except OSError as exc:
                 log.debug("rtp send to %s failed: %s", addr, exc)
 
-    def _deliver_digits(self) -> None:
+    def _deliver_digits(self, dtmf: DtmfReceiver) -> None:
+        """The receiver's events; once it is idle with none left, the loop stops asking it."""
         while True:
-            event = self._playing()[1].next_event()
+            event = dtmf.next_event()
             if event is None:
-                return
+                break
             digit = getattr(event, "digit", None)
             if digit is not None and type(event).__name__ == "Digit":
                 self._digit(digit)
+        if dtmf.get_timer() is None:
+            self._dtmf_live = False
 
     def _digit(self, digit: str) -> None:
         if LOG_DIGITS:

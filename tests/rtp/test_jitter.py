@@ -225,3 +225,27 @@ def test_wideband_frames_keep_the_rtp_clock_step():
     assert [frame for frame in played if frame != bytes(640)] == frames[:len(
         [frame for frame in played if frame != bytes(640)])]
     assert jb.get(20.0) != b"" and len(jb.get(20.0)) == 640  # concealment keeps the size
+
+
+def test_delay_statistics_follow_the_sliding_window_of_transits():
+    """The base (smallest transit) and the target (95th percentile of the extra delay plus a
+    frame) are those of the last 100 packets, in whatever order they came, and start over
+    when the stream jumps; the window is kept sorted in place (issue 14), so this checks it
+    against sorting the window anew after every packet."""
+    rng = random.Random(14)
+    buffer = JitterBuffer()
+    window = []
+    for number in range(400):
+        index = number if number < 250 else number + 100_000  # a jump: the window starts over
+        if number == 250:
+            window = []
+        arrival = number * TICK + rng.choice((0.0, 0.0, 0.005, 0.01, 0.02, 0.03))
+        assert buffer.put(index & 0xFFFF, FRAME_SAMPLES * index, frame(index),
+                          arrival) == PUT_ACCEPTED  # never late: the jitter stays below 40 ms
+        window = (window + [arrival * 8000 - FRAME_SAMPLES * index])[-100:]
+        ordered = sorted(window)
+        assert buffer._base == ordered[0]
+        if len(ordered) >= 10:
+            spread = ordered[int(0.95 * (len(ordered) - 1))] - ordered[0]
+            assert buffer._target == int(max(320, min(1600, spread + FRAME_SAMPLES)))
+        buffer.get(number * TICK + 0.01)  # the playout moves on, as in a call
