@@ -67,6 +67,7 @@ import struct
 from firmware.rtp.dtmf import DtmfPacket, DtmfSender
 from firmware.rtp.jitter import JitterBuffer
 from firmware.rtp.packet import (
+    RTP_HEADER_SIZE,
     RTP_VERSION,
     Bye,
     ReceiverReport,
@@ -102,6 +103,8 @@ LATCH_MIN_TIME = 0.2  # ... spanning at least this long (seconds), before the po
 LATCH_SEQ_WINDOW = 50  # ... of one SSRC whose sequence numbers stay this close (loss, reordering)
 _EPSILON = 1e-9  # a deadline met exactly counts as due despite float rounding
 _RTP_FIRST = RTP_VERSION << 6  # first header octet of the packets we send: no P, X, CC
+_HEADER = "!BBHII"  # the fixed RTP header (RFC 3550 §5.1)
+_unpack_header = struct.unpack_from
 
 
 def _random_uint(octets: int) -> int:
@@ -455,49 +458,64 @@ class RtpSession:
             except Exception:  # authentication or replay failure
                 self.srtp_failures += 1
                 return
-        try:
-            packet = RtpPacket.parse(data)
-        except RtpParseError:
-            self.invalid += 1
-            return
-        if packet.payload_type not in (self.payload_type, self.telephone_event_pt):
+        packet: RtpPacket | None = None
+        if len(data) >= RTP_HEADER_SIZE and data[0] == _RTP_FIRST:
+            # No padding, extension or CSRC (every packet of a call): the fields straight from
+            # the header, no RtpPacket object (issue 14: on a cold wake-up the object costs
+            # more than the unpacking); RtpPacket.parse takes every other header.
+            second, sequence, timestamp, ssrc = _unpack_header(_HEADER, data)[1:]
+            payload_type = second & 0x7F
+        else:
+            try:
+                packet = RtpPacket.parse(data)
+            except RtpParseError:
+                self.invalid += 1
+                return
+            payload_type, sequence, timestamp, ssrc = (
+                packet.payload_type, packet.sequence, packet.timestamp, packet.ssrc)
+        if payload_type not in (self.payload_type, self.telephone_event_pt):
             self.unknown_payload += 1
             return
         if not self._rtp_latched:
             if not _same_addr(addr, sdp) and self._srtp is None and \
-                    not self._confirms(addr, packet, now):
+                    not self._confirms(addr, ssrc, sequence, now):
                 self.foreign += 1
                 return
             self._latch_rtp(addr)
-        if packet.ssrc != self.remote_ssrc:
-            self.remote_ssrc = packet.ssrc
-            self._source_stats = _SourceStats(packet.sequence, self.clock_rate)
+        if ssrc != self.remote_ssrc:
+            self.remote_ssrc = ssrc
+            self._source_stats = _SourceStats(sequence, self.clock_rate)
             self._jitter.reset()
             self._last_sr, self._last_sr_at = 0, None
-        assert self._source_stats is not None  # made for the first packet's SSRC just above
-        if not self._source_stats.update_seq(packet.sequence):
+        source_stats = self._source_stats
+        assert source_stats is not None  # made for the first packet's SSRC just above
+        if not source_stats.update_seq(sequence):
             return
-        if packet.payload_type == self.telephone_event_pt:
+        if payload_type == self.telephone_event_pt:
             if self.on_dtmf_packet is not None:
+                if packet is None:
+                    packet = RtpPacket(payload_type, sequence, timestamp, ssrc,
+                                       data[RTP_HEADER_SIZE:], second >= 0x80)
                 self.on_dtmf_packet(packet, now)
             return
-        self._source_stats.update_jitter(packet.timestamp, now)
-        self._jitter.put(packet.sequence, packet.timestamp, self._decoder(packet.payload), now)
+        source_stats.update_jitter(timestamp, now)
+        payload = packet.payload if packet is not None else data[RTP_HEADER_SIZE:]
+        self._jitter.put(sequence, timestamp, self._decoder(payload), now)
 
-    def _confirms(self, addr: tuple[str, int], packet: "RtpPacket", now: float) -> bool:
+    def _confirms(self, addr: tuple[str, int], ssrc: int, sequence: int, now: float) -> bool:
         """Symmetric RTP without SRTP: has `addr` (the SDP's IP, another port) sent a steady
         stream long enough to be taken for the peer behind a port-changing NAT?"""
         candidate = self._candidate
         # None only with no candidate, when the test below stops before comparing it
-        step: Any = None if candidate is None else (packet.sequence - candidate[2]) % SEQ_MOD
-        if candidate is None or candidate[0] != addr or candidate[1] != packet.ssrc or \
+        step: Any = None if candidate is None else (sequence - candidate[2]) % SEQ_MOD
+        if candidate is None or candidate[0] != addr or candidate[1] != ssrc or \
                 LATCH_SEQ_WINDOW < step < SEQ_MOD - LATCH_SEQ_WINDOW:
-            self._candidate = [addr, packet.ssrc, packet.sequence, 1, now]
+            self._candidate = [addr, ssrc, sequence, 1, now]
             return False
         if step == 0:
             return False  # a duplicate proves nothing
         if step <= LATCH_SEQ_WINDOW:
-            candidate[2] = packet.sequence  # ahead; a late (reordered) one only counts
+            candidate[2] = sequence  # ahead; a late (reordered) one only counts
         candidate[3] += 1
         return candidate[3] >= LATCH_PACKETS and now - candidate[4] + _EPSILON >= LATCH_MIN_TIME
 
