@@ -148,12 +148,16 @@ def _unsigned_samples(pcm: bytes) -> "array":
 
 def ulaw_encode(pcm: bytes) -> bytes:
     """16-bit LE PCM -> µ-law bytes, one byte per sample (an odd trailing byte is an error)."""
-    return _ulaw_lookup(_unsigned_samples(pcm))
+    if _BIG_ENDIAN_HOST:
+        return _ulaw_lookup(_unsigned_samples(pcm))
+    return _ulaw_lookup(array("H", pcm))  # one frame less per packet (issue 14)
 
 
 def alaw_encode(pcm: bytes) -> bytes:
     """16-bit LE PCM -> A-law bytes, one byte per sample."""
-    return _alaw_lookup(_unsigned_samples(pcm))
+    if _BIG_ENDIAN_HOST:
+        return _alaw_lookup(_unsigned_samples(pcm))
+    return _alaw_lookup(array("H", pcm))
 
 
 def ulaw_decode(data: bytes) -> bytes:

@@ -163,12 +163,12 @@ class JitterBuffer:
         size = self.frame_bytes
         if len(pcm) == size:  # one frame per packet (the usual case): kept as it is, no copy
             self._frames[ts] = bytes(pcm)
-            pcm = b""
-        for offset in range(0, len(pcm), size):
-            frame = bytes(pcm[offset : offset + size])
-            if len(frame) < size:
-                frame += bytes(size - len(frame))
-            self._frames[ts + offset // size * FRAME_SAMPLES] = frame
+        else:
+            for offset in range(0, len(pcm), size):
+                frame = bytes(pcm[offset : offset + size])
+                if len(frame) < size:
+                    frame += bytes(size - len(frame))
+                self._frames[ts + offset // size * FRAME_SAMPLES] = frame
         if self.state == BUFFERING and (self._next_ts is None or ts < self._next_ts):
             self._next_ts = ts
         return PUT_ACCEPTED

@@ -239,6 +239,7 @@ class RtpSession:
         self.clock_rate = clock_rate
         self.ptime = ptime
         self.samples_per_packet = round(clock_rate * ptime)
+        self._backlog = int(MAX_BACKLOG / ptime + _EPSILON)  # packets still sent after a delay
         self._srtp = srtp
         self.rtcp_mux = rtcp_mux
         self.remote_addr: tuple[str, int] | None = None
@@ -351,15 +352,17 @@ class RtpSession:
             return
         if self.sending:
             due = self._due_index(now)
-            backlog = int(MAX_BACKLOG / self.ptime + _EPSILON)
+            backlog = self._backlog
             if due - self._next_index > backlog:
                 self.skipped_packets += due - backlog - self._next_index
                 self._next_index = due - backlog
                 self._marker_pending = True
             while self._next_index < due:
-                slot_time = self._slot_time(self._next_index)
-                while self._dtmf_packets and self._dtmf_packets[0][0] <= slot_time + _EPSILON:
-                    self._send_dtmf_packet()
+                if self._dtmf_packets:
+                    slot_time = self._slot_time(self._next_index)
+                    while self._dtmf_packets and \
+                            self._dtmf_packets[0][0] <= slot_time + _EPSILON:
+                        self._send_dtmf_packet()
                 self._send_audio_slot(self._next_index)
                 self._next_index += 1
         while self._dtmf_packets and self._dtmf_packets[0][0] <= now + _EPSILON:
@@ -375,15 +378,15 @@ class RtpSession:
 
     def _send_audio_slot(self, index: int) -> None:
         frame = self._source() if self._source is not None else None
-        slot_time = self._slot_time(index)
-        if self._dtmf_busy_until is not None and slot_time <= self._dtmf_busy_until + _EPSILON:
+        if self._dtmf_busy_until is not None and \
+                self._slot_time(index) <= self._dtmf_busy_until + _EPSILON:
             self._marker_pending = True  # audio resumes as a new talkspurt after the event
             return
         if frame is None:
             self._marker_pending = True
             return
         payload = self._encoder(frame)
-        timestamp = self._slot_timestamp(index)
+        timestamp = self._timestamp_origin + index * self.samples_per_packet  # _slot_timestamp
         self._send_rtp(self.payload_type, timestamp, self._marker_pending, payload)
         self._marker_pending = False
 
