@@ -575,7 +575,7 @@ class MediaStream:
         mux = session.rtcp_mux
         for data, addr in outgoing:
             sock = self.rtp_sock
-            if not mux and _is_rtcp(data):
+            if not mux and len(data) > 1 and 192 <= data[1] <= 223:  # RTCP (RFC 5761 §4)
                 sock = self.rtcp_sock
             try:
                 sock.sendto(data, addr)
@@ -650,10 +650,6 @@ def _discard_queued(sock: socket.socket) -> int:
         except OSError:
             continue  # e.g. an ICMP error reported on the socket
     return MAX_STALE_DATAGRAMS
-
-
-def _is_rtcp(data: bytes) -> bool:
-    return len(data) > 1 and 192 <= data[1] <= 223
 
 
 class _Rated:
