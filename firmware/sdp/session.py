@@ -555,17 +555,18 @@ def _split_lines(data: bytes | str) -> list[tuple[str, str]]:
         if len(data) > MAX_SIZE:
             raise SdpParseError("description too large")
         try:
-            data = bytes(data).decode("utf-8")
+            data = bytes(data).decode("utf-8")  # valid UTF-8 holds no lone surrogate
         except UnicodeError as error:
             raise SdpParseError("description is not UTF-8") from error
-    if not isinstance(data, str):
+    elif not isinstance(data, str):
         raise SdpParseError("description must be str or bytes")
+    else:
+        try:
+            data.encode("utf-8")  # so that sd.to_bytes() cannot fail later (lone surrogates)
+        except UnicodeError as error:
+            raise SdpParseError("description is not valid Unicode") from error
     if len(data) > MAX_SIZE:
         raise SdpParseError("description too large")
-    try:
-        data.encode("utf-8")  # so that sd.to_bytes() cannot fail later (lone surrogates)
-    except UnicodeError as error:
-        raise SdpParseError("description is not valid Unicode") from error
     if "\x00" in data:
         raise SdpParseError("NUL character in description")
     lines = data.split("\n")

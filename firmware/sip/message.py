@@ -480,7 +480,7 @@ def _parse_head(raw: bytes) -> "Request | Response":
             continue
         name, colon, value = line.partition(":")
         name = name.rstrip(_WHITESPACE)
-        if not colon or not is_token(name):
+        if not colon or (name not in _KNOWN_NAMES and not is_token(name)):  # known: tokens
             raise ParseError("bad header line")
         if len(fields) >= MAX_HEADERS:
             raise ParseError("too many header fields")

@@ -153,8 +153,26 @@ def _parse_port(text: str) -> int:
     return int(text)
 
 
+# Answers of split_host_port for the few sent-bys and hosts a station sees again and again
+# (its own address, the registrar, the peers of its calls): each INVITE names the same host in
+# its Request-URI, Via, From, To and Contact (issue 14, the answer path). Bounded: emptied
+# when full, so no peer can grow it.
+_HOST_PORTS: "dict[str, tuple[str, int | None]]" = {}
+MAX_HOST_PORTS = 64
+
+
 def split_host_port(text: str) -> tuple[str, int | None]:
     """`host [":" port]` -> (host, port or None); IPv6 references keep their brackets."""
+    known = _HOST_PORTS.get(text)
+    if known is not None:
+        return known
+    if len(_HOST_PORTS) >= MAX_HOST_PORTS:
+        _HOST_PORTS.clear()
+    known = _HOST_PORTS[text] = _split_host_port(text)  # raises ParseError: nothing kept
+    return known
+
+
+def _split_host_port(text: str) -> tuple[str, int | None]:
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
