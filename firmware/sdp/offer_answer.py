@@ -300,9 +300,10 @@ def _negotiated(index: int, remote: "SessionDescription", media: "MediaDescripti
         rtcp_address, rtcp_port = rtcp.address or connection.address, rtcp.port
     else:
         rtcp_address, rtcp_port = connection.address, media.port + 1
-    ptime = media.ptime if media.ptime and 10 <= media.ptime <= 120 else local.ptime
-    if media.maxptime and 10 <= media.maxptime < ptime:
-        ptime = media.maxptime
+    offered, most = media.ptime, media.maxptime  # each read parses its attribute
+    ptime = offered if offered and 10 <= offered <= 120 else local.ptime
+    if most and 10 <= most < ptime:
+        ptime = most
     return NegotiatedMedia(index, connection.address, media.port, rtcp_address, rtcp_port,
                            rtcp_mux, codec, payload_type, telephone_event, ptime,
                            our_flags[0] and remote_receives, our_flags[1] and remote_sends, srtp)

@@ -209,10 +209,24 @@ def split_outside(text: str, separator: str) -> list[str]:
     return parts
 
 
-def _split_list(value: str) -> list[str]:
+# The splits of short list values seen lately (`Allow`, `Supported` on every answer, the Via
+# and Contact of a caller that calls again); bounded, emptied when full (issue 14).
+_SPLITS: "dict[str, tuple[str, ...]]" = {}
+MAX_SPLITS = 64
+MAX_SPLIT_KEPT = 256  # characters of a value whose split is kept
+
+
+def _split_list(value: str) -> "tuple[str, ...]":
+    known = _SPLITS.get(value)
+    if known is not None:
+        return known
     items = [item.strip(_WHITESPACE) for item in split_outside(value, ",")]
-    items = [item for item in items if item]
-    return items or [""]
+    split = tuple(item for item in items if item) or ("",)
+    if len(value) <= MAX_SPLIT_KEPT:
+        if len(_SPLITS) >= MAX_SPLITS:
+            _SPLITS.clear()
+        _SPLITS[value] = split
+    return split
 
 
 class Headers:
@@ -232,7 +246,7 @@ class Headers:
         value = str(value)
         if "\r" in value or "\n" in value:
             raise ParseError("line break in header value")
-        values = _split_list(value) if key in LIST_HEADERS else [value.strip(_WHITESPACE)]
+        values = _split_list(value) if key in LIST_HEADERS else (value.strip(_WHITESPACE),)
         return key, [[key, printable, item] for item in values]
 
     def get(self, name: str, default: str | None = None) -> "str | Any":
