@@ -20,7 +20,8 @@ Public API
         get(name, default=None), get_all(name), set(name, value), add(name, value),
         insert(name, value), remove(name), name in headers, iter -> (name, value), len, copy()
     Via.parse(value)          .protocol .transport (upper-case) .host .port .params .branch
-    NameAddress.parse(value)  .display_name .uri .params .tag; `*` gives .wildcard (uri None)
+    NameAddress.parse(value)  .display_name .uri .params .tag; `*` gives .wildcard (uri None);
+        the same text may give the same (shared) object, as URI.parse: read, never change it
     CSeq.parse(value)         .seq .method
     StreamReader().feed(data) -> list of Request / Response / ParseError / KEEPALIVE_PING /
         KEEPALIVE_PONG; .pending (bytes held); .broken (framing lost: close the connection)
@@ -650,8 +651,17 @@ class Via:
         return "Via(" + repr(str(self)) + ")"
 
 
+# NameAddress.parse's last answers, as URI.parse's (firmware/sip/uri.py): the To and Contact
+# of a caller that calls again are the same texts (issue 14, the answer path). Shared: read a
+# parsed address, never change it. Bounded: emptied when full, long texts not kept.
+_ADDRESSES: "dict[str, NameAddress]" = {}
+MAX_ADDRESSES = 64
+MAX_ADDRESS_LENGTH = 256
+
+
 class NameAddress:
-    """From/To/Contact/Route/Record-Route value (§20.10, §25.1 name-addr / addr-spec)."""
+    """From/To/Contact/Route/Record-Route value (§20.10, §25.1 name-addr / addr-spec). A parsed
+    one may be shared (parse keeps its last answers): read it, build a new one to change."""
 
     __slots__ = ("display_name", "uri", "params")
 
@@ -663,6 +673,18 @@ class NameAddress:
 
     @classmethod
     def parse(cls, value: str) -> "NameAddress":
+        known = _ADDRESSES.get(value)
+        if known is not None and cls is NameAddress:
+            return known
+        address = cls._parse(value)
+        if cls is NameAddress and len(value) <= MAX_ADDRESS_LENGTH:
+            if len(_ADDRESSES) >= MAX_ADDRESSES:
+                _ADDRESSES.clear()
+            _ADDRESSES[value] = address
+        return address
+
+    @classmethod
+    def _parse(cls, value: str) -> "NameAddress":
         value = value.strip(_WHITESPACE)
         if value == "*":  # Contact: * (§10.2.2)
             return cls(None)
