@@ -287,11 +287,12 @@ def _remote_flags(remote: "SessionDescription", media: "MediaDescription") -> tu
 
 def _negotiated(index: int, remote: "SessionDescription", media: "MediaDescription", codec: str,
                 payload_type: int, telephone_event: int | None, srtp: "SrtpParameters | None",
-                local: "LocalMedia", our_flags: tuple[bool, bool]) -> "NegotiatedMedia":
+                local: "LocalMedia", our_flags: tuple[bool, bool],
+                remote_flags: "tuple[bool, bool] | None" = None) -> "NegotiatedMedia":
     connection = remote.connection_for(media)
     if connection is None:
         raise OfferAnswerError("no connection address for the audio stream")
-    remote_sends, remote_receives = _remote_flags(remote, media)
+    remote_sends, remote_receives = remote_flags or _remote_flags(remote, media)
     rtcp_mux = local.rtcp_mux and media.rtcp_mux
     rtcp = media.rtcp
     if rtcp_mux:
@@ -458,7 +459,7 @@ def create_answer(offer: "SessionDescription", local: "LocalMedia", session_vers
             srtp = _srtp_parameters(remote_crypto, local_crypto)
         answer.media.append(answered)
         negotiated = _negotiated(index, offer, media, codec, payload_type, telephone_event,
-                                 srtp, local, our_flags)
+                                 srtp, local, our_flags, (remote_sends, remote_receives))
     if negotiated is None:
         raise OfferAnswerError(failure)
     negotiated.video = video[1] if video is not None else None

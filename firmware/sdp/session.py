@@ -714,11 +714,14 @@ class SessionDescription(_AttributeList):
 
     def __str__(self) -> str:
         lines = self.lines()
-        for line in lines:
-            # A value with a line break would smuggle extra lines into the description.
-            if "\r" in line or "\n" in line:
-                raise ValueError(f"line break inside SDP line {line!r}")
-        return "\r\n".join(lines) + "\r\n"
+        text = "\r\n".join(lines)
+        # A value with a line break would smuggle extra lines into the description (counted
+        # on the whole text: the joins are the only line breaks of a clean description).
+        if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
+            for line in lines:
+                if "\r" in line or "\n" in line:
+                    raise ValueError(f"line break inside SDP line {line!r}")
+        return text + "\r\n"
 
     def to_bytes(self) -> bytes:
         return str(self).encode("utf-8")
