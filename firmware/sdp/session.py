@@ -496,8 +496,11 @@ class MediaDescription(_AttributeList):
         return None
 
     def _packet_time(self, name: str) -> int | None:
+        value = self.get_attribute(name)
+        if value is None:  # absent (most offers have no maxptime): no error raised and caught
+            return None
         try:
-            return parse_ptime(self.get_attribute(name))
+            return parse_ptime(value)
         except SdpParseError:
             return None
 
