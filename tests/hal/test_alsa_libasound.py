@@ -693,10 +693,12 @@ def clock_plugin(tmp_path_factory):
     return directory
 
 
-def clock_card_config(plugin_dir, capture="clockmic", playback="clockspeaker", hz=1000):
-    """ALSA configuration text: `capture` (a `hz` tone) and `playback` on the test clock."""
+def clock_card_config(plugin_dir, capture="clockmic", playback="clockspeaker", hz=1000,
+                      capture_options=""):
+    """ALSA configuration text: `capture` (a `hz` tone) and `playback` on the test clock;
+    `capture_options`: more fields of the capture PCM (`open_delay_ms 2500`, ...)."""
     return (f'pcm_type.doorline_clock {{ lib "{plugin_dir}/libasound_module_pcm_doorline_clock'
-            f'.so" }}\npcm.{capture} {{ type doorline_clock hz {hz} }}\n'
+            f'.so" }}\npcm.{capture} {{ type doorline_clock hz {hz} {capture_options} }}\n'
             f"pcm.{playback} {{ type doorline_clock }}\n")
 
 
@@ -806,3 +808,115 @@ def test_a_call_survives_xruns_when_the_station_stalls(tmp_path, baresip_factory
     assert "reopened" not in station.log
     assert len(after) >= 10 and sum(after) >= 0.8 * len(after)
     assert sum(before) >= 0.8 * len(before)
+
+
+# -- a sound card whose open blocks: the station keeps answering -----------------------------
+
+OPEN_STALL_S = 2.5
+
+
+def _sip_request(method, target, host, port, call_id, tag, body=""):
+    lines = [f"{method} {target} SIP/2.0",
+             f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{os.urandom(6).hex()};rport",
+             "Max-Forwards: 70", f"From: <sip:sipp@127.0.0.1>;tag={tag}", f"To: <{target}>",
+             f"Call-ID: {call_id}", f"CSeq: 1 {method}"]
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+@pytest.mark.peers
+@pytest.mark.xfail(strict=True, reason="pyalsaaudio holds the GIL in snd_pcm_open (issue 19)")
+def test_a_sound_card_that_blocks_on_open_does_not_freeze_the_station(tmp_path, clock_plugin):
+    """The firmware on the Pi HAL; its microphone (the test clock PCM) takes 2.5 s to open, as
+    a busy hw device or a hanging plugin does. A call comes in (a raw UDP INVITE, auto-answered)
+    and the HAL opens the card on the call's media thread; while that open is stuck, the
+    station still answers SIP OPTIONS within 200 ms and its web API (GET /api/status) within
+    a second, each probed several times during the stall. pyalsaaudio held the GIL inside
+    snd_pcm_open, so the whole process froze for the stall."""
+    import base64
+    import http.client
+    import json
+    import socket
+
+    from tests.hal.alsa_card import write_card
+    from tests.integration.helpers import Firmware, raw_offer, receive, station_config
+
+    if not ALSA_CONF.exists():
+        pytest.skip(f"no {ALSA_CONF}: libasound's own configuration is missing")
+    card = tmp_path / "card"
+    mark = tmp_path / "opens.txt"
+    env = write_card(card, rate=8000, seconds=0.1)
+    (card / "asound.conf").write_text(clock_card_config(
+        clock_plugin, "door_mic", "door_speaker",
+        capture_options=f'open_delay_ms {int(OPEN_STALL_S * 1000)} open_mark "{mark}"'))
+    del env["DOORLINE_ALSA_UNTIMED"]  # this card has a clock
+    config = station_config(None)
+    config["answer"] = {"mode": "auto", "allow": ["sip:sipp@127.0.0.1"]}
+    config["audio"] = {**config["audio"], "echo_cancel": False, "agc": False}
+    web_host, web_port = config["web"]["listen"].rsplit(":", 1)
+    password = "Open-Stall-Probe-7731"
+
+    def web(method, path, body=None, auth=True):
+        connection = http.client.HTTPConnection(web_host, int(web_port), timeout=10)
+        headers = {"Host": "localhost"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if auth:
+            token = base64.b64encode(f"admin:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        try:
+            connection.request(method, path, body=None if body is None else
+                               json.dumps(body).encode(), headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    station = Firmware(tmp_path / "station", config, board=card / "board.toml", env=env).start()
+    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    prober = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sip_probes, web_probes = [], []
+    try:
+        station.wait_log(r"listening on", timeout=15)
+        station.wait_log(r"web page on http://", timeout=15)
+        assert web("POST", "/api/setup", {"password": password}, auth=False)[0] == 200
+        assert web("GET", "/api/status")[0] == 200  # the login check is cached from here on
+        assert not mark.exists(), "the card was opened before the call"
+        caller.bind(("127.0.0.1", 0))
+        prober.bind(("127.0.0.1", 0))
+        host, port = caller.getsockname()
+        target = f"sip:door@127.0.0.1:{station.port}"
+        caller.sendto(_sip_request("INVITE", target, host, port, os.urandom(8).hex(), "c1",
+                                   raw_offer(host, port)), ("127.0.0.1", station.port))
+        deadline = time.monotonic() + 10
+        while not (mark.exists() and mark.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert mark.exists(), f"the card was never opened{station.log[-3000:]}"
+        opened_at = float(mark.read_text().split()[0])
+        phost, pport = prober.getsockname()
+        while time.monotonic() < opened_at + OPEN_STALL_S - 0.4:
+            sent = time.monotonic()
+            prober.sendto(_sip_request("OPTIONS", target, phost, pport, os.urandom(8).hex(),
+                                       "p1"), ("127.0.0.1", station.port))
+            answer = receive(prober, OPEN_STALL_S + 2, "SIP/2.0 200")
+            sip_probes.append((sent - opened_at, time.monotonic() - sent, answer is not None))
+            sent = time.monotonic()
+            status, _ = web("GET", "/api/status")
+            web_probes.append((sent - opened_at, time.monotonic() - sent, status))
+            time.sleep(0.2)
+    finally:
+        caller.close()
+        prober.close()
+        station.kill()
+        print(f"--- firmware log (tail) ---\n{station.log[-3000:]}")
+    print("during the open's stall (s after it began, s to answer): SIP OPTIONS "
+          + ", ".join(f"{at:.2f}: {took * 1000:.0f} ms" for at, took, _ in sip_probes)
+          + "; GET /api/status "
+          + ", ".join(f"{at:.2f}: {took * 1000:.0f} ms" for at, took, _ in web_probes))
+    assert all(at < OPEN_STALL_S for at, _, _ in sip_probes + web_probes)  # sent in the stall
+    assert len(sip_probes) >= 2 and all(ok for _, _, ok in sip_probes), sip_probes
+    assert all(status == 200 for _, _, status in web_probes), web_probes
+    assert max(took for _, took, _ in sip_probes) < 0.2, sip_probes
+    assert max(took for _, took, _ in web_probes) < 1.0, web_probes
