@@ -1,9 +1,9 @@
-"""Raspberry Pi boards (kind = "pi"): gpiozero devices and ALSA audio through pyalsaaudio.
+"""Raspberry Pi boards (kind = "pi"): gpiozero devices and ALSA audio through libasound (ctypes).
 
     PiBoard(spec, pin_factory=None)   a hal.base.Board; pin_factory defaults to gpiozero's
                                       LGPIOFactory (works on Zero 2 W, 3, 4 and 5); tests pass
                                       gpiozero.pins.mock.MockFactory.
-    AlsaAudio(spec.audio, clock=time.monotonic, sleep=time.sleep, reader_thread=True)
+    AlsaAudio(spec.audio, clock=time.monotonic, sleep=time.sleep, reader_thread=True, alsa=None)
         .set_buffering(period_ms, buffer_ms)   ALSA period and buffer of streams opened after
                                                ([audio] period_ms, buffer_ms; 20 and 80)
         .open(rate=8000, frame_ms=20) -> AlsaAudioStream
@@ -23,7 +23,12 @@ Mapping of board settings onto gpiozero:
              timed by hal.base.Relay's threading.Timer.
     inputs   DigitalInputDevice with the same pull rules as buttons, 50 ms debounce.
 
-Audio: each direction opens the board's ALSA device by name, S16_LE, non-blocking, with the
+Audio goes through hal/libasound.py (`alsa=`: that module, or a stand-in in the unit tests),
+the only user of libasound, called through ctypes, which releases the GIL in every call: a
+device whose open blocks (a busy hw PCM, a hanging plugin) holds only the thread that opens it
+(the call's media thread), never SIP or the web page (pyalsaaudio, used before, held the GIL in
+snd_pcm_open and froze the whole process; tests/hal/test_alsa_libasound.py shows both).
+Each direction opens the board's ALSA device by name, S16_LE, non-blocking, with the
 configured period (`[audio] period_ms`) and as many periods as fit in `[audio] buffer_ms` (at
 least 2); what libasound granted is in `buffering` and in the log.  Rate conversion, downmix
 and upmix run in C inside libasound whenever it can: the
@@ -37,18 +42,19 @@ with the pure-Python firmware.codecs.resample.Resampler.  Which path is used is 
 DOORLINE_ALSA_RESAMPLER=python forces the fallback (for comparisons).
 
 Volume (issue 15): `set_volume(percent)` uses the ALSA mixer of the playback card where it has
-one of `MIXER_CONTROLS` (pyalsaaudio's Mixer, the first that exists), else returns False and the
+one of `MIXER_CONTROLS` (snd_mixer, the first that exists), else returns False and the
 runtime scales the samples. The echo canceller's reference is delayed by
 `REFERENCE_DELAY_FRAMES`: with `PERIODS` periods of buffer a written frame is heard about one
 to three periods later, while a captured frame reaches read_frame up to a period after it was
 heard; an estimate that errs early only uses more of the canceller's tail (to tune per board).
 
-An overrun makes pyalsaaudio's
-read() return -EPIPE after it has already re-prepared the PCM (snd_pcm_prepare), so one is just
+An overrun makes a read return -EPIPE after hal/libasound.py has already recovered the PCM
+(snd_pcm_recover), so one is just
 counted; several in a row mean the PCM is stuck and it is reopened.  Any ALSA error (a USB device
 unplugged) closes that direction and reopens it with back-off from 0.1 s doubling to 5 s, so a
 replugged device comes back within seconds without the caller noticing more than silence.
-`alsaaudio` is imported only when audio is opened, so this module loads without it.
+libasound is loaded only when audio is opened (or the mixer first used), so this module loads
+without it.
 
 Capture thread: a non-blocking PCM does not make every libasound plugin non-blocking.  The
 `file` plugin reads its `infile` with a blocking read(), so a stalling source (a named pipe that
@@ -59,10 +65,11 @@ which is the only code touching that PCM after the open: it reads a period whene
 overrun, as it would without the thread), converts, and queues; read_frame waits on that queue
 for at most two frames and returns None, so the call's media clock never waits for libasound.
 While the device stays stalled, read_frame paces its caller like a live device instead: None
-one frame after the previous None (at once for a caller that asks once a frame).  pyalsaaudio
+one frame after the previous None (at once for a caller that asks once a frame).  ctypes
 releases the GIL inside snd_pcm_readi.  close() does not wait for a read stuck in a plugin: the
-thread closes its PCM once the read returns.  Not covered: opening a PCM (pyalsaaudio holds the
-GIL in snd_pcm_open, and a `file` plugin whose infile is a pipe without a writer waits there).
+thread closes its PCM once the read returns.  Still blocking the call's own media thread (not
+the process): an open that blocks inside a plugin (the opening thread waits for it; the call
+has no audio until it returns).
 `reader_thread=False` reads inline (the fake-clock unit tests, tests/hal/test_alsa.py).
 
 Bench only (docs/BENCH.md): DOORLINE_ALSA_UNTIMED=1 marks the ALSA devices as having no clock
@@ -92,10 +99,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    import alsaaudio
     from gpiozero.pins import Factory
 
     from hal.board import AudioSpec, BoardSpec, ButtonSpec, InputSpec, LedSpec, RelaySpec
+    from hal.libasound import Pcm
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +133,16 @@ def c_conversion_available(alsa: "Any") -> bool:
     if os.environ.get("DOORLINE_ALSA_RESAMPLER") == "python":
         return False
     try:
-        return "speexrate" in alsa.pcms()
-    except (AttributeError, alsa.ALSAAudioError):
+        return bool(alsa.has_pcm("speexrate"))
+    except alsa.AlsaError:
         return False
+
+
+def _libasound() -> "Any":
+    """hal/libasound.py, imported at the first audio use: the HAL loads without libasound."""
+    from hal import libasound
+
+    return libasound
 
 
 def describe_buffering(buffering: "dict[str, dict[str, int]]") -> str:
@@ -250,8 +264,10 @@ class AlsaAudio(AudioDevice):
     paced = True
 
     def __init__(self, spec: "AudioSpec", clock: "Callable[[], float]" = time.monotonic,
-                 sleep: "Callable" = time.sleep, reader_thread: bool = True) -> None:
+                 sleep: "Callable" = time.sleep, reader_thread: bool = True,
+                 alsa: "Any" = None) -> None:
         self.spec = spec
+        self._alsa = alsa
         self._clock = clock
         self._sleep = sleep
         self._reader_thread = reader_thread
@@ -275,7 +291,8 @@ class AlsaAudio(AudioDevice):
     def open(self, rate: int = 8000, frame_ms: int = 20) -> "AlsaAudioStream":
         stream = AlsaAudioStream(self.spec, rate, frame_ms, self._clock, self._sleep,
                                  period_ms=self.period_ms, buffer_ms=self.buffer_ms,
-                                 reader_thread=self._reader_thread)
+                                 reader_thread=self._reader_thread,
+                                 alsa=self._alsa or _libasound())
         if not self._logged:
             self._logged = True
             level = logging.WARNING if stream.conversion.startswith("python") else logging.INFO
@@ -293,12 +310,13 @@ class AlsaAudio(AudioDevice):
             stream.close()
 
     def set_volume(self, percent: int) -> bool:
-        mixer = self._mixer()
-        if mixer is None:
+        found = self._mixer()
+        if found is None:
             return False
+        mixer, control = found
         try:
-            mixer.setvolume(max(0, min(100, int(percent))))
-        except Exception as error:  # alsaaudio.ALSAAudioError: the card went away
+            mixer.set_volume(control, max(0, min(100, int(percent))))
+        except Exception as error:  # AlsaError: the card went away
             log.warning("audio: cannot set the volume on the mixer: %s", error)
             return False
         return True
@@ -306,13 +324,14 @@ class AlsaAudio(AudioDevice):
     def reference_delay_frames(self) -> int:
         return REFERENCE_DELAY_FRAMES
 
-    def _mixer(self) -> "Any":
+    def _mixer(self) -> "tuple[Any, str] | None":
+        """(the playback card's mixer, the control for the speaker), found once, or None."""
         if getattr(self, "_mixer_checked", False):
             return getattr(self, "_mixer_control", None)
         self._mixer_checked = True
-        self._mixer_control = None
+        self._mixer_control: tuple[Any, str] | None = None
         try:
-            import alsaaudio
+            alsa = self._alsa or _libasound()
         except ImportError:
             return None
         card = self.spec.playback
@@ -320,17 +339,16 @@ class AlsaAudio(AudioDevice):
             card = "hw:CARD=" + card.split("CARD=", 1)[1].split(",", 1)[0]
         for device in (card, "default"):
             try:
-                controls = alsaaudio.mixers(device=device)
-            except Exception:  # alsaaudio.ALSAAudioError: no mixer device of that name
+                mixer = alsa.Mixer(device)
+                controls = mixer.controls()
+            except Exception:  # AlsaError: no mixer device of that name, or no libasound
                 continue
             for name in MIXER_CONTROLS:
                 if name in controls:
-                    try:
-                        self._mixer_control = alsaaudio.Mixer(name, device=device)
-                    except Exception:  # alsaaudio.ALSAAudioError
-                        continue
                     log.info("audio: speaker volume on mixer %s of %s", name, device)
+                    self._mixer_control = (mixer, name)
                     return self._mixer_control
+            mixer.close()
         log.info("audio: no playback mixer; the speaker volume is applied digitally")
         return None
 
@@ -338,10 +356,10 @@ class AlsaAudio(AudioDevice):
 class AlsaPcm:
     """One direction of one ALSA device, reopened with bounded back-off when it goes away."""
 
-    def __init__(self, alsa: "Any", direction: int, device: str, rate: int, period_frames: int,
+    def __init__(self, alsa: "Any", capture: bool, device: str, rate: int, period_frames: int,
                  clock: "Callable[[], float]", periods: int = PERIODS) -> None:
         self.alsa = alsa
-        self.direction = direction
+        self.capture = capture
         self.device = device
         self.rate = rate
         self.period_frames = period_frames
@@ -351,25 +369,29 @@ class AlsaPcm:
         self.fresh = False
         self.reopens = 0
         self._clock = clock
-        self._pcm = None
+        self._pcm: Pcm | None = None
         self._retry_at = 0.0
         self._backoff = BACKOFF_MIN_S
         self._ever_opened = False
 
     @property
     def name(self) -> str:
-        kind = "capture" if self.direction == self.alsa.PCM_CAPTURE else "playback"
+        kind = "capture" if self.capture else "playback"
         return f"{kind} {self.device!r}"
 
-    def get(self) -> "alsaaudio.PCM | None":
+    def get(self) -> "Pcm | None":
         """The open PCM, or None while the device is away and the back-off has not expired."""
         if self._pcm is None and self._clock() >= self._retry_at:
             try:
-                self._pcm, self.channels = self._open()
-            except self.alsa.ALSAAudioError as error:
-                self.lost(error)
+                # mono, else stereo (some USB codecs offer stereo only: mixed down and copied
+                # up here); the open may block in a plugin: ctypes lets the GIL go meanwhile
+                pcm = self.alsa.open_pcm(self.device, self.capture, self.rate,
+                                         self.period_frames, self.periods, (1, 2))
+            except self.alsa.AlsaError as error:
+                self.lost(str(error))
             else:
-                self._granted = self._read_granted()
+                self._pcm, self.channels = pcm, pcm.channels
+                self._granted = self._read_granted(pcm)
                 self.fresh = True  # prepared, not started: playback writes a cushion first
                 if self._ever_opened:
                     self.reopens += 1
@@ -378,29 +400,15 @@ class AlsaPcm:
                 self._backoff = BACKOFF_MIN_S
         return self._pcm
 
-    def _open(self) -> "tuple[alsaaudio.PCM, int]":
-        pcm = self._make(channels=1)
-        if _channels(pcm) == 1:
-            return pcm, 1
-        # Some USB codecs offer stereo only; take stereo and mix down / copy up ourselves.
-        pcm.close()
-        return self._make(channels=2), 2
-
-    def _make(self, channels: int) -> "alsaaudio.PCM":
-        alsa = self.alsa
-        return alsa.PCM(type=self.direction, mode=alsa.PCM_NONBLOCK, device=self.device,
-                        rate=self.rate, channels=channels, format=alsa.PCM_FORMAT_S16_LE,
-                        periodsize=self.period_frames, periods=self.periods)
-
     def lost(self, error: str) -> None:
         log.warning("%s failed (%s); retrying in %.1f s", self.name, error, self._backoff)
         self.close()
         self._retry_at = self._clock() + self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
 
-    def wait(self, pcm: "alsaaudio.PCM", timeout: float, sleep: "Callable") -> None:
+    def wait(self, pcm: "Pcm", timeout: float, sleep: "Callable") -> None:
         """Wait until the PCM is readable/writable or `timeout` seconds have passed."""
-        descriptors = pcm.polldescriptors()
+        descriptors = pcm.poll_descriptors()
         if not descriptors:
             sleep(timeout)
             return
@@ -411,15 +419,13 @@ class AlsaPcm:
 
     def granted(self) -> "dict[str, int] | None":
         """Rate, period and buffer (frames) libasound granted, and the latency the buffer can
-        add; None while the device is away (or pyalsaaudio < 0.10 has no info()). Read once
-        at the open, so any thread may ask while another one reads the PCM."""
+        add; None while the device is away. Read once at the open, so any thread may ask
+        while another one reads the PCM."""
         return self._granted if self._pcm is not None else None
 
-    def _read_granted(self) -> "dict[str, int] | None":
-        info = getattr(self._pcm, "info", None)
-        if info is None:
-            return None
-        values = info()
+    @staticmethod
+    def _read_granted(pcm: "Pcm") -> "dict[str, int]":
+        values = pcm.granted()
         rate, buffer = values["rate"], values["buffer_size"]
         return {"rate": rate, "period_frames": values["period_size"], "buffer_frames": buffer,
                 "latency_ms": buffer * 1000 // rate}
@@ -429,7 +435,7 @@ class AlsaPcm:
             pcm, self._pcm = self._pcm, None
             try:
                 pcm.close()
-            except self.alsa.ALSAAudioError:
+            except self.alsa.AlsaError:
                 pass  # an unplugged device may refuse even this; the handle is dropped anyway
 
 
@@ -438,26 +444,15 @@ def _worth_logging(xruns: int) -> bool:
     return xruns <= 10 or xruns % 100 == 0
 
 
-def _channels(pcm: "Any") -> int:
-    """The channel count the PCM was really opened with.  pyalsaaudio >= 0.10 reports it in
-    info() (it keeps what the device granted); getchannels() tries every count from the
-    device's minimum to its maximum, which never ends on devices without a limit (`null`)."""
-    info = getattr(pcm, "info", None)
-    if info is not None:
-        return info()["channels"]
-    return 1 if 1 in pcm.getchannels() else 2
-
-
 class AlsaAudioStream(AudioStream):
     def __init__(self, spec: "AudioSpec", rate: int, frame_ms: int, clock: "Callable[[], float]",
                  sleep: "Callable", period_ms: int = PERIOD_MS, buffer_ms: int = BUFFER_MS,
-                 reader_thread: bool = False) -> None:
-        import alsaaudio  # only here: the HAL must import on machines without ALSA
-
+                 reader_thread: bool = False, alsa: "Any" = None) -> None:
+        alsa = alsa or _libasound()  # only here: the HAL must import on machines without ALSA
         self.rate = rate
         self.frame_bytes = frame_bytes(rate, frame_ms)
         self.closed = False
-        self._alsa = alsaaudio
+        self._alsa = alsa
         self._clock = clock
         self._sleep = sleep
         self._frame_s = frame_ms / 1000
@@ -469,7 +464,7 @@ class AlsaAudioStream(AudioStream):
             wrapped_capture = converting_device(spec.capture, spec.rate)
             wrapped_playback = converting_device(spec.playback, spec.rate)
             if wrapped_capture is not None and wrapped_playback is not None \
-                    and c_conversion_available(alsaaudio):
+                    and c_conversion_available(alsa):
                 capture, playback = wrapped_capture, wrapped_playback
                 open_rate = rate
                 self.conversion = f"libasound {C_CONVERTER} (C)"
@@ -477,10 +472,8 @@ class AlsaAudioStream(AudioStream):
                 self.conversion = "python Resampler (install libasound2-plugins for the C path)"
         period = open_rate * period_ms // 1000
         periods = max(2, buffer_ms // period_ms)
-        self._capture = AlsaPcm(alsaaudio, alsaaudio.PCM_CAPTURE, capture, open_rate, period,
-                                clock, periods)
-        self._playback = AlsaPcm(alsaaudio, alsaaudio.PCM_PLAYBACK, playback, open_rate, period,
-                                 clock, periods)
+        self._capture = AlsaPcm(alsa, True, capture, open_rate, period, clock, periods)
+        self._playback = AlsaPcm(alsa, False, playback, open_rate, period, clock, periods)
         self._direct = open_rate == rate  # no conversion left to Python
         self._from_device = RateConverter(open_rate, rate)
         self._to_device = RateConverter(rate, open_rate)
@@ -570,13 +563,14 @@ class AlsaAudioStream(AudioStream):
         finally:
             self._capture.close()
 
-    def _read_period(self, pcm: "alsaaudio.PCM", wait_s: float) -> bytes:
+    def _read_period(self, pcm: "Pcm", wait_s: float) -> "bytes | memoryview":
         """One read of the capture PCM: captured audio at the call rate (b"" when there was
-        none: an overrun, an error, or nothing within `wait_s`)."""
+        none: an overrun, an error, or nothing within `wait_s`). The C path's audio is a view
+        of the PCM's reused buffer, valid until its next read: the caller queues it at once."""
         try:
             length, data = pcm.read()
-        except self._alsa.ALSAAudioError as error:
-            self._capture.lost(error)
+        except self._alsa.AlsaError as error:
+            self._capture.lost(str(error))
             return b""
         if length < 0:
             self._overrun(length)
@@ -609,7 +603,7 @@ class AlsaAudioStream(AudioStream):
                 self._captured.push(data)
 
     def _overrun(self, code: int) -> None:
-        # pyalsaaudio has already called snd_pcm_prepare(); audio was lost, the PCM runs again.
+        # hal/libasound.py has already called snd_pcm_recover(): audio was lost, the PCM runs.
         self.xruns += 1
         self._consecutive_xruns += 1
         if _worth_logging(self.xruns):
@@ -638,7 +632,7 @@ class AlsaAudioStream(AudioStream):
                 continue
             self._write_period(device, upmix(period, self._playback.channels))
 
-    def _write_period(self, device: "alsaaudio.PCM", data: bytes) -> None:
+    def _write_period(self, device: "Pcm", data: bytes) -> None:
         for _attempt in range(2):
             try:
                 if self._playback.fresh:
@@ -651,8 +645,8 @@ class AlsaAudioStream(AudioStream):
                         self._playback.fresh = False
                 if not self._playback.fresh:
                     written = device.write(data)
-            except self._alsa.ALSAAudioError as error:
-                self._playback.lost(error)
+            except self._alsa.AlsaError as error:
+                self._playback.lost(str(error))
                 self.dropped += 1
                 return
             if written > 0:
@@ -660,7 +654,7 @@ class AlsaAudioStream(AudioStream):
             if written == 0:  # buffer full: drop rather than block or build up delay
                 self.dropped += 1
                 return
-            # underrun (-EPIPE): the binding re-prepared the PCM; cushion again, try once more
+            # underrun (-EPIPE): hal/libasound.py recovered the PCM; cushion again, try once more
             self.xruns += 1
             self._playback.fresh = True
             if _worth_logging(self.xruns):
