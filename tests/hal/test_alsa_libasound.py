@@ -676,23 +676,28 @@ def test_overrun_and_underrun_on_a_clocked_loopback_card(monkeypatch):
 CLOCK_PLUGIN_SOURCE = pathlib.Path(__file__).with_name("clocked_pcm.c")
 
 
-@pytest.fixture(scope="session")
-def clock_plugin(tmp_path_factory):
-    """The directory holding libasound_module_pcm_doorline_clock.so, built from
-    tests/hal/clocked_pcm.c against this machine's libasound (the ioplug SDK headers come with
-    libasound2-dev, a test-only package: the firmware itself needs only libasound2)."""
+def _build_plugin(tmp_path_factory, source, library, what):
+    """The directory holding `library`, built from `source` against this machine's libasound
+    (the plugin SDK headers come with libasound2-dev, a test-only package: the firmware itself
+    needs only libasound2)."""
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        pytest.skip("no C compiler (cc) to build the test clock PCM (tests/hal/clocked_pcm.c)")
+        pytest.skip(f"no C compiler (cc) to build {what} ({source.name})")
     if not pathlib.Path("/usr/include/alsa/pcm_external.h").exists():
-        pytest.skip("no alsa/pcm_external.h: install libasound2-dev to build the test clock PCM")
-    directory = tmp_path_factory.mktemp("alsa-clock")
-    library = directory / "libasound_module_pcm_doorline_clock.so"
+        pytest.skip(f"no alsa/pcm_external.h: install libasound2-dev to build {what}")
+    directory = tmp_path_factory.mktemp(library.split(".")[0])
     built = subprocess.run([compiler, "-shared", "-fPIC", "-DPIC", "-O2", "-Wall", "-o",
-                            os.fspath(library), os.fspath(CLOCK_PLUGIN_SOURCE), "-lasound", "-lm"],
+                            os.fspath(directory / library), os.fspath(source), "-lasound", "-lm"],
                            capture_output=True, text=True, timeout=120)
     assert built.returncode == 0, built.stderr
     return directory
+
+
+@pytest.fixture(scope="session")
+def clock_plugin(tmp_path_factory):
+    """The directory holding libasound_module_pcm_doorline_clock.so (tests/hal/clocked_pcm.c)."""
+    return _build_plugin(tmp_path_factory, CLOCK_PLUGIN_SOURCE,
+                         "libasound_module_pcm_doorline_clock.so", "the test clock PCM")
 
 
 def clock_card_config(plugin_dir, capture="clockmic", playback="clockspeaker", hz=1000,
@@ -1021,3 +1026,32 @@ def test_period_and_buffer_saved_through_the_api_apply_to_the_next_call(tmp_path
     assert granted == [
         "capture 160/640 frames at 8000 Hz (80 ms), playback 160/640 frames at 8000 Hz (80 ms)",
         "capture 80/400 frames at 8000 Hz (50 ms), playback 80/400 frames at 8000 Hz (50 ms)"]
+
+
+# -- the speaker volume on a real libasound mixer ---------------------------------------------
+
+@pytest.fixture(scope="session")
+def mixer_plugin(tmp_path_factory):
+    """The directory holding libasound_module_ctl_doorline_mixer.so (tests/hal/mixer_ctl.c):
+    a control device in user space with a `Speaker` playback volume, 0..63."""
+    return _build_plugin(tmp_path_factory, pathlib.Path(__file__).with_name("mixer_ctl.c"),
+                         "libasound_module_ctl_doorline_mixer.so", "the test mixer")
+
+
+def test_speaker_volume_on_the_cards_mixer_through_libasound(monkeypatch, tmp_path,
+                                                             mixer_plugin):
+    """issue 15 on the real snd_mixer API (hal/libasound.py): the playback card's control
+    device has a `Speaker` volume (0..63); set_volume takes it and sets both channels to that
+    percentage of the range (50 -> 32, 130 -> 63, 0 -> 0)."""
+    writes = tmp_path / "mixer-writes.txt"
+    _use_config(monkeypatch, tmp_path, f"""
+ctl_type.doorline_mixer {{ lib "{mixer_plugin}/libasound_module_ctl_doorline_mixer.so" }}
+ctl.mixcard {{ type doorline_mixer file "{writes}" max 63 }}
+pcm.mixcard {{ type file slave.pcm "null" file "/dev/null" format "raw" }}
+""")
+    audio = AlsaAudio(AudioSpec(capture="mixcard", playback="mixcard", rate=8000))
+    levels = []
+    for percent in (50, 130, 0):
+        assert audio.set_volume(percent) is True
+        levels.append(writes.read_text().splitlines()[-1])
+    assert levels == ["32 32", "63 63", "0 0"]
