@@ -174,6 +174,9 @@ class Pcm:
         self._buffer = ctypes.create_string_buffer(0)
         self._view = memoryview(b"")
         self._frame_bytes = SAMPLE_BYTES
+        self._readi = self._lib.snd_pcm_readi  # bound once: called every period
+        self._writei = self._lib.snd_pcm_writei
+        self._period = _ULONG(0)
 
     def _configure(self, rate: int, period_frames: int, periods: int,
                    channels: "tuple[int, ...]") -> None:
@@ -208,6 +211,7 @@ class Pcm:
         lib.snd_pcm_hw_params_get_buffer_size(params, ctypes.byref(size))
         self.rate, self.period_size, self.buffer_size = value.value, frames.value, size.value
         self._frame_bytes = SAMPLE_BYTES * self.channels
+        self._period = _ULONG(self.period_size)
         if self.capture:
             self._buffer = ctypes.create_string_buffer(self.period_size * self._frame_bytes)
             self._view = memoryview(self._buffer).cast("B")
@@ -231,13 +235,19 @@ class Pcm:
         raise AlsaError(what, code)
 
     def read(self) -> "tuple[int, memoryview | bytes]":
-        frames = self._lib.snd_pcm_readi(self._pcm(), self._buffer, self.period_size)
+        handle = self._handle
+        if handle is None:  # never hand libasound a NULL PCM
+            raise AlsaError(f"{self.device} is closed", -errno.EBADFD)
+        frames = self._readi(handle, self._buffer, self._period)
         if frames > 0:
             return frames, self._view[:frames * self._frame_bytes]
         return self._xrun(frames, f"reading {self.device}"), b""
 
     def write(self, data: bytes) -> int:
-        frames = self._lib.snd_pcm_writei(self._pcm(), data, len(data) // self._frame_bytes)
+        handle = self._handle
+        if handle is None:
+            raise AlsaError(f"{self.device} is closed", -errno.EBADFD)
+        frames = self._writei(handle, data, len(data) // self._frame_bytes)
         return frames if frames >= 0 else self._xrun(frames, f"writing {self.device}")
 
     def poll_descriptors(self) -> "list[tuple[int, int]]":

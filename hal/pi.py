@@ -275,6 +275,9 @@ class AlsaAudio(AudioDevice):
         self.buffer_ms = BUFFER_MS
         self._streams: list[AlsaAudioStream] = []
         self._logged = False
+        # set_volume comes from the event loop (a saved config) and from media threads (a
+        # call's start); libasound's mixer is not thread-safe, and ctypes lets the GIL go
+        self._mixer_lock = threading.Lock()
         if os.environ.get("DOORLINE_ALSA_UNTIMED") == "1":
             # bench devices without a clock: the runtime paces them, and reads them inline
             # (the `file` plugin over `null` with a regular file has data at once)
@@ -310,16 +313,17 @@ class AlsaAudio(AudioDevice):
             stream.close()
 
     def set_volume(self, percent: int) -> bool:
-        found = self._mixer()
-        if found is None:
-            return False
-        mixer, control = found
-        try:
-            mixer.set_volume(control, max(0, min(100, int(percent))))
-        except Exception as error:  # AlsaError: the card went away
-            log.warning("audio: cannot set the volume on the mixer: %s", error)
-            return False
-        return True
+        with self._mixer_lock:
+            found = self._mixer()
+            if found is None:
+                return False
+            mixer, control = found
+            try:
+                mixer.set_volume(control, max(0, min(100, int(percent))))
+            except Exception as error:  # AlsaError: the card went away
+                log.warning("audio: cannot set the volume on the mixer: %s", error)
+                return False
+            return True
 
     def reference_delay_frames(self) -> int:
         return REFERENCE_DELAY_FRAMES
@@ -599,6 +603,8 @@ class AlsaAudioStream(AudioStream):
             if remaining <= 0:
                 return None
             data = self._read_period(pcm, min(remaining, self._frame_s))
+            if len(data) == self.frame_bytes and not len(self._captured):
+                return bytes(data)  # a period is a frame (the default): no queueing
             if data:
                 self._captured.push(data)
 
