@@ -67,9 +67,11 @@ for at most two frames and returns None, so the call's media clock never waits f
 While the device stays stalled, read_frame paces its caller like a live device instead: None
 one frame after the previous None (at once for a caller that asks once a frame).  ctypes
 releases the GIL inside snd_pcm_readi.  close() does not wait for a read stuck in a plugin: the
-thread closes its PCM once the read returns.  Still blocking the call's own media thread (not
-the process): an open that blocks inside a plugin (the opening thread waits for it; the call
-has no audio until it returns).
+thread closes its PCM once the read returns.  Opens, too, run on a thread of their own
+("alsa-open", one per open, see AlsaPcm): a stream's start waits `OPEN_WAIT_S` (0.5 s) at most
+for its devices, then the call goes on without the direction still opening (silence captured,
+frames to play dropped) until it has opened.  An open that never returns keeps its thread and
+leaves that direction away for the rest of the stream.
 `reader_thread=False` reads inline (the fake-clock unit tests, tests/hal/test_alsa.py).
 
 Bench only (docs/BENCH.md): DOORLINE_ALSA_UNTIMED=1 marks the ALSA devices as having no clock
@@ -114,6 +116,7 @@ PERIODS = 4  # periods per buffer with the default [audio] period_ms = 20, buffe
 PERIOD_MS = 20
 BUFFER_MS = 80
 READ_AHEAD_FRAMES = 2  # captured frames the capture thread keeps ready for read_frame
+OPEN_WAIT_S = 0.5  # a stream's start waits this long for its devices, then goes on without
 MIXER_CONTROLS = ("Speaker", "PCM", "Master", "Playback", "Headphone", "Digital")
 REFERENCE_DELAY_FRAMES = 1
 C_CONVERTER = "speexrate_medium"  # speex quality 5: flat to 3.4 kHz, alias/images below -90 dB
@@ -302,7 +305,10 @@ class AlsaAudio(AudioDevice):
             log.log(level, "audio: %s/%s at %d Hz, calls at %d Hz, conversion: %s",
                     self.spec.capture, self.spec.playback, self.spec.rate, rate,
                     stream.conversion)
-            log.info("audio buffers: %s", describe_buffering(stream.buffering))
+            if len(stream.buffering) == 2:
+                log.info("audio buffers: %s", describe_buffering(stream.buffering))
+            else:  # a device still opening (or away): logged once it has opened
+                stream.log_buffers_when_open()
         self._streams = [s for s in self._streams if not s.closed]
         self._streams.append(stream)
         return stream
@@ -358,11 +364,24 @@ class AlsaAudio(AudioDevice):
 
 
 class AlsaPcm:
-    """One direction of one ALSA device, reopened with bounded back-off when it goes away."""
+    """One direction of one ALSA device, reopened with bounded back-off when it goes away.
+
+    `background=True` (streams with a capture thread, i.e. every real-time stream): each open
+    runs on a short-lived thread ("alsa-open"), and get() hands the PCM over once it is open;
+    `get(wait_s)` waits that long for it. So an open that blocks in libasound (a busy device,
+    a hanging plugin) holds neither the caller nor, through ctypes, the GIL. Otherwise the open
+    runs in get() itself (the fake-clock unit tests, the bench's untimed devices)."""
 
     def __init__(self, alsa: "Any", capture: bool, device: str, rate: int, period_frames: int,
-                 clock: "Callable[[], float]", periods: int = PERIODS) -> None:
+                 clock: "Callable[[], float]", periods: int = PERIODS,
+                 background: bool = False, on_open: "Callable[[], None] | None" = None) -> None:
         self.alsa = alsa
+        self._background = background
+        self._on_open = on_open
+        self._lock = threading.Lock()  # the hand-over between the opener thread and get()
+        self._opener: threading.Thread | None = None
+        self._result: Pcm | str | None = None  # what the opener got: a PCM or an error
+        self._shut = False
         self.capture = capture
         self.device = device
         self.rate = rate
@@ -383,26 +402,76 @@ class AlsaPcm:
         kind = "capture" if self.capture else "playback"
         return f"{kind} {self.device!r}"
 
-    def get(self) -> "Pcm | None":
-        """The open PCM, or None while the device is away and the back-off has not expired."""
-        if self._pcm is None and self._clock() >= self._retry_at:
-            try:
-                # mono, else stereo (some USB codecs offer stereo only: mixed down and copied
-                # up here); the open may block in a plugin: ctypes lets the GIL go meanwhile
-                pcm = self.alsa.open_pcm(self.device, self.capture, self.rate,
-                                         self.period_frames, self.periods, (1, 2))
-            except self.alsa.AlsaError as error:
-                self.lost(str(error))
-            else:
-                self._pcm, self.channels = pcm, pcm.channels
-                self._granted = self._read_granted(pcm)
-                self.fresh = True  # prepared, not started: playback writes a cushion first
-                if self._ever_opened:
-                    self.reopens += 1
-                    log.warning("%s reopened", self.name)
-                self._ever_opened = True
-                self._backoff = BACKOFF_MIN_S
+    def get(self, wait_s: float = 0.0) -> "Pcm | None":
+        """The open PCM, or None while the device is away and the back-off has not expired
+        (or, in the background mode, while it is still opening after `wait_s` seconds)."""
+        if self._pcm is not None:
+            return self._pcm
+        if not self._background:
+            if self._clock() >= self._retry_at:
+                self._finish(self._open_now())
+            return self._pcm
+        with self._lock:
+            opener = self._opener
+            if opener is None and not self._shut and self._clock() >= self._retry_at:
+                opener = self._opener = threading.Thread(
+                    target=self._open_in_background, daemon=True, name="alsa-open")
+                opener.start()
+        if opener is None:
+            return None
+        if wait_s > 0:
+            opener.join(wait_s)
+        with self._lock:
+            result, self._result = self._result, None
+            if result is not None:
+                self._opener = None
+        if result is not None:
+            self._finish(result)
         return self._pcm
+
+    def _open_now(self) -> "Pcm | str":
+        """Opens the device: the PCM, or the error's text."""
+        try:
+            # mono, else stereo (some USB codecs offer stereo only: mixed down and copied up
+            # here); the open may block in a plugin: ctypes lets the GIL go meanwhile
+            return self.alsa.open_pcm(self.device, self.capture, self.rate, self.period_frames,
+                                      self.periods, (1, 2))
+        except self.alsa.AlsaError as error:
+            return str(error)
+
+    def _open_in_background(self) -> None:
+        result = self._open_now()
+        with self._lock:
+            if not self._shut:
+                self._result = result
+                return
+            self._opener = None
+        if not isinstance(result, str):
+            result.close()  # the stream closed while its device was opening
+
+    def _finish(self, result: "Pcm | str") -> None:
+        if isinstance(result, str):
+            self.lost(result)
+            return
+        self._pcm, self.channels = result, result.channels
+        self._granted = self._read_granted(result)
+        self.fresh = True  # prepared, not started: playback writes a cushion first
+        if self._ever_opened:
+            self.reopens += 1
+            log.warning("%s reopened", self.name)
+        self._ever_opened = True
+        self._backoff = BACKOFF_MIN_S
+        if self._on_open is not None:
+            self._on_open()
+
+    def shutdown(self) -> None:
+        """Closes for good: an open still running closes its PCM when it returns."""
+        with self._lock:
+            self._shut = True
+            result, self._result = self._result, None
+        if result is not None and not isinstance(result, str):
+            result.close()
+        self.close()
 
     def lost(self, error: str) -> None:
         log.warning("%s failed (%s); retrying in %.1f s", self.name, error, self._backoff)
@@ -476,8 +545,14 @@ class AlsaAudioStream(AudioStream):
                 self.conversion = "python Resampler (install libasound2-plugins for the C path)"
         period = open_rate * period_ms // 1000
         periods = max(2, buffer_ms // period_ms)
-        self._capture = AlsaPcm(alsa, True, capture, open_rate, period, clock, periods)
-        self._playback = AlsaPcm(alsa, False, playback, open_rate, period, clock, periods)
+        # With the capture thread (real time), devices open on threads of their own: a device
+        # whose open blocks leaves the call's media thread running (without that direction).
+        self._buffers_lock = threading.Lock()
+        self._log_buffers = False
+        self._capture = AlsaPcm(alsa, True, capture, open_rate, period, clock, periods,
+                                background=reader_thread, on_open=self._opened)
+        self._playback = AlsaPcm(alsa, False, playback, open_rate, period, clock, periods,
+                                 background=reader_thread, on_open=self._opened)
         self._direct = open_rate == rate  # no conversion left to Python
         self._from_device = RateConverter(open_rate, rate)
         self._to_device = RateConverter(rate, open_rate)
@@ -489,8 +564,12 @@ class AlsaAudioStream(AudioStream):
         self._stalled_until: float | None = None  # when the last read_frame gave up, if it did
         self.xruns = 0
         self.dropped = 0
-        self._capture.get()
+        self._capture.get()  # both start opening (or open, without the capture thread) ...
         self._playback.get()
+        if reader_thread:  # ... and are waited for, each, OPEN_WAIT_S at most
+            waited_until = time.monotonic() + OPEN_WAIT_S
+            self._capture.get(OPEN_WAIT_S)
+            self._playback.get(max(0.0, waited_until - time.monotonic()))
         self._ready = threading.Condition()
         self._reader: threading.Thread | None = None
         if reader_thread:
@@ -512,6 +591,21 @@ class AlsaAudioStream(AudioStream):
     def stats(self) -> dict[str, int]:
         return {"xruns": self.xruns, "reopens": self._capture.reopens + self._playback.reopens,
                 "dropped": self.dropped}
+
+    def log_buffers_when_open(self) -> None:
+        """Logs the `audio buffers:` line once both directions are open (AlsaAudio asks this
+        when a device was still opening when the stream started)."""
+        with self._buffers_lock:
+            self._log_buffers = True
+        self._opened()
+
+    def _opened(self) -> None:
+        with self._buffers_lock:
+            buffering = self.buffering if self._log_buffers else {}
+            if len(buffering) < 2:
+                return
+            self._log_buffers = False
+        log.info("audio buffers: %s", describe_buffering(buffering))
 
     @property
     def buffering(self) -> dict[str, dict[str, int]]:
@@ -565,7 +659,7 @@ class AlsaAudioStream(AudioStream):
         except Exception:
             log.exception("%s: the capture thread failed", self._capture.name)
         finally:
-            self._capture.close()
+            self._capture.shutdown()
 
     def _read_period(self, pcm: "Pcm", wait_s: float) -> "bytes | memoryview":
         """One read of the capture PCM: captured audio at the call rate (b"" when there was
@@ -669,9 +763,9 @@ class AlsaAudioStream(AudioStream):
 
     def close(self) -> None:
         self.closed = True
-        self._playback.close()
+        self._playback.shutdown()
         if self._reader is None:
-            self._capture.close()
+            self._capture.shutdown()
             return
         with self._ready:
             self._ready.notify_all()

@@ -307,3 +307,66 @@ def test_the_hal_loads_libasound_only_when_audio_is_used():
                              "print('hal.libasound' in sys.modules, 'alsaaudio' in sys.modules)"],
                             cwd=str(ROOT), capture_output=True, text=True, timeout=30)
     assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+def _blocking_capture_open(card):
+    """Makes the fake's capture open wait for the returned Event (as a busy device's does)."""
+    import threading
+
+    release = threading.Event()
+    real_open = card.module.open_pcm
+
+    def slow_open(device, capture, *args):
+        if capture:
+            assert release.wait(5)
+        return real_open(device, capture, *args)
+
+    card.module.open_pcm = slow_open
+    return release
+
+
+def test_an_open_that_blocks_holds_the_stream_start_at_most_open_wait(card):
+    """With the capture thread (real time), devices open on threads of their own: a capture
+    open that blocks holds audio.open() OPEN_WAIT_S at most; the stream plays meanwhile, has
+    no microphone, and takes the PCM over (and logs nothing twice) once the open returns."""
+    import time
+
+    from hal.pi import OPEN_WAIT_S
+
+    release = _blocking_capture_open(card)
+    audio = AlsaAudio(AudioSpec(capture="mic", playback="speaker", rate=8000), alsa=card.module)
+    began = time.monotonic()
+    stream = audio.open(rate=8000, frame_ms=20)
+    took = time.monotonic() - began
+    try:
+        assert OPEN_WAIT_S - 0.05 <= took < OPEN_WAIT_S + 1.0, took
+        assert list(stream.buffering) == ["playback"]
+        stream.write_frame(bytes(320))
+        assert card.written, "playback waited for the capture device"
+        assert stream.read_frame() is None
+        release.set()
+        frame, deadline = None, time.monotonic() + 3
+        while frame is None and time.monotonic() < deadline:
+            frame = stream.read_frame()
+        assert frame is not None and level(frame) == 1000
+        assert sorted(stream.buffering) == ["capture", "playback"]
+        assert stream.stats["reopens"] == 0
+    finally:
+        release.set()
+        audio.close()
+
+
+def test_a_stream_closed_while_its_device_opens_closes_that_pcm(card):
+    import threading
+    import time
+
+    release = _blocking_capture_open(card)
+    audio = AlsaAudio(AudioSpec(capture="mic", playback="speaker", rate=8000), alsa=card.module)
+    stream = audio.open(rate=8000, frame_ms=20)
+    stream.close()
+    release.set()
+    deadline = time.monotonic() + 3
+    while any(t.name == "alsa-open" for t in threading.enumerate()) and \
+            time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert card.capture_pcms() and all(pcm.closed for pcm in card.opened)

@@ -943,21 +943,32 @@ def test_a_sound_card_that_blocks_on_open_does_not_freeze_the_station(tmp_path, 
     and the HAL opens the card on the call's media thread; while that open is stuck, the
     station still answers SIP OPTIONS within 200 ms and its web API (GET /api/status) within
     a second, each probed several times during the stall. With pyalsaaudio, which held the GIL
-    inside snd_pcm_open, the whole process froze: the first OPTIONS took 4.5 s."""
+    inside snd_pcm_open, the whole process froze: the first OPTIONS took 4.5 s. And the call
+    itself goes on: the HAL opens on a thread of its own and the media thread waits for it
+    OPEN_WAIT_S at most, so the caller gets the station's RTP during the rest of the stall."""
     import socket
 
+    from hal.pi import OPEN_WAIT_S
     from tests.integration.helpers import receive
 
     mark = tmp_path / "opens.txt"
     station = PiStation(tmp_path, clock_plugin, capture_options=(
         f'open_delay_ms {int(OPEN_STALL_S * 1000)} open_mark "{mark}"'))
-    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    caller, rtp = _socket_pair()  # the offer's RTP port is the caller's + 1
     prober = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sip_probes, web_probes = [], []
+    sip_probes, web_probes, rtp_seen = [], [], []
+
+    def drain_rtp():
+        while True:
+            try:
+                rtp.recv(2048)
+            except BlockingIOError:
+                return
+            rtp_seen.append(time.monotonic())
+
     try:
         station.start()
         assert not mark.exists(), "the card was opened before the call"
-        caller.bind(("127.0.0.1", 0))
         prober.bind(("127.0.0.1", 0))
         station.invite(caller)
         deadline = time.monotonic() + 10
@@ -974,8 +985,10 @@ def test_a_sound_card_that_blocks_on_open_does_not_freeze_the_station(tmp_path, 
             status, _ = station.web("GET", "/api/status")
             web_probes.append((sent - opened_at, time.monotonic() - sent, status))
             time.sleep(0.2)
+            drain_rtp()
     finally:
         caller.close()
+        rtp.close()
         prober.close()
         station.fw.kill()
         print(f"--- firmware log (tail) ---\n{station.fw.log[-3000:]}")
@@ -988,6 +1001,32 @@ def test_a_sound_card_that_blocks_on_open_does_not_freeze_the_station(tmp_path, 
     assert all(status == 200 for _, _, status in web_probes), web_probes
     assert max(took for _, took, _ in sip_probes) < 0.2, sip_probes
     assert max(took for _, took, _ in web_probes) < 1.0, web_probes
+    # RTP while the microphone is still opening (50 packets/s; drained every ~0.2 s)
+    assert OPEN_WAIT_S <= 0.5
+    window = (opened_at + 1.0, opened_at + OPEN_STALL_S - 0.4)
+    during = [t for t in rtp_seen if window[0] <= t <= window[1]]
+    print(f"RTP from the station: {len(rtp_seen)} packets, {len(during)} drained between "
+          f"{window[0] - opened_at:.1f} and {window[1] - opened_at:.1f} s into the stall")
+    assert len(during) >= 0.5 * 50 * (window[1] - window[0]), (len(during), len(rtp_seen))
+
+
+def _socket_pair():
+    """Two bound loopback UDP sockets on ports p and p + 1 (SIP and the offer's RTP)."""
+    import socket
+
+    for _ in range(50):
+        first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        first.bind(("127.0.0.1", 0))
+        second = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            second.bind(("127.0.0.1", first.getsockname()[1] + 1))
+        except OSError:
+            first.close()
+            second.close()
+            continue
+        second.setblocking(False)
+        return first, second
+    raise AssertionError("no two consecutive free UDP ports on loopback")
 
 
 @pytest.mark.peers
