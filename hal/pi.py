@@ -26,8 +26,9 @@ Mapping of board settings onto gpiozero:
 Audio goes through hal/libasound.py (`alsa=`: that module, or a stand-in in the unit tests),
 the only user of libasound, called through ctypes, which releases the GIL in every call: a
 device whose open blocks (a busy hw PCM, a hanging plugin) holds only the thread that opens it
-(the call's media thread), never SIP or the web page (pyalsaaudio, used before, held the GIL in
-snd_pcm_open and froze the whole process; tests/hal/test_alsa_libasound.py shows both).
+(an "alsa-open" thread, see "Capture thread" below), never SIP, the web page or the call's media
+thread (pyalsaaudio, used before, held the GIL in snd_pcm_open and froze the whole process;
+tests/hal/test_alsa_libasound.py shows it).
 Each direction opens the board's ALSA device by name, S16_LE, non-blocking, with the
 configured period (`[audio] period_ms`) and as many periods as fit in `[audio] buffer_ms` (at
 least 2); what libasound granted is in `buffering` and in the log.  Rate conversion, downmix
