@@ -72,7 +72,8 @@ thread closes its PCM once the read returns.  Opens, too, run on a thread of the
 ("alsa-open", one per open, see AlsaPcm): a stream's start waits `OPEN_WAIT_S` (0.5 s) at most
 for its devices, then the call goes on without the direction still opening (silence captured,
 frames to play dropped) until it has opened.  An open that never returns keeps its thread and
-leaves that direction away for the rest of the stream.
+leaves that direction away for the rest of the stream; at most `MAX_PENDING_OPENS` opens of one
+device run at a time (more are refused like a missing device, with the back-off).
 `reader_thread=False` reads inline (the fake-clock unit tests, tests/hal/test_alsa.py).
 
 Bench only (docs/BENCH.md): DOORLINE_ALSA_UNTIMED=1 marks the ALSA devices as having no clock
@@ -118,6 +119,9 @@ PERIOD_MS = 20
 BUFFER_MS = 80
 READ_AHEAD_FRAMES = 2  # captured frames the capture thread keeps ready for read_frame
 OPEN_WAIT_S = 0.5  # a stream's start waits this long for its devices, then goes on without
+MAX_PENDING_OPENS = 2  # opens of one device still running (stuck) before no more are tried
+_pending_lock = threading.Lock()
+_pending_opens: dict[str, int] = {}  # device name -> opens running on alsa-open threads
 MIXER_CONTROLS = ("Speaker", "PCM", "Master", "Playback", "Headphone", "Digital")
 REFERENCE_DELAY_FRAMES = 1
 C_CONVERTER = "speexrate_medium"  # speex quality 5: flat to 3.4 kHz, alias/images below -90 dB
@@ -412,12 +416,20 @@ class AlsaPcm:
             if self._clock() >= self._retry_at:
                 self._finish(self._open_now())
             return self._pcm
+        busy = False
         with self._lock:
             opener = self._opener
             if opener is None and not self._shut and self._clock() >= self._retry_at:
-                opener = self._opener = threading.Thread(
-                    target=self._open_in_background, daemon=True, name="alsa-open")
-                opener.start()
+                with _pending_lock:  # bounded: an open that never returns keeps its thread
+                    busy = _pending_opens.get(self.device, 0) >= MAX_PENDING_OPENS
+                    if not busy:
+                        _pending_opens[self.device] = _pending_opens.get(self.device, 0) + 1
+                if not busy:
+                    opener = self._opener = threading.Thread(
+                        target=self._open_in_background, daemon=True, name="alsa-open")
+                    opener.start()
+        if busy:
+            self.lost(f"{MAX_PENDING_OPENS} earlier opens of it have not returned")
         if opener is None:
             return None
         if wait_s > 0:
@@ -441,7 +453,13 @@ class AlsaPcm:
             return str(error)
 
     def _open_in_background(self) -> None:
-        result = self._open_now()
+        try:
+            result = self._open_now()
+        finally:
+            with _pending_lock:
+                _pending_opens[self.device] -= 1
+                if not _pending_opens[self.device]:
+                    del _pending_opens[self.device]
         with self._lock:
             if not self._shut:
                 self._result = result

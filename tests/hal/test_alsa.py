@@ -370,3 +370,33 @@ def test_a_stream_closed_while_its_device_opens_closes_that_pcm(card):
             time.monotonic() < deadline:
         time.sleep(0.01)
     assert card.capture_pcms() and all(pcm.closed for pcm in card.opened)
+
+
+def test_opens_that_never_return_are_bounded_per_device(card, caplog):
+    """A device whose open hangs for good: each call's stream would leave one more thread
+    stuck in it; after MAX_PENDING_OPENS such opens the HAL tries no more (it backs off and
+    says why) until one returns."""
+    import threading
+    import time
+
+    from hal import pi
+
+    release = _blocking_capture_open(card)
+    audio = AlsaAudio(AudioSpec(capture="hangs", playback="speaker", rate=8000), alsa=card.module)
+    streams = []
+    try:
+        for _ in range(pi.MAX_PENDING_OPENS + 2):
+            streams.append(audio.open(rate=8000, frame_ms=20))
+        stuck = [t for t in threading.enumerate() if t.name == "alsa-open"]
+        assert len(stuck) == pi.MAX_PENDING_OPENS
+        assert pi._pending_opens == {"hangs": pi.MAX_PENDING_OPENS}
+        assert any("earlier opens of it have not returned" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        release.set()
+        for stream in streams:
+            stream.close()
+    deadline = time.monotonic() + 3
+    while pi._pending_opens and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pi._pending_opens == {}
