@@ -940,12 +940,13 @@ class PiStation:
 def test_a_sound_card_that_blocks_on_open_does_not_freeze_the_station(tmp_path, clock_plugin):
     """The firmware on the Pi HAL; its microphone (the test clock PCM) takes 2.5 s to open, as
     a busy hw device or a hanging plugin does. A call comes in (a raw UDP INVITE, auto-answered)
-    and the HAL opens the card on the call's media thread; while that open is stuck, the
-    station still answers SIP OPTIONS within 200 ms and its web API (GET /api/status) within
-    a second, each probed several times during the stall. With pyalsaaudio, which held the GIL
-    inside snd_pcm_open, the whole process froze: the first OPTIONS took 4.5 s. And the call
-    itself goes on: the HAL opens on a thread of its own and the media thread waits for it
-    OPEN_WAIT_S at most, so the caller gets the station's RTP during the rest of the stall."""
+    and the HAL opens the card for it; while that open is stuck, the station still answers SIP
+    OPTIONS within 200 ms (the slowest of them within 500 ms) and its web API
+    (GET /api/status) within a second, each probed about ten times during the stall. With
+    pyalsaaudio, which held the GIL inside snd_pcm_open, the whole process froze: the first
+    OPTIONS took 4.5 s. And the call itself goes on: the HAL opens on a thread of its own and
+    the media thread waits for it OPEN_WAIT_S at most, so the caller gets the station's RTP
+    during the rest of the stall."""
     import socket
 
     from hal.pi import OPEN_WAIT_S
@@ -999,7 +1000,10 @@ def test_a_sound_card_that_blocks_on_open_does_not_freeze_the_station(tmp_path, 
     assert all(at < OPEN_STALL_S for at, _, _ in sip_probes + web_probes)  # sent in the stall
     assert len(sip_probes) >= 2 and all(ok for _, _, ok in sip_probes), sip_probes
     assert all(status == 200 for _, _, status in web_probes), web_probes
-    assert max(took for _, took, _ in sip_probes) < 0.2, sip_probes
+    # 200 ms for SIP (measured 1-3 ms); the margin for a loaded 2-core machine's scheduler is
+    # on the slowest probe only, which is still far from the 2.5 s stall
+    sip_times = sorted(took for _, took, _ in sip_probes)
+    assert sip_times[len(sip_times) // 2] < 0.2 and sip_times[-1] < 0.5, sip_probes
     assert max(took for _, took, _ in web_probes) < 1.0, web_probes
     # RTP while the microphone is still opening (50 packets/s; drained every ~0.2 s)
     assert OPEN_WAIT_S <= 0.5
