@@ -1,7 +1,11 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
+from firmware.rtp import libsrtp, srtp
 from firmware.rtp.packet import RtpPacket
 from firmware.rtp.srtp import (
     AES_CM_128_HMAC_SHA1_32,
@@ -15,6 +19,13 @@ from firmware.rtp.srtp import (
     new_key_material,
     split_key_material,
 )
+
+
+@pytest.fixture(autouse=True, params=[srtp.SYSTEM, srtp.PYLIBSRTP])
+def backend(request, monkeypatch):
+    """Every test runs on both backends: the system's libsrtp 2 (ctypes) and pylibsrtp."""
+    monkeypatch.setattr(srtp, "_backend", request.param)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +169,47 @@ def test_bad_parameters_raise_srtp_error():
         with pytest.raises(SrtpError):
             inbound.unprotect(junk)
     assert "key" not in repr(inbound).lower()
+
+
+def test_backend_prefers_the_system_library_and_falls_back(monkeypatch):
+    monkeypatch.setattr(srtp, "_backend", None)
+    monkeypatch.delenv("DOORLINE_SRTP", raising=False)
+    assert srtp.backend() == srtp.SYSTEM
+    monkeypatch.setattr(srtp, "_backend", None)
+    monkeypatch.setenv("DOORLINE_SRTP", srtp.PYLIBSRTP)
+    assert srtp.backend() == srtp.PYLIBSRTP
+    monkeypatch.setattr(srtp, "_backend", None)
+    monkeypatch.delenv("DOORLINE_SRTP")
+    monkeypatch.setattr(libsrtp, "_lib", None)
+    monkeypatch.setattr(libsrtp, "_LIBRARY", "libsrtp2-not-here.so.1")
+    assert srtp.backend() == srtp.PYLIBSRTP
+    with pytest.raises(libsrtp.Unavailable):
+        libsrtp.load()
+
+
+def test_both_backends_produce_the_same_bytes(backend):
+    key, salt = split_key_material(new_key_material())
+    packets = [bytes(RtpPacket(0, n, 160 * n, 0x4321, bytes([n]) * 160)) for n in range(3)]
+    ours = SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, OUTBOUND)
+    srtp._backend = srtp.PYLIBSRTP if backend == srtp.SYSTEM else srtp.SYSTEM
+    other = SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, INBOUND)
+    for packet in packets:
+        assert other.unprotect(ours.protect(packet)) == packet
+
+
+def test_an_srtp_call_loads_neither_pylibsrtp_nor_cffi():
+    """Issue 14: pylibsrtp's binding carried its own OpenSSL (+5.6 MB in every SRTP call)."""
+    code = (
+        "import sys\n"
+        "from firmware.rtp import srtp\n"
+        "k = srtp.new_key_material()\n"
+        "s = srtp.SrtpSession(srtp.AES_CM_128_HMAC_SHA1_80, *srtp.split_key_material(k),"
+        " *srtp.split_key_material(k))\n"
+        "assert s.unprotect(s.protect(bytes([0x80, 0, 0, 1]) + bytes(168)))\n"
+        "print(srtp.backend(), sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('pylibsrtp', '_cffi_backend', 'cffi', '_hashlib')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DOORLINE_SRTP"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, env=env, check=True).stdout
+    assert out.split() == [srtp.SYSTEM, "[]"]
