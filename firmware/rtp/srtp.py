@@ -1,9 +1,11 @@
 """SRTP and SRTCP protection (RFC 3711) with SDES keys (RFC 4568), through libsrtp.
 
-Two backends with one behaviour: the system's libsrtp 2 through ctypes (firmware/rtp/libsrtp.py,
-+2 MB of RSS in a call where pylibsrtp's OpenSSL-carrying binding took +5.6 MB: issue 14), and
-pylibsrtp where that library is missing (or `DOORLINE_SRTP=pylibsrtp`). This is the only module
-that imports either; it is not part of the MicroPython-portable core. `RtpSession` does not
+Two backends with one behaviour (the same vectors, tests/rtp/test_srtp.py): our RFC 3711 on the
+libcrypto that hashlib maps (firmware/rtp/srtp_libcrypto.py; nothing more to load where the
+page's password check or https has mapped it), and pylibsrtp (libsrtp 2 with its own static
+OpenSSL: +5.6 MB of RSS from the first SRTP call on, issue 14) where the process has no
+libcrypto, or with `DOORLINE_SRTP=pylibsrtp`. This is the only module that imports either; it
+is not part of the MicroPython-portable core. `RtpSession` does not
 import it either: it takes any object with `protect`, `unprotect`, `protect_rtcp` and
 `unprotect_rtcp` (an `SrtpSession`).
 
@@ -57,24 +59,24 @@ INBOUND = "inbound"
 _PROFILES = {AES_CM_128_HMAC_SHA1_80: 1, AES_CM_128_HMAC_SHA1_32: 2}
 _DIRECTIONS = (OUTBOUND, INBOUND)
 
-SYSTEM = "libsrtp2"  # backend names, as `DOORLINE_SRTP` takes them
+LIBCRYPTO = "libcrypto"  # backend names, as `DOORLINE_SRTP` takes them
 PYLIBSRTP = "pylibsrtp"
 _backend: "str | None" = None  # chosen at the first context
 
 
 def backend() -> str:
-    """The backend in use, chosen once: the system library unless missing or not wanted."""
+    """The backend in use, chosen once: ours on libcrypto unless it is missing or not wanted."""
     global _backend
     if _backend is None:
-        wanted = os.environ.get("DOORLINE_SRTP", SYSTEM)
+        wanted = os.environ.get("DOORLINE_SRTP", LIBCRYPTO)
         _backend = PYLIBSRTP
         if wanted != PYLIBSRTP:
-            from firmware.rtp import libsrtp
+            from firmware.rtp import srtp_libcrypto
 
             try:
-                libsrtp.load()
-                _backend = SYSTEM
-            except libsrtp.Unavailable:
+                srtp_libcrypto.load()
+                _backend = LIBCRYPTO
+            except srtp_libcrypto.Unavailable:
                 pass
     return _backend
 
@@ -129,13 +131,14 @@ class SrtpContext:
         self.direction = direction
         material = bytes(master_key) + bytes(master_salt)
         outbound = direction == OUTBOUND
-        if backend() == SYSTEM:
-            from firmware.rtp import libsrtp
+        if backend() == LIBCRYPTO:
+            from firmware.rtp import srtp_libcrypto
 
-            self._errors: tuple[type[Exception], ...] = (libsrtp.Error, ValueError)
+            self._errors: tuple[type[Exception], ...] = (srtp_libcrypto.Error, ValueError)
             try:
-                self._session: Any = libsrtp.Session(_PROFILES[suite], material, outbound)
-            except libsrtp.Error as error:
+                self._session: Any = srtp_libcrypto.Session(_PROFILES[suite], material,
+                                                            outbound)
+            except srtp_libcrypto.Error as error:
                 raise SrtpError(str(error)) from error
         else:
             import pylibsrtp

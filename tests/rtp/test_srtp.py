@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from firmware.rtp import libsrtp, srtp
+from firmware.rtp import srtp, srtp_libcrypto
 from firmware.rtp.packet import RtpPacket
 from firmware.rtp.srtp import (
     AES_CM_128_HMAC_SHA1_32,
@@ -21,9 +21,9 @@ from firmware.rtp.srtp import (
 )
 
 
-@pytest.fixture(autouse=True, params=[srtp.SYSTEM, srtp.PYLIBSRTP])
+@pytest.fixture(autouse=True, params=[srtp.LIBCRYPTO, srtp.PYLIBSRTP])
 def backend(request, monkeypatch):
-    """Every test runs on both backends: the system's libsrtp 2 (ctypes) and pylibsrtp."""
+    """Every test runs on both backends: ours on libcrypto and pylibsrtp (libsrtp 2)."""
     monkeypatch.setattr(srtp, "_backend", request.param)
     return request.param
 
@@ -174,31 +174,32 @@ def test_bad_parameters_raise_srtp_error():
 def test_backend_prefers_the_system_library_and_falls_back(monkeypatch):
     monkeypatch.setattr(srtp, "_backend", None)
     monkeypatch.delenv("DOORLINE_SRTP", raising=False)
-    assert srtp.backend() == srtp.SYSTEM
+    assert srtp.backend() == srtp.LIBCRYPTO
     monkeypatch.setattr(srtp, "_backend", None)
     monkeypatch.setenv("DOORLINE_SRTP", srtp.PYLIBSRTP)
     assert srtp.backend() == srtp.PYLIBSRTP
     monkeypatch.setattr(srtp, "_backend", None)
     monkeypatch.delenv("DOORLINE_SRTP")
-    monkeypatch.setattr(libsrtp, "_lib", None)
-    monkeypatch.setattr(libsrtp, "_LIBRARY", "libsrtp2-not-here.so.1")
+    monkeypatch.setattr(srtp_libcrypto, "_crypto", None)
+    monkeypatch.setattr(srtp_libcrypto, "_mapped_libcrypto", lambda: "")
     assert srtp.backend() == srtp.PYLIBSRTP
-    with pytest.raises(libsrtp.Unavailable):
-        libsrtp.load()
+    with pytest.raises(srtp_libcrypto.Unavailable):
+        srtp_libcrypto.load()
 
 
 def test_both_backends_produce_the_same_bytes(backend):
     key, salt = split_key_material(new_key_material())
     packets = [bytes(RtpPacket(0, n, 160 * n, 0x4321, bytes([n]) * 160)) for n in range(3)]
     ours = SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, OUTBOUND)
-    srtp._backend = srtp.PYLIBSRTP if backend == srtp.SYSTEM else srtp.SYSTEM
+    srtp._backend = srtp.PYLIBSRTP if backend == srtp.LIBCRYPTO else srtp.LIBCRYPTO
     other = SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, INBOUND)
     for packet in packets:
         assert other.unprotect(ours.protect(packet)) == packet
 
 
 def test_an_srtp_call_loads_neither_pylibsrtp_nor_cffi():
-    """Issue 14: pylibsrtp's binding carried its own OpenSSL (+5.6 MB in every SRTP call)."""
+    """Issue 14: pylibsrtp's binding carried its own OpenSSL (+5.6 MB in every SRTP call);
+    ours uses the libcrypto that hashlib maps, and no second one."""
     code = (
         "import sys\n"
         "from firmware.rtp import srtp\n"
@@ -207,9 +208,11 @@ def test_an_srtp_call_loads_neither_pylibsrtp_nor_cffi():
         " *srtp.split_key_material(k))\n"
         "assert s.unprotect(s.protect(bytes([0x80, 0, 0, 1]) + bytes(168)))\n"
         "print(srtp.backend(), sorted(m for m in sys.modules"
-        " if m.split('.')[0] in ('pylibsrtp', '_cffi_backend', 'cffi', '_hashlib')))\n"
+        " if m.split('.')[0] in ('pylibsrtp', '_cffi_backend', 'cffi')),"
+        " sum('libcrypto' in line for line in open('/proc/self/maps')) > 0,"
+        " len({line.split()[-1] for line in open('/proc/self/maps') if 'libcrypto' in line}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "DOORLINE_SRTP"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=30, env=env, check=True).stdout
-    assert out.split() == [srtp.SYSTEM, "[]"]
+    assert out.split() == [srtp.LIBCRYPTO, "[]", "True", "1"]
