@@ -5,8 +5,8 @@ station that has checked its admin password (scrypt) or serves https has it mapp
 pylibsrtp's binding carried a second, static OpenSSL (+5.6 MB in the first SRTP call); the
 system's libsrtp 2 brings NSS, softokn, freebl and sqlite (+3.3 MB). This module keys AES-128
 in counter mode through the mapped libcrypto (ctypes, `EVP_aes_128_ctr`) and takes HMAC-SHA1
-from `hmac.digest` (the same libcrypto): what an SRTP call adds is this file and two cipher
-contexts per stream.
+from `_hashlib.hmac_digest` (what `hmac.digest` calls; the same libcrypto): what an SRTP call
+adds is this file and two cipher contexts per session.
 
 CPython only (manifest.py `CPYTHON_ONLY`); srtp.py is its only importer and chooses it first.
 
@@ -29,7 +29,7 @@ RFC map
 Public API
 - `Unavailable(Exception)`, `Error(Exception)` (libsrtp's wording: "authentication failure",
   "replay check failed (bad index)", "replay check failed (index too old)", ...).
-- `load() -> None`: finds the mapped libcrypto (loading `_hashlib` first); raises `Unavailable`.
+- `load()`: finds the mapped libcrypto (loading `_hashlib` first); raises `Unavailable`.
 - `Session(profile, key_and_salt, outbound)` with `protect`, `unprotect`, `protect_rtcp`,
   `unprotect_rtcp`, as firmware/rtp/libsrtp.py (`profile` 1 = _80, 2 = _32).
 """
@@ -78,9 +78,9 @@ class _Crypto:
     """The few libcrypto calls: one AES-128-CTR context per key, its IV reset per packet."""
 
     def __init__(self, lib: "ctypes.CDLL") -> None:
-        import hmac
+        import _hashlib  # OpenSSL's one-shot HMAC (what hmac.digest calls), without the wrapper
 
-        self.hmac_digest = hmac.digest
+        self.hmac_digest = _hashlib.hmac_digest
         lib.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
         lib.EVP_CIPHER_CTX_free.argtypes = [ctypes.c_void_p]
         lib.EVP_aes_128_ctr.restype = ctypes.c_void_p
@@ -174,11 +174,10 @@ def _derive(crypto: "_Crypto", master_key: bytes, master_salt: bytes, label: int
     return _Ctr(crypto, master_key).apply(bytes(x) + b"\x00\x00", bytes(length))
 
 
-def _iv(salt: bytes, ssrc: int, index: int) -> bytes:
-    """RFC 3711 §4.1.1: (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16), 16 octets."""
-    value = int.from_bytes(salt, "big") << 16
-    value ^= (ssrc << 64) ^ (index << 16)
-    return value.to_bytes(16, "big")
+def _iv(salt: int, ssrc: int, index: int) -> bytes:
+    """RFC 3711 §4.1.1: (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16), 16 octets; `salt` is
+    k_s * 2^16 as an integer."""
+    return (salt ^ (ssrc << 64) ^ (index << 16)).to_bytes(16, "big")
 
 
 def _guess(top: int, seq: int) -> int:
@@ -256,10 +255,11 @@ class Session:
         self._outbound = outbound
         self._rtp_cipher = _Ctr(crypto, _derive(crypto, key, salt, 0, KEY_LENGTH))
         self._rtp_auth = _derive(crypto, key, salt, 1, AUTH_KEY_LENGTH)
-        self._rtp_salt = _derive(crypto, key, salt, 2, SALT_LENGTH)
+        self._rtp_salt = int.from_bytes(_derive(crypto, key, salt, 2, SALT_LENGTH), "big") << 16
         self._rtcp_cipher = _Ctr(crypto, _derive(crypto, key, salt, 3, KEY_LENGTH))
         self._rtcp_auth = _derive(crypto, key, salt, 4, AUTH_KEY_LENGTH)
-        self._rtcp_salt = _derive(crypto, key, salt, 5, SALT_LENGTH)
+        self._rtcp_salt = int.from_bytes(_derive(crypto, key, salt, 5, SALT_LENGTH),
+                                         "big") << 16
         self._streams: dict[int, _Stream] = {}
 
     def _stream(self, ssrc: int) -> "_Stream":
