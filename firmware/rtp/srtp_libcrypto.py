@@ -5,8 +5,8 @@ station that has checked its admin password (scrypt) or serves https has it mapp
 pylibsrtp's binding carried a second, static OpenSSL (+5.6 MB in the first SRTP call); the
 system's libsrtp 2 brings NSS, softokn, freebl and sqlite (+3.3 MB). This module keys AES-128
 in counter mode through the mapped libcrypto (ctypes, `EVP_aes_128_ctr`) and takes HMAC-SHA1
-from `_hashlib.hmac_digest` (what `hmac.digest` calls; the same libcrypto): what an SRTP call
-adds is this file and two cipher contexts per session.
+from OpenSSL's SHA-1 in `_hashlib` (the pads hashed once per key): what an SRTP call adds is
+this file and two cipher contexts per session.
 
 CPython only (manifest.py `CPYTHON_ONLY`); srtp.py is its only importer and chooses it first.
 
@@ -15,7 +15,7 @@ RFC map
   authentication key, salt), 3-5 (SRTCP); PRF = AES-CM keyed with the master key, IV =
   (label || 0^48) XOR master salt, times 2^16 (`_derive`).
 - §4.1.1 AES-CM: IV = (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16) (`_iv`).
-- §4.2/§4.2.1 HMAC-SHA1 over the authenticated portion || ROC (SRTP) or || E||SRTCP index
+- §4.2/§4.2.1 HMAC-SHA1 (RFC 2104) over the authenticated portion || ROC (SRTP) or || E||SRTCP index
   (SRTCP), truncated to the suite's tag: 10 or 4 bytes for SRTP, always 10 for SRTCP
   (RFC 4568 §6.2.2).
 - §3.3.1 and Appendix A: the packet index from SEQ and the highest index seen (`_guess`), as
@@ -40,10 +40,6 @@ import threading
 
 from firmware.compat import compare_digest
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing only
-    from collections.abc import Callable
-
 PROFILE_AES128_CM_SHA1_80 = 1
 PROFILE_AES128_CM_SHA1_32 = 2
 _TAG = {PROFILE_AES128_CM_SHA1_80: 10, PROFILE_AES128_CM_SHA1_32: 4}
@@ -54,6 +50,7 @@ MAX_STREAMS = 32  # SSRCs remembered per session (bounded; the oldest is forgott
 _MEDIAN = 1 << 15
 _SRTCP_INDEX_MAX = (1 << 31) - 1
 _E_FLAG = 0x80000000
+_SEQ_SSRC = struct.Struct("!H4xI").unpack_from
 
 AUTH_FAIL = "authentication failure"
 REPLAY_FAIL = "replay check failed (bad index)"
@@ -78,9 +75,9 @@ class _Crypto:
     """The few libcrypto calls: one AES-128-CTR context per key, its IV reset per packet."""
 
     def __init__(self, lib: "ctypes.CDLL") -> None:
-        import _hashlib  # OpenSSL's one-shot HMAC (what hmac.digest calls), without the wrapper
+        import _hashlib  # OpenSSL's SHA-1 (what hashlib.sha1 is), for HMAC with keyed pads
 
-        self.hmac_digest = _hashlib.hmac_digest
+        self.sha1 = _hashlib.openssl_sha1
         lib.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
         lib.EVP_CIPHER_CTX_free.argtypes = [ctypes.c_void_p]
         lib.EVP_aes_128_ctr.restype = ctypes.c_void_p
@@ -128,6 +125,25 @@ def load() -> "_Crypto":
             raise Unavailable(f"{path}: {error}") from error
         _crypto = crypto
         return crypto
+
+
+class _Hmac:
+    """HMAC-SHA1 (RFC 2104) under one key: the inner and outer pads hashed once, copied per
+    message (half the time of a one-shot `hmac.digest`, which re-keys every packet)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, crypto: "_Crypto", key: bytes) -> None:
+        block = key.ljust(64, b"\x00")  # keys here are 20 bytes: never hashed first
+        self._inner = crypto.sha1(bytes(b ^ 0x36 for b in block))
+        self._outer = crypto.sha1(bytes(b ^ 0x5C for b in block))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 class _Ctr:
@@ -249,15 +265,14 @@ class Session:
         if profile not in _TAG or len(key_and_salt) != KEY_LENGTH + SALT_LENGTH:
             raise Error(BAD_PARAM)
         crypto = load()
-        self._hmac: Callable[[bytes, bytes, str], bytes] = crypto.hmac_digest
         key, salt = bytes(key_and_salt[:KEY_LENGTH]), bytes(key_and_salt[KEY_LENGTH:])
         self._tag = _TAG[profile]
         self._outbound = outbound
         self._rtp_cipher = _Ctr(crypto, _derive(crypto, key, salt, 0, KEY_LENGTH))
-        self._rtp_auth = _derive(crypto, key, salt, 1, AUTH_KEY_LENGTH)
+        self._rtp_auth = _Hmac(crypto, _derive(crypto, key, salt, 1, AUTH_KEY_LENGTH)).digest
         self._rtp_salt = int.from_bytes(_derive(crypto, key, salt, 2, SALT_LENGTH), "big") << 16
         self._rtcp_cipher = _Ctr(crypto, _derive(crypto, key, salt, 3, KEY_LENGTH))
-        self._rtcp_auth = _derive(crypto, key, salt, 4, AUTH_KEY_LENGTH)
+        self._rtcp_auth = _Hmac(crypto, _derive(crypto, key, salt, 4, AUTH_KEY_LENGTH)).digest
         self._rtcp_salt = int.from_bytes(_derive(crypto, key, salt, 5, SALT_LENGTH),
                                          "big") << 16
         self._streams: dict[int, _Stream] = {}
@@ -273,42 +288,45 @@ class Session:
     def protect(self, rtp: bytes) -> bytes:
         if not self._outbound:
             raise Error(BAD_PARAM)
-        header = _rtp_header_length(rtp)
+        # The usual packet (no CSRC, no header extension) skips the general header walk.
+        header = 12 if len(rtp) >= 12 and not rtp[0] & 0x1F else _rtp_header_length(rtp)
         if header < 0:
             raise Error(BAD_PARAM)
-        seq, ssrc = struct.unpack_from("!H4xI", rtp, 2)
-        window = self._stream(ssrc).rtp
-        index = _guess(window.top, seq)
+        seq, ssrc = _SEQ_SSRC(rtp, 2)
+        stream = self._streams.get(ssrc) or self._stream(ssrc)
+        window = stream.rtp
+        index = seq if window.top <= _MEDIAN else _guess(window.top, seq)
         window.check(index, allow_repeat=True)
         window.add(index)
-        encrypted = rtp[:header] + self._rtp_cipher.apply(_iv(self._rtp_salt, ssrc, index),
-                                                          rtp[header:])
-        roc = struct.pack("!I", index >> 16)
-        return encrypted + self._hmac(self._rtp_auth, encrypted + roc, "sha1")[:self._tag]
+        iv = (self._rtp_salt ^ (ssrc << 64) ^ (index << 16)).to_bytes(16, "big")
+        encrypted = rtp[:header] + self._rtp_cipher.apply(iv, rtp[header:])
+        roc = (index >> 16).to_bytes(4, "big")
+        return encrypted + self._rtp_auth(encrypted + roc)[:self._tag]
 
     def unprotect(self, srtp: bytes) -> bytes:
         if self._outbound:
             raise Error(BAD_PARAM)
         end = len(srtp) - self._tag
-        header = _rtp_header_length(srtp[:end]) if end >= 12 else -1
+        if end < 12:
+            raise Error(BAD_PARAM)
+        header = 12 if not srtp[0] & 0x1F else _rtp_header_length(srtp[:end])
         if header < 0:
             raise Error(BAD_PARAM)
-        seq, ssrc = struct.unpack_from("!H4xI", srtp, 2)
+        seq, ssrc = _SEQ_SSRC(srtp, 2)
         stream = self._streams.get(ssrc)
         window = stream.rtp if stream is not None else _Window()
-        index = _guess(window.top, seq)
+        index = seq if window.top <= _MEDIAN else _guess(window.top, seq)
         window.check(index)
         authenticated = srtp[:end]
-        expected = self._hmac(self._rtp_auth, authenticated + struct.pack("!I", index >> 16),
-                              "sha1")[:self._tag]
+        expected = self._rtp_auth(authenticated + (index >> 16).to_bytes(4, "big"))[:self._tag]
         if not compare_digest(expected, srtp[end:]):
             raise Error(AUTH_FAIL)
         if stream is None:  # a new SSRC counts once its first packet has authenticated
             stream = self._stream(ssrc)
             stream.rtp = window
         window.add(index)
-        return srtp[:header] + self._rtp_cipher.apply(_iv(self._rtp_salt, ssrc, index),
-                                                      srtp[header:end])
+        iv = (self._rtp_salt ^ (ssrc << 64) ^ (index << 16)).to_bytes(16, "big")
+        return srtp[:header] + self._rtp_cipher.apply(iv, srtp[header:end])
 
     def protect_rtcp(self, rtcp: bytes) -> bytes:
         if not self._outbound:
@@ -324,7 +342,7 @@ class Session:
         encrypted = rtcp[:8] + self._rtcp_cipher.apply(_iv(self._rtcp_salt, ssrc, index),
                                                        rtcp[8:])
         trailer = struct.pack("!I", _E_FLAG | index)
-        tag = self._hmac(self._rtcp_auth, encrypted + trailer, "sha1")[:SRTCP_TAG]
+        tag = self._rtcp_auth(encrypted + trailer)[:SRTCP_TAG]
         return encrypted + trailer + tag
 
     def unprotect_rtcp(self, srtcp: bytes) -> bytes:
@@ -339,7 +357,7 @@ class Session:
         stream = self._streams.get(ssrc)
         window = stream.rtcp if stream is not None else _Window()
         window.check(index)
-        expected = self._hmac(self._rtcp_auth, srtcp[:end + 4], "sha1")[:SRTCP_TAG]
+        expected = self._rtcp_auth(srtcp[:end + 4])[:SRTCP_TAG]
         if not compare_digest(expected, srtcp[end + 4:]):
             raise Error(AUTH_FAIL)
         if stream is None:
