@@ -24,7 +24,8 @@ RFC map
   updated only after the tag verified. The sender allows a repeated index (RFC 4733 repeats the
   final telephone-event packet).
 - §3.4 SRTCP: the first 8 octets in the clear, the E flag and the 31-bit index appended; a
-  fresh sender's first index is 1 (as libsrtp).
+  fresh sender's first index is 1 (as libsrtp). A received packet with E = 0 (sent in the
+  clear) is refused, as libsrtp refuses it under a policy that encrypts: no downgrade.
 
 Public API
 - `Unavailable(Exception)`, `Error(Exception)` (libsrtp's wording: "authentication failure",
@@ -57,6 +58,7 @@ REPLAY_FAIL = "replay check failed (bad index)"
 REPLAY_OLD = "replay check failed (index too old)"
 BAD_PARAM = "unsupported parameter"
 KEY_EXPIRED = "can't use key any more"
+CANT_CHECK = "unable to perform desired validation"
 
 
 class Unavailable(Exception):
@@ -353,6 +355,8 @@ class Session:
             raise Error(BAD_PARAM)
         ssrc = struct.unpack_from("!I", srtcp, 4)[0]
         word = struct.unpack_from("!I", srtcp, end)[0]
+        if not word & _E_FLAG:  # sent in the clear, while these suites encrypt: not accepted
+            raise Error(CANT_CHECK)
         index = word & _SRTCP_INDEX_MAX
         stream = self._streams.get(ssrc)
         window = stream.rtcp if stream is not None else _Window()
@@ -364,8 +368,6 @@ class Session:
             stream = self._stream(ssrc)
             stream.rtcp = window
         window.add(index)
-        if not word & _E_FLAG:  # sent unencrypted (§3.4: E = 0)
-            return srtcp[:end]
         return srtcp[:8] + self._rtcp_cipher.apply(_iv(self._rtcp_salt, ssrc, index),
                                                    srtcp[8:end])
 

@@ -216,3 +216,35 @@ def test_an_srtp_call_loads_neither_pylibsrtp_nor_cffi():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=30, env=env, check=True).stdout
     assert out.split() == [srtp.LIBCRYPTO, "[]", "True", "1"]
+
+
+def test_reordered_packets_inside_the_window_and_too_old_ones():
+    """RFC 3711 §3.3.2: a 128-packet replay window (libsrtp's); both backends agree."""
+    key, salt = split_key_material(new_key_material())
+    sender = SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, OUTBOUND)
+    receiver = SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, INBOUND)
+    protected = [sender.protect(bytes(RtpPacket(0, seq, 160 * seq, 0x77, b"\x01" * 160)))
+                 for seq in range(200)]
+    assert receiver.unprotect(protected[199]) == bytes(
+        RtpPacket(0, 199, 160 * 199, 0x77, b"\x01" * 160))
+    assert receiver.unprotect(protected[150])  # 49 behind the newest: inside the window
+    with pytest.raises(SrtpError) as error:
+        receiver.unprotect(protected[150])
+    assert "replay" in error.value.reason
+    with pytest.raises(SrtpError) as error:
+        receiver.unprotect(protected[50])  # 149 behind
+    assert "too old" in error.value.reason
+
+
+def test_unencrypted_srtcp_is_refused(srtp_vectors):
+    """§3.4: these suites encrypt SRTCP; a packet sent with E = 0 (libsrtp's NULL-cipher vector,
+    correctly authenticated under the same keys) is refused, as libsrtp refuses it: no
+    downgrade to clear RTCP."""
+    section = srtp_vectors["libsrtp_srtp_validate"]
+    _, receiver = _contexts(section)
+    clear = bytes.fromhex(section["null_cipher_hmac_sha1_80"]["rtcp_protected_hex"])
+    with pytest.raises(SrtpError) as error:
+        receiver.unprotect_rtcp(clear)
+    assert "validation" in error.value.reason
+    protected = bytes.fromhex(section["rtcp"]["protected_hex"])
+    assert receiver.unprotect_rtcp(protected) == bytes.fromhex(section["rtcp"]["plain_hex"])
