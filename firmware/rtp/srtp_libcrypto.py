@@ -15,9 +15,9 @@ RFC map
   authentication key, salt), 3-5 (SRTCP); PRF = AES-CM keyed with the master key, IV =
   (label || 0^48) XOR master salt, times 2^16 (`_derive`).
 - §4.1.1 AES-CM: IV = (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16) (`_iv`).
-- §4.2/§4.2.1 HMAC-SHA1 (RFC 2104) over the authenticated portion || ROC (SRTP) or || E||SRTCP index
-  (SRTCP), truncated to the suite's tag: 10 or 4 bytes for SRTP, always 10 for SRTCP
-  (RFC 4568 §6.2.2).
+- §4.2/§4.2.1 HMAC-SHA1 (RFC 2104) over the authenticated portion || ROC (SRTP) or
+  || E||SRTCP index (SRTCP), truncated to the suite's tag: 10 or 4 bytes for SRTP, always 10
+  for SRTCP (RFC 4568 §6.2.2).
 - §3.3.1 and Appendix A: the packet index from SEQ and the highest index seen (`_guess`), as
   libsrtp estimates it (a stream still below 2^15 takes SEQ as is).
 - §3.3.2 replay list: a 128-packet window per SSRC (libsrtp's default), checked before the tag,
@@ -32,7 +32,8 @@ Public API
   "replay check failed (bad index)", "replay check failed (index too old)", ...).
 - `load()`: finds the mapped libcrypto (loading `_hashlib` first); raises `Unavailable`.
 - `Session(profile, key_and_salt, outbound)` with `protect`, `unprotect`, `protect_rtcp`,
-  `unprotect_rtcp`, as firmware/rtp/libsrtp.py (`profile` 1 = _80, 2 = _32).
+  `unprotect_rtcp`, the shape of pylibsrtp's `Session` (`profile` 1 = _80, 2 = _32, libsrtp's
+  `srtp_profile_t`).
 """
 
 import ctypes
