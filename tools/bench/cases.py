@@ -109,11 +109,12 @@ def alsa_path(bench):
 
 
 def _alsa_path(bench):
-    import importlib.util
+    from hal import libasound
 
-    if importlib.util.find_spec("alsaaudio") is None:
-        raise BenchError("pyalsaaudio is not installed in the venv (pip install -e '.[pi]', "
-                         "needs libasound2-dev)")
+    try:
+        libasound.library()  # hal/libasound.py: libasound2 through ctypes, nothing to install
+    except libasound.AlsaError as error:
+        raise BenchError(f"no usable libasound: {error}") from None
     out = {}
     # wav: pc-sim, 8 kHz WAV; alsa: the Pi HAL through libasound at 48 kHz, converting in C;
     # alsa_python: the same with the pure-Python Resampler (the fallback, and the old path).
