@@ -1,8 +1,13 @@
 """SRTP and SRTCP protection (RFC 3711) with SDES keys (RFC 4568), through libsrtp.
 
-This is the only module that imports `pylibsrtp`; it is not part of the MicroPython-portable
-core. `RtpSession` does not import it either: it takes any object with `protect`, `unprotect`,
-`protect_rtcp` and `unprotect_rtcp` (an `SrtpSession`).
+Two backends with one behaviour (the same vectors, tests/rtp/test_srtp.py): our RFC 3711 on the
+libcrypto that hashlib maps (firmware/rtp/srtp_libcrypto.py; nothing more to load where the
+page's password check or https has mapped it), and pylibsrtp (libsrtp 2 with its own static
+OpenSSL: +5.6 MB of RSS from the first SRTP call on, issue 14) where the process has no
+libcrypto, or with `DOORLINE_SRTP=pylibsrtp`. This is the only module that imports either; it
+is not part of the MicroPython-portable core. `RtpSession` does not
+import it either: it takes any object with `protect`, `unprotect`, `protect_rtcp` and
+`unprotect_rtcp` (an `SrtpSession`).
 
 Suites: AES_CM_128_HMAC_SHA1_80 and AES_CM_128_HMAC_SHA1_32 (RFC 4568 §6.2; 16-byte master key,
 14-byte master salt). With _32 only SRTP uses the 4-byte tag; SRTCP keeps the 10-byte tag
@@ -35,11 +40,10 @@ Public API
 
 import os
 
-import pylibsrtp
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
     from collections.abc import Callable
+    from typing import Any
 
 AES_CM_128_HMAC_SHA1_80 = "AES_CM_128_HMAC_SHA1_80"
 AES_CM_128_HMAC_SHA1_32 = "AES_CM_128_HMAC_SHA1_32"
@@ -51,14 +55,47 @@ SALT_LENGTH = 14
 OUTBOUND = "outbound"
 INBOUND = "inbound"
 
-_PROFILES = {
-    AES_CM_128_HMAC_SHA1_80: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
-    AES_CM_128_HMAC_SHA1_32: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
-}
-_SSRC_TYPES = {
-    OUTBOUND: pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
-    INBOUND: pylibsrtp.Policy.SSRC_ANY_INBOUND,
-}
+# srtp_profile_t (libsrtp 2, both backends); pylibsrtp's Policy constants have the same values.
+_PROFILES = {AES_CM_128_HMAC_SHA1_80: 1, AES_CM_128_HMAC_SHA1_32: 2}
+_DIRECTIONS = (OUTBOUND, INBOUND)
+
+LIBCRYPTO = "libcrypto"  # backend names, as `DOORLINE_SRTP` takes them
+PYLIBSRTP = "pylibsrtp"
+_backend: "str | None" = None  # chosen at the first context
+
+
+def backend() -> str:
+    """The backend in use, chosen once: ours on libcrypto unless it is missing or not wanted."""
+    global _backend
+    if _backend is None:
+        wanted = os.environ.get("DOORLINE_SRTP", LIBCRYPTO)
+        _backend = PYLIBSRTP
+        if wanted != PYLIBSRTP:
+            from firmware.rtp import srtp_libcrypto
+
+            try:
+                srtp_libcrypto.load()
+                _backend = LIBCRYPTO
+            except srtp_libcrypto.Unavailable:
+                pass
+    return _backend
+
+
+def _pylibsrtp_session(profile: int, material: bytes, outbound: bool) -> "Any":
+    import pylibsrtp
+
+    policy = pylibsrtp.Policy(
+        key=material,
+        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound
+        else pylibsrtp.Policy.SSRC_ANY_INBOUND,
+        srtp_profile=profile,
+    )
+    if outbound:
+        policy.allow_repeat_tx = True
+    try:
+        return pylibsrtp.Session(policy=policy)
+    except pylibsrtp.Error as error:
+        raise SrtpError(str(error)) from error
 
 
 class SrtpError(Exception):
@@ -86,30 +123,35 @@ class SrtpContext:
     def __init__(self, suite: str, master_key: bytes, master_salt: bytes, direction: str) -> None:
         if suite not in _PROFILES:
             raise SrtpError(f"unsupported crypto suite {suite!r}")
-        if direction not in _SSRC_TYPES:
+        if direction not in _DIRECTIONS:
             raise SrtpError(f"direction must be {OUTBOUND!r} or {INBOUND!r}")
         if len(master_key) != KEY_LENGTH or len(master_salt) != SALT_LENGTH:
             raise SrtpError("master key must be 16 bytes and master salt 14 bytes")
         self.suite = suite
         self.direction = direction
-        policy = pylibsrtp.Policy(
-            key=bytes(master_key) + bytes(master_salt),
-            ssrc_type=_SSRC_TYPES[direction],
-            srtp_profile=_PROFILES[suite],
-        )
-        if direction == OUTBOUND:
-            policy.allow_repeat_tx = True
-        try:
-            self._session = pylibsrtp.Session(policy=policy)
-        except pylibsrtp.Error as error:
-            raise SrtpError(str(error)) from error
+        material = bytes(master_key) + bytes(master_salt)
+        outbound = direction == OUTBOUND
+        if backend() == LIBCRYPTO:
+            from firmware.rtp import srtp_libcrypto
+
+            self._errors: tuple[type[Exception], ...] = (srtp_libcrypto.Error, ValueError)
+            try:
+                self._session: Any = srtp_libcrypto.Session(_PROFILES[suite], material,
+                                                            outbound)
+            except srtp_libcrypto.Error as error:
+                raise SrtpError(str(error)) from error
+        else:
+            import pylibsrtp
+
+            self._errors = (pylibsrtp.Error, ValueError)
+            self._session = _pylibsrtp_session(_PROFILES[suite], material, outbound)
 
     def _run(self, operation: "Callable", direction: str, packet: bytes) -> bytes:
         if self.direction != direction:
             raise SrtpError(f"this context is {self.direction}")
         try:
             return operation(bytes(packet))
-        except (pylibsrtp.Error, ValueError) as error:
+        except self._errors as error:
             raise SrtpError(str(error)) from error
 
     def protect(self, rtp: bytes) -> bytes:

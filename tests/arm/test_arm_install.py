@@ -247,6 +247,10 @@ class InstalledStation(Firmware):
         super().__init__(workdir, config)
         unit = (chroot.root / "etc/systemd/system/doorline.service").read_text()
         argv = shlex.split(re.search(r"^ExecStart=(.*)$", unit, re.M).group(1))
+        # as systemd starts it: with the unit's Environment= lines (PYTHONPATH: the service
+        # runs `python -S`, so the venv's site-packages come from there)
+        unit_env = [assignment for line in re.findall(r"^Environment=(.*)$", unit, re.M)
+                    for assignment in shlex.split(line)]
         replace = {"--board": f"{WORK}/board.toml", "--config": chroot.inside(self.config_path),
                    "--state-dir": chroot.inside(self.state_dir)}
         for index, arg in enumerate(argv[:-1]):
@@ -258,7 +262,7 @@ class InstalledStation(Firmware):
         self.unit_argv = argv
         self.argv = [*LOW_PRIORITY, "chroot", f"--userspec={uid}:{gid}",
                      f"--groups={audio_gid}", os.fspath(chroot.root), *ENV,
-                     f"HOME={WORK}", "PYTHONUNBUFFERED=1",
+                     f"HOME={WORK}", *unit_env,
                      *(f"{name}={value}" for name, value in sorted(env.items())),
                      *argv, "--log-level", "DEBUG"]
 

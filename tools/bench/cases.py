@@ -73,6 +73,8 @@ def steady_call(bench, kind, srtp):
             time.sleep(max(0.0, duration - (time.monotonic() - began)))
             ua.hangup()
             ua.wait_idle(5)
+        time.sleep(bench.params["settle_s"])
+        after = memory_kb(ua.pid)  # what the call left behind (issue 14; JSON only)
         out.update({
             "cpu_window_s": round(wall, 3),
             "cpu_seconds": round(cpu_after - cpu_before, 3),
@@ -82,6 +84,7 @@ def steady_call(bench, kind, srtp):
             "cpu_us_per_wakeup": 1e6 * (cpu_after - cpu_before)
             / max(1, switches_after - switches_before),
             "call_rss_kb": during["VmRSS"], "call_hwm_kb": during["VmHWM"],
+            "after_call_rss_kb": after["VmRSS"],
         })
         stream = stats.rtp_stream(wire.read_segments(pcap))
         out["rtp_packets"] = len(stream)
