@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from firmware.app import actions
-from firmware.runtime import memory
 from firmware.runtime.parts import Pair, StationParts
 from firmware.runtime.resolver import LocateError, Locator
 from firmware.session import events as ev
@@ -183,7 +182,6 @@ class CallExecutors(StationParts):
                 self.board.audio.end_call(event.call_id)
         if not self.streams:
             self.health.require("audio", False)
-            memory.trim()  # the last call's freed memory back to the kernel (issue 14)
         self._stop_cue()
 
     def _on_digit(self, call_id: str, digit: str) -> None:

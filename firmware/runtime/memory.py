@@ -16,26 +16,6 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter number
 ARENA_MAX = 2
 
 
-_libc: "object | None" = None
-
-
-def trim() -> bool:
-    """Give the heap's free pages back to the kernel (glibc's `malloc_trim(0)`); best effort.
-
-    Called when the last call has ended (runtime/callexec.py): a call's buffers, the media
-    thread's arena and the objects of its set-up are freed by then, but glibc keeps freed
-    memory below the top of each arena mapped. Elsewhere than glibc this does nothing."""
-    global _libc
-    import ctypes  # loaded since the start (fix_malloc_threshold)
-
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None)
-        return bool(_libc.malloc_trim(0))  # type: ignore[attr-defined]
-    except (OSError, AttributeError):
-        return False
-
-
 def fix_malloc_threshold() -> bool:
     """Best effort: elsewhere than glibc this does nothing.
 
