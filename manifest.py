@@ -7,11 +7,11 @@
 # Standard modules the core imports: array, binascii, collections (OrderedDict), hashlib (md5,
 # sha1, sha256), math, os (urandom), struct, sys; all are built into the Unix port, so nothing is
 # required from micropython-lib today. A port without one of them adds e.g. require("hashlib")
-# here rather than a local copy. firmware/rtp/srtp.py (pylibsrtp), firmware/runtime and
+# here rather than a local copy. firmware/rtp/srtp.py and srtp_libcrypto.py, firmware/runtime and
 # firmware/web are CPython only and deliberately left out.
 
 PORTABLE_PACKAGES = ("sip", "sdp", "rtp", "codecs", "app", "session")
-CPYTHON_ONLY = ("rtp/srtp.py",)
+CPYTHON_ONLY = ("rtp/srtp.py", "rtp/srtp_libcrypto.py")
 
 
 def portable_files(root="firmware"):

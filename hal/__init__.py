@@ -10,7 +10,7 @@
         echo_path: the room's impulse response WAV (sim boards, hal.room; ValueError if bad).
 
 Board files and their validation: hal.board.  The device interface: hal.base.  Drivers: hal.pi
-(gpiozero + pyalsaaudio) and hal.sim (memory + WAV).
+(gpiozero + libasound through ctypes, hal.libasound) and hal.sim (memory + WAV).
 """
 
 from typing import TYPE_CHECKING

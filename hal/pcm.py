@@ -13,7 +13,7 @@ import sys
 from array import array
 
 
-def _samples(pcm: bytes) -> "array":
+def _samples(pcm: "bytes | memoryview") -> "array":
     samples = array("h")
     samples.frombytes(pcm[: len(pcm) - len(pcm) % 2])
     if sys.byteorder == "big":
@@ -27,7 +27,7 @@ def _to_bytes(samples: "array") -> bytes:
     return samples.tobytes()
 
 
-def downmix(pcm: bytes, channels: int) -> bytes:
+def downmix(pcm: "bytes | memoryview", channels: int) -> bytes:
     if channels == 1:
         return bytes(pcm)
     samples = _samples(pcm)
@@ -74,7 +74,7 @@ class FrameQueue:
         self._limit = frame_bytes * max_frames
         self._buffer = bytearray()
 
-    def push(self, pcm: bytes) -> None:
+    def push(self, pcm: "bytes | memoryview") -> None:
         self._buffer += pcm
         # Bounded: if the consumer stalls, keep the newest audio, not an ever-growing delay.
         excess = len(self._buffer) - self._limit

@@ -1,9 +1,9 @@
-"""Raspberry Pi boards (kind = "pi"): gpiozero devices and ALSA audio through pyalsaaudio.
+"""Raspberry Pi boards (kind = "pi"): gpiozero devices and ALSA audio through libasound (ctypes).
 
     PiBoard(spec, pin_factory=None)   a hal.base.Board; pin_factory defaults to gpiozero's
                                       LGPIOFactory (works on Zero 2 W, 3, 4 and 5); tests pass
                                       gpiozero.pins.mock.MockFactory.
-    AlsaAudio(spec.audio, clock=time.monotonic, sleep=time.sleep, reader_thread=True)
+    AlsaAudio(spec.audio, clock=time.monotonic, sleep=time.sleep, reader_thread=True, alsa=None)
         .set_buffering(period_ms, buffer_ms)   ALSA period and buffer of streams opened after
                                                ([audio] period_ms, buffer_ms; 20 and 80)
         .open(rate=8000, frame_ms=20) -> AlsaAudioStream
@@ -23,7 +23,13 @@ Mapping of board settings onto gpiozero:
              timed by hal.base.Relay's threading.Timer.
     inputs   DigitalInputDevice with the same pull rules as buttons, 50 ms debounce.
 
-Audio: each direction opens the board's ALSA device by name, S16_LE, non-blocking, with the
+Audio goes through hal/libasound.py (`alsa=`: that module, or a stand-in in the unit tests),
+the only user of libasound, called through ctypes, which releases the GIL in every call: a
+device whose open blocks (a busy hw PCM, a hanging plugin) holds only the thread that opens it
+(an "alsa-open" thread, see "Capture thread" below), never SIP, the web page or the call's media
+thread (pyalsaaudio, used before, held the GIL in snd_pcm_open and froze the whole process;
+tests/hal/test_alsa_libasound.py shows it).
+Each direction opens the board's ALSA device by name, S16_LE, non-blocking, with the
 configured period (`[audio] period_ms`) and as many periods as fit in `[audio] buffer_ms` (at
 least 2); what libasound granted is in `buffering` and in the log.  Rate conversion, downmix
 and upmix run in C inside libasound whenever it can: the
@@ -37,18 +43,19 @@ with the pure-Python firmware.codecs.resample.Resampler.  Which path is used is 
 DOORLINE_ALSA_RESAMPLER=python forces the fallback (for comparisons).
 
 Volume (issue 15): `set_volume(percent)` uses the ALSA mixer of the playback card where it has
-one of `MIXER_CONTROLS` (pyalsaaudio's Mixer, the first that exists), else returns False and the
+one of `MIXER_CONTROLS` (snd_mixer, the first that exists), else returns False and the
 runtime scales the samples. The echo canceller's reference is delayed by
 `REFERENCE_DELAY_FRAMES`: with `PERIODS` periods of buffer a written frame is heard about one
 to three periods later, while a captured frame reaches read_frame up to a period after it was
 heard; an estimate that errs early only uses more of the canceller's tail (to tune per board).
 
-An overrun makes pyalsaaudio's
-read() return -EPIPE after it has already re-prepared the PCM (snd_pcm_prepare), so one is just
+An overrun makes a read return -EPIPE after hal/libasound.py has already recovered the PCM
+(snd_pcm_recover), so one is just
 counted; several in a row mean the PCM is stuck and it is reopened.  Any ALSA error (a USB device
 unplugged) closes that direction and reopens it with back-off from 0.1 s doubling to 5 s, so a
 replugged device comes back within seconds without the caller noticing more than silence.
-`alsaaudio` is imported only when audio is opened, so this module loads without it.
+libasound is loaded only when audio is opened (or the mixer first used), so this module loads
+without it.
 
 Capture thread: a non-blocking PCM does not make every libasound plugin non-blocking.  The
 `file` plugin reads its `infile` with a blocking read(), so a stalling source (a named pipe that
@@ -59,10 +66,14 @@ which is the only code touching that PCM after the open: it reads a period whene
 overrun, as it would without the thread), converts, and queues; read_frame waits on that queue
 for at most two frames and returns None, so the call's media clock never waits for libasound.
 While the device stays stalled, read_frame paces its caller like a live device instead: None
-one frame after the previous None (at once for a caller that asks once a frame).  pyalsaaudio
+one frame after the previous None (at once for a caller that asks once a frame).  ctypes
 releases the GIL inside snd_pcm_readi.  close() does not wait for a read stuck in a plugin: the
-thread closes its PCM once the read returns.  Not covered: opening a PCM (pyalsaaudio holds the
-GIL in snd_pcm_open, and a `file` plugin whose infile is a pipe without a writer waits there).
+thread closes its PCM once the read returns.  Opens, too, run on a thread of their own
+("alsa-open", one per open, see AlsaPcm): a stream's start waits `OPEN_WAIT_S` (0.5 s) at most
+for its devices, then the call goes on without the direction still opening (silence captured,
+frames to play dropped) until it has opened.  An open that never returns keeps its thread and
+leaves that direction away for the rest of the stream; at most `MAX_PENDING_OPENS` opens of one
+device run at a time (more are refused like a missing device, with the back-off).
 `reader_thread=False` reads inline (the fake-clock unit tests, tests/hal/test_alsa.py).
 
 Bench only (docs/BENCH.md): DOORLINE_ALSA_UNTIMED=1 marks the ALSA devices as having no clock
@@ -92,10 +103,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    import alsaaudio
     from gpiozero.pins import Factory
 
     from hal.board import AudioSpec, BoardSpec, ButtonSpec, InputSpec, LedSpec, RelaySpec
+    from hal.libasound import Pcm
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +118,10 @@ PERIODS = 4  # periods per buffer with the default [audio] period_ms = 20, buffe
 PERIOD_MS = 20
 BUFFER_MS = 80
 READ_AHEAD_FRAMES = 2  # captured frames the capture thread keeps ready for read_frame
+OPEN_WAIT_S = 0.5  # a stream's start waits this long for its devices, then goes on without
+MAX_PENDING_OPENS = 2  # opens of one device still running (stuck) before no more are tried
+_pending_lock = threading.Lock()
+_pending_opens: dict[str, int] = {}  # device name -> opens running on alsa-open threads
 MIXER_CONTROLS = ("Speaker", "PCM", "Master", "Playback", "Headphone", "Digital")
 REFERENCE_DELAY_FRAMES = 1
 C_CONVERTER = "speexrate_medium"  # speex quality 5: flat to 3.4 kHz, alias/images below -90 dB
@@ -126,9 +141,16 @@ def c_conversion_available(alsa: "Any") -> bool:
     if os.environ.get("DOORLINE_ALSA_RESAMPLER") == "python":
         return False
     try:
-        return "speexrate" in alsa.pcms()
-    except (AttributeError, alsa.ALSAAudioError):
+        return bool(alsa.has_pcm("speexrate"))
+    except alsa.AlsaError:
         return False
+
+
+def _libasound() -> "Any":
+    """hal/libasound.py, imported at the first audio use: the HAL loads without libasound."""
+    from hal import libasound
+
+    return libasound
 
 
 def describe_buffering(buffering: "dict[str, dict[str, int]]") -> str:
@@ -250,8 +272,10 @@ class AlsaAudio(AudioDevice):
     paced = True
 
     def __init__(self, spec: "AudioSpec", clock: "Callable[[], float]" = time.monotonic,
-                 sleep: "Callable" = time.sleep, reader_thread: bool = True) -> None:
+                 sleep: "Callable" = time.sleep, reader_thread: bool = True,
+                 alsa: "Any" = None) -> None:
         self.spec = spec
+        self._alsa = alsa
         self._clock = clock
         self._sleep = sleep
         self._reader_thread = reader_thread
@@ -259,6 +283,9 @@ class AlsaAudio(AudioDevice):
         self.buffer_ms = BUFFER_MS
         self._streams: list[AlsaAudioStream] = []
         self._logged = False
+        # set_volume comes from the event loop (a saved config) and from media threads (a
+        # call's start); libasound's mixer is not thread-safe, and ctypes lets the GIL go
+        self._mixer_lock = threading.Lock()
         if os.environ.get("DOORLINE_ALSA_UNTIMED") == "1":
             # bench devices without a clock: the runtime paces them, and reads them inline
             # (the `file` plugin over `null` with a regular file has data at once)
@@ -275,14 +302,18 @@ class AlsaAudio(AudioDevice):
     def open(self, rate: int = 8000, frame_ms: int = 20) -> "AlsaAudioStream":
         stream = AlsaAudioStream(self.spec, rate, frame_ms, self._clock, self._sleep,
                                  period_ms=self.period_ms, buffer_ms=self.buffer_ms,
-                                 reader_thread=self._reader_thread)
+                                 reader_thread=self._reader_thread,
+                                 alsa=self._alsa or _libasound())
         if not self._logged:
             self._logged = True
             level = logging.WARNING if stream.conversion.startswith("python") else logging.INFO
             log.log(level, "audio: %s/%s at %d Hz, calls at %d Hz, conversion: %s",
                     self.spec.capture, self.spec.playback, self.spec.rate, rate,
                     stream.conversion)
-            log.info("audio buffers: %s", describe_buffering(stream.buffering))
+            if len(stream.buffering) == 2:
+                log.info("audio buffers: %s", describe_buffering(stream.buffering))
+            else:  # a device still opening (or away): logged once it has opened
+                stream.log_buffers_when_open()
         self._streams = [s for s in self._streams if not s.closed]
         self._streams.append(stream)
         return stream
@@ -293,26 +324,29 @@ class AlsaAudio(AudioDevice):
             stream.close()
 
     def set_volume(self, percent: int) -> bool:
-        mixer = self._mixer()
-        if mixer is None:
-            return False
-        try:
-            mixer.setvolume(max(0, min(100, int(percent))))
-        except Exception as error:  # alsaaudio.ALSAAudioError: the card went away
-            log.warning("audio: cannot set the volume on the mixer: %s", error)
-            return False
-        return True
+        with self._mixer_lock:
+            found = self._mixer()
+            if found is None:
+                return False
+            mixer, control = found
+            try:
+                mixer.set_volume(control, max(0, min(100, int(percent))))
+            except Exception as error:  # AlsaError: the card went away
+                log.warning("audio: cannot set the volume on the mixer: %s", error)
+                return False
+            return True
 
     def reference_delay_frames(self) -> int:
         return REFERENCE_DELAY_FRAMES
 
-    def _mixer(self) -> "Any":
+    def _mixer(self) -> "tuple[Any, str] | None":
+        """(the playback card's mixer, the control for the speaker), found once, or None."""
         if getattr(self, "_mixer_checked", False):
             return getattr(self, "_mixer_control", None)
         self._mixer_checked = True
-        self._mixer_control = None
+        self._mixer_control: tuple[Any, str] | None = None
         try:
-            import alsaaudio
+            alsa = self._alsa or _libasound()
         except ImportError:
             return None
         card = self.spec.playback
@@ -320,28 +354,40 @@ class AlsaAudio(AudioDevice):
             card = "hw:CARD=" + card.split("CARD=", 1)[1].split(",", 1)[0]
         for device in (card, "default"):
             try:
-                controls = alsaaudio.mixers(device=device)
-            except Exception:  # alsaaudio.ALSAAudioError: no mixer device of that name
+                mixer = alsa.Mixer(device)
+                controls = mixer.controls()
+            except Exception:  # AlsaError: no mixer device of that name, or no libasound
                 continue
             for name in MIXER_CONTROLS:
                 if name in controls:
-                    try:
-                        self._mixer_control = alsaaudio.Mixer(name, device=device)
-                    except Exception:  # alsaaudio.ALSAAudioError
-                        continue
                     log.info("audio: speaker volume on mixer %s of %s", name, device)
+                    self._mixer_control = (mixer, name)
                     return self._mixer_control
+            mixer.close()
         log.info("audio: no playback mixer; the speaker volume is applied digitally")
         return None
 
 
 class AlsaPcm:
-    """One direction of one ALSA device, reopened with bounded back-off when it goes away."""
+    """One direction of one ALSA device, reopened with bounded back-off when it goes away.
 
-    def __init__(self, alsa: "Any", direction: int, device: str, rate: int, period_frames: int,
-                 clock: "Callable[[], float]", periods: int = PERIODS) -> None:
+    `background=True` (streams with a capture thread, i.e. every real-time stream): each open
+    runs on a short-lived thread ("alsa-open"), and get() hands the PCM over once it is open;
+    `get(wait_s)` waits that long for it. So an open that blocks in libasound (a busy device,
+    a hanging plugin) holds neither the caller nor, through ctypes, the GIL. Otherwise the open
+    runs in get() itself (the fake-clock unit tests, the bench's untimed devices)."""
+
+    def __init__(self, alsa: "Any", capture: bool, device: str, rate: int, period_frames: int,
+                 clock: "Callable[[], float]", periods: int = PERIODS,
+                 background: bool = False, on_open: "Callable[[], None] | None" = None) -> None:
         self.alsa = alsa
-        self.direction = direction
+        self._background = background
+        self._on_open = on_open
+        self._lock = threading.Lock()  # the hand-over between the opener thread and get()
+        self._opener: threading.Thread | None = None
+        self._result: Pcm | str | None = None  # what the opener got: a PCM or an error
+        self._shut = False
+        self.capture = capture
         self.device = device
         self.rate = rate
         self.period_frames = period_frames
@@ -351,46 +397,100 @@ class AlsaPcm:
         self.fresh = False
         self.reopens = 0
         self._clock = clock
-        self._pcm = None
+        self._pcm: Pcm | None = None
         self._retry_at = 0.0
         self._backoff = BACKOFF_MIN_S
         self._ever_opened = False
 
     @property
     def name(self) -> str:
-        kind = "capture" if self.direction == self.alsa.PCM_CAPTURE else "playback"
+        kind = "capture" if self.capture else "playback"
         return f"{kind} {self.device!r}"
 
-    def get(self) -> "alsaaudio.PCM | None":
-        """The open PCM, or None while the device is away and the back-off has not expired."""
-        if self._pcm is None and self._clock() >= self._retry_at:
-            try:
-                self._pcm, self.channels = self._open()
-            except self.alsa.ALSAAudioError as error:
-                self.lost(error)
-            else:
-                self._granted = self._read_granted()
-                self.fresh = True  # prepared, not started: playback writes a cushion first
-                if self._ever_opened:
-                    self.reopens += 1
-                    log.warning("%s reopened", self.name)
-                self._ever_opened = True
-                self._backoff = BACKOFF_MIN_S
+    def get(self, wait_s: float = 0.0) -> "Pcm | None":
+        """The open PCM, or None while the device is away and the back-off has not expired
+        (or, in the background mode, while it is still opening after `wait_s` seconds)."""
+        if self._pcm is not None:
+            return self._pcm
+        if not self._background:
+            if self._clock() >= self._retry_at:
+                self._finish(self._open_now())
+            return self._pcm
+        busy = False
+        with self._lock:
+            opener = self._opener
+            if opener is None and not self._shut and self._clock() >= self._retry_at:
+                with _pending_lock:  # bounded: an open that never returns keeps its thread
+                    busy = _pending_opens.get(self.device, 0) >= MAX_PENDING_OPENS
+                    if not busy:
+                        _pending_opens[self.device] = _pending_opens.get(self.device, 0) + 1
+                if not busy:
+                    opener = self._opener = threading.Thread(
+                        target=self._open_in_background, daemon=True, name="alsa-open")
+                    opener.start()
+        if busy:
+            self.lost(f"{MAX_PENDING_OPENS} earlier opens of it have not returned")
+        if opener is None:
+            return None
+        if wait_s > 0:
+            opener.join(wait_s)
+        with self._lock:
+            result, self._result = self._result, None
+            if result is not None:
+                self._opener = None
+        if result is not None:
+            self._finish(result)
         return self._pcm
 
-    def _open(self) -> "tuple[alsaaudio.PCM, int]":
-        pcm = self._make(channels=1)
-        if _channels(pcm) == 1:
-            return pcm, 1
-        # Some USB codecs offer stereo only; take stereo and mix down / copy up ourselves.
-        pcm.close()
-        return self._make(channels=2), 2
+    def _open_now(self) -> "Pcm | str":
+        """Opens the device: the PCM, or the error's text."""
+        try:
+            # mono, else stereo (some USB codecs offer stereo only: mixed down and copied up
+            # here); the open may block in a plugin: ctypes lets the GIL go meanwhile
+            return self.alsa.open_pcm(self.device, self.capture, self.rate, self.period_frames,
+                                      self.periods, (1, 2))
+        except self.alsa.AlsaError as error:
+            return str(error)
 
-    def _make(self, channels: int) -> "alsaaudio.PCM":
-        alsa = self.alsa
-        return alsa.PCM(type=self.direction, mode=alsa.PCM_NONBLOCK, device=self.device,
-                        rate=self.rate, channels=channels, format=alsa.PCM_FORMAT_S16_LE,
-                        periodsize=self.period_frames, periods=self.periods)
+    def _open_in_background(self) -> None:
+        try:
+            result = self._open_now()
+        finally:
+            with _pending_lock:
+                _pending_opens[self.device] -= 1
+                if not _pending_opens[self.device]:
+                    del _pending_opens[self.device]
+        with self._lock:
+            if not self._shut:
+                self._result = result
+                return
+            self._opener = None
+        if not isinstance(result, str):
+            result.close()  # the stream closed while its device was opening
+
+    def _finish(self, result: "Pcm | str") -> None:
+        if isinstance(result, str):
+            self.lost(result)
+            return
+        self._pcm, self.channels = result, result.channels
+        self._granted = self._read_granted(result)
+        self.fresh = True  # prepared, not started: playback writes a cushion first
+        if self._ever_opened:
+            self.reopens += 1
+            log.warning("%s reopened", self.name)
+        self._ever_opened = True
+        self._backoff = BACKOFF_MIN_S
+        if self._on_open is not None:
+            self._on_open()
+
+    def shutdown(self) -> None:
+        """Closes for good: an open still running closes its PCM when it returns."""
+        with self._lock:
+            self._shut = True
+            result, self._result = self._result, None
+        if result is not None and not isinstance(result, str):
+            result.close()
+        self.close()
 
     def lost(self, error: str) -> None:
         log.warning("%s failed (%s); retrying in %.1f s", self.name, error, self._backoff)
@@ -398,9 +498,9 @@ class AlsaPcm:
         self._retry_at = self._clock() + self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
 
-    def wait(self, pcm: "alsaaudio.PCM", timeout: float, sleep: "Callable") -> None:
+    def wait(self, pcm: "Pcm", timeout: float, sleep: "Callable") -> None:
         """Wait until the PCM is readable/writable or `timeout` seconds have passed."""
-        descriptors = pcm.polldescriptors()
+        descriptors = pcm.poll_descriptors()
         if not descriptors:
             sleep(timeout)
             return
@@ -411,15 +511,13 @@ class AlsaPcm:
 
     def granted(self) -> "dict[str, int] | None":
         """Rate, period and buffer (frames) libasound granted, and the latency the buffer can
-        add; None while the device is away (or pyalsaaudio < 0.10 has no info()). Read once
-        at the open, so any thread may ask while another one reads the PCM."""
+        add; None while the device is away. Read once at the open, so any thread may ask
+        while another one reads the PCM."""
         return self._granted if self._pcm is not None else None
 
-    def _read_granted(self) -> "dict[str, int] | None":
-        info = getattr(self._pcm, "info", None)
-        if info is None:
-            return None
-        values = info()
+    @staticmethod
+    def _read_granted(pcm: "Pcm") -> "dict[str, int]":
+        values = pcm.granted()
         rate, buffer = values["rate"], values["buffer_size"]
         return {"rate": rate, "period_frames": values["period_size"], "buffer_frames": buffer,
                 "latency_ms": buffer * 1000 // rate}
@@ -429,7 +527,7 @@ class AlsaPcm:
             pcm, self._pcm = self._pcm, None
             try:
                 pcm.close()
-            except self.alsa.ALSAAudioError:
+            except self.alsa.AlsaError:
                 pass  # an unplugged device may refuse even this; the handle is dropped anyway
 
 
@@ -438,26 +536,15 @@ def _worth_logging(xruns: int) -> bool:
     return xruns <= 10 or xruns % 100 == 0
 
 
-def _channels(pcm: "Any") -> int:
-    """The channel count the PCM was really opened with.  pyalsaaudio >= 0.10 reports it in
-    info() (it keeps what the device granted); getchannels() tries every count from the
-    device's minimum to its maximum, which never ends on devices without a limit (`null`)."""
-    info = getattr(pcm, "info", None)
-    if info is not None:
-        return info()["channels"]
-    return 1 if 1 in pcm.getchannels() else 2
-
-
 class AlsaAudioStream(AudioStream):
     def __init__(self, spec: "AudioSpec", rate: int, frame_ms: int, clock: "Callable[[], float]",
                  sleep: "Callable", period_ms: int = PERIOD_MS, buffer_ms: int = BUFFER_MS,
-                 reader_thread: bool = False) -> None:
-        import alsaaudio  # only here: the HAL must import on machines without ALSA
-
+                 reader_thread: bool = False, alsa: "Any" = None) -> None:
+        alsa = alsa or _libasound()  # only here: the HAL must import on machines without ALSA
         self.rate = rate
         self.frame_bytes = frame_bytes(rate, frame_ms)
         self.closed = False
-        self._alsa = alsaaudio
+        self._alsa = alsa
         self._clock = clock
         self._sleep = sleep
         self._frame_s = frame_ms / 1000
@@ -469,7 +556,7 @@ class AlsaAudioStream(AudioStream):
             wrapped_capture = converting_device(spec.capture, spec.rate)
             wrapped_playback = converting_device(spec.playback, spec.rate)
             if wrapped_capture is not None and wrapped_playback is not None \
-                    and c_conversion_available(alsaaudio):
+                    and c_conversion_available(alsa):
                 capture, playback = wrapped_capture, wrapped_playback
                 open_rate = rate
                 self.conversion = f"libasound {C_CONVERTER} (C)"
@@ -477,10 +564,14 @@ class AlsaAudioStream(AudioStream):
                 self.conversion = "python Resampler (install libasound2-plugins for the C path)"
         period = open_rate * period_ms // 1000
         periods = max(2, buffer_ms // period_ms)
-        self._capture = AlsaPcm(alsaaudio, alsaaudio.PCM_CAPTURE, capture, open_rate, period,
-                                clock, periods)
-        self._playback = AlsaPcm(alsaaudio, alsaaudio.PCM_PLAYBACK, playback, open_rate, period,
-                                 clock, periods)
+        # With the capture thread (real time), devices open on threads of their own: a device
+        # whose open blocks leaves the call's media thread running (without that direction).
+        self._buffers_lock = threading.Lock()
+        self._log_buffers = False
+        self._capture = AlsaPcm(alsa, True, capture, open_rate, period, clock, periods,
+                                background=reader_thread, on_open=self._opened)
+        self._playback = AlsaPcm(alsa, False, playback, open_rate, period, clock, periods,
+                                 background=reader_thread, on_open=self._opened)
         self._direct = open_rate == rate  # no conversion left to Python
         self._from_device = RateConverter(open_rate, rate)
         self._to_device = RateConverter(rate, open_rate)
@@ -492,8 +583,12 @@ class AlsaAudioStream(AudioStream):
         self._stalled_until: float | None = None  # when the last read_frame gave up, if it did
         self.xruns = 0
         self.dropped = 0
-        self._capture.get()
+        self._capture.get()  # both start opening (or open, without the capture thread) ...
         self._playback.get()
+        if reader_thread:  # ... and are waited for, each, OPEN_WAIT_S at most
+            waited_until = time.monotonic() + OPEN_WAIT_S
+            self._capture.get(OPEN_WAIT_S)
+            self._playback.get(max(0.0, waited_until - time.monotonic()))
         self._ready = threading.Condition()
         self._reader: threading.Thread | None = None
         if reader_thread:
@@ -515,6 +610,21 @@ class AlsaAudioStream(AudioStream):
     def stats(self) -> dict[str, int]:
         return {"xruns": self.xruns, "reopens": self._capture.reopens + self._playback.reopens,
                 "dropped": self.dropped}
+
+    def log_buffers_when_open(self) -> None:
+        """Logs the `audio buffers:` line once both directions are open (AlsaAudio asks this
+        when a device was still opening when the stream started)."""
+        with self._buffers_lock:
+            self._log_buffers = True
+        self._opened()
+
+    def _opened(self) -> None:
+        with self._buffers_lock:
+            buffering = self.buffering if self._log_buffers else {}
+            if len(buffering) < 2:
+                return
+            self._log_buffers = False
+        log.info("audio buffers: %s", describe_buffering(buffering))
 
     @property
     def buffering(self) -> dict[str, dict[str, int]]:
@@ -568,15 +678,16 @@ class AlsaAudioStream(AudioStream):
         except Exception:
             log.exception("%s: the capture thread failed", self._capture.name)
         finally:
-            self._capture.close()
+            self._capture.shutdown()
 
-    def _read_period(self, pcm: "alsaaudio.PCM", wait_s: float) -> bytes:
+    def _read_period(self, pcm: "Pcm", wait_s: float) -> "bytes | memoryview":
         """One read of the capture PCM: captured audio at the call rate (b"" when there was
-        none: an overrun, an error, or nothing within `wait_s`)."""
+        none: an overrun, an error, or nothing within `wait_s`). The C path's audio is a view
+        of the PCM's reused buffer, valid until its next read: the caller queues it at once."""
         try:
             length, data = pcm.read()
-        except self._alsa.ALSAAudioError as error:
-            self._capture.lost(error)
+        except self._alsa.AlsaError as error:
+            self._capture.lost(str(error))
             return b""
         if length < 0:
             self._overrun(length)
@@ -605,11 +716,13 @@ class AlsaAudioStream(AudioStream):
             if remaining <= 0:
                 return None
             data = self._read_period(pcm, min(remaining, self._frame_s))
+            if len(data) == self.frame_bytes and not len(self._captured):
+                return bytes(data)  # a period is a frame (the default): no queueing
             if data:
                 self._captured.push(data)
 
     def _overrun(self, code: int) -> None:
-        # pyalsaaudio has already called snd_pcm_prepare(); audio was lost, the PCM runs again.
+        # hal/libasound.py has already called snd_pcm_recover(): audio was lost, the PCM runs.
         self.xruns += 1
         self._consecutive_xruns += 1
         if _worth_logging(self.xruns):
@@ -638,7 +751,7 @@ class AlsaAudioStream(AudioStream):
                 continue
             self._write_period(device, upmix(period, self._playback.channels))
 
-    def _write_period(self, device: "alsaaudio.PCM", data: bytes) -> None:
+    def _write_period(self, device: "Pcm", data: bytes) -> None:
         for _attempt in range(2):
             try:
                 if self._playback.fresh:
@@ -651,8 +764,8 @@ class AlsaAudioStream(AudioStream):
                         self._playback.fresh = False
                 if not self._playback.fresh:
                     written = device.write(data)
-            except self._alsa.ALSAAudioError as error:
-                self._playback.lost(error)
+            except self._alsa.AlsaError as error:
+                self._playback.lost(str(error))
                 self.dropped += 1
                 return
             if written > 0:
@@ -660,7 +773,7 @@ class AlsaAudioStream(AudioStream):
             if written == 0:  # buffer full: drop rather than block or build up delay
                 self.dropped += 1
                 return
-            # underrun (-EPIPE): the binding re-prepared the PCM; cushion again, try once more
+            # underrun (-EPIPE): hal/libasound.py recovered the PCM; cushion again, try once more
             self.xruns += 1
             self._playback.fresh = True
             if _worth_logging(self.xruns):
@@ -669,9 +782,9 @@ class AlsaAudioStream(AudioStream):
 
     def close(self) -> None:
         self.closed = True
-        self._playback.close()
+        self._playback.shutdown()
         if self._reader is None:
-            self._capture.close()
+            self._capture.shutdown()
             return
         with self._ready:
             self._ready.notify_all()

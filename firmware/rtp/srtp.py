@@ -1,8 +1,13 @@
 """SRTP and SRTCP protection (RFC 3711) with SDES keys (RFC 4568), through libsrtp.
 
-This is the only module that imports `pylibsrtp`; it is not part of the MicroPython-portable
-core. `RtpSession` does not import it either: it takes any object with `protect`, `unprotect`,
-`protect_rtcp` and `unprotect_rtcp` (an `SrtpSession`).
+Two backends with one behaviour (the same vectors, tests/rtp/test_srtp.py): our RFC 3711 on the
+libcrypto that hashlib maps (firmware/rtp/srtp_libcrypto.py; nothing more to load where the
+page's password check or https has mapped it), and pylibsrtp (libsrtp 2 with its own static
+OpenSSL: +5.6 MB of RSS from the first SRTP call on, issue 14) where the process has no
+libcrypto, or with `DOORLINE_SRTP=pylibsrtp`. This is the only module that imports either; it
+is not part of the MicroPython-portable core. `RtpSession` does not
+import it either: it takes any object with `protect`, `unprotect`, `protect_rtcp` and
+`unprotect_rtcp` (an `SrtpSession`).
 
 Suites: AES_CM_128_HMAC_SHA1_80 and AES_CM_128_HMAC_SHA1_32 (RFC 4568 §6.2; 16-byte master key,
 14-byte master salt). With _32 only SRTP uses the 4-byte tag; SRTCP keeps the 10-byte tag
@@ -35,8 +40,6 @@ Public API
 
 import os
 
-import pylibsrtp
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
     from collections.abc import Callable
@@ -52,14 +55,47 @@ SALT_LENGTH = 14
 OUTBOUND = "outbound"
 INBOUND = "inbound"
 
-_PROFILES = {
-    AES_CM_128_HMAC_SHA1_80: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
-    AES_CM_128_HMAC_SHA1_32: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
-}
-_SSRC_TYPES = {
-    OUTBOUND: pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
-    INBOUND: pylibsrtp.Policy.SSRC_ANY_INBOUND,
-}
+# srtp_profile_t (libsrtp 2, both backends); pylibsrtp's Policy constants have the same values.
+_PROFILES = {AES_CM_128_HMAC_SHA1_80: 1, AES_CM_128_HMAC_SHA1_32: 2}
+_DIRECTIONS = (OUTBOUND, INBOUND)
+
+LIBCRYPTO = "libcrypto"  # backend names, as `DOORLINE_SRTP` takes them
+PYLIBSRTP = "pylibsrtp"
+_backend: "str | None" = None  # chosen at the first context
+
+
+def backend() -> str:
+    """The backend in use, chosen once: ours on libcrypto unless it is missing or not wanted."""
+    global _backend
+    if _backend is None:
+        wanted = os.environ.get("DOORLINE_SRTP", LIBCRYPTO)
+        _backend = PYLIBSRTP
+        if wanted != PYLIBSRTP:
+            from firmware.rtp import srtp_libcrypto
+
+            try:
+                srtp_libcrypto.load()
+                _backend = LIBCRYPTO
+            except srtp_libcrypto.Unavailable:
+                pass
+    return _backend
+
+
+def _pylibsrtp_session(profile: int, material: bytes, outbound: bool) -> "Any":
+    import pylibsrtp
+
+    policy = pylibsrtp.Policy(
+        key=material,
+        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound
+        else pylibsrtp.Policy.SSRC_ANY_INBOUND,
+        srtp_profile=profile,
+    )
+    if outbound:
+        policy.allow_repeat_tx = True
+    try:
+        return pylibsrtp.Session(policy=policy)
+    except pylibsrtp.Error as error:
+        raise SrtpError(str(error)) from error
 
 
 class SrtpError(Exception):
@@ -87,121 +123,51 @@ class SrtpContext:
     def __init__(self, suite: str, master_key: bytes, master_salt: bytes, direction: str) -> None:
         if suite not in _PROFILES:
             raise SrtpError(f"unsupported crypto suite {suite!r}")
-        if direction not in _SSRC_TYPES:
+        if direction not in _DIRECTIONS:
             raise SrtpError(f"direction must be {OUTBOUND!r} or {INBOUND!r}")
         if len(master_key) != KEY_LENGTH or len(master_salt) != SALT_LENGTH:
             raise SrtpError("master key must be 16 bytes and master salt 14 bytes")
         self.suite = suite
         self.direction = direction
-        policy = pylibsrtp.Policy(
-            key=bytes(master_key) + bytes(master_salt),
-            ssrc_type=_SSRC_TYPES[direction],
-            srtp_profile=_PROFILES[suite],
-        )
-        if direction == OUTBOUND:
-            policy.allow_repeat_tx = True
+        material = bytes(master_key) + bytes(master_salt)
+        outbound = direction == OUTBOUND
+        if backend() == LIBCRYPTO:
+            from firmware.rtp import srtp_libcrypto
+
+            self._errors: tuple[type[Exception], ...] = (srtp_libcrypto.Error, ValueError)
+            try:
+                self._session: Any = srtp_libcrypto.Session(_PROFILES[suite], material,
+                                                            outbound)
+            except srtp_libcrypto.Error as error:
+                raise SrtpError(str(error)) from error
+        else:
+            import pylibsrtp
+
+            self._errors = (pylibsrtp.Error, ValueError)
+            self._session = _pylibsrtp_session(_PROFILES[suite], material, outbound)
+
+    def _run(self, operation: "Callable", direction: str, packet: bytes) -> bytes:
+        if self.direction != direction:
+            raise SrtpError(f"this context is {self.direction}")
         try:
-            self._session = pylibsrtp.Session(policy=policy)
-        except pylibsrtp.Error as error:
+            return operation(bytes(packet))
+        except self._errors as error:
             raise SrtpError(str(error)) from error
-        # Per packet, straight into libsrtp (issue 14): pylibsrtp's `Session.protect` allocates
-        # a length cell with cffi on every call and runs through two more Python frames; on a
-        # wake-up after 20 ms of other work each of those costs cache misses. The fast path
-        # uses pylibsrtp's own cffi binding and its session handle, with one buffer and one
-        # length cell per context; where a pylibsrtp version lacks them, its public API serves.
-        fast = _FastPath.attach(self._session)
-        session = self._session
-        if fast is not None:
-            operations = (fast.protect, fast.protect_rtcp, fast.unprotect, fast.unprotect_rtcp)
-        else:
-            operations = (_wrapped(session.protect), _wrapped(session.protect_rtcp),
-                          _wrapped(session.unprotect), _wrapped(session.unprotect_rtcp))
-        wrong = self._wrong_direction
-        if direction == OUTBOUND:
-            self.protect, self.protect_rtcp = operations[:2]
-            self.unprotect = self.unprotect_rtcp = wrong
-        else:
-            self.protect = self.protect_rtcp = wrong
-            self.unprotect, self.unprotect_rtcp = operations[2:]
 
-    # protect(rtp), protect_rtcp(rtcp) on an OUTBOUND context; unprotect(srtp),
-    # unprotect_rtcp(srtcp) on an INBOUND one: each -> bytes, raising SrtpError
-    protect: "Callable[[bytes], bytes]"
-    protect_rtcp: "Callable[[bytes], bytes]"
-    unprotect: "Callable[[bytes], bytes]"
-    unprotect_rtcp: "Callable[[bytes], bytes]"
+    def protect(self, rtp: bytes) -> bytes:
+        return self._run(self._session.protect, OUTBOUND, rtp)
 
-    def _wrong_direction(self, packet: bytes) -> bytes:
-        raise SrtpError(f"this context is {self.direction}")
+    def protect_rtcp(self, rtcp: bytes) -> bytes:
+        return self._run(self._session.protect_rtcp, OUTBOUND, rtcp)
+
+    def unprotect(self, srtp: bytes) -> bytes:
+        return self._run(self._session.unprotect, INBOUND, srtp)
+
+    def unprotect_rtcp(self, srtcp: bytes) -> bytes:
+        return self._run(self._session.unprotect_rtcp, INBOUND, srtcp)
 
     def __repr__(self) -> str:
         return f"<SrtpContext {self.suite} {self.direction}>"  # never show keys
-
-
-def _wrapped(operation: "Callable") -> "Callable[[bytes], bytes]":
-    """pylibsrtp's public call, its errors as SrtpError."""
-    def run(packet: bytes) -> bytes:
-        try:
-            return operation(bytes(packet))
-        except (pylibsrtp.Error, ValueError) as error:
-            raise SrtpError(str(error)) from error
-
-    return run
-
-
-class _FastPath:
-    """libsrtp's protect/unprotect called through pylibsrtp's cffi binding with a buffer and a
-    length cell made once (what `pylibsrtp.Session` does per call, minus the allocation)."""
-
-    MAX_PACKET = 1500  # pylibsrtp's own buffer size
-    TRAILER = 4 + 16 + 128  # room libsrtp may append: SRTCP index, tag, MKI (as pylibsrtp)
-
-    def __init__(self, ffi: "Any", lib: "Any", session: "pylibsrtp.Session") -> None:
-        self._session = session  # owns the handle (libsrtp's context is freed with it)
-        self._handle = session._srtp[0]
-        self._cdata = ffi.new("char[]", self.MAX_PACKET)
-        self._buffer = ffi.buffer(self._cdata)
-        self._length = ffi.new("int *")
-        self._ok = lib.srtp_err_status_ok
-        self.protect = self._operation(lib.srtp_protect, self.TRAILER)
-        self.protect_rtcp = self._operation(lib.srtp_protect_rtcp, self.TRAILER)
-        self.unprotect = self._operation(lib.srtp_unprotect, 0)
-        self.unprotect_rtcp = self._operation(lib.srtp_unprotect_rtcp, 0)
-
-    @classmethod
-    def attach(cls, session: "pylibsrtp.Session") -> "_FastPath | None":
-        try:
-            from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]
-
-            session._srtp[0]  # noqa: B018  # the handle, where this version keeps it
-            lib.srtp_protect, lib.srtp_unprotect  # noqa: B018  # present in this binding?
-            lib.srtp_protect_rtcp, lib.srtp_unprotect_rtcp  # noqa: B018
-        except (ImportError, AttributeError, TypeError, IndexError):
-            return None
-        return cls(ffi, lib, session)
-
-    def _operation(self, function: "Any", trailer: int) -> "Callable[[bytes], bytes]":
-        cdata, buffer, length, handle, ok = (self._cdata, self._buffer, self._length,
-                                              self._handle, self._ok)
-        limit = self.MAX_PACKET - trailer
-
-        def run(packet: bytes) -> bytes:
-            size = len(packet)
-            if size > limit:
-                raise SrtpError("packet is too long")
-            buffer[0:size] = packet
-            length[0] = size
-            status = function(handle, cdata, length)
-            if status != ok:
-                raise SrtpError(_reason(status))
-            return buffer[0:length[0]]
-
-        return run
-
-
-def _reason(status: int) -> str:
-    reasons = getattr(pylibsrtp, "ERRORS", ())
-    return reasons[status] if 0 <= status < len(reasons) else f"libsrtp error {status}"
 
 
 class SrtpSession:
@@ -212,7 +178,7 @@ class SrtpSession:
         self.suite = suite
         self._outbound = SrtpContext(suite, local_key, local_salt, OUTBOUND)
         self._inbound = SrtpContext(suite, remote_key, remote_salt, INBOUND)
-        # the contexts' own functions: no frame of ours between the RTP session and libsrtp
+        # the contexts' methods themselves: one Python frame less per packet (issue 14)
         self.protect: Callable[[bytes], bytes] = self._outbound.protect
         self.protect_rtcp: Callable[[bytes], bytes] = self._outbound.protect_rtcp
         self.unprotect: Callable[[bytes], bytes] = self._inbound.unprotect

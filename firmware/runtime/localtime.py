@@ -33,10 +33,25 @@ def _zone(name: str) -> "datetime.tzinfo":
     return zone
 
 
+# The last answer, for the minute it holds: every zone in use today is offset from UTC by
+# whole minutes, so the local date and minute cannot change within one UTC minute (the
+# station asks once per input; issue 14, the answer path).
+_last: "tuple[str, int, LocalTime] | None" = None
+
+
 def local_time(epoch: float, zone: str) -> LocalTime:
+    global _last
+    minute = int(epoch // 60)
+    last = _last
+    if last is not None and last[0] == zone and last[1] == minute:
+        return last[2]
     moment = datetime.datetime.fromtimestamp(epoch, _zone(zone))
-    return LocalTime("%04d-%02d-%02d" % (moment.year, moment.month, moment.day),
-                     moment.weekday(), moment.hour * 60 + moment.minute)
+    local = LocalTime("%04d-%02d-%02d" % (moment.year, moment.month, moment.day),
+                      moment.weekday(), moment.hour * 60 + moment.minute)
+    offset = moment.utcoffset()
+    if offset is None or offset.seconds % 60 == 0:
+        _last = (zone, minute, local)
+    return local
 
 
 def zone_problem(zone: str) -> str | None:

@@ -65,6 +65,7 @@ class StationParts:
     rtp_host: str  # where the port pool binds (the SIP listen address)
     streams: "dict[str, MediaStream]"  # call id → MediaStream (playing)
     _pairs: dict[str, Pair | None]  # call id → RTP/RTCP pair, bound, not yet playing
+    _spare_pair: "tuple[int, Pair] | None"  # (port, pair) bound for the next incoming call
     _video_pairs: dict[str, Pair]  # call id → the video's pair, bound, not yet playing
     videos: "dict[str, VideoStream]"  # call id → VideoStream (playing)
     _started_at: dict[str, float]  # call id → Unix time the call began (status() `started`)

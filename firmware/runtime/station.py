@@ -83,6 +83,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         self._prepared = False  # prepare() made the controller and the event log
         self.streams = {}  # call id → MediaStream (playing)
         self._pairs = {}  # call id → RTP/RTCP socket pair, bound, not yet playing
+        self._spare_pair = None  # (port, pair) for the next incoming call (callexec.py)
         self._video_pairs = {}  # call id → the video's pair (issue 16), not yet playing
         self.videos = {}  # call id → VideoStream (playing)
         self._stats = {}  # call id → last media statistics, logged with its end
@@ -373,6 +374,7 @@ class Station(Facade, CallExecutors, BoardExecutors, TransferExecutors):
         for pair in self._pairs.values():
             close_pair(pair)
         self._pairs.clear()
+        self._close_spare_pair()
         for video in list(self.videos.values()):
             video.stop()
         self.videos.clear()

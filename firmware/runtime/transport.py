@@ -66,6 +66,12 @@ MAX_CONNECTIONS_PER_SOURCE = 8  # one address cannot take every slot with half-o
 ERROR_LOG_INTERVAL = 10.0  # per source address: one log line about its trouble this often
 MAX_ERROR_SOURCES = 256
 MAX_QUEUED = 64 * 1024  # bytes buffered towards one connection that is still opening
+# asyncio reads each datagram into a fresh buffer of its transport's `max_size`, 256 KiB by
+# default: above the fixed mmap threshold (runtime/memory.py), so every datagram cost an mmap,
+# page faults and a munmap (18 µs of CPU per datagram in a loopback echo on the bench
+# machine; issue 14, the answer path). No UDP datagram is larger than 64 KiB.
+MAX_DATAGRAM = 65536
+MAX_NUMERIC_HOSTS = 64  # destinations whose "is it an IP address" answer is kept
 
 
 def client_tls_context(ca_file: str | None) -> "SSLContext":
@@ -78,6 +84,12 @@ def client_tls_context(ca_file: str | None) -> "SSLContext":
     ctx.check_hostname = True
     ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
+
+
+def _limit_reads(udp: "Any") -> None:
+    """Datagrams read into MAX_DATAGRAM bytes, not asyncio's 256 KiB (`max_size`, an attribute
+    of asyncio's selector datagram transport; elsewhere harmless)."""
+    udp.max_size = MAX_DATAGRAM
 
 
 class _Flow(asyncio.Protocol):
@@ -206,6 +218,7 @@ class Transports:
         self._logged_at: dict[str, float] = {}  # source host → when we last logged about it
         self._keepalive_task: asyncio.Task | None = None
         self._lookups: set[asyncio.Task] = set()  # tasks resolving UDP destinations
+        self._numeric: dict[str, bool] = {}  # host -> is_numeric(host), bounded
         self.closed = False
 
     def next_flow_id(self) -> int:
@@ -224,6 +237,7 @@ class Transports:
         else:
             self.udp, _ = await loop.create_datagram_endpoint(
                 lambda: _Datagrams(self), local_addr=(host, port))
+        _limit_reads(self.udp)
         self.listen_udp = self.udp
         if stream:
             server = await loop.create_server(
@@ -241,6 +255,7 @@ class Transports:
         host = self.listen_udp.get_extra_info("sockname")[0]
         udp, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self),
                                                      local_addr=(host, 0))
+        _limit_reads(udp)
         if self.closed:
             udp.close()
             raise OSError("transports closed")
@@ -275,7 +290,12 @@ class Transports:
             if self.udp is None:
                 return
             host = peer.host.strip("[]")
-            if is_numeric(host):
+            numeric = self._numeric.get(host)
+            if numeric is None:  # ipaddress parses it: ~5 µs, once per destination
+                if len(self._numeric) >= MAX_NUMERIC_HOSTS:
+                    self._numeric.clear()
+                numeric = self._numeric[host] = is_numeric(host)
+            if numeric:
                 self.udp.sendto(data, (host, peer.port))
             else:
                 task = asyncio.create_task(self._send_resolved(data, host, peer.port))

@@ -67,6 +67,7 @@ from firmware.sdp.session import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from firmware.sdp.session import RtpMap
     from firmware.sdp.video import LocalVideo, NegotiatedVideo
 
 SRTP_OFF = "off"
@@ -237,23 +238,31 @@ def _payload_type_number(fmt: str) -> int | None:
     return None
 
 
-def _carries(media: "MediaDescription", fmt: str, codec: str) -> bool:
+def _carries(media: "MediaDescription", fmt: str, codec: str,
+             maps: "list[RtpMap] | None" = None) -> bool:
     """Whether format ``fmt`` of ``media`` is ``codec`` at 8000 Hz: by rtpmap when there is one
-    (a dynamic type, or a static one spelt out), else by the RFC 3551 static number."""
+    (a dynamic type, or a static one spelt out), else by the RFC 3551 static number. ``maps``:
+    ``media.rtpmaps()``, when the caller has them already (each call parses every rtpmap)."""
     payload_type = _payload_type_number(fmt)
     if payload_type is None:
         return False
-    mapping = media.rtpmap(payload_type)
+    mapping = None
+    for candidate in media.rtpmaps() if maps is None else maps:
+        if candidate.payload_type == payload_type:  # the first one, as media.rtpmap()
+            mapping = candidate
+            break
     if mapping is None:
         return STATIC_PAYLOAD_TYPES.get(codec) == payload_type
     return (mapping.encoding.upper() == codec and mapping.clock_rate == CLOCK_RATE
             and mapping.channels in (None, 1))
 
 
-def _payload_type_for(media: "MediaDescription", codec: str) -> int | None:
+def _payload_type_for(media: "MediaDescription", codec: str,
+                      maps: "list[RtpMap] | None" = None) -> int | None:
     """The first payload type in ``media`` that carries ``codec``, or None."""
+    maps = media.rtpmaps() if maps is None else maps
     for fmt in media.formats:
-        if _carries(media, fmt, codec):
+        if _carries(media, fmt, codec, maps):
             return int(fmt)
     return None
 
@@ -278,11 +287,12 @@ def _remote_flags(remote: "SessionDescription", media: "MediaDescription") -> tu
 
 def _negotiated(index: int, remote: "SessionDescription", media: "MediaDescription", codec: str,
                 payload_type: int, telephone_event: int | None, srtp: "SrtpParameters | None",
-                local: "LocalMedia", our_flags: tuple[bool, bool]) -> "NegotiatedMedia":
+                local: "LocalMedia", our_flags: tuple[bool, bool],
+                remote_flags: "tuple[bool, bool] | None" = None) -> "NegotiatedMedia":
     connection = remote.connection_for(media)
     if connection is None:
         raise OfferAnswerError("no connection address for the audio stream")
-    remote_sends, remote_receives = _remote_flags(remote, media)
+    remote_sends, remote_receives = remote_flags or _remote_flags(remote, media)
     rtcp_mux = local.rtcp_mux and media.rtcp_mux
     rtcp = media.rtcp
     if rtcp_mux:
@@ -291,9 +301,10 @@ def _negotiated(index: int, remote: "SessionDescription", media: "MediaDescripti
         rtcp_address, rtcp_port = rtcp.address or connection.address, rtcp.port
     else:
         rtcp_address, rtcp_port = connection.address, media.port + 1
-    ptime = media.ptime if media.ptime and 10 <= media.ptime <= 120 else local.ptime
-    if media.maxptime and 10 <= media.maxptime < ptime:
-        ptime = media.maxptime
+    offered, most = media.ptime, media.maxptime  # each read parses its attribute
+    ptime = offered if offered and 10 <= offered <= 120 else local.ptime
+    if most and 10 <= most < ptime:
+        ptime = most
     return NegotiatedMedia(index, connection.address, media.port, rtcp_address, rtcp_port,
                            rtcp_mux, codec, payload_type, telephone_event, ptime,
                            our_flags[0] and remote_receives, our_flags[1] and remote_sends, srtp)
@@ -306,8 +317,9 @@ def _srtp_parameters(remote_crypto: "Crypto", local_crypto: "Crypto") -> "SrtpPa
                           local_crypto.master_key, local_crypto.master_salt)  # type: ignore[arg-type]
 
 
-def _telephone_event_payload_type(media: "MediaDescription") -> int | None:
-    for mapping in media.rtpmaps():
+def _telephone_event_payload_type(media: "MediaDescription",
+                                  maps: "list[RtpMap] | None" = None) -> int | None:
+    for mapping in media.rtpmaps() if maps is None else maps:
         if mapping.encoding.lower() == TELEPHONE_EVENT and mapping.clock_rate == CLOCK_RATE:
             if str(mapping.payload_type) in media.formats:
                 return mapping.payload_type
@@ -383,8 +395,8 @@ def create_offer(local: "LocalMedia", session_version: int, direction: str = SEN
     return offer
 
 
-def _choose_audio(media: "MediaDescription",
-                  local: "LocalMedia") -> "tuple[str, int, Crypto | None]":
+def _choose_audio(media: "MediaDescription", local: "LocalMedia",
+                  maps: "list[RtpMap]") -> "tuple[str, int, Crypto | None]":
     """(codec, payload type, crypto or None) for an offered audio stream, or OfferAnswerError."""
     if media.proto not in (PROTO_RTP, PROTO_SRTP):
         raise OfferAnswerError(f"unsupported transport {media.proto}")
@@ -396,7 +408,7 @@ def _choose_audio(media: "MediaDescription",
     if media.proto == PROTO_SRTP and crypto is None:
         raise OfferAnswerError("no supported crypto suite offered")
     for codec in preferred(local.codecs):
-        payload_type = _payload_type_for(media, codec)
+        payload_type = _payload_type_for(media, codec, maps)
         if payload_type is not None:
             return codec, payload_type, crypto
     raise OfferAnswerError("no common codec")
@@ -418,9 +430,11 @@ def create_answer(offer: "SessionDescription", local: "LocalMedia", session_vers
             if video is not None:
                 answer.media.append(video[0])
                 continue
+        maps = None
         if negotiated is None and media.media == "audio" and media.port != 0:
+            maps = media.rtpmaps()  # parsed once for the codec and telephone-event choices
             try:
-                accepted = _choose_audio(media, local)
+                accepted = _choose_audio(media, local, maps)
             except OfferAnswerError as error:
                 failure = error.reason
         if accepted is None:
@@ -430,7 +444,8 @@ def create_answer(offer: "SessionDescription", local: "LocalMedia", session_vers
         remote_sends, remote_receives = _remote_flags(offer, media)
         wanted_send, wanted_receive = _DIRECTION_FLAGS[direction]
         our_flags = (wanted_send and remote_receives, wanted_receive and remote_sends)
-        telephone_event = _telephone_event_payload_type(media) if local.telephone_event else None
+        telephone_event = _telephone_event_payload_type(media, maps) \
+            if local.telephone_event else None
         answered = _audio_media(media.proto, local.rtp_port, [(codec, payload_type)],
                                 telephone_event, local, _direction_name(our_flags),
                                 local.rtcp_mux and media.rtcp_mux)
@@ -444,7 +459,7 @@ def create_answer(offer: "SessionDescription", local: "LocalMedia", session_vers
             srtp = _srtp_parameters(remote_crypto, local_crypto)
         answer.media.append(answered)
         negotiated = _negotiated(index, offer, media, codec, payload_type, telephone_event,
-                                 srtp, local, our_flags)
+                                 srtp, local, our_flags, (remote_sends, remote_receives))
     if negotiated is None:
         raise OfferAnswerError(failure)
     negotiated.video = video[1] if video is not None else None

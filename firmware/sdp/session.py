@@ -496,8 +496,11 @@ class MediaDescription(_AttributeList):
         return None
 
     def _packet_time(self, name: str) -> int | None:
+        value = self.get_attribute(name)
+        if value is None:  # absent (most offers have no maxptime): no error raised and caught
+            return None
         try:
-            return parse_ptime(self.get_attribute(name))
+            return parse_ptime(value)
         except SdpParseError:
             return None
 
@@ -555,17 +558,18 @@ def _split_lines(data: bytes | str) -> list[tuple[str, str]]:
         if len(data) > MAX_SIZE:
             raise SdpParseError("description too large")
         try:
-            data = bytes(data).decode("utf-8")
+            data = bytes(data).decode("utf-8")  # valid UTF-8 holds no lone surrogate
         except UnicodeError as error:
             raise SdpParseError("description is not UTF-8") from error
-    if not isinstance(data, str):
+    elif not isinstance(data, str):
         raise SdpParseError("description must be str or bytes")
+    else:
+        try:
+            data.encode("utf-8")  # so that sd.to_bytes() cannot fail later (lone surrogates)
+        except UnicodeError as error:
+            raise SdpParseError("description is not valid Unicode") from error
     if len(data) > MAX_SIZE:
         raise SdpParseError("description too large")
-    try:
-        data.encode("utf-8")  # so that sd.to_bytes() cannot fail later (lone surrogates)
-    except UnicodeError as error:
-        raise SdpParseError("description is not valid Unicode") from error
     if "\x00" in data:
         raise SdpParseError("NUL character in description")
     lines = data.split("\n")
@@ -713,11 +717,14 @@ class SessionDescription(_AttributeList):
 
     def __str__(self) -> str:
         lines = self.lines()
-        for line in lines:
-            # A value with a line break would smuggle extra lines into the description.
-            if "\r" in line or "\n" in line:
-                raise ValueError(f"line break inside SDP line {line!r}")
-        return "\r\n".join(lines) + "\r\n"
+        text = "\r\n".join(lines)
+        # A value with a line break would smuggle extra lines into the description (counted
+        # on the whole text: the joins are the only line breaks of a clean description).
+        if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
+            for line in lines:
+                if "\r" in line or "\n" in line:
+                    raise ValueError(f"line break inside SDP line {line!r}")
+        return text + "\r\n"
 
     def to_bytes(self) -> bytes:
         return str(self).encode("utf-8")

@@ -245,7 +245,8 @@ class CallManager:
         request = event.request
         ua = self.ua
         replaced = None
-        if "Replaces" in request.headers:
+        replacing = "Replaces" in request.headers
+        if replacing:
             replaced = self._replaced(request)
             if replaced is None:  # RFC 3891 §3: no matching dialog (or not ours to replace)
                 response = request.make_response(481)
@@ -254,7 +255,7 @@ class CallManager:
                 assert event.transaction is not None  # an INVITE has its server transaction
                 ua.send_response(event.transaction, response, now)
                 return
-        extra = 1 if "Replaces" in request.headers else 0  # replaces a call: one more, briefly
+        extra = 1 if replacing else 0  # replaces a call: one more, briefly
         if len(self.calls) >= self.max_calls + extra:
             response = request.make_response(486, "Busy Here")
             response.headers.set("To", "%s;tag=%s" % (response.headers.get("To"), ua.new_tag()))

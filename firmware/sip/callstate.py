@@ -177,6 +177,9 @@ SUCCESS_OFFER = "2xx with SDP"
 SUCCESS_NO_OFFER = "2xx without SDP"
 GIVE_ANSWER = "answer written"  # the application's answer (None: none possible)
 
+# Not an input of this table: SDP in an UNRELIABLE 18x. RFC 3261 §13.2.1 allows the offer only
+# in a reliable non-failure response, so such a body is no offer; the dialog stays
+# AWAITING_OFFER and no early media plays until the reliable 18x or the 2xx brings the offer.
 DELAYED_OFFER: "Table" = {
     # RFC 3262 §5: the first reliable 18x with SDP carries the offer; our answer goes in its
     # PRACK (held until the application wrote it)

@@ -80,7 +80,7 @@ class Dialog:
             remote_target=_contact_uri(request) or _from_uri(request),
             route_set=request.headers.get_all("Record-Route"),
             local_seq=0, remote_seq=request.cseq().seq,
-            secure=str(request.uri).startswith("sips:"), state=state)
+            secure=request.uri.scheme == "sips", state=state)
 
     def confirm(self, response: "Response | None" = None) -> None:
         """A 2xx confirms the dialog; the UAC takes the remote target and route set from it."""

@@ -294,7 +294,7 @@ class Endpoint:
     def send_response(self, transaction: "ServerTransaction", response: "Response",
                       now: float) -> None:
         if self.user_agent and "Server" not in response.headers:
-            response.headers.set("Server", self.user_agent)
+            response.headers.add("Server", self.user_agent)  # absent: nothing to replace
         transaction.send_response(response, now)
         self._pump(transaction)
 

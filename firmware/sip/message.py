@@ -20,7 +20,8 @@ Public API
         get(name, default=None), get_all(name), set(name, value), add(name, value),
         insert(name, value), remove(name), name in headers, iter -> (name, value), len, copy()
     Via.parse(value)          .protocol .transport (upper-case) .host .port .params .branch
-    NameAddress.parse(value)  .display_name .uri .params .tag; `*` gives .wildcard (uri None)
+    NameAddress.parse(value)  .display_name .uri .params .tag; `*` gives .wildcard (uri None);
+        the same text may give the same (shared) object, as URI.parse: read, never change it
     CSeq.parse(value)         .seq .method
     StreamReader().feed(data) -> list of Request / Response / ParseError / KEEPALIVE_PING /
         KEEPALIVE_PONG; .pending (bytes held); .broken (framing lost: close the connection)
@@ -123,12 +124,30 @@ _WHITESPACE = " \t"
 _GEN_VALUE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" + DIGITS + "-.!%*_+`'~:[]"
 
 
-def canonical_name(name: str) -> tuple[str, str]:
-    """(printable name, lookup key) for a header name; compact forms are expanded (§7.3.3)."""
+def _canonical_name(name: str) -> tuple[str, str]:
     key = name.lower()
     if len(key) == 1:
         key = COMPACT_FORMS.get(key, key)
     return _CANONICAL_NAMES.get(key, name), key
+
+
+# The usual spellings of every known name (as registered, lower-case, compact) -> (printable
+# name, key), computed once: the parser and each header lookup take one dict probe (issue 14,
+# the answer path). Other spellings are worked out on each use, so no peer can grow this table.
+_KNOWN_NAMES: dict[str, tuple[str, str]] = {}
+for _printable in _CANONICAL_NAMES.values():
+    for _spelling in (_printable, _printable.lower()):
+        _KNOWN_NAMES[_spelling] = _canonical_name(_spelling)
+for _compact in COMPACT_FORMS:
+    for _spelling in (_compact, _compact.upper()):
+        _KNOWN_NAMES[_spelling] = _canonical_name(_spelling)
+del _printable, _spelling, _compact
+
+
+def canonical_name(name: str) -> tuple[str, str]:
+    """(printable name, lookup key) for a header name; compact forms are expanded (§7.3.3)."""
+    known = _KNOWN_NAMES.get(name)
+    return known if known is not None else _canonical_name(name)
 
 
 def _quoted_end(text: str, start: int) -> int:
@@ -191,10 +210,24 @@ def split_outside(text: str, separator: str) -> list[str]:
     return parts
 
 
-def _split_list(value: str) -> list[str]:
+# The splits of short list values seen lately (`Allow`, `Supported` on every answer, the Via
+# and Contact of a caller that calls again); bounded, emptied when full (issue 14).
+_SPLITS: "dict[str, tuple[str, ...]]" = {}
+MAX_SPLITS = 64
+MAX_SPLIT_KEPT = 256  # characters of a value whose split is kept
+
+
+def _split_list(value: str) -> "tuple[str, ...]":
+    known = _SPLITS.get(value)
+    if known is not None:
+        return known
     items = [item.strip(_WHITESPACE) for item in split_outside(value, ",")]
-    items = [item for item in items if item]
-    return items or [""]
+    split = tuple(item for item in items if item) or ("",)
+    if len(value) <= MAX_SPLIT_KEPT:
+        if len(_SPLITS) >= MAX_SPLITS:
+            _SPLITS.clear()
+        _SPLITS[value] = split
+    return split
 
 
 class Headers:
@@ -214,13 +247,14 @@ class Headers:
         value = str(value)
         if "\r" in value or "\n" in value:
             raise ParseError("line break in header value")
-        values = _split_list(value) if key in LIST_HEADERS else [value.strip(_WHITESPACE)]
+        values = _split_list(value) if key in LIST_HEADERS else (value.strip(_WHITESPACE),)
         return key, [[key, printable, item] for item in values]
 
     def get(self, name: str, default: str | None = None) -> "str | Any":
         # "str | Any": None when absent, but check_message() has made sure of the mandatory
         # headers (Via, From, To, Call-ID, CSeq), which the layers above read unchecked.
-        key = canonical_name(name)[1]
+        known = _KNOWN_NAMES.get(name)
+        key = known[1] if known is not None else _canonical_name(name)[1]
         for field in self._fields:
             if field[0] == key:
                 return field[2]
@@ -241,12 +275,13 @@ class Headers:
 
     def set(self, name: str, value: str) -> None:
         key, entries = self._entries(name, value)
-        for position, field in enumerate(self._fields):
-            if field[0] == key:
-                self.remove(name)
-                self._fields[position:position] = entries
+        fields = self._fields
+        for position, field in enumerate(fields):
+            if field[0] == key:  # the new values take the place of the first old one
+                self._fields = fields[:position] + entries + [
+                    later for later in fields[position:] if later[0] != key]
                 return
-        self._fields.extend(entries)
+        fields.extend(entries)
 
     def remove(self, name: str) -> None:
         key = canonical_name(name)[1]
@@ -256,8 +291,12 @@ class Headers:
         return Headers(self)
 
     def __contains__(self, name: str) -> bool:
-        key = canonical_name(name)[1]
-        return any(field[0] == key for field in self._fields)
+        known = _KNOWN_NAMES.get(name)
+        key = known[1] if known is not None else _canonical_name(name)[1]
+        for field in self._fields:
+            if field[0] == key:
+                return True
+        return False
 
     def __iter__(self) -> "Iterator[tuple[str, str]]":
         return iter([(field[1], field[2]) for field in self._fields])
@@ -275,61 +314,66 @@ class _Message:
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body = bytes(body)
         self.version = version
-        # header name -> (the text parsed, its value object)
+        # lookup key -> (the text parsed, its value object)
         self._parsed: dict[str, tuple[str, Any]] = {}
 
     # -- header values, parsed once per text ---------------------------------------------------
     # The value objects are shared: read them, do not change them (a changed top Via goes back
     # with `set_top_via`). A header set to a new text is parsed again on the next read.
-    def _value(self, name: str, parse: "Callable[[str], Any]") -> "Any":
-        text = self.headers.get(name)
-        if text is None:
+    def _value(self, key: str, name: str, parse: "Callable[[str], Any]") -> "Any":
+        for field in self.headers._fields:  # the first value under lookup key `key`
+            if field[0] == key:
+                text = field[2]
+                break
+        else:
             raise ParseError("no " + name + " header")
-        known = self._parsed.get(name)
+        known = self._parsed.get(key)
         if known is not None and known[0] == text:
             return known[1]
         value = parse(text)
-        self._parsed[name] = (text, value)
+        self._parsed[key] = (text, value)
         return value
 
     def top_via(self) -> "Via":
         """The first Via (`Via`); raises ParseError when missing or malformed."""
-        return self._value("Via", Via.parse)
+        return self._value("via", "Via", Via.parse)
 
     def cseq(self) -> "CSeq":
-        return self._value("CSeq", CSeq.parse)
+        return self._value("cseq", "CSeq", CSeq.parse)
 
     def from_address(self) -> "NameAddress":
         """The From as a `NameAddress` (`.tag`, `.uri`, ...)."""
-        return self._value("From", NameAddress.parse)
+        return self._value("from", "From", NameAddress.parse)
 
     def to_address(self) -> "NameAddress":
-        return self._value("To", NameAddress.parse)
+        return self._value("to", "To", NameAddress.parse)
 
     def contact_address(self) -> "NameAddress | None":
         """The first Contact as a `NameAddress`, or None without one."""
-        if self.headers.get("Contact") is None:
-            return None
-        return self._value("Contact", NameAddress.parse)
+        for field in self.headers._fields:
+            if field[0] == "contact":
+                return self._value("contact", "Contact", NameAddress.parse)
+        return None
 
     def set_top_via(self, via: "Via") -> None:
         """Replace the first Via with `via` (the endpoint's received/rport, §18.2.1)."""
-        vias = self.headers.get_all("Via")
         text = str(via)
-        self.headers.remove("Via")
-        self.headers.add("Via", text)
-        for value in vias[1:]:
-            self.headers.add("Via", value)
-        self._parsed["Via"] = (text, via)
+        for field in self.headers._fields:
+            if field[0] == "via":
+                field[2] = text
+                break
+        else:
+            self.headers.add("Via", text)
+        self._parsed["via"] = (text, via)
 
     def start_line(self) -> str:
         raise NotImplementedError  # Request and Response write their own
 
     def to_bytes(self) -> bytes:
         lines = [self.start_line()]
-        for name, value in self.headers:
-            if name.lower() != "content-length":
-                lines.append(name + ": " + value)
+        for field in self.headers._fields:
+            if field[0] != "content-length":
+                lines.append(field[1] + ": " + field[2])
         lines.append("Content-Length: " + str(len(self.body)))
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
 
@@ -355,15 +399,21 @@ class Request(_Message):
         # in this order (the answer path, issue 14: no second parse of each value).
         copied = headers._fields
         fields = self.headers._fields
+        to = None  # the copied To field
         for key in _RESPONSE_COPIED:
             for field in fields:
                 if field[0] == key:
-                    copied.append([key, field[1], field[2]])
-        if status == 100 and "Timestamp" in self.headers:
-            headers.add("Timestamp", self.headers.get("Timestamp"))
-        to = headers.get("To")
+                    entry = [key, field[1], field[2]]
+                    copied.append(entry)
+                    if key == "to" and to is None:
+                        to = entry
+        if status == 100:
+            for field in fields:
+                if field[0] == "timestamp":
+                    copied.append(["timestamp", field[1], field[2]])
+                    break
         if to_tag and status != 100 and to is not None and self._has_no_to_tag():
-            headers.set("To", to + ";tag=" + to_tag)
+            to[2] = to[2] + ";tag=" + to_tag
         return Response(status, reason, headers)
 
     def _has_no_to_tag(self) -> bool:
@@ -435,27 +485,34 @@ def _parse_head(raw: bytes) -> "Request | Response":
     lines = text.split("\r\n")
     _check_line(lines[0])
     message = _parse_start_line(lines[0])
-    fields: list[tuple[str, list[str]]] = []
+    fields: list[list[str]] = []  # [name, value, continuation...]
     for line in lines[1:]:
         _check_line(line)
         if line[:1] in (" ", "\t"):  # folded continuation (§7.3.1)
             if not fields:
                 raise ParseError("continuation line before the first header")
-            fields[-1][1].append(line.strip(_WHITESPACE))
+            fields[-1].append(line.strip(_WHITESPACE))
             continue
         name, colon, value = line.partition(":")
         name = name.rstrip(_WHITESPACE)
-        if not colon or not is_token(name):
+        if not colon or (name not in _KNOWN_NAMES and not is_token(name)):  # known: tokens
             raise ParseError("bad header line")
         if len(fields) >= MAX_HEADERS:
             raise ParseError("too many header fields")
-        fields.append((name, [value.strip(_WHITESPACE)]))
-    headers = message.headers
-    for name, parts in fields:
-        value = " ".join(parts).strip(_WHITESPACE)
+        fields.append([name, value.strip(_WHITESPACE)])
+    # The fields go straight into the Headers (what Headers.add would check cannot occur
+    # here: the lines carry no CR or LF, and each value is stripped already).
+    out = message.headers._fields
+    for field in fields:
+        value = field[1] if len(field) == 2 else " ".join(field[1:]).strip(_WHITESPACE)
         if len(value) > MAX_HEADER_LINE:
             raise ParseError("header field too long")
-        headers.add(name, value)
+        printable, key = canonical_name(field[0])
+        if key in LIST_HEADERS:
+            for item in _split_list(value):
+                out.append([key, printable, item])
+        else:
+            out.append([key, printable, value])
     return message
 
 
@@ -594,8 +651,17 @@ class Via:
         return "Via(" + repr(str(self)) + ")"
 
 
+# NameAddress.parse's last answers, as URI.parse's (firmware/sip/uri.py): the To and Contact
+# of a caller that calls again are the same texts (issue 14, the answer path). Shared: read a
+# parsed address, never change it. Bounded: emptied when full, long texts not kept.
+_ADDRESSES: "dict[str, NameAddress]" = {}
+MAX_ADDRESSES = 64
+MAX_ADDRESS_LENGTH = 256
+
+
 class NameAddress:
-    """From/To/Contact/Route/Record-Route value (§20.10, §25.1 name-addr / addr-spec)."""
+    """From/To/Contact/Route/Record-Route value (§20.10, §25.1 name-addr / addr-spec). A parsed
+    one may be shared (parse keeps its last answers): read it, build a new one to change."""
 
     __slots__ = ("display_name", "uri", "params")
 
@@ -607,6 +673,18 @@ class NameAddress:
 
     @classmethod
     def parse(cls, value: str) -> "NameAddress":
+        known = _ADDRESSES.get(value)
+        if known is not None and cls is NameAddress:
+            return known
+        address = cls._parse(value)
+        if cls is NameAddress and len(value) <= MAX_ADDRESS_LENGTH:
+            if len(_ADDRESSES) >= MAX_ADDRESSES:
+                _ADDRESSES.clear()
+            _ADDRESSES[value] = address
+        return address
+
+    @classmethod
+    def _parse(cls, value: str) -> "NameAddress":
         value = value.strip(_WHITESPACE)
         if value == "*":  # Contact: * (§10.2.2)
             return cls(None)

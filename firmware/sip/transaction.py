@@ -14,8 +14,10 @@ Public API
 - `ClientTransaction(request, reliable, now)`: sends `request` (its top Via carries the branch);
   the INVITE or non-INVITE machine is chosen from the method. Input `receive(response, now)`.
 - `ServerTransaction(request, reliable, now)`: created for a new request. An INVITE server
-  transaction queues a 100 (Trying) at once (§17.2.1). Inputs `receive(request_or_ack, now)` for
-  retransmissions and ACKs, `send_response(response, now)` from the transaction user.
+  transaction sends a 100 (Trying) at the end of the turn in which the INVITE arrived, unless
+  the TU has responded by then (§17.2.1, `TIMER_TRYING` below). Inputs
+  `receive(request_or_ack, now)` for retransmissions and ACKs, `send_response(response, now)`
+  from the transaction user.
 - Common to both: `handle_timer(now)`, `transport_error(now)` (the owner could not send),
   `get_timer() -> float | None` (earliest deadline), `messages_to_send() -> list` of Request /
   Response objects to (re)transmit to the transaction's peer (drains), `next_event()` (None when
@@ -34,8 +36,10 @@ Public API
   `len(table)` and iterating over it give the transactions held.
 
 Zero-length timers (D, I, J, K on reliable transports) fire within the call that starts them, so
-such a transaction reaches Terminated at once. Inputs a state has no row for are absorbed, as the
-RFC asks for late or duplicate messages.
+such a transaction reaches Terminated at once. The one exception is the INVITE server's
+`TIMER_TRYING`, started by the constructor: it is due at once and fires at the owner's next
+`handle_timer`, i.e. once the turn that delivered the INVITE to the TU is over. Inputs a
+state has no row for are absorbed, as the RFC asks for late or duplicate messages.
 """
 
 import binascii
@@ -70,6 +74,12 @@ TIMER_J = 64 * T1  # wait for non-INVITE request retransmissions (0 on reliable)
 TIMER_K = T4  # wait for response retransmissions (0 on reliable)
 TIMER_L = 64 * T1  # RFC 6026: wait for retransmissions of an accepted INVITE
 TIMER_M = 64 * T1  # RFC 6026: wait for 2xx retransmissions and forked 2xx
+# §17.2.1: the server transaction "MUST generate a 100 (Trying) response unless it knows that
+# the TU will generate a provisional or final response within 200 ms". It waits for the end of
+# the turn that handed the INVITE to the TU (the owner's next handle_timer) and is left out
+# when the TU responded within it: an auto-answered call's 200, a ringing call's 180, a
+# refusal, all leave in that turn (issue 14: the answer path); anything slower gets its 100.
+TIMER_TRYING = 0.0
 
 # States.
 CALLING = "Calling"
@@ -102,6 +112,7 @@ FIRES_J = "Timer J"
 FIRES_K = "Timer K"
 FIRES_L = "Timer L"
 FIRES_M = "Timer M"
+FIRES_TRYING = "Timer Trying"  # TIMER_TRYING above (no letter in RFC 3261's Table 4)
 
 # (state, input) -> (next state, action). The action names a method `_<action>`; None does
 # nothing beyond the state change.
@@ -144,8 +155,12 @@ NON_INVITE_CLIENT = {
 
 INVITE_SERVER = {
     # §17.2.1 (Figure 7) as updated by RFC 6026 §7.1 / §8.5-§8.7
+    # §17.2.1: the 100 (Trying) when the TU has not responded within its turn (TIMER_TRYING);
+    # a response of the TU's own (provisional here, final below: their actions replace the
+    # timers) makes it unnecessary
+    (PROCEEDING, FIRES_TRYING): (PROCEEDING, "send_trying"),
     (PROCEEDING, REQUEST): (PROCEEDING, "resend_last_response"),
-    (PROCEEDING, PROVISIONAL_FROM_TU): (PROCEEDING, "send_response"),
+    (PROCEEDING, PROVISIONAL_FROM_TU): (PROCEEDING, "send_provisional"),
     (PROCEEDING, SUCCESS_FROM_TU): (ACCEPTED, "send_success"),
     (PROCEEDING, FAILURE_FROM_TU): (COMPLETED, "send_failure"),
     (PROCEEDING, TRANSPORT_ERROR): (TERMINATED, "report_transport_error"),
@@ -423,8 +438,9 @@ class ServerTransaction(_Transaction):
         self.acked = False  # an ACK for our 2xx came through (RFC 6026 Accepted state)
         if request.method == "INVITE":
             _Transaction.__init__(self, request, reliable, INVITE_SERVER, PROCEEDING)
-            # §17.2.1: a 100 (Trying) at once, so the client stops retransmitting.
-            self._send_response(request.make_response(100), now)
+            # §17.2.1: a 100 (Trying), so the client stops retransmitting, unless the TU
+            # responds in the turn that hands it the INVITE (see TIMER_TRYING).
+            self._timers[FIRES_TRYING] = now + TIMER_TRYING
         else:
             _Transaction.__init__(self, request, reliable, NON_INVITE_SERVER, TRYING)
 
@@ -459,6 +475,13 @@ class ServerTransaction(_Transaction):
     def _send_response(self, response: "Response", now: float) -> None:
         self.last_response = response
         self._outgoing.append(response)
+
+    def _send_trying(self, message: "Request | Response | None", now: float) -> None:
+        self._send_response(self.request.make_response(100), now)
+
+    def _send_provisional(self, response: "Response", now: float) -> None:
+        self._timers.pop(FIRES_TRYING, None)  # the TU's own provisional response came first
+        self._send_response(response, now)
 
     def _resend_last_response(self, request: "Request", now: float) -> None:
         if self.last_response is not None:

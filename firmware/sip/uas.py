@@ -109,11 +109,13 @@ class UasCall(CallBase):
     def _send_answer(self, name: str, now: float, sdp: bytes) -> None:
         self.local_sdp = sdp
         response = self._make_response(200)
-        response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
-        response.headers.set("Allow", ALLOW)
-        response.headers.set("Supported", "timer, 100rel")
+        # added, not set: a fresh response has only what make_response copied (Via, From, To,
+        # Call-ID, CSeq) and Record-Route (issue 14: no scan and rebuild of the list for each)
+        response.headers.add("Contact", "<%s>" % self.ua.contact_uri())
+        response.headers.add("Allow", ALLOW)
+        response.headers.add("Supported", "timer, 100rel")
         self._add_session_expires(response)
-        response.headers.set("Content-Type", SDP)
+        response.headers.add("Content-Type", SDP)
         response.body = sdp
         dialog, _ = self._confirmed()
         dialog.state = CONFIRMED

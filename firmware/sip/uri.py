@@ -6,7 +6,9 @@ IPv6 grammar of RFC 5954 (so `[2001:db8:::192.0.2.1]` is rejected). Any other sc
 absoluteURI of §25.1: kept opaque, compared textually (RFC 4475 §3.3.2-3.3.4 must still parse).
 
 Public API
-    URI.parse(text) -> URI                raises ParseError on anything outside the grammar
+    URI.parse(text) -> URI                raises ParseError on anything outside the grammar;
+                                          the same text may give the same (shared) object:
+                                          read it, change only a copy()
     URI(scheme="sip", user=None, host=None, port=None, params=None, headers=None,
         password=None, opaque=None)       build one (values are trusted, not validated)
     uri.scheme     "sip", "sips", "tel" or another scheme, lower-case
@@ -153,8 +155,26 @@ def _parse_port(text: str) -> int:
     return int(text)
 
 
+# Answers of split_host_port for the few sent-bys and hosts a station sees again and again
+# (its own address, the registrar, the peers of its calls): each INVITE names the same host in
+# its Request-URI, Via, From, To and Contact (issue 14, the answer path). Bounded: emptied
+# when full, so no peer can grow it.
+_HOST_PORTS: "dict[str, tuple[str, int | None]]" = {}
+MAX_HOST_PORTS = 64
+
+
 def split_host_port(text: str) -> tuple[str, int | None]:
     """`host [":" port]` -> (host, port or None); IPv6 references keep their brackets."""
+    known = _HOST_PORTS.get(text)
+    if known is not None:
+        return known
+    if len(_HOST_PORTS) >= MAX_HOST_PORTS:
+        _HOST_PORTS.clear()
+    known = _HOST_PORTS[text] = _split_host_port(text)  # raises ParseError: nothing kept
+    return known
+
+
+def _split_host_port(text: str) -> tuple[str, int | None]:
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
@@ -199,8 +219,18 @@ def _parse_headers(text: str) -> dict[str, str]:
     return headers
 
 
+# URI.parse's last answers: a station sees the same few URIs in every INVITE (its own in the
+# Request-URI and To, the caller's in From and Contact; issue 14, the answer path). The objects
+# are shared, so a parsed URI is read, never changed (`copy()` gives one to change). Bounded:
+# emptied when full, long texts not kept.
+_PARSED: "dict[str, URI]" = {}
+MAX_PARSED = 64
+MAX_PARSED_LENGTH = 256
+
+
 class URI:
-    """A parsed or built URI; see the module docstring for the attributes."""
+    """A parsed or built URI; see the module docstring for the attributes. A parsed URI may be
+    shared (URI.parse keeps its last answers): change a `copy()`, never the parsed one."""
 
     __slots__ = ("scheme", "user", "password", "host", "port", "params", "headers", "opaque")
 
@@ -219,6 +249,18 @@ class URI:
 
     @classmethod
     def parse(cls, text: str) -> "URI":
+        known = _PARSED.get(text) if isinstance(text, str) else None
+        if known is not None and cls is URI:
+            return known
+        uri = cls._parse(text)
+        if cls is URI and len(text) <= MAX_PARSED_LENGTH:
+            if len(_PARSED) >= MAX_PARSED:
+                _PARSED.clear()
+            _PARSED[text] = uri
+        return uri
+
+    @classmethod
+    def _parse(cls, text: str) -> "URI":
         if not isinstance(text, str):
             raise ParseError("URI is not text")
         scheme, colon, rest = text.partition(":")

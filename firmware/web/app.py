@@ -33,8 +33,6 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
-import hmac
-import http
 import json
 import logging
 import os
@@ -44,6 +42,7 @@ from typing import TYPE_CHECKING
 from microdot import Microdot, Request, Response
 
 from firmware import config as configuration
+from firmware.compat import compare_digest
 from firmware.runtime import netaddrs
 from firmware.web import hosts, limits, pages
 from firmware.web.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -308,7 +307,7 @@ class _Web:
                                "have Content-Type: application/json")
         if how == "session":
             token = request.headers.get("X-CSRF-Token", "")
-            if not hmac.compare_digest(token.encode(), request.g.session.csrf.encode()):
+            if not compare_digest(token.encode(), request.g.session.csrf.encode()):
                 return _error(403, "missing or wrong X-CSRF-Token")
         return None
 
@@ -521,7 +520,7 @@ def create_app(station: "Station", config_path: str, state_dir: str,
         if session is not None:
             form = request.form or {}
             token = request.headers.get("X-CSRF-Token") or form.get("csrf") or ""
-            if not hmac.compare_digest(token.encode(), session.csrf.encode()):
+            if not compare_digest(token.encode(), session.csrf.encode()):
                 return html(pages.message_page("Form expired", "Reload the page and try again.",
                                                web.version), 403)
             web.sessions.drop(session.id)
@@ -711,6 +710,8 @@ def create_app(station: "Station", config_path: str, state_dir: str,
 
 def reason_phrase(status: int) -> str:
     """The standard reason phrase of `status` (RFC 9110), "Unknown" for codes it lacks."""
+    import http  # its enum tables only when a reason phrase is asked for (issue 14)
+
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:
@@ -734,7 +735,7 @@ def _checked_form(web: "_Web", request: "Request") -> "tuple[Session | None, Any
     form = request.form
     if session is None or form is None:
         return None, None
-    if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
+    if not compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
         return None, None
     return session, form
 

@@ -14,12 +14,13 @@
 Everything under /api/ needs the admin login (firmware/web/app.py's guard).
 """
 
-import hmac
-import secrets
 import time
 from typing import TYPE_CHECKING
 
 from microdot import Request, Response
+
+from firmware.compat import compare_digest
+from firmware.web.sessions import token_urlsafe
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -97,7 +98,7 @@ def add_routes(app: "Microdot", web: "_Web", station: "Station",
         enabled = body.get("enabled", True)
         if not isinstance(enabled, bool):
             return _error(400, "enabled must be true or false")
-        token = secrets.token_urlsafe(TOKEN_BYTES) if enabled else ""
+        token = token_urlsafe(TOKEN_BYTES) if enabled else ""
         result = await web.put_config({"camera": {"phone_token": token}})
         if isinstance(result, Response) and result.status_code != 200:
             return result  # the error, as PUT /api/config gives it
@@ -167,7 +168,7 @@ def add_routes(app: "Microdot", web: "_Web", station: "Station",
             return _error(429, "too many wrong tokens; try again later",
                           {"Retry-After": str(int(wait) + 1)})
         given = request.args.get("token") or ""
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        if not compare_digest(given.encode(), expected.encode()):
             web.throttle.failed(client)
             station.log_event("auth_failed", client=client, via="camera_token",
                               path=request.path)

@@ -6,9 +6,9 @@ token and the asset version filled in; everything else on it is done by `static/
 No inline script or style anywhere, so the Content-Security-Policy can forbid both.
 """
 
-import hashlib
-import html
 import os
+
+from firmware.compat import hash_constructor
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_TYPES = {
@@ -20,6 +20,14 @@ STATIC_TYPES = {
     "icon.svg": "image/svg+xml",  # also served as /favicon.ico
     "help.json": "application/json",  # each setting's meaning and default (tools/confighelp.py)
 }
+
+
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"})
+
+
+def _escape(text: str) -> str:
+    """`html.escape(text)` without the `html` package (its entity table is loaded with it)."""
+    return text.translate(_ESCAPES)
 
 
 def load_static() -> tuple[dict[str, bytes], str, str]:
@@ -54,7 +62,9 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
 
 def version_of(files: dict[str, bytes]) -> str:
     """The cache-busting version of the static files (`?v=`): changes with any of them."""
-    return hashlib.sha256(b"".join(files[n] for n in sorted(files))).hexdigest()[:12]
+    sha256 = hash_constructor("sha256")  # CPython's built-in: no libcrypto (issue 14)
+    assert sha256 is not None
+    return sha256(b"".join(files[n] for n in sorted(files))).hexdigest()[:12]
 
 
 def compact_js(source: bytes) -> bytes:
@@ -66,14 +76,14 @@ def compact_js(source: bytes) -> bytes:
 
 
 def index_page(template: str, csrf: str, version: str) -> str:
-    return template.replace("{{csrf}}", html.escape(csrf)).replace("{{v}}", version)
+    return template.replace("{{csrf}}", _escape(csrf)).replace("{{v}}", version)
 
 
 def _shell(title: str, version: str, body: str) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)} · Doorline</title>
+<title>{_escape(title)} · Doorline</title>
 <link rel="icon" href="/static/icon.svg?v={version}" type="image/svg+xml">
 <link rel="stylesheet" href="/static/style.css?v={version}"></head>
 <body><main class="narrow"><h1>Doorline</h1>{body}</main></body></html>
@@ -83,7 +93,7 @@ def _shell(title: str, version: str, body: str) -> str:
 def _message(error: str | None) -> str:
     if not error:
         return ""
-    return f'<p class="alert" role="alert" id="form-error">{html.escape(error)}</p>'
+    return f'<p class="alert" role="alert" id="form-error">{_escape(error)}</p>'
 
 
 SETUP_CODE_WHERE = (
@@ -109,14 +119,14 @@ def setup_page(csrf: str, version: str, error: str | None = None, need_code: boo
 <input id="setup_code" name="setup_code" type="text" maxlength="64" required
  autocomplete="one-time-code" autocapitalize="characters" spellcheck="false"
  aria-describedby="setup-code-help{' form-error' if error else ''}">
-<p class="muted" id="setup-code-help">{html.escape(SETUP_CODE_WHERE)}</p>
+<p class="muted" id="setup-code-help">{_escape(SETUP_CODE_WHERE)}</p>
 """
     body = f"""<h2>Set the admin password</h2>
 <p>This door station has no password yet. Choose one to protect its settings and the door:
 at least 10 characters, not a common or repetitive password.</p>
 {_message(error)}
 <form method="post" action="/setup">
-<input type="hidden" name="csrf" value="{html.escape(csrf)}">
+<input type="hidden" name="csrf" value="{_escape(csrf)}">
 <input type="hidden" name="username" value="admin" autocomplete="username">
 {code_field}<label for="password">New password</label>
 <input id="password" name="password" type="password" minlength="10" maxlength="256" required
@@ -126,7 +136,7 @@ at least 10 characters, not a common or repetitive password.</p>
  autocomplete="new-password">
 <button type="submit">Set password</button>
 </form>
-<p class="muted">{html.escape(CERTIFICATE_HELP)}</p>"""
+<p class="muted">{_escape(CERTIFICATE_HELP)}</p>"""
     return _shell("First start", version, body)
 
 
@@ -135,7 +145,7 @@ def login_page(csrf: str, version: str, error: str | None = None) -> str:
     body = f"""<h2>Log in</h2>
 {_message(error)}
 <form method="post" action="/login">
-<input type="hidden" name="csrf" value="{html.escape(csrf)}">
+<input type="hidden" name="csrf" value="{_escape(csrf)}">
 <input type="hidden" name="username" value="admin" autocomplete="username">
 <label for="password">Admin password</label>
 <input id="password" name="password" type="password" maxlength="256" required
@@ -146,5 +156,5 @@ def login_page(csrf: str, version: str, error: str | None = None) -> str:
 
 
 def message_page(title: str, text: str, version: str) -> str:
-    body = f'<h2>{html.escape(title)}</h2><p>{html.escape(text)}</p><p><a href="/">Back</a></p>'
+    body = f'<h2>{_escape(title)}</h2><p>{_escape(text)}</p><p><a href="/">Back</a></p>'
     return _shell(title, version, body)

@@ -13,11 +13,10 @@ Public API:
 """
 
 import base64
-import hashlib
-import hmac
 import json
 import os
-import secrets
+
+from firmware.compat import compare_digest, hash_constructor
 
 MIN_LENGTH = 10
 MAX_LENGTH = 256  # bounds the work one login attempt can cost
@@ -76,7 +75,7 @@ class AdminPassword:
         self._record = self._load()
         # A keyed digest of the last password that verified, so that scripts using HTTP Basic
         # on every request do not pay for scrypt each time.
-        self._cache_key = secrets.token_bytes(32)
+        self._cache_key = os.urandom(32)
         self._verified: bytes | None = None
 
     def _load(self) -> dict | None:
@@ -101,7 +100,7 @@ class AdminPassword:
         reason = weakness(password)
         if reason:
             raise ValueError(reason)
-        salt = secrets.token_bytes(16)
+        salt = os.urandom(16)
         record = {"algorithm": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
                   "salt": _b64(salt), "hash": _b64(_scrypt(password, salt, SCRYPT_N, SCRYPT_R,
                                                            SCRYPT_P, HASH_BYTES))}
@@ -116,7 +115,9 @@ class AdminPassword:
         record = self._record
         if record is None:
             return ""
-        return hashlib.sha256(("%s$%s" % (record.get("salt"), record.get("hash")))
+        sha256 = hash_constructor("sha256")  # CPython's built-in: no libcrypto at start
+        assert sha256 is not None
+        return sha256(("%s$%s" % (record.get("salt"), record.get("hash")))
                               .encode()).hexdigest()
 
     def known(self, password: str | None) -> bool:
@@ -124,27 +125,33 @@ class AdminPassword:
         enough for the event loop)."""
         if not self.is_set or not isinstance(password, str) or len(password) > MAX_LENGTH:
             return False
+        import hmac  # libcrypto, as scrypt: only once a password is in play
+
         tag = hmac.digest(self._cache_key, password.encode("utf-8"), "sha256")
-        return self._verified is not None and hmac.compare_digest(tag, self._verified)
+        return self._verified is not None and compare_digest(tag, self._verified)
 
     def verify(self, password: object) -> bool:
         if not self.is_set or not isinstance(password, str) or len(password) > MAX_LENGTH:
             return False
         if self.known(password):
             return True
+        import hmac  # libcrypto, as scrypt: only once a password is in play
+
         tag = hmac.digest(self._cache_key, password.encode("utf-8"), "sha256")
         record = self._record
         assert record is not None  # is_set
         expected = base64.b64decode(record["hash"])
         actual = _scrypt(password, base64.b64decode(record["salt"]), record["n"], record["r"],
                          record["p"], len(expected))
-        if hmac.compare_digest(actual, expected):
+        if compare_digest(actual, expected):
             self._verified = tag
             return True
         return False
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
+    import hashlib  # scrypt is OpenSSL's: libcrypto from the first login on
+
     return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=length,
                           maxmem=256 * 1024 * 1024)
 

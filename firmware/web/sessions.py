@@ -30,17 +30,29 @@ Public API:
 `clock` is a monotonic seconds function (time.monotonic), injectable for tests.
 """
 
-import hashlib
+import base64
 import ipaddress
 import json
 import logging
 import os
-import secrets
 import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+from firmware.compat import hash_constructor
+
+# Issue 14: neither `secrets` nor `hashlib` (each loads OpenSSL's libcrypto, ~3.4 MB): tokens
+# straight from os.urandom, SHA-256 from CPython's built-in module.
+_found = hash_constructor("sha256")
+assert _found is not None
+_sha256: "Callable" = _found
+
+
+def token_urlsafe(nbytes: int) -> str:
+    """`nbytes` random bytes as unpadded URL-safe base64 (what `secrets.token_urlsafe` makes)."""
+    return base64.urlsafe_b64encode(os.urandom(nbytes)).rstrip(b"=").decode("ascii")
 
 
 IDLE_TIMEOUT = 30 * 60
@@ -74,8 +86,8 @@ class Session:
     __slots__ = ("id", "csrf", "authenticated", "created", "last_seen")
 
     def __init__(self, authenticated: bool, now: float) -> None:
-        self.id = secrets.token_urlsafe(32)
-        self.csrf = secrets.token_urlsafe(32)
+        self.id = token_urlsafe(32)
+        self.csrf = token_urlsafe(32)
         self.authenticated = authenticated
         self.created = now
         self.last_seen = now
@@ -85,7 +97,7 @@ class Session:
 
 
 def _digest(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode()).hexdigest()
+    return _sha256(session_id.encode()).hexdigest()
 
 
 class SessionStore:

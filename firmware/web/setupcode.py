@@ -17,9 +17,10 @@ Public API:
   or malformed), `.matches(text) -> bool`, `.remove()`, `.path`.
 """
 
-import hmac
 import os
-import secrets
+import random
+
+from firmware.compat import compare_digest
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 10
@@ -28,7 +29,8 @@ FILE_NAME = "setup-code"
 
 
 def make_code() -> str:
-    code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+    pick = random.SystemRandom().choice  # os.urandom underneath, as `secrets` (no libcrypto)
+    code = "".join(pick(ALPHABET) for _ in range(CODE_LENGTH))
     return code[:CODE_LENGTH // 2] + "-" + code[CODE_LENGTH // 2:]
 
 
@@ -77,7 +79,7 @@ class SetupCode:
     def matches(self, text: str | None) -> bool:
         if self._code is None or not isinstance(text, str) or len(text) > MAX_LENGTH * 2:
             return False
-        return hmac.compare_digest(normalise(text).encode("ascii", "replace"),
+        return compare_digest(normalise(text).encode("ascii", "replace"),
                                    normalise(self._code).encode("ascii"))
 
     def remove(self) -> None:

@@ -318,6 +318,15 @@ def test_without_a_wall_clock_yet_no_named_schedule_is_active():
     assert placed_targets(out) == [[CONCIERGE]]
 
 
+def test_local_time_is_kept_for_its_minute_and_zone_only():
+    # issue 14: the station asks once per input; the answer holds for its UTC minute
+    before_dst = utc(2026, 3, 29, 0, 59)
+    first = local_time(before_dst + 10, BERLIN)
+    assert local_time(before_dst + 50, BERLIN) is first
+    assert local_time(before_dst + 60, BERLIN) == LocalTime("2026-03-29", 6, 180)  # DST began
+    assert local_time(before_dst + 50, "UTC") == LocalTime("2026-03-29", 6, 59)
+
+
 def test_local_time_conversion_and_zone_checks():
     assert local_time(utc(2026, 3, 29, 0, 59), BERLIN) == LocalTime("2026-03-29", 6, 119)
     assert local_time(utc(2026, 3, 29, 1, 0), BERLIN) == LocalTime("2026-03-29", 6, 180)

@@ -6,6 +6,11 @@
  *   capture   a `hz` tone (0: silence), continuous across reads, at `amplitude`
  *   playback  consumed at the same clock and thrown away
  *
+ * `open_delay_ms N` makes every open of the PCM take N ms (it sleeps in the open, as a busy hw
+ * device opened without SND_PCM_NONBLOCK waits in the kernel, or a plugin whose server hangs);
+ * `open_mark "PATH"` appends one line per open to PATH, the CLOCK_MONOTONIC seconds when the
+ * open began, so a test knows when the stall started.
+ *
  * Like a kernel driver, it reports an overrun when the application leaves more than a buffer
  * unread, and an underrun when the clock has consumed more than was written; libasound's
  * ioplug then puts the PCM into SND_PCM_STATE_XRUN and the next read or write fails with
@@ -21,6 +26,7 @@
 #include <math.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
@@ -162,7 +168,8 @@ SND_PCM_PLUGIN_DEFINE_FUNC(doorline_clock)
 	static const unsigned int formats[] = { SND_PCM_FORMAT_S16 };
 	snd_config_iterator_t i, next;
 	clock_pcm_t *pcm;
-	long hz = 0, amplitude = 10000;
+	long hz = 0, amplitude = 10000, open_delay_ms = 0;
+	const char *open_mark = NULL;
 	int err;
 
 	(void)root;
@@ -178,8 +185,27 @@ SND_PCM_PLUGIN_DEFINE_FUNC(doorline_clock)
 			continue;
 		if (!strcmp(id, "amplitude") && snd_config_get_integer(node, &amplitude) == 0)
 			continue;
+		if (!strcmp(id, "open_delay_ms") &&
+		    snd_config_get_integer(node, &open_delay_ms) == 0)
+			continue;
+		if (!strcmp(id, "open_mark") && snd_config_get_string(node, &open_mark) == 0)
+			continue;
 		SNDERR("doorline_clock: unknown or bad field %s", id);
 		return -EINVAL;
+	}
+	if (open_mark) {
+		FILE *mark = fopen(open_mark, "a");
+
+		if (mark) {
+			fprintf(mark, "%.6f\n", monotonic_s());
+			fclose(mark);
+		}
+	}
+	if (open_delay_ms > 0) {
+		struct timespec delay = { open_delay_ms / 1000, (open_delay_ms % 1000) * 1000000L };
+
+		while (nanosleep(&delay, &delay) < 0 && errno == EINTR)
+			;
 	}
 	pcm = calloc(1, sizeof(*pcm));
 	if (!pcm)

@@ -1,8 +1,8 @@
-"""hal.pi ALSA audio against a fake `alsaaudio` module: framing, resampling, stereo fallback,
-xrun recovery, unplug/replug with back-off, and bounded waits (a fake clock, no real sleeping)."""
+"""hal.pi ALSA audio against a fake of hal/libasound.py (AlsaAudio's `alsa=`): framing,
+resampling, stereo fallback, xrun recovery, unplug/replug with back-off, and bounded waits (a
+fake clock, no real sleeping). tests/hal/test_alsa_libasound.py runs the real library."""
 
 import errno
-import sys
 import types
 from array import array
 from collections import deque
@@ -30,7 +30,7 @@ class FakeClock:
 
 
 class FakeSoundCard:
-    """Builds a module object that looks like pyalsaaudio and records what the HAL did."""
+    """Builds a module object that looks like hal/libasound.py and records what the HAL did."""
 
     def __init__(self, level=1000, channels_supported=(1, 2)):
         self.level = level
@@ -41,46 +41,55 @@ class FakeSoundCard:
         self.opened = []
         self.open_attempts = 0
         self.written = []
-        module = types.ModuleType("alsaaudio")
-        module.PCM_PLAYBACK, module.PCM_CAPTURE = 0, 1
-        module.PCM_NORMAL, module.PCM_NONBLOCK = 0, 1
-        module.PCM_FORMAT_S16_LE = 2
-        module.ALSAAudioError = type("ALSAAudioError", (Exception,), {})
-        module.PCM = self._open
+        module = types.ModuleType("fake_libasound")
+
+        class AlsaError(Exception):
+            def __init__(self, what, code):
+                super().__init__(what)
+                self.code = code
+
+        module.AlsaError = AlsaError
+        module.open_pcm = self._open
+        module.has_pcm = lambda name: False  # no speexrate: the Python conversion path
         self.module = module
 
-    def _open(self, type, mode, device, rate, channels, format, periodsize, periods):
+    def _open(self, device, capture, rate, period_frames, periods, channels):
         self.open_attempts += 1
-        assert mode == self.module.PCM_NONBLOCK and format == self.module.PCM_FORMAT_S16_LE
         if not self.present:
-            raise self.module.ALSAAudioError(f"No such device [{device}]")
-        pcm = FakePcm(self, type, device, rate, channels, periodsize)
+            raise self.module.AlsaError(f"cannot open {device!r}", -errno.ENOENT)
+        taken = next((c for c in channels if c in self.channels_supported), None)
+        if taken is None:
+            raise self.module.AlsaError(f"none of {channels} channels", -errno.EINVAL)
+        pcm = FakePcm(self, capture, device, rate, taken, period_frames, periods, channels)
         self.opened.append(pcm)
         return pcm
 
     def capture_pcms(self):
-        return [p for p in self.opened if p.type == self.module.PCM_CAPTURE]
+        return [p for p in self.opened if p.capture]
 
 
 class FakePcm:
-    def __init__(self, card, type, device, rate, channels, periodsize):
+    def __init__(self, card, capture, device, rate, channels, periodsize, periods, asked):
         self.card = card
-        self.type = type
+        self.capture = capture
         self.device = device
         self.rate = rate
         self.channels = channels
         self.periodsize = periodsize
+        self.periods = periods
+        self.asked = asked
         self.closed = False
 
-    def getchannels(self):
-        return self.card.channels_supported
+    def granted(self):
+        return {"rate": self.rate, "period_size": self.periodsize,
+                "buffer_size": self.periodsize * self.periods, "channels": self.channels}
 
-    def polldescriptors(self):
+    def poll_descriptors(self):
         return []
 
     def _check(self):
         if self.closed or not self.card.present:
-            raise self.card.module.ALSAAudioError("No such device")
+            raise self.card.module.AlsaError("No such device", -errno.ENODEV)
 
     def read(self):
         self._check()
@@ -102,10 +111,8 @@ class FakePcm:
 
 
 @pytest.fixture
-def card(monkeypatch):
-    fake = FakeSoundCard()
-    monkeypatch.setitem(sys.modules, "alsaaudio", fake.module)
-    return fake
+def card():
+    return FakeSoundCard()
 
 
 @pytest.fixture
@@ -113,11 +120,11 @@ def clock():
     return FakeClock()
 
 
-def open_stream(clock, rate=48000):
+def open_stream(card, clock, rate=48000):
     spec = AudioSpec(capture="plughw:CARD=Device,DEV=0", playback="default", rate=rate)
     # inline reads: the fake clock drives every wait (the capture thread's waits are real)
-    return AlsaAudio(spec, clock=clock, sleep=clock.sleep, reader_thread=False).open(
-        rate=8000, frame_ms=20)
+    return AlsaAudio(spec, clock=clock, sleep=clock.sleep, reader_thread=False,
+                     alsa=card.module).open(rate=8000, frame_ms=20)
 
 
 def level(frame):
@@ -127,7 +134,7 @@ def level(frame):
 
 
 def test_capture_opens_device_by_name_with_20ms_periods_and_resamples(card, clock):
-    stream = open_stream(clock)
+    stream = open_stream(card, clock)
     capture = card.capture_pcms()[0]
     assert (capture.device, capture.rate, capture.channels, capture.periodsize) == (
         "plughw:CARD=Device,DEV=0", 48000, 1, 960)
@@ -138,18 +145,17 @@ def test_capture_opens_device_by_name_with_20ms_periods_and_resamples(card, cloc
 
 
 def test_44k1_device(card, clock):
-    stream = open_stream(clock, rate=44100)
+    stream = open_stream(card, clock, rate=44100)
     assert card.capture_pcms()[0].periodsize == 882
     frames = [stream.read_frame() for _ in range(10)]
     assert all(len(frame) == 320 for frame in frames)
 
 
-def test_stereo_only_device_is_downmixed(monkeypatch, clock):
+def test_stereo_only_device_is_downmixed(clock):
     card = FakeSoundCard(level=2000, channels_supported=(2,))
-    monkeypatch.setitem(sys.modules, "alsaaudio", card.module)
-    stream = open_stream(clock, rate=8000)
-    first_mono, capture = card.capture_pcms()
-    assert first_mono.channels == 1 and first_mono.closed
+    stream = open_stream(card, clock, rate=8000)
+    (capture,) = card.capture_pcms()
+    assert capture.asked == (1, 2)  # mono if the device can, else stereo, in one open
     assert capture.channels == 2
     assert level(stream.read_frame()) == 1000  # (2000 + 0) / 2
     stream.write_frame(array("h", [500] * 160).tobytes())
@@ -158,7 +164,7 @@ def test_stereo_only_device_is_downmixed(monkeypatch, clock):
 
 
 def test_single_overrun_is_counted_and_capture_continues(card, clock):
-    stream = open_stream(clock, rate=8000)
+    stream = open_stream(card, clock, rate=8000)
     card.reads.append((EPIPE, b""))
     frame = stream.read_frame()
     assert frame is not None and level(frame) == 1000
@@ -167,7 +173,7 @@ def test_single_overrun_is_counted_and_capture_continues(card, clock):
 
 
 def test_repeated_overruns_reopen_the_pcm(card, clock):
-    stream = open_stream(clock, rate=8000)
+    stream = open_stream(card, clock, rate=8000)
     card.reads.extend([(EPIPE, b"")] * XRUN_LIMIT)
     results = [stream.read_frame() for _ in range(20)]
     assert results[0] is None  # stuck PCM dropped, nothing to give this time
@@ -178,7 +184,7 @@ def test_repeated_overruns_reopen_the_pcm(card, clock):
 
 
 def test_unplug_and_replug_with_bounded_backoff(card, clock):
-    stream = open_stream(clock, rate=8000)
+    stream = open_stream(card, clock, rate=8000)
     assert stream.read_frame() is not None
     card.present = False
     attempts_before = card.open_attempts
@@ -200,7 +206,7 @@ def test_unplug_and_replug_with_bounded_backoff(card, clock):
 
 
 def test_read_never_waits_long_when_device_gives_nothing(card, clock):
-    stream = open_stream(clock, rate=8000)
+    stream = open_stream(card, clock, rate=8000)
     card.reads.extend([(0, b"")] * 1000)
     started = clock.now
     assert stream.read_frame() is None
@@ -209,7 +215,7 @@ def test_read_never_waits_long_when_device_gives_nothing(card, clock):
 
 def test_open_with_device_missing_then_appearing(card, clock):
     card.present = False
-    stream = open_stream(clock, rate=8000)
+    stream = open_stream(card, clock, rate=8000)
     assert stream.read_frame() is None
     card.present = True
     frames = [stream.read_frame() for _ in range(10)]
@@ -219,7 +225,7 @@ def test_open_with_device_missing_then_appearing(card, clock):
 
 
 def test_playback_resamples_into_whole_periods_and_drops_when_full(card, clock):
-    stream = open_stream(clock, rate=48000)
+    stream = open_stream(card, clock, rate=48000)
     for _ in range(10):
         stream.write_frame(array("h", [700] * 160).tobytes())
     assert card.written, "nothing reached the device"
@@ -233,7 +239,7 @@ def test_playback_resamples_into_whole_periods_and_drops_when_full(card, clock):
 
 
 def test_playback_starts_with_a_period_of_silence_as_cushion(card, clock):
-    stream = open_stream(clock, rate=8000)
+    stream = open_stream(card, clock, rate=8000)
     tone = array("h", [700] * 160).tobytes()
     stream.write_frame(tone)
     stream.write_frame(tone)
@@ -241,7 +247,7 @@ def test_playback_starts_with_a_period_of_silence_as_cushion(card, clock):
 
 
 def test_playback_underrun_is_retried_once_with_a_new_cushion(card, clock):
-    stream = open_stream(clock, rate=8000)
+    stream = open_stream(card, clock, rate=8000)
     tone = array("h", [700] * 160).tobytes()
     stream.write_frame(tone)
     card.write_results.append(EPIPE)
@@ -251,7 +257,7 @@ def test_playback_underrun_is_retried_once_with_a_new_cushion(card, clock):
 
 
 def test_close_closes_both_directions(card, clock):
-    stream = open_stream(clock, rate=8000)
+    stream = open_stream(card, clock, rate=8000)
     stream.close()
     assert all(pcm.closed for pcm in card.opened)
 
@@ -260,23 +266,137 @@ def test_volume_on_the_playback_cards_mixer_else_digital(card, clock):
     """issue 15: `set_volume` uses the first known mixer control of the playback card (True),
     and returns False (the runtime scales the samples) when the card has none."""
     set_to = []
+    cards = {"hw:CARD=seeed2mic": ["Capture", "Speaker"]}
 
     class Mixer:
-        def __init__(self, control, device):
-            self.control, self.device = control, device
+        def __init__(self, device):
+            if device not in cards:
+                raise card.module.AlsaError(f"no mixer on {device!r}", -errno.ENOENT)
+            self.device = device
 
-        def setvolume(self, percent):
-            set_to.append((self.control, self.device, percent))
+        def controls(self):
+            return cards[self.device]
 
-    card.module.mixers = lambda device: {"hw:CARD=seeed2mic": ["Capture", "Speaker"]}.get(
-        device, [])
+        def set_volume(self, control, percent):
+            set_to.append((control, self.device, percent))
+
+        def close(self):
+            pass
+
     card.module.Mixer = Mixer
     spec = AudioSpec(capture="plughw:CARD=seeed2mic,DEV=0",
                      playback="plughw:CARD=seeed2mic,DEV=0", rate=48000)
-    audio = AlsaAudio(spec, clock=clock, sleep=clock.sleep)
+    audio = AlsaAudio(spec, clock=clock, sleep=clock.sleep, alsa=card.module)
     assert audio.set_volume(65) is True and audio.set_volume(130) is True
     assert set_to == [("Speaker", "hw:CARD=seeed2mic", 65), ("Speaker", "hw:CARD=seeed2mic", 100)]
     assert audio.reference_delay_frames() >= 0
     bare = AlsaAudio(AudioSpec(capture="default", playback="default", rate=48000),
-                     clock=clock, sleep=clock.sleep)
+                     clock=clock, sleep=clock.sleep, alsa=card.module)
     assert bare.set_volume(50) is False
+
+
+def test_the_hal_loads_libasound_only_when_audio_is_used():
+    """issue 14/19: hal.pi (imported at start on a Pi board) leaves hal/libasound.py and its
+    ctypes binding to the first stream or mixer use."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    result = subprocess.run([sys.executable, "-c", "import sys, hal.pi\n"
+                             "print('hal.libasound' in sys.modules, 'alsaaudio' in sys.modules)"],
+                            cwd=str(ROOT), capture_output=True, text=True, timeout=30)
+    assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+def _blocking_capture_open(card):
+    """Makes the fake's capture open wait for the returned Event (as a busy device's does)."""
+    import threading
+
+    release = threading.Event()
+    real_open = card.module.open_pcm
+
+    def slow_open(device, capture, *args):
+        if capture:
+            assert release.wait(5)
+        return real_open(device, capture, *args)
+
+    card.module.open_pcm = slow_open
+    return release
+
+
+def test_an_open_that_blocks_holds_the_stream_start_at_most_open_wait(card):
+    """With the capture thread (real time), devices open on threads of their own: a capture
+    open that blocks holds audio.open() OPEN_WAIT_S at most; the stream plays meanwhile, has
+    no microphone, and takes the PCM over (and logs nothing twice) once the open returns."""
+    import time
+
+    from hal.pi import OPEN_WAIT_S
+
+    release = _blocking_capture_open(card)
+    audio = AlsaAudio(AudioSpec(capture="mic", playback="speaker", rate=8000), alsa=card.module)
+    began = time.monotonic()
+    stream = audio.open(rate=8000, frame_ms=20)
+    took = time.monotonic() - began
+    try:
+        assert OPEN_WAIT_S - 0.05 <= took < OPEN_WAIT_S + 1.0, took
+        assert list(stream.buffering) == ["playback"]
+        stream.write_frame(bytes(320))
+        assert card.written, "playback waited for the capture device"
+        assert stream.read_frame() is None
+        release.set()
+        frame, deadline = None, time.monotonic() + 3
+        while frame is None and time.monotonic() < deadline:
+            frame = stream.read_frame()
+        assert frame is not None and level(frame) == 1000
+        assert sorted(stream.buffering) == ["capture", "playback"]
+        assert stream.stats["reopens"] == 0
+    finally:
+        release.set()
+        audio.close()
+
+
+def test_a_stream_closed_while_its_device_opens_closes_that_pcm(card):
+    import threading
+    import time
+
+    release = _blocking_capture_open(card)
+    audio = AlsaAudio(AudioSpec(capture="mic", playback="speaker", rate=8000), alsa=card.module)
+    stream = audio.open(rate=8000, frame_ms=20)
+    stream.close()
+    release.set()
+    deadline = time.monotonic() + 3
+    while any(t.name == "alsa-open" for t in threading.enumerate()) and \
+            time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert card.capture_pcms() and all(pcm.closed for pcm in card.opened)
+
+
+def test_opens_that_never_return_are_bounded_per_device(card, caplog):
+    """A device whose open hangs for good: each call's stream would leave one more thread
+    stuck in it; after MAX_PENDING_OPENS such opens the HAL tries no more (it backs off and
+    says why) until one returns."""
+    import threading
+    import time
+
+    from hal import pi
+
+    release = _blocking_capture_open(card)
+    audio = AlsaAudio(AudioSpec(capture="hangs", playback="speaker", rate=8000), alsa=card.module)
+    streams = []
+    try:
+        for _ in range(pi.MAX_PENDING_OPENS + 2):
+            streams.append(audio.open(rate=8000, frame_ms=20))
+        stuck = [t for t in threading.enumerate() if t.name == "alsa-open"]
+        assert len(stuck) == pi.MAX_PENDING_OPENS
+        assert pi._pending_opens == {"hangs": pi.MAX_PENDING_OPENS}
+        assert any("earlier opens of it have not returned" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        release.set()
+        for stream in streams:
+            stream.close()
+    deadline = time.monotonic() + 3
+    while pi._pending_opens and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pi._pending_opens == {}

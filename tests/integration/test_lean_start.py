@@ -4,7 +4,8 @@ A plain configuration (UDP, a registrar given by IP address, http web page) must
 modules that were made lazy or that only other configurations need: the DNS resolver library
 (an IP registrar needs no lookup), SRTP, ssl (asyncio imports it unless firmware/runtime/lazyssl.py
 holds it back) and cryptography (no call, no https), argparse's help
-formatter and ctypes.util with what they drag in (shutil, bz2, lzma, tempfile). The module
+formatter and ctypes.util with what they drag in (shutil, bz2, lzma, tempfile), and OpenSSL's
+libcrypto (hashlib, hmac, secrets) before a password is set or checked. The module
 list comes from the running firmware's test hook (DOORLINE_TEST_HOOKS=1: SIGUSR1 logs
 sys.modules, firmware/runtime/health.py). Start order: the registrar's answer comes before
 the web page starts, and the media code is loaded once registered (the warm-up), before a call.
@@ -35,6 +36,10 @@ NOT_LOADED = (
     # telling the house (issue 17): only with [mqtt] broker or [[webhooks]]
     "aiomqtt", "paho", "firmware.runtime.house", "firmware.runtime.mqtt",
     "firmware.runtime.webhooks", "firmware.app.homeassistant",
+    # OpenSSL's libcrypto (~3 MB) until a password is set or checked, TLS, or SHA-512-256
+    # (issue 14, fifth round): the page's tokens, digests and compares take no hashlib
+    "hashlib", "_hashlib", "hmac", "secrets",
+    "http", "html",  # the status enum tables and the entity table, for one phrase and escape
 )
 
 

@@ -1,7 +1,11 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
+from firmware.rtp import srtp, srtp_libcrypto
 from firmware.rtp.packet import RtpPacket
 from firmware.rtp.srtp import (
     AES_CM_128_HMAC_SHA1_32,
@@ -15,6 +19,13 @@ from firmware.rtp.srtp import (
     new_key_material,
     split_key_material,
 )
+
+
+@pytest.fixture(autouse=True, params=[srtp.LIBCRYPTO, srtp.PYLIBSRTP])
+def backend(request, monkeypatch):
+    """Every test runs on both backends: ours on libcrypto and pylibsrtp (libsrtp 2)."""
+    monkeypatch.setattr(srtp, "_backend", request.param)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -160,32 +171,80 @@ def test_bad_parameters_raise_srtp_error():
     assert "key" not in repr(inbound).lower()
 
 
-def test_fast_path_and_pylibsrtps_public_api_agree(monkeypatch):
-    """The per-packet fast path (libsrtp through pylibsrtp's cffi binding, one buffer per
-    context; issue 14) is taken where the binding allows, and gives what pylibsrtp's own
-    Session.protect/unprotect give (the fallback where a version lacks the binding)."""
-    from firmware.rtp import srtp as srtp_module
+def test_backend_prefers_the_system_library_and_falls_back(monkeypatch):
+    monkeypatch.setattr(srtp, "_backend", None)
+    monkeypatch.delenv("DOORLINE_SRTP", raising=False)
+    assert srtp.backend() == srtp.LIBCRYPTO
+    monkeypatch.setattr(srtp, "_backend", None)
+    monkeypatch.setenv("DOORLINE_SRTP", srtp.PYLIBSRTP)
+    assert srtp.backend() == srtp.PYLIBSRTP
+    monkeypatch.setattr(srtp, "_backend", None)
+    monkeypatch.delenv("DOORLINE_SRTP")
+    monkeypatch.setattr(srtp_libcrypto, "_crypto", None)
+    monkeypatch.setattr(srtp_libcrypto, "_mapped_libcrypto", lambda: "")
+    assert srtp.backend() == srtp.PYLIBSRTP
+    with pytest.raises(srtp_libcrypto.Unavailable):
+        srtp_libcrypto.load()
 
-    a_material, b_material = new_key_material(), new_key_material()
-    keys = (*split_key_material(a_material), *split_key_material(b_material))
-    back = (*split_key_material(b_material), *split_key_material(a_material))
-    fast_a = SrtpSession(AES_CM_128_HMAC_SHA1_80, *keys)
-    assert srtp_module._FastPath.attach(fast_a._outbound._session) is not None
-    monkeypatch.setattr(srtp_module._FastPath, "attach", classmethod(lambda cls, s: None))
-    slow_a = SrtpSession(AES_CM_128_HMAC_SHA1_80, *keys)
-    slow_b = SrtpSession(AES_CM_128_HMAC_SHA1_80, *back)
-    monkeypatch.undo()
-    fast_b = SrtpSession(AES_CM_128_HMAC_SHA1_80, *back)
-    for sequence in range(4):
-        rtp = bytes(RtpPacket(0, sequence, 160 * sequence, 0x1234, b"\x55" * 160))
-        protected = fast_a.protect(rtp)
-        assert protected == slow_a.protect(rtp)  # same key, same index: the same bytes
-        assert slow_b.unprotect(protected) == rtp == fast_b.unprotect(protected)
-    rtcp = bytes.fromhex("81c90001" + "00001234")
-    assert slow_b.unprotect_rtcp(fast_a.protect_rtcp(rtcp)) == rtcp
-    assert fast_b.unprotect_rtcp(slow_a.protect_rtcp(rtcp)) == rtcp
-    for session in (fast_b, slow_b):
-        with pytest.raises(SrtpError, match="authentication|replay"):
-            session.unprotect(bytes(RtpPacket(0, 1, 160, 0x1234, b"\x55" * 160)) + bytes(10))
-        with pytest.raises(SrtpError, match="too long"):
-            session.unprotect(bytes(1600))
+
+def test_both_backends_produce_the_same_bytes(backend):
+    key, salt = split_key_material(new_key_material())
+    packets = [bytes(RtpPacket(0, n, 160 * n, 0x4321, bytes([n]) * 160)) for n in range(3)]
+    ours = SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, OUTBOUND)
+    srtp._backend = srtp.PYLIBSRTP if backend == srtp.LIBCRYPTO else srtp.LIBCRYPTO
+    other = SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, INBOUND)
+    for packet in packets:
+        assert other.unprotect(ours.protect(packet)) == packet
+
+
+def test_an_srtp_call_loads_neither_pylibsrtp_nor_cffi():
+    """Issue 14: pylibsrtp's binding carried its own OpenSSL (+5.6 MB in every SRTP call);
+    ours uses the libcrypto that hashlib maps, and no second one."""
+    code = (
+        "import sys\n"
+        "from firmware.rtp import srtp\n"
+        "k = srtp.new_key_material()\n"
+        "s = srtp.SrtpSession(srtp.AES_CM_128_HMAC_SHA1_80, *srtp.split_key_material(k),"
+        " *srtp.split_key_material(k))\n"
+        "assert s.unprotect(s.protect(bytes([0x80, 0, 0, 1]) + bytes(168)))\n"
+        "print(srtp.backend(), sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('pylibsrtp', '_cffi_backend', 'cffi')),"
+        " sum('libcrypto' in line for line in open('/proc/self/maps')) > 0,"
+        " len({line.split()[-1] for line in open('/proc/self/maps') if 'libcrypto' in line}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DOORLINE_SRTP"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, env=env, check=True).stdout
+    assert out.split() == [srtp.LIBCRYPTO, "[]", "True", "1"]
+
+
+def test_reordered_packets_inside_the_window_and_too_old_ones():
+    """RFC 3711 §3.3.2: a 128-packet replay window (libsrtp's); both backends agree."""
+    key, salt = split_key_material(new_key_material())
+    sender = SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, OUTBOUND)
+    receiver = SrtpContext(AES_CM_128_HMAC_SHA1_80, key, salt, INBOUND)
+    protected = [sender.protect(bytes(RtpPacket(0, seq, 160 * seq, 0x77, b"\x01" * 160)))
+                 for seq in range(200)]
+    assert receiver.unprotect(protected[199]) == bytes(
+        RtpPacket(0, 199, 160 * 199, 0x77, b"\x01" * 160))
+    assert receiver.unprotect(protected[150])  # 49 behind the newest: inside the window
+    with pytest.raises(SrtpError) as error:
+        receiver.unprotect(protected[150])
+    assert "replay" in error.value.reason
+    with pytest.raises(SrtpError) as error:
+        receiver.unprotect(protected[50])  # 149 behind
+    assert "too old" in error.value.reason
+
+
+def test_unencrypted_srtcp_is_refused(srtp_vectors):
+    """§3.4: these suites encrypt SRTCP; a packet sent with E = 0 (libsrtp's NULL-cipher vector,
+    correctly authenticated under the same keys) is refused, as libsrtp refuses it: no
+    downgrade to clear RTCP."""
+    section = srtp_vectors["libsrtp_srtp_validate"]
+    _, receiver = _contexts(section)
+    clear = bytes.fromhex(section["null_cipher_hmac_sha1_80"]["rtcp_protected_hex"])
+    with pytest.raises(SrtpError) as error:
+        receiver.unprotect_rtcp(clear)
+    assert "validation" in error.value.reason
+    protected = bytes.fromhex(section["rtcp"]["protected_hex"])
+    assert receiver.unprotect_rtcp(protected) == bytes.fromhex(section["rtcp"]["plain_hex"])

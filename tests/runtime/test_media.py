@@ -293,3 +293,33 @@ def test_stop_wakes_the_media_thread_instead_of_waiting_for_its_deadline(monkeyp
         peer.close()
     assert not stream._thread.is_alive()
     assert took < 0.5, f"stop() took {took:.3f} s"
+
+
+def test_a_stopped_stream_is_freed_without_the_cycle_collector():
+    """Issue 14, the answer path: a stopped call's stream (thread, sockets, RTP session) must be
+    freed by reference counting when the station drops it. As a reference cycle it waited for
+    the next gen-0 collection, which then freed ~60 objects per call in the middle of whatever
+    ran, often the next INVITE's answer (~170 µs there)."""
+    import gc
+    import weakref
+
+    pool, _ = _pool()
+    media_cfg = configuration.validate({}).media
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2)
+    port, pair = pool.open_pair()
+    stream = MediaStream("c6", pair, None, None, None)
+    try:
+        stream.play(_negotiated(port, _offer(peer.getsockname()[1]), media_cfg))
+        peer.recvfrom(2048)  # the thread runs and sends
+    finally:
+        stream.stop()
+        peer.close()
+    freed = weakref.ref(stream)
+    gc.disable()
+    try:
+        del stream
+        assert freed() is None, "the stopped stream is still held by a reference cycle"
+    finally:
+        gc.enable()

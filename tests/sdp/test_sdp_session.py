@@ -331,3 +331,11 @@ def test_reprs_do_not_reveal_key_material():
     crypto = SessionDescription.parse(BARESIP_OFFER).media[0].cryptos()[0]
     assert repr(crypto) == "Crypto(1 AES_CM_128_HMAC_SHA1_32)"
     assert repr(crypto.keys) == "[InlineKey(30 bytes)]"
+
+
+@pytest.mark.parametrize("smuggled", ["x\r\na=sendonly", "x\na=sendonly", "x\ra=sendonly"])
+def test_a_value_with_a_line_break_is_never_written(smuggled):
+    sd = SessionDescription.parse(b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n")
+    sd.add_attribute("tool", smuggled)
+    with pytest.raises(ValueError, match="line break"):
+        sd.to_bytes()

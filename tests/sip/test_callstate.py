@@ -734,6 +734,24 @@ def test_delayed_offer_in_the_200_is_answered_in_the_ack():
     assert phone.take("BYE").body == b""
 
 
+def test_delayed_offer_sdp_in_an_unreliable_183_is_no_offer():
+    """RFC 3261 §13.2.1: the offer may come only in a reliable response. A PBX without 100rel
+    that puts SDP in its 183 makes no offer: no PRACK, no early media; the 200's SDP is the
+    offer and our answer goes in the ACK."""
+    net = Network()
+    door, phone, call, invite = _delayed_call(net)
+    phone.reply(invite, 183, "Session Progress", to_tag="flat-tag", body=ANSWER,
+                extra=(contact(phone.address),))
+    assert door.take(CallRinging).offer is None and phone.count("PRACK") == 0
+    answer(phone, invite)
+    assert phone.count("ACK") == 0  # the 200 carries the offer: the ACK waits for our answer
+    established = door.take(CallEstablished)
+    assert established.offer is not None
+    door.act(call.send_answer, established.offer, OFFER)
+    net.run()
+    assert phone.take("ACK").body == OFFER
+
+
 @covers(delayed(cs.AWAITING_OFFER, cs.SUCCESS_NO_OFFER),
         delayed(cs.OFFER_ANSWERED, cs.SUCCESS_NO_OFFER))
 def test_delayed_offer_and_a_200_without_one_is_acked_at_once():

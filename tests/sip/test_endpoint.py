@@ -80,11 +80,26 @@ def test_responses_to_udp_requests_go_to_received_and_rport():
     assert response.headers.get("Server") == "Doorline"
 
 
-def test_invite_gets_100_trying_straight_away():
+def test_invite_gets_100_trying_at_the_end_of_the_turn():
+    # RFC 3261 §17.2.1: the 100 is due once the turn that delivered the INVITE is over (the
+    # owner's next handle_timer, at once); a TU that has not responded by then gets it sent
     endpoint = Endpoint("127.0.0.1", 5060)
     endpoint.receive(request_text("INVITE"), PHONE, 0.0)
+    assert sent(endpoint) == []
+    assert endpoint.get_timer() == 0.0
+    endpoint.handle_timer(0.0)
     [(trying, peer)] = sent(endpoint)
     assert trying.status == 100 and peer == PHONE
+
+
+def test_invite_answered_in_its_turn_gets_no_100_trying():
+    endpoint = Endpoint("127.0.0.1", 5060)
+    endpoint.receive(request_text("INVITE"), PHONE, 0.0)
+    [event] = events(endpoint)
+    answer = event.request.make_response(200, to_tag="door")
+    endpoint.send_response(event.transaction, answer, 0.0)
+    endpoint.handle_timer(endpoint.get_timer())
+    assert [response.status for response, _ in sent(endpoint)] == [200]
 
 
 def test_request_retransmissions_reach_the_wire():

@@ -92,3 +92,37 @@ def test_an_incoming_call_parses_each_header_once(monkeypatch):
     assert [type(e) for e in events] == [IncomingCall]
     # Via: the top one, and the second one checked once; From, To, Contact once each
     assert counts == {"Via": 2, "CSeq": 1, "NameAddress": 3}
+
+
+# -- across messages: the URIs and addresses a caller repeats (issue 14, the answer path) -----
+
+def test_the_same_uri_and_address_texts_give_the_same_shared_objects():
+    from firmware.sip import uri as sipuri
+
+    first, second = parse(request("INVITE", 1)), parse(request("INVITE", 1, branch="z9hG4bKb"))
+    for message in (first, second):
+        assert check_message(message) is None
+    assert first.uri is second.uri  # the Request-URI
+    assert first.contact_address() is second.contact_address()
+    assert first.to_address() is second.to_address()
+    assert first.top_via() is not second.top_via()  # the endpoint writes received/rport in it
+    assert sipmessage.NameAddress.parse("<sip:a@b>") is sipmessage.NameAddress.parse("<sip:a@b>")
+    assert sipuri.URI.parse("sip:a@b") is sipuri.URI.parse("sip:a@b")
+
+
+def test_kept_parses_are_bounded_and_errors_and_long_texts_are_not_kept():
+    from firmware.sip import uri as sipuri
+
+    for n in range(3 * sipuri.MAX_PARSED):
+        sipuri.URI.parse("sip:caller%d@127.0.0.1" % n)
+        sipmessage.NameAddress.parse("<sip:caller%d@127.0.0.1>;tag=%d" % (n, n))
+        assert len(sipuri._PARSED) <= sipuri.MAX_PARSED
+        assert len(sipmessage._ADDRESSES) <= sipmessage.MAX_ADDRESSES
+    long_uri = "sip:" + "a" * sipuri.MAX_PARSED_LENGTH + "@127.0.0.1"
+    assert sipuri.URI.parse(long_uri) is not sipuri.URI.parse(long_uri)
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            sipuri.URI.parse("sip:bad host@127.0.0.1")
+        with pytest.raises(ParseError):
+            sipmessage.NameAddress.parse("<sip:flat@127.0.0.1")
+    assert "sip:bad host@127.0.0.1" not in sipuri._PARSED

@@ -295,6 +295,9 @@ def test_invite_server_sends_trying_and_resends_last_provisional_on_retransmissi
     invite = inbound_invite()
     tx = txn.ServerTransaction(invite, reliable=False, now=0.0)
     assert tx.state == txn.PROCEEDING
+    assert tx.messages_to_send() == []  # the 100 waits for the end of the TU's turn
+    assert tx.get_timer() == txn.TIMER_TRYING == 0.0
+    tx.handle_timer(0.0)  # the owner's next turn: the TU has not responded
     [trying] = tx.messages_to_send()
     assert trying.status == 100
     assert trying.headers.get("Via") == invite.headers.get("Via")
@@ -307,6 +310,41 @@ def test_invite_server_sends_trying_and_resends_last_provisional_on_retransmissi
     tx.receive(inbound_invite(), now=1.5)
     assert tx.messages_to_send() == [ringing]
     assert events(tx) == []
+
+
+@pytest.mark.parametrize("status", [180, 183, 200, 486])
+def test_invite_server_leaves_the_trying_out_when_the_tu_responds_in_its_turn(status):
+    # §17.2.1: the 100 may be left out when the TU answers within 200 ms; ours waits only for
+    # the end of the turn in which the INVITE reached the TU
+    invite = inbound_invite()
+    tx = txn.ServerTransaction(invite, reliable=False, now=0.0)
+    answer = invite.make_response(status, to_tag="door")
+    tx.send_response(answer, now=0.0)
+    assert tx.messages_to_send() == [answer]
+    tx.handle_timer(0.0)
+    assert tx.messages_to_send() == []
+    assert tx.get_timer() != 0.0  # no Trying timer left (a 2xx: Timer L; 486: G and H)
+    tx.receive(inbound_invite(), now=0.25)  # a retransmission gets the TU's response again
+    assert statuses(tx.messages_to_send()) == ([] if status == 200 else [status])
+    assert 100 not in statuses(tx.messages_to_send())
+
+
+def test_invite_server_trying_is_sent_before_a_late_tu_response():
+    invite = inbound_invite()
+    tx = txn.ServerTransaction(invite, reliable=True, now=0.0)
+    tx.handle_timer(0.0)
+    assert statuses(tx.messages_to_send()) == [100]
+    tx.send_response(invite.make_response(180, to_tag="door"), now=1.0)
+    tx.handle_timer(1.0)
+    assert statuses(tx.messages_to_send()) == [180]  # the 100 went once
+
+
+def test_non_invite_server_never_sends_trying():
+    bye = inbound_bye("z9hG4bK-no-trying")
+    tx = txn.ServerTransaction(bye, reliable=False, now=0.0)
+    assert tx.get_timer() is None
+    tx.handle_timer(0.0)
+    assert tx.messages_to_send() == []
 
 
 def test_invite_server_udp_timer_g_retransmits_failure_until_timer_h():

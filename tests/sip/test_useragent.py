@@ -143,11 +143,12 @@ def test_requests_outside_a_dialog_route_to_the_registrar():
     assert not hasattr(UserAgent, "route_for")
 
 
-def test_without_a_call_layer_invite_gets_481_after_the_100():
+def test_without_a_call_layer_invite_gets_481_and_no_100():
     ua = make_ua(with_calls=False)
     ua.receive(request_text("INVITE"), PHONE, 0.0)
+    ua.handle_timer(0.0)  # the turn is over: the 481 came within it, no 100 (§17.2.1)
     statuses = [response.status for response, _ in answers(ua)]
-    assert statuses == [100, 481]
+    assert statuses == [481]
 
 
 # -- UASettings: the UA's settings, read once ------------------------------------------------

@@ -57,13 +57,17 @@ def test_destdir_install_lays_out_the_tree_without_root_effects(tmp_path):
     # root effects are only announced
     out = result.stdout
     for command in ("apt-get install -y --no-install-recommends python3-venv",
-                    "python3-lgpio", "libasound2-dev", "alsa-utils", "avahi-daemon",
+                    "python3-lgpio", "libasound2 ", "alsa-utils", "avahi-daemon",
                     "libspeexdsp1", "libspandsp2",
                     "useradd --system --user-group", "usermod --append --groups gpio\\,audio",
                     "chown -R doorline:doorline /etc/doorline /var/lib/doorline",
                     "-m venv --system-site-packages /opt/doorline/venv",
                     "-m pip install", "systemctl enable doorline.service"):
         assert command in out, command
+    # issue 19: nothing to compile for the sound card (hal/libasound.py, ctypes); a compiler
+    # only where armhf builds cffi and pylibsrtp (DESTDIR mode knows no architecture)
+    install_line = next(line for line in out.splitlines() if "apt-get install" in line)
+    assert not {"libasound2-dev", "gcc", "python3-dev"} & set(install_line.split()), install_line
     assert all(line.startswith(("would run: ", "doorline: ")) for line in out.splitlines())
     assert not (tmp_path / "opt/doorline/venv").exists()
 

@@ -73,6 +73,8 @@ def steady_call(bench, kind, srtp):
             time.sleep(max(0.0, duration - (time.monotonic() - began)))
             ua.hangup()
             ua.wait_idle(5)
+        time.sleep(bench.params["settle_s"])
+        after = memory_kb(ua.pid)  # what the call left behind (issue 14; JSON only)
         out.update({
             "cpu_window_s": round(wall, 3),
             "cpu_seconds": round(cpu_after - cpu_before, 3),
@@ -82,6 +84,7 @@ def steady_call(bench, kind, srtp):
             "cpu_us_per_wakeup": 1e6 * (cpu_after - cpu_before)
             / max(1, switches_after - switches_before),
             "call_rss_kb": during["VmRSS"], "call_hwm_kb": during["VmHWM"],
+            "after_call_rss_kb": after["VmRSS"],
         })
         stream = stats.rtp_stream(wire.read_segments(pcap))
         out["rtp_packets"] = len(stream)
@@ -106,11 +109,12 @@ def alsa_path(bench):
 
 
 def _alsa_path(bench):
-    import importlib.util
+    from hal import libasound
 
-    if importlib.util.find_spec("alsaaudio") is None:
-        raise BenchError("pyalsaaudio is not installed in the venv (pip install -e '.[pi]', "
-                         "needs libasound2-dev)")
+    try:
+        libasound.library()  # hal/libasound.py: libasound2 through ctypes, nothing to install
+    except libasound.AlsaError as error:
+        raise BenchError(f"no usable libasound: {error}") from None
     out = {}
     # wav: pc-sim, 8 kHz WAV; alsa: the Pi HAL through libasound at 48 kHz, converting in C;
     # alsa_python: the same with the pure-Python Resampler (the fallback, and the old path).

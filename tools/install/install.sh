@@ -24,15 +24,17 @@ readonly SERVICE_USER=doorline
 # venv's system site packages, like lgpio; building it from PyPI on a Pi Zero takes ages).
 # libspeexdsp1: echo cancellation, noise suppression, AGC; libspandsp2: G.722 (issue 15; both
 # loaded through ctypes by firmware/runtime/audioproc.py and g722.py, only in a call).
-readonly APT_PACKAGES=(python3-venv python3-dev python3-lgpio python3-cryptography gcc
-                       libasound2-dev libasound2-plugins alsa-utils avahi-daemon
+# libasound2: the sound card, loaded through ctypes by hal/libasound.py (nothing to build);
+# libasound2-plugins: its `speexrate` rate converter (hal/pi.py).
+readonly APT_PACKAGES=(python3-venv python3-lgpio python3-cryptography
+                       libasound2 libasound2-plugins alsa-utils avahi-daemon
                        libspeexdsp1 libspandsp2
                        tzdata)  # [time] zone: the schedules' time zones (zoneinfo)
-# Where PyPI has no wheel for the architecture, pip builds from source: pyalsaaudio everywhere
-# (gcc, python3-dev, libasound2-dev above); on 32-bit ARM (armhf, as on many Pi Zero 2 W and Pi 3
-# installs) also cffi (libffi-dev) and pylibsrtp (libsrtp2-dev, libssl-dev: it links -lcrypto;
-# pkg-config finds them). Piwheels is not relied on.
-readonly APT_BUILD_PACKAGES_32BIT=(libffi-dev libsrtp2-dev libssl-dev pkg-config)
+# Where PyPI has no wheel for the architecture, pip builds from source: on 32-bit ARM (armhf, as
+# on many Pi Zero 2 W and Pi 3 installs) cffi (libffi-dev) and pylibsrtp (libsrtp2-dev,
+# libssl-dev: it links -lcrypto; pkg-config finds them), with gcc and python3-dev. On arm64
+# every package has a wheel: nothing is compiled. Piwheels is not relied on.
+readonly APT_BUILD_PACKAGES_32BIT=(gcc python3-dev libffi-dev libsrtp2-dev libssl-dev pkg-config)
 DESTDIR="${DESTDIR:-}"
 PYTHON="${PYTHON:-python3}"
 MODEL_FILE="${MODEL_FILE:-/proc/device-tree/model}"
