@@ -16,8 +16,10 @@
                          device is away is absent
 
 Mapping of board settings onto gpiozero:
-    buttons  Button(pin, pull_up, bounce_time, hold_time); pull_up = false means an external
-             resistor, so gpiozero gets pull_up=None and active_state = not active_low.
+    buttons  DigitalInputDevice(pin, pull_up, bounce_time); pull_up = false means an external
+             resistor, so gpiozero gets pull_up=None and active_state = not active_low. The
+             hold (hold_ms) is a one-shot timer per press (PiButton), not gpiozero's Button,
+             whose hold thread wakes 10 times a second forever.
     leds     LED(pin, active_high = not active_low); patterns through LED.blink (hal.base).
     relays   OutputDevice(pin, active_high = not active_low, initial_value=False); pulses are
              timed by hal.base.Relay's threading.Timer.
@@ -90,7 +92,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from gpiozero import LED, Button, DigitalInputDevice, OutputDevice
+from gpiozero import LED, DigitalInputDevice, OutputDevice
 
 from hal.base import BLINK_TIMINGS, AudioDevice, AudioStream, Board, frame_bytes
 from hal.base import Button as BaseButton
@@ -168,22 +170,58 @@ def _pull_settings(spec: "ButtonSpec | InputSpec") -> tuple[bool | None, bool | 
 
 
 class PiButton(BaseButton):
+    """A gpiozero DigitalInputDevice; the hold is timed here, not by gpiozero's Button, whose
+    HoldThread wakes 10 times a second for as long as the button exists (issue 14: a station
+    idles, and calls, with no wake-up it does not need). A press starts a one-shot timer of
+    `hold_ms`; a release before it fires cancels it."""
+
     def __init__(self, spec: "ButtonSpec", factory: "Factory") -> None:
         super().__init__(spec.role)
         pull_up, active_state = _pull_settings(spec)
-        self._device = Button(spec.pin, pull_up=pull_up, active_state=active_state,
-                              bounce_time=spec.bounce_ms / 1000 or None,
-                              hold_time=spec.hold_ms / 1000, pin_factory=factory)
-        self._device.when_pressed = lambda: self._notify("pressed")
-        self._device.when_released = lambda: self._notify("released")
-        self._device.when_held = lambda: self._notify("held")
+        self._hold_s = spec.hold_ms / 1000
+        self._hold_lock = threading.Lock()
+        self._hold_timer: threading.Timer | None = None
+        self._device = DigitalInputDevice(spec.pin, pull_up=pull_up, active_state=active_state,
+                                          bounce_time=spec.bounce_ms / 1000 or None,
+                                          pin_factory=factory)
+        self._device.when_activated = self._pressed
+        self._device.when_deactivated = self._released
+
+    def _pressed(self) -> None:
+        self._notify("pressed")
+        timer = threading.Timer(self._hold_s, self._held)
+        timer.daemon = True
+        with self._hold_lock:
+            if self._hold_timer is not None:
+                self._hold_timer.cancel()
+            self._hold_timer = timer
+        timer.start()
+
+    def _released(self) -> None:
+        with self._hold_lock:
+            timer, self._hold_timer = self._hold_timer, None
+        if timer is not None:
+            timer.cancel()
+        self._notify("released")
+
+    def _held(self) -> None:
+        with self._hold_lock:
+            if self._hold_timer is not threading.current_thread():
+                return  # released (or pressed again) meanwhile
+            self._hold_timer = None
+        if self._device.is_active:
+            self._notify("held")
 
     @property
     def is_pressed(self) -> bool:
-        return self._device.is_pressed
+        return bool(self._device.is_active)
 
     def close(self) -> None:
         super().close()
+        with self._hold_lock:
+            timer, self._hold_timer = self._hold_timer, None
+        if timer is not None:
+            timer.cancel()
         self._device.close()
 
 
