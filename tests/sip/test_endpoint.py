@@ -205,3 +205,33 @@ def test_a_forged_received_cannot_aim_a_stateless_refusal_elsewhere():
                                   "received=127.0.0.99"), PHONE, 0.0)
     [(response, peer)] = sent(endpoint)
     assert response.status == 403 and (peer.host, peer.port) == ("127.0.0.1", 5062)
+
+
+def test_a_full_table_keeps_taking_calls_and_forgets_what_it_dropped():
+    """Calls at a steady rate over UDP leave each INVITE (Timer L) and BYE (Timer J) server
+    transaction for 32 s. A full table drops the oldest lingering ones: the ACKed INVITEs (the
+    ACK for a 2xx comes with a new branch, §13.2.2.4) as well as the BYEs, so no call is ever
+    refused for room, and the endpoint keeps nothing about the dropped ones (issue 14: it kept
+    every one, ~130 objects per call, for ever)."""
+    endpoint = Endpoint("127.0.0.1", 5060, max_transactions=8)
+    for n in range(40):
+        call_id, now = "c%d@phone" % n, n * 0.05
+        endpoint.receive(request_text("INVITE", via="SIP/2.0/UDP 127.0.0.1:5062;branch="
+                                      "z9hG4bKi%d" % n, call_id=call_id), PHONE, now)
+        [invite] = events(endpoint)
+        assert invite.transaction is not None, n  # taken, not refused with a 503
+        endpoint.send_response(invite.transaction,
+                               invite.request.make_response(200, to_tag="dt"), now)
+        [(ok, _)] = sent(endpoint)
+        assert ok.status == 200
+        for method, cseq in (("ACK", 1), ("BYE", 2)):
+            endpoint.receive(request_text(method, via="SIP/2.0/UDP 127.0.0.1:5062;branch="
+                                          "z9hG4bK%s%d" % (method, n), call_id=call_id,
+                                          cseq=cseq), PHONE, now)
+        ack, bye = events(endpoint)
+        assert ack.transaction is None and bye.transaction is not None
+        endpoint.send_response(bye.transaction, bye.request.make_response(200), now)
+        sent(endpoint)
+        assert len(endpoint.table) <= 8
+        assert len(endpoint._destinations) <= 8 and len(endpoint._contexts) <= 8
+    assert endpoint.table.evicted == 2 * 40 - 8
