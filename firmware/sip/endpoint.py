@@ -38,6 +38,10 @@ if TYPE_CHECKING:  # typing only: never imported at run time
 
     from firmware.sip.transaction import ClientTransaction, ServerTransaction
 
+# transactions a full table drops after each timer turn rather than during the next requests
+# (an incoming call's INVITE and BYE): see `handle_timer`
+ROOM_AHEAD = 2
+
 SALVAGE_HEADERS = {
     "via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
     "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq",
@@ -231,6 +235,11 @@ class Endpoint:
             self._on_transaction_event(tx, event)
         for tx in [t for t in self._destinations if t.terminated]:
             self._forget(tx)
+        # A full table drops now, after the turn, what the next call's INVITE and BYE would
+        # have had to drop while being answered (an INVITE's own turn ends with a timer turn,
+        # its 100 Trying's, so this runs right after each answer).
+        self.table.make_room(ROOM_AHEAD)
+        self._forget_evicted()
 
     def flow_failed(self, peer: "Peer", now: float) -> None:
         """A stream connection closed or never opened: its transactions fail (§17.1.4)."""

@@ -235,3 +235,20 @@ def test_a_full_table_keeps_taking_calls_and_forgets_what_it_dropped():
         assert len(endpoint.table) <= 8
         assert len(endpoint._destinations) <= 8 and len(endpoint._contexts) <= 8
     assert endpoint.table.evicted == 2 * 40 - 8
+
+
+def test_a_full_table_drops_after_the_turn_not_while_the_next_invite_is_answered():
+    endpoint = Endpoint("127.0.0.1", 5060, max_transactions=4)
+    for n in range(3):  # each leaves its BYE Completed (Timer J) behind
+        endpoint.receive(request_text("BYE", via="SIP/2.0/UDP 127.0.0.1:5062;branch="
+                                      "z9hG4bKb%d" % n, call_id="b%d@phone" % n), PHONE, 0.0)
+        [bye] = events(endpoint)
+        endpoint.send_response(bye.transaction, bye.request.make_response(200), 0.0)
+    assert len(endpoint.table) == 3 and endpoint.table.evicted == 0
+    endpoint.handle_timer(0.1)  # the turn is over: room for two more, made now
+    assert len(endpoint.table) == 2 and endpoint.table.evicted == 1
+    assert len(endpoint._destinations) == 2
+    endpoint.receive(request_text("INVITE", via="SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKi9",
+                                  call_id="i9@phone"), PHONE, 0.2)
+    [invite] = events(endpoint)
+    assert invite.transaction is not None and endpoint.table.evicted == 1  # nothing to drop
