@@ -234,21 +234,38 @@ def test_a_full_table_keeps_taking_calls_and_forgets_what_it_dropped():
         sent(endpoint)
         assert len(endpoint.table) <= 8
         assert len(endpoint._destinations) <= 8 and len(endpoint._contexts) <= 8
-    assert endpoint.table.evicted == 2 * 40 - 8
+    assert endpoint.table.evicted + len(endpoint.table) == 2 * 40  # no timer ended any
 
 
-def test_a_full_table_drops_after_the_turn_not_while_the_next_invite_is_answered():
+def test_a_full_table_makes_room_outside_invite_turns():
+    """Issue 14: the next INVITE's answer does not pay for dropping a lingering transaction;
+    the turns of other requests and of timers make room for it ahead."""
     endpoint = Endpoint("127.0.0.1", 5060, max_transactions=4)
-    for n in range(3):  # each leaves its BYE Completed (Timer J) behind
+
+    def bye(n, now):
         endpoint.receive(request_text("BYE", via="SIP/2.0/UDP 127.0.0.1:5062;branch="
-                                      "z9hG4bKb%d" % n, call_id="b%d@phone" % n), PHONE, 0.0)
-        [bye] = events(endpoint)
-        endpoint.send_response(bye.transaction, bye.request.make_response(200), 0.0)
-    assert len(endpoint.table) == 3 and endpoint.table.evicted == 0
-    endpoint.handle_timer(0.1)  # the turn is over: room for two more, made now
-    assert len(endpoint.table) == 2 and endpoint.table.evicted == 1
-    assert len(endpoint._destinations) == 2
-    endpoint.receive(request_text("INVITE", via="SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKi9",
-                                  call_id="i9@phone"), PHONE, 0.2)
-    [invite] = events(endpoint)
-    assert invite.transaction is not None and endpoint.table.evicted == 1  # nothing to drop
+                                      "z9hG4bKb%d" % n, call_id="b%d@phone" % n), PHONE, now)
+        [event] = events(endpoint)
+        endpoint.send_response(event.transaction, event.request.make_response(200), now)
+
+    def invite(n, now):
+        endpoint.receive(request_text("INVITE", via="SIP/2.0/UDP 127.0.0.1:5062;branch="
+                                      "z9hG4bKi%d" % n, call_id="i%d@phone" % n), PHONE, now)
+        [event] = events(endpoint)
+        assert event.transaction is not None  # taken, not refused
+
+    invite(0, 0.0)
+    invite(1, 0.0)  # both still working (Proceeding): never dropped
+    for n in range(3):  # each BYE's turn drops the one before, Completed (Timer J) by then
+        bye(n, 0.0)
+    assert len(endpoint.table) == 3 and endpoint.table.evicted == 2
+    assert len(endpoint._destinations) == 3
+    endpoint.handle_timer(0.1)  # a timer's turn: room for two, made now
+    assert len(endpoint.table) == 2 and endpoint.table.evicted == 3
+    invite(2, 0.2)
+    assert len(endpoint.table) == 3 and endpoint.table.evicted == 3  # none dropped in its turn
+    bye(3, 0.3)  # nothing lingers while it is added: the table is full again
+    assert len(endpoint.table) == 4 and endpoint.table.evicted == 3
+    invite(3, 0.4)  # no other turn came: the INVITE's own turn drops, as before
+    assert len(endpoint.table) == 4 and endpoint.table.evicted == 4
+    assert len(endpoint._destinations) == 4
