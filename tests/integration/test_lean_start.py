@@ -49,6 +49,8 @@ NOT_LOADED = (
     "random",  # the RTP port draws take os.urandom (runtime/media.py)
     "ctypes", "_ctypes",  # malloc's settings come from the service's GLIBC_TUNABLES
 )
+# Nor after a restart with the configuration and board files unchanged (issue 14, sixth round)
+NOT_LOADED_ON_RESTART = ("tomllib", "datetime", "_datetime")
 # Still not loaded once an administrator has logged in (the bench's idle figure; issue 14,
 # sixth round): the reason phrases are the page's own table, not http.HTTPStatus.
 NOT_LOADED_AFTER_LOGIN = ("http", "html", "random", "secrets", "ssl", "_ssl", "tomli_w",
@@ -113,6 +115,17 @@ def test_idle_station_loads_nothing_it_does_not_use(tmp_path, kamailio):
         assert "hashlib" in modules  # the login's scrypt
         unexpected = sorted(name for name in NOT_LOADED_AFTER_LOGIN if name in modules)
         assert unexpected == [], f"after a login the station loaded {unexpected}"
+        # A restart with both files unchanged takes their parsed TOML from the state
+        # directory (firmware/tomlcache.py): no TOML parser, no datetime.
+        offset = station.log_offset()
+        assert station.stop()[0] == 0
+        station.start()
+        station.wait_log(r"registration registered", timeout=10.0, since=offset)
+        station.wait_log(r"web page on http://", timeout=10.0, since=offset)
+        modules = loaded_modules(station)
+        unexpected = sorted(name for name in NOT_LOADED + NOT_LOADED_ON_RESTART
+                            if name in modules)
+        assert unexpected == [], f"the restarted station loaded {unexpected}"
         assert station.alive
     finally:
         station.kill()
