@@ -5,15 +5,7 @@ it raises its mmap threshold to that size (the "dynamic threshold"). The next al
 size then comes from the heap and stays there after it is freed. The web page's scrypt password
 check allocates 16 MiB: the first check in a thread left +16 MB of RSS for good. A fixed
 threshold keeps every large buffer on mmap, so it is given back when freed.
-
-The installed service (tools/install/doorline.service) gives glibc the same two settings as
-tunables in its environment (`GLIBC_TUNABLES`, read by glibc before Python starts): then
-`fix_malloc_threshold` has nothing to do and the station never loads ctypes, libffi and
-ctypes' module-level types (~0.35 MB of RSS, issue 14, sixth round). Started any other way
-(`make run`, the tests), it sets them itself through ctypes, as before.
 """
-
-import os
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 MMAP_THRESHOLD = 128 * 1024  # glibc's own default, made fixed
@@ -22,22 +14,6 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter number
 # region whose touched pages stay: the media, capture, cue and worker threads allocate little
 # and briefly, so they share two (issue 14, memory in a call).
 ARENA_MAX = 2
-# What the service sets; the same values as the mallopt calls below (a test checks that glibc
-# applies them: tests/runtime/test_memory.py).
-TUNABLES = (("glibc.malloc.mmap_threshold", MMAP_THRESHOLD),
-            ("glibc.malloc.arena_max", ARENA_MAX))
-TUNABLES_TEXT = ":".join("%s=%d" % pair for pair in TUNABLES)
-
-
-def tunables_in_effect(environ: "dict[str, str] | None" = None) -> bool:
-    """True when GLIBC_TUNABLES in the environment this process started with (glibc reads it
-    at exec) holds both of our settings with our values."""
-    text = (os.environ if environ is None else environ).get("GLIBC_TUNABLES", "")
-    given: dict[str, str] = {}
-    for item in text.split(":"):
-        name, _, value = item.partition("=")
-        given[name] = value
-    return all(given.get(name) == str(value) for name, value in TUNABLES)
 
 
 def fix_malloc_threshold() -> bool:
@@ -45,10 +21,7 @@ def fix_malloc_threshold() -> bool:
 
     The process's own symbols (`CDLL(None)`) include the C library's: no `ctypes.util`,
     whose `find_library` imports shutil, tempfile, bz2, lzma (1 MB of RSS) and runs
-    `ldconfig -p` in a subprocess, about 10 ms of the start on the bench machine. Nothing to
-    do (and no ctypes) when the service's GLIBC_TUNABLES already set both values."""
-    if tunables_in_effect():
-        return True
+    `ldconfig -p` in a subprocess, about 10 ms of the start on the bench machine."""
     import ctypes  # here, not at import: called once SIP has settled (firmware/__main__.py)
 
     try:

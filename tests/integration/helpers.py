@@ -52,17 +52,6 @@ from tests.peers.fixtures import DOOR_PASSWORD, DOOR_USER
 from tests.peers.process import ManagedProcess, free_port, wait_until
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
-SERVICE_UNIT = ROOT / "tools" / "install" / "doorline.service"
-
-
-def service_environment():
-    """The fixed `Environment=` settings of the installed service's unit (those install.sh
-    renders, such as PYTHONPATH, left out): what a station started as a Pi starts it gets,
-    for the tests and the bench that start it that way."""
-    unit = SERVICE_UNIT.read_text(encoding="utf-8")
-    return {match.group(1): match.group(2)
-            for match in re.finditer(r"^Environment=([A-Z_]+)=(\S*)$", unit, re.M)
-            if "@" not in match.group(2)}
 
 
 class Firmware(ManagedProcess):

@@ -21,7 +21,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.helpers import Firmware, service_environment, station_config, wait_contacts
+from tests.integration.helpers import Firmware, station_config, wait_contacts
 from tests.peers.process import ManagedProcess
 
 ADMIN_PASSWORD = "lean-start admin 7f3c"
@@ -47,7 +47,6 @@ NOT_LOADED = (
     "hashlib", "_hashlib", "hmac", "secrets",
     "http", "html",  # the status enum tables and the entity table, for one phrase and escape
     "random",  # the RTP port draws take os.urandom (runtime/media.py)
-    "ctypes", "_ctypes",  # malloc's settings come from the service's GLIBC_TUNABLES
 )
 # Nor after a restart with the configuration and board files unchanged (issue 14, sixth round)
 NOT_LOADED_ON_RESTART = ("tomllib", "datetime", "_datetime")
@@ -59,14 +58,12 @@ NOT_LOADED_AFTER_LOGIN = ("http", "html", "random", "secrets", "ssl", "_ssl", "t
 
 class InstalledFirmware(Firmware):
     """Started as tools/install/doorline.service starts it: `python -S -m firmware` with the
-    unit's environment (GLIBC_TUNABLES) and the site-packages on PYTHONPATH (with `site`, the
-    editable install's import hook of this development tree would load pathlib and more before
-    our first line)."""
+    site-packages on PYTHONPATH (with `site`, the editable install's import hook of this
+    development tree would load pathlib and more before our first line)."""
 
     def start(self):
         self.argv[1:1] = ["-S"]
-        self.env = {**os.environ, **service_environment(), "PYTHONUNBUFFERED": "1",
-                    "DOORLINE_TEST_HOOKS": "1",
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "DOORLINE_TEST_HOOKS": "1",
                     "PYTHONPATH": os.pathsep.join(site.getsitepackages())}
         ManagedProcess.start(self)
         return self

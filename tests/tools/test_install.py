@@ -49,9 +49,6 @@ def test_destdir_install_lays_out_the_tree_without_root_effects(tmp_path):
     assert re.fullmatch(r"/opt/doorline/venv/lib/python3\.\d+/site-packages", pythonpath[0])
     assert len(pythonpath) > 1 and not any("/opt/doorline" in path for path in pythonpath[1:])
     assert "@" not in unit.replace("@system-service", "")  # every placeholder rendered
-    # glibc's malloc settings before Python starts: no ctypes in the station for them
-    from firmware.runtime.memory import TUNABLES_TEXT
-    assert f"\nEnvironment=GLIBC_TUNABLES={TUNABLES_TEXT}\n" in unit
     assert (tmp_path / "opt/doorline/boards/rpi4.toml").read_bytes() == \
         (ROOT / "boards/rpi4.toml").read_bytes()
     assert mode(tmp_path / "etc/doorline") == 0o700

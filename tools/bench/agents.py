@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 
-from tests.integration.helpers import Firmware, service_environment
+from tests.integration.helpers import Firmware
 from tests.peers.baresip import Baresip
 from tests.peers.process import ManagedProcess, free_port, wait_until
 
@@ -99,8 +99,7 @@ def installed_pythonpath():
 
 class _InstalledFirmware(Firmware):
     """tests.integration.helpers.Firmware started with the installed service's command line:
-    `python -S -m firmware ...` with the unit's environment (`service_environment`: its
-    GLIBC_TUNABLES) and PYTHONPATH = the venv's site-packages (no `site` module:
+    `python -S -m firmware ...` with PYTHONPATH = the venv's site-packages (no `site` module:
     no .pth processing at start, in particular not the editable install's import hook, which
     a station installed with pip does not have), plus extra environment variables (the ALSA
     row). The firmware itself is found in the working directory (the repository), as before."""
@@ -112,7 +111,7 @@ class _InstalledFirmware(Firmware):
 
     def start(self):
         # As Firmware.start, plus PYTHONPATH and the extra variables.
-        self.env = {**os.environ, **service_environment(), "PYTHONUNBUFFERED": "1",
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
                     "DOORLINE_TEST_HOOKS": "1" if self.test_hooks else "0",
                     "PYTHONPATH": installed_pythonpath(), **self._extra_env}
         self.started_at = time.time()
