@@ -9,6 +9,8 @@ libcrypto (hashlib, hmac, secrets) before a password is set or checked. The modu
 list comes from the running firmware's test hook (DOORLINE_TEST_HOOKS=1: SIGUSR1 logs
 sys.modules, firmware/runtime/health.py). Start order: the registrar's answer comes before
 the web page starts, and the media code is loaded once registered (the warm-up), before a call.
+Issue 14, sixth round: after a login the station still has no http enum nor `random`, and a
+restart with its files unchanged loads no TOML parser (firmware/tomlcache.py).
 """
 
 import base64
