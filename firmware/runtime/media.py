@@ -167,6 +167,7 @@ class MediaStream:
         self.session: RtpSession | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._stopping = False  # what the media loop reads: Event.is_set is a Python call
         # (command, argument) for the media thread
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._run_command: dict[str, Callable[[Any], None]] = {
@@ -213,6 +214,7 @@ class MediaStream:
             self._commands.put((self.UPDATE, (negotiated, previous)))
 
     def stop(self) -> None:
+        self._stopping = True
         self._stop.set()
         if self._wake_w >= 0:
             os.write(self._wake_w, b"x")
@@ -453,7 +455,6 @@ class MediaStream:
         # `_flush` stays for the stop path), the kernel timestamp unpacked by this platform's
         # `Struct` without a table lookup.
         commands_pending = self._commands.qsize
-        stopping = self._stop.is_set
         monotonic, wall = time.monotonic, time.time
         sleep, poll = select.select, self._poller.poll
         by_fd = self._by_fd
@@ -462,7 +463,7 @@ class MediaStream:
         pull_audio, outgoing = session.pull_audio, session.datagrams_to_send
         processor = self._processor
         try:
-            while not stopping():
+            while not self._stopping:
                 if commands_pending():
                     self._run_commands()
                     session, dtmf = self._playing()
