@@ -7,8 +7,12 @@ for years. Before a request outside any transaction allocates state, it is scree
    and one from a global bucket shared by all untrusted sources. Excess is dropped silently — an
    answer would cost what the limit is there to save. The registrar (the one source trusted while
    registered, docs/CONFIG.md "Trust") has a bucket of its own, so a flood from elsewhere on the
-   network cannot starve real calls. The table of sources is bounded (least recently used
-   sources are forgotten first).
+   network cannot starve real calls. So has a request inside one of our live dialogs (its
+   Call-ID, To tag and From tag name a call of ours, RFC 3261 §12.2.2: an ACK, BYE, INFO with a
+   key press, re-INVITE): it costs a token of its source's dialog bucket and none of the global
+   one, so a flood from elsewhere cannot drop a real call's ACK, BYE or door code, and a peer
+   that places calls quickly (three requests per call) is not throttled as a stranger would be.
+   The tables of sources are bounded (least recently used sources are forgotten first).
 2. Policy (`screen_request`), in order:
    - a request with a To tag belongs to a dialog: the call layer answers it (481 if unknown);
    - REGISTER is let through so the UA can answer 405 (§8.2.1: we are no registrar);
@@ -21,16 +25,19 @@ for years. Before a request outside any transaction allocates state, it is scree
 Public API
     TokenBucket(rate, burst, now=0.0): take(now) -> bool
     Admission(source_rate=20.0, source_burst=40.0, global_rate=100.0, global_burst=100.0,
-              registrar_rate=200.0, registrar_burst=400.0, max_sources=1024)
-        admit(host, trusted, now) -> bool; counters `admitted`, `dropped`; len() = sources kept
+              registrar_rate=200.0, registrar_burst=400.0, dialog_rate=50.0,
+              dialog_burst=100.0, max_sources=1024)
+        admit(host, trusted, now) -> bool; admit_dialog(host, now) -> bool (a request in one
+        of our dialogs); counters `admitted`, `dropped`; len() = sources kept
     screen_request(request, trusted, registrar_configured, usernames, hosts) -> int | None
         None: let the request in; else the status of a stateless rejection
     is_ours(uri, usernames, hosts) -> bool
         wildcard hosts ("0.0.0.0", "::") in `hosts` accept any IP literal host
-    Gate(is_trusted, registrar_configured, usernames, hosts, admission=None)
+    Gate(is_trusted, registrar_configured, usernames, hosts, admission=None, knows_dialog=None)
         gate(request, source, now) -> ADMIT (None), DROP or a status: what the endpoint calls
-        for each request that matches no transaction; `source` is an endpoint Peer and
-        `is_trusted(source)` says whether it is the registrar
+        for each request that matches no transaction; `source` is an endpoint Peer,
+        `is_trusted(source)` says whether it is the registrar, `knows_dialog(request)` whether
+        the request belongs to one of our live dialogs (the call layer's table)
 """
 
 from firmware.compat import ordered_dict
@@ -84,15 +91,19 @@ class Admission:
     def __init__(self, source_rate: float = 20.0, source_burst: float = 40.0,
                  global_rate: float = 100.0, global_burst: float = 100.0,
                  registrar_rate: float = 200.0, registrar_burst: float = 400.0,
+                 dialog_rate: float = 50.0, dialog_burst: float = 100.0,
                  max_sources: int = 1024) -> None:
         self.source_rate = source_rate
         self.source_burst = source_burst
+        self.dialog_rate = dialog_rate
+        self.dialog_burst = dialog_burst
         self.max_sources = max_sources
         self.global_bucket = TokenBucket(global_rate, global_burst)
         self.registrar_bucket = TokenBucket(registrar_rate, registrar_burst)
         # host → TokenBucket; insertion order = least recently used first (an ordered dict:
         # MicroPython's plain dict has no order)
         self._sources: dict[str, TokenBucket] = ordered_dict()
+        self._dialog_sources: dict[str, TokenBucket] = ordered_dict()  # the same, in dialogs
         self.admitted = 0
         self.dropped = 0
 
@@ -104,24 +115,35 @@ class Admission:
         if trusted:
             allowed = self.registrar_bucket.take(now)
         else:
-            bucket = self._bucket(host, now)
+            bucket = self._bucket(self._sources, host, now, self.source_rate, self.source_burst)
             # The source pays first: one noisy source must not drain the shared cap for others.
             allowed = bucket.take(now) and self.global_bucket.take(now)
+        return self._count(allowed)
+
+    def admit_dialog(self, host: str, now: float) -> bool:
+        """May a request inside one of our live dialogs from `host` go on now? Its source's
+        dialog bucket only: the global cap is for strangers' new work."""
+        bucket = self._bucket(self._dialog_sources, host, now, self.dialog_rate,
+                              self.dialog_burst)
+        return self._count(bucket.take(now))
+
+    def _count(self, allowed: bool) -> bool:
         if allowed:
             self.admitted += 1
         else:
             self.dropped += 1
         return allowed
 
-    def _bucket(self, host: str, now: float) -> "TokenBucket":
-        bucket = self._sources.pop(host, None)
+    def _bucket(self, table: "dict[str, TokenBucket]", host: str, now: float, rate: float,
+                burst: float) -> "TokenBucket":
+        bucket = table.pop(host, None)
         if bucket is None:
-            if len(self._sources) >= self.max_sources:
+            if len(table) >= self.max_sources:
                 # Forget the least recently seen source: at worst it starts over with a full
-                # bucket, which the global cap still bounds.
-                del self._sources[next(iter(self._sources))]
-            bucket = TokenBucket(self.source_rate, self.source_burst, now)
-        self._sources[host] = bucket  # re-inserted: now the most recently used
+                # bucket, which the global cap (or, in dialogs, the dialog's own) still bounds.
+                del table[next(iter(table))]
+            bucket = TokenBucket(rate, burst, now)
+        table[host] = bucket  # re-inserted: now the most recently used
         return bucket
 
 
@@ -161,8 +183,10 @@ class Gate:
 
     def __init__(self, is_trusted: "Callable", registrar_configured: bool,
                  usernames: tuple[str, ...],
-                 hosts: tuple[str, str], admission: "Admission | None" = None) -> None:
+                 hosts: tuple[str, str], admission: "Admission | None" = None,
+                 knows_dialog: "Callable | None" = None) -> None:
         self.is_trusted = is_trusted
+        self.knows_dialog = knows_dialog
         self.registrar_configured = registrar_configured
         self.usernames = usernames
         self.hosts = hosts
@@ -170,6 +194,8 @@ class Gate:
 
     def __call__(self, request: "Request", source: "Peer", now: float) -> str | int | None:
         trusted = self.is_trusted(source)
+        if not trusted and self.knows_dialog is not None and self.knows_dialog(request):
+            return ADMIT if self.admission.admit_dialog(source.host, now) else DROP
         if not self.admission.admit(source.host, trusted, now):
             return DROP
         return screen_request(request, trusted, self.registrar_configured, self.usernames,

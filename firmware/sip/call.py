@@ -217,6 +217,15 @@ class CallManager:
         else:
             self.ua.answer_unmatched(event, now)
 
+    def knows_dialog(self, request: "Request") -> bool:
+        """Does `request` belong to one of our live dialogs (§12.2.2: its Call-ID, To tag and
+        From tag)? The admission screen's budget for in-dialog requests asks."""
+        try:
+            key = dialog_key(request, local_is_from=False)
+        except (ParseError, TypeError):
+            return False
+        return key[1] is not None and key in self._by_dialog
+
     def _owner(self, request: "Request", to_tag: "str | None") -> "CallBase | None":
         """The call a request belongs to, or None: by its dialog (§12.2.2); a CANCEL by its
         INVITE's server transaction, not just its Call-ID (§9.2); an ACK to our final response

@@ -202,7 +202,8 @@ class UserAgent:
         self.request_handler: CallManager | None = None
         self.endpoint.screen = admission.Gate(
             self.from_registrar, self.registrar is not None, usernames=(settings.username,),
-            hosts=(settings.host, settings.domain or settings.host))
+            hosts=(settings.host, settings.domain or settings.host),
+            knows_dialog=self._knows_dialog)
         self._events: list[object] = []
         # one digest answerer for REGISTER, INVITE and BYE: nonce counts are shared (RFC 7616)
         self.credentials = auth.Credentials(settings.auth_username or settings.username,
@@ -220,6 +221,11 @@ class UserAgent:
         self.mapping: tuple[str, int] | None = None  # our address as the registrar sees it
         self._probe_call_id: str | None = None
         self._move_deadline: float | None = None  # waiting for move_to_port
+
+    def _knows_dialog(self, request: "Request") -> bool:
+        """Is `request` inside one of the call layer's live dialogs (admission's dialog budget)?"""
+        knows = getattr(self.request_handler, "knows_dialog", None)
+        return knows is not None and bool(knows(request))
 
     # -- identities ------------------------------------------------------------------------
     def aor(self) -> str:

@@ -144,3 +144,52 @@ def test_direct_ip_mode_lets_strangers_reach_the_call_layer():
 def test_built_request_round_trip_sanity():
     # The helper above must produce something the parser accepts, or the tests prove nothing.
     assert isinstance(parse(request()), Request)
+
+
+def test_requests_in_our_dialogs_have_a_budget_of_their_own():
+    gate = admission.Admission(source_rate=1, source_burst=2, global_rate=1, global_burst=3,
+                               dialog_rate=10, dialog_burst=5)
+    assert sum(gate.admit("s%d" % i, False, 0.0) for i in range(10)) == 3  # global cap spent
+    # A live dialog's requests pay their source's dialog bucket, not the spent global one...
+    assert [gate.admit_dialog("phone", 0.0) for _ in range(6)] == [True] * 5 + [False]
+    assert gate.admit_dialog("phone", 0.1)  # ...which refills at its own rate
+    # ...and do not touch the source's bucket for new requests.
+    assert gate.admit("phone", False, 10.0) and gate.admit("phone", False, 10.0)
+
+
+def _answered_call_through_a_flood():
+    """A door (direct IP) in a call with a phone, while strangers spend the global cap."""
+    from tests.sip.test_call import FLAT1, Network, Phone, Station, answered_call
+
+    net = Network()
+    door, phone = Station(net), Phone(net, FLAT1)
+    call, invite = answered_call(net, door, phone)
+    phone.take("ACK")
+    screen = door.ua.endpoint.screen
+    flood = 0
+    for i in range(400):  # 400 sources, one OPTIONS each, in the same instant
+        stranger = Peer("udp", "198.51.100.%d" % (i % 250), 5060 + i)
+        door.ua.receive(request("OPTIONS", branch="z9hG4bKfl%d" % i, call_id="fl%d" % i),
+                        stranger, net.now)
+        flood += len(door.ua.datagrams_to_send())
+    assert flood <= 100 + 1 and screen.admission.dropped >= 299  # the global cap binds
+    return net, door, phone, call, invite
+
+
+def test_a_flood_from_elsewhere_does_not_drop_a_real_calls_bye():
+    from tests.sip.test_call import Phone, cseq
+
+    net, door, phone, call, invite = _answered_call_through_a_flood()
+    phone.request("BYE", 2, Phone.dialog_of(invite))
+    ok = phone.take(200)
+    assert cseq(ok).method == "BYE" and call.state == "ended"
+
+
+def test_a_bye_naming_no_dialog_of_ours_pays_like_a_strangers_request():
+    from tests.sip.test_call import Phone
+
+    net, door, phone, call, invite = _answered_call_through_a_flood()
+    forged = dict(Phone.dialog_of(invite), call_id="not-ours@x")  # tags right, Call-ID not
+    phone.request("BYE", 2, forged)
+    assert phone.count(200) == 0 and phone.count(481) == 0  # dropped: the global cap is spent
+    assert call.state != "ended"

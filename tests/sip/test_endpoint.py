@@ -205,3 +205,67 @@ def test_a_forged_received_cannot_aim_a_stateless_refusal_elsewhere():
                                   "received=127.0.0.99"), PHONE, 0.0)
     [(response, peer)] = sent(endpoint)
     assert response.status == 403 and (peer.host, peer.port) == ("127.0.0.1", 5062)
+
+
+def test_a_full_table_keeps_taking_calls_and_forgets_what_it_dropped():
+    """Calls at a steady rate over UDP leave each INVITE (Timer L) and BYE (Timer J) server
+    transaction for 32 s. A full table drops the oldest lingering ones: the ACKed INVITEs (the
+    ACK for a 2xx comes with a new branch, §13.2.2.4) as well as the BYEs, so no call is ever
+    refused for room, and the endpoint keeps nothing about the dropped ones (issue 14: it kept
+    every one, ~130 objects per call, for ever)."""
+    endpoint = Endpoint("127.0.0.1", 5060, max_transactions=8)
+    for n in range(40):
+        call_id, now = "c%d@phone" % n, n * 0.05
+        endpoint.receive(request_text("INVITE", via="SIP/2.0/UDP 127.0.0.1:5062;branch="
+                                      "z9hG4bKi%d" % n, call_id=call_id), PHONE, now)
+        [invite] = events(endpoint)
+        assert invite.transaction is not None, n  # taken, not refused with a 503
+        endpoint.send_response(invite.transaction,
+                               invite.request.make_response(200, to_tag="dt"), now)
+        [(ok, _)] = sent(endpoint)
+        assert ok.status == 200
+        for method, cseq in (("ACK", 1), ("BYE", 2)):
+            endpoint.receive(request_text(method, via="SIP/2.0/UDP 127.0.0.1:5062;branch="
+                                          "z9hG4bK%s%d" % (method, n), call_id=call_id,
+                                          cseq=cseq), PHONE, now)
+        ack, bye = events(endpoint)
+        assert ack.transaction is None and bye.transaction is not None
+        endpoint.send_response(bye.transaction, bye.request.make_response(200), now)
+        sent(endpoint)
+        assert len(endpoint.table) <= 8
+        assert len(endpoint._destinations) <= 8 and len(endpoint._contexts) <= 8
+    assert endpoint.table.evicted + len(endpoint.table) == 2 * 40  # no timer ended any
+
+
+def test_a_full_table_makes_room_outside_invite_turns():
+    """Issue 14: the next INVITE's answer does not pay for dropping a lingering transaction;
+    the turns of other requests and of timers make room for it ahead."""
+    endpoint = Endpoint("127.0.0.1", 5060, max_transactions=4)
+
+    def bye(n, now):
+        endpoint.receive(request_text("BYE", via="SIP/2.0/UDP 127.0.0.1:5062;branch="
+                                      "z9hG4bKb%d" % n, call_id="b%d@phone" % n), PHONE, now)
+        [event] = events(endpoint)
+        endpoint.send_response(event.transaction, event.request.make_response(200), now)
+
+    def invite(n, now):
+        endpoint.receive(request_text("INVITE", via="SIP/2.0/UDP 127.0.0.1:5062;branch="
+                                      "z9hG4bKi%d" % n, call_id="i%d@phone" % n), PHONE, now)
+        [event] = events(endpoint)
+        assert event.transaction is not None  # taken, not refused
+
+    invite(0, 0.0)
+    invite(1, 0.0)  # both still working (Proceeding): never dropped
+    for n in range(3):  # each BYE's turn drops the one before, Completed (Timer J) by then
+        bye(n, 0.0)
+    assert len(endpoint.table) == 3 and endpoint.table.evicted == 2
+    assert len(endpoint._destinations) == 3
+    endpoint.handle_timer(0.1)  # a timer's turn: room for two, made now
+    assert len(endpoint.table) == 2 and endpoint.table.evicted == 3
+    invite(2, 0.2)
+    assert len(endpoint.table) == 3 and endpoint.table.evicted == 3  # none dropped in its turn
+    bye(3, 0.3)  # nothing lingers while it is added: the table is full again
+    assert len(endpoint.table) == 4 and endpoint.table.evicted == 3
+    invite(3, 0.4)  # no other turn came: the INVITE's own turn drops, as before
+    assert len(endpoint.table) == 4 and endpoint.table.evicted == 4
+    assert len(endpoint._destinations) == 4

@@ -734,3 +734,37 @@ def test_accepted_invite_server_lingers_only_after_its_ack():
     assert server.state == txn.ACCEPTED and not server.lingering  # the 2xx still needs its ACK
     server.receive(request("ACK", branch="z9hG4bK-in-1", to_tag="flat-tag"), 0.1)
     assert server.lingering
+
+
+def test_the_ack_for_a_2xx_in_its_own_transaction_marks_the_accepted_invite_acked():
+    # §13.2.2.4: the ACK for a 2xx carries a new branch, so it matches no transaction; the
+    # table finds the INVITE by Call-ID, CSeq number and From tag (RFC 6026 §8.7), so a full
+    # table can drop it instead of refusing calls once 32 s of INVITEs fill it (issue 14).
+    table = txn.TransactionTable()
+    server = txn.ServerTransaction(inbound_invite(), False, 0.0)
+    assert table.add(server)
+    ack = request("ACK", via="SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-ack-new",
+                  call_id="in-1@127.0.0.1", to_tag="flat-tag")
+    table.ack_for_2xx(ack)
+    assert not server.acked  # no 2xx sent yet: nothing to acknowledge
+    server.send_response(response(200, branch="z9hG4bK-in-1"), 0.0)
+    table.ack_for_2xx(request("ACK", via="SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-x",
+                              call_id="other@127.0.0.1", to_tag="flat-tag"))
+    table.ack_for_2xx(request("ACK", via="SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-y",
+                              call_id="in-1@127.0.0.1", seq=2, to_tag="flat-tag"))
+    assert not server.lingering  # another call's ACK, another CSeq: not this one
+    table.ack_for_2xx(ack)
+    assert server.acked and server.lingering
+    assert events(server) == []  # the ACK went to the TU by the endpoint, not through here
+    table.remove(server)
+    assert table._invites == {}  # the index follows the table
+
+
+def test_a_dropped_transaction_is_handed_out_once_so_its_owner_forgets_it():
+    table = txn.TransactionTable(max_transactions=1)
+    done = txn.ServerTransaction(inbound_bye("z9hG4bK-done"), False, 0.0)
+    done.send_response(done.request.make_response(200), 0.0)
+    assert table.add(done) and table.evicted_transactions() == []
+    assert table.add(txn.ServerTransaction(inbound_bye("z9hG4bK-new"), False, 0.0))
+    assert table.evicted_transactions() == [done]
+    assert table.evicted_transactions() == []
