@@ -32,6 +32,10 @@ Public API
                                  decoding). CPython: two `bytes.translate` calls interleaved by
                                  slice assignment (about 5 times faster than joining 160 pairs);
                                  MicroPython, which has neither: b"".join(map(...))
+    bisect_right(ordered, value) where `value` goes in the sorted list `ordered` after any equal
+                                 values: CPython's C `_bisect.bisect_right` (no Python frame per
+                                 call: issue 14, the jitter buffer per packet); MicroPython,
+                                 which lacks the module: a binary search in Python
     compare_digest(a, b)         constant-time comparison: CPython's `_operator._compare_digest`
                                  (what `hmac.compare_digest` falls back to, without importing
                                  hmac and its OpenSSL); None on MicroPython (no hmac module)
@@ -68,6 +72,16 @@ if MICROPYTHON:
     pbkdf2_hmac = None
     compare_digest = None
 
+    def bisect_right(ordered: "list[Any]", value: "Any") -> int:
+        low, high = 0, len(ordered)
+        while low < high:
+            middle = (low + high) // 2
+            if value < ordered[middle]:
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
 else:
     ordered_dict = dict
 
@@ -97,6 +111,7 @@ else:
             return None
         return lambda data=b"": hashlib.new(name, data)
 
+    from _bisect import bisect_right  # noqa: F401  # public API
     from _operator import _compare_digest as compare_digest  # noqa: F401  # public API
     from _operator import itemgetter as _itemgetter
 

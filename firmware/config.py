@@ -18,12 +18,12 @@ import copy
 import ipaddress
 import os
 import stat
-import tomllib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+from firmware import tomlcache
 from firmware.app import callers, doorcodes
 from firmware.settings import Config, DoorCode
 from firmware.sip.errors import ParseError
@@ -993,15 +993,16 @@ def _hash_codes(out: "dict[str, Any]") -> "dict[str, Any]":
     return out
 
 
-def load(path: str) -> Config:
-    """Read and validate the config file; create it with defaults when missing."""
+def load(path: str, cache_dir: str | None = None) -> Config:
+    """Read and validate the config file; create it with defaults when missing. With
+    `cache_dir` (the state directory), an unchanged file's parsed document is taken from
+    there, without loading the TOML parser (firmware/tomlcache.py); it is validated as ever."""
     _remove_stale_temp_files(path)
     if not os.path.exists(path):
         save_atomic(path, validate({}))
     try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
+        doc = tomlcache.read(path, cache_dir)
+    except ValueError as exc:  # tomllib.TOMLDecodeError, or bytes that are not UTF-8
         raise ConfigError({"": f"{path} is not valid TOML: {exc}"}) from None
     cfg = validate(doc)
     if any(c.code is not None for c in cfg.door.codes):
@@ -1018,6 +1019,8 @@ def salvage(path: str, errors: "dict[str, str]", rounds: int = 8) -> Config:
     the file's settings without the bad fields (those fall back to their defaults). The station
     runs its web page on it with SIP off, so the page shows the rest of the file and the admin
     fixes the bad fields there. Never raises ConfigError and writes nothing."""
+    import tomllib  # salvaging a broken file only
+
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)

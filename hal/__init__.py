@@ -1,13 +1,15 @@
 """Hardware abstraction: roles (the `call` button, the `door` relay) instead of pins.
 
-    open_board(board, *, pin_factory=None, mic=None, speaker_dir=None, echo_path=None)
-        -> hal.base.Board
+    open_board(board, *, pin_factory=None, mic=None, speaker_dir=None, echo_path=None,
+               camera=None, cache_dir=None) -> hal.base.Board
         board: a name from boards/ ("rpi4", "pc-sim"), a path to a .toml file, or a BoardSpec.
         camera (sim boards): "pattern" or a file path (--camera); Pi boards: [camera] in the
         board file. `board.camera` is a hal.camera.Camera or None.
         pin_factory: a gpiozero pin factory for Pi boards (default: LGPIOFactory); tests pass
         gpiozero's MockFactory.  mic / speaker_dir: WAV in and per-call WAV out (sim boards);
         echo_path: the room's impulse response WAV (sim boards, hal.room; ValueError if bad).
+        cache_dir: the state directory, where an unchanged board file's parsed TOML is kept
+        between starts (firmware/tomlcache.py; it is validated every time).
 
 Board files and their validation: hal.board.  The device interface: hal.base.  Drivers: hal.pi
 (gpiozero + libasound through ctypes, hal.libasound) and hal.sim (memory + WAV).
@@ -29,8 +31,9 @@ def open_board(board: "BoardSpec | str", *, pin_factory: "Any" = None,
                mic: "str | pathlib.Path | None" = None,
                speaker_dir: "str | pathlib.Path | None" = None,
                echo_path: "str | pathlib.Path | None" = None,
-               camera: "str | None" = None) -> "SimBoard | PiBoard":
-    spec = board if isinstance(board, BoardSpec) else load_board(board)
+               camera: "str | None" = None,
+               cache_dir: "str | None" = None) -> "SimBoard | PiBoard":
+    spec = board if isinstance(board, BoardSpec) else load_board(board, cache_dir)
     if spec.kind == "sim":
         from hal.sim import SimBoard
 

@@ -52,7 +52,6 @@ Public API:
 """
 
 import os
-import tomllib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -239,8 +238,10 @@ ROLE_CHECKS = {
 }
 
 
-def load_board(name_or_path: str) -> "BoardSpec":
-    """Read and validate a board file; a bare name means `boards/NAME.toml`."""
+def load_board(name_or_path: str, cache_dir: str | None = None) -> "BoardSpec":
+    """Read and validate a board file; a bare name means `boards/NAME.toml`. With `cache_dir`
+    (the station's state directory) an unchanged file is not parsed again
+    (firmware/tomlcache.py); it is validated every time."""
     text = str(name_or_path)
     if "/" in text or text.endswith(".toml"):
         path = text
@@ -250,10 +251,11 @@ def load_board(name_or_path: str) -> "BoardSpec":
         names = os.listdir(_BOARDS) if os.path.isdir(_BOARDS) else []
         known = ", ".join(sorted(n[:-5] for n in names if n.endswith(".toml"))) or "none"
         raise BoardError(text, [f"board file not found at {path} (shipped boards: {known})"])
+    from firmware import tomlcache
+
     try:
-        with open(path, encoding="utf-8") as board_file:
-            data = tomllib.loads(board_file.read())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        data = tomlcache.read(path, cache_dir)
+    except ValueError as error:  # tomllib.TOMLDecodeError, or bytes that are not UTF-8
         raise BoardError(path, [f"not valid TOML: {error}"]) from None
     return parse_board(data, path)
 

@@ -36,6 +36,8 @@ Public API
 
 import struct
 
+from firmware.compat import bisect_right
+
 FRAME_SAMPLES = 160
 FRAME_BYTES = 2 * FRAME_SAMPLES
 SILENCE = bytes(FRAME_BYTES)
@@ -63,24 +65,6 @@ def _scaled(pcm: bytes, gain: float) -> bytes:
     form = _PCM_FORMAT if len(pcm) == FRAME_BYTES else "<%dh" % (len(pcm) // 2)
     samples = struct.unpack(form, pcm)
     return struct.pack(form, *[int(sample * gain) for sample in samples])
-
-
-def _bisect(ordered: list[float], value: float) -> int:
-    """Where `value` goes in `ordered` after any equal values (bisect_right, which MicroPython
-    lacks); so `ordered[index - 1] == value` when it is there."""
-    low, high = 0, len(ordered)
-    while low < high:
-        middle = (low + high) // 2
-        if value < ordered[middle]:
-            high = middle
-        else:
-            low = middle + 1
-    return low
-
-
-def _signed32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - 0x100000000 if value & 0x80000000 else value
 
 
 class JitterBuffer:
@@ -118,15 +102,6 @@ class JitterBuffer:
         self._since_adjust = 0
         self._delay = 0.0
 
-    def _extend(self, timestamp: int) -> int:
-        if self._last_raw_ts is None:
-            extended = timestamp
-        else:
-            extended = self._last_ext_ts + _signed32(timestamp - self._last_raw_ts)
-        self._last_raw_ts = timestamp
-        self._last_ext_ts = extended
-        return extended
-
     def _restart(self) -> None:
         self.state = BUFFERING
         self._frames = {}
@@ -146,7 +121,14 @@ class JitterBuffer:
         if len(self._recent_sequences) > RECENT_SEQUENCES:
             self._recent_set.discard(self._recent_sequences.pop(0))
 
-        ts = self._extend(timestamp)
+        # the extended timestamp (32-bit wrap unfolded), inline (issue 14: a frame less)
+        if self._last_raw_ts is None:
+            ts = timestamp
+        else:
+            step = (timestamp - self._last_raw_ts) & 0xFFFFFFFF  # as a signed 32-bit step
+            ts = self._last_ext_ts + (step - 0x100000000 if step & 0x80000000 else step)
+        self._last_raw_ts = timestamp
+        self._last_ext_ts = ts
         if self._next_ts is not None:
             ahead = ts - self._next_ts
             if abs(ahead) > RESYNC_SECONDS * self.clock_rate:
@@ -179,11 +161,11 @@ class JitterBuffer:
         (issue 14: sorting 100 floats per packet touched every one of them)."""
         transits, ordered = self._transits, self._ordered
         transits.append(transit)
-        ordered.insert(_bisect(ordered, transit), transit)
+        ordered.insert(bisect_right(ordered, transit), transit)
         if len(transits) > WINDOW_PACKETS:
             # where the oldest value sits: found by bisection, so only ~7 of the 100 values are
             # read (list.remove would compare them one by one)
-            ordered.pop(_bisect(ordered, transits.pop(0)) - 1)
+            ordered.pop(bisect_right(ordered, transits.pop(0)) - 1)
         self._base = ordered[0]
         if len(ordered) >= MIN_WINDOW_FOR_TARGET:
             spread = ordered[int(JITTER_QUANTILE * (len(ordered) - 1))] - self._base

@@ -105,6 +105,7 @@ _EPSILON = 1e-9  # a deadline met exactly counts as due despite float rounding
 _RTP_FIRST = RTP_VERSION << 6  # first header octet of the packets we send: no P, X, CC
 _HEADER = "!BBHII"  # the fixed RTP header (RFC 3550 §5.1)
 _unpack_header = struct.unpack_from
+_pack_header = struct.pack
 
 
 def _random_uint(octets: int) -> int:
@@ -138,7 +139,8 @@ def _random_factor() -> float:
 
 
 class _SourceStats:
-    """Reception statistics for one remote SSRC (RFC 3550 Appendix A.1, A.3, A.8)."""
+    """Reception statistics for one remote SSRC (RFC 3550 Appendix A.1, A.3, A.8; the
+    interarrival jitter of A.8 and A.1's in-order case are updated in `RtpSession.receive`)."""
 
     def __init__(self, sequence: int, clock_rate: int) -> None:
         self.clock_rate = clock_rate
@@ -171,15 +173,6 @@ class _SourceStats:
             self._init_seq(sequence)
         self.received += 1
         return True
-
-    def update_jitter(self, timestamp: int, now: float) -> None:
-        transit = now * self.clock_rate - timestamp
-        if self.transit is not None:
-            difference = transit - self.transit
-            # Timestamps wrap at 2^32; a difference near it is a wrap, not jitter.
-            difference = (difference + 0x80000000) % 0x100000000 - 0x80000000
-            self.jitter += (abs(difference) - self.jitter) / 16
-        self.transit = transit
 
     @property
     def extended_max(self) -> int:
@@ -250,6 +243,9 @@ class RtpSession:
         self.on_dtmf_packet = on_dtmf_packet
         self._source: Callable | None = None
         self._jitter = jitter_buffer or JitterBuffer(clock_rate)
+        # pull_audio(now): one frame of decoded PCM for the speaker's 20 ms tick (concealment
+        # when missing): the jitter buffer's own method, no frame of ours around it (issue 14)
+        self.pull_audio: Callable[[float], bytes] = self._jitter.get
         self._dtmf_sender = DtmfSender(clock_rate) if telephone_event_pt is not None else None
 
         self.ssrc = _random_uint(4)
@@ -351,12 +347,42 @@ class RtpSession:
         if self.state != ACTIVE:
             return
         if self.sending:
-            due = self._due_index(now)
+            due = int((now - self._start) / self.ptime + _EPSILON) + 1  # _due_index
             backlog = self._backlog
             if due - self._next_index > backlog:
                 self.skipped_packets += due - backlog - self._next_index
                 self._next_index = due - backlog
                 self._marker_pending = True
+            if self._next_index == due - 1 and self._dtmf_busy_until is None and \
+                    self._source is not None:
+                # The usual slot (one due, no telephone event sent in this session): as
+                # _send_audio_slot and _send_rtp, in one frame (issue 14, sixth round: on a
+                # cold wake-up every Python call costs several µs).
+                frame = self._source()
+                if frame is None:
+                    self._marker_pending = True
+                else:
+                    payload = self._encoder(frame)
+                    data = _pack_header(
+                        _HEADER, _RTP_FIRST, (0x80 if self._marker_pending else 0) |
+                        (self.payload_type & 0x7F), self._sequence,
+                        (self._timestamp_origin + self._next_index * self.samples_per_packet) &
+                        0xFFFFFFFF, self.ssrc) + payload
+                    self._sequence = (self._sequence + 1) % SEQ_MOD
+                    if self._srtp is not None:
+                        try:
+                            data = self._srtp.protect(data)
+                        except Exception:  # the SRTP layer's own error type; keep going
+                            self.send_failures += 1
+                            data = b""
+                    if data:
+                        self.packets_sent += 1
+                        self.octets_sent += len(payload)
+                        self._sent_since_report = True
+                        if self.remote_addr is not None:
+                            self._outgoing.append((data, self.remote_addr))
+                    self._marker_pending = False
+                self._next_index = due
             while self._next_index < due:
                 if self._dtmf_packets:
                     slot_time = self._slot_time(self._next_index)
@@ -492,7 +518,11 @@ class RtpSession:
             self._last_sr, self._last_sr_at = 0, None
         source_stats = self._source_stats
         assert source_stats is not None  # made for the first packet's SSRC just above
-        if not source_stats.update_seq(sequence):
+        if 0 < sequence - source_stats.max_seq < MAX_DROPOUT:
+            # in order, no wrap (every packet but a few): update_seq's first case, inline
+            source_stats.max_seq = sequence
+            source_stats.received += 1
+        elif not source_stats.update_seq(sequence):
             return
         if payload_type == self.telephone_event_pt:
             if self.on_dtmf_packet is not None:
@@ -501,7 +531,14 @@ class RtpSession:
                                        data[RTP_HEADER_SIZE:], second >= 0x80)
                 self.on_dtmf_packet(packet, now)
             return
-        source_stats.update_jitter(timestamp, now)
+        # source_stats.update_jitter(timestamp, now), inline (RFC 3550 A.8)
+        transit = now * self.clock_rate - timestamp
+        if source_stats.transit is not None:
+            # Timestamps wrap at 2^32; a difference near it is a wrap, not jitter.
+            difference = (transit - source_stats.transit + 0x80000000) % 0x100000000 - \
+                0x80000000
+            source_stats.jitter += (abs(difference) - source_stats.jitter) / 16
+        source_stats.transit = transit
         payload = packet.payload if packet is not None else data[RTP_HEADER_SIZE:]
         self._jitter.put(sequence, timestamp, self._decoder(payload), now)
 
@@ -532,9 +569,6 @@ class RtpSession:
                     self._sdp_rtcp_addr == (self._sdp_addr[0], self._sdp_addr[1] + 1):
                 self.remote_rtcp_addr = (addr[0], addr[1] + 1)
 
-    def pull_audio(self, now: float) -> bytes:
-        """One frame of decoded PCM for the speaker's 20 ms tick (concealment when missing)."""
-        return self._jitter.get(now)
 
     # -- RTCP --------------------------------------------------------------------------------
 

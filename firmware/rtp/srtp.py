@@ -131,9 +131,12 @@ class SrtpContext:
         self.direction = direction
         material = bytes(master_key) + bytes(master_salt)
         outbound = direction == OUTBOUND
+        self.direct = False
         if backend() == LIBCRYPTO:
             from firmware.rtp import srtp_libcrypto
 
+            # its errors are SrtpErrors: SrtpSession hands out its methods themselves
+            self.direct = True
             self._errors: tuple[type[Exception], ...] = (srtp_libcrypto.Error, ValueError)
             try:
                 self._session: Any = srtp_libcrypto.Session(_PROFILES[suite], material,
@@ -178,11 +181,15 @@ class SrtpSession:
         self.suite = suite
         self._outbound = SrtpContext(suite, local_key, local_salt, OUTBOUND)
         self._inbound = SrtpContext(suite, remote_key, remote_salt, INBOUND)
-        # the contexts' methods themselves: one Python frame less per packet (issue 14)
-        self.protect: Callable[[bytes], bytes] = self._outbound.protect
-        self.protect_rtcp: Callable[[bytes], bytes] = self._outbound.protect_rtcp
-        self.unprotect: Callable[[bytes], bytes] = self._inbound.unprotect
-        self.unprotect_rtcp: Callable[[bytes], bytes] = self._inbound.unprotect_rtcp
+        # the contexts' methods themselves: one Python frame less per packet (issue 14); on
+        # libcrypto the backend's own (two frames less: its errors are SrtpErrors, and each
+        # context has one direction)
+        outbound: Any = self._outbound._session if self._outbound.direct else self._outbound
+        inbound: Any = self._inbound._session if self._inbound.direct else self._inbound
+        self.protect: Callable[[bytes], bytes] = outbound.protect
+        self.protect_rtcp: Callable[[bytes], bytes] = outbound.protect_rtcp
+        self.unprotect: Callable[[bytes], bytes] = inbound.unprotect
+        self.unprotect_rtcp: Callable[[bytes], bytes] = inbound.unprotect_rtcp
 
     def __repr__(self) -> str:
         return f"<SrtpSession {self.suite}>"

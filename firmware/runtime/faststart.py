@@ -171,7 +171,7 @@ def load_plan(state_dir: str, config_path: str) \
         return None
 
 
-def plan_from_config(config_path: str) \
+def plan_from_config(config_path: str, cache_dir: str | None = None) \
         -> "tuple[SipConfig, tuple[str, int], Peer] | None":
     """Without a plan (a first start, a changed file): the same three things from the
     configuration file itself. The parser costs ~27 ms here, which the start pays anyway; the
@@ -183,7 +183,7 @@ def plan_from_config(config_path: str) \
     try:
         if not os.path.exists(config_path):
             return None  # the normal path creates it with defaults (direct-IP mode)
-        sip = configuration.load(config_path).sip
+        sip = configuration.load(config_path, cache_dir).sip
         if not sip.registrar or sip.transport != "udp" or sip.tls_ca:
             return None
         host, port = configuration.parse_host_port(sip.registrar, 5060)
@@ -202,7 +202,7 @@ def register_first(state_dir: str, config_path: str, wait: float = WAIT) -> "Ear
     path does not apply (see the module's docstring), and nothing was sent."""
     if os.environ.get("DOORLINE_FAST_REGISTER", "1") == "0":
         return None
-    loaded = load_plan(state_dir, config_path) or plan_from_config(config_path)
+    loaded = load_plan(state_dir, config_path) or plan_from_config(config_path, state_dir)
     if loaded is None:
         return None
     sip, listen, registrar = loaded

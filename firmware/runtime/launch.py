@@ -102,7 +102,7 @@ def start(args: "argparse.Namespace", early: "Early | None" = None) -> int:
     os.makedirs(state_dir, exist_ok=True)
     config_errors: dict[str, str] = {}
     try:
-        cfg = configuration.load(args.config)
+        cfg = configuration.load(args.config, cache_dir=state_dir)
     except configuration.ConfigError as exc:
         # Exiting would only make systemd restart us into the same error, with no page to fix
         # it: run the web page on a safe configuration instead, SIP off, the errors shown.
@@ -119,7 +119,8 @@ def start(args: "argparse.Namespace", early: "Early | None" = None) -> int:
         return 2
     try:
         board = hal.open_board(args.board, mic=args.mic, speaker_dir=args.speaker_dir,
-                               echo_path=args.echo_path, camera=args.camera)
+                               echo_path=args.echo_path, camera=args.camera,
+                               cache_dir=state_dir)
     except (BoardError, ValueError) as exc:
         print(f"board {args.board}: {exc}", file=sys.stderr)
         if early is not None:

@@ -36,7 +36,6 @@ import collections
 import logging
 import os
 import queue
-import random
 import select
 import socket
 import struct
@@ -87,9 +86,25 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux"
 TIMESTAMP_ANCILLARY = socket.CMSG_SPACE(16) if SO_TIMESTAMPNS is not None else 0
 TIMESPEC_FORMATS = {16: "@qq", 8: "@ii"}  # 64-bit, and 32-bit time_t (armhf)
 TIMESPEC_UNPACK = {size: struct.Struct(form).unpack for size, form in TIMESPEC_FORMATS.items()}
+TIMESPEC_SIZE = struct.calcsize("@qq" if sys.maxsize > 2 ** 32 else "@ii")  # this platform's
+TIMESPEC = TIMESPEC_UNPACK[TIMESPEC_SIZE]
 SOL_SOCKET = socket.SOL_SOCKET
 MAX_ARRIVAL_AGE = 0.2  # s: older than this, a kernel stamp is not believed (a clock step)
 SEND_QUEUE_FRAMES = 3  # processed microphone frames waiting for their send deadline
+
+
+def _draw(n: int) -> int:
+    """A uniform integer in [0, n) (n < 2**31) from os.urandom, as SystemRandom.randrange
+    draws it, without the `random` module (its code, bisect, _random and _sha512: ~0.1 MB that
+    every idle station held for this one call; issue 14, sixth round). Rejection sampling
+    makes it uniform; the bound on redraws only matters after 2**-256 luck."""
+    limit = (1 << 32) - (1 << 32) % n
+    value = 0
+    for _ in range(32):
+        value = int.from_bytes(os.urandom(4), "big")
+        if value < limit:
+            break
+    return value % n
 
 
 class PortPool:
@@ -103,7 +118,6 @@ class PortPool:
         self.host = host
         self.low = low + (low % 2)
         self.high = high
-        self._random = random.SystemRandom()
 
     @property
     def pairs(self) -> int:
@@ -111,11 +125,11 @@ class PortPool:
 
     def open_pair(self) -> "tuple[int, list[socket.socket]]":
         """One random draw per attempt, not a sample of all 128 up front: this runs while an
-        INVITE waits for its 200, and each draw of SystemRandom is a getrandom() call."""
+        INVITE waits for its 200, and each draw is one getrandom() call (`_draw`)."""
         pairs = self.pairs
         tried: set[int] = set()
         for _ in range(min(pairs, self.MAX_PAIR_ATTEMPTS)):
-            index = self._random.randrange(pairs)
+            index = _draw(pairs)
             while index in tried:  # each pair once: the next untried one after a repeat
                 index = (index + 1) % pairs
             tried.add(index)
@@ -165,6 +179,7 @@ class MediaStream:
         self.session: RtpSession | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._stopping = False  # what the media loop reads: Event.is_set is a Python call
         # (command, argument) for the media thread
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._run_command: dict[str, Callable[[Any], None]] = {
@@ -211,6 +226,7 @@ class MediaStream:
             self._commands.put((self.UPDATE, (negotiated, previous)))
 
     def stop(self) -> None:
+        self._stopping = True
         self._stop.set()
         if self._wake_w >= 0:
             os.write(self._wake_w, b"x")
@@ -415,16 +431,6 @@ class MediaStream:
         # microphone frames, processed at the tick, waiting for their send deadline
         to_send: collections.deque[bytes] = collections.deque(maxlen=SEND_QUEUE_FRAMES)
 
-        def microphone() -> bytes:
-            if capture is not None:
-                return capture.popleft() if capture else silence
-            if reads_ahead:
-                assert stream is not None
-                return stream.ready_frame() or silence
-            if stream is not None:
-                return stream.read_frame() or silence
-            return silence
-
         def source() -> bytes:
             frame = to_send.popleft() if to_send else silence
             if self._caller_cues:
@@ -457,20 +463,24 @@ class MediaStream:
         # functions bound once, rebound only after a command (which may replace the session);
         # the DTMF receiver's timer and events only while a telephone event is live;
         # commands only when the queue holds one.
+        # Sixth round: receiving and sending inline here (a Python frame each less per wake-up;
+        # `_flush` stays for the stop path), the kernel timestamp unpacked by this platform's
+        # `Struct` without a table lookup.
         commands_pending = self._commands.qsize
-        stopping = self._stop.is_set
-        monotonic = time.monotonic
-        drain, flush, sleep = self._drain, self._flush, select.select
+        monotonic, wall = time.monotonic, time.time
+        sleep, poll = select.select, self._poller.poll
+        by_fd = self._by_fd
+        rtp_sock, rtcp_sock = self.rtp_sock, self.rtcp_sock
         session_timer, session_due = session.get_timer, session.handle_timer
-        pull_audio = session.pull_audio
+        pull_audio, outgoing = session.pull_audio, session.datagrams_to_send
         processor = self._processor
         try:
-            while not stopping():
+            while not self._stopping:
                 if commands_pending():
                     self._run_commands()
                     session, dtmf = self._playing()
                     session_timer, session_due = session.get_timer, session.handle_timer
-                    pull_audio = session.pull_audio
+                    pull_audio, outgoing = session.pull_audio, session.datagrams_to_send
                     processor = self._processor  # `set_audio` may have made one
                 deadline = next_tick
                 timer = session_timer()
@@ -484,8 +494,41 @@ class MediaStream:
                 if timeout > 0:
                     sleep(wake, [], [], timeout)
                 now = monotonic()
-                # What arrived since the last frame, before the tick pulls from the buffer.
-                drain(session, now)
+                # What arrived since the last frame, before the tick pulls from the buffer:
+                # every datagram from both sockets (at most MAX_DATAGRAMS_PER_WAKE rounds).
+                # `poll(0)` says which socket holds one, so an empty socket costs no failed
+                # read and no exception (measured: cheaper cold than reading until
+                # BlockingIOError). Each goes to the session with the time the kernel received
+                # it (on the monotonic clock) where the kernel stamps datagrams, else with
+                # `now`: the jitter buffer measures transit with it. The stamp is on the wall
+                # clock: a step of it (NTP after boot) between arrival and now would move it
+                # far; then `now` is the better guess.
+                ready = poll(0)
+                if ready:
+                    to_monotonic = now - wall()
+                    receive = session.receive
+                    for _ in range(MAX_DATAGRAMS_PER_WAKE):
+                        for fd, _events in ready:
+                            try:
+                                data, ancillary, _flags, addr = by_fd[fd].recvmsg(
+                                    2048, TIMESTAMP_ANCILLARY)
+                            except OSError:
+                                continue  # e.g. ICMP port unreachable (now cleared)
+                            arrival = now
+                            for level, kind, value in ancillary:
+                                if kind != SO_TIMESTAMPNS or level != SOL_SOCKET:
+                                    continue
+                                unpack = TIMESPEC if len(value) == TIMESPEC_SIZE else \
+                                    TIMESPEC_UNPACK.get(len(value))
+                                if unpack is not None:
+                                    seconds, nanoseconds = unpack(value)
+                                    stamp = seconds + nanoseconds * 1e-9 + to_monotonic
+                                    if now - MAX_ARRIVAL_AGE < stamp <= now:
+                                        arrival = stamp
+                            receive(data, addr if len(addr) == 2 else addr[:2], arrival)
+                        ready = poll(0)
+                        if not ready:
+                            break
                 if now >= next_tick:
                     # The playout clock is the tick schedule, not the wake-up time: wake-up
                     # jitter would otherwise move the jitter buffer's measured delay across
@@ -502,7 +545,14 @@ class MediaStream:
                         frame = processor.playback(frame)
                     if stream is not None:
                         stream.write_frame(frame)
-                    mic = microphone()
+                    if capture is not None:  # the microphone's frame, as its kind hands it
+                        mic = capture.popleft() if capture else silence
+                    elif stream is None:
+                        mic = silence
+                    elif reads_ahead:
+                        mic = stream.ready_frame() or silence
+                    else:
+                        mic = stream.read_frame() or silence
                     if processor is not None:
                         mic = processor.capture(mic)
                     to_send.append(mic)
@@ -522,7 +572,14 @@ class MediaStream:
                 if self._dtmf_live:
                     dtmf.handle_timer(now)
                     self._deliver_digits(dtmf)
-                flush(session)
+                for data, addr in outgoing():  # as `_flush`
+                    sock = rtp_sock
+                    if len(data) > 1 and 192 <= data[1] <= 223 and not session.rtcp_mux:
+                        sock = rtcp_sock  # RTCP (RFC 5761 §4)
+                    try:
+                        sock.sendto(data, addr)
+                    except OSError as exc:
+                        log.debug("rtp send to %s failed: %s", addr, exc)
             session.close(time.monotonic())
             self._flush(session)
             self._stats = session.stats()
@@ -543,39 +600,6 @@ class MediaStream:
             frame = stream.read_frame()
             if frame is not None:
                 queue.append(frame)
-
-    def _drain(self, session: RtpSession, now: float) -> None:
-        """Every datagram that arrived since the last wake-up, from both sockets (at most
-        MAX_DATAGRAMS_PER_WAKE rounds). `poll(0)` says which socket holds one, so an empty
-        socket costs no failed read and no exception. Each goes to the session with the time
-        the kernel received it (on the monotonic clock) where the kernel stamps datagrams, else
-        with `now`: the jitter buffer measures transit with it."""
-        poll = self._poller.poll
-        ready = poll(0)
-        if not ready:
-            return
-        by_fd, receive = self._by_fd, session.receive
-        to_monotonic = now - time.time()
-        for _ in range(MAX_DATAGRAMS_PER_WAKE):
-            for fd, _events in ready:
-                try:
-                    data, ancillary, _flags, addr = by_fd[fd].recvmsg(2048, TIMESTAMP_ANCILLARY)
-                except OSError:
-                    continue  # e.g. ICMP port unreachable reported on the socket (now cleared)
-                arrival = now
-                for level, kind, value in ancillary:
-                    unpack = TIMESPEC_UNPACK.get(len(value))
-                    if kind == SO_TIMESTAMPNS and level == SOL_SOCKET and unpack is not None:
-                        seconds, nanoseconds = unpack(value)
-                        stamp = seconds + nanoseconds * 1e-9 + to_monotonic
-                        # The stamp is on the wall clock: a step of it (NTP after boot) between
-                        # arrival and now would move it far; then `now` is the better guess.
-                        if now - MAX_ARRIVAL_AGE < stamp <= now:
-                            arrival = stamp
-                receive(data, addr if len(addr) == 2 else addr[:2], arrival)
-            ready = poll(0)
-            if not ready:
-                return
 
     def _flush(self, session: RtpSession) -> None:
         outgoing = session.datagrams_to_send()

@@ -23,8 +23,6 @@ import ipaddress
 import socket
 from typing import TYPE_CHECKING
 
-import dns.exception
-
 from firmware.sip.endpoint import Peer
 
 if TYPE_CHECKING:
@@ -36,7 +34,14 @@ DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
 SRV_PREFIX = {"udp": "_sip._udp.", "tcp": "_sip._tcp.", "tls": "_sips._tcp."}
 NAPTR_SERVICE = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}
 SUPPORTED = ("udp", "tcp", "tls")  # the order SRV is tried in when NAPTR gives no answer
-LOOKUP_ERRORS = (dns.exception.DNSException, OSError)
+
+
+def lookup_errors() -> "tuple[type[Exception], ...]":
+    """What a failed lookup raises. dnspython (even its `dns.exception`) is imported only once
+    a name is looked up: a station with a numeric registrar never loads it (issue 14)."""
+    import dns.exception
+
+    return (dns.exception.DNSException, OSError)
 
 
 class LocateError(Exception):
@@ -121,7 +126,7 @@ class Locator:
     async def _naptr(self, host: str, secure: bool) -> tuple[str, str | None]:
         try:
             answer = await self.resolver.resolve(host, "NAPTR")
-        except LOOKUP_ERRORS:
+        except lookup_errors():
             answer = []  # type: ignore[assignment]  # no records
         records = sorted(answer, key=lambda r: (r.order, r.preference))
         for record in records:
@@ -134,7 +139,7 @@ class Locator:
     async def _srv(self, name: str, transport: str, server_name: str) -> "list[Peer]":
         try:
             answer = await self.resolver.resolve(name, "SRV")
-        except LOOKUP_ERRORS:
+        except lookup_errors():
             return []
         peers = []
         for record in order_srv(list(answer)):
@@ -148,7 +153,7 @@ class Locator:
         for rdtype in ("A", "AAAA"):
             try:
                 answer = await self.resolver.resolve(host, rdtype)
-            except LOOKUP_ERRORS:
+            except lookup_errors():
                 continue
             for record in answer:
                 peers.append(Peer(transport, record.address, port,

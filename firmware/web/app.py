@@ -708,14 +708,32 @@ def create_app(station: "Station", config_path: str, state_dir: str,
     return app
 
 
+# RFC 9110 §15 (and RFC 6585 §3–5 for 428, 429, 431): the reason phrases of the status codes
+# the page and microdot can answer with. A small table of our own, not `http.HTTPStatus`: that
+# enum (62 members, ~0.1 MB of objects and code) stayed loaded from the first answer on
+# (issue 14, sixth round).
+REASONS = {
+    100: "Continue", 101: "Switching Protocols",
+    200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
+    204: "No Content", 205: "Reset Content", 206: "Partial Content",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Found", 303: "See Other",
+    304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 409: "Conflict",
+    410: "Gone", 411: "Length Required", 412: "Precondition Failed", 413: "Content Too Large",
+    414: "URI Too Long", 415: "Unsupported Media Type", 416: "Range Not Satisfiable",
+    417: "Expectation Failed", 421: "Misdirected Request", 422: "Unprocessable Content",
+    426: "Upgrade Required", 428: "Precondition Required", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+
+
 def reason_phrase(status: int) -> str:
     """The standard reason phrase of `status` (RFC 9110), "Unknown" for codes it lacks."""
-    import http  # its enum tables only when a reason phrase is asked for (issue 14)
-
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+    return REASONS.get(status, "Unknown")
 
 
 def _error_handler(status: int, text: str) -> "Callable":

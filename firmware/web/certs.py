@@ -18,7 +18,6 @@ The generated certificate names localhost, 127.0.0.1, the host name and `<hostna
 (what avahi announces) and the names given; `0.0.0.0` and `::` (listen on all) are left out.
 """
 
-import datetime
 import hashlib
 import ipaddress
 import logging
@@ -63,6 +62,8 @@ def ensure_certificate(state_dir: str,
             continue
         if not address.is_unspecified:
             alt_names.append(x509.IPAddress(address))
+    import datetime  # only to make a certificate (issue 14: not at every https start)
+
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Doorline door station")])
     now = datetime.datetime.now(datetime.UTC)

@@ -18,7 +18,6 @@ Public API:
 """
 
 import os
-import random
 
 from firmware.compat import compare_digest
 
@@ -29,8 +28,16 @@ FILE_NAME = "setup-code"
 
 
 def make_code() -> str:
-    pick = random.SystemRandom().choice  # os.urandom underneath, as `secrets` (no libcrypto)
-    code = "".join(pick(ALPHABET) for _ in range(CODE_LENGTH))
+    # os.urandom, as `secrets` and SystemRandom draw (no libcrypto, and not the `random`
+    # module, which nothing else of an idle station needs: issue 14, sixth round). A byte
+    # counts only below the largest multiple of the alphabet's size (uniform); 248 of 256
+    # bytes are kept on average, so the bounded supply never runs out in practice.
+    size = len(ALPHABET)
+    limit = 256 - 256 % size
+    picks = [b % size for b in os.urandom(CODE_LENGTH * 8) if b < limit][:CODE_LENGTH]
+    if len(picks) < CODE_LENGTH:
+        raise RuntimeError("os.urandom gave too few usable bytes")
+    code = "".join(ALPHABET[i] for i in picks)
     return code[:CODE_LENGTH // 2] + "-" + code[CODE_LENGTH // 2:]
 
 

@@ -599,3 +599,34 @@ def test_sent_packets_are_the_rtp_packets_bytes_and_parse_back():
                                  index == 0).to_bytes()
     sequences = [RtpPacket.parse(d).sequence for d in sent]
     assert [(s - sequences[0]) % 0x10000 for s in sequences] == [0, 1, 2, 3]
+
+
+class _FailingProtection:
+    """An SRTP layer whose protect fails every other packet (issue 14's fast send path must
+    drop such a packet, never send it in the clear)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def protect(self, data):
+        self.calls += 1
+        if self.calls % 2:
+            raise ValueError("cipher failure")
+        return b"P" + data
+
+    def protect_rtcp(self, data):
+        return b"P" + data
+
+
+def test_a_packet_whose_protection_fails_is_dropped_never_sent_in_the_clear():
+    session = make_session(srtp=_FailingProtection())
+    session.start(0.0)
+    sent = []
+    for tick in range(6):
+        session.handle_timer(tick * 0.02)
+        sent += [data for data, _ in session.datagrams_to_send()]
+    assert session.send_failures == 3 and session.packets_sent == 3
+    assert len(sent) == 3 and all(data.startswith(b"P") for data in sent)
+    # the sequence numbers of the dropped packets are used up (as libsrtp's failed protect)
+    assert [RtpPacket.parse(data[1:]).sequence for data in sent] == [
+        (RtpPacket.parse(sent[0][1:]).sequence + 2 * n) % 65536 for n in range(3)]

@@ -248,3 +248,47 @@ def test_unencrypted_srtcp_is_refused(srtp_vectors):
     assert "validation" in error.value.reason
     protected = bytes.fromhex(section["rtcp"]["protected_hex"])
     assert receiver.unprotect_rtcp(protected) == bytes.fromhex(section["rtcp"]["plain_hex"])
+
+
+def _pylibsrtp(material, outbound):
+    import pylibsrtp
+
+    policy = pylibsrtp.Policy(
+        key=material, srtp_profile=1,
+        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound
+        else pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    policy.allow_repeat_tx = True
+    return pylibsrtp.Session(policy=policy)
+
+
+def test_keystreams_made_ahead_agree_with_libsrtp_packet_by_packet():
+    """Our backend makes PAD_PACKETS keystreams per SSRC in one batch (issue 14): every packet
+    must still be exactly libsrtp's, across batch ends, reordering, repeats, a jump ahead, new
+    sizes (DTMF, larger frames, beyond MAX_PAD) and a second SSRC."""
+    material = new_key_material()
+    ours_out = srtp_libcrypto.Session(1, material, True)
+    ours_in = srtp_libcrypto.Session(1, material, False)
+    theirs_out, theirs_in = _pylibsrtp(material, True), _pylibsrtp(material, False)
+    batch = srtp_libcrypto.PAD_PACKETS
+    sequences = list(range(3 * batch + 5))
+    sequences[10], sequences[11] = sequences[11], sequences[10]  # reordered
+    sequences[batch - 1], sequences[batch] = sequences[batch], sequences[batch - 1]
+    sequences += [sequences[-1], 400, 399, 401, 401 + batch, 402 + batch]  # repeat, jump, late
+    big = srtp_libcrypto.MAX_PAD + 100  # beyond a batch's keystreams: ours alone
+    sizes = {20: 4, 21: 240, 22: 160, 30: big, 31: 0, 90: 1200}
+    seen = set()
+    for n, sequence in enumerate(sequences):
+        for ssrc in (0x1234, 0x5678) if n % 7 == 0 else (0x1234,):
+            payload = bytes((sequence + i) & 0xFF for i in range(sizes.get(n, 160)))
+            rtp = bytes(RtpPacket(0, sequence, 160 * sequence, ssrc, payload))
+            protected = ours_out.protect(rtp)
+            if len(payload) < big:  # pylibsrtp's buffer takes up to 1500 octets
+                assert protected == theirs_out.protect(rtp), (n, sequence)
+                if (ssrc, sequence) not in seen:
+                    assert theirs_in.unprotect(protected) == rtp
+            if (ssrc, sequence) in seen:
+                with pytest.raises(SrtpError):
+                    ours_in.unprotect(protected)
+            else:
+                assert ours_in.unprotect(protected) == rtp, (n, sequence)
+            seen.add((ssrc, sequence))

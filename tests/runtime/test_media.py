@@ -323,3 +323,17 @@ def test_a_stopped_stream_is_freed_without_the_cycle_collector():
         assert freed() is None, "the stopped stream is still held by a reference cycle"
     finally:
         gc.enable()
+
+
+def test_port_draws_are_uniform_and_within_the_range():
+    """PortPool's draws come from os.urandom without the `random` module (issue 14, sixth
+    round): every value in [0, n), each about as often as the others."""
+    from firmware.runtime.media import _draw
+
+    assert {_draw(1) for _ in range(20)} == {0}
+    counts = [0, 0, 0]
+    for _ in range(3000):
+        counts[_draw(3)] += 1
+    assert all(800 < count < 1200 for count in counts), counts  # mean 1000, sd ~26
+    big = [_draw(100000) for _ in range(200)]
+    assert all(0 <= value < 100000 for value in big) and len(set(big)) > 190

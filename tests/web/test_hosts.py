@@ -287,3 +287,16 @@ def test_an_unwritable_state_dir_leaves_setup_to_loopback(tmp_path, monkeypatch,
     monkeypatch.undo()
     assert app.setup({"password": PASSWORD, "setup_code": "ABCDE-FGHJK"}).status_code == 403
     assert app.setup({"password": PASSWORD}, client="::1", host="[::1]:8080").status_code == 200
+
+
+def test_setup_codes_use_the_whole_alphabet_evenly():
+    """make_code draws from os.urandom (no `random` module, issue 14 sixth round): every code
+    is valid, and over many codes each of the 31 characters turns up about equally often."""
+    counts = dict.fromkeys(setupcode.ALPHABET, 0)
+    for _ in range(620):
+        made = setupcode.make_code()
+        assert setupcode.is_valid(made) and made[5] == "-" and len(made) == 11
+        for char in setupcode.normalise(made):
+            counts[char] += 1
+    # 6200 characters: 200 each on average (sd ~14); a biased or short alphabet fails this
+    assert all(130 < count < 270 for count in counts.values()), counts

@@ -107,3 +107,23 @@ def test_a_tls_client_that_never_says_hello_is_cut_off(tmp_path):
     closed, took = asyncio.run(silent_client())
     assert closed == b"", f"a TLS connection without a handshake still open after {took:.1f} s"
     assert took < limits.IDLE_TIMEOUT + 1.0
+
+
+def test_an_existing_certificate_is_served_without_datetime_or_cryptography(tmp_path):
+    """Issue 14, sixth round: an https station whose certificate exists (every start after the
+    first) loads neither cryptography nor datetime (~0.25 MB) for its TLS context."""
+    import site
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    certs.ensure_certificate(str(tmp_path))
+    probe = ("import sys\nfrom firmware.web import certs\n"
+             f"certs.server_ssl_context({str(tmp_path)!r})\n"
+             "print(sorted(m for m in ('datetime', '_datetime', 'cryptography') "
+             "if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(site.getsitepackages())}
+    done = subprocess.run([sys.executable, "-S", "-c", probe], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30, env=env)  # -S: as the service starts it
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
