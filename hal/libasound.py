@@ -4,8 +4,9 @@
     open_pcm(device, capture, rate, period_frames, periods, channels=(1, 2)) -> Pcm
         .channels                          what the device took: the first of `channels` it can
         .granted() -> {"rate", "period_size", "buffer_size", "channels"}   as libasound granted
-        .read() -> (frames, data)          one period into a reused buffer: (n > 0, a view of
-                                           the buffer, valid until the next read), (0, b"")
+        .read() -> (frames, data)          one period into a reused buffer: (n > 0, the
+                                           period's bytes, or for a short read a view of the
+                                           buffer valid until the next read), (0, b"")
                                            when nothing is ready, (-EPIPE or -ESTRPIPE, b"")
                                            after an overrun or suspend the PCM recovered from
         .write(data) -> frames             n >= 0 (0: the buffer is full), or -EPIPE after an
@@ -239,6 +240,8 @@ class Pcm:
         if handle is None:  # never hand libasound a NULL PCM
             raise AlsaError(f"{self.device} is closed", -errno.EBADFD)
         frames = self._readi(handle, self._buffer, self._period)
+        if frames == self.period_size:  # a whole period (the usual case): one copy, no view
+            return frames, self._buffer.raw
         if frames > 0:
             return frames, self._view[:frames * self._frame_bytes]
         return self._xrun(frames, f"reading {self.device}"), b""

@@ -6,7 +6,8 @@ All PCM here is signed 16-bit little-endian, interleaved when it has two channel
     upmix(pcm, channels) -> interleaved bytes  mono copied to every channel
     RateConverter(in_rate, out_rate).convert(pcm) -> bytes
         streaming; wraps firmware.codecs.resample.Resampler (imported only when the rates differ)
-    FrameQueue(frame_bytes): push(pcm); pop() -> one frame or None
+    FrameQueue(frame_bytes): push(pcm); pop() -> one frame or None; .buffer: the bytes queued
+                             (read only; empty is falsy without a call)
 """
 
 import sys
@@ -72,21 +73,21 @@ class FrameQueue:
     def __init__(self, frame_bytes: int, max_frames: int = 50) -> None:
         self.frame_bytes = frame_bytes
         self._limit = frame_bytes * max_frames
-        self._buffer = bytearray()
+        self.buffer = bytearray()
 
     def push(self, pcm: "bytes | memoryview") -> None:
-        self._buffer += pcm
+        self.buffer += pcm
         # Bounded: if the consumer stalls, keep the newest audio, not an ever-growing delay.
-        excess = len(self._buffer) - self._limit
+        excess = len(self.buffer) - self._limit
         if excess > 0:
-            del self._buffer[: excess + (-excess) % self.frame_bytes]
+            del self.buffer[: excess + (-excess) % self.frame_bytes]
 
     def pop(self) -> bytes | None:
-        if len(self._buffer) < self.frame_bytes:
+        if len(self.buffer) < self.frame_bytes:
             return None
-        frame = bytes(self._buffer[: self.frame_bytes])
-        del self._buffer[: self.frame_bytes]
+        frame = bytes(self.buffer[: self.frame_bytes])
+        del self.buffer[: self.frame_bytes]
         return frame
 
     def __len__(self) -> int:
-        return len(self._buffer)
+        return len(self.buffer)

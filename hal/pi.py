@@ -16,8 +16,10 @@
                          device is away is absent
 
 Mapping of board settings onto gpiozero:
-    buttons  Button(pin, pull_up, bounce_time, hold_time); pull_up = false means an external
-             resistor, so gpiozero gets pull_up=None and active_state = not active_low.
+    buttons  DigitalInputDevice(pin, pull_up, bounce_time); pull_up = false means an external
+             resistor, so gpiozero gets pull_up=None and active_state = not active_low. The
+             hold (hold_ms) is a one-shot timer per press (PiButton), not gpiozero's Button,
+             whose hold thread wakes 10 times a second forever.
     leds     LED(pin, active_high = not active_low); patterns through LED.blink (hal.base).
     relays   OutputDevice(pin, active_high = not active_low, initial_value=False); pulses are
              timed by hal.base.Relay's threading.Timer.
@@ -90,7 +92,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from gpiozero import LED, Button, DigitalInputDevice, OutputDevice
+from gpiozero import LED, DigitalInputDevice, OutputDevice
 
 from hal.base import BLINK_TIMINGS, AudioDevice, AudioStream, Board, frame_bytes
 from hal.base import Button as BaseButton
@@ -168,22 +170,58 @@ def _pull_settings(spec: "ButtonSpec | InputSpec") -> tuple[bool | None, bool | 
 
 
 class PiButton(BaseButton):
+    """A gpiozero DigitalInputDevice; the hold is timed here, not by gpiozero's Button, whose
+    HoldThread wakes 10 times a second for as long as the button exists (issue 14: a station
+    idles, and calls, with no wake-up it does not need). A press starts a one-shot timer of
+    `hold_ms`; a release before it fires cancels it."""
+
     def __init__(self, spec: "ButtonSpec", factory: "Factory") -> None:
         super().__init__(spec.role)
         pull_up, active_state = _pull_settings(spec)
-        self._device = Button(spec.pin, pull_up=pull_up, active_state=active_state,
-                              bounce_time=spec.bounce_ms / 1000 or None,
-                              hold_time=spec.hold_ms / 1000, pin_factory=factory)
-        self._device.when_pressed = lambda: self._notify("pressed")
-        self._device.when_released = lambda: self._notify("released")
-        self._device.when_held = lambda: self._notify("held")
+        self._hold_s = spec.hold_ms / 1000
+        self._hold_lock = threading.Lock()
+        self._hold_timer: threading.Timer | None = None
+        self._device = DigitalInputDevice(spec.pin, pull_up=pull_up, active_state=active_state,
+                                          bounce_time=spec.bounce_ms / 1000 or None,
+                                          pin_factory=factory)
+        self._device.when_activated = self._pressed
+        self._device.when_deactivated = self._released
+
+    def _pressed(self) -> None:
+        self._notify("pressed")
+        timer = threading.Timer(self._hold_s, self._held)
+        timer.daemon = True
+        with self._hold_lock:
+            if self._hold_timer is not None:
+                self._hold_timer.cancel()
+            self._hold_timer = timer
+        timer.start()
+
+    def _released(self) -> None:
+        with self._hold_lock:
+            timer, self._hold_timer = self._hold_timer, None
+        if timer is not None:
+            timer.cancel()
+        self._notify("released")
+
+    def _held(self) -> None:
+        with self._hold_lock:
+            if self._hold_timer is not threading.current_thread():
+                return  # released (or pressed again) meanwhile
+            self._hold_timer = None
+        if self._device.is_active:
+            self._notify("held")
 
     @property
     def is_pressed(self) -> bool:
-        return self._device.is_pressed
+        return bool(self._device.is_active)
 
     def close(self) -> None:
         super().close()
+        with self._hold_lock:
+            timer, self._hold_timer = self._hold_timer, None
+        if timer is not None:
+            timer.cancel()
         self._device.close()
 
 
@@ -397,7 +435,7 @@ class AlsaPcm:
         self.fresh = False
         self.reopens = 0
         self._clock = clock
-        self._pcm: Pcm | None = None
+        self.pcm: Pcm | None = None  # the open PCM (read by the stream's per-frame fast path)
         self._retry_at = 0.0
         self._backoff = BACKOFF_MIN_S
         self._ever_opened = False
@@ -410,12 +448,12 @@ class AlsaPcm:
     def get(self, wait_s: float = 0.0) -> "Pcm | None":
         """The open PCM, or None while the device is away and the back-off has not expired
         (or, in the background mode, while it is still opening after `wait_s` seconds)."""
-        if self._pcm is not None:
-            return self._pcm
+        if self.pcm is not None:
+            return self.pcm
         if not self._background:
             if self._clock() >= self._retry_at:
                 self._finish(self._open_now())
-            return self._pcm
+            return self.pcm
         busy = False
         with self._lock:
             opener = self._opener
@@ -440,7 +478,7 @@ class AlsaPcm:
                 self._opener = None
         if result is not None:
             self._finish(result)
-        return self._pcm
+        return self.pcm
 
     def _open_now(self) -> "Pcm | str":
         """Opens the device: the PCM, or the error's text."""
@@ -472,7 +510,7 @@ class AlsaPcm:
         if isinstance(result, str):
             self.lost(result)
             return
-        self._pcm, self.channels = result, result.channels
+        self.pcm, self.channels = result, result.channels
         self._granted = self._read_granted(result)
         self.fresh = True  # prepared, not started: playback writes a cushion first
         if self._ever_opened:
@@ -513,7 +551,7 @@ class AlsaPcm:
         """Rate, period and buffer (frames) libasound granted, and the latency the buffer can
         add; None while the device is away. Read once at the open, so any thread may ask
         while another one reads the PCM."""
-        return self._granted if self._pcm is not None else None
+        return self._granted if self.pcm is not None else None
 
     @staticmethod
     def _read_granted(pcm: "Pcm") -> "dict[str, int]":
@@ -523,8 +561,8 @@ class AlsaPcm:
                 "latency_ms": buffer * 1000 // rate}
 
     def close(self) -> None:
-        if self._pcm is not None:
-            pcm, self._pcm = self._pcm, None
+        if self.pcm is not None:
+            pcm, self.pcm = self.pcm, None
             try:
                 pcm.close()
             except self.alsa.AlsaError:
@@ -702,6 +740,24 @@ class AlsaAudioStream(AudioStream):
 
     def _read_inline(self) -> bytes | None:
         """read_frame without the capture thread (reader_thread=False)."""
+        pcm = self._capture.pcm
+        if pcm is not None and self._direct and self._capture.channels == 1 \
+                and not self._captured.buffer:
+            # The C path (issue 14): a period is a frame, read as it is; anything else (nothing
+            # ready, an overrun, an error, a short read) goes the general way below.
+            try:
+                length, data = pcm.read()
+            except self._alsa.AlsaError as error:
+                self._capture.lost(str(error))
+                length, data = 0, b""
+            if length < 0:
+                self._overrun(length)
+            elif len(data) == self.frame_bytes:
+                self._consecutive_xruns = 0
+                return bytes(data)
+            elif length:
+                self._consecutive_xruns = 0
+                self._captured.push(data)
         deadline = self._clock() + 2 * self._frame_s
         while True:
             frame = self._captured.pop()
@@ -732,9 +788,25 @@ class AlsaAudioStream(AudioStream):
             self._capture.lost(f"{XRUN_LIMIT} overruns in a row ({errno.errorcode.get(-code)})")
 
     def write_frame(self, pcm: bytes) -> None:
-        if self._direct and not len(self._to_play) and len(pcm) == self.frame_bytes \
-                and self._playback.channels == 1:
-            device = self._playback.get()  # the C path: one frame is one write, as it is
+        playback = self._playback
+        device = playback.pcm
+        if device is not None and self._direct and not playback.fresh \
+                and len(pcm) == self.frame_bytes and playback.channels == 1 \
+                and not self._to_play.buffer:
+            # The C path once playing (issue 14: every call counts, cold, at 50 frames/s):
+            # one frame is one write, as it is, with no call between the media tick and it.
+            try:
+                written = device.write(pcm)
+            except self._alsa.AlsaError as error:
+                playback.lost(str(error))
+                self.dropped += 1
+                return
+            if written <= 0:
+                self._write_refused(device, pcm, written)
+            return
+        if self._direct and not self._to_play.buffer and len(pcm) == self.frame_bytes \
+                and playback.channels == 1:
+            device = playback.get()  # the C path: one frame is one write, as it is
             if device is None:
                 self.dropped += 1
             else:
@@ -745,11 +817,11 @@ class AlsaAudioStream(AudioStream):
             period = self._to_play.pop()
             if period is None:
                 return
-            device = self._playback.get()
+            device = playback.get()
             if device is None:
                 self.dropped += 1
                 continue
-            self._write_period(device, upmix(period, self._playback.channels))
+            self._write_period(device, upmix(period, playback.channels))
 
     def _write_period(self, device: "Pcm", data: bytes) -> None:
         for _attempt in range(2):
@@ -770,15 +842,27 @@ class AlsaAudioStream(AudioStream):
                 return
             if written > 0:
                 return
-            if written == 0:  # buffer full: drop rather than block or build up delay
-                self.dropped += 1
+            if not self._written_badly(written):
                 return
-            # underrun (-EPIPE): hal/libasound.py recovered the PCM; cushion again, try once more
-            self.xruns += 1
-            self._playback.fresh = True
-            if _worth_logging(self.xruns):
-                log.info("%s: underrun (%d xruns so far)", self._playback.name, self.xruns)
         self.dropped += 1
+
+    def _write_refused(self, device: "Pcm", data: bytes, written: int) -> None:
+        """A write that wrote nothing: 0 (the buffer is full) drops the frame; an underrun
+        cushions again and tries once more (as _write_period)."""
+        if self._written_badly(written):
+            self._write_period(device, data)
+
+    def _written_badly(self, written: int) -> bool:
+        """Counts a write that wrote nothing; True after an underrun (write again)."""
+        if written == 0:  # buffer full: drop rather than block or build up delay
+            self.dropped += 1
+            return False
+        # underrun (-EPIPE): hal/libasound.py recovered the PCM; cushion again, try once more
+        self.xruns += 1
+        self._playback.fresh = True
+        if _worth_logging(self.xruns):
+            log.info("%s: underrun (%d xruns so far)", self._playback.name, self.xruns)
+        return True
 
     def close(self) -> None:
         self.closed = True

@@ -400,3 +400,25 @@ def test_opens_that_never_return_are_bounded_per_device(card, caplog):
     while pi._pending_opens and time.monotonic() < deadline:
         time.sleep(0.01)
     assert pi._pending_opens == {}
+
+
+def test_a_device_at_the_call_rate_drops_a_frame_its_full_buffer_refuses(card, clock):
+    """The direct path (no conversion left to Python: one write per frame once playing) keeps
+    the general path's rules: a full buffer drops the frame, the next one plays."""
+    stream = open_stream(card, clock, rate=8000)
+    tone = array("h", [700] * 160).tobytes()
+    stream.write_frame(tone)
+    card.write_results.append(0)
+    stream.write_frame(tone)
+    stream.write_frame(tone)
+    assert stream.stats["dropped"] == 1 and stream.stats["xruns"] == 0
+    assert [data for _, data in card.written] == [bytes(320), tone, tone]
+
+
+def test_a_device_at_the_call_rate_joins_short_reads_into_whole_frames(card, clock):
+    stream = open_stream(card, clock, rate=8000)
+    first, second = array("h", [100] * 80).tobytes(), array("h", [300] * 80).tobytes()
+    card.reads.extend([(80, first), (80, second), (EPIPE, b"")])
+    frame = stream.read_frame()
+    assert frame == first + second
+    assert stream.read_frame() is not None and stream.stats["xruns"] == 1

@@ -1,5 +1,6 @@
 """hal.pi GPIO devices under gpiozero's MockFactory (no Pi needed)."""
 
+import os
 import threading
 import time
 
@@ -210,3 +211,64 @@ def test_external_pull_resistor_button(factory):
 def test_mic_option_is_refused_for_pi_boards(factory):
     with pytest.raises(hal.BoardError, match="simulated boards only"):
         hal.open_board(load_board("rpi4"), pin_factory=factory, mic="x.wav")
+
+
+def _wakeups_of_other_threads(seconds):
+    """Voluntary context switches of this process's threads other than the caller's, summed
+    over `seconds` (Linux: /proc/self/task/*/status)."""
+    import os
+
+    def switches():
+        total = {}
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/status") as status:
+                    for line in status:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            total[task] = int(line.split()[1])
+            except FileNotFoundError:
+                pass  # a thread that ended meanwhile
+        total.pop(str(threading.get_native_id()), None)
+        return total
+
+    before = switches()
+    time.sleep(seconds)
+    after = switches()
+    return sum(count - before.get(task, 0) for task, count in after.items())
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_an_idle_board_has_no_thread_waking_periodically(factory):
+    """Issue 14: gpiozero's Button polls for a hold 10 times a second forever; the board's
+    buttons time the hold themselves, so an idle board (three buttons) sleeps."""
+    opened = hal.open_board("rpi4", pin_factory=factory)
+    try:
+        assert _wakeups_of_other_threads(1.0) <= 3
+    finally:
+        opened.close()
+
+
+def test_a_hold_is_reported_once_and_a_new_press_restarts_it(factory):
+    spec = parse_board({
+        "schema_version": 1, "name": "t", "kind": "pi", "header": "40pin",
+        "buttons": {"call": {"pin": 17, "hold_ms": 150, "bounce_ms": 0}},
+        "leds": {"status": {"pin": 24}}, "relays": {"door": {"pin": 23}},
+        "audio": {"capture": "default", "playback": "default", "rate": 48000},
+    })
+    board = hal.open_board(spec, pin_factory=factory)
+    try:
+        held = []
+        board.buttons["call"].when_held = lambda: held.append(time.monotonic())
+        pin = factory.pin(17)
+        pin.drive_low()
+        time.sleep(0.1)
+        pin.drive_high()  # released before the hold: nothing
+        pin.drive_low()
+        pressed_again = time.monotonic()
+        assert wait_until(lambda: held)
+        time.sleep(0.4)
+        assert len(held) == 1 and held[0] - pressed_again >= 0.14
+        pin.drive_high()
+        assert not board.buttons["call"].is_pressed
+    finally:
+        board.close()
