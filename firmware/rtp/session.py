@@ -393,9 +393,13 @@ class RtpSession:
                 self._next_index += 1
         while self._dtmf_packets and self._dtmf_packets[0][0] <= now + _EPSILON:
             self._send_dtmf_packet()
-        if not self._dtmf_packets and self._dtmf_queue:
-            key, duration_ms = self._dtmf_queue.pop(0)
-            self._begin_dtmf(key, duration_ms, now)
+        if not self._dtmf_packets:
+            if self._dtmf_queue:
+                key, duration_ms = self._dtmf_queue.pop(0)
+                self._begin_dtmf(key, duration_ms, now)
+            elif self._dtmf_busy_until is not None and \
+                    now > self._dtmf_busy_until + INTER_DIGIT_GAP + _EPSILON:
+                self._dtmf_busy_until = None  # the event and its gap are over: the usual slot
         if now + _EPSILON >= self._next_rtcp:
             self._send_rtcp(now)
             self._next_rtcp = now + RTCP_INTERVAL * _random_factor()

@@ -198,6 +198,28 @@ def test_dtmf_events_interleave_with_audio_and_reach_the_receiver_once():
     assert receiver.stats()["lost"] == 0
 
 
+def test_audio_after_a_key_press_goes_back_to_the_usual_slot():
+    sender = make_session()
+    sender.start(0.0)
+    sender.handle_timer(0.0)
+    sender.send_dtmf("1", 0.005, duration_ms=60)
+    now, timestamps = 0.0, []
+    while now < 1.0:
+        for data, _ in sender.datagrams_to_send():
+            packet = RtpPacket.parse(data) if not is_rtcp(data) else None
+            if packet is not None and packet.payload_type == 0:
+                timestamps.append(packet.timestamp)
+        now = sender.get_timer()
+        sender.handle_timer(now)
+    # Audio came back on the schedule (one frame per 20 ms slot, no slot twice)...
+    steps = {(b - a) % 2**32 for a, b in zip(timestamps, timestamps[1:], strict=False)}
+    assert all(step and step % 160 == 0 for step in steps), steps  # the event's slots skipped
+    assert timestamps[-10:] == [timestamps[-10] + 160 * i for i in range(10)]
+    # ...and once the event and its gap are over the session is as before it (the usual
+    # slot's one-frame path, issue 14): nothing of the event is kept.
+    assert sender._dtmf_busy_until is None
+
+
 def test_dtmf_without_telephone_event_is_refused():
     session = RtpSession(0, identity, identity, remote_addr=B_ADDR)
     session.start(0.0)
