@@ -4,13 +4,14 @@ smoke run mean nothing (1-2 s windows) and are not checked."""
 
 import json
 import math
+import time
 import xml.etree.ElementTree as ElementTree
 
 import pytest
 
 from tests.peers.capture import Packet
 from tests.peers.process import MissingBinary, require_binary
-from tools.bench import report, stats
+from tools.bench import cases, report, stats
 from tools.bench.harness import CASES, Bench
 from tools.bench.rtpsender import impaired_schedule
 from tools.bench.svg import interval_histogram_svg
@@ -128,6 +129,32 @@ def test_interval_figures_p99_deviation_sees_early_and_late_packets():
     assert figures["p99_deviation_ms"] == pytest.approx(2.0)
 
 
+def test_calls_of_one_window_start_together_and_a_failed_one_frees_the_other(tmp_path):
+    entered = {}
+
+    def call(label, delay, fail, window):
+        time.sleep(delay)  # setting up the UA and the call takes each side its own time
+        if fail:
+            raise RuntimeError("no call")
+        aligned = cases._enter_window(window)
+        entered[label] = time.monotonic()
+        return {"same_window": aligned}
+
+    bench = Bench(tmp_path, mode="smoke")
+    began = time.monotonic()
+    slow, fast = cases._same_window(bench, [("slow", call, ("slow", 0.4, False)),
+                                            ("fast", call, ("fast", 0.0, False))])
+    assert slow == fast == {"same_window": True}
+    assert entered["fast"] - began >= 0.4  # the fast side waited for the slow one
+    assert abs(entered["fast"] - entered["slow"]) < 0.1
+    began = time.monotonic()
+    failed, alone = cases._same_window(bench, [("failed", call, ("failed", 0.1, True)),
+                                               ("alone", call, ("alone", 0.0, False))])
+    assert "no call" in failed["error"] and alone == {"same_window": False}
+    assert time.monotonic() - began < 5  # not cases.WINDOW_WAIT_S
+    assert cases._enter_window(None) is None
+
+
 def test_plot_is_well_formed_svg_with_both_series():
     text = interval_histogram_svg([("doorline", [19.9, 20.0, 20.1, 35.0]), ("baresip", [])])
     root = ElementTree.fromstring(text)
@@ -161,6 +188,11 @@ def test_smoke_run_measures_every_case(tmp_path):
                        if row[2] in ("alsa_path", "camera")}
     # baresip has no echo canceller in Debian 12: the ERLE rows (issue 15) are n/a for it
     not_applicable |= {(row[0], "baresip") for row in report.ROWS if row[0].startswith("ERLE")}
+    # Doorline's and baresip's calls, and the ALSA and WAV calls, in the same CPU window
+    calls = results["cases"]["calls"]
+    assert all(calls[kind][srtp]["same_window"] is True
+               for kind in ("doorline", "baresip") for srtp in ("off", "mandatory")), calls
+    assert results["cases"]["alsa_path"]["doorline"]["same_window"] is True
     for row in results["figures"]:
         for side in ("doorline", "baresip"):
             if (row["figure"], side) in not_applicable:

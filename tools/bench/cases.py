@@ -6,6 +6,7 @@ a WAV the UA wrote, or the UA's own stats.
 
 import os
 import socket
+import threading
 import time
 
 from tests.integration.helpers import LiveCapture
@@ -31,22 +32,71 @@ def _sides(bench, measure, *args):
     return out
 
 
+# Longest a call waits for the others of its window (each has set up its UA and call by then).
+WINDOW_WAIT_S = 60
+
+
+def _same_window(bench, jobs):
+    """Run `(label, function, args)` jobs at the same time, a thread each, their CPU windows
+    aligned: each function gets a `threading.Barrier` as its last argument and waits on it
+    (`_enter_window`) once its call is established, so every window starts together and shares
+    the machine's load of that moment (issue 14: two CPU shares measured minutes apart moved by
+    ±25 % against each other on this shared machine). A job that fails breaks the barrier: the
+    others then measure alone (`same_window: false`) instead of waiting. Results (or
+    `{"error": ...}`, as `bench.guard`) in the jobs' order."""
+    window = threading.Barrier(len(jobs))
+    results = [None] * len(jobs)
+
+    def run(index, label, function, args):
+        try:
+            results[index] = bench.guard(label, function, *args, window)
+        finally:
+            if results[index] is None or "error" in results[index]:
+                window.abort()
+
+    threads = [threading.Thread(target=run, args=(index, *job), daemon=True,
+                                name=f"bench-window-{index}")
+               for index, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=900)  # each job's own waits are bounded; this only stops a hang
+    return [result if result is not None else {"error": "did not finish"} for result in results]
+
+
+def _enter_window(window):
+    """Wait until every call of the window is established; True if they all were (None: the
+    call is measured alone by design)."""
+    if window is None:
+        return None
+    try:
+        window.wait(timeout=WINDOW_WAIT_S)
+        return True
+    except threading.BrokenBarrierError:
+        return False
+
+
 # -- a steady call: CPU, RTP send interval, memory ------------------------------------------
 
 def call_cases(bench):
-    """CPU share (SRTP off and mandatory), RTP pacing (from the SRTP-off call) and memory."""
-    results = {}
-    for kind in ("doorline", "baresip"):
-        results[kind] = {}
-        for srtp in ("off", "mandatory"):
-            results[kind][srtp] = bench.guard(f"call[{kind},{srtp}]", steady_call, bench,
-                                              kind, srtp)
+    """CPU share (SRTP off and mandatory), RTP pacing (from the SRTP-off call) and memory.
+    Doorline's call and baresip's call run at the same time, each to its own far end set up
+    alike (`Bench.peer`), with their CPU windows aligned (`_same_window`)."""
+    results = {"doorline": {}, "baresip": {}}
+    for srtp in ("off", "mandatory"):
+        peers = {"doorline": bench.peer(srtp), "baresip": bench.peer(srtp, twin=True)}
+        low = bench.rtp_port_base("doorline")
+        ports = {"doorline": low, "baresip": bench.rtp_port_base("baresip", taken=(low,))}
+        kinds = ("doorline", "baresip")
+        pair = _same_window(bench, [(f"call[{kind},{srtp}]", steady_call,
+                                     (bench, kind, srtp, ports[kind], peers[kind]))
+                                    for kind in kinds])
+        for kind, result in zip(kinds, pair, strict=True):
+            results[kind][srtp] = result
     return results
 
 
-def steady_call(bench, kind, srtp):
-    low = bench.rtp_port_base(kind)
-    peer = bench.peer(srtp)
+def steady_call(bench, kind, srtp, low, peer, window=None):
     ua = bench.registered_ua(kind, srtp=srtp, rtp_ports=(low, low + 19))
     out = {"peer": peer.user}
     try:
@@ -60,6 +110,7 @@ def steady_call(bench, kind, srtp):
         with LiveCapture(pcap, expression=f"udp and src portrange {low}-{low + 19}"):
             ua.call(f"sip:{peer.user}@127.0.0.1:{bench.kamailio.udp_port}")
             ua.wait_established(10)
+            out["same_window"] = _enter_window(window)
             began = time.monotonic()
             time.sleep(bench.params["warmup_s"])
             cpu_before, peer_before = cpu_seconds(ua.pid), cpu_seconds(peer.pid)
@@ -117,31 +168,25 @@ def _alsa_path(bench):
         raise BenchError(f"no usable libasound: {error}") from None
     out = {}
     # wav: pc-sim, 8 kHz WAV; alsa: the Pi HAL through libasound at 48 kHz, converting in C;
-    # alsa_python: the same with the pure-Python Resampler (the fallback, and the old path).
-    for path in ("wav", "alsa", "alsa_python"):
-        alsa = {"wav": None, "alsa": "c", "alsa_python": "python"}[path]
-        ua = bench.registered_ua("doorline", alsa=alsa)
-        try:
-            ua.wait_ready(10)
-            time.sleep(bench.params["settle_s"])
-            figures = _call_cpu(bench, ua, bench.peer("off"))
-            if alsa:
-                lines = [line for line in ua.log.splitlines() if "conversion:" in line]
-                out[f"{path}_conversion"] = lines[-1].split("conversion:", 1)[1].strip() \
-                    if lines else "not logged"
-                buffers = [line for line in ua.log.splitlines() if "audio buffers:" in line]
-                out[f"{path}_buffers"] = buffers[-1].split("audio buffers:", 1)[1].strip() \
-                    if buffers else "not logged"
-        except (BenchError, OSError) as error:
-            if path != "alsa_python":
-                raise
-            # The old path is only the comparison: its failure must not hide the others.
-            out["alsa_python_error"] = f"{type(error).__name__}: {error}"[:300]
-            continue
-        finally:
-            bench.stop(ua)
-        out[f"{path}_cpu_percent"] = figures["cpu_percent"]
-        out[f"{path}_wakeups_per_s"] = figures["wakeups_per_s"]
+    # both at the same time, each to its own far end (their ratio is the row: measured in the
+    # same window it no longer carries the machine's drift between two windows).
+    # alsa_python: the same with the pure-Python Resampler (the fallback, and the old path),
+    # alone afterwards (it takes ~20 % of a core: it would weigh on the other two).
+    pair = _same_window(bench, [("alsa_path[wav]", _alsa_call, (bench, "wav", bench.peer("off"))),
+                                ("alsa_path[alsa]", _alsa_call,
+                                 (bench, "alsa", bench.peer("off", twin=True)))])
+    for path, figures in zip(("wav", "alsa"), pair, strict=True):
+        if "error" in figures:
+            raise BenchError(f"{path} call: {figures['error']}")
+        out.update({f"{path}_{name}": value for name, value in figures.items()})
+    out["same_window"] = bool(out.pop("wav_same_window") and out.pop("alsa_same_window"))
+    try:
+        out.update({f"alsa_python_{name}": value for name, value in
+                    _alsa_call(bench, "alsa_python", bench.peer("off"), None).items()
+                    if name != "same_window"})
+    except (BenchError, OSError) as error:
+        # The old path is only the comparison: its failure must not hide the others.
+        out["alsa_python_error"] = f"{type(error).__name__}: {error}"[:300]
     out["ratio_to_wav"] = out["alsa_cpu_percent"] / max(out["wav_cpu_percent"], 1e-9)
     if "alsa_python_cpu_percent" in out:
         out["python_ratio_to_wav"] = out["alsa_python_cpu_percent"] / max(
@@ -149,10 +194,34 @@ def _alsa_path(bench):
     return out
 
 
-def _call_cpu(bench, ua, peer):
-    """One call to `peer`: CPU share and wake-ups of the UA over the case's window."""
+def _alsa_call(bench, path, peer, window):
+    """One call of the ALSA row: CPU share and wake-ups; for the ALSA paths also the
+    converter and buffers the HAL logged."""
+    alsa = {"wav": None, "alsa": "c", "alsa_python": "python"}[path]
+    ua = bench.registered_ua("doorline", alsa=alsa)
+    out = {}
+    try:
+        ua.wait_ready(10)
+        time.sleep(bench.params["settle_s"])
+        out.update(_call_cpu(bench, ua, peer, window))
+        if alsa:
+            lines = [line for line in ua.log.splitlines() if "conversion:" in line]
+            out["conversion"] = lines[-1].split("conversion:", 1)[1].strip() \
+                if lines else "not logged"
+            buffers = [line for line in ua.log.splitlines() if "audio buffers:" in line]
+            out["buffers"] = buffers[-1].split("audio buffers:", 1)[1].strip() \
+                if buffers else "not logged"
+    finally:
+        bench.stop(ua)
+    return out
+
+
+def _call_cpu(bench, ua, peer, window=None):
+    """One call to `peer`: CPU share and wake-ups of the UA over the case's window (aligned
+    with the other calls of `window`, if any)."""
     ua.call(f"sip:{peer.user}@127.0.0.1:{bench.kamailio.udp_port}")
     ua.wait_established(10)
+    same_window = _enter_window(window)
     time.sleep(bench.params["warmup_s"])
     cpu_before, switches_before = cpu_seconds(ua.pid), context_switches(ua.pid)
     wall_before = time.monotonic()
@@ -162,7 +231,8 @@ def _call_cpu(bench, ua, peer):
     ua.hangup()
     ua.wait_idle(5)
     return {"cpu_percent": 100.0 * (cpu_after - cpu_before) / wall,
-            "wakeups_per_s": (switches_after - switches_before) / wall}
+            "wakeups_per_s": (switches_after - switches_before) / wall,
+            "same_window": same_window}
 
 
 # -- INVITE → 200 OK (auto-answer, direct IP) ------------------------------------------------

@@ -47,7 +47,13 @@ QUICK_OVERLAP = {"audio": ("camera", "alsa_path", "receive_loss")}
 CASES = ("codec", "conference", "start_registered", "calls", "alsa_path", "invite_200",
          "button_invite", "receive_loss", "audio", "camera")
 USERS = {"door": DOOR_PASSWORD, "door2": "door2-secret", "flat1": "flat1-secret",
-         "flat2": "flat2-secret", "flat4": "flat4-secret", "absent": "absent-secret"}
+         "flat2": "flat2-secret", "flat4": "flat4-secret", "flat5": "flat5-secret",
+         "flat6": "flat6-secret", "absent": "absent-secret"}
+# The far end of each call (issue 14, seventh round): two calls measured in the same window
+# (Doorline beside baresip, the ALSA path beside the WAV path) each get their own far end, set
+# up alike: `flat1`/`flat2` and their twins `flat5`/`flat6`.
+PEER_USERS = {("off", False): "flat1", ("mandatory", False): "flat2",
+              ("off", True): "flat5", ("mandatory", True): "flat6"}
 MIC_TONE_HZ = 440
 ALSA_RATE = 48000
 # The bench's ALSA "sound card" (the alsa_path case): file plugins over null, no hardware.
@@ -94,6 +100,7 @@ class Bench:
         self._running = []
         self._counter = 0
         self._lock = threading.Lock()
+        self._peer_lock = threading.Lock()
         self.errors = []
         self.mic = None
 
@@ -109,16 +116,20 @@ class Bench:
         self.kamailio = Kamailio(self.workdir / "kamailio", USERS, tls=False)
         self.kamailio.start()
 
-    def peer(self, srtp):
-        """The far end for calls: a registered, auto-answering baresip (same for both UAs)."""
-        user = "flat2" if srtp == "mandatory" else "flat1"
-        if user not in self._peers:
-            phone = Baresip(self.workdir / f"peer-{user}", user=user, password=USERS[user],
-                            registrar=("127.0.0.1", self.kamailio.udp_port),
-                            srtp=srtp == "mandatory", answer_mode="auto", tone_hz=MIC_TONE_HZ)
-            self._peers[user] = phone.start()
-            phone.wait_registered(10)
-        return self._peers[user]
+    def peer(self, srtp, twin=False):
+        """The far end for calls: a registered, auto-answering baresip. The same far end for
+        both UAs; `twin`: a second one set up alike, for a call in the same window as another
+        (every far end takes one call at a time)."""
+        user = PEER_USERS[(srtp, twin)]
+        with self._peer_lock:  # two cases may ask at once (QUICK_OVERLAP)
+            if user not in self._peers:
+                phone = Baresip(self.workdir / f"peer-{user}", user=user, password=USERS[user],
+                                registrar=("127.0.0.1", self.kamailio.udp_port),
+                                srtp=srtp == "mandatory", answer_mode="auto",
+                                tone_hz=MIC_TONE_HZ)
+                self._peers[user] = phone.start()
+                phone.wait_registered(10)
+            return self._peers[user]
 
     def video_peer(self):
         """A registered, auto-answering baresip taking H.264 video (flat4; issue 16)."""
@@ -199,10 +210,13 @@ class Bench:
             self._running.remove(ua)
         ua.stop()
 
-    def rtp_port_base(self, kind):
-        """A free, even block of 20 ports for one UA's RTP/RTCP (the capture filter uses it)."""
+    def rtp_port_base(self, kind, taken=()):
+        """A free, even block of 20 ports for one UA's RTP/RTCP (the capture filter uses it),
+        apart from the blocks starting at `taken` (handed out, not yet bound)."""
         for _ in range(200):
             low = free_port(("udp",), 20000, 29960) & ~1
+            if any(abs(low - other) < 20 for other in taken):
+                continue
             if all(_udp_free(port) for port in range(low, low + 20)):
                 return low
         raise RuntimeError("no free block of 20 UDP ports for RTP")
