@@ -98,6 +98,12 @@ LIST_HEADERS = {
 _SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
 _ADDRESS_HEADERS = ("From", "To", "Contact", "Route", "Record-Route")
 _READ_ADDRESS_HEADERS = ("From", "To", "Contact")  # the first value is kept parsed
+# by lookup key, for check_message (no lower() per message)
+_MANDATORY = (("To", "to"), ("From", "from"), ("CSeq", "cseq"), ("Call-ID", "call-id"),
+              ("Via", "via"))
+_SINGLE_KEYS = tuple((name, name.lower()) for name in _SINGLE_HEADERS)
+_ADDRESS_KEYS = tuple((name.lower(), 1 if name in _READ_ADDRESS_HEADERS else 0)
+                      for name in _ADDRESS_HEADERS)
 _RESPONSE_COPIED = ("via", "from", "to", "call-id", "cseq")  # §8.2.6.2, by lookup key
 
 REASON_PHRASES = {
@@ -370,10 +376,8 @@ class _Message:
         raise NotImplementedError  # Request and Response write their own
 
     def to_bytes(self) -> bytes:
-        lines = [self.start_line()]
-        for field in self.headers._fields:
-            if field[0] != "content-length":
-                lines.append(field[1] + ": " + field[2])
+        lines = [self.start_line()] + [field[1] + ": " + field[2] for field in self.headers._fields
+                                       if field[0] != "content-length"]
         lines.append("Content-Length: " + str(len(self.body)))
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
 
@@ -483,8 +487,15 @@ def _parse_head(raw: bytes) -> "Request | Response":
     except UnicodeError:
         raise ParseError("header section is not UTF-8") from None
     lines = text.split("\r\n")
-    _check_line(lines[0])
+    unbroken = text.replace("\r\n", "")
+    # the common case, in C: no control character anywhere (else each line is looked at)
+    clean = not unbroken or (min(unbroken) >= " " and "\x7f" not in unbroken)
+    if not clean:
+        _check_line(lines[0])
     message = _parse_start_line(lines[0])
+    if clean and "\r\n " not in text and "\r\n\t" not in text:
+        _parse_fields(lines, message.headers._fields, len(text) <= MAX_HEADER_LINE)
+        return message
     fields: list[list[str]] = []  # [name, value, continuation...]
     for line in lines[1:]:
         _check_line(line)
@@ -514,6 +525,32 @@ def _parse_head(raw: bytes) -> "Request | Response":
         else:
             out.append([key, printable, value])
     return message
+
+
+def _parse_fields(lines: list[str], out: list[list[str]], short: bool) -> None:
+    """The header lines of a section without folding or control characters, in one pass
+    (issue 14, the answer path): the same checks as the general loop of _parse_head."""
+    if len(lines) - 1 > MAX_HEADERS:
+        raise ParseError("too many header fields")
+    for index in range(1, len(lines)):
+        name, colon, value = lines[index].partition(":")
+        if not colon:
+            raise ParseError("bad header line")
+        if name in _KNOWN_NAMES:
+            printable, key = _KNOWN_NAMES[name]
+        else:
+            name = name.rstrip(_WHITESPACE)
+            if name not in _KNOWN_NAMES and not is_token(name):
+                raise ParseError("bad header line")
+            printable, key = canonical_name(name)
+        value = value.strip(_WHITESPACE)
+        if not short and len(value) > MAX_HEADER_LINE:
+            raise ParseError("header field too long")
+        if key in LIST_HEADERS:
+            for item in _split_list(value):
+                out.append([key, printable, item])
+        else:
+            out.append([key, printable, value])
 
 
 def _take_content_length(headers: "Headers") -> int | None:
@@ -785,21 +822,25 @@ def _is_sip_date(text: str) -> bool:
 
 
 def _header_problem(message: "Request | Response") -> "str | None":
-    # One pass over the fields (the answer path, issue 14): each value list by lookup key.
+    # One pass over the fields (the answer path, issue 14): each value list by lookup key,
+    # and the keys seen more than once (none, in most messages).
     by_key: dict[str, list[str]] = {}
+    repeated: "set[str] | None" = None
     for key, _name, value in message.headers._fields:
-        values = by_key.get(key)
-        if values is None:
-            by_key[key] = [value]
+        if key in by_key:
+            by_key[key].append(value)
+            if repeated is None:
+                repeated = set()
+            repeated.add(key)
         else:
-            values.append(value)
-    for name, key in (("To", "to"), ("From", "from"), ("CSeq", "cseq"), ("Call-ID", "call-id"),
-                      ("Via", "via")):
+            by_key[key] = [value]
+    for name, key in _MANDATORY:
         if key not in by_key:
             return "Missing " + name + " header"
-    for name in _SINGLE_HEADERS:
-        if len(by_key.get(name.lower(), ())) > 1:
-            return "Multiple " + name + " headers"
+    if repeated is not None:
+        for name, key in _SINGLE_KEYS:
+            if key in repeated:
+                return "Multiple " + name + " headers"
     call_id = by_key["call-id"][0]
     if not call_id or len(call_id.split()) != 1:
         return "Bad Call-ID"
@@ -821,10 +862,11 @@ def _header_problem(message: "Request | Response") -> "str | None":
         message.from_address()
         message.to_address()
         message.contact_address()
-        for name in _ADDRESS_HEADERS:
-            for value in by_key.get(name.lower(), ())[
-                    1 if name in _READ_ADDRESS_HEADERS else 0:]:
-                NameAddress.parse(value)
+        for key, first in _ADDRESS_KEYS:
+            if key in by_key:
+                values = by_key[key]
+                for index in range(first, len(values)):
+                    NameAddress.parse(values[index])
     except ParseError as error:
         return "Bad header: " + error.reason
     return None
