@@ -67,9 +67,12 @@ def literal_ip(host: str) -> str | None:
     if host.startswith("[") and host.endswith("]"):
         return host[1:-1].lower()
     parts = host.split(".")
-    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
-        return host
-    return None
+    if len(parts) != 4:
+        return None
+    for part in parts:  # a loop, not a generator (issue 14, the answer path)
+        if not part.isdigit() or len(part) > 3 or int(part) > 255:
+            return None
+    return host
 
 
 def direct_ip_trusted(caller: str | None, source_ip: str, trusted_ips: set[str]) -> bool:

@@ -575,6 +575,15 @@ def _split_lines(data: bytes | str) -> list[tuple[str, str]]:
     lines = data.split("\n")
     if len(lines) > MAX_LINES:
         raise SdpParseError("too many lines")
+    unbroken = data.replace("\r\n", "\n")
+    if "\r" not in unbroken and len(data) <= MAX_LINE_LENGTH:
+        # the common case in one pass (issue 14, the answer path): CRLF or LF line ends, no
+        # bare CR, no line can be too long; the same checks as the general loop below
+        lines = unbroken.split("\n")
+        for line in lines:
+            if line and line[1:2] != "=":
+                raise SdpParseError(f"not a <type>=<value> line: {_shorten(line)}")
+        return [(line[0], line[2:]) for line in lines if line]
     result = []
     for line in lines:
         if line.endswith("\r"):

@@ -138,6 +138,8 @@ class Dialog:
 def _without_tag(address: "NameAddress") -> str:
     """The From/To value of a dialog's side: `address` (a parsed NameAddress, left unchanged)
     without its tag."""
+    if "tag" not in address.params:  # (an INVITE's To) no copy needed
+        return str(address)
     copy = NameAddress(address.uri, address.display_name, address.params)
     copy.params.pop("tag", None)
     return str(copy)

@@ -332,9 +332,9 @@ class Endpoint:
         if via.host.strip("[]") != source.host or "received" in via.params or \
                 "rport" in via.params:
             via.params["received"] = source.host
-        if "rport" in via.params:
-            via.params["rport"] = str(source.port)
-        request.set_top_via(via)
+            if "rport" in via.params:
+                via.params["rport"] = str(source.port)
+            request.set_top_via(via)  # written back only when changed (issue 14)
 
         tx = self.table.match_request(request)
         if tx is not None:

@@ -51,7 +51,7 @@ Choices
 
 from firmware.compat import ordered_dict
 from firmware.sip.errors import ParseError
-from firmware.sip.uri import DIGITS, URI, is_token, only, split_host_port
+from firmware.sip.uri import DIGITS, TOKEN_CHARS, URI, is_token, only, split_host_port
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only: never imported at run time
@@ -249,11 +249,14 @@ class Headers:
                 self.add(name, value)
 
     def _entries(self, name: str, value: str) -> tuple[str, list[list[str]]]:
-        printable, key = canonical_name(name)
+        # known names and list values already split: one dict probe each (issue 14)
+        printable, key = _KNOWN_NAMES[name] if name in _KNOWN_NAMES else _canonical_name(name)
         value = str(value)
         if "\r" in value or "\n" in value:
             raise ParseError("line break in header value")
-        values = _split_list(value) if key in LIST_HEADERS else (value.strip(_WHITESPACE),)
+        if key not in LIST_HEADERS:
+            return key, [[key, printable, value.strip(_WHITESPACE)]]
+        values = _SPLITS[value] if value in _SPLITS else _split_list(value)
         return key, [[key, printable, item] for item in values]
 
     def get(self, name: str, default: str | None = None) -> "str | Any":
@@ -626,12 +629,17 @@ def _parse_header_params(text: str) -> dict[str, str | None]:
 
 
 def _format_params(params: dict[str, str | None]) -> str:
-    return "".join(";" + name if value is None else ";" + name + "=" + value
-                   for name, value in params.items())
+    out = ""  # a loop, not a generator resumed per parameter (issue 14, the answer path)
+    for name, value in params.items():
+        out += ";" + name if value is None else ";" + name + "=" + value
+    return out
 
 
 def _format_display_name(name: str) -> str:
-    if all(is_token(word) for word in name.split(" ")):
+    # tokens separated by single spaces (every word a token) stay as they are; in C: no
+    # empty word (leading, trailing or double space), nothing but token characters between
+    if name and name[0] != " " and name[-1] != " " and "  " not in name \
+            and only(name.replace(" ", ""), TOKEN_CHARS):
         return name
     out = []
     for char in name:

@@ -331,22 +331,22 @@ class URI:
     def __str__(self) -> str:
         if self.opaque is not None:
             return self.scheme + ":" + self.opaque
-        out = [self.scheme, ":"]
+        out = self.scheme + ":"  # by concatenation: no list, no join (issue 14, the answer path)
         if self.user is not None:
-            out.append(self.user)
+            out += self.user
             if self.password is not None:
-                out.append(":" + self.password)
+                out += ":" + self.password
             if self.host is not None:
-                out.append("@")
+                out += "@"
         if self.host is not None:
-            out.append(self.host)
+            out += self.host
         if self.port is not None:
-            out.append(":" + str(self.port))
+            out += ":" + str(self.port)
         for name, value in self.params.items():
-            out.append(";" + name if value is None else ";" + name + "=" + value)
+            out += ";" + name if value is None else ";" + name + "=" + value
         if self.headers:
-            out.append("?" + "&".join(name + "=" + value for name, value in self.headers.items()))
-        return "".join(out)
+            out += "?" + "&".join(name + "=" + value for name, value in self.headers.items())
+        return out
 
     def __repr__(self) -> str:
         return "URI(" + repr(str(self)) + ")"
