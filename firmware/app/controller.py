@@ -788,13 +788,12 @@ class Controller:
             status = "on"
         else:
             status = "blink_slow"
-        states = [c.state for c in self._calls]
-        if any(s in ANSWERED_STATES for s in states):
-            call = "on"
-        elif states:
+        call = "off"  # "on" when a call is answered, else "blink_fast" while there is one
+        for each in self._calls:
+            if each.state in ANSWERED_STATES:
+                call = "on"
+                break
             call = "blink_fast"
-        else:
-            call = "off"
         leds = [(STATUS_LED, status), (CALL_LED, call)]
         roles = self._cfg.relay_roles()
         # a relay dropped from the config: its LED goes off with its pulse

@@ -44,7 +44,8 @@ class BoardExecutors(StationParts):
     def local_now(self) -> "LocalTime | None":
         """The wall clock in the station's zone ([time] zone), for the controller's schedules;
         None (no schedule active) when the zone cannot be loaded."""
-        from firmware.runtime import localtime
+        # (`import … as`, not `from … import`: no importlib frame on each call, issue 14)
+        import firmware.runtime.localtime as localtime
 
         try:
             return localtime.local_time(time.time(), self.cfg.time.zone)

@@ -58,6 +58,7 @@ from firmware.sdp.session import (
     RECVONLY,
     SENDONLY,
     SENDRECV,
+    Attribute,
     Connection,
     Crypto,
     MediaDescription,
@@ -334,19 +335,22 @@ def _new_description(local: "LocalMedia", session_version: int) -> "SessionDescr
 def _audio_media(proto: str, port: int, codecs: list[tuple[str, int]], telephone_event: int | None,
                  local: "LocalMedia", direction: str, rtcp_mux: bool) -> "MediaDescription":
     """An m=audio section; ``codecs`` is [(name, payload type)], ``telephone_event`` a pt/None."""
+    if direction not in _DIRECTION_FLAGS:
+        raise ValueError(f"unknown direction {direction!r}")
+    # the attributes in one list, in this order (issue 14, the answer path): rtpmaps, the
+    # telephone-event's rtpmap and fmtp, ptime, rtcp-mux, the direction
     formats = [str(payload_type) for _, payload_type in codecs]
-    media = MediaDescription("audio", port, proto, formats)
-    for name, payload_type in codecs:
-        media.add_attribute("rtpmap", f"{payload_type} {name}/{CLOCK_RATE}")
+    attributes = [Attribute("rtpmap", f"{payload_type} {name}/{CLOCK_RATE}")
+                  for name, payload_type in codecs]
     if telephone_event is not None:
-        media.formats.append(str(telephone_event))
-        media.add_attribute("rtpmap", f"{telephone_event} {TELEPHONE_EVENT}/{CLOCK_RATE}")
-        media.add_attribute("fmtp", f"{telephone_event} 0-15")
-    media.add_attribute("ptime", str(local.ptime))
+        formats.append(str(telephone_event))
+        attributes += [Attribute("rtpmap", f"{telephone_event} {TELEPHONE_EVENT}/{CLOCK_RATE}"),
+                       Attribute("fmtp", f"{telephone_event} 0-15")]
+    attributes.append(Attribute("ptime", str(local.ptime)))
     if rtcp_mux:
-        media.add_attribute("rtcp-mux")
-    media.set_direction(direction)
-    return media
+        attributes.append(Attribute("rtcp-mux"))
+    attributes.append(Attribute(direction))
+    return MediaDescription("audio", port, proto, formats, attributes=attributes)
 
 
 def _audio_slot(previous: "SessionDescription") -> int:

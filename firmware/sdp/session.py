@@ -78,7 +78,7 @@ def _shorten(text: str) -> str:
 
 def _uint(text: str, what: str, maximum: int | None = None) -> int:
     # str.strip(chars) runs in C (MicroPython too): empty when every char is one of them
-    if not text or len(text) > 20 or text.strip(_DIGITS):
+    if not text or text[20:] or text.strip(_DIGITS):  # text[20:]: longer than 20
         raise SdpParseError(f"{what} is not a number: {_shorten(text)}")
     value = int(text)
     if maximum is not None and value > maximum:
@@ -119,6 +119,9 @@ class Origin:
     @classmethod
     def parse(cls, value: str) -> "Origin":
         username, sess_id, sess_version, nettype, addrtype, address = _fields(value, 6, "o=")
+        if not (nettype + addrtype).strip(_TOKEN_CHARS):  # both tokens (split: non-empty)
+            return cls(username, _uint(sess_id, "sess-id"), _uint(sess_version, "sess-version"),
+                       address, addrtype, nettype)
         return cls(username, _uint(sess_id, "sess-id"), _uint(sess_version, "sess-version"),
                    address, _token(addrtype, "addrtype"), _token(nettype, "nettype"))
 
@@ -141,6 +144,8 @@ class Connection:
     @classmethod
     def parse(cls, value: str) -> "Connection":
         nettype, addrtype, address = _fields(value, 3, "c=")
+        if not (nettype + addrtype).strip(_TOKEN_CHARS):  # both tokens (split: non-empty)
+            return cls(address, addrtype, nettype)
         return cls(address, _token(addrtype, "addrtype"), _token(nettype, "nettype"))
 
     def __str__(self) -> str:
@@ -202,7 +207,9 @@ class Attribute:
     @classmethod
     def parse(cls, text: str) -> "Attribute":
         name, colon, value = text.partition(":")
-        return cls(_token(name, "attribute name"), value if colon else None)
+        if not name or name.strip(_TOKEN_CHARS):  # _token, inline (issue 14, the answer path)
+            raise SdpParseError(f"bad attribute name: {_shorten(name)}")
+        return cls(name, value if colon else None)
 
     def __str__(self) -> str:
         return self.name if self.value is None else f"{self.name}:{self.value}"
@@ -263,7 +270,10 @@ class RtpMap:
 
     @classmethod
     def parse(cls, value: str) -> "RtpMap":
-        payload_type, encoding = _fields(value, 2, "rtpmap")
+        fields = value.split()  # _fields, inline (issue 14, the answer path)
+        if len(fields) != 2:
+            raise SdpParseError(f"rtpmap needs 2 fields: {_shorten(value)}")
+        payload_type, encoding = fields
         parts = encoding.split("/")
         if len(parts) not in (2, 3) or not parts[0]:
             raise SdpParseError(f"bad rtpmap encoding: {_shorten(encoding)}")
@@ -466,8 +476,11 @@ class MediaDescription(_AttributeList):
         port_count = _uint(count_text, "number of ports", 65535) if slash else None
         for part in fields[2].split("/"):
             _token(part, "proto")
-        for fmt in fields[3:]:
-            _token(fmt, "format")
+        # every format a token (split() gives no empty one): checked at once, then one by one
+        # only to name the bad one
+        if len(fields) > 3 and "".join(fields[3:]).strip(_TOKEN_CHARS):
+            for fmt in fields[3:]:
+                _token(fmt, "format")
         return cls(_token(fields[0], "media type"), _uint(port_text, "port", 65535), fields[2],
                    fields[3:], port_count)
 
@@ -546,7 +559,9 @@ class MediaDescription(_AttributeList):
         lines += ["b=" + str(bandwidth) for bandwidth in self.bandwidths]
         if self.key is not None:
             lines.append("k=" + self.key)
-        lines += ["a=" + str(attribute) for attribute in self.attributes]
+        # Attribute.__str__, inline (issue 14, the answer path)
+        lines += ["a=" + a.name if a.value is None else "a=" + a.name + ":" + a.value
+                  for a in self.attributes]
         return lines
 
     def __repr__(self) -> str:

@@ -155,6 +155,8 @@ def is_ours(uri: "URI", usernames: tuple[str, ...], hosts: tuple[str, str]) -> b
         return False
     assert uri.host is not None  # URI.parse gives every sip/sips URI a host
     host = uri.host.lower()
+    if host in hosts:  # as configured (issue 14, the answer path)
+        return True
     wanted = [h.lower() for h in hosts]
     if host in wanted or host.strip("[]") in [h.strip("[]") for h in wanted]:
         return True

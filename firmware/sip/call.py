@@ -291,12 +291,13 @@ class CallManager:
                 call.peer = asserted
         call.remote_sdp = body_sdp(request)
         call.requested_answer_mode = answer_mode(request)
-        # loaded with the first incoming call, not at start-up
-        from firmware.sip import prack
+        if "Require" in request.headers:  # (none: no 100rel, issue 14, the answer path)
+            # loaded with the first incoming call that requires something, not at start-up
+            from firmware.sip import prack
 
-        if prack.requires(request):  # RFC 3262 §3: our 18x go reliably (Supported alone: not)
-            call.reliable = prack.ReliableSender(
-                1 + int.from_bytes(ua.random(3), "big"))
+            if prack.requires(request):  # RFC 3262 §3: our 18x go reliably (Supported: not)
+                call.reliable = prack.ReliableSender(
+                    1 + int.from_bytes(ua.random(3), "big"))
         call.dialog = Dialog.as_uas(request, ua.new_tag())
         call._read_session_expires(request, we_are_uac=False)
         call.ring_deadline = now + self.ring_timeout

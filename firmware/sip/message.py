@@ -75,7 +75,8 @@ _CANONICAL_NAMES = {
     name.lower(): name
     for name in (
         "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
-        "Allow-Events", "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
+        "Allow-Events", "Answer-Mode", "Authentication-Info", "Authorization", "Call-ID",
+        "Call-Info", "Contact", "Priv-Answer-Mode", "Replaces",
         "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
         "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "Identity",
         "Identity-Info", "In-Reply-To", "Max-Forwards", "MIME-Version", "Min-Expires", "Min-SE",
@@ -833,7 +834,7 @@ def _header_problem(message: "Request | Response") -> "str | None":
     # One pass over the fields (the answer path, issue 14): each value list by lookup key,
     # and the keys seen more than once (none, in most messages).
     by_key: dict[str, list[str]] = {}
-    repeated: "set[str] | None" = None
+    repeated: set[str] | None = None
     for key, _name, value in message.headers._fields:
         if key in by_key:
             by_key[key].append(value)

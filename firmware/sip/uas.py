@@ -72,9 +72,10 @@ class UasCall(CallBase):
 
     def _make_response(self, status: int, reason: "str | None" = None) -> "Response":
         invite = self._incoming()[0]
-        response = invite.make_response(status, reason)
-        if status > 100:
-            self._add_local_tag(response)
+        # our tag goes into the copied To (§8.2.6.2; make_response adds it only to a To
+        # without one, and never on a 100), no second lookup and rebuild of the fields
+        dialog = self.dialog
+        response = invite.make_response(status, reason, dialog.local_tag if dialog else None)
         if 100 < status < 300:
             # §12.1.1: a dialog-creating response carries the request's Record-Route, so the
             # caller's ACK and BYE take the same proxies.
