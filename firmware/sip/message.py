@@ -612,14 +612,14 @@ def _parse_header_params(text: str) -> dict[str, str | None]:
     for chunk in split_outside(text, ";"):
         name, equals, value = chunk.partition("=")
         name = name.strip(_WHITESPACE).lower()
-        if not is_token(name):
+        if not name or name.strip(TOKEN_CHARS):  # is_token, inline (issue 14)
             raise ParseError("bad header parameter")
         if equals:
             value = value.strip(_WHITESPACE)
-            if value.startswith('"'):
+            if value[:1] == '"':
                 if _quoted_end(value, 0) != len(value):
                     raise ParseError("bad quoted parameter value")
-            elif not only(value, _GEN_VALUE_CHARS):
+            elif not value or value.strip(_GEN_VALUE_CHARS):  # only(), inline
                 raise ParseError("bad header parameter value")
         else:
             value = None
@@ -674,12 +674,16 @@ class Via:
             raise ParseError("bad Via sent-protocol")
         name, version = parts[0].strip(_WHITESPACE), parts[1].strip(_WHITESPACE)
         words = parts[2].split()
-        if not is_token(name) or not is_token(version) or len(words) < 2:
-            raise ParseError("bad Via sent-protocol")
-        transport = words[0]
+        transport = words[0] if words else ""
+        # the three tokens checked at once (issue 14, the answer path); one by one to say which
+        if not (name and version and len(words) >= 2
+                and only(name + version + transport, TOKEN_CHARS)):
+            if not is_token(name) or not is_token(version) or len(words) < 2:
+                raise ParseError("bad Via sent-protocol")
+            raise ParseError("bad Via sent-by")
         # sent-by = host [COLON port] where COLON = SWS ":" SWS.
         sent_by = " ".join(words[1:]).replace(" :", ":").replace(": ", ":")
-        if not is_token(transport) or " " in sent_by:
+        if " " in sent_by:
             raise ParseError("bad Via sent-by")
         host, port = split_host_port(sent_by)
         return cls(transport.upper(), host, port, params, name.upper() + "/" + version)
@@ -745,8 +749,8 @@ class NameAddress:
             less = value.find("<")
             before = value[:less]
             if less >= 0 and ";" not in before and '"' not in before:
-                words = before.split()
-                if not all(is_token(word) for word in words):
+                words = before.split()  # no empty word: every one a token, checked at once
+                if "".join(words).strip(TOKEN_CHARS):
                     raise ParseError("bad display name")
                 display_name = " ".join(words) or None
                 rest = value[less:]
