@@ -38,7 +38,10 @@ Public API
   `find_invite_for_cancel(cancel)`, `get_timer()`, `handle_timer(now) -> [(transaction,
   event)]` (drives due timers, collects every pending event, removes terminated transactions)
   and `messages_to_send() -> [(transaction, message)]`; `len(table)` and iterating over it give
-  the transactions held.
+  the transactions held. The table keeps its timers in a deadline heap (no scan per turn:
+  `get_timer` is O(1), `handle_timer` O(k log n) for k due timers); a transaction belongs to at
+  most one table, and tells it of every input (`_feed`), so timers, events and messages set
+  off by the owner's own calls (`receive`, `send_response`, `transport_error`) are found too.
 
 Zero-length timers (D, I, J, K on reliable transports) fire within the call that starts them, so
 such a transaction reaches Terminated at once. The one exception is the INVITE server's
