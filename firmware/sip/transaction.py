@@ -595,7 +595,7 @@ class TransactionTable:
         # sequence, transaction), one live entry per transaction with a timer (the one its
         # `_entry` is); an entry whose transaction re-armed, stopped its timers or left is
         # stale and dropped when it reaches the top, or all at once when the stale outnumber
-        # the live (`_compact`). Transactions tell the table of changes through `_touched`
+        # the live (`_compact_if_stale`). Transactions tell the table of changes through `_touched`
         # (see `_Transaction._feed`); `_refresh` brings their entries up to date, then they
         # wait in `_pending` until `handle_timer` collects their events, and in `_unsent`
         # until `messages_to_send` collects their messages. Those three hold only
