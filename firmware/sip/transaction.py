@@ -38,7 +38,10 @@ Public API
   `find_invite_for_cancel(cancel)`, `get_timer()`, `handle_timer(now) -> [(transaction,
   event)]` (drives due timers, collects every pending event, removes terminated transactions)
   and `messages_to_send() -> [(transaction, message)]`; `len(table)` and iterating over it give
-  the transactions held.
+  the transactions held. The table keeps its timers in a deadline heap (no scan per turn:
+  `get_timer` is O(1), `handle_timer` O(k log n) for k due timers); a transaction belongs to at
+  most one table, and tells it of every input (`_feed`), so timers, events and messages set
+  off by the owner's own calls (`receive`, `send_response`, `transport_error`) are found too.
 
 Zero-length timers (D, I, J, K on reliable transports) fire within the call that starts them, so
 such a transaction reaches Terminated at once. The one exception is the INVITE server's
@@ -49,6 +52,7 @@ state has no row for are absorbed, as the RFC asks for late or duplicate message
 
 import binascii
 import os
+from heapq import heappop, heappush
 
 from firmware.sip.errors import ParseError
 from firmware.sip.message import Request, Response
@@ -290,6 +294,13 @@ class _Transaction:
         self._interval = T1  # current retransmission interval of Timer A, E or G
         self._outgoing: list[Request | Response] = []
         self._events: list[object] = []
+        # Kept by the TransactionTable holding this transaction (None outside one): its dict of
+        # transactions whose timers, events or messages may have changed (`_feed` adds this
+        # one), the heap entry (deadline, sequence, transaction) standing for our earliest
+        # timer, and our place in the table's order (kind, sequence of `add`).
+        self._watch: dict[_Transaction, None] | None = None
+        self._entry: tuple[float, int, _Transaction] | None = None
+        self._order = (0, 0)
 
     @property
     def terminated(self) -> bool:
@@ -318,6 +329,8 @@ class _Transaction:
         return self._events.pop(0) if self._events else None
 
     def _feed(self, name: str, message: "Response | Request | None", now: float) -> None:
+        if self._watch is not None:  # every change of timers, events and messages comes here
+            self._watch[self] = None
         row = self._transitions.get((self.state, name))
         if row is None:
             return
@@ -551,6 +564,10 @@ def _rfc3261_key(via: "Via", method: str) -> tuple[str, str, int | None, str] | 
     return (branch, via.host.lower(), via.port, method)
 
 
+def _table_order(transaction: "_Transaction") -> tuple[int, int]:
+    return transaction._order
+
+
 class TransactionTable:
     """The transactions of one endpoint, matched per §17.1.3 / §17.2.3, at most
     `max_transactions` of them (a flood of requests must not exhaust memory). When full, a
@@ -574,6 +591,22 @@ class TransactionTable:
         # transaction of its own (a new branch, §13.2.2.4, §17.1.1.3) and matches none, so
         # it is found here to mark the INVITE ACKed (RFC 6026 §8.7; see `ack_for_2xx`)
         self._invites: dict[tuple[str | None, int], ServerTransaction] = {}
+        # Timers (issue 14: no scan of the table per turn). A binary heap of (deadline,
+        # sequence, transaction), one live entry per transaction with a timer (the one its
+        # `_entry` is); an entry whose transaction re-armed, stopped its timers or left is
+        # stale and dropped when it reaches the top, or all at once when the stale outnumber
+        # the live (`_compact_if_stale`). Transactions tell the table of changes through `_touched`
+        # (see `_Transaction._feed`); `_refresh` brings their entries up to date, then they
+        # wait in `_pending` until `handle_timer` collects their events, and in `_unsent`
+        # until `messages_to_send` collects their messages. Those three hold only
+        # transactions of the table: at most `max_transactions` each.
+        self._heap: list[tuple[float, int, _Transaction]] = []
+        self._live = 0  # entries in the heap that are live
+        self._sequence = 0  # of heap entries: the tie-break between equal deadlines
+        self._added = 0  # of `add`: the order in which the table iterates (see `_order`)
+        self._touched: dict[_Transaction, None] = {}
+        self._pending: dict[_Transaction, None] = {}
+        self._unsent: dict[_Transaction, None] = {}
 
     def __len__(self) -> int:
         return len(self._clients) + len(self._servers) + len(self._rfc2543_servers)
@@ -594,11 +627,13 @@ class TransactionTable:
             key = _rfc3261_key(_top_via(transaction.request), transaction.method)
             if key is None:
                 self._rfc2543_servers.append(transaction)
+                self._adopt(transaction, 2)
                 return True
             store = self._servers
         if key in store:
             return False
         store[key] = transaction
+        self._adopt(transaction, 0 if store is self._clients else 1)
         if transaction.method == "INVITE" and isinstance(transaction, ServerTransaction):
             request = transaction.request
             self._invites[(request.headers.get("Call-ID"), _cseq(request).seq)] = transaction
@@ -658,8 +693,10 @@ class TransactionTable:
                                                      transaction.method)
         if store.get(key) is transaction:
             del store[key]
+            self._release(transaction)
         elif transaction in self._rfc2543_servers:
             self._rfc2543_servers.remove(transaction)
+            self._release(transaction)
         if transaction.method == "INVITE" and store is self._servers:
             request = transaction.request
             invite = (request.headers.get("Call-ID"), _cseq(request).seq)
@@ -690,16 +727,43 @@ class TransactionTable:
         return self._match_server(cancel, "INVITE")
 
     def get_timer(self) -> float | None:
-        deadlines: list[Any] = [t.get_timer() for t in self]
-        deadlines = [d for d in deadlines if d is not None]
-        return min(deadlines) if deadlines else None
+        """The earliest deadline of the transactions held: the top of the heap (O(1) but for
+        the transactions changed since the last call and the stale entries it drops)."""
+        self._refresh()
+        heap = self._heap
+        while heap:
+            entry = heap[0]
+            if entry[2]._entry is entry:
+                return entry[0]
+            heappop(heap)  # stale
+        return None
 
     def handle_timer(self, now: float) -> "list[tuple[_Transaction, object]]":
         """Drive every transaction whose timer is due; return each pending event paired with
         its transaction and drop the terminated transactions (their last messages stay
-        available through `messages_to_send`)."""
+        available through `messages_to_send`). Only the transactions with a due timer and
+        those changed since the last call are visited, in the table's order (clients, then
+        servers, each as added), which is the order of the events returned."""
+        self._refresh()
+        visit = self._pending
+        heap = self._heap
+        fired = []
+        while heap and heap[0][0] <= now:
+            entry = heappop(heap)
+            transaction = entry[2]
+            if transaction._entry is entry:
+                transaction._entry = None
+                self._live -= 1
+                visit[transaction] = None
+                fired.append(transaction)
+        if not visit:
+            return []
+        transactions = list(visit)
+        visit.clear()
+        if len(transactions) > 1:
+            transactions.sort(key=_table_order)
         events = []
-        for transaction in self:
+        for transaction in transactions:
             deadline = transaction.get_timer()
             if deadline is not None and deadline <= now:
                 transaction.handle_timer(now)
@@ -712,16 +776,88 @@ class TransactionTable:
                 for message in transaction.messages_to_send():
                     self._orphan_messages.append((transaction, message))
                 self.remove(transaction)
+            else:
+                self._unsent[transaction] = None
+        for transaction in fired:  # their next deadline (firing a timer touches them anyway)
+            if transaction._watch is self._touched:
+                self._touched[transaction] = None
         return events
 
     def messages_to_send(self) -> "list[tuple[_Transaction, Request | Response]]":
         """Every queued message as (transaction, message); the owner sends each to the
         transaction's peer."""
         messages, self._orphan_messages = self._orphan_messages, []
-        for transaction in self:
+        unsent = self._unsent
+        for transaction in self._touched:
+            unsent[transaction] = None
+        for transaction in self._pending:
+            unsent[transaction] = None
+        if not unsent:
+            return messages
+        transactions = list(unsent)
+        unsent.clear()
+        if len(transactions) > 1:
+            transactions.sort(key=_table_order)
+        for transaction in transactions:
             for message in transaction.messages_to_send():
                 messages.append((transaction, message))
         return messages
+
+    def _adopt(self, transaction: "_Transaction", kind: int) -> None:
+        """`transaction` was added (kind 0: client, 1: server, 2: RFC 2543 server)."""
+        transaction._watch = self._touched
+        transaction._entry = None
+        transaction._order = (kind, self._added)
+        self._added += 1
+        self._touched[transaction] = None  # its timers, and a client's request to send
+
+    def _release(self, transaction: "_Transaction") -> None:
+        """`transaction` left the table: it tells us nothing more and its entry is stale."""
+        transaction._watch = None
+        self._touched.pop(transaction, None)
+        self._pending.pop(transaction, None)
+        self._unsent.pop(transaction, None)
+        if transaction._entry is not None:
+            transaction._entry = None
+            self._live -= 1
+            self._compact_if_stale()
+
+    def _refresh(self) -> None:
+        """Bring the heap entries of the transactions changed since the last call up to date;
+        they wait in `_pending` for `handle_timer` (their events, their end)."""
+        touched = self._touched
+        if not touched:
+            return
+        pending = self._pending
+        heap = self._heap
+        for transaction in touched:
+            pending[transaction] = None
+            deadline = transaction.get_timer()
+            entry = transaction._entry
+            if entry is not None:
+                if entry[0] == deadline:
+                    continue  # unchanged: the entry stays live
+                self._live -= 1  # re-armed or stopped: the entry is stale
+            if deadline is None:
+                transaction._entry = None
+            else:
+                self._sequence += 1
+                entry = (deadline, self._sequence, transaction)
+                transaction._entry = entry
+                heappush(heap, entry)
+                self._live += 1
+        touched.clear()
+        self._compact_if_stale()
+
+    def _compact_if_stale(self) -> None:
+        """Rebuild the heap from its live entries once the stale ones outnumber them, so re-armed
+        timers and dropped transactions cannot grow it without bound (it holds at most twice
+        the live entries). A sorted list is a heap."""
+        heap = self._heap
+        if len(heap) > 2 * self._live:
+            heap = [entry for entry in heap if entry[2]._entry is entry]
+            heap.sort()
+            self._heap = heap
 
     def _match_server(self, request: "Request", method: str) -> "ServerTransaction | None":
         try:
