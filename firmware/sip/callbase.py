@@ -234,15 +234,17 @@ class CallBase:
         self.manager.call_ended(self)
         self.manager.emit(CallEnded(self, reason, status))
 
-    def _add_local_tag(self, response: "Response") -> None:
-        to = response.headers.get("To") or ""
-        if self.dialog is not None and "tag=" not in to:
-            response.headers.set("To", "%s;tag=%s" % (to, self.dialog.local_tag))
+    def _response(self, request: "Request", status: int,
+                  reason: "str | None" = None) -> "Response":
+        """`request`'s response with our tag in the copied To once there is a dialog
+        (§8.2.6.2, §12.1.1: `make_response` adds it only to a To without one, never on a 100)."""
+        dialog = self.dialog
+        return request.make_response(status, reason,
+                                     dialog.local_tag if dialog is not None else None)
 
     def _reply(self, event: "RequestReceived", status: int, now: float,
                session_expires: bool = False) -> None:
-        response = event.request.make_response(status)
-        self._add_local_tag(response)
+        response = self._response(event.request, status)
         if status == 405:
             response.headers.set("Allow", ALLOW)
         if session_expires:

@@ -72,10 +72,7 @@ class UasCall(CallBase):
 
     def _make_response(self, status: int, reason: "str | None" = None) -> "Response":
         invite = self._incoming()[0]
-        # our tag goes into the copied To (§8.2.6.2; make_response adds it only to a To
-        # without one, and never on a 100), no second lookup and rebuild of the fields
-        dialog = self.dialog
-        response = invite.make_response(status, reason, dialog.local_tag if dialog else None)
+        response = self._response(invite, status, reason)
         if 100 < status < 300:
             # §12.1.1: a dialog-creating response carries the request's Record-Route, so the
             # caller's ACK and BYE take the same proxies.
@@ -187,8 +184,7 @@ class UasCall(CallBase):
     def _send_offer_answer(self, name: str, now: float, sdp: bytes) -> None:
         event = self._taken_offer()
         self.local_sdp = sdp
-        response = event.request.make_response(200)
-        self._add_local_tag(response)
+        response = self._response(event.request, 200)
         response.headers.set("Contact", "<%s>" % self.ua.contact_uri())
         self._add_session_expires(response)
         response.headers.set("Content-Type", SDP)
@@ -203,8 +199,7 @@ class UasCall(CallBase):
 
     def _send_offer_rejection(self, name: str, now: float, status: int) -> None:
         event = self._taken_offer()
-        response = event.request.make_response(status)
-        self._add_local_tag(response)
+        response = self._response(event.request, status)
         if status == 500:  # §14.2: a random 0-10 s
             response.headers.set("Retry-After", str(self.ua.random(1)[0] % 11))
         assert event.transaction is not None  # an INVITE's server transaction
