@@ -179,7 +179,7 @@ def _alsa_path(bench):
         if "error" in figures:
             raise BenchError(f"{path} call: {figures['error']}")
         out.update({f"{path}_{name}": value for name, value in figures.items()})
-    out["same_window"] = bool(out.pop("wav_same_window") and out.pop("alsa_same_window"))
+    out["same_window"] = all([out.pop("wav_same_window"), out.pop("alsa_same_window")])
     try:
         out.update({f"alsa_python_{name}": value for name, value in
                     _alsa_call(bench, "alsa_python", bench.peer("off"), None).items()
